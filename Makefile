@@ -1,0 +1,48 @@
+# ocsf-anomaly: the two commands a new user needs are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# The CPU build of torch lies on disk; install it first and exactly, or pip pulls a CUDA build.
+TORCH := torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint format bench demo-clean clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+## run: install, train the demo model if there is none, score the demo file.
+run: $(STAMP)
+	$(VENV)/bin/ocsf-anomaly demo
+
+## lint: ruff (lint + format check) and mypy on scorer/.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check scorer tests bench
+	$(VENV)/bin/ruff format --check scorer tests bench
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format scorer tests bench
+	$(VENV)/bin/ruff check --fix scorer tests bench
+
+## test: lint, then every test. pytest's exit code 5 (no tests collected) is a failure.
+test: lint
+	$(PY) -m pytest -n 2 --dist loadgroup tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+## bench: the benchmarks quoted in BENCHMARKS.md.
+bench: $(STAMP)
+	$(PY) bench/bench_train.py
+	$(PY) bench/bench_score.py
+	$(PY) bench/bench_detection.py
+
+clean:
+	rm -rf $(VENV) data build *.egg-info

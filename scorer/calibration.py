@@ -1,0 +1,113 @@
+"""Split-conformal calibration: raw scores → p-values and verdicts at a target false-positive rate.
+
+Held-out normal events, which neither trained the encoder nor sit in the index, are scored exactly
+as serving scores. For a new score ``s`` against ``n`` calibration scores,
+``p = (1 + #{calibration ≥ s}) / (n + 1)``; the event is anomalous when ``p ≤ α``. If normal
+events at scoring time are exchangeable with the calibration events, the false-positive rate is
+at most α (and within about 1/n of it). Per-``class_uid`` calibration where a class has enough
+events, since classes differ in how far their normal events sit from their neighbours.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+GLOBAL = "global"
+MIN_GROUP_SIZE = 500
+
+Floats = npt.NDArray[np.float64]
+
+
+def conformal_p_values(calibration_scores: npt.ArrayLike, scores: npt.ArrayLike) -> Floats:
+    """``(1 + #{calibration ≥ s}) / (n + 1)`` for every ``s``; NaN scores give NaN."""
+    reference = np.sort(np.asarray(calibration_scores, dtype=np.float64))
+    values = np.asarray(scores, dtype=np.float64)
+    at_least = reference.size - np.searchsorted(reference, values, side="left")
+    p = (1.0 + at_least) / (reference.size + 1.0)
+    return np.where(np.isnan(values), np.nan, p)
+
+
+def conformal_threshold(calibration_scores: npt.ArrayLike, alpha: float) -> float:
+    """The score above which the p-value is at most ``alpha``; +inf when ``n`` is too small for it."""
+    reference = np.sort(np.asarray(calibration_scores, dtype=np.float64))
+    n = reference.size
+    allowed = math.floor(alpha * (n + 1) - 1 + 1e-9)  # how many calibration scores may be ≥ s
+    if allowed < 0:
+        return math.inf
+    if allowed >= n:
+        return -math.inf
+    return float(reference[n - 1 - allowed])
+
+
+def group_key(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return GLOBAL
+    if isinstance(value, int | float) and math.isfinite(value) and float(value).is_integer():
+        return f"class_uid={int(value)}"
+    if isinstance(value, str) and value.strip().isdigit():
+        return f"class_uid={int(value)}"
+    return GLOBAL
+
+
+@dataclass
+class Calibration:
+    """Sorted calibration scores per group (``global`` plus classes with enough events)."""
+
+    groups: dict[str, Floats]
+    min_group_size: int = MIN_GROUP_SIZE
+
+    @classmethod
+    def fit(
+        cls, scores: npt.ArrayLike, class_uids: Sequence[Any], *, min_group_size: int = MIN_GROUP_SIZE
+    ) -> Calibration:
+        values = np.asarray(scores, dtype=np.float64)
+        if values.size == 0:
+            raise ValueError("calibration needs at least one held-out score")
+        keys = np.array([group_key(v) for v in class_uids])
+        groups = {GLOBAL: np.sort(values)}
+        for key in sorted(set(keys.tolist()) - {GLOBAL}):
+            members = values[keys == key]
+            if members.size >= min_group_size:
+                groups[key] = np.sort(members)
+        return cls(groups=groups, min_group_size=min_group_size)
+
+    def resolve(self, class_uids: Sequence[Any]) -> list[str]:
+        """The calibration group of each event: its class where calibrated, else global."""
+        return [key if (key := group_key(v)) in self.groups else GLOBAL for v in class_uids]
+
+    def p_values(self, scores: npt.ArrayLike, groups: Sequence[str]) -> Floats:
+        values = np.asarray(scores, dtype=np.float64)
+        out = np.full(values.shape, np.nan)
+        keys = np.asarray(groups)
+        for key in set(groups):
+            rows = keys == key
+            out[rows] = conformal_p_values(self.groups[key], values[rows])
+        return out
+
+    def thresholds(self, groups: Sequence[str], alpha: float) -> Floats:
+        per_group = {key: conformal_threshold(self.groups[key], alpha) for key in set(groups)}
+        return np.array([per_group[g] for g in groups], dtype=np.float64)
+
+    def sizes(self) -> dict[str, int]:
+        return {key: int(v.size) for key, v in self.groups.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "min_group_size": self.min_group_size,
+            "groups": {key: v.tolist() for key, v in self.groups.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        groups = {str(k): np.sort(np.asarray(v, dtype=np.float64)) for k, v in data["groups"].items()}
+        if GLOBAL not in groups or any(
+            v.ndim != 1 or v.size == 0 or np.isnan(v).any() for v in groups.values()
+        ):
+            raise ValueError("calibration.json needs a non-empty 'global' group of finite scores")
+        return cls(groups=groups, min_group_size=int(data["min_group_size"]))

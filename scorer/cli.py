@@ -1,0 +1,361 @@
+"""The ``ocsf-anomaly`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EPILOG = """\
+examples:
+  ocsf-anomaly train events.jsonl.gz --output models/m1
+  ocsf-anomaly score --model models/m1 new.jsonl.gz --output scored.jsonl
+  ocsf-anomaly score --model models/m1 new.jsonl.gz --output scores.csv --alpha 0.001
+  ocsf-anomaly evaluate --model models/m1 test.jsonl.gz --labels test.labels.csv --train events.jsonl.gz
+  ocsf-anomaly demo            # what `make run` does
+"""
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _alpha(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError("alpha is a false-positive rate between 0 and 1, e.g. 0.01")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
+
+
+def _existing(text: str) -> Path:
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no such file: {path}")
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ocsf-anomaly",
+        description="Score OCSF security events for anomalies and write the verdict back into each event.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train",
+        help="fit a model on normal events",
+        description=(
+            "Fit a detector on events you consider normal: a feature spec, a TabularResNet trained without "
+            "labels, k-NN indices over a baseline of up to 50,000 events, and conformal calibration on "
+            "held-out events. Writes a model bundle directory."
+        ),
+    )
+    train.add_argument(
+        "events",
+        nargs="+",
+        type=_existing,
+        metavar="EVENTS",
+        help="JSONL, JSONL.gz or Parquet files of OCSF events",
+    )
+    train.add_argument(
+        "--output", "-o", required=True, type=Path, help="bundle directory to write (replaced if it exists)"
+    )
+    train.add_argument(
+        "--features",
+        default="auto",
+        help="'auto' (infer a spec from these events; the default), 'default' (built-in common OCSF fields) or a SPEC.toml",
+    )
+    train.add_argument(
+        "--epochs",
+        type=_positive,
+        default=None,
+        help="training epochs (default: measured best, see BENCHMARKS.md)",
+    )
+    train.add_argument(
+        "--seed", type=int, default=0, help="random seed for splits, training and indices (default 0)"
+    )
+    train.add_argument(
+        "--score",
+        choices=("fusion", "embedding", "features"),
+        default="fusion",
+        help="default score kind of the bundle (all three are calibrated; default fusion)",
+    )
+    train.add_argument("--k", type=_positive, default=20, help="neighbours per score (default 20)")
+    train.add_argument(
+        "--baseline-size",
+        type=_positive,
+        default=50_000,
+        help="events kept in the k-NN baseline (default 50000)",
+    )
+    train.add_argument("--name", default="ocsf-anomaly", help="model name recorded in the bundle")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    score = commands.add_parser(
+        "score",
+        help="score an events file",
+        description=(
+            "Score every line of INPUT. OUTPUT ending in .jsonl gets each event with an `anomaly` object added; "
+            "ending in .csv gets `line,score,p_value,is_anomaly`, one row per input line in input order. "
+            "Bad lines are reported on stderr and get empty score fields."
+        ),
+    )
+    score.add_argument(
+        "input", type=_existing, metavar="INPUT", help="JSONL, JSONL.gz or Parquet file of OCSF events"
+    )
+    score.add_argument("--model", "-m", required=True, type=Path, help="model bundle directory")
+    score.add_argument("--output", "-o", required=True, type=Path, help="OUT.jsonl or OUT.csv")
+    score.add_argument(
+        "--alpha", type=_alpha, default=None, help="target false-positive rate (default: the bundle's, 0.01)"
+    )
+    score.add_argument(
+        "--workers", type=_positive, default=None, help="worker processes (default: one per core)"
+    )
+    score.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="measure detection quality on labelled events",
+        description=(
+            "Print ROC-AUC, PR-AUC, recall and realised false-positive rate at alpha for the model's three score "
+            "kinds, and for two baselines fitted on the normal events of TRAIN_EVENTS in the same run: k-NN "
+            "(k = 20) on raw features and IsolationForest, each thresholded on a held-out fifth."
+        ),
+    )
+    evaluate.add_argument("events", type=_existing, metavar="EVENTS", help="labelled events to evaluate on")
+    evaluate.add_argument("--model", "-m", required=True, type=Path, help="model bundle directory")
+    evaluate.add_argument("--labels", required=True, type=_existing, help="CSV with line,label (1 = attack)")
+    evaluate.add_argument(
+        "--train",
+        required=True,
+        type=_existing,
+        help="the events the model was trained on (for the baselines)",
+    )
+    evaluate.add_argument(
+        "--train-labels", type=_existing, default=None, help="labels of --train, if it holds attacks too"
+    )
+    evaluate.add_argument(
+        "--alpha", type=_alpha, default=0.01, help="target false-positive rate (default 0.01)"
+    )
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the baselines' held-out split")
+    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    split = commands.add_parser(
+        "split",
+        help="seeded line-level split of a labelled file for evaluation",
+        description="Write train_normal.jsonl.gz (normal lines of one side), test.jsonl.gz and test.labels.csv (the other side).",
+    )
+    split.add_argument("events", type=_existing, metavar="EVENTS")
+    split.add_argument("--labels", required=True, type=_existing)
+    split.add_argument("--output", "-o", required=True, type=Path)
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument(
+        "--fraction", type=float, default=0.5, help="share of lines on the training side (default 0.5)"
+    )
+
+    features = commands.add_parser("features", help="feature specs", description="Work with feature specs.")
+    feature_commands = features.add_subparsers(dest="features_command", required=True, metavar="ACTION")
+    infer = feature_commands.add_parser(
+        "infer",
+        help="infer a spec from events and write it as TOML",
+        description="Profile every leaf of the events (unmapped.* included) and write the spec `train --features auto` would use.",
+    )
+    infer.add_argument("events", nargs="+", type=_existing, metavar="EVENTS")
+    infer.add_argument("--output", "-o", type=Path, default=None, help="write here instead of stdout")
+
+    commands.add_parser(
+        "demo",
+        help="train a demo model on synthetic events (if none yet) and score a demo file",
+        description=(
+            "Generate seeded synthetic OCSF events with injected anomalies under data/demo/, train "
+            "data/models/demo if it is missing, score data/demo/demo.jsonl and print what was found."
+        ),
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {
+        "train": _train,
+        "score": _score,
+        "evaluate": _evaluate,
+        "split": _split,
+        "features": _features,
+        "demo": _demo,
+    }
+    from scorer.bundle import BundleError
+    from scorer.features.spec import SpecError
+
+    try:
+        return handlers[args.command](args)
+    except (CliError, BundleError, SpecError, FileNotFoundError, ValueError) as exc:
+        _say(f"error: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130
+
+
+def _load_spec(choice: str) -> Any:
+    from scorer.features.spec import default_spec, load_spec
+
+    if choice == "auto":
+        return None
+    if choice == "default":
+        return default_spec()
+    return load_spec(choice)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from scorer import bundle
+    from scorer.detector import Detector, DetectorConfig, set_threads
+    from scorer.io import load_events
+    from scorer.model import TrainConfig
+
+    set_threads(os.cpu_count() or 1)
+    spec = _load_spec(args.features)
+    _say(f"reading {', '.join(str(p) for p in args.events)}")
+    events = load_events(args.events)
+    train_config = TrainConfig(seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
+    config = DetectorConfig(k=args.k, score=args.score, baseline_size=args.baseline_size, seed=args.seed)
+    detector = Detector.fit(
+        events, spec=spec, config=config, train_config=train_config, progress=not args.quiet, log=_say
+    )
+    path = bundle.save(detector, args.output, name=args.name)
+    meta = detector.metadata
+    index = meta["index"]
+    _say(
+        f"wrote {path} (version {meta['version']}): {meta['training']['events']:,} events, "
+        f"{len(meta['features'])} features, embedding index {index['embedding']['kind']} "
+        f"(recall@{args.k} {index['embedding']['recall_at_k']:.3f}), "
+        f"{meta['training']['seconds']:.0f} s"
+    )
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from scorer.batch import output_kind, score_file
+    from scorer.bundle import read_metadata
+
+    output_kind(args.output)
+    read_metadata(args.model)  # fail fast, in this process, on a missing bundle
+    stats = score_file(
+        args.model, args.input, args.output, alpha=args.alpha, workers=args.workers, progress=not args.quiet
+    )
+    rate = stats.lines / stats.wall_seconds if stats.wall_seconds else 0.0
+    _say(
+        f"scored {stats.scored:,} of {stats.lines:,} lines into {args.output} in {stats.wall_seconds:.1f} s "
+        f"({rate:,.0f} events/s): {stats.anomalies:,} anomalies, {stats.bad:,} bad lines"
+    )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from scorer import bundle
+    from scorer.detector import set_threads
+    from scorer.evaluate import evaluate, format_report, load_labelled, load_train_normals
+
+    set_threads(os.cpu_count() or 1)
+    detector = bundle.load(args.model)
+    events, labels = load_labelled(args.events, args.labels)
+    train_events = load_train_normals(args.train, args.train_labels)
+    _say(
+        f"evaluating on {len(events):,} events ({int(labels.sum()):,} attacks); baselines fit on {len(train_events):,} normal events"
+    )
+    report = evaluate(detector, events, labels, train_events, alpha=args.alpha, seed=args.seed)
+    print(json.dumps(report, indent=1) if args.json else format_report(report, args.alpha))
+    return 0
+
+
+def _split(args: argparse.Namespace) -> int:
+    from scorer.evaluate import split_labelled
+
+    paths = split_labelled(args.events, args.labels, args.output, seed=args.seed, fraction=args.fraction)
+    for name, path in paths.items():
+        _say(f"{name}: {path}")
+    return 0
+
+
+def _features(args: argparse.Namespace) -> int:
+    from scorer.features.infer import infer_spec
+    from scorer.io import load_events
+
+    spec = infer_spec(load_events(args.events))
+    text = spec.to_toml()
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+        _say(f"wrote {args.output}: {len(spec.features)} features, {len(spec.excluded)} paths left out")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import orjson
+
+    from scorer import bundle
+    from scorer.batch import score_file
+    from scorer.demo import write_demo_files
+    from scorer.detector import Detector, set_threads
+    from scorer.evaluate import read_labels
+    from scorer.io import load_events
+    from scorer.paths import state_dir
+
+    demo_dir = state_dir() / "demo"
+    model_dir = state_dir() / "models" / "demo"
+    files = write_demo_files(demo_dir)
+    try:
+        bundle.load(model_dir)
+        _say(f"using the demo model in {model_dir}")
+    except bundle.BundleError:
+        _say(f"training the demo model on {files.train} (about a minute) ...")
+        set_threads(os.cpu_count() or 1)
+        started = time.perf_counter()
+        detector = Detector.fit(load_events([files.train]), log=_say)
+        bundle.save(detector, model_dir, name="ocsf-anomaly-demo")
+        _say(f"trained in {time.perf_counter() - started:.0f} s → {model_dir}")
+    scored = demo_dir / "scored.jsonl"
+    stats = score_file(model_dir, files.demo, scored, progress=False)
+    labels = read_labels(files.labels)
+    flagged = []
+    with scored.open("rb") as handle:
+        for line, raw in enumerate(handle, start=1):
+            event = orjson.loads(raw)
+            if event["anomaly"].get("is_anomaly"):
+                flagged.append((line, event))
+    hits = sum(labels.get(line, 0) for line, _ in flagged)
+    attacks = sum(labels.values())
+    print(f"\nscored {stats.lines:,} demo events → {scored}")
+    print(f"{len(flagged)} flagged at α = 0.01; {hits} of them injected anomalies ({hits}/{attacks} found)\n")
+    flagged.sort(key=lambda item: item[1]["anomaly"]["p_value"])
+    for line, event in flagged[:10]:
+        anomaly = event["anomaly"]
+        why = "; ".join(f"{r['field']}={r['value']!r} (typical {r['typical']!r})" for r in anomaly["reasons"])
+        print(f"line {line:>5}  class {event.get('class_uid')}  p={anomaly['p_value']:.4f}  {why}")
+    if len(flagged) > 10:
+        print(f"... and {len(flagged) - 10} more in {scored}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,480 @@
+"""The scoring engine: fit a detector on normal events, score batches, explain, save and load.
+
+One batch of OCSF events goes: encode → embed (TabularResNet) → k-NN search over the baseline →
+score (embedding distance, feature-space distance, or their fusion) → conformal p-value and verdict
+→ explanation. Plain synchronous, batch-first code; the service, the CLI and streaming call it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from scorer.calibration import Calibration
+from scorer.features.encoder import (
+    MISSING_INDEX,
+    UNKNOWN_INDEX,
+    EncodedBatch,
+    FeatureEncoder,
+    compile_getter,
+)
+from scorer.features.infer import infer_spec
+from scorer.features.spec import FeatureDef, FeatureSpec
+from scorer.knn import ANN_THRESHOLD, KnnIndex
+from scorer.model import ModelConfig, TabularResNet, TrainConfig, embed, train_model
+
+Event = dict[str, Any]
+ScoreKind = Literal["embedding", "features", "fusion"]
+SCORE_KINDS: tuple[ScoreKind, ...] = ("embedding", "features", "fusion")
+STAGES = ("encode", "embed", "search", "calibrate", "explain")
+FUSION_SAMPLE = 5_000
+CHUNK = 4096  # events scored at once: bounds the (events × k × columns) arrays of the explanation
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """How a detector is fitted and scores. Defaults chosen by measurement (BENCHMARKS.md)."""
+
+    k: int = 20
+    score: ScoreKind = "fusion"
+    alpha: float = 0.01
+    baseline_size: int = 50_000
+    calibration_fraction: float = 0.2
+    max_calibration: int = 20_000
+    min_group_size: int = 500
+    ann_threshold: int = ANN_THRESHOLD
+    n_reasons: int = 3
+    n_neighbors: int = 5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.score not in SCORE_KINDS:
+            raise ValueError(f"score must be one of {', '.join(SCORE_KINDS)}, not {self.score!r}")
+        if self.k < 1:
+            raise ValueError("k must be at least 1")
+        if not 0 < self.alpha < 1:
+            raise ValueError("alpha (the target false-positive rate) must be between 0 and 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Standardiser:
+    """Robust standardisation of a log-distance score, fitted on the baseline's own scores."""
+
+    center: float
+    scale: float
+
+    def __call__(self, scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return (np.log1p(scores) - self.center) / self.scale
+
+    @classmethod
+    def fit(cls, scores: npt.NDArray[np.float64]) -> Standardiser:
+        logs = np.log1p(scores)
+        q25, median, q75 = np.percentile(logs, [25, 50, 75])
+        scale = float(q75 - q25) / 1.349 or float(np.std(logs)) or 1.0
+        return cls(center=float(median), scale=scale)
+
+
+@dataclass
+class Reason:
+    field: str
+    value: Any
+    typical: Any
+    deviation: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "field": self.field,
+            "value": self.value,
+            "typical": self.typical,
+            "deviation": round(self.deviation, 3),
+        }
+
+
+@dataclass
+class ScoreResult:
+    """Scores of one batch, in input order, and what each stage cost."""
+
+    score: npt.NDArray[np.float64]
+    p_value: npt.NDArray[np.float64]
+    is_anomaly: npt.NDArray[np.bool_]
+    threshold: npt.NDArray[np.float64]
+    group: list[str]
+    components: dict[str, npt.NDArray[np.float64]]
+    reasons: list[list[Reason]]
+    neighbors: list[list[str]]
+    unknown_rate: float
+    mean_knn_distance: float
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.score.shape[0])
+
+    def anomaly(self, i: int, model: dict[str, Any]) -> dict[str, Any]:
+        """The ``anomaly`` object written into event ``i``."""
+        threshold = float(self.threshold[i])
+        return {
+            "score": round(float(self.score[i]), 6),
+            "p_value": round(float(self.p_value[i]), 6),
+            "is_anomaly": bool(self.is_anomaly[i]),
+            "threshold": round(threshold, 6) if math.isfinite(threshold) else None,
+            "calibration_group": self.group[i],
+            "reasons": [r.to_dict() for r in self.reasons[i]],
+            "neighbors": self.neighbors[i],
+            "model": model,
+        }
+
+
+@dataclass
+class Detector:
+    """A fitted detector: encoder, network, baseline indices, calibration and metadata."""
+
+    config: DetectorConfig
+    encoder: FeatureEncoder
+    model: TabularResNet
+    embedding_index: KnnIndex
+    feature_index: KnnIndex
+    baseline: EncodedBatch
+    baseline_ids: list[str]
+    standardisers: dict[str, Standardiser]
+    calibrations: dict[str, Calibration]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ fit
+    @classmethod
+    def fit(
+        cls,
+        events: Sequence[Event],
+        *,
+        spec: FeatureSpec | None = None,
+        config: DetectorConfig | None = None,
+        train_config: TrainConfig | None = None,
+        model_config: dict[str, Any] | None = None,
+        progress: bool = True,
+        log: Any = None,
+    ) -> Detector:
+        """Fit on normal events: encoder and network on one part, calibration on a held-out part.
+
+        The baseline index is a sample of the training part (the same events may train the
+        encoder and sit in the index); calibration events are held out from both.
+        """
+        config = config or DetectorConfig()
+        train_config = train_config or TrainConfig(seed=config.seed)
+        say = log or (lambda message: None)
+        events = [e for e in events if isinstance(e, dict)]
+        if len(events) < 50:
+            raise ValueError(f"need at least 50 events to fit a detector, got {len(events)}")
+        started = time.perf_counter()
+        rng = np.random.default_rng(config.seed)
+        order = rng.permutation(len(events))
+        n_cal = min(config.max_calibration, max(20, int(len(events) * config.calibration_fraction)))
+        cal_rows, train_rows = order[:n_cal], order[n_cal:]
+        train_events = [events[i] for i in train_rows]
+        cal_events = [events[i] for i in cal_rows]
+
+        if spec is None:
+            say(f"inferring a feature spec from {len(train_events):,} events")
+            spec = infer_spec(train_events)
+        encoder = FeatureEncoder(spec).fit(train_events)
+        say(
+            f"{len(spec.features)} features ({len(encoder.cardinalities)} categorical, {len(encoder.numeric_columns)} numeric columns)"
+        )
+        encoded = encoder.encode(train_events)
+
+        architecture = ModelConfig(
+            cardinalities=tuple(encoder.cardinalities), n_numeric=encoded.num.shape[1], **(model_config or {})
+        )
+        say(f"training TabularResNet on {min(len(train_events), train_config.max_rows):,} events")
+        model, report = train_model(encoded, architecture, train_config, progress=progress)
+
+        baseline_rows = rng.permutation(len(train_events))[: config.baseline_size]
+        baseline = encoded.take(baseline_rows)
+        getter = compile_getter("metadata.uid")
+        baseline_ids = [_event_id(getter(train_events[i]), int(i)) for i in baseline_rows]
+        cal_encoded = encoder.encode(cal_events)
+
+        say(f"indexing a baseline of {len(baseline):,} events")
+        embedding_index = KnnIndex.build(
+            embed(model, baseline),
+            k=config.k,
+            recall_queries=embed(model, cal_encoded),
+            ann_threshold=config.ann_threshold,
+        )
+        feature_index = KnnIndex.build(
+            encoder.dense(baseline),
+            k=config.k,
+            recall_queries=encoder.dense(cal_encoded),
+            ann_threshold=config.ann_threshold,
+        )
+        detector = cls(
+            config=config,
+            encoder=encoder,
+            model=model,
+            embedding_index=embedding_index,
+            feature_index=feature_index,
+            baseline=baseline,
+            baseline_ids=baseline_ids,
+            standardisers={},
+            calibrations={},
+        )
+        detector.standardisers = detector._fit_standardisers()
+        say(f"calibrating on {len(cal_events):,} held-out events")
+        # Every score kind is calibrated, so the kind can be switched at scoring time.
+        cal_scores = detector.with_config(score="fusion")._components(cal_encoded)[0]
+        class_uids = [compile_getter("class_uid")(e) for e in cal_events]
+        detector.calibrations = {
+            kind: Calibration.fit(cal_scores[kind], class_uids, min_group_size=config.min_group_size)
+            for kind in SCORE_KINDS
+        }
+        detector.metadata = {
+            "training": {
+                "events": len(events),
+                "encoder_events": report.rows,
+                "baseline_events": len(baseline),
+                "calibration_events": len(cal_events),
+                "seconds": round(time.perf_counter() - started, 2),
+                "report": report.to_dict(),
+                "config": train_config.to_dict(),
+            },
+            "model": architecture.to_dict(),
+            "detector": config.to_dict(),
+            "index": {
+                "embedding": {
+                    "kind": embedding_index.kind,
+                    "recall_at_k": embedding_index.recall,
+                    "ef_search": embedding_index.ef_search,
+                },
+                "features": {
+                    "kind": feature_index.kind,
+                    "recall_at_k": feature_index.recall,
+                    "ef_search": feature_index.ef_search,
+                },
+            },
+            "calibration": detector.calibration.sizes(),
+            "features": [f.name for f in spec.features],
+            "excluded": [{"path": p, "reason": r} for p, r in spec.excluded],
+        }
+        return detector
+
+    def _fit_standardisers(self) -> dict[str, Standardiser]:
+        """Leave-one-out scores of a baseline sample (its nearest neighbour, itself, dropped)."""
+        rng = np.random.default_rng(self.config.seed + 1)
+        rows = rng.permutation(len(self.baseline))[:FUSION_SAMPLE]
+        sample = self.baseline.take(rows)
+        k = self.config.k
+        emb_d, _ = self.embedding_index.search(embed(self.model, sample), k + 1)
+        feat_d, _ = self.feature_index.search(self.encoder.dense(sample), k + 1)
+        return {
+            "embedding": Standardiser.fit(emb_d[:, 1:].mean(axis=1, dtype=np.float64)),
+            "features": Standardiser.fit(feat_d[:, 1:].mean(axis=1, dtype=np.float64)),
+        }
+
+    # ------------------------------------------------------------------ score
+    def with_config(self, **changes: Any) -> Detector:
+        """The same fitted detector scoring with other settings (k, score kind, alpha …)."""
+        return replace(self, config=replace(self.config, **changes))
+
+    def _components(
+        self, encoded: EncodedBatch, seconds: dict[str, float] | None = None
+    ) -> tuple[dict[str, npt.NDArray[np.float64]], npt.NDArray[np.int64]]:
+        seconds = seconds if seconds is not None else {}
+        k = self.config.k
+        t0 = time.perf_counter()
+        embeddings = embed(self.model, encoded) if self.config.score != "features" else None
+        dense = self.encoder.dense(encoded) if self.config.score != "embedding" else None
+        t1 = time.perf_counter()
+        out: dict[str, npt.NDArray[np.float64]] = {}
+        neighbours = np.zeros((len(encoded), 0), dtype=np.int64)
+        if embeddings is not None:
+            distances, neighbours = self.embedding_index.search(embeddings, k)
+            out["embedding"] = distances.mean(axis=1, dtype=np.float64)
+        if dense is not None:
+            distances, neighbours = self.feature_index.search(dense, k)
+            out["features"] = distances.mean(axis=1, dtype=np.float64)
+        if "embedding" in out and "features" in out:
+            out["fusion"] = 0.5 * (
+                self.standardisers["embedding"](out["embedding"])
+                + self.standardisers["features"](out["features"])
+            )
+        t2 = time.perf_counter()
+        seconds["embed"] = seconds.get("embed", 0.0) + t1 - t0
+        seconds["search"] = seconds.get("search", 0.0) + t2 - t1
+        return out, neighbours
+
+    def score(
+        self, events: Sequence[Event], *, alpha: float | None = None, explain: bool = True
+    ) -> ScoreResult:
+        """Score a batch of events (dicts), in chunks that bound memory. Never raises on an event's content."""
+        alpha = self.config.alpha if alpha is None else alpha
+        if not 0 < alpha < 1:
+            raise ValueError("alpha must be between 0 and 1")
+        parts = [
+            self._score_chunk(events[i : i + CHUNK], alpha, explain) for i in range(0, len(events), CHUNK)
+        ]
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return self._score_chunk([], alpha, explain)
+        sizes = np.array([len(p) for p in parts], dtype=np.float64)
+        return ScoreResult(
+            score=np.concatenate([p.score for p in parts]),
+            p_value=np.concatenate([p.p_value for p in parts]),
+            is_anomaly=np.concatenate([p.is_anomaly for p in parts]),
+            threshold=np.concatenate([p.threshold for p in parts]),
+            group=[g for p in parts for g in p.group],
+            components={k: np.concatenate([p.components[k] for p in parts]) for k in parts[0].components},
+            reasons=[r for p in parts for r in p.reasons],
+            neighbors=[r for p in parts for r in p.neighbors],
+            unknown_rate=float(np.average([p.unknown_rate for p in parts], weights=sizes)),
+            mean_knn_distance=float(np.average([p.mean_knn_distance for p in parts], weights=sizes)),
+            seconds={k: sum(p.seconds.get(k, 0.0) for p in parts) for k in STAGES},
+        )
+
+    def _score_chunk(self, events: Sequence[Event], alpha: float, explain: bool) -> ScoreResult:
+        seconds: dict[str, float] = {}
+        t0 = time.perf_counter()
+        encoded = self.encoder.encode(events)
+        seconds["encode"] = time.perf_counter() - t0
+        components, neighbours = self._components(encoded, seconds)
+        t1 = time.perf_counter()
+        scores = components[self.config.score]
+        class_getter = compile_getter("class_uid")
+        groups = self.calibration.resolve([class_getter(e) for e in events])
+        p_values = self.calibration.p_values(scores, groups)
+        thresholds = self.calibration.thresholds(groups, alpha)
+        t2 = time.perf_counter()
+        seconds["calibrate"] = t2 - t1
+        reasons: list[list[Reason]] = [[] for _ in events]
+        neighbor_ids: list[list[str]] = [[] for _ in events]
+        if explain and len(events):
+            reasons = self._explain(events, encoded, neighbours)
+            neighbor_ids = [
+                [self.baseline_ids[j] for j in row[: self.config.n_neighbors] if j >= 0]
+                for row in neighbours.tolist()
+            ]
+        seconds["explain"] = time.perf_counter() - t2
+        unknown = encoded.cat == UNKNOWN_INDEX
+        return ScoreResult(
+            score=scores,
+            p_value=p_values,
+            is_anomaly=p_values <= alpha + 1e-12,
+            threshold=thresholds,
+            group=groups,
+            components=components,
+            reasons=reasons,
+            neighbors=neighbor_ids,
+            unknown_rate=float(unknown.mean()) if unknown.size else 0.0,
+            mean_knn_distance=float(scores.mean()) if len(scores) else 0.0,
+            seconds=seconds,
+        )
+
+    @property
+    def calibration(self) -> Calibration:
+        """The calibration of the score kind in use."""
+        return self.calibrations[self.config.score]
+
+    @property
+    def model_info(self) -> dict[str, Any]:
+        return {
+            "name": self.metadata.get("name", "ocsf-anomaly"),
+            "version": self.metadata.get("version", "unsaved"),
+        }
+
+    # ------------------------------------------------------------------ explain
+    def _explain(
+        self, events: Sequence[Event], encoded: EncodedBatch, neighbours: npt.NDArray[np.int64]
+    ) -> list[list[Reason]]:
+        """The fields on which each event differs most from its neighbours (scaled units)."""
+        encoder = self.encoder
+        nbr = np.where(neighbours >= 0, neighbours, 0)
+        numeric = encoder.numeric_features
+        n_values = len(encoder.numeric_columns) - len(numeric)
+        owners = np.asarray(encoder.numeric_column_feature[:n_values])
+        nbr_num = self.baseline.num[nbr]  # (n, k, columns)
+        median = np.median(nbr_num[:, :, :n_values], axis=1)
+        gap = np.abs(encoded.num[:, :n_values] - median)
+        deviations = []
+        for i in range(len(numeric)):
+            columns = np.flatnonzero(owners == i)
+            value_gap = gap[:, columns].max(axis=1)
+            missing = encoded.num[:, n_values + i]
+            missing_gap = np.abs(missing - nbr_num[:, :, n_values + i].mean(axis=1))
+            deviations.append(np.where(missing > 0, 3.0 * missing_gap, value_gap))
+        nbr_cat = self.baseline.cat[nbr]  # (n, k, categorical)
+        differs = (nbr_cat != encoded.cat[:, None, :]).mean(axis=1)
+        for j in range(encoded.cat.shape[1]):
+            deviations.append(np.where(encoded.cat[:, j] == UNKNOWN_INDEX, 5.0, 3.0 * differs[:, j]))
+        matrix = np.stack(deviations, axis=1)  # (n, numeric features + categorical features)
+        fields: list[FeatureDef] = numeric + encoder.categorical_features
+        top = np.argsort(-matrix, axis=1)[:, : self.config.n_reasons]
+        getters = [compile_getter(f.path) for f in fields]
+        out: list[list[Reason]] = []
+        for row, event in enumerate(events):
+            reasons = []
+            for f in top[row].tolist():
+                deviation = float(matrix[row, f])
+                if deviation < 0.5:
+                    break
+                feature = fields[f]
+                reasons.append(
+                    Reason(
+                        field=feature.path if feature.kind in ("numeric", "categorical") else feature.name,
+                        value=_display(getters[f](event) if isinstance(event, dict) else None),
+                        typical=self._typical(feature, f - len(numeric), nbr_cat[row], median[row], owners),
+                        deviation=deviation,
+                    )
+                )
+            out.append(reasons)
+        return out
+
+    def _typical(
+        self,
+        feature: FeatureDef,
+        cat_column: int,
+        nbr_cat: npt.NDArray[np.int64],
+        median: npt.NDArray[np.float32],
+        owners: npt.NDArray[np.int64],
+    ) -> Any:
+        if feature.is_categorical:
+            values, counts = np.unique(nbr_cat[:, cat_column], return_counts=True)
+            mode = int(values[np.argmax(counts)])
+            return None if mode == MISSING_INDEX else self.encoder.category_label(feature, mode)
+        index = self.encoder.numeric_features.index(feature)
+        columns = np.flatnonzero(owners == index)
+        if feature.kind == "time_cyclic":
+            hour = (
+                math.atan2(float(median[columns[0]]), float(median[columns[1]])) / (2 * math.pi) * 24
+            ) % 24
+            return f"{int(hour):02d}:00 UTC"
+        value = self.encoder.numeric_value(feature, float(median[columns[0]]))
+        return round(value, 4) if abs(value) < 1e15 else value
+
+
+def _event_id(uid: Any, row: int) -> str:
+    return uid if isinstance(uid, str) and uid else f"baseline-row-{row}"
+
+
+def _display(value: Any) -> Any:
+    """An event value as it may appear in an explanation: scalars as they are, others summarised."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return value if len(value) <= 200 else value[:200] + "…"
+    return f"<{type(value).__name__}>"
+
+
+def set_threads(n: int) -> None:
+    """Pin torch and faiss to ``n`` threads (one per worker: OpenMP teams must not fight)."""
+    import faiss
+
+    torch.set_num_threads(n)
+    faiss.omp_set_num_threads(n)

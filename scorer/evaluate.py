@@ -1,0 +1,123 @@
+"""Detection quality on labelled events, beside two reference baselines measured in the same run."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scorer.detector import SCORE_KINDS, Detector
+from scorer.io import iter_raw_lines, iter_records, load_events, parse_line
+
+
+def read_labels(path: Path) -> dict[int, int]:
+    """``line,label[,attack]`` → {line: 1 for attack, 0 for normal}."""
+    labels: dict[int, int] = {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"line", "label"} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: expected a header with 'line' and 'label' columns")
+        for row in reader:
+            labels[int(row["line"])] = int(row["label"])
+    return labels
+
+
+def load_labelled(events_path: Path, labels_path: Path) -> tuple[list[dict[str, Any]], np.ndarray]:
+    labels = read_labels(labels_path)
+    events: list[dict[str, Any]] = []
+    y: list[int] = []
+    for line, event, _ in iter_records(events_path):
+        if event is not None and line in labels:
+            events.append(event)
+            y.append(labels[line])
+    if not events:
+        raise ValueError(f"no line of {events_path} has a label in {labels_path}")
+    return events, np.asarray(y, dtype=np.int64)
+
+
+def evaluate(
+    detector: Detector,
+    events: Sequence[dict[str, Any]],
+    labels: np.ndarray,
+    train_events: Sequence[dict[str, Any]],
+    *,
+    alpha: float = 0.01,
+    seed: int = 0,
+    baselines: bool = True,
+) -> dict[str, dict[str, float]]:
+    """ROC-AUC, PR-AUC, recall and realised FPR at ``alpha`` for every score kind and the baselines."""
+    from scorer.baselines import run_baselines
+    from scorer.metrics import detection_report
+
+    result = detector.with_config(score="fusion").score(events, explain=False)
+    groups = result.group
+    report: dict[str, dict[str, float]] = {}
+    for kind in SCORE_KINDS:
+        scores = result.components[kind]
+        p_values = detector.calibrations[kind].p_values(scores, groups)
+        name = f"{kind}{' (default)' if kind == detector.config.score else ''}"
+        report[name] = detection_report(labels, scores, p_values <= alpha + 1e-12)
+    if baselines:
+        for baseline in run_baselines(list(train_events), list(events), alpha=alpha, seed=seed):
+            report[baseline.name] = detection_report(labels, baseline.scores, baseline.flagged)
+    return report
+
+
+def format_report(report: dict[str, dict[str, float]], alpha: float) -> str:
+    header = f"{'score':<22}{'ROC-AUC':>9}{'PR-AUC':>9}{'recall@α':>10}{'FPR@α':>9}"
+    lines = [f"α = {alpha}", header, "-" * len(header)]
+    for name, m in report.items():
+        lines.append(f"{name:<22}{m['roc_auc']:>9.4f}{m['pr_auc']:>9.4f}{m['recall']:>10.4f}{m['fpr']:>9.4f}")
+    return "\n".join(lines)
+
+
+def split_labelled(
+    events_path: Path, labels_path: Path, output: Path, *, seed: int = 0, fraction: float = 0.5
+) -> dict[str, Path]:
+    """A seeded line-level split: normal lines of one side to train on, the other side to test.
+
+    Writes ``train_normal.jsonl.gz`` (normal lines of side A), ``test.jsonl.gz`` (all lines of
+    side B, in file order) and ``test.labels.csv`` (``line,label``, 1-based in test.jsonl.gz).
+    """
+    labels = read_labels(labels_path)
+    lines = [raw for _, raw in iter_raw_lines(events_path)]
+    rng = np.random.default_rng(seed)
+    side_a = np.zeros(len(lines), dtype=bool)
+    side_a[rng.permutation(len(lines))[: int(len(lines) * fraction)]] = True
+    output.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "train": output / "train_normal.jsonl.gz",
+        "test": output / "test.jsonl.gz",
+        "labels": output / "test.labels.csv",
+    }
+    with (
+        gzip.open(paths["train"], "wb", compresslevel=3) as train,
+        gzip.open(paths["test"], "wb", compresslevel=3) as test,
+        paths["labels"].open("w", encoding="utf-8") as out_labels,
+    ):
+        out_labels.write("line,label\n")
+        test_line = 0
+        for index, raw in enumerate(lines):
+            label = labels.get(index + 1)
+            if label is None or parse_line(raw)[0] is None:
+                continue
+            if side_a[index]:
+                if label == 0:
+                    train.write(raw + b"\n")
+            else:
+                test_line += 1
+                test.write(raw + b"\n")
+                out_labels.write(f"{test_line},{label}\n")
+    return paths
+
+
+def load_train_normals(path: Path, labels_path: Path | None) -> list[dict[str, Any]]:
+    """The normal events of a training file (all of them when it has no labels)."""
+    if labels_path is None:
+        return load_events([path])
+    events, labels = load_labelled(path, labels_path)
+    return [e for e, y in zip(events, labels.tolist(), strict=True) if y == 0]

@@ -1,0 +1,444 @@
+"""Fit a feature spec on training events, then encode batches of events into arrays.
+
+Encoding is batch-first (one pass over the events per feature, numpy for the arithmetic) and
+never raises on odd input: a missing path, a null, a list or object where a scalar belongs, a
+string where a number belongs, a number too large for a float, non-ASCII text — each encodes to
+*missing* or *unknown*, which the model and the explanation then see as such.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from scorer.features.spec import FeatureDef, FeatureSpec
+
+Event = dict[str, Any]
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+
+MISSING_INDEX = 0
+UNKNOWN_INDEX = 1
+RESERVED = 2  # indices 0 and 1 of every categorical input
+PORT_BUCKETS = ("well-known", "registered", "ephemeral")
+ONE_HOT_MAX = 64  # wider categoricals get a fixed random code in feature space
+CODE_DIM = 16
+_HASH_CACHE_MAX = 200_000
+
+
+class EncoderError(ValueError):
+    """An encoder that cannot be fitted or loaded, with the reason."""
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    """A batch of encoded events: categorical indices and scaled numeric columns."""
+
+    cat: IntArray  # (n, n_categorical), 0 = missing, 1 = unknown
+    num: FloatArray  # (n, n_numeric): values, then per feature a missing indicator
+
+    def __len__(self) -> int:
+        return int(self.cat.shape[0])
+
+    def take(self, rows: npt.NDArray[np.int64]) -> EncodedBatch:
+        return EncodedBatch(cat=self.cat[rows], num=self.num[rows])
+
+    def row_digests(self) -> list[bytes]:
+        """A digest of each whole encoded row: two events share one only if every input matches."""
+        joined = np.concatenate([self.cat.view(np.uint8), self.num.view(np.uint8)], axis=1)
+        return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in joined]
+
+
+def compile_getter(path: str) -> Callable[[Event], Any]:
+    """An accessor for one dotted path; anything absent (or not an object on the way) is None."""
+    extract = compile_extractor([path])
+    return lambda event: extract(event)[0]
+
+
+def compile_extractor(paths: Sequence[str]) -> Callable[[Event], list[Any]]:
+    """One function that reads every path of ``paths`` from an event in a single walk.
+
+    Paths sharing a prefix share the lookups. The generated source names keys only by their
+    position in a tuple passed alongside (``K[3]``), so no text from a spec ever becomes code.
+    """
+    trie: dict[str, Any] = {}
+    for i, path in enumerate(paths):
+        node = trie
+        for key in path.split("."):
+            node = node.setdefault(key, {})
+        node.setdefault("\x00leaves", []).append(i)
+    keys: list[str] = []
+    lines = [
+        "def extract(event):",
+        f"    out = [None] * {len(paths)}",
+        "    if event.__class__ is not dict:",
+        "        return out",
+    ]
+
+    def emit(node: dict[str, Any], var: str, depth: int) -> None:
+        pad = "    " * depth
+        for key, child in node.items():
+            if key == "\x00leaves":
+                continue
+            keys.append(key)
+            child_var = f"v{len(keys)}"
+            lines.append(f"{pad}{child_var} = {var}.get(K[{len(keys) - 1}])")
+            for leaf in child.get("\x00leaves", []):
+                lines.append(f"{pad}out[{leaf}] = {child_var}")
+            if any(k != "\x00leaves" for k in child):
+                lines.append(f"{pad}if {child_var}.__class__ is dict:")
+                emit(child, child_var, depth + 1)
+
+    emit(trie, "event", 1)
+    lines.append("    return out")
+    namespace: dict[str, Any] = {"K": tuple(keys), "dict": dict}
+    exec(compile("\n".join(lines), "<feature-extractor>", "exec"), namespace)  # noqa: S102 - source holds no spec text
+    extract: Callable[[Event], list[Any]] = namespace["extract"]
+    return extract
+
+
+def _number(value: Any) -> float:
+    kind = type(value)
+    if kind is float or kind is int or kind is bool or kind is str:
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):
+            return math.nan
+        return number if math.isfinite(number) else math.nan
+    return math.nan
+
+
+def to_numbers(values: Sequence[Any]) -> npt.NDArray[np.float64]:
+    """Values → float64 with NaN for missing, non-numeric or non-finite entries."""
+    try:
+        out = np.asarray(values, dtype=np.float64)
+        if out.ndim != 1:
+            raise ValueError("nested")
+    except (ValueError, TypeError, OverflowError):
+        out = np.fromiter((_number(v) for v in values), dtype=np.float64, count=len(values))
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+_NOT_SCALAR = "\x00not-a-scalar"
+
+
+def category_key(value: Any) -> str | None:
+    """The vocabulary key of a scalar: enum codes 4001, 4001.0 and "4001" are one category."""
+    kind = type(value)
+    if kind is str:
+        return str(value)
+    if value is None:
+        return None
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return str(value)
+    if kind is float:
+        return str(int(value)) if value.is_integer() else repr(value)
+    return _NOT_SCALAR
+
+
+def stable_bucket(key: str, buckets: int) -> int:
+    """A bucket that is the same in every process and on every machine (never Python's salted hash)."""
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % buckets
+
+
+@lru_cache(maxsize=65536)
+def ip_prefix(value: str, prefix_v4: int, prefix_v6: int) -> str | None:
+    """``10.1.2.3`` → ``10.1.2.0/24``; not an address → None."""
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+    bits = prefix_v4 if address.version == 4 else prefix_v6
+    return str(ipaddress.ip_network(f"{address}/{bits}", strict=False))
+
+
+def _epoch_ms(values: Sequence[Any]) -> npt.NDArray[np.float64]:
+    numbers = to_numbers(values)
+    for i in np.flatnonzero(np.isnan(numbers)).tolist():
+        value = values[i]
+        if isinstance(value, str):  # ISO 8601, as in OCSF *_dt fields
+            with contextlib.suppress(ValueError):
+                numbers[i] = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000.0
+    # OCSF says epoch milliseconds; some producers send seconds.
+    seconds = np.abs(numbers) < 1e11
+    numbers[seconds] *= 1000.0
+    return numbers
+
+
+def signed_log1p(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+@dataclass
+class _Numeric:
+    center: float = 0.0
+    scale: float = 1.0
+
+
+@dataclass
+class _Vocab:
+    values: list[str]
+
+    def __post_init__(self) -> None:
+        self.index = {v: i + RESERVED for i, v in enumerate(self.values)}
+
+    @property
+    def cardinality(self) -> int:
+        return len(self.values) + RESERVED
+
+
+class FeatureEncoder:
+    """A feature spec fitted on training events: vocabularies and scalers, JSON-serialisable."""
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.spec = spec
+        self._extract = compile_extractor([f.path for f in spec.features])
+        self._numeric: dict[str, _Numeric] = {}
+        self._vocab: dict[str, _Vocab] = {}
+        self._hash_cache: dict[str, dict[str, int]] = {f.name: {} for f in spec.features}
+        self.fitted_ = False
+
+    # ---------------------------------------------------------------- layout
+    @property
+    def categorical_features(self) -> list[FeatureDef]:
+        return [f for f in self.spec.features if f.is_categorical]
+
+    @property
+    def numeric_features(self) -> list[FeatureDef]:
+        return [f for f in self.spec.features if not f.is_categorical]
+
+    def cardinality(self, feature: FeatureDef) -> int:
+        if feature.kind == "hashed":
+            return feature.buckets + RESERVED
+        if feature.kind == "port_bucket":
+            return len(PORT_BUCKETS) + RESERVED
+        return self._vocab[feature.name].cardinality
+
+    @property
+    def cardinalities(self) -> list[int]:
+        return [self.cardinality(f) for f in self.categorical_features]
+
+    @property
+    def numeric_columns(self) -> list[str]:
+        """Value columns first, one missing indicator per numeric feature after them."""
+        values: list[str] = []
+        for f in self.numeric_features:
+            if f.kind == "time_cyclic":
+                values += [
+                    f"{f.name}:hour_sin",
+                    f"{f.name}:hour_cos",
+                    f"{f.name}:dow_sin",
+                    f"{f.name}:dow_cos",
+                ]
+            else:
+                values.append(f.name)
+        return values + [f"{f.name}:missing" for f in self.numeric_features]
+
+    @property
+    def numeric_column_feature(self) -> list[int]:
+        """For each numeric column, the index of its feature in ``numeric_features``."""
+        owners: list[int] = []
+        for i, f in enumerate(self.numeric_features):
+            owners += [i] * (4 if f.kind == "time_cyclic" else 1)
+        return owners + list(range(len(self.numeric_features)))
+
+    # ---------------------------------------------------------------- fit
+    def fit(self, events: Sequence[Event]) -> FeatureEncoder:
+        """Learn vocabularies and robust scalers from training events."""
+        if not events:
+            raise EncoderError("cannot fit features on zero events")
+        for feature, raw in zip(self.spec.features, self._columns(events), strict=True):
+            if feature.kind == "numeric":
+                values = self._transform(feature, to_numbers(raw))
+                self._numeric[feature.name] = _robust_scaler(values[~np.isnan(values)])
+            elif feature.kind in ("categorical", "ip_prefix"):
+                keys = self._category_keys(feature, raw)
+                counts = Counter(k for k in keys if k is not None and k != _NOT_SCALAR)
+                kept = [v for v, c in counts.most_common(feature.max_categories) if c >= feature.min_count]
+                self._vocab[feature.name] = _Vocab(sorted(kept))
+        self.fitted_ = True
+        return self
+
+    def _columns(self, events: Sequence[Event]) -> list[list[Any]]:
+        """Per feature, the raw value of its path in every event (None where absent)."""
+        if not events:
+            return [[] for _ in self.spec.features]
+        extract = self._extract
+        return [list(column) for column in zip(*[extract(e) for e in events], strict=True)]
+
+    @staticmethod
+    def _transform(feature: FeatureDef, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return signed_log1p(values) if feature.transform == "log1p" else values
+
+    @staticmethod
+    def _category_keys(feature: FeatureDef, raw: list[Any]) -> list[str | None]:
+        keys = [category_key(v) for v in raw]
+        if feature.kind == "ip_prefix":
+            return [
+                k
+                if k is None or k == _NOT_SCALAR
+                else (ip_prefix(k, feature.prefix_v4, feature.prefix_v6) or _NOT_SCALAR)
+                for k in keys
+            ]
+        return keys
+
+    # ---------------------------------------------------------------- encode
+    def encode(self, events: Sequence[Event]) -> EncodedBatch:
+        """Encode a batch. Never raises on the content of an event."""
+        if not self.fitted_:
+            raise EncoderError("encoder is not fitted")
+        n = len(events)
+        cats: list[IntArray] = []
+        values: list[npt.NDArray[np.float64]] = []
+        missing: list[npt.NDArray[np.float64]] = []
+        for feature, raw in zip(self.spec.features, self._columns(events), strict=True):
+            if feature.is_categorical:
+                cats.append(self._encode_categorical(feature, raw))
+            elif feature.kind == "time_cyclic":
+                ms = _epoch_ms(raw)
+                absent = np.isnan(ms)
+                hour = (ms / 3_600_000.0) % 24.0 * (2 * math.pi / 24.0)
+                dow = ((ms / 86_400_000.0) + 3.0) % 7.0 * (2 * math.pi / 7.0)  # 1970-01-01 was a Thursday
+                for column in (np.sin(hour), np.cos(hour), np.sin(dow), np.cos(dow)):
+                    values.append(np.where(absent, 0.0, column))
+                missing.append(absent.astype(np.float64))
+            else:
+                x = self._transform(feature, to_numbers(raw))
+                absent = np.isnan(x)
+                state = self._numeric[feature.name]
+                scaled = np.clip((x - state.center) / state.scale, -feature.clip, feature.clip)
+                values.append(np.where(absent, 0.0, scaled))
+                missing.append(absent.astype(np.float64))
+        cat = np.stack(cats, axis=1) if cats else np.zeros((n, 0), dtype=np.int64)
+        columns = values + missing
+        num = np.stack(columns, axis=1).astype(np.float32) if columns else np.zeros((n, 0), dtype=np.float32)
+        return EncodedBatch(cat=cat, num=num)
+
+    def _encode_categorical(self, feature: FeatureDef, raw: list[Any]) -> IntArray:
+        if feature.kind == "port_bucket":
+            port = to_numbers(raw)
+            out = np.full(len(raw), UNKNOWN_INDEX, dtype=np.int64)
+            out[np.array([v is None for v in raw], dtype=bool)] = MISSING_INDEX
+            valid = (port >= 0) & (port <= 65535) & (port == np.floor(port))
+            out[valid] = RESERVED + np.where(port[valid] < 1024, 0, np.where(port[valid] < 49152, 1, 2))
+            return out
+        keys = self._category_keys(feature, raw)
+        if feature.kind == "hashed":
+            cache = self._hash_cache[feature.name]
+            if len(cache) > _HASH_CACHE_MAX:
+                cache.clear()
+            out_list = []
+            for key in keys:
+                if key is None:
+                    out_list.append(MISSING_INDEX)
+                elif key == _NOT_SCALAR:
+                    out_list.append(UNKNOWN_INDEX)
+                else:
+                    bucket = cache.get(key)
+                    if bucket is None:
+                        bucket = cache[key] = RESERVED + stable_bucket(key, feature.buckets)
+                    out_list.append(bucket)
+            return np.asarray(out_list, dtype=np.int64)
+        index = self._vocab[feature.name].index
+        return np.asarray(
+            [MISSING_INDEX if k is None else index.get(k, UNKNOWN_INDEX) for k in keys], dtype=np.int64
+        )
+
+    # ---------------------------------------------------------------- feature space
+    def dense(self, batch: EncodedBatch, *, seed: int = 0) -> FloatArray:
+        """The encoded rows as one float vector each, for k-NN in feature space.
+
+        Numeric columns as scaled; categoricals one-hot (≤ 64 values) or a fixed random 16-d code,
+        so that two different categories sit about √2 apart either way, as in a one-hot encoding.
+        """
+        parts: list[FloatArray] = [batch.num]
+        for j, card in enumerate(self.cardinalities):
+            parts.append(category_codes(j, card, seed)[batch.cat[:, j]])
+        return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
+
+    # ---------------------------------------------------------------- explain helpers
+    def category_label(self, feature: FeatureDef, index: int) -> str | None:
+        """The value behind a categorical index, for explanations (None = missing)."""
+        if index == MISSING_INDEX:
+            return None
+        if index == UNKNOWN_INDEX:
+            return "<unknown>"
+        if feature.kind == "hashed":
+            return f"<hash bucket {index - RESERVED}>"
+        if feature.kind == "port_bucket":
+            return PORT_BUCKETS[index - RESERVED]
+        return self._vocab[feature.name].values[index - RESERVED]
+
+    def numeric_value(self, feature: FeatureDef, scaled: float) -> float:
+        """Undo scaling (and log1p) of one value column, for explanations."""
+        state = self._numeric[feature.name]
+        x = scaled * state.scale + state.center
+        if feature.transform == "log1p":
+            x = math.copysign(math.expm1(min(abs(x), 700.0)), x)
+        return float(x)
+
+    # ---------------------------------------------------------------- persistence
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec.to_dict(),
+            "numeric": {k: {"center": v.center, "scale": v.scale} for k, v in self._numeric.items()},
+            "vocab": {k: v.values for k, v in self._vocab.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureEncoder:
+        try:
+            encoder = cls(FeatureSpec.from_dict(data["spec"], source="features.json"))
+            for name, state in data["numeric"].items():
+                encoder._numeric[name] = _Numeric(center=float(state["center"]), scale=float(state["scale"]))
+            for name, values in data["vocab"].items():
+                if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                    raise EncoderError(f"vocabulary of {name!r} must be a list of strings")
+                encoder._vocab[name] = _Vocab(list(values))
+            expected = {f.name for f in encoder.spec.features if f.kind == "numeric"}
+            expected_vocab = {f.name for f in encoder.spec.features if f.kind in ("categorical", "ip_prefix")}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EncoderError(f"features.json is malformed: {exc}") from exc
+        if set(encoder._numeric) != expected or set(encoder._vocab) != expected_vocab:
+            raise EncoderError("features.json does not match its own spec (scalers or vocabularies missing)")
+        encoder.fitted_ = True
+        return encoder
+
+
+@lru_cache(maxsize=256)
+def category_codes(column: int, cardinality: int, seed: int) -> FloatArray:
+    """One-hot rows for a narrow categorical, fixed random unit codes for a wide one."""
+    if cardinality <= ONE_HOT_MAX:
+        return np.eye(cardinality, dtype=np.float32)
+    rng = np.random.default_rng([seed, column, cardinality])
+    codes = rng.standard_normal((cardinality, CODE_DIM))
+    codes /= np.linalg.norm(codes, axis=1, keepdims=True)
+    return codes.astype(np.float32)
+
+
+def _robust_scaler(values: npt.NDArray[np.float64]) -> _Numeric:
+    if values.size == 0:
+        return _Numeric()
+    center = float(np.median(values))
+    q25, q75 = np.percentile(values, [25, 75])
+    scale = float(q75 - q25) / 1.349  # the IQR of a normal distribution, in standard deviations
+    if scale < 1e-9:
+        scale = float(np.std(values))
+    if scale < 1e-9:  # constant in training: a change shows in raw units, then is clipped
+        scale = 1.0
+    return _Numeric(center=center, scale=scale)

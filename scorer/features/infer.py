@@ -1,0 +1,186 @@
+"""Infer a feature spec from a corpus by profiling every leaf of its events, ``unmapped.*`` included.
+
+Rules, in order (every path left out is listed in the spec's ``excluded`` with its reason):
+
+* lists, and paths present in under 1% of events, are left out;
+* ``metadata.*`` describes the record, not the activity, and is left out;
+* identifiers are left out: ``uid``/``*_uid``/``guid``/``uuid``/hash/fingerprint/serial names, and
+  strings that are nearly unique per event — except OCSF enum codes (``class_uid``,
+  ``category_uid``, ``type_uid``, ``*_id``), which are categorical;
+* ``time`` becomes hour/day-of-week features when the corpus spans at least two days (shorter,
+  and hour/day are noise); other timestamps are left out;
+* enum captions (``activity_name`` beside ``activity_id``, ``class_name`` beside ``class_uid``)
+  repeat their code and are left out; fields constant in training are kept: a change in one is
+  exactly the kind of single-field deviation an attack can be;
+* numbers: ports → port bucket plus a vocabulary of the port; codes (``*_id``, ``*_num``,
+  ``*code``) → categorical; other numbers → numeric, ``log1p`` when their range exceeds 100;
+* strings: addresses → /24 (/48) prefix; free text (long, or with spaces and many distinct values)
+  is left out; up to ``max_categories`` distinct values → vocabulary; more → stable hashing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from scorer.features.encoder import _epoch_ms, ip_prefix
+from scorer.features.spec import FeatureDef, FeatureSpec
+
+Event = dict[str, Any]
+
+PROFILE_SAMPLE = 20_000
+DISTINCT_CAP = 5_000
+MAX_CATEGORIES = 1000
+ENUM_UIDS = frozenset({"class_uid", "category_uid", "type_uid"})
+ID_WORDS = ("guid", "uuid", "hash", "fingerprint", "serial_number", "session_id", "trace_id", "span_id")
+TWO_DAYS_MS = 2 * 86_400_000
+
+
+@dataclass
+class _Profile:
+    present: int = 0
+    numbers: int = 0
+    strings: int = 0
+    bools: int = 0
+    lists: int = 0
+    objects_or_other: int = 0
+    distinct: set[str] = field(default_factory=set)
+    overflow: bool = False
+    text_length: int = 0
+    spaced: int = 0
+    low: float = float("inf")
+    high: float = float("-inf")
+    ips: int = 0
+
+    def add(self, value: Any) -> None:
+        self.present += 1
+        if isinstance(value, bool):
+            self.bools += 1
+            self._distinct(str(value))
+        elif isinstance(value, int | float):
+            self.numbers += 1
+            number = float(value)
+            if np.isfinite(number):
+                self.low, self.high = min(self.low, number), max(self.high, number)
+            self._distinct(repr(value))
+        elif isinstance(value, str):
+            self.strings += 1
+            self.text_length += len(value)
+            self.spaced += " " in value.strip()
+            if len(value) <= 45 and ip_prefix(value, 24, 48) is not None:
+                self.ips += 1
+            self._distinct(value)
+        elif isinstance(value, list):
+            self.lists += 1
+        else:
+            self.objects_or_other += 1
+
+    def _distinct(self, key: str) -> None:
+        if len(self.distinct) < DISTINCT_CAP:
+            self.distinct.add(key)
+        elif key not in self.distinct:
+            self.overflow = True
+
+
+def iter_leaves(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every leaf of a nested event as ``(dotted.path, value)``; a list is one leaf."""
+    if isinstance(value, dict):
+        for key, child in value.items():
+            if not isinstance(key, str) or not key or "." in key:
+                continue  # a key that a dotted path cannot name
+            yield from iter_leaves(child, f"{prefix}.{key}" if prefix else key)
+    elif value is not None:
+        yield prefix, value
+
+
+def _sample(events: Sequence[Event]) -> Sequence[Event]:
+    if len(events) <= PROFILE_SAMPLE:
+        return events
+    step = len(events) / PROFILE_SAMPLE
+    return [events[int(i * step)] for i in range(PROFILE_SAMPLE)]
+
+
+def infer_spec(events: Sequence[Event], *, min_presence: float = 0.01) -> FeatureSpec:
+    """Profile the leaves of ``events`` and build a spec by the rules in this module's docstring."""
+    sample = _sample(events)
+    profiles: dict[str, _Profile] = {}
+    for event in sample:
+        if isinstance(event, dict):
+            for path, value in iter_leaves(event):
+                profiles.setdefault(path, _Profile()).add(value)
+    n = max(len(sample), 1)
+    features: list[FeatureDef] = []
+    excluded: list[tuple[str, str]] = []
+    siblings = set(profiles)
+    for path in sorted(profiles):
+        made, reason = _decide(path, profiles[path], n, min_presence, sample, siblings)
+        features.extend(made)
+        if reason:
+            excluded.append((path, reason))
+    if not features:
+        raise ValueError("no usable feature found in these events (see the excluded paths)")
+    return FeatureSpec(features=tuple(features), excluded=tuple(excluded))
+
+
+def _caption_of(path: str, siblings: set[str]) -> str | None:
+    """The enum code this path is the caption of (OCSF: ``foo`` / ``foo_name`` beside ``foo_id`` / ``foo_uid``)."""
+    prefix, _, leaf = path.rpartition(".")
+    stem = leaf.removesuffix("_name")
+    codes = [f"{stem}_id"] + ([f"{stem}_uid"] if f"{stem}_uid" in ENUM_UIDS else [])
+    for code in codes:
+        full = f"{prefix}.{code}" if prefix else code
+        if full in siblings and full != path:
+            return full
+    return None
+
+
+def _decide(
+    path: str, p: _Profile, n: int, min_presence: float, sample: Sequence[Event], siblings: set[str]
+) -> tuple[list[FeatureDef], str | None]:
+    leaf = path.rsplit(".", 1)[-1]
+    if p.lists > p.present / 2:
+        return [], "list"
+    if p.present < min_presence * n:
+        return [], f"rare (in {100 * p.present / n:.2f}% of events)"
+    if leaf not in ENUM_UIDS and (leaf == "uid" or leaf.endswith("_uid") or any(w in leaf for w in ID_WORDS)):
+        return [], "identifier"
+    if path.startswith("metadata."):
+        return [], "record metadata"
+    caption_of = _caption_of(path, siblings)
+    if caption_of:
+        return [], f"caption of {caption_of}"
+    if path == "time":
+        times = _epoch_ms([e.get("time") for e in sample if isinstance(e, dict)])
+        times = times[~np.isnan(times)]
+        if times.size and float(times.max() - times.min()) >= TWO_DAYS_MS:
+            return [FeatureDef(path=path, kind="time_cyclic")], None
+        return [], "timestamp spanning under two days (hour/day-of-week would be noise)"
+    if leaf.endswith(("_time", "_dt")) or leaf in ("time", "logged_time"):
+        return [], "timestamp"
+    if p.bools >= p.present / 2:
+        return [FeatureDef(path=path, kind="categorical")], None
+    if p.numbers >= p.present / 2:
+        if leaf == "port" or leaf.endswith("_port"):
+            return [
+                FeatureDef(path=path, kind="port_bucket"),
+                FeatureDef(path=path, kind="categorical", min_count=5, max_categories=200),
+            ], None
+        if leaf in ENUM_UIDS or leaf.endswith(("_id", "_num", "code")):
+            return [FeatureDef(path=path, kind="categorical")], None
+        wide = (p.high - p.low) > 100 if np.isfinite(p.high - p.low) else False
+        return [FeatureDef(path=path, kind="numeric", transform="log1p" if wide else "none")], None
+    if p.strings:
+        distinct_ratio = len(p.distinct) / p.strings
+        if p.ips >= 0.9 * p.strings:
+            return [FeatureDef(path=path, kind="ip_prefix")], None
+        if p.text_length / p.strings > 64 or (p.spaced > 0.5 * p.strings and distinct_ratio > 0.3):
+            return [], "free text"
+        if distinct_ratio > 0.9 and p.strings >= 100:
+            return [], "identifier (nearly unique per event)"
+        if len(p.distinct) <= MAX_CATEGORIES and not p.overflow:
+            return [FeatureDef(path=path, kind="categorical")], None
+        return [FeatureDef(path=path, kind="hashed")], None
+    return [], "not a scalar"

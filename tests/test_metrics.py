@@ -1,0 +1,192 @@
+"""Conformal p-values and thresholds, and the detection report."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from scorer.metrics import conformal_p_values, conformal_threshold, detection_report
+
+# --- conformal p-values -------------------------------------------------------------------------
+
+
+def test_p_values_of_one_exchangeable_draw_are_exactly_uniform() -> None:
+    # With n calibration scores and one fresh score, all exchangeable and continuous, p takes each of
+    # 1/(n+1), ..., 1 with probability 1/(n+1): check the 20 values over 20,000 independent repeats.
+    rng = np.random.default_rng(1)
+    n, repeats = 19, 20_000
+    draws = rng.standard_normal((repeats, n + 1))
+    p = np.array([conformal_p_values(row[:n], row[n:])[0] for row in draws])
+    counts = np.bincount(np.rint(p * (n + 1)).astype(int), minlength=n + 2)[1:]
+    assert counts.sum() == repeats
+    assert stats.chisquare(counts).pvalue > 1e-3
+    assert np.all(np.abs(counts - repeats / (n + 1)) < 5 * math.sqrt(repeats / (n + 1)))
+
+
+def test_p_values_against_a_large_calibration_set_are_close_to_uniform() -> None:
+    rng = np.random.default_rng(2)
+    calibration = rng.exponential(size=20_000)
+    fresh = rng.exponential(size=20_000)
+    p = conformal_p_values(calibration, fresh)
+    assert p.min() >= 1 / 20_001
+    assert p.max() <= 1.0
+    # The p-values are one minus the calibration ECDF, so their KS distance to U(0,1) behaves like a
+    # two-sample KS statistic on 20k + 20k draws: its 0.1 % critical value is about 0.0195.
+    assert stats.kstest(p, "uniform").statistic < 0.0195
+    assert np.all(np.abs(np.bincount((p * 10).astype(int).clip(0, 9)) - 2000) < 200)
+
+
+def test_p_values_nan_scores_give_nan_and_the_rest_match_the_formula() -> None:
+    calibration = np.array([3.0, 1.0, 2.0, 2.0])
+    p = conformal_p_values(calibration, np.array([0.0, 2.0, 2.5, 3.0, 9.0, np.nan]))
+    expected = np.array([5, 4, 2, 2, 1]) / 5
+    np.testing.assert_allclose(p[:5], expected)
+    assert np.isnan(p[5])
+
+
+def test_p_values_with_no_calibration_scores_are_one() -> None:
+    np.testing.assert_array_equal(conformal_p_values(np.array([]), np.array([0.0, 5.0])), [1.0, 1.0])
+
+
+# --- conformal thresholds -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alpha", [0.01, 0.05])
+@pytest.mark.parametrize("n_calibration", [999, 1500])
+def test_threshold_realised_fpr_on_fresh_normal_data_is_alpha(alpha: float, n_calibration: int) -> None:
+    # Averaged over calibration sets, the false-positive rate is floor(alpha (n+1)) / (n+1): exactly
+    # alpha when alpha (n+1) is whole, a hair below it otherwise. 300 repeats put the standard error
+    # near 0.0002 (alpha 0.01) and 0.0005 (alpha 0.05).
+    rng = np.random.default_rng(3)
+    rates = []
+    for _ in range(300):
+        threshold = conformal_threshold(rng.lognormal(size=n_calibration), alpha)
+        rates.append(np.mean(rng.lognormal(size=2000) > threshold))
+    expected = math.floor(alpha * (n_calibration + 1)) / (n_calibration + 1)
+    assert expected <= alpha
+    assert abs(np.mean(rates) - expected) < 0.15 * alpha
+
+
+def test_threshold_stays_conservative_when_scores_tie() -> None:
+    rng = np.random.default_rng(4)
+    alpha = 0.05
+    rates = [
+        np.mean(rng.poisson(3.0, size=2000) > conformal_threshold(rng.poisson(3.0, size=499), alpha))
+        for _ in range(300)
+    ]
+    assert np.mean(rates) <= alpha + 0.003
+
+
+def _assert_consistent(calibration: np.ndarray, alpha: float, probes: np.ndarray) -> None:
+    threshold = conformal_threshold(calibration, alpha)
+    p = conformal_p_values(calibration, probes)
+    np.testing.assert_array_equal(probes > threshold, p <= alpha)
+
+
+def test_threshold_and_p_values_agree_for_every_score_including_ties() -> None:
+    rng = np.random.default_rng(5)
+    # Awkward alphas too: 0.29 * 100 is 28.999999999999996 in floating point.
+    alphas = [0.001, 0.01, 0.05, 0.07, 0.1, 0.29, 1 / 3, 0.5, 0.99, 1.0]
+    for n in [0, 1, 2, 5, 19, 99, 100, 399]:
+        calibration = rng.integers(0, 6, size=n).astype(float)  # many ties
+        values = np.unique(np.concatenate([calibration, [-1.0, 6.0]]))
+        probes = np.concatenate([values, (values[:-1] + values[1:]) / 2, [-1e300, np.inf]])
+        for alpha in [*alphas, *(j / (n + 1) for j in range(1, n + 2))]:
+            _assert_consistent(calibration, alpha, probes)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    calibration=st.lists(st.floats(-1e6, 1e6, allow_nan=False), max_size=60),
+    alpha=st.floats(1e-4, 1.0),
+    probes=st.lists(st.floats(-2e6, 2e6, allow_nan=False), min_size=1, max_size=20),
+)
+def test_threshold_and_p_values_agree_property(
+    calibration: list[float], alpha: float, probes: list[float]
+) -> None:
+    _assert_consistent(np.array(calibration), alpha, np.array(probes + calibration))
+
+
+def test_threshold_is_inf_when_alpha_is_too_small_for_n() -> None:
+    calibration = np.linspace(0.0, 1.0, 50)
+    # The smallest reachable p-value is 1/51 > 0.01, so nothing can be flagged.
+    assert conformal_threshold(calibration, 0.01) == math.inf
+    assert not np.any(np.array([1e9, np.inf]) > conformal_threshold(calibration, 0.01))
+    # From alpha = 1/(n+1) on, a score above every calibration score is flagged.
+    assert conformal_threshold(calibration, 1 / 51) == 1.0
+    assert conformal_threshold(np.array([]), 0.5) == math.inf
+
+
+def test_threshold_is_minus_inf_when_every_score_qualifies() -> None:
+    assert conformal_threshold(np.array([1.0, 2.0, 3.0]), 1.0) == -math.inf
+
+
+def test_threshold_picks_the_right_order_statistic() -> None:
+    calibration = np.arange(1.0, 100.0)  # 1..99, n = 99
+    # alpha (n+1) = 5: p(s) <= 0.05 iff at most 4 calibration scores are >= s, i.e. s > 95.
+    assert conformal_threshold(calibration, 0.05) == 95.0
+    assert conformal_threshold(calibration[::-1], 0.05) == 95.0
+
+
+@pytest.mark.parametrize("alpha", [0.0, -0.1, 1.5, math.nan])
+def test_threshold_rejects_alpha_outside_unit_interval(alpha: float) -> None:
+    with pytest.raises(ValueError, match="alpha"):
+        conformal_threshold(np.array([1.0, 2.0]), alpha)
+
+
+def test_nan_calibration_scores_are_refused() -> None:
+    with pytest.raises(ValueError, match="NaN"):
+        conformal_threshold(np.array([1.0, np.nan]), 0.5)
+    with pytest.raises(ValueError, match="NaN"):
+        conformal_p_values(np.array([1.0, np.nan]), np.array([0.5]))
+
+
+# --- detection report ---------------------------------------------------------------------------
+
+
+def test_detection_report_on_a_hand_made_example() -> None:
+    # Attacks score 0.35 and 0.8, normals 0.1 and 0.4: three of the four attack/normal pairs are
+    # ordered right (ROC-AUC 0.75); ranking by score gives precision 1 at recall 1/2 and 2/3 at
+    # recall 1 (average precision 5/6). The last row has no score and is left out everywhere.
+    report = detection_report(
+        labels=np.array([0, 0, 1, 1, 1]),
+        scores=np.array([0.1, 0.4, 0.35, 0.8, np.nan]),
+        flagged=np.array([False, True, False, True, True]),
+    )
+    assert report == pytest.approx(
+        {
+            "roc_auc": 0.75,
+            "pr_auc": 5 / 6,
+            "recall": 0.5,
+            "fpr": 0.5,
+            "n": 4,
+            "n_attack": 2,
+            "n_missing": 1,
+        }
+    )
+
+
+def test_detection_report_perfect_and_single_class() -> None:
+    perfect = detection_report(np.array([0, 0, 1]), np.array([0.0, 0.1, 5.0]), np.array([0, 0, 1]))
+    assert perfect["roc_auc"] == 1.0
+    assert perfect["pr_auc"] == 1.0
+    assert perfect["recall"] == 1.0
+    assert perfect["fpr"] == 0.0
+    normal_only = detection_report(np.array([0, 0]), np.array([0.2, 0.9]), np.array([False, True]))
+    assert math.isnan(normal_only["roc_auc"])
+    assert math.isnan(normal_only["pr_auc"])
+    assert math.isnan(normal_only["recall"])
+    assert normal_only["fpr"] == 0.5
+    assert normal_only["n_attack"] == 0
+
+
+def test_detection_report_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="one length"):
+        detection_report(np.array([0, 1]), np.array([0.1]), np.array([True, False]))
+    with pytest.raises(ValueError, match="labels"):
+        detection_report(np.array([0, 2]), np.array([0.1, 0.2]), np.array([True, False]))
