@@ -4,22 +4,21 @@ Both read the same raw feature matrix built straight from the OCSF JSON (no doma
 leaf of the event, ``time`` and ``metadata`` aside, becomes a column. ``raw-knn`` scores an event by
 its mean distance to the ``k`` nearest normal training events; ``isolation-forest`` by how easily an
 isolation forest cuts it off. Both are fitted on normal events only and get their alarm threshold
-from held-out normal events (split conformal, see :mod:`scorer.metrics`), exactly as a model would.
+from held-out normal events (split conformal, see :mod:`scorer.calibration`), exactly as a model would.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
-import faiss
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.ensemble import IsolationForest
 
-from scorer.metrics import conformal_threshold
+from scorer.calibration import conformal_threshold
+from scorer.knn import KnnIndex
 
 Event = dict[str, Any]
 FloatMatrix = NDArray[np.float32]
@@ -30,10 +29,6 @@ _SKIPPED_TOP_LEVEL = frozenset({"time", "metadata"})
 _CLIP = 10.0
 _MIN_STD = 1e-9
 _SEARCH_CHUNK = 4096
-# faiss computes distances with BLAS matrix products for a search of at least this many queries and
-# with per-pair SIMD loops below it; the faiss-cpu 1.15 default (128,000) keeps our 4,096-query chunks
-# off BLAS. Lowered for batch speed, as specified (on a 2-core box the two paths measured about even).
-_BLAS_THRESHOLD = 20
 
 
 @dataclass
@@ -212,20 +207,10 @@ class RawFeatureEncoder:
         return matrix
 
 
-@contextmanager
-def _blas_search() -> Iterator[None]:
-    previous = faiss.cvar.distance_compute_blas_threshold
-    faiss.cvar.distance_compute_blas_threshold = _BLAS_THRESHOLD
-    try:
-        yield
-    finally:
-        faiss.cvar.distance_compute_blas_threshold = previous
-
-
 class RawFeatureKNN:
     """Mean L2 distance to the ``k`` nearest normal training events in the raw feature space.
 
-    Exact search with a faiss ``IndexFlatL2``. ``k`` is capped at the number of training events.
+    Exact search (:class:`scorer.knn.KnnIndex`). ``k`` is capped at the number of training events.
     """
 
     name = "raw-knn"
@@ -235,7 +220,7 @@ class RawFeatureKNN:
             raise ValueError(f"k must be at least 1, got {k}")
         self.k = k
         self.encoder = RawFeatureEncoder()
-        self._index: faiss.IndexFlatL2 | None = None
+        self._index: KnnIndex | None = None
 
     def fit(self, events: Sequence[Event]) -> Self:
         """Learn the encoding from normal ``events`` and index them."""
@@ -247,9 +232,7 @@ class RawFeatureKNN:
         if features.shape[1] == 0:
             raise ValueError("the training events have no usable feature")
         self.encoder = encoder
-        index = faiss.IndexFlatL2(features.shape[1])
-        index.add(np.ascontiguousarray(features, dtype=np.float32))
-        self._index = index
+        self._index = KnnIndex.build(features, k=self.k, ann_threshold=len(features))  # always exact
         return self
 
     def score(self, events: Sequence[Event]) -> Scores:
@@ -260,16 +243,10 @@ class RawFeatureKNN:
         """Anomaly scores of events already encoded by this model's encoder."""
         if self._index is None:
             raise RuntimeError("RawFeatureKNN.score called before fit")
-        queries = np.ascontiguousarray(features, dtype=np.float32)
-        k = min(self.k, self._index.ntotal)
-        scores = np.empty(len(queries), dtype=np.float64)
-        with _blas_search():
-            for start in range(0, len(queries), _SEARCH_CHUNK):
-                chunk = queries[start : start + _SEARCH_CHUNK]
-                squared, _ = self._index.search(chunk, k)
-                # The BLAS path computes |x|² + |y|² - 2x·y, which can dip just below zero.
-                distances = np.sqrt(np.maximum(squared.astype(np.float64), 0.0))
-                scores[start : start + len(chunk)] = distances.mean(axis=1)
+        scores = np.empty(len(features), dtype=np.float64)
+        for start in range(0, len(features), _SEARCH_CHUNK):
+            distances, _ = self._index.search(features[start : start + _SEARCH_CHUNK], self.k)
+            scores[start : start + len(distances)] = distances.mean(axis=1, dtype=np.float64)
         return scores
 
 

@@ -24,25 +24,60 @@ MIN_GROUP_SIZE = 500
 Floats = npt.NDArray[np.float64]
 
 
-def conformal_p_values(calibration_scores: npt.ArrayLike, scores: npt.ArrayLike) -> Floats:
-    """``(1 + #{calibration ≥ s}) / (n + 1)`` for every ``s``; NaN scores give NaN."""
-    reference = np.sort(np.asarray(calibration_scores, dtype=np.float64))
-    values = np.asarray(scores, dtype=np.float64)
-    at_least = reference.size - np.searchsorted(reference, values, side="left")
-    p = (1.0 + at_least) / (reference.size + 1.0)
-    return np.where(np.isnan(values), np.nan, p)
+def _calibration(calibration_scores: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    cal = np.asarray(calibration_scores, dtype=np.float64).ravel()
+    if np.isnan(cal).any():
+        # A NaN has no rank, so it would silently shift every p-value; refuse rather than guess.
+        raise ValueError("calibration scores contain NaN")
+    return np.sort(cal)
+
+
+def _p_value_from_count(count: int, n: int) -> float:
+    # The one formula both functions use, so that threshold and p-values round identically.
+    return (1.0 + count) / (n + 1.0)
+
+
+def conformal_p_values(calibration_scores: npt.ArrayLike, scores: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Split-conformal p-values ``p(s) = (1 + #{cal >= s}) / (n + 1)`` of ``scores``.
+
+    ``calibration_scores`` are the scores of ``n`` held-out normal events. Small p-values mean
+    anomalous. If ``s`` and the calibration scores are exchangeable, ``P(p(s) <= a) <= a`` for every
+    ``a`` (with equality at ``a = j / (n + 1)`` when there are no ties). A NaN score gets a NaN p-value.
+    """
+    cal = _calibration(calibration_scores)
+    s = np.asarray(scores, dtype=np.float64)
+    n = len(cal)
+    # side="left": the count of calibration scores strictly below s, so n minus it counts cal >= s.
+    at_least = n - np.searchsorted(cal, s, side="left")
+    p = (1.0 + at_least) / (n + 1.0)
+    return np.where(np.isnan(s), np.nan, p)
 
 
 def conformal_threshold(calibration_scores: npt.ArrayLike, alpha: float) -> float:
-    """The score above which the p-value is at most ``alpha``; +inf when ``n`` is too small for it."""
-    reference = np.sort(np.asarray(calibration_scores, dtype=np.float64))
-    n = reference.size
-    allowed = math.floor(alpha * (n + 1) - 1 + 1e-9)  # how many calibration scores may be ≥ s
-    if allowed < 0:
+    """The score threshold of the conformal test at level ``alpha``: flag ``s`` iff ``s > threshold``.
+
+    For every score ``s`` above ``-inf`` (ties with calibration scores included), ``s > threshold``
+    exactly when ``conformal_p_values(calibration_scores, [s]) <= alpha``. The threshold is one of the
+    calibration scores, ``+inf`` when ``alpha < 1 / (n + 1)`` (no score can reach so small a p-value
+    with ``n`` calibration scores, so nothing is flagged), and ``-inf`` when every score qualifies.
+    """
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"alpha must lie in (0, 1], got {alpha}")
+    cal = _calibration(calibration_scores)
+    n = len(cal)
+    # p(s) <= alpha  <=>  #{cal >= s} <= m, with m the largest count whose p-value is <= alpha.
+    # floor() of alpha * (n + 1) can be one off in floating point, so settle m with the exact formula.
+    m = math.floor(alpha * (n + 1)) - 1
+    while m + 1 <= n and _p_value_from_count(m + 1, n) <= alpha:
+        m += 1
+    while m >= 0 and _p_value_from_count(m, n) > alpha:
+        m -= 1
+    if m < 0:
         return math.inf
-    if allowed >= n:
+    if m >= n:
         return -math.inf
-    return float(reference[n - 1 - allowed])
+    # #{cal >= s} <= m  <=>  s exceeds the (m + 1)-th largest calibration score.
+    return float(cal[n - 1 - m])
 
 
 def group_key(value: Any) -> str:

@@ -290,7 +290,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _split(args: argparse.Namespace) -> int:
     from scorer.evaluate import split_labelled
 
-    paths = split_labelled(args.events, args.labels, args.output, seed=args.seed, fraction=args.fraction)
+    paths = split_labelled(
+        args.events, args.labels, args.output, seed=args.seed, fraction=args.fraction, ordered=args.ordered
+    )
     for name, path in paths.items():
         _say(f"{name}: {path}")
     return 0

@@ -43,6 +43,7 @@ class DetectorConfig:
     """How a detector is fitted and scores. Defaults chosen by measurement (BENCHMARKS.md)."""
 
     k: int = 20
+    feature_k: int = 1
     score: ScoreKind = "fusion"
     alpha: float = 0.01
     baseline_size: int = 50_000
@@ -57,8 +58,8 @@ class DetectorConfig:
     def __post_init__(self) -> None:
         if self.score not in SCORE_KINDS:
             raise ValueError(f"score must be one of {', '.join(SCORE_KINDS)}, not {self.score!r}")
-        if self.k < 1:
-            raise ValueError("k must be at least 1")
+        if self.k < 1 or self.feature_k < 1:
+            raise ValueError("k and feature_k must be at least 1")
         if not 0 < self.alpha < 1:
             raise ValueError("alpha (the target false-positive rate) must be between 0 and 1")
 
@@ -174,10 +175,7 @@ class Detector:
         if len(events) < 50:
             raise ValueError(f"need at least 50 events to fit a detector, got {len(events)}")
         started = time.perf_counter()
-        rng = np.random.default_rng(config.seed)
-        order = rng.permutation(len(events))
-        n_cal = min(config.max_calibration, max(20, int(len(events) * config.calibration_fraction)))
-        cal_rows, train_rows = order[:n_cal], order[n_cal:]
+        cal_rows, train_rows = split_for_fit(len(events), config)
         train_events = [events[i] for i in train_rows]
         cal_events = [events[i] for i in cal_rows]
 
@@ -196,7 +194,9 @@ class Detector:
         say(f"training TabularResNet on {min(len(train_events), train_config.max_rows):,} events")
         model, report = train_model(encoded, architecture, train_config, progress=progress)
 
-        baseline_rows = rng.permutation(len(train_events))[: config.baseline_size]
+        baseline_rows = np.random.default_rng(config.seed + 2).permutation(len(train_events))[
+            : config.baseline_size
+        ]
         baseline = encoded.take(baseline_rows)
         getter = compile_getter("metadata.uid")
         baseline_ids = [_event_id(getter(train_events[i]), int(i)) for i in baseline_rows]
@@ -226,15 +226,8 @@ class Detector:
             standardisers={},
             calibrations={},
         )
-        detector.standardisers = detector._fit_standardisers()
         say(f"calibrating on {len(cal_events):,} held-out events")
-        # Every score kind is calibrated, so the kind can be switched at scoring time.
-        cal_scores = detector.with_config(score="fusion")._components(cal_encoded)[0]
-        class_uids = [compile_getter("class_uid")(e) for e in cal_events]
-        detector.calibrations = {
-            kind: Calibration.fit(cal_scores[kind], class_uids, min_group_size=config.min_group_size)
-            for kind in SCORE_KINDS
-        }
+        detector.calibrate(cal_events)
         detector.metadata = {
             "training": {
                 "events": len(events),
@@ -265,14 +258,30 @@ class Detector:
         }
         return detector
 
+    def calibrate(self, events: Sequence[Event]) -> Detector:
+        """Fit score standardisers and conformal calibration of every score kind on ``events``.
+
+        ``events`` must be normal and held out from the encoder's training and from the baseline.
+        Every score kind is calibrated, so the kind can be switched at scoring time.
+        """
+        self.standardisers = self._fit_standardisers()
+        encoded = self.encoder.encode(events)
+        scores = self.with_config(score="fusion")._components(encoded)[0]
+        class_uids = [compile_getter("class_uid")(e) for e in events]
+        self.calibrations = {
+            kind: Calibration.fit(scores[kind], class_uids, min_group_size=self.config.min_group_size)
+            for kind in SCORE_KINDS
+        }
+        return self
+
     def _fit_standardisers(self) -> dict[str, Standardiser]:
         """Leave-one-out scores of a baseline sample (its nearest neighbour, itself, dropped)."""
         rng = np.random.default_rng(self.config.seed + 1)
         rows = rng.permutation(len(self.baseline))[:FUSION_SAMPLE]
         sample = self.baseline.take(rows)
-        k = self.config.k
+        k, feature_k = self.config.k, self.config.feature_k
         emb_d, _ = self.embedding_index.search(embed(self.model, sample), k + 1)
-        feat_d, _ = self.feature_index.search(self.encoder.dense(sample), k + 1)
+        feat_d, _ = self.feature_index.search(self.encoder.dense(sample), feature_k + 1)
         return {
             "embedding": Standardiser.fit(emb_d[:, 1:].mean(axis=1, dtype=np.float64)),
             "features": Standardiser.fit(feat_d[:, 1:].mean(axis=1, dtype=np.float64)),
@@ -298,8 +307,8 @@ class Detector:
             distances, neighbours = self.embedding_index.search(embeddings, k)
             out["embedding"] = distances.mean(axis=1, dtype=np.float64)
         if dense is not None:
-            distances, neighbours = self.feature_index.search(dense, k)
-            out["features"] = distances.mean(axis=1, dtype=np.float64)
+            distances, neighbours = self.feature_index.search(dense, max(k, self.config.feature_k))
+            out["features"] = distances[:, : self.config.feature_k].mean(axis=1, dtype=np.float64)
         if "embedding" in out and "features" in out:
             out["fusion"] = 0.5 * (
                 self.standardisers["embedding"](out["embedding"])
@@ -457,6 +466,14 @@ class Detector:
             return f"{int(hour):02d}:00 UTC"
         value = self.encoder.numeric_value(feature, float(median[columns[0]]))
         return round(value, 4) if abs(value) < 1e15 else value
+
+
+def split_for_fit(n: int, config: DetectorConfig) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Row indices (calibration, training) of ``n`` events, seeded: calibration is held out from both
+    the encoder's training and the baseline."""
+    order = np.random.default_rng(config.seed).permutation(n)
+    n_cal = min(config.max_calibration, max(20, int(n * config.calibration_fraction)))
+    return order[:n_cal], order[n_cal:]
 
 
 def _event_id(uid: Any, row: int) -> str:

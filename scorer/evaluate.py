@@ -76,9 +76,18 @@ def format_report(report: dict[str, dict[str, float]], alpha: float) -> str:
 
 
 def split_labelled(
-    events_path: Path, labels_path: Path, output: Path, *, seed: int = 0, fraction: float = 0.5
+    events_path: Path,
+    labels_path: Path,
+    output: Path,
+    *,
+    seed: int = 0,
+    fraction: float = 0.5,
+    ordered: bool = False,
 ) -> dict[str, Path]:
     """A seeded line-level split: normal lines of one side to train on, the other side to test.
+
+    ``ordered`` puts the first ``fraction`` of the file on the training side instead of a random
+    choice of lines: the later traffic is then scored by a model of the earlier, as in use.
 
     Writes ``train_normal.jsonl.gz`` (normal lines of side A), ``test.jsonl.gz`` (all lines of
     side B, in file order) and ``test.labels.csv`` (``line,label``, 1-based in test.jsonl.gz).
@@ -87,7 +96,8 @@ def split_labelled(
     lines = [raw for _, raw in iter_raw_lines(events_path)]
     rng = np.random.default_rng(seed)
     side_a = np.zeros(len(lines), dtype=bool)
-    side_a[rng.permutation(len(lines))[: int(len(lines) * fraction)]] = True
+    chosen = np.arange(len(lines)) if ordered else rng.permutation(len(lines))
+    side_a[chosen[: int(len(lines) * fraction)]] = True
     output.mkdir(parents=True, exist_ok=True)
     paths = {
         "train": output / "train_normal.jsonl.gz",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 
@@ -65,59 +65,3 @@ def detection_report(labels: ArrayLike, scores: ArrayLike, flagged: ArrayLike) -
         "n_attack": n_attack,
         "n_missing": n_missing,
     }
-
-
-def _calibration(calibration_scores: ArrayLike) -> NDArray[np.float64]:
-    cal = np.asarray(calibration_scores, dtype=np.float64).ravel()
-    if np.isnan(cal).any():
-        # A NaN has no rank, so it would silently shift every p-value; refuse rather than guess.
-        raise ValueError("calibration scores contain NaN")
-    return np.sort(cal)
-
-
-def _p_value_from_count(count: int, n: int) -> float:
-    # The one formula both functions use, so that threshold and p-values round identically.
-    return (1.0 + count) / (n + 1.0)
-
-
-def conformal_p_values(calibration_scores: ArrayLike, scores: ArrayLike) -> NDArray[np.float64]:
-    """Split-conformal p-values ``p(s) = (1 + #{cal >= s}) / (n + 1)`` of ``scores``.
-
-    ``calibration_scores`` are the scores of ``n`` held-out normal events. Small p-values mean
-    anomalous. If ``s`` and the calibration scores are exchangeable, ``P(p(s) <= a) <= a`` for every
-    ``a`` (with equality at ``a = j / (n + 1)`` when there are no ties). A NaN score gets a NaN p-value.
-    """
-    cal = _calibration(calibration_scores)
-    s = np.asarray(scores, dtype=np.float64)
-    n = len(cal)
-    # side="left": the count of calibration scores strictly below s, so n minus it counts cal >= s.
-    at_least = n - np.searchsorted(cal, s, side="left")
-    p = (1.0 + at_least) / (n + 1.0)
-    return np.where(np.isnan(s), np.nan, p)
-
-
-def conformal_threshold(calibration_scores: ArrayLike, alpha: float) -> float:
-    """The score threshold of the conformal test at level ``alpha``: flag ``s`` iff ``s > threshold``.
-
-    For every score ``s`` above ``-inf`` (ties with calibration scores included), ``s > threshold``
-    exactly when ``conformal_p_values(calibration_scores, [s]) <= alpha``. The threshold is one of the
-    calibration scores, ``+inf`` when ``alpha < 1 / (n + 1)`` (no score can reach so small a p-value
-    with ``n`` calibration scores, so nothing is flagged), and ``-inf`` when every score qualifies.
-    """
-    if not 0.0 < alpha <= 1.0:
-        raise ValueError(f"alpha must lie in (0, 1], got {alpha}")
-    cal = _calibration(calibration_scores)
-    n = len(cal)
-    # p(s) <= alpha  <=>  #{cal >= s} <= m, with m the largest count whose p-value is <= alpha.
-    # floor() of alpha * (n + 1) can be one off in floating point, so settle m with the exact formula.
-    m = math.floor(alpha * (n + 1)) - 1
-    while m + 1 <= n and _p_value_from_count(m + 1, n) <= alpha:
-        m += 1
-    while m >= 0 and _p_value_from_count(m, n) > alpha:
-        m -= 1
-    if m < 0:
-        return math.inf
-    if m >= n:
-        return -math.inf
-    # #{cal >= s} <= m  <=>  s exceeds the (m + 1)-th largest calibration score.
-    return float(cal[n - 1 - m])

@@ -13,7 +13,7 @@ Rules, in order (every path left out is listed in the spec's ``excluded`` with i
   repeat their code and are left out; fields constant in training are kept: a change in one is
   exactly the kind of single-field deviation an attack can be;
 * numbers: ports → port bucket plus a vocabulary of the port; codes (``*_id``, ``*_num``,
-  ``*code``) → categorical; other numbers → numeric, ``log1p`` when their range exceeds 100;
+  ``*code``) → categorical; other numbers → numeric with signed ``log1p``;
 * strings: addresses → /24 (/48) prefix; free text (long, or with spaces and many distinct values)
   is left out; up to ``max_categories`` distinct values → vocabulary; more → stable hashing.
 """
@@ -170,8 +170,9 @@ def _decide(
             ], None
         if leaf in ENUM_UIDS or leaf.endswith(("_id", "_num", "code")):
             return [FeatureDef(path=path, kind="categorical")], None
-        wide = (p.high - p.low) > 100 if np.isfinite(p.high - p.low) else False
-        return [FeatureDef(path=path, kind="numeric", transform="log1p" if wide else "none")], None
+        # Signed log1p for every number: counts, bytes and rates alike are skewed in security data,
+        # and it measured better than leaving narrow-range fields linear (BENCHMARKS.md).
+        return [FeatureDef(path=path, kind="numeric", transform="log1p")], None
     if p.strings:
         distinct_ratio = len(p.distinct) / p.strings
         if p.ips >= 0.9 * p.strings:

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from scorer.metrics import conformal_p_values, conformal_threshold, detection_report
+from scorer.calibration import conformal_p_values, conformal_threshold
+from scorer.metrics import detection_report
 
 # --- conformal p-values -------------------------------------------------------------------------
 

@@ -1,0 +1,81 @@
+"""`ocsf-anomaly score` throughput on 100,000 distinct events, and cost per stage.
+
+Whole command: wall time of `score --model M events.jsonl.gz --output out.csv` in a fresh process
+(start-up and model load included) with the model `train nsl_kdd_ocsf/train_normal.jsonl.gz`
+makes by default. Per stage: one thread, in process, chunks of 4,096 events, explanation on.
+
+    .venv/bin/python bench/bench_score.py [--runs 3] [--events 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import statistics
+import time
+
+from common import DATA, OUT, default_model, machine, require_data, run_cli
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--stage-events", type=int, default=20_000)
+    args = parser.parse_args()
+    require_data()
+    model = default_model()
+    source = OUT / f"score_input_{args.events}.jsonl.gz"
+    if not source.exists():
+        with (
+            gzip.open(DATA / "nsl_kdd_ocsf" / "train.jsonl.gz", "rb") as src,
+            gzip.open(source, "wb", 3) as dst,
+        ):
+            for i, line in enumerate(src):
+                if i >= args.events:
+                    break
+                dst.write(line)
+    walls = []
+    for run in range(args.runs):
+        wall, peak = run_cli(
+            "score", "--model", str(model), str(source), "--output", str(OUT / "scores.csv"), "--quiet"
+        )
+        walls.append(wall)
+        print(f"run {run + 1}: {wall:.2f} s, {args.events / wall:,.0f} events/s, peak RSS {peak:.0f} MiB")
+    median = statistics.median(walls)
+    print(f"\nmachine: {machine()}")
+    print(
+        f"score → CSV, {args.events:,} events, 2 workers: median {median:.2f} s = {args.events / median:,.0f} events/s"
+    )
+    stages(model, source, args.stage_events)
+
+
+def stages(model: object, source: object, limit: int) -> None:
+    from scorer import bundle
+    from scorer.detector import set_threads
+    from scorer.io import parse_line
+
+    set_threads(1)
+    detector = bundle.load(model)  # type: ignore[arg-type]
+    with gzip.open(source, "rb") as handle:  # type: ignore[call-overload]
+        raw = [line for _, line in zip(range(limit), handle, strict=False)]
+    started = time.perf_counter()
+    events = [parse_line(line)[0] for line in raw]
+    parse = time.perf_counter() - started
+    totals = {"parse": parse}
+    for start in range(0, len(events), 4096):
+        result = detector.score(events[start : start + 4096])  # type: ignore[arg-type]
+        for stage, seconds in result.seconds.items():
+            totals[stage] = totals.get(stage, 0.0) + seconds
+    n = len(events)
+    total = sum(totals.values())
+    print(f"\nper stage, one thread, {n:,} events ({detector.config.score} score, k={detector.config.k}):")
+    for stage in ("parse", "encode", "embed", "search", "calibrate", "explain"):
+        print(f"  {stage:<10}{totals[stage] / n * 1e6:8.1f} µs/event  {100 * totals[stage] / total:5.1f}%")
+    print(f"  {'total':<10}{total / n * 1e6:8.1f} µs/event = {n / total:,.0f} events/s per core")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Training time and peak memory: `ocsf-anomaly train` on NSL-KDD's 67,343 normal events, defaults.
+
+.venv/bin/python bench/bench_train.py [--runs 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+
+from common import DATA, OUT, machine, require_data, run_cli
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=1)
+    args = parser.parse_args()
+    require_data()
+    source = DATA / "nsl_kdd_ocsf" / "train_normal.jsonl.gz"
+    walls, peaks = [], []
+    for run in range(args.runs):
+        target = OUT / f"bench_train_{run}"
+        wall, peak = run_cli("train", str(source), "--output", str(target), "--quiet")
+        walls.append(wall)
+        peaks.append(peak)
+        meta = json.loads((target / "metadata.json").read_text())
+        training = meta["training"]
+        print(
+            f"run {run + 1}: {wall:.1f} s wall, peak RSS {peak:.0f} MiB, epochs {training['report']['epochs_run']}, "
+            f"training loop {training['report']['seconds']:.1f} s, baseline {training['baseline_events']:,}, "
+            f"embedding index {meta['index']['embedding']['kind']} recall@20 {meta['index']['embedding']['recall_at_k']:.3f}, "
+            f"feature index {meta['index']['features']['kind']} recall@k {meta['index']['features']['recall_at_k']:.3f}"
+        )
+    print(f"\nmachine: {machine()}")
+    print(
+        f"train {source.name} (67,343 events): median {statistics.median(walls):.1f} s, peak RSS {max(peaks):.0f} MiB"
+    )
+
+
+if __name__ == "__main__":
+    main()
