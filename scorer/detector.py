@@ -421,7 +421,9 @@ class Detector:
         nbr_cat = self.baseline.cat[nbr]  # (n, k, categorical)
         differs = (nbr_cat != encoded.cat[:, None, :]).mean(axis=1)
         for j in range(encoded.cat.shape[1]):
-            deviations.append(np.where(encoded.cat[:, j] == UNKNOWN_INDEX, 5.0, 3.0 * differs[:, j]))
+            # a value never seen in training weighs more than a seen-but-unusual one
+            weight = np.where(encoded.cat[:, j] == UNKNOWN_INDEX, 5.0, 3.0)
+            deviations.append(weight * differs[:, j])
         matrix = np.stack(deviations, axis=1)  # (n, numeric features + categorical features)
         fields: list[FeatureDef] = numeric + encoder.categorical_features
         top = np.argsort(-matrix, axis=1)[:, : self.config.n_reasons]

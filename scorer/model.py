@@ -35,8 +35,8 @@ class ModelConfig:
 
     cardinalities: tuple[int, ...]
     n_numeric: int
-    d_model: int = 128
-    n_blocks: int = 3
+    d_model: int = 64
+    n_blocks: int = 2
     d_hidden_factor: float = 2.0
     d_category: int = 16
     d_out: int = 64
@@ -58,7 +58,7 @@ class ModelConfig:
 class TrainConfig:
     """Self-supervised training. Defaults chosen by measurement (BENCHMARKS.md, "Training")."""
 
-    epochs: int = 6
+    epochs: int = 3
     batch_size: int = 512
     lr: float = 2e-3
     weight_decay: float = 1e-5

@@ -12,7 +12,7 @@ Rules, in order (every path left out is listed in the spec's ``excluded`` with i
 * enum captions (``activity_name`` beside ``activity_id``, ``class_name`` beside ``class_uid``)
   repeat their code and are left out; fields constant in training are kept: a change in one is
   exactly the kind of single-field deviation an attack can be;
-* numbers: ports → port bucket plus a vocabulary of the port; codes (``*_id``, ``*_num``,
+* numbers: ports → port bucket, plus a vocabulary of the port unless it is mostly ephemeral; codes (``*_id``, ``*_num``,
   ``*code``) → categorical; other numbers → numeric with signed ``log1p``;
 * strings: addresses → /24 (/48) prefix; free text (long, or with spaces and many distinct values)
   is left out; up to ``max_categories`` distinct values → vocabulary; more → stable hashing.
@@ -164,10 +164,10 @@ def _decide(
         return [FeatureDef(path=path, kind="categorical")], None
     if p.numbers >= p.present / 2:
         if leaf == "port" or leaf.endswith("_port"):
-            return [
-                FeatureDef(path=path, kind="port_bucket"),
-                FeatureDef(path=path, kind="categorical", min_count=5, max_categories=200),
-            ], None
+            bucket = [FeatureDef(path=path, kind="port_bucket")]
+            if len(p.distinct) > 0.2 * p.numbers:  # ephemeral source ports: the bucket is all there is
+                return bucket, None
+            return [*bucket, FeatureDef(path=path, kind="categorical", min_count=5, max_categories=200)], None
         if leaf in ENUM_UIDS or leaf.endswith(("_id", "_num", "code")):
             return [FeatureDef(path=path, kind="categorical")], None
         # Signed log1p for every number: counts, bytes and rates alike are skewed in security data,

@@ -1,0 +1,52 @@
+"""Shared fixtures: seeded demo events and one small fitted detector per test session (per xdist worker)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+N_TRAIN = 3_000
+N_HELD_OUT = 2_000
+
+Event = dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def demo_events() -> list[Event]:
+    """Normal demo events of one company (seed 1) in time order: the first N_TRAIN train, the rest are held out."""
+    from scorer.demo import generate_events
+
+    events, labels = generate_events(N_TRAIN + N_HELD_OUT, seed=1)
+    assert set(labels) == {"normal"}
+    return events
+
+
+@pytest.fixture(scope="session")
+def train_events(demo_events: list[Event]) -> list[Event]:
+    return demo_events[:N_TRAIN]
+
+
+@pytest.fixture(scope="session")
+def held_out_events(demo_events: list[Event]) -> list[Event]:
+    """Normal events of the same company from the period after the training events."""
+    return demo_events[N_TRAIN:]
+
+
+@pytest.fixture(scope="session")
+def fitted_detector(train_events: list[Event]) -> Any:
+    """A tiny detector (1 epoch on 2,000 rows, baseline of 1,000): fitted once, shared read-only.
+
+    One torch/faiss thread: under ``pytest -n 2`` each worker has a core, and OpenMP teams that
+    oversubscribe the cores make training many times slower.
+    """
+    from scorer.detector import Detector, DetectorConfig, set_threads
+    from scorer.model import TrainConfig
+
+    set_threads(1)
+    return Detector.fit(
+        train_events,
+        config=DetectorConfig(baseline_size=1_000, seed=0),
+        train_config=TrainConfig(epochs=1, max_rows=2_000, seed=0),
+        progress=False,
+    )

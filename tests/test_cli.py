@@ -1,0 +1,298 @@
+"""The real command line, run as a subprocess: help, train, score (CSV, JSONL, gzip, bad lines), features infer."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from scorer import bundle
+from scorer.batch import CHUNK_LINES
+from scorer.bundle import FILES
+from scorer.demo import generate_events
+from scorer.features.infer import infer_spec
+from scorer.features.spec import load_spec
+from scorer.io import load_events
+
+Event = dict[str, Any]
+
+TIMEOUT = 300
+
+# One worker runs this module under `pytest -n 2 --dist loadgroup`, so the bundle is trained once.
+pytestmark = pytest.mark.xdist_group("cli")
+
+
+def _run(*args: str | Path, check: bool = False) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "scorer.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=env,
+        check=False,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def _write_jsonl(path: Path, events: list[Event]) -> Path:
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    return path
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cli")
+
+
+@pytest.fixture(scope="module")
+def train_file(workdir: Path) -> Path:
+    events, _ = generate_events(1_000, seed=3)
+    return _write_jsonl(workdir / "train.jsonl", events)
+
+
+@pytest.fixture(scope="module")
+def trained(workdir: Path, train_file: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    model = workdir / "model"
+    result = _run(
+        "train",
+        train_file,
+        "--output",
+        model,
+        "--epochs",
+        "1",
+        "--baseline-size",
+        "500",
+        "--name",
+        "cli-test",
+        "--quiet",
+    )
+    return model, result
+
+
+@pytest.fixture(scope="module")
+def model(trained: tuple[Path, subprocess.CompletedProcess[str]]) -> Path:
+    path, result = trained
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+@pytest.fixture(scope="module")
+def score_events() -> list[Event]:
+    events, _ = generate_events(120, seed=4, anomaly_rate=0.05)
+    return events
+
+
+# ------------------------------------------------------------------ help
+@pytest.mark.parametrize(
+    ("command", "options"),
+    [
+        ([], ["train", "score", "evaluate", "split", "features", "demo"]),
+        (
+            ["train"],
+            ["--output", "--features", "--epochs", "--seed", "--score", "--k", "--baseline-size", "--quiet"],
+        ),
+        (["score"], ["--model", "--output", "--alpha", "--workers", "--quiet", ".csv", ".jsonl"]),
+        (["evaluate"], ["--model", "--labels", "--train", "--alpha", "--json"]),
+        (["split"], ["--labels", "--output", "--seed", "--fraction"]),
+        (["features"], ["infer"]),
+        (["features", "infer"], ["--output", "EVENTS"]),
+        (["demo"], ["usage"]),
+    ],
+    ids=["main", "train", "score", "evaluate", "split", "features", "features-infer", "demo"],
+)
+def test_help(command: list[str], options: list[str]) -> None:
+    result = _run(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    for option in options:
+        assert option in result.stdout, option
+    assert result.stderr == ""
+
+
+def test_no_command_is_a_usage_error() -> None:
+    result = _run()
+    assert result.returncode == 2
+    assert "usage" in result.stderr
+
+
+# ------------------------------------------------------------------ train
+def test_train_writes_a_bundle(trained: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    path, result = trained
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in path.iterdir()) == sorted([*FILES, "metadata.json"])
+    metadata = json.loads((path / "metadata.json").read_text(encoding="utf-8"))
+    assert metadata["name"] == "cli-test"
+    assert metadata["training"]["events"] == 1_000
+    assert metadata["training"]["baseline_events"] == 500
+    assert metadata["training"]["config"]["epochs"] == 1
+    assert metadata["version"] in result.stderr
+    assert "wrote" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_train_on_a_missing_file_is_a_usage_error(workdir: Path) -> None:
+    result = _run("train", workdir / "nope.jsonl", "--output", workdir / "m2")
+    assert result.returncode == 2
+    assert "no such file" in result.stderr
+    assert not (workdir / "m2").exists()
+
+
+# ------------------------------------------------------------------ score
+def _mixed_input(path: Path, events: list[Event]) -> tuple[Path, list[int], list[int]]:
+    """Good lines with an invalid JSON line, a JSON array line and an empty line among them."""
+    lines = [orjson.dumps(e) for e in events[:40]]
+    lines.insert(3, b'{"class_uid": 4001, "broken": ')
+    lines.insert(10, b"[1, 2, 3]")
+    lines.insert(17, b"")
+    lines.insert(25, b"   ")
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    bad = [4, 11, 18, 26]
+    good = [n for n in range(1, len(lines) + 1) if n not in bad]
+    return path, good, bad
+
+
+def _read_csv(path: Path) -> list[list[str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.reader(handle))
+
+
+def test_score_to_csv_with_bad_lines(model: Path, workdir: Path, score_events: list[Event]) -> None:
+    source, good, bad = _mixed_input(workdir / "mixed.jsonl", score_events)
+    out = workdir / "mixed.csv"
+    result = _run("score", source, "--model", model, "--output", out, "--workers", "1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    rows = _read_csv(out)
+    assert rows[0] == ["line", "score", "p_value", "is_anomaly"]
+    body = rows[1:]
+    assert [int(r[0]) for r in body] == list(range(1, len(good) + len(bad) + 1))
+    for row in body:
+        assert len(row) == 4
+        if int(row[0]) in bad:
+            assert row[1:] == ["", "", ""], row
+        else:
+            score, p_value = float(row[1]), float(row[2])
+            assert 0 < p_value <= 1
+            assert score == score  # not NaN
+            assert row[3] in ("true", "false")
+    for line in bad:
+        assert f"{source}:{line}:" in result.stderr, line
+    for line in good:
+        assert f"{source}:{line}:" not in result.stderr
+    assert f"{len(bad)} bad lines" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_score_gzip_to_jsonl_with_two_workers_keeps_every_field(model: Path, workdir: Path) -> None:
+    # more than one chunk of CHUNK_LINES lines, so both workers score and the output must be put back in order
+    events, _ = generate_events(CHUNK_LINES + 300, seed=5, anomaly_rate=0.02)
+    source = workdir / "events.jsonl.gz"
+    with gzip.open(source, "wb") as handle:
+        handle.write(b"".join(orjson.dumps(e) + b"\n" for e in events))
+        handle.write(b'{"truncated": \n')
+    out = workdir / "scored.jsonl"
+    result = _run("score", source, "--model", model, "--output", out, "--workers", "2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert f"scored {len(events):,} of {len(events) + 1:,} lines" in result.stderr
+    assert f"{source}:{len(events) + 1}: invalid JSON" in result.stderr
+    version = json.loads((model / "metadata.json").read_text(encoding="utf-8"))["version"]
+    scored = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert len(scored) == len(events) + 1
+    bad = scored.pop()
+    assert bad["anomaly"]["line"] == len(events) + 1
+    assert "invalid JSON" in bad["anomaly"]["error"]
+    anomalies = []
+    for original, event in zip(events, scored, strict=True):
+        anomaly = event.pop("anomaly")
+        anomalies.append(anomaly)
+        assert event == original  # every original field, unchanged
+        assert list(event) == list(original)  # and in its place
+        assert set(anomaly) >= {
+            "score",
+            "p_value",
+            "is_anomaly",
+            "threshold",
+            "reasons",
+            "neighbors",
+            "model",
+        }
+        assert isinstance(anomaly["score"], float)
+        assert 0 < anomaly["p_value"] <= 1
+        assert isinstance(anomaly["is_anomaly"], bool)
+        assert anomaly["threshold"] is None or isinstance(anomaly["threshold"], float)
+        assert isinstance(anomaly["reasons"], list)
+        for reason in anomaly["reasons"]:
+            assert {"field", "value", "typical", "deviation"} <= set(reason)
+        assert isinstance(anomaly["neighbors"], list)
+        assert all(isinstance(n, str) for n in anomaly["neighbors"])
+        assert anomaly["model"] == {"name": "cli-test", "version": version}
+    assert any(a["reasons"] for a in anomalies)
+    assert any(a["is_anomaly"] for a in anomalies)
+    # in input order: the same events scored here in one batch give the same scores, line by line
+    expected = bundle.load(model).score(events, explain=False)
+    np.testing.assert_allclose([a["score"] for a in anomalies], expected.score, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose([a["p_value"] for a in anomalies], expected.p_value, atol=1e-6)
+    assert [a["is_anomaly"] for a in anomalies] == expected.is_anomaly.tolist()
+
+
+def test_score_with_a_missing_model_is_a_one_line_error(workdir: Path, train_file: Path) -> None:
+    result = _run(
+        "score", train_file, "--model", workdir / "no-model", "--output", workdir / "x.csv", "--quiet"
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:")
+    assert "no-model" in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not (workdir / "x.csv").exists()
+
+
+@pytest.mark.parametrize("name", ["out.txt"])
+def test_score_to_an_unknown_extension_is_a_one_line_error(
+    model: Path, workdir: Path, train_file: Path, name: str
+) -> None:
+    result = _run("score", train_file, "--model", model, "--output", workdir / name, "--quiet")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:")
+    assert ".csv" in lines[0]
+    assert not (workdir / name).exists()
+
+
+def test_score_a_missing_input_is_a_usage_error(model: Path, workdir: Path) -> None:
+    result = _run("score", workdir / "nope.jsonl", "--model", model, "--output", workdir / "y.csv")
+    assert result.returncode == 2
+    assert "no such file" in result.stderr
+
+
+@pytest.mark.parametrize("alpha", ["0", "1", "1.5", "-0.1"])
+def test_score_alpha_out_of_range_is_a_usage_error(
+    model: Path, workdir: Path, train_file: Path, alpha: str
+) -> None:
+    result = _run("score", train_file, "--model", model, "--output", workdir / "z.csv", "--alpha", alpha)
+    assert result.returncode == 2
+    assert "alpha" in result.stderr
+
+
+# ------------------------------------------------------------------ features infer
+def test_features_infer_writes_a_spec_that_loads(workdir: Path, train_file: Path) -> None:
+    out = workdir / "spec.toml"
+    result = _run("features", "infer", train_file, "--output", out)
+    assert result.returncode == 0, result.stderr
+    spec = load_spec(out)
+    assert spec == infer_spec(load_events([train_file], warn=False))
+    assert "class_uid" in {f.path for f in spec.features}
+    assert ("metadata.uid", "identifier") in spec.excluded
+    assert str(out) in result.stderr

@@ -1,0 +1,231 @@
+"""infer_spec on a hand-made corpus: every rule of scorer.features.infer, one field each."""
+
+from __future__ import annotations
+
+import tomllib
+from typing import Any
+
+import pytest
+
+from scorer.features.encoder import FeatureEncoder
+from scorer.features.infer import infer_spec, iter_leaves
+from scorer.features.spec import FeatureDef, FeatureSpec
+
+Event = dict[str, Any]
+
+N = 3_000
+DAY_MS = 86_400_000
+START_MS = 1_700_000_000_000
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
+
+
+def _event(i: int, *, time_span_ms: int, n: int = N) -> Event:
+    event: Event = {
+        "class_uid": [4001, 3002, 6003][i % 3],
+        "class_name": ["Network Activity", "Authentication", "API Activity"][i % 3],
+        "category_uid": 4,
+        "activity_id": 1 + i % 4,
+        "activity_name": ["Open", "Close", "Reset", "Fail"][i % 4],
+        "severity_id": 1,
+        "severity": "Informational",
+        "time": START_MS + (i * time_span_ms) // n,
+        "metadata": {"uid": f"evt-{i:06d}", "version": "1.5.0", "product": {"name": "P"}},
+        "actor": {"user": {"name": WORDS[i % 10], "uid": f"S-1-5-21-{i % 10}"}, "session": {"uid": f"s{i}"}},
+        "device": {"instance_uid": f"i-{i % 40:08x}"},
+        "src_endpoint": {"ip": f"10.{i % 4}.{i % 7}.{i % 250}", "port": 40_000 + i % 20_000},
+        "dst_endpoint": {"ip": f"192.168.{i % 3}.{i % 200}", "port": [22, 443, 3389, 8080][i % 4]},
+        "answers": [{"rdata": "1.2.3.4"}, {"rdata": "5.6.7.8"}],
+        "message": f"user {WORDS[i % 10]} opened a connection from a host that we have seen {i} times before today",
+        "request_token": f"tok-{i * 7919:x}",  # nearly unique per event
+        "http_request": {"user_agent": f"agent-{i % 1500}"},  # > 1000 distinct, each twice
+        "is_mfa": i % 2 == 0,
+        "status_code": ["200", "404"][i % 2],
+        "traffic": {"bytes_in": i * 13 % 5000},
+        "unmapped": {"sttl": i % 255, "risk_score": (i % 100) / 10.0, "sensor": f"sensor-{i % 3}"},
+        "start_time": START_MS + i,
+    }
+    if i % 500 == 0:  # 6 of 3,000 events: 0.2 %
+        event["rare_field"] = "present"
+    return event
+
+
+def _corpus(time_span_ms: int, n: int = N) -> list[Event]:
+    return [_event(i, time_span_ms=time_span_ms, n=n) for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def spec() -> FeatureSpec:
+    return infer_spec(_corpus(time_span_ms=10 * DAY_MS))
+
+
+def _excluded(spec: FeatureSpec) -> dict[str, str]:
+    return dict(spec.excluded)
+
+
+def _kinds(spec: FeatureSpec, path: str) -> list[str]:
+    return [f.kind for f in spec.features if f.path == path]
+
+
+def _feature(spec: FeatureSpec, path: str) -> FeatureDef:
+    (feature,) = [f for f in spec.features if f.path == path]
+    return feature
+
+
+@pytest.mark.parametrize(
+    "path", ["metadata.uid", "actor.user.uid", "actor.session.uid", "device.instance_uid"]
+)
+def test_identifiers_are_excluded(spec: FeatureSpec, path: str) -> None:
+    assert _kinds(spec, path) == []
+    assert _excluded(spec)[path] == "identifier"
+
+
+def test_other_metadata_is_excluded(spec: FeatureSpec) -> None:
+    assert _excluded(spec)["metadata.version"] == "record metadata"
+    assert _excluded(spec)["metadata.product.name"] == "record metadata"
+
+
+@pytest.mark.parametrize("path", ["class_uid", "category_uid", "activity_id", "severity_id"])
+def test_enum_codes_are_categorical(spec: FeatureSpec, path: str) -> None:
+    assert _kinds(spec, path) == ["categorical"]
+    assert path not in _excluded(spec)
+
+
+@pytest.mark.parametrize(
+    ("caption", "code"),
+    [("activity_name", "activity_id"), ("class_name", "class_uid"), ("severity", "severity_id")],
+)
+def test_enum_captions_are_excluded(spec: FeatureSpec, caption: str, code: str) -> None:
+    assert _kinds(spec, caption) == []
+    assert _excluded(spec)[caption] == f"caption of {code}"
+
+
+def test_lists_are_excluded(spec: FeatureSpec) -> None:
+    assert _kinds(spec, "answers") == []
+    assert _excluded(spec)["answers"] == "list"
+
+
+def test_long_free_text_is_excluded(spec: FeatureSpec) -> None:
+    assert _kinds(spec, "message") == []
+    assert _excluded(spec)["message"] == "free text"
+
+
+def test_nearly_unique_string_is_an_identifier(spec: FeatureSpec) -> None:
+    assert _kinds(spec, "request_token") == []
+    assert _excluded(spec)["request_token"] == "identifier (nearly unique per event)"
+
+
+@pytest.mark.parametrize("path", ["src_endpoint.ip", "dst_endpoint.ip"])
+def test_addresses_become_ip_prefixes(spec: FeatureSpec, path: str) -> None:
+    assert _kinds(spec, path) == ["ip_prefix"]
+    assert _feature(spec, path).prefix_v4 == 24
+
+
+def test_service_port_becomes_bucket_and_vocabulary(spec: FeatureSpec) -> None:
+    features = [f for f in spec.features if f.path == "dst_endpoint.port"]
+    assert [f.kind for f in features] == ["port_bucket", "categorical"]
+    assert features[1].min_count == 5
+    assert features[1].max_categories == 200
+    assert len({f.name for f in features}) == 2
+
+
+def test_mostly_ephemeral_port_becomes_a_bucket_only(spec: FeatureSpec) -> None:
+    # 3,000 distinct source ports: a vocabulary would be all noise
+    assert _kinds(spec, "src_endpoint.port") == ["port_bucket"]
+    assert "src_endpoint.port" not in _excluded(spec)
+
+
+def test_high_cardinality_string_is_hashed(spec: FeatureSpec) -> None:
+    assert _kinds(spec, "http_request.user_agent") == ["hashed"]
+
+
+def test_low_cardinality_strings_are_categorical(spec: FeatureSpec) -> None:
+    assert _kinds(spec, "actor.user.name") == ["categorical"]
+    assert _kinds(spec, "unmapped.sensor") == ["categorical"]
+    assert _kinds(spec, "status_code") == ["categorical"]
+
+
+def test_booleans_are_categorical(spec: FeatureSpec) -> None:
+    assert _kinds(spec, "is_mfa") == ["categorical"]
+
+
+@pytest.mark.parametrize("path", ["unmapped.sttl", "unmapped.risk_score", "traffic.bytes_in"])
+def test_numbers_are_numeric_with_log1p(spec: FeatureSpec, path: str) -> None:
+    assert _kinds(spec, path) == ["numeric"]
+    assert _feature(spec, path).transform == "log1p"
+
+
+def test_time_spanning_two_days_or_more_is_cyclic(spec: FeatureSpec) -> None:
+    assert _kinds(spec, "time") == ["time_cyclic"]
+    assert "time" not in _excluded(spec)
+    events = _corpus(time_span_ms=DAY_MS, n=300)
+    events[-1]["time"] = START_MS + 2 * DAY_MS  # exactly two days
+    assert _kinds(infer_spec(events), "time") == ["time_cyclic"]
+    events[-1]["time"] = START_MS + 2 * DAY_MS - 1
+    assert _kinds(infer_spec(events), "time") == []
+
+
+def test_time_spanning_under_two_days_is_excluded() -> None:
+    short = infer_spec(_corpus(time_span_ms=DAY_MS + DAY_MS // 2, n=300))
+    assert _kinds(short, "time") == []
+    assert _excluded(short)["time"].startswith("timestamp spanning under two days")
+
+
+def test_time_in_seconds_or_iso_strings_also_counts() -> None:
+    events = _corpus(time_span_ms=5 * DAY_MS, n=300)
+    for e in events[::2]:
+        e["time"] = e["time"] // 1000  # a producer sending seconds
+    assert _kinds(infer_spec(events), "time") == ["time_cyclic"]
+
+
+def test_other_timestamps_are_excluded(spec: FeatureSpec) -> None:
+    assert _kinds(spec, "start_time") == []
+    assert _excluded(spec)["start_time"] == "timestamp"
+
+
+def test_rare_paths_are_excluded(spec: FeatureSpec) -> None:
+    assert _kinds(spec, "rare_field") == []
+    assert _excluded(spec)["rare_field"] == "rare (in 0.20% of events)"
+
+
+def test_presence_just_above_one_percent_is_kept() -> None:
+    events = _corpus(time_span_ms=5 * DAY_MS, n=900)
+    for i in range(0, 900, 90):  # 10 of 900: 1.11 %
+        events[i]["sometimes"] = ["x", "y"][i % 2]
+    spec = infer_spec(events)
+    assert _kinds(spec, "sometimes") == ["categorical"]
+
+
+def test_every_path_is_a_feature_or_excluded(spec: FeatureSpec) -> None:
+    leaves = {path for event in _corpus(time_span_ms=10 * DAY_MS) for path, _ in iter_leaves(event)}
+    covered = {f.path for f in spec.features} | set(_excluded(spec))
+    assert leaves == covered
+    assert not ({f.path for f in spec.features} & set(_excluded(spec)))
+
+
+def test_inferred_spec_fits_encodes_and_round_trips(spec: FeatureSpec) -> None:
+    events = _corpus(time_span_ms=10 * DAY_MS)
+    encoder = FeatureEncoder(spec).fit(events)
+    batch = encoder.encode(events[:100])
+    assert batch.cat.shape == (100, len(encoder.categorical_features))
+    assert FeatureSpec.from_dict(tomllib.loads(spec.to_toml())) == spec
+
+
+def test_non_dict_events_and_odd_keys_are_ignored() -> None:
+    events: list[Any] = _corpus(time_span_ms=5 * DAY_MS, n=300)
+    events += [None, "text", [1, 2], 5]
+    events[0] = {**events[0], "a.b": 1, "": 2, 3: 4}
+    spec = infer_spec(events)
+    paths = {f.path for f in spec.features} | set(_excluded(spec))
+    assert "a.b" not in paths
+    assert "" not in paths
+
+
+def test_no_usable_feature_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no usable feature"):
+        infer_spec([{"metadata": {"uid": str(i)}} for i in range(10)])
+    with pytest.raises(ValueError, match="no usable feature"):
+        infer_spec([])
+
+
+def test_deterministic(spec: FeatureSpec) -> None:
+    assert infer_spec(_corpus(time_span_ms=10 * DAY_MS)) == spec
