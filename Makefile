@@ -35,7 +35,7 @@ format: $(STAMP)
 
 ## test: lint, then every test. pytest's exit code 5 (no tests collected) is a failure.
 test: lint
-	$(PY) -m pytest -n 2 --dist loadgroup tests; rc=$$?; \
+	$(PY) -m pytest -n 2 tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 ## bench: the benchmarks quoted in BENCHMARKS.md.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle  # only for its error type: nothing is unpickled
 import platform
 import shutil
 import tempfile
@@ -96,8 +97,8 @@ def save(detector: Detector, directory: Path | str, *, name: str = "ocsf-anomaly
             "version": version,
             "files": digests,
             "index": {
-                "embedding": _index_meta(detector.embedding_index),
-                "features": _index_meta(detector.feature_index),
+                "embedding": detector.embedding_index.describe(),
+                "features": detector.feature_index.describe(),
             },
             "detector": detector.config.to_dict(),
             "versions": {
@@ -117,16 +118,6 @@ def save(detector: Detector, directory: Path | str, *, name: str = "ocsf-anomaly
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return directory
-
-
-def _index_meta(index: KnnIndex) -> dict[str, Any]:
-    return {
-        "kind": index.kind,
-        "recall_at_k": index.recall,
-        "ef_search": index.ef_search,
-        "size": index.size,
-        "dim": index.dim,
-    }
 
 
 def read_metadata(directory: Path | str) -> dict[str, Any]:
@@ -176,21 +167,10 @@ def load(directory: Path | str) -> Detector:
         model.load_state_dict(state)
         model.eval()
         config = DetectorConfig(**metadata["detector"])
-        index_meta = metadata["index"]
-        embedding_index = KnnIndex.load(
-            directory / "embedding.faiss",
-            kind=index_meta["embedding"]["kind"],
-            recall=index_meta["embedding"]["recall_at_k"],
-            ef_search=index_meta["embedding"]["ef_search"],
-            dim=model_config.d_out,
-        )
-        feature_index = KnnIndex.load(
-            directory / "features.faiss",
-            kind=index_meta["features"]["kind"],
-            recall=index_meta["features"]["recall_at_k"],
-            ef_search=index_meta["features"]["ef_search"],
-            dim=int(index_meta["features"]["dim"]),
-        )
+        embedding_index = KnnIndex.load(directory / "embedding.faiss", metadata["index"]["embedding"])
+        feature_index = KnnIndex.load(directory / "features.faiss", metadata["index"]["features"])
+        if embedding_index.dim != model_config.d_out:
+            raise BundleError("embedding.faiss does not match the network's output dimension")
         with np.load(directory / "baseline.npz", allow_pickle=False) as arrays:
             baseline = EncodedBatch(cat=arrays["cat"].astype(np.int64), num=arrays["num"].astype(np.float32))
         baseline_ids = json.loads((directory / "baseline_ids.json").read_text(encoding="utf-8"))
@@ -204,7 +184,16 @@ def load(directory: Path | str) -> Detector:
         }
     except (BundleError, EncoderError, SpecError) as exc:
         raise BundleError(f"{directory}: {exc}") from exc
-    except (KeyError, TypeError, ValueError, RuntimeError, OSError, json.JSONDecodeError) as exc:
+    except (
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        RuntimeError,
+        OSError,
+        EOFError,
+        pickle.UnpicklingError,
+    ) as exc:  # torch.load(weights_only=True) refuses anything but tensors with UnpicklingError
         raise BundleError(f"{directory}: the bundle is malformed ({type(exc).__name__}: {exc})") from exc
     if baseline.cat.shape[1] != len(encoder.cardinalities) or len(baseline_ids) != len(baseline):
         raise BundleError(f"{directory}: baseline rows do not match the feature spec")

@@ -81,12 +81,20 @@ def conformal_threshold(calibration_scores: npt.ArrayLike, alpha: float) -> floa
 
 
 def group_key(value: Any) -> str:
+    """The calibration group of a ``class_uid`` value: ``class_uid=4001``, or ``global`` if it is not one."""
     if isinstance(value, bool) or value is None:
         return GLOBAL
-    if isinstance(value, int | float) and math.isfinite(value) and float(value).is_integer():
-        return f"class_uid={int(value)}"
-    if isinstance(value, str) and value.strip().isdigit():
-        return f"class_uid={int(value)}"
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if (
+        isinstance(value, str)
+        and value.strip().isascii()
+        and value.strip().isdigit()
+        and len(value.strip()) <= 18
+    ):
+        value = int(value)
+    if isinstance(value, int) and 0 <= value < 10**18:
+        return f"class_uid={value}"
     return GLOBAL
 
 

@@ -156,6 +156,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the baselines' held-out split")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    recalibrate = commands.add_parser(
+        "recalibrate",
+        help="re-fit calibration on recent traffic, keeping the model",
+        description=(
+            "Normal traffic drifts: a threshold set on last month's events may flag more than α of this month's. "
+            "Re-fit the conformal calibration (and score standardisers) of every score kind on RECENT events "
+            "that the baseline has not seen, and write a new bundle. Attacks among them make the threshold "
+            "stricter, never looser: the realised false-positive rate stays at or below α, recall may drop."
+        ),
+    )
+    recalibrate.add_argument(
+        "events", nargs="+", type=_existing, metavar="RECENT", help="recent events, mostly normal"
+    )
+    recalibrate.add_argument("--model", "-m", required=True, type=Path, help="bundle to start from")
+    recalibrate.add_argument("--output", "-o", required=True, type=Path, help="bundle directory to write")
+
     split = commands.add_parser(
         "split",
         help="seeded line-level split of a labelled file for evaluation",
@@ -167,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--seed", type=int, default=0)
     split.add_argument(
         "--fraction", type=float, default=0.5, help="share of lines on the training side (default 0.5)"
+    )
+    split.add_argument(
+        "--ordered",
+        action="store_true",
+        help="train on the first lines of the file, test on the rest (drift)",
     )
 
     features = commands.add_parser("features", help="feature specs", description="Work with feature specs.")
@@ -197,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train": _train,
         "score": _score,
         "evaluate": _evaluate,
+        "recalibrate": _recalibrate,
         "split": _split,
         "features": _features,
         "demo": _demo,
@@ -284,6 +306,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     report = evaluate(detector, events, labels, train_events, alpha=args.alpha, seed=args.seed)
     print(json.dumps(report, indent=1) if args.json else format_report(report, args.alpha))
+    return 0
+
+
+def _recalibrate(args: argparse.Namespace) -> int:
+    from scorer import bundle
+    from scorer.detector import set_threads
+    from scorer.io import load_events
+
+    set_threads(os.cpu_count() or 1)
+    detector = bundle.load(args.model)
+    events = load_events(args.events)
+    if len(events) < 100:
+        raise CliError(f"recalibration needs at least 100 events, got {len(events)}")
+    detector.calibrate(events)
+    detector.metadata["calibration"] = detector.calibration.sizes()
+    detector.metadata["recalibrated_from"] = detector.metadata.get("version")
+    path = bundle.save(detector, args.output, name=detector.model_info["name"])
+    _say(f"wrote {path} (version {detector.metadata['version']}), calibrated on {len(events):,} events")
     return 0
 
 

@@ -209,9 +209,9 @@ class Detector:
             recall_queries=embed(model, cal_encoded),
             ann_threshold=config.ann_threshold,
         )
-        feature_index = KnnIndex.build(
+        feature_index = KnnIndex.build(  # tuned for the recall of what the score reads
             encoder.dense(baseline),
-            k=config.k,
+            k=config.feature_k,
             recall_queries=encoder.dense(cal_encoded),
             ann_threshold=config.ann_threshold,
         )
@@ -240,18 +240,7 @@ class Detector:
             },
             "model": architecture.to_dict(),
             "detector": config.to_dict(),
-            "index": {
-                "embedding": {
-                    "kind": embedding_index.kind,
-                    "recall_at_k": embedding_index.recall,
-                    "ef_search": embedding_index.ef_search,
-                },
-                "features": {
-                    "kind": feature_index.kind,
-                    "recall_at_k": feature_index.recall,
-                    "ef_search": feature_index.ef_search,
-                },
-            },
+            "index": {"embedding": embedding_index.describe(), "features": feature_index.describe()},
             "calibration": detector.calibration.sizes(),
             "features": [f.name for f in spec.features],
             "excluded": [{"path": p, "reason": r} for p, r in spec.excluded],
@@ -293,8 +282,13 @@ class Detector:
         return replace(self, config=replace(self.config, **changes))
 
     def _components(
-        self, encoded: EncodedBatch, seconds: dict[str, float] | None = None
+        self,
+        encoded: EncodedBatch,
+        seconds: dict[str, float] | None = None,
+        *,
+        neighbours_for_explain: bool = False,
     ) -> tuple[dict[str, npt.NDArray[np.float64]], npt.NDArray[np.int64]]:
+        """Raw scores of every kind the configured score needs, and the neighbours to explain with."""
         seconds = seconds if seconds is not None else {}
         k = self.config.k
         t0 = time.perf_counter()
@@ -307,7 +301,8 @@ class Detector:
             distances, neighbours = self.embedding_index.search(embeddings, k)
             out["embedding"] = distances.mean(axis=1, dtype=np.float64)
         if dense is not None:
-            distances, neighbours = self.feature_index.search(dense, max(k, self.config.feature_k))
+            wanted = max(k, self.config.feature_k) if neighbours_for_explain else self.config.feature_k
+            distances, neighbours = self.feature_index.search(dense, wanted)
             out["features"] = distances[:, : self.config.feature_k].mean(axis=1, dtype=np.float64)
         if "embedding" in out and "features" in out:
             out["fusion"] = 0.5 * (
@@ -353,7 +348,7 @@ class Detector:
         t0 = time.perf_counter()
         encoded = self.encoder.encode(events)
         seconds["encode"] = time.perf_counter() - t0
-        components, neighbours = self._components(encoded, seconds)
+        components, neighbours = self._components(encoded, seconds, neighbours_for_explain=explain)
         t1 = time.perf_counter()
         scores = components[self.config.score]
         class_getter = compile_getter("class_uid")
@@ -402,31 +397,33 @@ class Detector:
     def _explain(
         self, events: Sequence[Event], encoded: EncodedBatch, neighbours: npt.NDArray[np.int64]
     ) -> list[list[Reason]]:
-        """The fields on which each event differs most from its neighbours (scaled units)."""
+        """The fields on which each event differs most from its neighbours.
+
+        Numbers: the gap to the neighbours' median in robust standard deviations (a missing value
+        where the neighbours have one counts 3). Categories: the share of neighbours with another
+        value, times 3, or times 5 for a value never seen in training.
+        """
         encoder = self.encoder
         nbr = np.where(neighbours >= 0, neighbours, 0)
         numeric = encoder.numeric_features
-        n_values = len(encoder.numeric_columns) - len(numeric)
-        owners = np.asarray(encoder.numeric_column_feature[:n_values])
+        n_numeric = len(numeric)
+        n_values = len(encoder.numeric_columns) - n_numeric
+        starts = encoder.numeric_value_starts
         nbr_num = self.baseline.num[nbr]  # (n, k, columns)
-        median = np.median(nbr_num[:, :, :n_values], axis=1)
-        gap = np.abs(encoded.num[:, :n_values] - median)
-        deviations = []
-        for i in range(len(numeric)):
-            columns = np.flatnonzero(owners == i)
-            value_gap = gap[:, columns].max(axis=1)
-            missing = encoded.num[:, n_values + i]
-            missing_gap = np.abs(missing - nbr_num[:, :, n_values + i].mean(axis=1))
-            deviations.append(np.where(missing > 0, 3.0 * missing_gap, value_gap))
+        median = np.median(nbr_num[:, :, :n_values], axis=1) if n_values else np.zeros((len(events), 0))
+        numeric_dev = np.zeros((len(events), n_numeric), dtype=np.float64)
+        if n_numeric:
+            gap = np.maximum.reduceat(np.abs(encoded.num[:, :n_values] - median), starts, axis=1)
+            missing = encoded.num[:, n_values:]
+            missing_gap = np.abs(missing - nbr_num[:, :, n_values:].mean(axis=1))
+            numeric_dev = np.where(missing > 0, 3.0 * missing_gap, gap)
         nbr_cat = self.baseline.cat[nbr]  # (n, k, categorical)
         differs = (nbr_cat != encoded.cat[:, None, :]).mean(axis=1)
-        for j in range(encoded.cat.shape[1]):
-            # a value never seen in training weighs more than a seen-but-unusual one
-            weight = np.where(encoded.cat[:, j] == UNKNOWN_INDEX, 5.0, 3.0)
-            deviations.append(weight * differs[:, j])
-        matrix = np.stack(deviations, axis=1)  # (n, numeric features + categorical features)
+        categorical_dev = np.where(encoded.cat == UNKNOWN_INDEX, 5.0, 3.0) * differs
+        matrix = np.concatenate([numeric_dev, categorical_dev], axis=1)
         fields: list[FeatureDef] = numeric + encoder.categorical_features
-        top = np.argsort(-matrix, axis=1)[:, : self.config.n_reasons]
+        n_reasons = min(self.config.n_reasons, matrix.shape[1])
+        top = np.argsort(-matrix, axis=1)[:, :n_reasons]
         getters = [compile_getter(f.path) for f in fields]
         out: list[list[Reason]] = []
         for row, event in enumerate(events):
@@ -436,37 +433,28 @@ class Detector:
                 if deviation < 0.5:
                     break
                 feature = fields[f]
+                if f >= n_numeric:
+                    mode = int(np.bincount(nbr_cat[row, :, f - n_numeric]).argmax())
+                    typical = None if mode == MISSING_INDEX else encoder.category_label(feature, mode)
+                else:
+                    typical = self._typical_number(feature, median[row, starts[f] :])
                 reasons.append(
                     Reason(
                         field=feature.path if feature.kind in ("numeric", "categorical") else feature.name,
                         value=_display(getters[f](event) if isinstance(event, dict) else None),
-                        typical=self._typical(feature, f - len(numeric), nbr_cat[row], median[row], owners),
+                        typical=typical,
                         deviation=deviation,
                     )
                 )
             out.append(reasons)
         return out
 
-    def _typical(
-        self,
-        feature: FeatureDef,
-        cat_column: int,
-        nbr_cat: npt.NDArray[np.int64],
-        median: npt.NDArray[np.float32],
-        owners: npt.NDArray[np.int64],
-    ) -> Any:
-        if feature.is_categorical:
-            values, counts = np.unique(nbr_cat[:, cat_column], return_counts=True)
-            mode = int(values[np.argmax(counts)])
-            return None if mode == MISSING_INDEX else self.encoder.category_label(feature, mode)
-        index = self.encoder.numeric_features.index(feature)
-        columns = np.flatnonzero(owners == index)
+    def _typical_number(self, feature: FeatureDef, columns: npt.NDArray[np.floating[Any]]) -> Any:
+        """The neighbours' median, unscaled (for time, the hour it stands for)."""
         if feature.kind == "time_cyclic":
-            hour = (
-                math.atan2(float(median[columns[0]]), float(median[columns[1]])) / (2 * math.pi) * 24
-            ) % 24
+            hour = (math.atan2(float(columns[0]), float(columns[1])) / (2 * math.pi) * 24) % 24
             return f"{int(hour):02d}:00 UTC"
-        value = self.encoder.numeric_value(feature, float(median[columns[0]]))
+        value = self.encoder.numeric_value(feature, float(columns[0]))
         return round(value, 4) if abs(value) < 1e15 else value
 
 

@@ -1,12 +1,15 @@
 """k-nearest-neighbour search over a baseline of normal events (FAISS).
 
-Exact search (``IndexFlatL2``) for small baselines; HNSW above ``ann_threshold`` rows, with
-recall@k against exact search measured at build time on held-out queries and stored, and
-``efSearch`` raised until that recall reaches ``target_recall``.
+Exact search (``IndexFlatL2``) for small baselines. Above ``ann_threshold`` rows, an approximate
+index: HNSW and IVF are both built, each one's search effort (``efSearch``, ``nprobe``) raised until
+its recall@k against exact search on held-out queries reaches ``target_recall``, and the faster
+one kept. Recall, effort and speed are stored with the index.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,8 @@ ANN_THRESHOLD = 20_000
 TARGET_RECALL = 0.95
 HNSW_M = 32
 EF_CONSTRUCTION = 80
-EF_SEARCH_STEPS = (64, 128, 256, 512)
+HNSW_EF_SEARCH = (16, 32, 64, 128, 256, 512)
+IVF_NPROBE = (2, 4, 8, 16, 32, 64, 128)
 # faiss keeps exact search of fewer than this many queries off BLAS; 20 makes batched exact search
 # several times faster, while BLAS makes single queries slower (PERFORMANCE.md).
 BLAS_THRESHOLD = 20
@@ -38,9 +42,10 @@ class KnnIndex:
     """A FAISS index over baseline vectors, and what was measured about it."""
 
     index: Any
-    kind: str  # "exact" or "hnsw"
+    kind: str  # "exact", "hnsw" or "ivf"
     recall: float | None = None
-    ef_search: int | None = None
+    search_param: int | None = None  # efSearch (hnsw) or nprobe (ivf)
+    seconds_per_query: float | None = None
 
     @property
     def size(self) -> int:
@@ -60,7 +65,9 @@ class KnnIndex:
         ann_threshold: int = ANN_THRESHOLD,
         target_recall: float = TARGET_RECALL,
     ) -> KnnIndex:
-        """Index ``vectors``; above ``ann_threshold`` rows, HNSW with measured recall@k."""
+        """Index ``vectors``. Above ``ann_threshold`` rows, build HNSW and IVF, raise each one's
+        search effort until recall@k on ``recall_queries`` reaches ``target_recall``, and keep the
+        faster (or, if neither reaches it, the more accurate)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] == 0:
             raise ValueError("a k-NN index needs a non-empty 2-d array of baseline vectors")
@@ -68,21 +75,19 @@ class KnnIndex:
         exact.add(vectors)
         if vectors.shape[0] <= ann_threshold:
             return cls(index=exact, kind="exact", recall=1.0)
-        hnsw = faiss.IndexHNSWFlat(vectors.shape[1], HNSW_M)
-        hnsw.hnsw.efConstruction = EF_CONSTRUCTION
-        hnsw.add(vectors)
         queries = recall_queries if recall_queries is not None else vectors[:: max(1, len(vectors) // 1000)]
         queries = np.ascontiguousarray(queries[:2000], dtype=np.float32)
+        k = min(k, len(vectors))
         _use_blas_for_batches()
         _, truth = exact.search(queries, k)
-        recall, ef = 0.0, EF_SEARCH_STEPS[0]
-        for ef in EF_SEARCH_STEPS:
-            hnsw.hnsw.efSearch = ef
-            _, found = hnsw.search(queries, k)
-            recall = _recall(truth, found)
-            if recall >= target_recall:
-                break
-        return cls(index=hnsw, kind="hnsw", recall=recall, ef_search=ef)
+        candidates = [
+            _tune(_hnsw(vectors), "hnsw", HNSW_EF_SEARCH, queries, truth, target_recall),
+            _tune(_ivf(vectors), "ivf", IVF_NPROBE, queries, truth, target_recall),
+        ]
+        good = [c for c in candidates if (c.recall or 0.0) >= target_recall]
+        if good:
+            return min(good, key=lambda c: c.seconds_per_query or 0.0)
+        return max(candidates, key=lambda c: c.recall or 0.0)
 
     def search(self, queries: FloatArray, k: int) -> tuple[FloatArray, IdArray]:
         """L2 distances (not squared) and baseline row ids of the ``k`` nearest neighbours."""
@@ -96,20 +101,89 @@ class KnnIndex:
     def save(self, path: Path) -> None:
         faiss.write_index(self.index, str(path))
 
+    def describe(self) -> dict[str, Any]:
+        """What the bundle's metadata records about this index (also what `load` needs back)."""
+        return {
+            "kind": self.kind,
+            "recall_at_k": self.recall,
+            "search_param": self.search_param,
+            "seconds_per_query": self.seconds_per_query,
+            "size": self.size,
+            "dim": self.dim,
+        }
+
     @classmethod
-    def load(
-        cls, path: Path, *, kind: str, recall: float | None, ef_search: int | None, dim: int
-    ) -> KnnIndex:
+    def load(cls, path: Path, meta: dict[str, Any]) -> KnnIndex:
+        """Read an index file written by :meth:`save`, checked against its recorded description."""
+        kind, dim, param = meta["kind"], int(meta["dim"]), meta.get("search_param")
         try:
             index = faiss.read_index(str(path))
         except RuntimeError as exc:
             raise ValueError(f"{path.name}: not a readable FAISS index ({exc})") from exc
-        expected: Any = faiss.IndexHNSWFlat if kind == "hnsw" else faiss.IndexFlatL2
-        if not isinstance(index, expected) or index.d != dim:
-            raise ValueError(f"{path.name}: expected a {kind} index of dimension {dim}")
-        if ef_search is not None:
-            index.hnsw.efSearch = ef_search
-        return cls(index=index, kind=kind, recall=recall, ef_search=ef_search)
+        expected: Any = {
+            "hnsw": faiss.IndexHNSWFlat,
+            "ivf": faiss.IndexIVFFlat,
+            "exact": faiss.IndexFlatL2,
+        }.get(kind)
+        if (
+            expected is None
+            or not isinstance(index, expected)
+            or index.d != dim
+            or index.ntotal != int(meta["size"])
+        ):
+            raise ValueError(
+                f"{path.name}: expected a {kind} index of {meta['size']} vectors of dimension {dim}"
+            )
+        _set_param(index, kind, param)
+        return cls(
+            index=index,
+            kind=kind,
+            recall=meta.get("recall_at_k"),
+            search_param=param,
+            seconds_per_query=meta.get("seconds_per_query"),
+        )
+
+
+def _hnsw(vectors: FloatArray) -> Any:
+    index = faiss.IndexHNSWFlat(vectors.shape[1], HNSW_M)
+    index.hnsw.efConstruction = EF_CONSTRUCTION
+    index.add(vectors)
+    return index
+
+
+def _ivf(vectors: FloatArray) -> Any:
+    # about 4·√n lists, with enough training points per list for k-means (faiss wants ≥ 39 each)
+    n_lists = int(min(max(16, 4 * math.sqrt(len(vectors))), len(vectors) // 39))
+    quantizer = faiss.IndexFlatL2(vectors.shape[1])
+    index = faiss.IndexIVFFlat(quantizer, vectors.shape[1], max(n_lists, 1))
+    index.cp.seed = 1234
+    index.train(vectors)
+    index.add(vectors)  # faiss's Python wrapper keeps `quantizer` alive as long as `index`
+    return index
+
+
+def _set_param(index: Any, kind: str, param: int | None) -> None:
+    if param is None:
+        return
+    if kind == "hnsw":
+        index.hnsw.efSearch = int(param)
+    elif kind == "ivf":
+        index.nprobe = int(param)
+
+
+def _tune(
+    index: Any, kind: str, steps: tuple[int, ...], queries: FloatArray, truth: IdArray, target: float
+) -> KnnIndex:
+    recall, seconds, param = 0.0, 0.0, steps[0]
+    for param in steps:
+        _set_param(index, kind, param)
+        started = time.perf_counter()
+        _, found = index.search(queries, truth.shape[1])
+        seconds = (time.perf_counter() - started) / len(queries)
+        recall = _recall(truth, found)
+        if recall >= target:
+            break
+    return KnnIndex(index=index, kind=kind, recall=recall, search_param=param, seconds_per_query=seconds)
 
 
 def _recall(truth: IdArray, found: IdArray) -> float:

@@ -272,12 +272,6 @@ def test_weights_are_never_unpickled(copy: Path, tmp_path: Path) -> None:
     assert "weights" in str(info.value).lower() or "open" in str(info.value)
 
 
-@pytest.mark.xfail(
-    reason="BUG bundle.py load (except clauses, lines ~205-208): torch.load(weights_only=True) refuses the "
-    "pickle with pickle.UnpicklingError, which is not in (KeyError, TypeError, ValueError, RuntimeError, "
-    "OSError), so it escapes as UnpicklingError instead of BundleError (and the CLI prints a traceback)",
-    strict=True,
-)
 def test_unpicklable_weights_raise_bundle_error(copy: Path, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     _plant_exploit(copy, marker)
@@ -286,12 +280,6 @@ def test_unpicklable_weights_raise_bundle_error(copy: Path, tmp_path: Path) -> N
     assert not marker.exists()
 
 
-@pytest.mark.xfail(
-    reason="BUG encoder.py FeatureEncoder.from_dict / bundle.py load: a features.json whose 'numeric' is a "
-    "list (digest rewritten) raises AttributeError ('list' object has no attribute 'items'), which "
-    "neither from_dict nor bundle.load catches, instead of BundleError",
-    strict=True,
-)
 def test_features_json_of_the_wrong_shape_raises_bundle_error(copy: Path) -> None:
     features = json.loads((copy / "features.json").read_text(encoding="utf-8"))
     features["numeric"] = []
@@ -323,13 +311,6 @@ def test_scoring_odd_events_never_raises(loaded: Detector) -> None:
     assert len(empty) == 0
 
 
-@pytest.mark.xfail(
-    reason="BUG calibration.py group_key (line ~88-89): a class_uid string that str.isdigit() accepts but "
-    "int() rejects (e.g. superscript '²') raises ValueError in Detector.score via Calibration.resolve; "
-    "an int class_uid of > 4300 digits raises in encoder.category_key / group_key. One such event "
-    "aborts the whole batch (and `ocsf-anomaly score`)",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "class_uid", ["²", "4001²", 10**5000], ids=["superscript", "digits+superscript", "huge-int"]
 )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import gzip
 import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +28,6 @@ from scorer.io import load_events
 Event = dict[str, Any]
 
 TIMEOUT = 300
-
-# One worker runs this module under `pytest -n 2 --dist loadgroup`, so the bundle is trained once.
-pytestmark = pytest.mark.xdist_group("cli")
 
 
 def _run(*args: str | Path, check: bool = False) -> subprocess.CompletedProcess[str]:
@@ -56,42 +55,67 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cli")
 
 
-@pytest.fixture(scope="module")
-def train_file(workdir: Path) -> Path:
-    events, _ = generate_events(1_000, seed=3)
-    return _write_jsonl(workdir / "train.jsonl", events)
+@dataclass(frozen=True)
+class Trained:
+    train_file: Path
+    model: Path
+    returncode: int
+    stderr: str
 
 
 @pytest.fixture(scope="module")
-def trained(workdir: Path, train_file: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    model = workdir / "model"
-    result = _run(
-        "train",
-        train_file,
-        "--output",
-        model,
-        "--epochs",
-        "1",
-        "--baseline-size",
-        "500",
-        "--name",
-        "cli-test",
-        "--quiet",
-    )
-    return model, result
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """`ocsf-anomaly train` on 1,000 demo events, run once per test run.
+
+    Under pytest-xdist every worker would otherwise train its own bundle (xdist_group does not keep
+    this module on one worker here), so the first worker trains into the run's shared temporary
+    directory under a file lock and the others reuse the result.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = tmp_path_factory.getbasetemp().parent / "cli-trained"  # one per run, shared by workers
+        shared.mkdir(exist_ok=True)
+    else:
+        shared = tmp_path_factory.mktemp("cli-trained")
+    with (shared / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        train_file, model, done = shared / "train.jsonl", shared / "model", shared / "result.json"
+        if not done.exists():
+            events, _ = generate_events(1_000, seed=3)
+            _write_jsonl(train_file, events)
+            result = _run(
+                "train",
+                train_file,
+                "--output",
+                model,
+                "--epochs",
+                "1",
+                "--baseline-size",
+                "500",
+                "--name",
+                "cli-test",
+                "--quiet",
+            )
+            done.write_text(json.dumps({"returncode": result.returncode, "stderr": result.stderr}))
+        outcome = json.loads(done.read_text())
+    return Trained(train_file, model, outcome["returncode"], outcome["stderr"])
 
 
 @pytest.fixture(scope="module")
-def model(trained: tuple[Path, subprocess.CompletedProcess[str]]) -> Path:
-    path, result = trained
-    assert result.returncode == 0, result.stderr
-    return path
+def model(trained: Trained) -> Path:
+    assert trained.returncode == 0, trained.stderr
+    return trained.model
 
 
 @pytest.fixture(scope="module")
 def score_events() -> list[Event]:
     events, _ = generate_events(120, seed=4, anomaly_rate=0.05)
     return events
+
+
+@pytest.fixture(scope="module")
+def events_file(workdir: Path, score_events: list[Event]) -> Path:
+    """A small events file for the commands that fail before they read it."""
+    return _write_jsonl(workdir / "some-events.jsonl", score_events)
 
 
 # ------------------------------------------------------------------ help
@@ -127,18 +151,19 @@ def test_no_command_is_a_usage_error() -> None:
 
 
 # ------------------------------------------------------------------ train
-def test_train_writes_a_bundle(trained: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
-    path, result = trained
-    assert result.returncode == 0, result.stderr
+def test_train_writes_a_bundle(trained: Trained) -> None:
+    assert trained.returncode == 0, trained.stderr
+    path = trained.model
     assert sorted(p.name for p in path.iterdir()) == sorted([*FILES, "metadata.json"])
     metadata = json.loads((path / "metadata.json").read_text(encoding="utf-8"))
     assert metadata["name"] == "cli-test"
     assert metadata["training"]["events"] == 1_000
     assert metadata["training"]["baseline_events"] == 500
     assert metadata["training"]["config"]["epochs"] == 1
-    assert metadata["version"] in result.stderr
-    assert "wrote" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert metadata["version"] in trained.stderr
+    assert "wrote" in trained.stderr
+    assert "Traceback" not in trained.stderr
+    assert bundle.load(path).model_info == {"name": "cli-test", "version": metadata["version"]}
 
 
 def test_train_on_a_missing_file_is_a_usage_error(workdir: Path) -> None:
@@ -187,6 +212,10 @@ def test_score_to_csv_with_bad_lines(model: Path, workdir: Path, score_events: l
             assert row[3] in ("true", "false")
     for line in bad:
         assert f"{source}:{line}:" in result.stderr, line
+    assert f"{source}:4: invalid JSON" in result.stderr
+    assert f"{source}:11: expected a JSON object, got list" in result.stderr
+    assert f"{source}:18: empty line" in result.stderr
+    assert f"{source}:26: empty line" in result.stderr
     for line in good:
         assert f"{source}:{line}:" not in result.stderr
     assert f"{len(bad)} bad lines" in result.stderr
@@ -245,9 +274,9 @@ def test_score_gzip_to_jsonl_with_two_workers_keeps_every_field(model: Path, wor
     assert [a["is_anomaly"] for a in anomalies] == expected.is_anomaly.tolist()
 
 
-def test_score_with_a_missing_model_is_a_one_line_error(workdir: Path, train_file: Path) -> None:
+def test_score_with_a_missing_model_is_a_one_line_error(workdir: Path, events_file: Path) -> None:
     result = _run(
-        "score", train_file, "--model", workdir / "no-model", "--output", workdir / "x.csv", "--quiet"
+        "score", events_file, "--model", workdir / "no-model", "--output", workdir / "x.csv", "--quiet"
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -260,9 +289,9 @@ def test_score_with_a_missing_model_is_a_one_line_error(workdir: Path, train_fil
 
 @pytest.mark.parametrize("name", ["out.txt"])
 def test_score_to_an_unknown_extension_is_a_one_line_error(
-    model: Path, workdir: Path, train_file: Path, name: str
+    model: Path, workdir: Path, events_file: Path, name: str
 ) -> None:
-    result = _run("score", train_file, "--model", model, "--output", workdir / name, "--quiet")
+    result = _run("score", events_file, "--model", model, "--output", workdir / name, "--quiet")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -271,23 +300,23 @@ def test_score_to_an_unknown_extension_is_a_one_line_error(
     assert not (workdir / name).exists()
 
 
-def test_score_a_missing_input_is_a_usage_error(model: Path, workdir: Path) -> None:
-    result = _run("score", workdir / "nope.jsonl", "--model", model, "--output", workdir / "y.csv")
+def test_score_a_missing_input_is_a_usage_error(workdir: Path) -> None:
+    result = _run("score", workdir / "nope.jsonl", "--model", workdir, "--output", workdir / "y.csv")
     assert result.returncode == 2
     assert "no such file" in result.stderr
 
 
 @pytest.mark.parametrize("alpha", ["0", "1", "1.5", "-0.1"])
-def test_score_alpha_out_of_range_is_a_usage_error(
-    model: Path, workdir: Path, train_file: Path, alpha: str
-) -> None:
-    result = _run("score", train_file, "--model", model, "--output", workdir / "z.csv", "--alpha", alpha)
+def test_score_alpha_out_of_range_is_a_usage_error(workdir: Path, events_file: Path, alpha: str) -> None:
+    result = _run("score", events_file, "--model", workdir, "--output", workdir / "z.csv", "--alpha", alpha)
     assert result.returncode == 2
     assert "alpha" in result.stderr
 
 
 # ------------------------------------------------------------------ features infer
-def test_features_infer_writes_a_spec_that_loads(workdir: Path, train_file: Path) -> None:
+def test_features_infer_writes_a_spec_that_loads(workdir: Path) -> None:
+    events, _ = generate_events(500, seed=6)
+    train_file = _write_jsonl(workdir / "infer.jsonl", events)
     out = workdir / "spec.toml"
     result = _run("features", "infer", train_file, "--output", out)
     assert result.returncode == 0, result.stderr

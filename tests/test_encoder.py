@@ -222,12 +222,6 @@ def test_mixed_types_in_one_batch(encoder: FeatureEncoder) -> None:
     assert missing == [0, 0, 1, 1, 1, 1, 1, 0, 0, 1]
 
 
-@pytest.mark.xfail(
-    reason="BUG encoder.py category_key (line ~147, `str(value)` for an int): an int of more than 4300 "
-    "digits raises ValueError (Python's int→str limit), so encode() raises for a categorical, hashed "
-    "or ip_prefix field holding it, breaking 'never raises on the content of an event'",
-    strict=True,
-)
 def test_gigantic_int_in_a_categorical_field_does_not_raise(encoder: FeatureEncoder) -> None:
     batch = encoder.encode([dict.fromkeys(PATHS, 10**5000)])
     assert batch.cat[0, _col(encoder, "cat")] == UNKNOWN_INDEX
@@ -389,12 +383,6 @@ print(json.dumps(_epoch_ms(["2023-11-14T22:13:20", "2023-11-14T22:13:20Z"]).toli
 """
 
 
-@pytest.mark.xfail(
-    reason="BUG encoder.py _epoch_ms (line ~176): an ISO 8601 string without an offset parses to a naive "
-    "datetime and .timestamp() reads it in the machine's local time zone, so the same event gets a "
-    "different hour of day on a machine with TZ != UTC (the spec says hour and weekday are UTC)",
-    strict=True,
-)
 def test_iso_time_without_offset_is_utc_on_every_machine() -> None:
     env = {**os.environ, "TZ": "EST+5"}  # POSIX form: UTC-5, needs no tz database
     out = subprocess.run(
@@ -672,13 +660,6 @@ def test_from_dict_of_mangled_data_raises_encoder_error(encoder: FeatureEncoder,
         FeatureEncoder.from_dict(data)
 
 
-@pytest.mark.xfail(
-    reason="BUG encoder.py FeatureEncoder.from_dict (lines ~405-416): it catches only KeyError, TypeError "
-    "and ValueError, so a 'numeric' or 'vocab' that is not an object (.items() on a list/None) or a "
-    "'spec' that is not an object (.get on a str) raises AttributeError instead of EncoderError; "
-    "bundle.load does not catch AttributeError either",
-    strict=True,
-)
 @pytest.mark.parametrize(("key", "value"), [("numeric", []), ("vocab", None), ("spec", "features")])
 def test_from_dict_with_wrong_container_types_raises_encoder_error(
     encoder: FeatureEncoder, key: str, value: Any

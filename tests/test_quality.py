@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from scorer.detector import Detector
-from scorer.evaluate import evaluate, read_labels
+from scorer.evaluate import evaluate, format_report, read_labels
 from scorer.io import parse_line
 from scorer.paths import shared_data_dir
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 N_TRAIN, N_TEST = 8_000, 4_000
-ROC_AUC_FLOOR = 0.98
+ROC_AUC_FLOOR = 0.985  # measured 0.992 (raw k-NN 0.988) on this split; BENCHMARKS.md
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,7 @@ def test_default_model_beats_floor_and_raw_knn(split: tuple[list[dict], list[dic
     train, test, y = split
     detector = Detector.fit(train, progress=False)
     report = evaluate(detector, test, y, train, alpha=0.01, seed=0)
+    print(format_report(report, 0.01))  # shown with `pytest -s`: where the floors below come from
     default = report[f"{detector.config.score} (default)"]
     assert default["roc_auc"] > ROC_AUC_FLOOR, report
     assert default["roc_auc"] >= report["raw-knn"]["roc_auc"], report

@@ -152,11 +152,6 @@ def test_invalid_kind_from_dict_names_the_feature() -> None:
         FeatureSpec.from_dict(data)
 
 
-@pytest.mark.xfail(
-    reason="BUG spec.py FeatureDef.__post_init__: clip=nan passes `self.clip <= 0` (False for NaN), "
-    "and the encoder then emits NaN for every value of the feature",
-    strict=True,
-)
 def test_nan_clip_is_rejected() -> None:
     with pytest.raises(SpecError):
         FeatureDef(path="duration", kind="numeric", clip=math.nan)
@@ -217,12 +212,6 @@ def test_to_dict_lists_only_non_default_options() -> None:
     assert FeatureDef(path="a", kind="numeric").to_dict() == {"path": "a", "kind": "numeric"}
 
 
-@pytest.mark.xfail(
-    reason="BUG spec.py _toml_value escapes only backslash and quote: a newline or other control "
-    "character in a path or reason (event keys may hold any character; infer_spec keeps them) "
-    "is written raw into a TOML basic string, which tomllib rejects",
-    strict=True,
-)
 @pytest.mark.parametrize("text", ["line\nbreak", "bell\x07", "carriage\rreturn"])
 def test_toml_round_trip_with_control_characters(text: str) -> None:
     spec = FeatureSpec(
@@ -275,11 +264,6 @@ def test_load_spec_structural_error_names_the_file(tmp_path: Path) -> None:
     assert "feature #1" in str(info.value)
 
 
-@pytest.mark.xfail(
-    reason="BUG spec.py load_spec: a file that is not UTF-8 raises UnicodeDecodeError from "
-    "path.read_text, not a SpecError naming the file (only FileNotFoundError and TOMLDecodeError are caught)",
-    strict=True,
-)
 def test_load_spec_non_utf8_file_names_it(tmp_path: Path) -> None:
     path = tmp_path / "latin1-spec.toml"
     path.write_bytes('[[feature]]\npath = "caf\u00e9"\nkind = "categorical"\n'.encode("latin-1"))
@@ -288,22 +272,12 @@ def test_load_spec_non_utf8_file_names_it(tmp_path: Path) -> None:
     assert str(path) in str(info.value)
 
 
-@pytest.mark.xfail(
-    reason="BUG spec.py load_spec: a directory given as the spec raises IsADirectoryError (an OSError "
-    "the CLI does not catch, so `train --features DIR` prints a traceback), not SpecError",
-    strict=True,
-)
 def test_load_spec_on_a_directory_names_it(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as info:
         load_spec(tmp_path)
     assert str(tmp_path) in str(info.value)
 
 
-@pytest.mark.xfail(
-    reason="BUG spec.py FeatureSpec.from_dict: an [[excluded]] table without 'reason' (or 'path') "
-    "raises a bare KeyError (e['reason']), not a SpecError; load_spec lets it through",
-    strict=True,
-)
 def test_load_spec_excluded_without_reason(tmp_path: Path) -> None:
     path = tmp_path / "spec.toml"
     path.write_text(

@@ -15,8 +15,8 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from functools import lru_cache
+from datetime import UTC, datetime
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -144,7 +144,10 @@ def category_key(value: Any) -> str | None:
     if kind is bool:
         return "true" if value else "false"
     if kind is int:
-        return str(value)
+        try:
+            return str(value)
+        except ValueError:  # more than 4,300 digits: Python refuses to print it
+            return _NOT_SCALAR
     if kind is float:
         return str(int(value)) if value.is_integer() else repr(value)
     return _NOT_SCALAR
@@ -173,7 +176,10 @@ def _epoch_ms(values: Sequence[Any]) -> npt.NDArray[np.float64]:
         value = values[i]
         if isinstance(value, str):  # ISO 8601, as in OCSF *_dt fields
             with contextlib.suppress(ValueError):
-                numbers[i] = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000.0
+                moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                if moment.tzinfo is None:  # no offset: UTC, as OCSF times are, not this machine's zone
+                    moment = moment.replace(tzinfo=UTC)
+                numbers[i] = moment.timestamp() * 1000.0
     # OCSF says epoch milliseconds; some producers send seconds.
     seconds = np.abs(numbers) < 1e11
     numbers[seconds] *= 1000.0
@@ -214,11 +220,11 @@ class FeatureEncoder:
         self.fitted_ = False
 
     # ---------------------------------------------------------------- layout
-    @property
+    @cached_property
     def categorical_features(self) -> list[FeatureDef]:
         return [f for f in self.spec.features if f.is_categorical]
 
-    @property
+    @cached_property
     def numeric_features(self) -> list[FeatureDef]:
         return [f for f in self.spec.features if not f.is_categorical]
 
@@ -233,7 +239,7 @@ class FeatureEncoder:
     def cardinalities(self) -> list[int]:
         return [self.cardinality(f) for f in self.categorical_features]
 
-    @property
+    @cached_property
     def numeric_columns(self) -> list[str]:
         """Value columns first, one missing indicator per numeric feature after them."""
         values: list[str] = []
@@ -249,7 +255,16 @@ class FeatureEncoder:
                 values.append(f.name)
         return values + [f"{f.name}:missing" for f in self.numeric_features]
 
-    @property
+    @cached_property
+    def numeric_value_starts(self) -> list[int]:
+        """For each numeric feature, its first value column (time_cyclic features have four)."""
+        starts, column = [], 0
+        for f in self.numeric_features:
+            starts.append(column)
+            column += 4 if f.kind == "time_cyclic" else 1
+        return starts
+
+    @cached_property
     def numeric_column_feature(self) -> list[int]:
         """For each numeric column, the index of its feature in ``numeric_features``."""
         owners: list[int] = []
@@ -412,7 +427,7 @@ class FeatureEncoder:
                 encoder._vocab[name] = _Vocab(list(values))
             expected = {f.name for f in encoder.spec.features if f.kind == "numeric"}
             expected_vocab = {f.name for f in encoder.spec.features if f.kind in ("categorical", "ip_prefix")}
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise EncoderError(f"features.json is malformed: {exc}") from exc
         if set(encoder._numeric) != expected or set(encoder._vocab) != expected_vocab:
             raise EncoderError("features.json does not match its own spec (scalers or vocabularies missing)")

@@ -24,6 +24,7 @@ Specs are TOML files (``[[feature]]`` tables with these keys) or built in code.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
@@ -66,7 +67,12 @@ class FeatureDef:
             raise SpecError(f"feature {self.name!r}: transform must be 'none' or 'log1p'")
         if not self.path or any(not part for part in self.path.split(".")):
             raise SpecError(f"feature {self.name!r}: path {self.path!r} is not a dotted path")
-        if self.clip <= 0 or self.min_count < 1 or self.max_categories < 1 or self.buckets < 1:
+        if (
+            not (0 < self.clip < math.inf)
+            or self.min_count < 1
+            or self.max_categories < 1
+            or self.buckets < 1
+        ):
             raise SpecError(f"feature {self.name!r}: clip, min_count, max_categories and buckets must be > 0")
         if not (0 <= self.prefix_v4 <= 32 and 0 <= self.prefix_v6 <= 128):
             raise SpecError(f"feature {self.name!r}: prefix_v4 must be 0–32 and prefix_v6 0–128")
@@ -125,7 +131,10 @@ class FeatureSpec:
                 features.append(FeatureDef(**entry))
             except TypeError as exc:
                 raise SpecError(f"{source}: feature #{i}: {exc}") from exc
-        excluded = tuple((str(e["path"]), str(e["reason"])) for e in data.get("excluded", []))
+        try:
+            excluded = tuple((str(e["path"]), str(e["reason"])) for e in data.get("excluded", []))
+        except (KeyError, TypeError) as exc:
+            raise SpecError(f"{source}: every [[excluded]] table needs 'path' and 'reason'") from exc
         return cls(features=tuple(features), excluded=excluded)
 
     def to_toml(self) -> str:
@@ -147,8 +156,15 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
+    escaped = []
+    for char in str(value):
+        if char in ('"', "\\"):
+            escaped.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            escaped.append(f"\\u{ord(char):04x}")  # TOML basic strings take no raw control characters
+        else:
+            escaped.append(char)
+    return '"' + "".join(escaped) + '"'
 
 
 def load_spec(path: Path | str) -> FeatureSpec:
@@ -158,8 +174,12 @@ def load_spec(path: Path | str) -> FeatureSpec:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SpecError(f"feature spec not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise SpecError(f"cannot read feature spec {path}: {exc.strerror or exc}") from exc
     return FeatureSpec.from_dict(data, source=str(path))
 
 
