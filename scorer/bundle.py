@@ -23,19 +23,15 @@ import platform
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import faiss
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 import scorer
-from scorer.calibration import Calibration
-from scorer.detector import SCORE_KINDS, Detector, DetectorConfig, Standardiser
-from scorer.features.encoder import EncodedBatch, EncoderError, FeatureEncoder
-from scorer.features.spec import SpecError
-from scorer.knn import KnnIndex
-from scorer.model import ModelConfig, TabularResNet
+
+if TYPE_CHECKING:
+    from scorer.detector import Detector
+
+# torch, faiss and the engine are imported inside save() and load(), so that BundleError and
+# read_metadata() cost a command nothing at start-up (the CLI checks a bundle before it spawns workers).
 
 FORMAT = 1
 FILES = (
@@ -68,6 +64,9 @@ def _write_json(path: Path, data: Any) -> None:
 
 def save(detector: Detector, directory: Path | str, *, name: str = "ocsf-anomaly") -> Path:
     """Write ``detector`` to ``directory`` (replaced atomically if it exists); returns the path."""
+    import faiss
+    import numpy as np
+    import torch
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -142,6 +141,16 @@ def read_metadata(directory: Path | str) -> dict[str, Any]:
 
 def load(directory: Path | str) -> Detector:
     """Load a bundle written by :func:`save`. Fails with :class:`BundleError`, never runs its code."""
+    import numpy as np
+    import torch
+
+    from scorer.calibration import Calibration
+    from scorer.detector import SCORE_KINDS, Detector, DetectorConfig, Standardiser
+    from scorer.features.encoder import EncodedBatch, EncoderError, FeatureEncoder
+    from scorer.features.spec import SpecError
+    from scorer.knn import KnnIndex
+    from scorer.model import ModelConfig, TabularResNet
+
     directory = Path(directory)
     metadata = read_metadata(directory)
     files = metadata.get("files")
