@@ -42,7 +42,8 @@ def run_cli(*args: str, quiet: bool = True) -> tuple[float, float]:
     """Run ``ocsf-anomaly ARGS`` in a fresh process: (wall seconds, peak RSS of that process in MiB)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
-    subprocess.run([*CLI, *args], check=True, stdout=subprocess.DEVNULL if quiet else None)
+    quietly = subprocess.DEVNULL if quiet else None
+    subprocess.run([*CLI, *args], check=True, stdout=quietly, stderr=quietly)
     wall = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return wall, max(peak, before) / 1024

@@ -67,6 +67,7 @@ def save(detector: Detector, directory: Path | str, *, name: str = "ocsf-anomaly
     import faiss
     import numpy as np
     import torch
+
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))

@@ -156,21 +156,25 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the baselines' held-out split")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    recalibrate = commands.add_parser(
-        "recalibrate",
-        help="re-fit calibration on recent traffic, keeping the model",
+    refresh = commands.add_parser(
+        "refresh",
+        help="bring recent normal traffic into the baseline and recalibrate, keeping the network",
         description=(
-            "Normal traffic drifts: a threshold set on last month's events may flag more than α of this month's. "
-            "Re-fit the conformal calibration (and score standardisers) of every score kind on RECENT events "
-            "that the baseline has not seen, and write a new bundle. Attacks among them make the threshold "
-            "stricter, never looser: the realised false-positive rate stays at or below α, recall may drop."
+            "Normal traffic drifts: a model of last month may flag more than α of this month's normal events. "
+            "`refresh` adds RECENT events (vetted normal, or traffic with few attacks) to the k-NN baseline, "
+            "newest kept, and re-fits the calibration on a held-out fifth of them; `--calibration-only` just "
+            "re-fits the calibration. Attacks among RECENT make thresholds stricter, never looser. "
+            "BENCHMARKS.md (drift) shows what each does."
         ),
     )
-    recalibrate.add_argument(
+    refresh.add_argument(
         "events", nargs="+", type=_existing, metavar="RECENT", help="recent events, mostly normal"
     )
-    recalibrate.add_argument("--model", "-m", required=True, type=Path, help="bundle to start from")
-    recalibrate.add_argument("--output", "-o", required=True, type=Path, help="bundle directory to write")
+    refresh.add_argument("--model", "-m", required=True, type=Path, help="bundle to start from")
+    refresh.add_argument("--output", "-o", required=True, type=Path, help="bundle directory to write")
+    refresh.add_argument(
+        "--calibration-only", action="store_true", help="keep the baseline, re-fit calibration only"
+    )
 
     split = commands.add_parser(
         "split",
@@ -218,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train": _train,
         "score": _score,
         "evaluate": _evaluate,
-        "recalibrate": _recalibrate,
+        "refresh": _refresh,
         "split": _split,
         "features": _features,
         "demo": _demo,
@@ -309,7 +313,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _recalibrate(args: argparse.Namespace) -> int:
+def _refresh(args: argparse.Namespace) -> int:
     from scorer import bundle
     from scorer.detector import set_threads
     from scorer.io import load_events
@@ -318,12 +322,18 @@ def _recalibrate(args: argparse.Namespace) -> int:
     detector = bundle.load(args.model)
     events = load_events(args.events)
     if len(events) < 100:
-        raise CliError(f"recalibration needs at least 100 events, got {len(events)}")
-    detector.calibrate(events)
+        raise CliError(f"refresh needs at least 100 recent events, got {len(events)}")
+    if args.calibration_only:
+        detector.calibrate(events)
+    else:
+        detector.rebaseline(events)
     detector.metadata["calibration"] = detector.calibration.sizes()
-    detector.metadata["recalibrated_from"] = detector.metadata.get("version")
+    detector.metadata["refreshed_from"] = detector.metadata.get("version")
     path = bundle.save(detector, args.output, name=detector.model_info["name"])
-    _say(f"wrote {path} (version {detector.metadata['version']}), calibrated on {len(events):,} events")
+    what = "calibration" if args.calibration_only else "baseline and calibration"
+    _say(
+        f"wrote {path} (version {detector.metadata['version']}): {what} refreshed from {len(events):,} events"
+    )
     return 0
 
 

@@ -200,20 +200,9 @@ class Detector:
         baseline = encoded.take(baseline_rows)
         getter = compile_getter("metadata.uid")
         baseline_ids = [_event_id(getter(train_events[i]), int(i)) for i in baseline_rows]
-        cal_encoded = encoder.encode(cal_events)
-
         say(f"indexing a baseline of {len(baseline):,} events")
-        embedding_index = KnnIndex.build(
-            embed(model, baseline),
-            k=config.k,
-            recall_queries=embed(model, cal_encoded),
-            ann_threshold=config.ann_threshold,
-        )
-        feature_index = KnnIndex.build(  # tuned for the recall of what the score reads
-            encoder.dense(baseline),
-            k=config.feature_k,
-            recall_queries=encoder.dense(cal_encoded),
-            ann_threshold=config.ann_threshold,
+        embedding_index, feature_index = _build_indices(
+            model, encoder, baseline, encoder.encode(cal_events), config
         )
         detector = cls(
             config=config,
@@ -240,12 +229,43 @@ class Detector:
             },
             "model": architecture.to_dict(),
             "detector": config.to_dict(),
-            "index": {"embedding": embedding_index.describe(), "features": feature_index.describe()},
+            "index": {
+                "embedding": detector.embedding_index.describe(),
+                "features": detector.feature_index.describe(),
+            },
             "calibration": detector.calibration.sizes(),
             "features": [f.name for f in spec.features],
             "excluded": [{"path": p, "reason": r} for p, r in spec.excluded],
         }
         return detector
+
+    def rebaseline(self, events: Sequence[Event]) -> Detector:
+        """Bring recent normal ``events`` into the baseline and recalibrate on a held-out part of them.
+
+        When normal traffic moves away from the baseline, recalibration alone holds α only by
+        raising the threshold, which costs recall; new normal events in the baseline restore both.
+        The newest ``baseline_size`` rows are kept; the network is not retrained.
+        """
+        events = [e for e in events if isinstance(e, dict)]
+        if len(events) < 50:
+            raise ValueError(f"need at least 50 recent events to refresh the baseline, got {len(events)}")
+        cal_rows, new_rows = split_for_fit(len(events), self.config)
+        recent = [events[i] for i in np.sort(new_rows)]
+        getter = compile_getter("metadata.uid")
+        offset = len(self.baseline)
+        ids = self.baseline_ids + [_event_id(getter(e), offset + i) for i, e in enumerate(recent)]
+        added = self.encoder.encode(recent)
+        keep = slice(max(0, len(ids) - self.config.baseline_size), None)
+        self.baseline = EncodedBatch(
+            cat=np.concatenate([self.baseline.cat, added.cat])[keep],
+            num=np.concatenate([self.baseline.num, added.num])[keep],
+        )
+        self.baseline_ids = ids[keep]
+        calibration = [events[i] for i in cal_rows]
+        self.embedding_index, self.feature_index = _build_indices(
+            self.model, self.encoder, self.baseline, self.encoder.encode(calibration), self.config
+        )
+        return self.calibrate(calibration)
 
     def calibrate(self, events: Sequence[Event]) -> Detector:
         """Fit score standardisers and conformal calibration of every score kind on ``events``.
@@ -456,6 +476,29 @@ class Detector:
             return f"{int(hour):02d}:00 UTC"
         value = self.encoder.numeric_value(feature, float(columns[0]))
         return round(value, 4) if abs(value) < 1e15 else value
+
+
+def _build_indices(
+    model: TabularResNet,
+    encoder: FeatureEncoder,
+    baseline: EncodedBatch,
+    queries: EncodedBatch,
+    config: DetectorConfig,
+) -> tuple[KnnIndex, KnnIndex]:
+    """Both k-NN indices over the baseline; ``queries`` (held out) measure their recall."""
+    embedding_index = KnnIndex.build(
+        embed(model, baseline),
+        k=config.k,
+        recall_queries=embed(model, queries),
+        ann_threshold=config.ann_threshold,
+    )
+    feature_index = KnnIndex.build(  # tuned for the recall of what the score reads
+        encoder.dense(baseline),
+        k=config.feature_k,
+        recall_queries=encoder.dense(queries),
+        ann_threshold=config.ann_threshold,
+    )
+    return embedding_index, feature_index
 
 
 def split_for_fit(n: int, config: DetectorConfig) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:

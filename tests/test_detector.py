@@ -1,0 +1,102 @@
+"""The engine on synthetic company traffic: verdicts, explanations, score kinds, refreshing."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pytest
+
+from scorer import bundle
+from scorer.detector import SCORE_KINDS, Detector
+
+Event = dict[str, Any]
+
+
+def _exfiltration(event: Event) -> Event:
+    odd = copy.deepcopy(event)
+    odd["traffic"]["bytes_out"] = event["traffic"]["bytes_out"] * 5000 + 10**9
+    return odd
+
+
+def test_an_injected_deviation_is_flagged_and_explained(
+    fitted_detector: Detector, held_out_events: list[Event]
+) -> None:
+    network = [
+        e for e in held_out_events if e.get("class_uid") == 4001 and e.get("traffic", {}).get("bytes_out")
+    ]
+    plain, odd = network[0], _exfiltration(network[0])
+    result = fitted_detector.score([plain, odd])
+    assert result.score[1] > result.score[0]
+    assert result.p_value[1] <= result.p_value[0]
+    assert result.is_anomaly[1]
+    fields = [r.field for r in result.reasons[1]]
+    assert "traffic.bytes_out" in fields
+    reason = result.reasons[1][fields.index("traffic.bytes_out")]
+    assert reason.value == odd["traffic"]["bytes_out"]
+    assert reason.typical < odd["traffic"]["bytes_out"] / 100  # the neighbours' typical value is far smaller
+    assert 1 <= len(result.neighbors[1]) <= fitted_detector.config.n_neighbors
+    assert all(n.startswith("demo-") for n in result.neighbors[1])  # metadata.uid of baseline events
+
+
+def test_anomaly_object_has_the_documented_fields(
+    fitted_detector: Detector, held_out_events: list[Event]
+) -> None:
+    result = fitted_detector.score(held_out_events[:5])
+    anomaly = result.anomaly(0, fitted_detector.model_info)
+    assert set(anomaly) >= {"score", "p_value", "is_anomaly", "threshold", "reasons", "neighbors", "model"}
+    assert 0 < anomaly["p_value"] <= 1
+    assert anomaly["is_anomaly"] == (anomaly["p_value"] <= fitted_detector.config.alpha)
+    if anomaly["threshold"] is not None:
+        assert anomaly["is_anomaly"] == (anomaly["score"] > anomaly["threshold"])
+
+
+def test_alpha_at_scoring_time_is_monotone(fitted_detector: Detector, held_out_events: list[Event]) -> None:
+    flagged = [
+        int(fitted_detector.score(held_out_events, alpha=a, explain=False).is_anomaly.sum())
+        for a in (0.01, 0.05, 0.2)
+    ]
+    assert flagged[0] <= flagged[1] <= flagged[2]
+    assert flagged[2] > flagged[0]
+
+
+def test_every_score_kind_is_calibrated(fitted_detector: Detector, held_out_events: list[Event]) -> None:
+    for kind in SCORE_KINDS:
+        result = fitted_detector.with_config(score=kind).score(held_out_events, alpha=0.1, explain=False)
+        assert np.isfinite(result.score).all()
+        # held-out normal events of the same company: the realised FPR stays near alpha
+        assert result.is_anomaly.mean() < 0.2, kind
+
+
+def test_empty_and_non_object_batches(fitted_detector: Detector) -> None:
+    assert len(fitted_detector.score([])) == 0
+    result = fitted_detector.score([{}, {"class_uid": [1, 2]}, {"unmapped": {"x": {"y": None}}}])
+    assert len(result) == 3
+    assert np.isfinite(result.score).all()
+
+
+def test_rebaseline_brings_new_normal_traffic_in(
+    fitted_detector: Detector, held_out_events: list[Event], tmp_path: Any
+) -> None:
+    detector = bundle.load(bundle.save(fitted_detector, tmp_path / "m"))
+    shifted = []
+    for i, event in enumerate(held_out_events):  # normal traffic moves: every flow now ten times larger
+        moved = copy.deepcopy(event)
+        moved["metadata"]["uid"] = f"recent-{i}"
+        if "traffic" in moved:
+            moved["traffic"] = {k: v * 10 for k, v in moved["traffic"].items()}
+        shifted.append(moved)
+    recent, later = shifted[:1500], shifted[1500:]
+    before = detector.score(later, explain=False).is_anomaly.mean()
+    detector.rebaseline(recent)
+    assert len(detector.baseline) == len(detector.baseline_ids) <= detector.config.baseline_size
+    assert any(i.startswith("recent-") for i in detector.baseline_ids)
+    after = detector.score(later, explain=False).is_anomaly.mean()
+    assert after < before
+    assert after < 0.05
+
+
+def test_rebaseline_needs_enough_events(fitted_detector: Detector) -> None:
+    with pytest.raises(ValueError, match="at least 50"):
+        fitted_detector.with_config().rebaseline([{}] * 10)  # a copy: the shared fixture stays as it is
