@@ -49,6 +49,7 @@ def main() -> None:
     print(
         f"score → CSV, {args.events:,} events, 2 workers: median {median:.2f} s = {args.events / median:,.0f} events/s"
     )
+    startup(model)
     stages(model, source, args.stage_events)
 
 
@@ -61,20 +62,35 @@ def stages(model: object, source: object, limit: int) -> None:
     detector = bundle.load(model)  # type: ignore[arg-type]
     with gzip.open(source, "rb") as handle:  # type: ignore[call-overload]
         raw = [line for _, line in zip(range(limit), handle, strict=False)]
-    started = time.perf_counter()
-    events = [parse_line(line)[0] for line in raw]
-    parse = time.perf_counter() - started
-    totals = {"parse": parse}
-    for start in range(0, len(events), 4096):
-        result = detector.score(events[start : start + 4096])  # type: ignore[arg-type]
-        for stage, seconds in result.seconds.items():
-            totals[stage] = totals.get(stage, 0.0) + seconds
-    n = len(events)
-    total = sum(totals.values())
-    print(f"\nper stage, one thread, {n:,} events ({detector.config.score} score, k={detector.config.k}):")
-    for stage in ("parse", "encode", "embed", "search", "calibrate", "explain"):
-        print(f"  {stage:<10}{totals[stage] / n * 1e6:8.1f} µs/event  {100 * totals[stage] / total:5.1f}%")
-    print(f"  {'total':<10}{total / n * 1e6:8.1f} µs/event = {n / total:,.0f} events/s per core")
+    for explain in (False, True):
+        started = time.perf_counter()
+        events = [parse_line(line)[0] for line in raw]
+        totals = {"parse": time.perf_counter() - started}
+        for start in range(0, len(events), 4096):
+            result = detector.score(events[start : start + 4096], explain=explain)  # type: ignore[arg-type]
+            for stage, seconds in result.seconds.items():
+                totals[stage] = totals.get(stage, 0.0) + seconds
+        n = len(events)
+        total = sum(totals.values())
+        output = "JSONL output, explanation on" if explain else "CSV output, no explanation"
+        print(f"\nper stage, one thread, {n:,} events, {output} ({detector.config.score} score):")
+        for stage in ("parse", "encode", "embed", "search", "calibrate", "explain"):
+            print(
+                f"  {stage:<10}{totals[stage] / n * 1e6:8.1f} µs/event  {100 * totals[stage] / total:5.1f}%"
+            )
+        print(f"  {'total':<10}{total / n * 1e6:8.1f} µs/event = {n / total:,.0f} events/s per core")
+
+
+def startup(model: object) -> None:
+    """Wall time of scoring a one-line file: the fixed cost in every whole-command figure."""
+    one = OUT / "one_event.jsonl"
+    with gzip.open(DATA / "nsl_kdd_ocsf" / "train.jsonl.gz", "rb") as handle:
+        one.write_bytes(handle.readline())
+    walls = [
+        run_cli("score", "--model", str(model), str(one), "--output", str(OUT / "one.csv"), "--quiet")[0]
+        for _ in range(3)
+    ]
+    print(f"start-up (score a one-line file, median of 3): {statistics.median(walls):.2f} s")
 
 
 if __name__ == "__main__":
