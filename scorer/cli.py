@@ -97,7 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="fusion",
         help="default score kind of the bundle (all three are calibrated; default fusion)",
     )
-    train.add_argument("--k", type=_positive, default=20, help="neighbours per score (default 20)")
+    train.add_argument(
+        "--k",
+        type=_positive,
+        default=20,
+        help="neighbours of the embedding score and the explanation (default 20)",
+    )
+    train.add_argument(
+        "--feature-k",
+        type=_positive,
+        default=1,
+        help="neighbours of the feature-space score (default 1, measured best)",
+    )
     train.add_argument(
         "--baseline-size",
         type=_positive,
@@ -261,7 +272,9 @@ def _train(args: argparse.Namespace) -> int:
     _say(f"reading {', '.join(str(p) for p in args.events)}")
     events = load_events(args.events)
     train_config = TrainConfig(seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
-    config = DetectorConfig(k=args.k, score=args.score, baseline_size=args.baseline_size, seed=args.seed)
+    config = DetectorConfig(
+        k=args.k, feature_k=args.feature_k, score=args.score, baseline_size=args.baseline_size, seed=args.seed
+    )
     detector = Detector.fit(
         events, spec=spec, config=config, train_config=train_config, progress=not args.quiet, log=_say
     )
