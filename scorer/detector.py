@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -161,7 +161,7 @@ class Detector:
         train_config: TrainConfig | None = None,
         model_config: dict[str, Any] | None = None,
         progress: bool = True,
-        log: Any = None,
+        log: Callable[[str], None] | None = None,
     ) -> Detector:
         """Fit on normal events: encoder and network on one part, calibration on a held-out part.
 
@@ -170,7 +170,7 @@ class Detector:
         """
         config = config or DetectorConfig()
         train_config = train_config or TrainConfig(seed=config.seed)
-        say = log or (lambda message: None)
+        say: Callable[[str], None] = log or (lambda message: None)
         events = [e for e in events if isinstance(e, dict)]
         if len(events) < 50:
             raise ValueError(f"need at least 50 events to fit a detector, got {len(events)}")

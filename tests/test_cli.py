@@ -325,3 +325,41 @@ def test_features_infer_writes_a_spec_that_loads(workdir: Path) -> None:
     assert "class_uid" in {f.path for f in spec.features}
     assert ("metadata.uid", "identifier") in spec.excluded
     assert str(out) in result.stderr
+
+
+def test_parquet_events_train_and_score(model: Path, workdir: Path, score_events: list[Event]) -> None:
+    """OCSF events in Parquet: nested structs, fields absent from a class filled with nulls by Arrow."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    events = score_events[:300]
+    path = workdir / "events.parquet"
+    # pa.array infers one struct type over all events (Table.from_pylist would keep the first row's keys)
+    pq.write_table(pa.Table.from_struct_array(pa.array(events)), path)
+    out = workdir / "parquet.csv"
+    result = _run("score", "--model", model, path, "--output", out, "--workers", "1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    rows = _read_csv(out)
+    assert len(rows) == len(events) + 1
+    assert [int(r[0]) for r in rows[1:]] == list(range(1, len(events) + 1))
+    assert all(r[1] != "" for r in rows[1:])
+    # the same events as JSONL score the same: the nulls Arrow adds are dropped, not read as values
+    jsonl = _write_jsonl(workdir / "same.jsonl", events)
+    out_jsonl = workdir / "same.csv"
+    assert (
+        _run("score", "--model", model, jsonl, "--output", out_jsonl, "--workers", "1", "--quiet").returncode
+        == 0
+    )
+    assert [r[1] for r in _read_csv(out_jsonl)[1:]] == [r[1] for r in rows[1:]]
+    trained = _run(
+        "train",
+        path,
+        "--output",
+        workdir / "parquet-model",
+        "--epochs",
+        "1",
+        "--baseline-size",
+        "200",
+        "--quiet",
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert (workdir / "parquet-model" / "metadata.json").is_file()
