@@ -19,9 +19,10 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q -e '.[dev]'
 	touch $@
 
-## run: install, train the demo model if there is none, score the demo file.
+## run: install, train the demo model if there is none, score the demo file, then serve the model.
 run: $(STAMP)
 	$(VENV)/bin/ocsf-anomaly demo
+	$(VENV)/bin/ocsf-anomaly serve
 
 ## lint: ruff (lint + format check) and mypy on scorer/.
 lint: $(STAMP)

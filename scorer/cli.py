@@ -215,6 +215,22 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("events", nargs="+", type=_existing, metavar="EVENTS")
     infer.add_argument("--output", "-o", type=Path, default=None, help="write here instead of stdout")
 
+    serve = commands.add_parser(
+        "serve",
+        help="serve a model over HTTP (POST /v1/score, /v1/enrich)",
+        description=(
+            "Serve a model bundle: POST /v1/score and /v1/enrich take one OCSF event, a JSON array or NDJSON; "
+            "GET /healthz and /readyz. Settings come from OCSF_ANOMALY_* environment variables, then --config, "
+            "then these flags (see scorer/settings.py for every one)."
+        ),
+    )
+    serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8080)")
+    serve.add_argument(
+        "--model", "-m", type=Path, default=None, help="bundle to serve (default data/models/demo)"
+    )
+    serve.add_argument("--config", type=_existing, default=None, help="a TOML file of settings")
+
     commands.add_parser(
         "demo",
         help="train a demo model on synthetic events (if none yet) and score a demo file",
@@ -236,14 +252,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "refresh": _refresh,
         "split": _split,
         "features": _features,
+        "serve": _serve,
         "demo": _demo,
     }
     from scorer.bundle import BundleError
     from scorer.features.spec import SpecError
+    from scorer.settings import SettingsError
 
     try:
         return handlers[args.command](args)
-    except (CliError, BundleError, SpecError, FileNotFoundError, ValueError) as exc:
+    except (CliError, BundleError, SpecError, SettingsError, FileNotFoundError, ValueError) as exc:
         _say(f"error: {exc}")
         return 2
     except KeyboardInterrupt:
@@ -372,6 +390,30 @@ def _features(args: argparse.Namespace) -> int:
         _say(f"wrote {args.output}: {len(spec.features)} features, {len(spec.excluded)} paths left out")
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from aiohttp import web
+
+    from scorer.bundle import read_metadata
+    from scorer.service.app import create_app
+    from scorer.settings import Settings
+
+    settings = Settings.load(args.config, host=args.host, port=args.port, model_dir=args.model)
+    read_metadata(settings.model_dir)  # a missing bundle is a one-line error, before anything starts
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    url = f"http://{settings.host}:{settings.port}"
+    token = ' -H "Authorization: Bearer $OCSF_ANOMALY_API_TOKEN"' if settings.api_token else ""
+    _say(
+        f"serving {settings.model_dir} on {url}; try:\n"
+        f"  curl -s{token} -H 'Content-Type: application/json' {url}/v1/score "
+        '-d \'{"class_uid": 4001, "dst_endpoint": {"ip": "203.0.113.9", "port": 4444}, '
+        '"traffic": {"bytes_out": 912345678}}\''
+    )
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
     return 0
 
 

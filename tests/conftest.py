@@ -58,3 +58,11 @@ def fitted_detector(train_events: list[Event]) -> Any:
     finally:
         torch.set_num_threads(torch_threads)
         faiss.omp_set_num_threads(faiss_threads)
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(fitted_detector: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The shared detector saved as a bundle, for whatever loads one (the service, the CLI)."""
+    from scorer import bundle
+
+    return bundle.save(fitted_detector.with_config(), tmp_path_factory.mktemp("bundle") / "model")

@@ -1,0 +1,1 @@
+"""The scoring service: an aiohttp app over the engine (`scorer.detector`)."""

@@ -1,0 +1,166 @@
+"""The aiohttp app: factory, one cleanup context per resource, thin handlers over the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from scorer import bundle
+from scorer.detector import Detector, set_threads
+from scorer.service.batcher import MicroBatcher
+from scorer.service.errors import ApiError, Handler, error_middleware
+from scorer.service.keys import BATCHER, DETECTOR, EXECUTOR, SETTINGS
+from scorer.service.requests import Batch, parse_body
+from scorer.settings import Settings
+
+log = logging.getLogger("ocsf_anomaly.service")
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The service for ``settings``; resources start with the app and stop with it."""
+    app = web.Application(
+        client_max_size=settings.max_body_bytes, middlewares=[error_middleware, auth_middleware]
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.extend([executor_ctx, model_ctx, batcher_ctx])
+    app.router.add_post("/v1/score", score)
+    app.router.add_post("/v1/enrich", enrich)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+# ---------------------------------------------------------------------- resources
+async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The threads that run the model and the index (torch and faiss release the GIL)."""
+    set_threads(1)  # one thread per call: parallelism comes from the pool, not from fighting OpenMP teams
+    executor = ThreadPoolExecutor(app[SETTINGS].workers, thread_name_prefix="scorer")
+    app[EXECUTOR] = executor
+    yield
+    executor.shutdown(wait=True, cancel_futures=True)
+
+
+async def model_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    loop = asyncio.get_running_loop()
+    detector = await loop.run_in_executor(app[EXECUTOR], bundle.load, settings.model_dir)
+    app[DETECTOR] = detector
+    log.info(
+        "serving model %s version %s from %s",
+        detector.model_info["name"],
+        detector.model_info["version"],
+        settings.model_dir,
+    )
+    yield
+
+
+async def batcher_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    batcher = MicroBatcher(
+        _score_fn(app[DETECTOR]),
+        app[EXECUTOR],
+        max_size=settings.batch_max_size,
+        max_wait_us=settings.batch_max_wait_us,
+        concurrency=settings.workers,
+    )
+    await batcher.start()
+    app[BATCHER] = batcher
+    yield
+    await batcher.stop()
+
+
+def _score_fn(detector: Detector) -> Any:
+    model = detector.model_info
+
+    def run(events: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
+        result = detector.score(events, alpha=alpha)
+        return [result.anomaly(i, model) for i in range(len(result))]
+
+    return run
+
+
+# ---------------------------------------------------------------------- auth
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer token on scoring calls when ``api_token`` is set, compared in constant time."""
+    token = request.app[SETTINGS].api_token
+    if token and request.path not in OPEN_PATHS:
+        header = request.headers.get("Authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not presented:
+            raise ApiError(401, "unauthorized", "send Authorization: Bearer <token>")
+        if not hmac.compare_digest(presented.strip().encode(), token.encode()):
+            raise ApiError(403, "forbidden", "the bearer token is not valid for this call")
+    return await handler(request)
+
+
+# ---------------------------------------------------------------------- handlers
+async def _read(request: web.Request) -> tuple[Batch, float]:
+    settings = request.app[SETTINGS]
+    alpha = settings.alpha
+    if "alpha" in request.query:
+        try:
+            alpha = float(request.query["alpha"])
+        except ValueError:
+            alpha = -1.0
+        if not 0 < alpha < 1:
+            raise ApiError(
+                400, "bad_alpha", "alpha is a false-positive rate between 0 and 1, e.g. ?alpha=0.01"
+            )
+    strict = request.query.get("strict", "false").lower() in ("1", "true", "yes")
+    body = await request.read()
+    batch = parse_body(
+        body, request.headers.get("Content-Type", ""), max_events=settings.max_events, strict=strict
+    )
+    return batch, alpha
+
+
+async def _anomalies(request: web.Request, batch: Batch, alpha: float) -> list[dict[str, Any]]:
+    """The anomaly object (or the error) of every item, in order."""
+    events = [item.event for item in batch.items if item.event is not None]
+    scored = iter(await request.app[BATCHER].score(events, alpha))
+    return [next(scored) if item.event is not None else {"error": item.error} for item in batch.items]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+async def score(request: web.Request) -> web.Response:
+    """One event, a JSON array or NDJSON → ``{"results": [...]}``, one per event, in order."""
+    batch, alpha = await _read(request)
+    return _json({"results": await _anomalies(request, batch, alpha)})
+
+
+async def enrich(request: web.Request) -> web.Response:
+    """The same events, in the same shape, each with the anomaly object added."""
+    batch, alpha = await _read(request)
+    field = request.app[SETTINGS].anomaly_field
+    anomalies = await _anomalies(request, batch, alpha)
+    events = [
+        {**item.event, field: anomaly} if item.event is not None else {field: anomaly}
+        for item, anomaly in zip(batch.items, anomalies, strict=True)
+    ]
+    if batch.shape == "ndjson":
+        body = b"".join(orjson.dumps(e) + b"\n" for e in events)
+        return web.Response(body=body, content_type="application/x-ndjson")
+    return _json(events[0] if batch.shape == "object" else events)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    detector = request.app.get(DETECTOR)
+    if detector is None:
+        return _json({"status": "not ready", "model": None}, status=503)
+    return _json({"status": "ready", "model": detector.model_info, "redis": "disabled"})

@@ -1,0 +1,64 @@
+"""One JSON error shape for every 4xx and 5xx: ``{"error": {"status", "code", "message", ...}}``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger("ocsf_anomaly.service")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    """An error that knows its HTTP status; ``extra`` fields (``line``, ``index``) say where."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"status": self.status, "code": self.code, "message": self.message, **self.extra}}
+
+
+_AIOHTTP_CODES = {
+    404: ("not_found", "no such endpoint"),
+    405: ("method_not_allowed", "method not allowed on this endpoint"),
+    413: ("body_too_large", "request body too large"),
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every error into the JSON shape; never a traceback to the client."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return web.json_response(error.body(), status=error.status)
+    except web.HTTPException as http:
+        if http.status < 400:
+            raise
+        code, message = _AIOHTTP_CODES.get(http.status, ("http_error", http.reason))
+        if http.status == 413:
+            from scorer.service.keys import SETTINGS
+
+            message = f"request body too large: at most {request.app[SETTINGS].max_body_bytes:,} bytes"
+        return web.json_response(
+            ApiError(http.status, code, message).body(), status=http.status, headers=_allow(http)
+        )
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path)  # no payload logged
+        return web.json_response(
+            ApiError(500, "internal", "internal error; see the service log").body(), status=500
+        )
+
+
+def _allow(http: web.HTTPException) -> dict[str, str]:
+    allow = http.headers.get("Allow")
+    return {"Allow": allow} if allow else {}

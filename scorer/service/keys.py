@@ -1,0 +1,16 @@
+"""Typed keys of the app's state, all in one place."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from scorer.detector import Detector
+from scorer.service.batcher import MicroBatcher
+from scorer.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
+DETECTOR = web.AppKey("detector", Detector)
+BATCHER = web.AppKey("batcher", MicroBatcher)

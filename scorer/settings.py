@@ -1,0 +1,82 @@
+"""The service's settings: one object, read once at the entry point and passed down.
+
+Every field is read from the environment with the prefix ``OCSF_ANOMALY_`` (``OCSF_ANOMALY_PORT``,
+``OCSF_ANOMALY_MODEL_DIR`` …), or from a TOML file given with ``serve --config FILE``; the
+environment wins over the file, and both over the defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from scorer.paths import state_dir
+
+MiB = 1024 * 1024
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used, with what is wrong."""
+
+
+class Settings(BaseSettings):
+    """Everything the scoring service can be told."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="OCSF_ANOMALY_", extra="forbid", frozen=True, use_attribute_docstrings=True
+    )
+
+    host: str = "127.0.0.1"
+    """Address to listen on. Admin calls without an admin token are only accepted on loopback."""
+    port: int = Field(8080, ge=1, le=65535)
+    """TCP port to listen on."""
+    model_dir: Path = Field(default_factory=lambda: state_dir() / "models" / "demo")
+    """The model bundle to serve (a directory written by `ocsf-anomaly train`)."""
+    alpha: float = Field(0.01, gt=0, lt=1)
+    """Default target false-positive rate; a request may override it with `?alpha=`."""
+    anomaly_field: str = Field("anomaly", min_length=1)
+    """Name of the object `/v1/enrich` adds to each event."""
+    max_body_bytes: int = Field(16 * MiB, ge=1024)
+    """Largest request body accepted (413 above it). A Vector batch is up to 10 MB."""
+    max_events: int = Field(10_000, ge=1)
+    """Most events accepted in one request (413 above it)."""
+    batch_max_size: int = Field(1024, ge=1)
+    """Micro-batching: most events merged into one model and index call."""
+    batch_max_wait_us: int = Field(2000, ge=0)
+    """Micro-batching: longest a request waits for others to join its batch, in microseconds (0: off)."""
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    """Threads that run the model and the index (each single-threaded in torch and faiss)."""
+    api_token: str | None = None
+    """Bearer token required on scoring calls; unset: scoring is open."""
+    admin_token: str | None = None
+    """Bearer token required on admin calls; unset: admin calls only on a loopback address."""
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
+        """Defaults, then the TOML file, then the environment, then explicit ``overrides`` (CLI flags)."""
+        values: dict[str, Any] = {}
+        if config_file is not None:
+            try:
+                values = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise SettingsError(
+                    f"cannot read settings file {config_file}: {exc.strerror or exc}"
+                ) from exc
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise SettingsError(f"{config_file}: not valid TOML: {exc}") from exc
+        try:
+            from_env = cls()  # the environment alone, validated
+            fields = {name: getattr(from_env, name) for name in from_env.model_fields_set}
+            return cls.model_validate(
+                {**values, **fields, **{k: v for k, v in overrides.items() if v is not None}}
+            )
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+            )
+            raise SettingsError(f"invalid settings: {problems}") from exc

@@ -1,0 +1,339 @@
+"""The scoring service: the real app over loopback (aiohttp test client and a live server)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import http.client
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scorer.service.app import create_app
+from scorer.service.batcher import MicroBatcher
+from scorer.settings import Settings
+
+Event = dict[str, Any]
+JSON = {"Content-Type": "application/json"}
+NDJSON = {"Content-Type": "application/x-ndjson"}
+
+
+def _settings(bundle_dir: Path, **changes: Any) -> Settings:
+    return Settings(model_dir=bundle_dir, workers=2, **changes)
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, bundle_dir: Path) -> Any:
+    return await aiohttp_client(create_app(_settings(bundle_dir, max_events=50, max_body_bytes=64 * 1024)))
+
+
+async def _post(client: Any, path: str, body: bytes | str, headers: dict[str, str] = JSON) -> tuple[int, Any]:
+    response = await client.post(path, data=body, headers=headers)
+    text = await response.text()
+    is_json = response.content_type == "application/json"
+    return response.status, json.loads(text) if is_json else text
+
+
+# ---------------------------------------------------------------------- scoring
+async def test_one_event_gets_one_result(client: Any, held_out_events: list[Event]) -> None:
+    status, body = await _post(client, "/v1/score", orjson.dumps(held_out_events[0]))
+    assert status == 200
+    (result,) = body["results"]
+    assert set(result) >= {"score", "p_value", "is_anomaly", "threshold", "reasons", "neighbors", "model"}
+    assert set(result["model"]) >= {"name", "version"}
+    assert 0 < result["p_value"] <= 1
+
+
+async def test_array_results_are_in_order_and_match_single_requests(
+    client: Any, held_out_events: list[Event]
+) -> None:
+    events = held_out_events[:6]
+    status, body = await _post(client, "/v1/score", orjson.dumps(events))
+    assert status == 200
+    singles = [(await _post(client, "/v1/score", orjson.dumps(e)))[1]["results"][0] for e in events]
+    # batched and single searches may round differently in the last digits
+    assert [r["score"] for r in body["results"]] == pytest.approx([s["score"] for s in singles], abs=1e-4)
+
+
+async def test_one_bad_element_does_not_fail_the_others(client: Any, held_out_events: list[Event]) -> None:
+    status, body = await _post(
+        client, "/v1/score", orjson.dumps([held_out_events[0], 42, held_out_events[1]])
+    )
+    assert status == 200
+    first, bad, third = body["results"]
+    assert "score" in first
+    assert "score" in third
+    assert bad["error"]["index"] == 1
+    assert "not an object" in bad["error"]["message"]
+
+
+async def test_ndjson_reports_bad_lines_by_number(client: Any, held_out_events: list[Event]) -> None:
+    lines = [orjson.dumps(held_out_events[0]), b"{not json", b"[1, 2]", orjson.dumps(held_out_events[1])]
+    status, body = await _post(client, "/v1/score", b"\n".join(lines) + b"\n", NDJSON)
+    assert status == 200
+    results = body["results"]
+    assert len(results) == 4
+    assert results[1]["error"]["line"] == 2
+    assert results[1]["error"]["code"] == "malformed_json"
+    assert results[2]["error"]["line"] == 3
+    assert results[2]["error"]["code"] == "not_an_event"
+    assert "score" in results[0]
+    assert "score" in results[3]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "query", "status", "code", "where"),
+    [
+        (b'{"class_uid": 4001', JSON, "", 400, "malformed_json", None),
+        (b"", JSON, "", 400, "malformed_json", None),
+        (b'"an event"', JSON, "", 422, "not_an_event", None),
+        (b"17", JSON, "", 422, "not_an_event", None),
+        (b"{}", {"Content-Type": "text/plain"}, "", 415, "unsupported_media_type", None),
+        (
+            b"{}",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            "",
+            415,
+            "unsupported_media_type",
+            None,
+        ),
+        (b"[" + b",".join([b"{}"] * 51) + b"]", JSON, "", 413, "too_many_events", None),
+        (b"{}\n" * 51, NDJSON, "", 413, "too_many_events", None),
+        (b"[{}, 1]", JSON, "?strict=true", 422, "not_an_event", ("index", 1)),
+        (b"{}\n{oops\n", NDJSON, "?strict=true", 400, "malformed_json", ("line", 2)),
+        (b"{}", JSON, "?alpha=2", 400, "bad_alpha", None),
+        (b"{}", JSON, "?alpha=abc", 400, "bad_alpha", None),
+    ],
+)
+async def test_bad_input_gets_its_status_and_a_message(
+    client: Any, body: bytes, headers: dict[str, str], query: str, status: int, code: str, where: Any
+) -> None:
+    got, payload = await _post(client, "/v1/score" + query, body, headers)
+    assert got == status
+    assert payload["error"]["status"] == status
+    assert payload["error"]["code"] == code
+    assert payload["error"]["message"]
+    if where:
+        assert payload["error"][where[0]] == where[1]
+
+
+async def test_body_over_the_limit_is_413(client: Any) -> None:
+    status, payload = await _post(client, "/v1/score", b"[" + b" " * (70 * 1024) + b"]")
+    assert status == 413
+    assert payload["error"]["code"] == "body_too_large"
+    assert "65,536" in payload["error"]["message"]
+
+
+async def test_unknown_path_and_method_keep_the_error_shape(client: Any) -> None:
+    response = await client.get("/v1/nothing")
+    assert response.status == 404
+    assert (await response.json())["error"]["code"] == "not_found"
+    response = await client.get("/v1/score")
+    assert response.status == 405
+    assert (await response.json())["error"]["code"] == "method_not_allowed"
+
+
+async def test_alpha_overrides_the_false_positive_rate(client: Any, held_out_events: list[Event]) -> None:
+    body = orjson.dumps(held_out_events[:40])
+    strict = sum(r["is_anomaly"] for r in (await _post(client, "/v1/score?alpha=0.001", body))[1]["results"])
+    loose = sum(r["is_anomaly"] for r in (await _post(client, "/v1/score?alpha=0.5", body))[1]["results"])
+    assert loose > strict
+
+
+# ---------------------------------------------------------------------- enrich
+async def test_enrich_adds_the_anomaly_object_and_changes_nothing_else(
+    client: Any, held_out_events: list[Event]
+) -> None:
+    event = held_out_events[3]
+    status, body = await _post(client, "/v1/enrich", orjson.dumps(event))
+    assert status == 200
+    assert isinstance(body, dict)
+    anomaly = body.pop("anomaly")
+    assert body == event
+    assert "score" in anomaly
+
+
+async def test_enrich_answers_in_the_shape_it_was_asked(client: Any, held_out_events: list[Event]) -> None:
+    events = held_out_events[:3]
+    status, body = await _post(client, "/v1/enrich", orjson.dumps(events))
+    assert status == 200
+    assert [{k: v for k, v in e.items() if k != "anomaly"} for e in body] == events
+    response = await client.post(
+        "/v1/enrich", data=b"\n".join(orjson.dumps(e) for e in events), headers=NDJSON
+    )
+    assert response.status == 200
+    assert response.content_type == "application/x-ndjson"
+    lines = (await response.read()).splitlines()
+    assert [{k: v for k, v in orjson.loads(x).items() if k != "anomaly"} for x in lines] == events
+
+
+async def test_enrich_field_name_is_configurable(
+    aiohttp_client: Any, bundle_dir: Path, held_out_events: list[Event]
+) -> None:
+    client = await aiohttp_client(create_app(_settings(bundle_dir, anomaly_field="ml_verdict")))
+    status, body = await _post(client, "/v1/enrich", orjson.dumps(held_out_events[0]))
+    assert status == 200
+    assert "ml_verdict" in body
+    assert "anomaly" not in body
+
+
+# ---------------------------------------------------------------------- health
+async def test_health_and_readiness(client: Any) -> None:
+    response = await client.get("/healthz")
+    assert response.status == 200
+    assert (await response.json())["status"] == "alive"
+    response = await client.get("/readyz")
+    ready = await response.json()
+    assert response.status == 200
+    assert ready["status"] == "ready"
+    assert ready["redis"] == "disabled"
+    assert "degraded" not in json.dumps(ready)
+
+
+# ---------------------------------------------------------------------- auth
+async def test_bearer_token_on_scoring_calls(aiohttp_client: Any, bundle_dir: Path) -> None:
+    client = await aiohttp_client(create_app(_settings(bundle_dir, api_token="s3cret-token")))
+    assert (await client.post("/v1/score", data=b"{}", headers=JSON)).status == 401
+    wrong = {**JSON, "Authorization": "Bearer nope"}
+    response = await client.post("/v1/score", data=b"{}", headers=wrong)
+    assert response.status == 403
+    assert (await response.json())["error"]["code"] == "forbidden"
+    right = {**JSON, "Authorization": "Bearer s3cret-token"}
+    assert (await client.post("/v1/score", data=b"{}", headers=right)).status == 200
+    assert (await client.get("/healthz")).status == 200  # health stays open
+    assert (await client.get("/readyz")).status == 200
+
+
+# ---------------------------------------------------------------------- micro-batching
+async def test_concurrent_single_events_are_merged_into_batches(
+    aiohttp_client: Any, bundle_dir: Path, held_out_events: list[Event]
+) -> None:
+    client = await aiohttp_client(create_app(_settings(bundle_dir, batch_max_wait_us=20_000)))
+    events = held_out_events[:40]
+    alone = await _post(client, "/v1/score", orjson.dumps(events))
+    replies = await asyncio.gather(*[_post(client, "/v1/score", orjson.dumps(e)) for e in events])
+    assert all(status == 200 for status, _ in replies)
+    # each concurrent request got its own event's result, equal to scoring them together
+    expected = [r["score"] for r in alone[1]["results"]]
+    assert [r["results"][0]["score"] for _, r in replies] == pytest.approx(expected, abs=1e-4)
+
+
+async def test_batcher_merges_and_splits_back() -> None:
+    """The batcher alone, with a plain function that records the batches it is given."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sizes: list[int] = []
+
+    def run(events: list[Event], alpha: float) -> list[dict[str, Any]]:
+        sizes.append(len(events))
+        return [{"id": e["id"], "alpha": alpha} for e in events]
+
+    with ThreadPoolExecutor(2) as pool:
+        batcher = MicroBatcher(run, pool, max_size=64, max_wait_us=50_000, concurrency=2)
+        await batcher.start()
+        requests = [[{"id": i}] for i in range(30)] + [[{"id": 100}, {"id": 101}]]
+        results = await asyncio.gather(*[batcher.score(r, 0.01) for r in requests])
+        other_alpha = await batcher.score([{"id": 7}], 0.2)
+        await batcher.stop()
+    assert [[x["id"] for x in r] for r in results] == [[e["id"] for e in r] for r in requests]
+    assert other_alpha == [{"id": 7, "alpha": 0.2}]
+    assert len(sizes) < len(requests)  # merged
+    assert max(sizes) > 1
+
+
+async def test_batching_off_scores_each_request_alone() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    sizes: list[int] = []
+
+    def run(events: list[Event], alpha: float) -> list[dict[str, Any]]:
+        sizes.append(len(events))
+        return [{} for _ in events]
+
+    with ThreadPoolExecutor(2) as pool:
+        batcher = MicroBatcher(run, pool, max_size=64, max_wait_us=0, concurrency=2)
+        await batcher.start()
+        await asyncio.gather(*[batcher.score([{"id": i}], 0.01) for i in range(10)])
+        await batcher.stop()
+    assert sizes == [1] * 10
+
+
+# ---------------------------------------------------------------------- a live server, arbitrary JSON
+@pytest.fixture(scope="module")
+def live_server(bundle_dir: Path) -> Iterator[tuple[str, int]]:
+    """The app on a real loopback port, in a thread with its own event loop."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(create_app(_settings(bundle_dir, max_events=100)))
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield "127.0.0.1", port
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
+    max_leaves=30,
+)
+ocsf_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "class_uid": json_values,
+        "time": json_values,
+        "traffic": st.dictionaries(st.sampled_from(["bytes_in", "bytes_out", "packets_in"]), json_values),
+        "dst_endpoint": st.dictionaries(st.sampled_from(["ip", "port", "hostname"]), json_values),
+        "metadata": json_values,
+        "unmapped": json_values,
+    },
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    payload=st.one_of(json_values, ocsf_like, st.lists(ocsf_like, max_size=4)),
+    path=st.sampled_from(["/v1/score", "/v1/enrich"]),
+)
+def test_arbitrary_json_never_gets_a_5xx(live_server: tuple[str, int], payload: Any, path: str) -> None:
+    connection = http.client.HTTPConnection(*live_server, timeout=30)
+    try:
+        connection.request("POST", path, body=json.dumps(payload), headers=JSON)
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    assert response.status < 500, body
+    assert response.status in (200, 413, 422), body
+    if response.status == 200 and path == "/v1/enrich" and isinstance(payload, dict):
+        enriched = json.loads(body)
+        enriched.pop("anomaly")
+        assert enriched == json.loads(json.dumps(payload))
+
+
+def test_events_are_not_mutated_by_scoring(bundle_dir: Path, held_out_events: list[Event]) -> None:
+    from scorer import bundle
+
+    event = copy.deepcopy(held_out_events[0])
+    bundle.load(bundle_dir).score([event])
+    assert event == held_out_events[0]
