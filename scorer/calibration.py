@@ -104,6 +104,7 @@ class Calibration:
 
     groups: dict[str, Floats]
     min_group_size: int = MIN_GROUP_SIZE
+    classes: frozenset[str] = frozenset()  # every class seen in calibration, calibrated on its own or not
 
     @classmethod
     def fit(
@@ -118,7 +119,15 @@ class Calibration:
             members = values[keys == key]
             if members.size >= min_group_size:
                 groups[key] = np.sort(members)
-        return cls(groups=groups, min_group_size=min_group_size)
+        seen = frozenset(key.removeprefix("class_uid=") for key in keys.tolist() if key != GLOBAL)
+        return cls(groups=groups, min_group_size=min_group_size, classes=seen)
+
+    def class_labels(self, class_uids: Sequence[Any]) -> list[str]:
+        """Each event's class for metrics: a class seen in calibration, else ``other`` (bounded)."""
+        return [
+            c if (c := group_key(v).removeprefix("class_uid=")) in self.classes else "other"
+            for v in class_uids
+        ]
 
     def resolve(self, class_uids: Sequence[Any]) -> list[str]:
         """The calibration group of each event: its class where calibrated, else global."""
@@ -143,6 +152,7 @@ class Calibration:
     def to_dict(self) -> dict[str, Any]:
         return {
             "min_group_size": self.min_group_size,
+            "classes": sorted(self.classes),
             "groups": {key: v.tolist() for key, v in self.groups.items()},
         }
 
@@ -153,4 +163,5 @@ class Calibration:
             v.ndim != 1 or v.size == 0 or np.isnan(v).any() for v in groups.values()
         ):
             raise ValueError("calibration.json needs a non-empty 'global' group of finite scores")
-        return cls(groups=groups, min_group_size=int(data["min_group_size"]))
+        classes = frozenset(str(c) for c in data.get("classes", []))
+        return cls(groups=groups, min_group_size=int(data["min_group_size"]), classes=classes)

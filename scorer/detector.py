@@ -110,6 +110,7 @@ class ScoreResult:
     is_anomaly: npt.NDArray[np.bool_]
     threshold: npt.NDArray[np.float64]
     group: list[str]
+    classes: list[str]  # class_uid as a bounded label: seen in calibration, else "other"
     components: dict[str, npt.NDArray[np.float64]]
     reasons: list[list[Reason]]
     neighbors: list[list[str]]
@@ -355,6 +356,7 @@ class Detector:
             is_anomaly=np.concatenate([p.is_anomaly for p in parts]),
             threshold=np.concatenate([p.threshold for p in parts]),
             group=[g for p in parts for g in p.group],
+            classes=[c for p in parts for c in p.classes],
             components={k: np.concatenate([p.components[k] for p in parts]) for k in parts[0].components},
             reasons=[r for p in parts for r in p.reasons],
             neighbors=[r for p in parts for r in p.neighbors],
@@ -372,7 +374,8 @@ class Detector:
         t1 = time.perf_counter()
         scores = components[self.config.score]
         class_getter = compile_getter("class_uid")
-        groups = self.calibration.resolve([class_getter(e) for e in events])
+        class_uids = [class_getter(e) for e in events]
+        groups = self.calibration.resolve(class_uids)
         p_values = self.calibration.p_values(scores, groups)
         thresholds = self.calibration.thresholds(groups, alpha)
         t2 = time.perf_counter()
@@ -393,6 +396,7 @@ class Detector:
             is_anomaly=p_values <= alpha + 1e-12,
             threshold=thresholds,
             group=groups,
+            classes=self.calibration.class_labels(class_uids),
             components=components,
             reasons=reasons,
             neighbors=neighbor_ids,

@@ -337,3 +337,52 @@ def test_events_are_not_mutated_by_scoring(bundle_dir: Path, held_out_events: li
     event = copy.deepcopy(held_out_events[0])
     bundle.load(bundle_dir).score([event])
     assert event == held_out_events[0]
+
+
+# ---------------------------------------------------------------------- metrics
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_metrics_count_what_was_scored(client: Any, held_out_events: list[Event]) -> None:
+    network = [e for e in held_out_events if e.get("class_uid") == 4001][:5]
+    odd_class = {**network[0], "class_uid": "not-a-class"}
+    assert (await _post(client, "/v1/score", orjson.dumps([*network, odd_class])))[0] == 200
+    await _post(client, "/v1/score", b"{broken")
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.content_type == "text/plain"
+    samples = _samples(await response.text())
+    assert samples[("ocsf_anomaly_events_total", (("class_uid", "4001"), ("variant", "champion")))] == 5
+    # a class the model was not calibrated on is counted as "other", never as the raw value
+    assert samples[("ocsf_anomaly_events_total", (("class_uid", "other"), ("variant", "champion")))] == 1
+    assert not any("not-a-class" in str(key) for key in samples)
+    assert samples[("ocsf_anomaly_batch_size_count", ())] >= 1
+    for stage in ("parse", "encode", "embed", "search", "calibrate", "explain"):
+        assert samples[("ocsf_anomaly_stage_seconds_count", (("stage", stage),))] >= 1, stage
+    ok = (("method", "POST"), ("route", "/v1/score"), ("status", "200"))
+    bad = (("method", "POST"), ("route", "/v1/score"), ("status", "400"))
+    assert samples[("ocsf_anomaly_request_seconds_count", ok)] == 1
+    assert samples[("ocsf_anomaly_request_seconds_count", bad)] == 1
+    info = [k for k in samples if k[0] == "ocsf_anomaly_model_info"]
+    assert len(info) == 1
+    assert dict(info[0][1])["alias"] == "local"
+    assert 0 <= samples[("ocsf_anomaly_anomaly_rate", (("variant", "champion"),))] <= 1
+    assert samples[("ocsf_anomaly_alpha", ())] == 0.01
+    assert ("ocsf_anomaly_knn_distance_rolling_mean", (("variant", "champion"),)) in samples
+    assert ("ocsf_anomaly_unknown_category_rate", (("variant", "champion"),)) in samples
+
+
+async def test_unmatched_paths_do_not_grow_the_route_label(client: Any) -> None:
+    for path in ("/a", "/b/c", "/d?x=1"):
+        await client.get(path)
+    samples = _samples(await (await client.get("/metrics")).text())
+    routes = {dict(k[1]).get("route") for k in samples if k[0] == "ocsf_anomaly_request_seconds_count"}
+    assert "/a" not in routes
+    assert "/b/c" not in routes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -16,25 +17,32 @@ from scorer import bundle
 from scorer.detector import Detector, set_threads
 from scorer.service.batcher import MicroBatcher
 from scorer.service.errors import ApiError, Handler, error_middleware
-from scorer.service.keys import BATCHER, DETECTOR, EXECUTOR, SETTINGS
+from scorer.service.keys import BATCHER, DETECTOR, EXECUTOR, METRICS, SETTINGS
+from scorer.service.metrics import CONTENT_TYPE, Metrics
 from scorer.service.requests import Batch, parse_body
 from scorer.settings import Settings
 
 log = logging.getLogger("ocsf_anomaly.service")
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+VARIANT = "champion"  # the only variant until the registry brings a challenger
+ALIAS = "local"  # served from a directory, not resolved through the registry
 
 
 def create_app(settings: Settings) -> web.Application:
     """The service for ``settings``; resources start with the app and stop with it."""
     app = web.Application(
-        client_max_size=settings.max_body_bytes, middlewares=[error_middleware, auth_middleware]
+        client_max_size=settings.max_body_bytes,
+        middlewares=[metrics_middleware, error_middleware, auth_middleware],
     )
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app[METRICS].alpha.set(settings.alpha)
     app.cleanup_ctx.extend([executor_ctx, model_ctx, batcher_ctx])
     app.router.add_post("/v1/score", score)
     app.router.add_post("/v1/enrich", enrich)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     return app
 
 
@@ -53,6 +61,7 @@ async def model_ctx(app: web.Application) -> AsyncIterator[None]:
     loop = asyncio.get_running_loop()
     detector = await loop.run_in_executor(app[EXECUTOR], bundle.load, settings.model_dir)
     app[DETECTOR] = detector
+    app[METRICS].set_model(detector.model_info, ALIAS)
     log.info(
         "serving model %s version %s from %s",
         detector.model_info["name"],
@@ -65,7 +74,7 @@ async def model_ctx(app: web.Application) -> AsyncIterator[None]:
 async def batcher_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     batcher = MicroBatcher(
-        _score_fn(app[DETECTOR]),
+        _score_fn(app[DETECTOR], app[METRICS]),
         app[EXECUTOR],
         max_size=settings.batch_max_size,
         max_wait_us=settings.batch_max_wait_us,
@@ -77,17 +86,38 @@ async def batcher_ctx(app: web.Application) -> AsyncIterator[None]:
     await batcher.stop()
 
 
-def _score_fn(detector: Detector) -> Any:
-    model = detector.model_info
+def _score_fn(detector: Detector, metrics: Metrics) -> Any:
+    model = {**detector.model_info, "variant": VARIANT}
 
     def run(events: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
         result = detector.score(events, alpha=alpha)
+        metrics.observe_batch(result, VARIANT)
         return [result.anomaly(i, model) for i in range(len(result))]
 
     return run
 
 
-# ---------------------------------------------------------------------- auth
+# ---------------------------------------------------------------------- middlewares
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Latency of every request by route (its pattern, never the raw path) and status."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as http:
+        status = http.status
+        raise
+    finally:
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "unmatched"
+        request.app[METRICS].request_seconds.labels(name, request.method, str(status)).observe(
+            time.perf_counter() - started
+        )
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bearer token on scoring calls when ``api_token`` is set, compared in constant time."""
@@ -117,9 +147,11 @@ async def _read(request: web.Request) -> tuple[Batch, float]:
             )
     strict = request.query.get("strict", "false").lower() in ("1", "true", "yes")
     body = await request.read()
+    started = time.perf_counter()
     batch = parse_body(
         body, request.headers.get("Content-Type", ""), max_events=settings.max_events, strict=strict
     )
+    request.app[METRICS].stage_seconds.labels("parse").observe(time.perf_counter() - started)
     return batch, alpha
 
 
@@ -164,3 +196,7 @@ async def readyz(request: web.Request) -> web.Response:
     if detector is None:
         return _json({"status": "not ready", "model": None}, status=503)
     return _json({"status": "ready", "model": detector.model_info, "redis": "disabled"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})

@@ -8,9 +8,11 @@ from aiohttp import web
 
 from scorer.detector import Detector
 from scorer.service.batcher import MicroBatcher
+from scorer.service.metrics import Metrics
 from scorer.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
 DETECTOR = web.AppKey("detector", Detector)
 BATCHER = web.AppKey("batcher", MicroBatcher)
+METRICS = web.AppKey("metrics", Metrics)

@@ -1,0 +1,107 @@
+"""Prometheus metrics of the service, defined once, in a registry per app.
+
+Labels are bounded: ``class_uid`` is a class the model saw in calibration, else ``other``,
+never a raw value from a request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from scorer.detector import STAGES, ScoreResult
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 10_000)
+DRIFT_SMOOTHING = 0.05  # weight of the newest batch in the rolling drift gauges
+
+
+class Metrics:
+    """All of the service's metrics; thread-safe (scoring threads update them)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.request_seconds = Histogram(
+            "ocsf_anomaly_request_seconds",
+            "HTTP request latency",
+            ["route", "method", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "ocsf_anomaly_stage_seconds",
+            "Time per batch spent in each scoring stage",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.events = Counter("ocsf_anomaly_events", "Events scored", ["class_uid", "variant"], registry=r)
+        self.anomalies = Counter(
+            "ocsf_anomaly_anomalies", "Events flagged anomalous", ["class_uid", "variant"], registry=r
+        )
+        self.batch_size = Histogram(
+            "ocsf_anomaly_batch_size", "Events per model and index call", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.model_info = Gauge(
+            "ocsf_anomaly_model_info", "The model serving (value 1)", ["name", "version", "alias"], registry=r
+        )
+        self.knn_distance = Gauge(
+            "ocsf_anomaly_knn_distance_rolling_mean",
+            "Rolling mean score (k-NN distance) of scored events",
+            ["variant"],
+            registry=r,
+        )
+        self.unknown_rate = Gauge(
+            "ocsf_anomaly_unknown_category_rate",
+            "Rolling share of categorical inputs never seen in training",
+            ["variant"],
+            registry=r,
+        )
+        self.anomaly_rate = Gauge(
+            "ocsf_anomaly_anomaly_rate",
+            "Rolling share of events flagged; compare with ocsf_anomaly_alpha",
+            ["variant"],
+            registry=r,
+        )
+        self.alpha = Gauge("ocsf_anomaly_alpha", "Target false-positive rate (default)", registry=r)
+        self._rolling: dict[tuple[str, str], float] = {}
+
+    def observe_batch(self, result: ScoreResult, variant: str) -> None:
+        """Count a scored batch: stage times, events and anomalies by class, drift gauges."""
+        n = len(result)
+        if not n:
+            return
+        self.batch_size.observe(n)
+        for stage in STAGES:
+            self.stage_seconds.labels(stage).observe(result.seconds.get(stage, 0.0))
+        flagged = result.is_anomaly.tolist()
+        counts: dict[str, list[int]] = {}
+        for label, is_anomaly in zip(result.classes, flagged, strict=True):
+            tally = counts.setdefault(label, [0, 0])
+            tally[0] += 1
+            tally[1] += int(is_anomaly)
+        for label, (events, anomalies) in counts.items():
+            self.events.labels(label, variant).inc(events)
+            if anomalies:
+                self.anomalies.labels(label, variant).inc(anomalies)
+        self._roll(self.knn_distance, "distance", variant, result.mean_knn_distance)
+        self._roll(self.unknown_rate, "unknown", variant, result.unknown_rate)
+        self._roll(self.anomaly_rate, "anomaly", variant, sum(flagged) / n)
+
+    def _roll(self, gauge: Gauge, name: str, variant: str, value: float) -> None:
+        key = (name, variant)
+        previous = self._rolling.get(key)
+        current = value if previous is None else (1 - DRIFT_SMOOTHING) * previous + DRIFT_SMOOTHING * value
+        self._rolling[key] = current
+        gauge.labels(variant).set(current)
+
+    def set_model(self, info: dict[str, Any], alias: str) -> None:
+        self.model_info.clear()
+        self.model_info.labels(str(info.get("name")), str(info.get("version")), alias).set(1)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
