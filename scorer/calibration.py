@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,8 @@ def _calibration(calibration_scores: npt.ArrayLike) -> npt.NDArray[np.float64]:
     if np.isnan(cal).any():
         # A NaN has no rank, so it would silently shift every p-value; refuse rather than guess.
         raise ValueError("calibration scores contain NaN")
+    if cal.size > 1 and bool(np.all(cal[:-1] <= cal[1:])):
+        return cal  # already sorted (a fitted Calibration keeps its scores sorted): skip the sort
     return np.sort(cal)
 
 
@@ -105,6 +107,7 @@ class Calibration:
     groups: dict[str, Floats]
     min_group_size: int = MIN_GROUP_SIZE
     classes: frozenset[str] = frozenset()  # every class seen in calibration, calibrated on its own or not
+    _thresholds: dict[tuple[str, float], float] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def fit(
@@ -143,8 +146,14 @@ class Calibration:
         return out
 
     def thresholds(self, groups: Sequence[str], alpha: float) -> Floats:
-        per_group = {key: conformal_threshold(self.groups[key], alpha) for key in set(groups)}
+        per_group = {key: self._threshold(key, alpha) for key in set(groups)}
         return np.array([per_group[g] for g in groups], dtype=np.float64)
+
+    def _threshold(self, key: str, alpha: float) -> float:
+        found = self._thresholds.get((key, alpha))
+        if found is None:
+            found = self._thresholds[(key, alpha)] = conformal_threshold(self.groups[key], alpha)
+        return found
 
     def sizes(self) -> dict[str, int]:
         return {key: int(v.size) for key, v in self.groups.items()}

@@ -60,6 +60,7 @@ class EncodedBatch:
         return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in joined]
 
 
+@lru_cache(maxsize=1024)
 def compile_getter(path: str) -> Callable[[Event], Any]:
     """An accessor for one dotted path; anything absent (or not an object on the way) is None."""
     extract = compile_extractor([path])

@@ -50,7 +50,10 @@ def create_app(settings: Settings) -> web.Application:
 async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
     """The threads that run the model and the index (torch and faiss release the GIL)."""
     set_threads(1)  # one thread per call: parallelism comes from the pool, not from fighting OpenMP teams
-    executor = ThreadPoolExecutor(app[SETTINGS].workers, thread_name_prefix="scorer")
+    # OpenMP's thread count is per thread: each worker sets its own, or faiss starts a team per call
+    executor = ThreadPoolExecutor(
+        app[SETTINGS].workers, thread_name_prefix="scorer", initializer=set_threads, initargs=(1,)
+    )
     app[EXECUTOR] = executor
     yield
     executor.shutdown(wait=True, cancel_futures=True)
