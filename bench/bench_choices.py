@@ -94,7 +94,7 @@ def main() -> None:
                 encoded = fitted.encoder.encode(test[:8192])
                 set_threads(1)
                 started = time.perf_counter()
-                embed(fitted.model, encoded)
+                embed(fitted.net, encoded)
                 per_event = (time.perf_counter() - started) / len(encoded) * 1e6
                 set_threads(2)
                 report(

@@ -28,7 +28,7 @@ from scorer.features.encoder import (
 from scorer.features.infer import infer_spec
 from scorer.features.spec import FeatureDef, FeatureSpec
 from scorer.knn import ANN_THRESHOLD, KnnIndex
-from scorer.model import ModelConfig, TabularResNet, TrainConfig, embed, train_model
+from scorer.model import InferenceNet, ModelConfig, TabularResNet, TrainConfig, embed, train_model
 
 Event = dict[str, Any]
 ScoreKind = Literal["embedding", "features", "fusion"]
@@ -150,6 +150,10 @@ class Detector:
     standardisers: dict[str, Standardiser]
     calibrations: dict[str, Calibration]
     metadata: dict[str, Any] = field(default_factory=dict)
+    net: InferenceNet = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.net = InferenceNet(self.model)  # scoring runs the numpy copy of the trained network
 
     # ------------------------------------------------------------------ fit
     @classmethod
@@ -203,7 +207,7 @@ class Detector:
         baseline_ids = [_event_id(getter(train_events[i]), int(i)) for i in baseline_rows]
         say(f"indexing a baseline of {len(baseline):,} events")
         embedding_index, feature_index = _build_indices(
-            model, encoder, baseline, encoder.encode(cal_events), config
+            InferenceNet(model), encoder, baseline, encoder.encode(cal_events), config
         )
         detector = cls(
             config=config,
@@ -264,7 +268,7 @@ class Detector:
         self.baseline_ids = ids[keep]
         calibration = [events[i] for i in cal_rows]
         self.embedding_index, self.feature_index = _build_indices(
-            self.model, self.encoder, self.baseline, self.encoder.encode(calibration), self.config
+            self.net, self.encoder, self.baseline, self.encoder.encode(calibration), self.config
         )
         return self.calibrate(calibration)
 
@@ -290,7 +294,7 @@ class Detector:
         rows = rng.permutation(len(self.baseline))[:FUSION_SAMPLE]
         sample = self.baseline.take(rows)
         k, feature_k = self.config.k, self.config.feature_k
-        emb_d, _ = self.embedding_index.search(embed(self.model, sample), k + 1)
+        emb_d, _ = self.embedding_index.search(embed(self.net, sample), k + 1)
         feat_d, _ = self.feature_index.search(self.encoder.dense(sample), feature_k + 1)
         return {
             "embedding": Standardiser.fit(emb_d[:, 1:].mean(axis=1, dtype=np.float64)),
@@ -313,7 +317,7 @@ class Detector:
         seconds = seconds if seconds is not None else {}
         k = self.config.k
         t0 = time.perf_counter()
-        embeddings = embed(self.model, encoded) if self.config.score != "features" else None
+        embeddings = embed(self.net, encoded) if self.config.score != "features" else None
         dense = self.encoder.dense(encoded) if self.config.score != "embedding" else None
         t1 = time.perf_counter()
         out: dict[str, npt.NDArray[np.float64]] = {}
@@ -483,7 +487,7 @@ class Detector:
 
 
 def _build_indices(
-    model: TabularResNet,
+    net: InferenceNet,
     encoder: FeatureEncoder,
     baseline: EncodedBatch,
     queries: EncodedBatch,
@@ -491,9 +495,9 @@ def _build_indices(
 ) -> tuple[KnnIndex, KnnIndex]:
     """Both k-NN indices over the baseline; ``queries`` (held out) measure their recall."""
     embedding_index = KnnIndex.build(
-        embed(model, baseline),
+        embed(net, baseline),
         k=config.k,
-        recall_queries=embed(model, queries),
+        recall_queries=embed(net, queries),
         ann_threshold=config.ann_threshold,
     )
     feature_index = KnnIndex.build(  # tuned for the recall of what the score reads
