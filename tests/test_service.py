@@ -386,3 +386,44 @@ async def test_unmatched_paths_do_not_grow_the_route_label(client: Any) -> None:
     routes = {dict(k[1]).get("route") for k in samples if k[0] == "ocsf_anomaly_request_seconds_count"}
     assert "/a" not in routes
     assert "/b/c" not in routes
+
+
+# ---------------------------------------------------------------------- OpenAPI
+async def test_responses_follow_the_openapi_document(client: Any, held_out_events: list[Event]) -> None:
+    import jsonschema
+
+    response = await client.get("/openapi.json")
+    assert response.status == 200
+    document = await response.json()
+    assert document["openapi"].startswith("3.1")
+    jsonschema.Draft202012Validator.check_schema({"$defs": document["components"]["schemas"]})
+
+    def check(path: str, method: str, status: int, body: Any) -> None:
+        spec = document["paths"][path][method]["responses"][str(status)]["content"]["application/json"][
+            "schema"
+        ]
+        jsonschema.Draft202012Validator({**spec, "components": document["components"]}).validate(body)
+
+    ndjson = b"\n".join([orjson.dumps(held_out_events[0]), b"{bad", b"7"])
+    calls = [
+        ("/v1/score", orjson.dumps(held_out_events[0]), JSON),
+        ("/v1/score", orjson.dumps([*held_out_events[1:4], 3]), JSON),
+        ("/v1/score", ndjson, NDJSON),
+        ("/v1/score", b"{bad", JSON),
+        ("/v1/score", b'"x"', JSON),
+        ("/v1/score", b"{}", {"Content-Type": "text/csv"}),
+        ("/v1/score?alpha=7", b"{}", JSON),
+    ]
+    statuses = set()
+    for path, body, headers in calls:
+        status, payload = await _post(client, path, body, headers)
+        statuses.add(status)
+        check(path.split("?")[0], "post", status, payload)
+    assert statuses == {200, 400, 415, 422}
+    for path in ("/healthz", "/readyz"):
+        response = await client.get(path)
+        check(path, "get", response.status, await response.json())
+    # and the document rejects what it should: a result missing its p-value is not a ScoreResponse
+    broken = {"results": [{"score": 1.0}]}
+    with pytest.raises(jsonschema.ValidationError):
+        check("/v1/score", "post", 200, broken)

@@ -20,10 +20,11 @@ from scorer.service.errors import ApiError, Handler, error_middleware
 from scorer.service.keys import BATCHER, DETECTOR, EXECUTOR, METRICS, SETTINGS
 from scorer.service.metrics import CONTENT_TYPE, Metrics
 from scorer.service.requests import Batch, parse_body
+from scorer.service.schema import openapi
 from scorer.settings import Settings
 
 log = logging.getLogger("ocsf_anomaly.service")
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 VARIANT = "champion"  # the only variant until the registry brings a challenger
 ALIAS = "local"  # served from a directory, not resolved through the registry
 
@@ -43,6 +44,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi_document)
     return app
 
 
@@ -203,3 +205,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    return _json(openapi())
