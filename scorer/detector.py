@@ -312,12 +312,16 @@ class Detector:
         seconds: dict[str, float] | None = None,
         *,
         neighbours_for_explain: bool = False,
+        embeddings: npt.NDArray[np.float32] | None = None,
     ) -> tuple[dict[str, npt.NDArray[np.float64]], npt.NDArray[np.int64]]:
         """Raw scores of every kind the configured score needs, and the neighbours to explain with."""
         seconds = seconds if seconds is not None else {}
         k = self.config.k
         t0 = time.perf_counter()
-        embeddings = embed(self.net, encoded) if self.config.score != "features" else None
+        if self.config.score == "features":
+            embeddings = None
+        elif embeddings is None:
+            embeddings = embed(self.net, encoded)
         dense = self.encoder.dense(encoded) if self.config.score != "embedding" else None
         t1 = time.perf_counter()
         out: dict[str, npt.NDArray[np.float64]] = {}
@@ -340,19 +344,36 @@ class Detector:
         return out, neighbours
 
     def score(
-        self, events: Sequence[Event], *, alpha: float | None = None, explain: bool = True
+        self,
+        events: Sequence[Event],
+        *,
+        alpha: float | None = None,
+        explain: bool = True,
+        encoded: EncodedBatch | None = None,
+        embeddings: npt.NDArray[np.float32] | None = None,
     ) -> ScoreResult:
-        """Score a batch of events (dicts), in chunks that bound memory. Never raises on an event's content."""
+        """Score a batch of events (dicts), in chunks that bound memory. Never raises on an event's content.
+
+        A caller that already encoded the events, or holds their embeddings (a cache), passes them
+        in, row for row, and those stages are skipped.
+        """
         alpha = self.config.alpha if alpha is None else alpha
         if not 0 < alpha < 1:
             raise ValueError("alpha must be between 0 and 1")
         parts = [
-            self._score_chunk(events[i : i + CHUNK], alpha, explain) for i in range(0, len(events), CHUNK)
+            self._score_chunk(
+                events[i : i + CHUNK],
+                alpha,
+                explain,
+                encoded.take(np.arange(i, min(i + CHUNK, len(events)))) if encoded is not None else None,
+                embeddings[i : i + CHUNK] if embeddings is not None else None,
+            )
+            for i in range(0, len(events), CHUNK)
         ]
         if len(parts) == 1:
             return parts[0]
         if not parts:
-            return self._score_chunk([], alpha, explain)
+            return self._score_chunk([], alpha, explain, encoded, embeddings)
         sizes = np.array([len(p) for p in parts], dtype=np.float64)
         return ScoreResult(
             score=np.concatenate([p.score for p in parts]),
@@ -369,12 +390,22 @@ class Detector:
             seconds={k: sum(p.seconds.get(k, 0.0) for p in parts) for k in STAGES},
         )
 
-    def _score_chunk(self, events: Sequence[Event], alpha: float, explain: bool) -> ScoreResult:
+    def _score_chunk(
+        self,
+        events: Sequence[Event],
+        alpha: float,
+        explain: bool,
+        encoded: EncodedBatch | None = None,
+        embeddings: npt.NDArray[np.float32] | None = None,
+    ) -> ScoreResult:
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
-        encoded = self.encoder.encode(events)
+        if encoded is None:
+            encoded = self.encoder.encode(events)
         seconds["encode"] = time.perf_counter() - t0
-        components, neighbours = self._components(encoded, seconds, neighbours_for_explain=explain)
+        components, neighbours = self._components(
+            encoded, seconds, neighbours_for_explain=explain, embeddings=embeddings
+        )
         t1 = time.perf_counter()
         scores = components[self.config.score]
         class_getter = compile_getter("class_uid")

@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scorer.paths import state_dir
@@ -28,7 +28,11 @@ class Settings(BaseSettings):
     """Everything the scoring service can be told."""
 
     model_config = SettingsConfigDict(
-        env_prefix="OCSF_ANOMALY_", extra="forbid", frozen=True, use_attribute_docstrings=True
+        env_prefix="OCSF_ANOMALY_",
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+        populate_by_name=True,
     )
 
     host: str = "127.0.0.1"
@@ -51,6 +55,16 @@ class Settings(BaseSettings):
     """Micro-batching: longest a request waits for others to join its batch, in microseconds (0: off)."""
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     """Threads that run the model and the index (each single-threaded in torch and faiss)."""
+    redis_url: str | None = Field(
+        None, validation_alias=AliasChoices("OCSF_ANOMALY_REDIS_URL", "REDIS_URL", "redis_url")
+    )
+    """Redis for the shared embedding cache (`OCSF_ANOMALY_REDIS_URL`, else `REDIS_URL`); unset: in-process cache only."""
+    redis_timeout_ms: int = Field(50, ge=1)
+    """Longest a Redis lookup may take before the cache answers from its local tier."""
+    cache_items: int = Field(100_000, ge=0)
+    """Embeddings kept in the in-process cache tier."""
+    cache_ttl_seconds: int = Field(86_400, ge=1)
+    """Lifetime of an embedding in Redis."""
     api_token: str | None = None
     """Bearer token required on scoring calls; unset: scoring is open."""
     admin_token: str | None = None

@@ -229,21 +229,19 @@ async def test_concurrent_single_events_are_merged_into_batches(
 
 async def test_batcher_merges_and_splits_back() -> None:
     """The batcher alone, with a plain function that records the batches it is given."""
-    from concurrent.futures import ThreadPoolExecutor
-
     sizes: list[int] = []
 
-    def run(events: list[Event], alpha: float) -> list[dict[str, Any]]:
+    async def run(events: list[Event], alpha: float) -> list[dict[str, Any]]:
         sizes.append(len(events))
+        await asyncio.sleep(0.001)
         return [{"id": e["id"], "alpha": alpha} for e in events]
 
-    with ThreadPoolExecutor(2) as pool:
-        batcher = MicroBatcher(run, pool, max_size=64, max_wait_us=50_000, concurrency=2)
-        await batcher.start()
-        requests = [[{"id": i}] for i in range(30)] + [[{"id": 100}, {"id": 101}]]
-        results = await asyncio.gather(*[batcher.score(r, 0.01) for r in requests])
-        other_alpha = await batcher.score([{"id": 7}], 0.2)
-        await batcher.stop()
+    batcher = MicroBatcher(run, max_size=64, max_wait_us=50_000, concurrency=2)
+    await batcher.start()
+    requests = [[{"id": i}] for i in range(30)] + [[{"id": 100}, {"id": 101}]]
+    results = await asyncio.gather(*[batcher.score(r, 0.01) for r in requests])
+    other_alpha = await batcher.score([{"id": 7}], 0.2)
+    await batcher.stop()
     assert [[x["id"] for x in r] for r in results] == [[e["id"] for e in r] for r in requests]
     assert other_alpha == [{"id": 7, "alpha": 0.2}]
     assert len(sizes) < len(requests)  # merged
@@ -251,19 +249,16 @@ async def test_batcher_merges_and_splits_back() -> None:
 
 
 async def test_batching_off_scores_each_request_alone() -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
     sizes: list[int] = []
 
-    def run(events: list[Event], alpha: float) -> list[dict[str, Any]]:
+    async def run(events: list[Event], alpha: float) -> list[dict[str, Any]]:
         sizes.append(len(events))
         return [{} for _ in events]
 
-    with ThreadPoolExecutor(2) as pool:
-        batcher = MicroBatcher(run, pool, max_size=64, max_wait_us=0, concurrency=2)
-        await batcher.start()
-        await asyncio.gather(*[batcher.score([{"id": i}], 0.01) for i in range(10)])
-        await batcher.stop()
+    batcher = MicroBatcher(run, max_size=64, max_wait_us=0, concurrency=2)
+    await batcher.start()
+    await asyncio.gather(*[batcher.score([{"id": i}], 0.01) for i in range(10)])
+    await batcher.stop()
     assert sizes == [1] * 10
 
 

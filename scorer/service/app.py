@@ -10,14 +10,18 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import orjson
 from aiohttp import web
 
 from scorer import bundle
 from scorer.detector import Detector, set_threads
+from scorer.features.encoder import EncodedBatch
+from scorer.model import embed
 from scorer.service.batcher import MicroBatcher
+from scorer.service.cache import EmbeddingCache
 from scorer.service.errors import ApiError, Handler, error_middleware
-from scorer.service.keys import BATCHER, DETECTOR, EXECUTOR, METRICS, SETTINGS
+from scorer.service.keys import BATCHER, CACHE, DETECTOR, EXECUTOR, METRICS, SETTINGS
 from scorer.service.metrics import CONTENT_TYPE, Metrics
 from scorer.service.requests import Batch, parse_body
 from scorer.service.schema import openapi
@@ -38,7 +42,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[METRICS].alpha.set(settings.alpha)
-    app.cleanup_ctx.extend([executor_ctx, model_ctx, batcher_ctx])
+    app.cleanup_ctx.extend([executor_ctx, model_ctx, cache_ctx, batcher_ctx])
     app.router.add_post("/v1/score", score)
     app.router.add_post("/v1/enrich", enrich)
     app.router.add_get("/healthz", healthz)
@@ -76,11 +80,34 @@ async def model_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The embedding cache: in-process, plus Redis when a URL is configured (never one found by chance)."""
+    settings = app[SETTINGS]
+    client = None
+    if settings.redis_url:
+        import redis.asyncio
+
+        timeout = settings.redis_timeout_ms / 1000
+        client = redis.asyncio.from_url(
+            settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+    cache = EmbeddingCache(
+        local_items=settings.cache_items,
+        metrics=app[METRICS],
+        redis=client,
+        ttl_seconds=settings.cache_ttl_seconds,
+        timeout_seconds=settings.redis_timeout_ms / 1000,
+    )
+    await cache.get_many(["ocsf-anomaly:probe"])  # learn at start whether Redis answers
+    app[CACHE] = cache
+    yield
+    await cache.close()
+
+
 async def batcher_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     batcher = MicroBatcher(
-        _score_fn(app[DETECTOR], app[METRICS]),
-        app[EXECUTOR],
+        Scorer(app[DETECTOR], app[METRICS], app[CACHE], app[EXECUTOR]),
         max_size=settings.batch_max_size,
         max_wait_us=settings.batch_max_wait_us,
         concurrency=settings.workers,
@@ -91,15 +118,76 @@ async def batcher_ctx(app: web.Application) -> AsyncIterator[None]:
     await batcher.stop()
 
 
-def _score_fn(detector: Detector, metrics: Metrics) -> Any:
-    model = {**detector.model_info, "variant": VARIANT}
+class Scorer:
+    """One batch through the engine: encode, cache lookup, embed the misses, search, calibrate, explain.
 
-    def run(events: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
-        result = detector.score(events, alpha=alpha)
-        metrics.observe_batch(result, VARIANT)
-        return [result.anomaly(i, model) for i in range(len(result))]
+    CPU work runs in the executor; only the cache lookup (Redis I/O) runs on the event loop.
+    """
 
-    return run
+    def __init__(
+        self, detector: Detector, metrics: Metrics, cache: EmbeddingCache, executor: ThreadPoolExecutor
+    ) -> None:
+        self.detector = detector
+        self.metrics = metrics
+        self.cache = cache
+        self.executor = executor
+        self.model = {**detector.model_info, "variant": VARIANT}
+        self.width = detector.net.d_out * 4  # bytes of one float32 embedding
+
+    async def __call__(self, events: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        if self.detector.config.score == "features":  # no embedding to cache
+            anomalies, _ = await loop.run_in_executor(
+                self.executor, self._finish, events, None, [], [], alpha, {}
+            )
+            return anomalies
+        started = time.perf_counter()
+        encoded, keys = await loop.run_in_executor(self.executor, self._prepare, events)
+        seconds = {"encode": time.perf_counter() - started}
+        started = time.perf_counter()
+        found = await self.cache.get_many(keys)
+        seconds["cache"] = time.perf_counter() - started
+        anomalies, fresh = await loop.run_in_executor(
+            self.executor, self._finish, events, encoded, keys, found, alpha, seconds
+        )
+        self.cache.put_many(fresh)
+        return anomalies
+
+    def _prepare(self, events: list[dict[str, Any]]) -> tuple[EncodedBatch, list[str]]:
+        encoded = self.detector.encoder.encode(events)
+        version = self.detector.model_info["version"]
+        return encoded, [f"ocsf-anomaly:{version}:{digest.hex()}" for digest in encoded.row_digests()]
+
+    def _finish(
+        self,
+        events: list[dict[str, Any]],
+        encoded: EncodedBatch | None,
+        keys: list[str],
+        found: list[bytes | None],
+        alpha: float,
+        seconds: dict[str, float],
+    ) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
+        embeddings = None
+        fresh: dict[str, bytes] = {}
+        if encoded is not None:
+            started = time.perf_counter()
+            embeddings = np.empty((len(events), self.detector.net.d_out), dtype=np.float32)
+            missing = []
+            for i, value in enumerate(found):
+                if value is not None and len(value) == self.width:
+                    embeddings[i] = np.frombuffer(value, dtype=np.float32)
+                else:
+                    missing.append(i)
+            if missing:
+                rows = np.asarray(missing)
+                embeddings[rows] = embed(self.detector.net, encoded.take(rows))
+                fresh = {keys[i]: embeddings[i].tobytes() for i in missing}
+            seconds["embed"] = time.perf_counter() - started
+        result = self.detector.score(events, alpha=alpha, encoded=encoded, embeddings=embeddings)
+        for stage, spent in seconds.items():
+            result.seconds[stage] = result.seconds.get(stage, 0.0) + spent
+        self.metrics.observe_batch(result, VARIANT)
+        return [result.anomaly(i, self.model) for i in range(len(result))], fresh
 
 
 # ---------------------------------------------------------------------- middlewares
@@ -200,7 +288,7 @@ async def readyz(request: web.Request) -> web.Response:
     detector = request.app.get(DETECTOR)
     if detector is None:
         return _json({"status": "not ready", "model": None}, status=503)
-    return _json({"status": "ready", "model": detector.model_info, "redis": "disabled"})
+    return _json({"status": "ready", "model": detector.model_info, "redis": request.app[CACHE].status})
 
 
 async def metrics(request: web.Request) -> web.Response:

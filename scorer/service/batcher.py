@@ -2,8 +2,8 @@
 
 A single-event request costs a model call and two index searches; the same call on a few hundred
 events costs barely more (PERFORMANCE.md). The batcher waits up to ``max_wait_us`` for other
-requests to join the first one's batch (or until ``max_size`` events), then runs the batch in the
-thread pool, at most ``concurrency`` batches at once. With ``max_wait_us = 0`` every request
+requests to join the first one's batch (or until ``max_size`` events), then runs the batch (the
+scoring function moves the work to the thread pool), at most ``concurrency`` batches at once. With ``max_wait_us = 0`` every request
 runs alone (batching off).
 """
 
@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from concurrent.futures import Executor
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 Event = dict[str, Any]
-ScoreFn = Callable[[list[Event], float], list[dict[str, Any]]]
+ScoreFn = Callable[[list[Event], float], Awaitable[list[dict[str, Any]]]]
 
 
 @dataclass
@@ -28,13 +27,10 @@ class _Pending:
 
 
 class MicroBatcher:
-    """Merge concurrent ``score`` calls into batches for ``run`` (a blocking function)."""
+    """Merge concurrent ``score`` calls into batches for ``run`` (which moves the work off the loop)."""
 
-    def __init__(
-        self, run: ScoreFn, executor: Executor, *, max_size: int, max_wait_us: int, concurrency: int
-    ) -> None:
+    def __init__(self, run: ScoreFn, *, max_size: int, max_wait_us: int, concurrency: int) -> None:
         self._run = run
-        self._executor = executor
         self.max_size = max_size
         self.max_wait = max_wait_us / 1e6
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
@@ -65,9 +61,7 @@ class MicroBatcher:
             return []
         if self._loop_task is None:  # batching off
             async with self._slots:
-                return await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self._run, events, alpha
-                )
+                return await self._run(events, alpha)
         future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(events, alpha, future))
         return await future
@@ -94,7 +88,6 @@ class MicroBatcher:
             task.add_done_callback(self._running.discard)
 
     async def _execute(self, batch: list[_Pending]) -> None:
-        loop = asyncio.get_running_loop()
         try:
             by_alpha: dict[float, list[_Pending]] = {}
             for pending in batch:
@@ -102,7 +95,7 @@ class MicroBatcher:
             for alpha, group in by_alpha.items():
                 events = [e for pending in group for e in pending.events]
                 try:
-                    results = await loop.run_in_executor(self._executor, self._run, events, alpha)
+                    results = await self._run(events, alpha)
                 except Exception as exc:
                     for pending in group:
                         if not pending.future.done():

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from scorer.detector import Detector
 from scorer.service.batcher import MicroBatcher
+from scorer.service.cache import EmbeddingCache
 from scorer.service.metrics import Metrics
 from scorer.settings import Settings
 
@@ -16,3 +17,4 @@ EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
 DETECTOR = web.AppKey("detector", Detector)
 BATCHER = web.AppKey("batcher", MicroBatcher)
 METRICS = web.AppKey("metrics", Metrics)
+CACHE = web.AppKey("cache", EmbeddingCache)

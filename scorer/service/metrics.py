@@ -11,11 +11,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from scorer.detector import STAGES, ScoreResult
+from scorer.detector import ScoreResult
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 10_000)
+STAGES = ("parse", "encode", "cache", "embed", "search", "calibrate", "explain")
 DRIFT_SMOOTHING = 0.05  # weight of the newest batch in the rolling drift gauges
 
 
@@ -68,6 +69,14 @@ class Metrics:
             registry=r,
         )
         self.alpha = Gauge("ocsf_anomaly_alpha", "Target false-positive rate (default)", registry=r)
+        self.cache_lookups = Counter(
+            "ocsf_anomaly_cache_lookups",
+            "Embedding cache lookups by tier and result",
+            ["tier", "result"],
+            registry=r,
+        )
+        self.redis_degraded = Gauge("ocsf_anomaly_redis_degraded", "1 while Redis is failing", registry=r)
+        self.redis_errors = Counter("ocsf_anomaly_redis_errors", "Failed Redis calls", registry=r)
         self._rolling: dict[tuple[str, str], float] = {}
 
     def observe_batch(self, result: ScoreResult, variant: str) -> None:
@@ -77,7 +86,8 @@ class Metrics:
             return
         self.batch_size.observe(n)
         for stage in STAGES:
-            self.stage_seconds.labels(stage).observe(result.seconds.get(stage, 0.0))
+            if stage in result.seconds:
+                self.stage_seconds.labels(stage).observe(result.seconds[stage])
         flagged = result.is_anomaly.tolist()
         counts: dict[str, list[int]] = {}
         for label, is_anomaly in zip(result.classes, flagged, strict=True):

@@ -1,0 +1,128 @@
+"""Two-tier embedding cache: an in-process LRU in front of Redis.
+
+Keys are the model version and a digest of the whole encoded feature row, so two events that
+differ in any input (bytes, duration …) never share an embedding, and a new model never reads an
+old model's embeddings. Redis is optional and never in the way: when it fails or is slow, the
+cache answers from the local tier, reports itself degraded, and tries Redis again after a pause;
+no request fails because of Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from scorer.service.metrics import Metrics
+
+log = logging.getLogger("ocsf_anomaly.cache")
+RETRY_SECONDS = 1.0  # after a Redis failure, local tier only for this long
+
+
+class EmbeddingCache:
+    """``get_many`` / ``put_many`` of embeddings (bytes) by key; thread-unsafe, event-loop only."""
+
+    def __init__(
+        self,
+        *,
+        local_items: int,
+        metrics: Metrics,
+        redis: Any = None,
+        ttl_seconds: int = 86_400,
+        timeout_seconds: float = 0.05,
+    ) -> None:
+        self._local: OrderedDict[str, bytes] = OrderedDict()
+        self._local_items = local_items
+        self._redis = redis
+        self._ttl = ttl_seconds
+        self._timeout = timeout_seconds
+        self._metrics = metrics
+        self._retry_at = 0.0
+        self.degraded = False
+        self._writes: set[asyncio.Task[None]] = set()
+        metrics.redis_degraded.set(0)
+
+    @property
+    def status(self) -> str:
+        if self._redis is None:
+            return "disabled"
+        return "degraded" if self.degraded else "ok"
+
+    def _remember(self, key: str, value: bytes) -> None:
+        self._local[key] = value
+        self._local.move_to_end(key)
+        while len(self._local) > self._local_items:
+            self._local.popitem(last=False)
+
+    def _redis_usable(self) -> bool:
+        return self._redis is not None and (not self.degraded or time.monotonic() >= self._retry_at)
+
+    def _failed(self, exc: BaseException) -> None:
+        if not self.degraded:
+            log.warning("redis unavailable (%s): scoring from the local cache tier", type(exc).__name__)
+        self.degraded = True
+        self._retry_at = time.monotonic() + RETRY_SECONDS
+        self._metrics.redis_degraded.set(1)
+        self._metrics.redis_errors.inc()
+
+    def _recovered(self) -> None:
+        if self.degraded:
+            log.warning("redis is back")
+        self.degraded = False
+        self._metrics.redis_degraded.set(0)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        found: list[bytes | None] = []
+        for key in keys:
+            value = self._local.get(key)
+            if value is not None:
+                self._local.move_to_end(key)
+            found.append(value)
+        hits = sum(v is not None for v in found)
+        self._metrics.cache_lookups.labels("local", "hit").inc(hits)
+        self._metrics.cache_lookups.labels("local", "miss").inc(len(keys) - hits)
+        missing = [i for i, v in enumerate(found) if v is None]
+        if not missing or not self._redis_usable():
+            return found
+        try:
+            values = await asyncio.wait_for(self._redis.mget([keys[i] for i in missing]), self._timeout)
+        except Exception as exc:  # any Redis failure (connection, timeout, protocol) degrades, never fails
+            self._failed(exc)
+            return found
+        self._recovered()
+        redis_hits = 0
+        for i, value in zip(missing, values, strict=True):
+            if value is not None:
+                found[i] = value
+                self._remember(keys[i], value)
+                redis_hits += 1
+        self._metrics.cache_lookups.labels("redis", "hit").inc(redis_hits)
+        self._metrics.cache_lookups.labels("redis", "miss").inc(len(missing) - redis_hits)
+        return found
+
+    def put_many(self, items: dict[str, bytes]) -> None:
+        """Store locally now and in Redis in the background (pipelined SET … EX), never blocking."""
+        for key, value in items.items():
+            self._remember(key, value)
+        if items and self._redis_usable():
+            task = asyncio.get_running_loop().create_task(self._write(items))
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
+
+    async def _write(self, items: dict[str, bytes]) -> None:
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for key, value in items.items():
+                pipe.set(key, value, ex=self._ttl)
+            await asyncio.wait_for(pipe.execute(), self._timeout * 4)
+        except Exception as exc:  # a failed write only costs a future hit
+            self._failed(exc)
+
+    async def close(self) -> None:
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+        if self._redis is not None:
+            await self._redis.aclose()
