@@ -35,8 +35,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_service(model: Path, port: int, batch_wait_us: int) -> subprocess.Popen[bytes]:
+def start_service(
+    model: Path, port: int, batch_wait_us: int, redis_url: str | None = None
+) -> subprocess.Popen[bytes]:
     env = {**os.environ, "OCSF_ANOMALY_BATCH_MAX_WAIT_US": str(batch_wait_us)}
+    env.pop("REDIS_URL", None)
+    env.pop("OCSF_ANOMALY_REDIS_URL", None)
+    if redis_url:
+        env["OCSF_ANOMALY_REDIS_URL"] = redis_url
     process = subprocess.Popen(
         [*CLI, "serve", "--model", str(model), "--port", str(port)],
         env=env,
@@ -112,11 +118,112 @@ async def closed_loop(
     return done * per_body / elapsed, failures
 
 
+def lookups(port: int) -> dict[tuple[str, str], float]:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (s.labels["tier"], s.labels["result"]): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "ocsf_anomaly_cache_lookups_total"
+    }
+
+
+def cache_study(model: Path, lines: list[bytes], duration: float) -> None:
+    """Batched throughput with the Redis cache cold, then warm (a second replica, empty local tier,
+    reading Redis), and the hit rate of a replay of NSL-KDD in file order."""
+    redis_port = free_port()
+    redis = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    batches = [b"[" + b",".join(lines[i : i + 256]) + b"]" for i in range(0, 20_480, 256)]
+    try:
+        time.sleep(0.5)
+        print("\nRedis cache (batched, 256 events a request, 8 in flight, the same 20,480 events each pass)")
+        for label in (
+            "cold (first replica, empty Redis)",
+            "warm (second replica: empty local tier, full Redis)",
+            "hot (the same replica again: local tier)",
+        ):
+            if not label.startswith("hot"):
+                port = free_port()
+                service = start_service(model, port, 2000, url)
+            per_pass = len(batches) * 256
+            started = time.perf_counter()
+            sent = asyncio.run(one_pass(f"http://127.0.0.1:{port}/v1/score", batches))
+            elapsed = time.perf_counter() - started
+            print(
+                f"  {label}: {per_pass / elapsed:,.0f} events/s ({sent} not 2xx); lookups so far {lookups(port)}"
+            )
+            if label.startswith("warm"):
+                continue
+            if label.startswith("cold"):
+                service.terminate()
+                service.wait(30)
+        service.terminate()
+        service.wait(30)
+        port = free_port()
+        service = start_service(model, port, 2000, url)
+        with gzip.open(DATA / "nsl_kdd_ocsf" / "train.jsonl.gz", "rb") as handle:
+            replay = [line.rstrip(b"\n") for line in handle]
+        replay_batches = [b"[" + b",".join(replay[i : i + 256]) + b"]" for i in range(0, len(replay), 256)]
+        failures = asyncio.run(one_pass(f"http://127.0.0.1:{port}/v1/score", replay_batches))
+        counts = lookups(port)
+        local_hits = counts.get(("local", "hit"), 0.0)
+        total = local_hits + counts.get(("local", "miss"), 0.0)
+        print(
+            f"  replay of train.jsonl.gz in file order ({len(replay):,} events, fresh replica and Redis holding "
+            f"the 20,480 above): local-tier hit rate {local_hits / total:.1%}, Redis hits "
+            f"{counts.get(('redis', 'hit'), 0):,.0f} of {counts.get(('redis', 'hit'), 0) + counts.get(('redis', 'miss'), 0):,.0f}"
+            f" ({failures} not 2xx)"
+        )
+        service.terminate()
+        service.wait(30)
+    finally:
+        redis.kill()
+        redis.wait(10)
+
+
+async def one_pass(url: str, bodies: list[bytes], in_flight: int = 8) -> int:
+    failures = 0
+    queue = list(reversed(bodies))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def worker() -> None:
+            nonlocal failures
+            while queue:
+                body = queue.pop()
+                async with session.post(url, data=body, headers=HEADERS) as response:
+                    await response.read()
+                    failures += response.status >= 300
+
+        await asyncio.gather(*[worker() for _ in range(in_flight)])
+    return failures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--cache-only", action="store_true", help="only the Redis cache study")
     args = parser.parse_args()
     require_data()
     model = default_model()
@@ -125,6 +232,9 @@ def main() -> None:
     singles = lines
     batches = [b"[" + b",".join(lines[i : i + 256]) + b"]" for i in range(0, len(lines) - 256, 256)]
     print(f"machine: {machine()}")
+    if args.cache_only:
+        cache_study(model, lines, args.duration)
+        return
     for label, wait_us in (("micro-batching on (2 ms)", 2000), ("micro-batching off", 0)):
         port = free_port()
         url = f"http://127.0.0.1:{port}/v1/score"
@@ -148,6 +258,7 @@ def main() -> None:
         finally:
             service.terminate()
             service.wait(30)
+    cache_study(model, lines, args.duration)
     sys.stdout.flush()
 
 
