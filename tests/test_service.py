@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import http.client
+import itertools
 import json
 import socket
 import threading
@@ -422,3 +423,93 @@ async def test_responses_follow_the_openapi_document(client: Any, held_out_event
     broken = {"results": [{"score": 1.0}]}
     with pytest.raises(jsonschema.ValidationError):
         check("/v1/score", "post", 200, broken)
+
+
+# ---------------------------------------------------------------------- admin: models and reload
+def _second_version(bundle_dir: Path, target: Path, held_out_events: list[Event]) -> str:
+    """The same model recalibrated on other events: a bundle with another version."""
+    from scorer import bundle
+
+    detector = bundle.load(bundle_dir)
+    detector.calibrate(held_out_events[1000:1600])
+    bundle.save(detector, target)
+    return str(detector.model_info["version"])
+
+
+async def test_reload_while_requests_stream_switches_once(
+    aiohttp_client: Any, bundle_dir: Path, tmp_path: Path, held_out_events: list[Event]
+) -> None:
+    import shutil
+
+    from scorer import bundle
+
+    serving_dir = tmp_path / "serving"
+    shutil.copytree(bundle_dir, serving_dir)
+    first = bundle.read_metadata(serving_dir)["version"]
+    client = await aiohttp_client(create_app(_settings(serving_dir)))
+    versions: list[str] = []
+    statuses: list[int] = []
+
+    async def stream() -> None:
+        for i in range(60):
+            status, body = await _post(client, "/v1/score", orjson.dumps(held_out_events[i]))
+            statuses.append(status)
+            versions.append(body["results"][0]["model"]["version"])
+
+    async def swap() -> dict[str, Any]:
+        await asyncio.sleep(0.05)
+        second = await asyncio.get_running_loop().run_in_executor(
+            None, _second_version, bundle_dir, serving_dir, held_out_events
+        )
+        response = await client.post("/v1/models/reload")
+        body = await response.json()
+        assert response.status == 200, body
+        assert body == {"reloaded": True, "from": first, "to": second}
+        return body
+
+    _, reload = await asyncio.gather(stream(), swap())
+    assert statuses == [200] * 60
+    assert set(versions) == {first, reload["to"]}
+    switches = sum(a != b for a, b in itertools.pairwise(versions))
+    assert switches == 1  # first, …, first, second, …, second
+    assert versions[0] == first
+    assert versions[-1] == reload["to"]
+    served = await (await client.get("/v1/models")).json()
+    assert served["champion"]["version"] == reload["to"]
+    again = await (await client.post("/v1/models/reload")).json()
+    assert again["reloaded"] is False
+
+
+async def test_reload_of_a_broken_bundle_keeps_serving(
+    aiohttp_client: Any, bundle_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    serving_dir = tmp_path / "serving"
+    shutil.copytree(bundle_dir, serving_dir)
+    client = await aiohttp_client(create_app(_settings(serving_dir)))
+    (serving_dir / "weights.pt").write_bytes(b"truncated")
+    response = await client.post("/v1/models/reload")
+    assert response.status == 409
+    assert "weights.pt" in (await response.json())["error"]["message"]
+    assert (await client.post("/v1/score", data=b"{}", headers=JSON)).status == 200
+
+
+async def test_admin_calls_need_the_admin_token_when_set(aiohttp_client: Any, bundle_dir: Path) -> None:
+    client = await aiohttp_client(create_app(_settings(bundle_dir, admin_token="adm1n", api_token="api")))
+    assert (await client.post("/v1/models/reload")).status == 401
+    api = {"Authorization": "Bearer api"}
+    assert (await client.post("/v1/models/reload", headers=api)).status == 403  # the API token is not admin
+    assert (await client.post("/v1/models/reload", headers={"Authorization": "Bearer adm1n"})).status == 200
+    assert (await client.get("/v1/models", headers=api)).status == 200
+
+
+async def test_without_an_admin_token_admin_calls_only_on_loopback(
+    aiohttp_client: Any, bundle_dir: Path
+) -> None:
+    loopback = await aiohttp_client(create_app(_settings(bundle_dir, host="127.0.0.1")))
+    assert (await loopback.post("/v1/models/reload")).status == 200
+    exposed = await aiohttp_client(create_app(_settings(bundle_dir, host="0.0.0.0")))
+    response = await exposed.post("/v1/models/reload")
+    assert response.status == 403
+    assert "OCSF_ANOMALY_ADMIN_TOKEN" in (await response.json())["error"]["message"]

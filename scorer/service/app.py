@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -21,7 +22,7 @@ from scorer.model import embed
 from scorer.service.batcher import MicroBatcher
 from scorer.service.cache import EmbeddingCache
 from scorer.service.errors import ApiError, Handler, error_middleware
-from scorer.service.keys import BATCHER, CACHE, DETECTOR, EXECUTOR, METRICS, SETTINGS
+from scorer.service.keys import BATCHER, CACHE, EXECUTOR, METRICS, SERVING, SETTINGS, Serving
 from scorer.service.metrics import CONTENT_TYPE, Metrics
 from scorer.service.requests import Batch, parse_body
 from scorer.service.schema import openapi
@@ -29,6 +30,7 @@ from scorer.settings import Settings
 
 log = logging.getLogger("ocsf_anomaly.service")
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+ADMIN_PATHS = frozenset({"/v1/models/reload"})
 VARIANT = "champion"  # the only variant until the registry brings a challenger
 ALIAS = "local"  # served from a directory, not resolved through the registry
 
@@ -49,6 +51,14 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi_document)
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/models/reload", reload_model)
+    if not settings.admin_token and not is_loopback(settings.host):
+        log.warning(
+            "no OCSF_ANOMALY_ADMIN_TOKEN and listening on %s: admin calls (model reload) will be refused; "
+            "set an admin token to allow them",
+            settings.host,
+        )
     return app
 
 
@@ -69,7 +79,7 @@ async def model_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     loop = asyncio.get_running_loop()
     detector = await loop.run_in_executor(app[EXECUTOR], bundle.load, settings.model_dir)
-    app[DETECTOR] = detector
+    app[SERVING] = Serving(detector)
     app[METRICS].set_model(detector.model_info, ALIAS)
     log.info(
         "serving model %s version %s from %s",
@@ -107,7 +117,7 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
 async def batcher_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     batcher = MicroBatcher(
-        Scorer(app[DETECTOR], app[METRICS], app[CACHE], app[EXECUTOR]),
+        Scorer(app[SERVING].detector, app[METRICS], app[CACHE], app[EXECUTOR]),
         max_size=settings.batch_max_size,
         max_wait_us=settings.batch_max_wait_us,
         concurrency=settings.workers,
@@ -213,16 +223,38 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bearer token on scoring calls when ``api_token`` is set, compared in constant time."""
-    token = request.app[SETTINGS].api_token
-    if token and request.path not in OPEN_PATHS:
-        header = request.headers.get("Authorization", "")
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not presented:
-            raise ApiError(401, "unauthorized", "send Authorization: Bearer <token>")
-        if not hmac.compare_digest(presented.strip().encode(), token.encode()):
-            raise ApiError(403, "forbidden", "the bearer token is not valid for this call")
+    """Bearer tokens, compared in constant time: the API token on scoring calls when set; the admin
+    token on admin calls, which without one are accepted only while the service listens on loopback."""
+    settings = request.app[SETTINGS]
+    if request.path in ADMIN_PATHS:
+        if settings.admin_token:
+            _check_bearer(request, settings.admin_token)
+        elif not is_loopback(settings.host):
+            raise ApiError(
+                403,
+                "forbidden",
+                "admin calls need OCSF_ANOMALY_ADMIN_TOKEN when the service listens beyond loopback",
+            )
+    elif settings.api_token and request.path not in OPEN_PATHS:
+        _check_bearer(request, settings.api_token)
     return await handler(request)
+
+
+def _check_bearer(request: web.Request, token: str) -> None:
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not presented:
+        raise ApiError(401, "unauthorized", "send Authorization: Bearer <token>")
+    if not hmac.compare_digest(presented.strip().encode(), token.encode()):
+        raise ApiError(403, "forbidden", "the bearer token is not valid for this call")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # ---------------------------------------------------------------------- handlers
@@ -285,10 +317,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    detector = request.app.get(DETECTOR)
-    if detector is None:
+    serving = request.app.get(SERVING)
+    if serving is None:
         return _json({"status": "not ready", "model": None}, status=503)
-    return _json({"status": "ready", "model": detector.model_info, "redis": request.app[CACHE].status})
+    return _json(
+        {"status": "ready", "model": serving.detector.model_info, "redis": request.app[CACHE].status}
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -297,3 +331,36 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def openapi_document(request: web.Request) -> web.Response:
     return _json(openapi())
+
+
+async def models(request: web.Request) -> web.Response:
+    """What serves: the model, its version and where it came from."""
+    detector = request.app[SERVING].detector
+    return _json(
+        {
+            "champion": {**detector.model_info, "source": str(request.app[SETTINGS].model_dir)},
+            "challenger": None,
+            "split": 0.0,
+            "shadow": False,
+        }
+    )
+
+
+async def reload_model(request: web.Request) -> web.Response:
+    """Load the bundle again beside the serving one and swap atomically: no failed or mixed request."""
+    app = request.app
+    old = app[SERVING].detector
+    loop = asyncio.get_running_loop()
+    try:
+        new = await loop.run_in_executor(app[EXECUTOR], bundle.load, app[SETTINGS].model_dir)
+    except bundle.BundleError as exc:
+        raise ApiError(
+            409, "bad_bundle", f"kept serving version {old.model_info['version']}: {exc}"
+        ) from None
+    before, after = old.model_info["version"], new.model_info["version"]
+    if after != before:
+        app[BATCHER].swap(Scorer(new, app[METRICS], app[CACHE], app[EXECUTOR]))
+        app[SERVING].detector = new
+        app[METRICS].set_model(new.model_info, ALIAS)
+        log.info("reloaded model: version %s → %s", before, after)
+    return _json({"reloaded": after != before, "from": before, "to": after})

@@ -38,6 +38,10 @@ class MicroBatcher:
         self._loop_task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
 
+    def swap(self, run: ScoreFn) -> None:
+        """Score every batch from now on with ``run``; batches already running finish with the old one."""
+        self._run = run
+
     async def start(self) -> None:
         if self.max_wait > 0:
             self._loop_task = asyncio.create_task(self._collect(), name="micro-batcher")
@@ -88,6 +92,7 @@ class MicroBatcher:
             task.add_done_callback(self._running.discard)
 
     async def _execute(self, batch: list[_Pending]) -> None:
+        run = self._run  # one scoring function (one model) for the whole batch, even across a swap
         try:
             by_alpha: dict[float, list[_Pending]] = {}
             for pending in batch:
@@ -95,7 +100,7 @@ class MicroBatcher:
             for alpha, group in by_alpha.items():
                 events = [e for pending in group for e in pending.events]
                 try:
-                    results = await self._run(events, alpha)
+                    results = await run(events, alpha)
                 except Exception as exc:
                     for pending in group:
                         if not pending.future.done():

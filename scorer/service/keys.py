@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -14,7 +15,16 @@ from scorer.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
-DETECTOR = web.AppKey("detector", Detector)
+
+
+@dataclass
+class Serving:
+    """What serves now; replaced as a whole on reload (the app's own state is frozen once started)."""
+
+    detector: Detector
+
+
+SERVING = web.AppKey("serving", Serving)
 BATCHER = web.AppKey("batcher", MicroBatcher)
 METRICS = web.AppKey("metrics", Metrics)
 CACHE = web.AppKey("cache", EmbeddingCache)

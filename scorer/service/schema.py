@@ -95,7 +95,29 @@ class Ready(BaseModel):
     redis: str = Field(description="ok, degraded or disabled")
 
 
-MODELS: tuple[type[BaseModel], ...] = (ScoreResponse, ErrorResponse, Health, Ready, Anomaly, ItemError)
+class Models(BaseModel):
+    champion: dict[str, str]
+    challenger: dict[str, str] | None
+    split: float = Field(description="Share of entities routed to the challenger")
+    shadow: bool = Field(description="Whether the challenger also scores every event, unreturned")
+
+
+class Reload(BaseModel):
+    reloaded: bool
+    from_: str = Field(alias="from")
+    to: str
+
+
+MODELS: tuple[type[BaseModel], ...] = (
+    ScoreResponse,
+    ErrorResponse,
+    Health,
+    Ready,
+    Anomaly,
+    ItemError,
+    Models,
+    Reload,
+)
 JSON_BODY = {
     "description": "One OCSF event (object), an array of them, or NDJSON",
     "required": True,
