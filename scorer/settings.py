@@ -41,6 +41,15 @@ class Settings(BaseSettings):
     """TCP port to listen on."""
     model_dir: Path = Field(default_factory=lambda: state_dir() / "models" / "demo")
     """The model bundle to serve (a directory written by `ocsf-anomaly train`)."""
+    challenger_model_dir: Path | None = None
+    """A second bundle to compare with the first (the champion): A/B split or shadow."""
+    challenger_split: float = Field(0.0, ge=0, le=1)
+    """Share of entities whose events the challenger scores and answers for (A/B), by a stable hash."""
+    shadow: bool = False
+    """The challenger scores every event too, in the background; only its agreement is recorded."""
+    entity_key: str = Field("src_endpoint.ip", min_length=1)
+    """Dotted path of the entity that always meets the same variant (e.g. actor.user.name); events
+    without it are routed by a digest of the whole event."""
     alpha: float = Field(0.01, gt=0, lt=1)
     """Default target false-positive rate; a request may override it with `?alpha=`."""
     anomaly_field: str = Field("anomaly", min_length=1)

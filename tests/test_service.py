@@ -368,7 +368,7 @@ async def test_metrics_count_what_was_scored(client: Any, held_out_events: list[
     assert samples[("ocsf_anomaly_request_seconds_count", bad)] == 1
     info = [k for k in samples if k[0] == "ocsf_anomaly_model_info"]
     assert len(info) == 1
-    assert dict(info[0][1])["alias"] == "local"
+    assert dict(info[0][1])["alias"] == "champion"
     assert 0 <= samples[("ocsf_anomaly_anomaly_rate", (("variant", "champion"),))] <= 1
     assert samples[("ocsf_anomaly_alpha", ())] == 0.01
     assert ("ocsf_anomaly_knn_distance_rolling_mean", (("variant", "champion"),)) in samples
@@ -513,3 +513,81 @@ async def test_without_an_admin_token_admin_calls_only_on_loopback(
     response = await exposed.post("/v1/models/reload")
     assert response.status == 403
     assert "OCSF_ANOMALY_ADMIN_TOKEN" in (await response.json())["error"]["message"]
+
+
+# ---------------------------------------------------------------------- A/B and shadow
+@pytest.fixture(scope="module")
+def challenger_dir(
+    bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory, held_out_events: list[Event]
+) -> Path:
+    target = tmp_path_factory.mktemp("challenger") / "model"
+    _second_version(bundle_dir, target, held_out_events)
+    return target
+
+
+def _with_entity(event: Event, ip: str) -> Event:
+    moved = copy.deepcopy(event)
+    moved["src_endpoint"] = {**moved.get("src_endpoint", {}), "ip": ip}
+    return moved
+
+
+async def test_ab_split_is_sticky_per_entity_and_near_its_ratio(
+    aiohttp_client: Any, bundle_dir: Path, challenger_dir: Path, held_out_events: list[Event]
+) -> None:
+    client = await aiohttp_client(
+        create_app(_settings(bundle_dir, challenger_model_dir=challenger_dir, challenger_split=0.3))
+    )
+    entities = [f"10.9.{i // 250}.{i % 250}" for i in range(600)]
+    events = [_with_entity(held_out_events[i % 500], ip) for i, ip in enumerate(entities)]
+    first = (await _post(client, "/v1/score", orjson.dumps(events)))[1]["results"]
+    # the same entities again, other events, other requests, other order
+    again_events = [_with_entity(held_out_events[(i + 7) % 500], ip) for i, ip in enumerate(entities)]
+    again = []
+    for chunk in range(0, 600, 100):
+        again += (await _post(client, "/v1/score", orjson.dumps(again_events[chunk : chunk + 100][::-1])))[1][
+            "results"
+        ][::-1]
+    variants = [r["model"]["variant"] for r in first]
+    assert variants == [r["model"]["variant"] for r in again]  # an entity always meets the same variant
+    share = variants.count("challenger") / len(variants)
+    assert 0.24 < share < 0.36, share
+    versions = {r["model"]["variant"]: r["model"]["version"] for r in first}
+    assert versions["champion"] != versions["challenger"]  # each variant answers with its own bundle
+    served = await (await client.get("/v1/models")).json()
+    assert served["challenger"]["version"] == versions["challenger"]
+    assert served["split"] == 0.3
+    assert served["shadow"] is False
+
+
+async def test_shadow_never_changes_the_response(
+    aiohttp_client: Any, bundle_dir: Path, challenger_dir: Path, held_out_events: list[Event]
+) -> None:
+    events = held_out_events[:80]
+    plain = await aiohttp_client(create_app(_settings(bundle_dir)))
+    shadowed = await aiohttp_client(
+        create_app(
+            _settings(bundle_dir, challenger_model_dir=challenger_dir, shadow=True, challenger_split=0.5)
+        )
+    )
+    alone = await _post(plain, "/v1/score", orjson.dumps(events))
+    with_shadow = await _post(shadowed, "/v1/score", orjson.dumps(events))
+    assert with_shadow == alone  # byte for byte the champion's answer, variant included
+    assert {r["model"]["variant"] for r in with_shadow[1]["results"]} == {"champion"}
+    samples: dict[Any, float] = {}
+    for _ in range(100):  # the shadow scores in the background
+        samples = _samples(await (await shadowed.get("/metrics")).text())
+        agree = samples.get(("ocsf_anomaly_shadow_verdicts_total", (("agreement", "agree"),)), 0.0)
+        disagree = samples.get(("ocsf_anomaly_shadow_verdicts_total", (("agreement", "disagree"),)), 0.0)
+        if agree + disagree >= len(events):
+            break
+        await asyncio.sleep(0.05)
+    assert agree + disagree == len(events)
+    challenger_events = sum(
+        value
+        for (name, labels), value in samples.items()
+        if name == "ocsf_anomaly_events_total" and ("variant", "challenger") in labels
+    )
+    assert challenger_events == len(events)  # the challenger scored every event, labelled as itself
+    served = await (await shadowed.get("/v1/models")).json()
+    assert served["shadow"] is True
+    assert served["split"] == 0.0

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from scorer import bundle
 from scorer.detector import Detector, set_threads
-from scorer.features.encoder import EncodedBatch
+from scorer.features.encoder import EncodedBatch, compile_getter, stable_bucket
 from scorer.model import embed
 from scorer.service.batcher import MicroBatcher
 from scorer.service.cache import EmbeddingCache
@@ -31,8 +31,7 @@ from scorer.settings import Settings
 log = logging.getLogger("ocsf_anomaly.service")
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 ADMIN_PATHS = frozenset({"/v1/models/reload"})
-VARIANT = "champion"  # the only variant until the registry brings a challenger
-ALIAS = "local"  # served from a directory, not resolved through the registry
+SHADOW_BACKLOG = 4  # shadow batches allowed to wait; beyond it shadowing skips, never slowing answers
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -76,18 +75,30 @@ async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def model_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[SERVING] = await _load_serving(app)
+    _announce(app)
+    yield
+
+
+async def _load_serving(app: web.Application) -> Serving:
+    """Load the champion (and the challenger, if configured) off the event loop."""
     settings = app[SETTINGS]
     loop = asyncio.get_running_loop()
-    detector = await loop.run_in_executor(app[EXECUTOR], bundle.load, settings.model_dir)
-    app[SERVING] = Serving(detector)
-    app[METRICS].set_model(detector.model_info, ALIAS)
-    log.info(
-        "serving model %s version %s from %s",
-        detector.model_info["name"],
-        detector.model_info["version"],
-        settings.model_dir,
-    )
-    yield
+    champion = await loop.run_in_executor(app[EXECUTOR], bundle.load, settings.model_dir)
+    challenger = None
+    if settings.challenger_model_dir is not None:
+        challenger = await loop.run_in_executor(app[EXECUTOR], bundle.load, settings.challenger_model_dir)
+    return Serving(champion, challenger)
+
+
+def _announce(app: web.Application) -> None:
+    serving = app[SERVING]
+    models = {"champion": serving.detector.model_info}
+    if serving.challenger is not None:
+        models["challenger"] = serving.challenger.model_info
+    app[METRICS].set_models(models)
+    for alias, info in models.items():
+        log.info("serving %s: model %s version %s", alias, info["name"], info["version"])
 
 
 async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -117,7 +128,7 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
 async def batcher_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     batcher = MicroBatcher(
-        Scorer(app[SERVING].detector, app[METRICS], app[CACHE], app[EXECUTOR]),
+        _router(app),
         max_size=settings.batch_max_size,
         max_wait_us=settings.batch_max_wait_us,
         concurrency=settings.workers,
@@ -126,6 +137,94 @@ async def batcher_ctx(app: web.Application) -> AsyncIterator[None]:
     app[BATCHER] = batcher
     yield
     await batcher.stop()
+    await batcher.run_closing()
+
+
+def _router(app: web.Application) -> Router:
+    settings, serving = app[SETTINGS], app[SERVING]
+    resources = (app[METRICS], app[CACHE], app[EXECUTOR])
+    challenger = Scorer(serving.challenger, *resources, variant="challenger") if serving.challenger else None
+    return Router(
+        Scorer(serving.detector, *resources, variant="champion"),
+        challenger,
+        split=settings.challenger_split,
+        shadow=settings.shadow,
+        entity_key=settings.entity_key,
+        metrics=app[METRICS],
+    )
+
+
+class Router:
+    """Champion and challenger: an entity always meets the same variant (a stable hash of its key
+    against the split), or, in shadow mode, the champion answers and the challenger's verdicts are
+    only compared with it, in the background."""
+
+    def __init__(
+        self,
+        champion: Scorer,
+        challenger: Scorer | None,
+        *,
+        split: float,
+        shadow: bool,
+        entity_key: str,
+        metrics: Metrics,
+    ) -> None:
+        self.champion = champion
+        self.challenger = challenger
+        self.split = split if challenger is not None and not shadow else 0.0
+        self.shadow = shadow and challenger is not None
+        self.entity = compile_getter(entity_key)
+        self.metrics = metrics
+        self._shadows: set[asyncio.Task[None]] = set()
+
+    def variant(self, event: dict[str, Any]) -> str:
+        if self.split <= 0:
+            return "champion"
+        value = self.entity(event)
+        key = (
+            value
+            if isinstance(value, str)
+            else orjson.dumps(value if value is not None else event, option=orjson.OPT_SORT_KEYS).decode()
+        )
+        return "challenger" if stable_bucket(key, 10_000) < self.split * 10_000 else "champion"
+
+    async def __call__(self, events: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
+        if self.challenger is None:
+            return await self.champion(events, alpha)
+        if self.shadow:
+            answers = await self.champion(events, alpha)
+            if len(self._shadows) < SHADOW_BACKLOG:
+                task = asyncio.get_running_loop().create_task(self._compare(events, alpha, answers))
+                self._shadows.add(task)
+                task.add_done_callback(self._shadows.discard)
+            return answers
+        routes = [self.variant(e) for e in events]
+        picked = {name: [i for i, r in enumerate(routes) if r == name] for name in ("champion", "challenger")}
+        scorers = {"champion": self.champion, "challenger": self.challenger}
+        names = [name for name, rows in picked.items() if rows]
+        parts = await asyncio.gather(*[scorers[n]([events[i] for i in picked[n]], alpha) for n in names])
+        out: list[dict[str, Any]] = [{} for _ in events]
+        for name, part in zip(names, parts, strict=True):
+            for i, answer in zip(picked[name], part, strict=True):
+                out[i] = answer
+        return out
+
+    async def _compare(
+        self, events: list[dict[str, Any]], alpha: float, answers: list[dict[str, Any]]
+    ) -> None:
+        assert self.challenger is not None
+        try:
+            shadow = await self.challenger(events, alpha)
+        except Exception:  # a failing challenger must not disturb the champion's service
+            log.exception("shadow scoring failed")
+            return
+        agree = sum(a.get("is_anomaly") == b.get("is_anomaly") for a, b in zip(answers, shadow, strict=True))
+        self.metrics.shadow_verdicts.labels("agree").inc(agree)
+        self.metrics.shadow_verdicts.labels("disagree").inc(len(events) - agree)
+
+    async def close(self) -> None:
+        if self._shadows:
+            await asyncio.gather(*self._shadows, return_exceptions=True)
 
 
 class Scorer:
@@ -135,13 +234,20 @@ class Scorer:
     """
 
     def __init__(
-        self, detector: Detector, metrics: Metrics, cache: EmbeddingCache, executor: ThreadPoolExecutor
+        self,
+        detector: Detector,
+        metrics: Metrics,
+        cache: EmbeddingCache,
+        executor: ThreadPoolExecutor,
+        *,
+        variant: str,
     ) -> None:
         self.detector = detector
         self.metrics = metrics
         self.cache = cache
         self.executor = executor
-        self.model = {**detector.model_info, "variant": VARIANT}
+        self.variant = variant
+        self.model = {**detector.model_info, "variant": variant}
         self.width = detector.net.d_out * 4  # bytes of one float32 embedding
 
     async def __call__(self, events: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
@@ -196,7 +302,7 @@ class Scorer:
         result = self.detector.score(events, alpha=alpha, encoded=encoded, embeddings=embeddings)
         for stage, spent in seconds.items():
             result.seconds[stage] = result.seconds.get(stage, 0.0) + spent
-        self.metrics.observe_batch(result, VARIANT)
+        self.metrics.observe_batch(result, self.variant)
         return [result.anomaly(i, self.model) for i in range(len(result))], fresh
 
 
@@ -334,33 +440,40 @@ async def openapi_document(request: web.Request) -> web.Response:
 
 
 async def models(request: web.Request) -> web.Response:
-    """What serves: the model, its version and where it came from."""
-    detector = request.app[SERVING].detector
+    """What serves: champion, challenger, split and shadow."""
+    settings, serving = request.app[SETTINGS], request.app[SERVING]
+    challenger = None
+    if serving.challenger is not None:
+        challenger = {**serving.challenger.model_info, "source": str(settings.challenger_model_dir)}
     return _json(
         {
-            "champion": {**detector.model_info, "source": str(request.app[SETTINGS].model_dir)},
-            "challenger": None,
-            "split": 0.0,
-            "shadow": False,
+            "champion": {**serving.detector.model_info, "source": str(settings.model_dir)},
+            "challenger": challenger,
+            "split": settings.challenger_split if challenger and not settings.shadow else 0.0,
+            "shadow": bool(challenger and settings.shadow),
         }
     )
 
 
 async def reload_model(request: web.Request) -> web.Response:
-    """Load the bundle again beside the serving one and swap atomically: no failed or mixed request."""
+    """Load the bundles again beside the serving ones and swap atomically: no failed or mixed request."""
     app = request.app
-    old = app[SERVING].detector
-    loop = asyncio.get_running_loop()
+    old = app[SERVING]
     try:
-        new = await loop.run_in_executor(app[EXECUTOR], bundle.load, app[SETTINGS].model_dir)
+        new = await _load_serving(app)
     except bundle.BundleError as exc:
         raise ApiError(
-            409, "bad_bundle", f"kept serving version {old.model_info['version']}: {exc}"
+            409, "bad_bundle", f"kept serving version {old.detector.model_info['version']}: {exc}"
         ) from None
-    before, after = old.model_info["version"], new.model_info["version"]
+    before, after = _versions(old), _versions(new)
     if after != before:
-        app[BATCHER].swap(Scorer(new, app[METRICS], app[CACHE], app[EXECUTOR]))
-        app[SERVING].detector = new
-        app[METRICS].set_model(new.model_info, ALIAS)
-        log.info("reloaded model: version %s → %s", before, after)
-    return _json({"reloaded": after != before, "from": before, "to": after})
+        app[SERVING].detector, app[SERVING].challenger = new.detector, new.challenger
+        app[BATCHER].swap(_router(app))
+        _announce(app)
+        log.info("reloaded: %s → %s", before, after)
+    return _json({"reloaded": after != before, "from": before["champion"], "to": after["champion"]})
+
+
+def _versions(serving: Serving) -> dict[str, str | None]:
+    challenger = serving.challenger.model_info["version"] if serving.challenger is not None else None
+    return {"champion": serving.detector.model_info["version"], "challenger": challenger}

@@ -37,10 +37,25 @@ class MicroBatcher:
         self._slots = asyncio.Semaphore(concurrency)
         self._loop_task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
+        self._closing: set[asyncio.Task[None]] = set()
 
     def swap(self, run: ScoreFn) -> None:
-        """Score every batch from now on with ``run``; batches already running finish with the old one."""
-        self._run = run
+        """Score every batch from now on with ``run``; batches already running finish with the old one,
+        whose background work (its ``close()``) is then awaited and the old function let go."""
+        old, self._run = self._run, run
+        close = getattr(old, "close", None)
+        if close is not None:
+            task = asyncio.get_running_loop().create_task(close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def run_closing(self) -> None:
+        """Wait for the background work of the current and replaced scoring functions."""
+        close = getattr(self._run, "close", None)
+        if close is not None:
+            await close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def start(self) -> None:
         if self.max_wait > 0:

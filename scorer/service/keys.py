@@ -22,6 +22,7 @@ class Serving:
     """What serves now; replaced as a whole on reload (the app's own state is frozen once started)."""
 
     detector: Detector
+    challenger: Detector | None = None
 
 
 SERVING = web.AppKey("serving", Serving)

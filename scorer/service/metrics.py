@@ -75,6 +75,12 @@ class Metrics:
             ["tier", "result"],
             registry=r,
         )
+        self.shadow_verdicts = Counter(
+            "ocsf_anomaly_shadow_verdicts",
+            "Challenger verdicts on shadowed events against the champion's",
+            ["agreement"],
+            registry=r,
+        )
         self.redis_degraded = Gauge("ocsf_anomaly_redis_degraded", "1 while Redis is failing", registry=r)
         self.redis_errors = Counter("ocsf_anomaly_redis_errors", "Failed Redis calls", registry=r)
         self._rolling: dict[tuple[str, str], float] = {}
@@ -109,9 +115,11 @@ class Metrics:
         self._rolling[key] = current
         gauge.labels(variant).set(current)
 
-    def set_model(self, info: dict[str, Any], alias: str) -> None:
+    def set_models(self, models: dict[str, dict[str, Any]]) -> None:
+        """The serving models by alias (champion, challenger)."""
         self.model_info.clear()
-        self.model_info.labels(str(info.get("name")), str(info.get("version")), alias).set(1)
+        for alias, info in models.items():
+            self.model_info.labels(str(info.get("name")), str(info.get("version")), alias).set(1)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
