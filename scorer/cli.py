@@ -231,6 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--config", type=_existing, default=None, help="a TOML file of settings")
 
+    config = commands.add_parser("config", help="settings", description="Inspect the service's settings.")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    show = config_commands.add_parser(
+        "show",
+        help="print the resolved settings, secrets masked",
+        description="Defaults, then --config FILE, then OCSF_ANOMALY_* (and REDIS_URL): what `serve` would use.",
+    )
+    show.add_argument("--config", type=_existing, default=None, help="a TOML file of settings")
+
     commands.add_parser(
         "demo",
         help="train a demo model on synthetic events (if none yet) and score a demo file",
@@ -253,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "split": _split,
         "features": _features,
         "serve": _serve,
+        "config": _config,
         "demo": _demo,
     }
     from scorer.bundle import BundleError
@@ -414,6 +424,15 @@ def _serve(args: argparse.Namespace) -> int:
         '"traffic": {"bytes_out": 912345678}}\''
     )
     web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    import json
+
+    from scorer.settings import Settings, masked
+
+    print(json.dumps(masked(Settings.load(args.config)), indent=1))
     return 0
 
 

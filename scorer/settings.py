@@ -103,3 +103,19 @@ class Settings(BaseSettings):
                 f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
             )
             raise SettingsError(f"invalid settings: {problems}") from exc
+
+
+SECRETS = frozenset({"api_token", "admin_token"})
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The resolved settings for display: tokens shown only as set or not, passwords in URLs hidden."""
+    out: dict[str, Any] = {}
+    for name, value in settings.model_dump().items():
+        if name in SECRETS:
+            value = "***" if value else None
+        elif name == "redis_url" and value and "@" in value:
+            scheme, _, rest = value.partition("://")
+            value = f"{scheme}://***@{rest.rpartition('@')[2]}"
+        out[name] = str(value) if isinstance(value, Path) else value
+    return out

@@ -367,3 +367,46 @@ def test_parquet_events_train_and_score(model: Path, workdir: Path, score_events
     )
     assert trained.returncode == 0, trained.stderr
     assert (workdir / "parquet-model" / "metadata.json").is_file()
+
+
+def test_config_show_masks_secrets(tmp_path: Path) -> None:
+    settings_file = tmp_path / "settings.toml"
+    settings_file.write_text('port = 9191\nadmin_token = "from-file"\n', encoding="utf-8")
+    env = {
+        **os.environ,
+        "OCSF_ANOMALY_API_TOKEN": "very-secret",
+        "REDIS_URL": "redis://user:pa55@cache.internal:6380/0",
+        "OCSF_ANOMALY_ALPHA": "0.05",
+    }
+    env.pop("OCSF_ANOMALY_REDIS_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "scorer.cli", "config", "show", "--config", str(settings_file)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["port"] == 9191  # from the file
+    assert shown["alpha"] == 0.05  # from the environment
+    assert shown["api_token"] == "***"
+    assert shown["admin_token"] == "***"
+    assert shown["redis_url"] == "redis://***@cache.internal:6380/0"  # REDIS_URL, password hidden
+    assert "very-secret" not in result.stdout
+    assert "pa55" not in result.stdout
+    assert "from-file" not in result.stdout
+
+
+def test_invalid_settings_are_a_one_line_error(tmp_path: Path) -> None:
+    env = {**os.environ, "OCSF_ANOMALY_PORT": "99999"}
+    result = subprocess.run(
+        [sys.executable, "-m", "scorer.cli", "config", "show"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: invalid settings: port")
+    assert "Traceback" not in result.stderr
