@@ -209,6 +209,20 @@ class _Vocab:
         return len(self.values) + RESERVED
 
 
+@dataclass(frozen=True)
+class _Layout:
+    categorical: list[tuple[int, FeatureDef]]  # (spec index, feature) in column order
+    plain: list[int]  # spec indices of plain numeric features
+    plain_values: list[int]  # their value columns in `num`
+    plain_missing: list[int]  # their missing-indicator columns in `num`
+    log: npt.NDArray[np.bool_]
+    center: npt.NDArray[np.float64]
+    scale: npt.NDArray[np.float64]
+    clip: npt.NDArray[np.float64]
+    cyclic: list[tuple[int, int, int]]  # (spec index, first value column, missing column)
+    width: int
+
+
 class FeatureEncoder:
     """A feature spec fitted on training events: vocabularies and scalers, JSON-serialisable."""
 
@@ -278,6 +292,7 @@ class FeatureEncoder:
         """Learn vocabularies and robust scalers from training events."""
         if not events:
             raise EncoderError("cannot fit features on zero events")
+        self.__dict__.pop("_layout", None)  # derived from the fitted state below
         for feature, raw in zip(self.spec.features, self._columns(events), strict=True):
             if feature.kind == "numeric":
                 values = self._transform(feature, to_numbers(raw))
@@ -314,35 +329,65 @@ class FeatureEncoder:
         return keys
 
     # ---------------------------------------------------------------- encode
+    @cached_property
+    def _layout(self) -> _Layout:
+        """Where each feature's inputs and outputs sit, and the scalers as arrays (after fit)."""
+        features = list(self.spec.features)
+        numeric = self.numeric_features
+        n_values = len(self.numeric_columns) - len(numeric)
+        plain = [f for f in numeric if f.kind == "numeric"]
+        states = [self._numeric[f.name] for f in plain]
+        return _Layout(
+            categorical=[(features.index(f), f) for f in self.categorical_features],
+            plain=[features.index(f) for f in plain],
+            plain_values=[self.numeric_value_starts[numeric.index(f)] for f in plain],
+            plain_missing=[n_values + numeric.index(f) for f in plain],
+            log=np.array([f.transform == "log1p" for f in plain], dtype=bool),
+            center=np.array([st.center for st in states], dtype=np.float64),
+            scale=np.array([st.scale for st in states], dtype=np.float64),
+            clip=np.array([f.clip for f in plain], dtype=np.float64),
+            cyclic=[
+                (features.index(f), self.numeric_value_starts[numeric.index(f)], n_values + numeric.index(f))
+                for f in numeric
+                if f.kind == "time_cyclic"
+            ],
+            width=len(self.numeric_columns),
+        )
+
     def encode(self, events: Sequence[Event]) -> EncodedBatch:
-        """Encode a batch. Never raises on the content of an event."""
+        """Encode a batch. Never raises on the content of an event.
+
+        Numeric features are transformed, scaled and clipped together as one matrix, so a small
+        batch (one event, as a service sees) costs a few array operations rather than a few per feature.
+        """
         if not self.fitted_:
             raise EncoderError("encoder is not fitted")
+        layout = self._layout
         n = len(events)
-        cats: list[IntArray] = []
-        values: list[npt.NDArray[np.float64]] = []
-        missing: list[npt.NDArray[np.float64]] = []
-        for feature, raw in zip(self.spec.features, self._columns(events), strict=True):
-            if feature.is_categorical:
-                cats.append(self._encode_categorical(feature, raw))
-            elif feature.kind == "time_cyclic":
-                ms = _epoch_ms(raw)
-                absent = np.isnan(ms)
-                hour = (ms / 3_600_000.0) % 24.0 * (2 * math.pi / 24.0)
-                dow = ((ms / 86_400_000.0) + 3.0) % 7.0 * (2 * math.pi / 7.0)  # 1970-01-01 was a Thursday
-                for column in (np.sin(hour), np.cos(hour), np.sin(dow), np.cos(dow)):
-                    values.append(np.where(absent, 0.0, column))
-                missing.append(absent.astype(np.float64))
-            else:
-                x = self._transform(feature, to_numbers(raw))
-                absent = np.isnan(x)
-                state = self._numeric[feature.name]
-                scaled = np.clip((x - state.center) / state.scale, -feature.clip, feature.clip)
-                values.append(np.where(absent, 0.0, scaled))
-                missing.append(absent.astype(np.float64))
-        cat = np.stack(cats, axis=1) if cats else np.zeros((n, 0), dtype=np.int64)
-        columns = values + missing
-        num = np.stack(columns, axis=1).astype(np.float32) if columns else np.zeros((n, 0), dtype=np.float32)
+        columns = self._columns(events)
+        num = np.zeros((n, layout.width), dtype=np.float32)
+        if layout.plain:
+            x = np.empty((n, len(layout.plain)), dtype=np.float64)
+            for j, index in enumerate(layout.plain):
+                x[:, j] = to_numbers(columns[index])
+            x[:, layout.log] = signed_log1p(x[:, layout.log])
+            absent = np.isnan(x)
+            scaled = np.clip((x - layout.center) / layout.scale, -layout.clip, layout.clip)
+            scaled[absent] = 0.0
+            num[:, layout.plain_values] = scaled
+            num[:, layout.plain_missing] = absent
+        for index, start, missing_column in layout.cyclic:
+            ms = _epoch_ms(columns[index])
+            absent_time = np.isnan(ms)
+            hour = (ms / 3_600_000.0) % 24.0 * (2 * math.pi / 24.0)
+            dow = ((ms / 86_400_000.0) + 3.0) % 7.0 * (2 * math.pi / 7.0)  # 1970-01-01 was a Thursday
+            block = np.stack([np.sin(hour), np.cos(hour), np.sin(dow), np.cos(dow)], axis=1)
+            block[absent_time] = 0.0
+            num[:, start : start + 4] = block
+            num[:, missing_column] = absent_time
+        cat = np.empty((n, len(layout.categorical)), dtype=np.int64)
+        for j, (index, feature) in enumerate(layout.categorical):
+            cat[:, j] = self._encode_categorical(feature, columns[index])
         return EncodedBatch(cat=cat, num=num)
 
     def _encode_categorical(self, feature: FeatureDef, raw: list[Any]) -> IntArray:
