@@ -562,8 +562,10 @@ def _display(value: Any) -> Any:
 
 
 def set_threads(n: int) -> None:
-    """Pin torch and faiss to ``n`` threads (one per worker: OpenMP teams must not fight)."""
+    """Pin torch, faiss and numpy's BLAS to ``n`` threads (one per worker: thread teams must not fight)."""
     import faiss
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(n)
     faiss.omp_set_num_threads(n)
+    threadpool_limits(limits=n, user_api="blas")  # numpy's matrix products in InferenceNet
