@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -39,14 +38,17 @@ def machine() -> str:
 
 
 def run_cli(*args: str, quiet: bool = True) -> tuple[float, float]:
-    """Run ``ocsf-anomaly ARGS`` in a fresh process: (wall seconds, peak RSS of that process in MiB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Run ``ocsf-anomaly ARGS`` in a fresh process: (wall seconds, peak RSS in MiB of that process or
+    its largest worker; wait4 reports this one run, where RUSAGE_CHILDREN would keep earlier runs' peak)."""
     started = time.perf_counter()
     quietly = subprocess.DEVNULL if quiet else None
-    subprocess.run([*CLI, *args], check=True, stdout=quietly, stderr=quietly)
+    process = subprocess.Popen([*CLI, *args], stdout=quietly, stderr=quietly)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) / 1024
+    if process.returncode != 0:
+        raise subprocess.CalledProcessError(process.returncode, process.args)
+    return wall, usage.ru_maxrss / 1024
 
 
 def default_model() -> Path:

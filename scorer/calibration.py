@@ -29,8 +29,6 @@ def _calibration(calibration_scores: npt.ArrayLike) -> npt.NDArray[np.float64]:
     if np.isnan(cal).any():
         # A NaN has no rank, so it would silently shift every p-value; refuse rather than guess.
         raise ValueError("calibration scores contain NaN")
-    if cal.size > 1 and bool(np.all(cal[:-1] <= cal[1:])):
-        return cal  # already sorted (a fitted Calibration keeps its scores sorted): skip the sort
     return np.sort(cal)
 
 
@@ -46,8 +44,10 @@ def conformal_p_values(calibration_scores: npt.ArrayLike, scores: npt.ArrayLike)
     anomalous. If ``s`` and the calibration scores are exchangeable, ``P(p(s) <= a) <= a`` for every
     ``a`` (with equality at ``a = j / (n + 1)`` when there are no ties). A NaN score gets a NaN p-value.
     """
-    cal = _calibration(calibration_scores)
-    s = np.asarray(scores, dtype=np.float64)
+    return _p_values_sorted(_calibration(calibration_scores), np.asarray(scores, dtype=np.float64))
+
+
+def _p_values_sorted(cal: npt.NDArray[np.float64], s: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     n = len(cal)
     # side="left": the count of calibration scores strictly below s, so n minus it counts cal >= s.
     at_least = n - np.searchsorted(cal, s, side="left")
@@ -142,7 +142,7 @@ class Calibration:
         keys = np.asarray(groups)
         for key in set(groups):
             rows = keys == key
-            out[rows] = conformal_p_values(self.groups[key], values[rows])
+            out[rows] = _p_values_sorted(self.groups[key], values[rows])  # sorted and checked when built
         return out
 
     def thresholds(self, groups: Sequence[str], alpha: float) -> Floats:

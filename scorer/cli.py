@@ -332,6 +332,11 @@ def _score(args: argparse.Namespace) -> int:
         f"scored {stats.scored:,} of {stats.lines:,} lines into {args.output} in {stats.wall_seconds:.1f} s "
         f"({rate:,.0f} events/s): {stats.anomalies:,} anomalies, {stats.bad:,} bad lines"
     )
+    if stats.scored:
+        cost = ", ".join(
+            f"{stage} {seconds / stats.scored * 1e6:.0f}" for stage, seconds in stats.seconds.items()
+        )
+        _say(f"CPU per event by stage, µs, summed over workers: {cost}")
     return 0
 
 
