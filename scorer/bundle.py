@@ -58,6 +58,11 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _content_version(digests: dict[str, str]) -> str:
+    """The bundle's version: a digest of its files' digests (the same content, the same version)."""
+    return hashlib.sha256("".join(digests[f] for f in FILES).encode()).hexdigest()[:12]
+
+
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=1, sort_keys=True, allow_nan=False), encoding="utf-8")
 
@@ -89,7 +94,7 @@ def save(detector: Detector, directory: Path | str, *, name: str = "ocsf-anomaly
             },
         )
         digests = {f: _sha256(staging / f) for f in FILES}
-        version = hashlib.sha256("".join(digests[f] for f in FILES).encode()).hexdigest()[:12]
+        version = _content_version(digests)
         metadata = {
             **detector.metadata,
             "format": FORMAT,
@@ -165,6 +170,8 @@ def load(directory: Path | str) -> Detector:
             raise BundleError(
                 f"{directory}: {name} does not match its digest in metadata.json (corrupt or altered)"
             )
+    if metadata.get("version") != _content_version(files):
+        raise BundleError(f"{directory}: the version in metadata.json does not match the bundle's files")
     try:
         encoder = FeatureEncoder.from_dict(
             json.loads((directory / "features.json").read_text(encoding="utf-8"))

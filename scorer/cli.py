@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +14,9 @@ from typing import Any
 EPILOG = """\
 examples:
   ocsf-anomaly train events.jsonl.gz --output models/m1
+  ocsf-anomaly train events.jsonl.gz --register netflow   # a new version in the registry
+  ocsf-anomaly models list --name netflow
+  ocsf-anomaly models promote 3 --name netflow            # the service swaps it in
   ocsf-anomaly score --model models/m1 new.jsonl.gz --output scored.jsonl
   ocsf-anomaly score --model models/m1 new.jsonl.gz --output scores.csv --alpha 0.001
   ocsf-anomaly evaluate --model models/m1 test.jsonl.gz --labels test.labels.csv --train events.jsonl.gz
@@ -75,7 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSONL, JSONL.gz or Parquet files of OCSF events",
     )
     train.add_argument(
-        "--output", "-o", required=True, type=Path, help="bundle directory to write (replaced if it exists)"
+        "--output", "-o", type=Path, default=None, help="bundle directory to write (replaced if it exists)"
+    )
+    train.add_argument(
+        "--register",
+        metavar="NAME",
+        default=None,
+        help="log the bundle and its metrics to the registry as a new version of model NAME "
+        "(the first version of a model becomes its champion)",
+    )
+    train.add_argument(
+        "--config", type=_existing, default=None, help="a TOML file of settings (registry_uri)"
     )
     train.add_argument(
         "--features",
@@ -219,17 +233,62 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="serve a model over HTTP (POST /v1/score, /v1/enrich)",
         description=(
-            "Serve a model bundle: POST /v1/score and /v1/enrich take one OCSF event, a JSON array or NDJSON; "
-            "GET /healthz and /readyz. Settings come from OCSF_ANOMALY_* environment variables, then --config, "
-            "then these flags (see scorer/settings.py for every one)."
+            "Serve the champion of a registered model (default ocsf-anomaly-demo, in the local registry under "
+            "data/mlflow) or a bundle directory: POST /v1/score and /v1/enrich take one OCSF event, a JSON array "
+            "or NDJSON; GET /healthz, /readyz, /metrics, /v1/models, /openapi.json. A new champion or challenger "
+            "is swapped in without a restart (polled, or POST /v1/models/reload). Settings come from "
+            "OCSF_ANOMALY_* environment variables, then --config, then these flags; `ocsf-anomaly config show` "
+            "prints them."
         ),
     )
     serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8080)")
     serve.add_argument(
-        "--model", "-m", type=Path, default=None, help="bundle to serve (default data/models/demo)"
+        "--model",
+        "-m",
+        type=Path,
+        default=None,
+        help="serve this bundle directory instead of the registry's champion",
     )
     serve.add_argument("--config", type=_existing, default=None, help="a TOML file of settings")
+
+    models = commands.add_parser(
+        "models",
+        help="list, promote and roll back registered model versions",
+        description=(
+            "The registry (OCSF_ANOMALY_REGISTRY_URI or MLFLOW_TRACKING_URI; default: the local store under "
+            "data/mlflow). The version with the alias `champion` serves; the one with `challenger` is compared "
+            "with it (A/B split or shadow, see `serve`). A running service picks up a change within "
+            "model_poll_seconds, or at once on POST /v1/models/reload."
+        ),
+    )
+    model_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    listing = model_commands.add_parser(
+        "list", help="the versions of a model, newest first", description="The versions of a model."
+    )
+    promote = model_commands.add_parser(
+        "promote",
+        help="give an alias (champion by default) to a version",
+        description="Give ALIAS to VERSION; the version that held it is remembered for `rollback`.",
+    )
+    promote.add_argument("version", metavar="VERSION", help="version number, as `models list` shows")
+    rollback = model_commands.add_parser(
+        "rollback",
+        help="give an alias back to the version that held it before",
+        description=(
+            "Give ALIAS back to its previous holder. A challenger with none is removed (the comparison stops)."
+        ),
+    )
+    for command in (listing, promote, rollback):
+        command.add_argument(
+            "--name", default=None, help="registered model (default: model_name, ocsf-anomaly-demo)"
+        )
+        command.add_argument("--config", type=_existing, default=None, help="a TOML file of settings")
+    for command in (promote, rollback):
+        command.add_argument(
+            "--alias", choices=("champion", "challenger"), default="champion", help="default champion"
+        )
+    listing.add_argument("--json", action="store_true", help="print JSON")
 
     config = commands.add_parser("config", help="settings", description="Inspect the service's settings.")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -242,10 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser(
         "demo",
-        help="train a demo model on synthetic events (if none yet) and score a demo file",
+        help="train and register a demo model on synthetic events (if none yet) and score a demo file",
         description=(
-            "Generate seeded synthetic OCSF events with injected anomalies under data/demo/, train "
-            "data/models/demo if it is missing, score data/demo/demo.jsonl and print what was found."
+            "Generate seeded synthetic OCSF events with injected anomalies under data/demo/; if the registry has "
+            "no champion of ocsf-anomaly-demo, train one and register it; score data/demo/demo.jsonl with it and "
+            "print what was found."
         ),
     )
     return parser
@@ -262,16 +322,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         "split": _split,
         "features": _features,
         "serve": _serve,
+        "models": _models,
         "config": _config,
         "demo": _demo,
     }
     from scorer.bundle import BundleError
     from scorer.features.spec import SpecError
+    from scorer.registry import RegistryError
     from scorer.settings import SettingsError
 
     try:
         return handlers[args.command](args)
-    except (CliError, BundleError, SpecError, SettingsError, FileNotFoundError, ValueError) as exc:
+    except (
+        CliError,
+        BundleError,
+        SpecError,
+        SettingsError,
+        RegistryError,
+        FileNotFoundError,
+        ValueError,
+    ) as exc:
         _say(f"error: {exc}")
         return 2
     except KeyboardInterrupt:
@@ -295,6 +365,9 @@ def _train(args: argparse.Namespace) -> int:
     from scorer.io import load_events
     from scorer.model import TrainConfig
 
+    if args.output is None and args.register is None:
+        raise CliError("say where the model goes: --output DIR, --register NAME, or both")
+    registry = _registry(args.config) if args.register else None  # a bad registry fails before training
     set_threads(os.cpu_count() or 1)
     spec = _load_spec(args.features)
     _say(f"reading {', '.join(str(p) for p in args.events)}")
@@ -306,16 +379,33 @@ def _train(args: argparse.Namespace) -> int:
     detector = Detector.fit(
         events, spec=spec, config=config, train_config=train_config, progress=not args.quiet, log=_say
     )
-    path = bundle.save(detector, args.output, name=args.name)
-    meta = detector.metadata
-    index = meta["index"]
-    _say(
-        f"wrote {path} (version {meta['version']}): {meta['training']['events']:,} events, "
-        f"{len(meta['features'])} features, embedding index {index['embedding']['kind']} "
-        f"(recall@{args.k} {index['embedding']['recall_at_k']:.3f}), "
-        f"{meta['training']['seconds']:.0f} s"
-    )
+    with tempfile.TemporaryDirectory(prefix="ocsf-anomaly-train-") as scratch:
+        path = bundle.save(detector, args.output or Path(scratch) / "bundle", name=args.register or args.name)
+        meta = detector.metadata
+        index = meta["index"]
+        where = f"wrote {path}" if args.output else "trained"
+        _say(
+            f"{where} (bundle {meta['version']}): {meta['training']['events']:,} events, "
+            f"{len(meta['features'])} features, embedding index {index['embedding']['kind']} "
+            f"(recall@{args.k} {index['embedding']['recall_at_k']:.3f}), "
+            f"{meta['training']['seconds']:.0f} s"
+        )
+        if registry is not None:
+            version, champion = registry.register(path, args.register)
+            then = (
+                "it is the champion (the model's first)"
+                if champion
+                else f"promote it with `ocsf-anomaly models promote {version.version} --name {version.name}`"
+            )
+            _say(f"registered {version.uri} in {registry.uri}: {then}")
     return 0
+
+
+def _registry(config: Path | None) -> Any:
+    from scorer.registry import Registry
+    from scorer.settings import Settings
+
+    return Registry(Settings.load(config).registry_uri)
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -418,17 +508,72 @@ def _serve(args: argparse.Namespace) -> int:
     from scorer.settings import Settings
 
     settings = Settings.load(args.config, host=args.host, port=args.port, model_dir=args.model)
-    read_metadata(settings.model_dir)  # a missing bundle is a one-line error, before anything starts
+    if settings.model_dir is not None:
+        read_metadata(settings.model_dir)  # a missing bundle is a one-line error, before anything starts
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     url = f"http://{settings.host}:{settings.port}"
     token = ' -H "Authorization: Bearer $OCSF_ANOMALY_API_TOKEN"' if settings.api_token else ""
+    what = settings.model_dir or f"the champion of {settings.model_name}"
     _say(
-        f"serving {settings.model_dir} on {url}; try:\n"
+        f"serving {what} on {url}; try:\n"
         f"  curl -s{token} -H 'Content-Type: application/json' {url}/v1/score "
         '-d \'{"class_uid": 4001, "dst_endpoint": {"ip": "203.0.113.9", "port": 4444}, '
         '"traffic": {"bytes_out": 912345678}}\''
     )
     web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    import json
+
+    from scorer.registry import Registry
+    from scorer.settings import Settings
+
+    settings = Settings.load(args.config)
+    registry = Registry(settings.registry_uri)
+    name = args.name or settings.model_name
+    if args.models_command == "list":
+        versions = registry.versions(name)
+        rows: list[dict[str, Any]] = [
+            {
+                "version": v.version,
+                "aliases": list(v.aliases),
+                "bundle_version": v.bundle_version,
+                "registered": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(v.created_ms / 1000)),
+                "metrics": registry.metrics(v),
+            }
+            for v in versions
+        ]
+        if args.json:
+            print(json.dumps({"name": name, "registry": registry.uri, "versions": rows}, indent=1))
+            return 0
+        print(f"{name} in {registry.uri}")
+        print(f"{'version':>7}  {'aliases':<20}  {'bundle':<12}  {'registered (UTC)':<19}    fit s  recall@k")
+        for row in rows:
+            metrics = row["metrics"]
+            seconds = metrics.get("fit_seconds")
+            recall = metrics.get("index_embedding_recall_at_k")
+            print(
+                f"{row['version']:>7}  {','.join(row['aliases']) or '-':<20}  {row['bundle_version']:<12}  "
+                f"{row['registered']:<19}  {f'{seconds:.0f}' if seconds is not None else '-':>7}  "
+                f"{f'{recall:.3f}' if recall is not None else '-':>8}"
+            )
+        return 0
+    later = (
+        f"a running service swaps it in within {settings.model_poll_seconds:g} s or on POST /v1/models/reload"
+        if settings.model_poll_seconds
+        else "a running service swaps it in on POST /v1/models/reload"
+    )
+    if args.models_command == "promote":
+        previous = registry.promote(name, args.version, args.alias)
+        was = f"version {previous.version}" if previous is not None else "none"
+        _say(f"{name}@{args.alias}: {was} → version {args.version}; {later}")
+        return 0
+    current, back = registry.rollback(name, args.alias)
+    assert current is not None
+    to = f"version {back.version}" if back is not None else "removed"
+    _say(f"{name}@{args.alias}: version {current.version} → {to}; {later}")
     return 0
 
 
@@ -451,22 +596,30 @@ def _demo(args: argparse.Namespace) -> int:
     from scorer.evaluate import read_labels
     from scorer.io import load_events
     from scorer.paths import state_dir
+    from scorer.registry import Registry, RegistryError
+    from scorer.settings import DEMO_MODEL, Settings
 
     demo_dir = state_dir() / "demo"
-    model_dir = state_dir() / "models" / "demo"
     files = write_demo_files(demo_dir)
+    registry = Registry(Settings.load().registry_uri)
     try:
-        bundle.load(model_dir)
-        _say(f"using the demo model in {model_dir}")
-    except bundle.BundleError:
+        champion = registry.alias(DEMO_MODEL, "champion")
+    except RegistryError:  # no such model yet
+        champion = None
+    if champion is not None:
+        _say(f"using {champion.uri}, the champion in {registry.uri}")
+    else:
         _say(f"training the demo model on {files.train} (about a minute) ...")
         set_threads(os.cpu_count() or 1)
         started = time.perf_counter()
         detector = Detector.fit(load_events([files.train]), log=_say)
-        bundle.save(detector, model_dir, name="ocsf-anomaly-demo")
-        _say(f"trained in {time.perf_counter() - started:.0f} s → {model_dir}")
+        with tempfile.TemporaryDirectory(prefix="ocsf-anomaly-demo-") as scratch:
+            path = bundle.save(detector, Path(scratch) / "bundle", name=DEMO_MODEL)
+            champion, _ = registry.register(path, DEMO_MODEL)
+        _say(f"trained in {time.perf_counter() - started:.0f} s; registered {champion.uri} in {registry.uri}")
     scored = demo_dir / "scored.jsonl"
-    stats = score_file(model_dir, files.demo, scored, progress=False)
+    with registry.fetched(champion) as model_dir:
+        stats = score_file(model_dir, files.demo, scored, progress=False)
     labels = read_labels(files.labels)
     flagged = []
     with scored.open("rb") as handle:

@@ -1,7 +1,7 @@
 """The service's settings: one object, read once at the entry point and passed down.
 
 Every field is read from the environment with the prefix ``OCSF_ANOMALY_`` (``OCSF_ANOMALY_PORT``,
-``OCSF_ANOMALY_MODEL_DIR`` …), or from a TOML file given with ``serve --config FILE``; the
+``OCSF_ANOMALY_MODEL_NAME`` …), or from a TOML file given with ``serve --config FILE``; the
 environment wins over the file, and both over the defaults.
 """
 
@@ -12,10 +12,13 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scorer.paths import state_dir
+from scorer.registry import default_uri
+
+DEMO_MODEL = "ocsf-anomaly-demo"
 
 MiB = 1024 * 1024
 
@@ -39,10 +42,22 @@ class Settings(BaseSettings):
     """Address to listen on. Admin calls without an admin token are only accepted on loopback."""
     port: int = Field(8080, ge=1, le=65535)
     """TCP port to listen on."""
-    model_dir: Path = Field(default_factory=lambda: state_dir() / "models" / "demo")
-    """The model bundle to serve (a directory written by `ocsf-anomaly train`)."""
+    registry_uri: str = Field(
+        default_factory=lambda: default_uri(state_dir()),
+        validation_alias=AliasChoices("OCSF_ANOMALY_REGISTRY_URI", "MLFLOW_TRACKING_URI", "registry_uri"),
+    )
+    """MLflow registry (`OCSF_ANOMALY_REGISTRY_URI`, else `MLFLOW_TRACKING_URI`): the local SQLite store
+    under data/mlflow by default, or an MLflow server (http://…)."""
+    model_name: str = Field(DEMO_MODEL, min_length=1)
+    """Registered model to serve: its `champion` version answers, its `challenger` version (if any)
+    is compared with it (A/B split or shadow)."""
+    model_poll_seconds: float = Field(30.0, ge=0)
+    """How often the service checks the aliases (or the bundle directories) for a new version and
+    swaps it in; 0: only on `POST /v1/models/reload`."""
+    model_dir: Path | None = None
+    """Serve this bundle directory (written by `ocsf-anomaly train --output`) instead of the registry."""
     challenger_model_dir: Path | None = None
-    """A second bundle to compare with the first (the champion): A/B split or shadow."""
+    """With `model_dir`: a second bundle directory to compare with the first (A/B split or shadow)."""
     challenger_split: float = Field(0.0, ge=0, le=1)
     """Share of entities whose events the challenger scores and answers for (A/B), by a stable hash."""
     shadow: bool = False
@@ -79,6 +94,15 @@ class Settings(BaseSettings):
     admin_token: str | None = None
     """Bearer token required on admin calls; unset: admin calls only on a loopback address."""
 
+    @model_validator(mode="after")
+    def _challenger_needs_a_champion_dir(self) -> Settings:
+        if self.challenger_model_dir is not None and self.model_dir is None:
+            raise ValueError(
+                "challenger_model_dir needs model_dir; with the registry, the challenger is the version "
+                "with the alias challenger (`ocsf-anomaly models promote VERSION --alias challenger`)"
+            )
+        return self
+
     @classmethod
     def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
         """Defaults, then the TOML file, then the environment, then explicit ``overrides`` (CLI flags)."""
@@ -106,6 +130,7 @@ class Settings(BaseSettings):
 
 
 SECRETS = frozenset({"api_token", "admin_token"})
+URLS = frozenset({"redis_url", "registry_uri"})
 
 
 def masked(settings: Settings) -> dict[str, Any]:
@@ -114,7 +139,7 @@ def masked(settings: Settings) -> dict[str, Any]:
     for name, value in settings.model_dump().items():
         if name in SECRETS:
             value = "***" if value else None
-        elif name == "redis_url" and value and "@" in value:
+        elif name in URLS and value and "@" in value:
             scheme, _, rest = value.partition("://")
             value = f"{scheme}://***@{rest.rpartition('@')[2]}"
         out[name] = str(value) if isinstance(value, Path) else value

@@ -66,3 +66,15 @@ def bundle_dir(fitted_detector: Any, tmp_path_factory: pytest.TempPathFactory) -
     from scorer import bundle
 
     return bundle.save(fitted_detector.with_config(), tmp_path_factory.mktemp("bundle") / "model")
+
+
+@pytest.fixture(scope="session")
+def other_bundle_dir(
+    bundle_dir: Any, held_out_events: list[Event], tmp_path_factory: pytest.TempPathFactory
+) -> Any:
+    """The shared model recalibrated on other events: a second bundle, with another version."""
+    from scorer import bundle
+
+    detector = bundle.load(bundle_dir)
+    detector.calibrate(held_out_events[1000:1600])
+    return bundle.save(detector, tmp_path_factory.mktemp("other-bundle") / "model")

@@ -49,10 +49,14 @@ def _metadata(directory: Path) -> dict[str, Any]:
     return data
 
 
-def _rewrite_digest(directory: Path, name: str) -> None:
-    """Make metadata.json agree with the (altered) file ``name``, as an attacker with write access would."""
+def _rewrite_digest(directory: Path, name: str, *, version: bool = True) -> None:
+    """Make metadata.json agree with the (altered) file ``name``, as an attacker with write access
+    would: its digest, and (unless ``version`` is false) the bundle version derived from the digests."""
     metadata = _metadata(directory)
     metadata["files"][name] = hashlib.sha256((directory / name).read_bytes()).hexdigest()
+    if version:
+        joined = "".join(metadata["files"][f] for f in FILES)
+        metadata["version"] = hashlib.sha256(joined.encode()).hexdigest()[:12]
     (directory / "metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
 
 
@@ -244,6 +248,13 @@ def test_altered_file_with_its_digest_rewritten_is_still_checked(copy: Path) -> 
     (copy / "calibration.json").write_text(json.dumps(calibration), encoding="utf-8")
     _rewrite_digest(copy, "calibration.json")
     with pytest.raises(BundleError, match=r"global"):
+        bundle.load(copy)
+
+
+def test_a_digest_rewritten_without_the_version_is_refused(copy: Path) -> None:
+    (copy / "baseline_ids.json").write_text('["x"]', encoding="utf-8")
+    _rewrite_digest(copy, "baseline_ids.json", version=False)
+    with pytest.raises(BundleError, match=r"version in metadata\.json does not match"):
         bundle.load(copy)
 
 

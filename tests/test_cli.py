@@ -122,10 +122,20 @@ def events_file(workdir: Path, score_events: list[Event]) -> Path:
 @pytest.mark.parametrize(
     ("command", "options"),
     [
-        ([], ["train", "score", "evaluate", "split", "features", "demo"]),
+        ([], ["train", "score", "evaluate", "split", "features", "serve", "models", "demo"]),
         (
             ["train"],
-            ["--output", "--features", "--epochs", "--seed", "--score", "--k", "--baseline-size", "--quiet"],
+            [
+                "--output",
+                "--register",
+                "--features",
+                "--epochs",
+                "--seed",
+                "--score",
+                "--k",
+                "--baseline-size",
+                "--quiet",
+            ],
         ),
         (["score"], ["--model", "--output", "--alpha", "--workers", "--quiet", ".csv", ".jsonl"]),
         (["evaluate"], ["--model", "--labels", "--train", "--alpha", "--json"]),
@@ -133,8 +143,25 @@ def events_file(workdir: Path, score_events: list[Event]) -> Path:
         (["features"], ["infer"]),
         (["features", "infer"], ["--output", "EVENTS"]),
         (["demo"], ["usage"]),
+        (["serve"], ["--host", "--port", "--model", "--config", "champion"]),
+        (["models"], ["list", "promote", "rollback", "champion", "challenger"]),
+        (["models", "promote"], ["VERSION", "--alias", "--name", "rollback"]),
+        (["models", "rollback"], ["--alias", "--name", "removed"]),
     ],
-    ids=["main", "train", "score", "evaluate", "split", "features", "features-infer", "demo"],
+    ids=[
+        "main",
+        "train",
+        "score",
+        "evaluate",
+        "split",
+        "features",
+        "features-infer",
+        "demo",
+        "serve",
+        "models",
+        "models-promote",
+        "models-rollback",
+    ],
 )
 def test_help(command: list[str], options: list[str]) -> None:
     result = _run(*command, "--help")

@@ -416,9 +416,11 @@ async def test_responses_follow_the_openapi_document(client: Any, held_out_event
         statuses.add(status)
         check(path.split("?")[0], "post", status, payload)
     assert statuses == {200, 400, 415, 422}
-    for path in ("/healthz", "/readyz"):
+    for path in ("/healthz", "/readyz", "/v1/models"):
         response = await client.get(path)
         check(path, "get", response.status, await response.json())
+    response = await client.post("/v1/models/reload")
+    check("/v1/models/reload", "post", response.status, await response.json())
     # and the document rejects what it should: a result missing its p-value is not a ScoreResponse
     broken = {"results": [{"score": 1.0}]}
     with pytest.raises(jsonschema.ValidationError):
@@ -464,31 +466,41 @@ async def test_reload_while_requests_stream_switches_once(
         response = await client.post("/v1/models/reload")
         body = await response.json()
         assert response.status == 200, body
-        assert body == {"reloaded": True, "from": first, "to": second}
+        assert body == {
+            "reloaded": True,
+            "from": {"champion": first, "challenger": None},
+            "to": {"champion": second, "challenger": None},
+        }
         return body
 
     _, reload = await asyncio.gather(stream(), swap())
     assert statuses == [200] * 60
-    assert set(versions) == {first, reload["to"]}
+    second = reload["to"]["champion"]
+    assert set(versions) == {first, second}
     switches = sum(a != b for a, b in itertools.pairwise(versions))
     assert switches == 1  # first, …, first, second, …, second
     assert versions[0] == first
-    assert versions[-1] == reload["to"]
+    assert versions[-1] == second
     served = await (await client.get("/v1/models")).json()
-    assert served["champion"]["version"] == reload["to"]
+    assert served["champion"]["version"] == second
     again = await (await client.post("/v1/models/reload")).json()
     assert again["reloaded"] is False
 
 
 async def test_reload_of_a_broken_bundle_keeps_serving(
-    aiohttp_client: Any, bundle_dir: Path, tmp_path: Path
+    aiohttp_client: Any, bundle_dir: Path, other_bundle_dir: Path, tmp_path: Path
 ) -> None:
     import shutil
 
     serving_dir = tmp_path / "serving"
     shutil.copytree(bundle_dir, serving_dir)
     client = await aiohttp_client(create_app(_settings(serving_dir)))
-    (serving_dir / "weights.pt").write_bytes(b"truncated")
+    (serving_dir / "weights.pt").write_bytes(b"truncated")  # the same version, damaged on disk
+    unchanged = await client.post("/v1/models/reload")
+    assert unchanged.status == 200  # what serves was loaded before: it is not read again
+    assert (await unchanged.json())["reloaded"] is False
+    shutil.copytree(other_bundle_dir, serving_dir, dirs_exist_ok=True)  # a new version …
+    (serving_dir / "weights.pt").write_bytes(b"truncated")  # … that is broken
     response = await client.post("/v1/models/reload")
     assert response.status == 409
     assert "weights.pt" in (await response.json())["error"]["message"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import ipaddress
 import logging
@@ -16,17 +17,29 @@ import orjson
 from aiohttp import web
 
 from scorer import bundle
-from scorer.detector import Detector, set_threads
+from scorer.detector import set_threads
 from scorer.features.encoder import EncodedBatch, compile_getter, stable_bucket
 from scorer.model import embed
+from scorer.registry import RegistryError
 from scorer.service.batcher import MicroBatcher
 from scorer.service.cache import EmbeddingCache
 from scorer.service.errors import ApiError, Handler, error_middleware
-from scorer.service.keys import BATCHER, CACHE, EXECUTOR, METRICS, SERVING, SETTINGS, Serving
+from scorer.service.keys import (
+    BATCHER,
+    CACHE,
+    EXECUTOR,
+    METRICS,
+    RELOADING,
+    SERVING,
+    SETTINGS,
+    SOURCE,
+    Serving,
+)
 from scorer.service.metrics import CONTENT_TYPE, Metrics
+from scorer.service.models import Loaded, ModelRef, source_for
 from scorer.service.requests import Batch, parse_body
 from scorer.service.schema import openapi
-from scorer.settings import Settings
+from scorer.settings import Settings, masked
 
 log = logging.getLogger("ocsf_anomaly.service")
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
@@ -43,7 +56,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[METRICS].alpha.set(settings.alpha)
-    app.cleanup_ctx.extend([executor_ctx, model_ctx, cache_ctx, batcher_ctx])
+    app.cleanup_ctx.extend([executor_ctx, model_ctx, cache_ctx, batcher_ctx, watch_ctx])
     app.router.add_post("/v1/score", score)
     app.router.add_post("/v1/enrich", enrich)
     app.router.add_get("/healthz", healthz)
@@ -75,30 +88,95 @@ async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def model_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[SERVING] = await _load_serving(app)
+    """The model source (the registry, or bundle directories) and what it says serves."""
+    # registry calls and bundle loads run on the loop's default executor, never on the scoring
+    # threads: a registry that is slow to answer must not take a scoring thread with it
+    app[SOURCE] = await asyncio.get_running_loop().run_in_executor(None, source_for, app[SETTINGS])
+    app[RELOADING] = asyncio.Lock()
+    app[SERVING] = await _load(app, await _resolve(app), None)
     _announce(app)
     yield
 
 
-async def _load_serving(app: web.Application) -> Serving:
-    """Load the champion (and the challenger, if configured) off the event loop."""
-    settings = app[SETTINGS]
+async def _resolve(app: web.Application) -> dict[str, ModelRef]:
+    """What should serve, asked off the event loop (the registry may be a server)."""
+    refs = await asyncio.get_running_loop().run_in_executor(None, app[SOURCE].resolve)
+    if refs.get("challenger") == refs["champion"]:
+        del refs["challenger"]  # a version compared with itself tells nothing
+    return refs
+
+
+async def _load(app: web.Application, refs: dict[str, ModelRef], current: Serving | None) -> Serving:
+    """Load what ``refs`` names beside what serves; a model that did not change is kept, not reloaded."""
     loop = asyncio.get_running_loop()
-    champion = await loop.run_in_executor(app[EXECUTOR], bundle.load, settings.model_dir)
-    challenger = None
-    if settings.challenger_model_dir is not None:
-        challenger = await loop.run_in_executor(app[EXECUTOR], bundle.load, settings.challenger_model_dir)
-    return Serving(champion, challenger)
+    serving = [current.champion, current.challenger] if current is not None else []
+    kept = {model.ref: model for model in serving if model is not None}
+    loaded: dict[str, Loaded] = {}
+    for alias, ref in refs.items():
+        if ref in kept:
+            loaded[alias] = kept[ref]
+        else:
+            loaded[alias] = await loop.run_in_executor(None, app[SOURCE].load, ref)
+    return Serving(loaded["champion"], loaded.get("challenger"))
+
+
+async def refresh_models(app: web.Application) -> tuple[dict[str, str | None], dict[str, str | None]]:
+    """Ask the source what should serve; if that changed, load it beside the serving models and
+    swap atomically (a request is scored wholly by the old models or wholly by the new). Returns
+    the versions before and after; raises BundleError or RegistryError and keeps serving."""
+    async with app[RELOADING]:
+        serving = app[SERVING]
+        before = _versions(serving)
+        try:
+            refs = await _resolve(app)
+            if refs == serving.refs():
+                app[METRICS].model_reloads.labels("unchanged").inc()
+                return before, before
+            new = await _load(app, refs, serving)
+        except (bundle.BundleError, RegistryError):
+            app[METRICS].model_reloads.labels("failed").inc()
+            raise
+        serving.champion, serving.challenger = new.champion, new.challenger
+        app[BATCHER].swap(_router(app))
+        app[METRICS].model_reloads.labels("swapped").inc()
+        _announce(app)
+        after = _versions(serving)
+        log.info("models swapped: %s → %s", before, after)
+        return before, after
+
+
+def _versions(serving: Serving) -> dict[str, str | None]:
+    challenger = serving.challenger.ref.version if serving.challenger is not None else None
+    return {"champion": serving.champion.ref.version, "challenger": challenger}
 
 
 def _announce(app: web.Application) -> None:
-    serving = app[SERVING]
-    models = {"champion": serving.detector.model_info}
-    if serving.challenger is not None:
-        models["challenger"] = serving.challenger.model_info
-    app[METRICS].set_models(models)
-    for alias, info in models.items():
-        log.info("serving %s: model %s version %s", alias, info["name"], info["version"])
+    refs = app[SERVING].refs()
+    app[METRICS].set_models({alias: ref.info() for alias, ref in refs.items()})
+    for alias, ref in refs.items():
+        log.info("serving %s: %s (bundle %s)", alias, ref.source, ref.bundle_version)
+
+
+async def watch_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Poll the source every ``model_poll_seconds`` and swap in what changed (0: never)."""
+    period = app[SETTINGS].model_poll_seconds
+    task = asyncio.get_running_loop().create_task(_watch(app, period)) if period > 0 else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _watch(app: web.Application, period: float) -> None:
+    while True:
+        await asyncio.sleep(period)
+        try:
+            await refresh_models(app)
+        except (bundle.BundleError, RegistryError) as exc:
+            log.warning("kept serving %s: %s", _versions(app[SERVING]), exc)
+        except Exception:  # the poll must outlive any one failure
+            log.exception("model poll failed")
 
 
 async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -145,7 +223,7 @@ def _router(app: web.Application) -> Router:
     resources = (app[METRICS], app[CACHE], app[EXECUTOR])
     challenger = Scorer(serving.challenger, *resources, variant="challenger") if serving.challenger else None
     return Router(
-        Scorer(serving.detector, *resources, variant="champion"),
+        Scorer(serving.champion, *resources, variant="champion"),
         challenger,
         split=settings.challenger_split,
         shadow=settings.shadow,
@@ -235,20 +313,20 @@ class Scorer:
 
     def __init__(
         self,
-        detector: Detector,
+        loaded: Loaded,
         metrics: Metrics,
         cache: EmbeddingCache,
         executor: ThreadPoolExecutor,
         *,
         variant: str,
     ) -> None:
-        self.detector = detector
+        self.detector = loaded.detector
         self.metrics = metrics
         self.cache = cache
         self.executor = executor
         self.variant = variant
-        self.model = {**detector.model_info, "variant": variant}
-        self.width = detector.net.d_out * 4  # bytes of one float32 embedding
+        self.model = {"name": loaded.ref.name, "version": loaded.ref.version, "variant": variant}
+        self.width = self.detector.net.d_out * 4  # bytes of one float32 embedding
 
     async def __call__(self, events: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
         loop = asyncio.get_running_loop()
@@ -271,7 +349,7 @@ class Scorer:
 
     def _prepare(self, events: list[dict[str, Any]]) -> tuple[EncodedBatch, list[str]]:
         encoded = self.detector.encoder.encode(events)
-        version = self.detector.model_info["version"]
+        version = self.detector.model_info["version"]  # the bundle's content: the same bundle, the same key
         return encoded, [f"ocsf-anomaly:{version}:{digest.hex()}" for digest in encoded.row_digests()]
 
     def _finish(
@@ -427,7 +505,7 @@ async def readyz(request: web.Request) -> web.Response:
     if serving is None:
         return _json({"status": "not ready", "model": None}, status=503)
     return _json(
-        {"status": "ready", "model": serving.detector.model_info, "redis": request.app[CACHE].status}
+        {"status": "ready", "model": serving.champion.ref.info(), "redis": request.app[CACHE].status}
     )
 
 
@@ -440,40 +518,29 @@ async def openapi_document(request: web.Request) -> web.Response:
 
 
 async def models(request: web.Request) -> web.Response:
-    """What serves: champion, challenger, split and shadow."""
-    settings, serving = request.app[SETTINGS], request.app[SERVING]
-    challenger = None
-    if serving.challenger is not None:
-        challenger = {**serving.challenger.model_info, "source": str(settings.challenger_model_dir)}
+    """What serves: champion, challenger, split and shadow, and where they come from."""
+    settings, serving, source = request.app[SETTINGS], request.app[SERVING], request.app[SOURCE]
+    refs = {alias: {**ref.info(), "source": ref.source} for alias, ref in serving.refs().items()}
+    challenger = refs.get("challenger")
     return _json(
         {
-            "champion": {**serving.detector.model_info, "source": str(settings.model_dir)},
+            "champion": refs["champion"],
             "challenger": challenger,
             "split": settings.challenger_split if challenger and not settings.shadow else 0.0,
             "shadow": bool(challenger and settings.shadow),
+            "source": source.kind,
+            "registry": masked(settings)["registry_uri"] if source.kind == "registry" else None,
+            "poll_seconds": settings.model_poll_seconds,
         }
     )
 
 
 async def reload_model(request: web.Request) -> web.Response:
-    """Load the bundles again beside the serving ones and swap atomically: no failed or mixed request."""
+    """Ask the registry (or the directories) again and swap in what changed: no failed or mixed request."""
     app = request.app
-    old = app[SERVING]
     try:
-        new = await _load_serving(app)
-    except bundle.BundleError as exc:
-        raise ApiError(
-            409, "bad_bundle", f"kept serving version {old.detector.model_info['version']}: {exc}"
-        ) from None
-    before, after = _versions(old), _versions(new)
-    if after != before:
-        app[SERVING].detector, app[SERVING].challenger = new.detector, new.challenger
-        app[BATCHER].swap(_router(app))
-        _announce(app)
-        log.info("reloaded: %s → %s", before, after)
-    return _json({"reloaded": after != before, "from": before["champion"], "to": after["champion"]})
-
-
-def _versions(serving: Serving) -> dict[str, str | None]:
-    challenger = serving.challenger.model_info["version"] if serving.challenger is not None else None
-    return {"champion": serving.detector.model_info["version"], "challenger": challenger}
+        before, after = await refresh_models(app)
+    except (bundle.BundleError, RegistryError) as exc:
+        kept = _versions(app[SERVING])
+        raise ApiError(409, "reload_failed", f"kept serving {kept}: {exc}") from None
+    return _json({"reloaded": after != before, "from": before, "to": after})

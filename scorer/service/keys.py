@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from scorer.detector import Detector
 from scorer.service.batcher import MicroBatcher
 from scorer.service.cache import EmbeddingCache
 from scorer.service.metrics import Metrics
+from scorer.service.models import Loaded, ModelRef, ModelSource
 from scorer.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -19,13 +20,22 @@ EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
 
 @dataclass
 class Serving:
-    """What serves now; replaced as a whole on reload (the app's own state is frozen once started)."""
+    """What serves now; its fields are replaced together on reload (the app's state is frozen once
+    started, so this holder is what changes)."""
 
-    detector: Detector
-    challenger: Detector | None = None
+    champion: Loaded
+    challenger: Loaded | None = None
+
+    def refs(self) -> dict[str, ModelRef]:
+        out = {"champion": self.champion.ref}
+        if self.challenger is not None:
+            out["challenger"] = self.challenger.ref
+        return out
 
 
 SERVING = web.AppKey("serving", Serving)
+SOURCE = web.AppKey("source", ModelSource)
+RELOADING = web.AppKey("reloading", asyncio.Lock)
 BATCHER = web.AppKey("batcher", MicroBatcher)
 METRICS = web.AppKey("metrics", Metrics)
 CACHE = web.AppKey("cache", EmbeddingCache)

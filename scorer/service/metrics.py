@@ -48,7 +48,16 @@ class Metrics:
             "ocsf_anomaly_batch_size", "Events per model and index call", buckets=BATCH_BUCKETS, registry=r
         )
         self.model_info = Gauge(
-            "ocsf_anomaly_model_info", "The model serving (value 1)", ["name", "version", "alias"], registry=r
+            "ocsf_anomaly_model_info",
+            "The model serving (value 1)",
+            ["name", "version", "bundle_version", "alias"],
+            registry=r,
+        )
+        self.model_reloads = Counter(
+            "ocsf_anomaly_model_reloads_total",
+            "Checks for a new model (poll or admin call) by result: swapped, unchanged, failed",
+            ["result"],
+            registry=r,
         )
         self.knn_distance = Gauge(
             "ocsf_anomaly_knn_distance_rolling_mean",
@@ -119,7 +128,9 @@ class Metrics:
         """The serving models by alias (champion, challenger)."""
         self.model_info.clear()
         for alias, info in models.items():
-            self.model_info.labels(str(info.get("name")), str(info.get("version")), alias).set(1)
+            self.model_info.labels(
+                str(info.get("name")), str(info.get("version")), str(info.get("bundle_version")), alias
+            ).set(1)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -95,17 +95,38 @@ class Ready(BaseModel):
     redis: str = Field(description="ok, degraded or disabled")
 
 
+class ServedModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    version: str = Field(description="Registry version, or the bundle version of a directory")
+    bundle_version: str = Field(description="Digest of the bundle's files")
+    source: str = Field(description="models:/NAME/VERSION, or the bundle directory")
+
+
 class Models(BaseModel):
-    champion: dict[str, str]
-    challenger: dict[str, str] | None
+    model_config = ConfigDict(extra="forbid")
+
+    champion: ServedModel
+    challenger: ServedModel | None
     split: float = Field(description="Share of entities routed to the challenger")
     shadow: bool = Field(description="Whether the challenger also scores every event, unreturned")
+    source: str = Field(description="registry or directory")
+    registry: str | None = Field(description="The registry's URI, password hidden")
+    poll_seconds: float = Field(description="How often the aliases are checked (0: only on reload)")
+
+
+class Versions(BaseModel):
+    champion: str
+    challenger: str | None
 
 
 class Reload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     reloaded: bool
-    from_: str = Field(alias="from")
-    to: str
+    from_: Versions = Field(alias="from")
+    to: Versions
 
 
 MODELS: tuple[type[BaseModel], ...] = (
@@ -234,6 +255,30 @@ def openapi() -> dict[str, Any]:
                             "description": "text exposition format",
                             "content": {"text/plain": {"schema": {"type": "string"}}},
                         }
+                    },
+                }
+            },
+            "/v1/models": {
+                "get": {
+                    "summary": "What serves: champion, challenger, split, shadow, and where they come from",
+                    "responses": {
+                        "200": {
+                            "description": "the serving models",
+                            "content": {"application/json": {"schema": _ref("Models")}},
+                        },
+                        **_errors(401, 403),
+                    },
+                }
+            },
+            "/v1/models/reload": {
+                "post": {
+                    "summary": "Ask the registry (or the directories) again and swap in what changed (admin)",
+                    "responses": {
+                        "200": {
+                            "description": "versions before and after",
+                            "content": {"application/json": {"schema": _ref("Reload")}},
+                        },
+                        **_errors(401, 403, 409),
                     },
                 }
             },

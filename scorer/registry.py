@@ -1,0 +1,367 @@
+"""Model versions in an MLflow registry: register a bundle, move the champion and challenger aliases,
+roll back, and resolve what serves.
+
+The embedded default is a local store: an SQLite database with an artifact folder beside it, under
+the gitignored ``data/mlflow``; a team points ``OCSF_ANOMALY_REGISTRY_URI`` (or ``MLFLOW_TRACKING_URI``)
+at an MLflow server and nothing else changes. Only the bundle's plain files travel through MLflow
+(as run artifacts); nothing is logged as an MLflow model flavour and nothing is ever unpickled.
+
+MLflow keeps no history of an alias, so promotions are recorded in a registered-model tag per alias
+(``ocsf_anomaly.history.champion``: the versions that held it, oldest first) and ``rollback`` walks it
+back. Each version carries its bundle's content version in a tag; a bundle downloaded from the
+artifact store must match it, so an artifact altered after registration is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from scorer import bundle
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+ALIASES = ("champion", "challenger")
+HISTORY_TAG = "ocsf_anomaly.history."
+BUNDLE_TAG = "ocsf_anomaly.bundle_version"
+HISTORY_KEEP = 50  # versions remembered per alias (a tag holds at most a few kB)
+ARTIFACT_PATH = "bundle"
+
+
+class RegistryError(ValueError):
+    """A registry operation that cannot be done, with what to do instead."""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version of a model."""
+
+    name: str
+    version: str
+    bundle_version: str = field(compare=False)
+    source: str = field(compare=False)
+    aliases: tuple[str, ...] = field(default=(), compare=False)
+    created_ms: int = field(default=0, compare=False)
+    run_id: str = field(default="", compare=False)
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def default_uri(state: Path) -> str:
+    """The embedded store: ``sqlite:///<state>/mlflow/mlflow.db``."""
+    return f"sqlite:///{state / 'mlflow' / 'mlflow.db'}"
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    parsed = urlparse(uri)
+    if parsed.scheme != "sqlite":
+        return None
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+class Registry:
+    """The MLflow registry at ``uri`` (a tracking URI: ``sqlite:///…``, ``http://…``).
+
+    Calls are synchronous and may do network or disk I/O: the service runs them off its event loop.
+    """
+
+    def __init__(self, uri: str) -> None:
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        # MLflow's HTTP client retries 7 times with backoff over minutes by default: an unreachable
+        # server would hold a start or a poll that long. Explicit settings of these win.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        for noisy in ("alembic", "mlflow.store.db.utils"):  # schema migrations on a new store
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        from mlflow import MlflowClient
+
+        self.uri = uri
+        database = _sqlite_path(uri)
+        # a local store keeps its artifacts beside the database (MLflow's default is ./mlruns of the
+        # working directory); a server decides for itself
+        self._artifacts = database.parent / "artifacts" if database is not None else None
+        if database is not None:
+            database.parent.mkdir(parents=True, exist_ok=True)
+        with self._errors(f"cannot open the registry at {uri}"):
+            self.client: MlflowClient = MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+    # ------------------------------------------------------------------ errors
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            yield
+        except MlflowException as exc:
+            raise RegistryError(f"{doing}: {exc.message}") from exc
+        except OSError as exc:  # an unreachable server or an unwritable store
+            raise RegistryError(f"{doing}: {exc}") from exc
+
+    def _missing(self, exc: Exception) -> bool:
+        return getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST"
+
+    def _model(self, name: str) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if self._missing(exc):
+                raise RegistryError(
+                    f"no registered model {name!r} in {self.uri}: "
+                    f"register one with `ocsf-anomaly train EVENTS --register {name}`"
+                ) from None
+            raise RegistryError(f"cannot read model {name!r} from {self.uri}: {exc.message}") from exc
+
+    # ------------------------------------------------------------------ register
+    def register(self, bundle_dir: Path, name: str) -> tuple[ModelVersion, bool]:
+        """Log the bundle and its metrics as a run and register it as a new version of ``name``.
+
+        The first version of a model that has no champion becomes the champion, so that a new
+        model serves at once; otherwise promote it explicitly. Returns the version and whether it
+        was made champion.
+        """
+        from mlflow.entities import Metric, Param
+        from mlflow.exceptions import MlflowException
+
+        metadata = bundle.read_metadata(bundle_dir)
+        with self._errors(f"cannot register {bundle_dir} as {name!r} in {self.uri}"):
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is None:
+                location = (self._artifacts / name).as_uri() if self._artifacts is not None else None
+                experiment_id = self.client.create_experiment(name, artifact_location=location)
+            else:
+                experiment_id = experiment.experiment_id
+            run = self.client.create_run(
+                experiment_id,
+                run_name=f"train-{metadata['version']}",
+                tags={BUNDLE_TAG: str(metadata["version"])},
+            )
+            run_id = run.info.run_id
+            try:
+                now = int(time.time() * 1000)
+                self.client.log_batch(
+                    run_id,
+                    metrics=[Metric(k, v, now, step) for k, v, step in _metrics(metadata)],
+                    params=[Param(k, v) for k, v in _params(metadata).items()],
+                )
+                self.client.log_artifacts(run_id, str(bundle_dir), ARTIFACT_PATH)
+            except BaseException:
+                self.client.set_terminated(run_id, status="FAILED")
+                raise
+            self.client.set_terminated(run_id)
+            try:
+                self.client.create_registered_model(
+                    name, description="ocsf-anomaly detector bundles (see `ocsf-anomaly models list`)"
+                )
+            except MlflowException as exc:
+                if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            created = self.client.create_model_version(
+                name,
+                source=f"{run.info.artifact_uri}/{ARTIFACT_PATH}",
+                run_id=run_id,
+                tags={BUNDLE_TAG: str(metadata["version"])},
+                description=f"bundle {metadata['version']}",
+            )
+        version = self._version(created)
+        if self.alias(name, "champion") is None:
+            self.promote(name, version.version, "champion")
+            return self._version(self.client.get_model_version(name, version.version)), True
+        return version, False
+
+    # ------------------------------------------------------------------ read
+    def _version(self, mv: Any) -> ModelVersion:
+        return ModelVersion(
+            name=mv.name,
+            version=str(mv.version),
+            bundle_version=str((mv.tags or {}).get(BUNDLE_TAG, "")),
+            source=str(mv.source),
+            aliases=tuple(sorted(getattr(mv, "aliases", None) or ())),
+            created_ms=int(mv.creation_timestamp or 0),
+            run_id=str(mv.run_id or ""),
+        )
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        """Every version of ``name``, newest first."""
+        held: dict[str, list[str]] = {}
+        for alias, number in (self._model(name).aliases or {}).items():
+            held.setdefault(str(number), []).append(alias)
+        with self._errors(f"cannot list versions of {name!r}"):
+            found = self.client.search_model_versions(f"name = '{_quote(name)}'")
+        versions = [
+            replace(self._version(v), aliases=tuple(sorted(held.get(str(v.version), [])))) for v in found
+        ]
+        return sorted(versions, key=lambda v: int(v.version), reverse=True)
+
+    def metrics(self, version: ModelVersion) -> dict[str, float]:
+        """The metrics logged with the version's training run."""
+        if not version.run_id:
+            return {}
+        with self._errors(f"cannot read the run of {version.uri}"):
+            return dict(self.client.get_run(version.run_id).data.metrics)
+
+    def alias(self, name: str, alias: str) -> ModelVersion | None:
+        """The version that holds ``alias``, or None."""
+        from mlflow.exceptions import MlflowException
+
+        _check_alias(alias)
+        model = self._model(name)
+        version = (model.aliases or {}).get(alias)
+        if version is None:
+            return None
+        try:
+            return self._version(self.client.get_model_version(name, str(version)))
+        except MlflowException as exc:
+            raise RegistryError(f"cannot read {name}@{alias}: {exc.message}") from exc
+
+    def _get(self, name: str, version: str) -> ModelVersion:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._version(self.client.get_model_version(name, version))
+        except MlflowException as exc:
+            if self._missing(exc) or getattr(exc, "error_code", "") == "INVALID_PARAMETER_VALUE":
+                raise RegistryError(
+                    f"{name!r} has no version {version!r} (see `ocsf-anomaly models list`)"
+                ) from None
+            raise RegistryError(f"cannot read {name} version {version}: {exc.message}") from exc
+
+    # ------------------------------------------------------------------ aliases
+    def _history(self, name: str, alias: str) -> list[str]:
+        raw = (self._model(name).tags or {}).get(HISTORY_TAG + alias, "[]")
+        try:
+            history = json.loads(raw)
+        except json.JSONDecodeError:
+            return []
+        return [str(v) for v in history] if isinstance(history, list) else []
+
+    def _set_history(self, name: str, alias: str, history: list[str]) -> None:
+        self.client.set_registered_model_tag(name, HISTORY_TAG + alias, json.dumps(history[-HISTORY_KEEP:]))
+
+    def promote(self, name: str, version: str, alias: str = "champion") -> ModelVersion | None:
+        """Give ``alias`` to ``version``; returns the version that held it before (or None)."""
+        _check_alias(alias)
+        target = self._get(name, str(version))
+        previous = self.alias(name, alias)
+        history = self._history(name, alias)
+        if previous is not None and (not history or history[-1] != previous.version):
+            history.append(previous.version)  # the alias was moved outside this tool
+        with self._errors(f"cannot promote {target.uri} to {alias}"):
+            self.client.set_registered_model_alias(name, alias, target.version)
+            if not history or history[-1] != target.version:
+                history.append(target.version)
+            self._set_history(name, alias, history)
+        return previous
+
+    def rollback(self, name: str, alias: str = "champion") -> tuple[ModelVersion | None, ModelVersion | None]:
+        """Give ``alias`` back to the version that held it before; returns (from, to).
+
+        A challenger with no earlier holder is removed (the A/B test stops); a champion always
+        needs a version to go back to.
+        """
+        _check_alias(alias)
+        current = self.alias(name, alias)
+        history = self._history(name, alias)
+        if current is not None and (not history or history[-1] != current.version):
+            history.append(current.version)
+        if current is None:
+            raise RegistryError(f"no version of {name!r} is {alias}: nothing to roll back")
+        earlier = history[:-1]
+        with self._errors(f"cannot roll back {name}@{alias}"):
+            if not earlier:
+                if alias == "champion":
+                    raise RegistryError(
+                        f"{name}@champion (version {current.version}) has no earlier champion to roll back to; "
+                        f"promote another version with `ocsf-anomaly models promote VERSION`"
+                    )
+                self.client.delete_registered_model_alias(name, alias)
+                self._set_history(name, alias, [])
+                return current, None
+            back = self._get(name, earlier[-1])
+            self.client.set_registered_model_alias(name, alias, back.version)
+            self._set_history(name, alias, earlier)
+        return current, back
+
+    # ------------------------------------------------------------------ fetch
+    @contextmanager
+    def fetched(self, version: ModelVersion) -> Iterator[Path]:
+        """The version's bundle downloaded into a temporary directory, removed afterwards; its
+        content must be the bundle that was registered."""
+        import mlflow.artifacts
+
+        scratch = Path(tempfile.mkdtemp(prefix="ocsf-anomaly-bundle-"))
+        try:
+            with self._errors(f"cannot download {version.uri} from {version.source}"):
+                path = Path(
+                    mlflow.artifacts.download_artifacts(
+                        artifact_uri=version.source, dst_path=str(scratch), tracking_uri=self.uri
+                    )
+                )
+            found = bundle.read_metadata(path).get("version")
+            if version.bundle_version and found != version.bundle_version:
+                raise bundle.BundleError(
+                    f"{version.uri}: the artifact holds bundle {found}, registered as {version.bundle_version} "
+                    "(altered after registration)"
+                )
+            yield path
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _check_alias(alias: str) -> None:
+    if alias not in ALIASES:
+        raise RegistryError(f"alias must be one of {', '.join(ALIASES)}, not {alias!r}")
+
+
+def _quote(name: str) -> str:
+    return name.replace("'", "\\'")
+
+
+def _params(metadata: dict[str, Any]) -> dict[str, str]:
+    """What identifies how the bundle was made (MLflow params are short strings)."""
+    training = metadata.get("training", {})
+    out = {
+        "bundle_version": str(metadata.get("version")),
+        "bundle_name": str(metadata.get("name")),
+        "features": str(len(metadata.get("features", []))),
+        "events": str(training.get("events")),
+        "baseline_events": str(training.get("baseline_events")),
+        "calibration_events": str(training.get("calibration_events")),
+    }
+    out.update({f"detector.{k}": str(v) for k, v in metadata.get("detector", {}).items()})
+    out.update({f"train.{k}": str(v) for k, v in training.get("config", {}).items()})
+    return {k: v[:500] for k, v in out.items()}
+
+
+def _metrics(metadata: dict[str, Any]) -> list[tuple[str, float, int]]:
+    """Numbers worth comparing between versions, as (key, value, step): training time, the loss
+    curves by epoch, index recall, size and speed."""
+    training = metadata.get("training", {})
+    report = training.get("report", {})
+    out: list[tuple[str, float, int]] = []
+    if isinstance(training.get("seconds"), int | float):
+        out.append(("fit_seconds", float(training["seconds"]), 0))
+    for key in ("seconds", "epochs_run", "best_epoch", "rows"):
+        if isinstance(report.get(key), int | float):
+            out.append((f"train_{key}", float(report[key]), 0))
+    for curve in ("train_loss", "validation_loss"):
+        out += [(curve, float(v), step) for step, v in enumerate(report.get(curve) or [], start=1)]
+    for kind, index in metadata.get("index", {}).items():
+        for key in ("recall_at_k", "seconds_per_query", "size"):
+            if isinstance(index.get(key), int | float):
+                out.append((f"index_{kind}_{key}", float(index[key]), 0))
+    return out

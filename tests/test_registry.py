@@ -1,0 +1,336 @@
+"""The MLflow registry: a real MLflow store (SQLite and an artifact folder) in a temporary directory,
+the real CLI, and the real service following the aliases (admin reload and poll) while requests stream."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from scorer import bundle
+from scorer.demo import generate_events
+from scorer.registry import Registry, RegistryError
+from scorer.service.app import create_app
+from scorer.settings import Settings
+
+Event = dict[str, Any]
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite store per module (creating its schema takes seconds); tests use their own model names."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def registry(store: str) -> Registry:
+    return Registry(store)
+
+
+@pytest.fixture
+def name() -> str:
+    return f"model-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def two_versions(registry: Registry, name: str, bundle_dir: Path, other_bundle_dir: Path) -> str:
+    """``name`` with version 1 (champion, bundle_dir) and version 2 (other_bundle_dir, no alias)."""
+    first, champion = registry.register(bundle_dir, name)
+    assert (first.version, champion) == ("1", True)
+    second, champion = registry.register(other_bundle_dir, name)
+    assert (second.version, champion) == ("2", False)
+    return name
+
+
+# ---------------------------------------------------------------------- the registry itself
+def test_register_logs_the_bundle_its_metrics_and_the_first_becomes_champion(
+    registry: Registry, two_versions: str, bundle_dir: Path, other_bundle_dir: Path
+) -> None:
+    versions = registry.versions(two_versions)
+    assert [(v.version, v.aliases) for v in versions] == [("2", ()), ("1", ("champion",))]
+    assert versions[1].bundle_version == bundle.read_metadata(bundle_dir)["version"]
+    assert versions[0].bundle_version == bundle.read_metadata(other_bundle_dir)["version"]
+    metrics = registry.metrics(versions[1])
+    assert 0 < metrics["index_embedding_recall_at_k"] <= 1
+    assert metrics["fit_seconds"] > 0
+    run = registry.client.get_run(versions[1].run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["bundle_version"] == versions[1].bundle_version
+    assert run.data.params["detector.k"] == "20"
+    with registry.fetched(versions[1]) as path:
+        assert sorted(p.name for p in path.iterdir()) == sorted([*bundle.FILES, "metadata.json"])
+        assert bundle.load(path).model_info["version"] == versions[1].bundle_version
+    assert not path.exists()  # the download is removed afterwards
+
+
+def test_promote_and_rollback_walk_the_alias_history(registry: Registry, two_versions: str) -> None:
+    name = two_versions
+    previous = registry.promote(name, "2")
+    assert previous is not None
+    assert previous.version == "1"
+    assert registry.alias(name, "champion").version == "2"  # type: ignore[union-attr]
+    assert [v.version for v in registry.rollback(name) if v] == ["2", "1"]
+    assert registry.alias(name, "champion").version == "1"  # type: ignore[union-attr]
+    with pytest.raises(RegistryError, match="no earlier champion"):
+        registry.rollback(name)
+    # an alias moved outside this tool (the MLflow UI, say) is still rolled back to where it was
+    registry.client.set_registered_model_alias(name, "champion", "2")
+    assert [v.version for v in registry.rollback(name) if v] == ["2", "1"]
+    # a challenger with no earlier holder is removed: the comparison stops
+    assert registry.promote(name, "2", "challenger") is None
+    current, back = registry.rollback(name, "challenger")
+    assert current is not None
+    assert current.version == "2"
+    assert back is None
+    assert registry.alias(name, "challenger") is None
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda r, n: r.promote(n, "9"), "has no version '9'"),
+        (lambda r, n: r.promote(n, "x"), "has no version 'x'"),
+        (lambda r, n: r.promote(n, "1", "canary"), "alias must be one of champion, challenger"),
+        (lambda r, n: r.rollback(n, "challenger"), "nothing to roll back"),
+        (lambda r, n: r.versions("nobody"), "no registered model 'nobody'.*--register nobody"),
+    ],
+    ids=["missing-version", "not-a-number", "unknown-alias", "no-challenger", "unknown-model"],
+)
+def test_registry_errors_say_what_to_do(
+    registry: Registry, two_versions: str, call: Any, message: str
+) -> None:
+    with pytest.raises(RegistryError, match=message):
+        call(registry, two_versions)
+
+
+def test_an_artifact_altered_after_registration_is_refused(
+    registry: Registry, two_versions: str, other_bundle_dir: Path
+) -> None:
+    first = registry.alias(two_versions, "champion")
+    assert first is not None
+    stored = Path(first.source.removeprefix("file://"))
+    shutil.rmtree(stored)
+    shutil.copytree(other_bundle_dir, stored)  # a complete, valid bundle, but not the registered one
+    with pytest.raises(bundle.BundleError, match="altered after registration"), registry.fetched(first):
+        pass
+
+
+def test_an_unreachable_registry_is_an_error_not_a_hang() -> None:
+    with pytest.raises(RegistryError, match=r"127\.0\.0\.1:9"):
+        Registry("http://127.0.0.1:9").alias("any", "champion")
+
+
+# ---------------------------------------------------------------------- the command line
+def _cli(*args: str | Path, store: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OCSF_ANOMALY_REGISTRY_URI": store, "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "scorer.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+
+
+def test_cli_train_register_then_list_promote_and_rollback(tmp_path: Path, store: str) -> None:
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    events, _ = generate_events(1_000, seed=3)
+    train_file = tmp_path / "train.jsonl"
+    train_file.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    train = ["train", train_file, "--epochs", "1", "--baseline-size", "500", "--quiet", "--register", name]
+    first = _cli(*train, store=store)
+    assert first.returncode == 0, first.stderr
+    assert f"registered models:/{name}/1" in first.stderr
+    assert "it is the champion" in first.stderr
+    second = _cli(*train, "--seed", "1", "--output", tmp_path / "kept", store=store)  # both at once
+    assert second.returncode == 0, second.stderr
+    assert f"models promote 2 --name {name}" in second.stderr
+    assert bundle.read_metadata(tmp_path / "kept")["name"] == name
+
+    listing = _cli("models", "list", "--name", name, "--json", store=store)
+    assert listing.returncode == 0, listing.stderr
+    versions = json.loads(listing.stdout)["versions"]
+    assert [(v["version"], v["aliases"]) for v in versions] == [("2", []), ("1", ["champion"])]
+    assert versions[0]["bundle_version"] == bundle.read_metadata(tmp_path / "kept")["version"]
+
+    promoted = _cli("models", "promote", "2", "--name", name, store=store)
+    assert promoted.returncode == 0, promoted.stderr
+    assert f"{name}@champion: version 1 → version 2" in promoted.stderr
+    table = _cli("models", "list", "--name", name, store=store)
+    assert table.stdout.splitlines()[2].split()[:2] == ["2", "champion"]
+    back = _cli("models", "rollback", "--name", name, store=store)
+    assert back.returncode == 0, back.stderr
+    assert f"{name}@champion: version 2 → version 1" in back.stderr
+
+    for args, message in [
+        (("models", "promote", "7", "--name", name), "has no version '7'"),
+        (("models", "rollback", "--name", name), "no earlier champion"),
+        (("models", "list", "--name", "nobody"), "no registered model 'nobody'"),
+        (("train", train_file), "--output DIR, --register NAME, or both"),
+    ]:
+        failed = _cli(*args, store=store)
+        assert failed.returncode == 2, (args, failed.stderr)
+        assert message in failed.stderr
+        assert "Traceback" not in failed.stderr
+
+
+# ---------------------------------------------------------------------- the service follows the aliases
+def _settings(store: str, name: str, **changes: Any) -> Settings:
+    return Settings(registry_uri=store, model_name=name, workers=2, **{"model_poll_seconds": 0, **changes})
+
+
+async def _score(client: Any, event: Event) -> tuple[int, dict[str, Any]]:
+    response = await client.post("/v1/score", data=orjson.dumps(event), headers=JSON)
+    body = await response.json()
+    return response.status, body
+
+
+async def test_service_serves_the_champion_and_says_where_it_comes_from(
+    aiohttp_client: Any, store: str, two_versions: str, held_out_events: list[Event]
+) -> None:
+    client = await aiohttp_client(create_app(_settings(store, two_versions)))
+    status, body = await _score(client, held_out_events[0])
+    assert status == 200
+    assert body["results"][0]["model"] == {"name": two_versions, "version": "1", "variant": "champion"}
+    served = await (await client.get("/v1/models")).json()
+    assert served["source"] == "registry"
+    assert served["registry"] == store
+    assert served["champion"]["source"] == f"models:/{two_versions}/1"
+    assert served["challenger"] is None
+    ready = await (await client.get("/readyz")).json()
+    assert ready["model"]["version"] == "1"
+
+
+async def test_promote_while_requests_stream_switches_once(
+    aiohttp_client: Any, store: str, registry: Registry, two_versions: str, held_out_events: list[Event]
+) -> None:
+    client = await aiohttp_client(create_app(_settings(store, two_versions)))
+    statuses: list[int] = []
+    versions: list[str] = []
+
+    async def stream() -> None:
+        for i in range(80):
+            status, body = await _score(client, held_out_events[i])
+            statuses.append(status)
+            versions.append(body["results"][0]["model"]["version"])
+
+    async def promote() -> dict[str, Any]:
+        await asyncio.sleep(0.05)
+        await asyncio.get_running_loop().run_in_executor(None, registry.promote, two_versions, "2")
+        response = await client.post("/v1/models/reload")
+        assert response.status == 200
+        return dict(await response.json())
+
+    _, reload = await asyncio.gather(stream(), promote())
+    assert reload == {
+        "reloaded": True,
+        "from": {"champion": "1", "challenger": None},
+        "to": {"champion": "2", "challenger": None},
+    }
+    assert statuses == [200] * 80
+    assert versions[0] == "1"
+    assert versions[-1] == "2"
+    assert sum(a != b for a, b in itertools.pairwise(versions)) == 1
+    metrics = await (await client.get("/metrics")).text()
+    assert 'ocsf_anomaly_model_reloads_total{result="swapped"} 1.0' in metrics
+    assert 'alias="champion",bundle_version=' in metrics
+    assert f'name="{two_versions}",version="2"' in metrics
+
+
+async def _wait_for(client: Any, event: Event, version: str, variant: str = "champion") -> None:
+    for _ in range(100):
+        _, body = await _score(client, event)
+        model = body["results"][0]["model"]
+        if (model["version"], model["variant"]) == (version, variant):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the service never served version {version} as {variant}")
+
+
+async def test_the_poll_follows_promote_and_rollback(
+    aiohttp_client: Any, store: str, registry: Registry, two_versions: str, held_out_events: list[Event]
+) -> None:
+    client = await aiohttp_client(create_app(_settings(store, two_versions, model_poll_seconds=0.1)))
+    event = held_out_events[0]
+    await _wait_for(client, event, "1")
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, registry.promote, two_versions, "2")
+    await _wait_for(client, event, "2")
+    await loop.run_in_executor(None, registry.rollback, two_versions)
+    await _wait_for(client, event, "1")
+
+
+async def test_the_challenger_alias_starts_and_stops_an_ab_split(
+    aiohttp_client: Any, store: str, registry: Registry, two_versions: str, held_out_events: list[Event]
+) -> None:
+    client = await aiohttp_client(create_app(_settings(store, two_versions, challenger_split=0.5)))
+    registry.promote(two_versions, "2", "challenger")
+    assert (await client.post("/v1/models/reload")).status == 200
+    events = [
+        {**e, "src_endpoint": {"ip": f"10.8.{i // 200}.{i % 200}"}}
+        for i, e in enumerate(held_out_events[:200])
+    ]
+    response = await client.post("/v1/score", data=orjson.dumps(events), headers=JSON)
+    models = {(r["model"]["variant"], r["model"]["version"]) for r in (await response.json())["results"]}
+    assert models == {("champion", "1"), ("challenger", "2")}
+    served = await (await client.get("/v1/models")).json()
+    assert served["challenger"]["version"] == "2"
+    assert served["split"] == 0.5
+    registry.rollback(two_versions, "challenger")  # no earlier challenger: removed
+    assert (await client.post("/v1/models/reload")).status == 200
+    response = await client.post("/v1/score", data=orjson.dumps(events), headers=JSON)
+    assert {r["model"]["variant"] for r in (await response.json())["results"]} == {"champion"}
+
+
+async def test_a_bad_new_version_is_refused_and_the_old_keeps_serving(
+    aiohttp_client: Any, store: str, registry: Registry, two_versions: str, held_out_events: list[Event]
+) -> None:
+    client = await aiohttp_client(create_app(_settings(store, two_versions)))
+    second = registry.versions(two_versions)[0]
+    weights = Path(second.source.removeprefix("file://")) / "weights.pt"
+    weights.write_bytes(b"truncated")
+    registry.promote(two_versions, "2")
+    response = await client.post("/v1/models/reload")
+    assert response.status == 409
+    error = (await response.json())["error"]
+    assert error["code"] == "reload_failed"
+    assert "weights.pt" in error["message"]
+    assert "'champion': '1'" in error["message"]
+    status, body = await _score(client, held_out_events[0])
+    assert status == 200
+    assert body["results"][0]["model"]["version"] == "1"
+    metrics = await (await client.get("/metrics")).text()
+    assert 'ocsf_anomaly_model_reloads_total{result="failed"} 1.0' in metrics
+
+
+async def test_a_model_without_a_champion_does_not_start(
+    store: str, registry: Registry, bundle_dir: Path
+) -> None:
+    from aiohttp.test_utils import TestServer
+
+    name = f"unpromoted-{uuid.uuid4().hex[:8]}"
+    registry.register(bundle_dir, name)
+    registry.client.delete_registered_model_alias(name, "champion")
+    server = TestServer(create_app(_settings(store, name)))
+    with pytest.raises(RegistryError, match=f"no version of '{name}' has the alias champion.*models promote"):
+        await server.start_server()
+    await server.close()
+
+
+def test_serve_with_an_empty_registry_is_a_one_line_error(store: str) -> None:
+    result = _cli("serve", "--port", "1", store=store)
+    assert result.returncode == 2, result.stderr
+    assert "no registered model 'ocsf-anomaly-demo'" in result.stderr
+    assert "Traceback" not in result.stderr
