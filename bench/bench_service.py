@@ -1,14 +1,18 @@
 """The scoring service under load, over loopback, from a separate load-generator process.
 
-Starts `ocsf-anomaly serve` with the default NSL-KDD model (50,000-event baseline), then:
+Two services: `ocsf-anomaly serve` as `make run` starts it (the demo model, the champion of the
+local registry under data/mlflow; distinct demo events), and `ocsf-anomaly serve --model` with the
+default NSL-KDD model (50,000-event baseline; distinct NSL-KDD events in file order). Against each:
 - open loop: single-event POST /v1/score at fixed rates; each request's latency is measured from
   its *scheduled* send time, so queueing counts; every request must get a 2xx;
 - closed loop: maximum single-event throughput (64 in flight), micro-batching on and off;
 - batched: POST /v1/score with 256 events a request (8 in flight): events/s.
-Distinct events throughout (NSL-KDD lines in file order), never one body repeated.
-The load generator shares the 2 cores with the service: figures include that contention.
+Then (NSL-KDD model) a registry swap under load: the model registered twice in a temporary MLflow
+store, version 2 promoted and reloaded while single events stream at 200 requests/s; and the Redis
+cache study (--cache-only runs only that). Never one body repeated. The load generator shares the
+2 cores with the service: figures include that contention.
 
-    .venv/bin/python bench/bench_service.py [--duration 10]
+    .venv/bin/python bench/bench_service.py [--duration 10] [--target make-run|nsl] [--cache-only]
 """
 
 from __future__ import annotations
@@ -16,15 +20,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import itertools
+import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import aiohttp
-from common import CLI, DATA, default_model, machine, require_data
+from common import CLI, DATA, ROOT, default_model, machine, require_data, run_cli
 
 HEADERS = {"Content-Type": "application/json"}
 
@@ -36,27 +45,36 @@ def free_port() -> int:
 
 
 def start_service(
-    model: Path, port: int, batch_wait_us: int, redis_url: str | None = None
+    model: Path | None,
+    port: int,
+    batch_max_size: int = 1024,
+    redis_url: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "OCSF_ANOMALY_BATCH_MAX_WAIT_US": str(batch_wait_us)}
-    env.pop("REDIS_URL", None)
-    env.pop("OCSF_ANOMALY_REDIS_URL", None)
+    """`ocsf-anomaly serve` on ``port``: the bundle directory ``model``, or (None) the registry's
+    champion as `make run` serves it; returns once /readyz answers 200."""
+    environment = {**os.environ, "OCSF_ANOMALY_BATCH_MAX_SIZE": str(batch_max_size), **(env or {})}
+    environment.pop("REDIS_URL", None)
+    environment.pop("OCSF_ANOMALY_REDIS_URL", None)
     if redis_url:
-        env["OCSF_ANOMALY_REDIS_URL"] = redis_url
+        environment["OCSF_ANOMALY_REDIS_URL"] = redis_url
+    where = ["--model", str(model)] if model is not None else []
     process = subprocess.Popen(
-        [*CLI, "serve", "--model", str(model), "--port", str(port)],
-        env=env,
+        [*CLI, "serve", *where, "--port", str(port)],
+        env=environment,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 60
+    deadline = time.time() + 120
     while time.time() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return process
         except OSError:
             time.sleep(0.2)
-    return process
+    process.kill()
+    raise SystemExit(f"the service on port {port} did not become ready")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -64,9 +82,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def open_loop(url: str, bodies: list[bytes], rate: int, duration: float) -> str:
+async def open_loop(
+    url: str, bodies: list[bytes], rate: int, duration: float, during: Any = None
+) -> tuple[str, list[tuple[float, float, str]]]:
+    """Send ``rate`` requests a second for ``duration`` seconds on a fixed schedule; ``during`` (a
+    coroutine function) runs alongside. Returns a summary line and (scheduled time, latency, model
+    version) per request."""
     count = int(rate * duration)
-    latencies: list[float] = []
+    samples: list[tuple[float, float, str]] = []
     failures = 0
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -77,20 +100,27 @@ async def open_loop(url: str, bodies: list[bytes], rate: int, duration: float) -
             nonlocal failures
             scheduled = start + i / rate
             await asyncio.sleep(max(0.0, scheduled - loop.time()))
+            version = "?"
             try:
                 async with session.post(url, data=bodies[i % len(bodies)], headers=HEADERS) as response:
-                    await response.read()
+                    body = await response.read()
                     if response.status >= 300:
                         failures += 1
+                    else:
+                        version = json.loads(body)["results"][0]["model"]["version"]
             except aiohttp.ClientError:
                 failures += 1
-            latencies.append(loop.time() - scheduled)
+            samples.append((scheduled - start, loop.time() - scheduled, version))
 
-        await asyncio.gather(*[one(i) for i in range(count)])
+        jobs = [one(i) for i in range(count)]
+        if during is not None:
+            jobs.append(during(start))
+        await asyncio.gather(*jobs)
+    latencies = [latency for _, latency, _ in samples]
     return (
         f"{rate:>5} req/s: p50 {percentile(latencies, 0.5) * 1e3:7.2f} ms  p99 {percentile(latencies, 0.99) * 1e3:7.2f} ms"
         f"  ({count:,} requests, {failures} not 2xx)"
-    )
+    ), samples
 
 
 async def closed_loop(
@@ -119,8 +149,6 @@ async def closed_loop(
 
 
 def lookups(port: int) -> dict[tuple[str, str], float]:
-    import urllib.request
-
     from prometheus_client.parser import text_string_to_metric_families
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
@@ -164,7 +192,7 @@ def cache_study(model: Path, lines: list[bytes], duration: float) -> None:
         ):
             if not label.startswith("hot"):
                 port = free_port()
-                service = start_service(model, port, 2000, url)
+                service = start_service(model, port, redis_url=url)
             per_pass = len(batches) * 256
             started = time.perf_counter()
             sent = asyncio.run(one_pass(f"http://127.0.0.1:{port}/v1/score", batches))
@@ -180,7 +208,7 @@ def cache_study(model: Path, lines: list[bytes], duration: float) -> None:
         service.terminate()
         service.wait(30)
         port = free_port()
-        service = start_service(model, port, 2000, url)
+        service = start_service(model, port, redis_url=url)
         with gzip.open(DATA / "nsl_kdd_ocsf" / "train.jsonl.gz", "rb") as handle:
             replay = [line.rstrip(b"\n") for line in handle]
         replay_batches = [b"[" + b",".join(replay[i : i + 256]) + b"]" for i in range(0, len(replay), 256)]
@@ -218,46 +246,123 @@ async def one_pass(url: str, bodies: list[bytes], in_flight: int = 8) -> int:
     return failures
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--cache-only", action="store_true", help="only the Redis cache study")
-    args = parser.parse_args()
-    require_data()
-    model = default_model()
-    with gzip.open(DATA / "nsl_kdd_ocsf" / "train.jsonl.gz", "rb") as handle:
-        lines = [line.rstrip(b"\n") for _, line in zip(range(60_000), handle, strict=False)]
-    singles = lines
-    batches = [b"[" + b",".join(lines[i : i + 256]) + b"]" for i in range(0, len(lines) - 256, 256)]
-    print(f"machine: {machine()}")
-    if args.cache_only:
-        cache_study(model, lines, args.duration)
-        return
-    for label, wait_us in (("micro-batching on (2 ms)", 2000), ("micro-batching off", 0)):
+def load_test(
+    label: str, model: Path | None, singles: list[bytes], batches: list[bytes], duration: float
+) -> None:
+    for mode, max_size in (("micro-batching on", 1024), ("micro-batching off (batch_max_size 1)", 1)):
         port = free_port()
         url = f"http://127.0.0.1:{port}/v1/score"
-        service = start_service(model, port, wait_us)
+        service = start_service(model, port, max_size)
         try:
-            print(f"\n{label}")
+            print(f"\n{label}, {mode}")
             asyncio.run(closed_loop(url, singles[:2000], 1, 16, 2.0))  # warm up
-            if wait_us:
+            if max_size > 1:
                 for rate in (200, 500, 1000):
-                    print(
-                        "  open loop, single event, "
-                        + asyncio.run(open_loop(url, singles, rate, args.duration))
-                    )
-            rate, failures = asyncio.run(closed_loop(url, singles, 1, 64, args.duration))
+                    line, _ = asyncio.run(open_loop(url, singles, rate, duration))
+                    print("  open loop, single event, " + line)
+            rate, failures = asyncio.run(closed_loop(url, singles, 1, 64, duration))
             print(f"  closed loop, single event, 64 in flight: {rate:,.0f} req/s ({failures} not 2xx)")
-            if wait_us:
-                rate, failures = asyncio.run(closed_loop(url, batches, 256, 8, args.duration))
+            if max_size > 1:
+                rate, failures = asyncio.run(closed_loop(url, batches, 256, 8, duration))
                 print(
                     f"  batched, 256 events a request, 8 in flight: {rate:,.0f} events/s ({failures} not 2xx)"
                 )
         finally:
             service.terminate()
             service.wait(30)
+
+
+def swap_study(model: Path, singles: list[bytes], duration: float) -> None:
+    """Promote a new registry version while single events stream at 200 requests/s."""
+    with tempfile.TemporaryDirectory(prefix="bench-registry-") as scratch:
+        store = f"sqlite:///{scratch}/mlflow.db"
+        env = {
+            "OCSF_ANOMALY_REGISTRY_URI": store,
+            "OCSF_ANOMALY_MODEL_NAME": "bench",
+            "OCSF_ANOMALY_MODEL_POLL_SECONDS": "0",
+        }
+        from scorer.registry import Registry
+
+        registry = Registry(store)
+        registry.register(model, "bench")  # version 1, the champion
+        registry.register(model, "bench")  # version 2: the same bundle, downloaded and loaded anew
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/v1/score"
+        service = start_service(None, port, env=env)
+        marks: dict[str, float] = {}
+        try:
+            asyncio.run(closed_loop(url, singles[:2000], 1, 16, 2.0))
+
+            async def promote(start: float) -> None:
+                loop = asyncio.get_running_loop()
+                await asyncio.sleep(max(0.0, start + duration / 2 - loop.time()))
+                marks["promote"] = loop.time() - start
+                await loop.run_in_executor(None, registry.promote, "bench", "2")
+                reload = f"http://127.0.0.1:{port}/v1/models/reload"
+                async with aiohttp.ClientSession() as session, session.post(reload) as response:
+                    marks["reloaded"] = loop.time() - start
+                    assert response.status == 200, await response.text()
+
+            line, samples = asyncio.run(open_loop(url, singles, 200, duration, promote))
+        finally:
+            service.terminate()
+            service.wait(30)
+    window = [lat for at, lat, _ in samples if marks["promote"] - 0.1 <= at <= marks["reloaded"] + 0.1]
+    versions = [v for _, _, v in sorted(samples)]
+    switches = sum(a != b for a, b in itertools.pairwise(versions))
+    print(f"\nregistry swap under load (NSL-KDD model registered twice, temporary store), open loop {line}")
+    print(
+        f"  promote + reload took {marks['reloaded'] - marks['promote']:.2f} s; requests sent meanwhile: "
+        f"{len(window)}, p50 {percentile(window, 0.5) * 1e3:.2f} ms, p99 {percentile(window, 0.99) * 1e3:.2f} ms, "
+        f"max {max(window) * 1e3:.1f} ms; versions in send order: {versions[0]} … {versions[-1]}, {switches} switch(es)"
+    )
+
+
+def demo_events() -> list[bytes]:
+    """Distinct events of the demo company, registering the demo model first if `make run` has not."""
+    demo = ROOT / "data" / "demo"
+    run_cli("demo")  # trains and registers the demo model once; later runs only score the demo file
+    lines: list[bytes] = []
+    for name in ("train.jsonl", "demo.jsonl"):
+        lines += [line.rstrip(b"\n") for line in (demo / name).read_bytes().splitlines() if line.strip()]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement (default 10)")
+    parser.add_argument(
+        "--target",
+        choices=("make-run", "nsl", "both"),
+        default="both",
+        help="the service as `make run` starts it, the NSL-KDD model, or both (default)",
+    )
+    parser.add_argument("--cache-only", action="store_true", help="only the Redis cache study")
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    if args.target in ("make-run", "both"):
+        singles = demo_events()
+        batches = [b"[" + b",".join(singles[i : i + 256]) + b"]" for i in range(0, len(singles) - 256, 256)]
+        if not args.cache_only:
+            load_test(
+                f"make run's service (demo model, {len(singles):,} demo events)",
+                None,
+                singles,
+                batches,
+                args.duration,
+            )
+    if args.target == "make-run":
+        return
+    require_data()
+    model = default_model()
+    with gzip.open(DATA / "nsl_kdd_ocsf" / "train.jsonl.gz", "rb") as handle:
+        lines = [line.rstrip(b"\n") for _, line in zip(range(60_000), handle, strict=False)]
+    batches = [b"[" + b",".join(lines[i : i + 256]) + b"]" for i in range(0, len(lines) - 256, 256)]
+    if not args.cache_only:
+        load_test("NSL-KDD model (50,000-event baseline)", model, lines, batches, args.duration)
+        swap_study(model, lines, args.duration)
     cache_study(model, lines, args.duration)
     sys.stdout.flush()
 

@@ -21,7 +21,9 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float32]
 IdArray = npt.NDArray[np.int64]
 
-ANN_THRESHOLD = 20_000
+# A single query scans an exact index whole: 16,000 demo rows of 670 features took 8 ms a query
+# (memory-bound), IVF 0.1 ms at recall 0.95 with the same detection (BENCHMARKS.md, service).
+ANN_THRESHOLD = 5_000
 TARGET_RECALL = 0.95
 HNSW_M = 32
 EF_CONSTRUCTION = 80

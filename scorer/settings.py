@@ -74,9 +74,11 @@ class Settings(BaseSettings):
     max_events: int = Field(10_000, ge=1)
     """Most events accepted in one request (413 above it)."""
     batch_max_size: int = Field(1024, ge=1)
-    """Micro-batching: most events merged into one model and index call."""
-    batch_max_wait_us: int = Field(2000, ge=0)
-    """Micro-batching: longest a request waits for others to join its batch, in microseconds (0: off)."""
+    """Micro-batching: most events merged into one model and index call (1: every request alone)."""
+    batch_max_wait_us: int = Field(0, ge=0)
+    """Micro-batching: how long a free worker waits for more requests to join before it starts, in
+    microseconds. 0 (default): it starts at once; requests that arrive while every worker is busy
+    are merged anyway, so batches grow with the load."""
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     """Threads that run the model and the index (each single-threaded in torch and faiss)."""
     redis_url: str | None = Field(

@@ -83,7 +83,7 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 def _settings(bundle_dir: Path, redis: RedisServer, **changes: Any) -> Settings:
-    return Settings(model_dir=bundle_dir, workers=2, redis_url=redis.url, batch_max_wait_us=0, **changes)
+    return Settings(model_dir=bundle_dir, workers=2, redis_url=redis.url, batch_max_size=1, **changes)
 
 
 def _lookups(text: str) -> dict[tuple[str, str], float]:

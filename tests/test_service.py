@@ -249,14 +249,35 @@ async def test_batcher_merges_and_splits_back() -> None:
     assert max(sizes) > 1
 
 
+async def test_a_free_worker_starts_at_once_and_a_busy_one_collects_a_batch() -> None:
+    sizes: list[int] = []
+
+    async def run(events: list[Event], alpha: float) -> list[dict[str, Any]]:
+        sizes.append(len(events))
+        await asyncio.sleep(0.05)
+        return [{} for _ in events]
+
+    batcher = MicroBatcher(run, max_size=64, max_wait_us=0, concurrency=1)
+    await batcher.start()
+    first = asyncio.create_task(batcher.score([{"id": 0}], 0.01))
+    while not sizes:  # the worker took it
+        await asyncio.sleep(0.001)
+    await asyncio.gather(first, *[batcher.score([{"id": i}], 0.01) for i in range(1, 10)])
+    await batcher.stop()
+    # the first request found the worker free and ran alone, without waiting for others; the
+    # nine that queued while it ran became the next batch
+    assert sizes == [1, 9]
+
+
 async def test_batching_off_scores_each_request_alone() -> None:
     sizes: list[int] = []
 
     async def run(events: list[Event], alpha: float) -> list[dict[str, Any]]:
         sizes.append(len(events))
+        await asyncio.sleep(0.001)
         return [{} for _ in events]
 
-    batcher = MicroBatcher(run, max_size=64, max_wait_us=0, concurrency=2)
+    batcher = MicroBatcher(run, max_size=1, max_wait_us=0, concurrency=2)
     await batcher.start()
     await asyncio.gather(*[batcher.score([{"id": i}], 0.01) for i in range(10)])
     await batcher.stop()
@@ -452,14 +473,21 @@ async def test_reload_while_requests_stream_switches_once(
     versions: list[str] = []
     statuses: list[int] = []
 
-    async def stream() -> None:
-        for i in range(60):
-            status, body = await _post(client, "/v1/score", orjson.dumps(held_out_events[i]))
+    swapped = asyncio.Event()
+
+    async def stream() -> None:  # before, during and 20 requests after the swap
+        after = 0
+        for event in itertools.cycle(held_out_events[:200]):
+            status, body = await _post(client, "/v1/score", orjson.dumps(event))
             statuses.append(status)
             versions.append(body["results"][0]["model"]["version"])
+            after += swapped.is_set()
+            if after == 20:
+                return
 
     async def swap() -> dict[str, Any]:
-        await asyncio.sleep(0.05)
+        while len(versions) < 10:
+            await asyncio.sleep(0.005)
         second = await asyncio.get_running_loop().run_in_executor(
             None, _second_version, bundle_dir, serving_dir, held_out_events
         )
@@ -471,10 +499,11 @@ async def test_reload_while_requests_stream_switches_once(
             "from": {"champion": first, "challenger": None},
             "to": {"champion": second, "challenger": None},
         }
+        swapped.set()
         return body
 
     _, reload = await asyncio.gather(stream(), swap())
-    assert statuses == [200] * 60
+    assert statuses == [200] * len(statuses)
     second = reload["to"]["champion"]
     assert set(versions) == {first, second}
     switches = sum(a != b for a, b in itertools.pairwise(versions))

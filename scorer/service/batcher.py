@@ -1,10 +1,12 @@
 """Micro-batching: concurrent requests merged into one model and index call, off the event loop.
 
 A single-event request costs a model call and two index searches; the same call on a few hundred
-events costs barely more (PERFORMANCE.md). The batcher waits up to ``max_wait_us`` for other
-requests to join the first one's batch (or until ``max_size`` events), then runs the batch (the
-scoring function moves the work to the thread pool), at most ``concurrency`` batches at once. With ``max_wait_us = 0`` every request
-runs alone (batching off).
+events costs barely more (PERFORMANCE.md). Requests queue; whenever one of ``concurrency`` workers
+is free it takes everything queued (up to ``max_size`` events) as one batch. Under light load a
+request starts at once, alone; under heavy load the requests that arrived while the workers were
+busy make up the next batch, so batches grow with the load and nobody waits for a timer. A free
+worker may also linger ``max_wait_us`` for more requests to join before it starts (0, the
+default: it does not). ``max_size = 1`` turns merging off: every request runs alone.
 """
 
 from __future__ import annotations
@@ -58,8 +60,7 @@ class MicroBatcher:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def start(self) -> None:
-        if self.max_wait > 0:
-            self._loop_task = asyncio.create_task(self._collect(), name="micro-batcher")
+        self._loop_task = asyncio.create_task(self._collect(), name="micro-batcher")
 
     async def stop(self) -> None:
         """Finish the batches in flight; fail what is still queued."""
@@ -78,9 +79,6 @@ class MicroBatcher:
         """The anomaly objects of ``events``, in order, scored in a batch with other requests' events."""
         if not events:
             return []
-        if self._loop_task is None:  # batching off
-            async with self._slots:
-                return await self._run(events, alpha)
         future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(events, alpha, future))
         return await future
@@ -88,20 +86,23 @@ class MicroBatcher:
     async def _collect(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            first = await self._queue.get()
-            batch, size = [first], len(first.events)
+            await self._slots.acquire()  # a free worker …
+            batch = [await self._queue.get()]  # … takes the first request waiting …
+            size = len(batch[0].events)
             deadline = loop.time() + self.max_wait
-            while size < self.max_size:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    pending = await asyncio.wait_for(self._queue.get(), remaining)
-                except TimeoutError:
-                    break
+            while size < self.max_size:  # … and whatever queued behind it, lingering if told to
+                if self._queue.empty():
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        pending = await asyncio.wait_for(self._queue.get(), remaining)
+                    except TimeoutError:
+                        break
+                else:
+                    pending = self._queue.get_nowait()
                 batch.append(pending)
                 size += len(pending.events)
-            await self._slots.acquire()
             task = asyncio.create_task(self._execute(batch))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
