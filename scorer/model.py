@@ -153,8 +153,22 @@ class InferenceNet:
     def __init__(self, model: TabularResNet) -> None:
         state = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
         self.d_out = model.config.d_out
-        self.tables = [state[f"embeddings.{j}.weight"] for j in range(len(model.embeddings))]
-        self.input = (np.ascontiguousarray(state["input.weight"].T), state["input.bias"])
+        # The input layer applied to a concatenation of per-field embeddings is a sum of per-field
+        # products: each field's table is multiplied by its slice of the input weights once, here,
+        # and a row's input is one gather and a sum over its fields.
+        tables = [state[f"embeddings.{j}.weight"] for j in range(len(model.embeddings))]
+        weight = state["input.weight"].T  # (embedding widths + numeric columns, d_model)
+        projected, rows, start = [], [0], 0
+        for table in tables:
+            projected.append(table @ weight[start : start + table.shape[1]])
+            start += table.shape[1]
+            rows.append(rows[-1] + table.shape[0])
+        self.projected = (
+            np.ascontiguousarray(np.concatenate(projected), dtype=np.float32) if projected else None
+        )
+        self.offsets = np.asarray(rows[:-1], dtype=np.int64)
+        self.numeric_input = np.ascontiguousarray(weight[start:])
+        self.input_bias = state["input.bias"]
         self.blocks = [
             (
                 state[f"blocks.{i}.norm.weight"],
@@ -170,12 +184,11 @@ class InferenceNet:
         self.output = (np.ascontiguousarray(state["output.weight"].T), state["output.bias"])
 
     def __call__(self, cat: npt.NDArray[np.int64], num: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        parts = [table[cat[:, j]] for j, table in enumerate(self.tables)]
-        parts.append(num)
-        x = np.concatenate(parts, axis=1)
-        if x.shape[1] == 0:
-            x = np.zeros((cat.shape[0], 1), dtype=np.float32)
-        x = x @ self.input[0] + self.input[1]
+        x = np.broadcast_to(self.input_bias, (cat.shape[0], self.input_bias.shape[0]))
+        if num.shape[1]:  # (a model without inputs has one zero input column, never fed)
+            x = x + num @ self.numeric_input
+        if self.projected is not None:
+            x = x + self.projected[cat + self.offsets].sum(axis=1)
         for norm_w, norm_b, w1, b1, w2, b2 in self.blocks:
             hidden = np.maximum(_layer_norm(x, norm_w, norm_b) @ w1 + b1, 0.0)
             x = x + (hidden @ w2 + b2)

@@ -403,9 +403,11 @@ def test_config_show_masks_secrets(tmp_path: Path) -> None:
         **os.environ,
         "OCSF_ANOMALY_API_TOKEN": "very-secret",
         "REDIS_URL": "redis://user:pa55@cache.internal:6380/0",
+        "MLFLOW_TRACKING_URI": "https://ml:t0ken@mlflow.internal",
         "OCSF_ANOMALY_ALPHA": "0.05",
     }
     env.pop("OCSF_ANOMALY_REDIS_URL", None)
+    env.pop("OCSF_ANOMALY_REGISTRY_URI", None)
     result = subprocess.run(
         [sys.executable, "-m", "scorer.cli", "config", "show", "--config", str(settings_file)],
         capture_output=True,
@@ -421,7 +423,11 @@ def test_config_show_masks_secrets(tmp_path: Path) -> None:
     assert shown["admin_token"] == "***"
     assert shown["redis_url"] == "redis://***@cache.internal:6380/0"  # REDIS_URL, password hidden
     assert "very-secret" not in result.stdout
+    assert shown["registry_uri"] == "https://***@mlflow.internal"  # MLFLOW_TRACKING_URI, hidden too
+    assert shown["model_name"] == "ocsf-anomaly-demo"
+    assert shown["model_dir"] is None  # the registry serves unless a directory is named
     assert "pa55" not in result.stdout
+    assert "t0ken" not in result.stdout
     assert "from-file" not in result.stdout
 
 
@@ -437,3 +443,18 @@ def test_invalid_settings_are_a_one_line_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("error: invalid settings: port")
     assert "Traceback" not in result.stderr
+
+
+def test_a_challenger_directory_needs_a_champion_directory(tmp_path: Path) -> None:
+    env = {**os.environ, "OCSF_ANOMALY_CHALLENGER_MODEL_DIR": str(tmp_path)}
+    env.pop("OCSF_ANOMALY_MODEL_DIR", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "scorer.cli", "config", "show"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "challenger_model_dir needs model_dir" in result.stderr
+    assert "models promote VERSION --alias challenger" in result.stderr
