@@ -30,8 +30,10 @@ Event = dict[str, Any]
 TIMEOUT = 300
 
 
-def _run(*args: str | Path, check: bool = False) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
+def _run(
+    *args: str | Path, check: bool = False, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**(os.environ if env is None else env), "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "scorer.cli", *map(str, args)],
         capture_output=True,
@@ -408,13 +410,7 @@ def test_config_show_masks_secrets(tmp_path: Path) -> None:
     }
     env.pop("OCSF_ANOMALY_REDIS_URL", None)
     env.pop("OCSF_ANOMALY_REGISTRY_URI", None)
-    result = subprocess.run(
-        [sys.executable, "-m", "scorer.cli", "config", "show", "--config", str(settings_file)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    result = _run("config", "show", "--config", settings_file, env=env)
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
     assert shown["port"] == 9191  # from the file
@@ -433,13 +429,7 @@ def test_config_show_masks_secrets(tmp_path: Path) -> None:
 
 def test_invalid_settings_are_a_one_line_error(tmp_path: Path) -> None:
     env = {**os.environ, "OCSF_ANOMALY_PORT": "99999"}
-    result = subprocess.run(
-        [sys.executable, "-m", "scorer.cli", "config", "show"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    result = _run("config", "show", env=env)
     assert result.returncode == 2
     assert result.stderr.startswith("error: invalid settings: port")
     assert "Traceback" not in result.stderr
@@ -448,13 +438,7 @@ def test_invalid_settings_are_a_one_line_error(tmp_path: Path) -> None:
 def test_a_challenger_directory_needs_a_champion_directory(tmp_path: Path) -> None:
     env = {**os.environ, "OCSF_ANOMALY_CHALLENGER_MODEL_DIR": str(tmp_path)}
     env.pop("OCSF_ANOMALY_MODEL_DIR", None)
-    result = subprocess.run(
-        [sys.executable, "-m", "scorer.cli", "config", "show"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    result = _run("config", "show", env=env)
     assert result.returncode == 2
     assert "challenger_model_dir needs model_dir" in result.stderr
     assert "models promote VERSION --alias challenger" in result.stderr
