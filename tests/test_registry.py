@@ -341,3 +341,25 @@ def test_serve_with_an_empty_registry_is_a_one_line_error(store: str) -> None:
     assert result.returncode == 2, result.stderr
     assert "no registered model 'ocsf-anomaly-demo'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_the_poll_keeps_serving_through_a_registry_without_a_champion(
+    aiohttp_client: Any, store: str, registry: Registry, two_versions: str, held_out_events: list[Event]
+) -> None:
+    client = await aiohttp_client(create_app(_settings(store, two_versions, model_poll_seconds=0.1)))
+    registry.client.delete_registered_model_alias(two_versions, "champion")  # removed by hand, say
+    for _ in range(100):  # until the poll has failed at least twice
+        metrics = await (await client.get("/metrics")).text()
+        if 'ocsf_anomaly_model_reloads_total{result="failed"} 2.0' in metrics:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the poll never noticed the missing champion")
+    status, body = await _score(client, held_out_events[0])
+    assert status == 200
+    assert body["results"][0]["model"]["version"] == "1"  # the last good champion keeps answering
+    response = await client.post("/v1/models/reload")
+    assert response.status == 409
+    assert "no version of" in (await response.json())["error"]["message"]
+    registry.promote(two_versions, "2")
+    await _wait_for(client, held_out_events[0], "2")  # and the poll picks up the next one
