@@ -216,17 +216,18 @@ class Registry:
 
     def alias(self, name: str, alias: str) -> ModelVersion | None:
         """The version that holds ``alias``, or None."""
+        _check_alias(alias)
+        return self.aliases(name).get(alias)
+
+    def aliases(self, name: str) -> dict[str, ModelVersion]:
+        """The versions that hold the champion and challenger aliases (one read of the model)."""
         from mlflow.exceptions import MlflowException
 
-        _check_alias(alias)
-        model = self._model(name)
-        version = (model.aliases or {}).get(alias)
-        if version is None:
-            return None
+        held = {a: str(v) for a, v in (self._model(name).aliases or {}).items() if a in ALIASES}
         try:
-            return self._version(self.client.get_model_version(name, str(version)))
+            return {a: self._version(self.client.get_model_version(name, v)) for a, v in held.items()}
         except MlflowException as exc:
-            raise RegistryError(f"cannot read {name}@{alias}: {exc.message}") from exc
+            raise RegistryError(f"cannot read the aliases of {name!r}: {exc.message}") from exc
 
     def _get(self, name: str, version: str) -> ModelVersion:
         from mlflow.exceptions import MlflowException

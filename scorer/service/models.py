@@ -80,14 +80,15 @@ class RegistrySource:
         self.name = name
 
     def resolve(self) -> dict[str, ModelRef]:
-        champion = self.registry.alias(self.name, "champion")
+        held = self.registry.aliases(self.name)
+        champion = held.get("champion")
         if champion is None:
             raise RegistryError(
                 f"no version of {self.name!r} has the alias champion in {self.registry.uri}: "
                 f"promote one with `ocsf-anomaly models promote VERSION --name {self.name}`"
             )
         refs = {"champion": self._ref(champion)}
-        challenger = self.registry.alias(self.name, "challenger")
+        challenger = held.get("challenger")
         if challenger is not None:
             refs["challenger"] = self._ref(challenger)
         return refs
