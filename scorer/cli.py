@@ -596,12 +596,12 @@ def _demo(args: argparse.Namespace) -> int:
     from scorer.evaluate import read_labels
     from scorer.io import load_events
     from scorer.paths import state_dir
-    from scorer.registry import Registry, RegistryError
-    from scorer.settings import DEMO_MODEL, Settings
+    from scorer.registry import RegistryError
+    from scorer.settings import DEMO_MODEL
 
     demo_dir = state_dir() / "demo"
     files = write_demo_files(demo_dir)
-    registry = Registry(Settings.load().registry_uri)
+    registry = _registry(None)
     try:
         champion = registry.alias(DEMO_MODEL, "champion")
     except RegistryError:  # no such model yet

@@ -22,10 +22,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from scorer import bundle
 
@@ -49,11 +48,11 @@ class ModelVersion:
 
     name: str
     version: str
-    bundle_version: str = field(compare=False)
-    source: str = field(compare=False)
-    aliases: tuple[str, ...] = field(default=(), compare=False)
-    created_ms: int = field(default=0, compare=False)
-    run_id: str = field(default="", compare=False)
+    bundle_version: str
+    source: str  # the artifact URI of the bundle
+    aliases: tuple[str, ...] = ()
+    created_ms: int = 0
+    run_id: str = ""
 
     @property
     def uri(self) -> str:
@@ -66,9 +65,7 @@ def default_uri(state: Path) -> str:
 
 
 def _sqlite_path(uri: str) -> Path | None:
-    parsed = urlparse(uri)
-    if parsed.scheme != "sqlite":
-        return None
+    """The database file of a ``sqlite:///PATH`` URI (four slashes: an absolute path), else None."""
     return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
 
 
@@ -110,16 +107,13 @@ class Registry:
         except OSError as exc:  # an unreachable server or an unwritable store
             raise RegistryError(f"{doing}: {exc}") from exc
 
-    def _missing(self, exc: Exception) -> bool:
-        return getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST"
-
     def _model(self, name: str) -> Any:
         from mlflow.exceptions import MlflowException
 
         try:
             return self.client.get_registered_model(name)
         except MlflowException as exc:
-            if self._missing(exc):
+            if _missing(exc):
                 raise RegistryError(
                     f"no registered model {name!r} in {self.uri}: "
                     f"register one with `ocsf-anomaly train EVENTS --register {name}`"
@@ -235,7 +229,7 @@ class Registry:
         try:
             return self._version(self.client.get_model_version(name, version))
         except MlflowException as exc:
-            if self._missing(exc) or getattr(exc, "error_code", "") == "INVALID_PARAMETER_VALUE":
+            if _missing(exc) or getattr(exc, "error_code", "") == "INVALID_PARAMETER_VALUE":
                 raise RegistryError(
                     f"{name!r} has no version {version!r} (see `ocsf-anomaly models list`)"
                 ) from None
@@ -276,11 +270,11 @@ class Registry:
         """
         _check_alias(alias)
         current = self.alias(name, alias)
-        history = self._history(name, alias)
-        if current is not None and (not history or history[-1] != current.version):
-            history.append(current.version)
         if current is None:
             raise RegistryError(f"no version of {name!r} is {alias}: nothing to roll back")
+        history = self._history(name, alias)
+        if not history or history[-1] != current.version:
+            history.append(current.version)  # the alias was moved outside this tool
         earlier = history[:-1]
         with self._errors(f"cannot roll back {name}@{alias}"):
             if not earlier:
@@ -321,6 +315,10 @@ class Registry:
             yield path
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _missing(exc: Exception) -> bool:
+    return getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST"
 
 
 def _check_alias(alias: str) -> None:

@@ -54,7 +54,7 @@ class Metrics:
             registry=r,
         )
         self.model_reloads = Counter(
-            "ocsf_anomaly_model_reloads_total",
+            "ocsf_anomaly_model_reloads",
             "Checks for a new model (poll or admin call) by result: swapped, unchanged, failed",
             ["result"],
             registry=r,

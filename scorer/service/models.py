@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from scorer import bundle
 from scorer.detector import Detector
@@ -54,20 +54,17 @@ class DirectorySource:
         self.dirs = {"champion": champion, **({"challenger": challenger} if challenger else {})}
 
     def resolve(self) -> dict[str, ModelRef]:
-        return {alias: self._ref(path) for alias, path in self.dirs.items()}
+        return {alias: self._ref(bundle.read_metadata(path), path) for alias, path in self.dirs.items()}
 
     @staticmethod
-    def _ref(path: Path) -> ModelRef:
-        metadata = bundle.read_metadata(path)
+    def _ref(metadata: dict[str, Any], path: Path | str) -> ModelRef:
         version = str(metadata.get("version"))
         return ModelRef(str(metadata.get("name")), version, version, str(path), str(path))
 
     def load(self, ref: ModelRef) -> Loaded:
         detector = bundle.load(ref.location)
-        loaded = self._ref(Path(ref.location))  # what was read, even if the directory changed since
-        if detector.model_info["version"] != loaded.version:
-            raise bundle.BundleError(f"{ref.location} changed while it was being loaded; reload again")
-        return Loaded(loaded, detector)
+        # named by what was read: the directory may have been rewritten since it was resolved
+        return Loaded(self._ref(detector.metadata, ref.location), detector)
 
 
 class RegistrySource:
