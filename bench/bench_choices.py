@@ -7,6 +7,12 @@ every score kind at α = 0.01. Raw-feature k-NN on the same split is in bench_de
     .venv/bin/python bench/bench_choices.py k      [--sets nsl_kdd unsw_nb15]   # k × feature_k, epochs 2 / 6
     .venv/bin/python bench/bench_choices.py loss   [--sets unsw_nb15]           # reconstruction weight 0 / 1 / 3
     .venv/bin/python bench/bench_choices.py size   [--sets unsw_nb15 nsl_kdd]   # d_model × blocks
+    .venv/bin/python bench/bench_choices.py shift  [--seeds 0 1 2]              # fusion weight × k, five protocols
+
+The `shift` study judges on data captured apart from training (see bench_detection.py for the
+protocols): NSL-KDD train → dev, UNSW-NB15 in file order, the demo company after a round of hiring,
+with the i.i.d. splits beside them as a sanity check. One fitted detector per protocol and seed,
+re-calibrated for each option; the baselines are fitted once per protocol and seed.
 """
 
 from __future__ import annotations
@@ -17,10 +23,11 @@ from pathlib import Path
 
 from common import DATA, OUT, machine, require_data, run_cli
 
+from scorer.baselines import run_baselines
 from scorer.detector import Detector, DetectorConfig, set_threads, split_for_fit
 from scorer.evaluate import evaluate, load_labelled
 from scorer.io import load_events
-from scorer.metrics import detection_report
+from scorer.metrics import detection_report, recall_at_fpr
 from scorer.model import TrainConfig, embed
 
 FOLDERS = {"nsl_kdd": "nsl_kdd_ocsf", "unsw_nb15": "unsw_nb15_ocsf"}
@@ -52,16 +59,77 @@ def report(tag: str, detector: Detector, test: list, y, alpha: float = 0.01) -> 
         )
 
 
+SHIFT_OPTIONS = {  # name → DetectorConfig changes, applied to one fitted detector
+    "features (feature_k 1)": {"score": "features"},
+    "embedding (k 20)": {"score": "embedding"},
+    "fusion w 0.5, k 20 (before)": {"fusion_weight": 0.5},
+    "fusion w 0.25, k 20": {"fusion_weight": 0.25},
+    "fusion w 0.5, k 5": {"fusion_weight": 0.5, "k": 5},
+    "fusion w 0.25, k 5": {"fusion_weight": 0.25, "k": 5},
+}
+
+
+def shift_study(seeds: list[int]) -> None:
+    import statistics
+
+    from bench_detection import protocol_data
+
+    table: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
+    for protocol in (
+        "nsl_kdd train→dev",
+        "unsw_nb15 ordered",
+        "demo after hiring",
+        "nsl_kdd iid",
+        "unsw_nb15 iid",
+    ):
+        for seed in seeds:
+            train, test, y = protocol_data(protocol, seed)
+            raw = run_baselines(train, test, seed=seed)[0]
+            raw_fpr = detection_report(y, raw.scores, raw.flagged)["fpr"]
+            row = table.setdefault(protocol, {})
+            row.setdefault("raw-knn", []).append(
+                (
+                    detection_report(y, raw.scores, raw.flagged)["roc_auc"],
+                    recall_at_fpr(y, raw.scores, raw_fpr),
+                    raw_fpr,
+                )
+            )
+            fitted = Detector.fit(train, config=DetectorConfig(seed=seed), progress=False)
+            calibration = [train[i] for i in split_for_fit(len(train), fitted.config)[0]]
+            for name, changes in SHIFT_OPTIONS.items():
+                variant = fitted.with_config(**changes).calibrate(calibration)
+                kind = variant.config.score
+                result = variant.score(test, explain=False)
+                scores = result.components[kind]
+                m = detection_report(y, scores, result.p_value <= 0.01)
+                row.setdefault(name, []).append((m["roc_auc"], recall_at_fpr(y, scores, raw_fpr), m["fpr"]))
+                print(
+                    f"{protocol:<20} seed {seed} {name:<28} ROC-AUC {m['roc_auc']:.4f} "
+                    f"recall@raw-FPR {row[name][-1][1]:.4f} FPR@1% {m['fpr']:.4f}",
+                    flush=True,
+                )
+    print("\nmedian over seeds: ROC-AUC / recall at raw k-NN's FPR / realised FPR at α = 1%")
+    for protocol, rows in table.items():
+        print(protocol)
+        for name, runs in rows.items():
+            cells = [statistics.median(r[i] for r in runs) for i in range(3)]
+            print(f"  {name:<28} {cells[0]:.4f} / {cells[1]:.3f} / {100 * cells[2]:.2f}%")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("study", choices=("k", "loss", "size"))
+    parser.add_argument("study", choices=("k", "loss", "size", "shift"))
     parser.add_argument("--sets", nargs="+", default=list(FOLDERS), choices=list(FOLDERS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="shift study only")
     args = parser.parse_args()
     require_data()
     set_threads(2)
     print(f"machine: {machine()}")
+    if args.study == "shift":
+        shift_study(args.seeds)
+        return
     for name in args.sets:
         folder = split(name)
         train = load_events([folder / "train_normal.jsonl.gz"])

@@ -183,7 +183,8 @@ def load(directory: Path | str) -> Detector:
         state = torch.load(directory / "weights.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(state)
         model.eval()
-        config = DetectorConfig(**metadata["detector"])
+        # Bundles written before the fusion weight was a setting fused half and half.
+        config = DetectorConfig(**{"fusion_weight": 0.5, **metadata["detector"]})
         embedding_index = KnnIndex.load(directory / "embedding.faiss", metadata["index"]["embedding"])
         feature_index = KnnIndex.load(directory / "features.faiss", metadata["index"]["features"])
         if embedding_index.dim != model_config.d_out:

@@ -61,10 +61,24 @@ the rest looks like the user's normal behaviour:
 * ``off_hours_admin``: a successful RDP logon of an admin to ``dc01`` or ``fs01`` on a Sunday at 03:xx
   (otherwise exactly what admins do every weekday).
 
+Shifted traffic
+---------------
+Real traffic drifts away from the period a model was trained on. ``new_hires=h`` (default 0, at most
+:data:`MAX_NEW_HIRES`) adds ``h`` employees who were not there before, as in a later period after a round
+of hiring. Each joins a department chosen in proportion to its size and is drawn like its staff (working
+hours, weekly rhythm, browsers, sites, processes, AWS operations and regions, how busy), under a new name
+and SID, with the next free home IP of the department (``10.1.<dept>.<10 + j>``) and a workstation of
+their own that did not exist before (``ws-eng-08`` ...). Their own activity is labelled normal; the mix moves
+with them (more of their departments' classes and sites), and the injected anomalies may also hit them.
+The staff, their habits and the meaning of every other argument are unchanged, and ``new_hires=0`` is
+exactly the output without the option. Typical use: train on ``generate_events(n, seed=s)`` and score
+a later period of the same company with ``new_hires`` > 0 and injected anomalies.
+
 Determinism
 -----------
 Everything is drawn from ``numpy.random.Generator`` streams derived from the seed with ``SeedSequence``:
-the company (users, habits) from ``(seed, 0)`` and the events from ``(seed, 1, stream)``. No set or
+the company (users, habits) from ``(seed, 0)``, the new hires from ``(seed, 2)`` (the first ``m`` of
+``h`` new hires are the ``m`` new hires) and the events from ``(seed, 1, stream)``. No set or
 dict iteration order, clock or environment enters the output, so the same arguments give the same events
 and :func:`write_demo_files` writes byte-identical files. The training file is stream 0 (it is exactly
 ``generate_events(n_train, seed=seed)``); the demo file is stream 1 of the same company, starting where the
@@ -105,6 +119,7 @@ ANOMALY_KINDS: Final[tuple[str, ...]] = (
 CLASS_UIDS: Final[tuple[int, ...]] = (3002, 4001, 4002, 4003, 1007, 6003)
 DEFAULT_START_TIME_MS: Final = 1_700_000_000_000
 EVENTS_PER_DAY: Final = 280
+MAX_NEW_HIRES: Final = 100
 
 TRAIN_FILE: Final = "train.jsonl"
 DEMO_FILE: Final = "demo.jsonl"
@@ -807,9 +822,15 @@ def _dns_entries(sites: Sequence[_Site]) -> list[tuple[str, str | None, str | No
 
 
 def _make_human(
-    rng: np.random.Generator, dept: _Dept, dept_index: int, j: int, name: str, uid_index: int
+    rng: np.random.Generator,
+    dept: _Dept,
+    dept_index: int,
+    j: int,
+    name: str,
+    uid_index: int,
+    hosts_pool: Sequence[str],
 ) -> tuple[_Actor, list[float], float]:
-    hosts_pool = [f"{dept.host_prefix}-{k:02d}" for k in range(1, dept.n_hosts + 1)]
+    """Employee ``j`` of ``dept``: home IP ``10.1.<dept_index + 1>.<10 + j>``, one or two of ``hosts_pool``."""
     n_hosts = 2 if (len(hosts_pool) > 1 and rng.random() < 0.3) else 1
     hosts = tuple(hosts_pool[int(i)] for i in rng.choice(len(hosts_pool), size=n_hosts, replace=False))
     start_h = int(rng.integers(7, 11))
@@ -1003,9 +1024,36 @@ def _services() -> list[tuple[_Actor, list[float], float]]:
     return [(backup, backup_profile, 1.0), (ci, ci_profile, 1.0), (monitor, monitor_profile, 1.0)]
 
 
+def _hires(seed: int, count: int, taken: set[str]) -> list[tuple[_Actor, list[float], float]]:
+    """``count`` employees who joined after the training period, drawn like the staff from ``(seed, 2)``.
+
+    Each joins a department chosen in proportion to its size, under a name not in ``taken``, with the next
+    free home IP of the department and a workstation of its own, new to the network. The first ``m`` of
+    ``count`` hires are the ``m`` hires.
+    """
+    rng = np.random.default_rng([seed, 2])
+    first_names, last_names = _FIRST_NAMES.split(), _LAST_NAMES.split()
+    sizes = np.array([d.size for d in _DEPTS], dtype=np.float64)
+    names = set(taken)
+    joined = [0] * len(_DEPTS)
+    entries: list[tuple[_Actor, list[float], float]] = []
+    for k in range(count):
+        dept_index = int(rng.choice(len(_DEPTS), p=sizes / sizes.sum()))
+        dept = _DEPTS[dept_index]
+        name = ""
+        while not name or name in names:
+            name = f"{rng.choice(first_names)}.{rng.choice(last_names)}".lower()
+        names.add(name)
+        n = joined[dept_index]
+        joined[dept_index] += 1
+        host = f"{dept.host_prefix}-{dept.n_hosts + 1 + n:02d}"
+        entries.append(_make_human(rng, dept, dept_index, dept.size + n, name, 100 + k, (host,)))
+    return entries
+
+
 @functools.lru_cache(maxsize=8)
-def _world(seed: int) -> _World:
-    """The company for ``seed``: users with habits, and when each actor is active."""
+def _world(seed: int, new_hires: int = 0) -> _World:
+    """The company for ``seed``, with ``new_hires`` more employees: users with habits, and when each is active."""
     rng = np.random.default_rng([seed, 0])
     n_users = sum(d.size for d in _DEPTS)
     first_names, last_names = _FIRST_NAMES.split(), _LAST_NAMES.split()
@@ -1013,11 +1061,13 @@ def _world(seed: int) -> _World:
     lasts = [last_names[int(i)] for i in rng.integers(0, len(last_names), size=n_users)]
     entries: list[tuple[_Actor, list[float], float]] = []
     for dept_index, dept in enumerate(_DEPTS):
+        hosts_pool = [f"{dept.host_prefix}-{k:02d}" for k in range(1, dept.n_hosts + 1)]
         for j in range(dept.size):
             k = len(entries)
             name = f"{firsts[k]}.{lasts[k]}".lower()
-            entries.append(_make_human(rng, dept, dept_index, j, name, k))
+            entries.append(_make_human(rng, dept, dept_index, j, name, k, hosts_pool))
     entries += _services()
+    entries += _hires(seed, new_hires, {a.name for a, _, _ in entries})
     actors = tuple(a for a, _, _ in entries)
     activity = np.array([[w * p for p in profile] for _, profile, w in entries], dtype=np.float64)  # (A, 168)
     return _World(
@@ -1562,7 +1612,14 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _generate(
-    n: int, *, seed: int, stream: int, anomaly_rate: float, start_time_ms: int, uid_offset: int
+    n: int,
+    *,
+    seed: int,
+    stream: int,
+    anomaly_rate: float,
+    start_time_ms: int,
+    uid_offset: int,
+    new_hires: int = 0,
 ) -> tuple[list[Event], list[str]]:
     """:func:`generate_events` on event stream ``stream``, numbering uids from ``uid_offset``."""
     if n < 0:
@@ -1571,14 +1628,16 @@ def _generate(
         raise ValueError(f"seed must be >= 0, got {seed}")
     if not 0.0 <= anomaly_rate <= 1.0:
         raise ValueError(f"anomaly_rate must be in [0, 1], got {anomaly_rate}")
+    if not 0 <= new_hires <= MAX_NEW_HIRES:
+        raise ValueError(f"new_hires must be in [0, {MAX_NEW_HIRES}], got {new_hires}")
     with _gc_paused():
-        return _build(n, seed, stream, anomaly_rate, start_time_ms, uid_offset)
+        return _build(n, seed, stream, anomaly_rate, start_time_ms, uid_offset, new_hires)
 
 
 def _build(
-    n: int, seed: int, stream: int, anomaly_rate: float, start_time_ms: int, uid_offset: int
+    n: int, seed: int, stream: int, anomaly_rate: float, start_time_ms: int, uid_offset: int, new_hires: int
 ) -> tuple[list[Event], list[str]]:
-    world = _world(seed)
+    world = _world(seed, new_hires)
     n_anomalies = min(n, round(n * anomaly_rate))
     m = n - n_anomalies
     time_rng, event_rng, anomaly_rng = (
@@ -1617,7 +1676,12 @@ def _build(
 
 
 def generate_events(
-    n: int, *, seed: int, anomaly_rate: float = 0.0, start_time_ms: int = DEFAULT_START_TIME_MS
+    n: int,
+    *,
+    seed: int,
+    anomaly_rate: float = 0.0,
+    start_time_ms: int = DEFAULT_START_TIME_MS,
+    new_hires: int = 0,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Generate ``n`` OCSF 1.5.0 events of the demo company, ``round(n * anomaly_rate)`` of them anomalies.
 
@@ -1626,10 +1690,44 @@ def generate_events(
     :data:`ANOMALY_KINDS`). Anomalies land at random positions (by their own time). ``metadata.uid`` is
     ``demo-<seed>-<i>`` with ``i`` the position. The same arguments always give the same events.
 
-    Raises ``ValueError`` for a negative ``n`` or ``seed`` or an ``anomaly_rate`` outside ``[0, 1]``.
+    ``new_hires`` employees who joined later (see "Shifted traffic" in the module docstring) act beside
+    the staff; their own activity is labelled ``"normal"``.
+
+    Raises ``ValueError`` for a negative ``n`` or ``seed``, an ``anomaly_rate`` outside ``[0, 1]`` or
+    ``new_hires`` outside ``[0, MAX_NEW_HIRES]``.
     """
     return _generate(
-        n, seed=seed, stream=0, anomaly_rate=anomaly_rate, start_time_ms=start_time_ms, uid_offset=0
+        n,
+        seed=seed,
+        stream=0,
+        anomaly_rate=anomaly_rate,
+        start_time_ms=start_time_ms,
+        uid_offset=0,
+        new_hires=new_hires,
+    )
+
+
+def generate_later(
+    earlier: Sequence[Event], n: int, *, seed: int, anomaly_rate: float = 0.0, new_hires: int = 0
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """``n`` new events of the company of ``seed`` in the period right after ``earlier``.
+
+    ``earlier`` is ``generate_events(len(earlier), seed=seed)``, the period a model trained on. The later
+    events come from another random stream of the same company, start after the last earlier event, and
+    number their uids on from ``len(earlier)``; ``new_hires`` employees who joined in between act beside
+    the staff (see "Shifted traffic"). This is how :func:`write_demo_files` makes the demo file.
+    """
+    start = DEFAULT_START_TIME_MS + _window_ms(len(earlier))
+    if earlier:
+        start = max(start, int(earlier[-1]["time"]) + 1)
+    return _generate(
+        n,
+        seed=seed,
+        stream=1,
+        anomaly_rate=anomaly_rate,
+        start_time_ms=start,
+        uid_offset=len(earlier),
+        new_hires=new_hires,
     )
 
 
@@ -1667,12 +1765,7 @@ def write_demo_files(
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     train_events, _ = generate_events(n_train, seed=seed, anomaly_rate=0.0)
-    demo_start = DEFAULT_START_TIME_MS + _window_ms(n_train)
-    if train_events:
-        demo_start = max(demo_start, int(train_events[-1]["time"]) + 1)
-    demo_events, labels = _generate(
-        n_demo, seed=seed, stream=1, anomaly_rate=anomaly_rate, start_time_ms=demo_start, uid_offset=n_train
-    )
+    demo_events, labels = generate_later(train_events, n_demo, seed=seed, anomaly_rate=anomaly_rate)
     files = DemoFiles(train=out_dir / TRAIN_FILE, demo=out_dir / DEMO_FILE, labels=out_dir / LABELS_FILE)
     _write_jsonl(files.train, train_events)
     _write_jsonl(files.demo, demo_events)

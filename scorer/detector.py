@@ -40,11 +40,14 @@ CHUNK = 4096  # events scored at once: bounds the (events × k × columns) array
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """How a detector is fitted and scores. Defaults chosen by measurement (BENCHMARKS.md)."""
+    """How a detector is fitted and scores. Defaults chosen by measurement on data captured apart
+    from training (BENCHMARKS.md, "How the defaults were chosen"): on shifted traffic the embedding
+    alone ranks below the feature space, so it has a quarter of the fusion's weight."""
 
-    k: int = 20
+    k: int = 5  # neighbours of the embedding score (the explanation reads max(k, feature_k))
     feature_k: int = 1
     score: ScoreKind = "fusion"
+    fusion_weight: float = 0.25  # the embedding's share of the fusion; the feature space has the rest
     alpha: float = 0.01
     baseline_size: int = 50_000
     calibration_fraction: float = 0.2
@@ -62,6 +65,8 @@ class DetectorConfig:
             raise ValueError("k and feature_k must be at least 1")
         if not 0 < self.alpha < 1:
             raise ValueError("alpha (the target false-positive rate) must be between 0 and 1")
+        if not 0 <= self.fusion_weight <= 1:
+            raise ValueError("fusion_weight (the embedding's share of the fusion) must be between 0 and 1")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -334,10 +339,10 @@ class Detector:
             distances, neighbours = self.feature_index.search(dense, wanted)
             out["features"] = distances[:, : self.config.feature_k].mean(axis=1, dtype=np.float64)
         if "embedding" in out and "features" in out:
-            out["fusion"] = 0.5 * (
-                self.standardisers["embedding"](out["embedding"])
-                + self.standardisers["features"](out["features"])
-            )
+            weight = self.config.fusion_weight
+            out["fusion"] = weight * self.standardisers["embedding"](out["embedding"]) + (
+                1.0 - weight
+            ) * self.standardisers["features"](out["features"])
         t2 = time.perf_counter()
         seconds["embed"] = seconds.get("embed", 0.0) + t1 - t0
         seconds["search"] = seconds.get("search", 0.0) + t2 - t1

@@ -65,3 +65,21 @@ def detection_report(labels: ArrayLike, scores: ArrayLike, flagged: ArrayLike) -
         "n_attack": n_attack,
         "n_missing": n_missing,
     }
+
+
+def recall_at_fpr(labels: ArrayLike, scores: ArrayLike, fpr: float) -> float:
+    """Recall of ``scores`` with the threshold that flags a share ``fpr`` of the normal events.
+
+    Compares scores at one false-alarm budget, whatever their own thresholds realised: the threshold
+    is the ``1 - fpr`` quantile of the normal events' scores, and an attack counts when it scores
+    above it. NaN scores are left out; NaN when either class is missing or ``fpr`` is NaN.
+    """
+    y = np.asarray(labels)
+    s = np.asarray(scores, dtype=np.float64)
+    present = ~np.isnan(s)
+    y, s = y[present], s[present]
+    normal, attack = s[y == 0], s[y == 1]
+    if not normal.size or not attack.size or math.isnan(fpr):
+        return math.nan
+    threshold = np.quantile(normal, 1.0 - min(max(fpr, 0.0), 1.0))
+    return float(np.mean(attack > threshold))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import itertools
 from collections import Counter
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from scorer.demo import (
     ANOMALY_KINDS,
     CLASS_UIDS,
+    MAX_NEW_HIRES,
     NORMAL,
     DemoFiles,
     generate_events,
@@ -170,7 +172,11 @@ def test_start_time_is_respected() -> None:
 
 
 def test_anomalies_are_what_their_label_says(sample: tuple[list[Event], list[str]]) -> None:
-    events, labels = sample
+    _assert_labels_hold(*sample)
+
+
+def _assert_labels_hold(events: list[Event], labels: list[str]) -> None:
+    """Each anomaly is off-distribution the way its kind says, against the normal events beside it."""
     normal = [e for e, label in zip(events, labels, strict=True) if label == NORMAL]
     normal_regions = {e["cloud"]["region"] for e in normal if e["class_uid"] == 6003}
     normal_ports = {e["dst_endpoint"]["port"] for e in normal if e["class_uid"] == 4001}
@@ -217,6 +223,44 @@ def test_anomalies_are_what_their_label_says(sample: tuple[list[Event], list[str
     assert max(bursts.values()) >= 3
 
 
+def _people(events: list[Event]) -> tuple[set[str], set[str], set[str]]:
+    """User names, home IPs (10.1.x.x) and workstations that appear in ``events``."""
+    names = {e["actor"]["user"]["name"] for e in events if "user" in e.get("actor", {})}
+    ips = {
+        e["src_endpoint"]["ip"] for e in events if e.get("src_endpoint", {}).get("ip", "").startswith("10.1.")
+    }
+    hosts = {e["device"]["hostname"] for e in events if e["class_uid"] == 1007}
+    return names, ips, hosts
+
+
+def test_new_hires_shift_the_traffic_and_leave_the_default_alone() -> None:
+    # The default output is pinned: the shift option (and any later change) must not move it.
+    default = generate_events(500, seed=3, anomaly_rate=0.05)
+    assert hashlib.sha256(orjson.dumps(default)).hexdigest() == (
+        "806237cfc908fcf090612186a76e50cbae74efd8c75925345b94a4eb72fc6f11"
+    )
+    assert orjson.dumps(generate_events(500, seed=3, anomaly_rate=0.05, new_hires=0)) == orjson.dumps(default)
+
+    staff, _ = generate_events(5_000, seed=3)  # the company without the hires
+    events, labels = generate_events(3_000, seed=3, anomaly_rate=0.05, new_hires=6)
+    again = generate_events(3_000, seed=3, anomaly_rate=0.05, new_hires=6)
+    assert orjson.dumps(again) == orjson.dumps((events, labels))
+    assert sum(label != NORMAL for label in labels) == 150
+    _assert_labels_hold(events, labels)
+
+    normal = [e for e, label in zip(events, labels, strict=True) if label == NORMAL]
+    old_names, old_ips, old_hosts = _people(staff)
+    now_names, now_ips, now_hosts = _people(normal)
+    names, ips, hosts = now_names - old_names, now_ips - old_ips, now_hosts - old_hosts
+    assert len(names) == len(ips) == len(hosts) == 6  # six new people, each with an IP and a workstation
+    assert all(host.startswith("ws-") for host in hosts)
+    # the staff are still there, and the first hires of six are the hires of three
+    assert len(now_names & old_names) >= 45
+    fewer = _people(generate_events(3_000, seed=3, anomaly_rate=0.05, new_hires=3)[0])[0] - old_names
+    assert len(fewer) == 3
+    assert fewer < names
+
+
 def test_invalid_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="anomaly_rate"):
         generate_events(10, seed=1, anomaly_rate=1.5)
@@ -224,6 +268,10 @@ def test_invalid_arguments_are_refused() -> None:
         generate_events(-1, seed=1)
     with pytest.raises(ValueError, match="seed"):
         generate_events(10, seed=-2)
+    with pytest.raises(ValueError, match="new_hires"):
+        generate_events(10, seed=1, new_hires=-1)
+    with pytest.raises(ValueError, match="new_hires"):
+        generate_events(10, seed=1, new_hires=MAX_NEW_HIRES + 1)
 
 
 def test_write_demo_files(demo_files: DemoFiles) -> None:
