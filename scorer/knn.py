@@ -2,8 +2,13 @@
 
 Exact search (``IndexFlatL2``) for small baselines. Above ``ann_threshold`` rows, an approximate
 index: HNSW and IVF are both built, each one's search effort (``efSearch``, ``nprobe``) raised until
-its recall@k against exact search on held-out queries reaches ``target_recall``, and the faster
-one kept. Recall, effort and speed are stored with the index.
+its recall@k against exact search reaches ``target_recall`` on two query sets, and the faster one
+kept: held-out queries, and the same queries with a tenth of each one's columns taken from another
+(off the baseline's manifold, as shifted traffic is). Tuned on held-out queries alone, an HNSW
+index found the true nearest neighbour for 96% of them but for 88% of NSL-KDD's test traffic,
+captured apart from training; every miss inflates a distance into a false alarm (BENCHMARKS.md).
+Recall counts a found neighbour when it is as near as the true k-th, so exact ties (duplicate
+baseline events) are no misses. Recall on both sets, effort and speed are stored with the index.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ IVF_NPROBE = (2, 4, 8, 16, 32, 64, 128)
 # faiss keeps exact search of fewer than this many queries off BLAS; 20 makes batched exact search
 # several times faster, while BLAS makes single queries slower (PERFORMANCE.md).
 BLAS_THRESHOLD = 20
+SHIFTED_COLUMNS = 0.1  # share of a held-out query's columns replaced to make a shifted query
 
 
 def _use_blas_for_batches() -> None:
@@ -45,7 +51,8 @@ class KnnIndex:
 
     index: Any
     kind: str  # "exact", "hnsw" or "ivf"
-    recall: float | None = None
+    recall: float | None = None  # on held-out queries
+    recall_shifted: float | None = None  # on shifted queries (see the module docstring)
     search_param: int | None = None  # efSearch (hnsw) or nprobe (ivf)
     seconds_per_query: float | None = None
 
@@ -68,28 +75,33 @@ class KnnIndex:
         target_recall: float = TARGET_RECALL,
     ) -> KnnIndex:
         """Index ``vectors``. Above ``ann_threshold`` rows, build HNSW and IVF, raise each one's
-        search effort until recall@k on ``recall_queries`` reaches ``target_recall``, and keep the
-        faster (or, if neither reaches it, the more accurate)."""
+        search effort until recall@k reaches ``target_recall`` on ``recall_queries`` and on shifted
+        copies of them, and keep the faster (or, if neither reaches it, the more accurate)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] == 0:
             raise ValueError("a k-NN index needs a non-empty 2-d array of baseline vectors")
         exact = faiss.IndexFlatL2(vectors.shape[1])
         exact.add(vectors)
         if vectors.shape[0] <= ann_threshold:
-            return cls(index=exact, kind="exact", recall=1.0)
-        queries = recall_queries if recall_queries is not None else vectors[:: max(1, len(vectors) // 1000)]
-        queries = np.ascontiguousarray(queries[:2000], dtype=np.float32)
+            return cls(index=exact, kind="exact", recall=1.0, recall_shifted=1.0)
+        held_out = recall_queries if recall_queries is not None else vectors[:: max(1, len(vectors) // 1000)]
+        held_out = np.ascontiguousarray(held_out[:2000], dtype=np.float32)
+        queries = np.concatenate([held_out, _shifted(held_out)])
         k = min(k, len(vectors))
         _use_blas_for_batches()
-        _, truth = exact.search(queries, k)
+        truth, _ = exact.search(queries, k)
         candidates = [
             _tune(_hnsw(vectors), "hnsw", HNSW_EF_SEARCH, queries, truth, target_recall),
             _tune(_ivf(vectors), "ivf", IVF_NPROBE, queries, truth, target_recall),
         ]
-        good = [c for c in candidates if (c.recall or 0.0) >= target_recall]
+        good = [c for c in candidates if c.worst_recall >= target_recall]
         if good:
             return min(good, key=lambda c: c.seconds_per_query or 0.0)
-        return max(candidates, key=lambda c: c.recall or 0.0)
+        return max(candidates, key=lambda c: c.worst_recall)
+
+    @property
+    def worst_recall(self) -> float:
+        return min(self.recall or 0.0, self.recall_shifted or 0.0)
 
     def search(self, queries: FloatArray, k: int) -> tuple[FloatArray, IdArray]:
         """L2 distances (not squared) and baseline row ids of the ``k`` nearest neighbours."""
@@ -108,6 +120,7 @@ class KnnIndex:
         return {
             "kind": self.kind,
             "recall_at_k": self.recall,
+            "recall_at_k_shifted": self.recall_shifted,
             "search_param": self.search_param,
             "seconds_per_query": self.seconds_per_query,
             "size": self.size,
@@ -141,6 +154,7 @@ class KnnIndex:
             index=index,
             kind=kind,
             recall=meta.get("recall_at_k"),
+            recall_shifted=meta.get("recall_at_k_shifted"),
             search_param=param,
             seconds_per_query=meta.get("seconds_per_query"),
         )
@@ -173,21 +187,41 @@ def _set_param(index: Any, kind: str, param: int | None) -> None:
         index.nprobe = int(param)
 
 
+def _shifted(queries: FloatArray) -> FloatArray:
+    """Each query with a tenth of its columns taken from another query (seeded): off the manifold."""
+    rng = np.random.default_rng(0)
+    donors = queries[rng.integers(0, len(queries), len(queries))]
+    return np.where(rng.random(queries.shape) < SHIFTED_COLUMNS, donors, queries).astype(np.float32)
+
+
 def _tune(
-    index: Any, kind: str, steps: tuple[int, ...], queries: FloatArray, truth: IdArray, target: float
+    index: Any, kind: str, steps: tuple[int, ...], queries: FloatArray, truth: FloatArray, target: float
 ) -> KnnIndex:
-    recall, seconds, param = 0.0, 0.0, steps[0]
+    """Raise the search effort until recall reaches ``target`` on both halves of ``queries``
+    (held-out, then shifted); the time is of the held-out half."""
+    half = len(queries) // 2
+    recalls, seconds, param = (0.0, 0.0), 0.0, steps[0]
     for param in steps:
         _set_param(index, kind, param)
         started = time.perf_counter()
-        _, found = index.search(queries, truth.shape[1])
-        seconds = (time.perf_counter() - started) / len(queries)
-        recall = _recall(truth, found)
-        if recall >= target:
+        index.search(queries[:half], truth.shape[1])
+        seconds = (time.perf_counter() - started) / half
+        found, _ = index.search(queries, truth.shape[1])
+        recalls = (_recall(truth[:half], found[:half]), _recall(truth[half:], found[half:]))
+        if min(recalls) >= target:
             break
-    return KnnIndex(index=index, kind=kind, recall=recall, search_param=param, seconds_per_query=seconds)
+    return KnnIndex(
+        index=index,
+        kind=kind,
+        recall=recalls[0],
+        recall_shifted=recalls[1],
+        search_param=param,
+        seconds_per_query=seconds,
+    )
 
 
-def _recall(truth: IdArray, found: IdArray) -> float:
-    hits = sum(len(set(t) & set(f)) for t, f in zip(truth.tolist(), found.tolist(), strict=True))
-    return hits / truth.size
+def _recall(truth: FloatArray, found: FloatArray) -> float:
+    """Share of found neighbours as near as the true k-th (squared distances; -1 ids come back as
+    +inf or a huge value): ties between duplicate baseline rows count as found."""
+    radius = truth[:, -1:] * (1.0 + 1e-5) + 1e-6
+    return float(np.mean(found <= radius))

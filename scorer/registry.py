@@ -360,7 +360,7 @@ def _metrics(metadata: dict[str, Any]) -> list[tuple[str, float, int]]:
     for curve in ("train_loss", "validation_loss"):
         out += [(curve, float(v), step) for step, v in enumerate(report.get(curve) or [], start=1)]
     for kind, index in metadata.get("index", {}).items():
-        for key in ("recall_at_k", "seconds_per_query", "size"):
+        for key in ("recall_at_k", "recall_at_k_shifted", "seconds_per_query", "size"):
             if isinstance(index.get(key), int | float):
                 out.append((f"index_{kind}_{key}", float(index[key]), 0))
     return out

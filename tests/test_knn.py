@@ -1,0 +1,101 @@
+"""The k-NN index: exact below the threshold, ANN tuned to a recall on held-out and shifted queries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from scorer.knn import TARGET_RECALL, KnnIndex, _recall, _tune
+
+
+def _clustered(n: int, dim: int = 16, clusters: int = 40, seed: int = 0) -> np.ndarray:
+    """Events of a few kinds, as a baseline's rows are: tight clusters around random centres."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0.0, 4.0, (clusters, dim))
+    return (centres[rng.integers(0, clusters, n)] + rng.normal(0.0, 0.5, (n, dim))).astype(np.float32)
+
+
+def _exact_recall(index: KnnIndex, vectors: np.ndarray, queries: np.ndarray, k: int) -> float:
+    exact = faiss.IndexFlatL2(vectors.shape[1])
+    exact.add(vectors)
+    truth, _ = exact.search(queries, k)
+    found, _ = index.search(queries, k)
+    return _recall(truth, found.astype(np.float32) ** 2)
+
+
+def test_small_baselines_are_searched_exactly() -> None:
+    vectors = _clustered(300)
+    index = KnnIndex.build(vectors, k=5, ann_threshold=1_000)
+    assert index.kind == "exact"
+    assert index.recall == index.recall_shifted == 1.0
+    distances, ids = index.search(vectors[:3], 2)
+    assert ids[:, 0].tolist() == [0, 1, 2]
+    assert np.allclose(distances[:, 0], 0.0, atol=1e-3)
+
+
+def test_ann_reaches_the_target_on_held_out_and_shifted_queries_and_records_both() -> None:
+    vectors = _clustered(8_000)
+    held_out = _clustered(1_000, seed=1)
+    index = KnnIndex.build(vectors, k=5, recall_queries=held_out, ann_threshold=1_000)
+    assert index.kind in ("hnsw", "ivf")
+    assert index.worst_recall >= TARGET_RECALL  # on held-out and on shifted queries
+    # fresh queries it was not tuned on: new events, and new events off the clusters' manifold
+    fresh = _clustered(1_000, seed=2)
+    rng = np.random.default_rng(3)
+    off = np.where(rng.random(fresh.shape) < 0.1, fresh[rng.permutation(len(fresh))], fresh)
+    assert _exact_recall(index, vectors, fresh, 5) >= TARGET_RECALL - 0.03
+    assert _exact_recall(index, vectors, off.astype(np.float32), 5) >= TARGET_RECALL - 0.03
+
+
+def test_recall_counts_ties_between_duplicate_rows_as_found() -> None:
+    # two baseline rows at the same distance: returning either one is a correct answer
+    truth = np.array([[1.0, 4.0]], dtype=np.float32)
+    assert _recall(truth, np.array([[1.0, 4.0]], dtype=np.float32)) == 1.0
+    assert _recall(truth, np.array([[1.0, 9.0]], dtype=np.float32)) == 0.5
+    assert _recall(truth, np.array([[1.0, np.finfo(np.float32).max]], dtype=np.float32)) == 0.5  # -1 id
+
+
+def test_describe_and_load_round_trip(tmp_path: Path) -> None:
+    vectors = _clustered(6_000)
+    index = KnnIndex.build(vectors, k=3, ann_threshold=1_000)
+    index.save(tmp_path / "index.faiss")
+    loaded = KnnIndex.load(tmp_path / "index.faiss", index.describe())
+    assert loaded.describe() == index.describe()
+    queries = _clustered(50, seed=5)
+    assert np.array_equal(loaded.search(queries, 3)[1], index.search(queries, 3)[1])
+
+
+def test_an_older_bundle_without_shifted_recall_still_loads(tmp_path: Path) -> None:
+    index = KnnIndex.build(_clustered(6_000), k=3, ann_threshold=1_000)
+    index.save(tmp_path / "index.faiss")
+    meta = {k: v for k, v in index.describe().items() if k != "recall_at_k_shifted"}
+    assert KnnIndex.load(tmp_path / "index.faiss", meta).recall_shifted is None
+
+
+def test_rejects_an_empty_baseline() -> None:
+    with pytest.raises(ValueError, match="non-empty"):
+        KnnIndex.build(np.zeros((0, 4), dtype=np.float32))
+
+
+class _EffortIndex:
+    """Stands in for an ANN index whose recall grows with its search effort: a held-out query (first
+    column 0) is answered exactly from effort 2 on, a shifted one (first column 1) from effort 8."""
+
+    nprobe = 1
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        shifted = queries[:, :1] == 1.0
+        found = np.where(shifted, self.nprobe >= 8, self.nprobe >= 2)
+        distances = np.where(found, np.float32([[1.0, 2.0]]), np.float32(3e38))
+        return distances, np.zeros((len(queries), k), np.int64)
+
+
+def test_tuning_raises_the_effort_until_the_shifted_queries_are_found_too() -> None:
+    queries = np.zeros((20, 3), np.float32)
+    queries[10:, 0] = 1.0  # the second half is the shifted one, as build() stacks them
+    truth = np.tile(np.float32([[1.0, 2.0]]), (20, 1))
+    tuned = _tune(_EffortIndex(), "ivf", (1, 2, 4, 8, 16), queries, truth, TARGET_RECALL)
+    assert (tuned.search_param, tuned.recall, tuned.recall_shifted) == (8, 1.0, 1.0)
