@@ -236,6 +236,13 @@ def test_metadata_that_this_version_cannot_load(copy: Path, change: dict[str, An
         bundle.load(copy)
 
 
+def test_a_bundle_from_before_the_fusion_weight_setting_fuses_half_and_half(copy: Path) -> None:
+    metadata = _metadata(copy)
+    del metadata["detector"]["fusion_weight"]  # what bundles written before the setting hold
+    (copy / "metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
+    assert bundle.load(copy).config.fusion_weight == 0.5  # the weights its calibration was fitted with
+
+
 def test_metadata_that_is_not_an_object(copy: Path) -> None:
     (copy / "metadata.json").write_text("[1, 2, 3]", encoding="utf-8")
     with pytest.raises(BundleError, match="format"):

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from scorer.calibration import conformal_p_values, conformal_threshold
-from scorer.metrics import detection_report
+from scorer.metrics import detection_report, recall_at_fpr
 
 # --- conformal p-values -------------------------------------------------------------------------
 
@@ -191,3 +191,19 @@ def test_detection_report_rejects_bad_input() -> None:
         detection_report(np.array([0, 1]), np.array([0.1]), np.array([True, False]))
     with pytest.raises(ValueError, match="labels"):
         detection_report(np.array([0, 2]), np.array([0.1, 0.2]), np.array([True, False]))
+
+
+def test_recall_at_fpr_uses_the_normal_scores_quantile_as_the_threshold() -> None:
+    labels = np.array([0] * 10 + [1] * 4)
+    scores = np.array([*range(10), 9.5, 8.5, 3.0, np.nan], dtype=np.float64)
+    # 10% of the normals may be flagged: the threshold is their 90th percentile (8.1); attacks 9.5 and
+    # 8.5 are above it, 3.0 is not, and the attack without a score is left out
+    assert recall_at_fpr(labels, scores, 0.1) == pytest.approx(2 / 3)
+    assert recall_at_fpr(labels, scores, 0.0) == pytest.approx(1 / 3)  # above every normal: 9.5 only
+    assert recall_at_fpr(labels, scores, 1.0) == pytest.approx(1.0)
+
+
+def test_recall_at_fpr_is_undefined_without_both_classes_or_a_rate() -> None:
+    assert math.isnan(recall_at_fpr(np.array([0, 0]), np.array([0.1, 0.2]), 0.1))
+    assert math.isnan(recall_at_fpr(np.array([1, 1]), np.array([0.1, 0.2]), 0.1))
+    assert math.isnan(recall_at_fpr(np.array([0, 1]), np.array([0.1, 0.2]), math.nan))

@@ -93,6 +93,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
                 "1",
                 "--baseline-size",
                 "500",
+                "--fusion-weight",
+                "0.4",
                 "--name",
                 "cli-test",
                 "--quiet",
@@ -135,6 +137,7 @@ def events_file(workdir: Path, score_events: list[Event]) -> Path:
                 "--seed",
                 "--score",
                 "--k",
+                "--fusion-weight",
                 "--baseline-size",
                 "--quiet",
             ],
@@ -189,10 +192,21 @@ def test_train_writes_a_bundle(trained: Trained) -> None:
     assert metadata["training"]["events"] == 1_000
     assert metadata["training"]["baseline_events"] == 500
     assert metadata["training"]["config"]["epochs"] == 1
+    assert metadata["detector"]["fusion_weight"] == 0.4
     assert metadata["version"] in trained.stderr
     assert "wrote" in trained.stderr
     assert "Traceback" not in trained.stderr
     assert bundle.load(path).model_info == {"name": "cli-test", "version": metadata["version"]}
+
+
+@pytest.mark.parametrize("weight", ["-0.1", "1.5", "half"])
+def test_train_fusion_weight_outside_zero_to_one_is_a_usage_error(
+    workdir: Path, events_file: Path, weight: str
+) -> None:
+    result = _run("train", events_file, "--output", workdir / "m3", "--fusion-weight", weight)
+    assert result.returncode == 2
+    assert "--fusion-weight" in result.stderr
+    assert not (workdir / "m3").exists()
 
 
 def test_train_on_a_missing_file_is_a_usage_error(workdir: Path) -> None:

@@ -100,3 +100,22 @@ def test_rebaseline_brings_new_normal_traffic_in(
 def test_rebaseline_needs_enough_events(fitted_detector: Detector) -> None:
     with pytest.raises(ValueError, match="at least 50"):
         fitted_detector.with_config().rebaseline([{}] * 10)  # a copy: the shared fixture stays as it is
+
+
+def test_the_fusion_weight_moves_the_score_between_its_two_kinds(
+    fitted_detector: Detector, held_out_events: list[Event]
+) -> None:
+    def ranks(kind: str, **changes: float) -> np.ndarray:
+        scores = fitted_detector.with_config(**changes).score(held_out_events[:300], explain=False)
+        return np.argsort(np.argsort(scores.components[kind]))
+
+    # all on the feature space (0) or all on the embedding (1): the fusion ranks like that kind
+    assert np.array_equal(ranks("fusion", fusion_weight=0.0), ranks("features"))
+    assert np.array_equal(ranks("fusion", fusion_weight=1.0), ranks("embedding"))
+    assert not np.array_equal(ranks("fusion", fusion_weight=0.5), ranks("features"))
+
+
+@pytest.mark.parametrize("weight", [-0.1, 1.5])
+def test_a_fusion_weight_outside_zero_to_one_is_refused(fitted_detector: Detector, weight: float) -> None:
+    with pytest.raises(ValueError, match="fusion_weight"):
+        fitted_detector.with_config(fusion_weight=weight)
