@@ -61,11 +61,11 @@ def report(tag: str, detector: Detector, test: list, y, alpha: float = 0.01) -> 
 
 SHIFT_OPTIONS = {  # name → DetectorConfig changes, applied to one fitted detector
     "features (feature_k 1)": {"score": "features"},
-    "embedding (k 20)": {"score": "embedding"},
-    "fusion w 0.5, k 20 (before)": {"fusion_weight": 0.5},
-    "fusion w 0.25, k 20": {"fusion_weight": 0.25},
+    "embedding (k 5)": {"score": "embedding", "k": 5},
+    "fusion w 0.5, k 20 (before)": {"fusion_weight": 0.5, "k": 20},
+    "fusion w 0.25, k 20": {"fusion_weight": 0.25, "k": 20},
     "fusion w 0.5, k 5": {"fusion_weight": 0.5, "k": 5},
-    "fusion w 0.25, k 5": {"fusion_weight": 0.25, "k": 5},
+    "fusion w 0.25, k 5 (default)": {"fusion_weight": 0.25, "k": 5},
 }
 
 

@@ -32,8 +32,14 @@ def main() -> None:
         print(
             f"run {run + 1}: {wall:.1f} s wall, peak RSS {peak:.0f} MiB, epochs {training['report']['epochs_run']}, "
             f"training loop {training['report']['seconds']:.1f} s, baseline {training['baseline_events']:,}, "
-            f"embedding index {meta['index']['embedding']['kind']} recall@20 {meta['index']['embedding']['recall_at_k']:.3f}, "
-            f"feature index {meta['index']['features']['kind']} recall@k {meta['index']['features']['recall_at_k']:.3f}"
+            + ", ".join(
+                f"{name} index {index['kind']} (effort {index['search_param']}) recall@{k} "
+                f"{index['recall_at_k']:.3f} held-out / {index['recall_at_k_shifted']:.3f} shifted"
+                for name, index, k in (
+                    ("embedding", meta["index"]["embedding"], meta["detector"]["k"]),
+                    ("feature", meta["index"]["features"], meta["detector"]["feature_k"]),
+                )
+            )
         )
     print(f"\nmachine: {machine()}")
     print(

@@ -183,8 +183,9 @@ def load(directory: Path | str) -> Detector:
         state = torch.load(directory / "weights.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(state)
         model.eval()
-        # Bundles written before the fusion weight was a setting fused half and half.
-        config = DetectorConfig(**{"fusion_weight": 0.5, **metadata["detector"]})
+        # Bundles written before these settings fused half and half and explained with k neighbours.
+        written = metadata["detector"]
+        config = DetectorConfig(**{"fusion_weight": 0.5, "explain_k": written.get("k", 20), **written})
         embedding_index = KnnIndex.load(directory / "embedding.faiss", metadata["index"]["embedding"])
         feature_index = KnnIndex.load(directory / "features.faiss", metadata["index"]["features"])
         if embedding_index.dim != model_config.d_out:

@@ -408,7 +408,8 @@ def _train(args: argparse.Namespace) -> int:
         _say(
             f"{where} (bundle {meta['version']}): {meta['training']['events']:,} events, "
             f"{len(meta['features'])} features, embedding index {index['embedding']['kind']} "
-            f"(recall@{args.k} {index['embedding']['recall_at_k']:.3f}), "
+            f"(recall@{args.k} {index['embedding']['recall_at_k']:.3f} held-out, "
+            f"{index['embedding']['recall_at_k_shifted']:.3f} shifted), "
             f"{meta['training']['seconds']:.0f} s"
         )
         if registry is not None:

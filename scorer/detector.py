@@ -44,7 +44,7 @@ class DetectorConfig:
     from training (BENCHMARKS.md, "How the defaults were chosen"): on shifted traffic the embedding
     alone ranks below the feature space, so it has a quarter of the fusion's weight."""
 
-    k: int = 5  # neighbours of the embedding score (the explanation reads max(k, feature_k))
+    k: int = 5  # neighbours of the embedding score
     feature_k: int = 1
     score: ScoreKind = "fusion"
     fusion_weight: float = 0.25  # the embedding's share of the fusion; the feature space has the rest
@@ -56,13 +56,14 @@ class DetectorConfig:
     ann_threshold: int = ANN_THRESHOLD
     n_reasons: int = 3
     n_neighbors: int = 5
+    explain_k: int = 20  # feature-space neighbours the reasons compare an event with
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.score not in SCORE_KINDS:
             raise ValueError(f"score must be one of {', '.join(SCORE_KINDS)}, not {self.score!r}")
-        if self.k < 1 or self.feature_k < 1:
-            raise ValueError("k and feature_k must be at least 1")
+        if self.k < 1 or self.feature_k < 1 or self.explain_k < 1:
+            raise ValueError("k, feature_k and explain_k must be at least 1")
         if not 0 < self.alpha < 1:
             raise ValueError("alpha (the target false-positive rate) must be between 0 and 1")
         if not 0 <= self.fusion_weight <= 1:
@@ -308,7 +309,12 @@ class Detector:
 
     # ------------------------------------------------------------------ score
     def with_config(self, **changes: Any) -> Detector:
-        """The same fitted detector scoring with other settings (k, score kind, alpha …)."""
+        """The same fitted detector scoring with other settings.
+
+        The score kind, alpha and the explanation's settings can change freely (every kind is
+        calibrated). ``k``, ``feature_k`` and ``fusion_weight`` change the scores themselves: call
+        :meth:`calibrate` on held-out normal events before reading p-values or verdicts.
+        """
         return replace(self, config=replace(self.config, **changes))
 
     def _components(
@@ -335,7 +341,11 @@ class Detector:
             distances, neighbours = self.embedding_index.search(embeddings, k)
             out["embedding"] = distances.mean(axis=1, dtype=np.float64)
         if dense is not None:
-            wanted = max(k, self.config.feature_k) if neighbours_for_explain else self.config.feature_k
+            wanted = (
+                max(self.config.explain_k, self.config.feature_k)
+                if neighbours_for_explain
+                else self.config.feature_k
+            )
             distances, neighbours = self.feature_index.search(dense, wanted)
             out["features"] = distances[:, : self.config.feature_k].mean(axis=1, dtype=np.float64)
         if "embedding" in out and "features" in out:

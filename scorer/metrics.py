@@ -68,18 +68,22 @@ def detection_report(labels: ArrayLike, scores: ArrayLike, flagged: ArrayLike) -
 
 
 def recall_at_fpr(labels: ArrayLike, scores: ArrayLike, fpr: float) -> float:
-    """Recall of ``scores`` with the threshold that flags a share ``fpr`` of the normal events.
+    """Recall of ``scores`` at the false-positive rate ``fpr``: the point of their ROC curve there.
 
-    Compares scores at one false-alarm budget, whatever their own thresholds realised: the threshold
-    is the ``1 - fpr`` quantile of the normal events' scores, and an attack counts when it scores
-    above it. NaN scores are left out; NaN when either class is missing or ``fpr`` is NaN.
+    Compares scores at one false-alarm budget, whatever their own thresholds realised. With ``m`` =
+    ``round(fpr × normal events)``, the threshold is the ``m + 1``-th highest normal score, so that
+    ``m`` normal events score above it (fewer where scores tie), and an attack counts when it scores
+    above it too. NaN scores are left out; NaN when either class is missing or ``fpr`` is NaN.
     """
     y = np.asarray(labels)
     s = np.asarray(scores, dtype=np.float64)
+    if y.shape != s.shape or y.ndim != 1:
+        raise ValueError(f"labels and scores must be 1-D and of one length, got {y.shape} and {s.shape}")
     present = ~np.isnan(s)
     y, s = y[present], s[present]
-    normal, attack = s[y == 0], s[y == 1]
+    normal, attack = np.sort(s[y == 0])[::-1], s[y == 1]
     if not normal.size or not attack.size or math.isnan(fpr):
         return math.nan
-    threshold = np.quantile(normal, 1.0 - min(max(fpr, 0.0), 1.0))
+    m = round(min(max(fpr, 0.0), 1.0) * normal.size)
+    threshold = normal[m] if m < normal.size else -math.inf
     return float(np.mean(attack > threshold))

@@ -236,11 +236,15 @@ def test_metadata_that_this_version_cannot_load(copy: Path, change: dict[str, An
         bundle.load(copy)
 
 
-def test_a_bundle_from_before_the_fusion_weight_setting_fuses_half_and_half(copy: Path) -> None:
+def test_a_bundle_from_before_the_fusion_settings_fuses_half_and_half(copy: Path) -> None:
     metadata = _metadata(copy)
-    del metadata["detector"]["fusion_weight"]  # what bundles written before the setting hold
+    del metadata["detector"]["fusion_weight"]  # what bundles written before the settings hold
+    del metadata["detector"]["explain_k"]
+    metadata["detector"]["k"] = 20
     (copy / "metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
-    assert bundle.load(copy).config.fusion_weight == 0.5  # the weights its calibration was fitted with
+    config = bundle.load(copy).config
+    assert config.fusion_weight == 0.5  # the weights its calibration was fitted with
+    assert config.explain_k == 20  # its explanations read k neighbours
 
 
 def test_metadata_that_is_not_an_object(copy: Path) -> None:

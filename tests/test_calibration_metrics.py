@@ -193,14 +193,23 @@ def test_detection_report_rejects_bad_input() -> None:
         detection_report(np.array([0, 2]), np.array([0.1, 0.2]), np.array([True, False]))
 
 
-def test_recall_at_fpr_uses_the_normal_scores_quantile_as_the_threshold() -> None:
+def test_recall_at_fpr_is_the_roc_curve_at_that_rate() -> None:
     labels = np.array([0] * 10 + [1] * 4)
     scores = np.array([*range(10), 9.5, 8.5, 3.0, np.nan], dtype=np.float64)
-    # 10% of the normals may be flagged: the threshold is their 90th percentile (8.1); attacks 9.5 and
-    # 8.5 are above it, 3.0 is not, and the attack without a score is left out
+    # 10% of ten normals: one (9) may score above the threshold, which is the second highest (8);
+    # attacks 9.5 and 8.5 are above it, 3.0 is not, and the attack without a score is left out
     assert recall_at_fpr(labels, scores, 0.1) == pytest.approx(2 / 3)
     assert recall_at_fpr(labels, scores, 0.0) == pytest.approx(1 / 3)  # above every normal: 9.5 only
     assert recall_at_fpr(labels, scores, 1.0) == pytest.approx(1.0)
+
+
+def test_recall_at_fpr_reproduces_a_thresholds_recall_at_the_rate_it_realised() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 1_000 + [1] * 300)
+    scores = np.concatenate([rng.normal(0, 1, 1_000), rng.normal(2, 1, 300)])
+    flagged = scores > np.quantile(scores[:1_000], 0.987)
+    report = detection_report(labels, scores, flagged)
+    assert recall_at_fpr(labels, scores, report["fpr"]) == pytest.approx(report["recall"])
 
 
 def test_recall_at_fpr_is_undefined_without_both_classes_or_a_rate() -> None:

@@ -20,6 +20,7 @@ from scorer.demo import (
     NORMAL,
     DemoFiles,
     generate_events,
+    generate_later,
     write_demo_files,
 )
 
@@ -331,3 +332,26 @@ def test_demo_files_are_byte_identical_for_a_seed(tmp_path: Path, demo_files: De
         assert first.read_bytes() == second.read_bytes()
     other = write_demo_files(tmp_path / "other", seed=8, n_train=3_000, n_demo=1_000)
     assert other.demo.read_bytes() != demo_files.demo.read_bytes()
+
+
+def test_generate_later_continues_the_earlier_period_with_its_new_hires() -> None:
+    earlier, _ = generate_events(600, seed=4)
+    later, labels = generate_later(earlier, 300, seed=4, anomaly_rate=0.1, new_hires=5)
+    assert len(later) == len(labels) == 300
+    assert later[0]["time"] > earlier[-1]["time"]  # right after, in order
+    assert [e["metadata"]["uid"] for e in later[:2]] == ["demo-4-600", "demo-4-601"]  # uids go on
+    assert sum(label != NORMAL for label in labels) == 30
+    without, _ = generate_later(earlier, 300, seed=4, anomaly_rate=0.1)
+    staff = _user_names(earlier)
+    assert _user_names(later) - staff  # the new hires act in the later period
+    assert not _user_names(without) - staff
+
+
+def _user_names(events: list[Event]) -> set[str]:
+    names = set()
+    for event in events:
+        for holder in (event.get("actor"), event):
+            user = holder.get("user") if isinstance(holder, dict) else None
+            if isinstance(user, dict) and isinstance(user.get("name"), str):
+                names.add(user["name"])
+    return names

@@ -8,7 +8,7 @@ import faiss
 import numpy as np
 import pytest
 
-from scorer.knn import TARGET_RECALL, KnnIndex, _recall, _tune
+from scorer.knn import TARGET_RECALL, KnnIndex, _distances, _recall, _tune
 
 
 def _clustered(n: int, dim: int = 16, clusters: int = 40, seed: int = 0) -> np.ndarray:
@@ -21,9 +21,9 @@ def _clustered(n: int, dim: int = 16, clusters: int = 40, seed: int = 0) -> np.n
 def _exact_recall(index: KnnIndex, vectors: np.ndarray, queries: np.ndarray, k: int) -> float:
     exact = faiss.IndexFlatL2(vectors.shape[1])
     exact.add(vectors)
-    truth, _ = exact.search(queries, k)
-    found, _ = index.search(queries, k)
-    return _recall(truth, found.astype(np.float32) ** 2)
+    _, truth = exact.search(queries, k)
+    _, found = index.search(queries, k)
+    return _recall(_distances(vectors, queries, truth), _distances(vectors, queries, found))
 
 
 def test_small_baselines_are_searched_exactly() -> None:
@@ -50,12 +50,27 @@ def test_ann_reaches_the_target_on_held_out_and_shifted_queries_and_records_both
     assert _exact_recall(index, vectors, off.astype(np.float32), 5) >= TARGET_RECALL - 0.03
 
 
-def test_recall_counts_ties_between_duplicate_rows_as_found() -> None:
-    # two baseline rows at the same distance: returning either one is a correct answer
-    truth = np.array([[1.0, 4.0]], dtype=np.float32)
-    assert _recall(truth, np.array([[1.0, 4.0]], dtype=np.float32)) == 1.0
-    assert _recall(truth, np.array([[1.0, 9.0]], dtype=np.float32)) == 0.5
-    assert _recall(truth, np.array([[1.0, np.finfo(np.float32).max]], dtype=np.float32)) == 0.5  # -1 id
+def test_recall_counts_ties_between_duplicate_rows_as_found_and_compares_rank_by_rank() -> None:
+    truth = np.array([[1.0, 4.0]])
+    assert _recall(truth, np.array([[1.0, 4.0]])) == 1.0
+    assert _recall(truth, np.array([[4.0, 1.0]])) == 1.0  # the same neighbours in another order
+    assert _recall(truth, np.array([[1.0, 9.0]])) == 0.5
+    assert _recall(truth, np.array([[4.0, 4.0]])) == 0.5  # a tie of the 2nd instead of the 1st
+    assert _recall(truth, np.array([[1.0, np.inf]])) == 0.5  # none found (-1)
+
+
+def test_recall_is_measured_on_exact_distances_so_duplicates_far_from_the_origin_tie() -> None:
+    # rows far from the origin, each twice: float32 figures of |q|² + |x|² − 2q·x cannot tell such
+    # near neighbours apart, the float64 distances recomputed from the rows can, and twins tie exactly
+    rng = np.random.default_rng(0)
+    rows = (1_000.0 + rng.normal(0.0, 0.01, (500, 32))).astype(np.float32)
+    vectors = np.vstack([rows, rows])  # row i and row 500 + i are twins
+    queries = rows[:100] + np.float32(0.002)
+    truth_ids = np.arange(100)[:, None]
+    truth = _distances(vectors, queries, truth_ids)
+    assert _recall(truth, _distances(vectors, queries, truth_ids + 500)) == 1.0  # the twin
+    assert _recall(truth, _distances(vectors, queries, (truth_ids + 1) % 500)) < 0.1  # a near other row
+    assert _recall(truth, _distances(vectors, queries, np.full_like(truth_ids, -1))) == 0.0
 
 
 def test_describe_and_load_round_trip(tmp_path: Path) -> None:
@@ -82,20 +97,21 @@ def test_rejects_an_empty_baseline() -> None:
 
 class _EffortIndex:
     """Stands in for an ANN index whose recall grows with its search effort: a held-out query (first
-    column 0) is answered exactly from effort 2 on, a shifted one (first column 1) from effort 8."""
+    column 0) is answered from effort 2 on, a shifted one (first column 1) from effort 8 (else -1)."""
 
     nprobe = 1
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         shifted = queries[:, :1] == 1.0
         found = np.where(shifted, self.nprobe >= 8, self.nprobe >= 2)
-        distances = np.where(found, np.float32([[1.0, 2.0]]), np.float32(3e38))
-        return distances, np.zeros((len(queries), k), np.int64)
+        ids = np.where(found, np.arange(k)[None, :], -1)
+        return np.zeros((len(queries), k), np.float32), ids
 
 
 def test_tuning_raises_the_effort_until_the_shifted_queries_are_found_too() -> None:
     queries = np.zeros((20, 3), np.float32)
     queries[10:, 0] = 1.0  # the second half is the shifted one, as build() stacks them
-    truth = np.tile(np.float32([[1.0, 2.0]]), (20, 1))
-    tuned = _tune(_EffortIndex(), "ivf", (1, 2, 4, 8, 16), queries, truth, TARGET_RECALL)
+    vectors = np.zeros((2, 3), np.float32)  # found ids 0 and 1 are as near as the truth: both rows are 0
+    truth = _distances(vectors, queries, np.tile([[0, 1]], (20, 1)))
+    tuned = _tune(_EffortIndex(), "ivf", (1, 2, 4, 8, 16), vectors, queries, truth, TARGET_RECALL)
     assert (tuned.search_param, tuned.recall, tuned.recall_shifted) == (8, 1.0, 1.0)
