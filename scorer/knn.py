@@ -112,13 +112,28 @@ class KnnIndex:
         return min(self.recall or 0.0, self.recall_shifted or 0.0)
 
     def search(self, queries: FloatArray, k: int) -> tuple[FloatArray, IdArray]:
-        """L2 distances (not squared) and baseline row ids of the ``k`` nearest neighbours."""
+        """L2 distances (not squared) and baseline row ids of the ``k`` nearest neighbours.
+
+        An approximate index can come back with fewer than ``k`` (ids -1, distances ~3e38, which
+        would turn into an alarm): those queries are searched again at the largest effort, with
+        per-call parameters, so that concurrent searches never see each other's settings.
+        """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         k = min(k, self.size)
         _use_blas_for_batches()
         squared, ids = self.index.search(queries, k)
+        short = np.flatnonzero((ids < 0).any(axis=1))
+        if short.size and self.kind != "exact":
+            squared[short], ids[short] = self.index.search(queries[short], k, params=self._thorough(k))
         distances = np.sqrt(np.maximum(squared, 0.0), dtype=np.float32)
         return distances, ids.astype(np.int64, copy=False)
+
+    def _thorough(self, k: int) -> Any:
+        """Search parameters of the largest effort: every IVF list, or a wide HNSW beam."""
+        api: Any = faiss  # its type stubs lack the per-call search parameters
+        if self.kind == "ivf":
+            return api.SearchParametersIVF(nprobe=int(self.index.nlist))
+        return api.SearchParametersHNSW(efSearch=max(HNSW_EF_SEARCH[-1], k))
 
     def save(self, path: Path) -> None:
         faiss.write_index(self.index, str(path))

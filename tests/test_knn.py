@@ -90,6 +90,27 @@ def test_an_older_bundle_without_shifted_recall_still_loads(tmp_path: Path) -> N
     assert KnnIndex.load(tmp_path / "index.faiss", meta).recall_shifted is None
 
 
+def test_queries_an_ann_index_answers_short_are_searched_again_thoroughly() -> None:
+    # one probed list of a fine IVF holds fewer than k rows: faiss answers -1 for the rest
+    vectors = _clustered(6_000)
+    ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(16), 16, 400)
+    ivf.cp.seed = 1
+    ivf.train(vectors)
+    ivf.add(vectors)
+    ivf.nprobe = 1
+    queries = _clustered(200, seed=7) + np.float32(3.0)  # off the clusters, into sparse lists
+    assert (ivf.search(queries, 30)[1] < 0).any()
+    index = KnnIndex(index=ivf, kind="ivf", search_param=1)
+    distances, ids = index.search(queries, 30)
+    assert (ids >= 0).all()
+    assert float(distances.max()) < 1e3  # no 3e38 stand-in for a missing neighbour
+    assert ivf.nprobe == 1  # the index's own setting is untouched (other threads search it too)
+    hnsw = faiss.IndexHNSWFlat(16, 8)
+    hnsw.add(vectors)
+    thorough = KnnIndex(index=hnsw, kind="hnsw")._thorough(30)
+    assert (hnsw.search(queries, 30, params=thorough)[1] >= 0).all()  # the HNSW parameters work too
+
+
 def test_rejects_an_empty_baseline() -> None:
     with pytest.raises(ValueError, match="non-empty"):
         KnnIndex.build(np.zeros((0, 4), dtype=np.float32))
