@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--k",
         type=_positive,
         default=5,
-        help="neighbours of the embedding score and the explanation (default 5, measured best on shifted data)",
+        help="neighbours of the embedding score (default 5, measured best on shifted data)",
     )
     train.add_argument(
         "--feature-k",
