@@ -1,7 +1,7 @@
 """k-nearest-neighbour search over a baseline of normal events (FAISS).
 
 Exact search (``IndexFlatL2``) for small baselines. Above ``ann_threshold`` rows, an approximate
-index: HNSW and IVF are both built, and each one's search effort (``efSearch``, ``nprobe``) is
+index: IVF, then HNSW only if IVF falls short, each one's search effort (``nprobe``, ``efSearch``)
 raised until its recall@k against exact search reaches ``target_recall`` on two query sets:
 held-out queries, and the same queries with a tenth of each one's columns taken from another (off
 the baseline's manifold, as shifted traffic is). IVF is kept if it gets there, else HNSW, else the
@@ -78,9 +78,9 @@ class KnnIndex:
         ann_threshold: int = ANN_THRESHOLD,
         target_recall: float = TARGET_RECALL,
     ) -> KnnIndex:
-        """Index ``vectors``. Above ``ann_threshold`` rows, build HNSW and IVF, raise each one's
-        search effort until recall@k reaches ``target_recall`` on ``recall_queries`` and on shifted
-        copies of them, and keep IVF if it gets there, else HNSW, else the more accurate."""
+        """Index ``vectors``. Above ``ann_threshold`` rows, build IVF and raise its search effort until
+        recall@k reaches ``target_recall`` on ``recall_queries`` and on shifted copies of them; if it
+        cannot, build HNSW the same way and keep it if it gets there, else the more accurate."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] == 0:
             raise ValueError("a k-NN index needs a non-empty 2-d array of baseline vectors")
