@@ -5,16 +5,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 # The CPU build of torch lies on disk; install it first and exactly, or pip pulls a CUDA build.
-TORCH := torch==2.13.0
+# Its exact pin is written once, in pyproject.toml's dependencies.
+TORCH := $(shell grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench demo-clean clean
+.PHONY: run test lint format bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
 $(STAMP): pyproject.toml | $(VENV)/bin/python
+	@test -n "$(TORCH)" || { echo "pyproject.toml pins no torch==VERSION"; exit 1; }
 	$(PIP) install -q $(TORCH)
 	$(PIP) install -q -e '.[dev]'
 	touch $@
@@ -45,5 +47,6 @@ bench: $(STAMP)
 	$(PY) bench/bench_score.py
 	$(PY) bench/bench_detection.py
 
+## clean: remove the virtualenv, build outputs and tool caches; data/ (the model registry, demo files) stays.
 clean:
-	rm -rf $(VENV) data build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -181,7 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("events", type=_existing, metavar="EVENTS", help="labelled events to evaluate on")
     evaluate.add_argument("--model", "-m", required=True, type=Path, help="model bundle directory")
-    evaluate.add_argument("--labels", required=True, type=_existing, help="CSV with line,label (1 = attack)")
+    evaluate.add_argument(
+        "--labels",
+        required=True,
+        type=_existing,
+        help="CSV with line,label (1 = attack), one row for every line of EVENTS",
+    )
     evaluate.add_argument(
         "--train",
         required=True,
@@ -460,9 +465,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from scorer.evaluate import evaluate, format_report, load_labelled, load_train_normals
 
     set_threads(os.cpu_count() or 1)
-    detector = bundle.load(args.model)
-    events, labels = load_labelled(args.events, args.labels)
+    events, labels = load_labelled(args.events, args.labels)  # a labels file that does not match fails first
     train_events = load_train_normals(args.train, args.train_labels)
+    detector = bundle.load(args.model)
     _say(
         f"evaluating on {len(events):,} events ({int(labels.sum()):,} attacks); baselines fit on {len(train_events):,} normal events"
     )

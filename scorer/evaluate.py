@@ -27,15 +27,25 @@ def read_labels(path: Path) -> dict[int, int]:
 
 
 def load_labelled(events_path: Path, labels_path: Path) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """The events of ``events_path`` (bad lines skipped) and their labels, one label for every line."""
     labels = read_labels(labels_path)
     events: list[dict[str, Any]] = []
     y: list[int] = []
+    lines = 0
     for line, event, _ in iter_records(events_path):
+        lines = line
         if event is not None and line in labels:
             events.append(event)
             y.append(labels[line])
+    unlabelled = sum(1 for line in range(1, lines + 1) if line not in labels)
+    stray = sum(1 for line in labels if not 1 <= line <= lines)
+    if unlabelled or stray:
+        raise ValueError(
+            f"{labels_path} does not label the {lines:,} lines of {events_path} one for one: "
+            f"{unlabelled:,} lines have no label, {stray:,} labels name no line"
+        )
     if not events:
-        raise ValueError(f"no line of {events_path} has a label in {labels_path}")
+        raise ValueError(f"{events_path} holds no event to evaluate")
     return events, np.asarray(y, dtype=np.int64)
 
 

@@ -1,4 +1,5 @@
-"""Where the project's files live, found from the repository root, never the working directory."""
+"""Where the project's files live: runtime state under the working directory (or
+``$OCSF_ANOMALY_HOME``), third-party evaluation data beside the repository."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 SHARED_DATA_ENV = "OCSF_ANOMALY_SHARED_DATA"
+HOME_ENV = "OCSF_ANOMALY_HOME"
 
 
 def shared_data_dir() -> Path:
@@ -17,5 +19,7 @@ def shared_data_dir() -> Path:
 
 
 def state_dir() -> Path:
-    """Runtime state (demo data, models, registry): the gitignored ``data/`` folder at the repo root."""
-    return REPO_ROOT / "data"
+    """Runtime state (demo data, the local model registry): ``$OCSF_ANOMALY_HOME`` if set, else
+    ``data/`` under the working directory (a checkout's gitignored ``data/`` when run from it, as
+    `make run` does). Absolute, as the registry's SQLite URI needs."""
+    return Path(os.environ.get(HOME_ENV) or "data").resolve()

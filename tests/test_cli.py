@@ -1,4 +1,5 @@
-"""The real command line, run as a subprocess: help, train, score (CSV, JSONL, gzip, bad lines), features infer."""
+"""The real command line, run as a subprocess: help, train, score (CSV, JSONL, gzip, bad lines), features infer,
+split, evaluate, refresh and demo."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from scorer.demo import generate_events
 from scorer.features.infer import infer_spec
 from scorer.features.spec import load_spec
 from scorer.io import load_events
+from scorer.paths import state_dir
 
 Event = dict[str, Any]
 
@@ -456,3 +458,215 @@ def test_a_challenger_directory_needs_a_champion_directory(tmp_path: Path) -> No
     assert result.returncode == 2
     assert "challenger_model_dir needs model_dir" in result.stderr
     assert "models promote VERSION --alias challenger" in result.stderr
+
+
+# ------------------------------------------------------------------ split, evaluate
+@dataclass(frozen=True)
+class Labelled:
+    events: Path
+    labels: Path
+    uids: list[str]  # metadata.uid of each line
+    attack: list[int]  # 1 for an injected anomaly, per line
+
+
+@pytest.fixture(scope="module")
+def labelled(workdir: Path) -> Labelled:
+    """600 demo events, a tenth of them injected anomalies, with a labels file as `demo` writes one."""
+    events, kinds = generate_events(600, seed=8, anomaly_rate=0.1)
+    attack = [int(kind != "normal") for kind in kinds]
+    labels = workdir / "labelled.labels.csv"
+    rows = "".join(
+        f"{line},{a},{kind}\n" for line, (a, kind) in enumerate(zip(attack, kinds, strict=True), 1)
+    )
+    labels.write_text("line,label,attack\n" + rows, encoding="utf-8")
+    uids = [e["metadata"]["uid"] for e in events]
+    return Labelled(_write_jsonl(workdir / "labelled.jsonl", events), labels, uids, attack)
+
+
+def _split(labelled: Labelled, output: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    return _run("split", labelled.events, "--labels", labelled.labels, "--output", output, *options)
+
+
+def _uids(path: Path) -> list[str]:
+    return [e["metadata"]["uid"] for e in load_events([path], warn=False)]
+
+
+@pytest.fixture(scope="module")
+def split_dir(labelled: Labelled, workdir: Path) -> Path:
+    result = _split(labelled, workdir / "split")
+    assert result.returncode == 0, result.stderr
+    for name in ("train_normal.jsonl.gz", "test.jsonl.gz", "test.labels.csv"):
+        assert str(workdir / "split" / name) in result.stderr
+    return workdir / "split"
+
+
+def test_split_puts_normal_lines_of_one_side_to_train_and_the_other_side_to_test(
+    labelled: Labelled, split_dir: Path
+) -> None:
+    label_of = dict(zip(labelled.uids, labelled.attack, strict=True))
+    train, test = _uids(split_dir / "train_normal.jsonl.gz"), _uids(split_dir / "test.jsonl.gz")
+    assert len(test) == 300  # --fraction 0.5 of 600 lines
+    assert not set(train) & set(test)
+    assert all(label_of[uid] == 0 for uid in train)
+    # every normal line is on one side, every attack on the test side (else on side A, dropped)
+    assert sorted(train + [u for u in test if label_of[u] == 0]) == sorted(
+        u for u in labelled.uids if label_of[u] == 0
+    )
+    assert test == [u for u in labelled.uids if u in set(test)]  # in file order
+    rows = _read_csv(split_dir / "test.labels.csv")
+    assert rows[0] == ["line", "label"]
+    assert rows[1:] == [[str(line), str(label_of[uid])] for line, uid in enumerate(test, start=1)]
+    # seeded: another seed draws other lines
+    again = _split(labelled, split_dir.parent / "split-seed-1", "--seed", "1")
+    assert again.returncode == 0, again.stderr
+    assert _uids(split_dir.parent / "split-seed-1" / "test.jsonl.gz") != test
+
+
+def test_split_ordered_trains_on_the_first_lines_and_tests_on_the_rest(
+    labelled: Labelled, workdir: Path
+) -> None:
+    result = _split(labelled, workdir / "ordered", "--ordered", "--fraction", "0.75")
+    assert result.returncode == 0, result.stderr
+    first, rest = labelled.uids[:450], labelled.uids[450:]
+    normal = dict(zip(labelled.uids, labelled.attack, strict=True))
+    assert _uids(workdir / "ordered" / "train_normal.jsonl.gz") == [u for u in first if normal[u] == 0]
+    assert _uids(workdir / "ordered" / "test.jsonl.gz") == rest
+
+
+def test_evaluate_reports_every_score_kind_beside_the_baselines(model: Path, split_dir: Path) -> None:
+    result = _run(
+        "evaluate",
+        split_dir / "test.jsonl.gz",
+        "--model",
+        model,
+        "--labels",
+        split_dir / "test.labels.csv",
+        "--train",
+        split_dir / "train_normal.jsonl.gz",
+        "--alpha",
+        "0.05",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    attacks = sum(int(row[1]) for row in _read_csv(split_dir / "test.labels.csv")[1:])
+    assert f"evaluating on 300 events ({attacks} attacks)" in result.stderr
+    report = json.loads(result.stdout)
+    assert list(report) == ["embedding", "features", "fusion (default)", "raw-knn", "isolation-forest"]
+    for name, row in report.items():
+        assert (row["n"], row["n_attack"]) == (300, attacks), name
+        for figure in ("fpr", "recall", "recall_at_raw_fpr", "roc_auc", "pr_auc"):
+            assert 0 <= row[figure] <= 1, (name, figure)
+    assert report["fusion (default)"]["roc_auc"] > 0.75  # measured 0.90: anomalies rank above normal events
+
+
+@pytest.mark.parametrize(
+    ("rows", "unlabelled", "stray"), [(1200, 0, 600), (300, 300, 0)], ids=["more", "fewer"]
+)
+def test_evaluate_refuses_labels_that_do_not_match_the_events(
+    model: Path, labelled: Labelled, tmp_path: Path, rows: int, unlabelled: int, stray: int
+) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "line,label\n" + "".join(f"{line},0\n" for line in range(1, rows + 1)), encoding="utf-8"
+    )
+    result = _run(
+        "evaluate", labelled.events, "--model", model, "--labels", labels, "--train", labelled.events
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: {labels} does not label the 600 lines of {labelled.events}")
+    assert f"{unlabelled} lines have no label, {stray} labels name no line" in lines[0]
+
+
+# ------------------------------------------------------------------ refresh
+@pytest.mark.parametrize("calibration_only", [False, True], ids=["baseline", "calibration-only"])
+def test_refresh_writes_a_new_version_from_recent_events(
+    model: Path, workdir: Path, calibration_only: bool
+) -> None:
+    recent, _ = generate_events(300, seed=9)
+    source = _write_jsonl(workdir / "recent.jsonl", recent)
+    out = workdir / f"refreshed-{calibration_only}"
+    options = ["--calibration-only"] if calibration_only else []
+    result = _run("refresh", source, "--model", model, "--output", out, *options)
+    assert result.returncode == 0, result.stderr
+    before, after = bundle.load(model), bundle.load(out)
+    assert after.metadata["refreshed_from"] == before.model_info["version"]
+    assert after.model_info["version"] != before.model_info["version"]
+    assert after.model_info["name"] == "cli-test"
+    what = "calibration" if calibration_only else "baseline and calibration"
+    assert (
+        f"wrote {out} (version {after.model_info['version']}): {what} refreshed from 300 events"
+        in result.stderr
+    )
+    recent_ids = {e["metadata"]["uid"] for e in recent}
+    if calibration_only:
+        assert after.baseline_ids == before.baseline_ids
+    else:  # four fifths of the recent events join the baseline, newest last; the other fifth calibrates
+        assert set(after.baseline_ids[-240:]) <= recent_ids
+        assert len(set(after.baseline_ids) & recent_ids) == 240
+    assert after.metadata["calibration"] == after.calibration.sizes()
+
+
+def test_refresh_needs_enough_recent_events(model: Path, workdir: Path, score_events: list[Event]) -> None:
+    source = _write_jsonl(workdir / "few.jsonl", score_events[:50])
+    result = _run("refresh", source, "--model", model, "--output", workdir / "never")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: refresh needs at least 100 recent events, got 50"
+    assert not (workdir / "never").exists()
+
+
+# ------------------------------------------------------------------ demo
+def test_demo_scores_the_demo_file_with_the_registered_champion(model: Path, tmp_path: Path) -> None:
+    """What `make run` does once a demo model is registered, in a fresh working directory: its state
+    (demo files, registry) lands in ./data there. The champion is the small test model (training
+    the real demo model takes about 20 s)."""
+    from scorer.registry import Registry, default_uri
+    from scorer.settings import DEMO_MODEL
+
+    state = tmp_path / "data"
+    registry = Registry(default_uri(state))
+    registry.register(model, DEMO_MODEL)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OCSF_ANOMALY_HOME", "OCSF_ANOMALY_REGISTRY_URI", "MLFLOW_TRACKING_URI")
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "scorer.cli", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env={**env, "PYTHONWARNINGS": "ignore"},
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"using models:/{DEMO_MODEL}/1, the champion in {registry.uri}" in result.stderr
+    scored = state / "demo" / "scored.jsonl"
+    assert f"scored 2,000 demo events → {scored}" in result.stdout
+    anomalies = [orjson.loads(line)["anomaly"] for line in scored.read_bytes().splitlines()]
+    assert len(anomalies) == 2_000
+    labels = [int(row[1]) for row in _read_csv(state / "demo" / "demo.labels.csv")[1:]]
+    flagged = [line for line, a in enumerate(anomalies, start=1) if a["is_anomaly"]]
+    hits = sum(labels[line - 1] for line in flagged)
+    assert hits > 0
+    assert (
+        f"{len(flagged)} flagged at α = 0.01; {hits} of them injected anomalies ({hits}/{sum(labels)} found)"
+        in (result.stdout)
+    )
+    listed = [line for line in result.stdout.splitlines() if line.startswith("line ")]
+    assert len(listed) == min(10, len(flagged))
+    assert {int(line.split()[1]) for line in listed} <= set(flagged)
+    assert "typical" in listed[0]
+
+
+def test_state_dir_is_the_working_directory_unless_ocsf_anomaly_home_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OCSF_ANOMALY_HOME", raising=False)
+    assert state_dir() == tmp_path / "data"
+    monkeypatch.setenv("OCSF_ANOMALY_HOME", "state")
+    assert state_dir() == tmp_path / "state"  # made absolute: the registry's SQLite URI needs that

@@ -8,6 +8,7 @@ import faiss
 import numpy as np
 import pytest
 
+from scorer import knn
 from scorer.knn import TARGET_RECALL, KnnIndex, _distances, _recall, _tune
 
 
@@ -48,6 +49,15 @@ def test_ann_reaches_the_target_on_held_out_and_shifted_queries_and_records_both
     off = np.where(rng.random(fresh.shape) < 0.1, fresh[rng.permutation(len(fresh))], fresh)
     assert _exact_recall(index, vectors, fresh, 5) >= TARGET_RECALL - 0.03
     assert _exact_recall(index, vectors, off.astype(np.float32), 5) >= TARGET_RECALL - 0.03
+
+
+def test_hnsw_is_built_when_ivf_cannot_reach_the_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(knn, "IVF_NPROBE", (1,))  # one probed list of about 200: IVF falls short
+    vectors = _clustered(8_000)
+    index = KnnIndex.build(vectors, k=5, recall_queries=_clustered(1_000, seed=1), ann_threshold=1_000)
+    assert index.kind == "hnsw"
+    assert index.worst_recall >= TARGET_RECALL
+    assert _exact_recall(index, vectors, _clustered(1_000, seed=2), 5) >= TARGET_RECALL - 0.03
 
 
 def test_the_same_baseline_always_gives_the_same_index() -> None:
