@@ -1,22 +1,27 @@
 """Score event files (JSONL, JSONL.gz, Parquet) with every core, in input order.
 
-The main process reads and writes; worker processes, each with its own copy of the bundle and one
-torch/faiss thread, parse, score and format chunks of lines. Every input line gets exactly one
-output line or row: a line that is not a JSON object is reported on stderr with its number and
-gets empty score fields, never a crash and never a gap.
+The main process loads (and so verifies) the bundle, reads and writes; worker processes, each with
+its own copy of the bundle and one torch/faiss thread, parse, score and format chunks of lines. An
+input of one chunk is scored in the main process (starting workers would cost more than it). Every
+input line gets exactly one output line or row: a line that is not a JSON object is reported on
+stderr with its number and gets empty score fields, never a crash and never a gap. The output
+appears whole or not at all: it is written under a temporary name and renamed at the end.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import multiprocessing
 import os
 import sys
+import tempfile
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -44,12 +49,20 @@ class BatchStats:
 _worker: dict[str, Any] = {}
 
 
+class ScoringError(RuntimeError):
+    """Scoring a file failed for a reason outside its content (a worker process died)."""
+
+
 def _init_worker(model_dir: str, alpha: float | None, explain: bool, output_kind: str, threads: int) -> None:
     from scorer import bundle
     from scorer.detector import set_threads
 
     set_threads(threads)
-    _worker["detector"] = bundle.load(model_dir)
+    _setup(bundle.load(model_dir), alpha, explain, output_kind)
+
+
+def _setup(detector: Any, alpha: float | None, explain: bool, output_kind: str) -> None:
+    _worker["detector"] = detector
     _worker["alpha"] = alpha
     _worker["explain"] = explain
     _worker["output_kind"] = output_kind
@@ -147,32 +160,38 @@ def score_file(
     progress: bool = True,
     errors: IO[str] = sys.stderr,
 ) -> BatchStats:
-    """Score every line of ``source`` into ``output`` (CSV or JSONL by extension), in input order."""
+    """Score every line of ``source`` into ``output`` (CSV or JSONL by extension), in input order.
+
+    The bundle is loaded here first, so that a bad one fails at once with its :class:`BundleError`;
+    on any failure no output file is left behind (an existing one is kept as it was).
+    """
     from tqdm import tqdm
+
+    from scorer import bundle
 
     kind = output_kind(output)
     if not source.exists():
         raise FileNotFoundError(f"no such input file: {source}")
+    detector = bundle.load(model_dir)
     workers = workers or os.cpu_count() or 1
+    chunks = _chunks(source, chunk_lines)
+    head = list(itertools.islice(chunks, 2))
     stats = BatchStats()
     started = time.perf_counter()
     output.parent.mkdir(parents=True, exist_ok=True)
-    # Workers are spawned, not forked: the parent may hold threads (tqdm's monitor) and torch state.
-    context = multiprocessing.get_context("spawn")
-    initargs = (str(model_dir), alpha, explain, kind, 1)
-    with (
-        ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=initargs) as pool,
-        output.open("wb") as sink,
-        tqdm(desc=f"scoring {source.name}", unit=" events", disable=not progress, smoothing=0.1) as bar,
-    ):
-        if kind == "csv":
-            sink.write((",".join(CSV_HEADER) + "\n").encode())
-        pending: deque[tuple[int, Future[Any]]] = deque()
+    handle, partial = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
+    try:
+        with (
+            os.fdopen(handle, "wb") as sink,
+            tqdm(desc=f"scoring {source.name}", unit=" events", disable=not progress, smoothing=0.1) as bar,
+        ):
+            if kind == "csv":
+                sink.write((",".join(CSV_HEADER) + "\n").encode())
 
-        def drain(limit: int) -> None:
-            while len(pending) > limit:
-                count, future = pending.popleft()
-                data, bad, seconds, scored, anomalies = future.result()
+            def collect(
+                count: int, result: tuple[bytes, list[tuple[int, str]], dict[str, float], int, int]
+            ) -> None:
+                data, bad, seconds, scored, anomalies = result
                 sink.write(data)
                 for line, error in bad:
                     print(f"{source}:{line}: {error}", file=errors)
@@ -184,9 +203,45 @@ def score_file(
                     stats.seconds[stage] = stats.seconds.get(stage, 0.0) + value
                 bar.update(count)
 
-        for chunk in _chunks(source, chunk_lines):
-            pending.append((len(chunk), pool.submit(_score_chunk, chunk)))
-            drain(2 * workers)
-        drain(0)
+            if len(head) < 2 or workers == 1:  # one chunk, or one worker asked for: no processes
+                _setup(detector, alpha, explain, kind)
+                for chunk in itertools.chain(head, chunks):
+                    collect(len(chunk), _score_chunk(chunk))
+            else:
+                del detector  # each worker loads its own copy
+                _score_in_workers(
+                    itertools.chain(head, chunks), (str(model_dir), alpha, explain, kind), workers, collect
+                )
+        os.replace(partial, output)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
     stats.wall_seconds = time.perf_counter() - started
     return stats
+
+
+def _score_in_workers(
+    chunks: Iterator[list[Item]],
+    settings: tuple[str, float | None, bool, str],
+    workers: int,
+    collect: Callable[[int, Any], None],
+) -> None:
+    # Workers are spawned, not forked: the parent may hold threads (tqdm's monitor) and torch state.
+    context = multiprocessing.get_context("spawn")
+    pending: deque[tuple[int, Future[Any]]] = deque()
+    try:
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_init_worker, initargs=(*settings, 1)
+        ) as pool:
+            for chunk in chunks:
+                pending.append((len(chunk), pool.submit(_score_chunk, chunk)))
+                while len(pending) > 2 * workers:
+                    count, future = pending.popleft()
+                    collect(count, future.result())
+            while pending:
+                count, future = pending.popleft()
+                collect(count, future.result())
+    except BrokenProcessPool:
+        raise ScoringError(
+            "a scoring worker process died (out of memory? try --workers 1 or a smaller chunk); no output was written"
+        ) from None

@@ -1,6 +1,7 @@
 """A fitted detector on disk: a directory of plain files, none of which is ever unpickled.
 
     metadata.json       versions, digests of every other file, training metrics, index recall, features
+    detector.json       the detector's settings and the indices' search parameters
     features.json       feature spec, vocabularies and scalers
     model.json          network architecture
     weights.pt          network weights (a state dict; loaded with ``torch.load(weights_only=True)``)
@@ -11,7 +12,10 @@
     calibration.json    sorted held-out scores per calibration group, and the score standardisers
 
 Loading checks every file's SHA-256 against ``metadata.json`` first, so a truncated or altered
-file fails with a message naming it, before any parser sees it.
+file fails with a message naming it, before any parser sees it. Everything that changes a score
+is in those files; ``metadata.json`` only describes them (its copies of the settings are for
+reading, never used), so the version, a digest of the digests, names what scores. A JSON file larger than any bundle
+writes is refused unread.
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ if TYPE_CHECKING:
 # torch, faiss and the engine are imported inside save() and load(), so that BundleError and
 # read_metadata() cost a command nothing at start-up (the CLI checks a bundle before it spawns workers).
 
-FORMAT = 1
+FORMAT = 2  # 1: the settings were read from metadata.json, outside the digests
 FILES = (
+    "detector.json",
     "features.json",
     "model.json",
     "weights.pt",
@@ -44,6 +49,9 @@ FILES = (
     "baseline_ids.json",
     "calibration.json",
 )
+
+METADATA_MAX_BYTES = 4 * 1024 * 1024  # metadata.json is read before any digest is checked
+JSON_MAX_BYTES = 256 * 1024 * 1024  # the other JSON files (the baseline's ids, the calibration scores)
 
 
 class BundleError(ValueError):
@@ -63,6 +71,15 @@ def _content_version(digests: dict[str, str]) -> str:
     return hashlib.sha256("".join(digests[f] for f in FILES).encode()).hexdigest()[:12]
 
 
+def _read_json(path: Path, max_bytes: int) -> Any:
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise BundleError(
+            f"{path.name} is {size:,} bytes, larger than any bundle writes (at most {max_bytes:,})"
+        )
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=1, sort_keys=True, allow_nan=False), encoding="utf-8")
 
@@ -77,6 +94,11 @@ def save(detector: Detector, directory: Path | str, *, name: str = "ocsf-anomaly
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
+        index = {
+            "embedding": detector.embedding_index.describe(),
+            "features": detector.feature_index.describe(),
+        }
+        _write_json(staging / "detector.json", {"detector": detector.config.to_dict(), "index": index})
         _write_json(staging / "features.json", detector.encoder.to_dict())
         _write_json(staging / "model.json", detector.model.config.to_dict())
         torch.save(detector.model.state_dict(), staging / "weights.pt")
@@ -101,10 +123,7 @@ def save(detector: Detector, directory: Path | str, *, name: str = "ocsf-anomaly
             "name": name,
             "version": version,
             "files": digests,
-            "index": {
-                "embedding": detector.embedding_index.describe(),
-                "features": detector.feature_index.describe(),
-            },
+            "index": index,  # copies of detector.json's, to read
             "detector": detector.config.to_dict(),
             "versions": {
                 "ocsf-anomaly": scorer.__version__,
@@ -133,11 +152,18 @@ def read_metadata(directory: Path | str) -> dict[str, Any]:
             f"no model bundle at {directory} (train one with `ocsf-anomaly train EVENTS --output DIR`)"
         )
     try:
-        metadata = json.loads((directory / "metadata.json").read_text(encoding="utf-8"))
+        metadata = _read_json(directory / "metadata.json", METADATA_MAX_BYTES)
     except FileNotFoundError:
         raise BundleError(f"{directory} is not a model bundle: metadata.json is missing") from None
+    except BundleError as exc:
+        raise BundleError(f"{directory}: {exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{directory}/metadata.json is not valid JSON: {exc}") from exc
+    if isinstance(metadata, dict) and metadata.get("format") == 1:
+        raise BundleError(
+            f"{directory} was written by an earlier ocsf-anomaly (bundle format 1, whose digests do not "
+            "cover its settings): train it again (for `make run`'s demo model: delete data/mlflow)"
+        )
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise BundleError(
             f"{directory}: bundle format {metadata.get('format') if isinstance(metadata, dict) else '?'} is not {FORMAT}"
@@ -173,27 +199,22 @@ def load(directory: Path | str) -> Detector:
     if metadata.get("version") != _content_version(files):
         raise BundleError(f"{directory}: the version in metadata.json does not match the bundle's files")
     try:
-        encoder = FeatureEncoder.from_dict(
-            json.loads((directory / "features.json").read_text(encoding="utf-8"))
-        )
-        model_config = ModelConfig.from_dict(
-            json.loads((directory / "model.json").read_text(encoding="utf-8"))
-        )
+        encoder = FeatureEncoder.from_dict(_read_json(directory / "features.json", JSON_MAX_BYTES))
+        model_config = ModelConfig.from_dict(_read_json(directory / "model.json", JSON_MAX_BYTES))
         model = TabularResNet(model_config)
         state = torch.load(directory / "weights.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(state)
         model.eval()
-        # Bundles written before these settings fused half and half and explained with k neighbours.
-        written = metadata["detector"]
-        config = DetectorConfig(**{"fusion_weight": 0.5, "explain_k": written.get("k", 20), **written})
-        embedding_index = KnnIndex.load(directory / "embedding.faiss", metadata["index"]["embedding"])
-        feature_index = KnnIndex.load(directory / "features.faiss", metadata["index"]["features"])
+        settings = _read_json(directory / "detector.json", JSON_MAX_BYTES)
+        config = DetectorConfig(**settings["detector"])
+        embedding_index = KnnIndex.load(directory / "embedding.faiss", settings["index"]["embedding"])
+        feature_index = KnnIndex.load(directory / "features.faiss", settings["index"]["features"])
         if embedding_index.dim != model_config.d_out:
             raise BundleError("embedding.faiss does not match the network's output dimension")
         with np.load(directory / "baseline.npz", allow_pickle=False) as arrays:
             baseline = EncodedBatch(cat=arrays["cat"].astype(np.int64), num=arrays["num"].astype(np.float32))
-        baseline_ids = json.loads((directory / "baseline_ids.json").read_text(encoding="utf-8"))
-        calibration_data = json.loads((directory / "calibration.json").read_text(encoding="utf-8"))
+        baseline_ids = _read_json(directory / "baseline_ids.json", JSON_MAX_BYTES)
+        calibration_data = _read_json(directory / "calibration.json", JSON_MAX_BYTES)
         calibrations = {str(k): Calibration.from_dict(v) for k, v in calibration_data["calibrations"].items()}
         if set(calibrations) != set(SCORE_KINDS):
             raise BundleError(f"calibration.json must calibrate {', '.join(SCORE_KINDS)}")

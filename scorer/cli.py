@@ -347,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "config": _config,
         "demo": _demo,
     }
+    from scorer.batch import ScoringError
     from scorer.bundle import BundleError
     from scorer.features.spec import SpecError
     from scorer.registry import RegistryError
@@ -360,6 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         SpecError,
         SettingsError,
         RegistryError,
+        ScoringError,
         FileNotFoundError,
         ValueError,
     ) as exc:
@@ -437,10 +439,8 @@ def _registry(config: Path | None) -> Any:
 
 def _score(args: argparse.Namespace) -> int:
     from scorer.batch import output_kind, score_file
-    from scorer.bundle import read_metadata
 
     output_kind(args.output)
-    read_metadata(args.model)  # fail fast, in this process, on a missing bundle
     stats = score_file(
         args.model, args.input, args.output, alpha=args.alpha, workers=args.workers, progress=not args.quiet
     )
@@ -530,24 +530,22 @@ def _serve(args: argparse.Namespace) -> int:
 
     from aiohttp import web
 
-    from scorer.bundle import read_metadata
     from scorer.service.app import create_app
     from scorer.settings import Settings
 
     settings = Settings.load(args.config, host=args.host, port=args.port, model_dir=args.model)
-    if settings.model_dir is not None:
-        read_metadata(settings.model_dir)  # a missing bundle is a one-line error, before anything starts
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     url = f"http://{settings.host}:{settings.port}"
     token = ' -H "Authorization: Bearer $OCSF_ANOMALY_API_TOKEN"' if settings.api_token else ""
     what = settings.model_dir or f"the champion of {settings.model_name}"
-    _say(
+    message = (
         f"serving {what} on {url}; try:\n"
         f"  curl -s{token} -H 'Content-Type: application/json' {url}/v1/score "
         '-d \'{"class_uid": 4001, "dst_endpoint": {"ip": "203.0.113.9", "port": 4444}, '
         '"traffic": {"bytes_out": 912345678}}\''
     )
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    # said once the model is loaded and verified and the port is open: a bad bundle fails before it
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=lambda _: _say(message))
     return 0
 
 

@@ -21,6 +21,7 @@ from scorer.registry import default_uri
 DEMO_MODEL = "ocsf-anomaly-demo"
 
 MiB = 1024 * 1024
+PRINTABLE_ASCII = r"^[!-~]*$"  # what a bearer token may hold: no spaces, nothing a client cannot send
 
 
 class SettingsError(ValueError):
@@ -73,6 +74,9 @@ class Settings(BaseSettings):
     """Largest request body accepted (413 above it). A Vector batch is up to 10 MB."""
     max_events: int = Field(10_000, ge=1)
     """Most events accepted in one request (413 above it)."""
+    max_pending_events: int = Field(20_000, ge=1)
+    """Most events admitted at once across requests, queued or being scored (at least `max_events`):
+    a request that would pass it is answered 503 with `Retry-After` at once, not queued."""
     batch_max_size: int = Field(1024, ge=1)
     """Micro-batching: most events merged into one model and index call (1: every request alone)."""
     batch_max_wait_us: int = Field(0, ge=0)
@@ -91,10 +95,20 @@ class Settings(BaseSettings):
     """Embeddings kept in the in-process cache tier."""
     cache_ttl_seconds: int = Field(86_400, ge=1)
     """Lifetime of an embedding in Redis."""
-    api_token: str | None = None
-    """Bearer token required on scoring calls; unset: scoring is open."""
-    admin_token: str | None = None
-    """Bearer token required on admin calls; unset: admin calls only on a loopback address."""
+    api_token: str | None = Field(None, pattern=PRINTABLE_ASCII)
+    """Bearer token required on scoring calls (printable ASCII); unset: scoring is open."""
+    admin_token: str | None = Field(None, pattern=PRINTABLE_ASCII)
+    """Bearer token required on admin calls (printable ASCII); unset: admin calls only on a loopback
+    address, and with the API token when one is set."""
+
+    @model_validator(mode="after")
+    def _a_full_request_can_be_admitted(self) -> Settings:
+        if self.max_pending_events < self.max_events:
+            raise ValueError(
+                f"max_pending_events ({self.max_pending_events:,}) must be at least max_events "
+                f"({self.max_events:,}): a request within the limits could never be admitted"
+            )
+        return self
 
     @model_validator(mode="after")
     def _challenger_needs_a_champion_dir(self) -> Settings:

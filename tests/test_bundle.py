@@ -177,6 +177,13 @@ def _edit_features(p: Path) -> str:
     return "features.json"
 
 
+def _edit_settings(p: Path) -> str:
+    settings = json.loads((p / "detector.json").read_text(encoding="utf-8"))
+    settings["detector"]["k"] = 100_000_000
+    (p / "detector.json").write_text(json.dumps(settings), encoding="utf-8")
+    return "detector.json"
+
+
 def _empty_baseline_ids(p: Path) -> str:
     (p / "baseline_ids.json").write_bytes(b"")
     return "baseline_ids.json"
@@ -191,6 +198,7 @@ def _empty_baseline_ids(p: Path) -> str:
         _bad_metadata,
         _delete_metadata,
         _edit_features,
+        _edit_settings,
         _empty_baseline_ids,
     ],
 )
@@ -225,7 +233,7 @@ def test_a_file_instead_of_a_directory(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "change",
     [
-        {"format": 2},
+        {"format": bundle.FORMAT + 1},
         {"format": None},
         {"files": {"weights.pt": "0" * 64}},
         {"files": None},
@@ -239,15 +247,26 @@ def test_metadata_that_this_version_cannot_load(copy: Path, change: dict[str, An
         bundle.load(copy)
 
 
-def test_a_bundle_from_before_the_fusion_settings_fuses_half_and_half(copy: Path) -> None:
-    metadata = _metadata(copy)
-    del metadata["detector"]["fusion_weight"]  # what bundles written before the settings hold
-    del metadata["detector"]["explain_k"]
-    metadata["detector"]["k"] = 20
+def test_a_bundle_of_the_first_format_is_refused_saying_what_to_do(copy: Path) -> None:
+    metadata = _metadata(copy) | {"format": 1}  # its settings were read from metadata.json, undigested
     (copy / "metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
-    config = bundle.load(copy).config
-    assert config.fusion_weight == 0.5  # the weights its calibration was fitted with
-    assert config.explain_k == 20  # its explanations read k neighbours
+    with pytest.raises(BundleError, match="train it again"):
+        bundle.load(copy)
+
+
+def test_the_settings_in_metadata_json_are_only_a_description(
+    copy: Path, loaded: Detector, mixed_events: list[Event]
+) -> None:
+    metadata = _metadata(copy)
+    metadata["detector"]["k"] = 100_000_000  # an edit outside the digests changes no score
+    metadata["index"]["features"]["param"] = 1
+    (copy / "metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
+    edited = bundle.load(copy)
+    assert edited.config == loaded.config
+    assert edited.model_info == loaded.model_info
+    np.testing.assert_array_equal(
+        edited.score(mixed_events, explain=False).score, loaded.score(mixed_events, explain=False).score
+    )
 
 
 def test_metadata_that_is_not_an_object(copy: Path) -> None:

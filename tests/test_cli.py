@@ -8,6 +8,7 @@ import fcntl
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -334,6 +335,40 @@ def test_score_with_a_missing_model_is_a_one_line_error(workdir: Path, events_fi
     assert "no-model" in lines[0]
     assert "Traceback" not in result.stderr
     assert not (workdir / "x.csv").exists()
+
+
+def test_score_with_a_corrupt_model_fails_before_writing_and_keeps_the_old_output(
+    model: Path, workdir: Path, events_file: Path, tmp_path: Path
+) -> None:
+    broken = Path(shutil.copytree(model, tmp_path / "broken"))
+    weights = broken / "weights.pt"
+    weights.write_bytes(weights.read_bytes()[:-100])  # its digest no longer matches
+    out = tmp_path / "scored.csv"
+    out.write_text("yesterday's scores\n", encoding="utf-8")
+    result = _run("score", events_file, "--model", broken, "--output", out, "--workers", "2", "--quiet")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:")
+    assert "weights.pt" in lines[0]
+    assert out.read_text(encoding="utf-8") == "yesterday's scores\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+
+
+def test_a_small_input_is_scored_without_worker_processes(
+    model: Path, score_events: list[Event], tmp_path: Path
+) -> None:
+    from scorer import batch
+
+    source = _write_jsonl(tmp_path / "few.jsonl", score_events[:6])
+    out = tmp_path / "few.jsonl.out.jsonl"
+    batch._worker.clear()
+    stats = batch.score_file(model, source, out, workers=2, progress=False)
+    assert "detector" in batch._worker  # set up in this process: no worker was started
+    assert stats.lines == stats.scored == 6
+    assert [orjson.loads(line)["class_uid"] for line in out.read_bytes().splitlines()] == [
+        e["class_uid"] for e in score_events[:6]
+    ]
 
 
 @pytest.mark.parametrize("name", ["out.txt"])

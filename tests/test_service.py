@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import gzip
 import http.client
 import itertools
 import json
+import logging
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +29,10 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from scorer.cli import main
 from scorer.service.app import create_app
-from scorer.service.batcher import MicroBatcher
-from scorer.settings import Settings
+from scorer.service.batcher import MicroBatcher, Overloaded
+from scorer.settings import Settings, SettingsError
 
 Event = dict[str, Any]
 JSON = {"Content-Type": "application/json"}
@@ -42,6 +53,28 @@ async def _post(client: Any, path: str, body: bytes | str, headers: dict[str, st
     text = await response.text()
     is_json = response.content_type == "application/json"
     return response.status, json.loads(text) if is_json else text
+
+
+async def _raw(client: Any, request: bytes) -> tuple[int, bytes]:
+    """Send ``request`` as written (headers a client library would refuse to send); status and body."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(request)
+    answer = await reader.read()  # the request says Connection: close
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+async def _until(condition: Callable[[], bool | Awaitable[bool]], timeout: float = 30.0) -> None:
+    """Wait until ``condition()`` (a function or a coroutine function) holds, polling; fail after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        held = condition()
+        if held if isinstance(held, bool) else await held:
+            return
+        assert time.monotonic() < deadline, f"not within {timeout} s"
+        await asyncio.sleep(0.01)
 
 
 # ---------------------------------------------------------------------- scoring
@@ -113,6 +146,9 @@ async def test_ndjson_reports_bad_lines_by_number(client: Any, held_out_events: 
         (b"{}\n{oops\n", NDJSON, "?strict=true", 400, "malformed_json", ("line", 2)),
         (b"{}", JSON, "?alpha=2", 400, "bad_alpha", None),
         (b"{}", JSON, "?alpha=abc", 400, "bad_alpha", None),
+        (b"{}", JSON, "?strict=null", 400, "bad_strict", None),
+        (b"{}", JSON, "?strict=", 400, "bad_strict", None),
+        (b"{}", JSON, "?strict=maybe", 400, "bad_strict", None),
     ],
 )
 async def test_bad_input_gets_its_status_and_a_message(
@@ -127,11 +163,90 @@ async def test_bad_input_gets_its_status_and_a_message(
         assert payload["error"][where[0]] == where[1]
 
 
+async def test_ndjson_blank_lines_are_skipped(client: Any, held_out_events: list[Event]) -> None:
+    first, second = (orjson.dumps(e) for e in held_out_events[:2])
+    body = b"\n" + first + b"\r\n\n  \n" + b"{oops\n" + second + b"\n\n"
+    status, payload = await _post(client, "/v1/score", body, NDJSON)
+    assert status == 200
+    results = payload["results"]
+    assert len(results) == 3
+    assert "score" in results[0]
+    assert (results[1]["error"]["code"], results[1]["error"]["line"]) == ("malformed_json", 5)
+    assert "score" in results[2]
+    assert (await _post(client, "/v1/score?strict=true", b"\n".join([first, b"", second]), NDJSON))[0] == 200
+
+
+async def test_strict_takes_true_or_false(client: Any, held_out_events: list[Event]) -> None:
+    body = orjson.dumps([held_out_events[0], 7])
+    for loose in ("false", "0", "no", "FALSE"):
+        assert (await _post(client, f"/v1/score?strict={loose}", body))[0] == 200, loose
+    for strict in ("true", "1", "yes", "True"):
+        assert (await _post(client, f"/v1/score?strict={strict}", body))[0] == 422, strict
+
+
 async def test_body_over_the_limit_is_413(client: Any) -> None:
     status, payload = await _post(client, "/v1/score", b"[" + b" " * (70 * 1024) + b"]")
     assert status == 413
     assert payload["error"]["code"] == "body_too_large"
     assert "65,536" in payload["error"]["message"]
+
+
+def _deflate(data: bytes, wbits: int) -> bytes:
+    compressor = zlib.compressobj(wbits=wbits)
+    return compressor.compress(data) + compressor.flush()
+
+
+async def test_compressed_bodies_are_inflated(client: Any, held_out_events: list[Event]) -> None:
+    events = held_out_events[:5]
+    body = orjson.dumps(events)
+    plain = (await _post(client, "/v1/score", body))[1]["results"]
+    half = len(body) // 2  # a gzip body may hold several members
+    ndjson = b"\n".join(orjson.dumps(e) for e in events)
+    for encoding, compressed, headers in [
+        ("gzip", gzip.compress(body), JSON),
+        ("x-gzip", gzip.compress(body), JSON),
+        ("gzip", gzip.compress(body[:half]) + gzip.compress(body[half:]), JSON),
+        ("deflate", _deflate(body, zlib.MAX_WBITS), JSON),
+        ("deflate", _deflate(body, -zlib.MAX_WBITS), JSON),  # raw deflate, as some clients send it
+        ("GZip", gzip.compress(ndjson), NDJSON),
+    ]:
+        status, payload = await _post(
+            client, "/v1/score", compressed, {**headers, "Content-Encoding": encoding}
+        )
+        assert status == 200, (encoding, payload)
+        assert [r["score"] for r in payload["results"]] == pytest.approx(
+            [r["score"] for r in plain], abs=1e-4
+        )
+    identity = {**JSON, "Content-Encoding": "identity"}
+    assert (await _post(client, "/v1/score", body, identity))[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding", "status", "code"),
+    [
+        # over the 64 KiB limit once inflated; over it as sent
+        (gzip.compress(b"[" + b" " * (70 * 1024) + b"]"), "gzip", 413, "body_too_large"),
+        (gzip.compress(os.urandom(70 * 1024), compresslevel=0), "gzip", 413, "body_too_large"),
+        (b"not gzip at all", "gzip", 400, "bad_encoding"),
+        (gzip.compress(b"[{}, {}]")[:-12], "gzip", 400, "bad_encoding"),  # cut short
+        (b"\x78\x9c garbage", "deflate", 400, "bad_encoding"),
+        (b"", "gzip", 400, "bad_encoding"),
+        (b"{}", "br", 415, "unsupported_encoding"),
+        (gzip.compress(b"{}"), "gzip, gzip", 415, "unsupported_encoding"),
+    ],
+)
+async def test_bad_encodings_get_the_error_shape(
+    client: Any, body: bytes, encoding: str, status: int, code: str
+) -> None:
+    response = await client.post("/v1/score", data=body, headers={**JSON, "Content-Encoding": encoding})
+    assert response.status == status
+    assert response.content_type == "application/json"
+    error = (await response.json())["error"]
+    assert (error["status"], error["code"]) == (status, code)
+    if status == 413:
+        assert "65,536" in error["message"]
+    if status == 415:
+        assert response.headers["Accept-Encoding"] == "gzip, deflate"
 
 
 async def test_unknown_path_and_method_keep_the_error_shape(client: Any) -> None:
@@ -214,11 +329,76 @@ async def test_bearer_token_on_scoring_calls(aiohttp_client: Any, bundle_dir: Pa
     assert (await client.get("/readyz")).status == 200
 
 
-# ---------------------------------------------------------------------- micro-batching
-async def test_concurrent_single_events_are_merged_into_batches(
-    aiohttp_client: Any, bundle_dir: Path, held_out_events: list[Event]
+@pytest.mark.parametrize("path", ["/v1/score", "/v1/models/reload"])
+async def test_a_token_that_is_not_ascii_is_401(aiohttp_client: Any, bundle_dir: Path, path: str) -> None:
+    client = await aiohttp_client(create_app(_settings(bundle_dir, api_token="api", admin_token="adm1n")))
+    for token in (b"\xff\xfe", "é-token".encode()):  # not UTF-8 at all; UTF-8 but not ASCII
+        request = (
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode()
+            + b"Authorization: Bearer "
+            + token
+            + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+        )
+        status, body = await _raw(client, request)
+        assert status == 401, body
+        assert orjson.loads(body)["error"]["code"] == "unauthorized"
+    samples = _samples(await (await client.get("/metrics")).text())
+    assert not any(dict(k[1]).get("status", "").startswith("5") for k in samples if k[0].startswith("ocsf"))
+
+
+def test_tokens_are_printable_ascii() -> None:
+    with pytest.raises(SettingsError, match="api_token"):
+        Settings.load(api_token="two words")
+    with pytest.raises(SettingsError, match="admin_token"):
+        Settings.load(admin_token="é")
+
+
+async def test_admin_calls_need_the_api_token_when_there_is_no_admin_token(
+    aiohttp_client: Any, bundle_dir: Path
 ) -> None:
-    client = await aiohttp_client(create_app(_settings(bundle_dir, batch_max_wait_us=20_000)))
+    client = await aiohttp_client(create_app(_settings(bundle_dir, host="127.0.0.1", api_token="api")))
+    assert (await client.post("/v1/models/reload")).status == 401
+    assert (await client.post("/v1/models/reload", headers={"Authorization": "Bearer nope"})).status == 403
+    assert (await client.post("/v1/models/reload", headers={"Authorization": "Bearer api"})).status == 200
+
+
+@pytest.mark.parametrize(
+    "changes", [{"admin_token": "adm1n", "api_token": "api"}, {"host": "0.0.0.0"}, {"api_token": "api"}]
+)
+async def test_what_does_not_exist_is_404_or_405_whatever_the_token(
+    aiohttp_client: Any, bundle_dir: Path, changes: dict[str, str]
+) -> None:
+    client = await aiohttp_client(create_app(_settings(bundle_dir, **changes)))
+    response = await client.request("TRACE", "/v1/models/reload")
+    assert response.status == 405
+    assert response.headers["Allow"] == "POST"
+    assert (await response.json())["error"]["code"] == "method_not_allowed"
+    assert (await client.get("/v1/score")).status == 405
+    assert (await client.post("/v1/nothing")).status == 404
+
+
+async def test_query_strings_never_reach_the_access_log(
+    aiohttp_client: Any, bundle_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="aiohttp.access")  # before the server is made: it asks once
+    client = await aiohttp_client(create_app(_settings(bundle_dir)))
+    await client.post("/v1/score?alpha=0.5&token=s3cret-in-query", data=b"{}", headers=JSON)
+    await client.get("/healthz?api_key=s3cret-in-query")
+    await client.get("/v1/nothing?password=s3cret-in-query")
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert len(lines) == 3
+    assert '"POST /v1/score HTTP/1.1" 200' in lines[0]
+    assert '"GET /healthz HTTP/1.1" 200' in lines[1]
+    assert "s3cret" not in caplog.text
+
+
+# ---------------------------------------------------------------------- micro-batching
+@pytest.mark.parametrize(("max_size", "merged"), [(1024, True), (1, False)])
+async def test_concurrent_single_events_are_merged_into_batches(
+    aiohttp_client: Any, bundle_dir: Path, held_out_events: list[Event], max_size: int, merged: bool
+) -> None:
+    settings = _settings(bundle_dir, batch_max_wait_us=20_000, batch_max_size=max_size)
+    client = await aiohttp_client(create_app(settings))
     events = held_out_events[:40]
     alone = await _post(client, "/v1/score", orjson.dumps(events))
     replies = await asyncio.gather(*[_post(client, "/v1/score", orjson.dumps(e)) for e in events])
@@ -226,6 +406,9 @@ async def test_concurrent_single_events_are_merged_into_batches(
     # each concurrent request got its own event's result, equal to scoring them together
     expected = [r["score"] for r in alone[1]["results"]]
     assert [r["results"][0]["score"] for _, r in replies] == pytest.approx(expected, abs=1e-4)
+    # … from fewer model calls than requests: merged (and one call each with merging off)
+    calls = _samples(await (await client.get("/metrics")).text())[("ocsf_anomaly_batch_size_count", ())] - 1
+    assert calls < len(events) if merged else calls == len(events)
 
 
 async def test_batcher_merges_and_splits_back() -> None:
@@ -237,7 +420,7 @@ async def test_batcher_merges_and_splits_back() -> None:
         await asyncio.sleep(0.001)
         return [{"id": e["id"], "alpha": alpha} for e in events]
 
-    batcher = MicroBatcher(run, max_size=64, max_wait_us=50_000, concurrency=2)
+    batcher = MicroBatcher(run, max_size=64, max_wait_us=50_000, concurrency=2, max_pending=1_000)
     await batcher.start()
     requests = [[{"id": i}] for i in range(30)] + [[{"id": 100}, {"id": 101}]]
     results = await asyncio.gather(*[batcher.score(r, 0.01) for r in requests])
@@ -251,18 +434,21 @@ async def test_batcher_merges_and_splits_back() -> None:
 
 async def test_a_free_worker_starts_at_once_and_a_busy_one_collects_a_batch() -> None:
     sizes: list[int] = []
+    release = asyncio.Event()
 
     async def run(events: list[Event], alpha: float) -> list[dict[str, Any]]:
         sizes.append(len(events))
-        await asyncio.sleep(0.05)
+        await release.wait()
         return [{} for _ in events]
 
-    batcher = MicroBatcher(run, max_size=64, max_wait_us=0, concurrency=1)
+    batcher = MicroBatcher(run, max_size=64, max_wait_us=0, concurrency=1, max_pending=1_000)
     await batcher.start()
     first = asyncio.create_task(batcher.score([{"id": 0}], 0.01))
-    while not sizes:  # the worker took it
-        await asyncio.sleep(0.001)
-    await asyncio.gather(first, *[batcher.score([{"id": i}], 0.01) for i in range(1, 10)])
+    await _until(lambda: sizes == [1])  # the worker took it
+    rest = [asyncio.create_task(batcher.score([{"id": i}], 0.01)) for i in range(1, 10)]
+    await _until(lambda: batcher.pending == 10)  # the nine are queued while it runs
+    release.set()
+    await asyncio.gather(first, *rest)
     await batcher.stop()
     # the first request found the worker free and ran alone, without waiting for others; the
     # nine that queued while it ran became the next batch
@@ -277,30 +463,163 @@ async def test_batching_off_scores_each_request_alone() -> None:
         await asyncio.sleep(0.001)
         return [{} for _ in events]
 
-    batcher = MicroBatcher(run, max_size=1, max_wait_us=0, concurrency=2)
+    batcher = MicroBatcher(run, max_size=1, max_wait_us=0, concurrency=2, max_pending=1_000)
     await batcher.start()
     await asyncio.gather(*[batcher.score([{"id": i}], 0.01) for i in range(10)])
     await batcher.stop()
     assert sizes == [1] * 10
 
 
+async def test_the_batcher_bounds_the_events_admitted() -> None:
+    release = asyncio.Event()
+
+    async def run(events: list[Event], alpha: float) -> list[dict[str, Any]]:
+        await release.wait()
+        return [{} for _ in events]
+
+    batcher = MicroBatcher(run, max_size=64, max_wait_us=0, concurrency=1, max_pending=10)
+    await batcher.start()
+    admitted = [asyncio.create_task(batcher.score([{}] * n, 0.01)) for n in (6, 4)]  # one runs, one waits
+    await _until(lambda: batcher.pending == 10)
+    with pytest.raises(Overloaded) as refused:
+        await batcher.score([{}], 0.01)
+    assert (refused.value.status, refused.value.headers) == (503, {"Retry-After": "1"})
+    assert "10 events are queued or being scored" in refused.value.message
+    release.set()
+    assert [len(r) for r in await asyncio.gather(*admitted)] == [6, 4]
+    assert batcher.pending == 0
+    assert len(await batcher.score([{}] * 10, 0.01)) == 10  # the whole bound at once, when idle
+    await batcher.stop()
+
+
+def test_a_request_within_the_limits_can_always_be_admitted() -> None:
+    with pytest.raises(SettingsError, match="max_pending_events"):
+        Settings.load(max_events=20_000, max_pending_events=10_000)
+
+
 # ---------------------------------------------------------------------- a live server, arbitrary JSON
-@pytest.fixture(scope="module")
-def live_server(bundle_dir: Path) -> Iterator[tuple[str, int]]:
+@contextlib.contextmanager
+def _serving(settings: Settings, **server: Any) -> Iterator[tuple[str, int]]:
     """The app on a real loopback port, in a thread with its own event loop."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(create_app(_settings(bundle_dir, max_events=100)))
+    runner = web.AppRunner(create_app(settings), **server)
     loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    yield "127.0.0.1", port
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    try:
+        yield runner.addresses[0][:2]
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def live_server(bundle_dir: Path) -> Iterator[tuple[str, int]]:
+    with _serving(_settings(bundle_dir, max_events=100)) as address:
+        yield address
+
+
+def _call(
+    address: tuple[str, int],
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] = JSON,
+) -> tuple[int, dict[str, str], bytes, float]:
+    """Status, headers, body, and the seconds until the answer was read."""
+    started = time.perf_counter()
+    connection = http.client.HTTPConnection(*address, timeout=120)
+    try:
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        data = response.read()
+    finally:
+        connection.close()
+    return response.status, dict(response.headers), data, time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def _probing(address: tuple[str, int]) -> Iterator[list[tuple[str, int, float]]]:
+    """Ask /healthz and /metrics in turn, in a thread, while the block runs: path, status, seconds."""
+    answers: list[tuple[str, int, float]] = []
+    done = threading.Event()
+
+    def probe() -> None:
+        for path in itertools.cycle(["/healthz", "/metrics"]):
+            status, _, _, seconds = _call(address, "GET", path)
+            answers.append((path, status, seconds))
+            if done.wait(0.02):
+                return
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    try:
+        yield answers
+    finally:
+        done.set()
+        thread.join(60)
+
+
+@pytest.mark.parametrize("cancel", [False, True])  # serve's way, and the one that cancels the handler
+def test_a_client_that_leaves_mid_body_is_not_a_server_error(
+    bundle_dir: Path, caplog: pytest.LogCaptureFixture, cancel: bool
+) -> None:
+    with _serving(_settings(bundle_dir), handler_cancellation=cancel) as address:
+        with socket.create_connection(address) as connection:
+            connection.sendall(b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+            connection.sendall(b"Content-Length: 100000\r\n\r\n[{}, {}")
+        deadline = time.monotonic() + 30
+        while True:
+            samples = _samples(_call(address, "GET", "/metrics")[2].decode())
+            if ("ocsf_anomaly_request_seconds_count", _route("/v1/score", "499")) in samples:
+                break
+            assert time.monotonic() < deadline, samples
+            time.sleep(0.01)
+    assert not any(dict(k[1]).get("status", "").startswith("5") for k in samples if k[0].startswith("ocsf"))
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+def test_a_compression_bomb_is_refused_while_health_keeps_answering(live_server: tuple[str, int]) -> None:
+    bomb = gzip.compress(bytes(64 * 1024 * 1024)) * 32  # 2 MB as sent, 2 GiB inflated (gzip members)
+    gzipped = {**JSON, "Content-Encoding": "gzip"}
+    with _probing(live_server) as probes:
+        for method, path, status in [
+            ("POST", "/v1/score", 413),
+            ("POST", "/v1/enrich", 413),
+            ("POST", "/healthz", 405),  # answered without reading the body …
+            ("POST", "/v1/models/reload", 200),  # … which is not inflated to be thrown away either
+        ]:
+            got, _, body, _ = _call(live_server, method, path, bomb, gzipped)
+            assert got == status, body
+            if status >= 400:
+                assert orjson.loads(body)["error"]["status"] == status
+    assert probes
+    assert {status for _, status, _ in probes} == {200}
+    assert max(seconds for _, _, seconds in probes) < 0.5, probes
+
+
+def test_overload_is_refused_with_503_while_health_keeps_answering(
+    bundle_dir: Path, held_out_events: list[Event]
+) -> None:
+    body = orjson.dumps(held_out_events * 5)  # 10,000 events, within the limits
+    with (
+        _serving(_settings(bundle_dir, max_pending_events=10_000)) as address,
+        _probing(address) as probes,
+        ThreadPoolExecutor(12) as pool,
+    ):
+        answers = list(pool.map(lambda _: _call(address, "POST", "/v1/score", body), range(12)))
+    statuses = [status for status, _, _, _ in answers]
+    assert set(statuses) == {200, 503}, statuses  # admitted, or refused: never for its size
+    for status, headers, payload, _ in answers:
+        if status == 503:
+            assert headers["Retry-After"] == "1"
+            assert orjson.loads(payload)["error"]["code"] == "overloaded"
+        else:
+            assert len(orjson.loads(payload)["results"]) == 10_000
+    assert {status for _, status, _ in probes} == {200}
+    assert max(seconds for _, _, seconds in probes) < 1.0, probes
 
 
 json_values = st.recursive(
@@ -365,6 +684,11 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+def _route(route: str, status: str, method: str = "POST") -> tuple[tuple[str, str], ...]:
+    """The labels of a request_seconds sample, as _samples keys them."""
+    return (("method", method), ("route", route), ("status", status))
 
 
 async def test_metrics_count_what_was_scored(client: Any, held_out_events: list[Event]) -> None:
@@ -473,21 +797,23 @@ async def test_reload_while_requests_stream_switches_once(
     versions: list[str] = []
     statuses: list[int] = []
 
+    streaming = asyncio.Event()
     swapped = asyncio.Event()
 
-    async def stream() -> None:  # before, during and 20 requests after the swap
+    async def stream() -> None:  # 10 requests before the swap, during it, and 20 after
         after = 0
         for event in itertools.cycle(held_out_events[:200]):
             status, body = await _post(client, "/v1/score", orjson.dumps(event))
             statuses.append(status)
             versions.append(body["results"][0]["model"]["version"])
+            if len(versions) == 10:
+                streaming.set()
             after += swapped.is_set()
             if after == 20:
                 return
 
     async def swap() -> dict[str, Any]:
-        while len(versions) < 10:
-            await asyncio.sleep(0.005)
+        await streaming.wait()
         second = await asyncio.get_running_loop().run_in_executor(
             None, _second_version, bundle_dir, serving_dir, held_out_events
         )
@@ -533,6 +859,20 @@ async def test_reload_of_a_broken_bundle_keeps_serving(
     response = await client.post("/v1/models/reload")
     assert response.status == 409
     assert "weights.pt" in (await response.json())["error"]["message"]
+    assert (await client.post("/v1/score", data=b"{}", headers=JSON)).status == 200
+
+
+async def test_an_oversized_metadata_file_is_refused_unread(
+    aiohttp_client: Any, bundle_dir: Path, tmp_path: Path
+) -> None:
+    serving_dir = tmp_path / "serving"
+    shutil.copytree(bundle_dir, serving_dir)
+    client = await aiohttp_client(create_app(_settings(serving_dir)))
+    with (serving_dir / "metadata.json").open("r+b") as handle:
+        handle.truncate(300 * 1024 * 1024)  # sparse: 300 MB that no disk holds
+    response = await client.post("/v1/models/reload")
+    assert response.status == 409
+    assert "metadata.json is 314,572,800 bytes" in (await response.json())["error"]["message"]
     assert (await client.post("/v1/score", data=b"{}", headers=JSON)).status == 200
 
 
@@ -615,14 +955,20 @@ async def test_shadow_never_changes_the_response(
     assert with_shadow == alone  # byte for byte the champion's answer, variant included
     assert {r["model"]["variant"] for r in with_shadow[1]["results"]} == {"champion"}
     samples: dict[Any, float] = {}
-    for _ in range(100):  # the shadow scores in the background
+
+    def verdicts() -> float:
+        return sum(
+            samples.get(("ocsf_anomaly_shadow_verdicts_total", (("agreement", agreement),)), 0.0)
+            for agreement in ("agree", "disagree")
+        )
+
+    async def compared() -> bool:  # the shadow scores in the background
+        nonlocal samples
         samples = _samples(await (await shadowed.get("/metrics")).text())
-        agree = samples.get(("ocsf_anomaly_shadow_verdicts_total", (("agreement", "agree"),)), 0.0)
-        disagree = samples.get(("ocsf_anomaly_shadow_verdicts_total", (("agreement", "disagree"),)), 0.0)
-        if agree + disagree >= len(events):
-            break
-        await asyncio.sleep(0.05)
-    assert agree + disagree == len(events)
+        return verdicts() >= len(events)
+
+    await _until(compared)
+    assert verdicts() == len(events)
     challenger_events = sum(
         value
         for (name, labels), value in samples.items()
@@ -632,3 +978,43 @@ async def test_shadow_never_changes_the_response(
     served = await (await shadowed.get("/v1/models")).json()
     assert served["shadow"] is True
     assert served["split"] == 0.0
+
+
+# ---------------------------------------------------------------------- serve
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_fails_on_a_bad_bundle_before_it_says_it_serves(
+    bundle_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(bundle_dir, broken)
+    (broken / "weights.pt").write_bytes(b"truncated")
+    assert main(["serve", "--model", str(broken), "--port", str(_free_port())]) == 2
+    said = capsys.readouterr().err
+    assert "weights.pt does not match its digest" in said
+    assert "serving" not in said
+    assert "curl" not in said
+
+
+def test_serve_says_it_serves_once_it_answers(bundle_dir: Path, tmp_path: Path) -> None:
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    env = {**os.environ, "OCSF_ANOMALY_WORKERS": "1", "OCSF_ANOMALY_MODEL_POLL_SECONDS": "0"}
+    command = [sys.executable, "-m", "scorer.cli", "serve", "--model", str(bundle_dir), "--port", str(port)]
+    with log.open("w") as sink:
+        server = subprocess.Popen(command, stderr=sink, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while "try:" not in log.read_text():
+            assert server.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        status, _, _, _ = _call(("127.0.0.1", port), "GET", "/readyz")  # at once: no retry
+        assert status == 200
+    finally:
+        server.terminate()
+        server.wait(30)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from scorer import bundle
 from scorer.detector import set_threads
@@ -29,6 +30,7 @@ from scorer.service.keys import (
     CACHE,
     EXECUTOR,
     METRICS,
+    PARSING,
     RELOADING,
     SERVING,
     SETTINGS,
@@ -37,7 +39,7 @@ from scorer.service.keys import (
 )
 from scorer.service.metrics import CONTENT_TYPE, Metrics
 from scorer.service.models import Loaded, ModelRef, source_for
-from scorer.service.requests import Batch, parse_body
+from scorer.service.requests import ENCODINGS, Batch, inflate, parse_body
 from scorer.service.schema import openapi
 from scorer.settings import Settings, masked
 
@@ -45,6 +47,8 @@ log = logging.getLogger("ocsf_anomaly.service")
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 ADMIN_PATHS = frozenset({"/v1/models/reload"})
 SHADOW_BACKLOG = 4  # shadow batches allowed to wait; beyond it shadowing skips, never slowing answers
+LARGE_BODY = 1024 * 1024  # bytes; a body this large takes the loop milliseconds to parse
+FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -52,9 +56,13 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[metrics_middleware, error_middleware, auth_middleware],
+        # bodies arrive as sent: _read inflates them off the loop, within the body limit (aiohttp
+        # would inflate on the loop, and inflate what nobody reads before closing the connection)
+        handler_args={"auto_decompress": False, "access_log_class": AccessLog},
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    app[PARSING] = asyncio.Lock()
     app[METRICS].alpha.set(settings.alpha)
     app.cleanup_ctx.extend([executor_ctx, model_ctx, cache_ctx, batcher_ctx, watch_ctx])
     app.router.add_post("/v1/score", score)
@@ -210,6 +218,7 @@ async def batcher_ctx(app: web.Application) -> AsyncIterator[None]:
         max_size=settings.batch_max_size,
         max_wait_us=settings.batch_max_wait_us,
         concurrency=settings.workers,
+        max_pending=settings.max_pending_events,
     )
     await batcher.start()
     app[BATCHER] = batcher
@@ -387,7 +396,8 @@ class Scorer:
 # ---------------------------------------------------------------------- middlewares
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Latency of every request by route (its pattern, never the raw path) and status."""
+    """Latency of every request by route (its pattern, never the raw path) and status; a handler
+    cancelled because the client went away counts as 499, not as a server error."""
     started = time.perf_counter()
     status = 500
     try:
@@ -396,6 +406,9 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         return response
     except web.HTTPException as http:
         status = http.status
+        raise
+    except asyncio.CancelledError:
+        status = 499
         raise
     finally:
         route = request.match_info.route.resource
@@ -408,8 +421,12 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bearer tokens, compared in constant time: the API token on scoring calls when set; the admin
-    token on admin calls, which without one are accepted only while the service listens on loopback."""
+    token on admin calls, which without one are accepted only while the service listens on loopback,
+    and then need the API token when one is set (an admin call is never easier than a scoring call).
+    A path or method that does not exist is answered 404 or 405 whatever the token."""
     settings = request.app[SETTINGS]
+    if request.match_info.http_exception is not None:  # no such path or method: nothing to guard
+        return await handler(request)
     if request.path in ADMIN_PATHS:
         if settings.admin_token:
             _check_bearer(request, settings.admin_token)
@@ -419,6 +436,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 "forbidden",
                 "admin calls need OCSF_ANOMALY_ADMIN_TOKEN when the service listens beyond loopback",
             )
+        elif settings.api_token:
+            _check_bearer(request, settings.api_token)
     elif settings.api_token and request.path not in OPEN_PATHS:
         _check_bearer(request, settings.api_token)
     return await handler(request)
@@ -426,10 +445,35 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 def _check_bearer(request: web.Request, token: str) -> None:
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not presented:
-        raise ApiError(401, "unauthorized", "send Authorization: Bearer <token>")
-    if not hmac.compare_digest(presented.strip().encode(), token.encode()):
+    presented = presented.strip()
+    if scheme.lower() != "bearer" or not presented or not presented.isascii():
+        raise ApiError(401, "unauthorized", "send Authorization: Bearer <token> (printable ASCII)")
+    if not hmac.compare_digest(presented.encode(), token.encode()):
         raise ApiError(403, "forbidden", "the bearer token is not valid for this call")
+
+
+class AccessLog(AbstractAccessLogger):
+    """aiohttp's access log line without the query string (a token sent as ``?token=`` must never
+    reach a log) and without the Referer; ``access_log_format`` is not read."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, seconds: float) -> None:
+        version = request.version
+        self.logger.info(
+            '%s "%s %s HTTP/%d.%d" %d %d %.6f "%s"',
+            request.remote or "-",
+            request.method,
+            request.rel_url.raw_path,
+            version.major,
+            version.minor,
+            response.status,
+            response.body_length,
+            seconds,
+            request.headers.get("User-Agent", "-"),
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
 
 
 def is_loopback(host: str) -> bool:
@@ -454,14 +498,49 @@ async def _read(request: web.Request) -> tuple[Batch, float]:
             raise ApiError(
                 400, "bad_alpha", "alpha is a false-positive rate between 0 and 1, e.g. ?alpha=0.01"
             )
-    strict = request.query.get("strict", "false").lower() in ("1", "true", "yes")
-    body = await request.read()
-    started = time.perf_counter()
-    batch = parse_body(
-        body, request.headers.get("Content-Type", ""), max_events=settings.max_events, strict=strict
-    )
+    strict = FLAGS.get(request.query.get("strict", "false").lower())
+    if strict is None:
+        raise ApiError(400, "bad_strict", "strict is true or false, e.g. ?strict=true")
+    encoding = request.headers.get("Content-Encoding", "").strip().lower() or "identity"
+    if encoding != "identity" and encoding not in ENCODINGS:
+        raise ApiError(
+            415,
+            "unsupported_encoding",
+            f"Content-Encoding {encoding!r} is not accepted: send gzip, deflate or an uncompressed body",
+            headers={"Accept-Encoding": "gzip, deflate"},
+        )
+    try:
+        body = await request.read()  # as sent: compressed bodies count against the limit too
+    except ConnectionResetError:
+        log.info(
+            "%s %s: the client closed the connection before its body ended", request.method, request.path
+        )
+        raise ApiError(499, "client_closed_request", "the client closed the connection") from None
+    if encoding in ENCODINGS:
+        body = await asyncio.get_running_loop().run_in_executor(
+            None, inflate, body, encoding, settings.max_body_bytes
+        )
+    async with _turn_to_parse(request, len(body)):
+        started = time.perf_counter()
+        batch = parse_body(
+            body, request.headers.get("Content-Type", ""), max_events=settings.max_events, strict=strict
+        )
     request.app[METRICS].stage_seconds.labels("parse").observe(time.perf_counter() - started)
     return batch, alpha
+
+
+@contextlib.asynccontextmanager
+async def _turn_to_parse(request: web.Request, size: int) -> AsyncIterator[None]:
+    """Parsing a large body holds the event loop for a while, so large bodies are parsed one at a
+    time, each after the loop has polled its sockets (a health check never waits behind a row of
+    them), and only while there is room for more events (else 503 at once, unparsed)."""
+    if size <= LARGE_BODY:
+        yield
+        return
+    async with request.app[PARSING]:
+        await asyncio.sleep(0)
+        request.app[BATCHER].check(1)
+        yield
 
 
 async def _anomalies(request: web.Request, batch: Batch, alpha: float) -> list[dict[str, Any]]:

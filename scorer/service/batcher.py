@@ -7,6 +7,10 @@ request starts at once, alone; under heavy load the requests that arrived while 
 busy make up the next batch, so batches grow with the load and nobody waits for a timer. A free
 worker may also linger ``max_wait_us`` for more requests to join before it starts (0, the
 default: it does not). ``max_size = 1`` turns merging off: every request runs alone.
+
+The work admitted is bounded: a request whose events would take the events queued or being
+scored past ``max_pending`` is refused at once (:class:`Overloaded`), so that an overload is
+answered promptly instead of growing a queue that nobody waits for.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from scorer.service.errors import ApiError
 
 Event = dict[str, Any]
 ScoreFn = Callable[[list[Event], float], Awaitable[list[dict[str, Any]]]]
@@ -28,13 +34,24 @@ class _Pending:
     future: asyncio.Future[list[dict[str, Any]]] = field(repr=False)
 
 
+class Overloaded(ApiError):
+    """More events than the work admitted may hold: 503, try again shortly."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(503, "overloaded", message, headers={"Retry-After": "1"})
+
+
 class MicroBatcher:
     """Merge concurrent ``score`` calls into batches for ``run`` (which moves the work off the loop)."""
 
-    def __init__(self, run: ScoreFn, *, max_size: int, max_wait_us: int, concurrency: int) -> None:
+    def __init__(
+        self, run: ScoreFn, *, max_size: int, max_wait_us: int, concurrency: int, max_pending: int
+    ) -> None:
         self._run = run
         self.max_size = max_size
         self.max_wait = max_wait_us / 1e6
+        self.max_pending = max_pending
+        self.pending = 0  # events admitted: queued or being scored
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._slots = asyncio.Semaphore(concurrency)
         self._loop_task: asyncio.Task[None] | None = None
@@ -76,12 +93,26 @@ class MicroBatcher:
                 pending.future.set_exception(RuntimeError("the service is shutting down"))
 
     async def score(self, events: list[Event], alpha: float) -> list[dict[str, Any]]:
-        """The anomaly objects of ``events``, in order, scored in a batch with other requests' events."""
+        """The anomaly objects of ``events``, in order, scored in a batch with other requests' events;
+        raises Overloaded if they would take the events admitted past ``max_pending``."""
         if not events:
             return []
+        self.check(len(events))
         future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(events, alpha, future))
-        return await future
+        self.pending += len(events)
+        try:
+            return await future
+        finally:
+            self.pending -= len(events)
+
+    def check(self, n: int) -> None:
+        """Raise Overloaded unless ``n`` more events fit in the work admitted."""
+        if self.pending + n > self.max_pending:
+            raise Overloaded(
+                f"the service is busy: {self.pending:,} events are queued or being scored, and {n:,} more "
+                f"would pass the bound of {self.max_pending:,}; try again shortly"
+            )
 
     async def _collect(self) -> None:
         loop = asyncio.get_running_loop()

@@ -36,6 +36,7 @@ class Serving:
 SERVING = web.AppKey("serving", Serving)
 SOURCE = web.AppKey("source", ModelSource)
 RELOADING = web.AppKey("reloading", asyncio.Lock)
+PARSING = web.AppKey("parsing", asyncio.Lock)
 BATCHER = web.AppKey("batcher", MicroBatcher)
 METRICS = web.AppKey("metrics", Metrics)
 CACHE = web.AppKey("cache", EmbeddingCache)

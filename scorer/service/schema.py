@@ -179,7 +179,7 @@ def openapi() -> dict[str, Any]:
     _, definitions = models_json_schema(
         [(m, "validation") for m in MODELS], ref_template="#/components/schemas/{model}"
     )
-    scoring_errors = _errors(400, 401, 403, 413, 415, 422)
+    scoring_errors = _errors(400, 401, 403, 413, 415, 422, 503)
     return {
         "openapi": "3.1.0",
         "info": {
