@@ -24,11 +24,12 @@ from pathlib import Path
 from common import DATA, OUT, machine, require_data, run_cli
 
 from scorer.baselines import run_baselines
-from scorer.detector import Detector, DetectorConfig, set_threads, split_for_fit
+from scorer.detector import Detector, DetectorConfig, split_for_fit
 from scorer.evaluate import evaluate, load_labelled
 from scorer.io import load_events
 from scorer.metrics import detection_report, recall_at_fpr
 from scorer.model import TrainConfig, embed
+from scorer.threads import set_threads
 
 FOLDERS = {"nsl_kdd": "nsl_kdd_ocsf", "unsw_nb15": "unsw_nb15_ocsf"}
 

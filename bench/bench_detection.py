@@ -168,8 +168,8 @@ def recalibrated(name: str, share: float = 0.25, contamination: float = 0.005) -
     of it (unvetted traffic with a realistic attack rate). The test halves of these sets are about
     half attacks, so the unfiltered window would be no model of live traffic."""
     from scorer import bundle
-    from scorer.detector import set_threads
     from scorer.evaluate import evaluate, load_labelled
+    from scorer.threads import set_threads
 
     set_threads(2)
     split = _split(name, 0, ordered=True)

@@ -55,8 +55,8 @@ def main() -> None:
 
 def stages(model: object, source: object, limit: int) -> None:
     from scorer import bundle
-    from scorer.detector import set_threads
     from scorer.io import parse_line
+    from scorer.threads import set_threads
 
     set_threads(1)
     detector = bundle.load(model)  # type: ignore[arg-type]

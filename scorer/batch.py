@@ -55,7 +55,7 @@ class ScoringError(RuntimeError):
 
 def _init_worker(model_dir: str, alpha: float | None, explain: bool, output_kind: str, threads: int) -> None:
     from scorer import bundle
-    from scorer.detector import set_threads
+    from scorer.threads import set_threads
 
     set_threads(threads)
     _setup(bundle.load(model_dir), alpha, explain, output_kind)

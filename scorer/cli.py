@@ -384,9 +384,10 @@ def _load_spec(choice: str) -> Any:
 
 def _train(args: argparse.Namespace) -> int:
     from scorer import bundle
-    from scorer.detector import Detector, DetectorConfig, set_threads
+    from scorer.detector import Detector, DetectorConfig
     from scorer.io import load_events
     from scorer.model import TrainConfig
+    from scorer.threads import set_threads
 
     if args.output is None and args.register is None:
         raise CliError("say where the model goes: --output DIR, --register NAME, or both")
@@ -461,8 +462,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     import json
 
     from scorer import bundle
-    from scorer.detector import set_threads
     from scorer.evaluate import evaluate, format_report, load_labelled, load_train_normals
+    from scorer.threads import set_threads
 
     set_threads(os.cpu_count() or 1)
     events, labels = load_labelled(args.events, args.labels)  # a labels file that does not match fails first
@@ -478,8 +479,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _refresh(args: argparse.Namespace) -> int:
     from scorer import bundle
-    from scorer.detector import set_threads
     from scorer.io import load_events
+    from scorer.threads import set_threads
 
     set_threads(os.cpu_count() or 1)
     detector = bundle.load(args.model)
@@ -617,12 +618,13 @@ def _demo(args: argparse.Namespace) -> int:
     from scorer import bundle
     from scorer.batch import score_file
     from scorer.demo import write_demo_files
-    from scorer.detector import Detector, set_threads
+    from scorer.detector import Detector
     from scorer.evaluate import read_labels
     from scorer.io import load_events
     from scorer.paths import state_dir
     from scorer.registry import RegistryError
     from scorer.settings import DEMO_MODEL
+    from scorer.threads import set_threads
 
     demo_dir = state_dir() / "demo"
     files = write_demo_files(demo_dir)

@@ -15,18 +15,17 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from scorer.calibration import Calibration
+from scorer.explain import Reason, find_reasons
 from scorer.features.encoder import (
-    MISSING_INDEX,
     UNKNOWN_INDEX,
     EncodedBatch,
     FeatureEncoder,
     compile_getter,
 )
 from scorer.features.infer import infer_spec
-from scorer.features.spec import FeatureDef, FeatureSpec
+from scorer.features.spec import FeatureSpec
 from scorer.knn import ANN_THRESHOLD, KnnIndex
 from scorer.model import InferenceNet, ModelConfig, TabularResNet, TrainConfig, embed, train_model
 
@@ -92,22 +91,6 @@ class Standardiser:
 
 
 @dataclass
-class Reason:
-    field: str
-    value: Any
-    typical: Any
-    deviation: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "field": self.field,
-            "value": self.value,
-            "typical": self.typical,
-            "deviation": round(self.deviation, 3),
-        }
-
-
-@dataclass
 class ScoreResult:
     """Scores of one batch, in input order, and what each stage cost."""
 
@@ -140,6 +123,34 @@ class ScoreResult:
             "neighbors": self.neighbors[i],
             "model": model,
         }
+
+
+@dataclass
+class Prepared:
+    """A batch encoded for scoring, and the cache key of each event's embedding (if asked for)."""
+
+    events: Sequence[Event]
+    encoded: EncodedBatch
+    keys: list[str]
+    seconds: dict[str, float]
+
+
+def _concatenate(parts: list[ScoreResult]) -> ScoreResult:
+    sizes = np.array([len(p) for p in parts], dtype=np.float64)
+    return ScoreResult(
+        score=np.concatenate([p.score for p in parts]),
+        p_value=np.concatenate([p.p_value for p in parts]),
+        is_anomaly=np.concatenate([p.is_anomaly for p in parts]),
+        threshold=np.concatenate([p.threshold for p in parts]),
+        group=[g for p in parts for g in p.group],
+        classes=[c for p in parts for c in p.classes],
+        components={k: np.concatenate([p.components[k] for p in parts]) for k in parts[0].components},
+        reasons=[r for p in parts for r in p.reasons],
+        neighbors=[r for p in parts for r in p.neighbors],
+        unknown_rate=float(np.average([p.unknown_rate for p in parts], weights=sizes)),
+        mean_knn_distance=float(np.average([p.mean_knn_distance for p in parts], weights=sizes)),
+        seconds={k: sum(p.seconds.get(k, 0.0) for p in parts) for k in STAGES},
+    )
 
 
 @dataclass
@@ -333,8 +344,9 @@ class Detector:
             embeddings = None
         elif embeddings is None:
             embeddings = embed(self.net, encoded)
-        dense = self.encoder.dense(encoded) if self.config.score != "embedding" else None
         t1 = time.perf_counter()
+        dense = self.encoder.dense(encoded) if self.config.score != "embedding" else None
+        t2 = time.perf_counter()
         out: dict[str, npt.NDArray[np.float64]] = {}
         neighbours = np.zeros((len(encoded), 0), dtype=np.int64)
         if embeddings is not None:
@@ -353,71 +365,98 @@ class Detector:
             out["fusion"] = weight * self.standardisers["embedding"](out["embedding"]) + (
                 1.0 - weight
             ) * self.standardisers["features"](out["features"])
-        t2 = time.perf_counter()
+        t3 = time.perf_counter()
         seconds["embed"] = seconds.get("embed", 0.0) + t1 - t0
-        seconds["search"] = seconds.get("search", 0.0) + t2 - t1
+        seconds["encode"] = seconds.get("encode", 0.0) + t2 - t1  # the feature-space vectors
+        seconds["search"] = seconds.get("search", 0.0) + t3 - t2
         return out, neighbours
 
     def score(
+        self, events: Sequence[Event], *, alpha: float | None = None, explain: bool = True
+    ) -> ScoreResult:
+        """Score a batch of events (dicts). Never raises on an event's content.
+
+        The one pipeline, in two calls for callers that keep embeddings between them (a cache):
+        :meth:`prepare`, then :meth:`finish`.
+        """
+        return self.finish(self.prepare(events), alpha=alpha, explain=explain)[0]
+
+    def prepare(self, events: Sequence[Event], *, keys: bool = False) -> Prepared:
+        """Encode a batch; with ``keys``, the cache key of each event's embedding as well."""
+        started = time.perf_counter()
+        encoded = self.encoder.encode(events)
+        cache_keys: list[str] = []
+        if keys and self.config.score != "features":
+            version = self.model_info["version"]  # the bundle's content: the same bundle, the same key
+            cache_keys = [f"ocsf-anomaly:{version}:{digest.hex()}" for digest in encoded.row_digests()]
+        return Prepared(events, encoded, cache_keys, {"encode": time.perf_counter() - started})
+
+    def finish(
         self,
-        events: Sequence[Event],
+        prepared: Prepared,
+        cached: Sequence[bytes | None] | None = None,
         *,
         alpha: float | None = None,
         explain: bool = True,
-        encoded: EncodedBatch | None = None,
-        embeddings: npt.NDArray[np.float32] | None = None,
-    ) -> ScoreResult:
-        """Score a batch of events (dicts), in chunks that bound memory. Never raises on an event's content.
+    ) -> tuple[ScoreResult, dict[str, bytes]]:
+        """Score a prepared batch, in chunks that bound memory.
 
-        A caller that already encoded the events, or holds their embeddings (a cache), passes them
-        in, row for row, and those stages are skipped.
+        ``cached`` holds, row for row, an embedding found under ``prepared.keys`` (or None); the
+        others are computed and returned by key, for the caller to store.
         """
         alpha = self.config.alpha if alpha is None else alpha
         if not 0 < alpha < 1:
             raise ValueError("alpha must be between 0 and 1")
+        seconds = dict(prepared.seconds)
+        embeddings: npt.NDArray[np.float32] | None = None
+        fresh: dict[str, bytes] = {}
+        if cached is not None and prepared.keys:
+            started = time.perf_counter()
+            embeddings, fresh = self._embeddings(prepared, cached)
+            seconds["embed"] = time.perf_counter() - started
+        events, encoded = prepared.events, prepared.encoded
         parts = [
             self._score_chunk(
                 events[i : i + CHUNK],
                 alpha,
                 explain,
-                encoded.take(np.arange(i, min(i + CHUNK, len(events)))) if encoded is not None else None,
+                encoded.take(np.arange(i, min(i + CHUNK, len(events)))),
                 embeddings[i : i + CHUNK] if embeddings is not None else None,
             )
             for i in range(0, len(events), CHUNK)
-        ]
-        if len(parts) == 1:
-            return parts[0]
-        if not parts:
-            return self._score_chunk([], alpha, explain, encoded, embeddings)
-        sizes = np.array([len(p) for p in parts], dtype=np.float64)
-        return ScoreResult(
-            score=np.concatenate([p.score for p in parts]),
-            p_value=np.concatenate([p.p_value for p in parts]),
-            is_anomaly=np.concatenate([p.is_anomaly for p in parts]),
-            threshold=np.concatenate([p.threshold for p in parts]),
-            group=[g for p in parts for g in p.group],
-            classes=[c for p in parts for c in p.classes],
-            components={k: np.concatenate([p.components[k] for p in parts]) for k in parts[0].components},
-            reasons=[r for p in parts for r in p.reasons],
-            neighbors=[r for p in parts for r in p.neighbors],
-            unknown_rate=float(np.average([p.unknown_rate for p in parts], weights=sizes)),
-            mean_knn_distance=float(np.average([p.mean_knn_distance for p in parts], weights=sizes)),
-            seconds={k: sum(p.seconds.get(k, 0.0) for p in parts) for k in STAGES},
-        )
+        ] or [self._score_chunk([], alpha, explain, encoded, embeddings)]
+        result = parts[0] if len(parts) == 1 else _concatenate(parts)
+        for stage, spent in seconds.items():
+            result.seconds[stage] = result.seconds.get(stage, 0.0) + spent
+        return result, fresh
+
+    def _embeddings(
+        self, prepared: Prepared, cached: Sequence[bytes | None]
+    ) -> tuple[npt.NDArray[np.float32], dict[str, bytes]]:
+        """The batch's embeddings: those found in the cache, and the others computed (returned by key)."""
+        width = self.net.d_out
+        embeddings = np.empty((len(prepared.encoded), width), dtype=np.float32)
+        missing = []
+        for i, value in enumerate(cached):
+            if value is not None and len(value) == width * 4:
+                embeddings[i] = np.frombuffer(value, dtype=np.float32)
+            else:
+                missing.append(i)
+        if not missing:
+            return embeddings, {}
+        rows = np.asarray(missing)
+        embeddings[rows] = embed(self.net, prepared.encoded.take(rows))
+        return embeddings, {prepared.keys[i]: embeddings[i].tobytes() for i in missing}
 
     def _score_chunk(
         self,
         events: Sequence[Event],
         alpha: float,
         explain: bool,
-        encoded: EncodedBatch | None = None,
-        embeddings: npt.NDArray[np.float32] | None = None,
+        encoded: EncodedBatch,
+        embeddings: npt.NDArray[np.float32] | None,
     ) -> ScoreResult:
         seconds: dict[str, float] = {}
-        t0 = time.perf_counter()
-        if encoded is None:
-            encoded = self.encoder.encode(events)
-        seconds["encode"] = time.perf_counter() - t0
         components, neighbours = self._components(
             encoded, seconds, neighbours_for_explain=explain, embeddings=embeddings
         )
@@ -433,7 +472,9 @@ class Detector:
         reasons: list[list[Reason]] = [[] for _ in events]
         neighbor_ids: list[list[str]] = [[] for _ in events]
         if explain and len(events):
-            reasons = self._explain(events, encoded, neighbours)
+            reasons = find_reasons(
+                self.encoder, self.baseline, events, encoded, neighbours, self.config.n_reasons
+            )
             neighbor_ids = [
                 [self.baseline_ids[j] for j in row[: self.config.n_neighbors] if j >= 0]
                 for row in neighbours.tolist()
@@ -466,70 +507,6 @@ class Detector:
             "name": self.metadata.get("name", "ocsf-anomaly"),
             "version": self.metadata.get("version", "unsaved"),
         }
-
-    # ------------------------------------------------------------------ explain
-    def _explain(
-        self, events: Sequence[Event], encoded: EncodedBatch, neighbours: npt.NDArray[np.int64]
-    ) -> list[list[Reason]]:
-        """The fields on which each event differs most from its neighbours.
-
-        Numbers: the gap to the neighbours' median in robust standard deviations (a missing value
-        where the neighbours have one counts 3). Categories: the share of neighbours with another
-        value, times 3, or times 5 for a value never seen in training.
-        """
-        encoder = self.encoder
-        nbr = np.where(neighbours >= 0, neighbours, 0)
-        numeric = encoder.numeric_features
-        n_numeric = len(numeric)
-        n_values = len(encoder.numeric_columns) - n_numeric
-        starts = encoder.numeric_value_starts
-        nbr_num = self.baseline.num[nbr]  # (n, k, columns)
-        median = np.median(nbr_num[:, :, :n_values], axis=1) if n_values else np.zeros((len(events), 0))
-        numeric_dev = np.zeros((len(events), n_numeric), dtype=np.float64)
-        if n_numeric:
-            gap = np.maximum.reduceat(np.abs(encoded.num[:, :n_values] - median), starts, axis=1)
-            missing = encoded.num[:, n_values:]
-            missing_gap = np.abs(missing - nbr_num[:, :, n_values:].mean(axis=1))
-            numeric_dev = np.where(missing > 0, 3.0 * missing_gap, gap)
-        nbr_cat = self.baseline.cat[nbr]  # (n, k, categorical)
-        differs = (nbr_cat != encoded.cat[:, None, :]).mean(axis=1)
-        categorical_dev = np.where(encoded.cat == UNKNOWN_INDEX, 5.0, 3.0) * differs
-        matrix = np.concatenate([numeric_dev, categorical_dev], axis=1)
-        fields: list[FeatureDef] = numeric + encoder.categorical_features
-        n_reasons = min(self.config.n_reasons, matrix.shape[1])
-        top = np.argsort(-matrix, axis=1)[:, :n_reasons]
-        getters = [compile_getter(f.path) for f in fields]
-        out: list[list[Reason]] = []
-        for row, event in enumerate(events):
-            reasons = []
-            for f in top[row].tolist():
-                deviation = float(matrix[row, f])
-                if deviation < 0.5:
-                    break
-                feature = fields[f]
-                if f >= n_numeric:
-                    mode = int(np.bincount(nbr_cat[row, :, f - n_numeric]).argmax())
-                    typical = None if mode == MISSING_INDEX else encoder.category_label(feature, mode)
-                else:
-                    typical = self._typical_number(feature, median[row, starts[f] :])
-                reasons.append(
-                    Reason(
-                        field=feature.path if feature.kind in ("numeric", "categorical") else feature.name,
-                        value=_display(getters[f](event) if isinstance(event, dict) else None),
-                        typical=typical,
-                        deviation=deviation,
-                    )
-                )
-            out.append(reasons)
-        return out
-
-    def _typical_number(self, feature: FeatureDef, columns: npt.NDArray[np.floating[Any]]) -> Any:
-        """The neighbours' median, unscaled (for time, the hour it stands for)."""
-        if feature.kind == "time_cyclic":
-            hour = (math.atan2(float(columns[0]), float(columns[1])) / (2 * math.pi) * 24) % 24
-            return f"{int(hour):02d}:00 UTC"
-        value = self.encoder.numeric_value(feature, float(columns[0]))
-        return round(value, 4) if abs(value) < 1e15 else value
 
 
 def _build_indices(
@@ -565,22 +542,3 @@ def split_for_fit(n: int, config: DetectorConfig) -> tuple[npt.NDArray[np.int64]
 
 def _event_id(uid: Any, row: int) -> str:
     return uid if isinstance(uid, str) and uid else f"baseline-row-{row}"
-
-
-def _display(value: Any) -> Any:
-    """An event value as it may appear in an explanation: scalars as they are, others summarised."""
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    if isinstance(value, str):
-        return value if len(value) <= 200 else value[:200] + "…"
-    return f"<{type(value).__name__}>"
-
-
-def set_threads(n: int) -> None:
-    """Pin torch, faiss and numpy's BLAS to ``n`` threads (one per worker: thread teams must not fight)."""
-    import faiss
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(n)
-    faiss.omp_set_num_threads(n)
-    threadpool_limits(limits=n, user_api="blas")  # numpy's matrix products in InferenceNet

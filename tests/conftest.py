@@ -70,8 +70,9 @@ def fitted_detector(train_events: list[Event]) -> Any:
     import faiss
     import torch
 
-    from scorer.detector import Detector, DetectorConfig, set_threads
+    from scorer.detector import Detector, DetectorConfig
     from scorer.model import TrainConfig
+    from scorer.threads import set_threads
 
     torch_threads, faiss_threads = torch.get_num_threads(), faiss.omp_get_max_threads()
     set_threads(1)

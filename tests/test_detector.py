@@ -188,3 +188,39 @@ def test_the_fusion_weight_moves_the_score_between_its_two_kinds(
 def test_a_fusion_weight_outside_zero_to_one_is_refused(fitted_detector: Detector, weight: float) -> None:
     with pytest.raises(ValueError, match="fusion_weight"):
         fitted_detector.with_config(fusion_weight=weight)
+
+
+def test_prepare_and_finish_with_a_cache_score_as_score_does(
+    fitted_detector: Detector, held_out_events: list[Event]
+) -> None:
+    events = held_out_events[:40]
+    whole = fitted_detector.score(events)
+    prepared = fitted_detector.prepare(events, keys=True)
+    assert len(prepared.keys) == len(events)
+    assert prepared.keys == fitted_detector.prepare(events, keys=True).keys  # the same content, the same key
+    assert fitted_detector.prepare(events).keys == []  # asked for only by a cache
+    # nothing cached: every embedding is computed and handed back to be stored, by key
+    first, fresh = fitted_detector.finish(prepared, [None] * len(events))
+    assert set(fresh) == set(prepared.keys)
+    np.testing.assert_allclose(first.score, whole.score, rtol=1e-5, atol=1e-6)
+    # all but two cached (one of them the wrong size, as a stale entry of another model could be)
+    cached: list[bytes | None] = [fresh[k] for k in prepared.keys]
+    cached[3], cached[7] = None, b"\x00" * 12
+    second, fresh_again = fitted_detector.finish(fitted_detector.prepare(events, keys=True), cached)
+    assert set(fresh_again) == {prepared.keys[3], prepared.keys[7]}
+    np.testing.assert_allclose(second.score, whole.score, rtol=1e-5, atol=1e-6)
+    assert [r.to_dict() for rs in second.reasons for r in rs] == [
+        r.to_dict() for rs in whole.reasons for r in rs
+    ]
+    assert {"encode", "embed", "search", "calibrate", "explain"} <= set(second.seconds)
+
+
+def test_a_features_only_detector_needs_no_embedding_keys(
+    fitted_detector: Detector, held_out_events: list[Event]
+) -> None:
+    features = fitted_detector.with_config(score="features")
+    prepared = features.prepare(held_out_events[:10], keys=True)
+    assert prepared.keys == []
+    result, fresh = features.finish(prepared, None)
+    assert fresh == {}
+    np.testing.assert_array_equal(result.score, features.score(held_out_events[:10]).score)

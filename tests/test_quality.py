@@ -146,7 +146,7 @@ def shifted(request: pytest.FixtureRequest) -> ShiftedRun:
     import faiss
     import torch
 
-    from scorer.detector import set_threads
+    from scorer.threads import set_threads
 
     seed: int = request.param
     train, _ = generate_events(SHIFT_TRAIN, seed=seed)

@@ -11,6 +11,7 @@ import itertools
 import json
 import logging
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -37,6 +38,11 @@ from scorer.settings import Settings, SettingsError
 Event = dict[str, Any]
 JSON = {"Content-Type": "application/json"}
 NDJSON = {"Content-Type": "application/x-ndjson"}
+
+
+def _gz(data: bytes, level: int = 9) -> bytes:
+    """gzip without a timestamp: the same bytes in every process (xdist collects test ids in each)."""
+    return gzip.compress(data, compresslevel=level, mtime=0)
 
 
 def _settings(bundle_dir: Path, **changes: Any) -> Settings:
@@ -203,12 +209,12 @@ async def test_compressed_bodies_are_inflated(client: Any, held_out_events: list
     half = len(body) // 2  # a gzip body may hold several members
     ndjson = b"\n".join(orjson.dumps(e) for e in events)
     for encoding, compressed, headers in [
-        ("gzip", gzip.compress(body), JSON),
-        ("x-gzip", gzip.compress(body), JSON),
-        ("gzip", gzip.compress(body[:half]) + gzip.compress(body[half:]), JSON),
+        ("gzip", _gz(body), JSON),
+        ("x-gzip", _gz(body), JSON),
+        ("gzip", _gz(body[:half]) + _gz(body[half:]), JSON),
         ("deflate", _deflate(body, zlib.MAX_WBITS), JSON),
         ("deflate", _deflate(body, -zlib.MAX_WBITS), JSON),  # raw deflate, as some clients send it
-        ("GZip", gzip.compress(ndjson), NDJSON),
+        ("GZip", _gz(ndjson), NDJSON),
     ]:
         status, payload = await _post(
             client, "/v1/score", compressed, {**headers, "Content-Encoding": encoding}
@@ -225,14 +231,14 @@ async def test_compressed_bodies_are_inflated(client: Any, held_out_events: list
     ("body", "encoding", "status", "code"),
     [
         # over the 64 KiB limit once inflated; over it as sent
-        (gzip.compress(b"[" + b" " * (70 * 1024) + b"]"), "gzip", 413, "body_too_large"),
-        (gzip.compress(os.urandom(70 * 1024), compresslevel=0), "gzip", 413, "body_too_large"),
+        (_gz(b"[" + b" " * (70 * 1024) + b"]"), "gzip", 413, "body_too_large"),
+        (_gz(random.Random(0).randbytes(70 * 1024), 0), "gzip", 413, "body_too_large"),
         (b"not gzip at all", "gzip", 400, "bad_encoding"),
-        (gzip.compress(b"[{}, {}]")[:-12], "gzip", 400, "bad_encoding"),  # cut short
+        (_gz(b"[{}, {}]")[:-12], "gzip", 400, "bad_encoding"),  # cut short
         (b"\x78\x9c garbage", "deflate", 400, "bad_encoding"),
         (b"", "gzip", 400, "bad_encoding"),
         (b"{}", "br", 415, "unsupported_encoding"),
-        (gzip.compress(b"{}"), "gzip, gzip", 415, "unsupported_encoding"),
+        (_gz(b"{}"), "gzip, gzip", 415, "unsupported_encoding"),
     ],
 )
 async def test_bad_encodings_get_the_error_shape(

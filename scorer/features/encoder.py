@@ -154,6 +154,7 @@ def category_key(value: Any) -> str | None:
     return _NOT_SCALAR
 
 
+@lru_cache(maxsize=_HASH_CACHE_MAX)  # thread-safe: scoring threads share one encoder
 def stable_bucket(key: str, buckets: int) -> int:
     """A bucket that is the same in every process and on every machine (never Python's salted hash)."""
     digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
@@ -231,7 +232,6 @@ class FeatureEncoder:
         self._extract = compile_extractor([f.path for f in spec.features])
         self._numeric: dict[str, _Numeric] = {}
         self._vocab: dict[str, _Vocab] = {}
-        self._hash_cache: dict[str, dict[str, int]] = {f.name: {} for f in spec.features}
         self.fitted_ = False
 
     # ---------------------------------------------------------------- layout
@@ -400,21 +400,17 @@ class FeatureEncoder:
             return out
         keys = self._category_keys(feature, raw)
         if feature.kind == "hashed":
-            cache = self._hash_cache[feature.name]
-            if len(cache) > _HASH_CACHE_MAX:
-                cache.clear()
-            out_list = []
-            for key in keys:
-                if key is None:
-                    out_list.append(MISSING_INDEX)
-                elif key == _NOT_SCALAR:
-                    out_list.append(UNKNOWN_INDEX)
-                else:
-                    bucket = cache.get(key)
-                    if bucket is None:
-                        bucket = cache[key] = RESERVED + stable_bucket(key, feature.buckets)
-                    out_list.append(bucket)
-            return np.asarray(out_list, dtype=np.int64)
+            return np.asarray(
+                [
+                    MISSING_INDEX
+                    if key is None
+                    else UNKNOWN_INDEX
+                    if key == _NOT_SCALAR
+                    else RESERVED + stable_bucket(key, feature.buckets)
+                    for key in keys
+                ],
+                dtype=np.int64,
+            )
         index = self._vocab[feature.name].index
         return np.asarray(
             [MISSING_INDEX if k is None else index.get(k, UNKNOWN_INDEX) for k in keys], dtype=np.int64

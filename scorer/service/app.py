@@ -8,19 +8,17 @@ import hmac
 import ipaddress
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
-import numpy as np
 import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from scorer import bundle
-from scorer.detector import set_threads
-from scorer.features.encoder import EncodedBatch, compile_getter, stable_bucket
-from scorer.model import embed
+from scorer.detector import Prepared
+from scorer.features.encoder import compile_getter, stable_bucket
 from scorer.registry import RegistryError
 from scorer.service.batcher import MicroBatcher
 from scorer.service.cache import EmbeddingCache
@@ -42,8 +40,10 @@ from scorer.service.models import Loaded, ModelRef, source_for
 from scorer.service.requests import ENCODINGS, Batch, inflate, parse_body
 from scorer.service.schema import openapi
 from scorer.settings import Settings, masked
+from scorer.threads import set_threads
 
 log = logging.getLogger("ocsf_anomaly.service")
+T = TypeVar("T")
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 ADMIN_PATHS = frozenset({"/v1/models/reload"})
 SHADOW_BACKLOG = 4  # shadow batches allowed to wait; beyond it shadowing skips, never slowing answers
@@ -315,9 +315,10 @@ class Router:
 
 
 class Scorer:
-    """One batch through the engine: encode, cache lookup, embed the misses, search, calibrate, explain.
+    """One batch through the engine's pipeline: prepare, look the embeddings up in the cache, finish.
 
-    CPU work runs in the executor; only the cache lookup (Redis I/O) runs on the event loop.
+    The engine's two calls run in the executor; only the cache I/O runs on the event loop. The
+    time a call waits for a free executor thread is measured on its own (queue_wait).
     """
 
     def __init__(
@@ -335,60 +336,32 @@ class Scorer:
         self.executor = executor
         self.variant = variant
         self.model = {"name": loaded.ref.name, "version": loaded.ref.version, "variant": variant}
-        self.width = self.detector.net.d_out * 4  # bytes of one float32 embedding
 
     async def __call__(self, events: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
-        loop = asyncio.get_running_loop()
-        if self.detector.config.score == "features":  # no embedding to cache
-            anomalies, _ = await loop.run_in_executor(
-                self.executor, self._finish, events, None, [], [], alpha, {}
-            )
-            return anomalies
-        started = time.perf_counter()
-        encoded, keys = await loop.run_in_executor(self.executor, self._prepare, events)
-        seconds = {"encode": time.perf_counter() - started}
-        started = time.perf_counter()
-        found = await self.cache.get_many(keys)
-        seconds["cache"] = time.perf_counter() - started
-        anomalies, fresh = await loop.run_in_executor(
-            self.executor, self._finish, events, encoded, keys, found, alpha, seconds
-        )
+        prepared = await self._run(self.detector.prepare, events, keys=True)
+        cached = None
+        if prepared.keys:
+            started = time.perf_counter()
+            cached = await self.cache.get_many(prepared.keys)
+            prepared.seconds["cache"] = time.perf_counter() - started
+        anomalies, fresh = await self._run(self._finish, prepared, cached, alpha)
         self.cache.put_many(fresh)
         return anomalies
 
-    def _prepare(self, events: list[dict[str, Any]]) -> tuple[EncodedBatch, list[str]]:
-        encoded = self.detector.encoder.encode(events)
-        version = self.detector.model_info["version"]  # the bundle's content: the same bundle, the same key
-        return encoded, [f"ocsf-anomaly:{version}:{digest.hex()}" for digest in encoded.row_digests()]
+    async def _run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``function`` in the executor; the wait for a thread is observed as queue_wait."""
+        submitted = time.perf_counter()
+
+        def timed() -> T:
+            self.metrics.queue_wait.observe(time.perf_counter() - submitted)
+            return function(*args, **kwargs)
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, timed)
 
     def _finish(
-        self,
-        events: list[dict[str, Any]],
-        encoded: EncodedBatch | None,
-        keys: list[str],
-        found: list[bytes | None],
-        alpha: float,
-        seconds: dict[str, float],
+        self, prepared: Prepared, cached: list[bytes | None] | None, alpha: float
     ) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
-        embeddings = None
-        fresh: dict[str, bytes] = {}
-        if encoded is not None:
-            started = time.perf_counter()
-            embeddings = np.empty((len(events), self.detector.net.d_out), dtype=np.float32)
-            missing = []
-            for i, value in enumerate(found):
-                if value is not None and len(value) == self.width:
-                    embeddings[i] = np.frombuffer(value, dtype=np.float32)
-                else:
-                    missing.append(i)
-            if missing:
-                rows = np.asarray(missing)
-                embeddings[rows] = embed(self.detector.net, encoded.take(rows))
-                fresh = {keys[i]: embeddings[i].tobytes() for i in missing}
-            seconds["embed"] = time.perf_counter() - started
-        result = self.detector.score(events, alpha=alpha, encoded=encoded, embeddings=embeddings)
-        for stage, spent in seconds.items():
-            result.seconds[stage] = result.seconds.get(stage, 0.0) + spent
+        result, fresh = self.detector.finish(prepared, cached, alpha=alpha)
         self.metrics.observe_batch(result, self.variant)
         return [result.anomaly(i, self.model) for i in range(len(result))], fresh
 

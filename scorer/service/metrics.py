@@ -6,6 +6,8 @@ never a raw value from a request.
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -17,7 +19,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 10_000)
 STAGES = ("parse", "encode", "cache", "embed", "search", "calibrate", "explain")
-DRIFT_SMOOTHING = 0.05  # weight of the newest batch in the rolling drift gauges
+WINDOW_EVENTS = 10_000  # the drift gauges read over the last this many scored events
 
 
 class Metrics:
@@ -37,6 +39,12 @@ class Metrics:
             "ocsf_anomaly_stage_seconds",
             "Time per batch spent in each scoring stage",
             ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "ocsf_anomaly_queue_wait_seconds",
+            "Time a scoring call waited for a free scoring thread",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -61,19 +69,19 @@ class Metrics:
         )
         self.knn_distance = Gauge(
             "ocsf_anomaly_knn_distance_rolling_mean",
-            "Rolling mean score (k-NN distance) of scored events",
+            f"Mean score (k-NN distance) of the last {WINDOW_EVENTS:,} scored events",
             ["variant"],
             registry=r,
         )
         self.unknown_rate = Gauge(
             "ocsf_anomaly_unknown_category_rate",
-            "Rolling share of categorical inputs never seen in training",
+            f"Share of categorical inputs never seen in training, over the last {WINDOW_EVENTS:,} events",
             ["variant"],
             registry=r,
         )
         self.anomaly_rate = Gauge(
             "ocsf_anomaly_anomaly_rate",
-            "Rolling share of events flagged; compare with ocsf_anomaly_alpha",
+            f"Share of the last {WINDOW_EVENTS:,} scored events flagged; compare with ocsf_anomaly_alpha",
             ["variant"],
             registry=r,
         )
@@ -92,7 +100,8 @@ class Metrics:
         )
         self.redis_degraded = Gauge("ocsf_anomaly_redis_degraded", "1 while Redis is failing", registry=r)
         self.redis_errors = Counter("ocsf_anomaly_redis_errors", "Failed Redis calls", registry=r)
-        self._rolling: dict[tuple[str, str], float] = {}
+        self._windows: dict[str, _Window] = {}
+        self._lock = threading.Lock()
 
     def observe_batch(self, result: ScoreResult, variant: str) -> None:
         """Count a scored batch: stage times, events and anomalies by class, drift gauges."""
@@ -113,16 +122,12 @@ class Metrics:
             self.events.labels(label, variant).inc(events)
             if anomalies:
                 self.anomalies.labels(label, variant).inc(anomalies)
-        self._roll(self.knn_distance, "distance", variant, result.mean_knn_distance)
-        self._roll(self.unknown_rate, "unknown", variant, result.unknown_rate)
-        self._roll(self.anomaly_rate, "anomaly", variant, sum(flagged) / n)
-
-    def _roll(self, gauge: Gauge, name: str, variant: str, value: float) -> None:
-        key = (name, variant)
-        previous = self._rolling.get(key)
-        current = value if previous is None else (1 - DRIFT_SMOOTHING) * previous + DRIFT_SMOOTHING * value
-        self._rolling[key] = current
-        gauge.labels(variant).set(current)
+        batch = (float(n), result.mean_knn_distance * n, result.unknown_rate * n, float(sum(flagged)))
+        with self._lock:  # scoring threads observe concurrently
+            distance, unknown, rate = self._windows.setdefault(variant, _Window()).add(batch)
+            self.knn_distance.labels(variant).set(distance)
+            self.unknown_rate.labels(variant).set(unknown)
+            self.anomaly_rate.labels(variant).set(rate)
 
     def set_models(self, models: dict[str, dict[str, Any]]) -> None:
         """The serving models by alias (champion, challenger)."""
@@ -134,3 +139,21 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Window:
+    """Sums over the last WINDOW_EVENTS events, batch by batch (a batch leaves whole, once the
+    batches after it hold WINDOW_EVENTS events); the means over them."""
+
+    def __init__(self) -> None:
+        self.batches: deque[tuple[float, float, float, float]] = deque()
+        self.sums = [0.0, 0.0, 0.0, 0.0]  # events, and the sums of distance, unknown share, flags
+
+    def add(self, batch: tuple[float, float, float, float]) -> tuple[float, float, float]:
+        self.batches.append(batch)
+        self.sums = [a + b for a, b in zip(self.sums, batch, strict=True)]
+        while self.sums[0] - self.batches[0][0] >= WINDOW_EVENTS:
+            oldest = self.batches.popleft()
+            self.sums = [a - b for a, b in zip(self.sums, oldest, strict=True)]
+        events = self.sums[0]
+        return self.sums[1] / events, self.sums[2] / events, self.sums[3] / events

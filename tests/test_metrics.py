@@ -1,0 +1,73 @@
+"""The service's drift gauges read over a stated window of events, whichever threads observe."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from scorer.detector import ScoreResult
+from scorer.service.metrics import WINDOW_EVENTS, Metrics
+
+
+def _batch(n: int, flagged: int, distance: float = 1.0) -> ScoreResult:
+    is_anomaly = np.zeros(n, dtype=bool)
+    is_anomaly[:flagged] = True
+    return ScoreResult(
+        score=np.full(n, distance),
+        p_value=np.full(n, 0.5),
+        is_anomaly=is_anomaly,
+        threshold=np.full(n, 3.0),
+        group=["global"] * n,
+        classes=["4001"] * n,
+        components={},
+        reasons=[[] for _ in range(n)],
+        neighbors=[[] for _ in range(n)],
+        unknown_rate=0.0,
+        mean_knn_distance=distance,
+    )
+
+
+def _gauge(metrics: Metrics, name: str) -> float:
+    value = metrics.registry.get_sample_value(name, {"variant": "champion"})
+    assert value is not None
+    return value
+
+
+def test_the_anomaly_rate_is_the_share_of_the_events_seen_so_far_within_the_window() -> None:
+    metrics = Metrics()
+    metrics.observe_batch(_batch(10, 1), "champion")
+    metrics.observe_batch(_batch(5, 0), "champion")
+    assert (
+        _gauge(metrics, "ocsf_anomaly_anomaly_rate") == 1 / 15
+    )  # not a rolling mean seeded by the first batch
+    for _ in range(WINDOW_EVENTS // 100):
+        metrics.observe_batch(_batch(100, 2, distance=2.0), "champion")
+    assert _gauge(metrics, "ocsf_anomaly_anomaly_rate") == pytest.approx(
+        0.02
+    )  # the first batches have left the window
+    assert _gauge(metrics, "ocsf_anomaly_knn_distance_rolling_mean") == pytest.approx(2.0)
+
+
+def test_threads_observing_at_once_lose_no_batch() -> None:
+    metrics = Metrics()
+
+    def observe() -> None:
+        for _ in range(200):
+            metrics.observe_batch(_batch(5, 1), "champion")
+
+    threads = [threading.Thread(target=observe) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert (
+        metrics.registry.get_sample_value(
+            "ocsf_anomaly_events_total", {"class_uid": "4001", "variant": "champion"}
+        )
+        == 4000
+    )
+    assert _gauge(metrics, "ocsf_anomaly_anomaly_rate") == pytest.approx(0.2)
+    window = metrics._windows["champion"]
+    assert window.sums[0] == sum(b[0] for b in window.batches) <= WINDOW_EVENTS + 5
