@@ -23,6 +23,13 @@ examples:
   ocsf-anomaly demo            # what `make run` does
 """
 
+PRECEDENCE = (
+    "Settings precedence: command-line flags over OCSF_ANOMALY_* environment variables (and "
+    "MLFLOW_TRACKING_URI, REDIS_URL) over the --config file over the defaults."
+)
+
+CONFIG_HELP = "a TOML file of settings; flags and OCSF_ANOMALY_* environment variables win over it"
+
 
 class CliError(Exception):
     """A user error: printed as one line, exit status 2."""
@@ -95,9 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="log the bundle and its metrics to the registry as a new version of model NAME "
         "(the first version of a model becomes its champion)",
     )
-    train.add_argument(
-        "--config", type=_existing, default=None, help="a TOML file of settings (registry_uri)"
-    )
+    train.add_argument("--config", type=_existing, default=None, help=f"{CONFIG_HELP} (here: registry_uri)")
     train.add_argument(
         "--features",
         default="auto",
@@ -227,10 +232,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="seeded line-level split of a labelled file for evaluation",
         description="Write train_normal.jsonl.gz (normal lines of one side), test.jsonl.gz and test.labels.csv (the other side).",
     )
-    split.add_argument("events", type=_existing, metavar="EVENTS")
-    split.add_argument("--labels", required=True, type=_existing)
-    split.add_argument("--output", "-o", required=True, type=Path)
-    split.add_argument("--seed", type=int, default=0)
+    split.add_argument(
+        "events", type=_existing, metavar="EVENTS", help="JSONL, JSONL.gz or Parquet file of OCSF events"
+    )
+    split.add_argument(
+        "--labels",
+        required=True,
+        type=_existing,
+        help="CSV with line,label (1 = attack), line 1-based in EVENTS; lines without a label are left out",
+    )
+    split.add_argument(
+        "--output", "-o", required=True, type=Path, help="directory to write the three files to"
+    )
+    split.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
     split.add_argument(
         "--fraction", type=float, default=0.5, help="share of lines on the training side (default 0.5)"
     )
@@ -247,7 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="infer a spec from events and write it as TOML",
         description="Profile every leaf of the events (unmapped.* included) and write the spec `train --features auto` would use.",
     )
-    infer.add_argument("events", nargs="+", type=_existing, metavar="EVENTS")
+    infer.add_argument(
+        "events",
+        nargs="+",
+        type=_existing,
+        metavar="EVENTS",
+        help="JSONL, JSONL.gz or Parquet files of OCSF events",
+    )
     infer.add_argument("--output", "-o", type=Path, default=None, help="write here instead of stdout")
 
     serve = commands.add_parser(
@@ -257,9 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Serve the champion of a registered model (default ocsf-anomaly-demo, in the local registry under "
             "data/mlflow) or a bundle directory: POST /v1/score and /v1/enrich take one OCSF event, a JSON array "
             "or NDJSON; GET /healthz, /readyz, /metrics, /v1/models, /openapi.json. A new champion or challenger "
-            "is swapped in without a restart (polled, or POST /v1/models/reload). Settings come from "
-            "OCSF_ANOMALY_* environment variables, then --config, then these flags; `ocsf-anomaly config show` "
-            "prints them."
+            "is swapped in without a restart (polled, or POST /v1/models/reload). "
+            f"{PRECEDENCE} `ocsf-anomaly config show` prints what serve would use without its flags."
         ),
     )
     serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
@@ -271,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="serve this bundle directory instead of the registry's champion",
     )
-    serve.add_argument("--config", type=_existing, default=None, help="a TOML file of settings")
+    serve.add_argument("--config", type=_existing, default=None, help=CONFIG_HELP)
 
     models = commands.add_parser(
         "models",
@@ -290,24 +309,34 @@ def build_parser() -> argparse.ArgumentParser:
     promote = model_commands.add_parser(
         "promote",
         help="give an alias (champion by default) to a version",
-        description="Give ALIAS to VERSION; the version that held it is remembered for `rollback`.",
+        description=(
+            "Give ALIAS to VERSION; the version that held it is remembered for `rollback`. The champion and "
+            "the challenger are never one version: a champion given the challenger's version takes its "
+            "place (the challenger alias is removed, the comparison stops), and the challenger is never "
+            "given the champion's version."
+        ),
     )
     promote.add_argument("version", metavar="VERSION", help="version number, as `models list` shows")
     rollback = model_commands.add_parser(
         "rollback",
         help="give an alias back to the version that held it before",
         description=(
-            "Give ALIAS back to its previous holder. A challenger with none is removed (the comparison stops)."
+            "Give ALIAS back to its previous holder. A challenger with none, or whose previous holder is the "
+            "champion now, is removed (the comparison stops); a champion given back the challenger's version "
+            "takes its place, as with `promote`."
         ),
     )
     for command in (listing, promote, rollback):
         command.add_argument(
             "--name", default=None, help="registered model (default: model_name, ocsf-anomaly-demo)"
         )
-        command.add_argument("--config", type=_existing, default=None, help="a TOML file of settings")
+        command.add_argument("--config", type=_existing, default=None, help=CONFIG_HELP)
     for command in (promote, rollback):
         command.add_argument(
-            "--alias", choices=("champion", "challenger"), default="champion", help="default champion"
+            "--alias",
+            choices=("champion", "challenger"),
+            default="champion",
+            help="the alias to move (default champion)",
         )
     listing.add_argument("--json", action="store_true", help="print JSON")
 
@@ -316,9 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     show = config_commands.add_parser(
         "show",
         help="print the resolved settings, secrets masked",
-        description="Defaults, then --config FILE, then OCSF_ANOMALY_* (and REDIS_URL): what `serve` would use.",
+        description=f"What `serve` would use before its own flags. {PRECEDENCE}",
     )
-    show.add_argument("--config", type=_existing, default=None, help="a TOML file of settings")
+    show.add_argument("--config", type=_existing, default=None, help=CONFIG_HELP)
 
     commands.add_parser(
         "demo",
@@ -435,7 +464,9 @@ def _registry(config: Path | None) -> Any:
     from scorer.registry import Registry
     from scorer.settings import Settings
 
-    return Registry(Settings.load(config).registry_uri)
+    settings = Settings.load(config)
+    _say("opening the model registry")  # seconds: MLflow's imports, and creating a new local store
+    return Registry(settings.registry_uri)
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -466,13 +497,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     from scorer.threads import set_threads
 
     set_threads(os.cpu_count() or 1)
+    _say(f"reading {args.events} and {args.labels}")
     events, labels = load_labelled(args.events, args.labels)  # a labels file that does not match fails first
+    _say(f"reading {args.train}")
     train_events = load_train_normals(args.train, args.train_labels)
+    _say(f"loading {args.model}")
     detector = bundle.load(args.model)
     _say(
         f"evaluating on {len(events):,} events ({int(labels.sum()):,} attacks); baselines fit on {len(train_events):,} normal events"
     )
-    report = evaluate(detector, events, labels, train_events, alpha=args.alpha, seed=args.seed)
+    report = evaluate(detector, events, labels, train_events, alpha=args.alpha, seed=args.seed, log=_say)
     print(json.dumps(report, indent=1) if args.json else format_report(report, args.alpha))
     return 0
 
@@ -483,13 +517,19 @@ def _refresh(args: argparse.Namespace) -> int:
     from scorer.threads import set_threads
 
     set_threads(os.cpu_count() or 1)
+    _say(f"loading {args.model}")
     detector = bundle.load(args.model)
+    _say(f"reading {', '.join(str(p) for p in args.events)}")
     events = load_events(args.events)
     if len(events) < 100:
         raise CliError(f"refresh needs at least 100 recent events, got {len(events)}")
     if args.calibration_only:
+        _say(f"calibrating on {len(events):,} events")
         detector.calibrate(events)
     else:
+        _say(
+            f"adding four fifths of {len(events):,} events to the baseline and indexing it; calibrating on the rest"
+        )
         detector.rebaseline(events)
     detector.metadata["calibration"] = detector.calibration.sizes()
     detector.metadata["refreshed_from"] = detector.metadata.get("version")
@@ -516,7 +556,10 @@ def _features(args: argparse.Namespace) -> int:
     from scorer.features.infer import infer_spec
     from scorer.io import load_events
 
-    spec = infer_spec(load_events(args.events))
+    _say(f"reading {', '.join(str(p) for p in args.events)}")
+    events = load_events(args.events)
+    _say(f"profiling every field of {len(events):,} events")
+    spec = infer_spec(events)
     text = spec.to_toml()
     if args.output:
         args.output.write_text(text, encoding="utf-8")
@@ -553,11 +596,10 @@ def _serve(args: argparse.Namespace) -> int:
 def _models(args: argparse.Namespace) -> int:
     import json
 
-    from scorer.registry import Registry
     from scorer.settings import Settings
 
     settings = Settings.load(args.config)
-    registry = Registry(settings.registry_uri)
+    registry = _registry(args.config)
     name = args.name or settings.model_name
     if args.models_command == "list":
         versions = registry.versions(name)
@@ -591,15 +633,19 @@ def _models(args: argparse.Namespace) -> int:
         if settings.model_poll_seconds
         else "a running service swaps it in on POST /v1/models/reload"
     )
-    if args.models_command == "promote":
-        previous = registry.promote(name, args.version, args.alias)
-        was = f"version {previous.version}" if previous is not None else "none"
-        _say(f"{name}@{args.alias}: {was} → version {args.version}; {later}")
-        return 0
-    current, back = registry.rollback(name, args.alias)
-    assert current is not None
-    to = f"version {back.version}" if back is not None else "removed"
-    _say(f"{name}@{args.alias}: version {current.version} → {to}; {later}")
+    move = (
+        registry.promote(name, args.version, args.alias)
+        if args.models_command == "promote"
+        else registry.rollback(name, args.alias)
+    )
+    was = f"version {move.before.version}" if move.before is not None else "none"
+    now = f"version {move.after.version}" if move.after is not None else "removed"
+    _say(f"{name}@{args.alias}: {was} → {now}; {later}")
+    if move.retired is not None:
+        _say(
+            f"{name}@challenger: version {move.retired.version} → removed, as it is the champion now "
+            "(the comparison stops; promote another version with --alias challenger to start one)"
+        )
     return 0
 
 
@@ -636,7 +682,9 @@ def _demo(args: argparse.Namespace) -> int:
     if champion is not None:
         _say(f"using {champion.uri}, the champion in {registry.uri}")
     else:
-        _say(f"training the demo model on {files.train} (about a minute) ...")
+        _say(
+            f"training the demo model on {files.train} (about a minute on 2 cores, up to four when other work crowds them) ..."
+        )
         set_threads(os.cpu_count() or 1)
         started = time.perf_counter()
         detector = Detector.fit(load_events([files.train]), log=_say)

@@ -466,6 +466,8 @@ class Detector:
         class_uids = [class_getter(e) for e in events]
         groups = self.calibration.resolve(class_uids)
         p_values = self.calibration.p_values(scores, groups)
+        if encoded.invalid is not None:  # a number no real event holds: flagged, whatever the rest says
+            p_values[encoded.invalid.any(axis=1)] = 0.0
         thresholds = self.calibration.thresholds(groups, alpha)
         t2 = time.perf_counter()
         seconds["calibrate"] = t2 - t1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,16 +58,19 @@ def evaluate(
     alpha: float = 0.01,
     seed: int = 0,
     baselines: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, float]]:
     """ROC-AUC, PR-AUC, recall and realised FPR at ``alpha`` for every score kind and the baselines.
 
     With the baselines, every row also gets ``recall_at_raw_fpr``: its recall at the false-positive
     rate that raw-feature k-NN's own threshold realised on these events, so that scores are compared
-    at one false-alarm budget whatever their calibration did.
+    at one false-alarm budget whatever their calibration did. ``log`` is told what is being done.
     """
     from scorer.baselines import run_baselines
     from scorer.metrics import detection_report, recall_at_fpr
 
+    say: Callable[[str], None] = log or (lambda message: None)
+    say(f"scoring {len(events):,} events with the model")
     result = detector.with_config(score="fusion").score(events, explain=False)
     groups = result.group
     report: dict[str, dict[str, float]] = {}
@@ -79,6 +82,9 @@ def evaluate(
         report[name] = detection_report(labels, scores, p_values <= alpha + 1e-12)
         scores_of[name] = scores
     if baselines:
+        say(
+            f"fitting raw-feature k-NN and IsolationForest on {len(train_events):,} events, scoring with them"
+        )
         for baseline in run_baselines(list(train_events), list(events), alpha=alpha, seed=seed):
             report[baseline.name] = detection_report(labels, baseline.scores, baseline.flagged)
             scores_of[baseline.name] = baseline.scores

@@ -10,25 +10,38 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from scorer.features.encoder import MISSING_INDEX, UNKNOWN_INDEX, EncodedBatch, FeatureEncoder, compile_getter
+from scorer.features.encoder import (
+    MISSING_INDEX,
+    UNKNOWN_INDEX,
+    EncodedBatch,
+    FeatureEncoder,
+    category_key,
+    compile_getter,
+    epoch_ms,
+    ip_prefix,
+    to_numbers,
+)
 from scorer.features.spec import FeatureDef
 
 Event = dict[str, Any]
+DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 @dataclass
 class Reason:
-    field: str
+    """One field of an event beside its nearest normal events: its value and theirs, in one form."""
+
+    field: str  # the OCSF field, as the feature spec names its path
     value: Any
-    typical: Any
-    deviation: float
+    typical: Any  # the neighbours' median (numbers) or most common value (categories)
+    deviation: float | None  # None: the value is an impossible number
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "field": self.field,
             "value": self.value,
             "typical": self.typical,
-            "deviation": round(self.deviation, 3),
+            "deviation": None if self.deviation is None else round(self.deviation, 3),
         }
 
 
@@ -40,11 +53,14 @@ def find_reasons(
     neighbours: npt.NDArray[np.int64],
     n_reasons: int,
 ) -> list[list[Reason]]:
-    """The fields on which each event differs most from its neighbours.
+    """Up to ``n_reasons`` fields on which each event differs most from its neighbours, largest
+    deviation first, one reason per OCSF field, none below a deviation of 0.5.
 
-    Numbers: the gap to the neighbours' median in robust standard deviations (a missing value
-    where the neighbours have one counts 3). Categories: the share of neighbours with another
-    value, times 3, or times 5 for a value never seen in training.
+    The deviation is one scale for every kind of field: for a number, its distance from the
+    neighbours' median in robust standard deviations (missing where they have one: 3); for a
+    category, 3 × the share of neighbours with another value (5 × for a value never seen in
+    training), so that a category none of them shares ranks with a number 3 (or 5) deviations
+    away. A number that cannot be real (not finite, or beyond ±2⁶³) comes first, deviation None.
     """
     nbr = np.where(neighbours >= 0, neighbours, 0)
     numeric = encoder.numeric_features
@@ -59,48 +75,93 @@ def find_reasons(
         missing = encoded.num[:, n_values:]
         missing_gap = np.abs(missing - nbr_num[:, :, n_values:].mean(axis=1))
         numeric_dev = np.where(missing > 0, 3.0 * missing_gap, gap)
+        if encoded.invalid is not None:
+            numeric_dev[encoded.invalid] = math.inf
     nbr_cat = baseline.cat[nbr]  # (n, k, categorical)
     differs = (nbr_cat != encoded.cat[:, None, :]).mean(axis=1)
     categorical_dev = np.where(encoded.cat == UNKNOWN_INDEX, 5.0, 3.0) * differs
     matrix = np.concatenate([numeric_dev, categorical_dev], axis=1)
     fields: list[FeatureDef] = numeric + encoder.categorical_features
-    n_reasons = min(n_reasons, matrix.shape[1])
-    top = np.argsort(-matrix, axis=1)[:, :n_reasons]
+    order = np.argsort(-matrix, axis=1, kind="stable")
     getters = [compile_getter(f.path) for f in fields]
     out: list[list[Reason]] = []
     for row, event in enumerate(events):
-        reasons = []
-        for f in top[row].tolist():
+        reasons: list[Reason] = []
+        named: set[str] = set()
+        for f in order[row].tolist():
             deviation = float(matrix[row, f])
-            if deviation < 0.5:
+            if deviation < 0.5 or len(reasons) == n_reasons:
                 break
             feature = fields[f]
+            if feature.path in named:  # a port as a number and as a range: the larger one speaks
+                continue
+            raw = getters[f](event) if isinstance(event, dict) else None
             if f >= n_numeric:
-                mode = int(np.bincount(nbr_cat[row, :, f - n_numeric]).argmax())
+                column = f - n_numeric
+                own = int(encoded.cat[row, column])
+                mode = int(np.bincount(nbr_cat[row, :, column]).argmax())
+                if mode == own:  # most neighbours share its value: nothing to show
+                    continue
+                value = _category_value(encoder, feature, own, raw)
                 typical = None if mode == MISSING_INDEX else encoder.category_label(feature, mode)
             else:
+                impossible = math.isinf(deviation)
+                value = _display(raw) if impossible else _number_value(feature, raw)
                 typical = _typical_number(encoder, feature, median[row, starts[f] :])
-            reasons.append(
-                Reason(
-                    field=feature.path if feature.kind in ("numeric", "categorical") else feature.name,
-                    value=_display(getters[f](event) if isinstance(event, dict) else None),
-                    typical=typical,
-                    deviation=deviation,
-                )
-            )
+            if value == typical:  # e.g. two times in the same minute of the week
+                continue
+            reasons.append(Reason(feature.path, value, typical, None if math.isinf(deviation) else deviation))
+            named.add(feature.path)
         out.append(reasons)
     return out
+
+
+def _category_value(encoder: FeatureEncoder, feature: FeatureDef, own: int, raw: Any) -> Any:
+    """The event's value as the neighbours' is shown: its prefix, port range or category key."""
+    if own == MISSING_INDEX:
+        return None
+    if own != UNKNOWN_INDEX and feature.kind in ("ip_prefix", "port_bucket"):
+        return encoder.category_label(feature, own)
+    if isinstance(raw, dict | list):
+        return _display(raw)
+    key = category_key(raw)  # 4001, 4001.0 and "4001" alike, as the vocabulary holds them
+    if feature.kind == "ip_prefix" and key is not None:
+        return ip_prefix(key, feature.prefix_v4, feature.prefix_v6) or _display(raw)
+    return _display(key)
+
+
+def _number_value(feature: FeatureDef, raw: Any) -> Any:
+    """A numeric field's value as a number (a numeric string read as one; a time as its hour)."""
+    if feature.kind == "time_cyclic":
+        ms = float(epoch_ms([raw])[0])
+        return None if math.isnan(ms) else _weekly(ms / 3_600_000 % 24, (ms / 86_400_000 + 3) % 7)
+    number = float(to_numbers([raw])[0])
+    return _display(raw) if math.isnan(number) else _plain(number)
 
 
 def _typical_number(
     encoder: FeatureEncoder, feature: FeatureDef, columns: npt.NDArray[np.floating[Any]]
 ) -> Any:
-    """The neighbours' median, unscaled (for time, the hour it stands for)."""
+    """The neighbours' median, unscaled (for time, the time of the week it stands for)."""
     if feature.kind == "time_cyclic":
         hour = (math.atan2(float(columns[0]), float(columns[1])) / (2 * math.pi) * 24) % 24
-        return f"{int(hour):02d}:00 UTC"
-    value = encoder.numeric_value(feature, float(columns[0]))
-    return round(value, 4) if abs(value) < 1e15 else value
+        day = (math.atan2(float(columns[2]), float(columns[3])) / (2 * math.pi) * 7) % 7
+        return _weekly(hour, day)
+    return _plain(encoder.numeric_value(feature, float(columns[0])))
+
+
+def _weekly(hour: float, day: float) -> str:
+    """A time of the week, as the encoder sees time: "Tue 13:42 UTC" (day 0 is Monday)."""
+    minutes = int(hour * 60) % (24 * 60)
+    return f"{DAYS[int(day) % 7]} {minutes // 60:02d}:{minutes % 60:02d} UTC"
+
+
+def _plain(number: float) -> float | int:
+    """A whole number as an int, others rounded to 4 places (huge ones as they are)."""
+    if abs(number) >= 1e15:
+        return number
+    rounded = round(number, 4)
+    return int(rounded) if rounded.is_integer() else rounded
 
 
 def _display(value: Any) -> Any:

@@ -8,8 +8,10 @@ at an MLflow server and nothing else changes. Only the bundle's plain files trav
 
 MLflow keeps no history of an alias, so promotions are recorded in a registered-model tag per alias
 (``ocsf_anomaly.history.champion``: the versions that held it, oldest first) and ``rollback`` walks it
-back. Each version carries its bundle's content version in a tag; a bundle downloaded from the
-artifact store must match it, so an artifact altered after registration is refused.
+back. The champion and the challenger are never one version: a champion moved onto the
+challenger's version removes the challenger alias. Each version carries its bundle's content
+version in a tag; a bundle downloaded from the artifact store must match it, so an artifact altered
+after registration is refused.
 """
 
 from __future__ import annotations
@@ -57,6 +59,16 @@ class ModelVersion:
     @property
     def uri(self) -> str:
         return f"models:/{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """What ``promote`` or ``rollback`` did: the alias went from ``before`` to ``after`` (None: not
+    held); ``retired`` is the challenger removed because the champion moved onto its version."""
+
+    before: ModelVersion | None
+    after: ModelVersion | None
+    retired: ModelVersion | None = None
 
 
 def default_uri(state: Path) -> str:
@@ -247,11 +259,23 @@ class Registry:
     def _set_history(self, name: str, alias: str, history: list[str]) -> None:
         self.client.set_registered_model_tag(name, HISTORY_TAG + alias, json.dumps(history[-HISTORY_KEEP:]))
 
-    def promote(self, name: str, version: str, alias: str = "champion") -> ModelVersion | None:
-        """Give ``alias`` to ``version``; returns the version that held it before (or None)."""
+    def promote(self, name: str, version: str, alias: str = "champion") -> AliasMove:
+        """Give ``alias`` to ``version``.
+
+        The champion and the challenger are never one version (a version compared with itself
+        tells nothing): a champion moved onto the challenger's version takes the challenger's place
+        and the challenger alias is removed; the challenger cannot be given the champion's version.
+        """
         _check_alias(alias)
         target = self._get(name, str(version))
-        previous = self.alias(name, alias)
+        held = self.aliases(name)
+        champion = held.get("champion")
+        if alias == "challenger" and champion is not None and champion.version == target.version:
+            raise RegistryError(
+                f"version {target.version} of {name!r} is the champion: the challenger must be another "
+                "version (it is compared with the champion)"
+            )
+        previous = held.get(alias)
         history = self._history(name, alias)
         if previous is not None and (not history or history[-1] != previous.version):
             history.append(previous.version)  # the alias was moved outside this tool
@@ -260,36 +284,52 @@ class Registry:
             if not history or history[-1] != target.version:
                 history.append(target.version)
             self._set_history(name, alias, history)
-        return previous
+            return AliasMove(previous, target, self._retire_challenger(name, alias, target, held))
 
-    def rollback(self, name: str, alias: str = "champion") -> tuple[ModelVersion | None, ModelVersion | None]:
-        """Give ``alias`` back to the version that held it before; returns (from, to).
+    def rollback(self, name: str, alias: str = "champion") -> AliasMove:
+        """Give ``alias`` back to the version that held it before.
 
-        A challenger with no earlier holder is removed (the A/B test stops); a champion always
-        needs a version to go back to.
+        A challenger with no earlier holder, or whose earlier holder is the champion now, is
+        removed (the A/B test stops); a champion always needs a version to go back to, and takes
+        the challenger's place if it goes back to the challenger's version (as ``promote``).
         """
         _check_alias(alias)
-        current = self.alias(name, alias)
+        held = self.aliases(name)
+        current = held.get(alias)
         if current is None:
             raise RegistryError(f"no version of {name!r} is {alias}: nothing to roll back")
         history = self._history(name, alias)
         if not history or history[-1] != current.version:
             history.append(current.version)  # the alias was moved outside this tool
         earlier = history[:-1]
+        champion = held.get("champion")
         with self._errors(f"cannot roll back {name}@{alias}"):
-            if not earlier:
-                if alias == "champion":
-                    raise RegistryError(
-                        f"{name}@champion (version {current.version}) has no earlier champion to roll back to; "
-                        f"promote another version with `ocsf-anomaly models promote VERSION`"
-                    )
+            if alias == "challenger" and (
+                not earlier or (champion is not None and earlier[-1] == champion.version)
+            ):
                 self.client.delete_registered_model_alias(name, alias)
-                self._set_history(name, alias, [])
-                return current, None
+                self._set_history(name, alias, earlier)
+                return AliasMove(current, None)
+            if not earlier:
+                raise RegistryError(
+                    f"{name}@champion (version {current.version}) has no earlier champion to roll back to; "
+                    f"promote another version with `ocsf-anomaly models promote VERSION`"
+                )
             back = self._get(name, earlier[-1])
             self.client.set_registered_model_alias(name, alias, back.version)
             self._set_history(name, alias, earlier)
-        return current, back
+            return AliasMove(current, back, self._retire_challenger(name, alias, back, held))
+
+    def _retire_challenger(
+        self, name: str, alias: str, target: ModelVersion, held: dict[str, ModelVersion]
+    ) -> ModelVersion | None:
+        """Remove the challenger alias if the champion has just moved onto its version; returns
+        the challenger removed."""
+        challenger = held.get("challenger")
+        if alias != "champion" or challenger is None or challenger.version != target.version:
+            return None
+        self.client.delete_registered_model_alias(name, "challenger")
+        return challenger
 
     # ------------------------------------------------------------------ fetch
     @contextmanager

@@ -1,8 +1,8 @@
 """The service's settings: one object, read once at the entry point and passed down.
 
 Every field is read from the environment with the prefix ``OCSF_ANOMALY_`` (``OCSF_ANOMALY_PORT``,
-``OCSF_ANOMALY_MODEL_NAME`` …), or from a TOML file given with ``serve --config FILE``; the
-environment wins over the file, and both over the defaults.
+``OCSF_ANOMALY_MODEL_NAME`` …), or from a TOML file given with ``--config FILE``. Precedence:
+command-line flags over the environment over the file over the defaults.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import AliasChoices, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from scorer.paths import state_dir
 from scorer.registry import default_uri
@@ -121,7 +121,9 @@ class Settings(BaseSettings):
 
     @classmethod
     def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
-        """Defaults, then the TOML file, then the environment, then explicit ``overrides`` (CLI flags)."""
+        """The settings: ``overrides`` (command-line flags; None: not given) over the environment over
+        the TOML file over the defaults, validated together (a value in the file may complete one in
+        the environment, as ``model_dir`` does ``challenger_model_dir``)."""
         values: dict[str, Any] = {}
         if config_file is not None:
             try:
@@ -133,16 +135,25 @@ class Settings(BaseSettings):
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
                 raise SettingsError(f"{config_file}: not valid TOML: {exc}") from exc
         try:
-            from_env = cls()  # the environment alone, validated
-            fields = {name: getattr(from_env, name) for name in from_env.model_fields_set}
             return cls.model_validate(
-                {**values, **fields, **{k: v for k, v in overrides.items() if v is not None}}
+                {**values, **_environment(cls), **{k: v for k, v in overrides.items() if v is not None}}
             )
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
             )
             raise SettingsError(f"invalid settings: {problems}") from exc
+
+
+def _environment(cls: type[Settings]) -> dict[str, Any]:
+    """The fields set in the environment, by field name, not yet validated."""
+    found = EnvSettingsSource(cls)()  # keyed by the first alias of a field that has aliases
+    first = {
+        field.validation_alias.choices[0]: name
+        for name, field in cls.model_fields.items()
+        if isinstance(field.validation_alias, AliasChoices)
+    }
+    return {first.get(key, key): value for key, value in found.items()}
 
 
 SECRETS = frozenset({"api_token", "admin_token"})

@@ -3,6 +3,7 @@ split, evaluate, refresh and demo."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import fcntl
 import gzip
@@ -11,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,10 @@ import numpy as np
 import orjson
 import pytest
 
-from scorer import bundle
+from scorer import bundle, settings
 from scorer.batch import CHUNK_LINES
 from scorer.bundle import FILES
+from scorer.cli import PRECEDENCE, build_parser
 from scorer.demo import generate_events
 from scorer.features.infer import infer_spec
 from scorer.features.spec import load_spec
@@ -177,6 +180,45 @@ def test_help(command: list[str], options: list[str]) -> None:
     for option in options:
         assert option in result.stdout, option
     assert result.stderr == ""
+
+
+def _parsers(
+    parser: argparse.ArgumentParser, path: str = "ocsf-anomaly"
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, f"{path} {name}")
+
+
+def test_every_argument_of_every_command_says_what_it_is() -> None:
+    for path, parser in _parsers(build_parser()):
+        assert (parser.description or "").strip(), path
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for choice in action._choices_actions:
+                    assert (choice.help or "").strip(), f"{path} {choice.dest}"
+            else:
+                assert (action.help or "").strip(), f"{path} {'/'.join(action.option_strings) or action.dest}"
+
+
+def test_every_help_states_the_one_true_precedence_of_settings() -> None:
+    """As measured in tests/test_settings.py: flags over the environment over the file over the defaults."""
+    stated = {
+        path: " ".join(parser.format_help().split())
+        for path, parser in _parsers(build_parser())
+        if "precedence" in parser.format_help().lower()
+    }
+    assert set(stated) == {"ocsf-anomaly serve", "ocsf-anomaly config show"}
+    for path, text in stated.items():
+        assert " ".join(PRECEDENCE.split()) in text, path
+    for path, parser in _parsers(build_parser()):
+        for action in parser._actions:
+            if "--config" in action.option_strings:
+                assert action.help is not None
+                assert "environment variables win over it" in action.help, path
+    assert "over the environment over the file over the defaults" in " ".join(settings.__doc__.split())
 
 
 def test_no_command_is_a_usage_error() -> None:
@@ -408,7 +450,11 @@ def test_features_infer_writes_a_spec_that_loads(workdir: Path) -> None:
     assert spec == infer_spec(load_events([train_file], warn=False))
     assert "class_uid" in {f.path for f in spec.features}
     assert ("metadata.uid", "identifier") in spec.excluded
-    assert str(out) in result.stderr
+    assert result.stderr.splitlines() == [
+        f"reading {train_file}",
+        "profiling every field of 500 events",
+        f"wrote {out}: {len(spec.features)} features, {len(spec.excluded)} paths left out",
+    ]
 
 
 def test_parquet_events_train_and_score(model: Path, workdir: Path, score_events: list[Event]) -> None:
@@ -585,6 +631,8 @@ def test_evaluate_reports_every_score_kind_beside_the_baselines(model: Path, spl
     assert result.returncode == 0, result.stderr
     attacks = sum(int(row[1]) for row in _read_csv(split_dir / "test.labels.csv")[1:])
     assert f"evaluating on 300 events ({attacks} attacks)" in result.stderr
+    for step in (f"loading {model}", "scoring 300 events with the model", "fitting raw-feature k-NN"):
+        assert step in result.stderr, step
     report = json.loads(result.stdout)
     assert list(report) == ["embedding", "features", "fusion (default)", "raw-knn", "isolation-forest"]
     for name, row in report.items():
@@ -609,10 +657,12 @@ def test_evaluate_refuses_labels_that_do_not_match_the_events(
     )
     assert result.returncode == 2
     assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"error: {labels} does not label the 600 lines of {labelled.events}")
-    assert f"{unlabelled} lines have no label, {stray} labels name no line" in lines[0]
+    assert result.stderr.strip().splitlines()[:-1] == [
+        f"reading {labelled.events} and {labels}"
+    ]  # no further
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"error: {labels} does not label the 600 lines of {labelled.events}")
+    assert f"{unlabelled} lines have no label, {stray} labels name no line" in error
 
 
 # ------------------------------------------------------------------ refresh
@@ -631,6 +681,12 @@ def test_refresh_writes_a_new_version_from_recent_events(
     assert after.model_info["version"] != before.model_info["version"]
     assert after.model_info["name"] == "cli-test"
     what = "calibration" if calibration_only else "baseline and calibration"
+    doing = (
+        "calibrating on 300 events"
+        if calibration_only
+        else "adding four fifths of 300 events to the baseline"
+    )
+    assert doing in result.stderr
     assert (
         f"wrote {out} (version {after.model_info['version']}): {what} refreshed from 300 events"
         in result.stderr
@@ -648,7 +704,7 @@ def test_refresh_needs_enough_recent_events(model: Path, workdir: Path, score_ev
     source = _write_jsonl(workdir / "few.jsonl", score_events[:50])
     result = _run("refresh", source, "--model", model, "--output", workdir / "never")
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: refresh needs at least 100 recent events, got 50"
+    assert result.stderr.strip().splitlines()[-1] == "error: refresh needs at least 100 recent events, got 50"
     assert not (workdir / "never").exists()
 
 
@@ -656,7 +712,7 @@ def test_refresh_needs_enough_recent_events(model: Path, workdir: Path, score_ev
 def test_demo_scores_the_demo_file_with_the_registered_champion(model: Path, tmp_path: Path) -> None:
     """What `make run` does once a demo model is registered, in a fresh working directory: its state
     (demo files, registry) lands in ./data there. The champion is the small test model (training
-    the real demo model takes about 20 s)."""
+    the real demo model takes about a minute)."""
     from scorer.registry import Registry, default_uri
     from scorer.settings import DEMO_MODEL
 

@@ -224,3 +224,49 @@ def test_a_features_only_detector_needs_no_embedding_keys(
     result, fresh = features.finish(prepared, None)
     assert fresh == {}
     np.testing.assert_array_equal(result.score, features.score(held_out_events[:10]).score)
+
+
+@pytest.mark.parametrize("value", ["1e999", "Infinity", "NaN", -1e308, 1e308], ids=repr)
+def test_an_impossible_number_is_flagged_and_named_first(
+    fitted_detector: Detector, held_out_events: list[Event], value: Any
+) -> None:
+    network = next(e for e in held_out_events if e.get("class_uid") == 4001 and e["traffic"].get("bytes_out"))
+    broken = copy.deepcopy(network)
+    broken["traffic"]["bytes_out"] = value
+    result = fitted_detector.score([network, broken])
+    assert not result.is_anomaly[0]
+    assert result.is_anomaly[1]
+    assert result.p_value[1] == 0.0  # no normal event holds such a number, whatever the rest of it says
+    first = result.anomaly(1, fitted_detector.model_info)["reasons"][0]
+    assert first == {
+        "field": "traffic.bytes_out",
+        "value": value,
+        "typical": first["typical"],
+        "deviation": None,
+    }
+    assert isinstance(first["typical"], int | float)
+
+
+def test_reasons_show_value_and_typical_in_one_form(
+    fitted_detector: Detector, held_out_events: list[Event]
+) -> None:
+    """The OCSF field as written; an address as its prefix beside the neighbours' prefix; a port
+    once; never a value beside the same typical; up to n_reasons reasons."""
+    result = fitted_detector.score(held_out_events[:300])
+    spec_paths = {f.path for f in fitted_detector.encoder.spec.features}
+    shown = 0
+    for reasons in result.reasons:
+        assert len(reasons) <= fitted_detector.config.n_reasons
+        fields = [r.field for r in reasons]
+        assert len(fields) == len(set(fields))  # one reason per field
+        for reason in reasons:
+            shown += 1
+            assert reason.field in spec_paths  # never "src_endpoint.ip#ip_prefix"
+            assert reason.value != reason.typical
+            assert reason.deviation is not None
+            assert reason.deviation >= 0.5
+            assert not (isinstance(reason.typical, str) and reason.typical.startswith("<hash"))
+            if reason.field.endswith(".ip") and reason.typical is not None:
+                assert str(reason.value).endswith("/24")
+                assert str(reason.typical).endswith("/24")
+    assert shown > 100

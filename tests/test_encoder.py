@@ -297,9 +297,40 @@ def test_numeric_scaling_and_clipping(encoder: FeatureEncoder) -> None:
     batch = encoder.encode([{"num": 1e12}, {"num": -1e12}, {"num": 1.7976931348623157e308}, {"num": 29.5}])
     assert batch.num[0, value] == pytest.approx(4.0)
     assert batch.num[1, value] == pytest.approx(-4.0)
-    assert batch.num[2, value] == pytest.approx(4.0)
     assert abs(batch.num[3, value]) < 0.1  # the median of 0..59
     assert np.isfinite(batch.num).all()
+    # the largest float is no real count: the network sees it as missing, the batch marks it impossible
+    assert batch.num[2, _missing_col(encoder, "num")] == 1
+    assert batch.invalid is not None
+    position = [f.name for f in encoder.numeric_features].index("num")
+    assert batch.invalid[:, position].tolist() == [False, False, True, False]
+
+
+IMPOSSIBLE = [
+    10**400,
+    -(10**400),
+    math.inf,
+    -math.inf,
+    "inf",
+    "nan",
+    "NaN",
+    "Infinity",
+    "1e999",
+    -1e308,
+    1e308,
+]
+
+
+@pytest.mark.parametrize("value", [*IMPOSSIBLE, "abc", None, math.nan, 2.0**62, "12"], ids=repr)
+def test_an_impossible_number_is_marked_and_nothing_else(encoder: FeatureEncoder, value: Any) -> None:
+    """Not finite, or beyond ±2⁶³ (a string that reads as such too); a float NaN is a dataframe's
+    "missing", a word is no number at all: neither is impossible."""
+    batch = encoder.encode([{"num": value}, {"num": 3}])
+    position = [f.name for f in encoder.numeric_features].index("num")
+    marked = batch.invalid is not None and bool(batch.invalid[0, position])
+    assert marked == (value in IMPOSSIBLE)
+    assert batch.invalid is None or not batch.invalid[1].any()
+    assert batch.take(np.array([1])).invalid is None or not batch.take(np.array([1])).invalid.any()
 
 
 @pytest.mark.parametrize("transform", ["none", "log1p"])
@@ -378,8 +409,8 @@ def test_unparseable_time_is_missing(encoder: FeatureEncoder, value: Any) -> Non
 
 _TZ_SCRIPT = """
 import json, sys
-from scorer.features.encoder import _epoch_ms
-print(json.dumps(_epoch_ms(["2023-11-14T22:13:20", "2023-11-14T22:13:20Z"]).tolist()))
+from scorer.features.encoder import epoch_ms
+print(json.dumps(epoch_ms(["2023-11-14T22:13:20", "2023-11-14T22:13:20Z"]).tolist()))
 """
 
 

@@ -20,7 +20,7 @@ import pytest
 from scorer import bundle
 from scorer.demo import generate_events
 from scorer.detector import DetectorConfig
-from scorer.registry import Registry, RegistryError
+from scorer.registry import AliasMove, Registry, RegistryError
 from scorer.service.app import create_app
 from scorer.settings import Settings
 
@@ -75,26 +75,57 @@ def test_register_logs_the_bundle_its_metrics_and_the_first_becomes_champion(
     assert not path.exists()  # the download is removed afterwards
 
 
+def _moved(move: AliasMove) -> tuple[str | None, ...]:
+    """(before, after, retired challenger) as version numbers."""
+    return tuple(v.version if v else None for v in (move.before, move.after, move.retired))
+
+
+def _held(registry: Registry, name: str) -> list[tuple[str, tuple[str, ...]]]:
+    return [(v.version, v.aliases) for v in registry.versions(name)]
+
+
 def test_promote_and_rollback_walk_the_alias_history(registry: Registry, two_versions: str) -> None:
     name = two_versions
-    previous = registry.promote(name, "2")
-    assert previous is not None
-    assert previous.version == "1"
+    assert _moved(registry.promote(name, "2")) == ("1", "2", None)
     assert registry.alias(name, "champion").version == "2"  # type: ignore[union-attr]
-    assert [v.version for v in registry.rollback(name) if v] == ["2", "1"]
+    assert _moved(registry.rollback(name)) == ("2", "1", None)
     assert registry.alias(name, "champion").version == "1"  # type: ignore[union-attr]
     with pytest.raises(RegistryError, match="no earlier champion"):
         registry.rollback(name)
     # an alias moved outside this tool (the MLflow UI, say) is still rolled back to where it was
     registry.client.set_registered_model_alias(name, "champion", "2")
-    assert [v.version for v in registry.rollback(name) if v] == ["2", "1"]
+    assert _moved(registry.rollback(name)) == ("2", "1", None)
     # a challenger with no earlier holder is removed: the comparison stops
-    assert registry.promote(name, "2", "challenger") is None
-    current, back = registry.rollback(name, "challenger")
-    assert current is not None
-    assert current.version == "2"
-    assert back is None
+    assert _moved(registry.promote(name, "2", "challenger")) == (None, "2", None)
+    assert _moved(registry.rollback(name, "challenger")) == ("2", None, None)
     assert registry.alias(name, "challenger") is None
+
+
+def test_the_champion_and_the_challenger_are_never_one_version(
+    registry: Registry, two_versions: str, bundle_dir: Path
+) -> None:
+    name = two_versions
+    registry.register(bundle_dir, name)  # version 3
+    registry.promote(name, "2")
+    registry.promote(name, "1", "challenger")
+    # rolled back onto the challenger's version, the champion takes its place: the challenger goes
+    assert _moved(registry.rollback(name)) == ("2", "1", "1")
+    assert _held(registry, name) == [("3", ()), ("2", ()), ("1", ("champion",))]
+    # promoted onto it, the same (a challenger that won its comparison)
+    registry.promote(name, "2", "challenger")
+    assert _moved(registry.promote(name, "2")) == ("1", "2", "2")
+    assert _held(registry, name) == [("3", ()), ("2", ("champion",)), ("1", ())]
+    # a challenger is never given the champion's version
+    with pytest.raises(
+        RegistryError, match=r"version 2 of .* is the champion: the challenger must be another"
+    ):
+        registry.promote(name, "2", "challenger")
+    # a challenger rolled back to a version that is the champion now is removed instead
+    registry.promote(name, "1", "challenger")
+    registry.promote(name, "3", "challenger")
+    registry.promote(name, "1")
+    assert _moved(registry.rollback(name, "challenger")) == ("3", None, None)
+    assert _held(registry, name) == [("3", ()), ("2", ()), ("1", ("champion",))]
 
 
 @pytest.mark.parametrize(
@@ -185,6 +216,20 @@ def test_cli_train_register_then_list_promote_and_rollback(tmp_path: Path, store
         assert failed.returncode == 2, (args, failed.stderr)
         assert message in failed.stderr
         assert "Traceback" not in failed.stderr
+
+    # the challenger wins: promoted champion, it is no longer the challenger, and the CLI says so
+    challenger = _cli("models", "promote", "2", "--name", name, "--alias", "challenger", store=store)
+    assert f"{name}@challenger: none → version 2" in challenger.stderr
+    won = _cli("models", "promote", "2", "--name", name, store=store)
+    assert won.returncode == 0, won.stderr
+    assert f"{name}@champion: version 1 → version 2" in won.stderr
+    assert f"{name}@challenger: version 2 → removed, as it is the champion now" in won.stderr
+    listing = _cli("models", "list", "--name", name, "--json", store=store)
+    versions = json.loads(listing.stdout)["versions"]
+    assert [(v["version"], v["aliases"]) for v in versions] == [("2", ["champion"]), ("1", [])]
+    same = _cli("models", "promote", "2", "--name", name, "--alias", "challenger", store=store)
+    assert same.returncode == 2
+    assert same.stderr.strip().splitlines()[-1].startswith("error: version 2 of ")
 
 
 # ---------------------------------------------------------------------- the service follows the aliases

@@ -43,16 +43,19 @@ class EncoderError(ValueError):
 
 @dataclass(frozen=True)
 class EncodedBatch:
-    """A batch of encoded events: categorical indices and scaled numeric columns."""
+    """A batch of encoded events: categorical indices and scaled numeric columns, and where a
+    numeric field held an impossible number (which the columns show as missing)."""
 
     cat: IntArray  # (n, n_categorical), 0 = missing, 1 = unknown
     num: FloatArray  # (n, n_numeric): values, then per feature a missing indicator
+    invalid: npt.NDArray[np.bool_] | None = None  # (n, numeric features); None: none anywhere
 
     def __len__(self) -> int:
         return int(self.cat.shape[0])
 
     def take(self, rows: npt.NDArray[np.int64]) -> EncodedBatch:
-        return EncodedBatch(cat=self.cat[rows], num=self.num[rows])
+        invalid = self.invalid[rows] if self.invalid is not None else None
+        return EncodedBatch(cat=self.cat[rows], num=self.num[rows], invalid=invalid)
 
     def row_digests(self) -> list[bytes]:
         """A digest of each whole encoded row: two events share one only if every input matches."""
@@ -109,27 +112,57 @@ def compile_extractor(paths: Sequence[str]) -> Callable[[Event], list[Any]]:
     return extract
 
 
+IMPOSSIBLE = 2.0**63  # beyond every OCSF integer and long: no real count, size or time is this large
+
+
 def _number(value: Any) -> float:
+    """A number or a numeric string as a float (inf where it overflows); NaN for anything else."""
     kind = type(value)
     if kind is float or kind is int or kind is bool or kind is str:
         try:
-            number = float(value)
-        except (ValueError, OverflowError):
+            return float(value)
+        except ValueError:
             return math.nan
-        return number if math.isfinite(number) else math.nan
+        except OverflowError:  # an integer beyond float's range
+            return math.inf
     return math.nan
 
 
-def to_numbers(values: Sequence[Any]) -> npt.NDArray[np.float64]:
-    """Values → float64 with NaN for missing, non-numeric or non-finite entries."""
+def _is_number(value: Any) -> bool:
+    """Whether a value is a number or a string that reads as one ("1e999", "NaN", "Infinity" too)."""
+    if isinstance(value, float):
+        return not math.isnan(value)  # a float NaN is how dataframes write "missing"
+    if isinstance(value, bool | int):
+        return True
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
+def numbers(values: Sequence[Any]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Values → float64, NaN where absent or unusable, and where a value was an impossible number:
+    one that is not finite (``"NaN"``, ``"Infinity"``, ``"1e999"``) or beyond ±2⁶³."""
     try:
         out = np.asarray(values, dtype=np.float64)
         if out.ndim != 1:
             raise ValueError("nested")
     except (ValueError, TypeError, OverflowError):
         out = np.fromiter((_number(v) for v in values), dtype=np.float64, count=len(values))
-    out[~np.isfinite(out)] = np.nan
-    return out
+    impossible = np.zeros(len(out), dtype=bool)
+    unusable = ~(np.abs(out) < IMPOSSIBLE)  # NaN compares false: absent, non-numeric and impossible
+    for i in np.flatnonzero(unusable).tolist():  # rare: look at each
+        impossible[i] = values[i] is not None and _is_number(values[i])
+    out[unusable] = np.nan
+    return out, impossible
+
+
+def to_numbers(values: Sequence[Any]) -> npt.NDArray[np.float64]:
+    """Values → float64 with NaN for missing, non-numeric, non-finite or impossible entries."""
+    return numbers(values)[0]
 
 
 _NOT_SCALAR = "\x00not-a-scalar"
@@ -172,20 +205,20 @@ def ip_prefix(value: str, prefix_v4: int, prefix_v6: int) -> str | None:
     return str(ipaddress.ip_network(f"{address}/{bits}", strict=False))
 
 
-def _epoch_ms(values: Sequence[Any]) -> npt.NDArray[np.float64]:
-    numbers = to_numbers(values)
-    for i in np.flatnonzero(np.isnan(numbers)).tolist():
+def epoch_ms(values: Sequence[Any]) -> npt.NDArray[np.float64]:
+    ms = to_numbers(values)
+    for i in np.flatnonzero(np.isnan(ms)).tolist():
         value = values[i]
         if isinstance(value, str):  # ISO 8601, as in OCSF *_dt fields
             with contextlib.suppress(ValueError):
                 moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
                 if moment.tzinfo is None:  # no offset: UTC, as OCSF times are, not this machine's zone
                     moment = moment.replace(tzinfo=UTC)
-                numbers[i] = moment.timestamp() * 1000.0
+                ms[i] = moment.timestamp() * 1000.0
     # OCSF says epoch milliseconds; some producers send seconds.
-    seconds = np.abs(numbers) < 1e11
-    numbers[seconds] *= 1000.0
-    return numbers
+    seconds = np.abs(ms) < 1e11
+    ms[seconds] *= 1000.0
+    return ms
 
 
 def signed_log1p(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -216,6 +249,7 @@ class _Layout:
     plain: list[int]  # spec indices of plain numeric features
     plain_values: list[int]  # their value columns in `num`
     plain_missing: list[int]  # their missing-indicator columns in `num`
+    plain_positions: list[int]  # their places in numeric_features
     log: npt.NDArray[np.bool_]
     center: npt.NDArray[np.float64]
     scale: npt.NDArray[np.float64]
@@ -232,6 +266,7 @@ class FeatureEncoder:
         self._extract = compile_extractor([f.path for f in spec.features])
         self._numeric: dict[str, _Numeric] = {}
         self._vocab: dict[str, _Vocab] = {}
+        self._examples: dict[str, dict[int, str]] = {}  # hashed: bucket → its most common training value
         self.fitted_ = False
 
     # ---------------------------------------------------------------- layout
@@ -302,6 +337,14 @@ class FeatureEncoder:
                 counts = Counter(k for k in keys if k is not None and k != _NOT_SCALAR)
                 kept = [v for v, c in counts.most_common(feature.max_categories) if c >= feature.min_count]
                 self._vocab[feature.name] = _Vocab(sorted(kept))
+            elif feature.kind == "hashed":  # explanations name a bucket by the value it mostly held
+                examples: dict[int, str] = {}
+                counts = Counter(
+                    k for k in self._category_keys(feature, raw) if k is not None and k != _NOT_SCALAR
+                )
+                for key, _ in counts.most_common():
+                    examples.setdefault(stable_bucket(key, feature.buckets), key)
+                self._examples[feature.name] = examples
         self.fitted_ = True
         return self
 
@@ -342,6 +385,7 @@ class FeatureEncoder:
             plain=[features.index(f) for f in plain],
             plain_values=[self.numeric_value_starts[numeric.index(f)] for f in plain],
             plain_missing=[n_values + numeric.index(f) for f in plain],
+            plain_positions=[numeric.index(f) for f in plain],
             log=np.array([f.transform == "log1p" for f in plain], dtype=bool),
             center=np.array([st.center for st in states], dtype=np.float64),
             scale=np.array([st.scale for st in states], dtype=np.float64),
@@ -366,10 +410,15 @@ class FeatureEncoder:
         n = len(events)
         columns = self._columns(events)
         num = np.zeros((n, layout.width), dtype=np.float32)
+        invalid = None
         if layout.plain:
             x = np.empty((n, len(layout.plain)), dtype=np.float64)
+            impossible = np.zeros((n, len(layout.plain)), dtype=bool)
             for j, index in enumerate(layout.plain):
-                x[:, j] = to_numbers(columns[index])
+                x[:, j], impossible[:, j] = numbers(columns[index])
+            if impossible.any():  # shown to the network as missing; the detector flags the event
+                invalid = np.zeros((n, len(self.numeric_features)), dtype=bool)
+                invalid[:, layout.plain_positions] = impossible
             x[:, layout.log] = signed_log1p(x[:, layout.log])
             absent = np.isnan(x)
             scaled = np.clip((x - layout.center) / layout.scale, -layout.clip, layout.clip)
@@ -377,7 +426,7 @@ class FeatureEncoder:
             num[:, layout.plain_values] = scaled
             num[:, layout.plain_missing] = absent
         for index, start, missing_column in layout.cyclic:
-            ms = _epoch_ms(columns[index])
+            ms = epoch_ms(columns[index])
             absent_time = np.isnan(ms)
             hour = (ms / 3_600_000.0) % 24.0 * (2 * math.pi / 24.0)
             dow = ((ms / 86_400_000.0) + 3.0) % 7.0 * (2 * math.pi / 7.0)  # 1970-01-01 was a Thursday
@@ -388,7 +437,7 @@ class FeatureEncoder:
         cat = np.empty((n, len(layout.categorical)), dtype=np.int64)
         for j, (index, feature) in enumerate(layout.categorical):
             cat[:, j] = self._encode_categorical(feature, columns[index])
-        return EncodedBatch(cat=cat, num=num)
+        return EncodedBatch(cat=cat, num=num, invalid=invalid)
 
     def _encode_categorical(self, feature: FeatureDef, raw: list[Any]) -> IntArray:
         if feature.kind == "port_bucket":
@@ -435,8 +484,8 @@ class FeatureEncoder:
             return None
         if index == UNKNOWN_INDEX:
             return "<unknown>"
-        if feature.kind == "hashed":
-            return f"<hash bucket {index - RESERVED}>"
+        if feature.kind == "hashed":  # the bucket's most common value in training, if it had one
+            return self._examples.get(feature.name, {}).get(index - RESERVED)
         if feature.kind == "port_bucket":
             return PORT_BUCKETS[index - RESERVED]
         return self._vocab[feature.name].values[index - RESERVED]
@@ -455,6 +504,7 @@ class FeatureEncoder:
             "spec": self.spec.to_dict(),
             "numeric": {k: {"center": v.center, "scale": v.scale} for k, v in self._numeric.items()},
             "vocab": {k: v.values for k, v in self._vocab.items()},
+            "examples": {k: {str(b): v for b, v in sorted(e.items())} for k, e in self._examples.items()},
         }
 
     @classmethod
@@ -467,12 +517,23 @@ class FeatureEncoder:
                 if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
                     raise EncoderError(f"vocabulary of {name!r} must be a list of strings")
                 encoder._vocab[name] = _Vocab(list(values))
+            for name, examples in data["examples"].items():
+                if not all(isinstance(v, str) for v in examples.values()):
+                    raise EncoderError(f"examples of {name!r} must be strings")
+                encoder._examples[name] = {int(bucket): value for bucket, value in examples.items()}
             expected = {f.name for f in encoder.spec.features if f.kind == "numeric"}
             expected_vocab = {f.name for f in encoder.spec.features if f.kind in ("categorical", "ip_prefix")}
+            expected_examples = {f.name for f in encoder.spec.features if f.kind == "hashed"}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise EncoderError(f"features.json is malformed: {exc}") from exc
-        if set(encoder._numeric) != expected or set(encoder._vocab) != expected_vocab:
-            raise EncoderError("features.json does not match its own spec (scalers or vocabularies missing)")
+        if (
+            set(encoder._numeric) != expected
+            or set(encoder._vocab) != expected_vocab
+            or set(encoder._examples) != expected_examples
+        ):
+            raise EncoderError(
+                "features.json does not match its own spec (scalers, vocabularies or examples missing)"
+            )
         encoder.fitted_ = True
         return encoder
 

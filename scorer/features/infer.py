@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from scorer.features.encoder import _epoch_ms, ip_prefix
+from scorer.features.encoder import epoch_ms, ip_prefix
 from scorer.features.spec import FeatureDef, FeatureSpec
 
 Event = dict[str, Any]
@@ -153,7 +153,7 @@ def _decide(
     if caption_of:
         return [], f"caption of {caption_of}"
     if path == "time":
-        times = _epoch_ms([e.get("time") for e in sample if isinstance(e, dict)])
+        times = epoch_ms([e.get("time") for e in sample if isinstance(e, dict)])
         times = times[~np.isnan(times)]
         if times.size and float(times.max() - times.min()) >= TWO_DAYS_MS:
             return [FeatureDef(path=path, kind="time_cyclic")], None

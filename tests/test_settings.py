@@ -1,0 +1,64 @@
+"""Where a setting comes from: command-line flags over the environment over the --config file over the
+defaults, as every help text says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scorer.settings import Settings, SettingsError
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    names = ("PORT", "REGISTRY_URI", "MODEL_DIR", "CHALLENGER_MODEL_DIR")
+    for name in ("MLFLOW_TRACKING_URI", *(f"OCSF_ANOMALY_{n}" for n in names)):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    ("in_file", "in_env", "flag", "expected"),
+    [
+        (False, False, False, 8080),
+        (True, False, False, 1111),
+        (True, True, False, 2222),
+        (False, True, False, 2222),
+        (True, True, True, 3333),
+        (True, False, True, 3333),
+    ],
+    ids=["default", "file", "env-over-file", "env", "flag-over-env-and-file", "flag-over-file"],
+)
+def test_flags_over_environment_over_file_over_defaults(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, in_file: bool, in_env: bool, flag: bool, expected: int
+) -> None:
+    config = tmp_path / "settings.toml"
+    config.write_text("port = 1111\n" if in_file else "", encoding="utf-8")
+    if in_env:
+        clean_env.setenv("OCSF_ANOMALY_PORT", "2222")
+    settings = Settings.load(config, port=3333 if flag else None)
+    assert settings.port == expected
+
+
+def test_an_aliased_setting_follows_the_same_order(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "settings.toml"
+    config.write_text('registry_uri = "sqlite:///from-file.db"\n', encoding="utf-8")
+    assert Settings.load(config).registry_uri == "sqlite:///from-file.db"
+    clean_env.setenv("MLFLOW_TRACKING_URI", "http://from-mlflow-env")
+    assert Settings.load(config).registry_uri == "http://from-mlflow-env"
+    clean_env.setenv("OCSF_ANOMALY_REGISTRY_URI", "http://from-our-env")
+    assert Settings.load(config).registry_uri == "http://from-our-env"
+    assert Settings.load(config, registry_uri="http://from-a-flag").registry_uri == "http://from-a-flag"
+
+
+def test_the_layers_are_validated_together(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A challenger directory in the environment is completed by a champion directory from the file
+    or a flag (``serve --model``), not refused for the environment alone."""
+    clean_env.setenv("OCSF_ANOMALY_CHALLENGER_MODEL_DIR", str(tmp_path / "b"))
+    config = tmp_path / "settings.toml"
+    config.write_text(f'model_dir = "{tmp_path / "a"}"\n', encoding="utf-8")
+    assert Settings.load(config).challenger_model_dir == tmp_path / "b"
+    assert Settings.load(None, model_dir=tmp_path / "a").model_dir == tmp_path / "a"
+    with pytest.raises(SettingsError, match="challenger_model_dir needs model_dir"):
+        Settings.load(None)
