@@ -37,7 +37,7 @@ from scorer.service.keys import (
 )
 from scorer.service.metrics import CONTENT_TYPE, Metrics
 from scorer.service.models import Loaded, ModelRef, source_for
-from scorer.service.requests import ENCODINGS, Batch, inflate, parse_body
+from scorer.service.requests import ENCODINGS, Batch, Item, dumps, inflate, parse_body
 from scorer.service.schema import openapi
 from scorer.settings import Settings, masked
 from scorer.threads import set_threads
@@ -538,14 +538,36 @@ async def enrich(request: web.Request) -> web.Response:
     batch, alpha = await _read(request)
     field = request.app[SETTINGS].anomaly_field
     anomalies = await _anomalies(request, batch, alpha)
-    events = [
-        {**item.event, field: anomaly} if item.event is not None else {field: anomaly}
-        for item, anomaly in zip(batch.items, anomalies, strict=True)
+    strict = FLAGS[request.query.get("strict", "false").lower()]  # _read has refused any other value
+    parts = [
+        _enriched(item, anomaly, field, batch.shape, index, strict)
+        for index, (item, anomaly) in enumerate(zip(batch.items, anomalies, strict=True))
     ]
     if batch.shape == "ndjson":
-        body = b"".join(orjson.dumps(e) + b"\n" for e in events)
-        return web.Response(body=body, content_type="application/x-ndjson")
-    return _json(events[0] if batch.shape == "object" else events)
+        return web.Response(body=b"".join(p + b"\n" for p in parts), content_type="application/x-ndjson")
+    body = parts[0] if batch.shape == "object" else b"[" + b",".join(parts) + b"]"
+    return web.Response(body=body, content_type="application/json")
+
+
+def _enriched(item: Item, anomaly: dict[str, Any], field: str, shape: str, index: int, strict: bool) -> bytes:
+    """One enriched event as JSON, every original field as it came. An event nested deeper than
+    JSON can be written back (it is read 1,024 levels deep) is answered by an error in its place,
+    or fails a strict request."""
+    if item.event is None:
+        return orjson.dumps({field: anomaly})
+    try:
+        return dumps({**item.event, field: anomaly})
+    except RecursionError as exc:
+        where: dict[str, Any] = {}
+        if shape == "array":
+            where = {"index": index}
+        elif item.line is not None:
+            where = {"line": item.line}
+        place = f"line {item.line}" if "line" in where else f"element {index}" if where else "the event"
+        message = f"{place} nests too deeply to be written back as JSON ({exc})"
+        if strict:
+            raise ApiError(422, "too_deep", message, headers=None, **where) from None
+        return orjson.dumps({field: {"error": {"code": "too_deep", "message": message, **where}}})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -566,7 +588,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi_document(request: web.Request) -> web.Response:
-    return _json(openapi())
+    return _json(openapi(request.app[SETTINGS]))
 
 
 async def models(request: web.Request) -> web.Response:

@@ -8,6 +8,8 @@ never beyond the body limit.
 
 from __future__ import annotations
 
+import json
+import re
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +31,7 @@ class Item:
 
     event: dict[str, Any] | None
     error: dict[str, Any] | None = None
+    line: int | None = None  # NDJSON: the event's line, 1-based
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,27 @@ class Batch:
 
     items: list[Item]
     shape: str  # "object", "array" or "ndjson"
+
+
+LONG_DIGITS = re.compile(rb"\d{19}")  # an integer this long may lie beyond 64 bits
+
+
+def loads(data: bytes) -> Any:
+    """JSON → Python, every integer exact: orjson reads one beyond 64 bits as a float, so a body
+    with such a long run of digits is read again by the standard library (valid JSON only)."""
+    value = orjson.loads(data)
+    if LONG_DIGITS.search(data):
+        value = json.loads(data)
+    return value
+
+
+def dumps(value: Any) -> bytes:
+    """Python → JSON, integers beyond 64 bits too (which orjson refuses); RecursionError when the
+    value nests deeper than JSON can be written."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def parse_body(body: bytes, content_type: str, *, max_events: int, strict: bool) -> Batch:
@@ -51,7 +75,7 @@ def parse_body(body: bytes, content_type: str, *, max_events: int, strict: bool)
             f"content type {kind!r} is not accepted: send application/json (an event or an array) or application/x-ndjson",
         )
     try:
-        value = orjson.loads(body)
+        value = loads(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
     if isinstance(value, dict):
@@ -86,7 +110,7 @@ def _ndjson(body: bytes, *, max_events: int, strict: bool) -> Batch:
     for number, raw in lines:  # blank lines are skipped; the others keep their line numbers
         error: dict[str, Any] | None = None
         try:
-            value = orjson.loads(raw)
+            value = loads(raw)
         except orjson.JSONDecodeError as exc:
             error = {
                 "code": "malformed_json",
@@ -95,7 +119,7 @@ def _ndjson(body: bytes, *, max_events: int, strict: bool) -> Batch:
             }
         else:
             if isinstance(value, dict):
-                items.append(Item(value))
+                items.append(Item(value, line=number))
                 continue
             error = {
                 "code": "not_an_event",

@@ -1,34 +1,57 @@
 """The API's JSON shapes as pydantic models, and the OpenAPI 3.1 document generated from them.
 
-Handlers build plain dicts for speed; tests validate real responses against this document, so
-the two cannot drift apart unnoticed.
+Handlers build plain dicts for speed; tests validate real responses against this document and
+schemathesis fuzzes the live service from it (tests/test_openapi.py), so the two cannot drift
+apart unnoticed. The document describes the service as configured: its limits, the name of the
+field ``/v1/enrich`` adds, and which calls need a bearer token.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+import ipaddress
+from functools import cache
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import SkipJsonSchema, models_json_schema
 
 import scorer
+from scorer.settings import Settings
+
+# What ?strict= accepts, in any letter case (anything else, an empty value included, is 400 bad_strict)
+STRICT_VALUES = ("true", "false", "1", "0", "yes", "no")
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def _absent(description: str) -> Any:
+    """A field that is left out, never null, when it does not apply."""
+    return Field(None, description=description, json_schema_extra=_no_default)
 
 
 class Reason(BaseModel):
     """A field on which the event differs from its nearest normal events."""
 
-    field: str = Field(description="Dotted OCSF path (derived features carry a #kind suffix)")
-    value: Any = Field(description="The event's value")
+    field: str = Field(description="Dotted OCSF path, as the feature spec names it")
+    value: Any = Field(description="The event's value, in the form of `typical` (an address as its prefix)")
     typical: Any = Field(description="The neighbours' typical value (median, or most common category)")
-    deviation: float = Field(
-        description="Gap in robust standard deviations, or share of neighbours that differ × 3"
+    deviation: float | None = Field(
+        description=(
+            "One scale for every field: for a number, its distance from the neighbours' median in robust "
+            "standard deviations (missing where they have one: 3); for a category, 3 × the share of "
+            "neighbours with another value (5 × for a value never seen in training); null for a number "
+            "that cannot be real (not finite, or beyond ±2⁶³), which comes first"
+        )
     )
 
 
 class ModelRef(BaseModel):
     name: str
     version: str
-    variant: str = Field(description="champion or challenger")
+    variant: Literal["champion", "challenger"]
 
 
 class Anomaly(BaseModel):
@@ -38,7 +61,12 @@ class Anomaly(BaseModel):
 
     score: float = Field(description="Higher is more anomalous")
     p_value: float = Field(
-        gt=0, le=1, description="Share of held-out normal events that scored at least as high"
+        ge=0,
+        le=1,
+        description=(
+            "Share of held-out normal events that scored at least as high; 0 for an event holding a "
+            "number that cannot be real (flagged whatever the rest says)"
+        ),
     )
     is_anomaly: bool = Field(description="p_value ≤ alpha")
     threshold: float | None = Field(
@@ -51,10 +79,14 @@ class Anomaly(BaseModel):
 
 
 class ItemErrorDetail(BaseModel):
-    code: str
+    model_config = ConfigDict(extra="forbid")
+
+    code: Literal["malformed_json", "not_an_event", "too_deep"] = Field(
+        description="too_deep: /v1/enrich cannot write the event back (nested deeper than 254 levels)"
+    )
     message: str
-    line: int | None = Field(None, description="NDJSON line, 1-based")
-    index: int | None = Field(None, description="Array index, 0-based")
+    line: int | SkipJsonSchema[None] = _absent("NDJSON line, 1-based (NDJSON bodies)")
+    index: int | SkipJsonSchema[None] = _absent("Array index, 0-based (array bodies)")
 
 
 class ItemError(BaseModel):
@@ -66,15 +98,19 @@ class ItemError(BaseModel):
 
 
 class ScoreResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     results: list[Anomaly | ItemError] = Field(description="One per event, in request order")
 
 
 class ErrorDetail(BaseModel):
-    status: int
-    code: str
-    message: str
-    line: int | None = None
-    index: int | None = None
+    model_config = ConfigDict(extra="forbid")
+
+    status: int = Field(description="The HTTP status, repeated")
+    code: str = Field(description="What went wrong, for programs: each response lists its codes")
+    message: str = Field(description="What went wrong, for people")
+    line: int | SkipJsonSchema[None] = _absent("NDJSON line, 1-based, of the item at fault")
+    index: int | SkipJsonSchema[None] = _absent("Array index, 0-based, of the item at fault")
 
 
 class ErrorResponse(BaseModel):
@@ -86,21 +122,37 @@ class ErrorResponse(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["alive"]
 
 
-class Ready(BaseModel):
-    status: str
-    model: dict[str, str] | None
-    redis: str = Field(description="ok, degraded or disabled")
-
-
-class ServedModel(BaseModel):
+class ModelInfo(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
     version: str = Field(description="Registry version, or the bundle version of a directory")
     bundle_version: str = Field(description="Digest of the bundle's files")
+
+
+class Ready(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["ready"]
+    model: ModelInfo = Field(description="The champion")
+    redis: Literal["ok", "degraded", "disabled"] = Field(
+        description="The shared embedding cache: ok, degraded (answering from the in-process tier) or disabled"
+    )
+
+
+class NotReady(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["not ready"]
+    model: None
+
+
+class ServedModel(ModelInfo):
     source: str = Field(description="models:/NAME/VERSION, or the bundle directory")
 
 
@@ -109,14 +161,16 @@ class Models(BaseModel):
 
     champion: ServedModel
     challenger: ServedModel | None
-    split: float = Field(description="Share of entities routed to the challenger")
+    split: float = Field(ge=0, le=1, description="Share of entities routed to the challenger")
     shadow: bool = Field(description="Whether the challenger also scores every event, unreturned")
-    source: str = Field(description="registry or directory")
+    source: Literal["registry", "directory"]
     registry: str | None = Field(description="The registry's URI, password hidden")
-    poll_seconds: float = Field(description="How often the aliases are checked (0: only on reload)")
+    poll_seconds: float = Field(ge=0, description="How often the aliases are checked (0: only on reload)")
 
 
 class Versions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     champion: str
     challenger: str | None
 
@@ -134,125 +188,363 @@ MODELS: tuple[type[BaseModel], ...] = (
     ErrorResponse,
     Health,
     Ready,
+    NotReady,
     Anomaly,
     ItemError,
     Models,
     Reload,
 )
-JSON_BODY = {
-    "description": "One OCSF event (object), an array of them, or NDJSON",
-    "required": True,
-    "content": {
-        "application/json": {"schema": {"oneOf": [{"type": "object"}, {"type": "array", "items": {}}]}},
-        "application/x-ndjson": {"schema": {"type": "string"}},
+
+# One event as the demo writes it (HTTP Activity), for readers and as schemathesis' first example.
+EXAMPLE_EVENT: dict[str, Any] = {
+    "class_uid": 4002,
+    "activity_id": 3,
+    "severity_id": 1,
+    "time": 1700005501102,
+    "metadata": {"version": "1.5.0", "uid": "demo-1-0", "product": {"name": "Secure Web Gateway"}},
+    "http_request": {
+        "http_method": "GET",
+        "url": {"scheme": "https", "hostname": "git.acme.internal", "path": "/api/v4/projects"},
+    },
+    "http_response": {"code": 200, "length": 5304},
+    "src_endpoint": {"ip": "10.1.1.18"},
+    "dst_endpoint": {"hostname": "git.acme.internal", "ip": "10.0.0.14", "port": 443},
+    "actor": {"user": {"name": "ben.sato"}},
+}
+_ENDPOINT = {
+    "type": "object",
+    "properties": {"ip": {"type": "string"}, "port": {"type": "integer"}, "hostname": {"type": "string"}},
+}
+EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": (
+        "One OCSF event: a JSON object of any OCSF class. No field is required: a field the event "
+        "lacks is scored as missing, one the model does not know is ignored (and kept by /v1/enrich), "
+        "and a value of an unexpected type is scored (as unusual), never refused. "
+        "The properties listed are a few common OCSF attributes, for orientation."
+    ),
+    "properties": {
+        "class_uid": {"type": "integer", "description": "OCSF class, e.g. 4001 Network Activity"},
+        "activity_id": {"type": "integer"},
+        "severity_id": {"type": "integer"},
+        "time": {"type": "integer", "description": "Milliseconds since the epoch"},
+        "metadata": {
+            "type": "object",
+            "properties": {"uid": {"type": "string", "description": "Returned in neighbors"}},
+        },
+        "src_endpoint": _ENDPOINT,
+        "dst_endpoint": _ENDPOINT,
+        "actor": {"type": "object", "properties": {"user": {"type": "object"}}},
+        "traffic": {
+            "type": "object",
+            "properties": {"bytes_in": {"type": "number"}, "bytes_out": {"type": "number"}},
+        },
+    },
+    "additionalProperties": True,
+    "examples": [EXAMPLE_EVENT],
+}
+
+# status → (description, the error codes it carries)
+SCORING_ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
+    400: (
+        "The body is not valid JSON (or, with strict=true, an NDJSON line is not), a compressed body "
+        "does not inflate, or ?alpha= or ?strict= has a value they do not take",
+        ("malformed_json", "bad_alpha", "bad_strict", "bad_encoding"),
+    ),
+    401: ("A token is required: send Authorization: Bearer <token>", ("unauthorized",)),
+    403: ("The bearer token is not valid for this call", ("forbidden",)),
+    413: (
+        "The body is larger than the limit (as sent, or once decompressed), or holds more events than a request may",
+        ("body_too_large", "too_many_events"),
+    ),
+    415: (
+        "The Content-Type or the Content-Encoding is not accepted (the latter answered with Accept-Encoding)",
+        ("unsupported_media_type", "unsupported_encoding"),
+    ),
+    422: (
+        "The body is JSON but neither an object nor an array (or, with strict=true, an element or an NDJSON "
+        "line is not an object: index or line says which); with strict=true, /v1/enrich also refuses an event "
+        "nested too deeply to be written back (more than 254 levels)",
+        ("not_an_event", "too_deep"),
+    ),
+    503: (
+        "The service holds as many events as it admits at once: try again after Retry-After seconds",
+        ("overloaded",),
+    ),
+}
+ADMIN_ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
+    401: SCORING_ERRORS[401],
+    403: (
+        "The bearer token is not valid for this call, or the service listens beyond loopback "
+        "without an admin token (admin calls are then refused)",
+        ("forbidden",),
+    ),
+    409: ("The reload failed (a bundle or the registry): the serving models are kept", ("reload_failed",)),
+}
+# answered on any path, so in no operation: documented once, in components.responses
+ANY_PATH_ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
+    404: ("The service has no such path", ("not_found",)),
+    405: ("The path does not take this method; Allow lists the methods it takes", ("method_not_allowed",)),
+}
+RESPONSE_HEADERS: dict[int, dict[str, Any]] = {
+    503: {
+        "Retry-After": {
+            "description": "Seconds to wait before trying again",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 0},
+        }
+    },
+    415: {
+        "Accept-Encoding": {
+            "description": "With unsupported_encoding: the encodings accepted",
+            "schema": {"type": "string"},
+        }
+    },
+    405: {
+        "Allow": {
+            "description": "The methods the path takes",
+            "required": True,
+            "schema": {"type": "string"},
+        }
     },
 }
-QUERY = [
-    {
-        "name": "alpha",
-        "in": "query",
-        "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
-        "description": "Target false-positive rate for this request",
-    },
-    {
-        "name": "strict",
-        "in": "query",
-        "schema": {"type": "boolean"},
-        "description": "Fail the whole request on one bad event",
-    },
-]
+RESPONSE_NAMES = {404: "NotFound", 405: "MethodNotAllowed"}  # components.responses
 
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _errors(*statuses: int) -> dict[str, Any]:
-    return {
-        str(s): {"description": "error", "content": {"application/json": {"schema": _ref("ErrorResponse")}}}
-        for s in statuses
+def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _error_response(status: int, description: str, codes: tuple[str, ...]) -> dict[str, Any]:
+    """An error response: the common shape, with this status and these codes."""
+    narrowed = {
+        "properties": {"error": {"properties": {"status": {"const": status}, "code": {"enum": list(codes)}}}}
     }
+    response: dict[str, Any] = {
+        "description": f"{description} (code: {', '.join(codes)})",
+        "content": _json_content({"allOf": [_ref("ErrorResponse"), narrowed]}),
+    }
+    if status in RESPONSE_HEADERS:
+        response["headers"] = RESPONSE_HEADERS[status]
+    return response
 
 
-def openapi() -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the service."""
+def _errors(table: dict[int, tuple[str, tuple[str, ...]]]) -> dict[str, Any]:
+    """The responses of ``table``, by status."""
+    return {str(status): _error_response(status, *spec) for status, spec in table.items()}
+
+
+@cache
+def _definitions() -> dict[str, Any]:
     _, definitions = models_json_schema(
         [(m, "validation") for m in MODELS], ref_template="#/components/schemas/{model}"
     )
-    scoring_errors = _errors(400, 401, 403, 413, 415, 422, 503)
+    schemas: dict[str, Any] = definitions["$defs"]
+    return schemas
+
+
+def _strict_pattern() -> str:
+    """STRICT_VALUES in any letter case, as an ECMA-262 pattern (which has no case-insensitive flag)."""
+    spelled = ("".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in value) for value in STRICT_VALUES)
+    return f"^(?:{'|'.join(spelled)})$"
+
+
+def _parameters(settings: Settings) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "alpha",
+            "in": "query",
+            "schema": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "exclusiveMaximum": 1,
+                "default": settings.alpha,
+            },
+            "description": "Target false-positive rate for this request (else the service's setting); 400 bad_alpha outside (0, 1)",
+        },
+        {
+            "name": "strict",
+            "in": "query",
+            "schema": {
+                "anyOf": [
+                    {"type": "boolean"},
+                    {"type": "string", "pattern": _strict_pattern(), "examples": list(STRICT_VALUES)},
+                ],
+                "default": False,
+            },
+            "description": (
+                "Fail the whole request (422, or 400 for malformed NDJSON) on the first item that is not an "
+                "event, instead of answering an error in its place. A boolean: true, false, 1, 0, yes or no, "
+                "in any letter case; any other value (an empty one, null) is 400 bad_strict"
+            ),
+        },
+    ]
+
+
+def _request_body(settings: Settings) -> dict[str, Any]:
     return {
+        "description": (
+            f"One OCSF event (a JSON object), a JSON array of up to {settings.max_events:,} of them, or "
+            "NDJSON (application/x-ndjson; application/ndjson, application/jsonl and application/json-seq "
+            "are read the same way): one event a line. application/json (or text/json) is assumed without "
+            f"a Content-Type. At most {settings.max_body_bytes:,} bytes, "
+            "as sent and once decompressed: Content-Encoding gzip or deflate is inflated; any other is 415. "
+            "An element or a line that is not an event gets an error in its place (unless strict=true)"
+        ),
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"oneOf": [_ref("Event"), _ref("EventArray")]},
+                "example": EXAMPLE_EVENT,
+            },
+            "application/x-ndjson": {
+                "schema": {
+                    "type": "array",
+                    "items": _ref("Event"),
+                    "maxItems": settings.max_events,
+                    "description": (
+                        "The events, one JSON object a line (OpenAPI 3.2 would say itemSchema). Blank lines "
+                        "are skipped; the others keep their numbers in errors. A line that is not valid JSON "
+                        "or not an object gets an error in its place (or, with strict=true, fails the "
+                        "request: 400 or 422)"
+                    ),
+                },
+            },
+        },
+    }
+
+
+def _is_loopback(host: str) -> bool:
+    """As the service decides whether admin calls without an admin token are accepted."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _security(settings: Settings, *, admin: bool) -> dict[str, Any]:
+    """The operation's ``security``: which token, if any, the service as configured requires."""
+    if admin and settings.admin_token:
+        return {"security": [{"adminToken": []}]}
+    if admin and not _is_loopback(settings.host):
+        return {}  # refused (403) whatever the token: the service has no admin token
+    return {"security": [{"apiToken": []}]} if settings.api_token else {}
+
+
+def openapi(settings: Settings | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the service as ``settings`` configure it (default: the defaults)."""
+    if settings is None:
+        settings = Settings.model_construct()
+    field = settings.anomaly_field
+    schemas = {
+        **_definitions(),
+        "Event": EVENT_SCHEMA,
+        "EventArray": {
+            "type": "array",
+            "items": _ref("Event"),
+            "maxItems": settings.max_events,
+            "description": "Events; an element that is not an object gets an error in its place (or, with strict=true, fails the request)",
+        },
+        "EnrichedEvent": {
+            "type": "object",
+            "description": f"The event as sent with {field!r} added (or, for an item that is not an event, only {field!r})",
+            "required": [field],
+            "properties": {field: {"oneOf": [_ref("Anomaly"), _ref("ItemError")]}},
+            "additionalProperties": True,
+        },
+    }
+    scoring = {
+        "parameters": _parameters(settings),
+        "requestBody": _request_body(settings),
+        **_security(settings, admin=False),
+    }
+    guarded = _security(settings, admin=False)
+    document = {
         "openapi": "3.1.0",
         "info": {
             "title": "ocsf-anomaly",
             "version": scorer.__version__,
-            "description": "Scores OCSF security events for anomalies and enriches them.",
+            "description": (
+                "Scores OCSF security events for anomalies and enriches them. Every 4xx and 5xx answers "
+                "the same JSON shape (ErrorResponse); a path the service does not have is 404 and a method "
+                "a path does not take is 405, with Allow (components.responses)."
+            ),
         },
         "paths": {
             "/v1/score": {
                 "post": {
                     "summary": "Score events: one result per event, in order",
-                    "parameters": QUERY,
-                    "requestBody": JSON_BODY,
+                    "operationId": "score",
+                    **scoring,
                     "responses": {
                         "200": {
-                            "description": "results",
-                            "content": {"application/json": {"schema": _ref("ScoreResponse")}},
+                            "description": "One result per item, in order: the anomaly object, or why the item is not an event",
+                            "content": _json_content(_ref("ScoreResponse")),
                         },
-                        **scoring_errors,
+                        **_errors(SCORING_ERRORS),
                     },
                 }
             },
             "/v1/enrich": {
                 "post": {
-                    "summary": "The same events, in the same shape, each with the anomaly object added",
-                    "parameters": QUERY,
-                    "requestBody": JSON_BODY,
+                    "summary": f"The same events, in the same shape, each with the {field!r} object added",
+                    "operationId": "enrich",
+                    **scoring,
                     "responses": {
                         "200": {
-                            "description": "enriched events",
+                            "description": "An object for an object, an array for an array, NDJSON for NDJSON",
                             "content": {
-                                "application/json": {
-                                    "schema": {"oneOf": [{"type": "object"}, {"type": "array"}]}
+                                **_json_content(
+                                    {
+                                        "oneOf": [
+                                            _ref("EnrichedEvent"),
+                                            {"type": "array", "items": _ref("EnrichedEvent")},
+                                        ]
+                                    }
+                                ),
+                                "application/x-ndjson": {
+                                    "schema": {
+                                        "type": "array",
+                                        "items": _ref("EnrichedEvent"),
+                                        "description": "One EnrichedEvent a line, for each line sent",
+                                    }
                                 },
-                                "application/x-ndjson": {"schema": {"type": "string"}},
                             },
                         },
-                        **scoring_errors,
+                        **_errors(SCORING_ERRORS),
                     },
                 }
             },
             "/healthz": {
                 "get": {
                     "summary": "Alive",
-                    "responses": {
-                        "200": {
-                            "description": "alive",
-                            "content": {"application/json": {"schema": _ref("Health")}},
-                        }
-                    },
+                    "operationId": "healthz",
+                    "responses": {"200": {"description": "alive", "content": _json_content(_ref("Health"))}},
                 }
             },
             "/readyz": {
                 "get": {
                     "summary": "Ready: a model is loaded",
+                    "operationId": "readyz",
                     "responses": {
-                        "200": {
-                            "description": "ready",
-                            "content": {"application/json": {"schema": _ref("Ready")}},
-                        },
-                        "503": {
-                            "description": "not ready",
-                            "content": {"application/json": {"schema": _ref("Ready")}},
-                        },
+                        "200": {"description": "ready", "content": _json_content(_ref("Ready"))},
+                        "503": {"description": "not ready", "content": _json_content(_ref("NotReady"))},
                     },
                 }
             },
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",
+                    "operationId": "metrics",
                     "responses": {
                         "200": {
-                            "description": "text exposition format",
+                            "description": "Prometheus text exposition format",
                             "content": {"text/plain": {"schema": {"type": "string"}}},
                         }
                     },
@@ -261,38 +553,66 @@ def openapi() -> dict[str, Any]:
             "/v1/models": {
                 "get": {
                     "summary": "What serves: champion, challenger, split, shadow, and where they come from",
+                    "operationId": "models",
+                    **guarded,
                     "responses": {
                         "200": {
                             "description": "the serving models",
-                            "content": {"application/json": {"schema": _ref("Models")}},
+                            "content": _json_content(_ref("Models")),
                         },
-                        **_errors(401, 403),
+                        **_errors({s: SCORING_ERRORS[s] for s in (401, 403)}),
                     },
                 }
             },
             "/v1/models/reload": {
                 "post": {
                     "summary": "Ask the registry (or the directories) again and swap in what changed (admin)",
+                    "operationId": "reload",
+                    **_security(settings, admin=True),
                     "responses": {
                         "200": {
                             "description": "versions before and after",
-                            "content": {"application/json": {"schema": _ref("Reload")}},
+                            "content": _json_content(_ref("Reload")),
                         },
-                        **_errors(401, 403, 409),
+                        **_errors(ADMIN_ERRORS),
                     },
                 }
             },
             "/openapi.json": {
                 "get": {
                     "summary": "This document",
+                    "operationId": "openapi",
                     "responses": {
                         "200": {
                             "description": "OpenAPI 3.1",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
+                            "content": _json_content(
+                                {"type": "object", "required": ["openapi", "info", "paths", "components"]}
+                            ),
                         }
                     },
                 }
             },
         },
-        "components": {"schemas": definitions["$defs"]},
+        "components": {
+            "schemas": schemas,
+            "responses": {
+                RESPONSE_NAMES[s]: _error_response(s, *spec) for s, spec in ANY_PATH_ERRORS.items()
+            },
+            "securitySchemes": {
+                "apiToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "OCSF_ANOMALY_API_TOKEN: scoring calls and /v1/models when it is set",
+                },
+                "adminToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": (
+                        "OCSF_ANOMALY_ADMIN_TOKEN: admin calls when it is set; without it, admin calls are "
+                        "accepted only on loopback, with the API token when one is set"
+                    ),
+                },
+            },
+        },
     }
+    return copy.deepcopy(document)  # the caller's to change: nothing shared with the module or the next call

@@ -1,0 +1,298 @@
+"""The service does what its OpenAPI document says: schemathesis against the live /openapi.json.
+
+Schemathesis (its CLI, as a user would run it) loads the document the service serves and sends
+every operation its examples, its coverage cases (boundary values, missing and wrong parameters,
+methods a path does not take) and a bounded number of generated cases, positive and negative,
+checking each answer: no 5xx; a documented status, content type, headers and body; a schema-valid
+request accepted; 405 with Allow for a method a path does not take; 401 without the token. It is
+deterministic and keeps no example database. (It leaves out GET /openapi.json, the document itself.)
+
+One of its checks is left out: ``negative_data_rejection`` (a request the document calls invalid
+must be refused). By design the service answers an element or an NDJSON line that is not an event
+with an error in its place (unless ``strict=true``), and scores an event whatever its fields hold,
+so a schema-violating body is often, rightly, answered 200. The query parameters, where the
+document is exact, are checked here with hypothesis instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import jsonschema
+import orjson
+import pytest
+from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scorer.service.app import FLAGS, create_app
+from scorer.service.schema import STRICT_VALUES, openapi
+from scorer.settings import Settings
+
+TOKEN = "schemathesis-token"
+MAX_EXAMPLES = 25  # generated cases per operation and mode, beside the examples and coverage cases
+HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
+CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+    "positive_data_acceptance",
+    "missing_required_header",
+    "unsupported_method",
+    "allow_header_conformance",
+    "ignored_auth",
+)
+# Warnings that would mean the run tested less than it seems: every call refused for want of a
+# token, NDJSON answers left unread, a pattern it cannot generate from, a document it misreads.
+FAIL_ON_WARNINGS = (
+    "missing_auth",
+    "missing_deserializer",
+    "unsupported_regex",
+    "unused_openapi_auth",
+    "validation_mismatch",
+)
+DEEP = 1_020  # levels of nesting: read (orjson reads up to 1,024), too deep to write back (about 1,000)
+
+
+@contextlib.contextmanager
+def _serving(settings: Settings) -> Iterator[str]:
+    """The app on a real loopback port, in a thread with its own event loop: its base URL."""
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(create_app(settings))
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@pytest.fixture(scope="module")
+def live_settings(bundle_dir: Path) -> Settings:
+    # small limits, so that generated requests can pass them; a token, so that auth is exercised
+    return Settings(model_dir=bundle_dir, workers=2, max_events=20, max_body_bytes=64 * 1024, api_token=TOKEN)
+
+
+@pytest.fixture(scope="module")
+def live(live_settings: Settings) -> Iterator[str]:
+    with _serving(live_settings) as base_url:
+        yield base_url
+
+
+@pytest.fixture(scope="module")
+def document(live: str) -> dict[str, Any]:
+    status, _, served = _call(live, "GET", "/openapi.json")
+    assert status == 200
+    assert isinstance(served, dict)
+    return served
+
+
+def _call(
+    base_url: str,
+    method: str,
+    target: str,
+    body: bytes | None = None,
+    content_type: str = "application/json",
+) -> tuple[int, str, Any]:
+    """Status, content type and body (parsed when JSON or NDJSON) of one call with the token."""
+    address = urlsplit(base_url)
+    connection = http.client.HTTPConnection(address.hostname or "", address.port, timeout=60)
+    try:
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": content_type}
+        connection.request(method, target, body=body, headers=headers)
+        response = connection.getresponse()
+        data = response.read()
+    finally:
+        connection.close()
+    kind = response.headers.get("Content-Type", "").split(";")[0]
+    if kind == "application/json":
+        return response.status, kind, json.loads(data)
+    if kind == "application/x-ndjson":
+        return response.status, kind, [json.loads(line) for line in data.splitlines()]
+    return response.status, kind, data
+
+
+def _check(document: dict[str, Any], path: str, status: int, kind: str, body: Any) -> None:
+    """``body`` is what the document says ``POST path`` answers with ``status`` (an NDJSON body as
+    the array of its lines)."""
+    schema = document["paths"][path]["post"]["responses"][str(status)]["content"][kind]["schema"]
+    jsonschema.Draft202012Validator({**schema, "components": document["components"]}).validate(body)
+
+
+# ---------------------------------------------------------------------- schemathesis
+def _config(tmp_path: Path) -> Path:
+    lines = [
+        "workers = 1",  # with 2, hypothesis' lambda descriptions raced in its coverage phase (4.32.5)
+        f'headers = {{ Authorization = "Bearer {TOKEN}" }}',
+        "[cache]",
+        "enabled = false",  # no .schemathesis/ directory of crashes
+        "[generation]",
+        f"max-examples = {MAX_EXAMPLES}",
+        "deterministic = true",
+        'database = "none"',
+        "[warnings]",
+        f"fail-on = {json.dumps(list(FAIL_ON_WARNINGS))}",
+        *(f"[checks.{name}]\nenabled = true" for name in CHECKS),
+        "[checks.negative_data_rejection]",
+        "enabled = false",
+    ]
+    path = tmp_path / "schemathesis.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_schemathesis_finds_nothing_the_document_does_not_say(
+    live: str, document: dict[str, Any], tmp_path: Path
+) -> None:
+    report = tmp_path / "report.json"
+    command = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "--config-file",
+        str(_config(tmp_path)),
+        "run",
+        "--no-color",
+        "--report",
+        "json",
+        "--report-json-path",
+        str(report),
+        f"{live}/openapi.json",
+    ]
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS), "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
+    run = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-30_000:]
+    summary = json.loads(report.read_text(encoding="utf-8"))
+    operations = sum(len(item) for path, item in document["paths"].items() if path != "/openapi.json")
+    assert summary["operations"]["tested"] == operations, output[-30_000:]
+    assert summary["test_cases"]["generated"] >= 10 * operations, output[-30_000:]
+
+
+def test_the_document_describes_the_service_as_configured(
+    document: dict[str, Any], live_settings: Settings
+) -> None:
+    assert document == json.loads(orjson.dumps(openapi(live_settings)))
+    schemas = document["components"]["schemas"]
+    assert schemas["EventArray"]["maxItems"] == live_settings.max_events
+    assert schemas["EventArray"]["items"] == {"$ref": "#/components/schemas/Event"}
+    assert document["paths"]["/v1/score"]["post"]["security"] == [{"apiToken": []}]
+    assert "security" not in openapi()["paths"]["/v1/score"]["post"]  # no token configured: open
+    assert set(STRICT_VALUES) == set(FLAGS)
+
+
+# ---------------------------------------------------------------------- the query, with hypothesis
+def _any_case(value: str) -> st.SearchStrategy[str]:
+    return st.tuples(*(st.sampled_from(sorted({c.lower(), c.upper()})) for c in value)).map("".join)
+
+
+@settings(max_examples=60, derandomize=True, database=None, deadline=None)
+@given(
+    value=st.one_of(
+        st.sampled_from(STRICT_VALUES).flatmap(_any_case),
+        st.sampled_from(["", "null", "none", "on", "off", "2", "-1", "t", "tru", "true ", " yes"]),
+        st.text(st.characters(exclude_categories=("Cs",)), max_size=6),
+    )
+)
+def test_strict_takes_what_the_document_says(live: str, document: dict[str, Any], value: str) -> None:
+    (parameter,) = [p for p in document["paths"]["/v1/score"]["post"]["parameters"] if p["name"] == "strict"]
+    pattern = parameter["schema"]["anyOf"][1]["pattern"]
+    status, _, body = _call(live, "POST", f"/v1/score?strict={quote(value, safe='')}", b"[{}, 7]")
+    if re.fullmatch(pattern, value):
+        assert status == (422 if value.lower() in ("true", "1", "yes") else 200), (value, body)
+    else:
+        assert (status, body["error"]["code"]) == (400, "bad_strict"), value
+
+
+@settings(max_examples=60, derandomize=True, database=None, deadline=None)
+@given(value=st.floats() | st.sampled_from([0.0, 1.0, -0.0, 5e-324, 1 - 2**-53, math.inf, math.nan]))
+def test_alpha_takes_what_the_document_says(live: str, document: dict[str, Any], value: float) -> None:
+    (parameter,) = [p for p in document["paths"]["/v1/score"]["post"]["parameters"] if p["name"] == "alpha"]
+    schema = parameter["schema"]
+    status, _, body = _call(live, "POST", f"/v1/score?alpha={value!r}", b"{}")
+    if schema["exclusiveMinimum"] < value < schema["exclusiveMaximum"]:
+        assert status == 200, (value, body)
+    else:
+        assert (status, body["error"]["code"]) == (400, "bad_alpha"), value
+
+
+# ---------------------------------------------------------------------- found on the way
+def _deep(levels: int) -> bytes:
+    """An event nested ``levels`` deep, as JSON."""
+    inner = b'{"x":' * (levels - 2) + b'{"class_uid":4001}' + b"}" * (levels - 2)
+    return b'{"class_uid":4001,"unmapped":' + inner + b"}"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "where"),
+    [
+        ("application/json", _deep(DEEP), {}),
+        ("application/json", b'[{"class_uid": 4001},' + _deep(DEEP) + b"]", {"index": 1}),
+        ("application/x-ndjson", b'{"class_uid": 4001}\n\n' + _deep(DEEP) + b"\n", {"line": 3}),
+    ],
+)
+def test_an_event_too_deep_to_write_back_is_refused_not_a_server_error(
+    live: str, document: dict[str, Any], content_type: str, body: bytes, where: dict[str, int]
+) -> None:
+    """/v1/enrich answered 500 for an event it could read but not write back (orjson writes 254
+    levels; the standard library, its fallback, about 1,000): now an error in its place, or with
+    strict=true the request is refused; /v1/score scores it."""
+    status, kind, answer = _call(live, "POST", "/v1/enrich", body, content_type)
+    assert status == 200, answer
+    _check(document, "/v1/enrich", status, kind, answer)
+    last = answer if isinstance(answer, dict) else answer[-1]
+    assert last == {
+        "anomaly": {"error": {"code": "too_deep", "message": last["anomaly"]["error"]["message"], **where}}
+    }
+    if not isinstance(answer, dict):
+        assert "score" in answer[0]["anomaly"]
+
+    status, kind, answer = _call(live, "POST", "/v1/enrich?strict=true", body, content_type)
+    assert (status, answer["error"]["code"]) == (422, "too_deep")
+    assert {k: answer["error"][k] for k in where} == where
+    _check(document, "/v1/enrich", status, kind, answer)
+
+    status, kind, answer = _call(live, "POST", "/v1/score", body, content_type)
+    assert status == 200
+    assert all("score" in result for result in answer["results"])
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {
+            "class_uid": 4001,
+            "unmapped": {"id": -9223372036854775809, "big": 18446744073709551616, "ok": 2**63},
+        },
+        json.loads(_deep(300)),  # deeper than orjson writes
+    ],
+    ids=["integers beyond 64 bits", "300 levels"],
+)
+def test_enrich_gives_every_original_field_back_as_it_came(live: str, event: dict[str, Any]) -> None:
+    status, _, answer = _call(live, "POST", "/v1/enrich", json.dumps(event).encode())
+    assert status == 200, answer
+    assert "score" in answer.pop("anomaly")
+    assert answer == event  # not -9.223372036854776e18: orjson alone reads such an integer as a float
