@@ -461,11 +461,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _registry(config: Path | None) -> Any:
-    from scorer.registry import Registry
+    from scorer.registry import Registry, configure_mlflow
     from scorer.settings import Settings
 
     settings = Settings.load(config)
     _say("opening the model registry")  # seconds: MLflow's imports, and creating a new local store
+    configure_mlflow()
     return Registry(settings.registry_uri)
 
 

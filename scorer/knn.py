@@ -38,15 +38,7 @@ HNSW_M = 32
 EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = (16, 32, 64, 128, 256, 512)
 IVF_NPROBE = (2, 4, 8, 16, 32, 64, 128)
-# faiss keeps exact search of fewer than this many queries off BLAS; 20 makes batched exact search
-# several times faster, while BLAS makes single queries slower (PERFORMANCE.md).
-BLAS_THRESHOLD = 20
 SHIFTED_COLUMNS = 0.1  # share of a held-out query's columns replaced to make a shifted query
-
-
-def _use_blas_for_batches() -> None:
-    # Queries fewer than the threshold never touch BLAS, so single queries are unaffected.
-    faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
 
 
 @dataclass
@@ -96,7 +88,6 @@ class KnnIndex:
         held_out = np.ascontiguousarray(held_out[:2000], dtype=np.float32)
         queries = np.concatenate([held_out, _shifted(held_out)])
         k = min(k, len(vectors))
-        _use_blas_for_batches()
         _, truth_ids = exact.search(queries, k)
         truth = _distances(vectors, queries, truth_ids)
         # IVF first: it degrades gracefully on shifted traffic where HNSW's graph walk does not
@@ -121,7 +112,6 @@ class KnnIndex:
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         k = min(k, self.size)
-        _use_blas_for_batches()
         squared, ids = self.index.search(queries, k)
         short = np.flatnonzero((ids < 0).any(axis=1))
         if short.size and self.kind != "exact":

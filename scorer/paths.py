@@ -23,3 +23,8 @@ def state_dir() -> Path:
     ``data/`` under the working directory (a checkout's gitignored ``data/`` when run from it, as
     `make run` does). Absolute, as the registry's SQLite URI needs."""
     return Path(os.environ.get(HOME_ENV) or "data").resolve()
+
+
+def default_registry_uri() -> str:
+    """The embedded MLflow store: ``sqlite:///<state>/mlflow/mlflow.db``."""
+    return f"sqlite:///{state_dir() / 'mlflow' / 'mlflow.db'}"

@@ -71,14 +71,23 @@ class AliasMove:
     retired: ModelVersion | None = None
 
 
-def default_uri(state: Path) -> str:
-    """The embedded store: ``sqlite:///<state>/mlflow/mlflow.db``."""
-    return f"sqlite:///{state / 'mlflow' / 'mlflow.db'}"
-
-
 def _sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///PATH`` URI (four slashes: an absolute path), else None."""
     return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+def configure_mlflow() -> None:
+    """MLflow's process-wide settings for this program; entry points (the CLI, the service) call it.
+
+    No progress bars; and MLflow's HTTP client retries 7 times with backoff over minutes by
+    default, so an unreachable server would hold a start or a poll that long: 2 retries and 10 s
+    here. Settings of these in the environment win.
+    """
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    for noisy in ("alembic", "mlflow.store.db.utils"):  # schema migrations on a new store
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 class Registry:
@@ -88,13 +97,6 @@ class Registry:
     """
 
     def __init__(self, uri: str) -> None:
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        # MLflow's HTTP client retries 7 times with backoff over minutes by default: an unreachable
-        # server would hold a start or a poll that long. Explicit settings of these win.
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-        for noisy in ("alembic", "mlflow.store.db.utils"):  # schema migrations on a new store
-            logging.getLogger(noisy).setLevel(logging.WARNING)
         from mlflow import MlflowClient
 
         self.uri = uri

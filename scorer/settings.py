@@ -15,8 +15,7 @@ from typing import Any
 from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
-from scorer.paths import state_dir
-from scorer.registry import default_uri
+from scorer.paths import default_registry_uri
 
 DEMO_MODEL = "ocsf-anomaly-demo"
 
@@ -44,7 +43,7 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=1, le=65535)
     """TCP port to listen on."""
     registry_uri: str = Field(
-        default_factory=lambda: default_uri(state_dir()),
+        default_factory=default_registry_uri,
         validation_alias=AliasChoices("OCSF_ANOMALY_REGISTRY_URI", "MLFLOW_TRACKING_URI", "registry_uri"),
     )
     """MLflow registry (`OCSF_ANOMALY_REGISTRY_URI`, else `MLFLOW_TRACKING_URI`): the local SQLite store

@@ -713,11 +713,11 @@ def test_demo_scores_the_demo_file_with_the_registered_champion(model: Path, tmp
     """What `make run` does once a demo model is registered, in a fresh working directory: its state
     (demo files, registry) lands in ./data there. The champion is the small test model (training
     the real demo model takes about a minute)."""
-    from scorer.registry import Registry, default_uri
+    from scorer.registry import Registry
     from scorer.settings import DEMO_MODEL
 
     state = tmp_path / "data"
-    registry = Registry(default_uri(state))
+    registry = Registry(f"sqlite:///{state / 'mlflow' / 'mlflow.db'}")  # the default store of ./data
     registry.register(model, DEMO_MODEL)
     env = {
         k: v

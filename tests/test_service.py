@@ -603,7 +603,9 @@ def test_a_compression_bomb_is_refused_while_health_keeps_answering(live_server:
                 assert orjson.loads(body)["error"]["status"] == status
     assert probes
     assert {status for _, status, _ in probes} == {200}
-    assert max(seconds for _, _, seconds in probes) < 0.5, probes
+    # inflated on the loop, the bomb held health checks 3.4-4.9 s; refused unread, about 0.01 s. The
+    # bound is far from both, as a shared 2-core machine (another test beside this one) needs.
+    assert max(seconds for _, _, seconds in probes) < 2.0, probes
 
 
 def test_overload_is_refused_with_503_while_health_keeps_answering(
@@ -625,7 +627,9 @@ def test_overload_is_refused_with_503_while_health_keeps_answering(
         else:
             assert len(orjson.loads(payload)["results"]) == 10_000
     assert {status for _, status, _ in probes} == {200}
-    assert max(seconds for _, _, seconds in probes) < 1.0, probes
+    # with nothing bounded, twelve such requests held health checks 5.5 s; now at most 0.15-0.4 s on an
+    # idle machine (1.3 s seen with another test run on the two cores): a regression, not jitter
+    assert max(seconds for _, _, seconds in probes) < 3.0, probes
 
 
 json_values = st.recursive(

@@ -19,7 +19,7 @@ from aiohttp.abc import AbstractAccessLogger
 from scorer import bundle
 from scorer.detector import Prepared
 from scorer.features.encoder import compile_getter, stable_bucket
-from scorer.registry import RegistryError
+from scorer.registry import RegistryError, configure_mlflow
 from scorer.service.batcher import MicroBatcher
 from scorer.service.cache import EmbeddingCache
 from scorer.service.errors import ApiError, Handler, error_middleware
@@ -61,6 +61,8 @@ def create_app(settings: Settings) -> web.Application:
         handler_args={"auto_decompress": False, "access_log_class": AccessLog},
     )
     app[SETTINGS] = settings
+    if settings.model_dir is None:
+        configure_mlflow()
     app[METRICS] = Metrics()
     app[PARSING] = asyncio.Lock()
     app[METRICS].alpha.set(settings.alpha)
