@@ -167,7 +167,7 @@ def recalibrated(name: str, share: float = 0.25, contamination: float = 0.005) -
     ("vetted": e.g. what analysts closed as benign), then the same with attacks mixed in at 0.5%
     of it (unvetted traffic with a realistic attack rate). The test halves of these sets are about
     half attacks, so the unfiltered window would be no model of live traffic."""
-    from scorer import bundle
+    from scorer.detector import Detector
     from scorer.evaluate import evaluate, load_labelled
     from scorer.threads import set_threads
 
@@ -181,18 +181,18 @@ def recalibrated(name: str, share: float = 0.25, contamination: float = 0.005) -
     window_attack = [e for e, y in zip(events[:cut], labels[:cut], strict=True) if y == 1]
     mixed = window_normal + window_attack[: int(contamination * len(window_normal))]
     rest, rest_labels = events[cut:], labels[cut:]
-    rows = {"original calibration": evaluate(bundle.load(model), rest, rest_labels, [], baselines=False)}
+    rows = {"original calibration": evaluate(Detector.load(model), rest, rest_labels, [], baselines=False)}
     rows["recalibrated, vetted window"] = evaluate(
-        bundle.load(model).calibrate(window_normal), rest, rest_labels, [], baselines=False
+        Detector.load(model).calibrate(window_normal), rest, rest_labels, [], baselines=False
     )
     rows[f"recalibrated, {contamination:.1%} attacks in window"] = evaluate(
-        bundle.load(model).calibrate(mixed), rest, rest_labels, [], baselines=False
+        Detector.load(model).calibrate(mixed), rest, rest_labels, [], baselines=False
     )
     rows["rebaselined, vetted window"] = evaluate(
-        bundle.load(model).rebaseline(window_normal), rest, rest_labels, [], baselines=False
+        Detector.load(model).rebaseline(window_normal), rest, rest_labels, [], baselines=False
     )
     rows[f"rebaselined, {contamination:.1%} attacks in window"] = evaluate(
-        bundle.load(model).rebaseline(mixed), rest, rest_labels, [], baselines=False
+        Detector.load(model).rebaseline(mixed), rest, rest_labels, [], baselines=False
     )
     print(
         f"\n{name} in file order: window = first {cut:,} later events ({len(window_normal):,} normal);"

@@ -54,12 +54,12 @@ def main() -> None:
 
 
 def stages(model: object, source: object, limit: int) -> None:
-    from scorer import bundle
+    from scorer.detector import Detector
     from scorer.io import parse_line
     from scorer.threads import set_threads
 
     set_threads(1)
-    detector = bundle.load(model)  # type: ignore[arg-type]
+    detector = Detector.load(model)  # type: ignore[arg-type]
     with gzip.open(source, "rb") as handle:  # type: ignore[call-overload]
         raw = [line for _, line in zip(range(limit), handle, strict=False)]
     for explain in (False, True):

@@ -54,11 +54,11 @@ class ScoringError(RuntimeError):
 
 
 def _init_worker(model_dir: str, alpha: float | None, explain: bool, output_kind: str, threads: int) -> None:
-    from scorer import bundle
+    from scorer.detector import Detector
     from scorer.threads import set_threads
 
     set_threads(threads)
-    _setup(bundle.load(model_dir), alpha, explain, output_kind)
+    _setup(Detector.load(model_dir), alpha, explain, output_kind)
 
 
 def _setup(detector: Any, alpha: float | None, explain: bool, output_kind: str) -> None:
@@ -167,12 +167,12 @@ def score_file(
     """
     from tqdm import tqdm
 
-    from scorer import bundle
+    from scorer.detector import Detector
 
     kind = output_kind(output)
     if not source.exists():
         raise FileNotFoundError(f"no such input file: {source}")
-    detector = bundle.load(model_dir)
+    detector = Detector.load(model_dir)
     workers = workers or os.cpu_count() or 1
     chunks = _chunks(source, chunk_lines)
     head = list(itertools.islice(chunks, 2))

@@ -1,4 +1,4 @@
-"""A fitted detector on disk: a directory of plain files, none of which is ever unpickled.
+"""The bundle format: a fitted detector on disk, a directory of plain files, none of which is ever unpickled.
 
     metadata.json       versions, digests of every other file, training metrics, index recall, features
     detector.json       the detector's settings and the indices' search parameters
@@ -16,6 +16,10 @@ file fails with a message naming it, before any parser sees it. Everything that 
 is in those files; ``metadata.json`` only describes them (its copies of the settings are for
 reading, never used), so the version, a digest of the digests, names what scores. A JSON file larger than any bundle
 writes is refused unread.
+
+This module knows files, not the engine: :func:`write` and :func:`read` take and give a
+:class:`State` of plain data; ``Detector.to_state``/``Detector.from_state`` (and ``Detector.save``/
+``Detector.load``, which use them) turn it into a detector and back.
 """
 
 from __future__ import annotations
@@ -26,15 +30,21 @@ import pickle  # only for its error type: nothing is unpickled
 import platform
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import scorer
 
 if TYPE_CHECKING:
-    from scorer.detector import Detector
+    import numpy as np
+    import numpy.typing as npt
 
-# torch, faiss and the engine are imported inside save() and load(), so that BundleError and
+    from scorer.knn import KnnIndex
+
+# torch, faiss and numpy are imported inside write() and read(), so that BundleError and
 # read_metadata() cost a command nothing at start-up (the CLI checks a bundle before it spawns workers).
 
 FORMAT = 2  # 1: the settings were read from metadata.json, outside the digests
@@ -56,6 +66,45 @@ JSON_MAX_BYTES = 256 * 1024 * 1024  # the other JSON files (the baseline's ids, 
 
 class BundleError(ValueError):
     """A bundle that cannot be loaded: missing, corrupt, altered or from an unknown format."""
+
+
+@dataclass
+class State:
+    """A bundle's content as plain data, one field per file (``metadata`` is metadata.json)."""
+
+    settings: dict[str, Any]  # detector.json: {"detector": the settings, "index": the indices' descriptions}
+    features: dict[str, Any]  # features.json
+    model: dict[str, Any]  # model.json
+    weights: dict[str, Any]  # weights.pt: the network's state dict (tensors)
+    embedding_index: KnnIndex  # embedding.faiss
+    feature_index: KnnIndex  # features.faiss
+    baseline: dict[str, npt.NDArray[np.generic]]  # baseline.npz: "cat" and "num", as written
+    baseline_ids: list[Any]  # baseline_ids.json
+    calibration: dict[str, Any]  # calibration.json
+    metadata: dict[str, Any]
+
+
+@contextmanager
+def reporting(directory: Path, *explained: type[Exception]) -> Iterator[None]:
+    """Errors raised while reading ``directory`` or building from what it holds, as :class:`BundleError`
+    naming it: a BundleError or one of the ``explained`` types with its message, the errors a malformed
+    file raises (a parser's, torch's, faiss's) as "the bundle is malformed"."""
+    named: tuple[type[Exception], ...] = (BundleError, *explained)
+    try:
+        yield
+    except named as exc:
+        raise BundleError(f"{directory}: {exc}") from exc
+    except (
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        RuntimeError,
+        OSError,
+        EOFError,
+        pickle.UnpicklingError,
+    ) as exc:  # torch.load(weights_only=True) refuses anything but tensors with UnpicklingError
+        raise BundleError(f"{directory}: the bundle is malformed ({type(exc).__name__}: {exc})") from exc
 
 
 def _sha256(path: Path) -> str:
@@ -84,8 +133,12 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=1, sort_keys=True, allow_nan=False), encoding="utf-8")
 
 
-def save(detector: Detector, directory: Path | str, *, name: str = "ocsf-anomaly") -> Path:
-    """Write ``detector`` to ``directory`` (replaced atomically if it exists); returns the path."""
+def write(state: State, directory: Path | str, *, name: str = "ocsf-anomaly") -> Path:
+    """Write ``state`` to ``directory`` (replaced atomically if it exists); returns the path.
+
+    ``state.metadata`` becomes the metadata written: what it held, and the name, version, digests
+    and library versions.
+    """
     import faiss
     import numpy as np
     import torch
@@ -94,37 +147,25 @@ def save(detector: Detector, directory: Path | str, *, name: str = "ocsf-anomaly
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        index = {
-            "embedding": detector.embedding_index.describe(),
-            "features": detector.feature_index.describe(),
-        }
-        _write_json(staging / "detector.json", {"detector": detector.config.to_dict(), "index": index})
-        _write_json(staging / "features.json", detector.encoder.to_dict())
-        _write_json(staging / "model.json", detector.model.config.to_dict())
-        torch.save(detector.model.state_dict(), staging / "weights.pt")
-        detector.embedding_index.save(staging / "embedding.faiss")
-        detector.feature_index.save(staging / "features.faiss")
-        np.savez(staging / "baseline.npz", cat=detector.baseline.cat, num=detector.baseline.num)
-        _write_json(staging / "baseline_ids.json", detector.baseline_ids)
-        _write_json(
-            staging / "calibration.json",
-            {
-                "calibrations": {kind: c.to_dict() for kind, c in detector.calibrations.items()},
-                "standardisers": {
-                    k: {"center": v.center, "scale": v.scale} for k, v in detector.standardisers.items()
-                },
-            },
-        )
+        _write_json(staging / "detector.json", state.settings)
+        _write_json(staging / "features.json", state.features)
+        _write_json(staging / "model.json", state.model)
+        torch.save(state.weights, staging / "weights.pt")
+        state.embedding_index.save(staging / "embedding.faiss")
+        state.feature_index.save(staging / "features.faiss")
+        np.savez(staging / "baseline.npz", cat=state.baseline["cat"], num=state.baseline["num"])
+        _write_json(staging / "baseline_ids.json", state.baseline_ids)
+        _write_json(staging / "calibration.json", state.calibration)
         digests = {f: _sha256(staging / f) for f in FILES}
         version = _content_version(digests)
         metadata = {
-            **detector.metadata,
+            **state.metadata,
             "format": FORMAT,
             "name": name,
             "version": version,
             "files": digests,
-            "index": index,  # copies of detector.json's, to read
-            "detector": detector.config.to_dict(),
+            "index": state.settings["index"],  # copies of detector.json's, to read
+            "detector": state.settings["detector"],
             "versions": {
                 "ocsf-anomaly": scorer.__version__,
                 "python": platform.python_version(),
@@ -134,7 +175,7 @@ def save(detector: Detector, directory: Path | str, *, name: str = "ocsf-anomaly
             },
         }
         _write_json(staging / "metadata.json", metadata)
-        detector.metadata = metadata
+        state.metadata = metadata
         if directory.exists():
             shutil.rmtree(directory)
         staging.rename(directory)
@@ -171,17 +212,13 @@ def read_metadata(directory: Path | str) -> dict[str, Any]:
     return metadata
 
 
-def load(directory: Path | str) -> Detector:
-    """Load a bundle written by :func:`save`. Fails with :class:`BundleError`, never runs its code."""
+def read(directory: Path | str) -> State:
+    """Read a bundle written by :func:`write`, every file checked against its digest first. Fails with
+    :class:`BundleError`, never runs its code."""
     import numpy as np
     import torch
 
-    from scorer.calibration import Calibration
-    from scorer.detector import SCORE_KINDS, Detector, DetectorConfig, Standardiser
-    from scorer.features.encoder import EncodedBatch, EncoderError, FeatureEncoder
-    from scorer.features.spec import SpecError
     from scorer.knn import KnnIndex
-    from scorer.model import ModelConfig, TabularResNet
 
     directory = Path(directory)
     metadata = read_metadata(directory)
@@ -198,56 +235,26 @@ def load(directory: Path | str) -> Detector:
             )
     if metadata.get("version") != _content_version(files):
         raise BundleError(f"{directory}: the version in metadata.json does not match the bundle's files")
-    try:
-        encoder = FeatureEncoder.from_dict(_read_json(directory / "features.json", JSON_MAX_BYTES))
-        model_config = ModelConfig.from_dict(_read_json(directory / "model.json", JSON_MAX_BYTES))
-        model = TabularResNet(model_config)
-        state = torch.load(directory / "weights.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-        model.eval()
+    with reporting(directory):
+        features = _read_json(directory / "features.json", JSON_MAX_BYTES)
+        model = _read_json(directory / "model.json", JSON_MAX_BYTES)
+        weights = torch.load(directory / "weights.pt", map_location="cpu", weights_only=True)
         settings = _read_json(directory / "detector.json", JSON_MAX_BYTES)
-        config = DetectorConfig(**settings["detector"])
         embedding_index = KnnIndex.load(directory / "embedding.faiss", settings["index"]["embedding"])
         feature_index = KnnIndex.load(directory / "features.faiss", settings["index"]["features"])
-        if embedding_index.dim != model_config.d_out:
-            raise BundleError("embedding.faiss does not match the network's output dimension")
         with np.load(directory / "baseline.npz", allow_pickle=False) as arrays:
-            baseline = EncodedBatch(cat=arrays["cat"].astype(np.int64), num=arrays["num"].astype(np.float32))
+            baseline = {"cat": arrays["cat"], "num": arrays["num"]}
         baseline_ids = _read_json(directory / "baseline_ids.json", JSON_MAX_BYTES)
-        calibration_data = _read_json(directory / "calibration.json", JSON_MAX_BYTES)
-        calibrations = {str(k): Calibration.from_dict(v) for k, v in calibration_data["calibrations"].items()}
-        if set(calibrations) != set(SCORE_KINDS):
-            raise BundleError(f"calibration.json must calibrate {', '.join(SCORE_KINDS)}")
-        standardisers = {
-            k: Standardiser(center=float(v["center"]), scale=float(v["scale"]))
-            for k, v in calibration_data["standardisers"].items()
-        }
-    except (BundleError, EncoderError, SpecError) as exc:
-        raise BundleError(f"{directory}: {exc}") from exc
-    except (
-        KeyError,
-        TypeError,
-        ValueError,
-        AttributeError,
-        RuntimeError,
-        OSError,
-        EOFError,
-        pickle.UnpicklingError,
-    ) as exc:  # torch.load(weights_only=True) refuses anything but tensors with UnpicklingError
-        raise BundleError(f"{directory}: the bundle is malformed ({type(exc).__name__}: {exc})") from exc
-    if baseline.cat.shape[1] != len(encoder.cardinalities) or len(baseline_ids) != len(baseline):
-        raise BundleError(f"{directory}: baseline rows do not match the feature spec")
-    if int(baseline.cat.max(initial=0)) >= max(encoder.cardinalities, default=1) + 1:
-        raise BundleError(f"{directory}: baseline categories are out of range")
-    return Detector(
-        config=config,
-        encoder=encoder,
+        calibration = _read_json(directory / "calibration.json", JSON_MAX_BYTES)
+    return State(
+        settings=settings,
+        features=features,
         model=model,
+        weights=weights,
         embedding_index=embedding_index,
         feature_index=feature_index,
         baseline=baseline,
-        baseline_ids=[str(x) for x in baseline_ids],
-        standardisers=standardisers,
-        calibrations=calibrations,
+        baseline_ids=baseline_ids,
+        calibration=calibration,
         metadata=metadata,
     )

@@ -11,21 +11,24 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from scorer import bundle
 from scorer.calibration import Calibration
 from scorer.explain import Reason, find_reasons
 from scorer.features.encoder import (
     UNKNOWN_INDEX,
     EncodedBatch,
+    EncoderError,
     FeatureEncoder,
     compile_getter,
 )
 from scorer.features.infer import infer_spec
-from scorer.features.spec import FeatureSpec
+from scorer.features.spec import FeatureSpec, SpecError
 from scorer.knn import ANN_THRESHOLD, KnnIndex
 from scorer.model import InferenceNet, ModelConfig, TabularResNet, TrainConfig, embed, train_model
 
@@ -509,6 +512,92 @@ class Detector:
             "name": self.metadata.get("name", "ocsf-anomaly"),
             "version": self.metadata.get("version", "unsaved"),
         }
+
+    # ------------------------------------------------------------------ save and load
+    def save(self, directory: Path | str, *, name: str = "ocsf-anomaly") -> Path:
+        """Write the detector as a bundle to ``directory`` (replaced atomically if it exists); returns
+        the path. The detector's metadata becomes the bundle's (its name, version and digests)."""
+        state = self.to_state()
+        path = bundle.write(state, directory, name=name)
+        self.metadata = state.metadata
+        return path
+
+    @classmethod
+    def load(cls, directory: Path | str) -> Detector:
+        """Load a bundle written by :meth:`save`. Fails with :class:`~scorer.bundle.BundleError`,
+        never runs its code."""
+        directory = Path(directory)
+        state = bundle.read(directory)
+        with bundle.reporting(directory, EncoderError, SpecError):
+            return cls.from_state(state)
+
+    def to_state(self) -> bundle.State:
+        """The detector as the plain data of a bundle's files."""
+        return bundle.State(
+            settings={
+                "detector": self.config.to_dict(),
+                "index": {
+                    "embedding": self.embedding_index.describe(),
+                    "features": self.feature_index.describe(),
+                },
+            },
+            features=self.encoder.to_dict(),
+            model=self.model.config.to_dict(),
+            weights=self.model.state_dict(),
+            embedding_index=self.embedding_index,
+            feature_index=self.feature_index,
+            baseline={"cat": self.baseline.cat, "num": self.baseline.num},
+            baseline_ids=self.baseline_ids,
+            calibration={
+                "calibrations": {kind: c.to_dict() for kind, c in self.calibrations.items()},
+                "standardisers": {
+                    k: {"center": v.center, "scale": v.scale} for k, v in self.standardisers.items()
+                },
+            },
+            metadata=self.metadata,
+        )
+
+    @classmethod
+    def from_state(cls, state: bundle.State) -> Detector:
+        """The detector :meth:`to_state` described. Raises :class:`~scorer.bundle.BundleError` when the
+        parts do not fit together, and the parsers' errors (``EncoderError``, ``SpecError``,
+        ``KeyError``, ``ValueError``…) when one is malformed."""
+        encoder = FeatureEncoder.from_dict(state.features)
+        model_config = ModelConfig.from_dict(state.model)
+        model = TabularResNet(model_config)
+        model.load_state_dict(state.weights)
+        model.eval()
+        config = DetectorConfig(**state.settings["detector"])
+        if state.embedding_index.dim != model_config.d_out:
+            raise bundle.BundleError("embedding.faiss does not match the network's output dimension")
+        baseline = EncodedBatch(
+            cat=state.baseline["cat"].astype(np.int64), num=state.baseline["num"].astype(np.float32)
+        )
+        calibrations = {
+            str(k): Calibration.from_dict(v) for k, v in state.calibration["calibrations"].items()
+        }
+        if set(calibrations) != set(SCORE_KINDS):
+            raise bundle.BundleError(f"calibration.json must calibrate {', '.join(SCORE_KINDS)}")
+        standardisers = {
+            k: Standardiser(center=float(v["center"]), scale=float(v["scale"]))
+            for k, v in state.calibration["standardisers"].items()
+        }
+        if baseline.cat.shape[1] != len(encoder.cardinalities) or len(state.baseline_ids) != len(baseline):
+            raise bundle.BundleError("baseline rows do not match the feature spec")
+        if int(baseline.cat.max(initial=0)) >= max(encoder.cardinalities, default=1) + 1:
+            raise bundle.BundleError("baseline categories are out of range")
+        return cls(
+            config=config,
+            encoder=encoder,
+            model=model,
+            embedding_index=state.embedding_index,
+            feature_index=state.feature_index,
+            baseline=baseline,
+            baseline_ids=[str(x) for x in state.baseline_ids],
+            standardisers=standardisers,
+            calibrations=calibrations,
+            metadata=state.metadata,
+        )
 
 
 def _build_indices(

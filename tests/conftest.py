@@ -61,7 +61,7 @@ def held_out_events(demo_events: list[Event]) -> list[Event]:
 def fitted_detector(train_events: list[Event]) -> Any:
     """A tiny detector (1 epoch on 2,000 rows, baseline of 1,000): fitted once, shared read-only.
 
-    Change or save a copy (``fitted_detector.with_config()``): ``bundle.save`` sets the metadata of
+    Change or save a copy (``fitted_detector.with_config()``): ``save`` sets the metadata of
     the detector it writes, and ``calibrate``/``rebaseline`` replace its parts.
 
     Fitted on one torch/faiss thread (restored afterwards): under ``pytest -n 2`` each worker has
@@ -91,9 +91,7 @@ def fitted_detector(train_events: list[Event]) -> Any:
 @pytest.fixture(scope="session")
 def bundle_dir(fitted_detector: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The shared detector saved as a bundle, for whatever loads one (the service, the CLI)."""
-    from scorer import bundle
-
-    return bundle.save(fitted_detector.with_config(), tmp_path_factory.mktemp("bundle") / "model")
+    return fitted_detector.with_config().save(tmp_path_factory.mktemp("bundle") / "model")
 
 
 @pytest.fixture(scope="session")
@@ -101,8 +99,8 @@ def other_bundle_dir(
     bundle_dir: Any, held_out_events: list[Event], tmp_path_factory: pytest.TempPathFactory
 ) -> Any:
     """The shared model recalibrated on other events: a second bundle, with another version."""
-    from scorer import bundle
+    from scorer.detector import Detector
 
-    detector = bundle.load(bundle_dir)
+    detector = Detector.load(bundle_dir)
     detector.calibrate(held_out_events[1000:1600])
-    return bundle.save(detector, tmp_path_factory.mktemp("other-bundle") / "model")
+    return detector.save(tmp_path_factory.mktemp("other-bundle") / "model")

@@ -1,5 +1,6 @@
-"""Model bundles: save/load gives the same scores, corrupt bundles are refused by name, never unpickled;
-and the conformal p-values of a small fitted detector are calibrated on normal demo events."""
+"""Model bundles: save/load gives the same scores, the format is read without the engine, corrupt
+bundles are refused by name, never unpickled; and the conformal p-values of a small fitted detector
+are calibrated on normal demo events."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import hashlib
 import json
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +28,12 @@ Event = dict[str, Any]
 
 @pytest.fixture(scope="module")
 def saved(fitted_detector: Detector, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return bundle.save(
-        fitted_detector.with_config(), tmp_path_factory.mktemp("bundle") / "model", name="test-model"
-    )
+    return fitted_detector.with_config().save(tmp_path_factory.mktemp("bundle") / "model", name="test-model")
 
 
 @pytest.fixture(scope="module")
 def loaded(saved: Path) -> Detector:
-    return bundle.load(saved)
+    return Detector.load(saved)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +128,7 @@ def test_metadata(saved: Path, fitted_detector: Detector) -> None:
 
 
 def test_version_is_a_digest_of_the_content(saved: Path, fitted_detector: Detector, tmp_path: Path) -> None:
-    again = bundle.save(fitted_detector.with_config(), tmp_path / "again", name="test-model")
+    again = fitted_detector.with_config().save(tmp_path / "again", name="test-model")
     assert _metadata(again)["version"] == _metadata(saved)["version"]
     assert _metadata(again)["files"] == _metadata(saved)["files"]
 
@@ -136,9 +137,34 @@ def test_save_replaces_an_existing_bundle(fitted_detector: Detector, tmp_path: P
     target = tmp_path / "model"
     target.mkdir()
     (target / "stale.txt").write_text("old", encoding="utf-8")
-    bundle.save(fitted_detector.with_config(), target)
+    fitted_detector.with_config().save(target)
     assert not (target / "stale.txt").exists()
-    assert bundle.load(target).model_info["name"] == "ocsf-anomaly"
+    assert Detector.load(target).model_info["name"] == "ocsf-anomaly"
+
+
+def test_the_format_is_read_without_the_engine(saved: Path) -> None:
+    """bundle.read gives plain data and imports no part of the engine (the detector, the network)."""
+    code = (
+        "import sys\n"
+        "from scorer import bundle\n"
+        "state = bundle.read(sys.argv[1])\n"
+        "print(sorted(state.baseline), len(state.baseline_ids))\n"
+        "print(sorted(m for m in sys.modules if m in ('scorer.detector', 'scorer.model', 'scorer.features')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(saved)], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out == ["['cat', 'num'] 1000", "[]"]
+
+
+def test_to_state_and_from_state_rebuild_the_detector(loaded: Detector, mixed_events: list[Event]) -> None:
+    rebuilt = Detector.from_state(loaded.to_state())
+    assert rebuilt.config == loaded.config
+    assert rebuilt.metadata == loaded.metadata
+    before, after = loaded.score(mixed_events), rebuilt.score(mixed_events)
+    np.testing.assert_array_equal(after.score, before.score)
+    np.testing.assert_array_equal(after.p_value, before.p_value)
+    assert after.neighbors == before.neighbors
 
 
 # ------------------------------------------------------------------ corrupt bundles
@@ -205,7 +231,7 @@ def _empty_baseline_ids(p: Path) -> str:
 def test_corrupt_bundle_is_refused_naming_the_file(copy: Path, damage: Any) -> None:
     name = damage(copy)
     with pytest.raises(BundleError) as info:
-        bundle.load(copy)
+        Detector.load(copy)
     assert name in str(info.value)
     assert str(copy) in str(info.value)
 
@@ -213,13 +239,13 @@ def test_corrupt_bundle_is_refused_naming_the_file(copy: Path, damage: Any) -> N
 def test_missing_directory(tmp_path: Path) -> None:
     missing = tmp_path / "does" / "not" / "exist"
     with pytest.raises(BundleError, match="no model bundle") as info:
-        bundle.load(missing)
+        Detector.load(missing)
     assert str(missing) in str(info.value)
 
 
 def test_empty_directory(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match=r"metadata\.json is missing") as info:
-        bundle.load(tmp_path)
+        Detector.load(tmp_path)
     assert str(tmp_path) in str(info.value)
 
 
@@ -227,7 +253,7 @@ def test_a_file_instead_of_a_directory(tmp_path: Path) -> None:
     path = tmp_path / "model.tar"
     path.write_bytes(b"not a directory")
     with pytest.raises(BundleError):
-        bundle.load(path)
+        Detector.load(path)
 
 
 @pytest.mark.parametrize(
@@ -244,14 +270,14 @@ def test_metadata_that_this_version_cannot_load(copy: Path, change: dict[str, An
     metadata = _metadata(copy) | change
     (copy / "metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
     with pytest.raises(BundleError, match=r"metadata\.json|format"):
-        bundle.load(copy)
+        Detector.load(copy)
 
 
 def test_a_bundle_of_the_first_format_is_refused_saying_what_to_do(copy: Path) -> None:
     metadata = _metadata(copy) | {"format": 1}  # its settings were read from metadata.json, undigested
     (copy / "metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
     with pytest.raises(BundleError, match="train it again"):
-        bundle.load(copy)
+        Detector.load(copy)
 
 
 def test_the_settings_in_metadata_json_are_only_a_description(
@@ -261,7 +287,7 @@ def test_the_settings_in_metadata_json_are_only_a_description(
     metadata["detector"]["k"] = 100_000_000  # an edit outside the digests changes no score
     metadata["index"]["features"]["param"] = 1
     (copy / "metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
-    edited = bundle.load(copy)
+    edited = Detector.load(copy)
     assert edited.config == loaded.config
     assert edited.model_info == loaded.model_info
     np.testing.assert_array_equal(
@@ -272,7 +298,7 @@ def test_the_settings_in_metadata_json_are_only_a_description(
 def test_metadata_that_is_not_an_object(copy: Path) -> None:
     (copy / "metadata.json").write_text("[1, 2, 3]", encoding="utf-8")
     with pytest.raises(BundleError, match="format"):
-        bundle.load(copy)
+        Detector.load(copy)
 
 
 def test_altered_file_with_its_digest_rewritten_is_still_checked(copy: Path) -> None:
@@ -281,14 +307,14 @@ def test_altered_file_with_its_digest_rewritten_is_still_checked(copy: Path) -> 
     (copy / "calibration.json").write_text(json.dumps(calibration), encoding="utf-8")
     _rewrite_digest(copy, "calibration.json")
     with pytest.raises(BundleError, match=r"global"):
-        bundle.load(copy)
+        Detector.load(copy)
 
 
 def test_a_digest_rewritten_without_the_version_is_refused(copy: Path) -> None:
     (copy / "baseline_ids.json").write_text('["x"]', encoding="utf-8")
     _rewrite_digest(copy, "baseline_ids.json", version=False)
     with pytest.raises(BundleError, match=r"version in metadata\.json does not match"):
-        bundle.load(copy)
+        Detector.load(copy)
 
 
 # ------------------------------------------------------------------ no code runs from a bundle
@@ -311,7 +337,7 @@ def test_weights_are_never_unpickled(copy: Path, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     _plant_exploit(copy, marker)
     with pytest.raises(Exception) as info:
-        bundle.load(copy)
+        Detector.load(copy)
     assert not marker.exists(), "loading a bundle ran code from weights.pt"
     assert "weights" in str(info.value).lower() or "open" in str(info.value)
 
@@ -320,7 +346,7 @@ def test_unpicklable_weights_raise_bundle_error(copy: Path, tmp_path: Path) -> N
     marker = tmp_path / "pwned"
     _plant_exploit(copy, marker)
     with pytest.raises(BundleError, match=r"weights"):
-        bundle.load(copy)
+        Detector.load(copy)
     assert not marker.exists()
 
 
@@ -330,7 +356,7 @@ def test_features_json_of_the_wrong_shape_raises_bundle_error(copy: Path) -> Non
     (copy / "features.json").write_text(json.dumps(features), encoding="utf-8")
     _rewrite_digest(copy, "features.json")
     with pytest.raises(BundleError, match=r"features"):
-        bundle.load(copy)
+        Detector.load(copy)
 
 
 # ------------------------------------------------------------------ scoring odd events

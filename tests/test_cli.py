@@ -21,11 +21,12 @@ import numpy as np
 import orjson
 import pytest
 
-from scorer import bundle, settings
+from scorer import settings
 from scorer.batch import CHUNK_LINES
 from scorer.bundle import FILES
 from scorer.cli import PRECEDENCE, build_parser
 from scorer.demo import generate_events
+from scorer.detector import Detector
 from scorer.features.infer import infer_spec
 from scorer.features.spec import load_spec
 from scorer.io import load_events
@@ -241,7 +242,7 @@ def test_train_writes_a_bundle(trained: Trained) -> None:
     assert metadata["version"] in trained.stderr
     assert "wrote" in trained.stderr
     assert "Traceback" not in trained.stderr
-    assert bundle.load(path).model_info == {"name": "cli-test", "version": metadata["version"]}
+    assert Detector.load(path).model_info == {"name": "cli-test", "version": metadata["version"]}
 
 
 @pytest.mark.parametrize("weight", ["-0.1", "1.5", "half"])
@@ -356,7 +357,7 @@ def test_score_gzip_to_jsonl_with_two_workers_keeps_every_field(model: Path, wor
     assert any(a["reasons"] for a in anomalies)
     assert any(a["is_anomaly"] for a in anomalies)
     # in input order: the same events scored here in one batch give the same scores, line by line
-    expected = bundle.load(model).score(events, explain=False)
+    expected = Detector.load(model).score(events, explain=False)
     np.testing.assert_allclose([a["score"] for a in anomalies], expected.score, rtol=1e-4, atol=1e-5)
     # batches of other sizes may round a score differently in its last bits, which can move it past a
     # tied calibration score: p-values agree but for such rare ties, and then by one calibration rank
@@ -676,7 +677,7 @@ def test_refresh_writes_a_new_version_from_recent_events(
     options = ["--calibration-only"] if calibration_only else []
     result = _run("refresh", source, "--model", model, "--output", out, *options)
     assert result.returncode == 0, result.stderr
-    before, after = bundle.load(model), bundle.load(out)
+    before, after = Detector.load(model), Detector.load(out)
     assert after.metadata["refreshed_from"] == before.model_info["version"]
     assert after.model_info["version"] != before.model_info["version"]
     assert after.model_info["name"] == "cli-test"

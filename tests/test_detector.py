@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from scorer import bundle, knn
+from scorer import knn
 from scorer.detector import SCORE_KINDS, Detector
 from scorer.model import embed
 
@@ -109,7 +109,7 @@ def test_empty_and_non_object_batches(fitted_detector: Detector) -> None:
 def test_rebaseline_brings_new_normal_traffic_in(
     fitted_detector: Detector, held_out_events: list[Event], tmp_path: Any
 ) -> None:
-    detector = bundle.load(bundle.save(fitted_detector.with_config(), tmp_path / "m"))
+    detector = Detector.load(fitted_detector.with_config().save(tmp_path / "m"))
     shifted = []
     for i, event in enumerate(held_out_events):  # normal traffic moves: every flow now ten times larger
         moved = copy.deepcopy(event)
@@ -161,7 +161,7 @@ def test_an_approximate_index_answers_as_exact_search_does(
     ann, flat = approximate.score(later, explain=False), exact.score(later, explain=False)
     assert np.corrcoef(ann.score, flat.score)[0, 1] > 0.999
     assert (ann.is_anomaly == flat.is_anomaly).mean() >= 0.99
-    loaded = bundle.load(bundle.save(approximate, tmp_path / "ann"))
+    loaded = Detector.load(approximate.save(tmp_path / "ann"))
     assert (loaded.embedding_index.kind, loaded.feature_index.kind) == (kind, kind)
     np.testing.assert_allclose(loaded.score(later, explain=False).score, ann.score, rtol=1e-6, atol=1e-6)
 

@@ -38,7 +38,8 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scorer.service.app import FLAGS, create_app
+from scorer.service.app import create_app
+from scorer.service.handlers import FLAGS
 from scorer.service.schema import STRICT_VALUES, openapi
 from scorer.settings import Settings
 

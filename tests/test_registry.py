@@ -19,7 +19,7 @@ import pytest
 
 from scorer import bundle
 from scorer.demo import generate_events
-from scorer.detector import DetectorConfig
+from scorer.detector import Detector, DetectorConfig
 from scorer.registry import AliasMove, Registry, RegistryError
 from scorer.service.app import create_app
 from scorer.settings import Settings
@@ -71,7 +71,7 @@ def test_register_logs_the_bundle_its_metrics_and_the_first_becomes_champion(
     assert run.data.params["detector.k"] == str(DetectorConfig().k)
     with registry.fetched(versions[1]) as path:
         assert sorted(p.name for p in path.iterdir()) == sorted([*bundle.FILES, "metadata.json"])
-        assert bundle.load(path).model_info["version"] == versions[1].bundle_version
+        assert Detector.load(path).model_info["version"] == versions[1].bundle_version
     assert not path.exists()  # the download is removed afterwards
 
 

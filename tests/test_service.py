@@ -678,10 +678,10 @@ def test_arbitrary_json_never_gets_a_5xx(live_server: tuple[str, int], payload: 
 
 
 def test_events_are_not_mutated_by_scoring(bundle_dir: Path, held_out_events: list[Event]) -> None:
-    from scorer import bundle
+    from scorer.detector import Detector
 
     event = copy.deepcopy(held_out_events[0])
-    bundle.load(bundle_dir).score([event])
+    Detector.load(bundle_dir).score([event])
     assert event == held_out_events[0]
 
 
@@ -785,11 +785,11 @@ async def test_responses_follow_the_openapi_document(client: Any, held_out_event
 # ---------------------------------------------------------------------- admin: models and reload
 def _second_version(bundle_dir: Path, target: Path, held_out_events: list[Event]) -> str:
     """The same model recalibrated on other events: a bundle with another version."""
-    from scorer import bundle
+    from scorer.detector import Detector
 
-    detector = bundle.load(bundle_dir)
+    detector = Detector.load(bundle_dir)
     detector.calibrate(held_out_events[1000:1600])
-    bundle.save(detector, target)
+    detector.save(target)
     return str(detector.model_info["version"])
 
 

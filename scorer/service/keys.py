@@ -32,6 +32,10 @@ class Serving:
             out["challenger"] = self.challenger.ref
         return out
 
+    def versions(self) -> dict[str, str | None]:
+        challenger = self.challenger.ref.version if self.challenger is not None else None
+        return {"champion": self.champion.ref.version, "challenger": challenger}
+
 
 SERVING = web.AppKey("serving", Serving)
 SOURCE = web.AppKey("source", ModelSource)

@@ -62,7 +62,7 @@ class DirectorySource:
         return ModelRef(str(metadata.get("name")), version, version, str(path), str(path))
 
     def load(self, ref: ModelRef) -> Loaded:
-        detector = bundle.load(ref.location)
+        detector = Detector.load(ref.location)
         # named by what was read: the directory may have been rewritten since it was resolved
         return Loaded(self._ref(detector.metadata, ref.location), detector)
 
@@ -97,7 +97,7 @@ class RegistrySource:
     def load(self, ref: ModelRef) -> Loaded:
         version = ModelVersion(ref.name, ref.version, ref.bundle_version, ref.location)
         with self.registry.fetched(version) as path:
-            return Loaded(ref, bundle.load(path))
+            return Loaded(ref, Detector.load(path))
 
 
 def source_for(settings: Settings) -> ModelSource:

@@ -1,0 +1,141 @@
+"""The ``ocsf-anomaly`` command line: the parser, assembled from one module per command group, and
+:func:`main`, which runs a command and turns a user's error into one line and exit status 2.
+
+    train.py      train
+    scoring.py    score, evaluate, refresh, split
+    features.py   features infer
+    serve.py      serve, config show
+    models.py     models list, promote, rollback
+    demo.py       demo
+
+Each module adds its commands with their handler. Heavy libraries (torch, faiss, aiohttp, MLflow)
+are imported inside the handlers, so that ``--help`` and argument errors answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeAlias
+
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+Handler: TypeAlias = Callable[[argparse.Namespace], int]
+
+EPILOG = """\
+examples:
+  ocsf-anomaly train events.jsonl.gz --output models/m1
+  ocsf-anomaly train events.jsonl.gz --register netflow   # a new version in the registry
+  ocsf-anomaly models list --name netflow
+  ocsf-anomaly models promote 3 --name netflow            # the service swaps it in
+  ocsf-anomaly score --model models/m1 new.jsonl.gz --output scored.jsonl
+  ocsf-anomaly score --model models/m1 new.jsonl.gz --output scores.csv --alpha 0.001
+  ocsf-anomaly evaluate --model models/m1 test.jsonl.gz --labels test.labels.csv --train events.jsonl.gz
+  ocsf-anomaly demo            # what `make run` does
+"""
+
+PRECEDENCE = (
+    "Settings precedence: command-line flags over OCSF_ANOMALY_* environment variables (and "
+    "MLFLOW_TRACKING_URI, REDIS_URL) over the --config file over the defaults."
+)
+
+CONFIG_HELP = "a TOML file of settings; flags and OCSF_ANOMALY_* environment variables win over it"
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _alpha(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError("alpha is a false-positive rate between 0 and 1, e.g. 0.01")
+    return value
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError("a share between 0 and 1, e.g. 0.25")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
+
+
+def _existing(text: str) -> Path:
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no such file: {path}")
+    return path
+
+
+def _registry(config: Path | None) -> Any:
+    from scorer.registry import Registry, configure_mlflow
+    from scorer.settings import Settings
+
+    settings = Settings.load(config)
+    _say("opening the model registry")  # seconds: MLflow's imports, and creating a new local store
+    configure_mlflow()
+    return Registry(settings.registry_uri)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from scorer.cli import demo, features, models, scoring, serve, train
+
+    parser = argparse.ArgumentParser(
+        prog="ocsf-anomaly",
+        description="Score OCSF security events for anomalies and write the verdict back into each event.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (  # in the order `--help` lists the commands
+        train.add_commands,
+        scoring.add_commands,
+        features.add_commands,
+        serve.add_serve,
+        models.add_commands,
+        serve.add_config,
+        demo.add_commands,
+    ):
+        add(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    from scorer.batch import ScoringError
+    from scorer.bundle import BundleError
+    from scorer.features.spec import SpecError
+    from scorer.registry import RegistryError
+    from scorer.settings import SettingsError
+
+    try:
+        return handler(args)
+    except (
+        CliError,
+        BundleError,
+        SpecError,
+        SettingsError,
+        RegistryError,
+        ScoringError,
+        FileNotFoundError,
+        ValueError,
+    ) as exc:
+        _say(f"error: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130

@@ -1,0 +1,45 @@
+"""``ocsf-anomaly features infer``: the feature spec ``train --features auto`` would use, as TOML."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from scorer.cli import Commands, _existing, _say
+
+
+def add_commands(commands: Commands) -> None:
+    features = commands.add_parser("features", help="feature specs", description="Work with feature specs.")
+    feature_commands = features.add_subparsers(dest="features_command", required=True, metavar="ACTION")
+    infer = feature_commands.add_parser(
+        "infer",
+        help="infer a spec from events and write it as TOML",
+        description="Profile every leaf of the events (unmapped.* included) and write the spec `train --features auto` would use.",
+    )
+    infer.add_argument(
+        "events",
+        nargs="+",
+        type=_existing,
+        metavar="EVENTS",
+        help="JSONL, JSONL.gz or Parquet files of OCSF events",
+    )
+    infer.add_argument("--output", "-o", type=Path, default=None, help="write here instead of stdout")
+    infer.set_defaults(handler=_features)
+
+
+def _features(args: argparse.Namespace) -> int:
+    from scorer.features.infer import infer_spec
+    from scorer.io import load_events
+
+    _say(f"reading {', '.join(str(p) for p in args.events)}")
+    events = load_events(args.events)
+    _say(f"profiling every field of {len(events):,} events")
+    spec = infer_spec(events)
+    text = spec.to_toml()
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+        _say(f"wrote {args.output}: {len(spec.features)} features, {len(spec.excluded)} paths left out")
+    else:
+        sys.stdout.write(text)
+    return 0

@@ -1,0 +1,205 @@
+"""``ocsf-anomaly score``, ``evaluate``, ``refresh`` and ``split``: a trained bundle applied to files of
+events, measured on labelled ones, refreshed on recent ones; and a labelled file split for evaluation."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from scorer.cli import CliError, Commands, _alpha, _existing, _positive, _say
+
+
+def add_commands(commands: Commands) -> None:
+    score = commands.add_parser(
+        "score",
+        help="score an events file",
+        description=(
+            "Score every line of INPUT. OUTPUT ending in .jsonl gets each event with an `anomaly` object added; "
+            "ending in .csv gets `line,score,p_value,is_anomaly`, one row per input line in input order. "
+            "Bad lines are reported on stderr and get empty score fields."
+        ),
+    )
+    score.add_argument(
+        "input", type=_existing, metavar="INPUT", help="JSONL, JSONL.gz or Parquet file of OCSF events"
+    )
+    score.add_argument("--model", "-m", required=True, type=Path, help="model bundle directory")
+    score.add_argument("--output", "-o", required=True, type=Path, help="OUT.jsonl or OUT.csv")
+    score.add_argument(
+        "--alpha", type=_alpha, default=None, help="target false-positive rate (default: the bundle's, 0.01)"
+    )
+    score.add_argument(
+        "--workers", type=_positive, default=None, help="worker processes (default: one per core)"
+    )
+    score.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    score.set_defaults(handler=_score)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="measure detection quality on labelled events",
+        description=(
+            "Print ROC-AUC, PR-AUC, recall and realised false-positive rate at alpha for the model's three score "
+            "kinds, and for two baselines fitted on the normal events of TRAIN_EVENTS in the same run: k-NN "
+            "(k = 20) on raw features and IsolationForest, each thresholded on a held-out fifth. The last "
+            "column, recall@raw-FPR, compares every score at one false-alarm budget: the false-positive rate "
+            "that raw k-NN's own threshold realised on EVENTS."
+        ),
+    )
+    evaluate.add_argument("events", type=_existing, metavar="EVENTS", help="labelled events to evaluate on")
+    evaluate.add_argument("--model", "-m", required=True, type=Path, help="model bundle directory")
+    evaluate.add_argument(
+        "--labels",
+        required=True,
+        type=_existing,
+        help="CSV with line,label (1 = attack), one row for every line of EVENTS",
+    )
+    evaluate.add_argument(
+        "--train",
+        required=True,
+        type=_existing,
+        help="the events the model was trained on (for the baselines)",
+    )
+    evaluate.add_argument(
+        "--train-labels", type=_existing, default=None, help="labels of --train, if it holds attacks too"
+    )
+    evaluate.add_argument(
+        "--alpha", type=_alpha, default=0.01, help="target false-positive rate (default 0.01)"
+    )
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the baselines' held-out split")
+    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    evaluate.set_defaults(handler=_evaluate)
+
+    refresh = commands.add_parser(
+        "refresh",
+        help="bring recent normal traffic into the baseline and recalibrate, keeping the network",
+        description=(
+            "Normal traffic drifts: a model of last month may flag more than α of this month's normal events. "
+            "`refresh` adds RECENT events (vetted normal, or traffic with few attacks) to the k-NN baseline, "
+            "newest kept, and re-fits the calibration on a held-out fifth of them; `--calibration-only` just "
+            "re-fits the calibration. Attacks among RECENT make thresholds stricter, never looser. "
+            "BENCHMARKS.md (drift) shows what each does."
+        ),
+    )
+    refresh.add_argument(
+        "events", nargs="+", type=_existing, metavar="RECENT", help="recent events, mostly normal"
+    )
+    refresh.add_argument("--model", "-m", required=True, type=Path, help="bundle to start from")
+    refresh.add_argument("--output", "-o", required=True, type=Path, help="bundle directory to write")
+    refresh.add_argument(
+        "--calibration-only", action="store_true", help="keep the baseline, re-fit calibration only"
+    )
+
+    refresh.set_defaults(handler=_refresh)
+
+    split = commands.add_parser(
+        "split",
+        help="seeded line-level split of a labelled file for evaluation",
+        description="Write train_normal.jsonl.gz (normal lines of one side), test.jsonl.gz and test.labels.csv (the other side).",
+    )
+    split.add_argument(
+        "events", type=_existing, metavar="EVENTS", help="JSONL, JSONL.gz or Parquet file of OCSF events"
+    )
+    split.add_argument(
+        "--labels",
+        required=True,
+        type=_existing,
+        help="CSV with line,label (1 = attack), line 1-based in EVENTS; lines without a label are left out",
+    )
+    split.add_argument(
+        "--output", "-o", required=True, type=Path, help="directory to write the three files to"
+    )
+    split.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
+    split.add_argument(
+        "--fraction", type=float, default=0.5, help="share of lines on the training side (default 0.5)"
+    )
+    split.add_argument(
+        "--ordered",
+        action="store_true",
+        help="train on the first lines of the file, test on the rest (drift)",
+    )
+    split.set_defaults(handler=_split)
+
+
+def _score(args: argparse.Namespace) -> int:
+    from scorer.batch import output_kind, score_file
+
+    output_kind(args.output)
+    stats = score_file(
+        args.model, args.input, args.output, alpha=args.alpha, workers=args.workers, progress=not args.quiet
+    )
+    rate = stats.lines / stats.wall_seconds if stats.wall_seconds else 0.0
+    _say(
+        f"scored {stats.scored:,} of {stats.lines:,} lines into {args.output} in {stats.wall_seconds:.1f} s "
+        f"({rate:,.0f} events/s): {stats.anomalies:,} anomalies, {stats.bad:,} bad lines"
+    )
+    if stats.scored:
+        cost = ", ".join(
+            f"{stage} {seconds / stats.scored * 1e6:.0f}" for stage, seconds in stats.seconds.items()
+        )
+        _say(f"CPU per event by stage, µs, summed over workers: {cost}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from scorer.detector import Detector
+    from scorer.evaluate import evaluate, format_report, load_labelled, load_train_normals
+    from scorer.threads import set_threads
+
+    set_threads(os.cpu_count() or 1)
+    _say(f"reading {args.events} and {args.labels}")
+    events, labels = load_labelled(args.events, args.labels)  # a labels file that does not match fails first
+    _say(f"reading {args.train}")
+    train_events = load_train_normals(args.train, args.train_labels)
+    _say(f"loading {args.model}")
+    detector = Detector.load(args.model)
+    _say(
+        f"evaluating on {len(events):,} events ({int(labels.sum()):,} attacks); baselines fit on {len(train_events):,} normal events"
+    )
+    report = evaluate(detector, events, labels, train_events, alpha=args.alpha, seed=args.seed, log=_say)
+    print(json.dumps(report, indent=1) if args.json else format_report(report, args.alpha))
+    return 0
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    from scorer.detector import Detector
+    from scorer.io import load_events
+    from scorer.threads import set_threads
+
+    set_threads(os.cpu_count() or 1)
+    _say(f"loading {args.model}")
+    detector = Detector.load(args.model)
+    _say(f"reading {', '.join(str(p) for p in args.events)}")
+    events = load_events(args.events)
+    if len(events) < 100:
+        raise CliError(f"refresh needs at least 100 recent events, got {len(events)}")
+    if args.calibration_only:
+        _say(f"calibrating on {len(events):,} events")
+        detector.calibrate(events)
+    else:
+        _say(
+            f"adding four fifths of {len(events):,} events to the baseline and indexing it; calibrating on the rest"
+        )
+        detector.rebaseline(events)
+    detector.metadata["calibration"] = detector.calibration.sizes()
+    detector.metadata["refreshed_from"] = detector.metadata.get("version")
+    path = detector.save(args.output, name=detector.model_info["name"])
+    what = "calibration" if args.calibration_only else "baseline and calibration"
+    _say(
+        f"wrote {path} (version {detector.metadata['version']}): {what} refreshed from {len(events):,} events"
+    )
+    return 0
+
+
+def _split(args: argparse.Namespace) -> int:
+    from scorer.evaluate import split_labelled
+
+    paths = split_labelled(
+        args.events, args.labels, args.output, seed=args.seed, fraction=args.fraction, ordered=args.ordered
+    )
+    for name, path in paths.items():
+        _say(f"{name}: {path}")
+    return 0

@@ -1,0 +1,147 @@
+"""``ocsf-anomaly train``: fit a detector on normal events, write its bundle and/or register it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from scorer.cli import CONFIG_HELP, CliError, Commands, _existing, _positive, _registry, _say, _share
+
+
+def add_commands(commands: Commands) -> None:
+    train = commands.add_parser(
+        "train",
+        help="fit a model on normal events",
+        description=(
+            "Fit a detector on events you consider normal: a feature spec, a TabularResNet trained without "
+            "labels, k-NN indices over a baseline of up to 50,000 events, and conformal calibration on "
+            "held-out events. Writes a model bundle directory."
+        ),
+    )
+    train.add_argument(
+        "events",
+        nargs="+",
+        type=_existing,
+        metavar="EVENTS",
+        help="JSONL, JSONL.gz or Parquet files of OCSF events",
+    )
+    train.add_argument(
+        "--output", "-o", type=Path, default=None, help="bundle directory to write (replaced if it exists)"
+    )
+    train.add_argument(
+        "--register",
+        metavar="NAME",
+        default=None,
+        help="log the bundle and its metrics to the registry as a new version of model NAME "
+        "(the first version of a model becomes its champion)",
+    )
+    train.add_argument("--config", type=_existing, default=None, help=f"{CONFIG_HELP} (here: registry_uri)")
+    train.add_argument(
+        "--features",
+        default="auto",
+        help="'auto' (infer a spec from these events; the default), 'default' (built-in common OCSF fields) or a SPEC.toml",
+    )
+    train.add_argument(
+        "--epochs",
+        type=_positive,
+        default=None,
+        help="training epochs (default: measured best, see BENCHMARKS.md)",
+    )
+    train.add_argument(
+        "--seed", type=int, default=0, help="random seed for splits, training and indices (default 0)"
+    )
+    train.add_argument(
+        "--score",
+        choices=("fusion", "embedding", "features"),
+        default="fusion",
+        help="default score kind of the bundle (all three are calibrated; default fusion)",
+    )
+    train.add_argument(
+        "--k",
+        type=_positive,
+        default=5,
+        help="neighbours of the embedding score (default 5, measured best on shifted data)",
+    )
+    train.add_argument(
+        "--feature-k",
+        type=_positive,
+        default=1,
+        help="neighbours of the feature-space score (default 1, measured best)",
+    )
+    train.add_argument(
+        "--fusion-weight",
+        type=_share,
+        default=0.25,
+        help="the embedding's share of the fusion score, 0-1 (default 0.25: on shifted data the embedding "
+        "alone ranks below the feature space; BENCHMARKS.md)",
+    )
+    train.add_argument(
+        "--baseline-size",
+        type=_positive,
+        default=50_000,
+        help="events kept in the k-NN baseline (default 50000)",
+    )
+    train.add_argument("--name", default="ocsf-anomaly", help="model name recorded in the bundle")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(handler=_train)
+
+
+def _load_spec(choice: str) -> Any:
+    from scorer.features.spec import default_spec, load_spec
+
+    if choice == "auto":
+        return None
+    if choice == "default":
+        return default_spec()
+    return load_spec(choice)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from scorer.detector import Detector, DetectorConfig
+    from scorer.io import load_events
+    from scorer.model import TrainConfig
+    from scorer.threads import set_threads
+
+    if args.output is None and args.register is None:
+        raise CliError("say where the model goes: --output DIR, --register NAME, or both")
+    registry = _registry(args.config) if args.register else None  # a bad registry fails before training
+    set_threads(os.cpu_count() or 1)
+    spec = _load_spec(args.features)
+    _say(f"reading {', '.join(str(p) for p in args.events)}")
+    events = load_events(args.events)
+    train_config = TrainConfig(seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
+    config = DetectorConfig(
+        k=args.k,
+        feature_k=args.feature_k,
+        score=args.score,
+        fusion_weight=args.fusion_weight,
+        baseline_size=args.baseline_size,
+        seed=args.seed,
+    )
+    detector = Detector.fit(
+        events, spec=spec, config=config, train_config=train_config, progress=not args.quiet, log=_say
+    )
+    with tempfile.TemporaryDirectory(prefix="ocsf-anomaly-train-") as scratch:
+        path = detector.save(args.output or Path(scratch) / "bundle", name=args.register or args.name)
+        meta = detector.metadata
+        index = meta["index"]
+        where = f"wrote {path}" if args.output else "trained"
+        _say(
+            f"{where} (bundle {meta['version']}): {meta['training']['events']:,} events, "
+            f"{len(meta['features'])} features, embedding index {index['embedding']['kind']} "
+            f"(recall@{args.k} {index['embedding']['recall_at_k']:.3f} held-out, "
+            f"{index['embedding']['recall_at_k_shifted']:.3f} shifted), "
+            f"{meta['training']['seconds']:.0f} s"
+        )
+        if registry is not None:
+            version, champion = registry.register(path, args.register)
+            then = (
+                "it is the champion (the model's first)"
+                if champion
+                else f"promote it with `ocsf-anomaly models promote {version.version} --name {version.name}`"
+            )
+            _say(f"registered {version.uri} in {registry.uri}: {then}")
+    return 0

@@ -1,0 +1,189 @@
+"""The request handlers: the scoring routes (body read, inflated off the loop, parsed, scored through
+the micro-batcher), health, metrics, the OpenAPI document, and the model routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from scorer import bundle
+from scorer.registry import RegistryError
+from scorer.service.errors import ApiError
+from scorer.service.keys import BATCHER, CACHE, METRICS, PARSING, SERVING, SETTINGS, SOURCE
+from scorer.service.lifecycle import refresh_models
+from scorer.service.metrics import CONTENT_TYPE
+from scorer.service.requests import ENCODINGS, Batch, Item, dumps, inflate, parse_body
+from scorer.service.schema import openapi
+from scorer.settings import masked
+
+log = logging.getLogger("ocsf_anomaly.service")
+LARGE_BODY = 1024 * 1024  # bytes; a body this large takes the loop milliseconds to parse
+FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+async def _read(request: web.Request) -> tuple[Batch, float]:
+    settings = request.app[SETTINGS]
+    alpha = settings.alpha
+    if "alpha" in request.query:
+        try:
+            alpha = float(request.query["alpha"])
+        except ValueError:
+            alpha = -1.0
+        if not 0 < alpha < 1:
+            raise ApiError(
+                400, "bad_alpha", "alpha is a false-positive rate between 0 and 1, e.g. ?alpha=0.01"
+            )
+    strict = FLAGS.get(request.query.get("strict", "false").lower())
+    if strict is None:
+        raise ApiError(400, "bad_strict", "strict is true or false, e.g. ?strict=true")
+    encoding = request.headers.get("Content-Encoding", "").strip().lower() or "identity"
+    if encoding != "identity" and encoding not in ENCODINGS:
+        raise ApiError(
+            415,
+            "unsupported_encoding",
+            f"Content-Encoding {encoding!r} is not accepted: send gzip, deflate or an uncompressed body",
+            headers={"Accept-Encoding": "gzip, deflate"},
+        )
+    try:
+        body = await request.read()  # as sent: compressed bodies count against the limit too
+    except ConnectionResetError:
+        log.info(
+            "%s %s: the client closed the connection before its body ended", request.method, request.path
+        )
+        raise ApiError(499, "client_closed_request", "the client closed the connection") from None
+    if encoding in ENCODINGS:
+        body = await asyncio.get_running_loop().run_in_executor(
+            None, inflate, body, encoding, settings.max_body_bytes
+        )
+    async with _turn_to_parse(request, len(body)):
+        started = time.perf_counter()
+        batch = parse_body(
+            body, request.headers.get("Content-Type", ""), max_events=settings.max_events, strict=strict
+        )
+    request.app[METRICS].stage_seconds.labels("parse").observe(time.perf_counter() - started)
+    return batch, alpha
+
+
+@contextlib.asynccontextmanager
+async def _turn_to_parse(request: web.Request, size: int) -> AsyncIterator[None]:
+    """Parsing a large body holds the event loop for a while, so large bodies are parsed one at a
+    time, each after the loop has polled its sockets (a health check never waits behind a row of
+    them), and only while there is room for more events (else 503 at once, unparsed)."""
+    if size <= LARGE_BODY:
+        yield
+        return
+    async with request.app[PARSING]:
+        await asyncio.sleep(0)
+        request.app[BATCHER].check(1)
+        yield
+
+
+async def _anomalies(request: web.Request, batch: Batch, alpha: float) -> list[dict[str, Any]]:
+    """The anomaly object (or the error) of every item, in order."""
+    events = [item.event for item in batch.items if item.event is not None]
+    scored = iter(await request.app[BATCHER].score(events, alpha))
+    return [next(scored) if item.event is not None else {"error": item.error} for item in batch.items]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+async def score(request: web.Request) -> web.Response:
+    """One event, a JSON array or NDJSON → ``{"results": [...]}``, one per event, in order."""
+    batch, alpha = await _read(request)
+    return _json({"results": await _anomalies(request, batch, alpha)})
+
+
+async def enrich(request: web.Request) -> web.Response:
+    """The same events, in the same shape, each with the anomaly object added."""
+    batch, alpha = await _read(request)
+    field = request.app[SETTINGS].anomaly_field
+    anomalies = await _anomalies(request, batch, alpha)
+    strict = FLAGS[request.query.get("strict", "false").lower()]  # _read has refused any other value
+    parts = [
+        _enriched(item, anomaly, field, batch.shape, index, strict)
+        for index, (item, anomaly) in enumerate(zip(batch.items, anomalies, strict=True))
+    ]
+    if batch.shape == "ndjson":
+        return web.Response(body=b"".join(p + b"\n" for p in parts), content_type="application/x-ndjson")
+    body = parts[0] if batch.shape == "object" else b"[" + b",".join(parts) + b"]"
+    return web.Response(body=body, content_type="application/json")
+
+
+def _enriched(item: Item, anomaly: dict[str, Any], field: str, shape: str, index: int, strict: bool) -> bytes:
+    """One enriched event as JSON, every original field as it came. An event nested deeper than
+    JSON can be written back (it is read 1,024 levels deep) is answered by an error in its place,
+    or fails a strict request."""
+    if item.event is None:
+        return orjson.dumps({field: anomaly})
+    try:
+        return dumps({**item.event, field: anomaly})
+    except RecursionError as exc:
+        where: dict[str, Any] = {}
+        if shape == "array":
+            where = {"index": index}
+        elif item.line is not None:
+            where = {"line": item.line}
+        place = f"line {item.line}" if "line" in where else f"element {index}" if where else "the event"
+        message = f"{place} nests too deeply to be written back as JSON ({exc})"
+        if strict:
+            raise ApiError(422, "too_deep", message, headers=None, **where) from None
+        return orjson.dumps({field: {"error": {"code": "too_deep", "message": message, **where}}})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    serving = request.app.get(SERVING)
+    if serving is None:
+        return _json({"status": "not ready", "model": None}, status=503)
+    return _json(
+        {"status": "ready", "model": serving.champion.ref.info(), "redis": request.app[CACHE].status}
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    return _json(openapi(request.app[SETTINGS]))
+
+
+async def models(request: web.Request) -> web.Response:
+    """What serves: champion, challenger, split and shadow, and where they come from."""
+    settings, serving, source = request.app[SETTINGS], request.app[SERVING], request.app[SOURCE]
+    refs = {alias: {**ref.info(), "source": ref.source} for alias, ref in serving.refs().items()}
+    challenger = refs.get("challenger")
+    return _json(
+        {
+            "champion": refs["champion"],
+            "challenger": challenger,
+            "split": settings.challenger_split if challenger and not settings.shadow else 0.0,
+            "shadow": bool(challenger and settings.shadow),
+            "source": source.kind,
+            "registry": masked(settings)["registry_uri"] if source.kind == "registry" else None,
+            "poll_seconds": settings.model_poll_seconds,
+        }
+    )
+
+
+async def reload_model(request: web.Request) -> web.Response:
+    """Ask the registry (or the directories) again and swap in what changed: no failed or mixed request."""
+    app = request.app
+    try:
+        before, after = await refresh_models(app)
+    except (bundle.BundleError, RegistryError) as exc:
+        kept = app[SERVING].versions()
+        raise ApiError(409, "reload_failed", f"kept serving {kept}: {exc}") from None
+    return _json({"reloaded": after != before, "from": before, "to": after})

@@ -1,0 +1,187 @@
+"""The service's resources, each a cleanup context that starts with the app and stops with it: the
+scoring threads, the served models (loaded, refreshed on reload and by polling, swapped atomically),
+the embedding cache and the micro-batcher that feeds the champion/challenger router."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from scorer import bundle
+from scorer.registry import RegistryError
+from scorer.service.batcher import MicroBatcher
+from scorer.service.cache import EmbeddingCache
+from scorer.service.keys import (
+    BATCHER,
+    CACHE,
+    EXECUTOR,
+    METRICS,
+    RELOADING,
+    SERVING,
+    SETTINGS,
+    SOURCE,
+    Serving,
+)
+from scorer.service.models import Loaded, ModelRef, source_for
+from scorer.service.scoring import Router, Scorer
+from scorer.threads import set_threads
+
+log = logging.getLogger("ocsf_anomaly.service")
+
+
+async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The threads that run the model and the index (torch and faiss release the GIL)."""
+    set_threads(1)  # one thread per call: parallelism comes from the pool, not from fighting OpenMP teams
+    # OpenMP's thread count is per thread: each worker sets its own, or faiss starts a team per call
+    executor = ThreadPoolExecutor(
+        app[SETTINGS].workers, thread_name_prefix="scorer", initializer=set_threads, initargs=(1,)
+    )
+    app[EXECUTOR] = executor
+    yield
+    executor.shutdown(wait=True, cancel_futures=True)
+
+
+async def model_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The model source (the registry, or bundle directories) and what it says serves."""
+    # registry calls and bundle loads run on the loop's default executor, never on the scoring
+    # threads: a registry that is slow to answer must not take a scoring thread with it
+    app[SOURCE] = await asyncio.get_running_loop().run_in_executor(None, source_for, app[SETTINGS])
+    app[RELOADING] = asyncio.Lock()
+    app[SERVING] = await _load(app, await _resolve(app), None)
+    _announce(app)
+    yield
+
+
+async def _resolve(app: web.Application) -> dict[str, ModelRef]:
+    """What should serve, asked off the event loop (the registry may be a server)."""
+    refs = await asyncio.get_running_loop().run_in_executor(None, app[SOURCE].resolve)
+    if refs.get("challenger") == refs["champion"]:
+        del refs["challenger"]  # a version compared with itself tells nothing
+    return refs
+
+
+async def _load(app: web.Application, refs: dict[str, ModelRef], current: Serving | None) -> Serving:
+    """Load what ``refs`` names beside what serves; a model that did not change is kept, not reloaded."""
+    loop = asyncio.get_running_loop()
+    serving = [current.champion, current.challenger] if current is not None else []
+    kept = {model.ref: model for model in serving if model is not None}
+    loaded: dict[str, Loaded] = {}
+    for alias, ref in refs.items():
+        if ref in kept:
+            loaded[alias] = kept[ref]
+        else:
+            loaded[alias] = await loop.run_in_executor(None, app[SOURCE].load, ref)
+    return Serving(loaded["champion"], loaded.get("challenger"))
+
+
+async def refresh_models(app: web.Application) -> tuple[dict[str, str | None], dict[str, str | None]]:
+    """Ask the source what should serve; if that changed, load it beside the serving models and
+    swap atomically (a request is scored wholly by the old models or wholly by the new). Returns
+    the versions before and after; raises BundleError or RegistryError and keeps serving."""
+    async with app[RELOADING]:
+        serving = app[SERVING]
+        before = serving.versions()
+        try:
+            refs = await _resolve(app)
+            if refs == serving.refs():
+                app[METRICS].model_reloads.labels("unchanged").inc()
+                return before, before
+            new = await _load(app, refs, serving)
+        except (bundle.BundleError, RegistryError):
+            app[METRICS].model_reloads.labels("failed").inc()
+            raise
+        serving.champion, serving.challenger = new.champion, new.challenger
+        app[BATCHER].swap(_router(app))
+        app[METRICS].model_reloads.labels("swapped").inc()
+        _announce(app)
+        after = serving.versions()
+        log.info("models swapped: %s → %s", before, after)
+        return before, after
+
+
+def _announce(app: web.Application) -> None:
+    refs = app[SERVING].refs()
+    app[METRICS].set_models({alias: ref.info() for alias, ref in refs.items()})
+    for alias, ref in refs.items():
+        log.info("serving %s: %s (bundle %s)", alias, ref.source, ref.bundle_version)
+
+
+async def watch_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Poll the source every ``model_poll_seconds`` and swap in what changed (0: never)."""
+    period = app[SETTINGS].model_poll_seconds
+    task = asyncio.get_running_loop().create_task(_watch(app, period)) if period > 0 else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _watch(app: web.Application, period: float) -> None:
+    while True:
+        await asyncio.sleep(period)
+        try:
+            await refresh_models(app)
+        except (bundle.BundleError, RegistryError) as exc:
+            log.warning("kept serving %s: %s", app[SERVING].versions(), exc)
+        except Exception:  # the poll must outlive any one failure
+            log.exception("model poll failed")
+
+
+async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The embedding cache: in-process, plus Redis when a URL is configured (never one found by chance)."""
+    settings = app[SETTINGS]
+    client = None
+    if settings.redis_url:
+        import redis.asyncio
+
+        timeout = settings.redis_timeout_ms / 1000
+        client = redis.asyncio.from_url(
+            settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+    cache = EmbeddingCache(
+        local_items=settings.cache_items,
+        metrics=app[METRICS],
+        redis=client,
+        ttl_seconds=settings.cache_ttl_seconds,
+        timeout_seconds=settings.redis_timeout_ms / 1000,
+    )
+    await cache.get_many(["ocsf-anomaly:probe"])  # learn at start whether Redis answers
+    app[CACHE] = cache
+    yield
+    await cache.close()
+
+
+async def batcher_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    batcher = MicroBatcher(
+        _router(app),
+        max_size=settings.batch_max_size,
+        max_wait_us=settings.batch_max_wait_us,
+        concurrency=settings.workers,
+        max_pending=settings.max_pending_events,
+    )
+    await batcher.start()
+    app[BATCHER] = batcher
+    yield
+    await batcher.stop()
+    await batcher.run_closing()
+
+
+def _router(app: web.Application) -> Router:
+    settings, serving = app[SETTINGS], app[SERVING]
+    resources = (app[METRICS], app[CACHE], app[EXECUTOR])
+    challenger = Scorer(serving.challenger, *resources, variant="challenger") if serving.challenger else None
+    return Router(
+        Scorer(serving.champion, *resources, variant="champion"),
+        challenger,
+        split=settings.challenger_split,
+        shadow=settings.shadow,
+        entity_key=settings.entity_key,
+        metrics=app[METRICS],
+    )

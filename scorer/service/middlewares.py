@@ -1,0 +1,110 @@
+"""The service's middlewares (beside ``errors.error_middleware``): request metrics, bearer-token
+authentication, and the access log that never writes a query string."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+import time
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from scorer.service.errors import ApiError, Handler
+from scorer.service.keys import METRICS, SETTINGS
+
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+ADMIN_PATHS = frozenset({"/v1/models/reload"})
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Latency of every request by route (its pattern, never the raw path) and status; a handler
+    cancelled because the client went away counts as 499, not as a server error."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as http:
+        status = http.status
+        raise
+    except asyncio.CancelledError:
+        status = 499
+        raise
+    finally:
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "unmatched"
+        request.app[METRICS].request_seconds.labels(name, request.method, str(status)).observe(
+            time.perf_counter() - started
+        )
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer tokens, compared in constant time: the API token on scoring calls when set; the admin
+    token on admin calls, which without one are accepted only while the service listens on loopback,
+    and then need the API token when one is set (an admin call is never easier than a scoring call).
+    A path or method that does not exist is answered 404 or 405 whatever the token."""
+    settings = request.app[SETTINGS]
+    if request.match_info.http_exception is not None:  # no such path or method: nothing to guard
+        return await handler(request)
+    if request.path in ADMIN_PATHS:
+        if settings.admin_token:
+            _check_bearer(request, settings.admin_token)
+        elif not is_loopback(settings.host):
+            raise ApiError(
+                403,
+                "forbidden",
+                "admin calls need OCSF_ANOMALY_ADMIN_TOKEN when the service listens beyond loopback",
+            )
+        elif settings.api_token:
+            _check_bearer(request, settings.api_token)
+    elif settings.api_token and request.path not in OPEN_PATHS:
+        _check_bearer(request, settings.api_token)
+    return await handler(request)
+
+
+def _check_bearer(request: web.Request, token: str) -> None:
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    presented = presented.strip()
+    if scheme.lower() != "bearer" or not presented or not presented.isascii():
+        raise ApiError(401, "unauthorized", "send Authorization: Bearer <token> (printable ASCII)")
+    if not hmac.compare_digest(presented.encode(), token.encode()):
+        raise ApiError(403, "forbidden", "the bearer token is not valid for this call")
+
+
+class AccessLog(AbstractAccessLogger):
+    """aiohttp's access log line without the query string (a token sent as ``?token=`` must never
+    reach a log) and without the Referer; ``access_log_format`` is not read."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, seconds: float) -> None:
+        version = request.version
+        self.logger.info(
+            '%s "%s %s HTTP/%d.%d" %d %d %.6f "%s"',
+            request.remote or "-",
+            request.method,
+            request.rel_url.raw_path,
+            version.major,
+            version.minor,
+            response.status,
+            response.body_length,
+            seconds,
+            request.headers.get("User-Agent", "-"),
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,149 @@
+"""Scoring a batch for the service: :class:`Scorer` runs one model's pipeline (the engine's two calls
+in the scoring threads, the embedding cache between them); :class:`Router` sends each event to the
+champion or the challenger, or shadows the champion with the challenger."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import orjson
+
+from scorer.detector import Prepared
+from scorer.features.encoder import compile_getter, stable_bucket
+from scorer.service.cache import EmbeddingCache
+from scorer.service.metrics import Metrics
+from scorer.service.models import Loaded
+
+log = logging.getLogger("ocsf_anomaly.service")
+T = TypeVar("T")
+SHADOW_BACKLOG = 4  # shadow batches allowed to wait; beyond it shadowing skips, never slowing answers
+
+
+class Router:
+    """Champion and challenger: an entity always meets the same variant (a stable hash of its key
+    against the split), or, in shadow mode, the champion answers and the challenger's verdicts are
+    only compared with it, in the background."""
+
+    def __init__(
+        self,
+        champion: Scorer,
+        challenger: Scorer | None,
+        *,
+        split: float,
+        shadow: bool,
+        entity_key: str,
+        metrics: Metrics,
+    ) -> None:
+        self.champion = champion
+        self.challenger = challenger
+        self.split = split if challenger is not None and not shadow else 0.0
+        self.shadow = shadow and challenger is not None
+        self.entity = compile_getter(entity_key)
+        self.metrics = metrics
+        self._shadows: set[asyncio.Task[None]] = set()
+
+    def variant(self, event: dict[str, Any]) -> str:
+        if self.split <= 0:
+            return "champion"
+        value = self.entity(event)
+        key = (
+            value
+            if isinstance(value, str)
+            else orjson.dumps(value if value is not None else event, option=orjson.OPT_SORT_KEYS).decode()
+        )
+        return "challenger" if stable_bucket(key, 10_000) < self.split * 10_000 else "champion"
+
+    async def __call__(self, events: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
+        if self.challenger is None:
+            return await self.champion(events, alpha)
+        if self.shadow:
+            answers = await self.champion(events, alpha)
+            if len(self._shadows) < SHADOW_BACKLOG:
+                task = asyncio.get_running_loop().create_task(self._compare(events, alpha, answers))
+                self._shadows.add(task)
+                task.add_done_callback(self._shadows.discard)
+            return answers
+        routes = [self.variant(e) for e in events]
+        picked = {name: [i for i, r in enumerate(routes) if r == name] for name in ("champion", "challenger")}
+        scorers = {"champion": self.champion, "challenger": self.challenger}
+        names = [name for name, rows in picked.items() if rows]
+        parts = await asyncio.gather(*[scorers[n]([events[i] for i in picked[n]], alpha) for n in names])
+        out: list[dict[str, Any]] = [{} for _ in events]
+        for name, part in zip(names, parts, strict=True):
+            for i, answer in zip(picked[name], part, strict=True):
+                out[i] = answer
+        return out
+
+    async def _compare(
+        self, events: list[dict[str, Any]], alpha: float, answers: list[dict[str, Any]]
+    ) -> None:
+        assert self.challenger is not None
+        try:
+            shadow = await self.challenger(events, alpha)
+        except Exception:  # a failing challenger must not disturb the champion's service
+            log.exception("shadow scoring failed")
+            return
+        agree = sum(a.get("is_anomaly") == b.get("is_anomaly") for a, b in zip(answers, shadow, strict=True))
+        self.metrics.shadow_verdicts.labels("agree").inc(agree)
+        self.metrics.shadow_verdicts.labels("disagree").inc(len(events) - agree)
+
+    async def close(self) -> None:
+        if self._shadows:
+            await asyncio.gather(*self._shadows, return_exceptions=True)
+
+
+class Scorer:
+    """One batch through the engine's pipeline: prepare, look the embeddings up in the cache, finish.
+
+    The engine's two calls run in the executor; only the cache I/O runs on the event loop. The
+    time a call waits for a free executor thread is measured on its own (queue_wait).
+    """
+
+    def __init__(
+        self,
+        loaded: Loaded,
+        metrics: Metrics,
+        cache: EmbeddingCache,
+        executor: ThreadPoolExecutor,
+        *,
+        variant: str,
+    ) -> None:
+        self.detector = loaded.detector
+        self.metrics = metrics
+        self.cache = cache
+        self.executor = executor
+        self.variant = variant
+        self.model = {"name": loaded.ref.name, "version": loaded.ref.version, "variant": variant}
+
+    async def __call__(self, events: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
+        prepared = await self._run(self.detector.prepare, events, keys=True)
+        cached = None
+        if prepared.keys:
+            started = time.perf_counter()
+            cached = await self.cache.get_many(prepared.keys)
+            prepared.seconds["cache"] = time.perf_counter() - started
+        anomalies, fresh = await self._run(self._finish, prepared, cached, alpha)
+        self.cache.put_many(fresh)
+        return anomalies
+
+    async def _run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``function`` in the executor; the wait for a thread is observed as queue_wait."""
+        submitted = time.perf_counter()
+
+        def timed() -> T:
+            self.metrics.queue_wait.observe(time.perf_counter() - submitted)
+            return function(*args, **kwargs)
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, timed)
+
+    def _finish(
+        self, prepared: Prepared, cached: list[bytes | None] | None, alpha: float
+    ) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
+        result, fresh = self.detector.finish(prepared, cached, alpha=alpha)
+        self.metrics.observe_batch(result, self.variant)
+        return [result.anomaly(i, self.model) for i in range(len(result))], fresh
