@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -24,8 +23,7 @@ RETRY_SECONDS = 1.0  # after a Redis failure, local tier only for this long
 
 
 class EmbeddingCache:
-    """``get_many`` / ``put_many`` of embeddings (bytes) by key on the event loop; without Redis,
-    ``local_get_many`` / ``local_put_many`` from any thread (the local tier is locked)."""
+    """``get_many`` / ``put_many`` of embeddings (bytes) by key; thread-unsafe, event-loop only."""
 
     def __init__(
         self,
@@ -37,7 +35,6 @@ class EmbeddingCache:
         timeout_seconds: float = 0.05,
     ) -> None:
         self._local: OrderedDict[str, bytes] = OrderedDict()
-        self._lock = threading.Lock()
         self._local_items = local_items
         self._redis = redis
         self._ttl = ttl_seconds
@@ -54,35 +51,11 @@ class EmbeddingCache:
             return "disabled"
         return "degraded" if self.degraded else "ok"
 
-    @property
-    def local_only(self) -> bool:
-        """No Redis: a lookup never waits for I/O, so a scoring thread may do it itself."""
-        return self._redis is None
-
-    def _remember(self, key: str, value: bytes) -> None:  # with the lock held
+    def _remember(self, key: str, value: bytes) -> None:
         self._local[key] = value
         self._local.move_to_end(key)
         while len(self._local) > self._local_items:
             self._local.popitem(last=False)
-
-    def local_get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        """The local tier's answer for each key (None: a miss), counted."""
-        found: list[bytes | None] = []
-        with self._lock:
-            for key in keys:
-                value = self._local.get(key)
-                if value is not None:
-                    self._local.move_to_end(key)
-                found.append(value)
-        hits = sum(v is not None for v in found)
-        self._metrics.cache_lookups.labels("local", "hit").inc(hits)
-        self._metrics.cache_lookups.labels("local", "miss").inc(len(keys) - hits)
-        return found
-
-    def local_put_many(self, items: dict[str, bytes]) -> None:
-        with self._lock:
-            for key, value in items.items():
-                self._remember(key, value)
 
     def _redis_usable(self) -> bool:
         return self._redis is not None and (not self.degraded or time.monotonic() >= self._retry_at)
@@ -102,7 +75,15 @@ class EmbeddingCache:
         self._metrics.redis_degraded.set(0)
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        found = self.local_get_many(keys)
+        found: list[bytes | None] = []
+        for key in keys:
+            value = self._local.get(key)
+            if value is not None:
+                self._local.move_to_end(key)
+            found.append(value)
+        hits = sum(v is not None for v in found)
+        self._metrics.cache_lookups.labels("local", "hit").inc(hits)
+        self._metrics.cache_lookups.labels("local", "miss").inc(len(keys) - hits)
         missing = [i for i, v in enumerate(found) if v is None]
         if not missing or not self._redis_usable():
             return found
@@ -116,15 +97,16 @@ class EmbeddingCache:
         for i, value in zip(missing, values, strict=True):
             if value is not None:
                 found[i] = value
+                self._remember(keys[i], value)
                 redis_hits += 1
-        self.local_put_many({keys[i]: value for i in missing if (value := found[i]) is not None})
         self._metrics.cache_lookups.labels("redis", "hit").inc(redis_hits)
         self._metrics.cache_lookups.labels("redis", "miss").inc(len(missing) - redis_hits)
         return found
 
     def put_many(self, items: dict[str, bytes]) -> None:
         """Store locally now and in Redis in the background (pipelined SET … EX), never blocking."""
-        self.local_put_many(items)
+        for key, value in items.items():
+            self._remember(key, value)
         if items and self._redis_usable():
             task = asyncio.get_running_loop().create_task(self._write(items))
             self._writes.add(task)

@@ -100,10 +100,8 @@ class Router:
 class Scorer:
     """One batch through the engine's pipeline: prepare, look the embeddings up in the cache, finish.
 
-    Without Redis the whole of it runs in one executor call (the local cache tier is locked);
-    with Redis the engine's two calls run in the executor and the Redis I/O on the event loop
-    between them. The time a call waits for a free executor thread is measured on its own
-    (queue_wait).
+    The engine's two calls run in the executor; only the cache I/O runs on the event loop. The
+    time a call waits for a free executor thread is measured on its own (queue_wait).
     """
 
     def __init__(
@@ -123,8 +121,6 @@ class Scorer:
         self.model = {"name": loaded.ref.name, "version": loaded.ref.version, "variant": variant}
 
     async def __call__(self, events: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
-        if self.cache.local_only:  # one hand-off instead of two: each costs a thread wake-up and the GIL
-            return await self._run(self._whole, events, alpha)
         prepared = await self._run(self.detector.prepare, events, keys=True)
         cached = None
         if prepared.keys:
@@ -144,17 +140,6 @@ class Scorer:
             return function(*args, **kwargs)
 
         return await asyncio.get_running_loop().run_in_executor(self.executor, timed)
-
-    def _whole(self, events: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
-        prepared = self.detector.prepare(events, keys=True)
-        cached = None
-        if prepared.keys:
-            started = time.perf_counter()
-            cached = self.cache.local_get_many(prepared.keys)
-            prepared.seconds["cache"] = time.perf_counter() - started
-        anomalies, fresh = self._finish(prepared, cached, alpha)
-        self.cache.local_put_many(fresh)
-        return anomalies
 
     def _finish(
         self, prepared: Prepared, cached: list[bytes | None] | None, alpha: float
