@@ -2,7 +2,8 @@
 
 Whole command: wall time of `score --model M events.jsonl.gz --output out.csv` in a fresh process
 (start-up and model load included) with the model `train nsl_kdd_ocsf/train_normal.jsonl.gz`
-makes by default. Per stage: one thread, in process, chunks of 4,096 events, explanation on.
+makes by default. Per stage: one thread, in process, chunks of 4,096 events, explanation off and
+on; then the same for events scored one at a time (what a service pays per single-event request).
 
     .venv/bin/python bench/bench_score.py [--runs 3] [--events 100000]
 """
@@ -51,9 +52,10 @@ def main() -> None:
     )
     startup(model)
     stages(model, source, args.stage_events)
+    stages(model, source, 2_000, chunk=1)
 
 
-def stages(model: object, source: object, limit: int) -> None:
+def stages(model: object, source: object, limit: int, chunk: int = 4096) -> None:
     from scorer.detector import Detector
     from scorer.io import parse_line
     from scorer.threads import set_threads
@@ -66,14 +68,16 @@ def stages(model: object, source: object, limit: int) -> None:
         started = time.perf_counter()
         events = [parse_line(line)[0] for line in raw]
         totals = {"parse": time.perf_counter() - started}
-        for start in range(0, len(events), 4096):
-            result = detector.score(events[start : start + 4096], explain=explain)  # type: ignore[arg-type]
+        for start in range(0, len(events), chunk):
+            result = detector.score(events[start : start + chunk], explain=explain)  # type: ignore[arg-type]
             for stage, seconds in result.seconds.items():
                 totals[stage] = totals.get(stage, 0.0) + seconds
         n = len(events)
         total = sum(totals.values())
         output = "JSONL output, explanation on" if explain else "CSV output, no explanation"
-        print(f"\nper stage, one thread, {n:,} events, {output} ({detector.config.score} score):")
+        print(
+            f"\nper stage, one thread, {n:,} events {chunk:,} at a time, {output} ({detector.config.score} score):"
+        )
         for stage in ("parse", "encode", "embed", "search", "calibrate", "explain"):
             print(
                 f"  {stage:<10}{totals[stage] / n * 1e6:8.1f} µs/event  {100 * totals[stage] / total:5.1f}%"
