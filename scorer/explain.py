@@ -12,13 +12,12 @@ import numpy.typing as npt
 
 from scorer.features.encoder import (
     MISSING_INDEX,
+    NOT_SCALAR,
     UNKNOWN_INDEX,
     EncodedBatch,
     FeatureEncoder,
-    category_key,
     compile_getter,
     epoch_ms,
-    ip_prefix,
     to_numbers,
 )
 from scorer.features.spec import FeatureDef
@@ -122,12 +121,8 @@ def _category_value(encoder: FeatureEncoder, feature: FeatureDef, own: int, raw:
         return None
     if own != UNKNOWN_INDEX and feature.kind in ("ip_prefix", "port_bucket"):
         return encoder.category_label(feature, own)
-    if isinstance(raw, dict | list):
-        return _display(raw)
-    key = category_key(raw)  # 4001, 4001.0 and "4001" alike, as the vocabulary holds them
-    if feature.kind == "ip_prefix" and key is not None:
-        return ip_prefix(key, feature.prefix_v4, feature.prefix_v6) or _display(raw)
-    return _display(key)
+    key = encoder.category_keys(feature, [raw])[0]  # as the encoder read it: "4001" for 4001.0, a prefix
+    return _display(raw) if key is None or key == NOT_SCALAR else _display(key)
 
 
 def _number_value(feature: FeatureDef, raw: Any) -> Any:

@@ -710,16 +710,18 @@ def test_refresh_needs_enough_recent_events(model: Path, workdir: Path, score_ev
 
 
 # ------------------------------------------------------------------ demo
+def _without_state_settings() -> dict[str, str]:
+    """This process's environment without what would move the demo's state out of ./data."""
+    moved = ("OCSF_ANOMALY_HOME", "OCSF_ANOMALY_REGISTRY_URI", "MLFLOW_TRACKING_URI")
+    return {k: v for k, v in os.environ.items() if k not in moved}
+
+
 def test_demo_from_nothing_trains_registers_and_scores(tmp_path: Path) -> None:
     """`make run`'s first run in a fresh clone: no registry yet, so `demo` writes the demo files,
     trains the demo model with the defaults, registers it as the champion and scores the demo file."""
     from scorer.settings import DEMO_MODEL
 
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("OCSF_ANOMALY_HOME", "OCSF_ANOMALY_REGISTRY_URI", "MLFLOW_TRACKING_URI")
-    }
+    env = _without_state_settings()
     result = subprocess.run(
         [sys.executable, "-m", "scorer.cli", "demo"],
         capture_output=True,
@@ -757,11 +759,7 @@ def test_demo_scores_the_demo_file_with_the_registered_champion(model: Path, tmp
     state = tmp_path / "data"
     registry = Registry(f"sqlite:///{state / 'mlflow' / 'mlflow.db'}")  # the default store of ./data
     registry.register(model, DEMO_MODEL)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("OCSF_ANOMALY_HOME", "OCSF_ANOMALY_REGISTRY_URI", "MLFLOW_TRACKING_URI")
-    }
+    env = _without_state_settings()
     result = subprocess.run(
         [sys.executable, "-m", "scorer.cli", "demo"],
         capture_output=True,

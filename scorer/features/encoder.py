@@ -152,11 +152,16 @@ def numbers(values: Sequence[Any]) -> tuple[npt.NDArray[np.float64], npt.NDArray
             raise ValueError("nested")
     except (ValueError, TypeError, OverflowError):
         out = np.fromiter((_number(v) for v in values), dtype=np.float64, count=len(values))
-    impossible = np.zeros(len(out), dtype=bool)
-    unusable = ~(np.abs(out) < IMPOSSIBLE)  # NaN compares false: absent, non-numeric and impossible
-    for i in np.flatnonzero(unusable).tolist():  # rare: look at each
-        impossible[i] = values[i] is not None and _is_number(values[i])
-    out[unusable] = np.nan
+    usable = np.abs(out) < IMPOSSIBLE  # NaN compares false: absent, non-numeric and impossible
+    if usable.all():
+        return out, np.zeros(len(out), dtype=bool)
+    nan = np.isnan(out)
+    impossible = ~usable & ~nan  # infinite or beyond ±2⁶³: only a number reads as that
+    if int(nan.sum()) > values.count(None):  # a NaN not from an absent value: no number, or "NaN" itself
+        for i in np.flatnonzero(nan).tolist():
+            value = values[i]
+            impossible[i] = type(value) is str and _is_number(value)
+    out[~usable] = np.nan
     return out, impossible
 
 
@@ -165,7 +170,7 @@ def to_numbers(values: Sequence[Any]) -> npt.NDArray[np.float64]:
     return numbers(values)[0]
 
 
-_NOT_SCALAR = "\x00not-a-scalar"
+NOT_SCALAR = "\x00not-a-scalar"
 
 
 def category_key(value: Any) -> str | None:
@@ -181,10 +186,10 @@ def category_key(value: Any) -> str | None:
         try:
             return str(value)
         except ValueError:  # more than 4,300 digits: Python refuses to print it
-            return _NOT_SCALAR
+            return NOT_SCALAR
     if kind is float:
         return str(int(value)) if value.is_integer() else repr(value)
-    return _NOT_SCALAR
+    return NOT_SCALAR
 
 
 @lru_cache(maxsize=_HASH_CACHE_MAX)  # thread-safe: scoring threads share one encoder
@@ -333,14 +338,14 @@ class FeatureEncoder:
                 values = self._transform(feature, to_numbers(raw))
                 self._numeric[feature.name] = _robust_scaler(values[~np.isnan(values)])
             elif feature.kind in ("categorical", "ip_prefix"):
-                keys = self._category_keys(feature, raw)
-                counts = Counter(k for k in keys if k is not None and k != _NOT_SCALAR)
+                keys = self.category_keys(feature, raw)
+                counts = Counter(k for k in keys if k is not None and k != NOT_SCALAR)
                 kept = [v for v, c in counts.most_common(feature.max_categories) if c >= feature.min_count]
                 self._vocab[feature.name] = _Vocab(sorted(kept))
             elif feature.kind == "hashed":  # explanations name a bucket by the value it mostly held
                 examples: dict[int, str] = {}
                 counts = Counter(
-                    k for k in self._category_keys(feature, raw) if k is not None and k != _NOT_SCALAR
+                    k for k in self.category_keys(feature, raw) if k is not None and k != NOT_SCALAR
                 )
                 for key, _ in counts.most_common():
                     examples.setdefault(stable_bucket(key, feature.buckets), key)
@@ -360,13 +365,13 @@ class FeatureEncoder:
         return signed_log1p(values) if feature.transform == "log1p" else values
 
     @staticmethod
-    def _category_keys(feature: FeatureDef, raw: list[Any]) -> list[str | None]:
+    def category_keys(feature: FeatureDef, raw: list[Any]) -> list[str | None]:
         keys = [category_key(v) for v in raw]
         if feature.kind == "ip_prefix":
             return [
                 k
-                if k is None or k == _NOT_SCALAR
-                else (ip_prefix(k, feature.prefix_v4, feature.prefix_v6) or _NOT_SCALAR)
+                if k is None or k == NOT_SCALAR
+                else (ip_prefix(k, feature.prefix_v4, feature.prefix_v6) or NOT_SCALAR)
                 for k in keys
             ]
         return keys
@@ -447,14 +452,14 @@ class FeatureEncoder:
             valid = (port >= 0) & (port <= 65535) & (port == np.floor(port))
             out[valid] = RESERVED + np.where(port[valid] < 1024, 0, np.where(port[valid] < 49152, 1, 2))
             return out
-        keys = self._category_keys(feature, raw)
+        keys = self.category_keys(feature, raw)
         if feature.kind == "hashed":
             return np.asarray(
                 [
                     MISSING_INDEX
                     if key is None
                     else UNKNOWN_INDEX
-                    if key == _NOT_SCALAR
+                    if key == NOT_SCALAR
                     else RESERVED + stable_bucket(key, feature.buckets)
                     for key in keys
                 ],

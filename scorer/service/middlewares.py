@@ -102,6 +102,7 @@ class AccessLog(AbstractAccessLogger):
 
 
 def is_loopback(host: str) -> bool:
+    """Whether the service listens on loopback only: then admin calls need no admin token of their own."""
     if host == "localhost":
         return True
     try:

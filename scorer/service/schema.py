@@ -9,7 +9,6 @@ field ``/v1/enrich`` adds, and which calls need a bearer token.
 from __future__ import annotations
 
 import copy
-import ipaddress
 from functools import cache
 from typing import Any, Literal
 
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema, models_json_schema
 
 import scorer
+from scorer.service.middlewares import is_loopback
 from scorer.settings import Settings
 
 # What ?strict= accepts, in any letter case (anything else, an empty value included, is 400 bad_strict)
@@ -418,21 +418,11 @@ def _request_body(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _is_loopback(host: str) -> bool:
-    """As the service decides whether admin calls without an admin token are accepted."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _security(settings: Settings, *, admin: bool) -> dict[str, Any]:
     """The operation's ``security``: which token, if any, the service as configured requires."""
     if admin and settings.admin_token:
         return {"security": [{"adminToken": []}]}
-    if admin and not _is_loopback(settings.host):
+    if admin and not is_loopback(settings.host):
         return {}  # refused (403) whatever the token: the service has no admin token
     return {"security": [{"apiToken": []}]} if settings.api_token else {}
 
