@@ -83,7 +83,12 @@ class Settings(BaseSettings):
     microseconds. 0 (default): it starts at once; requests that arrive while every worker is busy
     are merged anyway, so batches grow with the load."""
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
-    """Threads that run the model and the index (each single-threaded in torch and faiss)."""
+    """Serving processes sharing the port, one per core by default: one Python process cannot use
+    more than about one core (the GIL), so each scores on its own core. Each loads the model (memory
+    grows with them); 1: a single process."""
+    threads: int = Field(1, ge=1)
+    """Scoring threads in each serving process that run the model and the index (each
+    single-threaded in torch and faiss), off the event loop."""
     redis_url: str | None = Field(
         None, validation_alias=AliasChoices("OCSF_ANOMALY_REDIS_URL", "REDIS_URL", "redis_url")
     )

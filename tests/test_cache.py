@@ -83,7 +83,7 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 def _settings(bundle_dir: Path, redis: RedisServer, **changes: Any) -> Settings:
-    return Settings(model_dir=bundle_dir, workers=2, redis_url=redis.url, batch_max_size=1, **changes)
+    return Settings(model_dir=bundle_dir, threads=2, redis_url=redis.url, batch_max_size=1, **changes)
 
 
 def _lookups(text: str) -> dict[tuple[str, str], float]:
@@ -162,7 +162,7 @@ async def test_redis_killed_mid_run_then_back(
 async def test_without_a_redis_url_the_cache_is_local_only(
     aiohttp_client: Any, bundle_dir: Path, held_out_events: list[Any]
 ) -> None:
-    client = await aiohttp_client(create_app(Settings(model_dir=bundle_dir, workers=2)))
+    client = await aiohttp_client(create_app(Settings(model_dir=bundle_dir, threads=2)))
     await _score(client, held_out_events[:10])
     ready = await (await client.get("/readyz")).json()
     assert ready["redis"] == "disabled"

@@ -155,7 +155,7 @@ def events_file(workdir: Path, score_events: list[Event]) -> Path:
         (["features"], ["infer"]),
         (["features", "infer"], ["--output", "EVENTS"]),
         (["demo"], ["usage"]),
-        (["serve"], ["--host", "--port", "--model", "--config", "champion"]),
+        (["serve"], ["--host", "--port", "--model", "--workers", "--config", "champion"]),
         (["models"], ["list", "promote", "rollback", "champion", "challenger"]),
         (["models", "promote"], ["VERSION", "--alias", "--name", "rollback"]),
         (["models", "rollback"], ["--alias", "--name", "removed"]),

@@ -30,9 +30,14 @@ def _batch(n: int, flagged: int, distance: float = 1.0) -> ScoreResult:
 
 
 def _gauge(metrics: Metrics, name: str) -> float:
-    value = metrics.registry.get_sample_value(name, {"variant": "champion"})
-    assert value is not None
-    return value
+    """The champion's gauge as /metrics shows it (the rolling gauges are derived when rendered)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == {"variant": "champion"}:
+                return float(sample.value)
+    raise AssertionError(f"{name} not rendered")
 
 
 def test_the_anomaly_rate_is_the_share_of_the_events_seen_so_far_within_the_window() -> None:

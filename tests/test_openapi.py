@@ -92,7 +92,7 @@ def _serving(settings: Settings) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def live_settings(bundle_dir: Path) -> Settings:
     # small limits, so that generated requests can pass them; a token, so that auth is exercised
-    return Settings(model_dir=bundle_dir, workers=2, max_events=20, max_body_bytes=64 * 1024, api_token=TOKEN)
+    return Settings(model_dir=bundle_dir, threads=2, max_events=20, max_body_bytes=64 * 1024, api_token=TOKEN)
 
 
 @pytest.fixture(scope="module")

@@ -246,7 +246,7 @@ def test_cli_train_register_then_list_promote_and_rollback(tmp_path: Path, store
 
 # ---------------------------------------------------------------------- the service follows the aliases
 def _settings(store: str, name: str, **changes: Any) -> Settings:
-    return Settings(registry_uri=store, model_name=name, workers=2, **{"model_poll_seconds": 0, **changes})
+    return Settings(registry_uri=store, model_name=name, threads=2, **{"model_poll_seconds": 0, **changes})
 
 
 async def _score(client: Any, event: Event) -> tuple[int, dict[str, Any]]:

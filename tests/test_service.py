@@ -46,7 +46,7 @@ def _gz(data: bytes, level: int = 9) -> bytes:
 
 
 def _settings(bundle_dir: Path, **changes: Any) -> Settings:
-    return Settings(model_dir=bundle_dir, workers=2, **changes)
+    return Settings(model_dir=bundle_dir, threads=2, **changes)
 
 
 @pytest.fixture

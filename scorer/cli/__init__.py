@@ -120,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from scorer.bundle import BundleError
     from scorer.features.spec import SpecError
     from scorer.registry import RegistryError
+    from scorer.service.workers import ServeError
     from scorer.settings import SettingsError
 
     try:
@@ -131,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         SettingsError,
         RegistryError,
         ScoringError,
+        ServeError,
         FileNotFoundError,
         ValueError,
     ) as exc:

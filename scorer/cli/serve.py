@@ -29,6 +29,13 @@ def add_serve(commands: Commands) -> None:
         default=None,
         help="serve this bundle directory instead of the registry's champion",
     )
+    serve.add_argument(
+        "--workers",
+        "-w",
+        type=int,
+        default=None,
+        help="serving processes sharing the port (default: one per core; each loads the model)",
+    )
     serve.add_argument("--config", type=_existing, default=None, help=CONFIG_HELP)
     serve.set_defaults(handler=_serve)
 
@@ -46,27 +53,24 @@ def add_config(commands: Commands) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import logging
-
-    from aiohttp import web
-
-    from scorer.service.app import create_app
+    from scorer.service.workers import serve
     from scorer.settings import Settings
 
-    settings = Settings.load(args.config, host=args.host, port=args.port, model_dir=args.model)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.load(
+        args.config, host=args.host, port=args.port, model_dir=args.model, workers=args.workers
+    )
     url = f"http://{settings.host}:{settings.port}"
     token = ' -H "Authorization: Bearer $OCSF_ANOMALY_API_TOKEN"' if settings.api_token else ""
     what = settings.model_dir or f"the champion of {settings.model_name}"
+    processes = f" in {settings.workers} processes" if settings.workers > 1 else ""
     message = (
-        f"serving {what} on {url}; try:\n"
+        f"serving {what} on {url}{processes}; try:\n"
         f"  curl -s{token} -H 'Content-Type: application/json' {url}/v1/score "
         '-d \'{"class_uid": 4001, "dst_endpoint": {"ip": "203.0.113.9", "port": 4444}, '
         '"traffic": {"bytes_out": 912345678}}\''
     )
-    # said once the model is loaded and verified and the port is open: a bad bundle fails before it
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=lambda _: _say(message))
-    return 0
+    # said once every serving process has loaded and verified its model: a bad bundle fails before it
+    return serve(settings, lambda: _say(message))
 
 
 def _config(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,7 +17,7 @@ from aiohttp import web
 from scorer import bundle
 from scorer.registry import RegistryError
 from scorer.service.errors import ApiError
-from scorer.service.keys import BATCHER, CACHE, METRICS, PARSING, SERVING, SETTINGS, SOURCE
+from scorer.service.keys import ANNOUNCE_RELOAD, BATCHER, CACHE, METRICS, PARSING, SERVING, SETTINGS, SOURCE
 from scorer.service.lifecycle import refresh_models
 from scorer.service.metrics import CONTENT_TYPE
 from scorer.service.requests import ENCODINGS, Batch, Item, dumps, inflate, parse_body
@@ -140,7 +141,7 @@ def _enriched(item: Item, anomaly: dict[str, Any], field: str, shape: str, index
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return _json({"status": "alive"})
+    return _json({"status": "alive", "pid": os.getpid()})  # which serving process answered
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -186,4 +187,6 @@ async def reload_model(request: web.Request) -> web.Response:
     except (bundle.BundleError, RegistryError) as exc:
         kept = app[SERVING].versions()
         raise ApiError(409, "reload_failed", f"kept serving {kept}: {exc}") from None
+    if ANNOUNCE_RELOAD in app:  # the other serving processes reload too, within moments
+        app[ANNOUNCE_RELOAD]()
     return _json({"reloaded": after != before, "from": before, "to": after})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -44,3 +45,5 @@ PARSING = web.AppKey("parsing", asyncio.Lock)
 BATCHER = web.AppKey("batcher", MicroBatcher)
 METRICS = web.AppKey("metrics", Metrics)
 CACHE = web.AppKey("cache", EmbeddingCache)
+# set in a serving process under a supervisor: tells it that this process reloaded, so that the others do
+ANNOUNCE_RELOAD: web.AppKey[Callable[[], None]] = web.AppKey("announce_reload")

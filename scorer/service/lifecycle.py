@@ -39,7 +39,7 @@ async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
     set_threads(1)  # one thread per call: parallelism comes from the pool, not from fighting OpenMP teams
     # OpenMP's thread count is per thread: each worker sets its own, or faiss starts a team per call
     executor = ThreadPoolExecutor(
-        app[SETTINGS].workers, thread_name_prefix="scorer", initializer=set_threads, initargs=(1,)
+        app[SETTINGS].threads, thread_name_prefix="scorer", initializer=set_threads, initargs=(1,)
     )
     app[EXECUTOR] = executor
     yield
@@ -125,12 +125,17 @@ async def watch_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _watch(app: web.Application, period: float) -> None:
     while True:
         await asyncio.sleep(period)
-        try:
-            await refresh_models(app)
-        except (bundle.BundleError, RegistryError) as exc:
-            log.warning("kept serving %s: %s", app[SERVING].versions(), exc)
-        except Exception:  # the poll must outlive any one failure
-            log.exception("model poll failed")
+        await refresh_logged(app)
+
+
+async def refresh_logged(app: web.Application) -> None:
+    """refresh_models for a caller with nobody to answer (the poll, a signal): failures are logged."""
+    try:
+        await refresh_models(app)
+    except (bundle.BundleError, RegistryError) as exc:
+        log.warning("kept serving %s: %s", app[SERVING].versions(), exc)
+    except Exception:  # the poll must outlive any one failure
+        log.exception("model refresh failed")
 
 
 async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -163,7 +168,7 @@ async def batcher_ctx(app: web.Application) -> AsyncIterator[None]:
         _router(app),
         max_size=settings.batch_max_size,
         max_wait_us=settings.batch_max_wait_us,
-        concurrency=settings.workers,
+        concurrency=settings.threads,
         max_pending=settings.max_pending_events,
     )
     await batcher.start()

@@ -6,12 +6,16 @@ never a raw value from a request.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from scorer.detector import ScoreResult
 
@@ -19,13 +23,39 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 10_000)
 STAGES = ("parse", "encode", "cache", "embed", "search", "calibrate", "explain")
-WINDOW_EVENTS = 10_000  # the drift gauges read over the last this many scored events
+WINDOW_EVENTS = 10_000  # the drift gauges read over the last this many scored events (per process)
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # set by the supervisor of several serving processes
+ROLLING = (  # gauge, help, the window sum it divides by the window's events
+    (
+        "ocsf_anomaly_knn_distance_rolling_mean",
+        "Mean score (k-NN distance) of the last {} scored events of each serving process",
+        "distance",
+    ),
+    (
+        "ocsf_anomaly_unknown_category_rate",
+        "Share of categorical inputs never seen in training, over the last {} events of each process",
+        "unknown",
+    ),
+    (
+        "ocsf_anomaly_anomaly_rate",
+        "Share of the last {} scored events of each process flagged; compare with ocsf_anomaly_alpha",
+        "flagged",
+    ),
+)
+WINDOW_SUMS = ("events", "distance", "unknown", "flagged")
 
 
 class Metrics:
-    """All of the service's metrics; thread-safe (scoring threads update them)."""
+    """All of the service's metrics; thread-safe (scoring threads update them).
+
+    Under a supervisor of several serving processes (``PROMETHEUS_MULTIPROC_DIR`` set before
+    prometheus_client is imported), every process writes its values to files in that directory
+    and ``render`` pools them, so ``/metrics`` reads the same whichever process answers: counters
+    and histograms summed (including processes since replaced), gauges over the live processes.
+    """
 
     def __init__(self) -> None:
+        self.multiprocess = MULTIPROCESS_DIR in os.environ
         self.registry = CollectorRegistry()
         r = self.registry
         self.request_seconds = Histogram(
@@ -60,6 +90,7 @@ class Metrics:
             "The model serving (value 1)",
             ["name", "version", "bundle_version", "alias"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.model_reloads = Counter(
             "ocsf_anomaly_model_reloads",
@@ -67,25 +98,20 @@ class Metrics:
             ["result"],
             registry=r,
         )
-        self.knn_distance = Gauge(
-            "ocsf_anomaly_knn_distance_rolling_mean",
-            f"Mean score (k-NN distance) of the last {WINDOW_EVENTS:,} scored events",
-            ["variant"],
+        # the rolling gauges (ROLLING) are derived from these sums when rendered, pooled over processes
+        self.window = Gauge(
+            "ocsf_anomaly_window",
+            "Sums over the last scored events of each process",
+            ["variant", "sum"],
             registry=r,
+            multiprocess_mode="livesum",
         )
-        self.unknown_rate = Gauge(
-            "ocsf_anomaly_unknown_category_rate",
-            f"Share of categorical inputs never seen in training, over the last {WINDOW_EVENTS:,} events",
-            ["variant"],
+        self.alpha = Gauge(
+            "ocsf_anomaly_alpha",
+            "Target false-positive rate (default)",
             registry=r,
+            multiprocess_mode="livemax",
         )
-        self.anomaly_rate = Gauge(
-            "ocsf_anomaly_anomaly_rate",
-            f"Share of the last {WINDOW_EVENTS:,} scored events flagged; compare with ocsf_anomaly_alpha",
-            ["variant"],
-            registry=r,
-        )
-        self.alpha = Gauge("ocsf_anomaly_alpha", "Target false-positive rate (default)", registry=r)
         self.cache_lookups = Counter(
             "ocsf_anomaly_cache_lookups",
             "Embedding cache lookups by tier and result",
@@ -98,10 +124,13 @@ class Metrics:
             ["agreement"],
             registry=r,
         )
-        self.redis_degraded = Gauge("ocsf_anomaly_redis_degraded", "1 while Redis is failing", registry=r)
+        self.redis_degraded = Gauge(
+            "ocsf_anomaly_redis_degraded", "1 while Redis is failing", registry=r, multiprocess_mode="livemax"
+        )
         self.redis_errors = Counter("ocsf_anomaly_redis_errors", "Failed Redis calls", registry=r)
         self._windows: dict[str, _Window] = {}
         self._lock = threading.Lock()
+        self._model_labels: set[tuple[str, ...]] = set()
 
     def observe_batch(self, result: ScoreResult, variant: str) -> None:
         """Count a scored batch: stage times, events and anomalies by class, drift gauges."""
@@ -124,21 +153,62 @@ class Metrics:
                 self.anomalies.labels(label, variant).inc(anomalies)
         batch = (float(n), result.mean_knn_distance * n, result.unknown_rate * n, float(sum(flagged)))
         with self._lock:  # scoring threads observe concurrently
-            distance, unknown, rate = self._windows.setdefault(variant, _Window()).add(batch)
-            self.knn_distance.labels(variant).set(distance)
-            self.unknown_rate.labels(variant).set(unknown)
-            self.anomaly_rate.labels(variant).set(rate)
+            sums = self._windows.setdefault(variant, _Window()).add(batch)
+            for name, value in zip(WINDOW_SUMS, sums, strict=True):
+                self.window.labels(variant, name).set(value)
 
     def set_models(self, models: dict[str, dict[str, Any]]) -> None:
         """The serving models by alias (champion, challenger)."""
-        self.model_info.clear()
-        for alias, info in models.items():
-            self.model_info.labels(
-                str(info.get("name")), str(info.get("version")), str(info.get("bundle_version")), alias
-            ).set(1)
+        serving = {
+            (str(info.get("name")), str(info.get("version")), str(info.get("bundle_version")), alias)
+            for alias, info in models.items()
+        }
+        for labels in self._model_labels - serving:
+            if self.multiprocess:  # a label set cannot be removed from the shared files: it reads 0
+                self.model_info.labels(*labels).set(0)
+            else:
+                self.model_info.remove(*labels)
+        for labels in serving:
+            self.model_info.labels(*labels).set(1)
+        self._model_labels |= serving
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.multiprocess:
+            pooled = CollectorRegistry()
+            MultiProcessCollector(pooled)  # type: ignore[no-untyped-call]
+            families = list(pooled.collect())
+        else:
+            families = list(self.registry.collect())
+        return generate_latest(_Families(_rolling(families)))
+
+
+class _Families:
+    """Metric families already collected, in the shape generate_latest reads."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+def _rolling(families: Iterable[Metric]) -> list[Metric]:
+    """The families with the window sums replaced by the rolling gauges they make."""
+    out: list[Metric] = []
+    sums: dict[str, dict[str, float]] = {}
+    for family in families:
+        if family.name != "ocsf_anomaly_window":
+            out.append(family)
+            continue
+        for sample in family.samples:
+            sums.setdefault(sample.labels["variant"], {})[sample.labels["sum"]] = sample.value
+    for name, text, key in ROLLING:
+        gauge = GaugeMetricFamily(name, text.format(f"{WINDOW_EVENTS:,}"), labels=["variant"])
+        for variant, values in sorted(sums.items()):
+            if values.get("events"):
+                gauge.add_metric([variant], values.get(key, 0.0) / values["events"])
+        out.append(gauge)
+    return out
 
 
 class _Window:
@@ -149,11 +219,11 @@ class _Window:
         self.batches: deque[tuple[float, float, float, float]] = deque()
         self.sums = [0.0, 0.0, 0.0, 0.0]  # events, and the sums of distance, unknown share, flags
 
-    def add(self, batch: tuple[float, float, float, float]) -> tuple[float, float, float]:
+    def add(self, batch: tuple[float, float, float, float]) -> list[float]:
+        """The window's sums (WINDOW_SUMS) with ``batch`` in it."""
         self.batches.append(batch)
         self.sums = [a + b for a, b in zip(self.sums, batch, strict=True)]
         while self.sums[0] - self.batches[0][0] >= WINDOW_EVENTS:
             oldest = self.batches.popleft()
             self.sums = [a - b for a, b in zip(self.sums, oldest, strict=True)]
-        events = self.sums[0]
-        return self.sums[1] / events, self.sums[2] / events, self.sums[3] / events
+        return self.sums

@@ -125,6 +125,7 @@ class Health(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Literal["alive"]
+    pid: int = Field(description="the serving process that answered (serve --workers runs several)")
 
 
 class ModelInfo(BaseModel):

@@ -1,0 +1,317 @@
+"""Serving on every core: one listening socket, several serving processes, a supervisor.
+
+One Python process scores on about one core however many threads it runs (the GIL: BENCHMARKS.md,
+"Where a single request's time goes"). ``serve`` binds the port once; with ``workers`` > 1 it
+spawns that many processes (spawned, not forked), each running the whole app (its model, cache
+tier, micro-batcher and scoring threads) on the inherited socket, and the kernel hands each new
+connection to one of them. The supervisor, the process ``serve`` started:
+
+- says it serves only once every process has loaded and verified its model; a process that
+  cannot (a bad bundle, an unreachable registry) fails the command with its one-line error;
+- passes a reload on: a process that answered ``POST /v1/models/reload`` tells the supervisor,
+  which tells the others, so they all swap (SIGHUP to the supervisor reloads them all);
+- replaces a process that dies, and gives up (exit 1) if they keep dying;
+- on SIGTERM or SIGINT stops them all gracefully (each finishes what it holds) and exits 0.
+
+Metrics are pooled through prometheus_client's multiprocess mode: a temporary directory, named
+in ``PROMETHEUS_MULTIPROC_DIR`` before any process imports prometheus_client, removed at exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from scorer.settings import Settings
+
+log = logging.getLogger("ocsf_anomaly.service")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+WORKER_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
+STOP_SECONDS = 75.0  # a process finishing its requests (aiohttp allows them 60 s) before it is killed
+RESTARTS_PER_MINUTE = 5  # per serving process: beyond it the service gives up, it would only flap
+
+
+class ServeError(RuntimeError):
+    """The service could not start, or could not keep running, with what to do about it."""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The service's listening socket, bound once for every serving process."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        return socket.create_server(address, family=family, backlog=1024)
+    except OSError as exc:
+        raise ServeError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} (another service on that port? "
+            "choose another with --port or OCSF_ANOMALY_PORT)"
+        ) from None
+
+
+def serve(settings: Settings, say_ready: Callable[[], None]) -> int:
+    """Serve ``settings`` until stopped: in this process, or in ``settings.workers`` processes."""
+    sock = listen(settings.host, settings.port)
+    if settings.workers == 1:
+        from aiohttp import web
+
+        from scorer.service.app import create_app
+
+        _logging(LOG_FORMAT)
+        app = create_app(settings)
+        app.on_startup.append(_reload_on_sighup)
+        web.run_app(app, sock=sock, print=lambda _: say_ready())
+        return 0
+    return _Supervisor(settings, sock).run(say_ready)
+
+
+def _logging(form: str) -> None:
+    logging.basicConfig(level=logging.INFO, format=form)
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build it found, per process
+
+
+async def _reload_on_sighup(app: Any) -> None:
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload_soon, app)
+
+
+_reloads: set[asyncio.Task[None]] = set()  # held until done (the loop keeps only weak references)
+
+
+def _reload_soon(app: Any) -> None:
+    from scorer.service.lifecycle import refresh_logged
+
+    task = asyncio.get_running_loop().create_task(refresh_logged(app))
+    _reloads.add(task)
+    task.add_done_callback(_reloads.discard)
+
+
+# ---------------------------------------------------------------------- a serving process
+def _worker(settings: Settings, sock: socket.socket, conn: Connection) -> None:
+    """A serving process: the app on the shared socket until the supervisor says stop or goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor too; it decides
+    _logging(WORKER_LOG_FORMAT)
+    try:
+        asyncio.run(_serve_worker(settings, sock, conn))
+    except Exception as exc:  # before it served: the supervisor reports it and stops the service
+        log.debug("serving process failed", exc_info=True)
+        with contextlib.suppress(OSError):
+            conn.send(("failed", str(exc) or type(exc).__name__))
+        raise SystemExit(2) from None
+
+
+async def _serve_worker(settings: Settings, sock: socket.socket, conn: Connection) -> None:
+    from aiohttp import web
+
+    from scorer.service.app import create_app
+    from scorer.service.keys import ANNOUNCE_RELOAD
+
+    loop = asyncio.get_running_loop()
+    app = create_app(settings)
+    app[ANNOUNCE_RELOAD] = lambda: conn.send(("reload",))
+    app.on_startup.append(_reload_on_sighup)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    stop = asyncio.Event()
+    try:
+        await web.SockSite(runner, sock).start()
+
+        def from_supervisor() -> None:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):  # the supervisor is gone: never serve on orphaned
+                loop.remove_reader(conn.fileno())
+                stop.set()
+                return
+            if message == ("reload",):
+                _reload_soon(app)
+
+        loop.add_reader(conn.fileno(), from_supervisor)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        conn.send(("ready",))
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+# ---------------------------------------------------------------------- the supervisor
+@dataclass
+class _Slot:
+    number: int
+    process: BaseProcess | None = None
+    conn: Connection | None = None
+    ready: bool = False
+    restart_at: float | None = None
+    deaths: deque[float] = field(default_factory=deque)
+
+
+class _Supervisor:
+    def __init__(self, settings: Settings, sock: socket.socket) -> None:
+        self.settings = settings
+        self.sock = sock
+        self.context = multiprocessing.get_context("spawn")
+        self.slots = [_Slot(number) for number in range(1, settings.workers + 1)]
+
+    def run(self, say_ready: Callable[[], None]) -> int:
+        _logging(LOG_FORMAT)
+        metrics_dir = tempfile.mkdtemp(prefix="ocsf-anomaly-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # read by each process as it starts
+        wake_r, wake_w = socket.socketpair()
+        wake_w.setblocking(False)
+        previous = signal.set_wakeup_fd(wake_w.fileno())
+        handlers = {
+            sig: signal.signal(sig, _ignore) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        }
+        try:
+            for slot in self.slots:
+                self._start(slot)
+            self._supervise(wake_r, say_ready)
+            return 0
+        finally:
+            self._stop_all(wake_r)
+            signal.set_wakeup_fd(previous)
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            wake_r.close()
+            wake_w.close()
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            self.sock.close()
+
+    def _start(self, slot: _Slot) -> None:
+        ours, theirs = self.context.Pipe()
+        process = self.context.Process(
+            target=_worker, args=(self.settings, self.sock, theirs), name=f"ocsf-anomaly-serve-{slot.number}"
+        )
+        process.start()
+        theirs.close()
+        slot.process, slot.conn, slot.ready, slot.restart_at = process, ours, False, None
+
+    def _supervise(self, wake: socket.socket, say_ready: Callable[[], None]) -> None:
+        announced = False
+        while True:
+            if not announced and all(slot.ready for slot in self.slots):
+                say_ready()
+                announced = True
+            now = time.monotonic()
+            for slot in self.slots:
+                if slot.restart_at is not None and slot.restart_at <= now:
+                    self._start(slot)
+            waits = [slot.restart_at - now for slot in self.slots if slot.restart_at is not None]
+            owners: dict[Any, _Slot] = {}
+            for slot in self.slots:
+                if slot.process is not None and slot.conn is not None:
+                    owners[slot.conn] = owners[slot.process.sentinel] = slot
+            for ready in wait([wake, *owners], timeout=max(0.0, min(waits)) if waits else None):
+                if ready is wake:
+                    for number in wake.recv(64):
+                        if number in (signal.SIGTERM, signal.SIGINT):
+                            log.info("stopping: %s", signal.Signals(number).name)
+                            return
+                        if number == signal.SIGHUP:
+                            self._tell_others(None)
+                    continue
+                slot = owners[ready]
+                if slot.process is None:
+                    continue  # its other object was ready too and it was already found dead
+                if ready is slot.conn:
+                    self._message(slot, announced)
+                else:
+                    self._died(slot, announced)
+
+    def _message(self, slot: _Slot, announced: bool) -> None:
+        assert slot.conn is not None
+        try:
+            message = slot.conn.recv()
+        except (EOFError, OSError):  # its end closed: it is exiting
+            self._died(slot, announced)
+            return
+        if message == ("ready",):
+            slot.ready = True
+            if announced:
+                log.info(
+                    "serving process %d is back (pid %s)", slot.number, slot.process and slot.process.pid
+                )
+        elif message[0] == "failed" and not announced:
+            raise ServeError(message[1])
+        elif message[0] == "failed":
+            log.error("serving process %d failed: %s", slot.number, message[1])
+        elif message == ("reload",):
+            self._tell_others(slot)
+
+    def _tell_others(self, sender: _Slot | None) -> None:
+        for slot in self.slots:
+            if slot is not sender and slot.ready and slot.conn is not None:
+                with contextlib.suppress(OSError):
+                    slot.conn.send(("reload",))
+
+    def _died(self, slot: _Slot, announced: bool) -> None:
+        from prometheus_client import multiprocess
+
+        assert slot.process is not None
+        assert slot.conn is not None
+        slot.process.join()
+        code, pid = slot.process.exitcode, slot.process.pid
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]  # its live gauges leave the pooled metrics
+        slot.conn.close()
+        slot.process, slot.conn, slot.ready = None, None, False
+        if not announced:
+            raise ServeError(f"serving process {slot.number} exited with code {code} before it served")
+        now = time.monotonic()
+        slot.deaths.append(now)
+        while slot.deaths and slot.deaths[0] < now - 60:
+            slot.deaths.popleft()
+        if len(slot.deaths) > RESTARTS_PER_MINUTE:
+            raise ServeError(
+                f"serving process {slot.number} died {len(slot.deaths)} times within a minute (last exit "
+                f"code {code}); giving up: see the log above"
+            )
+        delay = 0.5 * 2 ** (len(slot.deaths) - 1)
+        log.error(
+            "serving process %d (pid %s) exited with code %s; starting another in %.1f s",
+            slot.number,
+            pid,
+            code,
+            delay,
+        )
+        slot.restart_at = now + delay
+
+    def _stop_all(self, wake: socket.socket) -> None:
+        """SIGTERM to every serving process, then wait for them (a second SIGINT or SIGTERM: kill)."""
+        running = [slot.process for slot in self.slots if slot.process is not None]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGTERM)  # type: ignore[arg-type]
+        deadline = time.monotonic() + STOP_SECONDS
+        while running and time.monotonic() < deadline:
+            for ready in wait([wake, *(p.sentinel for p in running)], timeout=deadline - time.monotonic()):
+                if ready is wake and set(wake.recv(64)) & {signal.SIGTERM, signal.SIGINT}:
+                    deadline = 0.0  # asked again: do not wait
+            running = [p for p in running if p.is_alive()]
+        for process in running:
+            log.warning("serving process pid %s did not stop in time: killed", process.pid)
+            process.kill()
+        for slot in self.slots:
+            if slot.process is not None:
+                slot.process.join()
+            if slot.conn is not None:
+                slot.conn.close()
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    """Signals reach the supervisor's loop through the wake-up socket; the handler only keeps the
+    default action (terminate) from running."""

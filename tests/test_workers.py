@@ -1,0 +1,261 @@
+"""Several serving processes on one port (scorer/service/workers.py), run for real: `ocsf-anomaly
+serve --workers 2` as a subprocess on a free loopback port, plain HTTP from the test, a real MLflow
+store for the reload, real signals."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+
+from scorer.registry import Registry
+
+Event = dict[str, Any]
+JSON = {"Content-Type": "application/json"}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Served:
+    def __init__(self, process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+        self.process, self.port, self.log = process, port, log
+
+    def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
+        """A request on a new connection (so the kernel may hand it to either process)."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            connection.request(method, path, body=body, headers=JSON)
+            response = connection.getresponse()
+            data = response.read()
+        finally:
+            connection.close()
+        if response.getheader("Content-Type", "").startswith("application/json"):
+            return response.status, orjson.loads(data)
+        return response.status, data.decode()
+
+    def pid(self) -> int:
+        status, body = self.call("GET", "/healthz")
+        assert status == 200
+        return int(body["pid"])
+
+    def pids(self, want: int = 2, tries: int = 600) -> set[int]:
+        """The serving processes seen answering /healthz, asked concurrently until ``want`` answered."""
+        seen: set[int] = set()
+        with ThreadPoolExecutor(8) as pool:
+            for _ in range(tries // 8):
+                seen |= set(pool.map(lambda _: self.pid(), range(8)))
+                if len(seen) >= want:
+                    break
+        return seen
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        status, text = self.call("GET", "/metrics")
+        assert status == 200
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+
+def _until(check: Callable[[], bool], what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+@contextmanager
+def _serve(tmp_path: Path, *args: str | Path, env: dict[str, str] | None = None) -> Iterator[Served]:
+    port = _free_port()
+    log = tmp_path / f"serve-{port}.log"
+    environment = {
+        **os.environ,
+        "OCSF_ANOMALY_MODEL_POLL_SECONDS": "0",
+        "OCSF_ANOMALY_THREADS": "1",
+        "PYTHONWARNINGS": "ignore",
+        **(env or {}),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "scorer.cli",
+        "serve",
+        "--workers",
+        "2",
+        "--port",
+        str(port),
+        *map(str, args),
+    ]
+    with log.open("w") as sink:
+        process = subprocess.Popen(command, stderr=sink, env=environment)
+    served = Served(process, port, log)
+    try:
+        _until(lambda: "try:" in log.read_text() or process.poll() is not None, "serve did not start", 180)
+        assert process.poll() is None, log.read_text()
+        yield served
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)
+
+
+def _events_total(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> float:
+    return sum(value for (name, _), value in metrics.items() if name == "ocsf_anomaly_events_total")
+
+
+def test_two_processes_share_the_port_pool_their_metrics_and_stop_on_sigterm(
+    bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    with _serve(tmp_path, "--model", bundle_dir) as served:
+        assert "in 2 processes" in served.log.read_text()
+        pids = served.pids()
+        assert len(pids) == 2, "only one serving process ever answered"
+        bodies = [orjson.dumps(event) for event in held_out_events[:40]]
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(lambda body: served.call("POST", "/v1/score", body)[0], bodies))
+        assert statuses == [200] * 40
+        # whichever process answers /metrics counts what both scored
+        for _ in range(6):
+            metrics = served.metrics()
+            assert _events_total(metrics) == 40
+            assert metrics[("ocsf_anomaly_alpha", ())] == 0.01
+            assert 0 <= metrics[("ocsf_anomaly_anomaly_rate", (("variant", "champion"),))] <= 1
+        metrics_dirs = [
+            Path(line.split("=", 1)[1]) for line in _environ(pids) if line.startswith("PROMETHEUS_")
+        ]
+        assert metrics_dirs
+        assert metrics_dirs[0].is_dir()
+
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(60) == 0
+        assert not any(Path(f"/proc/{pid}").exists() for pid in pids), (
+            "a serving process outlived the service"
+        )
+        assert not metrics_dirs[0].exists()
+        assert "Traceback" not in served.log.read_text()
+
+
+def _environ(pids: set[int]) -> list[str]:
+    return Path(f"/proc/{min(pids)}/environ").read_bytes().decode().split("\0")
+
+
+def test_a_killed_serving_process_is_replaced_and_its_counts_kept(
+    bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    with _serve(tmp_path, "--model", bundle_dir) as served:
+        pids = served.pids()
+        assert len(pids) == 2
+        for event in held_out_events[:20]:
+            assert served.call("POST", "/v1/score", orjson.dumps(event))[0] == 200
+        victim = min(pids)
+        os.kill(victim, signal.SIGKILL)
+        # the other process answers meanwhile: nothing is refused while the dead one is replaced
+        for event in held_out_events[20:30]:
+            assert served.call("POST", "/v1/score", orjson.dumps(event))[0] == 200
+        _until(lambda: "is back" in served.log.read_text(), "no replacement started")
+        now = served.pids()
+        assert victim not in now
+        assert len(now) == 2
+        assert _events_total(served.metrics()) == 30  # the dead process's counts stay in the totals
+        log = served.log.read_text()
+        assert f"(pid {victim}) exited with code -9; starting another" in log
+
+
+def test_a_reload_reaches_every_process(bundle_dir: Path, other_bundle_dir: Path, tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    registry = Registry(store)
+    name = f"model-{uuid.uuid4().hex[:8]}"
+    registry.register(bundle_dir, name)
+    registry.register(other_bundle_dir, name)
+
+    def serving(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> set[str]:
+        return {
+            dict(labels)["version"]
+            for (metric, labels), value in metrics.items()
+            if metric == "ocsf_anomaly_model_info" and value == 1
+        }
+
+    env = {"OCSF_ANOMALY_REGISTRY_URI": store, "OCSF_ANOMALY_MODEL_NAME": name}
+    with _serve(tmp_path, env=env) as served:
+        assert len(served.pids()) == 2
+        assert serving(served.metrics()) == {"1"}
+        registry.promote(name, "2")
+        status, body = served.call("POST", "/v1/models/reload")
+        assert (status, body["to"]["champion"]) == (200, "2")
+        # the gauge is the highest over the live processes: version 1 reads 0 only once both swapped
+        _until(lambda: serving(served.metrics()) == {"2"}, "a serving process kept version 1")
+
+        registry.promote(name, "1")
+        served.process.send_signal(signal.SIGHUP)  # an operator's reload, for every process
+        _until(lambda: serving(served.metrics()) == {"1"}, "SIGHUP did not reload every process")
+        assert served.process.poll() is None
+
+
+def test_a_bad_bundle_fails_every_process_and_the_command(bundle_dir: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(bundle_dir, broken)
+    (broken / "weights.pt").write_bytes(b"truncated")
+    command = [
+        sys.executable,
+        "-m",
+        "scorer.cli",
+        "serve",
+        "--model",
+        str(broken),
+        "--workers",
+        "2",
+        "--port",
+        str(_free_port()),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "error: " in result.stderr
+    assert "weights.pt does not match its digest" in result.stderr
+    assert "serving the" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_port_in_use_is_a_one_line_error(bundle_dir: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for workers in ("1", "2"):
+            command = [
+                sys.executable,
+                "-m",
+                "scorer.cli",
+                "serve",
+                "--model",
+                str(bundle_dir),
+                "--workers",
+                workers,
+                "--port",
+                str(port),
+            ]
+            result = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+            assert result.returncode == 2, result.stderr
+            assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+            assert "Traceback" not in result.stderr
