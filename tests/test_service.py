@@ -1010,7 +1010,9 @@ def test_serve_fails_on_a_bad_bundle_before_it_says_it_serves(
     assert "curl" not in said
 
 
-def test_serve_says_it_serves_once_it_answers(bundle_dir: Path, tmp_path: Path) -> None:
+def test_serve_says_it_serves_once_it_answers_and_logs_broken_http_in_one_line(
+    bundle_dir: Path, tmp_path: Path
+) -> None:
     port = _free_port()
     log = tmp_path / "serve.log"
     env = {**os.environ, "OCSF_ANOMALY_WORKERS": "1", "OCSF_ANOMALY_MODEL_POLL_SECONDS": "0"}
@@ -1025,6 +1027,13 @@ def test_serve_says_it_serves_once_it_answers(bundle_dir: Path, tmp_path: Path) 
             time.sleep(0.05)
         status, _, _, _ = _call(("127.0.0.1", port), "GET", "/readyz")  # at once: no retry
         assert status == 200
+        # not HTTP at all: aiohttp answers 400 before the app sees it; the log gets one line, no traceback
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
+            raw.sendall(b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+            assert raw.recv(64).startswith(b"HTTP/1.0 400")
     finally:
         server.terminate()
         server.wait(30)
+    said = log.read_text()
+    assert "malformed HTTP from 127.0.0.1 answered 400: Invalid character in Content-Length" in said
+    assert "Traceback" not in said

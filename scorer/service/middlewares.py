@@ -11,6 +11,7 @@ import time
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
 from scorer.service.errors import ApiError, Handler
 from scorer.service.keys import METRICS, SETTINGS
@@ -99,6 +100,32 @@ class AccessLog(AbstractAccessLogger):
     @property
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
+
+
+class BrokenHttpFilter(logging.Filter):
+    """For aiohttp's server log: a request that is not well-formed HTTP (a bad request line, header
+    or chunk; aiohttp answers it 400 before the app sees it) is the client's fault, so it is logged
+    as one warning line, not as an error with a traceback that any client could make fill the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError) and 400 <= error.code < 500:
+            first = (
+                str(error.message).strip().splitlines()[0].rstrip(":")
+                if error.message
+                else type(error).__name__
+            )
+            record.msg, record.args = (
+                "malformed HTTP from %s answered %d: %s",
+                (
+                    record.args[0] if isinstance(record.args, tuple) and record.args else "-",
+                    error.code,
+                    first,
+                ),
+            )
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
 
 
 def is_loopback(host: str) -> bool:

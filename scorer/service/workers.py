@@ -81,8 +81,11 @@ def serve(settings: Settings, say_ready: Callable[[], None]) -> int:
 
 
 def _logging(form: str) -> None:
+    from scorer.service.middlewares import BrokenHttpFilter
+
     logging.basicConfig(level=logging.INFO, format=form)
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build it found, per process
+    logging.getLogger("aiohttp.server").addFilter(BrokenHttpFilter())
 
 
 async def _reload_on_sighup(app: Any) -> None:
