@@ -77,6 +77,49 @@ def start_service(
     raise SystemExit(f"the service on port {port} did not become ready")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time used so far by process ``pid`` and its descendants alive now (the serving processes
+    of a supervisor), from /proc."""
+    total, pending = 0.0, [pid]
+    ticks = os.sysconf("SC_CLK_TCK")
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+class CpuMeter:
+    """Server and load-generator CPU over a measurement: per request, and in cores."""
+
+    def __init__(self, service: subprocess.Popen[bytes]) -> None:
+        self.pid = service.pid
+
+    def __enter__(self) -> CpuMeter:
+        self.server, self.generator, self.wall = (
+            cpu_seconds(self.pid),
+            time.process_time(),
+            time.perf_counter(),
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server = cpu_seconds(self.pid) - self.server
+        self.generator = time.process_time() - self.generator
+        self.wall = time.perf_counter() - self.wall
+
+    def line(self, requests: float) -> str:
+        return (
+            f"server CPU {self.server / max(requests, 1) * 1e6:,.0f} µs a request ({self.server / self.wall:.2f} cores), "
+            f"load generator {self.generator / self.wall:.2f} cores"
+        )
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -258,15 +301,21 @@ def load_test(
             asyncio.run(closed_loop(url, singles[:2000], 1, 16, 2.0))  # warm up
             if max_size > 1:
                 for rate in (200, 500, 1000):
-                    line, _ = asyncio.run(open_loop(url, singles, rate, duration))
+                    with CpuMeter(service) as cpu:
+                        line, samples = asyncio.run(open_loop(url, singles, rate, duration))
                     print("  open loop, single event, " + line)
-            rate, failures = asyncio.run(closed_loop(url, singles, 1, 64, duration))
+                    print("    " + cpu.line(len(samples)))
+            with CpuMeter(service) as cpu:
+                rate, failures = asyncio.run(closed_loop(url, singles, 1, 64, duration))
             print(f"  closed loop, single event, 64 in flight: {rate:,.0f} req/s ({failures} not 2xx)")
+            print("    " + cpu.line(rate * cpu.wall))
             if max_size > 1:
-                rate, failures = asyncio.run(closed_loop(url, batches, 256, 8, duration))
+                with CpuMeter(service) as cpu:
+                    rate, failures = asyncio.run(closed_loop(url, batches, 256, 8, duration))
                 print(
                     f"  batched, 256 events a request, 8 in flight: {rate:,.0f} events/s ({failures} not 2xx)"
                 )
+                print("    " + cpu.line(rate / 256 * cpu.wall))
         finally:
             service.terminate()
             service.wait(30)

@@ -17,12 +17,14 @@ import pytest
 
 from scorer.features.encoder import (
     MISSING_INDEX,
+    ONE_HOT_MAX,
     PORT_BUCKETS,
     RESERVED,
     UNKNOWN_INDEX,
     EncodedBatch,
     EncoderError,
     FeatureEncoder,
+    category_codes,
     stable_bucket,
 )
 from scorer.features.infer import infer_spec
@@ -491,6 +493,9 @@ def test_ip_garbage_is_unknown(encoder: FeatureEncoder, value: Any) -> None:
         ("", UNKNOWN_INDEX),
         (math.nan, UNKNOWN_INDEX),
         ([22], UNKNOWN_INDEX),
+        ("1e999", UNKNOWN_INDEX),
+        (-math.inf, UNKNOWN_INDEX),
+        (10**400, UNKNOWN_INDEX),
         (None, MISSING_INDEX),
     ],
     ids=repr,
@@ -704,3 +709,30 @@ def test_encoder_state_is_json_serialisable(tmp_path: Path, encoder: FeatureEnco
     path.write_text(json.dumps(encoder.to_dict(), allow_nan=False), encoding="utf-8")
     again = FeatureEncoder.from_dict(json.loads(path.read_text(encoding="utf-8")))
     assert again.fitted_
+
+
+# ------------------------------------------------------------------ the feature space
+@pytest.mark.parametrize("n", [1, 7, 300])
+def test_the_feature_space_vector_is_the_numeric_columns_then_each_categoricals_code(n: int) -> None:
+    wide = FeatureSpec(
+        features=(
+            FeatureDef(path="cat", kind="categorical"),
+            FeatureDef(path="hsh", kind="hashed", buckets=200),
+            FeatureDef(path="num", kind="numeric"),
+            FeatureDef(path="port", kind="port_bucket"),
+            FeatureDef(path="other", kind="hashed", buckets=100),
+        )
+    )
+    encoder = FeatureEncoder(wide).fit(_training_events())
+    cards = encoder.cardinalities
+    assert [c > ONE_HOT_MAX for c in cards] == [False, True, False, True]  # both codes, interleaved
+    rng = np.random.default_rng(n)
+    batch = EncodedBatch(
+        cat=np.stack([rng.integers(0, c, n) for c in cards], axis=1),
+        num=rng.standard_normal((n, len(encoder.numeric_columns))).astype(np.float32),
+    )
+    codes = [category_codes(j, c, 0)[batch.cat[:, j]] for j, c in enumerate(cards)]
+    dense = encoder.dense(batch)
+    assert dense.dtype == np.float32
+    assert dense.flags.c_contiguous
+    assert np.array_equal(dense, np.concatenate([batch.num, *codes], axis=1))

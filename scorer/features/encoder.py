@@ -128,6 +128,16 @@ def _number(value: Any) -> float:
     return math.nan
 
 
+def _port_index(value: Any) -> int:
+    """A port's range (well-known, registered, ephemeral); unknown for what is no port number."""
+    if value is None:
+        return MISSING_INDEX
+    port = _number(value)
+    if not 0 <= port <= 65535 or port != math.floor(port):  # NaN and ±inf fail the range
+        return UNKNOWN_INDEX
+    return RESERVED + (0 if port < 1024 else 1 if port < 49152 else 2)
+
+
 def _is_number(value: Any) -> bool:
     """Whether a value is a number or a string that reads as one ("1e999", "NaN", "Infinity" too)."""
     if isinstance(value, float):
@@ -263,6 +273,17 @@ class _Layout:
     width: int
 
 
+@dataclass(frozen=True)
+class _DensePlan:
+    width: int
+    one_hot: npt.NDArray[np.int64]  # categorical columns coded one-hot …
+    one_hot_starts: npt.NDArray[np.int64]  # … and where each one's block starts
+    coded: npt.NDArray[np.int64]  # categorical columns with a random code …
+    code_offsets: npt.NDArray[np.int64]  # … the first row of each one's codes in code_table …
+    code_positions: npt.NDArray[np.int64]  # … and the CODE_DIM positions of each, in order
+    code_table: FloatArray
+
+
 class FeatureEncoder:
     """A feature spec fitted on training events: vocabularies and scalers, JSON-serialisable."""
 
@@ -270,6 +291,7 @@ class FeatureEncoder:
         self.spec = spec
         self._extract = compile_extractor([f.path for f in spec.features])
         self._numeric: dict[str, _Numeric] = {}
+        self._dense_plans: dict[int, _DensePlan] = {}
         self._vocab: dict[str, _Vocab] = {}
         self._examples: dict[str, dict[int, str]] = {}  # hashed: bucket → its most common training value
         self.fitted_ = False
@@ -333,6 +355,7 @@ class FeatureEncoder:
         if not events:
             raise EncoderError("cannot fit features on zero events")
         self.__dict__.pop("_layout", None)  # derived from the fitted state below
+        self._dense_plans.clear()
         for feature, raw in zip(self.spec.features, self._columns(events), strict=True):
             if feature.kind == "numeric":
                 values = self._transform(feature, to_numbers(raw))
@@ -439,36 +462,26 @@ class FeatureEncoder:
             block[absent_time] = 0.0
             num[:, start : start + 4] = block
             num[:, missing_column] = absent_time
-        cat = np.empty((n, len(layout.categorical)), dtype=np.int64)
-        for j, (index, feature) in enumerate(layout.categorical):
-            cat[:, j] = self._encode_categorical(feature, columns[index])
+        # every categorical column as a list of indices, then one array (not one per column)
+        indices = [self._category_indices(feature, columns[index]) for index, feature in layout.categorical]
+        cat = np.ascontiguousarray(np.array(indices, dtype=np.int64).reshape(len(layout.categorical), n).T)
         return EncodedBatch(cat=cat, num=num, invalid=invalid)
 
-    def _encode_categorical(self, feature: FeatureDef, raw: list[Any]) -> IntArray:
+    def _category_indices(self, feature: FeatureDef, raw: list[Any]) -> list[int]:
         if feature.kind == "port_bucket":
-            port = to_numbers(raw)
-            out = np.full(len(raw), UNKNOWN_INDEX, dtype=np.int64)
-            out[np.array([v is None for v in raw], dtype=bool)] = MISSING_INDEX
-            valid = (port >= 0) & (port <= 65535) & (port == np.floor(port))
-            out[valid] = RESERVED + np.where(port[valid] < 1024, 0, np.where(port[valid] < 49152, 1, 2))
-            return out
+            return [_port_index(value) for value in raw]
         keys = self.category_keys(feature, raw)
         if feature.kind == "hashed":
-            return np.asarray(
-                [
-                    MISSING_INDEX
-                    if key is None
-                    else UNKNOWN_INDEX
-                    if key == NOT_SCALAR
-                    else RESERVED + stable_bucket(key, feature.buckets)
-                    for key in keys
-                ],
-                dtype=np.int64,
-            )
+            return [
+                MISSING_INDEX
+                if key is None
+                else UNKNOWN_INDEX
+                if key == NOT_SCALAR
+                else RESERVED + stable_bucket(key, feature.buckets)
+                for key in keys
+            ]
         index = self._vocab[feature.name].index
-        return np.asarray(
-            [MISSING_INDEX if k is None else index.get(k, UNKNOWN_INDEX) for k in keys], dtype=np.int64
-        )
+        return [MISSING_INDEX if k is None else index.get(k, UNKNOWN_INDEX) for k in keys]
 
     # ---------------------------------------------------------------- feature space
     def dense(self, batch: EncodedBatch, *, seed: int = 0) -> FloatArray:
@@ -476,11 +489,58 @@ class FeatureEncoder:
 
         Numeric columns as scaled; categoricals one-hot (≤ 64 values) or a fixed random 16-d code,
         so that two different categories sit about √2 apart either way, as in a one-hot encoding.
+        Written with three array operations whatever the number of columns (one event, as a
+        service sees, would otherwise pay a few for each categorical column).
         """
-        parts: list[FloatArray] = [batch.num]
+        plan = self._dense_plan(seed)
+        n, width = len(batch.num), batch.num.shape[1]
+        out = np.zeros((n, plan.width), dtype=np.float32)
+        out[:, :width] = batch.num
+        if len(plan.one_hot):
+            out[np.arange(n)[:, None], plan.one_hot_starts + batch.cat[:, plan.one_hot]] = 1.0
+        if len(plan.coded):
+            codes = plan.code_table[plan.code_offsets + batch.cat[:, plan.coded]]  # (n, coded, CODE_DIM)
+            out[:, plan.code_positions] = codes.reshape(n, -1)
+        return out
+
+    def _dense_plan(self, seed: int) -> _DensePlan:
+        """Where each categorical column's code goes in the dense vector, and the codes themselves
+        (made once per seed; two threads making it at once make the same one)."""
+        plan = self._dense_plans.get(seed)
+        if plan is None:
+            plan = self._dense_plans[seed] = self._make_dense_plan(seed)
+        return plan
+
+    def _make_dense_plan(self, seed: int) -> _DensePlan:
+        position = len(self.numeric_columns)
+        one_hot: list[int] = []
+        one_hot_starts: list[int] = []
+        coded: list[int] = []
+        code_offsets: list[int] = []
+        code_positions: list[int] = []
+        tables: list[FloatArray] = []
+        offset = 0
         for j, card in enumerate(self.cardinalities):
-            parts.append(category_codes(j, card, seed)[batch.cat[:, j]])
-        return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
+            codes = category_codes(j, card, seed)
+            if card <= ONE_HOT_MAX:
+                one_hot.append(j)
+                one_hot_starts.append(position)
+            else:
+                coded.append(j)
+                code_offsets.append(offset)
+                code_positions.extend(range(position, position + CODE_DIM))
+                tables.append(codes)
+                offset += card
+            position += codes.shape[1]
+        return _DensePlan(
+            width=position,
+            one_hot=np.array(one_hot, dtype=np.int64),
+            one_hot_starts=np.array(one_hot_starts, dtype=np.int64),
+            coded=np.array(coded, dtype=np.int64),
+            code_offsets=np.array(code_offsets, dtype=np.int64),
+            code_positions=np.array(code_positions, dtype=np.int64),
+            code_table=np.concatenate(tables) if tables else np.zeros((0, CODE_DIM), dtype=np.float32),
+        )
 
     # ---------------------------------------------------------------- explain helpers
     def category_label(self, feature: FeatureDef, index: int) -> str | None:
