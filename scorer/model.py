@@ -202,9 +202,9 @@ def _layer_norm(
     bias: npt.NDArray[np.float32],
     eps: float = 1e-5,
 ) -> npt.NDArray[np.float32]:
-    mean = x.mean(axis=1, keepdims=True)
-    centred = x - mean
-    variance = (centred * centred).mean(axis=1, keepdims=True)
+    width = x.shape[1]  # sums over it, not .mean(): the same values without numpy's wrapper (~7 µs a call)
+    centred = x - x.sum(axis=1, keepdims=True) / width
+    variance = (centred * centred).sum(axis=1, keepdims=True) / width
     out: npt.NDArray[np.float32] = centred / np.sqrt(variance + eps) * weight + bias
     return out
 
