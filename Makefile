@@ -8,6 +8,7 @@ PIP := $(VENV)/bin/pip
 # Its exact pin is written once, in pyproject.toml's dependencies.
 TORCH := $(shell grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: run test lint format bench clean
 
@@ -15,9 +16,14 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
+# What `make run` needs (the package); the tools `make test` adds (the dev extra) come on top.
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	@test -n "$(TORCH)" || { echo "pyproject.toml pins no torch==VERSION"; exit 1; }
 	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e .
+	touch $@
+
+$(DEV_STAMP): $(STAMP)
 	$(PIP) install -q -e '.[dev]'
 	touch $@
 
@@ -27,12 +33,12 @@ run: $(STAMP)
 	$(VENV)/bin/ocsf-anomaly serve
 
 ## lint: ruff (lint + format check) and mypy on scorer/.
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check scorer tests bench
 	$(VENV)/bin/ruff format --check scorer tests bench
 	$(VENV)/bin/mypy
 
-format: $(STAMP)
+format: $(DEV_STAMP)
 	$(VENV)/bin/ruff format scorer tests bench
 	$(VENV)/bin/ruff check --fix scorer tests bench
 
