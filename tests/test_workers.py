@@ -155,6 +155,26 @@ def test_two_processes_share_the_port_pool_their_metrics_and_stop_on_sigterm(
         assert "Traceback" not in served.log.read_text()
 
 
+def test_a_clients_connections_are_spread_over_the_processes(bundle_dir: Path, tmp_path: Path) -> None:
+    """16 connections opened at once (a sink's keep-alive pool): on one shared socket the first
+    process to wake accepted them all; each process's own SO_REUSEPORT socket spreads them (by
+    address: all 16 on one of two processes has odds of 2 in 65,536)."""
+    with _serve(tmp_path, "--model", bundle_dir) as served:
+        connections = [http.client.HTTPConnection("127.0.0.1", served.port, timeout=60) for _ in range(16)]
+        try:
+            for connection in connections:
+                connection.connect()
+            pids = set()
+            for connection in connections:
+                connection.request("GET", "/healthz")
+                response = connection.getresponse()
+                pids.add(orjson.loads(response.read())["pid"])
+        finally:
+            for connection in connections:
+                connection.close()
+        assert len(pids) == 2, "every connection went to one serving process"
+
+
 def _environ(pids: set[int]) -> list[str]:
     return Path(f"/proc/{min(pids)}/environ").read_bytes().decode().split("\0")
 
@@ -238,24 +258,27 @@ def test_a_bad_bundle_fails_every_process_and_the_command(bundle_dir: Path, tmp_
 def test_a_port_in_use_is_a_one_line_error(bundle_dir: Path) -> None:
     import socket
 
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        for workers in ("1", "2"):
-            command = [
-                sys.executable,
-                "-m",
-                "scorer.cli",
-                "serve",
-                "--model",
-                str(bundle_dir),
-                "--workers",
-                workers,
-                "--port",
-                str(port),
-            ]
-            result = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
-            assert result.returncode == 2, result.stderr
-            assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
-            assert "Traceback" not in result.stderr
+    # held plainly, or by a socket that would share the port (another `serve --workers 2`): refused
+    for reuse_port in (False, True):
+        with socket.create_server(("127.0.0.1", 0), reuse_port=reuse_port) as taken:
+            _refused_on(taken.getsockname()[1], bundle_dir)
+
+
+def _refused_on(port: int, bundle_dir: Path) -> None:
+    for workers in ("1", "2"):
+        command = [
+            sys.executable,
+            "-m",
+            "scorer.cli",
+            "serve",
+            "--model",
+            str(bundle_dir),
+            "--workers",
+            workers,
+            "--port",
+            str(port),
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+        assert result.returncode == 2, result.stderr
+        assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+        assert "Traceback" not in result.stderr

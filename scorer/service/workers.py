@@ -1,10 +1,13 @@
-"""Serving on every core: one listening socket, several serving processes, a supervisor.
+"""Serving on every core: one port, several serving processes, a supervisor.
 
 One Python process scores on about one core however many threads it runs (the GIL: BENCHMARKS.md,
-"Where a single request's time goes"). ``serve`` binds the port once; with ``workers`` > 1 it
-spawns that many processes (spawned, not forked), each running the whole app (its model, cache
-tier, micro-batcher and scoring threads) on the inherited socket, and the kernel hands each new
-connection to one of them. The supervisor, the process ``serve`` started:
+"Where a single request's time goes"). With ``workers`` > 1, ``serve`` checks the port is free,
+opens one SO_REUSEPORT listening socket per serving process and spawns the processes (spawned, not
+forked), each running the whole app (its model, cache tier, micro-batcher and scoring threads) on
+its inherited socket; the kernel spreads new connections over the sockets by address. (On one
+shared socket the process that woke first accepted every connection waiting, so a client's
+keep-alive pool, a Vector sink's or a search head's, was served by one process on one core.)
+The supervisor, the process ``serve`` started:
 
 - says it serves only once every process has loaded and verified its model; a process that
   cannot (a bad bundle, an unreachable registry) fails the command with its one-line error;
@@ -50,13 +53,13 @@ class ServeError(RuntimeError):
     """The service could not start, or could not keep running, with what to do about it."""
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """The service's listening socket, bound once for every serving process."""
+def listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening socket on host:port (with ``reuse_port``, one of a group the kernel balances)."""
     try:
         family, _, _, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
-        return socket.create_server(address, family=family, backlog=1024)
+        return socket.create_server(address, family=family, backlog=1024, reuse_port=reuse_port)
     except OSError as exc:
         raise ServeError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc} (another service on that port? "
@@ -64,10 +67,20 @@ def listen(host: str, port: int) -> socket.socket:
         ) from None
 
 
+def listen_each(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` listening sockets on one port, one per serving process (SO_REUSEPORT): the kernel
+    spreads new connections over them by address, so a client's few keep-alive connections do not
+    all land on whichever process accepted first, as they do on one shared socket. The port is first
+    bound alone, without SO_REUSEPORT, so that a port held by anything else (another ``serve``
+    included) is refused instead of shared."""
+    listen(host, port).close()
+    return [listen(host, port, reuse_port=True) for _ in range(count)]
+
+
 def serve(settings: Settings, say_ready: Callable[[], None]) -> int:
     """Serve ``settings`` until stopped: in this process, or in ``settings.workers`` processes."""
-    sock = listen(settings.host, settings.port)
     if settings.workers == 1:
+        sock = listen(settings.host, settings.port)
         from aiohttp import web
 
         from scorer.service.app import create_app
@@ -77,7 +90,7 @@ def serve(settings: Settings, say_ready: Callable[[], None]) -> int:
         app.on_startup.append(_reload_on_sighup)
         web.run_app(app, sock=sock, print=lambda _: say_ready())
         return 0
-    return _Supervisor(settings, sock).run(say_ready)
+    return _Supervisor(settings, listen_each(settings.host, settings.port, settings.workers)).run(say_ready)
 
 
 def _logging(form: str) -> None:
@@ -155,6 +168,7 @@ async def _serve_worker(settings: Settings, sock: socket.socket, conn: Connectio
 @dataclass
 class _Slot:
     number: int
+    sock: socket.socket  # its own listening socket, kept across restarts: connections wait in its backlog
     process: BaseProcess | None = None
     conn: Connection | None = None
     ready: bool = False
@@ -163,11 +177,10 @@ class _Slot:
 
 
 class _Supervisor:
-    def __init__(self, settings: Settings, sock: socket.socket) -> None:
+    def __init__(self, settings: Settings, socks: list[socket.socket]) -> None:
         self.settings = settings
-        self.sock = sock
         self.context = multiprocessing.get_context("spawn")
-        self.slots = [_Slot(number) for number in range(1, settings.workers + 1)]
+        self.slots = [_Slot(number, sock) for number, sock in enumerate(socks, start=1)]
 
     def run(self, say_ready: Callable[[], None]) -> int:
         _logging(LOG_FORMAT)
@@ -193,12 +206,13 @@ class _Supervisor:
             wake_w.close()
             os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
             shutil.rmtree(metrics_dir, ignore_errors=True)
-            self.sock.close()
+            for slot in self.slots:
+                slot.sock.close()
 
     def _start(self, slot: _Slot) -> None:
         ours, theirs = self.context.Pipe()
         process = self.context.Process(
-            target=_worker, args=(self.settings, self.sock, theirs), name=f"ocsf-anomaly-serve-{slot.number}"
+            target=_worker, args=(self.settings, slot.sock, theirs), name=f"ocsf-anomaly-serve-{slot.number}"
         )
         process.start()
         theirs.close()
