@@ -28,6 +28,7 @@ from typing import IO, Any
 
 import orjson
 
+from scorer.errors import UserError
 from scorer.io import is_parquet, iter_raw_lines, iter_records, parse_line
 
 CHUNK_LINES = 2048
@@ -49,7 +50,7 @@ class BatchStats:
 _worker: dict[str, Any] = {}
 
 
-class ScoringError(RuntimeError):
+class ScoringError(UserError, RuntimeError):
     """Scoring a file failed for a reason outside its content (a worker process died)."""
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import scorer
+from scorer.errors import UserError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -64,7 +65,7 @@ METADATA_MAX_BYTES = 4 * 1024 * 1024  # metadata.json is read before any digest 
 JSON_MAX_BYTES = 256 * 1024 * 1024  # the other JSON files (the baseline's ids, the calibration scores)
 
 
-class BundleError(ValueError):
+class BundleError(UserError, ValueError):
     """A bundle that cannot be loaded: missing, corrupt, altered or from an unknown format."""
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scorer import bundle
+from scorer.errors import UserError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -40,7 +41,7 @@ HISTORY_KEEP = 50  # versions remembered per alias (a tag holds at most a few kB
 ARTIFACT_PATH = "bundle"
 
 
-class RegistryError(ValueError):
+class RegistryError(UserError, ValueError):
     """A registry operation that cannot be done, with what to do instead."""
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
+from scorer.errors import UserError
 from scorer.paths import default_registry_uri
 
 DEMO_MODEL = "ocsf-anomaly-demo"
@@ -23,7 +24,7 @@ MiB = 1024 * 1024
 PRINTABLE_ASCII = r"^[!-~]*$"  # what a bearer token may hold: no spaces, nothing a client cannot send
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """Settings that cannot be used, with what is wrong."""
 
 

@@ -852,6 +852,32 @@ async def test_reload_while_requests_stream_switches_once(
     assert again["reloaded"] is False
 
 
+async def test_imports_are_frozen_out_of_the_collector_and_a_swapped_out_model_is_freed(
+    aiohttp_client: Any, bundle_dir: Path, tmp_path: Path, held_out_events: list[Event]
+) -> None:
+    import gc
+    import weakref
+
+    from scorer.service.keys import SERVING
+
+    serving_dir = tmp_path / "serving"
+    shutil.copytree(bundle_dir, serving_dir)
+    client = await aiohttp_client(create_app(_settings(serving_dir)))
+    assert gc.get_freeze_count() > 50_000  # the imported modules: a full collection no longer walks them
+    app = client.server.app
+    detector = app[SERVING].champion.detector
+    assert any(o is detector for o in gc.get_objects()), "the model was frozen: a cycle in it would leak"
+    first = weakref.ref(detector)
+    del detector
+    assert (await _post(client, "/v1/score", orjson.dumps(held_out_events[0])))[0] == 200
+    await asyncio.get_running_loop().run_in_executor(
+        None, _second_version, bundle_dir, serving_dir, held_out_events
+    )
+    assert (await (await client.post("/v1/models/reload")).json())["reloaded"] is True
+    gc.collect()
+    assert first() is None, "the swapped-out model is still alive"
+
+
 async def test_reload_of_a_broken_bundle_keeps_serving(
     aiohttp_client: Any, bundle_dir: Path, other_bundle_dir: Path, tmp_path: Path
 ) -> None:

@@ -114,9 +114,13 @@ def _serve(tmp_path: Path, *args: str | Path, env: dict[str, str] | None = None)
         assert process.poll() is None, log.read_text()
         yield served
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(30)
+        if process.poll() is None:  # stopped as an operator would, so it removes its metrics directory
+            process.terminate()
+            try:
+                process.wait(90)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(30)
 
 
 def _events_total(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> float:

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from scorer.errors import UserError
+
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Handler: TypeAlias = Callable[[argparse.Namespace], int]
 
@@ -43,7 +45,7 @@ PRECEDENCE = (
 CONFIG_HELP = "a TOML file of settings; flags and OCSF_ANOMALY_* environment variables win over it"
 
 
-class CliError(Exception):
+class CliError(UserError):
     """A user error: printed as one line, exit status 2."""
 
 
@@ -116,26 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
-    from scorer.batch import ScoringError
-    from scorer.bundle import BundleError
-    from scorer.features.spec import SpecError
-    from scorer.registry import RegistryError
-    from scorer.service.workers import ServeError
-    from scorer.settings import SettingsError
-
     try:
         return handler(args)
-    except (
-        CliError,
-        BundleError,
-        SpecError,
-        SettingsError,
-        RegistryError,
-        ScoringError,
-        ServeError,
-        FileNotFoundError,
-        ValueError,
-    ) as exc:
+    except (UserError, FileNotFoundError, ValueError) as exc:
         _say(f"error: {exc}")
         return 2
     except KeyboardInterrupt:

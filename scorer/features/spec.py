@@ -31,12 +31,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from scorer.errors import UserError
+
 Kind = Literal["numeric", "categorical", "hashed", "time_cyclic", "ip_prefix", "port_bucket"]
 KINDS: tuple[str, ...] = ("numeric", "categorical", "hashed", "time_cyclic", "ip_prefix", "port_bucket")
 CATEGORICAL_KINDS = frozenset({"categorical", "hashed", "ip_prefix", "port_bucket"})
 
 
-class SpecError(ValueError):
+class SpecError(UserError, ValueError):
     """A feature spec that cannot be used, with what is wrong and where."""
 
 

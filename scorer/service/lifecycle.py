@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -52,9 +53,20 @@ async def model_ctx(app: web.Application) -> AsyncIterator[None]:
     # threads: a registry that is slow to answer must not take a scoring thread with it
     app[SOURCE] = await asyncio.get_running_loop().run_in_executor(None, source_for, app[SETTINGS])
     app[RELOADING] = asyncio.Lock()
-    app[SERVING] = await _load(app, await _resolve(app), None)
+    refs = await _resolve(app)
+    _freeze_imports()
+    app[SERVING] = await _load(app, refs, None)
     _announce(app)
     yield
+
+
+def _freeze_imports() -> None:
+    """Put every object alive now out of the cyclic collector's reach (gc.freeze): the imported
+    modules, about 290,000 objects, whose full collection took 0.34 s, a pause for every request in
+    flight, whenever it came. Called before the first model loads, so that models stay collectable
+    (one swapped out is freed); they are about 1,000 objects."""
+    gc.collect()
+    gc.freeze()
 
 
 async def _resolve(app: web.Application) -> dict[str, ModelRef]:

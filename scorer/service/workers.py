@@ -39,6 +39,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from scorer.errors import UserError
 from scorer.settings import Settings
 
 log = logging.getLogger("ocsf_anomaly.service")
@@ -49,7 +50,7 @@ STOP_SECONDS = 75.0  # a process finishing its requests (aiohttp allows them 60 
 RESTARTS_PER_MINUTE = 5  # per serving process: beyond it the service gives up, it would only flap
 
 
-class ServeError(RuntimeError):
+class ServeError(UserError, RuntimeError):
     """The service could not start, or could not keep running, with what to do about it."""
 
 
@@ -85,7 +86,7 @@ def serve(settings: Settings, say_ready: Callable[[], None]) -> int:
 
         from scorer.service.app import create_app
 
-        _logging(LOG_FORMAT)
+        _logging(LOG_FORMAT, http=True)
         app = create_app(settings)
         app.on_startup.append(_reload_on_sighup)
         web.run_app(app, sock=sock, print=lambda _: say_ready())
@@ -93,12 +94,15 @@ def serve(settings: Settings, say_ready: Callable[[], None]) -> int:
     return _Supervisor(settings, listen_each(settings.host, settings.port, settings.workers)).run(say_ready)
 
 
-def _logging(form: str) -> None:
-    from scorer.service.middlewares import BrokenHttpFilter
-
+def _logging(form: str, *, http: bool) -> None:
+    """The log's format; ``http`` for a process that serves (the supervisor does not, and keeps its
+    imports light: it holds no model)."""
     logging.basicConfig(level=logging.INFO, format=form)
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build it found, per process
-    logging.getLogger("aiohttp.server").addFilter(BrokenHttpFilter())
+    if http:
+        from scorer.service.middlewares import BrokenHttpFilter
+
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build it found, per process
+        logging.getLogger("aiohttp.server").addFilter(BrokenHttpFilter())
 
 
 async def _reload_on_sighup(app: Any) -> None:
@@ -120,7 +124,7 @@ def _reload_soon(app: Any) -> None:
 def _worker(settings: Settings, sock: socket.socket, conn: Connection) -> None:
     """A serving process: the app on the shared socket until the supervisor says stop or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor too; it decides
-    _logging(WORKER_LOG_FORMAT)
+    _logging(WORKER_LOG_FORMAT, http=True)
     try:
         asyncio.run(_serve_worker(settings, sock, conn))
     except Exception as exc:  # before it served: the supervisor reports it and stops the service
@@ -183,7 +187,7 @@ class _Supervisor:
         self.slots = [_Slot(number, sock) for number, sock in enumerate(socks, start=1)]
 
     def run(self, say_ready: Callable[[], None]) -> int:
-        _logging(LOG_FORMAT)
+        _logging(LOG_FORMAT, http=False)
         metrics_dir = tempfile.mkdtemp(prefix="ocsf-anomaly-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # read by each process as it starts
         wake_r, wake_w = socket.socketpair()
