@@ -13,6 +13,7 @@ cache study (--cache-only runs only that). Never one body repeated. The load gen
 2 cores with the service: figures include that contention.
 
     .venv/bin/python bench/bench_service.py [--duration 10] [--target make-run|nsl] [--cache-only]
+    .venv/bin/python bench/bench_service.py --soak 600 [--rate 500]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import itertools
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -118,6 +120,22 @@ class CpuMeter:
             f"server CPU {self.server / max(requests, 1) * 1e6:,.0f} µs a request ({self.server / self.wall:.2f} cores), "
             f"load generator {self.generator / self.wall:.2f} cores"
         )
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of process ``pid`` and its descendants alive now, MiB, from /proc."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -367,6 +385,88 @@ def swap_study(model: Path, singles: list[bytes], duration: float) -> None:
     )
 
 
+async def soak_loop(
+    url: str, bodies: list[bytes], rate: int, seconds: float, service: subprocess.Popen[bytes], every: float
+) -> list[tuple[float, float, float, int, float, float]]:
+    """Single events at ``rate`` a second for ``seconds``, on a fixed schedule (tasks started as their
+    time comes, so a long run holds only what is in flight); every ``every`` seconds a row: (elapsed,
+    p50, p99, not 2xx, server RSS MiB, server CPU µs a request) of that window."""
+    rows: list[tuple[float, float, float, int, float, float]] = []
+    window: list[float] = []
+    failures = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        loop = asyncio.get_running_loop()
+        start = loop.time() + 0.5
+
+        async def one(i: int, scheduled: float) -> None:
+            nonlocal failures
+            try:
+                async with session.post(url, data=bodies[i % len(bodies)], headers=HEADERS) as response:
+                    await response.read()
+                    failures += response.status >= 300
+            except aiohttp.ClientError:
+                failures += 1
+            window.append(loop.time() - scheduled)
+
+        running: set[asyncio.Task[None]] = set()
+        cpu, mark = cpu_seconds(service.pid), start
+        for i in range(int(rate * seconds)):
+            scheduled = start + i / rate
+            await asyncio.sleep(max(0.0, scheduled - loop.time()))
+            task = loop.create_task(one(i, scheduled))
+            running.add(task)
+            task.add_done_callback(running.discard)
+            if scheduled - mark >= every:
+                now_cpu = cpu_seconds(service.pid)
+                done, window[:] = list(window), []
+                rows.append(
+                    (
+                        scheduled - start,
+                        percentile(done, 0.5) * 1e3,
+                        percentile(done, 0.99) * 1e3,
+                        failures,
+                        rss_mib(service.pid),
+                        (now_cpu - cpu) / max(len(done), 1) * 1e6,
+                    )
+                )
+                failures, cpu, mark = 0, now_cpu, scheduled
+                print(
+                    "  {:5.0f} s: p50 {:6.2f} ms  p99 {:6.2f} ms  not 2xx {}  server RSS {:,.0f} MiB  "
+                    "server CPU {:,.0f} µs a request".format(*rows[-1]),
+                    flush=True,
+                )
+        await asyncio.gather(*running)
+    return rows
+
+
+def soak(seconds: float, rate: int) -> None:
+    """`make run`'s service (its default processes) under single events at ``rate`` for ``seconds``;
+    distinct events throughout (a fresh stream of the demo company, another seed than the model's)."""
+    demo_events()  # the demo model registered, as `make run` leaves it
+    from scorer.demo.generate import generate_events
+
+    events, _ = generate_events(int(rate * seconds) + 1, seed=99)
+    bodies = [json.dumps(event).encode() for event in events]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1/score"
+    service = start_service(None, port)
+    try:
+        asyncio.run(closed_loop(url, [json.dumps(e).encode() for e in events[-2000:]], 1, 16, 2.0))
+        print(f"\nsoak: `make run`'s service, single events at {rate} requests/s for {seconds:,.0f} s")
+        rows = asyncio.run(soak_loop(url, bodies, rate, seconds, service, every=60.0))
+    finally:
+        service.terminate()
+        service.wait(30)
+    if len(rows) >= 2:
+        p99s = [row[2] for row in rows]
+        growth = (rows[-1][4] - rows[0][4]) / rows[0][4]
+        print(
+            f"  p99 per minute {min(p99s):.2f}–{max(p99s):.2f} ms (median {statistics.median(p99s):.2f}); "
+            f"not 2xx {sum(row[3] for row in rows)}; server RSS {rows[0][4]:,.0f} → {rows[-1][4]:,.0f} MiB "
+            f"after the first minute ({growth:+.1%})"
+        )
+
+
 def demo_events() -> list[bytes]:
     """Distinct events of the demo company, registering the demo model first if `make run` has not."""
     demo = ROOT / "data" / "demo"
@@ -389,8 +489,19 @@ def main() -> None:
         help="the service as `make run` starts it, the NSL-KDD model, or both (default)",
     )
     parser.add_argument("--cache-only", action="store_true", help="only the Redis cache study")
+    parser.add_argument(
+        "--soak",
+        type=float,
+        metavar="SECONDS",
+        help="only a soak: `make run`'s service under single events at --rate for SECONDS (e.g. 600), "
+        "p50/p99, server RSS and CPU a request each minute",
+    )
+    parser.add_argument("--rate", type=int, default=500, help="requests a second of the soak (default 500)")
     args = parser.parse_args()
     print(f"machine: {machine()}")
+    if args.soak:
+        soak(args.soak, args.rate)
+        return
     if args.target in ("make-run", "both"):
         singles = demo_events()
         batches = [b"[" + b",".join(singles[i : i + 256]) + b"]" for i in range(0, len(singles) - 256, 256)]
