@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import gzip
 import itertools
 import json
@@ -318,7 +319,7 @@ def load_test(
             print(f"\n{label}, {mode}")
             asyncio.run(closed_loop(url, singles[:2000], 1, 16, 2.0))  # warm up
             if max_size > 1:
-                for rate in (200, 500, 1000):
+                for rate in (200, 500, 1000, 2500):
                     with CpuMeter(service) as cpu:
                         line, samples = asyncio.run(open_loop(url, singles, rate, duration))
                     print("  open loop, single event, " + line)
@@ -445,13 +446,16 @@ def soak(seconds: float, rate: int) -> None:
     demo_events()  # the demo model registered, as `make run` leaves it
     from scorer.demo.generate import generate_events
 
-    events, _ = generate_events(int(rate * seconds) + 1, seed=99)
+    events, _ = generate_events(int(rate * seconds) + 2001, seed=99)
     bodies = [json.dumps(event).encode() for event in events]
+    del events  # millions of dicts: the load generator's own full collections would pause it for a second
+    gc.collect()
+    gc.freeze()
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1/score"
     service = start_service(None, port)
     try:
-        asyncio.run(closed_loop(url, [json.dumps(e).encode() for e in events[-2000:]], 1, 16, 2.0))
+        asyncio.run(closed_loop(url, bodies[-2000:], 1, 16, 2.0))
         print(f"\nsoak: `make run`'s service, single events at {rate} requests/s for {seconds:,.0f} s")
         rows = asyncio.run(soak_loop(url, bodies, rate, seconds, service, every=60.0))
     finally:
