@@ -10,7 +10,7 @@ TORCH := $(shell grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench clean splunk-app
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,22 @@ bench: $(STAMP)
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_score.py
 	$(PY) bench/bench_detection.py
+
+## splunk-app: the Splunk app, packed as Splunk installs it: dist/ocsf_anomaly-<version>.tgz (version: app.conf [id]).
+# One top folder named after the app; caches, local/ settings, local.meta and dotfiles stay out.
+SPLUNK_APP_SRC ?= integrations/splunk/ocsf_anomaly
+SPLUNK_DIST ?= dist
+SPLUNK_APP_NAME = $(notdir $(abspath $(SPLUNK_APP_SRC)))
+SPLUNK_APP_VERSION = $(shell sed -n '/^\[id\]/,/^\[/s/^version *= *//p' $(SPLUNK_APP_SRC)/default/app.conf)
+splunk-app:
+	@test -n "$(SPLUNK_APP_VERSION)" || { echo "no [id] version in $(SPLUNK_APP_SRC)/default/app.conf"; exit 1; }
+	mkdir -p $(SPLUNK_DIST)
+	tar -C $(dir $(abspath $(SPLUNK_APP_SRC))) -czf $(SPLUNK_DIST)/$(SPLUNK_APP_NAME)-$(SPLUNK_APP_VERSION).tgz \
+		--exclude=__pycache__ --exclude='*.py[co]' --exclude='.*' \
+		--exclude='$(SPLUNK_APP_NAME)/local' --exclude='$(SPLUNK_APP_NAME)/metadata/local.meta' \
+		--sort=name --owner=0 --group=0 --numeric-owner --mode='u+rwX,go+rX,go-w' \
+		$(SPLUNK_APP_NAME)
+	@echo "$(SPLUNK_DIST)/$(SPLUNK_APP_NAME)-$(SPLUNK_APP_VERSION).tgz"
 
 ## clean: remove the virtualenv, build outputs and tool caches; data/ (the model registry, demo files) stays.
 clean:

@@ -1,0 +1,250 @@
+"""The ocsf-anomaly scorer as the ``ocsfanomaly`` search command uses it: which records hold an
+OCSF event, ``POST /v1/score`` over one keep-alive connection, and the service's reasons as text.
+
+Standard library only (Splunk's Python 3.9+, no site-packages) and nothing of splunklib, so that it
+reads on its own. The command (ocsfanomaly.py) decides what a failure means (``onerror``).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import socket
+import ssl
+import time
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+# Where the scorer's bearer token is kept: Splunk's storage/passwords, in this app's namespace.
+TOKEN_REALM = "ocsf_anomaly"  # noqa: S105  (a name, not a secret)
+TOKEN_NAME = "scorer_token"  # noqa: S105  (a name, not a secret)
+# The service refuses bodies over 16 MiB (OCSF_ANOMALY_MAX_BODY_BYTES): batches stay well below it.
+# (splunklib reads no field over 10 MiB, so one event always fits in a request.)
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+# The service admits at most 10,000 events a request (OCSF_ANOMALY_MAX_EVENTS).
+MAX_BATCH_SIZE = 10_000
+# A 503 (the service is full) is answered with Retry-After: try again this often, waiting at most this long.
+RETRIES_WHEN_BUSY = 3
+MAX_RETRY_WAIT_SECONDS = 2.0
+# A socket timeout: socket.timeout, which is TimeoutError only from Python 3.10 on.
+TIMED_OUT = (socket.timeout, TimeoutError)
+
+
+class Unscorable(ValueError):
+    """Why a record's event cannot be sent to the scorer; its message is the record's error field."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):  # JSON allows 1e999; the scorer's parser refuses it
+        raise ValueError(f"the number {text} is too large")
+    return number
+
+
+_KINDS = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+
+
+def event_body(value: Any, field: str) -> bytes:
+    """The field's text, as sent to the scorer, once it is known to hold one JSON object (else
+    Unscorable says why).
+
+    The text is sent as it is (not parsed and re-written), so integers beyond 64 bits and every
+    other detail reach the scorer unchanged."""
+    if isinstance(value, list):
+        raise Unscorable(f"not an OCSF event: {field} holds {len(value)} values, not one event")
+    if value is None or not str(value).strip():
+        raise Unscorable(f"not an OCSF event: {field} is empty or missing")
+    text = str(value)
+    try:
+        parsed = json.loads(text, parse_constant=_reject_constant, parse_float=_finite)
+    except RecursionError:
+        raise Unscorable(f"not an OCSF event: {field} nests too deeply") from None
+    except ValueError as error:
+        raise Unscorable(f"not an OCSF event: {field} is not valid JSON: {error}") from None
+    if not isinstance(parsed, dict):
+        kind = "null" if parsed is None else _KINDS.get(type(parsed), type(parsed).__name__)
+        raise Unscorable(f"not an OCSF event: {field} holds {kind}, not a JSON object")
+    return text.encode("utf-8")
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "missing"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (str, int)):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def reason_text(reason: Any) -> str:
+    """A reason object of the service as one line: ``field=value (typical T, deviation D)``."""
+    if not isinstance(reason, dict):
+        return _text(reason)
+    deviation = reason.get("deviation")
+    how = "not a possible number" if deviation is None else f"deviation {float(deviation):.1f}"
+    return (
+        f"{reason.get('field')}={_text(reason.get('value'))} (typical {_text(reason.get('typical'))}, {how})"
+    )
+
+
+# ---------------------------------------------------------------- the scorer over HTTP
+class ScorerError(Exception):
+    """The scorer did not answer a batch: unreachable, timed out, refused the token or failed.
+
+    What happens then is ``onerror``'s choice: stop the search (fail) or tag the records (tag)."""
+
+
+class ScorerClient:
+    """``POST /v1/score`` over one persistent (keep-alive) connection, with timeouts.
+
+    A connection the server closed while it sat idle is reopened once; a 503 (the service is full)
+    is retried after its Retry-After, a few times."""
+
+    def __init__(
+        self, url: str, *, alpha: float, timeout: float, verify_tls: bool, token: str | None
+    ) -> None:
+        parts = urlsplit(url)
+        self.url = url
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or ""
+        self._port = parts.port
+        self._target = f"{parts.path.rstrip('/')}/v1/score?{urlencode({'alpha': repr(alpha)})}"
+        self._timeout = timeout
+        self._context: ssl.SSLContext | None = None
+        if self._https:
+            self._context = ssl.create_default_context()
+            if not verify_tls:
+                self._context.check_hostname = False
+                self._context.verify_mode = ssl.CERT_NONE
+        self._headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": "ocsf_anomaly-splunk/ocsfanomaly",
+        }
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+        self._connection: http.client.HTTPConnection | None = None
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def score(self, bodies: list[bytes]) -> list[Any]:
+        """One result per body, in order: the service's anomaly object (a dict), or the reason it
+        gave for not scoring that event (a str). Raises ScorerError when it does not answer."""
+        status, data = self._post(b"[" + b",".join(bodies) + b"]")
+        if status == 200:
+            return self._results(data, len(bodies))
+        if status in (400, 413, 422):
+            # Something in the batch the service will not take (an event its JSON parser refuses,
+            # one too large): score the events one by one, so that only those get the error.
+            if len(bodies) > 1:
+                return [result for body in bodies for result in self.score([body])]
+            return [f"the scorer refused this event: {_error_message(status, data)}"]
+        if status in (401, 403):
+            raise ScorerError(
+                f"the scorer at {self.url} refused the request ({_error_message(status, data)}): "
+                f"store its API token in storage/passwords, realm {TOKEN_REALM!r}, name {TOKEN_NAME!r} "
+                "(see the app's README)"
+            )
+        if status == 404:
+            raise ScorerError(f"no scoring endpoint at {self.url}/v1/score (HTTP 404): check url")
+        raise ScorerError(f"the scorer at {self.url} failed: {_error_message(status, data)}")
+
+    def _results(self, data: bytes, expected: int) -> list[Any]:
+        try:
+            results = json.loads(data)["results"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ScorerError(
+                f"the scorer at {self.url} sent an answer that is not its JSON: {error}"
+            ) from None
+        if not isinstance(results, list) or len(results) != expected:
+            raise ScorerError(
+                f"the scorer at {self.url} answered {len(results) if isinstance(results, list) else 'no'} "
+                f"results for {expected} events"
+            )
+        out: list[Any] = []
+        for result in results:
+            refused = result.get("error") if isinstance(result, dict) else None
+            if isinstance(refused, dict):
+                out.append(f"the scorer refused this event: {refused.get('message', refused)}")
+            elif isinstance(result, dict):
+                out.append(result)
+            else:
+                out.append(f"the scorer sent {result!r} for this event")
+        return out
+
+    def _post(self, body: bytes) -> tuple[int, bytes]:
+        for attempt in range(RETRIES_WHEN_BUSY + 1):
+            status, retry_after, data = self._exchange(body)
+            if status != 503 or attempt == RETRIES_WHEN_BUSY:
+                return status, data
+            time.sleep(_retry_wait(retry_after))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _exchange(self, body: bytes) -> tuple[int, str | None, bytes]:
+        for attempt in (1, 2):
+            reused = self._connection is not None
+            connection = self._connection if self._connection is not None else self._open()
+            try:
+                connection.request("POST", self._target, body=body, headers=self._headers)
+                response = connection.getresponse()
+                data = response.read()
+            except (
+                http.client.RemoteDisconnected,
+                ConnectionResetError,
+                ConnectionAbortedError,
+                BrokenPipeError,
+            ) as error:
+                self.close()
+                if reused and attempt == 1:  # the server closed an idle keep-alive connection
+                    continue
+                raise ScorerError(f"the scorer at {self.url} closed the connection: {error!r}") from None
+            except TIMED_OUT:
+                self.close()
+                raise ScorerError(
+                    f"the scorer at {self.url} did not answer within {self._timeout:g} s (timeout)"
+                ) from None
+            except (OSError, http.client.HTTPException) as error:
+                self.close()
+                raise ScorerError(f"the scorer at {self.url} is unreachable: {error}") from None
+            if response.will_close:
+                self.close()
+            else:
+                self._connection = connection
+            return response.status, response.getheader("Retry-After"), data
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _open(self) -> http.client.HTTPConnection:
+        if self._https:
+            return http.client.HTTPSConnection(
+                self._host, self._port, timeout=self._timeout, context=self._context
+            )
+        return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+
+
+def _retry_wait(retry_after: str | None) -> float:
+    try:
+        seconds = float(retry_after) if retry_after else 1.0
+    except ValueError:
+        seconds = 1.0
+    return min(max(seconds, 0.0), MAX_RETRY_WAIT_SECONDS)
+
+
+def _error_message(status: int, data: bytes) -> str:
+    """The service's own message from its JSON error shape, else the start of the body."""
+    try:
+        error = json.loads(data)["error"]
+        return f"HTTP {status} {error['code']}: {error['message']}"
+    except (ValueError, KeyError, TypeError):
+        text = data[:200].decode("utf-8", "replace").strip()
+        return f"HTTP {status}" + (f": {text}" if text else "")

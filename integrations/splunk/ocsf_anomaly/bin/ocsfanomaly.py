@@ -1,0 +1,318 @@
+#!/usr/bin/env python3
+"""``| ocsfanomaly``: score OCSF events with the ocsf-anomaly service and add its verdict to each record.
+
+A splunklib ``StreamingCommand`` (search command protocol v2, ``chunked = true``) that runs on the
+search head only (``distributed=False``), so only that host needs to reach the scorer. Each record's
+``field`` (``_raw`` by default) must hold one OCSF event as a JSON object; the command sends the
+events of a chunk to the scorer's ``POST /v1/score`` as JSON arrays of at most ``batch_size``
+events, in order, over one keep-alive HTTP connection per search, and adds to every record::
+
+    <prefix>score  <prefix>p_value  <prefix>is_anomaly  <prefix>model_version  <prefix>reasons  <prefix>error
+
+All six are set on every record (empty where they do not apply), because splunklib takes each
+output chunk's columns from its first record. A record whose field is not a JSON object passes
+through with ``<prefix>error``; when the scorer cannot answer, ``onerror=fail`` stops the search
+with an ERROR in the job inspector and ``onerror=tag`` passes the records through with
+``<prefix>error``.
+
+Standard library and the vendored splunklib (``bin/lib``) only: Splunk runs this file with its own
+Python 3.9+ and no site-packages. It never imports the ocsf-anomaly package; it speaks HTTP to it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import configparser
+import os
+import socket
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+APP_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(APP_DIR, "bin", "lib"))
+if not hasattr(builtins, "exit"):
+    # splunklib ends a failed run with the exit() builtin, which only the site module defines: without
+    # it (python -S) a rejected option or a failed search would end in a NameError traceback.
+    builtins.exit = sys.exit  # type: ignore[assignment]
+
+# ruff: noqa: E402  (imports after the sys.path line above)
+from ocsf_anomaly_scorer import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_SIZE,
+    TOKEN_NAME,
+    TOKEN_REALM,
+    ScorerClient,
+    ScorerError,
+    Unscorable,
+    event_body,
+    reason_text,
+)
+from splunklib.searchcommands import Configuration, Option, StreamingCommand, dispatch, validators
+
+APP_NAME = "ocsf_anomaly"
+CONF_FILE = "ocsf_anomaly.conf"
+CONF_STANZA = "scorer"
+ADDED = ("score", "p_value", "is_anomaly", "model_version", "reasons", "error")
+
+
+# ---------------------------------------------------------------- option validators
+class ScorerUrl(validators.Validator):
+    """An http(s) URL with a host: the scorer's base URL (``/v1/score`` is appended)."""
+
+    def __call__(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        text = str(value).strip()
+        parts = urlsplit(text)
+        try:
+            parts.port  # noqa: B018  (raises ValueError for a port that is not a number in range)
+        except ValueError:
+            raise ValueError(f"Expected an http(s) URL with a valid port, not {text!r}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"Expected an http:// or https:// URL with a host, not {text!r}")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError(f"Expected a URL without query, fragment or credentials, not {text!r}")
+        return text.rstrip("/")
+
+    def format(self, value: Any) -> str | None:
+        return None if value is None else str(value)
+
+
+class OpenUnitInterval(validators.Float):
+    """A false-positive rate: a number strictly between 0 and 1."""
+
+    def __init__(self) -> None:
+        super().__init__(minimum=0.0, maximum=1.0)
+
+    def __call__(self, value: Any) -> float | None:
+        number: float | None = super().__call__(value)
+        if number is not None and not 0.0 < number < 1.0:
+            raise ValueError(f"Expected a number strictly between 0 and 1, not {number}")
+        return number
+
+
+VALIDATORS: dict[str, validators.Validator] = {
+    "url": ScorerUrl(),
+    "field": validators.Fieldname(),
+    "prefix": validators.Match("a field-name prefix", r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"),
+    "alpha": OpenUnitInterval(),
+    "batch_size": validators.Integer(minimum=1, maximum=MAX_BATCH_SIZE),
+    "timeout": validators.Float(minimum=0.1, maximum=600.0),
+    "onerror": validators.Set("fail", "tag"),
+    "verify_tls": validators.Boolean(),
+}
+DEFAULTS: dict[str, Any] = {
+    "url": "http://127.0.0.1:8080",
+    "field": "_raw",
+    "prefix": "anomaly_",
+    "alpha": 0.01,
+    "batch_size": 500,
+    "timeout": 10.0,
+    "onerror": "fail",
+    "verify_tls": True,
+}
+
+
+class Settings(NamedTuple):
+    """What one run of the command uses: its options, else the app's ocsf_anomaly.conf, else DEFAULTS."""
+
+    url: str
+    field: str
+    prefix: str
+    alpha: float
+    batch_size: int
+    timeout: float
+    onerror: str
+    verify_tls: bool
+
+
+def read_conf(app_dir: str = APP_DIR) -> dict[str, str]:
+    """The ``[scorer]`` stanza of ``default/ocsf_anomaly.conf`` with ``local/`` on top (Splunk's precedence
+    within an app), as text. A file that cannot be parsed raises ValueError."""
+    parser = configparser.ConfigParser(
+        interpolation=None, strict=False, comment_prefixes=("#", ";"), inline_comment_prefixes=None
+    )
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # Splunk keys are case-sensitive
+    paths = [os.path.join(app_dir, layer, CONF_FILE) for layer in ("default", "local")]
+    try:
+        parser.read(paths, encoding="utf-8")
+    except configparser.Error as error:
+        raise ValueError(f"{CONF_FILE} cannot be read: {error}") from None
+    return dict(parser[CONF_STANZA]) if parser.has_section(CONF_STANZA) else {}
+
+
+# ---------------------------------------------------------------- the command
+@Configuration(distributed=False)
+class OcsfAnomalyCommand(StreamingCommand):
+    """**Syntax:** ``ocsfanomaly [url=<url>] [field=<field>] [prefix=<string>] [alpha=<number>]
+    [batch_size=<int>] [timeout=<seconds>] [onerror=fail|tag]``
+
+    **Description:** Scores each record's OCSF event (the JSON object in ``field``) with the
+    ocsf-anomaly service and adds ``<prefix>score``, ``<prefix>p_value``, ``<prefix>is_anomaly``,
+    ``<prefix>model_version``, ``<prefix>reasons`` and ``<prefix>error``. Options left out take the
+    values of ``ocsf_anomaly.conf`` ``[scorer]``.
+    """
+
+    url = Option(doc="Scorer base URL, e.g. http://scorer:8080", validate=VALIDATORS["url"])
+    field = Option(doc="Field holding the OCSF JSON event", validate=VALIDATORS["field"])
+    prefix = Option(doc="Prefix of the fields added", validate=VALIDATORS["prefix"])
+    alpha = Option(doc="False-positive rate for is_anomaly, in (0, 1)", validate=VALIDATORS["alpha"])
+    batch_size = Option(doc="Events per request to the scorer", validate=VALIDATORS["batch_size"])
+    timeout = Option(doc="Seconds to wait for the scorer", validate=VALIDATORS["timeout"])
+    onerror = Option(
+        doc="fail: stop the search when the scorer fails; tag: tag the records",
+        validate=VALIDATORS["onerror"],
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._settings: Settings | None = None
+        self._scorer: ScorerClient | None = None
+
+    def prepare(self) -> None:
+        """Runs at getinfo, also in processes splunkd starts only to ask for the configuration:
+        reads the settings (a local file) and nothing more: no HTTP here."""
+        if self.fieldnames:
+            self.write_error(
+                f"ocsfanomaly takes options only, not {' '.join(self.fieldnames)!r}: "
+                "name the field that holds the event with field=<field>"
+            )
+            sys.exit(1)
+        try:
+            self._settings = self._resolve(read_conf())
+        except ValueError as error:
+            self.write_error(str(error))
+            sys.exit(1)
+
+    def _resolve(self, conf: dict[str, str]) -> Settings:
+        values: dict[str, Any] = {}
+        for name, validate in VALIDATORS.items():
+            option = self.options.get(name)
+            if option is not None and option.is_set:
+                values[name] = option.value
+            elif conf.get(name, "").strip():
+                try:
+                    values[name] = validate(conf[name].strip())
+                except ValueError as error:
+                    raise ValueError(f"{CONF_FILE} [{CONF_STANZA}] {name} = {conf[name]}: {error}") from None
+            else:
+                values[name] = DEFAULTS[name]
+        return Settings(**values)
+
+    def stream(self, records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """One chunk's records, each with the added fields, in order, scored in bounded batches."""
+        settings = self._settings
+        assert settings is not None  # set by prepare()
+        down: str | None = None  # onerror=tag: why the scorer failed in this chunk (not asked again)
+        for batch in _batches(records, settings):
+            bodies = [body for _, body in batch if isinstance(body, bytes)]
+            results: list[Any] = []
+            if bodies and down is None:
+                try:
+                    results = self._client().score(bodies)
+                except ScorerError as error:
+                    if settings.onerror == "fail":
+                        self.logger.error("%s (onerror=fail: the search stops)", error)
+                        raise
+                    down = str(error)
+                    self.logger.warning("%s (onerror=tag: the records pass through, tagged)", error)
+            answers = iter(results)
+            for record, body in batch:
+                if isinstance(body, Unscorable):
+                    self._add(record, settings.prefix, error=str(body))
+                elif down is not None:
+                    self._add(record, settings.prefix, error=f"not scored: {down}")
+                else:
+                    self._add(record, settings.prefix, result=next(answers))
+                yield record
+
+    def _client(self) -> ScorerClient:
+        """The scorer's client, made on first use: one per run of the command, kept across chunks."""
+        if self._scorer is None:
+            settings = self._settings
+            assert settings is not None
+            self._scorer = ScorerClient(
+                settings.url,
+                alpha=settings.alpha,
+                timeout=settings.timeout,
+                verify_tls=settings.verify_tls,
+                token=self._read_token(settings.timeout),
+            )
+        return self._scorer
+
+    def _read_token(self, timeout: float) -> str | None:
+        """The scorer's bearer token from splunkd's storage/passwords (realm ocsf_anomaly, name
+        scorer_token, in this app), through the search's own session. Without splunkd or a token
+        the command goes on without one: a WARNING in the log at most, never an ERROR message
+        (which would fail the search)."""
+        where = f"storage/passwords (realm {TOKEN_REALM!r}, name {TOKEN_NAME!r}, app {APP_NAME!r})"
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(timeout)  # splunklib's connection takes it: splunkd may not answer
+        try:
+            service = self.service
+            if service is None:
+                self.logger.warning("no splunkd URI in the search info: no scorer token read from %s", where)
+                return None
+            for credential in service.storage_passwords.list(app=APP_NAME, owner="nobody"):
+                if credential.realm == TOKEN_REALM and credential.username == TOKEN_NAME:
+                    return str(credential.clear_password or "") or None
+        except Exception as error:  # splunklib raises socket, HTTP and XML errors alike
+            self.logger.warning(
+                "could not read the scorer token from %s: %s; calling the scorer without one", where, error
+            )
+            return None
+        finally:
+            socket.setdefaulttimeout(previous)
+        self.logger.info("no scorer token in %s: calling the scorer without one", where)
+        return None
+
+    def _add(self, record: dict[str, Any], prefix: str, result: Any = None, error: str = "") -> None:
+        """Set all the added fields on ``record``: the verdict, or empty ones and the error."""
+        if isinstance(result, str):
+            error, result = result, None
+        if isinstance(result, dict):
+            model = result.get("model")
+            reasons = result.get("reasons") or []
+            values: tuple[Any, ...] = (
+                result.get("score"),
+                result.get("p_value"),
+                1 if result.get("is_anomaly") else 0,
+                model.get("version", "") if isinstance(model, dict) else "",
+                [reason_text(reason) for reason in reasons],
+                "",
+            )
+        else:
+            values = ("", "", "", "", [], error)
+        for index, name in enumerate(ADDED):
+            self.add_field(record, prefix + name, values[index])
+
+
+def _batches(
+    records: Iterable[dict[str, Any]], settings: Settings
+) -> Iterator[list[tuple[dict[str, Any], bytes | Unscorable]]]:
+    """The records in order, in batches of at most ``batch_size`` records whose events add up to at
+    most MAX_BATCH_BYTES (an event larger than that goes alone), each record with its event's text,
+    or why it has none."""
+    batch: list[tuple[dict[str, Any], bytes | Unscorable]] = []
+    size = 0
+    for record in records:
+        item: tuple[dict[str, Any], bytes | Unscorable]
+        try:
+            text = event_body(record.get(settings.field), settings.field)
+        except Unscorable as error:
+            item, grow = (record, error), 0
+        else:
+            item, grow = (record, text), len(text) + 1
+        if batch and (len(batch) >= settings.batch_size or size + grow > MAX_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += grow
+    if batch:
+        yield batch
+
+
+if __name__ == "__main__":
+    dispatch(OcsfAnomalyCommand, sys.argv, sys.stdin, sys.stdout, __name__)

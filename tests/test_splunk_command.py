@@ -1,0 +1,649 @@
+"""The Splunk app's ``| ocsfanomaly`` search command (integrations/splunk/ocsf_anomaly), run as splunkd runs it.
+
+No Splunk server can run here, so tests/splunk_protocol.py plays splunkd's side of the search
+command protocol v2: it starts ``bin/ocsfanomaly.py`` as a subprocess with a Python that has no
+site-packages (``python3 -S``, the system's where there is one, no PYTHONPATH: only the standard
+library and the app's vendored splunklib can be imported), sends ``getinfo`` with the searchinfo real
+splunkd sends, then ``execute`` frames with CSV bodies (header row, ``\\r\\n``, ``__mv_`` columns,
+header-only chunks, ``finished: true`` last), and parses the answers. The scorer behind the command
+is the real service (``ocsf-anomaly serve`` on a loopback port, with a model trained by the test
+session), reached through a recording pass-through proxy (tests/recording_proxy.py) that shows
+what went over the wire; splunkd's ``storage/passwords`` REST endpoint is the only fake.
+Real vendor events come from ../shared/data/ocsf_events (those tests skip without it, and fail
+under CI=true); the others use the demo company's events.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from recording_proxy import RecordingProxy
+from splunk_protocol import (
+    APP_DIR,
+    REPO,
+    CommandProcess,
+    Credential,
+    FakeSplunkd,
+    Record,
+    Search,
+    closed_port,
+    command_environment,
+    copy_app,
+    csv_body,
+    run_search,
+    searchinfo,
+    splunk_python,
+)
+
+from scorer.paths import shared_data_dir
+
+ADDED = ("score", "p_value", "is_anomaly", "model_version", "reasons", "error")
+TOKEN = "t0ken-for-the-splunk-tests"
+SESSION_KEY = "s3ss10n-k3y^Ab_c"  # what splunk_protocol.searchinfo sends
+
+
+# ---------------------------------------------------------------- the real scorer
+@dataclass
+class Scorer:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str) -> Any:
+        import http.client
+
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            connection.request("GET", path)
+            return json.loads(connection.getresponse().read())
+        finally:
+            connection.close()
+
+
+def _free_port() -> int:
+    with closed_port() as port:
+        return port
+
+
+@contextmanager
+def _serve(bundle: Path, log: Path, env: dict[str, str] | None = None) -> Iterator[Scorer]:
+    port = _free_port()
+    environment = {
+        **os.environ,
+        "OCSF_ANOMALY_MODEL_POLL_SECONDS": "0",
+        "OCSF_ANOMALY_THREADS": "1",
+        "PYTHONWARNINGS": "ignore",
+        **(env or {}),
+    }
+    command = [sys.executable, "-m", "scorer.cli", "serve", "--model", str(bundle)]
+    command += ["--port", str(port), "--workers", "1"]
+    with log.open("w") as sink:
+        process = subprocess.Popen(command, stderr=sink, env=environment)
+    try:
+        deadline = time.monotonic() + 180
+        while "try:" not in log.read_text() and process.poll() is None:
+            assert time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.05)
+        assert process.poll() is None, log.read_text()
+        yield Scorer(process, port, log)
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def scorer(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scorer]:
+    with _serve(bundle_dir, tmp_path_factory.mktemp("scorer") / "serve.log") as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def token_scorer(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scorer]:
+    """The same model behind a service that requires a bearer token."""
+    log = tmp_path_factory.mktemp("token-scorer") / "serve.log"
+    with _serve(bundle_dir, log, {"OCSF_ANOMALY_API_TOKEN": TOKEN}) as served:
+        yield served
+
+
+@pytest.fixture
+def proxy(scorer: Scorer) -> Iterator[RecordingProxy]:
+    with RecordingProxy(scorer.port) as recording:
+        yield recording
+
+
+@pytest.fixture
+def splunkd_down() -> Iterator[str]:
+    """splunkd's REST API where it cannot be reached, as for a search whose splunkd went away."""
+    with closed_port() as port:
+        yield f"https://127.0.0.1:{port}"
+
+
+# ---------------------------------------------------------------- events as Splunk holds them
+@pytest.fixture(scope="module")
+def vendor_texts() -> list[str]:
+    """Real third-party OCSF events, each line's text as it would sit in _raw."""
+    path = shared_data_dir() / "ocsf_events" / "events.jsonl"
+    if not path.exists():
+        pytest.skip(f"real OCSF events not available at {path} (set OCSF_ANOMALY_SHARED_DATA)")
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def demo_texts(held_out_events: list[dict[str, Any]]) -> list[str]:
+    return [json.dumps(event) for event in held_out_events]
+
+
+def splunk_records(texts: list[str], start: int = 0) -> list[Record]:
+    """Search results as splunkd hands them to a streaming command: the event in _raw beside the
+    fields every event has, a multivalue field on some."""
+    records: list[Record] = []
+    for i, text in enumerate(texts, start=start):
+        record: Record = {
+            "_serial": str(i),
+            "_time": str(1764658800 + i),
+            "_raw": text,
+            "host": "collector-01",
+            "index": "ocsf",
+            "source": "/var/log/ocsf/events.json",
+            "sourcetype": "ocsf:json",
+            "splunk_server": "sh-01",
+            "_chunked_idx": str(i - start),
+        }
+        record["tag"] = ["ocsf", "security", f"batch-{i % 7}"] if i % 3 == 0 else "ocsf"
+        records.append(record)
+    return records
+
+
+def as_list(value: str | list[str]) -> list[str]:
+    """A field as a list: a multivalue field is a list, one value is a string, none is ''."""
+    if isinstance(value, list):
+        return value
+    return [value] if value else []
+
+
+def _search(
+    args: list[str], chunks: list[tuple[bytes, bool]], tmp_path: Path, splunkd_uri: str, **kw: Any
+) -> Search:
+    return run_search(args, chunks, work=tmp_path / "search", splunkd_uri=splunkd_uri, **kw)
+
+
+# ---------------------------------------------------------------- scoring, end to end
+def _check_scored_as_the_service_answered(
+    texts: list[str], scorer: Scorer, proxy: RecordingProxy, tmp_path: Path, splunkd_uri: str
+) -> list[Record]:
+    third = len(texts) // 3
+    first = splunk_records(texts[:third])
+    # Splunk 6.3 wrote "\n" line ends; some events pretty-printed, so _raw holds quoted newlines
+    middle = splunk_records(texts[third : 2 * third], start=third)
+    for record in middle[::4]:
+        record["_raw"] = json.dumps(json.loads(str(record["_raw"])), indent=2)
+    last = splunk_records(texts[2 * third :], start=2 * third)
+    chunks = [
+        (csv_body(first), False),
+        (csv_body([], fields=list(first[0])), False),  # a chunk with a header and no rows
+        (csv_body(middle, newline="\n"), False),
+        (csv_body(last), True),
+    ]
+    search = _search([f"url={proxy.url}", "batch_size=64", "alpha=0.05"], chunks, tmp_path, splunkd_uri)
+
+    assert search.exit_code == 0, search.stderr
+    assert search.getinfo.metadata == {"type": "stateful"}  # streaming, on the search head only
+    assert search.errors() == []
+    assert [reply.metadata.get("finished") for reply in search.replies] == [False, False, False, True]
+    assert [len(reply.records) for reply in search.replies] == [len(first), 0, len(middle), len(last)]
+    sent = first + middle + last
+    records = search.records
+    for before, after in zip(sent, records, strict=True):  # every field kept, as it was
+        assert {name: after[name] for name in before} == before
+        assert set(after) == set(before) | {f"anomaly_{name}" for name in ADDED}
+
+    exchanges = proxy.scoring()
+    assert {e.connection for e in exchanges} == {1}, "one keep-alive connection for the whole search"
+    assert all(e.path == "/v1/score?alpha=0.05" for e in exchanges)
+    assert all(0 < len(e.events) <= 64 for e in exchanges)
+    assert [event for e in exchanges for event in e.events] == [json.loads(text) for text in texts]
+    results = [result for e in exchanges for result in json.loads(e.response)["results"]]
+    version = scorer.get("/readyz")["model"]["version"]
+    for record, result in zip(records, results, strict=True):
+        assert record["anomaly_error"] == ""
+        assert float(record["anomaly_score"]) == result["score"]
+        assert float(record["anomaly_p_value"]) == result["p_value"]
+        assert record["anomaly_is_anomaly"] == ("1" if result["is_anomaly"] else "0")
+        assert record["anomaly_model_version"] == version == result["model"]["version"]
+        reasons = as_list(record["anomaly_reasons"])
+        assert len(reasons) == len(result["reasons"])
+        for text, reason in zip(reasons, result["reasons"], strict=True):
+            assert text.startswith(f"{reason['field']}=")
+            assert "(typical " in text
+    assert any(len(as_list(r["anomaly_reasons"])) > 1 for r in records), "no multivalue reasons written"
+    # splunkd could not be asked for a token: the search went on, saying so at WARNING in search.log
+    assert "WARNING OcsfAnomalyCommand: could not read the scorer token" in search.stderr
+    return records
+
+
+def test_real_vendor_events_are_scored_as_the_service_answers(
+    vendor_texts: list[str], scorer: Scorer, proxy: RecordingProxy, tmp_path: Path, splunkd_down: str
+) -> None:
+    assert len(vendor_texts) > 400
+    records = _check_scored_as_the_service_answered(vendor_texts, scorer, proxy, tmp_path, splunkd_down)
+    assert {json.loads(str(r["_raw"])).get("class_uid") for r in records} >= {1007, 2004, 4001}
+
+
+def test_demo_events_are_scored_as_the_service_answers(
+    demo_texts: list[str], scorer: Scorer, proxy: RecordingProxy, tmp_path: Path, splunkd_down: str
+) -> None:
+    records = _check_scored_as_the_service_answered(demo_texts[:600], scorer, proxy, tmp_path, splunkd_down)
+    flagged = sum(r["anomaly_is_anomaly"] == "1" for r in records)
+    assert 0 < flagged < len(records) / 2  # normal events of the company the model knows, at alpha 5%
+
+
+def test_added_fields_are_on_every_record_even_when_the_first_is_no_event(
+    demo_texts: list[str], proxy: RecordingProxy, tmp_path: Path, splunkd_down: str
+) -> None:
+    not_events = {
+        "Dec  3 07:00:01 fw01 sshd[4242]: Accepted password for root from 10.0.0.9": "_raw is not valid JSON",
+        "[1, 2]": "_raw holds an array, not a JSON object",
+        "": "_raw is empty or missing",
+        '{"class_uid": 4001, "traffic": {"bytes": NaN}}': "NaN is not a JSON number",
+        '"a string"': "_raw holds a string",
+        '{"class_uid": 4001, "traffic": {"bytes": 1e999}}': "the number 1e999 is too large",
+        '{"class_uid": 4001,': "_raw is not valid JSON",
+    }
+    texts = list(not_events)[:3] + demo_texts[:4] + list(not_events)[3:] + demo_texts[4:6]
+    search = _search([f"url={proxy.url}"], [(csv_body(splunk_records(texts)), True)], tmp_path, splunkd_down)
+
+    assert search.exit_code == 0, search.stderr
+    (reply,) = search.replies
+    assert {f"anomaly_{name}" for name in ADDED} <= set(reply.header)
+    assert b"__mv_anomaly_reasons" in reply.body.split(b"\r\n", 1)[0]
+    for text, record in zip(texts, reply.records, strict=True):
+        assert record["_raw"] == text
+        if text in not_events:
+            assert record["anomaly_error"].startswith("not an OCSF event: ")  # type: ignore[union-attr]
+            assert not_events[text] in record["anomaly_error"]
+            assert [record[f"anomaly_{name}"] for name in ADDED[:-1]] == ["", "", "", "", ""]
+        else:
+            assert record["anomaly_error"] == ""
+            assert math.isfinite(float(record["anomaly_score"]))  # type: ignore[arg-type]
+    # only the events went to the scorer, in one request
+    assert [len(e.events) for e in proxy.scoring()] == [6]
+
+
+# ---------------------------------------------------------------- options and settings
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ("alpha=0", "Illegal value: alpha=0"),
+        ("alpha=1", "Illegal value: alpha=1"),
+        ("alpha=often", "Illegal value: alpha=often"),
+        ("batch_size=0", "Illegal value: batch_size=0"),
+        ("batch_size=10001", "Illegal value: batch_size=10001"),
+        ("timeout=0", "Illegal value: timeout=0"),
+        ("onerror=ignore", "Illegal value: onerror=ignore"),
+        ("url=ftp://scorer:8080", "Illegal value: url=ftp://scorer:8080"),
+        ("url=http://scorer:99999", "Illegal value: url=http://scorer:99999"),
+        ("prefix=9lives", "Illegal value: prefix=9lives"),
+        ("field=a,b", "Illegal value: field=a,b"),
+        ("threshold=3", "Unrecognized option: threshold=3"),
+        (
+            "_raw",
+            "ocsfanomaly takes options only, not '_raw': name the field that holds the event with field=<field>",
+        ),
+    ],
+)
+def test_a_bad_option_is_refused_at_getinfo(
+    arg: str, message: str, proxy: RecordingProxy, tmp_path: Path, splunkd_down: str
+) -> None:
+    args = [f"url={proxy.url}", arg] if not arg.startswith("url=") else [arg]
+    search = _search(args, [(csv_body(splunk_records(["{}"])), True)], tmp_path, splunkd_down)
+    assert search.exit_code == 1
+    assert search.replies == []  # nothing more written than the answer to getinfo
+    assert message in search.errors()
+    assert proxy.exchanges == []
+    assert "Traceback" not in search.stderr
+
+
+def test_local_conf_overrides_default_and_options_override_both(
+    demo_texts: list[str], proxy: RecordingProxy, tmp_path: Path, splunkd_down: str
+) -> None:
+    app = copy_app(tmp_path / "apps")
+    (app / "local").mkdir()
+    (app / "local" / "ocsf_anomaly.conf").write_text(
+        f"[scorer]\nurl = {proxy.url}\nbatch_size = 7\nprefix = ml_\nalpha = 0.2\n", encoding="utf-8"
+    )
+    body = csv_body(splunk_records(demo_texts[:20]))
+    by_conf = run_search([], [(body, True)], work=tmp_path / "conf", splunkd_uri=splunkd_down, app_dir=app)
+    assert by_conf.exit_code == 0, by_conf.stderr
+    assert all(r["ml_error"] == "" and r["ml_score"] != "" for r in by_conf.records)
+    assert [len(e.events) for e in proxy.scoring()] == [7, 7, 6]
+    assert {e.path for e in proxy.scoring()} == {"/v1/score?alpha=0.2"}
+
+    proxy.exchanges.clear()
+    by_option = run_search(
+        ["batch_size=5", "prefix=anomaly_"],
+        [(body, True)],
+        work=tmp_path / "opt",
+        splunkd_uri=splunkd_down,
+        app_dir=app,
+    )
+    assert by_option.exit_code == 0, by_option.stderr
+    assert all("ml_score" not in r and r["anomaly_score"] != "" for r in by_option.records)
+    assert [len(e.events) for e in proxy.scoring()] == [5, 5, 5, 5]
+
+
+def test_the_event_can_sit_in_another_field(
+    demo_texts: list[str], proxy: RecordingProxy, tmp_path: Path, splunkd_down: str
+) -> None:
+    records = splunk_records(["<134>Dec  3 07:00:01 gw01 ocsf: forwarded"] * 4)
+    for record, text in zip(records, [*demo_texts[:3], ""], strict=True):
+        record["event"] = text
+    search = _search(
+        [f"url={proxy.url}", "field=event", "prefix=ml_"], [(csv_body(records), True)], tmp_path, splunkd_down
+    )
+    assert search.exit_code == 0, search.stderr
+    assert [r["ml_error"] for r in search.records] == [
+        "",
+        "",
+        "",
+        "not an OCSF event: event is empty or missing",
+    ]
+    assert all(r["ml_score"] != "" for r in search.records[:3])
+    assert [event for e in proxy.scoring() for event in e.events] == [json.loads(t) for t in demo_texts[:3]]
+
+
+def test_a_bad_setting_in_the_conf_is_refused_at_getinfo(tmp_path: Path, splunkd_down: str) -> None:
+    app = copy_app(tmp_path / "apps")
+    (app / "local").mkdir()
+    (app / "local" / "ocsf_anomaly.conf").write_text("[scorer]\nalpha = 1.5\n", encoding="utf-8")
+    search = run_search([], [], work=tmp_path / "search", splunkd_uri=splunkd_down, app_dir=app)
+    assert search.exit_code == 1
+    (error,) = search.errors()
+    assert error.startswith("ocsf_anomaly.conf [scorer] alpha = 1.5: ")
+
+
+# ---------------------------------------------------------------- when the scorer cannot answer
+def test_scorer_down_with_onerror_fail_stops_the_search(
+    demo_texts: list[str], tmp_path: Path, splunkd_down: str
+) -> None:
+    with closed_port() as port:
+        chunks = [
+            (csv_body(splunk_records(demo_texts[:5])), False),
+            (csv_body(splunk_records(demo_texts[5:9])), True),
+        ]
+        search = _search([f"url=http://127.0.0.1:{port}", "onerror=fail"], chunks, tmp_path, splunkd_down)
+    assert search.exit_code == 1
+    (reply,) = search.replies  # the search stops at the first chunk
+    assert reply.metadata["finished"] is True
+    (error,) = reply.errors()
+    assert f"the scorer at http://127.0.0.1:{port} is unreachable" in error
+    assert "Connection refused" in error
+
+
+def test_scorer_down_with_onerror_tag_passes_every_record_through(
+    demo_texts: list[str], tmp_path: Path, splunkd_down: str
+) -> None:
+    with closed_port() as port:
+        first = splunk_records([*demo_texts[:3], "not json"])
+        last = splunk_records(demo_texts[3:5], start=4)
+        chunks = [
+            (csv_body(first), False),
+            (csv_body([], fields=list(first[0])), False),
+            (csv_body(last), True),
+        ]
+        search = _search([f"url=http://127.0.0.1:{port}", "onerror=tag"], chunks, tmp_path, splunkd_down)
+    assert search.exit_code == 0, search.stderr
+    assert search.errors() == []
+    assert [reply.metadata.get("finished") for reply in search.replies] == [False, False, True]
+    records = search.records
+    assert [r["_serial"] for r in records] == [str(i) for i in range(6)]
+    for record in records:
+        assert [record[f"anomaly_{name}"] for name in ADDED[:-1]] == ["", "", "", "", ""]
+    assert records[3]["anomaly_error"].startswith("not an OCSF event: ")  # type: ignore[union-attr]
+    for record in records[:3] + records[4:]:
+        assert record["anomaly_error"].startswith(  # type: ignore[union-attr]
+            f"not scored: the scorer at http://127.0.0.1:{port} is unreachable"
+        )
+    assert "onerror=tag" in search.stderr
+
+
+def test_a_scorer_that_does_not_answer_times_out(
+    demo_texts: list[str], scorer: Scorer, tmp_path: Path, splunkd_down: str
+) -> None:
+    """The real service, stopped (SIGSTOP): the kernel accepts the connection, nothing answers."""
+    pid = scorer.get("/healthz")["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        body = csv_body(splunk_records(demo_texts[:3]))
+        search = _search(
+            [f"url={scorer.url}", "timeout=0.5", "onerror=tag"], [(body, True)], tmp_path, splunkd_down
+        )
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert search.exit_code == 0, search.stderr
+    assert {r["anomaly_error"] for r in search.records} == {
+        f"not scored: the scorer at {scorer.url} did not answer within 0.5 s (timeout)"
+    }
+
+
+def test_a_full_service_is_asked_again_and_a_failing_one_stops_the_search(
+    demo_texts: list[str], proxy: RecordingProxy, tmp_path: Path, splunkd_down: str
+) -> None:
+    body = csv_body(splunk_records(demo_texts[:10]))
+    proxy.answer_next(
+        1, 503, {"code": "overloaded", "message": "too many events pending"}, {"Retry-After": "0"}
+    )
+    search = run_search(
+        [f"url={proxy.url}"], [(body, True)], work=tmp_path / "busy", splunkd_uri=splunkd_down
+    )
+    assert search.exit_code == 0, search.stderr
+    assert all(r["anomaly_score"] != "" and r["anomaly_error"] == "" for r in search.records)
+    assert [e.status for e in proxy.scoring()] == [503, 200]
+
+    proxy.answer_next(10, 500, {"code": "internal", "message": "the index is gone"})
+    search = run_search(
+        [f"url={proxy.url}"], [(body, True)], work=tmp_path / "fail", splunkd_uri=splunkd_down
+    )
+    assert search.exit_code == 1
+    (error,) = search.errors()
+    assert f"the scorer at {proxy.url} failed: HTTP 500 internal: the index is gone" in error
+
+
+# ---------------------------------------------------------------- volume
+def test_a_50000_record_chunk_streams_through_in_bounded_batches(
+    demo_texts: list[str], proxy: RecordingProxy, tmp_path: Path, splunkd_down: str
+) -> None:
+    texts = [demo_texts[i % len(demo_texts)] for i in range(50_000)]
+    records = splunk_records(texts)
+    chunks = [(csv_body(records), False), (csv_body([], fields=list(records[0])), True)]
+    search = _search([f"url={proxy.url}"], chunks, tmp_path, splunkd_down)  # batch_size: the default, 500
+
+    assert search.exit_code == 0, search.stderr
+    assert [len(reply.records) for reply in search.replies] == [50_000, 0]
+    out = search.records
+    assert [r["_serial"] for r in out] == [str(i) for i in range(50_000)]
+    assert all(r["anomaly_error"] == "" and r["anomaly_score"] != "" for r in out)
+    sizes = [len(e.events) for e in proxy.scoring()]
+    assert sizes == [500] * 100
+    assert {e.connection for e in proxy.scoring()} == {1}
+
+
+def test_batches_are_bounded_in_bytes_too(
+    demo_texts: list[str], proxy: RecordingProxy, tmp_path: Path, splunkd_down: str
+) -> None:
+    """Requests stay under 8 MiB of events (the service takes 16 MiB), whatever batch_size allows."""
+    padding = "x" * (3 * 1024 * 1024)
+    large = [json.dumps({**json.loads(text), "unmapped": {"note": padding}}) for text in demo_texts[:3]]
+    texts = [*large, demo_texts[3]]
+    search = _search([f"url={proxy.url}"], [(csv_body(splunk_records(texts)), True)], tmp_path, splunkd_down)
+
+    assert search.exit_code == 0, search.stderr
+    assert [len(e.events) for e in proxy.scoring()] == [2, 2]  # 3 + 3 MiB; then 3 MiB and the small one
+    assert all(r["anomaly_error"] == "" and r["anomaly_score"] != "" for r in search.records)
+
+
+# ---------------------------------------------------------------- splunkd's own ways
+def test_a_getinfo_only_process_exits_cleanly_on_eof(proxy: RecordingProxy, tmp_path: Path) -> None:
+    """splunkd starts processes that are only asked for their configuration, then closes stdin."""
+    with FakeSplunkd(SESSION_KEY, [Credential("ocsf_anomaly", "scorer_token", TOKEN)]) as splunkd:
+        command = CommandProcess(APP_DIR, tmp_path)
+        try:
+            info = searchinfo([f"url={proxy.url}"], dispatch_dir="", splunkd_uri=splunkd.uri)
+            assert command.getinfo(info).metadata == {"type": "stateful"}
+            assert command.close() == 0
+            assert command.rest_of_output() == b""
+        finally:
+            command.kill()
+    assert proxy.exchanges == [], "the scorer was called before any record came"
+    assert splunkd.requests == [], "splunkd was called before any record came"
+    assert command.stderr == ""
+
+
+def test_the_token_is_read_from_storage_passwords_with_the_searchs_session(
+    demo_texts: list[str], token_scorer: Scorer, tmp_path: Path
+) -> None:
+    credentials = [
+        Credential("other_app", "scorer_token", "not-this-one"),
+        Credential("ocsf_anomaly", "someone_else", "not-this-one-either"),
+        Credential("ocsf_anomaly", "scorer_token", TOKEN),
+    ]
+    body = csv_body(splunk_records(demo_texts[:5]))
+    with FakeSplunkd(SESSION_KEY, credentials) as splunkd, RecordingProxy(token_scorer.port) as proxy:
+        search = run_search([f"url={proxy.url}"], [(body, True)], work=tmp_path, splunkd_uri=splunkd.uri)
+    assert search.exit_code == 0, search.stderr
+    assert all(r["anomaly_error"] == "" and r["anomaly_score"] != "" for r in search.records)
+    assert {e.authorization for e in proxy.scoring()} == {f"Bearer {TOKEN}"}
+    ((method, path, authorization),) = splunkd.requests
+    assert (method, path.split("?")[0]) == ("GET", "/servicesNS/nobody/ocsf_anomaly/storage/passwords")
+    assert authorization == f"Splunk {SESSION_KEY}"
+
+
+def test_without_a_stored_token_the_command_goes_on_and_says_why_the_scorer_refused(
+    demo_texts: list[str], token_scorer: Scorer, tmp_path: Path
+) -> None:
+    body = csv_body(splunk_records(demo_texts[:2]))
+    with FakeSplunkd(SESSION_KEY, []) as splunkd:
+        search = run_search(
+            [f"url={token_scorer.url}", "onerror=tag"], [(body, True)], work=tmp_path, splunkd_uri=splunkd.uri
+        )
+    assert search.exit_code == 0, search.stderr
+    assert search.errors() == []  # no ERROR message: that would fail the search
+    assert "INFO OcsfAnomalyCommand: no scorer token in storage/passwords" in search.stderr
+    for record in search.records:
+        assert "refused the request (HTTP 401 unauthorized" in record["anomaly_error"]
+        assert "storage/passwords, realm 'ocsf_anomaly', name 'scorer_token'" in record["anomaly_error"]
+
+
+# ---------------------------------------------------------------- what Splunk's Python can run
+def test_the_command_imports_only_the_standard_library_and_the_app(tmp_path: Path) -> None:
+    """Under ``python3 -S`` nothing from site-packages is importable; loading the command (without
+    running it) pulls in only modules of the standard library and of the app's bin/."""
+    code = (
+        "import json, sys, sysconfig\n"
+        f"sys.path.insert(0, {str(APP_DIR / 'bin')!r})\n"
+        "import ocsfanomaly\n"
+        "files = [getattr(m, '__file__', None) for m in list(sys.modules.values())]\n"
+        "print(json.dumps({'path': sys.path, 'site': 'site' in sys.modules, 'files': [f for f in files if f],\n"
+        "  'stdlib': [sysconfig.get_paths()['stdlib'], sysconfig.get_paths()['platstdlib']]}))\n"
+    )
+    done = subprocess.run(
+        [*splunk_python(), "-c", code],
+        capture_output=True,
+        env=command_environment(tmp_path),
+        check=True,
+        cwd=tmp_path,
+    )
+    seen = json.loads(done.stdout)
+    assert not seen["site"]
+    assert not any("site-packages" in p or "dist-packages" in p for p in seen["path"])
+    roots = (str(APP_DIR / "bin"), *seen["stdlib"])
+    outside = [f for f in seen["files"] if not f.startswith(roots)]
+    assert outside == []
+    assert any(f.startswith(str(APP_DIR / "bin" / "lib" / "splunklib")) for f in seen["files"])
+
+
+def test_the_command_is_written_for_python_3_9() -> None:
+    """Splunk 9's Python is 3.9: no syntax of later versions (match, except*, parenthesised withs)."""
+    for path in (APP_DIR / "bin").glob("*.py"):
+        ast.parse(path.read_text(encoding="utf-8"), filename=str(path), feature_version=(3, 9))
+
+
+# ---------------------------------------------------------------- the package
+def test_make_splunk_app_packs_the_app_as_splunk_installs_it(tmp_path: Path) -> None:
+    source = copy_app(tmp_path / "src")
+    # what a working copy collects and the package must leave out
+    (source / "bin" / "__pycache__").mkdir()
+    (source / "bin" / "__pycache__" / "ocsfanomaly.cpython-311.pyc").write_bytes(b"\0")
+    (source / "bin" / "lib" / "splunklib" / "stale.pyc").write_bytes(b"\0")
+    (source / "local").mkdir()
+    (source / "local" / "ocsf_anomaly.conf").write_text("[scorer]\nurl = http://mine:8080\n")
+    (source / "metadata" / "local.meta").write_text("[]\n")
+    (source / ".DS_Store").write_bytes(b"\0")
+    dist = tmp_path / "dist"
+    subprocess.run(
+        ["make", "-s", "splunk-app", f"SPLUNK_APP_SRC={source}", f"SPLUNK_DIST={dist}"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
+    version = _conf_value(APP_DIR / "default" / "app.conf", "id", "version")
+    assert version == _conf_value(APP_DIR / "default" / "app.conf", "launcher", "version")
+    (package,) = dist.iterdir()
+    assert package.name == f"ocsf_anomaly-{version}.tgz"
+    with tarfile.open(package) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    names = {name for name, m in members.items() if m.isfile()}
+    expected = {
+        f"ocsf_anomaly/{path.relative_to(APP_DIR)}"
+        for path in APP_DIR.rglob("*")
+        if path.is_file()
+        and "__pycache__" not in path.parts
+        and "local" not in path.relative_to(APP_DIR).parts
+    }
+    assert names == expected
+    assert {
+        "ocsf_anomaly/bin/ocsfanomaly.py",
+        "ocsf_anomaly/bin/lib/splunklib/searchcommands/streaming_command.py",
+        "ocsf_anomaly/bin/lib/LICENSE",
+        "ocsf_anomaly/bin/lib/README",
+        "ocsf_anomaly/default/app.conf",
+        "ocsf_anomaly/default/commands.conf",
+        "ocsf_anomaly/README/ocsf_anomaly.conf.spec",
+        "ocsf_anomaly/metadata/default.meta",
+        "ocsf_anomaly/README.md",
+    } <= names
+    assert all(name == "ocsf_anomaly" or name.startswith("ocsf_anomaly/") for name in members)
+    assert not [
+        n for n in members if "__pycache__" in n or n.endswith(".pyc") or "/." in n or "local" in n.split("/")
+    ]
+    assert all(m.uid == 0 and m.gid == 0 for m in members.values())
+
+
+def _conf_value(path: Path, stanza: str, key: str) -> str:
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(path, encoding="utf-8")
+    return parser[stanza][key]
