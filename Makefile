@@ -9,6 +9,11 @@ PIP := $(VENV)/bin/pip
 TORCH := $(shell grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+# splunk-appinspect, a proprietary dev tool that tests the Splunk app's package: it pins old packages
+# (beautifulsoup4, chardet, lxml, ...), so it lives in a venv of its own, never in .venv, and is never shipped.
+APPINSPECT_VENV := .venv-appinspect
+APPINSPECT_STAMP := $(APPINSPECT_VENV)/.installed
+APPINSPECT_SPEC := splunk-appinspect>=4.3,<5
 
 .PHONY: run test lint format bench clean splunk-app
 
@@ -27,6 +32,14 @@ $(DEV_STAMP): $(STAMP)
 	$(PIP) install -q -e '.[dev]'
 	touch $@
 
+# AppInspect reads file types with libmagic: Debian's libmagic1, installed when missing.
+$(APPINSPECT_STAMP):
+	dpkg -s libmagic1 >/dev/null 2>&1 || { apt-get update && apt-get install -y libmagic1; }
+	rm -rf $(APPINSPECT_VENV)
+	$(PYTHON) -m venv $(APPINSPECT_VENV)
+	$(APPINSPECT_VENV)/bin/pip install -q '$(APPINSPECT_SPEC)'
+	touch $@
+
 ## run: install, train the demo model if there is none, score the demo file, then serve the model.
 run: $(STAMP)
 	$(VENV)/bin/ocsf-anomaly demo
@@ -42,8 +55,9 @@ format: $(DEV_STAMP)
 	$(VENV)/bin/ruff format scorer tests bench
 	$(VENV)/bin/ruff check --fix scorer tests bench
 
-## test: lint, then every test. pytest's exit code 5 (no tests collected) is a failure.
-test: lint
+## test: lint, then every test (with splunk-appinspect in its own venv for the Splunk app's package test).
+## pytest's exit code 5 (no tests collected) is a failure.
+test: lint $(APPINSPECT_STAMP)
 	$(PY) -m pytest -n 2 tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
@@ -71,4 +85,4 @@ splunk-app:
 
 ## clean: remove the virtualenv, build outputs and tool caches; data/ (the model registry, demo files) stays.
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(APPINSPECT_VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

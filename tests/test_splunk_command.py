@@ -1,4 +1,5 @@
-"""The Splunk app's ``| ocsfanomaly`` search command (integrations/splunk/ocsf_anomaly), run as splunkd runs it.
+"""The Splunk app's ``| ocsfanomaly`` search command (integrations/splunk/ocsf_anomaly), run as splunkd runs it:
+the protocol, the fields it adds, its options and settings, splunkd's own ways, the Python it needs.
 
 No Splunk server can run here, so tests/splunk_protocol.py plays splunkd's side of the search
 command protocol v2: it starts ``bin/ocsfanomaly.py`` as a subprocess with a Python that has no
@@ -10,7 +11,9 @@ is the real service (``ocsf-anomaly serve`` on a loopback port, with a model tra
 session), reached through a recording pass-through proxy (tests/recording_proxy.py) that shows
 what went over the wire; splunkd's ``storage/passwords`` REST endpoint is the only fake.
 Real vendor events come from ../shared/data/ocsf_events (those tests skip without it, and fail
-under CI=true); the others use the demo company's events.
+under CI=true); the others use the demo company's events. How the command calls the scorer (its
+batches, and a scorer that cannot answer) is tested in test_splunk_scorer_calls.py; the app's
+package, dashboard and alert in test_splunk_app.py.
 """
 
 from __future__ import annotations
@@ -18,15 +21,8 @@ from __future__ import annotations
 import ast
 import json
 import math
-import os
-import signal
 import subprocess
-import sys
-import tarfile
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +30,22 @@ import pytest
 from recording_proxy import RecordingProxy
 from splunk_protocol import (
     APP_DIR,
-    REPO,
     CommandProcess,
     Credential,
     FakeSplunkd,
     Record,
+    Scorer,
     Search,
+    as_list,
     closed_port,
     command_environment,
     copy_app,
     csv_body,
     run_search,
     searchinfo,
+    serve_scorer,
     splunk_python,
+    splunk_records,
 )
 
 from scorer.paths import shared_data_dir
@@ -57,66 +56,9 @@ SESSION_KEY = "s3ss10n-k3y^Ab_c"  # what splunk_protocol.searchinfo sends
 
 
 # ---------------------------------------------------------------- the real scorer
-@dataclass
-class Scorer:
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def get(self, path: str) -> Any:
-        import http.client
-
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        try:
-            connection.request("GET", path)
-            return json.loads(connection.getresponse().read())
-        finally:
-            connection.close()
-
-
-def _free_port() -> int:
-    with closed_port() as port:
-        return port
-
-
-@contextmanager
-def _serve(bundle: Path, log: Path, env: dict[str, str] | None = None) -> Iterator[Scorer]:
-    port = _free_port()
-    environment = {
-        **os.environ,
-        "OCSF_ANOMALY_MODEL_POLL_SECONDS": "0",
-        "OCSF_ANOMALY_THREADS": "1",
-        "PYTHONWARNINGS": "ignore",
-        **(env or {}),
-    }
-    command = [sys.executable, "-m", "scorer.cli", "serve", "--model", str(bundle)]
-    command += ["--port", str(port), "--workers", "1"]
-    with log.open("w") as sink:
-        process = subprocess.Popen(command, stderr=sink, env=environment)
-    try:
-        deadline = time.monotonic() + 180
-        while "try:" not in log.read_text() and process.poll() is None:
-            assert time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.05)
-        assert process.poll() is None, log.read_text()
-        yield Scorer(process, port, log)
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(30)
-
-
 @pytest.fixture(scope="module")
 def scorer(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scorer]:
-    with _serve(bundle_dir, tmp_path_factory.mktemp("scorer") / "serve.log") as served:
+    with serve_scorer(bundle_dir, tmp_path_factory.mktemp("scorer") / "serve.log") as served:
         yield served
 
 
@@ -124,7 +66,7 @@ def scorer(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 def token_scorer(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scorer]:
     """The same model behind a service that requires a bearer token."""
     log = tmp_path_factory.mktemp("token-scorer") / "serve.log"
-    with _serve(bundle_dir, log, {"OCSF_ANOMALY_API_TOKEN": TOKEN}) as served:
+    with serve_scorer(bundle_dir, log, {"OCSF_ANOMALY_API_TOKEN": TOKEN}) as served:
         yield served
 
 
@@ -154,34 +96,6 @@ def vendor_texts() -> list[str]:
 @pytest.fixture(scope="module")
 def demo_texts(held_out_events: list[dict[str, Any]]) -> list[str]:
     return [json.dumps(event) for event in held_out_events]
-
-
-def splunk_records(texts: list[str], start: int = 0) -> list[Record]:
-    """Search results as splunkd hands them to a streaming command: the event in _raw beside the
-    fields every event has, a multivalue field on some."""
-    records: list[Record] = []
-    for i, text in enumerate(texts, start=start):
-        record: Record = {
-            "_serial": str(i),
-            "_time": str(1764658800 + i),
-            "_raw": text,
-            "host": "collector-01",
-            "index": "ocsf",
-            "source": "/var/log/ocsf/events.json",
-            "sourcetype": "ocsf:json",
-            "splunk_server": "sh-01",
-            "_chunked_idx": str(i - start),
-        }
-        record["tag"] = ["ocsf", "security", f"batch-{i % 7}"] if i % 3 == 0 else "ocsf"
-        records.append(record)
-    return records
-
-
-def as_list(value: str | list[str]) -> list[str]:
-    """A field as a list: a multivalue field is a list, one value is a string, none is ''."""
-    if isinstance(value, list):
-        return value
-    return [value] if value else []
 
 
 def _search(
@@ -384,124 +298,19 @@ def test_a_bad_setting_in_the_conf_is_refused_at_getinfo(tmp_path: Path, splunkd
     assert error.startswith("ocsf_anomaly.conf [scorer] alpha = 1.5: ")
 
 
-# ---------------------------------------------------------------- when the scorer cannot answer
-def test_scorer_down_with_onerror_fail_stops_the_search(
-    demo_texts: list[str], tmp_path: Path, splunkd_down: str
-) -> None:
-    with closed_port() as port:
-        chunks = [
-            (csv_body(splunk_records(demo_texts[:5])), False),
-            (csv_body(splunk_records(demo_texts[5:9])), True),
-        ]
-        search = _search([f"url=http://127.0.0.1:{port}", "onerror=fail"], chunks, tmp_path, splunkd_down)
-    assert search.exit_code == 1
-    (reply,) = search.replies  # the search stops at the first chunk
-    assert reply.metadata["finished"] is True
-    (error,) = reply.errors()
-    assert f"the scorer at http://127.0.0.1:{port} is unreachable" in error
-    assert "Connection refused" in error
-
-
-def test_scorer_down_with_onerror_tag_passes_every_record_through(
-    demo_texts: list[str], tmp_path: Path, splunkd_down: str
-) -> None:
-    with closed_port() as port:
-        first = splunk_records([*demo_texts[:3], "not json"])
-        last = splunk_records(demo_texts[3:5], start=4)
-        chunks = [
-            (csv_body(first), False),
-            (csv_body([], fields=list(first[0])), False),
-            (csv_body(last), True),
-        ]
-        search = _search([f"url=http://127.0.0.1:{port}", "onerror=tag"], chunks, tmp_path, splunkd_down)
-    assert search.exit_code == 0, search.stderr
-    assert search.errors() == []
-    assert [reply.metadata.get("finished") for reply in search.replies] == [False, False, True]
-    records = search.records
-    assert [r["_serial"] for r in records] == [str(i) for i in range(6)]
-    for record in records:
-        assert [record[f"anomaly_{name}"] for name in ADDED[:-1]] == ["", "", "", "", ""]
-    assert records[3]["anomaly_error"].startswith("not an OCSF event: ")  # type: ignore[union-attr]
-    for record in records[:3] + records[4:]:
-        assert record["anomaly_error"].startswith(  # type: ignore[union-attr]
-            f"not scored: the scorer at http://127.0.0.1:{port} is unreachable"
-        )
-    assert "onerror=tag" in search.stderr
-
-
-def test_a_scorer_that_does_not_answer_times_out(
-    demo_texts: list[str], scorer: Scorer, tmp_path: Path, splunkd_down: str
-) -> None:
-    """The real service, stopped (SIGSTOP): the kernel accepts the connection, nothing answers."""
-    pid = scorer.get("/healthz")["pid"]
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        body = csv_body(splunk_records(demo_texts[:3]))
-        search = _search(
-            [f"url={scorer.url}", "timeout=0.5", "onerror=tag"], [(body, True)], tmp_path, splunkd_down
-        )
-    finally:
-        os.kill(pid, signal.SIGCONT)
-    assert search.exit_code == 0, search.stderr
-    assert {r["anomaly_error"] for r in search.records} == {
-        f"not scored: the scorer at {scorer.url} did not answer within 0.5 s (timeout)"
-    }
-
-
-def test_a_full_service_is_asked_again_and_a_failing_one_stops_the_search(
+def test_a_field_over_10_mib_fails_the_search_with_splunklibs_message(
     demo_texts: list[str], proxy: RecordingProxy, tmp_path: Path, splunkd_down: str
 ) -> None:
-    body = csv_body(splunk_records(demo_texts[:10]))
-    proxy.answer_next(
-        1, 503, {"code": "overloaded", "message": "too many events pending"}, {"Retry-After": "0"}
-    )
-    search = run_search(
-        [f"url={proxy.url}"], [(body, True)], work=tmp_path / "busy", splunkd_uri=splunkd_down
-    )
-    assert search.exit_code == 0, search.stderr
-    assert all(r["anomaly_score"] != "" and r["anomaly_error"] == "" for r in search.records)
-    assert [e.status for e in proxy.scoring()] == [503, 200]
-
-    proxy.answer_next(10, 500, {"code": "internal", "message": "the index is gone"})
-    search = run_search(
-        [f"url={proxy.url}"], [(body, True)], work=tmp_path / "fail", splunkd_uri=splunkd_down
-    )
+    """splunklib reads splunkd's CSV with a field limit of 10 MiB (the app's README says so): only a
+    sourcetype with a custom TRUNCATE far above Splunk's default 10,000 bytes gets such an event."""
+    event = json.loads(demo_texts[0])
+    event["unmapped"] = {"note": "x" * (10 * 1024 * 1024)}
+    records = splunk_records([demo_texts[1], json.dumps(event)])
+    search = _search([f"url={proxy.url}"], [(csv_body(records), True)], tmp_path, splunkd_down)
     assert search.exit_code == 1
     (error,) = search.errors()
-    assert f"the scorer at {proxy.url} failed: HTTP 500 internal: the index is gone" in error
-
-
-# ---------------------------------------------------------------- volume
-def test_a_50000_record_chunk_streams_through_in_bounded_batches(
-    demo_texts: list[str], proxy: RecordingProxy, tmp_path: Path, splunkd_down: str
-) -> None:
-    texts = [demo_texts[i % len(demo_texts)] for i in range(50_000)]
-    records = splunk_records(texts)
-    chunks = [(csv_body(records), False), (csv_body([], fields=list(records[0])), True)]
-    search = _search([f"url={proxy.url}"], chunks, tmp_path, splunkd_down)  # batch_size: the default, 500
-
-    assert search.exit_code == 0, search.stderr
-    assert [len(reply.records) for reply in search.replies] == [50_000, 0]
-    out = search.records
-    assert [r["_serial"] for r in out] == [str(i) for i in range(50_000)]
-    assert all(r["anomaly_error"] == "" and r["anomaly_score"] != "" for r in out)
-    sizes = [len(e.events) for e in proxy.scoring()]
-    assert sizes == [500] * 100
-    assert {e.connection for e in proxy.scoring()} == {1}
-
-
-def test_batches_are_bounded_in_bytes_too(
-    demo_texts: list[str], proxy: RecordingProxy, tmp_path: Path, splunkd_down: str
-) -> None:
-    """Requests stay under 8 MiB of events (the service takes 16 MiB), whatever batch_size allows."""
-    padding = "x" * (3 * 1024 * 1024)
-    large = [json.dumps({**json.loads(text), "unmapped": {"note": padding}}) for text in demo_texts[:3]]
-    texts = [*large, demo_texts[3]]
-    search = _search([f"url={proxy.url}"], [(csv_body(splunk_records(texts)), True)], tmp_path, splunkd_down)
-
-    assert search.exit_code == 0, search.stderr
-    assert [len(e.events) for e in proxy.scoring()] == [2, 2]  # 3 + 3 MiB; then 3 MiB and the small one
-    assert all(r["anomaly_error"] == "" and r["anomaly_score"] != "" for r in search.records)
+    assert "field larger than field limit (10485760)" in error
+    assert proxy.exchanges == []  # the chunk is refused whole, before any record is scored
 
 
 # ---------------------------------------------------------------- splunkd's own ways
@@ -588,62 +397,3 @@ def test_the_command_is_written_for_python_3_9() -> None:
     """Splunk 9's Python is 3.9: no syntax of later versions (match, except*, parenthesised withs)."""
     for path in (APP_DIR / "bin").glob("*.py"):
         ast.parse(path.read_text(encoding="utf-8"), filename=str(path), feature_version=(3, 9))
-
-
-# ---------------------------------------------------------------- the package
-def test_make_splunk_app_packs_the_app_as_splunk_installs_it(tmp_path: Path) -> None:
-    source = copy_app(tmp_path / "src")
-    # what a working copy collects and the package must leave out
-    (source / "bin" / "__pycache__").mkdir()
-    (source / "bin" / "__pycache__" / "ocsfanomaly.cpython-311.pyc").write_bytes(b"\0")
-    (source / "bin" / "lib" / "splunklib" / "stale.pyc").write_bytes(b"\0")
-    (source / "local").mkdir()
-    (source / "local" / "ocsf_anomaly.conf").write_text("[scorer]\nurl = http://mine:8080\n")
-    (source / "metadata" / "local.meta").write_text("[]\n")
-    (source / ".DS_Store").write_bytes(b"\0")
-    dist = tmp_path / "dist"
-    subprocess.run(
-        ["make", "-s", "splunk-app", f"SPLUNK_APP_SRC={source}", f"SPLUNK_DIST={dist}"],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-    )
-    version = _conf_value(APP_DIR / "default" / "app.conf", "id", "version")
-    assert version == _conf_value(APP_DIR / "default" / "app.conf", "launcher", "version")
-    (package,) = dist.iterdir()
-    assert package.name == f"ocsf_anomaly-{version}.tgz"
-    with tarfile.open(package) as tar:
-        members = {m.name: m for m in tar.getmembers()}
-    names = {name for name, m in members.items() if m.isfile()}
-    expected = {
-        f"ocsf_anomaly/{path.relative_to(APP_DIR)}"
-        for path in APP_DIR.rglob("*")
-        if path.is_file()
-        and "__pycache__" not in path.parts
-        and "local" not in path.relative_to(APP_DIR).parts
-    }
-    assert names == expected
-    assert {
-        "ocsf_anomaly/bin/ocsfanomaly.py",
-        "ocsf_anomaly/bin/lib/splunklib/searchcommands/streaming_command.py",
-        "ocsf_anomaly/bin/lib/LICENSE",
-        "ocsf_anomaly/bin/lib/README",
-        "ocsf_anomaly/default/app.conf",
-        "ocsf_anomaly/default/commands.conf",
-        "ocsf_anomaly/README/ocsf_anomaly.conf.spec",
-        "ocsf_anomaly/metadata/default.meta",
-        "ocsf_anomaly/README.md",
-    } <= names
-    assert all(name == "ocsf_anomaly" or name.startswith("ocsf_anomaly/") for name in members)
-    assert not [
-        n for n in members if "__pycache__" in n or n.endswith(".pyc") or "/." in n or "local" in n.split("/")
-    ]
-    assert all(m.uid == 0 and m.gid == 0 for m in members.values())
-
-
-def _conf_value(path: Path, stanza: str, key: str) -> str:
-    import configparser
-
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.read(path, encoding="utf-8")
-    return parser[stanza][key]

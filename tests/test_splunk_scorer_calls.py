@@ -1,0 +1,180 @@
+"""How the Splunk app's ``| ocsfanomaly`` command calls the scorer: in bounded batches whatever the chunk,
+and what it does when the scorer cannot answer (down, stopped, full, failing).
+
+The command runs as splunkd runs it (tests/splunk_protocol.py plays splunkd; see
+test_splunk_command.py), against the real service on loopback, through a recording pass-through
+proxy (tests/recording_proxy.py) that shows each request and can answer a few itself (503, 500).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from recording_proxy import RecordingProxy
+from splunk_protocol import (
+    Scorer,
+    Search,
+    closed_port,
+    csv_body,
+    run_search,
+    serve_scorer,
+    splunk_records,
+)
+
+ADDED = ("score", "p_value", "is_anomaly", "model_version", "reasons", "error")
+
+
+@pytest.fixture(scope="module")
+def scorer(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scorer]:
+    with serve_scorer(bundle_dir, tmp_path_factory.mktemp("scorer") / "serve.log") as served:
+        yield served
+
+
+@pytest.fixture
+def proxy(scorer: Scorer) -> Iterator[RecordingProxy]:
+    with RecordingProxy(scorer.port) as recording:
+        yield recording
+
+
+@pytest.fixture
+def splunkd_down() -> Iterator[str]:
+    """splunkd's REST API where it cannot be reached (the command goes on without a token)."""
+    with closed_port() as port:
+        yield f"https://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def demo_texts(held_out_events: list[dict[str, Any]]) -> list[str]:
+    return [json.dumps(event) for event in held_out_events]
+
+
+def _search(
+    args: list[str], chunks: list[tuple[bytes, bool]], tmp_path: Path, splunkd_uri: str, **kw: Any
+) -> Search:
+    return run_search(args, chunks, work=tmp_path / "search", splunkd_uri=splunkd_uri, **kw)
+
+
+# ---------------------------------------------------------------- volume
+def test_a_50000_record_chunk_streams_through_in_bounded_batches(
+    demo_texts: list[str], proxy: RecordingProxy, tmp_path: Path, splunkd_down: str
+) -> None:
+    texts = [demo_texts[i % len(demo_texts)] for i in range(50_000)]
+    records = splunk_records(texts)
+    chunks = [(csv_body(records), False), (csv_body([], fields=list(records[0])), True)]
+    search = _search([f"url={proxy.url}"], chunks, tmp_path, splunkd_down)  # batch_size: the default, 500
+
+    assert search.exit_code == 0, search.stderr
+    assert [len(reply.records) for reply in search.replies] == [50_000, 0]
+    out = search.records
+    assert [r["_serial"] for r in out] == [str(i) for i in range(50_000)]
+    assert all(r["anomaly_error"] == "" and r["anomaly_score"] != "" for r in out)
+    sizes = [len(e.events) for e in proxy.scoring()]
+    assert sizes == [500] * 100
+    assert {e.connection for e in proxy.scoring()} == {1}
+
+
+def test_batches_are_bounded_in_bytes_too(
+    demo_texts: list[str], proxy: RecordingProxy, tmp_path: Path, splunkd_down: str
+) -> None:
+    """Requests stay under 8 MiB of events (the service takes 16 MiB), whatever batch_size allows."""
+    padding = "x" * (3 * 1024 * 1024)
+    large = [json.dumps({**json.loads(text), "unmapped": {"note": padding}}) for text in demo_texts[:3]]
+    texts = [*large, demo_texts[3]]
+    search = _search([f"url={proxy.url}"], [(csv_body(splunk_records(texts)), True)], tmp_path, splunkd_down)
+
+    assert search.exit_code == 0, search.stderr
+    assert [len(e.events) for e in proxy.scoring()] == [2, 2]  # 3 + 3 MiB; then 3 MiB and the small one
+    assert all(r["anomaly_error"] == "" and r["anomaly_score"] != "" for r in search.records)
+
+
+# ---------------------------------------------------------------- when the scorer cannot answer
+def test_scorer_down_with_onerror_fail_stops_the_search(
+    demo_texts: list[str], tmp_path: Path, splunkd_down: str
+) -> None:
+    with closed_port() as port:
+        chunks = [
+            (csv_body(splunk_records(demo_texts[:5])), False),
+            (csv_body(splunk_records(demo_texts[5:9])), True),
+        ]
+        search = _search([f"url=http://127.0.0.1:{port}", "onerror=fail"], chunks, tmp_path, splunkd_down)
+    assert search.exit_code == 1
+    (reply,) = search.replies  # the search stops at the first chunk
+    assert reply.metadata["finished"] is True
+    (error,) = reply.errors()
+    assert f"the scorer at http://127.0.0.1:{port} is unreachable" in error
+    assert "Connection refused" in error
+
+
+def test_scorer_down_with_onerror_tag_passes_every_record_through(
+    demo_texts: list[str], tmp_path: Path, splunkd_down: str
+) -> None:
+    with closed_port() as port:
+        first = splunk_records([*demo_texts[:3], "not json"])
+        last = splunk_records(demo_texts[3:5], start=4)
+        chunks = [
+            (csv_body(first), False),
+            (csv_body([], fields=list(first[0])), False),
+            (csv_body(last), True),
+        ]
+        search = _search([f"url=http://127.0.0.1:{port}", "onerror=tag"], chunks, tmp_path, splunkd_down)
+    assert search.exit_code == 0, search.stderr
+    assert search.errors() == []
+    assert [reply.metadata.get("finished") for reply in search.replies] == [False, False, True]
+    records = search.records
+    assert [r["_serial"] for r in records] == [str(i) for i in range(6)]
+    for record in records:
+        assert [record[f"anomaly_{name}"] for name in ADDED[:-1]] == ["", "", "", "", ""]
+    assert records[3]["anomaly_error"].startswith("not an OCSF event: ")  # type: ignore[union-attr]
+    for record in records[:3] + records[4:]:
+        assert record["anomaly_error"].startswith(  # type: ignore[union-attr]
+            f"not scored: the scorer at http://127.0.0.1:{port} is unreachable"
+        )
+    assert "onerror=tag" in search.stderr
+
+
+def test_a_scorer_that_does_not_answer_times_out(
+    demo_texts: list[str], scorer: Scorer, tmp_path: Path, splunkd_down: str
+) -> None:
+    """The real service, stopped (SIGSTOP): the kernel accepts the connection, nothing answers."""
+    pid = scorer.get("/healthz")["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        body = csv_body(splunk_records(demo_texts[:3]))
+        search = _search(
+            [f"url={scorer.url}", "timeout=0.5", "onerror=tag"], [(body, True)], tmp_path, splunkd_down
+        )
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert search.exit_code == 0, search.stderr
+    assert {r["anomaly_error"] for r in search.records} == {
+        f"not scored: the scorer at {scorer.url} did not answer within 0.5 s (timeout)"
+    }
+
+
+def test_a_full_service_is_asked_again_and_a_failing_one_stops_the_search(
+    demo_texts: list[str], proxy: RecordingProxy, tmp_path: Path, splunkd_down: str
+) -> None:
+    body = csv_body(splunk_records(demo_texts[:10]))
+    proxy.answer_next(
+        1, 503, {"code": "overloaded", "message": "too many events pending"}, {"Retry-After": "0"}
+    )
+    search = run_search(
+        [f"url={proxy.url}"], [(body, True)], work=tmp_path / "busy", splunkd_uri=splunkd_down
+    )
+    assert search.exit_code == 0, search.stderr
+    assert all(r["anomaly_score"] != "" and r["anomaly_error"] == "" for r in search.records)
+    assert [e.status for e in proxy.scoring()] == [503, 200]
+
+    proxy.answer_next(10, 500, {"code": "internal", "message": "the index is gone"})
+    search = run_search(
+        [f"url={proxy.url}"], [(body, True)], work=tmp_path / "fail", splunkd_uri=splunkd_down
+    )
+    assert search.exit_code == 1
+    (error,) = search.errors()
+    assert f"the scorer at {proxy.url} failed: HTTP 500 internal: the index is gone" in error
