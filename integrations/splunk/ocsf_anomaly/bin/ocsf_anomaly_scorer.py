@@ -46,6 +46,8 @@ def _finite(text: str) -> float:
     return number
 
 
+# What json.loads(text, parse_constant=..., parse_float=...) makes anew for every call, made once.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite)
 _KINDS = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
 
 
@@ -61,7 +63,9 @@ def event_body(value: Any, field: str) -> bytes:
         raise Unscorable(f"not an OCSF event: {field} is empty or missing")
     text = str(value)
     try:
-        parsed = json.loads(text, parse_constant=_reject_constant, parse_float=_finite)
+        if text.startswith("\ufeff"):  # json.loads' own check, kept for its message
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        parsed = _DECODER.decode(text)
     except RecursionError:
         raise Unscorable(f"not an OCSF event: {field} nests too deeply") from None
     except ValueError as error:

@@ -5,7 +5,9 @@ A splunklib ``StreamingCommand`` (search command protocol v2, ``chunked = true``
 search head only (``distributed=False``), so only that host needs to reach the scorer. Each record's
 ``field`` (``_raw`` by default) must hold one OCSF event as a JSON object; the command sends the
 events of a chunk to the scorer's ``POST /v1/score`` as JSON arrays of at most ``batch_size``
-events, in order, over one keep-alive HTTP connection per search, and adds to every record::
+events, in order, over one keep-alive HTTP connection per search (from a background thread, so that
+the command reads the next batch and writes the one before while the scorer scores one), and adds
+to every record::
 
     <prefix>score  <prefix>p_value  <prefix>is_anomaly  <prefix>model_version  <prefix>reasons  <prefix>error
 
@@ -24,9 +26,14 @@ from __future__ import annotations
 import builtins
 import configparser
 import os
+import queue
 import socket
 import sys
+import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from io import StringIO
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -170,6 +177,8 @@ class OcsfAnomalyCommand(StreamingCommand):
         super().__init__()
         self._settings: Settings | None = None
         self._scorer: ScorerClient | None = None
+        self._sender = _Sender()
+        self._down: str | None = None  # onerror=tag: why the scorer failed in this chunk
 
     def prepare(self) -> None:
         """Runs at getinfo, also in processes splunkd starts only to ask for the configuration:
@@ -202,31 +211,99 @@ class OcsfAnomalyCommand(StreamingCommand):
         return Settings(**values)
 
     def stream(self, records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        """One chunk's records, each with the added fields, in order, scored in bounded batches."""
+        """One chunk's records, each with the added fields, in order, scored in bounded batches.
+
+        The scorer's requests go through one background thread (``_Sender``), strictly in order:
+        while it waits for the scorer to score a batch, this thread has the next batch read and
+        checked, and the batch before written out. At most two batches are handed over (one
+        being scored, the next waiting behind it)."""
         settings = self._settings
         assert settings is not None  # set by prepare()
-        down: str | None = None  # onerror=tag: why the scorer failed in this chunk (not asked again)
-        for batch in _batches(records, settings):
-            bodies = [body for _, body in batch if isinstance(body, bytes)]
-            results: list[Any] = []
-            if bodies and down is None:
-                try:
-                    results = self._client().score(bodies)
-                except ScorerError as error:
-                    if settings.onerror == "fail":
-                        self.logger.error("%s (onerror=fail: the search stops)", error)
-                        raise
-                    down = str(error)
-                    self.logger.warning("%s (onerror=tag: the records pass through, tagged)", error)
-            answers = iter(results)
-            for record, body in batch:
-                if isinstance(body, Unscorable):
-                    self._add(record, settings.prefix, error=str(body))
-                elif down is not None:
-                    self._add(record, settings.prefix, error=f"not scored: {down}")
-                else:
-                    self._add(record, settings.prefix, result=next(answers))
-                yield record
+        self._down = None
+        names = tuple(settings.prefix + name for name in ADDED)
+        self._record_writer.custom_fields.update(names)  # what splunklib's add_field does for each field
+        chunk = _Chunk()
+        pending: deque[tuple[list[tuple[dict[str, Any], bytes | Unscorable]], Future[Any] | None]] = deque()
+        try:
+            for batch in _batches(records, settings):
+                pending.append((batch, self._send(batch, chunk)))
+                if len(pending) > 1:
+                    yield from self._scored(*pending.popleft(), names)
+            while pending:
+                yield from self._scored(*pending.popleft(), names)
+        finally:
+            chunk.stopped = True  # what is still waiting to be sent for this chunk never is
+
+    def _send(
+        self, batch: list[tuple[dict[str, Any], bytes | Unscorable]], chunk: _Chunk
+    ) -> Future[Any] | None:
+        """Hand the batch's events to the scorer's thread; None when there is nothing to send."""
+        bodies = [body for _, body in batch if isinstance(body, bytes)]
+        if not bodies or self._down is not None:
+            return None
+        return self._sender.submit(self._client(), bodies, chunk)
+
+    def _scored(
+        self,
+        batch: list[tuple[dict[str, Any], bytes | Unscorable]],
+        sent: Future[Any] | None,
+        names: tuple[str, ...],
+    ) -> Iterator[dict[str, Any]]:
+        """The batch's records with the added fields (``names``), once the scorer has answered."""
+        settings = self._settings
+        assert settings is not None
+        results: list[Any] = []
+        if sent is not None:
+            try:
+                answer = sent.result()
+            except ScorerError as error:
+                if settings.onerror == "fail":
+                    self.logger.error("%s (onerror=fail: the search stops)", error)
+                    raise
+                self._down = str(error)
+                self.logger.warning("%s (onerror=tag: the records pass through, tagged)", error)
+            else:
+                if answer is not NOT_SENT:
+                    results = answer
+        down = self._down  # onerror=tag: why the scorer failed in this chunk (not asked again)
+        answers = iter(results)
+        for record, body in batch:
+            if isinstance(body, Unscorable):
+                self._add(record, names, error=str(body))
+            elif down is not None:
+                self._add(record, names, error=f"not scored: {down}")
+            else:
+                self._add(record, names, result=next(answers))
+            yield record
+
+    def _execute_chunk_v2(self, process: Any, chunk: Any) -> None:
+        """splunklib's (2.1.1), except that each record is written as ``stream`` yields it, where
+        splunklib would first make a list of the whole chunk's: so the records of one batch are
+        written while the scorer scores the next, and a chunk's records are not all in memory at
+        once. When ``stream`` fails, the records of the chunk written so far are dropped, so that
+        the answer to the chunk carries none, as with splunklib's own."""
+        body = chunk[1]  # (metadata, body)
+        if len(body) <= 0 and not self._allow_empty_input:
+            raise ValueError(
+                "No records found to process. Set allow_empty_input=True in dispatch function to move "
+                "forward with empty records."
+            )
+        writer = self._record_writer
+        write = writer.write_record
+        records = process(self._read_csv_records(StringIO(body)))
+        try:
+            for record in records:
+                write(record)
+        except BaseException:
+            # Under protocol v2 splunklib's writer keeps a chunk's records in its buffer until the
+            # chunk's answer (nothing is flushed before): empty it as it was when the chunk began.
+            writer._buffer.seek(0)
+            writer._buffer.truncate()
+            writer._pending_record_count = 0
+            writer._fieldnames = None
+            raise
+        finally:
+            records.close()
 
     def _client(self) -> ScorerClient:
         """The scorer's client, made on first use: one per run of the command, kept across chunks."""
@@ -268,8 +345,12 @@ class OcsfAnomalyCommand(StreamingCommand):
         self.logger.info("no scorer token in %s: calling the scorer without one", where)
         return None
 
-    def _add(self, record: dict[str, Any], prefix: str, result: Any = None, error: str = "") -> None:
-        """Set all the added fields on ``record``: the verdict, or empty ones and the error."""
+    def _add(
+        self, record: dict[str, Any], names: tuple[str, ...], result: Any = None, error: str = ""
+    ) -> None:
+        """Set all the added fields (``names``, prefixed ADDED) on ``record``: the verdict, or empty
+        ones and the error. (splunklib's add_field would also note each name for its writer, for
+        every record: ``stream`` does that once per chunk.)"""
         if isinstance(result, str):
             error, result = result, None
         if isinstance(result, dict):
@@ -285,8 +366,67 @@ class OcsfAnomalyCommand(StreamingCommand):
             )
         else:
             values = ("", "", "", "", [], error)
-        for index, name in enumerate(ADDED):
-            self.add_field(record, prefix + name, values[index])
+        for index, name in enumerate(names):
+            record[name] = values[index]
+
+
+# ---------------------------------------------------------------- the scorer's thread
+NOT_SENT = object()  # what the scorer's thread answers for a batch it did not send
+SWITCH_INTERVAL_SECONDS = 0.001
+
+
+class _Chunk:
+    """What the batches of one chunk share: once one of them failed (or the chunk is over), the
+    scorer's thread sends none of the others."""
+
+    __slots__ = ("stopped",)
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+
+class _Sender:
+    """One background thread that sends batches to the scorer one at a time, in the order they
+    were handed over, over the client's one keep-alive connection; each batch's answer (its results,
+    NOT_SENT, or the exception) comes back through a Future.
+
+    A batch whose chunk has stopped is not sent: after a failure, no further request goes out for
+    that chunk, as when the batches were sent one after the other."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[ScorerClient, list[bytes], _Chunk, Future[Any]]] = (
+            queue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
+
+    def submit(self, client: ScorerClient, bodies: list[bytes], chunk: _Chunk) -> Future[Any]:
+        if self._thread is None:
+            # This thread needs the GIL back after each blocking call (a send, each part of an
+            # answer) while the command's thread keeps it busy: by default it waits up to 5 ms each
+            # time, the scorer idle meanwhile. 1 ms keeps such waits short.
+            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_SECONDS))
+            self._thread = threading.Thread(target=self._run, name="ocsfanomaly-scorer", daemon=True)
+            self._thread.start()
+        sent: Future[Any] = Future()
+        self._jobs.put((client, bodies, chunk, sent))
+        return sent
+
+    def _run(self) -> None:
+        while True:
+            self._answer(*self._jobs.get())
+
+    @staticmethod
+    def _answer(client: ScorerClient, bodies: list[bytes], chunk: _Chunk, sent: Future[Any]) -> None:
+        if chunk.stopped:
+            sent.set_result(NOT_SENT)
+            return
+        try:
+            results = client.score(bodies)
+        except BaseException as error:  # handed to the command's thread, which raises it there
+            chunk.stopped = True
+            sent.set_exception(error)
+        else:
+            sent.set_result(results)
 
 
 def _batches(
