@@ -3,7 +3,7 @@
 The command (integrations/splunk/ocsf_anomaly/bin/ocsfanomaly.py) runs as splunkd runs it: a
 subprocess under `python3 -S`, spoken to over the search command protocol v2 by the tests' harness
 (tests/splunk_protocol.py; no Splunk server runs here). One search: getinfo, one execute chunk of
-50,000 records (distinct demo events in _raw beside the fields every Splunk event has), then the
+50,000 records (distinct demo events in _raw beside the fields every Splunk event has, as the tests build them), then the
 final empty chunk; wall time from the command's start to its exit, and its CPU. The scorer is
 `make run`'s service (its defaults). Beside it, the same events posted straight to the service the
 way the command posts them (500 a request, one after another, one keep-alive connection), so the
@@ -28,26 +28,9 @@ from bench_service import demo_events, free_port, start_service
 from common import ROOT, machine
 
 sys.path.insert(0, str(ROOT / "tests"))
-from splunk_protocol import closed_port, csv_body, run_search
+from splunk_protocol import closed_port, csv_body, run_search, splunk_records
 
 BATCH = 500  # the command's default batch_size
-
-
-def splunk_records(texts: list[str]) -> list[dict[str, str]]:
-    return [
-        {
-            "_serial": str(i),
-            "_time": str(1764658800 + i),
-            "_raw": text,
-            "host": "collector-01",
-            "index": "ocsf",
-            "source": "/var/log/ocsf/events.json",
-            "sourcetype": "ocsf:json",
-            "splunk_server": "sh-01",
-            "_chunked_idx": str(i),
-        }
-        for i, text in enumerate(texts)
-    ]
 
 
 def direct(port: int, texts: list[str]) -> float:

@@ -104,3 +104,39 @@ def other_bundle_dir(
     detector = Detector.load(bundle_dir)
     detector.calibrate(held_out_events[1000:1600])
     return detector.save(tmp_path_factory.mktemp("other-bundle") / "model")
+
+
+# ---------------------------------------------------------------- the Splunk command's tests
+@pytest.fixture(scope="module")
+def scorer(bundle_dir: Any, tmp_path_factory: pytest.TempPathFactory) -> Generator[Any, None, None]:
+    """The real scoring service on a free loopback port, one per test module."""
+    from splunk_protocol import serve_scorer
+
+    with serve_scorer(bundle_dir, tmp_path_factory.mktemp("scorer") / "serve.log") as served:
+        yield served
+
+
+@pytest.fixture
+def proxy(scorer: Any) -> Generator[Any, None, None]:
+    """A recording pass-through proxy in front of ``scorer``."""
+    from recording_proxy import RecordingProxy
+
+    with RecordingProxy(scorer.port) as recording:
+        yield recording
+
+
+@pytest.fixture
+def splunkd_down() -> Generator[str, None, None]:
+    """splunkd's REST API where it cannot be reached (the command goes on without a token)."""
+    from splunk_protocol import closed_port
+
+    with closed_port() as port:
+        yield f"https://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def demo_texts(held_out_events: list[Event]) -> list[str]:
+    """Held-out demo events, each as the text that would sit in _raw."""
+    import json
+
+    return [json.dumps(event) for event in held_out_events]

@@ -41,6 +41,7 @@ from xml.sax.saxutils import escape
 REPO = Path(__file__).resolve().parent.parent
 APP_DIR = REPO / "integrations" / "splunk" / "ocsf_anomaly"
 COMMAND = Path("bin") / "ocsfanomaly.py"
+ADDED = ("score", "p_value", "is_anomaly", "model_version", "reasons", "error")  # after the prefix
 
 Value = str | list[str]
 # The largest CSV field read back: splunklib's own limit (10 MiB), not the csv module's 128 KiB.

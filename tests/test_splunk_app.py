@@ -20,11 +20,10 @@ import re
 import subprocess
 import tarfile
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from splunk_protocol import APP_DIR, REPO, closed_port, copy_app, run_search
+from splunk_protocol import APP_DIR, REPO, copy_app, run_search
 
 VIEWS = APP_DIR / "default" / "data" / "ui" / "views"
 DASHBOARD = VIEWS / "ocsf_anomaly_overview.xml"
@@ -243,12 +242,6 @@ def test_the_entities_to_choose_from_are_ocsf_paths() -> None:
     assert "src_endpoint.ip" in choices
     assert all(re.fullmatch(r"[a-z_]+(\.[a-z_]+)+", c) for c in choices)  # safe as a macro argument
     assert entity.findtext("default") in choices
-
-
-@pytest.fixture
-def splunkd_down() -> Iterator[str]:
-    with closed_port() as port:
-        yield f"https://127.0.0.1:{port}"
 
 
 def test_the_command_accepts_the_options_the_dashboard_and_the_alert_give_it(

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 from recording_proxy import RecordingProxy
 from splunk_protocol import (
+    ADDED,
     APP_DIR,
     CommandProcess,
     Credential,
@@ -37,7 +38,6 @@ from splunk_protocol import (
     Scorer,
     Search,
     as_list,
-    closed_port,
     command_environment,
     copy_app,
     csv_body,
@@ -50,16 +50,11 @@ from splunk_protocol import (
 
 from scorer.paths import shared_data_dir
 
-ADDED = ("score", "p_value", "is_anomaly", "model_version", "reasons", "error")
 TOKEN = "t0ken-for-the-splunk-tests"
 SESSION_KEY = "s3ss10n-k3y^Ab_c"  # what splunk_protocol.searchinfo sends
 
 
 # ---------------------------------------------------------------- the real scorer
-@pytest.fixture(scope="module")
-def scorer(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scorer]:
-    with serve_scorer(bundle_dir, tmp_path_factory.mktemp("scorer") / "serve.log") as served:
-        yield served
 
 
 @pytest.fixture(scope="module")
@@ -70,19 +65,6 @@ def token_scorer(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         yield served
 
 
-@pytest.fixture
-def proxy(scorer: Scorer) -> Iterator[RecordingProxy]:
-    with RecordingProxy(scorer.port) as recording:
-        yield recording
-
-
-@pytest.fixture
-def splunkd_down() -> Iterator[str]:
-    """splunkd's REST API where it cannot be reached, as for a search whose splunkd went away."""
-    with closed_port() as port:
-        yield f"https://127.0.0.1:{port}"
-
-
 # ---------------------------------------------------------------- events as Splunk holds them
 @pytest.fixture(scope="module")
 def vendor_texts() -> list[str]:
@@ -91,11 +73,6 @@ def vendor_texts() -> list[str]:
     if not path.exists():
         pytest.skip(f"real OCSF events not available at {path} (set OCSF_ANOMALY_SHARED_DATA)")
     return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-@pytest.fixture(scope="module")
-def demo_texts(held_out_events: list[dict[str, Any]]) -> list[str]:
-    return [json.dumps(event) for event in held_out_events]
 
 
 def _search(

@@ -17,46 +17,24 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from recording_proxy import RecordingProxy
 from splunk_protocol import (
+    ADDED,
     APP_DIR,
     Scorer,
     Search,
-    closed_port,
     command_environment,
     csv_body,
     parse_records,
     run_search,
-    serve_scorer,
     splunk_python,
     splunk_records,
 )
 
-ADDED = ("score", "p_value", "is_anomaly", "model_version", "reasons", "error")
 INTERNAL = (500, {"code": "internal", "message": "the index is gone"})
-
-
-@pytest.fixture(scope="module")
-def scorer(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scorer]:
-    with serve_scorer(bundle_dir, tmp_path_factory.mktemp("scorer") / "serve.log") as served:
-        yield served
-
-
-@pytest.fixture
-def splunkd_down() -> Iterator[str]:
-    """splunkd's REST API where it cannot be reached (the command goes on without a token)."""
-    with closed_port() as port:
-        yield f"https://127.0.0.1:{port}"
-
-
-@pytest.fixture(scope="module")
-def demo_texts(held_out_events: list[dict[str, Any]]) -> list[str]:
-    return [json.dumps(event) for event in held_out_events]
 
 
 class ScriptedProxy(RecordingProxy):

@@ -11,47 +11,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from recording_proxy import RecordingProxy
 from splunk_protocol import (
+    ADDED,
     Scorer,
     Search,
     closed_port,
     csv_body,
     run_search,
-    serve_scorer,
     splunk_records,
 )
-
-ADDED = ("score", "p_value", "is_anomaly", "model_version", "reasons", "error")
-
-
-@pytest.fixture(scope="module")
-def scorer(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scorer]:
-    with serve_scorer(bundle_dir, tmp_path_factory.mktemp("scorer") / "serve.log") as served:
-        yield served
-
-
-@pytest.fixture
-def proxy(scorer: Scorer) -> Iterator[RecordingProxy]:
-    with RecordingProxy(scorer.port) as recording:
-        yield recording
-
-
-@pytest.fixture
-def splunkd_down() -> Iterator[str]:
-    """splunkd's REST API where it cannot be reached (the command goes on without a token)."""
-    with closed_port() as port:
-        yield f"https://127.0.0.1:{port}"
-
-
-@pytest.fixture(scope="module")
-def demo_texts(held_out_events: list[dict[str, Any]]) -> list[str]:
-    return [json.dumps(event) for event in held_out_events]
 
 
 def _search(
