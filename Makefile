@@ -32,9 +32,10 @@ $(DEV_STAMP): $(STAMP)
 	$(PIP) install -q -e '.[dev]'
 	touch $@
 
-# AppInspect reads file types with libmagic: Debian's libmagic1, installed when missing.
+# AppInspect reads file types with libmagic (Debian's libmagic1); the Splunk tests' fake splunkd makes
+# its TLS certificate with openssl: both installed when missing.
 $(APPINSPECT_STAMP):
-	dpkg -s libmagic1 >/dev/null 2>&1 || { apt-get update && apt-get install -y libmagic1; }
+	dpkg -s libmagic1 openssl >/dev/null 2>&1 || { apt-get update && apt-get install -y libmagic1 openssl; }
 	rm -rf $(APPINSPECT_VENV)
 	$(PYTHON) -m venv $(APPINSPECT_VENV)
 	$(APPINSPECT_VENV)/bin/pip install -q '$(APPINSPECT_SPEC)'

@@ -25,13 +25,16 @@ import io
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -55,6 +58,17 @@ def splunk_python() -> list[str]:
     none of this project's dependencies."""
     python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
     return [python, "-S"]
+
+
+def python_version(version: str) -> list[str] | None:
+    """Python ``version`` (e.g. "3.9") as the command runs under it, without site-packages; None when
+    this machine has none (on PATH, or installed by pyenv)."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    installed = sorted(root.glob(f"versions/{version}.*/bin/python{version}"))
+    found = str(installed[-1]) if installed else shutil.which(f"python{version}")
+    if found is None or "/shims/" in found:  # pyenv's shims answer only for the version selected
+        return None
+    return [found, "-S"]
 
 
 def command_environment(splunk_home: Path) -> dict[str, str]:
@@ -137,10 +151,23 @@ def parse_records(body: bytes) -> tuple[list[str], list[Record]]:
 
 @dataclass
 class Reply:
+    """One frame of the command's output; its CSV body parsed when first asked for (so a benchmark's
+    clock stops when the answer's bytes are in, as splunkd's would: it parses in C++, apart)."""
+
     metadata: dict[str, Any]
     body: bytes
-    header: list[str] = field(default_factory=list)
-    records: list[Record] = field(default_factory=list)
+
+    @cached_property
+    def _parsed(self) -> tuple[list[str], list[Record]]:
+        return parse_records(self.body)
+
+    @property
+    def header(self) -> list[str]:
+        return self._parsed[0]
+
+    @property
+    def records(self) -> list[Record]:
+        return self._parsed[1]
 
     @property
     def messages(self) -> list[tuple[str, str]]:
@@ -188,14 +215,14 @@ class CommandProcess:
     """The command run as splunkd runs it: a subprocess in the search's dispatch directory, frames
     on its stdin and stdout, its stderr (the search.log lines) kept in a file."""
 
-    def __init__(self, app_dir: Path, work: Path) -> None:
+    def __init__(self, app_dir: Path, work: Path, python: Sequence[str] | None = None) -> None:
         work.mkdir(parents=True, exist_ok=True)
         self.stderr_path = work / "stderr.log"
         self.splunk_home = work / "splunk_home"
         self.splunk_home.mkdir(exist_ok=True)
         with self.stderr_path.open("wb") as stderr:
             self.process = subprocess.Popen(
-                [*splunk_python(), str(app_dir / COMMAND)],
+                [*(python or splunk_python()), str(app_dir / COMMAND)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
@@ -225,8 +252,7 @@ class CommandProcess:
         metadata = json.loads(stdout.read(metadata_length))
         body = stdout.read(body_length)
         assert len(body) == body_length, "the command's output ended inside a frame"
-        header, records = parse_records(body)
-        return Reply(metadata, body, header, records)
+        return Reply(metadata, body)
 
     def getinfo(self, info: Mapping[str, Any]) -> Reply:
         self.send({"action": "getinfo", "preview": False, "searchinfo": dict(info)})
@@ -282,13 +308,15 @@ def run_search(
     splunkd_uri: str,
     app_dir: Path = APP_DIR,
     maxresultrows: int = 50_000,
+    python: Sequence[str] | None = None,
 ) -> Search:
     """getinfo with ``args``, then each ``(CSV body, finished)`` chunk in turn, waiting for each answer
     (as splunkd does); stops sending when the command has failed (an answer that says finished before
-    splunkd did, or an ERROR). Then closes stdin and waits for the exit."""
+    splunkd did, or an ERROR). Then closes stdin and waits for the exit. The command runs under
+    ``python`` (default: splunk_python())."""
     dispatch_dir = work / "dispatch"
     dispatch_dir.mkdir(parents=True, exist_ok=True)
-    command = CommandProcess(app_dir, work)
+    command = CommandProcess(app_dir, work, python)
     try:
         info = searchinfo(
             args, dispatch_dir=str(dispatch_dir), splunkd_uri=splunkd_uri, maxresultrows=maxresultrows
@@ -326,8 +354,9 @@ class Credential:
 
 class FakeSplunkd:
     """``GET /servicesNS/<owner>/<app>/storage/passwords`` as splunkd answers it (an Atom feed of
-    ``s:dict`` entries), for the session key of the search; every request recorded. Plain HTTP:
-    real splunkd speaks HTTPS with its own certificate, which the command's splunklib does not verify."""
+    ``s:dict`` entries), for the session key of the search; every request recorded. Over HTTPS with a
+    self-signed certificate made for the occasion, as splunkd's management port answers (the
+    command's splunklib does not verify it, as against splunkd's own)."""
 
     def __init__(self, session_key: str, credentials: Sequence[Credential]) -> None:
         self.session_key = session_key
@@ -353,7 +382,20 @@ class FakeSplunkd:
                 self.wfile.write(body)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.uri = f"http://127.0.0.1:{self.server.server_address[1]}"
+        with tempfile.TemporaryDirectory(prefix="fake-splunkd-") as keys:
+            key, cert = Path(keys) / "key.pem", Path(keys) / "cert.pem"
+            subprocess.run(
+                [
+                    *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+                    *("-subj", "/CN=SplunkServerDefaultCert", "-keyout", str(key), "-out", str(cert)),
+                ],
+                check=True,
+                capture_output=True,
+            )
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(cert, key)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.uri = f"https://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def answer(self, path: str, authorization: str | None) -> tuple[int, bytes]:

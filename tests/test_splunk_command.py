@@ -41,6 +41,7 @@ from splunk_protocol import (
     command_environment,
     copy_app,
     csv_body,
+    python_version,
     run_search,
     searchinfo,
     serve_scorer,
@@ -83,7 +84,12 @@ def _search(
 
 # ---------------------------------------------------------------- scoring, end to end
 def _check_scored_as_the_service_answered(
-    texts: list[str], scorer: Scorer, proxy: RecordingProxy, tmp_path: Path, splunkd_uri: str
+    texts: list[str],
+    scorer: Scorer,
+    proxy: RecordingProxy,
+    tmp_path: Path,
+    splunkd_uri: str,
+    python: list[str] | None = None,
 ) -> list[Record]:
     third = len(texts) // 3
     first = splunk_records(texts[:third])
@@ -98,7 +104,9 @@ def _check_scored_as_the_service_answered(
         (csv_body(middle, newline="\n"), False),
         (csv_body(last), True),
     ]
-    search = _search([f"url={proxy.url}", "batch_size=64", "alpha=0.05"], chunks, tmp_path, splunkd_uri)
+    search = _search(
+        [f"url={proxy.url}", "batch_size=64", "alpha=0.05"], chunks, tmp_path, splunkd_uri, python=python
+    )
 
     assert search.exit_code == 0, search.stderr
     assert search.getinfo.metadata == {"type": "stateful"}  # streaming, on the search head only
@@ -149,6 +157,31 @@ def test_demo_events_are_scored_as_the_service_answers(
     records = _check_scored_as_the_service_answered(demo_texts[:600], scorer, proxy, tmp_path, splunkd_down)
     flagged = sum(r["anomaly_is_anomaly"] == "1" for r in records)
     assert 0 < flagged < len(records) / 2  # normal events of the company the model knows, at alpha 5%
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.13"])
+def test_the_command_scores_under_the_pythons_splunk_ships(
+    version: str,
+    demo_texts: list[str],
+    scorer: Scorer,
+    proxy: RecordingProxy,
+    tmp_path: Path,
+    splunkd_down: str,
+) -> None:
+    """Splunk 9 runs commands with Python 3.9, Splunk 10 with 3.13 (python.required = 3.9, 3.13 in
+    commands.conf): the whole search under each, without site-packages, where this machine has it
+    (these machines have both through pyenv; a user's clone may not)."""
+    python = python_version(version)
+    if python is None:
+        pytest.skip(f"no Python {version} here (python{version} on PATH, or installed by pyenv)")
+    version_seen = subprocess.run(
+        [*python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert version_seen == version
+    _check_scored_as_the_service_answered(demo_texts[:120], scorer, proxy, tmp_path, splunkd_down, python)
 
 
 def test_added_fields_are_on_every_record_even_when_the_first_is_no_event(
