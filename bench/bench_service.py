@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -144,12 +145,22 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def score_version(body: bytes) -> str:
+    """The model version of a /v1/score answer."""
+    return str(json.loads(body)["results"][0]["model"]["version"])
+
+
 async def open_loop(
-    url: str, bodies: list[bytes], rate: int, duration: float, during: Any = None
+    url: str,
+    bodies: list[bytes],
+    rate: int,
+    duration: float,
+    during: Any = None,
+    version_of: Callable[[bytes], str] = score_version,
 ) -> tuple[str, list[tuple[float, float, str]]]:
     """Send ``rate`` requests a second for ``duration`` seconds on a fixed schedule; ``during`` (a
     coroutine function) runs alongside. Returns a summary line and (scheduled time, latency, model
-    version) per request."""
+    version, read from an answer by ``version_of``) per request."""
     count = int(rate * duration)
     samples: list[tuple[float, float, str]] = []
     failures = 0
@@ -169,7 +180,7 @@ async def open_loop(
                     if response.status >= 300:
                         failures += 1
                     else:
-                        version = json.loads(body)["results"][0]["model"]["version"]
+                        version = version_of(body)
             except aiohttp.ClientError:
                 failures += 1
             samples.append((scheduled - start, loop.time() - scheduled, version))

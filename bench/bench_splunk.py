@@ -30,7 +30,8 @@ from bench_service import demo_events, free_port, start_service
 from common import ROOT, machine
 
 sys.path.insert(0, str(ROOT / "tests"))
-from splunk_protocol import closed_port, csv_body, run_search, splunk_records
+from live_scorer import closed_port
+from splunk_protocol import csv_body, run_search, splunk_records
 
 BATCH = 500  # the command's default batch_size
 

@@ -166,3 +166,23 @@ def _display(value: Any) -> Any:
     if isinstance(value, str):
         return value if len(value) <= 200 else value[:200] + "…"
     return f"<{type(value).__name__}>"
+
+
+def reason_text(reason: dict[str, Any]) -> str:
+    """A reason (as the service answers it) as one line: ``field=value (typical T, deviation D)``, for
+    hosts that keep text rather than objects (an OpenSearch document's keyword list)."""
+    deviation = reason.get("deviation")
+    how = "not a possible number" if deviation is None else f"deviation {float(deviation):.1f}"
+    return (
+        f"{reason.get('field')}={_text(reason.get('value'))} (typical {_text(reason.get('typical'))}, {how})"
+    )
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "missing"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)

@@ -110,7 +110,7 @@ def other_bundle_dir(
 @pytest.fixture(scope="module")
 def scorer(bundle_dir: Any, tmp_path_factory: pytest.TempPathFactory) -> Generator[Any, None, None]:
     """The real scoring service on a free loopback port, one per test module."""
-    from splunk_protocol import serve_scorer
+    from live_scorer import serve_scorer
 
     with serve_scorer(bundle_dir, tmp_path_factory.mktemp("scorer") / "serve.log") as served:
         yield served
@@ -128,7 +128,7 @@ def proxy(scorer: Any) -> Generator[Any, None, None]:
 @pytest.fixture
 def splunkd_down() -> Generator[str, None, None]:
     """splunkd's REST API where it cannot be reached (the command goes on without a token)."""
-    from splunk_protocol import closed_port
+    from live_scorer import closed_port
 
     with closed_port() as port:
         yield f"https://127.0.0.1:{port}"

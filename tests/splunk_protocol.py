@@ -14,8 +14,8 @@ answers each with exactly one frame, ``{"finished": <the same>}`` and its record
 when splunkd closes its stdin. This module plays splunkd's side (the layout of the frames follows
 Splunk's documentation and the sessions with Splunk 6.3 and 8.2 that splunk-sdk-python recorded),
 and fakes the only part of splunkd's REST API the command calls: ``storage/passwords``. Around
-the search: search results as splunkd holds them (``splunk_records``) and the real scorer service
-the command calls (``serve_scorer``: ``ocsf-anomaly serve`` on a loopback port).
+the search: search results as splunkd holds them (``splunk_records``). The real scorer service the
+command calls is tests/live_scorer.py's.
 """
 
 from __future__ import annotations
@@ -30,9 +30,8 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -470,17 +469,6 @@ def _password_feed(owner: str, app: str, credentials: Sequence[Credential]) -> b
 """.encode()
 
 
-@contextmanager
-def closed_port() -> Iterator[int]:
-    """A loopback port nothing listens on (bound, then released: connecting is refused)."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    yield port
-
-
 # ---------------------------------------------------------------- search results as splunkd holds them
 def splunk_records(texts: Sequence[str], start: int = 0) -> list[Record]:
     """Search results as splunkd hands them to a streaming command: the event in _raw beside the
@@ -508,61 +496,3 @@ def as_list(value: Value) -> list[str]:
     if isinstance(value, list):
         return value
     return [value] if value else []
-
-
-# ---------------------------------------------------------------- the scorer the command calls
-@dataclass
-class Scorer:
-    """The real ocsf-anomaly service, serving on a loopback port."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def get(self, path: str) -> Any:
-        import http.client
-
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        try:
-            connection.request("GET", path)
-            return json.loads(connection.getresponse().read())
-        finally:
-            connection.close()
-
-
-@contextmanager
-def serve_scorer(bundle: Path, log: Path, env: Mapping[str, str] | None = None) -> Iterator[Scorer]:
-    """``ocsf-anomaly serve`` of ``bundle`` (one worker, one thread) on a free loopback port, its
-    stderr in ``log``; stopped on exit."""
-    with closed_port() as port:
-        pass
-    environment = {
-        **os.environ,
-        "OCSF_ANOMALY_MODEL_POLL_SECONDS": "0",
-        "OCSF_ANOMALY_THREADS": "1",
-        "PYTHONWARNINGS": "ignore",
-        **(env or {}),
-    }
-    command = [sys.executable, "-m", "scorer.cli", "serve", "--model", str(bundle)]
-    command += ["--port", str(port), "--workers", "1"]
-    with log.open("w") as sink:
-        process = subprocess.Popen(command, stderr=sink, env=environment)
-    try:
-        deadline = time.monotonic() + 180
-        while "try:" not in log.read_text() and process.poll() is None:
-            assert time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.05)
-        assert process.poll() is None, log.read_text()
-        yield Scorer(process, port, log)
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(30)

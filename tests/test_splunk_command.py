@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from live_scorer import Scorer, serve_scorer
 from recording_proxy import RecordingProxy
 from splunk_protocol import (
     ADDED,
@@ -35,7 +36,6 @@ from splunk_protocol import (
     Credential,
     FakeSplunkd,
     Record,
-    Scorer,
     Search,
     as_list,
     command_environment,
@@ -44,7 +44,6 @@ from splunk_protocol import (
     python_version,
     run_search,
     searchinfo,
-    serve_scorer,
     splunk_python,
     splunk_records,
 )

@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from live_scorer import Scorer
 from recording_proxy import RecordingProxy
 from splunk_protocol import (
     ADDED,
     APP_DIR,
-    Scorer,
     Search,
     command_environment,
     csv_body,

@@ -14,12 +14,11 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from live_scorer import Scorer, closed_port
 from recording_proxy import RecordingProxy
 from splunk_protocol import (
     ADDED,
-    Scorer,
     Search,
-    closed_port,
     csv_body,
     run_search,
     splunk_records,

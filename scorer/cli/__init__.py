@@ -6,6 +6,7 @@
     features.py   features infer
     serve.py      serve, config show
     models.py     models list, promote, rollback
+    opensearch.py opensearch render, install, uninstall
     demo.py       demo
 
 Each module adds its commands with their handler. Heavy libraries (torch, faiss, aiohttp, MLflow)
@@ -15,6 +16,7 @@ are imported inside the handlers, so that ``--help`` and argument errors answer 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -92,7 +94,7 @@ def _registry(config: Path | None) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from scorer.cli import demo, features, models, scoring, serve, train
+    from scorer.cli import demo, features, models, opensearch, scoring, serve, train
 
     parser = argparse.ArgumentParser(
         prog="ocsf-anomaly",
@@ -108,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         serve.add_serve,
         models.add_commands,
         serve.add_config,
+        opensearch.add_commands,
         demo.add_commands,
     ):
         add(commands)
@@ -126,3 +129,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("interrupted")
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as a shell tool does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

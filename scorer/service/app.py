@@ -5,6 +5,7 @@ lifecycle.py    the resources: scoring threads, served models (load, reload, pol
 scoring.py      Scorer (one model's pipeline around the cache) and Router (champion/challenger)
 middlewares.py  request metrics, bearer tokens, the access log
 handlers.py     the request handlers and body reading
+integrations.py endpoints shaped for one host each (OpenSearch's ingest pipeline)
 errors.py       the JSON error shape (and its middleware)
 """
 
@@ -27,6 +28,7 @@ from scorer.service.handlers import (
     reload_model,
     score,
 )
+from scorer.service.integrations import opensearch
 from scorer.service.keys import METRICS, PARSING, SETTINGS
 from scorer.service.lifecycle import batcher_ctx, cache_ctx, executor_ctx, model_ctx, watch_ctx
 from scorer.service.metrics import Metrics
@@ -54,6 +56,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend([executor_ctx, model_ctx, cache_ctx, batcher_ctx, watch_ctx])
     app.router.add_post("/v1/score", score)
     app.router.add_post("/v1/enrich", enrich)
+    app.router.add_post("/v1/integrations/opensearch", opensearch)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

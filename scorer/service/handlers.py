@@ -30,6 +30,25 @@ FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no":
 
 
 async def _read(request: web.Request) -> tuple[Batch, float]:
+    """The request's events (an object, an array or NDJSON) and its alpha."""
+    strict = FLAGS.get(request.query.get("strict", "false").lower())
+    if strict is None:
+        raise ApiError(400, "bad_strict", "strict is true or false, e.g. ?strict=true")
+    body, alpha = await read_body(request)
+    async with turn_to_parse(request, len(body)):
+        started = time.perf_counter()
+        batch = parse_body(
+            body,
+            request.headers.get("Content-Type", ""),
+            max_events=request.app[SETTINGS].max_events,
+            strict=strict,
+        )
+    request.app[METRICS].stage_seconds.labels("parse").observe(time.perf_counter() - started)
+    return batch, alpha
+
+
+async def read_body(request: web.Request) -> tuple[bytes, float]:
+    """The body as sent, inflated within the body limit (off the loop), and the request's alpha."""
     settings = request.app[SETTINGS]
     alpha = settings.alpha
     if "alpha" in request.query:
@@ -41,9 +60,6 @@ async def _read(request: web.Request) -> tuple[Batch, float]:
             raise ApiError(
                 400, "bad_alpha", "alpha is a false-positive rate between 0 and 1, e.g. ?alpha=0.01"
             )
-    strict = FLAGS.get(request.query.get("strict", "false").lower())
-    if strict is None:
-        raise ApiError(400, "bad_strict", "strict is true or false, e.g. ?strict=true")
     encoding = request.headers.get("Content-Encoding", "").strip().lower() or "identity"
     if encoding != "identity" and encoding not in ENCODINGS:
         raise ApiError(
@@ -63,17 +79,11 @@ async def _read(request: web.Request) -> tuple[Batch, float]:
         body = await asyncio.get_running_loop().run_in_executor(
             None, inflate, body, encoding, settings.max_body_bytes
         )
-    async with _turn_to_parse(request, len(body)):
-        started = time.perf_counter()
-        batch = parse_body(
-            body, request.headers.get("Content-Type", ""), max_events=settings.max_events, strict=strict
-        )
-    request.app[METRICS].stage_seconds.labels("parse").observe(time.perf_counter() - started)
-    return batch, alpha
+    return body, alpha
 
 
 @contextlib.asynccontextmanager
-async def _turn_to_parse(request: web.Request, size: int) -> AsyncIterator[None]:
+async def turn_to_parse(request: web.Request, size: int) -> AsyncIterator[None]:
     """Parsing a large body holds the event loop for a while, so large bodies are parsed one at a
     time, each after the loop has polled its sockets (a health check never waits behind a row of
     them), and only while there is room for more events (else 503 at once, unparsed)."""
@@ -86,32 +96,32 @@ async def _turn_to_parse(request: web.Request, size: int) -> AsyncIterator[None]
         yield
 
 
-async def _anomalies(request: web.Request, batch: Batch, alpha: float) -> list[dict[str, Any]]:
+async def anomalies(request: web.Request, batch: Batch, alpha: float) -> list[dict[str, Any]]:
     """The anomaly object (or the error) of every item, in order."""
     events = [item.event for item in batch.items if item.event is not None]
     scored = iter(await request.app[BATCHER].score(events, alpha))
     return [next(scored) if item.event is not None else {"error": item.error} for item in batch.items]
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
+def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
 async def score(request: web.Request) -> web.Response:
     """One event, a JSON array or NDJSON → ``{"results": [...]}``, one per event, in order."""
     batch, alpha = await _read(request)
-    return _json({"results": await _anomalies(request, batch, alpha)})
+    return json_response({"results": await anomalies(request, batch, alpha)})
 
 
 async def enrich(request: web.Request) -> web.Response:
     """The same events, in the same shape, each with the anomaly object added."""
     batch, alpha = await _read(request)
     field = request.app[SETTINGS].anomaly_field
-    anomalies = await _anomalies(request, batch, alpha)
+    verdicts = await anomalies(request, batch, alpha)
     strict = FLAGS[request.query.get("strict", "false").lower()]  # _read has refused any other value
     parts = [
         _enriched(item, anomaly, field, batch.shape, index, strict)
-        for index, (item, anomaly) in enumerate(zip(batch.items, anomalies, strict=True))
+        for index, (item, anomaly) in enumerate(zip(batch.items, verdicts, strict=True))
     ]
     if batch.shape == "ndjson":
         return web.Response(body=b"".join(p + b"\n" for p in parts), content_type="application/x-ndjson")
@@ -141,14 +151,14 @@ def _enriched(item: Item, anomaly: dict[str, Any], field: str, shape: str, index
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return _json({"status": "alive", "pid": os.getpid()})  # which serving process answered
+    return json_response({"status": "alive", "pid": os.getpid()})  # which serving process answered
 
 
 async def readyz(request: web.Request) -> web.Response:
     serving = request.app.get(SERVING)
     if serving is None:
-        return _json({"status": "not ready", "model": None}, status=503)
-    return _json(
+        return json_response({"status": "not ready", "model": None}, status=503)
+    return json_response(
         {"status": "ready", "model": serving.champion.ref.info(), "redis": request.app[CACHE].status}
     )
 
@@ -158,7 +168,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi_document(request: web.Request) -> web.Response:
-    return _json(openapi(request.app[SETTINGS]))
+    return json_response(openapi(request.app[SETTINGS]))
 
 
 async def models(request: web.Request) -> web.Response:
@@ -166,7 +176,7 @@ async def models(request: web.Request) -> web.Response:
     settings, serving, source = request.app[SETTINGS], request.app[SERVING], request.app[SOURCE]
     refs = {alias: {**ref.info(), "source": ref.source} for alias, ref in serving.refs().items()}
     challenger = refs.get("challenger")
-    return _json(
+    return json_response(
         {
             "champion": refs["champion"],
             "challenger": challenger,
@@ -189,4 +199,4 @@ async def reload_model(request: web.Request) -> web.Response:
         raise ApiError(409, "reload_failed", f"kept serving {kept}: {exc}") from None
     if ANNOUNCE_RELOAD in app:  # the other serving processes reload too, within moments
         app[ANNOUNCE_RELOAD]()
-    return _json({"reloaded": after != before, "from": before, "to": after})
+    return json_response({"reloaded": after != before, "from": before, "to": after})

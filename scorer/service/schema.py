@@ -103,6 +103,26 @@ class ScoreResponse(BaseModel):
     results: list[Anomaly | ItemError] = Field(description="One per event, in request order")
 
 
+class OpenSearchVerdict(BaseModel):
+    """The verdict on one document, one level deep, for an ingest pipeline's output_map."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    score: float = Field(description="Higher is more anomalous")
+    p_value: float = Field(ge=0, le=1, description="As in the anomaly object")
+    is_anomaly: bool = Field(description="p_value ≤ alpha")
+    threshold: float | None = Field(description="As in the anomaly object")
+    alpha: float = Field(gt=0, lt=1, description="The false-positive rate the verdict was judged at")
+    calibration_group: str
+    reasons: list[str] = Field(
+        description="The reasons as text, largest first: field=value (typical T, deviation D)"
+    )
+    reason_fields: list[str] = Field(description="The OCSF field of each reason, in the same order")
+    model_name: str
+    model_version: str = Field(description="Text, so that OpenSearch does not read it as a number")
+    model_variant: Literal["champion", "challenger"]
+
+
 class ErrorDetail(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -194,6 +214,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     ItemError,
     Models,
     Reload,
+    OpenSearchVerdict,
 )
 
 # One event as the demo writes it (HTTP Activity), for readers and as schemathesis' first example.
@@ -273,6 +294,7 @@ SCORING_ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
         ("overloaded",),
     ),
 }
+OPENSEARCH_422 = ("The body is JSON but its event is not an object", ("not_an_event",))
 ADMIN_ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
     401: SCORING_ERRORS[401],
     403: (
@@ -509,6 +531,41 @@ def openapi(settings: Settings | None = None) -> dict[str, Any]:
                             },
                         },
                         **_errors(SCORING_ERRORS),
+                    },
+                }
+            },
+            "/v1/integrations/opensearch": {
+                "post": {
+                    "summary": "One document from an OpenSearch ingest pipeline (ml_inference) → its verdict, flat",
+                    "operationId": "opensearch",
+                    "parameters": _parameters(settings)[:1],
+                    "requestBody": {
+                        "description": (
+                            "What the connector's request_body sends: the OCSF document under event. "
+                            "OpenSearch's metadata fields beside its source (_index, _id, _version, …) are "
+                            f"ignored. At most {settings.max_body_bytes:,} bytes, as sent and once "
+                            "decompressed (gzip or deflate)"
+                        ),
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["event"],
+                                    "properties": {"event": _ref("Event")},
+                                },
+                                "example": {"event": EXAMPLE_EVENT},
+                            }
+                        },
+                    },
+                    **_security(settings, admin=False),
+                    "responses": {
+                        "200": {
+                            "description": "The verdict, every field always present",
+                            "content": _json_content(_ref("OpenSearchVerdict")),
+                        },
+                        **_errors({s: SCORING_ERRORS[s] for s in (400, 401, 403, 413, 415, 503)}),
+                        **_errors({422: OPENSEARCH_422}),
                     },
                 }
             },

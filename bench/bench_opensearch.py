@@ -1,0 +1,125 @@
+"""Latency of POST /v1/integrations/opensearch, one document a call, as OpenSearch's ml_inference
+processor calls it (integrations/opensearch): open loop at 200 and 500 requests/s, and closed loop
+at OpenSearch's default concurrency (max_prediction_tasks: 10 calls in flight per ingest node),
+beside single-event POST /v1/score at the same rates in the same run. Distinct demo events, each
+sent as the connector's request_body sends a whole document: {"event": <source and metadata>}.
+The service is `make run`'s (its defaults). p50/p99 in milliseconds; every request must be 2xx.
+
+    .venv/bin/python bench/bench_opensearch.py [--duration 10] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+
+import aiohttp
+from bench_service import HEADERS, demo_events, free_port, open_loop, percentile, start_service
+from common import machine
+
+ENDPOINT = "/v1/integrations/opensearch"
+RATES = (200, 500)
+IN_FLIGHT = 10  # ml_inference's default max_prediction_tasks
+
+
+def opensearch_version(body: bytes) -> str:
+    return str(json.loads(body)["model_version"])
+
+
+def documents(lines: list[bytes]) -> list[bytes]:
+    """Each event as ML Commons sends a whole document (input_map "$"): with its metadata."""
+    return [
+        b'{"event": ' + line[:-1] + b', "_index": "ocsf-2026.12.03", "_id": "d%d", "_version": -3}}' % i
+        for i, line in enumerate(lines)
+    ]
+
+
+async def in_flight(
+    url: str, bodies: list[bytes], concurrency: int, duration: float
+) -> tuple[float, list[float], int]:
+    """``concurrency`` callers, each sending its next document when the last is answered: requests/s,
+    latencies, and how many were not 2xx."""
+    latencies: list[float] = []
+    failures = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        stop = time.perf_counter() + duration
+
+        async def caller(offset: int) -> None:
+            nonlocal failures
+            i = offset
+            while time.perf_counter() < stop:
+                started = time.perf_counter()
+                async with session.post(url, data=bodies[i % len(bodies)], headers=HEADERS) as response:
+                    await response.read()
+                    failures += response.status >= 300
+                latencies.append(time.perf_counter() - started)
+                i += concurrency
+
+        began = time.perf_counter()
+        await asyncio.gather(*[caller(k) for k in range(concurrency)])
+        elapsed = time.perf_counter() - began
+    return len(latencies) / elapsed, latencies, failures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement (default 10)")
+    parser.add_argument("--runs", type=int, default=3, help="runs of every measurement (default 3)")
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    lines = [line for line in demo_events() if line.endswith(b"}")]
+    singles, docs = lines, documents(lines)
+    port = free_port()
+    service = start_service(None, port)
+    base = f"http://127.0.0.1:{port}"
+    table: dict[str, list[tuple[float, float, int]]] = {}
+    try:
+        asyncio.run(
+            open_loop(base + ENDPOINT, docs[-2000:], 200, 3, version_of=opensearch_version)
+        )  # warm up
+        for run in range(args.runs):
+            offset = run * 20_000  # distinct events in every measurement: no cache hits
+            for rate in RATES:
+                for name, url, bodies, version in (
+                    ("opensearch", base + ENDPOINT, docs, opensearch_version),
+                    ("score", base + "/v1/score", singles, None),
+                ):
+                    chosen = bodies[offset % len(bodies) :] + bodies[: offset % len(bodies)]
+                    extra = {"version_of": version} if version else {}
+                    line, samples = asyncio.run(open_loop(url, chosen, rate, args.duration, **extra))
+                    latencies = [latency for _, latency, _ in samples]
+                    failed = sum(version == "?" for _, _, version in samples)  # open_loop's mark
+                    table.setdefault(f"{name} {rate}/s", []).append(
+                        (percentile(latencies, 0.5) * 1e3, percentile(latencies, 0.99) * 1e3, failed)
+                    )
+                    print(f"run {run + 1} {name:>10} {line}", flush=True)
+                    offset += int(rate * args.duration)
+            rate_done, latencies, failed = asyncio.run(
+                in_flight(base + ENDPOINT, docs, IN_FLIGHT, args.duration)
+            )
+            table.setdefault(f"opensearch {IN_FLIGHT} in flight", []).append(
+                (percentile(latencies, 0.5) * 1e3, percentile(latencies, 0.99) * 1e3, failed)
+            )
+            print(
+                f"run {run + 1} opensearch {IN_FLIGHT} in flight: {rate_done:,.0f} req/s, p50 "
+                f"{percentile(latencies, 0.5) * 1e3:.2f} ms p99 {percentile(latencies, 0.99) * 1e3:.2f} ms, "
+                f"{failed} not 2xx",
+                flush=True,
+            )
+    finally:
+        service.terminate()
+        service.wait(30)
+    print(f"\nmedian of {args.runs} runs (p50 / p99 ms, requests not 2xx):")
+    for name, rows in table.items():
+        p50 = statistics.median(r[0] for r in rows)
+        p99 = statistics.median(r[1] for r in rows)
+        print(f"  {name:<28} {p50:6.2f} / {p99:6.2f}   {sum(r[2] for r in rows)} not 2xx")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The real scoring service for tests that call it over HTTP (the Splunk command, the OpenSearch
+connector's contract): ``ocsf-anomaly serve`` of a bundle on a free loopback port."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def closed_port() -> Iterator[int]:
+    """A loopback port nothing listens on (bound, then released: connecting is refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    yield port
+
+
+@dataclass
+class Scorer:
+    """The real ocsf-anomaly service, serving on a loopback port."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str) -> Any:
+        import http.client
+
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            connection.request("GET", path)
+            return json.loads(connection.getresponse().read())
+        finally:
+            connection.close()
+
+
+@contextmanager
+def serve_scorer(bundle: Path, log: Path, env: Mapping[str, str] | None = None) -> Iterator[Scorer]:
+    """``ocsf-anomaly serve`` of ``bundle`` (one worker, one thread) on a free loopback port, its
+    stderr in ``log``; stopped on exit."""
+    with closed_port() as port:
+        pass
+    environment = {
+        **os.environ,
+        "OCSF_ANOMALY_MODEL_POLL_SECONDS": "0",
+        "OCSF_ANOMALY_THREADS": "1",
+        "PYTHONWARNINGS": "ignore",
+        **(env or {}),
+    }
+    command = [sys.executable, "-m", "scorer.cli", "serve", "--model", str(bundle)]
+    command += ["--port", str(port), "--workers", "1"]
+    with log.open("w") as sink:
+        process = subprocess.Popen(command, stderr=sink, env=environment)
+    try:
+        deadline = time.monotonic() + 180
+        while "try:" not in log.read_text() and process.poll() is None:
+            assert time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.05)
+        assert process.poll() is None, log.read_text()
+        yield Scorer(process, port, log)
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(30)

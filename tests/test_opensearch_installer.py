@@ -1,0 +1,344 @@
+"""``ocsf-anomaly opensearch install / uninstall`` against a stand-in cluster (tests/fake_opensearch.py:
+no OpenSearch node can run here): the calls and their bodies, idempotency, updates of what changed
+alone, one-line errors, and an uninstall that leaves the cluster as it found it."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fake_opensearch import DEFAULTS, FakeOpenSearch
+
+from scorer.cli import main
+from scorer.opensearch import dashboards, definitions, installer
+from scorer.opensearch.definitions import PRIVATE_IP_SETTING, TRUSTED_SETTING, Options
+from scorer.opensearch.installer import FINGERPRINT_PARAMETER, InstallError, install, uninstall
+
+AUTH = ("admin", "Adm1n-pass")
+TOKEN = "tok-3f9a1c77e2"
+OPTIONS = Options(
+    scorer_url="http://10.0.0.5:8080", scorer_token=TOKEN, index_patterns=("ocsf-a-*", "ocsf-b-*")
+)
+
+
+@pytest.fixture(autouse=True)
+def _cheap_fingerprints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The production hash costs ~0.3 s a token on purpose; the tests need its logic, not its cost
+    (test_the_token_fingerprint checks the real one)."""
+    monkeypatch.setattr(installer, "PBKDF2_ITERATIONS", 1_000)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenSearch]:
+    with FakeOpenSearch(credentials=AUTH) as server:
+        yield server
+
+
+def run(fake: FakeOpenSearch, options: Options = OPTIONS, **kwargs: Any) -> tuple[dict[str, str], list[str]]:
+    lines: list[str] = []
+    ids = install(fake.url, options, auth=AUTH, say=lines.append, **kwargs)
+    return ids, lines
+
+
+def remove(fake: FakeOpenSearch, options: Options = OPTIONS, **kwargs: Any) -> list[str]:
+    lines: list[str] = []
+    uninstall(fake.url, options, auth=AUTH, say=lines.append, **kwargs)
+    return lines
+
+
+def writes_since(fake: FakeOpenSearch, mark: int) -> list[str]:
+    return [str(call) for call in fake.calls[mark:] if call.writes]
+
+
+def test_install_sends_the_definitions_bodies(fake: FakeOpenSearch) -> None:
+    ids, lines = run(fake)
+    connector_id, group_id, model_id = ids["connector_id"], ids["model_group_id"], ids["model_id"]
+    writes = fake.writes()
+    assert [str(call) for call in writes] == [
+        "PUT /_cluster/settings",
+        "POST /_plugins/_ml/connectors/_create",
+        "POST /_plugins/_ml/model_groups/_register",
+        "POST /_plugins/_ml/models/_register",
+        f"PUT /_ingest/pipeline/{OPTIONS.pipeline}",
+        f"PUT /_component_template/{OPTIONS.component_template}",
+        f"PUT /_index_template/{OPTIONS.template}",
+    ]
+    settings, connector, group, model, pipeline, component, template = (call.body for call in writes)
+    regex = definitions.trusted_regex(OPTIONS)
+    assert settings == {
+        "persistent": {TRUSTED_SETTING: [*DEFAULTS[TRUSTED_SETTING], regex], PRIVATE_IP_SETTING: True}
+    }
+    fingerprint = connector["parameters"].pop(FINGERPRINT_PARAMETER)
+    assert connector == definitions.connector(OPTIONS)
+    assert TOKEN not in json.dumps(fingerprint)
+    assert group == definitions.model_group(OPTIONS)
+    assert model == definitions.model(OPTIONS, connector_id, group_id)
+    assert writes[3].query == {"deploy": "true"}
+    assert pipeline == definitions.pipeline(OPTIONS, model_id)
+    meta = component["_meta"][definitions.META_KEY]
+    assert component == definitions.component_template(OPTIONS, meta)
+    assert meta["trusted_regex"] == regex
+    assert meta["private_ip_enabled_before"] is None
+    assert template == definitions.index_template(OPTIONS)
+    assert not any(call.path.startswith("/_template") for call in fake.calls)  # composable templates only
+    # the cluster's view: the token only in the (encrypted) credential, the model deployed
+    assert fake.secrets[connector_id] == {"token": TOKEN}
+    assert TOKEN not in json.dumps(fake.connectors[connector_id])
+    assert fake.models[model_id]["model_state"] == "DEPLOYED"
+    assert fake.pipelines[OPTIONS.pipeline]["processors"][0]["ml_inference"]["model_id"] == model_id
+    assert lines == [
+        f"cluster settings: updated (trusted endpoint added: {regex}; private_ip_enabled: true)",
+        f"connector: created {connector_id}",
+        f"model group: created {group_id}",
+        f"model: created and deployed {model_id}",
+        "ingest pipeline: created",
+        "component template: created",
+        "index template: created",
+    ]
+
+
+def test_a_second_install_writes_nothing(fake: FakeOpenSearch) -> None:
+    first, _ = run(fake)
+    mark = len(fake.calls)
+    second, lines = run(fake)
+    assert second == first
+    assert writes_since(fake, mark) == []
+    assert all("unchanged" in line for line in lines), lines
+    assert len(lines) == 7
+
+
+def test_a_new_token_updates_the_connector_alone(fake: FakeOpenSearch) -> None:
+    ids, _ = run(fake)
+    connector_id, model_id = ids["connector_id"], ids["model_id"]
+    mark = len(fake.calls)
+    new = Options(**{**vars(OPTIONS), "scorer_token": "tok-rotated-0b1d"})
+    again, lines = run(fake, new)
+    assert again == ids
+    assert writes_since(fake, mark) == [
+        f"POST /_plugins/_ml/models/{model_id}/_undeploy",  # ML Commons refuses to change a connector in use
+        f"PUT /_plugins/_ml/connectors/{connector_id}",
+        f"POST /_plugins/_ml/models/{model_id}/_deploy",
+    ]
+    assert fake.secrets[connector_id] == {"token": "tok-rotated-0b1d"}
+    assert fake.models[model_id]["model_state"] == "DEPLOYED"
+    assert (
+        f"connector: updated {connector_id} (token; model {model_id} undeployed and deployed again)" in lines
+    )
+    mark = len(fake.calls)
+    run(fake, new)
+    assert writes_since(fake, mark) == []
+
+
+def test_a_new_scorer_url_updates_the_connector_the_model_and_the_trusted_regex(fake: FakeOpenSearch) -> None:
+    before = fake.state()
+    ids, _ = run(fake)
+    mark = len(fake.calls)
+    moved = Options(**{**vars(OPTIONS), "scorer_url": "http://10.0.0.9:8443"})
+    again, lines = run(fake, moved)
+    assert again == ids
+    assert writes_since(fake, mark) == [
+        "PUT /_cluster/settings",
+        f"POST /_plugins/_ml/models/{ids['model_id']}/_undeploy",
+        f"PUT /_plugins/_ml/connectors/{ids['connector_id']}",
+        f"POST /_plugins/_ml/models/{ids['model_id']}/_deploy",
+        f"PUT /_plugins/_ml/models/{ids['model_id']}",
+        f"PUT /_component_template/{OPTIONS.component_template}",  # its _meta records the new regex
+    ]
+    # the old regex is replaced, not kept beside the new one
+    assert fake.persistent[TRUSTED_SETTING] == [*DEFAULTS[TRUSTED_SETTING], definitions.trusted_regex(moved)]
+    assert fake.connectors[ids["connector_id"]]["actions"][0]["url"] == moved.predict_url
+    assert fake.models[ids["model_id"]]["description"] == definitions.model(moved, "", "")["description"]
+    assert any(
+        line.startswith(f"connector: updated {ids['connector_id']} (description, actions;") for line in lines
+    )
+    remove(fake, moved)
+    assert fake.state() == before
+
+
+def test_without_a_token_the_connector_carries_the_placeholder(fake: FakeOpenSearch) -> None:
+    ids, _ = run(fake, Options(scorer_url="http://10.0.0.5:8080"))
+    assert fake.secrets[ids["connector_id"]] == {"token": definitions.TOKEN_PLACEHOLDER}
+
+
+def test_a_model_deleted_by_hand_is_registered_again_and_the_pipeline_follows(fake: FakeOpenSearch) -> None:
+    ids, _ = run(fake)
+    fake.models.pop(ids["model_id"])
+    mark = len(fake.calls)
+    again, lines = run(fake)
+    assert again["model_id"] != ids["model_id"]
+    assert writes_since(fake, mark) == [
+        "POST /_plugins/_ml/models/_register",
+        f"PUT /_ingest/pipeline/{OPTIONS.pipeline}",
+    ]
+    assert "ingest pipeline: updated (processors)" in lines
+    assert fake.pipelines[OPTIONS.pipeline]["processors"][0]["ml_inference"]["model_id"] == again["model_id"]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},  # the cluster's defaults: uninstall resets the list instead of pinning them
+        {TRUSTED_SETTING: ["^https://api\\.openai\\.com/.*$"], PRIVATE_IP_SETTING: "false"},
+    ],
+    ids=["defaults", "site-settings"],
+)
+def test_uninstall_leaves_the_cluster_as_it_was(fake: FakeOpenSearch, settings: dict[str, Any]) -> None:
+    fake.persistent.update(settings)
+    fake.pipelines["site-pipeline"] = {"processors": []}
+    before = fake.state()
+    run(fake)
+    run(fake)  # a second install must keep the record of what the first one changed
+    assert fake.state() != before
+    lines = remove(fake)
+    assert fake.state() == before
+    assert lines[-1].startswith("cluster settings: restored")
+    assert all(fake.models[m]["model_state"] != "DEPLOYED" for m in fake.models)  # none left at all
+    lines = remove(fake)  # nothing left to remove
+    assert [line.split(":")[1].strip() for line in lines[:-1]] == ["absent"] * 6
+    assert fake.state() == before
+
+
+def test_settings_the_site_had_are_left_to_it(fake: FakeOpenSearch) -> None:
+    regex = definitions.trusted_regex(OPTIONS)
+    fake.persistent.update({TRUSTED_SETTING: [regex], PRIVATE_IP_SETTING: "true"})
+    before = fake.state()
+    _, lines = run(fake)
+    assert lines[0] == "cluster settings: unchanged"
+    remove(fake)
+    assert fake.state() == before  # the regex and private_ip_enabled were there: not the install's to undo
+
+
+def test_a_public_scorer_leaves_private_addresses_off(fake: FakeOpenSearch) -> None:
+    public = Options(scorer_url="https://scorer.example.com", scorer_token=TOKEN)
+    run(fake, public)
+    (settings,) = [call.body for call in fake.writes() if call.path == "/_cluster/settings"]
+    assert PRIVATE_IP_SETTING not in settings["persistent"]
+    assert PRIVATE_IP_SETTING not in fake.persistent
+
+
+def test_a_connector_url_the_cluster_does_not_trust_is_said_in_terms_of_the_setting(
+    fake: FakeOpenSearch,
+) -> None:
+    def revert(line: str) -> None:
+        # another tool (a settings reconciler) puts the list back between the steps
+        if line.startswith("cluster settings:"):
+            fake.persistent.pop(TRUSTED_SETTING)
+
+    with pytest.raises(InstallError) as caught:
+        install(fake.url, OPTIONS, auth=AUTH, say=revert)
+    message = str(caught.value)
+    assert "Connector URL is not matching the trusted connector endpoint regex" in message
+    assert TRUSTED_SETTING in message
+    assert OPTIONS.predict_url in message
+    assert not fake.connectors
+
+
+def test_a_transient_trusted_list_is_refused_before_anything_is_written(fake: FakeOpenSearch) -> None:
+    fake.transient[TRUSTED_SETTING] = ["^https://api\\.openai\\.com/.*$"]
+    with pytest.raises(InstallError, match=f"transient {TRUSTED_SETTING}"):
+        run(fake)
+    assert fake.writes() == []
+
+
+def test_a_forbidden_call_names_the_call_and_the_privilege(fake: FakeOpenSearch) -> None:
+    fake.forbid("POST", "/_plugins/_ml/connectors/_create", "cluster:admin/opensearch/ml/create_connector")
+    with pytest.raises(InstallError) as caught:
+        run(fake)
+    message = str(caught.value)
+    assert message.startswith("POST /_plugins/_ml/connectors/_create was forbidden (403: no permissions for ")
+    assert "cluster:admin/opensearch/ml/create_connector" in message
+    assert "--auth" in message
+    assert "\n" not in message
+
+
+def test_wrong_credentials_say_to_check_auth(fake: FakeOpenSearch) -> None:
+    with pytest.raises(
+        InstallError, match=r"refused the credentials \(GET /_component_template/.*: 401\): check --auth"
+    ):
+        install(fake.url, OPTIONS, auth=("admin", "wrong"), say=lambda _: None)
+
+
+def test_an_unreachable_cluster_is_one_line_from_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    status = main(["opensearch", "install", "--opensearch-url", url, "--scorer-url", "http://10.0.0.5:8080"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err == f"error: cannot reach OpenSearch at {url} ([Errno 111] Connection refused): check " + (
+        "--opensearch-url and that the cluster is up\n"
+    )
+
+
+def test_a_failed_deployment_is_an_error_with_the_reason(fake: FakeOpenSearch) -> None:
+    fake.deploy_failure = "Failed to deploy model: no eligible node"
+    with pytest.raises(InstallError, match=r"model \S+ failed to deploy"):
+        run(fake)
+    fake.deploy_failure = None
+    ids, lines = run(fake)  # the next run deploys the model it registered
+    assert f"model: deployed {ids['model_id']}" in lines
+    fake.deploy_failure = "Failed to deploy model: no eligible node"
+    with pytest.raises(InstallError, match="failed: Failed to deploy model: no eligible node"):
+        run(fake, Options(**{**vars(OPTIONS), "scorer_token": "another"}))
+
+
+def test_install_waits_for_tasks_and_deployment_and_gives_up_in_time(
+    fake: FakeOpenSearch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.pending_polls = 2
+    ids, _ = run(fake)
+    model_reads = [
+        c for c in fake.calls if c.method == "GET" and c.path == f"/_plugins/_ml/models/{ids['model_id']}"
+    ]
+    assert len(model_reads) == 3  # DEPLOYING, DEPLOYING, DEPLOYED
+    assert fake.models[ids["model_id"]]["model_state"] == "DEPLOYED"
+    fake.pending_polls = 10**6
+    monkeypatch.setattr(installer, "DEPLOY_WAIT_SECONDS", 0.3)
+    with pytest.raises(InstallError, match=r"did not complete within 0\.3 s"):
+        run(fake, Options(**{**vars(OPTIONS), "scorer_token": "another"}))
+
+
+def test_install_on_ml_commons_3_7_which_refuses_nested_quantifiers() -> None:
+    """ML Commons 3.7 validates every regex of the trusted list when it is set (validateRegexSafety)."""
+    with FakeOpenSearch(regex_safety=True) as fake:
+        install(fake.url, OPTIONS, say=lambda _: None)
+        assert definitions.trusted_regex(OPTIONS) in fake.trusted()
+
+
+def test_dashboards_are_imported_once_and_deleted(fake: FakeOpenSearch) -> None:
+    ndjson = dashboards.ndjson(OPTIONS)
+    objects = [json.loads(line) for line in ndjson.splitlines() if line.strip()]
+    objects = [o for o in objects if "type" in o]
+    assert objects
+    _, lines = run(fake, dashboards_url=fake.url)
+    imports = [c for c in fake.calls if c.path == "/api/saved_objects/_import"]
+    assert [(c.query, c.body) for c in imports] == [({"overwrite": "true"}, ndjson)]
+    assert set(fake.saved_objects) == {(o["type"], o["id"]) for o in objects}
+    assert lines[-1] == f"dashboards: imported {len(objects)} saved objects"
+    mark = len(fake.calls)
+    _, lines = run(fake, dashboards_url=fake.url)
+    assert writes_since(fake, mark) == []
+    assert lines[-1] == f"dashboards: unchanged ({len(objects)} saved objects)"
+    mark = len(fake.calls)
+    lines = remove(fake, dashboards_url=fake.url)
+    assert sorted(c for c in writes_since(fake, mark) if "/api/" in c) == sorted(
+        f"DELETE /api/saved_objects/{o['type']}/{o['id']}" for o in objects
+    )
+    assert fake.saved_objects == {}
+    assert lines[-1] == f"dashboards: deleted {len(objects)} saved objects"
+
+
+def test_the_token_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.undo()  # the production cost
+    first, second = installer._fingerprint(TOKEN), installer._fingerprint(TOKEN)
+    assert first.startswith("pbkdf2-sha256:600000:")
+    assert TOKEN not in first
+    assert first != second  # salted: equal tokens do not look equal
+    assert installer._same_token(first, TOKEN)
+    assert installer._same_token(second, TOKEN)
+    assert not installer._same_token(first, TOKEN + "x")
+    assert not installer._same_token(None, TOKEN)
+    assert not installer._same_token("pbkdf2-sha256:999999999:AAAA:AAAA", TOKEN)  # would stall the install
