@@ -213,8 +213,14 @@ def test_opensearch_metadata_beside_the_source_does_not_change_the_verdict(
 # ---------------------------------------------------------------- the definitions among themselves
 def test_the_definitions_agree_with_each_other() -> None:
     options = Options(
-        scorer_url="http://10.0.0.5:8080", name="ocsf-x", index_patterns=("ocsf-a-*", "ocsf-b-*")
+        scorer_url="http://10.0.0.5:8080",
+        name="ocsf-x",
+        pipeline_name="scored",
+        index_patterns=("ocsf-a-*", "ocsf-b-*"),
     )
+    paths = [step.path for step in definitions.steps(options, sample={})]
+    assert "/_ingest/pipeline/scored" in paths
+    assert "/_ingest/pipeline/scored/_simulate" in paths
     component = definitions.component_template(options)
     template = definitions.index_template(options)
     (processor,) = definitions.pipeline(options, "m")["processors"]

@@ -104,6 +104,11 @@ def _definition_options(parser: argparse.ArgumentParser) -> None:
         help="name of the connector, model group, model, pipeline and templates (default %(default)s)",
     )
     parser.add_argument(
+        "--pipeline-name",
+        default=None,
+        help="the ingest pipeline's name, if not --name's (the index template makes it the default)",
+    )
+    parser.add_argument(
         "--index-pattern",
         action="append",
         dest="index_patterns",
@@ -171,6 +176,7 @@ def _options(args: argparse.Namespace) -> Any:
             scorer_url=args.scorer_url,
             scorer_token=args.scorer_token,
             name=args.name,
+            pipeline_name=args.pipeline_name,
             index_patterns=tuple(args.index_patterns or ("ocsf-*",)),
             event_field=args.event_field,
             alpha=args.alpha,

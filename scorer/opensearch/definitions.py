@@ -61,6 +61,7 @@ class Options:
     scorer_url: str = "http://127.0.0.1:8080"
     scorer_token: str | None = None
     name: str = "ocsf-anomaly"  # of the connector, model group, model, pipeline and templates
+    pipeline_name: str | None = None  # the ingest pipeline's, when not ``name``
     index_patterns: tuple[str, ...] = ("ocsf-*",)
     event_field: str = "$"  # the input_map's document path: "$" is the whole document
     alpha: float | None = None  # None: the service's own
@@ -78,8 +79,9 @@ class Options:
             raise ValueError(
                 f"give the scorer's base URL (e.g. http://scorer:8080), without a path: {self.scorer_url!r}"
             )
-        if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", self.name):
-            raise ValueError(f"name {self.name!r}: lower-case letters, digits, '-', '_' and '.'")
+        for what, value in (("name", self.name), ("pipeline name", self.pipeline)):
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", value):
+                raise ValueError(f"{what} {value!r}: lower-case letters, digits, '-', '_' and '.'")
         if not self.index_patterns:
             raise ValueError("at least one index pattern")
         if self.alpha is not None and not 0 < self.alpha < 1:
@@ -96,7 +98,7 @@ class Options:
 
     @property
     def pipeline(self) -> str:
-        return self.name
+        return self.pipeline_name or self.name
 
     @property
     def template(self) -> str:
