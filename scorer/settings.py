@@ -100,6 +100,15 @@ class Settings(BaseSettings):
     """Embeddings kept in the in-process cache tier."""
     cache_ttl_seconds: int = Field(86_400, ge=1)
     """Lifetime of an embedding in Redis."""
+    vector_downstream_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
+    """Where `POST /v1/integrations/vector` forwards each enriched batch: a Vector `http_server`
+    source, e.g. http://127.0.0.1:8687/v1/enriched. Unset: that endpoint answers 503 (Vector keeps
+    the batch and retries)."""
+    vector_downstream_timeout_seconds: float = Field(10.0, gt=0)
+    """How long a forward to the Vector downstream may take before the batch is answered 503."""
+    vector_dedupe_seconds: float = Field(600.0, ge=0)
+    """A batch forwarded within this many seconds is not scored or forwarded again when Vector sends
+    it again (its answer was lost): 0 turns that off."""
     api_token: str | None = Field(None, pattern=PRINTABLE_ASCII)
     """Bearer token required on scoring calls (printable ASCII); unset: scoring is open."""
     admin_token: str | None = Field(None, pattern=PRINTABLE_ASCII)

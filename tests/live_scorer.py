@@ -1,19 +1,27 @@
-"""The real scoring service for tests that call it over HTTP (the Splunk command, the OpenSearch
-connector's contract): ``ocsf-anomaly serve`` of a bundle on a free loopback port."""
+"""The real scoring service for tests that call it over HTTP: ``ocsf-anomaly serve`` of a bundle on
+a free loopback port (the Splunk command, the OpenSearch connector's contract), or the app in this
+process on one (``serve_app``: the OpenAPI checks, the Vector hop)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from aiohttp import web
+
+from scorer.service.app import create_app
+from scorer.settings import Settings
 
 
 @contextmanager
@@ -80,3 +88,23 @@ def serve_scorer(bundle: Path, log: Path, env: Mapping[str, str] | None = None) 
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(30)
+
+
+@contextmanager
+def serve_app(settings: Settings) -> Iterator[str]:
+    """The service's app in this process, on a real loopback port, in a thread with its own event
+    loop: its base URL."""
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(create_app(settings))
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

@@ -16,8 +16,6 @@ document is exact, are checked here with hypothesis instead.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import http.client
 import json
 import math
@@ -25,7 +23,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,11 +31,11 @@ from urllib.parse import quote, urlsplit
 import jsonschema
 import orjson
 import pytest
-from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from live_scorer import serve_app
+from vector_downstream import Downstream
 
-from scorer.service.app import create_app
 from scorer.service.handlers import FLAGS
 from scorer.service.schema import STRICT_VALUES, openapi
 from scorer.settings import Settings
@@ -70,34 +67,29 @@ FAIL_ON_WARNINGS = (
 DEEP = 1_020  # levels of nesting: read (orjson reads up to 1,024), too deep to write back (about 1,000)
 
 
-@contextlib.contextmanager
-def _serving(settings: Settings) -> Iterator[str]:
-    """The app on a real loopback port, in a thread with its own event loop: its base URL."""
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(create_app(settings))
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}"
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+@pytest.fixture(scope="module")
+def downstream() -> Iterator[Downstream]:
+    """Where the Vector hop forwards (a real receiver standing in for Vector's http_server source)."""
+    with Downstream() as receiver:
+        yield receiver
 
 
 @pytest.fixture(scope="module")
-def live_settings(bundle_dir: Path) -> Settings:
+def live_settings(bundle_dir: Path, downstream: Downstream) -> Settings:
     # small limits, so that generated requests can pass them; a token, so that auth is exercised
-    return Settings(model_dir=bundle_dir, threads=2, max_events=20, max_body_bytes=64 * 1024, api_token=TOKEN)
+    return Settings(
+        model_dir=bundle_dir,
+        threads=2,
+        max_events=20,
+        max_body_bytes=64 * 1024,
+        api_token=TOKEN,
+        vector_downstream_url=downstream.url,
+    )
 
 
 @pytest.fixture(scope="module")
 def live(live_settings: Settings) -> Iterator[str]:
-    with _serving(live_settings) as base_url:
+    with serve_app(live_settings) as base_url:
         yield base_url
 
 

@@ -5,7 +5,8 @@ lifecycle.py    the resources: scoring threads, served models (load, reload, pol
 scoring.py      Scorer (one model's pipeline around the cache) and Router (champion/challenger)
 middlewares.py  request metrics, bearer tokens, the access log
 handlers.py     the request handlers and body reading
-integrations.py endpoints shaped for one host each (OpenSearch's ingest pipeline)
+integrations.py endpoints shaped for one host each (OpenSearch's ingest pipeline, the Vector hop)
+vector.py       the Vector hop's downstream session and its memory of forwarded batches
 errors.py       the JSON error shape (and its middleware)
 """
 
@@ -28,11 +29,12 @@ from scorer.service.handlers import (
     reload_model,
     score,
 )
-from scorer.service.integrations import opensearch
+from scorer.service.integrations import opensearch, vector, vector_health
 from scorer.service.keys import METRICS, PARSING, SETTINGS
 from scorer.service.lifecycle import batcher_ctx, cache_ctx, executor_ctx, model_ctx, watch_ctx
 from scorer.service.metrics import Metrics
 from scorer.service.middlewares import AccessLog, auth_middleware, is_loopback, metrics_middleware
+from scorer.service.vector import vector_ctx
 from scorer.settings import Settings
 
 log = logging.getLogger("ocsf_anomaly.service")
@@ -53,10 +55,12 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics()
     app[PARSING] = asyncio.Lock()
     app[METRICS].alpha.set(settings.alpha)
-    app.cleanup_ctx.extend([executor_ctx, model_ctx, cache_ctx, batcher_ctx, watch_ctx])
+    app.cleanup_ctx.extend([executor_ctx, model_ctx, cache_ctx, batcher_ctx, watch_ctx, vector_ctx])
     app.router.add_post("/v1/score", score)
     app.router.add_post("/v1/enrich", enrich)
     app.router.add_post("/v1/integrations/opensearch", opensearch)
+    app.router.add_post("/v1/integrations/vector", vector)
+    app.router.add_route("HEAD", "/v1/integrations/vector", vector_health)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -120,7 +120,7 @@ async def enrich(request: web.Request) -> web.Response:
     verdicts = await anomalies(request, batch, alpha)
     strict = FLAGS[request.query.get("strict", "false").lower()]  # _read has refused any other value
     parts = [
-        _enriched(item, anomaly, field, batch.shape, index, strict)
+        enriched(item, anomaly, field, batch.shape, index, strict)
         for index, (item, anomaly) in enumerate(zip(batch.items, verdicts, strict=True))
     ]
     if batch.shape == "ndjson":
@@ -129,7 +129,7 @@ async def enrich(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="application/json")
 
 
-def _enriched(item: Item, anomaly: dict[str, Any], field: str, shape: str, index: int, strict: bool) -> bytes:
+def enriched(item: Item, anomaly: dict[str, Any], field: str, shape: str, index: int, strict: bool) -> bytes:
     """One enriched event as JSON, every original field as it came. An event nested deeper than
     JSON can be written back (it is read 1,024 levels deep) is answered by an error in its place,
     or fails a strict request."""

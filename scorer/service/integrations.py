@@ -1,5 +1,13 @@
 """Endpoints shaped for one host each, thin over the service's one scoring path (``anomalies``).
 
+``POST /v1/integrations/vector`` (and ``HEAD``, Vector's health check): a Vector ``http`` sink's
+batch (a JSON array, or NDJSON), every event enriched in place as ``/v1/enrich`` does, the batch
+forwarded in order to the Vector ``http_server`` source set by OCSF_ANOMALY_VECTOR_DOWNSTREAM_URL,
+and Vector answered 2xx only once that source answered 2xx (503 otherwise, so that Vector keeps
+the batch and sends it again; a batch already forwarded is not forwarded twice: vector.py). An
+element that is not a JSON object (or an NDJSON line that is not JSON) is not dropped: it goes on
+as ``{"message": <it, as it came>, "anomaly": {"error": ...}}``, Vector's own shape for text.
+
 ``POST /v1/integrations/opensearch``: what an OpenSearch ingest pipeline's ``ml_inference``
 processor sends through our ML Commons connector (integrations/opensearch), one document a call:
 ``{"event": <the OCSF document>}``. The answer is one flat JSON object that the pipeline's
@@ -19,9 +27,12 @@ from aiohttp import web
 
 from scorer.explain import reason_text
 from scorer.service.errors import ApiError
-from scorer.service.handlers import anomalies, json_response, read_body, turn_to_parse
-from scorer.service.keys import METRICS
-from scorer.service.requests import JSON_TYPES, Batch, Item, loads
+from scorer.service.handlers import anomalies, enriched, json_response, read_body, turn_to_parse
+from scorer.service.keys import METRICS, SETTINGS, VECTOR
+from scorer.service.requests import JSON_TYPES, Batch, Item, loads, parse_body
+from scorer.service.vector import DownstreamError
+
+RETRY_AFTER_SECONDS = "5"  # Vector backs off on its own (it ignores Retry-After); other clients may not
 
 # What OpenSearch adds beside a document's source when an ingest processor's input_map reads the
 # whole document ("$"): never part of the event.
@@ -91,3 +102,59 @@ def flat(anomaly: dict[str, Any], alpha: float) -> dict[str, Any]:
         "model_version": str(model["version"]),
         "model_variant": model["variant"],
     }
+
+
+async def vector(request: web.Request) -> web.Response:
+    """A Vector http sink's batch → enriched, forwarded downstream in order → 200 once it holds them."""
+    settings, hop = request.app[SETTINGS], request.app[VECTOR]
+    if hop.url is None:
+        raise ApiError(
+            503,
+            "no_downstream",
+            "no Vector downstream is set: set OCSF_ANOMALY_VECTOR_DOWNSTREAM_URL to the http_server "
+            "source that takes the enriched events back (Vector keeps the batch and retries)",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
+    body, alpha = await read_body(request)
+    content_type = request.headers.get("Content-Type", "")
+
+    async def enrich_and_forward() -> dict[str, int]:
+        async with turn_to_parse(request, len(body)):
+            started = time.perf_counter()
+            batch = parse_body(body, content_type, max_events=settings.max_events, strict=False)
+        request.app[METRICS].stage_seconds.labels("parse").observe(time.perf_counter() - started)
+        if batch.shape == "object":  # one event, as a sink with a single-event batch sends it
+            batch = Batch(batch.items, "array")
+        verdicts = await anomalies(request, batch, alpha)
+        field = settings.anomaly_field
+        parts = [
+            _passed_on(item, anomaly, field, index)
+            for index, (item, anomaly) in enumerate(zip(batch.items, verdicts, strict=True))
+        ]
+        try:
+            await hop.forward(b"[" + b",".join(parts) + b"]")
+        except DownstreamError as exc:
+            raise ApiError(
+                503,
+                "downstream_unavailable",
+                f"the enriched batch could not be handed to {hop.url}: {exc}; send it again",
+                headers={"Retry-After": RETRY_AFTER_SECONDS},
+            ) from None
+        flagged = sum(bool(v.get("is_anomaly")) for v in verdicts)
+        return {"events": len(parts), "anomalies": flagged}
+
+    done = await hop.forwarded.once(body, enrich_and_forward)
+    if done is None:
+        return json_response({"events": 0, "anomalies": 0, "already_forwarded": True})
+    return json_response({**done, "already_forwarded": False})
+
+
+async def vector_health(request: web.Request) -> web.Response:
+    """Vector's health check (HEAD on the sink's URI): the service is up."""
+    return web.Response(status=200)
+
+
+def _passed_on(item: Item, anomaly: dict[str, Any], field: str, index: int) -> bytes:
+    if item.event is None:  # not an event: passed on as it came, as Vector holds text
+        return orjson.dumps({"message": item.raw, field: anomaly})
+    return enriched(item, anomaly, field, "array", index, strict=False)

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -14,6 +15,9 @@ from scorer.service.cache import EmbeddingCache
 from scorer.service.metrics import Metrics
 from scorer.service.models import Loaded, ModelRef, ModelSource
 from scorer.settings import Settings
+
+if TYPE_CHECKING:  # vector.py imports these keys
+    from scorer.service.vector import VectorHop
 
 SETTINGS = web.AppKey("settings", Settings)
 EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
@@ -45,5 +49,6 @@ PARSING = web.AppKey("parsing", asyncio.Lock)
 BATCHER = web.AppKey("batcher", MicroBatcher)
 METRICS = web.AppKey("metrics", Metrics)
 CACHE = web.AppKey("cache", EmbeddingCache)
+VECTOR: web.AppKey[VectorHop] = web.AppKey("vector")
 # set in a serving process under a supervisor: tells it that this process reloaded, so that the others do
 ANNOUNCE_RELOAD: web.AppKey[Callable[[], None]] = web.AppKey("announce_reload")

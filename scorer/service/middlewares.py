@@ -17,6 +17,7 @@ from scorer.service.errors import ApiError, Handler
 from scorer.service.keys import METRICS, SETTINGS
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+OPEN_HEADS = frozenset({"/v1/integrations/vector"})  # a host's health check: HEAD says only "up"
 ADMIN_PATHS = frozenset({"/v1/models/reload"})
 
 
@@ -64,9 +65,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             )
         elif settings.api_token:
             _check_bearer(request, settings.api_token)
-    elif settings.api_token and request.path not in OPEN_PATHS:
+    elif settings.api_token and request.path not in OPEN_PATHS and not _open_head(request):
         _check_bearer(request, settings.api_token)
     return await handler(request)
+
+
+def _open_head(request: web.Request) -> bool:
+    return request.method == "HEAD" and request.path in OPEN_HEADS
 
 
 def _check_bearer(request: web.Request, token: str) -> None:

@@ -32,6 +32,7 @@ class Item:
     event: dict[str, Any] | None
     error: dict[str, Any] | None = None
     line: int | None = None  # NDJSON: the event's line, 1-based
+    raw: Any = None  # what came in place of an event: the array element, or the NDJSON line's text
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def parse_body(body: bytes, content_type: str, *, max_events: int, strict: bool)
         message = f"element {index} is {_kind(element)}, not an object"
         if strict:
             raise ApiError(422, "not_an_event", message, index=index)
-        items.append(Item(None, {"code": "not_an_event", "message": message, "index": index}))
+        items.append(Item(None, {"code": "not_an_event", "message": message, "index": index}, raw=element))
     return Batch(items, "array")
 
 
@@ -129,7 +130,7 @@ def _ndjson(body: bytes, *, max_events: int, strict: bool) -> Batch:
         if strict:
             status = 400 if error["code"] == "malformed_json" else 422
             raise ApiError(status, error["code"], error["message"], line=number)
-        items.append(Item(None, error))
+        items.append(Item(None, error, line=number, raw=raw.decode("utf-8", "replace")))
     return Batch(items, "ndjson")
 
 

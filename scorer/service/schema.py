@@ -123,6 +123,18 @@ class OpenSearchVerdict(BaseModel):
     model_variant: Literal["champion", "challenger"]
 
 
+class VectorAnswer(BaseModel):
+    """What Vector's http sink is answered once the downstream holds the enriched batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: int = Field(ge=0, description="Events forwarded (0 for a batch already forwarded)")
+    anomalies: int = Field(ge=0, description="Of them, flagged")
+    already_forwarded: bool = Field(
+        description="This batch (the same bytes) was forwarded within OCSF_ANOMALY_VECTOR_DEDUPE_SECONDS: not again"
+    )
+
+
 class ErrorDetail(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -215,6 +227,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     Models,
     Reload,
     OpenSearchVerdict,
+    VectorAnswer,
 )
 
 # One event as the demo writes it (HTTP Activity), for readers and as schemathesis' first example.
@@ -294,6 +307,12 @@ SCORING_ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
         ("overloaded",),
     ),
 }
+VECTOR_422 = ("The body is JSON but neither an object nor an array", ("not_an_event",))
+VECTOR_503 = (
+    "The downstream did not take the enriched batch (refused, failed, timed out, unreachable, or none is "
+    "set), or the service holds as many events as it admits: send the batch again (Vector does)",
+    ("downstream_unavailable", "no_downstream", "overloaded"),
+)
 OPENSEARCH_422 = ("The body is JSON but its event is not an object", ("not_an_event",))
 ADMIN_ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
     401: SCORING_ERRORS[401],
@@ -568,6 +587,38 @@ def openapi(settings: Settings | None = None) -> dict[str, Any]:
                         **_errors({422: OPENSEARCH_422}),
                     },
                 }
+            },
+            "/v1/integrations/vector": {
+                "post": {
+                    "summary": (
+                        "A Vector http sink's batch, enriched as /v1/enrich does and forwarded in order to the "
+                        "http_server source OCSF_ANOMALY_VECTOR_DOWNSTREAM_URL; 200 once it holds them"
+                    ),
+                    "operationId": "vector",
+                    "parameters": _parameters(settings)[:1],
+                    "requestBody": {
+                        **_request_body(settings),
+                        "description": (
+                            "As Vector's http sink sends it: a JSON array of events (codec json) or NDJSON "
+                            "(framing newline_delimited). An element that is not an object, or a line that is "
+                            'not JSON, is forwarded as {"message": <it>, "' + field + '": {"error": ...}}'
+                        ),
+                    },
+                    **_security(settings, admin=False),
+                    "responses": {
+                        "200": {
+                            "description": "The downstream holds the enriched batch (or held it already)",
+                            "content": _json_content(_ref("VectorAnswer")),
+                        },
+                        **_errors({s: SCORING_ERRORS[s] for s in (400, 401, 403, 413, 415)}),
+                        **_errors({422: VECTOR_422, 503: VECTOR_503}),
+                    },
+                },
+                "head": {
+                    "summary": "Vector's health check: up (no token needed)",
+                    "operationId": "vectorHealth",
+                    "responses": {"200": {"description": "up"}},
+                },
             },
             "/healthz": {
                 "get": {

@@ -1,0 +1,202 @@
+"""The Vector hop, ``POST /v1/integrations/vector``: the real app on a loopback port, called as
+Vector's ``http`` sink calls it, forwarding to a real HTTP receiver standing in for Vector's
+``http_server`` source (tests/vector_downstream.py; no Vector binary can run here). Nothing lost
+(Vector is answered 2xx only once the downstream holds the batch) and nothing twice (a batch sent
+again after its answer was lost is not forwarded again)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from live_scorer import serve_app
+from vector_downstream import Downstream
+
+from scorer.settings import Settings
+
+TOKEN = "vector-hop-token"
+PATH = "/v1/integrations/vector"
+Event = dict[str, Any]
+
+
+@pytest.fixture
+def downstream() -> Iterator[Downstream]:
+    with Downstream() as receiver:
+        yield receiver
+
+
+def _settings(bundle_dir: Path, downstream: Downstream | None, **extra: Any) -> Settings:
+    return Settings(
+        model_dir=bundle_dir,
+        threads=1,
+        api_token=TOKEN,
+        vector_downstream_url=downstream.url if downstream else None,
+        vector_downstream_timeout_seconds=1.0,
+        **extra,
+    )
+
+
+@pytest.fixture
+def hop(bundle_dir: Path, downstream: Downstream) -> Iterator[str]:
+    with serve_app(_settings(bundle_dir, downstream)) as base_url:
+        yield base_url
+
+
+def _send(
+    base_url: str,
+    body: bytes,
+    content_type: str = "application/json",
+    method: str = "POST",
+    token: str | None = TOKEN,
+) -> tuple[int, dict[str, str], Any]:
+    """One call as Vector's http sink makes it: status, headers, JSON answer."""
+    address = urlsplit(base_url)
+    connection = http.client.HTTPConnection(address.hostname or "", address.port, timeout=60)
+    headers = {"Content-Type": content_type}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        connection.request(method, PATH, body=body if method == "POST" else None, headers=headers)
+        response = connection.getresponse()
+        data = response.read()
+    finally:
+        connection.close()
+    return response.status, dict(response.headers), json.loads(data) if data else None
+
+
+def _array(events: list[Any]) -> bytes:
+    return json.dumps(events).encode()
+
+
+def _without_anomaly(event: Event) -> Event:
+    return {k: v for k, v in event.items() if k != "anomaly"}
+
+
+def test_every_event_arrives_once_enriched_in_order_and_otherwise_as_it_came(
+    hop: str, downstream: Downstream, held_out_events: list[Event]
+) -> None:
+    events = [
+        *held_out_events[:40],
+        {"class_uid": 4001, "traffic": {"bytes": 2**70}, "count": 3, "ratio": 1.0},
+    ]
+    status, _, answer = _send(hop, _array(events))
+    assert status == 200, answer
+    assert answer["events"] == len(events)
+    assert answer["already_forwarded"] is False
+    (batch,) = downstream.batches
+    assert [_without_anomaly(e) for e in batch] == events
+    last = batch[-1]
+    assert type(last["count"]) is int
+    assert type(last["ratio"]) is float
+    assert last["traffic"]["bytes"] == 2**70  # beyond 64 bits, exact
+    assert all({"score", "p_value", "is_anomaly", "model", "reasons"} <= set(e["anomaly"]) for e in batch)
+    assert answer["anomalies"] == sum(e["anomaly"]["is_anomaly"] for e in batch)
+
+
+def test_ndjson_and_what_is_no_event_are_passed_on_never_dropped(
+    hop: str, downstream: Downstream, held_out_events: list[Event]
+) -> None:
+    lines = [
+        json.dumps(held_out_events[0]),
+        "Dec  3 07:00:01 fw01 sshd[4242]: Accepted",
+        "",
+        json.dumps(held_out_events[1]),
+    ]
+    status, _, answer = _send(hop, "\n".join(lines).encode() + b"\n", "application/x-ndjson")
+    assert status == 200, answer
+    first, text, second = downstream.batches[0]
+    assert _without_anomaly(first) == held_out_events[0]
+    assert _without_anomaly(second) == held_out_events[1]
+    assert text["message"] == lines[1]
+    assert text["anomaly"]["error"]["code"] == "malformed_json"
+
+    status, _, _ = _send(hop, _array([held_out_events[2], 7, "text", [1]]))
+    assert status == 200
+    event, number, string, array = downstream.batches[1]
+    assert _without_anomaly(event) == held_out_events[2]
+    assert [number["message"], string["message"], array["message"]] == [7, "text", [1]]
+    assert all(e["anomaly"]["error"]["code"] == "not_an_event" for e in (number, string, array))
+
+
+@pytest.mark.parametrize("failure", ["error", "timeout", "refused"])
+def test_a_downstream_failure_is_503_nothing_held_and_the_retry_arrives_once(
+    failure: str, hop: str, downstream: Downstream, held_out_events: list[Event]
+) -> None:
+    body = _array(held_out_events[:10])
+    if failure == "error":
+        downstream.status = 500
+    elif failure == "timeout":
+        downstream.delay = 1.5  # past the hop's 1 s timeout
+    else:
+        downstream.stop()
+    status, headers, answer = _send(hop, body)
+    assert status == 503
+    assert answer["error"]["code"] == "downstream_unavailable"
+    assert "Retry-After" in headers
+    assert downstream.batches == []
+
+    downstream.status, downstream.delay = 200, 0.0  # the downstream is back; Vector sends the batch again
+    if failure == "refused":
+        downstream.start()
+    status, _, answer = _send(hop, body)
+    assert status == 200
+    assert answer["already_forwarded"] is False
+    assert [_without_anomaly(e) for e in downstream.events] == held_out_events[:10]
+
+
+def test_a_batch_sent_again_after_its_answer_was_lost_is_not_forwarded_twice(
+    hop: str, downstream: Downstream, held_out_events: list[Event]
+) -> None:
+    body = _array(held_out_events[:5])
+    assert _send(hop, body)[0] == 200
+    status, _, answer = _send(hop, body)  # Vector did not hear the 200 and retries
+    assert status == 200
+    assert answer == {"events": 0, "anomalies": 0, "already_forwarded": True}
+    assert len(downstream.batches) == 1
+    assert _send(hop, _array(held_out_events[5:10]))[0] == 200  # another batch goes on as usual
+    assert len(downstream.batches) == 2
+
+
+def test_the_same_batch_sent_twice_at_once_is_forwarded_once(
+    hop: str, downstream: Downstream, held_out_events: list[Event]
+) -> None:
+    downstream.delay = 0.3  # both arrive while the first is being forwarded
+    body = _array(held_out_events[:5])
+    answers: list[Any] = []
+    callers = [threading.Thread(target=lambda: answers.append(_send(hop, body))) for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(30)
+    assert sorted(a[2]["already_forwarded"] for a in answers) == [False, True]
+    assert all(a[0] == 200 for a in answers)
+    assert len(downstream.batches) == 1
+
+
+def test_bodies_that_can_never_succeed_are_4xx_and_nothing_is_forwarded(
+    hop: str, downstream: Downstream
+) -> None:
+    assert _send(hop, b'[{"class_uid": 4001},')[0] == 400
+    assert _send(hop, b'"a string"')[0] == 422
+    assert _send(hop, b"[]", "text/csv")[0] == 415
+    assert _send(hop, b"[]", token=None)[0] == 401
+    assert downstream.batches == []
+
+
+def test_vectors_health_check_needs_no_token(hop: str) -> None:
+    status, _, _ = _send(hop, b"", method="HEAD", token=None)
+    assert status == 200
+
+
+def test_without_a_downstream_every_batch_is_503_saying_what_to_set(bundle_dir: Path) -> None:
+    with serve_app(_settings(bundle_dir, None)) as base_url:
+        status, headers, answer = _send(base_url, b"[{}]")
+    assert status == 503
+    assert "Retry-After" in headers
+    assert "OCSF_ANOMALY_VECTOR_DOWNSTREAM_URL" in answer["error"]["message"]
