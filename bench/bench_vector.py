@@ -3,7 +3,8 @@
 forwarded to a receiver standing in for Vector's http_server source on loopback (tests/
 vector_downstream.py, in this process: it parses every batch it takes), beside POST /v1/enrich
 (the same enrichment, answered instead of forwarded) and POST /v1/score for the same batches
-against the same service, alternating, in the same run. The service is `make run`'s
+against the same service, alternating, in the same run; with the service's CPU a batch (the
+"load generator" figure includes the stand-in receiver, which runs in this process). The service is `make run`'s
 with its defaults, and the hop's memory of forwarded batches off (OCSF_ANOMALY_VECTOR_DEDUPE_SECONDS=0:
 the demo events are fewer than a measurement sends, so batches repeat, and a repeated batch would
 be answered without scoring).
@@ -18,7 +19,7 @@ import asyncio
 import statistics
 import sys
 
-from bench_service import closed_loop, demo_events, free_port, start_service
+from bench_service import CpuMeter, closed_loop, demo_events, free_port, start_service
 from common import ROOT, machine
 
 sys.path.insert(0, str(ROOT / "tests"))
@@ -56,14 +57,17 @@ def main() -> None:
                     ("score", "/v1/score"),
                 ):
                     taken = len(downstream.events)
-                    rate, failures = asyncio.run(
-                        closed_loop(base + path, batches, BATCH, IN_FLIGHT, args.duration)
-                    )
+                    with CpuMeter(service) as cpu:
+                        rate, failures = asyncio.run(
+                            closed_loop(base + path, batches, BATCH, IN_FLIGHT, args.duration)
+                        )
                     assert failures == 0, f"{failures} requests not 2xx"
                     if name == "vector":
                         assert len(downstream.events) > taken
                     figures[name].append(rate)
-                    print(f"run {run + 1} {name:>6}: {rate:,.0f} events/s", flush=True)
+                    print(
+                        f"run {run + 1} {name:>6}: {rate:,.0f} events/s; {cpu.line(rate / BATCH * cpu.wall)}"
+                    )
         finally:
             service.terminate()
             service.wait(30)
