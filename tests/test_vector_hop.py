@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from live_scorer import serve_app
+from redis_server import RedisServer
 from vector_downstream import Downstream
 
 from scorer.settings import Settings
@@ -200,3 +202,27 @@ def test_without_a_downstream_every_batch_is_503_saying_what_to_set(bundle_dir: 
     assert status == 503
     assert "Retry-After" in headers
     assert "OCSF_ANOMALY_VECTOR_DOWNSTREAM_URL" in answer["error"]["message"]
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_serving_processes_share_what_was_forwarded_through_redis(
+    bundle_dir: Path, downstream: Downstream, held_out_events: list[Event]
+) -> None:
+    """Two apps on two ports stand for two serving processes: a retry the kernel hands to the other
+    one is recognised through Redis; with Redis gone, each still answers from its own memory."""
+    redis = RedisServer()
+    redis.start()
+    try:
+        settings = _settings(bundle_dir, downstream, redis_url=redis.url)
+        with serve_app(settings) as first, serve_app(settings) as second:
+            body = _array(held_out_events[:5])
+            assert _send(first, body)[2]["already_forwarded"] is False
+            assert _send(second, body)[2]["already_forwarded"] is True
+            assert len(downstream.batches) == 1
+            redis.stop()
+            other = _array(held_out_events[5:10])
+            assert _send(first, other)[0] == 200  # Redis down: forwarded, remembered locally
+            assert _send(first, other)[2]["already_forwarded"] is True
+            assert len(downstream.batches) == 2
+    finally:
+        redis.stop()

@@ -46,6 +46,11 @@ class EmbeddingCache:
         metrics.redis_degraded.set(0)
 
     @property
+    def redis(self) -> Any:
+        """The Redis client (None without a URL), for other state the serving processes share."""
+        return self._redis
+
+    @property
     def status(self) -> str:
         if self._redis is None:
             return "disabled"

@@ -6,21 +6,27 @@ Vector retries a batch until it gets a 2xx (it ignores Retry-After, and retries 
 the hop answers 2xx only once the downstream holds the whole batch, and a batch whose 2xx was lost
 on its way back to Vector is not scored and forwarded a second time: its digest is remembered for
 a while, but only after the downstream took it (a failed forward is forwarded again on retry).
+With Redis configured (the embedding cache's), the digests are shared there too, so that a retry
+the kernel hands to another serving process is recognised; without it, or while it fails, each
+process remembers its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
 
-from scorer.service.keys import SETTINGS, VECTOR
+from scorer.service.keys import CACHE, SETTINGS, VECTOR
+
+log = logging.getLogger("ocsf_anomaly.service")
 
 T = TypeVar("T")
 MAX_DIGESTS = 100_000  # remembered batches (32 bytes and a time each): a few MB at most
@@ -35,10 +41,12 @@ class Forwarded:
     the batches being forwarded now: the same batch sent twice at once is forwarded once, the
     second waiting for the first's outcome."""
 
-    def __init__(self, window: float) -> None:
+    def __init__(self, window: float, shared: Any = None, timeout: float = 0.05) -> None:
         self.window = window
         self._done: OrderedDict[bytes, float] = OrderedDict()
         self._running: dict[bytes, asyncio.Future[None]] = {}
+        self._shared = shared  # a redis.asyncio client, or None
+        self._timeout = timeout
 
     async def once(self, body: bytes, forward: Callable[[], Awaitable[T]]) -> T | None:
         """``forward()``'s result, or None when this batch was already forwarded."""
@@ -53,14 +61,44 @@ class Forwarded:
         running = asyncio.get_running_loop().create_future()
         self._running[digest] = running
         try:
+            if await self._shared_has(digest):
+                self._remember(digest)
+                return None
             result = await forward()
-            self._done[digest] = time.monotonic()
-            if len(self._done) > MAX_DIGESTS:
-                self._done.popitem(last=False)
+            self._remember(digest)
+            await self._share(digest)
             return result
         finally:
             del self._running[digest]
             running.set_result(None)
+
+    def _remember(self, digest: bytes) -> None:
+        self._done[digest] = time.monotonic()
+        if len(self._done) > MAX_DIGESTS:
+            self._done.popitem(last=False)
+
+    @staticmethod
+    def _key(digest: bytes) -> str:
+        return "ocsf-anomaly:vector-batch:" + digest.hex()
+
+    async def _shared_has(self, digest: bytes) -> bool:
+        if self._shared is None:
+            return False
+        try:
+            return bool(await asyncio.wait_for(self._shared.exists(self._key(digest)), self._timeout))
+        except Exception as exc:  # Redis down or slow: this process's memory alone
+            log.debug("vector hop: Redis not asked about a batch (%r)", exc)
+            return False
+
+    async def _share(self, digest: bytes) -> None:
+        if self._shared is None:
+            return
+        try:
+            await asyncio.wait_for(
+                self._shared.set(self._key(digest), b"1", ex=max(1, round(self.window))), self._timeout
+            )
+        except Exception as exc:
+            log.debug("vector hop: a forwarded batch not shared through Redis (%r)", exc)
 
     def _expire(self, now: float) -> None:
         while self._done:
@@ -74,9 +112,9 @@ class VectorHop:
     """The downstream's URL and client session (one for the app, keep-alive), and the forwarded
     batches."""
 
-    def __init__(self, url: str | None, timeout: float, dedupe_seconds: float) -> None:
+    def __init__(self, url: str | None, timeout: float, forwarded: Forwarded) -> None:
         self.url = url
-        self.forwarded = Forwarded(dedupe_seconds)
+        self.forwarded = forwarded
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=timeout), raise_for_status=False
         )
@@ -106,11 +144,9 @@ class VectorHop:
 async def vector_ctx(app: web.Application) -> AsyncIterator[None]:
     """The hop's client session lives as long as the app."""
     settings = app[SETTINGS]
-    hop = VectorHop(
-        settings.vector_downstream_url,
-        settings.vector_downstream_timeout_seconds,
-        settings.vector_dedupe_seconds,
-    )
+    shared = app[CACHE].redis
+    forwarded = Forwarded(settings.vector_dedupe_seconds, shared, settings.redis_timeout_ms / 1000)
+    hop = VectorHop(settings.vector_downstream_url, settings.vector_downstream_timeout_seconds, forwarded)
     app[VECTOR] = hop
     yield
     await hop.close()
