@@ -7,6 +7,7 @@
     serve.py      serve, config show
     models.py     models list, promote, rollback
     opensearch.py opensearch render, install, uninstall
+    stream.py     stream (Redis Streams)
     demo.py       demo
 
 Each module adds its commands with their handler. Heavy libraries (torch, faiss, aiohttp, MLflow)
@@ -94,7 +95,7 @@ def _registry(config: Path | None) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from scorer.cli import demo, features, models, opensearch, scoring, serve, train
+    from scorer.cli import demo, features, models, opensearch, scoring, serve, stream, train
 
     parser = argparse.ArgumentParser(
         prog="ocsf-anomaly",
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         scoring.add_commands,
         features.add_commands,
         serve.add_serve,
+        stream.add_commands,
         models.add_commands,
         serve.add_config,
         opensearch.add_commands,

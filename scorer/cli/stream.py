@@ -1,0 +1,150 @@
+"""``ocsf-anomaly stream``: score a stream of OCSF events in-process and write them back, enriched,
+losing nothing on a crash (scorer/stream)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from scorer.cli import CONFIG_HELP, Commands, _alpha, _positive, _say
+
+if TYPE_CHECKING:
+    from scorer.service.models import ModelSource
+    from scorer.settings import Settings
+
+EXAMPLES = """\
+examples:
+  ocsf-anomaly stream --source redis --redis-url redis://127.0.0.1:6379/0 --input ocsf:events \\
+      --output ocsf:enriched --alerts ocsf:anomalies --dead-letter ocsf:dead --group scorers
+  ocsf-anomaly stream --source redis --redis-url redis://cache:6379/0 --input ocsf:events \\
+      --output ocsf:enriched --alerts ocsf:anomalies --dead-letter ocsf:dead --group scorers \\
+      --model models/m1 --metrics-port 9108
+
+A Redis stream entry carries the OCSF event as JSON in its field 'event'; so does every entry
+written (the enriched event, with the anomaly object added; a dead letter adds 'error').
+SIGTERM or Ctrl-C finishes the batch in hand, acknowledges it and exits 0.
+"""
+
+
+def add_commands(commands: Commands) -> None:
+    stream = commands.add_parser(
+        "stream",
+        help="score a Redis stream of OCSF events, at least once",
+        description=(
+            "Read OCSF events from a stream as a member of a consumer group, score them in-process "
+            "(the bundle --model names, or the registry's champion like the service, following "
+            "promotions), write every event enriched to --output and the anomalies to --alerts, send "
+            "what is no event to --dead-letter with the reason, and only then acknowledge the batch: "
+            "a crash anywhere loses nothing (what was not acknowledged is read again)."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    stream.add_argument(
+        "--source", choices=["redis"], required=True, help="where the events are: Redis Streams"
+    )
+    stream.add_argument("--redis-url", required=True, help="e.g. redis://127.0.0.1:6379/0")
+    stream.add_argument("--input", required=True, help="the stream to read")
+    stream.add_argument("--output", required=True, help="the stream every enriched event is written to")
+    stream.add_argument("--alerts", required=True, help="the stream the anomalies are also written to")
+    stream.add_argument("--dead-letter", required=True, help="the stream for entries that are no event")
+    stream.add_argument("--group", required=True, help="the consumer group (made when missing)")
+    stream.add_argument(
+        "--consumer",
+        default=None,
+        help="this consumer's name in the group (default: host and process id); a restarted consumer "
+        "given the same name first re-reads what it held",
+    )
+    stream.add_argument("--model", type=Path, default=None, help="a bundle directory (default: the registry)")
+    stream.add_argument(
+        "--alpha", type=_alpha, default=None, help="false-positive rate (default: the settings')"
+    )
+    stream.add_argument(
+        "--batch-size", type=_positive, default=256, help="entries read at once (default 256)"
+    )
+    stream.add_argument(
+        "--claim-idle-seconds",
+        type=float,
+        default=60.0,
+        help="claim entries another consumer has held unacknowledged this long (it died; default 60)",
+    )
+    stream.add_argument(
+        "--max-len", type=_positive, default=1_000_000, help="outputs trimmed to about this many entries"
+    )
+    stream.add_argument(
+        "--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (default: none)"
+    )
+    stream.add_argument("--config", type=Path, default=None, help=CONFIG_HELP)
+    stream.set_defaults(handler=_stream)
+
+
+def _stream(args: argparse.Namespace) -> int:
+    from scorer.registry import configure_mlflow
+    from scorer.service.models import source_for
+    from scorer.settings import Settings
+    from scorer.threads import set_threads
+
+    settings = Settings.load(args.config, model_dir=args.model)
+    if settings.model_dir is None:
+        configure_mlflow()
+    set_threads(1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    consumer = args.consumer or f"{socket.gethostname()}-{os.getpid()}"
+    _say(f"loading {settings.model_dir or f'the champion of {settings.model_name}'}")
+    source = source_for(settings)
+    return asyncio.run(_run(args, settings, source, consumer))
+
+
+async def _run(args: argparse.Namespace, settings: Settings, model_source: ModelSource, consumer: str) -> int:
+    import redis.asyncio
+    from prometheus_client import start_http_server
+
+    from scorer.stream.loop import Models, StreamMetrics, consume
+    from scorer.stream.redis_streams import RedisStreams
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    models = Models(model_source, settings.model_poll_seconds)
+    loaded = await models.current()
+    metrics = StreamMetrics()
+    if args.metrics_port:
+        start_http_server(args.metrics_port, addr="127.0.0.1", registry=metrics.registry)
+    client = redis.asyncio.from_url(args.redis_url)
+    try:
+        source = RedisStreams(
+            client,
+            input=args.input,
+            output=args.output,
+            alerts=args.alerts,
+            dead_letter=args.dead_letter,
+            group=args.group,
+            consumer=consumer,
+            claim_idle_seconds=args.claim_idle_seconds,
+            max_len=args.max_len,
+        )
+        await source.start()
+        _say(
+            f"consuming {args.input} as {consumer} of {args.group} with {loaded.ref.source}; "
+            "SIGTERM or Ctrl-C stops after the batch in hand"
+        )
+        await consume(
+            source,
+            models,
+            alpha=args.alpha or settings.alpha,
+            batch_size=args.batch_size,
+            stop=stop,
+            metrics=metrics,
+            field=settings.anomaly_field,
+        )
+    finally:
+        await client.aclose()
+    _say("stopped: every batch read was written and acknowledged")
+    return 0

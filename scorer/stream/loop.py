@@ -1,0 +1,175 @@
+"""The consumer loop every source shares: read a batch, score it in-process through the engine,
+write the enriched events (and, apart, the anomalies and the dead letters), then commit.
+
+Writes come before the commit, so a crash anywhere loses nothing: what was not committed is read
+again (at least once; an event may be written twice after a crash, never lost). An entry that is
+no OCSF event (not JSON, not an object), or one the engine cannot score, goes to the dead letters
+with the reason and is committed with the rest: it never blocks what comes after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from scorer.service.models import Loaded, ModelSource
+from scorer.service.requests import dumps
+
+log = logging.getLogger("ocsf_anomaly.stream")
+
+
+@dataclass
+class Entry:
+    """One message of the source: its id there, the event (None when it is none) or why not."""
+
+    id: Any
+    raw: bytes  # the event's text as it came
+    event: dict[str, Any] | None
+    error: str | None = None
+
+
+@dataclass
+class Output:
+    """What one batch writes: enriched events, the anomalies among them, dead letters (with why)."""
+
+    enriched: list[tuple[Entry, bytes]]
+    alerts: list[tuple[Entry, bytes]]
+    dead: list[tuple[Entry, str]]
+
+
+class Source(Protocol):
+    async def read(self, count: int) -> list[Entry]:
+        """Up to ``count`` entries; waits about a second at most, then answers what it has."""
+
+    async def deliver(self, output: Output) -> None:
+        """Write the batch's outputs; returns once they are stored."""
+
+    async def commit(self, entries: Sequence[Entry]) -> None:
+        """Acknowledge the entries: they are not read again."""
+
+    async def lag(self) -> int | None:
+        """Entries waiting to be read, if the source can tell."""
+
+
+class Models:
+    """The model that scores: the champion the source names (a bundle directory, or the
+    registry's alias), asked again every ``poll_seconds`` and swapped in when it changed."""
+
+    def __init__(self, source: ModelSource, poll_seconds: float) -> None:
+        self.source = source
+        self.poll_seconds = poll_seconds
+        self._loaded: Loaded | None = None
+        self._asked = 0.0
+
+    async def current(self) -> Loaded:
+        now = time.monotonic()
+        if self._loaded is None or (self.poll_seconds > 0 and now - self._asked >= self.poll_seconds):
+            self._asked = now
+            self._loaded = await asyncio.to_thread(self._refresh, self._loaded)
+        return self._loaded
+
+    def _refresh(self, loaded: Loaded | None) -> Loaded:
+        try:
+            ref = self.source.resolve()["champion"]
+            if loaded is not None and ref == loaded.ref:
+                return loaded
+            fresh = self.source.load(ref)
+        except Exception:
+            if loaded is None:
+                raise
+            log.exception("could not ask for the champion again: scoring on with %s", loaded.ref.source)
+            return loaded
+        if loaded is not None:
+            log.info("model swapped: %s → %s", loaded.ref.version, fresh.ref.version)
+        return fresh
+
+
+class StreamMetrics:
+    """What ``/metrics`` shows of the consumer."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter("ocsf_anomaly_stream_consumed", "Entries read from the input", registry=r)
+        self.scored = Counter("ocsf_anomaly_stream_scored", "Events scored and written", registry=r)
+        self.anomalies = Counter("ocsf_anomaly_stream_anomalies", "Events written to the alerts", registry=r)
+        self.dead_lettered = Counter(
+            "ocsf_anomaly_stream_dead_lettered", "Entries written to the dead letters", registry=r
+        )
+        self.lag = Gauge(
+            "ocsf_anomaly_stream_lag", "Entries of the input not yet read by the group", registry=r
+        )
+        self.batch_seconds = Histogram(
+            "ocsf_anomaly_stream_batch_seconds",
+            "Time to score, write and commit one batch",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+
+
+async def consume(
+    source: Source,
+    models: Models,
+    *,
+    alpha: float,
+    batch_size: int,
+    stop: asyncio.Event,
+    metrics: StreamMetrics,
+    field: str = "anomaly",
+) -> None:
+    """Batches until ``stop`` is set; the batch in hand is finished and committed first."""
+    while not stop.is_set():
+        entries = await source.read(batch_size)
+        if not entries:
+            lag = await source.lag()
+            if lag is not None:
+                metrics.lag.set(lag)
+            continue
+        started = time.perf_counter()
+        loaded = await models.current()
+        output = await asyncio.to_thread(score_batch, loaded, entries, alpha, field)
+        await source.deliver(output)
+        await source.commit(entries)
+        metrics.consumed.inc(len(entries))
+        metrics.scored.inc(len(output.enriched))
+        metrics.anomalies.inc(len(output.alerts))
+        metrics.dead_lettered.inc(len(output.dead))
+        metrics.batch_seconds.observe(time.perf_counter() - started)
+
+
+def score_batch(loaded: Loaded, entries: Sequence[Entry], alpha: float, field: str) -> Output:
+    """The batch's outputs. The engine never raises on an event's content; if it raises all the same,
+    the events are scored one by one so that only the one at fault becomes a dead letter."""
+    output = Output(
+        [], [], [(entry, entry.error or "not an event") for entry in entries if entry.event is None]
+    )
+    events = [(entry, entry.event) for entry in entries if entry.event is not None]
+    model = {"name": loaded.ref.name, "version": loaded.ref.version, "variant": "champion"}
+    try:
+        groups = [(events, loaded.detector.score([event for _, event in events], alpha=alpha))]
+    except Exception:
+        log.exception("a batch of %d events failed to score: scoring them one by one", len(events))
+        groups = []
+        for entry, event in events:
+            try:
+                groups.append(([(entry, event)], loaded.detector.score([event], alpha=alpha)))
+            except Exception as exc:
+                output.dead.append((entry, f"the engine failed on this event: {exc!r}"))
+    for group, result in groups:
+        for i, (entry, event) in enumerate(group):
+            anomaly = result.anomaly(i, model)
+            try:
+                body = dumps({**event, field: anomaly})
+            except RecursionError:
+                output.dead.append((entry, "the event nests too deeply to be written back as JSON"))
+                continue
+            output.enriched.append((entry, body))
+            if anomaly["is_anomaly"]:
+                output.alerts.append((entry, body))
+    return output

@@ -1,0 +1,121 @@
+"""Redis Streams as the consumer loop's source: the embedded default, as it needs only the Redis
+already in the stack.
+
+An entry carries the OCSF event as JSON in its field ``event``, and so does every entry written
+(the enriched event; a dead letter adds ``error``). The consumer reads as a member of a consumer
+group: on start it first reads its own pending entries (ID 0: read before a crash, never
+acknowledged), then new ones (``>``); now and then it claims the entries another consumer of the
+group left pending longer than the claim idle time (``XAUTOCLAIM``: that consumer died). Outputs
+are written in one pipeline, trimmed with ``MAXLEN ~``, and only then are the inputs acknowledged
+(``XACK``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from scorer.service.requests import loads
+from scorer.stream.loop import Entry, Output
+
+
+class RedisStreams:
+    """One consumer of ``group`` on stream ``input``."""
+
+    def __init__(
+        self,
+        client: Any,  # redis.asyncio.Redis
+        *,
+        input: str,
+        output: str,
+        alerts: str,
+        dead_letter: str,
+        group: str,
+        consumer: str,
+        claim_idle_seconds: float = 60.0,
+        max_len: int = 1_000_000,
+        block_ms: int = 1000,
+    ) -> None:
+        self.client = client
+        self.input, self.output, self.alerts, self.dead_letter = input, output, alerts, dead_letter
+        self.group, self.consumer = group, consumer
+        self.claim_idle_ms = int(claim_idle_seconds * 1000)
+        self.max_len = max_len
+        self.block_ms = block_ms
+        self._own_pending = True  # read what this consumer holds from before, first
+        self._next_claim = 0.0
+
+    async def start(self) -> None:
+        """The consumer group, made (with the stream) if it is not there: from the stream's start."""
+        import redis.exceptions
+
+        try:
+            await self.client.xgroup_create(self.input, self.group, id="0", mkstream=True)
+        except redis.exceptions.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read(self, count: int) -> list[Entry]:
+        if self._own_pending:
+            answer = await self.client.xreadgroup(self.group, self.consumer, {self.input: "0"}, count=count)
+            entries = self._entries(answer)
+            if entries:
+                return entries
+            self._own_pending = False
+        if time.monotonic() >= self._next_claim:
+            self._next_claim = time.monotonic() + max(1.0, self.claim_idle_ms / 2000)
+            claimed = await self.client.xautoclaim(
+                self.input, self.group, self.consumer, self.claim_idle_ms, start_id="0-0", count=count
+            )
+            entries = [self._entry(entry_id, fields) for entry_id, fields in claimed[1] if fields is not None]
+            if entries:
+                return entries
+        answer = await self.client.xreadgroup(
+            self.group, self.consumer, {self.input: ">"}, count=count, block=self.block_ms
+        )
+        return self._entries(answer)
+
+    def _entries(self, answer: Any) -> list[Entry]:
+        out: list[Entry] = []
+        for _stream, messages in answer or []:
+            for entry_id, fields in messages:
+                if fields:  # a pending entry trimmed away since reads back without fields
+                    out.append(self._entry(entry_id, fields))
+        return out
+
+    @staticmethod
+    def _entry(entry_id: Any, fields: dict[bytes, bytes]) -> Entry:
+        raw = fields.get(b"event")
+        if raw is None:
+            return Entry(entry_id, b"", None, "the entry has no field 'event'")
+        try:
+            event = loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return Entry(entry_id, raw, None, f"'event' is not valid JSON: {exc}")
+        if not isinstance(event, dict):
+            return Entry(entry_id, raw, None, "'event' is JSON but not an object")
+        return Entry(entry_id, raw, event)
+
+    async def deliver(self, output: Output) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for _, body in output.enriched:
+            pipe.xadd(self.output, {"event": body}, maxlen=self.max_len, approximate=True)
+        for _, body in output.alerts:
+            pipe.xadd(self.alerts, {"event": body}, maxlen=self.max_len, approximate=True)
+        for entry, error in output.dead:
+            fields = {"event": entry.raw, "error": error, "source_id": entry.id}
+            pipe.xadd(self.dead_letter, fields, maxlen=self.max_len, approximate=True)
+        await pipe.execute()
+
+    async def commit(self, entries: Sequence[Entry]) -> None:
+        await self.client.xack(self.input, self.group, *[entry.id for entry in entries])
+
+    async def lag(self) -> int | None:
+        for group in await self.client.xinfo_groups(self.input):
+            if group.get("name") in (self.group, self.group.encode()):
+                lag = group.get("lag")
+                return int(lag) if lag is not None else None
+        return None
