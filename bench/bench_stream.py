@@ -1,0 +1,108 @@
+"""Events a second and end-to-end lag through `ocsf-anomaly stream --source redis` (scorer/stream),
+against a throwaway redis-server (the tests' tests/redis_server.py), serving `make run`'s demo model
+(the registry's champion, as the consumer does without --model):
+
+- throughput: N distinct demo events already in the input stream, then the consumer starts (its
+  model loaded first); events/s from the first enriched entry written to the last;
+- lag: the consumer running, events produced at a fixed rate; each event's lag is the time from
+  its input entry to its enriched entry (both Redis stream ids carry the server's milliseconds).
+
+    .venv/bin/python bench/bench_stream.py [--events 50000] [--rate 2000] [--runs 3] [--batch-size 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+from bench_service import demo_events
+from common import CLI, ROOT, machine
+
+sys.path.insert(0, str(ROOT / "tests"))
+from redis_server import RedisServer
+
+STREAMS = ("ocsf:in", "ocsf:out", "ocsf:alerts", "ocsf:dead")
+
+
+def consumer(server: RedisServer, batch_size: int, log: Path) -> subprocess.Popen[bytes]:
+    command = [*CLI, "stream", "--source", "redis", "--redis-url", server.url, "--input", STREAMS[0]]
+    command += ["--output", STREAMS[1], "--alerts", STREAMS[2], "--dead-letter", STREAMS[3]]
+    command += ["--group", "bench", "--consumer", "c1", "--batch-size", str(batch_size)]
+    with log.open("ab") as sink:
+        return subprocess.Popen(command, stdout=sink, stderr=sink)
+
+
+def millis(entry_id: bytes) -> int:
+    return int(entry_id.split(b"-")[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=50_000, help="events for the throughput run")
+    parser.add_argument("--rate", type=int, default=2_000, help="events/s produced for the lag run")
+    parser.add_argument("--seconds", type=float, default=10, help="seconds of the lag run")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=256)
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    lines = demo_events()
+    rates, lags = [], []
+    for run in range(args.runs):
+        server = RedisServer()
+        server.start()
+        client = redis.Redis.from_url(server.url)
+        try:
+            with tempfile.TemporaryDirectory() as work:
+                log = Path(work) / "stream.log"
+                pipe = client.pipeline(transaction=False)
+                for i in range(args.events):
+                    pipe.xadd(STREAMS[0], {"event": lines[i % len(lines)]})
+                pipe.execute()
+                process = consumer(server, args.batch_size, log)
+                while client.xlen(STREAMS[1]) < args.events:
+                    time.sleep(0.05)
+                out = client.xrange(STREAMS[1], count=1)[0][0], client.xrevrange(STREAMS[1], count=1)[0][0]
+                rate = args.events / max(1e-3, (millis(out[1]) - millis(out[0])) / 1000)
+                rates.append(rate)
+                # lag: produce at a fixed rate while the consumer runs
+                start_len = client.xlen(STREAMS[1])
+                count = int(args.rate * args.seconds)
+                started = time.perf_counter()
+                for i in range(count):
+                    delay = started + i / args.rate - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                    client.xadd(STREAMS[0], {"event": lines[(i + args.events) % len(lines)]})
+                while client.xlen(STREAMS[1]) < start_len + count:
+                    time.sleep(0.05)
+                produced = [millis(i) for i, _ in client.xrange(STREAMS[0])][args.events :]
+                written = [millis(i) for i, _ in client.xrange(STREAMS[1])][start_len:]
+                lag = sorted(w - p for p, w in zip(produced, written, strict=True))
+                lags.append((lag[len(lag) // 2], lag[int(len(lag) * 0.99)]))
+                process.send_signal(signal.SIGTERM)
+                assert process.wait(60) == 0, log.read_text()
+                print(
+                    f"run {run + 1}: {rate:,.0f} events/s draining {args.events:,}; at {args.rate:,}/s "
+                    f"lag p50 {lags[-1][0]} ms, p99 {lags[-1][1]} ms",
+                    flush=True,
+                )
+        finally:
+            client.close()
+            server.stop()
+    print(
+        f"\nmedian of {args.runs}: {statistics.median(rates):,.0f} events/s; lag at {args.rate:,}/s p50 "
+        f"{statistics.median(p50 for p50, _ in lags)} ms, p99 {statistics.median(p99 for _, p99 in lags)} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
