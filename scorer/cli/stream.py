@@ -12,22 +12,27 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scorer.cli import CONFIG_HELP, Commands, _alpha, _positive, _say
+from scorer.cli import CONFIG_HELP, CliError, Commands, _alpha, _positive, _say
 
 if TYPE_CHECKING:
     from scorer.service.models import ModelSource
     from scorer.settings import Settings
+    from scorer.stream.kafka import KafkaTopics
+    from scorer.stream.redis_streams import RedisStreams
 
 EXAMPLES = """\
 examples:
   ocsf-anomaly stream --source redis --redis-url redis://127.0.0.1:6379/0 --input ocsf:events \\
       --output ocsf:enriched --alerts ocsf:anomalies --dead-letter ocsf:dead --group scorers
+  ocsf-anomaly stream --source kafka --bootstrap-servers kafka:9092 --input ocsf.events \\
+      --output ocsf.enriched --alerts ocsf.anomalies --dead-letter ocsf.dead --group scorers
   ocsf-anomaly stream --source redis --redis-url redis://cache:6379/0 --input ocsf:events \\
       --output ocsf:enriched --alerts ocsf:anomalies --dead-letter ocsf:dead --group scorers \\
       --model models/m1 --metrics-port 9108
 
 A Redis stream entry carries the OCSF event as JSON in its field 'event'; so does every entry
-written (the enriched event, with the anomaly object added; a dead letter adds 'error').
+written (the enriched event, with the anomaly object added; a dead letter adds 'error'). A Kafka
+message's value is the event JSON (a dead letter says why in its header 'error').
 SIGTERM or Ctrl-C finishes the batch in hand, acknowledges it and exits 0.
 """
 
@@ -35,7 +40,7 @@ SIGTERM or Ctrl-C finishes the batch in hand, acknowledges it and exits 0.
 def add_commands(commands: Commands) -> None:
     stream = commands.add_parser(
         "stream",
-        help="score a Redis stream of OCSF events, at least once",
+        help="score a Redis stream or Kafka topic of OCSF events, at least once",
         description=(
             "Read OCSF events from a stream as a member of a consumer group, score them in-process "
             "(the bundle --model names, or the registry's champion like the service, following "
@@ -47,19 +52,29 @@ def add_commands(commands: Commands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     stream.add_argument(
-        "--source", choices=["redis"], required=True, help="where the events are: Redis Streams"
+        "--source",
+        choices=["redis", "kafka"],
+        required=True,
+        help="where the events are: Redis Streams or Kafka",
     )
-    stream.add_argument("--redis-url", required=True, help="e.g. redis://127.0.0.1:6379/0")
-    stream.add_argument("--input", required=True, help="the stream to read")
-    stream.add_argument("--output", required=True, help="the stream every enriched event is written to")
-    stream.add_argument("--alerts", required=True, help="the stream the anomalies are also written to")
-    stream.add_argument("--dead-letter", required=True, help="the stream for entries that are no event")
+    stream.add_argument("--redis-url", default=None, help="--source redis: e.g. redis://127.0.0.1:6379/0")
+    stream.add_argument("--bootstrap-servers", default=None, help="--source kafka: HOST:PORT[,HOST:PORT]")
+    stream.add_argument("--input", required=True, help="the stream (topic) to read")
+    stream.add_argument(
+        "--output", required=True, help="the stream (topic) every enriched event is written to"
+    )
+    stream.add_argument(
+        "--alerts", required=True, help="the stream (topic) the anomalies are also written to"
+    )
+    stream.add_argument(
+        "--dead-letter", required=True, help="the stream (topic) for entries that are no event"
+    )
     stream.add_argument("--group", required=True, help="the consumer group (made when missing)")
     stream.add_argument(
         "--consumer",
         default=None,
-        help="this consumer's name in the group (default: host and process id); a restarted consumer "
-        "given the same name first re-reads what it held",
+        help="Redis: this consumer's name in the group (default: host and process id); a restarted "
+        "consumer given the same name first re-reads what it held",
     )
     stream.add_argument("--model", type=Path, default=None, help="a bundle directory (default: the registry)")
     stream.add_argument(
@@ -85,6 +100,10 @@ def add_commands(commands: Commands) -> None:
 
 
 def _stream(args: argparse.Namespace) -> int:
+    if args.source == "redis" and not args.redis_url:
+        raise CliError("--source redis needs --redis-url, e.g. redis://127.0.0.1:6379/0")
+    if args.source == "kafka" and not args.bootstrap_servers:
+        raise CliError("--source kafka needs --bootstrap-servers, e.g. 127.0.0.1:9092")
     from scorer.registry import configure_mlflow
     from scorer.service.models import source_for
     from scorer.settings import Settings
@@ -102,11 +121,9 @@ def _stream(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, settings: Settings, model_source: ModelSource, consumer: str) -> int:
-    import redis.asyncio
     from prometheus_client import start_http_server
 
     from scorer.stream.loop import Models, StreamMetrics, consume
-    from scorer.stream.redis_streams import RedisStreams
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -117,20 +134,9 @@ async def _run(args: argparse.Namespace, settings: Settings, model_source: Model
     metrics = StreamMetrics()
     if args.metrics_port:
         start_http_server(args.metrics_port, addr="127.0.0.1", registry=metrics.registry)
-    client = redis.asyncio.from_url(args.redis_url)
+    source = _source(args, settings, consumer)
+    await source.start()
     try:
-        source = RedisStreams(
-            client,
-            input=args.input,
-            output=args.output,
-            alerts=args.alerts,
-            dead_letter=args.dead_letter,
-            group=args.group,
-            consumer=consumer,
-            claim_idle_seconds=args.claim_idle_seconds,
-            max_len=args.max_len,
-        )
-        await source.start()
         _say(
             f"consuming {args.input} as {consumer} of {args.group} with {loaded.ref.source}; "
             "SIGTERM or Ctrl-C stops after the batch in hand"
@@ -145,6 +151,37 @@ async def _run(args: argparse.Namespace, settings: Settings, model_source: Model
             field=settings.anomaly_field,
         )
     finally:
-        await client.aclose()
+        await source.close()
     _say("stopped: every batch read was written and acknowledged")
     return 0
+
+
+def _source(args: argparse.Namespace, settings: Settings, consumer: str) -> RedisStreams | KafkaTopics:
+    names = {
+        "input": args.input,
+        "output": args.output,
+        "alerts": args.alerts,
+        "dead_letter": args.dead_letter,
+    }
+    if args.source == "kafka":
+        from scorer.stream.kafka import KafkaTopics
+
+        return KafkaTopics(
+            args.bootstrap_servers,
+            **names,
+            group=args.group,
+            entity_key=settings.entity_key,
+            client_id=consumer,
+        )
+    import redis.asyncio
+
+    from scorer.stream.redis_streams import RedisStreams
+
+    return RedisStreams(
+        redis.asyncio.from_url(args.redis_url),
+        **names,
+        group=args.group,
+        consumer=consumer,
+        claim_idle_seconds=args.claim_idle_seconds,
+        max_len=args.max_len,
+    )

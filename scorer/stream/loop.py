@@ -44,6 +44,12 @@ class Output:
 
 
 class Source(Protocol):
+    async def start(self) -> None:
+        """Join the group (making what is missing)."""
+
+    async def close(self) -> None:
+        """Leave the group and close the connections."""
+
     async def read(self, count: int) -> list[Entry]:
         """Up to ``count`` entries; waits about a second at most, then answers what it has."""
 

@@ -58,6 +58,9 @@ class RedisStreams:
             if "BUSYGROUP" not in str(exc):
                 raise
 
+    async def close(self) -> None:
+        await self.client.aclose()
+
     async def read(self, count: int) -> list[Entry]:
         if self._own_pending:
             answer = await self.client.xreadgroup(self.group, self.consumer, {self.input: "0"}, count=count)
