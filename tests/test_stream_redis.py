@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,10 +90,17 @@ def test_every_event_is_written_enriched_anomalies_apart_and_sigterm_acknowledge
     client.xadd(STREAMS["input"], {"other": b"{}"})
     _produce(client, events[100:])
     log = tmp_path / "stream.log"
-    consumer = _consumer(server, bundle_dir, log, "c1")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    consumer = _consumer(server, bundle_dir, log, "c1", "--metrics-port", str(metrics_port))
     try:
         _wait_for(lambda: client.xlen(STREAMS["output"]) >= len(events), "every event written")
         _wait_for(lambda: _pending(client) == 0, "every entry acknowledged")
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        assert f"ocsf_anomaly_stream_consumed_total {len(events) + 3}.0" in metrics
+        assert "ocsf_anomaly_stream_dead_lettered_total 3.0" in metrics
     finally:
         consumer.send_signal(signal.SIGTERM)
         assert consumer.wait(60) == 0, log.read_text()
