@@ -15,7 +15,7 @@ APPINSPECT_VENV := .venv-appinspect
 APPINSPECT_STAMP := $(APPINSPECT_VENV)/.installed
 APPINSPECT_SPEC := splunk-appinspect>=4.3,<5
 
-.PHONY: run test lint format bench clean splunk-app
+.PHONY: run test lint format bench clean splunk-app system-packages
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,10 +32,13 @@ $(DEV_STAMP): $(STAMP)
 	$(PIP) install -q -e '.[dev]'
 	touch $@
 
-# AppInspect reads file types with libmagic (Debian's libmagic1); the Splunk tests' fake splunkd makes
-# its TLS certificate with openssl: both installed when missing.
-$(APPINSPECT_STAMP):
-	dpkg -s libmagic1 openssl >/dev/null 2>&1 || { apt-get update && apt-get install -y libmagic1 openssl; }
+# Debian packages the tests need, installed when missing: libmagic1 (AppInspect reads file types with
+# it), openssl (the fake splunkd's TLS certificate), prometheus-alertmanager (the alert tests' receiver).
+SYSTEM_PACKAGES := libmagic1 openssl prometheus-alertmanager
+system-packages:
+	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { apt-get update && apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES); }
+
+$(APPINSPECT_STAMP): | system-packages
 	rm -rf $(APPINSPECT_VENV)
 	$(PYTHON) -m venv $(APPINSPECT_VENV)
 	$(APPINSPECT_VENV)/bin/pip install -q '$(APPINSPECT_SPEC)'
@@ -58,7 +61,7 @@ format: $(DEV_STAMP)
 
 ## test: lint, then every test (with splunk-appinspect in its own venv for the Splunk app's package test).
 ## pytest's exit code 5 (no tests collected) is a failure.
-test: lint $(APPINSPECT_STAMP)
+test: lint system-packages $(APPINSPECT_STAMP)
 	$(PY) -m pytest -n 2 tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 

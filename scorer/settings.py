@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
@@ -109,6 +109,25 @@ class Settings(BaseSettings):
     vector_dedupe_seconds: float = Field(600.0, ge=0)
     """A batch forwarded within this many seconds is not scored or forwarded again when Vector sends
     it again (its answer was lost): 0 turns that off."""
+    alerts_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
+    """Where alerts go: Prometheus Alertmanager's base URL (e.g. http://127.0.0.1:9093;
+    `/api/v2/alerts` is appended), or a webhook's full URL with `alerts_kind = "webhook"`. Unset: no
+    alerts. They are sent in the background: a slow or down receiver never slows scoring."""
+    alerts_kind: Literal["alertmanager", "webhook"] = "alertmanager"
+    """`alertmanager` (its API v2) or `webhook` (a POST of `{"version": "1", "alerts": [...]}`)."""
+    alerts_p_value: float = Field(0.001, gt=0, lt=1)
+    """Events at or below this p-value alert; at most `alpha`: every anomaly stays in the enriched
+    output for hunting, only the rarest page someone."""
+    alerts_dedupe_seconds: float = Field(600.0, ge=0)
+    """An entity (`entity_key`) alerts at most once in this window; 0: every qualifying event alerts."""
+    alerts_resolve_seconds: float = Field(1800.0, gt=0)
+    """An alert resolves this long after it was sent unless its entity alerts again."""
+    alerts_queue_size: int = Field(10_000, ge=1)
+    """Most alerts waiting while the receiver is down or slow; beyond it they are dropped and counted."""
+    alerts_token: str | None = Field(None, pattern=PRINTABLE_ASCII)
+    """Bearer token sent to the alert receiver (a webhook, or an Alertmanager behind a proxy)."""
+    alerts_generator_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
+    """Link put in every alert (`generatorURL`), e.g. a dashboard of the anomalies."""
     api_token: str | None = Field(None, pattern=PRINTABLE_ASCII)
     """Bearer token required on scoring calls (printable ASCII); unset: scoring is open."""
     admin_token: str | None = Field(None, pattern=PRINTABLE_ASCII)
@@ -121,6 +140,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"max_pending_events ({self.max_pending_events:,}) must be at least max_events "
                 f"({self.max_events:,}): a request within the limits could never be admitted"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _alerts_are_stricter_than_alpha(self) -> Settings:
+        if self.alerts_url is not None and self.alerts_p_value > self.alpha:
+            raise ValueError(
+                f"alerts_p_value ({self.alerts_p_value}) must be at most alpha ({self.alpha}): alerts are "
+                "the rarest of the anomalies"
             )
         return self
 
@@ -170,8 +198,16 @@ def _environment(cls: type[Settings]) -> dict[str, Any]:
     return {first.get(key, key): value for key, value in found.items()}
 
 
-SECRETS = frozenset({"api_token", "admin_token"})
-URLS = frozenset({"redis_url", "registry_uri"})
+SECRETS = frozenset({"api_token", "admin_token", "alerts_token"})
+URLS = frozenset({"redis_url", "registry_uri", "alerts_url", "vector_downstream_url"})
+
+
+def masked_url(url: str) -> str:
+    """``url`` with any user and password replaced by ``***``, for display."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
 
 
 def masked(settings: Settings) -> dict[str, Any]:
@@ -180,8 +216,7 @@ def masked(settings: Settings) -> dict[str, Any]:
     for name, value in settings.model_dump().items():
         if name in SECRETS:
             value = "***" if value else None
-        elif name in URLS and value and "@" in value:
-            scheme, _, rest = value.partition("://")
-            value = f"{scheme}://***@{rest.rpartition('@')[2]}"
+        elif name in URLS and value:
+            value = masked_url(value)
         out[name] = str(value) if isinstance(value, Path) else value
     return out

@@ -6,6 +6,7 @@ consumer's pending entries are claimed by another."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -19,7 +20,10 @@ from typing import Any
 
 import pytest
 import redis
+from alertmanager import SKIP_REASON, Alertmanager, available
 from redis_server import RedisServer
+
+from scorer.alerts import severity
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 Event = dict[str, Any]
@@ -44,14 +48,14 @@ def client(server: RedisServer) -> Iterator[redis.Redis]:
 
 
 def _consumer(
-    server: RedisServer, bundle: Path, log: Path, name: str, *extra: str
+    server: RedisServer, bundle: Path, log: Path, name: str, *extra: str, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "scorer.cli", "stream", "--source", "redis", "--redis-url", server.url]
     command += ["--input", STREAMS["input"], "--output", STREAMS["output"], "--alerts", STREAMS["alerts"]]
     command += ["--dead-letter", STREAMS["dead_letter"], "--group", "scorers", "--consumer", name]
     command += ["--model", str(bundle), "--batch-size", "64", *extra]
     with log.open("ab") as sink:
-        return subprocess.Popen(command, stderr=sink, stdout=sink)
+        return subprocess.Popen(command, stderr=sink, stdout=sink, env={**os.environ, **(env or {})})
 
 
 def _produce(client: redis.Redis, events: list[Event]) -> None:
@@ -158,3 +162,56 @@ def test_a_dead_consumers_pending_entries_are_claimed_by_another(
         other.send_signal(signal.SIGTERM)
         assert other.wait(60) == 0, log.read_text()
     assert sorted(_uids(_written(client, STREAMS["output"]))) == sorted(e["metadata"]["uid"] for e in events)
+
+
+@pytest.mark.skipif(not available(), reason=SKIP_REASON)
+def test_the_rarest_events_reach_alertmanager(
+    server: RedisServer, client: redis.Redis, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """With OCSF_ANOMALY_ALERTS_URL, the consumer sends what the service would: one alert per event at
+    or below the alert p-value (Alertmanager holds one per label set), counted on /metrics."""
+    level = 0.05  # the test model is small: its smallest p-values are a few thousandths
+    events = held_out_events[:600]
+    _produce(client, events)
+    alertmanager = Alertmanager()
+    alertmanager.start()
+    log = tmp_path / "stream.log"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    env = {
+        "OCSF_ANOMALY_ALERTS_URL": alertmanager.url,
+        "OCSF_ANOMALY_ALPHA": str(level),
+        "OCSF_ANOMALY_ALERTS_P_VALUE": str(level),
+        "OCSF_ANOMALY_ALERTS_DEDUPE_SECONDS": "0",
+    }
+    consumer = _consumer(server, bundle_dir, log, "c1", "--metrics-port", str(metrics_port), env=env)
+    try:
+        _wait_for(lambda: client.xlen(STREAMS["output"]) >= len(events), "the events")
+        _wait_for(lambda: _pending(client) == 0, "every entry acknowledged")
+        written = [json.loads(fields[b"event"]) for fields in _written(client, STREAMS["output"])]
+        rare = [e for e in written if e["anomaly"]["p_value"] <= level]
+        expected = {
+            (
+                e.get("src_endpoint", {}).get("ip"),
+                str(e["class_uid"]),
+                severity(e["anomaly"]["p_value"], level),
+            )
+            for e in rare
+        }
+        assert len(expected) >= 3, "the test needs events at or below the alert p-value"
+
+        def held() -> set[tuple[str | None, str, str]]:
+            return {
+                (a["labels"].get("entity"), a["labels"]["class_uid"], a["labels"]["severity"])
+                for a in alertmanager.alerts()
+            }
+
+        _wait_for(lambda: held() == expected, "the alerts in Alertmanager", timeout=30)
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        assert f'ocsf_anomaly_alerts_total{{outcome="sent"}} {len(rare)}.0' in metrics
+    finally:
+        consumer.send_signal(signal.SIGTERM)
+        assert consumer.wait(60) == 0, log.read_text()
+        alertmanager.close()

@@ -34,6 +34,10 @@ A Redis stream entry carries the OCSF event as JSON in its field 'event'; so doe
 written (the enriched event, with the anomaly object added; a dead letter adds 'error'). A Kafka
 message's value is the event JSON (a dead letter says why in its header 'error').
 SIGTERM or Ctrl-C finishes the batch in hand, acknowledges it and exits 0.
+
+Alerts: with OCSF_ANOMALY_ALERTS_URL set (or alerts_url in --config), the events at or below
+OCSF_ANOMALY_ALERTS_P_VALUE (default 0.001) are also sent to Prometheus Alertmanager or a webhook,
+in the background, de-duplicated per entity, exactly as the service sends them (README: Alerts).
 """
 
 
@@ -123,6 +127,7 @@ def _stream(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace, settings: Settings, model_source: ModelSource, consumer: str) -> int:
     from prometheus_client import start_http_server
 
+    from scorer.alerts import Alerter, AlertMetrics, config_from
     from scorer.stream.loop import Models, StreamMetrics, consume
 
     stop = asyncio.Event()
@@ -134,6 +139,10 @@ async def _run(args: argparse.Namespace, settings: Settings, model_source: Model
     metrics = StreamMetrics()
     if args.metrics_port:
         start_http_server(args.metrics_port, addr="127.0.0.1", registry=metrics.registry)
+    alert_config = config_from(settings)
+    alerter = Alerter(alert_config, AlertMetrics(metrics.registry)) if alert_config is not None else None
+    if alerter is not None:
+        await alerter.start()
     source = _source(args, settings, consumer)
     await source.start()
     try:
@@ -149,9 +158,12 @@ async def _run(args: argparse.Namespace, settings: Settings, model_source: Model
             stop=stop,
             metrics=metrics,
             field=settings.anomaly_field,
+            alerter=alerter,
         )
     finally:
         await source.close()
+        if alerter is not None:
+            await alerter.close()
     _say("stopped: every batch read was written and acknowledged")
     return 0
 

@@ -31,7 +31,7 @@ from scorer.service.handlers import (
 )
 from scorer.service.integrations import opensearch, vector, vector_health
 from scorer.service.keys import METRICS, PARSING, SETTINGS
-from scorer.service.lifecycle import batcher_ctx, cache_ctx, executor_ctx, model_ctx, watch_ctx
+from scorer.service.lifecycle import alerts_ctx, batcher_ctx, cache_ctx, executor_ctx, model_ctx, watch_ctx
 from scorer.service.metrics import Metrics
 from scorer.service.middlewares import AccessLog, auth_middleware, is_loopback, metrics_middleware
 from scorer.service.vector import vector_ctx
@@ -55,7 +55,9 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics()
     app[PARSING] = asyncio.Lock()
     app[METRICS].alpha.set(settings.alpha)
-    app.cleanup_ctx.extend([executor_ctx, model_ctx, cache_ctx, batcher_ctx, watch_ctx, vector_ctx])
+    app.cleanup_ctx.extend(
+        [executor_ctx, model_ctx, cache_ctx, alerts_ctx, batcher_ctx, watch_ctx, vector_ctx]
+    )
     app.router.add_post("/v1/score", score)
     app.router.add_post("/v1/enrich", enrich)
     app.router.add_post("/v1/integrations/opensearch", opensearch)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from scorer.alerts import Alerter
 from scorer.service.batcher import MicroBatcher
 from scorer.service.cache import EmbeddingCache
 from scorer.service.metrics import Metrics
@@ -50,5 +51,6 @@ BATCHER = web.AppKey("batcher", MicroBatcher)
 METRICS = web.AppKey("metrics", Metrics)
 CACHE = web.AppKey("cache", EmbeddingCache)
 VECTOR: web.AppKey[VectorHop] = web.AppKey("vector")
+ALERTER: web.AppKey[Alerter | None] = web.AppKey("alerter")
 # set in a serving process under a supervisor: tells it that this process reloaded, so that the others do
 ANNOUNCE_RELOAD: web.AppKey[Callable[[], None]] = web.AppKey("announce_reload")

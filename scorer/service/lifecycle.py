@@ -14,10 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 
 from scorer import bundle
+from scorer.alerts import Alerter, config_from
 from scorer.registry import RegistryError
 from scorer.service.batcher import MicroBatcher
 from scorer.service.cache import EmbeddingCache
 from scorer.service.keys import (
+    ALERTER,
     BATCHER,
     CACHE,
     EXECUTOR,
@@ -30,6 +32,7 @@ from scorer.service.keys import (
 )
 from scorer.service.models import Loaded, ModelRef, source_for
 from scorer.service.scoring import Router, Scorer
+from scorer.settings import masked_url
 from scorer.threads import set_threads
 
 log = logging.getLogger("ocsf_anomaly.service")
@@ -174,6 +177,21 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     await cache.close()
 
 
+async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The alerter the settings ask for (``OCSF_ANOMALY_ALERTS_URL``), or none. Started before the
+    batcher and closed after it, so that the last batches' alerts are still sent."""
+    config = config_from(app[SETTINGS])
+    if config is None:
+        app[ALERTER] = None
+        yield
+        return
+    alerter = app[ALERTER] = Alerter(config, app[METRICS].alerts)
+    await alerter.start()
+    log.info("alerts at p-value <= %g to %s (%s)", config.p_value, masked_url(config.url), config.kind)
+    yield
+    await alerter.close()
+
+
 async def batcher_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     batcher = MicroBatcher(
@@ -201,4 +219,5 @@ def _router(app: web.Application) -> Router:
         shadow=settings.shadow,
         entity_key=settings.entity_key,
         metrics=app[METRICS],
+        alerter=app[ALERTER],
     )

@@ -17,6 +17,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from scorer.alerts import AlertMetrics
 from scorer.detector import ScoreResult
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -128,6 +129,7 @@ class Metrics:
             "ocsf_anomaly_redis_degraded", "1 while Redis is failing", registry=r, multiprocess_mode="livemax"
         )
         self.redis_errors = Counter("ocsf_anomaly_redis_errors", "Failed Redis calls", registry=r)
+        self.alerts = AlertMetrics(r)
         self._windows: dict[str, _Window] = {}
         self._lock = threading.Lock()
         self._model_labels: set[tuple[str, ...]] = set()

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from scorer.alerts import Alerter
 from scorer.detector import Prepared
 from scorer.features.encoder import compile_getter, stable_bucket
 from scorer.service.cache import EmbeddingCache
@@ -38,6 +39,7 @@ class Router:
         shadow: bool,
         entity_key: str,
         metrics: Metrics,
+        alerter: Alerter | None = None,
     ) -> None:
         self.champion = champion
         self.challenger = challenger
@@ -45,6 +47,7 @@ class Router:
         self.shadow = shadow and challenger is not None
         self.entity = compile_getter(entity_key)
         self.metrics = metrics
+        self.alerter = alerter
         self._shadows: set[asyncio.Task[None]] = set()
 
     def variant(self, event: dict[str, Any]) -> str:
@@ -59,6 +62,14 @@ class Router:
         return "challenger" if stable_bucket(key, 10_000) < self.split * 10_000 else "champion"
 
     async def __call__(self, events: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
+        """The answers for ``events`` (each the variant's that answers for it); the alerter, if any,
+        is offered each event with its answer (it queues and returns at once)."""
+        answers = await self._answers(events, alpha)
+        if self.alerter is not None:
+            self.alerter.offer_many(events, answers)
+        return answers
+
+    async def _answers(self, events: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
         if self.challenger is None:
             return await self.champion(events, alpha)
         if self.shadow:

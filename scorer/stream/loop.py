@@ -1,6 +1,9 @@
 """The consumer loop every source shares: read a batch, score it in-process through the engine,
 write the enriched events (and, apart, the anomalies and the dead letters), then commit.
 
+With alerts configured, each written batch's events are offered to the alerter (scorer/alerts.py),
+which sends the rarest in the background: a down receiver never holds the stream up.
+
 Writes come before the commit, so a crash anywhere loses nothing: what was not committed is read
 again (at least once; an event may be written twice after a crash, never lost). An entry that is
 no OCSF event (not JSON, not an object), or one the engine cannot score, goes to the dead letters
@@ -13,11 +16,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from scorer.alerts import Alerter
 from scorer.service.models import Loaded, ModelSource
 from scorer.service.requests import dumps
 
@@ -41,6 +45,8 @@ class Output:
     enriched: list[tuple[Entry, bytes]]
     alerts: list[tuple[Entry, bytes]]
     dead: list[tuple[Entry, str]]
+    scored: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    """Every event scored, with its anomaly object (for the alerter)."""
 
 
 class Source(Protocol):
@@ -128,6 +134,7 @@ async def consume(
     stop: asyncio.Event,
     metrics: StreamMetrics,
     field: str = "anomaly",
+    alerter: Alerter | None = None,
 ) -> None:
     """Batches until ``stop`` is set; the batch in hand is finished and committed first."""
     while not stop.is_set():
@@ -141,6 +148,10 @@ async def consume(
         loaded = await models.current()
         output = await asyncio.to_thread(score_batch, loaded, entries, alpha, field)
         await source.deliver(output)
+        if alerter is not None:
+            alerter.offer_many(
+                [event for event, _ in output.scored], [anomaly for _, anomaly in output.scored]
+            )
         await source.commit(entries)
         metrics.consumed.inc(len(entries))
         metrics.scored.inc(len(output.enriched))
@@ -176,6 +187,7 @@ def score_batch(loaded: Loaded, entries: Sequence[Entry], alpha: float, field: s
                 output.dead.append((entry, "the event nests too deeply to be written back as JSON"))
                 continue
             output.enriched.append((entry, body))
+            output.scored.append((event, anomaly))
             if anomaly["is_anomaly"]:
                 output.alerts.append((entry, body))
     return output

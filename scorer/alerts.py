@@ -1,0 +1,448 @@
+"""Alerts: the most anomalous scored events, sent to Prometheus Alertmanager or to a JSON webhook.
+
+What. :class:`Alerter` is offered every scored event (the event and its ``anomaly`` object) and
+turns those whose p-value is at or below ``AlertConfig.p_value`` into alerts. That level is meant
+to be stricter than the α that sets ``is_anomaly``: every anomaly stays in the enriched output for
+hunting, only the rarest page someone. An alert goes either to Alertmanager
+(``POST <url>/api/v2/alerts``, a JSON array of its postable alerts) or to a generic webhook
+(``POST <url>`` of ``{"version": "1", "alerts": [...]}``, the same alert objects). Each alert has
+
+- labels (what Alertmanager groups, routes and identifies an alert by): ``alertname`` OCSFAnomaly,
+  ``severity``, ``class_uid`` and ``entity`` (the value at the entity key, e.g. the source IP);
+  a label whose value the event lacks is left out;
+- annotations: ``summary``, ``score``, ``p_value``, ``reasons`` (one per line,
+  ``field=value (typical T, deviation D)``), ``event_uid`` (metadata.uid), ``model_name`` and
+  ``model_version``;
+- ``startsAt``, when the event was offered, and ``endsAt``, ``resolve_seconds`` after the alert is
+  delivered: an alert kept back while the receiver was down still arrives firing, and resolves
+  by itself when its entity stays quiet.
+
+Severity comes from the p-value alone, since its meaning (how often a normal event is at least
+this extreme) is the same for every class and model, whereas a score's scale is not: ``critical``
+at a tenth of the alert p-value or less, ``warning`` at a third or less, ``info`` above. A
+conformal p-value is never below 1 / (calibration events + 1), so ``critical`` needs a
+calibration group of at least 10 / ``p_value`` events (10,000 at 0.001).
+
+Why this shape: scoring must never wait for, nor fail because of, a receiver. Hence the guarantees:
+
+- :meth:`Alerter.offer` is synchronous, O(1) and never raises: it reads a few fields, applies the
+  de-duplication and appends to a bounded queue; when the queue is full the alert is dropped and
+  counted. It is called on the event loop's thread (it is not thread-safe).
+- One background task sends the queue in batches. While the receiver is unreachable, times out or
+  answers 5xx or 429, the batch stays at the head of the queue and is retried with exponential
+  backoff (capped); new alerts queue behind it up to the bound. Any other answer that is not 2xx
+  (a 4xx: the receiver will never take them) drops the batch, logged and counted.
+- An entity alerts at most once per ``dedupe_seconds``: a noisy host is one alert, not thousands.
+  The entities remembered are bounded (the oldest forgotten first, so at worst an entity alerts
+  again early). An alert dropped because the queue was full does not count as the entity's alert.
+- Delivery is at most once and best effort: what is queued when :meth:`Alerter.close` gives up
+  (after ``close_grace_seconds``) or the process dies is lost, and counted when it is a close. Events
+  themselves are never lost this way; the enriched output keeps every anomaly.
+- No event content is logged above DEBUG (entity values are addresses and user names).
+
+Every outcome is counted in :class:`AlertCounters` (``Alerter.counters``), for the metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import itertools
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+import aiohttp
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from scorer.explain import reason_text
+from scorer.features.encoder import compile_getter
+
+if TYPE_CHECKING:
+    from scorer.settings import Settings
+
+log = logging.getLogger("ocsf_anomaly.alerts")
+
+ALERTNAME = "OCSFAnomaly"
+Kind = Literal["alertmanager", "webhook"]
+KINDS: tuple[Kind, ...] = ("alertmanager", "webhook")
+CRITICAL_FACTOR = 10.0  # p-value at most alert p-value / 10: critical
+WARNING_FACTOR = 3.0  # at most alert p-value / 3: warning; else info
+EXPIRED_PER_OFFER = 2  # expired entities forgotten per offer: more than it adds, in constant time
+P_TOLERANCE = 1e-12  # the anomaly's p-value is rounded: equal to a level within float error is at it
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    """Where alerts go and how they are filtered, de-duplicated, queued and retried."""
+
+    url: str
+    """Alertmanager's base URL (``/api/v2/alerts`` is appended), or the webhook's full URL."""
+    kind: Kind = "alertmanager"
+    p_value: float = 0.001
+    """Events at or below this p-value alert (stricter than α)."""
+    entity_key: str = "src_endpoint.ip"
+    """Dotted path of the entity the alerts are de-duplicated by and labelled with."""
+    dedupe_seconds: float = 600.0
+    """An entity alerts at most once in this window; 0: every qualifying event alerts."""
+    dedupe_entities: int = 100_000
+    """Most entities remembered for the de-duplication."""
+    resolve_seconds: float = 1800.0
+    """``endsAt`` is this long after delivery. Keep it at least ``dedupe_seconds``: an entity that
+    stays anomalous then refreshes its alert before it resolves, instead of flapping."""
+    queue_size: int = 10_000
+    """Most alerts waiting to be sent; beyond it new alerts are dropped and counted."""
+    batch_size: int = 200
+    """Most alerts in one request."""
+    timeout_seconds: float = 5.0
+    """Longest one request may take before it counts as failed (and is retried)."""
+    retry_initial_seconds: float = 0.5
+    """First pause after a failed request; it doubles on each failure in a row ..."""
+    retry_max_seconds: float = 30.0
+    """... up to this."""
+    close_grace_seconds: float = 2.0
+    """How long ``close`` keeps sending what is queued before it drops the rest."""
+    generator_url: str | None = None
+    """``generatorURL`` of every alert (e.g. a dashboard of the anomalies); None: left out."""
+    bearer_token: str | None = field(default=None, repr=False)
+    """Sent as ``Authorization: Bearer …`` (a webhook or an Alertmanager behind a proxy)."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"alert receiver kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError("the alert receiver URL must be http:// or https://")
+        if not 0 < self.p_value < 1:
+            raise ValueError(f"the alert p-value must be in (0, 1), not {self.p_value}")
+        if min(self.queue_size, self.batch_size, self.dedupe_entities) < 1:
+            raise ValueError("queue_size, batch_size and dedupe_entities must be at least 1")
+        if not 0 < self.retry_initial_seconds <= self.retry_max_seconds:
+            raise ValueError("retry pauses must satisfy 0 < retry_initial_seconds <= retry_max_seconds")
+        if (
+            min(self.dedupe_seconds, self.close_grace_seconds) < 0
+            or min(self.resolve_seconds, self.timeout_seconds) <= 0
+        ):
+            raise ValueError("durations must be positive (dedupe and close grace may be 0)")
+
+
+@dataclass
+class AlertCounters:
+    """What became of the alerts, since start; each one ends in exactly one of the outcomes, so
+    ``offered = deduplicated + dropped_* + sent + queued``."""
+
+    offered: int = 0
+    """Scored events at or below the alert p-value."""
+    deduplicated: int = 0
+    """Not sent: their entity had alerted within the window."""
+    dropped_queue_full: int = 0
+    """Not sent: the queue was full (the receiver down or slower than the alerts)."""
+    dropped_rejected: int = 0
+    """Not sent: the receiver refused them (a 4xx other than 429)."""
+    dropped_at_close: int = 0
+    """Not sent: still queued when ``close`` gave up, or offered after it."""
+    sent: int = 0
+    """Taken by the receiver (2xx)."""
+    send_failures: int = 0
+    """Requests that failed and were retried (unreachable, timed out, 5xx, 429): not alerts."""
+
+
+def config_from(settings: Settings) -> AlertConfig | None:
+    """The alerts the settings ask for (``OCSF_ANOMALY_ALERTS_*``), or None when they name no receiver."""
+    if settings.alerts_url is None:
+        return None
+    return AlertConfig(
+        url=settings.alerts_url,
+        kind=settings.alerts_kind,
+        p_value=settings.alerts_p_value,
+        entity_key=settings.entity_key,
+        dedupe_seconds=settings.alerts_dedupe_seconds,
+        resolve_seconds=settings.alerts_resolve_seconds,
+        queue_size=settings.alerts_queue_size,
+        generator_url=settings.alerts_generator_url,
+        bearer_token=settings.alerts_token,
+    )
+
+
+class AlertMetrics:
+    """The alerts' Prometheus metrics, in the registry of whoever sends them (the service or a stream
+    consumer): every outcome of :class:`AlertCounters` as ``ocsf_anomaly_alerts_total{outcome}``, the
+    failed requests, and the queue's length."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.outcomes = Counter(
+            "ocsf_anomaly_alerts",
+            "Alerts by outcome: offered (at or below the alert p-value), then exactly one of "
+            "deduplicated, dropped_queue_full, dropped_rejected, dropped_at_close, sent (or still queued)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.send_failures = Counter(
+            "ocsf_anomaly_alert_send_failures",
+            "Requests to the alert receiver that failed and were retried (unreachable, timed out, 5xx, 429)",
+            registry=registry,
+        )
+        self.queued = Gauge(
+            "ocsf_anomaly_alerts_queued",
+            "Alerts waiting to be sent",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+
+
+def severity(p_value: float, alert_p_value: float) -> str:
+    """``critical``, ``warning`` or ``info``: how far below the alert p-value the event's p-value is."""
+    if p_value <= alert_p_value / CRITICAL_FACTOR + P_TOLERANCE:
+        return "critical"
+    if p_value <= alert_p_value / WARNING_FACTOR + P_TOLERANCE:
+        return "warning"
+    return "info"
+
+
+class Outcome(enum.Enum):
+    SENT = enum.auto()
+    REJECTED = enum.auto()
+    RETRY = enum.auto()
+
+
+class Alerter:
+    """Scored events in (``offer``), alerts out (a background task between ``start`` and ``close``)."""
+
+    def __init__(self, config: AlertConfig, metrics: AlertMetrics | None = None) -> None:
+        self.config = config
+        self.counters = AlertCounters()
+        self._metrics = metrics
+        self._entity = compile_getter(config.entity_key)
+        self._event_uid = compile_getter("metadata.uid")
+        self._class_uid = compile_getter("class_uid")
+        self._endpoint = (
+            config.url.rstrip("/") + "/api/v2/alerts" if config.kind == "alertmanager" else config.url
+        )
+        self._queue: deque[dict[str, Any]] = deque()  # postable alerts without endsAt, oldest first
+        self._recent: OrderedDict[str, float] = OrderedDict()  # entity → window end, oldest first
+        self._wake = asyncio.Event()  # set when there is something to send, or on close
+        self._stopping = asyncio.Event()  # set on close: ends a backoff pause at once
+        self._closing = False
+        self._failing = False  # the last request failed (logged once per outage)
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def queued(self) -> int:
+        """Alerts waiting to be sent (for a gauge)."""
+        return len(self._queue)
+
+    def offer_many(self, events: Sequence[Any], anomalies: Sequence[Mapping[str, Any]]) -> None:
+        """:meth:`offer` each event with its anomaly; an event above the alert p-value costs one
+        comparison (a batch of thousands goes by in microseconds)."""
+        level = self.config.p_value + P_TOLERANCE
+        for event, anomaly in zip(events, anomalies, strict=True):
+            p_value = anomaly.get("p_value")
+            if p_value is None or (isinstance(p_value, float) and p_value > level):
+                continue
+            self.offer(event, anomaly)
+
+    def offer(self, event: dict[str, Any], anomaly: Mapping[str, Any]) -> None:
+        """Queue an alert for ``event`` if its p-value is at or below the alert level and its entity
+        has not alerted within the window. Returns at once; never raises."""
+        try:
+            self._offer(event, anomaly)
+        except Exception as exc:  # an alert must never fail scoring; a malformed anomaly is a bug upstream
+            log.error("an alert could not be built and was dropped (%s)", type(exc).__name__)
+            log.debug("the alert that could not be built", exc_info=True)
+
+    def _offer(self, event: dict[str, Any], anomaly: Mapping[str, Any]) -> None:
+        p_value = anomaly.get("p_value")
+        if isinstance(p_value, bool) or not isinstance(p_value, int | float):
+            return
+        if not p_value <= self.config.p_value + P_TOLERANCE:  # NaN (an unscorable event) is not
+            return
+        self._count("offered")
+        entity = _label_value(self._entity(event))
+        now = time.monotonic()
+        dedupe_key = entity if self.config.dedupe_seconds > 0 else None
+        if dedupe_key is not None and self._recent.get(dedupe_key, now) > now:
+            self._count("deduplicated")
+            return
+        if self._closing:
+            self._count("dropped_at_close")
+            return
+        if len(self._queue) >= self.config.queue_size:
+            self._count("dropped_queue_full")
+            return
+        if dedupe_key is not None:
+            self._remember(dedupe_key, now)
+        self._queue.append(self._alert(event, anomaly, float(p_value), entity))
+        self._queue_changed()
+        self._wake.set()
+
+    def _count(self, outcome: str, n: int = 1) -> None:
+        setattr(self.counters, outcome, getattr(self.counters, outcome) + n)
+        if self._metrics is not None:
+            self._metrics.outcomes.labels(outcome).inc(n)
+
+    def _queue_changed(self) -> None:
+        if self._metrics is not None:
+            self._metrics.queued.set(len(self._queue))
+
+    def _remember(self, entity: str, now: float) -> None:
+        """Record that ``entity`` alerts now, keeping ``_recent`` in window-end order and bounded."""
+        recent = self._recent
+        recent.pop(entity, None)  # an expired entry: moved to the end with its new window
+        recent[entity] = now + self.config.dedupe_seconds
+        for _ in range(EXPIRED_PER_OFFER):
+            oldest = next(iter(recent))
+            if recent[oldest] > now:
+                break
+            del recent[oldest]
+        if len(recent) > self.config.dedupe_entities:
+            recent.popitem(last=False)
+
+    def _alert(
+        self, event: dict[str, Any], anomaly: Mapping[str, Any], p_value: float, entity: str | None
+    ) -> dict[str, Any]:
+        """The postable alert (Alertmanager's API v2 schema), but for ``endsAt``, set when it is sent."""
+        labels = {"alertname": ALERTNAME, "severity": severity(p_value, self.config.p_value)}
+        class_uid = _label_value(self._class_uid(event))
+        if class_uid is not None:
+            labels["class_uid"] = class_uid
+        if entity is not None:
+            labels["entity"] = entity
+        score = anomaly.get("score")
+        score_text = f"{score:.6g}" if isinstance(score, int | float) else "unknown"
+        model = anomaly.get("model")
+        model = model if isinstance(model, Mapping) else {}
+        annotations = {
+            "summary": (
+                f"Anomalous OCSF event (class_uid {class_uid or 'unknown'}, {self.config.entity_key} "
+                f"{entity or 'unknown'}): p-value {p_value:.6g}, score {score_text}"
+            ),
+            "score": score_text,
+            "p_value": f"{p_value:.6g}",
+            "reasons": "\n".join(reason_text(r) for r in anomaly.get("reasons") or () if isinstance(r, dict)),
+            "model_name": str(model.get("name", "")),
+            "model_version": str(model.get("version", "")),
+        }
+        event_uid = _label_value(self._event_uid(event))
+        if event_uid is not None:
+            annotations["event_uid"] = event_uid
+        alert: dict[str, Any] = {
+            "labels": labels,
+            "annotations": {name: text for name, text in annotations.items() if text},
+            "startsAt": _timestamp(datetime.now(UTC)),
+        }
+        if self.config.generator_url is not None:
+            alert["generatorURL"] = self.config.generator_url
+        return alert
+
+    async def start(self) -> None:
+        """Open the HTTP session and start the sender (with the app, on its event loop)."""
+        headers = {"Content-Type": "application/json"}
+        if self.config.bearer_token is not None:
+            headers["Authorization"] = f"Bearer {self.config.bearer_token}"
+        self._session = aiohttp.ClientSession(
+            headers=headers, timeout=aiohttp.ClientTimeout(total=self.config.timeout_seconds)
+        )
+        self._task = asyncio.create_task(self._run(), name="alert-sender")
+        self._task.add_done_callback(_log_failure)
+
+    async def close(self) -> None:
+        """Send what is queued for up to ``close_grace_seconds`` (stopping at the first failure),
+        drop and count the rest, and close the session. Offers after it are dropped and counted."""
+        self._closing = True
+        self._stopping.set()
+        self._wake.set()
+        if self._task is not None:
+            done, _ = await asyncio.wait({self._task}, timeout=self.config.close_grace_seconds)
+            if not done:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+        self._count("dropped_at_close", len(self._queue))
+        self._queue.clear()
+        self._queue_changed()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _run(self) -> None:
+        """Send the queue's head in batches until closed; a batch leaves the queue once the receiver
+        took or refused it, so a failing one is retried first."""
+        pause = self.config.retry_initial_seconds
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = list(itertools.islice(self._queue, self.config.batch_size))
+            outcome = await self._post(batch)
+            if outcome is Outcome.RETRY:
+                if self._closing:
+                    return
+                with contextlib.suppress(TimeoutError):  # the pause, cut short by close
+                    await asyncio.wait_for(self._stopping.wait(), pause)
+                pause = min(pause * 2, self.config.retry_max_seconds)
+                continue
+            pause = self.config.retry_initial_seconds
+            for _ in batch:
+                self._queue.popleft()
+            self._queue_changed()
+            self._count("sent" if outcome is Outcome.SENT else "dropped_rejected", len(batch))
+
+    async def _post(self, batch: list[dict[str, Any]]) -> Outcome:
+        assert self._session is not None  # _run is only started by start()
+        ends_at = _timestamp(datetime.now(UTC) + timedelta(seconds=self.config.resolve_seconds))
+        alerts = [{**alert, "endsAt": ends_at} for alert in batch]
+        body = orjson.dumps(
+            alerts if self.config.kind == "alertmanager" else {"version": "1", "alerts": alerts}
+        )
+        try:
+            async with self._session.post(self._endpoint, data=body) as response:
+                status = response.status
+                answer = await response.read()  # read whole, so the connection is reused
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return self._failed(type(exc).__name__)
+        if 200 <= status < 300:
+            if self._failing:
+                log.warning("the alert receiver is back")
+                self._failing = False
+            return Outcome.SENT
+        if status == 429 or status >= 500:
+            return self._failed(f"HTTP {status}")
+        log.warning("the alert receiver refused %d alerts (HTTP %d): dropped", len(batch), status)
+        log.debug("its answer: %r", answer[:1000])
+        return Outcome.REJECTED
+
+    def _failed(self, why: str) -> Outcome:
+        self.counters.send_failures += 1
+        if self._metrics is not None:
+            self._metrics.send_failures.inc()
+        if not self._failing:
+            log.warning("the alert receiver is unavailable (%s): alerts are kept queued and retried", why)
+            self._failing = True
+        return Outcome.RETRY
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    """Say so at once when the sender dies of a bug, rather than let alerts silently stop."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("the alert sender failed: no more alerts are sent", exc_info=exc)
+
+
+def _label_value(value: Any) -> str | None:
+    """A scalar of the event as label or annotation text; None when absent, empty or not a scalar."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value) or None
+    return None
+
+
+def _timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds, as Alertmanager writes it."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

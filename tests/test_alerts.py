@@ -1,0 +1,450 @@
+"""Alerts (scorer/alerts.py) against a real Alertmanager, started by the test on a free port, and a
+small aiohttp webhook receiver: what becomes an alert and what it says, de-duplication per entity,
+a receiver that is down or refuses, and a full queue; then the service sending them, from
+``/v1/score`` and the Vector hop alike, and answering as it would without them while the receiver
+is down. (The stream consumer's alerts: tests/test_stream_redis.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from aiohttp import web
+from alertmanager import SKIP_REASON, Alertmanager, available
+from live_scorer import closed_port, serve_app
+from vector_downstream import Downstream
+
+from scorer.alerts import ALERTNAME, AlertConfig, Alerter, severity
+from scorer.detector import ScoreResult
+from scorer.explain import Reason
+from scorer.settings import Settings
+
+needs_alertmanager = pytest.mark.skipif(not available(), reason=SKIP_REASON)
+MODEL = {"name": "ocsf-anomaly-demo", "version": "3", "variant": "champion"}
+REASONS = [Reason("dst_endpoint.port", 4444, 443, 7.3), Reason("actor.user.name", "mallory", "alice", 3.0)]
+Scored = tuple[dict[str, Any], dict[str, Any]]
+MakeAlerter = Callable[..., Awaitable[Alerter]]
+
+
+def scored(entity: str, p_value: float, class_uid: int = 3002, uid: str = "evt-1") -> Scored:
+    """An event and its anomaly object, as the detector writes it."""
+    event = {"class_uid": class_uid, "metadata": {"uid": uid}, "src_endpoint": {"ip": entity}}
+    result = ScoreResult(
+        score=np.array([4.2]),
+        p_value=np.array([p_value]),
+        is_anomaly=np.array([p_value <= 0.01]),
+        threshold=np.array([1.5]),
+        group=[str(class_uid)],
+        classes=[str(class_uid)],
+        components={},
+        reasons=[REASONS],
+        neighbors=[["n-1"]],
+        unknown_rate=0.0,
+        mean_knn_distance=1.0,
+    )
+    return event, result.anomaly(0, MODEL)
+
+
+async def until(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Wait for ``check()`` (a guard against hanging, not a timing assertion)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def alertmanager() -> Iterator[Alertmanager]:
+    """A real Alertmanager, not yet started."""
+    server = Alertmanager()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def running(alertmanager: Alertmanager) -> Alertmanager:
+    alertmanager.start()
+    return alertmanager
+
+
+@pytest.fixture
+async def make_alerter() -> AsyncIterator[MakeAlerter]:
+    """Started alerters with quick retries, closed after the test."""
+    made: list[Alerter] = []
+
+    async def make(url: str, **changes: Any) -> Alerter:
+        config = {"retry_initial_seconds": 0.02, "retry_max_seconds": 0.1, **changes}
+        alerter = Alerter(AlertConfig(url=url, **config))
+        await alerter.start()
+        made.append(alerter)
+        return alerter
+
+    yield make
+    for alerter in made:
+        await alerter.close()
+
+
+def by_entity(alertmanager: Alertmanager) -> dict[str, dict[str, Any]]:
+    return {alert["labels"]["entity"]: alert for alert in alertmanager.alerts()}
+
+
+@needs_alertmanager
+async def test_an_anomaly_at_the_alert_p_value_reaches_alertmanager(
+    running: Alertmanager, make_alerter: MakeAlerter
+) -> None:
+    alerter = await make_alerter(running.url, p_value=0.001)
+    alerter.offer(*scored("10.0.0.8", 0.002))  # an anomaly at α = 0.01, not at the alert level
+    alerter.offer(*scored("10.0.0.1", 0.001, uid="evt-info"))
+    alerter.offer(*scored("10.0.0.2", 0.0003, class_uid=4001))
+    alerter.offer(*scored("10.0.0.3", 0.00005))
+    await until(lambda: len(running.alerts()) >= 3, "three alerts")
+
+    alerts = by_entity(running)
+    assert set(alerts) == {"10.0.0.1", "10.0.0.2", "10.0.0.3"}  # sent in order: 10.0.0.8 would be there
+    assert alerts["10.0.0.1"]["labels"] == {
+        "alertname": ALERTNAME,
+        "severity": "info",
+        "class_uid": "3002",
+        "entity": "10.0.0.1",
+    }
+    assert alerts["10.0.0.2"]["labels"]["severity"] == "warning"
+    assert alerts["10.0.0.2"]["labels"]["class_uid"] == "4001"
+    assert alerts["10.0.0.3"]["labels"]["severity"] == "critical"
+    annotations = alerts["10.0.0.1"]["annotations"]
+    assert annotations["score"] == "4.2"
+    assert annotations["p_value"] == "0.001"
+    assert annotations["event_uid"] == "evt-info"
+    assert annotations["model_version"] == "3"
+    assert annotations["model_name"] == "ocsf-anomaly-demo"
+    assert annotations["reasons"].splitlines() == [
+        "dst_endpoint.port=4444 (typical 443, deviation 7.3)",
+        "actor.user.name=mallory (typical alice, deviation 3.0)",
+    ]
+    assert "10.0.0.1" in annotations["summary"]
+    starts = datetime.fromisoformat(alerts["10.0.0.1"]["startsAt"])
+    ends = datetime.fromisoformat(alerts["10.0.0.1"]["endsAt"])
+    assert 1800 <= (ends - starts).total_seconds() < 1800 + 60  # resolve_seconds after delivery
+    assert alerts["10.0.0.1"]["status"]["state"] in {"active", "unprocessed"}
+    counters = alerter.counters
+    assert (counters.offered, counters.sent, counters.send_failures) == (3, 3, 0)
+
+
+@needs_alertmanager
+async def test_an_entity_alerts_once_per_window(running: Alertmanager, make_alerter: MakeAlerter) -> None:
+    alerter = await make_alerter(running.url, dedupe_seconds=1.0)
+    alerter.offer(*scored("10.0.0.1", 0.0005, class_uid=3002))
+    # Another class: without the de-duplication Alertmanager would hold it as a second alert.
+    alerter.offer(*scored("10.0.0.1", 0.0005, class_uid=4001))
+    alerter.offer(*scored("10.0.0.2", 0.0005, class_uid=4001))
+    await until(lambda: alerter.counters.sent == 2, "two alerts sent")
+    assert sorted((a["labels"]["entity"], a["labels"]["class_uid"]) for a in running.alerts()) == [
+        ("10.0.0.1", "3002"),
+        ("10.0.0.2", "4001"),
+    ]
+    assert alerter.counters.deduplicated == 1
+
+    await asyncio.sleep(1.2)  # past the window: the entity alerts again
+    alerter.offer(*scored("10.0.0.1", 0.0005, class_uid=4001))
+    await until(lambda: len(running.alerts()) == 3, "the entity's second alert")
+    assert (alerter.counters.sent, alerter.counters.deduplicated) == (3, 1)
+
+
+async def test_the_entities_remembered_are_bounded() -> None:
+    alerter = Alerter(AlertConfig(url="http://127.0.0.1:9", dedupe_entities=2))  # never started
+    for entity in ("a", "b", "c", "a", "c"):  # a is forgotten when c comes; then b when a returns
+        alerter.offer(*scored(entity, 0.0005))
+    assert (alerter.counters.deduplicated, alerter.queued) == (1, 4)
+    alerter.offer(*scored("b", 0.0005))
+    assert (alerter.counters.deduplicated, alerter.queued) == (1, 5)
+
+
+def test_an_alert_dropped_for_a_full_queue_is_not_its_entitys_alert() -> None:
+    alerter = Alerter(AlertConfig(url="http://127.0.0.1:9", queue_size=1))  # never started
+    for entity in ("a", "b", "b"):
+        alerter.offer(*scored(entity, 0.0005))
+    assert (alerter.counters.dropped_queue_full, alerter.counters.deduplicated) == (2, 0)
+
+
+@needs_alertmanager
+async def test_alertmanager_down_offers_return_at_once_then_alerts_arrive(
+    alertmanager: Alertmanager, make_alerter: MakeAlerter
+) -> None:
+    alerter = await make_alerter(alertmanager.url, queue_size=50, batch_size=20)  # nothing listens yet
+    events = [scored(f"10.1.{i // 256}.{i % 256}", 0.0005) for i in range(10_000)]
+    returned = [alerter.offer(event, anomaly) for event, anomaly in events]  # never awaits
+    assert returned == [None] * 10_000
+    counters = alerter.counters
+    assert (counters.offered, alerter.queued, counters.dropped_queue_full) == (10_000, 50, 9_950)
+
+    await until(lambda: alerter.counters.send_failures >= 3, "retries")
+    assert alerter.queued == 50  # kept while the receiver is down
+    alertmanager.start()
+    await until(lambda: alerter.counters.sent == 50, "the queued alerts sent")
+    # the queue keeps the oldest and drops the newest
+    assert set(by_entity(alertmanager)) == {f"10.1.0.{i}" for i in range(50)}
+    assert (alerter.queued, counters.dropped_queue_full, counters.dropped_rejected) == (0, 9_950, 0)
+
+
+@needs_alertmanager
+async def test_alerts_are_kept_while_alertmanager_is_stopped(
+    running: Alertmanager, make_alerter: MakeAlerter
+) -> None:
+    alerter = await make_alerter(running.url)
+    alerter.offer(*scored("10.0.0.1", 0.0005))
+    await until(lambda: alerter.counters.sent == 1, "the first alert")
+    running.stop()
+    alerter.offer(*scored("10.0.0.2", 0.0005))
+    await until(lambda: alerter.counters.send_failures >= 2, "retries")
+    assert (alerter.counters.sent, alerter.queued) == (1, 1)
+    running.start()  # a new process: it holds only what is posted from now on
+    await until(lambda: "10.0.0.2" in by_entity(running), "the kept alert")
+    assert (alerter.counters.sent, alerter.queued) == (2, 0)
+
+
+@needs_alertmanager
+async def test_close_sends_what_is_queued(running: Alertmanager) -> None:
+    alerter = Alerter(AlertConfig(url=running.url, batch_size=200, close_grace_seconds=30))
+    await alerter.start()
+    for i in range(500):
+        alerter.offer(*scored(f"10.2.{i // 256}.{i % 256}", 0.0005))
+    await alerter.close()
+    assert (alerter.counters.sent, alerter.counters.dropped_at_close) == (500, 0)
+    assert len(running.alerts()) == 500
+
+
+async def test_close_with_the_receiver_down_drops_and_counts(unused_tcp_port: int) -> None:
+    config = AlertConfig(
+        url=f"http://127.0.0.1:{unused_tcp_port}",
+        retry_initial_seconds=600,
+        retry_max_seconds=600,
+        close_grace_seconds=300,
+    )
+    alerter = Alerter(config)
+    await alerter.start()
+    for entity in ("a", "b", "c"):
+        alerter.offer(*scored(entity, 0.0005))
+    await until(lambda: alerter.counters.send_failures >= 1, "a failed send")
+    # close cuts the pause before the retry short, tries once more and gives up: well within the grace
+    await asyncio.wait_for(alerter.close(), 60)
+    alerter.offer(*scored("d", 0.0005))
+    assert (alerter.counters.sent, alerter.counters.dropped_at_close, alerter.queued) == (0, 4, 0)
+
+
+class Receiver:
+    """A webhook receiver that answers the scripted statuses in turn (then 200) and keeps what it got."""
+
+    def __init__(self, *statuses: int) -> None:
+        self.statuses = list(statuses)
+        self.bodies: list[Any] = []
+        self.headers: list[dict[str, str]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.bodies.append(await request.json())
+        self.headers.append(dict(request.headers))
+        return web.Response(status=self.statuses.pop(0) if self.statuses else 200, text="answer")
+
+
+@pytest.fixture
+def webhook(aiohttp_server: Any) -> Callable[..., Awaitable[tuple[Receiver, str]]]:
+    async def serve(*statuses: int) -> tuple[Receiver, str]:
+        receiver = Receiver(*statuses)
+        app = web.Application()
+        app.router.add_post("/hooks/alerts", receiver.handle)
+        server = await aiohttp_server(app)
+        return receiver, str(server.make_url("/hooks/alerts"))
+
+    return serve
+
+
+async def test_the_webhook_receives_the_alerts(webhook: Any, make_alerter: MakeAlerter) -> None:
+    receiver, url = await webhook()
+    alerter = await make_alerter(url, kind="webhook", bearer_token="s3cret", generator_url="http://ui/x")
+    alerter.offer(*scored("10.0.0.1", 0.0003))
+    alerter.offer(*scored("10.0.0.2", 0.02))  # not an alert
+    await until(lambda: alerter.counters.sent == 1, "the alert sent")
+    [body] = receiver.bodies
+    assert body["version"] == "1"
+    [alert] = body["alerts"]
+    assert alert["labels"] == {
+        "alertname": ALERTNAME,
+        "severity": "warning",
+        "class_uid": "3002",
+        "entity": "10.0.0.1",
+    }
+    assert alert["annotations"]["p_value"] == "0.0003"
+    assert alert["generatorURL"] == "http://ui/x"
+    assert {"startsAt", "endsAt"} <= set(alert)
+    assert receiver.headers[0]["Authorization"] == "Bearer s3cret"
+    assert "s3cret" not in repr(alerter.config)
+
+
+async def test_a_refused_batch_is_dropped_and_counted(webhook: Any, make_alerter: MakeAlerter) -> None:
+    receiver, url = await webhook(400)
+    alerter = await make_alerter(url, kind="webhook")
+    alerter.offer(*scored("10.0.0.1", 0.0005))
+    await until(lambda: alerter.counters.dropped_rejected == 1, "the refusal")
+    alerter.offer(*scored("10.0.0.2", 0.0005))  # the next batch goes through
+    await until(lambda: alerter.counters.sent == 1, "the next alert")
+    assert [b["alerts"][0]["labels"]["entity"] for b in receiver.bodies] == ["10.0.0.1", "10.0.0.2"]
+    assert alerter.counters.send_failures == 0  # never retried
+
+
+async def test_5xx_and_429_are_retried(webhook: Any, make_alerter: MakeAlerter) -> None:
+    receiver, url = await webhook(503, 429, 500)
+    alerter = await make_alerter(url, kind="webhook")
+    alerter.offer(*scored("10.0.0.1", 0.0005))
+    await until(lambda: alerter.counters.sent == 1, "the alert sent")
+    assert alerter.counters.send_failures == 3
+    assert len(receiver.bodies) == 4
+    assert all(b["alerts"][0]["labels"]["entity"] == "10.0.0.1" for b in receiver.bodies)
+    assert len({b["alerts"][0]["startsAt"] for b in receiver.bodies}) == 1  # the same alert each time
+
+
+def test_an_offer_never_raises() -> None:
+    alerter = Alerter(AlertConfig(url="http://127.0.0.1:9"))
+    event = {"src_endpoint": {"ip": "10.0.0.1"}}
+    for anomaly in ({}, {"p_value": None}, {"p_value": float("nan")}, {"p_value": False}, {"p_value": 0.5}):
+        alerter.offer(event, anomaly)
+    alerter.offer(event, "not an anomaly object")  # type: ignore[arg-type]
+    assert (alerter.counters.offered, alerter.queued) == (0, 0)
+    alerter.offer(["not", "an", "event"], {"p_value": 0.0001, "reasons": "?", "model": 3})  # type: ignore[arg-type]
+    assert (alerter.counters.offered, alerter.queued) == (1, 1)  # still an alert: no entity, no reasons
+
+
+def test_severity_from_the_p_value() -> None:
+    assert [severity(p, 0.001) for p in (0.001, 0.0004, 0.00034, 0.0003, 0.0002, 0.0001, 0.00001)] == [
+        "info",
+        "info",
+        "info",
+        "warning",
+        "warning",
+        "critical",
+        "critical",
+    ]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"kind": "slack"}, {"url": "ftp://host"}, {"p_value": 0}, {"queue_size": 0}, {"retry_max_seconds": 0.1}],
+)
+def test_unusable_configs_are_refused(changes: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        AlertConfig(**{"url": "http://127.0.0.1:9093", **changes})
+
+
+# ---------------------------------------------------------------- the service sends them
+LEVEL = 0.05  # the test model is small: its calibration's smallest p-values are a few thousandths
+
+
+def _post(base_url: str, path: str, events: list[Any]) -> Any:
+    request = urllib.request.Request(
+        base_url + path, data=json.dumps(events).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read()) if response.status != 204 else None
+
+
+def _metric(base_url: str, sample: str) -> float:
+    """The value of one sample line of /metrics (0 when absent)."""
+    with urllib.request.urlopen(base_url + "/metrics", timeout=30) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(sample + " "):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def _label_sets(
+    events: list[dict[str, Any]], anomalies: list[dict[str, Any]]
+) -> set[tuple[str | None, str, str]]:
+    """(entity, class_uid, severity) of every alert these verdicts make at LEVEL (no entity: None)."""
+    return {
+        (e.get("src_endpoint", {}).get("ip"), str(e["class_uid"]), severity(a["p_value"], LEVEL))
+        for e, a in zip(events, anomalies, strict=True)
+        if a["p_value"] <= LEVEL
+    }
+
+
+def _held(alertmanager: Alertmanager) -> set[tuple[str | None, str, str]]:
+    return {
+        (a["labels"].get("entity"), a["labels"]["class_uid"], a["labels"]["severity"])
+        for a in alertmanager.alerts()
+    }
+
+
+def _wait(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _alerting_settings(bundle_dir: Path, url: str, **extra: Any) -> Settings:
+    return Settings(
+        model_dir=bundle_dir,
+        threads=1,
+        alpha=LEVEL,
+        alerts_url=url,
+        alerts_p_value=LEVEL,
+        alerts_dedupe_seconds=0,
+        **extra,
+    )
+
+
+@needs_alertmanager
+@pytest.mark.parametrize("route", ["/v1/score", "/v1/integrations/vector"])
+def test_the_service_sends_its_rarest_verdicts_to_alertmanager(
+    route: str, running: Alertmanager, bundle_dir: Path, held_out_events: list[dict[str, Any]]
+) -> None:
+    events = held_out_events[:600]
+    with contextlib.ExitStack() as stack:
+        downstream = stack.enter_context(Downstream())
+        settings = _alerting_settings(bundle_dir, running.url, vector_downstream_url=downstream.url)
+        base_url = stack.enter_context(serve_app(settings))
+        answer = _post(base_url, route, events)
+        anomalies = (
+            answer["results"] if route == "/v1/score" else [e.pop("anomaly") for e in downstream.events]
+        )
+        expected = _label_sets(events, anomalies)
+        qualifying = sum(a["p_value"] <= LEVEL for a in anomalies)
+        assert len(expected) >= 3, "the test needs events at or below the alert p-value"
+        _wait(lambda: _metric(base_url, 'ocsf_anomaly_alerts_total{outcome="sent"}') == qualifying, "sent")
+        assert _metric(base_url, 'ocsf_anomaly_alerts_total{outcome="offered"}') == qualifying
+        assert _metric(base_url, "ocsf_anomaly_alerts_queued") == 0
+    # Alertmanager merges alerts with the same labels: it holds one per label set
+    assert _held(running) == expected
+    uids = {e["metadata"]["uid"] for e in events}
+    assert {a["annotations"]["event_uid"] for a in running.alerts()} <= uids
+
+
+def test_alerts_stricter_than_alpha_are_required(bundle_dir: Path) -> None:
+    with pytest.raises(ValueError, match="alerts_p_value"):
+        Settings(model_dir=bundle_dir, alpha=0.01, alerts_url="http://127.0.0.1:9093", alerts_p_value=0.05)
+
+
+def test_a_down_receiver_changes_no_answer(bundle_dir: Path, held_out_events: list[dict[str, Any]]) -> None:
+    """Alertmanager down (nothing listens): every request answered as without alerts, the alerts kept
+    up to the queue's bound, the rest dropped and counted, the failures counted."""
+    events = held_out_events[600:1200]
+    with serve_app(Settings(model_dir=bundle_dir, threads=1, alpha=LEVEL)) as base_url:
+        plain = [_post(base_url, "/v1/score", events)["results"] for _ in range(3)]
+    with closed_port() as port:
+        settings = _alerting_settings(bundle_dir, f"http://127.0.0.1:{port}", alerts_queue_size=5)
+        with serve_app(settings) as base_url:
+            alerting = [_post(base_url, "/v1/score", events)["results"] for _ in range(3)]
+            qualifying = sum(a["p_value"] <= LEVEL for answers in alerting for a in answers)
+            _wait(lambda: _metric(base_url, "ocsf_anomaly_alert_send_failures_total") >= 2, "retries")
+            assert _metric(base_url, "ocsf_anomaly_alerts_queued") == 5
+            full = _metric(base_url, 'ocsf_anomaly_alerts_total{outcome="dropped_queue_full"}')
+            assert full == qualifying - 5 > 0
+    assert alerting == plain
