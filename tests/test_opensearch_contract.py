@@ -101,7 +101,8 @@ def _score(scorer: Scorer, events: list[dict[str, Any]], token: str | None = Non
 def _check_indexed_as_scored(document: dict[str, Any], result: dict[str, Any]) -> None:
     anomaly = document["anomaly"]
     assert set(anomaly) == {name for name in definitions.OUTPUTS}
-    assert anomaly["score"] == pytest.approx(result["score"])
+    # One document and a batch of forty take different BLAS paths: scores agree to 1e-4 (as in test_service), not bit for bit.
+    assert anomaly["score"] == pytest.approx(result["score"], abs=1e-4)
     assert anomaly["p_value"] == pytest.approx(result["p_value"])
     assert anomaly["is_anomaly"] is result["is_anomaly"]
     assert anomaly["model_version"] == str(result["model"]["version"])  # text, as the mapping says
