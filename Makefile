@@ -15,7 +15,7 @@ APPINSPECT_VENV := .venv-appinspect
 APPINSPECT_STAMP := $(APPINSPECT_VENV)/.installed
 APPINSPECT_SPEC := splunk-appinspect>=4.3,<5
 
-.PHONY: run test lint format bench clean splunk-app system-packages
+.PHONY: run test lint format bench clean splunk-app system-packages wheelhouse image images-airgap e2e
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,10 @@ $(DEV_STAMP): $(STAMP)
 	touch $@
 
 # Debian packages the tests need, installed when missing: libmagic1 (AppInspect reads file types with
-# it), openssl (the fake splunkd's TLS certificate), prometheus-alertmanager (the alert tests' receiver).
-SYSTEM_PACKAGES := libmagic1 openssl prometheus-alertmanager
+# it), openssl (the fake splunkd's TLS certificate), prometheus-alertmanager (the alert tests' receiver),
+# docker-compose (validates docker-compose.yml; no engine needed, so not its recommended docker.io),
+# prometheus (promtool checks deploy/prometheus; a real Prometheus scrapes the scorer).
+SYSTEM_PACKAGES := libmagic1 openssl prometheus-alertmanager docker-compose prometheus
 system-packages:
 	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { apt-get update && apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES); }
 
@@ -51,13 +53,13 @@ run: $(STAMP)
 
 ## lint: ruff (lint + format check) and mypy on scorer/.
 lint: $(DEV_STAMP)
-	$(VENV)/bin/ruff check scorer tests bench
-	$(VENV)/bin/ruff format --check scorer tests bench
+	$(VENV)/bin/ruff check scorer tests bench deploy
+	$(VENV)/bin/ruff format --check scorer tests bench deploy
 	$(VENV)/bin/mypy
 
 format: $(DEV_STAMP)
-	$(VENV)/bin/ruff format scorer tests bench
-	$(VENV)/bin/ruff check --fix scorer tests bench
+	$(VENV)/bin/ruff format scorer tests bench deploy
+	$(VENV)/bin/ruff check --fix scorer tests bench deploy
 
 ## test: lint, then every test (with splunk-appinspect in its own venv for the Splunk app's package test).
 ## pytest's exit code 5 (no tests collected) is a failure.
@@ -86,6 +88,36 @@ splunk-app:
 		--sort=name --owner=0 --group=0 --numeric-owner --mode='u+rwX,go+rX,go-w' \
 		$(SPLUNK_APP_NAME)
 	@echo "$(SPLUNK_DIST)/$(SPLUNK_APP_NAME)-$(SPLUNK_APP_VERSION).tgz"
+
+## wheelhouse: what the Dockerfile installs from, in build/wheelhouse: torch's CPU build, this project's wheel, and the
+## versions of everything else in .venv (constraints.txt), so that the image runs what `make test` ran.
+WHEELHOUSE := build/wheelhouse
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= ocsf-anomaly:$(VERSION)
+wheelhouse: $(STAMP)
+	mkdir -p $(WHEELHOUSE)
+	$(PIP) download -q --no-deps -d $(WHEELHOUSE) $(TORCH)
+	rm -f $(WHEELHOUSE)/ocsf_anomaly-*.whl
+	$(PIP) wheel -q --no-deps -w $(WHEELHOUSE) .
+	$(PIP) freeze --exclude-editable | grep -v '^torch==' > $(WHEELHOUSE)/constraints.txt
+
+## image: the scorer's container image ($(IMAGE)) on BASE_IMAGE (default: the official python:3.11-slim-bookworm).
+image: wheelhouse
+	docker build $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) -t $(IMAGE) .
+
+## images-airgap: every image from Debian's and PyPI's packages (no registry): a debootstrap base, Python,
+## stand-ins for Redis, Prometheus, Alertmanager and MLflow, and the scorer on that Python; the image
+## variables for docker-compose in deploy/docker/airgap.env.
+images-airgap: wheelhouse
+	dpkg -s debootstrap >/dev/null 2>&1 || { apt-get update && apt-get install -y --no-install-recommends debootstrap; }
+	bash deploy/docker/build-airgap-images.sh
+	$(MAKE) image BASE_IMAGE=$$(sed -n 's/^PYTHON_IMAGE=//p' deploy/docker/airgap.env)
+
+## e2e: the docker-compose stack brought up on this machine and checked end to end through its ports (deploy/e2e.py:
+## minutes; root; starts dockerd when none runs, builds air-gapped when the official images cannot be pulled).
+e2e: $(STAMP)
+	dpkg -s docker.io docker-compose >/dev/null 2>&1 || { apt-get update && apt-get install -y --no-install-recommends docker.io docker-compose; }
+	$(PY) deploy/e2e.py
 
 ## clean: remove the virtualenv, build outputs and tool caches; data/ (the model registry, demo files) stays.
 clean:

@@ -99,6 +99,11 @@ def add_commands(commands: Commands) -> None:
     stream.add_argument(
         "--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (default: none)"
     )
+    stream.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="the address of the metrics port (default: 127.0.0.1; 0.0.0.0 in a container Prometheus scrapes)",
+    )
     stream.add_argument("--config", type=Path, default=None, help=CONFIG_HELP)
     stream.set_defaults(handler=_stream)
 
@@ -138,7 +143,7 @@ async def _run(args: argparse.Namespace, settings: Settings, model_source: Model
     loaded = await models.current()
     metrics = StreamMetrics()
     if args.metrics_port:
-        start_http_server(args.metrics_port, addr="127.0.0.1", registry=metrics.registry)
+        start_http_server(args.metrics_port, addr=args.metrics_host, registry=metrics.registry)
     alert_config = config_from(settings)
     alerter = Alerter(alert_config, AlertMetrics(metrics.registry)) if alert_config is not None else None
     if alerter is not None:

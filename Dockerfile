@@ -1,0 +1,54 @@
+# The ocsf-anomaly scoring service. Build from the repository root, after `make wheelhouse` has put
+# the CPU build of torch (and this project's wheel) in build/wheelhouse:
+#
+#   make wheelhouse && docker build -t ocsf-anomaly:0.1.0 .
+#   docker run -p 8080:8080 -v ocsf-anomaly:/var/lib/ocsf-anomaly ocsf-anomaly:0.1.0
+#
+# BASE_IMAGE: any Debian bookworm image with Python 3.11 as `python3`: the official one by default,
+# or the one `make images-airgap` builds from Debian's packages where no registry can be reached.
+# Extra CA certificates (a TLS-inspecting proxy between the build and PyPI): put them, PEM, named
+# *.crt, in deploy/docker/ca-certificates/ (nothing there is committed; README there).
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+FROM ${BASE_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+COPY deploy/docker/ca-certificates/ /usr/local/share/ca-certificates/extra/
+# update-ca-certificates only reads *.crt: the README placed there is ignored
+RUN update-ca-certificates
+COPY build/wheelhouse/ /wheelhouse/
+# torch first, from its wheel: an index would offer the CUDA build, gigabytes of libraries never used.
+# Then the project with every extra, its dependencies held to the versions `make test` ran with
+# (constraints.txt, frozen by `make wheelhouse`). Left out: bytecode caches, packages' own test
+# suites, and torch's C++ headers (for building extensions, never done here).
+RUN python3 -m venv /opt/ocsf-anomaly \
+    && /opt/ocsf-anomaly/bin/pip install /wheelhouse/torch-*.whl \
+    && set -- /wheelhouse/ocsf_anomaly-*.whl \
+    && /opt/ocsf-anomaly/bin/pip install --constraint /wheelhouse/constraints.txt "$1[all]" \
+    && find /opt/ocsf-anomaly -name __pycache__ -prune -exec rm -rf {} + \
+    && find /opt/ocsf-anomaly -name tests -path "*site-packages/*/tests" -prune -exec rm -rf {} + \
+    && rm -rf /opt/ocsf-anomaly/lib/python3.11/site-packages/torch/include
+
+FROM ${BASE_IMAGE}
+# the CA certificates the build trusted, for MLflow or Redis behind the same proxy
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY --from=build /opt/ocsf-anomaly /opt/ocsf-anomaly
+RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/ocsf-anomaly --create-home scorer
+ENV PATH=/opt/ocsf-anomaly/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    OCSF_ANOMALY_HOME=/var/lib/ocsf-anomaly \
+    OCSF_ANOMALY_HOST=0.0.0.0 \
+    OCSF_ANOMALY_PORT=8080
+# the local registry (when no MLflow server is set), bundles and demo files
+VOLUME ["/var/lib/ocsf-anomaly"]
+WORKDIR /var/lib/ocsf-anomaly
+USER 10001:10001
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 \
+    CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
+# serving processes: OCSF_ANOMALY_WORKERS (default: one per core the container sees)
+ENTRYPOINT ["ocsf-anomaly"]
+CMD ["serve"]
