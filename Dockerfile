@@ -18,18 +18,21 @@ ENV PIP_NO_CACHE_DIR=1 \
 COPY deploy/docker/ca-certificates/ /usr/local/share/ca-certificates/extra/
 # update-ca-certificates only reads *.crt: the README placed there is ignored
 RUN update-ca-certificates
-COPY build/wheelhouse/ /wheelhouse/
-# torch first, from its wheel: an index would offer the CUDA build, gigabytes of libraries never used.
+# torch first, from its wheel, in a layer of its own (the largest, and the same from one release of
+# this project to the next): an index would offer the CUDA build, gigabytes of libraries never used.
+COPY build/wheelhouse/torch-*.whl /wheelhouse/
+RUN python3 -m venv /opt/ocsf-anomaly \
+    && /opt/ocsf-anomaly/bin/pip install --no-compile /wheelhouse/torch-*.whl \
+    && rm -rf /opt/ocsf-anomaly/lib/python3.11/site-packages/torch/include
 # Then the project with every extra, its dependencies held to the versions `make test` ran with
 # (constraints.txt, frozen by `make wheelhouse`). Left out: bytecode caches, packages' own test
-# suites, and torch's C++ headers (for building extensions, never done here).
-RUN python3 -m venv /opt/ocsf-anomaly \
-    && /opt/ocsf-anomaly/bin/pip install /wheelhouse/torch-*.whl \
-    && set -- /wheelhouse/ocsf_anomaly-*.whl \
-    && /opt/ocsf-anomaly/bin/pip install --constraint /wheelhouse/constraints.txt "$1[all]" \
+# suites (--no-compile, and the find below), and torch's C++ headers (removed above: for building
+# extensions, never done here).
+COPY build/wheelhouse/constraints.txt build/wheelhouse/ocsf_anomaly-*.whl /wheelhouse/
+RUN set -- /wheelhouse/ocsf_anomaly-*.whl \
+    && /opt/ocsf-anomaly/bin/pip install --no-compile --constraint /wheelhouse/constraints.txt "$1[all]" \
     && find /opt/ocsf-anomaly -name __pycache__ -prune -exec rm -rf {} + \
-    && find /opt/ocsf-anomaly -name tests -path "*site-packages/*/tests" -prune -exec rm -rf {} + \
-    && rm -rf /opt/ocsf-anomaly/lib/python3.11/site-packages/torch/include
+    && find /opt/ocsf-anomaly -name tests -path "*site-packages/*/tests" -prune -exec rm -rf {} +
 
 FROM ${BASE_IMAGE}
 # the CA certificates the build trusted, for MLflow or Redis behind the same proxy

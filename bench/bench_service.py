@@ -14,6 +14,11 @@ cache study (--cache-only runs only that). Never one body repeated. The load gen
 
     .venv/bin/python bench/bench_service.py [--duration 10] [--target make-run|nsl] [--cache-only]
     .venv/bin/python bench/bench_service.py --soak 600 [--rate 500]
+    .venv/bin/python bench/bench_service.py --url http://127.0.0.1:8080 [--runs 3]
+
+--url measures a service that is already running (the container of docker-compose.yml, say, or
+`ocsf-anomaly serve` on this host for the comparison), with the same load generator and demo
+events: single events at 500 requests/s (open loop, p50/p99) and 256-event batches (8 in flight).
 """
 
 from __future__ import annotations
@@ -482,6 +487,22 @@ def soak(seconds: float, rate: int) -> None:
         )
 
 
+def against(base_url: str, runs: int, duration: float) -> None:
+    """The single-event p99 at 500 requests/s and the batched events/s of a running service."""
+    url = base_url.rstrip("/") + "/v1/score"
+    singles = demo_events()
+    batches = [b"[" + b",".join(singles[i : i + 256]) + b"]" for i in range(0, len(singles) - 256, 256)]
+    print(f"service at {base_url}: {len(singles):,} demo events")
+    asyncio.run(closed_loop(url, singles[:2000], 1, 16, 2.0))  # warm up
+    for run in range(1, runs + 1):
+        line, _ = asyncio.run(open_loop(url, singles, 500, duration))
+        rate, failures = asyncio.run(closed_loop(url, batches, 256, 8, duration))
+        print(f"  run {run}: open loop, single event, {line}")
+        print(
+            f"  run {run}: batched, 256 events a request, 8 in flight: {rate:,.0f} events/s ({failures} not 2xx)"
+        )
+
+
 def demo_events() -> list[bytes]:
     """Distinct events of the demo company, registering the demo model first if `make run` has not."""
     demo = ROOT / "data" / "demo"
@@ -512,8 +533,13 @@ def main() -> None:
         "p50/p99, server RSS and CPU a request each minute",
     )
     parser.add_argument("--rate", type=int, default=500, help="requests a second of the soak (default 500)")
+    parser.add_argument("--url", help="only measure the service already running at this base URL")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each measurement with --url (default 3)")
     args = parser.parse_args()
     print(f"machine: {machine()}")
+    if args.url:
+        against(args.url, args.runs, args.duration)
+        return
     if args.soak:
         soak(args.soak, args.rate)
         return

@@ -292,6 +292,9 @@ def main() -> int:
         step(f"up: {', '.join(SERVICES)} (project {PROJECT}; scorer on {stack.url('scorer')})")
         stack.compose("up", "-d", "--no-build", *SERVICES)
         checks(stack)
+    except urllib.error.HTTPError as error:  # a check's call answered with an error status
+        status = 1
+        print(f"\nFAILED: {error.url}: HTTP {error.code}: {error.read()[:500]!r}", file=sys.stderr)
     except Failed as failure:
         status = 1
         print(f"\nFAILED: {failure}", file=sys.stderr)
