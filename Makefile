@@ -98,7 +98,9 @@ wheelhouse: $(STAMP)
 	mkdir -p $(WHEELHOUSE)
 	$(PIP) download -q --no-deps -d $(WHEELHOUSE) $(TORCH)
 	rm -f $(WHEELHOUSE)/ocsf_anomaly-*.whl
-	$(PIP) wheel -q --no-deps -w $(WHEELHOUSE) .
+	# the wheel's file times from the last commit: the same sources give the same bytes, so a
+	# rebuilt image reuses its cached project layer
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 315532800) $(PIP) wheel -q --no-deps -w $(WHEELHOUSE) .
 	$(PIP) freeze --exclude-editable | grep -v '^torch==' > $(WHEELHOUSE)/constraints.txt
 
 ## image: the scorer's container image ($(IMAGE)) on BASE_IMAGE (default: the official python:3.11-slim-bookworm).
