@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from dotted import nested
 
 TRUSTED = "plugins.ml_commons.trusted_connector_endpoints_regex"
 PRIVATE_IP = "plugins.ml_commons.connector.private_ip_enabled"
@@ -274,7 +275,7 @@ class FakeOpenSearch:
     async def _get_settings(
         self, request: web.Request, match: re.Match[str], body: Any
     ) -> web.StreamResponse:
-        shape = (lambda s: s) if request.query.get("flat_settings") == "true" else _nested
+        shape = (lambda s: s) if request.query.get("flat_settings") == "true" else nested
         answer = {"persistent": shape(self.persistent), "transient": shape(self.transient)}
         if request.query.get("include_defaults") == "true":
             unset = {
@@ -306,7 +307,7 @@ class FakeOpenSearch:
                     target[name] = [str(item) for item in value]
                 else:
                     target[name] = str(value).lower() if isinstance(value, bool) else str(value)
-        answer = {scope: _nested(changes.get(scope, {})) for scope in ("persistent", "transient")}
+        answer = {scope: nested(changes.get(scope, {})) for scope in ("persistent", "transient")}
         return web.json_response({"acknowledged": True, **answer})
 
     def _check_regex(self, regex: str) -> None:
@@ -642,7 +643,7 @@ class FakeOpenSearch:
             )
         template = copy.deepcopy(self.component_templates[name])
         if request.query.get("flat_settings") != "true" and "settings" in template.get("template", {}):
-            template["template"]["settings"] = _nested(template["template"]["settings"])
+            template["template"]["settings"] = nested(template["template"]["settings"])
         return web.json_response({"component_templates": [{"name": name, "component_template": template}]})
 
     async def _put_component(
@@ -804,17 +805,6 @@ def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
             out.update(_flat(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
-    return out
-
-
-def _nested(settings: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in settings.items():
-        *parents, leaf = key.split(".")
-        target = out
-        for part in parents:
-            target = target.setdefault(part, {})
-        target[leaf] = value
     return out
 
 

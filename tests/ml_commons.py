@@ -25,6 +25,8 @@ import json
 import re
 from typing import Any
 
+from dotted import put
+
 METADATA = ("_index", "_id", "_version", "_routing")
 
 
@@ -71,11 +73,7 @@ def apply_output_map(document: dict[str, Any], reply: dict[str, Any], output_map
             raise MLCommonsError(f"model inference output cannot find field name: {path}")
         if _dotted(document, field)[0]:
             continue  # exists: not overwritten
-        *parents, leaf = field.split(".")
-        target = document
-        for part in parents:
-            target = target.setdefault(part, {})
-        target[leaf] = reply[path]
+        put(document, field, reply[path])
 
 
 def escape_json(text: str) -> str:

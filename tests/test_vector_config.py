@@ -15,13 +15,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import vrl_python  # Vector's VRL compiler and runtime (the dev extra)
 import yaml
+from dotted import nested
 from live_scorer import serve_app
 from vector_downstream import Downstream
 
 from scorer.settings import Settings
-
-vrl_python = pytest.importorskip("vrl_python", reason="vrl-python (the dev extra) runs the VRL")
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_PATH = ROOT / "integrations" / "vector_dev" / "vector.yaml"
@@ -112,18 +112,6 @@ def test_acknowledgements_are_on_from_the_file_source_to_every_sink(config: dict
 # --- the VRL, run as Vector runs it ------------------------------------------------------------------
 
 
-def _nested(fields: dict[str, Any]) -> Event:
-    """A ``log_fields`` map (dotted paths) as the event Vector builds from it."""
-    event: Event = {}
-    for path, value in fields.items():
-        *parents, leaf = path.split(".")
-        node = event
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return event
-
-
 def _run(config: dict[str, Any], name: str, event: Event) -> dict[str, list[Event]]:
     """Every transform output the event reaches from transform ``name`` on, as Vector's topology
     carries it (remap, with its ``dropped`` output; route, with ``_unmatched``): output id -> events."""
@@ -172,7 +160,7 @@ def test_each_unit_test_block_passes(config: dict[str, Any], test: dict[str, Any
     reached: dict[str, list[Event]] = {}
     for given in test["inputs"]:
         assert given["type"] == "log"
-        for output, events in _run(config, given["insert_at"], _nested(given["log_fields"])).items():
+        for output, events in _run(config, given["insert_at"], nested(given["log_fields"])).items():
             reached.setdefault(output, []).extend(events)
     for expected in test.get("outputs", []):
         events = reached.get(expected["extract_from"])
