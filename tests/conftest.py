@@ -18,7 +18,13 @@ N_HELD_OUT = 2_000
 
 # What CI must have, as the skip reasons of the tests that need it name it: a developer's checkout
 # may lack them (those tests skip, saying why), CI may not.
-REQUIRED = ("redis-server", "prometheus-alertmanager", "Debian package prometheus", str(shared_data_dir()))
+REQUIRED = (
+    "redis-server",
+    "prometheus-alertmanager",
+    "Debian package prometheus",
+    "Debian package docker-compose",
+    str(shared_data_dir()),
+)
 
 Event = dict[str, Any]
 
