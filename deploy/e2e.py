@@ -183,8 +183,8 @@ def unseen_events() -> list[dict[str, Any]]:
 
 
 def demo_anomalies() -> list[dict[str, Any]]:
-    """Injected anomalies of the demo company (scorer.demo), the events most likely to alert."""
-    sys.path.insert(0, str(ROOT))
+    """Injected anomalies of the demo company (scorer.demo, from the venv `make e2e` runs in), the
+    events most likely to alert."""
     from scorer.demo import generate_events
 
     events, labels = generate_events(2_000, seed=99, anomaly_rate=0.05)
