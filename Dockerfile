@@ -24,13 +24,14 @@ COPY build/wheelhouse/torch-*.whl /wheelhouse/
 RUN python3 -m venv /opt/ocsf-anomaly \
     && /opt/ocsf-anomaly/bin/pip install --no-compile /wheelhouse/torch-*.whl \
     && rm -rf /opt/ocsf-anomaly/lib/python3.11/site-packages/torch/include
-# Then the project with every extra, its dependencies held to the versions `make test` ran with
+# Then the project with what the service and the stream consumer use (opensearch, kafka; not spark,
+# which runs in a cluster's own image beside Java, nor report), its dependencies held to the versions `make test` ran with
 # (constraints.txt, frozen by `make wheelhouse`). Left out: bytecode caches, packages' own test
 # suites (--no-compile, and the find below), and torch's C++ headers (removed above: for building
 # extensions, never done here).
 COPY build/wheelhouse/constraints.txt build/wheelhouse/ocsf_anomaly-*.whl /wheelhouse/
 RUN set -- /wheelhouse/ocsf_anomaly-*.whl \
-    && /opt/ocsf-anomaly/bin/pip install --no-compile --constraint /wheelhouse/constraints.txt "$1[all]" \
+    && /opt/ocsf-anomaly/bin/pip install --no-compile --constraint /wheelhouse/constraints.txt "$1[opensearch,kafka]" \
     && find /opt/ocsf-anomaly -name __pycache__ -prune -exec rm -rf {} + \
     && find /opt/ocsf-anomaly -name tests -path "*site-packages/*/tests" -prune -exec rm -rf {} +
 

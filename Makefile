@@ -15,7 +15,7 @@ APPINSPECT_VENV := .venv-appinspect
 APPINSPECT_STAMP := $(APPINSPECT_VENV)/.installed
 APPINSPECT_SPEC := splunk-appinspect>=4.3,<5
 
-.PHONY: run test lint format bench clean splunk-app system-packages wheelhouse image images-airgap e2e
+.PHONY: run report test lint format bench clean splunk-app system-packages wheelhouse image images-airgap e2e
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,10 @@ $(DEV_STAMP): $(STAMP)
 # Debian packages the tests need, installed when missing: libmagic1 (AppInspect reads file types with
 # it), openssl (the fake splunkd's TLS certificate), prometheus-alertmanager (the alert tests' receiver),
 # docker-compose (validates docker-compose.yml; no engine needed, so not its recommended docker.io),
-# prometheus (promtool checks deploy/prometheus; a real Prometheus scrapes the scorer).
-SYSTEM_PACKAGES := libmagic1 openssl prometheus-alertmanager docker-compose prometheus
+# prometheus (promtool checks deploy/prometheus; a real Prometheus scrapes the scorer), openjdk-17-jre-headless
+# (PySpark's local mode for score-spark's tests), chromium (the report's page opened in a real browser; Playwright
+# drives Debian's build through its executable path: no browser is downloaded).
+SYSTEM_PACKAGES := libmagic1 openssl prometheus-alertmanager docker-compose prometheus openjdk-17-jre-headless chromium
 system-packages:
 	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { apt-get update && apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES); }
 
@@ -50,6 +52,16 @@ $(APPINSPECT_STAMP): | system-packages
 run: $(STAMP)
 	$(VENV)/bin/ocsf-anomaly demo
 	$(VENV)/bin/ocsf-anomaly serve
+
+## report: the demo's scored events (from `make run`) as a self-contained HTML page, data/demo/report.html.
+REPORT_STAMP := $(VENV)/.installed-report
+$(REPORT_STAMP): $(STAMP)
+	$(PIP) install -q -e '.[report]'
+	touch $@
+
+report: $(REPORT_STAMP)
+	@test -f data/demo/scored.jsonl || { echo "no data/demo/scored.jsonl: \`make run\` scores the demo file first"; exit 1; }
+	$(VENV)/bin/ocsf-anomaly report data/demo/scored.jsonl --model models:/ocsf-anomaly-demo@champion --output data/demo/report.html
 
 ## lint: ruff (lint + format check) and mypy on scorer/.
 lint: $(DEV_STAMP)

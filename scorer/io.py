@@ -58,19 +58,19 @@ def iter_records(path: Path) -> Iterator[Record]:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
             for row in batch.to_pylist():
                 number += 1
-                yield number, _drop_nulls(row), None
+                yield number, drop_nulls(row), None
         return
     for number, raw in iter_raw_lines(path):
         event, error = parse_line(raw) if raw.strip() else (None, "empty line")
         yield number, event, error
 
 
-def _drop_nulls(value: Any) -> Any:
+def drop_nulls(value: Any) -> Any:
     # Parquet fills absent struct fields with nulls; OCSF JSON leaves them out.
     if isinstance(value, dict):
-        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+        return {k: drop_nulls(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return [_drop_nulls(v) for v in value]
+        return [drop_nulls(v) for v in value]
     return value
 
 

@@ -250,6 +250,24 @@ class Registry:
                 ) from None
             raise RegistryError(f"cannot read {name} version {version}: {exc.message}") from exc
 
+    def lookup(self, uri: str) -> ModelVersion:
+        """The version ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` names."""
+        ref = uri.removeprefix("models:/")
+        if ref == uri or not ref:
+            raise RegistryError(f"{uri!r} is not a model URI: models:/NAME/VERSION or models:/NAME@ALIAS")
+        if "@" in ref:
+            name, alias = ref.rsplit("@", 1)
+            found = self.alias(name, alias)
+            if found is None:
+                raise RegistryError(
+                    f"no version of {name!r} holds the alias {alias} in {self.uri} (see `ocsf-anomaly models list`)"
+                )
+            return found
+        name, _, version = ref.rpartition("/")
+        if not name or not version:
+            raise RegistryError(f"{uri!r} names no version: models:/NAME/VERSION or models:/NAME@ALIAS")
+        return self._get(name, version)
+
     # ------------------------------------------------------------------ aliases
     def _history(self, name: str, alias: str) -> list[str]:
         raw = (self._model(name).tags or {}).get(HISTORY_TAG + alias, "[]")

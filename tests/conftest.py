@@ -23,6 +23,8 @@ REQUIRED = (
     "prometheus-alertmanager",
     "Debian package prometheus",
     "Debian package docker-compose",
+    "Debian package openjdk-17-jre-headless",
+    "Debian package chromium",
     str(shared_data_dir()),
 )
 

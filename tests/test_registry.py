@@ -146,6 +146,26 @@ def test_registry_errors_say_what_to_do(
         call(registry, two_versions)
 
 
+def test_lookup_resolves_model_uris_by_version_and_by_alias(registry: Registry, two_versions: str) -> None:
+    name = two_versions
+    assert registry.lookup(f"models:/{name}/2").version == "2"
+    assert registry.lookup(f"models:/{name}@champion").version == "1"
+    registry.promote(name, "2", "challenger")
+    assert registry.lookup(f"models:/{name}@challenger").version == "2"
+    for uri, message in [
+        (f"models:/{name}/7", "has no version '7'"),
+        (f"models:/{name}@canary", "alias must be one of champion, challenger"),
+        ("models:/", "is not a model URI"),
+        (f"{name}/1", "is not a model URI"),
+        (f"models:/{name}", "names no version"),
+    ]:
+        with pytest.raises(RegistryError, match=message):
+            registry.lookup(uri)
+    registry.client.delete_registered_model_alias(name, "challenger")
+    with pytest.raises(RegistryError, match=r"no version of .* holds the alias challenger"):
+        registry.lookup(f"models:/{name}@challenger")
+
+
 def test_an_artifact_altered_after_registration_is_refused(
     registry: Registry, two_versions: str, other_bundle_dir: Path
 ) -> None:

@@ -3,6 +3,8 @@
 
     train.py      train
     scoring.py    score, evaluate, refresh, split
+    spark.py      score-spark (the [spark] extra)
+    report.py     report (the [report] extra)
     features.py   features infer
     serve.py      serve, config show
     models.py     models list, promote, rollback
@@ -19,7 +21,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -94,8 +97,27 @@ def _registry(config: Path | None) -> Any:
     return Registry(settings.registry_uri)
 
 
+@contextmanager
+def _bundle(spec: str, config: Path | None = None) -> Iterator[Path]:
+    """A bundle directory, or the version a ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` URI names,
+    downloaded from the registry for as long as the block runs."""
+    if not spec.startswith("models:/"):
+        path = Path(spec)
+        if not path.is_dir():
+            raise CliError(
+                f"no model bundle at {path} (a directory written by `train`, or models:/NAME@ALIAS)"
+            )
+        yield path
+        return
+    registry = _registry(config)
+    version = registry.lookup(spec)
+    _say(f"downloading {version.uri} from {registry.uri}")
+    with registry.fetched(version) as path:
+        yield path
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from scorer.cli import demo, features, models, opensearch, scoring, serve, stream, train
+    from scorer.cli import demo, features, models, opensearch, report, scoring, serve, spark, stream, train
 
     parser = argparse.ArgumentParser(
         prog="ocsf-anomaly",
@@ -107,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (  # in the order `--help` lists the commands
         train.add_commands,
         scoring.add_commands,
+        spark.add_commands,
+        report.add_commands,
         features.add_commands,
         serve.add_serve,
         stream.add_commands,

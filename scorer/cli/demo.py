@@ -79,4 +79,7 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"line {line:>5}  class {event.get('class_uid')}  p={anomaly['p_value']:.4f}  {why}")
     if len(flagged) > 10:
         print(f"... and {len(flagged) - 10} more in {scored}")
+    print(
+        f"its latest day as an HTML page: `make report`, or `ocsf-anomaly report {scored} --output report.html`"
+    )
     return 0

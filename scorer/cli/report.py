@@ -1,0 +1,72 @@
+"""``ocsf-anomaly report``: a day of scored events as one self-contained HTML page (the ``[report]`` extra)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from scorer.cli import CONFIG_HELP, CliError, Commands, _alpha, _bundle, _say
+
+DESCRIPTION = """\
+Turn a day of scored events (what `score`, `score-spark` or the service wrote: JSON Lines, .gz, Parquet,
+or a directory of part files) into one HTML file that opens with no network: anomalies over the day by
+class and hour, the top entities, the top anomalous events with their reasons and nearest normal events,
+the score distribution against each group's threshold, the realised anomaly rate against alpha, drift
+signs per class, and the model versions that scored them. Days are UTC days of OCSF `time`.
+
+With --model (the bundle that scored the events, or a registry URI), the drift columns compare the day
+with that model's calibration and baseline.
+"""
+
+EXAMPLES = """\
+examples:
+  ocsf-anomaly report data/demo/scored.jsonl --output report.html                  # the latest day
+  ocsf-anomaly report scored/ --day 2026-12-01 --model models:/netflow@champion --output 2026-12-01.html
+"""
+
+
+def add_commands(commands: Commands) -> None:
+    parser = commands.add_parser(
+        "report",
+        help="a day of scored events as an HTML report",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("scored", type=Path, metavar="SCORED", help="scored events: a file or a directory")
+    parser.add_argument("--output", "-o", required=True, type=Path, help="the HTML file to write")
+    parser.add_argument("--day", default=None, help="YYYY-MM-DD (UTC; default: the latest day in the data)")
+    parser.add_argument(
+        "--model",
+        "-m",
+        default=None,
+        help="the bundle that scored them (directory or models:/NAME@ALIAS), for drift",
+    )
+    parser.add_argument(
+        "--alpha",
+        type=_alpha,
+        default=None,
+        help="the alpha they were scored at (default: the bundle's, else 0.01)",
+    )
+    parser.add_argument(
+        "--config", type=Path, default=None, help=f"{CONFIG_HELP} (its registry_uri resolves models:/ URIs)"
+    )
+    parser.set_defaults(handler=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    try:
+        from scorer import report
+    except ImportError as exc:
+        raise CliError(
+            f"report needs the [report] extra ({exc.name} is missing): pip install 'ocsf-anomaly[report]'"
+        ) from None
+    if args.model is None:
+        day, record = report.write_report(args.scored, args.output, day=args.day, alpha=args.alpha, log=_say)
+    else:
+        with _bundle(args.model, args.config) as bundle_dir:
+            day, record = report.write_report(
+                args.scored, args.output, day=args.day, alpha=args.alpha, bundle_dir=bundle_dir, log=_say
+            )
+    _say(f"wrote {args.output}: {day}, {record.events:,} events, {record.anomalies:,} anomalies")
+    return 0

@@ -1,0 +1,128 @@
+"""``ocsf-anomaly score-spark``: a lake of events scored on Apache Spark (the ``[spark]`` extra)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from scorer.cli import CONFIG_HELP, CliError, Commands, _alpha, _bundle, _positive, _say
+
+DESCRIPTION = """\
+Score every OCSF event under INPUT on Apache Spark and write them, each with its `anomaly` added (the
+same fields and scores as `ocsf-anomaly score`), to the directory OUTPUT, partitioned like INPUT
+(key=value directories). Parquet in, Parquet out (`anomaly` a struct column; the reasons' value and
+typical as JSON text); JSON Lines in (.jsonl, .json, .gz; files or directories), JSON Lines part
+files out, uncompressed, every event as it came plus `anomaly`. A line that is not a JSON object keeps
+its text in `_raw` and gets `anomaly.error`; the job goes on. A summary (events, anomalies and errors
+by class_uid and UTC day) is written as CSV to OUTPUT-summary, beside OUTPUT.
+
+The bundle is verified here before any task runs; each Python worker on the executors loads its
+shipped copy once. Needs the [spark] extra (`pip install 'ocsf-anomaly[spark]'`) and Java 17 or 21,
+and this package installed wherever executors run. Under spark-submit, run this module's file
+(`spark-submit $(python -c 'import scorer.spark as s; print(s.__file__)') --model ... IN OUT`): the
+master is then spark-submit's.
+"""
+
+EXAMPLES = """\
+examples:
+  ocsf-anomaly score-spark --model models/m1 lake/ scored/                  # local[*]
+  ocsf-anomaly score-spark --model models:/netflow@champion lake/ scored/ --master spark://head:7077
+  ocsf-anomaly score-spark --model models/m1 events.jsonl.gz scored/ --partitions 8 --overwrite
+"""
+
+
+def add_commands(commands: Commands) -> None:
+    parser = commands.add_parser(
+        "score-spark",
+        help="score a lake of events (Parquet or JSON Lines) on Apache Spark",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("input", metavar="INPUT", help="a file or directory (local, hdfs://, s3a://, ...)")
+    parser.add_argument(
+        "output", metavar="OUTPUT", help="the directory to write (must not exist, unless --overwrite)"
+    )
+    parser.add_argument(
+        "--model",
+        "-m",
+        required=True,
+        help="model bundle directory, or models:/NAME@ALIAS or models:/NAME/VERSION",
+    )
+    parser.add_argument(
+        "--master",
+        default=None,
+        help="Spark master: local[*] (default, every core of this machine), local[N], spark://HOST:PORT, yarn; "
+        "under spark-submit, spark-submit's",
+    )
+    parser.add_argument(
+        "--partitions",
+        type=_positive,
+        default=None,
+        help="repartition the input into N parts first (default: as read, or one per task slot when it reads as fewer)",
+    )
+    parser.add_argument(
+        "--batch-size", type=_positive, default=2048, help="events a worker scores at once (default 2048)"
+    )
+    parser.add_argument(
+        "--format",
+        choices=("auto", "parquet", "json"),
+        default="auto",
+        help="input format (default: .parquet files mean Parquet, anything else JSON Lines)",
+    )
+    parser.add_argument(
+        "--alpha", type=_alpha, default=None, help="target false-positive rate (default: the bundle's, 0.01)"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace OUTPUT and OUTPUT-summary if they exist"
+    )
+    parser.add_argument(
+        "--config", type=Path, default=None, help=f"{CONFIG_HELP} (its registry_uri resolves models:/ URIs)"
+    )
+    parser.set_defaults(handler=_score_spark)
+
+
+def _score_spark(args: argparse.Namespace) -> int:
+    try:
+        from scorer import spark as lake
+    except ImportError as exc:
+        raise CliError(
+            f"score-spark needs the [spark] extra ({exc.name} is missing): pip install 'ocsf-anomaly[spark]'"
+        ) from None
+    # spark-submit starts this process with its JVM gateway waiting: its master and settings apply
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ
+    master = args.master if args.master or submitted else "local[*]"
+    with _bundle(args.model, args.config) as bundle_dir:
+        version = lake.verify_bundle(bundle_dir)  # before Spark starts: a bad bundle is a one-line error
+        _say(f"starting Spark ({master or 'as spark-submit set it'})")
+        spark = lake.session(master, batch_size=args.batch_size)
+        try:
+            stats = lake.score_lake(
+                spark,
+                bundle_dir,
+                version,
+                args.input,
+                args.output,
+                alpha=args.alpha,
+                partitions=args.partitions,
+                fmt=args.format,
+                overwrite=args.overwrite,
+                log=_say,
+            )
+        finally:
+            if not submitted:
+                spark.stop()
+    rate = stats.events / stats.seconds if stats.seconds else 0.0
+    _say(
+        f"scored {stats.events:,} events into {stats.output} ({stats.output_format}) in {stats.seconds:.1f} s "
+        f"({rate:,.0f} events/s): {stats.anomalies:,} anomalies, {stats.errors:,} unscorable; summary: {stats.summary}"
+    )
+    for class_uid, day, events, anomalies, errors in stats.by_class_day[:20]:
+        print(
+            f"{day or '-':<10}  class_uid {class_uid if class_uid is not None else '-':<6}  "
+            f"{events:>10,} events  {anomalies:>8,} anomalies  {errors:>6,} errors"
+        )
+    if len(stats.by_class_day) > 20:
+        print(f"... {len(stats.by_class_day) - 20} more rows in {stats.summary}")
+    return 0

@@ -1,0 +1,449 @@
+"""The daily report: a day of scored events turned into one self-contained HTML page (``report``).
+
+Reads what ``score``, ``score-spark`` or the service wrote (JSON Lines, ``.gz``, Parquet, or a
+directory of their part files) in one pass, keeping per day only counts, the scores, the top events
+and a small sample per class; then renders the chosen day (the latest one unless asked) with Plotly
+figures and a Jinja2 template. plotly.js is inlined: the page opens with no network. The plotting
+libraries are the optional extra ``[report]``.
+
+Drift signs compare the day with the model that scored it, when its bundle is given: each class's
+mean score against its calibration group's held-out normal events, and the share of categorical
+values the encoder has never seen against the share in the bundle's baseline (the training period's
+normal events; the calibration events themselves are not kept in a bundle).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import itertools
+import math
+import os
+import random
+from array import array
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from scorer.errors import UserError
+from scorer.features.encoder import UNKNOWN_INDEX, compile_getter
+from scorer.io import drop_nulls, parse_line
+
+# OCSF fields that name who or what an event is about, as analysts pivot on them
+ENTITY_FIELDS = (
+    "actor.user.name",
+    "user.name",
+    "src_endpoint.ip",
+    "dst_endpoint.ip",
+    "device.hostname",
+    "src_endpoint.hostname",
+    "dst_endpoint.hostname",
+    "actor.process.name",
+)
+TOP_EVENTS = 25
+SAMPLE_PER_CLASS = 500  # events per class and day kept for the unknown-category rate
+HISTOGRAM_BINS = 60
+
+
+class ReportError(UserError, ValueError):
+    """The report cannot be made, with what to do."""
+
+
+@dataclass
+class Day:
+    """What one day of scored events adds up to."""
+
+    events: int = 0
+    anomalies: int = 0
+    errors: int = 0
+    by_hour_class: Counter[tuple[int, str]] = field(default_factory=Counter)
+    events_by_class: Counter[str] = field(default_factory=Counter)
+    anomalies_by_class: Counter[str] = field(default_factory=Counter)
+    entities: Counter[tuple[str, str]] = field(default_factory=Counter)
+    entity_fields_seen: set[str] = field(default_factory=set)
+    scores: array[float] = field(default_factory=lambda: array("d"))
+    thresholds: Counter[tuple[str, float]] = field(default_factory=Counter)
+    score_sum_by_group: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    events_by_group: Counter[str] = field(default_factory=Counter)
+    class_of_group: dict[str, str] = field(default_factory=dict)
+    models: Counter[str] = field(default_factory=Counter)
+    top: list[tuple[float, int, dict[str, Any]]] = field(default_factory=list)  # heap of (score, seq, event)
+    samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    seen_by_class: Counter[str] = field(default_factory=Counter)
+
+
+def _files(source: Path) -> list[Path]:
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise ReportError(
+            f"no scored events at {source} (a file from `score`, or a directory from `score-spark`)"
+        )
+    found = sorted(
+        p
+        for p in source.rglob("*")
+        if p.is_file()
+        and not p.name.startswith(("_", "."))
+        and p.name.endswith((".jsonl", ".jsonl.gz", ".json", ".ndjson", ".parquet"))
+    )
+    if not found:
+        raise ReportError(f"{source} holds no .jsonl or .parquet files of scored events")
+    return found
+
+
+def iter_scored(source: Path) -> Iterator[dict[str, Any]]:
+    """Every scored event under ``source`` (a line that was not an event comes as ``{"_raw": …}``)."""
+    import gzip
+
+    for path in _files(source):
+        if path.name.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
+                for row in batch.to_pylist():
+                    yield _from_parquet(drop_nulls(row))
+            continue
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as handle:
+            for raw in handle:
+                if raw.strip():
+                    event, _ = parse_line(raw)
+                    yield event if event is not None else {"_raw": raw.decode("utf-8", "replace")}
+
+
+def _from_parquet(row: dict[str, Any]) -> dict[str, Any]:
+    """score-spark's Parquet keeps reasons' values as JSON text: back to numbers and strings."""
+    anomaly = row.get("anomaly")
+    if isinstance(anomaly, dict):
+        for reason in anomaly.get("reasons") or []:
+            for key in ("value", "typical"):
+                if isinstance(reason.get(key), str):
+                    reason[key] = orjson.loads(reason[key])
+    return row
+
+
+def _moment(value: Any) -> dt.datetime | None:
+    """OCSF ``time``: epoch milliseconds (or a timestamp column of a Parquet lake), in UTC."""
+    if isinstance(value, dt.datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    try:
+        return dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def collect(events: Iterator[dict[str, Any]], *, seed: int = 0) -> dict[str, Day]:
+    """One pass over scored events: per UTC day (from OCSF ``time``, epoch milliseconds) what the report shows."""
+    rng = random.Random(seed)  # noqa: S311  (a sample for a statistic, not a secret)
+    days: dict[str, Day] = defaultdict(Day)
+    getters = {name: compile_getter(name) for name in ENTITY_FIELDS}
+    sequence = itertools.count()
+    unscorable = 0
+    for event in events:
+        anomaly = event.get("anomaly")
+        when = _moment(event.get("time"))
+        if (
+            when is None
+            or not isinstance(anomaly, dict)
+            or anomaly.get("error") is not None
+            or "_raw" in event
+        ):
+            if when is not None:
+                days[when.date().isoformat()].errors += 1
+            else:
+                unscorable += 1
+            continue
+        day, hour = when.date().isoformat(), when.hour
+        record = days[day]
+        label = _class_label(event)
+        score = float(anomaly.get("score") or 0.0)
+        flagged = bool(anomaly.get("is_anomaly"))
+        record.events += 1
+        record.events_by_class[label] += 1
+        record.scores.append(score)
+        group = str(anomaly.get("calibration_group") or "global")
+        record.events_by_group[group] += 1
+        record.score_sum_by_group[group] += score
+        record.class_of_group.setdefault(group, label)
+        threshold = anomaly.get("threshold")
+        if isinstance(threshold, int | float):
+            record.thresholds[(group, float(threshold))] += 1
+        model = anomaly.get("model") or {}
+        record.models[f"{model.get('name', '?')} {model.get('version', '?')}"] += 1
+        for name, getter in getters.items():
+            value = getter(event)
+            if value is not None and value != "":
+                record.entity_fields_seen.add(name)
+                if flagged:
+                    record.entities[(name, str(value))] += 1
+        if flagged:
+            record.anomalies += 1
+            record.anomalies_by_class[label] += 1
+            record.by_hour_class[(hour, label)] += 1
+            item = (score, next(sequence), event)
+            if len(record.top) < TOP_EVENTS:
+                heapq.heappush(record.top, item)
+            elif score > record.top[0][0]:
+                heapq.heapreplace(record.top, item)
+        record.seen_by_class[label] += 1  # reservoir sample of each class, for the unknown-category rate
+        sample = record.samples.setdefault(label, [])
+        if len(sample) < SAMPLE_PER_CLASS:
+            sample.append(event)
+        else:
+            slot = rng.randrange(record.seen_by_class[label])
+            if slot < SAMPLE_PER_CLASS:
+                sample[slot] = event
+    if not days:
+        raise ReportError(
+            f"no scored event with a time ({unscorable:,} lines were unscorable or had no `time`): "
+            "the report reads events that `score`, `score-spark` or the service enriched"
+        )
+    return dict(days)
+
+
+def _class_label(event: dict[str, Any]) -> str:
+    name, uid = event.get("class_name"), event.get("class_uid")
+    if name and uid is not None:
+        return f"{name} ({uid})"
+    return str(name or uid or "no class")
+
+
+@dataclass
+class Reference:
+    """What the model that scored the events saw as normal."""
+
+    version: str
+    alpha: float
+    group_means: dict[str, float]
+    baseline_unknown_rate: float
+    encoder: Any
+
+
+def reference(bundle_dir: Path) -> Reference:
+    from scorer.detector import Detector
+
+    detector = Detector.load(bundle_dir)
+    cat = detector.baseline.cat
+    return Reference(
+        version=str(detector.model_info["version"]),
+        alpha=float(detector.config.alpha),
+        group_means={g: float(np.mean(s)) for g, s in detector.calibration.groups.items() if len(s)},
+        baseline_unknown_rate=float((cat == UNKNOWN_INDEX).mean()) if cat.size else 0.0,
+        encoder=detector.encoder,
+    )
+
+
+def _unknown_rate(encoder: Any, events: list[dict[str, Any]]) -> float | None:
+    if not events:
+        return None
+    cat = encoder.encode([{k: v for k, v in e.items() if k != "anomaly"} for e in events]).cat
+    return float((cat == UNKNOWN_INDEX).mean()) if cat.size else None
+
+
+def render(
+    days: dict[str, Day],
+    *,
+    day: str | None,
+    source: str,
+    alpha: float,
+    ref: Reference | None,
+    model_note: str,
+) -> str:
+    """The page for ``day`` (the latest in ``days`` when None)."""
+    import jinja2
+    import plotly.graph_objects as go
+    from plotly.offline import get_plotlyjs
+
+    if day is None:
+        day = max(days)
+    if day not in days:
+        raise ReportError(
+            f"no scored events on {day}; the data holds {min(days)} to {max(days)} ({len(days)} days)"
+        )
+    record = days[day]
+    classes = sorted(record.events_by_class)
+    figures: dict[str, Any] = {}
+
+    hours = list(range(24))
+    hourly = go.Figure(
+        [
+            go.Bar(name=label, x=hours, y=[record.by_hour_class[(h, label)] for h in hours])
+            for label in classes
+            if record.anomalies_by_class[label]
+        ]
+    )
+    hourly.update_layout(
+        barmode="stack", xaxis_title="hour of the day (UTC)", yaxis_title="anomalies", legend_title="class"
+    )
+    figures["hourly"] = hourly
+
+    scores = np.frombuffer(record.scores, dtype=np.float64) if record.scores else np.zeros(0)
+    finite = scores[np.isfinite(scores)]
+    counts, edges = np.histogram(finite, bins=HISTOGRAM_BINS) if finite.size else (np.zeros(0), np.zeros(1))
+    distribution = go.Figure(
+        go.Bar(
+            x=((edges[:-1] + edges[1:]) / 2).tolist(),
+            y=counts.tolist(),
+            name="events",
+            width=np.diff(edges).tolist(),
+        )
+    )
+    groups = _group_thresholds(record)
+    for group, threshold in groups.items():
+        distribution.add_vline(x=threshold, line_dash="dash", annotation_text=f"threshold {group}")
+    distribution.update_layout(xaxis_title="score", yaxis_title="events", yaxis_type="log", showlegend=False)
+    figures["distribution"] = distribution
+
+    rates = [record.anomalies_by_class[c] / record.events_by_class[c] for c in classes]
+    rate = go.Figure(go.Bar(x=classes, y=rates, name="realised anomaly rate"))
+    rate.add_hline(y=alpha, line_dash="dash", annotation_text=f"α = {alpha:g}")
+    rate.update_layout(yaxis_title="share of events flagged", yaxis_tickformat=".1%", showlegend=False)
+    figures["rate"] = rate
+
+    top_entities = record.entities.most_common(15)
+    if top_entities:
+        entities = go.Figure(
+            go.Bar(
+                x=[n for _, n in reversed(top_entities)],
+                y=[f"{f} = {v}" for (f, v), _ in reversed(top_entities)],
+                orientation="h",
+            )
+        )
+        entities.update_layout(xaxis_title="anomalies", height=120 + 28 * len(top_entities))
+        figures["entities"] = entities
+
+    drift = _drift(record, ref)
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("scorer", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+    )
+    page = environment.get_template("report.html.j2").render(
+        day=day,
+        days=sorted(days),
+        source=source,
+        record=record,
+        alpha=alpha,
+        rate=record.anomalies / record.events if record.events else 0.0,
+        classes=[(c, record.events_by_class[c], record.anomalies_by_class[c]) for c in classes],
+        top=[_top_row(item[2]) for item in sorted(record.top, key=lambda t: (-t[0], t[1]))],
+        entity_fields=[f for f in ENTITY_FIELDS if f in record.entity_fields_seen],
+        entities_missing=not record.entity_fields_seen,
+        drift=drift,
+        ref=ref,
+        model_note=model_note,
+        models=record.models.most_common(),
+        thresholds=groups,
+        figures={name: _figure_json(fig) for name, fig in figures.items()},
+        plotly_js=_script_safe(get_plotlyjs()),
+        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+    return page
+
+
+def _group_thresholds(record: Day) -> dict[str, float]:
+    """The threshold each calibration group was flagged at that day (its most common one)."""
+    best: dict[str, tuple[int, float]] = {}
+    for (group, threshold), n in record.thresholds.items():
+        if group not in best or n > best[group][0]:
+            best[group] = (n, threshold)
+    return {group: value for group, (_, value) in sorted(best.items())}
+
+
+def _drift(record: Day, ref: Reference | None) -> list[dict[str, Any]]:
+    rows = []
+    for group in sorted(record.events_by_group):
+        label = record.class_of_group[group]
+        n = record.events_by_group[group]
+        row: dict[str, Any] = {
+            "group": group,
+            "class": label,
+            "events": n,
+            "mean_score": record.score_sum_by_group[group] / n,
+            "calibration_mean": None,
+            "unknown_rate": None,
+        }
+        if ref is not None:
+            row["calibration_mean"] = ref.group_means.get(group)
+            row["unknown_rate"] = _unknown_rate(ref.encoder, record.samples.get(label, []))
+        rows.append(row)
+    return rows
+
+
+def _top_row(event: dict[str, Any]) -> dict[str, Any]:
+    anomaly = event["anomaly"]
+    when = _moment(event.get("time"))
+    return {
+        "time": when.strftime("%H:%M:%S") if when else "",
+        "class": _class_label(event),
+        "uid": (event.get("metadata") or {}).get("uid", ""),
+        "score": anomaly.get("score"),
+        "p_value": anomaly.get("p_value"),
+        "reasons": anomaly.get("reasons") or [],
+        "neighbors": (anomaly.get("neighbors") or [])[:5],
+    }
+
+
+def _figure_json(figure: Any) -> str:
+    figure.update_layout(margin={"l": 60, "r": 20, "t": 30, "b": 50}, template="plotly_white")
+    return _script_safe(figure.to_json())
+
+
+def _script_safe(text: str) -> str:
+    """Text safe inside a <script> element: no sequence there can close it."""
+    return text.replace("</", "<\\/")
+
+
+def write_report(
+    source: Path,
+    output: Path,
+    *,
+    day: str | None = None,
+    alpha: float | None = None,
+    bundle_dir: Path | None = None,
+    log: Any = None,
+) -> tuple[str, Day]:
+    """Read ``source``, render the report of ``day`` to ``output`` (atomically); returns (day, its record)."""
+    say = log or (lambda message: None)
+    if day is not None:
+        try:
+            dt.date.fromisoformat(day)
+        except ValueError:
+            raise ReportError(f"--day {day!r} is not a date: YYYY-MM-DD") from None
+    ref = None
+    if bundle_dir is not None:
+        say(f"loading {bundle_dir} (the calibration to compare with)")
+        ref = reference(bundle_dir)
+    say(f"reading {source}")
+    days = collect(iter_scored(source))
+    chosen = day or max(days)
+    record = days.get(chosen)
+    model_note = ""
+    if record is not None:
+        versions = {name.rsplit(" ", 1)[-1] for name in record.models}
+        if ref is None:
+            model_note = "No bundle given (--model): the drift columns against the calibration are empty."
+        elif ref.version not in versions:
+            model_note = (
+                f"The bundle given ({ref.version}) is not the one that scored these events "
+                f"({', '.join(sorted(versions))}): the comparison is with another model's calibration."
+            )
+    page = render(
+        days,
+        day=day,
+        source=str(source),
+        alpha=alpha if alpha is not None else (ref.alpha if ref else 0.01),
+        ref=ref,
+        model_note=model_note,
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.name}.partial")
+    partial.write_text(page, encoding="utf-8")
+    os.replace(partial, output)
+    return chosen, days[chosen]

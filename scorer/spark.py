@@ -1,0 +1,421 @@
+"""Score OCSF event lakes on Apache Spark with the engine's one scoring pipeline (``score-spark``).
+
+Spark only moves the data: every Python worker loads the bundle once (shipped to the executors by
+path with ``SparkContext.addFile``, verified by its digests where it lands; never the torch module or
+the FAISS index pickled through a closure) and scores Arrow batches with :meth:`Detector.score`,
+exactly as ``ocsf-anomaly score`` does. The driver loads the bundle first, so a missing or altered
+one fails before any task runs.
+
+- JSON Lines in (files or directories, ``.gz`` too): each line is read as text and written back as
+  the same event with its ``anomaly`` object added (JSON Lines part files, uncompressed). A line that
+  is not a JSON object keeps its text in ``_raw`` and gets ``anomaly.error``: the job goes on.
+- Parquet in (nested OCSF): every column is passed through untouched and an ``anomaly`` struct
+  column (:data:`ANOMALY`) is added; written as Parquet. The reasons' ``value`` and ``typical`` are
+  JSON text there (a number or a string), since a Parquet column holds one type.
+
+The output is partitioned like the input (``key=value`` directories), and a summary (events,
+anomalies and unscorable rows by class_uid and day, UTC) is written beside it as ``OUTPUT-summary``.
+
+PySpark is the optional extra ``[spark]``; nothing else in the package imports this module. Run it
+with ``ocsf-anomaly score-spark`` (its own local or remote master) or ``spark-submit`` this file with
+the same arguments (the master is spark-submit's).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import pyarrow as pa
+
+from scorer.errors import UserError
+from scorer.io import drop_nulls, parse_line
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+# The `anomaly` object of `ocsf-anomaly score`, as one Arrow/Spark type: declared, never inferred.
+REASON = pa.struct(
+    [
+        ("field", pa.string()),
+        ("value", pa.string()),  # JSON text: a number or a string
+        ("typical", pa.string()),
+        ("deviation", pa.float64()),
+    ]
+)
+ANOMALY = pa.struct(
+    [
+        ("score", pa.float64()),
+        ("p_value", pa.float64()),
+        ("is_anomaly", pa.bool_()),
+        ("threshold", pa.float64()),
+        ("calibration_group", pa.string()),
+        ("reasons", pa.list_(REASON)),
+        ("neighbors", pa.list_(pa.string())),
+        ("model", pa.struct([("name", pa.string()), ("version", pa.string())])),
+        ("error", pa.string()),  # why the row could not be scored (then every other field is null)
+    ]
+)
+BATCH_SIZE = 2048  # rows an Arrow batch hands a worker: the file scorer's chunk
+SUMMARY_SUFFIX = "-summary"
+
+
+class SparkJobError(UserError, RuntimeError):
+    """The Spark job cannot start or failed, with what to do."""
+
+
+@dataclass
+class SparkStats:
+    """What a ``score-spark`` run did."""
+
+    output: str
+    summary: str
+    output_format: str
+    events: int
+    anomalies: int
+    errors: int
+    seconds: float
+    by_class_day: list[tuple[Any, str | None, int, int, int]]  # (class_uid, day, events, anomalies, errors)
+
+
+# ---------------------------------------------------------------------------------------- worker side
+_loaded: dict[tuple[str, str], Any] = {}  # (bundle path, bundle version) -> Detector, per Python worker
+
+
+def _detector(name: str, version: str) -> Any:
+    """This worker's detector: loaded (and verified) on the first batch, then kept while the worker
+    lives (Spark reuses Python workers across tasks)."""
+    from pyspark import SparkFiles, TaskContext
+
+    path = SparkFiles.get(name)
+    key = (path, version)
+    if key not in _loaded:
+        from scorer.detector import Detector
+        from scorer.threads import set_threads
+
+        context = TaskContext.get()
+        set_threads(context.cpus() if context is not None else 1)  # one thread per task slot
+        detector = Detector.load(path)
+        found = detector.model_info["version"]
+        if found != version:
+            raise SparkJobError(
+                f"the bundle shipped to this executor is {found}, the driver verified {version}"
+            )
+        _loaded.clear()  # one bundle per worker: a new job's bundle replaces the last one's
+        _loaded[key] = detector
+    return _loaded[key]
+
+
+def anomaly_row(anomaly: dict[str, Any]) -> dict[str, Any]:
+    """The `anomaly` object as a row of :data:`ANOMALY` (reasons' values as JSON text)."""
+    return {
+        **anomaly,
+        "reasons": [
+            {**r, "value": orjson.dumps(r["value"]).decode(), "typical": orjson.dumps(r["typical"]).decode()}
+            for r in anomaly["reasons"]
+        ],
+    }
+
+
+def score_text_batches(
+    batches: Iterator[pa.RecordBatch], *, bundle_name: str, version: str, alpha: float | None
+) -> Iterator[pa.RecordBatch]:
+    """mapInArrow over JSON Lines read as text: column ``value`` becomes the enriched event's JSON;
+    other columns (the input's partition columns) pass through."""
+    detector = _detector(bundle_name, version)
+    model = detector.model_info
+    for batch in batches:
+        lines = batch.column("value").to_pylist()
+        events: list[dict[str, Any]] = []
+        parsed: list[tuple[dict[str, Any] | None, str | None]] = []
+        for line in lines:
+            text = line or ""
+            event, error = parse_line(text.encode()) if text.strip() else (None, "empty line")
+            parsed.append((event, error))
+            if event is not None:
+                events.append(event)
+        result = detector.score(events, alpha=alpha, explain=True)
+        out: list[str] = []
+        i = 0
+        for line, (event, error) in zip(lines, parsed, strict=True):
+            if event is None:
+                out.append(orjson.dumps({"_raw": line or "", "anomaly": {"error": error}}).decode())
+                continue
+            out.append(orjson.dumps({**event, "anomaly": result.anomaly(i, model)}).decode())
+            i += 1
+        index = batch.schema.get_field_index("value")
+        yield batch.set_column(index, "value", pa.array(out, pa.string()))
+
+
+def score_row_batches(
+    batches: Iterator[pa.RecordBatch],
+    *,
+    bundle_name: str,
+    version: str,
+    alpha: float | None,
+    partition_columns: Sequence[str],
+) -> Iterator[pa.RecordBatch]:
+    """mapInArrow over Parquet rows: every column passes through; an ``anomaly`` column is added.
+    Each row becomes the event ``score`` reads from the same Parquet file (nulls dropped, the
+    directory's partition columns left out)."""
+    detector = _detector(bundle_name, version)
+    model = detector.model_info
+    drop = set(partition_columns)
+    for batch in batches:
+        events = [{k: v for k, v in drop_nulls(row).items() if k not in drop} for row in batch.to_pylist()]
+        result = detector.score(events, alpha=alpha, explain=True)
+        anomalies = pa.array([anomaly_row(result.anomaly(i, model)) for i in range(len(events))], ANOMALY)
+        yield pa.RecordBatch.from_arrays(
+            [*batch.columns, anomalies], schema=batch.schema.append(pa.field("anomaly", ANOMALY))
+        )
+
+
+# ---------------------------------------------------------------------------------------- driver side
+def input_format(path: str, requested: str = "auto") -> str:
+    """``parquet`` or ``json``: as asked, else by the path's name (a local directory: by its files)."""
+    if requested != "auto":
+        return requested
+    if path.rstrip("/").endswith(".parquet"):
+        return "parquet"
+    local = Path(path.removeprefix("file://"))
+    if local.is_dir():
+        for _root, _, files in os.walk(local):
+            names = [f for f in files if not f.startswith((".", "_"))]
+            if any(f.endswith(".parquet") for f in names):
+                return "parquet"
+            if names:
+                return "json"
+    return "json"
+
+
+def summary_path(output: str) -> str:
+    return output.rstrip("/") + SUMMARY_SUFFIX
+
+
+def session(
+    master: str | None, *, batch_size: int = BATCH_SIZE, app: str = "ocsf-anomaly score-spark"
+) -> SparkSession:
+    """The Spark session: ``master`` None means the one spark-submit configured. The executors run this
+    interpreter unless PYSPARK_PYTHON (or spark.pyspark.python) says otherwise."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app)
+    if master is not None:
+        builder = builder.master(master)
+        if master.startswith("local"):  # this machine's workers: this interpreter, unless told otherwise
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    spark = (
+        builder.config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.showConsoleProgress", str(sys.stderr.isatty()).lower())
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("WARN")
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_size))
+    return spark
+
+
+def _partition_columns(frame: DataFrame, base: list[str]) -> list[str]:
+    """The columns Spark discovered from ``key=value`` directories (not in the files themselves)."""
+    return [name for name in frame.columns if name not in base]
+
+
+def verify_bundle(bundle_dir: Path) -> str:
+    """Load the bundle (verifying every file's digest) and return its version: a missing or altered
+    bundle fails here, before Spark starts."""
+    from scorer.detector import Detector
+
+    return str(Detector.load(bundle_dir).model_info["version"])
+
+
+@dataclass
+class Scored:
+    """A lake's events scored lazily: ``frame`` runs the engine when an action asks for its rows."""
+
+    frame: DataFrame
+    fmt: str  # "json": one column `value` (the enriched event's JSON); "parquet": the input's columns + `anomaly`
+    partition_columns: list[str]
+
+
+def scored_frame(
+    spark: SparkSession,
+    bundle_dir: Path,
+    version: str,
+    source: str,
+    *,
+    alpha: float | None = None,
+    partitions: int | None = None,
+    fmt: str = "auto",
+) -> Scored:
+    """The events of ``source`` with their scores, as a DataFrame, scored by the bundle in ``bundle_dir``
+    (whose version :func:`verify_bundle` returned): each executor's Python workers load their shipped
+    copy once and refuse any other version."""
+    from pyspark.errors import AnalysisException
+    from pyspark.sql.pandas.types import from_arrow_type
+    from pyspark.sql.types import StructField, StructType
+
+    fmt = input_format(source, fmt)
+    spark.sparkContext.addFile(str(bundle_dir.resolve()), recursive=True)
+    name = bundle_dir.resolve().name
+    try:
+        if fmt == "json":
+            frame = spark.read.text(source)
+            parts = _partition_columns(frame, ["value"])
+        else:
+            frame = spark.read.parquet(source)
+            files = frame.inputFiles()
+            parts = _partition_columns(
+                frame, spark.read.parquet(files[0]).columns if files else frame.columns
+            )
+    except AnalysisException as exc:
+        raise SparkJobError(f"cannot read {source} as {fmt}: {exc.getMessage()}") from None
+    if partitions is None:  # scoring costs far more than a shuffle: never leave task slots idle
+        partitions = spark.sparkContext.defaultParallelism
+        if frame.rdd.getNumPartitions() >= partitions:
+            partitions = None
+    if partitions:
+        frame = frame.repartition(partitions)
+    if fmt == "json":
+        scored = frame.mapInArrow(
+            partial(score_text_batches, bundle_name=name, version=version, alpha=alpha), frame.schema
+        )
+    else:
+        schema = StructType([*frame.schema.fields, StructField("anomaly", from_arrow_type(ANOMALY))])
+        scored = frame.mapInArrow(
+            partial(
+                score_row_batches, bundle_name=name, version=version, alpha=alpha, partition_columns=parts
+            ),
+            schema,
+        )
+    return Scored(scored, fmt, parts)
+
+
+def score_lake(
+    spark: SparkSession,
+    bundle_dir: Path,
+    version: str,
+    source: str,
+    output: str,
+    *,
+    alpha: float | None = None,
+    partitions: int | None = None,
+    fmt: str = "auto",
+    overwrite: bool = False,
+    log: Any = None,
+) -> SparkStats:
+    """Score every event of ``source`` into ``output``, partitioned like ``source``, and write the
+    summary beside it (:func:`scored_frame` says how)."""
+    from pyspark.errors import AnalysisException, PythonException
+
+    say = log or (lambda message: None)
+    started = time.perf_counter()
+    summary = summary_path(output)
+    if summary.startswith(source.rstrip("/") + "/") or output.rstrip("/") == source.rstrip("/"):
+        raise SparkJobError(f"OUTPUT {output} must not be INPUT or inside it")
+    scored = scored_frame(spark, bundle_dir, version, source, alpha=alpha, partitions=partitions, fmt=fmt)
+    fmt, parts = scored.fmt, scored.partition_columns
+    say(f"scoring {source} ({fmt}; partitioned by {', '.join(parts) or 'nothing'}) with bundle {version}")
+    writer = scored.frame.write.mode("overwrite" if overwrite else "errorifexists").partitionBy(*parts)
+    try:
+        if fmt == "json":
+            writer.option("compression", "none").text(output)
+        else:
+            writer.parquet(output)
+    except AnalysisException as exc:
+        raise SparkJobError(f"cannot write {output}: {exc.getMessage()} (--overwrite replaces it)") from None
+    except PythonException as exc:  # a worker failed: its last line says why (the traceback is in the log)
+        reason = str(exc).strip().splitlines()[-1]
+        raise SparkJobError(f"scoring failed in a Spark worker: {reason}") from None
+    if fmt == "json":
+        _name_parts(spark, output, ".txt", ".jsonl")
+    say(f"wrote {output}; summarising by class_uid and day into {summary}")
+    rows = _summarise(spark, output, fmt, summary, overwrite=overwrite)
+    return SparkStats(
+        output=output,
+        summary=summary,
+        output_format=fmt,
+        events=sum(r[2] for r in rows),
+        anomalies=sum(r[3] for r in rows),
+        errors=sum(r[4] for r in rows),
+        seconds=time.perf_counter() - started,
+        by_class_day=rows,
+    )
+
+
+def _name_parts(spark: SparkSession, output: str, old: str, new: str) -> None:
+    """Spark's text writer names its part files .txt: give them the extension of what they hold, on
+    whatever file system OUTPUT is (through Hadoop's FileSystem API, as Spark wrote them)."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    root = jvm.org.apache.hadoop.fs.Path(output)
+    fs = root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    files = fs.listFiles(root, True)
+    while files.hasNext():
+        path = files.next().getPath()
+        name = path.getName()
+        if name.startswith("part-") and name.endswith(old):
+            fs.rename(path, jvm.org.apache.hadoop.fs.Path(path.getParent(), name[: -len(old)] + new))
+
+
+def _summarise(
+    spark: SparkSession, output: str, fmt: str, summary: str, *, overwrite: bool
+) -> list[tuple[Any, str | None, int, int, int]]:
+    """Counts by class_uid and UTC day, read back from what was written (only the columns it needs)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import LongType, NumericType
+
+    if fmt == "json":
+        frame = spark.read.schema(
+            "class_uid long, time long, anomaly struct<is_anomaly: boolean, error: string>"
+        ).json(output)
+    else:
+        frame = spark.read.parquet(output)
+        for name in ("class_uid", "time"):
+            if name not in frame.columns:
+                frame = frame.withColumn(name, F.lit(None).cast(LongType()))
+    time_type = frame.schema["time"].dataType
+    # OCSF's time is epoch milliseconds; some lakes store a timestamp column
+    epoch = isinstance(time_type, NumericType)
+    day = F.to_date(F.timestamp_millis(F.col("time").cast(LongType())) if epoch else F.col("time"))
+    counts = (
+        frame.select(
+            F.col("class_uid").cast(LongType()).alias("class_uid"),
+            F.date_format(day, "yyyy-MM-dd").alias("day"),
+            F.col("anomaly.is_anomaly").alias("is_anomaly"),
+            F.col("anomaly.error").alias("error"),
+        )
+        .groupBy("class_uid", "day")
+        .agg(
+            F.count(F.lit(1)).alias("events"),
+            F.sum(F.when(F.col("is_anomaly"), 1).otherwise(0)).alias("anomalies"),
+            F.sum(F.when(F.col("error").isNotNull(), 1).otherwise(0)).alias("errors"),
+        )
+        .orderBy("day", "class_uid")
+    )
+    (
+        counts.coalesce(1)
+        .write.mode("overwrite" if overwrite else "errorifexists")
+        .option("header", True)
+        .csv(summary)
+    )
+    return [(r.class_uid, r.day, int(r.events), int(r.anomalies), int(r.errors)) for r in counts.collect()]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``spark-submit scorer/spark.py --model DIR INPUT OUTPUT ...``: the master is spark-submit's."""
+    from scorer.cli import main as cli_main
+
+    return cli_main(["score-spark", *(argv if argv is not None else sys.argv[1:])])
+
+
+if __name__ == "__main__":
+    # run as a file (spark-submit): this package's directory must not shadow top-level modules
+    if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+        sys.path.pop(0)
+    sys.exit(main())

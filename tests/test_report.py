@@ -1,0 +1,195 @@
+"""`report`: demo events scored by the real file scorer, the page rendered, then opened in Debian's
+real Chromium (headless, driven by Playwright through its executable path; no browser is downloaded):
+no console errors, no network, and its plots hold the counts the scored events give."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from scorer.batch import score_file
+from scorer.report import iter_scored, write_report
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+needs_chromium = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Chromium (Debian package chromium) not found"
+)
+# as root on a closed network: no sandbox, nothing fetched in the background
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+Event = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def scored(bundle_dir: Path, train_events: list[Event], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four days of the demo company after the training period, 5% injected anomalies, scored by `score`."""
+    from scorer.demo import generate_later
+
+    events, _ = generate_later(train_events, 1_200, seed=1, anomaly_rate=0.05)
+    work = tmp_path_factory.mktemp("report")
+    source = work / "events.jsonl"
+    source.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events) + b"not an event\n")
+    output = work / "scored.jsonl"
+    score_file(bundle_dir, source, output, workers=1, progress=False)
+    return output
+
+
+def _expected(scored: Path, day: str) -> dict[str, Any]:
+    events = [e for e in map(orjson.loads, scored.read_bytes().splitlines()) if "_raw" not in e]
+    on_day = [
+        e for e in events if dt.datetime.fromtimestamp(e["time"] / 1000, tz=dt.UTC).date().isoformat() == day
+    ]
+    flagged = [e for e in on_day if e["anomaly"]["is_anomaly"]]
+    return {
+        "events": len(on_day),
+        "anomalies": len(flagged),
+        "by_hour": Counter(dt.datetime.fromtimestamp(e["time"] / 1000, tz=dt.UTC).hour for e in flagged),
+        "rates": {
+            f"{name} ({uid})": sum(e["anomaly"]["is_anomaly"] for e in on_day if e["class_uid"] == uid)
+            / sum(e["class_uid"] == uid for e in on_day)
+            for name, uid in {(e["class_name"], e["class_uid"]) for e in on_day}
+        },
+        "days": sorted(
+            {dt.datetime.fromtimestamp(e["time"] / 1000, tz=dt.UTC).date().isoformat() for e in events}
+        ),
+    }
+
+
+@needs_chromium
+def test_the_page_renders_in_a_real_browser_with_the_expected_counts(
+    scored: Path, bundle_dir: Path, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    page_path = tmp_path / "report.html"
+    day, record = write_report(scored, page_path, bundle_dir=bundle_dir)
+    expected = _expected(scored, day)
+    assert day == expected["days"][-1]  # the latest day, by default
+    assert (record.events, record.anomalies) == (expected["events"], expected["anomalies"])
+    assert expected["anomalies"] > 3  # the plots below are not empty
+
+    html = page_path.read_text()
+    assert "<script src=" not in html
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page()
+            problems: list[str] = []
+            requests: list[str] = []
+            page.on("console", lambda m: problems.append(m.text) if m.type in {"error", "warning"} else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(page_path.as_uri())
+            page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=30_000)
+            figures = page.evaluate(
+                """() => Object.fromEntries(Array.from(document.querySelectorAll('[data-figure]')).map(
+                    e => [e.id, e.data.map(t => ({name: t.name, x: Array.from(t.x), y: Array.from(t.y)}))]))"""
+            )
+            cards = page.evaluate(
+                "[document.getElementById('n-events').textContent, document.getElementById('n-anomalies').textContent]"
+            )
+            top_rows = page.locator("#top tr").count() - 1
+            entity_bars = figures["entities"][0]["x"]
+        finally:
+            browser.close()
+    assert problems == []
+    assert requests == [page_path.as_uri()]  # nothing fetched from anywhere
+    assert cards == [f"{expected['events']:,}", f"{expected['anomalies']:,}"]
+
+    hourly: Counter[int] = Counter()
+    for trace in figures["hourly"]:
+        for hour, n in zip(trace["x"], trace["y"], strict=True):
+            hourly[hour] += n
+    assert +hourly == expected["by_hour"]
+    assert (
+        sum(figures["distribution"][0]["y"]) == expected["events"]
+    )  # the histogram holds every event of the day
+    rates = dict(zip(figures["rate"][0]["x"], figures["rate"][0]["y"], strict=True))
+    assert rates == pytest.approx(expected["rates"])
+    assert sum(rates.values()) > 0
+    assert top_rows == min(25, expected["anomalies"])
+    assert sum(entity_bars) >= expected["anomalies"]  # demo events name users, hosts and addresses
+
+
+def test_a_chosen_day_missing_fields_and_bad_input_are_said_plainly(scored: Path, tmp_path: Path) -> None:
+    days = _expected(scored, "")["days"]
+    day, record = write_report(scored, tmp_path / "first.html", day=days[0])
+    assert (day, record.events) == (days[0], _expected(scored, days[0])["events"])
+    assert record.errors == 0  # the bad line has no time: it is counted nowhere near a day
+
+    # events without entity fields (NSL-KDD-like network records): the section says so
+    bare = tmp_path / "bare.jsonl"
+    kept = ("time", "class_uid", "class_name", "anomaly", "metadata")
+    bare.write_bytes(
+        b"".join(
+            orjson.dumps({k: v for k, v in e.items() if k in kept}) + b"\n"
+            for e in map(orjson.loads, scored.read_bytes().splitlines())
+            if "_raw" not in e
+        )
+    )
+    write_report(bare, tmp_path / "bare.html")
+    text = (tmp_path / "bare.html").read_text()
+    assert "carry none of the entity fields" in text
+    assert "No bundle given (--model)" in text
+
+    cli = [sys.executable, "-m", "scorer.cli", "report"]
+    for args, message in [
+        (
+            [scored, "--day", "1999-01-01"],
+            f"no scored events on 1999-01-01; the data holds {days[0]} to {days[-1]}",
+        ),
+        ([scored, "--day", "yesterday"], "is not a date: YYYY-MM-DD"),
+        ([tmp_path / "nothing-here"], "no scored events at"),
+    ]:
+        result = subprocess.run(
+            [*cli, *map(str, args), "--output", str(tmp_path / "x.html")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x.html").exists()
+
+
+def test_score_spark_parquet_output_reads_as_the_jsonl_it_came_from(scored: Path, tmp_path: Path) -> None:
+    """score-spark's Parquet keeps the reasons' values as JSON text: the report reads them back as they were."""
+    from scorer.spark import ANOMALY, anomaly_row
+
+    events = [e for e in map(orjson.loads, scored.read_bytes().splitlines()) if "_raw" not in e]
+    table = pa.Table.from_pylist(
+        [
+            {"time": e["time"], "class_uid": e["class_uid"], "anomaly": anomaly_row(e["anomaly"])}
+            for e in events
+        ],
+        schema=pa.schema([("time", pa.int64()), ("class_uid", pa.int64()), ("anomaly", ANOMALY)]),
+    )
+    lake = tmp_path / "scored" / "eventDay=1"
+    lake.mkdir(parents=True)
+    pq.write_table(table, lake / "part-0.parquet")
+    (lake.parent / "_SUCCESS").write_bytes(b"")
+    back = list(iter_scored(lake.parent))
+    assert [b["anomaly"]["reasons"] for b in back] == [e["anomaly"]["reasons"] for e in events]
+    assert any(b["anomaly"]["reasons"] for b in back)

@@ -1,0 +1,262 @@
+"""`score-spark`: a real PySpark in local mode (local[2], a real JVM) scores NSL-KDD events from
+``../shared/data`` as the file scorer does, JSON Lines and nested Parquet, partitioned lakes, a corrupt
+line, and the command line (a registry URI, spark-submit, a bad bundle refused before Spark starts)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from scorer.batch import score_file
+from scorer.paths import shared_data_dir
+
+NSL = shared_data_dir() / "nsl_kdd_ocsf"
+N_EVENTS = 3_000
+
+needs_java = pytest.mark.skipif(
+    shutil.which("java") is None, reason="Java 17 (Debian package openjdk-17-jre-headless) not found"
+)
+needs_nsl = pytest.mark.skipif(
+    not (NSL / "dev.jsonl.gz").exists(), reason=f"NSL-KDD OCSF events not found in {NSL}"
+)
+
+Event = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def nsl_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small model of NSL-KDD's normal training traffic (3,000 events, one epoch)."""
+    from scorer.detector import Detector, DetectorConfig
+    from scorer.model import TrainConfig
+    from scorer.threads import set_threads
+
+    with gzip.open(NSL / "train_normal.jsonl.gz", "rb") as handle:
+        train = [orjson.loads(line) for line in itertools.islice(handle, N_EVENTS)]
+    set_threads(1)
+    detector = Detector.fit(
+        train,
+        config=DetectorConfig(baseline_size=1_000, seed=0),
+        train_config=TrainConfig(epochs=1, max_rows=2_000, seed=0),
+        progress=False,
+    )
+    return detector.save(tmp_path_factory.mktemp("nsl") / "model")
+
+
+@pytest.fixture(scope="module")
+def dev_lines() -> list[bytes]:
+    """The first 3,000 events of NSL-KDD's dev half (captured apart from training), as JSON lines."""
+    with gzip.open(NSL / "dev.jsonl.gz", "rb") as handle:
+        return [line.rstrip(b"\n") for line in itertools.islice(handle, N_EVENTS)]
+
+
+@pytest.fixture(scope="module")
+def spark() -> Any:
+    from scorer import spark as lake
+
+    session = lake.session("local[2]", batch_size=500)
+    yield session
+    session.stop()
+
+
+def _file_scores(model: Path, source: Path, tmp_path: Path) -> dict[str, Event]:
+    """What `ocsf-anomaly score` writes for ``source``, by metadata.uid."""
+    scored = tmp_path / "file-scored.jsonl"
+    score_file(model, source, scored, workers=1, progress=False)
+    return {e["metadata"]["uid"]: e for e in map(orjson.loads, scored.read_bytes().splitlines())}
+
+
+def _assert_same_scores(expected: dict[str, Event], got: dict[str, dict[str, Any]]) -> None:
+    assert got.keys() == expected.keys()
+    for uid, event in expected.items():
+        want, have = event["anomaly"], got[uid]
+        assert abs(want["score"] - have["score"]) <= 1e-4, uid
+        assert abs(want["p_value"] - have["p_value"]) <= 1e-4, uid
+        assert want["is_anomaly"] == have["is_anomaly"], uid
+        assert [r["field"] for r in want["reasons"]] == [r["field"] for r in have["reasons"]], uid
+        assert want["model"] == have["model"]
+    assert (
+        sum(e["anomaly"]["is_anomaly"] for e in expected.values()) > 50
+    )  # the comparison covers verdicts both ways
+
+
+@needs_java
+@needs_nsl
+def test_a_partitioned_json_lake_is_scored_as_the_file_scorer_scores_it(
+    spark: Any, nsl_model: Path, dev_lines: list[bytes], tmp_path: Path
+) -> None:
+    from scorer import spark as lake
+
+    lake_dir = tmp_path / "lake"
+    halves = {"day=2026-12-01": dev_lines[:1_500], "day=2026-12-02": dev_lines[1_500:]}
+    for part, lines in halves.items():
+        (lake_dir / part).mkdir(parents=True)
+        corrupt = [b'{"class_uid": 4001, "time": ', b""] if part.endswith("01") else []
+        (lake_dir / part / "events.jsonl").write_bytes(
+            b"\n".join([*lines[:700], *corrupt, *lines[700:]]) + b"\n"
+        )
+    flat = tmp_path / "flat.jsonl"
+    flat.write_bytes(b"\n".join(dev_lines) + b"\n")
+    output = tmp_path / "scored"
+
+    stats = lake.score_lake(
+        spark, nsl_model, lake.verify_bundle(nsl_model), str(lake_dir), str(output), partitions=3
+    )
+
+    assert (stats.output_format, stats.events, stats.errors) == ("json", N_EVENTS + 2, 2)
+    assert sorted(p.name for p in output.iterdir() if p.is_dir()) == sorted(halves)
+    parts = sorted(output.glob("*/part-*"))
+    assert parts
+    assert all(p.suffix == ".jsonl" for p in parts)
+    written = [orjson.loads(line) for p in parts for line in p.read_bytes().splitlines()]
+    bad = [e for e in written if "_raw" in e]
+    assert sorted((e["_raw"], e["anomaly"]["error"].split(":")[0]) for e in bad) == [
+        ("", "empty line"),
+        ('{"class_uid": 4001, "time": ', "invalid JSON"),
+    ]
+    events = {e["metadata"]["uid"]: e for e in written if "_raw" not in e}
+    originals = {e["metadata"]["uid"]: e for e in map(orjson.loads, dev_lines)}
+    for uid, event in events.items():  # every event as it came, nested, plus `anomaly`
+        assert {k: v for k, v in event.items() if k != "anomaly"} == originals[uid]
+    _assert_same_scores(_file_scores(nsl_model, flat, tmp_path), {u: e["anomaly"] for u, e in events.items()})
+
+    with next(Path(stats.summary).glob("part-*.csv")).open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert sum(int(r["events"]) for r in rows) == N_EVENTS + 2
+    assert (
+        sum(int(r["anomalies"]) for r in rows)
+        == stats.anomalies
+        == sum(e["anomaly"]["is_anomaly"] for e in events.values())
+    )
+    assert sum(int(r["errors"]) for r in rows) == 2
+    assert {r["class_uid"] for r in rows} == {"4001", ""}
+
+    with pytest.raises(lake.SparkJobError, match="--overwrite replaces it"):
+        lake.score_lake(spark, nsl_model, lake.verify_bundle(nsl_model), str(lake_dir), str(output))
+
+
+@needs_java
+@needs_nsl
+def test_nested_parquet_in_nested_parquet_out(
+    spark: Any, nsl_model: Path, dev_lines: list[bytes], tmp_path: Path
+) -> None:
+    from pyspark.sql.pandas.types import from_arrow_type
+
+    from scorer import spark as lake
+
+    events = [orjson.loads(line) for line in dev_lines]
+    lake_dir = tmp_path / "lake"
+    for i, part in enumerate(("eventDay=20261201", "eventDay=20261202")):
+        (lake_dir / part).mkdir(parents=True)
+        pq.write_table(
+            pa.Table.from_pylist(events[i * 1_500 : (i + 1) * 1_500]), lake_dir / part / "a.parquet"
+        )
+    flat = tmp_path / "flat.parquet"
+    pq.write_table(pa.Table.from_pylist(events), flat)
+    output = tmp_path / "scored"
+
+    stats = lake.score_lake(spark, nsl_model, lake.verify_bundle(nsl_model), str(lake_dir), str(output))
+
+    assert (stats.output_format, stats.events, stats.errors) == ("parquet", N_EVENTS, 0)
+    assert sorted(p.name for p in output.iterdir() if p.is_dir()) == [
+        "eventDay=20261201",
+        "eventDay=20261202",
+    ]
+    assert spark.read.parquet(str(output)).schema["anomaly"].dataType == from_arrow_type(lake.ANOMALY)
+    table = ds.dataset(output, format="parquet", partitioning="hive").to_table()
+    assert table.schema.field("metadata").type == pa.Table.from_pylist(events).schema.field("metadata").type
+    rows = {r["metadata"]["uid"]: r for r in table.to_pylist()}
+    by_uid = {e["metadata"]["uid"]: e for e in events}
+    for uid, row in rows.items():
+        assert row["metadata"]["product"]["name"] == by_uid[uid]["metadata"]["product"]["name"] == "NSL-KDD"
+        assert row["unmapped"]["dst_host_count"] == by_uid[uid]["unmapped"]["dst_host_count"]
+        for reason in row["anomaly"]["reasons"]:  # JSON text in a string column
+            assert isinstance(orjson.loads(reason["value"]), int | float | str)
+    assert sum(len(r["anomaly"]["reasons"]) for r in rows.values()) > 100
+    _assert_same_scores(_file_scores(nsl_model, flat, tmp_path), {u: r["anomaly"] for u, r in rows.items()})
+
+
+# ---------------------------------------------------------------------------------- the command line
+def _cli(*args: str | Path, env: dict[str, str] | None = None, tool: list[str] | None = None) -> Any:
+    command = tool or [sys.executable, "-m", "scorer.cli", "score-spark"]
+    return subprocess.run(
+        [*command, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_a_missing_or_altered_bundle_fails_before_spark_starts(bundle_dir: Path, tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"class_uid": 4001}\n')
+    missing = _cli("--model", tmp_path / "nowhere", source, tmp_path / "out")
+    assert missing.returncode == 2
+    assert "no model bundle at" in missing.stderr
+    assert "starting Spark" not in missing.stderr
+
+    altered = tmp_path / "altered"
+    shutil.copytree(bundle_dir, altered)
+    weights = altered / "weights.pt"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    result = _cli("--model", altered, source, tmp_path / "out")
+    assert result.returncode == 2, result.stderr
+    assert weights.name in result.stderr
+    assert "starting Spark" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@needs_java
+@pytest.mark.parametrize("runner", ["ocsf-anomaly", "spark-submit"])
+def test_the_command_scores_a_registered_model_and_prints_the_summary(
+    runner: str, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    from scorer.detector import Detector
+    from scorer.registry import Registry
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    Registry(store).register(bundle_dir, "lake-model")  # the first version becomes champion
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in held_out_events[:300]))
+    output = tmp_path / "scored"
+    env = {"OCSF_ANOMALY_REGISTRY_URI": store, "PYTHONWARNINGS": "ignore"}
+    if runner == "spark-submit":
+        import scorer.spark
+
+        bin_dir = Path(sys.executable).parent
+        env |= {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYSPARK_PYTHON": sys.executable}
+        tool = [str(bin_dir / "spark-submit"), "--master", "local[2]", scorer.spark.__file__]
+        result = _cli("--model", "models:/lake-model@champion", source, output, env=env, tool=tool)
+    else:
+        result = _cli(
+            "--model", "models:/lake-model@champion", source, output, "--master", "local[2]", env=env
+        )
+    said = result.stderr + result.stdout  # spark-submit passes the driver's stderr to its stdout
+    assert result.returncode == 0, said[-3000:]
+    assert "downloading models:/lake-model/1" in said
+    assert "scored 300 events" in said
+    assert "class_uid" in result.stdout  # the summary's rows
+    written = [
+        orjson.loads(line) for p in output.glob("part-*.jsonl") for line in p.read_bytes().splitlines()
+    ]
+    version = Detector.load(bundle_dir).model_info["version"]
+    assert len(written) == 300
+    assert all(e["anomaly"]["model"]["version"] == version for e in written)
+    assert (tmp_path / "scored-summary").is_dir()
