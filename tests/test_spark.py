@@ -223,6 +223,29 @@ def test_a_missing_or_altered_bundle_fails_before_spark_starts(bundle_dir: Path,
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("command", "hidden", "extra"), [("score-spark", "pyspark", "spark"), ("report", "plotly", "report")]
+)
+def test_a_missing_extra_is_one_line_saying_what_to_install(
+    command: str, hidden: str, extra: str, bundle_dir: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"class_uid": 4001}\n')
+    args = ["--model", str(bundle_dir), str(source), str(tmp_path / "out")]
+    if command == "report":
+        args = [str(source), "--output", str(tmp_path / "out.html")]
+    code = (  # the package made unimportable, as where the extra was never installed
+        f"import sys; sys.modules[{hidden!r}] = None; from scorer.cli import main; "
+        f"sys.exit(main([{command!r}, *{args!r}]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"pip install 'ocsf-anomaly[{extra}]'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @needs_java
 @pytest.mark.parametrize("runner", ["ocsf-anomaly", "spark-submit"])
 def test_the_command_scores_a_registered_model_and_prints_the_summary(

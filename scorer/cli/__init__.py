@@ -19,6 +19,7 @@ are imported inside the handlers, so that ``--help`` and argument errors answer 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -95,6 +96,17 @@ def _registry(config: Path | None) -> Any:
     _say("opening the model registry")  # seconds: MLflow's imports, and creating a new local store
     configure_mlflow()
     return Registry(settings.registry_uri)
+
+
+def _require_extra(command: str, extra: str, *modules: str) -> None:
+    """Fail in one line, saying what to install, when an optional extra's module cannot be imported."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise CliError(
+                f"{command} needs the [{extra}] extra ({module} is missing): pip install 'ocsf-anomaly[{extra}]'"
+            ) from None
 
 
 @contextmanager

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import nullcontext
 from pathlib import Path
 
-from scorer.cli import CONFIG_HELP, CliError, Commands, _alpha, _bundle, _say
+from scorer.cli import CONFIG_HELP, Commands, _alpha, _bundle, _require_extra, _say
 
 DESCRIPTION = """\
 Turn a day of scored events (what `score`, `score-spark` or the service wrote: JSON Lines, .gz, Parquet,
@@ -55,18 +56,12 @@ def add_commands(commands: Commands) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    try:
-        from scorer import report
-    except ImportError as exc:
-        raise CliError(
-            f"report needs the [report] extra ({exc.name} is missing): pip install 'ocsf-anomaly[report]'"
-        ) from None
-    if args.model is None:
-        day, record = report.write_report(args.scored, args.output, day=args.day, alpha=args.alpha, log=_say)
-    else:
-        with _bundle(args.model, args.config) as bundle_dir:
-            day, record = report.write_report(
-                args.scored, args.output, day=args.day, alpha=args.alpha, bundle_dir=bundle_dir, log=_say
-            )
+    _require_extra("report", "report", "plotly", "jinja2")
+    from scorer import report
+
+    with _bundle(args.model, args.config) if args.model else nullcontext(None) as bundle_dir:
+        day, record = report.write_report(
+            args.scored, args.output, day=args.day, alpha=args.alpha, bundle_dir=bundle_dir, log=_say
+        )
     _say(f"wrote {args.output}: {day}, {record.events:,} events, {record.anomalies:,} anomalies")
     return 0

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from scorer.cli import CONFIG_HELP, CliError, Commands, _alpha, _bundle, _positive, _say
+from scorer.cli import CONFIG_HELP, Commands, _alpha, _bundle, _positive, _require_extra, _say
 
 DESCRIPTION = """\
 Score every OCSF event under INPUT on Apache Spark and write them, each with its `anomaly` added (the
@@ -84,12 +84,9 @@ def add_commands(commands: Commands) -> None:
 
 
 def _score_spark(args: argparse.Namespace) -> int:
-    try:
-        from scorer import spark as lake
-    except ImportError as exc:
-        raise CliError(
-            f"score-spark needs the [spark] extra ({exc.name} is missing): pip install 'ocsf-anomaly[spark]'"
-        ) from None
+    _require_extra("score-spark", "spark", "pyspark", "pandas")
+    from scorer import spark as lake
+
     # spark-submit starts this process with its JVM gateway waiting: its master and settings apply
     submitted = "PYSPARK_GATEWAY_PORT" in os.environ
     master = args.master if args.master or submitted else "local[*]"
