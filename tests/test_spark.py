@@ -201,9 +201,20 @@ def _cli(*args: str | Path, env: dict[str, str] | None = None, tool: list[str] |
     )
 
 
-def test_a_missing_or_altered_bundle_fails_before_spark_starts(bundle_dir: Path, tmp_path: Path) -> None:
+def test_a_bad_bundle_input_or_output_fails_before_spark_starts(bundle_dir: Path, tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
     source.write_text('{"class_uid": 4001}\n')
+    (tmp_path / "earlier").mkdir()
+    (tmp_path / "stale-summary").mkdir()
+    for args, message in [
+        ([tmp_path / "nowhere.jsonl", tmp_path / "out"], "no such input"),
+        ([source, tmp_path / "earlier"], "earlier exists: --overwrite replaces OUTPUT and OUTPUT-summary"),
+        ([source, tmp_path / "stale"], "stale-summary exists"),
+    ]:
+        result = _cli("--model", bundle_dir, *args)
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr
+        assert "starting Spark" not in result.stderr
     missing = _cli("--model", tmp_path / "nowhere", source, tmp_path / "out")
     assert missing.returncode == 2
     assert "no model bundle at" in missing.stderr

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from scorer.cli import CONFIG_HELP, Commands, _alpha, _bundle, _positive, _require_extra, _say
+from scorer.cli import CONFIG_HELP, CliError, Commands, _alpha, _bundle, _positive, _require_extra, _say
 
 DESCRIPTION = """\
 Score every OCSF event under INPUT on Apache Spark and write them, each with its `anomaly` added (the
@@ -87,6 +87,7 @@ def _score_spark(args: argparse.Namespace) -> int:
     _require_extra("score-spark", "spark", "pyspark", "pandas")
     from scorer import spark as lake
 
+    _check_local_paths(args.input, args.output, overwrite=args.overwrite)
     # spark-submit starts this process with its JVM gateway waiting: its master and settings apply
     submitted = "PYSPARK_GATEWAY_PORT" in os.environ
     master = args.master if args.master or submitted else "local[*]"
@@ -123,3 +124,17 @@ def _score_spark(args: argparse.Namespace) -> int:
     if len(stats.by_class_day) > 20:
         print(f"... {len(stats.by_class_day) - 20} more rows in {stats.summary}")
     return 0
+
+
+def _check_local_paths(source: str, output: str, *, overwrite: bool) -> None:
+    """What can be checked before the JVM starts, on this machine's own files (a remote lake's paths
+    are Spark's to check): the input exists, and the output does not unless it is to be replaced."""
+    for path in (source, output):
+        if "://" in path and not path.startswith("file://"):
+            return
+    source_path, output_path = Path(source.removeprefix("file://")), Path(output.removeprefix("file://"))
+    if not source_path.exists():
+        raise CliError(f"no such input: {source_path}")
+    for existing in (output_path, Path(f"{output_path}-summary")):
+        if not overwrite and existing.exists():
+            raise CliError(f"{existing} exists: --overwrite replaces OUTPUT and OUTPUT-summary")
