@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from scorer.batch import score_file
-from scorer.report import iter_scored, write_report
+from scorer.report import collect, records, write_report
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 needs_chromium = pytest.mark.skipif(
@@ -175,21 +175,26 @@ def test_a_chosen_day_missing_fields_and_bad_input_are_said_plainly(scored: Path
 
 
 def test_score_spark_parquet_output_reads_as_the_jsonl_it_came_from(scored: Path, tmp_path: Path) -> None:
-    """score-spark's Parquet keeps the reasons' values as JSON text: the report reads them back as they were."""
+    """score-spark's Parquet (nulls for absent fields, the reasons' values as JSON text) adds up to the
+    same report as the JSON Lines it came from: the same counts, the same top events and reasons."""
     from scorer.spark import ANOMALY, anomaly_row
 
     events = [e for e in map(orjson.loads, scored.read_bytes().splitlines()) if "_raw" not in e]
-    table = pa.Table.from_pylist(
-        [
-            {"time": e["time"], "class_uid": e["class_uid"], "anomaly": anomaly_row(e["anomaly"])}
-            for e in events
-        ],
-        schema=pa.schema([("time", pa.int64()), ("class_uid", pa.int64()), ("anomaly", ANOMALY)]),
+    columns = sorted({key for e in events for key in e} - {"anomaly"})  # every field of every class
+    table = pa.Table.from_pylist([{k: e.get(k) for k in columns} for e in events]).append_column(
+        "anomaly", pa.array([anomaly_row(e["anomaly"]) for e in events], ANOMALY)
     )
     lake = tmp_path / "scored" / "eventDay=1"
     lake.mkdir(parents=True)
     pq.write_table(table, lake / "part-0.parquet")
     (lake.parent / "_SUCCESS").write_bytes(b"")
-    back = list(iter_scored(lake.parent))
-    assert [b["anomaly"]["reasons"] for b in back] == [e["anomaly"]["reasons"] for e in events]
-    assert any(b["anomaly"]["reasons"] for b in back)
+    from_jsonl, from_parquet = collect(records(scored)), collect(records(lake.parent))
+    assert from_parquet.keys() == from_jsonl.keys()
+    for day, want in from_jsonl.items():
+        got = from_parquet[day]
+        assert (got.events, got.anomalies, got.entities) == (want.events, want.anomalies, want.entities)
+        assert [t[2]["anomaly"]["reasons"] for t in sorted(got.top)] == [
+            t[2]["anomaly"]["reasons"] for t in sorted(want.top)
+        ]
+        assert got.samples == want.samples
+    assert any(t[2]["anomaly"]["reasons"] for d in from_parquet.values() for t in d.top)
