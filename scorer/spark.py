@@ -199,14 +199,12 @@ def summary_path(output: str) -> str:
     return output.rstrip("/") + SUMMARY_SUFFIX
 
 
-def session(
-    master: str | None, *, batch_size: int = BATCH_SIZE, app: str = "ocsf-anomaly score-spark"
-) -> SparkSession:
+def session(master: str | None, *, batch_size: int = BATCH_SIZE) -> SparkSession:
     """The Spark session: ``master`` None means the one spark-submit configured. The executors run this
     interpreter unless PYSPARK_PYTHON (or spark.pyspark.python) says otherwise."""
     from pyspark.sql import SparkSession
 
-    builder = SparkSession.builder.appName(app)
+    builder = SparkSession.builder.appName("ocsf-anomaly score-spark")
     if master is not None:
         builder = builder.master(master)
         if master.startswith("local"):  # this machine's workers: this interpreter, unless told otherwise
