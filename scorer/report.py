@@ -71,10 +71,9 @@ class Day:
     score_sum_by_group: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     events_by_group: Counter[str] = field(default_factory=Counter)
     class_of_group: dict[str, str] = field(default_factory=dict)
-    models: Counter[str] = field(default_factory=Counter)
+    models: Counter[tuple[str, str]] = field(default_factory=Counter)  # (name, version)
     top: list[tuple[float, int, dict[str, Any]]] = field(default_factory=list)  # heap of (score, seq, event)
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    seen_by_class: Counter[str] = field(default_factory=Counter)
 
 
 def _files(source: Path) -> list[Path]:
@@ -188,7 +187,7 @@ def collect(scored: Iterator[tuple[dict[str, Any], Finish]], *, seed: int = 0) -
         if isinstance(threshold, int | float):
             record.thresholds[(group, float(threshold))] += 1
         model = anomaly.get("model") or {}
-        record.models[f"{model.get('name', '?')} {model.get('version', '?')}"] += 1
+        record.models[(str(model.get("name", "?")), str(model.get("version", "?")))] += 1
         for name, value in zip(ENTITY_FIELDS, entities(event), strict=True):
             if value is not None and value != "":
                 record.entity_fields_seen.add(name)
@@ -202,12 +201,13 @@ def collect(scored: Iterator[tuple[dict[str, Any], Finish]], *, seed: int = 0) -
                 heapq.heappush(record.top, (score, next(sequence), finish(event)))
             elif score > record.top[0][0]:
                 heapq.heapreplace(record.top, (score, next(sequence), finish(event)))
-        record.seen_by_class[label] += 1  # reservoir sample of each class, for the unknown-category rate
-        sample = record.samples.setdefault(label, [])
+        sample = record.samples.setdefault(
+            label, []
+        )  # a reservoir of each class, for the unknown-category rate
         if len(sample) < SAMPLE_PER_CLASS:
             sample.append(finish(event))
         else:
-            slot = rng.randrange(record.seen_by_class[label])
+            slot = rng.randrange(record.events_by_class[label])
             if slot < SAMPLE_PER_CLASS:
                 sample[slot] = finish(event)
     if not days:
@@ -260,23 +260,17 @@ def _unknown_rate(encoder: Any, events: list[dict[str, Any]]) -> float | None:
 def render(
     days: dict[str, Day],
     *,
-    day: str | None,
+    day: str,
     source: str,
     alpha: float,
     ref: Reference | None,
     model_note: str,
 ) -> str:
-    """The page for ``day`` (the latest in ``days`` when None)."""
+    """The page for ``day``, one of ``days``."""
     import jinja2
     import plotly.graph_objects as go
     from plotly.offline import get_plotlyjs
 
-    if day is None:
-        day = max(days)
-    if day not in days:
-        raise ReportError(
-            f"no scored events on {day}; the data holds {min(days)} to {max(days)} ({len(days)} days)"
-        )
     record = days[day]
     classes = sorted(record.events_by_class)
     figures: dict[str, Any] = {}
@@ -433,20 +427,22 @@ def write_report(
     say(f"reading {source}")
     days = collect(records(source))
     chosen = day or max(days)
-    record = days.get(chosen)
+    if chosen not in days:
+        raise ReportError(
+            f"no scored events on {chosen}; the data holds {min(days)} to {max(days)} ({len(days)} days)"
+        )
+    versions = {version for _, version in days[chosen].models}
     model_note = ""
-    if record is not None:
-        versions = {name.rsplit(" ", 1)[-1] for name in record.models}
-        if ref is None:
-            model_note = "No bundle given (--model): the drift columns against the calibration are empty."
-        elif ref.version not in versions:
-            model_note = (
-                f"The bundle given ({ref.version}) is not the one that scored these events "
-                f"({', '.join(sorted(versions))}): the comparison is with another model's calibration."
-            )
+    if ref is None:
+        model_note = "No bundle given (--model): the drift columns against the calibration are empty."
+    elif ref.version not in versions:
+        model_note = (
+            f"The bundle given ({ref.version}) is not the one that scored these events "
+            f"({', '.join(sorted(versions))}): the comparison is with another model's calibration."
+        )
     page = render(
         days,
-        day=day,
+        day=chosen,
         source=str(source),
         alpha=alpha if alpha is not None else (ref.alpha if ref else 0.01),
         ref=ref,

@@ -396,13 +396,15 @@ def _summarise(
         )
         .orderBy("day", "class_uid")
     )
+    rows = counts.collect()  # one scan of the output; the few rows are written from here
     (
-        counts.coalesce(1)
+        spark.createDataFrame(rows, counts.schema)
+        .coalesce(1)
         .write.mode("overwrite" if overwrite else "errorifexists")
         .option("header", True)
         .csv(summary)
     )
-    return [(r.class_uid, r.day, int(r.events), int(r.anomalies), int(r.errors)) for r in counts.collect()]
+    return [(r.class_uid, r.day, int(r.events), int(r.anomalies), int(r.errors)) for r in rows]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

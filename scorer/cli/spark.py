@@ -87,7 +87,7 @@ def _score_spark(args: argparse.Namespace) -> int:
     _require_extra("score-spark", "spark", "pyspark", "pandas")
     from scorer import spark as lake
 
-    _check_local_paths(args.input, args.output, overwrite=args.overwrite)
+    _check_local_paths(args.input, args.output, lake.summary_path(args.output), overwrite=args.overwrite)
     # spark-submit starts this process with its JVM gateway waiting: its master and settings apply
     submitted = "PYSPARK_GATEWAY_PORT" in os.environ
     master = args.master if args.master or submitted else "local[*]"
@@ -126,15 +126,14 @@ def _score_spark(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_local_paths(source: str, output: str, *, overwrite: bool) -> None:
+def _check_local_paths(source: str, output: str, summary: str, *, overwrite: bool) -> None:
     """What can be checked before the JVM starts, on this machine's own files (a remote lake's paths
     are Spark's to check): the input exists, and the output does not unless it is to be replaced."""
-    for path in (source, output):
-        if "://" in path and not path.startswith("file://"):
-            return
-    source_path, output_path = Path(source.removeprefix("file://")), Path(output.removeprefix("file://"))
+    if any("://" in path and not path.startswith("file://") for path in (source, output)):
+        return
+    source_path = Path(source.removeprefix("file://"))
     if not source_path.exists():
         raise CliError(f"no such input: {source_path}")
-    for existing in (output_path, Path(f"{output_path}-summary")):
+    for existing in (Path(output.removeprefix("file://")), Path(summary.removeprefix("file://"))):
         if not overwrite and existing.exists():
             raise CliError(f"{existing} exists: --overwrite replaces OUTPUT and OUTPUT-summary")
