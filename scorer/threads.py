@@ -3,9 +3,12 @@ the service, the file-scoring workers), never by library code."""
 
 from __future__ import annotations
 
-# faiss keeps exact search of fewer than this many queries off BLAS (its default: 128,000); 20 makes
-# batched exact search several times faster, while single queries stay off BLAS (PERFORMANCE.md).
-BLAS_THRESHOLD = 20
+# Exact search (a small baseline, and every IVF index's coarse quantizer) goes to BLAS when queries ×
+# dimension reach this (faiss ≥ 1.15 counts the dimension; its default is 128,000). On this machine BLAS
+# pays from about 8 queries whatever the width, and costs a single query 4-6× more (BENCHMARKS.md →
+# "Scoring throughput"): 1,024 keeps one query of any width on the sequential kernel and sends batches
+# of a few to a few dozen queries to BLAS, as their width gives (2 of 670 columns, 8 of 141, 16 of 64).
+BLAS_THRESHOLD = 1024
 
 
 def set_threads(n: int) -> None:

@@ -216,12 +216,30 @@ def test_numeric_strings_count_as_numbers(encoder: FeatureEncoder, text: str) ->
 
 
 def test_mixed_types_in_one_batch(encoder: FeatureEncoder) -> None:
-    values: list[Any] = [1, "2", None, [3], {"x": 4}, "five", 10**400, True, 6.5, math.nan]
-    batch = encoder.encode([{"num": v} for v in values])
-    one_by_one = np.concatenate([encoder.encode([{"num": v}]).num for v in values])
-    np.testing.assert_array_equal(batch.num, one_by_one)
+    """Every numeric field of a batch is read in one pass: an odd value in one field and one row
+    changes nothing else, and a batch encodes row for row as its events one at a time."""
+    values: list[Any] = [1, "2", None, [3], {"x": 4}, "five", 10**400, True, 6.5, math.nan, "1e999"]
+    events = [{"num": v, "deep": {"a": {"b": values[-1 - i]}}} for i, v in enumerate(values)]
+    batch = encoder.encode(events)
+    singles = [encoder.encode([e]) for e in events]
+    np.testing.assert_array_equal(batch.num, np.concatenate([b.num for b in singles]))
+    assert batch.invalid is not None
+    np.testing.assert_array_equal(
+        batch.invalid,
+        np.concatenate(
+            [b.invalid if b.invalid is not None else np.zeros_like(batch.invalid[:1]) for b in singles]
+        ),
+    )
     missing = batch.num[:, _missing_col(encoder, "num")].tolist()
-    assert missing == [0, 0, 1, 1, 1, 1, 1, 0, 0, 1]
+    assert missing == [0, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1]
+    assert batch.num[:, _missing_col(encoder, "deep.a.b")].tolist() == missing[::-1]
+    # 10**400 and "1e999" are impossible numbers; nothing else is
+    impossible = [i for i, v in enumerate(values) if v in (10**400, "1e999")]
+    numeric = [f.name for f in encoder.numeric_features]
+    assert np.flatnonzero(batch.invalid[:, numeric.index("num")]).tolist() == impossible
+    assert np.flatnonzero(batch.invalid[:, numeric.index("deep.a.b")]).tolist() == [
+        len(values) - 1 - i for i in reversed(impossible)
+    ]
 
 
 def test_gigantic_int_in_a_categorical_field_does_not_raise(encoder: FeatureEncoder) -> None:
