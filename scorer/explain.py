@@ -67,22 +67,21 @@ def find_reasons(
     n_values = len(encoder.numeric_columns) - n_numeric
     starts = encoder.numeric_value_starts
     nbr_num = baseline.num[nbr]  # (n, k, columns)
-    median = np.median(nbr_num[:, :, :n_values], axis=1) if n_values else np.zeros((len(events), 0))
+    median = _median(nbr_num[:, :, :n_values]) if n_values else np.zeros((len(events), 0))
     numeric_dev = np.zeros((len(events), n_numeric), dtype=np.float64)
     if n_numeric:
         gap = np.maximum.reduceat(np.abs(encoded.num[:, :n_values] - median), starts, axis=1)
         missing = encoded.num[:, n_values:]
-        missing_gap = np.abs(missing - nbr_num[:, :, n_values:].mean(axis=1))
+        missing_gap = np.abs(missing - nbr_num[:, :, n_values:].sum(axis=1) / nbr.shape[1])
         numeric_dev = np.where(missing > 0, 3.0 * missing_gap, gap)
         if encoded.invalid is not None:
             numeric_dev[encoded.invalid] = math.inf
     nbr_cat = baseline.cat[nbr]  # (n, k, categorical)
-    differs = (nbr_cat != encoded.cat[:, None, :]).mean(axis=1)
+    differs = (nbr_cat != encoded.cat[:, None, :]).sum(axis=1) / nbr.shape[1]
     categorical_dev = np.where(encoded.cat == UNKNOWN_INDEX, 5.0, 3.0) * differs
     matrix = np.concatenate([numeric_dev, categorical_dev], axis=1)
     fields: list[FeatureDef] = numeric + encoder.categorical_features
     order = np.argsort(-matrix, axis=1, kind="stable")
-    getters = [compile_getter(f.path) for f in fields]
     out: list[list[Reason]] = []
     for row, event in enumerate(events):
         reasons: list[Reason] = []
@@ -94,7 +93,7 @@ def find_reasons(
             feature = fields[f]
             if feature.path in named:  # a port as a number and as a range: the larger one speaks
                 continue
-            raw = getters[f](event) if isinstance(event, dict) else None
+            raw = compile_getter(feature.path)(event) if isinstance(event, dict) else None
             if f >= n_numeric:
                 column = f - n_numeric
                 own = int(encoded.cat[row, column])
@@ -113,6 +112,15 @@ def find_reasons(
             named.add(feature.path)
         out.append(reasons)
     return out
+
+
+def _median(values: npt.NDArray[np.float32]) -> npt.NDArray[np.floating[Any]]:
+    """np.median over axis 1 of (events, neighbours, columns), without its wrapper's cost (a third of
+    explaining one event); the same values (nothing here is NaN)."""
+    k = values.shape[1]
+    ordered = np.sort(values, axis=1)
+    middle: npt.NDArray[np.floating[Any]] = (ordered[:, (k - 1) // 2] + ordered[:, k // 2]) / 2
+    return middle
 
 
 def _category_value(encoder: FeatureEncoder, feature: FeatureDef, own: int, raw: Any) -> Any:

@@ -473,6 +473,9 @@ class FeatureEncoder:
     def _category_indices(self, feature: FeatureDef, raw: list[Any]) -> list[int]:
         if feature.kind == "port_bucket":
             return [_port_index(value) for value in raw]
+        if feature.kind == "categorical":  # the common kind, in one pass (category_key is None only for None)
+            vocab: dict[Any, int] = self._vocab[feature.name].index
+            return [MISSING_INDEX if v is None else vocab.get(category_key(v), UNKNOWN_INDEX) for v in raw]
         keys = self.category_keys(feature, raw)
         if feature.kind == "hashed":
             return [
