@@ -739,6 +739,21 @@ async def test_unmatched_paths_do_not_grow_the_route_label(client: Any) -> None:
     assert "/b/c" not in routes
 
 
+async def test_unusual_methods_do_not_grow_the_method_label(client: Any) -> None:
+    """Methods beyond the standard nine (WebDAV's and others the HTTP parser accepts; with the
+    pure-Python parser, any token) are counted as one label value, not a series each."""
+    for method in ("PROPFIND", "PURGE", "MKCOL"):
+        response = await client.request(method, "/v1/score")
+        assert response.status == 405
+    samples = _samples(await (await client.get("/metrics")).text())
+    counted = {
+        dict(labels)["method"]: value
+        for (name, labels), value in samples.items()
+        if name == "ocsf_anomaly_request_seconds_count"
+    }
+    assert counted == {"other": 3}
+
+
 # ---------------------------------------------------------------------- OpenAPI
 async def test_responses_follow_the_openapi_document(client: Any, held_out_events: list[Event]) -> None:
     import jsonschema

@@ -133,6 +133,17 @@ class Metrics:
         self._windows: dict[str, _Window] = {}
         self._lock = threading.Lock()
         self._model_labels: set[tuple[str, ...]] = set()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def labelled(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, kept: every scored batch updates about ten labelled series, and
+        looking each up again costs more than the update. For bounded label sets only (no label
+        is ever removed from these metrics); two threads racing here get the same series."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def observe_batch(self, result: ScoreResult, variant: str) -> None:
         """Count a scored batch: stage times, events and anomalies by class, drift gauges."""
@@ -142,7 +153,7 @@ class Metrics:
         self.batch_size.observe(n)
         for stage in STAGES:
             if stage in result.seconds:
-                self.stage_seconds.labels(stage).observe(result.seconds[stage])
+                self.labelled(self.stage_seconds, stage).observe(result.seconds[stage])
         flagged = result.is_anomaly.tolist()
         counts: dict[str, list[int]] = {}
         for label, is_anomaly in zip(result.classes, flagged, strict=True):
@@ -150,14 +161,14 @@ class Metrics:
             tally[0] += 1
             tally[1] += int(is_anomaly)
         for label, (events, anomalies) in counts.items():
-            self.events.labels(label, variant).inc(events)
+            self.labelled(self.events, label, variant).inc(events)
             if anomalies:
-                self.anomalies.labels(label, variant).inc(anomalies)
+                self.labelled(self.anomalies, label, variant).inc(anomalies)
         batch = (float(n), result.mean_knn_distance * n, result.unknown_rate * n, float(sum(flagged)))
         with self._lock:  # scoring threads observe concurrently
             sums = self._windows.setdefault(variant, _Window()).add(batch)
             for name, value in zip(WINDOW_SUMS, sums, strict=True):
-                self.window.labels(variant, name).set(value)
+                self.labelled(self.window, variant, name).set(value)
 
     def set_models(self, models: dict[str, dict[str, Any]]) -> None:
         """The serving models by alias (champion, challenger)."""
