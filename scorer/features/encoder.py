@@ -158,26 +158,27 @@ def numbers(values: Sequence[Any], fields: int = 0) -> tuple[npt.NDArray[np.floa
     one that is not finite (``"NaN"``, ``"Infinity"``, ``"1e999"``) or beyond ±2⁶³.
 
     With ``fields``, ``values`` holds that many equally long lists (one per field) and both arrays
-    are (fields, len): the checks run once for every numeric field of a batch, however small.
+    are (len, fields), a row per event: the checks run once for every numeric field of a batch,
+    however small the batch.
     """
     columns: Sequence[Sequence[Any]] = values if fields else [values]
-    out = np.empty((len(columns), len(columns[0]) if columns else 0), dtype=np.float64)
+    out = np.empty((len(columns[0]) if columns else 0, len(columns)), dtype=np.float64)
     for j, column in enumerate(columns):
         try:
-            out[j] = column  # numpy reads numbers, numeric strings and None (NaN) as np.asarray does
+            out[:, j] = column  # numpy reads numbers, numeric strings and None (NaN) as np.asarray does
         except (ValueError, TypeError, OverflowError):  # a nested or non-numeric value: one at a time
-            out[j] = np.fromiter((_number(v) for v in column), dtype=np.float64, count=len(column))
+            out[:, j] = np.fromiter((_number(v) for v in column), dtype=np.float64, count=len(column))
     usable = np.abs(out) < IMPOSSIBLE  # NaN compares false: absent, non-numeric and impossible
     impossible = np.zeros(out.shape, dtype=bool)
     if not usable.all():
         nan = np.isnan(out)
         impossible = ~usable & ~nan  # infinite or beyond ±2⁶³: only a number reads as that
         if int(nan.sum()) > sum(column.count(None) for column in columns):  # a NaN from no number, or "NaN"
-            for j, i in zip(*np.nonzero(nan), strict=True):
+            for i, j in zip(*np.nonzero(nan), strict=True):
                 value = columns[j][i]
-                impossible[j, i] = type(value) is str and _is_number(value)
+                impossible[i, j] = type(value) is str and _is_number(value)
         out[~usable] = np.nan
-    return (out, impossible) if fields else (out[0], impossible[0])
+    return (out, impossible) if fields else (out[:, 0], impossible[:, 0])
 
 
 def to_numbers(values: Sequence[Any]) -> npt.NDArray[np.float64]:
@@ -445,8 +446,7 @@ class FeatureEncoder:
         num = np.zeros((n, layout.width), dtype=np.float32)
         invalid = None
         if layout.plain:
-            by_field, impossible_by_field = numbers([columns[i] for i in layout.plain], len(layout.plain))
-            x, impossible = np.ascontiguousarray(by_field.T), impossible_by_field.T  # rows are events again
+            x, impossible = numbers([columns[i] for i in layout.plain], len(layout.plain))
             if impossible.any():  # shown to the network as missing; the detector flags the event
                 invalid = np.zeros((n, len(self.numeric_features)), dtype=bool)
                 invalid[:, layout.plain_positions] = impossible
