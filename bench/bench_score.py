@@ -3,7 +3,8 @@
 Whole command: wall time of `score --model M events.jsonl.gz --output out.csv` in a fresh process
 (start-up and model load included) with the model `train nsl_kdd_ocsf/train_normal.jsonl.gz`
 makes by default. Per stage: one thread, in process, chunks of 4,096 events, explanation off and
-on; then the same for events scored one at a time (what a service pays per single-event request).
+on; then the same for events scored one at a time (what a service pays per single-event request);
+then one event at a time after the thread slept 0, 2 and 4 ms (a serving process between requests).
 
     .venv/bin/python bench/bench_score.py [--runs 3] [--events 100000]
 """
@@ -53,6 +54,7 @@ def main() -> None:
     startup(model)
     stages(model, source, args.stage_events)
     stages(model, source, 2_000, chunk=1)
+    idle_gaps(model, source)
 
 
 def stages(model: object, source: object, limit: int, chunk: int = 4096) -> None:
@@ -83,6 +85,33 @@ def stages(model: object, source: object, limit: int, chunk: int = 4096) -> None
                 f"  {stage:<10}{totals[stage] / n * 1e6:8.1f} µs/event  {100 * totals[stage] / total:5.1f}%"
             )
         print(f"  {'total':<10}{total / n * 1e6:8.1f} µs/event = {n / total:,.0f} events/s per core")
+
+
+def idle_gaps(model: object, source: object, events: int = 1_000) -> None:
+    """CPU of one event (explanation on) scored right after the last, and after the thread slept
+    2 or 4 ms: what a serving process pays at 500 or 250 requests/s, when each request finds it idle."""
+    from scorer.detector import Detector
+    from scorer.io import parse_line
+    from scorer.threads import set_threads
+
+    set_threads(1)
+    detector = Detector.load(model)  # type: ignore[arg-type]
+    with gzip.open(source, "rb") as handle:  # type: ignore[call-overload]
+        parsed = [parse_line(line)[0] for _, line in zip(range(events + 200), handle, strict=False)]
+    for event in parsed[:200]:  # warm: every code path and table touched once
+        detector.score([event])  # type: ignore[list-item]
+    print(
+        "\none event at a time, explanation on, after the thread was idle (CPU time of the scoring thread):"
+    )
+    for gap in (0.0, 0.002, 0.004):
+        spent = 0.0
+        for event in parsed[200:]:
+            if gap:
+                time.sleep(gap)
+            started = time.thread_time()
+            detector.score([event])  # type: ignore[list-item]
+            spent += time.thread_time() - started
+        print(f"  idle {gap * 1e3:.0f} ms before each: {spent / events * 1e6:7.1f} µs an event")
 
 
 def startup(model: object) -> None:
