@@ -1,4 +1,4 @@
-"""Micro-batching: concurrent requests merged into one model and index call, off the event loop.
+"""Micro-batching: concurrent requests merged into one model and index call (run by ``Scorer``).
 
 A single-event request costs a model call and two index searches; the same call on a few hundred
 events costs barely more (PERFORMANCE.md). Requests queue; whenever one of ``concurrency`` workers
@@ -42,7 +42,7 @@ class Overloaded(ApiError):
 
 
 class MicroBatcher:
-    """Merge concurrent ``score`` calls into batches for ``run`` (which moves the work off the loop)."""
+    """Merge concurrent ``score`` calls into batches for ``run`` (``Scorer``: a scoring thread, or the loop for one event)."""
 
     def __init__(
         self, run: ScoreFn, *, max_size: int, max_wait_us: int, concurrency: int, max_pending: int

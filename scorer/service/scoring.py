@@ -111,8 +111,10 @@ class Router:
 class Scorer:
     """One batch through the engine's pipeline: prepare, look the embeddings up in the cache, finish.
 
-    The engine's two calls run in the executor; only the cache I/O runs on the event loop. The
-    time a call waits for a free executor thread is measured on its own (queue_wait).
+    The engine's two calls run in the executor, and the cache I/O on the event loop; the time a
+    call waits for a free executor thread is measured on its own (queue_wait). A batch of one event
+    is scored on the event loop itself: about half a millisecond, less than waking a scoring thread
+    and the loop again costs on this kind of host (BENCHMARKS.md → "Service").
     """
 
     def __init__(
@@ -132,18 +134,22 @@ class Scorer:
         self.model = {"name": loaded.ref.name, "version": loaded.ref.version, "variant": variant}
 
     async def __call__(self, events: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
-        prepared = await self._run(self.detector.prepare, events, keys=True)
+        inline = len(events) == 1
+        prepared = await self._run(self.detector.prepare, events, keys=True, inline=inline)
         cached = None
         if prepared.keys:
             started = time.perf_counter()
             cached = await self.cache.get_many(prepared.keys)
             prepared.seconds["cache"] = time.perf_counter() - started
-        anomalies, fresh = await self._run(self._finish, prepared, cached, alpha)
+        anomalies, fresh = await self._run(self._finish, prepared, cached, alpha, inline=inline)
         self.cache.put_many(fresh)
         return anomalies
 
-    async def _run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``function`` in the executor; the wait for a thread is observed as queue_wait."""
+    async def _run(self, function: Callable[..., T], *args: Any, inline: bool = False, **kwargs: Any) -> T:
+        """``function`` in the executor (or here, ``inline``); the wait for a thread is observed as queue_wait."""
+        if inline:
+            self.metrics.queue_wait.observe(0.0)
+            return function(*args, **kwargs)
         submitted = time.perf_counter()
 
         def timed() -> T:
