@@ -24,6 +24,15 @@ python=$prefix/python:3.11-bookworm
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# A host behind a TLS-inspecting proxy trusts its CA; the images trust only what is copied here.
+if ! compgen -G "deploy/docker/ca-certificates/*.crt" >/dev/null \
+    && compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    echo "note: this host trusts extra CA certificates ($(echo /usr/local/share/ca-certificates/*.crt))" \
+        "and deploy/docker/ca-certificates/ holds none. If pip or apt-get below fail their certificate" \
+        "checks (a TLS-inspecting proxy), copy them there (README there), remove $python" \
+        "(docker rmi $python) and run this again." >&2
+fi
+
 if docker image inspect "$debian" >/dev/null 2>&1; then
     step "$debian: already built"
 else
