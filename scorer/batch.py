@@ -83,7 +83,7 @@ def _score_chunk(items: list[Item]) -> tuple[bytes, list[tuple[int, str]], dict[
             event, error, raw = payload, None, None
         else:
             raw = payload
-            event, error = parse_line(raw) if raw.strip() else (None, "empty line")
+            event, error = parse_line(raw)
         if event is not None:
             positions.append(len(parsed))
             events.append(event)

@@ -25,11 +25,11 @@ def _open_text_lines(path: Path) -> IO[bytes]:
 
 
 def parse_line(raw: bytes) -> tuple[Event | None, str | None]:
-    """Parse one JSONL line into an event object, or return why it is not one."""
+    """Parse one JSONL line into an event object, or return why it is not one (a blank line: "empty line")."""
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        return None, f"invalid JSON: {exc}"
+        return None, f"invalid JSON: {exc}" if raw.strip() else "empty line"
     if not isinstance(value, dict):
         return None, f"expected a JSON object, got {type(value).__name__}"
     return value, None
@@ -61,7 +61,7 @@ def iter_records(path: Path) -> Iterator[Record]:
                 yield number, drop_nulls(row), None
         return
     for number, raw in iter_raw_lines(path):
-        event, error = parse_line(raw) if raw.strip() else (None, "empty line")
+        event, error = parse_line(raw)
         yield number, event, error
 
 

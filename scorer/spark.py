@@ -136,8 +136,7 @@ def score_text_batches(
         events: list[dict[str, Any]] = []
         parsed: list[tuple[dict[str, Any] | None, str | None]] = []
         for line in lines:
-            text = line or ""
-            event, error = parse_line(text.encode()) if text.strip() else (None, "empty line")
+            event, error = parse_line((line or "").encode())
             parsed.append((event, error))
             if event is not None:
                 events.append(event)
