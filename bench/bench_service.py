@@ -10,7 +10,8 @@ default NSL-KDD model (50,000-event baseline; distinct NSL-KDD events in file or
 Then (NSL-KDD model) a registry swap under load: the model registered twice in a temporary MLflow
 store, version 2 promoted and reloaded while single events stream at 200 requests/s; and the Redis
 cache study (--cache-only runs only that). Never one body repeated. The load generator shares the
-2 cores with the service: figures include that contention.
+2 cores with the service: figures include that contention, kept small by a lean HTTP client
+(load_client.py: less than half the CPU a request of aiohttp's client).
 
     .venv/bin/python bench/bench_service.py [--duration 10] [--target make-run|nsl] [--cache-only]
     .venv/bin/python bench/bench_service.py --soak 600 [--rate 500]
@@ -37,14 +38,11 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 from common import CLI, DATA, ROOT, default_model, machine, require_data, run_cli
-
-HEADERS = {"Content-Type": "application/json"}
+from load_client import LoadClient
 
 
 def free_port() -> int:
@@ -155,74 +153,92 @@ def score_version(body: bytes) -> str:
     return str(json.loads(body)["results"][0]["model"]["version"])
 
 
+# One request of an open loop: (scheduled time from the start, latency, HTTP status or 0 when the
+# connection failed, the answer's body when kept).
+Sample = tuple[float, float, int, bytes]
+
+
 async def open_loop(
     url: str,
     bodies: list[bytes],
     rate: int,
     duration: float,
-    during: Any = None,
-    version_of: Callable[[bytes], str] = score_version,
-) -> tuple[str, list[tuple[float, float, str]]]:
-    """Send ``rate`` requests a second for ``duration`` seconds on a fixed schedule; ``during`` (a
-    coroutine function) runs alongside. Returns a summary line and (scheduled time, latency, model
-    version, read from an answer by ``version_of``) per request."""
-    count = int(rate * duration)
-    samples: list[tuple[float, float, str]] = []
-    failures = 0
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        loop = asyncio.get_running_loop()
-        start = loop.time() + 0.5
+    during: Callable[[float], Awaitable[None]] | None = None,
+    keep_bodies: bool = False,
+    every: float = 0.0,
+    on_window: Callable[[float, list[Sample]], None] | None = None,
+) -> list[Sample]:
+    """Send ``rate`` requests a second for ``duration`` seconds on a fixed schedule, each started as
+    its time comes whatever is still in flight; latency runs from the *scheduled* time, so queueing
+    (the generator's own too) counts. ``during(start)`` runs alongside. With ``on_window``, every
+    ``every`` seconds the samples so far are handed to it and dropped (a long run holds only what is
+    in flight and one window); the samples left at the end are returned."""
+    client = LoadClient(url)
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.5
+    samples: list[Sample] = []
 
-        async def one(i: int) -> None:
-            nonlocal failures
-            scheduled = start + i / rate
-            await asyncio.sleep(max(0.0, scheduled - loop.time()))
-            version = "?"
-            try:
-                async with session.post(url, data=bodies[i % len(bodies)], headers=HEADERS) as response:
-                    body = await response.read()
-                    if response.status >= 300:
-                        failures += 1
-                    else:
-                        version = version_of(body)
-            except aiohttp.ClientError:
-                failures += 1
-            samples.append((scheduled - start, loop.time() - scheduled, version))
+    async def one(i: int, scheduled: float) -> None:
+        try:
+            answer = await client.post(bodies[i % len(bodies)])
+            status, body = answer.status, answer.body if keep_bodies else b""
+        except OSError:
+            status, body = 0, b""
+        samples.append((scheduled - start, loop.time() - scheduled, status, body))
 
-        jobs = [one(i) for i in range(count)]
-        if during is not None:
-            jobs.append(during(start))
-        await asyncio.gather(*jobs)
-    latencies = [latency for _, latency, _ in samples]
+    side = loop.create_task(during(start)) if during is not None else None
+    running: set[asyncio.Task[None]] = set()
+    mark = 0.0
+    for i in range(int(rate * duration)):
+        scheduled = start + i / rate
+        delay = scheduled - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = loop.create_task(one(i, scheduled))
+        running.add(task)
+        task.add_done_callback(running.discard)
+        if on_window is not None and scheduled - start - mark >= every:
+            mark = scheduled - start
+            on_window(mark, list(samples))
+            samples.clear()
+    await asyncio.gather(*running)
+    if side is not None:
+        await side
+    client.close()
+    return samples
+
+
+def summary(rate: int, samples: list[Sample]) -> str:
+    latencies = [latency for _, latency, _, _ in samples]
+    failures = sum(not 200 <= status < 300 for _, _, status, _ in samples)
     return (
         f"{rate:>5} req/s: p50 {percentile(latencies, 0.5) * 1e3:7.2f} ms  p99 {percentile(latencies, 0.99) * 1e3:7.2f} ms"
-        f"  ({count:,} requests, {failures} not 2xx)"
-    ), samples
+        f"  ({len(samples):,} requests, {failures} not 2xx)"
+    )
 
 
 async def closed_loop(
     url: str, bodies: list[bytes], per_body: int, in_flight: int, duration: float
 ) -> tuple[float, int]:
+    """``in_flight`` requests at all times for ``duration`` seconds: (events a second, not 2xx)."""
     done = 0
     failures = 0
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        stop = time.perf_counter() + duration
+    client = LoadClient(url)
+    stop = time.perf_counter() + duration
 
-        async def worker(offset: int) -> None:
-            nonlocal done, failures
-            i = offset
-            while time.perf_counter() < stop:
-                async with session.post(url, data=bodies[i % len(bodies)], headers=HEADERS) as response:
-                    await response.read()
-                    if response.status >= 300:
-                        failures += 1
-                done += 1
-                i += in_flight
+    async def worker(offset: int) -> None:
+        nonlocal done, failures
+        i = offset
+        while time.perf_counter() < stop:
+            answer = await client.post(bodies[i % len(bodies)])
+            failures += not 200 <= answer.status < 300
+            done += 1
+            i += in_flight
 
-        started = time.perf_counter()
-        await asyncio.gather(*[worker(k) for k in range(in_flight)])
-        elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(*[worker(k) for k in range(in_flight)])
+    elapsed = time.perf_counter() - started
+    client.close()
     return done * per_body / elapsed, failures
 
 
@@ -308,19 +324,19 @@ def cache_study(model: Path, lines: list[bytes], duration: float) -> None:
 
 
 async def one_pass(url: str, bodies: list[bytes], in_flight: int = 8) -> int:
+    """Every body once, ``in_flight`` at a time: how many were not answered 2xx."""
     failures = 0
     queue = list(reversed(bodies))
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+    client = LoadClient(url)
 
-        async def worker() -> None:
-            nonlocal failures
-            while queue:
-                body = queue.pop()
-                async with session.post(url, data=body, headers=HEADERS) as response:
-                    await response.read()
-                    failures += response.status >= 300
+    async def worker() -> None:
+        nonlocal failures
+        while queue:
+            answer = await client.post(queue.pop())
+            failures += not 200 <= answer.status < 300
 
-        await asyncio.gather(*[worker() for _ in range(in_flight)])
+    await asyncio.gather(*[worker() for _ in range(in_flight)])
+    client.close()
     return failures
 
 
@@ -337,8 +353,8 @@ def load_test(
             if max_size > 1:
                 for rate in (200, 500, 1000, 2500):
                     with CpuMeter(service) as cpu:
-                        line, samples = asyncio.run(open_loop(url, singles, rate, duration))
-                    print("  open loop, single event, " + line)
+                        samples = asyncio.run(open_loop(url, singles, rate, duration))
+                    print("  open loop, single event, " + summary(rate, samples))
                     print("    " + cpu.line(len(samples)))
             with CpuMeter(service) as cpu:
                 rate, failures = asyncio.run(closed_loop(url, singles, 1, 64, duration))
@@ -382,19 +398,23 @@ def swap_study(model: Path, singles: list[bytes], duration: float) -> None:
                 await asyncio.sleep(max(0.0, start + duration / 2 - loop.time()))
                 marks["promote"] = loop.time() - start
                 await loop.run_in_executor(None, registry.promote, "bench", "2")
-                reload = f"http://127.0.0.1:{port}/v1/models/reload"
-                async with aiohttp.ClientSession() as session, session.post(reload) as response:
-                    marks["reloaded"] = loop.time() - start
-                    assert response.status == 200, await response.text()
+                reload = LoadClient(f"http://127.0.0.1:{port}/v1/models/reload")
+                answer = await reload.post(b"")
+                marks["reloaded"] = loop.time() - start
+                reload.close()
+                assert answer.status == 200, answer.body
 
-            line, samples = asyncio.run(open_loop(url, singles, 200, duration, promote))
+            samples = asyncio.run(open_loop(url, singles, 200, duration, promote, keep_bodies=True))
         finally:
             service.terminate()
             service.wait(30)
-    window = [lat for at, lat, _ in samples if marks["promote"] - 0.1 <= at <= marks["reloaded"] + 0.1]
-    versions = [v for _, _, v in sorted(samples)]
+    window = [lat for at, lat, _, _ in samples if marks["promote"] - 0.1 <= at <= marks["reloaded"] + 0.1]
+    versions = [score_version(body) if body else "?" for _, _, _, body in sorted(samples)]
     switches = sum(a != b for a, b in itertools.pairwise(versions))
-    print(f"\nregistry swap under load (NSL-KDD model registered twice, temporary store), open loop {line}")
+    print(
+        "\nregistry swap under load (NSL-KDD model registered twice, temporary store), open loop "
+        + summary(200, samples)
+    )
     print(
         f"  promote + reload took {marks['reloaded'] - marks['promote']:.2f} s; requests sent meanwhile: "
         f"{len(window)}, p50 {percentile(window, 0.5) * 1e3:.2f} ms, p99 {percentile(window, 0.99) * 1e3:.2f} ms, "
@@ -402,57 +422,38 @@ def swap_study(model: Path, singles: list[bytes], duration: float) -> None:
     )
 
 
-async def soak_loop(
+def soak_rows(
     url: str, bodies: list[bytes], rate: int, seconds: float, service: subprocess.Popen[bytes], every: float
 ) -> list[tuple[float, float, float, int, float, float]]:
-    """Single events at ``rate`` a second for ``seconds``, on a fixed schedule (tasks started as their
-    time comes, so a long run holds only what is in flight); every ``every`` seconds a row: (elapsed,
-    p50, p99, not 2xx, server RSS MiB, server CPU µs a request) of that window."""
+    """Single events at ``rate`` a second for ``seconds`` (the open loop); every ``every`` seconds a
+    row: (elapsed, p50, p99, not 2xx, server RSS MiB, server CPU µs a request) of that window."""
     rows: list[tuple[float, float, float, int, float, float]] = []
-    window: list[float] = []
-    failures = 0
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        loop = asyncio.get_running_loop()
-        start = loop.time() + 0.5
+    cpu = cpu_seconds(service.pid)
 
-        async def one(i: int, scheduled: float) -> None:
-            nonlocal failures
-            try:
-                async with session.post(url, data=bodies[i % len(bodies)], headers=HEADERS) as response:
-                    await response.read()
-                    failures += response.status >= 300
-            except aiohttp.ClientError:
-                failures += 1
-            window.append(loop.time() - scheduled)
+    def window(elapsed: float, samples: list[Sample]) -> None:
+        nonlocal cpu
+        if not samples:
+            return
+        now_cpu = cpu_seconds(service.pid)
+        latencies = [latency for _, latency, _, _ in samples]
+        rows.append(
+            (
+                elapsed,
+                percentile(latencies, 0.5) * 1e3,
+                percentile(latencies, 0.99) * 1e3,
+                sum(not 200 <= status < 300 for _, _, status, _ in samples),
+                rss_mib(service.pid),
+                (now_cpu - cpu) / len(samples) * 1e6,
+            )
+        )
+        cpu = now_cpu
+        print(
+            "  {:5.0f} s: p50 {:6.2f} ms  p99 {:6.2f} ms  not 2xx {}  server RSS {:,.0f} MiB  "
+            "server CPU {:,.0f} µs a request".format(*rows[-1]),
+            flush=True,
+        )
 
-        running: set[asyncio.Task[None]] = set()
-        cpu, mark = cpu_seconds(service.pid), start
-        for i in range(int(rate * seconds)):
-            scheduled = start + i / rate
-            await asyncio.sleep(max(0.0, scheduled - loop.time()))
-            task = loop.create_task(one(i, scheduled))
-            running.add(task)
-            task.add_done_callback(running.discard)
-            if scheduled - mark >= every:
-                now_cpu = cpu_seconds(service.pid)
-                done, window[:] = list(window), []
-                rows.append(
-                    (
-                        scheduled - start,
-                        percentile(done, 0.5) * 1e3,
-                        percentile(done, 0.99) * 1e3,
-                        failures,
-                        rss_mib(service.pid),
-                        (now_cpu - cpu) / max(len(done), 1) * 1e6,
-                    )
-                )
-                failures, cpu, mark = 0, now_cpu, scheduled
-                print(
-                    "  {:5.0f} s: p50 {:6.2f} ms  p99 {:6.2f} ms  not 2xx {}  server RSS {:,.0f} MiB  "
-                    "server CPU {:,.0f} µs a request".format(*rows[-1]),
-                    flush=True,
-                )
-        await asyncio.gather(*running)
+    asyncio.run(open_loop(url, bodies, rate, seconds, every=every, on_window=window))
     return rows
 
 
@@ -473,7 +474,7 @@ def soak(seconds: float, rate: int) -> None:
     try:
         asyncio.run(closed_loop(url, bodies[-2000:], 1, 16, 2.0))
         print(f"\nsoak: `make run`'s service, single events at {rate} requests/s for {seconds:,.0f} s")
-        rows = asyncio.run(soak_loop(url, bodies, rate, seconds, service, every=60.0))
+        rows = soak_rows(url, bodies, rate, seconds, service, every=60.0)
     finally:
         service.terminate()
         service.wait(30)
@@ -495,9 +496,9 @@ def against(base_url: str, runs: int, duration: float) -> None:
     print(f"service at {base_url}: {len(singles):,} demo events")
     asyncio.run(closed_loop(url, singles[:2000], 1, 16, 2.0))  # warm up
     for run in range(1, runs + 1):
-        line, _ = asyncio.run(open_loop(url, singles, 500, duration))
+        samples = asyncio.run(open_loop(url, singles, 500, duration))
         rate, failures = asyncio.run(closed_loop(url, batches, 256, 8, duration))
-        print(f"  run {run}: open loop, single event, {line}")
+        print(f"  run {run}: open loop, single event, {summary(500, samples)}")
         print(
             f"  run {run}: batched, 256 events a request, 8 in flight: {rate:,.0f} events/s ({failures} not 2xx)"
         )
