@@ -28,7 +28,8 @@ from scorer.detector import Detector, DetectorConfig, split_for_fit
 from scorer.evaluate import evaluate, load_labelled
 from scorer.io import load_events
 from scorer.metrics import detection_report, recall_at_fpr
-from scorer.model import TrainConfig, embed
+from scorer.model import TrainConfig
+from scorer.network import embed
 from scorer.threads import set_threads
 
 FOLDERS = {"nsl_kdd": "nsl_kdd_ocsf", "unsw_nb15": "unsw_nb15_ocsf"}

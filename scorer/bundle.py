@@ -4,7 +4,7 @@
     detector.json       the detector's settings and the indices' search parameters
     features.json       feature spec, vocabularies and scalers
     model.json          network architecture
-    weights.pt          network weights (a state dict; loaded with ``torch.load(weights_only=True)``)
+    weights.npz         network weights, named as in the torch state dict (``np.load(allow_pickle=False)``)
     embedding.faiss     k-NN index of baseline embeddings
     features.faiss      k-NN index of baseline feature vectors
     baseline.npz        encoded baseline rows, for explanations (``np.load(allow_pickle=False)``)
@@ -16,6 +16,10 @@ file fails with a message naming it, before any parser sees it. Everything that 
 is in those files; ``metadata.json`` only describes them (its copies of the settings are for
 reading, never used), so the version, a digest of the digests, names what scores. A JSON file larger than any bundle
 writes is refused unread.
+
+Format 3 keeps the weights as plain arrays, so that loading a bundle (scoring) never imports torch.
+Format 2 bundles, whose weights are ``weights.pt`` (a torch state dict, read with
+``torch.load(weights_only=True)``), are still read: only they import torch to load.
 
 This module knows files, not the engine: :func:`write` and :func:`read` take and give a
 :class:`State` of plain data; ``Detector.to_state``/``Detector.from_state`` (and ``Detector.save``/
@@ -45,21 +49,22 @@ if TYPE_CHECKING:
 
     from scorer.knn import KnnIndex
 
-# torch, faiss and numpy are imported inside write() and read(), so that BundleError and
-# read_metadata() cost a command nothing at start-up (the CLI checks a bundle before it spawns workers).
+# faiss and numpy are imported inside write() and read(), so that BundleError and read_metadata()
+# cost a command nothing at start-up (the CLI checks a bundle before it spawns workers).
 
-FORMAT = 2  # 1: the settings were read from metadata.json, outside the digests
+FORMAT = 3  # 1: the settings were read from metadata.json, outside the digests; 2: weights.pt (torch)
 FILES = (
     "detector.json",
     "features.json",
     "model.json",
-    "weights.pt",
+    "weights.npz",
     "embedding.faiss",
     "features.faiss",
     "baseline.npz",
     "baseline_ids.json",
     "calibration.json",
 )
+READABLE = {FORMAT: FILES, 2: tuple("weights.pt" if f == "weights.npz" else f for f in FILES)}
 
 METADATA_MAX_BYTES = 4 * 1024 * 1024  # metadata.json is read before any digest is checked
 JSON_MAX_BYTES = 256 * 1024 * 1024  # the other JSON files (the baseline's ids, the calibration scores)
@@ -76,7 +81,7 @@ class State:
     settings: dict[str, Any]  # detector.json: {"detector": the settings, "index": the indices' descriptions}
     features: dict[str, Any]  # features.json
     model: dict[str, Any]  # model.json
-    weights: dict[str, Any]  # weights.pt: the network's state dict (tensors)
+    weights: dict[str, npt.NDArray[np.float32]]  # weights.npz: the network's weights by state-dict name
     embedding_index: KnnIndex  # embedding.faiss
     feature_index: KnnIndex  # features.faiss
     baseline: dict[str, npt.NDArray[np.generic]]  # baseline.npz: "cat" and "num", as written
@@ -116,9 +121,9 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _content_version(digests: dict[str, str]) -> str:
+def _content_version(digests: dict[str, str], files: tuple[str, ...] = FILES) -> str:
     """The bundle's version: a digest of its files' digests (the same content, the same version)."""
-    return hashlib.sha256("".join(digests[f] for f in FILES).encode()).hexdigest()[:12]
+    return hashlib.sha256("".join(digests[f] for f in files).encode()).hexdigest()[:12]
 
 
 def _read_json(path: Path, max_bytes: int) -> Any:
@@ -140,10 +145,16 @@ def write(state: State, directory: Path | str, *, name: str = "ocsf-anomaly") ->
     ``state.metadata`` becomes the metadata written: what it held, and the name, version, digests
     and library versions.
     """
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
     import faiss
     import numpy as np
-    import torch
 
+    try:
+        torch_version = installed("torch")  # the training's; not imported to ask
+    except PackageNotFoundError:
+        torch_version = None
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -151,7 +162,7 @@ def write(state: State, directory: Path | str, *, name: str = "ocsf-anomaly") ->
         _write_json(staging / "detector.json", state.settings)
         _write_json(staging / "features.json", state.features)
         _write_json(staging / "model.json", state.model)
-        torch.save(state.weights, staging / "weights.pt")
+        np.savez(staging / "weights.npz", allow_pickle=False, **state.weights)  # type: ignore[arg-type]
         state.embedding_index.save(staging / "embedding.faiss")
         state.feature_index.save(staging / "features.faiss")
         np.savez(staging / "baseline.npz", cat=state.baseline["cat"], num=state.baseline["num"])
@@ -170,7 +181,7 @@ def write(state: State, directory: Path | str, *, name: str = "ocsf-anomaly") ->
             "versions": {
                 "ocsf-anomaly": scorer.__version__,
                 "python": platform.python_version(),
-                "torch": torch.__version__,
+                "torch": torch_version,
                 "faiss": faiss.__version__,
                 "numpy": np.__version__,
             },
@@ -206,9 +217,10 @@ def read_metadata(directory: Path | str) -> dict[str, Any]:
             f"{directory} was written by an earlier ocsf-anomaly (bundle format 1, whose digests do not "
             "cover its settings): train it again (for `make run`'s demo model: delete data/mlflow)"
         )
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+    if not isinstance(metadata, dict) or metadata.get("format") not in READABLE:
         raise BundleError(
-            f"{directory}: bundle format {metadata.get('format') if isinstance(metadata, dict) else '?'} is not {FORMAT}"
+            f"{directory}: bundle format {metadata.get('format') if isinstance(metadata, dict) else '?'} is not "
+            f"one this version reads ({', '.join(map(str, sorted(READABLE)))})"
         )
     return metadata
 
@@ -217,16 +229,16 @@ def read(directory: Path | str) -> State:
     """Read a bundle written by :func:`write`, every file checked against its digest first. Fails with
     :class:`BundleError`, never runs its code."""
     import numpy as np
-    import torch
 
     from scorer.knn import KnnIndex
 
     directory = Path(directory)
     metadata = read_metadata(directory)
+    names = READABLE[metadata["format"]]
     files = metadata.get("files")
-    if not isinstance(files, dict) or set(files) != set(FILES):
+    if not isinstance(files, dict) or set(files) != set(names):
         raise BundleError(f"{directory}/metadata.json does not list the bundle's files")
-    for name in FILES:
+    for name in names:
         path = directory / name
         if not path.is_file():
             raise BundleError(f"{directory}: {name} is missing")
@@ -234,12 +246,12 @@ def read(directory: Path | str) -> State:
             raise BundleError(
                 f"{directory}: {name} does not match its digest in metadata.json (corrupt or altered)"
             )
-    if metadata.get("version") != _content_version(files):
+    if metadata.get("version") != _content_version(files, names):
         raise BundleError(f"{directory}: the version in metadata.json does not match the bundle's files")
     with reporting(directory):
         features = _read_json(directory / "features.json", JSON_MAX_BYTES)
         model = _read_json(directory / "model.json", JSON_MAX_BYTES)
-        weights = torch.load(directory / "weights.pt", map_location="cpu", weights_only=True)
+        weights = _read_weights(directory, metadata["format"])
         settings = _read_json(directory / "detector.json", JSON_MAX_BYTES)
         embedding_index = KnnIndex.load(directory / "embedding.faiss", settings["index"]["embedding"])
         feature_index = KnnIndex.load(directory / "features.faiss", settings["index"]["features"])
@@ -259,3 +271,15 @@ def read(directory: Path | str) -> State:
         calibration=calibration,
         metadata=metadata,
     )
+
+
+def _read_weights(directory: Path, bundle_format: int) -> dict[str, npt.NDArray[np.float32]]:
+    import numpy as np
+
+    if bundle_format == 2:  # written by torch.save: read with torch's tensors-only loader
+        import torch
+
+        tensors = torch.load(directory / "weights.pt", map_location="cpu", weights_only=True)
+        return {str(k): v.numpy().astype(np.float32) for k, v in tensors.items()}
+    with np.load(directory / "weights.npz", allow_pickle=False) as arrays:
+        return {name: arrays[name] for name in arrays.files}

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +30,10 @@ from scorer.features.encoder import (
 from scorer.features.infer import infer_spec
 from scorer.features.spec import FeatureSpec, SpecError
 from scorer.knn import ANN_THRESHOLD, KnnIndex
-from scorer.model import InferenceNet, ModelConfig, TabularResNet, TrainConfig, embed, train_model
+from scorer.network import InferenceNet, ModelConfig, embed
+
+if TYPE_CHECKING:
+    from scorer.model import TrainConfig
 
 Event = dict[str, Any]
 ScoreKind = Literal["embedding", "features", "fusion"]
@@ -162,7 +165,7 @@ class Detector:
 
     config: DetectorConfig
     encoder: FeatureEncoder
-    model: TabularResNet
+    net: InferenceNet  # the trained network, run in numpy (training alone imports torch)
     embedding_index: KnnIndex
     feature_index: KnnIndex
     baseline: EncodedBatch
@@ -170,10 +173,6 @@ class Detector:
     standardisers: dict[str, Standardiser]
     calibrations: dict[str, Calibration]
     metadata: dict[str, Any] = field(default_factory=dict)
-    net: InferenceNet = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        self.net = InferenceNet(self.model)  # scoring runs the numpy copy of the trained network
 
     # ------------------------------------------------------------------ fit
     @classmethod
@@ -193,6 +192,8 @@ class Detector:
         The baseline index is a sample of the training part (the same events may train the
         encoder and sit in the index); calibration events are held out from both.
         """
+        from scorer.model import TrainConfig, train_model, weights_of  # torch: only training needs it
+
         config = config or DetectorConfig()
         train_config = train_config or TrainConfig(seed=config.seed)
         say: Callable[[str], None] = log or (lambda message: None)
@@ -218,6 +219,7 @@ class Detector:
         )
         say(f"training TabularResNet on {min(len(train_events), train_config.max_rows):,} events")
         model, report = train_model(encoded, architecture, train_config, progress=progress)
+        net = InferenceNet(architecture, weights_of(model))
 
         baseline_rows = np.random.default_rng(config.seed + 2).permutation(len(train_events))[
             : config.baseline_size
@@ -227,12 +229,12 @@ class Detector:
         baseline_ids = [_event_id(getter(train_events[i]), int(i)) for i in baseline_rows]
         say(f"indexing a baseline of {len(baseline):,} events")
         embedding_index, feature_index = _build_indices(
-            InferenceNet(model), encoder, baseline, encoder.encode(cal_events), config
+            net, encoder, baseline, encoder.encode(cal_events), config
         )
         detector = cls(
             config=config,
             encoder=encoder,
-            model=model,
+            net=net,
             embedding_index=embedding_index,
             feature_index=feature_index,
             baseline=baseline,
@@ -544,8 +546,8 @@ class Detector:
                 },
             },
             features=self.encoder.to_dict(),
-            model=self.model.config.to_dict(),
-            weights=self.model.state_dict(),
+            model=self.net.config.to_dict(),
+            weights=self.net.weights,
             embedding_index=self.embedding_index,
             feature_index=self.feature_index,
             baseline={"cat": self.baseline.cat, "num": self.baseline.num},
@@ -566,9 +568,7 @@ class Detector:
         ``KeyError``, ``ValueError``…) when one is malformed."""
         encoder = FeatureEncoder.from_dict(state.features)
         model_config = ModelConfig.from_dict(state.model)
-        model = TabularResNet(model_config)
-        model.load_state_dict(state.weights)
-        model.eval()
+        net = InferenceNet(model_config, state.weights)
         config = DetectorConfig(**state.settings["detector"])
         if state.embedding_index.dim != model_config.d_out:
             raise bundle.BundleError("embedding.faiss does not match the network's output dimension")
@@ -591,7 +591,7 @@ class Detector:
         return cls(
             config=config,
             encoder=encoder,
-            model=model,
+            net=net,
             embedding_index=state.embedding_index,
             feature_index=state.feature_index,
             baseline=baseline,

@@ -11,6 +11,9 @@ InfoNCE pulls a row and its corrupted view together through a projection head th
 after training. Invariance to single-field corruption alone teaches the network to ignore exactly
 the single-field deviations many attacks are (QUALITY.md), so a denoising-reconstruction loss from
 the embedding back to the clean fields is added: the embedding must keep what each field says.
+
+Only training imports torch: a bundle keeps the weights as arrays (:func:`weights_of`), and scoring
+runs the same network in numpy (scorer.network).
 """
 
 from __future__ import annotations
@@ -28,31 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from scorer.features.encoder import EncodedBatch
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Architecture. Defaults chosen by measurement (BENCHMARKS.md, "Model size")."""
-
-    cardinalities: tuple[int, ...]
-    n_numeric: int
-    d_model: int = 64
-    n_blocks: int = 2
-    d_hidden_factor: float = 2.0
-    d_category: int = 16
-    d_out: int = 64
-    dropout: float = 0.1
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["cardinalities"] = list(self.cardinalities)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        values = dict(data)
-        values["cardinalities"] = tuple(int(c) for c in values["cardinalities"])
-        return cls(**values)
+from scorer.network import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -109,14 +88,13 @@ class TabularResNet(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
+        widths = config.category_widths()
         self.embeddings = nn.ModuleList(
-            nn.Embedding(card, min(config.d_category, card)) for card in config.cardinalities
+            nn.Embedding(card, width) for card, width in zip(config.cardinalities, widths, strict=True)
         )
-        d_in = config.n_numeric + sum(min(config.d_category, c) for c in config.cardinalities)
-        self.input = nn.Linear(max(d_in, 1), config.d_model)
-        d_hidden = int(config.d_model * config.d_hidden_factor)
+        self.input = nn.Linear(max(config.n_numeric + sum(widths), 1), config.d_model)
         self.blocks = nn.Sequential(
-            *[ResidualBlock(config.d_model, d_hidden, config.dropout) for _ in range(config.n_blocks)]
+            *[ResidualBlock(config.d_model, config.d_hidden, config.dropout) for _ in range(config.n_blocks)]
         )
         self.norm = nn.LayerNorm(config.d_model)
         self.output = nn.Linear(config.d_model, config.d_out)
@@ -142,79 +120,10 @@ class _Heads(nn.Module):
         self.categorical = nn.ModuleList(nn.Linear(d, card) for card in config.cardinalities)
 
 
-class InferenceNet:
-    """A trained TabularResNet's forward pass in numpy, for scoring.
-
-    The same function as ``TabularResNet.eval()`` (tests hold them equal to 1e-5), without torch's
-    per-operation dispatch: four times faster on one event, as fast on large batches
-    (BENCHMARKS.md). Training stays in torch; the weights are copied once.
-    """
-
-    def __init__(self, model: TabularResNet) -> None:
-        state = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
-        self.d_out = model.config.d_out
-        # The input layer applied to a concatenation of per-field embeddings is a sum of per-field
-        # products: each field's table is multiplied by its slice of the input weights once, here,
-        # and a row's input is one gather and a sum over its fields.
-        tables = [state[f"embeddings.{j}.weight"] for j in range(len(model.embeddings))]
-        weight = state["input.weight"].T  # (embedding widths + numeric columns, d_model)
-        projected, rows, start = [], [0], 0
-        for table in tables:
-            projected.append(table @ weight[start : start + table.shape[1]])
-            start += table.shape[1]
-            rows.append(rows[-1] + table.shape[0])
-        self.projected = (
-            np.ascontiguousarray(np.concatenate(projected), dtype=np.float32) if projected else None
-        )
-        self.offsets = np.asarray(rows[:-1], dtype=np.int64)
-        self.numeric_input = np.ascontiguousarray(weight[start:])
-        self.input_bias = state["input.bias"]
-        self.blocks = [
-            (
-                state[f"blocks.{i}.norm.weight"],
-                state[f"blocks.{i}.norm.bias"],
-                np.ascontiguousarray(state[f"blocks.{i}.linear1.weight"].T),
-                state[f"blocks.{i}.linear1.bias"],
-                np.ascontiguousarray(state[f"blocks.{i}.linear2.weight"].T),
-                state[f"blocks.{i}.linear2.bias"],
-            )
-            for i in range(len(model.blocks))
-        ]
-        self.norm = (state["norm.weight"], state["norm.bias"])
-        self.output = (np.ascontiguousarray(state["output.weight"].T), state["output.bias"])
-
-    def __call__(self, cat: npt.NDArray[np.int64], num: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        x = np.broadcast_to(self.input_bias, (cat.shape[0], self.input_bias.shape[0]))
-        if num.shape[1]:  # (a model without inputs has one zero input column, never fed)
-            x = x + num @ self.numeric_input
-        if self.projected is not None:
-            x = x + self.projected[cat + self.offsets].sum(axis=1)
-        for norm_w, norm_b, w1, b1, w2, b2 in self.blocks:
-            hidden = np.maximum(_layer_norm(x, norm_w, norm_b) @ w1 + b1, 0.0)
-            x = x + (hidden @ w2 + b2)
-        out: npt.NDArray[np.float32] = _layer_norm(x, *self.norm) @ self.output[0] + self.output[1]
-        return out
-
-
-def _layer_norm(
-    x: npt.NDArray[np.float32],
-    weight: npt.NDArray[np.float32],
-    bias: npt.NDArray[np.float32],
-    eps: float = 1e-5,
-) -> npt.NDArray[np.float32]:
-    width = x.shape[1]  # sums over it, not .mean(): the same values without numpy's wrapper (~7 µs a call)
-    centred = x - x.sum(axis=1, keepdims=True) / width
-    variance = (centred * centred).sum(axis=1, keepdims=True) / width
-    out: npt.NDArray[np.float32] = centred / np.sqrt(variance + eps) * weight + bias
-    return out
-
-
-def embed(net: InferenceNet, batch: EncodedBatch, *, chunk: int = 4096) -> npt.NDArray[np.float32]:
-    """Embeddings of a batch as float32, in chunks."""
-    out = np.empty((len(batch), net.d_out), dtype=np.float32)
-    for start in range(0, len(batch), chunk):
-        out[start : start + chunk] = net(batch.cat[start : start + chunk], batch.num[start : start + chunk])
-    return out
+def weights_of(model: TabularResNet) -> dict[str, npt.NDArray[np.float32]]:
+    """The network's weights as float32 arrays, named as in its state dict: what a bundle keeps and
+    :class:`scorer.network.InferenceNet` runs."""
+    return {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
 
 
 def _corrupt(

@@ -12,13 +12,17 @@ BLAS_THRESHOLD = 1024
 
 
 def set_threads(n: int) -> None:
-    """Pin torch, faiss and numpy's BLAS to ``n`` threads (one per worker: thread teams must not
-    fight), and let faiss use BLAS for batched exact search."""
+    """Pin faiss and numpy's BLAS to ``n`` threads (one per worker: thread teams must not fight), and
+    torch too when it is loaded (training; an entry point that trains imports scorer.model first),
+    and let faiss use BLAS for batched exact search. Scoring never imports torch."""
+    import sys
+
     import faiss
-    import torch
     from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(n)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
     faiss.omp_set_num_threads(n)
     faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
     threadpool_limits(limits=n, user_api="blas")  # numpy's matrix products in InferenceNet

@@ -384,7 +384,7 @@ def test_score_with_a_corrupt_model_fails_before_writing_and_keeps_the_old_outpu
     model: Path, workdir: Path, events_file: Path, tmp_path: Path
 ) -> None:
     broken = Path(shutil.copytree(model, tmp_path / "broken"))
-    weights = broken / "weights.pt"
+    weights = broken / "weights.npz"
     weights.write_bytes(weights.read_bytes()[:-100])  # its digest no longer matches
     out = tmp_path / "scored.csv"
     out.write_text("yesterday's scores\n", encoding="utf-8")
@@ -393,7 +393,7 @@ def test_score_with_a_corrupt_model_fails_before_writing_and_keeps_the_old_outpu
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error:")
-    assert "weights.pt" in lines[0]
+    assert "weights.npz" in lines[0]
     assert out.read_text(encoding="utf-8") == "yesterday's scores\n"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
 

@@ -11,7 +11,7 @@ import pytest
 
 from scorer import knn
 from scorer.detector import SCORE_KINDS, Detector
-from scorer.model import embed
+from scorer.network import embed
 
 Event = dict[str, Any]
 

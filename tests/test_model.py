@@ -1,4 +1,4 @@
-"""The network: the numpy inference copy computes what the torch model computes."""
+"""The network: the numpy forward pass that scoring runs computes what the trained torch model computes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ import numpy as np
 import torch
 
 from scorer.detector import Detector
-from scorer.model import InferenceNet, ModelConfig, TabularResNet, embed
+from scorer.model import TabularResNet, weights_of
+from scorer.network import InferenceNet, ModelConfig, embed
+
+
+def _inference_net(model: TabularResNet) -> InferenceNet:
+    return InferenceNet(model.config, weights_of(model))
 
 
 def _torch_embed(model: TabularResNet, cat: np.ndarray, num: np.ndarray) -> np.ndarray:
@@ -21,7 +26,9 @@ def test_inference_net_equals_the_trained_torch_model(
     fitted_detector: Detector, held_out_events: list[Any]
 ) -> None:
     encoded = fitted_detector.encoder.encode(held_out_events[:500])
-    expected = _torch_embed(fitted_detector.model, encoded.cat, encoded.num)
+    model = TabularResNet(fitted_detector.net.config)  # the trained network, back in torch
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in fitted_detector.net.weights.items()})
+    expected = _torch_embed(model, encoded.cat, encoded.num)
     np.testing.assert_allclose(embed(fitted_detector.net, encoded), expected, atol=1e-5)
     one = encoded.take(np.array([7]))  # the single-event path the service takes most
     np.testing.assert_allclose(embed(fitted_detector.net, one), expected[7:8], atol=1e-5)
@@ -35,7 +42,8 @@ def test_inference_net_of_random_weights_and_shapes() -> None:
     rng = np.random.default_rng(0)
     cat = np.stack([rng.integers(0, c, 64) for c in (5, 300, 2)], axis=1).astype(np.int64)
     num = rng.standard_normal((64, 7)).astype(np.float32)
-    got = InferenceNet(model)(cat, num)
+    assert {k: v.shape for k, v in weights_of(model).items()} == model.config.weight_shapes()
+    got = _inference_net(model)(cat, num)
     assert got.dtype == np.float32
     assert got.shape == (64, 16)
     np.testing.assert_allclose(got, _torch_embed(model, cat, num), atol=1e-5)
@@ -45,4 +53,4 @@ def test_a_model_without_inputs_still_embeds() -> None:
     model = TabularResNet(ModelConfig(cardinalities=(), n_numeric=0, d_out=8))
     cat = np.zeros((3, 0), dtype=np.int64)
     num = np.zeros((3, 0), dtype=np.float32)
-    np.testing.assert_allclose(InferenceNet(model)(cat, num), _torch_embed(model, cat, num), atol=1e-6)
+    np.testing.assert_allclose(_inference_net(model)(cat, num), _torch_embed(model, cat, num), atol=1e-6)

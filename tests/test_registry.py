@@ -384,14 +384,14 @@ async def test_a_bad_new_version_is_refused_and_the_old_keeps_serving(
 ) -> None:
     client = await aiohttp_client(create_app(_settings(store, two_versions)))
     second = registry.versions(two_versions)[0]
-    weights = Path(second.source.removeprefix("file://")) / "weights.pt"
+    weights = Path(second.source.removeprefix("file://")) / "weights.npz"
     weights.write_bytes(b"truncated")
     registry.promote(two_versions, "2")
     response = await client.post("/v1/models/reload")
     assert response.status == 409
     error = (await response.json())["error"]
     assert error["code"] == "reload_failed"
-    assert "weights.pt" in error["message"]
+    assert "weights.npz" in error["message"]
     assert "'champion': '1'" in error["message"]
     status, body = await _score(client, held_out_events[0])
     assert status == 200

@@ -901,15 +901,15 @@ async def test_reload_of_a_broken_bundle_keeps_serving(
     serving_dir = tmp_path / "serving"
     shutil.copytree(bundle_dir, serving_dir)
     client = await aiohttp_client(create_app(_settings(serving_dir)))
-    (serving_dir / "weights.pt").write_bytes(b"truncated")  # the same version, damaged on disk
+    (serving_dir / "weights.npz").write_bytes(b"truncated")  # the same version, damaged on disk
     unchanged = await client.post("/v1/models/reload")
     assert unchanged.status == 200  # what serves was loaded before: it is not read again
     assert (await unchanged.json())["reloaded"] is False
     shutil.copytree(other_bundle_dir, serving_dir, dirs_exist_ok=True)  # a new version …
-    (serving_dir / "weights.pt").write_bytes(b"truncated")  # … that is broken
+    (serving_dir / "weights.npz").write_bytes(b"truncated")  # … that is broken
     response = await client.post("/v1/models/reload")
     assert response.status == 409
-    assert "weights.pt" in (await response.json())["error"]["message"]
+    assert "weights.npz" in (await response.json())["error"]["message"]
     assert (await client.post("/v1/score", data=b"{}", headers=JSON)).status == 200
 
 
@@ -1043,10 +1043,10 @@ def test_serve_fails_on_a_bad_bundle_before_it_says_it_serves(
 ) -> None:
     broken = tmp_path / "broken"
     shutil.copytree(bundle_dir, broken)
-    (broken / "weights.pt").write_bytes(b"truncated")
+    (broken / "weights.npz").write_bytes(b"truncated")
     assert main(["serve", "--model", str(broken), "--port", str(_free_port())]) == 2
     said = capsys.readouterr().err
-    assert "weights.pt does not match its digest" in said
+    assert "weights.npz does not match its digest" in said
     assert "serving" not in said
     assert "curl" not in said
 

@@ -222,7 +222,7 @@ def test_a_bad_bundle_input_or_output_fails_before_spark_starts(bundle_dir: Path
 
     altered = tmp_path / "altered"
     shutil.copytree(bundle_dir, altered)
-    weights = altered / "weights.pt"
+    weights = altered / "weights.npz"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))

@@ -238,7 +238,7 @@ def test_a_reload_reaches_every_process(bundle_dir: Path, other_bundle_dir: Path
 def test_a_bad_bundle_fails_every_process_and_the_command(bundle_dir: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     shutil.copytree(bundle_dir, broken)
-    (broken / "weights.pt").write_bytes(b"truncated")
+    (broken / "weights.npz").write_bytes(b"truncated")
     command = [
         sys.executable,
         "-m",
@@ -254,7 +254,7 @@ def test_a_bad_bundle_fails_every_process_and_the_command(bundle_dir: Path, tmp_
     result = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
     assert result.returncode == 2, result.stderr
     assert "error: " in result.stderr
-    assert "weights.pt does not match its digest" in result.stderr
+    assert "weights.npz does not match its digest" in result.stderr
     assert "serving the" not in result.stderr
     assert "Traceback" not in result.stderr
 
