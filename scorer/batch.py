@@ -1,7 +1,7 @@
 """Score event files (JSONL, JSONL.gz, Parquet) with every core, in input order.
 
 The main process loads (and so verifies) the bundle, reads and writes; worker processes, each with
-its own copy of the bundle and one torch/faiss thread, parse, score and format chunks of lines. An
+its own copy of the bundle and one faiss/BLAS thread, parse, score and format chunks of lines. An
 input of one chunk is scored in the main process (starting workers would cost more than it). Every
 input line gets exactly one output line or row: a line that is not a JSON object is reported on
 stderr with its number and gets empty score fields, never a crash and never a gap. The output
@@ -227,7 +227,7 @@ def _score_in_workers(
     workers: int,
     collect: Callable[[int, Any], None],
 ) -> None:
-    # Workers are spawned, not forked: the parent may hold threads (tqdm's monitor) and torch state.
+    # Workers are spawned, not forked: the parent may hold threads (tqdm's monitor) and OpenMP state.
     context = multiprocessing.get_context("spawn")
     pending: deque[tuple[int, Future[Any]]] = deque()
     try:

@@ -1,7 +1,7 @@
 """Score OCSF event lakes on Apache Spark with the engine's one scoring pipeline (``score-spark``).
 
 Spark only moves the data: every Python worker loads the bundle once (shipped to the executors by
-path with ``SparkContext.addFile``, verified by its digests where it lands; never the torch module or
+path with ``SparkContext.addFile``, verified by its digests where it lands; never the network or
 the FAISS index pickled through a closure) and scores Arrow batches with :meth:`Detector.score`,
 exactly as ``ocsf-anomaly score`` does. The driver loads the bundle first, so a missing or altered
 one fails before any task runs.

@@ -39,7 +39,7 @@ log = logging.getLogger("ocsf_anomaly.service")
 
 
 async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The threads that run the model and the index (torch and faiss release the GIL)."""
+    """The threads that run the model and the index (numpy and faiss release the GIL)."""
     set_threads(1)  # one thread per call: parallelism comes from the pool, not from fighting OpenMP teams
     # OpenMP's thread count is per thread: each worker sets its own, or faiss starts a team per call
     executor = ThreadPoolExecutor(
