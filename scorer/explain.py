@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from scorer.features.encoder import (
+    IMPOSSIBLE,
     MISSING_INDEX,
     NOT_SCALAR,
     UNKNOWN_INDEX,
@@ -138,6 +139,11 @@ def _number_value(feature: FeatureDef, raw: Any) -> Any:
     if feature.kind == "time_cyclic":
         ms = float(epoch_ms([raw])[0])
         return None if math.isnan(ms) else _weekly(ms / 3_600_000 % 24, (ms / 86_400_000 + 3) % 7)
+    kind = type(raw)
+    if kind is float or (kind is int and -IMPOSSIBLE < raw < IMPOSSIBLE):  # what numbers() reads it as,
+        number = float(raw)  # without its batch machinery (a third of explaining an event)
+        if -IMPOSSIBLE < number < IMPOSSIBLE:  # NaN and the impossible: as numbers() says, below
+            return _plain(number)
     number = float(to_numbers([raw])[0])
     return _display(raw) if math.isnan(number) else _plain(number)
 

@@ -270,3 +270,44 @@ def test_reasons_show_value_and_typical_in_one_form(
                 assert str(reason.value).endswith("/24")
                 assert str(reason.typical).endswith("/24")
     assert shown > 100
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        0,
+        -7,
+        1234,
+        2**53 + 1,
+        2**63 - 1,
+        -(2**63),
+        2**63,
+        10**400,
+        0.5,
+        -1e308,
+        1e308,
+        math.inf,
+        -math.inf,
+        math.nan,
+        True,
+        False,
+        "42",
+        "1e999",
+        "NaN",
+        "x",
+        None,
+        [1],
+    ],
+)
+def test_a_numeric_reason_shows_the_value_as_the_encoder_reads_it(raw: Any) -> None:
+    """The explanation reads a plain int or float directly (a third of its cost went to the encoder's
+    batch reader for one value); whatever it shows is what that reader makes of the value."""
+    from scorer.explain import _display, _number_value, _plain
+    from scorer.features.encoder import to_numbers
+    from scorer.features.spec import FeatureDef
+
+    number = float(to_numbers([raw])[0])
+    expected = _display(raw) if math.isnan(number) else _plain(number)
+    got = _number_value(FeatureDef(path="traffic.bytes_out", kind="numeric"), raw)
+    assert got == expected or (got != got and expected != expected)
+    assert type(got) is type(expected)
