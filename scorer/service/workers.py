@@ -99,9 +99,10 @@ def _logging(form: str, *, http: bool) -> None:
     imports light: it holds no model)."""
     logging.basicConfig(level=logging.INFO, format=form)
     if http:
+        # which SIMD build it found, per process; set before the import below, which loads faiss
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)
         from scorer.service.middlewares import BrokenHttpFilter
 
-        logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build it found, per process
         logging.getLogger("aiohttp.server").addFilter(BrokenHttpFilter())
 
 
