@@ -4,7 +4,7 @@ Training (scorer.model) builds a TabularResNet in torch; a bundle keeps its arch
 (``ModelConfig``) and its weights as plain arrays. Scoring computes the same function as
 ``TabularResNet.eval()`` (tests hold them equal to 1e-5) in numpy: four times faster than torch on
 one event and as fast on large batches (BENCHMARKS.md), and a process that only scores never
-imports torch, which costs 1.2 s and about 300 MB at start-up (every file-scoring worker, every
+imports torch, which costs 1.2 s and about 200 MB at start-up (every file-scoring worker, every
 serving process).
 """
 

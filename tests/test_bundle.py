@@ -158,7 +158,7 @@ def test_the_format_is_read_without_the_engine(saved: Path) -> None:
 
 
 def test_scoring_a_loaded_bundle_never_imports_torch(saved: Path) -> None:
-    """Only training needs torch (1.2 s and about 300 MB a process): loading and scoring run numpy."""
+    """Only training needs torch (1.2 s and about 200 MB a process): loading and scoring run numpy."""
     code = (
         "import sys\n"
         "from scorer.detector import Detector\n"
