@@ -14,7 +14,7 @@ cache study (--cache-only runs only that). Never one body repeated. The load gen
 (load_client.py: less than half the CPU a request of aiohttp's client).
 
     .venv/bin/python bench/bench_service.py [--duration 10] [--target make-run|nsl] [--cache-only]
-    .venv/bin/python bench/bench_service.py --soak 600 [--rate 500]
+    .venv/bin/python bench/bench_service.py --soak 600 [--rate 500]   (--rate 0: as fast as it answers)
     .venv/bin/python bench/bench_service.py --url http://127.0.0.1:8080 [--runs 3]
 
 --url measures a service that is already running (the container of docker-compose.yml, say, or
@@ -257,7 +257,8 @@ def lookups(port: int) -> dict[tuple[str, str], float]:
 
 def cache_study(model: Path, lines: list[bytes], duration: float) -> None:
     """Batched throughput with the Redis cache cold, then warm (a second replica, empty local tier,
-    reading Redis), and the hit rate of a replay of NSL-KDD in file order."""
+    reading Redis), then hot (a local tier that holds the pass); the hit rate of a replay of NSL-KDD
+    in file order through a replica of default settings, and what other local tier sizes would hit."""
     redis_port = free_port()
     redis = subprocess.Popen(
         [
@@ -286,7 +287,7 @@ def cache_study(model: Path, lines: list[bytes], duration: float) -> None:
         ):
             if not label.startswith("hot"):
                 port = free_port()
-                service = start_service(model, port, redis_url=url)
+                service = start_service(model, port, redis_url=url, env={"OCSF_ANOMALY_CACHE_ITEMS": "32768"})
             per_pass = len(batches) * 256
             started = time.perf_counter()
             sent = asyncio.run(one_pass(f"http://127.0.0.1:{port}/v1/score", batches))
@@ -318,9 +319,45 @@ def cache_study(model: Path, lines: list[bytes], duration: float) -> None:
         )
         service.terminate()
         service.wait(30)
+        tier_hit_rates(model, replay)
     finally:
         redis.kill()
         redis.wait(10)
+
+
+def tier_hit_rates(
+    model: Path, replay: list[bytes], sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
+) -> None:
+    """The share of a replay's events that an LRU local tier of each size would answer (one process
+    seeing the whole replay, keyed as the service keys it), and with no bound."""
+    from collections import OrderedDict
+
+    from scorer.detector import Detector
+    from scorer.io import parse_line
+
+    detector = Detector.load(model)
+    keys: list[str] = []
+    for start in range(0, len(replay), 4096):
+        events = [parse_line(line)[0] for line in replay[start : start + 4096]]
+        keys += detector.prepare(events, keys=True).keys  # type: ignore[arg-type]
+    rates = []
+    for size in (*sizes, len(keys)):
+        tier: OrderedDict[str, None] = OrderedDict()
+        hits = 0
+        for key in keys:
+            if key in tier:
+                hits += 1
+                tier.move_to_end(key)
+            else:
+                tier[key] = None
+                if len(tier) > size:
+                    tier.popitem(last=False)
+        rates.append(f"{hits / len(keys):.1%}")
+    labels = [f"{size:,}" for size in sizes] + ["unbounded"]
+    print(
+        "  local tier hit rate on that replay, one process, by size: "
+        + ", ".join(f"{label} {rate}" for label, rate in zip(labels, rates, strict=True))
+    )
 
 
 async def one_pass(url: str, bodies: list[bytes], in_flight: int = 8) -> int:
@@ -459,11 +496,12 @@ def soak_rows(
 
 def soak(seconds: float, rate: int) -> None:
     """`make run`'s service (its default processes) under single events at ``rate`` for ``seconds``;
-    distinct events throughout (a fresh stream of the demo company, another seed than the model's)."""
+    distinct events throughout (a fresh stream of the demo company, another seed than the model's).
+    ``rate`` 0: as fast as it answers (16 in flight), to pack more requests into the same minutes."""
     demo_events()  # the demo model registered, as `make run` leaves it
     from scorer.demo.generate import generate_events
 
-    events, _ = generate_events(int(rate * seconds) + 2001, seed=99)
+    events, _ = generate_events(int(rate * seconds) + 2001 if rate else 400_000, seed=99)
     bodies = [json.dumps(event).encode() for event in events]
     del events  # millions of dicts: the load generator's own full collections would pause it for a second
     gc.collect()
@@ -473,6 +511,9 @@ def soak(seconds: float, rate: int) -> None:
     service = start_service(None, port)
     try:
         asyncio.run(closed_loop(url, bodies[-2000:], 1, 16, 2.0))
+        if not rate:
+            saturated_soak(url, bodies[:-2000], seconds, service)
+            return
         print(f"\nsoak: `make run`'s service, single events at {rate} requests/s for {seconds:,.0f} s")
         rows = soak_rows(url, bodies, rate, seconds, service, every=60.0)
     finally:
@@ -485,6 +526,22 @@ def soak(seconds: float, rate: int) -> None:
             f"  p99 per minute {min(p99s):.2f}–{max(p99s):.2f} ms (median {statistics.median(p99s):.2f}); "
             f"not 2xx {sum(row[3] for row in rows)}; server RSS {rows[0][4]:,.0f} → {rows[-1][4]:,.0f} MiB "
             f"after the first minute ({growth:+.1%})"
+        )
+
+
+def saturated_soak(url: str, bodies: list[bytes], seconds: float, service: subprocess.Popen[bytes]) -> None:
+    """Single events, 16 in flight, for ``seconds``: each minute the requests a second and the server's
+    RSS (whether memory grows with the requests served; the bodies are sent in turn, 400,000 apart)."""
+    print(f"\nsoak: `make run`'s service, single events, 16 in flight, for {seconds:,.0f} s")
+    sent = 0
+    for minute in range(1, int(seconds // 60) + 1):
+        start = sent % len(bodies)
+        rate, failures = asyncio.run(closed_loop(url, bodies[start:] + bodies[:start], 1, 16, 60.0))
+        sent += int(rate * 60)
+        print(
+            f"  {minute * 60:5d} s: {rate:,.0f} requests/s, not 2xx {failures}, {sent:,} sent, "
+            f"server RSS {rss_mib(service.pid):,.1f} MiB",
+            flush=True,
         )
 
 
@@ -533,7 +590,12 @@ def main() -> None:
         help="only a soak: `make run`'s service under single events at --rate for SECONDS (e.g. 600), "
         "p50/p99, server RSS and CPU a request each minute",
     )
-    parser.add_argument("--rate", type=int, default=500, help="requests a second of the soak (default 500)")
+    parser.add_argument(
+        "--rate",
+        type=int,
+        default=500,
+        help="requests a second of the soak (default 500); 0: as fast as the service answers, 16 in flight",
+    )
     parser.add_argument("--url", help="only measure the service already running at this base URL")
     parser.add_argument("--runs", type=int, default=3, help="runs of each measurement with --url (default 3)")
     args = parser.parse_args()

@@ -96,8 +96,10 @@ class Settings(BaseSettings):
     """Redis for the shared embedding cache (`OCSF_ANOMALY_REDIS_URL`, else `REDIS_URL`); unset: in-process cache only."""
     redis_timeout_ms: int = Field(50, ge=1)
     """Longest a Redis lookup may take before the cache answers from its local tier."""
-    cache_items: int = Field(100_000, ge=0)
-    """Embeddings kept in the in-process cache tier."""
+    cache_items: int = Field(10_000, ge=0)
+    """Embeddings kept in the in-process cache tier (about 0.5 KB each). Replayed traffic hits it
+    rarely (0.8% of NSL-KDD's training file in file order at 10,000, 3.0% at 100,000), and a hit
+    saves about 60 µs of one event's network: repeats further apart are Redis's to serve."""
     cache_ttl_seconds: int = Field(86_400, ge=1)
     """Lifetime of an embedding in Redis."""
     vector_downstream_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
