@@ -4,6 +4,17 @@ before it knows which command runs, and the service's supervisor should not load
 
 from __future__ import annotations
 
+import re
+
+# a URL's user information: from after the scheme to its last "@" before the path
+_USER_INFO = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/\s]*@", re.IGNORECASE)
+
 
 class UserError(Exception):
     """An error whose message says what is wrong and what to do; never a traceback."""
+
+
+def without_credentials(text: str) -> str:
+    """``text`` with the user and password of every URL in it shown as ``***`` (for messages and
+    logs: a registry or Redis URL may carry them, and so may the errors of the clients that use it)."""
+    return _USER_INFO.sub(r"\1***@", text)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scorer import bundle
-from scorer.errors import UserError
+from scorer.errors import UserError, without_credentials
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -42,7 +42,11 @@ ARTIFACT_PATH = "bundle"
 
 
 class RegistryError(UserError, ValueError):
-    """A registry operation that cannot be done, with what to do instead."""
+    """A registry operation that cannot be done, with what to do instead. Its message never shows
+    the registry URL's user or password, nor does MLflow's message quoted in it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(without_credentials(message))
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,8 @@ class Registry:
     def __init__(self, uri: str) -> None:
         from mlflow import MlflowClient
 
-        self.uri = uri
+        self._uri = uri  # what MLflow connects to
+        self.uri = without_credentials(uri)  # what messages and listings show
         database = _sqlite_path(uri)
         # a local store keeps its artifacts beside the database (MLflow's default is ./mlruns of the
         # working directory); a server decides for itself
@@ -364,7 +369,7 @@ class Registry:
             with self._errors(f"cannot download {version.uri} from {version.source}"):
                 path = Path(
                     mlflow.artifacts.download_artifacts(
-                        artifact_uri=version.source, dst_path=str(scratch), tracking_uri=self.uri
+                        artifact_uri=version.source, dst_path=str(scratch), tracking_uri=self._uri
                     )
                 )
             found = bundle.read_metadata(path).get("version")

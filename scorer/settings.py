@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
-from scorer.errors import UserError
+from scorer.errors import UserError, without_credentials
 from scorer.paths import default_registry_uri
 
 DEMO_MODEL = "ocsf-anomaly-demo"
@@ -206,10 +206,7 @@ URLS = frozenset({"redis_url", "registry_uri", "alerts_url", "vector_downstream_
 
 def masked_url(url: str) -> str:
     """``url`` with any user and password replaced by ``***``, for display."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    return without_credentials(url)
 
 
 def masked(settings: Settings) -> dict[str, Any]:

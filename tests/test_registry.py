@@ -20,6 +20,7 @@ import pytest
 from scorer import bundle
 from scorer.demo import generate_events
 from scorer.detector import Detector, DetectorConfig
+from scorer.errors import without_credentials
 from scorer.registry import AliasMove, Registry, RegistryError
 from scorer.service.app import create_app
 from scorer.settings import Settings
@@ -179,9 +180,10 @@ def test_an_artifact_altered_after_registration_is_refused(
 
 
 def test_an_unreachable_registry_is_an_error_not_a_hang() -> None:
-    """MLflow's client retries for minutes unless told otherwise; the CLI (an entry point) tells it."""
+    """MLflow's client retries for minutes unless told otherwise; the CLI (an entry point) tells it.
+    The error names the registry without the password in its URL, which MLflow's own message quoted."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_HTTP_REQUEST")}
-    env["OCSF_ANOMALY_REGISTRY_URI"] = "http://127.0.0.1:9"
+    env["OCSF_ANOMALY_REGISTRY_URI"] = "http://ocsf:s3cr3t@127.0.0.1:9"
     result = subprocess.run(
         [sys.executable, "-m", "scorer.cli", "models", "list"],
         capture_output=True,
@@ -191,8 +193,28 @@ def test_an_unreachable_registry_is_an_error_not_a_hang() -> None:
         check=False,
     )
     assert result.returncode == 2, result.stderr
-    assert "127.0.0.1:9" in result.stderr.strip().splitlines()[-1]
+    assert (
+        "from http://***@127.0.0.1:9: API request to http://***@127.0.0.1:9/"
+        in result.stderr.splitlines()[-1]
+    )
+    assert "s3cr3t" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("postgresql://mlflow:pw@db:5432/mlflow", "postgresql://***@db:5432/mlflow"),
+        ("https://u:p@ss@host/x", "https://***@host/x"),  # a raw "@" in the password: up to the last one
+        ("redis://:secret@cache:6379/0", "redis://***@cache:6379/0"),
+        ("from http://a:b@h1 to HTTPS://c:d@h2/p?q=e@f", "from http://***@h1 to HTTPS://***@h2/p?q=e@f"),
+        ("sqlite:////data/mlflow.db", "sqlite:////data/mlflow.db"),
+        ("http://host:5000 failed for ops@example.org", "http://host:5000 failed for ops@example.org"),
+    ],
+)
+def test_credentials_in_urls_are_never_shown(text: str, shown: str) -> None:
+    assert without_credentials(text) == shown
+    assert str(RegistryError(f"cannot reach {text}")) == f"cannot reach {shown}"
 
 
 # ---------------------------------------------------------------------- the command line
