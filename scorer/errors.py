@@ -11,7 +11,11 @@ _USER_INFO = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/\s]*@", re.IGNORECASE)
 
 
 class UserError(Exception):
-    """An error whose message says what is wrong and what to do; never a traceback."""
+    """An error whose message says what is wrong and what to do; never a traceback. Its message never
+    shows the user or password of a URL, nor does a client's error quoted in it."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(without_credentials(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 def without_credentials(text: str) -> str:

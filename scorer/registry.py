@@ -42,11 +42,7 @@ ARTIFACT_PATH = "bundle"
 
 
 class RegistryError(UserError, ValueError):
-    """A registry operation that cannot be done, with what to do instead. Its message never shows
-    the registry URL's user or password, nor does MLflow's message quoted in it."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(without_credentials(message))
+    """A registry operation that cannot be done, with what to do instead."""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from scorer import bundle
 from scorer.demo import generate_events
 from scorer.detector import Detector, DetectorConfig
 from scorer.errors import without_credentials
+from scorer.opensearch.installer import InstallError
 from scorer.registry import AliasMove, Registry, RegistryError
 from scorer.service.app import create_app
 from scorer.settings import Settings
@@ -214,7 +215,8 @@ def test_an_unreachable_registry_is_an_error_not_a_hang() -> None:
 )
 def test_credentials_in_urls_are_never_shown(text: str, shown: str) -> None:
     assert without_credentials(text) == shown
-    assert str(RegistryError(f"cannot reach {text}")) == f"cannot reach {shown}"
+    assert str(RegistryError(f"cannot reach {text}")) == f"cannot reach {shown}"  # every UserError
+    assert str(InstallError(f"cannot reach {text}")) == f"cannot reach {shown}"
 
 
 # ---------------------------------------------------------------------- the command line

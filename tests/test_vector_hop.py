@@ -152,6 +152,19 @@ def test_a_downstream_failure_is_503_nothing_held_and_the_retry_arrives_once(
     assert [_without_anomaly(e) for e in downstream.events] == held_out_events[:10]
 
 
+def test_a_downstream_failure_never_shows_the_password_of_its_url(
+    bundle_dir: Path, downstream: Downstream, held_out_events: list[Event]
+) -> None:
+    url = downstream.url.replace("http://", "http://vector:s3cr3t@", 1)
+    downstream.stop()
+    settings = _settings(bundle_dir, None).model_copy(update={"vector_downstream_url": url})
+    with serve_app(settings) as base_url:
+        status, _, answer = _send(base_url, _array(held_out_events[:2]))
+    assert status == 503
+    assert "http://***@127.0.0.1:" in answer["error"]["message"]
+    assert "s3cr3t" not in json.dumps(answer)
+
+
 def test_a_batch_sent_again_after_its_answer_was_lost_is_not_forwarded_twice(
     hop: str, downstream: Downstream, held_out_events: list[Event]
 ) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from scorer.errors import without_credentials
 from scorer.explain import reason_text
 from scorer.service.errors import ApiError
 from scorer.service.handlers import anomalies, enriched, json_response, read_body, turn_to_parse
@@ -137,7 +138,9 @@ async def vector(request: web.Request) -> web.Response:
             raise ApiError(
                 503,
                 "downstream_unavailable",
-                f"the enriched batch could not be handed to {hop.url}: {exc}; send it again",
+                without_credentials(
+                    f"the enriched batch could not be handed to {hop.url}: {exc}; send it again"
+                ),
                 headers={"Retry-After": RETRY_AFTER_SECONDS},
             ) from None
         flagged = sum(bool(v.get("is_anomaly")) for v in verdicts)
