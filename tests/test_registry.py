@@ -288,6 +288,83 @@ def test_cli_train_register_then_list_promote_and_rollback(tmp_path: Path, store
     assert same.stderr.strip().splitlines()[-1].startswith("error: version 2 of ")
 
 
+def test_score_evaluate_and_refresh_take_a_registered_model(
+    tmp_path: Path,
+    store: str,
+    two_versions: str,
+    bundle_dir: Path,
+    other_bundle_dir: Path,
+    train_events: list[dict[str, Any]],
+    held_out_events: list[dict[str, Any]],
+) -> None:
+    """--model takes models:/NAME@ALIAS and models:/NAME/VERSION wherever a bundle is read, as
+    report and score-spark do: the same scores as the registered bundle's directory."""
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in held_out_events[:300]))
+    scored = {}
+    for model in (f"models:/{two_versions}@champion", str(bundle_dir), f"models:/{two_versions}/2"):
+        out = tmp_path / f"{len(scored)}.csv"
+        result = _cli(
+            "score", events, "--model", model, "--output", out, "--workers", "1", "--quiet", store=store
+        )
+        assert result.returncode == 0, result.stderr
+        scored[model] = out.read_text()
+    assert scored[f"models:/{two_versions}@champion"] == scored[str(bundle_dir)]
+    assert scored[f"models:/{two_versions}/2"] != scored[str(bundle_dir)]  # other calibration, other p-values
+
+    train = tmp_path / "train.jsonl"
+    train.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in train_events[:500]))
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "line,label\n"
+        + "".join(f"{i},0\n" for i in range(1, 291))
+        + "".join(f"{i},1\n" for i in range(291, 301))
+    )
+    evaluated = _cli(
+        "evaluate",
+        events,
+        "--model",
+        f"models:/{two_versions}/1",
+        "--labels",
+        labels,
+        "--train",
+        train,
+        "--json",
+        store=store,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert {"fusion (default)", "raw-knn"} <= set(json.loads(evaluated.stdout))
+
+    refreshed = _cli(
+        "refresh",
+        events,
+        "--model",
+        f"models:/{two_versions}@champion",
+        "--calibration-only",
+        "--output",
+        tmp_path / "new",
+        store=store,
+    )
+    assert refreshed.returncode == 0, refreshed.stderr
+    assert (
+        bundle.read_metadata(tmp_path / "new")["refreshed_from"]
+        == bundle.read_metadata(bundle_dir)["version"]
+    )
+
+    missing = _cli(
+        "score",
+        events,
+        "--model",
+        f"models:/{two_versions}@challenger",
+        "--output",
+        tmp_path / "x.csv",
+        store=store,
+    )
+    assert missing.returncode == 2
+    assert "challenger" in missing.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "x.csv").exists()
+
+
 # ---------------------------------------------------------------------- the service follows the aliases
 def _settings(store: str, name: str, **changes: Any) -> Settings:
     return Settings(registry_uri=store, model_name=name, threads=2, **{"model_poll_seconds": 0, **changes})

@@ -7,7 +7,9 @@ import argparse
 import os
 from pathlib import Path
 
-from scorer.cli import CliError, Commands, _alpha, _existing, _positive, _say
+from scorer.cli import CONFIG_HELP, CliError, Commands, _alpha, _bundle, _existing, _positive, _say
+
+MODEL_HELP = "model bundle directory, or models:/NAME@ALIAS or models:/NAME/VERSION of the registry"
 
 
 def add_commands(commands: Commands) -> None:
@@ -23,7 +25,7 @@ def add_commands(commands: Commands) -> None:
     score.add_argument(
         "input", type=_existing, metavar="INPUT", help="JSONL, JSONL.gz or Parquet file of OCSF events"
     )
-    score.add_argument("--model", "-m", required=True, type=Path, help="model bundle directory")
+    score.add_argument("--model", "-m", required=True, help=MODEL_HELP)
     score.add_argument("--output", "-o", required=True, type=Path, help="OUT.jsonl or OUT.csv")
     score.add_argument(
         "--alpha", type=_alpha, default=None, help="target false-positive rate (default: the bundle's, 0.01)"
@@ -32,6 +34,7 @@ def add_commands(commands: Commands) -> None:
         "--workers", type=_positive, default=None, help="worker processes (default: one per core)"
     )
     score.add_argument("--quiet", action="store_true", help="no progress bar")
+    _config_option(score)
 
     score.set_defaults(handler=_score)
 
@@ -47,7 +50,7 @@ def add_commands(commands: Commands) -> None:
         ),
     )
     evaluate.add_argument("events", type=_existing, metavar="EVENTS", help="labelled events to evaluate on")
-    evaluate.add_argument("--model", "-m", required=True, type=Path, help="model bundle directory")
+    evaluate.add_argument("--model", "-m", required=True, help=MODEL_HELP)
     evaluate.add_argument(
         "--labels",
         required=True,
@@ -68,6 +71,7 @@ def add_commands(commands: Commands) -> None:
     )
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the baselines' held-out split")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    _config_option(evaluate)
 
     evaluate.set_defaults(handler=_evaluate)
 
@@ -85,11 +89,12 @@ def add_commands(commands: Commands) -> None:
     refresh.add_argument(
         "events", nargs="+", type=_existing, metavar="RECENT", help="recent events, mostly normal"
     )
-    refresh.add_argument("--model", "-m", required=True, type=Path, help="bundle to start from")
+    refresh.add_argument("--model", "-m", required=True, help=f"the model to start from: {MODEL_HELP}")
     refresh.add_argument("--output", "-o", required=True, type=Path, help="bundle directory to write")
     refresh.add_argument(
         "--calibration-only", action="store_true", help="keep the baseline, re-fit calibration only"
     )
+    _config_option(refresh)
 
     refresh.set_defaults(handler=_refresh)
 
@@ -122,13 +127,20 @@ def add_commands(commands: Commands) -> None:
     split.set_defaults(handler=_split)
 
 
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, default=None, help=f"{CONFIG_HELP} (its registry_uri resolves models:/ URIs)"
+    )
+
+
 def _score(args: argparse.Namespace) -> int:
     from scorer.batch import output_kind, score_file
 
     output_kind(args.output)
-    stats = score_file(
-        args.model, args.input, args.output, alpha=args.alpha, workers=args.workers, progress=not args.quiet
-    )
+    with _bundle(args.model, args.config) as model:
+        stats = score_file(
+            model, args.input, args.output, alpha=args.alpha, workers=args.workers, progress=not args.quiet
+        )
     rate = stats.lines / stats.wall_seconds if stats.wall_seconds else 0.0
     _say(
         f"scored {stats.scored:,} of {stats.lines:,} lines into {args.output} in {stats.wall_seconds:.1f} s "
@@ -155,7 +167,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     _say(f"reading {args.train}")
     train_events = load_train_normals(args.train, args.train_labels)
     _say(f"loading {args.model}")
-    detector = Detector.load(args.model)
+    with _bundle(args.model, args.config) as model:
+        detector = Detector.load(model)
     _say(
         f"evaluating on {len(events):,} events ({int(labels.sum()):,} attacks); baselines fit on {len(train_events):,} normal events"
     )
@@ -171,7 +184,8 @@ def _refresh(args: argparse.Namespace) -> int:
 
     set_threads(os.cpu_count() or 1)
     _say(f"loading {args.model}")
-    detector = Detector.load(args.model)
+    with _bundle(args.model, args.config) as model:
+        detector = Detector.load(model)
     _say(f"reading {', '.join(str(p) for p in args.events)}")
     events = load_events(args.events)
     if len(events) < 100:
