@@ -24,6 +24,7 @@ from scorer.errors import without_credentials
 from scorer.opensearch.installer import InstallError
 from scorer.registry import AliasMove, Registry, RegistryError
 from scorer.service.app import create_app
+from scorer.service.keys import ANNOUNCE_RELOAD, SERVING
 from scorer.settings import Settings
 
 Event = dict[str, Any]
@@ -448,14 +449,27 @@ async def _wait_for(client: Any, event: Event, version: str, variant: str = "cha
 async def test_the_poll_follows_promote_and_rollback(
     aiohttp_client: Any, store: str, registry: Registry, two_versions: str, held_out_events: list[Event]
 ) -> None:
-    client = await aiohttp_client(create_app(_settings(store, two_versions, model_poll_seconds=0.1)))
+    """And a swap the poll made is announced once (under `serve`'s supervisor, the other serving
+    processes then reload at once rather than at their own next poll); a poll that changed nothing
+    is not."""
+    app = create_app(_settings(store, two_versions, model_poll_seconds=0.1))
+    announced: list[str] = []
+    app[ANNOUNCE_RELOAD] = lambda: announced.append(app[SERVING].champion.ref.version)
+    client = await aiohttp_client(app)
     event = held_out_events[0]
     await _wait_for(client, event, "1")
+    await asyncio.sleep(0.5)  # several polls that find nothing new
+    assert announced == []
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, registry.promote, two_versions, "2")
     await _wait_for(client, event, "2")
     await loop.run_in_executor(None, registry.rollback, two_versions)
     await _wait_for(client, event, "1")
+    for _ in range(100):  # the announcement follows the swap in the poll's own task
+        if len(announced) == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert announced == ["2", "1"]
 
 
 async def test_the_challenger_alias_starts_and_stops_an_ab_split(

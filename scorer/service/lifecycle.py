@@ -20,6 +20,7 @@ from scorer.service.batcher import MicroBatcher
 from scorer.service.cache import EmbeddingCache
 from scorer.service.keys import (
     ALERTER,
+    ANNOUNCE_RELOAD,
     BATCHER,
     CACHE,
     EXECUTOR,
@@ -140,17 +141,24 @@ async def watch_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _watch(app: web.Application, period: float) -> None:
     while True:
         await asyncio.sleep(period)
-        await refresh_logged(app)
+        if await refresh_logged(app) and ANNOUNCE_RELOAD in app:
+            # the other serving processes poll on their own clocks: told now, they swap within
+            # moments instead of serving the old version for up to a period more
+            app[ANNOUNCE_RELOAD]()
 
 
-async def refresh_logged(app: web.Application) -> None:
-    """refresh_models for a caller with nobody to answer (the poll, a signal): failures are logged."""
+async def refresh_logged(app: web.Application) -> bool:
+    """refresh_models for a caller with nobody to answer (the poll, a signal): failures are logged.
+    True if the served models changed."""
     try:
-        await refresh_models(app)
+        before, after = await refresh_models(app)
     except (bundle.BundleError, RegistryError) as exc:
         log.warning("kept serving %s: %s", app[SERVING].versions(), exc)
     except Exception:  # the poll must outlive any one failure
         log.exception("model refresh failed")
+    else:
+        return before != after
+    return False
 
 
 async def cache_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -11,8 +11,9 @@ The supervisor, the process ``serve`` started:
 
 - says it serves only once every process has loaded and verified its model; a process that
   cannot (a bad bundle, an unreachable registry) fails the command with its one-line error;
-- passes a reload on: a process that answered ``POST /v1/models/reload`` tells the supervisor,
-  which tells the others, so they all swap (SIGHUP to the supervisor reloads them all);
+- passes a reload on: a process that swapped models (on ``POST /v1/models/reload`` or by its poll)
+  tells the supervisor, which tells the others, so they all swap within moments (SIGHUP to the
+  supervisor reloads them all);
 - replaces a process that dies, and gives up (exit 1) if they keep dying;
 - on SIGTERM or SIGINT stops them all gracefully (each finishes what it holds) and exits 0.
 
@@ -110,7 +111,7 @@ async def _reload_on_sighup(app: Any) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload_soon, app)
 
 
-_reloads: set[asyncio.Task[None]] = set()  # held until done (the loop keeps only weak references)
+_reloads: set[asyncio.Task[bool]] = set()  # held until done (the loop keeps only weak references)
 
 
 def _reload_soon(app: Any) -> None:
