@@ -294,12 +294,11 @@ def test_score_evaluate_and_refresh_take_a_registered_model(
     store: str,
     two_versions: str,
     bundle_dir: Path,
-    other_bundle_dir: Path,
     train_events: list[dict[str, Any]],
     held_out_events: list[dict[str, Any]],
 ) -> None:
-    """--model takes models:/NAME@ALIAS and models:/NAME/VERSION wherever a bundle is read, as
-    report and score-spark do: the same scores as the registered bundle's directory."""
+    """--model takes models:/NAME@ALIAS and models:/NAME/VERSION, as report and score-spark do: the
+    same scores as the registered bundle's directory."""
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in held_out_events[:300]))
     scored = {}
