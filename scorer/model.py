@@ -32,6 +32,11 @@ from tqdm import tqdm
 
 from scorer.features.encoder import EncodedBatch
 from scorer.network import ModelConfig
+from scorer.threads import chosen
+
+_THREADS = chosen()
+if _THREADS is not None:  # an entry point set the threads before training imported torch
+    torch.set_num_threads(_THREADS)
 
 
 @dataclass(frozen=True)

@@ -11,18 +11,28 @@ from __future__ import annotations
 BLAS_THRESHOLD = 1024
 
 
+_chosen: int | None = None  # what the entry point chose, for torch if training imports it later
+
+
 def set_threads(n: int) -> None:
     """Pin faiss and numpy's BLAS to ``n`` threads (one per worker: thread teams must not fight), and
-    torch too when it is loaded (training; an entry point that trains imports scorer.model first),
-    and let faiss use BLAS for batched exact search. Scoring never imports torch."""
+    torch too (now if it is loaded, else when training imports it: :func:`chosen`), and let faiss
+    use BLAS for batched exact search. Scoring never imports torch."""
     import sys
 
     import faiss
     from threadpoolctl import threadpool_limits
 
+    global _chosen
+    _chosen = n
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(n)
     faiss.omp_set_num_threads(n)
     faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
     threadpool_limits(limits=n, user_api="blas")  # numpy's matrix products in InferenceNet
+
+
+def chosen() -> int | None:
+    """The thread count :func:`set_threads` set in this process, if it was called."""
+    return _chosen

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -54,3 +56,20 @@ def test_a_model_without_inputs_still_embeds() -> None:
     cat = np.zeros((3, 0), dtype=np.int64)
     num = np.zeros((3, 0), dtype=np.float32)
     np.testing.assert_allclose(_inference_net(model)(cat, num), _torch_embed(model, cat, num), atol=1e-6)
+
+
+def test_training_imported_after_the_threads_were_set_keeps_their_count() -> None:
+    """Entry points set the threads before anything imports torch (scoring never does); training,
+    imported later, must not run torch on every core while faiss and BLAS keep to the count."""
+    code = (
+        "import sys\n"
+        "from scorer.threads import set_threads\n"
+        "set_threads(1)\n"
+        "assert 'torch' not in sys.modules\n"
+        "import scorer.model, torch\n"
+        "print(torch.get_num_threads())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.split() == ["1"]

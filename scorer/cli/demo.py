@@ -51,8 +51,6 @@ def _demo(args: argparse.Namespace) -> int:
         _say(
             f"training the demo model on {files.train} (about a minute on 2 cores, up to four when other work crowds them) ..."
         )
-        import scorer.model  # noqa: F401  (torch, loaded before its threads are set)
-
         set_threads(os.cpu_count() or 1)
         started = time.perf_counter()
         detector = Detector.fit(load_events([files.train]), log=_say)
