@@ -6,15 +6,19 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 
 class RedisServer:
-    """A throwaway redis-server on a free loopback port (never the machine's 6379)."""
+    """A throwaway redis-server on a free loopback port (never the machine's 6379). With
+    ``data_dir`` it keeps its data there (append-only file), so it can be stopped and started
+    again with what it held, as a production Redis restarts."""
 
-    def __init__(self) -> None:
+    def __init__(self, data_dir: Path | None = None) -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
+        self.data_dir = data_dir
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -22,18 +26,11 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        keep = (
+            ["--appendonly", "yes", "--dir", str(self.data_dir)] if self.data_dir else ["--appendonly", "no"]
+        )
         self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *keep],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -48,9 +45,13 @@ class RedisServer:
                 time.sleep(0.05)
         raise RuntimeError("redis-server did not start")
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = False) -> None:
+        """Kill it; ``graceful``: SIGTERM, on which Redis writes its data out and exits."""
         if self.process is not None:
-            self.process.kill()
+            if graceful:
+                self.process.terminate()
+            else:
+                self.process.kill()
             self.process.wait(10)
             self.process = None
 

@@ -5,6 +5,7 @@ consumer's pending entries are claimed by another."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -215,3 +216,135 @@ def test_the_rarest_events_reach_alertmanager(
         consumer.send_signal(signal.SIGTERM)
         assert consumer.wait(60) == 0, log.read_text()
         alertmanager.close()
+
+
+def _metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return response.read().decode()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_redis_restarting_mid_stream_loses_nothing_and_the_consumer_carries_on(
+    bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """Redis stops (SIGTERM: it writes its data out) while the consumer works through a backlog;
+    the consumer keeps trying, and once Redis is back every event is written and acknowledged."""
+    server = RedisServer(data_dir=tmp_path / "redis")
+    (tmp_path / "redis").mkdir()
+    server.start()
+    client = redis.Redis.from_url(server.url)
+    before, after = held_out_events[:2000], held_out_events[2000:2200]
+    _produce(client, before)
+    log = tmp_path / "stream.log"
+    metrics_port = _free_port()
+    consumer = _consumer(server, bundle_dir, log, "c1", "--metrics-port", str(metrics_port))
+    try:
+        _wait_for(lambda: client.xlen(STREAMS["output"]) >= 64, "the first batches")
+        server.stop(graceful=True)
+        _wait_for(
+            lambda: log.read_text().count("unreachable, trying again") >= 2, "the consumer to try again"
+        )
+        assert consumer.poll() is None, log.read_text()
+        server.start()  # the same port and data
+        client = redis.Redis.from_url(server.url)
+        assert client.xlen(STREAMS["output"]) < len(before), (
+            "it finished before Redis stopped: nothing tested"
+        )
+        _produce(client, after)
+        events = before + after
+        _wait_for(lambda: client.xlen(STREAMS["output"]) >= len(events) and _pending(client) == 0, "the rest")
+        retries = [
+            line
+            for line in _metrics(metrics_port).splitlines()
+            if line.startswith("ocsf_anomaly_stream_retries_total")
+        ]
+        assert sum(float(line.split()[-1]) for line in retries) >= 2, retries
+        written = set(_uids(_written(client, STREAMS["output"])))
+    finally:
+        consumer.send_signal(signal.SIGTERM)
+        code = consumer.wait(60)
+        server.stop()
+    text = log.read_text()
+    assert code == 0, text
+    assert "Traceback" not in text
+    assert "stopped: every batch read was written and acknowledged" in text
+    assert written == {e["metadata"]["uid"] for e in events}
+
+
+def test_a_stop_while_redis_is_away_ends_promptly_and_gives_nothing_up(
+    server: RedisServer, client: redis.Redis, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    _produce(client, held_out_events[:50])
+    log = tmp_path / "stream.log"
+    consumer = _consumer(server, bundle_dir, log, "c1")
+    _wait_for(lambda: client.xlen(STREAMS["output"]) >= 50 and _pending(client) == 0, "the events")
+    server.stop()
+    _wait_for(lambda: "unreachable, trying again" in log.read_text(), "the consumer to try again")
+    consumer.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    code = consumer.wait(60)
+    text = log.read_text()
+    assert code == 0, text
+    assert time.monotonic() - started < 30  # a pause between attempts is cut short by the stop
+    assert "Traceback" not in text
+    assert "stopped" in text.splitlines()[-1]
+
+
+def test_an_unreachable_redis_at_start_is_one_line_with_the_password_masked(
+    tmp_path: Path, bundle_dir: Path
+) -> None:
+    url = f"redis://scorer:S3CRET@127.0.0.1:{_free_port()}/0"
+    command = [sys.executable, "-m", "scorer.cli", "stream", "--source", "redis", "--redis-url", url]
+    command += ["--input", "a", "--output", "b", "--alerts", "c", "--dead-letter", "d", "--group", "g"]
+    done = subprocess.run([*command, "--model", str(bundle_dir)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "S3CRET" not in done.stderr + done.stdout
+    error = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1, done.stderr
+    assert "could not start on Redis at redis://***@127.0.0.1" in error[0]
+
+
+def test_entries_whose_answer_was_lost_are_read_again_first_after_an_outage(tmp_path: Path) -> None:
+    """XREADGROUP counts entries as the consumer's as it answers; when the answer is lost with the
+    connection, the consumer's next read after the outage starts with its own pending entries
+    (else they would wait --claim-idle-seconds for a claim)."""
+    import redis.asyncio
+
+    from scorer.stream.redis_streams import RedisStreams
+
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(data_dir=tmp_path / "redis")
+    server.start()
+    sync = redis.Redis.from_url(server.url)
+    _produce(sync, [{"metadata": {"uid": str(i)}} for i in range(30)])
+
+    async def scenario() -> list[str]:
+        streams = RedisStreams(
+            redis.asyncio.from_url(server.url), **STREAMS, group="scorers", consumer="c1", block_ms=100
+        )
+        await streams.start()
+        first = await streams.read(10)  # its own pending (none), then the first ten new entries
+        await streams.commit(first)
+        # ten more are delivered to c1 while its connection breaks: they are pending, unseen
+        lost = sync.xreadgroup("scorers", "c1", {STREAMS["input"]: ">"}, count=10)[0][1]
+        server.stop(graceful=True)
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await streams.read(10)
+        assert streams.transient(redis.exceptions.ConnectionError())
+        server.start()
+        again = await streams.read(10)
+        await streams.close()
+        assert len(first) == len(lost) == 10
+        return [entry.event["metadata"]["uid"] for entry in again if entry.event]
+
+    try:
+        # the first read took 0–9; the lost ten are 10–19; new entries would be 20–29
+        assert asyncio.run(scenario()) == [str(i) for i in range(10, 20)]
+    finally:
+        server.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -123,6 +124,11 @@ def _stream(args: argparse.Namespace) -> int:
         configure_mlflow()
     set_threads(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.source == "kafka":
+        from scorer.stream.kafka import OncePer
+
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(OncePer(30.0))
     consumer = args.consumer or f"{socket.gethostname()}-{os.getpid()}"
     _say(f"loading {settings.model_dir or f'the champion of {settings.model_name}'}")
     source = source_for(settings)
@@ -133,7 +139,7 @@ async def _run(args: argparse.Namespace, settings: Settings, model_source: Model
     from prometheus_client import start_http_server
 
     from scorer.alerts import Alerter, AlertMetrics, config_from
-    from scorer.stream.loop import Models, StreamMetrics, consume
+    from scorer.stream.loop import Models, StreamMetrics, consume, describe
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -149,13 +155,24 @@ async def _run(args: argparse.Namespace, settings: Settings, model_source: Model
     if alerter is not None:
         await alerter.start()
     source = _source(args, settings, consumer)
-    await source.start()
+    try:
+        await source.start()
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            await source.close()
+        if alerter is not None:
+            await alerter.close()
+        raise CliError(
+            f"could not start on {source.where}: {describe(exc)} "
+            f"(is it running, and are --{'redis-url' if args.source == 'redis' else 'bootstrap-servers'} "
+            "and its credentials right?)"
+        ) from None
     try:
         _say(
             f"consuming {args.input} as {consumer} of {args.group} with {loaded.ref.source}; "
             "SIGTERM or Ctrl-C stops after the batch in hand"
         )
-        await consume(
+        acknowledged = await consume(
             source,
             models,
             alpha=args.alpha or settings.alpha,
@@ -169,7 +186,12 @@ async def _run(args: argparse.Namespace, settings: Settings, model_source: Model
         await source.close()
         if alerter is not None:
             await alerter.close()
-    _say("stopped: every batch read was written and acknowledged")
+    if acknowledged:
+        _say("stopped: every batch read was written and acknowledged")
+    else:
+        _say(
+            f"stopped while {source.where} was out of reach: the batch in hand was not acknowledged and will be read again"
+        )
     return 0
 
 
@@ -192,10 +214,12 @@ def _source(args: argparse.Namespace, settings: Settings, consumer: str) -> Redi
         )
     import redis.asyncio
 
+    from scorer.errors import without_credentials
     from scorer.stream.redis_streams import RedisStreams
 
     return RedisStreams(
         redis.asyncio.from_url(args.redis_url),
+        where=f"Redis at {without_credentials(args.redis_url)}",
         **names,
         group=args.group,
         consumer=consumer,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +27,25 @@ log = logging.getLogger("ocsf_anomaly.stream")
 # How long a fetch waits on the broker for data: aiokafka's 500 ms default is what a lightly loaded
 # topic's events then wait before they are scored; 50 ms costs the broker a few more fetches.
 FETCH_MAX_WAIT_MS = 50
+
+
+class OncePer(logging.Filter):
+    """Lets a message through at most once per ``seconds`` (by its logger and template): while a
+    broker is away aiokafka logs the same failure tens of times a second."""
+
+    def __init__(self, seconds: float, prefix: str = "aiokafka") -> None:
+        super().__init__()
+        self.seconds, self.prefix = seconds, prefix
+        self._last: dict[tuple[str, object], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefix):
+            return True
+        key, now = (record.name, record.msg), time.monotonic()
+        if now - self._last.get(key, -self.seconds) < self.seconds:
+            return False
+        self._last[key] = now
+        return True
 
 
 class KafkaTopics:
@@ -45,6 +65,7 @@ class KafkaTopics:
     ) -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+        self.where = f"Kafka at {bootstrap_servers}"
         self.input, self.output, self.alerts, self.dead_letter = input, output, alerts, dead_letter
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_servers,
@@ -75,8 +96,24 @@ class KafkaTopics:
         self.consumer.subscribe([self.input], listener=CommitOnRevoke())
 
     async def close(self) -> None:
-        await self.consumer.stop()
-        await self.producer.stop()
+        for client in (self.consumer, self.producer):
+            try:
+                await client.stop()
+            except asyncio.CancelledError:
+                # aiokafka's fetcher raises its own cancellation when stopped while it waits to
+                # retry a broker that is away; a cancellation of this task itself goes on up
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+            except Exception as exc:
+                log.warning("closing the Kafka %s: %s", type(client).__name__, exc)
+
+    def transient(self, exc: BaseException) -> bool:
+        from aiokafka.errors import KafkaError, KafkaTimeoutError
+
+        if isinstance(exc, KafkaError):  # a broker down, no leader yet, a request timed out
+            return bool(exc.retriable) or isinstance(exc, KafkaTimeoutError)
+        return isinstance(exc, OSError | TimeoutError)
 
     async def read(self, count: int) -> list[Entry]:
         batches = await self.consumer.getmany(timeout_ms=1000, max_records=count)

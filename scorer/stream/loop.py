@@ -8,16 +8,24 @@ Writes come before the commit, so a crash anywhere loses nothing: what was not c
 again (at least once; an event may be written twice after a crash, never lost). An entry that is
 no OCSF event (not JSON, not an object), or one the engine cannot score, goes to the dead letters
 with the reason and is committed with the rest: it never blocks what comes after it.
+
+When the source goes away mid-stream (Redis or the brokers restarting, a network cut), each read,
+write and commit that fails for that reason is tried again, after 0.5 s, then twice as long each
+time up to 30 s, holding the batch in hand: nothing after it is acknowledged before it is. A stop
+asked for meanwhile waits up to 10 s for the operation under way, then gives up the batch
+unacknowledged (it is read again by whoever comes next).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -26,6 +34,10 @@ from scorer.service.models import Loaded, ModelSource
 from scorer.service.requests import dumps
 
 log = logging.getLogger("ocsf_anomaly.stream")
+T = TypeVar("T")
+RETRY_FIRST_SECONDS = 0.5
+RETRY_MAX_SECONDS = 30.0
+STOP_GRACE_SECONDS = 10.0
 
 
 @dataclass
@@ -50,6 +62,13 @@ class Output:
 
 
 class Source(Protocol):
+    where: str
+    """What the source is, for messages (credentials masked): "Redis at redis://host:6379/0"."""
+
+    def transient(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the source is out of reach for now (worth trying again), not that
+        what was asked is wrong."""
+
     async def start(self) -> None:
         """Join the group (making what is missing)."""
 
@@ -117,12 +136,33 @@ class StreamMetrics:
         self.lag = Gauge(
             "ocsf_anomaly_stream_lag", "Entries of the input not yet read by the group", registry=r
         )
+        self.retries = Counter(
+            "ocsf_anomaly_stream_retries",
+            "Reads, writes and commits tried again because the source was out of reach",
+            ["operation"],
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             "ocsf_anomaly_stream_batch_seconds",
             "Time to score, write and commit one batch",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message``, once (some libraries' messages already start with their type's name)."""
+    text = str(exc)
+    name = type(exc).__name__
+    return text if text.startswith(name) else f"{name}: {text}"
+
+
+class Interrupted(Exception):
+    """A stop came while an operation was waiting for the source."""
+
+    def __init__(self, holding: bool) -> None:
+        super().__init__("stopped while waiting for the source")
+        self.holding = holding  # a batch was read and not acknowledged
 
 
 async def consume(
@@ -135,29 +175,93 @@ async def consume(
     metrics: StreamMetrics,
     field: str = "anomaly",
     alerter: Alerter | None = None,
-) -> None:
-    """Batches until ``stop`` is set; the batch in hand is finished and committed first."""
-    while not stop.is_set():
-        entries = await source.read(batch_size)
-        if not entries:
-            lag = await source.lag()
-            if lag is not None:
-                metrics.lag.set(lag)
-            continue
-        started = time.perf_counter()
-        loaded = await models.current()
-        output = await asyncio.to_thread(score_batch, loaded, entries, alpha, field)
-        await source.deliver(output)
-        if alerter is not None:
-            alerter.offer_many(
-                [event for event, _ in output.scored], [anomaly for _, anomaly in output.scored]
+) -> bool:
+    """Batches until ``stop`` is set; the batch in hand is finished and committed first. Answers
+    whether every batch read was acknowledged (False: a stop came while the source was out of
+    reach, and the batch in hand will be read again)."""
+
+    async def until_done(operation: str, call: Callable[[], Awaitable[T]], holding: bool) -> T:
+        return await _until_done(source, stop, metrics, operation, call, holding)
+
+    try:
+        while not stop.is_set():
+            entries = await until_done("read", functools.partial(source.read, batch_size), False)
+            if not entries:
+                lag = await until_done("read the lag", source.lag, False)
+                if lag is not None:
+                    metrics.lag.set(lag)
+                continue
+            started = time.perf_counter()
+            loaded = await models.current()
+            output = await asyncio.to_thread(score_batch, loaded, entries, alpha, field)
+            await until_done("write", functools.partial(source.deliver, output), True)
+            if alerter is not None:
+                alerter.offer_many(
+                    [event for event, _ in output.scored], [anomaly for _, anomaly in output.scored]
+                )
+            await until_done("commit", functools.partial(source.commit, entries), True)
+            metrics.consumed.inc(len(entries))
+            metrics.scored.inc(len(output.enriched))
+            metrics.anomalies.inc(len(output.alerts))
+            metrics.dead_lettered.inc(len(output.dead))
+            metrics.batch_seconds.observe(time.perf_counter() - started)
+    except Interrupted as interrupted:
+        return not interrupted.holding
+    return True
+
+
+async def _until_done(
+    source: Source,
+    stop: asyncio.Event,
+    metrics: StreamMetrics,
+    operation: str,
+    call: Callable[[], Awaitable[T]],
+    holding: bool,
+) -> T:
+    """``call()``, tried again with growing pauses while the source is out of reach; a stop gives
+    the attempt under way STOP_GRACE_SECONDS more, then raises Interrupted."""
+    pause = RETRY_FIRST_SECONDS
+    while True:
+        attempt = asyncio.ensure_future(call())
+        try:
+            return await _unless_stopped(attempt, stop, holding)
+        except Interrupted:
+            raise
+        except Exception as exc:
+            if not source.transient(exc):
+                raise
+            metrics.retries.labels(operation).inc()
+            log.warning(
+                "could not %s (%s): %s unreachable, trying again in %.1f s%s",
+                operation,
+                describe(exc),
+                source.where,
+                pause,
+                "; the batch in hand waits, unacknowledged" if holding else "",
             )
-        await source.commit(entries)
-        metrics.consumed.inc(len(entries))
-        metrics.scored.inc(len(output.enriched))
-        metrics.anomalies.inc(len(output.alerts))
-        metrics.dead_lettered.inc(len(output.dead))
-        metrics.batch_seconds.observe(time.perf_counter() - started)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), pause)
+        if stop.is_set():
+            raise Interrupted(holding)
+        pause = min(2 * pause, RETRY_MAX_SECONDS)
+
+
+async def _unless_stopped(attempt: asyncio.Future[T], stop: asyncio.Event, holding: bool) -> T:
+    if not stop.is_set():
+        stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        either: set[asyncio.Future[Any]] = {attempt, stopped}
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+    if not attempt.done():
+        await asyncio.wait({attempt}, timeout=STOP_GRACE_SECONDS)
+    if not attempt.done():
+        attempt.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await attempt
+        raise Interrupted(holding)
+    return attempt.result()
 
 
 def score_batch(loaded: Loaded, entries: Sequence[Entry], alpha: float, field: str) -> Output:

@@ -12,6 +12,7 @@ are written in one pipeline, trimmed with ``MAXLEN ~``, and only then are the in
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +22,8 @@ import orjson
 from scorer.service.requests import loads
 from scorer.stream.loop import Entry, Output
 
+log = logging.getLogger("ocsf_anomaly.stream")
+
 
 class RedisStreams:
     """One consumer of ``group`` on stream ``input``."""
@@ -29,6 +32,7 @@ class RedisStreams:
         self,
         client: Any,  # redis.asyncio.Redis
         *,
+        where: str = "Redis",
         input: str,
         output: str,
         alerts: str,
@@ -40,6 +44,7 @@ class RedisStreams:
         block_ms: int = 1000,
     ) -> None:
         self.client = client
+        self.where = where
         self.input, self.output, self.alerts, self.dead_letter = input, output, alerts, dead_letter
         self.group, self.consumer = group, consumer
         self.claim_idle_ms = int(claim_idle_seconds * 1000)
@@ -61,7 +66,41 @@ class RedisStreams:
     async def close(self) -> None:
         await self.client.aclose()
 
+    def transient(self, exc: BaseException) -> bool:
+        import redis.exceptions
+
+        if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.AuthorizationError):
+            return False  # a refused password stays refused
+        return isinstance(
+            exc,
+            redis.exceptions.ConnectionError  # refused, reset, still loading its data after a restart
+            | redis.exceptions.TimeoutError
+            | redis.exceptions.ReadOnlyError  # a replica during a failover
+            | OSError,
+        )
+
     async def read(self, count: int) -> list[Entry]:
+        import redis.exceptions
+
+        try:
+            return await self._read(count)
+        except redis.exceptions.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+        except Exception:
+            # the answer may have been lost on the way with entries Redis now counts as this
+            # consumer's: the next read starts with them (else they wait for a claim)
+            self._own_pending = True
+            raise
+        # Redis came back without its data (no persistence): the stream and the group are made
+        # again, and the consumer goes on with what is written from now on
+        log.warning(
+            "the consumer group %s of %s is gone from %s: made again", self.group, self.input, self.where
+        )
+        await self.start()
+        return []
+
+    async def _read(self, count: int) -> list[Entry]:
         if self._own_pending:
             answer = await self.client.xreadgroup(self.group, self.consumer, {self.input: "0"}, count=count)
             entries = self._entries(answer)
