@@ -348,3 +348,26 @@ def test_entries_whose_answer_was_lost_are_read_again_first_after_an_outage(tmp_
         assert asyncio.run(scenario()) == [str(i) for i in range(10, 20)]
     finally:
         server.stop()
+
+
+def test_a_redis_that_comes_back_empty_gets_the_group_again_and_the_stream_goes_on(
+    server: RedisServer, client: redis.Redis, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """A Redis without persistence restarts with nothing: the stream and the consumer group are
+    made again, and what producers write from then on is scored."""
+    _produce(client, held_out_events[:20])
+    log = tmp_path / "stream.log"
+    consumer = _consumer(server, bundle_dir, log, "c1")
+    try:
+        _wait_for(lambda: client.xlen(STREAMS["output"]) >= 20 and _pending(client) == 0, "the first events")
+        server.stop()
+        server.start()  # the same port, no data
+        _wait_for(lambda: "is gone from Redis" in log.read_text(), "the group made again")
+        later = held_out_events[20:40]
+        _produce(client, later)
+        _wait_for(lambda: client.xlen(STREAMS["output"]) >= 20, "the later events")
+        assert set(_uids(_written(client, STREAMS["output"]))) == {e["metadata"]["uid"] for e in later}
+    finally:
+        consumer.send_signal(signal.SIGTERM)
+        assert consumer.wait(60) == 0, log.read_text()
+    assert "Traceback" not in log.read_text()
