@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     """Bearer token sent to the alert receiver (a webhook, or an Alertmanager behind a proxy)."""
     alerts_generator_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
     """Link put in every alert (`generatorURL`), e.g. a dashboard of the anomalies."""
+    kafka_password: str | None = None
+    """`stream --source kafka`: the SASL password of `--sasl-username` (an environment variable or the
+    config file, never a flag that `ps` would show)."""
     api_token: str | None = Field(None, pattern=PRINTABLE_ASCII)
     """Bearer token required on scoring calls (printable ASCII); unset: scoring is open."""
     admin_token: str | None = Field(None, pattern=PRINTABLE_ASCII)
@@ -200,7 +203,7 @@ def _environment(cls: type[Settings]) -> dict[str, Any]:
     return {first.get(key, key): value for key, value in found.items()}
 
 
-SECRETS = frozenset({"api_token", "admin_token", "alerts_token"})
+SECRETS = frozenset({"api_token", "admin_token", "alerts_token", "kafka_password"})
 URLS = frozenset({"redis_url", "registry_uri", "alerts_url", "vector_downstream_url"})
 
 

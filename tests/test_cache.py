@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+from certificates import make_certificate
 from redis_server import RedisServer
 
 from scorer.service.app import create_app
@@ -21,8 +22,10 @@ JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
+def redis_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server; ``indirect`` "tls": TLS only, its URL ``rediss://…?ssl_ca_certs=CA``."""
+    tls = make_certificate(tmp_path, "redis") if getattr(request, "param", "plain") == "tls" else None
+    server = RedisServer(tls=tls)
     server.start()
     yield server
     server.stop()
@@ -49,6 +52,7 @@ async def _score(client: Any, events: list[Any]) -> list[dict[str, Any]]:
     return (await response.json())["results"]
 
 
+@pytest.mark.parametrize("redis_server", ["plain", "tls"], indirect=True)
 async def test_a_second_replica_reads_embeddings_from_redis(
     aiohttp_client: Any, bundle_dir: Path, redis_server: RedisServer, held_out_events: list[Any]
 ) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import redis
 from alertmanager import SKIP_REASON, Alertmanager, available
+from certificates import make_certificate
 from redis_server import RedisServer
 
 from scorer.alerts import severity
@@ -371,3 +372,36 @@ def test_a_redis_that_comes_back_empty_gets_the_group_again_and_the_stream_goes_
         consumer.send_signal(signal.SIGTERM)
         assert consumer.wait(60) == 0, log.read_text()
     assert "Traceback" not in log.read_text()
+
+
+def test_a_rediss_url_streams_over_tls_and_a_ca_that_did_not_sign_is_refused(
+    bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """Redis with TLS only (redis-server --tls-port): `rediss://…?ssl_ca_certs=CA` verifies it."""
+    cert, key = make_certificate(tmp_path, "redis")
+    server = RedisServer(tls=(cert, key))
+    server.start()
+    client = redis.Redis.from_url(server.url)
+    try:
+        events = held_out_events[:30]
+        _produce(client, events)
+        log = tmp_path / "stream.log"
+        consumer = _consumer(server, bundle_dir, log, "c1")
+        try:
+            _wait_for(
+                lambda: client.xlen(STREAMS["output"]) >= len(events) and _pending(client) == 0, "the events"
+            )
+        finally:
+            consumer.send_signal(signal.SIGTERM)
+            assert consumer.wait(60) == 0, log.read_text()
+        stranger, _ = make_certificate(tmp_path, "stranger")
+        command = [sys.executable, "-m", "scorer.cli", "stream", "--source", "redis", "--redis-url"]
+        command += [server.url.replace(str(cert), str(stranger)), "--input", "a", "--output", "b"]
+        command += ["--alerts", "c", "--dead-letter", "d", "--group", "g", "--model", str(bundle_dir)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    finally:
+        client.close()
+        server.stop()
+    assert done.returncode == 2
+    assert "CERTIFICATE_VERIFY_FAILED" in done.stderr
+    assert "Traceback" not in done.stderr

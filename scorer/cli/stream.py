@@ -15,10 +15,22 @@ from typing import TYPE_CHECKING
 
 from scorer.cli import CONFIG_HELP, CliError, Commands, _alpha, _positive, _say
 
+# Kafka's names (aiokafka's too), here so that `--help` imports no client
+PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+KAFKA_SECURITY = (
+    "security_protocol",
+    "sasl_mechanism",
+    "sasl_username",
+    "ssl_cafile",
+    "ssl_certfile",
+    "ssl_keyfile",
+)
+
 if TYPE_CHECKING:
     from scorer.service.models import ModelSource
     from scorer.settings import Settings
-    from scorer.stream.kafka import KafkaTopics
+    from scorer.stream.kafka import KafkaSecurity, KafkaTopics
     from scorer.stream.redis_streams import RedisStreams
 
 EXAMPLES = """\
@@ -64,6 +76,28 @@ def add_commands(commands: Commands) -> None:
     )
     stream.add_argument("--redis-url", default=None, help="--source redis: e.g. redis://127.0.0.1:6379/0")
     stream.add_argument("--bootstrap-servers", default=None, help="--source kafka: HOST:PORT[,HOST:PORT]")
+    kafka = stream.add_argument_group(
+        "Kafka security",
+        "TLS and SASL, named as in Kafka's own client settings (security.protocol, sasl.mechanism). "
+        "The SASL password is read from OCSF_ANOMALY_KAFKA_PASSWORD (or kafka_password in --config), "
+        "never from a flag, which `ps` would show.",
+    )
+    kafka.add_argument(
+        "--security-protocol",
+        choices=PROTOCOLS,
+        default=None,
+        help="default: SASL_SSL with --sasl-mechanism, SSL with an --ssl-* file, else PLAINTEXT",
+    )
+    kafka.add_argument("--sasl-mechanism", choices=MECHANISMS, default=None, help="e.g. SCRAM-SHA-512")
+    kafka.add_argument("--sasl-username", default=None, help="the SASL user")
+    kafka.add_argument(
+        "--ssl-cafile",
+        type=Path,
+        default=None,
+        help="PEM of the CA that signed the brokers' certificates (default: the system's CAs)",
+    )
+    kafka.add_argument("--ssl-certfile", type=Path, default=None, help="PEM client certificate (mutual TLS)")
+    kafka.add_argument("--ssl-keyfile", type=Path, default=None, help="PEM private key of --ssl-certfile")
     stream.add_argument("--input", required=True, help="the stream (topic) to read")
     stream.add_argument(
         "--output", required=True, help="the stream (topic) every enriched event is written to"
@@ -114,12 +148,18 @@ def _stream(args: argparse.Namespace) -> int:
         raise CliError("--source redis needs --redis-url, e.g. redis://127.0.0.1:6379/0")
     if args.source == "kafka" and not args.bootstrap_servers:
         raise CliError("--source kafka needs --bootstrap-servers, e.g. 127.0.0.1:9092")
+    kafka_flags = [
+        f"--{name.replace('_', '-')}" for name in KAFKA_SECURITY if getattr(args, name) is not None
+    ]
+    if args.source != "kafka" and kafka_flags:
+        raise CliError(f"{', '.join(kafka_flags)}: only for --source kafka (Redis: a rediss:// URL for TLS)")
     from scorer.registry import configure_mlflow
     from scorer.service.models import source_for
     from scorer.settings import Settings
     from scorer.threads import set_threads
 
     settings = Settings.load(args.config, model_dir=args.model)
+    security = _security(args, settings) if args.source == "kafka" else None
     if settings.model_dir is None:
         configure_mlflow()
     set_threads(1)
@@ -132,10 +172,16 @@ def _stream(args: argparse.Namespace) -> int:
     consumer = args.consumer or f"{socket.gethostname()}-{os.getpid()}"
     _say(f"loading {settings.model_dir or f'the champion of {settings.model_name}'}")
     source = source_for(settings)
-    return asyncio.run(_run(args, settings, source, consumer))
+    return asyncio.run(_run(args, settings, source, consumer, security))
 
 
-async def _run(args: argparse.Namespace, settings: Settings, model_source: ModelSource, consumer: str) -> int:
+async def _run(
+    args: argparse.Namespace,
+    settings: Settings,
+    model_source: ModelSource,
+    consumer: str,
+    security: KafkaSecurity | None,
+) -> int:
     from prometheus_client import start_http_server
 
     from scorer.alerts import Alerter, AlertMetrics, config_from
@@ -154,7 +200,7 @@ async def _run(args: argparse.Namespace, settings: Settings, model_source: Model
     alerter = Alerter(alert_config, AlertMetrics(metrics.registry)) if alert_config is not None else None
     if alerter is not None:
         await alerter.start()
-    source = _source(args, settings, consumer)
+    source = _source(args, settings, consumer, security)
     try:
         await source.start()
     except Exception as exc:
@@ -195,7 +241,29 @@ async def _run(args: argparse.Namespace, settings: Settings, model_source: Model
     return 0
 
 
-def _source(args: argparse.Namespace, settings: Settings, consumer: str) -> RedisStreams | KafkaTopics:
+def _security(args: argparse.Namespace, settings: Settings) -> KafkaSecurity:
+    from scorer.stream.kafka import KafkaSecurity
+
+    security = KafkaSecurity(
+        protocol=args.security_protocol,
+        mechanism=args.sasl_mechanism,
+        username=args.sasl_username,
+        password=settings.kafka_password,
+        ca_file=args.ssl_cafile,
+        cert_file=args.ssl_certfile,
+        key_file=args.ssl_keyfile,
+    )
+    problems = security.problems()
+    if problems:
+        raise CliError("; ".join(problems))
+    if security.resolved_protocol == "SASL_PLAINTEXT" and security.mechanism == "PLAIN":
+        _say("warning: SASL PLAIN over SASL_PLAINTEXT sends the password unencrypted; use SASL_SSL")
+    return security
+
+
+def _source(
+    args: argparse.Namespace, settings: Settings, consumer: str, security: KafkaSecurity | None
+) -> RedisStreams | KafkaTopics:
     names = {
         "input": args.input,
         "output": args.output,
@@ -211,6 +279,7 @@ def _source(args: argparse.Namespace, settings: Settings, consumer: str) -> Redi
             group=args.group,
             entity_key=settings.entity_key,
             client_id=consumer,
+            security=security,
         )
     import redis.asyncio
 

@@ -14,19 +14,102 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from scorer.features.encoder import compile_getter
 from scorer.service.requests import loads
-from scorer.stream.loop import Entry, Output
+from scorer.stream.loop import Entry, Output, StartFailed, describe
 
 log = logging.getLogger("ocsf_anomaly.stream")
 # How long a fetch waits on the broker for data: aiokafka's 500 ms default is what a lightly loaded
 # topic's events then wait before they are scored; 50 ms costs the broker a few more fetches.
 FETCH_MAX_WAIT_MS = 50
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """How to reach the brokers: Kafka's own ``security.protocol`` and ``sasl.mechanism`` names.
+
+    Without a protocol it follows from what is given: a SASL mechanism means SASL_SSL, a CA or a
+    client certificate means SSL, nothing means PLAINTEXT. TLS verifies the brokers' certificates
+    and host names against ``ca_file`` (default: the system's CAs).
+    """
+
+    protocol: str | None = None
+    mechanism: str | None = None
+    username: str | None = None
+    password: str | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @property
+    def resolved_protocol(self) -> str:
+        if self.protocol:
+            return self.protocol
+        if self.mechanism:
+            return "SASL_SSL"
+        return "SSL" if self.ca_file or self.cert_file else "PLAINTEXT"
+
+    def problems(self) -> list[str]:
+        """What is missing or contradictory, as a user would fix it (empty: usable)."""
+        protocol, found = self.resolved_protocol, []
+        sasl, tls = protocol.startswith("SASL_"), protocol.endswith("SSL")
+        if sasl and not self.mechanism:
+            found.append(f"--security-protocol {protocol} needs --sasl-mechanism")
+        if self.mechanism and not sasl:
+            found.append(
+                f"--sasl-mechanism needs --security-protocol SASL_SSL or SASL_PLAINTEXT, not {protocol}"
+            )
+        if self.mechanism and not self.username:
+            found.append("--sasl-mechanism needs --sasl-username")
+        if self.mechanism and not self.password:
+            found.append("--sasl-mechanism needs the password in OCSF_ANOMALY_KAFKA_PASSWORD")
+        if (self.ca_file or self.cert_file or self.key_file) and not tls:
+            found.append(f"--ssl-* files need --security-protocol SSL or SASL_SSL, not {protocol}")
+        if bool(self.cert_file) != bool(self.key_file):
+            found.append("a client certificate needs both --ssl-certfile and --ssl-keyfile")
+        for path in (self.ca_file, self.cert_file, self.key_file):
+            if path is not None and not path.is_file():
+                found.append(f"no such file: {path}")
+        return found
+
+    def client_options(self) -> dict[str, Any]:
+        """aiokafka's keyword arguments for this security."""
+        protocol = self.resolved_protocol
+        options: dict[str, Any] = {"security_protocol": protocol}
+        if protocol.endswith("SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            options["ssl_context"] = create_ssl_context(
+                cafile=str(self.ca_file) if self.ca_file else None,
+                certfile=str(self.cert_file) if self.cert_file else None,
+                keyfile=str(self.key_file) if self.key_file else None,
+            )
+        if protocol.startswith("SASL_"):
+            options.update(
+                sasl_mechanism=self.mechanism,
+                sasl_plain_username=self.username,
+                sasl_plain_password=self.password,
+            )
+        return options
+
+
+class _LastError(logging.Handler):
+    """The last ERROR a logger wrote."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.message: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.message = record.getMessage()
 
 
 class OncePer(logging.Filter):
@@ -62,20 +145,23 @@ class KafkaTopics:
         group: str,
         entity_key: str,
         client_id: str,
+        security: KafkaSecurity | None = None,
     ) -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+        self.security = security or KafkaSecurity()
+        connection = {"bootstrap_servers": bootstrap_servers, "client_id": client_id}
+        connection.update(self.security.client_options())
         self.where = f"Kafka at {bootstrap_servers}"
         self.input, self.output, self.alerts, self.dead_letter = input, output, alerts, dead_letter
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers,
+            **connection,
             group_id=group,
-            client_id=client_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, client_id=client_id, acks="all")
+        self.producer = AIOKafkaProducer(**connection, acks="all")
         self.entity = compile_getter(entity_key)
         self._done: dict[Any, int] = {}  # partition → the next offset to commit (what is written)
 
@@ -91,9 +177,31 @@ class KafkaTopics:
             async def on_partitions_assigned(self, assigned: Any) -> None:
                 log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
 
-        await self.producer.start()
-        await self.consumer.start()
+        last = _LastError()
+        library = logging.getLogger("aiokafka")
+        library.addHandler(last)
+        try:
+            await self.producer.start()
+            await self.consumer.start()
+        except Exception as exc:
+            raise StartFailed(self._why(exc, last.message)) from exc
+        finally:
+            library.removeHandler(last)
         self.consumer.subscribe([self.input], listener=CommitOnRevoke())
+
+    def _why(self, exc: Exception, last: str | None) -> str:
+        """What went wrong at start, with what aiokafka logged but did not raise (a certificate
+        refused, a connection reset), and a SASL login's failure named as one: a broker that
+        refuses SCRAM in the final message (RFC 5802's ``e=``) makes aiokafka's parser raise
+        a bare KeyError."""
+        text = describe(exc)
+        frames = {frame.name for frame in traceback.extract_tb(exc.__traceback__)}
+        if self.security.mechanism and any("sasl" in name or "authenticator" in name for name in frames):
+            return (
+                f"{text} during the {self.security.mechanism} login as {self.security.username!r}: "
+                "check --sasl-username and OCSF_ANOMALY_KAFKA_PASSWORD"
+            )
+        return f"{text} ({last})" if last else text
 
     async def close(self) -> None:
         for client in (self.consumer, self.producer):

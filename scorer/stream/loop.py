@@ -150,9 +150,15 @@ class StreamMetrics:
         )
 
 
+class StartFailed(Exception):
+    """A source could not start; the message says why, in full."""
+
+
 def describe(exc: BaseException) -> str:
     """``Type: message``, once (some libraries' messages already start with their type's name)."""
     text = str(exc)
+    if isinstance(exc, StartFailed):
+        return text
     name = type(exc).__name__
     return text if text.startswith(name) else f"{name}: {text}"
 
