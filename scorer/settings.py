@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     """Address to listen on. Admin calls without an admin token are only accepted on loopback."""
     port: int = Field(8080, ge=1, le=65535)
     """TCP port to listen on."""
+    tls_cert_file: Path | None = None
+    """PEM certificate chain to serve HTTPS with (with `tls_key_file`). Unset: plain HTTP, for
+    loopback or behind a proxy that terminates TLS; bearer tokens sent over a network need one or
+    the other."""
+    tls_key_file: Path | None = None
+    """PEM private key of `tls_cert_file` (unencrypted: the service starts unattended)."""
     registry_uri: str = Field(
         default_factory=default_registry_uri,
         validation_alias=AliasChoices("OCSF_ANOMALY_REGISTRY_URI", "MLFLOW_TRACKING_URI", "registry_uri"),
@@ -146,6 +152,12 @@ class Settings(BaseSettings):
                 f"max_pending_events ({self.max_pending_events:,}) must be at least max_events "
                 f"({self.max_events:,}): a request within the limits could never be admitted"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _tls_has_both_halves(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both for HTTPS, or neither")
         return self
 
     @model_validator(mode="after")

@@ -5,12 +5,17 @@ store for the reload, real signals."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
+from certificates import make_certificate
 from prometheus_client.parser import text_string_to_metric_families
+from splunk_protocol import APP_DIR
 
 from scorer.registry import Registry
 
@@ -288,3 +296,92 @@ def _refused_on(port: int, bundle_dir: Path) -> None:
         assert result.returncode == 2, result.stderr
         assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_https_with_the_configured_certificate_in_every_process(bundle_dir: Path, tmp_path: Path) -> None:
+    """OCSF_ANOMALY_TLS_CERT_FILE/KEY_FILE: every serving process answers HTTPS with that
+    certificate, plain HTTP on the port gets nowhere, and a client that does not trust the CA refuses.
+    The Splunk command's client, pointed at the CA as an operator would (SSL_CERT_FILE), scores."""
+    cert, key = make_certificate(tmp_path, "scorer")
+    env = {"OCSF_ANOMALY_TLS_CERT_FILE": str(cert), "OCSF_ANOMALY_TLS_KEY_FILE": str(key)}
+    env["OCSF_ANOMALY_API_TOKEN"] = "t0ken"
+    with _serve(tmp_path, "--model", bundle_dir, env=env) as served:
+        base = f"https://127.0.0.1:{served.port}"
+        assert f"serving {bundle_dir} on {base} in 2 processes" in served.log.read_text()
+        trusting = ssl.create_default_context(cafile=cert)
+        for _ in range(16):  # new connections, spread over both processes by the kernel
+            with urllib.request.urlopen(f"{base}/healthz", context=trusting, timeout=10) as answer:
+                assert answer.status == 200
+        with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+            urllib.request.urlopen(f"{base}/healthz", context=ssl.create_default_context(), timeout=10)
+        with pytest.raises((http.client.HTTPException, ConnectionError)):
+            urllib.request.urlopen(f"http://127.0.0.1:{served.port}/healthz", timeout=10)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import json, sys; sys.path.insert(0, sys.argv[1]); from ocsf_anomaly_scorer import ScorerClient; "
+                "client = ScorerClient(sys.argv[2], alpha=0.01, timeout=10, verify_tls=True, token='t0ken'); "
+                "print(json.dumps(client.score([b'{\"class_uid\": 4001}'])))",
+                str(APP_DIR / "bin"),
+                base,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "SSL_CERT_FILE": str(cert)},
+        )
+        assert done.returncode == 0, done.stderr
+        assert "p_value" in json.loads(done.stdout)[0]
+
+
+def test_a_certificate_that_cannot_serve_is_one_line(bundle_dir: Path, tmp_path: Path) -> None:
+    not_pem = tmp_path / "cert.pem"
+    not_pem.write_text("not a certificate\n")
+    env = {
+        **os.environ,
+        "OCSF_ANOMALY_TLS_CERT_FILE": str(not_pem),
+        "OCSF_ANOMALY_TLS_KEY_FILE": str(not_pem),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "scorer.cli",
+        "serve",
+        "--model",
+        str(bundle_dir),
+        "--port",
+        str(_free_port()),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert f"error: cannot serve HTTPS with {not_pem} and {not_pem}" in done.stderr
+    half = {**os.environ, "OCSF_ANOMALY_TLS_CERT_FILE": str(not_pem)}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=half)
+    assert done.returncode == 2
+    assert "tls_cert_file and tls_key_file go together" in done.stderr
+
+
+def test_a_token_served_in_clear_text_beyond_loopback_is_warned_about(bundle_dir: Path) -> None:
+    with socket.socket() as held:  # the port is taken, so serve stops right after its warnings
+        held.bind(("0.0.0.0", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        command = [
+            sys.executable,
+            "-m",
+            "scorer.cli",
+            "serve",
+            "--model",
+            str(bundle_dir),
+            "--host",
+            "0.0.0.0",
+        ]
+        env = {**os.environ, "OCSF_ANOMALY_API_TOKEN": "t0ken"}
+        done = subprocess.run(
+            [*command, "--port", str(port)], capture_output=True, text=True, timeout=120, env=env
+        )
+    assert done.returncode == 2
+    assert "warning: bearer tokens will cross the network to 0.0.0.0 in clear text" in done.stderr
+    assert "t0ken" not in done.stderr

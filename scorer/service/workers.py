@@ -31,6 +31,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import tempfile
 import time
 from collections import deque
@@ -69,6 +70,26 @@ def listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
         ) from None
 
 
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The server's TLS context when a certificate is configured (each serving process makes its
+    own: a context cannot be handed to another process)."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file, password=_no_password)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise ServeError(
+            f"cannot serve HTTPS with {settings.tls_cert_file} and {settings.tls_key_file}: {exc} "
+            "(a PEM certificate chain, and its private key unencrypted)"
+        ) from None
+    return context
+
+
+def _no_password() -> str:
+    raise ValueError("the private key is encrypted")
+
+
 def listen_each(host: str, port: int, count: int) -> list[socket.socket]:
     """``count`` listening sockets on one port, one per serving process (SO_REUSEPORT): the kernel
     spreads new connections over them by address, so a client's few keep-alive connections do not
@@ -81,6 +102,7 @@ def listen_each(host: str, port: int, count: int) -> list[socket.socket]:
 
 def serve(settings: Settings, say_ready: Callable[[], None]) -> int:
     """Serve ``settings`` until stopped: in this process, or in ``settings.workers`` processes."""
+    context = tls_context(settings)  # a bad certificate fails here, before any process starts
     if settings.workers == 1:
         sock = listen(settings.host, settings.port)
         from aiohttp import web
@@ -90,7 +112,7 @@ def serve(settings: Settings, say_ready: Callable[[], None]) -> int:
         _logging(LOG_FORMAT, http=True)
         app = create_app(settings)
         app.on_startup.append(_reload_on_sighup)
-        web.run_app(app, sock=sock, print=lambda _: say_ready())
+        web.run_app(app, sock=sock, ssl_context=context, print=lambda _: say_ready())
         return 0
     return _Supervisor(settings, listen_each(settings.host, settings.port, settings.workers)).run(say_ready)
 
@@ -150,7 +172,7 @@ async def _serve_worker(settings: Settings, sock: socket.socket, conn: Connectio
     await runner.setup()
     stop = asyncio.Event()
     try:
-        await web.SockSite(runner, sock).start()
+        await web.SockSite(runner, sock, ssl_context=tls_context(settings)).start()
 
         def from_supervisor() -> None:
             try:
