@@ -405,3 +405,25 @@ def test_a_rediss_url_streams_over_tls_and_a_ca_that_did_not_sign_is_refused(
     assert done.returncode == 2
     assert "CERTIFICATE_VERIFY_FAILED" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_refusal_that_waiting_cannot_mend_is_one_line_and_acknowledges_nothing(
+    server: RedisServer, client: redis.Redis, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """The output key holds a string, not a stream: XADD answers WRONGTYPE. The consumer stops
+    with one line naming the write and the key's error, and the entries stay pending for later."""
+    client.set(STREAMS["output"], "not a stream")
+    _produce(client, held_out_events[:20])
+    log = tmp_path / "stream.log"
+    consumer = _consumer(server, bundle_dir, log, "c1")
+    assert consumer.wait(120) == 2
+    text = log.read_text()
+    assert "Traceback" not in text
+    error = [line for line in text.splitlines() if line.startswith("error:")]
+    assert len(error) == 1, text
+    assert error[0].startswith(
+        f"error: could not write on Redis at {server.url}: ResponseError: XADD: WRONGTYPE"
+    )
+    assert "metadata" not in text  # redis-py quotes the command, an event among its arguments
+    assert error[0].endswith("the batch in hand was not acknowledged and will be read again")
+    assert _pending(client) == 20

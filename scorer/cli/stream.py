@@ -185,7 +185,7 @@ async def _run(
     from prometheus_client import start_http_server
 
     from scorer.alerts import Alerter, AlertMetrics, config_from
-    from scorer.stream.loop import Models, StreamMetrics, consume, describe
+    from scorer.stream.loop import Models, SourceFailed, StreamMetrics, consume, describe
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -228,6 +228,8 @@ async def _run(
             field=settings.anomaly_field,
             alerter=alerter,
         )
+    except SourceFailed as exc:
+        raise CliError(str(exc)) from None
     finally:
         await source.close()
         if alerter is not None:

@@ -163,6 +163,15 @@ def describe(exc: BaseException) -> str:
     return text if text.startswith(name) else f"{name}: {text}"
 
 
+class SourceFailed(Exception):
+    """The source refused an operation for a reason that waiting will not mend (a key of the wrong
+    type, a permission); what was not acknowledged is read again by whoever comes next."""
+
+    def __init__(self, operation: str, where: str, exc: BaseException, holding: bool) -> None:
+        unacknowledged = "; the batch in hand was not acknowledged and will be read again" if holding else ""
+        super().__init__(f"could not {operation} on {where}: {describe(exc)}{unacknowledged}")
+
+
 class Interrupted(Exception):
     """A stop came while an operation was waiting for the source."""
 
@@ -235,7 +244,7 @@ async def _until_done(
             raise
         except Exception as exc:
             if not source.transient(exc):
-                raise
+                raise SourceFailed(operation, source.where, exc, holding) from exc
             metrics.retries.labels(operation).inc()
             log.warning(
                 "could not %s (%s): %s unreachable, trying again in %.1f s%s",

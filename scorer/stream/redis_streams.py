@@ -23,6 +23,9 @@ from scorer.service.requests import loads
 from scorer.stream.loop import Entry, Output
 
 log = logging.getLogger("ocsf_anomaly.stream")
+# Errors Redis answers while it cannot serve for now: out of memory under `maxmemory` with no
+# eviction, a script holding it, a replica without its primary, a cluster resharding
+PASSING = ("OOM", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
 
 
 class RedisStreams:
@@ -71,6 +74,8 @@ class RedisStreams:
 
         if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.AuthorizationError):
             return False  # a refused password stays refused
+        if isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(PASSING):
+            return True
         return isinstance(
             exc,
             redis.exceptions.ConnectionError  # refused, reset, still loading its data after a restart
@@ -150,7 +155,15 @@ class RedisStreams:
         for entry, error in output.dead:
             fields = {"event": entry.raw, "error": error, "source_id": entry.id}
             pipe.xadd(self.dead_letter, fields, maxlen=self.max_len, approximate=True)
-        await pipe.execute()
+        try:
+            await pipe.execute()
+        except Exception as exc:
+            # redis-py quotes the failing command in its error, an event's JSON among the arguments:
+            # never an event in a log
+            _command, marker, reason = str(exc).partition(" of pipeline caused error: ")
+            if marker:
+                exc.args = (f"XADD: {reason}",)
+            raise
 
     async def commit(self, entries: Sequence[Entry]) -> None:
         await self.client.xack(self.input, self.group, *[entry.id for entry in entries])
