@@ -195,26 +195,24 @@ async def consume(
     whether every batch read was acknowledged (False: a stop came while the source was out of
     reach, and the batch in hand will be read again)."""
 
-    async def until_done(operation: str, call: Callable[[], Awaitable[T]], holding: bool) -> T:
-        return await _until_done(source, stop, metrics, operation, call, holding)
-
+    patience = _Patience(source, stop, metrics)
     try:
         while not stop.is_set():
-            entries = await until_done("read", functools.partial(source.read, batch_size), False)
+            entries = await patience.until_done("read", functools.partial(source.read, batch_size), False)
             if not entries:
-                lag = await until_done("read the lag", source.lag, False)
+                lag = await patience.until_done("read the lag", source.lag, False)
                 if lag is not None:
                     metrics.lag.set(lag)
                 continue
             started = time.perf_counter()
             loaded = await models.current()
             output = await asyncio.to_thread(score_batch, loaded, entries, alpha, field)
-            await until_done("write", functools.partial(source.deliver, output), True)
+            await patience.until_done("write", functools.partial(source.deliver, output), True)
             if alerter is not None:
                 alerter.offer_many(
                     [event for event, _ in output.scored], [anomaly for _, anomaly in output.scored]
                 )
-            await until_done("commit", functools.partial(source.commit, entries), True)
+            await patience.until_done("commit", functools.partial(source.commit, entries), True)
             metrics.consumed.inc(len(entries))
             metrics.scored.inc(len(output.enriched))
             metrics.anomalies.inc(len(output.alerts))
@@ -222,61 +220,59 @@ async def consume(
             metrics.batch_seconds.observe(time.perf_counter() - started)
     except Interrupted as interrupted:
         return not interrupted.holding
+    finally:
+        patience.close()
     return True
 
 
-async def _until_done(
-    source: Source,
-    stop: asyncio.Event,
-    metrics: StreamMetrics,
-    operation: str,
-    call: Callable[[], Awaitable[T]],
-    holding: bool,
-) -> T:
-    """``call()``, tried again with growing pauses while the source is out of reach; a stop gives
-    the attempt under way STOP_GRACE_SECONDS more, then raises Interrupted."""
-    pause = RETRY_FIRST_SECONDS
-    while True:
-        attempt = asyncio.ensure_future(call())
-        try:
-            return await _unless_stopped(attempt, stop, holding)
-        except Interrupted:
-            raise
-        except Exception as exc:
-            if not source.transient(exc):
-                raise SourceFailed(operation, source.where, exc, holding) from exc
-            metrics.retries.labels(operation).inc()
-            log.warning(
-                "could not %s (%s): %s unreachable, trying again in %.1f s%s",
-                operation,
-                describe(exc),
-                source.where,
-                pause,
-                "; the batch in hand waits, unacknowledged" if holding else "",
-            )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), pause)
-        if stop.is_set():
-            raise Interrupted(holding)
-        pause = min(2 * pause, RETRY_MAX_SECONDS)
+class _Patience:
+    """Runs the source's operations: each tried again, with growing pauses, while the source is out
+    of reach; a stop gives the attempt under way STOP_GRACE_SECONDS more, then raises Interrupted."""
 
+    def __init__(self, source: Source, stop: asyncio.Event, metrics: StreamMetrics) -> None:
+        self.source, self.stop, self.metrics = source, stop, metrics
+        self.stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())  # one for every operation
 
-async def _unless_stopped(attempt: asyncio.Future[T], stop: asyncio.Event, holding: bool) -> T:
-    if not stop.is_set():
-        stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
-        either: set[asyncio.Future[Any]] = {attempt, stopped}
-        try:
+    def close(self) -> None:
+        self.stopped.cancel()
+
+    async def until_done(self, operation: str, call: Callable[[], Awaitable[T]], holding: bool) -> T:
+        pause = RETRY_FIRST_SECONDS
+        while True:
+            attempt = asyncio.ensure_future(call())
+            try:
+                return await self._unless_stopped(attempt, holding)
+            except Interrupted:
+                raise
+            except Exception as exc:
+                if not self.source.transient(exc):
+                    raise SourceFailed(operation, self.source.where, exc, holding) from exc
+                self.metrics.retries.labels(operation).inc()
+                log.warning(
+                    "could not %s (%s): %s unreachable, trying again in %.1f s%s",
+                    operation,
+                    describe(exc),
+                    self.source.where,
+                    pause,
+                    "; the batch in hand waits, unacknowledged" if holding else "",
+                )
+            await asyncio.wait({self.stopped}, timeout=pause)
+            if self.stop.is_set():
+                raise Interrupted(holding)
+            pause = min(2 * pause, RETRY_MAX_SECONDS)
+
+    async def _unless_stopped(self, attempt: asyncio.Future[T], holding: bool) -> T:
+        if not self.stopped.done():
+            either: set[asyncio.Future[Any]] = {attempt, self.stopped}
             await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
-    if not attempt.done():
-        await asyncio.wait({attempt}, timeout=STOP_GRACE_SECONDS)
-    if not attempt.done():
-        attempt.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await attempt
-        raise Interrupted(holding)
-    return attempt.result()
+        if not attempt.done():
+            await asyncio.wait({attempt}, timeout=STOP_GRACE_SECONDS)
+        if not attempt.done():
+            attempt.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await attempt
+            raise Interrupted(holding)
+        return attempt.result()
 
 
 def score_batch(loaded: Loaded, entries: Sequence[Entry], alpha: float, field: str) -> Output:
