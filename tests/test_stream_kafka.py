@@ -105,6 +105,25 @@ def _consumer(
         return subprocess.Popen(command, stdout=sink, stderr=sink, env={**os.environ, **(env or {})})
 
 
+def _run_once(bootstrap: str, bundle: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    """``stream --source kafka`` expected to end by itself (refused), without a Kafka password set."""
+    command = [
+        sys.executable,
+        "-m",
+        "scorer.cli",
+        "stream",
+        "--source",
+        "kafka",
+        "--bootstrap-servers",
+        bootstrap,
+    ]
+    command += ["--input", "a", "--output", "b", "--alerts", "c", "--dead-letter", "d", "--group", "g"]
+    env = {k: v for k, v in os.environ.items() if k != "OCSF_ANOMALY_KAFKA_PASSWORD"}
+    return subprocess.run(
+        [*command, "--model", str(bundle), *flags], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
 def _stop(process: subprocess.Popen[bytes], log: Path) -> None:
     process.send_signal(signal.SIGTERM)
     assert process.wait(60) == 0, log.read_text()
@@ -202,18 +221,7 @@ def test_an_unreachable_broker_at_start_is_one_line(bundle_dir: Path, tmp_path: 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed = f"127.0.0.1:{probe.getsockname()[1]}"
-    command = [
-        sys.executable,
-        "-m",
-        "scorer.cli",
-        "stream",
-        "--source",
-        "kafka",
-        "--bootstrap-servers",
-        closed,
-    ]
-    command += ["--input", "a", "--output", "b", "--alerts", "c", "--dead-letter", "d", "--group", "g"]
-    done = subprocess.run([*command, "--model", str(bundle_dir)], capture_output=True, text=True, timeout=120)
+    done = _run_once(closed, bundle_dir)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert "Unclosed" not in done.stderr
@@ -340,44 +348,25 @@ def test_a_refused_scram_login_over_sasl_ssl_is_one_line_naming_the_login(
 
 
 @pytest.mark.parametrize(
-    ("flags", "env", "says"),
+    ("flags", "says"),
     [
         (
             ["--sasl-mechanism", "SCRAM-SHA-512", "--sasl-username", "u"],
-            {},
             "needs the password in OCSF_ANOMALY_KAFKA_PASSWORD",
         ),
-        (["--security-protocol", "SASL_SSL"], {}, "needs --sasl-mechanism"),
+        (["--security-protocol", "SASL_SSL"], "needs --sasl-mechanism"),
         (
             ["--security-protocol", "PLAINTEXT", "--ssl-cafile", "/etc/hostname"],
-            {},
             "need --security-protocol SSL or SASL_SSL",
         ),
-        (["--ssl-certfile", "/etc/hostname"], {}, "needs both --ssl-certfile and --ssl-keyfile"),
-        (["--ssl-cafile", "/no/such.pem"], {}, "no such file: /no/such.pem"),
+        (["--ssl-certfile", "/etc/hostname"], "needs both --ssl-certfile and --ssl-keyfile"),
+        (["--ssl-cafile", "/no/such.pem"], "no such file: /no/such.pem"),
     ],
 )
 def test_security_options_that_cannot_work_are_refused_before_connecting(
-    flags: list[str], env: dict[str, str], says: str, bundle_dir: Path
+    flags: list[str], says: str, bundle_dir: Path
 ) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "scorer.cli",
-        "stream",
-        "--source",
-        "kafka",
-        "--bootstrap-servers",
-        "127.0.0.1:9",
-    ]
-    command += ["--input", "a", "--output", "b", "--alerts", "c", "--dead-letter", "d", "--group", "g"]
-    done = subprocess.run(
-        [*command, "--model", str(bundle_dir), *flags],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={k: v for k, v in os.environ.items() if k != "OCSF_ANOMALY_KAFKA_PASSWORD"} | env,
-    )
+    done = _run_once("127.0.0.1:9", bundle_dir, *flags)
     assert done.returncode == 2
     assert says in done.stderr
     assert "loading" not in done.stderr  # refused before the model was loaded or a broker asked
