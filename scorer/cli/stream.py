@@ -42,11 +42,19 @@ examples:
   ocsf-anomaly stream --source redis --redis-url redis://cache:6379/0 --input ocsf:events \\
       --output ocsf:enriched --alerts ocsf:anomalies --dead-letter ocsf:dead --group scorers \\
       --model models/m1 --metrics-port 9108
+  OCSF_ANOMALY_KAFKA_PASSWORD=... ocsf-anomaly stream --source kafka --bootstrap-servers b-1:9096 \
+      --sasl-mechanism SCRAM-SHA-512 --sasl-username scorer --input ocsf.events \
+      --output ocsf.enriched --alerts ocsf.anomalies --dead-letter ocsf.dead --group scorers
 
 A Redis stream entry carries the OCSF event as JSON in its field 'event'; so does every entry
 written (the enriched event, with the anomaly object added; a dead letter adds 'error'). A Kafka
 message's value is the event JSON (a dead letter says why in its header 'error').
 SIGTERM or Ctrl-C finishes the batch in hand, acknowledges it and exits 0.
+
+When Redis or the brokers go away mid-stream, each read, write and commit is tried again (after
+0.5 s, doubling up to 30 s) with the batch in hand held; a source unreachable at start, or one that
+refuses what is asked for good (a key of the wrong type, a login), is one line and exit status 2.
+Redis over TLS: a rediss:// URL, e.g. rediss://cache:6380/0?ssl_ca_certs=/etc/ssl/redis-ca.pem.
 
 Alerts: with OCSF_ANOMALY_ALERTS_URL set (or alerts_url in --config), the events at or below
 OCSF_ANOMALY_ALERTS_P_VALUE (default 0.001) are also sent to Prometheus Alertmanager or a webhook,
