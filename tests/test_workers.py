@@ -385,3 +385,43 @@ def test_a_token_served_in_clear_text_beyond_loopback_is_warned_about(bundle_dir
     assert done.returncode == 2
     assert "warning: bearer tokens will cross the network to 0.0.0.0 in clear text" in done.stderr
     assert "t0ken" not in done.stderr
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sighup_has_every_process_serve_a_rotated_certificate(
+    workers: int, bundle_dir: Path, tmp_path: Path
+) -> None:
+    first = tmp_path / "first"
+    second = tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    cert, key = make_certificate(first, "scorer")
+    new_cert, new_key = make_certificate(second, "scorer")  # another key pair: only its CA trusts it
+    new_ca = tmp_path / "new-ca.pem"
+    shutil.copy(new_cert, new_ca)
+    env = {"OCSF_ANOMALY_TLS_CERT_FILE": str(cert), "OCSF_ANOMALY_TLS_KEY_FILE": str(key)}
+
+    def served_with(ca: Path) -> int:
+        """Of 16 new connections, how many verified against ``ca``."""
+        trusting, verified = ssl.create_default_context(cafile=ca), 0
+        for _ in range(16):
+            try:
+                with urllib.request.urlopen(
+                    f"https://127.0.0.1:{served.port}/healthz", context=trusting, timeout=10
+                ):
+                    verified += 1
+            except urllib.error.URLError:
+                pass
+        return verified
+
+    with _serve(tmp_path, "--model", bundle_dir, "--workers", str(workers), env=env) as served:
+        assert served_with(cert) == 16
+        new_key.replace(key)  # rotated in place, as cert-manager or certbot do
+        new_cert.replace(cert)
+        assert served_with(new_ca) == 0  # not before it is told
+        served.process.send_signal(signal.SIGHUP)
+        _until(
+            lambda: served.log.read_text().count("TLS certificate read again") == workers,
+            "every process re-read it",
+        )
+        assert served_with(new_ca) == 16

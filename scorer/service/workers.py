@@ -13,7 +13,7 @@ The supervisor, the process ``serve`` started:
   cannot (a bad bundle, an unreachable registry) fails the command with its one-line error;
 - passes a reload on: a process that swapped models (on ``POST /v1/models/reload`` or by its poll)
   tells the supervisor, which tells the others, so they all swap within moments (SIGHUP to the
-  supervisor reloads them all);
+  supervisor has them all ask for the champion again and read the TLS certificate again);
 - replaces a process that dies, and gives up (exit 1) if they keep dying;
 - on SIGTERM or SIGINT stops them all gracefully (each finishes what it holds) and exits 0.
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import multiprocessing
 import os
@@ -111,7 +112,7 @@ def serve(settings: Settings, say_ready: Callable[[], None]) -> int:
 
         _logging(LOG_FORMAT, http=True)
         app = create_app(settings)
-        app.on_startup.append(_reload_on_sighup)
+        app.on_startup.append(functools.partial(_reread_on_sighup, context=context))
         web.run_app(app, sock=sock, ssl_context=context, print=lambda _: say_ready())
         return 0
     return _Supervisor(settings, listen_each(settings.host, settings.port, settings.workers)).run(say_ready)
@@ -129,8 +130,23 @@ def _logging(form: str, *, http: bool) -> None:
         logging.getLogger("aiohttp.server").addFilter(BrokenHttpFilter())
 
 
-async def _reload_on_sighup(app: Any) -> None:
-    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload_soon, app)
+async def _reread_on_sighup(app: Any, context: ssl.SSLContext | None) -> None:
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reread, app, context)
+
+
+def _reread(app: Any, context: ssl.SSLContext | None) -> None:
+    """SIGHUP: the champion asked for again, and the TLS certificate read again from its files (a
+    rotated certificate serves new connections; those open keep theirs)."""
+    if context is not None:
+        from scorer.service.keys import SETTINGS
+
+        settings = app[SETTINGS]
+        try:
+            context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file, password=_no_password)
+            log.info("TLS certificate read again from %s", settings.tls_cert_file)
+        except (OSError, ssl.SSLError, ValueError) as exc:  # half-written mid-rotation, say
+            log.warning("TLS certificate not read again (%s): serving on with the one before", exc)
+    _reload_soon(app)
 
 
 _reloads: set[asyncio.Task[bool]] = set()  # held until done (the loop keeps only weak references)
@@ -167,12 +183,13 @@ async def _serve_worker(settings: Settings, sock: socket.socket, conn: Connectio
     loop = asyncio.get_running_loop()
     app = create_app(settings)
     app[ANNOUNCE_RELOAD] = lambda: conn.send(("reload",))
-    app.on_startup.append(_reload_on_sighup)
+    context = tls_context(settings)
+    app.on_startup.append(functools.partial(_reread_on_sighup, context=context))
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     stop = asyncio.Event()
     try:
-        await web.SockSite(runner, sock, ssl_context=tls_context(settings)).start()
+        await web.SockSite(runner, sock, ssl_context=context).start()
 
         def from_supervisor() -> None:
             try:
@@ -183,6 +200,8 @@ async def _serve_worker(settings: Settings, sock: socket.socket, conn: Connectio
                 return
             if message == ("reload",):
                 _reload_soon(app)
+            elif message == ("reread",):
+                _reread(app, context)
 
         loop.add_reader(conn.fileno(), from_supervisor)
         loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -268,7 +287,7 @@ class _Supervisor:
                             log.info("stopping: %s", signal.Signals(number).name)
                             return
                         if number == signal.SIGHUP:
-                            self._tell_others(None)
+                            self._tell_others(None, ("reread",))
                     continue
                 slot = owners[ready]
                 if slot.process is None:
@@ -298,11 +317,11 @@ class _Supervisor:
         elif message == ("reload",):
             self._tell_others(slot)
 
-    def _tell_others(self, sender: _Slot | None) -> None:
+    def _tell_others(self, sender: _Slot | None, message: tuple[str] = ("reload",)) -> None:
         for slot in self.slots:
             if slot is not sender and slot.ready and slot.conn is not None:
                 with contextlib.suppress(OSError):
-                    slot.conn.send(("reload",))
+                    slot.conn.send(message)
 
     def _died(self, slot: _Slot, announced: bool) -> None:
         from prometheus_client import multiprocess
