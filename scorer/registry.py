@@ -16,6 +16,7 @@ after registration is refused.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -77,6 +78,38 @@ def _sqlite_path(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
 
 
+@contextmanager
+def _alone(database: Path | None) -> Iterator[None]:
+    """Holds a lock beside a local store's database (none for a server) while it is opened, until
+    this version of MLflow has opened it once. The first to open a new store creates its schema (a
+    new MLflow migrates it), and processes opening one at once (serve's serving processes, a stream
+    consumer started beside them) collided in MLflow's migrations: "duplicate column name: step", or
+    a migration that found no row. Opening takes a second: once the schema is made, no lock."""
+    if database is None:
+        yield
+        return
+    from mlflow import __version__
+
+    stamp = f"schema made by mlflow {__version__}\n"
+    marker = database.with_name(database.name + ".lock")
+    if database.exists() and database.stat().st_size and _text(marker) == stamp:
+        yield
+        return
+    with open(marker, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
+        lock.seek(0)
+        lock.truncate()
+        lock.write(stamp)
+
+
+def _text(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
 def configure_mlflow() -> None:
     """MLflow's process-wide settings for this program; entry points (the CLI, the service) call it.
 
@@ -108,8 +141,11 @@ class Registry:
         self._artifacts = database.parent / "artifacts" if database is not None else None
         if database is not None:
             database.parent.mkdir(parents=True, exist_ok=True)
-        with self._errors(f"cannot open the registry at {uri}"):
+        with self._errors(f"cannot open the registry at {uri}"), _alone(database):
             self.client: MlflowClient = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            if database is not None:  # both sides of the store opened now, while alone
+                self.client.search_registered_models(max_results=1)
+                self.client.search_experiments(max_results=1)
 
     # ------------------------------------------------------------------ errors
     @contextmanager

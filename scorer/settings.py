@@ -7,6 +7,7 @@ command-line flags over the environment over the file over the defaults.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -153,6 +154,16 @@ class Settings(BaseSettings):
                 f"({self.max_events:,}): a request within the limits could never be admitted"
             )
         return self
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether the service listens on loopback only: then admin calls need no admin token of their own."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
 
     @model_validator(mode="after")
     def _tls_has_both_halves(self) -> Settings:

@@ -528,8 +528,13 @@ async def test_a_model_without_a_champion_does_not_start(
     await server.close()
 
 
-def test_serve_with_an_empty_registry_is_a_one_line_error(store: str) -> None:
-    result = _cli("serve", "--port", "1", store=store)
+@pytest.mark.parametrize("fresh", [False, True])
+def test_serve_with_an_empty_registry_is_a_one_line_error(store: str, fresh: bool, tmp_path: Path) -> None:
+    """Fresh: a local store nothing has opened yet. Its first opener creates the schema; two serving
+    processes opening it at once collided ("duplicate column name: step") until the supervisor
+    started one first and the others once it was ready."""
+    where = f"sqlite:///{tmp_path / 'mlflow.db'}" if fresh else store
+    result = _cli("serve", "--port", "1", "--workers", "2", store=where)
     assert result.returncode == 2, result.stderr
     assert "no registered model 'ocsf-anomaly-demo'" in result.stderr
     assert "Traceback" not in result.stderr

@@ -53,7 +53,6 @@ def add_config(commands: Commands) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from scorer.service.middlewares import is_loopback
     from scorer.service.workers import serve
     from scorer.settings import Settings
 
@@ -63,7 +62,7 @@ def _serve(args: argparse.Namespace) -> int:
     https = settings.tls_cert_file is not None
     url = f"{'https' if https else 'http'}://{settings.host}:{settings.port}"
     token = ' -H "Authorization: Bearer $OCSF_ANOMALY_API_TOKEN"' if settings.api_token else ""
-    if (settings.api_token or settings.admin_token) and not https and not is_loopback(settings.host):
+    if (settings.api_token or settings.admin_token) and not https and not settings.loopback_only:
         _say(
             f"warning: bearer tokens will cross the network to {settings.host} in clear text: set "
             "OCSF_ANOMALY_TLS_CERT_FILE and OCSF_ANOMALY_TLS_KEY_FILE, or terminate TLS in front"

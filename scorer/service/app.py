@@ -33,7 +33,7 @@ from scorer.service.integrations import opensearch, vector, vector_health
 from scorer.service.keys import METRICS, PARSING, SETTINGS
 from scorer.service.lifecycle import alerts_ctx, batcher_ctx, cache_ctx, executor_ctx, model_ctx, watch_ctx
 from scorer.service.metrics import Metrics
-from scorer.service.middlewares import AccessLog, auth_middleware, is_loopback, metrics_middleware
+from scorer.service.middlewares import AccessLog, auth_middleware, metrics_middleware
 from scorer.service.vector import vector_ctx
 from scorer.settings import Settings
 
@@ -69,7 +69,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/openapi.json", openapi_document)
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/models/reload", reload_model)
-    if not settings.admin_token and not is_loopback(settings.host):
+    if not settings.admin_token and not settings.loopback_only:
         log.warning(
             "no OCSF_ANOMALY_ADMIN_TOKEN and listening on %s: admin calls (model reload) will be refused; "
             "set an admin token to allow them",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import logging
 import time
 
@@ -62,7 +61,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.path in ADMIN_PATHS:
         if settings.admin_token:
             _check_bearer(request, settings.admin_token)
-        elif not is_loopback(settings.host):
+        elif not settings.loopback_only:
             raise ApiError(
                 403,
                 "forbidden",
@@ -136,13 +135,3 @@ class BrokenHttpFilter(logging.Filter):
             record.exc_info, record.exc_text = None, None
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
-
-
-def is_loopback(host: str) -> bool:
-    """Whether the service listens on loopback only: then admin calls need no admin token of their own."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

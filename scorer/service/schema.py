@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema, models_json_schema
 
 import scorer
-from scorer.service.middlewares import is_loopback
 from scorer.settings import Settings
 
 # What ?strict= accepts, in any letter case (anything else, an empty value included, is 400 bad_strict)
@@ -464,7 +463,7 @@ def _security(settings: Settings, *, admin: bool) -> dict[str, Any]:
     """The operation's ``security``: which token, if any, the service as configured requires."""
     if admin and settings.admin_token:
         return {"security": [{"adminToken": []}]}
-    if admin and not is_loopback(settings.host):
+    if admin and not settings.loopback_only:
         return {}  # refused (403) whatever the token: the service has no admin token
     return {"security": [{"apiToken": []}]} if settings.api_token else {}
 
