@@ -8,26 +8,18 @@ Security, as far as Tansu 0.6 goes:
   closes the connection), and a user can be stored only while authentication is off, in memory,
   so no login can succeed: the tests take SASL as far as the broker's refusal.
 - TLS: Tansu 0.6 takes ``--cert``/``--key`` but never wraps a connection in TLS (its acceptor is
-  built and not used), so :class:`TlsRelay` terminates TLS in front of it, as a load balancer
+  built and not used), so ``loopback.Relay`` terminates TLS in front of it, as a load balancer
   does, and the broker advertises the relay's address: every client, these tests' own included,
   speaks TLS to it and verifies its certificate.
 """
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import ssl
 import subprocess
-import threading
 import time
-from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from loopback import free_port
 
 
 class KafkaBroker:
@@ -78,51 +70,3 @@ class KafkaBroker:
             self.process.kill()
             self.process.wait(10)
             self.process = None
-
-
-class TlsRelay:
-    """TLS on a free loopback port, each connection relayed in the clear to ``target_port``. With
-    ``client_ca``, a client must present a certificate it signed (mutual TLS)."""
-
-    def __init__(self, target_port: int, cert: Path, key: Path, client_ca: Path | None = None) -> None:
-        self.port = free_port()
-        self.target_port = target_port
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.load_cert_chain(cert, key)
-        if client_ca is not None:
-            self.context.verify_mode = ssl.CERT_REQUIRED
-            self.context.load_verify_locations(client_ca)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.server: asyncio.Server | None = None
-
-    def start(self) -> None:
-        self.thread.start()
-        self.server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._relay, "127.0.0.1", self.port, ssl=self.context), self.loop
-        ).result(10)
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.close()
-            return
-
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            try:
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            except (OSError, ssl.SSLError):
-                pass
-            finally:
-                sink.close()
-
-        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)

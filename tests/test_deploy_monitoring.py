@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from live_scorer import serve_app
+from loopback import free_port
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -187,12 +187,6 @@ def test_the_dashboard_reads_the_provisioned_datasource() -> None:
     assert source["url"] == "http://prometheus:9090"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _query(base: str, expr: str) -> list[dict[str, Any]]:
     url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
     with urllib.request.urlopen(url, timeout=10) as response:
@@ -216,7 +210,7 @@ def test_a_real_prometheus_scrapes_the_scorer_and_records(
         job["static_configs"] = [{"targets": [target]}]
         config["scrape_configs"] = [job]
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-        port = _free_port()
+        port = free_port()
         process = subprocess.Popen(
             [
                 prometheus,

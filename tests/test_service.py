@@ -29,6 +29,7 @@ import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from loopback import free_port
 
 from scorer.cli import main
 from scorer.service.app import create_app
@@ -1032,19 +1033,13 @@ async def test_shadow_never_changes_the_response(
 
 
 # ---------------------------------------------------------------------- serve
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_serve_fails_on_a_bad_bundle_before_it_says_it_serves(
     bundle_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     broken = tmp_path / "broken"
     shutil.copytree(bundle_dir, broken)
     (broken / "weights.npz").write_bytes(b"truncated")
-    assert main(["serve", "--model", str(broken), "--port", str(_free_port())]) == 2
+    assert main(["serve", "--model", str(broken), "--port", str(free_port())]) == 2
     said = capsys.readouterr().err
     assert "weights.npz does not match its digest" in said
     assert "serving" not in said
@@ -1054,7 +1049,7 @@ def test_serve_fails_on_a_bad_bundle_before_it_says_it_serves(
 def test_serve_says_it_serves_once_it_answers_and_logs_broken_http_in_one_line(
     bundle_dir: Path, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     env = {**os.environ, "OCSF_ANOMALY_WORKERS": "1", "OCSF_ANOMALY_MODEL_POLL_SECONDS": "0"}
     command = [sys.executable, "-m", "scorer.cli", "serve", "--model", str(bundle_dir), "--port", str(port)]

@@ -29,7 +29,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.helpers import create_ssl_context
 from certificates import make_certificate
-from kafka_broker import KafkaBroker, TlsRelay
+from kafka_broker import KafkaBroker
+from loopback import Relay
 
 Event = dict[str, Any]
 TOPICS = {"input": "ocsf.in", "output": "ocsf.out", "alerts": "ocsf.alerts", "dead_letter": "ocsf.dead"}
@@ -238,7 +239,7 @@ def tls_broker(tmp_path: Path) -> Iterator[tuple[KafkaBroker, Path]]:
     CA file that verifies it."""
     cert, key = make_certificate(tmp_path, "broker")
     running = KafkaBroker()
-    relay = TlsRelay(running.port, cert, key)
+    relay = Relay(running.port, tls=(cert, key))
     running.advertised_port = relay.port
     running.start()
     relay.start()
@@ -285,7 +286,7 @@ def test_mutual_tls_presents_the_client_certificate(
     cert, key = make_certificate(tmp_path, "broker")
     client_cert, client_key = make_certificate(tmp_path, "scorer")
     broker = KafkaBroker()
-    relay = TlsRelay(broker.port, cert, key, client_ca=client_cert)  # no certificate, no connection
+    relay = Relay(broker.port, tls=(cert, key), client_ca=client_cert)  # no certificate, no connection
     broker.advertised_port = relay.port
     broker.start()
     relay.start()
@@ -327,7 +328,7 @@ def test_a_refused_scram_login_over_sasl_ssl_is_one_line_naming_the_login(
     be set up here), and the refusal is one line that names the login, without the password."""
     cert, key = make_certificate(tmp_path, "broker")
     broker = KafkaBroker(authentication=True)
-    relay = TlsRelay(broker.port, cert, key)
+    relay = Relay(broker.port, tls=(cert, key))
     broker.advertised_port = relay.port
     broker.start()
     relay.start()

@@ -23,6 +23,7 @@ import pytest
 import redis
 from alertmanager import SKIP_REASON, Alertmanager, available
 from certificates import make_certificate
+from loopback import free_port
 from redis_server import RedisServer
 
 from scorer.alerts import severity
@@ -224,12 +225,6 @@ def _metrics(port: int) -> str:
         return response.read().decode()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_redis_restarting_mid_stream_loses_nothing_and_the_consumer_carries_on(
     bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
 ) -> None:
@@ -242,7 +237,7 @@ def test_redis_restarting_mid_stream_loses_nothing_and_the_consumer_carries_on(
     before, after = held_out_events[:2000], held_out_events[2000:2200]
     _produce(client, before)
     log = tmp_path / "stream.log"
-    metrics_port = _free_port()
+    metrics_port = free_port()
     consumer = _consumer(server, bundle_dir, log, "c1", "--metrics-port", str(metrics_port))
     try:
         _wait_for(lambda: client.xlen(STREAMS["output"]) >= 64, "the first batches")
@@ -299,7 +294,7 @@ def test_a_stop_while_redis_is_away_ends_promptly_and_gives_nothing_up(
 def test_an_unreachable_redis_at_start_is_one_line_with_the_password_masked(
     tmp_path: Path, bundle_dir: Path
 ) -> None:
-    url = f"redis://scorer:S3CRET@127.0.0.1:{_free_port()}/0"
+    url = f"redis://scorer:S3CRET@127.0.0.1:{free_port()}/0"
     command = [sys.executable, "-m", "scorer.cli", "stream", "--source", "redis", "--redis-url", url]
     command += ["--input", "a", "--output", "b", "--alerts", "c", "--dead-letter", "d", "--group", "g"]
     done = subprocess.run([*command, "--model", str(bundle_dir)], capture_output=True, text=True, timeout=120)

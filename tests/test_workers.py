@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 import pytest
 from certificates import make_certificate
+from loopback import free_port
 from prometheus_client.parser import text_string_to_metric_families
 from splunk_protocol import APP_DIR
 
@@ -33,14 +34,6 @@ from scorer.registry import Registry
 
 Event = dict[str, Any]
 JSON = {"Content-Type": "application/json"}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Served:
@@ -94,7 +87,7 @@ def _until(check: Callable[[], bool], what: str, seconds: float = 60) -> None:
 
 @contextmanager
 def _serve(tmp_path: Path, *args: str | Path, env: dict[str, str] | None = None) -> Iterator[Served]:
-    port = _free_port()
+    port = free_port()
     log = tmp_path / f"serve-{port}.log"
     environment = {
         **os.environ,
@@ -259,7 +252,7 @@ def test_a_bad_bundle_fails_every_process_and_the_command(bundle_dir: Path, tmp_
         "--workers",
         "2",
         "--port",
-        str(_free_port()),
+        str(free_port()),
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
     assert result.returncode == 2, result.stderr
@@ -351,7 +344,7 @@ def test_a_certificate_that_cannot_serve_is_one_line(bundle_dir: Path, tmp_path:
         "--model",
         str(bundle_dir),
         "--port",
-        str(_free_port()),
+        str(free_port()),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 2

@@ -3,15 +3,19 @@
 Keys are the model version and a digest of the whole encoded feature row, so two events that
 differ in any input (bytes, duration …) never share an embedding, and a new model never reads an
 old model's embeddings. Redis is optional and never in the way: when it fails or is slow, the
-cache answers from the local tier, reports itself degraded, and tries Redis again after a pause;
-no request fails because of Redis.
+cache answers from the local tier, reports itself degraded, and a background probe tries Redis
+again every second until it answers; no request fails because of Redis.
+
+A request's Redis call is held to the per-call budget (``OCSF_ANOMALY_REDIS_TIMEOUT_MS``). Opening
+a connection (TCP, TLS, the client's handshake) is not a request's to pay: it happens at start and
+in the probe, within ``CONNECT_SECONDS``, so a TLS handshake on a busy host cannot make a healthy
+Redis look degraded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -19,7 +23,8 @@ from typing import Any
 from scorer.service.metrics import Metrics
 
 log = logging.getLogger("ocsf_anomaly.cache")
-RETRY_SECONDS = 1.0  # after a Redis failure, local tier only for this long
+RETRY_SECONDS = 1.0  # after a Redis failure, local tier only until a probe this often succeeds
+CONNECT_SECONDS = 2.0  # for the start-up connection and each probe: connect, TLS, handshake, PING
 
 
 class EmbeddingCache:
@@ -40,8 +45,8 @@ class EmbeddingCache:
         self._ttl = ttl_seconds
         self._timeout = timeout_seconds
         self._metrics = metrics
-        self._retry_at = 0.0
         self.degraded = False
+        self._probe: asyncio.Task[None] | None = None
         self._writes: set[asyncio.Task[None]] = set()
         metrics.redis_degraded.set(0)
 
@@ -62,16 +67,38 @@ class EmbeddingCache:
         while len(self._local) > self._local_items:
             self._local.popitem(last=False)
 
+    async def connect(self) -> None:
+        """Open the first connection at start, with time for the handshake: degraded if it fails."""
+        if self._redis is None:
+            return
+        try:
+            await asyncio.wait_for(self._redis.ping(), CONNECT_SECONDS)
+        except Exception as exc:  # Redis down at start: serve from the local tier, probe for it
+            self._failed(exc)
+
     def _redis_usable(self) -> bool:
-        return self._redis is not None and (not self.degraded or time.monotonic() >= self._retry_at)
+        return self._redis is not None and not self.degraded
 
     def _failed(self, exc: BaseException) -> None:
         if not self.degraded:
             log.warning("redis unavailable (%s): scoring from the local cache tier", type(exc).__name__)
         self.degraded = True
-        self._retry_at = time.monotonic() + RETRY_SECONDS
         self._metrics.redis_degraded.set(1)
         self._metrics.redis_errors.inc()
+        if self._probe is None:
+            self._probe = asyncio.get_running_loop().create_task(self._until_back())
+
+    async def _until_back(self) -> None:
+        while True:
+            await asyncio.sleep(RETRY_SECONDS)
+            try:
+                await asyncio.wait_for(self._redis.ping(), CONNECT_SECONDS)
+            except Exception:  # still away: keep serving from the local tier
+                self._metrics.redis_errors.inc()
+                continue
+            self._probe = None
+            self._recovered()
+            return
 
     def _recovered(self) -> None:
         if self.degraded:
@@ -97,7 +124,6 @@ class EmbeddingCache:
         except Exception as exc:  # any Redis failure (connection, timeout, protocol) degrades, never fails
             self._failed(exc)
             return found
-        self._recovered()
         redis_hits = 0
         for i, value in zip(missing, values, strict=True):
             if value is not None:
@@ -127,6 +153,9 @@ class EmbeddingCache:
             self._failed(exc)
 
     async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            await asyncio.gather(self._probe, return_exceptions=True)
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
         if self._redis is not None:

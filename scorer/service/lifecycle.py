@@ -17,7 +17,7 @@ from scorer import bundle
 from scorer.alerts import Alerter, config_from
 from scorer.registry import RegistryError
 from scorer.service.batcher import MicroBatcher
-from scorer.service.cache import EmbeddingCache
+from scorer.service.cache import CONNECT_SECONDS, EmbeddingCache
 from scorer.service.keys import (
     ALERTER,
     ANNOUNCE_RELOAD,
@@ -168,9 +168,10 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     if settings.redis_url:
         import redis.asyncio
 
-        timeout = settings.redis_timeout_ms / 1000
+        # each call is held to the per-call budget by the cache; the socket's own limits are the
+        # connection's, which a handshake must fit in
         client = redis.asyncio.from_url(
-            settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+            settings.redis_url, socket_timeout=CONNECT_SECONDS, socket_connect_timeout=CONNECT_SECONDS
         )
     cache = EmbeddingCache(
         local_items=settings.cache_items,
@@ -179,7 +180,7 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
         ttl_seconds=settings.cache_ttl_seconds,
         timeout_seconds=settings.redis_timeout_ms / 1000,
     )
-    await cache.get_many(["ocsf-anomaly:probe"])  # learn at start whether Redis answers
+    await cache.connect()
     app[CACHE] = cache
     yield
     await cache.close()
