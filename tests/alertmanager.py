@@ -65,7 +65,7 @@ class Alertmanager:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a bound against hanging: a loaded host starts it late
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"alertmanager exited at start:\n{self._log.read_text(errors='replace')}")

@@ -56,8 +56,8 @@ class KafkaBroker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.time() + 20
-        while time.time() < deadline:
+        deadline = time.monotonic() + 60  # a bound against hanging: a loaded host starts it late
+        while time.monotonic() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return

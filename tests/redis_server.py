@@ -50,8 +50,8 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.time() + 10
-        while time.time() < deadline:
+        deadline = time.monotonic() + 60  # a bound against hanging: a loaded host starts it late
+        while time.monotonic() < deadline:
             try:
                 with self._connect() as conn:
                     conn.sendall(b"PING\r\n")
@@ -68,11 +68,12 @@ class RedisServer:
                 self.process.terminate()
             else:
                 self.process.kill()
-            self.process.wait(10)
+            self.process.wait(30)
             self.process = None
 
     def _connect(self) -> socket.socket:
-        conn = socket.create_connection(("127.0.0.1", self.port), timeout=1)
+        # a guard against hanging: on a busy host Redis may answer seconds late
+        conn = socket.create_connection(("127.0.0.1", self.port), timeout=30)
         if not self.tls:
             return conn
         context = ssl.create_default_context(cafile=str(self.tls[0]))

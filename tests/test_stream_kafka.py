@@ -178,8 +178,9 @@ def test_a_consumer_killed_mid_stream_loses_nothing_and_two_share_the_partitions
     try:
         written = asyncio.run(_read(broker.bootstrap, TOPICS["output"], len(events)))
         # The events may all be through while the group still rebalances (the first to join held
-        # both partitions): wait for the split to settle before stopping them.
-        deadline = time.monotonic() + 30
+        # both partitions): wait for the split to settle before stopping them (the broker's own
+        # timeouts pace it; a minute is a bound against hanging, the assertions below say what failed).
+        deadline = time.monotonic() + 60
         while sorted(p for parts in held() for p in parts) != ["0", "1"] and time.monotonic() < deadline:
             time.sleep(0.5)
         # Read while both run: once the first is stopped, the group hands its partition to the other.

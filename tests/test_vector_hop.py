@@ -19,7 +19,9 @@ import pytest
 from live_scorer import serve_app
 from redis_server import RedisServer
 from vector_downstream import Downstream
+from waiting import eventually
 
+from scorer.service.vector import Forwarded
 from scorer.settings import Settings
 
 TOKEN = "vector-hop-token"
@@ -34,13 +36,14 @@ def downstream() -> Iterator[Downstream]:
 
 
 def _settings(bundle_dir: Path, downstream: Downstream | None, **extra: Any) -> Settings:
+    """The hop's settings; a forward gets a minute unless the test is about its timeout (a
+    downstream that answers must never be given up on because the host is busy)."""
     return Settings(
         model_dir=bundle_dir,
         threads=1,
         api_token=TOKEN,
         vector_downstream_url=downstream.url if downstream else None,
-        vector_downstream_timeout_seconds=1.0,
-        **extra,
+        **{"vector_downstream_timeout_seconds": 60.0, **extra},
     )
 
 
@@ -128,28 +131,37 @@ def test_ndjson_and_what_is_no_event_are_passed_on_never_dropped(
 
 @pytest.mark.parametrize("failure", ["error", "timeout", "refused"])
 def test_a_downstream_failure_is_503_nothing_held_and_the_retry_arrives_once(
-    failure: str, hop: str, downstream: Downstream, held_out_events: list[Event]
+    failure: str, bundle_dir: Path, downstream: Downstream, held_out_events: list[Event]
 ) -> None:
-    body = _array(held_out_events[:10])
-    if failure == "error":
-        downstream.status = 500
-    elif failure == "timeout":
-        downstream.delay = 1.5  # past the hop's 1 s timeout
-    else:
-        downstream.stop()
-    status, headers, answer = _send(hop, body)
-    assert status == 503
-    assert answer["error"]["code"] == "downstream_unavailable"
-    assert "Retry-After" in headers
-    assert downstream.batches == []
+    # The hop's timeout is the subject only for "timeout", where the downstream never answers the
+    # first forward (it holds the batch, unrecorded, until the test lets it go): 5 s, which the
+    # retry's forward, to a downstream that answers at once, never comes near on a busy host.
+    timeout = 5.0 if failure == "timeout" else 60.0
+    with serve_app(_settings(bundle_dir, downstream, vector_downstream_timeout_seconds=timeout)) as hop:
+        body = _array(held_out_events[:10])
+        if failure == "error":
+            downstream.status = 500
+        elif failure == "timeout":
+            downstream.hold()
+        else:
+            downstream.stop()
+        status, headers, answer = _send(hop, body)
+        assert status == 503
+        assert answer["error"]["code"] == "downstream_unavailable"
+        assert "Retry-After" in headers
+        assert downstream.batches == []
+        if failure == "timeout":
+            assert "did not answer in time" in answer["error"]["message"]
+            assert downstream.held == 1  # it reached the downstream, which never answered
+            downstream.release(take=False)  # the hop gave up on it: never taken
 
-    downstream.status, downstream.delay = 200, 0.0  # the downstream is back; Vector sends the batch again
-    if failure == "refused":
-        downstream.start()
-    status, _, answer = _send(hop, body)
-    assert status == 200
-    assert answer["already_forwarded"] is False
-    assert [_without_anomaly(e) for e in downstream.events] == held_out_events[:10]
+        downstream.status = 200  # the downstream is back; Vector sends the batch again
+        if failure == "refused":
+            downstream.start()
+        status, _, answer = _send(hop, body)
+        assert status == 200
+        assert answer["already_forwarded"] is False
+        assert [_without_anomaly(e) for e in downstream.events] == held_out_events[:10]
 
 
 def test_a_downstream_failure_never_shows_the_password_of_its_url(
@@ -179,16 +191,33 @@ def test_a_batch_sent_again_after_its_answer_was_lost_is_not_forwarded_twice(
 
 
 def test_the_same_batch_sent_twice_at_once_is_forwarded_once(
-    hop: str, downstream: Downstream, held_out_events: list[Event]
+    hop: str, downstream: Downstream, held_out_events: list[Event], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    downstream.delay = 0.3  # both arrive while the first is being forwarded
+    # Both must reach the hop while the first is being forwarded, however slow the host: the
+    # downstream holds the first forward until the hop has taken both requests in hand.
+    entered: list[bytes] = []
+    once = Forwarded.once
+
+    async def counted(self: Forwarded, body: bytes, forward: Any) -> Any:
+        entered.append(body)
+        return await once(self, body, forward)
+
+    monkeypatch.setattr(Forwarded, "once", counted)
+    downstream.hold()
     body = _array(held_out_events[:5])
     answers: list[Any] = []
     callers = [threading.Thread(target=lambda: answers.append(_send(hop, body))) for _ in range(2)]
     for caller in callers:
         caller.start()
+    try:
+        eventually(
+            lambda: len(entered) == 2 and downstream.held >= 1,
+            "both requests in the hop while the first one's forward is held",
+        )
+    finally:
+        downstream.release(take=True)
     for caller in callers:
-        caller.join(30)
+        caller.join(60)
     assert sorted(a[2]["already_forwarded"] for a in answers) == [False, True]
     assert all(a[0] == 200 for a in answers)
     assert len(downstream.batches) == 1

@@ -34,6 +34,7 @@ from scorer.registry import Registry
 
 Event = dict[str, Any]
 JSON = {"Content-Type": "application/json"}
+STARTING = 180  # seconds a serving process may take to start on a loaded host: a bound, not a measure
 
 
 class Served:
@@ -41,8 +42,9 @@ class Served:
         self.process, self.port, self.log = process, port, log
 
     def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
-        """A request on a new connection (so the kernel may hand it to either process)."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        """A request on a new connection (so the kernel may hand it to either process). It may wait
+        for a serving process that is being replaced: as long as serve may take to start one."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=STARTING)
         try:
             connection.request(method, path, body=body, headers=JSON)
             response = connection.getresponse()
@@ -111,7 +113,9 @@ def _serve(tmp_path: Path, *args: str | Path, env: dict[str, str] | None = None)
         process = subprocess.Popen(command, stderr=sink, env=environment)
     served = Served(process, port, log)
     try:
-        _until(lambda: "try:" in log.read_text() or process.poll() is not None, "serve did not start", 180)
+        _until(
+            lambda: "try:" in log.read_text() or process.poll() is not None, "serve did not start", STARTING
+        )
         assert process.poll() is None, log.read_text()
         yield served
     finally:
@@ -199,7 +203,7 @@ def test_a_killed_serving_process_is_replaced_and_its_counts_kept(
         # the other process answers meanwhile: nothing is refused while the dead one is replaced
         for event in held_out_events[20:30]:
             assert served.call("POST", "/v1/score", orjson.dumps(event))[0] == 200
-        _until(lambda: "is back" in served.log.read_text(), "no replacement started")
+        _until(lambda: "is back" in served.log.read_text(), "no replacement started", STARTING)
         now = served.pids()
         assert victim not in now
         assert len(now) == 2

@@ -1,8 +1,9 @@
 """A real HTTP receiver standing in for Vector's ``http_server`` source, the downstream of the Vector
 hop (no Vector binary can run here). Like that source with ``decoding.codec: json`` and
 acknowledgements on, it takes a JSON array of events and answers 200 once it holds them (here:
-once it has parsed and recorded them), or, as told, fails (``status``), answers late (``delay``)
-or is not there at all (``stop``)."""
+once it has parsed and recorded them), or, as told, fails (``status``), keeps each batch
+unanswered until the test lets it go (``hold`` … ``release``: a sink that is slow, or that never
+answers) or is not there at all (``stop``)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ class Downstream:
         self.batches: list[list[Any]] = []  # what it took (answered 2xx), in order
         self.refused = 0  # batches answered with a failure
         self.status = 200
-        self.delay = 0.0
+        self.held = 0  # batches that arrived while holding (taken or not when released)
+        self._holding = False
+        self._held: list[asyncio.Future[bool]] = []  # each held batch's fate: taken, or refused unread
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
@@ -37,8 +40,13 @@ class Downstream:
 
     async def _take(self, request: web.Request) -> web.Response:
         body = await request.read()
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        if self._holding:
+            self.held += 1
+            fate = self._loop.create_future()
+            self._held.append(fate)
+            if not await fate:  # never taken: as a sink that did not answer in time holds nothing
+                self.refused += 1
+                return web.Response(status=503, text="the sink downstream never took it")
         if not 200 <= self.status < 300:
             self.refused += 1
             return web.Response(status=self.status, text="the sink downstream failed")
@@ -57,6 +65,23 @@ class Downstream:
         await site.start()
         self.port = self._runner.addresses[0][1]
 
+    def hold(self) -> None:
+        """From now on each batch waits, unanswered and not taken, until ``release``."""
+        self._holding = True
+
+    def release(self, take: bool) -> None:
+        """Stop holding; the batches held are taken (answered as usual) or, ``take`` False, refused
+        without being recorded (their client gave up on them)."""
+
+        async def release() -> None:
+            self._holding = False
+            for fate in self._held:
+                if not fate.done():
+                    fate.set_result(take)
+            self._held.clear()
+
+        asyncio.run_coroutine_threadsafe(release(), self._loop).result(30)
+
     def start(self) -> Downstream:
         """Listen (again, on the same port after ``stop``)."""
         if not self._thread.is_alive():
@@ -65,8 +90,9 @@ class Downstream:
         return self
 
     def stop(self) -> None:
-        """Stop listening: connections are refused until ``start``."""
+        """Stop listening (a batch still held is refused): connections are refused until ``start``."""
         if self._runner is not None:
+            self.release(take=False)
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
             self._runner = None
 
