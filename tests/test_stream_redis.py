@@ -25,6 +25,7 @@ from alertmanager import SKIP_REASON, Alertmanager, available
 from certificates import make_certificate
 from loopback import free_port
 from redis_server import RedisServer
+from waiting import eventually_async
 
 from scorer.alerts import severity
 
@@ -323,6 +324,46 @@ def test_a_stop_while_redis_is_away_ends_promptly_and_gives_nothing_up(
     assert time.monotonic() - started < 30  # a pause between attempts is cut short by the stop
     assert "Traceback" not in text
     assert "stopped" in text.splitlines()[-1]
+
+
+def test_a_stop_cuts_the_pause_between_attempts_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same, in process, where the pause can be made long: with five minutes between attempts,
+    a stop during the pause ends the wait at once and gives the batch in hand up unacknowledged (a
+    consumer that slept the pause out would miss the one-minute bound by four)."""
+    import redis.asyncio
+
+    from scorer.stream import loop
+    from scorer.stream.redis_streams import RedisStreams
+
+    monkeypatch.setattr(loop, "RETRY_FIRST_SECONDS", 300.0)
+    server = RedisServer()
+    server.start()
+
+    async def scenario() -> None:
+        streams = RedisStreams(
+            redis.asyncio.from_url(server.url), **STREAMS, group="scorers", consumer="c1", block_ms=100
+        )
+        await streams.start()
+        server.stop()
+        stop, metrics = asyncio.Event(), loop.StreamMetrics()
+        patience = loop._Patience(streams, stop, metrics)
+        reading = asyncio.ensure_future(patience.until_done("read", lambda: streams.read(10), holding=True))
+        retries = {"operation": "read"}
+        await eventually_async(
+            lambda: metrics.registry.get_sample_value("ocsf_anomaly_stream_retries_total", retries),
+            "a failed read, and the pause before the next",
+        )
+        stop.set()
+        with pytest.raises(loop.Interrupted) as interrupted:
+            await asyncio.wait_for(reading, 60)
+        assert interrupted.value.holding
+        patience.close()
+        await streams.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()
 
 
 def test_an_unreachable_redis_at_start_is_one_line_with_the_password_masked(
