@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -156,6 +159,26 @@ async def test_a_slow_handshake_is_not_held_to_the_per_call_budget(
         assert (await (await client.get("/readyz")).json())["redis"] == "ok"
     finally:
         relay.stop()
+
+
+async def test_a_per_call_budget_longer_than_the_connection_limit_is_kept(
+    aiohttp_client: Any, bundle_dir: Path, redis_server: RedisServer, held_out_events: list[Any]
+) -> None:
+    """A budget set above CONNECT_SECONDS (2 s) is the budget: the client's socket limit is never
+    shorter. Redis frozen (SIGSTOP) for 3 s under a 10 s budget: the lookup waits for it and Redis
+    stays ok. (With the socket limit at 2 s, the lookup failed and Redis was degraded; a slower host
+    only freezes it longer, and the budget is 7 s beyond that.)"""
+    client = await aiohttp_client(create_app(_settings(bundle_dir, redis_server, redis_timeout_ms=10_000)))
+    await _ready_redis(client, "ok")
+    assert redis_server.process is not None
+    pid = redis_server.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    asyncio.get_running_loop().call_later(3.0, os.kill, pid, signal.SIGCONT)
+    try:
+        await _score(client, held_out_events[:10])
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert (await (await client.get("/readyz")).json())["redis"] == "ok"
 
 
 async def test_without_a_redis_url_the_cache_is_local_only(

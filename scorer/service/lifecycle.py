@@ -169,9 +169,10 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
         import redis.asyncio
 
         # each call is held to the per-call budget by the cache; the socket's own limits are the
-        # connection's, which a handshake must fit in
+        # connection's, which a handshake must fit in (and never shorter than that budget)
+        limit = max(CONNECT_SECONDS, settings.redis_timeout_ms / 1000)
         client = redis.asyncio.from_url(
-            settings.redis_url, socket_timeout=CONNECT_SECONDS, socket_connect_timeout=CONNECT_SECONDS
+            settings.redis_url, socket_timeout=limit, socket_connect_timeout=limit
         )
     cache = EmbeddingCache(
         local_items=settings.cache_items,
