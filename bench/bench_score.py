@@ -4,9 +4,11 @@ Whole command: wall time of `score --model M events.jsonl.gz --output out.csv` i
 (start-up and model load included) with the model `train nsl_kdd_ocsf/train_normal.jsonl.gz`
 makes by default. Per stage: one thread, in process, chunks of 4,096 events, explanation off and
 on; then the same for events scored one at a time (what a service pays per single-event request);
-then one event at a time after the thread slept 0, 2 and 4 ms (a serving process between requests).
+then one event at a time after the thread slept 0, 2 and 4 ms (a serving process between requests);
+then each stage of one event's scoring alone in a tight loop against the same calls in the
+pipeline's order, one event after another (what the caches hold when a stage starts).
 
-    .venv/bin/python bench/bench_score.py [--runs 3] [--events 100000]
+    .venv/bin/python bench/bench_score.py [--runs 3] [--events 100000] [--single-only]
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import argparse
 import gzip
 import statistics
 import time
+from collections.abc import Callable
+from typing import Any
 
 from common import DATA, OUT, default_model, machine, require_data, run_cli
 
@@ -26,6 +30,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--stage-events", type=int, default=20_000)
+    parser.add_argument(
+        "--single-only", action="store_true", help="only the measurements of one event at a time"
+    )
     args = parser.parse_args()
     require_data()
     model = default_model()
@@ -39,6 +46,10 @@ def main() -> None:
                 if i >= args.events:
                     break
                 dst.write(line)
+    if args.single_only:
+        idle_gaps(model, source)
+        alone_and_in_order(model, source)
+        return
     walls = []
     for run in range(args.runs):
         wall, peak = run_cli(
@@ -55,6 +66,7 @@ def main() -> None:
     stages(model, source, args.stage_events)
     stages(model, source, 2_000, chunk=1)
     idle_gaps(model, source)
+    alone_and_in_order(model, source)
 
 
 def stages(model: object, source: object, limit: int, chunk: int = 4096) -> None:
@@ -112,6 +124,81 @@ def idle_gaps(model: object, source: object, events: int = 1_000) -> None:
             detector.score([event])  # type: ignore[list-item]
             spent += time.thread_time() - started
         print(f"  idle {gap * 1e3:.0f} ms before each: {spent / events * 1e6:7.1f} µs an event")
+
+
+def alone_and_in_order(model: object, source: object, events: int = 1_000) -> None:
+    """Each stage of one event's scoring (the engine's own calls, explanation on) timed alone, every
+    event through it in a tight loop, then the same calls in the pipeline's order, one event after
+    another: the work is the same, what differs is what the caches still hold when a stage starts."""
+    from scorer.detector import Detector
+    from scorer.explain import find_reasons
+    from scorer.io import parse_line
+    from scorer.network import embed
+    from scorer.threads import set_threads
+
+    set_threads(1)
+    detector = Detector.load(model)  # type: ignore[arg-type]
+    encoder, config = detector.encoder, detector.config
+    with gzip.open(source, "rb") as handle:  # type: ignore[call-overload]
+        parsed = [parse_line(line)[0] for _, line in zip(range(events), handle, strict=False)]
+    wanted = max(config.explain_k, config.feature_k)
+    State = dict[str, Any]
+
+    def encode(event: Any, state: State) -> None:
+        state["encoded"] = encoder.encode([event])
+
+    def dense(event: Any, state: State) -> None:
+        state["dense"] = encoder.dense(state["encoded"])
+
+    def embedding(event: Any, state: State) -> None:
+        state["embedding"] = embed(detector.net, state["encoded"])
+
+    def embedding_search(event: Any, state: State) -> None:
+        detector.embedding_index.search(state["embedding"], config.k)
+
+    def feature_search(event: Any, state: State) -> None:
+        state["neighbours"] = detector.feature_index.search(state["dense"], wanted)[1]
+
+    def explain(event: Any, state: State) -> None:
+        find_reasons(
+            encoder, detector.baseline, [event], state["encoded"], state["neighbours"], config.n_reasons
+        )
+
+    stages: dict[str, Callable[[Any, State], None]] = {
+        "encode": encode,
+        "dense": dense,
+        "embed": embedding,
+        "embedding search": embedding_search,
+        "feature search": feature_search,
+        "explain": explain,
+    }
+    states: list[State] = [{} for _ in parsed]
+    alone = dict.fromkeys(stages, 0.0)
+    for name, stage in stages.items():  # every event through one stage (the states feed the next)
+        for event, state in zip(parsed, states, strict=True):
+            stage(event, state)  # warm, and the inputs of the next stage
+        started = time.thread_time()
+        for event, state in zip(parsed, states, strict=True):
+            stage(event, state)
+        alone[name] = time.thread_time() - started
+    in_order = dict.fromkeys(stages, 0.0)
+    for _ in range(2):  # the first pass warms
+        in_order = dict.fromkeys(stages, 0.0)
+        for event in parsed:
+            fresh: State = {}
+            for name, stage in stages.items():
+                started = time.thread_time()
+                stage(event, fresh)
+                in_order[name] += time.thread_time() - started
+    n = len(parsed)
+    print(f"\none event at a time, each stage alone against in the pipeline's order ({n:,} events):")
+    for name in stages:
+        print(
+            f"  {name:<18}{alone[name] / n * 1e6:7.1f} µs alone  {in_order[name] / n * 1e6:7.1f} µs in order"
+        )
+    print(
+        f"  {'total':<18}{sum(alone.values()) / n * 1e6:7.1f} µs alone  {sum(in_order.values()) / n * 1e6:7.1f} µs in order"
+    )
 
 
 def startup(model: object) -> None:
