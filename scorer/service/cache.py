@@ -8,7 +8,7 @@ again every second until it answers; no request fails because of Redis.
 
 A request's Redis call is held to the per-call budget (``OCSF_ANOMALY_REDIS_TIMEOUT_MS``). Opening
 a connection (TCP, TLS, the client's handshake) is not a request's to pay: it happens at start and
-in the probe, within ``CONNECT_SECONDS``, so a TLS handshake on a busy host cannot make a healthy
+in the probe, within ``connection_seconds``, so a TLS handshake on a busy host cannot make a healthy
 Redis look degraded.
 """
 
@@ -25,6 +25,12 @@ from scorer.service.metrics import Metrics
 log = logging.getLogger("ocsf_anomaly.cache")
 RETRY_SECONDS = 1.0  # after a Redis failure, local tier only until a probe this often succeeds
 CONNECT_SECONDS = 2.0  # for the start-up connection and each probe: connect, TLS, handshake, PING
+
+
+def connection_seconds(per_call: float) -> float:
+    """How long opening a connection (and the client's socket) may take: CONNECT_SECONDS, or the
+    per-call budget when that is longer."""
+    return max(CONNECT_SECONDS, per_call)
 
 
 class EmbeddingCache:
@@ -72,7 +78,7 @@ class EmbeddingCache:
         if self._redis is None:
             return
         try:
-            await asyncio.wait_for(self._redis.ping(), CONNECT_SECONDS)
+            await asyncio.wait_for(self._redis.ping(), connection_seconds(self._timeout))
         except Exception as exc:  # Redis down at start: serve from the local tier, probe for it
             self._failed(exc)
 
@@ -92,7 +98,7 @@ class EmbeddingCache:
         while True:
             await asyncio.sleep(RETRY_SECONDS)
             try:
-                await asyncio.wait_for(self._redis.ping(), CONNECT_SECONDS)
+                await asyncio.wait_for(self._redis.ping(), connection_seconds(self._timeout))
             except Exception:  # still away: keep serving from the local tier
                 self._metrics.redis_errors.inc()
                 continue

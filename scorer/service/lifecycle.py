@@ -17,7 +17,7 @@ from scorer import bundle
 from scorer.alerts import Alerter, config_from
 from scorer.registry import RegistryError
 from scorer.service.batcher import MicroBatcher
-from scorer.service.cache import CONNECT_SECONDS, EmbeddingCache
+from scorer.service.cache import EmbeddingCache, connection_seconds
 from scorer.service.keys import (
     ALERTER,
     ANNOUNCE_RELOAD,
@@ -170,7 +170,7 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
 
         # each call is held to the per-call budget by the cache; the socket's own limits are the
         # connection's, which a handshake must fit in (and never shorter than that budget)
-        limit = max(CONNECT_SECONDS, settings.redis_timeout_ms / 1000)
+        limit = connection_seconds(settings.redis_timeout_ms / 1000)
         client = redis.asyncio.from_url(
             settings.redis_url, socket_timeout=limit, socket_connect_timeout=limit
         )
