@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -48,6 +49,17 @@ async def _ready_redis(client: Any, expected: str) -> None:
         return bool((await (await client.get("/readyz")).json())["redis"] == expected)
 
     await eventually_async(reported, f"/readyz reporting redis {expected!r}")
+
+
+@contextlib.contextmanager
+def _slow_to_connect(redis: RedisServer, delay: float) -> Iterator[str]:
+    """A URL of ``redis`` through a relay that holds each new connection ``delay`` seconds."""
+    relay = Relay(redis.port, connect_delay=delay)
+    relay.start()
+    try:
+        yield f"redis://127.0.0.1:{relay.port}/0"
+    finally:
+        relay.stop()
 
 
 async def _written(redis: RedisServer, at_least: int) -> None:
@@ -145,10 +157,7 @@ async def test_a_slow_handshake_is_not_held_to_the_per_call_budget(
     misses, and the start-up's time for the connection (CONNECT_SECONDS, 2 s in production: the
     same for the client's socket) is raised far beyond the hold, which is what it must outlast."""
     monkeypatch.setattr("scorer.service.cache.CONNECT_SECONDS", 120.0)
-    relay = Relay(redis_server.port, connect_delay=6.0)
-    relay.start()
-    try:
-        url = f"redis://127.0.0.1:{relay.port}/0"
+    with _slow_to_connect(redis_server, 6.0) as url:
         client = await aiohttp_client(
             create_app(_settings(bundle_dir, redis_server, redis_url=url, redis_timeout_ms=5_000))
         )
@@ -156,8 +165,6 @@ async def test_a_slow_handshake_is_not_held_to_the_per_call_budget(
         await _score(client, held_out_events[:20])
         await _written(redis_server, 1)  # written through the slow connection
         assert (await (await client.get("/readyz")).json())["redis"] == "ok"
-    finally:
-        relay.stop()
 
 
 async def test_a_per_call_budget_longer_than_the_connection_limit_is_kept(
@@ -187,16 +194,11 @@ async def test_a_per_call_budget_longer_than_the_connection_limit_is_the_connect
     still opened at start: opening one never gets less time than a call. (Held to 2 s, the start
     failed and every probe after it too, so Redis stayed degraded; a slower host only holds the
     connection longer, and the budget is 7 s beyond that.)"""
-    relay = Relay(redis_server.port, connect_delay=3.0)
-    relay.start()
-    try:
-        url = f"redis://127.0.0.1:{relay.port}/0"
+    with _slow_to_connect(redis_server, 3.0) as url:
         client = await aiohttp_client(
             create_app(_settings(bundle_dir, redis_server, redis_url=url, redis_timeout_ms=10_000))
         )
         assert (await (await client.get("/readyz")).json())["redis"] == "ok"
-    finally:
-        relay.stop()
 
 
 async def test_without_a_redis_url_the_cache_is_local_only(

@@ -34,6 +34,13 @@ from scorer.registry import Registry
 
 Event = dict[str, Any]
 JSON = {"Content-Type": "application/json"}
+
+
+def _serve_command(*args: str | Path | int) -> list[str]:
+    """``ocsf-anomaly serve ARGS`` as a subprocess runs it, with this interpreter."""
+    return [sys.executable, "-m", "scorer.cli", "serve", *map(str, args)]
+
+
 STARTING = 180  # seconds a serving process may take to start on a loaded host: a bound, not a measure
 
 
@@ -98,17 +105,7 @@ def _serve(tmp_path: Path, *args: str | Path, env: dict[str, str] | None = None)
         "PYTHONWARNINGS": "ignore",
         **(env or {}),
     }
-    command = [
-        sys.executable,
-        "-m",
-        "scorer.cli",
-        "serve",
-        "--workers",
-        "2",
-        "--port",
-        str(port),
-        *map(str, args),
-    ]
+    command = _serve_command("--workers", "2", "--port", port, *args)
     with log.open("w") as sink:
         process = subprocess.Popen(command, stderr=sink, env=environment)
     served = Served(process, port, log)
@@ -246,18 +243,7 @@ def test_a_bad_bundle_fails_every_process_and_the_command(bundle_dir: Path, tmp_
     broken = tmp_path / "broken"
     shutil.copytree(bundle_dir, broken)
     (broken / "weights.npz").write_bytes(b"truncated")
-    command = [
-        sys.executable,
-        "-m",
-        "scorer.cli",
-        "serve",
-        "--model",
-        str(broken),
-        "--workers",
-        "2",
-        "--port",
-        str(free_port()),
-    ]
+    command = _serve_command("--model", broken, "--workers", "2", "--port", free_port())
     result = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
     assert result.returncode == 2, result.stderr
     assert "error: " in result.stderr
@@ -277,18 +263,7 @@ def test_a_port_in_use_is_a_one_line_error(bundle_dir: Path) -> None:
 
 def _refused_on(port: int, bundle_dir: Path) -> None:
     for workers in ("1", "2"):
-        command = [
-            sys.executable,
-            "-m",
-            "scorer.cli",
-            "serve",
-            "--model",
-            str(bundle_dir),
-            "--workers",
-            workers,
-            "--port",
-            str(port),
-        ]
+        command = _serve_command("--model", bundle_dir, "--workers", workers, "--port", port)
         result = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
         assert result.returncode == 2, result.stderr
         assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
@@ -340,16 +315,7 @@ def test_a_certificate_that_cannot_serve_is_one_line(bundle_dir: Path, tmp_path:
         "OCSF_ANOMALY_TLS_CERT_FILE": str(not_pem),
         "OCSF_ANOMALY_TLS_KEY_FILE": str(not_pem),
     }
-    command = [
-        sys.executable,
-        "-m",
-        "scorer.cli",
-        "serve",
-        "--model",
-        str(bundle_dir),
-        "--port",
-        str(free_port()),
-    ]
+    command = _serve_command("--model", bundle_dir, "--port", free_port())
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
@@ -365,16 +331,7 @@ def test_a_token_served_in_clear_text_beyond_loopback_is_warned_about(bundle_dir
         held.bind(("0.0.0.0", 0))
         held.listen()
         port = held.getsockname()[1]
-        command = [
-            sys.executable,
-            "-m",
-            "scorer.cli",
-            "serve",
-            "--model",
-            str(bundle_dir),
-            "--host",
-            "0.0.0.0",
-        ]
+        command = _serve_command("--model", bundle_dir, "--host", "0.0.0.0")
         env = {**os.environ, "OCSF_ANOMALY_API_TOKEN": "t0ken"}
         done = subprocess.run(
             [*command, "--port", str(port)], capture_output=True, text=True, timeout=120, env=env
