@@ -79,25 +79,26 @@ def _sqlite_path(uri: str) -> Path | None:
 
 
 @contextmanager
-def _alone(database: Path | None) -> Iterator[None]:
+def _alone(database: Path | None) -> Iterator[bool]:
     """Holds a lock beside a local store's database (none for a server) while it is opened, until
-    this version of MLflow has opened it once. The first to open a new store creates its schema (a
-    new MLflow migrates it), and processes opening one at once (serve's serving processes, a stream
-    consumer started beside them) collided in MLflow's migrations: "duplicate column name: step", or
-    a migration that found no row. Opening takes a second: once the schema is made, no lock."""
+    this version of MLflow has opened it once; answers whether it holds it (then the schema is to be
+    made now). The first to open a new store creates its schema (a new MLflow migrates it), and
+    processes opening one at once (serve's serving processes, a stream consumer started beside them)
+    collided in MLflow's migrations: "duplicate column name: step", or a migration that found no
+    row. Opening takes a second: once the schema is made, no lock."""
     if database is None:
-        yield
+        yield False
         return
     from mlflow import __version__
 
     stamp = f"schema made by mlflow {__version__}\n"
     marker = database.with_name(database.name + ".lock")
     if database.exists() and database.stat().st_size and _text(marker) == stamp:
-        yield
+        yield False
         return
     with open(marker, "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        yield
+        yield True
         lock.seek(0)
         lock.truncate()
         lock.write(stamp)
@@ -141,9 +142,9 @@ class Registry:
         self._artifacts = database.parent / "artifacts" if database is not None else None
         if database is not None:
             database.parent.mkdir(parents=True, exist_ok=True)
-        with self._errors(f"cannot open the registry at {uri}"), _alone(database):
+        with self._errors(f"cannot open the registry at {uri}"), _alone(database) as making:
             self.client: MlflowClient = MlflowClient(tracking_uri=uri, registry_uri=uri)
-            if database is not None:  # both sides of the store opened now, while alone
+            if making:  # both sides of the store opened now, while alone
                 self.client.search_registered_models(max_results=1)
                 self.client.search_experiments(max_results=1)
 

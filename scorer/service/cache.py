@@ -78,9 +78,13 @@ class EmbeddingCache:
         if self._redis is None:
             return
         try:
-            await asyncio.wait_for(self._redis.ping(), connection_seconds(self._timeout))
+            await self._ping()
         except Exception as exc:  # Redis down at start: serve from the local tier, probe for it
             self._failed(exc)
+
+    async def _ping(self) -> None:
+        """A PING, given the time to open a connection if none is open."""
+        await asyncio.wait_for(self._redis.ping(), connection_seconds(self._timeout))
 
     def _redis_usable(self) -> bool:
         return self._redis is not None and not self.degraded
@@ -98,7 +102,7 @@ class EmbeddingCache:
         while True:
             await asyncio.sleep(RETRY_SECONDS)
             try:
-                await asyncio.wait_for(self._redis.ping(), connection_seconds(self._timeout))
+                await self._ping()
             except Exception:  # still away: keep serving from the local tier
                 self._metrics.redis_errors.inc()
                 continue
