@@ -174,7 +174,10 @@ def _plain(number: float) -> float | int:
 
 
 def _display(value: Any) -> Any:
-    """An event value as it may appear in an explanation: scalars as they are, others summarised."""
+    """An event value as it may appear in an explanation: scalars as they are (an integer beyond
+    64 bits as its digits, which every JSON writer keeps exactly), others summarised."""
+    if type(value) is int and not -(2**63) <= value < 2**64:
+        return str(value)
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
 from scorer import knn
@@ -226,7 +227,9 @@ def test_a_features_only_detector_needs_no_embedding_keys(
     np.testing.assert_array_equal(result.score, features.score(held_out_events[:10]).score)
 
 
-@pytest.mark.parametrize("value", ["1e999", "Infinity", "NaN", -1e308, 1e308], ids=repr)
+@pytest.mark.parametrize(
+    "value", ["1e999", "Infinity", "NaN", -1e308, 1e308, 2**64, -(2**63) - 1, 10**400], ids=repr
+)
 def test_an_impossible_number_is_flagged_and_named_first(
     fitted_detector: Detector, held_out_events: list[Event], value: Any
 ) -> None:
@@ -237,14 +240,35 @@ def test_an_impossible_number_is_flagged_and_named_first(
     assert not result.is_anomaly[0]
     assert result.is_anomaly[1]
     assert result.p_value[1] == 0.0  # no normal event holds such a number, whatever the rest of it says
-    first = result.anomaly(1, fitted_detector.model_info)["reasons"][0]
+    anomaly = result.anomaly(1, fitted_detector.model_info)
+    first = anomaly["reasons"][0]
     assert first == {
         "field": "traffic.bytes_out",
-        "value": value,
+        # an integer beyond 64 bits as its digits: JSON writers (orjson) refuse it as a number
+        "value": str(value) if isinstance(value, int) and abs(value) >= 2**63 else value,
         "typical": first["typical"],
         "deviation": None,
     }
     assert isinstance(first["typical"], int | float)
+    assert orjson.loads(orjson.dumps(anomaly))["reasons"][0]["field"] == "traffic.bytes_out"
+
+
+@pytest.mark.parametrize("field", ["src_endpoint.ip", "dst_endpoint.port", "actor.user.name", "class_uid"])
+def test_an_integer_beyond_64_bits_in_any_feature_is_answered_in_json(
+    fitted_detector: Detector, held_out_events: list[Event], field: str
+) -> None:
+    """An address, a port, a name or a class written as a huge number: scored, and its reasons can
+    be written as JSON (the service answered 500 when a reason held the raw integer)."""
+    event = copy.deepcopy(next(e for e in held_out_events if e.get("class_uid") == 4001))
+    node = event
+    *parents, leaf = field.split(".")
+    for name in parents:
+        node = node.setdefault(name, {})
+    node[leaf] = 2**64 + 1
+    result = fitted_detector.score([event])
+    anomaly = orjson.loads(orjson.dumps(result.anomaly(0, fitted_detector.model_info)))
+    assert 0.0 <= anomaly["p_value"] <= 1.0
+    assert all("field" in reason for reason in anomaly["reasons"])
 
 
 def test_reasons_show_value_and_typical_in_one_form(

@@ -244,6 +244,13 @@ def _deep(levels: int) -> bytes:
     [
         ("application/json", _deep(DEEP), {}),
         ("application/json", b'[{"class_uid": 4001},' + _deep(DEEP) + b"]", {"index": 1}),
+        # an integer beyond 64 bits makes the body be read again by the standard library, which
+        # reads less deep than orjson: that answered 500
+        (
+            "application/json",
+            b'[{"class_uid": 4001, "n": 123456789012345678901},' + _deep(DEEP) + b"]",
+            {"index": 1},
+        ),
         ("application/x-ndjson", b'{"class_uid": 4001}\n\n' + _deep(DEEP) + b"\n", {"line": 3}),
     ],
 )

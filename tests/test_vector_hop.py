@@ -121,12 +121,20 @@ def test_ndjson_and_what_is_no_event_are_passed_on_never_dropped(
     assert text["message"] == lines[1]
     assert text["anomaly"]["error"]["code"] == "malformed_json"
 
-    status, _, _ = _send(hop, _array([held_out_events[2], 7, "text", [1]]))
-    assert status == 200
-    event, number, string, array = downstream.batches[1]
+    deep: Any = 1
+    for _ in range(300):  # deeper than orjson writes
+        deep = [deep]
+    deepest = b"[" * 1000 + b"1" + b"]" * 1000  # read (up to 1,024 levels), deeper than any writer
+    body = _array([held_out_events[2], 7, "text", [1], 2**64, [2**70], deep])[:-1] + b"," + deepest + b"]"
+    status, _, answer = _send(hop, body)
+    assert status == 200, answer
+    event, *kept, too_deep = downstream.batches[1]
     assert _without_anomaly(event) == held_out_events[2]
-    assert [number["message"], string["message"], array["message"]] == [7, "text", [1]]
-    assert all(e["anomaly"]["error"]["code"] == "not_an_event" for e in (number, string, array))
+    assert [e["message"] for e in kept] == [7, "text", [1], 2**64, [2**70], deep]  # beyond 64 bits, exact
+    assert all(e["anomaly"]["error"]["code"] == "not_an_event" for e in kept)
+    assert too_deep == {"anomaly": {"error": too_deep["anomaly"]["error"]}}
+    assert too_deep["anomaly"]["error"]["code"] == "too_deep"
+    assert too_deep["anomaly"]["error"]["index"] == 7
 
 
 @pytest.mark.parametrize("failure", ["error", "timeout", "refused"])

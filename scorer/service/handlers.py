@@ -129,14 +129,18 @@ async def enrich(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="application/json")
 
 
-def enriched(item: Item, anomaly: dict[str, Any], field: str, shape: str, index: int, strict: bool) -> bytes:
-    """One enriched event as JSON, every original field as it came. An event nested deeper than
-    JSON can be written back (it is read 1,024 levels deep) is answered by an error in its place,
-    or fails a strict request."""
-    if item.event is None:
+def enriched(
+    item: Item, anomaly: dict[str, Any], field: str, shape: str, index: int, strict: bool, *, kept: str = ""
+) -> bytes:
+    """One enriched event as JSON, every original field as it came. What is not an event carries
+    only its error, or with ``kept`` also itself under that name (as Vector holds text). A value
+    nested deeper than JSON can be written back (it is read 1,024 levels deep) is answered by an
+    error in its place, or fails a strict request."""
+    if item.event is None and not kept:
         return orjson.dumps({field: anomaly})
+    document = {**item.event, field: anomaly} if item.event is not None else {kept: item.raw, field: anomaly}
     try:
-        return dumps({**item.event, field: anomaly})
+        return dumps(document)
     except RecursionError as exc:
         where: dict[str, Any] = {}
         if shape == "array":

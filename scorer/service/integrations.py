@@ -158,6 +158,5 @@ async def vector_health(request: web.Request) -> web.Response:
 
 
 def _passed_on(item: Item, anomaly: dict[str, Any], field: str, index: int) -> bytes:
-    if item.event is None:  # not an event: passed on as it came, as Vector holds text
-        return orjson.dumps({"message": item.raw, field: anomaly})
-    return enriched(item, anomaly, field, "array", index, strict=False)
+    """An event enriched; what is not one passed on as it came, under "message" as Vector holds text."""
+    return enriched(item, anomaly, field, "array", index, strict=False, kept="message")

@@ -5,6 +5,7 @@ champion or the challenger, or shadows the champion with the challenger."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -54,11 +55,7 @@ class Router:
         if self.split <= 0:
             return "champion"
         value = self.entity(event)
-        key = (
-            value
-            if isinstance(value, str)
-            else orjson.dumps(value if value is not None else event, option=orjson.OPT_SORT_KEYS).decode()
-        )
+        key = value if isinstance(value, str) else _entity_text(value if value is not None else event)
         return "challenger" if stable_bucket(key, 10_000) < self.split * 10_000 else "champion"
 
     async def __call__(self, events: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
@@ -106,6 +103,19 @@ class Router:
     async def close(self) -> None:
         if self._shadows:
             await asyncio.gather(*self._shadows, return_exceptions=True)
+
+
+def _entity_text(value: Any) -> str:
+    """A JSON value as text that is the same in every process: with sorted keys; an integer beyond
+    64 bits (which orjson refuses) through the standard library; a value nested deeper than either
+    writes, as one shared key. Never raises: routing one event must not fail the batch it joined."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except orjson.JSONEncodeError:
+        try:
+            return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        except (RecursionError, ValueError, TypeError):
+            return "\x00unwritable"
 
 
 class Scorer:
