@@ -470,6 +470,38 @@ async def test_batcher_merges_and_splits_back() -> None:
     assert max(sizes) > 1
 
 
+async def test_a_request_that_fails_its_batch_fails_alone() -> None:
+    """A merged batch whose scoring raises (one request's events can be the cause) is scored again
+    request by request: the others get their answers, only the request that fails alone fails."""
+    sizes: list[int] = []
+    release = asyncio.Event()
+
+    async def run(events: list[Event], alpha: float) -> list[dict[str, Any]]:
+        sizes.append(len(events))
+        await release.wait()
+        if any(e.get("poison") for e in events):
+            raise ValueError("poisoned")
+        return [{"id": e["id"]} for e in events]
+
+    batcher = MicroBatcher(run, max_size=64, max_wait_us=0, concurrency=1, max_pending=1_000)
+    await batcher.start()
+    first = asyncio.create_task(batcher.score([{"id": 0}], 0.01))
+    await _until(lambda: sizes == [1])  # the worker is busy: the next three queue and merge
+    merged = [
+        asyncio.create_task(batcher.score(events, 0.01))
+        for events in ([{"id": 1}], [{"id": 2, "poison": True}, {"id": 3}], [{"id": 4}, {"id": 5}])
+    ]
+    await _until(lambda: batcher.pending == 6)
+    release.set()
+    outcomes = await asyncio.gather(first, *merged, return_exceptions=True)
+    await batcher.stop()
+    assert sizes == [1, 5, 1, 2, 2]  # the merged batch failed; then each request alone
+    assert outcomes[0] == [{"id": 0}]
+    assert outcomes[1] == [{"id": 1}]
+    assert isinstance(outcomes[2], ValueError)
+    assert outcomes[3] == [{"id": 4}, {"id": 5}]
+
+
 async def test_a_free_worker_starts_at_once_and_a_busy_one_collects_a_batch() -> None:
     sizes: list[int] = []
     release = asyncio.Event()

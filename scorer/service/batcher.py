@@ -10,19 +10,22 @@ default: it does not). ``max_size = 1`` turns merging off: every request runs al
 
 The work admitted is bounded: a request whose events would take the events queued or being
 scored past ``max_pending`` is refused at once (:class:`Overloaded`), so that an overload is
-answered promptly instead of growing a queue that nobody waits for.
+answered promptly instead of growing a queue that nobody waits for. A merged batch that fails is
+scored again request by request, so that a request whose events break scoring fails alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from scorer.service.errors import ApiError
 
+log = logging.getLogger("ocsf_anomaly.service")
 Event = dict[str, Any]
 ScoreFn = Callable[[list[Event], float], Awaitable[list[dict[str, Any]]]]
 
@@ -149,15 +152,36 @@ class MicroBatcher:
                 try:
                     results = await run(events, alpha)
                 except Exception as exc:
+                    if len(group) == 1:
+                        _fail(group[0], exc)
+                        continue
+                    # one request's events may be what failed: never let it fail the requests it
+                    # was merged with; each is scored again alone, and only what fails alone fails
+                    log.warning(  # the error's type only: its message may quote an event
+                        "a merged batch of %d requests failed (%s); scoring each alone",
+                        len(group),
+                        type(exc).__name__,
+                    )
                     for pending in group:
-                        if not pending.future.done():
-                            pending.future.set_exception(exc)
+                        try:
+                            _succeed(pending, await run(pending.events, alpha))
+                        except Exception as alone:
+                            _fail(pending, alone)
                     continue
                 start = 0
                 for pending in group:
                     end = start + len(pending.events)
-                    if not pending.future.done():
-                        pending.future.set_result(results[start:end])
+                    _succeed(pending, results[start:end])
                     start = end
         finally:
             self._slots.release()
+
+
+def _succeed(pending: _Pending, results: list[dict[str, Any]]) -> None:
+    if not pending.future.done():
+        pending.future.set_result(results)
+
+
+def _fail(pending: _Pending, error: Exception) -> None:
+    if not pending.future.done():
+        pending.future.set_exception(error)
