@@ -6,9 +6,12 @@ report a bad line by number and still emit one output row per input line.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import sys
 from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
@@ -58,19 +61,42 @@ def iter_records(path: Path) -> Iterator[Record]:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
             for row in batch.to_pylist():
                 number += 1
-                yield number, drop_nulls(row), None
+                yield number, from_parquet(row), None
         return
     for number, raw in iter_raw_lines(path):
         event, error = parse_line(raw)
         yield number, event, error
 
 
-def drop_nulls(value: Any) -> Any:
-    # Parquet fills absent struct fields with nulls; OCSF JSON leaves them out.
+JSON_SCALARS = (str, int, float, bool)
+
+
+def from_parquet(value: Any) -> Any:
+    """A Parquet row (as Arrow hands it to Python) as the event its JSON would be.
+
+    Parquet fills absent struct fields with nulls, which OCSF JSON leaves out: they are dropped.
+    Values of types JSON lacks become what an OCSF producer writes: a decimal a number, a timestamp
+    or date ISO 8601 text (UTC when it carries no zone, as OCSF times are), a duration whole
+    milliseconds, binary base64 text. Without this, ``score`` stopped with a traceback on a decimal
+    or binary column, and the encoder read a timestamp column as absent.
+    """
+    if isinstance(value, JSON_SCALARS):
+        return value
     if isinstance(value, dict):
-        return {k: drop_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [drop_nulls(v) for v in value]
+        return {k: from_parquet(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):  # a map column comes as (key, value) pairs
+        return [from_parquet(v) for v in value]
+    if isinstance(value, Decimal):
+        return int(value) if value.is_finite() and value == value.to_integral_value() else float(value)
+    if isinstance(value, datetime):
+        moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return moment.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value // timedelta(milliseconds=1)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
     return value
 
 

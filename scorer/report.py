@@ -32,7 +32,7 @@ import orjson
 
 from scorer.errors import UserError
 from scorer.features.encoder import UNKNOWN_INDEX, compile_extractor
-from scorer.io import drop_nulls, parse_line
+from scorer.io import from_parquet, parse_line
 
 # OCSF fields that name who or what an event is about, as analysts pivot on them
 ENTITY_FIELDS = (
@@ -105,7 +105,7 @@ def _same(event: dict[str, Any]) -> dict[str, Any]:
 def _from_parquet(row: dict[str, Any]) -> dict[str, Any]:
     """A Parquet row as the event it stands for: nulls of absent fields dropped, and the reasons'
     values back from the JSON text score-spark keeps them as to numbers and strings."""
-    event: dict[str, Any] = drop_nulls(row)
+    event: dict[str, Any] = from_parquet(row)
     anomaly = event.get("anomaly")
     if isinstance(anomaly, dict):
         for reason in anomaly.get("reasons") or []:

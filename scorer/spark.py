@@ -36,7 +36,7 @@ import orjson
 import pyarrow as pa
 
 from scorer.errors import UserError
-from scorer.io import drop_nulls, parse_line
+from scorer.io import from_parquet, parse_line
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -162,13 +162,13 @@ def score_row_batches(
     partition_columns: Sequence[str],
 ) -> Iterator[pa.RecordBatch]:
     """mapInArrow over Parquet rows: every column passes through; an ``anomaly`` column is added.
-    Each row becomes the event ``score`` reads from the same Parquet file (nulls dropped, the
-    directory's partition columns left out)."""
+    Each row becomes the event ``score`` reads from the same Parquet file (``io.from_parquet``: nulls
+    dropped, JSON's types; the directory's partition columns left out)."""
     detector = _detector(bundle_name, version)
     model = detector.model_info
     drop = set(partition_columns)
     for batch in batches:
-        events = [{k: v for k, v in drop_nulls(row).items() if k not in drop} for row in batch.to_pylist()]
+        events = [{k: v for k, v in from_parquet(row).items() if k not in drop} for row in batch.to_pylist()]
         result = detector.score(events, alpha=alpha, explain=True)
         anomalies = pa.array([anomaly_row(result.anomaly(i, model)) for i in range(len(events))], ANOMALY)
         yield pa.RecordBatch.from_arrays(

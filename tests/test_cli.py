@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime as dt
+import decimal
 import fcntl
 import gzip
 import json
@@ -494,6 +496,52 @@ def test_parquet_events_train_and_score(model: Path, workdir: Path, score_events
     )
     assert trained.returncode == 0, trained.stderr
     assert (workdir / "parquet-model" / "metadata.json").is_file()
+
+
+def test_parquet_columns_of_types_json_lacks_are_read_as_json_would_hold_them(
+    model: Path, workdir: Path, score_events: list[Event]
+) -> None:
+    """A timestamp, a decimal, binary, a date and a duration column: `score` stopped with a
+    traceback on the decimal, and read a timestamp `time` as absent. Now each is what an OCSF
+    producer writes in JSON, and a timestamp `time` scores as its epoch milliseconds do."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    events = [e for e in score_events if isinstance(e.get("time"), int)][:50]
+    table = pa.Table.from_struct_array(pa.array(events))
+    moments = [dt.datetime.fromtimestamp(e["time"] / 1000, dt.UTC) for e in events]
+    odd = {
+        "time": pa.array(moments, pa.timestamp("ms", tz="UTC")),
+        "amount": pa.array([decimal.Decimal("12.50"), *[decimal.Decimal(7)] * 49], pa.decimal128(10, 2)),
+        "blob": pa.array([b"\x00\xff"] * 50, pa.binary()),
+        "day": pa.array([dt.date(2026, 12, 4)] * 50, pa.date32()),
+        "wait": pa.array([dt.timedelta(seconds=1.5)] * 50, pa.duration("ms")),
+    }
+    for name, column in odd.items():
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, column)
+        else:
+            table = table.append_column(name, column)
+    path = workdir / "odd.parquet"
+    pq.write_table(table, path)
+    out = workdir / "odd.jsonl"
+    result = _run("score", "--model", model, path, "--output", out, "--workers", "1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    scored = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(scored) == len(events)
+    first = scored[0]
+    assert first["time"] == moments[0].isoformat().replace("+00:00", "Z")
+    assert (first["amount"], scored[1]["amount"]) == (12.5, 7)
+    assert (first["blob"], first["day"], first["wait"]) == ("AP8=", "2026-12-04", 1500)
+    # the same events as JSONL, time in epoch milliseconds: the same scores
+    twins = [
+        {**{k: v for k, v in row.items() if k != "anomaly"}, "time": event["time"]}
+        for row, event in zip(scored, events, strict=True)
+    ]
+    twin_out = workdir / "odd-twins.jsonl"
+    twin_in = _write_jsonl(workdir / "odd-twins-in.jsonl", twins)
+    assert _run("score", "--model", model, twin_in, "--output", twin_out, "--workers", "1").returncode == 0
+    rescored = [json.loads(line)["anomaly"]["score"] for line in twin_out.read_text().splitlines()]
+    assert rescored == [row["anomaly"]["score"] for row in scored]
 
 
 def test_config_show_masks_secrets(tmp_path: Path) -> None:
