@@ -154,6 +154,11 @@ async def test_ndjson_reports_bad_lines_by_number(client: Any, held_out_events: 
         (b"{}\n{oops\n", NDJSON, "?strict=true", 400, "malformed_json", ("line", 2)),
         (b"{}", JSON, "?alpha=2", 400, "bad_alpha", None),
         (b"{}", JSON, "?alpha=abc", 400, "bad_alpha", None),
+        # numbers as JSON writes them only: Python's float() reads each of these
+        *[
+            (b"{}", JSON, f"?alpha={a}", 400, "bad_alpha", None)
+            for a in ("0.0_1", "%200.5", "0.5%0A", "%D9%A0.%D9%A5", "nan")
+        ],
         (b"{}", JSON, "?strict=null", 400, "bad_strict", None),
         (b"{}", JSON, "?strict=", 400, "bad_strict", None),
         (b"{}", JSON, "?strict=maybe", 400, "bad_strict", None),

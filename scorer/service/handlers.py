@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,6 +27,7 @@ from scorer.settings import masked
 
 log = logging.getLogger("ocsf_anomaly.service")
 LARGE_BODY = 1024 * 1024  # bytes; a body this large takes the loop milliseconds to parse
+DECIMAL = re.compile(r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?")  # 0.01, .01, 1e-2: ASCII digits only
 FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
@@ -52,10 +54,10 @@ async def read_body(request: web.Request) -> tuple[bytes, float]:
     settings = request.app[SETTINGS]
     alpha = settings.alpha
     if "alpha" in request.query:
-        try:
-            alpha = float(request.query["alpha"])
-        except ValueError:
-            alpha = -1.0
+        # a plain decimal number: Python's float() also takes "0.0_1", " 0.5\n", "nan" and other
+        # scripts' digits ("٠.٥")
+        text = request.query["alpha"]
+        alpha = float(text) if DECIMAL.fullmatch(text) else -1.0
         if not 0 < alpha < 1:
             raise ApiError(
                 400, "bad_alpha", "alpha is a false-positive rate between 0 and 1, e.g. ?alpha=0.01"

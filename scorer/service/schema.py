@@ -405,7 +405,10 @@ def _parameters(settings: Settings) -> list[dict[str, Any]]:
                 "exclusiveMaximum": 1,
                 "default": settings.alpha,
             },
-            "description": "Target false-positive rate for this request (else the service's setting); 400 bad_alpha outside (0, 1)",
+            "description": (
+                "Target false-positive rate for this request (else the service's setting), a decimal "
+                "number such as 0.01 or 1e-3; 400 bad_alpha outside (0, 1) or written otherwise"
+            ),
         },
         {
             "name": "strict",
