@@ -679,6 +679,66 @@ def test_a_client_that_leaves_mid_body_is_not_a_server_error(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
 
 
+def _head_only(address: tuple[str, int], head: bytes) -> tuple[bytes, socket.socket]:
+    """Send a request's head (no body yet) and read the first answer's head: the interim 100
+    Continue or a final answer (with its body when it has a Content-Length)."""
+    connection = socket.create_connection(address, timeout=60)
+    connection.sendall(head)
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += connection.recv(65536)
+    top, _, rest = answer.partition(b"\r\n\r\n")
+    length = next(
+        (
+            int(line.split(b":")[1])
+            for line in top.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        ),
+        0,
+    )
+    while len(rest) < length:
+        rest += connection.recv(65536)
+    return top + b"\r\n\r\n" + rest, connection
+
+
+def test_expect_100_continue_refuses_before_the_body_is_sent(
+    bundle_dir: Path, held_out_events: list[Event]
+) -> None:
+    """curl sends Expect: 100-continue before a body over 1 MiB: a wrong token or a declared size over
+    the limit is answered at once, in the JSON shape, and the body never asked for (aiohttp asked for
+    it first and refused after the upload); a good request gets 100 Continue, then its answer."""
+    body = orjson.dumps(held_out_events[:3])
+
+    def head(token: str, length: int, expect: str = "100-continue") -> bytes:
+        return (
+            f"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Length: {length}\r\nExpect: {expect}\r\n\r\n"
+        ).encode()
+
+    with _serving(_settings(bundle_dir, api_token="api", max_body_bytes=64 * 1024)) as address:
+        for token, length, expect, status, code in [
+            ("wrong", len(body), "100-continue", 403, "forbidden"),
+            ("api", 10 * 1024 * 1024, "100-continue", 413, "body_too_large"),
+            ("api", len(body), "something-else", 417, "expectation_failed"),
+        ]:
+            answer, connection = _head_only(address, head(token, length, expect))
+            with connection:
+                top, _, payload = answer.partition(b"\r\n\r\n")
+                assert top.startswith(f"HTTP/1.1 {status} ".encode()), top
+                assert orjson.loads(payload)["error"]["code"] == code
+                assert b"\r\nConnection: close" in top  # the body it did not ask for cannot follow
+        answer, connection = _head_only(address, head("api", len(body)))
+        with connection:
+            assert answer == b"HTTP/1.1 100 Continue\r\n\r\n"
+            connection.sendall(body)
+            final = b""
+            while b"\r\n\r\n" not in final:
+                final += connection.recv(65536)
+            assert final.startswith(b"HTTP/1.1 200 "), final
+        metrics = _samples(_call(address, "GET", "/metrics")[2].decode())
+        assert metrics[("ocsf_anomaly_request_seconds_count", _route("/v1/score", "413"))] == 1
+
+
 def test_a_compression_bomb_is_refused_while_health_keeps_answering(live_server: _Address) -> None:
     bomb = gzip.compress(bytes(64 * 1024 * 1024)) * 32  # 2 MB as sent, 2 GiB inflated (gzip members)
     gzipped = {**JSON, "Content-Encoding": "gzip"}

@@ -33,7 +33,7 @@ from scorer.service.integrations import opensearch, vector, vector_health
 from scorer.service.keys import METRICS, PARSING, SETTINGS
 from scorer.service.lifecycle import alerts_ctx, batcher_ctx, cache_ctx, executor_ctx, model_ctx, watch_ctx
 from scorer.service.metrics import Metrics
-from scorer.service.middlewares import AccessLog, auth_middleware, metrics_middleware
+from scorer.service.middlewares import AccessLog, auth_middleware, expect_continue, metrics_middleware
 from scorer.service.vector import vector_ctx
 from scorer.settings import Settings
 
@@ -58,17 +58,17 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend(
         [executor_ctx, model_ctx, cache_ctx, alerts_ctx, batcher_ctx, watch_ctx, vector_ctx]
     )
-    app.router.add_post("/v1/score", score)
-    app.router.add_post("/v1/enrich", enrich)
-    app.router.add_post("/v1/integrations/opensearch", opensearch)
-    app.router.add_post("/v1/integrations/vector", vector)
+    app.router.add_post("/v1/score", score, expect_handler=expect_continue)
+    app.router.add_post("/v1/enrich", enrich, expect_handler=expect_continue)
+    app.router.add_post("/v1/integrations/opensearch", opensearch, expect_handler=expect_continue)
+    app.router.add_post("/v1/integrations/vector", vector, expect_handler=expect_continue)
     app.router.add_route("HEAD", "/v1/integrations/vector", vector_health)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi_document)
     app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/models/reload", reload_model)
+    app.router.add_post("/v1/models/reload", reload_model, expect_handler=expect_continue)
     if not settings.admin_token and not settings.loopback_only:
         log.warning(
             "no OCSF_ANOMALY_ADMIN_TOKEN and listening on %s: admin calls (model reload) will be refused; "

@@ -8,7 +8,7 @@ import hmac
 import logging
 import time
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -40,24 +40,34 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = 499
         raise
     finally:
-        route = request.match_info.route.resource
-        name = route.canonical if route is not None else "unmatched"
-        method = request.method if request.method in METHODS else "other"
-        metrics = request.app[METRICS]
-        metrics.labelled(metrics.request_seconds, name, method, str(status)).observe(
-            time.perf_counter() - started
-        )
+        _observe(request, status, started)
+
+
+def _observe(request: web.Request, status: int, started: float) -> None:
+    route = request.match_info.route.resource
+    name = route.canonical if route is not None else "unmatched"
+    method = request.method if request.method in METHODS else "other"
+    metrics = request.app[METRICS]
+    metrics.labelled(metrics.request_seconds, name, method, str(status)).observe(
+        time.perf_counter() - started
+    )
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer tokens (:func:`authorize`); a path or method that does not exist is answered 404 or
+    405 whatever the token."""
+    if request.match_info.http_exception is None:  # no such path or method: nothing to guard
+        authorize(request)
+    return await handler(request)
+
+
+def authorize(request: web.Request) -> None:
     """Bearer tokens, compared in constant time: the API token on scoring calls when set; the admin
     token on admin calls, which without one are accepted only while the service listens on loopback,
     and then need the API token when one is set (an admin call is never easier than a scoring call).
-    A path or method that does not exist is answered 404 or 405 whatever the token."""
+    Raises ApiError (401, 403) when the request may not go on."""
     settings = request.app[SETTINGS]
-    if request.match_info.http_exception is not None:  # no such path or method: nothing to guard
-        return await handler(request)
     if request.path in ADMIN_PATHS:
         if settings.admin_token:
             _check_bearer(request, settings.admin_token)
@@ -71,7 +81,34 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             _check_bearer(request, settings.api_token)
     elif settings.api_token and request.path not in OPEN_PATHS and not _open_head(request):
         _check_bearer(request, settings.api_token)
-    return await handler(request)
+
+
+async def expect_continue(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue`` (curl sends it before a body over 1 MiB): a request that would be
+    refused for its token or its declared size is answered at once, in the JSON error shape, and
+    its body never asked for (aiohttp's default asked for the body first and refused after it);
+    another expectation is 417."""
+    if request.version != HttpVersion11:
+        return None  # HTTP/1.0 has no 100 Continue: the client sends its body anyway
+    started = time.perf_counter()
+    try:
+        expect = request.headers.get("Expect", "")
+        if expect.lower() != "100-continue":
+            raise ApiError(
+                417, "expectation_failed", f"Expect {expect!r} is not supported: send 100-continue or none"
+            )
+        authorize(request)
+        limit = request.app[SETTINGS].max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise ApiError(413, "body_too_large", f"request body too large: at most {limit:,} bytes")
+    except ApiError as error:
+        response = web.json_response(error.body(), status=error.status, headers=error.headers)
+        response.force_close()  # its body was never asked for: the connection cannot carry another request
+        _observe(request, error.status, started)
+        return response
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # the answer proper has not started
+    return None
 
 
 def _open_head(request: web.Request) -> bool:
