@@ -180,7 +180,8 @@ def test_schemathesis_finds_nothing_the_document_does_not_say(
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-30_000:]
     summary = json.loads(report.read_text(encoding="utf-8"))
-    operations = sum(len(item) for path, item in document["paths"].items() if path != "/openapi.json")
+    # every operation but GET /openapi.json, the document schemathesis loaded (it does not call it)
+    operations = sum(len(item) for item in document["paths"].values()) - 1
     assert summary["operations"]["tested"] == operations, output[-30_000:]
     assert summary["test_cases"]["generated"] >= 10 * operations, output[-30_000:]
 

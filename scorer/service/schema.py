@@ -499,7 +499,7 @@ def openapi(settings: Settings | None = None) -> dict[str, Any]:
         **_security(settings, admin=False),
     }
     guarded = _security(settings, admin=False)
-    document = {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "ocsf-anomaly",
@@ -716,4 +716,16 @@ def openapi(settings: Settings | None = None) -> dict[str, Any]:
             },
         },
     }
+    paths: dict[str, dict[str, Any]] = document["paths"]
+    for operations in paths.values():  # aiohttp answers HEAD wherever it answers GET
+        get = operations.get("get")
+        if get is not None and "head" not in operations:
+            operations["head"] = {
+                **{k: v for k, v in get.items() if k not in ("summary", "operationId", "responses")},
+                "summary": f"{get['summary']}: GET's status and headers, no body",
+                "operationId": f"{get['operationId']}Head",
+                "responses": {
+                    status: {"description": r["description"]} for status, r in get["responses"].items()
+                },
+            }
     return copy.deepcopy(document)  # the caller's to change: nothing shared with the module or the next call
