@@ -175,9 +175,12 @@ def _plain(number: float) -> float | int:
 
 def _display(value: Any) -> Any:
     """An event value as it may appear in an explanation: scalars as they are (an integer beyond
-    64 bits as its digits, which every JSON writer keeps exactly), others summarised."""
+    64 bits as its digits, which every JSON writer keeps exactly; one too long to show, by its
+    length), others summarised."""
     if type(value) is int and not -(2**63) <= value < 2**64:
-        return str(value)
+        if value.bit_length() <= 640:  # at most 193 digits, within the 200 characters a string shows
+            return str(value)
+        return f"<integer of about {int(value.bit_length() * math.log10(2)) + 1:,} digits>"
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
