@@ -839,6 +839,23 @@ def test_arbitrary_json_never_gets_a_5xx(live_server: tuple[str, int], payload: 
         assert enriched == json.loads(json.dumps(payload))
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=st.lists(
+        st.sampled_from(["", " ", "\r", "\t\x0b\x0c", "{}", " {}\r", "{oops", "7", "\x00"]), max_size=30
+    ),
+    most=st.integers(0, 40),
+)
+def test_ndjson_lines_are_found_as_splitting_every_line_finds_them(lines: list[str], most: int) -> None:
+    """The line finder skips blank lines without a Python loop over every line; it finds the same
+    lines, with the same numbers, as splitting on newlines and dropping what strips to nothing."""
+    from scorer.service.requests import _text_lines
+
+    body = "\n".join(lines).encode()
+    expected = [(number, raw) for number, raw in enumerate(body.split(b"\n"), start=1) if raw.strip()]
+    assert _text_lines(body, most) == expected[: most + 1]
+
+
 def test_events_are_not_mutated_by_scoring(bundle_dir: Path, held_out_events: list[Event]) -> None:
     from scorer.detector import Detector
 

@@ -106,10 +106,36 @@ def parse_body(body: bytes, content_type: str, *, max_events: int, strict: bool)
     return Batch(items, "array")
 
 
+# Where a line that holds more than whitespace starts: tried at line starts only, with its leading
+# whitespace taken possessively, so that finding lines costs time linear in the body however it is
+# laid out; the rest of each such line is skipped with find(), not scanned by the expression.
+TEXT_LINE_START = re.compile(rb"^[ \t\r\f\v]*+[^ \t\r\f\v\n]", re.MULTILINE)
+
+
+def _text_lines(body: bytes, most: int) -> list[tuple[int, bytes]]:
+    """The lines of ``body`` that are not blank, with their 1-based numbers; at most ``most`` + 1
+    (one more says there are too many). A Python loop over every line held the event loop 1.2-1.5 s
+    for 16 MiB of blank lines or of ``{}``."""
+    lines: list[tuple[int, bytes]] = []
+    number, counted, position = 1, 0, 0
+    while len(lines) <= most:
+        match = TEXT_LINE_START.search(body, position)
+        if match is None:
+            break
+        start = match.start()
+        end = body.find(b"\n", match.end())
+        end = len(body) if end < 0 else end
+        number += body.count(b"\n", counted, start)
+        counted = start
+        lines.append((number, body[start:end]))
+        position = end + 1
+    return lines
+
+
 def _ndjson(body: bytes, *, max_events: int, strict: bool) -> Batch:
-    lines = [(number, raw) for number, raw in enumerate(body.split(b"\n"), start=1) if raw.strip()]
+    lines = _text_lines(body, max_events)
     if len(lines) > max_events:
-        raise ApiError(413, "too_many_events", f"{len(lines):,} lines in one request; at most {max_events:,}")
+        raise ApiError(413, "too_many_events", f"more than {max_events:,} lines in one request")
     items = []
     for number, raw in lines:  # blank lines are skipped; the others keep their line numbers
         error: dict[str, Any] | None = None
