@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -28,7 +29,7 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from loopback import free_port
 
@@ -854,6 +855,18 @@ def test_ndjson_lines_are_found_as_splitting_every_line_finds_them(lines: list[s
     body = "\n".join(lines).encode()
     expected = [(number, raw) for number, raw in enumerate(body.split(b"\n"), start=1) if raw.strip()]
     assert _text_lines(body, most) == expected[: most + 1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"1", b"9", b"0", b"a", b" ", b"-", b".", b"\xff", b"\x01"]), max_size=60))
+@example([b"1"] * 7)  # 21 digits once repeated: found
+@example([b"1"] * 6 + [b"a"])  # runs of 6: not
+def test_a_long_run_of_digits_is_found_as_a_regular_expression_finds_it(parts: list[bytes]) -> None:
+    """Bodies with 19 digits in a row are read again exactly; the run is found in a digit mask."""
+    from scorer.service.requests import DIGIT_MASK, LONG_DIGITS
+
+    data = b"".join(parts) * 3
+    assert (LONG_DIGITS in data.translate(DIGIT_MASK)) == bool(re.search(rb"[0-9]{19}", data))
 
 
 def test_events_are_not_mutated_by_scoring(bundle_dir: Path, held_out_events: list[Event]) -> None:

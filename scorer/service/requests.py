@@ -44,7 +44,11 @@ class Batch:
     shape: str  # "object", "array" or "ndjson"
 
 
-LONG_DIGITS = re.compile(rb"\d{19}")  # an integer this long may lie beyond 64 bits
+# 19 digits in a row: an integer this long may lie beyond 64 bits. Searched for in a mask of the
+# body (each ASCII digit 1, every other byte 0): a regular expression took 34 µs for a 1.5 KB line
+# holding hex, a third of reading such NDJSON.
+DIGIT_MASK = bytes(1 if ord("0") <= byte <= ord("9") else 0 for byte in range(256))
+LONG_DIGITS = b"\x01" * 19
 
 
 def loads(data: bytes) -> Any:
@@ -52,7 +56,7 @@ def loads(data: bytes) -> Any:
     with such a long run of digits is read again by the standard library (valid JSON only), unless
     it also nests deeper than the standard library reads (about 1,000 levels): then as orjson read it."""
     value = orjson.loads(data)
-    if LONG_DIGITS.search(data):
+    if LONG_DIGITS in data.translate(DIGIT_MASK):
         with contextlib.suppress(RecursionError):
             value = json.loads(data)
     return value
