@@ -173,6 +173,8 @@ def score_file(
     kind = output_kind(output)
     if not source.exists():
         raise FileNotFoundError(f"no such input file: {source}")
+    if output.exists() and output.samefile(source):  # the rename at the end would replace the events
+        raise ValueError(f"the output {output} is the input file: name another output")
     detector = Detector.load(model_dir)
     workers = workers or os.cpu_count() or 1
     chunks = _chunks(source, chunk_lines)

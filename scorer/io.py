@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import gzip
 import sys
+import zlib
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
+
+from scorer.errors import UserError
 
 Event = dict[str, Any]
 Record = tuple[int, Event | None, str | None]
@@ -40,9 +43,17 @@ def parse_line(raw: bytes) -> tuple[Event | None, str | None]:
 
 def iter_raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """Yield ``(line, bytes)`` of a JSONL or JSONL.gz file, blank lines included (they are bad lines)."""
+    number = 0
     with _open_text_lines(path) as handle:
-        for number, raw in enumerate(handle, start=1):
-            yield number, raw.rstrip(b"\r\n")
+        try:
+            for number, raw in enumerate(handle, start=1):
+                yield number, raw.rstrip(b"\r\n")
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # a .gz cut short, or not gzip at all
+            if number == 0:
+                raise UserError(f"{path} cannot be read as gzip ({exc}): is it a .gz file?") from None
+            raise UserError(
+                f"{path} breaks off after line {number:,} ({exc}): the gzip file is incomplete"
+            ) from None
 
 
 def is_parquet(path: Path) -> bool:

@@ -313,6 +313,47 @@ def test_score_to_csv_with_bad_lines(model: Path, workdir: Path, score_events: l
     assert "Traceback" not in result.stderr
 
 
+def test_a_file_of_bad_lines_only_is_written_line_by_line(model: Path, workdir: Path) -> None:
+    """Every line bad (arrays, NaN, nesting past what JSON readers take): each is written with its
+    error, and the command ends normally. (With `make run`'s model this stopped the command: a chunk
+    without one event could not be put in its feature space; test_encoder holds that part.)"""
+    source = workdir / "all-bad.jsonl"
+    source.write_bytes(b"[1, 2]\n7\n" + b'{"duration": NaN}\n' + b"[" * 2000 + b"]" * 2000 + b"\n")
+    out = workdir / "all-bad.out.jsonl"
+    result = _run("score", source, "--model", model, "--output", out, "--workers", "1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["anomaly"]["line"] for row in rows] == [1, 2, 3, 4]
+    assert all(row["anomaly"]["error"] for row in rows)
+    assert "4 bad lines" in result.stderr
+
+
+def test_a_broken_gzip_input_or_the_input_as_output_is_one_line_and_no_output(
+    model: Path, workdir: Path, score_events: list[Event]
+) -> None:
+    """A .gz cut short or not gzip at all ended in an EOFError or BadGzipFile traceback; naming the
+    input as the output replaced the events with their scores. Each is now one line, exit 2."""
+    whole = gzip.compress(b"\n".join(orjson.dumps(e) for e in score_events[:200]), mtime=0)
+    for name, data, message in [
+        ("cut.jsonl.gz", whole[: len(whole) // 2], "breaks off after line"),
+        ("plain.jsonl.gz", b"not gzip", "cannot be read as gzip"),
+    ]:
+        source = workdir / name
+        source.write_bytes(data)
+        out = workdir / f"{name}.out.jsonl"
+        result = _run("score", source, "--model", model, "--output", out, "--workers", "1", "--quiet")
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert message in result.stderr.strip().splitlines()[-1]
+        assert not out.exists()
+    source = _write_jsonl(workdir / "keep.jsonl", score_events[:5])
+    before = source.read_bytes()
+    result = _run("score", source, "--model", model, "--output", workdir / "." / "keep.jsonl", "--quiet")
+    assert result.returncode == 2
+    assert "is the input file" in result.stderr
+    assert source.read_bytes() == before
+
+
 def test_score_gzip_to_jsonl_with_two_workers_keeps_every_field(model: Path, workdir: Path) -> None:
     # more than one chunk of CHUNK_LINES lines, so both workers score and the output must be put back in order
     events, _ = generate_events(CHUNK_LINES + 300, seed=5, anomaly_rate=0.02)

@@ -287,6 +287,17 @@ def test_values_that_look_like_the_reserved_slots_get_their_own_index() -> None:
         assert encoder.category_label(spec.features[0], index) == value
 
 
+@pytest.mark.parametrize("values", [10, 100], ids=["one-hot", "coded"])
+def test_the_feature_space_of_no_events_is_empty_not_an_error(values: int) -> None:
+    """A batch without one event (a file chunk of bad lines only): a categorical of more than 64
+    values, which gets a code rather than one-hot columns, made dense() fail to reshape 0 rows."""
+    spec = FeatureSpec(features=(FeatureDef(path="v", kind="categorical", min_count=1, max_categories=200),))
+    encoder = FeatureEncoder(spec).fit([{"v": str(i)} for i in range(values)])
+    one = encoder.dense(encoder.encode([{"v": "1"}]))
+    none = encoder.dense(encoder.encode([]))
+    assert none.shape == (0, one.shape[1])
+
+
 def test_min_count_and_max_categories() -> None:
     spec = FeatureSpec(features=(FeatureDef(path="v", kind="categorical", min_count=3, max_categories=2),))
     events = [{"v": "a"}] * 10 + [{"v": "b"}] * 5 + [{"v": "c"}] * 4 + [{"v": "d"}] * 2

@@ -141,10 +141,10 @@ def _score(args: argparse.Namespace) -> int:
         stats = score_file(
             model, args.input, args.output, alpha=args.alpha, workers=args.workers, progress=not args.quiet
         )
-    rate = stats.lines / stats.wall_seconds if stats.wall_seconds else 0.0
+    rate = stats.lines / stats.wall_seconds if stats.wall_seconds else 0.0  # every line read, bad ones too
     _say(
         f"scored {stats.scored:,} of {stats.lines:,} lines into {args.output} in {stats.wall_seconds:.1f} s "
-        f"({rate:,.0f} events/s): {stats.anomalies:,} anomalies, {stats.bad:,} bad lines"
+        f"({rate:,.0f} lines/s): {stats.anomalies:,} anomalies, {stats.bad:,} bad lines"
     )
     if stats.scored:
         cost = ", ".join(

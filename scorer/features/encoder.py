@@ -506,7 +506,7 @@ class FeatureEncoder:
             out[np.arange(n)[:, None], plan.one_hot_starts + batch.cat[:, plan.one_hot]] = 1.0
         if len(plan.coded):
             codes = plan.code_table[plan.code_offsets + batch.cat[:, plan.coded]]  # (n, coded, CODE_DIM)
-            out[:, plan.code_positions] = codes.reshape(n, -1)
+            out[:, plan.code_positions] = codes.reshape(n, len(plan.code_positions))  # n may be 0
         return out
 
     def _dense_plan(self, seed: int) -> _DensePlan:
