@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,24 @@ from scorer.io import iter_raw_lines, iter_records, load_events, parse_line
 def read_labels(path: Path) -> dict[int, int]:
     """``line,label[,attack]`` → {line: 1 for attack, 0 for normal}."""
     labels: dict[int, int] = {}
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # a spreadsheet's byte-order mark too
         reader = csv.DictReader(handle)
         if not reader.fieldnames or not {"line", "label"} <= set(reader.fieldnames):
             raise ValueError(f"{path}: expected a header with 'line' and 'label' columns")
         for row in reader:
-            labels[int(row["line"])] = int(row["label"])
+            where = f"{path}:{reader.line_num}"
+            try:
+                line, label = int(row["line"]), int(row["label"])
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"{where}: expected a line number and a label of 0 (normal) or 1 (attack), "
+                    f"got {row['line']!r}, {row['label']!r}"
+                ) from None
+            if label not in (0, 1):
+                raise ValueError(f"{where}: a label is 0 (normal) or 1 (attack), got {label}")
+            if line in labels:
+                raise ValueError(f"{where}: line {line} is labelled twice")
+            labels[line] = label
     return labels
 
 
@@ -100,13 +113,23 @@ def format_report(report: dict[str, dict[str, float]], alpha: float) -> str:
     header += f"{'recall@raw-FPR':>16}" if at_raw else ""
     lines = [f"α = {alpha}", header, "-" * len(header)]
     for name, m in report.items():
-        line = f"{name:<22}{m['roc_auc']:>9.4f}{m['pr_auc']:>9.4f}{m['recall']:>10.4f}{m['fpr']:>9.4f}"
-        lines.append(line + (f"{m['recall_at_raw_fpr']:>16.4f}" if at_raw else ""))
+        line = f"{name:<22}{_figure(m['roc_auc'], 9)}{_figure(m['pr_auc'], 9)}{_figure(m['recall'], 10)}"
+        line += _figure(m["fpr"], 9)
+        lines.append(line + (_figure(m["recall_at_raw_fpr"], 16) if at_raw else ""))
     if at_raw:
         lines.append(
             f"recall@raw-FPR: recall at the FPR raw-knn's threshold realised ({report['raw-knn']['fpr']:.4f})"
         )
+    if any(math.isnan(m["roc_auc"]) for m in report.values()):
+        lines.append(
+            "n/a: the labels hold one class only; ranking and recall need attacks (label 1), "
+            "the false-positive rate normal events (label 0)"
+        )
     return "\n".join(lines)
+
+
+def _figure(value: float, width: int) -> str:
+    return f"{'n/a':>{width}}" if math.isnan(value) else f"{value:>{width}.4f}"
 
 
 def split_labelled(
@@ -132,6 +155,8 @@ def split_labelled(
     side_a = np.zeros(len(lines), dtype=bool)
     chosen = np.arange(len(lines)) if ordered else rng.permutation(len(lines))
     side_a[chosen[: int(len(lines) * fraction)]] = True
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {output} is a file: name a directory for the three files")
     output.mkdir(parents=True, exist_ok=True)
     paths = {
         "train": output / "train_normal.jsonl.gz",

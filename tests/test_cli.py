@@ -11,6 +11,7 @@ import fcntl
 import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -753,6 +754,58 @@ def test_evaluate_refuses_labels_that_do_not_match_the_events(
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith(f"error: {labels} does not label the 600 lines of {labelled.events}")
     assert f"{unlabelled} lines have no label, {stray} labels name no line" in error
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "line,label\n1,yes\n",
+            "labels.csv:2: expected a line number and a label of 0 (normal) or 1 (attack)",
+        ),
+        ("line,label\nx,1\n", "labels.csv:2: expected a line number"),
+        ("line,label\n1,2\n", "labels.csv:2: a label is 0 (normal) or 1 (attack), got 2"),
+        ("line,label\n1,1\n1,0\n", "labels.csv:3: line 1 is labelled twice"),
+        ("line;label\n1;1\n", "expected a header with 'line' and 'label' columns"),
+    ],
+)
+def test_labels_say_which_row_is_wrong(tmp_path: Path, text: str, message: str) -> None:
+    """A label that is not 0 or 1 said "invalid literal for int()"; a line labelled twice, only
+    that some line had no label. A spreadsheet's byte-order mark is read as such."""
+    from scorer.evaluate import read_labels
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        read_labels(labels)
+    labels.write_text("line,label,attack\n1,1,neptune\n2,0,normal\n", encoding="utf-8-sig")
+    assert read_labels(labels) == {1: 1, 2: 0}
+
+
+def test_evaluate_on_one_class_says_what_it_cannot_measure() -> None:
+    """Labels of one class only (fresh normal traffic, to see what false-positive rate α keeps):
+    the false-positive rate is shown, the figures that need both classes are n/a, not nan."""
+    from scorer.evaluate import format_report
+
+    nan = float("nan")
+    text = format_report(
+        {"fusion (default)": {"roc_auc": nan, "pr_auc": nan, "recall": nan, "fpr": 0.012}}, 0.01
+    )
+    assert "nan" not in text
+    assert "n/a" in text
+    assert "0.0120" in text
+    assert "the labels hold one class only" in text
+
+
+def test_split_onto_a_file_is_one_line(labelled: Labelled, tmp_path: Path) -> None:
+    taken = tmp_path / "taken.jsonl"
+    taken.write_text("{}\n", encoding="utf-8")
+    result = _run("split", labelled.events, "--labels", labelled.labels, "--output", taken)
+    assert result.returncode == 2, result.stderr
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == f"error: --output {taken} is a file: name a directory for the three files"
+    )
 
 
 # ------------------------------------------------------------------ refresh
