@@ -30,6 +30,7 @@ import orjson
 
 from scorer.errors import UserError
 from scorer.io import is_parquet, iter_raw_lines, iter_records, parse_line
+from scorer.service.requests import dumps
 
 CHUNK_LINES = 2048
 CSV_HEADER = ("line", "score", "p_value", "is_anomaly")
@@ -117,7 +118,13 @@ def _score_chunk(items: list[Item]) -> tuple[bytes, list[tuple[int, str]], dict[
             )
         else:
             assert event is not None
-            chunks.append(orjson.dumps({**event, "anomaly": result.anomaly(i, model)}))
+            try:
+                chunks.append(dumps({**event, "anomaly": result.anomaly(i, model)}))
+            except RecursionError:  # read (orjson reads 1,024 levels), too deep for any JSON writer
+                error = "the event nests too deeply to be written back as JSON"
+                bad.append((line, error))
+                text = (raw or b"").decode("utf-8", "replace")
+                chunks.append(orjson.dumps({"_raw": text, "anomaly": {"error": error, "line": line}}))
     seconds = dict(result.seconds)
     seconds["parse"] = parse_seconds
     data = out.getvalue().encode() if out is not None else b"\n".join(chunks) + (b"\n" if chunks else b"")
@@ -173,6 +180,8 @@ def score_file(
     kind = output_kind(output)
     if not source.exists():
         raise FileNotFoundError(f"no such input file: {source}")
+    if output.is_dir():
+        raise ValueError(f"the output {output} is a directory: name a file ending in .csv or .jsonl")
     if output.exists() and output.samefile(source):  # the rename at the end would replace the events
         raise ValueError(f"the output {output} is the input file: name another output")
     detector = Detector.load(model_dir)

@@ -139,6 +139,22 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=1, sort_keys=True, allow_nan=False), encoding="utf-8")
 
 
+def _replaceable(directory: Path) -> None:
+    """Refuse to write a bundle over anything but nothing, an empty directory or another bundle:
+    it is replaced whole, and `train --output` naming the folder of its events deleted them."""
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise BundleError(f"{directory} is a file: name a directory for the model bundle")
+    found = {entry.name for entry in directory.iterdir()}
+    others = found - {*FILES, *READABLE[2], "metadata.json"}
+    if others:
+        raise BundleError(
+            f"{directory} holds files that are not a model bundle ({', '.join(sorted(others)[:3])}"
+            f"{', …' if len(others) > 3 else ''}): name a new or empty directory, or a bundle to replace"
+        )
+
+
 def write(state: State, directory: Path | str, *, name: str = "ocsf-anomaly") -> Path:
     """Write ``state`` to ``directory`` (replaced atomically if it exists); returns the path.
 
@@ -156,6 +172,7 @@ def write(state: State, directory: Path | str, *, name: str = "ocsf-anomaly") ->
     except PackageNotFoundError:
         torch_version = None
     directory = Path(directory)
+    _replaceable(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:

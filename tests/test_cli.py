@@ -355,6 +355,34 @@ def test_a_broken_gzip_input_or_the_input_as_output_is_one_line_and_no_output(
     assert source.read_bytes() == before
 
 
+def test_what_the_helper_fuzzing_the_cli_found(model: Path, workdir: Path, score_events: list[Event]) -> None:
+    """An event nested 300 levels (past orjson's writer) lost the whole JSONL output to a
+    traceback; an output that is a directory ended in IsADirectoryError; `train --output` naming
+    the folder of its events deleted them. Each is now a bad line or one line, exit 2."""
+    deep = '{"class_uid": 4001, "deep": ' + '{"a":' * 300 + "1" + "}" * 300 + "}"
+    source = workdir / "deep.jsonl"
+    source.write_text("\n".join([json.dumps(score_events[0]), deep, json.dumps(score_events[1])]) + "\n")
+    out = workdir / "deep.out.jsonl"
+    result = _run("score", source, "--model", model, "--output", out, "--workers", "1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert len(out.read_text().splitlines()) == 3
+
+    folder = workdir / "a-folder.jsonl"
+    folder.mkdir()
+    result = _run("score", source, "--model", model, "--output", folder, "--quiet")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "is a directory" in result.stderr.strip().splitlines()[-1]
+
+    home = workdir / "events-home"
+    home.mkdir()
+    events = _write_jsonl(home / "events.jsonl", score_events[:120])
+    result = _run("train", events, "--output", home, "--epochs", "1", "--baseline-size", "100", "--quiet")
+    assert result.returncode == 2, result.stderr
+    assert "not a model bundle (events.jsonl)" in result.stderr
+    assert events.exists()
+
+
 def test_score_gzip_to_jsonl_with_two_workers_keeps_every_field(model: Path, workdir: Path) -> None:
     # more than one chunk of CHUNK_LINES lines, so both workers score and the output must be put back in order
     events, _ = generate_events(CHUNK_LINES + 300, seed=5, anomaly_rate=0.02)

@@ -170,3 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as a shell tool does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except (
+        OSError
+    ) as exc:  # a directory where a file was meant, a full disk, no permission: the system's word
+        _say(f"error: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}")
+        return 2
