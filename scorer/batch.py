@@ -29,7 +29,7 @@ from typing import IO, Any
 import orjson
 
 from scorer.errors import UserError
-from scorer.io import is_parquet, iter_raw_lines, iter_records, parse_line
+from scorer.io import is_parquet, iter_raw_lines, iter_records, parse_line, refuse_writing_over
 from scorer.service.requests import dumps
 
 CHUNK_LINES = 2048
@@ -182,8 +182,7 @@ def score_file(
         raise FileNotFoundError(f"no such input file: {source}")
     if output.is_dir():
         raise ValueError(f"the output {output} is a directory: name a file ending in .csv or .jsonl")
-    if output.exists() and output.samefile(source):  # the rename at the end would replace the events
-        raise ValueError(f"the output {output} is the input file: name another output")
+    refuse_writing_over(output, [source])  # the rename at the end would replace the events
     detector = Detector.load(model_dir)
     workers = workers or os.cpu_count() or 1
     chunks = _chunks(source, chunk_lines)

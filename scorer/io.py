@@ -56,6 +56,14 @@ def iter_raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
             ) from None
 
 
+def refuse_writing_over(output: Path, inputs: Iterable[Path]) -> None:
+    """ValueError when ``output`` is one of ``inputs`` (the same file by any name): writing it would
+    replace what the command reads with what it makes."""
+    for source in inputs:
+        if output.exists() and Path(source).exists() and output.samefile(source):
+            raise ValueError(f"the output {output} is the input file {source}: name another output")
+
+
 def is_parquet(path: Path) -> bool:
     return path.suffix == ".parquet"
 

@@ -353,6 +353,14 @@ def test_a_broken_gzip_input_or_the_input_as_output_is_one_line_and_no_output(
     assert result.returncode == 2
     assert "is the input file" in result.stderr
     assert source.read_bytes() == before
+    for command in (
+        ["features", "infer", source, "--output", source],
+        ["report", source, "--output", source],
+    ):
+        result = _run(*command)
+        assert result.returncode == 2, result.stderr
+        assert "is the input file" in result.stderr
+        assert source.read_bytes() == before
 
 
 def test_what_the_helper_fuzzing_the_cli_found(model: Path, workdir: Path, score_events: list[Event]) -> None:

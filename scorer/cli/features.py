@@ -30,8 +30,10 @@ def add_commands(commands: Commands) -> None:
 
 def _features(args: argparse.Namespace) -> int:
     from scorer.features.infer import infer_spec
-    from scorer.io import load_events
+    from scorer.io import load_events, refuse_writing_over
 
+    if args.output:
+        refuse_writing_over(args.output, args.events)
     _say(f"reading {', '.join(str(p) for p in args.events)}")
     events = load_events(args.events)
     _say(f"profiling every field of {len(events):,} events")

@@ -58,7 +58,9 @@ def add_commands(commands: Commands) -> None:
 def _report(args: argparse.Namespace) -> int:
     _require_extra("report", "report", "plotly", "jinja2")
     from scorer import report
+    from scorer.io import refuse_writing_over
 
+    refuse_writing_over(args.output, [args.scored])
     with _bundle(args.model, args.config) if args.model else nullcontext(None) as bundle_dir:
         day, record = report.write_report(
             args.scored, args.output, day=args.day, alpha=args.alpha, bundle_dir=bundle_dir, log=_say
