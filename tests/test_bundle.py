@@ -133,13 +133,22 @@ def test_version_is_a_digest_of_the_content(saved: Path, fitted_detector: Detect
     assert _metadata(again)["files"] == _metadata(saved)["files"]
 
 
-def test_save_replaces_an_existing_bundle(fitted_detector: Detector, tmp_path: Path) -> None:
+def test_save_replaces_an_existing_bundle_and_nothing_else(fitted_detector: Detector, tmp_path: Path) -> None:
+    """A bundle replaces a bundle whole; a directory holding anything else is refused and kept (it
+    was deleted: `train --output` naming the folder of its events lost them)."""
+    from scorer.bundle import BundleError
+
     target = tmp_path / "model"
-    target.mkdir()
-    (target / "stale.txt").write_text("old", encoding="utf-8")
     fitted_detector.with_config().save(target)
-    assert not (target / "stale.txt").exists()
-    assert Detector.load(target).model_info["name"] == "ocsf-anomaly"
+    first = Detector.load(target).model_info["version"]
+    fitted_detector.with_config(k=3).save(target)
+    assert Detector.load(target).model_info["version"] != first
+    folder = tmp_path / "events"
+    folder.mkdir()
+    (folder / "events.jsonl").write_text("{}\n", encoding="utf-8")
+    with pytest.raises(BundleError, match="not a model bundle"):
+        fitted_detector.with_config().save(folder)
+    assert (folder / "events.jsonl").read_text(encoding="utf-8") == "{}\n"
 
 
 def test_the_format_is_read_without_the_engine(saved: Path) -> None:
