@@ -29,8 +29,7 @@ from typing import IO, Any
 import orjson
 
 from scorer.errors import UserError
-from scorer.io import is_parquet, iter_raw_lines, iter_records, parse_line, refuse_writing_over
-from scorer.service.requests import dumps
+from scorer.io import dumps, is_parquet, iter_raw_lines, iter_records, parse_line, refuse_writing_over
 
 CHUNK_LINES = 2048
 CSV_HEADER = ("line", "score", "p_value", "is_anomaly")

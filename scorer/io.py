@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 import sys
 import zlib
 from collections.abc import Iterable, Iterator
@@ -54,6 +55,15 @@ def iter_raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
             raise UserError(
                 f"{path} breaks off after line {number:,} ({exc}): the gzip file is incomplete"
             ) from None
+
+
+def dumps(value: Any) -> bytes:
+    """Python → JSON, integers beyond 64 bits too (which orjson refuses); RecursionError when the
+    value nests deeper than JSON can be written."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def refuse_writing_over(output: Path, inputs: Iterable[Path]) -> None:

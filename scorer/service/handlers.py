@@ -16,12 +16,13 @@ import orjson
 from aiohttp import web
 
 from scorer import bundle
+from scorer.io import dumps
 from scorer.registry import RegistryError
 from scorer.service.errors import ApiError
 from scorer.service.keys import ANNOUNCE_RELOAD, BATCHER, CACHE, METRICS, PARSING, SERVING, SETTINGS, SOURCE
 from scorer.service.lifecycle import refresh_models
 from scorer.service.metrics import CONTENT_TYPE
-from scorer.service.requests import ENCODINGS, Batch, Item, dumps, inflate, parse_body
+from scorer.service.requests import ENCODINGS, Batch, Item, inflate, parse_body
 from scorer.service.schema import openapi
 from scorer.settings import masked
 

@@ -62,15 +62,6 @@ def loads(data: bytes) -> Any:
     return value
 
 
-def dumps(value: Any) -> bytes:
-    """Python → JSON, integers beyond 64 bits too (which orjson refuses); RecursionError when the
-    value nests deeper than JSON can be written."""
-    try:
-        return orjson.dumps(value)
-    except orjson.JSONEncodeError:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-
-
 def parse_body(body: bytes, content_type: str, *, max_events: int, strict: bool) -> Batch:
     """Parse a request body; raises ApiError for what makes the whole request unusable."""
     kind = content_type.split(";", 1)[0].strip().lower()

@@ -30,8 +30,8 @@ from typing import Any, Protocol, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from scorer.alerts import Alerter
+from scorer.io import dumps
 from scorer.service.models import Loaded, ModelSource
-from scorer.service.requests import dumps
 
 log = logging.getLogger("ocsf_anomaly.stream")
 T = TypeVar("T")
