@@ -208,7 +208,10 @@ class Detector:
         if spec is None:
             say(f"inferring a feature spec from {len(train_events):,} events")
             spec = infer_spec(train_events)
-        encoder = FeatureEncoder(spec).fit(train_events)
+        encoder = FeatureEncoder(spec)
+        for warning in encoder.coverage(train_events, "training events").warnings():
+            say(f"warning: {warning}")
+        encoder.fit(train_events)
         say(
             f"{len(spec.features)} features ({len(encoder.cardinalities)} categorical, {len(encoder.numeric_columns)} numeric columns)"
         )
@@ -265,6 +268,22 @@ class Detector:
             "excluded": [{"path": p, "reason": r} for p, r in spec.excluded],
         }
         return detector
+
+    def refresh(
+        self,
+        events: Sequence[Event],
+        *,
+        calibration_only: bool = False,
+        log: Callable[[str], None] | None = None,
+    ) -> Detector:
+        """Bring recent normal ``events`` in: into the baseline and the calibration
+        (:meth:`rebaseline`), or into the calibration alone. Refuses events that hold none of
+        the model's fields, and says which fields the events lack."""
+        say: Callable[[str], None] = log or (lambda message: None)
+        events = [e for e in events if isinstance(e, dict)]
+        for warning in self.encoder.coverage(events, "recent events").warnings():
+            say(f"warning: {warning}")
+        return self.calibrate(events) if calibration_only else self.rebaseline(events)
 
     def rebaseline(self, events: Sequence[Event]) -> Detector:
         """Bring recent normal ``events`` into the baseline and recalibrate on a held-out part of them.

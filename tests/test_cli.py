@@ -887,6 +887,55 @@ def test_refresh_needs_enough_recent_events(model: Path, workdir: Path, score_ev
     assert not (workdir / "never").exists()
 
 
+@pytest.mark.parametrize("calibration_only", [False, True], ids=["baseline", "calibration-only"])
+def test_refresh_refuses_events_with_none_of_the_model_s_fields(
+    model: Path, workdir: Path, calibration_only: bool
+) -> None:
+    """Events of another kind would give a blind model: every one encodes as all-missing, so every
+    later event would look normal."""
+    source = _write_jsonl(workdir / "foreign.jsonl", [{"message": f"line {i}"} for i in range(300)])
+    out = workdir / f"blind-{calibration_only}"
+    options = ["--calibration-only"] if calibration_only else []
+    result = _run("refresh", source, "--model", model, "--output", out, *options)
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: none of the 300 recent events holds any of the model's ")
+    assert last.endswith(": they are not the kind of events the model describes")
+    assert not out.exists()
+
+
+def test_refresh_says_which_fields_the_recent_events_lack(model: Path, workdir: Path) -> None:
+    recent, _ = generate_events(300, seed=9)
+    for event in recent:
+        event.pop("src_endpoint", None)
+    recent[:30] = [{"message": "not an event of this kind"}] * 30
+    source = _write_jsonl(workdir / "partial.jsonl", recent)
+    result = _run("refresh", source, "--model", model, "--output", workdir / "partial-model")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert warnings[0] == "warning: 30 of the 300 recent events hold none of the model's fields"
+    features = Detector.load(model).metadata["features"]
+    lacking = {f.split("#")[0] for f in features if f.startswith("src_endpoint.")}
+    assert lacking, "the demo model should describe src_endpoint"
+    assert warnings[1].startswith(
+        f"warning: {len(lacking)} of the model's fields are in none of the recent events: "
+    )
+    assert set(warnings[1].split(": ", 2)[2].rstrip("…").split(", ")) <= lacking
+
+
+def test_train_refuses_a_spec_that_none_of_the_events_holds(trained: Trained, workdir: Path) -> None:
+    spec = workdir / "elsewhere.toml"
+    spec.write_text('[[feature]]\npath = "nowhere.to.be.found"\nkind = "categorical"\n')
+    out = workdir / "never-trained"
+    result = _run("train", trained.train_file, "--features", spec, "--output", out, "--quiet")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: none of the 800 training events holds any of the model's 1 fields "
+        "(nowhere.to.be.found): they are not the kind of events the model describes"
+    )
+    assert not out.exists()
+
+
 # ------------------------------------------------------------------ demo
 def _without_state_settings() -> dict[str, str]:
     """This process's environment without what would move the demo's state out of ./data."""

@@ -192,12 +192,11 @@ def _refresh(args: argparse.Namespace) -> int:
         raise CliError(f"refresh needs at least 100 recent events, got {len(events)}")
     if args.calibration_only:
         _say(f"calibrating on {len(events):,} events")
-        detector.calibrate(events)
     else:
         _say(
             f"adding four fifths of {len(events):,} events to the baseline and indexing it; calibrating on the rest"
         )
-        detector.rebaseline(events)
+    detector.refresh(events, calibration_only=args.calibration_only, log=_say)
     detector.metadata["calibration"] = detector.calibration.sizes()
     detector.metadata["refreshed_from"] = detector.metadata.get("version")
     path = detector.save(args.output, name=detector.model_info["name"])

@@ -63,6 +63,25 @@ class EncodedBatch:
         return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in joined]
 
 
+@dataclass(frozen=True)
+class Coverage:
+    """How many events hold none of a spec's fields, and which fields none of them holds."""
+
+    events: int
+    empty: int
+    absent: list[str]
+    what: str
+
+    def warnings(self) -> list[str]:
+        said = []
+        if self.empty:
+            said.append(f"{self.empty:,} of the {self.events:,} {self.what} hold none of the model's fields")
+        if self.absent:
+            shown = ", ".join(self.absent[:8]) + ("…" if len(self.absent) > 8 else "")
+            said.append(f"{len(self.absent)} of the model's fields are in none of the {self.what}: {shown}")
+        return said
+
+
 @lru_cache(maxsize=1024)
 def compile_getter(path: str) -> Callable[[Event], Any]:
     """An accessor for one dotted path; anything absent (or not an object on the way) is None."""
@@ -381,6 +400,27 @@ class FeatureEncoder:
                 self._examples[feature.name] = examples
         self.fitted_ = True
         return self
+
+    def coverage(self, events: Sequence[Event], what: str) -> Coverage:
+        """Which of the spec's fields ``events`` hold, refusing events that hold none of them.
+
+        A model fitted, re-baselined or calibrated on such events sees nothing: every one encodes
+        alike, as all-missing, and it would pass every later event as normal.
+        """
+        present = [[value is not None for value in values] for values in map(self._extract, events)]
+        per_field = np.array(present, dtype=bool).reshape(len(events), len(self.spec.features))
+        empty = int((~per_field.any(axis=1)).sum())
+        paths = list(dict.fromkeys(f.path for f in self.spec.features))  # a path may feed two features
+        if empty == len(events):
+            shown = ", ".join(paths[:5]) + ("…" if len(paths) > 5 else "")
+            raise EncoderError(
+                f"none of the {len(events):,} {what} holds any of the model's {len(paths)} fields "
+                f"({shown}): they are not the kind of events the model describes"
+            )
+        held = np.flatnonzero(per_field.any(axis=0))
+        seen = {self.spec.features[i].path for i in held}
+        absent = [path for path in paths if path not in seen]
+        return Coverage(events=len(events), empty=empty, absent=absent, what=what)
 
     def _columns(self, events: Sequence[Event]) -> list[list[Any]]:
         """Per feature, the raw value of its path in every event (None where absent)."""
