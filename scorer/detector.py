@@ -202,6 +202,13 @@ class Detector:
             raise ValueError(f"need at least 50 events to fit a detector, got {len(events)}")
         started = time.perf_counter()
         cal_rows, train_rows = split_for_fit(len(events), config)
+        neighbours = max(config.k, config.feature_k, config.explain_k) + 1  # + the event itself, left out
+        if min(config.baseline_size, len(train_rows)) < neighbours:
+            raise ValueError(
+                f"a baseline of {min(config.baseline_size, len(train_rows)):,} events is too small for "
+                f"k = {config.k}, feature_k = {config.feature_k} and explain_k = {config.explain_k}: it needs "
+                f"at least {neighbours} (a larger baseline size, more events, or smaller k)"
+            )
         train_events = [events[i] for i in train_rows]
         cal_events = [events[i] for i in cal_rows]
 

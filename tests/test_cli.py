@@ -225,6 +225,35 @@ def test_every_help_states_the_one_true_precedence_of_settings() -> None:
     assert "over the environment over the file over the defaults" in " ".join(settings.__doc__.split())
 
 
+def test_every_checked_number_refuses_nonsense_and_says_what_it_wants(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """argparse names the function that read a value ("invalid _alpha value") unless the function
+    says what was wanted; a non-finite or overflowing number is refused, not carried into the run."""
+    checked = 0
+    for path, parser in _parsers(build_parser()):
+        words = path.split()[1:]
+        for action in parser._actions:
+            kind = action.type
+            if (
+                not callable(kind)
+                or getattr(kind, "__module__", "") != "scorer.cli"
+                or kind.__name__ == "_existing"
+            ):
+                continue
+            option = action.option_strings[0]
+            for value in ("nonsense", "inf", "nan", "1e999", "-1"):
+                with pytest.raises(SystemExit) as exit_:
+                    build_parser().parse_args([*words, option, value])
+                assert exit_.value.code == 2
+                said = capsys.readouterr().err.strip().splitlines()[-1]
+                assert said.startswith(f"{path}: error: argument {'/'.join(action.option_strings)}: "), said
+                assert f"'{value}' is not " in said, said
+                assert "invalid" not in said, said
+                checked += 1
+    assert checked >= 5 * 20  # every command's checked options, not a few
+
+
 def test_no_command_is_a_usage_error() -> None:
     result = _run()
     assert result.returncode == 2
@@ -256,6 +285,29 @@ def test_train_fusion_weight_outside_zero_to_one_is_a_usage_error(
     assert result.returncode == 2
     assert "--fusion-weight" in result.stderr
     assert not (workdir / "m3").exists()
+
+
+@pytest.mark.parametrize(("option", "value"), [("--baseline-size", "1"), ("--k", "5000")])
+def test_train_refuses_a_baseline_smaller_than_its_neighbours(
+    trained: Trained, workdir: Path, option: str, value: str
+) -> None:
+    """k neighbours of a baseline that holds fewer are not there: the search would pad with nothing."""
+    out = workdir / "too-few"
+    result = _run("train", trained.train_file, "--output", out, option, value, "--quiet")
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: a baseline of "), last
+    assert " is too small for k = " in last, last
+    assert "Warning" not in result.stderr
+    assert not out.exists()
+
+
+def test_score_refuses_more_workers_than_the_cores_can_use(model: Path, workdir: Path) -> None:
+    many = str(4 * (os.cpu_count() or 1) + 1)
+    source = _write_jsonl(workdir / "one-event.jsonl", [{}])
+    result = _run("score", "--model", model, source, "--output", workdir / "out.csv", "--workers", many)
+    assert result.returncode == 2
+    assert f"argument --workers: {many} workers on {os.cpu_count()} cores: at most " in result.stderr
 
 
 def test_train_on_a_missing_file_is_a_usage_error(workdir: Path) -> None:

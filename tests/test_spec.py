@@ -146,6 +146,29 @@ def test_wrong_value_type_becomes_spec_error_naming_the_feature() -> None:
         FeatureSpec.from_dict(data, source="s.toml")
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("buckets", 2.5, "buckets must be a whole number, not 2.5"),
+        ("buckets", True, "buckets must be a whole number, not True"),
+        ("buckets", 10**12, "at most 1,048,576 buckets, not 1,000,000,000,000"),
+        ("min_count", "2", "min_count must be a whole number, not '2'"),
+        ("prefix_v4", 24.0, "prefix_v4 must be a whole number, not 24.0"),
+        ("clip", "ten", "clip must be a number, not 'ten'"),
+        ("name", 7, "name must be a string, not 7"),
+    ],
+)
+def test_an_option_of_the_wrong_type_or_size_is_named_with_its_file(
+    option: str, value: Any, said: str
+) -> None:
+    """A fractional or enormous bucket count reached torch's embedding table as a traceback."""
+    data = _spec_dict({"path": "query.hostname", "kind": "hashed", option: value})
+    with pytest.raises(SpecError) as info:
+        FeatureSpec.from_dict(data, source="s.toml")
+    assert str(info.value).startswith("s.toml: feature #1: feature ")
+    assert str(info.value).endswith(said)
+
+
 def test_invalid_kind_from_dict_names_the_feature() -> None:
     data = _spec_dict(OK_ENTRY, {"path": "query.hostname", "kind": "hash"})
     with pytest.raises(SpecError, match=r"query\.hostname"):

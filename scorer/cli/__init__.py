@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -60,24 +61,70 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _alpha(text: str) -> float:
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError("alpha is a false-positive rate between 0 and 1, e.g. 0.01")
+def _number(text: str, kind: type[float] | type[int], what: str) -> Any:
+    """``text`` read as ``kind``, or argparse's one-line error saying what was expected (argparse
+    itself would name the parsing function)."""
+    try:
+        value = kind(text)
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
     return value
+
+
+def _between(text: str, what: str, *, closed: bool) -> float:
+    value: float = _number(text, float, what)
+    if not (0 <= value <= 1 if closed else 0 < value < 1):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+    return value
+
+
+def _alpha(text: str) -> float:
+    return _between(text, "a false-positive rate between 0 and 1, e.g. 0.01", closed=False)
 
 
 def _share(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError("a share between 0 and 1, e.g. 0.25")
-    return value
+    return _between(text, "a share between 0 and 1, e.g. 0.25", closed=True)
+
+
+def _fraction(text: str) -> float:
+    return _between(text, "a fraction strictly between 0 and 1, e.g. 0.5", closed=False)
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    value: int = _number(text, int, "a positive integer")
     if value < 1:
-        raise argparse.ArgumentTypeError("must be a positive integer")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def _count(text: str) -> int:
+    value: int = _number(text, int, "a whole number, 0 or more")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number, 0 or more")
+    return value
+
+
+def _port(text: str) -> int:
+    value: int = _number(text, int, "a port number, 0-65535")
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number, 0-65535")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value: float = _number(text, float, "a number of seconds above 0")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
+def _workers(text: str) -> int:
+    """Worker processes: more than four a core only adds start-up and memory."""
+    value, most = _positive(text), 4 * (os.cpu_count() or 1)
+    if value > most:
+        raise argparse.ArgumentTypeError(f"{value} workers on {os.cpu_count()} cores: at most {most}")
     return value
 
 

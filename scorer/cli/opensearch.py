@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scorer.cli import CliError, Commands, _alpha, _positive, _say
+from scorer.cli import CliError, Commands, _alpha, _count, _positive, _say
 
 EXAMPLES = """\
 examples:
@@ -135,7 +135,7 @@ def _definition_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--retries",
-        type=int,
+        type=_count,
         default=2,
         help="times a failed call is retried before the document is tagged (default 2)",
     )

@@ -7,7 +7,17 @@ import argparse
 import os
 from pathlib import Path
 
-from scorer.cli import CONFIG_HELP, CliError, Commands, _alpha, _bundle, _existing, _positive, _say
+from scorer.cli import (
+    CONFIG_HELP,
+    CliError,
+    Commands,
+    _alpha,
+    _bundle,
+    _existing,
+    _fraction,
+    _say,
+    _workers,
+)
 
 MODEL_HELP = "model bundle directory, or models:/NAME@ALIAS or models:/NAME/VERSION of the registry"
 
@@ -31,7 +41,7 @@ def add_commands(commands: Commands) -> None:
         "--alpha", type=_alpha, default=None, help="target false-positive rate (default: the bundle's, 0.01)"
     )
     score.add_argument(
-        "--workers", type=_positive, default=None, help="worker processes (default: one per core)"
+        "--workers", type=_workers, default=None, help="worker processes (default: one per core)"
     )
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     _config_option(score)
@@ -117,7 +127,7 @@ def add_commands(commands: Commands) -> None:
     )
     split.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
     split.add_argument(
-        "--fraction", type=float, default=0.5, help="share of lines on the training side (default 0.5)"
+        "--fraction", type=_fraction, default=0.5, help="share of lines on the training side (default 0.5)"
     )
     split.add_argument(
         "--ordered",

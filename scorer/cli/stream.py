@@ -13,7 +13,7 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scorer.cli import CONFIG_HELP, CliError, Commands, _alpha, _positive, _say
+from scorer.cli import CONFIG_HELP, CliError, Commands, _alpha, _port, _positive, _say, _seconds
 
 # Kafka's names (aiokafka's too), here so that `--help` imports no client
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -132,7 +132,7 @@ def add_commands(commands: Commands) -> None:
     )
     stream.add_argument(
         "--claim-idle-seconds",
-        type=float,
+        type=_seconds,
         default=60.0,
         help="claim entries another consumer has held unacknowledged this long (it died; default 60)",
     )
@@ -140,7 +140,7 @@ def add_commands(commands: Commands) -> None:
         "--max-len", type=_positive, default=1_000_000, help="outputs trimmed to about this many entries"
     )
     stream.add_argument(
-        "--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (default: none)"
+        "--metrics-port", type=_port, default=0, help="serve Prometheus metrics on this port (default: none)"
     )
     stream.add_argument(
         "--metrics-host",

@@ -38,6 +38,9 @@ KINDS: tuple[str, ...] = ("numeric", "categorical", "hashed", "time_cyclic", "ip
 CATEGORICAL_KINDS = frozenset({"categorical", "hashed", "ip_prefix", "port_bucket"})
 
 
+MAX_BUCKETS = 1 << 20
+
+
 class SpecError(UserError, ValueError):
     """A feature spec that cannot be used, with what is wrong and where."""
 
@@ -58,6 +61,15 @@ class FeatureDef:
     prefix_v6: int = 48
 
     def __post_init__(self) -> None:
+        for key in ("path", "kind", "name", "transform"):
+            if not isinstance(getattr(self, key), str):
+                raise SpecError(f"feature {self.path!r}: {key} must be a string, not {getattr(self, key)!r}")
+        for key in ("min_count", "max_categories", "buckets", "prefix_v4", "prefix_v6"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise SpecError(f"feature {self.path!r}: {key} must be a whole number, not {value!r}")
+        if not isinstance(self.clip, int | float) or isinstance(self.clip, bool):
+            raise SpecError(f"feature {self.path!r}: clip must be a number, not {self.clip!r}")
         if not self.name:
             suffix = "" if self.kind in ("numeric", "categorical", "hashed") else f"#{self.kind}"
             object.__setattr__(self, "name", self.path + suffix)
@@ -76,6 +88,8 @@ class FeatureDef:
             or self.buckets < 1
         ):
             raise SpecError(f"feature {self.name!r}: clip, min_count, max_categories and buckets must be > 0")
+        if self.buckets > MAX_BUCKETS:  # each bucket is a row of the network's embedding table
+            raise SpecError(f"feature {self.name!r}: at most {MAX_BUCKETS:,} buckets, not {self.buckets:,}")
         if not (0 <= self.prefix_v4 <= 32 and 0 <= self.prefix_v6 <= 128):
             raise SpecError(f"feature {self.name!r}: prefix_v4 must be 0–32 and prefix_v6 0–128")
 
@@ -131,7 +145,7 @@ class FeatureSpec:
                 raise SpecError(f"{source}: feature #{i} needs both 'path' and 'kind'")
             try:
                 features.append(FeatureDef(**entry))
-            except TypeError as exc:
+            except (TypeError, SpecError) as exc:
                 raise SpecError(f"{source}: feature #{i}: {exc}") from exc
         try:
             excluded = tuple((str(e["path"]), str(e["reason"])) for e in data.get("excluded", []))
