@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import math
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,37 +18,47 @@ from scorer.io import iter_raw_lines, iter_records, load_events, parse_line
 
 def read_labels(path: Path) -> dict[int, int]:
     """``line,label[,attack]`` → {line: 1 for attack, 0 for normal}."""
-    labels: dict[int, int] = {}
     with path.open(newline="", encoding="utf-8-sig") as handle:  # a spreadsheet's byte-order mark too
         reader = csv.DictReader(handle)
-        if not reader.fieldnames or not {"line", "label"} <= set(reader.fieldnames):
-            raise ValueError(f"{path}: expected a header with 'line' and 'label' columns")
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            try:
-                line, label = int(row["line"]), int(row["label"])
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"{where}: expected a line number and a label of 0 (normal) or 1 (attack), "
-                    f"got {row['line']!r}, {row['label']!r}"
-                ) from None
-            if label not in (0, 1):
-                raise ValueError(f"{where}: a label is 0 (normal) or 1 (attack), got {label}")
-            if line in labels:
-                raise ValueError(f"{where}: line {line} is labelled twice")
-            labels[line] = label
+        try:
+            return _labels_of(path, reader)
+        except csv.Error as exc:  # a field over the csv module's limit (128 KiB), a NUL byte
+            raise ValueError(f"{path}:{reader.line_num + 1}: not a row of line,label: {exc}") from None
+
+
+def _labels_of(path: Path, reader: csv.DictReader[str]) -> dict[int, int]:
+    if not reader.fieldnames or not {"line", "label"} <= set(reader.fieldnames):
+        raise ValueError(f"{path}: expected a header with 'line' and 'label' columns")
+    labels: dict[int, int] = {}
+    for row in reader:
+        where = f"{path}:{reader.line_num}"
+        try:
+            line, label = int(row["line"]), int(row["label"])
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{where}: expected a line number and a label of 0 (normal) or 1 (attack), "
+                f"got {row['line']!r}, {row['label']!r}"
+            ) from None
+        if label not in (0, 1):
+            raise ValueError(f"{where}: a label is 0 (normal) or 1 (attack), got {label}")
+        if line in labels:
+            raise ValueError(f"{where}: line {line} is labelled twice")
+        labels[line] = label
     return labels
 
 
 def load_labelled(events_path: Path, labels_path: Path) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """The events of ``events_path`` (bad lines skipped) and their labels, one label for every line."""
+    """The events of ``events_path`` and their labels, one label for every line; a bad line is
+    reported on stderr (as :func:`scorer.io.load_events` does) and left out with its label."""
     labels = read_labels(labels_path)
     events: list[dict[str, Any]] = []
     y: list[int] = []
     lines = 0
-    for line, event, _ in iter_records(events_path):
+    for line, event, error in iter_records(events_path):
         lines = line
-        if event is not None and line in labels:
+        if event is None:
+            print(f"{events_path}:{line}: skipped: {error}", file=sys.stderr)
+        elif line in labels:
             events.append(event)
             y.append(labels[line])
     unlabelled = sum(1 for line in range(1, lines + 1) if line not in labels)
@@ -140,6 +151,7 @@ def split_labelled(
     seed: int = 0,
     fraction: float = 0.5,
     ordered: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Path]:
     """A seeded line-level split: normal lines of one side to train on, the other side to test.
 
@@ -148,13 +160,29 @@ def split_labelled(
 
     Writes ``train_normal.jsonl.gz`` (normal lines of side A), ``test.jsonl.gz`` (all lines of
     side B, in file order) and ``test.labels.csv`` (``line,label``, 1-based in test.jsonl.gz).
+    Lines without a label, and lines that are not JSON objects, are left out; ``log`` is told how many.
     """
+    say: Callable[[str], None] = log or (lambda message: None)
     labels = read_labels(labels_path)
     lines = [raw for _, raw in iter_raw_lines(events_path)]
     rng = np.random.default_rng(seed)
     side_a = np.zeros(len(lines), dtype=bool)
     chosen = np.arange(len(lines)) if ordered else rng.permutation(len(lines))
     side_a[chosen[: int(len(lines) * fraction)]] = True
+    kept = [labels.get(i + 1) is not None and parse_line(raw)[0] is not None for i, raw in enumerate(lines)]
+    unlabelled = sum(1 for i in range(len(lines)) if i + 1 not in labels)
+    if unlabelled or len(lines) - unlabelled - sum(kept):
+        say(
+            f"left out {unlabelled:,} lines without a label and "
+            f"{len(lines) - unlabelled - sum(kept):,} that are not JSON objects, of {len(lines):,}"
+        )
+    train_rows = [i for i in range(len(lines)) if kept[i] and side_a[i] and labels[i + 1] == 0]
+    test_rows = [i for i in range(len(lines)) if kept[i] and not side_a[i]]
+    if not train_rows or not test_rows:
+        raise ValueError(
+            f"the split of {events_path} would leave {len(train_rows):,} normal events to train on and "
+            f"{len(test_rows):,} to test: it needs some of each (are the labels those of this file?)"
+        )
     if output.exists() and not output.is_dir():
         raise ValueError(f"--output {output} is a file: name a directory for the three files")
     output.mkdir(parents=True, exist_ok=True)
@@ -168,19 +196,10 @@ def split_labelled(
         gzip.open(paths["test"], "wb", compresslevel=3) as test,
         paths["labels"].open("w", encoding="utf-8") as out_labels,
     ):
+        train.writelines(lines[i] + b"\n" for i in train_rows)
+        test.writelines(lines[i] + b"\n" for i in test_rows)
         out_labels.write("line,label\n")
-        test_line = 0
-        for index, raw in enumerate(lines):
-            label = labels.get(index + 1)
-            if label is None or parse_line(raw)[0] is None:
-                continue
-            if side_a[index]:
-                if label == 0:
-                    train.write(raw + b"\n")
-            else:
-                test_line += 1
-                test.write(raw + b"\n")
-                out_labels.write(f"{test_line},{label}\n")
+        out_labels.writelines(f"{n},{labels[i + 1]}\n" for n, i in enumerate(test_rows, start=1))
     return paths
 
 

@@ -855,6 +855,10 @@ def test_evaluate_refuses_labels_that_do_not_match_the_events(
         ("line,label\n1,2\n", "labels.csv:2: a label is 0 (normal) or 1 (attack), got 2"),
         ("line,label\n1,1\n1,0\n", "labels.csv:3: line 1 is labelled twice"),
         ("line;label\n1;1\n", "expected a header with 'line' and 'label' columns"),
+        (
+            "line,label\n1,0\n2," + "0" * 200_000 + "\n",
+            "labels.csv:3: not a row of line,label: field larger than field limit",
+        ),
     ],
 )
 def test_labels_say_which_row_is_wrong(tmp_path: Path, text: str, message: str) -> None:
@@ -883,6 +887,64 @@ def test_evaluate_on_one_class_says_what_it_cannot_measure() -> None:
     assert "n/a" in text
     assert "0.0120" in text
     assert "the labels hold one class only" in text
+
+
+def test_evaluate_on_one_class_writes_json_with_null_and_names_skipped_lines(
+    model: Path, labelled: Labelled, tmp_path: Path
+) -> None:
+    """`--json` printed a bare NaN, which JSON parsers refuse; a line that is not an event was left
+    out of the evaluation without a word."""
+    every = labelled.events.read_bytes().splitlines()
+    normal = [line for line, attack in zip(every, labelled.attack, strict=True) if not attack]
+    lines = [*normal[:150], b'{"broken": ', *normal[150:300]]
+    events = tmp_path / "normal.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    labels = tmp_path / "normal.labels.csv"
+    labels.write_text(
+        "line,label\n" + "".join(f"{n},0\n" for n in range(1, len(lines) + 1)), encoding="utf-8"
+    )
+    result = _run(
+        "evaluate", events, "--model", model, "--labels", labels, "--train", labelled.events, "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"{events}:151: skipped: " in result.stderr
+    assert "evaluating on 300 events (0 attacks)" in result.stderr
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    report = json.loads(result.stdout, parse_constant=refuse)
+    for name, row in report.items():
+        assert row["roc_auc"] is None, name
+        assert 0 <= row["fpr"] <= 1, name
+
+
+def test_split_says_what_it_left_out_and_refuses_a_side_left_empty(
+    labelled: Labelled, tmp_path: Path
+) -> None:
+    events = tmp_path / "some-bad.jsonl"
+    lines = labelled.events.read_bytes().splitlines()
+    lines[4] = b"not json"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    labels = tmp_path / "part.labels.csv"
+    labels.write_text("line,label\n" + "".join(f"{n},0\n" for n in range(1, 501)), encoding="utf-8")
+    result = _run("split", events, "--labels", labels, "--output", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "left out 100 lines without a label and 1 that are not JSON objects, of 600" in result.stderr
+    assert (
+        len(_uids(tmp_path / "out" / "test.jsonl.gz"))
+        + len(_uids(tmp_path / "out" / "train_normal.jsonl.gz"))
+        == 499
+    )
+
+    labels.write_text("line,label\n", encoding="utf-8")  # a header and no row: nothing to split
+    result = _run("split", events, "--labels", labels, "--output", tmp_path / "empty")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: the split of {events} would leave 0 normal events to train on and 0 to test: "
+        "it needs some of each (are the labels those of this file?)"
+    )
+    assert not (tmp_path / "empty").exists()
 
 
 def test_split_onto_a_file_is_one_line(labelled: Labelled, tmp_path: Path) -> None:

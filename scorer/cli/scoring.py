@@ -166,6 +166,7 @@ def _score(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     import json
+    import math
 
     from scorer.detector import Detector
     from scorer.evaluate import evaluate, format_report, load_labelled, load_train_normals
@@ -183,7 +184,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"evaluating on {len(events):,} events ({int(labels.sum()):,} attacks); baselines fit on {len(train_events):,} normal events"
     )
     report = evaluate(detector, events, labels, train_events, alpha=args.alpha, seed=args.seed, log=_say)
-    print(json.dumps(report, indent=1) if args.json else format_report(report, args.alpha))
+    if args.json:  # a figure labels of one class cannot give is null (JSON has no NaN)
+        figures = {
+            name: {k: None if math.isnan(v) else v for k, v in m.items()} for name, m in report.items()
+        }
+        print(json.dumps(figures, indent=1, allow_nan=False))
+    else:
+        print(format_report(report, args.alpha))
     return 0
 
 
@@ -221,7 +228,13 @@ def _split(args: argparse.Namespace) -> int:
     from scorer.evaluate import split_labelled
 
     paths = split_labelled(
-        args.events, args.labels, args.output, seed=args.seed, fraction=args.fraction, ordered=args.ordered
+        args.events,
+        args.labels,
+        args.output,
+        seed=args.seed,
+        fraction=args.fraction,
+        ordered=args.ordered,
+        log=_say,
     )
     for name, path in paths.items():
         _say(f"{name}: {path}")
