@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from scorer.detector import SCORE_KINDS, Detector
-from scorer.io import iter_raw_lines, iter_records, load_events, parse_line
+from scorer.io import dumps, is_parquet, iter_raw_lines, iter_records, load_events, parse_line
 
 
 def read_labels(path: Path) -> dict[int, int]:
@@ -164,7 +164,10 @@ def split_labelled(
     """
     say: Callable[[str], None] = log or (lambda message: None)
     labels = read_labels(labels_path)
-    lines = [raw for _, raw in iter_raw_lines(events_path)]
+    if is_parquet(events_path):  # its rows become the JSON lines they would be
+        lines = [dumps(event) for _, event, _ in iter_records(events_path)]
+    else:
+        lines = [raw for _, raw in iter_raw_lines(events_path)]
     rng = np.random.default_rng(seed)
     side_a = np.zeros(len(lines), dtype=bool)
     chosen = np.arange(len(lines)) if ordered else rng.permutation(len(lines))

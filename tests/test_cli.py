@@ -947,6 +947,24 @@ def test_split_says_what_it_left_out_and_refuses_a_side_left_empty(
     assert not (tmp_path / "empty").exists()
 
 
+def test_split_of_parquet_writes_its_rows_as_json_lines(labelled: Labelled, tmp_path: Path) -> None:
+    """`split` read a Parquet file's bytes as lines of text and wrote garbage."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    events = load_events([labelled.events], warn=False)
+    parquet = tmp_path / "labelled.parquet"
+    pq.write_table(pa.Table.from_struct_array(pa.array(events)), parquet)
+    result = _run("split", parquet, "--labels", labelled.labels, "--output", tmp_path / "from-parquet")
+    assert result.returncode == 0, result.stderr
+    from_jsonl = _split(labelled, tmp_path / "from-jsonl")
+    assert from_jsonl.returncode == 0, from_jsonl.stderr
+    for name in ("train_normal.jsonl.gz", "test.jsonl.gz"):
+        assert _uids(tmp_path / "from-parquet" / name) == _uids(tmp_path / "from-jsonl" / name), name
+    assert (tmp_path / "from-parquet" / "test.labels.csv").read_text() == (
+        tmp_path / "from-jsonl" / "test.labels.csv"
+    ).read_text()
+
+
 def test_split_onto_a_file_is_one_line(labelled: Labelled, tmp_path: Path) -> None:
     taken = tmp_path / "taken.jsonl"
     taken.write_text("{}\n", encoding="utf-8")
