@@ -221,9 +221,14 @@ def test_non_dict_events_and_odd_keys_are_ignored() -> None:
 
 
 def test_no_usable_feature_is_an_error() -> None:
-    with pytest.raises(ValueError, match="no usable feature"):
-        infer_spec([{"metadata": {"uid": str(i)}} for i in range(10)])
-    with pytest.raises(ValueError, match="no usable feature"):
+    """The error said "see the excluded paths", which were printed nowhere: it names them."""
+    with pytest.raises(ValueError) as info:
+        infer_spec([{"metadata": {"uid": str(i), "correlation_uid": f"c{i}"}} for i in range(10)])
+    assert str(info.value).startswith(
+        "no usable feature found in these events, of 2 paths: metadata.correlation_uid: "
+    )
+    assert "; metadata.uid: identifier" in str(info.value)
+    with pytest.raises(ValueError, match="no usable feature found: none of the 0 events holds a field"):
         infer_spec([])
 
 

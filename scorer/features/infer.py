@@ -121,7 +121,13 @@ def infer_spec(events: Sequence[Event], *, min_presence: float = 0.01) -> Featur
         if reason:
             excluded.append((path, reason))
     if not features:
-        raise ValueError("no usable feature found in these events (see the excluded paths)")
+        if not excluded:
+            raise ValueError(f"no usable feature found: none of the {len(sample):,} events holds a field")
+        shown = "; ".join(f"{path}: {reason}" for path, reason in excluded[:5])
+        more = f"; and {len(excluded) - 5:,} more" if len(excluded) > 5 else ""
+        raise ValueError(
+            f"no usable feature found in these events, of {len(excluded):,} paths: {shown}{more}"
+        )
     return FeatureSpec(features=tuple(features), excluded=tuple(excluded))
 
 
