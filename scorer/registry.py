@@ -131,12 +131,19 @@ class Registry:
     Calls are synchronous and may do network or disk I/O: the service runs them off its event loop.
     """
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, *, create: bool = True) -> None:
+        """``create=False``: a local store that does not exist yet is refused, not made (a
+        mistyped path would otherwise give a new, empty registry)."""
         from mlflow import MlflowClient
 
         self._uri = uri  # what MLflow connects to
         self.uri = without_credentials(uri)  # what messages and listings show
         database = _sqlite_path(uri)
+        if database is not None and not create and not (database.is_file() and database.stat().st_size):
+            raise RegistryError(
+                f"no registry at {database}: nothing has been registered there "
+                "(check registry_uri; `ocsf-anomaly train EVENTS --register NAME` makes one)"
+            )
         # a local store keeps its artifacts beside the database (MLflow's default is ./mlruns of the
         # working directory); a server decides for itself
         self._artifacts = database.parent / "artifacts" if database is not None else None

@@ -234,6 +234,36 @@ def _cli(*args: str | Path, store: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("models", "list"),
+        ("models", "promote", "1"),
+        ("score", "--model", "models:/demo@champion", "x", "-o", "y.csv"),
+    ],
+    ids=["list", "promote", "score"],
+)
+def test_a_mistyped_local_store_is_refused_not_made(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """A command that only reads the registry made a new, empty one wherever its URI pointed."""
+    missing = tmp_path / "typo" / "mlfow.db"
+    (tmp_path / "x").write_text("{}\n", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "scorer.cli", *command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OCSF_ANOMALY_REGISTRY_URI": f"sqlite:///{missing}"},
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: no registry at {missing}: nothing has been registered there "
+        "(check registry_uri; `ocsf-anomaly train EVENTS --register NAME` makes one)"
+    )
+    assert not (tmp_path / "typo").exists()
+
+
 def test_cli_train_register_then_list_promote_and_rollback(tmp_path: Path, store: str) -> None:
     name = f"cli-{uuid.uuid4().hex[:8]}"
     events, _ = generate_events(1_000, seed=3)

@@ -135,14 +135,15 @@ def _existing(text: str) -> Path:
     return path
 
 
-def _registry(config: Path | None) -> Any:
+def _registry(config: Path | None, *, create: bool = False) -> Any:
+    """The registry of the settings; a local store is made only for commands that register."""
     from scorer.registry import Registry, configure_mlflow
     from scorer.settings import Settings
 
     settings = Settings.load(config)
     _say("opening the model registry")  # seconds: MLflow's imports, and creating a new local store
     configure_mlflow()
-    return Registry(settings.registry_uri)
+    return Registry(settings.registry_uri, create=create)
 
 
 def _require_extra(command: str, extra: str, *modules: str) -> None:

@@ -40,7 +40,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     demo_dir = state_dir() / "demo"
     files = write_demo_files(demo_dir)
-    registry = _registry(None)
+    registry = _registry(None, create=True)
     try:
         champion = registry.alias(DEMO_MODEL, "champion")
     except RegistryError:  # no such model yet

@@ -107,7 +107,9 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.output is None and args.register is None:
         raise CliError("say where the model goes: --output DIR, --register NAME, or both")
-    registry = _registry(args.config) if args.register else None  # a bad registry fails before training
+    registry = (
+        _registry(args.config, create=True) if args.register else None
+    )  # a bad registry fails before training
     set_threads(os.cpu_count() or 1)
     spec = _load_spec(args.features)
     _say(f"reading {', '.join(str(p) for p in args.events)}")
