@@ -84,17 +84,85 @@ def iter_records(path: Path) -> Iterator[Record]:
     if not path.exists():
         raise FileNotFoundError(f"no such events file: {path}")
     if is_parquet(path):
-        import pyarrow.parquet as pq
-
-        number = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
-            for row in batch.to_pylist():
-                number += 1
-                yield number, from_parquet(row), None
+        for number, row in enumerate(parquet_rows(path), start=1):
+            yield number, from_parquet(row), None
         return
     for number, raw in iter_raw_lines(path):
         event, error = parse_line(raw)
         yield number, event, error
+
+
+def parquet_rows(path: Path) -> Iterator[dict[str, Any]]:
+    """The rows of a Parquet file as :func:`arrow_rows` gives them."""
+    import pyarrow.parquet as pq
+
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
+        yield from arrow_rows(batch)
+
+
+def arrow_rows(batch: Any) -> list[dict[str, Any]]:
+    """An Arrow record batch's rows as ``to_pylist`` gives them, but a value Python cannot hold
+    spoils no more than itself (see :func:`_pylist`): pyarrow fails the whole batch for it."""
+    return _pylist(batch.to_struct_array())
+
+
+# What pyarrow raises for a value Python's types cannot hold: a date or time past year 9,999 or
+# before year 1, a duration past 999,999,999 days (OverflowError, or a TypeError), a time zone
+# Python does not know (a KeyError).
+_UNHELD = (ArithmeticError, LookupError, TypeError, ValueError)
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def _pylist(array: Any) -> list[Any]:
+    """An Arrow array's values as ``to_pylist`` gives them; where that fails, taken apart (a struct
+    by its fields, a list by its items) down to the values that fail, each of which becomes
+    :func:`_epoch_ms` of it."""
+    try:
+        return array.to_pylist()  # type: ignore[no-any-return]
+    except _UNHELD:
+        pass
+    import pyarrow as pa
+
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        return _pylist(array.dictionary_decode())
+    if pa.types.is_struct(kind):
+        names = [field.name for field in kind]
+        fields = [_pylist(child) for child in array.flatten()]  # each with the struct's nulls
+        valid = array.is_valid().to_pylist()
+        return [
+            dict(zip(names, row, strict=True)) if ok else None
+            for ok, *row in zip(valid, *fields, strict=True)
+        ]
+    if pa.types.is_map(kind):  # (key, value) pairs, as to_pylist gives them
+        return [
+            None if not item.is_valid else [tuple(p.values()) for p in _pylist(item.values)] for item in array
+        ]
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return [None if not item.is_valid else _pylist(item.values) for item in array]
+    values: list[Any] = []
+    for item in array:
+        try:
+            values.append(item.as_py())
+        except _UNHELD:
+            values.append(_epoch_ms(item))
+    return values
+
+
+def _epoch_ms(item: Any) -> int | None:
+    """A timestamp or date Python cannot hold as its epoch milliseconds, as OCSF writes times (a time
+    that far out is itself a sign, so it is kept), a duration as its whole milliseconds, as
+    :func:`from_parquet` writes the others; None for anything else."""
+    import pyarrow as pa
+
+    kind = item.type
+    if pa.types.is_timestamp(kind) or pa.types.is_duration(kind):
+        return int(item.value) * 1_000 // _PER_SECOND[kind.unit]
+    if pa.types.is_date32(kind):
+        return int(item.value) * 86_400_000
+    if pa.types.is_date64(kind):
+        return int(item.value)
+    return None
 
 
 JSON_SCALARS = (str, int, float, bool)

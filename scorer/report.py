@@ -32,7 +32,7 @@ import orjson
 
 from scorer.errors import UserError
 from scorer.features.encoder import UNKNOWN_INDEX, compile_extractor
-from scorer.io import from_parquet, parse_line
+from scorer.io import from_parquet, parquet_rows, parse_line
 
 # OCSF fields that name who or what an event is about, as analysts pivot on them
 ENTITY_FIELDS = (
@@ -124,11 +124,8 @@ def records(source: Path) -> Iterator[tuple[dict[str, Any], Finish]]:
 
     for path in _files(source):
         if path.name.endswith(".parquet"):
-            import pyarrow.parquet as pq
-
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
-                for row in batch.to_pylist():
-                    yield row, _from_parquet
+            for row in parquet_rows(path):
+                yield row, _from_parquet
             continue
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as handle:

@@ -36,7 +36,7 @@ import orjson
 import pyarrow as pa
 
 from scorer.errors import UserError
-from scorer.io import from_parquet, parse_line
+from scorer.io import arrow_rows, from_parquet, parse_line
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -168,7 +168,7 @@ def score_row_batches(
     model = detector.model_info
     drop = set(partition_columns)
     for batch in batches:
-        events = [{k: v for k, v in from_parquet(row).items() if k not in drop} for row in batch.to_pylist()]
+        events = [{k: v for k, v in from_parquet(row).items() if k not in drop} for row in arrow_rows(batch)]
         result = detector.score(events, alpha=alpha, explain=True)
         anomalies = pa.array([anomaly_row(result.anomaly(i, model)) for i in range(len(events))], ANOMALY)
         yield pa.RecordBatch.from_arrays(

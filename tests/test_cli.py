@@ -674,6 +674,67 @@ def test_parquet_columns_of_types_json_lacks_are_read_as_json_would_hold_them(
     assert rescored == [row["anomaly"]["score"] for row in scored]
 
 
+def test_parquet_values_python_cannot_hold_spoil_no_more_than_themselves(
+    model: Path, workdir: Path, score_events: list[Event]
+) -> None:
+    """A timestamp or date past year 9,999 and a duration past 999,999,999 days: pyarrow's
+    to_pylist raised OverflowError for the whole file, a traceback in score, train and report. Now
+    each such value is its epoch milliseconds (whole milliseconds for the duration), its neighbours
+    in the same row and struct are read as before, and the row scores as its JSON twin does."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    events = [e for e in score_events if isinstance(e.get("time"), int)][:50]
+    far = 300_000_000_000_000  # epoch milliseconds in the year 11476
+    table = pa.Table.from_struct_array(pa.array(events))
+    ms = [far, *(e["time"] for e in events[1:])]
+    columns = {
+        "time": pa.array(ms, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+        "day": pa.array([3_000_000, *[20_000] * 49], pa.int32()).cast(pa.date32()),
+        "wait": pa.array([2**62, *[2] * 49], pa.int64()).cast(pa.duration("s")),
+        "window": pa.StructArray.from_arrays(
+            [
+                pa.array(ms).cast(pa.timestamp("ms")),
+                pa.array([e["time"] for e in events]).cast(pa.timestamp("ms")),
+            ],
+            names=["start", "end"],
+        ),
+        "amount": pa.array([decimal.Decimal(10**75)] * 50, pa.decimal256(76, 0)),  # beyond 64 bits
+    }
+    for name, column in columns.items():
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, column)
+        else:
+            table = table.append_column(name, column)
+    path = workdir / "far.parquet"
+    pq.write_table(table, path)
+    out = workdir / "far.jsonl"
+    result = _run("score", "--model", model, path, "--output", out, "--workers", "1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    scored = [json.loads(line) for line in out.read_text().splitlines()]
+    first, second = scored[0], scored[1]
+    assert (first["time"], first["day"], first["wait"]) == (far, 3_000_000 * 86_400_000, 2**62 * 1000)
+    iso = [
+        dt.datetime.fromtimestamp(e["time"] / 1000, dt.UTC).isoformat().replace("+00:00", "Z") for e in events
+    ]
+    assert first["window"] == {"start": far, "end": iso[0]}  # the struct's other timestamp as before
+    assert second["time"] == iso[1]
+    assert (second["day"], second["wait"]) == ("2024-10-04", 2000)
+    assert first["amount"] == 10**75
+    twins = [{k: v for k, v in row.items() if k != "anomaly"} for row in scored]
+    twin_out = workdir / "far-twins.jsonl"
+    twin_in = workdir / "far-twins-in.jsonl"
+    twin_in.write_text("".join(json.dumps(twin) + "\n" for twin in twins))  # orjson writes no 10**75
+    assert _run("score", "--model", model, twin_in, "--output", twin_out, "--workers", "1").returncode == 0
+    rescored = [json.loads(line)["anomaly"]["score"] for line in twin_out.read_text().splitlines()]
+    assert rescored == [row["anomaly"]["score"] for row in scored]
+
+    trained = _run("train", path, "--output", workdir / "far-model", "--epochs", "1", "--baseline-size", "20")
+    assert trained.returncode == 0, trained.stderr
+    report = _run("report", path, "--output", workdir / "far.html")
+    assert report.returncode == 0, report.stderr
+    assert "Traceback" not in trained.stderr + report.stderr
+
+
 def test_config_show_masks_secrets(tmp_path: Path) -> None:
     settings_file = tmp_path / "settings.toml"
     settings_file.write_text('port = 9191\nadmin_token = "from-file"\n', encoding="utf-8")
