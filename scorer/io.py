@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import math
 import sys
 import zlib
 from collections.abc import Iterable, Iterator
@@ -175,8 +176,13 @@ def from_parquet(value: Any) -> Any:
     Values of types JSON lacks become what an OCSF producer writes: a decimal a number, a timestamp
     or date ISO 8601 text (UTC when it carries no zone, as OCSF times are), a duration whole
     milliseconds, binary base64 text. Without this, ``score`` stopped with a traceback on a decimal
-    or binary column, and the encoder read a timestamp column as absent.
+    or binary column, and the encoder read a timestamp column as absent. A float that is not finite
+    becomes the text a JSON event holds it as (JSON has no such number; its readers refuse a bare
+    NaN): "NaN", "Infinity", "-Infinity". The encoder reads that text as the impossible number it
+    is, where a float NaN would be a dataframe's "missing".
     """
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
     if isinstance(value, JSON_SCALARS):
         return value
     if isinstance(value, dict):

@@ -10,6 +10,7 @@ import decimal
 import fcntl
 import gzip
 import json
+import math
 import os
 import re
 import shutil
@@ -733,6 +734,43 @@ def test_parquet_values_python_cannot_hold_spoil_no_more_than_themselves(
     report = _run("report", path, "--output", workdir / "far.html")
     assert report.returncode == 0, report.stderr
     assert "Traceback" not in trained.stderr + report.stderr
+
+
+def test_a_parquet_nan_or_infinity_is_flagged_as_its_json_twin_is(
+    model: Path, workdir: Path, score_events: list[Event]
+) -> None:
+    """A NaN in a Parquet float column was read as a float NaN, which the encoder takes for a
+    dataframe's "missing": an impossible byte count passed as normal. JSON has no NaN (orjson
+    refuses a bare one), so its twin holds the text "NaN", which the encoder flags; ±inf was flagged
+    but written back as null. Now the Parquet row is its JSON twin: flagged, and written as text."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    events, twins = (
+        orjson.loads(orjson.dumps(score_events[:60])),
+        orjson.loads(orjson.dumps(score_events[:60])),
+    )
+    network = [i for i, e in enumerate(events) if "bytes_out" in e.get("traffic", {})][:3]
+    odd = [(math.nan, "NaN"), (math.inf, "Infinity"), (-math.inf, "-Infinity")]
+    for i, (number, text) in zip(network, odd, strict=True):
+        events[i]["traffic"]["bytes_out"], twins[i]["traffic"]["bytes_out"] = number, text
+    path = workdir / "nan.parquet"
+    pq.write_table(pa.Table.from_struct_array(pa.array(events)), path)
+    twin_in = _write_jsonl(workdir / "nan-twins.jsonl", twins)
+    scored = {}
+    for name, source in (("parquet", path), ("json", twin_in)):
+        out = workdir / f"nan-{name}.out.jsonl"
+        result = _run("score", "--model", model, source, "--output", out, "--workers", "1", "--quiet")
+        assert result.returncode == 0, result.stderr
+        scored[name] = [json.loads(line) for line in out.read_text().splitlines()]
+    for i in network:
+        row, twin = scored["parquet"][i], scored["json"][i]
+        assert row["traffic"]["bytes_out"] == twin["traffic"]["bytes_out"]  # the text, not null
+        assert row["anomaly"]["is_anomaly"]
+        assert row["anomaly"]["p_value"] == 0.0
+        assert row["anomaly"]["reasons"][0]["field"] == "traffic.bytes_out"
+    assert [r["anomaly"]["score"] for r in scored["parquet"]] == pytest.approx(
+        [r["anomaly"]["score"] for r in scored["json"]], rel=1e-6
+    )
 
 
 def test_config_show_masks_secrets(tmp_path: Path) -> None:
