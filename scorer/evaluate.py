@@ -24,6 +24,8 @@ def read_labels(path: Path) -> dict[int, int]:
             return _labels_of(path, reader)
         except csv.Error as exc:  # a field over the csv module's limit (128 KiB), a NUL byte
             raise ValueError(f"{path}:{reader.line_num + 1}: not a row of line,label: {exc}") from None
+        except UnicodeDecodeError as exc:  # pointed at by byte, in a chunk read ahead: no line to name
+            raise ValueError(f"{path}: not UTF-8 text: {exc}") from None
 
 
 def _labels_of(path: Path, reader: csv.DictReader[str]) -> dict[int, int]:

@@ -94,11 +94,20 @@ def iter_records(path: Path) -> Iterator[Record]:
 
 
 def parquet_rows(path: Path) -> Iterator[dict[str, Any]]:
-    """The rows of a Parquet file as :func:`arrow_rows` gives them."""
+    """The rows of a Parquet file as :func:`arrow_rows` gives them; a file that is not Parquet or is
+    damaged is a UserError that names it (pyarrow's own message names no file)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
-        yield from arrow_rows(batch)
+    number = 0
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
+            yield from arrow_rows(batch)
+            number += batch.num_rows
+    except (pa.ArrowException, OSError) as exc:
+        where = f" after row {number:,}" if number else ""
+        reason = " ".join(str(exc).split())  # pyarrow's may run over lines
+        raise UserError(f"{path} cannot be read as Parquet{where} ({reason})") from None
 
 
 def arrow_rows(batch: Any) -> list[dict[str, Any]]:

@@ -773,6 +773,52 @@ def test_a_parquet_nan_or_infinity_is_flagged_as_its_json_twin_is(
     )
 
 
+def test_an_input_that_cannot_be_read_is_named(
+    model: Path, workdir: Path, score_events: list[Event], events_file: Path
+) -> None:
+    """A file named .parquet that is not Parquet, or whose second row group is damaged, ended in
+    pyarrow's message alone ("Parquet magic bytes not found in footer", "Corrupt snappy compressed
+    data"), and a labels file that is not UTF-8 in the codec's: which of the files was it? Now every
+    such error names the file, in one line, in score, train, evaluate and features infer."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    not_parquet = workdir / "not.parquet"
+    not_parquet.write_bytes(orjson.dumps(score_events[0]) + b"\n")
+    damaged = workdir / "damaged.parquet"
+    pq.write_table(pa.Table.from_struct_array(pa.array(score_events)), damaged, row_group_size=50)
+    second = pq.ParquetFile(damaged).metadata.row_group(1)
+    chunks = [second.column(i) for i in range(second.num_columns)]
+    start = min(c.data_page_offset for c in chunks)
+    end = max(c.data_page_offset + c.total_compressed_size for c in chunks)
+    data = bytearray(damaged.read_bytes())
+    data[start:end] = b"\x00" * (end - start)
+    damaged.write_bytes(bytes(data))
+    labels = workdir / "some-events.labels.csv"
+    labels.write_text("line,label\n" + "".join(f"{n},0\n" for n in range(1, len(score_events) + 1)))
+    latin = workdir / "latin.labels.csv"
+    latin.write_bytes(b"line,label,attack\n1,0,caf\xe9\n")
+    for source, message in [
+        (not_parquet, f"error: {not_parquet} cannot be read as Parquet (Parquet magic bytes not found"),
+        (damaged, f"error: {damaged} cannot be read as Parquet ("),  # pyarrow read both groups at once
+    ]:
+        out = workdir / f"{source.stem}.scored.jsonl"
+        for command in (
+            ["score", source, "--model", model, "--output", out, "--workers", "1", "--quiet"],
+            ["train", source, "--output", workdir / f"{source.stem}-model", "--quiet"],
+            ["evaluate", source, "--model", model, "--labels", labels, "--train", events_file],
+            ["evaluate", events_file, "--model", model, "--labels", labels, "--train", source],
+            ["features", "infer", source],
+        ):
+            result = _run(*command)
+            assert result.returncode == 2, (command, result.stderr)
+            assert "Traceback" not in result.stderr
+            assert result.stderr.strip().splitlines()[-1].startswith(message), (command, result.stderr)
+        assert not out.exists()
+    result = _run("evaluate", events_file, "--model", model, "--labels", latin, "--train", events_file)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {latin}: not UTF-8 text: ")
+
+
 def test_config_show_masks_secrets(tmp_path: Path) -> None:
     settings_file = tmp_path / "settings.toml"
     settings_file.write_text('port = 9191\nadmin_token = "from-file"\n', encoding="utf-8")
