@@ -43,6 +43,10 @@ def parse_line(raw: bytes) -> tuple[Event | None, str | None]:
     return value, None
 
 
+# What gzip says of bytes after a whole member that do not begin another (its header check)
+_NOT_A_MEMBER = ("Not a gzipped file", "Unknown compression method")
+
+
 def iter_raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """Yield ``(line, bytes)`` of a JSONL or JSONL.gz file, blank lines included (they are bad lines)."""
     number = 0
@@ -53,6 +57,11 @@ def iter_raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # a .gz cut short, or not gzip at all
             if number == 0:
                 raise UserError(f"{path} cannot be read as gzip ({exc}): is it a .gz file?") from None
+            if str(exc).startswith(_NOT_A_MEMBER):  # met where a next member could begin: all before is whole
+                raise UserError(
+                    f"{path} ends in data that is not gzip, after line {number:,} ({exc}): the gzip data "
+                    "before it is whole; something else was appended to the file"
+                ) from None
             raise UserError(
                 f"{path} breaks off after line {number:,} ({exc}): the gzip file is incomplete"
             ) from None

@@ -386,11 +386,14 @@ def test_a_broken_gzip_input_or_the_input_as_output_is_one_line_and_no_output(
     model: Path, workdir: Path, score_events: list[Event]
 ) -> None:
     """A .gz cut short or not gzip at all ended in an EOFError or BadGzipFile traceback; naming the
-    input as the output replaced the events with their scores. Each is now one line, exit 2."""
+    input as the output replaced the events with their scores. Each is now one line, exit 2. A whole
+    .gz with bytes appended that are not gzip was said to be incomplete: it says what it is."""
     whole = gzip.compress(b"\n".join(orjson.dumps(e) for e in score_events[:200]), mtime=0)
+    appended = gzip.compress(b"".join(orjson.dumps(e) + b"\n" for e in score_events[:100]), mtime=0) + b"PK"
     for name, data, message in [
         ("cut.jsonl.gz", whole[: len(whole) // 2], "breaks off after line"),
         ("plain.jsonl.gz", b"not gzip", "cannot be read as gzip"),
+        ("appended.jsonl.gz", appended, "ends in data that is not gzip, after line 100"),
     ]:
         source = workdir / name
         source.write_bytes(data)
