@@ -29,7 +29,15 @@ from typing import IO, Any
 import orjson
 
 from scorer.errors import UserError
-from scorer.io import dumps, is_parquet, iter_raw_lines, iter_records, parse_line, refuse_writing_over
+from scorer.io import (
+    TOO_DEEP,
+    dumps,
+    is_parquet,
+    iter_raw_lines,
+    iter_records,
+    parse_line,
+    refuse_writing_over,
+)
 
 CHUNK_LINES = 2048
 CSV_HEADER = ("line", "score", "p_value", "is_anomaly")
@@ -119,8 +127,8 @@ def _score_chunk(items: list[Item]) -> tuple[bytes, list[tuple[int, str]], dict[
             assert event is not None
             try:
                 chunks.append(dumps({**event, "anomaly": result.anomaly(i, model)}))
-            except RecursionError:  # read (orjson reads 1,024 levels), too deep for any JSON writer
-                error = "the event nests too deeply to be written back as JSON"
+            except RecursionError:
+                error = TOO_DEEP
                 bad.append((line, error))
                 text = (raw or b"").decode("utf-8", "replace")
                 chunks.append(orjson.dumps({"_raw": text, "anomaly": {"error": error, "line": line}}))

@@ -67,6 +67,10 @@ def iter_raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
             ) from None
 
 
+# The bad line's error for an event read (orjson reads 1,024 levels) but too deep for any JSON writer
+TOO_DEEP = "the event nests too deeply to be written back as JSON"
+
+
 def dumps(value: Any) -> bytes:
     """Python → JSON, integers beyond 64 bits too (which orjson refuses); RecursionError when the
     value nests deeper than JSON can be written."""

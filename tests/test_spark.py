@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import gzip
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -294,3 +295,32 @@ def test_the_command_scores_a_registered_model_and_prints_the_summary(
     assert len(written) == 300
     assert all(e["anomaly"]["model"]["version"] == version for e in written)
     assert (tmp_path / "scored-summary").is_dir()
+
+
+@needs_java
+def test_an_event_nested_too_deep_to_write_is_a_bad_record_not_a_failed_job(
+    spark: Any, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """orjson writes 254 levels and reads 1,024: one event nested 300 levels failed the whole job
+    (JSONEncodeError in a worker). Now it is written through the standard library, as `score`
+    writes it, and one past any JSON writer becomes a bad record with its text; the job goes on."""
+    from scorer import spark as lake
+
+    bundle = Path(shutil.copytree(bundle_dir, tmp_path / "deep-bundle"))  # this session ships a `model`
+    deep = '{"class_uid": 4001, "deep": ' + '{"a":' * 300 + "1" + "}" * 300 + "}"
+    deeper = '{"class_uid": 4001, "deep": ' + '{"a":' * 1_020 + "1" + "}" * 1_020 + "}"
+    source = tmp_path / "events.jsonl"
+    source.write_text("\n".join([json.dumps(held_out_events[0]), deep, deeper]) + "\n")
+    output = tmp_path / "scored"
+
+    stats = lake.score_lake(spark, bundle, lake.verify_bundle(bundle), str(source), str(output))
+
+    assert (stats.events, stats.errors) == (3, 1)
+    written = [json.loads(line) for p in output.glob("part-*.jsonl") for line in p.read_text().splitlines()]
+    by_kind = {("_raw" in e, "deep" in e): e for e in written}
+    assert by_kind[(False, False)]["metadata"] == held_out_events[0]["metadata"]
+    assert "score" in by_kind[(False, True)]["anomaly"]  # 300 levels: scored and written whole
+    assert by_kind[(True, False)] == {
+        "_raw": deeper,
+        "anomaly": {"error": "the event nests too deeply to be written back as JSON"},
+    }
