@@ -196,6 +196,7 @@ def score_file(
     head = list(itertools.islice(chunks, 2))
     stats = BatchStats()
     started = time.perf_counter()
+    made = [d for d in (output.parent, *output.parent.parents) if not d.exists()]  # deepest first
     output.parent.mkdir(parents=True, exist_ok=True)
     handle, partial = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
     try:
@@ -233,6 +234,8 @@ def score_file(
         os.replace(partial, output)
     except BaseException:
         Path(partial).unlink(missing_ok=True)
+        for directory in made:  # nothing of a failed run remains
+            directory.rmdir()
         raise
     stats.wall_seconds = time.perf_counter() - started
     return stats

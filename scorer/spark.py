@@ -311,6 +311,7 @@ def score_lake(
 ) -> SparkStats:
     """Score every event of ``source`` into ``output``, partitioned like ``source``, and write the
     summary beside it (:func:`scored_frame` says how)."""
+    from py4j.protocol import Py4JJavaError
     from pyspark.errors import AnalysisException, PythonException
 
     say = log or (lambda message: None)
@@ -322,20 +323,36 @@ def score_lake(
     fmt, parts = scored.fmt, scored.partition_columns
     say(f"scoring {source} ({fmt}; partitioned by {', '.join(parts) or 'nothing'}) with bundle {version}")
     writer = scored.frame.write.mode("overwrite" if overwrite else "errorifexists").partitionBy(*parts)
+    # a failed job leaves the directories it made (empty, or part files): they would block the rerun
+    created = [
+        (fs, root) for fs, root in (_hadoop_path(spark, p) for p in (output, summary)) if not fs.exists(root)
+    ]
     try:
+        try:
+            if fmt == "json":
+                writer.option("compression", "none").text(output)
+            else:
+                writer.parquet(output)
+        except AnalysisException as exc:
+            raise SparkJobError(
+                f"cannot write {output}: {exc.getMessage()} (--overwrite replaces it)"
+            ) from None
+        except PythonException as exc:
+            # a worker failed: its last line says why (the traceback is in the log)
+            reason = str(exc).strip().splitlines()[-1]
+            raise SparkJobError(f"scoring failed in a Spark worker: {reason}") from None
+        except Py4JJavaError as exc:
+            # the job failed, e.g. on an input file it cannot read: Spark's first line names it
+            reason = str(exc.java_exception.getMessage()).strip().splitlines()[0]
+            raise SparkJobError(f"the Spark job failed: {reason}") from None
         if fmt == "json":
-            writer.option("compression", "none").text(output)
-        else:
-            writer.parquet(output)
-    except AnalysisException as exc:
-        raise SparkJobError(f"cannot write {output}: {exc.getMessage()} (--overwrite replaces it)") from None
-    except PythonException as exc:  # a worker failed: its last line says why (the traceback is in the log)
-        reason = str(exc).strip().splitlines()[-1]
-        raise SparkJobError(f"scoring failed in a Spark worker: {reason}") from None
-    if fmt == "json":
-        _name_parts(spark, output, ".txt", ".jsonl")
-    say(f"wrote {output}; summarising by class_uid and day into {summary}")
-    rows = _summarise(spark, output, fmt, summary, overwrite=overwrite)
+            _name_parts(spark, output, ".txt", ".jsonl")
+        say(f"wrote {output}; summarising by class_uid and day into {summary}")
+        rows = _summarise(spark, output, fmt, summary, overwrite=overwrite)
+    except BaseException:
+        for fs, root in created:
+            fs.delete(root, True)
+        raise
     return SparkStats(
         output=output,
         summary=summary,
@@ -348,13 +365,20 @@ def score_lake(
     )
 
 
+def _hadoop_path(spark: SparkSession, path: str) -> tuple[Any, Any]:
+    """``path`` as Spark writes it, on whatever file system it names: (Hadoop FileSystem, Hadoop Path)."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    root = jvm.org.apache.hadoop.fs.Path(path)
+    return root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), root
+
+
 def _name_parts(spark: SparkSession, output: str, old: str, new: str) -> None:
     """Spark's text writer names its part files .txt: give them the extension of what they hold, on
     whatever file system OUTPUT is (through Hadoop's FileSystem API, as Spark wrote them)."""
     jvm = spark.sparkContext._jvm
     assert jvm is not None
-    root = jvm.org.apache.hadoop.fs.Path(output)
-    fs = root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    fs, root = _hadoop_path(spark, output)
     files = fs.listFiles(root, True)
     while files.hasNext():
         path = files.next().getPath()

@@ -419,6 +419,22 @@ def test_a_broken_gzip_input_or_the_input_as_output_is_one_line_and_no_output(
         assert source.read_bytes() == before
 
 
+def test_a_failed_score_leaves_no_directory_it_made(
+    model: Path, workdir: Path, score_events: list[Event]
+) -> None:
+    """The output's missing parent directories were made and left behind, empty, when the run failed
+    (here: a .gz that breaks off past the first two chunks, read before the output is begun)."""
+    lines = [orjson.dumps(e) + b"\n" for e in score_events] * (3 * CHUNK_LINES // len(score_events))
+    whole = gzip.compress(b"".join(lines), mtime=0)
+    source = workdir / "half.jsonl.gz"
+    source.write_bytes(whole[: len(whole) * 9 // 10])
+    out = workdir / "made" / "by" / "score" / "half.jsonl"
+    result = _run("score", source, "--model", model, "--output", out, "--workers", "1", "--quiet")
+    assert result.returncode == 2, result.stderr
+    assert "breaks off after line" in result.stderr
+    assert not (workdir / "made").exists()
+
+
 def test_what_the_helper_fuzzing_the_cli_found(model: Path, workdir: Path, score_events: list[Event]) -> None:
     """An event nested 300 levels (past orjson's writer) lost the whole JSONL output to a
     traceback; an output that is a directory ended in IsADirectoryError; `train --output` naming

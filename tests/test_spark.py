@@ -324,3 +324,35 @@ def test_an_event_nested_too_deep_to_write_is_a_bad_record_not_a_failed_job(
         "_raw": deeper,
         "anomaly": {"error": "the event nests too deeply to be written back as JSON"},
     }
+
+
+@needs_java
+def test_a_failed_run_leaves_nothing_and_says_which_file_in_one_line(
+    bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """A job that failed (here on a .gz cut short) left an empty OUTPUT directory, so that the rerun
+    was refused ("exists"), and ended in a Py4JJavaError traceback. Now what the run made is removed
+    and the error is one line naming the file; the rerun on mended input succeeds."""
+    lake_dir = tmp_path / "lake"
+    lake_dir.mkdir()
+    text = b"".join(orjson.dumps(e) + b"\n" for e in held_out_events[:50])
+    (lake_dir / "a.jsonl").write_bytes(text)
+    whole = gzip.compress(text)
+    (lake_dir / "b.jsonl.gz").write_bytes(whole[: len(whole) // 2])
+    output = tmp_path / "scored"
+    failed = _cli(
+        "--model", bundle_dir, lake_dir, output, "--master", "local[2]", env={"PYTHONWARNINGS": "ignore"}
+    )
+    assert failed.returncode == 2, failed.stderr[-3000:]
+    assert "Traceback" not in failed.stderr
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the Spark job failed: ")
+    assert "b.jsonl.gz" in last
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lake"]
+
+    (lake_dir / "b.jsonl.gz").write_bytes(whole)
+    again = _cli(
+        "--model", bundle_dir, lake_dir, output, "--master", "local[2]", env={"PYTHONWARNINGS": "ignore"}
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "scored 100 events" in again.stderr
