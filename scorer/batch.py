@@ -36,6 +36,7 @@ from scorer.io import (
     iter_raw_lines,
     iter_records,
     parse_line,
+    plain_mode,
     refuse_writing_over,
 )
 
@@ -200,6 +201,7 @@ def score_file(
     output.parent.mkdir(parents=True, exist_ok=True)
     handle, partial = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
     try:
+        plain_mode(Path(partial))
         with (
             os.fdopen(handle, "wb") as sink,
             tqdm(desc=f"scoring {source.name}", unit=" events", disable=not progress, smoothing=0.1) as bar,

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import scorer
 from scorer.errors import UserError
+from scorer.io import plain_mode
 
 if TYPE_CHECKING:
     import numpy as np
@@ -176,6 +177,7 @@ def write(state: State, directory: Path | str, *, name: str = "ocsf-anomaly") ->
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
+        plain_mode(staging)
         _write_json(staging / "detector.json", state.settings)
         _write_json(staging / "features.json", state.features)
         _write_json(staging / "model.json", state.model)

@@ -10,6 +10,7 @@ import base64
 import gzip
 import json
 import math
+import os
 import sys
 import zlib
 from collections.abc import Iterable, Iterator
@@ -86,6 +87,15 @@ def refuse_writing_over(output: Path, inputs: Iterable[Path]) -> None:
     for source in inputs:
         if output.exists() and Path(source).exists() and output.samefile(source):
             raise ValueError(f"the output {output} is the input file {source}: name another output")
+
+
+def plain_mode(path: Path) -> None:
+    """Give a file made by mkstemp (mode 0600) or a directory made by mkdtemp (0700), to be renamed
+    into an output, the mode a plain open() or mkdir() gives it (0666 or 0777 less the umask), as a
+    shell's ``>`` does."""
+    mask = os.umask(0o077)  # read by setting it; meanwhile 0o077 makes nothing more open than asked
+    os.umask(mask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def is_parquet(path: Path) -> bool:

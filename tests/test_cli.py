@@ -435,6 +435,32 @@ def test_a_failed_score_leaves_no_directory_it_made(
     assert not (workdir / "made").exists()
 
 
+def test_outputs_get_the_mode_a_shell_gives_them(model: Path, events_file: Path, tmp_path: Path) -> None:
+    """score's output and train's bundle directory were made under a temporary name by mkstemp and
+    mkdtemp, and kept their private modes (0600, 0700) when renamed: now 0666 and 0777 less the umask."""
+    umask = os.umask(0o027)  # the commands inherit it
+    try:
+        scored = _run("score", events_file, "--model", model, "--output", tmp_path / "s.csv", "--quiet")
+        trained = _run(
+            "train",
+            events_file,
+            "--output",
+            tmp_path / "m",
+            "--epochs",
+            "1",
+            "--baseline-size",
+            "50",
+            "--quiet",
+        )
+    finally:
+        os.umask(umask)
+    assert scored.returncode == 0, scored.stderr
+    assert trained.returncode == 0, trained.stderr
+    assert (tmp_path / "s.csv").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "m").stat().st_mode & 0o777 == 0o750
+    assert (tmp_path / "m" / "metadata.json").stat().st_mode & 0o777 == 0o640
+
+
 def test_what_the_helper_fuzzing_the_cli_found(model: Path, workdir: Path, score_events: list[Event]) -> None:
     """An event nested 300 levels (past orjson's writer) lost the whole JSONL output to a
     traceback; an output that is a directory ended in IsADirectoryError; `train --output` naming
