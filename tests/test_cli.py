@@ -774,7 +774,7 @@ def test_parquet_values_python_cannot_hold_spoil_no_more_than_themselves(
     rescored = [json.loads(line)["anomaly"]["score"] for line in twin_out.read_text().splitlines()]
     assert rescored == [row["anomaly"]["score"] for row in scored]
 
-    trained = _run("train", path, "--output", workdir / "far-model", "--epochs", "1", "--baseline-size", "20")
+    trained = _run("train", path, "--output", workdir / "far-model", "--epochs", "1", "--baseline-size", "30")
     assert trained.returncode == 0, trained.stderr
     report = _run("report", path, "--output", workdir / "far.html")
     assert report.returncode == 0, report.stderr
