@@ -7,6 +7,7 @@ report a bad line by number and still emit one output row per input line.
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import json
 import math
@@ -33,10 +34,28 @@ def _open_text_lines(path: Path) -> IO[bytes]:
     return path.open("rb")
 
 
+# 19 digits in a row: an integer this long may lie beyond 64 bits. Searched for in a mask of the
+# body (each ASCII digit 1, every other byte 0): a regular expression took 34 µs for a 1.5 KB line
+# holding hex, a third of reading such NDJSON.
+DIGIT_MASK = bytes(1 if ord("0") <= byte <= ord("9") else 0 for byte in range(256))
+LONG_DIGITS = b"\x01" * 19
+
+
+def loads(data: bytes) -> Any:
+    """JSON → Python, every integer exact: orjson reads one beyond 64 bits as a float, so a body
+    with such a long run of digits is read again by the standard library (valid JSON only), unless
+    it also nests deeper than the standard library reads (about 1,000 levels): then as orjson read it."""
+    value = orjson.loads(data)
+    if LONG_DIGITS in data.translate(DIGIT_MASK):
+        with contextlib.suppress(RecursionError):
+            value = json.loads(data)
+    return value
+
+
 def parse_line(raw: bytes) -> tuple[Event | None, str | None]:
     """Parse one JSONL line into an event object, or return why it is not one (a blank line: "empty line")."""
     try:
-        value = orjson.loads(raw)
+        value = loads(raw)
     except orjson.JSONDecodeError as exc:
         return None, f"invalid JSON: {exc}" if raw.strip() else "empty line"
     if not isinstance(value, dict):

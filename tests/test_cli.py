@@ -303,6 +303,28 @@ def test_train_refuses_a_baseline_smaller_than_its_neighbours(
     assert not out.exists()
 
 
+def test_score_keeps_integers_beyond_64_bits_exact(
+    model: Path, workdir: Path, score_events: list[Event]
+) -> None:
+    """orjson reads such an integer as a float, so the event written back changed (1e+30 for a
+    30-digit id); the service kept it exact. Both now read through scorer.io.loads."""
+    huge, negative = 123456789012345678901234567890, -(2**70)
+    events = [
+        {**score_events[0], "unmapped": {"ticket": huge}},
+        {**score_events[1], "traffic": {"bytes_out": negative}},
+    ]
+    source = _write_jsonl(workdir / "huge-integers.jsonl", [])
+    source.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")  # orjson writes none
+    out = workdir / "huge-integers-out.jsonl"
+    result = _run("score", "--model", model, source, "--output", out, "--workers", "1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    written = out.read_text(encoding="utf-8").splitlines()
+    assert f'"ticket":{huge}' in written[0].replace(" ", "")
+    assert f'"bytes_out":{negative}' in written[1].replace(" ", "")
+    assert json.loads(written[0])["unmapped"]["ticket"] == huge
+    assert json.loads(written[1])["anomaly"]["is_anomaly"] is True  # an impossible byte count
+
+
 def test_score_refuses_more_workers_than_the_cores_can_use(model: Path, workdir: Path) -> None:
     many = str(4 * (os.cpu_count() or 1) + 1)
     source = _write_jsonl(workdir / "one-event.jsonl", [{}])

@@ -863,7 +863,7 @@ def test_ndjson_lines_are_found_as_splitting_every_line_finds_them(lines: list[s
 @example([b"1"] * 6 + [b"a"])  # runs of 6: not
 def test_a_long_run_of_digits_is_found_as_a_regular_expression_finds_it(parts: list[bytes]) -> None:
     """Bodies with 19 digits in a row are read again exactly; the run is found in a digit mask."""
-    from scorer.service.requests import DIGIT_MASK, LONG_DIGITS
+    from scorer.io import DIGIT_MASK, LONG_DIGITS
 
     data = b"".join(parts) * 3
     assert (LONG_DIGITS in data.translate(DIGIT_MASK)) == bool(re.search(rb"[0-9]{19}", data))

@@ -27,10 +27,11 @@ from aiohttp import web
 
 from scorer.errors import without_credentials
 from scorer.explain import reason_text
+from scorer.io import loads
 from scorer.service.errors import ApiError
 from scorer.service.handlers import anomalies, enriched, json_response, read_body, turn_to_parse
 from scorer.service.keys import METRICS, SETTINGS, VECTOR
-from scorer.service.requests import JSON_TYPES, Batch, Item, loads, parse_body
+from scorer.service.requests import JSON_TYPES, Batch, Item, parse_body
 from scorer.service.vector import DownstreamError
 
 RETRY_AFTER_SECONDS = "5"  # Vector backs off on its own (it ignores Retry-After); other clients may not

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from scorer.features.encoder import compile_getter
-from scorer.service.requests import loads
+from scorer.io import loads
 from scorer.stream.loop import Entry, Output, StartFailed, describe
 
 log = logging.getLogger("ocsf_anomaly.stream")

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from scorer.service.requests import loads
+from scorer.io import loads
 from scorer.stream.loop import Entry, Output
 
 log = logging.getLogger("ocsf_anomaly.stream")
