@@ -157,6 +157,40 @@ def test_every_event_is_written_keyed_by_entity_and_poison_goes_to_the_dead_lett
         assert len(asyncio.run(_read(broker.bootstrap, TOPICS["alerts"], flagged))) == flagged
 
 
+def test_an_event_too_large_to_write_back_is_a_dead_letter_and_the_stream_goes_on(
+    broker: KafkaBroker, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """The producer sends messages of 1 MiB at most (max_request_size): an event just under it, which
+    the anomaly object takes over, and one of 2 MB (its dead letter's value too large as well) are
+    dead letters saying so. Before, either stopped the consumer (exit 2) on every start, for good."""
+    from scorer.stream.kafka import MAX_REQUEST_SIZE
+
+    events = held_out_events[:40]
+    near_event = {**held_out_events[40], "raw_data": ""}
+    compact = json.dumps(near_event, separators=(",", ":"))  # as the consumer writes it back
+    near = compact.replace('"raw_data":""', f'"raw_data":"{"x" * (MAX_REQUEST_SIZE - 250 - len(compact))}"')
+    large = json.dumps({**held_out_events[41], "raw_data": "x" * 2_000_000}).encode()
+    values = [json.dumps(e).encode() for e in events[:20]] + [near.encode(), large]
+    values += [json.dumps(e).encode() for e in events[20:]]
+    asyncio.run(_produce(broker.bootstrap, values, max_request_size=4 * MAX_REQUEST_SIZE))
+    log = tmp_path / "stream.log"
+    consumer = _consumer(broker, bundle_dir, log)
+    try:
+        written = asyncio.run(_read(broker.bootstrap, TOPICS["output"], len(events)))
+        dead = asyncio.run(_read(broker.bootstrap, TOPICS["dead_letter"], 2))
+        assert consumer.poll() is None, log.read_text()
+    finally:
+        _stop(consumer, log)
+    enriched = sorted(json.loads(record.value)["metadata"]["uid"] for record in written)
+    assert enriched == sorted(e["metadata"]["uid"] for e in events)
+    errors = {record.value: dict(record.headers)["error"].decode() for record in dead}
+    assert errors[near.encode()].startswith("the enriched event is a message of")
+    assert errors[b""].startswith("the enriched event is a message of")
+    left_out = rf"; the value \({len(large):,} bytes, .*\) is left out: it is at offset \d+ of ocsf\.in partition \d$"
+    assert re.search(left_out, errors[b""]), errors[b""]
+    assert "Traceback" not in log.read_text()
+
+
 def test_a_consumer_killed_mid_stream_loses_nothing_and_two_share_the_partitions(
     broker: KafkaBroker, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
 ) -> None:

@@ -30,6 +30,9 @@ log = logging.getLogger("ocsf_anomaly.stream")
 # How long a fetch waits on the broker for data: aiokafka's 500 ms default is what a lightly loaded
 # topic's events then wait before they are scored; 50 ms costs the broker a few more fetches.
 FETCH_MAX_WAIT_MS = 50
+# The largest message the producer sends (aiokafka's default; Apache Kafka's message.max.bytes is
+# about the same): an enriched event beyond it is a dead letter, a dead letter's value beyond it is left out.
+MAX_REQUEST_SIZE = 1_048_576
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,7 @@ class KafkaTopics:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
-        self.producer = AIOKafkaProducer(**connection, acks="all")
+        self.producer = AIOKafkaProducer(**connection, acks="all", max_request_size=MAX_REQUEST_SIZE)
         self.entity = compile_getter(entity_key)
         self._done: dict[Any, int] = {}  # partition → the next offset to commit (what is written)
 
@@ -243,6 +246,31 @@ class KafkaTopics:
         value = self.entity(event) if event is not None else None
         return None if value is None else str(value).encode()
 
+    @staticmethod
+    def _size(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> int:
+        """The size aiokafka gives the message, which it refuses to send beyond MAX_REQUEST_SIZE."""
+        from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+        return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers))
+
+    def refuses(self, entry: Entry, body: bytes) -> str | None:
+        size = self._size(self._key(entry.event), body, [])
+        if size <= MAX_REQUEST_SIZE:
+            return None
+        return f"the enriched event is a message of {size:,} bytes, over the {MAX_REQUEST_SIZE:,} the producer sends"
+
+    def _dead_letter(self, entry: Entry, error: str) -> tuple[bytes, list[tuple[str, bytes]]]:
+        """A dead letter's value and headers: the value as it came, unless that is too large to send."""
+        headers = [("error", error.encode())]
+        if self._size(None, entry.raw, headers) <= MAX_REQUEST_SIZE:
+            return entry.raw, headers
+        topic, partition, offset = entry.id
+        error += (
+            f"; the value ({len(entry.raw):,} bytes, over the {MAX_REQUEST_SIZE:,} the producer sends) "
+            f"is left out: it is at offset {offset} of {topic} partition {partition}"
+        )
+        return b"", [("error", error.encode())]
+
     async def deliver(self, output: Output) -> None:
         sends = [
             await self.producer.send(self.output, body, key=self._key(entry.event))
@@ -252,10 +280,9 @@ class KafkaTopics:
             await self.producer.send(self.alerts, body, key=self._key(entry.event))
             for entry, body in output.alerts
         ]
-        sends += [
-            await self.producer.send(self.dead_letter, entry.raw, headers=[("error", error.encode())])
-            for entry, error in output.dead
-        ]
+        for entry, error in output.dead:
+            value, headers = self._dead_letter(entry, error)
+            sends.append(await self.producer.send(self.dead_letter, value, headers=headers))
         await asyncio.gather(*sends)  # every message acknowledged by the brokers
 
     async def commit(self, entries: Sequence[Entry]) -> None:

@@ -6,8 +6,9 @@ which sends the rarest in the background: a down receiver never holds the stream
 
 Writes come before the commit, so a crash anywhere loses nothing: what was not committed is read
 again (at least once; an event may be written twice after a crash, never lost). An entry that is
-no OCSF event (not JSON, not an object), or one the engine cannot score, goes to the dead letters
-with the reason and is committed with the rest: it never blocks what comes after it.
+no OCSF event (not JSON, not an object), one the engine cannot score, or one the outputs cannot
+take back (too deep for JSON, too large for the source), goes to the dead letters with the reason
+and is committed with the rest: it never blocks what comes after it.
 
 When the source goes away mid-stream (Redis or the brokers restarting, a network cut), each read,
 write and commit that fails for that reason is tried again, after 0.5 s, then twice as long each
@@ -77,6 +78,9 @@ class Source(Protocol):
 
     async def read(self, count: int) -> list[Entry]:
         """Up to ``count`` entries; waits about a second at most, then answers what it has."""
+
+    def refuses(self, entry: Entry, body: bytes) -> str | None:
+        """Why the outputs cannot take ``body``, ``entry``'s event enriched (None: they can)."""
 
     async def deliver(self, output: Output) -> None:
         """Write the batch's outputs; returns once they are stored."""
@@ -206,7 +210,7 @@ async def consume(
                 continue
             started = time.perf_counter()
             loaded = await models.current()
-            output = await asyncio.to_thread(score_batch, loaded, entries, alpha, field)
+            output = await asyncio.to_thread(score_batch, loaded, entries, alpha, field, source.refuses)
             await patience.until_done("write", functools.partial(source.deliver, output), True)
             if alerter is not None:
                 alerter.offer_many(
@@ -275,9 +279,16 @@ class _Patience:
         return attempt.result()
 
 
-def score_batch(loaded: Loaded, entries: Sequence[Entry], alpha: float, field: str) -> Output:
+def score_batch(
+    loaded: Loaded,
+    entries: Sequence[Entry],
+    alpha: float,
+    field: str,
+    refuses: Callable[[Entry, bytes], str | None],
+) -> Output:
     """The batch's outputs. The engine never raises on an event's content; if it raises all the same,
-    the events are scored one by one so that only the one at fault becomes a dead letter."""
+    the events are scored one by one so that only the one at fault becomes a dead letter. An event
+    that cannot be written back (too deep for JSON, too large for the source) is a dead letter too."""
     output = Output(
         [], [], [(entry, entry.error or "not an event") for entry in entries if entry.event is None]
     )
@@ -300,6 +311,10 @@ def score_batch(loaded: Loaded, entries: Sequence[Entry], alpha: float, field: s
                 body = dumps({**event, field: anomaly})
             except RecursionError:
                 output.dead.append((entry, "the event nests too deeply to be written back as JSON"))
+                continue
+            refused = refuses(entry, body)
+            if refused is not None:
+                output.dead.append((entry, refused))
                 continue
             output.enriched.append((entry, body))
             output.scored.append((event, anomaly))

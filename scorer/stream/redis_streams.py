@@ -146,6 +146,9 @@ class RedisStreams:
             return Entry(entry_id, raw, None, "'event' is JSON but not an object")
         return Entry(entry_id, raw, event)
 
+    def refuses(self, entry: Entry, body: bytes) -> str | None:
+        return None  # a field may hold 512 MB (proto-max-bulk-len): no enriched event comes near it
+
     async def deliver(self, output: Output) -> None:
         pipe = self.client.pipeline(transaction=False)
         for _, body in output.enriched:
