@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     """Serving processes sharing the port, one per core by default: one Python process cannot use
     more than about one core (the GIL), so each scores on its own core. Each loads the model (memory
-    grows with them); 1: a single process."""
+    grows with them); 1: a single process; at most four a core."""
     threads: int = Field(1, ge=1)
     """Scoring threads in each serving process that run the model and the index (each
     single-threaded in torch and faiss), off the event loop."""
@@ -164,6 +164,13 @@ class Settings(BaseSettings):
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
+
+    @model_validator(mode="after")
+    def _workers_the_cores_can_use(self) -> Settings:
+        most = 4 * (os.cpu_count() or 1)  # as `score --workers`: more only adds memory and start-up
+        if self.workers > most:
+            raise ValueError(f"workers ({self.workers:,}) on {os.cpu_count()} cores: at most {most}")
+        return self
 
     @model_validator(mode="after")
     def _tls_has_both_halves(self) -> Settings:

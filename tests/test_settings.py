@@ -3,6 +3,7 @@ defaults, as every help text says."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,14 @@ def test_the_layers_are_validated_together(clean_env: pytest.MonkeyPatch, tmp_pa
     assert Settings.load(None, model_dir=tmp_path / "a").model_dir == tmp_path / "a"
     with pytest.raises(SettingsError, match="challenger_model_dir needs model_dir"):
         Settings.load(None)
+
+
+def test_serving_processes_are_bounded_by_the_cores(clean_env: pytest.MonkeyPatch) -> None:
+    """`serve --workers 100000` ran out of file descriptors and blamed the port ("another service on
+    that port?")."""
+    most = 4 * (os.cpu_count() or 1)
+    assert Settings.load(None, workers=most).workers == most
+    with pytest.raises(
+        SettingsError, match=rf"workers \({most + 1:,}\) on {os.cpu_count()} cores: at most {most}"
+    ):
+        Settings.load(None, workers=most + 1)
