@@ -31,7 +31,7 @@ import numpy as np
 import orjson
 
 from scorer.errors import UserError
-from scorer.features.encoder import UNKNOWN_INDEX, compile_extractor
+from scorer.features.encoder import UNKNOWN_INDEX, compile_extractor, epoch_ms
 from scorer.io import from_parquet, parquet_rows, parse_line
 
 # OCSF fields that name who or what an event is about, as analysts pivot on them
@@ -136,15 +136,28 @@ def records(source: Path) -> Iterator[tuple[dict[str, Any], Finish]]:
 
 
 def _moment(value: Any) -> dt.datetime | None:
-    """OCSF ``time``: epoch milliseconds (or a timestamp column of a Parquet lake), in UTC."""
+    """OCSF ``time``: epoch milliseconds, ISO 8601 text as the encoder reads it (what `score` writes
+    for a Parquet timestamp), or a timestamp column of a Parquet lake; in UTC."""
     if isinstance(value, dt.datetime):
         return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    if isinstance(value, str):
+        value = float(epoch_ms([value])[0])
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     try:
         return dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
     except (OverflowError, OSError, ValueError):
         return None
+
+
+def _score_of(anomaly: Any) -> float | None:
+    """The score of an ``anomaly`` object that carries one (a finite number, and no error)."""
+    if not isinstance(anomaly, dict) or anomaly.get("error") is not None:
+        return None
+    score = anomaly.get("score")
+    if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
+        return None
+    return float(score)
 
 
 def collect(scored: Iterator[tuple[dict[str, Any], Finish]], *, seed: int = 0) -> dict[str, Day]:
@@ -157,12 +170,8 @@ def collect(scored: Iterator[tuple[dict[str, Any], Finish]], *, seed: int = 0) -
     for event, finish in scored:
         anomaly = event.get("anomaly")
         when = _moment(event.get("time"))
-        if (
-            when is None
-            or not isinstance(anomaly, dict)
-            or anomaly.get("error") is not None
-            or "_raw" in event
-        ):
+        score = _score_of(anomaly)
+        if when is None or score is None or not isinstance(anomaly, dict) or "_raw" in event:
             if when is not None:
                 days[when.date().isoformat()].errors += 1
             else:
@@ -171,7 +180,6 @@ def collect(scored: Iterator[tuple[dict[str, Any], Finish]], *, seed: int = 0) -
         day, hour = when.date().isoformat(), when.hour
         record = days[day]
         label = _class_label(event)
-        score = float(anomaly.get("score") or 0.0)
         flagged = bool(anomaly.get("is_anomaly"))
         record.events += 1
         record.events_by_class[label] += 1
@@ -207,10 +215,12 @@ def collect(scored: Iterator[tuple[dict[str, Any], Finish]], *, seed: int = 0) -
             slot = rng.randrange(record.events_by_class[label])
             if slot < SAMPLE_PER_CLASS:
                 sample[slot] = finish(event)
-    if not days:
+    if not any(record.events for record in days.values()):
+        unscored = sum(record.errors for record in days.values())
         raise ReportError(
-            f"no scored event with a time ({unscorable:,} lines were unscorable or had no `time`): "
-            "the report reads events that `score`, `score-spark` or the service enriched"
+            f"no scored event with a time: {unscored:,} events carry no score (or an error in its place) "
+            f"and {unscorable:,} lines are not events or have no `time`. The report reads events that "
+            "`ocsf-anomaly score`, `score-spark` or the service enriched: score them first"
         )
     return dict(days)
 
@@ -423,10 +433,12 @@ def write_report(
         ref = reference(bundle_dir)
     say(f"reading {source}")
     days = collect(records(source))
-    chosen = day or max(days)
-    if chosen not in days:
+    scored = [name for name, record in days.items() if record.events]
+    chosen = day or max(scored)
+    if chosen not in scored:
         raise ReportError(
-            f"no scored events on {chosen}; the data holds {min(days)} to {max(days)} ({len(days)} days)"
+            f"no scored events on {chosen}; the data holds scored events from {min(scored)} to "
+            f"{max(scored)} ({len(scored)} days)"
         )
     versions = {version for _, version in days[chosen].models}
     model_note = ""
@@ -447,6 +459,10 @@ def write_report(
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.partial")
-    partial.write_text(page, encoding="utf-8")
-    os.replace(partial, output)
+    try:
+        partial.write_text(page, encoding="utf-8")
+        os.replace(partial, output)
+    except BaseException:  # a full disk, an interrupt: nothing half-written stays
+        partial.unlink(missing_ok=True)
+        raise
     return chosen, days[chosen]

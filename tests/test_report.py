@@ -155,7 +155,7 @@ def test_a_chosen_day_missing_fields_and_bad_input_are_said_plainly(scored: Path
     for args, message in [
         (
             [scored, "--day", "1999-01-01"],
-            f"no scored events on 1999-01-01; the data holds {days[0]} to {days[-1]}",
+            f"no scored events on 1999-01-01; the data holds scored events from {days[0]} to {days[-1]}",
         ),
         ([scored, "--day", "yesterday"], "is not a date: YYYY-MM-DD"),
         ([tmp_path / "nothing-here"], "no scored events at"),
@@ -172,6 +172,72 @@ def test_a_chosen_day_missing_fields_and_bad_input_are_said_plainly(scored: Path
         assert message in result.stderr
         assert "Traceback" not in result.stderr
     assert not (tmp_path / "x.html").exists()
+
+
+def _report(*args: Path | str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scorer.cli", "report", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+
+
+def test_events_that_carry_no_score_are_refused_and_a_bad_score_is_not_counted(
+    scored: Path, tmp_path: Path
+) -> None:
+    """Unscored events gave an empty report and exit 0; a score that is text ended in "could not
+    convert string to float"."""
+    events = [e for e in map(orjson.loads, scored.read_bytes().splitlines()) if "_raw" not in e]
+    unscored = tmp_path / "unscored.jsonl"
+    unscored.write_bytes(
+        b"".join(orjson.dumps({k: v for k, v in e.items() if k != "anomaly"}) + b"\n" for e in events)
+    )
+    result = _report(unscored, "--output", tmp_path / "unscored.html")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: no scored event with a time: {len(events):,} events carry no score (or an error in its "
+        "place) and 0 lines are not events or have no `time`. The report reads events that "
+        "`ocsf-anomaly score`, `score-spark` or the service enriched: score them first"
+    )
+    assert not (tmp_path / "unscored.html").exists()
+
+    odd = [dict(e) for e in events]
+    for event, bad in zip(odd[:3], ["high", "1e999", True], strict=True):
+        event["anomaly"] = {**event["anomaly"], "score": bad}
+    mixed = tmp_path / "odd-scores.jsonl"
+    mixed.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in odd))
+    scored_days = collect(records(mixed))
+    assert sum(r.events for r in scored_days.values()) == len(events) - 3
+    assert sum(r.errors for r in scored_days.values()) == 3
+
+
+def test_iso_8601_time_is_read_as_the_encoder_reads_it(scored: Path) -> None:
+    """What `score` writes for a Parquet timestamp column: the report read it as no time at all."""
+    events = [e for e in map(orjson.loads, scored.read_bytes().splitlines()) if "_raw" not in e]
+    as_text = []
+    for event in events:
+        moment = dt.datetime.fromtimestamp(event["time"] / 1000, tz=dt.UTC)
+        as_text.append({**event, "time": moment.isoformat().replace("+00:00", "Z")})
+    by_number = collect(iter((e, lambda x: x) for e in events))
+    by_text = collect(iter((e, lambda x: x) for e in as_text))
+    assert {d: r.events for d, r in by_text.items()} == {d: r.events for d, r in by_number.items()}
+    assert {d: r.by_hour_class for d, r in by_text.items()} == {
+        d: r.by_hour_class for d, r in by_number.items()
+    }
+
+
+def test_a_failed_write_leaves_no_partial_file(scored: Path, tmp_path: Path) -> None:
+    taken = tmp_path / "report.html"
+    taken.mkdir()  # a directory where the page should go: the rename into place fails
+    (taken / "keep").write_text("mine", encoding="utf-8")
+    result = _report(scored, "--output", taken)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+    assert (taken / "keep").read_text(encoding="utf-8") == "mine"
 
 
 def test_score_spark_parquet_output_reads_as_the_jsonl_it_came_from(scored: Path, tmp_path: Path) -> None:
