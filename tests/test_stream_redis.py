@@ -194,6 +194,29 @@ def test_a_dead_consumers_pending_entries_are_claimed_by_another(
     assert sorted(_uids(_written(client, STREAMS["output"]))) == sorted(e["metadata"]["uid"] for e in events)
 
 
+def test_entries_trimmed_away_while_held_are_acknowledged_not_held_for_ever(
+    server: RedisServer, client: redis.Redis, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """A consumer that died holding entries that were trimmed before it came back read them back
+    without fields, skipped them, and never acknowledged them: they stayed pending for good."""
+    _produce(client, held_out_events[:50])
+    client.xgroup_create(STREAMS["input"], "scorers", id="0")
+    assert len(client.xreadgroup("scorers", "c1", {STREAMS["input"]: ">"}, count=50)[0][1]) == 50  # then died
+    client.xtrim(STREAMS["input"], maxlen=0)  # a producer's MAXLEN, or an operator, removed them
+    later = held_out_events[50:60]
+    _produce(client, later)
+    log = tmp_path / "stream.log"
+    again = _consumer(server, bundle_dir, log, "c1", "--batch-size", "16")
+    try:
+        _wait_for(
+            lambda: _pending(client) == 0 and client.xlen(STREAMS["output"]) >= len(later), "acknowledged"
+        )
+    finally:
+        again.send_signal(signal.SIGTERM)
+        assert again.wait(60) == 0, log.read_text()
+    assert sorted(_uids(_written(client, STREAMS["output"]))) == sorted(e["metadata"]["uid"] for e in later)
+
+
 @pytest.mark.skipif(not available(), reason=SKIP_REASON)
 def test_the_rarest_events_reach_alertmanager(
     server: RedisServer, client: redis.Redis, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path

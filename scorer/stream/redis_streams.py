@@ -106,12 +106,16 @@ class RedisStreams:
         return []
 
     async def _read(self, count: int) -> list[Entry]:
-        if self._own_pending:
+        while self._own_pending:
             answer = await self.client.xreadgroup(self.group, self.consumer, {self.input: "0"}, count=count)
+            gone = [entry_id for _, messages in answer or [] for entry_id, fields in messages if not fields]
+            if gone:  # held from before and trimmed or deleted since: nothing left to score or lose
+                await self.client.xack(self.input, self.group, *gone)
             entries = self._entries(answer)
             if entries:
                 return entries
-            self._own_pending = False
+            if not gone:
+                self._own_pending = False
         if time.monotonic() >= self._next_claim:
             self._next_claim = time.monotonic() + max(1.0, self.claim_idle_ms / 2000)
             claimed = await self.client.xautoclaim(
@@ -129,7 +133,9 @@ class RedisStreams:
         out: list[Entry] = []
         for _stream, messages in answer or []:
             for entry_id, fields in messages:
-                if fields:  # a pending entry trimmed away since reads back without fields
+                if (
+                    fields
+                ):  # a pending entry trimmed away since reads back without fields (_read acknowledges it)
                     out.append(self._entry(entry_id, fields))
         return out
 
