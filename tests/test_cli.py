@@ -696,6 +696,21 @@ def test_parquet_events_train_and_score(model: Path, workdir: Path, score_events
     assert (workdir / "parquet-model" / "metadata.json").is_file()
 
 
+def _score_parquet(model: Path, stem: Path, table: Any, columns: dict[str, Any]) -> tuple[Path, list[Event]]:
+    """``table`` with ``columns`` set or added, written to STEM.parquet and scored to STEM.jsonl."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    for name, column in columns.items():
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, column)
+        else:
+            table = table.append_column(name, column)
+    path, out = stem.with_suffix(".parquet"), stem.with_suffix(".jsonl")
+    pq.write_table(table, path)
+    result = _run("score", "--model", model, path, "--output", out, "--workers", "1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    return path, [json.loads(line) for line in out.read_text().splitlines()]
+
+
 def test_parquet_columns_of_types_json_lacks_are_read_as_json_would_hold_them(
     model: Path, workdir: Path, score_events: list[Event]
 ) -> None:
@@ -703,7 +718,6 @@ def test_parquet_columns_of_types_json_lacks_are_read_as_json_would_hold_them(
     traceback on the decimal, and read a timestamp `time` as absent. Now each is what an OCSF
     producer writes in JSON, and a timestamp `time` scores as its epoch milliseconds do."""
     pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
     events = [e for e in score_events if isinstance(e.get("time"), int)][:50]
     table = pa.Table.from_struct_array(pa.array(events))
     moments = [dt.datetime.fromtimestamp(e["time"] / 1000, dt.UTC) for e in events]
@@ -714,17 +728,7 @@ def test_parquet_columns_of_types_json_lacks_are_read_as_json_would_hold_them(
         "day": pa.array([dt.date(2026, 12, 4)] * 50, pa.date32()),
         "wait": pa.array([dt.timedelta(seconds=1.5)] * 50, pa.duration("ms")),
     }
-    for name, column in odd.items():
-        if name in table.column_names:
-            table = table.set_column(table.column_names.index(name), name, column)
-        else:
-            table = table.append_column(name, column)
-    path = workdir / "odd.parquet"
-    pq.write_table(table, path)
-    out = workdir / "odd.jsonl"
-    result = _run("score", "--model", model, path, "--output", out, "--workers", "1", "--quiet")
-    assert result.returncode == 0, result.stderr
-    scored = [json.loads(line) for line in out.read_text().splitlines()]
+    _, scored = _score_parquet(model, workdir / "odd", table, odd)
     assert len(scored) == len(events)
     first = scored[0]
     assert first["time"] == moments[0].isoformat().replace("+00:00", "Z")
@@ -750,7 +754,6 @@ def test_parquet_values_python_cannot_hold_spoil_no_more_than_themselves(
     each such value is its epoch milliseconds (whole milliseconds for the duration), its neighbours
     in the same row and struct are read as before, and the row scores as its JSON twin does."""
     pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
     events = [e for e in score_events if isinstance(e.get("time"), int)][:50]
     far = 300_000_000_000_000  # epoch milliseconds in the year 11476
     table = pa.Table.from_struct_array(pa.array(events))
@@ -768,17 +771,7 @@ def test_parquet_values_python_cannot_hold_spoil_no_more_than_themselves(
         ),
         "amount": pa.array([decimal.Decimal(10**75)] * 50, pa.decimal256(76, 0)),  # beyond 64 bits
     }
-    for name, column in columns.items():
-        if name in table.column_names:
-            table = table.set_column(table.column_names.index(name), name, column)
-        else:
-            table = table.append_column(name, column)
-    path = workdir / "far.parquet"
-    pq.write_table(table, path)
-    out = workdir / "far.jsonl"
-    result = _run("score", "--model", model, path, "--output", out, "--workers", "1", "--quiet")
-    assert result.returncode == 0, result.stderr
-    scored = [json.loads(line) for line in out.read_text().splitlines()]
+    path, scored = _score_parquet(model, workdir / "far", table, columns)
     first, second = scored[0], scored[1]
     assert (first["time"], first["day"], first["wait"]) == (far, 3_000_000 * 86_400_000, 2**62 * 1000)
     iso = [
@@ -798,8 +791,9 @@ def test_parquet_values_python_cannot_hold_spoil_no_more_than_themselves(
 
     trained = _run("train", path, "--output", workdir / "far-model", "--epochs", "1", "--baseline-size", "30")
     assert trained.returncode == 0, trained.stderr
-    report = _run("report", path, "--output", workdir / "far.html")
-    assert report.returncode == 0, report.stderr
+    report = _run("report", path, "--output", workdir / "far.html")  # every row read, none scored
+    assert report.returncode == 2, report.stderr
+    assert "error: no scored event with a time: 49 events carry no score" in report.stderr
     assert "Traceback" not in trained.stderr + report.stderr
 
 
