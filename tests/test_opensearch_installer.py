@@ -342,3 +342,12 @@ def test_the_token_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not installer._same_token(first, TOKEN + "x")
     assert not installer._same_token(None, TOKEN)
     assert not installer._same_token("pbkdf2-sha256:999999999:AAAA:AAAA", TOKEN)  # would stall the install
+
+
+@pytest.mark.parametrize(
+    "url", ["http://scorer:99999", "http://scorer:0", "http://scorer:port", "ftp://scorer", "http://"]
+)
+def test_a_scorer_url_without_a_usable_port_or_host_is_refused(url: str) -> None:
+    """A port out of range was written into the connector as given."""
+    with pytest.raises(ValueError, match=r"the scorer's URL must be http\(s\)://host\[:port\]"):
+        Options(scorer_url=url)

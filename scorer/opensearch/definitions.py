@@ -73,7 +73,13 @@ class Options:
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.scorer_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            port_ok = (
+                parts.port is None or parts.port > 0
+            )  # .port raises for one out of range or not a number
+        except ValueError:
+            port_ok = False
+        if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
             raise ValueError(f"the scorer's URL must be http(s)://host[:port], not {self.scorer_url!r}")
         if parts.path.strip("/") or parts.query or parts.fragment:
             raise ValueError(
