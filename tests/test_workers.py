@@ -261,6 +261,18 @@ def test_a_port_in_use_is_a_one_line_error(bundle_dir: Path) -> None:
             _refused_on(taken.getsockname()[1], bundle_dir)
 
 
+def test_a_host_that_is_no_address_here_says_what_host_means(bundle_dir: Path) -> None:
+    """A name that does not resolve was blamed on the port ("another service on that port?")."""
+    command = _serve_command("--model", bundle_dir, "--workers", "1", "--host", "no.such.host.invalid")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot listen on no.such.host.invalid:"), last
+    assert last.endswith(
+        "(the host to listen on is an address of this machine or its name, e.g. 127.0.0.1 or 0.0.0.0: set --host or OCSF_ANOMALY_HOST)"
+    ), last
+
+
 def _refused_on(port: int, bundle_dir: Path) -> None:
     for workers in ("1", "2"):
         command = _serve_command("--model", bundle_dir, "--workers", workers, "--port", port)

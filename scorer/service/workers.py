@@ -63,6 +63,12 @@ def listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
         family, _, _, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
+    except OSError as exc:  # socket.gaierror: no such name or address here
+        raise ServeError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} (the host to listen on is an address "
+            "of this machine or its name, e.g. 127.0.0.1 or 0.0.0.0: set --host or OCSF_ANOMALY_HOST)"
+        ) from None
+    try:
         return socket.create_server(address, family=family, backlog=1024, reuse_port=reuse_port)
     except OSError as exc:
         raise ServeError(
