@@ -192,6 +192,8 @@ def score_file(
         raise ValueError(f"the output {output} is a directory: name a file ending in .csv or .jsonl")
     refuse_writing_over(output, [source])  # the rename at the end would replace the events
     detector = Detector.load(model_dir)
+    if (why := detector.cannot_flag(alpha)) is not None:
+        print(f"warning: {why}", file=errors)
     workers = workers or os.cpu_count() or 1
     chunks = _chunks(source, chunk_lines)
     head = list(itertools.islice(chunks, 2))

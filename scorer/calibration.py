@@ -155,6 +155,12 @@ class Calibration:
             found = self._thresholds[(key, alpha)] = conformal_threshold(self.groups[key], alpha)
         return found
 
+    @property
+    def smallest_alpha(self) -> float:
+        """The smallest p-value the global group can give, 1 / (n + 1): below it nothing is flagged
+        (a class's own group holds at least ``min_group_size`` events)."""
+        return 1.0 / (self.groups[GLOBAL].size + 1.0)
+
     def sizes(self) -> dict[str, int]:
         return {key: int(v.size) for key, v in self.groups.items()}
 

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from scorer import bundle
-from scorer.calibration import Calibration
+from scorer.calibration import GLOBAL, Calibration
 from scorer.explain import Reason, find_reasons
 from scorer.features.encoder import (
     UNKNOWN_INDEX,
@@ -254,6 +254,8 @@ class Detector:
         )
         say(f"calibrating on {len(cal_events):,} held-out events")
         detector.calibrate(cal_events)
+        if (why := detector.cannot_flag()) is not None:
+            say(f"warning: {why}")
         detector.metadata = {
             "training": {
                 "events": len(events),
@@ -276,6 +278,23 @@ class Detector:
         }
         return detector
 
+    def cannot_flag(self, alpha: float | None = None) -> str | None:
+        """Why nothing can be flagged at ``alpha`` (default: the configured one), or None when it can:
+        a calibration of n events gives no p-value below 1 / (n + 1)."""
+        alpha = self.config.alpha if alpha is None else alpha
+        calibration = self.calibration
+        if alpha >= calibration.smallest_alpha:
+            return None
+        held = calibration.groups[GLOBAL].size
+        needed = math.ceil(1 / alpha) - 1
+        return (
+            f"nothing can be flagged at α = {alpha:g}: the model's {held:,} calibration events give no "
+            f"p-value below {calibration.smallest_alpha:.3g}. Calibrating for this α needs at least "
+            f"{needed:,} held-out normal events (train or refresh on about "
+            f"{math.ceil(needed / self.config.calibration_fraction):,}), or score at α ≥ "
+            f"{calibration.smallest_alpha:.3g}"
+        )
+
     def refresh(
         self,
         events: Sequence[Event],
@@ -290,7 +309,10 @@ class Detector:
         events = [e for e in events if isinstance(e, dict)]
         for warning in self.encoder.coverage(events, "recent events").warnings():
             say(f"warning: {warning}")
-        return self.calibrate(events) if calibration_only else self.rebaseline(events)
+        refreshed = self.calibrate(events) if calibration_only else self.rebaseline(events)
+        if (why := refreshed.cannot_flag()) is not None:
+            say(f"warning: {why}")
+        return refreshed
 
     def rebaseline(self, events: Sequence[Event]) -> Detector:
         """Bring recent normal ``events`` into the baseline and recalibrate on a held-out part of them.

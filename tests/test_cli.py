@@ -325,6 +325,30 @@ def test_score_keeps_integers_beyond_64_bits_exact(
     assert json.loads(written[1])["anomaly"]["is_anomaly"] is True  # an impossible byte count
 
 
+def test_a_model_too_small_to_flag_at_alpha_is_said_by_train_and_score(workdir: Path) -> None:
+    """200 events leave 40 to calibrate on, whose smallest p-value is 1/41: nothing could be flagged
+    at α = 0.01, and no command said so."""
+    events, _ = generate_events(200, seed=4)
+    source = _write_jsonl(workdir / "two-hundred.jsonl", events)
+    out = workdir / "small-model"
+    trained = _run("train", source, "--output", out, "--epochs", "1", "--baseline-size", "30", "--quiet")
+    assert trained.returncode == 0, trained.stderr
+    why = (
+        "warning: nothing can be flagged at α = 0.01: the model's 40 calibration events give no p-value "
+        "below 0.0244. Calibrating for this α needs at least 99 held-out normal events (train or refresh "
+        "on about 495), or score at α ≥ 0.0244"
+    )
+    assert why in trained.stderr.splitlines()
+    scored = _run("score", "--model", out, source, "--output", workdir / "small.csv", "--quiet")
+    assert scored.returncode == 0, scored.stderr
+    assert why in scored.stderr.splitlines()
+    looser = _run(
+        "score", "--model", out, source, "--output", workdir / "small.csv", "--alpha", "0.05", "--quiet"
+    )
+    assert looser.returncode == 0, looser.stderr
+    assert "warning" not in looser.stderr
+
+
 def test_score_refuses_more_workers_than_the_cores_can_use(model: Path, workdir: Path) -> None:
     many = str(4 * (os.cpu_count() or 1) + 1)
     source = _write_jsonl(workdir / "one-event.jsonl", [{}])

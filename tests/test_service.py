@@ -436,6 +436,22 @@ async def test_query_strings_never_reach_the_access_log(
     assert "s3cret" not in caplog.text
 
 
+@pytest.mark.parametrize(("alpha", "warned"), [(0.001, True), (0.01, False)])
+async def test_a_model_that_cannot_flag_at_the_service_s_alpha_is_said_at_start(
+    aiohttp_client: Any, bundle_dir: Path, caplog: pytest.LogCaptureFixture, alpha: float, warned: bool
+) -> None:
+    """600 calibration events give no p-value below 1/601: at α = 0.001 every verdict is "normal",
+    which looked like a quiet day."""
+    caplog.set_level(logging.WARNING, logger="ocsf_anomaly.service")
+    await aiohttp_client(create_app(_settings(bundle_dir, alpha=alpha)))
+    said = [r.getMessage() for r in caplog.records if r.name == "ocsf_anomaly.service"]
+    expected = (
+        "the champion: nothing can be flagged at α = 0.001: the model's 600 calibration events give "
+        "no p-value below 0.00166."
+    )
+    assert any(m.startswith(expected) for m in said) == warned, said
+
+
 # ---------------------------------------------------------------------- micro-batching
 @pytest.mark.parametrize(("max_size", "merged"), [(1024, True), (1, False)])
 async def test_concurrent_single_events_are_merged_into_batches(
