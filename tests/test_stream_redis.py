@@ -520,3 +520,19 @@ def test_a_refusal_that_waiting_cannot_mend_is_one_line_and_acknowledges_nothing
     assert "metadata" not in text  # redis-py quotes the command, an event among its arguments
     assert error[0].endswith("the batch in hand was not acknowledged and will be read again")
     assert _pending(client) == 20
+
+
+@pytest.mark.parametrize(("alpha", "warned"), [(0.001, True), (0.01, False)])
+def test_a_model_that_cannot_flag_at_the_consumer_s_alpha_is_said(
+    bundle_dir: Path, caplog: pytest.LogCaptureFixture, alpha: float, warned: bool
+) -> None:
+    """The consumer's model, like the service's: 600 calibration events flag nothing at α = 0.001."""
+    import logging
+
+    from scorer.service.models import DirectorySource
+    from scorer.stream.loop import Models
+
+    caplog.set_level(logging.WARNING)
+    asyncio.run(Models(DirectorySource(bundle_dir, None), 0, alpha).current())
+    said = [r.getMessage() for r in caplog.records]
+    assert any("nothing can be flagged at α = 0.001" in m for m in said) == warned, said

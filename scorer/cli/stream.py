@@ -199,7 +199,7 @@ async def _run(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    models = Models(model_source, settings.model_poll_seconds)
+    models = Models(model_source, settings.model_poll_seconds, args.alpha or settings.alpha)
     loaded = await models.current()
     metrics = StreamMetrics()
     if args.metrics_port:

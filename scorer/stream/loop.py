@@ -96,9 +96,10 @@ class Models:
     """The model that scores: the champion the source names (a bundle directory, or the
     registry's alias), asked again every ``poll_seconds`` and swapped in when it changed."""
 
-    def __init__(self, source: ModelSource, poll_seconds: float) -> None:
+    def __init__(self, source: ModelSource, poll_seconds: float, alpha: float) -> None:
         self.source = source
         self.poll_seconds = poll_seconds
+        self.alpha = alpha  # only to say when a model cannot flag anything at it
         self._loaded: Loaded | None = None
         self._asked = 0.0
 
@@ -122,6 +123,8 @@ class Models:
             return loaded
         if loaded is not None:
             log.info("model swapped: %s → %s", loaded.ref.version, fresh.ref.version)
+        if (why := fresh.detector.cannot_flag(self.alpha)) is not None:
+            log.warning("the model %s: %s", fresh.ref.version, why)
         return fresh
 
 
