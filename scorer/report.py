@@ -25,7 +25,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import orjson
@@ -151,13 +151,19 @@ def _moment(value: Any) -> dt.datetime | None:
 
 
 def _score_of(anomaly: Any) -> float | None:
-    """The score of an ``anomaly`` object that carries one (a finite number, and no error)."""
+    """The score of an ``anomaly`` object as the service writes one: no error, a finite score and a
+    p-value that are numbers, a verdict that is true or false. Anything else is counted unscorable
+    (a score given as text ended the report in a traceback)."""
     if not isinstance(anomaly, dict) or anomaly.get("error") is not None:
         return None
-    score = anomaly.get("score")
-    if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
+    score, p_value = anomaly.get("score"), anomaly.get("p_value")
+    if not (_finite(score) and _finite(p_value) and isinstance(anomaly.get("is_anomaly"), bool)):
         return None
     return float(score)
+
+
+def _finite(value: Any) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def collect(scored: Iterator[tuple[dict[str, Any], Finish]], *, seed: int = 0) -> dict[str, Day]:
@@ -180,7 +186,7 @@ def collect(scored: Iterator[tuple[dict[str, Any], Finish]], *, seed: int = 0) -
         day, hour = when.date().isoformat(), when.hour
         record = days[day]
         label = _class_label(event)
-        flagged = bool(anomaly.get("is_anomaly"))
+        flagged = anomaly["is_anomaly"]
         record.events += 1
         record.events_by_class[label] += 1
         record.scores.append(score)
@@ -189,9 +195,11 @@ def collect(scored: Iterator[tuple[dict[str, Any], Finish]], *, seed: int = 0) -
         record.score_sum_by_group[group] += score
         record.class_of_group.setdefault(group, label)
         threshold = anomaly.get("threshold")
-        if isinstance(threshold, int | float):
+        if _finite(threshold):
             record.thresholds[(group, float(threshold))] += 1
-        model = anomaly.get("model") or {}
+        model = anomaly.get("model")
+        if not isinstance(model, dict):
+            model = {}
         record.models[(str(model.get("name", "?")), str(model.get("version", "?")))] += 1
         for name, value in zip(ENTITY_FIELDS, entities(event), strict=True):
             if value is not None and value != "":

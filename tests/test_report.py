@@ -205,13 +205,24 @@ def test_events_that_carry_no_score_are_refused_and_a_bad_score_is_not_counted(
     assert not (tmp_path / "unscored.html").exists()
 
     odd = [dict(e) for e in events]
-    for event, bad in zip(odd[:3], ["high", "1e999", True], strict=True):
-        event["anomaly"] = {**event["anomaly"], "score": bad}
+    unscorable = [
+        ("score", "high"),
+        ("score", "1e999"),
+        ("score", True),
+        ("p_value", "0.01"),
+        ("is_anomaly", "false"),
+    ]
+    for event, (key, bad) in zip(odd, unscorable, strict=False):
+        event["anomaly"] = {**event["anomaly"], key: bad}
+    odd[10]["anomaly"] = {**odd[10]["anomaly"], "model": "v1", "threshold": True}  # read as absent
     mixed = tmp_path / "odd-scores.jsonl"
     mixed.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in odd))
     scored_days = collect(records(mixed))
-    assert sum(r.events for r in scored_days.values()) == len(events) - 3
-    assert sum(r.errors for r in scored_days.values()) == 3
+    assert sum(r.events for r in scored_days.values()) == len(events) - len(unscorable)
+    assert sum(r.errors for r in scored_days.values()) == len(unscorable)
+    assert sum(r.models[("?", "?")] for r in scored_days.values()) == 1
+    result = _report(mixed, "--output", tmp_path / "odd.html")
+    assert result.returncode == 0, result.stderr
 
 
 def test_iso_8601_time_is_read_as_the_encoder_reads_it(scored: Path) -> None:
