@@ -14,6 +14,7 @@ normal events; the calibration events themselves are not kept in a bundle).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import heapq
 import itertools
@@ -31,7 +32,7 @@ import numpy as np
 import orjson
 
 from scorer.errors import UserError
-from scorer.features.encoder import UNKNOWN_INDEX, compile_extractor, epoch_ms
+from scorer.features.encoder import UNKNOWN_INDEX, compile_extractor, iso_moment
 from scorer.io import from_parquet, parquet_rows, parse_line
 
 # OCSF fields that name who or what an event is about, as analysts pivot on them
@@ -138,10 +139,12 @@ def records(source: Path) -> Iterator[tuple[dict[str, Any], Finish]]:
 def _moment(value: Any) -> dt.datetime | None:
     """OCSF ``time``: epoch milliseconds, ISO 8601 text as the encoder reads it (what `score` writes
     for a Parquet timestamp), or a timestamp column of a Parquet lake; in UTC."""
-    if isinstance(value, dt.datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
     if isinstance(value, str):
-        value = float(epoch_ms([value])[0])
+        value = iso_moment(value)
+    if isinstance(value, dt.datetime):
+        with contextlib.suppress(OverflowError):  # a moment at the edge of year 1 in another zone
+            return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+        return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     try:

@@ -8,7 +8,6 @@ string where a number belongs, a number too large for a float, non-ASCII text â€
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import ipaddress
 import math
@@ -245,16 +244,22 @@ def ip_prefix(value: str, prefix_v4: int, prefix_v6: int) -> str | None:
     return str(ipaddress.ip_network(f"{address}/{bits}", strict=False))
 
 
+def iso_moment(text: str) -> datetime | None:
+    """ISO 8601 text (as in OCSF ``*_dt`` fields) as an aware datetime; no offset means UTC, as OCSF
+    times are, not this machine's zone. None for text that is not such a time."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def epoch_ms(values: Sequence[Any]) -> npt.NDArray[np.float64]:
     ms = to_numbers(values)
     for i in np.flatnonzero(np.isnan(ms)).tolist():
         value = values[i]
-        if isinstance(value, str):  # ISO 8601, as in OCSF *_dt fields
-            with contextlib.suppress(ValueError):
-                moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-                if moment.tzinfo is None:  # no offset: UTC, as OCSF times are, not this machine's zone
-                    moment = moment.replace(tzinfo=UTC)
-                ms[i] = moment.timestamp() * 1000.0
+        if isinstance(value, str) and (moment := iso_moment(value)) is not None:
+            ms[i] = moment.timestamp() * 1000.0
     # OCSF says epoch milliseconds; some producers send seconds.
     seconds = np.abs(ms) < 1e11
     ms[seconds] *= 1000.0
