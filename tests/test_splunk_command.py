@@ -358,6 +358,41 @@ def test_the_token_is_read_from_storage_passwords_with_the_searchs_session(
     assert authorization == f"Splunk {SESSION_KEY}"
 
 
+def test_a_stored_token_is_trimmed_and_one_no_header_can_carry_is_never_shown(
+    demo_texts: list[str], token_scorer: Scorer, tmp_path: Path
+) -> None:
+    """A token pasted with a line break at its end is sent without it; one with a line break inside
+    or a non-ASCII letter cannot be sent (http.client refused it, quoting the token in the search's
+    ERROR): the command goes on without it, as without a token, and never shows it."""
+    body = csv_body(splunk_records(demo_texts[:2]))
+    for name, stored in [
+        ("trimmed", f" {TOKEN}\r\n"),
+        ("break", f"{TOKEN}\r\nX-Other: 1"),
+        ("letter", f"{TOKEN}\u2019"),
+    ]:
+        credentials = [Credential("ocsf_anomaly", "scorer_token", stored)]
+        with FakeSplunkd(SESSION_KEY, credentials) as splunkd, RecordingProxy(token_scorer.port) as proxy:
+            search = run_search(
+                [f"url={proxy.url}", "onerror=tag"],
+                [(body, True)],
+                work=tmp_path / name,
+                splunkd_uri=splunkd.uri,
+            )
+        assert search.exit_code == 0, search.stderr
+        assert search.errors() == []
+        assert "Traceback" not in search.stderr
+        assert TOKEN not in search.stderr
+        if name == "trimmed":
+            assert {e.authorization for e in proxy.scoring()} == {f"Bearer {TOKEN}"}
+            assert all(r["anomaly_error"] == "" and r["anomaly_score"] != "" for r in search.records)
+            continue
+        assert "WARNING OcsfAnomalyCommand: the scorer token in storage/passwords" in search.stderr
+        assert {e.authorization for e in proxy.scoring()} == {None}
+        for record in search.records:
+            assert "refused the request (HTTP 401 unauthorized" in record["anomaly_error"]
+            assert TOKEN not in record["anomaly_error"]
+
+
 def test_without_a_stored_token_the_command_goes_on_and_says_why_the_scorer_refused(
     demo_texts: list[str], token_scorer: Scorer, tmp_path: Path
 ) -> None:

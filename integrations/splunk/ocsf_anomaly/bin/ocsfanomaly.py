@@ -334,7 +334,16 @@ class OcsfAnomalyCommand(StreamingCommand):
                 return None
             for credential in service.storage_passwords.list(app=APP_NAME, owner="nobody"):
                 if credential.realm == TOKEN_REALM and credential.username == TOKEN_NAME:
-                    return str(credential.clear_password or "") or None
+                    token = str(credential.clear_password or "").strip()
+                    if token and not _is_header_token(token):
+                        # http.client would refuse the header with the token in its message
+                        self.logger.warning(
+                            "the scorer token in %s holds characters other than printable ASCII (a line "
+                            "break, a non-ASCII letter): store it again; calling the scorer without one",
+                            where,
+                        )
+                        return None
+                    return token or None
         except Exception as error:  # splunklib raises socket, HTTP and XML errors alike
             self.logger.warning(
                 "could not read the scorer token from %s: %s; calling the scorer without one", where, error
@@ -368,6 +377,12 @@ class OcsfAnomalyCommand(StreamingCommand):
             values = ("", "", "", "", [], error)
         for index, name in enumerate(names):
             record[name] = values[index]
+
+
+def _is_header_token(token: str) -> bool:
+    """Whether ``token`` can be sent as ``Authorization: Bearer <token>`` as the service takes it:
+    printable ASCII (no line break, which http.client refuses quoting the header, token and all)."""
+    return all(" " <= character <= "~" for character in token)
 
 
 # ---------------------------------------------------------------- the scorer's thread
