@@ -228,6 +228,10 @@ def test_added_fields_are_on_every_record_even_when_the_first_is_no_event(
         ("onerror=ignore", "Illegal value: onerror=ignore"),
         ("url=ftp://scorer:8080", "Illegal value: url=ftp://scorer:8080"),
         ("url=http://scorer:99999", "Illegal value: url=http://scorer:99999"),
+        # http.client refuses these when it connects (a traceback, or "unreachable"): refused here
+        ("url=http://scorer host:8080", "Illegal value: url=http://scorer host:8080"),
+        ("url=http://scorer:8080/a\tb", "Illegal value: url=http://scorer:8080/a\tb"),
+        ("url=http://scorer:8080/sc\u00f6rer", "Illegal value: url=http://scorer:8080/sc\u00f6rer"),
         ("prefix=9lives", "Illegal value: prefix=9lives"),
         ("field=a,b", "Illegal value: field=a,b"),
         ("threshold=3", "Unrecognized option: threshold=3"),

@@ -66,7 +66,8 @@ ADDED = ("score", "p_value", "is_anomaly", "model_version", "reasons", "error")
 
 # ---------------------------------------------------------------- option validators
 class ScorerUrl(validators.Validator):
-    """An http(s) URL with a host: the scorer's base URL (``/v1/score`` is appended)."""
+    """An http(s) URL with a host: the scorer's base URL (``/v1/score`` is appended), as http.client
+    can send it."""
 
     def __call__(self, value: Any) -> str | None:
         if value is None:
@@ -81,6 +82,12 @@ class ScorerUrl(validators.Validator):
             raise ValueError(f"Expected an http:// or https:// URL with a host, not {text!r}")
         if parts.query or parts.fragment or parts.username or parts.password:
             raise ValueError(f"Expected a URL without query, fragment or credentials, not {text!r}")
+        if any(character <= " " or character == "\x7f" for character in text) or not parts.path.isascii():
+            # http.client refuses them only when it connects (a space in the host: a traceback)
+            raise ValueError(
+                f"Expected a URL without spaces or control characters, its path in ASCII "
+                f"(percent-encoded), not {text!r}"
+            )
         return text.rstrip("/")
 
     def format(self, value: Any) -> str | None:
