@@ -142,6 +142,16 @@ def test_a_full_service_is_asked_again_and_a_failing_one_stops_the_search(
     assert all(r["anomaly_score"] != "" and r["anomaly_error"] == "" for r in search.records)
     assert [e.status for e in proxy.scoring()] == [503, 200]
 
+    # a rate limit in front of it (429 Too Many Requests) is waited out the same way
+    proxy.exchanges.clear()
+    proxy.answer_next(1, 429, {"code": "rate_limited", "message": "slow down"}, {"Retry-After": "0"})
+    search = run_search(
+        [f"url={proxy.url}"], [(body, True)], work=tmp_path / "limited", splunkd_uri=splunkd_down
+    )
+    assert search.exit_code == 0, search.stderr
+    assert all(r["anomaly_score"] != "" and r["anomaly_error"] == "" for r in search.records)
+    assert [e.status for e in proxy.scoring()] == [429, 200]
+
     proxy.answer_next(10, 500, {"code": "internal", "message": "the index is gone"})
     search = run_search(
         [f"url={proxy.url}"], [(body, True)], work=tmp_path / "fail", splunkd_uri=splunkd_down

@@ -24,7 +24,9 @@ TOKEN_NAME = "scorer_token"  # noqa: S105  (a name, not a secret)
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 # The service admits at most 10,000 events a request (OCSF_ANOMALY_MAX_EVENTS).
 MAX_BATCH_SIZE = 10_000
-# A 503 (the service is full) is answered with Retry-After: try again this often, waiting at most this long.
+# A 503 (the service is full) is answered with Retry-After, as is a 429 (a rate limit in front of it): try
+# again this often, waiting at most this long.
+BUSY = (429, 503)
 RETRIES_WHEN_BUSY = 3
 MAX_RETRY_WAIT_SECONDS = 2.0
 # A socket timeout: socket.timeout, which is TimeoutError only from Python 3.10 on.
@@ -110,7 +112,7 @@ class ScorerClient:
     """``POST /v1/score`` over one persistent (keep-alive) connection, with timeouts.
 
     A connection the server closed while it sat idle is reopened once; a 503 (the service is full)
-    is retried after its Retry-After, a few times."""
+    or a 429 (too many requests) is retried after its Retry-After, a few times."""
 
     def __init__(
         self, url: str, *, alpha: float, timeout: float, verify_tls: bool, token: str | None
@@ -190,7 +192,7 @@ class ScorerClient:
     def _post(self, body: bytes) -> tuple[int, bytes]:
         for attempt in range(RETRIES_WHEN_BUSY + 1):
             status, retry_after, data = self._exchange(body)
-            if status != 503 or attempt == RETRIES_WHEN_BUSY:
+            if status not in BUSY or attempt == RETRIES_WHEN_BUSY:
                 return status, data
             time.sleep(_retry_wait(retry_after))
         raise AssertionError("unreachable")  # pragma: no cover
