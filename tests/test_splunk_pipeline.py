@@ -145,13 +145,17 @@ def test_a_failure_mid_chunk_with_onerror_fail_answers_once_without_records_and_
     assert search.stderr.count("(onerror=fail: the search stops)") == 1
 
 
-def test_a_failure_mid_chunk_with_onerror_tag_tags_the_rest_of_the_chunk_and_the_next_chunk_tries_again(
+def test_with_onerror_tag_a_500_tags_its_batch_alone_and_a_scorer_out_of_reach_the_rest_of_the_chunk(
     demo_texts: list[str], scorer: Scorer, tmp_path: Path, splunkd_down: str
 ) -> None:
+    """A 500 is the service failing that batch: the batches after it are sent and scored. A 502
+    (nothing behind the gateway) is the scorer out of reach: the rest of that chunk is not sent,
+    the next chunk tries again."""
     first = splunk_records(demo_texts[:50])  # five batches of 10
     last = splunk_records(demo_texts[50:70], start=50)  # two
     chunks = [(csv_body(first), False), (csv_body(last), True)]
-    with ScriptedProxy(scorer.port, answers={2: INTERNAL}) as proxy:
+    gateway = (502, {"code": "bad_gateway", "message": "no scorer behind the gateway"})
+    with ScriptedProxy(scorer.port, answers={2: INTERNAL, 4: gateway}) as proxy:
         search = _search([f"url={proxy.url}", "batch_size=10", "onerror=tag"], chunks, tmp_path, splunkd_down)
 
     assert search.exit_code == 0, search.stderr
@@ -160,19 +164,21 @@ def test_a_failure_mid_chunk_with_onerror_tag_tags_the_rest_of_the_chunk_and_the
     assert [len(reply.records) for reply in search.replies] == [50, 20]
     records = search.records
     assert [r["_serial"] for r in records] == [str(i) for i in range(70)]
-    reason = f"not scored: the scorer at {proxy.url} failed: HTTP 500 internal: the index is gone"
+    failed = f"not scored: the scorer at {proxy.url} failed: HTTP 500 internal: the index is gone"
+    down = f"not scored: the scorer at {proxy.url} failed: HTTP 502 bad_gateway: no scorer behind the gateway"
     for i, record in enumerate(records):
-        if 10 <= i < 50:
-            assert record["anomaly_error"] == reason
+        if 10 <= i < 20 or 30 <= i < 50:
+            assert record["anomaly_error"] == (failed if i < 20 else down)
             assert [record[f"anomaly_{name}"] for name in ADDED[:-1]] == ["", "", "", "", ""]
         else:
             assert record["anomaly_error"] == ""
             assert record["anomaly_score"] != ""
-    # after the failure no more of that chunk was sent (the batches read ahead neither); the next
-    # chunk was sent again
-    assert [e.status for e in proxy.scoring()] == [200, 500, 200, 200]
+    # after the 502 no more of that chunk was sent (the batch read ahead neither); the next chunk was
+    # sent again
+    assert [e.status for e in proxy.scoring()] == [200, 500, 200, 502, 200, 200]
     sent = [event for e in proxy.scoring() for event in e.events]
-    assert sent == [json.loads(t) for t in demo_texts[:20] + demo_texts[50:70]]
+    assert sent == [json.loads(t) for t in demo_texts[:40] + demo_texts[50:70]]
+    assert search.stderr.count("(onerror=tag: this batch's records pass through, tagged)") == 1
     assert search.stderr.count("(onerror=tag: the records pass through, tagged)") == 1
 
 

@@ -105,7 +105,13 @@ def reason_text(reason: Any) -> str:
 class ScorerError(Exception):
     """The scorer did not answer a batch: unreachable, timed out, refused the token or failed.
 
-    What happens then is ``onerror``'s choice: stop the search (fail) or tag the records (tag)."""
+    What happens then is ``onerror``'s choice: stop the search (fail) or tag the records (tag).
+    ``batch_only``: the service answered, and failed this batch alone (HTTP 500): the next batch
+    may well be scored, where a scorer that cannot be reached or refuses every call fails them all."""
+
+    def __init__(self, message: str, *, batch_only: bool = False) -> None:
+        super().__init__(message)
+        self.batch_only = batch_only
 
 
 class ScorerClient:
@@ -164,7 +170,9 @@ class ScorerClient:
             )
         if status == 404:
             raise ScorerError(f"no scoring endpoint at {self.url}/v1/score (HTTP 404): check url")
-        raise ScorerError(f"the scorer at {self.url} failed: {_error_message(status, data)}")
+        raise ScorerError(
+            f"the scorer at {self.url} failed: {_error_message(status, data)}", batch_only=status == 500
+        )
 
     def _results(self, data: bytes, expected: int) -> list[Any]:
         try:

@@ -229,7 +229,7 @@ class OcsfAnomalyCommand(StreamingCommand):
         self._down = None
         names = tuple(settings.prefix + name for name in ADDED)
         self._record_writer.custom_fields.update(names)  # what splunklib's add_field does for each field
-        chunk = _Chunk()
+        chunk = _Chunk(keep_going=settings.onerror == "tag")
         pending: deque[tuple[list[tuple[dict[str, Any], bytes | Unscorable]], Future[Any] | None]] = deque()
         try:
             for batch in _batches(records, settings):
@@ -260,6 +260,7 @@ class OcsfAnomalyCommand(StreamingCommand):
         settings = self._settings
         assert settings is not None
         results: list[Any] = []
+        failed: str | None = None  # onerror=tag: why the scorer failed this batch alone
         if sent is not None:
             try:
                 answer = sent.result()
@@ -267,12 +268,17 @@ class OcsfAnomalyCommand(StreamingCommand):
                 if settings.onerror == "fail":
                     self.logger.error("%s (onerror=fail: the search stops)", error)
                     raise
-                self._down = str(error)
-                self.logger.warning("%s (onerror=tag: the records pass through, tagged)", error)
+                if error.batch_only:
+                    failed = str(error)
+                    self.logger.warning("%s (onerror=tag: this batch's records pass through, tagged)", error)
+                else:
+                    self._down = str(error)
+                    self.logger.warning("%s (onerror=tag: the records pass through, tagged)", error)
             else:
                 if answer is not NOT_SENT:
                     results = answer
-        down = self._down  # onerror=tag: why the scorer failed in this chunk (not asked again)
+        # onerror=tag: why the scorer failed this batch, or in this chunk (then not asked again)
+        down = failed if failed is not None else self._down
         answers = iter(results)
         for record, body in batch:
             if isinstance(body, Unscorable):
@@ -399,12 +405,14 @@ SWITCH_INTERVAL_SECONDS = 0.001
 
 class _Chunk:
     """What the batches of one chunk share: once one of them failed (or the chunk is over), the
-    scorer's thread sends none of the others."""
+    scorer's thread sends none of the others; except, with ``keep_going`` (onerror=tag), after a
+    batch the service failed alone (ScorerError.batch_only)."""
 
-    __slots__ = ("stopped",)
+    __slots__ = ("keep_going", "stopped")
 
-    def __init__(self) -> None:
+    def __init__(self, keep_going: bool = False) -> None:
         self.stopped = False
+        self.keep_going = keep_going
 
 
 class _Sender:
@@ -413,7 +421,8 @@ class _Sender:
     NOT_SENT, or the exception) comes back through a Future.
 
     A batch whose chunk has stopped is not sent: after a failure, no further request goes out for
-    that chunk, as when the batches were sent one after the other."""
+    that chunk (but for a batch the service failed alone, under onerror=tag), as when the batches
+    were sent one after the other."""
 
     def __init__(self) -> None:
         self._jobs: queue.SimpleQueue[tuple[ScorerClient, list[bytes], _Chunk, Future[Any]]] = (
@@ -445,7 +454,8 @@ class _Sender:
         try:
             results = client.score(bodies)
         except BaseException as error:  # handed to the command's thread, which raises it there
-            chunk.stopped = True
+            if not (chunk.keep_going and isinstance(error, ScorerError) and error.batch_only):
+                chunk.stopped = True
             sent.set_exception(error)
         else:
             sent.set_result(results)
