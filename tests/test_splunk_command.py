@@ -310,6 +310,15 @@ def test_a_bad_setting_in_the_conf_is_refused_at_getinfo(tmp_path: Path, splunkd
     (error,) = search.errors()
     assert error.startswith("ocsf_anomaly.conf [scorer] alpha = 1.5: ")
 
+    (app / "local" / "ocsf_anomaly.conf").write_bytes(
+        b"[scorer]\nurl = http://scorer-\xe9t\xe9:8080\n"
+    )  # Latin-1
+    search = run_search([], [], work=tmp_path / "latin-1", splunkd_uri=splunkd_down, app_dir=app)
+    assert search.exit_code == 1
+    (error,) = search.errors()
+    assert error.startswith("ocsf_anomaly.conf cannot be read: ")
+    assert "can't decode byte 0xe9" in error
+
 
 def test_a_field_over_10_mib_fails_the_search_with_splunklibs_message(
     demo_texts: list[str], proxy: RecordingProxy, tmp_path: Path, splunkd_down: str

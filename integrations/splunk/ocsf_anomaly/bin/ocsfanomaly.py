@@ -144,7 +144,7 @@ class Settings(NamedTuple):
 
 def read_conf(app_dir: str = APP_DIR) -> dict[str, str]:
     """The ``[scorer]`` stanza of ``default/ocsf_anomaly.conf`` with ``local/`` on top (Splunk's precedence
-    within an app), as text. A file that cannot be parsed raises ValueError."""
+    within an app), as text. A file that cannot be parsed, or is not UTF-8, raises ValueError."""
     parser = configparser.ConfigParser(
         interpolation=None, strict=False, comment_prefixes=("#", ";"), inline_comment_prefixes=None
     )
@@ -152,7 +152,7 @@ def read_conf(app_dir: str = APP_DIR) -> dict[str, str]:
     paths = [os.path.join(app_dir, layer, CONF_FILE) for layer in ("default", "local")]
     try:
         parser.read(paths, encoding="utf-8")
-    except configparser.Error as error:
+    except (configparser.Error, UnicodeDecodeError) as error:
         raise ValueError(f"{CONF_FILE} cannot be read: {error}") from None
     return dict(parser[CONF_STANZA]) if parser.has_section(CONF_STANZA) else {}
 
