@@ -120,6 +120,11 @@ class RecordingProxy:
                 (status, body, {"Content-Type": "application/json", **(headers or {})})
             ] * count
 
+    def answer_next_with(self, status: int, body: bytes) -> None:
+        """Answer the next request with ``status`` and ``body`` as they are (JSON)."""
+        with self._lock:
+            self._injected.append((status, body, {"Content-Type": "application/json"}))
+
     def _take_injected(self) -> tuple[int, bytes, dict[str, str]] | None:
         with self._lock:
             return self._injected.pop(0) if self._injected else None

@@ -159,3 +159,27 @@ def test_a_full_service_is_asked_again_and_a_failing_one_stops_the_search(
     assert search.exit_code == 1
     (error,) = search.errors()
     assert f"the scorer at {proxy.url} failed: HTTP 500 internal: the index is gone" in error
+
+
+def test_an_answer_with_reasons_of_another_shape_is_written_as_it_came_not_a_traceback(
+    demo_texts: list[str], proxy: RecordingProxy, tmp_path: Path, splunkd_down: str
+) -> None:
+    """A 200 whose results are not quite the service's (a deviation that is no number, reasons
+    that are no list: another service at that url, or a proxy that rewrote it) still gives each
+    record its fields; the command's own formatting of them failed the search with a traceback,
+    onerror=tag or not."""
+    results = [
+        {"score": 1.5, "reasons": [{"field": "a", "value": 1, "typical": 2, "deviation": "large"}]},
+        {"score": 2.5, "reasons": {"field": "b", "value": "x", "typical": "y", "deviation": 3}},
+    ]
+    proxy.answer_next_with(200, json.dumps({"results": results}).encode())
+    body = csv_body(splunk_records(demo_texts[:2]))
+    search = _search([f"url={proxy.url}", "onerror=tag"], [(body, True)], tmp_path, splunkd_down)
+
+    assert search.exit_code == 0, search.stderr
+    assert "Traceback" not in search.stderr
+    first, second = search.records
+    assert (first["anomaly_score"], first["anomaly_error"]) == ("1.5", "")
+    assert first["anomaly_reasons"] == "a=1 (typical 2, deviation large)"
+    assert (second["anomaly_score"], second["anomaly_error"]) == ("2.5", "")
+    assert second["anomaly_reasons"] == "b=x (typical y, deviation 3.0)"

@@ -95,7 +95,12 @@ def reason_text(reason: Any) -> str:
     if not isinstance(reason, dict):
         return _text(reason)
     deviation = reason.get("deviation")
-    how = "not a possible number" if deviation is None else f"deviation {float(deviation):.1f}"
+    if deviation is None:
+        how = "not a possible number"
+    elif isinstance(deviation, (int, float)) and not isinstance(deviation, bool):
+        how = f"deviation {deviation:.1f}"
+    else:  # not the service's answer: written as it came
+        how = f"deviation {_text(deviation)}"
     return (
         f"{reason.get('field')}={_text(reason.get('value'))} (typical {_text(reason.get('typical'))}, {how})"
     )

@@ -378,6 +378,8 @@ class OcsfAnomalyCommand(StreamingCommand):
         if isinstance(result, dict):
             model = result.get("model")
             reasons = result.get("reasons") or []
+            if not isinstance(reasons, list):  # not the service's answer: one reason, as it came
+                reasons = [reasons]
             values: tuple[Any, ...] = (
                 result.get("score"),
                 result.get("p_value"),
