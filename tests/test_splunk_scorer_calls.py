@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +127,34 @@ def test_a_scorer_that_does_not_answer_times_out(
     assert search.exit_code == 0, search.stderr
     assert {r["anomaly_error"] for r in search.records} == {
         f"not scored: the scorer at {scorer.url} did not answer within 0.5 s (timeout)"
+    }
+
+
+def test_a_scorer_that_closes_the_connection_mid_answer_is_not_called_unreachable(
+    demo_texts: list[str], tmp_path: Path, splunkd_down: str
+) -> None:
+    """A server that sends the head of its answer and part of the body, then closes: the records
+    say what happened (http.client's IncompleteRead was reported as 'unreachable')."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def answer_half() -> None:
+        with server, server.accept()[0] as connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b'{"results": [')
+            connection.shutdown(socket.SHUT_WR)
+            while connection.recv(65536):  # the rest of the request: closing on unread bytes resets
+                pass
+
+    thread = threading.Thread(target=answer_half, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    body = csv_body(splunk_records(demo_texts[:2]))
+    search = _search([f"url={url}", "onerror=tag"], [(body, True)], tmp_path, splunkd_down)
+    thread.join(30)
+
+    assert search.exit_code == 0, search.stderr
+    assert {r["anomaly_error"] for r in search.records} == {
+        f"not scored: the scorer at {url} closed the connection mid-answer (13 of 1000 bytes read)"
     }
 
 

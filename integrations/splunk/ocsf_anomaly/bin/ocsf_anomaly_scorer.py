@@ -228,6 +228,13 @@ class ScorerClient:
                 if reused and attempt == 1:  # the server closed an idle keep-alive connection
                     continue
                 raise ScorerError(f"the scorer at {self.url} closed the connection: {error!r}") from None
+            except http.client.IncompleteRead as error:  # reached: it broke off its answer
+                self.close()
+                read = len(error.partial)
+                of = "" if error.expected is None else f" of {read + error.expected}"  # None: chunked
+                raise ScorerError(
+                    f"the scorer at {self.url} closed the connection mid-answer ({read}{of} bytes read)"
+                ) from None
             except TIMED_OUT:
                 self.close()
                 raise ScorerError(
