@@ -1354,7 +1354,7 @@ def test_demo_from_nothing_trains_registers_and_scores(tmp_path: Path) -> None:
 def test_demo_scores_the_demo_file_with_the_registered_champion(model: Path, tmp_path: Path) -> None:
     """What `make run` does once a demo model is registered, in a fresh working directory: its state
     (demo files, registry) lands in ./data there. The champion is the small test model (training
-    the real demo model takes about a minute)."""
+    the real demo model takes 10-20 s)."""
     from scorer.registry import Registry
     from scorer.settings import DEMO_MODEL
 

@@ -49,7 +49,7 @@ def _demo(args: argparse.Namespace) -> int:
         _say(f"using {champion.uri}, the champion in {registry.uri}")
     else:
         _say(
-            f"training the demo model on {files.train} (about a minute on 2 cores, up to four when other work crowds them) ..."
+            f"training the demo model on {files.train} (10-20 s on 2 cores, longer when other work crowds them) ..."
         )
         set_threads(os.cpu_count() or 1)
         started = time.perf_counter()
