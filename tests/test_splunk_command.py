@@ -228,6 +228,7 @@ def test_added_fields_are_on_every_record_even_when_the_first_is_no_event(
         ("onerror=ignore", "Illegal value: onerror=ignore"),
         ("url=ftp://scorer:8080", "Illegal value: url=ftp://scorer:8080"),
         ("url=http://scorer:99999", "Illegal value: url=http://scorer:99999"),
+        ("url=http://scorer:0", "Illegal value: url=http://scorer:0"),
         # http.client refuses these when it connects (a traceback, or "unreachable"): refused here
         ("url=http://scorer host:8080", "Illegal value: url=http://scorer host:8080"),
         ("url=http://scorer:8080/a\tb", "Illegal value: url=http://scorer:8080/a\tb"),

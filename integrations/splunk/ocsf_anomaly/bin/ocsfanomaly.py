@@ -75,9 +75,11 @@ class ScorerUrl(validators.Validator):
         text = str(value).strip()
         parts = urlsplit(text)
         try:
-            parts.port  # noqa: B018  (raises ValueError for a port that is not a number in range)
+            port = parts.port  # raises ValueError for a port that is not a number in range
         except ValueError:
-            raise ValueError(f"Expected an http(s) URL with a valid port, not {text!r}") from None
+            port = 0
+        if port == 0:  # 0 is in urlsplit's range, but nothing listens there
+            raise ValueError(f"Expected an http(s) URL with a valid port, not {text!r}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"Expected an http:// or https:// URL with a host, not {text!r}")
         if parts.query or parts.fragment or parts.username or parts.password:
