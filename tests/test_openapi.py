@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 from live_scorer import serve_app
 from vector_downstream import Downstream
 
+from scorer.detector import Detector
 from scorer.service.handlers import FLAGS
 from scorer.service.schema import STRICT_VALUES, openapi
 from scorer.settings import Settings
@@ -189,7 +190,10 @@ def test_schemathesis_finds_nothing_the_document_does_not_say(
 def test_the_document_describes_the_service_as_configured(
     document: dict[str, Any], live_settings: Settings
 ) -> None:
-    assert document == json.loads(orjson.dumps(openapi(live_settings)))
+    (alpha,) = [p for p in document["paths"]["/v1/score"]["post"]["parameters"] if p["name"] == "alpha"]
+    calibration = Detector.load(live_settings.model_dir).calibration
+    assert alpha["schema"]["minimum"] == calibration.smallest_alpha  # 1/601: the bundle's 600 events
+    assert document == json.loads(orjson.dumps(openapi(live_settings, calibration.smallest_alpha)))
     schemas = document["components"]["schemas"]
     assert schemas["EventArray"]["maxItems"] == live_settings.max_events
     assert schemas["EventArray"]["items"] == {"$ref": "#/components/schemas/Event"}
@@ -227,7 +231,7 @@ def test_alpha_takes_what_the_document_says(live: str, document: dict[str, Any],
     (parameter,) = [p for p in document["paths"]["/v1/score"]["post"]["parameters"] if p["name"] == "alpha"]
     schema = parameter["schema"]
     status, _, body = _call(live, "POST", f"/v1/score?alpha={value!r}", b"{}")
-    if schema["exclusiveMinimum"] < value < schema["exclusiveMaximum"]:
+    if schema["exclusiveMinimum"] < value < schema["exclusiveMaximum"] and value >= schema["minimum"]:
         assert status == 200, (value, body)
     else:
         assert (status, body["error"]["code"]) == (400, "bad_alpha"), value

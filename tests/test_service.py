@@ -304,9 +304,22 @@ async def test_unknown_path_and_method_keep_the_error_shape(client: Any) -> None
 
 async def test_alpha_overrides_the_false_positive_rate(client: Any, held_out_events: list[Event]) -> None:
     body = orjson.dumps(held_out_events[:40])
-    strict = sum(r["is_anomaly"] for r in (await _post(client, "/v1/score?alpha=0.001", body))[1]["results"])
+    strict = sum(r["is_anomaly"] for r in (await _post(client, "/v1/score?alpha=0.002", body))[1]["results"])
     loose = sum(r["is_anomaly"] for r in (await _post(client, "/v1/score?alpha=0.5", body))[1]["results"])
     assert loose > strict
+
+
+async def test_an_alpha_below_what_the_calibration_can_flag_is_refused(client: Any) -> None:
+    """600 calibration events give no p-value below 1/601: at ?alpha=0.001 every verdict was
+    "normal", an answer indistinguishable from a quiet day."""
+    status, body = await _post(client, "/v1/score?alpha=0.001", b"{}")
+    assert status == 400
+    assert body["error"]["code"] == "bad_alpha"
+    assert body["error"]["message"] == (
+        "alpha 0.001 is below the smallest p-value the serving model's calibration can give (0.00166): "
+        "nothing could be flagged; ask for alpha >= 0.00166"
+    )
+    assert (await _post(client, f"/v1/score?alpha={1 / 601!r}", b"{}"))[0] == 200  # the floor itself can flag
 
 
 # ---------------------------------------------------------------------- enrich

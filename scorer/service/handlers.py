@@ -63,6 +63,14 @@ async def read_body(request: web.Request) -> tuple[bytes, float]:
             raise ApiError(
                 400, "bad_alpha", "alpha is a false-positive rate between 0 and 1, e.g. ?alpha=0.01"
             )
+        floor = request.app[SERVING].smallest_alpha()
+        if alpha < floor:  # every verdict would be "normal": say so rather than answer a quiet day
+            raise ApiError(
+                400,
+                "bad_alpha",
+                f"alpha {alpha:g} is below the smallest p-value the serving model's calibration can give "
+                f"({floor:.3g}): nothing could be flagged; ask for alpha >= {floor:.3g}",
+            )
     encoding = request.headers.get("Content-Encoding", "").strip().lower() or "identity"
     if encoding != "identity" and encoding not in ENCODINGS:
         raise ApiError(
@@ -175,7 +183,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi_document(request: web.Request) -> web.Response:
-    return json_response(openapi(request.app[SETTINGS]))
+    return json_response(openapi(request.app[SETTINGS], request.app[SERVING].smallest_alpha()))
 
 
 async def models(request: web.Request) -> web.Response:

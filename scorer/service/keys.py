@@ -38,6 +38,12 @@ class Serving:
             out["challenger"] = self.challenger.ref
         return out
 
+    def smallest_alpha(self) -> float:
+        """The smallest alpha at which every serving model can flag an event (1 / (n + 1) of its
+        calibration): below it, every verdict would be "normal"."""
+        serving = [self.champion] if self.challenger is None else [self.champion, self.challenger]
+        return max(loaded.detector.calibration.smallest_alpha for loaded in serving)
+
     def versions(self) -> dict[str, str | None]:
         challenger = self.challenger.ref.version if self.challenger is not None else None
         return {"champion": self.champion.ref.version, "challenger": challenger}

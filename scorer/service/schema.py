@@ -394,7 +394,8 @@ def _strict_pattern() -> str:
     return f"^(?:{'|'.join(spelled)})$"
 
 
-def _parameters(settings: Settings) -> list[dict[str, Any]]:
+def _parameters(settings: Settings, smallest_alpha: float | None) -> list[dict[str, Any]]:
+    floor = {} if smallest_alpha is None else {"minimum": smallest_alpha}
     return [
         {
             "name": "alpha",
@@ -402,12 +403,15 @@ def _parameters(settings: Settings) -> list[dict[str, Any]]:
             "schema": {
                 "type": "number",
                 "exclusiveMinimum": 0,
+                **floor,
                 "exclusiveMaximum": 1,
                 "default": settings.alpha,
             },
             "description": (
                 "Target false-positive rate for this request (else the service's setting), a decimal "
-                "number such as 0.01 or 1e-3; 400 bad_alpha outside (0, 1) or written otherwise"
+                "number such as 0.01 or 1e-3; 400 bad_alpha outside (0, 1), below the smallest p-value "
+                "the serving model's calibration can give (1 / (n + 1) for n calibration events: the "
+                "minimum here; nothing could be flagged below it), or written otherwise"
             ),
         },
         {
@@ -471,8 +475,9 @@ def _security(settings: Settings, *, admin: bool) -> dict[str, Any]:
     return {"security": [{"apiToken": []}]} if settings.api_token else {}
 
 
-def openapi(settings: Settings | None = None) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the service as ``settings`` configure it (default: the defaults)."""
+def openapi(settings: Settings | None = None, smallest_alpha: float | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the service as ``settings`` configure it (default: the defaults),
+    with the smallest ``?alpha=`` the serving models can flag at, when known."""
     if settings is None:
         settings = Settings.model_construct()
     field = settings.anomaly_field
@@ -494,7 +499,7 @@ def openapi(settings: Settings | None = None) -> dict[str, Any]:
         },
     }
     scoring = {
-        "parameters": _parameters(settings),
+        "parameters": _parameters(settings, smallest_alpha),
         "requestBody": _request_body(settings),
         **_security(settings, admin=False),
     }
@@ -559,7 +564,7 @@ def openapi(settings: Settings | None = None) -> dict[str, Any]:
                 "post": {
                     "summary": "One document from an OpenSearch ingest pipeline (ml_inference) → its verdict, flat",
                     "operationId": "opensearch",
-                    "parameters": _parameters(settings)[:1],
+                    "parameters": _parameters(settings, smallest_alpha)[:1],
                     "requestBody": {
                         "description": (
                             "What the connector's request_body sends: the OCSF document under event. "
@@ -597,7 +602,7 @@ def openapi(settings: Settings | None = None) -> dict[str, Any]:
                         "http_server source OCSF_ANOMALY_VECTOR_DOWNSTREAM_URL; 200 once it holds them"
                     ),
                     "operationId": "vector",
-                    "parameters": _parameters(settings)[:1],
+                    "parameters": _parameters(settings, smallest_alpha)[:1],
                     "requestBody": {
                         **_request_body(settings),
                         "description": (
