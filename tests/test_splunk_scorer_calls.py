@@ -191,6 +191,27 @@ def test_a_full_service_is_asked_again_and_a_failing_one_stops_the_search(
     assert f"the scorer at {proxy.url} failed: HTTP 500 internal: the index is gone" in error
 
 
+def test_an_alpha_the_model_cannot_flag_at_stops_the_search_in_one_request(
+    demo_texts: list[str], proxy: RecordingProxy, tmp_path: Path, splunkd_down: str
+) -> None:
+    """The service refuses an alpha below its calibration's smallest p-value (400 bad_alpha). Taken
+    for a refused event, it sent every record again alone, each to be refused the same way."""
+    body = csv_body(splunk_records(demo_texts[:10]))
+    search = run_search(
+        [f"url={proxy.url}", "alpha=0.0000001"],
+        [(body, True)],
+        work=tmp_path / "tiny",
+        splunkd_uri=splunkd_down,
+    )
+    assert search.exit_code == 1
+    (error,) = search.errors()
+    assert (
+        f"the scorer at {proxy.url} refused the alpha option (HTTP 400 bad_alpha: alpha 1e-07 is below"
+        in error
+    )
+    assert [e.status for e in proxy.scoring()] == [400]
+
+
 def test_an_answer_with_reasons_of_another_shape_is_written_as_it_came_not_a_traceback(
     demo_texts: list[str], proxy: RecordingProxy, tmp_path: Path, splunkd_down: str
 ) -> None:

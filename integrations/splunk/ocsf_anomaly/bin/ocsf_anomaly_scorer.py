@@ -161,6 +161,10 @@ class ScorerClient:
         status, data = self._post(b"[" + b",".join(bodies) + b"]")
         if status == 200:
             return self._results(data, len(bodies))
+        if status == 400 and _error_code(data) == "bad_alpha":  # the search's alpha, not an event
+            raise ScorerError(
+                f"the scorer at {self.url} refused the alpha option ({_error_message(status, data)})"
+            )
         if status in (400, 413, 422):
             # Something in the batch the service will not take (an event its JSON parser refuses,
             # one too large): score the events one by one, so that only those get the error.
@@ -264,6 +268,15 @@ def _retry_wait(retry_after: str | None) -> float:
     except ValueError:
         seconds = 1.0
     return min(max(seconds, 0.0), MAX_RETRY_WAIT_SECONDS)
+
+
+def _error_code(data: bytes) -> str | None:
+    """The ``code`` of the service's JSON error shape, if the body is one."""
+    try:
+        code = json.loads(data)["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return code if isinstance(code, str) else None
 
 
 def _error_message(status: int, data: bytes) -> str:
