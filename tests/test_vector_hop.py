@@ -59,6 +59,7 @@ def _send(
     content_type: str = "application/json",
     method: str = "POST",
     token: str | None = TOKEN,
+    query: str = "",
 ) -> tuple[int, dict[str, str], Any]:
     """One call as Vector's http sink makes it: status, headers, JSON answer."""
     address = urlsplit(base_url)
@@ -67,7 +68,7 @@ def _send(
     if token:
         headers["Authorization"] = f"Bearer {token}"
     try:
-        connection.request(method, PATH, body=body if method == "POST" else None, headers=headers)
+        connection.request(method, PATH + query, body=body if method == "POST" else None, headers=headers)
         response = connection.getresponse()
         data = response.read()
     finally:
@@ -102,6 +103,17 @@ def test_every_event_arrives_once_enriched_in_order_and_otherwise_as_it_came(
     assert last["traffic"]["bytes"] == 2**70  # beyond 64 bits, exact
     assert all({"score", "p_value", "is_anomaly", "model", "reasons"} <= set(e["anomaly"]) for e in batch)
     assert answer["anomalies"] == sum(e["anomaly"]["is_anomaly"] for e in batch)
+
+
+def test_an_alpha_the_model_cannot_flag_at_is_scored_all_the_same_not_refused(
+    hop: str, downstream: Downstream, held_out_events: list[Event]
+) -> None:
+    """/v1/score refuses such an alpha with a 400; Vector drops a batch answered 400, and a model
+    swapped in may raise the floor under a config that was fine: the hop scores at it instead."""
+    status, _, answer = _send(hop, _array(held_out_events[:5]), query="?alpha=0.0000001")
+    assert status == 200, answer
+    (batch,) = downstream.batches
+    assert [e["anomaly"]["is_anomaly"] for e in batch] == [False] * 5
 
 
 def test_ndjson_and_what_is_no_event_are_passed_on_never_dropped(

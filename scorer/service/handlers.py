@@ -50,8 +50,10 @@ async def _read(request: web.Request) -> tuple[Batch, float]:
     return batch, alpha
 
 
-async def read_body(request: web.Request) -> tuple[bytes, float]:
-    """The body as sent, inflated within the body limit (off the loop), and the request's alpha."""
+async def read_body(request: web.Request, *, floor: bool = True) -> tuple[bytes, float]:
+    """The body as sent, inflated within the body limit (off the loop), and the request's alpha.
+    ``floor``: refuse an alpha below what the serving models can flag at (the Vector hop does not:
+    Vector drops a batch answered 400, and a model swapped in may raise the floor)."""
     settings = request.app[SETTINGS]
     alpha = settings.alpha
     if "alpha" in request.query:
@@ -63,13 +65,13 @@ async def read_body(request: web.Request) -> tuple[bytes, float]:
             raise ApiError(
                 400, "bad_alpha", "alpha is a false-positive rate between 0 and 1, e.g. ?alpha=0.01"
             )
-        floor = request.app[SERVING].smallest_alpha()
-        if alpha < floor:  # every verdict would be "normal": say so rather than answer a quiet day
+        smallest = request.app[SERVING].smallest_alpha()
+        if floor and alpha < smallest:  # every verdict would be "normal": say so, not a quiet day
             raise ApiError(
                 400,
                 "bad_alpha",
                 f"alpha {alpha:g} is below the smallest p-value the serving model's calibration can give "
-                f"({floor:.3g}): nothing could be flagged; ask for alpha >= {floor:.3g}",
+                f"({smallest:.3g}): nothing could be flagged; ask for alpha >= {smallest:.3g}",
             )
     encoding = request.headers.get("Content-Encoding", "").strip().lower() or "identity"
     if encoding != "identity" and encoding not in ENCODINGS:

@@ -117,7 +117,7 @@ async def vector(request: web.Request) -> web.Response:
             "source that takes the enriched events back (Vector keeps the batch and retries)",
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         )
-    body, alpha = await read_body(request)
+    body, alpha = await read_body(request, floor=False)
     content_type = request.headers.get("Content-Type", "")
 
     async def enrich_and_forward() -> dict[str, int]:

@@ -409,9 +409,14 @@ def _parameters(settings: Settings, smallest_alpha: float | None) -> list[dict[s
             },
             "description": (
                 "Target false-positive rate for this request (else the service's setting), a decimal "
-                "number such as 0.01 or 1e-3; 400 bad_alpha outside (0, 1), below the smallest p-value "
-                "the serving model's calibration can give (1 / (n + 1) for n calibration events: the "
-                "minimum here; nothing could be flagged below it), or written otherwise"
+                "number such as 0.01 or 1e-3; 400 bad_alpha outside (0, 1)"
+                + (
+                    ", below the smallest p-value the serving model's calibration can give (1 / (n + 1) "
+                    "for n calibration events: the minimum here; nothing could be flagged below it)"
+                    if smallest_alpha is not None
+                    else ""
+                )
+                + ", or written otherwise"
             ),
         },
         {
@@ -602,7 +607,9 @@ def openapi(settings: Settings | None = None, smallest_alpha: float | None = Non
                         "http_server source OCSF_ANOMALY_VECTOR_DOWNSTREAM_URL; 200 once it holds them"
                     ),
                     "operationId": "vector",
-                    "parameters": _parameters(settings, smallest_alpha)[:1],
+                    "parameters": _parameters(settings, None)[
+                        :1
+                    ],  # scored at any alpha: a 400 would drop the batch
                     "requestBody": {
                         **_request_body(settings),
                         "description": (
