@@ -225,13 +225,16 @@ def test_events_that_carry_no_score_are_refused_and_a_bad_score_is_not_counted(
     assert result.returncode == 0, result.stderr
 
 
-def test_iso_8601_time_is_read_as_the_encoder_reads_it(scored: Path) -> None:
-    """What `score` writes for a Parquet timestamp column: the report read it as no time at all."""
+@pytest.mark.parametrize("written", ["iso", "milliseconds"])
+def test_time_as_text_is_read_as_the_encoder_reads_it(scored: Path, written: str) -> None:
+    """ISO 8601 is what `score` writes for a Parquet timestamp column, and some producers write
+    epoch milliseconds as text: the report read either as no time at all."""
     events = [e for e in map(orjson.loads, scored.read_bytes().splitlines()) if "_raw" not in e]
     as_text = []
     for event in events:
         moment = dt.datetime.fromtimestamp(event["time"] / 1000, tz=dt.UTC)
-        as_text.append({**event, "time": moment.isoformat().replace("+00:00", "Z")})
+        text = moment.isoformat().replace("+00:00", "Z") if written == "iso" else str(event["time"])
+        as_text.append({**event, "time": text})
     by_number = collect(iter((e, lambda x: x) for e in events))
     by_text = collect(iter((e, lambda x: x) for e in as_text))
     assert {d: r.events for d, r in by_text.items()} == {d: r.events for d, r in by_number.items()}
