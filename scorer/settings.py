@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDic
 
 from scorer.errors import UserError, without_credentials
 from scorer.paths import default_registry_uri
+from scorer.threads import most_processes
 
 DEMO_MODEL = "ocsf-anomaly-demo"
 
@@ -167,7 +168,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _workers_the_cores_can_use(self) -> Settings:
-        most = 4 * (os.cpu_count() or 1)  # as `score --workers`: more only adds memory and start-up
+        most = most_processes()
         if self.workers > most:
             raise ValueError(f"workers ({self.workers:,}) on {os.cpu_count()} cores: at most {most}")
         return self

@@ -121,8 +121,9 @@ def _seconds(text: str) -> float:
 
 
 def _workers(text: str) -> int:
-    """Worker processes: more than four a core only adds start-up and memory."""
-    value, most = _positive(text), 4 * (os.cpu_count() or 1)
+    from scorer.threads import most_processes
+
+    value, most = _positive(text), most_processes()
     if value > most:
         raise argparse.ArgumentTypeError(f"{value} workers on {os.cpu_count()} cores: at most {most}")
     return value
@@ -218,8 +219,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as a shell tool does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except (
-        OSError
-    ) as exc:  # a directory where a file was meant, a full disk, no permission: the system's word
+    except OSError as exc:  # a directory where a file was meant, a full disk, no permission
         _say(f"error: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}")
         return 2

@@ -32,17 +32,20 @@ class Serving:
     champion: Loaded
     challenger: Loaded | None = None
 
-    def refs(self) -> dict[str, ModelRef]:
-        out = {"champion": self.champion.ref}
+    def loaded(self) -> dict[str, Loaded]:
+        """The serving models by alias: champion, and challenger when there is one."""
+        out = {"champion": self.champion}
         if self.challenger is not None:
-            out["challenger"] = self.challenger.ref
+            out["challenger"] = self.challenger
         return out
+
+    def refs(self) -> dict[str, ModelRef]:
+        return {alias: loaded.ref for alias, loaded in self.loaded().items()}
 
     def smallest_alpha(self) -> float:
         """The smallest alpha at which every serving model can flag an event (1 / (n + 1) of its
         calibration): below it, every verdict would be "normal"."""
-        serving = [self.champion] if self.challenger is None else [self.champion, self.challenger]
-        return max(loaded.detector.calibration.smallest_alpha for loaded in serving)
+        return max(loaded.detector.calibration.smallest_alpha for loaded in self.loaded().values())
 
     def versions(self) -> dict[str, str | None]:
         challenger = self.challenger.ref.version if self.challenger is not None else None

@@ -121,13 +121,12 @@ async def refresh_models(app: web.Application) -> tuple[dict[str, str | None], d
 
 
 def _announce(app: web.Application) -> None:
-    serving = app[SERVING]
-    refs = serving.refs()
-    app[METRICS].set_models({alias: ref.info() for alias, ref in refs.items()})
-    for alias, ref in refs.items():
+    serving = app[SERVING].loaded()
+    app[METRICS].set_models({alias: loaded.ref.info() for alias, loaded in serving.items()})
+    for alias, loaded in serving.items():
+        ref = loaded.ref
         log.info("serving %s: %s (bundle %s)", alias, ref.source, ref.bundle_version)
-        loaded = serving.champion if alias == "champion" else serving.challenger
-        if loaded is not None and (why := loaded.detector.cannot_flag(app[SETTINGS].alpha)) is not None:
+        if (why := loaded.detector.cannot_flag(app[SETTINGS].alpha)) is not None:
             log.warning("the %s: %s", alias, why)
 
 

@@ -607,9 +607,8 @@ def openapi(settings: Settings | None = None, smallest_alpha: float | None = Non
                         "http_server source OCSF_ANOMALY_VECTOR_DOWNSTREAM_URL; 200 once it holds them"
                     ),
                     "operationId": "vector",
-                    "parameters": _parameters(settings, None)[
-                        :1
-                    ],  # scored at any alpha: a 400 would drop the batch
+                    # scored at any alpha, the floor too: Vector drops a batch answered 400
+                    "parameters": _parameters(settings, None)[:1],
                     "requestBody": {
                         **_request_body(settings),
                         "description": (

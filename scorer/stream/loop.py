@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from scorer.alerts import Alerter
-from scorer.io import dumps
+from scorer.io import TOO_DEEP, dumps
 from scorer.service.models import Loaded, ModelSource
 
 log = logging.getLogger("ocsf_anomaly.stream")
@@ -313,7 +313,7 @@ def score_batch(
             try:
                 body = dumps({**event, field: anomaly})
             except RecursionError:
-                output.dead.append((entry, "the event nests too deeply to be written back as JSON"))
+                output.dead.append((entry, TOO_DEEP))
                 continue
             refused = refuses(entry, body)
             if refused is not None:

@@ -133,9 +133,8 @@ class RedisStreams:
         out: list[Entry] = []
         for _stream, messages in answer or []:
             for entry_id, fields in messages:
-                if (
-                    fields
-                ):  # a pending entry trimmed away since reads back without fields (_read acknowledges it)
+                # a pending entry trimmed away since reads back without fields (_read acknowledges it)
+                if fields:
                     out.append(self._entry(entry_id, fields))
         return out
 
