@@ -140,9 +140,8 @@ def _moment(value: Any) -> dt.datetime | None:
     """OCSF ``time``: epoch milliseconds (as a number or as text), ISO 8601 text as the encoder reads
     it (what `score` writes for a Parquet timestamp), or a timestamp column of a Parquet lake; in UTC."""
     if isinstance(value, str):  # ISO 8601, or epoch milliseconds written as text (the encoder reads both)
-        with contextlib.suppress(ValueError):
-            digits = value.strip().lstrip("-")
-            value = float(value) if digits.isascii() and digits.isdigit() else iso_moment(value)
+        digits = value.strip().lstrip("-")
+        value = float(value) if digits.isascii() and digits.isdigit() else iso_moment(value)
     if isinstance(value, dt.datetime):
         with contextlib.suppress(OverflowError):  # a moment at the edge of year 1 in another zone
             return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
