@@ -16,6 +16,12 @@ cache study (--cache-only runs only that). Never one body repeated. The load gen
     .venv/bin/python bench/bench_service.py [--duration 10] [--target make-run|nsl] [--cache-only]
     .venv/bin/python bench/bench_service.py --soak 600 [--rate 500]   (--rate 0: as fast as it answers)
     .venv/bin/python bench/bench_service.py --url http://127.0.0.1:8080 [--runs 3]
+    .venv/bin/python bench/bench_service.py --lone [--runs 3]
+
+--lone measures what one request costs when requests come one at a time: `make run`'s service in
+one process, distinct demo events sent each right after the last answer (closed loop, one in
+flight); its server CPU a request beside the engine's own share (the stage times the service
+records) and, for the floor, a bare aiohttp app that reads the body, parses it and answers JSON.
 
 --url measures a service that is already running (the container of docker-compose.yml, say, or
 `ocsf-anomaly serve` on this host for the comparison), with the same load generator and demo
@@ -571,6 +577,92 @@ def demo_events() -> list[bytes]:
     return lines
 
 
+STAGES = ("parse", "encode", "embed", "search", "calibrate", "explain")
+
+BARE_APP = """
+import sys, orjson
+from aiohttp import web
+async def score(request):
+    event = orjson.loads(await request.read())
+    return web.Response(body=orjson.dumps({"results": [{"score": 0.0, "uid": event.get("class_uid")}]}),
+                        content_type="application/json")
+app = web.Application()
+app.router.add_post("/v1/score", score)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+def stage_sums(port: int) -> dict[str, float]:
+    """Seconds the service has recorded in each stage so far (its ocsf_anomaly_stage_seconds sums)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        s.labels["stage"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "ocsf_anomaly_stage_seconds_sum"
+    }
+
+
+def lone(runs: int, requests: int = 5000) -> None:
+    """Server CPU a request when requests come one at a time (see the module docstring)."""
+    singles = demo_events()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1/score"
+    service = start_service(None, port, env={"OCSF_ANOMALY_WORKERS": "1"})
+    try:
+        asyncio.run(one_pass(url, singles[:2000], in_flight=1))  # warm up
+        print(f"\nmake run's service, one process, {requests:,} distinct single events a run, one in flight")
+        for run in range(runs):
+            bodies = singles[2000 + run * requests : 2000 + (run + 1) * requests]
+            before = stage_sums(port)
+            with CpuMeter(service) as cpu:
+                failures = asyncio.run(one_pass(url, bodies, in_flight=1))
+            after = stage_sums(port)
+            engine = {
+                stage: (after.get(stage, 0.0) - before.get(stage, 0.0)) / len(bodies) for stage in STAGES
+            }
+            stages = ", ".join(f"{stage} {seconds * 1e6:.0f}" for stage, seconds in engine.items())
+            print(
+                f"  run {run + 1}: {len(bodies) / cpu.wall:,.0f} req/s, server CPU {cpu.server / len(bodies) * 1e6:,.0f} µs "
+                f"a request, of which the stages {sum(engine.values()) * 1e6:,.0f} µs ({stages}); {failures} not 2xx"
+            )
+    finally:
+        service.terminate()
+        service.wait(30)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1/score"
+    bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)])
+    try:
+        deadline = time.time() + 30
+        while asyncio.run(_refused(port)) and time.time() < deadline:
+            time.sleep(0.1)
+        asyncio.run(one_pass(url, singles[:2000], in_flight=1))
+        print("\nthe floor: a bare aiohttp app (read the body, parse it, answer JSON), same requests")
+        for run in range(runs):
+            bodies = singles[2000 + run * requests : 2000 + (run + 1) * requests]
+            with CpuMeter(bare) as cpu:
+                failures = asyncio.run(one_pass(url, bodies, in_flight=1))
+            print(
+                f"  run {run + 1}: {len(bodies) / cpu.wall:,.0f} req/s, server CPU "
+                f"{cpu.server / len(bodies) * 1e6:,.0f} µs a request; {failures} not 2xx"
+            )
+    finally:
+        bare.terminate()
+        bare.wait(30)
+
+
+async def _refused(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return True
+    writer.close()
+    return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -596,12 +688,20 @@ def main() -> None:
         default=500,
         help="requests a second of the soak (default 500); 0: as fast as the service answers, 16 in flight",
     )
+    parser.add_argument(
+        "--lone", action="store_true", help="only what a request costs when requests come one at a time"
+    )
     parser.add_argument("--url", help="only measure the service already running at this base URL")
-    parser.add_argument("--runs", type=int, default=3, help="runs of each measurement with --url (default 3)")
+    parser.add_argument(
+        "--runs", type=int, default=3, help="runs of each measurement with --url or --lone (default 3)"
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}")
     if args.url:
         against(args.url, args.runs, args.duration)
+        return
+    if args.lone:
+        lone(args.runs)
         return
     if args.soak:
         soak(args.soak, args.rate)
