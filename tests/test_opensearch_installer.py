@@ -351,3 +351,25 @@ def test_a_scorer_url_without_a_usable_port_or_host_is_refused(url: str) -> None
     """A port out of range was written into the connector as given."""
     with pytest.raises(ValueError, match=r"the scorer's URL must be http\(s\)://host\[:port\]"):
         Options(scorer_url=url)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://", "", "http://127.0.0.1:99999", "http://[::1", "ftp://127.0.0.1:9200", "localhost:9200"]
+)
+def test_an_unusable_cluster_or_dashboards_url_is_one_line_before_any_write(
+    fake: FakeOpenSearch, url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ "http://" and "" ended in opensearch-py's TypeError (a traceback), a port out of range in
+    "Port out of range 0-65535"; a bad --dashboards-url was found after the cluster was installed."""
+    status = main(["opensearch", "install", "--opensearch-url", url, "--scorer-url", "http://10.0.0.5:8080"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert (
+        err
+        == f"error: --opensearch-url must be http(s)://host[:port], e.g. https://localhost:9200, not {url!r}\n"
+    )
+    for action in ("install", "uninstall"):
+        status = main(["opensearch", action, "--opensearch-url", fake.url, "--dashboards-url", url])
+        assert status == 2
+        assert capsys.readouterr().err.startswith("error: --dashboards-url must be http(s)://host[:port]")
+    assert fake.calls == []

@@ -40,6 +40,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 from scorer.errors import UserError
 from scorer.opensearch import dashboards, definitions
@@ -89,6 +90,7 @@ def install(
     """Apply steps 0–4 (and import the dashboards with ``dashboards_url``), saying one line per step;
     the ids of the connector, the model group and the model."""
     cluster = _Cluster(opensearch_url, auth, verify_tls, ca_certs, timeout)
+    board = _board(dashboards_url, auth, verify_tls, ca_certs, timeout)  # its URL checked before any write
     component = cluster.component_template(options)
     recorded = _recorded(component)
     meta = _settings(cluster, options, recorded, say)
@@ -115,10 +117,8 @@ def install(
     _put_if_changed(
         cluster, "index template", template_path, stored_template, definitions.index_template(options), say
     )
-    if dashboards_url is not None:
-        _Dashboards(dashboards_url, auth, verify_tls, ca_certs, timeout).install(
-            dashboards.ndjson(options), say
-        )
+    if board is not None:
+        board.install(dashboards.ndjson(options), say)
     return {"connector_id": connector_id, "model_group_id": group_id, "model_id": model_id}
 
 
@@ -138,6 +138,7 @@ def uninstall(
     Indices keep their documents and settings: one created through the index template keeps
     ``index.default_pipeline``, and indexing into it fails until that setting is removed."""
     cluster = _Cluster(opensearch_url, auth, verify_tls, ca_certs, timeout)
+    board = _board(dashboards_url, auth, verify_tls, ca_certs, timeout)
     recorded = _recorded(cluster.component_template(options))
     cluster.delete("index template", f"/_index_template/{options.template}", say)
     cluster.delete("component template", f"/_component_template/{options.component_template}", say)
@@ -167,10 +168,8 @@ def uninstall(
     if not connectors:
         say("connector: absent")
     _undo_settings(cluster, recorded, say)
-    if dashboards_url is not None:
-        _Dashboards(dashboards_url, auth, verify_tls, ca_certs, timeout).uninstall(
-            dashboards.ndjson(options), say
-        )
+    if board is not None:
+        board.uninstall(dashboards.ndjson(options), say)
 
 
 class _Cluster:
@@ -182,7 +181,7 @@ class _Cluster:
         from opensearchpy import OpenSearch
         from opensearchpy.exceptions import ImproperlyConfigured
 
-        self.url = url
+        self.url = _checked_url(url, "--opensearch-url", "https://localhost:9200")
         self.timeout = timeout
         try:
             self.client: OpenSearch = OpenSearch(
@@ -260,6 +259,25 @@ class _Cluster:
         else:
             message = f"{call} failed ({status}): {reason}"
         return _Refused(message, status, reason)
+
+
+def _checked_url(url: str, option: str, example: str) -> str:
+    """``url`` if it is http(s)://host[:port][/path]; else the InstallError that says so (opensearch-py
+    and urllib answer one without a host, or with a port out of range, with a traceback or a riddle)."""
+    try:
+        parts = urlsplit(url)  # raises for a broken IPv6 address, .port for one out of range or not a number
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:
+        usable = False
+    if not usable:
+        raise InstallError(f"{option} must be http(s)://host[:port], e.g. {example}, not {url!r}")
+    return url
+
+
+def _board(
+    url: str | None, auth: tuple[str, str] | None, verify_tls: bool, ca_certs: str | None, timeout: float
+) -> _Dashboards | None:
+    return None if url is None else _Dashboards(url, auth, verify_tls, ca_certs, timeout)
 
 
 # ---- step 0: cluster settings ------------------------------------------------------------------
@@ -649,7 +667,7 @@ class _Dashboards:
     def __init__(
         self, url: str, auth: tuple[str, str] | None, verify_tls: bool, ca_certs: str | None, timeout: float
     ) -> None:
-        self.url = url.rstrip("/")
+        self.url = _checked_url(url, "--dashboards-url", "http://localhost:5601").rstrip("/")
         self.timeout = timeout
         self.headers = {"osd-xsrf": "true"}
         if auth is not None:
