@@ -23,7 +23,9 @@ it, as read from their source (ML Commons' REST actions and transport actions, 2
 - ``regex_safety`` adds what ML Commons 3.7 checks when the trusted list is set (no nested
   quantifiers, no backreferences, at most 256 characters);
 - ``credentials`` makes every call without them a 401 (the security plugin's plain
-  ``Unauthorized``), ``forbid`` one call a 403 ``security_exception``; Dashboards wants ``osd-xsrf``.
+  ``Unauthorized``), ``forbid`` one call a 403 ``security_exception``; Dashboards wants ``osd-xsrf``;
+- ``answer_with`` makes one call answer what a server that is not this API answers (a proxy's
+  login page, JSON of another shape), without doing anything.
 
 It runs in a thread with its own event loop on a free loopback port; one server answers both the
 cluster's and Dashboards' paths (they do not overlap).
@@ -117,6 +119,7 @@ class FakeOpenSearch:
         default_factory=dict
     )  # connector id → its credential, decrypted
     forbidden: dict[tuple[str, str], str] = field(default_factory=dict)  # (method, path) → the action named
+    odd: dict[tuple[str, str], tuple[int, str, str]] = field(default_factory=dict)  # → status, type, body
     _deploying: dict[str, int] = field(default_factory=dict)  # model id → reads left before DEPLOYED
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -158,6 +161,12 @@ class FakeOpenSearch:
     def forbid(self, method: str, path: str, action: str) -> None:
         """Answer ``method path`` with 403, as the security plugin does for a user without ``action``."""
         self.forbidden[(method, path)] = action
+
+    def answer_with(
+        self, method: str, path: str, body: str, content_type: str = "application/json", status: int = 200
+    ) -> None:
+        """Answer ``method path`` with ``body`` (and nothing done), as a server that is not OpenSearch would."""
+        self.odd[(method, path)] = (status, content_type, body)
 
     def writes(self) -> list[Call]:
         return [call for call in self.calls if call.writes]
@@ -206,6 +215,9 @@ class FakeOpenSearch:
                 f"no permissions for [{action}] and User [name={(self.credentials or ('anonymous',))[0]}]"
             )
             return _error(403, "security_exception", reason)
+        if (request.method, request.path) in self.odd:
+            status, content_type, text = self.odd[(request.method, request.path)]
+            return web.Response(status=status, text=text, content_type=content_type)
         is_dashboards = request.path.startswith("/api/")
         if is_dashboards and request.method != "GET" and request.headers.get("osd-xsrf") is None:
             message = "Request must contain a osd-xsrf header."

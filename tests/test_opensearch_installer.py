@@ -373,3 +373,53 @@ def test_an_unusable_cluster_or_dashboards_url_is_one_line_before_any_write(
         assert status == 2
         assert capsys.readouterr().err.startswith("error: --dashboards-url must be http(s)://host[:port]")
     assert fake.calls == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "content_type", "said"),
+    [
+        (
+            "GET",
+            "/_cluster/settings",
+            "<html><body>Sign in</body></html>",
+            "text/html",
+            "a body that is not JSON",
+        ),
+        ("GET", "/_cluster/settings", "<html>", "application/json", "a body that is not JSON"),
+        (
+            "GET",
+            f"/_component_template/{OPTIONS.component_template}",
+            "[]",
+            "application/json",
+            "not a JSON object",
+        ),
+        ("POST", "/_plugins/_ml/connectors/_search", "{}", "application/json", "no hits in {}"),
+        ("POST", "/_plugins/_ml/connectors/_search", '{"hits": {}}', "application/json", "not search hits"),
+        ("POST", "/_plugins/_ml/connectors/_create", '"created"', "application/json", "not a JSON object"),
+        ("POST", "/_plugins/_ml/model_groups/_register", "{}", "application/json", "no model_group_id"),
+        ("POST", "/_plugins/_ml/models/_register", '{"status": "CREATED"}', "application/json", "no task_id"),
+    ],
+)
+def test_an_answer_that_is_not_the_apis_is_one_line_that_says_what_to_check(
+    fake: FakeOpenSearch,
+    capsys: pytest.CaptureFixture[str],
+    method: str,
+    path: str,
+    body: str,
+    content_type: str,
+    said: str,
+) -> None:
+    """A 200 that was not JSON (a proxy's login page) ended in opensearch-py's SerializationError, and
+    JSON of another shape in an AttributeError or a KeyError: tracebacks, for install and uninstall."""
+    fake.answer_with(method, path, body, content_type)
+    argv = ["--opensearch-url", fake.url, "--auth", ":".join(AUTH)]
+    assert main(["opensearch", "install", *argv]) == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith(f"error: OpenSearch at {fake.url} answered {method} {path} with "), error
+    assert said in error
+    assert error.endswith(
+        "check that --opensearch-url is the REST API of an OpenSearch 2.14+ cluster with ML Commons "
+        "(not Dashboards, nor a proxy's page)"
+    )
+    status = main(["opensearch", "uninstall", *argv])  # it makes only some of these calls
+    assert status == 0 or "answered" in capsys.readouterr().err.splitlines()[-1]

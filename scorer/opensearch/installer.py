@@ -204,16 +204,31 @@ class _Cluster:
         params: Mapping[str, str] | None = None,
         *,
         missing: bool = False,
+        need: str | None = None,
     ) -> Any:
-        """The answer's JSON; None for a 404 when ``missing`` allows it."""
-        from opensearchpy.exceptions import NotFoundError, TransportError
+        """The answer's JSON object, which must hold ``need``; None for a 404 when ``missing`` allows it."""
+        from opensearchpy.exceptions import NotFoundError, SerializationError, TransportError
 
         try:
-            return self.client.transport.perform_request(method, path, params=params, body=body)
+            answer = self.client.transport.perform_request(method, path, params=params, body=body)
+        except SerializationError as exc:  # a 2xx that is not JSON: a login page, Dashboards
+            raise self.strange(f"{method} {path}", f"a body that is not JSON ({_excerpt(exc)})") from None
         except TransportError as exc:
             if missing and isinstance(exc, NotFoundError):
                 return None
             raise self._error(f"{method} {path}", exc) from None
+        if not isinstance(answer, dict):
+            raise self.strange(f"{method} {path}", f"{_excerpt(answer)}, not a JSON object")
+        if need is not None and need not in answer:
+            raise self.strange(f"{method} {path}", f"no {need} in {_excerpt(answer)}")
+        return answer
+
+    def strange(self, call: str, what: str) -> InstallError:
+        """What a server that is not the cluster the installer speaks to answered."""
+        return InstallError(
+            f"OpenSearch at {self.url} answered {call} with {what}: check that --opensearch-url is the REST "
+            "API of an OpenSearch 2.14+ cluster with ML Commons (not Dashboards, nor a proxy's page)"
+        )
 
     def delete(self, title: str, path: str, say: Say) -> None:
         say(f"{title}: {'deleted' if self.call('DELETE', path, missing=True) is not None else 'absent'}")
@@ -394,9 +409,10 @@ def _connector(cluster: _Cluster, options: Options, say: Say) -> str:
     found = _find_one(cluster, "connectors", _filter({"name.keyword": body["name"]}))
     if found is None:
         body["parameters"] = {**body["parameters"], FINGERPRINT_PARAMETER: _fingerprint(token)}
-        connector_id = str(
-            _connector_call(cluster, "POST", "/_plugins/_ml/connectors/_create", body)["connector_id"]
+        answer = _connector_call(
+            cluster, "POST", "/_plugins/_ml/connectors/_create", body, need="connector_id"
         )
+        connector_id = str(answer["connector_id"])
         say(f"connector: created {connector_id}")
         return connector_id
     connector_id = str(found["_id"])
@@ -436,10 +452,12 @@ def _normalized_connector(stored: Mapping[str, Any]) -> dict[str, Any]:
     return {**stored, "actions": actions}
 
 
-def _connector_call(cluster: _Cluster, method: str, path: str, body: dict[str, Any]) -> Any:
+def _connector_call(
+    cluster: _Cluster, method: str, path: str, body: dict[str, Any], need: str | None = None
+) -> Any:
     """A connector write, ML Commons' refusal of an untrusted URL said in terms of the setting."""
     try:
-        return cluster.call(method, path, body)
+        return cluster.call(method, path, body, need=need)
     except _Refused as exc:
         if exc.status == 400 and "trusted connector endpoint" in exc.reason:
             url = body["actions"][0]["url"]
@@ -482,7 +500,8 @@ def _model_group(cluster: _Cluster, options: Options, say: Say) -> str:
     body = definitions.model_group(options)
     found = _find_one(cluster, "model_groups", _filter({"name.keyword": body["name"]}))
     if found is None:
-        group_id = str(cluster.call("POST", "/_plugins/_ml/model_groups/_register", body)["model_group_id"])
+        answer = cluster.call("POST", "/_plugins/_ml/model_groups/_register", body, need="model_group_id")
+        group_id = str(answer["model_group_id"])
         say(f"model group: created {group_id}")
         return group_id
     group_id = str(found["_id"])
@@ -500,8 +519,14 @@ def _model(cluster: _Cluster, options: Options, connector_id: str, group_id: str
     body = definitions.model(options, connector_id, group_id)
     found = _find_one(cluster, "models", _filter({"name.keyword": body["name"], "model_group_id": group_id}))
     if found is None:
-        answer = cluster.call("POST", "/_plugins/_ml/models/_register", body, params={"deploy": "true"})
-        model_id = str(_await_task(cluster, answer["task_id"], "register the model")["model_id"])
+        path = "/_plugins/_ml/models/_register"
+        answer = cluster.call("POST", path, body, params={"deploy": "true"}, need="task_id")
+        task = _await_task(cluster, answer["task_id"], "register the model")
+        if "model_id" not in task:
+            raise cluster.strange(
+                f"GET /_plugins/_ml/tasks/{answer['task_id']}", f"no model_id in {_excerpt(task)}"
+            )
+        model_id = str(task["model_id"])
         _await_deployed(cluster, model_id)
         say(f"model: created and deployed {model_id}")
         return model_id
@@ -528,7 +553,7 @@ def _filter(terms: Mapping[str, str], *more: Mapping[str, Any]) -> dict[str, Any
 
 
 def _deploy(cluster: _Cluster, model_id: str) -> None:
-    answer = cluster.call("POST", f"/_plugins/_ml/models/{model_id}/_deploy")
+    answer = cluster.call("POST", f"/_plugins/_ml/models/{model_id}/_deploy", need="task_id")
     _await_task(cluster, answer["task_id"], f"deploy model {model_id}")
 
 
@@ -578,13 +603,15 @@ def _poll(check: Callable[[], _T | None], timeout_message: str) -> _T:
 
 def _search(cluster: _Cluster, kind: str, query: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The hits of an ML Commons search (oldest first), e.g. kind "connectors"."""
-    answer = cluster.call(
-        "POST",
-        f"/_plugins/_ml/{kind}/_search",
-        {"query": query, "size": 100, "sort": [{"created_time": {"order": "asc"}}]},
-    )
-    hits: list[dict[str, Any]] = answer["hits"]["hits"]
-    return hits
+    path = f"/_plugins/_ml/{kind}/_search"
+    body = {"query": query, "size": 100, "sort": [{"created_time": {"order": "asc"}}]}
+    hits = cluster.call("POST", path, body, need="hits")["hits"]
+    found = hits.get("hits") if isinstance(hits, dict) else None
+    if not isinstance(found, list) or not all(
+        isinstance(hit, dict) and "_id" in hit and isinstance(hit.get("_source"), dict) for hit in found
+    ):
+        raise cluster.strange(f"POST {path}", f"hits that are not search hits ({_excerpt(hits)})")
+    return found
 
 
 def _find_one(cluster: _Cluster, kind: str, query: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -649,6 +676,11 @@ def _reason(info: Any, error: Any) -> str:
             reason = detail
     text = str(reason or error)
     return " ".join(text.split())[:500]
+
+
+def _excerpt(value: Any) -> str:
+    """A value quoted in a message: on one line, at most 200 characters."""
+    return " ".join(str(value).split())[:200]
 
 
 def _cause(info: Any) -> str:
