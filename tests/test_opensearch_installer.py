@@ -423,3 +423,37 @@ def test_an_answer_that_is_not_the_apis_is_one_line_that_says_what_to_check(
     )
     status = main(["opensearch", "uninstall", *argv])  # it makes only some of these calls
     assert status == 0 or "answered" in capsys.readouterr().err.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "content_type"),
+    [
+        ("POST", "/api/saved_objects/_bulk_get", "<html><title>Log in</title></html>", "text/html"),
+        ("POST", "/api/saved_objects/_bulk_get", '{"saved_objects": []}', "application/json"),
+        ("POST", "/api/saved_objects/_import", "[]", "application/json"),
+    ],
+)
+def test_a_dashboards_answer_that_is_not_its_api_is_one_line(
+    fake: FakeOpenSearch, method: str, path: str, body: str, content_type: str
+) -> None:
+    """Dashboards behind a login (its redirect followed to an HTML page) ended in 'Expecting value:
+    line 1 column 1 (char 0)', a list of the wrong length in zip()'s ValueError."""
+    fake.answer_with(method, path, body, content_type)
+    with pytest.raises(InstallError) as caught:
+        run(fake, dashboards_url=fake.url)
+    assert str(caught.value).startswith(f"OpenSearch Dashboards at {fake.url} answered {method} {path}")
+    assert str(caught.value).endswith(
+        "check that --dashboards-url is OpenSearch Dashboards (e.g. http://localhost:5601) and that --auth "
+        "may use its API"
+    )
+    assert "\n" not in str(caught.value)
+
+
+def test_a_dashboards_delete_answered_by_a_login_page_is_one_line(fake: FakeOpenSearch) -> None:
+    (first, *_) = installer._saved_objects(dashboards.ndjson(OPTIONS))
+    path = f"/api/saved_objects/{first['type']}/{first['id']}"
+    fake.answer_with("DELETE", path, "<html>Log in</html>", "text/html")
+    with pytest.raises(
+        InstallError, match=f"answered DELETE {path} with <html>Log in</html>, not a JSON object"
+    ):
+        remove(fake, dashboards_url=fake.url)

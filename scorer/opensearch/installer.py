@@ -713,16 +713,17 @@ class _Dashboards:
     def install(self, ndjson: bytes, say: Say) -> None:
         """Import the saved objects (overwriting), unless each is already there as the file has it."""
         objects = _saved_objects(ndjson)
-        stored = self.call(
-            "POST",
-            "/api/saved_objects/_bulk_get",
-            _json([{"type": o["type"], "id": o["id"]} for o in objects]),
-        )
+        path = "/api/saved_objects/_bulk_get"
+        stored = self.call("POST", path, _json([{"type": o["type"], "id": o["id"]} for o in objects]))
+        have_all = stored.get("saved_objects")
+        if not isinstance(have_all, list) or len(have_all) != len(objects):
+            raise self.strange(f"POST {path}", f"not one saved object a request ({_excerpt(stored)})")
         if all(
-            "error" not in have
+            isinstance(have, dict)
+            and "error" not in have
             and have.get("attributes") == want.get("attributes")
             and have.get("references", []) == want.get("references", [])
-            for have, want in zip(stored["saved_objects"], objects, strict=True)
+            for have, want in zip(have_all, objects, strict=True)
         ):
             say(f"dashboards: unchanged ({len(objects)} saved objects)")
             return
@@ -764,7 +765,7 @@ class _Dashboards:
         request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)  # noqa: S310 - the user's URL
         try:
             with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as answer:  # noqa: S310
-                return json.loads(answer.read() or b"{}")
+                text = answer.read() or b"{}"
         except urllib.error.HTTPError as exc:
             if exc.code == 404 and missing:
                 return None
@@ -780,6 +781,22 @@ class _Dashboards:
             raise InstallError(
                 f"cannot reach OpenSearch Dashboards at {self.url} ({reason}): check --dashboards-url"
             ) from None
+        try:
+            value = json.loads(text)
+        except ValueError:  # a login page (a redirect followed), another server
+            value = None
+        if not isinstance(value, dict):
+            raise self.strange(
+                f"{method} {path}", f"{_excerpt(text.decode(errors='replace'))}, not a JSON object"
+            )
+        return value
+
+    def strange(self, call: str, what: str) -> InstallError:
+        """What a server that is not Dashboards' API answered."""
+        return InstallError(
+            f"OpenSearch Dashboards at {self.url} answered {call} with {what}: check that --dashboards-url "
+            "is OpenSearch Dashboards (e.g. http://localhost:5601) and that --auth may use its API"
+        )
 
 
 def _json(value: Any) -> tuple[bytes, str]:
