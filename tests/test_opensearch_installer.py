@@ -58,6 +58,7 @@ def test_install_sends_the_definitions_bodies(fake: FakeOpenSearch) -> None:
     connector_id, group_id, model_id = ids["connector_id"], ids["model_group_id"], ids["model_id"]
     writes = fake.writes()
     assert [str(call) for call in writes] == [
+        f"PUT /_component_template/{OPTIONS.component_template}",  # the record of the settings change first
         "PUT /_cluster/settings",
         "POST /_plugins/_ml/connectors/_create",
         "POST /_plugins/_ml/model_groups/_register",
@@ -66,7 +67,7 @@ def test_install_sends_the_definitions_bodies(fake: FakeOpenSearch) -> None:
         f"PUT /_component_template/{OPTIONS.component_template}",
         f"PUT /_index_template/{OPTIONS.template}",
     ]
-    settings, connector, group, model, pipeline, component, template = (call.body for call in writes)
+    record, settings, connector, group, model, pipeline, component, template = (call.body for call in writes)
     regex = definitions.trusted_regex(OPTIONS)
     assert settings == {
         "persistent": {TRUSTED_SETTING: [*DEFAULTS[TRUSTED_SETTING], regex], PRIVATE_IP_SETTING: True}
@@ -76,12 +77,13 @@ def test_install_sends_the_definitions_bodies(fake: FakeOpenSearch) -> None:
     assert TOKEN not in json.dumps(fingerprint)
     assert group == definitions.model_group(OPTIONS)
     assert model == definitions.model(OPTIONS, connector_id, group_id)
-    assert writes[3].query == {"deploy": "true"}
+    assert writes[4].query == {"deploy": "true"}
     assert pipeline == definitions.pipeline(OPTIONS, model_id)
     meta = component["_meta"][definitions.META_KEY]
     assert component == definitions.component_template(OPTIONS, meta)
     assert meta["trusted_regex"] == regex
     assert meta["private_ip_enabled_before"] is None
+    assert record == component
     assert template == definitions.index_template(OPTIONS)
     assert not any(call.path.startswith("/_template") for call in fake.calls)  # composable templates only
     # the cluster's view: the token only in the (encrypted) credential, the model deployed
@@ -140,6 +142,7 @@ def test_a_new_scorer_url_updates_the_connector_the_model_and_the_trusted_regex(
     again, lines = run(fake, moved)
     assert again == ids
     assert writes_since(fake, mark) == [
+        f"PUT /_component_template/{OPTIONS.component_template}",  # the record, before the change
         "PUT /_cluster/settings",
         f"POST /_plugins/_ml/models/{ids['model_id']}/_undeploy",
         f"PUT /_plugins/_ml/connectors/{ids['connector_id']}",
@@ -457,3 +460,23 @@ def test_a_dashboards_delete_answered_by_a_login_page_is_one_line(fake: FakeOpen
         InstallError, match=f"answered DELETE {path} with <html>Log in</html>, not a JSON object"
     ):
         remove(fake, dashboards_url=fake.url)
+
+
+@pytest.mark.parametrize("then_install", [False, True], ids=["uninstall", "install-then-uninstall"])
+def test_an_install_stopped_after_the_settings_can_still_be_undone(
+    fake: FakeOpenSearch, then_install: bool
+) -> None:
+    """The record of what the install changed in the cluster settings was written last (the component
+    template's _meta): an install stopped by a later step left the trusted regex and private_ip_enabled
+    changed with no record, so uninstall left them, and the next install took them for the site's own."""
+    before = fake.state()
+    fake.forbid("POST", "/_plugins/_ml/connectors/_create", "cluster:admin/opensearch/ml/create_connector")
+    with pytest.raises(InstallError, match="forbidden"):
+        run(fake)
+    assert fake.persistent[PRIVATE_IP_SETTING] == "true"  # the settings step was done
+    fake.forbidden.clear()  # the privilege granted
+    if then_install:
+        run(fake)
+    lines = remove(fake)
+    assert lines[-1].startswith("cluster settings: restored")
+    assert fake.state() == before

@@ -92,8 +92,7 @@ def install(
     cluster = _Cluster(opensearch_url, auth, verify_tls, ca_certs, timeout)
     board = _board(dashboards_url, auth, verify_tls, ca_certs, timeout)  # its URL checked before any write
     component = cluster.component_template(options)
-    recorded = _recorded(component)
-    meta = _settings(cluster, options, recorded, say)
+    meta = _settings(cluster, options, component, say)
     connector_id = _connector(cluster, options, say)
     group_id = _model_group(cluster, options, say)
     model_id = _model(cluster, options, connector_id, group_id, say)
@@ -304,9 +303,16 @@ def _recorded(component: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(meta) if isinstance(meta, dict) else {}
 
 
-def _settings(cluster: _Cluster, options: Options, recorded: Mapping[str, Any], say: Say) -> dict[str, Any]:
+def _settings(
+    cluster: _Cluster, options: Options, component: Mapping[str, Any] | None, say: Say
+) -> dict[str, Any]:
     """Add the scorer's trusted regex to the list (dropping the one an earlier install added for
-    another URL) and enable private addresses when definitions asks for it; the ``_meta`` record."""
+    another URL) and enable private addresses when definitions asks for it; the ``_meta`` record.
+
+    The record is written to the component template before the settings change (the whole template
+    when there is none yet: no index template uses it before step 4b), so that an install stopped
+    by a later step leaves uninstall, and the next install, what it changed."""
+    recorded = _recorded(component)
     current = cluster.call(
         "GET", "/_cluster/settings", params={"include_defaults": "true", "flat_settings": "true"}
     )
@@ -347,6 +353,9 @@ def _settings(cluster: _Cluster, options: Options, recorded: Mapping[str, Any], 
     if not changes:
         say("cluster settings: unchanged")
         return meta
+    if meta != recorded:
+        body = {**(component or definitions.component_template(options)), "_meta": {META_KEY: meta}}
+        cluster.call("PUT", f"/_component_template/{options.component_template}", body)
     cluster.call("PUT", "/_cluster/settings", {"persistent": changes})
     say(f"cluster settings: updated ({_describe(trusted, wanted[TRUSTED_SETTING], changes)})")
     return meta
