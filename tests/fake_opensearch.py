@@ -695,6 +695,16 @@ class FakeOpenSearch:
         self, request: web.Request, match: re.Match[str], body: Any
     ) -> web.StreamResponse:
         name = match.group(1)
+        refused = [  # MetadataIndexTemplateService.validate, in part
+            f"index_pattern [{pattern}] must not contain a {what}"
+            for pattern in body.get("index_patterns", [])
+            for what in ("space", "','", "'#'", "':'")
+            if {"space": " "}.get(what, what.strip("'")) in pattern
+        ]
+        if refused:
+            errors = "".join(f"{n}: {error};" for n, error in enumerate(refused, 1))
+            reason = f"index_template [{name}] invalid, cause [Validation Failed: {errors}]"
+            raise HttpError(400, "invalid_index_template_exception", reason)
         missing = [c for c in body.get("composed_of", []) if c not in self.component_templates]
         if missing:
             cause = f"index template [{name}] specifies component templates {missing} that do not exist"

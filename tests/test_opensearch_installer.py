@@ -480,3 +480,19 @@ def test_an_install_stopped_after_the_settings_can_still_be_undone(
     lines = remove(fake)
     assert lines[-1].startswith("cluster settings: restored")
     assert fake.state() == before
+
+
+@pytest.mark.parametrize(
+    "pattern", ["ocsf logs-*", "ocsf-a,ocsf-b", "remote:ocsf-*", "ocsf#1", "", "OCSF-*", "_ocsf"]
+)
+def test_an_index_pattern_opensearch_refuses_is_refused_before_any_write(
+    fake: FakeOpenSearch, pattern: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The index template is the install's last write: a pattern OpenSearch refuses there stopped the
+    install with the settings, connector, model, pipeline and component template written; an
+    upper-case one (no index name has one) was installed and scored nothing."""
+    argv = ["--opensearch-url", fake.url, "--auth", ":".join(AUTH), "--index-pattern", pattern]
+    assert main(["opensearch", "install", *argv]) == 2
+    assert capsys.readouterr().err.startswith(f"error: index pattern {pattern!r}: ")
+    assert fake.calls == []
+    assert main(["opensearch", "render", "--index-pattern", pattern]) == 2

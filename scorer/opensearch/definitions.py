@@ -34,6 +34,9 @@ TRUSTED_SETTING = "plugins.ml_commons.trusted_connector_endpoints_regex"
 PRIVATE_IP_SETTING = "plugins.ml_commons.connector.private_ip_enabled"
 # What the installer leaves in the component template's _meta, to know on uninstall what it set.
 META_KEY = "ocsf_anomaly"
+# Characters an index template's pattern may not hold (OpenSearch's MetadataIndexTemplateService):
+# refused there, they would stop an install at its last step, with everything else written.
+INDEX_PATTERN_REFUSED = ' ,#:\\/?"<>|'
 
 # The reply's field → the document's field (under anomaly.), and how the index maps it.
 OUTPUTS: dict[str, dict[str, Any]] = {
@@ -90,6 +93,15 @@ class Options:
                 raise ValueError(f"{what} {value!r}: lower-case letters, digits, '-', '_' and '.'")
         if not self.index_patterns:
             raise ValueError("at least one index pattern")
+        for pattern in self.index_patterns:  # what OpenSearch refuses in an index template, and more
+            if not pattern or pattern != pattern.lower() or pattern.startswith(("_", "-", "+")):
+                raise ValueError(
+                    f"index pattern {pattern!r}: index names are lower-case and do not start with '_', '-' or '+'"
+                )
+            if refused := sorted(set(INDEX_PATTERN_REFUSED) & set(pattern)):
+                raise ValueError(
+                    f"index pattern {pattern!r}: OpenSearch refuses {' '.join(map(repr, refused))} in one"
+                )
         if self.alpha is not None and not 0 < self.alpha < 1:
             raise ValueError("alpha is a false-positive rate between 0 and 1, e.g. 0.01")
 
