@@ -496,3 +496,15 @@ def test_an_index_pattern_opensearch_refuses_is_refused_before_any_write(
     assert capsys.readouterr().err.startswith(f"error: index pattern {pattern!r}: ")
     assert fake.calls == []
     assert main(["opensearch", "render", "--index-pattern", pattern]) == 2
+
+
+@pytest.mark.parametrize("password", ["pässwörd", "密码-Adm1n"])
+def test_a_password_beyond_ascii_reaches_the_cluster_as_utf_8(password: str) -> None:
+    """opensearch-py encodes basic authentication as Latin-1, the security plugin decodes UTF-8: a
+    password with an "ä" was refused as wrong (401), one with a "密" ended in a UnicodeEncodeError."""
+    credentials = ("admin", password)
+    with FakeOpenSearch(credentials=credentials) as fake:
+        install(fake.url, OPTIONS, auth=credentials, dashboards_url=fake.url, say=lambda _: None)
+        assert fake.saved_objects
+        uninstall(fake.url, OPTIONS, auth=credentials, dashboards_url=fake.url, say=lambda _: None)
+        assert not fake.connectors

@@ -185,7 +185,9 @@ class _Cluster:
         try:
             self.client: OpenSearch = OpenSearch(
                 hosts=[url],
-                http_auth=auth,
+                # UTF-8, as the security plugin decodes it (opensearch-py's http_auth encodes Latin-1:
+                # an "ä" in a password was refused as the wrong one, a "密" failed to encode)
+                headers=None if auth is None else {"Authorization": _basic(auth)},
                 verify_certs=verify_tls,
                 ssl_show_warn=verify_tls,
                 ca_certs=ca_certs,
@@ -286,6 +288,11 @@ def _checked_url(url: str, option: str, example: str) -> str:
     if not usable:
         raise InstallError(f"{option} must be http(s)://host[:port], e.g. {example}, not {url!r}")
     return url
+
+
+def _basic(auth: tuple[str, str]) -> str:
+    """HTTP basic authentication, its user and password in UTF-8."""
+    return "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
 
 
 def _board(
@@ -712,8 +719,7 @@ class _Dashboards:
         self.timeout = timeout
         self.headers = {"osd-xsrf": "true"}
         if auth is not None:
-            credentials = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-            self.headers["Authorization"] = f"Basic {credentials}"
+            self.headers["Authorization"] = _basic(auth)
         self.context = ssl.create_default_context(cafile=ca_certs)
         if not verify_tls:
             self.context.check_hostname = False
