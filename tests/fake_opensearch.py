@@ -104,6 +104,8 @@ class FakeOpenSearch:
     regex_safety: bool = False
     pending_polls: int = 0  # reads of a task (or a deploying model) before it completes
     deploy_failure: str | None = None  # every deployment fails with this error
+    # settings this cluster lacks: PRIVATE_IP before ML Commons 2.15, both without ML Commons
+    unknown_settings: tuple[str, ...] = ()
     calls: list[Call] = field(default_factory=list)
     persistent: dict[str, Any] = field(default_factory=dict)
     transient: dict[str, Any] = field(default_factory=dict)
@@ -291,7 +293,9 @@ class FakeOpenSearch:
         answer = {"persistent": shape(self.persistent), "transient": shape(self.transient)}
         if request.query.get("include_defaults") == "true":
             unset = {
-                k: v for k, v in DEFAULTS.items() if k not in self.persistent and k not in self.transient
+                k: v
+                for k, v in DEFAULTS.items()
+                if k not in self.persistent and k not in self.transient and k not in self.unknown_settings
             }
             answer["defaults"] = shape(unset)
         return web.json_response(answer)
@@ -302,7 +306,7 @@ class FakeOpenSearch:
         changes: dict[str, dict[str, Any]] = {}
         for scope in ("persistent", "transient"):
             for name, value in _flat(body.get(scope) or {}).items():
-                if name not in DEFAULTS:
+                if name not in DEFAULTS or name in self.unknown_settings:
                     raise HttpError(
                         400, "illegal_argument_exception", f"{scope} setting [{name}], not recognized"
                     )

@@ -508,3 +508,25 @@ def test_a_password_beyond_ascii_reaches_the_cluster_as_utf_8(password: str) -> 
         assert fake.saved_objects
         uninstall(fake.url, OPTIONS, auth=credentials, dashboards_url=fake.url, say=lambda _: None)
         assert not fake.connectors
+
+
+@pytest.mark.parametrize(
+    ("unknown", "said"),
+    [
+        ((PRIVATE_IP_SETTING,), "calls only from OpenSearch 2.15 on"),  # ML Commons 2.14
+        ((PRIVATE_IP_SETTING, TRUSTED_SETTING), "the ML Commons plugin is not installed"),
+    ],
+    ids=["2.14", "no-ml-commons"],
+)
+def test_a_cluster_without_the_settings_is_told_before_any_write(
+    unknown: tuple[str, ...], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The settings write came first and failed with the cluster's 'persistent setting [...], not
+    recognized', which said nothing of what to do (and now would leave the settings record behind)."""
+    with FakeOpenSearch(unknown_settings=unknown) as fake:
+        assert main(["opensearch", "install", "--opensearch-url", fake.url]) == 2
+        assert said in capsys.readouterr().err
+        assert fake.writes() == []
+        if unknown == (PRIVATE_IP_SETTING,):  # a public scorer needs no private_ip_enabled
+            argv = ["--opensearch-url", fake.url, "--scorer-url", "https://scorer.example.com"]
+            assert main(["opensearch", "install", *argv]) == 0

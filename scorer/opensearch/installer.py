@@ -332,6 +332,20 @@ def _settings(
                 f"the cluster has a transient {setting}, which would hide the persistent value install "
                 f'sets: remove it (PUT _cluster/settings {{"transient": {{"{setting}": null}}}}) and run again'
             )
+    known = {**defaults, **persistent}  # a setting the cluster does not have is in neither
+    if TRUSTED_SETTING not in known:
+        raise InstallError(
+            f"the cluster has no {TRUSTED_SETTING}: the ML Commons plugin is not installed; the integration "
+            "needs OpenSearch 2.14 or later with it"
+        )
+    if PRIVATE_IP_SETTING in definitions.cluster_settings(options, [])["persistent"] and (
+        PRIVATE_IP_SETTING not in known
+    ):
+        raise InstallError(
+            f"the scorer's URL {options.scorer_url} has a private or loopback address, which ML Commons "
+            f"calls only from OpenSearch 2.15 on (the cluster has no {PRIVATE_IP_SETTING}): upgrade the "
+            "cluster, or give a --scorer-url with a public address (--no-private-ip if its name is public)"
+        )
     meta: dict[str, Any] = {"description": _DESCRIPTION}
     trusted = list(persistent.get(TRUSTED_SETTING, defaults.get(TRUSTED_SETTING, [])))
     if TRUSTED_SETTING not in persistent:
