@@ -498,6 +498,19 @@ def test_an_index_pattern_opensearch_refuses_is_refused_before_any_write(
     assert main(["opensearch", "render", "--index-pattern", pattern]) == 2
 
 
+@pytest.mark.parametrize("option", ["--read-timeout", "--retries"])
+def test_a_number_ml_commons_cannot_read_is_refused_before_any_write(
+    fake: FakeOpenSearch, option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ML Commons reads the connector's client_config as 32-bit integers: a larger value passed the
+    command line and was refused by the cluster at the connector step, after the settings step."""
+    argv = ["--opensearch-url", fake.url, "--auth", ":".join(AUTH), option, str(2**31)]
+    assert main(["opensearch", "install", *argv]) == 2
+    assert "ML Commons takes 0 to 2,147,483,647" in capsys.readouterr().err
+    assert fake.calls == []
+    assert main(["opensearch", "render", option, str(2**31 - 1)]) == 0  # the largest it reads
+
+
 @pytest.mark.parametrize("password", ["pässwörd", "密码-Adm1n"])
 def test_a_password_beyond_ascii_reaches_the_cluster_as_utf_8(password: str) -> None:
     """opensearch-py encodes basic authentication as Latin-1, the security plugin decodes UTF-8: a

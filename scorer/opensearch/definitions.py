@@ -37,6 +37,9 @@ META_KEY = "ocsf_anomaly"
 # Characters an index template's pattern may not hold (OpenSearch's MetadataIndexTemplateService):
 # refused there, they would stop an install at its last step, with everything else written.
 INDEX_PATTERN_REFUSED = ' ,#:\\/?"<>|'
+# ML Commons reads a connector's client_config as Java ints (ConnectorClientConfig.parse): a larger
+# number is refused by the cluster at the connector step, after the settings step has written.
+JAVA_INT_MAX = 2**31 - 1
 
 # The reply's field → the document's field (under anomaly.), and how the index maps it.
 OUTPUTS: dict[str, dict[str, Any]] = {
@@ -104,6 +107,16 @@ class Options:
                 )
         if self.alpha is not None and not 0 < self.alpha < 1:
             raise ValueError("alpha is a false-positive rate between 0 and 1, e.g. 0.01")
+        for what, number in (
+            ("connection timeout", self.connection_timeout),
+            ("read timeout", self.read_timeout),
+            ("retries", self.max_retry_times),
+            ("prediction tasks", self.max_prediction_tasks),
+        ):
+            if not 0 <= number <= JAVA_INT_MAX:
+                raise ValueError(
+                    f"{what} {number}: ML Commons takes 0 to {JAVA_INT_MAX:,} (a 32-bit integer)"
+                )
 
     @property
     def base_url(self) -> str:
