@@ -31,7 +31,8 @@ Why this shape: scoring must never wait for, nor fail because of, a receiver. He
 - One background task sends the queue in batches. While the receiver is unreachable, times out or
   answers 5xx or 429, the batch stays at the head of the queue and is retried with exponential
   backoff (capped); new alerts queue behind it up to the bound. Any other answer that is not 2xx
-  (a 4xx: the receiver will never take them) drops the batch, logged and counted.
+  (a 4xx: the receiver will never take them; a redirect, which is not followed) drops the batch,
+  logged and counted.
 - An entity alerts at most once per ``dedupe_seconds``: a noisy host is one alert, not thousands.
   The entities remembered are bounded (the oldest forgotten first, so at worst an entity alerts
   again early). An alert dropped because the queue was full does not count as the entity's alert.
@@ -61,6 +62,7 @@ import aiohttp
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from scorer.errors import without_credentials
 from scorer.explain import reason_text
 from scorer.features.encoder import compile_getter
 
@@ -402,8 +404,11 @@ class Alerter:
             alerts if self.config.kind == "alertmanager" else {"version": "1", "alerts": alerts}
         )
         try:
-            async with self._session.post(self._endpoint, data=body) as response:
+            # a redirect is not followed: after a 301, 302 or 303 the POST would become a GET, which
+            # Alertmanager (or a login page) answers 200 without taking anything
+            async with self._session.post(self._endpoint, data=body, allow_redirects=False) as response:
                 status = response.status
+                location = response.headers.get("Location", "")
                 answer = await response.read()  # read whole, so the connection is reused
         except (aiohttp.ClientError, TimeoutError) as exc:
             return self._failed(type(exc).__name__)
@@ -414,6 +419,14 @@ class Alerter:
             return Outcome.SENT
         if status == 429 or status >= 500:
             return self._failed(f"HTTP {status}")
+        if 300 <= status < 400:
+            log.warning(
+                "the alert receiver redirects (HTTP %d) to %s: %d alerts dropped; set the alert URL to where it points",
+                status,
+                without_credentials(location) or "nowhere",
+                len(batch),
+            )
+            return Outcome.REJECTED
         log.warning("the alert receiver refused %d alerts (HTTP %d): dropped", len(batch), status)
         log.debug("its answer: %r", answer[:1000])
         return Outcome.REJECTED

@@ -316,6 +316,29 @@ async def test_a_refused_batch_is_dropped_and_counted(webhook: Any, make_alerter
     assert alerter.counters.send_failures == 0  # never retried
 
 
+@needs_alertmanager
+async def test_a_redirect_is_not_followed_nor_taken_for_delivery(
+    running: Alertmanager, make_alerter: MakeAlerter, aiohttp_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A receiver that moved (or an http:// URL that a proxy sends to https://) answers 302: a client
+    that follows it turns the POST into a GET, which Alertmanager answers 200 with the alerts it
+    holds. The batch is dropped and logged, with where the receiver points, not counted as sent."""
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPFound(running.url + request.path_qs)
+
+    app = web.Application()
+    app.router.add_route("*", "/{path:.*}", moved)
+    server = await aiohttp_server(app)
+    alerter = await make_alerter(str(server.make_url("/")))
+    alerter.offer(*scored("10.0.0.1", 0.0005))
+    await until(lambda: alerter.counters.sent + alerter.counters.dropped_rejected == 1, "the answer")
+    assert (alerter.counters.sent, alerter.counters.dropped_rejected) == (0, 1)
+    assert running.alerts() == []
+    assert "redirects (HTTP 302)" in caplog.text
+    assert running.url + "/api/v2/alerts" in caplog.text
+
+
 async def test_5xx_and_429_are_retried(webhook: Any, make_alerter: MakeAlerter) -> None:
     receiver, url = await webhook(503, 429, 500)
     alerter = await make_alerter(url, kind="webhook")
