@@ -184,6 +184,25 @@ def test_a_downstream_failure_is_503_nothing_held_and_the_retry_arrives_once(
         assert [_without_anomaly(e) for e in downstream.events] == held_out_events[:10]
 
 
+def test_a_downstream_that_redirects_is_503_not_taken_for_delivery(
+    hop: str, downstream: Downstream, held_out_events: list[Event]
+) -> None:
+    """An auth proxy in front of the http_server source answers 302 to its sign-in page: a client
+    that follows it turns the POST into a GET, which the page answers 200. The batch is not held
+    downstream, so Vector must not hear 200 (it would drop the batch): 503, saying where it points."""
+    downstream.redirect = "/sign-in"
+    status, headers, answer = _send(hop, _array(held_out_events[:3]))
+    assert status == 503, answer
+    assert "Retry-After" in headers
+    assert "HTTP 302" in answer["error"]["message"]
+    assert "/sign-in" in answer["error"]["message"]
+    assert (downstream.batches, downstream.pages) == ([], 0)
+
+    downstream.redirect = None  # the proxy fixed: Vector sends the batch again
+    assert _send(hop, _array(held_out_events[:3]))[0] == 200
+    assert [_without_anomaly(e) for e in downstream.events] == held_out_events[:3]
+
+
 def test_a_downstream_failure_never_shows_the_password_of_its_url(
     bundle_dir: Path, downstream: Downstream, held_out_events: list[Event]
 ) -> None:

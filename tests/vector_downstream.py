@@ -3,7 +3,8 @@ hop (no Vector binary can run here). Like that source with ``decoding.codec: jso
 acknowledgements on, it takes a JSON array of events and answers 200 once it holds them (here:
 once it has parsed and recorded them), or, as told, fails (``status``), keeps each batch
 unanswered until the test lets it go (``hold`` … ``release``: a sink that is slow, or that never
-answers) or is not there at all (``stop``)."""
+answers), redirects it to a sign-in page that answers a GET 200 (``redirect``: an auth proxy in
+front of it) or is not there at all (``stop``)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ class Downstream:
         self.refused = 0  # batches answered with a failure
         self.status = 200
         self.held = 0  # batches that arrived while holding (taken or not when released)
+        self.redirect: str | None = None  # set: every batch answered 302 to it (an auth proxy's sign-in)
+        self.pages = 0  # GETs of the sign-in page, answered 200 (HTML)
         self._holding = False
         self._held: list[asyncio.Future[bool]] = []  # each held batch's fate: taken, or refused unread
         self._loop = asyncio.new_event_loop()
@@ -40,6 +43,8 @@ class Downstream:
 
     async def _take(self, request: web.Request) -> web.Response:
         body = await request.read()
+        if self.redirect is not None:
+            raise web.HTTPFound(self.redirect)
         if self._holding:
             self.held += 1
             fate = self._loop.create_future()
@@ -56,9 +61,14 @@ class Downstream:
         self.batches.append(batch)
         return web.Response(status=200)
 
+    async def _sign_in(self, request: web.Request) -> web.Response:
+        self.pages += 1
+        return web.Response(text="<html><body>Sign in</body></html>", content_type="text/html")
+
     async def _start(self, port: int) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/enriched", self._take)
+        app.router.add_get("/sign-in", self._sign_in)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)

@@ -120,13 +120,21 @@ class VectorHop:
         )
 
     async def forward(self, body: bytes) -> None:
-        """POST the enriched batch (a JSON array); DownstreamError unless the answer is 2xx."""
+        """POST the enriched batch (a JSON array); DownstreamError unless the answer is 2xx. A
+        redirect is not followed: after a 301, 302 or 303 the POST would become a GET, which a
+        sign-in page answers 200 while nothing holds the batch."""
         assert self.url is not None
         try:
             async with self._session.post(
-                self.url, data=body, headers={"Content-Type": "application/json"}
+                self.url, data=body, headers={"Content-Type": "application/json"}, allow_redirects=False
             ) as response:
                 answer = await response.read()
+                if 300 <= response.status < 400:
+                    raise DownstreamError(
+                        f"it answered HTTP {response.status}, a redirect to "
+                        f"{response.headers.get('Location') or 'nowhere'}, which is not followed: set "
+                        "OCSF_ANOMALY_VECTOR_DOWNSTREAM_URL to where it points"
+                    )
                 if not 200 <= response.status < 300:
                     text = answer[:200].decode("utf-8", "replace").strip()
                     raise DownstreamError(
