@@ -65,6 +65,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from scorer.errors import without_credentials
 from scorer.explain import reason_text
 from scorer.features.encoder import compile_getter
+from scorer.settings import MAX_RESOLVE_SECONDS
 
 if TYPE_CHECKING:
     from scorer.settings import Settings
@@ -96,8 +97,8 @@ class AlertConfig:
     dedupe_entities: int = 100_000
     """Most entities remembered for the de-duplication."""
     resolve_seconds: float = 1800.0
-    """``endsAt`` is this long after delivery. Keep it at least ``dedupe_seconds``: an entity that
-    stays anomalous then refreshes its alert before it resolves, instead of flapping."""
+    """``endsAt`` is this long after delivery (at most a year). Keep it at least ``dedupe_seconds``: an
+    entity that stays anomalous then refreshes its alert before it resolves, instead of flapping."""
     queue_size: int = 10_000
     """Most alerts waiting to be sent; beyond it new alerts are dropped and counted."""
     batch_size: int = 200
@@ -126,11 +127,16 @@ class AlertConfig:
             raise ValueError("queue_size, batch_size and dedupe_entities must be at least 1")
         if not 0 < self.retry_initial_seconds <= self.retry_max_seconds:
             raise ValueError("retry pauses must satisfy 0 < retry_initial_seconds <= retry_max_seconds")
-        if (
-            min(self.dedupe_seconds, self.close_grace_seconds) < 0
-            or min(self.resolve_seconds, self.timeout_seconds) <= 0
-        ):
-            raise ValueError("durations must be positive (dedupe and close grace may be 0)")
+        if not (
+            self.dedupe_seconds >= 0
+            and self.close_grace_seconds >= 0
+            and self.timeout_seconds > 0
+            and 0 < self.resolve_seconds <= MAX_RESOLVE_SECONDS
+        ):  # written so that NaN fails each comparison
+            raise ValueError(
+                "durations must be positive (dedupe and close grace may be 0), and resolve_seconds at "
+                f"most a year ({MAX_RESOLVE_SECONDS:,})"
+            )
 
 
 @dataclass

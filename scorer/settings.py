@@ -23,6 +23,7 @@ from scorer.threads import most_processes
 DEMO_MODEL = "ocsf-anomaly-demo"
 
 MiB = 1024 * 1024
+MAX_RESOLVE_SECONDS = 365 * 86_400  # an alert's endsAt at most a year out: a date ends at the year 9999
 PRINTABLE_ASCII = r"^[!-~]*$"  # what a bearer token may hold: no spaces, nothing a client cannot send
 
 
@@ -130,8 +131,8 @@ class Settings(BaseSettings):
     output for hunting, only the rarest page someone."""
     alerts_dedupe_seconds: float = Field(600.0, ge=0)
     """An entity (`entity_key`) alerts at most once in this window; 0: every qualifying event alerts."""
-    alerts_resolve_seconds: float = Field(1800.0, gt=0)
-    """An alert resolves this long after it was sent unless its entity alerts again."""
+    alerts_resolve_seconds: float = Field(1800.0, gt=0, le=MAX_RESOLVE_SECONDS)
+    """An alert resolves this long after it was sent unless its entity alerts again (at most a year)."""
     alerts_queue_size: int = Field(10_000, ge=1)
     """Most alerts waiting while the receiver is down or slow; beyond it they are dropped and counted."""
     alerts_token: str | None = Field(None, pattern=PRINTABLE_ASCII)

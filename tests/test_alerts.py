@@ -375,11 +375,33 @@ def test_severity_from_the_p_value() -> None:
 
 @pytest.mark.parametrize(
     "changes",
-    [{"kind": "slack"}, {"url": "ftp://host"}, {"p_value": 0}, {"queue_size": 0}, {"retry_max_seconds": 0.1}],
+    [
+        {"kind": "slack"},
+        {"url": "ftp://host"},
+        {"p_value": 0},
+        {"queue_size": 0},
+        {"retry_max_seconds": 0.1},
+        {"resolve_seconds": 1e12},  # an endsAt past the year 9999
+        {"resolve_seconds": float("inf")},
+        {"resolve_seconds": float("nan")},
+        {"timeout_seconds": float("nan")},
+        {"dedupe_seconds": float("nan")},
+        {"close_grace_seconds": float("nan")},
+    ],
 )
 def test_unusable_configs_are_refused(changes: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         AlertConfig(**{"url": "http://127.0.0.1:9093", **changes})
+
+
+@pytest.mark.parametrize("seconds", ["inf", "1e12", "4e7"])
+def test_a_resolve_time_no_alert_can_carry_is_refused_at_start(seconds: str, tmp_path: Path) -> None:
+    """endsAt is a date: a resolve time past the year 9999 killed the sender at its first alert, and
+    no alert was sent after it. At most a year is taken."""
+    with pytest.raises(ValueError, match="alerts_resolve_seconds"):
+        Settings(model_dir=tmp_path, alerts_url="http://127.0.0.1:9093", alerts_resolve_seconds=seconds)
+    year = 365 * 86_400
+    assert Settings(model_dir=tmp_path, alerts_resolve_seconds=year).alerts_resolve_seconds == year
 
 
 # ---------------------------------------------------------------- the service sends them
