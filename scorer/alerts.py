@@ -121,6 +121,11 @@ class AlertConfig:
             raise ValueError(f"alert receiver kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
         if not self.url.startswith(("http://", "https://")):
             raise ValueError("the alert receiver URL must be http:// or https://")
+        if self.bearer_token is not None and without_credentials(self.url) != self.url:
+            raise ValueError(
+                "the alert receiver URL carries a user and password and a bearer token is set too: a "
+                "request has one Authorization header; keep one of them"
+            )
         if not 0 < self.p_value < 1:
             raise ValueError(f"the alert p-value must be in (0, 1), not {self.p_value}")
         if min(self.queue_size, self.batch_size, self.dedupe_entities) < 1:

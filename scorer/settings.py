@@ -190,6 +190,16 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _alerts_authorized_once(self) -> Settings:
+        url = self.alerts_url
+        if url is not None and self.alerts_token is not None and without_credentials(url) != url:
+            raise ValueError(
+                "alerts_url carries a user and password and alerts_token is set too: a request has one "
+                "Authorization header; keep one of them"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _challenger_needs_a_champion_dir(self) -> Settings:
         if self.challenger_model_dir is not None and self.model_dir is None:
             raise ValueError(

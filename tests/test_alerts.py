@@ -394,6 +394,26 @@ def test_unusable_configs_are_refused(changes: dict[str, Any]) -> None:
         AlertConfig(**{"url": "http://127.0.0.1:9093", **changes})
 
 
+def test_a_url_with_a_password_and_a_token_is_refused_at_start(tmp_path: Path) -> None:
+    """Both make an Authorization header, and the client refuses to send two: the sender died at the
+    first alert (ValueError) and none was sent after it. Refused at start, the password unsaid."""
+    url = "http://alerts:s3cr3t@127.0.0.1:9093"
+    with pytest.raises(ValueError, match="alerts_token") as refused:
+        Settings(model_dir=tmp_path, alerts_url=url, alerts_token="t0ken")
+    assert "s3cr3t" not in str(refused.value)
+    with pytest.raises(ValueError, match="bearer token") as refused:
+        AlertConfig(url=url, bearer_token="t0ken")
+    assert "s3cr3t" not in str(refused.value)
+
+
+async def test_a_url_with_a_password_logs_in_with_it(webhook: Any, make_alerter: MakeAlerter) -> None:
+    receiver, url = await webhook()
+    alerter = await make_alerter(url.replace("http://", "http://alerts:s3cr3t@", 1), kind="webhook")
+    alerter.offer(*scored("10.0.0.1", 0.0005))
+    await until(lambda: alerter.counters.sent == 1, "the alert sent")
+    assert receiver.headers[0]["Authorization"] == "Basic YWxlcnRzOnMzY3IzdA=="  # alerts:s3cr3t
+
+
 @pytest.mark.parametrize("seconds", ["inf", "1e12", "4e7"])
 def test_a_resolve_time_no_alert_can_carry_is_refused_at_start(seconds: str, tmp_path: Path) -> None:
     """endsAt is a date: a resolve time past the year 9999 killed the sender at its first alert, and
