@@ -9,7 +9,7 @@ hunting, only the rarest page someone. An alert goes either to Alertmanager
 
 - labels (what Alertmanager groups, routes and identifies an alert by): ``alertname`` OCSFAnomaly,
   ``severity``, ``class_uid`` and ``entity`` (the value at the entity key, e.g. the source IP);
-  a label whose value the event lacks is left out;
+  a label whose value the event lacks is left out, one longer than 200 characters is cut short;
 - annotations: ``summary``, ``score``, ``p_value``, ``reasons`` (one per line,
   ``field=value (typical T, deviation D)``), ``event_uid`` (metadata.uid), ``model_name`` and
   ``model_version``;
@@ -78,6 +78,7 @@ KINDS: tuple[Kind, ...] = ("alertmanager", "webhook")
 CRITICAL_FACTOR = 10.0  # p-value at most alert p-value / 10: critical
 WARNING_FACTOR = 3.0  # at most alert p-value / 3: warning; else info
 EXPIRED_PER_OFFER = 2  # expired entities forgotten per offer: more than it adds, in constant time
+MAX_TEXT = 200  # characters of an event's value in a label or annotation (then "…"), as in reasons
 P_TOLERANCE = 1e-12  # the anomaly's p-value is rounded: equal to a level within float error is at it
 
 
@@ -459,11 +460,14 @@ def _log_failure(task: asyncio.Task[None]) -> None:
 
 
 def _label_value(value: Any) -> str | None:
-    """A scalar of the event as label or annotation text; None when absent, empty or not a scalar."""
+    """A scalar of the event as label or annotation text; None when absent, empty or not a scalar.
+    Cut short past MAX_TEXT characters, as an explanation shows a value: an alert held the event's
+    text whole, so its bounds in alerts and entities were no bound in memory."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float | str):
-        return str(value) or None
+        text = str(value)
+        return (text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "…") or None
     return None
 
 

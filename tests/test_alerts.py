@@ -350,6 +350,28 @@ async def test_5xx_and_429_are_retried(webhook: Any, make_alerter: MakeAlerter) 
     assert len({b["alerts"][0]["startsAt"] for b in receiver.bodies}) == 1  # the same alert each time
 
 
+async def test_a_huge_value_of_the_event_is_cut_short_in_the_alert(
+    webhook: Any, make_alerter: MakeAlerter
+) -> None:
+    """An entity, class or uid of a megabyte (a hostile or broken producer): each alert held it
+    whole, twice with the summary, so the queue's bound (10,000 alerts) and the entities remembered
+    (100,000) let memory grow by gigabytes, and a batch holding it was past a receiver's body limit.
+    They are cut short as an explanation's values are."""
+    receiver, url = await webhook()
+    alerter = await make_alerter(url, kind="webhook")
+    event, anomaly = scored("x" * 1_000_000, 0.0005, uid="u" * 1_000_000)
+    event["class_uid"] = "9" * 1_000_000
+    alerter.offer(event, anomaly)
+    await until(lambda: alerter.counters.sent + alerter.counters.dropped_rejected == 1, "the answer")
+    assert alerter.counters.sent == 1  # whole, it was past the receiver's body limit (1 MiB): 413
+    [alert] = receiver.bodies[0]["alerts"]
+    assert len(json.dumps(alert)) < 5_000
+    assert alert["labels"]["entity"] == "x" * 200 + "…"
+    assert alert["labels"]["class_uid"] == "9" * 200 + "…"
+    assert alert["annotations"]["event_uid"] == "u" * 200 + "…"
+    assert "x" * 200 + "…" in alert["annotations"]["summary"]
+
+
 def test_an_offer_never_raises() -> None:
     alerter = Alerter(AlertConfig(url="http://127.0.0.1:9"))
     event = {"src_endpoint": {"ip": "10.0.0.1"}}
