@@ -13,8 +13,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from yarl import URL
 
 from scorer.errors import UserError, without_credentials
 from scorer.paths import default_registry_uri
@@ -147,6 +148,17 @@ class Settings(BaseSettings):
     admin_token: str | None = Field(None, pattern=PRINTABLE_ASCII)
     """Bearer token required on admin calls (printable ASCII); unset: admin calls only on a loopback
     address, and with the API token when one is set."""
+
+    @field_validator("alerts_url", "vector_downstream_url")
+    @classmethod
+    def _a_url_a_request_can_go_to(cls, url: str | None) -> str | None:
+        """A port out of range or a broken address passes the pattern, and then fails every request."""
+        if url is not None:
+            try:
+                URL(url)
+            except ValueError as exc:
+                raise ValueError(f"not a URL a request can go to ({without_credentials(str(exc))})") from None
+        return url
 
     @model_validator(mode="after")
     def _a_full_request_can_be_admitted(self) -> Settings:

@@ -27,7 +27,7 @@ from vector_downstream import Downstream
 from scorer.alerts import ALERTNAME, AlertConfig, Alerter, severity
 from scorer.detector import ScoreResult
 from scorer.explain import Reason
-from scorer.settings import Settings
+from scorer.settings import Settings, SettingsError
 
 needs_alertmanager = pytest.mark.skipif(not available(), reason=SKIP_REASON)
 MODEL = {"name": "ocsf-anomaly-demo", "version": "3", "variant": "champion"}
@@ -434,6 +434,19 @@ async def test_a_url_with_a_password_logs_in_with_it(webhook: Any, make_alerter:
     alerter.offer(*scored("10.0.0.1", 0.0005))
     await until(lambda: alerter.counters.sent == 1, "the alert sent")
     assert receiver.headers[0]["Authorization"] == "Basic YWxlcnRzOnMzY3IzdA=="  # alerts:s3cr3t
+
+
+@pytest.mark.parametrize("name", ["alerts_url", "vector_downstream_url"])
+@pytest.mark.parametrize(
+    "url",
+    ["http://am:s3cr3t@127.0.0.1:99999", "http://am:s3cr3t@127.0.0.1:9093:9093", "http://am:s3cr3t@[::1"],
+)
+def test_a_url_no_request_can_go_to_is_refused_at_start(name: str, url: str, tmp_path: Path) -> None:
+    """A port out of range, two ports, a broken address: accepted, then every request failed before
+    it left (the alerts queued and dropped behind one warning, every Vector batch 503 forever)."""
+    with pytest.raises(SettingsError, match=f"{name}: .*not a URL a request can go to") as refused:
+        Settings.load(None, model_dir=tmp_path, **{name: url})
+    assert "s3cr3t" not in str(refused.value)
 
 
 @pytest.mark.parametrize("seconds", ["inf", "1e12", "4e7"])
