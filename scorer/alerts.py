@@ -32,7 +32,8 @@ Why this shape: scoring must never wait for, nor fail because of, a receiver. He
   answers 5xx or 429, the batch stays at the head of the queue and is retried with exponential
   backoff (capped); new alerts queue behind it up to the bound. Any other answer that is not 2xx
   (a 4xx: the receiver will never take them; a redirect, which is not followed) drops the batch,
-  logged and counted.
+  logged and counted; but a 413 for more than one alert halves the batches from then on, and
+  sends the alerts again in them.
 - An entity alerts at most once per ``dedupe_seconds``: a noisy host is one alert, not thousands.
   The entities remembered are bounded (the oldest forgotten first, so at worst an entity alerts
   again early). An alert dropped because the queue was full does not count as the entity's alert.
@@ -222,6 +223,7 @@ class Outcome(enum.Enum):
     SENT = enum.auto()
     REJECTED = enum.auto()
     RETRY = enum.auto()
+    TOO_LARGE = enum.auto()  # 413 for more than one alert: sent again in smaller batches
 
 
 class Alerter:
@@ -243,6 +245,7 @@ class Alerter:
         self._stopping = asyncio.Event()  # set on close: ends a backoff pause at once
         self._closing = False
         self._failing = False  # the last request failed (logged once per outage)
+        self._batch_size = config.batch_size  # halved each time the receiver answers a batch 413
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -393,8 +396,16 @@ class Alerter:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            batch = list(itertools.islice(self._queue, self.config.batch_size))
+            batch = list(itertools.islice(self._queue, self._batch_size))
             outcome = await self._post(batch)
+            if outcome is Outcome.TOO_LARGE:
+                self._batch_size = len(batch) // 2
+                log.warning(
+                    "the alert receiver refused %d alerts as too large (HTTP 413): sending at most %d a request",
+                    len(batch),
+                    self._batch_size,
+                )
+                continue
             if outcome is Outcome.RETRY:
                 if self._closing:
                     return
@@ -431,6 +442,8 @@ class Alerter:
             return Outcome.SENT
         if status == 429 or status >= 500:
             return self._failed(f"HTTP {status}")
+        if status == 413 and len(batch) > 1:
+            return Outcome.TOO_LARGE
         if 300 <= status < 400:
             log.warning(
                 "the alert receiver redirects (HTTP %d) to %s: %d alerts dropped; set the alert URL to where it points",

@@ -273,9 +273,9 @@ class Receiver:
 
 @pytest.fixture
 def webhook(aiohttp_server: Any) -> Callable[..., Awaitable[tuple[Receiver, str]]]:
-    async def serve(*statuses: int) -> tuple[Receiver, str]:
+    async def serve(*statuses: int, max_body: int = 1024**2) -> tuple[Receiver, str]:
         receiver = Receiver(*statuses)
-        app = web.Application()
+        app = web.Application(client_max_size=max_body)  # a larger body is answered 413
         app.router.add_post("/hooks/alerts", receiver.handle)
         server = await aiohttp_server(app)
         return receiver, str(server.make_url("/hooks/alerts"))
@@ -337,6 +337,21 @@ async def test_a_redirect_is_not_followed_nor_taken_for_delivery(
     assert running.alerts() == []
     assert "redirects (HTTP 302)" in caplog.text
     assert running.url + "/api/v2/alerts" in caplog.text
+
+
+async def test_a_batch_past_the_receivers_body_limit_is_sent_in_smaller_ones(
+    webhook: Any, make_alerter: MakeAlerter
+) -> None:
+    """A receiver with a small body limit answers a full batch 413: the whole batch was dropped,
+    though every alert in it fits. The batch is halved until the receiver takes it."""
+    receiver, url = await webhook(max_body=16 * 1024)
+    alerter = await make_alerter(url, kind="webhook")
+    for i in range(100):
+        alerter.offer(*scored(f"10.3.0.{i}", 0.0005))
+    await until(lambda: alerter.counters.sent + alerter.counters.dropped_rejected == 100, "the answers")
+    assert (alerter.counters.sent, alerter.counters.dropped_rejected) == (100, 0)
+    entities = [a["labels"]["entity"] for body in receiver.bodies for a in body["alerts"]]
+    assert entities == [f"10.3.0.{i}" for i in range(100)]  # in order, each once
 
 
 async def test_5xx_and_429_are_retried(webhook: Any, make_alerter: MakeAlerter) -> None:
