@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
@@ -25,6 +27,7 @@ DEMO_MODEL = "ocsf-anomaly-demo"
 
 MiB = 1024 * 1024
 MAX_RESOLVE_SECONDS = 365 * 86_400  # an alert's endsAt at most a year out: a date ends at the year 9999
+BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")  # a % that starts no escape: a URL parser refuses it
 PRINTABLE_ASCII = r"^[!-~]*$"  # what a bearer token may hold: no spaces, nothing a client cannot send
 
 
@@ -149,15 +152,21 @@ class Settings(BaseSettings):
     """Bearer token required on admin calls (printable ASCII); unset: admin calls only on a loopback
     address, and with the API token when one is set."""
 
-    @field_validator("alerts_url", "vector_downstream_url")
+    @field_validator("alerts_url", "vector_downstream_url", "alerts_generator_url")
     @classmethod
     def _a_url_a_request_can_go_to(cls, url: str | None) -> str | None:
-        """A port out of range or a broken address passes the pattern, and then fails every request."""
+        """A port out of range, a broken address or a bare % in the path passes the pattern, and then
+        fails every request (or, as the alerts' link, makes Alertmanager refuse every alert: 422)."""
         if url is not None:
             try:
                 URL(url)
             except ValueError as exc:
                 raise ValueError(f"not a URL a request can go to ({without_credentials(str(exc))})") from None
+            parts = urlsplit(url)
+            if BAD_ESCAPE.search(parts.path + parts.fragment):
+                raise ValueError(
+                    "not a URL a request can go to: a % in its path starts two hex digits (%25: %)"
+                )
         return url
 
     @model_validator(mode="after")

@@ -464,6 +464,23 @@ def test_a_url_no_request_can_go_to_is_refused_at_start(name: str, url: str, tmp
     assert "s3cr3t" not in str(refused.value)
 
 
+@needs_alertmanager
+@pytest.mark.parametrize("link", ["http://grafana:3000/d/ocsf/load-at-100%", "http://[::1"])
+async def test_a_link_alertmanager_refuses_is_refused_at_start(
+    link: str, running: Alertmanager, make_alerter: MakeAlerter, tmp_path: Path
+) -> None:
+    """Alertmanager answers 422 to a batch whose generatorURL does not parse (a bare % in the path,
+    a broken address): every alert was dropped. Such a link is refused at start."""
+    alerter = await make_alerter(running.url, generator_url=link)
+    alerter.offer(*scored("10.0.0.1", 0.0005))
+    await until(lambda: alerter.counters.sent + alerter.counters.dropped_rejected == 1, "the answer")
+    assert alerter.counters.dropped_rejected == 1  # what such a link does, given to the alerter itself
+    with pytest.raises(SettingsError, match=r"alerts_generator_url: .*not a URL"):
+        Settings.load(None, model_dir=tmp_path, alerts_generator_url=link)
+    query = "http://grafana:3000/d/ocsf?var-load=100%"  # a query is not unescaped: Alertmanager takes it
+    assert Settings.load(None, model_dir=tmp_path, alerts_generator_url=query).alerts_generator_url == query
+
+
 @pytest.mark.parametrize("seconds", ["inf", "1e12", "4e7"])
 def test_a_resolve_time_no_alert_can_carry_is_refused_at_start(seconds: str, tmp_path: Path) -> None:
     """endsAt is a date: a resolve time past the year 9999 killed the sender at its first alert, and
