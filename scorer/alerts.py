@@ -161,6 +161,8 @@ class AlertCounters:
     """Not sent: the receiver refused them (a 4xx other than 429)."""
     dropped_at_close: int = 0
     """Not sent: still queued when ``close`` gave up, or offered after it."""
+    dropped_malformed: int = 0
+    """Not sent: the anomaly object could not be made into an alert (a bug upstream; logged)."""
     sent: int = 0
     """Taken by the receiver (2xx)."""
     send_failures: int = 0
@@ -193,7 +195,8 @@ class AlertMetrics:
         self.outcomes = Counter(
             "ocsf_anomaly_alerts",
             "Alerts by outcome: offered (at or below the alert p-value), then exactly one of "
-            "deduplicated, dropped_queue_full, dropped_rejected, dropped_at_close, sent (or still queued)",
+            "deduplicated, dropped_queue_full, dropped_rejected, dropped_at_close, dropped_malformed, sent "
+            "(or still queued)",
             ["outcome"],
             registry=registry,
         )
@@ -292,9 +295,14 @@ class Alerter:
         if len(self._queue) >= self.config.queue_size:
             self._count("dropped_queue_full")
             return
+        try:
+            alert = self._alert(event, anomaly, float(p_value), entity)
+        except Exception:
+            self._count("dropped_malformed")  # and its entity is not taken to have alerted
+            raise
         if dedupe_key is not None:
             self._remember(dedupe_key, now)
-        self._queue.append(self._alert(event, anomaly, float(p_value), entity))
+        self._queue.append(alert)
         self._queue_changed()
         self._wake.set()
 

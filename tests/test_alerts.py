@@ -188,6 +188,19 @@ def test_an_alert_dropped_for_a_full_queue_is_not_its_entitys_alert() -> None:
     assert (alerter.counters.dropped_queue_full, alerter.counters.deduplicated) == (2, 0)
 
 
+def test_an_anomaly_no_alert_can_be_made_of_is_counted_and_silences_nobody() -> None:
+    """An alert that could not be built was counted as offered and nothing else, and its entity was
+    remembered as having alerted: the next, sound anomaly of that host was deduplicated away."""
+    alerter = Alerter(AlertConfig(url="http://127.0.0.1:9"))  # never started
+    event, anomaly = scored("10.0.0.9", 0.0005)
+    broken = {**anomaly, "reasons": [{"field": "x", "value": 1, "typical": 0, "deviation": "far"}]}
+    alerter.offer(event, broken)
+    counters = alerter.counters
+    assert (counters.offered, counters.dropped_malformed, alerter.queued) == (1, 1, 0)
+    alerter.offer(event, anomaly)
+    assert (counters.offered, counters.deduplicated, alerter.queued) == (2, 0, 1)
+
+
 @needs_alertmanager
 async def test_alertmanager_down_offers_return_at_once_then_alerts_arrive(
     alertmanager: Alertmanager, make_alerter: MakeAlerter
