@@ -121,9 +121,10 @@ class Settings(BaseSettings):
     the batch and retries)."""
     vector_downstream_timeout_seconds: float = Field(10.0, gt=0)
     """How long a forward to the Vector downstream may take before the batch is answered 503."""
-    vector_dedupe_seconds: float = Field(600.0, ge=0)
+    vector_dedupe_seconds: float = Field(600.0, ge=0, le=86_400)
     """A batch forwarded within this many seconds is not scored or forwarded again when Vector sends
-    it again (its answer was lost): 0 turns that off."""
+    it again (its answer was lost): 0 turns that off; at most a day (an infinite window could not be
+    given to Redis as an expiry, which turned the sharing between processes off without a word)."""
     alerts_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
     """Where alerts go: Prometheus Alertmanager's base URL (e.g. http://127.0.0.1:9093;
     `/api/v2/alerts` is appended), or a webhook's full URL with `alerts_kind = "webhook"`. Unset: no

@@ -74,3 +74,14 @@ def test_serving_processes_are_bounded_by_the_cores(clean_env: pytest.MonkeyPatc
         SettingsError, match=rf"workers \({most + 1:,}\) on {os.cpu_count()} cores: at most {most}"
     ):
         Settings.load(None, workers=most + 1)
+
+
+@pytest.mark.parametrize("seconds", ["inf", "1e12"])
+def test_a_vector_dedupe_window_redis_cannot_hold_is_refused(
+    clean_env: pytest.MonkeyPatch, seconds: str
+) -> None:
+    """An infinite window is no expiry Redis can be given: the serving processes then stopped sharing
+    the batches they had forwarded, and only a DEBUG line said so. A day is the most taken."""
+    with pytest.raises(SettingsError, match="vector_dedupe_seconds"):
+        Settings.load(None, vector_dedupe_seconds=seconds)
+    assert Settings.load(None, vector_dedupe_seconds=86_400).vector_dedupe_seconds == 86_400
