@@ -100,6 +100,22 @@ def dumps(value: Any) -> bytes:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
+ANSWER_LIMIT = 64 * 1024  # bytes of a receiver's answer read: a status line's worth, and an error's
+
+
+async def read_at_most(content: Any, limit: int = ANSWER_LIMIT) -> bytes:
+    """The first ``limit`` bytes of an HTTP answer's body (an aiohttp ``StreamReader``), and no more:
+    a receiver that answers without end can neither fill this process's memory nor hold it until
+    its timeout. An answer within the limit is read whole, so its connection is reused."""
+    out = bytearray()
+    while len(out) < limit:
+        chunk = await content.read(limit - len(out))
+        if not chunk:
+            break
+        out += chunk
+    return bytes(out)
+
+
 def refuse_writing_over(output: Path, inputs: Iterable[Path]) -> None:
     """ValueError when ``output`` is one of ``inputs`` (the same file by any name): writing it would
     replace what the command reads with what it makes."""

@@ -352,6 +352,31 @@ async def test_a_redirect_is_not_followed_nor_taken_for_delivery(
     assert running.url + "/api/v2/alerts" in caplog.text
 
 
+async def test_an_answer_without_end_is_read_only_so_far(
+    aiohttp_server: Any, make_alerter: MakeAlerter
+) -> None:
+    """A receiver that takes the batch, answers 200 and then streams its body without end was read
+    whole: the alerter held it in memory until its timeout, then counted a failure and sent the
+    alerts again. Its first 64 KiB are read, and the batch counts as sent."""
+    never = asyncio.Event()
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        answer = web.StreamResponse(status=200)
+        await answer.prepare(request)
+        await answer.write(b"x" * (64 * 1024 + 1))
+        await never.wait()  # the body never ends
+        return answer
+
+    app = web.Application()
+    app.router.add_post("/hooks/alerts", endless)
+    server = await aiohttp_server(app)
+    alerter = await make_alerter(str(server.make_url("/hooks/alerts")), kind="webhook", timeout_seconds=600.0)
+    alerter.offer(*scored("10.0.0.1", 0.0005))
+    await until(lambda: alerter.counters.sent == 1, "the batch counted as sent")
+    assert alerter.counters.send_failures == 0
+
+
 async def test_a_batch_past_the_receivers_body_limit_is_sent_in_smaller_ones(
     webhook: Any, make_alerter: MakeAlerter
 ) -> None:

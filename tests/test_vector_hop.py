@@ -203,6 +203,18 @@ def test_a_downstream_that_redirects_is_503_not_taken_for_delivery(
     assert [_without_anomaly(e) for e in downstream.events] == held_out_events[:3]
 
 
+def test_a_downstream_answer_without_end_is_not_waited_for(
+    hop: str, downstream: Downstream, held_out_events: list[Event]
+) -> None:
+    """The hop read the downstream's answer whole: a 200 whose body never ended held the batch until
+    the forward's timeout, and then Vector heard 503 for a batch the downstream had taken (and sent
+    it again: twice downstream). The answer is read only as far as a status needs."""
+    downstream.endless = True
+    status, _, answer = _send(hop, _array(held_out_events[:3]))
+    assert status == 200, answer
+    assert [_without_anomaly(e) for e in downstream.events] == held_out_events[:3]
+
+
 def test_a_downstream_failure_never_shows_the_password_of_its_url(
     bundle_dir: Path, downstream: Downstream, held_out_events: list[Event]
 ) -> None:

@@ -4,7 +4,8 @@ acknowledgements on, it takes a JSON array of events and answers 200 once it hol
 once it has parsed and recorded them), or, as told, fails (``status``), keeps each batch
 unanswered until the test lets it go (``hold`` … ``release``: a sink that is slow, or that never
 answers), redirects it to a sign-in page that answers a GET 200 (``redirect``: an auth proxy in
-front of it) or is not there at all (``stop``)."""
+front of it), takes it and answers 200 with a body that never ends (``endless``) or is not there
+at all (``stop``)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class Downstream:
         self.held = 0  # batches that arrived while holding (taken or not when released)
         self.redirect: str | None = None  # set: every batch answered 302 to it (an auth proxy's sign-in)
         self.pages = 0  # GETs of the sign-in page, answered 200 (HTML)
+        self.endless = False  # set: a batch taken is answered 200 with a body that never ends
         self._holding = False
         self._held: list[asyncio.Future[bool]] = []  # each held batch's fate: taken, or refused unread
         self._loop = asyncio.new_event_loop()
@@ -59,6 +61,12 @@ class Downstream:
         batch = json.loads(body)
         assert isinstance(batch, list)
         self.batches.append(batch)
+        if self.endless:
+            answer = web.StreamResponse(status=200)
+            await answer.prepare(request)
+            while True:  # until the client goes away (the write then fails) or the server stops
+                await answer.write(b"x" * 65536)
+                await asyncio.sleep(0.01)
         return web.Response(status=200)
 
     async def _sign_in(self, request: web.Request) -> web.Response:

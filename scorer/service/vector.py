@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp import web
 
+from scorer.io import read_at_most
 from scorer.service.keys import CACHE, SETTINGS, VECTOR
 
 log = logging.getLogger("ocsf_anomaly.service")
@@ -128,7 +129,7 @@ class VectorHop:
             async with self._session.post(
                 self.url, data=body, headers={"Content-Type": "application/json"}, allow_redirects=False
             ) as response:
-                answer = await response.read()
+                answer = await read_at_most(response.content)
                 if 300 <= response.status < 400:
                     raise DownstreamError(
                         f"it answered HTTP {response.status}, a redirect to "
