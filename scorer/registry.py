@@ -159,11 +159,16 @@ class Registry:
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
         from mlflow.exceptions import MlflowException
+        from sqlalchemy.exc import SQLAlchemyError
 
         try:
             yield
         except MlflowException as exc:
-            raise RegistryError(f"{doing}: {exc.message}") from exc
+            raise RegistryError(f"{doing}: {_one_line(exc.message)}") from exc
+        except (
+            SQLAlchemyError
+        ) as exc:  # a local store that is not a database, or locked: MLflow opens it unwrapped
+            raise RegistryError(f"{doing}: {_one_line(str(exc))}") from exc
         except OSError as exc:  # an unreachable server or an unwritable store
             raise RegistryError(f"{doing}: {exc}") from exc
 
@@ -178,7 +183,9 @@ class Registry:
                     f"no registered model {name!r} in {self.uri}: "
                     f"register one with `ocsf-anomaly train EVENTS --register {name}`"
                 ) from None
-            raise RegistryError(f"cannot read model {name!r} from {self.uri}: {exc.message}") from exc
+            raise RegistryError(
+                f"cannot read model {name!r} from {self.uri}: {_one_line(exc.message)}"
+            ) from exc
 
     # ------------------------------------------------------------------ register
     def register(self, bundle_dir: Path, name: str) -> tuple[ModelVersion, bool]:
@@ -281,7 +288,7 @@ class Registry:
         try:
             return {a: self._version(self.client.get_model_version(name, v)) for a, v in held.items()}
         except MlflowException as exc:
-            raise RegistryError(f"cannot read the aliases of {name!r}: {exc.message}") from exc
+            raise RegistryError(f"cannot read the aliases of {name!r}: {_one_line(exc.message)}") from exc
 
     def _get(self, name: str, version: str) -> ModelVersion:
         from mlflow.exceptions import MlflowException
@@ -293,7 +300,7 @@ class Registry:
                 raise RegistryError(
                     f"{name!r} has no version {version!r} (see `ocsf-anomaly models list`)"
                 ) from None
-            raise RegistryError(f"cannot read {name} version {version}: {exc.message}") from exc
+            raise RegistryError(f"cannot read {name} version {version}: {_one_line(exc.message)}") from exc
 
     def lookup(self, uri: str) -> ModelVersion:
         """The version ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` names."""
@@ -421,6 +428,14 @@ class Registry:
             yield path
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _one_line(message: str) -> str:
+    """An MLflow or SQLAlchemy message as one line: SQLAlchemy adds the statement, its parameters and a
+    link on lines of their own, and MLflow's download errors put the reason under a banner."""
+    noise = ("[SQL:", "[parameters:", "(Background on this error", "#####")
+    lines = (line.strip() for line in message.splitlines())
+    return " ".join(line for line in lines if line and not line.startswith(noise))
 
 
 def _missing(exc: Exception) -> bool:

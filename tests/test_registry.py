@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -262,6 +263,36 @@ def test_a_mistyped_local_store_is_refused_not_made(tmp_path: Path, command: tup
         "(check registry_uri; `ocsf-anomaly train EVENTS --register NAME` makes one)"
     )
     assert not (tmp_path / "typo").exists()
+
+
+def test_a_store_that_is_not_a_database_or_is_locked_is_a_one_line_error(
+    tmp_path: Path, store: str, two_versions: str
+) -> None:
+    """SQLAlchemy's errors reached the command line as a traceback and exit status 1: a registry
+    path naming some other file, or a store another writer holds locked."""
+    other = tmp_path / "notes.db"
+    other.write_text("not a database\n", encoding="utf-8")
+    result = _cli("models", "list", store=f"sqlite:///{other}")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: cannot open the registry at sqlite:///{other}: (sqlite3.DatabaseError) file is not a database"
+    )
+
+    database = store.removeprefix("sqlite:///")
+    writer = sqlite3.connect(database, isolation_level=None)
+    writer.execute("BEGIN EXCLUSIVE")  # another writer, mid-transaction
+    try:
+        locked = _cli("models", "promote", "2", "--name", two_versions, store=store)
+    finally:
+        writer.rollback()
+        writer.close()
+    assert locked.returncode == 2, locked.stderr
+    assert "Traceback" not in locked.stderr
+    last = locked.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot open the registry at {store}: "), last
+    assert last.endswith("database is locked"), last
+    assert "[SQL:" not in locked.stderr
 
 
 def test_cli_train_register_then_list_promote_and_rollback(tmp_path: Path, store: str) -> None:
