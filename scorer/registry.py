@@ -198,6 +198,7 @@ class Registry:
         from mlflow.entities import Metric, Param
         from mlflow.exceptions import MlflowException
 
+        check_name(name)
         metadata = bundle.read_metadata(bundle_dir)
         with self._errors(f"cannot register {bundle_dir} as {name!r} in {self.uri}"):
             experiment = self.client.get_experiment_by_name(name)
@@ -440,6 +441,25 @@ def _one_line(message: str) -> str:
 
 def _missing(exc: Exception) -> bool:
     return getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST"
+
+
+NAME_MAX_BYTES = 255  # a local store names a folder of its artifacts after the model: a file name's limit
+
+
+def check_name(name: str) -> str:
+    """``name`` if it can name a registered model, else RegistryError saying why. Checked before anything
+    is written: MLflow refused such a name only after the run and its artifacts were logged (``..`` or a
+    "/" in it put them outside the store's artifact folder)."""
+    what = f"{name!r} cannot name a registered model"
+    if not name.strip():
+        raise RegistryError(f"{what}: it is empty")
+    if "/" in name or ":" in name or name in (".", ".."):
+        raise RegistryError(f"{what}: it may not hold '/' or ':', nor be '.' or '..'")
+    if not name.isprintable():
+        raise RegistryError(f"{what}: it holds a control character")
+    if len(name.encode("utf-8")) > NAME_MAX_BYTES:
+        raise RegistryError(f"{what}: it is longer than {NAME_MAX_BYTES} bytes")
+    return name
 
 
 def _check_alias(alias: str) -> None:

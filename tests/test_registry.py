@@ -151,6 +151,48 @@ def test_registry_errors_say_what_to_do(
         call(registry, two_versions)
 
 
+def test_a_name_that_cannot_name_a_model_is_refused_before_anything_is_written(
+    tmp_path: Path, bundle_dir: Path
+) -> None:
+    """MLflow refused such a name only once the run and its artifacts were logged: the run stayed
+    behind, and a name with ".." put the bundle beside the store, not in its artifact folder."""
+    registry = Registry(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+    for bad, why in [
+        ("../../escaped", "may not hold '/' or ':'"),
+        ("team/netflow", "may not hold '/' or ':'"),
+        ("..", "may not hold .* nor be '.' or '..'"),
+        ("", "is empty"),
+        ("  ", "is empty"),
+        ("two\nlines", "holds a control character"),
+        ("x" * 256, "is longer than 255 bytes"),
+    ]:
+        with pytest.raises(RegistryError, match=f"cannot name a registered model: it {why}"):
+            registry.register(bundle_dir, bad)
+    assert [e.name for e in registry.client.search_experiments()] == ["Default"]
+    assert registry.client.search_registered_models() == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+    assert not (tmp_path / "store" / "artifacts").exists()
+    registry.register(bundle_dir, "ünïcode name")  # what MLflow takes is taken
+    assert [v.version for v in registry.versions("ünïcode name")] == ["1"]
+
+
+def test_cli_refuses_a_bad_model_name_before_training(tmp_path: Path, store: str) -> None:
+    """`train --register ../x` trained for minutes before MLflow refused the name; `--register ""` with
+    `--output` trained and registered nothing, silently; `models list --name ""` listed the default model."""
+    events = tmp_path / "events.jsonl"
+    events.write_text("{}\n", encoding="utf-8")
+    for args, message in [
+        (("train", events, "--register", "../x"), "error: '../x' cannot name a registered model"),
+        (("train", events, "--register", "", "--output", tmp_path / "m"), "error: '' cannot name"),
+        (("models", "list", "--name", ""), "error: --name is empty: name a registered model"),
+    ]:
+        result = _cli(*args, store=store)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+        assert "reading" not in result.stderr
+    assert not (tmp_path / "m").exists()
+
+
 def test_lookup_resolves_model_uris_by_version_and_by_alias(registry: Registry, two_versions: str) -> None:
     name = two_versions
     assert registry.lookup(f"models:/{name}/2").version == "2"

@@ -7,7 +7,7 @@ import argparse
 import time
 from typing import Any
 
-from scorer.cli import CONFIG_HELP, Commands, _existing, _registry, _say
+from scorer.cli import CONFIG_HELP, CliError, Commands, _existing, _registry, _say
 
 
 def add_commands(commands: Commands) -> None:
@@ -67,8 +67,10 @@ def _models(args: argparse.Namespace) -> int:
     from scorer.settings import Settings
 
     settings = Settings.load(args.config)
+    if args.name is not None and not args.name.strip():  # `--name "$MODEL"` with MODEL unset: not the default
+        raise CliError("--name is empty: name a registered model (`ocsf-anomaly models list --name NAME`)")
+    name = args.name if args.name is not None else settings.model_name
     registry = _registry(args.config)
-    name = args.name or settings.model_name
     if args.models_command == "list":
         versions = registry.versions(name)
         rows: list[dict[str, Any]] = [

@@ -103,13 +103,14 @@ def _train(args: argparse.Namespace) -> int:
     from scorer.detector import Detector, DetectorConfig
     from scorer.io import load_events
     from scorer.model import TrainConfig
+    from scorer.registry import check_name
     from scorer.threads import set_threads
 
     if args.output is None and args.register is None:
         raise CliError("say where the model goes: --output DIR, --register NAME, or both")
-    registry = (
-        _registry(args.config, create=True) if args.register else None
-    )  # a bad registry fails before training
+    if args.register is not None:
+        check_name(args.register)  # a bad name fails before training, as a bad registry does
+    registry = _registry(args.config, create=True) if args.register is not None else None
     set_threads(os.cpu_count() or 1)
     spec = _load_spec(args.features)
     _say(f"reading {', '.join(str(p) for p in args.events)}")
