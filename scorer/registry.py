@@ -263,7 +263,7 @@ class Registry:
         for alias, number in (self._model(name).aliases or {}).items():
             held.setdefault(str(number), []).append(alias)
         with self._errors(f"cannot list versions of {name!r}"):
-            found = self.client.search_model_versions(f"name = '{_quote(name)}'")
+            found = self.client.search_model_versions(f"name = {_quote(name)}")
         versions = [
             replace(self._version(v), aliases=tuple(sorted(held.get(str(v.version), [])))) for v in found
         ]
@@ -455,6 +455,8 @@ def check_name(name: str) -> str:
         raise RegistryError(f"{what}: it is empty")
     if "/" in name or ":" in name or name in (".", ".."):
         raise RegistryError(f"{what}: it may not hold '/' or ':', nor be '.' or '..'")
+    if "'" in name and '"' in name:  # MLflow's searches could not find its versions
+        raise RegistryError(f"{what}: it may hold single quotes or double quotes, not both")
     if not name.isprintable():
         raise RegistryError(f"{what}: it holds a control character")
     if len(name.encode("utf-8")) > NAME_MAX_BYTES:
@@ -468,7 +470,9 @@ def _check_alias(alias: str) -> None:
 
 
 def _quote(name: str) -> str:
-    return name.replace("'", "\\'")
+    """``name`` as a string of MLflow's search filters, which take it between quotes as it stands (no
+    escapes: ``'a\\'b'`` is searched for as ``a\\'b``): between double quotes if it holds a single quote."""
+    return f'"{name}"' if "'" in name else f"'{name}'"
 
 
 def _params(metadata: dict[str, Any]) -> dict[str, str]:

@@ -174,6 +174,17 @@ def test_a_name_that_cannot_name_a_model_is_refused_before_anything_is_written(
     assert not (tmp_path / "store" / "artifacts").exists()
     registry.register(bundle_dir, "ünïcode name")  # what MLflow takes is taken
     assert [v.version for v in registry.versions("ünïcode name")] == ["1"]
+    with pytest.raises(RegistryError, match="single quotes or double quotes, not both"):
+        registry.register(bundle_dir, 'it\'s "x"')  # no search of MLflow's could find its versions
+
+
+@pytest.mark.parametrize("quoted", ["alice's model", 'the "best" model'])
+def test_a_name_with_quotes_lists_its_versions(registry: Registry, bundle_dir: Path, quoted: str) -> None:
+    """A name with a single quote was put in the search filter with a backslash, which MLflow does not
+    read as an escape: `models list` showed no versions of a model that had them."""
+    name = f"{quoted} {uuid.uuid4().hex[:8]}"
+    registry.register(bundle_dir, name)
+    assert [(v.version, v.aliases) for v in registry.versions(name)] == [("1", ("champion",))]
 
 
 def test_cli_refuses_a_bad_model_name_before_training(tmp_path: Path, store: str) -> None:
