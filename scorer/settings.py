@@ -44,6 +44,9 @@ class Settings(BaseSettings):
         frozen=True,
         use_attribute_docstrings=True,
         populate_by_name=True,
+        # a variable set empty is unset, as MLflow and compose's `${VAR:-}` have it: an empty
+        # OCSF_ANOMALY_REGISTRY_URI hid MLFLOW_TRACKING_URI, and MLflow took it for its default store
+        env_ignore_empty=True,
     )
 
     host: str = "127.0.0.1"
@@ -169,6 +172,16 @@ class Settings(BaseSettings):
                     "not a URL a request can go to: a % in its path starts two hex digits (%25: %)"
                 )
         return url
+
+    @field_validator("registry_uri")
+    @classmethod
+    def _a_registry_is_named(cls, uri: str) -> str:
+        if not uri.strip():  # MLflow would take it for its default: a new store in the working directory
+            raise ValueError(
+                "empty: leave registry_uri unset for the local store under data/mlflow, or name one "
+                "(sqlite:////PATH/mlflow.db, http://HOST:5000)"
+            )
+        return uri
 
     @model_validator(mode="after")
     def _a_full_request_can_be_admitted(self) -> Settings:

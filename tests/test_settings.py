@@ -85,3 +85,26 @@ def test_a_vector_dedupe_window_redis_cannot_hold_is_refused(
     with pytest.raises(SettingsError, match="vector_dedupe_seconds"):
         Settings.load(None, vector_dedupe_seconds=seconds)
     assert Settings.load(None, vector_dedupe_seconds=86_400).vector_dedupe_seconds == 86_400
+
+
+def test_a_variable_set_empty_is_unset(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An empty OCSF_ANOMALY_REGISTRY_URI (compose's `${VAR:-}`) hid MLFLOW_TRACKING_URI, and MLflow
+    took the empty URI for its default: a new, empty store in the working directory. Set empty, a
+    variable is unset, as MLflow has it; an empty registry_uri given in the file or a flag is refused."""
+    from scorer.paths import default_registry_uri
+
+    clean_env.setenv("OCSF_ANOMALY_REGISTRY_URI", "")
+    assert Settings.load(None).registry_uri == default_registry_uri()
+    clean_env.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    assert Settings.load(None).registry_uri == "http://mlflow:5000"
+    clean_env.setenv("OCSF_ANOMALY_PORT", "")
+    assert Settings.load(None).port == 8080
+    config = tmp_path / "settings.toml"
+    config.write_text('registry_uri = " "\n', encoding="utf-8")
+    clean_env.delenv("MLFLOW_TRACKING_URI")
+    with pytest.raises(
+        SettingsError, match=r"registry_uri: .*empty: leave registry_uri unset for the local store"
+    ):
+        Settings.load(config)
+    with pytest.raises(SettingsError, match=r"registry_uri: .*empty"):
+        Settings.load(None, registry_uri="")
