@@ -123,6 +123,17 @@ def configure_mlflow() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     for noisy in ("alembic", "mlflow.store.db.utils"):  # schema migrations on a new store
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    store = logging.getLogger("mlflow.store.db.utils")
+    if not any(isinstance(f, _RaisedAnyway) for f in store.filters):
+        store.addFilter(_RaisedAnyway())
+
+
+class _RaisedAnyway(logging.Filter):
+    """Drops the traceback MLflow logs for every query that finds a local store locked, before it
+    raises the error anyway: reporting it is ours (the service's poll: once, not at every poll)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("SQLAlchemy database error")
 
 
 class Registry:
@@ -420,22 +431,25 @@ class Registry:
                         artifact_uri=version.source, dst_path=str(scratch), tracking_uri=self._uri
                     )
                 )
-            found = bundle.read_metadata(path).get("version")
-            if version.bundle_version and found != version.bundle_version:
-                raise bundle.BundleError(
-                    f"{version.uri}: the artifact holds bundle {found}, registered as {version.bundle_version} "
-                    "(altered after registration)"
-                )
-            yield path
+            try:
+                found = bundle.read_metadata(path).get("version")
+                if version.bundle_version and found != version.bundle_version:
+                    raise bundle.BundleError(
+                        f"{version.uri}: the artifact holds bundle {found}, registered as {version.bundle_version} "
+                        "(altered after registration)"
+                    )
+                yield path
+            except bundle.BundleError as exc:  # named by the version, not by the download's temporary folder
+                raise bundle.BundleError(str(exc).replace(str(path), version.uri)) from exc
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _one_line(message: str) -> str:
-    """An MLflow or SQLAlchemy message as one line: SQLAlchemy adds the statement, its parameters and a
-    link on lines of their own, and MLflow's download errors put the reason under a banner."""
-    noise = ("[SQL:", "[parameters:", "(Background on this error", "#####")
-    lines = (line.strip() for line in message.splitlines())
+    """An MLflow or SQLAlchemy message as one line: SQLAlchemy adds the statement (of several lines),
+    its parameters and a link after its own, and MLflow's download errors put the reason under a banner."""
+    noise = ("(Background on this error", "#####")
+    lines = (line.strip() for line in message.split("\n[SQL:")[0].splitlines())
     return " ".join(line for line in lines if line and not line.startswith(noise))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -687,3 +688,60 @@ async def test_the_poll_keeps_serving_through_a_registry_without_a_champion(
     assert "no version of" in (await response.json())["error"]["message"]
     registry.promote(two_versions, "2")
     await _wait_for(client, held_out_events[0], "2")  # and the poll picks up the next one
+
+
+async def test_a_failing_poll_is_logged_once_until_it_changes_or_passes(
+    aiohttp_client: Any,
+    store: str,
+    registry: Registry,
+    two_versions: str,
+    held_out_events: list[Event],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every poll logged its failure again (a warning every 30 s for as long as the registry was down
+    or a bad version held the alias), and a bad bundle's was new each time: it named the download's
+    temporary folder, not the version."""
+    caplog.set_level(logging.INFO, logger="ocsf_anomaly.service")
+    client = await aiohttp_client(create_app(_settings(store, two_versions, model_poll_seconds=0.1)))
+    second = registry.versions(two_versions)[0]
+    (Path(second.source.removeprefix("file://")) / "weights.npz").write_bytes(b"truncated")
+    registry.promote(two_versions, "2")
+
+    def warned() -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "ocsf_anomaly.service" and r.levelno >= logging.WARNING
+        ]
+
+    async def failed(times: int) -> bool:
+        return await _reloads(client, "failed") >= times
+
+    await eventually_async(lambda: failed(3), "three polls failing to load version 2")
+    assert len(warned()) == 1, warned()
+    assert f"models:/{two_versions}/2: weights.npz does not match its digest" in warned()[0]
+    assert "ocsf-anomaly-bundle-" not in warned()[0]
+    registry.client.delete_registered_model_alias(two_versions, "champion")  # another failure: logged
+    await eventually_async(lambda: len(warned()) == 2, "the new failure logged")
+    assert "no version of" in warned()[1]
+    count = await _reloads(client, "failed")
+    await eventually_async(lambda: failed(count + 2), "two more polls failing the same way")
+    assert len(warned()) == 2, warned()
+    writer = sqlite3.connect(store.removeprefix("sqlite:///"), isolation_level=None)
+    writer.execute("BEGIN EXCLUSIVE")  # another writer holds the store: one line, not MLflow's traceback
+    try:
+        await eventually_async(lambda: len(warned()) == 3, "the locked store logged")
+    finally:
+        writer.rollback()
+        writer.close()
+    assert warned()[2].endswith("database is locked (logged again when this changes)"), warned()[2]
+    assert not [r for r in caplog.records if r.name.startswith("mlflow") and r.levelno >= logging.WARNING]
+    registry.promote(two_versions, "1")  # the version serving: the poll succeeds again, and says so
+
+    def recovered() -> bool:
+        return any("the model source answers again" in r.getMessage() for r in caplog.records)
+
+    await eventually_async(recovered, "the recovery logged")
+    status, body = await _score(client, held_out_events[0])
+    assert status == 200
+    assert body["results"][0]["model"]["version"] == "1"

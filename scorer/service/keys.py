@@ -52,7 +52,16 @@ class Serving:
         return {"champion": self.champion.ref.version, "challenger": challenger}
 
 
+@dataclass
+class Refreshes:
+    """What the refreshes nobody waits for (the poll, a signal) last failed with, until one succeeds:
+    a failure is logged when it starts or changes, not at every poll."""
+
+    failing: str | None = None
+
+
 SERVING = web.AppKey("serving", Serving)
+REFRESHES = web.AppKey("refreshes", Refreshes)
 SOURCE = web.AppKey("source", ModelSource)
 RELOADING = web.AppKey("reloading", asyncio.Lock)
 PARSING = web.AppKey("parsing", asyncio.Lock)

@@ -25,10 +25,12 @@ from scorer.service.keys import (
     CACHE,
     EXECUTOR,
     METRICS,
+    REFRESHES,
     RELOADING,
     SERVING,
     SETTINGS,
     SOURCE,
+    Refreshes,
     Serving,
 )
 from scorer.service.models import Loaded, ModelRef, source_for
@@ -57,6 +59,7 @@ async def model_ctx(app: web.Application) -> AsyncIterator[None]:
     # threads: a registry that is slow to answer must not take a scoring thread with it
     app[SOURCE] = await asyncio.get_running_loop().run_in_executor(None, source_for, app[SETTINGS])
     app[RELOADING] = asyncio.Lock()
+    app[REFRESHES] = Refreshes()
     refs = await _resolve(app)
     _freeze_imports()
     app[SERVING] = await _load(app, refs, None)
@@ -151,15 +154,25 @@ async def _watch(app: web.Application, period: float) -> None:
 
 
 async def refresh_logged(app: web.Application) -> bool:
-    """refresh_models for a caller with nobody to answer (the poll, a signal): failures are logged.
-    True if the served models changed."""
+    """refresh_models for a caller with nobody to answer (the poll, a signal): failures are logged,
+    once until they change or pass (a registry down for an hour is one warning, not one per poll;
+    ``ocsf_anomaly_model_reloads_total{result="failed"}`` counts every one). True if the served
+    models changed."""
+    refreshes = app[REFRESHES]
     try:
         before, after = await refresh_models(app)
     except (bundle.BundleError, RegistryError) as exc:
-        log.warning("kept serving %s: %s", app[SERVING].versions(), exc)
-    except Exception:  # the poll must outlive any one failure
-        log.exception("model refresh failed")
+        if str(exc) != refreshes.failing:
+            log.warning("kept serving %s: %s (logged again when this changes)", app[SERVING].versions(), exc)
+        refreshes.failing = str(exc)
+    except Exception as exc:  # the poll must outlive any one failure
+        if repr(exc) != refreshes.failing:
+            log.exception("model refresh failed")
+        refreshes.failing = repr(exc)
     else:
+        if refreshes.failing is not None:
+            log.info("the model source answers again (it failed: %s)", refreshes.failing)
+            refreshes.failing = None
         return before != after
     return False
 
