@@ -386,7 +386,13 @@ class Registry:
         history = self._history(name, alias)
         if not history or history[-1] != current.version:
             history.append(current.version)  # the alias was moved outside this tool
-        earlier = history[:-1]
+        existing = {v.version for v in self.versions(name)}
+        earlier: list[str] = []
+        for number in history[:-1]:  # a version deleted since cannot serve: passed over, not a dead end
+            if number in existing and (not earlier or earlier[-1] != number):
+                earlier.append(number)
+        while earlier and earlier[-1] == current.version:
+            earlier.pop()
         champion = held.get("champion")
         with self._errors(f"cannot roll back {name}@{alias}"):
             if alias == "challenger" and (

@@ -134,6 +134,23 @@ def test_the_champion_and_the_challenger_are_never_one_version(
     assert _held(registry, name) == [("3", ()), ("2", ()), ("1", ("champion",))]
 
 
+def test_rollback_passes_over_a_version_deleted_since(
+    registry: Registry, two_versions: str, bundle_dir: Path
+) -> None:
+    """A version deleted from the registry (MLflow's UI, `delete_model_version`) stayed in the alias
+    history, and rollback stopped at it for good: "has no version '2'", whatever came before it."""
+    name = two_versions
+    registry.register(bundle_dir, name)  # version 3
+    registry.promote(name, "2")
+    registry.promote(name, "3")
+    registry.promote(name, "2")
+    registry.promote(name, "3")  # champion history: 1, 2, 3, 2, 3
+    registry.client.delete_model_version(name, "2")
+    assert _moved(registry.rollback(name)) == ("3", "1", None)
+    with pytest.raises(RegistryError, match="no earlier champion"):
+        registry.rollback(name)
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
