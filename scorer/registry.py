@@ -281,11 +281,19 @@ class Registry:
         return sorted(versions, key=lambda v: int(v.version), reverse=True)
 
     def metrics(self, version: ModelVersion) -> dict[str, float]:
-        """The metrics logged with the version's training run."""
+        """The metrics logged with the version's training run; none if the run is gone (`mlflow gc`
+        deletes a deleted run for good: the version is still listed, without them)."""
+        from mlflow.exceptions import MlflowException
+
         if not version.run_id:
             return {}
         with self._errors(f"cannot read the run of {version.uri}"):
-            return dict(self.client.get_run(version.run_id).data.metrics)
+            try:
+                return dict(self.client.get_run(version.run_id).data.metrics)
+            except MlflowException as exc:
+                if _missing(exc):
+                    return {}
+                raise
 
     def alias(self, name: str, alias: str) -> ModelVersion | None:
         """The version that holds ``alias``, or None."""

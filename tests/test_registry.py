@@ -762,3 +762,21 @@ async def test_a_failing_poll_is_logged_once_until_it_changes_or_passes(
     status, body = await _score(client, held_out_events[0])
     assert status == 200
     assert body["results"][0]["model"]["version"] == "1"
+
+
+def test_models_list_shows_a_version_whose_run_is_gone(
+    store: str, registry: Registry, two_versions: str
+) -> None:
+    """`mlflow gc` deletes a deleted run for good; `models list` then failed as a whole ("cannot read
+    the run of models:/NAME/1"), for want of one version's training metrics."""
+    first = registry.lookup(f"models:/{two_versions}/1")
+    registry.client.delete_run(first.run_id)
+    registry.client._tracking_client.store._hard_delete_run(first.run_id)  # what `mlflow gc` does
+    assert registry.metrics(first) == {}
+    listing = _cli("models", "list", "--name", two_versions, "--json", store=store)
+    assert listing.returncode == 0, listing.stderr
+    versions = json.loads(listing.stdout)["versions"]
+    assert [(v["version"], v["aliases"], bool(v["metrics"])) for v in versions] == [
+        ("2", [], True),
+        ("1", ["champion"], False),
+    ]
