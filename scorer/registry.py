@@ -313,6 +313,11 @@ class Registry:
     def _get(self, name: str, version: str) -> ModelVersion:
         from mlflow.exceptions import MlflowException
 
+        if not (version.isascii() and version.isdigit() and 0 < int(version) < 2**63):
+            # MLflow reads it with int(): "１" or " 2" named version 2, 2**64 failed in SQLite
+            raise RegistryError(
+                f"{name!r} has no version {version!r}: versions are numbers from 1 (see `ocsf-anomaly models list`)"
+            )
         try:
             return self._version(self.client.get_model_version(name, version))
         except MlflowException as exc:

@@ -156,11 +156,25 @@ def test_rollback_passes_over_a_version_deleted_since(
     [
         (lambda r, n: r.promote(n, "9"), "has no version '9'"),
         (lambda r, n: r.promote(n, "x"), "has no version 'x'"),
+        (lambda r, n: r.promote(n, str(2**64)), f"has no version '{2**64}': versions are numbers from 1"),
+        (lambda r, n: r.promote(n, "\uff12"), "has no version '\uff12': versions are numbers"),  # a wide 2
+        (lambda r, n: r.promote(n, "2 "), "has no version '2 ': versions are numbers"),
+        (lambda r, n: r.promote(n, "-1"), "has no version '-1': versions are numbers"),
         (lambda r, n: r.promote(n, "1", "canary"), "alias must be one of champion, challenger"),
         (lambda r, n: r.rollback(n, "challenger"), "nothing to roll back"),
         (lambda r, n: r.versions("nobody"), "no registered model 'nobody'.*--register nobody"),
     ],
-    ids=["missing-version", "not-a-number", "unknown-alias", "no-challenger", "unknown-model"],
+    ids=[
+        "missing-version",
+        "not-a-number",
+        "beyond-64-bits",
+        "wide-digit",
+        "with-a-space",
+        "negative",
+        "unknown-alias",
+        "no-challenger",
+        "unknown-model",
+    ],
 )
 def test_registry_errors_say_what_to_do(
     registry: Registry, two_versions: str, call: Any, message: str
