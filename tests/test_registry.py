@@ -404,6 +404,9 @@ def test_cli_train_register_then_list_promote_and_rollback(tmp_path: Path, store
     promoted = _cli("models", "promote", "2", "--name", name, store=store)
     assert promoted.returncode == 0, promoted.stderr
     assert f"{name}@champion: version 1 → version 2" in promoted.stderr
+    again = _cli("models", "promote", "2", "--name", name, store=store)  # it said "version 2 → version 2;
+    assert again.returncode == 0, again.stderr  # a running service swaps it in"
+    assert again.stderr.strip().splitlines()[-1] == f"{name}@champion: already version 2; nothing changed"
     table = _cli("models", "list", "--name", name, store=store)
     assert table.stdout.splitlines()[2].split()[:2] == ["2", "champion"]
     back = _cli("models", "rollback", "--name", name, store=store)

@@ -110,7 +110,10 @@ def _models(args: argparse.Namespace) -> int:
     )
     was = f"version {move.before.version}" if move.before is not None else "none"
     now = f"version {move.after.version}" if move.after is not None else "removed"
-    _say(f"{name}@{args.alias}: {was} → {now}; {later}")
+    if was == now:  # promoted to what it holds: nothing for a service to swap
+        _say(f"{name}@{args.alias}: already {now}; nothing changed")
+    else:
+        _say(f"{name}@{args.alias}: {was} → {now}; {later}")
     if move.retired is not None:
         _say(
             f"{name}@challenger: version {move.retired.version} → removed, as it is the champion now "
