@@ -123,6 +123,9 @@ def configure_mlflow() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     for noisy in ("alembic", "mlflow.store.db.utils"):  # schema migrations on a new store
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # a warning for each retry of a server that does not answer, at every poll: the error that
+    # follows is ours to report (the service's poll: once, not at every poll)
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     store = logging.getLogger("mlflow.store.db.utils")
     if not any(isinstance(f, _RaisedAnyway) for f in store.filters):
         store.addFilter(_RaisedAnyway())

@@ -25,7 +25,7 @@ from scorer.demo import generate_events
 from scorer.detector import Detector, DetectorConfig
 from scorer.errors import without_credentials
 from scorer.opensearch.installer import InstallError
-from scorer.registry import AliasMove, Registry, RegistryError
+from scorer.registry import AliasMove, Registry, RegistryError, configure_mlflow
 from scorer.service.app import create_app
 from scorer.service.keys import ANNOUNCE_RELOAD, SERVING
 from scorer.settings import Settings
@@ -288,6 +288,23 @@ def test_an_unreachable_registry_is_an_error_not_a_hang() -> None:
     )
     assert "s3cr3t" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_server_that_does_not_answer_is_one_error_not_a_warning_per_retry(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The service's poll of an MLflow server that is down logged urllib3's "Retrying …" warning for
+    each retry, at every poll, beside its own warning (logged once)."""
+    from live_scorer import closed_port
+
+    configure_mlflow()  # as the service and the CLI do
+    caplog.set_level(logging.INFO)
+    with closed_port() as port:
+        registry = Registry(f"http://127.0.0.1:{port}")
+        for _ in range(2):  # two polls
+            with pytest.raises(RegistryError, match=f"cannot read model 'm' from http://127.0.0.1:{port}"):
+                registry.aliases("m")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 @pytest.mark.parametrize(
