@@ -35,6 +35,8 @@ from scorer.errors import UserError, without_credentials
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+log = logging.getLogger("ocsf_anomaly.registry")
+
 ALIASES = ("champion", "challenger")
 HISTORY_TAG = "ocsf_anomaly.history."
 BUNDLE_TAG = "ocsf_anomaly.bundle_version"
@@ -221,6 +223,13 @@ class Registry:
                 experiment_id = self.client.create_experiment(name, artifact_location=location)
             else:
                 experiment_id = experiment.experiment_id
+                if experiment.lifecycle_stage == "deleted":
+                    # deleted in MLflow's UI, say: its name stays taken until `mlflow gc`, and no run
+                    # can go in it ("must be in the 'active' state"), so the model took no new version
+                    self.client.restore_experiment(experiment_id)
+                    log.warning(
+                        "restored the deleted MLflow experiment %r, where the runs of its versions go", name
+                    )
             run = self.client.create_run(
                 experiment_id,
                 run_name=f"train-{metadata['version']}",

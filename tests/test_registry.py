@@ -183,6 +183,19 @@ def test_registry_errors_say_what_to_do(
         call(registry, two_versions)
 
 
+def test_a_version_registers_into_a_deleted_experiment(
+    registry: Registry, two_versions: str, bundle_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The model's experiment deleted in MLflow's UI keeps its name until `mlflow gc`, and `train
+    --register` failed after training: "The experiment … must be in the 'active' state"."""
+    experiment = registry.client.get_experiment_by_name(two_versions)
+    registry.client.delete_experiment(experiment.experiment_id)
+    version, champion = registry.register(bundle_dir, two_versions)
+    assert (version.version, champion) == ("3", False)
+    assert registry.client.get_experiment(experiment.experiment_id).lifecycle_stage == "active"
+    assert f"restored the deleted MLflow experiment '{two_versions}'" in caplog.text
+
+
 def test_a_name_that_cannot_name_a_model_is_refused_before_anything_is_written(
     tmp_path: Path, bundle_dir: Path
 ) -> None:
