@@ -47,6 +47,9 @@ class Settings(BaseSettings):
         # a variable set empty is unset, as MLflow and compose's `${VAR:-}` have it: an empty
         # OCSF_ANOMALY_REGISTRY_URI hid MLFLOW_TRACKING_URI, and MLflow took it for its default store
         env_ignore_empty=True,
+        # "inf" (or 1e309) passed every bound `ge` sets: config show printed Infinity, which is not
+        # JSON, and /v1/models answered a poll_seconds of null against its own schema
+        allow_inf_nan=False,
     )
 
     host: str = "127.0.0.1"

@@ -108,3 +108,12 @@ def test_a_variable_set_empty_is_unset(clean_env: pytest.MonkeyPatch, tmp_path: 
         Settings.load(config)
     with pytest.raises(SettingsError, match=r"registry_uri: .*empty"):
         Settings.load(None, registry_uri="")
+
+
+@pytest.mark.parametrize("value", ["inf", "1e309", "-inf", "nan"])
+def test_a_number_setting_must_be_finite(clean_env: pytest.MonkeyPatch, value: str) -> None:
+    """OCSF_ANOMALY_MODEL_POLL_SECONDS=inf (or 1e309) passed `ge=0`: `config show` printed Infinity,
+    which no JSON reader takes, and /v1/models answered `"poll_seconds": null` against its schema."""
+    clean_env.setenv("OCSF_ANOMALY_MODEL_POLL_SECONDS", value)
+    with pytest.raises(SettingsError, match="model_poll_seconds: Input should be a finite number"):
+        Settings.load(None)
