@@ -155,6 +155,12 @@ class Registry:
         self._uri = uri  # what MLflow connects to
         self.uri = without_credentials(uri)  # what messages and listings show
         database = _sqlite_path(uri)
+        if uri.partition(":")[0] == "sqlite" and (database is None or database.name in ("", ":memory:")):
+            # `sqlite://` is a store in memory: a version registered there was gone at exit, its
+            # bundle left in ./mlruns of the working directory
+            raise RegistryError(
+                f"{uri} names no database file: sqlite:////PATH/mlflow.db (four slashes: an absolute path)"
+            )
         if database is not None and not create and not (database.is_file() and database.stat().st_size):
             raise RegistryError(
                 f"no registry at {database}: nothing has been registered there "

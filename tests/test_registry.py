@@ -827,3 +827,24 @@ def test_models_list_shows_a_version_whose_run_is_gone(
         ("2", [], True),
         ("1", ["champion"], False),
     ]
+
+
+@pytest.mark.parametrize("uri", ["sqlite://", "sqlite:///:memory:", "sqlite:///", "sqlite:////"])
+def test_a_sqlite_uri_without_a_database_file_is_refused(tmp_path: Path, uri: str) -> None:
+    """`sqlite://` is SQLite's store in memory: `train --register` said "registered models:/NAME/1"
+    of a version gone at exit, and left its bundle in ./mlruns; `sqlite:///` failed with "PosixPath('.')
+    has an empty name"."""
+    with pytest.raises(RegistryError, match=r"names no database file: sqlite:////PATH/mlflow\.db"):
+        Registry(uri)
+    result = subprocess.run(
+        [sys.executable, "-m", "scorer.cli", "models", "list"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OCSF_ANOMALY_REGISTRY_URI": uri},
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {uri} names no database file")
+    assert list(tmp_path.iterdir()) == []
