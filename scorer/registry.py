@@ -177,6 +177,13 @@ class Registry:
                 self.client.search_registered_models(max_results=1)
                 self.client.search_experiments(max_results=1)
 
+    def answers(self) -> None:
+        """RegistryError unless the registry answers: a server is not asked until it is used, and a
+        command that registers asks first, not after its work (`train --register` trained, then
+        found a server down or mistyped)."""
+        with self._errors(f"cannot reach the registry at {self.uri}"):
+            self.client.search_experiments(max_results=1)
+
     # ------------------------------------------------------------------ errors
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:

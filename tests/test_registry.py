@@ -320,6 +320,28 @@ def test_a_server_that_does_not_answer_is_one_error_not_a_warning_per_retry(
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
+def test_train_register_finds_a_server_down_before_training(tmp_path: Path) -> None:
+    """MLflow's client asks a server nothing until it is used: `train --register` trained (minutes,
+    hours on a large corpus) and only then found the registry down or its URL mistyped."""
+    from live_scorer import closed_port
+
+    events, _ = generate_events(300, seed=3)
+    train_file = tmp_path / "train.jsonl"
+    train_file.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    with closed_port() as port:
+        result = _cli(
+            "train", train_file, "--epochs", "1", "--register", "m", store=f"http://127.0.0.1:{port}"
+        )
+    assert result.returncode == 2, result.stderr
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: cannot reach the registry at http://127.0.0.1:{port}: API request to")
+    )
+    assert "reading" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize(
     ("text", "shown"),
     [

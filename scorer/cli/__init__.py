@@ -144,7 +144,10 @@ def _registry(config: Path | None, *, create: bool = False) -> Any:
     settings = Settings.load(config)
     _say("opening the model registry")  # seconds: MLflow's imports, and creating a new local store
     configure_mlflow()
-    return Registry(settings.registry_uri, create=create)
+    registry = Registry(settings.registry_uri, create=create)
+    if create:
+        registry.answers()  # a command that registers finds a server down before its work, not after
+    return registry
 
 
 def _require_extra(command: str, extra: str, *modules: str) -> None:
