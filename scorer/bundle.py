@@ -34,6 +34,8 @@ import pickle  # only for its error type: nothing is unpickled
 import platform
 import shutil
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -110,6 +112,8 @@ def reporting(directory: Path, *explained: type[Exception]) -> Iterator[None]:
         OSError,
         EOFError,
         pickle.UnpicklingError,
+        zipfile.BadZipFile,  # an .npz file that is not a zip archive (np.load)
+        zlib.error,  # nor one whose compressed members inflate
     ) as exc:  # torch.load(weights_only=True) refuses anything but tensors with UnpicklingError
         raise BundleError(f"{directory}: the bundle is malformed ({type(exc).__name__}: {exc})") from exc
 

@@ -394,6 +394,25 @@ def test_weights_are_never_unpickled(copy: Path, tmp_path: Path, bundle_format: 
     assert "pickle" in str(info.value).lower()
 
 
+@pytest.mark.parametrize("name", ["weights.npz", "baseline.npz"])
+@pytest.mark.parametrize("deflated", [False, True], ids=["not-a-zip", "corrupt-deflate"])
+def test_an_npz_that_is_not_one_raises_bundle_error(copy: Path, name: str, deflated: bool) -> None:
+    """np.load's zipfile.BadZipFile (and zlib's error) passed the reporting: a traceback and exit
+    status 1 from `score`, a 500 from a reload, a crash at `serve`'s start."""
+    path = copy / name
+    if deflated:  # a compressed archive whose members do not inflate
+        with np.load(path) as arrays:
+            np.savez_compressed(path, **{key: arrays[key] for key in arrays.files})
+        data = bytearray(path.read_bytes())
+        data[len(data) // 3 : len(data) // 3 + 64] = b"\xff" * 64
+        path.write_bytes(bytes(data))
+    else:
+        path.write_bytes(b"PK\x03\x04" + b"not a zip archive" * 10)
+    _rewrite_digest(copy, name)
+    with pytest.raises(BundleError, match=r"the bundle is malformed \((BadZipFile|error)"):
+        Detector.load(copy)
+
+
 def test_weights_that_do_not_fit_the_architecture_raise_bundle_error(copy: Path) -> None:
     with np.load(copy / "weights.npz") as arrays:
         weights = {name: arrays[name] for name in arrays.files}
