@@ -239,6 +239,45 @@ def test_a_reload_reaches_every_process(bundle_dir: Path, other_bundle_dir: Path
         assert served.process.poll() is None
 
 
+def test_a_replacement_that_cannot_load_the_champion_leaves_the_others_serving(
+    bundle_dir: Path, other_bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """A serving process that died while a version that cannot load held the alias was replaced by
+    processes that failed to load it, counted as deaths: within half a minute the supervisor gave up
+    and stopped the process still serving the good version too. The replacement now waits for a
+    loadable version, tried again every poll, while the others serve on."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    registry = Registry(store)
+    name = f"model-{uuid.uuid4().hex[:8]}"
+    registry.register(bundle_dir, name)
+    second, _ = registry.register(other_bundle_dir, name)
+    (Path(second.source.removeprefix("file://")) / "weights.npz").write_bytes(b"truncated")
+    env = {
+        "OCSF_ANOMALY_REGISTRY_URI": store,
+        "OCSF_ANOMALY_MODEL_NAME": name,
+        "OCSF_ANOMALY_MODEL_POLL_SECONDS": "1",
+    }
+    with _serve(tmp_path, env=env) as served:
+        pids = served.pids()
+        assert len(pids) == 2
+        registry.promote(name, "2")  # cannot load: the processes keep version 1
+        os.kill(min(pids), signal.SIGKILL)
+        _until(
+            lambda: "cannot load its model" in served.log.read_text(), "the replacement's failure", STARTING
+        )
+        log = served.log.read_text()
+        assert "weights.npz does not match its digest" in log
+        assert "the others serve on with theirs; it is started again every 1 s until it can" in log
+        for event in held_out_events[:10]:
+            status, body = served.call("POST", "/v1/score", orjson.dumps(event))
+            assert (status, body["results"][0]["model"]["version"]) == (200, "1")
+        registry.rollback(name)  # a loadable champion again: the replacement serves it
+        _until(lambda: "is back" in served.log.read_text(), "the replacement serving", STARTING)
+        assert served.process.poll() is None
+        assert len(served.pids()) == 2
+        assert "giving up" not in served.log.read_text()
+
+
 def test_a_bad_bundle_fails_every_process_and_the_command(bundle_dir: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     shutil.copytree(bundle_dir, broken)

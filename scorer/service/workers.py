@@ -14,7 +14,10 @@ The supervisor, the process ``serve`` started:
 - passes a reload on: a process that swapped models (on ``POST /v1/models/reload`` or by its poll)
   tells the supervisor, which tells the others, so they all swap within moments (SIGHUP to the
   supervisor has them all ask for the champion again and read the TLS certificate again);
-- replaces a process that dies, and gives up (exit 1) if they keep dying;
+- replaces a process that dies, and gives up (exit 1) if they keep dying; a replacement that cannot
+  load the model it is asked to serve (a bad version promoted since, the registry down) is tried
+  again every ``model_poll_seconds`` (30 s if 0) while another process serves, never given up on:
+  the others serve on with the model they hold;
 - on SIGTERM or SIGINT stops them all gracefully (each finishes what it holds) and exits 0.
 
 Metrics are pooled through prometheus_client's multiprocess mode: a temporary directory, named
@@ -51,6 +54,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 WORKER_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 STOP_SECONDS = 75.0  # a process finishing its requests (aiohttp allows them 60 s) before it is killed
 RESTARTS_PER_MINUTE = 5  # per serving process: beyond it the service gives up, it would only flap
+UNLOADABLE_RETRY_SECONDS = 30.0  # a replacement that could not load its model, with polling off
 
 
 class ServeError(UserError, RuntimeError):
@@ -180,9 +184,14 @@ def _worker(settings: Settings, sock: socket.socket, conn: Connection) -> None:
     try:
         asyncio.run(_serve_worker(settings, sock, conn))
     except Exception as exc:  # before it served: the supervisor reports it and stops the service
+        from scorer.bundle import BundleError
+        from scorer.registry import RegistryError
+
         log.debug("serving process failed", exc_info=True)
+        # its model, not the process: a replacement may be told to serve a version that cannot load
+        kind = "unloadable" if isinstance(exc, BundleError | RegistryError) else "failed"
         with contextlib.suppress(OSError):
-            conn.send(("failed", str(exc) or type(exc).__name__))
+            conn.send((kind, str(exc) or type(exc).__name__))
         raise SystemExit(2) from None
 
 
@@ -233,6 +242,9 @@ class _Slot:
     ready: bool = False
     restart_at: float | None = None
     deaths: deque[float] = field(default_factory=deque)
+    port: int = 0  # of its socket, to open it again
+    unloadable: str | None = None  # why it could not load its model: not a death that counts
+    reported: str | None = None  # the last such reason logged (once, until it changes or it serves)
 
 
 class _Supervisor:
@@ -269,6 +281,8 @@ class _Supervisor:
                 slot.sock.close()
 
     def _start(self, slot: _Slot) -> None:
+        if slot.sock.fileno() == -1:  # closed while it could not load its model: the kernel's group again
+            slot.sock = listen(self.settings.host, slot.port, reuse_port=True)
         ours, theirs = self.context.Pipe()
         process = self.context.Process(
             target=_worker, args=(self.settings, slot.sock, theirs), name=f"ocsf-anomaly-serve-{slot.number}"
@@ -276,6 +290,7 @@ class _Supervisor:
         process.start()
         theirs.close()
         slot.process, slot.conn, slot.ready, slot.restart_at = process, ours, False, None
+        slot.unloadable = None
 
     def _supervise(self, wake: socket.socket, say_ready: Callable[[], None]) -> None:
         announced = False
@@ -316,16 +331,21 @@ class _Supervisor:
         except (EOFError, OSError):  # its end closed: it is exiting
             self._died(slot, announced)
             return
+        self._said(slot, message, announced)
+
+    def _said(self, slot: _Slot, message: tuple[str, ...], announced: bool) -> None:
         if message == ("ready",):
-            slot.ready = True
+            slot.ready, slot.reported = True, None
             if announced:
                 log.info(
                     "serving process %d is back (pid %s)", slot.number, slot.process and slot.process.pid
                 )
-        elif message[0] == "failed" and not announced:
+        elif message[0] in ("failed", "unloadable") and not announced:
             raise ServeError(message[1])
         elif message[0] == "failed":
             log.error("serving process %d failed: %s", slot.number, message[1])
+        elif message[0] == "unloadable":
+            slot.unloadable = message[1]  # logged as it exits
         elif message == ("reload",):
             self._tell_others(slot)
 
@@ -341,6 +361,9 @@ class _Supervisor:
         assert slot.process is not None
         assert slot.conn is not None
         slot.process.join()
+        with contextlib.suppress(EOFError, OSError):
+            while slot.conn.poll():  # what it said before it exited, if its exit was seen first
+                self._said(slot, slot.conn.recv(), announced)
         code, pid = slot.process.exitcode, slot.process.pid
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]  # its live gauges leave the pooled metrics
         slot.conn.close()
@@ -348,6 +371,25 @@ class _Supervisor:
         if not announced:
             raise ServeError(f"serving process {slot.number} exited with code {code} before it served")
         now = time.monotonic()
+        if slot.unloadable is not None and any(other.ready for other in self.slots):
+            # the others serve the model they hold: a replacement waits for a loadable one (a
+            # rollback, a fixed registry), and the service is not given up for a bad version
+            delay = self.settings.model_poll_seconds or UNLOADABLE_RETRY_SECONDS
+            # the connections the kernel gives its socket would wait that long: they go to the others
+            if slot.sock.fileno() != -1:
+                slot.port = slot.sock.getsockname()[1]
+                slot.sock.close()
+            if slot.unloadable != slot.reported:
+                log.error(
+                    "serving process %d cannot load its model (%s): the others serve on with theirs; "
+                    "it is started again every %g s until it can",
+                    slot.number,
+                    slot.unloadable,
+                    delay,
+                )
+                slot.reported = slot.unloadable
+            slot.restart_at = now + delay
+            return
         slot.deaths.append(now)
         while slot.deaths and slot.deaths[0] < now - 60:
             slot.deaths.popleft()
