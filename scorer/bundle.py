@@ -235,6 +235,8 @@ def read_metadata(directory: Path | str) -> dict[str, Any]:
         raise BundleError(f"{directory}: {exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{directory}/metadata.json is not valid JSON: {exc}") from exc
+    except OSError as exc:  # a directory of that name, no permission: the service answered 500
+        raise BundleError(f"{directory}: cannot read metadata.json: {exc.strerror or exc}") from exc
     if isinstance(metadata, dict) and metadata.get("format") == 1:
         raise BundleError(
             f"{directory} was written by an earlier ocsf-anomaly (bundle format 1, whose digests do not "
@@ -265,7 +267,11 @@ def read(directory: Path | str) -> State:
         path = directory / name
         if not path.is_file():
             raise BundleError(f"{directory}: {name} is missing")
-        if _sha256(path) != files[name]:
+        try:
+            digest = _sha256(path)
+        except OSError as exc:
+            raise BundleError(f"{directory}: cannot read {name}: {exc.strerror or exc}") from exc
+        if digest != files[name]:
             raise BundleError(
                 f"{directory}: {name} does not match its digest in metadata.json (corrupt or altered)"
             )

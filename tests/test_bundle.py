@@ -337,6 +337,17 @@ def test_the_settings_in_metadata_json_are_only_a_description(
     )
 
 
+def test_a_metadata_json_that_cannot_be_read_is_a_bundle_error(copy: Path) -> None:
+    """An OSError reading metadata.json (a directory of that name here; no permission likewise) was
+    no BundleError: the service's reload of a bundle directory answered 500."""
+    (copy / "metadata.json").unlink()
+    (copy / "metadata.json").mkdir()
+    with pytest.raises(BundleError, match=r"cannot read metadata\.json: Is a directory"):
+        bundle.read_metadata(copy)
+    with pytest.raises(BundleError, match=r"cannot read metadata\.json: Is a directory"):
+        Detector.load(copy)
+
+
 def test_metadata_that_is_not_an_object(copy: Path) -> None:
     (copy / "metadata.json").write_text("[1, 2, 3]", encoding="utf-8")
     with pytest.raises(BundleError, match="format"):

@@ -730,6 +730,21 @@ async def test_a_bad_new_version_is_refused_and_the_old_keeps_serving(
     assert 'ocsf_anomaly_model_reloads_total{result="failed"} 1.0' in metrics
 
 
+async def test_a_bundle_directory_that_cannot_be_read_is_a_409_not_a_500(
+    aiohttp_client: Any, bundle_dir: Path, tmp_path: Path, held_out_events: list[Event]
+) -> None:
+    served = tmp_path / "model"
+    shutil.copytree(bundle_dir, served)
+    client = await aiohttp_client(create_app(Settings(model_dir=served, threads=1, model_poll_seconds=0)))
+    (served / "metadata.json").unlink()
+    (served / "metadata.json").mkdir()  # unreadable as a file, as a file without permission would be
+    response = await client.post("/v1/models/reload")
+    assert response.status == 409
+    assert "cannot read metadata.json" in (await response.json())["error"]["message"]
+    status, _ = await _score(client, held_out_events[0])
+    assert status == 200
+
+
 async def test_a_model_without_a_champion_does_not_start(
     store: str, registry: Registry, bundle_dir: Path
 ) -> None:
