@@ -233,8 +233,15 @@ class Registry:
             experiment = self.client.get_experiment_by_name(name)
             if experiment is None:
                 location = (self._artifacts / name).as_uri() if self._artifacts is not None else None
-                experiment_id = self.client.create_experiment(name, artifact_location=location)
-            else:
+                try:
+                    experiment_id = self.client.create_experiment(name, artifact_location=location)
+                except MlflowException as exc:  # made meanwhile: two first versions registered at once
+                    if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+                        raise
+                    experiment = self.client.get_experiment_by_name(name)
+                    if experiment is None:
+                        raise
+            if experiment is not None:
                 experiment_id = experiment.experiment_id
                 if experiment.lifecycle_stage == "deleted":
                     # deleted in MLflow's UI, say: its name stays taken until `mlflow gc`, and no run

@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -885,3 +886,35 @@ def test_a_sqlite_uri_without_a_database_file_is_refused(tmp_path: Path, uri: st
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {uri} names no database file")
     assert list(tmp_path.iterdir()) == []
+
+
+def _register_together(store: str, name: str, directories: tuple[Path, Path]) -> list[str]:
+    """Two registries (as two processes have) registering a version of ``name`` at the same moment:
+    the versions made, or the errors."""
+    start, done = threading.Barrier(2), []
+
+    def register(directory: Path) -> None:
+        registry = Registry(store)
+        start.wait()
+        try:
+            done.append(registry.register(directory, name)[0].version)
+        except RegistryError as exc:
+            done.append(str(exc))
+
+    threads = [threading.Thread(target=register, args=(directory,)) for directory in directories]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return done
+
+
+def test_two_first_versions_registered_at_once_both_register(
+    store: str, bundle_dir: Path, other_bundle_dir: Path
+) -> None:
+    """Two `train --register NEW` finishing together (a pipeline's parallel jobs) both found no
+    experiment for the model and both made one: the second failed, after its training, with
+    "Experiment(name=…) already exists". Raced a few times, as two processes would meet."""
+    for _ in range(4):
+        done = _register_together(store, f"raced-{uuid.uuid4().hex[:8]}", (bundle_dir, other_bundle_dir))
+        assert sorted(done) == ["1", "2"], done
