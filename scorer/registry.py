@@ -284,8 +284,14 @@ class Registry:
             )
         version = self._version(created)
         if self.alias(name, "champion") is None:
-            self.promote(name, version.version, "champion")
-            return self._version(self.client.get_model_version(name, version.version)), True
+            try:
+                self.promote(name, version.version, "champion")
+            except RegistryError:  # the first versions of two registrations at once: one is
+                if self.alias(name, "champion") is None:  # champion, the other need not fail
+                    raise
+            with self._errors(f"cannot read {version.uri}"):
+                registered = self._version(self.client.get_model_version(name, version.version))
+            return registered, "champion" in registered.aliases  # the other may have set it last
         return version, False
 
     # ------------------------------------------------------------------ read
