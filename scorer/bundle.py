@@ -33,6 +33,7 @@ import json
 import pickle  # only for its error type: nothing is unpickled
 import platform
 import shutil
+import stat
 import tempfile
 import zipfile
 import zlib
@@ -132,7 +133,10 @@ def _content_version(digests: dict[str, str], files: tuple[str, ...] = FILES) ->
 
 
 def _read_json(path: Path, max_bytes: int) -> Any:
-    size = path.stat().st_size
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):  # a named pipe would hold the read (and a load) for ever
+        raise BundleError(f"{path.name} is not a regular file")
+    size = info.st_size
     if size > max_bytes:
         raise BundleError(
             f"{path.name} is {size:,} bytes, larger than any bundle writes (at most {max_bytes:,})"

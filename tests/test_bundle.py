@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -342,10 +343,19 @@ def test_a_metadata_json_that_cannot_be_read_is_a_bundle_error(copy: Path) -> No
     no BundleError: the service's reload of a bundle directory answered 500."""
     (copy / "metadata.json").unlink()
     (copy / "metadata.json").mkdir()
-    with pytest.raises(BundleError, match=r"cannot read metadata\.json: Is a directory"):
+    with pytest.raises(BundleError, match=r"metadata\.json is not a regular file"):
         bundle.read_metadata(copy)
-    with pytest.raises(BundleError, match=r"cannot read metadata\.json: Is a directory"):
+    with pytest.raises(BundleError, match=r"metadata\.json is not a regular file"):
         Detector.load(copy)
+
+
+def test_a_metadata_json_that_is_a_named_pipe_is_refused_not_waited_on(copy: Path) -> None:
+    """A FIFO named metadata.json held the load for ever (found by fuzzing the registry): the serving
+    process, a reload, the command all waited on a read that no writer would end."""
+    (copy / "metadata.json").unlink()
+    os.mkfifo(copy / "metadata.json")
+    with pytest.raises(BundleError, match=r"metadata\.json is not a regular file"):
+        bundle.read_metadata(copy)
 
 
 def test_metadata_that_is_not_an_object(copy: Path) -> None:
