@@ -741,7 +741,7 @@ async def test_a_bundle_directory_that_cannot_be_read_is_a_409_not_a_500(
     (served / "metadata.json").mkdir()  # unreadable as a file, as a file without permission would be
     response = await client.post("/v1/models/reload")
     assert response.status == 409
-    assert "cannot read metadata.json" in (await response.json())["error"]["message"]
+    assert "metadata.json is not a regular file" in (await response.json())["error"]["message"]
     status, _ = await _score(client, held_out_events[0])
     assert status == 200
 
