@@ -403,6 +403,17 @@ async def test_a_token_that_is_not_ascii_is_401(aiohttp_client: Any, bundle_dir:
     assert not any(dict(k[1]).get("status", "").startswith("5") for k in samples if k[0].startswith("ocsf"))
 
 
+@pytest.mark.parametrize("path", ["/v1/score", "/v1/models/reload"])
+async def test_a_token_with_a_space_or_tab_is_401(aiohttp_client: Any, bundle_dir: Path, path: str) -> None:
+    """ASCII but not printable: no configured token can hold a space or a tab, so such a header is
+    malformed (401), not a wrong token (403)."""
+    client = await aiohttp_client(create_app(_settings(bundle_dir, api_token="api", admin_token="adm1n")))
+    for token in ("two words", "se\tcret", "api x"):
+        response = await client.post(path, data=b"{}", headers={**JSON, "Authorization": f"Bearer {token}"})
+        assert response.status == 401, token
+        assert (await response.json())["error"]["code"] == "unauthorized"
+
+
 def test_tokens_are_printable_ascii() -> None:
     with pytest.raises(SettingsError, match="api_token"):
         Settings.load(api_token="two words")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 import time
 
 from aiohttp import HttpVersion11, web
@@ -14,6 +15,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from scorer.service.errors import ApiError, Handler
 from scorer.service.keys import METRICS, SETTINGS
+from scorer.settings import PRINTABLE_ASCII
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 OPEN_HEADS = frozenset({"/v1/integrations/vector"})  # a host's health check: HEAD says only "up"
@@ -118,7 +120,8 @@ def _open_head(request: web.Request) -> bool:
 def _check_bearer(request: web.Request, token: str) -> None:
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     presented = presented.strip()
-    if scheme.lower() != "bearer" or not presented or not presented.isascii():
+    # a space or tab inside is ASCII but no token holds one (settings refuse it): malformed, not wrong
+    if scheme.lower() != "bearer" or not presented or not re.match(PRINTABLE_ASCII, presented):
         raise ApiError(401, "unauthorized", "send Authorization: Bearer <token> (printable ASCII)")
     if not hmac.compare_digest(presented.encode(), token.encode()):
         raise ApiError(403, "forbidden", "the bearer token is not valid for this call")
