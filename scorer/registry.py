@@ -194,9 +194,8 @@ class Registry:
             yield
         except MlflowException as exc:
             raise RegistryError(f"{doing}: {_one_line(exc.message)}") from exc
-        except (
-            SQLAlchemyError
-        ) as exc:  # a local store that is not a database, or locked: MLflow opens it unwrapped
+        # a local store that is not a database, or locked: MLflow opens it unwrapped
+        except SQLAlchemyError as exc:
             raise RegistryError(f"{doing}: {_one_line(str(exc))}") from exc
         except OSError as exc:  # an unreachable server or an unwritable store
             raise RegistryError(f"{doing}: {exc}") from exc
