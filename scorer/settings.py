@@ -228,13 +228,13 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _alerts_authorized_once(self) -> Settings:
-        url = self.alerts_url
-        if url is not None and self.alerts_token is not None and without_credentials(url) != url:
-            raise ValueError(
-                "alerts_url carries a user and password and alerts_token is set too: a request has one "
-                "Authorization header; keep one of them"
-            )
+    def _alerts_as_the_sender_takes_them(self) -> Settings:
+        """The alert sender's own checks, at start rather than at its first alert (a URL with a
+        password and alerts_token too: two Authorization headers, and the sender died)."""
+        if self.alerts_url is not None:
+            from scorer.alerts import config_from  # it imports this module; only when alerts are set
+
+            config_from(self)  # ValueError saying what is wrong
         return self
 
     @model_validator(mode="after")
