@@ -571,6 +571,64 @@ async def test_a_free_worker_starts_at_once_and_a_busy_one_collects_a_batch() ->
     assert sizes == [1, 9]
 
 
+@pytest.mark.parametrize(("max_wait_us", "merged"), [(50_000, True), (0, False)])
+async def test_a_free_worker_lingers_for_requests_that_come_often(max_wait_us: int, merged: bool) -> None:
+    """Requests 2 ms apart, each scored at once: with a linger allowed, a free worker waits for the
+    next ones and they are merged; without, each runs alone."""
+    sizes: list[int] = []
+
+    async def run(events: list[Event], alpha: float) -> list[dict[str, Any]]:
+        sizes.append(len(events))
+        return [{"id": e["id"]} for e in events]
+
+    batcher = MicroBatcher(run, max_size=64, max_wait_us=max_wait_us, concurrency=1, max_pending=1_000)
+    await batcher.start()
+    requests = []
+    for i in range(40):
+        requests.append(asyncio.create_task(batcher.score([{"id": i}], 0.01)))
+        await asyncio.sleep(0.002)
+    results = await asyncio.gather(*requests)
+    await batcher.stop()
+    assert results == [[{"id": i}] for i in range(40)]
+    assert sum(sizes) == 40
+    assert max(sizes) >= 3 if merged else max(sizes) == 1
+
+
+def test_a_free_worker_lingers_only_while_requests_come_at_least_twice_in_the_wait() -> None:
+    async def run(events: list[Event], alpha: float) -> list[dict[str, Any]]:
+        return [{} for _ in events]
+
+    batcher = MicroBatcher(run, max_size=64, max_wait_us=3_000, concurrency=1, max_pending=1_000)
+    assert batcher._linger() == 0  # nothing seen yet
+    for i in range(50):  # 250 requests a second: less than one in 3 ms
+        batcher._arrived(i * 0.004)
+    assert batcher._linger() == 0
+    for i in range(50):  # 2,000 a second
+        batcher._arrived(0.2 + i * 0.0005)
+    assert batcher._linger() == pytest.approx(0.003)
+    for i in range(10):  # quiet again: a few gaps bring the average back up
+        batcher._arrived(1.0 + i)
+    assert batcher._linger() == 0
+
+
+async def test_a_linger_that_finds_no_company_holds_lingering_off() -> None:
+    """One client that sends its next request after each answer: a worker that lingers for it finds
+    nobody, so lingering is held off for 8 requests, then 16 (twice as many each miss in a row)."""
+
+    async def run(events: list[Event], alpha: float) -> list[dict[str, Any]]:
+        return [{} for _ in events]
+
+    batcher = MicroBatcher(run, max_size=64, max_wait_us=50_000, concurrency=1, max_pending=1_000)
+    await batcher.start()
+    for _ in range(1 + 1 + 8 + 1 + 16):  # the first finds no history; then linger, 8 held off, linger, 16
+        await batcher.score([{}], 0.01)
+    misses, hold_off = batcher._misses, batcher._hold_off
+    await batcher.score([{}], 0.01)  # the third linger in a row that finds nobody
+    await batcher.stop()
+    assert (misses, hold_off) == (2, 0)
+    assert (batcher._misses, batcher._hold_off) == (3, 32)
+
+
 async def test_batching_off_scores_each_request_alone() -> None:
     sizes: list[int] = []
 

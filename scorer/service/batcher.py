@@ -4,9 +4,10 @@ A single-event request costs a model call and two index searches; the same call 
 events costs barely more (PERFORMANCE.md). Requests queue; whenever one of ``concurrency`` workers
 is free it takes everything queued (up to ``max_size`` events) as one batch. Under light load a
 request starts at once, alone; under heavy load the requests that arrived while the workers were
-busy make up the next batch, so batches grow with the load and nobody waits for a timer. A free
-worker may also linger ``max_wait_us`` for more requests to join before it starts (0, the
-default: it does not). ``max_size = 1`` turns merging off: every request runs alone.
+busy make up the next batch, so batches grow with the load. Under load a free worker also lingers
+up to ``max_wait_us`` for the requests about to come (:meth:`MicroBatcher._linger` says when):
+each batch then costs one model call for more events. ``max_size = 1`` turns merging off: every
+request runs alone.
 
 The work admitted is bounded: a request whose events would take the events queued or being
 scored past ``max_pending`` is refused at once (:class:`Overloaded`), so that an overload is
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +29,10 @@ from scorer.service.errors import ApiError
 
 log = logging.getLogger("ocsf_anomaly.service")
 Event = dict[str, Any]
+GAP_WEIGHT = 1 / 8  # of each new gap between requests in their moving average
+GAP_CAP = 4  # a gap counts as at most this many lingers
+HOLD_OFF = 8  # lone requests that start at once after a linger that found no company …
+MAX_DOUBLINGS = 5  # … twice as many after each such linger in a row, up to 256
 ScoreFn = Callable[[list[Event], float], Awaitable[list[dict[str, Any]]]]
 
 
@@ -60,6 +66,10 @@ class MicroBatcher:
         self._loop_task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._closing: set[asyncio.Task[None]] = set()
+        self._gap = math.inf  # the recent mean time between requests (a moving average), seconds
+        self._last_arrival: float | None = None
+        self._hold_off = 0  # lone requests to start at once: lingering lately found no company
+        self._misses = 0  # lingers in a row that found no company
 
     def swap(self, run: ScoreFn) -> None:
         """Score every batch from now on with ``run``; batches already running finish with the old one,
@@ -101,7 +111,9 @@ class MicroBatcher:
         if not events:
             return []
         self.check(len(events))
-        future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._arrived(loop.time())
+        future: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
         self._queue.put_nowait(_Pending(events, alpha, future))
         self.pending += len(events)
         try:
@@ -117,29 +129,58 @@ class MicroBatcher:
                 f"would pass the bound of {self.max_pending:,}; try again shortly"
             )
 
+    def _arrived(self, now: float) -> None:
+        """Keep the moving average of the time between requests (each gap counted up to a few
+        lingers, so that one quiet hour does not hide the next burst)."""
+        if self._last_arrival is not None:
+            gap = min(now - self._last_arrival, GAP_CAP * self.max_wait)
+            self._gap = gap if math.isinf(self._gap) else self._gap + GAP_WEIGHT * (gap - self._gap)
+        self._last_arrival = now
+
+    def _linger(self) -> float:
+        """How long a free worker that found one request alone waits for company: ``max_wait``
+        while requests come at least twice in it, else 0. A linger that finds no company (one
+        client that sends its next request only after the answer cannot send it while the worker
+        waits) holds lingering off for the next batches, twice as many each time in a row."""
+        if self._hold_off:
+            self._hold_off -= 1
+            return 0.0
+        return self.max_wait if 2 * self._gap <= self.max_wait else 0.0
+
     async def _collect(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await self._slots.acquire()  # a free worker …
             batch = [await self._queue.get()]  # … takes the first request waiting …
             size = len(batch[0].events)
-            deadline = loop.time() + self.max_wait
-            while size < self.max_size:  # … and whatever queued behind it, lingering if told to
-                if self._queue.empty():
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    try:
-                        pending = await asyncio.wait_for(self._queue.get(), remaining)
-                    except TimeoutError:
-                        break
-                else:
-                    pending = self._queue.get_nowait()
+            while size < self.max_size and not self._queue.empty():  # … and whatever queued behind it
+                pending = self._queue.get_nowait()
                 batch.append(pending)
                 size += len(pending.events)
+            if size < self.max_size and (linger := self._linger()):
+                await self._gather(batch, size, loop.time() + linger)  # … and, under load, what comes next
             task = asyncio.create_task(self._execute(batch))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
+
+    async def _gather(self, batch: list[_Pending], size: int, deadline: float) -> None:
+        """Add to ``batch`` the requests that come before ``deadline``, up to ``max_size`` events,
+        while they keep coming (a pause of twice the usual gap ends the wait)."""
+        loop = asyncio.get_running_loop()
+        joined = 0
+        while size < self.max_size and (remaining := deadline - loop.time()) > 0:
+            try:
+                pending = await asyncio.wait_for(self._queue.get(), min(remaining, 2 * self._gap))
+            except TimeoutError:
+                break
+            batch.append(pending)
+            size += len(pending.events)
+            joined += 1
+        if joined:
+            self._misses = 0
+        else:
+            self._misses += 1
+            self._hold_off = HOLD_OFF << min(self._misses - 1, MAX_DOUBLINGS)
 
     async def _execute(self, batch: list[_Pending]) -> None:
         run = self._run  # one scoring function (one model) for the whole batch, even across a swap
