@@ -204,8 +204,18 @@ async def test_a_per_call_budget_longer_than_the_connection_limit_is_the_connect
 async def test_without_a_redis_url_the_cache_is_local_only(
     aiohttp_client: Any, bundle_dir: Path, held_out_events: list[Any]
 ) -> None:
+    """Without Redis a batch goes through the pipeline in one call of a scoring thread (one event on
+    the loop), the local tier between its two halves: a repeat is a local hit, scored the same."""
     client = await aiohttp_client(create_app(Settings(model_dir=bundle_dir, threads=2)))
-    await _score(client, held_out_events[:10])
+    first = await _score(client, held_out_events[:10])
+    alone = await _score(client, held_out_events[10:11])
+    assert _lookups(await (await client.get("/metrics")).text()) == {
+        ("local", "hit"): 0.0,
+        ("local", "miss"): 11.0,
+    }
+    assert await _score(client, held_out_events[:10]) == first
+    assert await _score(client, held_out_events[10:11]) == alone
+    assert _lookups(await (await client.get("/metrics")).text())[("local", "hit")] == 11.0
     ready = await (await client.get("/readyz")).json()
     assert ready["redis"] == "disabled"
     assert "degraded" not in str(ready)

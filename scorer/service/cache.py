@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -34,7 +35,8 @@ def connection_seconds(per_call: float) -> float:
 
 
 class EmbeddingCache:
-    """``get_many`` / ``put_many`` of embeddings (bytes) by key; thread-unsafe, event-loop only."""
+    """``get_many`` / ``put_many`` of embeddings (bytes) by key, on the event loop; the local tier
+    alone (``get_local`` / ``put_local``) from any thread."""
 
     def __init__(
         self,
@@ -46,6 +48,7 @@ class EmbeddingCache:
         timeout_seconds: float = 0.05,
     ) -> None:
         self._local: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()  # the local tier: the loop and the scoring threads use it
         self._local_items = local_items
         self._redis = redis
         self._ttl = ttl_seconds
@@ -67,11 +70,33 @@ class EmbeddingCache:
             return "disabled"
         return "degraded" if self.degraded else "ok"
 
-    def _remember(self, key: str, value: bytes) -> None:
-        self._local[key] = value
-        self._local.move_to_end(key)
-        while len(self._local) > self._local_items:
-            self._local.popitem(last=False)
+    @property
+    def remote(self) -> bool:
+        """Whether a lookup asks Redis (configured and not degraded) or only the local tier."""
+        return self._redis is not None and not self.degraded
+
+    def put_local(self, items: dict[str, bytes]) -> None:
+        """Store in the local tier."""
+        with self._lock:
+            for key, value in items.items():
+                self._local[key] = value
+                self._local.move_to_end(key)
+            while len(self._local) > self._local_items:
+                self._local.popitem(last=False)
+
+    def get_local(self, keys: Sequence[str]) -> list[bytes | None]:
+        """What the local tier holds for each key (None where it holds nothing)."""
+        found: list[bytes | None] = []
+        with self._lock:
+            for key in keys:
+                value = self._local.get(key)
+                if value is not None:
+                    self._local.move_to_end(key)
+                found.append(value)
+        hits = sum(v is not None for v in found)
+        self._metrics.labelled(self._metrics.cache_lookups, "local", "hit").inc(hits)
+        self._metrics.labelled(self._metrics.cache_lookups, "local", "miss").inc(len(keys) - hits)
+        return found
 
     async def connect(self) -> None:
         """Open the first connection at start, with time for the handshake: degraded if it fails."""
@@ -85,9 +110,6 @@ class EmbeddingCache:
     async def _ping(self) -> None:
         """A PING, given the time to open a connection if none is open."""
         await asyncio.wait_for(self._redis.ping(), connection_seconds(self._timeout))
-
-    def _redis_usable(self) -> bool:
-        return self._redis is not None and not self.degraded
 
     def _failed(self, exc: BaseException) -> None:
         if not self.degraded:
@@ -117,38 +139,29 @@ class EmbeddingCache:
         self._metrics.redis_degraded.set(0)
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        found: list[bytes | None] = []
-        for key in keys:
-            value = self._local.get(key)
-            if value is not None:
-                self._local.move_to_end(key)
-            found.append(value)
-        hits = sum(v is not None for v in found)
-        self._metrics.cache_lookups.labels("local", "hit").inc(hits)
-        self._metrics.cache_lookups.labels("local", "miss").inc(len(keys) - hits)
+        found = self.get_local(keys)
         missing = [i for i, v in enumerate(found) if v is None]
-        if not missing or not self._redis_usable():
+        if not missing or not self.remote:
             return found
         try:
             values = await asyncio.wait_for(self._redis.mget([keys[i] for i in missing]), self._timeout)
         except Exception as exc:  # any Redis failure (connection, timeout, protocol) degrades, never fails
             self._failed(exc)
             return found
-        redis_hits = 0
+        fetched: dict[str, bytes] = {}
         for i, value in zip(missing, values, strict=True):
             if value is not None:
-                found[i] = value
-                self._remember(keys[i], value)
-                redis_hits += 1
-        self._metrics.cache_lookups.labels("redis", "hit").inc(redis_hits)
-        self._metrics.cache_lookups.labels("redis", "miss").inc(len(missing) - redis_hits)
+                found[i] = fetched[keys[i]] = value
+        self.put_local(fetched)
+        redis_hits = len(fetched)
+        self._metrics.labelled(self._metrics.cache_lookups, "redis", "hit").inc(redis_hits)
+        self._metrics.labelled(self._metrics.cache_lookups, "redis", "miss").inc(len(missing) - redis_hits)
         return found
 
     def put_many(self, items: dict[str, bytes]) -> None:
         """Store locally now and in Redis in the background (pipelined SET … EX), never blocking."""
-        for key, value in items.items():
-            self._remember(key, value)
-        if items and self._redis_usable():
+        self.put_local(items)
+        if items and self.remote:
             task = asyncio.get_running_loop().create_task(self._write(items))
             self._writes.add(task)
             task.add_done_callback(self._writes.discard)

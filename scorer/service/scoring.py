@@ -121,10 +121,12 @@ def _entity_text(value: Any) -> str:
 class Scorer:
     """One batch through the engine's pipeline: prepare, look the embeddings up in the cache, finish.
 
-    The engine's two calls run in the executor, and the cache I/O on the event loop; the time a
-    call waits for a free executor thread is measured on its own (queue_wait). A batch of one event
-    is scored on the event loop itself: about half a millisecond, less than waking a scoring thread
-    and the loop again costs on this kind of host (BENCHMARKS.md → "Service").
+    The engine's two calls run in the executor, and the cache's Redis I/O on the event loop
+    between them; without Redis to ask (none configured, or degraded) the whole pipeline, the local
+    cache tier included, is one executor call. The time a call waits for a free executor thread is
+    measured on its own (queue_wait). A batch of one event is scored on the event loop itself: about
+    half a millisecond, less than waking a scoring thread and the loop again costs on this kind of
+    host (BENCHMARKS.md → "Service").
     """
 
     def __init__(
@@ -145,6 +147,8 @@ class Scorer:
 
     async def __call__(self, events: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
         inline = len(events) == 1
+        if not self.cache.remote:  # nothing to ask over the network: one trip to a scoring thread
+            return await self._run(self._whole, events, alpha, inline=inline)
         prepared = await self._run(self.detector.prepare, events, keys=True, inline=inline)
         cached = None
         if prepared.keys:
@@ -167,6 +171,18 @@ class Scorer:
             return function(*args, **kwargs)
 
         return await asyncio.get_running_loop().run_in_executor(self.executor, timed)
+
+    def _whole(self, events: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
+        """The pipeline with the local cache tier alone, in one call."""
+        prepared = self.detector.prepare(events, keys=True)
+        cached = None
+        if prepared.keys:
+            started = time.perf_counter()
+            cached = self.cache.get_local(prepared.keys)
+            prepared.seconds["cache"] = time.perf_counter() - started
+        anomalies, fresh = self._finish(prepared, cached, alpha)
+        self.cache.put_local(fresh)
+        return anomalies
 
     def _finish(
         self, prepared: Prepared, cached: list[bytes | None] | None, alpha: float
