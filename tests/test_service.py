@@ -611,6 +611,23 @@ def test_a_free_worker_lingers_only_while_requests_come_at_least_twice_in_the_wa
     assert batcher._linger() == 0
 
 
+async def test_requests_held_by_a_waiting_worker_fail_when_the_batcher_stops() -> None:
+    """Stopping fails what is queued; what a worker took and waits beside counts as queued, never
+    left without an answer."""
+
+    async def run(events: list[Event], alpha: float) -> list[dict[str, Any]]:
+        return [{} for _ in events]
+
+    batcher = MicroBatcher(run, max_size=64, max_wait_us=10_000_000, concurrency=1, max_pending=1_000)
+    batcher._gap = 4.0  # requests have come every 4 s: a free worker waits up to 8 s for the next
+    await batcher.start()
+    held = asyncio.create_task(batcher.score([{}], 0.01))
+    await _until(lambda: batcher._queue.empty() and batcher.pending == 1)  # taken, and waited beside
+    await batcher.stop()
+    with pytest.raises(RuntimeError, match="shutting down"):
+        await asyncio.wait_for(held, 5)
+
+
 async def test_a_linger_that_finds_no_company_holds_lingering_off() -> None:
     """One client that sends its next request after each answer: a worker that lingers for it finds
     nobody, so lingering is held off for 8 requests, then 16 (twice as many each miss in a row)."""

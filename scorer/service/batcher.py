@@ -158,7 +158,12 @@ class MicroBatcher:
                 batch.append(pending)
                 size += len(pending.events)
             if size < self.max_size and (linger := self._linger()):
-                await self._gather(batch, size, loop.time() + linger)  # … and, under load, what comes next
+                try:  # … and, under load, what comes next
+                    await self._gather(batch, size, loop.time() + linger)
+                except asyncio.CancelledError:  # stopped while waiting: what it holds counts as queued
+                    for pending in batch:
+                        _fail(pending, RuntimeError("the service is shutting down"))
+                    raise
             task = asyncio.create_task(self._execute(batch))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
