@@ -35,7 +35,7 @@ from loopback import free_port
 
 from scorer.cli import main
 from scorer.service.app import create_app
-from scorer.service.batcher import MicroBatcher, Overloaded
+from scorer.service.batcher import MicroBatcher, Overloaded, _Pending
 from scorer.settings import Settings, SettingsError
 
 Event = dict[str, Any]
@@ -626,6 +626,27 @@ async def test_requests_held_by_a_waiting_worker_fail_when_the_batcher_stops() -
     await batcher.stop()
     with pytest.raises(RuntimeError, match="shutting down"):
         await asyncio.wait_for(held, 5)
+
+
+async def test_a_request_that_comes_as_the_batcher_stops_does_not_hold_the_stop() -> None:
+    """A request that wakes a waiting worker in the same moment the batcher is stopped: the stop
+    finishes and both requests fail (Python 3.11's asyncio.wait_for swallowed such a cancel, and
+    the worker then waited for ever on the next request, holding the stop)."""
+
+    async def run(events: list[Event], alpha: float) -> list[dict[str, Any]]:
+        return [{} for _ in events]
+
+    batcher = MicroBatcher(run, max_size=64, max_wait_us=10_000_000, concurrency=1, max_pending=1_000)
+    batcher._gap = 4.0
+    await batcher.start()
+    first = asyncio.create_task(batcher.score([{}], 0.01))
+    await _until(lambda: batcher._queue.empty() and batcher.pending == 1)
+    second = _Pending([{}], 0.01, asyncio.get_running_loop().create_future())
+    batcher._queue.put_nowait(second)  # wakes the waiting worker …
+    await asyncio.wait_for(batcher.stop(), 10)  # … as the batcher stops
+    for held in (first, second.future):
+        with pytest.raises(RuntimeError, match="shutting down"):
+            await held
 
 
 async def test_a_linger_that_finds_no_company_holds_lingering_off() -> None:

@@ -174,8 +174,9 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         joined = 0
         while size < self.max_size and (remaining := deadline - loop.time()) > 0:
-            try:
-                pending = await asyncio.wait_for(self._queue.get(), min(remaining, 2 * self._gap))
+            try:  # (asyncio.timeout: Python 3.11's wait_for can swallow the cancel that stops the batcher)
+                async with asyncio.timeout(min(remaining, 2 * self._gap)):
+                    pending = await self._queue.get()
             except TimeoutError:
                 break
             batch.append(pending)
