@@ -849,6 +849,36 @@ async def test_a_failing_poll_is_logged_once_until_it_changes_or_passes(
     assert body["results"][0]["model"]["version"] == "1"
 
 
+async def test_the_poll_does_not_fetch_again_a_version_that_could_not_be_loaded(
+    aiohttp_client: Any, store: str, registry: Registry, two_versions: str, held_out_events: list[Event]
+) -> None:
+    """A version that cannot be loaded was downloaded again at every poll (a bundle can be hundreds
+    of megabytes). The poll now fails with what it learnt, unfetched; a reload asked for fetches
+    again. Seen here by mending the version's file in place: the poll does not notice, the reload
+    does."""
+    client = await aiohttp_client(create_app(_settings(store, two_versions, model_poll_seconds=0.1)))
+    second = registry.versions(two_versions)[0]
+    weights = Path(second.source.removeprefix("file://")) / "weights.npz"
+    good = weights.read_bytes()
+    weights.write_bytes(b"truncated")
+    registry.promote(two_versions, "2")
+    await eventually_async(lambda: _reloads_at_least(client, "failed", 1), "a poll failing to load version 2")
+    weights.write_bytes(good)
+    count = await _reloads(client, "failed")
+    await eventually_async(lambda: _reloads_at_least(client, "failed", count + 3), "three more polls")
+    status, body = await _score(client, held_out_events[0])
+    assert status == 200
+    assert body["results"][0]["model"]["version"] == "1"  # version 2 was not fetched again
+    response = await client.post("/v1/models/reload")
+    assert response.status == 200, await response.text()
+    assert (await response.json())["to"]["champion"] == "2"
+    await _wait_for(client, held_out_events[0], "2")
+
+
+async def _reloads_at_least(client: Any, result: str, count: float) -> bool:
+    return await _reloads(client, result) >= count
+
+
 def test_models_list_shows_a_version_whose_run_is_gone(
     store: str, registry: Registry, two_versions: str
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -55,9 +55,12 @@ class Serving:
 @dataclass
 class Refreshes:
     """What the refreshes nobody waits for (the poll, a signal) last failed with, until one succeeds:
-    a failure is logged when it starts or changes, not at every poll."""
+    a failure is logged when it starts or changes, not at every poll. And the models that could not
+    be loaded, with why: the poll does not fetch one of them again (a registry version's bundle can
+    be hundreds of megabytes), a reload asked for does."""
 
     failing: str | None = None
+    refused: dict[ModelRef, str] = field(default_factory=dict)
 
 
 SERVING = web.AppKey("serving", Serving)

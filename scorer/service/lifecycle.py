@@ -39,6 +39,7 @@ from scorer.settings import masked_url
 from scorer.threads import set_threads
 
 log = logging.getLogger("ocsf_anomaly.service")
+REFUSED_KEPT = 16  # models remembered as not loadable (the oldest forgotten first)
 
 
 async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -84,24 +85,41 @@ async def _resolve(app: web.Application) -> dict[str, ModelRef]:
     return refs
 
 
-async def _load(app: web.Application, refs: dict[str, ModelRef], current: Serving | None) -> Serving:
-    """Load what ``refs`` names beside what serves; a model that did not change is kept, not reloaded."""
+async def _load(
+    app: web.Application, refs: dict[str, ModelRef], current: Serving | None, *, again: bool = True
+) -> Serving:
+    """Load what ``refs`` names beside what serves; a model that did not change is kept, not reloaded.
+    A model that could not be loaded before is not fetched again unless ``again``: its error is."""
     loop = asyncio.get_running_loop()
     serving = [current.champion, current.challenger] if current is not None else []
     kept = {model.ref: model for model in serving if model is not None}
+    refused = app[REFRESHES].refused
     loaded: dict[str, Loaded] = {}
     for alias, ref in refs.items():
         if ref in kept:
             loaded[alias] = kept[ref]
-        else:
+            continue
+        if not again and ref in refused:
+            raise bundle.BundleError(refused[ref])
+        try:
             loaded[alias] = await loop.run_in_executor(None, app[SOURCE].load, ref)
+        except bundle.BundleError as exc:
+            refused.pop(ref, None)
+            refused[ref] = str(exc)
+            while len(refused) > REFUSED_KEPT:
+                del refused[next(iter(refused))]
+            raise
+        refused.pop(ref, None)
     return Serving(loaded["champion"], loaded.get("challenger"))
 
 
-async def refresh_models(app: web.Application) -> tuple[dict[str, str | None], dict[str, str | None]]:
+async def refresh_models(
+    app: web.Application, *, again: bool = True
+) -> tuple[dict[str, str | None], dict[str, str | None]]:
     """Ask the source what should serve; if that changed, load it beside the serving models and
     swap atomically (a request is scored wholly by the old models or wholly by the new). Returns
-    the versions before and after; raises BundleError or RegistryError and keeps serving."""
+    the versions before and after; raises BundleError or RegistryError and keeps serving. Without
+    ``again`` (the poll), a model that could not be loaded before fails as it did, unfetched."""
     async with app[RELOADING]:
         serving = app[SERVING]
         before = serving.versions()
@@ -110,7 +128,7 @@ async def refresh_models(app: web.Application) -> tuple[dict[str, str | None], d
             if refs == serving.refs():
                 app[METRICS].model_reloads.labels("unchanged").inc()
                 return before, before
-            new = await _load(app, refs, serving)
+            new = await _load(app, refs, serving, again=again)
         except (bundle.BundleError, RegistryError):
             app[METRICS].model_reloads.labels("failed").inc()
             raise
@@ -147,20 +165,20 @@ async def watch_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _watch(app: web.Application, period: float) -> None:
     while True:
         await asyncio.sleep(period)
-        if await refresh_logged(app) and ANNOUNCE_RELOAD in app:
+        if await refresh_logged(app, again=False) and ANNOUNCE_RELOAD in app:
             # the other serving processes poll on their own clocks: told now, they swap within
             # moments instead of serving the old version for up to a period more
             app[ANNOUNCE_RELOAD]()
 
 
-async def refresh_logged(app: web.Application) -> bool:
-    """refresh_models for a caller with nobody to answer (the poll, a signal): failures are logged,
-    once until they change or pass (a registry down for an hour is one warning, not one per poll;
-    ``ocsf_anomaly_model_reloads_total{result="failed"}`` counts every one). True if the served
-    models changed."""
+async def refresh_logged(app: web.Application, *, again: bool = True) -> bool:
+    """refresh_models for a caller with nobody to answer (the poll, a signal, another process's
+    reload): failures are logged, once until they change or pass (a registry down for an hour is
+    one warning, not one per poll; ``ocsf_anomaly_model_reloads_total{result="failed"}`` counts
+    every one). True if the served models changed."""
     refreshes = app[REFRESHES]
     try:
-        before, after = await refresh_models(app)
+        before, after = await refresh_models(app, again=again)
     except (bundle.BundleError, RegistryError) as exc:
         if str(exc) != refreshes.failing:
             log.warning("kept serving %s: %s (logged again when this changes)", app[SERVING].versions(), exc)
