@@ -853,8 +853,8 @@ async def test_the_poll_does_not_fetch_again_a_version_that_could_not_be_loaded(
     aiohttp_client: Any, store: str, registry: Registry, two_versions: str, held_out_events: list[Event]
 ) -> None:
     """A version that cannot be loaded was downloaded again at every poll (a bundle can be hundreds
-    of megabytes). The poll now fails with what it learnt, unfetched; a reload asked for fetches
-    again. Seen here by mending the version's file in place: the poll does not notice, the reload
+    of megabytes). The poll now fails with what it learnt, unfetched for ten minutes; a reload asked
+    for fetches again. Seen here by mending the version's file in place: the poll does not notice, the reload
     does."""
     client = await aiohttp_client(create_app(_settings(store, two_versions, model_poll_seconds=0.1)))
     second = registry.versions(two_versions)[0]
@@ -873,6 +873,29 @@ async def test_the_poll_does_not_fetch_again_a_version_that_could_not_be_loaded(
     assert response.status == 200, await response.text()
     assert (await response.json())["to"]["champion"] == "2"
     await _wait_for(client, held_out_events[0], "2")
+
+
+async def test_the_poll_fetches_a_refused_version_again_after_a_while(
+    aiohttp_client: Any,
+    store: str,
+    registry: Registry,
+    two_versions: str,
+    held_out_events: list[Event],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What made a version fail may pass (a broken download): the poll tries it again once the
+    refusal is REFUSED_SECONDS old (ten minutes; one second here)."""
+    from scorer.service import lifecycle
+
+    monkeypatch.setattr(lifecycle, "REFUSED_SECONDS", 1.0)
+    client = await aiohttp_client(create_app(_settings(store, two_versions, model_poll_seconds=0.1)))
+    weights = Path(registry.versions(two_versions)[0].source.removeprefix("file://")) / "weights.npz"
+    good = weights.read_bytes()
+    weights.write_bytes(b"truncated")
+    registry.promote(two_versions, "2")
+    await eventually_async(lambda: _reloads_at_least(client, "failed", 1), "a poll failing to load version 2")
+    weights.write_bytes(good)
+    await _wait_for(client, held_out_events[0], "2")  # by the poll alone
 
 
 async def _reloads_at_least(client: Any, result: str, count: float) -> bool:

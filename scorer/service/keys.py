@@ -56,11 +56,11 @@ class Serving:
 class Refreshes:
     """What the refreshes nobody waits for (the poll, a signal) last failed with, until one succeeds:
     a failure is logged when it starts or changes, not at every poll. And the models that could not
-    be loaded, with why: the poll does not fetch one of them again (a registry version's bundle can
-    be hundreds of megabytes), a reload asked for does."""
+    be loaded, with why and when (``time.monotonic``): the poll does not fetch one of them again for
+    a while (a registry version's bundle can be hundreds of megabytes), a reload asked for does."""
 
     failing: str | None = None
-    refused: dict[ModelRef, str] = field(default_factory=dict)
+    refused: dict[ModelRef, tuple[str, float]] = field(default_factory=dict)
 
 
 SERVING = web.AppKey("serving", Serving)

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -39,7 +40,8 @@ from scorer.settings import masked_url
 from scorer.threads import set_threads
 
 log = logging.getLogger("ocsf_anomaly.service")
-REFUSED_KEPT = 16  # models remembered as not loadable (the oldest forgotten first)
+REFUSED_KEPT = 16  # models remembered as not loadable (the oldest forgotten first) …
+REFUSED_SECONDS = 600.0  # … and not fetched again by the poll for this long (a failed download may pass)
 
 
 async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -89,7 +91,7 @@ async def _load(
     app: web.Application, refs: dict[str, ModelRef], current: Serving | None, *, again: bool = True
 ) -> Serving:
     """Load what ``refs`` names beside what serves; a model that did not change is kept, not reloaded.
-    A model that could not be loaded before is not fetched again unless ``again``: its error is."""
+    A model that could not be loaded lately is not fetched again unless ``again``: its error is."""
     loop = asyncio.get_running_loop()
     serving = [current.champion, current.challenger] if current is not None else []
     kept = {model.ref: model for model in serving if model is not None}
@@ -99,13 +101,14 @@ async def _load(
         if ref in kept:
             loaded[alias] = kept[ref]
             continue
-        if not again and ref in refused:
-            raise bundle.BundleError(refused[ref])
+        known = refused.get(ref)
+        if not again and known is not None and time.monotonic() - known[1] < REFUSED_SECONDS:
+            raise bundle.BundleError(known[0])
         try:
             loaded[alias] = await loop.run_in_executor(None, app[SOURCE].load, ref)
         except bundle.BundleError as exc:
             refused.pop(ref, None)
-            refused[ref] = str(exc)
+            refused[ref] = (str(exc), time.monotonic())
             while len(refused) > REFUSED_KEPT:
                 del refused[next(iter(refused))]
             raise
