@@ -482,6 +482,24 @@ def test_an_install_stopped_after_the_settings_can_still_be_undone(
     assert fake.state() == before
 
 
+def test_an_install_stopped_part_way_says_what_to_do_with_what_it_did(
+    fake: FakeOpenSearch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said only the error, with the steps done above it and nothing about them."""
+    fake.forbid("POST", "/_plugins/_ml/connectors/_create", "cluster:admin/opensearch/ml/create_connector")
+    argv = ["--opensearch-url", fake.url, "--auth", ":".join(AUTH), "--scorer-url", "http://10.0.0.5:8080"]
+    assert main(["opensearch", "install", *argv]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("cluster settings:"), lines
+    assert lines[-2].startswith("the install stopped after the steps above, which stay in place"), lines
+    assert "run this install again" in lines[-2]
+    assert "ocsf-anomaly opensearch uninstall" in lines[-2]
+    assert lines[-1].startswith("error: POST /_plugins/_ml/connectors/_create was forbidden"), lines
+    fake.forbidden.clear()
+    assert main(["opensearch", "install", *argv]) == 0  # as it says: run again, it goes on
+    assert "the install stopped" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "pattern", ["ocsf logs-*", "ocsf-a,ocsf-b", "remote:ocsf-*", "ocsf#1", "", "OCSF-*", "_ocsf"]
 )

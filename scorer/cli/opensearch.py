@@ -226,9 +226,24 @@ def _connection(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _install(args: argparse.Namespace) -> int:
-    from scorer.opensearch.installer import install
+    from scorer.opensearch.installer import InstallError, install
 
-    ids = install(args.opensearch_url, _options(args), **_connection(args))
+    said: list[str] = []
+
+    def say(line: str) -> None:
+        said.append(line)
+        _say(line)
+
+    try:
+        ids = install(args.opensearch_url, _options(args), **{**_connection(args), "say": say})
+    except InstallError:
+        if said:  # steps were done before the one that failed: say what to do with them
+            _say(
+                "the install stopped after the steps above, which stay in place: fix what the error "
+                "below says and run this install again (it goes on from what is there), or undo them "
+                "with `ocsf-anomaly opensearch uninstall` and the same options"
+            )
+        raise
     _say(f"installed: {', '.join(f'{k} {v}' for k, v in ids.items())}")
     return 0
 
