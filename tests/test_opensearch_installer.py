@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -480,6 +481,20 @@ def test_an_install_stopped_after_the_settings_can_still_be_undone(
     lines = remove(fake)
     assert lines[-1].startswith("cluster settings: restored")
     assert fake.state() == before
+
+
+@pytest.mark.parametrize("action", ["install", "uninstall"])
+def test_a_ca_bundle_that_is_not_there_is_refused(
+    fake: FakeOpenSearch, action: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Over http it was never read, so a mistyped path (or a scheme that should have been https)
+    went unnoticed."""
+    missing = tmp_path / "ca.pem"
+    assert main(["opensearch", action, "--opensearch-url", fake.url, "--ca-certs", str(missing)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: --ca-certs {missing}: no such file; give the CA bundle that signed the cluster's certificate"
+    )
+    assert fake.calls == []
 
 
 def test_an_install_stopped_part_way_says_what_to_do_with_what_it_did(

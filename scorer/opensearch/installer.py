@@ -39,6 +39,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -182,6 +183,10 @@ class _Cluster:
 
         self.url = _checked_url(url, "--opensearch-url", "https://localhost:9200")
         self.timeout = timeout
+        if ca_certs is not None and not Path(ca_certs).is_file():  # (over http it would go unread)
+            raise InstallError(
+                f"--ca-certs {ca_certs}: no such file; give the CA bundle that signed the cluster's certificate"
+            )
         try:
             self.client: OpenSearch = OpenSearch(
                 hosts=[url],
