@@ -30,8 +30,8 @@ from scorer.service.errors import ApiError
 log = logging.getLogger("ocsf_anomaly.service")
 Event = dict[str, Any]
 GAP_WEIGHT = 1 / 8  # of each new gap between requests in their moving average
-GAP_CAP = 4  # a gap counts as at most this many lingers
-HOLD_OFF = 8  # lone requests that start at once after a linger that found no company …
+GAP_CAP = 4  # a gap counts as at most this many waits
+HOLD_OFF = 8  # batches that start without waiting after a wait that found no company …
 MAX_DOUBLINGS = 5  # … twice as many after each such linger in a row, up to 256
 ScoreFn = Callable[[list[Event], float], Awaitable[list[dict[str, Any]]]]
 
@@ -68,8 +68,8 @@ class MicroBatcher:
         self._closing: set[asyncio.Task[None]] = set()
         self._gap = math.inf  # the recent mean time between requests (a moving average), seconds
         self._last_arrival: float | None = None
-        self._hold_off = 0  # lone requests to start at once: lingering lately found no company
-        self._misses = 0  # lingers in a row that found no company
+        self._hold_off = 0  # batches to start without waiting: a wait lately found no company
+        self._misses = 0  # waits in a row that found no company
 
     def swap(self, run: ScoreFn) -> None:
         """Score every batch from now on with ``run``; batches already running finish with the old one,
@@ -131,17 +131,17 @@ class MicroBatcher:
 
     def _arrived(self, now: float) -> None:
         """Keep the moving average of the time between requests (each gap counted up to a few
-        lingers, so that one quiet hour does not hide the next burst)."""
+        waits, so that one quiet hour does not hide the next burst)."""
         if self._last_arrival is not None:
             gap = min(now - self._last_arrival, GAP_CAP * self.max_wait)
             self._gap = gap if math.isinf(self._gap) else self._gap + GAP_WEIGHT * (gap - self._gap)
         self._last_arrival = now
 
     def _linger(self) -> float:
-        """How long a free worker that found one request alone waits for company: ``max_wait``
-        while requests come at least twice in it, else 0. A linger that finds no company (one
-        client that sends its next request only after the answer cannot send it while the worker
-        waits) holds lingering off for the next batches, twice as many each time in a row."""
+        """How long a free worker waits for more requests before it starts: ``max_wait`` while
+        requests come at least twice in it, else 0. A wait that finds no company (one client that
+        sends its next request only after the answer cannot send it while the worker waits) holds
+        waiting off for the next batches, twice as many each time in a row."""
         if self._hold_off:
             self._hold_off -= 1
             return 0.0
