@@ -122,7 +122,8 @@ async def refresh_models(
     """Ask the source what should serve; if that changed, load it beside the serving models and
     swap atomically (a request is scored wholly by the old models or wholly by the new). Returns
     the versions before and after; raises BundleError or RegistryError and keeps serving. Without
-    ``again`` (the poll), a model that could not be loaded before fails as it did, unfetched."""
+    ``again`` (the poll), a model that could not be loaded in the last REFUSED_SECONDS fails as it
+    did, unfetched."""
     async with app[RELOADING]:
         serving = app[SERVING]
         before = serving.versions()
