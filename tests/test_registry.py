@@ -898,6 +898,36 @@ async def test_the_poll_fetches_a_refused_version_again_after_a_while(
     await _wait_for(client, held_out_events[0], "2")  # by the poll alone
 
 
+async def test_a_challenger_that_cannot_be_loaded_never_holds_back_the_champion(
+    aiohttp_client: Any,
+    store: str,
+    registry: Registry,
+    two_versions: str,
+    bundle_dir: Path,
+    held_out_events: list[Event],
+) -> None:
+    """Reloads were all or nothing: with a broken challenger the service did not start, and a new
+    champion (a rollback in an incident, say) was refused until someone removed the challenger. The
+    champion now serves alone, and the refusal is said (409 on a reload, a warning)."""
+    weights = Path(registry.versions(two_versions)[0].source.removeprefix("file://")) / "weights.npz"
+    weights.write_bytes(b"truncated")
+    registry.promote(two_versions, "2", alias="challenger")
+    client = await aiohttp_client(create_app(_settings(store, two_versions)))  # it starts
+    models = await (await client.get("/v1/models")).json()
+    assert (models["champion"]["version"], models["challenger"]) == ("1", None)
+    third, _ = registry.register(bundle_dir, two_versions)
+    registry.promote(two_versions, third.version)
+    response = await client.post("/v1/models/reload")
+    assert response.status == 409
+    message = (await response.json())["error"]["message"]
+    assert f"the challenger models:/{two_versions}/2 was not loaded, so the champion serves alone" in message
+    assert "weights.npz" in message
+    status, body = await _score(client, held_out_events[0])
+    assert status == 200
+    assert body["results"][0]["model"]["version"] == third.version  # the new champion answers
+    assert await _reloads(client, "swapped") == 1
+
+
 async def _reloads_at_least(client: Any, result: str, count: float) -> bool:
     return await _reloads(client, result) >= count
 

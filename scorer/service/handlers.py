@@ -209,11 +209,14 @@ async def models(request: web.Request) -> web.Response:
 async def reload_model(request: web.Request) -> web.Response:
     """Ask the registry (or the directories) again and swap in what changed: no failed or mixed request."""
     app = request.app
+    before = app[SERVING].versions()
     try:
         before, after = await refresh_models(app)
     except (bundle.BundleError, RegistryError) as exc:
-        kept = app[SERVING].versions()
-        raise ApiError(409, "reload_failed", f"kept serving {kept}: {exc}") from None
+        serving = app[SERVING].versions()
+        if serving != before and ANNOUNCE_RELOAD in app:  # a champion swapped in alone: tell the others
+            app[ANNOUNCE_RELOAD]()
+        raise ApiError(409, "reload_failed", f"serving {serving}: {exc}") from None
     if ANNOUNCE_RELOAD in app:  # the other serving processes reload too, within moments
         app[ANNOUNCE_RELOAD]()
     return json_response({"reloaded": after != before, "from": before, "to": after})

@@ -44,6 +44,15 @@ REFUSED_KEPT = 16  # models remembered as not loadable (the oldest forgotten fir
 REFUSED_SECONDS = 600.0  # … and not fetched again by the poll for this long (a failed download may pass)
 
 
+class ChallengerRefused(bundle.BundleError):
+    """The champion loaded and the challenger did not: ``serving`` is the champion alone, which
+    serves (a broken candidate must never hold back a promotion or a rollback of the champion)."""
+
+    def __init__(self, message: str, serving: Serving) -> None:
+        super().__init__(message)
+        self.serving = serving
+
+
 async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
     """The threads that run the model and the index (numpy and faiss release the GIL)."""
     set_threads(1)  # one thread per call: parallelism comes from the pool, not from fighting OpenMP teams
@@ -65,7 +74,11 @@ async def model_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REFRESHES] = Refreshes()
     refs = await _resolve(app)
     _freeze_imports()
-    app[SERVING] = await _load(app, refs, None)
+    try:
+        app[SERVING] = await _load(app, refs, None)
+    except ChallengerRefused as refused:
+        log.warning("%s", refused)
+        app[SERVING] = refused.serving
     _announce(app)
     yield
 
@@ -91,29 +104,41 @@ async def _load(
     app: web.Application, refs: dict[str, ModelRef], current: Serving | None, *, again: bool = True
 ) -> Serving:
     """Load what ``refs`` names beside what serves; a model that did not change is kept, not reloaded.
-    A model that could not be loaded lately is not fetched again unless ``again``: its error is."""
-    loop = asyncio.get_running_loop()
+    A model that could not be loaded lately is not fetched again unless ``again``: its error is.
+    Raises ChallengerRefused, holding the champion alone, when only the challenger fails."""
     serving = [current.champion, current.challenger] if current is not None else []
     kept = {model.ref: model for model in serving if model is not None}
+    champion = await _load_one(app, refs["champion"], kept, again)
+    challenger = refs.get("challenger")
+    if challenger is None:
+        return Serving(champion)
+    try:
+        return Serving(champion, await _load_one(app, challenger, kept, again))
+    except (bundle.BundleError, RegistryError) as exc:
+        raise ChallengerRefused(
+            f"the challenger {challenger.source} was not loaded, so the champion serves alone: {exc}",
+            Serving(champion),
+        ) from None
+
+
+async def _load_one(app: web.Application, ref: ModelRef, kept: dict[ModelRef, Loaded], again: bool) -> Loaded:
+    """The model ``ref`` names: kept if it serves, else loaded (or refused, as lately, unless ``again``)."""
+    if ref in kept:
+        return kept[ref]
     refused = app[REFRESHES].refused
-    loaded: dict[str, Loaded] = {}
-    for alias, ref in refs.items():
-        if ref in kept:
-            loaded[alias] = kept[ref]
-            continue
-        known = refused.get(ref)
-        if not again and known is not None and time.monotonic() - known[1] < REFUSED_SECONDS:
-            raise bundle.BundleError(known[0])
-        try:
-            loaded[alias] = await loop.run_in_executor(None, app[SOURCE].load, ref)
-        except bundle.BundleError as exc:
-            refused.pop(ref, None)
-            refused[ref] = (str(exc), time.monotonic())
-            while len(refused) > REFUSED_KEPT:
-                del refused[next(iter(refused))]
-            raise
+    known = refused.get(ref)
+    if not again and known is not None and time.monotonic() - known[1] < REFUSED_SECONDS:
+        raise bundle.BundleError(known[0])
+    try:
+        loaded = await asyncio.get_running_loop().run_in_executor(None, app[SOURCE].load, ref)
+    except bundle.BundleError as exc:
         refused.pop(ref, None)
-    return Serving(loaded["champion"], loaded.get("challenger"))
+        refused[ref] = (str(exc), time.monotonic())
+        while len(refused) > REFUSED_KEPT:
+            del refused[next(iter(refused))]
+        raise
+    refused.pop(ref, None)
+    return loaded
 
 
 async def refresh_models(
@@ -121,28 +146,36 @@ async def refresh_models(
 ) -> tuple[dict[str, str | None], dict[str, str | None]]:
     """Ask the source what should serve; if that changed, load it beside the serving models and
     swap atomically (a request is scored wholly by the old models or wholly by the new). Returns
-    the versions before and after; raises BundleError or RegistryError and keeps serving. Without
-    ``again`` (the poll), a model that could not be loaded in the last REFUSED_SECONDS fails as it
-    did, unfetched."""
+    the versions before and after; raises BundleError or RegistryError and keeps serving. Only the
+    challenger failing does not keep the champion out: the champion is swapped in, alone, and
+    ChallengerRefused raised. Without ``again`` (the poll), a model that could not be loaded in
+    the last REFUSED_SECONDS fails as it did, unfetched."""
     async with app[RELOADING]:
         serving = app[SERVING]
         before = serving.versions()
+        refused: ChallengerRefused | None = None
         try:
             refs = await _resolve(app)
             if refs == serving.refs():
                 app[METRICS].model_reloads.labels("unchanged").inc()
                 return before, before
-            new = await _load(app, refs, serving, again=again)
+            try:
+                new = await _load(app, refs, serving, again=again)
+            except ChallengerRefused as exc:
+                new, refused = exc.serving, exc
         except (bundle.BundleError, RegistryError):
             app[METRICS].model_reloads.labels("failed").inc()
             raise
-        serving.champion, serving.challenger = new.champion, new.challenger
-        app[BATCHER].swap(_router(app))
-        app[METRICS].model_reloads.labels("swapped").inc()
-        _announce(app)
-        after = serving.versions()
-        log.info("models swapped: %s → %s", before, after)
-        return before, after
+        if new.refs() != serving.refs():
+            serving.champion, serving.challenger = new.champion, new.challenger
+            app[BATCHER].swap(_router(app))
+            app[METRICS].model_reloads.labels("swapped").inc()
+            _announce(app)
+            log.info("models swapped: %s → %s", before, serving.versions())
+        if refused is not None:
+            app[METRICS].model_reloads.labels("failed").inc()
+            raise refused
+        return before, serving.versions()
 
 
 def _announce(app: web.Application) -> None:
@@ -179,13 +212,15 @@ async def refresh_logged(app: web.Application, *, again: bool = True) -> bool:
     """refresh_models for a caller with nobody to answer (the poll, a signal, another process's
     reload): failures are logged, once until they change or pass (a registry down for an hour is
     one warning, not one per poll; ``ocsf_anomaly_model_reloads_total{result="failed"}`` counts
-    every one). True if the served models changed."""
+    every one). True if the served models changed (a champion swapped in alone, its challenger
+    refused, too)."""
     refreshes = app[REFRESHES]
+    before = app[SERVING].versions()
     try:
-        before, after = await refresh_models(app, again=again)
+        await refresh_models(app, again=again)
     except (bundle.BundleError, RegistryError) as exc:
         if str(exc) != refreshes.failing:
-            log.warning("kept serving %s: %s (logged again when this changes)", app[SERVING].versions(), exc)
+            log.warning("serving %s: %s (logged again when this changes)", app[SERVING].versions(), exc)
         refreshes.failing = str(exc)
     except Exception as exc:  # the poll must outlive any one failure
         if repr(exc) != refreshes.failing:
@@ -195,8 +230,7 @@ async def refresh_logged(app: web.Application, *, again: bool = True) -> bool:
         if refreshes.failing is not None:
             log.info("the model source answers again (it failed: %s)", refreshes.failing)
             refreshes.failing = None
-        return before != after
-    return False
+    return app[SERVING].versions() != before
 
 
 async def cache_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -320,7 +320,11 @@ ADMIN_ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
         "without an admin token (admin calls are then refused)",
         ("forbidden",),
     ),
-    409: ("The reload failed (a bundle or the registry): the serving models are kept", ("reload_failed",)),
+    409: (
+        "The reload failed (a bundle or the registry): the serving models are kept; or only the "
+        "challenger failed, and the champion serves alone",
+        ("reload_failed",),
+    ),
 }
 # answered on any path, so in no operation: documented once, in components.responses
 ANY_PATH_ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
