@@ -26,6 +26,7 @@ from scorer.threads import most_processes
 DEMO_MODEL = "ocsf-anomaly-demo"
 
 MiB = 1024 * 1024
+MIN_POLL_SECONDS = 0.1
 MAX_RESOLVE_SECONDS = 365 * 86_400  # an alert's endsAt at most a year out: a date ends at the year 9999
 BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")  # a % that starts no escape: a URL parser refuses it
 PRINTABLE_ASCII = r"^[!-~]*$"  # what a bearer token may hold: no spaces, nothing a client cannot send
@@ -73,7 +74,8 @@ class Settings(BaseSettings):
     is compared with it (A/B split or shadow)."""
     model_poll_seconds: float = Field(30.0, ge=0)
     """How often the service checks the aliases (or the bundle directories) for a new version and
-    swaps it in; 0: only on `POST /v1/models/reload`."""
+    swaps it in; 0: only on `POST /v1/models/reload`. At least 0.1 otherwise (each check is a
+    registry call)."""
     model_dir: Path | None = None
     """Serve this bundle directory (written by `ocsf-anomaly train --output`) instead of the registry."""
     challenger_model_dir: Path | None = None
@@ -207,6 +209,15 @@ class Settings(BaseSettings):
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
+
+    @model_validator(mode="after")
+    def _a_poll_the_registry_can_take(self) -> Settings:
+        if 0 < self.model_poll_seconds < MIN_POLL_SECONDS:
+            raise ValueError(
+                f"model_poll_seconds ({self.model_poll_seconds:g}) is 0 (no polling) or at least "
+                f"{MIN_POLL_SECONDS:g}: each poll asks the registry"
+            )
+        return self
 
     @model_validator(mode="after")
     def _workers_the_cores_can_use(self) -> Settings:

@@ -76,6 +76,16 @@ def test_serving_processes_are_bounded_by_the_cores(clean_env: pytest.MonkeyPatc
         Settings.load(None, workers=most + 1)
 
 
+def test_a_poll_interval_is_off_or_one_the_registry_can_take(clean_env: pytest.MonkeyPatch) -> None:
+    """1e-9 was taken: the service asked the registry as fast as it could answer."""
+    with pytest.raises(
+        SettingsError, match=r"model_poll_seconds \(1e-09\) is 0 \(no polling\) or at least 0.1"
+    ):
+        Settings.load(None, model_poll_seconds=1e-9)
+    assert Settings.load(None, model_poll_seconds=0).model_poll_seconds == 0
+    assert Settings.load(None, model_poll_seconds=0.1).model_poll_seconds == 0.1
+
+
 @pytest.mark.parametrize("seconds", ["inf", "1e12"])
 def test_a_vector_dedupe_window_redis_cannot_hold_is_refused(
     clean_env: pytest.MonkeyPatch, seconds: str
