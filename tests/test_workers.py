@@ -255,7 +255,7 @@ def test_a_replacement_that_cannot_load_the_champion_leaves_the_others_serving(
     env = {
         "OCSF_ANOMALY_REGISTRY_URI": store,
         "OCSF_ANOMALY_MODEL_NAME": name,
-        "OCSF_ANOMALY_MODEL_POLL_SECONDS": "1",
+        "OCSF_ANOMALY_MODEL_POLL_SECONDS": "0.2",  # a replacement is tried every 1 s, not every 0.2 s
     }
     with _serve(tmp_path, env=env) as served:
         pids = served.pids()

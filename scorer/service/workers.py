@@ -16,7 +16,7 @@ The supervisor, the process ``serve`` started:
   supervisor has them all ask for the champion again and read the TLS certificate again);
 - replaces a process that dies, and gives up (exit 1) if they keep dying; a replacement that cannot
   load the model it is asked to serve (a bad version promoted since, the registry down) is tried
-  again every ``model_poll_seconds`` (30 s if 0) while another process serves, never given up on:
+  again every ``model_poll_seconds`` (at least 1 s; 30 s if 0) while another process serves, never given up on:
   the others serve on with the model they hold;
 - on SIGTERM or SIGINT stops them all gracefully (each finishes what it holds) and exits 0.
 
@@ -54,7 +54,8 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 WORKER_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 STOP_SECONDS = 75.0  # a process finishing its requests (aiohttp allows them 60 s) before it is killed
 RESTARTS_PER_MINUTE = 5  # per serving process: beyond it the service gives up, it would only flap
-UNLOADABLE_RETRY_SECONDS = 30.0  # a replacement that could not load its model, with polling off
+UNLOADABLE_RETRY_SECONDS = 30.0  # a replacement that could not load its model, with polling off …
+UNLOADABLE_RETRY_FLOOR = 1.0  # … and at the least with it: each try starts a process and loads a model
 
 
 class ServeError(UserError, RuntimeError):
@@ -374,7 +375,8 @@ class _Supervisor:
         if slot.unloadable is not None and any(other.ready for other in self.slots):
             # the others serve the model they hold: a replacement waits for a loadable one (a
             # rollback, a fixed registry), and the service is not given up for a bad version
-            delay = self.settings.model_poll_seconds or UNLOADABLE_RETRY_SECONDS
+            poll = self.settings.model_poll_seconds
+            delay = max(poll, UNLOADABLE_RETRY_FLOOR) if poll else UNLOADABLE_RETRY_SECONDS
             # the connections the kernel gives its socket would wait that long: they go to the others
             if slot.sock.fileno() != -1:
                 slot.port = slot.sock.getsockname()[1]
