@@ -419,7 +419,8 @@ class Alerter:
                 if self._closing:
                     return
                 with contextlib.suppress(TimeoutError):  # the pause, cut short by close
-                    await asyncio.wait_for(self._stopping.wait(), pause)
+                    async with asyncio.timeout(pause):
+                        await self._stopping.wait()
                 pause = min(pause * 2, self.config.retry_max_seconds)
                 continue
             pause = self.config.retry_initial_seconds

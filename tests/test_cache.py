@@ -140,6 +140,32 @@ async def test_redis_killed_mid_run_then_back(
     assert _lookups(await (await fresh.get("/metrics")).text())[("redis", "hit")] > 0  # hits resume
 
 
+async def test_a_redis_that_hangs_costs_no_answer(
+    aiohttp_client: Any, bundle_dir: Path, redis_server: RedisServer, held_out_events: list[Any]
+) -> None:
+    """Redis frozen (SIGSTOP) for the rest of the test: the kernel still takes its connections and
+    nothing answers, unlike a killed Redis. Requests that must ask it for embeddings are answered
+    all the same, once the per-call budget (0.3 s) or the client's socket limit (CONNECT_SECONDS)
+    is spent, and Redis is reported degraded; a lookup that waited for Redis would wait until the
+    test's end. (The 60 s guard only turns such a hang into a failure.)"""
+    client = await aiohttp_client(create_app(_settings(bundle_dir, redis_server, redis_timeout_ms=300)))
+    await _ready_redis(client, "ok")
+    assert redis_server.process is not None
+    pid = redis_server.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        async with asyncio.timeout(60):
+            for i in range(3):  # events no tier holds: each lookup goes to Redis (or finds it degraded)
+                results = await _score(client, held_out_events[300 + 10 * i : 310 + 10 * i])
+                assert len(results) == 10
+                assert all("score" in r for r in results)
+            assert (await (await client.get("/readyz")).json())["redis"] == "degraded"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    metrics = await (await client.get("/metrics")).text()
+    assert "ocsf_anomaly_redis_degraded 1.0" in metrics
+
+
 async def test_a_slow_handshake_is_not_held_to_the_per_call_budget(
     aiohttp_client: Any,
     bundle_dir: Path,

@@ -109,7 +109,8 @@ class EmbeddingCache:
 
     async def _ping(self) -> None:
         """A PING, given the time to open a connection if none is open."""
-        await asyncio.wait_for(self._redis.ping(), connection_seconds(self._timeout))
+        async with asyncio.timeout(connection_seconds(self._timeout)):
+            await self._redis.ping()
 
     def _failed(self, exc: BaseException) -> None:
         if not self.degraded:
@@ -144,7 +145,8 @@ class EmbeddingCache:
         if not missing or not self.remote:
             return found
         try:
-            values = await asyncio.wait_for(self._redis.mget([keys[i] for i in missing]), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                values = await self._redis.mget([keys[i] for i in missing])
         except Exception as exc:  # any Redis failure (connection, timeout, protocol) degrades, never fails
             self._failed(exc)
             return found
@@ -171,7 +173,8 @@ class EmbeddingCache:
             pipe = self._redis.pipeline(transaction=False)
             for key, value in items.items():
                 pipe.set(key, value, ex=self._ttl)
-            await asyncio.wait_for(pipe.execute(), self._timeout * 4)
+            async with asyncio.timeout(self._timeout * 4):
+                await pipe.execute()
         except Exception as exc:  # a failed write only costs a future hit
             self._failed(exc)
 

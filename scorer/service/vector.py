@@ -86,7 +86,8 @@ class Forwarded:
         if self._shared is None:
             return False
         try:
-            return bool(await asyncio.wait_for(self._shared.exists(self._key(digest)), self._timeout))
+            async with asyncio.timeout(self._timeout):
+                return bool(await self._shared.exists(self._key(digest)))
         except Exception as exc:  # Redis down or slow: this process's memory alone
             log.debug("vector hop: Redis not asked about a batch (%r)", exc)
             return False
@@ -95,9 +96,8 @@ class Forwarded:
         if self._shared is None:
             return
         try:
-            await asyncio.wait_for(
-                self._shared.set(self._key(digest), b"1", ex=max(1, round(self.window))), self._timeout
-            )
+            async with asyncio.timeout(self._timeout):
+                await self._shared.set(self._key(digest), b"1", ex=max(1, round(self.window)))
         except Exception as exc:
             log.debug("vector hop: a forwarded batch not shared through Redis (%r)", exc)
 
