@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     """Name of the object `/v1/enrich` adds to each event."""
     max_body_bytes: int = Field(16 * MiB, ge=1024)
     """Largest request body accepted (413 above it). A Vector batch is up to 10 MB."""
+    body_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    """A request body that has not arrived this many seconds after its headers is answered 408 and
+    its connection closed (a client that declares more than it sends holds nothing for long)."""
     max_events: int = Field(10_000, ge=1)
     """Most events accepted in one request (413 above it)."""
     max_pending_events: int = Field(20_000, ge=1)

@@ -15,16 +15,25 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 class ApiError(Exception):
     """An error that knows its HTTP status; ``extra`` fields (``line``, ``index``) say where, and
-    ``headers`` go with the answer (``Retry-After``, ``Accept-Encoding``)."""
+    ``headers`` go with the answer (``Retry-After``, ``Accept-Encoding``). ``close``: the connection
+    is closed after the answer (a body left unread cannot be told from the next request)."""
 
     def __init__(
-        self, status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None, **extra: Any
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        close: bool = False,
+        **extra: Any,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers
+        self.close = close
         self.extra = extra
 
     def body(self) -> dict[str, Any]:
@@ -44,7 +53,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as error:
-        return web.json_response(error.body(), status=error.status, headers=error.headers)
+        response = web.json_response(error.body(), status=error.status, headers=error.headers)
+        if error.close:
+            response.force_close()
+        return response
     except web.HTTPException as http:
         if http.status < 400:
             raise

@@ -81,8 +81,23 @@ async def read_body(request: web.Request, *, floor: bool = True) -> tuple[bytes,
             f"Content-Encoding {encoding!r} is not accepted: send gzip, deflate or an uncompressed body",
             headers={"Accept-Encoding": "gzip, deflate"},
         )
+    limit = settings.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:  # refused unread
+        raise ApiError(413, "body_too_large", f"request body too large: at most {limit:,} bytes", close=True)
     try:
-        body = await request.read()  # as sent: compressed bodies count against the limit too
+        # as sent: compressed bodies count against the limit too; a body that stalls holds a
+        # connection (and a request slot) only so long
+        async with asyncio.timeout(settings.body_timeout_seconds):
+            body = await request.read()
+    except TimeoutError:
+        log.info("%s %s: the body did not arrive in time", request.method, request.path)
+        raise ApiError(
+            408,
+            "body_timeout",
+            f"the request body did not arrive within {settings.body_timeout_seconds:g} s of its headers; "
+            "send the whole body at once (Content-Length matching what is sent)",
+            close=True,
+        ) from None
     except ConnectionResetError:
         log.info(
             "%s %s: the client closed the connection before its body ended", request.method, request.path

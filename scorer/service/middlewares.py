@@ -159,11 +159,11 @@ class BrokenHttpFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, HttpProcessingError) and 400 <= error.code < 500:
-            first = (
-                str(error.message).strip().splitlines()[0].rstrip(":")
-                if error.message
-                else type(error).__name__
-            )
+            # the reason only: what follows it quotes the request (a query string, a header), which
+            # may hold a token or event data
+            lines = str(error.message).strip().splitlines() if error.message else []
+            first = re.split(r"[:'\"]", lines[0], maxsplit=1)[0].strip().removesuffix(" b") if lines else ""
+            first = first or type(error).__name__
             record.msg, record.args = (
                 "malformed HTTP from %s answered %d: %s",
                 (

@@ -287,6 +287,10 @@ SCORING_ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
     ),
     401: ("A token is required: send Authorization: Bearer <token>", ("unauthorized",)),
     403: ("The bearer token is not valid for this call", ("forbidden",)),
+    408: (
+        "The body did not arrive within body_timeout_seconds of the headers (the connection is closed)",
+        ("body_timeout",),
+    ),
     413: (
         "The body is larger than the limit (as sent, or once decompressed), or holds more events than a request may",
         ("body_too_large", "too_many_events"),
@@ -599,7 +603,7 @@ def openapi(settings: Settings | None = None, smallest_alpha: float | None = Non
                             "description": "The verdict, every field always present",
                             "content": _json_content(_ref("OpenSearchVerdict")),
                         },
-                        **_errors({s: SCORING_ERRORS[s] for s in (400, 401, 403, 413, 415, 503)}),
+                        **_errors({s: SCORING_ERRORS[s] for s in (400, 401, 403, 408, 413, 415, 503)}),
                         **_errors({422: OPENSEARCH_422}),
                     },
                 }
@@ -627,7 +631,7 @@ def openapi(settings: Settings | None = None, smallest_alpha: float | None = Non
                             "description": "The downstream holds the enriched batch (or held it already)",
                             "content": _json_content(_ref("VectorAnswer")),
                         },
-                        **_errors({s: SCORING_ERRORS[s] for s in (400, 401, 403, 413, 415)}),
+                        **_errors({s: SCORING_ERRORS[s] for s in (400, 401, 403, 408, 413, 415)}),
                         **_errors({422: VECTOR_422, 503: VECTOR_503}),
                     },
                 },
