@@ -66,12 +66,15 @@ def read_reply(body: bytes) -> dict[str, Any]:
     return value
 
 
-def apply_output_map(document: dict[str, Any], reply: dict[str, Any], output_map: dict[str, str]) -> None:
-    """Step 5: write the mapped reply fields into ``document``."""
+def apply_output_map(
+    document: dict[str, Any], reply: dict[str, Any], output_map: dict[str, str], *, override: bool = False
+) -> None:
+    """Step 5: write the mapped reply fields into ``document``; one that exists is kept unless the
+    processor says ``override`` (2.16 and later; false by default, and before 2.16 always)."""
     for field, path in output_map.items():
         if path not in reply:
             raise MLCommonsError(f"model inference output cannot find field name: {path}")
-        if _dotted(document, field)[0]:
+        if _dotted(document, field)[0] and not override:
             continue  # exists: not overwritten
         put(document, field, reply[path])
 

@@ -486,7 +486,7 @@ def test_ipv6_prefixes() -> None:
     assert cat[0] >= RESERVED
     assert cat[1] == cat[0]
     assert cat[2] == UNKNOWN_INDEX
-    assert cat[3] in (UNKNOWN_INDEX, *range(RESERVED, encoder.cardinalities[0]))
+    assert cat[3] == UNKNOWN_INDEX  # an IPv4-mapped address is its own (unseen) IPv6 prefix
     assert cat[4] in (UNKNOWN_INDEX, cat[0])  # never raises on a scoped address
 
 

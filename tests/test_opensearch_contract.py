@@ -84,7 +84,7 @@ def _ingest(scorer: Scorer, options: Options, source: dict[str, Any]) -> dict[st
     status, body = _connector_call(scorer, options, parameters(source, METADATA, input_map))
     assert status == 200, body
     document = json.loads(json.dumps(source))
-    apply_output_map(document, read_reply(body), output_map)
+    apply_output_map(document, read_reply(body), output_map, override=inference.get("override", False))
     return document
 
 
@@ -150,6 +150,9 @@ def test_a_document_that_already_has_its_verdict_is_not_changed(
 ) -> None:
     options = Options(scorer_url=scorer.url)
     once = _ingest(scorer, options, held_out_events[0])
+    (processor,) = definitions.pipeline(options, "model-1")["processors"]
+    assert processor["ml_inference"].get("override", False) is False  # what keeps it
+    once["anomaly"]["score"] = "planted"  # no score is text: kept only if the verdict is not written again
     again = _ingest(scorer, options, json.loads(json.dumps(once)))  # re-indexed as it is
     assert again == once
 

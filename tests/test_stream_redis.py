@@ -345,11 +345,11 @@ def test_a_stop_while_redis_is_away_ends_promptly_and_gives_nothing_up(
     server.stop()
     _wait_for(lambda: "unreachable, trying again" in log.read_text(), "the consumer to try again")
     consumer.send_signal(signal.SIGTERM)
-    started = time.monotonic()
-    code = consumer.wait(60)
+    code = consumer.wait(
+        60
+    )  # that a stop cuts the pause short: test_a_stop_cuts_the_pause_between_attempts_short
     text = log.read_text()
     assert code == 0, text
-    assert time.monotonic() - started < 30  # a pause between attempts is cut short by the stop
     assert "Traceback" not in text
     assert "stopped" in text.splitlines()[-1]
 
