@@ -44,12 +44,27 @@ LONG_DIGITS = b"\x01" * 19
 def loads(data: bytes) -> Any:
     """JSON → Python, every integer exact: orjson reads one beyond 64 bits as a float, so a body
     with such a long run of digits is read again by the standard library (valid JSON only), unless
-    it also nests deeper than the standard library reads (about 1,000 levels): then as orjson read it."""
-    value = orjson.loads(data)
+    it also nests deeper than the standard library reads (about 1,000 levels): then as orjson read it.
+    A number beyond a double's range (1e400, an integer of 310 digits), which orjson refuses, is read
+    by the standard library too: it is valid JSON, and the encoder flags the event that holds it,
+    as it does any impossible number, rather than the whole body failing."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        if "infinity" not in str(error):
+            raise
+        try:
+            return json.loads(data, parse_constant=_not_json)
+        except (ValueError, RecursionError):  # also Python's 4,300-digit limit on an integer
+            raise error from None
     if LONG_DIGITS in data.translate(DIGIT_MASK):
         with contextlib.suppress(RecursionError):
             value = json.loads(data)
     return value
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def parse_line(raw: bytes) -> tuple[Event | None, str | None]:

@@ -96,6 +96,32 @@ async def test_one_event_gets_one_result(client: Any, held_out_events: list[Even
     assert 0 < result["p_value"] <= 1
 
 
+async def test_a_number_beyond_a_double_flags_its_event_not_the_body(
+    client: Any, held_out_events: list[Event]
+) -> None:
+    """1e400 and a 400-digit integer are valid JSON that orjson refuses: the event holding one is
+    flagged (an impossible byte count), the others in the array are scored as alone. Before, the
+    whole body was answered 400 (and Vector drops a batch answered 400)."""
+    events = held_out_events[:3]
+    body = orjson.dumps(
+        [{**events[0], "traffic": {"bytes_out": 1}}, {**events[1], "traffic": {"bytes_out": 2}}, events[2]]
+    )
+    body = body.replace(b'"bytes_out":1}', b'"bytes_out":1e400}').replace(
+        b'"bytes_out":2}', b'"bytes_out":' + b"9" * 400 + b"}"
+    )
+    status, answer = await _post(client, "/v1/score", body)
+    assert status == 200, answer
+    first, second, third = answer["results"]
+    assert first["is_anomaly"]
+    assert second["is_anomaly"]
+    assert first["p_value"] == second["p_value"] == 0
+    alone = (await _post(client, "/v1/score", orjson.dumps(events[2])))[1]["results"][0]
+    assert third["score"] == pytest.approx(alone["score"])
+    status, answer = await _post(client, "/v1/score", b'[{"a": 1e400, "b": NaN}]')  # still not JSON
+    assert status == 400
+    assert answer["error"]["code"] == "malformed_json"
+
+
 async def test_array_results_are_in_order_and_match_single_requests(
     client: Any, held_out_events: list[Event]
 ) -> None:
@@ -163,6 +189,8 @@ async def test_ndjson_reports_bad_lines_by_number(client: Any, held_out_events: 
         (b"{}", JSON, "?strict=null", 400, "bad_strict", None),
         (b"{}", JSON, "?strict=", 400, "bad_strict", None),
         (b"{}", JSON, "?strict=maybe", 400, "bad_strict", None),
+        (b"{}", JSON, "?alpha=0.1&alpha=0.2", 400, "bad_alpha", None),  # which one was meant?
+        (b"{}", JSON, "?strict=true&strict=abc", 400, "bad_strict", None),
     ],
 )
 async def test_bad_input_gets_its_status_and_a_message(

@@ -55,6 +55,11 @@ async def read_body(request: web.Request, *, floor: bool = True) -> tuple[bytes,
     ``floor``: refuse an alpha below what the serving models can flag at (the Vector hop does not:
     Vector drops a batch answered 400, and a model swapped in may raise the floor)."""
     settings = request.app[SETTINGS]
+    for name in ("alpha", "strict"):  # which of two values was meant cannot be told
+        if len(request.query.getall(name, ())) > 1:
+            raise ApiError(
+                400, f"bad_{name}", f"{name} is given more than once; give it once, e.g. ?{name}=…"
+            )
     alpha = settings.alpha
     if "alpha" in request.query:
         # a plain decimal number: Python's float() also takes "0.0_1", " 0.5\n", "nan" and other

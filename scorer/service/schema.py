@@ -282,7 +282,7 @@ EVENT_SCHEMA: dict[str, Any] = {
 SCORING_ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
     400: (
         "The body is not valid JSON (or, with strict=true, an NDJSON line is not), a compressed body "
-        "does not inflate, or ?alpha= or ?strict= has a value they do not take",
+        "does not inflate, or ?alpha= or ?strict= has a value they do not take or is given twice",
         ("malformed_json", "bad_alpha", "bad_strict", "bad_encoding"),
     ),
     401: ("A token is required: send Authorization: Bearer <token>", ("unauthorized",)),
