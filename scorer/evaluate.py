@@ -170,6 +170,12 @@ def split_labelled(
         lines = [dumps(event) for _, event, _ in iter_records(events_path)]
     else:
         lines = [raw for _, raw in iter_raw_lines(events_path)]
+    stray = sum(1 for line in labels if not 1 <= line <= len(lines))
+    if stray:  # labels of another file: the lines they do name would get the wrong ones
+        raise ValueError(
+            f"{labels_path} does not label the {len(lines):,} lines of {events_path}: {stray:,} labels "
+            "name no line (are the labels those of this file?)"
+        )
     rng = np.random.default_rng(seed)
     side_a = np.zeros(len(lines), dtype=bool)
     chosen = np.arange(len(lines)) if ordered else rng.permutation(len(lines))

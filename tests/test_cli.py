@@ -239,7 +239,7 @@ def test_every_checked_number_refuses_nonsense_and_says_what_it_wants(
             if (
                 not callable(kind)
                 or getattr(kind, "__module__", "") != "scorer.cli"
-                or kind.__name__ == "_existing"
+                or kind.__name__ in ("_existing", "_file_out", "_dir_out")  # paths, not numbers
             ):
                 continue
             option = action.option_strings[0]
@@ -253,6 +253,24 @@ def test_every_checked_number_refuses_nonsense_and_says_what_it_wants(
                 assert "invalid" not in said, said
                 checked += 1
     assert checked >= 5 * 20  # every command's checked options, not a few
+
+
+def test_a_spark_master_that_is_none_is_refused_before_spark_starts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Spark's JVM took a wrong master and the command ended in a Java and a Python traceback."""
+    for master in ("local", "local[*]", "local[2]", "spark://head:7077", "yarn", "k8s://https://api:6443"):
+        assert (
+            build_parser().parse_args(["score-spark", "--model", "m", "in", "out", "--master", master]).master
+            == master
+        )
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["score-spark", "--model", "m", "in", "out", "--master", "bogus://x"])
+    assert exit_.value.code == 2
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    assert said.endswith(
+        "argument --master: 'bogus://x' is not a Spark master: local, local[N], local[*], spark://HOST:PORT, yarn or k8s://URL"
+    )
 
 
 def test_no_command_is_a_usage_error() -> None:
@@ -1189,6 +1207,15 @@ def test_split_says_what_it_left_out_and_refuses_a_side_left_empty(
     )
     assert not (tmp_path / "empty").exists()
 
+    labels.write_text("line,label\n" + "".join(f"{n},0\n" for n in range(1, 701)), encoding="utf-8")
+    result = _run("split", events, "--labels", labels, "--output", tmp_path / "other")  # another file's
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {labels} does not label the 600 lines of {events}: 100 labels name no line "
+        "(are the labels those of this file?)"
+    )
+    assert not (tmp_path / "other").exists()
+
 
 def test_split_of_parquet_writes_its_rows_as_json_lines(labelled: Labelled, tmp_path: Path) -> None:
     """`split` read a Parquet file's bytes as lines of text and wrote garbage."""
@@ -1213,10 +1240,45 @@ def test_split_onto_a_file_is_one_line(labelled: Labelled, tmp_path: Path) -> No
     taken.write_text("{}\n", encoding="utf-8")
     result = _run("split", labelled.events, "--labels", labelled.labels, "--output", taken)
     assert result.returncode == 2, result.stderr
-    assert (
-        result.stderr.strip().splitlines()[-1]
-        == f"error: --output {taken} is a file: name a directory for the three files"
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"ocsf-anomaly split: error: argument --output/-o: '{taken}' is a file: name a directory to write"
     )
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`report --output DIR` rendered the whole report, then failed on a temporary file the user never
+    named; `train --output FILE` failed after training; an output under a file said "File exists"."""
+    folder, taken = tmp_path / "folder", tmp_path / "taken"
+    folder.mkdir()
+    taken.write_text("x", encoding="utf-8")
+    events = str(tmp_path / "in.jsonl")
+    Path(events).write_text("{}\n", encoding="utf-8")
+    cases = [
+        (["report", events, "--output", str(folder)], f"'{folder}' is a directory: name a file to write"),
+        (
+            ["score", "--model", "m", events, "--output", str(folder)],
+            f"'{folder}' is a directory: name a file to write",
+        ),
+        (
+            ["features", "infer", events, "--output", str(taken / "spec.toml")],
+            f"'{taken / 'spec.toml'}' cannot be written: {taken} is a file, not a directory",
+        ),
+        (["train", events, "--output", str(taken)], f"'{taken}' is a file: name a directory to write"),
+        (
+            ["refresh", "--model", "m", events, "--output", str(taken / "a" / "b")],
+            f"cannot be written: {taken} is a file, not a directory",
+        ),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit_:
+            build_parser().parse_args(argv)
+        assert exit_.value.code == 2, argv
+        said = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "argument --output/-o: " in said, said
+        assert said.endswith(message), said
+    assert build_parser().parse_args(["train", events, "--output", str(folder / "new" / "bundle")]).output
 
 
 # ------------------------------------------------------------------ refresh

@@ -106,6 +106,41 @@ def _count(text: str) -> int:
     return value
 
 
+def _file_out(text: str) -> Path:
+    """A file to write: refused at once when it cannot be one (a directory, or under a file)."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory: name a file to write")
+    _parent_is_a_directory(text, path)
+    return path
+
+
+def _dir_out(text: str) -> Path:
+    """A directory to write: refused at once when it cannot be one (a file, or under a file)."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a file: name a directory to write")
+    _parent_is_a_directory(text, path)
+    return path
+
+
+def _parent_is_a_directory(text: str, path: Path) -> None:
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise argparse.ArgumentTypeError(
+                    f"{text!r} cannot be written: {parent} is a file, not a directory"
+                )
+            return
+
+
+def _seed(text: str) -> int:
+    value: int = _number(text, int, "a seed, a whole number from 0 to 4294967295")
+    if not 0 <= value <= 2**32 - 1:  # numpy takes no negative seed, torch and faiss no wider one
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed, a whole number from 0 to 4294967295")
+    return value
+
+
 def _port(text: str) -> int:
     value: int = _number(text, int, "a port number, 0-65535")
     if not 0 <= value <= 65535:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from scorer.cli import Commands, _existing, _say
+from scorer.cli import Commands, _existing, _file_out, _say
 
 
 def add_commands(commands: Commands) -> None:
@@ -24,7 +23,7 @@ def add_commands(commands: Commands) -> None:
         metavar="EVENTS",
         help="JSONL, JSONL.gz or Parquet files of OCSF events",
     )
-    infer.add_argument("--output", "-o", type=Path, default=None, help="write here instead of stdout")
+    infer.add_argument("--output", "-o", type=_file_out, default=None, help="write here instead of stdout")
     infer.set_defaults(handler=_features)
 
 

@@ -6,7 +6,7 @@ import argparse
 from contextlib import nullcontext
 from pathlib import Path
 
-from scorer.cli import CONFIG_HELP, Commands, _alpha, _bundle, _require_extra, _say
+from scorer.cli import CONFIG_HELP, Commands, _alpha, _bundle, _file_out, _require_extra, _say
 
 DESCRIPTION = """\
 Turn a day of scored events (what `score`, `score-spark` or the service wrote: JSON Lines, .gz, Parquet,
@@ -35,7 +35,7 @@ def add_commands(commands: Commands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("scored", type=Path, metavar="SCORED", help="scored events: a file or a directory")
-    parser.add_argument("--output", "-o", required=True, type=Path, help="the HTML file to write")
+    parser.add_argument("--output", "-o", required=True, type=_file_out, help="the HTML file to write")
     parser.add_argument("--day", default=None, help="YYYY-MM-DD (UTC; default: the latest day in the data)")
     parser.add_argument(
         "--model",

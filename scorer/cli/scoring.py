@@ -13,9 +13,12 @@ from scorer.cli import (
     Commands,
     _alpha,
     _bundle,
+    _dir_out,
     _existing,
+    _file_out,
     _fraction,
     _say,
+    _seed,
     _workers,
 )
 
@@ -36,7 +39,7 @@ def add_commands(commands: Commands) -> None:
         "input", type=_existing, metavar="INPUT", help="JSONL, JSONL.gz or Parquet file of OCSF events"
     )
     score.add_argument("--model", "-m", required=True, help=MODEL_HELP)
-    score.add_argument("--output", "-o", required=True, type=Path, help="OUT.jsonl or OUT.csv")
+    score.add_argument("--output", "-o", required=True, type=_file_out, help="OUT.jsonl or OUT.csv")
     score.add_argument(
         "--alpha", type=_alpha, default=None, help="target false-positive rate (default: the bundle's, 0.01)"
     )
@@ -79,7 +82,7 @@ def add_commands(commands: Commands) -> None:
     evaluate.add_argument(
         "--alpha", type=_alpha, default=0.01, help="target false-positive rate (default 0.01)"
     )
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of the baselines' held-out split")
+    evaluate.add_argument("--seed", type=_seed, default=0, help="seed of the baselines' held-out split")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     _config_option(evaluate)
 
@@ -100,7 +103,7 @@ def add_commands(commands: Commands) -> None:
         "events", nargs="+", type=_existing, metavar="RECENT", help="recent events, mostly normal"
     )
     refresh.add_argument("--model", "-m", required=True, help=f"the model to start from: {MODEL_HELP}")
-    refresh.add_argument("--output", "-o", required=True, type=Path, help="bundle directory to write")
+    refresh.add_argument("--output", "-o", required=True, type=_dir_out, help="bundle directory to write")
     refresh.add_argument(
         "--calibration-only", action="store_true", help="keep the baseline, re-fit calibration only"
     )
@@ -123,9 +126,9 @@ def add_commands(commands: Commands) -> None:
         help="CSV with line,label (1 = attack), line 1-based in EVENTS; lines without a label are left out",
     )
     split.add_argument(
-        "--output", "-o", required=True, type=Path, help="directory to write the three files to"
+        "--output", "-o", required=True, type=_dir_out, help="directory to write the three files to"
     )
-    split.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
+    split.add_argument("--seed", type=_seed, default=0, help="seed of the random split (default 0)")
     split.add_argument(
         "--fraction", type=_fraction, default=0.5, help="share of lines on the training side (default 0.5)"
     )

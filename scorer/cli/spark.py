@@ -4,9 +4,24 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 
 from scorer.cli import CONFIG_HELP, CliError, Commands, _alpha, _bundle, _positive, _require_extra, _say
+
+# Spark's master URLs (SparkContext's own patterns, and the cluster managers' schemes)
+MASTER = re.compile(
+    r"local(\[(\*|[0-9]+)(,[0-9]+)?\])?|local-cluster\[[0-9]+, *[0-9]+, *[0-9]+\]|yarn|(spark|k8s|mesos)://\S+"
+)
+
+
+def _master(text: str) -> str:
+    if not MASTER.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a Spark master: local, local[N], local[*], spark://HOST:PORT, yarn or k8s://URL"
+        )
+    return text
+
 
 DESCRIPTION = """\
 Score every OCSF event under INPUT on Apache Spark and write them, each with its `anomaly` added (the
@@ -52,6 +67,7 @@ def add_commands(commands: Commands) -> None:
     )
     parser.add_argument(
         "--master",
+        type=_master,
         default=None,
         help="Spark master: local[*] (default, every core of this machine), local[N], spark://HOST:PORT, yarn; "
         "under spark-submit, spark-submit's",

@@ -8,7 +8,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from scorer.cli import CONFIG_HELP, CliError, Commands, _existing, _positive, _registry, _say, _share
+from scorer.cli import (
+    CONFIG_HELP,
+    CliError,
+    Commands,
+    _dir_out,
+    _existing,
+    _positive,
+    _registry,
+    _say,
+    _seed,
+    _share,
+)
 
 
 def add_commands(commands: Commands) -> None:
@@ -29,7 +40,11 @@ def add_commands(commands: Commands) -> None:
         help="JSONL, JSONL.gz or Parquet files of OCSF events",
     )
     train.add_argument(
-        "--output", "-o", type=Path, default=None, help="bundle directory to write (replaced if it exists)"
+        "--output",
+        "-o",
+        type=_dir_out,
+        default=None,
+        help="bundle directory to write (replaced if it exists)",
     )
     train.add_argument(
         "--register",
@@ -51,7 +66,7 @@ def add_commands(commands: Commands) -> None:
         help="training epochs (default: measured best, see BENCHMARKS.md)",
     )
     train.add_argument(
-        "--seed", type=int, default=0, help="random seed for splits, training and indices (default 0)"
+        "--seed", type=_seed, default=0, help="random seed for splits, training and indices (default 0)"
     )
     train.add_argument(
         "--score",

@@ -345,7 +345,9 @@ def _authentication(request_fun):
                 ):
                     return request_fun(self, *args, **kwargs)
             elif he.status == 401 and not self.autologin:
-                raise AuthenticationError("Request failed: Session is not logged in.", he)
+                raise AuthenticationError(
+                    "Request failed: Session is not logged in.", he
+                )
             else:
                 raise
 
@@ -604,7 +606,9 @@ class Context:
         if token:
             header.append(("Authorization", token))
         if self.get_cookies():
-            header.append(("Cookie", _make_cookie_header(list(self.get_cookies().items()))))
+            header.append(
+                ("Cookie", _make_cookie_header(list(self.get_cookies().items())))
+            )
 
         return header
 
@@ -634,7 +638,9 @@ class Context:
             context = ssl.create_default_context()
             context.options |= ssl.OP_NO_TLSv1 | ssl.OP_NO_TLSv1_1
             context.check_hostname = not self._self_signed_certificate
-            context.verify_mode = ssl.CERT_NONE if self._self_signed_certificate else ssl.CERT_REQUIRED
+            context.verify_mode = (
+                ssl.CERT_NONE if self._self_signed_certificate else ssl.CERT_REQUIRED
+            )
             sock = context.wrap_socket(sock, server_hostname=self.host)
         sock.connect((socket.gethostbyname(self.host), self.port))
         return sock
@@ -691,14 +697,20 @@ class Context:
             c.logout()
             c.delete('apps/local') # raises AuthenticationError
         """
-        path = self.authority + self._abspath(path_segment, owner=owner, app=app, sharing=sharing)
-        logger.debug("DELETE request to %s (body: %s)", path, mask_sensitive_data(query))
+        path = self.authority + self._abspath(
+            path_segment, owner=owner, app=app, sharing=sharing
+        )
+        logger.debug(
+            "DELETE request to %s (body: %s)", path, mask_sensitive_data(query)
+        )
         response = self.http.delete(path, self._auth_headers, **query)
         return response
 
     @_authentication
     @_log_duration
-    def get(self, path_segment, owner=None, app=None, headers=None, sharing=None, **query):
+    def get(
+        self, path_segment, owner=None, app=None, headers=None, sharing=None, **query
+    ):
         """Performs a GET operation from the REST path segment with the given
         namespace and query.
 
@@ -753,7 +765,9 @@ class Context:
         if headers is None:
             headers = []
 
-        path = self.authority + self._abspath(path_segment, owner=owner, app=app, sharing=sharing)
+        path = self.authority + self._abspath(
+            path_segment, owner=owner, app=app, sharing=sharing
+        )
         logger.debug("GET request to %s (body: %s)", path, mask_sensitive_data(query))
         all_headers = headers + self.additional_headers + self._auth_headers
         response = self.http.get(path, all_headers, **query)
@@ -761,7 +775,9 @@ class Context:
 
     @_authentication
     @_log_duration
-    def post(self, path_segment, owner=None, app=None, sharing=None, headers=None, **query):
+    def post(
+        self, path_segment, owner=None, app=None, sharing=None, headers=None, **query
+    ):
         """Performs a POST operation from the REST path segment with the given
         namespace and query.
 
@@ -831,7 +847,9 @@ class Context:
         if headers is None:
             headers = []
 
-        path = self.authority + self._abspath(path_segment, owner=owner, app=app, sharing=sharing)
+        path = self.authority + self._abspath(
+            path_segment, owner=owner, app=app, sharing=sharing
+        )
 
         logger.debug("POST request to %s (body: %s)", path, mask_sensitive_data(query))
         all_headers = headers + self.additional_headers + self._auth_headers
@@ -902,7 +920,9 @@ class Context:
         if headers is None:
             headers = []
 
-        path = self.authority + self._abspath(path_segment, owner=owner, app=app, sharing=sharing)
+        path = self.authority + self._abspath(
+            path_segment, owner=owner, app=app, sharing=sharing
+        )
 
         all_headers = headers + self.additional_headers + self._auth_headers
         logger.debug(
@@ -953,7 +973,9 @@ class Context:
             # logged in.
             return
 
-        if self.token is not _NoAuthenticationToken and (not self.username and not self.password):
+        if self.token is not _NoAuthenticationToken and (
+            not self.username and not self.password
+        ):
             # If we were passed a session token, but no username or
             # password, then login is a nop, since we're automatically
             # logged in.
@@ -1050,7 +1072,9 @@ class Context:
 
         oname = "nobody" if ns.owner is None else ns.owner
         aname = "system" if ns.app is None else ns.app
-        path = UrlEncoded(f"/servicesNS/{oname}/{aname}/{path_segment}", skip_encode=skip_encode)
+        path = UrlEncoded(
+            f"/servicesNS/{oname}/{aname}/{path_segment}", skip_encode=skip_encode
+        )
         return path
 
 
@@ -1183,7 +1207,11 @@ def _spliturl(url):
     parsed_url = parse.urlparse(url)
     host = parsed_url.hostname
     port = parsed_url.port
-    path = "?".join((parsed_url.path, parsed_url.query)) if parsed_url.query else parsed_url.path
+    path = (
+        "?".join((parsed_url.path, parsed_url.query))
+        if parsed_url.query
+        else parsed_url.path
+    )
     # Strip brackets if its an IPv6 address
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -1248,7 +1276,9 @@ class HttpLib:
         retryDelay=10,
     ):
         if custom_handler is None:
-            self.handler = handler(verify=verify, key_file=key_file, cert_file=cert_file, context=context)
+            self.handler = handler(
+                verify=verify, key_file=key_file, cert_file=cert_file, context=context
+            )
         else:
             self.handler = custom_handler
         self._cookies = {}
@@ -1529,7 +1559,10 @@ def handler(key_file=None, cert_file=None, timeout=None, verify=False, context=N
             if timeout is not None:
                 connection.sock.settimeout(timeout)
             response = connection.getresponse()
-            is_keepalive = "keep-alive" in response.getheader("connection", default="close").lower()
+            is_keepalive = (
+                "keep-alive"
+                in response.getheader("connection", default="close").lower()
+            )
         finally:
             if not is_keepalive:
                 connection.close()

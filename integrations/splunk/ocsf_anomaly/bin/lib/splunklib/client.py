@@ -190,7 +190,11 @@ def _trailing(template, *targets):
 def _filter_content(content, *args):
     if len(args) > 0:
         return record((k, content[k]) for k in args)
-    return record((k, v) for k, v in content.items() if k not in ["eai:acl", "eai:attributes", "type"])
+    return record(
+        (k, v)
+        for k, v in content.items()
+        if k not in ["eai:acl", "eai:attributes", "type"]
+    )
 
 
 # Construct a resource path from the given base path + resource name
@@ -251,7 +255,9 @@ def _parse_atom_entry(entry):
     metadata = _parse_atom_metadata(content)
 
     # Filter some of the noise out of the content record
-    content = record((k, v) for k, v in content.items() if k not in ["eai:acl", "eai:attributes"])
+    content = record(
+        (k, v) for k, v in content.items() if k not in ["eai:acl", "eai:attributes"]
+    )
 
     if "type" in content:
         if isinstance(content["type"], list):
@@ -545,7 +551,9 @@ class Service(_BaseService):
         """
         if self.splunk_version >= (5,):
             return ReadOnlyCollection(self, PATH_MODULAR_INPUTS, item=ModularInputKind)
-        raise IllegalOperationException("Modular inputs are not supported before Splunk version 5.")
+        raise IllegalOperationException(
+            "Modular inputs are not supported before Splunk version 5."
+        )
 
     @property
     def storage_passwords(self):
@@ -595,7 +603,11 @@ class Service(_BaseService):
         :param timeout: A timeout period, in seconds.
         :type timeout: ``integer``
         """
-        msg = {"value": "Restart requested by " + self.username + "via the Splunk SDK for Python"}
+        msg = {
+            "value": "Restart requested by "
+            + self.username
+            + "via the Splunk SDK for Python"
+        }
         # This message will be deleted once the server actually restarts.
         self.messages.create(name="restart_required", **msg)
         result = self.post("/services/server/control/restart")
@@ -708,7 +720,9 @@ class Service(_BaseService):
         :return: A ``tuple`` of ``integers``.
         """
         if self._splunk_version is None:
-            self._splunk_version = tuple(int(p) for p in self.info["version"].split("."))
+            self._splunk_version = tuple(
+                int(p) for p in self.info["version"].split(".")
+            )
         return self._splunk_version
 
     @property
@@ -791,7 +805,9 @@ class Endpoint:
         # For example, "/services/search/jobs" is using API v1
         api_version = 1
 
-        versionSearch = re.search(r"(?:servicesNS\/[^/]+\/[^/]+|services)\/[^/]+\/v(\d+)\/", path)
+        versionSearch = re.search(
+            r"(?:servicesNS\/[^/]+\/[^/]+|services)\/[^/]+\/v(\d+)\/", path
+        )
         if versionSearch:
             api_version = int(versionSearch.group(1))
 
@@ -855,7 +871,9 @@ class Endpoint:
         else:
             if not self.path.endswith("/") and path_segment != "":
                 self.path = self.path + "/"
-            path = self.service._abspath(self.path + path_segment, owner=owner, app=app, sharing=sharing)
+            path = self.service._abspath(
+                self.path + path_segment, owner=owner, app=app, sharing=sharing
+            )
         # ^-- This was "%s%s" % (self.path, path_segment).
         # That doesn't work, because self.path may be UrlEncoded.
 
@@ -870,7 +888,9 @@ class Endpoint:
 
         if api_version == 1:
             if isinstance(path, UrlEncoded):
-                path = UrlEncoded(path.replace(PATH_JOBS_V2, PATH_JOBS), skip_encode=True)
+                path = UrlEncoded(
+                    path.replace(PATH_JOBS_V2, PATH_JOBS), skip_encode=True
+                )
             else:
                 path = path.replace(PATH_JOBS_V2, PATH_JOBS)
 
@@ -930,7 +950,9 @@ class Endpoint:
         else:
             if not self.path.endswith("/") and path_segment != "":
                 self.path = self.path + "/"
-            path = self.service._abspath(self.path + path_segment, owner=owner, app=app, sharing=sharing)
+            path = self.service._abspath(
+                self.path + path_segment, owner=owner, app=app, sharing=sharing
+            )
 
         # Get the API version from the path
         api_version = self.get_api_version(path)
@@ -943,7 +965,9 @@ class Endpoint:
 
         if api_version == 1:
             if isinstance(path, UrlEncoded):
-                path = UrlEncoded(path.replace(PATH_JOBS_V2, PATH_JOBS), skip_encode=True)
+                path = UrlEncoded(
+                    path.replace(PATH_JOBS_V2, PATH_JOBS), skip_encode=True
+                )
             else:
                 path = path.replace(PATH_JOBS_V2, PATH_JOBS)
 
@@ -1046,7 +1070,9 @@ class Entity(Endpoint):
 
         Makes no roundtrips to the server.
         """
-        raise IncomparableException(f"Equality is undefined for objects of class {self.__class__.__name__}")
+        raise IncomparableException(
+            f"Equality is undefined for objects of class {self.__class__.__name__}"
+        )
 
     def __getattr__(self, key):
         # Called when an attribute was not found by the normal method. In this
@@ -1130,7 +1156,9 @@ class Entity(Endpoint):
 
     def post(self, path_segment="", owner=None, app=None, sharing=None, **query):
         owner, app, sharing = self._proper_namespace(owner, app, sharing)
-        return super().post(path_segment, owner=owner, app=app, sharing=sharing, **query)
+        return super().post(
+            path_segment, owner=owner, app=app, sharing=sharing, **query
+        )
 
     def refresh(self, state=None):
         """Refreshes the state of this entity.
@@ -1218,7 +1246,9 @@ class Entity(Endpoint):
         # In lower layers of the SDK, we end up trying to URL encode
         # text to be dispatched via HTTP. However, these links are already
         # URL encoded when they arrive, and we need to mark them as such.
-        unquoted_links = dict((k, UrlEncoded(v, skip_encode=True)) for k, v in results["links"].items())
+        unquoted_links = dict(
+            (k, UrlEncoded(v, skip_encode=True)) for k, v in results["links"].items()
+        )
         results["links"] = unquoted_links
         return results
 
@@ -1298,7 +1328,9 @@ class Entity(Endpoint):
         # check for 'name' in kwargs and throw an error if it is
         # there.
         if "name" in kwargs:
-            raise IllegalOperationException("Cannot update the name of an Entity via the REST API.")
+            raise IllegalOperationException(
+                "Cannot update the name of an Entity via the REST API."
+            )
         self.post(**kwargs)
         return self
 
@@ -1851,7 +1883,9 @@ class Configurations(Collection):
         # that multiple entities means a name collision, so we have to override it here.
         try:
             self.get(key)
-            return ConfigurationFile(self.service, PATH_CONF % key, state={"title": key})
+            return ConfigurationFile(
+                self.service, PATH_CONF % key, state={"title": key}
+            )
         except HTTPError as he:
             if he.status == 404:  # No entity matching key
                 raise KeyError(key)
@@ -1889,12 +1923,18 @@ class Configurations(Collection):
         if response.status == 303:
             return self[name]
         if response.status == 201:
-            return ConfigurationFile(self.service, PATH_CONF % name, item=Stanza, state={"title": name})
-        raise ValueError(f"Unexpected status code {response.status} returned from creating a stanza")
+            return ConfigurationFile(
+                self.service, PATH_CONF % name, item=Stanza, state={"title": name}
+            )
+        raise ValueError(
+            f"Unexpected status code {response.status} returned from creating a stanza"
+        )
 
     def delete(self, key):
         """Raises `IllegalOperationException`."""
-        raise IllegalOperationException("Cannot delete configuration files from the REST API.")
+        raise IllegalOperationException(
+            "Cannot delete configuration files from the REST API."
+        )
 
     def _entity_path(self, state):
         # Overridden to make all the ConfigurationFile objects
@@ -1922,7 +1962,13 @@ class Stanza(Entity):
         # The stanza endpoint returns all the keys at the same level in the XML as the eai information
         # and 'disabled', so to get an accurate length, we have to filter those out and have just
         # the stanza keys.
-        return len([x for x in self._state.content.keys() if not x.startswith("eai") and x != "disabled"])
+        return len(
+            [
+                x
+                for x in self._state.content.keys()
+                if not x.startswith("eai") and x != "disabled"
+            ]
+        )
 
 
 class StoragePassword(Entity):
@@ -1985,7 +2031,9 @@ class StoragePasswords(Collection):
             response = self.post(password=password, realm=realm, name=username)
 
         if response.status != 201:
-            raise ValueError(f"Unexpected status code {response.status} returned from creating a stanza")
+            raise ValueError(
+                f"Unexpected status code {response.status} returned from creating a stanza"
+            )
 
         entries = _load_atom_entries(response)
         state = _parse_atom_entry(entries[0])
@@ -2016,7 +2064,11 @@ class StoragePasswords(Collection):
             name = username
         else:
             # Encode each component separately
-            name = UrlEncoded(realm, encode_slash=True) + ":" + UrlEncoded(username, encode_slash=True)
+            name = (
+                UrlEncoded(realm, encode_slash=True)
+                + ":"
+                + UrlEncoded(username, encode_slash=True)
+            )
 
         # Append the : expected at the end of the name
         if name[-1] != ":":
@@ -2078,7 +2130,8 @@ class Indexes(Collection):
             Collection.delete(self, name)
         else:
             raise IllegalOperationException(
-                "Deleting indexes via the REST API is not supported before Splunk version 5."
+                "Deleting indexes via the REST API is "
+                "not supported before Splunk version 5."
             )
 
 
@@ -2109,7 +2162,9 @@ class Index(Entity):
             args["source"] = source
         if sourcetype is not None:
             args["sourcetype"] = sourcetype
-        path = UrlEncoded(PATH_RECEIVERS_STREAM + "?" + parse.urlencode(args), skip_encode=True)
+        path = UrlEncoded(
+            PATH_RECEIVERS_STREAM + "?" + parse.urlencode(args), skip_encode=True
+        )
 
         cookie_header = (
             self.service.token
@@ -2366,7 +2421,9 @@ class Inputs(Collection):
                 response = self.get(self.kindpath(kind) + "/" + key)
                 entries = self._load_list(response)
                 if len(entries) > 1:
-                    raise AmbiguousReferenceException(f"Found multiple inputs of kind {kind} named {key}.")
+                    raise AmbiguousReferenceException(
+                        f"Found multiple inputs of kind {kind} named {key}."
+                    )
                 if len(entries) == 0:
                     raise KeyError((key, kind))
                 return entries[0]
@@ -2391,7 +2448,9 @@ class Inputs(Collection):
                     if len(entries) == 0:
                         pass
                     else:
-                        if candidate is not None:  # Already found at least one candidate
+                        if (
+                            candidate is not None
+                        ):  # Already found at least one candidate
                             raise AmbiguousReferenceException(
                                 f"Found multiple inputs named {key}, please specify a kind"
                             )
@@ -2477,7 +2536,9 @@ class Inputs(Collection):
         name = UrlEncoded(name, encode_slash=True)
         path = _path(
             self.path + kindpath,
-            f"{kwargs['restrictToHost']}:{name}" if "restrictToHost" in kwargs else name,
+            f"{kwargs['restrictToHost']}:{name}"
+            if "restrictToHost" in kwargs
+            else name,
         )
         return Input(self.service, path, kind)
 
@@ -3121,7 +3182,9 @@ class Jobs(Collection):
         :return: The :class:`Job`.
         """
         if kwargs.get("exec_mode", None) == "oneshot":
-            raise TypeError("Cannot specify exec_mode=oneshot; use the oneshot method instead.")
+            raise TypeError(
+                "Cannot specify exec_mode=oneshot; use the oneshot method instead."
+            )
         response = self.post(search=query, **kwargs)
         sid = _load_sid(response, kwargs.get("output_mode", None))
         return Job(self.service, sid)
@@ -3298,7 +3361,9 @@ class ModularInputKind(Entity):
 
     def update(self, **kwargs):
         """Raises an error. Modular input kinds are read only."""
-        raise IllegalOperationException("Modular input kinds cannot be updated via the REST API.")
+        raise IllegalOperationException(
+            "Modular input kinds cannot be updated via the REST API."
+        )
 
 
 class SavedSearch(Entity):
@@ -3350,7 +3415,9 @@ class SavedSearch(Entity):
         :rtype: :class:`AlertGroup`
         """
         if self["is_scheduled"] == "0":
-            raise IllegalOperationException("Unscheduled saved searches have no alerts.")
+            raise IllegalOperationException(
+                "Unscheduled saved searches have no alerts."
+            )
         c = Collection(
             self.service,
             self.service._abspath(
@@ -3418,7 +3485,9 @@ class SavedSearch(Entity):
 
         :return: The list of search times.
         """
-        response = self.get("scheduled_times", earliest_time=earliest_time, latest_time=latest_time)
+        response = self.get(
+            "scheduled_times", earliest_time=earliest_time, latest_time=latest_time
+        )
         data = self._load_atom_entry(response)
         rec = _parse_atom_entry(data)
         times = [datetime.fromtimestamp(int(t)) for t in rec.content.scheduled_times]
@@ -3601,7 +3670,11 @@ class User(Entity):
         :rtype: ``list``
         """
         all_role_names = [r.name for r in self.service.roles.list()]
-        return [self.service.roles[name] for name in self.content.roles if name in all_role_names]
+        return [
+            self.service.roles[name]
+            for name in self.content.roles
+            if name in all_role_names
+        ]
 
 
 # Splunk automatically lowercases new user names so we need to match that
@@ -3659,7 +3732,9 @@ class Users(Collection):
         response = self.get(username)
         entry = _load_atom(response, XNAME_ENTRY).entry
         state = _parse_atom_entry(entry)
-        entity = self.item(self.service, parse.unquote(state.links.alternate), state=state)
+        entity = self.item(
+            self.service, parse.unquote(state.links.alternate), state=state
+        )
         return entity
 
     def delete(self, name):
@@ -3728,9 +3803,7 @@ class Role(Entity):
             if c not in capabilities_to_revoke:
                 new_capabilities.append(c)
         if not new_capabilities:
-            new_capabilities = (
-                ""  # Empty lists don't get passed in the body, so we have to force an empty argument.
-            )
+            new_capabilities = ""  # Empty lists don't get passed in the body, so we have to force an empty argument.
         self.post(capabilities=new_capabilities)
         return self
 
@@ -3782,7 +3855,9 @@ class Roles(Collection):
         response = self.get(name)
         entry = _load_atom(response, XNAME_ENTRY).entry
         state = _parse_atom_entry(entry)
-        entity = self.item(self.service, parse.unquote(state.links.alternate), state=state)
+        entity = self.item(
+            self.service, parse.unquote(state.links.alternate), state=state
+        )
         return entity
 
     def delete(self, name):
@@ -3818,7 +3893,9 @@ class Application(Entity):
 
 class KVStoreCollections(Collection):
     def __init__(self, service):
-        Collection.__init__(self, service, "storage/collections/config", item=KVStoreCollection)
+        Collection.__init__(
+            self, service, "storage/collections/config", item=KVStoreCollection
+        )
 
     def __getitem__(self, item):
         res = Collection.__getitem__(self, item)
@@ -3870,7 +3947,9 @@ class KVStoreCollection(Entity):
         :return: Result of POST request
         """
         kwargs = {}
-        kwargs["accelerated_fields." + name] = json.dumps(value) if isinstance(value, dict) else value
+        kwargs["accelerated_fields." + name] = (
+            json.dumps(value) if isinstance(value, dict) else value
+        )
         return self.post(**kwargs)
 
     def update_field(self, name, value):
@@ -3900,7 +3979,11 @@ class KVStoreCollectionData:
         self.service = collection.service
         self.collection = collection
         self.owner, self.app, self.sharing = collection._proper_namespace()
-        self.path = "storage/collections/data/" + UrlEncoded(self.collection.name, encode_slash=True) + "/"
+        self.path = (
+            "storage/collections/data/"
+            + UrlEncoded(self.collection.name, encode_slash=True)
+            + "/"
+        )
 
     def _get(self, url, **kwargs):
         return self.service.get(
@@ -3956,7 +4039,11 @@ class KVStoreCollectionData:
         :return: Document with id
         :rtype: ``dict``
         """
-        return json.loads(self._get(UrlEncoded(str(id), encode_slash=True)).body.read().decode("utf-8"))
+        return json.loads(
+            self._get(UrlEncoded(str(id), encode_slash=True))
+            .body.read()
+            .decode("utf-8")
+        )
 
     def insert(self, data):
         """
@@ -3971,7 +4058,9 @@ class KVStoreCollectionData:
         if isinstance(data, dict):
             data = json.dumps(data)
         return json.loads(
-            self._post("", headers=KVStoreCollectionData.JSON_HEADER, body=data).body.read().decode("utf-8")
+            self._post("", headers=KVStoreCollectionData.JSON_HEADER, body=data)
+            .body.read()
+            .decode("utf-8")
         )
 
     def delete(self, query=None):
@@ -4036,7 +4125,9 @@ class KVStoreCollectionData:
         data = json.dumps(dbqueries)
 
         return json.loads(
-            self._post("batch_find", headers=KVStoreCollectionData.JSON_HEADER, body=data)
+            self._post(
+                "batch_find", headers=KVStoreCollectionData.JSON_HEADER, body=data
+            )
             .body.read()
             .decode("utf-8")
         )
@@ -4057,7 +4148,9 @@ class KVStoreCollectionData:
         data = json.dumps(documents)
 
         return json.loads(
-            self._post("batch_save", headers=KVStoreCollectionData.JSON_HEADER, body=data)
+            self._post(
+                "batch_save", headers=KVStoreCollectionData.JSON_HEADER, body=data
+            )
             .body.read()
             .decode("utf-8")
         )

@@ -89,7 +89,9 @@ class Event:
         :param stream: stream to write XML to.
         """
         if self.data is None:
-            raise ValueError("Events must have at least the data field set to be written to XML.")
+            raise ValueError(
+                "Events must have at least the data field set to be written to XML."
+            )
 
         event = ET.Element("event")
         if self.stanza is not None:

@@ -46,7 +46,11 @@ def xml_compare(expected, found):
         found.text is None or found.text.strip() == ""
     ):
         return True
-    return expected.tag == found.tag and expected.text == found.text and expected.attrib == found.attrib
+    return (
+        expected.tag == found.tag
+        and expected.text == found.text
+        and expected.attrib == found.attrib
+    )
 
 
 def parse_parameters(param_node):

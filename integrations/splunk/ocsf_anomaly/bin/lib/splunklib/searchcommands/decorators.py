@@ -79,7 +79,9 @@ class Configuration:
             o.ConfigurationSettings.fix_up(o)
             Option.fix_up(o)
         else:
-            raise TypeError(f"Incorrect usage: Configuration decorator applied to {type(o)}")
+            raise TypeError(
+                f"Incorrect usage: Configuration decorator applied to {type(o)}"
+            )
 
         return o
 
@@ -135,7 +137,9 @@ class ConfigurationSetting(property):
 
     @staticmethod
     def fix_up(cls, values):
-        is_configuration_setting = lambda attribute: isinstance(attribute, ConfigurationSetting)
+        is_configuration_setting = lambda attribute: isinstance(
+            attribute, ConfigurationSetting
+        )
         definitions = getmembers(cls, is_configuration_setting)
         i = 0
 
@@ -162,9 +166,13 @@ class ConfigurationSetting(property):
                 if not setting._readonly:
 
                     def fset(bfn, validate, specification, name):
-                        return lambda this, value: setattr(this, bfn, validate(specification, name, value))
+                        return lambda this, value: setattr(
+                            this, bfn, validate(specification, name, value)
+                        )
 
-                    setting = setting.setter(fset(backing_field_name, validate, specification, name))
+                    setting = setting.setter(
+                        fset(backing_field_name, validate, specification, name)
+                    )
 
                 setattr(cls, name, setting)
 
@@ -176,7 +184,9 @@ class ConfigurationSetting(property):
 
             del setting._name, setting._value, setting._readonly
 
-            setting.is_supported_by_protocol = is_supported_by_protocol(specification.supporting_protocols)
+            setting.is_supported_by_protocol = is_supported_by_protocol(
+                specification.supporting_protocols
+            )
             setting.supporting_protocols = specification.supporting_protocols
             setting.backing_field_name = backing_field_name
             definitions[i] = setting
@@ -198,7 +208,9 @@ class ConfigurationSetting(property):
         if len(values) > 0:
             settings = sorted(list(values.items()))
             settings = [f"{n_v[0]}={n_v[1]}" for n_v in settings]
-            raise AttributeError("Inapplicable configuration settings: " + ", ".join(settings))
+            raise AttributeError(
+                "Inapplicable configuration settings: " + ", ".join(settings)
+            )
 
         cls.configuration_setting_definitions = definitions
 
@@ -214,7 +226,9 @@ class ConfigurationSetting(property):
         try:
             specification = ConfigurationSettingsType.specification_matrix[name]
         except KeyError:
-            raise AttributeError(f"Unknown configuration setting: {name}={repr(self._value)}")
+            raise AttributeError(
+                f"Unknown configuration setting: {name}={repr(self._value)}"
+            )
 
         return ConfigurationSettingsType.validate_configuration_setting, specification
 
@@ -429,11 +443,18 @@ class Option(property):
             item_class = Option.Item
             OrderedDict.__init__(
                 self,
-                ((option.name, item_class(command, option)) for (name, option) in definitions),
+                (
+                    (option.name, item_class(command, option))
+                    for (name, option) in definitions
+                ),
             )
 
         def __repr__(self):
-            text = "Option.View([" + ",".join([repr(item) for item in self.values()]) + "])"
+            text = (
+                "Option.View(["
+                + ",".join([repr(item) for item in self.values()])
+                + "])"
+            )
             return text
 
         def __str__(self):
@@ -443,7 +464,11 @@ class Option(property):
         # region Methods
 
         def get_missing(self):
-            missing = [item.name for item in self.values() if item.is_required and not item.is_set]
+            missing = [
+                item.name
+                for item in self.values()
+                if item.is_required and not item.is_set
+            ]
             return missing if len(missing) > 0 else None
 
         def reset(self):

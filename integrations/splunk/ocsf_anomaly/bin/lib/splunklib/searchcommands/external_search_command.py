@@ -52,7 +52,9 @@ class ExternalSearchCommand:
     @argv.setter
     def argv(self, value):
         if not (value is None or isinstance(value, (list, tuple))):
-            raise ValueError(f"Expected a list, tuple or value of None for argv, not {repr(value)}")
+            raise ValueError(
+                f"Expected a list, tuple or value of None for argv, not {repr(value)}"
+            )
         self._argv = value
 
     @property
@@ -62,7 +64,9 @@ class ExternalSearchCommand:
     @environ.setter
     def environ(self, value):
         if not (value is None or isinstance(value, dict)):
-            raise ValueError(f"Expected a dictionary value for environ, not {repr(value)}")
+            raise ValueError(
+                f"Expected a dictionary value for environ, not {repr(value)}"
+            )
         self._environ = value
 
     @property
@@ -86,7 +90,9 @@ class ExternalSearchCommand:
         except:
             error_type, error, tb = sys.exc_info()
             message = f"Command execution failed: {str(error)}"
-            self._logger.error(message + "\nTraceback:\n" + "".join(traceback.format_tb(tb)))
+            self._logger.error(
+                message + "\nTraceback:\n" + "".join(traceback.format_tb(tb))
+            )
             sys.exit(1)
 
     if sys.platform == "win32":
@@ -121,7 +127,9 @@ class ExternalSearchCommand:
             logger.debug(f'starting command="{path}", arguments={argv}')
 
             def terminate(signal_number):
-                sys.exit(f"External search command is terminating on receipt of signal={signal_number}.")
+                sys.exit(
+                    f"External search command is terminating on receipt of signal={signal_number}."
+                )
 
             def terminate_child():
                 if p.pid is not None and p.returncode is None:
@@ -146,7 +154,9 @@ class ExternalSearchCommand:
             signal(SIGINT, terminate)
             signal(SIGTERM, terminate)
 
-            logger.debug('started command="%s", arguments=%s, pid=%d', path, argv, p.pid)
+            logger.debug(
+                'started command="%s", arguments=%s, pid=%d', path, argv, p.pid
+            )
             p.wait()
 
             logger.debug(
@@ -190,7 +200,9 @@ class ExternalSearchCommand:
             if not paths:
                 return None
 
-            directories = [directory for directory in paths.split(";") if len(directory)]
+            directories = [
+                directory for directory in paths.split(";") if len(directory)
+            ]
 
             if len(directories) == 0:
                 return None

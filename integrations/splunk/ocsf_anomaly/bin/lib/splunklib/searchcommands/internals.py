@@ -145,7 +145,9 @@ class CommandLineParser:
                 raise ValueError(
                     f"Values for these {command.name} command options are required: {', '.join(missing)}"
                 )
-            raise ValueError(f"A value for {command.name} command option {missing[0]} is required")
+            raise ValueError(
+                f"A value for {command.name} command option {missing[0]} is required"
+            )
 
         # Parse field names
 
@@ -155,7 +157,8 @@ class CommandLineParser:
             command.fieldnames = []
         else:
             command.fieldnames = [
-                cls.unquote(value.group(0)) for value in cls._fieldnames_re.finditer(fieldnames)
+                cls.unquote(value.group(0))
+                for value in cls._fieldnames_re.finditer(fieldnames)
             ]
 
         debug("  %s: %s", command_class, command)
@@ -283,25 +286,45 @@ class ConfigurationSettingsType(type):
     # P1 [ ] TODO: Review ConfigurationSettingsType.specification_matrix for completeness and correctness
 
     specification_matrix = {
-        "clear_required_fields": specification(type=bool, constraint=None, supporting_protocols=[1]),
-        "distributed": specification(type=bool, constraint=None, supporting_protocols=[2]),
-        "generates_timeorder": specification(type=bool, constraint=None, supporting_protocols=[1]),
-        "generating": specification(type=bool, constraint=None, supporting_protocols=[1, 2]),
+        "clear_required_fields": specification(
+            type=bool, constraint=None, supporting_protocols=[1]
+        ),
+        "distributed": specification(
+            type=bool, constraint=None, supporting_protocols=[2]
+        ),
+        "generates_timeorder": specification(
+            type=bool, constraint=None, supporting_protocols=[1]
+        ),
+        "generating": specification(
+            type=bool, constraint=None, supporting_protocols=[1, 2]
+        ),
         "local": specification(type=bool, constraint=None, supporting_protocols=[1]),
         "maxinputs": specification(
             type=int,
             constraint=lambda value: 0 <= value <= sys.maxsize,
             supporting_protocols=[2],
         ),
-        "overrides_timeorder": specification(type=bool, constraint=None, supporting_protocols=[1]),
+        "overrides_timeorder": specification(
+            type=bool, constraint=None, supporting_protocols=[1]
+        ),
         "required_fields": specification(
             type=(list, set, tuple), constraint=None, supporting_protocols=[1, 2]
         ),
-        "requires_preop": specification(type=bool, constraint=None, supporting_protocols=[1]),
-        "retainsevents": specification(type=bool, constraint=None, supporting_protocols=[1]),
-        "run_in_preview": specification(type=bool, constraint=None, supporting_protocols=[2]),
-        "streaming": specification(type=bool, constraint=None, supporting_protocols=[1]),
-        "streaming_preop": specification(type=(bytes, str), constraint=None, supporting_protocols=[1, 2]),
+        "requires_preop": specification(
+            type=bool, constraint=None, supporting_protocols=[1]
+        ),
+        "retainsevents": specification(
+            type=bool, constraint=None, supporting_protocols=[1]
+        ),
+        "run_in_preview": specification(
+            type=bool, constraint=None, supporting_protocols=[2]
+        ),
+        "streaming": specification(
+            type=bool, constraint=None, supporting_protocols=[1]
+        ),
+        "streaming_preop": specification(
+            type=(bytes, str), constraint=None, supporting_protocols=[1, 2]
+        ),
         "type": specification(
             type=(bytes, str),
             constraint=lambda value: value in ("events", "reporting", "streaming"),
@@ -549,7 +572,9 @@ class RecordWriter:
 
         if fieldnames is None:
             self._fieldnames = fieldnames = list(record.keys())
-            self._fieldnames.extend([i for i in self.custom_fields if i not in self._fieldnames])
+            self._fieldnames.extend(
+                [i for i in self.custom_fields if i not in self._fieldnames]
+            )
             value_list = map(lambda fn: (str(fn), str("__mv_") + str(fn)), fieldnames)
             self._writerow(list(chain.from_iterable(value_list)))
 
@@ -588,12 +613,20 @@ class RecordWriter:
                                 value = str(value.real)
                             elif value_t is str:
                                 value = value
-                            elif isinstance(value, int) or value_t is float or value_t is complex:
+                            elif (
+                                isinstance(value, int)
+                                or value_t is float
+                                or value_t is complex
+                            ):
                                 value = str(value)
                             elif issubclass(value_t, (dict, list, tuple)):
-                                value = str("".join(RecordWriter._iterencode_json(value, 0)))
+                                value = str(
+                                    "".join(RecordWriter._iterencode_json(value, 0))
+                                )
                             else:
-                                value = repr(value).encode("utf-8", errors="backslashreplace")
+                                value = repr(value).encode(
+                                    "utf-8", errors="backslashreplace"
+                                )
 
                         sv += value + "\n"
                         mv += value.replace("$", "$$") + "$;$"
@@ -663,9 +696,13 @@ class RecordWriter:
 
 class RecordWriterV1(RecordWriter):
     def flush(self, finished=None, partial=None):
-        RecordWriter.flush(self, finished, partial)  # validates arguments and the state of this instance
+        RecordWriter.flush(
+            self, finished, partial
+        )  # validates arguments and the state of this instance
 
-        if self.pending_record_count > 0 or (self._chunk_count == 0 and "messages" in self._inspector):
+        if self.pending_record_count > 0 or (
+            self._chunk_count == 0 and "messages" in self._inspector
+        ):
             messages = self._inspector.get("messages")
 
             if self._chunk_count == 0:
@@ -716,7 +753,9 @@ class RecordWriterV1(RecordWriter):
 
 class RecordWriterV2(RecordWriter):
     def flush(self, finished=None, partial=None):
-        RecordWriter.flush(self, finished, partial)  # validates arguments and the state of this instance
+        RecordWriter.flush(
+            self, finished, partial
+        )  # validates arguments and the state of this instance
 
         if partial or not finished:
             # Don't flush partial chunks, since the SCP v2 protocol does not
@@ -769,7 +808,11 @@ class RecordWriterV2(RecordWriter):
     def _write_chunk(self, metadata, body):
         if metadata:
             metadata = str(
-                "".join(self._iterencode_json(dict((n, v) for n, v in metadata if v is not None), 0))
+                "".join(
+                    self._iterencode_json(
+                        dict((n, v) for n, v in metadata if v is not None), 0
+                    )
+                )
             )
             if sys.version_info >= (3, 0):
                 metadata = metadata.encode("utf-8")

@@ -97,11 +97,15 @@ class ReportingCommand(SearchCommand):
             return
 
         if self.phase == "reduce":
-            streaming_preop = chain((self.name, 'phase="map"', str(self._options)), self.fieldnames)
+            streaming_preop = chain(
+                (self.name, 'phase="map"', str(self._options)), self.fieldnames
+            )
             self._configuration.streaming_preop = " ".join(streaming_preop)
             return
 
-        raise RuntimeError(f"Unrecognized reporting command phase: {json_encode_string(str(self.phase))}")
+        raise RuntimeError(
+            f"Unrecognized reporting command phase: {json_encode_string(str(self.phase))}"
+        )
 
     def reduce(self, records):
         """Override this method to produce a reporting data structure.

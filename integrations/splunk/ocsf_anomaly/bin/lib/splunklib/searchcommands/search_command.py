@@ -288,7 +288,9 @@ class SearchCommand:
                 values = next(reader)
         except IOError as error:
             if error.errno == 2:
-                self.logger.error(f"Search results info file {json_encode_string(path)} does not exist.")
+                self.logger.error(
+                    f"Search results info file {json_encode_string(path)} does not exist."
+                )
                 return
             raise
 
@@ -303,7 +305,12 @@ class SearchCommand:
             except ValueError:
                 return value
 
-        info = ObjectView(dict((convert_field(f_v[0]), convert_value(f_v[1])) for f_v in zip(fields, values)))
+        info = ObjectView(
+            dict(
+                (convert_field(f_v[0]), convert_value(f_v[1]))
+                for f_v in zip(fields, values)
+            )
+        )
 
         try:
             count_map = info.countMap
@@ -312,7 +319,9 @@ class SearchCommand:
         else:
             count_map = count_map.split(";")
             n = len(count_map)
-            info.countMap = dict(list(zip(islice(count_map, 0, n, 2), islice(count_map, 1, n, 2))))
+            info.countMap = dict(
+                list(zip(islice(count_map, 0, n, 2), islice(count_map, 1, n, 2)))
+            )
 
         try:
             msg_type = info.msgType
@@ -320,7 +329,11 @@ class SearchCommand:
         except AttributeError:
             pass
         else:
-            messages = [t_m for t_m in zip(msg_type.split("\n"), msg_text.split("\n")) if t_m[0] or t_m[1]]
+            messages = [
+                t_m
+                for t_m in zip(msg_type.split("\n"), msg_text.split("\n"))
+                if t_m[0] or t_m[1]
+            ]
             info.msg = [Message(message) for message in messages]
             del info.msgType
 
@@ -372,7 +385,9 @@ class SearchCommand:
         splunkd_uri = searchinfo.splunkd_uri
 
         if splunkd_uri is None or splunkd_uri == "" or splunkd_uri == " ":
-            self.logger.warning(f"Incorrect value for Splunkd URI: {splunkd_uri!r} in metadata")
+            self.logger.warning(
+                f"Incorrect value for Splunkd URI: {splunkd_uri!r} in metadata"
+            )
             return None
 
         uri = urlsplit(splunkd_uri, allow_fragments=False)
@@ -424,7 +439,9 @@ class SearchCommand:
 
         """
 
-    def process(self, argv=sys.argv, ifile=sys.stdin, ofile=sys.stdout, allow_empty_input=True):
+    def process(
+        self, argv=sys.argv, ifile=sys.stdin, ofile=sys.stdout, allow_empty_input=True
+    ):
         """Process data.
 
         :param argv: Command line arguments.
@@ -467,7 +484,9 @@ class SearchCommand:
         )
 
     def _map_metadata(self, argv):
-        source = SearchCommand._MetadataSource(argv, self._input_header, self.search_results_info)
+        source = SearchCommand._MetadataSource(
+            argv, self._input_header, self.search_results_info
+        )
 
         def _map(metadata_map):
             metadata = {}
@@ -491,7 +510,11 @@ class SearchCommand:
 
     _metadata_map = {
         "action": (
-            lambda v: "getinfo" if v == "__GETINFO__" else "execute" if v == "__EXECUTE__" else None,
+            lambda v: "getinfo"
+            if v == "__GETINFO__"
+            else "execute"
+            if v == "__EXECUTE__"
+            else None,
             lambda s: s.argv[1],
         ),
         "preview": (bool, lambda s: s.input_header.get("preview")),
@@ -518,7 +541,9 @@ class SearchCommand:
         },
     }
 
-    _MetadataSource = namedtuple("Source", ("argv", "input_header", "search_results_info"))
+    _MetadataSource = namedtuple(
+        "Source", ("argv", "input_header", "search_results_info")
+    )
 
     def _prepare_protocol_v1(self, argv, ifile, ofile):
         debug = environment.splunklib_logger.debug
@@ -534,7 +559,9 @@ class SearchCommand:
         try:
             tempfile.tempdir = self._metadata.searchinfo.dispatch_dir
         except AttributeError:
-            raise RuntimeError(f"{self.__class__.__name__}.metadata.searchinfo.dispatch_dir is undefined")
+            raise RuntimeError(
+                f"{self.__class__.__name__}.metadata.searchinfo.dispatch_dir is undefined"
+            )
 
         debug("  tempfile.tempdir=%r", tempfile.tempdir)
 
@@ -555,7 +582,9 @@ class SearchCommand:
             ifile.record(str(self._input_header), "\n\n")
 
         if self.show_configuration:
-            self.write_info(self.name + " command configuration: " + str(self._configuration))
+            self.write_info(
+                self.name + " command configuration: " + str(self._configuration)
+            )
 
         return ifile  # wrapped, if self.record is True
 
@@ -586,7 +615,9 @@ class SearchCommand:
 
         dispatch_dir = self._metadata.searchinfo.dispatch_dir
 
-        if dispatch_dir is not None:  # __GETINFO__ action does not include a dispatch_dir
+        if (
+            dispatch_dir is not None
+        ):  # __GETINFO__ action does not include a dispatch_dir
             root_dir, base_dir = os.path.split(dispatch_dir)
             make_archive(
                 recording + ".dispatch_dir",
@@ -728,7 +759,9 @@ class SearchCommand:
             try:
                 tempfile.tempdir = self._metadata.searchinfo.dispatch_dir
             except AttributeError:
-                raise RuntimeError(f"{class_name}.metadata.searchinfo.dispatch_dir is undefined")
+                raise RuntimeError(
+                    f"{class_name}.metadata.searchinfo.dispatch_dir is undefined"
+                )
 
             debug("  tempfile.tempdir=%r", tempfile.tempdir)
         except:
@@ -778,7 +811,9 @@ class SearchCommand:
                 if len(missing) == 1:
                     self.write_error(f'A value for "{missing[0]}" is required')
                 else:
-                    self.write_error(f"Values for these required options are missing: {', '.join(missing)}")
+                    self.write_error(
+                        f"Values for these required options are missing: {', '.join(missing)}"
+                    )
                 error_count += 1
 
             if error_count > 0:
@@ -801,14 +836,20 @@ class SearchCommand:
                     setattr(
                         info,
                         attr,
-                        [arg for arg in getattr(info, attr) if not arg.startswith("record=")],
+                        [
+                            arg
+                            for arg in getattr(info, attr)
+                            if not arg.startswith("record=")
+                        ],
                     )
 
                 metadata = MetadataEncoder().encode(self._metadata)
                 ifile.record("chunked 1.0,", str(len(metadata)), ",0\n", metadata)
 
             if self.show_configuration:
-                self.write_info(self.name + " command configuration: " + str(self._configuration))
+                self.write_info(
+                    self.name + " command configuration: " + str(self._configuration)
+                )
 
             debug("  command configuration: %s", self._configuration)
 
@@ -880,7 +921,10 @@ class SearchCommand:
 
     @staticmethod
     def _decode_list(mv):
-        return [match.replace("$$", "$") for match in SearchCommand._encoded_value.findall(mv)]
+        return [
+            match.replace("$$", "$")
+            for match in SearchCommand._encoded_value.findall(mv)
+        ]
 
     _encoded_value = re.compile(
         r"\$(?P<item>(?:\$\$|[^$])*)\$(?:;|$)"
@@ -944,14 +988,18 @@ class SearchCommand:
         try:
             metadata = istream.read(metadata_length)
         except Exception as error:
-            raise RuntimeError(f"Failed to read metadata of length {metadata_length}: {error}")
+            raise RuntimeError(
+                f"Failed to read metadata of length {metadata_length}: {error}"
+            )
 
         decoder = MetadataDecoder()
 
         try:
             metadata = decoder.decode(ensure_str(metadata))
         except Exception as error:
-            raise RuntimeError(f"Failed to parse metadata of length {metadata_length}: {error}")
+            raise RuntimeError(
+                f"Failed to parse metadata of length {metadata_length}: {error}"
+            )
 
         # if body_length <= 0:
         #     return metadata, ''
@@ -978,7 +1026,11 @@ class SearchCommand:
         except StopIteration:
             return
 
-        mv_fieldnames = dict((name, name[len("__mv_") :]) for name in fieldnames if name.startswith("__mv_"))
+        mv_fieldnames = dict(
+            (name, name[len("__mv_") :])
+            for name in fieldnames
+            if name.startswith("__mv_")
+        )
 
         if len(mv_fieldnames) == 0:
             for values in reader:
@@ -1039,7 +1091,9 @@ class SearchCommand:
         lineno = origin.tb_lineno
         message = f'{error_type.__name__} at "{filename}", line {str(lineno)} : {error}'
 
-        environment.splunklib_logger.error(message + "\nTraceback:\n" + "".join(traceback.format_tb(tb)))
+        environment.splunklib_logger.error(
+            message + "\nTraceback:\n" + "".join(traceback.format_tb(tb))
+        )
         self.write_error(message)
 
     # endregion
@@ -1063,7 +1117,9 @@ class SearchCommand:
             """
             definitions = type(self).configuration_setting_definitions
             settings = [
-                repr((setting.name, setting.__get__(self), setting.supporting_protocols))
+                repr(
+                    (setting.name, setting.__get__(self), setting.supporting_protocols)
+                )
                 for setting in definitions
             ]
             return "[" + ", ".join(settings) + "]"
@@ -1078,7 +1134,12 @@ class SearchCommand:
 
             """
             # text = ', '.join(imap(lambda (name, value): name + '=' + json_encode_string(unicode(value)), self.iteritems()))
-            text = ", ".join([f"{name}={json_encode_string(str(value))}" for (name, value) in self.items()])
+            text = ", ".join(
+                [
+                    f"{name}={json_encode_string(str(value))}"
+                    for (name, value) in self.items()
+                ]
+            )
             return text
 
         # region Methods
@@ -1107,7 +1168,9 @@ class SearchCommand:
                 for name_value1 in [
                     (setting.name, setting.__get__(self))
                     for setting in [
-                        setting for setting in definitions if setting.is_supported_by_protocol(version)
+                        setting
+                        for setting in definitions
+                        if setting.is_supported_by_protocol(version)
                     ]
                 ]
                 if name_value1[1] is not None

@@ -195,10 +195,16 @@ class StreamingCommand(SearchCommand):
             if version == 1:
                 if self.required_fields is None:
                     iteritems = [
-                        name_value for name_value in iteritems if name_value[0] != "clear_required_fields"
+                        name_value
+                        for name_value in iteritems
+                        if name_value[0] != "clear_required_fields"
                     ]
             else:
-                iteritems = [name_value2 for name_value2 in iteritems if name_value2[0] != "distributed"]
+                iteritems = [
+                    name_value2
+                    for name_value2 in iteritems
+                    if name_value2[0] != "distributed"
+                ]
                 if not self.distributed:
                     iteritems = [
                         (name_value1[0], "stateful")

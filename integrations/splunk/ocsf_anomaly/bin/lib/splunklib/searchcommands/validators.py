@@ -143,7 +143,11 @@ class File(Validator):
             path = os.path.join(self.directory, path)
 
         try:
-            value = open(path, self.mode) if self.buffering is None else open(path, self.mode, self.buffering)
+            value = (
+                open(path, self.mode)
+                if self.buffering is None
+                else open(path, self.mode, self.buffering)
+            )
         except IOError as error:
             raise ValueError(
                 f"Cannot open {value} with mode={self.mode} and buffering={self.buffering}: {error}"
@@ -170,18 +174,24 @@ class Integer(Validator):
 
             def check_range(value):
                 if not minimum <= value <= maximum:
-                    raise ValueError(f"Expected integer in the range [{minimum},{maximum}], not {value}")
+                    raise ValueError(
+                        f"Expected integer in the range [{minimum},{maximum}], not {value}"
+                    )
 
         elif minimum is not None:
 
             def check_range(value):
                 if value < minimum:
-                    raise ValueError(f"Expected integer in the range [{minimum},+∞], not {value}")
+                    raise ValueError(
+                        f"Expected integer in the range [{minimum},+∞], not {value}"
+                    )
         elif maximum is not None:
 
             def check_range(value):
                 if value > maximum:
-                    raise ValueError(f"Expected integer in the range [-∞,{maximum}], not {value}")
+                    raise ValueError(
+                        f"Expected integer in the range [-∞,{maximum}], not {value}"
+                    )
 
         else:
 
@@ -213,17 +223,23 @@ class Float(Validator):
 
             def check_range(value):
                 if not minimum <= value <= maximum:
-                    raise ValueError(f"Expected float in the range [{minimum},{maximum}], not {value}")
+                    raise ValueError(
+                        f"Expected float in the range [{minimum},{maximum}], not {value}"
+                    )
         elif minimum is not None:
 
             def check_range(value):
                 if value < minimum:
-                    raise ValueError(f"Expected float in the range [{minimum},+∞], not {value}")
+                    raise ValueError(
+                        f"Expected float in the range [{minimum},+∞], not {value}"
+                    )
         elif maximum is not None:
 
             def check_range(value):
                 if value > maximum:
-                    raise ValueError(f"Expected float in the range [-∞,{maximum}], not {value}")
+                    raise ValueError(
+                        f"Expected float in the range [-∞,{maximum}], not {value}"
+                    )
         else:
 
             def check_range(value):
@@ -302,7 +318,9 @@ class List(Validator):
 
     def __init__(self, validator=None):
         if not (validator is None or isinstance(validator, Validator)):
-            raise ValueError(f"Expected a Validator instance or None for validator, not {repr(validator)}")
+            raise ValueError(
+                f"Expected a Validator instance or None for validator, not {repr(validator)}"
+            )
         self._validator = validator
 
     def __call__(self, value):
@@ -354,7 +372,9 @@ class Map(Validator):
         return (
             None
             if value is None
-            else list(self.membership.keys())[list(self.membership.values()).index(value)]
+            else list(self.membership.keys())[
+                list(self.membership.values()).index(value)
+            ]
         )
 
 
