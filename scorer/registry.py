@@ -155,6 +155,13 @@ class Registry:
         self._uri = uri  # what MLflow connects to
         self.uri = without_credentials(uri)  # what messages and listings show
         database = _sqlite_path(uri)
+        scheme = uri.partition(":")[0] if ":" in uri else ""
+        if scheme in ("", "file") and uri != "databricks":  # MLflow's file store, in maintenance mode
+            folder = Path(uri.removeprefix("file://").removeprefix("file:")).absolute()
+            raise RegistryError(
+                f"registry {uri} is a folder, not a registry: name a SQLite database "
+                f"(sqlite:///{folder / 'mlflow.db'}) or a tracking server (http://HOST:5000)"
+            )
         if uri.partition(":")[0] == "sqlite" and (database is None or database.name in ("", ":memory:")):
             # `sqlite://` is a store in memory: a version registered there was gone at exit, its
             # bundle left in ./mlruns of the working directory

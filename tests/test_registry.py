@@ -197,6 +197,18 @@ def test_a_version_registers_into_a_deleted_experiment(
     assert f"restored the deleted MLflow experiment '{two_versions}'" in caplog.text
 
 
+def test_a_folder_is_refused_as_a_registry_saying_what_to_name(tmp_path: Path) -> None:
+    """A plain path is MLflow's file store, which told the user to set MLFLOW_ALLOW_FILE_STORE."""
+    for uri in (str(tmp_path / "noreg"), f"file://{tmp_path / 'noreg'}"):
+        with pytest.raises(RegistryError) as error:
+            Registry(uri, create=False)
+        assert str(error.value) == (
+            f"registry {uri} is a folder, not a registry: name a SQLite database "
+            f"(sqlite:///{tmp_path / 'noreg' / 'mlflow.db'}) or a tracking server (http://HOST:5000)"
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_name_that_cannot_name_a_model_is_refused_before_anything_is_written(
     tmp_path: Path, bundle_dir: Path
 ) -> None:
