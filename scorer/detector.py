@@ -290,8 +290,8 @@ class Detector:
         return (
             f"nothing can be flagged at α = {alpha:g}: the model's {held:,} calibration events give no "
             f"p-value below {calibration.smallest_alpha:.3g}. Calibrating for this α needs at least "
-            f"{needed:,} held-out normal events (train or refresh on about "
-            f"{math.ceil(needed / self.config.calibration_fraction):,}), or score at α ≥ "
+            f"{_count(needed)} held-out normal events (train or refresh on about "
+            f"{_count(math.ceil(needed / self.config.calibration_fraction))}), or score at α ≥ "
             f"{calibration.smallest_alpha:.3g}"
         )
 
@@ -679,6 +679,11 @@ def split_for_fit(n: int, config: DetectorConfig) -> tuple[npt.NDArray[np.int64]
     order = np.random.default_rng(config.seed).permutation(n)
     n_cal = min(config.max_calibration, max(20, int(n * config.calibration_fraction)))
     return order[:n_cal], order[n_cal:]
+
+
+def _count(n: int) -> str:
+    """A count as people write it: 1,000,000, or 1e+300 where the digits would fill the screen."""
+    return f"{n:,}" if n < 10**12 else f"{float(n):.3g}"
 
 
 def _event_id(uid: Any, row: int) -> str:

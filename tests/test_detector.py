@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from scorer import knn
+from scorer.calibration import GLOBAL
 from scorer.detector import SCORE_KINDS, Detector
 from scorer.network import embed
 
@@ -84,6 +85,18 @@ def test_alpha_at_scoring_time_is_monotone(fitted_detector: Detector, held_out_e
     ]
     assert flagged[0] <= flagged[1] <= flagged[2]
     assert flagged[2] > flagged[0]
+
+
+def test_why_nothing_can_be_flagged_names_counts_a_person_can_read(fitted_detector: Detector) -> None:
+    held = fitted_detector.calibration.groups[GLOBAL].size
+    assert fitted_detector.cannot_flag(0.01) is None
+    said = fitted_detector.cannot_flag(1e-6)
+    assert said is not None
+    assert f"the model's {held:,} calibration events" in said
+    assert "at least 999,999 held-out normal events (train or refresh on about 4,999,995)" in said
+    said = fitted_detector.cannot_flag(1e-300)  # the counts printed 300 digits each
+    assert said is not None
+    assert "at least 1e+300 held-out normal events (train or refresh on about 5e+300)" in said
 
 
 def test_every_score_kind_is_calibrated(fitted_detector: Detector, held_out_events: list[Event]) -> None:

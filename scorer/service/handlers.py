@@ -236,7 +236,10 @@ async def reload_model(request: web.Request) -> web.Response:
         serving = app[SERVING].versions()
         if serving != before and ANNOUNCE_RELOAD in app:  # a champion swapped in alone: tell the others
             app[ANNOUNCE_RELOAD]()
-        raise ApiError(409, "reload_failed", f"serving {serving}: {exc}") from None
+        still = f"champion {serving['champion']}" + (
+            f" and challenger {serving['challenger']}" if serving["challenger"] is not None else ""
+        )
+        raise ApiError(409, "reload_failed", f"{exc}; still serving {still}") from None
     if ANNOUNCE_RELOAD in app:  # the other serving processes reload too, within moments
         app[ANNOUNCE_RELOAD]()
     return json_response({"reloaded": after != before, "from": before, "to": after})
