@@ -162,7 +162,7 @@ class Registry:
                 f"registry {uri} is a folder, not a registry: name a SQLite database "
                 f"(sqlite:///{folder / 'mlflow.db'}) or a tracking server (http://HOST:5000)"
             )
-        if uri.partition(":")[0] == "sqlite" and (database is None or database.name in ("", ":memory:")):
+        if scheme == "sqlite" and (database is None or database.name in ("", ":memory:")):
             # `sqlite://` is a store in memory: a version registered there was gone at exit, its
             # bundle left in ./mlruns of the working directory
             raise RegistryError(

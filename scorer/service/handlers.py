@@ -22,6 +22,7 @@ from scorer.service.errors import ApiError
 from scorer.service.keys import ANNOUNCE_RELOAD, BATCHER, CACHE, METRICS, PARSING, SERVING, SETTINGS, SOURCE
 from scorer.service.lifecycle import refresh_models
 from scorer.service.metrics import CONTENT_TYPE
+from scorer.service.middlewares import refuse_declared_oversize
 from scorer.service.requests import ENCODINGS, Batch, Item, inflate, parse_body
 from scorer.service.schema import openapi
 from scorer.settings import masked
@@ -86,9 +87,7 @@ async def read_body(request: web.Request, *, floor: bool = True) -> tuple[bytes,
             f"Content-Encoding {encoding!r} is not accepted: send gzip, deflate or an uncompressed body",
             headers={"Accept-Encoding": "gzip, deflate"},
         )
-    limit = settings.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:  # refused unread
-        raise ApiError(413, "body_too_large", f"request body too large: at most {limit:,} bytes", close=True)
+    refuse_declared_oversize(request)
     try:
         # as sent: compressed bodies count against the limit too; a body that stalls holds a
         # connection (and a request slot) only so long

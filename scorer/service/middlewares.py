@@ -100,9 +100,7 @@ async def expect_continue(request: web.Request) -> web.StreamResponse | None:
                 417, "expectation_failed", f"Expect {expect!r} is not supported: send 100-continue or none"
             )
         authorize(request)
-        limit = request.app[SETTINGS].max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise ApiError(413, "body_too_large", f"request body too large: at most {limit:,} bytes")
+        refuse_declared_oversize(request)
     except ApiError as error:
         response = web.json_response(error.body(), status=error.status, headers=error.headers)
         response.force_close()  # its body was never asked for: the connection cannot carry another request
@@ -111,6 +109,14 @@ async def expect_continue(request: web.Request) -> web.StreamResponse | None:
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     request.writer.output_size = 0  # the answer proper has not started
     return None
+
+
+def refuse_declared_oversize(request: web.Request) -> None:
+    """A body declared larger than the limit is refused (413) before any of it is read; its
+    connection is closed, since the unread body cannot be told from a next request."""
+    limit = request.app[SETTINGS].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "body_too_large", f"request body too large: at most {limit:,} bytes", close=True)
 
 
 def _open_head(request: web.Request) -> bool:
