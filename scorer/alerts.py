@@ -388,6 +388,13 @@ class Alerter:
             if not done:
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)
+        if self._queue:
+            log.warning(
+                "%d alerts not taken by %s within %g s of stopping: dropped",
+                len(self._queue),
+                without_credentials(self._endpoint),
+                self.config.close_grace_seconds,
+            )
         self._count("dropped_at_close", len(self._queue))
         self._queue.clear()
         self._queue_changed()
@@ -471,7 +478,11 @@ class Alerter:
         if self._metrics is not None:
             self._metrics.send_failures.inc()
         if not self._failing:
-            log.warning("the alert receiver is unavailable (%s): alerts are kept queued and retried", why)
+            log.warning(
+                "the alert receiver at %s is unavailable (%s): alerts are kept queued and retried",
+                without_credentials(self._endpoint),
+                why,
+            )
             self._failing = True
         return Outcome.RETRY
 

@@ -13,7 +13,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
@@ -30,6 +30,12 @@ MIN_POLL_SECONDS = 0.1
 MAX_RESOLVE_SECONDS = 365 * 86_400  # an alert's endsAt at most a year out: a date ends at the year 9999
 BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")  # a % that starts no escape: a URL parser refuses it
 PRINTABLE_ASCII = r"^[!-~]*$"  # what a bearer token may hold: no spaces, nothing a client cannot send
+HTTP_URL = r"^https?://[^\s]+$"
+# what a pattern asks for, said to a user rather than as the regular expression
+PATTERNS = {
+    PRINTABLE_ASCII: "printable ASCII without spaces (it is sent in an HTTP header)",
+    HTTP_URL: "an http:// or https:// URL without spaces",
+}
 
 
 class SettingsError(UserError, ValueError):
@@ -129,7 +135,7 @@ class Settings(BaseSettings):
     saves about 60 µs of one event's network: repeats further apart are Redis's to serve."""
     cache_ttl_seconds: int = Field(86_400, ge=1)
     """Lifetime of an embedding in Redis."""
-    vector_downstream_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
+    vector_downstream_url: str | None = Field(None, pattern=HTTP_URL)
     """Where `POST /v1/integrations/vector` forwards each enriched batch: a Vector `http_server`
     source, e.g. http://127.0.0.1:8687/v1/enriched. Unset: that endpoint answers 503 (Vector keeps
     the batch and retries)."""
@@ -139,7 +145,7 @@ class Settings(BaseSettings):
     """A batch forwarded within this many seconds is not scored or forwarded again when Vector sends
     it again (its answer was lost): 0 turns that off; at most a day (an infinite window could not be
     given to Redis as an expiry, which turned the sharing between processes off without a word)."""
-    alerts_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
+    alerts_url: str | None = Field(None, pattern=HTTP_URL)
     """Where alerts go: Prometheus Alertmanager's base URL (e.g. http://127.0.0.1:9093;
     `/api/v2/alerts` is appended), or a webhook's full URL with `alerts_kind = "webhook"`. Unset: no
     alerts. They are sent in the background: a slow or down receiver never slows scoring."""
@@ -156,7 +162,7 @@ class Settings(BaseSettings):
     """Most alerts waiting while the receiver is down or slow; beyond it they are dropped and counted."""
     alerts_token: str | None = Field(None, pattern=PRINTABLE_ASCII)
     """Bearer token sent to the alert receiver (a webhook, or an Alertmanager behind a proxy)."""
-    alerts_generator_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
+    alerts_generator_url: str | None = Field(None, pattern=HTTP_URL)
     """Link put in every alert (`generatorURL`), e.g. a dashboard of the anomalies."""
     kafka_password: str | None = None
     """`stream --source kafka`: the SASL password of `--sasl-username` (an environment variable or the
@@ -183,6 +189,11 @@ class Settings(BaseSettings):
                     "not a URL a request can go to: a % in its path starts two hex digits (%25: %)"
                 )
         return url
+
+    @field_validator("redis_url")
+    @classmethod
+    def _a_redis_url_read_as_written(cls, url: str | None) -> str | None:
+        return None if url is None else redis_url(url)
 
     @field_validator("registry_uri")
     @classmethod
@@ -284,9 +295,17 @@ class Settings(BaseSettings):
             )
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+                f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {_said(e)}" for e in exc.errors()
             )
             raise SettingsError(f"invalid settings: {problems}") from exc
+
+
+def _said(error: Any) -> str:
+    """A validation error's message as a user reads it: without pydantic's "Value error, ", and a
+    pattern said in words."""
+    if error["type"] == "string_pattern_mismatch":
+        return f"should be {PATTERNS.get(error['ctx']['pattern'], error['msg'])}"
+    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def _environment(cls: type[Settings]) -> dict[str, Any]:
@@ -298,6 +317,23 @@ def _environment(cls: type[Settings]) -> dict[str, Any]:
         if isinstance(field.validation_alias, AliasChoices)
     }
     return {first.get(key, key): value for key, value in found.items()}
+
+
+def redis_url(url: str) -> str:
+    """``url`` if redis-py reads it as written, else ValueError saying what is wrong: redis-py itself
+    takes a database that is no number (``redis://host:6379/abc``) for database 0, silently."""
+    from redis.connection import parse_url
+
+    shown = without_credentials(url)
+    try:
+        parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        raise ValueError(f"{shown}: {exc} (e.g. redis://HOST:6379/0; rediss:// for TLS)") from None
+    parts = urlsplit(url)
+    database = unquote(parts.path).replace("/", "")
+    if parts.scheme != "unix" and database and "db" not in parse_qs(parts.query) and not database.isdigit():
+        raise ValueError(f"{shown}: the database {database!r} is not a number (e.g. redis://HOST:6379/0)")
+    return url
 
 
 SECRETS = frozenset({"api_token", "admin_token", "alerts_token", "kafka_password"})

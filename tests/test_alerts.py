@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -261,9 +262,13 @@ async def test_close_sends_what_is_queued(running: Alertmanager) -> None:
     assert len(running.alerts()) == 500
 
 
-async def test_close_with_the_receiver_down_drops_and_counts(unused_tcp_port: int) -> None:
+async def test_close_with_the_receiver_down_drops_counts_and_says_so(
+    unused_tcp_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The outage and the drop at close are each one warning naming the receiver (its password masked)."""
+    caplog.set_level(logging.WARNING, logger="ocsf_anomaly")
     config = AlertConfig(
-        url=f"http://127.0.0.1:{unused_tcp_port}",
+        url=f"http://am:s3cr3t@127.0.0.1:{unused_tcp_port}",
         retry_initial_seconds=600,
         retry_max_seconds=600,
         close_grace_seconds=300,
@@ -277,6 +282,11 @@ async def test_close_with_the_receiver_down_drops_and_counts(unused_tcp_port: in
     await asyncio.wait_for(alerter.close(), 60)
     alerter.offer(*scored("d", 0.0005))
     assert (alerter.counters.sent, alerter.counters.dropped_at_close, alerter.queued) == (0, 4, 0)
+    said = [record.getMessage() for record in caplog.records]
+    receiver = f"http://***@127.0.0.1:{unused_tcp_port}/api/v2/alerts"
+    assert f"the alert receiver at {receiver} is unavailable (ClientConnectorError)" in said[0], said
+    assert f"3 alerts not taken by {receiver} within 300 s of stopping: dropped" in said, said
+    assert "s3cr3t" not in caplog.text
 
 
 class Receiver:

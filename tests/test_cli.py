@@ -208,6 +208,38 @@ def test_every_argument_of_every_command_says_what_it_is() -> None:
                 assert (action.help or "").strip(), f"{path} {'/'.join(action.option_strings) or action.dest}"
 
 
+def test_the_readme_synopsis_lists_every_command_with_only_flags_it_takes() -> None:
+    """The README's "Command line" block: every command is on a line, and every flag on a line is
+    one that each command the line names (``install|uninstall``) accepts."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("## Command line", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    lines: list[str] = []
+    for line in block.splitlines():
+        if line.startswith("ocsf-anomaly "):
+            lines.append(line)
+        elif line.strip():
+            lines[-1] += " " + line  # a continuation
+    parsers = dict(_parsers(build_parser()))
+    leaves = {path for path, parser in parsers.items() if parser._subparsers is None}
+    listed: set[str] = set()
+    for line in lines:
+        words = line.split()
+        command = f"ocsf-anomaly {words[1]}"
+        if command in leaves:
+            named = [command]
+        else:  # a group: its commands are the words before the flags, alternatives split by |
+            head = [w for w in words[2:] if not w.startswith(("-", "["))]
+            names = {part for word in head for part in word.split("|")}
+            named = [f"{command} {name}" for name in sorted(names) if f"{command} {name}" in leaves]
+        assert named, line
+        for path in named:
+            listed.add(path)
+            takes = {option for action in parsers[path]._actions for option in action.option_strings}
+            for flag in re.findall(r"--[a-z][a-z0-9-]*", line):
+                assert flag in takes, f"README: {path} does not take {flag}"
+    assert leaves <= listed, f"README lists no line for {sorted(leaves - listed)}"
+
+
 def test_every_help_states_the_one_true_precedence_of_settings() -> None:
     """As measured in tests/test_settings.py: flags over the environment over the file over the defaults."""
     stated = {

@@ -209,6 +209,17 @@ def test_a_folder_is_refused_as_a_registry_saying_what_to_name(tmp_path: Path) -
     assert list(tmp_path.iterdir()) == []
 
 
+def test_serving_from_a_registry_path_where_none_is_is_refused_and_makes_none(tmp_path: Path) -> None:
+    """`serve` and `stream` without --model: a mistyped registry path made a new, empty store there."""
+    from scorer.service.models import source_for
+    from scorer.settings import Settings
+
+    settings = Settings.load(None, registry_uri=f"sqlite:///{tmp_path / 'typo' / 'mlflow.db'}")
+    with pytest.raises(RegistryError, match=r"no registry at .*nothing has been registered there"):
+        source_for(settings)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_name_that_cannot_name_a_model_is_refused_before_anything_is_written(
     tmp_path: Path, bundle_dir: Path
 ) -> None:
@@ -772,16 +783,30 @@ async def test_a_model_without_a_champion_does_not_start(
     await server.close()
 
 
-@pytest.mark.parametrize("fresh", [False, True])
-def test_serve_with_an_empty_registry_is_a_one_line_error(store: str, fresh: bool, tmp_path: Path) -> None:
-    """Fresh: a local store nothing has opened yet. Its first opener creates the schema; two serving
-    processes opening it at once collided ("duplicate column name: step") until the supervisor
-    started one first and the others once it was ready."""
-    where = f"sqlite:///{tmp_path / 'mlflow.db'}" if fresh else store
+@pytest.mark.parametrize("state", ["opened", "unstamped", "missing"])
+def test_serve_with_an_empty_or_missing_registry_is_a_one_line_error(
+    store: str, registry: Registry, state: str, tmp_path: Path
+) -> None:
+    """Unstamped: a store this MLflow has not opened yet (as after an upgrade), whose first opener
+    migrates the schema; two serving processes opening it at once collided ("duplicate column name:
+    step") until the supervisor started one first and the others once it was ready. Missing: a
+    mistyped path, which serving made into a new, empty store; it is refused and nothing is made.
+    (``registry``: the module's store is made.)"""
+    where = store
+    if state != "opened":
+        copy = tmp_path / "mlflow.db"
+        if state == "unstamped":
+            shutil.copy(store.removeprefix("sqlite:///"), copy)
+        where = f"sqlite:///{copy}"
     result = _cli("serve", "--port", "1", "--workers", "2", store=where)
     assert result.returncode == 2, result.stderr
-    assert "no registered model 'ocsf-anomaly-demo'" in result.stderr
     assert "Traceback" not in result.stderr
+    if state == "missing":
+        assert f"no registry at {tmp_path / 'mlflow.db'}: nothing has been registered there" in result.stderr
+        assert list(tmp_path.iterdir()) == []
+    else:
+        assert "no registered model 'ocsf-anomaly-demo'" in result.stderr
+        assert "duplicate column" not in result.stderr
 
 
 async def test_the_poll_keeps_serving_through_a_registry_without_a_champion(

@@ -127,3 +127,37 @@ def test_a_number_setting_must_be_finite(clean_env: pytest.MonkeyPatch, value: s
     clean_env.setenv("OCSF_ANOMALY_MODEL_POLL_SECONDS", value)
     with pytest.raises(SettingsError, match="model_poll_seconds: Input should be a finite number"):
         Settings.load(None)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        # redis-py takes a database that is no number for database 0, silently
+        (
+            "OCSF_ANOMALY_REDIS_URL",
+            "redis://cache:6379/abc",
+            "redis_url: redis://cache:6379/abc: the database 'abc' is not a number",
+        ),
+        (
+            "OCSF_ANOMALY_REDIS_URL",
+            "cache:6379",
+            "redis_url: cache:6379: Redis URL must specify one of the following schemes",
+        ),
+        (
+            "OCSF_ANOMALY_ALERTS_URL",
+            "ftp://am:9093",
+            "alerts_url: should be an http:// or https:// URL without spaces",
+        ),
+        ("OCSF_ANOMALY_API_TOKEN", "two words", "api_token: should be printable ASCII without spaces"),
+    ],
+)
+def test_a_setting_that_cannot_work_says_what_it_should_be_in_words(
+    clean_env: pytest.MonkeyPatch, name: str, value: str, says: str
+) -> None:
+    """Not pydantic's regular expression ("should match pattern '^https?://[^\\s]+$'") nor its "Value error, "."""
+    clean_env.setenv(name, value)
+    with pytest.raises(SettingsError) as refused:
+        Settings.load(None)
+    assert says in str(refused.value)
+    assert "pattern" not in str(refused.value)
+    assert "Value error" not in str(refused.value)

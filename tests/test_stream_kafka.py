@@ -402,6 +402,16 @@ def test_a_refused_scram_login_over_sasl_ssl_is_one_line_naming_the_login(
     assert "during the SCRAM-SHA-256 login as 'scorer'" in error[0]
 
 
+@pytest.mark.parametrize("servers", ["kafka:abc", "kafka:70000", "b-1:9092,", "a b:9092"])
+def test_bootstrap_servers_that_name_no_broker_are_refused_before_connecting(
+    servers: str, bundle_dir: Path
+) -> None:
+    done = _run_once(servers, bundle_dir)
+    assert done.returncode == 2
+    assert "is not HOST:PORT (e.g. kafka:9092" in done.stderr
+    assert "loading" not in done.stderr
+
+
 @pytest.mark.parametrize(
     ("flags", "says"),
     [
@@ -416,6 +426,14 @@ def test_a_refused_scram_login_over_sasl_ssl_is_one_line_naming_the_login(
         ),
         (["--ssl-certfile", "/etc/hostname"], "needs both --ssl-certfile and --ssl-keyfile"),
         (["--ssl-cafile", "/no/such.pem"], "no such file: /no/such.pem"),
+        (["--ssl-cafile", "/etc/hostname"], "--ssl-cafile /etc/hostname: no PEM certificate read from it"),
+        (["--sasl-username", "u"], "--sasl-username needs --sasl-mechanism"),
+        # the input read back as the output: every event scored again and written again, without end
+        (["--output", "a"], "--input and --output both name 'a': each needs its own stream"),
+        (["--dead-letter", "c"], "--alerts and --dead-letter both name 'c'"),
+        (["--input", "ocsf events"], "--input 'ocsf events' is no Kafka topic name"),
+        (["--alerts", ".."], "--alerts '..' is no Kafka topic name"),
+        (["--max-len", "5", "--redis-url", "redis://r/0"], "--redis-url, --max-len: not for --source kafka"),
     ],
 )
 def test_security_options_that_cannot_work_are_refused_before_connecting(

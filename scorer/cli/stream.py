@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import socket
 from pathlib import Path
@@ -26,6 +27,10 @@ KAFKA_SECURITY = (
     "ssl_certfile",
     "ssl_keyfile",
 )
+KAFKA_ONLY = ("bootstrap_servers", *KAFKA_SECURITY)
+REDIS_ONLY = ("redis_url", "claim_idle_seconds", "max_len")
+# Kafka's legal topic names (its Topic.validate): up to 249 of these characters, and not "." or ".."
+TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 
 if TYPE_CHECKING:
     from scorer.service.models import ModelSource
@@ -42,8 +47,8 @@ examples:
   ocsf-anomaly stream --source redis --redis-url redis://cache:6379/0 --input ocsf:events \\
       --output ocsf:enriched --alerts ocsf:anomalies --dead-letter ocsf:dead --group scorers \\
       --model models/m1 --metrics-port 9108
-  OCSF_ANOMALY_KAFKA_PASSWORD=... ocsf-anomaly stream --source kafka --bootstrap-servers b-1:9096 \
-      --sasl-mechanism SCRAM-SHA-512 --sasl-username scorer --input ocsf.events \
+  OCSF_ANOMALY_KAFKA_PASSWORD=... ocsf-anomaly stream --source kafka --bootstrap-servers b-1:9096 \\
+      --sasl-mechanism SCRAM-SHA-512 --sasl-username scorer --input ocsf.events \\
       --output ocsf.enriched --alerts ocsf.anomalies --dead-letter ocsf.dead --group scorers
 
 A Redis stream entry carries the OCSF event as JSON in its field 'event'; so does every entry
@@ -82,8 +87,15 @@ def add_commands(commands: Commands) -> None:
         required=True,
         help="where the events are: Redis Streams or Kafka",
     )
-    stream.add_argument("--redis-url", default=None, help="--source redis: e.g. redis://127.0.0.1:6379/0")
-    stream.add_argument("--bootstrap-servers", default=None, help="--source kafka: HOST:PORT[,HOST:PORT]")
+    stream.add_argument(
+        "--redis-url", type=_redis_url, default=None, help="--source redis: e.g. redis://127.0.0.1:6379/0"
+    )
+    stream.add_argument(
+        "--bootstrap-servers",
+        type=_bootstrap_servers,
+        default=None,
+        help="--source kafka: HOST:PORT[,HOST:PORT]",
+    )
     kafka = stream.add_argument_group(
         "Kafka security",
         "TLS and SASL, named as in Kafka's own client settings (security.protocol, sasl.mechanism). "
@@ -106,7 +118,11 @@ def add_commands(commands: Commands) -> None:
     )
     kafka.add_argument("--ssl-certfile", type=Path, default=None, help="PEM client certificate (mutual TLS)")
     kafka.add_argument("--ssl-keyfile", type=Path, default=None, help="PEM private key of --ssl-certfile")
-    stream.add_argument("--input", required=True, help="the stream (topic) to read")
+    stream.add_argument(
+        "--input",
+        required=True,
+        help="the stream (topic) to read; it and the three written to are four different streams",
+    )
     stream.add_argument(
         "--output", required=True, help="the stream (topic) every enriched event is written to"
     )
@@ -133,11 +149,14 @@ def add_commands(commands: Commands) -> None:
     stream.add_argument(
         "--claim-idle-seconds",
         type=_seconds,
-        default=60.0,
-        help="claim entries another consumer has held unacknowledged this long (it died; default 60)",
+        default=None,
+        help="Redis: claim entries another consumer has held unacknowledged this long (it died; default 60)",
     )
     stream.add_argument(
-        "--max-len", type=_positive, default=1_000_000, help="outputs trimmed to about this many entries"
+        "--max-len",
+        type=_positive,
+        default=None,
+        help="Redis: outputs trimmed to about this many entries (default 1,000,000; Kafka: the topics' retention)",
     )
     stream.add_argument(
         "--metrics-port", type=_port, default=0, help="serve Prometheus metrics on this port (default: none)"
@@ -151,22 +170,63 @@ def add_commands(commands: Commands) -> None:
     stream.set_defaults(handler=_stream)
 
 
-def _stream(args: argparse.Namespace) -> int:
+def _redis_url(text: str) -> str:
+    from scorer.settings import redis_url
+
+    try:
+        return redis_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _bootstrap_servers(text: str) -> str:
+    for server in text.split(","):
+        host, colon, port = server.strip().rpartition(":")
+        if not colon:  # a host alone: Kafka's port
+            host, port = port, "9092"
+        if not host or any(c.isspace() for c in host) or not port.isdigit() or not 0 < int(port) < 65536:
+            raise argparse.ArgumentTypeError(
+                f"{server.strip()!r} is not HOST:PORT (e.g. kafka:9092; several: b-1:9092,b-2:9092)"
+            )
+    return text
+
+
+def _check_sources(args: argparse.Namespace) -> None:
+    """The flags of the other source, a missing address, and stream names that cannot work: refused
+    before the model loads."""
     if args.source == "redis" and not args.redis_url:
         raise CliError("--source redis needs --redis-url, e.g. redis://127.0.0.1:6379/0")
     if args.source == "kafka" and not args.bootstrap_servers:
         raise CliError("--source kafka needs --bootstrap-servers, e.g. 127.0.0.1:9092")
-    kafka_flags = [
-        f"--{name.replace('_', '-')}" for name in KAFKA_SECURITY if getattr(args, name) is not None
-    ]
-    if args.source != "kafka" and kafka_flags:
-        raise CliError(f"{', '.join(kafka_flags)}: only for --source kafka (Redis: a rediss:// URL for TLS)")
+    other = REDIS_ONLY if args.source == "kafka" else KAFKA_ONLY
+    given = [f"--{name.replace('_', '-')}" for name in other if getattr(args, name) is not None]
+    if given:
+        tls = " (Redis: a rediss:// URL for TLS)" if args.source == "redis" else ""
+        raise CliError(f"{', '.join(given)}: not for --source {args.source}{tls}")
+    names = {"--input": args.input, "--output": args.output, "--alerts": args.alerts}
+    names["--dead-letter"] = args.dead_letter
+    seen: dict[str, str] = {}
+    for flag, name in names.items():
+        if name in seen:
+            raise CliError(
+                f"{seen[name]} and {flag} both name {name!r}: each needs its own stream "
+                "(the consumer would read back what it writes without end, or mix what it writes)"
+            )
+        seen[name] = flag
+        if args.source == "kafka" and (not TOPIC.fullmatch(name) or name in (".", "..")):
+            raise CliError(
+                f"{flag} {name!r} is no Kafka topic name: up to 249 letters, digits, '.', '_' and '-'"
+            )
+
+
+def _stream(args: argparse.Namespace) -> int:
+    _check_sources(args)
     from scorer.registry import configure_mlflow
     from scorer.service.models import source_for
     from scorer.settings import Settings
     from scorer.threads import set_threads
 
-    settings = Settings.load(args.config, model_dir=args.model)
+    settings = Settings.load(args.config, model_dir=args.model, alpha=args.alpha)
     security = _security(args, settings) if args.source == "kafka" else None
     if settings.model_dir is None:
         configure_mlflow()
@@ -199,7 +259,7 @@ async def _run(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    models = Models(model_source, settings.model_poll_seconds, args.alpha or settings.alpha)
+    models = Models(model_source, settings.model_poll_seconds, settings.alpha)
     loaded = await models.current()
     metrics = StreamMetrics()
     if args.metrics_port:
@@ -216,10 +276,9 @@ async def _run(
             await source.close()
         if alerter is not None:
             await alerter.close()
+        advice = source.advice(exc)
         raise CliError(
-            f"could not start on {source.where}: {describe(exc)} "
-            f"(is it running, and are --{'redis-url' if args.source == 'redis' else 'bootstrap-servers'} "
-            "and its credentials right?)"
+            f"could not start on {source.where}: {describe(exc)}" + (f" ({advice})" if advice else "")
         ) from None
     try:
         _say(
@@ -229,7 +288,7 @@ async def _run(
         acknowledged = await consume(
             source,
             models,
-            alpha=args.alpha or settings.alpha,
+            alpha=settings.alpha,
             batch_size=args.batch_size,
             stop=stop,
             metrics=metrics,
@@ -302,6 +361,5 @@ def _source(
         **names,
         group=args.group,
         consumer=consumer,
-        claim_idle_seconds=args.claim_idle_seconds,
-        max_len=args.max_len,
+        **{name: getattr(args, name) for name in ("claim_idle_seconds", "max_len") if getattr(args, name)},
     )

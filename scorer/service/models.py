@@ -104,4 +104,5 @@ def source_for(settings: Settings) -> ModelSource:
     """The directories when ``model_dir`` is set, else the registry (opened here: it may do I/O)."""
     if settings.model_dir is not None:
         return DirectorySource(settings.model_dir, settings.challenger_model_dir)
-    return RegistrySource(Registry(settings.registry_uri), settings.model_name)
+    # serving reads a registry, never makes one: a mistyped URI is an error, not a new empty store
+    return RegistrySource(Registry(settings.registry_uri, create=False), settings.model_name)

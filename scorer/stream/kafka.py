@@ -78,10 +78,36 @@ class KafkaSecurity:
             found.append(f"--ssl-* files need --security-protocol SSL or SASL_SSL, not {protocol}")
         if bool(self.cert_file) != bool(self.key_file):
             found.append("a client certificate needs both --ssl-certfile and --ssl-keyfile")
+        if self.username and not self.mechanism:
+            found.append("--sasl-username needs --sasl-mechanism")
         for path in (self.ca_file, self.cert_file, self.key_file):
             if path is not None and not path.is_file():
                 found.append(f"no such file: {path}")
+        if not found and tls and (unusable := self._unusable_files()) is not None:
+            found.append(unusable)
         return found
+
+    def _unusable_files(self) -> str | None:
+        """Why the TLS files cannot be used, read as the client will read them (None: they can), so
+        that a wrong file is said at start, not as a raw SSL error after the model has loaded."""
+        import ssl
+
+        context = ssl.create_default_context()
+        try:
+            if self.ca_file:
+                context.load_verify_locations(cafile=self.ca_file)
+        except OSError as exc:
+            return f"--ssl-cafile {self.ca_file}: no PEM certificate read from it ({getattr(exc, 'reason', None) or exc})"
+        try:
+            if self.cert_file:
+                # a key that asks for a password is refused, never prompted for (there is no terminal)
+                context.load_cert_chain(self.cert_file, self.key_file, password=lambda: b"")
+        except OSError:  # OpenSSL says only "PEM lib"
+            return (
+                f"--ssl-certfile {self.cert_file} with --ssl-keyfile {self.key_file}: not a PEM "
+                "certificate and its unencrypted key"
+            )
+        return None
 
     def client_options(self) -> dict[str, Any]:
         """aiokafka's keyword arguments for this security."""
@@ -198,13 +224,24 @@ class KafkaTopics:
         refuses SCRAM in the final message (RFC 5802's ``e=``) makes aiokafka's parser raise
         a bare KeyError."""
         text = describe(exc)
-        frames = {frame.name for frame in traceback.extract_tb(exc.__traceback__)}
-        if self.security.mechanism and any("sasl" in name or "authenticator" in name for name in frames):
+        if self._login_failed(exc):
             return (
                 f"{text} during the {self.security.mechanism} login as {self.security.username!r}: "
                 "check --sasl-username and OCSF_ANOMALY_KAFKA_PASSWORD"
             )
         return f"{text} ({last})" if last else text
+
+    def advice(self, exc: BaseException) -> str:
+        if self._login_failed(exc):
+            return ""  # its message says what to check
+        return "are the brokers running, and are --bootstrap-servers and the security settings right?"
+
+    def _login_failed(self, exc: BaseException) -> bool:
+        cause = exc.__cause__ if isinstance(exc, StartFailed) and exc.__cause__ is not None else exc
+        frames = {frame.name for frame in traceback.extract_tb(cause.__traceback__)}
+        return bool(self.security.mechanism) and any(
+            "sasl" in name or "authenticator" in name for name in frames
+        )
 
     async def close(self) -> None:
         for client in (self.consumer, self.producer):

@@ -73,6 +73,9 @@ class Source(Protocol):
     async def start(self) -> None:
         """Join the group (making what is missing)."""
 
+    def advice(self, exc: BaseException) -> str:
+        """What to check when ``start`` raised ``exc`` ("" when its message says it)."""
+
     async def close(self) -> None:
         """Leave the group and close the connections."""
 
@@ -116,10 +119,16 @@ class Models:
             if loaded is not None and ref == loaded.ref:
                 return loaded
             fresh = self.source.load(ref)
-        except Exception:
+        except Exception as exc:
             if loaded is None:
                 raise
-            log.exception("could not ask for the champion again: scoring on with %s", loaded.ref.source)
+            # once per poll while it lasts: one line, not a traceback (a bundle that will not load
+            # says so in its message; the type tells the rest)
+            log.warning(
+                "could not ask for the champion again: scoring on with %s (%s)",
+                loaded.ref.source,
+                describe(exc),
+            )
             return loaded
         if loaded is not None:
             log.info("model swapped: %s → %s", loaded.ref.version, fresh.ref.version)

@@ -66,6 +66,18 @@ class RedisStreams:
             if "BUSYGROUP" not in str(exc):
                 raise
 
+    def advice(self, exc: BaseException) -> str:
+        import redis.exceptions
+
+        if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.AuthorizationError) or (
+            isinstance(exc, redis.exceptions.ResponseError)
+            and str(exc).startswith(("NOAUTH", "NOPERM", "WRONGPASS"))
+        ):
+            return "check the user and password in --redis-url, and what that user may do (ACL)"
+        if isinstance(exc, redis.exceptions.ResponseError) and "WRONGTYPE" in str(exc):
+            return f"the key {self.input!r} holds no stream: name another --input, or delete it"
+        return "is Redis running there, and is --redis-url right?"
+
     async def close(self) -> None:
         await self.client.aclose()
 
