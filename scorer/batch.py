@@ -31,10 +31,12 @@ import orjson
 from scorer.errors import UserError
 from scorer.io import (
     TOO_DEEP,
+    BadLines,
     dumps,
     is_parquet,
     iter_raw_lines,
     iter_records,
+    not_events,
     parse_line,
     plain_mode,
     refuse_writing_over,
@@ -198,6 +200,7 @@ def score_file(
     chunks = _chunks(source, chunk_lines)
     head = list(itertools.islice(chunks, 2))
     stats = BatchStats()
+    said = BadLines(errors)
     started = time.perf_counter()
     made = [d for d in (output.parent, *output.parent.parents) if not d.exists()]  # deepest first
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -217,7 +220,7 @@ def score_file(
                 data, bad, seconds, scored, anomalies = result
                 sink.write(data)
                 for line, error in bad:
-                    print(f"{source}:{line}: {error}", file=errors)
+                    said.say(f"{source}:{line}: {error}")
                 stats.lines += count
                 stats.scored += scored
                 stats.bad += len(bad)
@@ -235,6 +238,9 @@ def score_file(
                 _score_in_workers(
                     itertools.chain(head, chunks), (str(model_dir), alpha, explain, kind), workers, collect
                 )
+        said.close()
+        if stats.lines and not stats.scored:  # scores of nothing: the file is not what it was taken for
+            raise not_events(source, stats.lines)
         os.replace(partial, output)
     except BaseException:
         Path(partial).unlink(missing_ok=True)
@@ -258,14 +264,18 @@ def _score_in_workers(
         with ProcessPoolExecutor(
             workers, mp_context=context, initializer=_init_worker, initargs=(*settings, 1)
         ) as pool:
-            for chunk in chunks:
-                pending.append((len(chunk), pool.submit(_score_chunk, chunk)))
-                while len(pending) > 2 * workers:
+            try:
+                for chunk in chunks:
+                    pending.append((len(chunk), pool.submit(_score_chunk, chunk)))
+                    while len(pending) > 2 * workers:
+                        count, future = pending.popleft()
+                        collect(count, future.result())
+                while pending:
                     count, future = pending.popleft()
                     collect(count, future.result())
-            while pending:
-                count, future = pending.popleft()
-                collect(count, future.result())
+            except BaseException:  # SIGTERM, Ctrl-C, a bad file: the workers end with the chunk in hand
+                pool.shutdown(cancel_futures=True)
+                raise
     except BrokenProcessPool:
         raise ScoringError(
             "a scoring worker process died (out of memory? try --workers 1 or a smaller chunk); no output was written"

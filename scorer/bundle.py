@@ -148,9 +148,10 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=1, sort_keys=True, allow_nan=False), encoding="utf-8")
 
 
-def _replaceable(directory: Path) -> None:
+def replaceable(directory: Path) -> None:
     """Refuse to write a bundle over anything but nothing, an empty directory or another bundle:
-    it is replaced whole, and `train --output` naming the folder of its events deleted them."""
+    it is replaced whole, and `train --output` naming the folder of its events deleted them. The
+    command line checks it before any work too."""
     if not directory.exists():
         return
     if not directory.is_dir():
@@ -181,7 +182,7 @@ def write(state: State, directory: Path | str, *, name: str = "ocsf-anomaly") ->
     except PackageNotFoundError:
         torch_version = None
     directory = Path(directory)
-    _replaceable(directory)
+    replaceable(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import gzip
 import math
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,15 @@ from typing import Any
 import numpy as np
 
 from scorer.detector import SCORE_KINDS, Detector
-from scorer.io import dumps, is_parquet, iter_raw_lines, iter_records, load_events, parse_line
+from scorer.io import (
+    dumps,
+    is_parquet,
+    iter_raw_lines,
+    iter_records,
+    load_events,
+    parse_line,
+    refuse_writing_over,
+)
 
 
 def read_labels(path: Path) -> dict[int, int]:
@@ -165,6 +176,10 @@ def split_labelled(
     Lines without a label, and lines that are not JSON objects, are left out; ``log`` is told how many.
     """
     say: Callable[[str], None] = log or (lambda message: None)
+    names = {"train": "train_normal.jsonl.gz", "test": "test.jsonl.gz", "labels": "test.labels.csv"}
+    paths = {key: output / name for key, name in names.items()}
+    for path in paths.values():  # a split written over its own input destroyed it
+        refuse_writing_over(path, [events_path, labels_path])
     labels = read_labels(labels_path)
     if is_parquet(events_path):  # its rows become the JSON lines they would be
         lines = [dumps(event) for _, event, _ in iter_records(events_path)]
@@ -196,21 +211,30 @@ def split_labelled(
         )
     if output.exists() and not output.is_dir():
         raise ValueError(f"--output {output} is a file: name a directory for the three files")
+    made = [d for d in (output, *output.parents) if not d.exists()]  # deepest first
     output.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "train": output / "train_normal.jsonl.gz",
-        "test": output / "test.jsonl.gz",
-        "labels": output / "test.labels.csv",
-    }
-    with (
-        gzip.open(paths["train"], "wb", compresslevel=3) as train,
-        gzip.open(paths["test"], "wb", compresslevel=3) as test,
-        paths["labels"].open("w", encoding="utf-8") as out_labels,
-    ):
-        train.writelines(lines[i] + b"\n" for i in train_rows)
-        test.writelines(lines[i] + b"\n" for i in test_rows)
-        out_labels.write("line,label\n")
-        out_labels.writelines(f"{n},{labels[i + 1]}\n" for n, i in enumerate(test_rows, start=1))
+    # Written in a staging directory and renamed into place at the end: an interrupted split leaves
+    # an earlier one as it was, not half of each file.
+    staging = Path(tempfile.mkdtemp(prefix=".split.", dir=output))
+    try:
+        staged = {key: staging / name for key, name in names.items()}
+        with (
+            gzip.open(staged["train"], "wb", compresslevel=3) as train,
+            gzip.open(staged["test"], "wb", compresslevel=3) as test,
+            staged["labels"].open("w", encoding="utf-8") as out_labels,
+        ):
+            train.writelines(lines[i] + b"\n" for i in train_rows)
+            test.writelines(lines[i] + b"\n" for i in test_rows)
+            out_labels.write("line,label\n")
+            out_labels.writelines(f"{n},{labels[i + 1]}\n" for n, i in enumerate(test_rows, start=1))
+        for key, path in staged.items():
+            os.replace(path, paths[key])
+        staging.rmdir()
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for directory in made:  # nothing of a failed run remains
+            directory.rmdir()
+        raise
     return paths
 
 

@@ -47,24 +47,37 @@ def loads(data: bytes) -> Any:
     it also nests deeper than the standard library reads (about 1,000 levels): then as orjson read it.
     A number beyond a double's range (1e400, an integer of 310 digits), which orjson refuses, is read
     by the standard library too: it is valid JSON, and the encoder flags the event that holds it,
-    as it does any impossible number, rather than the whole body failing."""
+    as it does any impossible number, rather than the whole body failing. An integer longer than
+    Python converts (4,300 digits) is read as a float, infinite."""
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as error:
         if "infinity" not in str(error):
             raise
         try:
-            return json.loads(data, parse_constant=_not_json)
-        except (ValueError, RecursionError):  # also Python's 4,300-digit limit on an integer
+            return json.loads(data, parse_constant=_not_json, parse_int=_integer)
+        except (ValueError, RecursionError):
             raise error from None
     if LONG_DIGITS in data.translate(DIGIT_MASK):
         with contextlib.suppress(RecursionError):
-            value = json.loads(data)
+            value = json.loads(data, parse_int=_integer)
     return value
 
 
 def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
+
+
+def _integer(text: str) -> int | float:
+    """An integer exactly, or past Python's limit on converting digits (4,300) the float it is."""
+    limit = sys.get_int_max_str_digits()  # 0: no limit
+    return int(text) if not limit or len(text.lstrip("-")) <= limit else float(text)
+
+
+def json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in JSON's words ("an array", "null"), for messages."""
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def parse_line(raw: bytes) -> tuple[Event | None, str | None]:
@@ -74,7 +87,7 @@ def parse_line(raw: bytes) -> tuple[Event | None, str | None]:
     except orjson.JSONDecodeError as exc:
         return None, f"invalid JSON: {exc}" if raw.strip() else "empty line"
     if not isinstance(value, dict):
-        return None, f"expected a JSON object, got {type(value).__name__}"
+        return None, f"expected a JSON object, got {json_kind(value)}"
     return value, None
 
 
@@ -285,14 +298,54 @@ def from_parquet(value: Any) -> Any:
     return value
 
 
+BAD_LINES_SAID = 20
+
+
+class BadLines:
+    """Says the first bad lines on ``errors`` (None: says nothing), then how many more there were: a
+    file that is not JSONL at all printed one line for each of its 25,000 lines."""
+
+    def __init__(self, errors: IO[str] | None) -> None:
+        self.errors = errors
+        self.count = 0
+
+    def say(self, message: str) -> None:
+        self.count += 1
+        if self.errors is not None and self.count <= BAD_LINES_SAID:
+            print(message, file=self.errors)
+
+    def close(self) -> None:
+        if self.errors is not None and self.count > BAD_LINES_SAID:
+            print(f"… and {self.count - BAD_LINES_SAID:,} more bad lines", file=self.errors)
+
+
+def not_events(path: Path, lines: int) -> UserError:
+    """The error for a file none of whose lines is an event, saying what it looks like instead."""
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic.startswith(b"\x1f\x8b") and path.suffix != ".gz":
+        hint = "it holds gzip data: name it .gz"
+    elif magic == b"PAR1":
+        hint = "it is Parquet: name it .parquet"
+    else:
+        hint = "is it JSONL, one OCSF event (a JSON object) per line?"
+    return UserError(f"no line of {path} is an event ({lines:,} read): {hint}")
+
+
 def load_events(paths: Iterable[Path | str], *, warn: bool = True) -> list[Event]:
-    """Read all events of ``paths`` in order; bad lines are reported on stderr and skipped."""
+    """Read all events of ``paths`` in order. Bad lines are skipped, the first of them said on stderr
+    (``warn``) and then how many more; a file with lines but no event is refused (UserError), saying
+    what it looks like."""
     events: list[Event] = []
-    for path in paths:
-        for number, event, error in iter_records(Path(path)):
+    said = BadLines(sys.stderr if warn else None)
+    for path in map(Path, paths):
+        lines, before = 0, len(events)
+        for lines, event, error in iter_records(path):
             if event is None:
-                if warn:
-                    print(f"{path}:{number}: skipped: {error}", file=sys.stderr)
-                continue
-            events.append(event)
+                said.say(f"{path}:{lines}: skipped: {error}")
+            else:
+                events.append(event)
+        if lines and len(events) == before:
+            raise not_events(path, lines)
+    said.close()
     return events

@@ -33,7 +33,7 @@ import orjson
 
 from scorer.errors import UserError
 from scorer.features.encoder import UNKNOWN_INDEX, compile_extractor, iso_moment
-from scorer.io import from_parquet, parquet_rows, parse_line
+from scorer.io import from_parquet, iter_raw_lines, parquet_rows, parse_line
 
 # OCSF fields that name who or what an event is about, as analysts pivot on them
 ENTITY_FIELDS = (
@@ -121,19 +121,15 @@ def records(source: Path) -> Iterator[tuple[dict[str, Any], Finish]]:
     ``{"_raw": …}``), with what turns it into the event it stands for: the one pass reads each record's
     counted fields as they are, and finishes only the few events it keeps (a Parquet row's finishing
     costs more than the counting)."""
-    import gzip
-
     for path in _files(source):
         if path.name.endswith(".parquet"):
             for row in parquet_rows(path):
                 yield row, _from_parquet
             continue
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as handle:
-            for raw in handle:
-                if raw.strip():
-                    event, _ = parse_line(raw)
-                    yield (event if event is not None else {"_raw": raw.decode("utf-8", "replace")}), _same
+        for _, raw in iter_raw_lines(path):  # a .gz cut short or not gzip: a UserError naming the file
+            if raw.strip():
+                event, _ = parse_line(raw)
+                yield (event if event is not None else {"_raw": raw.decode("utf-8", "replace")}), _same
 
 
 def _moment(value: Any) -> dt.datetime | None:

@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     its connection closed (a client that declares more than it sends holds nothing for long)."""
     max_events: int = Field(10_000, ge=1)
     """Most events accepted in one request (413 above it)."""
+    max_pending_body_bytes: int = Field(128 * MiB, ge=1024)
+    """Most bytes of request bodies held at once across requests, from their first byte until they
+    are answered (at least `max_body_bytes`): a body declared (or, compressed, inflated) past it is
+    answered 503 with `Retry-After`; a body without `Content-Length` counts as `max_body_bytes`."""
     max_pending_events: int = Field(20_000, ge=1)
     """Most events admitted at once across requests, queued or being scored (at least `max_events`):
     a request that would pass it is answered 503 with `Retry-After` at once, not queued."""
@@ -207,6 +211,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _a_full_request_can_be_admitted(self) -> Settings:
+        if self.max_pending_body_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"max_pending_body_bytes ({self.max_pending_body_bytes:,}) must be at least max_body_bytes "
+                f"({self.max_body_bytes:,}): a request within the limits could never be admitted"
+            )
         if self.max_pending_events < self.max_events:
             raise ValueError(
                 f"max_pending_events ({self.max_pending_events:,}) must be at least max_events "

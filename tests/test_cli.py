@@ -271,7 +271,8 @@ def test_every_checked_number_refuses_nonsense_and_says_what_it_wants(
             if (
                 not callable(kind)
                 or getattr(kind, "__module__", "") != "scorer.cli"
-                or kind.__name__ in ("_existing", "_file_out", "_dir_out")  # paths, not numbers
+                or kind.__name__
+                in ("_existing", "_file_out", "_dir_out", "_bundle_out")  # paths, not numbers
             ):
                 continue
             option = action.option_strings[0]
@@ -454,7 +455,7 @@ def test_score_to_csv_with_bad_lines(model: Path, workdir: Path, score_events: l
     for line in bad:
         assert f"{source}:{line}:" in result.stderr, line
     assert f"{source}:4: invalid JSON" in result.stderr
-    assert f"{source}:11: expected a JSON object, got list" in result.stderr
+    assert f"{source}:11: expected a JSON object, got an array" in result.stderr
     assert f"{source}:18: empty line" in result.stderr
     assert f"{source}:26: empty line" in result.stderr
     for line in good:
@@ -463,19 +464,24 @@ def test_score_to_csv_with_bad_lines(model: Path, workdir: Path, score_events: l
     assert "Traceback" not in result.stderr
 
 
-def test_a_file_of_bad_lines_only_is_written_line_by_line(model: Path, workdir: Path) -> None:
-    """Every line bad (arrays, NaN, nesting past what JSON readers take): each is written with its
-    error, and the command ends normally. (With `make run`'s model this stopped the command: a chunk
-    without one event could not be put in its feature space; test_encoder holds that part.)"""
+def test_a_chunk_of_bad_lines_only_is_written_line_by_line(
+    model: Path, workdir: Path, score_events: list[Event]
+) -> None:
+    """Every line of a chunk bad (arrays, NaN, nesting past what JSON readers take): each is written with
+    its error, and the command ends normally. (With `make run`'s model this stopped the command: a chunk
+    without one event could not be put in its feature space; test_encoder holds that part.) A file
+    without one event is refused (tests/test_cli_errors.py)."""
+    bad = [b"[1, 2]", b"7", b'{"duration": NaN}', b"[" * 2000 + b"]" * 2000] * (CHUNK_LINES // 4)
     source = workdir / "all-bad.jsonl"
-    source.write_bytes(b"[1, 2]\n7\n" + b'{"duration": NaN}\n' + b"[" * 2000 + b"]" * 2000 + b"\n")
+    source.write_bytes(b"\n".join(bad) + b"\n" + orjson.dumps(score_events[0]) + b"\n")
     out = workdir / "all-bad.out.jsonl"
     result = _run("score", source, "--model", model, "--output", out, "--workers", "1", "--quiet")
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [row["anomaly"]["line"] for row in rows] == [1, 2, 3, 4]
-    assert all(row["anomaly"]["error"] for row in rows)
-    assert "4 bad lines" in result.stderr
+    assert [row["anomaly"]["line"] for row in rows[:-1]] == list(range(1, len(bad) + 1))
+    assert all(row["anomaly"]["error"] for row in rows[:-1])
+    assert rows[-1]["anomaly"].get("error") is None
+    assert f"{len(bad):,} bad lines" in result.stderr
 
 
 def test_a_broken_gzip_input_or_the_input_as_output_is_one_line_and_no_output(

@@ -5,6 +5,7 @@ no console errors, no network, and its plots hold the counts the scored events g
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import os
 import shutil
 import subprocess
@@ -278,3 +279,22 @@ def test_score_spark_parquet_output_reads_as_the_jsonl_it_came_from(scored: Path
         ]
         assert got.samples == want.samples
     assert any(t[2]["anomaly"]["reasons"] for d in from_parquet.values() for t in d.top)
+
+
+def test_a_scored_gz_cut_short_or_not_gzip_is_one_line_naming_it(scored: Path, tmp_path: Path) -> None:
+    """A .jsonl.gz cut short ended `report` in an EOFError traceback; one that was not gzip said
+    `error: Not a gzipped file (b'{"')` without naming the file. Each is now one line naming it."""
+    whole = gzip.compress(scored.read_bytes(), mtime=0)
+    for name, data, message in [
+        ("cut.jsonl.gz", whole[: len(whole) // 2], "breaks off after line"),
+        ("plain.jsonl.gz", scored.read_bytes(), "cannot be read as gzip"),
+    ]:
+        source, output = tmp_path / name, tmp_path / f"{name}.html"
+        source.write_bytes(data)
+        result = _report(source, "--output", output)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        said = result.stderr.strip().splitlines()[-1]
+        assert str(source) in said, said
+        assert message in said, said
+        assert not output.exists()

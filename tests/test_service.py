@@ -32,6 +32,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from loopback import free_port
+from waiting import eventually
 
 from scorer.cli import main
 from scorer.service.app import create_app
@@ -103,18 +104,20 @@ async def test_a_number_beyond_a_double_flags_its_event_not_the_body(
     flagged (an impossible byte count), the others in the array are scored as alone. Before, the
     whole body was answered 400 (and Vector drops a batch answered 400)."""
     events = held_out_events[:3]
-    body = orjson.dumps(
+    template = orjson.dumps(
         [{**events[0], "traffic": {"bytes_out": 1}}, {**events[1], "traffic": {"bytes_out": 2}}, events[2]]
     )
-    body = body.replace(b'"bytes_out":1}', b'"bytes_out":1e400}').replace(
-        b'"bytes_out":2}', b'"bytes_out":' + b"9" * 400 + b"}"
-    )
-    status, answer = await _post(client, "/v1/score", body)
-    assert status == 200, answer
-    first, second, third = answer["results"]
-    assert first["is_anomaly"]
-    assert second["is_anomaly"]
-    assert first["p_value"] == second["p_value"] == 0
+    for digits in (400, 4_400):  # past 4,300 digits Python converts no integer: it was "not JSON"
+        body = template.replace(b'"bytes_out":1}', b'"bytes_out":1e400}').replace(
+            b'"bytes_out":2}', b'"bytes_out":' + b"9" * digits + b"}"
+        )
+        assert body.count(b"9" * digits) == 1
+        status, answer = await _post(client, "/v1/score", body)
+        assert status == 200, answer
+        first, second, third = answer["results"]
+        assert first["is_anomaly"]
+        assert second["is_anomaly"]
+        assert first["p_value"] == second["p_value"] == 0
     alone = (await _post(client, "/v1/score", orjson.dumps(events[2])))[1]["results"][0]
     assert third["score"] == pytest.approx(alone["score"])
     status, answer = await _post(client, "/v1/score", b'[{"a": 1e400, "b": NaN}]')  # still not JSON
@@ -170,6 +173,15 @@ async def test_ndjson_reports_bad_lines_by_number(client: Any, held_out_events: 
         (
             b"{}",
             {"Content-Type": "application/x-www-form-urlencoded"},
+            "",
+            415,
+            "unsupported_media_type",
+            None,
+        ),
+        # RFC 7464's records start with a byte NDJSON does not have: every line was "malformed"
+        (
+            b'\x1e{"class_uid": 4001}\n',
+            {"Content-Type": "application/json-seq"},
             "",
             415,
             "unsupported_media_type",
@@ -735,6 +747,8 @@ async def test_the_batcher_bounds_the_events_admitted() -> None:
 def test_a_request_within_the_limits_can_always_be_admitted() -> None:
     with pytest.raises(SettingsError, match="max_pending_events"):
         Settings.load(max_events=20_000, max_pending_events=10_000)
+    with pytest.raises(SettingsError, match="max_pending_body_bytes"):
+        Settings.load(max_body_bytes=64 * 1024 * 1024, max_pending_body_bytes=32 * 1024 * 1024)
 
 
 # ---------------------------------------------------------------------- a live server, arbitrary JSON
@@ -849,6 +863,11 @@ def _head_only(address: tuple[str, int], head: bytes) -> tuple[bytes, socket.soc
     Continue or a final answer (with its body when it has a Content-Length)."""
     connection = socket.create_connection(address, timeout=60)
     connection.sendall(head)
+    return _answer(connection), connection
+
+
+def _answer(connection: socket.socket) -> bytes:
+    """The next answer on ``connection``: its head, and its body when it has a Content-Length."""
     answer = b""
     while b"\r\n\r\n" not in answer:
         answer += connection.recv(65536)
@@ -863,7 +882,7 @@ def _head_only(address: tuple[str, int], head: bytes) -> tuple[bytes, socket.soc
     )
     while len(rest) < length:
         rest += connection.recv(65536)
-    return top + b"\r\n\r\n" + rest, connection
+    return top + b"\r\n\r\n" + rest
 
 
 def test_expect_100_continue_refuses_before_the_body_is_sent(
@@ -932,6 +951,51 @@ def test_a_body_declared_too_large_or_never_sent_holds_no_connection(bundle_dir:
         assert metrics[("ocsf_anomaly_request_seconds_count", _route("/v1/score", "408"))] == 1
 
 
+def test_bodies_held_at_once_are_bounded_and_one_past_the_bound_is_refused_unread(
+    bundle_dir: Path, held_out_events: list[Event]
+) -> None:
+    """200 connections each sending 15 MiB of a declared 16 MiB held 18 MiB each, 4.9 GB in all,
+    with nothing to stop more. The bytes of bodies held at once are bounded
+    (max_pending_body_bytes): past it a request is answered 503 with Retry-After at once, its body
+    unread and its connection closed, whether its length is declared, left to chunks (counted as
+    the body limit) or asked with Expect: 100-continue; a body alone is always admitted, and what a
+    request held is given back once it is answered."""
+    events: list[Event] = []
+    while len(orjson.dumps(events)) < 36 * 1024:
+        events.append(held_out_events[len(events)])
+    body = orjson.dumps(events)  # more than half the bound, within the body limit
+    assert 36 * 1024 <= len(body) < 64 * 1024
+
+    def held(address: _Address) -> float:
+        return _samples(_call(address, "GET", "/metrics")[2].decode())[("ocsf_anomaly_body_bytes_held", ())]
+
+    def head(framing: str) -> bytes:
+        return (
+            f"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{framing}\r\n".encode()
+        )
+
+    settings = _settings(bundle_dir, max_body_bytes=64 * 1024, max_pending_body_bytes=64 * 1024)
+    declared = f"Content-Length: {len(body)}\r\n"
+    with _serving(settings) as address, socket.create_connection(address, timeout=60) as first:
+        first.sendall(head(declared) + body[:1000])  # holds its declared length while the rest comes
+        eventually(lambda: held(address) == len(body), "the first body held")
+        for framing in [declared, "Transfer-Encoding: chunked\r\n", declared + "Expect: 100-continue\r\n"]:
+            answer, connection = _head_only(address, head(framing))
+            with connection:
+                top, _, payload = answer.partition(b"\r\n\r\n")
+                assert top.startswith(b"HTTP/1.1 503 "), top
+                assert b"\r\nRetry-After: 1" in top
+                assert b"\r\nConnection: close" in top  # the body it did not read cannot follow
+                assert orjson.loads(payload)["error"]["code"] == "overloaded"
+        first.sendall(body[1000:])
+        answer = _answer(first)
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+        eventually(lambda: held(address) == 0, "the first body given back")
+        status, _, _, _ = _call(address, "POST", "/v1/score", body)
+        assert status == 200
+        assert held(address) == 0
+
+
 def test_a_compression_bomb_is_refused_while_health_keeps_answering(live_server: _Address) -> None:
     bomb = gzip.compress(bytes(64 * 1024 * 1024)) * 32  # 2 MB as sent, 2 GiB inflated (gzip members)
     gzipped = {**JSON, "Content-Encoding": "gzip"}
@@ -956,6 +1020,20 @@ def test_a_compression_bomb_is_refused_while_health_keeps_answering(live_server:
     assert max(probe.loop_cpu for probe in probes) < 0.5, probes
     # and none waited long at all: a bound against a hang, far beyond any stall of a busy host
     assert max(probe.seconds for probe in probes) < 30, probes
+
+
+def test_a_body_of_millions_of_tiny_arrays_is_refused_before_it_is_parsed(live_server: _Address) -> None:
+    """16 MiB of "[]," is 5.6 million arrays: parsing it held the event loop 2.6 s, every health check
+    waiting, and gzip sends it in 16 KB. More than a million objects and arrays in one body is 413
+    before parsing; the most real OCSF events within the body limit hold is about 620,000."""
+    tiny = b'{"class_uid": 4001, "x": [' + b"[]," * 1_200_000 + b"[]]}"
+    for body, headers in [(tiny, JSON), (gzip.compress(tiny), {**JSON, "Content-Encoding": "gzip"})]:
+        status, _, payload, _ = _call(live_server, "POST", "/v1/score", body, headers)
+        assert status == 413, payload
+        assert orjson.loads(payload)["error"]["code"] == "too_complex"
+    lots = b'{"class_uid": 4001, "x": [' + b"[]," * 400_000 + b"[]]}"  # 1.2 MB, read as ever
+    status, _, payload, _ = _call(live_server, "POST", "/v1/score", lots)
+    assert status == 200, payload
 
 
 def test_overload_is_refused_with_503_while_health_keeps_answering(

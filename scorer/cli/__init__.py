@@ -22,6 +22,7 @@ import argparse
 import importlib
 import math
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -124,6 +125,19 @@ def _dir_out(text: str) -> Path:
     return path
 
 
+def _bundle_out(text: str) -> Path:
+    """A model bundle directory to write: refused at once when it holds anything but a bundle (it is
+    replaced whole), not after minutes of training."""
+    from scorer.bundle import BundleError, replaceable
+
+    path = _dir_out(text)
+    try:
+        replaceable(path)
+    except BundleError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return path
+
+
 def _parent_is_a_directory(text: str, path: Path) -> None:
     for parent in path.absolute().parents:
         if parent.exists():
@@ -169,6 +183,15 @@ def _existing(text: str) -> Path:
     if not path.exists():
         raise argparse.ArgumentTypeError(f"no such file: {path}")
     return path
+
+
+def _check_config(config: Path | None) -> None:
+    """Read the --config file now, so that one not valid TOML is refused, not ignored: a command given
+    a bundle directory rather than a models:/ URI would never read it."""
+    from scorer.settings import Settings
+
+    if config is not None:
+        Settings.load(config)
 
 
 def _registry(config: Path | None, *, create: bool = False) -> Any:
@@ -242,15 +265,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (as `timeout`, `kill` and `docker stop` send it), raised where Ctrl-C's KeyboardInterrupt
+    would be, so that the same clean-up runs: without it a partial output and the workers were left."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return handler(args)
     except (UserError, FileNotFoundError, ValueError) as exc:
         _say(f"error: {exc}")
         return 2
+    except Terminated:
+        _say("terminated")
+        return 143  # 128 + SIGTERM, as a shell reports a command SIGTERM ended
     except KeyboardInterrupt:
         _say("interrupted")
         return 130
@@ -260,3 +296,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # a directory where a file was meant, a full disk, no permission
         _say(f"error: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}")
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)

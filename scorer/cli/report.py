@@ -6,7 +6,17 @@ import argparse
 from contextlib import nullcontext
 from pathlib import Path
 
-from scorer.cli import CONFIG_HELP, Commands, _alpha, _bundle, _file_out, _require_extra, _say
+from scorer.cli import (
+    CONFIG_HELP,
+    Commands,
+    _alpha,
+    _bundle,
+    _check_config,
+    _existing,
+    _file_out,
+    _require_extra,
+    _say,
+)
 
 DESCRIPTION = """\
 Turn a day of scored events (what `score`, `score-spark` or the service wrote: JSON Lines, .gz, Parquet,
@@ -50,7 +60,10 @@ def add_commands(commands: Commands) -> None:
         help="the alpha they were scored at (default: the bundle's, else 0.01)",
     )
     parser.add_argument(
-        "--config", type=Path, default=None, help=f"{CONFIG_HELP} (its registry_uri resolves models:/ URIs)"
+        "--config",
+        type=_existing,
+        default=None,
+        help=f"{CONFIG_HELP} (its registry_uri resolves models:/ URIs)",
     )
     parser.set_defaults(handler=_report)
 
@@ -61,6 +74,7 @@ def _report(args: argparse.Namespace) -> int:
     from scorer.io import refuse_writing_over
 
     refuse_writing_over(args.output, [args.scored])
+    _check_config(args.config)
     with _bundle(args.model, args.config) if args.model else nullcontext(None) as bundle_dir:
         day, record = report.write_report(
             args.scored, args.output, day=args.day, alpha=args.alpha, bundle_dir=bundle_dir, log=_say

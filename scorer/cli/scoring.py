@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from scorer.cli import (
     CONFIG_HELP,
@@ -13,6 +12,8 @@ from scorer.cli import (
     Commands,
     _alpha,
     _bundle,
+    _bundle_out,
+    _check_config,
     _dir_out,
     _existing,
     _file_out,
@@ -103,7 +104,13 @@ def add_commands(commands: Commands) -> None:
         "events", nargs="+", type=_existing, metavar="RECENT", help="recent events, mostly normal"
     )
     refresh.add_argument("--model", "-m", required=True, help=f"the model to start from: {MODEL_HELP}")
-    refresh.add_argument("--output", "-o", required=True, type=_dir_out, help="bundle directory to write")
+    refresh.add_argument(
+        "--output",
+        "-o",
+        required=True,
+        type=_bundle_out,
+        help="bundle directory to write: new, empty, or a bundle, which is replaced",
+    )
     refresh.add_argument(
         "--calibration-only", action="store_true", help="keep the baseline, re-fit calibration only"
     )
@@ -142,7 +149,10 @@ def add_commands(commands: Commands) -> None:
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", type=Path, default=None, help=f"{CONFIG_HELP} (its registry_uri resolves models:/ URIs)"
+        "--config",
+        type=_existing,
+        default=None,
+        help=f"{CONFIG_HELP} (its registry_uri resolves models:/ URIs)",
     )
 
 
@@ -150,7 +160,12 @@ def _score(args: argparse.Namespace) -> int:
     from scorer.batch import output_kind, score_file
 
     output_kind(args.output)
+    _check_config(args.config)
     with _bundle(args.model, args.config) as model:
+        if args.output.resolve().is_relative_to(model.resolve()):  # metadata.json replaced: no model left
+            raise CliError(
+                f"the output {args.output} is inside the model bundle {model}: name a file outside it"
+            )
         stats = score_file(
             model, args.input, args.output, alpha=args.alpha, workers=args.workers, progress=not args.quiet
         )
@@ -175,11 +190,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     from scorer.evaluate import evaluate, format_report, load_labelled, load_train_normals
     from scorer.threads import set_threads
 
+    _check_config(args.config)
     set_threads(os.cpu_count() or 1)
     _say(f"reading {args.events} and {args.labels}")
     events, labels = load_labelled(args.events, args.labels)  # a labels file that does not match fails first
     _say(f"reading {args.train}")
     train_events = load_train_normals(args.train, args.train_labels)
+    if len(train_events) < 2:  # the baselines' own error would not name the option
+        raise CliError(
+            f"--train {args.train} holds {len(train_events)} normal events: the baselines need at least two "
+            "(one to fit, one to calibrate)"
+        )
     _say(f"loading {args.model}")
     with _bundle(args.model, args.config) as model:
         detector = Detector.load(model)
@@ -202,6 +223,7 @@ def _refresh(args: argparse.Namespace) -> int:
     from scorer.io import load_events
     from scorer.threads import set_threads
 
+    _check_config(args.config)
     set_threads(os.cpu_count() or 1)
     _say(f"loading {args.model}")
     with _bundle(args.model, args.config) as model:

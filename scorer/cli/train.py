@@ -12,7 +12,8 @@ from scorer.cli import (
     CONFIG_HELP,
     CliError,
     Commands,
-    _dir_out,
+    _bundle_out,
+    _check_config,
     _existing,
     _positive,
     _registry,
@@ -42,9 +43,9 @@ def add_commands(commands: Commands) -> None:
     train.add_argument(
         "--output",
         "-o",
-        type=_dir_out,
+        type=_bundle_out,
         default=None,
-        help="bundle directory to write (replaced if it exists)",
+        help="bundle directory to write: new, empty, or a bundle, which is replaced",
     )
     train.add_argument(
         "--register",
@@ -63,7 +64,8 @@ def add_commands(commands: Commands) -> None:
         "--epochs",
         type=_positive,
         default=None,
-        help="training epochs (default: measured best, see BENCHMARKS.md)",
+        help="most training epochs: training stops early when the held-out loss stops improving "
+        "(default: measured best, see BENCHMARKS.md)",
     )
     train.add_argument(
         "--seed", type=_seed, default=0, help="random seed for splits, training and indices (default 0)"
@@ -111,6 +113,8 @@ def _load_spec(choice: str) -> Any:
         return None
     if choice == "default":
         return default_spec()
+    if not Path(choice).is_file():
+        raise CliError(f"--features {choice}: no such file; give auto, default or the path of a SPEC.toml")
     return load_spec(choice)
 
 
@@ -123,6 +127,7 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.output is None and args.register is None:
         raise CliError("say where the model goes: --output DIR, --register NAME, or both")
+    _check_config(args.config)
     if args.register is not None:
         check_name(args.register)  # a bad name fails before training, as a bad registry does
     registry = _registry(args.config, create=True) if args.register is not None else None

@@ -30,10 +30,17 @@ from scorer.service.handlers import (
     score,
 )
 from scorer.service.integrations import opensearch, vector, vector_health
-from scorer.service.keys import METRICS, PARSING, SETTINGS
+from scorer.service.keys import BODIES, METRICS, PARSING, SETTINGS
 from scorer.service.lifecycle import alerts_ctx, batcher_ctx, cache_ctx, executor_ctx, model_ctx, watch_ctx
 from scorer.service.metrics import Metrics
-from scorer.service.middlewares import AccessLog, auth_middleware, expect_continue, metrics_middleware
+from scorer.service.middlewares import (
+    AccessLog,
+    auth_middleware,
+    bodies_middleware,
+    expect_continue,
+    metrics_middleware,
+)
+from scorer.service.requests import BodyBudget
 from scorer.service.vector import vector_ctx
 from scorer.settings import Settings
 
@@ -44,7 +51,7 @@ def create_app(settings: Settings) -> web.Application:
     """The service for ``settings``; resources start with the app and stop with it."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[metrics_middleware, error_middleware, auth_middleware],
+        middlewares=[metrics_middleware, error_middleware, auth_middleware, bodies_middleware],
         # bodies arrive as sent: _read inflates them off the loop, within the body limit (aiohttp
         # would inflate on the loop, and inflate what nobody reads before closing the connection)
         handler_args={"auto_decompress": False, "access_log_class": AccessLog},
@@ -54,6 +61,7 @@ def create_app(settings: Settings) -> web.Application:
         configure_mlflow()
     app[METRICS] = Metrics()
     app[PARSING] = asyncio.Lock()
+    app[BODIES] = BodyBudget(settings.max_pending_body_bytes, app[METRICS].body_bytes_held)
     app[METRICS].alpha.set(settings.alpha)
     app.cleanup_ctx.extend(
         [executor_ctx, model_ctx, cache_ctx, alerts_ctx, batcher_ctx, watch_ctx, vector_ctx]

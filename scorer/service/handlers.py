@@ -19,11 +19,21 @@ from scorer import bundle
 from scorer.io import dumps
 from scorer.registry import RegistryError
 from scorer.service.errors import ApiError
-from scorer.service.keys import ANNOUNCE_RELOAD, BATCHER, CACHE, METRICS, PARSING, SERVING, SETTINGS, SOURCE
+from scorer.service.keys import (
+    ANNOUNCE_RELOAD,
+    BATCHER,
+    BODIES,
+    CACHE,
+    METRICS,
+    PARSING,
+    SERVING,
+    SETTINGS,
+    SOURCE,
+)
 from scorer.service.lifecycle import refresh_models
 from scorer.service.metrics import CONTENT_TYPE
-from scorer.service.middlewares import refuse_declared_oversize
-from scorer.service.requests import ENCODINGS, Batch, Item, inflate, parse_body
+from scorer.service.middlewares import declared_size, refuse_declared_oversize
+from scorer.service.requests import ENCODINGS, Batch, Item, inflate, parse_body, refuse_too_complex
 from scorer.service.schema import openapi
 from scorer.settings import masked
 
@@ -88,6 +98,8 @@ async def read_body(request: web.Request, *, floor: bool = True) -> tuple[bytes,
             headers={"Accept-Encoding": "gzip, deflate"},
         )
     refuse_declared_oversize(request)
+    bodies = request.app[BODIES]
+    bodies.hold(request, declared_size(request))
     try:
         # as sent: compressed bodies count against the limit too; a body that stalls holds a
         # connection (and a request slot) only so long
@@ -107,10 +119,14 @@ async def read_body(request: web.Request, *, floor: bool = True) -> tuple[bytes,
             "%s %s: the client closed the connection before its body ended", request.method, request.path
         )
         raise ApiError(499, "client_closed_request", "the client closed the connection") from None
+    bodies.hold(request, len(body))  # a chunked body held the limit until its size was known
     if encoding in ENCODINGS:
+        sent = len(body)
         body = await asyncio.get_running_loop().run_in_executor(
             None, inflate, body, encoding, settings.max_body_bytes
         )
+        bodies.hold(request, sent + len(body))
+    refuse_too_complex(body)
     return body, alpha
 
 

@@ -15,6 +15,7 @@ from scorer.service.batcher import MicroBatcher
 from scorer.service.cache import EmbeddingCache
 from scorer.service.metrics import Metrics
 from scorer.service.models import Loaded, ModelRef, ModelSource
+from scorer.service.requests import BodyBudget
 from scorer.settings import Settings
 
 if TYPE_CHECKING:  # vector.py imports these keys
@@ -68,6 +69,7 @@ REFRESHES = web.AppKey("refreshes", Refreshes)
 SOURCE = web.AppKey("source", ModelSource)
 RELOADING = web.AppKey("reloading", asyncio.Lock)
 PARSING = web.AppKey("parsing", asyncio.Lock)
+BODIES = web.AppKey("bodies", BodyBudget)
 BATCHER = web.AppKey("batcher", MicroBatcher)
 METRICS = web.AppKey("metrics", Metrics)
 CACHE = web.AppKey("cache", EmbeddingCache)

@@ -129,6 +129,12 @@ class Metrics:
             "ocsf_anomaly_redis_degraded", "1 while Redis is failing", registry=r, multiprocess_mode="livemax"
         )
         self.redis_errors = Counter("ocsf_anomaly_redis_errors", "Failed Redis calls", registry=r)
+        self.body_bytes_held = Gauge(
+            "ocsf_anomaly_body_bytes_held",
+            "Bytes of request bodies held now (read, inflated or parsed, not yet answered)",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.alerts = AlertMetrics(r)
         self._windows: dict[str, _Window] = {}
         self._lock = threading.Lock()

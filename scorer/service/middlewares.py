@@ -14,7 +14,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
 from scorer.service.errors import ApiError, Handler
-from scorer.service.keys import METRICS, SETTINGS
+from scorer.service.keys import BODIES, METRICS, SETTINGS
 from scorer.settings import PRINTABLE_ASCII
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
@@ -64,6 +64,16 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
+@web.middleware
+async def bodies_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """What a request's body held of the BodyBudget (``handlers.read_body``) is given back once it
+    is answered, failed or abandoned by its client."""
+    try:
+        return await handler(request)
+    finally:
+        request.app[BODIES].release(request)
+
+
 def authorize(request: web.Request) -> None:
     """Bearer tokens, compared in constant time: the API token on scoring calls when set; the admin
     token on admin calls, which without one are accepted only while the service listens on loopback,
@@ -101,6 +111,7 @@ async def expect_continue(request: web.Request) -> web.StreamResponse | None:
             )
         authorize(request)
         refuse_declared_oversize(request)
+        request.app[BODIES].check(declared_size(request))
     except ApiError as error:
         response = web.json_response(error.body(), status=error.status, headers=error.headers)
         response.force_close()  # its body was never asked for: the connection cannot carry another request
@@ -109,6 +120,12 @@ async def expect_continue(request: web.Request) -> web.StreamResponse | None:
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     request.writer.output_size = 0  # the answer proper has not started
     return None
+
+
+def declared_size(request: web.Request) -> int:
+    """The body's declared length, or the body limit when it is not declared (chunked)."""
+    length = request.content_length
+    return length if length is not None else request.app[SETTINGS].max_body_bytes
 
 
 def refuse_declared_oversize(request: web.Request) -> None:

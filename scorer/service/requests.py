@@ -14,15 +14,76 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from aiohttp import web
+from prometheus_client import Gauge
 
-from scorer.io import loads
+from scorer.io import json_kind, loads
 from scorer.service.errors import ApiError
 
 JSON_TYPES = frozenset({"application/json", "text/json"})
-NDJSON_TYPES = frozenset(
-    {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-seq"}
-)
+NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
 ENCODINGS = frozenset({"gzip", "x-gzip", "deflate"})  # Content-Encodings inflated; identity is read as is
+# JSON objects and arrays in one body, at most: parsing holds the event loop about 0.2 µs for each
+# (a million, 0.2 s), and 16 MiB of "[]," is 5.6 million (2.6 s, every other request waiting). Real
+# OCSF events hold at least 27 bytes per object or array (the densest of ../shared/data/ocsf_events),
+# so a body within the 16 MiB limit holds at most about 620,000 of them.
+MAX_CONTAINERS = 1_000_000
+HELD = web.RequestKey("body_bytes", int)  # what a request holds of the BodyBudget
+
+
+class BodyBudget:
+    """Bytes of request bodies held at once across requests (read, inflated and parsed, until the
+    request is answered), at most ``limit``: past it a request is answered 503 at once, unread, so
+    that a flood of large bodies cannot take the memory (each is bounded alone). A request that is
+    alone is always admitted: every request within the body limit can be served."""
+
+    def __init__(self, limit: int, gauge: Gauge | None = None) -> None:
+        self.limit = limit
+        self.held = 0
+        self.gauge = gauge  # shows ``held``
+
+    def hold(self, request: web.Request, size: int) -> None:
+        """``request`` holds ``size`` bytes now, instead of what it held; ApiError 503 when that is
+        more and would pass the limit beside what other requests hold."""
+        own = request.get(HELD, 0)
+        if size > own:
+            self.check(size, self.held - own)
+        self._set(self.held + size - own)
+        request[HELD] = size
+
+    def check(self, size: int, others: int | None = None) -> None:
+        """ApiError 503 unless ``size`` bytes fit beside ``others`` (default: all that is held)."""
+        others = self.held if others is None else others
+        if others and others + size > self.limit:
+            raise ApiError(
+                503,
+                "overloaded",
+                f"the service is busy: {others:,} bytes of other requests' bodies are held, and {size:,} "
+                f"more would pass the bound of {self.limit:,}; try again shortly",
+                headers={"Retry-After": "1"},
+                close=True,  # the body was not read: its connection cannot carry another request
+            )
+
+    def release(self, request: web.Request) -> None:
+        self._set(self.held - request.pop(HELD, 0))
+
+    def _set(self, held: int) -> None:
+        self.held = held
+        if self.gauge is not None:
+            self.gauge.set(held)
+
+
+def refuse_too_complex(body: bytes) -> None:
+    """413 for a body of more than MAX_CONTAINERS objects and arrays (counted by their opening
+    brackets, strings' too: an overcount only), before it is parsed. Counted only where it could be
+    so: an object or array takes at least two bytes."""
+    if len(body) > 2 * MAX_CONTAINERS and body.count(b"{") + body.count(b"[") > MAX_CONTAINERS:
+        raise ApiError(
+            413,
+            "too_complex",
+            f"the body holds more than {MAX_CONTAINERS:,} JSON objects and arrays: parsing it would "
+            "hold up every other request; send fewer events at once",
+        )
 
 
 @dataclass(frozen=True)
@@ -64,7 +125,7 @@ def parse_body(body: bytes, content_type: str, *, max_events: int, strict: bool)
         raise ApiError(
             422,
             "not_an_event",
-            f"expected an OCSF event (a JSON object) or an array of them, got {_kind(value)}",
+            f"expected an OCSF event (a JSON object) or an array of them, got {json_kind(value)}",
         )
     if len(value) > max_events:
         raise ApiError(
@@ -75,7 +136,7 @@ def parse_body(body: bytes, content_type: str, *, max_events: int, strict: bool)
         if isinstance(element, dict):
             items.append(Item(element))
             continue
-        message = f"element {index} is {_kind(element)}, not an object"
+        message = f"element {index} is {json_kind(element)}, not an object"
         if strict:
             raise ApiError(422, "not_an_event", message, index=index)
         items.append(Item(None, {"code": "not_an_event", "message": message, "index": index}, raw=element))
@@ -129,7 +190,7 @@ def _ndjson(body: bytes, *, max_events: int, strict: bool) -> Batch:
                 continue
             error = {
                 "code": "not_an_event",
-                "message": f"line {number} is {_kind(value)}, not an object",
+                "message": f"line {number} is {json_kind(value)}, not an object",
                 "line": number,
             }
         if strict:
@@ -184,8 +245,3 @@ def inflate(body: bytes, encoding: str, max_bytes: int) -> bytes:
                 return b"".join(parts)
             decoder = zlib.decompressobj(wbits)
     raise ApiError(400, "bad_encoding", f"the body is not valid {encoding}: it ends early")
-
-
-def _kind(value: Any) -> str:
-    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
-    return "null" if value is None else names.get(type(value), type(value).__name__)

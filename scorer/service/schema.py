@@ -450,8 +450,8 @@ def _request_body(settings: Settings) -> dict[str, Any]:
     return {
         "description": (
             f"One OCSF event (a JSON object), a JSON array of up to {settings.max_events:,} of them, or "
-            "NDJSON (application/x-ndjson; application/ndjson, application/jsonl and application/json-seq "
-            "are read the same way): one event a line. application/json (or text/json) is assumed without "
+            "NDJSON (application/x-ndjson; application/ndjson and application/jsonl are read the same "
+            "way): one event a line. application/json (or text/json) is assumed without "
             f"a Content-Type. At most {settings.max_body_bytes:,} bytes, "
             "as sent and once decompressed: Content-Encoding gzip or deflate is inflated; any other is 415. "
             "An element or a line that is not an event gets an error in its place (unless strict=true)"

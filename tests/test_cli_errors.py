@@ -1,0 +1,279 @@
+"""The file commands' answers to a user's mistakes and to interruptions, through the real command line:
+an output that is an input, an interrupted or terminated run, a file that holds no event, an output
+where a model lives, a settings file that is not there."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from test_cli import _run, _write_jsonl
+
+from scorer.cli import main
+from scorer.demo import generate_events
+
+Event = dict[str, Any]
+
+
+def _contents(directory: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """300 demo events, a tenth of them injected anomalies, and their labels file."""
+    work = tmp_path_factory.mktemp("labelled")
+    events, kinds = generate_events(300, seed=8, anomaly_rate=0.1)
+    labels = work / "events.labels.csv"
+    labels.write_text(
+        "line,label\n" + "".join(f"{n},{int(k != 'normal')}\n" for n, k in enumerate(kinds, 1)),
+        encoding="utf-8",
+    )
+    return _write_jsonl(work / "events.jsonl", events), labels
+
+
+# ------------------------------------------------------------------ split
+def test_split_onto_its_own_input_is_refused_and_writes_nothing(
+    labelled: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`split sx/test.jsonl.gz --labels sx/test.labels.csv -o sx` exited 0 and halved its input."""
+    events, labels = labelled
+    assert _run("split", events, "--labels", labels, "--output", tmp_path / "sx").returncode == 0
+    before = _contents(tmp_path / "sx")
+    sx = tmp_path / "sx"
+    result = _run("split", sx / "test.jsonl.gz", "--labels", sx / "test.labels.csv", "--output", sx)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "is the input file" in result.stderr.strip().splitlines()[-1]
+    assert _contents(sx) == before
+    assert sorted(p.name for p in sx.iterdir()) == sorted(before)
+
+
+def test_an_interrupted_split_leaves_the_earlier_split_as_it_was(
+    labelled: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while a split wrote over an earlier one left a corrupt test.jsonl.gz and an empty
+    test.labels.csv: the files are now written aside and renamed into place at the end."""
+    events, labels = labelled
+    out = tmp_path / "split"
+    assert main(["split", str(events), "--labels", str(labels), "--output", str(out), "--seed", "1"]) == 0
+    before = _contents(out)
+    write = gzip.GzipFile.write
+    calls = 0
+
+    def interrupted(self: gzip.GzipFile, data: Any) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise KeyboardInterrupt
+        return write(self, data)
+
+    monkeypatch.setattr(gzip.GzipFile, "write", interrupted)
+    assert main(["split", str(events), "--labels", str(labels), "--output", str(out), "--seed", "2"]) == 130
+    assert calls >= 2
+    assert [p.name for p in sorted(out.iterdir())] == sorted(before)
+    assert _contents(out) == before
+
+
+# ------------------------------------------------------------------ score, terminated
+def _children(pid: int) -> dict[int, str]:
+    """The processes whose parent is ``pid``, with their command lines."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:  # gone meanwhile
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found[int(entry.name)] = cmdline
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
+def test_sigterm_to_score_leaves_no_partial_file_and_no_worker(bundle_dir: Path, tmp_path: Path) -> None:
+    """SIGTERM (`timeout`, `kill`, `docker stop`) left a hidden .partial file beside the output and the
+    two worker processes alive under PID 1; it now ends as Ctrl-C does, with SIGTERM's status 143."""
+    import signal
+    import time
+
+    from scorer.batch import CHUNK_LINES
+
+    events, _ = generate_events(1_000, seed=5)
+    lines = [orjson.dumps(e) + b"\n" for e in events]
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(b"".join(lines * (30 * CHUNK_LINES // len(lines))))  # 30 chunks: seconds of work
+    out = tmp_path / "out" / "scored.jsonl"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
+    command = ["score", str(source), "--model", str(bundle_dir), "--output", str(out), "--workers", "2"]
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr_file:  # a file, not a pipe: workers left alive would hold a pipe open
+        process = subprocess.Popen(
+            [sys.executable, "-m", "scorer.cli", *command, "--quiet"], stderr=stderr_file, env=env
+        )
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers) < 2 and process.poll() is None and time.monotonic() < deadline:
+            workers |= {pid for pid, cmd in _children(process.pid).items() if "spawn_main" in cmd}
+            time.sleep(0.05)
+        assert len(workers) == 2, "the workers did not start"
+        assert list(out.parent.glob(".*.partial"))
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+        stderr = log.read_text()
+        assert process.returncode == 143, stderr
+        assert stderr.strip().splitlines()[-1] == "terminated"
+        assert "Traceback" not in stderr
+        assert not out.parent.exists() or list(out.parent.iterdir()) == []
+        deadline = time.monotonic() + 15
+        while any(map(_alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(map(_alive, workers)), "worker processes outlived the command"
+    finally:
+        for pid in (process.pid, *workers):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        process.wait()
+
+
+# ------------------------------------------------------------------ files that hold no event
+def _not_events(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """Files none of whose lines is an event, and what the refusal should say of each."""
+    rows = b"".join(b"0,tcp,ftp_data,SF,491,0,0,0,0,0,normal,20\n" for _ in range(100))
+    csv_file, gzip_file = tmp_path / "kdd.txt", tmp_path / "events.jsonl"
+    csv_file.write_bytes(rows)
+    gzip_file.write_bytes(gzip.compress(b"".join(orjson.dumps({"n": i}) + b"\n" for i in range(100))))
+    return {"csv": (csv_file, "is it JSONL"), "gzip": (gzip_file, "name it .gz")}
+
+
+def test_score_of_a_file_with_no_event_is_refused_in_one_line(bundle_dir: Path, tmp_path: Path) -> None:
+    """A CSV file, or gzip data named .jsonl, exited 0 with an output of nothing but errors and one
+    stderr line for each of its lines (25,194 for NSL-KDD's)."""
+    for source, hint in _not_events(tmp_path).values():
+        out = tmp_path / f"{source.name}.csv"
+        result = _run("score", source, "--model", bundle_dir, "--output", out, "--workers", "1", "--quiet")
+        assert result.returncode == 2, result.stderr
+        said = result.stderr.strip().splitlines()
+        assert len(said) < 30, said
+        assert said[-1].startswith(f"error: no line of {source} is an event"), said[-1]
+        assert hint in said[-1]
+        assert not out.exists()
+        assert list(tmp_path.glob(".*.partial")) == []
+    said = _run("score", tmp_path / "kdd.txt", "--model", bundle_dir, "--output", tmp_path / "o.csv").stderr
+    assert "… and 80 more bad lines" in said.splitlines()
+
+
+def test_train_and_features_infer_on_a_file_with_no_event_say_so_briefly(tmp_path: Path) -> None:
+    """`train` and `features infer` printed a "skipped" line for each of the file's lines before their error."""
+    for source, hint in _not_events(tmp_path).values():
+        for command in (["train", source, "--output", tmp_path / "model"], ["features", "infer", source]):
+            result = _run(*command)
+            assert result.returncode == 2, result.stderr
+            said = result.stderr.strip().splitlines()
+            assert len(said) < 30, said
+            assert hint in said[-1], said[-1]
+    assert not (tmp_path / "model").exists()
+
+
+# ------------------------------------------------------------------ outputs checked before any work
+def test_train_and_refresh_onto_a_folder_that_is_not_a_bundle_are_refused_before_any_work(
+    bundle_dir: Path, tmp_path: Path
+) -> None:
+    """`train -o DIR` (and `refresh`), DIR holding other files, trained fully and only then refused."""
+    events = _write_jsonl(tmp_path / "events.jsonl", generate_events(300, seed=2)[0])
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine", encoding="utf-8")
+    for command in (
+        ["train", events, "--output", folder, "--epochs", "1", "--quiet"],
+        ["refresh", "--model", bundle_dir, events, "--output", folder],
+    ):
+        result = _run(*command)
+        assert result.returncode == 2, result.stderr
+        assert "reading" not in result.stderr  # refused by the parser, before the events are read
+        assert "argument --output/-o" in result.stderr
+        assert "holds files that are not a model bundle (notes.txt)" in result.stderr
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+    assert (folder / "notes.txt").read_text(encoding="utf-8") == "mine"
+    train_help = _run("train", "--help").stdout
+    assert "replaced if it exists" not in train_help
+    assert "stops early" in " ".join(train_help.split())
+
+
+def test_features_infer_makes_the_output_s_directories(tmp_path: Path) -> None:
+    """`features infer -o missing/f.toml` failed with a raw errno after profiling the events."""
+    from scorer.features.spec import load_spec
+
+    events = _write_jsonl(tmp_path / "events.jsonl", generate_events(200, seed=2)[0])
+    out = tmp_path / "missing" / "dir" / "spec.toml"
+    result = _run("features", "infer", events, "--output", out)
+    assert result.returncode == 0, result.stderr
+    assert load_spec(out).features
+    assert [p.name for p in out.parent.iterdir()] == ["spec.toml"]
+
+
+def test_a_config_file_that_is_missing_or_not_toml_is_refused(bundle_dir: Path, tmp_path: Path) -> None:
+    """`score`, `evaluate`, `refresh` and `report` ignored a --config file that was not there or not
+    TOML, as `train` and `models` do not."""
+    events = _write_jsonl(tmp_path / "events.jsonl", generate_events(50, seed=2)[0])
+    broken = tmp_path / "broken.toml"
+    broken.write_text("alpha = [\n", encoding="utf-8")
+    for config, message in [(tmp_path / "missing.toml", "no such file"), (broken, "not valid TOML")]:
+        out = tmp_path / "scored.csv"
+        result = _run("score", "--model", bundle_dir, events, "--output", out, "--config", config, "--quiet")
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr.strip().splitlines()[-1]
+        assert not out.exists()
+    result = _run("refresh", "--model", bundle_dir, events, "--output", tmp_path / "m", "--config", broken)
+    assert result.returncode == 2, result.stderr
+    assert "not valid TOML" in result.stderr
+
+
+def test_score_into_the_model_bundle_in_use_is_refused(bundle_dir: Path, tmp_path: Path) -> None:
+    """`score -o BUNDLE/metadata.json` wrote over the bundle that scored, and destroyed the model."""
+    import shutil
+
+    from scorer.detector import Detector
+
+    model = tmp_path / "model"
+    shutil.copytree(bundle_dir, model)
+    events = _write_jsonl(tmp_path / "events.jsonl", generate_events(50, seed=2)[0])
+    result = _run("score", "--model", model, events, "--output", model / "metadata.json", "--quiet")
+    assert result.returncode == 2, result.stderr
+    assert "inside the model bundle" in result.stderr.strip().splitlines()[-1]
+    Detector.load(model)
+
+
+# ------------------------------------------------------------------ wording
+def test_a_misspelt_feature_spec_and_a_too_small_train_file_say_what_to_give(
+    bundle_dir: Path, tmp_path: Path
+) -> None:
+    events, _ = generate_events(50, seed=2)
+    source = _write_jsonl(tmp_path / "events.jsonl", events)
+    result = _run("train", source, "--output", tmp_path / "m", "--features", "defualt")
+    assert result.returncode == 2, result.stderr
+    assert "auto, default or the path of a SPEC.toml" in result.stderr.strip().splitlines()[-1]
+    labels = tmp_path / "labels.csv"
+    labels.write_text("line,label\n" + "".join(f"{n},0\n" for n in range(1, 51)), encoding="utf-8")
+    one = _write_jsonl(tmp_path / "one.jsonl", events[:1])
+    result = _run("evaluate", "--model", bundle_dir, source, "--labels", labels, "--train", one)
+    assert result.returncode == 2, result.stderr
+    assert f"--train {one} holds 1 normal events" in result.stderr.strip().splitlines()[-1]
