@@ -30,7 +30,6 @@ import orjson
 
 from scorer.errors import UserError
 from scorer.io import (
-    TOO_DEEP,
     BadLines,
     dumps,
     is_parquet,
@@ -128,13 +127,7 @@ def _score_chunk(items: list[Item]) -> tuple[bytes, list[tuple[int, str]], dict[
             )
         else:
             assert event is not None
-            try:
-                chunks.append(dumps({**event, "anomaly": result.anomaly(i, model)}))
-            except RecursionError:
-                error = TOO_DEEP
-                bad.append((line, error))
-                text = (raw or b"").decode("utf-8", "replace")
-                chunks.append(orjson.dumps({"_raw": text, "anomaly": {"error": error, "line": line}}))
+            chunks.append(dumps({**event, "anomaly": result.anomaly(i, model)}))
     seconds = dict(result.seconds)
     seconds["parse"] = parse_seconds
     data = out.getvalue().encode() if out is not None else b"\n".join(chunks) + (b"\n" if chunks else b"")

@@ -17,6 +17,7 @@ import numpy as np
 
 from scorer.detector import SCORE_KINDS, Detector
 from scorer.io import (
+    BadLines,
     dumps,
     is_parquet,
     iter_raw_lines,
@@ -67,13 +68,15 @@ def load_labelled(events_path: Path, labels_path: Path) -> tuple[list[dict[str, 
     events: list[dict[str, Any]] = []
     y: list[int] = []
     lines = 0
+    said = BadLines(sys.stderr)
     for line, event, error in iter_records(events_path):
         lines = line
         if event is None:
-            print(f"{events_path}:{line}: skipped: {error}", file=sys.stderr)
+            said.say(f"{events_path}:{line}: skipped: {error}")
         elif line in labels:
             events.append(event)
             y.append(labels[line])
+    said.close()
     unlabelled = sum(1 for line in range(1, lines + 1) if line not in labels)
     stray = sum(1 for line in labels if not 1 <= line <= lines)
     if unlabelled or stray:
@@ -142,7 +145,8 @@ def format_report(report: dict[str, dict[str, float]], alpha: float) -> str:
         lines.append(line + (_figure(m["recall_at_raw_fpr"], 16) if at_raw else ""))
     if at_raw:
         lines.append(
-            f"recall@raw-FPR: recall at the FPR raw-knn's threshold realised ({report['raw-knn']['fpr']:.4f})"
+            "recall@raw-FPR: recall at the FPR raw-knn's threshold realised "
+            f"({_figure(report['raw-knn']['fpr'], 0)})"
         )
     if any(math.isnan(m["roc_auc"]) for m in report.values()):
         lines.append(

@@ -115,16 +115,21 @@ def iter_raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
             ) from None
 
 
-# The bad line's error for an event read (orjson reads 1,024 levels) but too deep for any JSON writer
-TOO_DEEP = "the event nests too deeply to be written back as JSON"
+# orjson reads 1,024 levels of nesting and writes 254; the standard library, which writes past
+# either, takes a level of Python's recursion for each: with this much room, whatever was read
+# (enriched, or held under a name as the Vector hop keeps what is no event) is written back.
+WRITE_RECURSION = 2 * 1024
 
 
 def dumps(value: Any) -> bytes:
-    """Python → JSON, integers beyond 64 bits too (which orjson refuses); RecursionError when the
-    value nests deeper than JSON can be written."""
+    """Python → JSON, as :func:`loads` reads it: integers beyond 64 bits and nesting beyond orjson's
+    254 levels (which orjson refuses) through the standard library. An event is never lost for
+    being deep: the Vector hop forwarded one nested 980 levels as an error alone."""
     try:
         return orjson.dumps(value)
     except orjson.JSONEncodeError:
+        if sys.getrecursionlimit() < WRITE_RECURSION:
+            sys.setrecursionlimit(WRITE_RECURSION)
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 

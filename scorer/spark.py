@@ -36,7 +36,7 @@ import orjson
 import pyarrow as pa
 
 from scorer.errors import UserError
-from scorer.io import TOO_DEEP, arrow_rows, dumps, from_parquet, parse_line
+from scorer.io import arrow_rows, dumps, from_parquet, parse_line
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -147,10 +147,8 @@ def score_text_batches(
             if event is None:
                 out.append(orjson.dumps({"_raw": line or "", "anomaly": {"error": error}}).decode())
                 continue
-            try:  # through the standard library past orjson's 254 levels, as `score` writes it
-                out.append(dumps({**event, "anomaly": result.anomaly(i, model)}).decode())
-            except RecursionError:
-                out.append(orjson.dumps({"_raw": line, "anomaly": {"error": TOO_DEEP}}).decode())
+            # through the standard library past orjson's 254 levels, as `score` writes it
+            out.append(dumps({**event, "anomaly": result.anomaly(i, model)}).decode())
             i += 1
         index = batch.schema.get_field_index("value")
         yield batch.set_column(index, "value", pa.array(out, pa.string()))

@@ -277,3 +277,45 @@ def test_a_misspelt_feature_spec_and_a_too_small_train_file_say_what_to_give(
     result = _run("evaluate", "--model", bundle_dir, source, "--labels", labels, "--train", one)
     assert result.returncode == 2, result.stderr
     assert f"--train {one} holds 1 normal events" in result.stderr.strip().splitlines()[-1]
+
+
+def test_evaluate_names_the_first_bad_lines_then_how_many_more(
+    bundle_dir: Path, labelled: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """As every file command does: a file of many bad lines printed one line for each."""
+    events_path, labels_path = labelled
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(events_path.read_bytes() + b"not json\n" * 25)
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        labels_path.read_text(encoding="utf-8") + "".join(f"{n},0\n" for n in range(301, 326)),
+        encoding="utf-8",
+    )
+    train = _write_jsonl(tmp_path / "train.jsonl", generate_events(300, seed=2)[0])
+    result = _run("evaluate", "--model", bundle_dir, events, "--labels", labels, "--train", train)
+    assert result.returncode == 0, result.stderr
+    skipped = [line for line in result.stderr.splitlines() if ": skipped: " in line]
+    assert skipped[0].startswith(f"{events}:301: skipped: ")
+    assert len(skipped) == 20
+    assert "… and 5 more bad lines" in result.stderr
+
+
+def test_evaluate_on_attacks_alone_says_n_a_not_nan(
+    bundle_dir: Path, labelled: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """With no normal event no false-positive rate is realised: the footer printed "(nan)"."""
+    events_path, labels_path = labelled
+    rows = labels_path.read_text(encoding="utf-8").splitlines()[1:]
+    attacks = [n for n, row in enumerate(rows) if row.endswith(",1")]
+    lines = events_path.read_bytes().splitlines()
+    events = tmp_path / "attacks.jsonl"
+    events.write_bytes(b"".join(lines[n] + b"\n" for n in attacks))
+    labels = tmp_path / "attacks.labels.csv"
+    labels.write_text(
+        "line,label\n" + "".join(f"{n},1\n" for n in range(1, len(attacks) + 1)), encoding="utf-8"
+    )
+    train = _write_jsonl(tmp_path / "train.jsonl", generate_events(300, seed=2)[0])
+    result = _run("evaluate", "--model", bundle_dir, events, "--labels", labels, "--train", train)
+    assert result.returncode == 0, result.stderr
+    assert "raw-knn's threshold realised (n/a)" in result.stdout
+    assert "nan" not in result.stdout

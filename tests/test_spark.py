@@ -298,32 +298,33 @@ def test_the_command_scores_a_registered_model_and_prints_the_summary(
 
 
 @needs_java
-def test_an_event_nested_too_deep_to_write_is_a_bad_record_not_a_failed_job(
+def test_an_event_nested_as_deep_as_can_be_read_is_scored_and_written_whole(
     spark: Any, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
 ) -> None:
     """orjson writes 254 levels and reads 1,024: one event nested 300 levels failed the whole job
-    (JSONEncodeError in a worker). Now it is written through the standard library, as `score`
-    writes it, and one past any JSON writer becomes a bad record with its text; the job goes on."""
+    (JSONEncodeError in a worker); one nested 1,020 levels then became a bad record with its text.
+    Every event read is written through the standard library, as `score` writes it."""
     from scorer import spark as lake
 
     bundle = Path(shutil.copytree(bundle_dir, tmp_path / "deep-bundle"))  # this session ships a `model`
     deep = '{"class_uid": 4001, "deep": ' + '{"a":' * 300 + "1" + "}" * 300 + "}"
-    deeper = '{"class_uid": 4001, "deep": ' + '{"a":' * 1_020 + "1" + "}" * 1_020 + "}"
+    deeper = '{"class_uid": 4001, "deeper": ' + '{"a":' * 1_020 + "1" + "}" * 1_020 + "}"
     source = tmp_path / "events.jsonl"
     source.write_text("\n".join([json.dumps(held_out_events[0]), deep, deeper]) + "\n")
     output = tmp_path / "scored"
 
     stats = lake.score_lake(spark, bundle, lake.verify_bundle(bundle), str(source), str(output))
 
-    assert (stats.events, stats.errors) == (3, 1)
-    written = [json.loads(line) for p in output.glob("part-*.jsonl") for line in p.read_text().splitlines()]
-    by_kind = {("_raw" in e, "deep" in e): e for e in written}
-    assert by_kind[(False, False)]["metadata"] == held_out_events[0]["metadata"]
-    assert "score" in by_kind[(False, True)]["anomaly"]  # 300 levels: scored and written whole
-    assert by_kind[(True, False)] == {
-        "_raw": deeper,
-        "anomaly": {"error": "the event nests too deeply to be written back as JSON"},
-    }
+    assert (stats.events, stats.errors) == (3, 0)
+    lines = [line for p in output.glob("part-*.jsonl") for line in p.read_bytes().splitlines()]
+    written = {next(k for k in ("deep", "deeper", "metadata") if k in e): e for e in map(orjson.loads, lines)}
+    assert written["metadata"]["metadata"] == held_out_events[0]["metadata"]
+    for key, levels in (("deep", 300), ("deeper", 1_020)):
+        assert "score" in written[key]["anomaly"]
+        inner, depth = written[key][key], 0
+        while isinstance(inner, dict):
+            inner, depth = inner["a"], depth + 1
+        assert (depth, inner) == (levels, 1)
 
 
 @needs_java

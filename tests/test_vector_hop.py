@@ -136,17 +136,23 @@ def test_ndjson_and_what_is_no_event_are_passed_on_never_dropped(
     deep: Any = 1
     for _ in range(300):  # deeper than orjson writes
         deep = [deep]
-    deepest = b"[" * 1000 + b"1" + b"]" * 1000  # read (up to 1,024 levels), deeper than any writer
-    body = _array([held_out_events[2], 7, "text", [1], 2**64, [2**70], deep])[:-1] + b"," + deepest + b"]"
-    status, _, answer = _send(hop, body)
+    # read (orjson reads 1,024 levels) and written back: an event nested 980 levels was forwarded
+    # as its error alone, answered 200, and so lost
+    deepest = b"[" * 1000 + b"1" + b"]" * 1000
+    deep_event = b'{"class_uid": 4001, "note": "kept", "x": ' + b"[" * 990 + b"]" * 990 + b"}"
+    body = _array([held_out_events[2], 7, "text", [1], 2**64, [2**70], deep])[:-1]
+    status, _, answer = _send(hop, body + b"," + deepest + b"," + deep_event + b"]")
     assert status == 200, answer
-    event, *kept, too_deep = downstream.batches[1]
+    event, *kept, deepest_kept, deep_scored = downstream.batches[1]
     assert _without_anomaly(event) == held_out_events[2]
     assert [e["message"] for e in kept] == [7, "text", [1], 2**64, [2**70], deep]  # beyond 64 bits, exact
-    assert all(e["anomaly"]["error"]["code"] == "not_an_event" for e in kept)
-    assert too_deep == {"anomaly": {"error": too_deep["anomaly"]["error"]}}
-    assert too_deep["anomaly"]["error"]["code"] == "too_deep"
-    assert too_deep["anomaly"]["error"]["index"] == 7
+    assert all(e["anomaly"]["error"]["code"] == "not_an_event" for e in [*kept, deepest_kept])
+    levels, inner = 0, deepest_kept["message"]
+    while isinstance(inner, list):
+        levels, inner = levels + 1, inner[0]
+    assert (levels, inner) == (1000, 1)
+    assert deep_scored["note"] == "kept"
+    assert "score" in deep_scored["anomaly"]
 
 
 @pytest.mark.parametrize("failure", ["error", "timeout", "refused"])

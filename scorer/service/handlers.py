@@ -166,40 +166,21 @@ async def enrich(request: web.Request) -> web.Response:
     batch, alpha = await _read(request)
     field = request.app[SETTINGS].anomaly_field
     verdicts = await anomalies(request, batch, alpha)
-    strict = FLAGS[request.query.get("strict", "false").lower()]  # _read has refused any other value
-    parts = [
-        enriched(item, anomaly, field, batch.shape, index, strict)
-        for index, (item, anomaly) in enumerate(zip(batch.items, verdicts, strict=True))
-    ]
+    parts = [enriched(item, anomaly, field) for item, anomaly in zip(batch.items, verdicts, strict=True)]
     if batch.shape == "ndjson":
         return web.Response(body=b"".join(p + b"\n" for p in parts), content_type="application/x-ndjson")
     body = parts[0] if batch.shape == "object" else b"[" + b",".join(parts) + b"]"
     return web.Response(body=body, content_type="application/json")
 
 
-def enriched(
-    item: Item, anomaly: dict[str, Any], field: str, shape: str, index: int, strict: bool, *, kept: str = ""
-) -> bytes:
-    """One enriched event as JSON, every original field as it came. What is not an event carries
-    only its error, or with ``kept`` also itself under that name (as Vector holds text). A value
-    nested deeper than JSON can be written back (it is read 1,024 levels deep) is answered by an
-    error in its place, or fails a strict request."""
+def enriched(item: Item, anomaly: dict[str, Any], field: str, *, kept: str = "") -> bytes:
+    """One enriched event as JSON, every original field as it came, however deep it nests. What is
+    not an event carries only its error, or with ``kept`` also itself under that name (as Vector
+    holds text)."""
     if item.event is None and not kept:
         return orjson.dumps({field: anomaly})
     document = {**item.event, field: anomaly} if item.event is not None else {kept: item.raw, field: anomaly}
-    try:
-        return dumps(document)
-    except RecursionError as exc:
-        where: dict[str, Any] = {}
-        if shape == "array":
-            where = {"index": index}
-        elif item.line is not None:
-            where = {"line": item.line}
-        place = f"line {item.line}" if "line" in where else f"element {index}" if where else "the event"
-        message = f"{place} nests too deeply to be written back as JSON ({exc})"
-        if strict:
-            raise ApiError(422, "too_deep", message, headers=None, **where) from None
-        return orjson.dumps({field: {"error": {"code": "too_deep", "message": message, **where}}})
+    return dumps(document)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -130,8 +130,7 @@ async def vector(request: web.Request) -> web.Response:
         verdicts = await anomalies(request, batch, alpha)
         field = settings.anomaly_field
         parts = [
-            _passed_on(item, anomaly, field, index)
-            for index, (item, anomaly) in enumerate(zip(batch.items, verdicts, strict=True))
+            _passed_on(item, anomaly, field) for item, anomaly in zip(batch.items, verdicts, strict=True)
         ]
         try:
             await hop.forward(b"[" + b",".join(parts) + b"]")
@@ -158,6 +157,6 @@ async def vector_health(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
-def _passed_on(item: Item, anomaly: dict[str, Any], field: str, index: int) -> bytes:
+def _passed_on(item: Item, anomaly: dict[str, Any], field: str) -> bytes:
     """An event enriched; what is not one passed on as it came, under "message" as Vector holds text."""
-    return enriched(item, anomaly, field, "array", index, strict=False, kept="message")
+    return enriched(item, anomaly, field, kept="message")

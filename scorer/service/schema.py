@@ -80,9 +80,7 @@ class Anomaly(BaseModel):
 class ItemErrorDetail(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    code: Literal["malformed_json", "not_an_event", "too_deep"] = Field(
-        description="too_deep: /v1/enrich cannot write the event back (nested deeper than 254 levels)"
-    )
+    code: Literal["malformed_json", "not_an_event"]
     message: str
     line: int | SkipJsonSchema[None] = _absent("NDJSON line, 1-based (NDJSON bodies)")
     index: int | SkipJsonSchema[None] = _absent("Array index, 0-based (array bodies)")
@@ -301,9 +299,8 @@ SCORING_ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
     ),
     422: (
         "The body is JSON but neither an object nor an array (or, with strict=true, an element or an NDJSON "
-        "line is not an object: index or line says which); with strict=true, /v1/enrich also refuses an event "
-        "nested too deeply to be written back (more than 254 levels)",
-        ("not_an_event", "too_deep"),
+        "line is not an object: index or line says which)",
+        ("not_an_event",),
     ),
     503: (
         "The service holds as many events as it admits at once: try again after Retry-After seconds",

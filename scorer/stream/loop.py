@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from scorer.alerts import Alerter
-from scorer.io import TOO_DEEP, dumps
+from scorer.io import dumps
 from scorer.service.models import Loaded, ModelSource
 
 log = logging.getLogger("ocsf_anomaly.stream")
@@ -319,11 +319,7 @@ def score_batch(
     for group, result in groups:
         for i, (entry, event) in enumerate(group):
             anomaly = result.anomaly(i, model)
-            try:
-                body = dumps({**event, field: anomaly})
-            except RecursionError:
-                output.dead.append((entry, TOO_DEEP))
-                continue
+            body = dumps({**event, field: anomaly})
             refused = refuses(entry, body)
             if refused is not None:
                 output.dead.append((entry, refused))
