@@ -366,6 +366,7 @@ class Registry:
             return self._version(self.client.get_model_version(name, version))
         except MlflowException as exc:
             if _missing(exc) or getattr(exc, "error_code", "") == "INVALID_PARAMETER_VALUE":
+                self._model(name)  # no such model at all: said as `models list` says it
                 raise RegistryError(
                     f"{name!r} has no version {version!r} (see `ocsf-anomaly models list`)"
                 ) from None

@@ -319,3 +319,14 @@ def test_evaluate_on_attacks_alone_says_n_a_not_nan(
     assert result.returncode == 0, result.stderr
     assert "raw-knn's threshold realised (n/a)" in result.stdout
     assert "nan" not in result.stdout
+
+
+@pytest.mark.parametrize("name", ["", " ", "a\nb"])
+def test_train_refuses_a_model_name_no_listing_could_show(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = _write_jsonl(tmp_path / "events.jsonl", generate_events(50, seed=2)[0])
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", str(events), "--output", str(tmp_path / "m"), "--name", name])
+    assert exit_.value.code == 2
+    assert f"argument --name: {name!r} is not a model name" in capsys.readouterr().err

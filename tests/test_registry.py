@@ -164,6 +164,8 @@ def test_rollback_passes_over_a_version_deleted_since(
         (lambda r, n: r.promote(n, "1", "canary"), "alias must be one of champion, challenger"),
         (lambda r, n: r.rollback(n, "challenger"), "nothing to roll back"),
         (lambda r, n: r.versions("nobody"), "no registered model 'nobody'.*--register nobody"),
+        # said as `models list` says it, not as a version missing from a model that is not there
+        (lambda r, n: r.promote("nobody", "1"), "no registered model 'nobody'.*--register nobody"),
     ],
     ids=[
         "missing-version",
@@ -175,6 +177,7 @@ def test_rollback_passes_over_a_version_deleted_since(
         "unknown-alias",
         "no-challenger",
         "unknown-model",
+        "promote-unknown-model",
     ],
 )
 def test_registry_errors_say_what_to_do(

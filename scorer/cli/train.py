@@ -101,9 +101,18 @@ def add_commands(commands: Commands) -> None:
         default=50_000,
         help="events kept in the k-NN baseline (default 50000)",
     )
-    train.add_argument("--name", default="ocsf-anomaly", help="model name recorded in the bundle")
+    train.add_argument(
+        "--name", type=_model_name, default="ocsf-anomaly", help="model name recorded in the bundle"
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(handler=_train)
+
+
+def _model_name(text: str) -> str:
+    """A name every answer and listing shows: some printable text (an empty one was taken)."""
+    if not text.strip() or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a model name: give printable text, e.g. netflow")
+    return text
 
 
 def _load_spec(choice: str) -> Any:
