@@ -192,6 +192,8 @@ def score_file(
     workers = workers or os.cpu_count() or 1
     chunks = _chunks(source, chunk_lines)
     head = list(itertools.islice(chunks, 2))
+    for warning in _coverage(detector, head):  # said before the work, as train and refresh say it
+        print(f"warning: {warning}", file=errors)
     stats = BatchStats()
     said = BadLines(errors)
     started = time.perf_counter()
@@ -242,6 +244,31 @@ def score_file(
         raise
     stats.wall_seconds = time.perf_counter() - started
     return stats
+
+
+def _coverage(detector: Any, head: list[list[Item]]) -> list[str]:
+    """Whether the first chunks' events hold the model's fields: events of another kind score as
+    all-missing, and every one is flagged."""
+    from scorer.features.encoder import EncoderError
+
+    events = [
+        event
+        for chunk in head
+        for _, payload in chunk
+        if (event := payload if isinstance(payload, dict) else parse_line(payload)[0]) is not None
+    ]
+    if not events:
+        return []  # not events at all: said once the file is read
+    try:
+        coverage = detector.encoder.coverage(events, "events read first")
+    except EncoderError as exc:  # refused where a model is fitted; here, scored and flagged
+        return [f"{exc}; every one will be flagged"]
+    if not coverage.empty:  # fields absent from a file of one class are no warning: other classes hold them
+        return []
+    return [
+        f"{coverage.empty:,} of the {coverage.events:,} events read first hold none of the model's "
+        "fields: they are not the kind of events the model describes, and are scored as if empty"
+    ]
 
 
 def _score_in_workers(

@@ -330,3 +330,27 @@ def test_train_refuses_a_model_name_no_listing_could_show(
         main(["train", str(events), "--output", str(tmp_path / "m"), "--name", name])
     assert exit_.value.code == 2
     assert f"argument --name: {name!r} is not a model name" in capsys.readouterr().err
+
+
+def test_score_warns_before_the_work_when_events_hold_none_of_the_model_s_fields(
+    bundle_dir: Path, tmp_path: Path
+) -> None:
+    """As train and refresh warn: events of another kind score as all-missing, and were flagged
+    without a word."""
+    foreign = [{"unrelated": n} for n in range(30)]
+    for events, said in [
+        (foreign, "none of the 30 events read first holds any of the model's"),
+        (
+            [*foreign, *generate_events(300, seed=2)[0]],
+            "30 of the 330 events read first hold none of the model's fields",
+        ),
+    ]:
+        source = _write_jsonl(tmp_path / "events.jsonl", events)
+        result = _run("score", "--model", bundle_dir, source, "--output", tmp_path / "out.csv", "--quiet")
+        assert result.returncode == 0, result.stderr
+        first = result.stderr.splitlines()[0]
+        assert first.startswith("warning: "), result.stderr
+        assert said in first, result.stderr
+    source = _write_jsonl(tmp_path / "events.jsonl", generate_events(300, seed=2)[0])
+    result = _run("score", "--model", bundle_dir, source, "--output", tmp_path / "out.csv", "--quiet")
+    assert "warning" not in result.stderr
