@@ -186,6 +186,10 @@ def score_file(
     if output.is_dir():
         raise ValueError(f"the output {output} is a directory: name a file ending in .csv or .jsonl")
     refuse_writing_over(output, [source])  # the rename at the end would replace the events
+    if output.resolve().is_relative_to(Path(model_dir).resolve()):  # metadata.json replaced: no model left
+        raise ValueError(
+            f"the output {output} is inside the model bundle {model_dir}: name a file outside it"
+        )
     detector = Detector.load(model_dir)
     if (why := detector.cannot_flag(alpha)) is not None:
         print(f"warning: {why}", file=errors)
@@ -247,8 +251,8 @@ def score_file(
 
 
 def _coverage(detector: Any, head: list[list[Item]]) -> list[str]:
-    """Whether the first chunks' events hold the model's fields: events of another kind score as
-    all-missing, and every one is flagged."""
+    """Whether the first chunks' events hold the model's fields: events of another kind score as if
+    empty (all-missing), whatever they hold."""
     from scorer.features.encoder import EncoderError
 
     events = [

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
@@ -155,6 +156,21 @@ def refuse_writing_over(output: Path, inputs: Iterable[Path]) -> None:
     for source in inputs:
         if output.exists() and Path(source).exists() and output.samefile(source):
             raise ValueError(f"the output {output} is the input file {source}: name another output")
+
+
+def write_text_atomically(output: Path, text: str) -> None:
+    """``text`` into ``output``, its missing directories made: written under a temporary name beside
+    it and renamed, so that a failed write (a full disk, an interrupt) leaves what was there as it was."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
+    try:
+        plain_mode(Path(partial))
+        with os.fdopen(handle, "w", encoding="utf-8") as sink:
+            sink.write(text)
+        os.replace(partial, output)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
 
 
 def plain_mode(path: Path) -> None:

@@ -19,7 +19,6 @@ import datetime as dt
 import heapq
 import itertools
 import math
-import os
 import random
 from array import array
 from collections import Counter, defaultdict
@@ -33,7 +32,7 @@ import orjson
 
 from scorer.errors import UserError
 from scorer.features.encoder import UNKNOWN_INDEX, compile_extractor, iso_moment
-from scorer.io import from_parquet, iter_raw_lines, parquet_rows, parse_line
+from scorer.io import from_parquet, iter_raw_lines, parquet_rows, parse_line, write_text_atomically
 
 # OCSF fields that name who or what an event is about, as analysts pivot on them
 ENTITY_FIELDS = (
@@ -465,12 +464,5 @@ def write_report(
         ref=ref,
         model_note=model_note,
     )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(f".{output.name}.partial")
-    try:
-        partial.write_text(page, encoding="utf-8")
-        os.replace(partial, output)
-    except BaseException:  # a full disk, an interrupt: nothing half-written stays
-        partial.unlink(missing_ok=True)
-        raise
+    write_text_atomically(output, page)
     return chosen, days[chosen]

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
-from pathlib import Path
 
 from scorer.cli import Commands, _existing, _file_out, _say
 
@@ -32,7 +29,7 @@ def add_commands(commands: Commands) -> None:
 
 def _features(args: argparse.Namespace) -> int:
     from scorer.features.infer import infer_spec
-    from scorer.io import load_events, refuse_writing_over
+    from scorer.io import load_events, refuse_writing_over, write_text_atomically
 
     if args.output:
         refuse_writing_over(args.output, args.events)
@@ -42,25 +39,8 @@ def _features(args: argparse.Namespace) -> int:
     spec = infer_spec(events)
     text = spec.to_toml()
     if args.output:
-        _write_atomically(args.output, text)
+        write_text_atomically(args.output, text)
         _say(f"wrote {args.output}: {len(spec.features)} features, {len(spec.excluded)} paths left out")
     else:
         sys.stdout.write(text)
     return 0
-
-
-def _write_atomically(output: Path, text: str) -> None:
-    """``text`` into ``output``, its missing directories made as `score` makes them: written under a
-    temporary name and renamed, so that a failed write leaves an earlier spec as it was."""
-    from scorer.io import plain_mode
-
-    output.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
-    try:
-        plain_mode(Path(partial))
-        with os.fdopen(handle, "w", encoding="utf-8") as sink:
-            sink.write(text)
-        os.replace(partial, output)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise

@@ -162,10 +162,6 @@ def _score(args: argparse.Namespace) -> int:
     output_kind(args.output)
     _check_config(args.config)
     with _bundle(args.model, args.config) as model:
-        if args.output.resolve().is_relative_to(model.resolve()):  # metadata.json replaced: no model left
-            raise CliError(
-                f"the output {args.output} is inside the model bundle {model}: name a file outside it"
-            )
         stats = score_file(
             model, args.input, args.output, alpha=args.alpha, workers=args.workers, progress=not args.quiet
         )
