@@ -133,26 +133,33 @@ def test_ndjson_and_what_is_no_event_are_passed_on_never_dropped(
     assert text["message"] == lines[1]
     assert text["anomaly"]["error"]["code"] == "malformed_json"
 
-    deep: Any = 1
-    for _ in range(300):  # deeper than orjson writes
-        deep = [deep]
-    # read (orjson reads 1,024 levels) and written back: an event nested 980 levels was forwarded
-    # as its error alone, answered 200, and so lost
-    deepest = b"[" * 1000 + b"1" + b"]" * 1000
-    deep_event = b'{"class_uid": 4001, "note": "kept", "x": ' + b"[" * 990 + b"]" * 990 + b"}"
-    body = _array([held_out_events[2], 7, "text", [1], 2**64, [2**70], deep])[:-1]
-    status, _, answer = _send(hop, body + b"," + deepest + b"," + deep_event + b"]")
+    def nested(levels: int) -> Any:
+        value: Any = 1
+        for _ in range(levels):
+            value = [value]
+        return value
+
+    # Vector's decoder reads 127 levels, the batch's array among them: an event may nest 126, itself
+    # one of them; deeper, the whole batch was refused (400, so 503 to the sender, for ever)
+    deepest_whole = {"class_uid": 4001, "note": "whole", "x": nested(125)}
+    too_deep = {"class_uid": 4001, "note": "kept", "x": nested(126)}
+    body = _array([held_out_events[2], 7, "text", [1], 2**64, [2**70], deepest_whole, too_deep, nested(300)])
+    deepest = b"[" * 1000 + b"1" + b"]" * 1000  # read (orjson reads 1,024 levels) and written back
+    status, _, answer = _send(hop, body[:-1] + b"," + deepest + b"]")
     assert status == 200, answer
-    event, *kept, deepest_kept, deep_scored = downstream.batches[1]
+    event, *kept, whole, as_text, deep_text, deepest_text = downstream.batches[1]
     assert _without_anomaly(event) == held_out_events[2]
-    assert [e["message"] for e in kept] == [7, "text", [1], 2**64, [2**70], deep]  # beyond 64 bits, exact
-    assert all(e["anomaly"]["error"]["code"] == "not_an_event" for e in [*kept, deepest_kept])
-    levels, inner = 0, deepest_kept["message"]
-    while isinstance(inner, list):
-        levels, inner = levels + 1, inner[0]
-    assert (levels, inner) == (1000, 1)
-    assert deep_scored["note"] == "kept"
-    assert "score" in deep_scored["anomaly"]
+    assert [e["message"] for e in kept] == [7, "text", [1], 2**64, [2**70]]  # beyond 64 bits, exact
+    assert all(e["anomaly"]["error"]["code"] == "not_an_event" for e in kept)
+    assert _without_anomaly(whole) == deepest_whole
+    assert "score" in whole["anomaly"]
+    assert json.loads(as_text["message"]) == too_deep
+    assert deep_text["message"] == json.dumps(nested(300), separators=(",", ":"))
+    assert deepest_text["message"] == deepest.decode()
+    for passed in (as_text, deep_text, deepest_text):
+        assert set(passed) == {"message", "anomaly"}
+        assert passed["anomaly"]["error"]["code"] == "too_deep"
+        assert "126 levels" in passed["anomaly"]["error"]["message"]
 
 
 @pytest.mark.parametrize("failure", ["error", "timeout", "refused"])

@@ -1,7 +1,8 @@
 """A real HTTP receiver standing in for Vector's ``http_server`` source, the downstream of the Vector
 hop (no Vector binary can run here). Like that source with ``decoding.codec: json`` and
 acknowledgements on, it takes a JSON array of events and answers 200 once it holds them (here:
-once it has parsed and recorded them), or, as told, fails (``status``), keeps each batch
+once it has parsed and recorded them), 400 for a body its decoder cannot read (Vector's json codec
+is serde_json with its recursion limit: at most 127 arrays and objects nested), or, as told, fails (``status``), keeps each batch
 unanswered until the test lets it go (``hold`` … ``release``: a sink that is slow, or that never
 answers), redirects it to a sign-in page that answers a GET 200 (``redirect``: an auth proxy in
 front of it), takes it and answers 200 with a body that never ends (``endless``) or is not there
@@ -10,11 +11,22 @@ at all (``stop``)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import re
 import threading
 from typing import Any
 
 from aiohttp import web
+
+SERDE_JSON_NESTING = 127  # serde_json's remaining_depth starts at 128 and fails on reaching 0
+STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def nesting(body: bytes) -> int:
+    """How deep arrays and objects nest in a JSON text (brackets inside strings not counted)."""
+    steps = (1 if b in b"[{" else -1 for b in re.findall(rb"[\[\]{}]", STRING.sub(b'""', body)))
+    return max(itertools.accumulate(steps, initial=0))
 
 
 class Downstream:
@@ -58,6 +70,9 @@ class Downstream:
             self.refused += 1
             return web.Response(status=self.status, text="the sink downstream failed")
         assert request.content_type == "application/json"
+        if nesting(body) > SERDE_JSON_NESTING:
+            self.refused += 1
+            return web.Response(status=400, text="Failed decoding body: recursion limit exceeded")
         batch = json.loads(body)
         assert isinstance(batch, list)
         self.batches.append(batch)

@@ -27,12 +27,12 @@ from aiohttp import web
 
 from scorer.errors import without_credentials
 from scorer.explain import reason_text
-from scorer.io import loads
+from scorer.io import dumps, loads
 from scorer.service.errors import ApiError
 from scorer.service.handlers import anomalies, enriched, json_response, read_body, turn_to_parse
 from scorer.service.keys import METRICS, SETTINGS, VECTOR
 from scorer.service.requests import JSON_TYPES, Batch, Item, parse_body
-from scorer.service.vector import DownstreamError
+from scorer.service.vector import DOWNSTREAM_NESTING, DownstreamError, nests_deeper
 
 RETRY_AFTER_SECONDS = "5"  # Vector backs off on its own (it ignores Retry-After); other clients may not
 
@@ -158,5 +158,21 @@ async def vector_health(request: web.Request) -> web.Response:
 
 
 def _passed_on(item: Item, anomaly: dict[str, Any], field: str) -> bytes:
-    """An event enriched; what is not one passed on as it came, under "message" as Vector holds text."""
-    return enriched(item, anomaly, field, kept="message")
+    """An event enriched; what is not one passed on as it came, under "message" as Vector holds text.
+    What nests deeper than Vector's decoder reads goes on as its JSON text, with an error instead
+    of its verdict: forwarded as it is, the whole batch would be refused, and retried for ever."""
+    part = enriched(item, anomaly, field, kept="message")
+    if part.count(b"[") + part.count(b"{") < DOWNSTREAM_NESTING:  # cannot nest that deep: most parts
+        return part
+    document = (
+        {**item.event, field: anomaly} if item.event is not None else {"message": item.raw, field: anomaly}
+    )
+    if not nests_deeper(document, DOWNSTREAM_NESTING - 1):  # the batch's array is one level more
+        return part
+    error = {
+        "code": "too_deep",
+        "message": f"it nests more than {DOWNSTREAM_NESTING - 1} levels, deeper than Vector's JSON "
+        'decoder reads in a batch: passed on as its JSON text under "message", without a verdict',
+    }
+    kept = item.event if item.event is not None else item.raw
+    return orjson.dumps({"message": dumps(kept).decode(), field: {"error": error}})

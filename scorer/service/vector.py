@@ -31,6 +31,22 @@ log = logging.getLogger("ocsf_anomaly.service")
 
 T = TypeVar("T")
 MAX_DIGESTS = 100_000  # remembered batches (32 bytes and a time each): a few MB at most
+# Vector's json codec parses with serde_json's recursion limit (remaining_depth 128: at most 127
+# arrays and objects nested, the batch's own array among them); a batch nested deeper is answered
+# 400, which the hop would answer 503, and the sender would retry it for ever.
+DOWNSTREAM_NESTING = 127
+
+
+def nests_deeper(document: dict[str, Any] | list[Any], limit: int) -> bool:
+    """Whether ``document`` nests objects and arrays more than ``limit`` deep (itself counting one)."""
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 class DownstreamError(Exception):
