@@ -294,6 +294,20 @@ def scored_frame(
     return Scored(scored, fmt, parts)
 
 
+def _java_reason(error: Any) -> str:
+    """A failed job's Java exception in one line: Spark's first line, which names the file it could
+    not read, and the cause at the bottom of the chain, which says why ("Unexpected end of input
+    stream": a .gz cut short)."""
+    reason = str(error.getMessage() or error.toString()).strip().splitlines()[0]
+    cause = error
+    while cause.getCause() is not None and not cause.getCause().equals(cause):
+        cause = cause.getCause()
+    if not cause.equals(error):
+        why = str(cause.getMessage() or "").strip().splitlines()
+        reason += f" ({cause.getClass().getSimpleName()}" + (f": {why[0]})" if why else ")")
+    return reason
+
+
 def score_lake(
     spark: SparkSession,
     bundle_dir: Path,
@@ -340,9 +354,7 @@ def score_lake(
             reason = str(exc).strip().splitlines()[-1]
             raise SparkJobError(f"scoring failed in a Spark worker: {reason}") from None
         except Py4JJavaError as exc:
-            # the job failed, e.g. on an input file it cannot read: Spark's first line names it
-            reason = str(exc.java_exception.getMessage()).strip().splitlines()[0]
-            raise SparkJobError(f"the Spark job failed: {reason}") from None
+            raise SparkJobError(f"the Spark job failed: {_java_reason(exc.java_exception)}") from None
         if fmt == "json":
             _name_parts(spark, output, ".txt", ".jsonl")
         say(f"wrote {output}; summarising by class_uid and day into {summary}")

@@ -349,6 +349,7 @@ def test_a_failed_run_leaves_nothing_and_says_which_file_in_one_line(
     last = failed.stderr.strip().splitlines()[-1]
     assert last.startswith("error: the Spark job failed: ")
     assert "b.jsonl.gz" in last
+    assert last.endswith("(EOFException: Unexpected end of input stream)")  # why, not only which file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lake"]
 
     (lake_dir / "b.jsonl.gz").write_bytes(whole)
