@@ -7,16 +7,19 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import select
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -430,3 +433,112 @@ def test_sighup_has_every_process_serve_a_rotated_certificate(
             "every process re-read it",
         )
         assert served_with(new_ca) == 16
+
+
+class _Tally:
+    """What the looping clients of the SIGTERM test saw: ``counts`` of "answered 200" (or another
+    status), "reused" (an answer on a connection that had answered before), "refused" (a new
+    connection refused: nothing listens any more), "closed before sent" (the server had closed an idle
+    connection before the next request went), "lost on new" (a new connection reset before its
+    answer); and ``lost``: requests sent on an open keep-alive connection and never answered."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+        self.lost: list[str] = []
+
+    def count(self, what: str) -> None:
+        with self.lock:
+            self.counts[what] += 1
+
+    def __repr__(self) -> str:
+        return f"{dict(self.counts)}, lost: {self.lost}"
+
+
+def _loop_client(port: int, request: bytes, tally: _Tally) -> None:
+    """POST the same request over and over on one keep-alive connection (plain sockets, no retries),
+    opening another when the server answered ``Connection: close``; until a connection is refused.
+    Plain sockets: aiohttp's client sends a request again, unsaid, on some disconnects."""
+    sock: socket.socket | None = None
+    answered_here = 0
+    try:
+        while True:
+            if sock is None:
+                try:
+                    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+                except ConnectionRefusedError:
+                    tally.count("refused")
+                    return
+                answered_here = 0
+            elif select.select([sock], [], [], 0)[0]:  # readable while idle: the server closed it
+                tally.count("closed before sent")
+                sock.close()
+                sock = None
+                continue
+            try:
+                sock.sendall(request)
+            except OSError:  # not all of it written: the server had closed it
+                tally.count("closed before sent")
+                sock.close()
+                sock = None
+                continue
+            try:
+                response = http.client.HTTPResponse(sock)
+                response.begin()
+                response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                if answered_here:
+                    with tally.lock:
+                        tally.lost.append(f"{type(exc).__name__}: {exc} (after {answered_here} answers)")
+                else:
+                    tally.count("lost on new")
+                sock.close()
+                sock = None
+                continue
+            tally.count(f"answered {response.status}")
+            if answered_here:
+                tally.count("reused")
+            answered_here += 1
+            if response.will_close:
+                sock.close()
+                sock = None
+    finally:
+        if sock is not None:
+            sock.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_answers_every_request_sent_on_an_open_connection(
+    workers: int, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """SIGTERM under load from keep-alive clients: aiohttp's own stop closed idle keep-alive
+    connections at once, so a request already on its way on one was never answered (the clients saw
+    disconnects). Now a request that reached an open connection is answered, 200 (or 503 once the
+    model is gone), with ``Connection: close``; a client that connects afterwards is refused."""
+    body = orjson.dumps(held_out_events[0])
+    request = (
+        b"POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    tally = _Tally()
+    with _serve(tmp_path, "--model", bundle_dir, "--workers", str(workers)) as served:
+        clients = [
+            threading.Thread(target=_loop_client, args=(served.port, request, tally), daemon=True)
+            for _ in range(8)
+        ]
+        for client in clients:
+            client.start()
+        _until(lambda: tally.counts["reused"] >= 200, "no answers on the clients' keep-alive connections")
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(90) == 0
+        for client in clients:
+            client.join(90)
+        assert not any(client.is_alive() for client in clients)
+        said = served.log.read_text()
+    assert tally.lost == [], tally
+    assert {what for what in tally.counts if what.startswith("answered")} <= {
+        "answered 200",
+        "answered 503",
+    }, tally
+    assert tally.counts["refused"] == len(clients), tally  # each client stopped on a refused new connection
+    assert "Traceback" not in said

@@ -18,7 +18,8 @@ The supervisor, the process ``serve`` started:
   load the model it is asked to serve (a bad version promoted since, the registry down) is tried
   again every ``model_poll_seconds`` (at least 1 s; 30 s if 0) while another process serves, never given up on:
   the others serve on with the model they hold;
-- on SIGTERM or SIGINT stops them all gracefully (each finishes what it holds) and exits 0.
+- on SIGTERM or SIGINT stops them all gracefully (each stops listening, answers what still comes on
+  its open connections for DRAIN_SECONDS with ``Connection: close``, finishes what it holds) and exits 0.
 
 Metrics are pooled through prometheus_client's multiprocess mode: a temporary directory, named
 in ``PROMETHEUS_MULTIPROC_DIR`` before any process imports prometheus_client, removed at exit.
@@ -43,15 +44,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scorer.errors import UserError
 from scorer.settings import Settings
+
+if TYPE_CHECKING:  # the supervisor serves nothing: it never imports aiohttp
+    from aiohttp import web
 
 log = logging.getLogger("ocsf_anomaly.service")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 WORKER_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
+DRAIN_SECONDS = 1.5  # on SIGTERM, how long open connections may still bring a request (answered, then closed)
 STOP_SECONDS = 75.0  # a process finishing its requests (aiohttp allows them 60 s) before it is killed
 RESTARTS_PER_MINUTE = 5  # per serving process: beyond it the service gives up, it would only flap
 UNLOADABLE_RETRY_SECONDS = 30.0  # a replacement that could not load its model, with polling off …
@@ -123,14 +128,8 @@ def serve(settings: Settings, say_ready: Callable[[], None]) -> int:
     context = tls_context(settings)  # a bad certificate fails here, before any process starts
     if settings.workers == 1:
         sock = listen(settings.host, settings.port)
-        from aiohttp import web
-
-        from scorer.service.app import create_app
-
         _logging(LOG_FORMAT, http=True)
-        app = create_app(settings)
-        app.on_startup.append(functools.partial(_reread_on_sighup, context=context))
-        web.run_app(app, sock=sock, ssl_context=context, print=lambda _: say_ready())
+        asyncio.run(_serve_alone(settings, sock, context, say_ready))
         return 0
     return _Supervisor(settings, listen_each(settings.host, settings.port, settings.workers)).run(say_ready)
 
@@ -206,29 +205,84 @@ async def _serve_worker(settings: Settings, sock: socket.socket, conn: Connectio
     app = create_app(settings)
     app[ANNOUNCE_RELOAD] = lambda: conn.send(("reload",))
     context = tls_context(settings)
-    app.on_startup.append(functools.partial(_reread_on_sighup, context=context))
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
     stop = asyncio.Event()
-    try:
-        await web.SockSite(runner, sock, ssl_context=context).start()
 
-        def from_supervisor() -> None:
-            try:
-                message = conn.recv()
-            except (EOFError, OSError):  # the supervisor is gone: never serve on orphaned
-                loop.remove_reader(conn.fileno())
-                stop.set()
-                return
-            if message == ("reload",):
-                _reload_soon(app)
-            elif message == ("reread",):
-                _reread(app, context)
+    def from_supervisor() -> None:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):  # the supervisor is gone: never serve on orphaned
+            loop.remove_reader(conn.fileno())
+            stop.set()
+            return
+        if message == ("reload",):
+            _reload_soon(app)
+        elif message == ("reread",):
+            _reread(app, context)
 
+    def ready() -> None:
         loop.add_reader(conn.fileno(), from_supervisor)
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         conn.send(("ready",))
+
+    await _serve_until(web.AppRunner(app, handle_signals=False), sock, context, stop, ready)
+
+
+async def _serve_alone(
+    settings: Settings, sock: socket.socket, context: ssl.SSLContext | None, say_ready: Callable[[], None]
+) -> None:
+    """The one serving process of ``--workers 1``: SIGTERM and SIGINT stop it gracefully."""
+    from aiohttp import web
+
+    from scorer.service.app import create_app
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def ready() -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        say_ready()
+
+    # idle connections closed after 75 s, as aiohttp's run_app did here (its AppRunner: after an hour)
+    runner = web.AppRunner(create_app(settings), handle_signals=False, keepalive_timeout=75.0)
+    await _serve_until(runner, sock, context, stop, ready)
+
+
+async def _serve_until(
+    runner: web.AppRunner,
+    sock: socket.socket,
+    context: ssl.SSLContext | None,
+    stop: asyncio.Event,
+    ready: Callable[[], None],
+) -> None:
+    """Serve the runner's app on ``sock`` until ``stop`` is set, then stop gracefully: the listening
+    socket is closed; for up to DRAIN_SECONDS (less once every connection is closed) the connections
+    already open are still served, each answer with ``Connection: close``; then aiohttp's cleanup
+    closes those left idle, answers what is in flight and stops the app. (aiohttp's cleanup alone
+    closed idle keep-alive connections at once: a request already on its way on one went unanswered.)"""
+    from aiohttp import hdrs, web
+
+    draining = False
+
+    async def close_when_draining(request: web.Request, response: web.StreamResponse) -> None:
+        if draining:
+            response.force_close()  # aiohttp closes the connection once this answer is sent
+            response.headers[hdrs.CONNECTION] = "close"  # and the client opens no request on it
+
+    runner.app.on_startup.append(functools.partial(_reread_on_sighup, context=context))
+    runner.app.on_response_prepare.append(close_when_draining)
+    await runner.setup()
+    try:
+        await web.SockSite(runner, sock, ssl_context=context).start()
+        ready()
         await stop.wait()
+        draining = True
+        for site in runner.sites:
+            await site.stop()  # closes the listening socket: a new connection is refused
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_SECONDS
+        while runner.server is not None and runner.server.connections and loop.time() < deadline:
+            await asyncio.sleep(0.05)
     finally:
         await runner.cleanup()
 
@@ -411,7 +465,11 @@ class _Supervisor:
         slot.restart_at = now + delay
 
     def _stop_all(self, wake: socket.socket) -> None:
-        """SIGTERM to every serving process, then wait for them (a second SIGINT or SIGTERM: kill)."""
+        """SIGTERM to every serving process, then wait for them (a second SIGINT or SIGTERM: kill).
+        The supervisor's copies of the listening sockets are closed first: each socket stops listening
+        when its process closes its own (else new connections would wait in its queue, unanswered)."""
+        for slot in self.slots:
+            slot.sock.close()
         running = [slot.process for slot in self.slots if slot.process is not None]
         for process in running:
             with contextlib.suppress(ProcessLookupError):
