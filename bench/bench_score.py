@@ -148,7 +148,7 @@ def alone_and_in_order(model: object, source: object, events: int = 1_000) -> No
         state["encoded"] = encoder.encode([event])
 
     def dense(event: Any, state: State) -> None:
-        state["dense"] = encoder.dense(state["encoded"])
+        state["dense"] = detector.feature_vectors(state["encoded"])
 
     def embedding(event: Any, state: State) -> None:
         state["embedding"] = embed(detector.net, state["encoded"])

@@ -12,7 +12,8 @@ false-alarm budget, median over the seeds.
 Options:
 
 * ``1-NN``: the distance to the nearest baseline event (the default's feature score).
-* ``mean kN``: the mean distance to the N nearest (smoother: what nsl-dev's false-positive rate likes).
+* ``mean kN``: the mean distance to the N nearest, N = 3 … 50 (smoother: what nsl-dev's
+  false-positive rate likes).
 * ``tau``: each numeric column divided by max(1, rms / 0.2), rms being how much it differs between
   5,000 baseline events and their 5 nearest baseline events (a metric fitted to neighbour noise).
 * ``edges KN``: the distance to the baseline's neighbour graph: the nearest point of any segment
@@ -131,7 +132,7 @@ def feature_scores(v: dict[str, Any]) -> dict[str, tuple[Array, Array]]:
         own_d, own_ids = own_d[:, 1:], own_ids[:, 1:]  # leave-one-out: the row itself dropped
         (cal_d, cal_ids), (test_d, test_ids) = search(base, cal, 50), search(base, test, 50)
         name = "" if metric == "plain" else "tau, "
-        for k in (1, 20, 50):
+        for k in (1, 3, 5, 10, 20, 50):
             fit = Standardiser.fit(own_d[:, :k].mean(axis=1))
             label = f"{name}1-NN" if k == 1 else f"{name}mean k{k}"
             out[label] = (fit(cal_d[:, :k].mean(axis=1)), fit(test_d[:, :k].mean(axis=1)))
@@ -190,7 +191,13 @@ def main() -> None:
             for name, (cal, test) in feature_scores(v).items():
                 for w in (0.0, 0.1, 0.25):
                     fused = (w * v["emb_cal"] + (1 - w) * cal, w * v["emb_test"] + (1 - w) * test)
-                    label = f"{name}, w {w}" + (" (default)" if name == "1-NN" and w == 0.25 else "")
+                    label = f"{name}, w {w}" + (
+                        " (before)"
+                        if name == "1-NN" and w == 0.25
+                        else " (≈ default)"
+                        if name == "tau, mean k3" and w == 0.1
+                        else ""
+                    )
                     table.setdefault(label, {}).setdefault(protocol, []).append(judge(v, *fused))
             print(f"{protocol} seed {seed} done", flush=True)
     print(

@@ -1,7 +1,7 @@
 """The bundle format: a fitted detector on disk, a directory of plain files, none of which is ever unpickled.
 
     metadata.json       versions, digests of every other file, training metrics, index recall, features
-    detector.json       the detector's settings and the indices' search parameters
+    detector.json       the detector's settings, the indices' search parameters, the feature weights
     features.json       feature spec, vocabularies and scalers
     model.json          network architecture
     weights.npz         network weights, named as in the torch state dict (``np.load(allow_pickle=False)``)
@@ -82,7 +82,7 @@ class BundleError(UserError, ValueError):
 class State:
     """A bundle's content as plain data, one field per file (``metadata`` is metadata.json)."""
 
-    settings: dict[str, Any]  # detector.json: {"detector": the settings, "index": the indices' descriptions}
+    settings: dict[str, Any]  # detector.json: {"detector": settings, "index": the indices, "feature_weights"}
     features: dict[str, Any]  # features.json
     model: dict[str, Any]  # model.json
     weights: dict[str, npt.NDArray[np.float32]]  # weights.npz: the network's weights by state-dict name

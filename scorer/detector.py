@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import faiss
 import numpy as np
 import numpy.typing as npt
 
@@ -40,6 +41,8 @@ ScoreKind = Literal["embedding", "features", "fusion"]
 SCORE_KINDS: tuple[ScoreKind, ...] = ("embedding", "features", "fusion")
 STAGES = ("encode", "embed", "search", "calibrate", "explain")
 FUSION_SAMPLE = 5_000
+NOISE_SAMPLE = 5_000  # baseline events whose nearest others measure how much each column varies
+NOISE_NEIGHBOURS = 5
 CHUNK = 4096  # events scored at once: bounds the (events × k × columns) arrays of the explanation
 
 
@@ -47,12 +50,18 @@ CHUNK = 4096  # events scored at once: bounds the (events × k × columns) array
 class DetectorConfig:
     """How a detector is fitted and scores. Defaults chosen by measurement on data captured apart
     from training (BENCHMARKS.md, "How the defaults were chosen"): on shifted traffic the embedding
-    alone ranks below the feature space, so it has a quarter of the fusion's weight."""
+    alone ranks below the feature space, so it has a tenth of the fusion's weight; the feature
+    space reads the mean distance to the 3 nearest baseline events, under a metric that counts
+    less what varies even among normal neighbours."""
 
     k: int = 5  # neighbours of the embedding score
-    feature_k: int = 1
+    feature_k: int = 3
+    # A numeric column that differs between nearest baseline events by more than this (root mean
+    # square, in the encoder's robust units) counts for feature_noise / that in the feature-space
+    # distance: what varies even among normal neighbours says little. 0: every column in full.
+    feature_noise: float = 0.2
     score: ScoreKind = "fusion"
-    fusion_weight: float = 0.25  # the embedding's share of the fusion; the feature space has the rest
+    fusion_weight: float = 0.1  # the embedding's share of the fusion; the feature space has the rest
     alpha: float = 0.01
     baseline_size: int = 50_000
     calibration_fraction: float = 0.2
@@ -71,6 +80,8 @@ class DetectorConfig:
             raise ValueError("k, feature_k and explain_k must be at least 1")
         if not 0 < self.alpha < 1:
             raise ValueError("alpha (the target false-positive rate) must be between 0 and 1")
+        if not (self.feature_noise >= 0 and math.isfinite(self.feature_noise)):
+            raise ValueError("feature_noise must be a finite number ≥ 0 (0: every column counts in full)")
         if not 0 <= self.fusion_weight <= 1:
             raise ValueError("fusion_weight (the embedding's share of the fusion) must be between 0 and 1")
 
@@ -168,6 +179,7 @@ class Detector:
     net: InferenceNet  # the trained network, run in numpy (training alone imports torch)
     embedding_index: KnnIndex
     feature_index: KnnIndex
+    feature_weights: npt.NDArray[np.float32]  # of the feature-space vector's columns (feature_noise)
     baseline: EncodedBatch
     baseline_ids: list[str]
     standardisers: dict[str, Standardiser]
@@ -238,7 +250,7 @@ class Detector:
         getter = compile_getter("metadata.uid")
         baseline_ids = [_event_id(getter(train_events[i]), int(i)) for i in baseline_rows]
         say(f"indexing a baseline of {len(baseline):,} events")
-        embedding_index, feature_index = _build_indices(
+        embedding_index, feature_index, feature_weights = _build_indices(
             net, encoder, baseline, encoder.encode(cal_events), config
         )
         detector = cls(
@@ -247,6 +259,7 @@ class Detector:
             net=net,
             embedding_index=embedding_index,
             feature_index=feature_index,
+            feature_weights=feature_weights,
             baseline=baseline,
             baseline_ids=baseline_ids,
             standardisers={},
@@ -336,11 +349,16 @@ class Detector:
             num=np.concatenate([self.baseline.num, added.num])[keep],
         )
         self.baseline_ids = ids[keep]
-        calibration = [events[i] for i in cal_rows]
-        self.embedding_index, self.feature_index = _build_indices(
-            self.net, self.encoder, self.baseline, self.encoder.encode(calibration), self.config
+        return self.reindex([events[i] for i in cal_rows])
+
+    def reindex(self, events: Sequence[Event]) -> Detector:
+        """Build both indices over the baseline again (and the feature space's column weights) for
+        the configured k, feature_k and feature_noise, then calibrate on ``events``: normal, held out
+        from the baseline (their recall tunes the indices)."""
+        self.embedding_index, self.feature_index, self.feature_weights = _build_indices(
+            self.net, self.encoder, self.baseline, self.encoder.encode(events), self.config
         )
-        return self.calibrate(calibration)
+        return self.calibrate(events)
 
     def calibrate(self, events: Sequence[Event]) -> Detector:
         """Fit score standardisers and conformal calibration of every score kind on ``events``.
@@ -365,7 +383,7 @@ class Detector:
         sample = self.baseline.take(rows)
         k, feature_k = self.config.k, self.config.feature_k
         emb_d, _ = self.embedding_index.search(embed(self.net, sample), k + 1)
-        feat_d, _ = self.feature_index.search(self.encoder.dense(sample), feature_k + 1)
+        feat_d, _ = self.feature_index.search(self.feature_vectors(sample), feature_k + 1)
         return {
             "embedding": Standardiser.fit(emb_d[:, 1:].mean(axis=1, dtype=np.float64)),
             "features": Standardiser.fit(feat_d[:, 1:].mean(axis=1, dtype=np.float64)),
@@ -377,9 +395,17 @@ class Detector:
 
         The score kind, alpha and the explanation's settings can change freely (every kind is
         calibrated). ``k``, ``feature_k`` and ``fusion_weight`` change the scores themselves: call
-        :meth:`calibrate` on held-out normal events before reading p-values or verdicts.
+        :meth:`calibrate` on held-out normal events before reading p-values or verdicts (and
+        :meth:`reindex` after changing ``feature_noise``, or k beyond what the indices were tuned for).
         """
         return replace(self, config=replace(self.config, **changes))
+
+    def feature_vectors(self, encoded: EncodedBatch) -> npt.NDArray[np.float32]:
+        """The encoded rows as the feature space's k-NN sees them: the encoder's dense vectors,
+        each column weighted (:attr:`DetectorConfig.feature_noise`)."""
+        vectors = self.encoder.dense(encoded)
+        vectors *= self.feature_weights
+        return vectors
 
     def _components(
         self,
@@ -398,7 +424,7 @@ class Detector:
         elif embeddings is None:
             embeddings = embed(self.net, encoded)
         t1 = time.perf_counter()
-        dense = self.encoder.dense(encoded) if self.config.score != "embedding" else None
+        dense = self.feature_vectors(encoded) if self.config.score != "embedding" else None
         t2 = time.perf_counter()
         out: dict[str, npt.NDArray[np.float64]] = {}
         neighbours = np.zeros((len(encoded), 0), dtype=np.int64)
@@ -592,6 +618,7 @@ class Detector:
                     "embedding": self.embedding_index.describe(),
                     "features": self.feature_index.describe(),
                 },
+                "feature_weights": [float(w) for w in self.feature_weights],
             },
             features=self.encoder.to_dict(),
             model=self.net.config.to_dict(),
@@ -618,6 +645,15 @@ class Detector:
         model_config = ModelConfig.from_dict(state.model)
         net = InferenceNet(model_config, state.weights)
         config = DetectorConfig(**state.settings["detector"])
+        weights = state.settings.get("feature_weights")
+        if weights is None:  # written before feature_noise: every column in full
+            config = replace(config, feature_noise=0.0)
+            weights = [1.0] * state.feature_index.dim
+        feature_weights = np.asarray(weights, dtype=np.float32)
+        if feature_weights.shape != (state.feature_index.dim,) or not (
+            np.isfinite(feature_weights).all() and (feature_weights > 0).all()
+        ):
+            raise bundle.BundleError("detector.json's feature_weights do not fit features.faiss")
         if state.embedding_index.dim != model_config.d_out:
             raise bundle.BundleError("embedding.faiss does not match the network's output dimension")
         baseline = EncodedBatch(
@@ -642,6 +678,7 @@ class Detector:
             net=net,
             embedding_index=state.embedding_index,
             feature_index=state.feature_index,
+            feature_weights=feature_weights,
             baseline=baseline,
             baseline_ids=[str(x) for x in state.baseline_ids],
             standardisers=standardisers,
@@ -656,21 +693,52 @@ def _build_indices(
     baseline: EncodedBatch,
     queries: EncodedBatch,
     config: DetectorConfig,
-) -> tuple[KnnIndex, KnnIndex]:
-    """Both k-NN indices over the baseline; ``queries`` (held out) measure their recall."""
+) -> tuple[KnnIndex, KnnIndex, npt.NDArray[np.float32]]:
+    """Both k-NN indices over the baseline, and the feature space's column weights; ``queries``
+    (held out) measure their recall."""
     embedding_index = KnnIndex.build(
         embed(net, baseline),
         k=config.k,
         recall_queries=embed(net, queries),
         ann_threshold=config.ann_threshold,
     )
+    vectors = encoder.dense(baseline)
+    weights = noise_weights(vectors, baseline.num.shape[1], config.feature_noise, config.seed)
+    vectors *= weights
     feature_index = KnnIndex.build(  # tuned for the recall of what the score reads
-        encoder.dense(baseline),
+        vectors,
         k=config.feature_k,
-        recall_queries=encoder.dense(queries),
+        recall_queries=encoder.dense(queries) * weights,
         ann_threshold=config.ann_threshold,
     )
-    return embedding_index, feature_index
+    return embedding_index, feature_index, weights
+
+
+def noise_weights(
+    vectors: npt.NDArray[np.float32], n_numeric: int, noise: float, seed: int
+) -> npt.NDArray[np.float32]:
+    """Weights of the feature-space columns: each of the first ``n_numeric`` (the numeric columns)
+    counts for min(1, noise / rms), rms being how much it differs between NOISE_SAMPLE baseline
+    events and their NOISE_NEIGHBOURS nearest others (exact search); the rest count in full.
+
+    Normal events that differ from their nearest training event in a column that varies even among
+    normal neighbours (NSL-KDD's host-window rates) were what broke α on shifted traffic, while a
+    column that is steady among neighbours (UNSW-NB15's near-constant fields, where its attacks
+    differ) keeps its weight (BENCHMARKS.md, "A feature-space metric fitted to neighbour noise")."""
+    weights = np.ones(vectors.shape[1], dtype=np.float32)
+    if noise <= 0 or n_numeric == 0 or len(vectors) <= NOISE_NEIGHBOURS:
+        return weights
+    rows = np.random.default_rng(seed + 3).permutation(len(vectors))[:NOISE_SAMPLE]
+    index = faiss.IndexFlatL2(vectors.shape[1])
+    index.add(np.ascontiguousarray(vectors))
+    _, ids = index.search(np.ascontiguousarray(vectors[rows]), NOISE_NEIGHBOURS + 1)
+    itself_last = np.argsort(ids == rows[:, None], axis=1, kind="stable")  # a twin may come first
+    ids = np.take_along_axis(ids, itself_last, axis=1)[:, :NOISE_NEIGHBOURS]
+    own = vectors[rows][:, None, :n_numeric].astype(np.float64)
+    others = vectors[ids][:, :, :n_numeric]
+    rms = np.sqrt(((own - others) ** 2).mean(axis=(0, 1)))
+    weights[:n_numeric] = 1.0 / np.maximum(1.0, rms / noise)
+    return weights
 
 
 def split_for_fit(n: int, config: DetectorConfig) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:

@@ -106,6 +106,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
                 "500",
                 "--fusion-weight",
                 "0.4",
+                "--feature-noise",
+                "0.3",
                 "--name",
                 "cli-test",
                 "--quiet",
@@ -148,6 +150,8 @@ def events_file(workdir: Path, score_events: list[Event]) -> Path:
                 "--seed",
                 "--score",
                 "--k",
+                "--feature-k",
+                "--feature-noise",
                 "--fusion-weight",
                 "--baseline-size",
                 "--quiet",
@@ -323,19 +327,29 @@ def test_train_writes_a_bundle(trained: Trained) -> None:
     assert metadata["training"]["baseline_events"] == 500
     assert metadata["training"]["config"]["epochs"] == 1
     assert metadata["detector"]["fusion_weight"] == 0.4
+    assert metadata["detector"]["feature_noise"] == 0.3
     assert metadata["version"] in trained.stderr
     assert "wrote" in trained.stderr
     assert "Traceback" not in trained.stderr
     assert Detector.load(path).model_info == {"name": "cli-test", "version": metadata["version"]}
 
 
-@pytest.mark.parametrize("weight", ["-0.1", "1.5", "half"])
-def test_train_fusion_weight_outside_zero_to_one_is_a_usage_error(
-    workdir: Path, events_file: Path, weight: str
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--fusion-weight", "-0.1"),
+        ("--fusion-weight", "1.5"),
+        ("--fusion-weight", "half"),
+        ("--feature-noise", "-1"),
+        ("--feature-noise", "nan"),
+    ],
+)
+def test_train_fusion_weight_outside_zero_to_one_or_a_negative_noise_is_a_usage_error(
+    workdir: Path, events_file: Path, option: str, value: str
 ) -> None:
-    result = _run("train", events_file, "--output", workdir / "m3", "--fusion-weight", weight)
+    result = _run("train", events_file, "--output", workdir / "m3", option, value)
     assert result.returncode == 2
-    assert "--fusion-weight" in result.stderr
+    assert option in result.stderr
     assert not (workdir / "m3").exists()
 
 

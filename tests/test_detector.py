@@ -10,9 +10,9 @@ import numpy as np
 import orjson
 import pytest
 
-from scorer import knn
+from scorer import bundle, knn
 from scorer.calibration import GLOBAL
-from scorer.detector import SCORE_KINDS, Detector
+from scorer.detector import SCORE_KINDS, Detector, DetectorConfig, noise_weights
 from scorer.network import embed
 
 Event = dict[str, Any]
@@ -162,7 +162,11 @@ def test_an_approximate_index_answers_as_exact_search_does(
     encoded = encoder.encode(later)
     searches = {  # each index: its k, fresh queries, and the baseline rows it holds
         "embedding": (config.k, embed(net, encoded), embed(net, approximate.baseline)),
-        "feature": (config.feature_k, encoder.dense(encoded), encoder.dense(approximate.baseline)),
+        "feature": (
+            config.feature_k,
+            approximate.feature_vectors(encoded),
+            approximate.feature_vectors(approximate.baseline),
+        ),
     }
     for name, (k, queries, rows) in searches.items():
         index = getattr(approximate, f"{name}_index")
@@ -355,3 +359,36 @@ def test_a_numeric_reason_shows_the_value_as_the_encoder_reads_it(raw: Any) -> N
     got = _number_value(FeatureDef(path="traffic.bytes_out", kind="numeric"), raw)
     assert got == expected or (got != got and expected != expected)
     assert type(got) is type(expected)
+
+
+def test_a_column_that_varies_among_normal_neighbours_counts_for_less_in_the_feature_space() -> None:
+    """What differs even between nearest normal events says little about an event; a column that is
+    steady among neighbours (while it tells groups apart) keeps its whole weight, as do the columns
+    after the numeric ones (the categories' codes)."""
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 20, 2_000)
+    steady = groups * 3.0  # the same within a group, 3 apart between groups
+    noisy, code = rng.normal(0, 2, 2_000), rng.normal(0, 2, 2_000)
+    vectors = np.stack([steady, noisy, code], axis=1).astype(np.float32)
+    weights = noise_weights(vectors, 2, 0.2, seed=0)
+    assert weights[0] == 1.0
+    assert 0.0 < weights[1] < 0.8
+    assert weights[2] == 1.0
+    assert (noise_weights(vectors, 2, 0.0, seed=0) == 1.0).all()
+
+
+def test_the_feature_weights_travel_with_the_bundle_and_an_older_bundle_counts_every_column(
+    fitted_detector: Detector, tmp_path: Any
+) -> None:
+    assert fitted_detector.config.feature_noise == DetectorConfig().feature_noise > 0
+    assert (fitted_detector.feature_weights < 1).any()  # some demo columns vary among neighbours
+    loaded = Detector.load(fitted_detector.save(tmp_path / "bundle"))
+    np.testing.assert_array_equal(loaded.feature_weights, fitted_detector.feature_weights)
+    state = fitted_detector.to_state()
+    del state.settings["feature_weights"]  # as written before the weights were
+    older = Detector.from_state(state)
+    assert older.config.feature_noise == 0.0
+    assert (older.feature_weights == 1.0).all()
+    state.settings["feature_weights"] = [1.0, 2.0]
+    with pytest.raises(bundle.BundleError, match="feature_weights"):
+        Detector.from_state(state)
