@@ -56,6 +56,11 @@ log = logging.getLogger("ocsf_anomaly.service")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 WORKER_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
+# An idle keep-alive connection is closed after this: longer than clients commonly keep theirs idle
+# in a pool (hyper's default, which Vector's HTTP client is built on, is 90 s), so the client closes
+# first rather than send a request on a connection the server is closing (aiohttp's own default,
+# as the serving processes of --workers > 1 always had; run_app's 75 s served --workers 1).
+KEEPALIVE_SECONDS = 3630.0
 DRAIN_SECONDS = 1.5  # on SIGTERM, how long open connections may still bring a request (answered, then closed)
 STOP_SECONDS = 75.0  # a process finishing its requests (aiohttp allows them 60 s) before it is killed
 RESTARTS_PER_MINUTE = 5  # per serving process: beyond it the service gives up, it would only flap
@@ -224,7 +229,8 @@ async def _serve_worker(settings: Settings, sock: socket.socket, conn: Connectio
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         conn.send(("ready",))
 
-    await _serve_until(web.AppRunner(app, handle_signals=False), sock, context, stop, ready)
+    runner = web.AppRunner(app, handle_signals=False, keepalive_timeout=KEEPALIVE_SECONDS)
+    await _serve_until(runner, sock, context, stop, ready)
 
 
 async def _serve_alone(
@@ -243,8 +249,7 @@ async def _serve_alone(
             loop.add_signal_handler(sig, stop.set)
         say_ready()
 
-    # idle connections closed after 75 s, as aiohttp's run_app did here (its AppRunner: after an hour)
-    runner = web.AppRunner(create_app(settings), handle_signals=False, keepalive_timeout=75.0)
+    runner = web.AppRunner(create_app(settings), handle_signals=False, keepalive_timeout=KEEPALIVE_SECONDS)
     await _serve_until(runner, sock, context, stop, ready)
 
 
