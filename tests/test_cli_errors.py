@@ -354,3 +354,48 @@ def test_score_warns_before_the_work_when_events_hold_none_of_the_model_s_fields
     source = _write_jsonl(tmp_path / "events.jsonl", generate_events(300, seed=2)[0])
     result = _run("score", "--model", bundle_dir, source, "--output", tmp_path / "out.csv", "--quiet")
     assert "warning" not in result.stderr
+
+
+# ------------------------------------------------------------------ where nothing can be written
+def _read_only(directory: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """The command run in a mount namespace of its own where ``directory`` is read-only: the tests
+    run as root, whom file modes do not stop, while a read-only mount stops anyone."""
+    command = " ".join(f"'{a}'" for a in [sys.executable, "-m", "scorer.cli", *map(str, args)])
+    script = f"mount --bind '{directory}' '{directory}' && mount -o remount,bind,ro '{directory}' '{directory}' && exec {command}"
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"no mount namespace here (unshare -m: {probe.stderr.decode().strip()}); needs root")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
+    return subprocess.run(
+        ["unshare", "-m", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("command", ["train", "score", "report"])
+def test_an_output_where_nothing_can_be_written_is_refused_before_the_work(
+    command: str, labelled: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`train --output` on a read-only file system trained for the whole run, then failed writing."""
+    events, _ = labelled
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    model = tmp_path / "model"
+    if command != "train":
+        _run("train", events, "--output", model, "--epochs", "1", "--quiet", check=True)
+    args = {
+        "train": ("train", events, "--output", locked / "m"),
+        "score": ("score", events, "--model", model, "--output", locked / "out.csv"),
+        "report": ("report", events, "--output", locked / "report.html"),
+    }[command]
+    result = _read_only(locked, *args)
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert f"{locked} does not take new files" in last, result.stderr
+    assert "training" not in result.stderr  # refused before the work
+    assert "reading" not in result.stderr
+    assert list(locked.iterdir()) == []

@@ -108,20 +108,22 @@ def _count(text: str) -> int:
 
 
 def _file_out(text: str) -> Path:
-    """A file to write: refused at once when it cannot be one (a directory, or under a file)."""
+    """A file to write: refused at once when it cannot be one (a directory, under a file, or where
+    nothing can be written)."""
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is a directory: name a file to write")
-    _parent_is_a_directory(text, path)
+    _writable_parent(text, path)
     return path
 
 
 def _dir_out(text: str) -> Path:
-    """A directory to write: refused at once when it cannot be one (a file, or under a file)."""
+    """A directory to write: refused at once when it cannot be one (a file, under a file, or where
+    nothing can be written)."""
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is a file: name a directory to write")
-    _parent_is_a_directory(text, path)
+    _writable_parent(text, path)
     return path
 
 
@@ -138,12 +140,20 @@ def _bundle_out(text: str) -> Path:
     return path
 
 
-def _parent_is_a_directory(text: str, path: Path) -> None:
+def _writable_parent(text: str, path: Path) -> None:
+    """The nearest existing directory above ``path``, where it (or a file beside it, renamed into
+    place) is made, must take new entries: else the command would fail only at the end, after
+    minutes of training or scoring."""
     for parent in path.absolute().parents:
         if parent.exists():
             if not parent.is_dir():
                 raise argparse.ArgumentTypeError(
                     f"{text!r} cannot be written: {parent} is a file, not a directory"
+                )
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise argparse.ArgumentTypeError(
+                    f"{text!r} cannot be written: {parent} does not take new files (read-only, or "
+                    "not yours to write): choose another place"
                 )
             return
 
