@@ -175,6 +175,7 @@ class Registry:
             )
         # a local store keeps its artifacts beside the database (MLflow's default is ./mlruns of the
         # working directory); a server decides for itself
+        self._database = database
         self._artifacts = database.parent / "artifacts" if database is not None else None
         if database is not None:
             database.parent.mkdir(parents=True, exist_ok=True)
@@ -185,11 +186,21 @@ class Registry:
                 self.client.search_experiments(max_results=1)
 
     def answers(self) -> None:
-        """RegistryError unless the registry answers: a server is not asked until it is used, and a
-        command that registers asks first, not after its work (`train --register` trained, then
-        found a server down or mistyped)."""
+        """RegistryError unless the registry answers, and a local one takes writes: a server is not
+        asked until it is used, and a command that registers asks first, not after its work
+        (`train --register` trained, then found a server down or mistyped, or a read-only store)."""
         with self._errors(f"cannot reach the registry at {self.uri}"):
             self.client.search_experiments(max_results=1)
+        if self._database is None or self._artifacts is None:
+            return
+        # SQLite writes the database and a journal beside it; the bundles go under artifacts/
+        for place in (self._database, self._database.parent, self._artifacts):
+            existing = next(p for p in (place, *place.parents) if p.exists())
+            if not os.access(existing, os.W_OK | (os.X_OK if existing.is_dir() else 0)):
+                raise RegistryError(
+                    f"the registry at {self.uri} cannot be written: {existing} does not take "
+                    "changes (read-only, or not yours to write)"
+                )
 
     # ------------------------------------------------------------------ errors
     @contextmanager

@@ -399,3 +399,22 @@ def test_an_output_where_nothing_can_be_written_is_refused_before_the_work(
     assert "training" not in result.stderr  # refused before the work
     assert "reading" not in result.stderr
     assert list(locked.iterdir()) == []
+
+
+def test_train_register_into_a_registry_that_cannot_be_written_is_refused_before_training(
+    labelled: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It trained, then failed to register with SQLAlchemy's "attempt to write a readonly database"
+    and an autoflush hint."""
+    from scorer.registry import Registry
+
+    events, _ = labelled
+    home = tmp_path / "home"
+    Registry(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")  # an existing local registry
+    monkeypatch.setenv("OCSF_ANOMALY_HOME", str(home))
+    result = _read_only(home, "train", events, "--register", "demo", "--epochs", "1")
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the registry at sqlite:///"), result.stderr
+    assert "cannot be written" in last
+    assert "training" not in result.stderr
