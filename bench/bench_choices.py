@@ -11,8 +11,9 @@ every score kind at α = 0.01. Raw-feature k-NN on the same split is in bench_de
 
 The `shift` study judges on data captured apart from training (see bench_detection.py for the
 protocols): NSL-KDD train → dev, UNSW-NB15 in file order, the demo company after a round of hiring,
-with the i.i.d. splits beside them as a sanity check. One fitted detector per protocol and seed,
-re-calibrated for each option; the baselines are fitted once per protocol and seed.
+with the i.i.d. splits beside them as a sanity check. One network trained per protocol and seed;
+for each option both indices and the column weights are built again over the same baseline
+(`Detector.reindex`) and calibrated; the baselines are fitted once per protocol and seed.
 """
 
 from __future__ import annotations

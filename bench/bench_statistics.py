@@ -1,7 +1,7 @@
-"""Neighbour statistics of the feature space, measured on the default's own vectors (issue 14).
+"""Neighbour statistics of the feature space, measured on the encoder's vectors (issue 14).
 
 For each protocol and seed (the protocols of bench_detection.py): fit the default detector, keep
-its feature-space vectors of the baseline, the held-out calibration events and the test events,
+its encoder's feature-space vectors, unweighted (`encoder.dense`), of the baseline, the held-out calibration events and the test events,
 and its standardised embedding score; raw k-NN is fitted on the same split. Then each option
 below is scored with exact search, standardised on the baseline's own leave-one-out scores (as
 the detector's standardisers are), fused with the embedding at a weight w, calibrated on the
@@ -11,11 +11,12 @@ false-alarm budget, median over the seeds.
 
 Options:
 
-* ``1-NN``: the distance to the nearest baseline event (the default's feature score).
+* ``1-NN``: the distance to the nearest baseline event (the default's feature score until 2026-12-05).
 * ``mean kN``: the mean distance to the N nearest, N = 3 … 50 (smoother: what nsl-dev's
   false-positive rate likes).
 * ``tau``: each numeric column divided by max(1, rms / 0.2), rms being how much it differs between
-  5,000 baseline events and their 5 nearest baseline events (a metric fitted to neighbour noise).
+  5,000 baseline events and their 5 nearest baseline events (a metric fitted to neighbour noise;
+  what `train --feature-noise 0.2` does since 2026-12-05).
 * ``edges KN``: the distance to the baseline's neighbour graph: the nearest point of any segment
   from one of the event's 10 nearest baseline events to one of that event's N nearest baseline
   events. Normal events that lie between two neighbouring normal events are not far from normal;

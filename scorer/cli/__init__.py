@@ -86,7 +86,7 @@ def _alpha(text: str) -> float:
 
 
 def _share(text: str) -> float:
-    return _between(text, "a share between 0 and 1, e.g. 0.25", closed=True)
+    return _between(text, "a share between 0 and 1, e.g. 0.1", closed=True)
 
 
 def _fraction(text: str) -> float:
