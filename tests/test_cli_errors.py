@@ -357,23 +357,34 @@ def test_score_warns_before_the_work_when_events_hold_none_of_the_model_s_fields
 
 
 # ------------------------------------------------------------------ where nothing can be written
-def _read_only(directory: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    """The command run in a mount namespace of its own where ``directory`` is read-only: the tests
-    run as root, whom file modes do not stop, while a read-only mount stops anyone."""
+def _mounted(mount: str, *args: str | Path, after: str = "") -> subprocess.CompletedProcess[str]:
+    """The command run in a mount namespace of its own, after ``mount`` and before ``after`` (shell;
+    its output goes to stdout, the command's status is kept): the tests run as root, whom file modes
+    do not stop, while a read-only or full mount stops anyone."""
     command = " ".join(f"'{a}'" for a in [sys.executable, "-m", "scorer.cli", *map(str, args)])
-    script = f"mount --bind '{directory}' '{directory}' && mount -o remount,bind,ro '{directory}' '{directory}' && exec {command}"
     probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False)
     if probe.returncode != 0:
         pytest.skip(f"no mount namespace here (unshare -m: {probe.stderr.decode().strip()}); needs root")
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
     return subprocess.run(
-        ["unshare", "-m", "sh", "-c", script],
+        [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            f"{mount} && {{ {command}; status=$?; {after or ':'}; exit $status; }}",
+        ],
         capture_output=True,
         text=True,
         env=env,
         check=False,
         timeout=300,
     )
+
+
+def _read_only(directory: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    d = f"'{directory}'"
+    return _mounted(f"mount --bind {d} {d} && mount -o remount,bind,ro {d} {d}", *args)
 
 
 @pytest.mark.parametrize("command", ["train", "score", "report"])
@@ -418,3 +429,26 @@ def test_train_register_into_a_registry_that_cannot_be_written_is_refused_before
     assert last.startswith("error: the registry at sqlite:///"), result.stderr
     assert "cannot be written" in last
     assert "training" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "score"])
+def test_a_full_disk_names_the_output_and_leaves_nothing(
+    command: str, labelled: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A write that fails names no file: the error said "No space left on device" and no more."""
+    events, _ = labelled
+    full = tmp_path / "full"
+    full.mkdir()
+    model = tmp_path / "model"
+    if command == "score":
+        _run("train", events, "--output", model, "--epochs", "1", "--quiet", check=True)
+    output = full / ("out.jsonl" if command == "score" else "model")
+    args = {
+        "train": ("train", events, "--output", output, "--epochs", "1", "--quiet"),
+        "score": ("score", events, "--model", model, "--output", output, "--quiet"),
+    }[command]
+    result = _mounted(f"mount -t tmpfs -o size=64k tmpfs '{full}'", *args, after=f"ls -A '{full}'")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"error: No space left on device: {output}"
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""  # the full place holds nothing the command began

@@ -19,6 +19,7 @@ are imported inside the handlers, so that ``--help`` and argument errors answer 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import math
 import os
@@ -284,6 +285,9 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated
 
 
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # errors only a write meets
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -304,7 +308,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except OSError as exc:  # a directory where a file was meant, a full disk, no permission
-        _say(f"error: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}")
+        where = exc.filename
+        if where is None and exc.errno in FULL and getattr(args, "output", None) is not None:
+            where = args.output  # a write names no file: the command's output is what was written
+        _say(f"error: {exc.strerror or exc}{f': {where}' if where else ''}")
         return 2
     finally:
         signal.signal(signal.SIGTERM, previous)
