@@ -56,7 +56,9 @@ if TYPE_CHECKING:
 # faiss and numpy are imported inside write() and read(), so that BundleError and read_metadata()
 # cost a command nothing at start-up (the CLI checks a bundle before it spawns workers).
 
-FORMAT = 3  # 1: the settings were read from metadata.json, outside the digests; 2: weights.pt (torch)
+# 1: the settings were read from metadata.json, outside the digests; 2: weights.pt (torch); 3: the
+# feature space counted every column in full (4: detector.json holds its column weights)
+FORMAT = 4
 FILES = (
     "detector.json",
     "features.json",
@@ -68,7 +70,7 @@ FILES = (
     "baseline_ids.json",
     "calibration.json",
 )
-READABLE = {FORMAT: FILES, 2: tuple("weights.pt" if f == "weights.npz" else f for f in FILES)}
+READABLE = {FORMAT: FILES, 3: FILES, 2: tuple("weights.pt" if f == "weights.npz" else f for f in FILES)}
 
 METADATA_MAX_BYTES = 4 * 1024 * 1024  # metadata.json is read before any digest is checked
 JSON_MAX_BYTES = 256 * 1024 * 1024  # the other JSON files (the baseline's ids, the calibration scores)

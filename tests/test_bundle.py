@@ -523,3 +523,21 @@ def test_injected_anomalies_score_higher_than_normal_events(fitted_detector: Det
     result = fitted_detector.score(events, explain=False)
     is_attack = np.array([label != "normal" for label in labels])
     assert np.median(result.score[is_attack]) > np.median(result.score[~is_attack])
+
+
+def test_a_bundle_of_format_3_scores_with_every_column_in_full(copy: Path, saved: Path) -> None:
+    """Written before the feature space's column weights: it loads, and its feature space counts
+    every column in full, as the code that wrote it did. (Today's bundles carry a new format number,
+    so that an older reader refuses them by it rather than as malformed.)"""
+    settings = json.loads((copy / "detector.json").read_text(encoding="utf-8"))
+    del settings["feature_weights"]
+    del settings["detector"]["feature_noise"]
+    (copy / "detector.json").write_text(json.dumps(settings), encoding="utf-8")
+    metadata = _metadata(copy)
+    metadata["format"] = 3
+    (copy / "metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
+    _rewrite_digest(copy, "detector.json")
+    older = Detector.load(copy)
+    assert older.config.feature_noise == 0.0
+    assert (older.feature_weights == 1.0).all()
+    assert _metadata(saved)["format"] == bundle.FORMAT == 4
