@@ -389,18 +389,15 @@ def _read_only(directory: Path, *args: str | Path) -> subprocess.CompletedProces
 
 @pytest.mark.parametrize("command", ["train", "score", "report"])
 def test_an_output_where_nothing_can_be_written_is_refused_before_the_work(
-    command: str, labelled: tuple[Path, Path], tmp_path: Path
+    command: str, labelled: tuple[Path, Path], bundle_dir: Path, tmp_path: Path
 ) -> None:
     """`train --output` on a read-only file system trained for the whole run, then failed writing."""
     events, _ = labelled
     locked = tmp_path / "locked"
     locked.mkdir()
-    model = tmp_path / "model"
-    if command != "train":
-        _run("train", events, "--output", model, "--epochs", "1", "--quiet", check=True)
     args = {
         "train": ("train", events, "--output", locked / "m"),
-        "score": ("score", events, "--model", model, "--output", locked / "out.csv"),
+        "score": ("score", events, "--model", bundle_dir, "--output", locked / "out.csv"),
         "report": ("report", events, "--output", locked / "report.html"),
     }[command]
     result = _read_only(locked, *args)
@@ -433,19 +430,16 @@ def test_train_register_into_a_registry_that_cannot_be_written_is_refused_before
 
 @pytest.mark.parametrize("command", ["train", "score"])
 def test_a_full_disk_names_the_output_and_leaves_nothing(
-    command: str, labelled: tuple[Path, Path], tmp_path: Path
+    command: str, labelled: tuple[Path, Path], bundle_dir: Path, tmp_path: Path
 ) -> None:
     """A write that fails names no file: the error said "No space left on device" and no more."""
     events, _ = labelled
     full = tmp_path / "full"
     full.mkdir()
-    model = tmp_path / "model"
-    if command == "score":
-        _run("train", events, "--output", model, "--epochs", "1", "--quiet", check=True)
     output = full / ("out.jsonl" if command == "score" else "model")
     args = {
         "train": ("train", events, "--output", output, "--epochs", "1", "--quiet"),
-        "score": ("score", events, "--model", model, "--output", output, "--quiet"),
+        "score": ("score", events, "--model", bundle_dir, "--output", output, "--quiet"),
     }[command]
     result = _mounted(f"mount -t tmpfs -o size=64k tmpfs '{full}'", *args, after=f"ls -A '{full}'")
     assert result.returncode == 2, result.stderr

@@ -94,17 +94,25 @@ def _fraction(text: str) -> float:
     return _between(text, "a fraction strictly between 0 and 1, e.g. 0.5", closed=False)
 
 
+def _at_least(text: str, kind: type[float] | type[int], least: float, what: str) -> Any:
+    value = _number(text, kind, what)
+    if value < least:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+    return value
+
+
 def _positive(text: str) -> int:
-    value: int = _number(text, int, "a positive integer")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    value: int = _at_least(text, int, 1, "a positive integer")
     return value
 
 
 def _count(text: str) -> int:
-    value: int = _number(text, int, "a whole number, 0 or more")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number, 0 or more")
+    value: int = _at_least(text, int, 0, "a whole number, 0 or more")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value: float = _at_least(text, float, 0.0, "a number, 0 or more, e.g. 0.2")
     return value
 
 

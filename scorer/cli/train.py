@@ -15,7 +15,7 @@ from scorer.cli import (
     _bundle_out,
     _check_config,
     _existing,
-    _number,
+    _non_negative,
     _positive,
     _registry,
     _say,
@@ -92,7 +92,7 @@ def add_commands(commands: Commands) -> None:
     )
     train.add_argument(
         "--feature-noise",
-        type=_noise,
+        type=_non_negative,
         default=0.2,
         metavar="TAU",
         help="a numeric column that differs between nearest normal events by more than TAU (robust "
@@ -117,13 +117,6 @@ def add_commands(commands: Commands) -> None:
     )
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(handler=_train)
-
-
-def _noise(text: str) -> float:
-    value: float = _number(text, float, "a number, 0 or more, e.g. 0.2")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number, 0 or more, e.g. 0.2")
-    return value
 
 
 def _model_name(text: str) -> str:
