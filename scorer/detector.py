@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import faiss
 import numpy as np
 import numpy.typing as npt
 
@@ -730,9 +729,8 @@ def noise_weights(
     if noise <= 0 or n_numeric == 0 or len(vectors) <= NOISE_NEIGHBOURS:
         return weights
     rows = np.random.default_rng(seed + 3).permutation(len(vectors))[:NOISE_SAMPLE]
-    index = faiss.IndexFlatL2(vectors.shape[1])
-    index.add(np.ascontiguousarray(vectors))
-    _, ids = index.search(np.ascontiguousarray(vectors[rows]), NOISE_NEIGHBOURS + 1)
+    exact = KnnIndex.build(vectors, ann_threshold=len(vectors))
+    _, ids = exact.search(vectors[rows], NOISE_NEIGHBOURS + 1)
     itself_last = np.argsort(ids == rows[:, None], axis=1, kind="stable")  # a twin may come first
     ids = np.take_along_axis(ids, itself_last, axis=1)[:, :NOISE_NEIGHBOURS]
     own = vectors[rows][:, None, :n_numeric].astype(np.float64)
