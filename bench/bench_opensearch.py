@@ -12,21 +12,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import time
 
-import aiohttp
-from bench_service import HEADERS, demo_events, free_port, open_loop, percentile, start_service
+from bench_service import demo_events, free_port, open_loop, percentile, start_service, summary
 from common import machine
+from load_client import LoadClient
 
 ENDPOINT = "/v1/integrations/opensearch"
 RATES = (200, 500)
 IN_FLIGHT = 10  # ml_inference's default max_prediction_tasks
-
-
-def opensearch_version(body: bytes) -> str:
-    return str(json.loads(body)["model_version"])
 
 
 def documents(lines: list[bytes]) -> list[bytes]:
@@ -44,23 +39,23 @@ async def in_flight(
     latencies, and how many were not 2xx."""
     latencies: list[float] = []
     failures = 0
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        stop = time.perf_counter() + duration
+    client = LoadClient(url)
+    stop = time.perf_counter() + duration
 
-        async def caller(offset: int) -> None:
-            nonlocal failures
-            i = offset
-            while time.perf_counter() < stop:
-                started = time.perf_counter()
-                async with session.post(url, data=bodies[i % len(bodies)], headers=HEADERS) as response:
-                    await response.read()
-                    failures += response.status >= 300
-                latencies.append(time.perf_counter() - started)
-                i += concurrency
+    async def caller(offset: int) -> None:
+        nonlocal failures
+        i = offset
+        while time.perf_counter() < stop:
+            started = time.perf_counter()
+            answer = await client.post(bodies[i % len(bodies)])
+            latencies.append(time.perf_counter() - started)
+            failures += not 200 <= answer.status < 300
+            i += concurrency
 
-        began = time.perf_counter()
-        await asyncio.gather(*[caller(k) for k in range(concurrency)])
-        elapsed = time.perf_counter() - began
+    began = time.perf_counter()
+    await asyncio.gather(*[caller(k) for k in range(concurrency)])
+    elapsed = time.perf_counter() - began
+    client.close()
     return len(latencies) / elapsed, latencies, failures
 
 
@@ -79,25 +74,22 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     table: dict[str, list[tuple[float, float, int]]] = {}
     try:
-        asyncio.run(
-            open_loop(base + ENDPOINT, docs[-2000:], 200, 3, version_of=opensearch_version)
-        )  # warm up
+        asyncio.run(open_loop(base + ENDPOINT, docs[-2000:], 200, 3))  # warm up
         for run in range(args.runs):
             offset = run * 20_000  # distinct events in every measurement: no cache hits
             for rate in RATES:
-                for name, url, bodies, version in (
-                    ("opensearch", base + ENDPOINT, docs, opensearch_version),
-                    ("score", base + "/v1/score", singles, None),
+                for name, url, bodies in (
+                    ("opensearch", base + ENDPOINT, docs),
+                    ("score", base + "/v1/score", singles),
                 ):
                     chosen = bodies[offset % len(bodies) :] + bodies[: offset % len(bodies)]
-                    extra = {"version_of": version} if version else {}
-                    line, samples = asyncio.run(open_loop(url, chosen, rate, args.duration, **extra))
-                    latencies = [latency for _, latency, _ in samples]
-                    failed = sum(version == "?" for _, _, version in samples)  # open_loop's mark
+                    samples = asyncio.run(open_loop(url, chosen, rate, args.duration))
+                    print(f"run {run + 1} {name:>10} {summary(rate, samples)}", flush=True)
+                    latencies = [latency for _, latency, _, _ in samples]
+                    failed = sum(not 200 <= status < 300 for _, _, status, _ in samples)
                     table.setdefault(f"{name} {rate}/s", []).append(
                         (percentile(latencies, 0.5) * 1e3, percentile(latencies, 0.99) * 1e3, failed)
                     )
-                    print(f"run {run + 1} {name:>10} {line}", flush=True)
                     offset += int(rate * args.duration)
             rate_done, latencies, failed = asyncio.run(
                 in_flight(base + ENDPOINT, docs, IN_FLIGHT, args.duration)

@@ -162,6 +162,30 @@ def test_ndjson_and_what_is_no_event_are_passed_on_never_dropped(
         assert "126 levels" in passed["anomaly"]["error"]["message"]
 
 
+def test_the_stand_in_refuses_what_serde_json_refuses(downstream: Downstream) -> None:
+    """The stand-in's decoder stops where Vector's does: 127 arrays and objects nested, brackets
+    inside strings not counted; deeper is a 400 (and Python's own decoder's limit is no way round)."""
+    url = urlsplit(downstream.url)
+
+    def post(body: bytes) -> int:
+        connection = http.client.HTTPConnection(url.hostname or "", url.port, timeout=30)
+        connection.request("POST", url.path, body=body, headers={"Content-Type": "application/json"})
+        status = connection.getresponse().status
+        connection.close()
+        return status
+
+    def array(depth: int, inner: bytes = b"1") -> bytes:  # the batch's own array counts
+        return b"[" * depth + inner + b"]" * depth
+
+    assert post(array(127)) == 200
+    assert post(array(126, b'{"s": "[[[[{{{{"}')) == 200
+    assert post(array(128)) == 400
+    assert post(array(126, b'{"a": {"b": 1}}')) == 400
+    assert post(array(100_000)) == 400
+    assert downstream.refused == 3
+    assert len(downstream.batches) == 2
+
+
 @pytest.mark.parametrize("failure", ["error", "timeout", "refused"])
 def test_a_downstream_failure_is_503_nothing_held_and_the_retry_arrives_once(
     failure: str, bundle_dir: Path, downstream: Downstream, held_out_events: list[Event]
