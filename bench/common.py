@@ -37,18 +37,42 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, Python {platform.python_version()}"
 
 
+# Runs the command and writes its peak RSS (KiB) to the file descriptor it is given. A process
+# started straight from the benchmark would report the benchmark's own peak instead whenever that
+# is larger: Linux keeps, across exec, the high-water mark of the memory a child was started with
+# (the parent's, under vfork or fork). Started from this small process, the command's is its own.
+MEASURED = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+os.write(int(sys.argv[1]), b"%d" % usage.ru_maxrss)
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
 def run_cli(*args: str, quiet: bool = True) -> tuple[float, float]:
     """Run ``ocsf-anomaly ARGS`` in a fresh process: (wall seconds, peak RSS in MiB of that process or
-    its largest worker; wait4 reports this one run, where RUSAGE_CHILDREN would keep earlier runs' peak)."""
-    started = time.perf_counter()
+    its largest worker, whatever the benchmark's own process holds)."""
     quietly = subprocess.DEVNULL if quiet else None
-    process = subprocess.Popen([*CLI, *args], stdout=quietly, stderr=quietly)
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - started
-    if process.returncode != 0:
-        raise subprocess.CalledProcessError(process.returncode, process.args)
-    return wall, usage.ru_maxrss / 1024
+    read, write = os.pipe()
+    with os.fdopen(read, "rb") as answer:
+        started = time.perf_counter()
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-c", MEASURED, str(write), *CLI, *args],
+                stdout=quietly,
+                stderr=quietly,
+                pass_fds=(write,),
+            )
+        finally:
+            os.close(write)
+        returncode = process.wait()
+        wall = time.perf_counter() - started
+        peak_kib = answer.read()
+    if returncode != 0:
+        raise subprocess.CalledProcessError(returncode, process.args)
+    return wall, int(peak_kib) / 1024
 
 
 def default_model() -> Path:
