@@ -63,7 +63,7 @@ report: $(REPORT_STAMP)
 	@test -f data/demo/scored.jsonl || { echo "no data/demo/scored.jsonl: \`make run\` scores the demo file first"; exit 1; }
 	$(VENV)/bin/ocsf-anomaly report data/demo/scored.jsonl --model models:/ocsf-anomaly-demo@champion --output data/demo/report.html
 
-## lint: ruff (lint + format check) and mypy on scorer/.
+## lint: ruff (lint + format check), and mypy on scorer/ and bench/ (a benchmark calling what was renamed or removed fails here).
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check scorer tests bench deploy
 	$(VENV)/bin/ruff format --check scorer tests bench deploy

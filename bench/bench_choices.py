@@ -21,8 +21,10 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 from common import DATA, OUT, machine, require_data, run_cli
+from numpy.typing import ArrayLike
 
 from scorer.baselines import run_baselines
 from scorer.detector import Detector, DetectorConfig, split_for_fit
@@ -51,7 +53,9 @@ def split(name: str) -> Path:
     return target
 
 
-def report(tag: str, detector: Detector, test: list, y, alpha: float = 0.01) -> None:
+def report(
+    tag: str, detector: Detector, test: list[dict[str, Any]], y: ArrayLike, alpha: float = 0.01
+) -> None:
     result = detector.with_config(score="fusion").score(test, explain=False)
     for kind in ("embedding", "features", "fusion"):
         p = detector.calibrations[kind].p_values(result.components[kind], result.group)
@@ -62,7 +66,8 @@ def report(tag: str, detector: Detector, test: list, y, alpha: float = 0.01) -> 
         )
 
 
-SHIFT_OPTIONS = {  # name → DetectorConfig changes, applied to one fitted network
+# name → DetectorConfig changes, applied to one fitted network
+SHIFT_OPTIONS: dict[str, dict[str, float | str]] = {
     "features alone": {"score": "features"},
     "embedding alone (k 5)": {"score": "embedding"},
     "1-NN, every column, w 0.25 (before)": {"feature_k": 1, "feature_noise": 0.0, "fusion_weight": 0.25},

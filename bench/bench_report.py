@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from pathlib import Path
 
 import orjson
 from common import OUT, machine, run_cli
@@ -22,7 +23,7 @@ DAY_MS = 86_400_000
 DAY_START = 1_800_000_000_000 - 1_800_000_000_000 % DAY_MS  # a UTC midnight
 
 
-def prepare(events_total: int) -> tuple:
+def prepare(events_total: int) -> tuple[Path, Path, Path]:
     from scorer.demo import generate_events, generate_later
 
     work = OUT / "report"

@@ -44,8 +44,9 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from common import CLI, DATA, ROOT, default_model, machine, require_data, run_cli
 from load_client import LoadClient
@@ -169,7 +170,7 @@ async def open_loop(
     bodies: list[bytes],
     rate: int,
     duration: float,
-    during: Callable[[float], Awaitable[None]] | None = None,
+    during: Callable[[float], Coroutine[Any, Any, None]] | None = None,
     keep_bodies: bool = False,
     every: float = 0.0,
     on_window: Callable[[float, list[Sample]], None] | None = None,
@@ -400,16 +401,16 @@ def load_test(
                     print("  open loop, single event, " + summary(rate, samples))
                     print("    " + cpu.line(len(samples)))
             with CpuMeter(service) as cpu:
-                rate, failures = asyncio.run(closed_loop(url, singles, 1, 64, duration))
-            print(f"  closed loop, single event, 64 in flight: {rate:,.0f} req/s ({failures} not 2xx)")
-            print("    " + cpu.line(rate * cpu.wall))
+                throughput, failures = asyncio.run(closed_loop(url, singles, 1, 64, duration))
+            print(f"  closed loop, single event, 64 in flight: {throughput:,.0f} req/s ({failures} not 2xx)")
+            print("    " + cpu.line(throughput * cpu.wall))
             if max_size > 1:
                 with CpuMeter(service) as cpu:
-                    rate, failures = asyncio.run(closed_loop(url, batches, 256, 8, duration))
+                    throughput, failures = asyncio.run(closed_loop(url, batches, 256, 8, duration))
                 print(
-                    f"  batched, 256 events a request, 8 in flight: {rate:,.0f} events/s ({failures} not 2xx)"
+                    f"  batched, 256 events a request, 8 in flight: {throughput:,.0f} events/s ({failures} not 2xx)"
                 )
-                print("    " + cpu.line(rate / 256 * cpu.wall))
+                print("    " + cpu.line(throughput / 256 * cpu.wall))
         finally:
             service.terminate()
             service.wait(30)

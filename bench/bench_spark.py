@@ -109,7 +109,8 @@ print(json.dumps(times))
 session.stop()
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    times: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
+    return times
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from bench_service import demo_events
@@ -31,6 +31,9 @@ from common import CLI, ROOT, machine
 
 sys.path.insert(0, str(ROOT / "tests"))
 from redis_server import RedisServer
+
+if TYPE_CHECKING:
+    from redis.typing import StreamRangeResponse
 
 STREAMS = ("ocsf:in", "ocsf:out", "ocsf:alerts", "ocsf:dead")
 
@@ -43,7 +46,16 @@ def consumer(server: RedisServer, batch_size: int, log: Path) -> subprocess.Pope
         return subprocess.Popen(command, stdout=sink, stderr=sink)
 
 
-def millis(entry_id: bytes) -> int:
+def entries(reply: StreamRangeResponse | None) -> StreamRangeResponse:
+    """An XRANGE or XREVRANGE reply: redis-py types it optional, but redis answers a list (empty when
+    no entry is in range)."""
+    assert reply is not None
+    return reply
+
+
+def millis(entry_id: bytes | str | None) -> int:
+    """The server's milliseconds in a stream entry's id: bytes, as this client does not decode replies."""
+    assert isinstance(entry_id, bytes)
     return int(entry_id.split(b"-")[0])
 
 
@@ -78,7 +90,10 @@ def main() -> None:
                 process = consumer(server, args.batch_size, log)
                 while client.xlen(STREAMS[1]) < args.events:
                     time.sleep(0.05)
-                out = client.xrange(STREAMS[1], count=1)[0][0], client.xrevrange(STREAMS[1], count=1)[0][0]
+                out = (
+                    entries(client.xrange(STREAMS[1], count=1))[0][0],
+                    entries(client.xrevrange(STREAMS[1], count=1))[0][0],
+                )
                 rate = args.events / max(1e-3, (millis(out[1]) - millis(out[0])) / 1000)
                 rates.append(rate)
                 # lag: produce at a fixed rate while the consumer runs
@@ -92,8 +107,8 @@ def main() -> None:
                     client.xadd(STREAMS[0], {"event": lines[(i + args.events) % len(lines)]})
                 while client.xlen(STREAMS[1]) < start_len + count:
                     time.sleep(0.05)
-                produced = [millis(i) for i, _ in client.xrange(STREAMS[0])][args.events :]
-                written = [millis(i) for i, _ in client.xrange(STREAMS[1])][start_len:]
+                produced = [millis(i) for i, _ in entries(client.xrange(STREAMS[0]))][args.events :]
+                written = [millis(i) for i, _ in entries(client.xrange(STREAMS[1]))][start_len:]
                 lag = sorted(w - p for p, w in zip(produced, written, strict=True))
                 lags.append((lag[len(lag) // 2], lag[int(len(lag) * 0.99)]))
                 process.send_signal(signal.SIGTERM)

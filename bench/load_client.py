@@ -96,7 +96,8 @@ class LoadClient:
         else:
             _, connection = await loop.create_connection(_Connection, self.host, self.port)
             self.opened += 1
-        waiter = connection.waiter = loop.create_future()
+        waiter: asyncio.Future[Answer] = loop.create_future()
+        connection.waiter = waiter
         assert connection.transport is not None
         connection.transport.write(b"%s%d\r\n\r\n%s" % (self.prefix, len(body), body))
         answer = await waiter
