@@ -246,8 +246,8 @@ def test_the_readme_synopsis_lists_every_command_with_only_flags_it_takes() -> N
 
 def test_every_help_states_the_one_true_precedence_of_settings() -> None:
     """As measured in tests/test_settings.py: flags over the environment over the file over the defaults."""
-    stated = {
-        path: " ".join(parser.format_help().split())
+    stated = {  # the description as written: argparse's wrapping may break "command-line" at its hyphen
+        path: " ".join((parser.description or "").split())
         for path, parser in _parsers(build_parser())
         if "precedence" in parser.format_help().lower()
     }

@@ -231,8 +231,8 @@ def test_features_infer_makes_the_output_s_directories(tmp_path: Path) -> None:
 
 
 def test_a_config_file_that_is_missing_or_not_toml_is_refused(bundle_dir: Path, tmp_path: Path) -> None:
-    """`score`, `evaluate`, `refresh` and `report` ignored a --config file that was not there or not
-    TOML, as `train` and `models` do not."""
+    """`score`, `evaluate`, `refresh`, `report` and `score-spark` ignored a --config file that was not
+    there or not TOML, as `train` and `models` do not."""
     events = _write_jsonl(tmp_path / "events.jsonl", generate_events(50, seed=2)[0])
     broken = tmp_path / "broken.toml"
     broken.write_text("alpha = [\n", encoding="utf-8")
@@ -245,6 +245,13 @@ def test_a_config_file_that_is_missing_or_not_toml_is_refused(bundle_dir: Path, 
     result = _run("refresh", "--model", bundle_dir, events, "--output", tmp_path / "m", "--config", broken)
     assert result.returncode == 2, result.stderr
     assert "not valid TOML" in result.stderr
+    # score-spark too, before Spark starts (given a bundle directory it never read the file)
+    for config, message in [(tmp_path / "missing.toml", "no such file"), (broken, "not valid TOML")]:
+        out = tmp_path / "lake"
+        result = _run("score-spark", "--model", bundle_dir, events, out, "--config", config)
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr.strip().splitlines()[-1]
+        assert not out.exists()
 
 
 def test_score_into_the_model_bundle_in_use_is_refused(bundle_dir: Path, tmp_path: Path) -> None:

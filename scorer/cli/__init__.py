@@ -40,11 +40,11 @@ examples:
   ocsf-anomaly train events.jsonl.gz --output models/m1
   ocsf-anomaly train events.jsonl.gz --register netflow   # a new version in the registry
   ocsf-anomaly models list --name netflow
-  ocsf-anomaly models promote 3 --name netflow            # the service swaps it in
+  ocsf-anomaly models promote 3 --name netflow            # serve with OCSF_ANOMALY_MODEL_NAME=netflow swaps it in
   ocsf-anomaly score --model models/m1 new.jsonl.gz --output scored.jsonl
   ocsf-anomaly score --model models/m1 new.jsonl.gz --output scores.csv --alpha 0.001
   ocsf-anomaly evaluate --model models/m1 test.jsonl.gz --labels test.labels.csv --train events.jsonl.gz
-  ocsf-anomaly demo            # what `make run` does
+  ocsf-anomaly demo            # what `make run` runs before it serves
 """
 
 PRECEDENCE = (

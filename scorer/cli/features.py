@@ -14,7 +14,11 @@ def add_commands(commands: Commands) -> None:
     infer = feature_commands.add_parser(
         "infer",
         help="infer a spec from events and write it as TOML",
-        description="Profile every leaf of the events (unmapped.* included) and write the spec `train --features auto` would use.",
+        description=(
+            "Profile every leaf of the events (unmapped.* included) and write the spec inferred from all of "
+            "them. `train --features auto` infers from the part it fits on (four fifths), so a field near a "
+            "cut can come out differently: pass this file to train on exactly it (--features SPEC.toml)."
+        ),
     )
     infer.add_argument(
         "events",

@@ -39,7 +39,8 @@ def add_commands(commands: Commands) -> None:
         "render",
         help="print (or write) the REST bodies install would send",
         description=(
-            "Print the body of every call install makes, in order, each as bare JSON after a '# step: "
+            "Print the body of every call install makes (steps 0-4), then the _simulate test it runs "
+            "(step 5), in order, each as bare JSON after a '# step: "
             "METHOD path' line; ids that only the cluster knows appear as <connector_id>, "
             "<model_group_id> and <model_id>. With --output-dir, one file per call instead."
         ),

@@ -33,7 +33,8 @@ def add_commands(commands: Commands) -> None:
         description=(
             "Score every line of INPUT. OUTPUT ending in .jsonl gets each event with an `anomaly` object added; "
             "ending in .csv gets `line,score,p_value,is_anomaly`, one row per input line in input order. "
-            "Bad lines are reported on stderr and get empty score fields."
+            "Bad lines are reported on stderr; in CSV they get empty score fields, in JSON Lines they become "
+            '{"_raw": <the line>, "anomaly": {"error": ..., "line": N}}.'
         ),
     )
     score.add_argument(
@@ -75,6 +76,7 @@ def add_commands(commands: Commands) -> None:
         "--train",
         required=True,
         type=_existing,
+        metavar="TRAIN_EVENTS",
         help="the events the model was trained on (for the baselines)",
     )
     evaluate.add_argument(

@@ -7,7 +7,18 @@ import os
 import re
 from pathlib import Path
 
-from scorer.cli import CONFIG_HELP, CliError, Commands, _alpha, _bundle, _positive, _require_extra, _say
+from scorer.cli import (
+    CONFIG_HELP,
+    CliError,
+    Commands,
+    _alpha,
+    _bundle,
+    _check_config,
+    _existing,
+    _positive,
+    _require_extra,
+    _say,
+)
 
 # Spark's master URLs (SparkContext's own patterns, and the cluster managers' schemes)
 MASTER = re.compile(
@@ -94,13 +105,17 @@ def add_commands(commands: Commands) -> None:
         "--overwrite", action="store_true", help="replace OUTPUT and OUTPUT-summary if they exist"
     )
     parser.add_argument(
-        "--config", type=Path, default=None, help=f"{CONFIG_HELP} (its registry_uri resolves models:/ URIs)"
+        "--config",
+        type=_existing,
+        default=None,
+        help=f"{CONFIG_HELP} (its registry_uri resolves models:/ URIs)",
     )
     parser.set_defaults(handler=_score_spark)
 
 
 def _score_spark(args: argparse.Namespace) -> int:
     _require_extra("score-spark", "spark", "pyspark", "pandas")
+    _check_config(args.config)
     from scorer import spark as lake
 
     _check_local_paths(args.input, args.output, lake.summary_path(args.output), overwrite=args.overwrite)

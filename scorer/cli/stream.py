@@ -136,8 +136,8 @@ def add_commands(commands: Commands) -> None:
     stream.add_argument(
         "--consumer",
         default=None,
-        help="Redis: this consumer's name in the group (default: host and process id); a restarted "
-        "consumer given the same name first re-reads what it held",
+        help="this consumer's name (default: host and process id). Redis: its name in the group; a "
+        "restarted consumer given the same name first re-reads what it held. Kafka: its client id",
     )
     stream.add_argument("--model", type=Path, default=None, help="a bundle directory (default: the registry)")
     stream.add_argument(

@@ -113,7 +113,10 @@ def add_commands(commands: Commands) -> None:
         help="events kept in the k-NN baseline (default 50000)",
     )
     train.add_argument(
-        "--name", type=_model_name, default="ocsf-anomaly", help="model name recorded in the bundle"
+        "--name",
+        type=_model_name,
+        default="ocsf-anomaly",
+        help="model name recorded in the bundle (default ocsf-anomaly; with --register NAME, that NAME)",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(handler=_train)
