@@ -17,7 +17,7 @@ Seeds change the model, and the data where it is drawn: the i.i.d. splits, the d
 Also: the realised false-positive rate at several α on the dev half, and the drift remedies
 (re-calibrate or re-baseline on recent normal events) on the ordered splits.
 
-    .venv/bin/python bench/bench_detection.py [--seeds 0 1 2] [--protocols nsl-dev ...] [--drift-only]
+    .venv/bin/python bench/bench_detection.py [--seeds 0] [--protocols nsl-dev ...] [--drift-only]
 """
 
 from __future__ import annotations
@@ -222,9 +222,6 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
-    parser.add_argument(
-        "--without-sttl", action="store_true", help="also UNSW-NB15 iid without unmapped.sttl"
-    )
     parser.add_argument(
         "--drift-only", action="store_true", help="only the drift remedies on the ordered splits"
     )

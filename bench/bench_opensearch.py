@@ -1,8 +1,10 @@
 """Latency of POST /v1/integrations/opensearch, one document a call, as OpenSearch's ml_inference
 processor calls it (integrations/opensearch): open loop at 200 and 500 requests/s, and closed loop
 at OpenSearch's default concurrency (max_prediction_tasks: 10 calls in flight per ingest node),
-beside single-event POST /v1/score at the same rates in the same run. Distinct demo events, each
-sent as the connector's request_body sends a whole document: {"event": <source and metadata>}.
+beside single-event POST /v1/score at the same rates in the same run. Distinct demo events
+throughout (no measurement sends an event an earlier one sent: none is scored from the service's
+embedding cache), each sent as the connector's request_body sends a whole document: {"event":
+<source and metadata>}.
 The service is `make run`'s (its defaults). p50/p99 in milliseconds; every request must be 2xx.
 
     .venv/bin/python bench/bench_opensearch.py [--duration 10] [--runs 3]
@@ -15,7 +17,7 @@ import asyncio
 import statistics
 import time
 
-from bench_service import demo_events, free_port, open_loop, percentile, start_service, summary
+from bench_service import WARM_UP, Feed, demo_events, free_port, open_loop, percentile, start_service, summary
 from common import machine
 from load_client import LoadClient
 
@@ -67,33 +69,32 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs of every measurement (default 3)")
     args = parser.parse_args()
     print(f"machine: {machine()}")
-    lines = [line for line in demo_events() if line.endswith(b"}")]
-    singles, docs = lines, documents(lines)
+    lines = demo_events()
+    feed = Feed(lines[:-WARM_UP])  # each measurement sends events none before it sent: no cache hits
     port = free_port()
     service = start_service(None, port)
     base = f"http://127.0.0.1:{port}"
     table: dict[str, list[tuple[float, float, int]]] = {}
     try:
-        asyncio.run(open_loop(base + ENDPOINT, docs[-2000:], 200, 3))  # warm up
+        asyncio.run(open_loop(base + ENDPOINT, documents(lines[-WARM_UP:]), 200, 3))  # warm up
         for run in range(args.runs):
-            offset = run * 20_000  # distinct events in every measurement: no cache hits
             for rate in RATES:
-                for name, url, bodies in (
-                    ("opensearch", base + ENDPOINT, docs),
-                    ("score", base + "/v1/score", singles),
-                ):
-                    chosen = bodies[offset % len(bodies) :] + bodies[: offset % len(bodies)]
-                    samples = asyncio.run(open_loop(url, chosen, rate, args.duration))
+                for name, url in (("opensearch", base + ENDPOINT), ("score", base + "/v1/score")):
+                    bodies = feed.next()[: int(rate * args.duration)]
+                    if name == "opensearch":
+                        bodies = documents(bodies)
+                    samples = asyncio.run(open_loop(url, bodies, rate, args.duration))
+                    feed.sent(len(samples))
                     print(f"run {run + 1} {name:>10} {summary(rate, samples)}", flush=True)
                     latencies = [latency for _, latency, _, _ in samples]
                     failed = sum(not 200 <= status < 300 for _, _, status, _ in samples)
                     table.setdefault(f"{name} {rate}/s", []).append(
                         (percentile(latencies, 0.5) * 1e3, percentile(latencies, 0.99) * 1e3, failed)
                     )
-                    offset += int(rate * args.duration)
             rate_done, latencies, failed = asyncio.run(
-                in_flight(base + ENDPOINT, docs, IN_FLIGHT, args.duration)
+                in_flight(base + ENDPOINT, documents(feed.next()), IN_FLIGHT, args.duration)
             )
+            feed.sent(len(latencies))
             table.setdefault(f"opensearch {IN_FLIGHT} in flight", []).append(
                 (percentile(latencies, 0.5) * 1e3, percentile(latencies, 0.99) * 1e3, failed)
             )

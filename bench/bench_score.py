@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -59,8 +60,9 @@ def main() -> None:
         print(f"run {run + 1}: {wall:.2f} s, {args.events / wall:,.0f} events/s, peak RSS {peak:.0f} MiB")
     median = statistics.median(walls)
     print(f"\nmachine: {machine()}")
+    workers = os.cpu_count() or 1  # `score` without --workers: one worker process per core
     print(
-        f"score → CSV, {args.events:,} events, 2 workers: median {median:.2f} s = {args.events / median:,.0f} events/s"
+        f"score → CSV, {args.events:,} events, {workers} workers: median {median:.2f} s = {args.events / median:,.0f} events/s"
     )
     startup(model)
     stages(model, source, args.stage_events)

@@ -9,7 +9,7 @@ each: the time to the first scored row (session, bundle check, `limit(1).collect
 DataFrame) and two full passes to Spark's no-op sink, cold and warm (Python workers reused, the bundle
 loaded): the warm rate per core gives a paper estimate of a one-billion-event backfill on N executors.
 
-    .venv/bin/python bench/bench_spark.py [--runs 3] [--events 100000] [--cores 2]
+    .venv/bin/python bench/bench_spark.py [--runs 3] [--events 100000] [--cores N]  (N: os.cpu_count())
 """
 
 from __future__ import annotations

@@ -2,12 +2,13 @@
 256-event batches as Vector's http sink sends them (a JSON array), 8 in flight, each enriched and
 forwarded to a receiver standing in for Vector's http_server source on loopback (tests/
 vector_downstream.py, in this process: it parses every batch it takes), beside POST /v1/enrich
-(the same enrichment, answered instead of forwarded) and POST /v1/score for the same batches
-against the same service, alternating, in the same run; with the service's CPU a batch (the
+(the same enrichment, answered instead of forwarded) and POST /v1/score against the same service,
+alternating, in the same run; each measurement goes on through 98,000 distinct demo events where
+the last one stopped, so no event is scored from the service's embedding cache; with the service's CPU a batch (the
 "load generator" figure includes the stand-in receiver, which runs in this process). The service is `make run`'s
 with its defaults, and the hop's memory of forwarded batches off (OCSF_ANOMALY_VECTOR_DEDUPE_SECONDS=0:
-the demo events are fewer than a measurement sends, so batches repeat, and a repeated batch would
-be answered without scoring).
+a measurement may send more events than there are, so batches can repeat, and a repeated batch
+would be answered without scoring).
 
     .venv/bin/python bench/bench_vector.py [--duration 10] [--runs 3]
 """
@@ -19,7 +20,7 @@ import asyncio
 import statistics
 import sys
 
-from bench_service import CpuMeter, closed_loop, demo_events, free_port, start_service
+from bench_service import WARM_UP, CpuMeter, Feed, closed_loop, demo_events, free_port, start_service
 from common import ROOT, machine
 
 sys.path.insert(0, str(ROOT / "tests"))
@@ -38,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {machine()}")
     lines = demo_events()
-    batches = [b"[" + b",".join(lines[i : i + BATCH]) + b"]" for i in range(0, len(lines) - BATCH + 1, BATCH)]
+    feed = Feed(lines[:-WARM_UP])
     figures: dict[str, list[float]] = {"vector": [], "enrich": [], "score": []}
     with Downstream() as downstream:
         port = free_port()
@@ -49,7 +50,8 @@ def main() -> None:
         service = start_service(None, port, env=env)
         base = f"http://127.0.0.1:{port}"
         try:
-            asyncio.run(closed_loop(base + "/v1/score", batches[:20], BATCH, IN_FLIGHT, 2.0))  # warm up
+            warm_up = Feed(lines[-WARM_UP:]).batches(BATCH)
+            asyncio.run(closed_loop(base + "/v1/score", warm_up, BATCH, IN_FLIGHT, 2.0))
             for run in range(args.runs):
                 for name, path in (
                     ("vector", "/v1/integrations/vector"),
@@ -59,8 +61,9 @@ def main() -> None:
                     taken = len(downstream.events)
                     with CpuMeter(service) as cpu:
                         rate, failures = asyncio.run(
-                            closed_loop(base + path, batches, BATCH, IN_FLIGHT, args.duration)
+                            closed_loop(base + path, feed.batches(BATCH), BATCH, IN_FLIGHT, args.duration)
                         )
+                    feed.sent(rate * cpu.wall)
                     assert failures == 0, f"{failures} requests not 2xx"
                     if name == "vector":
                         assert len(downstream.events) > taken

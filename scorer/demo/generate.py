@@ -21,6 +21,9 @@ from scorer.demo.events import _BUILDERS, NORMAL, Event, _Draws, _normal_times
 from scorer.demo.world import _world
 
 DEFAULT_START_TIME_MS: Final = 1_700_000_000_000
+DEMO_SEED: Final = 7  # the company of `make run`'s demo files
+DEMO_TRAIN_EVENTS: Final = 20_000
+DEMO_ANOMALY_RATE: Final = 0.02
 EVENTS_PER_DAY: Final = 280
 MAX_NEW_HIRES: Final = 100
 
@@ -186,10 +189,10 @@ def _write_jsonl(path: Path, events: Sequence[Event]) -> None:
 def write_demo_files(
     out_dir: Path,
     *,
-    seed: int = 7,
-    n_train: int = 20_000,
+    seed: int = DEMO_SEED,
+    n_train: int = DEMO_TRAIN_EVENTS,
     n_demo: int = 2_000,
-    anomaly_rate: float = 0.02,
+    anomaly_rate: float = DEMO_ANOMALY_RATE,
 ) -> DemoFiles:
     """Write the demo training file, the demo file to score, and the demo file's labels into ``out_dir``.
 
