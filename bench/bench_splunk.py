@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_service import demo_events, free_port, start_service
+from bench_service import WARM_UP, demo_events, free_port, start_service
 from common import ROOT, machine
 
 sys.path.insert(0, str(ROOT / "tests"))
@@ -69,8 +69,9 @@ def main() -> None:
     demo_events()  # the demo model registered, as `make run` leaves it
     from scorer.demo.generate import generate_events
 
-    events, _ = generate_events(args.records, seed=23)
-    texts = [json.dumps(event) for event in events]
+    events, _ = generate_events(args.records + WARM_UP, seed=23)
+    texts = [json.dumps(event) for event in events[: args.records]]
+    warm_up = [json.dumps(event) for event in events[args.records :]]  # events no pass sends again
     records = splunk_records(texts)
     chunks = [(csv_body(records), False), (csv_body([], fields=list(records[0])), True)]
     port = free_port()
@@ -79,7 +80,7 @@ def main() -> None:
     alone: list[float] = []
     cpu: list[float] = []
     try:
-        direct(port, texts[:2000])  # warm up
+        direct(port, warm_up)
         for run in range(args.runs):
             with tempfile.TemporaryDirectory(prefix="bench-splunk-") as work, closed_port() as down:
                 before = command_cpu()
