@@ -23,7 +23,7 @@ import sys
 import time
 import urllib.request
 
-from bench_service import CpuMeter, closed_loop, demo_events, free_port, start_service
+from bench_service import WARM_UP, CpuMeter, Feed, closed_loop, demo_events, free_port, start_service
 from common import ROOT, machine
 
 sys.path.insert(0, str(ROOT / "tests"))
@@ -99,10 +99,8 @@ def main() -> None:
             f"({offered / args.alerts * 1e6:.2f} µs each), all taken by Alertmanager after {sent:.2f} s "
             f"({args.alerts / sent:,.0f} alerts/s, batches of 200)"
         )
-        lines = demo_events()
-        batches = [
-            b"[" + b",".join(lines[i : i + BATCH]) + b"]" for i in range(0, len(lines) - BATCH + 1, BATCH)
-        ]
+        lines = demo_events()  # distinct, a warm-up of their own: no event scored from the cache
+        warm_up, batches = Feed(lines[-WARM_UP:]).batches(BATCH), Feed(lines[:-WARM_UP]).batches(BATCH)
         settings = {
             "off": {},
             "alertmanager": {"OCSF_ANOMALY_ALERTS_URL": alertmanager.url},
@@ -124,9 +122,7 @@ def main() -> None:
                 service = start_service(None, port, env=env)
                 base = f"http://127.0.0.1:{port}"
                 try:
-                    asyncio.run(
-                        closed_loop(base + "/v1/score", batches[:20], BATCH, IN_FLIGHT, 2.0)
-                    )  # warm up
+                    asyncio.run(closed_loop(base + "/v1/score", warm_up, BATCH, IN_FLIGHT, 2.0))
                     with CpuMeter(service) as cpu:
                         rate, failures = asyncio.run(
                             closed_loop(base + "/v1/score", batches, BATCH, IN_FLIGHT, args.duration)
