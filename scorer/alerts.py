@@ -449,7 +449,14 @@ class Alerter:
             async with self._session.post(self._endpoint, data=body, allow_redirects=False) as response:
                 status = response.status
                 location = response.headers.get("Location", "")
-                answer = await read_at_most(response.content)
+                try:
+                    answer = await read_at_most(response.content)
+                except (aiohttp.ClientError, TimeoutError):
+                    if not 200 <= status < 300:
+                        raise
+                    # taken: only the body after the 2xx is broken (a bad gzip, cut short, too slow);
+                    # sent again, the same alerts would reach the receiver for ever
+                    answer = b""
         except (aiohttp.ClientError, TimeoutError) as exc:
             return self._failed(type(exc).__name__)
         if 200 <= status < 300:

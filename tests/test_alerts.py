@@ -396,6 +396,30 @@ async def test_an_answer_without_end_is_read_only_so_far(
     assert alerter.counters.send_failures == 0
 
 
+async def test_a_2xx_whose_body_cannot_be_read_counts_as_sent_not_sent_again(
+    aiohttp_server: Any, make_alerter: MakeAlerter
+) -> None:
+    """A receiver (or a proxy before it) that takes the batch and answers 200 with a body that cannot
+    be decoded (here a "gzip" body that is not gzip) made the read fail: the batch was counted a
+    failure and sent again, every time, for ever. The answer's status is what says it was taken."""
+    taken: list[bytes] = []
+
+    async def garbled(request: web.Request) -> web.Response:
+        taken.append(await request.read())
+        return web.Response(status=200, body=b"not gzip at all", headers={"Content-Encoding": "gzip"})
+
+    app = web.Application()
+    app.router.add_post("/hooks/alerts", garbled)
+    server = await aiohttp_server(app)
+    alerter = await make_alerter(str(server.make_url("/hooks/alerts")), kind="webhook")
+    alerter.offer(*scored("10.0.0.1", 0.0005))
+    await until(lambda: alerter.counters.sent == 1, "the batch counted as sent")
+    alerter.offer(*scored("10.0.0.2", 0.0005))
+    await until(lambda: alerter.counters.sent == 2, "the next batch")
+    assert [json.loads(body)["alerts"][0]["labels"]["entity"] for body in taken] == ["10.0.0.1", "10.0.0.2"]
+    assert alerter.counters.send_failures == 0
+
+
 async def test_a_batch_past_the_receivers_body_limit_is_sent_in_smaller_ones(
     webhook: Any, make_alerter: MakeAlerter
 ) -> None:

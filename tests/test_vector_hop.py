@@ -252,6 +252,19 @@ def test_a_downstream_answer_without_end_is_not_waited_for(
     assert [_without_anomaly(e) for e in downstream.events] == held_out_events[:3]
 
 
+def test_a_downstream_2xx_whose_body_cannot_be_read_is_delivered_once(
+    hop: str, downstream: Downstream, held_out_events: list[Event]
+) -> None:
+    """A 200 whose body could not be decoded (a "gzip" body that is not gzip, as a proxy might send)
+    made the forward fail after the downstream had taken the batch: Vector heard 503 and sent it
+    again, twice downstream. The status is what says it was taken."""
+    downstream.garbled = True
+    status, _, answer = _send(hop, _array(held_out_events[:3]))
+    assert status == 200, answer
+    assert [_without_anomaly(e) for e in downstream.events] == held_out_events[:3]
+    assert len(downstream.batches) == 1
+
+
 def test_a_downstream_failure_never_shows_the_password_of_its_url(
     bundle_dir: Path, downstream: Downstream, held_out_events: list[Event]
 ) -> None:

@@ -5,7 +5,8 @@ once it has parsed and recorded them), 400 for a body its decoder cannot read (V
 is serde_json with its recursion limit: at most 127 arrays and objects nested), or, as told, fails (``status``), keeps each batch
 unanswered until the test lets it go (``hold`` … ``release``: a sink that is slow, or that never
 answers), redirects it to a sign-in page that answers a GET 200 (``redirect``: an auth proxy in
-front of it), takes it and answers 200 with a body that never ends (``endless``) or is not there
+front of it), takes it and answers 200 with a body that never ends (``endless``), that cannot be
+decoded (``garbled``) or is not there
 at all (``stop``)."""
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Downstream:
         self.redirect: str | None = None  # set: every batch answered 302 to it (an auth proxy's sign-in)
         self.pages = 0  # GETs of the sign-in page, answered 200 (HTML)
         self.endless = False  # set: a batch taken is answered 200 with a body that never ends
+        self.garbled = False  # set: a batch taken is answered 200 with a "gzip" body that is not gzip
         self._holding = False
         self._held: list[asyncio.Future[bool]] = []  # each held batch's fate: taken, or refused unread
         self._loop = asyncio.new_event_loop()
@@ -91,6 +93,8 @@ class Downstream:
             while True:  # until the client goes away (the write then fails) or the server stops
                 await answer.write(b"x" * 65536)
                 await asyncio.sleep(0.01)
+        if self.garbled:  # as a proxy in front might answer
+            return web.Response(status=200, body=b"not gzip at all", headers={"Content-Encoding": "gzip"})
         return web.Response(status=200)
 
     async def _sign_in(self, request: web.Request) -> web.Response:

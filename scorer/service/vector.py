@@ -145,7 +145,12 @@ class VectorHop:
             async with self._session.post(
                 self.url, data=body, headers={"Content-Type": "application/json"}, allow_redirects=False
             ) as response:
-                answer = await read_at_most(response.content)
+                try:
+                    answer = await read_at_most(response.content)
+                except (aiohttp.ClientError, TimeoutError):
+                    if not 200 <= response.status < 300:
+                        raise
+                    return  # taken: only the body after the 2xx is broken (a bad gzip, cut short)
                 if 300 <= response.status < 400:
                     raise DownstreamError(
                         f"it answered HTTP {response.status}, a redirect to "
