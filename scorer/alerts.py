@@ -66,7 +66,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from scorer.errors import without_credentials
 from scorer.explain import reason_text
 from scorer.features.encoder import compile_getter
-from scorer.io import read_at_most
+from scorer.io import read_answer
 from scorer.settings import MAX_RESOLVE_SECONDS
 
 if TYPE_CHECKING:
@@ -449,14 +449,7 @@ class Alerter:
             async with self._session.post(self._endpoint, data=body, allow_redirects=False) as response:
                 status = response.status
                 location = response.headers.get("Location", "")
-                try:
-                    answer = await read_at_most(response.content)
-                except (aiohttp.ClientError, TimeoutError):
-                    if not 200 <= status < 300:
-                        raise
-                    # taken: only the body after the 2xx is broken (a bad gzip, cut short, too slow);
-                    # sent again, the same alerts would reach the receiver for ever
-                    answer = b""
+                answer = await read_answer(response)
         except (aiohttp.ClientError, TimeoutError) as exc:
             return self._failed(type(exc).__name__)
         if 200 <= status < 300:

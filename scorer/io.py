@@ -137,16 +137,26 @@ def dumps(value: Any) -> bytes:
 ANSWER_LIMIT = 64 * 1024  # bytes of a receiver's answer read: a status line's worth, and an error's
 
 
-async def read_at_most(content: Any, limit: int = ANSWER_LIMIT) -> bytes:
-    """The first ``limit`` bytes of an HTTP answer's body (an aiohttp ``StreamReader``), and no more:
-    a receiver that answers without end can neither fill this process's memory nor hold it until
-    its timeout. An answer within the limit is read whole, so its connection is reused."""
+async def read_answer(response: Any, limit: int = ANSWER_LIMIT) -> bytes:
+    """The first ``limit`` bytes of an HTTP answer's body (an aiohttp ``ClientResponse``), and no
+    more: a receiver that answers without end can neither fill this process's memory nor hold it
+    until its timeout. An answer within the limit is read whole, so its connection is reused. A 2xx
+    whose body cannot be read (a bad gzip, cut short, too slow) reads as empty: the status says the
+    receiver took what was sent, and sent again it would reach the receiver twice, or for ever.
+    Other answers raise as aiohttp does."""
+    import aiohttp
+
     out = bytearray()
-    while len(out) < limit:
-        chunk = await content.read(limit - len(out))
-        if not chunk:
-            break
-        out += chunk
+    try:
+        while len(out) < limit:
+            chunk = await response.content.read(limit - len(out))
+            if not chunk:
+                break
+            out += chunk
+    except (aiohttp.ClientError, TimeoutError):
+        if not 200 <= response.status < 300:
+            raise
+        return b""
     return bytes(out)
 
 

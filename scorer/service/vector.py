@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp import web
 
-from scorer.io import read_at_most
+from scorer.io import read_answer
 from scorer.service.keys import CACHE, SETTINGS, VECTOR
 
 log = logging.getLogger("ocsf_anomaly.service")
@@ -145,12 +145,7 @@ class VectorHop:
             async with self._session.post(
                 self.url, data=body, headers={"Content-Type": "application/json"}, allow_redirects=False
             ) as response:
-                try:
-                    answer = await read_at_most(response.content)
-                except (aiohttp.ClientError, TimeoutError):
-                    if not 200 <= response.status < 300:
-                        raise
-                    return  # taken: only the body after the 2xx is broken (a bad gzip, cut short)
+                answer = await read_answer(response)
                 if 300 <= response.status < 400:
                     raise DownstreamError(
                         f"it answered HTTP {response.status}, a redirect to "
