@@ -518,7 +518,7 @@ def soak(seconds: float, rate: int) -> None:
     """`make run`'s service (its default processes) under single events at ``rate`` for ``seconds``;
     distinct events throughout (a fresh stream of the demo company, another seed than the model's).
     ``rate`` 0: as fast as it answers (16 in flight), to pack more requests into the same minutes."""
-    demo_events()  # the demo model registered, as `make run` leaves it
+    register_demo()
     from scorer.demo.generate import generate_events
 
     events, _ = generate_events(int(rate * seconds) + 2001 if rate else 400_000, seed=99)
@@ -583,6 +583,12 @@ def against(base_url: str, runs: int, duration: float) -> None:
         )
 
 
+def register_demo() -> None:
+    """The demo model trained and registered as `make run` leaves it (once; later calls only score
+    the demo file)."""
+    run_cli("demo")
+
+
 def demo_events(count: int = DEMO_EVENTS) -> list[bytes]:
     """``count`` distinct events of the demo company in the period after the one its model trained on,
     as the demo file's are (with as many anomalies), registering the demo model first if `make run`
@@ -595,7 +601,7 @@ def demo_events(count: int = DEMO_EVENTS) -> list[bytes]:
         generate_later,
     )
 
-    run_cli("demo")  # trains and registers the demo model once; later runs only score the demo file
+    register_demo()
     trained, _ = generate_events(DEMO_TRAIN_EVENTS, seed=DEMO_SEED)
     later, _ = generate_later(trained, count, seed=DEMO_SEED, anomaly_rate=DEMO_ANOMALY_RATE)
     return [orjson.dumps(event) for event in later]

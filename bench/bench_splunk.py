@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_service import WARM_UP, demo_events, free_port, start_service
+from bench_service import WARM_UP, free_port, register_demo, start_service
 from common import ROOT, machine
 
 sys.path.insert(0, str(ROOT / "tests"))
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=50_000, help="records in the chunk (default 50,000)")
     args = parser.parse_args()
     print(f"machine: {machine()}")
-    demo_events()  # the demo model registered, as `make run` leaves it
+    register_demo()
     from scorer.demo.generate import generate_events
 
     events, _ = generate_events(args.records + WARM_UP, seed=23)
