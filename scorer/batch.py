@@ -159,6 +159,14 @@ def output_kind(path: Path) -> str:
     raise ValueError(f"output {path} must end in .csv or .jsonl")
 
 
+def _on_terminal(stream: IO[str] | None) -> bool:
+    """Whether ``stream`` is a terminal: a progress bar redrawn with \\r is for one, not for a file or a pipe."""
+    try:
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError, OSError):  # closed, or not a real stream
+        return False
+
+
 def score_file(
     model_dir: Path,
     source: Path,
@@ -208,7 +216,13 @@ def score_file(
         plain_mode(Path(partial))
         with (
             os.fdopen(handle, "wb") as sink,
-            tqdm(desc=f"scoring {source.name}", unit=" events", disable=not progress, smoothing=0.1) as bar,
+            tqdm(
+                desc=f"scoring {source.name}",
+                unit=" events",
+                file=sys.stderr,
+                disable=not (progress and _on_terminal(sys.stderr)),  # not into a log of `2>file`
+                smoothing=0.1,
+            ) as bar,
         ):
             if kind == "csv":
                 sink.write((",".join(CSV_HEADER) + "\n").encode())

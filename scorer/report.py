@@ -1,10 +1,12 @@
 """The daily report: a day of scored events turned into one self-contained HTML page (``report``).
 
 Reads what ``score``, ``score-spark`` or the service wrote (JSON Lines, ``.gz``, Parquet, or a
-directory of their part files) in one pass, keeping per day only counts, the scores, the top events
-and a small sample per class; then renders the chosen day (the latest one unless asked) with Plotly
-figures and a Jinja2 template. plotly.js is inlined: the page opens with no network. The plotting
-libraries are the optional extra ``[report]``.
+directory of their part files) in one pass, keeping per day only counts; the scores, the top events
+and a small sample per calibration group are kept for the one day rendered (the day asked for, or
+else the latest so far: dropped when an event of a later day comes, so memory does not grow with
+the days the data spans); then renders that day with Plotly figures and a Jinja2 template.
+plotly.js is inlined: the page opens with no network. The plotting libraries are the optional
+extra ``[report]``.
 
 Drift signs compare the day with the model that scored it, when its bundle is given: each class's
 mean score against its calibration group's held-out normal events, and the share of categorical
@@ -20,6 +22,7 @@ import heapq
 import itertools
 import math
 import random
+import re
 from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -46,8 +49,10 @@ ENTITY_FIELDS = (
     "actor.process.name",
 )
 TOP_EVENTS = 25
-SAMPLE_PER_CLASS = 500  # events per class and day kept for the unknown-category rate
+SAMPLE_PER_GROUP = 500  # events per calibration group of the rendered day, for the unknown-category rate
 HISTOGRAM_BINS = 60
+# a bundle's version is a digest of its content (scorer.bundle); a registry's version is a number
+CONTENT_VERSION = re.compile(r"[0-9a-f]{12}")
 
 
 class ReportError(UserError, ValueError):
@@ -66,14 +71,22 @@ class Day:
     anomalies_by_class: Counter[str] = field(default_factory=Counter)
     entities: Counter[tuple[str, str]] = field(default_factory=Counter)
     entity_fields_seen: set[str] = field(default_factory=set)
-    scores: array[float] = field(default_factory=lambda: array("d"))
     thresholds: Counter[tuple[str, float]] = field(default_factory=Counter)
     score_sum_by_group: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     events_by_group: Counter[str] = field(default_factory=Counter)
-    class_of_group: dict[str, str] = field(default_factory=dict)
+    classes_of_group: dict[str, set[str]] = field(default_factory=dict)
     models: Counter[tuple[str, str]] = field(default_factory=Counter)  # (name, version)
+    bundles: Counter[str] = field(default_factory=Counter)  # content versions of the bundles that scored
+    # kept for the rendered day only (empty for the others): they grow with its events
+    scores: array[float] = field(default_factory=lambda: array("d"))
     top: list[tuple[float, int, dict[str, Any]]] = field(default_factory=list)  # heap of (score, seq, event)
-    samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by calibration group
+
+    def drop_events(self) -> None:
+        """Forget what grows with the day's events (it is not the day rendered); keep the counts."""
+        self.scores = array("d")
+        self.top = []
+        self.samples = {}
 
 
 def _files(source: Path) -> list[Path]:
@@ -87,7 +100,9 @@ def _files(source: Path) -> list[Path]:
         p
         for p in source.rglob("*")
         if p.is_file()
-        and not p.name.startswith(("_", "."))
+        # Spark's own files and folders (_SUCCESS, _temporary/ with its attempts' copies of the
+        # parts, .spark-staging-*/, .crc files) at any depth below the directory given
+        and not any(part.startswith(("_", ".")) for part in p.relative_to(source).parts)
         and p.name.endswith((".jsonl", ".jsonl.gz", ".json", ".ndjson", ".parquet"))
     )
     if not found:
@@ -165,34 +180,46 @@ def _finite(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def collect(scored: Iterator[tuple[dict[str, Any], Finish]], *, seed: int = 0) -> dict[str, Day]:
-    """One pass over scored events: per UTC day (from OCSF ``time``, epoch milliseconds) what the report shows."""
+def collect(
+    scored: Iterator[tuple[dict[str, Any], Finish]], *, seed: int = 0, day: str | None = None
+) -> dict[str, Day]:
+    """One pass over scored events: per UTC day (from OCSF ``time``, epoch milliseconds) what the report
+    shows. The scores, top events and samples are kept for ``day`` only, or without it for the latest
+    day with a scored event (the one rendered then): a day's are dropped when a later day's event comes,
+    which can only be before that later day's first event is counted, so what is kept is whole."""
     rng = random.Random(seed)  # noqa: S311  (a sample for a statistic, not a secret)
     days: dict[str, Day] = defaultdict(Day)
     entities = compile_extractor(ENTITY_FIELDS)  # every entity field in one walk of the event
     sequence = itertools.count()
     unscorable = 0
+    kept = day  # the day whose events are kept
     for event, finish in scored:
         anomaly = event.get("anomaly")
         when = _moment(event.get("time"))
         score = _score_of(anomaly)
-        if when is None or score is None or not isinstance(anomaly, dict) or "_raw" in event:
+        # decided on the anomaly object alone: Splunk's exports carry the event's text as `_raw`
+        # beside a valid one, and a line `score` could not read is {"_raw": ..., "anomaly": {"error"}}
+        if when is None or score is None or not isinstance(anomaly, dict):
             if when is not None:
                 days[when.date().isoformat()].errors += 1
             else:
                 unscorable += 1
             continue
-        day, hour = when.date().isoformat(), when.hour
-        record = days[day]
+        key, hour = when.date().isoformat(), when.hour
+        if day is None and (kept is None or key > kept):
+            if kept is not None:
+                days[kept].drop_events()
+            kept = key
+        detailed = key == kept
+        record = days[key]
         label = _class_label(event)
         flagged = anomaly["is_anomaly"]
         record.events += 1
         record.events_by_class[label] += 1
-        record.scores.append(score)
         group = str(anomaly.get("calibration_group") or "global")
         record.events_by_group[group] += 1
         record.score_sum_by_group[group] += score
-        record.class_of_group.setdefault(group, label)
+        record.classes_of_group.setdefault(group, set()).add(label)
         threshold = anomaly.get("threshold")
         if _finite(threshold):
             record.thresholds[(group, float(threshold))] += 1
@@ -200,6 +227,8 @@ def collect(scored: Iterator[tuple[dict[str, Any], Finish]], *, seed: int = 0) -
         if not isinstance(model, dict):
             model = {}
         record.models[(str(model.get("name", "?")), str(model.get("version", "?")))] += 1
+        if (content := _content_version(model)) is not None:
+            record.bundles[content] += 1
         for name, value in zip(ENTITY_FIELDS, entities(event), strict=True):
             if value is not None and value != "":
                 record.entity_fields_seen.add(name)
@@ -209,18 +238,21 @@ def collect(scored: Iterator[tuple[dict[str, Any], Finish]], *, seed: int = 0) -
             record.anomalies += 1
             record.anomalies_by_class[label] += 1
             record.by_hour_class[(hour, label)] += 1
+        if not detailed:
+            continue
+        record.scores.append(score)
+        if flagged:
             if len(record.top) < TOP_EVENTS:
                 heapq.heappush(record.top, (score, next(sequence), finish(event)))
             elif score > record.top[0][0]:
                 heapq.heapreplace(record.top, (score, next(sequence), finish(event)))
-        sample = record.samples.setdefault(
-            label, []
-        )  # a reservoir of each class, for the unknown-category rate
-        if len(sample) < SAMPLE_PER_CLASS:
+        # a reservoir of each calibration group, for its unknown-category rate
+        sample = record.samples.setdefault(group, [])
+        if len(sample) < SAMPLE_PER_GROUP:
             sample.append(finish(event))
         else:
-            slot = rng.randrange(record.events_by_class[label])
-            if slot < SAMPLE_PER_CLASS:
+            slot = rng.randrange(record.events_by_group[group])
+            if slot < SAMPLE_PER_GROUP:
                 sample[slot] = finish(event)
     if not any(record.events for record in days.values()):
         unscored = sum(record.errors for record in days.values())
@@ -230,6 +262,18 @@ def collect(scored: Iterator[tuple[dict[str, Any], Finish]], *, seed: int = 0) -
             "`ocsf-anomaly score`, `score-spark` or the service enriched: score them first"
         )
     return dict(days)
+
+
+def _content_version(model: dict[str, Any]) -> str | None:
+    """The content version of the bundle an ``anomaly.model`` names, when it names one: `score`,
+    `score-spark` and a service serving a directory write it as the version; a service serving a
+    registry writes the registry's version number there (and the content, if at all, as
+    ``bundle_version``)."""
+    for key in ("bundle_version", "version"):
+        value = model.get(key)
+        if isinstance(value, str) and CONTENT_VERSION.fullmatch(value):
+            return value
+    return None
 
 
 def _class_label(event: dict[str, Any]) -> str:
@@ -374,14 +418,21 @@ def _group_thresholds(record: Day) -> dict[str, float]:
     return {group: value for group, (_, value) in sorted(best.items())}
 
 
+def _classes_text(labels: set[str]) -> str:
+    """The classes of a calibration group's events (``global`` holds several)."""
+    ordered = sorted(labels)
+    if len(ordered) <= 3:
+        return ", ".join(ordered)
+    return f"{len(ordered)} classes: {', '.join(ordered[:3])}, …"
+
+
 def _drift(record: Day, ref: Reference | None) -> list[dict[str, Any]]:
     rows = []
     for group in sorted(record.events_by_group):
-        label = record.class_of_group[group]
         n = record.events_by_group[group]
         row: dict[str, Any] = {
             "group": group,
-            "class": label,
+            "class": _classes_text(record.classes_of_group[group]),
             "events": n,
             "mean_score": record.score_sum_by_group[group] / n,
             "calibration_mean": None,
@@ -389,7 +440,7 @@ def _drift(record: Day, ref: Reference | None) -> list[dict[str, Any]]:
         }
         if ref is not None:
             row["calibration_mean"] = ref.group_means.get(group)
-            row["unknown_rate"] = _unknown_rate(ref.encoder, record.samples.get(label, []))
+            row["unknown_rate"] = _unknown_rate(ref.encoder, record.samples.get(group, []))
         rows.append(row)
     return rows
 
@@ -397,10 +448,11 @@ def _drift(record: Day, ref: Reference | None) -> list[dict[str, Any]]:
 def _top_row(event: dict[str, Any]) -> dict[str, Any]:
     anomaly = event["anomaly"]
     when = _moment(event.get("time"))
+    metadata = event.get("metadata")
     return {
         "time": when.strftime("%H:%M:%S") if when else "",
         "class": _class_label(event),
-        "uid": (event.get("metadata") or {}).get("uid", ""),
+        "uid": metadata.get("uid", "") if isinstance(metadata, dict) else "",
         "score": anomaly.get("score"),
         "p_value": anomaly.get("p_value"),
         "reasons": anomaly.get("reasons") or [],
@@ -431,7 +483,7 @@ def write_report(
     say = log or (lambda message: None)
     if day is not None:
         try:
-            dt.date.fromisoformat(day)
+            day = dt.date.fromisoformat(day).isoformat()  # 20261201 is 2026-12-01, as days are keyed
         except ValueError:
             raise ReportError(f"--day {day!r} is not a date: YYYY-MM-DD") from None
     ref = None
@@ -439,7 +491,7 @@ def write_report(
         say(f"loading {bundle_dir} (the calibration to compare with)")
         ref = reference(bundle_dir)
     say(f"reading {source}")
-    days = collect(records(source))
+    days = collect(records(source), day=day)
     scored = [name for name, record in days.items() if record.events]
     chosen = day or max(scored)
     if chosen not in scored:
@@ -447,11 +499,13 @@ def write_report(
             f"no scored events on {chosen}; the data holds scored events from {min(scored)} to "
             f"{max(scored)} ({len(scored)} days)"
         )
-    versions = {version for _, version in days[chosen].models}
+    # compared on the bundle's content version, when the events name it: a service serving a
+    # registry names its model by the registry's version number, which the bundle does not carry
+    versions = set(days[chosen].bundles)
     model_note = ""
     if ref is None:
         model_note = "No bundle given (--model): the drift columns against the calibration are empty."
-    elif ref.version not in versions:
+    elif versions and ref.version not in versions:
         model_note = (
             f"The bundle given ({ref.version}) is not the one that scored these events "
             f"({', '.join(sorted(versions))}): the comparison is with another model's calibration."

@@ -136,6 +136,7 @@ def test_a_chosen_day_missing_fields_and_bad_input_are_said_plainly(scored: Path
     day, record = write_report(scored, tmp_path / "first.html", day=days[0])
     assert (day, record.events) == (days[0], _expected(scored, days[0])["events"])
     assert record.errors == 0  # the bad line has no time: it is counted nowhere near a day
+    assert write_report(scored, tmp_path / "basic.html", day=days[0].replace("-", ""))[0] == days[0]
 
     # events without entity fields (NSL-KDD-like network records): the section says so
     bare = tmp_path / "bare.jsonl"
@@ -298,3 +299,190 @@ def test_a_scored_gz_cut_short_or_not_gzip_is_one_line_naming_it(scored: Path, t
         assert str(source) in said, said
         assert message in said, said
         assert not output.exists()
+
+
+def _events(scored: Path) -> list[Event]:
+    return [e for e in map(orjson.loads, scored.read_bytes().splitlines()) if "_raw" not in e]
+
+
+def _write(path: Path, events: list[Event]) -> Path:
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    return path
+
+
+def _day_of(event: Event) -> str:
+    return dt.datetime.fromtimestamp(event["time"] / 1000, tz=dt.UTC).date().isoformat()
+
+
+def test_a_flagged_event_whose_metadata_is_not_an_object_has_no_uid(scored: Path, tmp_path: Path) -> None:
+    """`metadata` as text (or a list) on a top event ended `report` in an AttributeError traceback."""
+    events = _events(scored)
+    odd = [
+        {**e, "metadata": "demo" if i % 2 else ["demo"]} if e["anomaly"]["is_anomaly"] else e
+        for i, e in enumerate(events)
+    ]
+    output = tmp_path / "odd.html"
+    result = _report(_write(tmp_path / "odd.jsonl", odd), "--output", output)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    html = output.read_text()
+    top = html[html.index('<table id="top">') : html.index("</table>", html.index('<table id="top">'))]
+    assert top.count("<td><code></code></td>") == top.count("<tr>") - 1 > 0  # every row, an empty uid
+
+
+def test_an_event_with_raw_beside_a_valid_anomaly_is_scored(scored: Path) -> None:
+    """Splunk's exports carry each event's text as `_raw`: such events were all counted unscorable.
+    A line `score` could not read ({"_raw": ..., "anomaly": {"error": ...}}) still is."""
+    lines = [orjson.loads(line) for line in scored.read_bytes().splitlines()]
+    bad = [e for e in lines if "_raw" in e]
+    assert bad
+    assert all(set(e["anomaly"]) == {"error", "line"} for e in bad)  # what `score` writes
+    as_splunk = [e if "_raw" in e else {**e, "_raw": orjson.dumps(e).decode()} for e in lines]
+    dated_bad = {**bad[0], "time": lines[0]["time"]}  # the same bad line, with a time: a day's error
+    days = collect(iter([(e, lambda x: x) for e in [*as_splunk, dated_bad]]))
+    plain = collect(records(scored))
+    assert {d: r.events for d, r in days.items()} == {d: r.events for d, r in plain.items()}
+    assert sum(r.events for r in days.values()) == len(lines) - len(bad)
+    assert sum(r.errors for r in days.values()) == 1  # only the bad line given a time
+
+
+def test_the_global_group_row_describes_all_its_classes(scored: Path, bundle_dir: Path) -> None:
+    """The drift row of a group named the first class seen in it, and its unknown-category rate was
+    that class's: for `global`, which holds every class without a group of its own, both were wrong."""
+    from scorer.report import _drift, _unknown_rate, reference
+
+    events = _events(scored)
+    day = max(_day_of(e) for e in events)
+    on_day = [e for e in events if _day_of(e) == day]
+    first, second = sorted({_class_label_of(e) for e in on_day})[:2]
+
+    def unseen(value: Any) -> Any:  # every text value one the model never saw
+        if isinstance(value, dict):
+            return {k: unseen(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [unseen(v) for v in value]
+        return f"unseen-{value}" if isinstance(value, str) else value
+
+    group: list[Event] = []
+    for event in on_day:
+        label = _class_label_of(event)
+        if label in (first, second):
+            if label == second:
+                kept = {k: event[k] for k in ("class_uid", "class_name", "time", "anomaly", "metadata")}
+                event = {**unseen(event), **kept}
+            event = {**event, "anomaly": {**event["anomaly"], "calibration_group": "global"}}
+            group.append(event)
+    assert len(group) < 500  # the sample is the whole group: its rate is exact
+    ref = reference(bundle_dir)
+    record = collect(iter([(e, lambda x: x) for e in group]))[day]
+    (row,) = _drift(record, ref)
+    assert (row["group"], row["events"]) == ("global", len(group))
+    assert first in row["class"]
+    assert second in row["class"]
+    expected = _unknown_rate(ref.encoder, group)
+    assert expected is not None
+    assert expected != _unknown_rate(ref.encoder, [e for e in group if _class_label_of(e) == first])
+    assert row["unknown_rate"] == pytest.approx(expected)
+
+
+def _class_label_of(event: Event) -> str:
+    return f"{event['class_name']} ({event['class_uid']})"
+
+
+def test_the_model_note_compares_like_with_like(
+    scored: Path, bundle_dir: Path, other_bundle_dir: Path, tmp_path: Path
+) -> None:
+    """The service serving a registry names the model by the registry's version ("1"), not by the
+    bundle's content version: the page said the bundle given was not the one that scored them."""
+    events = _events(scored)
+    note = "is not the one that scored these events"
+
+    def page(model: dict[str, str], bundle: Path) -> str:
+        source = _write(
+            tmp_path / "events.jsonl", [{**e, "anomaly": {**e["anomaly"], "model": model}} for e in events]
+        )
+        write_report(source, tmp_path / "page.html", bundle_dir=bundle)
+        return (tmp_path / "page.html").read_text()
+
+    own = events[0]["anomaly"]["model"]["version"]
+    other = str(orjson.loads((other_bundle_dir / "metadata.json").read_bytes())["version"])
+    assert own != other
+    registry = {"name": "ocsf-anomaly-demo", "version": "1", "variant": "champion"}
+    assert note not in page(registry, bundle_dir)  # the forms differ: nothing to say
+    assert note not in page({**registry, "bundle_version": own}, bundle_dir)
+    assert note in page({**registry, "bundle_version": own}, other_bundle_dir)
+    assert note not in page({"name": "ocsf-anomaly", "version": own}, bundle_dir)
+    assert f"({own})" in page({"name": "ocsf-anomaly", "version": own}, other_bundle_dir)
+
+
+def test_spark_hidden_folders_are_not_read(scored: Path, tmp_path: Path) -> None:
+    """Only the file's own name was checked for a leading `_` or `.`: the copies of the parts under
+    `_temporary/` (a job's attempts) and `.spark-staging-*` were read, and their events counted twice.
+    Folders above the directory given may have such names."""
+    lake = tmp_path / "_jobs" / ".out" / "scored"
+    parts = [lake / "part-0.jsonl", lake / "eventDay=1" / "part-1.jsonl"]
+    hidden = [
+        lake / "_temporary" / "0" / "_temporary" / "attempt_1" / "part-0.jsonl",
+        lake / ".spark-staging-1" / "part-0.jsonl",
+        lake / "eventDay=1" / "_temporary" / "part-1.jsonl",
+    ]
+    for path in parts + hidden:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(scored, path)
+    (lake / "_SUCCESS").write_bytes(b"")
+    read = sum(1 for _ in records(lake))
+    assert read == 2 * len(scored.read_bytes().splitlines())
+
+
+def test_only_the_rendered_day_keeps_its_events(scored: Path) -> None:
+    """Every day kept up to 500 whole events a class and its top 25, while one day is rendered: memory
+    grew with the days the data spans. Now only the day asked for keeps them, or the latest one (a
+    day's are dropped when a later day comes), whatever the order of the events."""
+    import random
+
+    events = _events(scored)
+    days = sorted({_day_of(e) for e in events})
+    assert len(days) > 2
+    shuffled = list(events)
+    random.Random(3).shuffle(shuffled)
+    for order in (events, shuffled, sorted(events, key=lambda e: -e["time"])):
+        for asked, kept in [(None, days[-1]), (days[0], days[0]), (days[1], days[1])]:
+            got = collect(iter([(e, lambda x: x) for e in order]), day=asked)
+            for day, record in got.items():
+                on_day = [e for e in order if _day_of(e) == day]
+                assert record.events == len(on_day)  # the counts, for every day
+                assert record.anomalies == sum(e["anomaly"]["is_anomaly"] for e in on_day)
+                if day != kept:
+                    assert (list(record.scores), record.top, record.samples) == ([], [], {}), (asked, day)
+                    continue
+                assert sorted(record.scores) == sorted(e["anomaly"]["score"] for e in on_day)
+                flagged = sorted(e["anomaly"]["score"] for e in on_day if e["anomaly"]["is_anomaly"])
+                assert sorted(t[0] for t in record.top) == flagged[-25:]
+                groups = Counter(e["anomaly"]["calibration_group"] for e in on_day)
+                assert {g: len(s) for g, s in record.samples.items()} == {
+                    g: min(n, 500) for g, n in groups.items()
+                }
+
+
+def test_score_draws_its_progress_bar_only_on_a_terminal(
+    scored: Path, bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`score ... 2>log.txt` filled the log with progress bars redrawn with \\r."""
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    source = scored.parent / "events.jsonl"
+    for stderr, progress, drawn in [
+        (io.StringIO(), True, False),
+        (Terminal(), True, True),
+        (Terminal(), False, False),  # --quiet
+    ]:
+        monkeypatch.setattr(sys, "stderr", stderr)
+        score_file(
+            bundle_dir, source, tmp_path / "out.jsonl", workers=1, progress=progress, errors=io.StringIO()
+        )
+        monkeypatch.undo()
+        assert (f"scoring {source.name}" in stderr.getvalue()) is drawn, stderr.getvalue()
