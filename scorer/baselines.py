@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from sklearn.ensemble import IsolationForest
 
 from scorer.calibration import conformal_threshold
+from scorer.io import OutOfRange
 from scorer.knn import KnnIndex
 
 Event = dict[str, Any]
@@ -71,7 +72,7 @@ def _gather(events: Sequence[Event]) -> _Columns:
             elif kind is str:
                 slot.string_rows.append(row)
                 slot.string_values.append(value)
-            elif kind is int or kind is float or kind is bool:
+            elif kind is int or kind is float or kind is bool or kind is OutOfRange:
                 slot.numeric_rows.append(row)
                 slot.numeric_values.append(value)
             # Lists and nulls are left out: a list has no fixed column, a null is a missing value.

@@ -22,6 +22,7 @@ from scorer.features.encoder import (
     to_numbers,
 )
 from scorer.features.spec import FeatureDef
+from scorer.io import OutOfRange
 
 Event = dict[str, Any]
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -176,7 +177,9 @@ def _plain(number: float) -> float | int:
 def _display(value: Any) -> Any:
     """An event value as it may appear in an explanation: scalars as they are (an integer beyond
     64 bits as its digits, which every JSON writer keeps exactly; one too long to show, by its
-    length), others summarised."""
+    length; a number beyond a double's range as its text), others summarised."""
+    if isinstance(value, OutOfRange):
+        return value.text if len(value.text) <= 200 else f"<number of {len(value.text):,} characters>"
     if type(value) is int and not -(2**63) <= value < 2**64:
         if value.bit_length() <= 640:  # at most 193 digits, within the 200 characters a string shows
             return str(value)

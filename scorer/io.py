@@ -12,6 +12,8 @@ import gzip
 import json
 import math
 import os
+import re
+import secrets
 import sys
 import tempfile
 import zlib
@@ -42,23 +44,49 @@ DIGIT_MASK = bytes(1 if ord("0") <= byte <= ord("9") else 0 for byte in range(25
 LONG_DIGITS = b"\x01" * 19
 
 
+class OutOfRange(float):
+    """A JSON number beyond a double's range (``1e400``, an integer of more than 4,300 digits): the
+    infinity it rounds to, for the encoder (which flags the event that holds it, as it does any
+    impossible number), with the number's text kept, so that :func:`dumps` writes it back as it came."""
+
+    __slots__ = ("text",)
+    text: str
+
+    def __new__(cls, text: str) -> OutOfRange:
+        number = super().__new__(cls, "-inf" if text.startswith("-") else "inf")
+        number.text = text
+        return number
+
+    def __repr__(self) -> str:
+        return self.text
+
+    __str__ = __repr__
+
+
 def loads(data: bytes) -> Any:
     """JSON → Python, every integer exact: orjson reads one beyond 64 bits as a float, so a body
     with such a long run of digits is read again by the standard library (valid JSON only), unless
     it also nests deeper than the standard library reads (about 1,000 levels): then as orjson read it.
-    A number beyond a double's range (1e400, an integer of 310 digits), which orjson refuses, is read
-    by the standard library too: it is valid JSON, and the encoder flags the event that holds it,
-    as it does any impossible number, rather than the whole body failing. An integer longer than
-    Python converts (4,300 digits) is read as a float, infinite."""
+    A number beyond a double's range (1e400, an integer of more than 4,300 digits), which orjson
+    refuses, is read by the standard library too, as an :class:`OutOfRange`: it is valid JSON, and
+    the encoder flags the event that holds it, as it does any impossible number, rather than the
+    whole body failing. What orjson refuses besides (a lone UTF-16 surrogate, ``"\\ud800"``: no
+    UTF-8 text) is refused in that case too."""
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as error:
         if "infinity" not in str(error):
             raise
         try:
-            return json.loads(data, parse_constant=_not_json, parse_int=_integer)
+            value = json.loads(data, parse_constant=_not_json, parse_int=_integer, parse_float=_float)
         except (ValueError, RecursionError):
             raise error from None
+        if b"\\u" in data and (lone := _lone_surrogate(value)) is not None:
+            at = max(0, data.lower().find(b"\\u%04x" % ord(lone)))
+            raise orjson.JSONDecodeError(
+                "str is not valid UTF-8: surrogates not allowed", data.decode(errors="replace"), at
+            ) from None
+        return value
     if LONG_DIGITS in data.translate(DIGIT_MASK):
         with contextlib.suppress(RecursionError):
             value = json.loads(data, parse_int=_integer)
@@ -70,9 +98,33 @@ def _not_json(constant: str) -> Any:
 
 
 def _integer(text: str) -> int | float:
-    """An integer exactly, or past Python's limit on converting digits (4,300) the float it is."""
+    """An integer exactly, or past Python's limit on converting digits (4,300) an OutOfRange."""
     limit = sys.get_int_max_str_digits()  # 0: no limit
-    return int(text) if not limit or len(text.lstrip("-")) <= limit else float(text)
+    return int(text) if not limit or len(text.lstrip("-")) <= limit else OutOfRange(text)
+
+
+def _float(text: str) -> float:
+    number = float(text)
+    return OutOfRange(text) if math.isinf(number) else number
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """A UTF-16 surrogate without its pair in a string (key or value) of ``value``, if there is one
+    (the standard library reads ``"\\ud800"`` as one; no UTF-8 writer can write it back)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and not item.isascii():
+            try:
+                item.encode()
+            except UnicodeEncodeError as error:
+                return item[error.start]
+    return None
 
 
 def json_kind(value: Any) -> str:
@@ -123,15 +175,45 @@ WRITE_RECURSION = 2 * 1024
 
 
 def dumps(value: Any) -> bytes:
-    """Python → JSON, as :func:`loads` reads it: integers beyond 64 bits and nesting beyond orjson's
-    254 levels (which orjson refuses) through the standard library. An event is never lost for
-    being deep: the Vector hop forwarded one nested 980 levels as an error alone."""
+    """Python → JSON, as :func:`loads` reads it: an :class:`OutOfRange` number as its own text;
+    integers beyond 64 bits and nesting beyond orjson's 254 levels (which orjson refuses) through the
+    standard library. An event is never lost for being deep: the Vector hop forwarded one nested 980
+    levels as an error alone. Whatever :func:`loads` read is written back; never raises for it."""
     try:
-        return orjson.dumps(value)
+        return orjson.dumps(value, default=_fragment)
     except orjson.JSONEncodeError:
         if sys.getrecursionlimit() < WRITE_RECURSION:
             sys.setrecursionlimit(WRITE_RECURSION)
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        marker = f"\x00{secrets.token_hex(8)}:"
+        texts: list[str] = []
+        text = json.dumps(
+            _for_stdlib(value, marker, texts), ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        )
+        if texts:  # each number's marker, a JSON string, becomes the number's own text
+            quoted = re.escape(json.dumps(marker, ensure_ascii=False)[:-1])
+            text = re.sub(quoted + r'(\d+)"', lambda m: texts[int(m.group(1))], text)
+        return text.encode()
+
+
+def _fragment(value: Any) -> orjson.Fragment:
+    if isinstance(value, OutOfRange):
+        return orjson.Fragment(value.text)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _for_stdlib(value: Any, marker: str, texts: list[str]) -> Any:
+    """``value`` for the standard library's writer: each OutOfRange as a marker string numbered in
+    ``texts``, any other infinite or NaN float as null (as orjson writes them)."""
+    if isinstance(value, dict):
+        return {key: _for_stdlib(item, marker, texts) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_for_stdlib(item, marker, texts) for item in value]
+    if isinstance(value, OutOfRange):
+        texts.append(value.text)
+        return f"{marker}{len(texts) - 1}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 ANSWER_LIMIT = 64 * 1024  # bytes of a receiver's answer read: a status line's worth, and an error's

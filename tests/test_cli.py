@@ -390,6 +390,37 @@ def test_score_keeps_integers_beyond_64_bits_exact(
     assert json.loads(written[1])["anomaly"]["is_anomaly"] is True  # an impossible byte count
 
 
+def test_score_writes_numbers_beyond_a_double_back_as_they_came(
+    model: Path, workdir: Path, score_events: list[Event]
+) -> None:
+    """1e400 (or an integer of 4,400 digits) in an event that also held an integer beyond 64 bits
+    stopped the whole run ("Out of range float values are not JSON compliant"), and alone came back
+    as null, in the event and in its reason: the value that flagged it was lost."""
+    longest = "9" * 4_400
+    lines = [
+        orjson.dumps(score_events[0])[:-1]
+        + b',"traffic":{"bytes_out":1e400},"ticket":123456789012345678901234567890}',
+        orjson.dumps(score_events[1])[:-1] + b',"traffic":{"bytes_out":-1E+400}}',
+        orjson.dumps(score_events[2])[:-1] + b',"traffic":{"bytes_out":' + longest.encode() + b"}}",
+        orjson.dumps(score_events[3]),
+    ]
+    source = workdir / "beyond-a-double.jsonl"
+    source.write_bytes(b"\n".join(lines) + b"\n")
+    out = workdir / "beyond-a-double-out.jsonl"
+    result = _run("score", "--model", model, source, "--output", out, "--workers", "1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    written = out.read_bytes().splitlines()
+    assert len(written) == 4
+    for line, number in zip(written, (b"1e400", b"-1E+400", longest.encode()), strict=False):
+        assert b'"bytes_out":' + number + b"}" in line
+        event = json.loads(line, parse_int=str)  # 4,400 digits: past what Python converts
+        assert event["anomaly"]["is_anomaly"] is True  # an impossible byte count
+        (reason,) = [r for r in event["anomaly"]["reasons"] if r["field"] == "traffic.bytes_out"]
+        assert reason["value"] == (number.decode() if len(number) <= 200 else "<number of 4,400 characters>")
+    assert b'"ticket":123456789012345678901234567890' in written[0]
+    assert "error" not in json.loads(written[3])["anomaly"]
+
+
 def test_a_model_too_small_to_flag_at_alpha_is_said_by_train_and_score(workdir: Path) -> None:
     """200 events leave 40 to calibrate on, whose smallest p-value is 1/41: nothing could be flagged
     at α = 0.01, and no command said so."""

@@ -125,6 +125,38 @@ async def test_a_number_beyond_a_double_flags_its_event_not_the_body(
     assert answer["error"]["code"] == "malformed_json"
 
 
+async def test_a_number_beyond_a_double_is_written_back_as_it_came(
+    client: Any, held_out_events: list[Event]
+) -> None:
+    """Beside an integer beyond 64 bits or nesting deeper than orjson writes, 1e400 made /v1/enrich
+    (and the Vector hop, which writes the same way) answer 500; alone it came back as null. A lone
+    surrogate, which orjson refuses, passed with it and failed every endpoint with a 500."""
+    event = orjson.dumps(held_out_events[0])[:-1]
+    deep = b"[" * 300 + b"]" * 300
+    for extra in (b',"ticket":123456789012345678901234567890', b',"deep":' + deep, b""):
+        body = event + b',"traffic":{"bytes_out":1e400}' + extra + b"}"
+        for path in ("/v1/enrich", "/v1/score"):
+            response = await client.post(path, data=body, headers=JSON)
+            answer = await response.read()
+            assert response.status == 200, answer
+            if path == "/v1/enrich":
+                assert b'"bytes_out":1e400}' in answer
+                assert extra in answer
+            else:  # the value that flagged it, in its reason
+                (reason, *_) = json.loads(answer)["results"][0]["reasons"]
+                assert (reason["field"], reason["value"]) == ("traffic.bytes_out", "1e400")
+    ndjson = body + b"\n" + orjson.dumps(held_out_events[1]) + b"\n"
+    response = await client.post("/v1/enrich", data=ndjson, headers={"Content-Type": "application/x-ndjson"})
+    assert response.status == 200
+    assert (await response.read()).count(b'"bytes_out":1e400}') == 1
+    lone = event + b',"traffic":{"bytes_out":1e400},"user":{"name":"\\ud800"}}'
+    for path in ("/v1/enrich", "/v1/score"):
+        status, answer = await _post(client, path, lone)
+        assert status == 400, answer
+        assert answer["error"]["code"] == "malformed_json"
+        assert "surrogates not allowed" in answer["error"]["message"]
+
+
 async def test_array_results_are_in_order_and_match_single_requests(
     client: Any, held_out_events: list[Event]
 ) -> None:
@@ -357,9 +389,12 @@ async def test_an_alpha_below_what_the_calibration_can_flag_is_refused(client: A
     assert body["error"]["code"] == "bad_alpha"
     assert body["error"]["message"] == (
         "alpha 0.001 is below the smallest p-value the serving model's calibration can give (0.00166): "
-        "nothing could be flagged; ask for alpha >= 0.00166"
+        "nothing could be flagged; ask for alpha >= 0.00167"
     )
     assert (await _post(client, f"/v1/score?alpha={1 / 601!r}", b"{}"))[0] == 200  # the floor itself can flag
+    # the value the message asks for is taken (it said 0.00166, below 1/601, and refused that too)
+    assert (await _post(client, "/v1/score?alpha=0.00167", b"{}"))[0] == 200
+    assert (await _post(client, "/v1/score?alpha=0.00166", b"{}"))[0] == 400
 
 
 # ---------------------------------------------------------------------- enrich
@@ -866,12 +901,15 @@ def _head_only(address: tuple[str, int], head: bytes) -> tuple[bytes, socket.soc
     return _answer(connection), connection
 
 
-def _answer(connection: socket.socket) -> bytes:
-    """The next answer on ``connection``: its head, and its body when it has a Content-Length."""
+def _answer(connection: socket.socket, *, body: bool = True) -> bytes:
+    """The next answer on ``connection``: its head, and its body when it has a Content-Length
+    (unless not ``body``: an answer to HEAD says the length of a body it does not send)."""
     answer = b""
     while b"\r\n\r\n" not in answer:
         answer += connection.recv(65536)
     top, _, rest = answer.partition(b"\r\n\r\n")
+    if not body:
+        return top + b"\r\n\r\n"
     length = next(
         (
             int(line.split(b":")[1])
@@ -921,6 +959,19 @@ def test_expect_100_continue_refuses_before_the_body_is_sent(
             assert final.startswith(b"HTTP/1.1 200 "), final
         metrics = _samples(_call(address, "GET", "/metrics")[2].decode())
         assert metrics[("ocsf_anomaly_request_seconds_count", _route("/v1/score", "413"))] == 1
+        # GET and HEAD routes too: aiohttp's own handler answered these 417 in text/plain
+        for method, path in [("GET", "/healthz"), ("GET", "/v1/models"), ("HEAD", "/v1/integrations/vector")]:
+            request = (
+                f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer api\r\nExpect: foo\r\n\r\n"
+            )
+            with socket.create_connection(address, timeout=60) as connection:
+                connection.sendall(request.encode())
+                answer = _answer(connection, body=method != "HEAD")  # an answer to HEAD has none
+                top, _, payload = answer.partition(b"\r\n\r\n")
+                assert top.startswith(b"HTTP/1.1 417 "), (path, top)
+                assert b"Content-Type: application/json" in top, (path, top)
+                if method == "GET":
+                    assert orjson.loads(payload)["error"]["code"] == "expectation_failed"
 
 
 def test_a_body_declared_too_large_or_never_sent_holds_no_connection(bundle_dir: Path) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from scorer.features.spec import FeatureDef, FeatureSpec
+from scorer.io import OutOfRange
 
 Event = dict[str, Any]
 FloatArray = npt.NDArray[np.float32]
@@ -136,7 +137,7 @@ IMPOSSIBLE = 2.0**63  # beyond every OCSF integer and long: no real count, size 
 def _number(value: Any) -> float:
     """A number or a numeric string as a float (inf where it overflows); NaN for anything else."""
     kind = type(value)
-    if kind is float or kind is int or kind is bool or kind is str:
+    if kind is float or kind is int or kind is bool or kind is str or kind is OutOfRange:
         try:
             return float(value)
         except ValueError:
@@ -221,7 +222,7 @@ def category_key(value: Any) -> str | None:
             return str(value)
         except ValueError:  # more than 4,300 digits: Python refuses to print it
             return NOT_SCALAR
-    if kind is float:
+    if kind is float or kind is OutOfRange:  # 1e400 by its text
         return str(int(value)) if value.is_integer() else repr(value)
     return NOT_SCALAR
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import re
 import time
@@ -87,7 +88,7 @@ async def read_body(request: web.Request, *, floor: bool = True) -> tuple[bytes,
                 400,
                 "bad_alpha",
                 f"alpha {alpha:g} is below the smallest p-value the serving model's calibration can give "
-                f"({smallest:.3g}): nothing could be flagged; ask for alpha >= {smallest:.3g}",
+                f"({smallest:.3g}): nothing could be flagged; ask for alpha >= {_rounded_up(smallest)}",
             )
     encoding = request.headers.get("Content-Encoding", "").strip().lower() or "identity"
     if encoding != "identity" and encoding not in ENCODINGS:
@@ -149,6 +150,13 @@ async def anomalies(request: web.Request, batch: Batch, alpha: float) -> list[di
     events = [item.event for item in batch.items if item.event is not None]
     scored = iter(await request.app[BATCHER].score(events, alpha))
     return [next(scored) if item.event is not None else {"error": item.error} for item in batch.items]
+
+
+def _rounded_up(number: float) -> str:
+    """``number`` (> 0) to three significant digits, rounded up: a floor quoted that a client can
+    send back (0.0024937 as 0.00249 was below it, and refused)."""
+    step = 10.0 ** (math.floor(math.log10(number)) - 2)
+    return f"{math.ceil(number / step) * step:.3g}"
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
