@@ -631,3 +631,198 @@ def test_a_model_source_failing_at_each_poll_is_one_line_each_time_and_scoring_g
     said = [r for r in caplog.records if "could not ask for the champion again" in r.getMessage()]
     assert len(said) == 2, caplog.text
     assert all(r.exc_info is None and "metadata.json" in r.getMessage() for r in said), caplog.text
+
+
+def test_redis_out_of_memory_is_waited_out_and_nothing_is_lost(
+    server: RedisServer, client: redis.Redis, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """Redis at `maxmemory` with `noeviction` refuses the writes (OOM) until memory is freed: that
+    is "for now", so the consumer holds the batch and tries again. It exited 2: redis-py cuts "OOM"
+    from the message (OutOfMemoryError) and the pipeline and the consumer reword it, so the prefix
+    it was known by never matched."""
+    events = held_out_events[:50]
+    log = tmp_path / "stream.log"
+    consumer = _consumer(server, bundle_dir, log, "c1")
+    try:
+        _wait_for(lambda: "consuming" in log.read_text(), "the consumer to start")  # its group made
+        _freeze(consumer)  # the events land and the limit is set before it reads them
+        _produce(client, events)
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", "1")  # below what Redis uses already: every XADD refused
+        consumer.send_signal(signal.SIGCONT)
+        _wait_for(lambda: "OutOfMemoryError" in log.read_text(), "the refused write")
+        assert "trying again" in log.read_text()
+        assert consumer.poll() is None, log.read_text()
+        assert client.xlen(STREAMS["output"]) == 0
+        assert _pending(client) > 0  # the batch held, unacknowledged
+        client.config_set("maxmemory", "0")
+        _wait_for(lambda: client.xlen(STREAMS["output"]) >= len(events) and _pending(client) == 0, "the rest")
+    finally:
+        consumer.send_signal(signal.SIGCONT)
+        consumer.send_signal(signal.SIGTERM)
+        code = consumer.wait(60)
+    text = log.read_text()
+    assert code == 0, text
+    assert "Traceback" not in text
+    assert "metadata" not in text  # no event in a log
+    assert _uids(_written(client, STREAMS["output"])) == [e["metadata"]["uid"] for e in events]
+
+
+def test_a_replica_whose_primary_is_down_is_waited_for(server: RedisServer, client: redis.Redis) -> None:
+    """MASTERDOWN (a replica with `replica-serve-stale-data no` that lost its primary, asked for
+    the group's lag) is "for now" as well: it stopped the consumer, as redis-py raises it as
+    MasterDownError with the code cut from the message."""
+    import redis.asyncio
+
+    from scorer.stream.redis_streams import RedisStreams
+
+    async def scenario() -> tuple[BaseException, bool]:
+        streams = RedisStreams(
+            redis.asyncio.from_url(server.url), **STREAMS, group="scorers", consumer="c1", block_ms=100
+        )
+        await streams.start()
+        client.config_set("replica-serve-stale-data", "no")
+        client.replicaof("127.0.0.1", str(free_port()))  # a primary that is not there
+        try:
+            with pytest.raises(redis.exceptions.ResponseError) as refused:
+                await streams.lag()  # a read-only command (writes answer READONLY first)
+        finally:
+            client.replicaof("NO", "ONE")
+            await streams.close()
+        return refused.value, streams.transient(refused.value)
+
+    refusal, transient = asyncio.run(scenario())
+    assert isinstance(refusal, redis.exceptions.MasterDownError), repr(refusal)
+    assert transient
+
+
+def test_the_input_stream_deleted_under_a_blocking_read_is_made_again_and_the_stream_goes_on(
+    server: RedisServer, client: redis.Redis
+) -> None:
+    """Deleting the input stream while the consumer blocks in XREADGROUP makes Redis 7 answer
+    UNBLOCKED (not NOGROUP): the consumer exited 2. Now the stream and the group are made again,
+    as after NOGROUP, and what is written from then on is read."""
+    import redis.asyncio
+
+    from scorer.stream.redis_streams import RedisStreams
+
+    def blocked() -> bool:
+        return any("b" in c["flags"] and c["cmd"] == "xreadgroup" for c in client.client_list())
+
+    async def scenario() -> list[str]:
+        streams = RedisStreams(
+            redis.asyncio.from_url(server.url), **STREAMS, group="scorers", consumer="c1", block_ms=30_000
+        )
+        await streams.start()
+        reading = asyncio.ensure_future(streams.read(10))
+        await eventually_async(blocked, "the consumer blocking in XREADGROUP")
+        client.delete(STREAMS["input"])
+        assert await asyncio.wait_for(reading, 60) == []
+        assert [g["name"] for g in client.xinfo_groups(STREAMS["input"])] == [b"scorers"]
+        _produce(client, [{"metadata": {"uid": "later"}}])
+        again = await streams.read(10)
+        await streams.close()
+        return [entry.event["metadata"]["uid"] for entry in again if entry.event]
+
+    assert asyncio.run(scenario()) == ["later"]
+
+
+def test_a_group_destroyed_is_made_again_at_the_end_of_the_stream_not_its_start(
+    server: RedisServer, client: redis.Redis
+) -> None:
+    """The group gone while the stream stays (XGROUP DESTROY): it was made again at ID 0, so every
+    entry still in the stream was scored and written once more. It is made again at "$": what is
+    written from then on is read, and only that."""
+    import redis.asyncio
+
+    from scorer.stream.redis_streams import RedisStreams
+
+    _produce(client, [{"metadata": {"uid": str(i)}} for i in range(30)])
+
+    async def scenario() -> list[str]:
+        streams = RedisStreams(
+            redis.asyncio.from_url(server.url), **STREAMS, group="scorers", consumer="c1", block_ms=100
+        )
+        await streams.start()  # the first start: from the stream's start
+        first = await streams.read(100)
+        assert len(first) == 30
+        await streams.commit(first)
+        client.xgroup_destroy(STREAMS["input"], "scorers")
+        assert await streams.read(100) == []  # NOGROUP: made again
+        _produce(client, [{"metadata": {"uid": "later"}}])
+        again = await streams.read(100)
+        await streams.close()
+        return [entry.event["metadata"]["uid"] for entry in again if entry.event]
+
+    assert asyncio.run(scenario()) == ["later"]
+
+
+def test_a_user_the_acl_refuses_a_command_is_told_to_check_the_acl(
+    server: RedisServer, client: redis.Redis, bundle_dir: Path
+) -> None:
+    """NOPERM at start (a user without XGROUP): redis-py cuts the code from the message
+    (NoPermissionError), and the advice was to check whether Redis runs at the address."""
+    client.acl_setuser(
+        "scorer", enabled=True, passwords=["+right"], commands=["+@all", "-xgroup"], keys=["*"]
+    )
+    error, _ = _refused(f"redis://scorer:right@127.0.0.1:{server.port}/0", bundle_dir)
+    assert "NoPermissionError" in error
+    assert error.endswith("(check the user and password in --redis-url, and what that user may do (ACL))")
+
+
+def test_the_lag_of_an_input_stream_deleted_is_unknown_not_an_error(
+    server: RedisServer, client: redis.Redis
+) -> None:
+    """The input deleted between a read and the lag asked after it: XINFO GROUPS answers "no such
+    key", which stopped the consumer; the next read makes the stream and the group again."""
+    import redis.asyncio
+
+    from scorer.stream.redis_streams import RedisStreams
+
+    async def scenario() -> int | None:
+        streams = RedisStreams(
+            redis.asyncio.from_url(server.url), **STREAMS, group="scorers", consumer="c1", block_ms=100
+        )
+        await streams.start()
+        client.delete(STREAMS["input"])
+        try:
+            return await streams.lag()
+        finally:
+            await streams.close()
+
+    assert asyncio.run(scenario()) is None
+
+
+def test_an_event_holding_a_number_beyond_a_double_is_written_back_and_blocks_nothing(
+    server: RedisServer, client: redis.Redis, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """1e400 beside nesting deeper than orjson writes: the enriched event could not be written
+    ("Out of range float values are not JSON compliant"), the consumer exited 2 with its batch
+    unacknowledged, and died the same way on every restart: the stream was stuck for good."""
+    events = held_out_events[:40]
+    poison = (
+        json.dumps(events[20])[:-1]
+        + ', "traffic": {"bytes_out": 1e400}, "deep": '
+        + "[" * 300
+        + "]" * 300
+        + "}"
+    )
+    _produce(client, events[:20])
+    client.xadd(STREAMS["input"], {"event": poison.encode()})
+    _produce(client, events[21:])
+    log = tmp_path / "stream.log"
+    consumer = _consumer(server, bundle_dir, log, "c1")
+    try:
+        _wait_for(
+            lambda: client.xlen(STREAMS["output"]) >= len(events) or consumer.poll() is not None,
+            "every event",
+        )
+        _wait_for(lambda: _pending(client) == 0 or consumer.poll() is not None, "every entry acknowledged")
+    finally:
+        consumer.send_signal(signal.SIGTERM)
+        assert consumer.wait(60) == 0, log.read_text()
+    written = [fields[b"event"] for fields in _written(client, STREAMS["output"])]
+    assert len(written) == len(events)
+    assert b'"bytes_out":1e400}' in written[20]
+    assert json.loads(written[20])["anomaly"]["is_anomaly"] is True  # an impossible byte count
+    assert client.xlen(STREAMS["dead_letter"]) == 0

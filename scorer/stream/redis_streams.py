@@ -23,9 +23,45 @@ from scorer.io import loads
 from scorer.stream.loop import Entry, Output
 
 log = logging.getLogger("ocsf_anomaly.stream")
-# Errors Redis answers while it cannot serve for now: out of memory under `maxmemory` with no
-# eviction, a script holding it, a replica without its primary, a cluster resharding
-PASSING = ("OOM", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+# The codes of the errors Redis answers while it cannot serve for now: out of memory under
+# `maxmemory` with no eviction, a script holding it, a replica without its primary or read-only
+# during a failover, still loading its data, a cluster resharding. redis-py cuts most codes from
+# the message (raising a class of its own), a pipeline rewords the message, and so does deliver:
+# an error is known by its class and by the code redis-py keeps apart (_code), never by its text
+PASSING = ("OOM", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "LOADING", "READONLY")
+# the user or password refused, or a command or key the user may not touch (ACL)
+REFUSED = ("NOAUTH", "NOPERM", "WRONGPASS")
+# the group is gone: NOGROUP, or UNBLOCKED when the stream is deleted under a blocking read
+LOST = ("NOGROUP", "UNBLOCKED")
+PIPELINE = " of pipeline caused error: "
+WRITE = "XADD"
+
+
+def _code(exc: BaseException) -> str:
+    """The code opening Redis's error answer ("OOM", "NOGROUP"), "" when there is none."""
+    import redis.exceptions as errors
+
+    code = getattr(exc, "status_code", None)  # redis-py 8 keeps it, whatever the message says
+    if isinstance(code, str) and code:
+        return code
+    classes: tuple[tuple[type[BaseException], str], ...] = (
+        (errors.OutOfMemoryError, "OOM"),
+        (errors.TryAgainError, "TRYAGAIN"),
+        (errors.MasterDownError, "MASTERDOWN"),
+        (errors.ClusterDownError, "CLUSTERDOWN"),
+        (errors.BusyLoadingError, "LOADING"),
+        (errors.ReadOnlyError, "READONLY"),
+        (errors.NoPermissionError, "NOPERM"),
+    )
+    for kind, name in classes:
+        if isinstance(exc, kind):
+            return name
+    # an older redis-py leaves the codes it has no class for in the message (after a pipeline's
+    # or deliver's preamble)
+    text = str(exc)
+    text = text.partition(PIPELINE)[2] or text
+    word = text.removeprefix(f"{WRITE}: ").split(" ", 1)[0]
+    return word if word.isalpha() and word.isupper() else ""
 
 
 class RedisStreams:
@@ -58,23 +94,30 @@ class RedisStreams:
 
     async def start(self) -> None:
         """The consumer group, made (with the stream) if it is not there: from the stream's start."""
+        await self._make_group("0")
+
+    async def _make_group(self, at: str) -> None:
+        """The group, made at ``at`` (with the stream) unless it is there already."""
         import redis.exceptions
 
         try:
-            await self.client.xgroup_create(self.input, self.group, id="0", mkstream=True)
+            await self.client.xgroup_create(self.input, self.group, id=at, mkstream=True)
         except redis.exceptions.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
 
     def advice(self, exc: BaseException) -> str:
-        import redis.exceptions
+        import redis.exceptions as errors
 
-        if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.AuthorizationError) or (
-            isinstance(exc, redis.exceptions.ResponseError)
-            and str(exc).startswith(("NOAUTH", "NOPERM", "WRONGPASS"))
-        ):
+        refused = (
+            errors.AuthenticationError
+            | errors.AuthorizationError
+            | errors.AuthenticationWrongNumberOfArgsError  # a user named to a Redis without ACLs
+            | errors.NoPermissionError
+        )
+        if isinstance(exc, refused) or (isinstance(exc, errors.ResponseError) and _code(exc) in REFUSED):
             return "check the user and password in --redis-url, and what that user may do (ACL)"
-        if isinstance(exc, redis.exceptions.ResponseError) and "WRONGTYPE" in str(exc):
+        if isinstance(exc, errors.ResponseError) and "WRONGTYPE" in str(exc):
             return f"the key {self.input!r} holds no stream: name another --input, or delete it"
         return "is Redis running there, and is --redis-url right?"
 
@@ -86,7 +129,7 @@ class RedisStreams:
 
         if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.AuthorizationError):
             return False  # a refused password stays refused
-        if isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(PASSING):
+        if isinstance(exc, redis.exceptions.ResponseError) and _code(exc) in PASSING:
             return True
         return isinstance(
             exc,
@@ -102,19 +145,20 @@ class RedisStreams:
         try:
             return await self._read(count)
         except redis.exceptions.ResponseError as exc:
-            if "NOGROUP" not in str(exc):
+            if _code(exc) not in LOST:
                 raise
         except Exception:
             # the answer may have been lost on the way with entries Redis now counts as this
             # consumer's: the next read starts with them (else they wait for a claim)
             self._own_pending = True
             raise
-        # Redis came back without its data (no persistence): the stream and the group are made
-        # again, and the consumer goes on with what is written from now on
+        # Redis came back without its data (no persistence), the stream was deleted, or the group
+        # destroyed: the stream and the group are made again, and the consumer goes on with what
+        # is written from now on ($: not again what the stream may still hold)
+        await self._make_group("$")
         log.warning(
             "the consumer group %s of %s is gone from %s: made again", self.group, self.input, self.where
         )
-        await self.start()
         return []
 
     async def _read(self, count: int) -> list[Entry]:
@@ -180,16 +224,24 @@ class RedisStreams:
         except Exception as exc:
             # redis-py quotes the failing command in its error, an event's JSON among the arguments:
             # never an event in a log
-            _command, marker, reason = str(exc).partition(" of pipeline caused error: ")
+            _command, marker, reason = str(exc).partition(PIPELINE)
             if marker:
-                exc.args = (f"XADD: {reason}",)
+                exc.args = (f"{WRITE}: {reason}",)
             raise
 
     async def commit(self, entries: Sequence[Entry]) -> None:
         await self.client.xack(self.input, self.group, *[entry.id for entry in entries])
 
     async def lag(self) -> int | None:
-        for group in await self.client.xinfo_groups(self.input):
+        import redis.exceptions
+
+        try:
+            groups = await self.client.xinfo_groups(self.input)
+        except redis.exceptions.ResponseError as exc:
+            if "no such key" not in str(exc).lower():
+                raise
+            return None  # the stream deleted since the read: the next read makes it again
+        for group in groups:
             if group.get("name") in (self.group, self.group.encode()):
                 lag = group.get("lag")
                 return int(lag) if lag is not None else None
