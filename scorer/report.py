@@ -193,6 +193,7 @@ def collect(
     sequence = itertools.count()
     unscorable = 0
     kept = day  # the day whose events are kept
+    contents: dict[tuple[Any, Any], str | None] = {}  # _content_version of each model seen
     for event, finish in scored:
         anomaly = event.get("anomaly")
         when = _moment(event.get("time"))
@@ -227,7 +228,14 @@ def collect(
         if not isinstance(model, dict):
             model = {}
         record.models[(str(model.get("name", "?")), str(model.get("version", "?")))] += 1
-        if (content := _content_version(model)) is not None:
+        named = (model.get("bundle_version"), model.get("version"))  # the same few all day long
+        try:
+            content = contents[named]
+        except KeyError:
+            content = contents[named] = _content_version(model)
+        except TypeError:  # a version that is no scalar: no content version
+            content = None
+        if content is not None:
             record.bundles[content] += 1
         for name, value in zip(ENTITY_FIELDS, entities(event), strict=True):
             if value is not None and value != "":
