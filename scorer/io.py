@@ -203,17 +203,24 @@ def _fragment(value: Any) -> orjson.Fragment:
 
 def _for_stdlib(value: Any, marker: str, texts: list[str]) -> Any:
     """``value`` for the standard library's writer: each OutOfRange as a marker string numbered in
-    ``texts``, any other infinite or NaN float as null (as orjson writes them)."""
-    if isinstance(value, dict):
-        return {key: _for_stdlib(item, marker, texts) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_for_stdlib(item, marker, texts) for item in value]
-    if isinstance(value, OutOfRange):
-        texts.append(value.text)
-        return f"{marker}{len(texts) - 1}"
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    ``texts``, any other infinite or NaN float as null (as orjson writes them). Copied without
+    recursion: a value nests as deep as :func:`loads` reads (the writer's own recursion is room enough)."""
+    holder: list[Any] = [value]
+    stack: list[tuple[Any, Any, Any]] = [(holder, 0, value)]
+    while stack:
+        parent, key, item = stack.pop()
+        if isinstance(item, dict):
+            parent[key] = mapping = dict(item)
+            stack.extend((mapping, name, child) for name, child in item.items())
+        elif isinstance(item, list | tuple):
+            parent[key] = items = list(item)
+            stack.extend((items, index, child) for index, child in enumerate(item))
+        elif isinstance(item, OutOfRange):
+            texts.append(item.text)
+            parent[key] = f"{marker}{len(texts) - 1}"
+        elif isinstance(item, float) and not math.isfinite(item):
+            parent[key] = None
+    return holder[0]
 
 
 ANSWER_LIMIT = 64 * 1024  # bytes of a receiver's answer read: a status line's worth, and an error's
