@@ -668,6 +668,35 @@ def test_redis_out_of_memory_is_waited_out_and_nothing_is_lost(
     assert _uids(_written(client, STREAMS["output"])) == [e["metadata"]["uid"] for e in events]
 
 
+def test_a_consumer_started_while_redis_is_out_of_memory_joins_its_group_and_waits(
+    server: RedisServer, client: redis.Redis, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """A Redis at `maxmemory` refuses XGROUP CREATE (OOM) before it looks whether the group exists:
+    a consumer (re)started then exited 2, though its group was there and only writes had to wait."""
+    events = held_out_events[:30]
+    client.xgroup_create(STREAMS["input"], "scorers", id="0", mkstream=True)
+    _produce(client, events)
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", "1")
+    log = tmp_path / "stream.log"
+    consumer = _consumer(server, bundle_dir, log, "c1")
+    try:
+        _wait_for(
+            lambda: "OutOfMemoryError" in log.read_text() or consumer.poll() is not None, "the refused write"
+        )
+        assert consumer.poll() is None, log.read_text()
+        client.config_set("maxmemory", "0")
+        _wait_for(
+            lambda: client.xlen(STREAMS["output"]) >= len(events) and _pending(client) == 0, "every event"
+        )
+    finally:
+        client.config_set("maxmemory", "0")
+        consumer.send_signal(signal.SIGTERM)
+        code = consumer.wait(60)
+    assert code == 0, log.read_text()
+    assert _uids(_written(client, STREAMS["output"])) == [e["metadata"]["uid"] for e in events]
+
+
 def test_a_replica_whose_primary_is_down_is_waited_for(server: RedisServer, client: redis.Redis) -> None:
     """MASTERDOWN (a replica with `replica-serve-stale-data no` that lost its primary, asked for
     the group's lag) is "for now" as well: it stopped the consumer, as redis-py raises it as

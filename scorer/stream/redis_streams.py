@@ -103,8 +103,22 @@ class RedisStreams:
         try:
             await self.client.xgroup_create(self.input, self.group, id=at, mkstream=True)
         except redis.exceptions.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+            if "BUSYGROUP" in str(exc):
+                return
+            # a Redis out of memory (or read-only) refuses XGROUP CREATE before it looks whether the
+            # group is there: a group that is goes on, and its writes wait, as any write does
+            if _code(exc) in PASSING and await self._group_exists():
+                return
+            raise
+
+    async def _group_exists(self) -> bool:
+        import redis.exceptions
+
+        try:
+            groups = await self.client.xinfo_groups(self.input)
+        except redis.exceptions.ResponseError:  # no such key
+            return False
+        return any(group.get("name") in (self.group, self.group.encode()) for group in groups)
 
     def advice(self, exc: BaseException) -> str:
         import redis.exceptions as errors
