@@ -107,18 +107,21 @@ class RedisStreams:
                 return
             # a Redis out of memory (or read-only) refuses XGROUP CREATE before it looks whether the
             # group is there: a group that is goes on, and its writes wait, as any write does
-            if _code(exc) in PASSING and await self._group_exists():
+            if _code(exc) in PASSING and await self._own_group() is not None:
                 return
             raise
 
-    async def _group_exists(self) -> bool:
+    async def _own_group(self) -> dict[Any, Any] | None:
+        """This consumer's group as XINFO GROUPS describes it; None when it or the stream is gone."""
         import redis.exceptions
 
         try:
             groups = await self.client.xinfo_groups(self.input)
-        except redis.exceptions.ResponseError:  # no such key
-            return False
-        return any(group.get("name") in (self.group, self.group.encode()) for group in groups)
+        except redis.exceptions.ResponseError as exc:
+            if "no such key" not in str(exc).lower():
+                raise
+            return None
+        return next((g for g in groups if g.get("name") in (self.group, self.group.encode())), None)
 
     def advice(self, exc: BaseException) -> str:
         import redis.exceptions as errors
@@ -247,16 +250,6 @@ class RedisStreams:
         await self.client.xack(self.input, self.group, *[entry.id for entry in entries])
 
     async def lag(self) -> int | None:
-        import redis.exceptions
-
-        try:
-            groups = await self.client.xinfo_groups(self.input)
-        except redis.exceptions.ResponseError as exc:
-            if "no such key" not in str(exc).lower():
-                raise
-            return None  # the stream deleted since the read: the next read makes it again
-        for group in groups:
-            if group.get("name") in (self.group, self.group.encode()):
-                lag = group.get("lag")
-                return int(lag) if lag is not None else None
-        return None
+        group = await self._own_group()  # None: the stream deleted since the read, made again by the next
+        lag = group.get("lag") if group is not None else None
+        return int(lag) if lag is not None else None
