@@ -156,7 +156,9 @@ def output_kind(path: Path) -> str:
         return "csv"
     if name.endswith((".jsonl", ".ndjson", ".json")):
         return "jsonl"
-    raise ValueError(f"output {path} must end in .csv or .jsonl")
+    raise ValueError(
+        f"output {path} must end in .csv (scores) or .jsonl, .ndjson or .json (events, as JSON Lines)"
+    )
 
 
 def _on_terminal(stream: IO[str] | None) -> bool:

@@ -749,6 +749,7 @@ def test_score_to_an_unknown_extension_is_a_one_line_error(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error:")
     assert ".csv" in lines[0]
+    assert all(taken in lines[0] for taken in (".jsonl", ".ndjson", ".json "))  # every name it takes
     assert not (workdir / name).exists()
 
 

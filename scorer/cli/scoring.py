@@ -31,7 +31,8 @@ def add_commands(commands: Commands) -> None:
         "score",
         help="score an events file",
         description=(
-            "Score every line of INPUT. OUTPUT ending in .jsonl gets each event with an `anomaly` object added; "
+            "Score every line of INPUT. OUTPUT ending in .jsonl (or .ndjson, .json: JSON Lines all three) gets "
+            "each event with an `anomaly` object added; "
             "ending in .csv gets `line,score,p_value,is_anomaly`, one row per input line in input order. "
             "Bad lines are reported on stderr; in CSV they get empty score fields, in JSON Lines they become "
             '{"_raw": <the line>, "anomaly": {"error": ..., "line": N}}.'
@@ -41,7 +42,9 @@ def add_commands(commands: Commands) -> None:
         "input", type=_existing, metavar="INPUT", help="JSONL, JSONL.gz or Parquet file of OCSF events"
     )
     score.add_argument("--model", "-m", required=True, help=MODEL_HELP)
-    score.add_argument("--output", "-o", required=True, type=_file_out, help="OUT.jsonl or OUT.csv")
+    score.add_argument(
+        "--output", "-o", required=True, type=_file_out, help="OUT.jsonl (.ndjson, .json) or OUT.csv"
+    )
     score.add_argument(
         "--alpha", type=_alpha, default=None, help="target false-positive rate (default: the bundle's, 0.01)"
     )

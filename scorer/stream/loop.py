@@ -265,10 +265,10 @@ class _Patience:
                     raise SourceFailed(operation, self.source.where, exc, holding) from exc
                 self.metrics.retries.labels(operation).inc()
                 log.warning(
-                    "could not %s (%s): %s unreachable, trying again in %.1f s%s",
+                    "could not %s at %s (%s): trying again in %.1f s%s",
                     operation,
-                    describe(exc),
                     self.source.where,
+                    describe(exc),
                     pause,
                     "; the batch in hand waits, unacknowledged" if holding else "",
                 )
