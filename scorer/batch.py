@@ -36,6 +36,7 @@ from scorer.io import (
     iter_raw_lines,
     iter_records,
     not_events,
+    on_terminal,
     parse_line,
     plain_mode,
     refuse_writing_over,
@@ -161,14 +162,6 @@ def output_kind(path: Path) -> str:
     )
 
 
-def _on_terminal(stream: IO[str] | None) -> bool:
-    """Whether ``stream`` is a terminal: a progress bar redrawn with \\r is for one, not for a file or a pipe."""
-    try:
-        return stream is not None and stream.isatty()
-    except (AttributeError, ValueError, OSError):  # closed, or not a real stream
-        return False
-
-
 def score_file(
     model_dir: Path,
     source: Path,
@@ -222,7 +215,7 @@ def score_file(
                 desc=f"scoring {source.name}",
                 unit=" events",
                 file=sys.stderr,
-                disable=not (progress and _on_terminal(sys.stderr)),  # not into a log of `2>file`
+                disable=not (progress and on_terminal(sys.stderr)),  # not into a log of `2>file`
                 smoothing=0.1,
             ) as bar,
         ):

@@ -469,3 +469,11 @@ def load_events(paths: Iterable[Path | str], *, warn: bool = True) -> list[Event
             raise not_events(path, lines)
     said.close()
     return events
+
+
+def on_terminal(stream: IO[str] | None) -> bool:
+    """Whether ``stream`` is a terminal: a progress bar redrawn with \\r is for one, not for a file or a pipe."""
+    try:
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError, OSError):  # closed, or not a real stream
+        return False

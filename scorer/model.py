@@ -19,6 +19,7 @@ runs the same network in numpy (scorer.network).
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from scorer.features.encoder import EncodedBatch
+from scorer.io import on_terminal
 from scorer.network import ModelConfig
 from scorer.threads import chosen
 
@@ -213,7 +215,13 @@ def train_model(
     report = TrainReport(rows=len(rows))
     best_state: dict[str, torch.Tensor] | None = None
     best_loss = math.inf
-    bar = tqdm(total=total_steps, desc="training", unit="step", disable=not progress, leave=False)
+    bar = tqdm(  # not into a log of `train ... 2>file`
+        total=total_steps,
+        desc="training",
+        unit="step",
+        disable=not (progress and on_terminal(sys.stderr)),
+        leave=False,
+    )
     for epoch in range(config.epochs):
         model.train()
         heads.train()

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 from scorer.detector import Detector
-from scorer.model import TabularResNet, weights_of
+from scorer.model import TabularResNet, TrainConfig, train_model, weights_of
 from scorer.network import InferenceNet, ModelConfig, embed
 
 
@@ -73,3 +75,25 @@ def test_training_imported_after_the_threads_were_set_keeps_their_count() -> Non
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert result.stdout.split() == ["1"]
+
+
+def test_training_draws_its_progress_bar_only_on_a_terminal(
+    fitted_detector: Detector, held_out_events: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`train ... 2>train.log` filled the log with a bar redrawn with \\r (`score` was mended first)."""
+    encoded = fitted_detector.encoder.encode(held_out_events[:200])
+    architecture = fitted_detector.net.config
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stderr, progress, drawn in [
+        (io.StringIO(), True, False),
+        (Terminal(), True, True),
+        (Terminal(), False, False),  # --quiet
+    ]:
+        monkeypatch.setattr(sys, "stderr", stderr)
+        train_model(encoded, architecture, TrainConfig(epochs=1, batch_size=64), progress=progress)
+        monkeypatch.undo()
+        assert ("training" in stderr.getvalue()) is drawn, stderr.getvalue()
