@@ -233,6 +233,9 @@ def test_added_fields_are_on_every_record_even_when_the_first_is_no_event(
         ("url=http://scorer host:8080", "Illegal value: url=http://scorer host:8080"),
         ("url=http://scorer:8080/a\tb", "Illegal value: url=http://scorer:8080/a\tb"),
         ("url=http://scorer:8080/sc\u00f6rer", "Illegal value: url=http://scorer:8080/sc\u00f6rer"),
+        # the resolver's IDNA encoding refuses these: a UnicodeError traceback, onerror=tag or not
+        ("url=http://scorer..example:8080", "Illegal value: url=http://scorer..example:8080"),
+        (f"url=http://{'a' * 64}.example:8080", f"Illegal value: url=http://{'a' * 64}.example:8080"),
         ("prefix=9lives", "Illegal value: prefix=9lives"),
         ("field=a,b", "Illegal value: field=a,b"),
         ("threshold=3", "Unrecognized option: threshold=3"),

@@ -39,9 +39,9 @@ def add_commands(commands: Commands) -> None:
         "render",
         help="print (or write) the REST bodies install would send",
         description=(
-            "Print the body of every call install makes (steps 0-4), then the _simulate test it runs "
-            "(step 5), in order, each as bare JSON after a '# step: "
-            "METHOD path' line; ids that only the cluster knows appear as <connector_id>, "
+            "Print the body of every call install makes (steps 0-4), then a _simulate call that tests "
+            "the pipeline (step 5, to run by hand: install does not), in order, each as bare JSON after a "
+            "'# N. what: METHOD path' line; ids that only the cluster knows appear as <connector_id>, "
             "<model_group_id> and <model_id>. With --output-dir, one file per call instead."
         ),
         epilog=EXAMPLES,

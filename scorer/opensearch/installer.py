@@ -141,7 +141,6 @@ def uninstall(
     board = _board(dashboards_url, auth, verify_tls, ca_certs, timeout)
     recorded = _recorded(cluster.component_template(options))
     cluster.delete("index template", f"/_index_template/{options.template}", say)
-    cluster.delete("component template", f"/_component_template/{options.component_template}", say)
     cluster.delete("ingest pipeline", f"/_ingest/pipeline/{options.pipeline}", say)
     group = _find_one(cluster, "model_groups", _filter({"name.keyword": options.name}))
     models = []
@@ -168,6 +167,9 @@ def uninstall(
     if not connectors:
         say("connector: absent")
     _undo_settings(cluster, recorded, say)
+    # the record of the settings goes last: an uninstall stopped before this point (a connector
+    # another model uses, a privilege missing) can be run again and still undo them
+    cluster.delete("component template", f"/_component_template/{options.component_template}", say)
     if board is not None:
         board.uninstall(dashboards.ndjson(options), say)
 

@@ -82,6 +82,12 @@ class ScorerUrl(validators.Validator):
             raise ValueError(f"Expected an http(s) URL with a valid port, not {text!r}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"Expected an http:// or https:// URL with a host, not {text!r}")
+        try:  # as the resolver will: an empty label ("a..b") or one over 63 characters cannot be
+            parts.hostname.encode("idna")
+        except UnicodeError:
+            raise ValueError(
+                f"Expected a host name of labels of 1 to 63 characters between dots, not {parts.hostname!r}"
+            ) from None
         if parts.query or parts.fragment or parts.username or parts.password:
             raise ValueError(f"Expected a URL without query, fragment or credentials, not {text!r}")
         if any(character <= " " or character == "\x7f" for character in text) or not parts.path.isascii():
