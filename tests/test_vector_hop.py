@@ -221,6 +221,23 @@ def test_a_downstream_failure_is_503_nothing_held_and_the_retry_arrives_once(
         assert [_without_anomaly(e) for e in downstream.events] == held_out_events[:10]
 
 
+@pytest.mark.parametrize("status", [400, 413, 422])
+def test_a_batch_the_downstream_rejects_for_what_it_holds_is_422_not_retried_for_ever(
+    status: int, hop: str, downstream: Downstream, held_out_events: list[Event]
+) -> None:
+    """Vector's http_server source answers 400 when a sink after it rejected the events (its
+    handle_batch_status: BatchStatus::Rejected), as it will every time. The hop answered 503, so
+    Vector's http sink retried it for ever: the pipeline stalled behind it, and each try wrote the
+    events again into the sinks that had taken them. Now a 4xx Vector does not retry."""
+    downstream.status = status
+    answer_status, headers, answer = _send(hop, _array(held_out_events[:3]))
+    assert answer_status == 422, answer
+    assert answer["error"]["code"] == "downstream_rejected"
+    assert f"HTTP {status}" in answer["error"]["message"]
+    assert "Retry-After" not in headers
+    assert downstream.refused == 1
+
+
 def test_a_downstream_that_redirects_is_503_not_taken_for_delivery(
     hop: str, downstream: Downstream, held_out_events: list[Event]
 ) -> None:
@@ -368,5 +385,28 @@ def test_serving_processes_share_what_was_forwarded_through_redis(
             assert _send(first, other)[0] == 200  # Redis down: forwarded, remembered locally
             assert _send(first, other)[2]["already_forwarded"] is True
             assert len(downstream.batches) == 2
+    finally:
+        redis.stop()
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_pipelines_sharing_a_redis_each_get_the_batch_they_sent(
+    bundle_dir: Path, downstream: Downstream, held_out_events: list[Event]
+) -> None:
+    """Two sites' scorers, each with its own downstream, share one Redis: the same batch sent to
+    each was answered already_forwarded by the second, which never forwarded it, and its Vector,
+    answered 2xx, dropped the events. What is remembered names the downstream."""
+    redis = RedisServer()
+    redis.start()
+    try:
+        with Downstream() as other_downstream:
+            one = _settings(bundle_dir, downstream, redis_url=redis.url, redis_timeout_ms=5_000)
+            two = _settings(bundle_dir, other_downstream, redis_url=redis.url, redis_timeout_ms=5_000)
+            with serve_app(one) as first, serve_app(two) as second:
+                body = _array(held_out_events[:5])
+                assert _send(first, body)[2]["already_forwarded"] is False
+                assert _send(second, body)[2]["already_forwarded"] is False
+                assert _send(second, body)[2]["already_forwarded"] is True  # its own retry
+            assert len(downstream.batches) == len(other_downstream.batches) == 1
     finally:
         redis.stop()

@@ -32,7 +32,7 @@ from scorer.service.errors import ApiError
 from scorer.service.handlers import anomalies, enriched, json_response, read_body, turn_to_parse
 from scorer.service.keys import METRICS, SETTINGS, VECTOR
 from scorer.service.requests import JSON_TYPES, Batch, Item, parse_body
-from scorer.service.vector import DOWNSTREAM_NESTING, DownstreamError, nests_deeper
+from scorer.service.vector import DOWNSTREAM_NESTING, DownstreamError, DownstreamRejected, nests_deeper
 
 RETRY_AFTER_SECONDS = "5"  # Vector backs off on its own (it ignores Retry-After); other clients may not
 
@@ -134,6 +134,15 @@ async def vector(request: web.Request) -> web.Response:
         ]
         try:
             await hop.forward(b"[" + b",".join(parts) + b"]")
+        except DownstreamRejected as exc:  # not retried by Vector: dropped there, and counted
+            raise ApiError(
+                422,
+                "downstream_rejected",
+                without_credentials(
+                    f"the downstream {hop.url} refused the enriched batch for what it holds ({exc}), "
+                    "as it would every time: a sink after it rejected the events; see its log"
+                ),
+            ) from None
         except DownstreamError as exc:
             raise ApiError(
                 503,

@@ -307,7 +307,11 @@ SCORING_ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
         ("overloaded",),
     ),
 }
-VECTOR_422 = ("The body is JSON but neither an object nor an array", ("not_an_event",))
+VECTOR_422 = (
+    "The body is JSON but neither an object nor an array; or the downstream refused the enriched batch "
+    "for what it holds (HTTP 400, 413 or 422: a sink after it rejected the events), as it would again",
+    ("not_an_event", "downstream_rejected"),
+)
 VECTOR_503 = (
     "The downstream did not take the enriched batch (refused, failed, timed out, unreachable, or none is "
     "set), or the service holds as many events as it admits: send the batch again (Vector does)",

@@ -5,7 +5,8 @@ sink, and the enriched events come back through an ``http_server`` source (the *
 Vector retries a batch until it gets a 2xx (it ignores Retry-After, and retries 5xx forever), so
 the hop answers 2xx only once the downstream holds the whole batch, and a batch whose 2xx was lost
 on its way back to Vector is not scored and forwarded a second time: its digest is remembered for
-a while, but only after the downstream took it (a failed forward is forwarded again on retry).
+a while, but only after the downstream took it (a failed forward is forwarded again on retry). A
+batch the downstream refuses for what it holds is answered with a 4xx Vector does not retry.
 With Redis configured (the embedding cache's), the digests are shared there too, so that a retry
 the kernel hands to another serving process is recognised; without it, or while it fails, each
 process remembers its own.
@@ -53,13 +54,28 @@ class DownstreamError(Exception):
     """The downstream did not take the batch: refused, failed, timed out or unreachable."""
 
 
+class DownstreamRejected(DownstreamError):
+    """The downstream refused the batch for what it holds, as it would again: Vector's
+    ``http_server`` source answers 400 when a sink after it rejected the events (or its decoder
+    could not read them), and 413 or 422 say the same of a body. Sent again, it would be refused
+    again, for ever, with the pipeline stalled behind it."""
+
+
+REJECTED = (400, 413, 422)  # the downstream's answers that mean "never", not "not now"
+
+
 class Forwarded:
     """Digests of the batches forwarded in the last ``window`` seconds (at most MAX_DIGESTS), and
     the batches being forwarded now: the same batch sent twice at once is forwarded once, the
     second waiting for the first's outcome."""
 
-    def __init__(self, window: float, shared: Any = None, timeout: float = 0.05) -> None:
+    def __init__(
+        self, window: float, shared: Any = None, timeout: float = 0.05, downstream: str = ""
+    ) -> None:
         self.window = window
+        # a digest names the downstream too: pipelines (or sites) sharing one Redis send the same
+        # batch each to their own, and one's forward is no reason to keep it from the other
+        self._namespace = hashlib.sha256(downstream.encode()).digest()
         self._done: OrderedDict[bytes, float] = OrderedDict()
         self._running: dict[bytes, asyncio.Future[None]] = {}
         self._shared = shared  # a redis.asyncio client, or None
@@ -69,7 +85,7 @@ class Forwarded:
         """``forward()``'s result, or None when this batch was already forwarded."""
         if self.window <= 0:
             return await forward()
-        digest = hashlib.sha256(body).digest()
+        digest = hashlib.sha256(self._namespace + body).digest()
         while digest in self._running:  # the same batch, in flight: wait for its outcome
             await asyncio.shield(self._running[digest])
         self._expire(time.monotonic())
@@ -154,9 +170,8 @@ class VectorHop:
                     )
                 if not 200 <= response.status < 300:
                     text = answer[:200].decode("utf-8", "replace").strip()
-                    raise DownstreamError(
-                        f"it answered HTTP {response.status}" + (f": {text}" if text else "")
-                    )
+                    said = f"it answered HTTP {response.status}" + (f": {text}" if text else "")
+                    raise (DownstreamRejected if response.status in REJECTED else DownstreamError)(said)
         except TimeoutError:
             raise DownstreamError("it did not answer in time") from None
         except aiohttp.ClientError as exc:
@@ -170,7 +185,12 @@ async def vector_ctx(app: web.Application) -> AsyncIterator[None]:
     """The hop's client session lives as long as the app."""
     settings = app[SETTINGS]
     shared = app[CACHE].redis
-    forwarded = Forwarded(settings.vector_dedupe_seconds, shared, settings.redis_timeout_ms / 1000)
+    forwarded = Forwarded(
+        settings.vector_dedupe_seconds,
+        shared,
+        settings.redis_timeout_ms / 1000,
+        downstream=settings.vector_downstream_url or "",
+    )
     hop = VectorHop(settings.vector_downstream_url, settings.vector_downstream_timeout_seconds, forwarded)
     app[VECTOR] = hop
     yield
