@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle  # only for its error type: nothing is unpickled
 import platform
 import shutil
@@ -154,6 +155,11 @@ def replaceable(directory: Path) -> None:
     """Refuse to write a bundle over anything but nothing, an empty directory or another bundle:
     it is replaced whole, and `train --output` naming the folder of its events deleted them. The
     command line checks it before any work too."""
+    if directory.is_symlink():  # replaced, it would be the link or what it points to: say which
+        raise BundleError(
+            f"{directory} is a symbolic link (to {os.readlink(directory)}): name the directory itself, "
+            "or a new one, for the model bundle"
+        )
     if not directory.exists():
         return
     if not directory.is_dir():
@@ -187,6 +193,7 @@ def write(state: State, directory: Path | str, *, name: str = "ocsf-anomaly") ->
     replaceable(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    old: Path | None = None  # the bundle replaced, moved aside until the new one is in its place
     try:
         plain_mode(staging)
         _write_json(staging / "detector.json", state.settings)
@@ -219,11 +226,21 @@ def write(state: State, directory: Path | str, *, name: str = "ocsf-anomaly") ->
         _write_json(staging / "metadata.json", metadata)
         state.metadata = metadata
         if directory.exists():
-            shutil.rmtree(directory)
+            # one assignment: ``old`` is None or a path inside its own temporary folder, never that folder
+            old = (
+                Path(tempfile.mkdtemp(prefix=f".{directory.name}.replaced.", dir=directory.parent)) / "bundle"
+            )
+            directory.rename(old)
         staging.rename(directory)
-    except BaseException:
+    except BaseException:  # Ctrl-C or SIGTERM included: the bundle that was there stays there
+        if old is not None and old.exists() and not directory.exists():
+            old.rename(directory)
         shutil.rmtree(staging, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old.parent, ignore_errors=True)
         raise
+    if old is not None:
+        shutil.rmtree(old.parent, ignore_errors=True)
     return directory
 
 
@@ -242,6 +259,8 @@ def read_metadata(directory: Path | str) -> dict[str, Any]:
         raise BundleError(f"{directory}: {exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{directory}/metadata.json is not valid JSON: {exc}") from exc
+    except RecursionError:  # read before any digest is checked: nested deeper than the parser goes
+        raise BundleError(f"{directory}/metadata.json nests deeper than any bundle writes") from None
     except OSError as exc:  # a directory of that name, no permission: the service answered 500
         raise BundleError(f"{directory}: cannot read metadata.json: {exc.strerror or exc}") from exc
     if isinstance(metadata, dict) and metadata.get("format") == 1:

@@ -100,6 +100,9 @@ def group_key(value: Any) -> str:
     return GLOBAL
 
 
+MAX_THRESHOLDS = 1024  # (group, alpha) thresholds kept: the configured alpha's, and a few a client asks for
+
+
 @dataclass
 class Calibration:
     """Sorted calibration scores per group (``global`` plus classes with enough events)."""
@@ -152,6 +155,8 @@ class Calibration:
     def _threshold(self, key: str, alpha: float) -> float:
         found = self._thresholds.get((key, alpha))
         if found is None:
+            if len(self._thresholds) >= MAX_THRESHOLDS:  # every ?alpha= a client ever sent was kept
+                self._thresholds.clear()
             found = self._thresholds[(key, alpha)] = conformal_threshold(self.groups[key], alpha)
         return found
 

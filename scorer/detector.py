@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -73,6 +73,11 @@ class DetectorConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        for setting in fields(self):  # a bundle's detector.json is read into these: 5.5 neighbours,
+            value = getattr(self, setting.name)  # or "3", failed only at the first scoring call
+            kind = {"int": ("a whole number", int), "float": ("a number", int | float)}.get(str(setting.type))
+            if kind is not None and (isinstance(value, bool) or not isinstance(value, kind[1])):
+                raise ValueError(f"{setting.name} must be {kind[0]}, not {value!r}")
         if self.score not in SCORE_KINDS:
             raise ValueError(f"score must be one of {', '.join(SCORE_KINDS)}, not {self.score!r}")
         if self.k < 1 or self.feature_k < 1 or self.explain_k < 1:
@@ -667,6 +672,13 @@ class Detector:
             k: Standardiser(center=float(v["center"]), scale=float(v["scale"]))
             for k, v in state.calibration["standardisers"].items()
         }
+        if set(standardisers) != {"embedding", "features"} or not all(
+            math.isfinite(s.center) and math.isfinite(s.scale) and s.scale > 0 for s in standardisers.values()
+        ):  # loaded as they were, one missing failed the first scoring call, a zero scale flagged at random
+            raise bundle.BundleError(
+                "calibration.json must standardise the embedding's and the feature space's scores, "
+                "each with a finite center and a finite scale above 0"
+            )
         if baseline.cat.shape[1] != len(encoder.cardinalities) or len(state.baseline_ids) != len(baseline):
             raise bundle.BundleError("baseline rows do not match the feature spec")
         if int(baseline.cat.max(initial=0)) >= max(encoder.cardinalities, default=1) + 1:

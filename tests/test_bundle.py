@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -150,6 +151,46 @@ def test_save_replaces_an_existing_bundle_and_nothing_else(fitted_detector: Dete
     with pytest.raises(BundleError, match="not a model bundle"):
         fitted_detector.with_config().save(folder)
     assert (folder / "events.jsonl").read_text(encoding="utf-8") == "{}\n"
+
+
+def test_a_replacement_stopped_before_the_new_bundle_is_in_place_keeps_the_old_one(
+    fitted_detector: Detector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old bundle was deleted before the new one was renamed into its place, and a Ctrl-C or
+    SIGTERM between the two (`train --output EXISTING`, `refresh --output SAME`) then deleted the new
+    one too: no bundle at all. Stopped there now, the old one is back where it was."""
+    target = tmp_path / "model"
+    fitted_detector.with_config().save(target)
+    first = Detector.load(target).model_info["version"]
+    rename = Path.rename
+
+    def stopped_at_the_last_step(self: Path, to: Any) -> Any:
+        if Path(to) == target and self.name.startswith(".model."):  # the new bundle into its place
+            raise KeyboardInterrupt
+        return rename(self, to)
+
+    monkeypatch.setattr(Path, "rename", stopped_at_the_last_step)
+    with pytest.raises(KeyboardInterrupt):
+        fitted_detector.with_config(k=3).save(target)
+    monkeypatch.undo()
+    assert Detector.load(target).model_info["version"] == first
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # nothing half-written left beside it
+
+
+def test_a_symbolic_link_is_no_place_for_a_bundle(fitted_detector: Detector, tmp_path: Path) -> None:
+    """`train --output current` where current -> v1 trained, then failed on rmtree's refusal of a
+    link: the work lost, nothing written. Refused before anything is written, v1 untouched."""
+    version = tmp_path / "v1"
+    fitted_detector.with_config().save(version)
+    (tmp_path / "current").symlink_to(version)
+    with pytest.raises(
+        BundleError, match=r"current is a symbolic link \(to .*v1\): name the directory itself"
+    ):
+        fitted_detector.with_config(k=3).save(tmp_path / "current")
+    assert (
+        Detector.load(version).model_info["version"]
+        == Detector.load(tmp_path / "current").model_info["version"]
+    )
 
 
 def test_the_format_is_read_without_the_engine(saved: Path) -> None:
@@ -358,9 +399,65 @@ def test_a_metadata_json_that_is_a_named_pipe_is_refused_not_waited_on(copy: Pat
         bundle.read_metadata(copy)
 
 
+def test_a_metadata_json_nested_past_the_parser_is_a_bundle_error(copy: Path) -> None:
+    """metadata.json is read before any digest is checked: nested 100,000 deep (200 KB) it was a
+    RecursionError traceback from every command and from serve's start."""
+    (copy / "metadata.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    with pytest.raises(BundleError, match=r"metadata\.json nests deeper than any bundle writes"):
+        Detector.load(copy)
+
+
 def test_metadata_that_is_not_an_object(copy: Path) -> None:
     (copy / "metadata.json").write_text("[1, 2, 3]", encoding="utf-8")
     with pytest.raises(BundleError, match="format"):
+        Detector.load(copy)
+
+
+def _standardisers(change: Any) -> Any:
+    def edit(p: Path) -> str:
+        calibration = json.loads((p / "calibration.json").read_text(encoding="utf-8"))
+        change(calibration["standardisers"])
+        (p / "calibration.json").write_text(json.dumps(calibration), encoding="utf-8")
+        return "calibration.json"
+
+    return edit
+
+
+def _detector_setting(name: str, value: Any) -> Any:
+    def edit(p: Path) -> str:
+        settings = json.loads((p / "detector.json").read_text(encoding="utf-8"))
+        settings["detector"][name] = value
+        (p / "detector.json").write_text(json.dumps(settings), encoding="utf-8")
+        return "detector.json"
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        (_standardisers(lambda s: s.pop("embedding")), "standardise the embedding's and the feature space's"),
+        (_standardisers(lambda s: s["features"].update(scale=0)), "a finite scale above 0"),
+        (_standardisers(lambda s: s["features"].update(center="nan")), "a finite center"),
+        (_detector_setting("k", 5.5), "k must be a whole number, not 5.5"),
+        (_detector_setting("feature_k", "3"), "feature_k must be a whole number, not '3'"),
+        (_detector_setting("fusion_weight", True), "fusion_weight must be a number, not True"),
+    ],
+    ids=[
+        "no-embedding-standardiser",
+        "zero-scale",
+        "nan-center",
+        "fractional-k",
+        "k-as-text",
+        "weight-as-bool",
+    ],
+)
+def test_parts_that_load_but_cannot_score_are_refused_at_load(copy: Path, edit: Any, said: str) -> None:
+    """Consistent digests over parts that do not fit (a writer's bug): the bundle loaded, then failed
+    at the first scoring call (KeyError, TypeError), scored every event inf (flagging at random), or
+    NaN (flagging nothing)."""
+    _rewrite_digest(copy, edit(copy))
+    with pytest.raises(BundleError, match=re.escape(said)):
         Detector.load(copy)
 
 

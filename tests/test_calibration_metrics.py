@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from scorer.calibration import conformal_p_values, conformal_threshold
+from scorer.calibration import MAX_THRESHOLDS, Calibration, conformal_p_values, conformal_threshold
 from scorer.metrics import detection_report, recall_at_fpr
 
 # --- conformal p-values -------------------------------------------------------------------------
@@ -216,3 +216,18 @@ def test_recall_at_fpr_is_undefined_without_both_classes_or_a_rate() -> None:
     assert math.isnan(recall_at_fpr(np.array([0, 0]), np.array([0.1, 0.2]), 0.1))
     assert math.isnan(recall_at_fpr(np.array([1, 1]), np.array([0.1, 0.2]), 0.1))
     assert math.isnan(recall_at_fpr(np.array([0, 1]), np.array([0.1, 0.2]), math.nan))
+
+
+def test_thresholds_kept_for_the_alphas_clients_ask_are_bounded_and_stay_exact() -> None:
+    """The service's ?alpha= reaches Calibration.thresholds: a threshold was kept for every (group,
+    alpha) ever asked, for good, so a client sending distinct alphas grew every serving process
+    without bound (20,000 alphas: 2.8 MB, and on)."""
+    rng = np.random.default_rng(5)
+    calibration = Calibration.fit(rng.normal(size=2_000), [4001] * 1_000 + [3002] * 1_000, min_group_size=500)
+    groups = ["class_uid=4001", "class_uid=3002", "global"]
+    for alpha in np.linspace(0.001, 0.2, 5_000):
+        calibration.thresholds(groups, float(alpha))
+    assert len(calibration._thresholds) <= MAX_THRESHOLDS
+    for alpha in (0.01, 0.05, 0.123):  # after the clearing as before it
+        expected = [conformal_threshold(calibration.groups[g], alpha) for g in groups]
+        assert calibration.thresholds(groups, alpha).tolist() == expected
