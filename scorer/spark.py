@@ -6,12 +6,14 @@ the FAISS index pickled through a closure) and scores Arrow batches with :meth:`
 exactly as ``ocsf-anomaly score`` does. The driver loads the bundle first, so a missing or altered
 one fails before any task runs.
 
-- JSON Lines in (files or directories, ``.gz`` too): each line is read as text and written back as
+- JSON Lines in (files or directories, ``.gz`` too): each line is read as bytes and written back as
   the same event with its ``anomaly`` object added (JSON Lines part files, uncompressed). A line that
-  is not a JSON object keeps its text in ``_raw`` and gets ``anomaly.error``: the job goes on.
+  is not a JSON object (invalid UTF-8 included) keeps its text in ``_raw`` and gets
+  ``anomaly.error``, as ``score`` writes it: the job goes on.
 - Parquet in (nested OCSF): every column is passed through untouched and an ``anomaly`` struct
-  column (:data:`ANOMALY`) is added; written as Parquet. The reasons' ``value`` and ``typical`` are
-  JSON text there (a number or a string), since a Parquet column holds one type.
+  column (:data:`ANOMALY`) is added (replacing the one a scored lake already has); written as
+  Parquet. The reasons' ``value`` and ``typical`` are JSON text there (a number or a string), since
+  a Parquet column holds one type.
 
 The output is partitioned like the input (``key=value`` directories), and a summary (events,
 anomalies and unscorable rows by class_uid and day, UTC) is written beside it as ``OUTPUT-summary``.
@@ -65,6 +67,8 @@ ANOMALY = pa.struct(
 )
 BATCH_SIZE = 2048  # rows an Arrow batch hands a worker: the file scorer's chunk
 SUMMARY_SUFFIX = "-summary"
+# what the summary reads of a scored lake
+SUMMARY_SCHEMA = "class_uid long, time long, anomaly struct<is_anomaly: boolean, error: string>"
 
 
 class SparkJobError(UserError, RuntimeError):
@@ -128,15 +132,17 @@ def score_text_batches(
     batches: Iterator[pa.RecordBatch], *, bundle_name: str, version: str, alpha: float | None
 ) -> Iterator[pa.RecordBatch]:
     """mapInArrow over JSON Lines read as text: column ``value`` becomes the enriched event's JSON;
-    other columns (the input's partition columns) pass through."""
+    other columns (the input's partition columns) pass through. Each line is taken as the bytes the
+    file holds (Spark's text column is not checked for UTF-8): parsed as ``score`` parses them, and a
+    bad line's ``_raw`` is its text as ``score`` writes it (bytes that are not UTF-8 replaced)."""
     detector = _detector(bundle_name, version)
     model = detector.model_info
     for batch in batches:
-        lines = batch.column("value").to_pylist()
+        lines: list[bytes] = [raw or b"" for raw in batch.column("value").cast(pa.binary()).to_pylist()]
         events: list[dict[str, Any]] = []
         parsed: list[tuple[dict[str, Any] | None, str | None]] = []
         for line in lines:
-            event, error = parse_line((line or "").encode())
+            event, error = parse_line(line)
             parsed.append((event, error))
             if event is not None:
                 events.append(event)
@@ -145,7 +151,8 @@ def score_text_batches(
         i = 0
         for line, (event, error) in zip(lines, parsed, strict=True):
             if event is None:
-                out.append(orjson.dumps({"_raw": line or "", "anomaly": {"error": error}}).decode())
+                text = line.decode("utf-8", "replace")
+                out.append(orjson.dumps({"_raw": text, "anomaly": {"error": error}}).decode())
                 continue
             # through the standard library past orjson's 254 levels, as `score` writes it
             out.append(dumps({**event, "anomaly": result.anomaly(i, model)}).decode())
@@ -162,9 +169,10 @@ def score_row_batches(
     alpha: float | None,
     partition_columns: Sequence[str],
 ) -> Iterator[pa.RecordBatch]:
-    """mapInArrow over Parquet rows: every column passes through; an ``anomaly`` column is added.
-    Each row becomes the event ``score`` reads from the same Parquet file (``io.from_parquet``: nulls
-    dropped, JSON's types; the directory's partition columns left out)."""
+    """mapInArrow over Parquet rows: every column passes through; an ``anomaly`` column is added, last
+    (a scored lake's own ``anomaly`` column is replaced, as ``score`` replaces the key). Each row
+    becomes the event ``score`` reads from the same Parquet file (``io.from_parquet``: nulls dropped,
+    JSON's types; the directory's partition columns left out)."""
     detector = _detector(bundle_name, version)
     model = detector.model_info
     drop = set(partition_columns)
@@ -172,8 +180,10 @@ def score_row_batches(
         events = [{k: v for k, v in from_parquet(row).items() if k not in drop} for row in arrow_rows(batch)]
         result = detector.score(events, alpha=alpha, explain=True)
         anomalies = pa.array([anomaly_row(result.anomaly(i, model)) for i in range(len(events))], ANOMALY)
+        kept = [i for i, name in enumerate(batch.schema.names) if name != "anomaly"]
         yield pa.RecordBatch.from_arrays(
-            [*batch.columns, anomalies], schema=batch.schema.append(pa.field("anomaly", ANOMALY))
+            [*(batch.column(i) for i in kept), anomalies],
+            schema=pa.schema([batch.schema.field(i) for i in kept]).append(pa.field("anomaly", ANOMALY)),
         )
 
 
@@ -284,7 +294,9 @@ def scored_frame(
             partial(score_text_batches, bundle_name=name, version=version, alpha=alpha), frame.schema
         )
     else:
-        schema = StructType([*frame.schema.fields, StructField("anomaly", from_arrow_type(ANOMALY))])
+        # a scored lake scored again (a new model): its `anomaly` column is replaced, not added twice
+        kept = [field for field in frame.schema.fields if field.name != "anomaly"]
+        schema = StructType([*kept, StructField("anomaly", from_arrow_type(ANOMALY))])
         scored = frame.mapInArrow(
             partial(
                 score_row_batches, bundle_name=name, version=version, alpha=alpha, partition_columns=parts
@@ -346,8 +358,10 @@ def score_lake(
             else:
                 writer.parquet(output)
         except AnalysisException as exc:
+            exists = exc.getCondition() == "PATH_ALREADY_EXISTS"
             raise SparkJobError(
-                f"cannot write {output}: {exc.getMessage()} (--overwrite replaces it)"
+                f"cannot write {output}: {exc.getMessage()}"
+                + (" (--overwrite replaces it)" if exists else "")
             ) from None
         except PythonException as exc:
             # a worker failed: its last line says why (the traceback is in the log)
@@ -401,15 +415,20 @@ def _summarise(
     spark: SparkSession, output: str, fmt: str, summary: str, *, overwrite: bool
 ) -> list[tuple[Any, str | None, int, int, int]]:
     """Counts by class_uid and UTC day, read back from what was written (only the columns it needs)."""
+    from pyspark.errors import AnalysisException
     from pyspark.sql import functions as F
     from pyspark.sql.types import LongType, NumericType
 
     if fmt == "json":
-        frame = spark.read.schema(
-            "class_uid long, time long, anomaly struct<is_anomaly: boolean, error: string>"
-        ).json(output)
+        frame = spark.read.schema(SUMMARY_SCHEMA).json(output)
     else:
-        frame = spark.read.parquet(output)
+        try:
+            frame = spark.read.parquet(output)
+        except AnalysisException as exc:
+            # no rows, partitioned: Spark wrote no Parquet file (only _SUCCESS), so no schema to read
+            if exc.getCondition() != "UNABLE_TO_INFER_SCHEMA":
+                raise
+            frame = spark.createDataFrame([], SUMMARY_SCHEMA)
         for name in ("class_uid", "time"):
             if name not in frame.columns:
                 frame = frame.withColumn(name, F.lit(None).cast(LongType()))

@@ -1,6 +1,7 @@
 """`score-spark`: a real PySpark in local mode (local[2], a real JVM) scores NSL-KDD events from
 ``../shared/data`` as the file scorer does, JSON Lines and nested Parquet, partitioned lakes, a corrupt
-line, and the command line (a registry URI, spark-submit, a bad bundle refused before Spark starts)."""
+line and one not UTF-8, a scored lake scored again, an empty partitioned lake, and the command line (a
+registry URI, spark-submit, a bad bundle refused before Spark starts)."""
 
 from __future__ import annotations
 
@@ -70,6 +71,16 @@ def spark() -> Any:
     session = lake.session("local[2]", batch_size=500)
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="module")
+def lake_bundles(bundle_dir: Path, other_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The shared bundle and its recalibrated twin (another version), each under a name of its own:
+    the module's session ships the NSL-KDD `model` already, and Spark ships a name from one path."""
+    root = tmp_path_factory.mktemp("lake-bundles")
+    return Path(shutil.copytree(bundle_dir, root / "lake-model")), Path(
+        shutil.copytree(other_bundle_dir, root / "lake-model-2")
+    )
 
 
 def _file_scores(model: Path, source: Path, tmp_path: Path) -> dict[str, Event]:
@@ -325,6 +336,120 @@ def test_an_event_nested_as_deep_as_can_be_read_is_scored_and_written_whole(
         while isinstance(inner, dict):
             inner, depth = inner["a"], depth + 1
         assert (depth, inner) == (levels, 1)
+
+
+@needs_java
+def test_a_line_that_is_not_utf8_is_a_bad_line_written_as_score_writes_it(
+    spark: Any, lake_bundles: tuple[Path, Path], held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """One line with a byte that is not UTF-8 (a Latin-1 é) failed the whole job: a UnicodeDecodeError
+    in a worker, some 220 lines of traces and no output. It is one bad line now, with the `_raw` text
+    and the error `score` writes for it, and the job goes on."""
+    from scorer import spark as lake
+
+    bundle, _ = lake_bundles
+    latin1 = b'{"class_uid": 4002, "severity": "Informational\xe9", "time": 1700841688897}'
+    good = [orjson.dumps(e) for e in held_out_events[:20]]
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(b"\n".join([*good[:10], latin1, *good[10:]]) + b"\n")
+    output = tmp_path / "scored"
+
+    stats = lake.score_lake(spark, bundle, lake.verify_bundle(bundle), str(source), str(output))
+
+    assert (stats.events, stats.errors) == (21, 1)
+    written = [
+        orjson.loads(line) for p in output.glob("part-*.jsonl") for line in p.read_bytes().splitlines()
+    ]
+    bad = [e for e in written if "_raw" in e]
+    score_file(bundle, source, tmp_path / "file-scored.jsonl", workers=1, progress=False)
+    by_score = map(orjson.loads, (tmp_path / "file-scored.jsonl").read_bytes().splitlines())
+    expected = [e for e in by_score if "_raw" in e]
+    assert len(bad) == len(expected) == 1
+    assert bad[0]["_raw"] == expected[0]["_raw"] == latin1.decode("utf-8", "replace")
+    assert bad[0]["anomaly"]["error"] == expected[0]["anomaly"]["error"]
+    assert bad[0]["anomaly"]["error"].startswith("invalid JSON: str is not valid UTF-8")
+    uids = {e["metadata"]["uid"] for e in written if "_raw" not in e}
+    assert uids == {e["metadata"]["uid"] for e in held_out_events[:20]}
+
+
+def _verdicts(output: Path) -> dict[str, dict[str, Any]]:
+    table = ds.dataset(output, format="parquet", partitioning="hive").to_table()
+    return {row["metadata"]["uid"]: row["anomaly"] for row in table.to_pylist()}
+
+
+@needs_java
+def test_a_scored_parquet_lake_is_scored_again_its_anomaly_column_replaced(
+    spark: Any, lake_bundles: tuple[Path, Path], held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """Re-scoring a scored Parquet lake after a model change failed: a second `anomaly` column,
+    [COLUMN_ALREADY_EXISTS], with a hint that --overwrite replaces it (it gave the same error). The
+    column is replaced now, with the new model's verdicts, as a JSON lake's key is."""
+    from pyspark.sql.pandas.types import from_arrow_type
+
+    from scorer import spark as lake
+
+    first_model, new_model = lake_bundles
+    new_version = lake.verify_bundle(new_model)
+    lake_dir = tmp_path / "lake"
+    table = pa.Table.from_pylist(held_out_events[:200])  # one schema (a file's own may lack a field)
+    for i, part in enumerate(("eventDay=20261201", "eventDay=20261202")):
+        (lake_dir / part).mkdir(parents=True)
+        pq.write_table(table.slice(i * 100, 100), lake_dir / part / "a.parquet")
+    scored, rescored, fresh = tmp_path / "scored", tmp_path / "rescored", tmp_path / "fresh"
+    lake.score_lake(spark, first_model, lake.verify_bundle(first_model), str(lake_dir), str(scored))
+    lake.score_lake(spark, new_model, new_version, str(lake_dir), str(fresh))
+
+    stats = lake.score_lake(spark, new_model, new_version, str(scored), str(rescored))
+
+    assert (stats.output_format, stats.events, stats.errors) == ("parquet", 200, 0)
+    schema = spark.read.parquet(str(rescored)).schema
+    assert [f.name for f in schema.fields].count("anomaly") == 1
+    assert schema["anomaly"].dataType == from_arrow_type(lake.ANOMALY)
+    assert sorted(p.name for p in rescored.iterdir() if p.is_dir()) == sorted(
+        p.name for p in lake_dir.iterdir()
+    )
+    before, after, expected = _verdicts(scored), _verdicts(rescored), _verdicts(fresh)
+    assert after.keys() == expected.keys() == before.keys()
+    assert len(after) == 200
+    for uid, want in expected.items():  # the new model's verdicts, as if the events were scored afresh
+        have = after[uid]
+        assert have["model"]["version"] == new_version != before[uid]["model"]["version"]
+        assert abs(have["score"] - want["score"]) <= 1e-6, uid
+        assert (have["is_anomaly"], have["calibration_group"]) == (
+            want["is_anomaly"],
+            want["calibration_group"],
+        )
+        assert [r["field"] for r in have["reasons"]] == [r["field"] for r in want["reasons"]], uid
+
+    again = lake.score_lake(spark, new_model, new_version, str(scored), str(rescored), overwrite=True)
+    assert again.events == 200
+
+
+@needs_java
+def test_a_partitioned_parquet_lake_of_no_rows_is_scored_as_no_events(
+    spark: Any, lake_bundles: tuple[Path, Path], held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """Partitioned and empty, Spark writes no Parquet file (only _SUCCESS): reading OUTPUT back for the
+    summary failed (UNABLE_TO_INFER_SCHEMA), a traceback. It is 0 events now, as an unpartitioned
+    empty input is."""
+    from scorer import spark as lake
+
+    bundle, _ = lake_bundles
+    empty = pa.Table.from_pylist(held_out_events[:10]).slice(0, 0)
+    (tmp_path / "lake" / "eventDay=1").mkdir(parents=True)
+    pq.write_table(empty, tmp_path / "lake" / "eventDay=1" / "z.parquet")
+    pq.write_table(empty, tmp_path / "flat.parquet")
+    for source in ("lake", "flat.parquet"):
+        output = tmp_path / f"{source}-scored"
+
+        stats = lake.score_lake(
+            spark, bundle, lake.verify_bundle(bundle), str(tmp_path / source), str(output)
+        )
+
+        assert (stats.output_format, stats.events, stats.anomalies, stats.errors) == ("parquet", 0, 0, 0)
+        assert stats.by_class_day == []
+        assert (output / "_SUCCESS").exists()
+        assert list(Path(stats.summary).glob("part-*.csv"))
 
 
 @needs_java
