@@ -118,6 +118,7 @@ class ScoreResult:
     score: npt.NDArray[np.float64]
     p_value: npt.NDArray[np.float64]
     is_anomaly: npt.NDArray[np.bool_]
+    impossible: npt.NDArray[np.bool_]  # holds a number no real event holds: flagged whatever its score
     threshold: npt.NDArray[np.float64]
     group: list[str]
     classes: list[str]  # class_uid as a bounded label: seen in calibration, else "other"
@@ -162,6 +163,7 @@ def _concatenate(parts: list[ScoreResult]) -> ScoreResult:
         score=np.concatenate([p.score for p in parts]),
         p_value=np.concatenate([p.p_value for p in parts]),
         is_anomaly=np.concatenate([p.is_anomaly for p in parts]),
+        impossible=np.concatenate([p.impossible for p in parts]),
         threshold=np.concatenate([p.threshold for p in parts]),
         group=[g for p in parts for g in p.group],
         classes=[c for p in parts for c in p.classes],
@@ -551,8 +553,10 @@ class Detector:
         class_uids = [class_getter(e) for e in events]
         groups = self.calibration.resolve(class_uids)
         p_values = self.calibration.p_values(scores, groups)
-        if encoded.invalid is not None:  # a number no real event holds: flagged, whatever the rest says
-            p_values[encoded.invalid.any(axis=1)] = 0.0
+        impossible: npt.NDArray[np.bool_] = np.zeros(len(scores), dtype=bool)
+        if encoded.invalid is not None:
+            impossible = np.asarray(encoded.invalid.any(axis=1), dtype=bool)
+        p_values[impossible] = 0.0  # a number no real event holds: flagged, whatever the rest says
         thresholds = self.calibration.thresholds(groups, alpha)
         t2 = time.perf_counter()
         seconds["calibrate"] = t2 - t1
@@ -572,6 +576,7 @@ class Detector:
             score=scores,
             p_value=p_values,
             is_anomaly=p_values <= alpha + 1e-12,
+            impossible=impossible,
             threshold=thresholds,
             group=groups,
             classes=self.calibration.class_labels(class_uids),

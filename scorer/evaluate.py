@@ -9,7 +9,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,12 +99,16 @@ def evaluate(
     seed: int = 0,
     baselines: bool = True,
     log: Callable[[str], None] | None = None,
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, Any]]:
     """ROC-AUC, PR-AUC, recall and realised FPR at ``alpha`` for every score kind and the baselines.
 
-    With the baselines, every row also gets ``recall_at_raw_fpr``: its recall at the false-positive
+    Every kind gives the verdicts the product gives under it: an event holding a number no real
+    event can hold is flagged whatever its score, and ranks above every other event. With the
+    baselines, every row also gets ``recall_at_raw_fpr``: its recall at the false-positive
     rate that raw-feature k-NN's own threshold realised on these events, so that scores are compared
-    at one false-alarm budget whatever their calibration did. ``log`` is told what is being done.
+    at one false-alarm budget whatever their calibration did. Every row has ``cannot_flag``: why
+    nothing can be flagged at ``alpha`` (a calibration too small for it), and then recall and FPR
+    at ``alpha`` are NaN, not measurable; else None. ``log`` is told what is being done, and warned.
     """
     from scorer.baselines import run_baselines
     from scorer.metrics import detection_report, recall_at_fpr
@@ -113,28 +117,58 @@ def evaluate(
     say(f"scoring {len(events):,} events with the model")
     result = detector.with_config(score="fusion").score(events, explain=False)
     groups = result.group
-    report: dict[str, dict[str, float]] = {}
+    forced = result.impossible  # flagged by the detector whatever its score, with the p-value 0
+    report: dict[str, dict[str, Any]] = {}
     scores_of: dict[str, np.ndarray] = {}
+    warned: set[str] = set()
+
+    def measured(name: str, row: dict[str, Any], why: str | None) -> None:
+        """``row`` as measured, or with recall and FPR at α not measurable: its threshold flags nothing."""
+        report[name] = {**row, "recall": math.nan, "fpr": math.nan} if why else row
+        report[name]["cannot_flag"] = why
+        if why and why not in warned:  # as `score` warns; the kinds share one calibration size
+            warned.add(why)
+            say(f"warning: {why}")
+
     for kind in SCORE_KINDS:
-        scores = result.components[kind]
-        p_values = detector.calibrations[kind].p_values(scores, groups)
+        scores = _ranked_first(result.components[kind], forced)  # p = 0: above every other event
+        p_values = detector.calibrations[kind].p_values(result.components[kind], groups)
+        p_values[forced] = 0.0
         name = f"{kind}{' (default)' if kind == detector.config.score else ''}"
-        report[name] = detection_report(labels, scores, p_values <= alpha + 1e-12)
+        row = detection_report(labels, scores, p_values <= alpha + 1e-12)
+        measured(name, row, detector.with_config(score=kind).cannot_flag(alpha))
         scores_of[name] = scores
     if baselines:
         say(
             f"fitting raw-feature k-NN and IsolationForest on {len(train_events):,} events, scoring with them"
         )
         for baseline in run_baselines(list(train_events), list(events), alpha=alpha, seed=seed):
-            report[baseline.name] = detection_report(labels, baseline.scores, baseline.flagged)
+            why = None
+            if baseline.threshold == math.inf:  # conformal_threshold's answer to an α it cannot resolve
+                needed = math.ceil(1 / alpha) - 1
+                why = (
+                    f"the baselines can flag nothing at α = {alpha:g}: the fifth of the "
+                    f"{len(train_events):,} training events held out to set their thresholds gives no "
+                    f"p-value that small. It needs at least {needed:,} events (train on about "
+                    f"{5 * needed:,}), or evaluate at a larger α"
+                )
+            measured(baseline.name, detection_report(labels, baseline.scores, baseline.flagged), why)
             scores_of[baseline.name] = baseline.scores
-        raw_fpr = report["raw-knn"]["fpr"]
+        raw_fpr = report["raw-knn"]["fpr"]  # NaN when raw k-NN flags nothing at α: no budget to compare at
         for name, scores in scores_of.items():
             report[name]["recall_at_raw_fpr"] = recall_at_fpr(labels, scores, raw_fpr)
     return report
 
 
-def format_report(report: dict[str, dict[str, float]], alpha: float) -> str:
+def _ranked_first(scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``scores`` with ``rows`` above every other score (finite: the metrics refuse infinity)."""
+    if not rows.any():
+        return scores
+    finite = scores[np.isfinite(scores)]
+    return np.where(rows, np.nextafter(float(np.max(finite, initial=0.0)), math.inf), scores)
+
+
+def format_report(report: Mapping[str, Mapping[str, Any]], alpha: float) -> str:
     at_raw = all("recall_at_raw_fpr" in m for m in report.values())
     header = f"{'score':<22}{'ROC-AUC':>9}{'PR-AUC':>9}{'recall@α':>10}{'FPR@α':>9}"
     header += f"{'recall@raw-FPR':>16}" if at_raw else ""
@@ -152,6 +186,12 @@ def format_report(report: dict[str, dict[str, float]], alpha: float) -> str:
         lines.append(
             "n/a: the labels hold one class only; ranking and recall need attacks (label 1), "
             "the false-positive rate normal events (label 0)"
+        )
+    unflagging = [name for name, m in report.items() if m.get("cannot_flag")]
+    if unflagging:
+        lines.append(
+            f"n/a at α: {', '.join(unflagging)} can flag nothing at α = {alpha} (the warning says why)"
+            + ("; recall@raw-FPR needs raw-knn's threshold" if "raw-knn" in unflagging and at_raw else "")
         )
     return "\n".join(lines)
 

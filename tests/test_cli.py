@@ -1264,6 +1264,78 @@ def test_evaluate_on_one_class_writes_json_with_null_and_names_skipped_lines(
         assert 0 <= row["fpr"] <= 1, name
 
 
+def _normal_with_impossible_numbers(labelled: Labelled, tmp_path: Path) -> tuple[Path, Path]:
+    """200 normal events of `labelled`, 20 of them holding "NaN" bytes and labelled attacks."""
+    every = load_events([labelled.events], warn=False)
+    normal = [e for e, attack in zip(every, labelled.attack, strict=True) if not attack][:200]
+    for event in normal[::10]:
+        event["traffic"] = {"bytes_out": "NaN"}
+    events = _write_jsonl(tmp_path / "impossible.jsonl", normal)
+    labels = tmp_path / "impossible.labels.csv"
+    labels.write_text(
+        "line,label\n" + "".join(f"{n},{int(n % 10 == 1)}\n" for n in range(1, 201)), encoding="utf-8"
+    )
+    return events, labels
+
+
+def test_evaluate_flags_an_impossible_number_as_score_does(
+    model: Path, labelled: Labelled, tmp_path: Path
+) -> None:
+    """`score` flags an event holding a number no real event can hold (p-value 0) whatever its
+    score; `evaluate` read every kind's p-values from the scores alone: recall 0 for such attacks."""
+    events, labels = _normal_with_impossible_numbers(labelled, tmp_path)
+    result = _run(
+        "evaluate", events, "--model", model, "--labels", labels, "--train", labelled.events, "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    for name in ("embedding", "features", "fusion (default)"):
+        row = report[name]
+        assert (row["n"], row["n_attack"]) == (200, 20), name
+        assert row["recall"] == 1.0, (name, row)  # flagged, as `score` flags them
+        assert row["roc_auc"] == row["pr_auc"] == 1.0, (name, row)  # and ranked first, as p = 0 is
+        assert row["recall_at_raw_fpr"] == 1.0, (name, row)
+
+
+def test_evaluate_says_when_alpha_is_below_what_a_calibration_can_flag(
+    model: Path, labelled: Labelled, tmp_path: Path
+) -> None:
+    """At an α below 1 / (calibration events + 1) nothing can be flagged: `score` warns, `evaluate`
+    printed recall and FPR 0 for every row without a word. The baselines' thresholds are set on their
+    own held-out events: they are measured where those can flag, n/a where they cannot."""
+    events, labels = _normal_with_impossible_numbers(labelled, tmp_path)
+    train, _ = generate_events(2_000, seed=5)  # the baselines hold out 400: α ≥ 1/401 can flag
+    train_file = _write_jsonl(tmp_path / "train.jsonl", train)
+    detector = Detector.load(model)  # 200 calibration events: nothing below 1/201
+    run = ("evaluate", events, "--model", model, "--labels", labels, "--train", train_file)
+
+    result = _run(*run, "--alpha", "0.003", "--json")
+    assert result.returncode == 0, result.stderr
+    assert f"warning: {detector.cannot_flag(0.003)}\n" in result.stderr
+    assert result.stderr.count("warning: ") == 1, result.stderr  # once, not once per score kind
+    report = json.loads(result.stdout)
+    for name in ("embedding", "features", "fusion (default)"):
+        row = report[name]
+        assert (row["recall"], row["fpr"]) == (None, None), (name, row)
+        assert row["cannot_flag"] == detector.cannot_flag(0.003), name
+        for figure in ("roc_auc", "recall_at_raw_fpr"):  # measured at no threshold of the model's
+            assert 0 <= row[figure] <= 1, (name, figure)
+    for name in ("raw-knn", "isolation-forest"):
+        row = report[name]
+        assert row["cannot_flag"] is None, (name, row)
+        for figure in ("recall", "fpr"):
+            assert 0 <= row[figure] <= 1, (name, figure)
+
+    result = _run(*run, "--alpha", "0.001")  # beyond the baselines' held-out events too
+    assert result.returncode == 0, result.stderr
+    assert f"warning: {detector.cannot_flag(0.001)}\n" in result.stderr
+    assert "warning: the baselines can flag nothing at α = 0.001: " in result.stderr
+    rows = {line[:22].strip(): line[22:].split() for line in result.stdout.splitlines()[3:8]}
+    assert list(rows) == ["embedding", "features", "fusion (default)", "raw-knn", "isolation-forest"]
+    assert all(figures[2:] == ["n/a", "n/a", "n/a"] for figures in rows.values()), result.stdout
+    assert "can flag nothing at α = 0.001" in result.stdout
+
+
 def test_split_says_what_it_left_out_and_refuses_a_side_left_empty(
     labelled: Labelled, tmp_path: Path
 ) -> None:

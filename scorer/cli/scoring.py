@@ -209,9 +209,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"evaluating on {len(events):,} events ({int(labels.sum()):,} attacks); baselines fit on {len(train_events):,} normal events"
     )
     report = evaluate(detector, events, labels, train_events, alpha=args.alpha, seed=args.seed, log=_say)
-    if args.json:  # a figure labels of one class cannot give is null (JSON has no NaN)
-        figures = {
-            name: {k: None if math.isnan(v) else v for k, v in m.items()} for name, m in report.items()
+    if args.json:  # a figure labels of one class, or an α a row cannot flag at, cannot give is null
+        figures = {  # (JSON has no NaN); cannot_flag says why a row can flag nothing at α, else null
+            name: {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in m.items()}
+            for name, m in report.items()
         }
         print(json.dumps(figures, indent=1, allow_nan=False))
     else:
