@@ -63,7 +63,7 @@ import aiohttp
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from scorer.errors import without_credentials
+from scorer.errors import origin, without_credentials
 from scorer.explain import reason_text
 from scorer.features.encoder import compile_getter
 from scorer.io import read_answer
@@ -392,7 +392,7 @@ class Alerter:
             log.warning(
                 "%d alerts not taken by %s within %g s of stopping: dropped",
                 len(self._queue),
-                without_credentials(self._endpoint),
+                origin(self._endpoint),
                 self.config.close_grace_seconds,
             )
         self._count("dropped_at_close", len(self._queue))
@@ -480,7 +480,7 @@ class Alerter:
         if not self._failing:
             log.warning(
                 "the alert receiver at %s is unavailable (%s): alerts are kept queued and retried",
-                without_credentials(self._endpoint),
+                origin(self._endpoint),
                 why,
             )
             self._failing = True

@@ -5,6 +5,7 @@ before it knows which command runs, and the service's supervisor should not load
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 # a URL's user information: from after the scheme to its last "@" before the path
 _USER_INFO = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/\s]*@", re.IGNORECASE)
@@ -22,3 +23,18 @@ def without_credentials(text: str) -> str:
     """``text`` with the user and password of every URL in it shown as ``***`` (for messages and
     logs: a registry or Redis URL may carry them, and so may the errors of the clients that use it)."""
     return _USER_INFO.sub(r"\1***@", text)
+
+
+def origin(url: str) -> str:
+    """``url`` as its scheme, host and port, the rest shown as ``/…``: for logs of a receiver's URL,
+    whose path or query may be its secret (Slack, Teams and Discord webhooks, ``?token=``)."""
+    parts = urlsplit(url)
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address, bracketed again
+        host = f"[{host}]"
+    rest = "/…" if parts.path.strip("/") or parts.query or parts.fragment else ""
+    return f"{parts.scheme}://{host}{port}{rest}"

@@ -263,13 +263,21 @@ async def test_close_sends_what_is_queued(running: Alertmanager) -> None:
     assert len(running.alerts()) == 500
 
 
+@pytest.mark.parametrize(
+    ("kind", "path"),
+    [("alertmanager", ""), ("webhook", "/hooks/T0/B0/s3cr3t-path?token=s3cr3t-query")],
+    ids=["alertmanager-password", "webhook-secret-in-path-and-query"],
+)
 async def test_close_with_the_receiver_down_drops_counts_and_says_so(
-    unused_tcp_port: int, caplog: pytest.LogCaptureFixture
+    unused_tcp_port: int, caplog: pytest.LogCaptureFixture, kind: str, path: str
 ) -> None:
-    """The outage and the drop at close are each one warning naming the receiver (its password masked)."""
+    """The outage and the drop at close are each one warning naming the receiver: its host and port
+    only. A webhook's secret is often its path (Slack, Teams, Discord) or a ?token=, which the
+    warnings printed whole (only a user and password were masked)."""
     caplog.set_level(logging.WARNING, logger="ocsf_anomaly")
     config = AlertConfig(
-        url=f"http://am:s3cr3t@127.0.0.1:{unused_tcp_port}",
+        url=f"http://am:s3cr3t@127.0.0.1:{unused_tcp_port}{path}",
+        kind=kind,
         retry_initial_seconds=600,
         retry_max_seconds=600,
         close_grace_seconds=300,
@@ -284,7 +292,7 @@ async def test_close_with_the_receiver_down_drops_counts_and_says_so(
     alerter.offer(*scored("d", 0.0005))
     assert (alerter.counters.sent, alerter.counters.dropped_at_close, alerter.queued) == (0, 4, 0)
     said = [record.getMessage() for record in caplog.records]
-    receiver = f"http://***@127.0.0.1:{unused_tcp_port}/api/v2/alerts"
+    receiver = f"http://127.0.0.1:{unused_tcp_port}/…"
     assert f"the alert receiver at {receiver} is unavailable (ClientConnectorError)" in said[0], said
     assert f"3 alerts not taken by {receiver} within 300 s of stopping: dropped" in said, said
     assert "s3cr3t" not in caplog.text

@@ -854,3 +854,39 @@ def test_an_event_holding_a_number_beyond_a_double_is_written_back_and_blocks_no
     assert b'"bytes_out":1e400}' in written[20]
     assert json.loads(written[20])["anomaly"]["is_anomaly"] is True  # an impossible byte count
     assert client.xlen(STREAMS["dead_letter"]) == 0
+
+
+def test_the_lag_follows_a_backlog_as_it_is_read_down(
+    server: RedisServer, client: redis.Redis, bundle_dir: Path, held_out_events: list[Event]
+) -> None:
+    """ocsf_anomaly_stream_lag was set only when a read came back empty: it read 0 all the while a
+    backlog of 36,000 entries was worked through, the moment it is watched for."""
+    import redis.asyncio
+
+    from scorer.service.models import DirectorySource
+    from scorer.stream import loop
+    from scorer.stream.redis_streams import RedisStreams
+
+    events = held_out_events[:1000]
+    _produce(client, events)
+
+    async def scenario() -> tuple[float, float]:
+        streams = RedisStreams(
+            redis.asyncio.from_url(server.url), **STREAMS, group="scorers", consumer="c1", block_ms=100
+        )
+        await streams.start()
+        stop, metrics = asyncio.Event(), loop.StreamMetrics()
+        models = loop.Models(DirectorySource(bundle_dir, None), 0, 0.01)
+        consuming = asyncio.ensure_future(
+            loop.consume(streams, models, alpha=0.01, batch_size=100, stop=stop, metrics=metrics)
+        )
+        value = metrics.registry.get_sample_value
+        await eventually_async(lambda: (value("ocsf_anomaly_stream_consumed_total") or 0) >= 100, "a batch")
+        stop.set()  # the batch in hand is finished: the backlog stays mostly unread
+        assert await asyncio.wait_for(consuming, 60)
+        await streams.close()
+        return value("ocsf_anomaly_stream_consumed_total") or 0, value("ocsf_anomaly_stream_lag") or 0
+
+    consumed, lag = asyncio.run(scenario())
+    assert consumed < len(events), "it read the whole backlog before the stop: nothing tested"
+    assert 0 < lag <= len(events) - 100

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from scorer import bundle
 from scorer.alerts import Alerter, config_from
+from scorer.errors import origin
 from scorer.registry import RegistryError
 from scorer.service.batcher import MicroBatcher
 from scorer.service.cache import EmbeddingCache, connection_seconds
@@ -36,7 +37,6 @@ from scorer.service.keys import (
 )
 from scorer.service.models import Loaded, ModelRef, source_for
 from scorer.service.scoring import Router, Scorer
-from scorer.settings import masked_url
 from scorer.threads import set_threads
 
 log = logging.getLogger("ocsf_anomaly.service")
@@ -269,7 +269,7 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     alerter = app[ALERTER] = Alerter(config, app[METRICS].alerts)
     await alerter.start()
-    log.info("alerts at p-value <= %g to %s (%s)", config.p_value, masked_url(config.url), config.kind)
+    log.info("alerts at p-value <= %g to %s (%s)", config.p_value, origin(config.url), config.kind)
     yield
     await alerter.close()
 

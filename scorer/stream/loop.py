@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ T = TypeVar("T")
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
 STOP_GRACE_SECONDS = 10.0
+LAG_EVERY_SECONDS = 1.0  # while batches come, the lag is read at most this often (a round trip in Redis)
 
 
 @dataclass
@@ -212,13 +214,20 @@ async def consume(
     reach, and the batch in hand will be read again)."""
 
     patience = _Patience(source, stop, metrics)
+    lag_read_at = -math.inf
+
+    async def read_lag() -> None:
+        nonlocal lag_read_at
+        lag = await patience.until_done("read the lag", source.lag, False)
+        lag_read_at = time.monotonic()
+        if lag is not None:
+            metrics.lag.set(lag)
+
     try:
         while not stop.is_set():
             entries = await patience.until_done("read", functools.partial(source.read, batch_size), False)
             if not entries:
-                lag = await patience.until_done("read the lag", source.lag, False)
-                if lag is not None:
-                    metrics.lag.set(lag)
+                await read_lag()
                 continue
             started = time.perf_counter()
             loaded = await models.current()
@@ -234,6 +243,8 @@ async def consume(
             metrics.anomalies.inc(len(output.alerts))
             metrics.dead_lettered.inc(len(output.dead))
             metrics.batch_seconds.observe(time.perf_counter() - started)
+            if time.monotonic() - lag_read_at >= LAG_EVERY_SECONDS:  # a backlog read down, not only idle
+                await read_lag()
     except Interrupted as interrupted:
         return not interrupted.holding
     finally:
