@@ -148,12 +148,19 @@ def parse_line(raw: bytes) -> tuple[Event | None, str | None]:
 _NOT_A_MEMBER = ("Not a gzipped file", "Unknown compression method")
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def iter_raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(line, bytes)`` of a JSONL or JSONL.gz file, blank lines included (they are bad lines)."""
+    """Yield ``(line, bytes)`` of a JSONL or JSONL.gz file, blank lines included (they are bad lines).
+    A UTF-8 byte order mark opening the file (Windows tools write one) is not part of its first line,
+    as JSON's RFC 8259 allows a reader to ignore it and Spark's line reader does."""
     number = 0
     with _open_text_lines(path) as handle:
         try:
             for number, raw in enumerate(handle, start=1):
+                if number == 1 and raw.startswith(UTF8_BOM):
+                    raw = raw[len(UTF8_BOM) :]
                 yield number, raw.rstrip(b"\r\n")
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # a .gz cut short, or not gzip at all
             if number == 0:

@@ -17,6 +17,10 @@ written again here, step by step:
 5. ``output_map`` (document field ← reply path): the reply's key, else a JSONPath into it; written
    at the dotted document path (parents created), unless the field already exists (no
    ``override`` before 2.16); a missing path fails the document.
+6. Each value is written through OpenSearch's ``ValueSource.wrap`` (MLInferenceIngestProcessor's
+   appendFieldValue): a string holding ``{{`` (in a list too) is compiled as a Mustache template and
+   rendered against the document. Not rendered here: such a value fails the document, as an
+   unclosed section does there, and stands for any other that would be indexed changed.
 """
 
 from __future__ import annotations
@@ -76,7 +80,11 @@ def apply_output_map(
             raise MLCommonsError(f"model inference output cannot find field name: {path}")
         if _dotted(document, field)[0] and not override:
             continue  # exists: not overwritten
-        put(document, field, reply[path])
+        value = reply[path]
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str) and "{{" in text:
+                raise MLCommonsError(f"{field}: {text!r} would be compiled as a Mustache template")
+        put(document, field, value)
 
 
 def escape_json(text: str) -> str:

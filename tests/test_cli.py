@@ -390,6 +390,25 @@ def test_score_keeps_integers_beyond_64_bits_exact(
     assert json.loads(written[1])["anomaly"]["is_anomaly"] is True  # an impossible byte count
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
+def test_score_reads_a_file_that_opens_with_a_byte_order_mark(
+    model: Path, workdir: Path, score_events: list[Event], suffix: str
+) -> None:
+    """Windows tools open a UTF-8 file with a byte order mark: its first event was a bad line
+    ("UTF-8 byte order mark (BOM) is not supported"), while score-spark, through Spark's line
+    reader, scored it."""
+    body = b"\xef\xbb\xbf" + b"\n".join(orjson.dumps(e) for e in score_events[:3]) + b"\n"
+    source = workdir / f"bom{suffix}"
+    source.write_bytes(gzip.compress(body) if suffix.endswith(".gz") else body)
+    out = workdir / "bom-out.csv"
+    result = _run("score", "--model", model, source, "--output", out, "--workers", "1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "byte order mark" not in result.stderr
+    rows = out.read_text(encoding="utf-8").splitlines()[1:]
+    assert len(rows) == 3, rows
+    assert all(row.split(",")[1] != "" for row in rows), rows  # every line scored
+
+
 def test_score_writes_numbers_beyond_a_double_back_as_they_came(
     model: Path, workdir: Path, score_events: list[Event]
 ) -> None:

@@ -127,6 +127,28 @@ def test_real_vendor_documents_are_indexed_with_the_verdict_the_service_gives(
         assert {k: v for k, v in document.items() if k != "anomaly"} == event  # nothing else touched
 
 
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("{{_index}}", "{\u200b{_index}}"),
+        ("{{#x}}admin", "{\u200b{#x}}admin"),
+        ("a{{{b", "a{\u200b{\u200b{b"),
+    ],
+)
+def test_a_value_that_reads_as_a_template_is_indexed_as_it_reads(
+    held_out_events: list[dict[str, Any]], scorer: Scorer, name: str, shown: str
+) -> None:
+    """ML Commons writes each reply field through ValueSource.wrap, which compiles a string holding
+    "{{" as Mustache: a reason quoting the event's "{{_index}}" was indexed as the index's name, and
+    "{{#x}}admin" (an unclosed section) failed the document. Template-like values are the kind an
+    attacker sends and the scorer flags."""
+    (event,) = [e for e in held_out_events if (e.get("actor") or {}).get("user")][:1]
+    event = {**event, "actor": {**event["actor"], "user": {**event["actor"]["user"], "name": name}}}
+    document = _ingest(scorer, Options(scorer_url=scorer.url), event)
+    (reason,) = [r for r in document["anomaly"]["reasons"] if r.startswith("actor.user.name=")]
+    assert reason.startswith(f"actor.user.name={shown} (typical ")  # a zero-width space between braces
+
+
 def test_demo_documents_under_a_field_or_as_json_text_and_at_another_alpha(
     held_out_events: list[dict[str, Any]], scorer: Scorer
 ) -> None:

@@ -19,6 +19,7 @@ there).
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -53,6 +54,9 @@ OPENSEARCH_METADATA = frozenset(
 )
 
 
+_BRACES = re.compile(r"\{(?=\{)")  # a brace another follows
+
+
 async def opensearch(request: web.Request) -> web.Response:
     """One OCSF document from an OpenSearch ingest pipeline → its verdict as one flat object."""
     body, alpha = await read_body(request)
@@ -61,7 +65,19 @@ async def opensearch(request: web.Request) -> web.Response:
         event = _opensearch_event(body, request.headers.get("Content-Type", ""))
     request.app[METRICS].stage_seconds.labels("parse").observe(time.perf_counter() - started)
     (anomaly,) = await anomalies(request, Batch([Item(event)], "object"), alpha)
-    return json_response(flat(anomaly, alpha))
+    return json_response({name: _not_a_template(value) for name, value in flat(anomaly, alpha).items()})
+
+
+def _not_a_template(value: Any) -> Any:
+    """``value`` with no "{{" in its text: ML Commons writes each reply field through OpenSearch's
+    ValueSource.wrap, which compiles a string holding "{{" as a Mustache template. A reason quoting
+    an event's "{{_index}}" was indexed as the index's name, and an unclosed "{{#x}}" failed the
+    document. A zero-width space (U+200B) between the braces shows the same and is no template."""
+    if isinstance(value, str):
+        return _BRACES.sub("{\u200b", value) if "{{" in value else value
+    if isinstance(value, list):
+        return [_not_a_template(item) for item in value]
+    return value
 
 
 def _opensearch_event(body: bytes, content_type: str) -> dict[str, Any]:
