@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 import orjson
 import pyarrow as pa
@@ -229,9 +230,16 @@ def session(master: str | None, *, batch_size: int = BATCH_SIZE) -> SparkSession
     return spark
 
 
-def _partition_columns(frame: DataFrame, base: list[str]) -> list[str]:
-    """The columns Spark discovered from ``key=value`` directories (not in the files themselves)."""
-    return [name for name in frame.columns if name not in base]
+def _partition_columns(frame: DataFrame) -> list[str]:
+    """The columns Spark discovered from ``key=value`` directories in the input's paths, as Spark
+    discovers them (a column of the files themselves is none of them, whatever a file holds)."""
+    keys = {
+        segment.split("=", 1)[0]
+        for path in frame.inputFiles()
+        for segment in unquote(urlsplit(path).path).split("/")[:-1]
+        if "=" in segment
+    }
+    return [name for name in frame.columns if name in keys]
 
 
 def verify_bundle(bundle_dir: Path) -> str:
@@ -272,15 +280,11 @@ def scored_frame(
     spark.sparkContext.addFile(str(bundle_dir.resolve()), recursive=True)
     name = bundle_dir.resolve().name
     try:
-        if fmt == "json":
-            frame = spark.read.text(source)
-            parts = _partition_columns(frame, ["value"])
-        else:
-            frame = spark.read.parquet(source)
-            files = frame.inputFiles()
-            parts = _partition_columns(
-                frame, spark.read.parquet(files[0]).columns if files else frame.columns
-            )
+        # Parquet: every file's columns, not one file's alone: a column some files lack (an
+        # optional OCSF field) was left out of every event, and out of the output
+        reader = spark.read.option("mergeSchema", "true")
+        frame = reader.text(source) if fmt == "json" else reader.parquet(source)
+        parts = _partition_columns(frame)
     except AnalysisException as exc:
         raise SparkJobError(f"cannot read {source} as {fmt}: {exc.getMessage()}") from None
     if partitions is None:  # scoring costs far more than a shuffle: never leave task slots idle

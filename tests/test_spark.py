@@ -453,6 +453,54 @@ def test_a_partitioned_parquet_lake_of_no_rows_is_scored_as_no_events(
 
 
 @needs_java
+@pytest.mark.parametrize("order", ["ticket-first", "note-first"])
+def test_files_of_a_lake_that_hold_different_fields_keep_them_all(
+    spark: Any,
+    lake_bundles: tuple[Path, Path],
+    held_out_events: list[Event],
+    tmp_path: Path,
+    order: str,
+) -> None:
+    """One day's files held a field the other's lacked (an optional OCSF field). Spark read the
+    lake with one file's columns, so the other field was left out of its events and of the output,
+    and a column not in the first file was taken for a partition column: the write failed
+    (INVALID_PARTITION_COLUMN_DATA_TYPE), or the lake was partitioned on it."""
+    from scorer import spark as lake
+
+    bundle, _ = lake_bundles
+    days = ("eventDay=20261201", "eventDay=20261202")
+    fields = ("ticket", "note") if order == "ticket-first" else ("note", "ticket")
+    events = []
+    for i, (day, field) in enumerate(zip(days, fields, strict=True)):
+        part = [{**e, field: f"{field}-{j}"} for j, e in enumerate(held_out_events[i * 100 : (i + 1) * 100])]
+        (tmp_path / "lake" / day).mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist(part), tmp_path / "lake" / day / "a.parquet")
+        events += part
+    output = tmp_path / "scored"
+
+    stats = lake.score_lake(spark, bundle, lake.verify_bundle(bundle), str(tmp_path / "lake"), str(output))
+
+    assert (stats.events, stats.errors) == (200, 0)
+    assert sorted(p.name for p in output.iterdir() if p.is_dir()) == list(days)  # partitioned as it was
+    rows = {
+        r["metadata"]["uid"]: r
+        for r in ds.dataset(output, format="parquet", partitioning="hive").to_table().to_pylist()
+    }
+    for event in events:  # each field where it was, and nowhere else
+        row = rows[event["metadata"]["uid"]]
+        assert (row["ticket"], row["note"]) == (event.get("ticket"), event.get("note"))
+    expected = {  # what `score` makes of each file
+        uid: event
+        for day in days
+        for uid, event in _file_scores(bundle, tmp_path / "lake" / day / "a.parquet", tmp_path).items()
+    }
+    assert expected.keys() == rows.keys()
+    for uid, event in expected.items():
+        assert abs(rows[uid]["anomaly"]["score"] - event["anomaly"]["score"]) <= 1e-4, uid
+        assert rows[uid]["anomaly"]["is_anomaly"] == event["anomaly"]["is_anomaly"], uid
+
+
+@needs_java
 def test_a_failed_run_leaves_nothing_and_says_which_file_in_one_line(
     bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
 ) -> None:
