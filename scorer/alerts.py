@@ -284,7 +284,7 @@ class Alerter:
         if not p_value <= self.config.p_value + P_TOLERANCE:  # NaN (an unscorable event) is not
             return
         self._count("offered")
-        entity = _label_value(self._entity(event))
+        entity = label_value(self._entity(event))
         now = time.monotonic()
         dedupe_key = entity if self.config.dedupe_seconds > 0 else None
         if dedupe_key is not None and self._recent.get(dedupe_key, now) > now:
@@ -334,7 +334,7 @@ class Alerter:
     ) -> dict[str, Any]:
         """The postable alert (Alertmanager's API v2 schema), but for ``endsAt``, set when it is sent."""
         labels = {"alertname": ALERTNAME, "severity": severity(p_value, self.config.p_value)}
-        class_uid = _label_value(self._class_uid(event))
+        class_uid = label_value(self._class_uid(event))
         if class_uid is not None:
             labels["class_uid"] = class_uid
         if entity is not None:
@@ -354,7 +354,7 @@ class Alerter:
             "model_name": str(model.get("name", "")),
             "model_version": str(model.get("version", "")),
         }
-        event_uid = _label_value(self._event_uid(event))
+        event_uid = label_value(self._event_uid(event))
         if event_uid is not None:
             annotations["event_uid"] = event_uid
         alert: dict[str, Any] = {
@@ -493,7 +493,7 @@ def _log_failure(task: asyncio.Task[None]) -> None:
         log.error("the alert sender failed: no more alerts are sent", exc_info=exc)
 
 
-def _label_value(value: Any) -> str | None:
+def label_value(value: Any) -> str | None:
     """A scalar of the event as label or annotation text; None when absent, empty or not a scalar.
     Cut short past MAX_TEXT characters, as an explanation shows a value: an alert held the event's
     text whole, so its bounds in alerts and entities were no bound in memory."""

@@ -1,7 +1,8 @@
 """``ocsf-anomaly stream --source kafka`` run as a user runs it (a subprocess), against a real
 Kafka-protocol broker (Tansu, tests/kafka_broker.py): every event scored and written, keyed by its
-entity, anomalies apart, what is no event to the dead letters with its reason; SIGTERM commits and
-exits 0; SIGKILL mid-stream loses nothing; two consumers of a group share the partitions."""
+entity, anomalies apart, what is no event to the dead letters with its reason; compressed input
+(gzip, snappy, lz4, zstd) scored; SIGTERM commits and exits 0, during start and during an outage
+too; SIGKILL mid-stream loses nothing; two consumers of a group share the partitions."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,10 +32,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.helpers import create_ssl_context
 from certificates import make_certificate
 from kafka_broker import KafkaBroker
-from loopback import Relay
+from loopback import Relay, free_port
 
 Event = dict[str, Any]
 TOPICS = {"input": "ocsf.in", "output": "ocsf.out", "alerts": "ocsf.alerts", "dead_letter": "ocsf.dead"}
+# the output key of an entity that is no string (by its JSON): the text an alert's label gives it
+ENTITY_KEYS = {"true": b"true", "7": b"7", "1.5": b"1.5", '{"x": 1}': None, "[1, 2]": None}
 
 
 @pytest.fixture
@@ -150,7 +154,13 @@ def _stop(process: subprocess.Popen[bytes], log: Path) -> None:
 def test_every_event_is_written_keyed_by_entity_and_poison_goes_to_the_dead_letters(
     broker: KafkaBroker, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
 ) -> None:
-    events = held_out_events[:200]
+    # entities that are no string are keyed by the text an alert's label gives them (true, 7, 1.5),
+    # not Python's (True); an object or an array is no entity: no key
+    odd = [True, 7, 1.5, {"x": 1}, [1, 2]]
+    events = held_out_events[:200] + [
+        {**event, "src_endpoint": {"ip": ip}, "metadata": {**event["metadata"], "uid": f"odd-{i}"}}
+        for i, (event, ip) in enumerate(zip(held_out_events[200:205], odd, strict=True))
+    ]
     asyncio.run(_produce(broker.bootstrap, [json.dumps(e).encode() for e in events] + [b"not json", b"[1]"]))
     log = tmp_path / "stream.log"
     consumer = _consumer(broker, bundle_dir, log)
@@ -166,7 +176,8 @@ def test_every_event_is_written_keyed_by_entity_and_poison_goes_to_the_dead_lett
         assert {k: v for k, v in event.items() if k != "anomaly"} == by_uid[event["metadata"]["uid"]]
         assert "score" in event["anomaly"]
         ip = event.get("src_endpoint", {}).get("ip")
-        assert record.key == (ip.encode() if ip else None)  # keyed by the entity
+        key = ip.encode() if isinstance(ip, str) and ip else ENTITY_KEYS.get(json.dumps(ip))
+        assert record.key == key, (ip, record.key)  # keyed by the entity
     assert sorted(r.value for r in dead) == [b"[1]", b"not json"]
     assert all(dict(r.headers)["error"] for r in dead)
     flagged = sorted(e["metadata"]["uid"] for e in enriched if e["anomaly"]["is_anomaly"])
@@ -270,6 +281,209 @@ def test_a_broker_gone_mid_stream_is_waited_for_quietly_and_a_stop_still_ends_cl
     assert "Traceback" not in text
     assert "Unclosed" not in text
     assert text.count("Unable connect to node") <= 2, text[-3000:]
+
+
+def test_compressed_input_is_scored_whatever_the_codec(
+    broker: KafkaBroker, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """Producers often compress (compression.type): gzip, snappy, lz4 and zstd are all read. Before,
+    snappy, lz4 and zstd stopped the consumer on every start (exit 2: aiokafka needs cramjam for
+    them, which only its extras bring)."""
+    codecs = ["gzip", "snappy", "lz4", "zstd"]
+    events = held_out_events[:120]
+    for i, codec in enumerate(codecs):
+        values = [json.dumps(e).encode() for e in events[i * 30 : (i + 1) * 30]]
+        asyncio.run(_produce(broker.bootstrap, values, compression_type=codec))
+    log = tmp_path / "stream.log"
+    consumer = _consumer(broker, bundle_dir, log)
+    try:
+        written = asyncio.run(_read(broker.bootstrap, TOPICS["output"], len(events), distinct=_uid))
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{exc}; the consumer's exit status {consumer.poll()}:\n{log.read_text()[-2000:]}"
+        ) from None
+    finally:
+        if consumer.poll() is None:
+            _stop(consumer, log)
+    assert {_uid(record) for record in written} == {e["metadata"]["uid"] for e in events}
+    assert "Traceback" not in log.read_text()
+
+
+class _CutRelay:
+    """A loopback port relayed to ``target_port`` that can be cut off like a broker gone away (every
+    connection reset, new ones refused) and restored on the same port."""
+
+    def __init__(self, target_port: int) -> None:
+        self.port, self.target_port = free_port(), target_port
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.server: asyncio.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    def _call(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
+
+    async def _listen(self) -> None:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.port, reuse_address=True)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self.writers |= {writer, upstream_writer}
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except OSError:
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+    async def _cut(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            self.server = None
+        for writer in self.writers:
+            writer.transport.abort()
+        self.writers.clear()
+
+    def start(self) -> None:
+        self.thread.start()
+        self.restore()
+
+    def restore(self) -> None:
+        self._call(self._listen())
+
+    def cut(self) -> None:
+        self._call(self._cut())
+
+    def stop(self) -> None:
+        self.cut()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def test_sigterm_while_the_broker_is_cut_off_mid_write_exits_within_the_grace_and_loses_nothing(
+    bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """The brokers go away while a batch is being written; SIGTERM. README: the operation under way
+    gets STOP_GRACE_SECONDS (10 s), then the consumer exits 0 with the batch unacknowledged. Before,
+    closing the producer waited for the abandoned batch's messages to expire (its request timeout:
+    about 37 s more). Once the brokers are back, a new consumer writes every event: none lost."""
+    from scorer.stream.loop import STOP_GRACE_SECONDS
+
+    broker = KafkaBroker()
+    relay = _CutRelay(broker.port)
+    broker.advertised_port = relay.port
+    broker.start()
+    relay.start()
+    try:
+        asyncio.run(_create_topics(broker.bootstrap))
+        # enough small batches that the stream is still going when the brokers go away
+        events = held_out_events + [
+            {**event, "metadata": {**event["metadata"], "uid": f"{event['metadata']['uid']}-again"}}
+            for event in held_out_events
+        ]
+        asyncio.run(_produce(broker.bootstrap, [json.dumps(e).encode() for e in events]))
+        log = tmp_path / "first.log"
+        first = _consumer(broker, bundle_dir, log, "--batch-size", "4")
+        try:
+            asyncio.run(_read(broker.bootstrap, TOPICS["output"], 1))
+            # reads go on from what was fetched ahead: the next batch's write is what waits
+            relay.cut()
+            time.sleep(3)
+            asked = time.monotonic()
+            first.send_signal(signal.SIGTERM)
+            code = first.wait(120)
+            took = time.monotonic() - asked
+        finally:
+            if first.poll() is None:
+                first.kill()
+        text = log.read_text()
+        assert code == 0, text[-3000:]
+        assert "was out of reach: the batch in hand was not acknowledged" in text, text[-3000:]
+        assert "Traceback" not in text
+        # the documented 10 s, with a generous margin for a loaded machine (before: about 37 s)
+        assert took < STOP_GRACE_SECONDS + 15, f"{took:.1f} s after SIGTERM\n{text[-3000:]}"
+
+        relay.restore()
+        second_log = tmp_path / "second.log"
+        second = _consumer(broker, bundle_dir, second_log)
+        try:
+            written = asyncio.run(_read(broker.bootstrap, TOPICS["output"], len(events), distinct=_uid))
+        finally:
+            _stop(second, second_log)
+        assert {_uid(record) for record in written} == {e["metadata"]["uid"] for e in events}
+    finally:
+        relay.stop()
+        broker.stop()
+
+
+def test_a_broker_that_never_answers_at_start_times_out_saying_so_and_sigterm_still_exits_0(
+    bundle_dir: Path, tmp_path: Path
+) -> None:
+    """An address that takes the connection and never answers (a firewall, a wrong port): the start
+    times out, and the error line says so and after how long (before, aiokafka's timeout had no
+    text: 'Unable connect to "host:port": '). SIGTERM during that start exits 0 at once, as the help
+    promises for SIGTERM (before: exit 2 when the start timed out, some 35 s later)."""
+    listeners = [socket.socket(), socket.socket()]
+    try:
+        for listener in listeners:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(8)
+            listener.settimeout(180)  # the model loads first
+        waited, stopped = (f"127.0.0.1:{listener.getsockname()[1]}" for listener in listeners)
+        logs = [tmp_path / "waited.log", tmp_path / "stopped.log"]
+        processes = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "scorer.cli",
+                    "stream",
+                    "--source",
+                    "kafka",
+                    "--bootstrap-servers",
+                    servers,
+                    *("--input", "a", "--output", "b", "--alerts", "c", "--dead-letter", "d"),
+                    *("--group", "g", "--model", str(bundle_dir)),
+                ],
+                stdout=path.open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+            for servers, path in zip((waited, stopped), logs, strict=True)
+        ]
+        try:
+            held = listeners[1].accept()[0]  # the consumer is in its start, waiting for an answer
+            time.sleep(1)
+            processes[1].send_signal(signal.SIGTERM)
+            assert processes[1].wait(60) == 0, logs[1].read_text()
+            held.close()
+            assert processes[0].wait(180) == 2, logs[0].read_text()
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(10)
+    finally:
+        for listener in listeners:
+            listener.close()
+    stopped_text = logs[1].read_text()
+    assert "Traceback" not in stopped_text
+    assert "stopped before" in stopped_text, stopped_text
+    text = logs[0].read_text()
+    error = [line for line in text.splitlines() if line.startswith("error:")]
+    assert len(error) == 1, text
+    assert re.search(rf'Unable connect to "{waited}": connection timed out after \d+ s\)', error[0]), error[0]
+    assert "Traceback" not in text
 
 
 def test_an_unreachable_broker_at_start_is_one_line(bundle_dir: Path, tmp_path: Path) -> None:

@@ -270,7 +270,7 @@ async def _run(
         await alerter.start()
     source = _source(args, settings, consumer, security)
     try:
-        await source.start()
+        started = await _start_unless_stopped(source, stop)
     except Exception as exc:
         with contextlib.suppress(Exception):
             await source.close()
@@ -280,6 +280,13 @@ async def _run(
         raise CliError(
             f"could not start on {source.where}: {describe(exc)}" + (f" ({advice})" if advice else "")
         ) from None
+    if not started:
+        with contextlib.suppress(Exception):
+            await source.close()
+        if alerter is not None:
+            await alerter.close()
+        _say(f"stopped before {source.where} was joined: nothing was read")
+        return 0
     try:
         _say(
             f"consuming {args.input} as {consumer} of {args.group} with {loaded.ref.source}; "
@@ -308,6 +315,25 @@ async def _run(
             f"stopped while {source.where} was out of reach: the batch in hand was not acknowledged and will be read again"
         )
     return 0
+
+
+async def _start_unless_stopped(source: RedisStreams | KafkaTopics, stop: asyncio.Event) -> bool:
+    """Start the source, unless a stop comes first (a broker that takes the connection and never
+    answers holds a start for its request timeout): then the start is given up. Answers whether
+    it started; raises what the start raised."""
+    starting = asyncio.ensure_future(source.start())
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not starting.done():
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await starting
+        return False
+    starting.result()
+    return True
 
 
 def _security(args: argparse.Namespace, settings: Settings) -> KafkaSecurity:

@@ -6,25 +6,28 @@ member of a consumer group with automatic commits off: offsets are committed onl
 batch's outputs were acknowledged by the brokers (``acks=all``), so a crash loses nothing. On a
 rebalance the partitions being taken away get what is done committed first. Outputs are keyed by
 the event's entity (``OCSF_ANOMALY_ENTITY_KEY``, e.g. the source IP), so an entity's events stay in
-order on one partition downstream.
+order on one partition downstream. Compressed input (gzip, snappy, lz4, zstd) is read: the extra
+brings aiokafka's codecs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from scorer.alerts import label_value
 from scorer.features.encoder import compile_getter
 from scorer.io import loads
-from scorer.stream.loop import Entry, Output, StartFailed, describe
+from scorer.stream.loop import STOP_GRACE_SECONDS, Entry, Output, StartFailed, describe
 
 log = logging.getLogger("ocsf_anomaly.stream")
 # How long a fetch waits on the broker for data: aiokafka's 500 ms default is what a lightly loaded
@@ -33,6 +36,9 @@ FETCH_MAX_WAIT_MS = 50
 # The largest message the producer sends (aiokafka's default; Apache Kafka's message.max.bytes is
 # about the same): an enriched event beyond it is a dead letter, a dead letter's value beyond it is left out.
 MAX_REQUEST_SIZE = 1_048_576
+# How long a request (a connection at start too) waits for the brokers' answer: aiokafka's default,
+# named so that a start that timed out can say after how long (aiokafka's timeout has no text).
+REQUEST_TIMEOUT_MS = 40_000
 
 
 @dataclass(frozen=True)
@@ -131,14 +137,20 @@ class KafkaSecurity:
 
 
 class _LastError(logging.Handler):
-    """The last ERROR a logger wrote."""
+    """The last ERROR a logger wrote, a timeout that has no text of its own said as one."""
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self.message: str | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.message = record.getMessage()
+        args = record.args
+        if isinstance(args, tuple) and args and isinstance(args[-1], TimeoutError) and not str(args[-1]):
+            # aiokafka logs 'Unable connect to "host:port": %s' with a bare TimeoutError: nothing
+            said = f"connection timed out after {REQUEST_TIMEOUT_MS / 1000:g} s"
+            self.message = str(record.msg) % (*args[:-1], said)
+        else:
+            self.message = record.getMessage()
 
 
 class OncePer(logging.Filter):
@@ -189,10 +201,17 @@ class KafkaTopics:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
         )
-        self.producer = AIOKafkaProducer(**connection, acks="all", max_request_size=MAX_REQUEST_SIZE)
+        self.producer = AIOKafkaProducer(
+            **connection,
+            acks="all",
+            max_request_size=MAX_REQUEST_SIZE,
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
+        )
         self.entity = compile_getter(entity_key)
         self._done: dict[Any, int] = {}  # partition → the next offset to commit (what is written)
+        self._unacknowledged = False  # a batch's messages were handed to the producer, not all acknowledged
 
     async def start(self) -> None:
         from aiokafka.abc import ConsumerRebalanceListener
@@ -244,17 +263,58 @@ class KafkaTopics:
         )
 
     async def close(self) -> None:
-        for client in (self.consumer, self.producer):
+        """Leave the group and close the connections, in STOP_GRACE_SECONDS at most (a stop's
+        grace: README). The messages of a batch not all acknowledged are dropped, not sent: the
+        loop gave that batch up uncommitted (a write is acknowledged before its commit is asked
+        for), so it is read again and written then. aiokafka's producer would otherwise wait for
+        them while the brokers are away, until they expire (its request timeout, 40 s)."""
+
+        async def within_grace(name: str, step: Callable[[], Awaitable[None]]) -> None:
             try:
-                await client.stop()
-            except asyncio.CancelledError:
-                # aiokafka's fetcher raises its own cancellation when stopped while it waits to
-                # retry a broker that is away; a cancellation of this task itself goes on up
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise
-            except Exception as exc:
-                log.warning("closing the Kafka %s: %s", type(client).__name__, exc)
+                await asyncio.wait_for(step(), STOP_GRACE_SECONDS)
+            except TimeoutError:  # the brokers hold a request without answering
+                log.warning("closing the Kafka %s: not done after %g s, left open", name, STOP_GRACE_SECONDS)
+
+        # side by side: what the consumer commits as it leaves was acknowledged before
+        await asyncio.gather(
+            within_grace("consumer", functools.partial(self._stop, self.consumer)),
+            within_grace("producer", self._close_producer),
+        )
+
+    @staticmethod
+    async def _stop(client: Any) -> None:
+        try:
+            await client.stop()
+        except asyncio.CancelledError:
+            # aiokafka's fetcher raises its own cancellation when stopped while it waits to
+            # retry a broker that is away; a cancellation of this task itself goes on up
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+        except Exception as exc:
+            log.warning("closing the Kafka %s: %s", type(client).__name__, exc)
+
+    async def _close_producer(self) -> None:
+        if self._unacknowledged:
+            try:
+                # half the grace, so that the connections are closed even when the brokers hold
+                # the attempt under way without answering (it is then given up too)
+                await asyncio.wait_for(self._drop_unacknowledged(), STOP_GRACE_SECONDS / 2)
+            except TimeoutError:
+                pass
+            except Exception as exc:  # then stop() waits for them as it would have
+                log.warning("closing the Kafka producer: its messages could not be dropped: %s", exc)
+        await self._stop(self.producer)
+
+    async def _drop_unacknowledged(self) -> None:
+        """aiokafka has no public way to drop what its producer holds: its sender (the task that
+        sends the batches) is stopped, after the attempt under way, and stop() then closes the
+        connections without waiting for the messages left."""
+        sender = getattr(self.producer, "_sender", None)
+        if sender is None or not hasattr(sender, "close"):
+            return  # an aiokafka that works otherwise: stop() waits for them
+        await sender.close()
+        log.info("closing: the unacknowledged batch's messages are dropped (the batch is read again)")
 
     def transient(self, exc: BaseException) -> bool:
         from aiokafka.errors import KafkaError, KafkaTimeoutError
@@ -280,8 +340,10 @@ class KafkaTopics:
         return Entry(where, raw, event)
 
     def _key(self, event: dict[str, Any] | None) -> bytes | None:
-        value = self.entity(event) if event is not None else None
-        return None if value is None else str(value).encode()
+        """The entity as an alert's label says it (true, 7, 1.5: JSON's text, not Python's); no key
+        for an entity that is absent, empty, an object or an array."""
+        text = label_value(self.entity(event)) if event is not None else None
+        return None if text is None else text.encode()
 
     @staticmethod
     def _size(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> int:
@@ -309,18 +371,17 @@ class KafkaTopics:
         return b"", [("error", error.encode())]
 
     async def deliver(self, output: Output) -> None:
-        sends = [
-            await self.producer.send(self.output, body, key=self._key(entry.event))
-            for entry, body in output.enriched
-        ]
-        sends += [
-            await self.producer.send(self.alerts, body, key=self._key(entry.event))
-            for entry, body in output.alerts
-        ]
+        self._unacknowledged = True
+        sends: list[asyncio.Future[Any]] = []
+        for entry, body in output.enriched:
+            sends.append(await self.producer.send(self.output, body, key=self._key(entry.event)))
+        for entry, body in output.alerts:
+            sends.append(await self.producer.send(self.alerts, body, key=self._key(entry.event)))
         for entry, error in output.dead:
             value, headers = self._dead_letter(entry, error)
             sends.append(await self.producer.send(self.dead_letter, value, headers=headers))
         await asyncio.gather(*sends)  # every message acknowledged by the brokers
+        self._unacknowledged = False
 
     async def commit(self, entries: Sequence[Entry]) -> None:
         from aiokafka import TopicPartition
