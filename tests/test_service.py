@@ -1243,6 +1243,26 @@ async def test_metrics_count_what_was_scored(client: Any, held_out_events: list[
     assert ("ocsf_anomaly_unknown_category_rate", (("variant", "champion"),)) in samples
 
 
+async def test_the_flagged_counts_are_at_the_service_s_alpha_whatever_a_request_asks(
+    client: Any, held_out_events: list[Event]
+) -> None:
+    """ocsf_anomaly_anomaly_rate is compared with ocsf_anomaly_alpha (the OCSFAnomalyRateFarFromAlpha
+    alert, the dashboard): counted at each request's alpha, a client scoring at ?alpha=0.5 (Splunk's
+    alpha=, OpenSearch's --alpha) read as drift and fired the alert with the traffic unchanged."""
+    events = held_out_events[:50]
+    status, answer = await _post(client, "/v1/score?alpha=0.5", orjson.dumps(events))
+    assert status == 200
+    flagged_for_the_client = sum(r["is_anomaly"] for r in answer["results"])
+    at_the_service_s_alpha = sum(r["p_value"] <= 0.01 for r in answer["results"])
+    assert flagged_for_the_client > 3 * at_the_service_s_alpha  # the client's alpha flags far more
+    samples = _samples(await (await client.get("/metrics")).text())
+    assert samples[("ocsf_anomaly_anomaly_rate", (("variant", "champion"),))] == pytest.approx(
+        at_the_service_s_alpha / len(events)
+    )
+    counted = sum(v for (name, _), v in samples.items() if name == "ocsf_anomaly_anomalies_total")
+    assert counted == at_the_service_s_alpha
+
+
 async def test_unmatched_paths_do_not_grow_the_route_label(client: Any) -> None:
     for path in ("/a", "/b/c", "/d?x=1"):
         await client.get(path)

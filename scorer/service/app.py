@@ -59,7 +59,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     if settings.model_dir is None:
         configure_mlflow()
-    app[METRICS] = Metrics()
+    app[METRICS] = Metrics(alpha=settings.alpha)
     app[PARSING] = asyncio.Lock()
     app[BODIES] = BodyBudget(settings.max_pending_body_bytes, app[METRICS].body_bytes_held)
     app[METRICS].alpha.set(settings.alpha)

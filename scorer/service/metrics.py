@@ -39,7 +39,8 @@ ROLLING = (  # gauge, help, the window sum it divides by the window's events
     ),
     (
         "ocsf_anomaly_anomaly_rate",
-        "Share of the last {} scored events of each process flagged; compare with ocsf_anomaly_alpha",
+        "Share of the last {} scored events of each process flagged at ocsf_anomaly_alpha (whatever a "
+        "request asked): compare the two",
         "flagged",
     ),
 )
@@ -55,7 +56,10 @@ class Metrics:
     and histograms summed (including processes since replaced), gauges over the live processes.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, alpha: float | None = None) -> None:
+        """``alpha``: the service's (OCSF_ANOMALY_ALPHA), at which events count as flagged here;
+        None: at each request's."""
+        self._alpha = alpha
         self.multiprocess = MULTIPROCESS_DIR in os.environ
         self.registry = CollectorRegistry()
         r = self.registry
@@ -81,7 +85,10 @@ class Metrics:
         )
         self.events = Counter("ocsf_anomaly_events", "Events scored", ["class_uid", "variant"], registry=r)
         self.anomalies = Counter(
-            "ocsf_anomaly_anomalies", "Events flagged anomalous", ["class_uid", "variant"], registry=r
+            "ocsf_anomaly_anomalies",
+            "Events flagged anomalous at ocsf_anomaly_alpha (whatever a request asked)",
+            ["class_uid", "variant"],
+            registry=r,
         )
         self.batch_size = Histogram(
             "ocsf_anomaly_batch_size", "Events per model and index call", buckets=BATCH_BUCKETS, registry=r
@@ -160,7 +167,11 @@ class Metrics:
         for stage in STAGES:
             if stage in result.seconds:
                 self.labelled(self.stage_seconds, stage).observe(result.seconds[stage])
-        flagged = result.is_anomaly.tolist()
+        # at the service's alpha, not the request's: a client asking ?alpha=0.05 (Splunk's alpha=,
+        # OpenSearch's --alpha) made the rate read as drift against ocsf_anomaly_alpha, and fire
+        # the alert that compares them, with the traffic unchanged
+        at = result.is_anomaly if self._alpha is None else result.p_value <= self._alpha + 1e-12
+        flagged = at.tolist()
         counts: dict[str, list[int]] = {}
         for label, is_anomaly in zip(result.classes, flagged, strict=True):
             tally = counts.setdefault(label, [0, 0])
