@@ -107,9 +107,17 @@ splunk-app:
 WHEELHOUSE := build/wheelhouse
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= ocsf-anomaly:$(VERSION)
+# the extras the image installs (Dockerfile: "$$1[opensearch,kafka]"): in .venv before the freeze, so pinned too
+IMAGE_EXTRAS := opensearch,kafka
 wheelhouse: $(STAMP)
 	mkdir -p $(WHEELHOUSE)
+	# a torch wheel of an earlier pin would be a second torch-*.whl for the Dockerfile's glob: removed
+	for wheel in $(WHEELHOUSE)/torch-*.whl; do \
+		case "$${wheel##*/}" in torch-$(patsubst torch==%,%,$(TORCH))[-+]*) ;; *) rm -f "$$wheel" ;; esac; \
+	done
 	$(PIP) download -q --no-deps -d $(WHEELHOUSE) $(TORCH)
+	@test "$$(ls $(WHEELHOUSE)/torch-*.whl | wc -l)" -eq 1 || { echo "$(WHEELHOUSE) holds more than one torch wheel: $$(ls $(WHEELHOUSE)/torch-*.whl)"; exit 1; }
+	$(PIP) install -q -e '.[$(IMAGE_EXTRAS)]'
 	rm -f $(WHEELHOUSE)/ocsf_anomaly-*.whl
 	# the wheel's file times from the last commit: the same sources give the same bytes, so a
 	# rebuilt image reuses its cached project layer
@@ -122,11 +130,11 @@ image: wheelhouse
 
 ## images-airgap: every image from Debian's and PyPI's packages (no registry): a debootstrap base, Python,
 ## stand-ins for Redis, Prometheus, Alertmanager and MLflow, and the scorer on that Python; the image
-## variables for docker-compose in deploy/docker/airgap.env.
+## variables for docker-compose in a marked block of .env (the rest of .env, tokens included, kept).
 images-airgap: wheelhouse
 	dpkg -s debootstrap >/dev/null 2>&1 || { apt-get update && apt-get install -y --no-install-recommends debootstrap; }
 	bash deploy/docker/build-airgap-images.sh
-	$(MAKE) image BASE_IMAGE=$$(sed -n 's/^PYTHON_IMAGE=//p' deploy/docker/airgap.env)
+	$(MAKE) image BASE_IMAGE=$$(sed -n '/^# >>> make images-airgap/,/^# <<< make images-airgap/s/^PYTHON_IMAGE=//p' .env)
 
 ## e2e: the docker-compose stack brought up on this machine and checked end to end through its ports (deploy/e2e.py:
 ## minutes; root; starts dockerd when none runs, builds air-gapped when the official images cannot be pulled).

@@ -1,7 +1,8 @@
 """`make e2e`: bring the docker-compose stack up on this machine and prove that it works.
 
-Starts dockerd if none runs (and stops it at the end if it started it); builds the images (the
-official bases when they can be pulled, else the air-gapped path, `make images-airgap`); brings up
+Starts dockerd if none runs (and stops it at the end if it started it, unless --keep); builds the
+images (the official bases when they can be pulled, else the air-gapped path, `make images-airgap`,
+which writes its image variables into .env's marked block); brings up
 scorer, redis, mlflow, prometheus, alertmanager and the train job under a project name of its own,
 on free loopback ports; waits for the scorer; then checks, through the published ports, that:
 
@@ -40,7 +41,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "ocsf-anomaly-e2e"
 SERVICES = ["scorer", "redis", "mlflow", "prometheus", "alertmanager", "train"]
-AIRGAP_ENV = ROOT / "deploy" / "docker" / "airgap.env"
+# what `make images-airgap` writes into .env; emptied (so the official defaults apply) for --official
+IMAGE_VARIABLES = ("PYTHON_IMAGE", "REDIS_IMAGE", "PROMETHEUS_IMAGE", "ALERTMANAGER_IMAGE", "MLFLOW_IMAGE")
 OFFICIAL_PROBE = "python:3.11-slim-bookworm"
 MODEL = "ocsf-anomaly-demo"
 ALERT_P_VALUE = "0.01"  # the stack's alert level here: the demo model's calibration reaches it
@@ -126,29 +128,38 @@ class Dockerd:
             lambda: subprocess.run(["docker", "info"], capture_output=True).returncode == 0, "dockerd", 60
         )
 
-    def stop(self) -> None:
-        if self.process is not None:
-            step("Docker engine: stopping the dockerd started here")
-            self.process.terminate()
-            self.process.wait(60)
+    def stop(self, keep: bool = False) -> None:
+        if self.process is None:
+            return
+        if keep:  # the kept stack runs on it
+            step(
+                f"Docker engine: the dockerd started here (pid {self.process.pid}) keeps running for the kept"
+                f" stack; stop it with: docker-compose -p {PROJECT} down -v && kill {self.process.pid}"
+            )
+            return
+        step("Docker engine: stopping the dockerd started here")
+        self.process.terminate()
+        self.process.wait(60)
 
 
 class Stack:
-    def __init__(self, env_file: Path | None, ports: dict[str, int]) -> None:
-        self.env_file = env_file
+    def __init__(self, airgap: bool, ports: dict[str, int]) -> None:
         self.ports = ports
+        # the environment wins over .env: the checks call the scorer without a token, and the official
+        # images are the defaults even when an earlier `make images-airgap` left its block in .env
         self.env = {
             "SCORER_PORT": str(ports["scorer"]),
             "MLFLOW_PORT": str(ports["mlflow"]),
             "PROMETHEUS_PORT": str(ports["prometheus"]),
             "ALERTMANAGER_PORT": str(ports["alertmanager"]),
             "OCSF_ANOMALY_ALERTS_P_VALUE": ALERT_P_VALUE,
+            "OCSF_ANOMALY_API_TOKEN": "",
+            "OCSF_ANOMALY_ADMIN_TOKEN": "",
+            **({} if airgap else dict.fromkeys(IMAGE_VARIABLES, "")),
         }
 
     def compose(self, *args: str, capture: bool = False, check: bool = True) -> str:
         command = ["docker-compose", "-p", PROJECT, "-f", "docker-compose.yml"]
-        if self.env_file is not None:
-            command += ["--env-file", str(self.env_file)]
         return run(*command, *args, capture=capture, check=check, env=self.env)
 
     def url(self, service: str) -> str:
@@ -158,8 +169,8 @@ class Stack:
         return self.compose("logs", "--no-color", "--tail", "40", service, capture=True, check=False)
 
 
-def build(mode: str) -> Path | None:
-    """Build the images; the env file of the air-gapped images, or None for the official ones."""
+def build(mode: str) -> bool:
+    """Build the images; whether they are the air-gapped ones (their variables in .env)."""
     if mode == "auto":
         step(f"images: can {OFFICIAL_PROBE} be pulled?")
         pulled = subprocess.run(["docker", "pull", "-q", OFFICIAL_PROBE], capture_output=True).returncode == 0
@@ -169,9 +180,9 @@ def build(mode: str) -> Path | None:
         )
     if mode == "airgap":
         run("make", "images-airgap")
-        return AIRGAP_ENV
+        return True
     run("make", "image")
-    return None
+    return False
 
 
 def unseen_events() -> list[dict[str, Any]]:
@@ -285,9 +296,9 @@ def main() -> int:
     status = 0
     try:
         dockerd.ensure()
-        env_file = build(args.mode)
+        airgap = build(args.mode)
         names = ("scorer", "mlflow", "prometheus", "alertmanager")
-        stack = Stack(env_file, {name: free_port() for name in names})
+        stack = Stack(airgap, {name: free_port() for name in names})
         stack.compose("down", "-v", "--remove-orphans", capture=True, check=False)  # a previous run's
         step(f"up: {', '.join(SERVICES)} (project {PROJECT}; scorer on {stack.url('scorer')})")
         stack.compose("up", "-d", "--no-build", *SERVICES)
@@ -312,7 +323,9 @@ def main() -> int:
                 status = 1
             elif status == 0:
                 step("7. ok: down -v left no container, volume or network behind")
-        dockerd.stop()
+        elif stack is not None:
+            step(f"kept: the stack stays up (project {PROJECT}; scorer on {stack.url('scorer')})")
+        dockerd.stop(keep=args.keep)
     step("e2e passed" if status == 0 else "e2e failed")
     return status
 

@@ -6,10 +6,15 @@ Docker engine and minutes: that is `make e2e` (deploy/e2e.py), not this suite.""
 
 from __future__ import annotations
 
+import base64
+import http.server
+import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +58,13 @@ def test_hadolint_finds_nothing(dockerfile: Path) -> None:
 def test_every_image_can_be_replaced_and_defaults_to_an_official_one(compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
         match = VARIABLE.match(service["image"])
-        if name in {"scorer", "train", "stream", "opensearch-setup"}:  # built here, from the Dockerfile
+        if name in {
+            "scorer",
+            "train",
+            "stream",
+            "opensearch-setup",
+            "splunk-setup",
+        }:  # built here, from the Dockerfile
             assert service["image"] == "ocsf-anomaly:${OCSF_ANOMALY_VERSION:-0.1.0}"
             assert service["build"]["args"]["BASE_IMAGE"] == "${PYTHON_IMAGE:-python:3.11-slim-bookworm}"
             continue
@@ -103,7 +114,7 @@ def test_the_stack_starts_in_order(compose: dict[str, Any]) -> None:
         "train": {"condition": "service_completed_successfully"},
     }
     one_shot = {name for name, service in services.items() if service.get("restart") == "no"}
-    assert one_shot == {"train", "opensearch-setup"}
+    assert one_shot == {"train", "opensearch-setup", "splunk-setup"}
     for name, service in services.items():
         for dependency, condition in service.get("depends_on", {}).items():
             target = services[dependency]
@@ -127,3 +138,238 @@ def test_the_dockerfile_copies_only_what_the_context_keeps() -> None:
                     assert any(source.rstrip("/").startswith(k) for k in kept), (
                         f"{dockerfile.name}: {source} is not in the context"
                     )
+
+
+needs_compose = pytest.mark.skipif(
+    shutil.which("docker-compose") is None,
+    reason="docker-compose is not installed (Debian package docker-compose; make test installs it)",
+)
+AIRGAP_SCRIPT = ROOT / "deploy" / "docker" / "build-airgap-images.sh"
+SECRETS = {
+    "OCSF_ANOMALY_API_TOKEN": "api-token-from-env-file",
+    "OCSF_ANOMALY_ADMIN_TOKEN": "admin-token-from-env-file",
+    "GRAFANA_ADMIN_PASSWORD": "grafana-password-from-env-file",
+}
+
+
+def compose_config(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """``docker-compose config`` as compose resolves it: variables from .env and ``env``, nothing else
+    of this process's environment that the file reads."""
+    clean = {
+        k: v for k, v in os.environ.items() if not k.endswith(("_IMAGE", "_TOKEN", "_PASSWORD", "_PORT"))
+    }
+    result = subprocess.run(
+        ["docker-compose", "-f", str(cwd / "docker-compose.yml"), *args, "config"],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**clean, **(env or {})},
+    )
+    assert result.returncode == 0, result.stderr
+    loaded: dict[str, Any] = yaml.safe_load(result.stdout)
+    return loaded
+
+
+def test_no_file_tells_to_replace_dot_env_with_an_image_env_file() -> None:
+    """`--env-file FILE` makes compose read FILE *instead of* .env: its tokens and passwords are gone."""
+    for path in (ROOT / "README.md", COMPOSE, ROOT / "Makefile", AIRGAP_SCRIPT, ROOT / "deploy" / "e2e.py"):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"--env-file[ =]+\S*airgap", text), f"{path.name} passes an image env file"
+        assert "airgap.env" not in text.replace("rm -f deploy/docker/airgap.env", ""), path.name
+
+
+@needs_compose
+def test_the_airgapped_images_keep_the_tokens_and_passwords_of_dot_env(tmp_path: Path) -> None:
+    script = AIRGAP_SCRIPT.read_text(encoding="utf-8")
+    assert "--env-only" in script, (
+        "the air-gapped build cannot write its variables alone"
+    )  # (never build here)
+    (tmp_path / "deploy" / "docker").mkdir(parents=True)
+    shutil.copy(COMPOSE, tmp_path / "docker-compose.yml")
+    for name in ("build-airgap-images.sh", "mlflow.Dockerfile"):
+        shutil.copy(ROOT / "deploy" / "docker" / name, tmp_path / "deploy" / "docker" / name)
+    env_file = tmp_path / ".env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in SECRETS.items()) + "REDIS_IMAGE=mine/redis:1\n")
+    for _ in range(2):  # a second run replaces its block, never adds one
+        result = subprocess.run(
+            ["bash", str(tmp_path / "deploy" / "docker" / "build-airgap-images.sh"), "--env-only"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "AIRGAP_PREFIX": "site"},
+        )
+        assert result.returncode == 0, result.stderr
+    text = env_file.read_text()
+    assert text.count("# >>> make images-airgap") == text.count("# <<< make images-airgap") == 1
+    assert all(f"{k}={v}\n" in text for k, v in SECRETS.items())
+
+    services = compose_config(cwd=tmp_path)["services"]  # a plain `up -d`, as the README says
+    assert services["scorer"]["environment"]["OCSF_ANOMALY_API_TOKEN"] == SECRETS["OCSF_ANOMALY_API_TOKEN"]
+    assert (
+        services["scorer"]["environment"]["OCSF_ANOMALY_ADMIN_TOKEN"] == SECRETS["OCSF_ANOMALY_ADMIN_TOKEN"]
+    )
+    assert (
+        services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == SECRETS["GRAFANA_ADMIN_PASSWORD"]
+    )
+    assert services["redis"]["image"] == "site/redis:debian"  # the block, last in .env, wins
+    assert services["prometheus"]["image"] == "site/prometheus:debian"
+    assert services["scorer"]["build"]["args"]["BASE_IMAGE"] == "site/python:3.11-bookworm"
+    assert not (tmp_path / "deploy" / "docker" / "airgap.env").exists()
+
+
+def test_make_wheelhouse_pins_the_image_extras_and_keeps_one_torch_wheel(tmp_path: Path) -> None:
+    """The recipe itself, with pip replaced by `echo pip` (nothing downloaded or installed)."""
+    pin = re.search(r'"torch==([^"]+)"', (ROOT / "pyproject.toml").read_text()).group(1)  # type: ignore[union-attr]
+    wheelhouse = tmp_path / "wheelhouse"
+    wheelhouse.mkdir()
+    current = wheelhouse / f"torch-{pin}+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
+    stale = wheelhouse / "torch-2.0.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
+    current.touch()
+    stale.touch()
+    stamp = tmp_path / "installed"
+    stamp.touch()
+    result = subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "wheelhouse",
+            f"WHEELHOUSE={wheelhouse}",
+            "PIP=echo pip",
+            f"STAMP={stamp}",  # the venv as it is: nothing installed
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(p.name for p in wheelhouse.glob("torch-*.whl")) == [current.name]  # the stale one removed
+    lines = result.stdout.splitlines()
+    extras = next(
+        i for i, line in enumerate(lines) if re.match(r"^pip install .*-e \.\[opensearch,kafka\]$", line)
+    )
+    freeze = next(i for i, line in enumerate(lines) if "pip freeze" in line)
+    assert extras < freeze  # what the Dockerfile installs ("$1[opensearch,kafka]") is frozen too
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert '"$1[opensearch,kafka]"' in dockerfile
+
+
+@needs_compose
+def test_the_opensearch_connector_gets_the_scorer_token() -> None:
+    from scorer.cli import build_parser
+    from scorer.cli.opensearch import _options
+
+    for token in ("s3cret", ""):
+        env = {"OCSF_ANOMALY_API_TOKEN": token} if token else {}
+        setup = compose_config("--profile", "opensearch", env=env)["services"]["opensearch-setup"]
+        command = setup["command"]
+        assert command[command.index("--scorer-token") + 1] == token
+        args = build_parser().parse_args(command)  # the CLI takes it, the empty one too
+        assert _options(args).scorer_token == token
+
+
+@needs_compose
+def test_the_splunk_app_is_pointed_at_the_scorer_with_its_token() -> None:
+    env = {"OCSF_ANOMALY_API_TOKEN": "s3cret", "SPLUNK_PASSWORD": "changeme1"}
+    services = compose_config("--profile", "splunk", env=env)["services"]
+    setup = services["splunk-setup"]
+    assert setup["restart"] == "no"
+    assert setup["environment"]["SCORER_URL"] == "http://scorer:8080"
+    assert setup["environment"]["SPLUNKD_URL"] == "https://splunk:8089"
+    assert setup["environment"]["OCSF_ANOMALY_API_TOKEN"] == "s3cret"
+    assert setup["environment"]["SPLUNK_PASSWORD"] == "changeme1"
+    script = setup["entrypoint"][-1]
+    assert f"{ROOT}/deploy/splunk/configure.py:{script}:ro" in setup["volumes"]
+    assert setup["depends_on"]["scorer"] == {"condition": "service_healthy"}
+    assert services["splunk"]["depends_on"]["scorer"] == {"condition": "service_healthy"}
+
+
+@pytest.mark.parametrize("token", ["s3cret", ""])
+def test_the_splunk_setup_writes_the_url_and_stores_the_token(token: str) -> None:
+    """deploy/splunk/configure.py against a stand-in splunkd that records the calls."""
+    calls: list[tuple[str, str, dict[str, list[str]], str]] = []
+    answers = {"passwords": 409}  # a token stored by an earlier run
+
+    class Splunkd(http.server.BaseHTTPRequestHandler):
+        def answer(self, status: int) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def do_GET(self) -> None:
+            calls.append(("GET", self.path, {}, self.headers["Authorization"]))
+            self.answer(200 if self.path == "/services/apps/local/ocsf_anomaly" else 404)
+
+        def do_POST(self) -> None:
+            form = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+            calls.append(("POST", self.path, form, self.headers["Authorization"]))
+            self.answer(answers.pop("passwords") if self.path.endswith("/storage/passwords") else 200)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Splunkd)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "deploy" / "splunk" / "configure.py")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={
+                **os.environ,
+                "SPLUNKD_URL": f"http://127.0.0.1:{server.server_address[1]}",
+                "SPLUNK_PASSWORD": "changeme1",
+                "SCORER_URL": "http://scorer:8080",
+                "OCSF_ANOMALY_API_TOKEN": token,
+                "SPLUNK_SETUP_WAIT_SECONDS": "20",
+            },
+        )
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "s3cret" not in result.stdout + result.stderr
+    assert {auth for *_, auth in calls} == {"Basic " + base64.b64encode(b"admin:changeme1").decode()}
+    conf = [
+        (path, form) for method, path, form, _ in calls if method == "POST" and "conf-ocsf_anomaly" in path
+    ]
+    assert conf == [
+        (
+            "/servicesNS/nobody/ocsf_anomaly/configs/conf-ocsf_anomaly/scorer",
+            {"url": ["http://scorer:8080"], "output_mode": ["json"]},
+        )
+    ]
+    stored = [(path, form.get("password")) for method, path, form, _ in calls if "storage/passwords" in path]
+    if token:
+        assert stored == [
+            ("/servicesNS/nobody/ocsf_anomaly/storage/passwords", ["s3cret"]),
+            ("/servicesNS/nobody/ocsf_anomaly/storage/passwords/ocsf_anomaly%3Ascorer_token%3A", ["s3cret"]),
+        ]
+    else:
+        assert stored == []
+
+
+@needs_compose
+def test_kafka_and_vector_keep_their_state_on_named_volumes() -> None:
+    config = compose_config("--profile", "kafka", "--profile", "vector")
+    named = set(config["volumes"])
+
+    def on_named_volume(service: str, path: str) -> bool:
+        volumes = config["services"][service]["volumes"]
+        return any(v.split(":")[0] in named and v.split(":")[1] == path for v in volumes)
+
+    kafka = config["services"]["kafka"]
+    assert on_named_volume("kafka", kafka["environment"]["KAFKA_LOG_DIRS"])  # log.dirs: the topics
+    vector_yaml = (ROOT / "integrations" / "vector_dev" / "vector.yaml").read_text()
+    data_dir = re.search(r'^data_dir: "\$\{VECTOR_DATA_DIR:-([^}]+)\}"', vector_yaml, re.MULTILINE)
+    assert data_dir, "vector.yaml's data_dir is not ${VECTOR_DATA_DIR:-...}"
+    assert "VECTOR_DATA_DIR" not in config["services"]["vector"]["environment"]
+    assert on_named_volume("vector", data_dir.group(1))  # checkpoints and the disk buffer
+
+
+def test_every_long_running_service_of_the_default_set_has_a_health_check(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        if service.get("profiles") or service.get("restart") == "no":
+            continue
+        check = service.get("healthcheck", {})
+        assert (check and not check.get("disable")) or service.get("build"), f"{name} has no health check"

@@ -9,9 +9,15 @@
 #
 # Builds PREFIX/debian:bookworm (debootstrap, docker import), PREFIX/python:3.11-bookworm, and the
 # stand-ins PREFIX/redis:debian, PREFIX/prometheus:debian, PREFIX/alertmanager:debian,
-# PREFIX/mlflow:VERSION; then writes deploy/docker/airgap.env, the image variables that make
-# docker-compose use them:  docker-compose --env-file deploy/docker/airgap.env up -d
+# PREFIX/mlflow:VERSION; then writes the image variables that make compose use them into `.env`
+# beside docker-compose.yml, in a block between two marker lines that the next run replaces (the
+# rest of .env, its tokens and passwords, is kept as it was; .env is created, readable by its owner
+# only, when there is none). Then a plain `docker-compose up -d` (or `docker compose up -d`) runs
+# the air-gapped images. Never `--env-file` a file with only the image variables: compose then
+# reads it *instead of* .env, and the scorer starts without its tokens, Grafana with admin/admin.
 # An image already built is kept (remove it to rebuild); the Debian base is made once.
+#
+#   --env-only   only (re)write the block in .env: the images are built already, or brought in
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -21,8 +27,50 @@ security=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 mlflow_version=$(sed -n 's/^ARG MLFLOW_VERSION=//p' deploy/docker/mlflow.Dockerfile)
 debian=$prefix/debian:bookworm
 python=$prefix/python:3.11-bookworm
+begin='# >>> make images-airgap: the air-gapped images (deploy/docker/build-airgap-images.sh rewrites this block)'
+end='# <<< make images-airgap'
 
 step() { printf '\n==> %s\n' "$*"; }
+
+write_env() {  # the image variables into .env's marked block; every other line of .env kept
+    local kept=""
+    if [[ -e .env ]]; then
+        kept=$(awk -v b="${begin%%:*}" -v e="$end" '
+            index($0, b) == 1 { skip = 1; next }
+            skip && index($0, e) == 1 { skip = 0; next }
+            !skip
+            END { exit skip }' .env) || {
+            echo ".env has a '${begin%%:*}' line without its '$end' line after it: mend it by hand" >&2
+            exit 1
+        }
+    else
+        (umask 077 && : >.env)  # it is where the tokens and passwords go
+    fi
+    {
+        if [[ -n $kept ]]; then printf '%s\n' "$kept"; fi
+        # last in the file: compose takes the last value of a variable defined twice
+        cat <<ENV
+$begin
+PYTHON_IMAGE=$python
+REDIS_IMAGE=$prefix/redis:debian
+PROMETHEUS_IMAGE=$prefix/prometheus:debian
+ALERTMANAGER_IMAGE=$prefix/alertmanager:debian
+MLFLOW_IMAGE=$prefix/mlflow:$mlflow_version
+$end
+ENV
+    } >.env  # rewritten in place: its owner and mode stay
+    # the file of earlier versions, which `--env-file` made replace .env: gone, so it is not used again
+    rm -f deploy/docker/airgap.env
+}
+
+if [[ ${1:-} == --env-only ]]; then
+    write_env
+    step "image variables written to .env (between the '# >>> make images-airgap' and '# <<<' lines)"
+    exit 0
+elif [[ $# -gt 0 ]]; then
+    echo "usage: $0 [--env-only]" >&2
+    exit 2
+fi
 
 # A host behind a TLS-inspecting proxy trusts its CA; the images trust only what is copied here.
 if ! compgen -G "deploy/docker/ca-certificates/*.crt" >/dev/null \
@@ -71,13 +119,6 @@ build "$prefix/prometheus:debian" deploy/docker/prometheus.Dockerfile "DEBIAN_IM
 build "$prefix/alertmanager:debian" deploy/docker/alertmanager.Dockerfile "DEBIAN_IMAGE=$debian"
 build "$prefix/mlflow:$mlflow_version" deploy/docker/mlflow.Dockerfile "PYTHON_IMAGE=$python"
 
-cat >deploy/docker/airgap.env <<ENV
-# Written by make images-airgap: docker-compose --env-file deploy/docker/airgap.env up -d
-PYTHON_IMAGE=$python
-REDIS_IMAGE=$prefix/redis:debian
-PROMETHEUS_IMAGE=$prefix/prometheus:debian
-ALERTMANAGER_IMAGE=$prefix/alertmanager:debian
-MLFLOW_IMAGE=$prefix/mlflow:$mlflow_version
-ENV
-step "done: images tagged, image variables in deploy/docker/airgap.env"
+write_env
+step "done: images tagged, their variables in .env (docker-compose up -d runs them; tokens in .env kept)"
 docker images --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep "^$prefix/"
