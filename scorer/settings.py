@@ -7,6 +7,7 @@ command-line flags over the environment over the file over the defaults.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
@@ -19,7 +20,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator, mode
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 from yarl import URL
 
-from scorer.errors import UserError, without_credentials
+from scorer.errors import UserError, origin, without_credentials
 from scorer.paths import default_registry_uri
 from scorer.threads import most_processes
 
@@ -42,11 +43,14 @@ class SettingsError(UserError, ValueError):
     """Settings that cannot be used, with what is wrong."""
 
 
+ENV_PREFIX = "OCSF_ANOMALY_"
+
+
 class Settings(BaseSettings):
     """Everything the scoring service can be told."""
 
     model_config = SettingsConfigDict(
-        env_prefix="OCSF_ANOMALY_",
+        env_prefix=ENV_PREFIX,
         extra="forbid",
         frozen=True,
         use_attribute_docstrings=True,
@@ -298,6 +302,15 @@ class Settings(BaseSettings):
                 ) from exc
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
                 raise SettingsError(f"{config_file}: not valid TOML: {exc}") from exc
+            # by the settings' names: an environment variable's name (REDIS_URL, which a field
+            # takes as an alias) was taken from the file too, and beat the environment
+            unknown = sorted(set(values) - set(cls.model_fields))
+            if unknown:
+                raise SettingsError(
+                    f"{config_file}: {', '.join(map(repr, unknown))}: no such setting"
+                    f"{_near(unknown[0], cls.model_fields)}; the file takes the names "
+                    "`ocsf-anomaly config show` prints"
+                )
         try:
             return cls.model_validate(
                 {**values, **_environment(cls), **{k: v for k, v in overrides.items() if v is not None}}
@@ -307,6 +320,33 @@ class Settings(BaseSettings):
                 f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {_said(e)}" for e in exc.errors()
             )
             raise SettingsError(f"invalid settings: {problems}") from exc
+
+
+def _near(name: str, names: Any) -> str:
+    """ ", did you mean X?" for the closest of ``names``, or nothing."""
+    close = difflib.get_close_matches(name.lower(), list(names), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+# read by the tools beside the settings: the data's home and the tests' data, the Vector pipeline's
+# scorer URL, the compose file's image version
+NOT_SETTINGS = frozenset({"HOME", "SHARED_DATA", "URL", "VERSION"})
+
+
+def stray_variables(environ: Any = os.environ) -> list[str]:
+    """A line for each OCSF_ANOMALY_ variable that is no setting (a misspelt one is ignored, and
+    would otherwise go unnoticed), naming the setting it is closest to."""
+    settings = sorted(name.upper() for name in Settings.model_fields)
+    lines = []
+    for variable in sorted(environ):
+        name = variable.removeprefix(ENV_PREFIX)
+        if name != variable and name not in settings and name not in NOT_SETTINGS:
+            close = difflib.get_close_matches(name, settings, n=1)
+            lines.append(
+                f"{variable} is no setting: ignored"
+                + (f" (did you mean {ENV_PREFIX}{close[0]}?)" if close else "")
+            )
+    return lines
 
 
 def _said(error: Any) -> str:
@@ -346,12 +386,15 @@ def redis_url(url: str) -> str:
 
 
 SECRETS = frozenset({"api_token", "admin_token", "alerts_token", "kafka_password"})
-URLS = frozenset({"redis_url", "registry_uri", "alerts_url", "vector_downstream_url"})
+URLS = frozenset({"redis_url", "registry_uri", "vector_downstream_url", "alerts_generator_url"})
+# a receiver's URL whose path is often its secret (a Slack, Teams or Discord webhook)
+RECEIVERS = frozenset({"alerts_url"})
 
 
 def masked_url(url: str) -> str:
-    """``url`` with any user and password replaced by ``***``, for display."""
-    return without_credentials(url)
+    """``url`` for display: its user and password as ``***``, its query (``?token=``) as ``?…``."""
+    shown = without_credentials(url)
+    return shown.split("?", 1)[0] + "?…" if "?" in shown else shown
 
 
 def masked(settings: Settings) -> dict[str, Any]:
@@ -362,5 +405,7 @@ def masked(settings: Settings) -> dict[str, Any]:
             value = "***" if value else None
         elif name in URLS and value:
             value = masked_url(value)
+        elif name in RECEIVERS and value:
+            value = origin(value)
         out[name] = str(value) if isinstance(value, Path) else value
     return out

@@ -256,3 +256,22 @@ def test_redis_url_falls_back_to_the_unprefixed_name(monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("OCSF_ANOMALY_REDIS_URL")
     monkeypatch.delenv("REDIS_URL")
     assert Settings.load().redis_url is None
+
+
+async def test_a_redis_that_cannot_be_reached_is_said_with_its_cause(
+    aiohttp_client: Any, bundle_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A wrong CA file, a host that does not resolve, a refused port, a database out of range: each
+    was logged as "redis unavailable (ConnectionError)" alone, nothing said of what to mend."""
+    import logging
+
+    from loopback import free_port
+
+    caplog.set_level(logging.WARNING, logger="ocsf_anomaly")
+    port = free_port()  # nothing listens there
+    settings = Settings(model_dir=bundle_dir, threads=1, redis_url=f"redis://:pw@127.0.0.1:{port}/0")
+    client = await aiohttp_client(create_app(settings))
+    assert (await (await client.get("/readyz")).json())["redis"] == "degraded"
+    (said,) = [r.getMessage() for r in caplog.records if "redis unavailable" in r.getMessage()]
+    assert f"127.0.0.1:{port}" in said, said  # redis-py's "Error 111 connecting to …": the cause
+    assert "pw" not in said

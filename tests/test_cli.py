@@ -1054,6 +1054,50 @@ def test_config_show_masks_secrets(tmp_path: Path) -> None:
     assert "from-file" not in result.stdout
 
 
+def test_config_show_hides_what_a_receiver_keeps_in_its_path_and_query(tmp_path: Path) -> None:
+    """A Slack webhook's secret is its path, other receivers take ?token=: `config show` printed
+    them whole (only a user and password were masked), and alerts_generator_url not even those."""
+    env = {
+        **os.environ,
+        "OCSF_ANOMALY_ALERTS_URL": "https://hooks.slack.com/services/T000/B000/s3cretPATH",
+        "OCSF_ANOMALY_ALERTS_KIND": "webhook",
+        "OCSF_ANOMALY_VECTOR_DOWNSTREAM_URL": "http://v:pw1@127.0.0.1:8687/v1/enriched?token=s3cretQUERY",
+        "OCSF_ANOMALY_ALERTS_GENERATOR_URL": "http://user:pw2@grafana.internal/d/x",
+    }
+    result = _run("config", "show", env=env)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["alerts_url"] == "https://hooks.slack.com/…"
+    assert shown["vector_downstream_url"] == "http://***@127.0.0.1:8687/v1/enriched?…"
+    assert shown["alerts_generator_url"] == "http://***@grafana.internal/d/x"
+    for secret in ("s3cretPATH", "s3cretQUERY", "pw1", "pw2"):
+        assert secret not in result.stdout
+
+
+def test_a_misspelt_variable_is_said_with_the_setting_it_is_closest_to(tmp_path: Path) -> None:
+    """OCSF_ANOMALY_WORKER=3 was ignored without a word (a misspelt key in the file is refused)."""
+    env = {**os.environ, "OCSF_ANOMALY_WORKER": "3", "OCSF_ANOMALY_HOME": str(tmp_path)}
+    result = _run("config", "show", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "warning: OCSF_ANOMALY_WORKER is no setting: ignored (did you mean OCSF_ANOMALY_WORKERS?)"
+    ]  # and OCSF_ANOMALY_HOME, which is no setting but read all the same, is not named
+
+
+def test_the_settings_file_takes_the_settings_names_not_the_variables(tmp_path: Path) -> None:
+    """REDIS_URL in the file (a variable's name, which the setting takes from the environment) was
+    taken, and beat OCSF_ANOMALY_REDIS_URL from the environment: the file over the environment."""
+    settings_file = tmp_path / "settings.toml"
+    settings_file.write_text('REDIS_URL = "redis://from-file:1/0"\n', encoding="utf-8")
+    env = {**os.environ, "OCSF_ANOMALY_REDIS_URL": "redis://from-env:3/0"}
+    result = _run("config", "show", "--config", settings_file, env=env)
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.strip() == (
+        f"error: {settings_file}: 'REDIS_URL': no such setting (did you mean redis_url?); the file "
+        "takes the names `ocsf-anomaly config show` prints"
+    )
+
+
 def test_invalid_settings_are_a_one_line_error(tmp_path: Path) -> None:
     env = {**os.environ, "OCSF_ANOMALY_PORT": "99999"}
     result = _run("config", "show", env=env)

@@ -55,13 +55,16 @@ def add_config(commands: Commands) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from scorer.service.workers import serve
-    from scorer.settings import Settings
+    from scorer.settings import Settings, stray_variables
 
     settings = Settings.load(
         args.config, host=args.host, port=args.port, model_dir=args.model, workers=args.workers
     )
+    for line in stray_variables():
+        _say(f"warning: {line}")
     https = settings.tls_cert_file is not None
-    url = f"{'https' if https else 'http'}://{settings.host}:{settings.port}"
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host  # an IPv6 address
+    url = f"{'https' if https else 'http'}://{host}:{settings.port}"
     token = ' -H "Authorization: Bearer $OCSF_ANOMALY_API_TOKEN"' if settings.api_token else ""
     if (settings.api_token or settings.admin_token) and not https and not settings.loopback_only:
         _say(
@@ -83,7 +86,9 @@ def _serve(args: argparse.Namespace) -> int:
 def _config(args: argparse.Namespace) -> int:
     import json
 
-    from scorer.settings import Settings, masked
+    from scorer.settings import Settings, masked, stray_variables
 
     print(json.dumps(masked(Settings.load(args.config)), indent=1))
+    for line in stray_variables():
+        _say(f"warning: {line}")
     return 0

@@ -223,10 +223,12 @@ def _stream(args: argparse.Namespace) -> int:
     _check_sources(args)
     from scorer.registry import configure_mlflow
     from scorer.service.models import source_for
-    from scorer.settings import Settings
+    from scorer.settings import Settings, stray_variables
     from scorer.threads import set_threads
 
     settings = Settings.load(args.config, model_dir=args.model, alpha=args.alpha)
+    for line in stray_variables():
+        _say(f"warning: {line}")
     security = _security(args, settings) if args.source == "kafka" else None
     if settings.model_dir is None:
         configure_mlflow()

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+from scorer.errors import without_credentials
 from scorer.service.metrics import Metrics
 
 log = logging.getLogger("ocsf_anomaly.cache")
@@ -114,7 +115,12 @@ class EmbeddingCache:
 
     def _failed(self, exc: BaseException) -> None:
         if not self.degraded:
-            log.warning("redis unavailable (%s): scoring from the local cache tier", type(exc).__name__)
+            # the cause too: a wrong CA file, a host that does not resolve and a database out of
+            # range all read "ConnectionError" alone
+            said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            log.warning(
+                "redis unavailable (%s): scoring from the local cache tier", without_credentials(said)
+            )
         self.degraded = True
         self._metrics.redis_degraded.set(1)
         self._metrics.redis_errors.inc()
