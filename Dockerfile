@@ -52,7 +52,7 @@ WORKDIR /var/lib/ocsf-anomaly
 USER 10001:10001
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 \
-    CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
+    CMD ["python3", "-m", "scorer.service.healthcheck"]
 # serving processes: OCSF_ANOMALY_WORKERS (default: one per core the container sees)
 ENTRYPOINT ["ocsf-anomaly"]
 CMD ["serve"]
