@@ -98,7 +98,14 @@ def _until(check: Callable[[], bool], what: str, seconds: float = 60) -> None:
 
 
 @contextmanager
-def _serve(tmp_path: Path, *args: str | Path, env: dict[str, str] | None = None) -> Iterator[Served]:
+def _serve(
+    tmp_path: Path,
+    *args: str | Path,
+    env: dict[str, str] | None = None,
+    while_starting: Callable[[subprocess.Popen[bytes], int, Path], None] | None = None,
+) -> Iterator[Served]:
+    """``serve`` on a free port, once it says it serves (``while_starting``: called before that,
+    with the process, the port and its log)."""
     port = free_port()
     log = tmp_path / f"serve-{port}.log"
     environment = {
@@ -113,6 +120,8 @@ def _serve(tmp_path: Path, *args: str | Path, env: dict[str, str] | None = None)
         process = subprocess.Popen(command, stderr=sink, env=environment)
     served = Served(process, port, log)
     try:
+        if while_starting is not None:
+            while_starting(process, port, log)
         _until(
             lambda: "try:" in log.read_text() or process.poll() is not None, "serve did not start", STARTING
         )
@@ -212,6 +221,15 @@ def test_a_killed_serving_process_is_replaced_and_its_counts_kept(
         assert f"(pid {victim}) exited with code -9; starting another" in log
 
 
+def _serving(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> set[str]:
+    """The versions some live serving process serves (the gauge is the highest over them)."""
+    return {
+        dict(labels)["version"]
+        for (metric, labels), value in metrics.items()
+        if metric == "ocsf_anomaly_model_info" and value == 1
+    }
+
+
 def test_a_reload_reaches_every_process(bundle_dir: Path, other_bundle_dir: Path, tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     registry = Registry(store)
@@ -219,26 +237,19 @@ def test_a_reload_reaches_every_process(bundle_dir: Path, other_bundle_dir: Path
     registry.register(bundle_dir, name)
     registry.register(other_bundle_dir, name)
 
-    def serving(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> set[str]:
-        return {
-            dict(labels)["version"]
-            for (metric, labels), value in metrics.items()
-            if metric == "ocsf_anomaly_model_info" and value == 1
-        }
-
     env = {"OCSF_ANOMALY_REGISTRY_URI": store, "OCSF_ANOMALY_MODEL_NAME": name}
     with _serve(tmp_path, env=env) as served:
         assert len(served.pids()) == 2
-        assert serving(served.metrics()) == {"1"}
+        assert _serving(served.metrics()) == {"1"}
         registry.promote(name, "2")
         status, body = served.call("POST", "/v1/models/reload")
         assert (status, body["to"]["champion"]) == (200, "2")
         # the gauge is the highest over the live processes: version 1 reads 0 only once both swapped
-        _until(lambda: serving(served.metrics()) == {"2"}, "a serving process kept version 1")
+        _until(lambda: _serving(served.metrics()) == {"2"}, "a serving process kept version 1")
 
         registry.promote(name, "1")
         served.process.send_signal(signal.SIGHUP)  # an operator's reload, for every process
-        _until(lambda: serving(served.metrics()) == {"1"}, "SIGHUP did not reload every process")
+        _until(lambda: _serving(served.metrics()) == {"1"}, "SIGHUP did not reload every process")
         assert served.process.poll() is None
 
 
@@ -279,6 +290,115 @@ def test_a_replacement_that_cannot_load_the_champion_leaves_the_others_serving(
         assert served.process.poll() is None
         assert len(served.pids()) == 2
         assert "giving up" not in served.log.read_text()
+
+
+def test_a_replacement_that_cannot_load_its_model_takes_no_connection(
+    bundle_dir: Path, other_bundle_dir: Path, tmp_path: Path
+) -> None:
+    """Each try again of a replacement that could not load its model listened on its slot's socket
+    while it loaded: the kernel gave it a share of new connections, all reset when the load failed,
+    at every try (12 of 6,253 connections here). A try now listens only once it serves, so every
+    connection made meanwhile is answered by the process still serving."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    registry = Registry(store)
+    name = f"model-{uuid.uuid4().hex[:8]}"
+    registry.register(bundle_dir, name)
+    second, _ = registry.register(other_bundle_dir, name)
+    (Path(second.source.removeprefix("file://")) / "weights.npz").write_bytes(b"truncated")
+    env = {
+        "OCSF_ANOMALY_REGISTRY_URI": store,
+        "OCSF_ANOMALY_MODEL_NAME": name,
+        "OCSF_ANOMALY_MODEL_POLL_SECONDS": "0.2",  # a replacement is tried every 1 s
+    }
+    with _serve(tmp_path, env=env) as served:
+        pids = served.pids()
+        assert len(pids) == 2
+        registry.promote(name, "2")  # cannot load: the processes keep version 1
+        statuses: list[int] = []
+        errors: list[str] = []
+        done = threading.Event()
+
+        def client() -> None:
+            while not done.is_set():  # new connections, which the kernel spreads over the sockets
+                connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=STARTING)
+                try:
+                    connection.request("GET", "/healthz")
+                    response = connection.getresponse()
+                    response.read()
+                    statuses.append(response.status)
+                except (OSError, http.client.HTTPException) as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                finally:
+                    connection.close()
+
+        clients = [threading.Thread(target=client, daemon=True) for _ in range(4)]
+        os.kill(min(pids), signal.SIGKILL)
+        # the first try is started on the socket of the process that died, so that the connections
+        # waiting there are served by it: if it cannot load its model, they are reset with that socket
+        _until(
+            lambda: "cannot load its model" in served.log.read_text(), "the replacement's failure", STARTING
+        )
+        for thread in clients:
+            thread.start()
+        try:
+            # the tries that follow, each a process loading (and failing to load) the model
+            seen = _children(served.process.pid)
+            known = len(seen)
+
+            def three_more() -> bool:
+                seen.update(_children(served.process.pid))
+                return len(seen) >= known + 3
+
+            _until(three_more, "three more tries", STARTING)
+        finally:
+            done.set()
+            for thread in clients:
+                thread.join(STARTING)
+        assert errors == [], f"{len(errors)} of {len(errors) + len(statuses)} failed: {errors[:5]}"
+        assert statuses
+        assert set(statuses) == {200}
+        assert served.process.poll() is None
+
+
+def _children(pid: int) -> set[int]:
+    """The processes ``pid`` started that run now."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def test_a_replacement_has_the_others_serve_the_champion_it_loaded(
+    bundle_dir: Path, other_bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """A version promoted with polling off and no reload call, then a serving process replaced:
+    the replacement loaded the new champion, the others kept theirs, and the answers were split
+    between the two versions until a reload. Its being back now has them all ask again."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    registry = Registry(store)
+    name = f"model-{uuid.uuid4().hex[:8]}"
+    registry.register(bundle_dir, name)
+    registry.register(other_bundle_dir, name)
+    env = {"OCSF_ANOMALY_REGISTRY_URI": store, "OCSF_ANOMALY_MODEL_NAME": name}  # polling off
+    with _serve(tmp_path, env=env) as served:
+        pids = served.pids()
+        assert len(pids) == 2
+        assert _serving(served.metrics()) == {"1"}
+        registry.promote(name, "2")  # not seen by the processes: they do not poll
+        os.kill(min(pids), signal.SIGKILL)
+        _until(lambda: "is back" in served.log.read_text(), "no replacement started", STARTING)
+        _until(lambda: _serving(served.metrics()) == {"2"}, "the processes serve different versions")
+        body = orjson.dumps(held_out_events[0])
+        versions = {
+            served.call("POST", "/v1/score", body)[1]["results"][0]["model"]["version"] for _ in range(16)
+        }
+        assert versions == {"2"}
+        assert served.process.poll() is None
 
 
 def test_a_bad_bundle_fails_every_process_and_the_command(bundle_dir: Path, tmp_path: Path) -> None:
@@ -435,6 +555,51 @@ def test_sighup_has_every_process_serve_a_rotated_certificate(
         assert served_with(new_ca) == 16
 
 
+def _port_taken(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_sighup_while_serve_starts_is_acted_on_once_it_serves(
+    workers: int, bundle_dir: Path, tmp_path: Path
+) -> None:
+    """SIGHUP while serve started (its socket open, its models loading) ended `--workers 1`, its
+    default action, and with several processes the supervisor passed it only to those already
+    serving: it was lost. It is held now, and acted on once they serve."""
+    cert, key = make_certificate(tmp_path, "scorer")
+    env = {"OCSF_ANOMALY_TLS_CERT_FILE": str(cert), "OCSF_ANOMALY_TLS_KEY_FILE": str(key)}
+
+    def sighup_once_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+        _until(lambda: _port_taken(port) or process.poll() is not None, "serve did not listen", STARTING)
+        assert "try:" not in log.read_text(), "serve started before the test could signal it"
+        process.send_signal(signal.SIGHUP)
+
+    with _serve(
+        tmp_path,
+        "--model",
+        bundle_dir,
+        "--workers",
+        str(workers),
+        env=env,
+        while_starting=sighup_once_listening,
+    ) as served:
+        _until(
+            lambda: served.log.read_text().count("TLS certificate read again") == workers,
+            "the SIGHUP was lost",
+        )
+        trusting = ssl.create_default_context(cafile=cert)
+        with urllib.request.urlopen(
+            f"https://127.0.0.1:{served.port}/healthz", context=trusting, timeout=10
+        ) as answer:
+            assert answer.status == 200
+        assert served.process.poll() is None
+
+
 class _Tally:
     """What the looping clients of the SIGTERM test saw: ``counts`` of "answered 200" (or another
     status), "reused" (an answer on a connection that had answered before), "refused" (a new
@@ -542,3 +707,43 @@ def test_sigterm_answers_every_request_sent_on_an_open_connection(
     }, tally
     assert tally.counts["refused"] == len(clients), tally  # each client stopped on a refused new connection
     assert "Traceback" not in said
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_finishes_a_request_whose_body_is_still_arriving(
+    workers: int, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """A request whose body was still arriving when SIGTERM came lost the rest of it: past
+    DRAIN_SECONDS (1.5 s) aiohttp's cleanup discarded what the connection brought, so the handler
+    waited for the body until it answered 408 (30 s), and the stop waited as long. The connections
+    are served while a request is in flight now: it is answered, and the service stops after it."""
+    body = orjson.dumps([held_out_events[0]])
+    half = len(body) // 2
+    head = (
+        b"POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    )
+    with _serve(tmp_path, "--model", bundle_dir, "--workers", str(workers)) as served:
+        with socket.create_connection(("127.0.0.1", served.port), timeout=STARTING) as sock:
+            sock.sendall(head + body[:half])
+            time.sleep(0.5)  # its handler reads the body
+            served.process.send_signal(signal.SIGTERM)
+            time.sleep(3)  # well past DRAIN_SECONDS
+            sock.sendall(body[half:])
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            answer = response.read()
+        assert response.status == 200, answer
+        assert response.getheader("Connection") == "close"
+        assert orjson.loads(answer)["results"][0]["p_value"] is not None
+        assert served.process.wait(90) == 0
+
+
+def test_serving_on_an_ipv6_address_prints_a_url_curl_takes(bundle_dir: Path, tmp_path: Path) -> None:
+    """The start-up line's curl command read http://::1:PORT, which curl refuses (exit 3)."""
+    with _serve(tmp_path, "--model", bundle_dir, "--host", "::1", "--workers", "1") as served:
+        text = served.log.read_text()
+        assert f"on http://[::1]:{served.port};" in text, text
+        url = f"http://[::1]:{served.port}/healthz"
+        with urllib.request.urlopen(url, timeout=STARTING) as answer:
+            assert answer.status == 200

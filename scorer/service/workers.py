@@ -12,14 +12,22 @@ The supervisor, the process ``serve`` started:
 - says it serves only once every process has loaded and verified its model; a process that
   cannot (a bad bundle, an unreachable registry) fails the command with its one-line error;
 - passes a reload on: a process that swapped models (on ``POST /v1/models/reload`` or by its poll)
-  tells the supervisor, which tells the others, so they all swap within moments (SIGHUP to the
-  supervisor has them all ask for the champion again and read the TLS certificate again);
-- replaces a process that dies, and gives up (exit 1) if they keep dying; a replacement that cannot
+  tells the supervisor, which tells the others, so they all swap within moments; so does a
+  replacement once it serves, as it loaded what the source names now (SIGHUP to the supervisor has
+  them all ask for the champion again and read the TLS certificate again; a process still starting
+  is told once it serves);
+- replaces a process that dies, and gives up (exit 2) if they keep dying; a replacement that cannot
   load the model it is asked to serve (a bad version promoted since, the registry down) is tried
-  again every ``model_poll_seconds`` (at least 1 s; 30 s if 0) while another process serves, never given up on:
-  the others serve on with the model they hold;
+  again every ``model_poll_seconds`` (at least 1 s; 30 s if 0) while another process serves, never
+  given up on: the others serve on with the model they hold, and take all new connections until a
+  try has loaded one (each try listens only then);
 - on SIGTERM or SIGINT stops them all gracefully (each stops listening, answers what still comes on
-  its open connections for DRAIN_SECONDS with ``Connection: close``, finishes what it holds) and exits 0.
+  its open connections for DRAIN_SECONDS with ``Connection: close``, and longer while a request is
+  in flight, its body still arriving, say; finishes what it holds) and exits 0.
+
+SIGHUP is held (blocked) from the start of ``serve`` and in every process it starts until that
+process can act on it: one sent while the service starts is acted on once it serves, instead of
+killing it (its default action).
 
 Metrics are pooled through prometheus_client's multiprocess mode: a temporary directory, named
 in ``PROMETHEUS_MULTIPROC_DIR`` before any process imports prometheus_client, removed at exit.
@@ -40,7 +48,7 @@ import ssl
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -62,7 +70,10 @@ WORKER_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)
 # as the serving processes of --workers > 1 always had; run_app's 75 s served --workers 1).
 KEEPALIVE_SECONDS = 3630.0
 DRAIN_SECONDS = 1.5  # on SIGTERM, how long open connections may still bring a request (answered, then closed)
-STOP_SECONDS = 75.0  # a process finishing its requests (aiohttp allows them 60 s) before it is killed
+IN_FLIGHT_SECONDS = 50.0  # … and how long they are served while a request is in flight (its body arriving)
+SHUTDOWN_SECONDS = 10.0  # then aiohttp's cleanup: a request still in flight after this is cancelled
+STOP_SECONDS = 75.0  # a process finishing its requests (the two above, its app's cleanup) before it is killed
+BACKLOG = 1024  # connections the kernel holds for a listening socket until its process accepts them
 RESTARTS_PER_MINUTE = 5  # per serving process: beyond it the service gives up, it would only flap
 UNLOADABLE_RETRY_SECONDS = 30.0  # a replacement that could not load its model, with polling off …
 UNLOADABLE_RETRY_FLOOR = 1.0  # … and at the least with it: each try starts a process and loads a model
@@ -72,8 +83,10 @@ class ServeError(UserError, RuntimeError):
     """The service could not start, or could not keep running, with what to do about it."""
 
 
-def listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
-    """A listening socket on host:port (with ``reuse_port``, one of a group the kernel balances)."""
+def listen(host: str, port: int, *, reuse_port: bool = False, listening: bool = True) -> socket.socket:
+    """A listening socket on host:port (with ``reuse_port``, one of a group the kernel balances).
+    Not ``listening``: only bound, its process to listen on it once it can serve (``_serve_until``):
+    the kernel gives new connections only to the sockets of the group that listen."""
     try:
         family, _, _, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -84,7 +97,20 @@ def listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
             "of this machine or its name, e.g. 127.0.0.1 or 0.0.0.0: set --host or OCSF_ANOMALY_HOST)"
         ) from None
     try:
-        return socket.create_server(address, family=family, backlog=1024, reuse_port=reuse_port)
+        if listening:
+            return socket.create_server(address, family=family, backlog=BACKLOG, reuse_port=reuse_port)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:  # the options socket.create_server sets, so that it joins the same group
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+        except OSError:
+            sock.close()
+            raise
+        return sock
     except OSError as exc:
         raise ServeError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc} (another service on that port? "
@@ -130,6 +156,7 @@ def listen_each(host: str, port: int, count: int) -> list[socket.socket]:
 
 def serve(settings: Settings, say_ready: Callable[[], None]) -> int:
     """Serve ``settings`` until stopped: in this process, or in ``settings.workers`` processes."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})  # held until it can be acted on
     context = tls_context(settings)  # a bad certificate fails here, before any process starts
     if settings.workers == 1:
         sock = listen(settings.host, settings.port)
@@ -168,6 +195,16 @@ def _reread(app: Any, context: ssl.SSLContext | None) -> None:
         except (OSError, ssl.SSLError, ValueError) as exc:  # half-written mid-rotation, say
             log.warning("TLS certificate not read again (%s): serving on with the one before", exc)
     _reload_soon(app)
+
+
+@contextlib.contextmanager
+def _sighup_held() -> Iterator[None]:
+    """SIGHUP held meanwhile: a process started now starts with it held (a signal mask is inherited)."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 _reloads: set[asyncio.Task[bool]] = set()  # held until done (the loop keeps only weak references)
@@ -229,7 +266,9 @@ async def _serve_worker(settings: Settings, sock: socket.socket, conn: Connectio
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         conn.send(("ready",))
 
-    runner = web.AppRunner(app, handle_signals=False, keepalive_timeout=KEEPALIVE_SECONDS)
+    runner = web.AppRunner(
+        app, handle_signals=False, keepalive_timeout=KEEPALIVE_SECONDS, shutdown_timeout=SHUTDOWN_SECONDS
+    )
     await _serve_until(runner, sock, context, stop, ready)
 
 
@@ -249,7 +288,12 @@ async def _serve_alone(
             loop.add_signal_handler(sig, stop.set)
         say_ready()
 
-    runner = web.AppRunner(create_app(settings), handle_signals=False, keepalive_timeout=KEEPALIVE_SECONDS)
+    runner = web.AppRunner(
+        create_app(settings),
+        handle_signals=False,
+        keepalive_timeout=KEEPALIVE_SECONDS,
+        shutdown_timeout=SHUTDOWN_SECONDS,
+    )
     await _serve_until(runner, sock, context, stop, ready)
 
 
@@ -261,32 +305,55 @@ async def _serve_until(
     ready: Callable[[], None],
 ) -> None:
     """Serve the runner's app on ``sock`` until ``stop`` is set, then stop gracefully: the listening
-    socket is closed; for up to DRAIN_SECONDS (less once every connection is closed) the connections
-    already open are still served, each answer with ``Connection: close``; then aiohttp's cleanup
-    closes those left idle, answers what is in flight and stops the app. (aiohttp's cleanup alone
-    closed idle keep-alive connections at once: a request already on its way on one went unanswered.)"""
+    socket is closed; for DRAIN_SECONDS, and beyond while a request is in flight (up to
+    IN_FLIGHT_SECONDS), the connections already open are still served, each answer with
+    ``Connection: close`` (less once every connection is closed); then aiohttp's cleanup closes those
+    left idle, answers what is in flight and stops the app. (aiohttp's cleanup alone closed idle
+    keep-alive connections at once: a request already on its way on one went unanswered; and it
+    discards what a connection still brings, so a request whose body was still arriving waited for
+    it, and answered 408, as long as the body may take.) A socket only bound (a replacement's) listens
+    once the app has started, its model loaded; SIGHUP, held until then, is acted on once it serves."""
     from aiohttp import hdrs, web
 
+    from scorer.service.errors import Handler
+
     draining = False
+    in_flight = 0
+
+    @web.middleware
+    async def count_in_flight(request: web.Request, handler: Handler) -> web.StreamResponse:
+        nonlocal in_flight
+        in_flight += 1
+        try:
+            return await handler(request)
+        finally:
+            in_flight -= 1
 
     async def close_when_draining(request: web.Request, response: web.StreamResponse) -> None:
         if draining:
             response.force_close()  # aiohttp closes the connection once this answer is sent
             response.headers[hdrs.CONNECTION] = "close"  # and the client opens no request on it
 
+    runner.app.middlewares.insert(0, count_in_flight)  # the outermost: the whole of a handler's time
     runner.app.on_startup.append(functools.partial(_reread_on_sighup, context=context))
     runner.app.on_response_prepare.append(close_when_draining)
     await runner.setup()
     try:
+        if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            sock.listen(BACKLOG)  # its share of the port's new connections from now on
         await web.SockSite(runner, sock, ssl_context=context).start()
         ready()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # one held meanwhile is acted on now
         await stop.wait()
         draining = True
         for site in runner.sites:
             await site.stop()  # closes the listening socket: a new connection is refused
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + DRAIN_SECONDS
-        while runner.server is not None and runner.server.connections and loop.time() < deadline:
+        started = loop.time()
+        while runner.server is not None and runner.server.connections:
+            waited = loop.time() - started
+            if waited >= DRAIN_SECONDS and (not in_flight or waited >= IN_FLIGHT_SECONDS):
+                break
             await asyncio.sleep(0.05)
     finally:
         await runner.cleanup()
@@ -296,15 +363,17 @@ async def _serve_until(
 @dataclass
 class _Slot:
     number: int
-    sock: socket.socket  # its own listening socket, kept across restarts: connections wait in its backlog
+    # its own socket, kept across restarts: connections wait in its backlog for the replacement
+    # (but not for one that cannot load its model: then only bound, listened on once one serves)
+    sock: socket.socket
     process: BaseProcess | None = None
     conn: Connection | None = None
     ready: bool = False
     restart_at: float | None = None
     deaths: deque[float] = field(default_factory=deque)
-    port: int = 0  # of its socket, to open it again
     unloadable: str | None = None  # why it could not load its model: not a death that counts
     reported: str | None = None  # the last such reason logged (once, until it changes or it serves)
+    reread: bool = False  # a SIGHUP came while it started: it is told once it serves
 
 
 class _Supervisor:
@@ -326,6 +395,7 @@ class _Supervisor:
         try:
             for slot in self.slots:
                 self._start(slot)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # held since serve began
             self._supervise(wake_r, say_ready)
             return 0
         finally:
@@ -341,16 +411,15 @@ class _Supervisor:
                 slot.sock.close()
 
     def _start(self, slot: _Slot) -> None:
-        if slot.sock.fileno() == -1:  # closed while it could not load its model: the kernel's group again
-            slot.sock = listen(self.settings.host, slot.port, reuse_port=True)
         ours, theirs = self.context.Pipe()
         process = self.context.Process(
             target=_worker, args=(self.settings, slot.sock, theirs), name=f"ocsf-anomaly-serve-{slot.number}"
         )
-        process.start()
+        with _sighup_held():  # until it can act on one: SIGHUP's default action would end it
+            process.start()
         theirs.close()
         slot.process, slot.conn, slot.ready, slot.restart_at = process, ours, False, None
-        slot.unloadable = None
+        slot.unloadable, slot.reread = None, False
 
     def _supervise(self, wake: socket.socket, say_ready: Callable[[], None]) -> None:
         announced = False
@@ -375,6 +444,8 @@ class _Supervisor:
                             return
                         if number == signal.SIGHUP:
                             self._tell_others(None, ("reread",))
+                            for slot in self.slots:
+                                slot.reread = not slot.ready  # one starting is told once it serves
                     continue
                 slot = owners[ready]
                 if slot.process is None:
@@ -400,6 +471,14 @@ class _Supervisor:
                 log.info(
                     "serving process %d is back (pid %s)", slot.number, slot.process and slot.process.pid
                 )
+                # it loaded what the source names now, which may be a version promoted since the
+                # others loaded theirs (with polling off, never seen by them): all ask again, as
+                # after a reload, and swap within moments if it changed
+                self._tell_others(None)
+            if slot.reread and slot.conn is not None:
+                slot.reread = False
+                with contextlib.suppress(OSError):
+                    slot.conn.send(("reread",))
         elif message[0] in ("failed", "unloadable") and not announced:
             raise ServeError(message[1])
         elif message[0] == "failed":
@@ -436,10 +515,13 @@ class _Supervisor:
             # rollback, a fixed registry), and the service is not given up for a bad version
             poll = self.settings.model_poll_seconds
             delay = max(poll, UNLOADABLE_RETRY_FLOOR) if poll else UNLOADABLE_RETRY_SECONDS
-            # the connections the kernel gives its socket would wait that long: they go to the others
-            if slot.sock.fileno() != -1:
-                slot.port = slot.sock.getsockname()[1]
-                slot.sock.close()
+            if slot.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                # the connections the kernel gives its socket would wait that long, and be reset
+                # when the next try failed too: they go to the others. A socket only bound takes
+                # none; the try that loads a model listens on it once it serves.
+                port = slot.sock.getsockname()[1]
+                slot.sock.close()  # what it held, not yet accepted, is reset
+                slot.sock = listen(self.settings.host, port, reuse_port=True, listening=False)
             if slot.unloadable != slot.reported:
                 log.error(
                     "serving process %d cannot load its model (%s): the others serve on with theirs; "
