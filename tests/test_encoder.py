@@ -436,6 +436,28 @@ def test_unparseable_time_is_missing(encoder: FeatureEncoder, value: Any) -> Non
     batch = encoder.encode([{"time": value}])
     assert batch.num[0, _missing_col(encoder, "time#time_cyclic")] == 1
     assert (_time_columns(encoder, batch) == 0).all()
+    assert batch.invalid is None  # not a time, but no impossible number either
+
+
+@pytest.mark.parametrize(
+    "value", [*IMPOSSIBLE, 2**64, 9.3e18, -(2**63), "abc", None, math.nan, 2.0**62, -5, 0, "12"], ids=repr
+)
+def test_an_impossible_time_is_marked_as_numbers_are(encoder: FeatureEncoder, value: Any) -> None:
+    """A time of 1e300, 2**64 or "Infinity" was only missing: the event was not flagged. The rule is
+    the numbers' (not finite, or beyond ±2⁶³); an odd but possible time (0, -5, 2**62) is not."""
+    batch = encoder.encode([{"time": value, "num": 3}, {"time": INSTANT_S * 1000}])
+    position = [f.name for f in encoder.numeric_features].index("time#time_cyclic")
+    impossible = value in IMPOSSIBLE or value in (2**64, 9.3e18, -(2**63))
+    marked = batch.invalid is not None and bool(batch.invalid[0, position])
+    assert marked == impossible
+    if impossible:
+        assert batch.invalid is not None
+        assert batch.invalid[0].sum() == 1  # only the time
+        assert batch.num[0, _missing_col(encoder, "time#time_cyclic")] == 1  # the network: missing
+        assert (_time_columns(encoder, batch)[0] == 0).all()
+    assert batch.invalid is None or not batch.invalid[1].any()
+    single = encoder.encode([{"time": value, "num": 3}])
+    assert (single.invalid is not None and bool(single.invalid[0, position])) == impossible
 
 
 _TZ_SCRIPT = """
@@ -486,8 +508,28 @@ def test_ipv6_prefixes() -> None:
     assert cat[0] >= RESERVED
     assert cat[1] == cat[0]
     assert cat[2] == UNKNOWN_INDEX
-    assert cat[3] == UNKNOWN_INDEX  # an IPv4-mapped address is its own (unseen) IPv6 prefix
+    assert cat[3] == encoder.encode([{"ip": "10.0.0.1"}]).cat[0, 0] >= RESERVED  # its IPv4 address
     assert cat[4] in (UNKNOWN_INDEX, cat[0])  # never raises on a scoped address
+
+
+def test_ipv4_mapped_ipv6_addresses_are_their_ipv4_address() -> None:
+    """``::ffff:a.b.c.d`` all fell in ``::/48``: a known internal host read as an unseen network, and an
+    external address encoded exactly as an internal one."""
+    spec = FeatureSpec(features=(FeatureDef(path="ip", kind="ip_prefix"),))
+    encoder = FeatureEncoder(spec).fit(
+        [{"ip": f"10.0.0.{i}"} for i in range(20)] + [{"ip": "::ffff:10.0.1.7"}] * 2
+    )
+    assert encoder.to_dict()["vocab"]["ip#ip_prefix"] == ["10.0.0.0/24", "10.0.1.0/24"]
+    forms = ["10.0.0.15", "::ffff:10.0.0.15", "::FFFF:10.0.0.15", "::ffff:a00:f", "0:0:0:0:0:ffff:10.0.0.15"]
+    values = [*forms, "::ffff:203.0.113.9", "203.0.113.9", "10.0.1.7"]
+    cat = encoder.encode([{"ip": v} for v in values]).cat[:, 0]
+    assert cat[0] >= RESERVED
+    assert cat[: len(forms)].tolist() == [cat[0]] * len(forms)
+    assert cat[-3] == cat[-2] == UNKNOWN_INDEX  # external, in either form: not the internal network
+    assert cat[-1] >= RESERVED  # learnt from its mapped form
+    assert cat[-1] != cat[0]
+    label = encoder.category_label(spec.features[0], int(cat[1]))
+    assert label == "10.0.0.0/24"
 
 
 @pytest.mark.parametrize(

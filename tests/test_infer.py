@@ -234,3 +234,57 @@ def test_no_usable_feature_is_an_error() -> None:
 
 def test_deterministic(spec: FeatureSpec) -> None:
     assert infer_spec(_corpus(time_span_ms=10 * DAY_MS)) == spec
+
+
+@pytest.mark.parametrize("n", [3_000, 5_000, 6_000, 20_000, 30_000])
+def test_unique_values_read_as_unique_past_the_distinct_cap(n: int) -> None:
+    """Distinct values are counted up to a cap (5,000): over all the events, their share fell as the
+    events grew, and a token unique per event was an identifier at 5,000 events but hashed at 6,000,
+    a short unique message free text up to 6,000 but hashed at 20,000."""
+    events = [
+        {
+            "class_uid": 4001,
+            "request_token": f"tok-{i * 7919:x}",
+            "note": f"conn {i} from host {i * 7 % 9973} ok",
+            "host": f"host-{i % 2500}",  # repeated: hashed, whatever the count
+        }
+        for i in range(n)
+    ]
+    spec = infer_spec(events)
+    assert _excluded(spec)["request_token"] == "identifier (nearly unique per event)"
+    assert _excluded(spec)["note"] == "free text"
+    assert _kinds(spec, "host") == ["hashed"]
+
+
+def test_numbers_written_as_strings_are_numbers() -> None:
+    """ "443" for 443: ports and byte counts were left out as identifiers, the port lost its range."""
+
+    def corpus(as_text: bool) -> list[Event]:
+        out = []
+        for i in range(3_000):
+            sp, dp, sent = 40_000 + (i * 7919) % 20_000, [22, 443, 3389, 8080][i % 4], i * 13 % 5_000
+            out.append(
+                {
+                    "class_uid": 4001,
+                    "src_endpoint": {"port": str(sp) if as_text else sp},
+                    "dst_endpoint": {"port": str(dp) if as_text else dp},
+                    "traffic": {"bytes_out": f"{sent}.0" if as_text else float(sent)},
+                    "status_code": ["200", "404"][i % 2],
+                    "version": "1.5.0",  # no number, however numeric it looks
+                    "infinite": "Infinity",  # reads as a number, but not a finite one
+                }
+            )
+        return out
+
+    as_numbers, as_text = infer_spec(corpus(False)), infer_spec(corpus(True))
+    for path, kinds in (
+        ("src_endpoint.port", ["port_bucket"]),
+        ("dst_endpoint.port", ["port_bucket", "categorical"]),
+        ("traffic.bytes_out", ["numeric"]),
+        ("status_code", ["categorical"]),
+        ("version", ["categorical"]),
+        ("infinite", ["categorical"]),
+    ):
+        assert _kinds(as_numbers, path) == kinds, path
+        assert _kinds(as_text, path) == kinds, path
+    assert as_text == as_numbers

@@ -236,11 +236,14 @@ def stable_bucket(key: str, buckets: int) -> int:
 
 @lru_cache(maxsize=65536)
 def ip_prefix(value: str, prefix_v4: int, prefix_v6: int) -> str | None:
-    """``10.1.2.3`` → ``10.1.2.0/24``; not an address → None."""
+    """``10.1.2.3`` → ``10.1.2.0/24``; not an address → None. An IPv4-mapped IPv6 address
+    (``::ffff:10.1.2.3``) is its IPv4 address: the same host either way, not all of ``::/48``."""
     try:
         address = ipaddress.ip_address(value.strip())
     except ValueError:
         return None
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
     bits = prefix_v4 if address.version == 4 else prefix_v6
     return str(ipaddress.ip_network(f"{address}/{bits}", strict=False))
 
@@ -256,7 +259,14 @@ def iso_moment(text: str) -> datetime | None:
 
 
 def epoch_ms(values: Sequence[Any]) -> npt.NDArray[np.float64]:
-    ms = to_numbers(values)
+    return epoch_ms_checked(values)[0]
+
+
+def epoch_ms_checked(values: Sequence[Any]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Times (epoch ms or s, or ISO 8601 text) as epoch milliseconds, NaN where absent or unusable,
+    and where a time was an impossible number, by the rule of :func:`numbers` (``1e300``, ``2**64``,
+    ``"Infinity"``): the encoder flags such an event, as it does for any numeric field."""
+    ms, impossible = numbers(values)
     for i in np.flatnonzero(np.isnan(ms)).tolist():
         value = values[i]
         if isinstance(value, str) and (moment := iso_moment(value)) is not None:
@@ -264,7 +274,7 @@ def epoch_ms(values: Sequence[Any]) -> npt.NDArray[np.float64]:
     # OCSF says epoch milliseconds; some producers send seconds.
     seconds = np.abs(ms) < 1e11
     ms[seconds] *= 1000.0
-    return ms
+    return ms, impossible
 
 
 def signed_log1p(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -503,7 +513,11 @@ class FeatureEncoder:
             num[:, layout.plain_values] = scaled
             num[:, layout.plain_missing] = absent
         for index, start, missing_column in layout.cyclic:
-            ms = epoch_ms(columns[index])
+            ms, impossible_time = epoch_ms_checked(columns[index])
+            if impossible_time.any():  # a time no event can hold (1e300, "Infinity"): flagged as numbers are
+                if invalid is None:
+                    invalid = np.zeros((n, len(self.numeric_features)), dtype=bool)
+                invalid[:, missing_column - (layout.width - len(self.numeric_features))] = impossible_time
             absent_time = np.isnan(ms)
             hour = (ms / 3_600_000.0) % 24.0 * (2 * math.pi / 24.0)
             dow = ((ms / 86_400_000.0) + 3.0) % 7.0 * (2 * math.pi / 7.0)  # 1970-01-01 was a Thursday
@@ -614,6 +628,13 @@ class FeatureEncoder:
         if feature.transform == "log1p":
             x = math.copysign(math.expm1(min(abs(x), 700.0)), x)
         return float(x)
+
+    def unclipped(self, feature: FeatureDef, values: Sequence[Any]) -> npt.NDArray[np.float64]:
+        """Values of a numeric feature transformed and scaled as :meth:`encode` does, but not
+        clipped (NaN where absent or unusable), for explanations: how far beyond the clip a value
+        lies, and which number a stored (float32) value stands for."""
+        state = self._numeric[feature.name]
+        return (self._transform(feature, to_numbers(values)) - state.center) / state.scale
 
     # ---------------------------------------------------------------- persistence
     def to_dict(self) -> dict[str, Any]:

@@ -12,14 +12,20 @@ Rules, in order (every path left out is listed in the spec's ``excluded`` with i
 * enum captions (``activity_name`` beside ``activity_id``, ``class_name`` beside ``class_uid``)
   repeat their code and are left out; fields constant in training are kept: a change in one is
   exactly the kind of single-field deviation an attack can be;
-* numbers: ports → port bucket, plus a vocabulary of the port unless it is mostly ephemeral; codes (``*_id``, ``*_num``,
-  ``*code``) → categorical; other numbers → numeric with signed ``log1p``;
+* numbers (a string that reads as a finite number, ``"443"``, counts as one, as the encoder reads
+  it): ports → port bucket, plus a vocabulary of the port unless it is mostly ephemeral; codes
+  (``*_id``, ``*_num``, ``*code``) → categorical; other numbers → numeric with signed ``log1p``;
 * strings: addresses → /24 (/48) prefix; free text (long, or with spaces and many distinct values)
   is left out; up to ``max_categories`` distinct values → vocabulary; more → stable hashing.
+
+Distinct values are counted up to ``DISTINCT_CAP``; past it, a path's share of distinct values is
+the share among the values profiled until the cap was reached, so a value unique per event reads as
+unique however many events there are.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +55,7 @@ class _Profile:
     objects_or_other: int = 0
     distinct: set[str] = field(default_factory=set)
     overflow: bool = False
+    counted: int = 0  # values profiled into `distinct` before it overflowed
     text_length: int = 0
     spaced: int = 0
     low: float = float("inf")
@@ -66,6 +73,11 @@ class _Profile:
             if np.isfinite(number):
                 self.low, self.high = min(self.low, number), max(self.high, number)
             self._distinct(repr(value))
+        elif isinstance(value, str) and _finite_number(value):  # "443": a number, as the encoder reads it
+            self.numbers += 1
+            number = float(value)
+            self.low, self.high = min(self.low, number), max(self.high, number)
+            self._distinct(value)
         elif isinstance(value, str):
             self.strings += 1
             self.text_length += len(value)
@@ -79,10 +91,26 @@ class _Profile:
             self.objects_or_other += 1
 
     def _distinct(self, key: str) -> None:
-        if len(self.distinct) < DISTINCT_CAP:
+        if self.overflow:
+            return
+        if len(self.distinct) < DISTINCT_CAP or key in self.distinct:
             self.distinct.add(key)
-        elif key not in self.distinct:
+            self.counted += 1
+        else:
             self.overflow = True
+
+    def distinct_ratio(self, values: int) -> float:
+        """Distinct values per value of ``values``; once the cap overflowed, per value profiled
+        before it (the cap over all of them would fall as the events grow: a value unique per event
+        would read as repeated)."""
+        return len(self.distinct) / max(self.counted if self.overflow else values, 1)
+
+
+def _finite_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def iter_leaves(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -180,7 +208,7 @@ def _decide(
         # and it measured better than leaving narrow-range fields linear (BENCHMARKS.md).
         return [FeatureDef(path=path, kind="numeric", transform="log1p")], None
     if p.strings:
-        distinct_ratio = len(p.distinct) / p.strings
+        distinct_ratio = p.distinct_ratio(p.strings)
         if p.ips >= 0.9 * p.strings:
             return [FeatureDef(path=path, kind="ip_prefix")], None
         if p.text_length / p.strings > 64 or (p.spaced > 0.5 * p.strings and distinct_ratio > 0.3):
