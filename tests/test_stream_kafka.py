@@ -127,22 +127,18 @@ def _consumer(
         return subprocess.Popen(command, stdout=sink, stderr=sink, env={**os.environ, **(env or {})})
 
 
+def _anywhere(bootstrap: str, bundle: Path, *flags: str) -> list[str]:
+    """``stream --source kafka`` on ``bootstrap`` with topics and a group of no consequence."""
+    command = [sys.executable, "-m", "scorer.cli", "stream", "--source", "kafka", "--bootstrap-servers"]
+    command += [bootstrap, "--input", "a", "--output", "b", "--alerts", "c", "--dead-letter", "d"]
+    return [*command, "--group", "g", "--model", str(bundle), *flags]
+
+
 def _run_once(bootstrap: str, bundle: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     """``stream --source kafka`` expected to end by itself (refused), without a Kafka password set."""
-    command = [
-        sys.executable,
-        "-m",
-        "scorer.cli",
-        "stream",
-        "--source",
-        "kafka",
-        "--bootstrap-servers",
-        bootstrap,
-    ]
-    command += ["--input", "a", "--output", "b", "--alerts", "c", "--dead-letter", "d", "--group", "g"]
     env = {k: v for k, v in os.environ.items() if k != "OCSF_ANOMALY_KAFKA_PASSWORD"}
     return subprocess.run(
-        [*command, "--model", str(bundle), *flags], capture_output=True, text=True, timeout=120, env=env
+        _anywhere(bootstrap, bundle, *flags), capture_output=True, text=True, timeout=120, env=env
     )
 
 
@@ -443,22 +439,7 @@ def test_a_broker_that_never_answers_at_start_times_out_saying_so_and_sigterm_st
         waited, stopped = (f"127.0.0.1:{listener.getsockname()[1]}" for listener in listeners)
         logs = [tmp_path / "waited.log", tmp_path / "stopped.log"]
         processes = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "scorer.cli",
-                    "stream",
-                    "--source",
-                    "kafka",
-                    "--bootstrap-servers",
-                    servers,
-                    *("--input", "a", "--output", "b", "--alerts", "c", "--dead-letter", "d"),
-                    *("--group", "g", "--model", str(bundle_dir)),
-                ],
-                stdout=path.open("wb"),
-                stderr=subprocess.STDOUT,
-            )
+            subprocess.Popen(_anywhere(servers, bundle_dir), stdout=path.open("wb"), stderr=subprocess.STDOUT)
             for servers, path in zip((waited, stopped), logs, strict=True)
         ]
         try:

@@ -253,13 +253,12 @@ def test_a_reload_reaches_every_process(bundle_dir: Path, other_bundle_dir: Path
         assert served.process.poll() is None
 
 
-def test_a_replacement_that_cannot_load_the_champion_leaves_the_others_serving(
-    bundle_dir: Path, other_bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
-) -> None:
-    """A serving process that died while a version that cannot load held the alias was replaced by
-    processes that failed to load it, counted as deaths: within half a minute the supervisor gave up
-    and stopped the process still serving the good version too. The replacement now waits for a
-    loadable version, tried again every poll, while the others serve on."""
+def _champion_then_unloadable(
+    bundle_dir: Path, other_bundle_dir: Path, tmp_path: Path
+) -> tuple[Registry, str, dict[str, str]]:
+    """A registry whose model has version 1 (the champion) and a version 2 that cannot load (its
+    weights cut short), and the environment that serves it, polling every 0.2 s (a replacement that
+    cannot load is tried again every 1 s)."""
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     registry = Registry(store)
     name = f"model-{uuid.uuid4().hex[:8]}"
@@ -269,8 +268,19 @@ def test_a_replacement_that_cannot_load_the_champion_leaves_the_others_serving(
     env = {
         "OCSF_ANOMALY_REGISTRY_URI": store,
         "OCSF_ANOMALY_MODEL_NAME": name,
-        "OCSF_ANOMALY_MODEL_POLL_SECONDS": "0.2",  # a replacement is tried every 1 s, not every 0.2 s
+        "OCSF_ANOMALY_MODEL_POLL_SECONDS": "0.2",
     }
+    return registry, name, env
+
+
+def test_a_replacement_that_cannot_load_the_champion_leaves_the_others_serving(
+    bundle_dir: Path, other_bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """A serving process that died while a version that cannot load held the alias was replaced by
+    processes that failed to load it, counted as deaths: within half a minute the supervisor gave up
+    and stopped the process still serving the good version too. The replacement now waits for a
+    loadable version, tried again every poll, while the others serve on."""
+    registry, name, env = _champion_then_unloadable(bundle_dir, other_bundle_dir, tmp_path)
     with _serve(tmp_path, env=env) as served:
         pids = served.pids()
         assert len(pids) == 2
@@ -299,17 +309,7 @@ def test_a_replacement_that_cannot_load_its_model_takes_no_connection(
     while it loaded: the kernel gave it a share of new connections, all reset when the load failed,
     at every try (12 of 6,253 connections here). A try now listens only once it serves, so every
     connection made meanwhile is answered by the process still serving."""
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    registry = Registry(store)
-    name = f"model-{uuid.uuid4().hex[:8]}"
-    registry.register(bundle_dir, name)
-    second, _ = registry.register(other_bundle_dir, name)
-    (Path(second.source.removeprefix("file://")) / "weights.npz").write_bytes(b"truncated")
-    env = {
-        "OCSF_ANOMALY_REGISTRY_URI": store,
-        "OCSF_ANOMALY_MODEL_NAME": name,
-        "OCSF_ANOMALY_MODEL_POLL_SECONDS": "0.2",  # a replacement is tried every 1 s
-    }
+    registry, name, env = _champion_then_unloadable(bundle_dir, other_bundle_dir, tmp_path)
     with _serve(tmp_path, env=env) as served:
         pids = served.pids()
         assert len(pids) == 2
