@@ -805,8 +805,9 @@ def test_features_infer_writes_a_spec_that_loads(workdir: Path) -> None:
 
 def test_parquet_events_train_and_score(model: Path, workdir: Path, score_events: list[Event]) -> None:
     """OCSF events in Parquet: nested structs, fields absent from a class filled with nulls by Arrow."""
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     events = score_events[:300]
     path = workdir / "events.parquet"
     # pa.array infers one struct type over all events (Table.from_pylist would keep the first row's keys)
@@ -843,7 +844,8 @@ def test_parquet_events_train_and_score(model: Path, workdir: Path, score_events
 
 def _score_parquet(model: Path, stem: Path, table: Any, columns: dict[str, Any]) -> tuple[Path, list[Event]]:
     """``table`` with ``columns`` set or added, written to STEM.parquet and scored to STEM.jsonl."""
-    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow.parquet as pq
+
     for name, column in columns.items():
         if name in table.column_names:
             table = table.set_column(table.column_names.index(name), name, column)
@@ -862,7 +864,8 @@ def test_parquet_columns_of_types_json_lacks_are_read_as_json_would_hold_them(
     """A timestamp, a decimal, binary, a date and a duration column: `score` stopped with a
     traceback on the decimal, and read a timestamp `time` as absent. Now each is what an OCSF
     producer writes in JSON, and a timestamp `time` scores as its epoch milliseconds do."""
-    pa = pytest.importorskip("pyarrow")
+    import pyarrow as pa
+
     events = [e for e in score_events if isinstance(e.get("time"), int)][:50]
     table = pa.Table.from_struct_array(pa.array(events))
     moments = [dt.datetime.fromtimestamp(e["time"] / 1000, dt.UTC) for e in events]
@@ -898,7 +901,8 @@ def test_parquet_values_python_cannot_hold_spoil_no_more_than_themselves(
     to_pylist raised OverflowError for the whole file, a traceback in score, train and report. Now
     each such value is its epoch milliseconds (whole milliseconds for the duration), its neighbours
     in the same row and struct are read as before, and the row scores as its JSON twin does."""
-    pa = pytest.importorskip("pyarrow")
+    import pyarrow as pa
+
     events = [e for e in score_events if isinstance(e.get("time"), int)][:50]
     far = 300_000_000_000_000  # epoch milliseconds in the year 11476
     table = pa.Table.from_struct_array(pa.array(events))
@@ -949,8 +953,9 @@ def test_a_parquet_nan_or_infinity_is_flagged_as_its_json_twin_is(
     dataframe's "missing": an impossible byte count passed as normal. JSON has no NaN (orjson
     refuses a bare one), so its twin holds the text "NaN", which the encoder flags; ±inf was flagged
     but written back as null. Now the Parquet row is its JSON twin: flagged, and written as text."""
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     events, twins = (
         orjson.loads(orjson.dumps(score_events[:60])),
         orjson.loads(orjson.dumps(score_events[:60])),
@@ -986,8 +991,9 @@ def test_an_input_that_cannot_be_read_is_named(
     pyarrow's message alone ("Parquet magic bytes not found in footer", "Corrupt snappy compressed
     data"), and a labels file that is not UTF-8 in the codec's: which of the files was it? Now every
     such error names the file, in one line, in score, train, evaluate and features infer."""
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     not_parquet = workdir / "not.parquet"
     not_parquet.write_bytes(orjson.dumps(score_events[0]) + b"\n")
     damaged = workdir / "damaged.parquet"
@@ -1438,8 +1444,9 @@ def test_split_says_what_it_left_out_and_refuses_a_side_left_empty(
 
 def test_split_of_parquet_writes_its_rows_as_json_lines(labelled: Labelled, tmp_path: Path) -> None:
     """`split` read a Parquet file's bytes as lines of text and wrote garbage."""
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     events = load_events([labelled.events], warn=False)
     parquet = tmp_path / "labelled.parquet"
     pq.write_table(pa.Table.from_struct_array(pa.array(events)), parquet)

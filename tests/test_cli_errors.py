@@ -371,7 +371,10 @@ def _mounted(mount: str, *args: str | Path, after: str = "") -> subprocess.Compl
     command = " ".join(f"'{a}'" for a in [sys.executable, "-m", "scorer.cli", *map(str, args)])
     probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False)
     if probe.returncode != 0:
-        pytest.skip(f"no mount namespace here (unshare -m: {probe.stderr.decode().strip()}); needs root")
+        reason = f"no mount namespace here (unshare -m: {probe.stderr.decode().strip()}); needs root"
+        if os.environ.get("CI") == "true":  # CI runs as root: its absence there is a failure
+            pytest.fail(f"CI=true: {reason}")
+        pytest.skip(reason)
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
     return subprocess.run(
         [

@@ -343,4 +343,6 @@ def test_default_spec_loads_with_the_common_fields() -> None:
 
 
 def test_default_spec_is_a_fresh_equal_object_each_time() -> None:
-    assert default_spec() == default_spec()
+    first, second = default_spec(), default_spec()
+    assert first == second
+    assert first is not second  # a caller that changes its spec changes no one else's
