@@ -308,7 +308,7 @@ class Settings(BaseSettings):
             if unknown:
                 raise SettingsError(
                     f"{config_file}: {', '.join(map(repr, unknown))}: no such setting"
-                    f"{_near(unknown[0], cls.model_fields)}; the file takes the names "
+                    f"{_near(unknown[0].lower(), cls.model_fields)}; the file takes the names "
                     "`ocsf-anomaly config show` prints"
                 )
         try:
@@ -322,10 +322,23 @@ class Settings(BaseSettings):
             raise SettingsError(f"invalid settings: {problems}") from exc
 
 
-def _near(name: str, names: Any) -> str:
-    """ ", did you mean X?" for the closest of ``names``, or nothing."""
-    close = difflib.get_close_matches(name.lower(), list(names), n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
+def service_url(settings: Settings, *, local: bool = False) -> str:
+    """Where ``serve`` answers with ``settings`` (HTTPS once a certificate is set, an IPv6 host
+    bracketed); ``local``: as this host reaches it, a wildcard address read as loopback."""
+    host = settings.host
+    if local and host in ("0.0.0.0", ""):  # noqa: S104 (read, not bound: all interfaces include loopback)
+        host = "127.0.0.1"
+    elif local and host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if settings.tls_cert_file is not None else 'http'}://{host}:{settings.port}"
+
+
+def _near(name: str, names: Any, shown: str = "{}") -> str:
+    """ " (did you mean X?)" for the closest of ``names`` (written as ``shown`` says), or nothing."""
+    close = difflib.get_close_matches(name, list(names), n=1)
+    return f" (did you mean {shown.format(close[0])}?)" if close else ""
 
 
 # read by the tools beside the settings: the data's home and the tests' data, the Vector pipeline's
@@ -337,16 +350,13 @@ def stray_variables(environ: Any = os.environ) -> list[str]:
     """A line for each OCSF_ANOMALY_ variable that is no setting (a misspelt one is ignored, and
     would otherwise go unnoticed), naming the setting it is closest to."""
     settings = sorted(name.upper() for name in Settings.model_fields)
-    lines = []
-    for variable in sorted(environ):
-        name = variable.removeprefix(ENV_PREFIX)
-        if name != variable and name not in settings and name not in NOT_SETTINGS:
-            close = difflib.get_close_matches(name, settings, n=1)
-            lines.append(
-                f"{variable} is no setting: ignored"
-                + (f" (did you mean {ENV_PREFIX}{close[0]}?)" if close else "")
-            )
-    return lines
+    return [
+        f"{variable} is no setting: ignored{_near(name, settings, ENV_PREFIX + '{}')}"
+        for variable in sorted(environ)
+        if (name := variable.removeprefix(ENV_PREFIX)) != variable
+        and name not in settings
+        and name not in NOT_SETTINGS
+    ]
 
 
 def _said(error: Any) -> str:

@@ -55,7 +55,7 @@ def add_config(commands: Commands) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from scorer.service.workers import serve
-    from scorer.settings import Settings, stray_variables
+    from scorer.settings import Settings, service_url, stray_variables
 
     settings = Settings.load(
         args.config, host=args.host, port=args.port, model_dir=args.model, workers=args.workers
@@ -63,8 +63,7 @@ def _serve(args: argparse.Namespace) -> int:
     for line in stray_variables():
         _say(f"warning: {line}")
     https = settings.tls_cert_file is not None
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host  # an IPv6 address
-    url = f"{'https' if https else 'http'}://{host}:{settings.port}"
+    url = service_url(settings)
     token = ' -H "Authorization: Bearer $OCSF_ANOMALY_API_TOKEN"' if settings.api_token else ""
     if (settings.api_token or settings.admin_token) and not https and not settings.loopback_only:
         _say(

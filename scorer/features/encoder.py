@@ -134,7 +134,7 @@ def compile_extractor(paths: Sequence[str]) -> Callable[[Event], list[Any]]:
 IMPOSSIBLE = 2.0**63  # beyond every OCSF integer and long: no real count, size or time is this large
 
 
-def _number(value: Any) -> float:
+def as_number(value: Any) -> float:
     """A number or a numeric string as a float (inf where it overflows); NaN for anything else."""
     kind = type(value)
     if kind is float or kind is int or kind is bool or kind is str or kind is OutOfRange:
@@ -151,7 +151,7 @@ def _port_index(value: Any) -> int:
     """A port's range (well-known, registered, ephemeral); unknown for what is no port number."""
     if value is None:
         return MISSING_INDEX
-    port = _number(value)
+    port = as_number(value)
     if not 0 <= port <= 65535 or port != math.floor(port):  # NaN and ±inf fail the range
         return UNKNOWN_INDEX
     return RESERVED + (0 if port < 1024 else 1 if port < 49152 else 2)
@@ -186,7 +186,7 @@ def numbers(values: Sequence[Any], fields: int = 0) -> tuple[npt.NDArray[np.floa
         try:
             out[:, j] = column  # numpy reads numbers, numeric strings and None (NaN) as np.asarray does
         except (ValueError, TypeError, OverflowError):  # a nested or non-numeric value: one at a time
-            out[:, j] = np.fromiter((_number(v) for v in column), dtype=np.float64, count=len(column))
+            out[:, j] = np.fromiter((as_number(v) for v in column), dtype=np.float64, count=len(column))
     usable = np.abs(out) < IMPOSSIBLE  # NaN compares false: absent, non-numeric and impossible
     impossible = np.zeros(out.shape, dtype=bool)
     if not usable.all():

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from scorer.features.encoder import epoch_ms, ip_prefix
+from scorer.features.encoder import as_number, epoch_ms, ip_prefix
 from scorer.features.spec import FeatureDef, FeatureSpec
 
 Event = dict[str, Any]
@@ -73,7 +73,7 @@ class _Profile:
             if np.isfinite(number):
                 self.low, self.high = min(self.low, number), max(self.high, number)
             self._distinct(repr(value))
-        elif isinstance(value, str) and _finite_number(value):  # "443": a number, as the encoder reads it
+        elif isinstance(value, str) and math.isfinite(as_number(value)):  # "443": as the encoder reads it
             self.numbers += 1
             number = float(value)
             self.low, self.high = min(self.low, number), max(self.high, number)
@@ -104,13 +104,6 @@ class _Profile:
         before it (the cap over all of them would fall as the events grow: a value unique per event
         would read as repeated)."""
         return len(self.distinct) / max(self.counted if self.overflow else values, 1)
-
-
-def _finite_number(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False
 
 
 def iter_leaves(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

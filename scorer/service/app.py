@@ -62,7 +62,6 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics(alpha=settings.alpha)
     app[PARSING] = asyncio.Lock()
     app[BODIES] = BodyBudget(settings.max_pending_body_bytes, app[METRICS].body_bytes_held)
-    app[METRICS].alpha.set(settings.alpha)
     app.cleanup_ctx.extend(
         [executor_ctx, model_ctx, cache_ctx, alerts_ctx, batcher_ctx, watch_ctx, vector_ctx]
     )

@@ -12,22 +12,14 @@ import ssl
 import sys
 import urllib.request
 
-from scorer.settings import Settings, SettingsError
+from scorer.settings import Settings, SettingsError, service_url
 
 TIMEOUT_SECONDS = 2.0
 
 
 def url(settings: Settings) -> str:
     """Where this host's serving processes answer ``/healthz``."""
-    host = settings.host
-    if host in ("0.0.0.0", ""):  # noqa: S104 (read, not bound: all interfaces include loopback)
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    if ":" in host:
-        host = f"[{host}]"
-    scheme = "https" if settings.tls_cert_file is not None else "http"
-    return f"{scheme}://{host}:{settings.port}/healthz"
+    return service_url(settings, local=True) + "/healthz"
 
 
 def main() -> int:

@@ -57,8 +57,8 @@ class Metrics:
     """
 
     def __init__(self, alpha: float | None = None) -> None:
-        """``alpha``: the service's (OCSF_ANOMALY_ALPHA), at which events count as flagged here;
-        None: at each request's."""
+        """``alpha``: the service's (OCSF_ANOMALY_ALPHA), shown as ocsf_anomaly_alpha and the one at
+        which events count as flagged here; None: at each request's."""
         self._alpha = alpha
         self.multiprocess = MULTIPROCESS_DIR in os.environ
         self.registry = CollectorRegistry()
@@ -120,6 +120,8 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        if alpha is not None:
+            self.alpha.set(alpha)
         self.cache_lookups = Counter(
             "ocsf_anomaly_cache_lookups",
             "Embedding cache lookups by tier and result",
