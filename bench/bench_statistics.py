@@ -21,6 +21,11 @@ Options:
   from one of the event's 10 nearest baseline events to one of that event's N nearest baseline
   events. Normal events that lie between two neighbouring normal events are not far from normal;
   a field that no pair of neighbours varies in still counts in full.
+* ``tau, local z kN``: under the ``tau`` metric, the distance to the nearest baseline event with
+  each column divided by how much the event's N nearest baseline events vary in it (the root mean
+  square about their median, at least 0.3): a column the neighbourhood holds constant counts in
+  full, one it varies in counts for less (a local metric; 2026-12-06). ``tau, mean k20 + ½ local
+  z k50`` averages that with the smooth statistic, each standardised.
 
 The vectors are kept under bench/out/statistics (delete them after changing the detector).
 
@@ -48,6 +53,7 @@ PROTOCOLS = ("nsl-dev", "unsw-ordered", "demo-hiring", "nsl-iid", "unsw-iid")
 ALPHA, LOW_BUDGET = 0.01, 0.005
 SAMPLE = 5_000  # baseline events whose leave-one-out scores fit each standardiser
 QUERY_NEIGHBOURS = 10  # baseline events whose graph edges an event is measured against
+LOCAL_FLOOR = 0.3  # the least spread a column's neighbourhood is read with, in the metric's units
 Array = np.ndarray
 
 
@@ -120,6 +126,19 @@ def noise_metric(base: Array, n_numeric: int, tau: float = 0.2, neighbours: int 
     return factors
 
 
+def local_z(base: Array, queries: Array, near: Array, k: int, floor: float = LOCAL_FLOOR) -> Array:
+    """Distance from each query to its nearest baseline row, each column scaled by the spread of
+    the query's k nearest baseline rows in it (root mean square about their median, ``floor`` at least)."""
+    out = np.empty(len(queries))
+    for start in range(0, len(queries), 500):
+        rows = slice(start, start + 500)
+        around = base[near[rows, :k]]
+        spread = np.sqrt(((around - np.median(around, axis=1)[:, None, :]) ** 2).mean(axis=1))
+        z = (queries[rows] - around[:, 0, :]) / np.maximum(spread, floor)
+        out[rows] = np.sqrt((z * z).sum(axis=1))
+    return out
+
+
 def feature_scores(v: dict[str, Any]) -> dict[str, tuple[Array, Array]]:
     """Every option's standardised feature-space score of the calibration and the test events."""
     out: dict[str, tuple[Array, Array]] = {}
@@ -138,6 +157,16 @@ def feature_scores(v: dict[str, Any]) -> dict[str, tuple[Array, Array]]:
             label = f"{name}1-NN" if k == 1 else f"{name}mean k{k}"
             out[label] = (fit(cal_d[:, :k].mean(axis=1)), fit(test_d[:, :k].mean(axis=1)))
         if metric == "tau":
+            local: dict[int, tuple[Array, Array]] = {}
+            for k in (10, 50):
+                fit = Standardiser.fit(local_z(base, base[rows], own_ids, k))
+                local[k] = (fit(local_z(base, cal, cal_ids, k)), fit(local_z(base, test, test_ids, k)))
+                out[f"tau, local z k{k}"] = local[k]
+            smooth = out["tau, mean k20"]
+            out["tau, mean k20 + ½ local z k50"] = (
+                (smooth[0] + local[50][0]) / 2,
+                (smooth[1] + local[50][1]) / 2,
+            )
             continue
         _, graph = search(base, base, 11)
         for k in (5, 10):
