@@ -33,7 +33,10 @@ Why this shape: scoring must never wait for, nor fail because of, a receiver. He
   backoff (capped); new alerts queue behind it up to the bound. Any other answer that is not 2xx
   (a 4xx: the receiver will never take them; a redirect, which is not followed) drops the batch,
   logged and counted; but a 413 for more than one alert halves the batches from then on, and
-  sends the alerts again in them.
+  sends the alerts again in them. An unexpected error while sending a batch (a bug: no receiver
+  was found to cause one) is logged at ERROR and retried like an unavailable receiver; a batch
+  that fails so ``UNEXPECTED_ERRORS`` times in a row is dropped, logged and counted, so that it
+  cannot hold up every later alert, and the sender goes on.
 - An entity alerts at most once per ``dedupe_seconds``: a noisy host is one alert, not thousands.
   The entities remembered are bounded (the oldest forgotten first, so at worst an entity alerts
   again early). An alert dropped because the queue was full does not count as the entity's alert.
@@ -53,6 +56,7 @@ import enum
 import itertools
 import logging
 import time
+import traceback
 from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -82,6 +86,7 @@ WARNING_FACTOR = 3.0  # at most alert p-value / 3: warning; else info
 EXPIRED_PER_OFFER = 2  # expired entities forgotten per offer: more than it adds, in constant time
 MAX_TEXT = 200  # characters of an event's value in a label or annotation (then "…"), as in reasons
 P_TOLERANCE = 1e-12  # the anomaly's p-value is rounded: equal to a level within float error is at it
+UNEXPECTED_ERRORS = 3  # a batch whose sending raises an unexpected error this often in a row is dropped
 
 
 @dataclass(frozen=True)
@@ -164,10 +169,14 @@ class AlertCounters:
     """Not sent: still queued when ``close`` gave up, or offered after it."""
     dropped_malformed: int = 0
     """Not sent: the anomaly object could not be made into an alert (a bug upstream; logged)."""
+    dropped_send_error: int = 0
+    """Not sent: sending their batch raised an unexpected error ``UNEXPECTED_ERRORS`` times in a row
+    (a bug; logged)."""
     sent: int = 0
     """Taken by the receiver (2xx)."""
     send_failures: int = 0
-    """Requests that failed and were retried (unreachable, timed out, 5xx, 429): not alerts."""
+    """Requests that failed and were retried (unreachable, timed out, 5xx, 429, an unexpected error):
+    not alerts."""
 
 
 def config_from(settings: Settings) -> AlertConfig | None:
@@ -196,14 +205,15 @@ class AlertMetrics:
         self.outcomes = Counter(
             "ocsf_anomaly_alerts",
             "Alerts by outcome: offered (at or below the alert p-value), then exactly one of "
-            "deduplicated, dropped_queue_full, dropped_rejected, dropped_at_close, dropped_malformed, sent "
-            "(or still queued)",
+            "deduplicated, dropped_queue_full, dropped_rejected, dropped_at_close, dropped_malformed, "
+            "dropped_send_error, sent (or still queued)",
             ["outcome"],
             registry=registry,
         )
         self.send_failures = Counter(
             "ocsf_anomaly_alert_send_failures",
-            "Requests to the alert receiver that failed and were retried (unreachable, timed out, 5xx, 429)",
+            "Requests to the alert receiver that failed and were retried (unreachable, timed out, 5xx, 429, "
+            "an unexpected error)",
             registry=registry,
         )
         self.queued = Gauge(
@@ -224,10 +234,13 @@ def severity(p_value: float, alert_p_value: float) -> str:
 
 
 class Outcome(enum.Enum):
-    SENT = enum.auto()
-    REJECTED = enum.auto()
-    RETRY = enum.auto()
-    TOO_LARGE = enum.auto()  # 413 for more than one alert: sent again in smaller batches
+    """What became of a batch; for those that leave the queue, the counter of its alerts."""
+
+    SENT = "sent"
+    REJECTED = "dropped_rejected"
+    FAILED = "dropped_send_error"  # an unexpected error UNEXPECTED_ERRORS times in a row
+    RETRY = "retry"
+    TOO_LARGE = "too_large"  # 413 for more than one alert: sent again in smaller batches
 
 
 class Alerter:
@@ -249,6 +262,7 @@ class Alerter:
         self._stopping = asyncio.Event()  # set on close: ends a backoff pause at once
         self._closing = False
         self._failing = False  # the last request failed (logged once per outage)
+        self._errors = 0  # unexpected errors in a row sending the queue's head
         self._batch_size = config.batch_size  # halved each time the receiver answers a batch 413
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
@@ -403,7 +417,8 @@ class Alerter:
 
     async def _run(self) -> None:
         """Send the queue's head in batches until closed; a batch leaves the queue once the receiver
-        took or refused it, so a failing one is retried first."""
+        took or refused it (or sending it failed unexpectedly ``UNEXPECTED_ERRORS`` times in a row),
+        so a failing one is retried first."""
         pause = self.config.retry_initial_seconds
         while True:
             if not self._queue:
@@ -413,7 +428,11 @@ class Alerter:
                 await self._wake.wait()
                 continue
             batch = list(itertools.islice(self._queue, self._batch_size))
-            outcome = await self._post(batch)
+            try:
+                outcome = await self._post(batch)
+                self._errors = 0
+            except Exception as exc:  # a bug, or an error nothing was known to raise: the sender goes on
+                outcome = self._unexpected(exc, len(batch))
             if outcome is Outcome.TOO_LARGE:
                 self._batch_size = len(batch) // 2
                 log.warning(
@@ -434,7 +453,7 @@ class Alerter:
             for _ in batch:
                 self._queue.popleft()
             self._queue_changed()
-            self._count("sent" if outcome is Outcome.SENT else "dropped_rejected", len(batch))
+            self._count(outcome.value, len(batch))
 
     async def _post(self, batch: list[dict[str, Any]]) -> Outcome:
         assert self._session is not None  # _run is only started by start()
@@ -473,10 +492,40 @@ class Alerter:
         log.debug("its answer: %r", answer[:1000])
         return Outcome.REJECTED
 
-    def _failed(self, why: str) -> Outcome:
+    def _unexpected(self, exc: Exception, alerts: int) -> Outcome:
+        """Retry the batch like a failed request, or drop it after ``UNEXPECTED_ERRORS`` in a row.
+        Logged at ERROR once a batch, with where it was raised but not its message, which may quote
+        an alert (the whole error at DEBUG)."""
+        self._errors += 1
+        if self._errors == 1:
+            log.error(
+                "sending %d alerts to %s failed with an unexpected %s (a bug): they are kept queued and "
+                "retried\n%s",
+                alerts,
+                origin(self._endpoint),
+                type(exc).__name__,
+                "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
+            )
+        log.debug("the unexpected error", exc_info=exc)
+        if self._errors < UNEXPECTED_ERRORS:
+            self._count_failure()
+            return Outcome.RETRY
+        self._errors = 0
+        log.warning(
+            "sending %d alerts to %s failed unexpectedly %d times in a row: dropped",
+            alerts,
+            origin(self._endpoint),
+            UNEXPECTED_ERRORS,
+        )
+        return Outcome.FAILED
+
+    def _count_failure(self) -> None:
         self.counters.send_failures += 1
         if self._metrics is not None:
             self._metrics.send_failures.inc()
+
+    def _failed(self, why: str) -> Outcome:
+        self._count_failure()
         if not self._failing:
             log.warning(
                 "the alert receiver at %s is unavailable (%s): alerts are kept queued and retried",

@@ -19,13 +19,15 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from aiohttp import web
 from alertmanager import SKIP_REASON, Alertmanager, available
 from live_scorer import closed_port, serve_app
+from prometheus_client import CollectorRegistry
 from vector_downstream import Downstream
 
-from scorer.alerts import ALERTNAME, AlertConfig, Alerter, severity
+from scorer.alerts import ALERTNAME, UNEXPECTED_ERRORS, AlertConfig, Alerter, AlertMetrics, severity
 from scorer.detector import ScoreResult
 from scorer.explain import Reason
 from scorer.settings import Settings, SettingsError
@@ -88,9 +90,9 @@ async def make_alerter() -> AsyncIterator[MakeAlerter]:
     the counts would show; a receiver that is down refuses at once."""
     made: list[Alerter] = []
 
-    async def make(url: str, **changes: Any) -> Alerter:
+    async def make(url: str, metrics: AlertMetrics | None = None, **changes: Any) -> Alerter:
         config = {"retry_initial_seconds": 0.02, "retry_max_seconds": 0.1, "timeout_seconds": 60.0, **changes}
-        alerter = Alerter(AlertConfig(url=url, **config))
+        alerter = Alerter(AlertConfig(url=url, **config), metrics)
         await alerter.start()
         made.append(alerter)
         return alerter
@@ -453,6 +455,103 @@ async def test_5xx_and_429_are_retried(webhook: Any, make_alerter: MakeAlerter) 
     assert len(receiver.bodies) == 4
     assert all(b["alerts"][0]["labels"]["entity"] == "10.0.0.1" for b in receiver.bodies)
     assert len({b["alerts"][0]["startsAt"] for b in receiver.bodies}) == 1  # the same alert each time
+
+
+def unserialisable(monkeypatch: pytest.MonkeyPatch, entity: str, times: float = float("inf")) -> list[bytes]:
+    """Fault injection: the alerts module's ``orjson.dumps`` raises a TypeError for a batch holding
+    ``entity``, its first ``times`` times; the bodies it refused are returned. No real receiver was
+    found to make sending raise anything but the ClientError and TimeoutError it handles (aiohttp
+    3.14 turns a broken status line, header, chunk, length, encoding, TLS record or reset into a
+    ClientError; a Location is not parsed, the redirect not being followed), nor can an event (its
+    text is valid UTF-8, and an alert's values are all text): an unexpected error is a bug, made
+    here where it would surface, between the queue and the request."""
+    refused: list[bytes] = []
+
+    def dumps(value: Any) -> bytes:
+        body = orjson.dumps(value)
+        if entity.encode() in body and len(refused) < times:
+            refused.append(body)
+            raise TypeError(f"cannot serialise {entity}")  # a message quoting an alert
+        return body
+
+    monkeypatch.setattr("scorer.alerts.orjson", SimpleNamespace(dumps=dumps))
+    return refused
+
+
+async def test_a_batch_failing_unexpectedly_is_retried_then_dropped_and_later_alerts_go(
+    webhook: Any, make_alerter: MakeAlerter, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An error sending a batch other than the receiver's (a bug) ended the sender: one ERROR, and
+    no alert was sent again while offers queued up to the bound and were dropped. Now it is retried
+    as for a receiver that is down; after UNEXPECTED_ERRORS in a row it is dropped, logged and
+    counted, and the alerts behind it go. Fault injection (see ``unserialisable``)."""
+    caplog.set_level(logging.DEBUG, logger="ocsf_anomaly")
+    refused = unserialisable(monkeypatch, "10.6.6.6")
+    receiver, url = await webhook()
+    registry = CollectorRegistry()
+    alerter = await make_alerter(url, AlertMetrics(registry), kind="webhook", batch_size=1)
+    alerter.offer(*scored("10.6.6.6", 0.0005))
+    alerter.offer(*scored("10.0.0.1", 0.0005))
+    await until(lambda: alerter.counters.dropped_send_error == 1, "the failing batch dropped")
+    alerter.offer(*scored("10.0.0.2", 0.0005))
+    await until(lambda: alerter.counters.sent == 2, "the alerts behind it")
+
+    assert len(refused) == UNEXPECTED_ERRORS == 3
+    assert [b["alerts"][0]["labels"]["entity"] for b in receiver.bodies] == ["10.0.0.1", "10.0.0.2"]
+    counters = alerter.counters
+    assert (counters.offered, counters.sent, counters.dropped_send_error, alerter.queued) == (3, 2, 1, 0)
+    assert counters.send_failures == UNEXPECTED_ERRORS - 1  # the attempts retried; the last one dropped
+    sample = registry.get_sample_value
+    assert sample("ocsf_anomaly_alerts_total", {"outcome": "dropped_send_error"}) == 1
+    assert sample("ocsf_anomaly_alerts_total", {"outcome": "sent"}) == 2
+    assert sample("ocsf_anomaly_alert_send_failures_total") == UNEXPECTED_ERRORS - 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors  # once for the batch, with where it was raised
+    assert "failed with an unexpected TypeError (a bug)" in errors[0]
+    assert "in dumps" in errors[0]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(f"failed unexpectedly {UNEXPECTED_ERRORS} times in a row: dropped" in w for w in warnings)
+    assert not any("10.6.6.6" in m for m in errors + warnings)  # the alert only at DEBUG
+    assert "10.6.6.6" in caplog.text
+
+
+async def test_a_batch_failing_unexpectedly_once_is_sent_on_the_retry(
+    webhook: Any, make_alerter: MakeAlerter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection (see ``unserialisable``): the first attempt raises, the retry is sent."""
+    refused = unserialisable(monkeypatch, "10.0.0.1", times=1)
+    receiver, url = await webhook()
+    alerter = await make_alerter(url, kind="webhook")
+    alerter.offer(*scored("10.0.0.1", 0.0005))
+    await until(lambda: alerter.counters.sent == 1, "the alert sent on the retry")
+    assert len(refused) == 1
+    assert [b["alerts"][0]["labels"]["entity"] for b in receiver.bodies] == ["10.0.0.1"]
+    assert (alerter.counters.send_failures, alerter.counters.dropped_send_error) == (1, 0)
+
+
+async def test_close_while_a_batch_fails_unexpectedly_drops_and_counts_it_at_close(
+    webhook: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection (see ``unserialisable``): as with a receiver that is down, close cuts the pause
+    short, tries once more and drops what is queued, counted as dropped at close."""
+    unserialisable(monkeypatch, "10.0.0.1")
+    receiver, url = await webhook()
+    config = AlertConfig(
+        url=url, kind="webhook", retry_initial_seconds=600, retry_max_seconds=600, close_grace_seconds=300
+    )
+    alerter = Alerter(config)
+    await alerter.start()
+    alerter.offer(*scored("10.0.0.1", 0.0005))
+    await until(lambda: alerter.counters.send_failures == 1, "a failed send")
+    await asyncio.wait_for(alerter.close(), 60)
+    counters = alerter.counters
+    assert (counters.sent, counters.dropped_send_error, counters.dropped_at_close, alerter.queued) == (
+        0,
+        0,
+        1,
+        0,
+    )
+    assert receiver.bodies == []
 
 
 async def test_a_huge_value_of_the_event_is_cut_short_in_the_alert(
