@@ -5,6 +5,7 @@ alone, one-line errors, and an uninstall that leaves the cluster as it found it.
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +13,13 @@ from typing import Any
 
 import pytest
 from fake_opensearch import DEFAULTS, FakeOpenSearch
+from live_scorer import closed_port, serve_app
 
 from scorer.cli import main
 from scorer.opensearch import dashboards, definitions, installer
 from scorer.opensearch.definitions import PRIVATE_IP_SETTING, TRUSTED_SETTING, Options
 from scorer.opensearch.installer import FINGERPRINT_PARAMETER, InstallError, install, uninstall
+from scorer.settings import Settings
 
 AUTH = ("admin", "Adm1n-pass")
 TOKEN = "tok-3f9a1c77e2"
@@ -38,9 +41,13 @@ def fake() -> Iterator[FakeOpenSearch]:
         yield server
 
 
-def run(fake: FakeOpenSearch, options: Options = OPTIONS, **kwargs: Any) -> tuple[dict[str, str], list[str]]:
+def run(
+    fake: FakeOpenSearch, options: Options = OPTIONS, *, check_scorer: bool = False, **kwargs: Any
+) -> tuple[dict[str, str], list[str]]:
+    """An install; the scorer not checked unless asked (OPTIONS's is at an address no scorer serves:
+    the tests that check it run the real one, below)."""
     lines: list[str] = []
-    ids = install(fake.url, options, auth=AUTH, say=lines.append, **kwargs)
+    ids = install(fake.url, options, auth=AUTH, say=lines.append, check_scorer=check_scorer, **kwargs)
     return ids, lines
 
 
@@ -255,7 +262,7 @@ def test_a_connector_url_the_cluster_does_not_trust_is_said_in_terms_of_the_sett
             fake.persistent.pop(TRUSTED_SETTING)
 
     with pytest.raises(InstallError) as caught:
-        install(fake.url, OPTIONS, auth=AUTH, say=revert)
+        install(fake.url, OPTIONS, auth=AUTH, say=revert, check_scorer=False)
     message = str(caught.value)
     assert "Connector URL is not matching the trusted connector endpoint regex" in message
     assert TRUSTED_SETTING in message
@@ -331,7 +338,7 @@ def test_install_waits_for_tasks_and_deployment_and_gives_up_in_time(
 def test_install_on_ml_commons_3_7_which_refuses_nested_quantifiers() -> None:
     """ML Commons 3.7 validates every regex of the trusted list when it is set (validateRegexSafety)."""
     with FakeOpenSearch(regex_safety=True) as fake:
-        install(fake.url, OPTIONS, say=lambda _: None)
+        install(fake.url, OPTIONS, say=lambda _: None, check_scorer=False)
         assert definitions.trusted_regex(OPTIONS) in fake.trusted()
 
 
@@ -440,7 +447,7 @@ def test_an_answer_that_is_not_the_apis_is_one_line_that_says_what_to_check(
     JSON of another shape in an AttributeError or a KeyError: tracebacks, for install and uninstall."""
     fake.answer_with(method, path, body, content_type)
     argv = ["--opensearch-url", fake.url, "--auth", ":".join(AUTH)]
-    assert main(["opensearch", "install", *argv]) == 2
+    assert main(["opensearch", "install", *argv, "--no-check-scorer"]) == 2
     error = capsys.readouterr().err.splitlines()[-1]
     assert error.startswith(f"error: OpenSearch at {fake.url} answered {method} {path} with "), error
     assert said in error
@@ -526,6 +533,7 @@ def test_an_install_stopped_part_way_says_what_to_do_with_what_it_did(
     """It said only the error, with the steps done above it and nothing about them."""
     fake.forbid("POST", "/_plugins/_ml/connectors/_create", "cluster:admin/opensearch/ml/create_connector")
     argv = ["--opensearch-url", fake.url, "--auth", ":".join(AUTH), "--scorer-url", "http://10.0.0.5:8080"]
+    argv.append("--no-check-scorer")
     assert main(["opensearch", "install", *argv]) == 2
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].startswith("cluster settings:"), lines
@@ -573,7 +581,14 @@ def test_a_password_beyond_ascii_reaches_the_cluster_as_utf_8(password: str) -> 
     password with an "ä" was refused as wrong (401), one with a "密" ended in a UnicodeEncodeError."""
     credentials = ("admin", password)
     with FakeOpenSearch(credentials=credentials) as fake:
-        install(fake.url, OPTIONS, auth=credentials, dashboards_url=fake.url, say=lambda _: None)
+        install(
+            fake.url,
+            OPTIONS,
+            auth=credentials,
+            dashboards_url=fake.url,
+            say=lambda _: None,
+            check_scorer=False,
+        )
         assert fake.saved_objects
         uninstall(fake.url, OPTIONS, auth=credentials, dashboards_url=fake.url, say=lambda _: None)
         assert not fake.connectors
@@ -593,9 +608,150 @@ def test_a_cluster_without_the_settings_is_told_before_any_write(
     """The settings write came first and failed with the cluster's 'persistent setting [...], not
     recognized', which said nothing of what to do (and now would leave the settings record behind)."""
     with FakeOpenSearch(unknown_settings=unknown) as fake:
-        assert main(["opensearch", "install", "--opensearch-url", fake.url]) == 2
+        assert main(["opensearch", "install", "--opensearch-url", fake.url, "--no-check-scorer"]) == 2
         assert said in capsys.readouterr().err
         assert fake.writes() == []
         if unknown == (PRIVATE_IP_SETTING,):  # a public scorer needs no private_ip_enabled
             argv = ["--opensearch-url", fake.url, "--scorer-url", "https://scorer.example.com"]
+            argv.append("--no-check-scorer")
             assert main(["opensearch", "install", *argv]) == 0
+
+
+# ---- the scorer, called before any write as the connector will call it ---------------------------
+
+SCORER_TOKEN = "tok-scorer-5e0c2b9a"
+
+
+@pytest.fixture(scope="module")
+def live_scorer(bundle_dir: Path) -> Iterator[str]:
+    """The real scoring service (the shared test bundle) on a loopback port, with an API token."""
+    with serve_app(Settings(model_dir=bundle_dir, threads=1, api_token=SCORER_TOKEN)) as base_url:
+        yield base_url
+
+
+def test_an_alpha_below_the_models_floor_is_refused_before_any_write(
+    fake: FakeOpenSearch, live_scorer: str, fitted_detector: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was installed without a word, and the service answered every document 400 bad_alpha: each
+    was indexed with anomaly.error."""
+    floor = fitted_detector.calibration.smallest_alpha
+    argv = ["--opensearch-url", fake.url, "--auth", ":".join(AUTH), "--scorer-url", live_scorer]
+    argv += ["--scorer-token", SCORER_TOKEN, "--alpha", f"{floor / 2:g}"]
+    assert main(["opensearch", "install", *argv]) == 2
+    err = capsys.readouterr().err
+    (error,) = err.splitlines()  # no "the install stopped after the steps above": none was done
+    assert error.startswith(
+        f"error: the scorer at {live_scorer} refuses --alpha {floor / 2:g} (400 bad_alpha: "
+    )
+    assert f"({floor:.3g})" in error  # the floor, as the service gives it
+    assert "choose an --alpha at or above the floor" in error
+    assert fake.writes() == []
+    assert SCORER_TOKEN not in err
+
+
+def test_a_token_the_scorer_refuses_is_refused_before_any_write(
+    fake: FakeOpenSearch, live_scorer: str
+) -> None:
+    """A wrong token (or none: the connector's placeholder) was found only as anomaly.error (403)."""
+    wrong = "tok-not-the-scorers-71d3"
+    with pytest.raises(InstallError) as caught:
+        run(fake, Options(scorer_url=live_scorer, scorer_token=wrong), check_scorer=True)
+    message = str(caught.value)
+    assert message.startswith(
+        f"the scorer at {live_scorer} refused the connector's token (403 forbidden: the bearer token is "
+        "not valid for this call)"
+    )
+    assert message.endswith(
+        "give --scorer-token the token the scorer was started with (its OCSF_ANOMALY_API_TOKEN)"
+    )
+    assert wrong not in message
+    with pytest.raises(
+        InstallError, match=r"without one the connector sends a placeholder.*--no-check-scorer"
+    ):
+        run(fake, Options(scorer_url=live_scorer), check_scorer=True)
+    assert fake.writes() == []
+
+
+def test_a_scorer_this_machine_cannot_reach_is_a_warning_and_the_install_goes_on(
+    fake: FakeOpenSearch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The cluster may reach an address this machine cannot (a docker network's name)."""
+    with closed_port() as port:
+        url = f"http://127.0.0.1:{port}"
+        argv = ["--opensearch-url", fake.url, "--auth", ":".join(AUTH), "--scorer-url", url]
+        assert main(["opensearch", "install", *argv, "--scorer-token", SCORER_TOKEN]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith(
+        f"scorer: warning: not checked, {url} cannot be reached from here ([Errno 111] Connection refused); "
+        "installing anyway"
+    ), lines
+    assert lines[1].startswith("cluster settings: updated")
+    assert lines[-1].startswith("installed: connector_id ")
+    assert fake.connectors
+
+
+def test_a_scorer_that_answers_is_said_and_the_install_goes_on(
+    fake: FakeOpenSearch, live_scorer: str, fitted_detector: Any
+) -> None:
+    floor = fitted_detector.calibration.smallest_alpha
+    alpha = float(f"{floor * 1.01:.3g}")  # just above the floor
+    options = Options(scorer_url=live_scorer, scorer_token=SCORER_TOKEN, alpha=alpha)
+    ids, lines = run(fake, options, check_scorer=True)
+    assert re.fullmatch(
+        rf"scorer: answers at {re.escape(live_scorer)} \(model \S+ \S+, champion; alpha {alpha}\)", lines[0]
+    ), lines[0]
+    assert [line.split(":")[0] for line in lines[1:]] == [
+        "cluster settings",
+        "connector",
+        "model group",
+        "model",
+        "ingest pipeline",
+        "component template",
+        "index template",
+    ]
+    assert fake.connectors[ids["connector_id"]]["actions"][0]["url"] == options.predict_url
+
+
+def test_the_scorers_line_is_no_step_the_install_stopped_after(
+    fake: FakeOpenSearch, live_scorer: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An install stopped before its first write says only its error, the scorer's line above it."""
+    fake.transient[TRUSTED_SETTING] = ["^https://api\\.openai\\.com/.*$"]
+    argv = ["--opensearch-url", fake.url, "--auth", ":".join(AUTH), "--scorer-url", live_scorer]
+    assert main(["opensearch", "install", *argv, "--scorer-token", SCORER_TOKEN]) == 2
+    said, error = capsys.readouterr().err.splitlines()
+    assert said.startswith(f"scorer: answers at {live_scorer} ")
+    assert error.startswith(f"error: the cluster has a transient {TRUSTED_SETTING}")
+    assert fake.writes() == []
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "outcome"),
+    [
+        (404, "", "does not look like ocsf-anomaly's scoring service"),
+        (200, "<html>Welcome</html>", "but no verdict (<html>Welcome</html>)"),
+        (401, "Unauthorized", "does not look like ocsf-anomaly's scoring service"),  # not the service's 401
+        (503, '{"error": {"status": 503, "code": "unavailable", "message": "no model"}}', "warning"),
+        (502, "<html>Bad Gateway</html>", "warning"),
+    ],
+)
+def test_an_answer_that_is_not_the_scorers_stops_the_install_unless_it_is_a_5xx(
+    fake: FakeOpenSearch, status: int, body: str, outcome: str
+) -> None:
+    """A --scorer-url at another server (OpenSearch itself, a proxy's page) stops the install; a 5xx
+    (a scorer restarting, a proxy with the scorer down) is said and the install goes on."""
+    with FakeOpenSearch() as impostor:
+        impostor.answer_with("POST", definitions.ENDPOINT, body, "text/html", status=status)
+        options = Options(scorer_url=impostor.url, scorer_token=SCORER_TOKEN)
+        if outcome == "warning":
+            _, lines = run(fake, options, check_scorer=True)
+            assert lines[0].startswith(
+                f"scorer: warning: {impostor.url} answered POST {definitions.ENDPOINT} with {status}"
+            )
+            assert fake.connectors
+            return
+        with pytest.raises(InstallError, match=re.escape(outcome)) as caught:
+            run(fake, options, check_scorer=True)
+        assert "--no-check-scorer" in str(caught.value)
+        assert SCORER_TOKEN not in str(caught.value)
+        assert fake.writes() == []

@@ -67,6 +67,19 @@ def add_commands(commands: Commands) -> None:
     )
     _cluster_options(install)
     _definition_options(install)
+    install.add_argument(
+        "--check-scorer",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=(
+            "before writing to the cluster, post one sample event to the scorer from this machine as "
+            "the connector will (same URL, --alpha and token), and stop if it refuses them: an alpha "
+            "below the serving model's floor, a wrong token, a URL that is not the scorer's. A scorer "
+            "this machine cannot reach (the cluster may reach a name this machine cannot resolve) or "
+            "that answers 5xx is only warned about. --no-check-scorer skips it, e.g. to install with "
+            "the token's placeholder and set the token later (default: check)"
+        ),
+    )
     install.set_defaults(handler=_install)
 
     uninstall = actions.add_parser(
@@ -227,16 +240,22 @@ def _connection(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _install(args: argparse.Namespace) -> int:
-    from scorer.opensearch.installer import InstallError, install
+    from scorer.opensearch.installer import SCORER_CHECK, InstallError, install
 
     said: list[str] = []
 
     def say(line: str) -> None:
-        said.append(line)
+        if not line.startswith(f"{SCORER_CHECK}:"):  # the check of the scorer writes nothing
+            said.append(line)
         _say(line)
 
     try:
-        ids = install(args.opensearch_url, _options(args), **{**_connection(args), "say": say})
+        ids = install(
+            args.opensearch_url,
+            _options(args),
+            **{**_connection(args), "say": say},
+            check_scorer=args.check_scorer,
+        )
     except InstallError:
         if said:  # steps were done before the one that failed: say what to do with them
             _say(

@@ -23,6 +23,10 @@ token with a random 16-byte salt. Anyone who may read connectors may read the pa
 hash is salted (no precomputed tables, equal tokens look different) and slow (a guess costs as
 much as 600,000 SHA-256 rounds); the token itself is stored nowhere but in the credential. A
 parameter the request body does not name (``${parameters.…}``) is never sent to the scorer.
+
+Before its first write, install calls the scorer once as the connector will (_check_scorer): an
+alpha below the serving model's floor, a token it refuses or a URL that is not the scorer's stop
+the install there, instead of every document being indexed with ``anomaly.error``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import re
@@ -43,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from scorer.errors import UserError
+from scorer.errors import UserError, origin, without_credentials
 from scorer.opensearch import dashboards, definitions
 from scorer.opensearch.definitions import META_KEY, PRIVATE_IP_SETTING, TRUSTED_SETTING, Options
 
@@ -59,6 +64,10 @@ DEPLOY_WAIT_SECONDS = 120.0
 _POLL_SECONDS = (0.05, 0.2, 0.5, 1.0)  # growing pauses between polls, then the last one repeated
 _DEPLOYED_STATES = ("DEPLOYED", "DEPLOYING", "PARTIALLY_DEPLOYED")  # undeploy these before a change
 _DESCRIPTION = "made by ocsf-anomaly opensearch install"
+# The check of the scorer before any write: how long it waits, and the title of its lines (which
+# are no step: the command line tells them from the steps an install stopped after).
+SCORER_CHECK_SECONDS = 5.0
+SCORER_CHECK = "scorer"
 
 Say = Callable[[str], None]
 _T = TypeVar("_T")
@@ -86,13 +95,18 @@ def install(
     ca_certs: str | None = None,
     dashboards_url: str | None = None,
     timeout: float = 30.0,
+    check_scorer: bool = True,
     say: Say = print,
 ) -> dict[str, str]:
     """Apply steps 0–4 (and import the dashboards with ``dashboards_url``), saying one line per step;
-    the ids of the connector, the model group and the model."""
+    the ids of the connector, the model group and the model. ``check_scorer``: first post a sample
+    event to the scorer as the connector will (_check_scorer), after the cluster's first read and
+    before its first write."""
     cluster = _Cluster(opensearch_url, auth, verify_tls, ca_certs, timeout)
     board = _board(dashboards_url, auth, verify_tls, ca_certs, timeout)  # its URL checked before any write
-    component = cluster.component_template(options)
+    component = cluster.component_template(options)  # the cluster reached and the credentials taken
+    if check_scorer:
+        _check_scorer(options, say)
     meta = _settings(cluster, options, component, say)
     connector_id = _connector(cluster, options, say)
     group_id = _model_group(cluster, options, say)
@@ -306,6 +320,140 @@ def _board(
     url: str | None, auth: tuple[str, str] | None, verify_tls: bool, ca_certs: str | None, timeout: float
 ) -> _Dashboards | None:
     return None if url is None else _Dashboards(url, auth, verify_tls, ca_certs, timeout)
+
+
+# ---- before any write: the scorer, called as the connector will call it ---------------------------
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer to judge (the URL is not the scorer's), not one to follow."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _check_scorer(options: Options, say: Say, timeout: float = SCORER_CHECK_SECONDS) -> None:
+    """POST the sample event to the scorer exactly as the connector's predict action will (its
+    method, URL with ``?alpha=``, headers with the token, and request body, all from
+    definitions.connector), from this machine, directly (no proxy: a proxy's own 403 or 404 would be
+    taken for the scorer's), over TLS verified with the system's CAs.
+
+    - a verdict (2xx with every field the pipeline's output_map reads): one line, and on;
+    - 400 bad_alpha, 401, 403 in the service's error shape: InstallError quoting it (every document
+      would get anomaly.error); a 404, or a 3xx or 4xx not in that shape: InstallError, the URL does
+      not look like the scorer; another 4xx of the service's: InstallError quoting it;
+    - no answer (refused, a name this machine cannot resolve, TLS, a timeout), 408, 429 or 5xx: a
+      warning line, and on: the cluster may reach an address this machine cannot (a docker
+      network's name), and a busy or restarting scorer is no reason to stop.
+
+    The token is sent, never said."""
+    from scorer.service.schema import EXAMPLE_EVENT
+
+    body = definitions.connector(options)
+    action = body["actions"][0]
+    token = body["credential"]["token"]
+    if not re.fullmatch(r"[!-~]+", token):  # the scorer's tokens (settings.PRINTABLE_ASCII)
+        raise InstallError(
+            "--scorer-token holds a space, a control character or one beyond ASCII, which no token "
+            "the scorer can be started with does (OCSF_ANOMALY_API_TOKEN is printable ASCII): give "
+            "the one it was started with"
+        )
+    where = origin(options.base_url)
+    call = f"{action['method']} {definitions.ENDPOINT}"
+    headers = {
+        name: str(value).replace("${credential.token}", token) for name, value in action["headers"].items()
+    }
+    data = action["request_body"].replace("${parameters.event}", json.dumps(EXAMPLE_EVENT)).encode()
+    request = urllib.request.Request(action["url"], data=data, method=action["method"], headers=headers)  # noqa: S310 - the user's URL
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}),
+        urllib.request.HTTPSHandler(context=ssl.create_default_context()),
+        _NoRedirect(),
+    )
+    location = None
+    try:
+        with opener.open(request, timeout=timeout) as answer:
+            status, text = int(answer.status), answer.read(65536)
+    except urllib.error.HTTPError as exc:
+        status, text, location = int(exc.code), exc.read(65536), exc.headers.get("Location")
+        exc.close()
+    except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError and TimeoutError are OSErrors
+        why = without_credentials(_why(exc, timeout).replace(token, "***"))
+        say(
+            f"{SCORER_CHECK}: warning: not checked, {where} cannot be reached from here ({why}); "
+            "installing anyway, as the cluster may reach it where this machine cannot (a docker network's "
+            "name, say): if the cluster cannot either, every document is indexed with anomaly.error"
+        )
+        return
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    # what is quoted from the answer, the token never in it (a server that echoes the request)
+    quoted = _excerpt(text.decode(errors="replace").replace(token, "***"))
+    if 200 <= status < 300:
+        if isinstance(value, dict) and all(name in value for name in definitions.OUTPUTS):
+            model = f"{value['model_name']} {value['model_version']}, {value['model_variant']}"
+            say(f"{SCORER_CHECK}: answers at {where} (model {model}; alpha {value['alpha']})")
+            return
+        raise InstallError(
+            f"{where} answered {call} with {status} but no verdict ({quoted or 'no body'}): "
+            + _not_the_scorer(where)
+        )
+    error = value.get("error") if isinstance(value, dict) else None
+    code, message = (
+        (str(error["code"]), _excerpt(str(error["message"]).replace(token, "***")))
+        if isinstance(error, dict) and "code" in error and "message" in error
+        else (None, quoted or "no body")
+    )
+    said = f"{status} {code}: {message}" if code else f"{status} ({message})"
+    if 300 <= status < 400 and location:
+        said += f", redirecting to {_excerpt(location)}"
+    if status in (408, 429) or status >= 500:  # busy, restarting, or a proxy with the scorer down
+        say(
+            f"{SCORER_CHECK}: warning: {where} answered {call} with {said}; installing anyway (until "
+            "it scores, documents are indexed with anomaly.error)"
+        )
+        return
+    if code is None or status == 404:  # not the scorer's error shape, or not its endpoint
+        raise InstallError(f"{where} answered {call} with {said}: " + _not_the_scorer(where))
+    if status == 400 and code == "bad_alpha":
+        alpha = "its alpha" if options.alpha is None else f"--alpha {options.alpha:g}"
+        raise InstallError(
+            f"the scorer at {where} refuses {alpha} ({said}): every document would be indexed with "
+            "anomaly.error; choose an --alpha at or above the floor it gives, or leave --alpha out for "
+            "the service's own"
+        )
+    if status in (401, 403):
+        what = (
+            "give --scorer-token the token the scorer was started with (its OCSF_ANOMALY_API_TOKEN)"
+            if options.scorer_token
+            else "give --scorer-token the token it was started with (its OCSF_ANOMALY_API_TOKEN): "
+            "without one the connector sends a placeholder, which it refuses (--no-check-scorer "
+            "installs so, to set the token later)"
+        )
+        raise InstallError(
+            f"the scorer at {where} refused the connector's token ({said}): every document would be "
+            f"indexed with anomaly.error; {what}"
+        )
+    raise InstallError(f"the scorer at {where} refused the sample event ({said}): check --scorer-url")
+
+
+def _not_the_scorer(where: str) -> str:
+    return (
+        f"--scorer-url {where} does not look like ocsf-anomaly's scoring service; give its base URL "
+        "(e.g. http://scorer:8080), or skip this check with --no-check-scorer if the cluster reaches "
+        "another server at that address than this machine does"
+    )
+
+
+def _why(exc: BaseException, timeout: float) -> str:
+    """Why a call got no answer, on one line (e.g. "[Errno 111] Connection refused")."""
+    reason: Any = getattr(exc, "reason", exc)  # urllib's URLError wraps the cause
+    if isinstance(reason, TimeoutError) or isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    text = " ".join(str(reason).split()) or type(reason).__name__
+    return re.sub(r"\s*\(_ssl\.c:\d+\)", "", text)[:200]
 
 
 # ---- step 0: cluster settings ------------------------------------------------------------------
