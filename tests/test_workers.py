@@ -4,6 +4,7 @@ store for the reload, real signals."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -33,6 +34,7 @@ from loopback import free_port
 from prometheus_client.parser import text_string_to_metric_families
 from splunk_protocol import APP_DIR
 
+from scorer.bundle import read_metadata
 from scorer.registry import Registry
 
 Event = dict[str, Any]
@@ -90,11 +92,11 @@ class Served:
         }
 
 
-def _until(check: Callable[[], bool], what: str, seconds: float = 60) -> None:
+def _until(check: Callable[[], bool], what: str, seconds: float = 60, every: float = 0.05) -> None:
     deadline = time.monotonic() + seconds
     while not check():
         assert time.monotonic() < deadline, what
-        time.sleep(0.05)
+        time.sleep(every)
 
 
 @contextmanager
@@ -308,7 +310,9 @@ def test_a_replacement_that_cannot_load_its_model_takes_no_connection(
     """Each try again of a replacement that could not load its model listened on its slot's socket
     while it loaded: the kernel gave it a share of new connections, all reset when the load failed,
     at every try (12 of 6,253 connections here). A try now listens only once it serves, so every
-    connection made meanwhile is answered by the process still serving."""
+    connection made meanwhile is answered by the process still serving. The first try starts on the
+    socket of the process that died, so that the connections waiting there are served by it; those
+    were reset when it could not load its model, and are handed to the process still serving now."""
     registry, name, env = _champion_then_unloadable(bundle_dir, other_bundle_dir, tmp_path)
     with _serve(tmp_path, env=env) as served:
         pids = served.pids()
@@ -333,14 +337,17 @@ def test_a_replacement_that_cannot_load_its_model_takes_no_connection(
 
         clients = [threading.Thread(target=client, daemon=True) for _ in range(4)]
         os.kill(min(pids), signal.SIGKILL)
-        # the first try is started on the socket of the process that died, so that the connections
-        # waiting there are served by it: if it cannot load its model, they are reset with that socket
-        _until(
-            lambda: "cannot load its model" in served.log.read_text(), "the replacement's failure", STARTING
-        )
+        # from once it is seen dead (the connections it had accepted died with it), through the first
+        # try, which cannot load its model, with connections waiting on the socket it was started on
+        _until(lambda: "exited with code -9" in served.log.read_text(), "the death unseen", STARTING)
         for thread in clients:
             thread.start()
         try:
+            _until(
+                lambda: "cannot load its model" in served.log.read_text(),
+                "the replacement's failure",
+                STARTING,
+            )
             # the tries that follow, each a process loading (and failing to load) the model
             seen = _children(served.process.pid)
             known = len(seen)
@@ -398,6 +405,73 @@ def test_a_replacement_has_the_others_serve_the_champion_it_loaded(
             served.call("POST", "/v1/score", body)[1]["results"][0]["model"]["version"] for _ in range(16)
         }
         assert versions == {"2"}
+        assert served.process.poll() is None
+
+
+def _serving_processes(supervisor: int) -> set[int]:
+    """The serving processes ``supervisor`` runs now (not multiprocessing's resource tracker)."""
+    found = set()
+    for pid in _children(supervisor):
+        with contextlib.suppress(OSError):  # exited meanwhile
+            if b"--multiprocessing-fork" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.add(pid)
+    return found
+
+
+def test_a_bundle_rewritten_while_the_processes_start_is_served_by_all(
+    bundle_dir: Path, other_bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """With polling off, a model that changed while the processes loaded theirs (a version promoted, a
+    bundle directory rewritten) was served by those that loaded last, the others keeping the one
+    before: the answers were split between two versions until a reload. Once all have started, the
+    supervisor now has them all ask again if they loaded different models. Made certain here: both
+    processes are stopped (SIGSTOP) before they load, one loads the bundle, the link to it is pointed
+    at another, then the other loads that."""
+    model = tmp_path / "model"
+    model.symlink_to(bundle_dir)
+    first_version = read_metadata(bundle_dir)["version"]
+    other_version = read_metadata(other_bundle_dir)["version"]
+    assert first_version != other_version
+    stopped: list[int] = []
+
+    def one_loads_before_the_change(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+        def both_stopped() -> bool:
+            for pid in _serving_processes(process.pid) - set(stopped):
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+            return len(stopped) == 2 or process.poll() is not None
+
+        try:
+            # each takes a second or so to import what it serves with before it reads the bundle
+            _until(both_stopped, "no serving processes started", STARTING, every=0.005)
+            if process.poll() is not None:
+                return  # said by the caller, with the log
+            first = stopped[0]
+            os.kill(first, signal.SIGCONT)
+            _until(
+                lambda: f"[{first}]: serving champion" in log.read_text(), "the first did not load", STARTING
+            )
+            changed = tmp_path / "model.new"
+            changed.symlink_to(other_bundle_dir)
+            changed.replace(model)  # as a deploy that points the link at a new bundle does
+        finally:
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+
+    with _serve(tmp_path, "--model", model, while_starting=one_loads_before_the_change) as served:
+        first, second = stopped
+        # each loaded a different bundle: the one before the change, the one after
+        log = served.log.read_text()
+        assert f"[{first}]: serving champion: {model} (bundle {first_version})" in log, log
+        assert f"[{second}]: serving champion: {model} (bundle {other_version})" in log, log
+        _until(
+            lambda: _serving(served.metrics()) == {other_version}, "the processes serve different versions"
+        )
+        body = orjson.dumps(held_out_events[0])
+        versions = {
+            served.call("POST", "/v1/score", body)[1]["results"][0]["model"]["version"] for _ in range(16)
+        }
+        assert versions == {other_version}
         assert served.process.poll() is None
 
 
@@ -590,6 +664,60 @@ def test_a_sighup_while_serve_starts_is_acted_on_once_it_serves(
     ) as served:
         _until(
             lambda: served.log.read_text().count("TLS certificate read again") == workers,
+            "the SIGHUP was lost",
+        )
+        trusting = ssl.create_default_context(cafile=cert)
+        with urllib.request.urlopen(
+            f"https://127.0.0.1:{served.port}/healthz", context=trusting, timeout=10
+        ) as answer:
+            assert answer.status == 200
+        assert served.process.poll() is None
+
+
+def _running_its_own_code(pid: int) -> bool:
+    """Whether ``pid`` (the ``serve`` command) runs the command's own code: SIGHUP held, or main()'s
+    SIGTERM handler set (both well before serve() starts, its imports and settings taking longer)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:  # exited: the caller sees it
+        return True
+    masks = {
+        name: int(value, 16)
+        for name, value in (line.split(":", 1) for line in status.splitlines())
+        if name in ("SigBlk", "SigCgt")
+    }
+    held = masks["SigBlk"] >> (signal.SIGHUP - 1) & 1
+    return bool(held or masks["SigCgt"] >> (signal.SIGTERM - 1) & 1)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_sighup_in_the_first_moments_of_serve_is_acted_on_once_it_serves(
+    workers: int, bundle_dir: Path, tmp_path: Path
+) -> None:
+    """SIGHUP in serve's first half second, while Python imported the command and its settings,
+    before serve() held it, ended the command (its default action). It is held from the command's
+    first moment now: sent again and again from then (as soon as the command's own code runs, its
+    SIGTERM handler set or SIGHUP held), serve comes up and acts on it, reading its certificate again."""
+    cert, key = make_certificate(tmp_path, "scorer")
+    env = {"OCSF_ANOMALY_TLS_CERT_FILE": str(cert), "OCSF_ANOMALY_TLS_KEY_FILE": str(key)}
+
+    def sighup_at_once(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+        _until(
+            lambda: _running_its_own_code(process.pid) or process.poll() is not None,
+            "serve did not start",
+            STARTING,
+        )
+        for _ in range(10):  # through the first half second or so: imports, settings, serve() starting
+            if process.poll() is not None:
+                return
+            process.send_signal(signal.SIGHUP)
+            time.sleep(0.05)
+
+    with _serve(
+        tmp_path, "--model", bundle_dir, "--workers", str(workers), env=env, while_starting=sighup_at_once
+    ) as served:
+        _until(
+            lambda: served.log.read_text().count("TLS certificate read again") >= workers,
             "the SIGHUP was lost",
         )
         trusting = ssl.create_default_context(cafile=cert)

@@ -32,6 +32,12 @@ from typing import Any, TypeAlias
 
 from scorer.errors import UserError
 
+if sys.argv[1:2] == ["serve"]:  # `ocsf-anomaly serve` or `python -m scorer.cli serve`, as it starts
+    # SIGHUP asks serve to reload, once it serves; until then its default action would end the
+    # command (while it imports, before serve() holds it too): held from the first moment the
+    # command runs, to be acted on once it serves. Its serving processes start with it held.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Handler: TypeAlias = Callable[[argparse.Namespace], int]
 

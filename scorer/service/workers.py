@@ -10,7 +10,9 @@ keep-alive pool, a Vector sink's or a search head's, was served by one process o
 The supervisor, the process ``serve`` started:
 
 - says it serves only once every process has loaded and verified its model; a process that
-  cannot (a bad bundle, an unreachable registry) fails the command with its one-line error;
+  cannot (a bad bundle, an unreachable registry) fails the command with its one-line error; if they
+  loaded different models (one promoted, or the bundle rewritten, while they started: with polling
+  off, never seen by those that loaded first), all ask the source again, as after a reload;
 - passes a reload on: a process that swapped models (on ``POST /v1/models/reload`` or by its poll)
   tells the supervisor, which tells the others, so they all swap within moments; so does a
   replacement once it serves, as it loaded what the source names now (SIGHUP to the supervisor has
@@ -20,14 +22,16 @@ The supervisor, the process ``serve`` started:
   load the model it is asked to serve (a bad version promoted since, the registry down) is tried
   again every ``model_poll_seconds`` (at least 1 s; 30 s if 0) while another process serves, never
   given up on: the others serve on with the model they hold, and take all new connections until a
-  try has loaded one (each try listens only then);
+  try has loaded one (each try listens only then; the first, started on the socket of the process
+  that died, leaves the connections that waited there to them, handed over);
 - on SIGTERM or SIGINT stops them all gracefully (each stops listening, answers what still comes on
   its open connections for DRAIN_SECONDS with ``Connection: close``, and longer while a request is
   in flight, its body still arriving, say; finishes what it holds) and exits 0.
 
-SIGHUP is held (blocked) from the start of ``serve`` and in every process it starts until that
-process can act on it: one sent while the service starts is acted on once it serves, instead of
-killing it (its default action).
+SIGHUP is held (blocked) from the first moment of the ``serve`` command (scorer/cli/__init__.py,
+before the command imports its libraries) and in every process it starts until that process can
+act on it: one sent while the service starts is acted on once it serves, instead of killing it
+(its default action).
 
 Metrics are pooled through prometheus_client's multiprocess mode: a temporary directory, named
 in ``PROMETHEUS_MULTIPROC_DIR`` before any process imports prometheus_client, removed at exit.
@@ -77,6 +81,9 @@ BACKLOG = 1024  # connections the kernel holds for a listening socket until its 
 RESTARTS_PER_MINUTE = 5  # per serving process: beyond it the service gives up, it would only flap
 UNLOADABLE_RETRY_SECONDS = 30.0  # a replacement that could not load its model, with polling off …
 UNLOADABLE_RETRY_FLOOR = 1.0  # … and at the least with it: each try starts a process and loads a model
+# what a serving process serves, as it tells the supervisor: (alias, name, version, bundle version,
+# location) of its champion and of its challenger if any (plain strings: the supervisor loads no model)
+Models = tuple[tuple[str, str, str, str, str], ...]
 
 
 class ServeError(UserError, RuntimeError):
@@ -156,7 +163,8 @@ def listen_each(host: str, port: int, count: int) -> list[socket.socket]:
 
 def serve(settings: Settings, say_ready: Callable[[], None]) -> int:
     """Serve ``settings`` until stopped: in this process, or in ``settings.workers`` processes."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})  # held until it can be acted on
+    # held until it can be acted on (already since the command started, run as `ocsf-anomaly serve`)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     context = tls_context(settings)  # a bad certificate fails here, before any process starts
     if settings.workers == 1:
         sock = listen(settings.host, settings.port)
@@ -218,6 +226,34 @@ def _reload_soon(app: Any) -> None:
     task.add_done_callback(_reloads.discard)
 
 
+_adopting: set[asyncio.Task[Any]] = set()  # connections handed over, held likewise until served
+
+
+def _adopt(conn: Connection, runner: web.AppRunner, context: ssl.SSLContext | None) -> None:
+    """Serve a connection the supervisor hands over, its descriptor following the message on ``conn``:
+    one that waited on the socket of a process that could not start (``_Supervisor._hand_over``)."""
+    from multiprocessing.reduction import recv_handle
+
+    try:
+        accepted = socket.socket(fileno=recv_handle(conn))
+    except (OSError, RuntimeError) as exc:  # RuntimeError: not a descriptor that came
+        log.warning("a connection handed over from another serving process was lost: %s", exc)
+        return
+    if runner.server is None:  # stopped meanwhile
+        accepted.close()
+        return
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(loop.connect_accepted_socket(runner.server, accepted, ssl=context))
+    _adopting.add(task)
+    task.add_done_callback(_adopted)
+
+
+def _adopted(task: asyncio.Task[Any]) -> None:
+    _adopting.discard(task)
+    if not task.cancelled() and task.exception() is not None:  # its TLS handshake failed, say
+        log.debug("a connection handed over was lost", exc_info=task.exception())
+
+
 # ---------------------------------------------------------------------- a serving process
 def _worker(settings: Settings, sock: socket.socket, conn: Connection) -> None:
     """A serving process: the app on the shared socket until the supervisor says stop or goes away."""
@@ -241,11 +277,18 @@ async def _serve_worker(settings: Settings, sock: socket.socket, conn: Connectio
     from aiohttp import web
 
     from scorer.service.app import create_app
-    from scorer.service.keys import ANNOUNCE_RELOAD
+    from scorer.service.keys import ANNOUNCE_RELOAD, SERVING
 
     loop = asyncio.get_running_loop()
     app = create_app(settings)
-    app[ANNOUNCE_RELOAD] = lambda: conn.send(("reload",))
+
+    def loaded() -> Models:
+        refs = app[SERVING].refs()
+        return tuple(
+            (alias, ref.name, ref.version, ref.bundle_version, ref.location) for alias, ref in refs.items()
+        )
+
+    app[ANNOUNCE_RELOAD] = lambda: conn.send(("reload", loaded()))
     context = tls_context(settings)
     stop = asyncio.Event()
 
@@ -260,11 +303,13 @@ async def _serve_worker(settings: Settings, sock: socket.socket, conn: Connectio
             _reload_soon(app)
         elif message == ("reread",):
             _reread(app, context)
+        elif message == ("adopt",):
+            _adopt(conn, runner, context)
 
     def ready() -> None:
         loop.add_reader(conn.fileno(), from_supervisor)
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-        conn.send(("ready",))
+        conn.send(("ready", loaded()))
 
     runner = web.AppRunner(
         app, handle_signals=False, keepalive_timeout=KEEPALIVE_SECONDS, shutdown_timeout=SHUTDOWN_SECONDS
@@ -374,6 +419,7 @@ class _Slot:
     unloadable: str | None = None  # why it could not load its model: not a death that counts
     reported: str | None = None  # the last such reason logged (once, until it changes or it serves)
     reread: bool = False  # a SIGHUP came while it started: it is told once it serves
+    models: Models = ()  # what it said it serves, when it became ready or swapped models since
 
 
 class _Supervisor:
@@ -419,12 +465,13 @@ class _Supervisor:
             process.start()
         theirs.close()
         slot.process, slot.conn, slot.ready, slot.restart_at = process, ours, False, None
-        slot.unloadable, slot.reread = None, False
+        slot.unloadable, slot.reread, slot.models = None, False, ()
 
     def _supervise(self, wake: socket.socket, say_ready: Callable[[], None]) -> None:
         announced = False
         while True:
             if not announced and all(slot.ready for slot in self.slots):
+                self._agree()
                 say_ready()
                 announced = True
             now = time.monotonic()
@@ -455,6 +502,23 @@ class _Supervisor:
                 else:
                     self._died(slot, announced)
 
+    def _agree(self) -> None:
+        """Once all have started: if they serve different models (a version promoted, or the bundle
+        rewritten, while they loaded: with polling off, never seen by those that loaded first), all
+        ask the source again, as after a reload, and swap within moments to what it names now."""
+        served = {slot.models for slot in self.slots}
+        if len(served) > 1:
+            log.info(
+                "the serving processes loaded different models (%s): all ask the source again",
+                "; ".join(
+                    sorted(
+                        ", ".join(f"{alias} {name} {version}" for alias, name, version, *_ in models)
+                        for models in served
+                    )
+                ),
+            )
+            self._tell_others(None)
+
     def _message(self, slot: _Slot, announced: bool) -> None:
         assert slot.conn is not None
         try:
@@ -464,9 +528,9 @@ class _Supervisor:
             return
         self._said(slot, message, announced)
 
-    def _said(self, slot: _Slot, message: tuple[str, ...], announced: bool) -> None:
-        if message == ("ready",):
-            slot.ready, slot.reported = True, None
+    def _said(self, slot: _Slot, message: tuple[Any, ...], announced: bool) -> None:
+        if message[0] == "ready":
+            slot.ready, slot.reported, slot.models = True, None, message[1]
             if announced:
                 log.info(
                     "serving process %d is back (pid %s)", slot.number, slot.process and slot.process.pid
@@ -485,7 +549,8 @@ class _Supervisor:
             log.error("serving process %d failed: %s", slot.number, message[1])
         elif message[0] == "unloadable":
             slot.unloadable = message[1]  # logged as it exits
-        elif message == ("reload",):
+        elif message[0] == "reload":
+            slot.models = message[1]
             self._tell_others(slot)
 
     def _tell_others(self, sender: _Slot | None, message: tuple[str] = ("reload",)) -> None:
@@ -520,7 +585,8 @@ class _Supervisor:
                 # when the next try failed too: they go to the others. A socket only bound takes
                 # none; the try that loads a model listens on it once it serves.
                 port = slot.sock.getsockname()[1]
-                slot.sock.close()  # what it held, not yet accepted, is reset
+                self._hand_over(slot)  # those waiting there, else reset as it closes
+                slot.sock.close()
                 slot.sock = listen(self.settings.host, port, reuse_port=True, listening=False)
             if slot.unloadable != slot.reported:
                 log.error(
@@ -550,6 +616,39 @@ class _Supervisor:
             delay,
         )
         slot.restart_at = now + delay
+
+    def _hand_over(self, slot: _Slot) -> None:
+        """The connections waiting on ``slot``'s listening socket, not yet accepted (those the kernel
+        gave it while its process was replaced by one that could not start): accepted here and handed
+        to the serving processes in turn, their descriptors sent over their pipes."""
+        from multiprocessing.reduction import send_handle
+
+        takers = [other for other in self.slots if other is not slot and other.ready and other.conn]
+        slot.sock.setblocking(False)
+        handed = 0
+        while takers:
+            try:
+                accepted, _ = slot.sock.accept()
+            except ConnectionAbortedError:  # its client gave up while it waited
+                continue
+            except OSError:  # BlockingIOError: none waits
+                break
+            with accepted:  # the taker holds its own copy once sent
+                while takers:
+                    taker = takers[handed % len(takers)]
+                    assert taker.conn is not None
+                    try:
+                        taker.conn.send(("adopt",))
+                        send_handle(taker.conn, accepted.fileno(), None)
+                    except OSError:  # it is exiting: seen as it does
+                        takers.remove(taker)
+                        continue
+                    handed += 1
+                    break
+        if handed:
+            log.info(
+                "%d connections waiting for serving process %d handed to the others", handed, slot.number
+            )
 
     def _stop_all(self, wake: socket.socket) -> None:
         """SIGTERM to every serving process, then wait for them (a second SIGINT or SIGTERM: kill).
