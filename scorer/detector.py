@@ -42,6 +42,9 @@ STAGES = ("encode", "embed", "search", "calibrate", "explain")
 FUSION_SAMPLE = 5_000
 NOISE_SAMPLE = 5_000  # baseline events whose nearest others measure how much each column varies
 NOISE_NEIGHBOURS = 5
+# a refresh's screen leaving out more than this many times α of the window (and over 10 events) says
+# the traffic may have moved, rather than that attacks were in it
+LEFT_OUT_WARNING = 3.0
 CHUNK = 4096  # events scored at once: bounds the (events × k × columns) arrays of the explanation
 
 
@@ -297,6 +300,21 @@ class Detector:
         }
         return detector
 
+    def _left_out(self, flagged: int, offered: int) -> str:
+        """What the baseline's screen left out, and a warning when it is many more than α."""
+        alpha = self.config.alpha
+        said = (
+            f"left out of the baseline: {flagged:,} of {offered:,} events the model flags at α = {alpha:g} "
+            "(attacks there would hide their kind from now on)"
+        )
+        if flagged > max(LEFT_OUT_WARNING * alpha * offered, 10):
+            said = (
+                f"warning: {said}; that is {flagged / offered:.1%}, far above α: normal traffic may have "
+                "moved away from the baseline. If these events are vetted normal, refresh with "
+                "--keep-flagged to bring them in"
+            )
+        return said
+
     def cannot_flag(self, alpha: float | None = None) -> str | None:
         """Why nothing can be flagged at ``alpha`` (default: the configured one), or None when it can:
         a calibration of n events gives no p-value below 1 / (n + 1)."""
@@ -319,6 +337,7 @@ class Detector:
         events: Sequence[Event],
         *,
         calibration_only: bool = False,
+        keep_flagged: bool = False,
         log: Callable[[str], None] | None = None,
     ) -> Detector:
         """Bring recent normal ``events`` in: into the baseline and the calibration
@@ -328,23 +347,45 @@ class Detector:
         events = [e for e in events if isinstance(e, dict)]
         for warning in self.encoder.coverage(events, "recent events").warnings():
             say(f"warning: {warning}")
-        refreshed = self.calibrate(events) if calibration_only else self.rebaseline(events)
+        refreshed = (
+            self.calibrate(events)
+            if calibration_only
+            else self.rebaseline(events, keep_flagged=keep_flagged, log=say)
+        )
         if (why := refreshed.cannot_flag()) is not None:
             say(f"warning: {why}")
         return refreshed
 
-    def rebaseline(self, events: Sequence[Event]) -> Detector:
+    def rebaseline(
+        self,
+        events: Sequence[Event],
+        *,
+        keep_flagged: bool = False,
+        log: Callable[[str], None] | None = None,
+    ) -> Detector:
         """Bring recent normal ``events`` into the baseline and recalibrate on a held-out part of them.
 
         When normal traffic moves away from the baseline, recalibration alone holds α only by
         raising the threshold, which costs recall; new normal events in the baseline restore both.
         The newest ``baseline_size`` rows are kept; the network is not retrained.
+
+        The events the model flags at its α stay out of the baseline unless ``keep_flagged``: an
+        attack in the baseline hides every later one like it (the feature space reads the nearest
+        baseline events), and a window of traffic is seldom free of them. The calibration takes
+        all of the held-out part: an attack there only makes the thresholds stricter. Keep them for
+        a vetted window whose normal traffic has moved: then the flagged events are what the
+        baseline lacks (BENCHMARKS.md, drift).
         """
+        say: Callable[[str], None] = log or (lambda message: None)
         events = [e for e in events if isinstance(e, dict)]
         if len(events) < 50:
             raise ValueError(f"need at least 50 recent events to refresh the baseline, got {len(events)}")
         cal_rows, new_rows = split_for_fit(len(events), self.config)
         recent = [events[i] for i in np.sort(new_rows)]
+        if not keep_flagged:
+            flagged = self.score(recent, explain=False).is_anomaly
+            recent = [event for event, out in zip(recent, flagged, strict=True) if not out]
+            say(self._left_out(int(flagged.sum()), len(flagged)))
         getter = compile_getter("metadata.uid")
         offset = len(self.baseline)
         ids = self.baseline_ids + [_event_id(getter(e), offset + i) for i, e in enumerate(recent)]

@@ -1536,10 +1536,38 @@ def test_refresh_writes_a_new_version_from_recent_events(
     recent_ids = {e["metadata"]["uid"] for e in recent}
     if calibration_only:
         assert after.baseline_ids == before.baseline_ids
-    else:  # four fifths of the recent events join the baseline, newest last; the other fifth calibrates
-        assert set(after.baseline_ids[-240:]) <= recent_ids
-        assert len(set(after.baseline_ids) & recent_ids) == 240
+    else:  # four fifths of the recent events, less those the model flags, join the baseline, newest
+        # last; the other fifth calibrates
+        left_out = re.search(r"left out of the baseline: (\d+) of 240 events the model flags", result.stderr)
+        assert left_out is not None, result.stderr
+        joined = 240 - int(left_out[1])
+        assert joined > 200
+        assert set(after.baseline_ids[-joined:]) <= recent_ids
+        assert len(set(after.baseline_ids) & recent_ids) == joined
     assert after.metadata["calibration"] == after.calibration.sizes()
+
+
+def test_refresh_keep_flagged_brings_every_event_in(model: Path, workdir: Path) -> None:
+    recent, _ = generate_events(300, seed=9)
+    source = _write_jsonl(workdir / "recent.jsonl", recent)
+    out = workdir / "kept"
+    result = _run("refresh", source, "--model", model, "--output", out, "--keep-flagged")
+    assert result.returncode == 0, result.stderr
+    assert "left out" not in result.stderr
+    assert len(set(Detector.load(out).baseline_ids) & {e["metadata"]["uid"] for e in recent}) == 240
+    both = _run(
+        "refresh",
+        source,
+        "--model",
+        model,
+        "--output",
+        workdir / "never",
+        "--keep-flagged",
+        "--calibration-only",
+    )
+    assert both.returncode == 2
+    assert "--keep-flagged is for the baseline, which --calibration-only keeps" in both.stderr
+    assert not (workdir / "never").exists()
 
 
 def test_refresh_needs_enough_recent_events(model: Path, workdir: Path, score_events: list[Event]) -> None:

@@ -133,12 +133,53 @@ def test_rebaseline_brings_new_normal_traffic_in(
         shifted.append(moved)
     recent, later = shifted[:1500], shifted[1500:]
     before = detector.score(later, explain=False).is_anomaly.mean()
-    detector.rebaseline(recent)
+    detector.rebaseline(recent, keep_flagged=True)  # vetted normal traffic: all of it comes in
     assert len(detector.baseline) == len(detector.baseline_ids) <= detector.config.baseline_size
     assert any(i.startswith("recent-") for i in detector.baseline_ids)
     after = detector.score(later, explain=False).is_anomaly.mean()
     assert after < before
     assert after < 0.05
+
+
+def test_rebaseline_leaves_out_of_the_baseline_what_the_model_flags(
+    fitted_detector: Detector, held_out_events: list[Event]
+) -> None:
+    """A window of traffic with a few attacks in it: they stay out of the baseline, where they would
+    hide every later attack like them; the calibration still takes its held-out part whole."""
+    network = [e for e in held_out_events if e.get("class_uid") == 4001 and e["traffic"].get("bytes_out")]
+    attacks = []
+    for i, event in enumerate(network[:30]):
+        attack = _exfiltration(event)
+        attack["metadata"] = {**attack["metadata"], "uid": f"attack-{i}"}
+        attacks.append(attack)
+    flagged = fitted_detector.score(attacks, explain=False).is_anomaly
+    assert flagged.sum() >= 20  # (this small model lets a few pass)
+    window = held_out_events[:1500] + attacks
+    said: list[str] = []
+    screened = fitted_detector.with_config().rebaseline(window, log=said.append)
+    kept = fitted_detector.with_config().rebaseline(window, keep_flagged=True, log=said.append)
+    in_screened = {i for i in screened.baseline_ids if i.startswith("attack-")}
+    in_kept = {i for i in kept.baseline_ids if i.startswith("attack-")}
+    assert not in_screened & {a["metadata"]["uid"] for a, out in zip(attacks, flagged, strict=True) if out}
+    assert len(in_kept) >= len(in_screened) + 15  # about four fifths of the 30 (the rest calibrate)
+    assert len(said) == 1, said  # the screen says what it left out; keep_flagged has nothing to say
+    assert said[0].startswith("left out of the baseline: ")
+    assert "events the model flags at α = 0.01" in said[0]
+    later = _exfiltration(network[40])
+    assert screened.score([later], explain=False).is_anomaly[0]
+    assert kept.score([later], explain=False).p_value[0] > screened.score([later], explain=False).p_value[0]
+
+
+def test_a_screen_that_leaves_out_many_events_says_traffic_may_have_moved(
+    fitted_detector: Detector, held_out_events: list[Event]
+) -> None:
+    network = [e for e in held_out_events if e.get("class_uid") == 4001 and e["traffic"].get("bytes_out")]
+    moved = [_exfiltration(event) for event in network[:300]]  # a tenth of the window far from the baseline
+    said: list[str] = []
+    fitted_detector.with_config().rebaseline(held_out_events[:2700] + moved, log=said.append)
+    assert said[0].startswith("warning: left out of the baseline: "), said
+    assert "far above α: normal traffic may have moved away from the baseline" in said[0]
+    assert said[0].endswith("refresh with --keep-flagged to bring them in")
 
 
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
@@ -155,8 +196,8 @@ def test_an_approximate_index_answers_as_exact_search_does(
         monkeypatch.setattr(knn, "IVF_NPROBE", (1,))  # IVF probing one list misses the target: HNSW is built
     recent, later = held_out_events[:1500], held_out_events[1500:]
     # copies of the shared detector, each with a baseline of the same 1,000 recent events
-    exact = fitted_detector.with_config().rebaseline(recent)
-    approximate = fitted_detector.with_config(ann_threshold=500).rebaseline(recent)
+    exact = fitted_detector.with_config().rebaseline(recent, keep_flagged=True)
+    approximate = fitted_detector.with_config(ann_threshold=500).rebaseline(recent, keep_flagged=True)
     assert (exact.embedding_index.kind, exact.feature_index.kind) == ("exact", "exact")
     net, encoder, config = fitted_detector.net, fitted_detector.encoder, fitted_detector.config
     encoded = encoder.encode(later)

@@ -101,7 +101,8 @@ def add_commands(commands: Commands) -> None:
             "Normal traffic drifts: a model of last month may flag more than α of this month's normal events. "
             "`refresh` adds RECENT events (vetted normal, or traffic with few attacks) to the k-NN baseline, "
             "newest kept, and re-fits the calibration on a held-out fifth of them; `--calibration-only` just "
-            "re-fits the calibration. Attacks among RECENT make thresholds stricter, never looser. "
+            "re-fits the calibration. The events the model flags are left out of the baseline (unless "
+            "--keep-flagged); attacks among RECENT make thresholds stricter, never looser. "
             "BENCHMARKS.md (drift) shows what each does."
         ),
     )
@@ -118,6 +119,15 @@ def add_commands(commands: Commands) -> None:
     )
     refresh.add_argument(
         "--calibration-only", action="store_true", help="keep the baseline, re-fit calibration only"
+    )
+    refresh.add_argument(
+        "--keep-flagged",
+        action="store_true",
+        help=(
+            "add to the baseline the events the model flags at its α too (by default they are left out: "
+            "an attack in the baseline hides every later one like it). Only for vetted normal events, "
+            "when normal traffic has moved so far that the model flags many of them"
+        ),
     )
     _config_option(refresh)
 
@@ -234,13 +244,19 @@ def _refresh(args: argparse.Namespace) -> int:
     events = load_events(args.events)
     if len(events) < 100:
         raise CliError(f"refresh needs at least 100 recent events, got {len(events)}")
+    if args.calibration_only and args.keep_flagged:
+        raise CliError(
+            "--keep-flagged is for the baseline, which --calibration-only keeps: the calibration takes "
+            "every event (an attack among them only makes the thresholds stricter)"
+        )
     if args.calibration_only:
         _say(f"calibrating on {len(events):,} events")
     else:
         _say(
-            f"adding four fifths of {len(events):,} events to the baseline and indexing it; calibrating on the rest"
+            f"adding four fifths of {len(events):,} events to the baseline (less those the model flags) and "
+            "indexing it; calibrating on the rest"
         )
-    detector.refresh(events, calibration_only=args.calibration_only, log=_say)
+    detector.refresh(events, calibration_only=args.calibration_only, keep_flagged=args.keep_flagged, log=_say)
     detector.metadata["calibration"] = detector.calibration.sizes()
     detector.metadata["refreshed_from"] = detector.metadata.get("version")
     path = detector.save(args.output, name=detector.model_info["name"])
