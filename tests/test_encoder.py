@@ -671,6 +671,13 @@ def test_every_vendor_event_encodes(vendor_events: list[Event], which: str) -> N
     _check_shape(half, half.encode(vendor_events[1::2]), len(vendor_events[1::2]))
 
 
+def test_a_vendor_s_clock_under_its_own_name_is_no_feature(vendor_events: list[Event]) -> None:
+    """A real vendor's epoch field under a name no rule knows (its feed's last sighting, in ms):
+    as a number it would put every later event past the training range."""
+    excluded = dict(infer_spec(vendor_events).excluded)
+    assert excluded["unmapped.lastFeedOccurence"] == "timestamp (its numbers read as epoch times)"
+
+
 # ------------------------------------------------------------------ row digests
 def test_row_digests(encoder: FeatureEncoder) -> None:
     base = {"traffic": {"bytes_in": 1000}, "class_uid": 4001, "dst_endpoint": {"port": 443}}

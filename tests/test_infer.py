@@ -288,3 +288,36 @@ def test_numbers_written_as_strings_are_numbers() -> None:
         assert _kinds(as_numbers, path) == kinds, path
         assert _kinds(as_text, path) == kinds, path
     assert as_text == as_numbers
+
+
+def test_numbers_that_read_as_epoch_times_are_timestamps() -> None:
+    """A clock under a name no rule knows: as a number, every later event would lie past the
+    training range, and flag. Left out by its values, in any of four units, as by names."""
+    start_s = 1_700_000_000  # 2023-11-14
+    events = []
+    for i in range(1_000):
+        events.append(
+            {
+                "class_uid": 4001,
+                "traffic": {"bytes_out": (i * 7_919) % 1000 * 5_000_000},  # up to 5e9 bytes: no clock
+                "unmapped": {
+                    "seen_s": start_s + 60 * i,
+                    "seen_ms": (start_s + 60 * i) * 1000 + i % 1000,
+                    "seen_us": float(start_s + 60 * i) * 1e6,
+                    "seen_ns": str((start_s + 60 * i) * 10**9),  # a number as text, as the encoder reads it
+                    "feed_epoch": start_s,  # one moment, never varying: a constant, kept as numbers are
+                    "sequence": (i * 2_654_435_761) % 2**32,  # 32-bit counters start near 0 too
+                    "@timestamp": start_s * 1000 + i,
+                    "event_ts": start_s + i,
+                },
+            }
+        )
+    spec = infer_spec(events)
+    for leaf in ("seen_s", "seen_ms", "seen_us", "seen_ns"):
+        assert _kinds(spec, f"unmapped.{leaf}") == [], leaf
+        assert _excluded(spec)[f"unmapped.{leaf}"] == "timestamp (its numbers read as epoch times)", leaf
+    for leaf in ("@timestamp", "event_ts"):
+        assert _excluded(spec)[f"unmapped.{leaf}"] == "timestamp", leaf
+    assert _kinds(spec, "traffic.bytes_out") == ["numeric"]
+    assert _kinds(spec, "unmapped.feed_epoch") == ["numeric"]
+    assert _kinds(spec, "unmapped.sequence") == ["numeric"]

@@ -8,7 +8,10 @@ Rules, in order (every path left out is listed in the spec's ``excluded`` with i
   strings that are nearly unique per event — except OCSF enum codes (``class_uid``,
   ``category_uid``, ``type_uid``, ``*_id``), which are categorical;
 * ``time`` becomes hour/day-of-week features when the corpus spans at least two days (shorter,
-  and hour/day are noise); other timestamps are left out;
+  and hour/day are noise); other timestamps are left out: by name (``*_time``, ``*_dt``,
+  ``*timestamp``, ``*_ts``, ``ts``), or by value, numbers that vary and all read as epoch times of
+  2000–2099 in seconds, milliseconds, microseconds or nanoseconds (a clock only grows: as a
+  number, every later event would lie beyond the training range);
 * enum captions (``activity_name`` beside ``activity_id``, ``class_name`` beside ``class_uid``)
   repeat their code and are left out; fields constant in training are kept: a change in one is
   exactly the kind of single-field deviation an attack can be;
@@ -43,6 +46,10 @@ MAX_CATEGORIES = 1000
 ENUM_UIDS = frozenset({"class_uid", "category_uid", "type_uid"})
 ID_WORDS = ("guid", "uuid", "hash", "fingerprint", "serial_number", "session_id", "trace_id", "span_id")
 TWO_DAYS_MS = 2 * 86_400_000
+# epoch seconds of 2000-01-01 and 2100-01-01; times 1e3, 1e6, 1e9 for ms, µs and ns
+EPOCH_SECONDS = (946_684_800.0, 4_102_444_800.0)
+EPOCH_UNITS = (1.0, 1e3, 1e6, 1e9)
+EPOCH_DISTINCT = 0.5  # numbers that read as epoch times are a clock when at least this share differ
 
 
 @dataclass
@@ -152,6 +159,14 @@ def infer_spec(events: Sequence[Event], *, min_presence: float = 0.01) -> Featur
     return FeatureSpec(features=tuple(features), excluded=tuple(excluded))
 
 
+def _epoch_like(p: _Profile) -> bool:
+    """Numbers that vary and all lie within 2000–2099 as epoch times in one unit."""
+    if p.distinct_ratio(p.numbers) < EPOCH_DISTINCT:
+        return False
+    low, high = EPOCH_SECONDS
+    return any(low * unit <= p.low and p.high < high * unit for unit in EPOCH_UNITS)
+
+
 def _caption_of(path: str, siblings: set[str]) -> str | None:
     """The enum code this path is the caption of (OCSF: ``foo`` / ``foo_name`` beside ``foo_id`` / ``foo_uid``)."""
     prefix, _, leaf = path.rpartition(".")
@@ -185,7 +200,7 @@ def _decide(
         if times.size and float(times.max() - times.min()) >= TWO_DAYS_MS:
             return [FeatureDef(path=path, kind="time_cyclic")], None
         return [], "timestamp spanning under two days (hour/day-of-week would be noise)"
-    if leaf.endswith(("_time", "_dt")) or leaf in ("time", "logged_time"):
+    if leaf.endswith(("_time", "_dt", "timestamp", "_ts")) or leaf in ("time", "logged_time", "ts"):
         return [], "timestamp"
     if p.bools >= p.present / 2:
         return [FeatureDef(path=path, kind="categorical")], None
@@ -197,6 +212,8 @@ def _decide(
             return [*bucket, FeatureDef(path=path, kind="categorical", min_count=5, max_categories=200)], None
         if leaf in ENUM_UIDS or leaf.endswith(("_id", "_num", "code")):
             return [FeatureDef(path=path, kind="categorical")], None
+        if _epoch_like(p):
+            return [], "timestamp (its numbers read as epoch times)"
         # Signed log1p for every number: counts, bytes and rates alike are skewed in security data,
         # and it measured better than leaving narrow-range fields linear (BENCHMARKS.md).
         return [FeatureDef(path=path, kind="numeric", transform="log1p")], None
