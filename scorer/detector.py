@@ -300,20 +300,19 @@ class Detector:
         }
         return detector
 
-    def _left_out(self, flagged: int, offered: int) -> str:
+    def _left_out(self, flagged: int, offered: int, alpha: float) -> str:
         """What the baseline's screen left out, and a warning when it is many more than α."""
-        alpha = self.config.alpha
         said = (
-            f"left out of the baseline: {flagged:,} of {offered:,} events the model flags at α = {alpha:g} "
-            "(attacks there would hide their kind from now on)"
+            f"left out of the baseline: {flagged:,} of the {offered:,} events, those the model flags at "
+            f"α = {alpha:g} (an attack there would hide its kind from now on)"
         )
         if flagged > max(LEFT_OUT_WARNING * alpha * offered, 10):
-            said = (
+            return (
                 f"warning: {said}; that is {flagged / offered:.1%}, far above α: normal traffic may have "
                 "moved away from the baseline. If these events are vetted normal, refresh with "
                 "--keep-flagged to bring them in"
             )
-        return said
+        return f"{said}; --keep-flagged brings them in, for events you have vetted" if flagged else said
 
     def cannot_flag(self, alpha: float | None = None) -> str | None:
         """Why nothing can be flagged at ``alpha`` (default: the configured one), or None when it can:
@@ -383,9 +382,11 @@ class Detector:
         cal_rows, new_rows = split_for_fit(len(events), self.config)
         recent = [events[i] for i in np.sort(new_rows)]
         if not keep_flagged:
-            flagged = self.score(recent, explain=False).is_anomaly
+            # at α, or at the least α the calibration can flag at, where that is more (else nothing)
+            alpha = max(self.config.alpha, self.calibration.smallest_alpha)
+            flagged = self.score(recent, alpha=alpha, explain=False).is_anomaly
             recent = [event for event, out in zip(recent, flagged, strict=True) if not out]
-            say(self._left_out(int(flagged.sum()), len(flagged)))
+            say(self._left_out(int(flagged.sum()), len(flagged), alpha))
         getter = compile_getter("metadata.uid")
         offset = len(self.baseline)
         ids = self.baseline_ids + [_event_id(getter(e), offset + i) for i, e in enumerate(recent)]

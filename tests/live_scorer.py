@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -91,18 +92,18 @@ def serve_scorer(bundle: Path, log: Path, env: Mapping[str, str] | None = None) 
 
 
 @contextmanager
-def serve_app(settings: Settings) -> Iterator[str]:
+def serve_app(settings: Settings, ssl_context: ssl.SSLContext | None = None) -> Iterator[str]:
     """The service's app in this process, on a real loopback port, in a thread with its own event
-    loop: its base URL."""
+    loop (over TLS with ``ssl_context``): its base URL."""
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(create_app(settings))
     loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context).start())
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
         host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}"
+        yield f"{'https' if ssl_context else 'http'}://{host}:{port}"
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)

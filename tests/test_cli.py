@@ -1538,7 +1538,9 @@ def test_refresh_writes_a_new_version_from_recent_events(
         assert after.baseline_ids == before.baseline_ids
     else:  # four fifths of the recent events, less those the model flags, join the baseline, newest
         # last; the other fifth calibrates
-        left_out = re.search(r"left out of the baseline: (\d+) of 240 events the model flags", result.stderr)
+        left_out = re.search(
+            r"left out of the baseline: (\d+) of the 240 events, those the model flags", result.stderr
+        )
         assert left_out is not None, result.stderr
         joined = 240 - int(left_out[1])
         assert joined > 200
@@ -1567,6 +1569,7 @@ def test_refresh_keep_flagged_brings_every_event_in(model: Path, workdir: Path) 
     )
     assert both.returncode == 2
     assert "--keep-flagged is for the baseline, which --calibration-only keeps" in both.stderr
+    assert "loading" not in both.stderr  # said before the model and the events are read
     assert not (workdir / "never").exists()
 
 

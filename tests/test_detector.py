@@ -164,10 +164,25 @@ def test_rebaseline_leaves_out_of_the_baseline_what_the_model_flags(
     assert len(in_kept) >= len(in_screened) + 15  # about four fifths of the 30 (the rest calibrate)
     assert len(said) == 1, said  # the screen says what it left out; keep_flagged has nothing to say
     assert said[0].startswith("left out of the baseline: ")
-    assert "events the model flags at α = 0.01" in said[0]
+    assert "events, those the model flags at α = 0.01 (an attack there would hide its kind" in said[0]
+    assert said[0].endswith("; --keep-flagged brings them in, for events you have vetted")
     later = _exfiltration(network[40])
     assert screened.score([later], explain=False).is_anomaly[0]
     assert kept.score([later], explain=False).p_value[0] > screened.score([later], explain=False).p_value[0]
+
+
+def test_a_screen_flags_at_the_least_alpha_the_calibration_can_reach(
+    fitted_detector: Detector, held_out_events: list[Event]
+) -> None:
+    """A model that cannot flag at its α would leave nothing out and call the window clean."""
+    detector = fitted_detector.with_config(alpha=1e-6)
+    assert detector.cannot_flag() is not None
+    network = [e for e in held_out_events if e.get("class_uid") == 4001 and e["traffic"].get("bytes_out")]
+    said: list[str] = []
+    detector.rebaseline(held_out_events[:1500] + [_exfiltration(e) for e in network[:30]], log=said.append)
+    floor = fitted_detector.calibration.smallest_alpha
+    assert f"those the model flags at α = {floor:g} " in said[0], said
+    assert not said[0].startswith("left out of the baseline: 0 of"), said
 
 
 def test_a_screen_that_leaves_out_many_events_says_traffic_may_have_moved(

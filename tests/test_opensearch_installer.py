@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import re
 import socket
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from certificates import make_certificate
 from fake_opensearch import DEFAULTS, FakeOpenSearch
 from live_scorer import closed_port, serve_app
 
@@ -688,6 +690,28 @@ def test_a_scorer_this_machine_cannot_reach_is_a_warning_and_the_install_goes_on
     assert lines[1].startswith("cluster settings: updated")
     assert lines[-1].startswith("installed: connector_id ")
     assert fake.connectors
+
+
+def test_a_scorer_whose_certificate_this_machine_does_not_trust_is_a_warning_unless_ca_certs(
+    fake: FakeOpenSearch, bundle_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A scorer with a private CA's certificate: the cluster trusts it through the nodes' trust
+    store, which this machine does not share. Not an unreachable scorer, and no reason to stop;
+    given that CA with --ca-certs (often the cluster's own), it is checked."""
+    cert, key = make_certificate(tmp_path, "scorer")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    with serve_app(Settings(model_dir=bundle_dir, threads=1), ssl_context=context) as url:
+        argv = ["--opensearch-url", fake.url, "--auth", ":".join(AUTH), "--scorer-url", url]
+        assert main(["opensearch", "install", *argv]) == 0
+        first = capsys.readouterr().err.splitlines()[0]
+        assert first.startswith(
+            f"scorer: warning: not checked, {url}'s certificate is not one this machine trusts ("
+        ), first
+        assert "the cluster checks it against the nodes' own trust store" in first
+        assert main(["opensearch", "install", *argv, "--ca-certs", str(cert)]) == 0
+        first = capsys.readouterr().err.splitlines()[0]
+        assert first.startswith(f"scorer: answers at {url} (model "), first
 
 
 def test_a_scorer_that_answers_is_said_and_the_install_goes_on(

@@ -235,6 +235,11 @@ def _refresh(args: argparse.Namespace) -> int:
     from scorer.io import load_events
     from scorer.threads import set_threads
 
+    if args.calibration_only and args.keep_flagged:
+        raise CliError(
+            "--keep-flagged is for the baseline, which --calibration-only keeps: the calibration takes "
+            "every event (an attack among them only makes the thresholds stricter)"
+        )
     _check_config(args.config)
     set_threads(os.cpu_count() or 1)
     _say(f"loading {args.model}")
@@ -244,11 +249,6 @@ def _refresh(args: argparse.Namespace) -> int:
     events = load_events(args.events)
     if len(events) < 100:
         raise CliError(f"refresh needs at least 100 recent events, got {len(events)}")
-    if args.calibration_only and args.keep_flagged:
-        raise CliError(
-            "--keep-flagged is for the baseline, which --calibration-only keeps: the calibration takes "
-            "every event (an attack among them only makes the thresholds stricter)"
-        )
     if args.calibration_only:
         _say(f"calibrating on {len(events):,} events")
     else:

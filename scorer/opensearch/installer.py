@@ -106,7 +106,7 @@ def install(
     board = _board(dashboards_url, auth, verify_tls, ca_certs, timeout)  # its URL checked before any write
     component = cluster.component_template(options)  # the cluster reached and the credentials taken
     if check_scorer:
-        _check_scorer(options, say)
+        _check_scorer(options, say, ca_certs)
     meta = _settings(cluster, options, component, say)
     connector_id = _connector(cluster, options, say)
     group_id = _model_group(cluster, options, say)
@@ -332,11 +332,14 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def _check_scorer(options: Options, say: Say, timeout: float = SCORER_CHECK_SECONDS) -> None:
+def _check_scorer(
+    options: Options, say: Say, ca_certs: str | None = None, timeout: float = SCORER_CHECK_SECONDS
+) -> None:
     """POST the sample event to the scorer exactly as the connector's predict action will (its
     method, URL with ``?alpha=``, headers with the token, and request body, all from
     definitions.connector), from this machine, directly (no proxy: a proxy's own 403 or 404 would be
-    taken for the scorer's), over TLS verified with the system's CAs.
+    taken for the scorer's), over TLS verified with the system's CAs and ``ca_certs`` (the
+    cluster's, given with --ca-certs: often the same private CA).
 
     - a verdict (2xx with every field the pipeline's output_map reads): one line, and on;
     - 400 bad_alpha, 401, 403 in the service's error shape: InstallError quoting it (every document
@@ -367,7 +370,7 @@ def _check_scorer(options: Options, say: Say, timeout: float = SCORER_CHECK_SECO
     request = urllib.request.Request(action["url"], data=data, method=action["method"], headers=headers)  # noqa: S310 - the user's URL
     opener = urllib.request.build_opener(
         urllib.request.ProxyHandler({}),
-        urllib.request.HTTPSHandler(context=ssl.create_default_context()),
+        urllib.request.HTTPSHandler(context=_scorer_tls(ca_certs)),
         _NoRedirect(),
     )
     location = None
@@ -379,6 +382,13 @@ def _check_scorer(options: Options, say: Say, timeout: float = SCORER_CHECK_SECO
         exc.close()
     except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError and TimeoutError are OSErrors
         why = without_credentials(_why(exc, timeout).replace(token, "***"))
+        if isinstance(getattr(exc, "reason", exc), ssl.SSLCertVerificationError):
+            say(
+                f"{SCORER_CHECK}: warning: not checked, {where}'s certificate is not one this machine "
+                f"trusts ({why}); installing anyway: the cluster checks it against the nodes' own trust "
+                "store (add the CA there, and give it to --ca-certs to have it checked here too)"
+            )
+            return
         say(
             f"{SCORER_CHECK}: warning: not checked, {where} cannot be reached from here ({why}); "
             "installing anyway, as the cluster may reach it where this machine cannot (a docker network's "
@@ -437,6 +447,14 @@ def _check_scorer(options: Options, say: Say, timeout: float = SCORER_CHECK_SECO
             f"indexed with anomaly.error; {what}"
         )
     raise InstallError(f"the scorer at {where} refused the sample event ({said}): check --scorer-url")
+
+
+def _scorer_tls(ca_certs: str | None) -> ssl.SSLContext:
+    """The system's CAs, and the cluster's bundle where one is given."""
+    context = ssl.create_default_context()
+    if ca_certs is not None:
+        context.load_verify_locations(cafile=ca_certs)
+    return context
 
 
 def _not_the_scorer(where: str) -> str:

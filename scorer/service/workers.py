@@ -81,6 +81,7 @@ BACKLOG = 1024  # connections the kernel holds for a listening socket until its 
 RESTARTS_PER_MINUTE = 5  # per serving process: beyond it the service gives up, it would only flap
 UNLOADABLE_RETRY_SECONDS = 30.0  # a replacement that could not load its model, with polling off …
 UNLOADABLE_RETRY_FLOOR = 1.0  # … and at the least with it: each try starts a process and loads a model
+HAND_OVER_MAX = 128  # connections a dead process's socket hands to the others at most (_hand_over)
 # what a serving process serves, as it tells the supervisor: (alias, name, version, bundle version,
 # location) of its champion and of its challenger if any (plain strings: the supervisor loads no model)
 Models = tuple[tuple[str, str, str, str, str], ...]
@@ -236,7 +237,7 @@ def _adopt(conn: Connection, runner: web.AppRunner, context: ssl.SSLContext | No
 
     try:
         accepted = socket.socket(fileno=recv_handle(conn))
-    except (OSError, RuntimeError) as exc:  # RuntimeError: not a descriptor that came
+    except (OSError, RuntimeError, EOFError) as exc:  # RuntimeError: not a descriptor that came
         log.warning("a connection handed over from another serving process was lost: %s", exc)
         return
     if runner.server is None:  # stopped meanwhile
@@ -620,13 +621,18 @@ class _Supervisor:
     def _hand_over(self, slot: _Slot) -> None:
         """The connections waiting on ``slot``'s listening socket, not yet accepted (those the kernel
         gave it while its process was replaced by one that could not start): accepted here and handed
-        to the serving processes in turn, their descriptors sent over their pipes."""
-        from multiprocessing.reduction import send_handle
+        to the serving processes in turn, their descriptors sent over their pipes; at most
+        HAND_OVER_MAX (the pipes are blocking: a taker whose loop is stalled would hold the
+        supervisor), the rest reset as the socket closes. Not where passing a descriptor waits for
+        an acknowledgement on the pipe (macOS), which would read the taker's own messages."""
+        from multiprocessing import reduction
 
+        if reduction.ACKNOWLEDGE:
+            return
         takers = [other for other in self.slots if other is not slot and other.ready and other.conn]
         slot.sock.setblocking(False)
         handed = 0
-        while takers:
+        while takers and handed < HAND_OVER_MAX:
             try:
                 accepted, _ = slot.sock.accept()
             except ConnectionAbortedError:  # its client gave up while it waited
@@ -639,9 +645,22 @@ class _Supervisor:
                     assert taker.conn is not None
                     try:
                         taker.conn.send(("adopt",))
-                        send_handle(taker.conn, accepted.fileno(), None)
                     except OSError:  # it is exiting: seen as it does
                         takers.remove(taker)
+                        continue
+                    try:
+                        reduction.send_handle(taker.conn, accepted.fileno(), None)
+                    except OSError as exc:
+                        # it waits for a descriptor that will not come, and would read the next message
+                        # out of step: replaced, as a process that died
+                        log.warning(
+                            "serving process %d could not be handed a connection (%s): it is replaced",
+                            taker.number,
+                            exc,
+                        )
+                        takers.remove(taker)
+                        if taker.process is not None:
+                            taker.process.terminate()
                         continue
                     handed += 1
                     break
