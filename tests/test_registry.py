@@ -459,7 +459,21 @@ def test_a_store_that_is_not_a_database_or_is_locked_is_a_one_line_error(
     assert "[SQL:" not in locked.stderr
 
 
-def test_cli_train_register_then_list_promote_and_rollback(tmp_path: Path, store: str) -> None:
+def test_cli_train_register_then_list_promote_and_rollback(
+    tmp_path: Path, store: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``train`` runs as a command; the ``models`` commands after it run in this process through the
+    same entry point (each process would import MLflow again: this test took a minute of the suite)."""
+    monkeypatch.setenv("OCSF_ANOMALY_REGISTRY_URI", store)
+
+    def models(*args: str) -> subprocess.CompletedProcess[str]:
+        from scorer.cli import main
+
+        capsys.readouterr()
+        code = main(["models", *args])
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["models", *args], code, out, err)
+
     name = f"cli-{uuid.uuid4().hex[:8]}"
     events, _ = generate_events(1_000, seed=3)
     train_file = tmp_path / "train.jsonl"
@@ -474,46 +488,49 @@ def test_cli_train_register_then_list_promote_and_rollback(tmp_path: Path, store
     assert f"models promote 2 --name {name}" in second.stderr
     assert bundle.read_metadata(tmp_path / "kept")["name"] == name
 
-    listing = _cli("models", "list", "--name", name, "--json", store=store)
+    listing = models("list", "--name", name, "--json")
     assert listing.returncode == 0, listing.stderr
     versions = json.loads(listing.stdout)["versions"]
     assert [(v["version"], v["aliases"]) for v in versions] == [("2", []), ("1", ["champion"])]
     assert versions[0]["bundle_version"] == bundle.read_metadata(tmp_path / "kept")["version"]
 
-    promoted = _cli("models", "promote", "2", "--name", name, store=store)
+    promoted = models("promote", "2", "--name", name)
     assert promoted.returncode == 0, promoted.stderr
     assert f"{name}@champion: version 1 → version 2" in promoted.stderr
-    again = _cli("models", "promote", "2", "--name", name, store=store)  # it said "version 2 → version 2;
+    again = models("promote", "2", "--name", name)  # it said "version 2 → version 2;
     assert again.returncode == 0, again.stderr  # a running service swaps it in"
     assert again.stderr.strip().splitlines()[-1] == f"{name}@champion: already version 2; nothing changed"
-    table = _cli("models", "list", "--name", name, store=store)
+    table = models("list", "--name", name)
     assert table.stdout.splitlines()[2].split()[:2] == ["2", "champion"]
-    back = _cli("models", "rollback", "--name", name, store=store)
+    back = models("rollback", "--name", name)
     assert back.returncode == 0, back.stderr
     assert f"{name}@champion: version 2 → version 1" in back.stderr
 
     for args, message in [
-        (("models", "promote", "7", "--name", name), "has no version '7'"),
-        (("models", "rollback", "--name", name), "no earlier champion"),
-        (("models", "list", "--name", "nobody"), "no registered model 'nobody'"),
-        (("train", train_file), "--output DIR, --register NAME, or both"),
+        (("promote", "7", "--name", name), "has no version '7'"),
+        (("rollback", "--name", name), "no earlier champion"),
+        (("list", "--name", "nobody"), "no registered model 'nobody'"),
     ]:
-        failed = _cli(*args, store=store)
+        failed = models(*args)
         assert failed.returncode == 2, (args, failed.stderr)
         assert message in failed.stderr
         assert "Traceback" not in failed.stderr
+    nowhere = _cli("train", train_file, store=store)
+    assert nowhere.returncode == 2, nowhere.stderr
+    assert "--output DIR, --register NAME, or both" in nowhere.stderr
+    assert "Traceback" not in nowhere.stderr
 
     # the challenger wins: promoted champion, it is no longer the challenger, and the CLI says so
-    challenger = _cli("models", "promote", "2", "--name", name, "--alias", "challenger", store=store)
+    challenger = models("promote", "2", "--name", name, "--alias", "challenger")
     assert f"{name}@challenger: none → version 2" in challenger.stderr
-    won = _cli("models", "promote", "2", "--name", name, store=store)
+    won = models("promote", "2", "--name", name)
     assert won.returncode == 0, won.stderr
     assert f"{name}@champion: version 1 → version 2" in won.stderr
     assert f"{name}@challenger: version 2 → removed, as it is the champion now" in won.stderr
-    listing = _cli("models", "list", "--name", name, "--json", store=store)
+    listing = models("list", "--name", name, "--json")
     versions = json.loads(listing.stdout)["versions"]
     assert [(v["version"], v["aliases"]) for v in versions] == [("2", ["champion"]), ("1", [])]
-    same = _cli("models", "promote", "2", "--name", name, "--alias", "challenger", store=store)
+    same = models("promote", "2", "--name", name, "--alias", "challenger")
     assert same.returncode == 2
     assert same.stderr.strip().splitlines()[-1].startswith("error: version 2 of ")
 
