@@ -80,9 +80,10 @@ class _Profile:
             if np.isfinite(number):
                 self.low, self.high = min(self.low, number), max(self.high, number)
             self._distinct(repr(value))
-        elif isinstance(value, str) and math.isfinite(as_number(value)):  # "443": as the encoder reads it
+        elif isinstance(value, str) and math.isfinite(
+            number := as_number(value)
+        ):  # "443": as the encoder reads it
             self.numbers += 1
-            number = float(value)
             self.low, self.high = min(self.low, number), max(self.high, number)
             self._distinct(value)
         elif isinstance(value, str):

@@ -51,6 +51,7 @@ from urllib.parse import urlsplit
 from scorer.errors import UserError, origin, without_credentials
 from scorer.opensearch import dashboards, definitions
 from scorer.opensearch.definitions import META_KEY, PRIVATE_IP_SETTING, TRUSTED_SETTING, Options
+from scorer.settings import PRINTABLE_ASCII
 
 if TYPE_CHECKING:
     from opensearchpy import OpenSearch
@@ -355,7 +356,7 @@ def _check_scorer(
     body = definitions.connector(options)
     action = body["actions"][0]
     token = body["credential"]["token"]
-    if not re.fullmatch(r"[!-~]+", token):  # the scorer's tokens (settings.PRINTABLE_ASCII)
+    if not re.match(PRINTABLE_ASCII, token):  # what the scorer's tokens may hold
         raise InstallError(
             "--scorer-token holds a space, a control character or one beyond ASCII, which no token "
             "the scorer can be started with does (OCSF_ANOMALY_API_TOKEN is printable ASCII): give "
