@@ -462,9 +462,12 @@ def unserialisable(monkeypatch: pytest.MonkeyPatch, entity: str, times: float = 
     ``entity``, its first ``times`` times; the bodies it refused are returned. No real receiver was
     found to make sending raise anything but the ClientError and TimeoutError it handles (aiohttp
     3.14 turns a broken status line, header, chunk, length, encoding, TLS record or reset into a
-    ClientError; a Location is not parsed, the redirect not being followed), nor can an event (its
-    text is valid UTF-8, and an alert's values are all text): an unexpected error is a bug, made
-    here where it would surface, between the queue and the request."""
+    ClientError; a Location is not parsed, the redirect not being followed), nor can an event: every
+    value of an alert is text the alerter makes (an integer beyond 64 bits, NaN or an infinity
+    becomes its digits or word, the keys are its own), and every event comes through
+    ``scorer.io.loads``, which refuses a lone surrogate such as ``"\\ud800"``, the only text orjson
+    cannot write (tests/test_service.py). An unexpected error is a bug, made here where it would
+    surface, between the queue and the request."""
     refused: list[bytes] = []
 
     def dumps(value: Any) -> bytes:
@@ -527,6 +530,80 @@ async def test_a_batch_failing_unexpectedly_once_is_sent_on_the_retry(
     assert len(refused) == 1
     assert [b["alerts"][0]["labels"]["entity"] for b in receiver.bodies] == ["10.0.0.1"]
     assert (alerter.counters.send_failures, alerter.counters.dropped_send_error) == (1, 0)
+
+
+async def test_an_alert_failing_unexpectedly_is_dropped_alone_not_with_its_batch(
+    webhook: Any, make_alerter: MakeAlerter, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two alerts of a batch whose sending fails unexpectedly (a bug) made the whole batch fail
+    UNEXPECTED_ERRORS times and be dropped: the six others were lost with them. The batch is sent
+    again in halves, down to the failing alerts alone, which are retried and dropped; the others are
+    sent, in order, and the next batch is whole again. Fault injection (see ``unserialisable``: no
+    event can cause it): every body holding an alert of 10.6.6.x fails."""
+    caplog.set_level(logging.DEBUG, logger="ocsf_anomaly")
+    refused = unserialisable(monkeypatch, "10.6.6.")
+    receiver, url = await webhook()
+    registry = CollectorRegistry()
+    alerter = await make_alerter(url, AlertMetrics(registry), kind="webhook", batch_size=8)
+    entities = [f"10.{6 if i in (2, 5) else 0}.{6 if i in (2, 5) else 0}.{i}" for i in range(8)]
+    for entity in entities:  # queued before the sender runs: one batch of 8
+        alerter.offer(*scored(entity, 0.0005))
+    counters = alerter.counters
+    await until(lambda: counters.sent + counters.dropped_send_error == 8, "the batch's outcomes")
+    assert (counters.sent, counters.dropped_send_error, alerter.queued) == (6, 2, 0)
+    taken = [a["labels"]["entity"] for body in receiver.bodies for a in body["alerts"]]
+    assert taken == [e for e in entities if not e.startswith("10.6.6.")]  # in order, each once
+    alone = [orjson.loads(body)["alerts"] for body in refused]
+    alone = [alerts[0]["labels"]["entity"] for alerts in alone if len(alerts) == 1]
+    assert alone == ["10.6.6.2"] * UNEXPECTED_ERRORS + ["10.6.6.5"] * UNEXPECTED_ERRORS
+
+    for i in range(8):  # the halving was for that batch only
+        alerter.offer(*scored(f"10.1.0.{i}", 0.0005))
+    await until(lambda: counters.sent == 14, "the next batch")
+    assert [len(body["alerts"]) for body in receiver.bodies][-1] == 8
+    assert (counters.offered, counters.dropped_send_error, alerter.queued) == (16, 2, 0)
+    sample = registry.get_sample_value
+    assert sample("ocsf_anomaly_alerts_total", {"outcome": "dropped_send_error"}) == 2
+    assert sample("ocsf_anomaly_alerts_total", {"outcome": "sent"}) == 14
+    assert counters.send_failures == len(refused) - 2  # every failed request but the two last tries
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors  # once for the batch, not again for its halves
+    assert "sending 8 alerts" in errors[0]
+    assert "failed with an unexpected TypeError (a bug)" in errors[0]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    dropped = [w for w in warnings if f"failed unexpectedly {UNEXPECTED_ERRORS} times in a row: dropped" in w]
+    assert len(dropped) == 2, warnings
+    assert all(w.startswith("sending an alert to ") for w in dropped), dropped
+    assert not any("10.6.6" in m for m in errors + warnings)  # the alerts only at DEBUG
+    assert "cannot serialise 10.6.6." in caplog.text
+
+
+async def test_a_half_sent_in_smaller_batches_after_a_413_is_halved_from_where_they_stopped(
+    webhook: Any, make_alerter: MakeAlerter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 413 and an unexpected error (fault injection, see ``unserialisable``) in one batch: the
+    receiver takes two alerts a request (about 520 bytes each), the fifth of eight fails. The batch
+    fails and is halved; the first half is answered 413 and sent two alerts at a time; the second
+    half, taken two at a time too, fails on its first two, which are halved again; every alert but
+    the failing one is sent, in order, once."""
+    refused = unserialisable(monkeypatch, "10.6.6.")
+    receiver, url = await webhook(max_body=1300)
+    alerter = await make_alerter(url, kind="webhook", batch_size=8)
+    entities = [f"10.{6 if i == 4 else 0}.{6 if i == 4 else 0}.{i}" for i in range(8)]
+    for entity in entities:
+        alerter.offer(*scored(entity, 0.0005))
+    counters = alerter.counters
+    await until(lambda: counters.sent + counters.dropped_send_error == 8, "the batch's outcomes")
+    assert (counters.sent, counters.dropped_send_error, counters.dropped_rejected, alerter.queued) == (
+        7,
+        1,
+        0,
+        0,
+    )
+    taken = [a["labels"]["entity"] for body in receiver.bodies for a in body["alerts"]]
+    assert taken == [e for e in entities if e != "10.6.6.4"]
+    assert [len(body["alerts"]) for body in receiver.bodies] == [2, 2, 1, 2]
+    assert [len(orjson.loads(body)["alerts"]) for body in refused] == [8, 2] + [1] * UNEXPECTED_ERRORS
 
 
 async def test_close_while_a_batch_fails_unexpectedly_drops_and_counts_it_at_close(
