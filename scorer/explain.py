@@ -39,7 +39,7 @@ class Reason:
     field: str  # the OCSF field, as the feature spec names its path
     value: Any
     typical: Any  # the neighbours' median (a number one of them holds, or "≥ x" beyond the clip) or mode
-    deviation: float | None  # None: the value is an impossible number
+    deviation: float | None  # None: the value is an impossible number, or a number no port can be
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,8 +66,8 @@ def find_reasons(
     have one: 3 × the share that have one; held where most have none: 3 × the share that have none,
     if larger); for a category, 3 × the share of neighbours with another value (5 × for a value
     never seen in training), so that a category none of them shares ranks with a number 3 (or 5)
-    deviations away. A number that cannot be real (not finite, or beyond ±2⁶³) comes first,
-    deviation None.
+    deviations away. A number that cannot be real (not finite, or beyond ±2⁶³), or a port field's
+    number that no port can be (``"not a port (70000)"``), comes first, deviation None.
     """
     nbr = np.where(neighbours >= 0, neighbours, 0)
     numeric = encoder.numeric_features
@@ -78,6 +78,8 @@ def find_reasons(
     nbr_cat = baseline.cat[nbr]  # (n, k, categorical)
     differs = (nbr_cat != encoded.cat[:, None, :]).sum(axis=1) / nbr.shape[1]
     categorical_dev = np.where(_unseen(encoder, encoded.cat), 5.0, 3.0) * differs
+    if encoded.invalid is not None:  # a port no port can be: its columns follow the numeric ones
+        categorical_dev[encoded.invalid[:, n_numeric:]] = math.inf
     matrix = np.concatenate([numeric_dev, categorical_dev], axis=1)
     fields: list[FeatureDef] = numeric + encoder.categorical_features
     order = np.argsort(-matrix, axis=1, kind="stable")
@@ -97,7 +99,7 @@ def find_reasons(
                 column = f - n_numeric
                 own = int(encoded.cat[row, column])
                 mode = int(np.bincount(nbr_cat[row, :, column]).argmax())
-                if mode == own:  # most neighbours share its value: nothing to show
+                if mode == own and not math.isinf(deviation):  # most neighbours share it: nothing to show
                     continue
                 value = _category_value(encoder, feature, own, raw)
                 typical = _category_typical(encoder, feature, mode)
@@ -216,8 +218,8 @@ class _Numbers:
             3.0 * (1.0 - lacking_share),
             np.where(most_lack, np.maximum(value_gap, absence), value_gap),
         )
-        if encoded.invalid is not None:
-            deviation[encoded.invalid] = math.inf
+        if encoded.invalid is not None:  # the numeric features' columns (categorical ones follow)
+            deviation[encoded.invalid[:, : deviation.shape[1]]] = math.inf
         typical_missing = most_lack & (event_missing | (absence >= value_gap))
         # a number beside the middle value nearer to it (the lower one beside a missing number)
         nearer = np.where((own > upper) & ~event_missing[:, owner], high, low)
@@ -373,7 +375,12 @@ def reason_text(reason: dict[str, Any]) -> str:
     """A reason (as the service answers it) as one line: ``field=value (typical T, deviation D)``, for
     hosts that keep text rather than objects (an OpenSearch document's keyword list)."""
     deviation = reason.get("deviation")
-    how = "not a possible number" if deviation is None else f"deviation {float(deviation):.1f}"
+    if deviation is None:  # a port field's number no port can be is shown as "not a port (70000)"
+        value = reason.get("value")
+        port = isinstance(value, str) and value.startswith(f"{NOT_A_PORT} (")
+        how = "not a possible port" if port else "not a possible number"
+    else:
+        how = f"deviation {float(deviation):.1f}"
     return (
         f"{reason.get('field')}={_text(reason.get('value'))} (typical {_text(reason.get('typical'))}, {how})"
     )

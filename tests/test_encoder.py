@@ -29,7 +29,7 @@ from scorer.features.encoder import (
 )
 from scorer.features.infer import infer_spec
 from scorer.features.spec import FeatureDef, FeatureSpec, default_spec
-from scorer.io import load_events
+from scorer.io import OutOfRange, load_events
 from scorer.paths import shared_data_dir
 
 Event = dict[str, Any]
@@ -581,6 +581,50 @@ def test_port_buckets(encoder: FeatureEncoder, port: Any, index: int) -> None:
 
 def test_absent_port_is_missing(encoder: FeatureEncoder) -> None:
     assert encoder.encode([{}]).cat[0, _col(encoder, "port#port_bucket")] == MISSING_INDEX
+
+
+# a number no port can be (not whole, or outside 0..65535), by numbers()' rule of what is a number:
+# a numeric string is one, a float NaN is a dataframe's "missing", a bool is 0 or 1
+NO_PORT = [70000, 65536, -1, 80.5, "70000", " -1 ", "80.5", "1e999", "Infinity", "NaN", math.inf, -math.inf]
+NO_PORT += [1e300, 2**64, 10**400, 10**5000, OutOfRange("1e400")]
+NOT_FLAGGED = [0, 65535, 443, 443.0, "443", True, False, "http", "", "0x50", math.nan, [22], {"p": 1}, None]
+
+
+def test_a_port_no_port_can_be_is_marked_as_an_impossible_number_is(encoder: FeatureEncoder) -> None:
+    """70000, -1 or "80.5" in a port field was only an unknown port: the event was not flagged. It
+    is marked as an impossible number is (the detector flags what ``invalid`` marks), in the port's
+    column after the numeric features' (the order explanations list fields in); a name ("http",
+    producers write service names there) or no port is not. The encoded columns are as they were:
+    a number no port can be encodes as any unknown port does."""
+    values = [*NO_PORT, *NOT_FLAGGED]
+    events = [{"port": value, "num": 3} for value in values]
+    batch = encoder.encode(events)
+    column = len(encoder.numeric_features) + _col(encoder, "port#port_bucket")
+    assert batch.invalid is not None
+    assert batch.invalid.shape == (
+        len(values),
+        len(encoder.numeric_features) + len(encoder.categorical_features),
+    )
+    assert batch.invalid[:, column].tolist() == [True] * len(NO_PORT) + [False] * len(NOT_FLAGGED)
+    assert batch.invalid.sum() == len(NO_PORT)  # the port only, never a numeric column
+    unknown = encoder.encode([{"port": "http", "num": 3}] * len(NO_PORT))
+    np.testing.assert_array_equal(batch.cat[: len(NO_PORT)], unknown.cat)
+    np.testing.assert_array_equal(batch.num[: len(NO_PORT)], unknown.num)
+    # one at a time as in a batch, and taken apart
+    for i, event in enumerate(events):
+        single = encoder.encode([event]).invalid
+        assert (single is not None and bool(single[0, column])) == (i < len(NO_PORT)), values[i]
+    taken = batch.take(np.arange(len(NO_PORT) - 1, len(values))).invalid
+    assert taken is not None
+    assert taken[:, column].tolist() == [True] + [False] * len(NOT_FLAGGED)
+    # beside an impossible number and an impossible time, each in its own column
+    both = encoder.encode([{"port": 70000, "num": "1e999", "time": "Infinity"}, {"port": 443}])
+    numeric = [f.name for f in encoder.numeric_features]
+    assert both.invalid is not None
+    assert np.flatnonzero(both.invalid[0]).tolist() == sorted(
+        [numeric.index("num"), numeric.index("time#time_cyclic"), column]
+    )
+    assert not both.invalid[1].any()
 
 
 # ------------------------------------------------------------------ hashing

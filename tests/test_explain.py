@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from scorer.detector import Detector
-from scorer.explain import Reason, find_reasons
+from scorer.explain import Reason, find_reasons, reason_text
 from scorer.features.encoder import FeatureEncoder, stable_bucket
 from scorer.features.spec import FeatureDef, FeatureSpec
 
@@ -177,21 +177,50 @@ def test_a_hashed_value_whose_bucket_training_never_filled_is_unseen(encoder: Fe
 
 
 @pytest.mark.parametrize(
-    ("port", "shown"),
+    ("port", "shown", "deviation"),
     [
-        (70000, "not a port (70000)"),
-        (-1, "not a port (-1)"),
-        (1e300, "not a port (1e+300)"),
-        ("http", "not a port (http)"),
+        (70000, "not a port (70000)", None),
+        (-1, "not a port (-1)", None),
+        ("80.5", "not a port (80.5)", None),
+        (1e300, "not a port (1e+300)", None),
+        ("http", "not a port (http)", 5.0),
     ],
 )
 def test_a_port_that_is_no_port_shows_beside_the_ranges_in_their_form(
-    encoder: FeatureEncoder, port: Any, shown: str
+    encoder: FeatureEncoder, port: Any, shown: str, deviation: float | None
 ) -> None:
-    """The value was the raw number beside a range ("70000" beside "ephemeral"), 1e300 as 301 digits."""
+    """The value was the raw number beside a range ("70000" beside "ephemeral"), 1e300 as 301 digits.
+    A number no port can be is flagged as an impossible number is (deviation None); a name
+    ("http") is a port never seen in training (5 × the share of neighbours with another value)."""
     neighbours = [_neighbour(i, port=50000 + i) for i in range(20)]
     reason = _explain(encoder, neighbours, _neighbour(0, port=port))["port"]
-    assert (reason.value, reason.typical, reason.deviation) == (shown, "ephemeral", 5.0)
+    assert (reason.value, reason.typical, reason.deviation) == (shown, "ephemeral", deviation)
+
+
+def test_a_number_no_port_can_be_is_the_first_reason_even_beside_unknown_ports(
+    encoder: FeatureEncoder,
+) -> None:
+    """Flagged as an impossible number is: first, before a number far from its neighbours', and
+    shown even where the neighbours' ports are unknown too (they share its category, which hid it)."""
+    neighbours = [_neighbour(i, port="http") for i in range(20)]
+    event = _neighbour(0, port=70000, count=10**6)
+    baseline = encoder.encode(neighbours)
+    order = np.arange(len(neighbours), dtype=np.int64)[None, :]
+    reasons = find_reasons(encoder, baseline, [event], encoder.encode([event]), order, 3)[0]
+    assert [r.field for r in reasons] == ["port", "count"]
+    first = reasons[0].to_dict()
+    assert first == {
+        "field": "port",
+        "value": "not a port (70000)",
+        "typical": "not a port",
+        "deviation": None,
+    }
+    assert reason_text(first) == "port=not a port (70000) (typical not a port, not a possible port)"
+    # an impossible number still says so
+    number = {"field": "count", "value": "1e999", "typical": 10, "deviation": None}
+    assert reason_text(number) == "count=1e999 (typical 10, not a possible number)"
+    # a name where the neighbours have names: nothing to show, as before
+    assert "port" not in _explain(encoder, neighbours, _neighbour(0, port="ssh"))
 
 
 def test_a_huge_float_in_a_category_is_shown_as_python_writes_it(encoder: FeatureEncoder) -> None:
@@ -215,3 +244,29 @@ def test_an_authentication_event_with_bytes_is_explained_by_their_absence(
         assert reason.typical is None
         assert reason.deviation is not None
         assert math.isclose(reason.deviation, 3.0)
+
+
+@pytest.mark.parametrize("field", ["src_endpoint.port", "dst_endpoint.port"])
+def test_a_number_no_port_can_be_flags_the_event_through_the_detector(
+    fitted_detector: Detector, held_out_events: list[Event], field: str
+) -> None:
+    """70000 in a port field (dst_endpoint.port is a port range and a category both) was an unseen
+    port: now p-value 0 and the first reason, as an impossible number; a name or no port is not forced."""
+    network = next(e for e in held_out_events if e.get("class_uid") == 4001)
+    endpoint, leaf = field.split(".")
+    values: list[Any] = [70000, "70000", -1, 80.5, "Infinity", "http", None]
+    events = [network]
+    for value in values:
+        event = copy.deepcopy(network)
+        event[endpoint][leaf] = value
+        events.append(event)
+    result = fitted_detector.score(events)
+    forced = [True] * 5 + [False] * 2
+    assert result.impossible.tolist() == [False, *forced]
+    assert (result.p_value == 0.0).tolist() == [False, *forced]
+    assert result.is_anomaly[1:6].all()
+    for row, value in enumerate(values[:5], start=1):
+        first = result.anomaly(row, fitted_detector.model_info)["reasons"][0]
+        assert first["field"] == field
+        assert first["value"] == f"not a port ({value})"
+        assert first["deviation"] is None

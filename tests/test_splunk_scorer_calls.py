@@ -8,6 +8,7 @@ proxy (tests/recording_proxy.py) that shows each request and can answer a few it
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -20,11 +21,14 @@ from live_scorer import Scorer, closed_port
 from recording_proxy import RecordingProxy
 from splunk_protocol import (
     ADDED,
+    APP_DIR,
     Search,
     csv_body,
     run_search,
     splunk_records,
 )
+
+from scorer.explain import reason_text
 
 
 def _search(
@@ -234,3 +238,23 @@ def test_an_answer_with_reasons_of_another_shape_is_written_as_it_came_not_a_tra
     assert first["anomaly_reasons"] == "a=1 (typical 2, deviation large)"
     assert (second["anomaly_score"], second["anomaly_error"]) == ("2.5", "")
     assert second["anomaly_reasons"] == "b=x (typical y, deviation 3.0)"
+
+
+def test_the_apps_reason_text_writes_every_service_reason_as_the_core_does() -> None:
+    """The app runs on Splunk's own Python without this package, so it keeps its own copy of the
+    one-line form of a reason: this keeps the two the same for what the service answers (an
+    impossible number, a port no port can be, a deviation, a missing typical)."""
+    spec = importlib.util.spec_from_file_location("app_scorer", APP_DIR / "bin" / "ocsf_anomaly_scorer.py")
+    assert spec is not None
+    assert spec.loader is not None
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    reasons = [
+        {"field": "src_endpoint.port", "value": "not a port (70000)", "typical": 443, "deviation": None},
+        {"field": "traffic.bytes_in", "value": "1e999", "typical": 10, "deviation": None},
+        {"field": "traffic.bytes_in", "value": 123456.0, "typical": 10.5, "deviation": 7.25},
+        {"field": "connection_info.protocol_name", "value": "icmp", "typical": None, "deviation": 5.0},
+        {"field": "unmapped.flag", "value": True, "typical": False, "deviation": 3},
+    ]
+    assert [app.reason_text(r) for r in reasons] == [reason_text(r) for r in reasons]
+    assert app.reason_text(reasons[0]).endswith("not a possible port)")

@@ -44,11 +44,16 @@ class EncoderError(ValueError):
 @dataclass(frozen=True)
 class EncodedBatch:
     """A batch of encoded events: categorical indices and scaled numeric columns, and where a
-    numeric field held an impossible number (which the columns show as missing)."""
+    field held an impossible number (which the columns show as missing) or a port field a number
+    no port can be (which the columns show as an unknown port, as they did before it was flagged).
+
+    ``invalid`` has a column per numeric feature (in ``numeric_features`` order), then one per
+    categorical feature (in column order, as ``cat``): the order in which explanations list fields.
+    Only a ``port_bucket`` feature is ever marked among the categorical ones."""
 
     cat: IntArray  # (n, n_categorical), 0 = missing, 1 = unknown
     num: FloatArray  # (n, n_numeric): values, then per feature a missing indicator
-    invalid: npt.NDArray[np.bool_] | None = None  # (n, numeric features); None: none anywhere
+    invalid: npt.NDArray[np.bool_] | None = None  # (n, numeric + categorical features); None: none anywhere
 
     def __len__(self) -> int:
         return int(self.cat.shape[0])
@@ -155,6 +160,23 @@ def _port_index(value: Any) -> int:
     if not 0 <= port <= 65535 or port != math.floor(port):  # NaN and ±inf fail the range
         return UNKNOWN_INDEX
     return RESERVED + (0 if port < 1024 else 1 if port < 49152 else 2)
+
+
+def _impossible_ports(raw: list[Any], indices: list[int]) -> npt.NDArray[np.bool_] | None:
+    """Where a port field holds a number no port can be, by the rule of :func:`numbers` for what
+    is a number (a numeric string is one, a float NaN is a dataframe's "missing", a bool is 0 or 1):
+    one that is not a whole number from 0 to 65535 (``70000``, ``-1``, ``80.5``, ``"70000"``,
+    ``"Infinity"``). A name (``"http"``: producers write service names there) is no number: only
+    an unknown port. None where there is none (only a value read as unknown can be one)."""
+    if UNKNOWN_INDEX not in indices:  # every port possible, or missing: the common case, in C
+        return None
+    impossible = None
+    for i, index in enumerate(indices):
+        if index == UNKNOWN_INDEX and _is_number(raw[i]):
+            if impossible is None:
+                impossible = np.zeros(len(indices), dtype=bool)
+            impossible[i] = True
+    return impossible
 
 
 def _is_number(value: Any) -> bool:
@@ -311,6 +333,7 @@ class _Layout:
     scale: npt.NDArray[np.float64]
     clip: npt.NDArray[np.float64]
     cyclic: list[tuple[int, int, int]]  # (spec index, first value column, missing column)
+    ports: list[int]  # the categorical columns of port_bucket features
     width: int
 
 
@@ -485,6 +508,7 @@ class FeatureEncoder:
                 for f in numeric
                 if f.kind == "time_cyclic"
             ],
+            ports=[j for j, f in enumerate(self.categorical_features) if f.kind == "port_bucket"],
             width=len(self.numeric_columns),
         )
 
@@ -500,11 +524,12 @@ class FeatureEncoder:
         n = len(events)
         columns = self._columns(events)
         num = np.zeros((n, layout.width), dtype=np.float32)
+        n_numeric = len(self.numeric_features)
         invalid = None
         if layout.plain:
             x, impossible = numbers([columns[i] for i in layout.plain], len(layout.plain))
             if impossible.any():  # shown to the network as missing; the detector flags the event
-                invalid = np.zeros((n, len(self.numeric_features)), dtype=bool)
+                invalid = np.zeros((n, n_numeric + len(layout.categorical)), dtype=bool)
                 invalid[:, layout.plain_positions] = impossible
             x[:, layout.log] = signed_log1p(x[:, layout.log])
             absent = np.isnan(x)
@@ -516,8 +541,8 @@ class FeatureEncoder:
             ms, impossible_time = epoch_ms_checked(columns[index])
             if impossible_time.any():  # a time no event can hold (1e300, "Infinity"): flagged as numbers are
                 if invalid is None:
-                    invalid = np.zeros((n, len(self.numeric_features)), dtype=bool)
-                invalid[:, missing_column - (layout.width - len(self.numeric_features))] = impossible_time
+                    invalid = np.zeros((n, n_numeric + len(layout.categorical)), dtype=bool)
+                invalid[:, missing_column - (layout.width - n_numeric)] = impossible_time
             absent_time = np.isnan(ms)
             hour = (ms / 3_600_000.0) % 24.0 * (2 * math.pi / 24.0)
             dow = ((ms / 86_400_000.0) + 3.0) % 7.0 * (2 * math.pi / 7.0)  # 1970-01-01 was a Thursday
@@ -527,6 +552,12 @@ class FeatureEncoder:
             num[:, missing_column] = absent_time
         # every categorical column as a list of indices, then one array (not one per column)
         indices = [self._category_indices(feature, columns[index]) for index, feature in layout.categorical]
+        for j in layout.ports:  # a number no port can be (70000): still an unknown port, and flagged
+            impossible_port = _impossible_ports(columns[layout.categorical[j][0]], indices[j])
+            if impossible_port is not None:
+                if invalid is None:
+                    invalid = np.zeros((n, n_numeric + len(layout.categorical)), dtype=bool)
+                invalid[:, n_numeric + j] = impossible_port
         cat = np.ascontiguousarray(np.array(indices, dtype=np.int64).reshape(len(layout.categorical), n).T)
         return EncodedBatch(cat=cat, num=num, invalid=invalid)
 

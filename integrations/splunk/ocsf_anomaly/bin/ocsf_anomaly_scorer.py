@@ -95,8 +95,10 @@ def reason_text(reason: Any) -> str:
     if not isinstance(reason, dict):
         return _text(reason)
     deviation = reason.get("deviation")
-    if deviation is None:
-        how = "not a possible number"
+    if deviation is None:  # the service shows a port field's number no port can be as "not a port (70000)"
+        value = reason.get("value")
+        port = isinstance(value, str) and value.startswith("not a port (")
+        how = "not a possible port" if port else "not a possible number"
     elif isinstance(deviation, (int, float)) and not isinstance(deviation, bool):
         how = f"deviation {deviation:.1f}"
     else:  # not the service's answer: written as it came
