@@ -34,12 +34,11 @@ Why this shape: scoring must never wait for, nor fail because of, a receiver. He
   (a 4xx: the receiver will never take them; a redirect, which is not followed) drops the batch,
   logged and counted; but a 413 for more than one alert halves the batches from then on, and
   sends the alerts again in them. An unexpected error while sending a batch (a bug: no receiver
-  nor event was found to cause one) is logged at ERROR. A batch of more than one alert is then
-  sent again as two halves, each halved again if it fails, down to single alerts, so that an
-  alert it fails for does not take the rest of its batch with it; the batches after it are full
-  again. A single alert is retried like an unavailable receiver, and after failing so
-  ``UNEXPECTED_ERRORS`` times in a row it is dropped, logged and counted, so that it cannot hold
-  up every later alert, and the sender goes on.
+  nor event was found to cause one) is logged at ERROR and retried like an unavailable receiver;
+  a batch that fails so ``UNEXPECTED_ERRORS`` times in a row is dropped, logged and counted, so
+  that it cannot hold up every later alert, and the sender goes on. It is dropped whole, not
+  halved down to the alerts it fails for: no alert's content can fail (every value is text the
+  alerter makes), and a bug that failed every request would then drain one alert at a time.
 - An entity alerts at most once per ``dedupe_seconds``: a noisy host is one alert, not thousands.
   The entities remembered are bounded (the oldest forgotten first, so at worst an entity alerts
   again early). An alert dropped because the queue was full does not count as the entity's alert.
@@ -89,7 +88,7 @@ WARNING_FACTOR = 3.0  # at most alert p-value / 3: warning; else info
 EXPIRED_PER_OFFER = 2  # expired entities forgotten per offer: more than it adds, in constant time
 MAX_TEXT = 200  # characters of an event's value in a label or annotation (then "…"), as in reasons
 P_TOLERANCE = 1e-12  # the anomaly's p-value is rounded: equal to a level within float error is at it
-UNEXPECTED_ERRORS = 3  # an alert sent alone that fails unexpectedly this often in a row is dropped
+UNEXPECTED_ERRORS = 3  # a batch whose sending raises an unexpected error this often in a row is dropped
 
 
 @dataclass(frozen=True)
@@ -173,13 +172,13 @@ class AlertCounters:
     dropped_malformed: int = 0
     """Not sent: the anomaly object could not be made into an alert (a bug upstream; logged)."""
     dropped_send_error: int = 0
-    """Not sent: sending it alone raised an unexpected error ``UNEXPECTED_ERRORS`` times in a row (a
-    bug; logged); the other alerts of its batch were sent apart from it."""
+    """Not sent: sending their batch raised an unexpected error ``UNEXPECTED_ERRORS`` times in a row
+    (a bug; logged)."""
     sent: int = 0
     """Taken by the receiver (2xx)."""
     send_failures: int = 0
-    """Requests that failed and were retried (unreachable, timed out, 5xx, 429, an unexpected error;
-    a batch of several alerts that failed unexpectedly is sent again in halves): not alerts."""
+    """Requests that failed and were retried (unreachable, timed out, 5xx, 429, an unexpected error):
+    not alerts."""
 
 
 def config_from(settings: Settings) -> AlertConfig | None:
@@ -241,10 +240,9 @@ class Outcome(enum.Enum):
 
     SENT = "sent"
     REJECTED = "dropped_rejected"
-    FAILED = "dropped_send_error"  # an unexpected error UNEXPECTED_ERRORS times in a row, for one alert
+    FAILED = "dropped_send_error"  # an unexpected error UNEXPECTED_ERRORS times in a row
     RETRY = "retry"
     TOO_LARGE = "too_large"  # 413 for more than one alert: sent again in smaller batches
-    SPLIT = "split"  # an unexpected error for more than one alert: sent again in two halves
 
 
 class Alerter:
@@ -268,9 +266,6 @@ class Alerter:
         self._failing = False  # the last request failed (logged once per outage)
         self._errors = 0  # unexpected errors in a row sending the queue's head
         self._batch_size = config.batch_size  # halved each time the receiver answers a batch 413
-        # what is left of a batch that failed unexpectedly, as the sizes of its parts at the queue's
-        # head, each sent apart (the next one last); empty: batches of _batch_size
-        self._halves: list[int] = []
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -399,9 +394,8 @@ class Alerter:
         self._task.add_done_callback(_log_failure)
 
     async def close(self) -> None:
-        """Send what is queued for up to ``close_grace_seconds`` (stopping at the first failure it
-        would retry after a pause), drop and count the rest, and close the session. Offers after it
-        are dropped and counted."""
+        """Send what is queued for up to ``close_grace_seconds`` (stopping at the first failure),
+        drop and count the rest, and close the session. Offers after it are dropped and counted."""
         self._closing = True
         self._stopping.set()
         self._wake.set()
@@ -425,9 +419,8 @@ class Alerter:
 
     async def _run(self) -> None:
         """Send the queue's head in batches until closed; a batch leaves the queue once the receiver
-        took or refused it (or sending a single alert failed unexpectedly ``UNEXPECTED_ERRORS`` times
-        in a row), so a failing one is retried first. A batch of several alerts that fails
-        unexpectedly is split into halves in ``_halves``, sent one after the other."""
+        took or refused it (or sending it failed unexpectedly ``UNEXPECTED_ERRORS`` times in a row),
+        so a failing one is retried first."""
         pause = self.config.retry_initial_seconds
         while True:
             if not self._queue:
@@ -436,8 +429,7 @@ class Alerter:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            size = min(self._halves[-1], self._batch_size) if self._halves else self._batch_size
-            batch = list(itertools.islice(self._queue, size))
+            batch = list(itertools.islice(self._queue, self._batch_size))
             try:
                 outcome = await self._post(batch)
                 self._errors = 0
@@ -450,9 +442,6 @@ class Alerter:
                     len(batch),
                     self._batch_size,
                 )
-                continue
-            if outcome is Outcome.SPLIT:
-                self._split(len(batch))
                 continue
             if outcome is Outcome.RETRY:
                 if self._closing:
@@ -467,17 +456,6 @@ class Alerter:
                 self._queue.popleft()
             self._queue_changed()
             self._count(outcome.value, len(batch))
-            if self._halves:
-                self._halves[-1] -= len(batch)
-                if not self._halves[-1]:
-                    self._halves.pop()
-
-    def _split(self, alerts: int) -> None:
-        """Put the two halves of the head's ``alerts`` in ``_halves``, the first to be sent next, in
-        place of the part they were taken from (of which a 413 may have sent only the start)."""
-        rest = self._halves.pop() - alerts if self._halves else 0
-        first = alerts // 2
-        self._halves.extend(part for part in (rest, alerts - first, first) if part)
 
     async def _post(self, batch: list[dict[str, Any]]) -> Outcome:
         assert self._session is not None  # _run is only started by start()
@@ -517,33 +495,27 @@ class Alerter:
         return Outcome.REJECTED
 
     def _unexpected(self, exc: Exception, alerts: int) -> Outcome:
-        """Send a batch of several alerts again as two halves; retry a single alert like a failed
-        request, or drop it after ``UNEXPECTED_ERRORS`` in a row. Logged at ERROR once a batch taken
-        from the queue (not again for its halves), with where it was raised but not its message,
-        which may quote an alert (the whole error at DEBUG)."""
-        if not self._errors and not self._halves:
+        """Retry the batch like a failed request, or drop it after ``UNEXPECTED_ERRORS`` in a row.
+        Logged at ERROR once a batch, with where it was raised but not its message, which may quote
+        an alert (the whole error at DEBUG)."""
+        self._errors += 1
+        if self._errors == 1:
             log.error(
-                "sending %d alerts to %s failed with an unexpected %s (a bug): %s\n%s",
+                "sending %d alerts to %s failed with an unexpected %s (a bug): they are kept queued and "
+                "retried\n%s",
                 alerts,
                 origin(self._endpoint),
                 type(exc).__name__,
-                "they are sent again in halves, down to the alerts it fails for alone, which are retried"
-                if alerts > 1
-                else "it is kept queued and retried",
                 "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
             )
         log.debug("the unexpected error", exc_info=exc)
-        if alerts > 1:
-            self._errors = 0
-            self._count_failure()
-            return Outcome.SPLIT
-        self._errors += 1
         if self._errors < UNEXPECTED_ERRORS:
             self._count_failure()
             return Outcome.RETRY
         self._errors = 0
         log.warning(
-            "sending an alert to %s failed unexpectedly %d times in a row: dropped",
+            "sending %d alerts to %s failed unexpectedly %d times in a row: dropped",
+            alerts,
             origin(self._endpoint),
             UNEXPECTED_ERRORS,
         )
