@@ -240,6 +240,12 @@ class Detector:
         for warning in encoder.coverage(train_events, "training events").warnings():
             say(f"warning: {warning}")
         encoder.fit(train_events)
+        for name, values in encoder.port_sentinels.items():
+            shown = ", ".join(values[:5]) + ("…" if len(values) > 5 else "")
+            say(
+                f"{name}: the training events hold numbers no port can be ({shown}), a producer's "
+                "'no port': read as a port never seen, not flagged as impossible"
+            )
         say(
             f"{len(spec.features)} features ({len(encoder.cardinalities)} categorical, {len(encoder.numeric_columns)} numeric columns)"
         )

@@ -448,3 +448,29 @@ def test_the_feature_weights_travel_with_the_bundle_and_an_older_bundle_counts_e
     state.settings["feature_weights"] = [1.0, 2.0]
     with pytest.raises(bundle.BundleError, match="feature_weights"):
         Detector.from_state(state)
+
+
+def test_a_producers_no_port_in_training_is_said_and_not_flagged_later(train_events: list[Any]) -> None:
+    """Training events whose producer writes -1 for "no port" fit a model that says so and reads
+    -1 later as a port never seen (not as impossible, which would flag every such event); a port
+    number training never held, 70000, still flags its event."""
+    from scorer.model import TrainConfig
+
+    events = copy.deepcopy(train_events[:600])
+    for event in events[::4]:
+        event.setdefault("src_endpoint", {})["port"] = -1
+    said: list[str] = []
+    detector = Detector.fit(
+        events,
+        config=DetectorConfig(baseline_size=300, seed=0),
+        train_config=TrainConfig(epochs=1, max_rows=400, seed=0),
+        progress=False,
+        log=said.append,
+    )
+    assert any(line.startswith("src_endpoint.port") and "(-1)" in line for line in said), said
+    probe = copy.deepcopy(events[1])
+    later = [
+        {**probe, "src_endpoint": {**probe.get("src_endpoint", {}), "port": port}}
+        for port in (-1, "-1", 70000)
+    ]
+    assert detector.score(later, explain=False).impossible.tolist() == [False, False, True]

@@ -627,6 +627,31 @@ def test_a_port_no_port_can_be_is_marked_as_an_impossible_number_is(encoder: Fea
     assert not both.invalid[1].any()
 
 
+def test_a_port_no_port_can_be_that_training_held_is_a_producers_no_port_not_flagged() -> None:
+    """A producer that writes -1 (or "-1") for "no port" would have had every such event flagged
+    as impossible, though training was full of them. What training held is kept with the fitted
+    encoder (and saved with it) and read as an unknown port; other impossible numbers still flag."""
+    events = _training_events()
+    for i in range(0, len(events), 3):
+        events[i] = {**events[i], "port": -1 if i % 2 else "-1"}
+    fitted = FeatureEncoder(SPEC).fit(events)
+    assert fitted.port_sentinels == {"port#port_bucket": ["-1"]}
+    again = FeatureEncoder.from_dict(json.loads(json.dumps(fitted.to_dict())))
+    assert again.port_sentinels == fitted.port_sentinels
+    column = len(fitted.numeric_features) + _col(fitted, "port#port_bucket")
+    for encoder in (fitted, again):
+        batch = encoder.encode([{"port": v} for v in (-1, "-1", -1.0, " -1 ", 70000, -2)])
+        assert batch.invalid is not None
+        assert batch.invalid[:, column].tolist() == [False, False, False, False, True, True]
+        assert len(set(map(tuple, batch.cat.tolist()))) == 1  # all an unknown port, as before
+    assert FeatureEncoder(SPEC).fit(_training_events()).port_sentinels == {}
+    older = fitted.to_dict()
+    del older["port_sentinels"]  # a bundle made before: every impossible port flags
+    invalid = FeatureEncoder.from_dict(older).encode([{"port": -1}]).invalid
+    assert invalid is not None
+    assert invalid[0, column]
+
+
 # ------------------------------------------------------------------ hashing
 HASH_KEYS = ["", "a", "example.com", "ünïcödé", "日本", "😀", "\ud800", "x" * 10_000, "4001"]
 

@@ -34,6 +34,7 @@ RESERVED = 2  # indices 0 and 1 of every categorical input
 PORT_BUCKETS = ("well-known", "registered", "ephemeral")
 ONE_HOT_MAX = 64  # wider categoricals get a fixed random code in feature space
 CODE_DIM = 16
+PORT_SENTINELS_MAX = 16  # a port field's impossible numbers that training held, kept as the producer's
 _HASH_CACHE_MAX = 200_000
 
 
@@ -162,21 +163,31 @@ def _port_index(value: Any) -> int:
     return RESERVED + (0 if port < 1024 else 1 if port < 49152 else 2)
 
 
-def _impossible_ports(raw: list[Any], indices: list[int]) -> npt.NDArray[np.bool_] | None:
+def _impossible_ports(
+    raw: list[Any], indices: list[int], sentinels: frozenset[str] = frozenset()
+) -> npt.NDArray[np.bool_] | None:
     """Where a port field holds a number no port can be, by the rule of :func:`numbers` for what
     is a number (a numeric string is one, a float NaN is a dataframe's "missing", a bool is 0 or 1):
     one that is not a whole number from 0 to 65535 (``70000``, ``-1``, ``80.5``, ``"70000"``,
     ``"Infinity"``). A name (``"http"``: producers write service names there) is no number: only
-    an unknown port. None where there is none (only a value read as unknown can be one)."""
+    an unknown port; so is one of ``sentinels`` (by :func:`_port_number`), the impossible numbers
+    training held, which a producer writes for "no port" (``-1``). None where there is none (only
+    a value read as unknown can be one)."""
     if UNKNOWN_INDEX not in indices:  # every port possible, or missing: the common case, in C
         return None
     impossible = None
     for i, index in enumerate(indices):
-        if index == UNKNOWN_INDEX and _is_number(raw[i]):
+        if index == UNKNOWN_INDEX and _is_number(raw[i]) and _port_number(raw[i]) not in sentinels:
             if impossible is None:
                 impossible = np.zeros(len(indices), dtype=bool)
             impossible[i] = True
     return impossible
+
+
+def _port_number(value: Any) -> str:
+    """A port field's number as the text that names it among the sentinels: -1, "-1", -1.0 and
+    " -1 " are one ("-1"); "inf", "nan" for what is not finite."""
+    return f"{as_number(value):.17g}"
 
 
 def _is_number(value: Any) -> bool:
@@ -358,6 +369,8 @@ class FeatureEncoder:
         self._dense_plans: dict[int, _DensePlan] = {}
         self._vocab: dict[str, _Vocab] = {}
         self._examples: dict[str, dict[int, str]] = {}  # hashed: bucket → its most common training value
+        # port_bucket: the numbers no port can be that training held (a producer's "no port": -1)
+        self._port_sentinels: dict[str, frozenset[str]] = {}
         self.fitted_ = False
 
     # ---------------------------------------------------------------- layout
@@ -368,6 +381,12 @@ class FeatureEncoder:
     @cached_property
     def numeric_features(self) -> list[FeatureDef]:
         return [f for f in self.spec.features if not f.is_categorical]
+
+    @property
+    def port_sentinels(self) -> dict[str, list[str]]:
+        """Per port field, the numbers no port can be that training held: read as a port never
+        seen, not flagged (a producer's "no port", such as -1)."""
+        return {name: sorted(values) for name, values in self._port_sentinels.items() if values}
 
     def cardinality(self, feature: FeatureDef) -> int:
         if feature.kind == "hashed":
@@ -437,6 +456,13 @@ class FeatureEncoder:
                 for key, _ in counts.most_common():
                     examples.setdefault(stable_bucket(key, feature.buckets), key)
                 self._examples[feature.name] = examples
+            elif feature.kind == "port_bucket":
+                held = _impossible_ports(raw, [_port_index(v) for v in raw])
+                rows = np.flatnonzero(held) if held is not None else np.zeros(0, dtype=np.int64)
+                sentinels = Counter(_port_number(raw[i]) for i in rows)
+                self._port_sentinels[feature.name] = frozenset(
+                    key for key, _ in sentinels.most_common(PORT_SENTINELS_MAX)
+                )
         self.fitted_ = True
         return self
 
@@ -553,7 +579,10 @@ class FeatureEncoder:
         # every categorical column as a list of indices, then one array (not one per column)
         indices = [self._category_indices(feature, columns[index]) for index, feature in layout.categorical]
         for j in layout.ports:  # a number no port can be (70000): still an unknown port, and flagged
-            impossible_port = _impossible_ports(columns[layout.categorical[j][0]], indices[j])
+            index, feature = layout.categorical[j]
+            impossible_port = _impossible_ports(
+                columns[index], indices[j], self._port_sentinels.get(feature.name, frozenset())
+            )
             if impossible_port is not None:
                 if invalid is None:
                     invalid = np.zeros((n, n_numeric + len(layout.categorical)), dtype=bool)
@@ -674,6 +703,7 @@ class FeatureEncoder:
             "numeric": {k: {"center": v.center, "scale": v.scale} for k, v in self._numeric.items()},
             "vocab": {k: v.values for k, v in self._vocab.items()},
             "examples": {k: {str(b): v for b, v in sorted(e.items())} for k, e in self._examples.items()},
+            "port_sentinels": {k: sorted(v) for k, v in self._port_sentinels.items()},
         }
 
     @classmethod
@@ -690,6 +720,10 @@ class FeatureEncoder:
                 if not all(isinstance(v, str) for v in examples.values()):
                     raise EncoderError(f"examples of {name!r} must be strings")
                 encoder._examples[name] = {int(bucket): value for bucket, value in examples.items()}
+            for name, values in data.get("port_sentinels", {}).items():  # bundles before 2026-12-06: none
+                if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                    raise EncoderError(f"port sentinels of {name!r} must be a list of strings")
+                encoder._port_sentinels[name] = frozenset(values)
             expected = {f.name for f in encoder.spec.features if f.kind == "numeric"}
             expected_vocab = {f.name for f in encoder.spec.features if f.kind in ("categorical", "ip_prefix")}
             expected_examples = {f.name for f in encoder.spec.features if f.kind == "hashed"}

@@ -42,7 +42,8 @@ class Reason(BaseModel):
             "One scale for every field: for a number, its distance from the neighbours' median in robust "
             "standard deviations (missing where they have one: 3); for a category, 3 × the share of "
             "neighbours with another value (5 × for a value never seen in training); null for a number "
-            "that cannot be real (not finite, or beyond ±2⁶³), which comes first"
+            "that cannot be real (not finite, or beyond ±2⁶³; in a port field, not a whole number from 0 "
+            "to 65535, unless training held it), which comes first"
         )
     )
 
@@ -64,7 +65,7 @@ class Anomaly(BaseModel):
         le=1,
         description=(
             "Share of held-out normal events that scored at least as high; 0 for an event holding a "
-            "number that cannot be real (flagged whatever the rest says)"
+            "number that cannot be real, a port's included (flagged whatever the rest says)"
         ),
     )
     is_anomaly: bool = Field(description="p_value ≤ alpha")
