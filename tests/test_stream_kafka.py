@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import signal
@@ -494,6 +495,48 @@ def test_an_unreachable_broker_at_start_is_one_line(bundle_dir: Path, tmp_path: 
     assert error[0].startswith(
         f"error: could not start on Kafka at {closed}: KafkaConnectionError: Unable to bootstrap"
     )
+    assert f'Unable connect to "{closed}"' in error[0]  # what aiokafka logged, in that line
+    assert "ERROR aiokafka" not in done.stderr  # and not beside it as well
+
+
+def test_a_broker_away_among_several_at_start_is_one_warning_of_ours(
+    broker: KafkaBroker, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiokafka logs an ERROR for each bootstrap server it cannot reach and starts on the next; the
+    start keeps what it logged out of the log and says it once, as a warning naming the cluster.
+    aiokafka shuffles the bootstrap servers: here they are tried in the order given, the one away
+    first, so that the test does not depend on the draw."""
+    import aiokafka.client
+    from aiokafka.conn import collect_hosts
+
+    from scorer.stream import kafka
+
+    monkeypatch.setattr(aiokafka.client, "collect_hosts", lambda hosts: collect_hosts(hosts, randomize=False))
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{probe.getsockname()[1]}"
+    caplog.set_level(logging.INFO)
+
+    async def scenario() -> None:
+        topics = kafka.KafkaTopics(
+            f"{closed},{broker.bootstrap}",
+            **{name: TOPICS[name] for name in ("input", "output", "alerts", "dead_letter")},
+            group="several",
+            entity_key="src_endpoint.ip",
+            client_id="several",
+        )
+        await topics.start()
+        await asyncio.wait_for(topics.close(), 60)
+
+    asyncio.run(scenario())
+    assert not [r for r in caplog.records if r.name.startswith("aiokafka") and r.levelno >= logging.ERROR]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "ocsf_anomaly.stream"]
+    assert any(
+        w.startswith(f"started on Kafka at {closed},{broker.bootstrap}, after the Kafka client logged: ")
+        and f'Unable connect to "{closed}"' in w
+        for w in warnings
+    ), warnings
 
 
 @pytest.fixture

@@ -225,9 +225,13 @@ class KafkaTopics:
             async def on_partitions_assigned(self, assigned: Any) -> None:
                 log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
 
+        # aiokafka's last ERROR while starting goes into the one line that says why it failed, not
+        # beside it with a timestamp (and, when it starts after all, into one warning of ours); what
+        # else it logs while starting (its INFO lines, a metadata request's WARNING) is not shown
         last = _LastError()
         library = logging.getLogger("aiokafka")
         library.addHandler(last)
+        propagate, library.propagate = library.propagate, False
         try:
             await self.producer.start()
             await self.consumer.start()
@@ -235,6 +239,9 @@ class KafkaTopics:
             raise StartFailed(self._why(exc, last.message)) from exc
         finally:
             library.removeHandler(last)
+            library.propagate = propagate
+        if last.message:  # one of several brokers away, say
+            log.warning("started on %s, after the Kafka client logged: %s", self.where, last.message)
         self.consumer.subscribe([self.input], listener=CommitOnRevoke())
 
     def _why(self, exc: Exception, last: str | None) -> str:
