@@ -206,6 +206,29 @@ def test_the_document_describes_the_service_as_configured(
     assert set(STRICT_VALUES) == set(FLAGS)
 
 
+def test_the_document_says_what_enrich_keeps_and_when_vector_is_unhealthy(
+    live: str, document: dict[str, Any]
+) -> None:
+    """What is not an event comes back under _raw beside its error, and nothing else: the document
+    took an item with its error alone (the original gone) for an enriched event, and knew no 503
+    for Vector's health check."""
+    error = {"code": "not_an_event", "message": "element 1 is a number, not an object", "index": 1}
+    status, kind, answer = _call(live, "POST", "/v1/enrich", b'[{"class_uid": 4001}, 5]')
+    assert status == 200
+    assert answer[1] == {"_raw": 5, "anomaly": {"error": error}}
+    _check(document, "/v1/enrich", 200, kind, answer)
+    status, kind, lines = _call(live, "POST", "/v1/enrich", b"{oops\n", "application/x-ndjson")
+    assert (status, lines[0]["_raw"]) == (200, "{oops")
+    _check(document, "/v1/enrich", 200, kind, lines)
+    for wrong in ({"anomaly": {"error": error}}, {"_raw": 5, "anomaly": {"error": error}, "other": 1}):
+        with pytest.raises(jsonschema.ValidationError):
+            _check(document, "/v1/enrich", 200, "application/json", [answer[0], wrong])
+    health = document["paths"]["/v1/integrations/vector"]["head"]
+    assert "security" not in health
+    assert "no_downstream" in health["responses"]["503"]["description"]
+    assert health["responses"]["503"]["headers"]["Retry-After"]["required"] is True
+
+
 # ---------------------------------------------------------------------- the query, with hypothesis
 def _any_case(value: str) -> st.SearchStrategy[str]:
     return st.tuples(*(st.sampled_from(sorted({c.lower(), c.upper()})) for c in value)).map("".join)

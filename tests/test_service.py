@@ -7,6 +7,7 @@ import contextlib
 import copy
 import gzip
 import http.client
+import io
 import itertools
 import json
 import logging
@@ -432,6 +433,164 @@ async def test_enrich_field_name_is_configurable(
     assert status == 200
     assert "ml_verdict" in body
     assert "anomaly" not in body
+
+
+async def test_enrich_keeps_what_is_not_an_event_as_it_came(
+    client: Any, held_out_events: list[Event], tmp_path: Path, bundle_dir: Path
+) -> None:
+    """An element that is not an object, or an NDJSON line that is not one, came back as its error
+    alone: the 5, the "text", the line were gone, where /v1/enrich promises the same input back and
+    `score` keeps such a line. Now it is kept under _raw, beside its error: an element as the JSON
+    value it was, a line as its text (as `score` writes it: no line ending, bytes that are not UTF-8
+    replaced), in the document's shape. /v1/score answers the errors alone, as before."""
+    import jsonschema
+
+    from scorer.batch import score_file
+
+    document = await (await client.get("/openapi.json")).json()
+
+    def check(kind: str, body: Any) -> None:
+        schema = document["paths"]["/v1/enrich"]["post"]["responses"]["200"]["content"][kind]["schema"]
+        jsonschema.Draft202012Validator({**schema, "components": document["components"]}).validate(body)
+
+    event = held_out_events[0]
+    elements = [5, "text", [1, {"b": 2}], None, True, 2**70, "", [], 1.5]  # 2**70: beyond 64 bits, exact
+    body = json.dumps([event, *elements]).encode()
+    status, answer = await _post(client, "/v1/enrich", body)
+    assert status == 200, answer
+    check("application/json", answer)
+    first, *kept = answer
+    assert {k: v for k, v in first.items() if k != "anomaly"} == event
+    assert [item["_raw"] for item in kept] == elements
+    assert all(set(item) == {"_raw", "anomaly"} for item in kept)
+    assert [item["anomaly"]["error"]["index"] for item in kept] == list(range(1, len(elements) + 1))
+    assert {item["anomaly"]["error"]["code"] for item in kept} == {"not_an_event"}
+
+    lines = [
+        orjson.dumps(event),
+        b"{oops",
+        b"7",
+        b'"a \\"quoted\\" text"',
+        b"Dec  3 07:00:01 fw01 sshd[4242]: Accepted publickey",
+        b"  [1, 2] ",
+        b"caf\xc3\xa9 \xff\x01 tab\there",
+        b"{half",
+    ]
+    ndjson = b"\n".join(lines[:-1]) + b"\n" + lines[-1] + b"\r\n"  # the last line sent as CRLF
+    response = await client.post("/v1/enrich", data=ndjson, headers=NDJSON)
+    assert response.status == 200
+    answered = [orjson.loads(line) for line in (await response.read()).splitlines()]
+    check("application/x-ndjson", answered)
+    texts = [line.decode("utf-8", "replace") for line in lines[1:]]
+    assert [item["_raw"] for item in answered[1:]] == texts
+    assert all(set(item) == {"_raw", "anomaly"} for item in answered[1:])
+    assert [item["anomaly"]["error"]["line"] for item in answered[1:]] == list(range(2, len(lines) + 1))
+    assert "_raw" not in answered[0]
+
+    # as `score` keeps the same lines in a file
+    source, output = tmp_path / "events.jsonl", tmp_path / "scored.jsonl"
+    source.write_bytes(ndjson)
+    score_file(bundle_dir, source, output, workers=1, progress=False, errors=io.StringIO())
+    scored = [orjson.loads(line) for line in output.read_bytes().splitlines()]
+    assert [item["_raw"] for item in scored[1:]] == texts
+
+    # /v1/score answers results, not events: the errors alone
+    for data, headers in ((body, JSON), (ndjson, NDJSON)):
+        status, results = await _post(client, "/v1/score", data, headers)
+        assert status == 200
+        assert all(set(result) == {"error"} for result in results["results"][1:])
+        assert "score" in results["results"][0]
+
+
+async def test_enrich_keeps_what_is_not_an_event_beside_a_renamed_anomaly_field(
+    aiohttp_client: Any, bundle_dir: Path, held_out_events: list[Event]
+) -> None:
+    client = await aiohttp_client(create_app(_settings(bundle_dir, anomaly_field="ml_verdict")))
+    status, answer = await _post(client, "/v1/enrich", orjson.dumps([held_out_events[0], 7]))
+    assert status == 200
+    assert answer[1] == {
+        "_raw": 7,
+        "ml_verdict": {
+            "error": {"code": "not_an_event", "message": "element 1 is a number, not an object", "index": 1}
+        },
+    }
+    response = await client.post("/v1/enrich", data=b"{oops\n", headers=NDJSON)
+    (line,) = (await response.read()).splitlines()
+    assert set(orjson.loads(line)) == {"_raw", "ml_verdict"}
+
+
+async def test_kept_lines_hold_the_answer_within_the_body_limit(client: Any) -> None:
+    """JSON writes a control character in six bytes (and a quote in two, a byte that is not UTF-8
+    as U+FFFD's three): lines of them kept whole made the answer to a body within the limit several
+    times the limit. Kept lines take only the room the limit leaves: those that do not fit are
+    kept cut, to a prefix of their text, and their error says so; the answer holds no more than the
+    limit besides its anomaly objects. A line that fits, however it is escaped, is kept whole."""
+    limit = 64 * 1024  # the client's body limit
+    small = '\x01\x02 "quoted" \xff'.encode("latin-1")  # escaped far longer than it is
+    big = b"\x01" * 3_000
+    lines = [small, *[big] * 20, b"{oops"]
+    body = b"\n".join(lines) + b"\n"
+    assert len(body) <= limit < 6 * len(body)
+    response = await client.post("/v1/enrich", data=body, headers=NDJSON)
+    assert response.status == 200
+    data = await response.read()
+    answered = [orjson.loads(line) for line in data.splitlines()]
+    texts = [item["_raw"] for item in answered]
+    wanted = [line.decode("utf-8", "replace") for line in lines]
+    assert texts[0] == wanted[0]  # room enough for it
+    assert texts[-1] == wanted[-1]  # nothing to escape: fits in the bytes it took
+    assert all(wanted[i].startswith(text) for i, text in enumerate(texts))
+    cut = [i for i, text in enumerate(texts) if text != wanted[i]]
+    assert cut  # whole, the kept lines would take about six times the limit
+    for i in cut:
+        message = answered[i]["anomaly"]["error"]["message"]
+        assert message.startswith(f"line {i + 1} is not valid JSON")
+        assert f"_raw holds its first {len(texts[i]):,} of 3,000 characters" in message
+    anomalies = sum(len(orjson.dumps(item["anomaly"])) for item in answered)
+    framing = len(answered) * len(b'{"_raw":"","anomaly":}\n')
+    assert len(data) - anomalies - framing <= limit
+    strict = await client.post("/v1/enrich?strict=true", data=body, headers=NDJSON)
+    assert strict.status == 400
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(st.sampled_from(["a", "\x01", "\t", '"', "\\", "\u00e9", "\ufffd", "\U0001f600", "\u2028"])),
+    room=st.integers(0, 40),
+    replaced=st.integers(0, 8),
+    step=st.sampled_from([1, 3, 64 * 1024]),
+)
+def test_a_kept_line_is_cut_only_to_fit_and_at_a_whole_character(
+    text: str, room: int, replaced: int, step: int
+) -> None:
+    """What a kept line is written as: the JSON string of its text when that fits the room beside
+    the bytes the line took; else the JSON string of its longest prefix that fits (however the
+    text is split to be written), never half an escape or half a character. ``replaced``: bytes of
+    the line fewer than its text's (a byte that is not UTF-8 is read as U+FFFD, three)."""
+    from scorer.service import handlers
+    from scorer.service.requests import Item
+
+    size = max(0, len(text.encode()) - replaced)
+    enriching = handlers.Enriching("anomaly", "_raw", room=room)
+    error = {"code": "malformed_json", "message": "line 1 is not valid JSON", "line": 1}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(handlers, "TEXT_STEP", step)
+        written_part = enriching.part(Item(None, error, line=1, raw=text, size=size), {"error": error})
+    part = orjson.loads(written_part)
+    assert list(part) == ["_raw", "anomaly"]
+    kept = part["_raw"]
+    written = len(orjson.dumps(kept)) - 2
+    assert text.startswith(kept)
+    assert written <= size + room
+    assert enriching.room == size + room - written
+    if kept != text:
+        assert written + len(orjson.dumps(text[len(kept)])) - 2 > size + room  # the next one did not fit
+        assert (
+            f"holds its first {len(kept):,} of {len(text):,} characters"
+            in part["anomaly"]["error"]["message"]
+        )
+    else:
+        assert part["anomaly"]["error"] == error
 
 
 # ---------------------------------------------------------------------- health

@@ -357,11 +357,44 @@ def test_vectors_health_check_needs_no_token(hop: str) -> None:
 
 
 def test_without_a_downstream_every_batch_is_503_saying_what_to_set(bundle_dir: Path) -> None:
+    """And so is Vector's health check (a HEAD, healthy on 2xx alone), still without a token: it
+    answered 200, so Vector started healthy and every batch it then sent was answered 503."""
     with serve_app(_settings(bundle_dir, None)) as base_url:
         status, headers, answer = _send(base_url, b"[{}]")
+        health, health_headers, nothing = _send(base_url, b"", method="HEAD", token=None)
     assert status == 503
     assert "Retry-After" in headers
+    assert answer["error"]["code"] == "no_downstream"
     assert "OCSF_ANOMALY_VECTOR_DOWNSTREAM_URL" in answer["error"]["message"]
+    assert (health, nothing) == (503, None)  # a HEAD's answer has no body
+    assert health_headers["Retry-After"] == headers["Retry-After"]
+    assert health_headers["Content-Type"] == headers["Content-Type"]
+    assert health_headers["Content-Length"] == headers["Content-Length"]  # the POST's error, unsent
+
+
+def test_lines_passed_on_hold_the_batch_within_the_body_limit(
+    bundle_dir: Path, downstream: Downstream, held_out_events: list[Event]
+) -> None:
+    """What is not an event goes on under "message" as /v1/enrich keeps it under _raw (one way):
+    JSON writes a control character in six bytes, so NDJSON lines of them within the body limit
+    went downstream several times its size. Kept lines take only the room the limit leaves; one
+    that does not fit goes on cut, to a prefix of its text, and its error says so."""
+    limit = 64 * 1024
+    lines = [json.dumps(held_out_events[0]).encode(), *[b"\x01" * 3_000] * 20, b"Dec  3 sshd: text"]
+    body = b"\n".join(lines) + b"\n"
+    assert len(body) <= limit < 6 * len(body)
+    with serve_app(_settings(bundle_dir, downstream, max_body_bytes=limit)) as base_url:
+        status, _, answer = _send(base_url, body, "application/x-ndjson")
+    assert status == 200, answer
+    (batch,) = downstream.batches
+    event, *kept, text = batch
+    assert _without_anomaly(event) == held_out_events[0]
+    assert text["message"] == lines[-1].decode()
+    assert all(line["message"] == "\x01" * len(line["message"]) for line in kept)
+    assert sum(len(json.dumps(line["message"])) - 2 for line in kept) <= limit - len(body) + 20 * 3_000
+    cut = [line for line in kept if len(line["message"]) < 3_000]
+    assert cut
+    assert all("message holds its first" in line["anomaly"]["error"]["message"] for line in cut)
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")

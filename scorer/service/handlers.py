@@ -34,7 +34,7 @@ from scorer.service.keys import (
 from scorer.service.lifecycle import refresh_models
 from scorer.service.metrics import CONTENT_TYPE
 from scorer.service.middlewares import declared_size, refuse_declared_oversize
-from scorer.service.requests import ENCODINGS, Batch, Item, inflate, parse_body, refuse_too_complex
+from scorer.service.requests import ENCODINGS, RAW, Batch, Item, inflate, parse_body, refuse_too_complex
 from scorer.service.schema import openapi
 from scorer.settings import masked
 
@@ -170,25 +170,90 @@ async def score(request: web.Request) -> web.Response:
 
 
 async def enrich(request: web.Request) -> web.Response:
-    """The same events, in the same shape, each with the anomaly object added."""
+    """The same events, in the same shape, each with the anomaly object added; what is not an event
+    kept as it came, under ``_raw``, beside its error."""
     batch, alpha = await _read(request)
-    field = request.app[SETTINGS].anomaly_field
+    settings = request.app[SETTINGS]
     verdicts = await anomalies(request, batch, alpha)
-    parts = [enriched(item, anomaly, field) for item, anomaly in zip(batch.items, verdicts, strict=True)]
+    enriching = Enriching(settings.anomaly_field, RAW, room=settings.max_body_bytes - batch.size)
+    parts = [enriching.part(item, anomaly) for item, anomaly in zip(batch.items, verdicts, strict=True)]
     if batch.shape == "ndjson":
         return web.Response(body=b"".join(p + b"\n" for p in parts), content_type="application/x-ndjson")
     body = parts[0] if batch.shape == "object" else b"[" + b",".join(parts) + b"]"
     return web.Response(body=body, content_type="application/json")
 
 
-def enriched(item: Item, anomaly: dict[str, Any], field: str, *, kept: str = "") -> bytes:
-    """One enriched event as JSON, every original field as it came, however deep it nests. What is
-    not an event carries only its error, or with ``kept`` also itself under that name (as Vector
-    holds text)."""
-    if item.event is None and not kept:
-        return orjson.dumps({field: anomaly})
-    document = {**item.event, field: anomaly} if item.event is not None else {kept: item.raw, field: anomaly}
-    return dumps(document)
+TEXT_STEP = 64 * 1024  # characters of a kept line's text written at a time when it may not fit
+
+
+class Enriching:
+    """Each item of a request as JSON (:meth:`part`), for /v1/enrich and the Vector hop alike: an
+    event with the anomaly object added as ``field``, every original field as it came, however deep
+    it nests; what is not an event kept under ``kept`` (``_raw``; ``message`` for the Vector hop, as
+    Vector holds text) beside its error: an array element as the JSON value it was, an NDJSON line
+    as its text.
+
+    Kept lines take no more of the answer than the body limit has room for (``room``: the limit less
+    the body): JSON writes a quote or a backslash of a line in two bytes, a control character in
+    six, and a byte that is not UTF-8 becomes U+FFFD's three, so a body of such lines within the
+    limit would be answered several times its size. A line that does not fit whole is kept cut, to
+    what fits, and its error says so: kept lines never take the answer past the limit (beside the
+    anomaly objects)."""
+
+    def __init__(self, field: str, kept: str, *, room: int) -> None:
+        self.field = field
+        self.kept = kept
+        self.room = room  # bytes kept lines may still take beyond what they took in the body
+        self._keys = (orjson.dumps(kept), orjson.dumps(field))
+
+    def part(self, item: Item, anomaly: dict[str, Any]) -> bytes:
+        if item.event is not None:
+            return dumps({**item.event, self.field: anomaly})
+        if self.kept == self.field:  # nowhere to keep it apart from its error
+            return orjson.dumps({self.field: anomaly})
+        if item.size is None:  # an array element: written back as an event's field is
+            return dumps({self.kept: item.raw, self.field: anomaly})
+        text, cut = self._text(item.raw, item.size)
+        if cut is not None:
+            error = anomaly["error"]
+            said = (
+                f"; {self.kept} holds its first {cut[0]:,} of {cut[1]:,} characters: whole, "
+                "JSON-escaped, it would have taken the enriched events past the body limit"
+            )
+            anomaly = {**anomaly, "error": {**error, "message": error["message"] + said}}
+        kept_key, field_key = self._keys
+        return b"{" + kept_key + b":" + text + b"," + field_key + b":" + orjson.dumps(anomaly) + b"}"
+
+    def _text(self, text: str, size: int) -> tuple[bytes, tuple[int, int] | None]:
+        """``text`` as a JSON string, or as much of it as fits in the room beside the ``size`` bytes
+        it took in the body, with (characters kept, characters) then."""
+        limit = size + self.room + 2  # its quotes are framing, as the anomaly object's key is
+        if len(text) * 6 + 2 <= limit:  # fits, however it is escaped: most lines
+            written = orjson.dumps(text)
+            self.room -= len(written) - 2 - size
+            return written, None
+        parts, used, start = [b'"'], 2, 0
+        while start < len(text):
+            chunk = orjson.dumps(text[start : start + TEXT_STEP])[1:-1]
+            if used + len(chunk) > limit:
+                break
+            parts.append(chunk)
+            used += len(chunk)
+            start += TEXT_STEP
+        else:
+            self.room -= used - 2 - size
+            return b"".join(parts) + b'"', None
+        piece = chunk[: limit - used]  # cut where it fits, then back to a whole escape and character
+        while piece:
+            try:
+                kept = len(orjson.loads(b'"' + piece + b'"'))
+                break
+            except orjson.JSONDecodeError:
+                piece = piece[:-1]
+        else:
+            kept = 0
+        self.room -= used + len(piece) - 2 - size
+        return b"".join(parts) + piece + b'"', (start + kept, len(text))
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -1,12 +1,14 @@
 """Endpoints shaped for one host each, thin over the service's one scoring path (``anomalies``).
 
-``POST /v1/integrations/vector`` (and ``HEAD``, Vector's health check): a Vector ``http`` sink's
-batch (a JSON array, or NDJSON), every event enriched in place as ``/v1/enrich`` does, the batch
+``POST /v1/integrations/vector`` (and ``HEAD``, Vector's health check: 503 while no downstream is
+set, as every batch would be): a Vector ``http`` sink's batch (a JSON array, or NDJSON), every event
+enriched in place as ``/v1/enrich`` does, the batch
 forwarded in order to the Vector ``http_server`` source set by OCSF_ANOMALY_VECTOR_DOWNSTREAM_URL,
 and Vector answered 2xx only once that source answered 2xx (503 otherwise, so that Vector keeps
 the batch and sends it again; a batch already forwarded is not forwarded twice: vector.py). An
 element that is not a JSON object (or an NDJSON line that is not JSON) is not dropped: it goes on
-as ``{"message": <it, as it came>, "anomaly": {"error": ...}}``, Vector's own shape for text.
+as ``{"message": <it, as it came>, "anomaly": {"error": ...}}``, Vector's own shape for text
+(``/v1/enrich`` keeps it the same way, under ``_raw``: ``handlers.Enriching``).
 
 ``POST /v1/integrations/opensearch``: what an OpenSearch ingest pipeline's ``ml_inference``
 processor sends through our ML Commons connector (integrations/opensearch), one document a call:
@@ -30,7 +32,7 @@ from scorer.errors import without_credentials
 from scorer.explain import reason_text
 from scorer.io import dumps, loads
 from scorer.service.errors import ApiError
-from scorer.service.handlers import anomalies, enriched, json_response, read_body, turn_to_parse
+from scorer.service.handlers import Enriching, anomalies, json_response, read_body, turn_to_parse
 from scorer.service.keys import METRICS, SETTINGS, VECTOR
 from scorer.service.requests import JSON_TYPES, Batch, Item, parse_body
 from scorer.service.vector import DOWNSTREAM_NESTING, DownstreamError, DownstreamRejected, nests_deeper
@@ -126,13 +128,7 @@ async def vector(request: web.Request) -> web.Response:
     """A Vector http sink's batch → enriched, forwarded downstream in order → 200 once it holds them."""
     settings, hop = request.app[SETTINGS], request.app[VECTOR]
     if hop.url is None:
-        raise ApiError(
-            503,
-            "no_downstream",
-            "no Vector downstream is set: set OCSF_ANOMALY_VECTOR_DOWNSTREAM_URL to the http_server "
-            "source that takes the enriched events back (Vector keeps the batch and retries)",
-            headers={"Retry-After": RETRY_AFTER_SECONDS},
-        )
+        raise _no_downstream()
     body, alpha = await read_body(request, floor=False)
     content_type = request.headers.get("Content-Type", "")
 
@@ -142,11 +138,11 @@ async def vector(request: web.Request) -> web.Response:
             batch = parse_body(body, content_type, max_events=settings.max_events, strict=False)
         request.app[METRICS].stage_seconds.labels("parse").observe(time.perf_counter() - started)
         if batch.shape == "object":  # one event, as a sink with a single-event batch sends it
-            batch = Batch(batch.items, "array")
+            batch = Batch(batch.items, "array", batch.size)
         verdicts = await anomalies(request, batch, alpha)
-        field = settings.anomaly_field
+        enriching = Enriching(settings.anomaly_field, "message", room=settings.max_body_bytes - batch.size)
         parts = [
-            _passed_on(item, anomaly, field) for item, anomaly in zip(batch.items, verdicts, strict=True)
+            _passed_on(enriching, item, anomaly) for item, anomaly in zip(batch.items, verdicts, strict=True)
         ]
         try:
             await hop.forward(b"[" + b",".join(parts) + b"]")
@@ -178,15 +174,30 @@ async def vector(request: web.Request) -> web.Response:
 
 
 async def vector_health(request: web.Request) -> web.Response:
-    """Vector's health check (HEAD on the sink's URI): the service is up."""
+    """Vector's health check (HEAD on the sink's URI, 2xx healthy): the service is up and has a
+    downstream to forward to; without one, every batch would be answered 503, so the check fails
+    the same way (Vector then says so at start, or refuses to start with --require-healthy)."""
+    if request.app[VECTOR].url is None:
+        raise _no_downstream()
     return web.Response(status=200)
 
 
-def _passed_on(item: Item, anomaly: dict[str, Any], field: str) -> bytes:
+def _no_downstream() -> ApiError:
+    return ApiError(
+        503,
+        "no_downstream",
+        "no Vector downstream is set: set OCSF_ANOMALY_VECTOR_DOWNSTREAM_URL to the http_server "
+        "source that takes the enriched events back (Vector keeps the batch and retries)",
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+def _passed_on(enriching: Enriching, item: Item, anomaly: dict[str, Any]) -> bytes:
     """An event enriched; what is not one passed on as it came, under "message" as Vector holds text.
     What nests deeper than Vector's decoder reads goes on as its JSON text, with an error instead
     of its verdict: forwarded as it is, the whole batch would be refused, and retried for ever."""
-    part = enriched(item, anomaly, field, kept="message")
+    field = enriching.field
+    part = enriching.part(item, anomaly)
     if part.count(b"[") + part.count(b"{") < DOWNSTREAM_NESTING:  # cannot nest that deep: most parts
         return part
     document = (

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema, models_json_schema
 
 import scorer
+from scorer.service.requests import RAW
 from scorer.settings import Settings
 
 # What ?strict= accepts, in any letter case (anything else, an empty value included, is 400 bad_strict)
@@ -481,6 +482,31 @@ def _request_body(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _not_an_event(field: str) -> dict[str, Any]:
+    """What /v1/enrich answers for an item that is not an event: the item kept as it came, under
+    _raw, beside its error (only the error when the anomaly field is itself named _raw)."""
+    properties: dict[str, Any] = {
+        RAW: {
+            "not": {"type": "object"},
+            "description": (
+                "The item as it came: an array element as its JSON value, an NDJSON line as its text "
+                "(without its line ending; a byte that is not UTF-8 as U+FFFD). A line whose text, "
+                "JSON-escaped, would make the answer larger than the body limit is kept cut to what "
+                "fits, and its error's message says so"
+            ),
+        },
+        field: _ref("ItemError"),
+    }
+    said = f"itself, under {RAW!r}, and why, under {field!r}" if field != RAW else f"why, under {field!r}"
+    return {
+        "type": "object",
+        "description": f"An item that is not an event: {said}",
+        "required": sorted({RAW, field}),
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
 def _security(settings: Settings, *, admin: bool) -> dict[str, Any]:
     """The operation's ``security``: which token, if any, the service as configured requires."""
     if admin and settings.admin_token:
@@ -507,10 +533,15 @@ def openapi(settings: Settings | None = None, smallest_alpha: float | None = Non
         },
         "EnrichedEvent": {
             "type": "object",
-            "description": f"The event as sent with {field!r} added (or, for an item that is not an event, only {field!r})",
+            "description": f"The event as sent, every field as it came, with {field!r} added",
             "required": [field],
-            "properties": {field: {"oneOf": [_ref("Anomaly"), _ref("ItemError")]}},
+            "properties": {field: _ref("Anomaly")},
             "additionalProperties": True,
+        },
+        "NotAnEvent": _not_an_event(field),
+        "EnrichedItem": {
+            "oneOf": [_ref("EnrichedEvent"), _ref("NotAnEvent")],
+            "description": "An event enriched, or what came in its place kept with its error",
         },
     }
     scoring = {
@@ -558,15 +589,15 @@ def openapi(settings: Settings | None = None, smallest_alpha: float | None = Non
                                     {
                                         "oneOf": [
                                             _ref("EnrichedEvent"),
-                                            {"type": "array", "items": _ref("EnrichedEvent")},
+                                            {"type": "array", "items": _ref("EnrichedItem")},
                                         ]
                                     }
                                 ),
                                 "application/x-ndjson": {
                                     "schema": {
                                         "type": "array",
-                                        "items": _ref("EnrichedEvent"),
-                                        "description": "One EnrichedEvent a line, for each line sent",
+                                        "items": _ref("EnrichedItem"),
+                                        "description": "One EnrichedItem a line, for each line sent",
                                     }
                                 },
                             },
@@ -638,9 +669,18 @@ def openapi(settings: Settings | None = None, smallest_alpha: float | None = Non
                     },
                 },
                 "head": {
-                    "summary": "Vector's health check: up (no token needed)",
+                    "summary": "Vector's health check (no token needed): up, with a downstream to forward to",
                     "operationId": "vectorHealth",
-                    "responses": {"200": {"description": "up"}},
+                    "responses": {
+                        "200": {"description": "up, and OCSF_ANOMALY_VECTOR_DOWNSTREAM_URL is set"},
+                        "503": {
+                            "description": (
+                                "No downstream is set (code: no_downstream, as every batch would be "
+                                "answered): set OCSF_ANOMALY_VECTOR_DOWNSTREAM_URL"
+                            ),
+                            "headers": RESPONSE_HEADERS[503],
+                        },
+                    },
                 },
             },
             "/healthz": {
