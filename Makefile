@@ -53,15 +53,19 @@ run: $(STAMP)
 	$(VENV)/bin/ocsf-anomaly demo
 	$(VENV)/bin/ocsf-anomaly serve
 
-## report: the demo's scored events (from `make run`) as a self-contained HTML page, data/demo/report.html.
+## report: the demo's scored events (from `make run`) as a self-contained HTML page, data/demo/report.html
+## ($OCSF_ANOMALY_HOME/demo/report.html when that is set, as `make run` put the demo there).
 REPORT_STAMP := $(VENV)/.installed-report
 $(REPORT_STAMP): $(STAMP)
 	$(PIP) install -q -e '.[report]'
 	touch $@
 
+# where `ocsf-anomaly demo` writes, asked of scorer.paths as the demo asks it (data/, or $OCSF_ANOMALY_HOME);
+# the registry it resolves models:/ in is that place's too (or OCSF_ANOMALY_REGISTRY_URI's)
+DEMO_DIR = $(shell $(PY) -c 'from scorer.paths import state_dir; print(state_dir() / "demo")')
 report: $(REPORT_STAMP)
-	@test -f data/demo/scored.jsonl || { echo "no data/demo/scored.jsonl: \`make run\` scores the demo file first"; exit 1; }
-	$(VENV)/bin/ocsf-anomaly report data/demo/scored.jsonl --model models:/ocsf-anomaly-demo@champion --output data/demo/report.html
+	@test -f '$(DEMO_DIR)/scored.jsonl' || { echo "no $(DEMO_DIR)/scored.jsonl: \`make run\` scores the demo file first"; exit 1; }
+	$(VENV)/bin/ocsf-anomaly report '$(DEMO_DIR)/scored.jsonl' --model models:/ocsf-anomaly-demo@champion --output '$(DEMO_DIR)/report.html'
 
 ## lint: ruff (lint + format check), and mypy on scorer/ and bench/ (a benchmark calling what was renamed or removed fails here).
 lint: $(DEV_STAMP)

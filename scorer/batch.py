@@ -43,6 +43,10 @@ from scorer.io import (
 )
 
 CHUNK_LINES = 2048
+# a file with more than this many times α of its events flagged (and at least FLAGGED_WARNING_LEAST) is
+# warned of: attacks are seldom that many; events unlike the training events, or moved traffic, are
+FLAGGED_WARNING = 10.0
+FLAGGED_WARNING_LEAST = 20
 CSV_HEADER = ("line", "score", "p_value", "is_anomaly")
 
 Item = tuple[int, bytes | dict[str, Any]]  # (line, raw JSONL bytes or an already-parsed Parquet row)
@@ -196,6 +200,7 @@ def score_file(
     detector = Detector.load(model_dir)
     if (why := detector.cannot_flag(alpha)) is not None:
         print(f"warning: {why}", file=errors)
+    at = detector.config.alpha if alpha is None else alpha
     workers = workers or os.cpu_count() or 1
     chunks = _chunks(source, chunk_lines)
     head = list(itertools.islice(chunks, 2))
@@ -247,7 +252,7 @@ def score_file(
                     itertools.chain(head, chunks), (str(model_dir), alpha, explain, kind), workers, collect
                 )
         said.close()
-        if stats.lines and not stats.scored:  # scores of nothing: the file is not what it was taken for
+        if not stats.scored:  # scores of nothing (or of an empty file): not what it was taken for
             raise not_events(source, stats.lines)
         os.replace(partial, output)
     except BaseException:
@@ -256,7 +261,22 @@ def score_file(
             directory.rmdir()
         raise
     stats.wall_seconds = time.perf_counter() - started
+    if (far := _flagged_warning(stats, at)) is not None:
+        print(f"warning: {far}", file=errors)
     return stats
+
+
+def _flagged_warning(stats: BatchStats, alpha: float) -> str | None:
+    """A warning when far more than α of the events were flagged (more than FLAGGED_WARNING × α, and
+    at least FLAGGED_WARNING_LEAST): the model does not describe them, whatever attacks they hold."""
+    if stats.anomalies < FLAGGED_WARNING_LEAST or stats.anomalies <= FLAGGED_WARNING * alpha * stats.scored:
+        return None
+    return (
+        f"{stats.anomalies:,} of the {stats.scored:,} events flagged ({stats.anomalies / stats.scored:.1%}), "
+        f"far above α = {alpha:g}: these events are unlike those the model was trained on (events of "
+        "another kind, or normal traffic that has moved: `ocsf-anomaly refresh` re-baselines on recent "
+        "normal events; `evaluate` measures the model on labelled ones), unless they are mostly attacks"
+    )
 
 
 def _coverage(detector: Any, head: list[list[Item]]) -> list[str]:

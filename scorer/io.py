@@ -447,7 +447,10 @@ class BadLines:
 
 
 def not_events(path: Path, lines: int) -> UserError:
-    """The error for a file none of whose lines is an event, saying what it looks like instead."""
+    """The error for a file none of whose lines is an event, saying what it looks like instead (an
+    empty one: that it is empty)."""
+    if not lines:
+        return UserError(f"{path} is empty: it holds no event")
     with path.open("rb") as handle:
         magic = handle.read(4)
     if magic.startswith(b"\x1f\x8b") and path.suffix != ".gz":
@@ -461,8 +464,8 @@ def not_events(path: Path, lines: int) -> UserError:
 
 def load_events(paths: Iterable[Path | str], *, warn: bool = True) -> list[Event]:
     """Read all events of ``paths`` in order. Bad lines are skipped, the first of them said on stderr
-    (``warn``) and then how many more; a file with lines but no event is refused (UserError), saying
-    what it looks like."""
+    (``warn``) and then how many more; a file with no event (empty, or of bad lines only) is refused
+    (UserError), saying what it looks like."""
     events: list[Event] = []
     said = BadLines(sys.stderr if warn else None)
     for path in map(Path, paths):
@@ -472,7 +475,7 @@ def load_events(paths: Iterable[Path | str], *, warn: bool = True) -> list[Event
                 said.say(f"{path}:{lines}: skipped: {error}")
             else:
                 events.append(event)
-        if lines and len(events) == before:
+        if len(events) == before:
             raise not_events(path, lines)
     said.close()
     return events

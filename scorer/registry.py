@@ -20,6 +20,7 @@ import fcntl
 import json
 import logging
 import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -41,6 +42,7 @@ ALIASES = ("champion", "challenger")
 HISTORY_TAG = "ocsf_anomaly.history."
 BUNDLE_TAG = "ocsf_anomaly.bundle_version"
 HISTORY_KEEP = 50  # versions remembered per alias (a tag holds at most a few kB)
+HELD_SHOWN = 10  # registered models named by an error that names a model the registry does not hold
 ARTIFACT_PATH = "bundle"
 
 
@@ -211,12 +213,12 @@ class Registry:
         try:
             yield
         except MlflowException as exc:
-            raise RegistryError(f"{doing}: {_one_line(exc.message)}") from exc
+            raise RegistryError(f"{doing}: {_why(exc)}") from exc
         # a local store that is not a database, or locked: MLflow opens it unwrapped
         except SQLAlchemyError as exc:
             raise RegistryError(f"{doing}: {_one_line(str(exc))}") from exc
         except OSError as exc:  # an unreachable server or an unwritable store
-            raise RegistryError(f"{doing}: {exc}") from exc
+            raise RegistryError(f"{doing}: {_why(exc)}") from exc
 
     def _model(self, name: str) -> Any:
         from mlflow.exceptions import MlflowException
@@ -226,12 +228,25 @@ class Registry:
         except MlflowException as exc:
             if _missing(exc):
                 raise RegistryError(
-                    f"no registered model {name!r} in {self.uri}: "
-                    f"register one with `ocsf-anomaly train EVENTS --register {name}`"
+                    f"no registered model {name!r} in {self.uri} ({self._held()}): "
+                    f"register one with `ocsf-anomaly train EVENTS --register {shlex.quote(name)}`"
                 ) from None
-            raise RegistryError(
-                f"cannot read model {name!r} from {self.uri}: {_one_line(exc.message)}"
-            ) from exc
+            raise RegistryError(f"cannot read model {name!r} from {self.uri}: {_why(exc)}") from exc
+
+    def _held(self) -> str:
+        """The registered models the registry holds, for an error naming one it does not hold (a
+        misspelt name, or the default where another was meant): the first few by name."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self.client.search_registered_models(max_results=HELD_SHOWN + 1, order_by=["name ASC"])
+        except (MlflowException, OSError):
+            return "the models it holds cannot be listed"
+        names = [repr(m.name) for m in found]
+        if not names:
+            return "it holds no model yet"
+        more = ", …" if len(names) > HELD_SHOWN else ""
+        return f"it holds {', '.join(names[:HELD_SHOWN])}{more}"
 
     # ------------------------------------------------------------------ register
     def register(self, bundle_dir: Path, name: str) -> tuple[ModelVersion, bool]:
@@ -287,7 +302,7 @@ class Registry:
             self.client.set_terminated(run_id)
             try:
                 self.client.create_registered_model(
-                    name, description="ocsf-anomaly detector bundles (see `ocsf-anomaly models list`)"
+                    name, description=f"ocsf-anomaly detector bundles (see {_listing(name)})"
                 )
             except MlflowException as exc:
                 if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
@@ -363,7 +378,7 @@ class Registry:
         try:
             return {a: self._version(self.client.get_model_version(name, v)) for a, v in held.items()}
         except MlflowException as exc:
-            raise RegistryError(f"cannot read the aliases of {name!r}: {_one_line(exc.message)}") from exc
+            raise RegistryError(f"cannot read the aliases of {name!r}: {_why(exc)}") from exc
 
     def _get(self, name: str, version: str) -> ModelVersion:
         from mlflow.exceptions import MlflowException
@@ -371,17 +386,15 @@ class Registry:
         if not (version.isascii() and version.isdigit() and 0 < int(version) < 2**63):
             # MLflow reads it with int(): "１" or " 2" named version 2, 2**64 failed in SQLite
             raise RegistryError(
-                f"{name!r} has no version {version!r}: versions are numbers from 1 (see `ocsf-anomaly models list`)"
+                f"{name!r} has no version {version!r}: versions are numbers from 1 (see {_listing(name)})"
             )
         try:
             return self._version(self.client.get_model_version(name, version))
         except MlflowException as exc:
             if _missing(exc) or getattr(exc, "error_code", "") == "INVALID_PARAMETER_VALUE":
                 self._model(name)  # no such model at all: said as `models list` says it
-                raise RegistryError(
-                    f"{name!r} has no version {version!r} (see `ocsf-anomaly models list`)"
-                ) from None
-            raise RegistryError(f"cannot read {name} version {version}: {_one_line(exc.message)}") from exc
+                raise RegistryError(f"{name!r} has no version {version!r} (see {_listing(name)})") from None
+            raise RegistryError(f"cannot read {name} version {version}: {_why(exc)}") from exc
 
     def lookup(self, uri: str) -> ModelVersion:
         """The version ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` names."""
@@ -393,7 +406,7 @@ class Registry:
             found = self.alias(name, alias)
             if found is None:
                 raise RegistryError(
-                    f"no version of {name!r} holds the alias {alias} in {self.uri} (see `ocsf-anomaly models list`)"
+                    f"no version of {name!r} holds the alias {alias} in {self.uri} (see {_listing(name)})"
                 )
             return found
         name, _, version = ref.rpartition("/")
@@ -473,7 +486,7 @@ class Registry:
             if not earlier:
                 raise RegistryError(
                     f"{name}@champion (version {current.version}) has no earlier champion to roll back to; "
-                    f"promote another version with `ocsf-anomaly models promote VERSION`"
+                    f"promote another version with `ocsf-anomaly models promote VERSION --name {shlex.quote(name)}`"
                 )
             back = self._get(name, earlier[-1])
             self.client.set_registered_model_alias(name, alias, back.version)
@@ -526,6 +539,46 @@ def _one_line(message: str) -> str:
     noise = ("(Background on this error", "#####")
     lines = (line.strip() for line in message.split("\n[SQL:")[0].splitlines())
     return " ".join(line for line in lines if line and not line.startswith(noise))
+
+
+def _listing(name: str) -> str:
+    """The command that lists ``name``'s versions, as it can be typed: with ``--name`` (the default
+    name is the settings' model_name, which may be another), quoted for a shell where it must be."""
+    return f"`ocsf-anomaly models list --name {shlex.quote(name)}`"
+
+
+def _why(exc: Exception) -> str:
+    """What went wrong, in one line: for a server that cannot be reached, the reason (refused, no such
+    host, timed out) and what to check, not MLflow's retries and urllib3's pool in full."""
+    import requests
+
+    reason: str | None = None
+    unreachable = timed_out = False
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:  # MLflow → requests → urllib3 → the socket's error
+        seen.add(id(cause))
+        if isinstance(cause, requests.exceptions.SSLError):  # it answered: MLflow's message says what failed
+            break
+        if isinstance(cause, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+            unreachable = True
+            timed_out = timed_out or isinstance(cause, requests.exceptions.Timeout)
+        if isinstance(cause, OSError) and cause.strerror:
+            reason = cause.strerror
+        last_try = getattr(cause, "reason", None)  # urllib3's MaxRetryError holds the last try's error
+        cause = (
+            cause.__cause__
+            or cause.__context__
+            or (last_try if isinstance(last_try, BaseException) else None)
+        )
+    if not unreachable:
+        return _one_line(getattr(exc, "message", None) or str(exc))
+    if timed_out:
+        reason = f"no answer within {os.environ.get('MLFLOW_HTTP_REQUEST_TIMEOUT', '120')} s"
+    return (
+        f"no MLflow server answers there ({reason or 'cannot connect'}): is it up, and is registry_uri "
+        "(OCSF_ANOMALY_REGISTRY_URI or MLFLOW_TRACKING_URI) right?"
+    )
 
 
 def _missing(exc: Exception) -> bool:

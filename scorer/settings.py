@@ -11,6 +11,7 @@ import difflib
 import ipaddress
 import os
 import re
+import shlex
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -283,7 +284,8 @@ class Settings(BaseSettings):
         if self.challenger_model_dir is not None and self.model_dir is None:
             raise ValueError(
                 "challenger_model_dir needs model_dir; with the registry, the challenger is the version "
-                "with the alias challenger (`ocsf-anomaly models promote VERSION --alias challenger`)"
+                "with the alias challenger (`ocsf-anomaly models promote VERSION --alias challenger "
+                f"--name {shlex.quote(self.model_name)}`)"
             )
         return self
 

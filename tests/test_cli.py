@@ -778,6 +778,52 @@ def test_score_a_missing_input_is_a_usage_error(workdir: Path) -> None:
     assert "no such file" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("command", "argument"),
+    [
+        ("score --model {tmp}/m {dir} --output {tmp}/o.csv", "INPUT"),
+        ("score --model {tmp}/m {file} --output {tmp}/o.csv --config {dir}", "--config"),
+        ("train {dir} --output {tmp}/m", "EVENTS"),
+        ("features infer {dir}", "EVENTS"),
+        ("evaluate --model {tmp}/m {dir} --labels {file} --train {file}", "EVENTS"),
+        ("evaluate --model {tmp}/m {file} --labels {dir} --train {file}", "--labels"),
+        ("evaluate --model {tmp}/m {file} --labels {file} --train {dir}", "--train"),
+        ("split {dir} --labels {file} --output {tmp}/s", "EVENTS"),
+        ("refresh --model {tmp}/m {file} {dir} --output {tmp}/r", "RECENT"),
+    ],
+    ids=["score", "config", "train", "features", "evaluate", "labels", "train-events", "split", "refresh"],
+)
+def test_a_directory_given_as_an_input_file_is_refused_by_the_parser(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, argument: str
+) -> None:
+    """A directory read as a file failed with a bare "error: Is a directory: lake", after the work
+    before it (refresh's once the model had loaded); it is refused as a missing file is, and `score`
+    says what reads a directory of part files."""
+    lake, events = tmp_path / "lake", tmp_path / "events.jsonl"
+    lake.mkdir()
+    events.write_text("{}\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(command.format(tmp=tmp_path, dir=lake, file=events).split())
+    assert exited.value.code == 2
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    hint = " (score-spark reads a directory of part files)" if argument == "INPUT" else ""
+    assert said.endswith(f"error: argument {argument}: {lake} is a directory: name a file{hint}"), said
+
+
+def test_score_counts_one_anomaly_and_one_bad_line_in_the_singular(
+    model: Path, tmp_path: Path, score_events: list[Event]
+) -> None:
+    """ "1 anomalies, 1 bad lines"."""
+    event = orjson.loads(orjson.dumps(next(e for e in score_events if "bytes_out" in e.get("traffic", {}))))
+    event["traffic"]["bytes_out"] = "Infinity"  # an impossible number: flagged whatever the model
+    source = tmp_path / "one.jsonl"
+    source.write_bytes(orjson.dumps(event) + b"\nnot json\n")
+    result = _run("score", "--model", model, source, "--output", tmp_path / "one.csv", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "scored 1 of 2 lines into " in result.stderr
+    assert "lines/s): 1 anomaly, 1 bad line\n" in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("alpha", ["0", "1", "1.5", "-0.1"])
 def test_score_alpha_out_of_range_is_a_usage_error(workdir: Path, events_file: Path, alpha: str) -> None:
     result = _run("score", events_file, "--model", workdir, "--output", workdir / "z.csv", "--alpha", alpha)
@@ -1718,3 +1764,28 @@ def test_state_dir_is_the_working_directory_unless_ocsf_anomaly_home_says(
     assert state_dir() == tmp_path / "data"
     monkeypatch.setenv("OCSF_ANOMALY_HOME", "state")
     assert state_dir() == tmp_path / "state"  # made absolute: the registry's SQLite URI needs that
+
+
+def test_make_report_reads_the_demo_where_make_run_wrote_it(tmp_path: Path) -> None:
+    """`make run` with OCSF_ANOMALY_HOME=/x puts the demo in /x/demo; `make report` looked for
+    data/demo/scored.jsonl all the same, and failed. Without a scored demo it names the place it looked.
+    (``-o``: the virtualenv's stamps are taken as they are, nothing is installed.)"""
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
+    env["OCSF_ANOMALY_HOME"] = str(tmp_path / "home")
+    result = subprocess.run(
+        ["make", "-s", "-o", ".venv/.installed", "-o", ".venv/.installed-report", "report"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert f"no {tmp_path / 'home' / 'demo' / 'scored.jsonl'}: `make run` scores the demo file first" in (
+        result.stdout
+    ), result.stdout + result.stderr
+    assert not (tmp_path / "home").exists()

@@ -181,6 +181,27 @@ def test_score_of_a_file_with_no_event_is_refused_in_one_line(bundle_dir: Path, 
     assert "… and 80 more bad lines" in said.splitlines()
 
 
+def test_an_empty_input_is_refused_as_a_file_with_no_event_is(bundle_dir: Path, tmp_path: Path) -> None:
+    """`score` of a 0-byte file (or a .gz of nothing) exited 0 with a header-only CSV, though a file
+    none of whose lines is an event is refused; `train` said it needed 50 events, not that the file
+    was empty."""
+    empty, gzipped = tmp_path / "empty.jsonl", tmp_path / "empty.jsonl.gz"
+    empty.write_bytes(b"")
+    gzipped.write_bytes(gzip.compress(b""))
+    for source in (empty, gzipped):
+        out = tmp_path / f"{source.name}.csv"
+        result = _run("score", source, "--model", bundle_dir, "--output", out, "--quiet")
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines()[-1] == f"error: {source} is empty: it holds no event"
+        assert not out.exists()
+        assert list(tmp_path.glob(".*.partial")) == []
+    events = _write_jsonl(tmp_path / "events.jsonl", generate_events(100, seed=2)[0])
+    trained = _run("train", events, empty, "--output", tmp_path / "model")  # one empty file of two
+    assert trained.returncode == 2, trained.stderr
+    assert trained.stderr.strip().splitlines()[-1] == f"error: {empty} is empty: it holds no event"
+    assert not (tmp_path / "model").exists()
+
+
 def test_train_and_features_infer_on_a_file_with_no_event_say_so_briefly(tmp_path: Path) -> None:
     """`train` and `features infer` printed a "skipped" line for each of the file's lines before their error."""
     for source, hint in _not_events(tmp_path).values():
@@ -361,6 +382,37 @@ def test_score_warns_before_the_work_when_events_hold_none_of_the_model_s_fields
     source = _write_jsonl(tmp_path / "events.jsonl", generate_events(300, seed=2)[0])
     result = _run("score", "--model", bundle_dir, source, "--output", tmp_path / "out.csv", "--quiet")
     assert "warning" not in result.stderr
+
+
+def test_score_warns_when_far_more_than_alpha_is_flagged(bundle_dir: Path, tmp_path: Path) -> None:
+    """Events of another kind that share a few of the model's fields (NSL-KDD's, to a model of the
+    demo's) were all flagged at α = 0.01 without a word: no coverage warning, as some fields are there."""
+    other = [
+        {
+            "class_uid": 4001,
+            "activity_id": 6,
+            "time": 1_700_000_000_000 + n,
+            "connection_info": {"protocol_name": "tcp"},
+            "dst_endpoint": {"svc_name": "ftp_data"},
+            "traffic": {"bytes_out": 491 * n, "bytes_in": 0, "bytes": 491 * n},
+            "unmapped": {"count": n % 7, "serror_rate": 0},
+        }
+        for n in range(200)
+    ]
+    source = _write_jsonl(tmp_path / "other.jsonl", other)
+    result = _run("score", "--model", bundle_dir, source, "--output", tmp_path / "out.csv", "--quiet")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1, result.stderr
+    flagged = sum(row.endswith(",true") for row in (tmp_path / "out.csv").read_text().splitlines())
+    assert warnings[0].startswith(
+        f"warning: {flagged} of the 200 events flagged ({flagged / 200:.1%}), far above α = 0.01: these "
+        "events are unlike those the model was trained on"
+    ), warnings[0]
+    assert "`ocsf-anomaly refresh`" in warnings[0]
+    # at an α that makes this many flags expected, or for events like the model's, no warning
+    wide = _run("score", "--model", bundle_dir, source, "--output", tmp_path / "out.csv", "--alpha", "0.5")
+    assert "far above α" not in wide.stderr
 
 
 # ------------------------------------------------------------------ where nothing can be written

@@ -509,6 +509,20 @@ def test_a_host_that_is_no_address_here_says_what_host_means(bundle_dir: Path) -
     ), last
 
 
+def test_an_address_not_of_this_machine_is_blamed_on_the_host_not_the_port() -> None:
+    """An address no interface here holds (EADDRNOTAVAIL) was blamed on the port too."""
+    from scorer.service.workers import ServeError, listen
+
+    with pytest.raises(ServeError) as refused:
+        listen("10.255.255.1", 0)
+    said = str(refused.value)
+    assert said.startswith("cannot listen on 10.255.255.1:0: Cannot assign requested address"), said
+    assert said.endswith(
+        "(10.255.255.1 is no address of this machine: choose another with --host or OCSF_ANOMALY_HOST "
+        "(127.0.0.1, or 0.0.0.0 for every address))"
+    ), said
+
+
 def _refused_on(port: int, bundle_dir: Path) -> None:
     for workers in ("1", "2"):
         command = _serve_command("--model", bundle_dir, "--workers", workers, "--port", port)

@@ -204,10 +204,26 @@ def _workers(text: str) -> int:
 
 
 def _existing(text: str) -> Path:
+    """A file to read: refused at once when it is missing or a directory (read, a directory failed
+    with a bare "Is a directory", refresh's only once the model had loaded)."""
+    return _file_in(text)
+
+
+def _file_in(text: str, directory_hint: str = "") -> Path:
+    """:func:`_existing`, with ``directory_hint`` added where a directory is refused (what takes one)."""
     path = Path(text)
     if not path.exists():
         raise argparse.ArgumentTypeError(f"no such file: {path}")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{path} is a directory: name a file{f' ({directory_hint})' if directory_hint else ''}"
+        )
     return path
+
+
+def _counted(n: int, one: str, many: str | None = None) -> str:
+    """``n`` and the noun that goes with it: "1 anomaly", "2 anomalies", "1,000 lines"."""
+    return f"{n:,} {one if n == 1 else many or one + 's'}"
 
 
 def _check_config(config: Path | None) -> None:

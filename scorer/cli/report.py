@@ -12,6 +12,7 @@ from scorer.cli import (
     _alpha,
     _bundle,
     _check_config,
+    _counted,
     _existing,
     _file_out,
     _require_extra,
@@ -79,5 +80,7 @@ def _report(args: argparse.Namespace) -> int:
         day, record = report.write_report(
             args.scored, args.output, day=args.day, alpha=args.alpha, bundle_dir=bundle_dir, log=_say
         )
-    _say(f"wrote {args.output}: {day}, {record.events:,} events, {record.anomalies:,} anomalies")
+    _say(
+        f"wrote {args.output}: {day}, {_counted(record.events, 'event')}, {_counted(record.anomalies, 'anomaly', 'anomalies')}"
+    )
     return 0

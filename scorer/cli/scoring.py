@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from scorer.cli import (
     CONFIG_HELP,
@@ -14,8 +15,10 @@ from scorer.cli import (
     _bundle,
     _bundle_out,
     _check_config,
+    _counted,
     _dir_out,
     _existing,
+    _file_in,
     _file_out,
     _fraction,
     _say,
@@ -39,7 +42,7 @@ def add_commands(commands: Commands) -> None:
         ),
     )
     score.add_argument(
-        "input", type=_existing, metavar="INPUT", help="JSONL, JSONL.gz or Parquet file of OCSF events"
+        "input", type=_score_input, metavar="INPUT", help="JSONL, JSONL.gz or Parquet file of OCSF events"
     )
     score.add_argument("--model", "-m", required=True, help=MODEL_HELP)
     score.add_argument(
@@ -162,6 +165,10 @@ def add_commands(commands: Commands) -> None:
     split.set_defaults(handler=_split)
 
 
+def _score_input(text: str) -> Path:
+    return _file_in(text, "score-spark reads a directory of part files")
+
+
 def _config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
@@ -182,8 +189,8 @@ def _score(args: argparse.Namespace) -> int:
         )
     rate = stats.lines / stats.wall_seconds if stats.wall_seconds else 0.0  # every line read, bad ones too
     _say(
-        f"scored {stats.scored:,} of {stats.lines:,} lines into {args.output} in {stats.wall_seconds:.1f} s "
-        f"({rate:,.0f} lines/s): {stats.anomalies:,} anomalies, {stats.bad:,} bad lines"
+        f"scored {stats.scored:,} of {_counted(stats.lines, 'line')} into {args.output} in {stats.wall_seconds:.1f} s "
+        f"({rate:,.0f} lines/s): {_counted(stats.anomalies, 'anomaly', 'anomalies')}, {_counted(stats.bad, 'bad line')}"
     )
     if stats.scored:
         cost = ", ".join(

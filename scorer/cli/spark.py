@@ -14,6 +14,7 @@ from scorer.cli import (
     _alpha,
     _bundle,
     _check_config,
+    _counted,
     _existing,
     _positive,
     _require_extra,
@@ -144,8 +145,9 @@ def _score_spark(args: argparse.Namespace) -> int:
                 spark.stop()
     rate = stats.events / stats.seconds if stats.seconds else 0.0
     _say(
-        f"scored {stats.events:,} events into {stats.output} ({stats.output_format}) in {stats.seconds:.1f} s "
-        f"({rate:,.0f} events/s): {stats.anomalies:,} anomalies, {stats.errors:,} unscorable; summary: {stats.summary}"
+        f"scored {_counted(stats.events, 'event')} into {stats.output} ({stats.output_format}) in {stats.seconds:.1f} s "
+        f"({rate:,.0f} events/s): {_counted(stats.anomalies, 'anomaly', 'anomalies')}, "
+        f"{stats.errors:,} unscorable; summary: {stats.summary}"
     )
     for class_uid, day, events, anomalies, errors in stats.by_class_day[:20]:
         print(

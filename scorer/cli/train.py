@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -188,7 +189,7 @@ def _train(args: argparse.Namespace) -> int:
             then = (
                 "it is the champion (the model's first)"
                 if champion
-                else f"promote it with `ocsf-anomaly models promote {version.version} --name {version.name}`"
+                else f"promote it with `ocsf-anomaly models promote {version.version} --name {shlex.quote(version.name)}`"
             )
             _say(f"registered {version.uri} in {registry.uri}: {then}")
     return 0

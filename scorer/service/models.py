@@ -4,6 +4,7 @@ reload and on every poll), and load that (slow, asked only when the answer chang
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -82,7 +83,7 @@ class RegistrySource:
         if champion is None:
             raise RegistryError(
                 f"no version of {self.name!r} has the alias champion in {self.registry.uri}: "
-                f"promote one with `ocsf-anomaly models promote VERSION --name {self.name}`"
+                f"promote one with `ocsf-anomaly models promote VERSION --name {shlex.quote(self.name)}`"
             )
         refs = {"champion": self._ref(champion)}
         challenger = held.get("challenger")

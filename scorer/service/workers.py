@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import logging
 import multiprocessing
@@ -120,10 +121,16 @@ def listen(host: str, port: int, *, reuse_port: bool = False, listening: bool = 
             raise
         return sock
     except OSError as exc:
-        raise ServeError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc} (another service on that port? "
-            "choose another with --port or OCSF_ANOMALY_PORT)"
-        ) from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            hint = (
+                f"{host} is no address of this machine: choose another with --host or OCSF_ANOMALY_HOST "
+                "(127.0.0.1, or 0.0.0.0 for every address)"
+            )
+        elif exc.errno in (errno.EACCES, errno.EPERM):
+            hint = "ports below 1024 need root: choose another with --port or OCSF_ANOMALY_PORT"
+        else:
+            hint = "another service on that port? choose another with --port or OCSF_ANOMALY_PORT"
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc} ({hint})") from None
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
