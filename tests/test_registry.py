@@ -647,6 +647,32 @@ def test_score_evaluate_and_refresh_take_a_registered_model(
         bundle.read_metadata(tmp_path / "new")["refreshed_from"]
         == bundle.read_metadata(bundle_dir)["version"]
     )
+    # back into the registry, without a directory: a new version, not served until promoted
+    registered = _cli(
+        "refresh",
+        events,
+        "--model",
+        f"models:/{two_versions}@champion",
+        "--calibration-only",
+        "--register",
+        two_versions,
+        store=store,
+    )
+    assert registered.returncode == 0, registered.stderr
+    assert (
+        registered.stderr.strip()
+        .splitlines()[-1]
+        .endswith(f"promote it with `ocsf-anomaly models promote 3 --name {two_versions}`")
+    ), registered.stderr
+    third = Registry(store).lookup(f"models:/{two_versions}/3")
+    assert Registry(store).lookup(f"models:/{two_versions}@champion").version == "1"
+    with Registry(store).fetched(third) as fetched:
+        assert bundle.read_metadata(fetched)["refreshed_from"] == bundle.read_metadata(bundle_dir)["version"]
+    nowhere = _cli("refresh", events, "--model", str(bundle_dir), store=store)
+    assert nowhere.returncode == 2
+    assert nowhere.stderr.strip().splitlines()[-1] == (
+        "error: say where the refreshed model goes: --output DIR, --register NAME, or both"
+    )
 
     missing = _cli(
         "score",

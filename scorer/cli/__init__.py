@@ -23,6 +23,7 @@ import errno
 import importlib
 import math
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -247,6 +248,17 @@ def _registry(config: Path | None, *, create: bool = False) -> Any:
     if create:
         registry.answers()  # a command that registers finds a server down before its work, not after
     return registry
+
+
+def _register(registry: Any, bundle_dir: Path, name: str) -> None:
+    """Register a written bundle as a new version of ``name`` and say what to do next."""
+    version, champion = registry.register(bundle_dir, name)
+    then = (
+        "it is the champion (the model's first)"
+        if champion
+        else f"promote it with `ocsf-anomaly models promote {version.version} --name {shlex.quote(version.name)}`"
+    )
+    _say(f"registered {version.uri} in {registry.uri}: {then}")
 
 
 def _require_extra(command: str, extra: str, *modules: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from pathlib import Path
 
 from scorer.cli import (
@@ -21,6 +22,8 @@ from scorer.cli import (
     _file_in,
     _file_out,
     _fraction,
+    _register,
+    _registry,
     _say,
     _seed,
     _workers,
@@ -116,9 +119,16 @@ def add_commands(commands: Commands) -> None:
     refresh.add_argument(
         "--output",
         "-o",
-        required=True,
+        default=None,
         type=_bundle_out,
         help="bundle directory to write: new, empty, or a bundle, which is replaced",
+    )
+    refresh.add_argument(
+        "--register",
+        metavar="NAME",
+        default=None,
+        help="log the refreshed bundle to the registry as a new version of model NAME (to serve it, "
+        "promote it: `ocsf-anomaly models promote VERSION --name NAME`)",
     )
     refresh.add_argument(
         "--calibration-only", action="store_true", help="keep the baseline, re-fit calibration only"
@@ -240,6 +250,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _refresh(args: argparse.Namespace) -> int:
     from scorer.detector import Detector
     from scorer.io import load_events
+    from scorer.registry import check_name
     from scorer.threads import set_threads
 
     if args.calibration_only and args.keep_flagged:
@@ -247,7 +258,12 @@ def _refresh(args: argparse.Namespace) -> int:
             "--keep-flagged is for the baseline, which --calibration-only keeps: the calibration takes "
             "every event (an attack among them only makes the thresholds stricter)"
         )
+    if args.output is None and args.register is None:
+        raise CliError("say where the refreshed model goes: --output DIR, --register NAME, or both")
     _check_config(args.config)
+    if args.register is not None:
+        check_name(args.register)  # a bad name fails before the work, as a bad registry does
+    registry = _registry(args.config, create=True) if args.register is not None else None
     set_threads(os.cpu_count() or 1)
     _say(f"loading {args.model}")
     with _bundle(args.model, args.config) as model:
@@ -266,11 +282,15 @@ def _refresh(args: argparse.Namespace) -> int:
     detector.refresh(events, calibration_only=args.calibration_only, keep_flagged=args.keep_flagged, log=_say)
     detector.metadata["calibration"] = detector.calibration.sizes()
     detector.metadata["refreshed_from"] = detector.metadata.get("version")
-    path = detector.save(args.output, name=detector.model_info["name"])
     what = "calibration" if args.calibration_only else "baseline and calibration"
-    _say(
-        f"wrote {path} (version {detector.metadata['version']}): {what} refreshed from {len(events):,} events"
-    )
+    with tempfile.TemporaryDirectory(prefix="ocsf-anomaly-refresh-") as scratch:
+        path = detector.save(
+            args.output or Path(scratch) / "bundle", name=args.register or detector.model_info["name"]
+        )
+        where = f"wrote {path}" if args.output else "refreshed"
+        _say(f"{where} (bundle {detector.metadata['version']}): {what} refreshed from {len(events):,} events")
+        if registry is not None:
+            _register(registry, path, args.register)
     return 0
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from scorer.cli import (
     _existing,
     _non_negative,
     _positive,
+    _register,
     _registry,
     _say,
     _seed,
@@ -185,11 +185,5 @@ def _train(args: argparse.Namespace) -> int:
             f"{meta['training']['seconds']:.0f} s"
         )
         if registry is not None:
-            version, champion = registry.register(path, args.register)
-            then = (
-                "it is the champion (the model's first)"
-                if champion
-                else f"promote it with `ocsf-anomaly models promote {version.version} --name {shlex.quote(version.name)}`"
-            )
-            _say(f"registered {version.uri} in {registry.uri}: {then}")
+            _register(registry, path, args.register)
     return 0
