@@ -1576,7 +1576,7 @@ def test_refresh_writes_a_new_version_from_recent_events(
     )
     assert doing in result.stderr
     assert (
-        f"wrote {out} (version {after.model_info['version']}): {what} refreshed from 300 events"
+        f"wrote {out} (bundle {after.model_info['version']}): {what} refreshed from 300 events"
         in result.stderr
     )
     recent_ids = {e["metadata"]["uid"] for e in recent}
