@@ -464,10 +464,12 @@ def not_events(path: Path, lines: int) -> UserError:
 
 def load_events(paths: Iterable[Path | str], *, warn: bool = True) -> list[Event]:
     """Read all events of ``paths`` in order. Bad lines are skipped, the first of them said on stderr
-    (``warn``) and then how many more; a file with no event (empty, or of bad lines only) is refused
-    (UserError), saying what it looks like."""
+    (``warn``) and then how many more; a file of lines none of which is an event is refused
+    (UserError), saying what it looks like, and so is an empty one unless another file holds events
+    (an hour's file rotated while empty is skipped, and said on stderr)."""
     events: list[Event] = []
     said = BadLines(sys.stderr if warn else None)
+    empty: list[Path] = []
     for path in map(Path, paths):
         lines, before = 0, len(events)
         for lines, event, error in iter_records(path):
@@ -475,9 +477,16 @@ def load_events(paths: Iterable[Path | str], *, warn: bool = True) -> list[Event
                 said.say(f"{path}:{lines}: skipped: {error}")
             else:
                 events.append(event)
-        if len(events) == before:
+        if not lines:
+            empty.append(path)
+        elif len(events) == before:
             raise not_events(path, lines)
     said.close()
+    if empty and not events:
+        raise not_events(empty[0], 0)
+    if empty and warn:
+        shown = ", ".join(map(str, empty[:3])) + (f" and {len(empty) - 3:,} more" if len(empty) > 3 else "")
+        print(f"warning: skipped {shown}: empty", file=sys.stderr)
     return events
 
 

@@ -284,7 +284,7 @@ class Registry:
                     )
             run = self.client.create_run(
                 experiment_id,
-                run_name=f"train-{metadata['version']}",
+                run_name=f"{'refresh' if metadata.get('refreshed_from') else 'train'}-{metadata['version']}",
                 tags={BUNDLE_TAG: str(metadata["version"])},
             )
             run_id = run.info.run_id
@@ -553,6 +553,9 @@ def _why(exc: Exception) -> str:
     import requests
 
     reason: str | None = None
+    where = (
+        "there"  # the host and port that did not answer, where urllib3 says (an artifact store's, it may be)
+    )
     unreachable = timed_out = False
     seen: set[int] = set()
     cause: BaseException | None = exc
@@ -565,6 +568,12 @@ def _why(exc: Exception) -> str:
             timed_out = timed_out or isinstance(cause, requests.exceptions.Timeout)
         if isinstance(cause, OSError) and cause.strerror:
             reason = cause.strerror
+        # urllib3's NewConnectionError: the connection it tried (its deprecated .pool warns); its
+        # MaxRetryError: the pool
+        pool = getattr(cause, "conn", None) or getattr(cause, "pool", None)
+        host, port = getattr(pool, "host", None), getattr(pool, "port", None)
+        if host:
+            where = f"at {host}:{port}" if port else f"at {host}"
         last_try = getattr(cause, "reason", None)  # urllib3's MaxRetryError holds the last try's error
         cause = (
             cause.__cause__
@@ -576,7 +585,7 @@ def _why(exc: Exception) -> str:
     if timed_out:
         reason = f"no answer within {os.environ.get('MLFLOW_HTTP_REQUEST_TIMEOUT', '120')} s"
     return (
-        f"no MLflow server answers there ({reason or 'cannot connect'}): is it up, and is registry_uri "
+        f"nothing answers {where} ({reason or 'cannot connect'}): is the server up, and is registry_uri "
         "(OCSF_ANOMALY_REGISTRY_URI or MLFLOW_TRACKING_URI) right?"
     )
 

@@ -195,11 +195,14 @@ def test_an_empty_input_is_refused_as_a_file_with_no_event_is(bundle_dir: Path, 
         assert result.stderr.strip().splitlines()[-1] == f"error: {source} is empty: it holds no event"
         assert not out.exists()
         assert list(tmp_path.glob(".*.partial")) == []
+    alone = _run("features", "infer", empty, gzipped)
+    assert alone.returncode == 2, alone.stderr
+    assert alone.stderr.strip().splitlines()[-1] == f"error: {empty} is empty: it holds no event"
+    # beside a file of events (an hour's file rotated while empty), skipped and said
     events = _write_jsonl(tmp_path / "events.jsonl", generate_events(100, seed=2)[0])
-    trained = _run("train", events, empty, "--output", tmp_path / "model")  # one empty file of two
-    assert trained.returncode == 2, trained.stderr
-    assert trained.stderr.strip().splitlines()[-1] == f"error: {empty} is empty: it holds no event"
-    assert not (tmp_path / "model").exists()
+    inferred = _run("features", "infer", empty, events, gzipped)
+    assert inferred.returncode == 0, inferred.stderr
+    assert f"warning: skipped {empty}, {gzipped}: empty" in inferred.stderr.splitlines()
 
 
 def test_train_and_features_infer_on_a_file_with_no_event_say_so_briefly(tmp_path: Path) -> None:
@@ -412,6 +415,7 @@ def test_score_warns_when_far_more_than_alpha_is_flagged(bundle_dir: Path, tmp_p
     assert "`ocsf-anomaly refresh`" in warnings[0]
     # at an α that makes this many flags expected, or for events like the model's, no warning
     wide = _run("score", "--model", bundle_dir, source, "--output", tmp_path / "out.csv", "--alpha", "0.5")
+    assert wide.returncode == 0, wide.stderr
     assert "far above α" not in wide.stderr
 
 

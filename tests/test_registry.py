@@ -371,9 +371,9 @@ def test_an_unreachable_registry_is_an_error_not_a_hang() -> None:
     assert result.returncode == 2, result.stderr
     # one line that names the server and what to check, not MLflow's retries and urllib3's pool
     assert result.stderr.splitlines()[-1] == (
-        "error: cannot read model 'ocsf-anomaly-demo' from http://***@127.0.0.1:9: no MLflow server answers "
-        "there (Connection refused): is it up, and is registry_uri (OCSF_ANOMALY_REGISTRY_URI or "
-        "MLFLOW_TRACKING_URI) right?"
+        "error: cannot read model 'ocsf-anomaly-demo' from http://***@127.0.0.1:9: nothing answers at "
+        "127.0.0.1:9 (Connection refused): is the server up, and is registry_uri (OCSF_ANOMALY_REGISTRY_URI "
+        "or MLFLOW_TRACKING_URI) right?"
     )
     assert "s3cr3t" not in result.stderr
     assert "Traceback" not in result.stderr
@@ -413,7 +413,7 @@ def test_train_register_finds_a_server_down_before_training(tmp_path: Path) -> N
         result.stderr.strip()
         .splitlines()[-1]
         .startswith(
-            f"error: cannot reach the registry at http://127.0.0.1:{port}: no MLflow server answers there"
+            f"error: cannot reach the registry at http://127.0.0.1:{port}: nothing answers at 127.0.0.1:{port} ("
         )
     )
     assert "reading" not in result.stderr

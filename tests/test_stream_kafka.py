@@ -539,6 +539,49 @@ def test_a_broker_away_among_several_at_start_is_one_warning_of_ours(
     ), warnings
 
 
+def test_a_stop_while_starting_still_says_what_the_kafka_client_met(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped while aiokafka waits on a server that never answers, after it could not reach
+    another: what it logged, kept out of the log while starting, is said as it stops (bootstrap
+    servers in the order given, as in the test above)."""
+    import aiokafka.client
+    from aiokafka.conn import collect_hosts
+
+    from scorer.stream import kafka
+
+    monkeypatch.setattr(aiokafka.client, "collect_hosts", lambda hosts: collect_hosts(hosts, randomize=False))
+    monkeypatch.setattr(kafka, "REQUEST_TIMEOUT_MS", 600_000)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{probe.getsockname()[1]}"
+    caplog.set_level(logging.INFO)
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # takes connections, never answers
+
+        async def scenario() -> None:
+            topics = kafka.KafkaTopics(
+                f"{closed},127.0.0.1:{silent.getsockname()[1]}",
+                **{name: TOPICS[name] for name in ("input", "output", "alerts", "dead_letter")},
+                group="stopped",
+                entity_key="src_endpoint.ip",
+                client_id="stopped",
+            )
+            starting = asyncio.ensure_future(topics.start())
+            await asyncio.sleep(1.0)
+            starting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await starting
+            await asyncio.wait_for(topics.close(), 60)
+
+        asyncio.run(scenario())
+    assert logging.getLogger("aiokafka").propagate
+    warnings = [r.getMessage() for r in caplog.records if r.name == "ocsf_anomaly.stream"]
+    assert any(
+        w.startswith("stopped while starting on Kafka at ") and f'Unable connect to "{closed}"' in w
+        for w in warnings
+    ), warnings
+
+
 @pytest.fixture
 def tls_broker(tmp_path: Path) -> Iterator[tuple[KafkaBroker, Path]]:
     """A broker reached only over TLS (tests/kafka_broker.py: Tansu behind a TLS relay), and the

@@ -397,6 +397,31 @@ def test_lines_passed_on_hold_the_batch_within_the_body_limit(
     assert all("message holds its first" in line["anomaly"]["error"]["message"] for line in cut)
 
 
+def test_an_element_too_deep_for_vector_goes_on_as_text_within_the_body_limit(
+    bundle_dir: Path, downstream: Downstream
+) -> None:
+    """An element nesting deeper than Vector's decoder reads goes on as its JSON text, in which
+    each quote doubles: a body of such elements within the limit went downstream twice its size
+    (a review). Its text takes only the room left, as a kept line's does."""
+    limit = 64 * 1024
+    deep: Any = ['"' * 6_000]
+    for _ in range(130):
+        deep = [deep]
+    body = _array([deep] * 4)
+    assert len(body) <= limit < 2 * len(body)
+    with serve_app(_settings(bundle_dir, downstream, max_body_bytes=limit)) as base_url:
+        status, _, answer = _send(base_url, body)
+    assert status == 200, answer
+    (batch,) = downstream.batches
+    assert all(part["anomaly"]["error"]["code"] == "too_deep" for part in batch)
+    assert sum(len(json.dumps(part["message"])) - 2 for part in batch) <= limit
+    whole = json.dumps(deep, separators=(",", ":"))
+    cut = [part for part in batch if part["message"] != whole]
+    assert cut
+    assert all(whole.startswith(part["message"]) for part in cut)
+    assert all("message holds its first" in part["anomaly"]["error"]["message"] for part in cut)
+
+
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 def test_serving_processes_share_what_was_forwarded_through_redis(
     bundle_dir: Path, downstream: Downstream, held_out_events: list[Event]

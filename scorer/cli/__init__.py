@@ -272,19 +272,21 @@ def _require_extra(command: str, extra: str, *modules: str) -> None:
             ) from None
 
 
+def _check_model(spec: str) -> None:
+    """Refuse a --model that is neither a registry URI nor a directory, before any slower work."""
+    if not spec.startswith("models:/") and not Path(spec).is_dir():
+        raise CliError(f"no model bundle at {spec} (a directory written by `train`, or models:/NAME@ALIAS)")
+
+
 @contextmanager
-def _bundle(spec: str, config: Path | None = None) -> Iterator[Path]:
+def _bundle(spec: str, config: Path | None = None, registry: Any = None) -> Iterator[Path]:
     """A bundle directory, or the version a ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` URI names,
-    downloaded from the registry for as long as the block runs."""
+    downloaded from the registry (``registry``, or the settings') for as long as the block runs."""
+    _check_model(spec)
     if not spec.startswith("models:/"):
-        path = Path(spec)
-        if not path.is_dir():
-            raise CliError(
-                f"no model bundle at {path} (a directory written by `train`, or models:/NAME@ALIAS)"
-            )
-        yield path
+        yield Path(spec)
         return
-    registry = _registry(config)
+    registry = registry or _registry(config)
     version = registry.lookup(spec)
     _say(f"downloading {version.uri} from {registry.uri}")
     with registry.fetched(version) as path:

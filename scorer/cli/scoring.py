@@ -16,6 +16,7 @@ from scorer.cli import (
     _bundle,
     _bundle_out,
     _check_config,
+    _check_model,
     _counted,
     _dir_out,
     _existing,
@@ -127,8 +128,9 @@ def add_commands(commands: Commands) -> None:
         "--register",
         metavar="NAME",
         default=None,
-        help="log the refreshed bundle to the registry as a new version of model NAME (to serve it, "
-        "promote it: `ocsf-anomaly models promote VERSION --name NAME`)",
+        help="log the refreshed bundle to the registry as a new version of model NAME (the first "
+        "version of a model becomes its champion; a later one serves once promoted: "
+        "`ocsf-anomaly models promote VERSION --name NAME`)",
     )
     refresh.add_argument(
         "--calibration-only", action="store_true", help="keep the baseline, re-fit calibration only"
@@ -261,12 +263,13 @@ def _refresh(args: argparse.Namespace) -> int:
     if args.output is None and args.register is None:
         raise CliError("say where the refreshed model goes: --output DIR, --register NAME, or both")
     _check_config(args.config)
+    _check_model(args.model)
     if args.register is not None:
         check_name(args.register)  # a bad name fails before the work, as a bad registry does
     registry = _registry(args.config, create=True) if args.register is not None else None
     set_threads(os.cpu_count() or 1)
     _say(f"loading {args.model}")
-    with _bundle(args.model, args.config) as model:
+    with _bundle(args.model, args.config, registry) as model:
         detector = Detector.load(model)
     _say(f"reading {', '.join(str(p) for p in args.events)}")
     events = load_events(args.events)
@@ -287,8 +290,8 @@ def _refresh(args: argparse.Namespace) -> int:
         path = detector.save(
             args.output or Path(scratch) / "bundle", name=args.register or detector.model_info["name"]
         )
-        where = f"wrote {path}" if args.output else "refreshed"
-        _say(f"{where} (bundle {detector.metadata['version']}): {what} refreshed from {len(events):,} events")
+        where = f"wrote {path} (bundle" if args.output else "(bundle"
+        _say(f"{where} {detector.metadata['version']}): {what} refreshed from {len(events):,} events")
         if registry is not None:
             _register(registry, path, args.register)
     return 0

@@ -213,7 +213,12 @@ class Enriching:
             return orjson.dumps({self.field: anomaly})
         if item.size is None:  # an array element: written back as an event's field is
             return dumps({self.kept: item.raw, self.field: anomaly})
-        text, cut = self._text(item.raw, item.size)
+        return self.text_part(item.raw, item.size, anomaly)
+
+    def text_part(self, text: str, size: int, anomaly: dict[str, Any]) -> bytes:
+        """``{kept: text, field: anomaly}`` for ``text`` that took ``size`` bytes of the body, cut to
+        the room left (its error then says so)."""
+        written, cut = self._text(text, size)
         if cut is not None:
             error = anomaly["error"]
             said = (
@@ -222,7 +227,7 @@ class Enriching:
             )
             anomaly = {**anomaly, "error": {**error, "message": error["message"] + said}}
         kept_key, field_key = self._keys
-        return b"{" + kept_key + b":" + text + b"," + field_key + b":" + orjson.dumps(anomaly) + b"}"
+        return b"{" + kept_key + b":" + written + b"," + field_key + b":" + orjson.dumps(anomaly) + b"}"
 
     def _text(self, text: str, size: int) -> tuple[bytes, tuple[int, int] | None]:
         """``text`` as a JSON string, or as much of it as fits in the room beside the ``size`` bytes

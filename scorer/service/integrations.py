@@ -210,5 +210,6 @@ def _passed_on(enriching: Enriching, item: Item, anomaly: dict[str, Any]) -> byt
         "message": f"it nests more than {DOWNSTREAM_NESTING - 1} levels, deeper than Vector's JSON "
         'decoder reads in a batch: passed on as its JSON text under "message", without a verdict',
     }
-    kept = item.event if item.event is not None else item.raw
-    return orjson.dumps({"message": dumps(kept).decode(), field: {"error": error}})
+    # its text under "message" (Enriching's kept name here), cut to the room left as a kept line is
+    text = dumps(item.event if item.event is not None else item.raw)
+    return enriching.text_part(text.decode(), len(text), {"error": error})

@@ -237,6 +237,14 @@ class KafkaTopics:
             await self.consumer.start()
         except Exception as exc:
             raise StartFailed(self._why(exc, last.message)) from exc
+        except asyncio.CancelledError:  # a stop while it starts: what it met so far is still said
+            if last.message:
+                log.warning(
+                    "stopped while starting on %s, after the Kafka client logged: %s",
+                    self.where,
+                    last.message,
+                )
+            raise
         finally:
             library.removeHandler(last)
             library.propagate = propagate
