@@ -148,6 +148,26 @@ def _stop(process: subprocess.Popen[bytes], log: Path) -> None:
     assert process.wait(60) == 0, log.read_text()
 
 
+def _closed_port() -> str:
+    """host:port where nothing listens (bound, then let go)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{probe.getsockname()[1]}"
+
+
+def _topics(bootstrap: str, group: str, client_id: str) -> Any:
+    """The Kafka source and sink of ``stream``, on the test's topics, in this process."""
+    from scorer.stream import kafka
+
+    return kafka.KafkaTopics(
+        bootstrap,
+        **{name: TOPICS[name] for name in ("input", "output", "alerts", "dead_letter")},
+        group=group,
+        entity_key="src_endpoint.ip",
+        client_id=client_id,
+    )
+
+
 def test_every_event_is_written_keyed_by_entity_and_poison_goes_to_the_dead_letters(
     broker: KafkaBroker, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
 ) -> None:
@@ -463,13 +483,7 @@ def test_a_start_that_times_out_says_so_and_after_how_long(monkeypatch: pytest.M
         silent = f"127.0.0.1:{listener.getsockname()[1]}"
 
         async def start() -> str:
-            topics = kafka.KafkaTopics(
-                silent,
-                **{name: TOPICS[name] for name in ("input", "output", "alerts", "dead_letter")},
-                group="g",
-                entity_key="src_endpoint.ip",
-                client_id="timing-out",
-            )
+            topics = _topics(silent, "g", "timing-out")
             try:
                 await asyncio.wait_for(topics.start(), 120)
             except StartFailed as exc:
@@ -483,9 +497,7 @@ def test_a_start_that_times_out_says_so_and_after_how_long(monkeypatch: pytest.M
 
 
 def test_an_unreachable_broker_at_start_is_one_line(bundle_dir: Path, tmp_path: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = f"127.0.0.1:{probe.getsockname()[1]}"
+    closed = _closed_port()
     done = _run_once(closed, bundle_dir)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
@@ -509,23 +521,13 @@ def test_a_broker_away_among_several_at_start_is_one_warning_of_ours(
     import aiokafka.client
     from aiokafka.conn import collect_hosts
 
-    from scorer.stream import kafka
-
     monkeypatch.setattr(aiokafka.client, "collect_hosts", lambda hosts: collect_hosts(hosts, randomize=False))
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = f"127.0.0.1:{probe.getsockname()[1]}"
+    closed = _closed_port()
     caplog.set_level(logging.INFO)
 
     async def scenario() -> None:
-        topics = kafka.KafkaTopics(
-            f"{closed},{broker.bootstrap}",
-            **{name: TOPICS[name] for name in ("input", "output", "alerts", "dead_letter")},
-            group="several",
-            entity_key="src_endpoint.ip",
-            client_id="several",
-        )
+        topics = _topics(f"{closed},{broker.bootstrap}", "several", "several")
         await topics.start()
         await asyncio.wait_for(topics.close(), 60)
 
@@ -552,20 +554,12 @@ def test_a_stop_while_starting_still_says_what_the_kafka_client_met(
 
     monkeypatch.setattr(aiokafka.client, "collect_hosts", lambda hosts: collect_hosts(hosts, randomize=False))
     monkeypatch.setattr(kafka, "REQUEST_TIMEOUT_MS", 600_000)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = f"127.0.0.1:{probe.getsockname()[1]}"
+    closed = _closed_port()
     caplog.set_level(logging.INFO)
     with socket.create_server(("127.0.0.1", 0)) as silent:  # takes connections, never answers
 
         async def scenario() -> None:
-            topics = kafka.KafkaTopics(
-                f"{closed},127.0.0.1:{silent.getsockname()[1]}",
-                **{name: TOPICS[name] for name in ("input", "output", "alerts", "dead_letter")},
-                group="stopped",
-                entity_key="src_endpoint.ip",
-                client_id="stopped",
-            )
+            topics = _topics(f"{closed},127.0.0.1:{silent.getsockname()[1]}", "stopped", "stopped")
             starting = asyncio.ensure_future(topics.start())
             await asyncio.sleep(1.0)
             starting.cancel()
@@ -760,13 +754,7 @@ def test_closing_with_the_brokers_away_does_not_wait_for_the_messages_to_expire(
 
     async def scenario() -> None:
         await _create_topics(broker.bootstrap)
-        topics = kafka.KafkaTopics(
-            f"127.0.0.1:{relay.port}",
-            **{name: TOPICS[name] for name in ("input", "output", "alerts", "dead_letter")},
-            group="scorers",
-            entity_key="src_endpoint.ip",
-            client_id="closing",
-        )
+        topics = _topics(f"127.0.0.1:{relay.port}", "scorers", "closing")
         await topics.start()
         relay.cut()
         entries = [Entry(i, json.dumps(e).encode(), e) for i, e in enumerate(held_out_events[:20])]
