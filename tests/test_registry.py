@@ -593,6 +593,8 @@ def test_score_evaluate_and_refresh_take_a_registered_model(
     bundle_dir: Path,
     train_events: list[dict[str, Any]],
     held_out_events: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """--model takes models:/NAME@ALIAS and models:/NAME/VERSION, as report and score-spark do: the
     same scores as the registered bundle's directory."""
@@ -647,30 +649,34 @@ def test_score_evaluate_and_refresh_take_a_registered_model(
         bundle.read_metadata(tmp_path / "new")["refreshed_from"]
         == bundle.read_metadata(bundle_dir)["version"]
     )
-    # back into the registry, without a directory: a new version, not served until promoted
-    registered = _cli(
-        "refresh",
-        events,
-        "--model",
-        f"models:/{two_versions}@champion",
-        "--calibration-only",
-        "--register",
-        two_versions,
-        store=store,
-    )
-    assert registered.returncode == 0, registered.stderr
+    # back into the registry, without a directory: a new version, not served until promoted (in
+    # this process, through the same entry point: another process would import MLflow again)
+    import faiss
+    import torch
+
+    from scorer.cli import main
+
+    monkeypatch.setenv("OCSF_ANOMALY_REGISTRY_URI", store)
+    capsys.readouterr()
+    argv = ["refresh", str(events), "--model", f"models:/{two_versions}@champion", "--calibration-only"]
+    threads = torch.get_num_threads(), faiss.omp_get_max_threads()
+    try:
+        assert main([*argv, "--register", two_versions]) == 0
+    finally:  # refresh takes every core for its process: this worker shares them with another
+        torch.set_num_threads(threads[0])
+        faiss.omp_set_num_threads(threads[1])
+    said = capsys.readouterr().err
     assert (
-        registered.stderr.strip()
+        said.strip()
         .splitlines()[-1]
         .endswith(f"promote it with `ocsf-anomaly models promote 3 --name {two_versions}`")
-    ), registered.stderr
+    ), said
     third = Registry(store).lookup(f"models:/{two_versions}/3")
     assert Registry(store).lookup(f"models:/{two_versions}@champion").version == "1"
     with Registry(store).fetched(third) as fetched:
         assert bundle.read_metadata(fetched)["refreshed_from"] == bundle.read_metadata(bundle_dir)["version"]
-    nowhere = _cli("refresh", events, "--model", str(bundle_dir), store=store)
-    assert nowhere.returncode == 2
-    assert nowhere.stderr.strip().splitlines()[-1] == (
+    assert main(["refresh", str(events), "--model", str(bundle_dir)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "error: say where the refreshed model goes: --output DIR, --register NAME, or both"
     )
 
