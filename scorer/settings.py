@@ -199,6 +199,18 @@ class Settings(BaseSettings):
                 )
         return url
 
+    @field_validator("anomaly_field")
+    @classmethod
+    def _a_field_apart_from_what_is_kept(cls, name: str) -> str:
+        """What is not an event is kept beside its anomaly object under ``_raw`` (/v1/enrich) or
+        ``message`` (the Vector hop): an anomaly field of that name left it nowhere to go."""
+        if name in ("_raw", "message"):
+            raise ValueError(
+                f"{name!r} is where what is not an event is kept beside its anomaly object (_raw by "
+                "/v1/enrich, message by the Vector hop, as Vector holds text): choose another name"
+            )
+        return name
+
     @field_validator("redis_url")
     @classmethod
     def _a_redis_url_read_as_written(cls, url: str | None) -> str | None:

@@ -86,6 +86,18 @@ def test_a_poll_interval_is_off_or_one_the_registry_can_take(clean_env: pytest.M
     assert Settings.load(None, model_poll_seconds=0.1).model_poll_seconds == 0.1
 
 
+@pytest.mark.parametrize("name", ["_raw", "message"])
+def test_an_anomaly_field_named_where_non_events_are_kept_is_refused(
+    clean_env: pytest.MonkeyPatch, name: str
+) -> None:
+    """/v1/enrich keeps what is not an event under _raw, the Vector hop under message, each beside
+    its anomaly object: an anomaly field of that name dropped the item, and the Vector hop's
+    "never dropped" with it."""
+    with pytest.raises(SettingsError, match=f"anomaly_field.*'{name}' is where what is not an event is kept"):
+        Settings.load(None, anomaly_field=name)
+    assert Settings.load(None, anomaly_field="ml_verdict").anomaly_field == "ml_verdict"
+
+
 @pytest.mark.parametrize("seconds", ["inf", "1e12"])
 def test_a_vector_dedupe_window_redis_cannot_hold_is_refused(
     clean_env: pytest.MonkeyPatch, seconds: str

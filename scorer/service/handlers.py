@@ -209,8 +209,6 @@ class Enriching:
     def part(self, item: Item, anomaly: dict[str, Any]) -> bytes:
         if item.event is not None:
             return dumps({**item.event, self.field: anomaly})
-        if self.kept == self.field:  # nowhere to keep it apart from its error
-            return orjson.dumps({self.field: anomaly})
         if item.size is None:  # an array element: written back as an event's field is
             return dumps({self.kept: item.raw, self.field: anomaly})
         return self.text_part(item.raw, item.size, anomaly)

@@ -484,7 +484,7 @@ def _request_body(settings: Settings) -> dict[str, Any]:
 
 def _not_an_event(field: str) -> dict[str, Any]:
     """What /v1/enrich answers for an item that is not an event: the item kept as it came, under
-    _raw, beside its error (only the error when the anomaly field is itself named _raw)."""
+    _raw, beside its error (settings refuse an anomaly field named _raw)."""
     properties: dict[str, Any] = {
         RAW: {
             "not": {"type": "object"},
@@ -497,11 +497,10 @@ def _not_an_event(field: str) -> dict[str, Any]:
         },
         field: _ref("ItemError"),
     }
-    said = f"itself, under {RAW!r}, and why, under {field!r}" if field != RAW else f"why, under {field!r}"
     return {
         "type": "object",
-        "description": f"An item that is not an event: {said}",
-        "required": sorted({RAW, field}),
+        "description": f"An item that is not an event: itself, under {RAW!r}, and why, under {field!r}",
+        "required": sorted((RAW, field)),
         "properties": properties,
         "additionalProperties": False,
     }
