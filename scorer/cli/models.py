@@ -16,9 +16,10 @@ def add_commands(commands: Commands) -> None:
         help="list, promote and roll back registered model versions",
         description=(
             "The registry (OCSF_ANOMALY_REGISTRY_URI or MLFLOW_TRACKING_URI; default: the local store under "
-            "data/mlflow). The version with the alias `champion` serves; the one with `challenger` is compared "
-            "with it (A/B split or shadow, see `serve`). A running service picks up a change within "
-            "model_poll_seconds, or at once on POST /v1/models/reload."
+            "data/mlflow, or $OCSF_ANOMALY_HOME/mlflow when that is set). The version with the alias "
+            "`champion` serves; the one with `challenger` is compared with it (A/B split or shadow, see "
+            "`serve`). A running service picks up a change within model_poll_seconds, or at once on POST "
+            "/v1/models/reload."
         ),
     )
     model_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")

@@ -14,7 +14,7 @@ def add_serve(commands: Commands) -> None:
         help="serve a model over HTTP (POST /v1/score, /v1/enrich)",
         description=(
             "Serve the champion of a registered model (default ocsf-anomaly-demo, in the local registry under "
-            "data/mlflow; another by OCSF_ANOMALY_MODEL_NAME or model_name in --config) or a bundle "
+            "data/mlflow, or $OCSF_ANOMALY_HOME/mlflow; another by OCSF_ANOMALY_MODEL_NAME or model_name in --config) or a bundle "
             "directory: POST /v1/score and /v1/enrich take one OCSF event, a JSON array or NDJSON; GET "
             "/healthz, /readyz, /metrics, /v1/models, /openapi.json. A new champion or challenger is swapped "
             "in without a restart (polled, or POST /v1/models/reload). "
