@@ -486,7 +486,7 @@ class Registry:
             if not earlier:
                 raise RegistryError(
                     f"{name}@champion (version {current.version}) has no earlier champion to roll back to; "
-                    f"promote another version with `ocsf-anomaly models promote VERSION --name {shlex.quote(name)}`"
+                    f"promote another version with {promoting(name)}"
                 )
             back = self._get(name, earlier[-1])
             self.client.set_registered_model_alias(name, alias, back.version)
@@ -547,15 +547,20 @@ def _listing(name: str) -> str:
     return f"`ocsf-anomaly models list --name {shlex.quote(name)}`"
 
 
+def promoting(name: str, version: str = "VERSION", alias: str = "champion") -> str:
+    """The command that gives ``name``'s ``version`` the alias, as it can be typed (as :func:`_listing`)."""
+    given = "" if alias == "champion" else f" --alias {alias}"
+    return f"`ocsf-anomaly models promote {version}{given} --name {shlex.quote(name)}`"
+
+
 def _why(exc: Exception) -> str:
     """What went wrong, in one line: for a server that cannot be reached, the reason (refused, no such
     host, timed out) and what to check, not MLflow's retries and urllib3's pool in full."""
     import requests
 
     reason: str | None = None
-    where = (
-        "there"  # the host and port that did not answer, where urllib3 says (an artifact store's, it may be)
-    )
+    # the host and port that did not answer, where urllib3 says (an artifact store's, it may be)
+    where = "there"
     unreachable = timed_out = False
     seen: set[int] = set()
     cause: BaseException | None = exc

@@ -11,7 +11,6 @@ import difflib
 import ipaddress
 import os
 import re
-import shlex
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -294,10 +293,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _challenger_needs_a_champion_dir(self) -> Settings:
         if self.challenger_model_dir is not None and self.model_dir is None:
+            from scorer.registry import promoting  # MLflow is imported only when the registry is used
+
             raise ValueError(
                 "challenger_model_dir needs model_dir; with the registry, the challenger is the version "
-                "with the alias challenger (`ocsf-anomaly models promote VERSION --alias challenger "
-                f"--name {shlex.quote(self.model_name)}`)"
+                f"with the alias challenger ({promoting(self.model_name, alias='challenger')})"
             )
         return self
 

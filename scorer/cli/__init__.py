@@ -23,7 +23,6 @@ import errno
 import importlib
 import math
 import os
-import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -252,11 +251,13 @@ def _registry(config: Path | None, *, create: bool = False) -> Any:
 
 def _register(registry: Any, bundle_dir: Path, name: str) -> None:
     """Register a written bundle as a new version of ``name`` and say what to do next."""
+    from scorer.registry import promoting
+
     version, champion = registry.register(bundle_dir, name)
     then = (
         "it is the champion (the model's first)"
         if champion
-        else f"promote it with `ocsf-anomaly models promote {version.version} --name {shlex.quote(version.name)}`"
+        else f"promote it with {promoting(version.name, version.version)}"
     )
     _say(f"registered {version.uri} in {registry.uri}: {then}")
 

@@ -4,14 +4,13 @@ reload and on every poll), and load that (slow, asked only when the answer chang
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from scorer import bundle
 from scorer.detector import Detector
-from scorer.registry import ModelVersion, Registry, RegistryError
+from scorer.registry import ModelVersion, Registry, RegistryError, promoting
 from scorer.settings import Settings
 
 
@@ -83,7 +82,7 @@ class RegistrySource:
         if champion is None:
             raise RegistryError(
                 f"no version of {self.name!r} has the alias champion in {self.registry.uri}: "
-                f"promote one with `ocsf-anomaly models promote VERSION --name {shlex.quote(self.name)}`"
+                f"promote one with {promoting(self.name)}"
             )
         refs = {"champion": self._ref(champion)}
         challenger = held.get("challenger")
