@@ -241,10 +241,11 @@ def split_labelled(
     side_a[chosen[: int(len(lines) * fraction)]] = True
     kept = [labels.get(i + 1) is not None and parse_line(raw)[0] is not None for i, raw in enumerate(lines)]
     unlabelled = sum(1 for i in range(len(lines)) if i + 1 not in labels)
-    if unlabelled or len(lines) - unlabelled - sum(kept):
+    not_json = [i + 1 for i in range(len(lines)) if i + 1 in labels and not kept[i]]
+    if unlabelled or not_json:
         say(
-            f"left out {unlabelled:,} lines without a label and "
-            f"{len(lines) - unlabelled - sum(kept):,} that are not JSON objects, of {len(lines):,}"
+            f"left out {unlabelled:,} lines without a label and {len(not_json):,} that are not JSON "
+            f"objects{f' (the first: line {not_json[0]:,})' if not_json else ''}, of {len(lines):,}"
         )
     train_rows = [i for i in range(len(lines)) if kept[i] and side_a[i] and labels[i + 1] == 0]
     test_rows = [i for i in range(len(lines)) if kept[i] and not side_a[i]]
@@ -279,6 +280,11 @@ def split_labelled(
         for directory in made:  # nothing of a failed run remains
             directory.rmdir()
         raise
+    attacks = sum(labels[i + 1] for i in test_rows)
+    say(
+        f"{len(train_rows):,} normal events to train on; {len(test_rows):,} to test, "
+        f"{attacks:,} of them attacks"
+    )
     return paths
 
 

@@ -214,7 +214,8 @@ def test_every_argument_of_every_command_says_what_it_is() -> None:
 
 def test_the_readme_synopsis_lists_every_command_with_only_flags_it_takes() -> None:
     """The README's "Command line" block: every command is on a line, and every flag on a line is
-    one that each command the line names (``install|uninstall``) accepts."""
+    one that each command the line names (``install|uninstall``) accepts; a line that does not end
+    in ``...`` lists every flag its command takes but ``--config`` (which the text below names)."""
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     block = readme.split("## Command line", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
     lines: list[str] = []
@@ -239,8 +240,11 @@ def test_the_readme_synopsis_lists_every_command_with_only_flags_it_takes() -> N
         for path in named:
             listed.add(path)
             takes = {option for action in parsers[path]._actions for option in action.option_strings}
-            for flag in re.findall(r"--[a-z][a-z0-9-]*", line):
-                assert flag in takes, f"README: {path} does not take {flag}"
+            flags = set(re.findall(r"--[a-z][a-z0-9-]*", line))
+            assert flags <= takes, f"README: {path} does not take {sorted(flags - takes)}"
+            if not line.rstrip().endswith("..."):
+                missing = {f for f in takes if f.startswith("--")} - flags - {"--help", "--config"}
+                assert not missing, f"README: the line of {path} omits {sorted(missing)}"
     assert leaves <= listed, f"README lists no line for {sorted(leaves - listed)}"
 
 
@@ -1204,6 +1208,13 @@ def split_dir(labelled: Labelled, workdir: Path) -> Path:
     assert result.returncode == 0, result.stderr
     for name in ("train_normal.jsonl.gz", "test.jsonl.gz", "test.labels.csv"):
         assert str(workdir / "split" / name) in result.stderr
+    train, test = (
+        _uids(workdir / "split" / "train_normal.jsonl.gz"),
+        _uids(workdir / "split" / "test.jsonl.gz"),
+    )
+    attacks = sum(dict(zip(labelled.uids, labelled.attack, strict=True))[uid] for uid in test)
+    said = f"{len(train):,} normal events to train on; {len(test):,} to test, {attacks:,} of them attacks"
+    assert said in result.stderr
     return workdir / "split"
 
 
@@ -1462,7 +1473,10 @@ def test_split_says_what_it_left_out_and_refuses_a_side_left_empty(
     labels.write_text("line,label\n" + "".join(f"{n},0\n" for n in range(1, 501)), encoding="utf-8")
     result = _run("split", events, "--labels", labels, "--output", tmp_path / "out")
     assert result.returncode == 0, result.stderr
-    assert "left out 100 lines without a label and 1 that are not JSON objects, of 600" in result.stderr
+    assert (
+        "left out 100 lines without a label and 1 that are not JSON objects (the first: line 5), of 600"
+        in result.stderr
+    )
     assert (
         len(_uids(tmp_path / "out" / "test.jsonl.gz"))
         + len(_uids(tmp_path / "out" / "train_normal.jsonl.gz"))
