@@ -129,8 +129,11 @@ def _lone_surrogate(value: Any) -> str | None:
 
 def json_kind(value: Any) -> str:
     """What a parsed JSON value is, in JSON's words ("an array", "null"), for messages."""
-    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
-    return "null" if value is None else names.get(type(value), type(value).__name__)
+    if value is None:
+        return "null"
+    kinds = ((bool, "a boolean"), ((int, float), "a number"), (str, "a string"), (list, "an array"))
+    # by isinstance: an OutOfRange (1e400) is a number too
+    return next((name for kind, name in kinds if isinstance(value, kind)), "an object")
 
 
 def parse_line(raw: bytes) -> tuple[Event | None, str | None]:

@@ -517,6 +517,11 @@ async def test_enrich_keeps_what_is_not_an_event_beside_a_renamed_anomaly_field(
     response = await client.post("/v1/enrich", data=b"{oops\n", headers=NDJSON)
     (line,) = (await response.read()).splitlines()
     assert set(orjson.loads(line)) == {"_raw", "ml_verdict"}
+    # a number beyond a double's range is a number too (it was named "OutOfRange"), and kept as sent
+    status, answer = await _post(client, "/v1/enrich", b"[1e400]")
+    assert status == 200
+    assert answer[0]["_raw"] == float("inf")  # the standard library reads 1e400 back so
+    assert answer[0]["ml_verdict"]["error"]["message"] == "element 0 is a number, not an object"
 
 
 async def test_kept_lines_hold_the_answer_within_the_body_limit(client: Any) -> None:
