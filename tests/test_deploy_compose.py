@@ -253,7 +253,10 @@ def test_make_wheelhouse_pins_the_image_extras_and_keeps_one_torch_wheel(tmp_pat
 
 
 @needs_compose
-def test_the_opensearch_connector_gets_the_scorer_token() -> None:
+def test_the_opensearch_connector_gets_the_scorer_token_off_the_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """From the environment, not the command line, which the host's ps shows every user."""
     from scorer.cli import build_parser
     from scorer.cli.opensearch import _options
 
@@ -261,9 +264,11 @@ def test_the_opensearch_connector_gets_the_scorer_token() -> None:
         env = {"OCSF_ANOMALY_API_TOKEN": token} if token else {}
         setup = compose_config("--profile", "opensearch", env=env)["services"]["opensearch-setup"]
         command = setup["command"]
-        assert command[command.index("--scorer-token") + 1] == token
-        args = build_parser().parse_args(command)  # the CLI takes it, the empty one too
-        assert _options(args).scorer_token == token
+        assert "--scorer-token" not in command
+        assert setup["environment"]["OCSF_ANOMALY_API_TOKEN"] == token
+        args = build_parser().parse_args(command)
+        monkeypatch.setenv("OCSF_ANOMALY_API_TOKEN", token)
+        assert _options(args, token_from_environment=True).scorer_token == (token or None)
 
 
 @needs_compose

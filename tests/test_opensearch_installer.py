@@ -674,6 +674,38 @@ def test_a_token_the_scorer_refuses_is_refused_before_any_write(
     assert fake.writes() == []
 
 
+def test_install_reads_its_secrets_from_the_environment_and_render_prints_none(
+    fake: FakeOpenSearch,
+    live_scorer: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The token and the cluster's password were flags only: on the command line, which every user
+    of the machine reads (ps; a container's from its host). Install and uninstall read them from
+    the environment when no flag gives them (the token from the variable the service reads it from),
+    and the scorer's check passes with that token; render keeps the placeholder, printing no secret
+    it was not given."""
+    monkeypatch.setenv("OCSF_ANOMALY_API_TOKEN", SCORER_TOKEN)
+    monkeypatch.setenv("OCSF_ANOMALY_OPENSEARCH_AUTH", ":".join(AUTH))
+    argv = ["--opensearch-url", fake.url, "--scorer-url", live_scorer]
+    assert main(["opensearch", "install", *argv]) == 0, capsys.readouterr().err
+    (connector_id,) = fake.connectors
+    assert fake.secrets[connector_id] == {"token": SCORER_TOKEN}
+    assert main(["opensearch", "render", "--scorer-url", live_scorer]) == 0
+    rendered = capsys.readouterr().out
+    assert SCORER_TOKEN not in rendered
+    assert definitions.TOKEN_PLACEHOLDER in rendered
+    assert main(["opensearch", "uninstall", *argv]) == 0
+    assert not fake.connectors
+    monkeypatch.setenv("OCSF_ANOMALY_OPENSEARCH_AUTH", "admin")  # no colon
+    assert main(["opensearch", "uninstall", *argv]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("error: --auth (or $OCSF_ANOMALY_OPENSEARCH_AUTH) is USER:PASSWORD")
+    )
+
+
 def test_a_scorer_this_machine_cannot_reach_is_a_warning_and_the_install_goes_on(
     fake: FakeOpenSearch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,15 @@ EXAMPLES = """\
 examples:
   ocsf-anomaly opensearch render                              # the bodies, for applying by hand
   ocsf-anomaly opensearch render --output-dir defs/ --scorer-url http://scorer.internal:8080
-  ocsf-anomaly opensearch install --opensearch-url https://localhost:9200 --auth admin:PASSWORD \\
-      --scorer-url http://10.0.0.5:8080 --scorer-token TOKEN --dashboards-url http://localhost:5601
-  ocsf-anomaly opensearch uninstall --opensearch-url https://localhost:9200 --auth admin:PASSWORD
+  export OCSF_ANOMALY_OPENSEARCH_AUTH=admin:PASSWORD OCSF_ANOMALY_API_TOKEN=TOKEN   # or --auth, --scorer-token
+  ocsf-anomaly opensearch install --opensearch-url https://localhost:9200 \\
+      --scorer-url http://10.0.0.5:8080 --dashboards-url http://localhost:5601
+  ocsf-anomaly opensearch uninstall --opensearch-url https://localhost:9200
 """
+# Secrets install and uninstall read from the environment when no flag gives them: a command line
+# is readable by every user of the machine (ps, /proc/PID/cmdline; a container's, from its host).
+TOKEN_VARIABLE = "OCSF_ANOMALY_API_TOKEN"  # noqa: S105 - a variable name, the one the service reads
+AUTH_VARIABLE = "OCSF_ANOMALY_OPENSEARCH_AUTH"
 
 
 def add_commands(commands: Commands) -> None:
@@ -108,8 +114,10 @@ def _definition_options(parser: argparse.ArgumentParser) -> None:
         "--scorer-token",
         default=None,
         help=(
-            "the service's API token (OCSF_ANOMALY_API_TOKEN), kept as the connector's encrypted "
-            "credential; without it the connector carries a placeholder (see the README to set it)"
+            "the service's API token, kept as the connector's encrypted credential (install's default: "
+            f"${TOKEN_VARIABLE}, the variable the service reads it from, so that it need not be on a "
+            "command line; render prints a placeholder unless this flag gives it); without one the "
+            "connector carries a placeholder (see the README to set it)"
         ),
     )
     parser.add_argument(
@@ -168,7 +176,12 @@ def _cluster_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--opensearch-url", required=True, help="the cluster's REST URL, e.g. https://localhost:9200"
     )
-    parser.add_argument("--auth", default=None, metavar="USER:PASSWORD", help="HTTP basic authentication")
+    parser.add_argument(
+        "--auth",
+        default=None,
+        metavar="USER:PASSWORD",
+        help=f"HTTP basic authentication (default: ${AUTH_VARIABLE}, kept off the command line so)",
+    )
     parser.add_argument(
         "--ca-certs", default=None, metavar="FILE", help="CA bundle that signed the cluster's certificate"
     )
@@ -182,13 +195,16 @@ def _cluster_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _options(args: argparse.Namespace) -> Any:
+def _options(args: argparse.Namespace, *, token_from_environment: bool = False) -> Any:
     from scorer.opensearch.definitions import Options
 
+    token = args.scorer_token
+    if token is None and token_from_environment:
+        token = os.environ.get(TOKEN_VARIABLE) or None  # set empty counts as unset
     try:
         return Options(
             scorer_url=args.scorer_url,
-            scorer_token=args.scorer_token,
+            scorer_token=token,
             name=args.name,
             pipeline_name=args.pipeline_name,
             index_patterns=tuple(args.index_patterns or ("ocsf-*",)),
@@ -224,11 +240,11 @@ def _pretty(body: Any) -> str:
 
 
 def _connection(args: argparse.Namespace) -> dict[str, Any]:
-    auth = None
-    if args.auth:
-        user, colon, password = args.auth.partition(":")
+    auth, given = None, args.auth or os.environ.get(AUTH_VARIABLE)
+    if given:
+        user, colon, password = given.partition(":")
         if not colon:
-            raise CliError("--auth is USER:PASSWORD")
+            raise CliError(f"--auth (or ${AUTH_VARIABLE}) is USER:PASSWORD")
         auth = (user, password)
     return {
         "auth": auth,
@@ -252,7 +268,7 @@ def _install(args: argparse.Namespace) -> int:
     try:
         ids = install(
             args.opensearch_url,
-            _options(args),
+            _options(args, token_from_environment=True),
             **{**_connection(args), "say": say},
             check_scorer=args.check_scorer,
         )
