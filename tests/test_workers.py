@@ -52,11 +52,16 @@ STARTING = 180  # seconds a serving process may take to start on a loaded host: 
 class Served:
     def __init__(self, process: subprocess.Popen[bytes], port: int, log: Path) -> None:
         self.process, self.port, self.log = process, port, log
+        self.tls: ssl.SSLContext | None = None  # how a client trusts it, when it serves HTTPS
 
     def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
         """A request on a new connection (so the kernel may hand it to either process). It may wait
         for a serving process that is being replaced: as long as serve may take to start one."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=STARTING)
+        connection = (
+            http.client.HTTPSConnection("127.0.0.1", self.port, timeout=STARTING, context=self.tls)
+            if self.tls is not None
+            else http.client.HTTPConnection("127.0.0.1", self.port, timeout=STARTING)
+        )
         try:
             connection.request(method, path, body=body, headers=JSON)
             response = connection.getresponse()
@@ -281,19 +286,35 @@ def test_a_replacement_that_cannot_load_the_champion_leaves_the_others_serving(
     """A serving process that died while a version that cannot load held the alias was replaced by
     processes that failed to load it, counted as deaths: within half a minute the supervisor gave up
     and stopped the process still serving the good version too. The replacement now waits for a
-    loadable version, tried again every poll, while the others serve on."""
+    loadable version, tried again every poll, while the others serve on.
+
+    Over TLS, with connections waiting on the dead process's socket (it is stopped before it dies,
+    so the kernel queues there its share of them): the replacement cannot load its model, and the
+    supervisor hands them to the process still serving, which makes their TLS handshake and answers
+    them (the handed-over path with TLS was untested)."""
     registry, name, env = _champion_then_unloadable(bundle_dir, other_bundle_dir, tmp_path)
+    cert, key = make_certificate(tmp_path, "scorer")
+    env |= {"OCSF_ANOMALY_TLS_CERT_FILE": str(cert), "OCSF_ANOMALY_TLS_KEY_FILE": str(key)}
     with _serve(tmp_path, env=env) as served:
+        served.tls = ssl.create_default_context(cafile=cert)
         pids = served.pids()
         assert len(pids) == 2
         registry.promote(name, "2")  # cannot load: the processes keep version 1
-        os.kill(min(pids), signal.SIGKILL)
-        _until(
-            lambda: "cannot load its model" in served.log.read_text(), "the replacement's failure", STARTING
-        )
+        victim = min(pids)
+        os.kill(victim, signal.SIGSTOP)  # its socket still takes connections, which wait there
+        with ThreadPoolExecutor(16) as pool:  # 16 new connections: a share of them lands on each socket
+            waiting = [pool.submit(served.call, "GET", "/healthz") for _ in range(16)]
+            _until(lambda: sum(f.done() for f in waiting) > 0, "the process still serving answered none")
+            time.sleep(0.5)  # the rest are on the stopped process's socket, or on their way
+            os.kill(victim, signal.SIGKILL)
+            answers = [future.result() for future in waiting]
+        assert [status for status, _ in answers] == [200] * 16
+        assert {body["pid"] for _, body in answers} == pids - {victim}
         log = served.log.read_text()
+        assert "cannot load its model" in log
         assert "weights.npz does not match its digest" in log
         assert "the others serve on with theirs; it is started again every 1 s until it can" in log
+        assert "handed to the others" in log  # some waited on the dead process's socket
         for event in held_out_events[:10]:
             status, body = served.call("POST", "/v1/score", orjson.dumps(event))
             assert (status, body["results"][0]["model"]["version"]) == (200, "1")
