@@ -243,9 +243,12 @@ def split_labelled(
     unlabelled = sum(1 for i in range(len(lines)) if i + 1 not in labels)
     not_json = [i + 1 for i in range(len(lines)) if i + 1 in labels and not kept[i]]
     if unlabelled or not_json:
+        first = (
+            f" (the first: line {not_json[0]:,}, {parse_line(lines[not_json[0] - 1])[1]})" if not_json else ""
+        )
         say(
             f"left out {unlabelled:,} lines without a label and {len(not_json):,} that are not JSON "
-            f"objects{f' (the first: line {not_json[0]:,})' if not_json else ''}, of {len(lines):,}"
+            f"objects{first}, of {len(lines):,}"
         )
     train_rows = [i for i in range(len(lines)) if kept[i] and side_a[i] and labels[i + 1] == 0]
     test_rows = [i for i in range(len(lines)) if kept[i] and not side_a[i]]

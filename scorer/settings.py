@@ -356,8 +356,8 @@ def _near(name: str, names: Any, shown: str = "{}") -> str:
 
 
 # read by the tools beside the settings: the data's home and the tests' data, the Vector pipeline's
-# scorer URL, the compose file's image version
-NOT_SETTINGS = frozenset({"HOME", "SHARED_DATA", "URL", "VERSION"})
+# scorer URL, the compose file's image version, `opensearch install`'s credentials for the cluster
+NOT_SETTINGS = frozenset({"HOME", "SHARED_DATA", "URL", "VERSION", "OPENSEARCH_AUTH"})
 
 
 def stray_variables(environ: Any = os.environ) -> list[str]:

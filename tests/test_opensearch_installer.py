@@ -37,6 +37,13 @@ def _cheap_fingerprints(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(installer, "PBKDF2_ITERATIONS", 1_000)
 
 
+@pytest.fixture(autouse=True)
+def _no_secrets_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """install reads these when no flag gives them: a developer's shell must not change the tests."""
+    monkeypatch.delenv("OCSF_ANOMALY_API_TOKEN", raising=False)
+    monkeypatch.delenv("OCSF_ANOMALY_OPENSEARCH_AUTH", raising=False)
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeOpenSearch]:
     with FakeOpenSearch(credentials=AUTH) as server:
@@ -664,7 +671,8 @@ def test_a_token_the_scorer_refuses_is_refused_before_any_write(
         "not valid for this call)"
     )
     assert message.endswith(
-        "give --scorer-token the token the scorer was started with (its OCSF_ANOMALY_API_TOKEN)"
+        "give --scorer-token (or $OCSF_ANOMALY_API_TOKEN) the token the scorer was started with (its "
+        "OCSF_ANOMALY_API_TOKEN)"
     )
     assert wrong not in message
     with pytest.raises(
@@ -704,6 +712,18 @@ def test_install_reads_its_secrets_from_the_environment_and_render_prints_none(
         .err.strip()
         .endswith("error: --auth (or $OCSF_ANOMALY_OPENSEARCH_AUTH) is USER:PASSWORD")
     )
+    # an error names where else the secret may have come from: not only a flag the user never gave
+    monkeypatch.setenv("OCSF_ANOMALY_OPENSEARCH_AUTH", "admin:wrong")
+    assert main(["opensearch", "uninstall", *argv]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(": 401): check --auth USER:PASSWORD (or $OCSF_ANOMALY_OPENSEARCH_AUTH)")
+    )
+    monkeypatch.setenv("OCSF_ANOMALY_OPENSEARCH_AUTH", ":".join(AUTH))
+    monkeypatch.setenv("OCSF_ANOMALY_API_TOKEN", "tok-not-the-scorers")
+    assert main(["opensearch", "install", *argv]) == 2
+    assert "give --scorer-token (or $OCSF_ANOMALY_API_TOKEN) the token" in capsys.readouterr().err
 
 
 def test_a_scorer_this_machine_cannot_reach_is_a_warning_and_the_install_goes_on(

@@ -302,14 +302,22 @@ def test_a_replacement_that_cannot_load_the_champion_leaves_the_others_serving(
         registry.promote(name, "2")  # cannot load: the processes keep version 1
         victim = min(pids)
         os.kill(victim, signal.SIGSTOP)  # its socket still takes connections, which wait there
-        with ThreadPoolExecutor(16) as pool:  # 16 new connections: a share of them lands on each socket
-            waiting = [pool.submit(served.call, "GET", "/healthz") for _ in range(16)]
-            _until(lambda: sum(f.done() for f in waiting) > 0, "the process still serving answered none")
-            time.sleep(0.5)  # the rest are on the stopped process's socket, or on their way
-            os.kill(victim, signal.SIGKILL)
-            answers = [future.result() for future in waiting]
+        killed = False
+        try:
+            with ThreadPoolExecutor(16) as pool:  # 16 new connections: a share lands on each socket
+                waiting = [pool.submit(served.call, "GET", "/healthz") for _ in range(16)]
+                _until(lambda: any(f.done() for f in waiting), "the process still serving answered none")
+                time.sleep(0.5)  # the rest are on the stopped process's socket, or on their way
+                os.kill(victim, signal.SIGKILL)
+                killed = True
+                answers = [future.result() for future in waiting]
+        finally:
+            if not killed:  # a stopped process ignores the SIGTERM that ends serve
+                os.kill(victim, signal.SIGKILL)
         assert [status for status, _ in answers] == [200] * 16
         assert {body["pid"] for _, body in answers} == pids - {victim}
+        # said once the connections are handed over: the last of them may be answered before
+        _until(lambda: "until it can" in served.log.read_text(), "the replacement's failure", STARTING)
         log = served.log.read_text()
         assert "cannot load its model" in log
         assert "weights.npz does not match its digest" in log

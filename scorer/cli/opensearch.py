@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from scorer.cli import CliError, Commands, _alpha, _count, _positive, _say
+from scorer.opensearch import AUTH_VARIABLE, TOKEN_VARIABLE
 
 EXAMPLES = """\
 examples:
@@ -21,10 +22,6 @@ examples:
       --scorer-url http://10.0.0.5:8080 --dashboards-url http://localhost:5601
   ocsf-anomaly opensearch uninstall --opensearch-url https://localhost:9200
 """
-# Secrets install and uninstall read from the environment when no flag gives them: a command line
-# is readable by every user of the machine (ps, /proc/PID/cmdline; a container's, from its host).
-TOKEN_VARIABLE = "OCSF_ANOMALY_API_TOKEN"  # noqa: S105 - a variable name, the one the service reads
-AUTH_VARIABLE = "OCSF_ANOMALY_OPENSEARCH_AUTH"
 
 
 def add_commands(commands: Commands) -> None:
@@ -240,7 +237,8 @@ def _pretty(body: Any) -> str:
 
 
 def _connection(args: argparse.Namespace) -> dict[str, Any]:
-    auth, given = None, args.auth or os.environ.get(AUTH_VARIABLE)
+    auth = None
+    given = args.auth if args.auth is not None else os.environ.get(AUTH_VARIABLE)  # as the token
     if given:
         user, colon, password = given.partition(":")
         if not colon:

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from scorer.errors import UserError, origin, without_credentials
-from scorer.opensearch import dashboards, definitions
+from scorer.opensearch import AUTH_GIVEN, TOKEN_GIVEN, dashboards, definitions
 from scorer.opensearch.definitions import META_KEY, PRIVATE_IP_SETTING, TRUSTED_SETTING, Options
 from scorer.settings import PRINTABLE_ASCII
 
@@ -286,12 +286,10 @@ class _Cluster:
         status = int(exc.status_code)
         reason = _reason(exc.info, exc.error)
         if status == 401:
-            message = (
-                f"OpenSearch at {self.url} refused the credentials ({call}: 401): check --auth USER:PASSWORD"
-            )
+            message = f"OpenSearch at {self.url} refused the credentials ({call}: 401): check {AUTH_GIVEN}"
         elif status == 403:
             message = (
-                f"{call} was forbidden (403: {reason}): the --auth user lacks that privilege; "
+                f"{call} was forbidden (403: {reason}): the user of {AUTH_GIVEN} lacks that privilege; "
                 "use a user that has it (e.g. admin) or grant it"
             )
         else:
@@ -358,9 +356,9 @@ def _check_scorer(
     token = body["credential"]["token"]
     if not re.match(PRINTABLE_ASCII, token):  # what the scorer's tokens may hold
         raise InstallError(
-            "--scorer-token holds a space, a control character or one beyond ASCII, which no token "
-            "the scorer can be started with does (OCSF_ANOMALY_API_TOKEN is printable ASCII): give "
-            "the one it was started with"
+            f"the scorer token ({TOKEN_GIVEN}) holds a space, a control character or one beyond ASCII, "
+            "which no token the scorer can be started with does (its OCSF_ANOMALY_API_TOKEN is printable "
+            "ASCII): give the one it was started with"
         )
     where = origin(options.base_url)
     call = f"{action['method']} {definitions.ENDPOINT}"
@@ -437,9 +435,9 @@ def _check_scorer(
         )
     if status in (401, 403):
         what = (
-            "give --scorer-token the token the scorer was started with (its OCSF_ANOMALY_API_TOKEN)"
+            f"give {TOKEN_GIVEN} the token the scorer was started with (its OCSF_ANOMALY_API_TOKEN)"
             if options.scorer_token
-            else "give --scorer-token the token it was started with (its OCSF_ANOMALY_API_TOKEN): "
+            else f"give {TOKEN_GIVEN} the token it was started with (its OCSF_ANOMALY_API_TOKEN): "
             "without one the connector sends a placeholder, which it refuses (--no-check-scorer "
             "installs so, to set the token later)"
         )
@@ -973,9 +971,10 @@ class _Dashboards:
             if exc.code == 404 and missing:
                 return None
             detail = " ".join(exc.read().decode(errors="replace").split())[:300]
-            hint = {401: ": check --auth USER:PASSWORD", 403: ": the --auth user lacks that privilege"}.get(
-                exc.code, ""
-            )
+            hint = {
+                401: f": check {AUTH_GIVEN}",
+                403: f": the user of {AUTH_GIVEN} lacks that privilege",
+            }.get(exc.code, "")
             raise InstallError(
                 f"OpenSearch Dashboards refused {method} {path} ({exc.code}: {detail}){hint}"
             ) from None
