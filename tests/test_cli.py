@@ -58,6 +58,24 @@ def _run(
     return result
 
 
+def _in_process(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str]:
+    """The command run by main() in this process, for what ends early (no interpreter to start, no
+    torch to import again: a second or two a run): its exit status and what it said on stderr."""
+    import faiss
+    import torch
+
+    from scorer.cli import main
+
+    capsys.readouterr()
+    threads = torch.get_num_threads(), faiss.omp_get_max_threads()
+    try:
+        code = main([str(arg) for arg in args])
+    finally:  # the commands take every core for their process: this worker shares them with another
+        torch.set_num_threads(threads[0])
+        faiss.omp_set_num_threads(threads[1])
+    return code, capsys.readouterr().err
+
+
 def _write_jsonl(path: Path, events: list[Event]) -> Path:
     path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
     return path
@@ -605,27 +623,21 @@ def test_a_failed_score_leaves_no_directory_it_made(
     assert not (workdir / "made").exists()
 
 
-def test_outputs_get_the_mode_a_shell_gives_them(model: Path, events_file: Path, tmp_path: Path) -> None:
+def test_outputs_get_the_mode_a_shell_gives_them(
+    model: Path, events_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """score's output and train's bundle directory were made under a temporary name by mkstemp and
     mkdtemp, and kept their private modes (0600, 0700) when renamed: now 0666 and 0777 less the umask."""
-    umask = os.umask(0o027)  # the commands inherit it
+    umask = os.umask(0o027)  # the process's, which the commands read
     try:
-        scored = _run("score", events_file, "--model", model, "--output", tmp_path / "s.csv", "--quiet")
-        trained = _run(
-            "train",
-            events_file,
-            "--output",
-            tmp_path / "m",
-            "--epochs",
-            "1",
-            "--baseline-size",
-            "50",
-            "--quiet",
+        scored = _in_process(capsys, "score", events_file, "--model", model, "--output", tmp_path / "s.csv")
+        trained = _in_process(
+            capsys, "train", events_file, "--output", tmp_path / "m", "--epochs", "1", "--baseline-size", "50"
         )
     finally:
         os.umask(umask)
-    assert scored.returncode == 0, scored.stderr
-    assert trained.returncode == 0, trained.stderr
+    assert scored[0] == 0, scored[1]
+    assert trained[0] == 0, trained[1]
     assert (tmp_path / "s.csv").stat().st_mode & 0o777 == 0o640
     assert (tmp_path / "m").stat().st_mode & 0o777 == 0o750
     assert (tmp_path / "m" / "metadata.json").stat().st_mode & 0o777 == 0o640
@@ -945,7 +957,7 @@ def test_parquet_columns_of_types_json_lacks_are_read_as_json_would_hold_them(
 
 
 def test_parquet_values_python_cannot_hold_spoil_no_more_than_themselves(
-    model: Path, workdir: Path, score_events: list[Event]
+    model: Path, workdir: Path, score_events: list[Event], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A timestamp or date past year 9,999 and a duration past 999,999,999 days: pyarrow's
     to_pylist raised OverflowError for the whole file, a traceback in score, train and report. Now
@@ -984,16 +996,21 @@ def test_parquet_values_python_cannot_hold_spoil_no_more_than_themselves(
     twin_out = workdir / "far-twins.jsonl"
     twin_in = workdir / "far-twins-in.jsonl"
     twin_in.write_text("".join(json.dumps(twin) + "\n" for twin in twins))  # orjson writes no 10**75
-    assert _run("score", "--model", model, twin_in, "--output", twin_out, "--workers", "1").returncode == 0
+    code, said = _in_process(
+        capsys, "score", "--model", model, twin_in, "--output", twin_out, "--workers", "1"
+    )
+    assert code == 0, said
     rescored = [json.loads(line)["anomaly"]["score"] for line in twin_out.read_text().splitlines()]
     assert rescored == [row["anomaly"]["score"] for row in scored]
 
-    trained = _run("train", path, "--output", workdir / "far-model", "--epochs", "1", "--baseline-size", "30")
-    assert trained.returncode == 0, trained.stderr
-    report = _run("report", path, "--output", workdir / "far.html")  # every row read, none scored
-    assert report.returncode == 2, report.stderr
-    assert "error: no scored event with a time: 49 events carry no score" in report.stderr
-    assert "Traceback" not in trained.stderr + report.stderr
+    far_model = workdir / "far-model"
+    code, said = _in_process(
+        capsys, "train", path, "--output", far_model, "--epochs", "1", "--baseline-size", "30"
+    )
+    assert code == 0, said
+    code, said = _in_process(capsys, "report", path, "--output", workdir / "far.html")  # read, none scored
+    assert code == 2, said
+    assert "error: no scored event with a time: 49 events carry no score" in said
 
 
 def test_a_parquet_nan_or_infinity_is_flagged_as_its_json_twin_is(
@@ -1035,7 +1052,11 @@ def test_a_parquet_nan_or_infinity_is_flagged_as_its_json_twin_is(
 
 
 def test_an_input_that_cannot_be_read_is_named(
-    model: Path, workdir: Path, score_events: list[Event], events_file: Path
+    model: Path,
+    workdir: Path,
+    score_events: list[Event],
+    events_file: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A file named .parquet that is not Parquet, or whose second row group is damaged, ended in
     pyarrow's message alone ("Parquet magic bytes not found in footer", "Corrupt snappy compressed
@@ -1071,14 +1092,15 @@ def test_an_input_that_cannot_be_read_is_named(
             ["evaluate", events_file, "--model", model, "--labels", labels, "--train", source],
             ["features", "infer", source],
         ):
-            result = _run(*command)
-            assert result.returncode == 2, (command, result.stderr)
-            assert "Traceback" not in result.stderr
-            assert result.stderr.strip().splitlines()[-1].startswith(message), (command, result.stderr)
+            code, said = _in_process(capsys, *command)
+            assert code == 2, (command, said)
+            assert said.strip().splitlines()[-1].startswith(message), (command, said)
         assert not out.exists()
-    result = _run("evaluate", events_file, "--model", model, "--labels", latin, "--train", events_file)
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {latin}: not UTF-8 text: ")
+    code, said = _in_process(
+        capsys, "evaluate", events_file, "--model", model, "--labels", latin, "--train", events_file
+    )
+    assert code == 2, said
+    assert said.strip().splitlines()[-1].startswith(f"error: {latin}: not UTF-8 text: ")
 
 
 def test_config_show_masks_secrets(tmp_path: Path) -> None:
