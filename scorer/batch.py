@@ -176,14 +176,18 @@ def score_file(
     chunk_lines: int = CHUNK_LINES,
     explain: bool = True,
     progress: bool = True,
-    errors: IO[str] = sys.stderr,
+    errors: IO[str] | None = None,
 ) -> BatchStats:
     """Score every line of ``source`` into ``output`` (CSV or JSONL by extension), in input order.
 
     The bundle is loaded here first, so that a bad one fails at once with its :class:`BundleError`;
-    on any failure no output file is left behind (an existing one is kept as it was).
+    on any failure no output file is left behind (an existing one is kept as it was). Warnings and
+    bad lines go to ``errors``, by default the standard error stream of the moment of the call (a
+    default of ``sys.stderr`` would be the stream of the moment of import, deaf to a redirection).
     """
     from tqdm import tqdm
+
+    errors = sys.stderr if errors is None else errors
 
     from scorer.detector import Detector
 
