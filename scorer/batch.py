@@ -187,10 +187,9 @@ def score_file(
     """
     from tqdm import tqdm
 
-    errors = sys.stderr if errors is None else errors
-
     from scorer.detector import Detector
 
+    errors = sys.stderr if errors is None else errors
     kind = output_kind(output)
     if not source.exists():
         raise FileNotFoundError(f"no such input file: {source}")
