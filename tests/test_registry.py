@@ -753,6 +753,7 @@ async def test_promote_while_requests_stream_switches_once(
         "reloaded": True,
         "from": {"champion": "1", "challenger": None},
         "to": {"champion": "2", "challenger": None},
+        "processes": {"count": 1, "serving": 1},
     }
     assert statuses == [200] * len(statuses)
     assert versions[0] == "1"

@@ -1547,6 +1547,7 @@ async def test_reload_while_requests_stream_switches_once(
             "reloaded": True,
             "from": {"champion": first, "challenger": None},
             "to": {"champion": second, "challenger": None},
+            "processes": {"count": 1, "serving": 1},
         }
         swapped.set()
         return body

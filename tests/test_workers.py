@@ -251,13 +251,65 @@ def test_a_reload_reaches_every_process(bundle_dir: Path, other_bundle_dir: Path
         registry.promote(name, "2")
         status, body = served.call("POST", "/v1/models/reload")
         assert (status, body["to"]["champion"]) == (200, "2")
-        # the gauge is the highest over the live processes: version 1 reads 0 only once both swapped
-        _until(lambda: _serving(served.metrics()) == {"2"}, "a serving process kept version 1")
+        # answered once the other process has asked again too: both serve version 2 already (the
+        # gauge is the highest over the live processes: version 1 reads 0 only once both swapped)
+        assert body["processes"] == {"count": 2, "serving": 2}
+        assert _serving(served.metrics()) == {"2"}
 
         registry.promote(name, "1")
         served.process.send_signal(signal.SIGHUP)  # an operator's reload, for every process
         _until(lambda: _serving(served.metrics()) == {"1"}, "SIGHUP did not reload every process")
         assert served.process.poll() is None
+
+
+def test_a_reload_call_is_answered_once_the_others_asked_again_or_when_its_time_is_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The supervisor's side of POST /v1/models/reload, in this process over real pipes whose far
+    ends the test holds for three serving processes: the call is answered once every other process
+    said it asked again, with what each serves since; one that does not answer in time is counted
+    as such; one that dies meanwhile is not waited for."""
+    from multiprocessing import Pipe, get_context
+
+    from scorer.service.workers import RELOAD_WAIT_SECONDS, _Supervisor
+    from scorer.settings import Settings
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # where a dead process's gauges go
+    supervisor = _Supervisor(Settings(), [socket.socket() for _ in range(3)])
+    theirs = []
+    for slot in supervisor.slots:
+        ours, their_end = Pipe()
+        slot.conn, slot.ready = ours, True
+        theirs.append(their_end)
+    one, two, three = supervisor.slots
+    old, new = (("champion", "m", "1", "a", "l"),), (("champion", "m", "2", "b", "l"),)
+
+    def told() -> int:
+        asked = [end.recv() for end in theirs[1:]]
+        assert asked[0] == asked[1], asked
+        assert asked[0][0] == "reload", asked
+        return int(asked[0][1])
+
+    supervisor._said(one, ("reload", new, 7), True)
+    number = told()
+    supervisor._said(two, ("reloaded", number, new), True)
+    assert not theirs[0].poll(0.1)  # the third has not said it asked again
+    supervisor._settle(time.monotonic() + RELOAD_WAIT_SECONDS)  # and never does
+    assert theirs[0].recv() == ("synced", 7, [new], 1)
+
+    supervisor._said(one, ("reload", new, 8), True)
+    number = told()
+    supervisor._said(three, ("reloaded", number, old), True)  # it could not load version 2
+    assert not theirs[0].poll(0.1)
+    two.process = get_context("fork").Process(target=int)  # the second dies before it answers
+    two.process.start()
+    supervisor._died(two, True)
+    assert theirs[0].recv() == ("synced", 8, [old], 0)
+    assert not supervisor.reloads
+    for slot in supervisor.slots:
+        slot.sock.close()
+        if slot.conn is not None:
+            slot.conn.close()
 
 
 def _champion_then_unloadable(

@@ -30,6 +30,7 @@ from scorer.service.keys import (
     SERVING,
     SETTINGS,
     SOURCE,
+    SYNC_RELOAD,
 )
 from scorer.service.lifecycle import refresh_models
 from scorer.service.metrics import CONTENT_TYPE
@@ -312,6 +313,14 @@ async def reload_model(request: web.Request) -> web.Response:
             f" and challenger {serving['challenger']}" if serving["challenger"] is not None else ""
         )
         raise ApiError(409, "reload_failed", f"{exc}; still serving {still}") from None
-    if ANNOUNCE_RELOAD in app:  # the other serving processes reload too, within moments
-        app[ANNOUNCE_RELOAD]()
-    return json_response({"reloaded": after != before, "from": before, "to": after})
+    count, current = 1, 1  # serving processes, and those of them that serve ``after``
+    if SYNC_RELOAD in app:  # the other serving processes ask again too: answered once they have
+        count, current = await app[SYNC_RELOAD]()
+    return json_response(
+        {
+            "reloaded": after != before,
+            "from": before,
+            "to": after,
+            "processes": {"count": count, "serving": current},
+        }
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -77,3 +77,6 @@ VECTOR: web.AppKey[VectorHop] = web.AppKey("vector")
 ALERTER: web.AppKey[Alerter | None] = web.AppKey("alerter")
 # set in a serving process under a supervisor: tells it that this process reloaded, so that the others do
 ANNOUNCE_RELOAD: web.AppKey[Callable[[], None]] = web.AppKey("announce_reload")
+# … and, for POST /v1/models/reload, tells them and waits until they have asked the source again
+# (at most workers.RELOAD_WAIT_SECONDS): how many processes serve, and how many of them what this one does
+SYNC_RELOAD: web.AppKey[Callable[[], Awaitable[tuple[int, int]]]] = web.AppKey("sync_reload")

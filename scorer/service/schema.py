@@ -17,6 +17,7 @@ from pydantic.json_schema import SkipJsonSchema, models_json_schema
 
 import scorer
 from scorer.service.requests import RAW
+from scorer.service.workers import RELOAD_WAIT_SECONDS as WAIT
 from scorer.settings import Settings
 
 # What ?strict= accepts, in any letter case (anything else, an empty value included, is 400 bad_strict)
@@ -207,12 +208,28 @@ class Versions(BaseModel):
     challenger: str | None
 
 
+class Processes(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(
+        ge=1,
+        description="The serving processes when the answer was sent (`serve --workers`; fewer while one is replaced)",
+    )
+    serving: int = Field(
+        ge=1,
+        description=f"How many of them serve `to`: all, unless one could not load it or had not within {WAIT:g} s",
+    )
+
+
 class Reload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reloaded: bool
     from_: Versions = Field(alias="from")
     to: Versions
+    processes: Processes = Field(
+        description=f"The answer waits until every serving process has asked again (at most {WAIT:g} s)"
+    )
 
 
 MODELS: tuple[type[BaseModel], ...] = (

@@ -14,7 +14,9 @@ The supervisor, the process ``serve`` started:
   loaded different models (one promoted, or the bundle rewritten, while they started: with polling
   off, never seen by those that loaded first), all ask the source again, as after a reload;
 - passes a reload on: a process that swapped models (on ``POST /v1/models/reload`` or by its poll)
-  tells the supervisor, which tells the others, so they all swap within moments; so does a
+  tells the supervisor, which tells the others, so they all swap within moments (a reload call is
+  answered once they said they asked again, or after RELOAD_WAIT_SECONDS, with how many serve what
+  it loaded); so does a
   replacement once it serves, as it loaded what the source names now (SIGHUP to the supervisor has
   them all ask for the champion again and read the TLS certificate again; a process still starting
   is told once it serves);
@@ -43,6 +45,7 @@ import asyncio
 import contextlib
 import errno
 import functools
+import itertools
 import logging
 import multiprocessing
 import os
@@ -83,6 +86,9 @@ RESTARTS_PER_MINUTE = 5  # per serving process: beyond it the service gives up, 
 UNLOADABLE_RETRY_SECONDS = 30.0  # a replacement that could not load its model, with polling off …
 UNLOADABLE_RETRY_FLOOR = 1.0  # … and at the least with it: each try starts a process and loads a model
 HAND_OVER_MAX = 128  # connections a dead process's socket hands to the others at most (_hand_over)
+# POST /v1/models/reload answers once the other serving processes have asked the source again, or
+# after this: they load what it loaded (about half a second), unless the registry is slow to download
+RELOAD_WAIT_SECONDS = 30.0
 # what a serving process serves, as it tells the supervisor: (alias, name, version, bundle version,
 # location) of its champion and of its challenger if any (plain strings: the supervisor loads no model)
 Models = tuple[tuple[str, str, str, str, str], ...]
@@ -226,12 +232,13 @@ def _sighup_held() -> Iterator[None]:
 _reloads: set[asyncio.Task[bool]] = set()  # held until done (the loop keeps only weak references)
 
 
-def _reload_soon(app: Any) -> None:
+def _reload_soon(app: Any) -> asyncio.Task[bool]:
     from scorer.service.lifecycle import refresh_logged
 
     task = asyncio.get_running_loop().create_task(refresh_logged(app))
     _reloads.add(task)
     task.add_done_callback(_reloads.discard)
+    return task
 
 
 _adopting: set[asyncio.Task[Any]] = set()  # connections handed over, held likewise until served
@@ -285,10 +292,11 @@ async def _serve_worker(settings: Settings, sock: socket.socket, conn: Connectio
     from aiohttp import web
 
     from scorer.service.app import create_app
-    from scorer.service.keys import ANNOUNCE_RELOAD, SERVING
+    from scorer.service.keys import ANNOUNCE_RELOAD, SERVING, SYNC_RELOAD
 
     loop = asyncio.get_running_loop()
     app = create_app(settings)
+    stop = asyncio.Event()
 
     def loaded() -> Models:
         refs = app[SERVING].refs()
@@ -296,9 +304,33 @@ async def _serve_worker(settings: Settings, sock: socket.socket, conn: Connectio
             (alias, ref.name, ref.version, ref.bundle_version, ref.location) for alias, ref in refs.items()
         )
 
-    app[ANNOUNCE_RELOAD] = lambda: conn.send(("reload", loaded()))
+    def say(message: tuple[Any, ...]) -> None:
+        with contextlib.suppress(OSError):  # the supervisor is gone: seen by from_supervisor
+            conn.send(message)
+
+    syncs: dict[int, asyncio.Future[tuple[list[Models], int]]] = {}
+    tokens = itertools.count(1)
+
+    async def sync_reload() -> tuple[int, int]:
+        """Have the others ask again, and wait until they have (the supervisor's answer: what each
+        serves now, and how many did not answer in time): how many processes serve, how many of
+        them this one's models. Stopping meanwhile, it answers for itself."""
+        token = next(tokens)
+        answer = syncs[token] = loop.create_future()
+        say(("reload", loaded(), token))
+        stopping = loop.create_task(stop.wait())
+        try:
+            await asyncio.wait({answer, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            syncs.pop(token, None)
+        others, unanswered = answer.result() if answer.done() else ([], 0)
+        mine = loaded()
+        return 1 + len(others) + unanswered, 1 + sum(models == mine for models in others)
+
+    app[ANNOUNCE_RELOAD] = lambda: say(("reload", loaded()))
+    app[SYNC_RELOAD] = sync_reload
     context = tls_context(settings)
-    stop = asyncio.Event()
 
     def from_supervisor() -> None:
         try:
@@ -307,8 +339,13 @@ async def _serve_worker(settings: Settings, sock: socket.socket, conn: Connectio
             loop.remove_reader(conn.fileno())
             stop.set()
             return
-        if message == ("reload",):
-            _reload_soon(app)
+        if message[0] == "reload":  # with an id: a reload call elsewhere waits to hear it was done
+            task = _reload_soon(app)
+            if len(message) == 2:
+                task.add_done_callback(lambda _: say(("reloaded", message[1], loaded())))
+        elif message[0] == "synced":
+            if (answer := syncs.get(message[1])) is not None and not answer.done():
+                answer.set_result((message[2], message[3]))
         elif message == ("reread",):
             _reread(app, context)
         elif message == ("adopt",):
@@ -430,11 +467,24 @@ class _Slot:
     models: Models = ()  # what it said it serves, when it became ready or swapped models since
 
 
+@dataclass
+class _Reload:
+    """A reload call in ``origin`` (POST /v1/models/reload), waiting for the others to ask again."""
+
+    origin: _Slot
+    token: int  # the call's, in its process
+    waiting: set[int]  # the processes told, by slot number, that have not said they did
+    deadline: float
+    answers: list[Models] = field(default_factory=list)  # what each of the others serves since
+
+
 class _Supervisor:
     def __init__(self, settings: Settings, socks: list[socket.socket]) -> None:
         self.settings = settings
         self.context = multiprocessing.get_context("spawn")
         self.slots = [_Slot(number, sock) for number, sock in enumerate(socks, start=1)]
+        self.reloads: dict[int, _Reload] = {}
+        self.reload_ids = itertools.count(1)
 
     def run(self, say_ready: Callable[[], None]) -> int:
         _logging(LOG_FORMAT, http=False)
@@ -486,7 +536,9 @@ class _Supervisor:
             for slot in self.slots:
                 if slot.restart_at is not None and slot.restart_at <= now:
                     self._start(slot)
+            self._settle(now)
             waits = [slot.restart_at - now for slot in self.slots if slot.restart_at is not None]
+            waits += [pending.deadline - now for pending in self.reloads.values()]
             owners: dict[Any, _Slot] = {}
             for slot in self.slots:
                 if slot.process is not None and slot.conn is not None:
@@ -557,15 +609,42 @@ class _Supervisor:
             log.error("serving process %d failed: %s", slot.number, message[1])
         elif message[0] == "unloadable":
             slot.unloadable = message[1]  # logged as it exits
-        elif message[0] == "reload":
+        elif message[0] == "reload":  # it swapped models; with a token, a reload call there waits
             slot.models = message[1]
-            self._tell_others(slot)
+            if len(message) == 2:
+                self._tell_others(slot)
+                return
+            number = next(self.reload_ids)
+            told = self._tell_others(slot, ("reload", number))
+            deadline = time.monotonic() + RELOAD_WAIT_SECONDS
+            self.reloads[number] = _Reload(slot, message[2], {other.number for other in told}, deadline)
+            self._settle(time.monotonic())
+        elif message[0] == "reloaded":  # it asked again, for reload call ``number``
+            _, number, slot.models = message
+            pending = self.reloads.get(number)
+            if pending is not None and slot.number in pending.waiting:
+                pending.waiting.discard(slot.number)
+                pending.answers.append(slot.models)
+                self._settle(time.monotonic())
 
-    def _tell_others(self, sender: _Slot | None, message: tuple[str] = ("reload",)) -> None:
+    def _settle(self, now: float) -> None:
+        """Answer each waiting reload call whose others have all asked again, or whose time is up."""
+        for number, pending in list(self.reloads.items()):
+            if pending.waiting and now < pending.deadline:
+                continue
+            del self.reloads[number]
+            if pending.origin.conn is not None:
+                with contextlib.suppress(OSError):
+                    pending.origin.conn.send(("synced", pending.token, pending.answers, len(pending.waiting)))
+
+    def _tell_others(self, sender: _Slot | None, message: tuple[Any, ...] = ("reload",)) -> list[_Slot]:
+        told = []
         for slot in self.slots:
             if slot is not sender and slot.ready and slot.conn is not None:
                 with contextlib.suppress(OSError):
                     slot.conn.send(message)
+                    told.append(slot)
+        return told
 
     def _died(self, slot: _Slot, announced: bool) -> None:
         from prometheus_client import multiprocess
@@ -580,6 +659,11 @@ class _Supervisor:
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]  # its live gauges leave the pooled metrics
         slot.conn.close()
         slot.process, slot.conn, slot.ready = None, None, False
+        for number, pending in list(self.reloads.items()):  # it serves nothing now: not waited for
+            pending.waiting.discard(slot.number)
+            if pending.origin is slot:  # its call died with it
+                del self.reloads[number]
+        self._settle(time.monotonic())
         if not announced:
             raise ServeError(f"serving process {slot.number} exited with code {code} before it served")
         now = time.monotonic()
