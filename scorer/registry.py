@@ -108,6 +108,20 @@ def _alone(database: Path | None) -> Iterator[bool]:
         lock.write(stamp)
 
 
+@contextmanager
+def _moving(database: Path | None) -> Iterator[None]:
+    """Holds a lock beside a local store's database (none for a server) while an alias and its
+    history are read and written: MLflow has no compare-and-set, so two moves at once (two first
+    versions registered, two promotions) each read the aliases before the other wrote, and both
+    versions were told they were made champion, or the history lost a move."""
+    if database is None:
+        yield
+        return
+    with open(database.with_name(database.name + ".aliases.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
 def _text(path: Path) -> str | None:
     try:
         return path.read_text()
@@ -315,16 +329,17 @@ class Registry:
                 description=f"bundle {metadata['version']}",
             )
         version = self._version(created)
-        if self.alias(name, "champion") is None:
+        with _moving(self._database):
+            if self.alias(name, "champion") is not None:
+                return version, False
             try:
-                self.promote(name, version.version, "champion")
-            except RegistryError:  # the first versions of two registrations at once: one is
-                if self.alias(name, "champion") is None:  # champion, the other need not fail
+                self._promote(name, version.version, "champion")
+            except RegistryError:  # the first versions of two registrations at once on a server:
+                if self.alias(name, "champion") is None:  # one is champion, the other need not fail
                     raise
             with self._errors(f"cannot read {version.uri}"):
                 registered = self._version(self.client.get_model_version(name, version.version))
-            return registered, "champion" in registered.aliases  # the other may have set it last
-        return version, False
+            return registered, "champion" in registered.aliases  # on a server the other may have set it last
 
     # ------------------------------------------------------------------ read
     def _version(self, mv: Any) -> ModelVersion:
@@ -433,6 +448,10 @@ class Registry:
         tells nothing): a champion moved onto the challenger's version takes the challenger's place
         and the challenger alias is removed; the challenger cannot be given the champion's version.
         """
+        with _moving(self._database):
+            return self._promote(name, version, alias)
+
+    def _promote(self, name: str, version: str, alias: str) -> AliasMove:
         _check_alias(alias)
         target = self._get(name, str(version))
         held = self.aliases(name)
@@ -460,6 +479,10 @@ class Registry:
         removed (the A/B test stops); a champion always needs a version to go back to, and takes
         the challenger's place if it goes back to the challenger's version (as ``promote``).
         """
+        with _moving(self._database):
+            return self._rollback(name, alias)
+
+    def _rollback(self, name: str, alias: str) -> AliasMove:
         _check_alias(alias)
         held = self.aliases(name)
         current = held.get(alias)

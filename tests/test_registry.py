@@ -1143,8 +1143,10 @@ def test_two_first_versions_registered_at_once_both_register(
     """Two `train --register NEW` finishing together (a pipeline's parallel jobs) both found no
     experiment for the model and both made one: the second failed, after its training, with
     "Experiment(name=…) already exists"; or both found no champion and both set it ("UNIQUE
-    constraint failed: registered_model_aliases…"), the version registered all the same. Raced a few
-    times, as two processes would meet: both versions registered, one the champion, and it says so."""
+    constraint failed: registered_model_aliases…"), the version registered all the same; then both
+    could be told they were made champion, the history naming the one that was not. Raced a few
+    times, as two processes would meet: both versions registered, one the champion, and only it
+    says so (a local store's moves of an alias take turns)."""
     registry = Registry(store)
     for _ in range(6):
         name = f"raced-{uuid.uuid4().hex[:8]}"
@@ -1152,5 +1154,34 @@ def test_two_first_versions_registered_at_once_both_register(
         assert sorted(version for version, _ in done) == ["1", "2"], done
         champion = registry.alias(name, "champion")
         assert champion is not None
-        # both may say so still (each read its version champion before the other moved the alias)
-        assert champion.version in [version for version, said in done if said], done
+        assert [version for version, said in done if said] == [champion.version], done
+        assert registry._history(name, "champion") == [champion.version]
+
+
+def test_promotions_at_once_keep_the_history_true(
+    store: str, bundle_dir: Path, other_bundle_dir: Path
+) -> None:
+    """Two operators (or a pipeline and an operator) promoting at the same moment: each read the
+    history, set the alias and wrote the history, and the later write could name the version the
+    earlier alias move put there, so that a rollback went back to the wrong one. Raced a few times:
+    the history's last version is the champion after every round."""
+    registry = Registry(store)
+    name = f"promoted-{uuid.uuid4().hex[:8]}"
+    registry.register(bundle_dir, name)
+    registry.register(other_bundle_dir, name)
+    operators = [Registry(store), Registry(store)]
+    for _ in range(30):
+        start = threading.Barrier(2)
+
+        def promote(operator: Registry, version: str, start: threading.Barrier = start) -> None:
+            start.wait()
+            operator.promote(name, version)
+
+        threads = [threading.Thread(target=promote, args=(operators[i], str(i + 1))) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        champion = registry.alias(name, "champion")
+        assert champion is not None
+        assert registry._history(name, "champion")[-1] == champion.version
