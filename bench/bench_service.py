@@ -9,16 +9,16 @@ NSL-KDD events in file order). Against each:
 - closed loop: maximum single-event throughput (64 in flight), micro-batching on and off;
 - batched: POST /v1/score with 256 events a request (8 in flight): events/s.
 Then (NSL-KDD model) a registry swap under load: the model registered twice in a temporary MLflow
-store, version 2 promoted and reloaded while single events stream at 200 requests/s; and the Redis
-cache study (--cache-only runs only that). The warm-up sends bodies of its own, and each measurement
-goes on where the last one stopped (`Feed`): a body comes again only after all the others, beyond
-the reach of the service's embedding cache, so every request pays for its scoring (until
+store, version 2 promoted and reloaded while single events stream at 200 requests/s (--swap-only
+runs only that); and the Redis cache study (--cache-only runs only that). The warm-up sends bodies
+of its own, and each measurement goes on where the last one stopped (`Feed`): a body comes again
+only after all the others, beyond the reach of the service's embedding cache, so every request pays for its scoring (until
 2026-12-05 each measurement began again at the first body, just sent: the first rows were cache
 hits). The cache study alone repeats on purpose. The load generator shares the
 2 cores with the service: figures include that contention, kept small by a lean HTTP client
 (load_client.py: less than half the CPU a request of aiohttp's client).
 
-    .venv/bin/python bench/bench_service.py [--duration 10] [--target make-run|nsl] [--cache-only]
+    .venv/bin/python bench/bench_service.py [--duration 10] [--target make-run|nsl] [--cache-only | --swap-only]
     .venv/bin/python bench/bench_service.py --soak 600 [--rate 500]   (--rate 0: as fast as it answers)
     .venv/bin/python bench/bench_service.py --url http://127.0.0.1:8080 [--runs 3]
     .venv/bin/python bench/bench_service.py --lone [--runs 3]
@@ -445,6 +445,7 @@ def swap_study(model: Path, singles: list[bytes], duration: float) -> None:
         url = f"http://127.0.0.1:{port}/v1/score"
         service = start_service(None, port, env=env)
         marks: dict[str, float] = {}
+        processes: dict[str, int] = {}
         try:
             asyncio.run(closed_loop(url, singles[-WARM_UP:], 1, 16, 2.0))
 
@@ -458,6 +459,7 @@ def swap_study(model: Path, singles: list[bytes], duration: float) -> None:
                 marks["reloaded"] = loop.time() - start
                 reload.close()
                 assert answer.status == 200, answer.body
+                processes.update(json.loads(answer.body)["processes"])
 
             samples = asyncio.run(
                 open_loop(url, singles[:-WARM_UP], 200, duration, promote, keep_bodies=True)
@@ -468,6 +470,10 @@ def swap_study(model: Path, singles: list[bytes], duration: float) -> None:
     window = [lat for at, lat, _, _ in samples if marks["promote"] - 0.1 <= at <= marks["reloaded"] + 0.1]
     versions = [score_version(body) if body else "?" for _, _, _, body in sorted(samples)]
     switches = sum(a != b for a, b in itertools.pairwise(versions))
+    # sent once the reload was answered: every serving process had swapped by then
+    late = sum(
+        1 for at, _, _, body in samples if at > marks["reloaded"] and body and score_version(body) == "1"
+    )
     print(
         "\nregistry swap under load (NSL-KDD model registered twice, temporary store), open loop "
         + summary(200, samples)
@@ -476,6 +482,10 @@ def swap_study(model: Path, singles: list[bytes], duration: float) -> None:
         f"  promote + reload took {marks['reloaded'] - marks['promote']:.2f} s; requests sent meanwhile: "
         f"{len(window)}, p50 {percentile(window, 0.5) * 1e3:.2f} ms, p99 {percentile(window, 0.99) * 1e3:.2f} ms, "
         f"max {max(window) * 1e3:.1f} ms; versions in send order: {versions[0]} … {versions[-1]}, {switches} switch(es)"
+    )
+    print(
+        f"  the answer: {processes['serving']} of {processes['count']} serving processes on version 2; "
+        f"requests sent after it and scored by version 1: {late}"
     )
 
 
@@ -728,6 +738,7 @@ def main() -> None:
         help="the service as `make run` starts it, the NSL-KDD model, or both (default)",
     )
     parser.add_argument("--cache-only", action="store_true", help="only the Redis cache study")
+    parser.add_argument("--swap-only", action="store_true", help="only the registry swap under load")
     parser.add_argument(
         "--soak",
         type=float,
@@ -759,7 +770,7 @@ def main() -> None:
     if args.soak:
         soak(args.soak, args.rate)
         return
-    if args.target in ("make-run", "both") and not args.cache_only:
+    if args.target in ("make-run", "both") and not (args.cache_only or args.swap_only):
         singles = demo_events()
         load_test(
             f"make run's service (demo model, {len(singles):,} distinct demo events)",
@@ -773,6 +784,9 @@ def main() -> None:
     model = default_model()
     with gzip.open(DATA / "nsl_kdd_ocsf" / "train.jsonl.gz", "rb") as handle:
         lines = [line.rstrip(b"\n") for _, line in zip(range(60_000), handle, strict=False)]
+    if args.swap_only:
+        swap_study(model, lines, args.duration)
+        return
     if not args.cache_only:
         load_test("NSL-KDD model (50,000-event baseline)", model, lines, args.duration)
         swap_study(model, lines, args.duration)
