@@ -392,20 +392,31 @@ def _environment(cls: type[Settings]) -> dict[str, Any]:
     return {first.get(key, key): value for key, value in found.items()}
 
 
+# URL options that change the shape of every answer (text for bytes, RESP3's maps), which the
+# cache and the consumer read as Redis gives it by default; redis-py lets the URL override the code
+REPLY_SHAPING = frozenset({"decode_responses", "protocol"})
+
+
 def redis_url(url: str) -> str:
     """``url`` if redis-py reads it as written, else ValueError saying what is wrong: redis-py itself
     takes a database that is no number (``redis://host:6379/abc``) for database 0, silently."""
     from redis.connection import parse_url
 
-    shown = without_credentials(url)
+    shown = masked_url(url)  # a password may be in the query too (?password=)
     try:
         parse_url(url)  # type: ignore[no-untyped-call]
     except ValueError as exc:
         raise ValueError(f"{shown}: {exc} (e.g. redis://HOST:6379/0; rediss:// for TLS)") from None
     parts = urlsplit(url)
+    query = parse_qs(parts.query)
     database = unquote(parts.path).replace("/", "")
-    if parts.scheme != "unix" and database and "db" not in parse_qs(parts.query) and not database.isdigit():
+    if parts.scheme != "unix" and database and "db" not in query and not database.isdigit():
         raise ValueError(f"{shown}: the database {database!r} is not a number (e.g. redis://HOST:6379/0)")
+    shaping = sorted(REPLY_SHAPING & set(query))
+    if shaping:
+        raise ValueError(
+            f"{shown}: remove {' and '.join(shaping)} from the URL (ocsf-anomaly reads raw replies)"
+        )
     return url
 
 

@@ -146,6 +146,8 @@ def test_every_event_is_written_enriched_anomalies_apart_and_sigterm_acknowledge
     assert [d[b"event"] for d in dead] == [b"not json", b"[1, 2]", b""]
     assert [d[b"error"].decode() for d in dead][1] == "'event' is JSON but not an object"
     assert "stopped: every batch read was written and acknowledged" in log.read_text()
+    # it left its group holding nothing: one consumer more for each run stayed listed for good
+    assert client.xinfo_consumers(STREAMS["input"], "scorers") == []
 
 
 def test_a_consumer_killed_mid_stream_loses_nothing_when_it_comes_back(
@@ -409,11 +411,31 @@ def _refused(
     return error[0], done
 
 
-def test_an_unreachable_redis_at_start_is_one_line_with_the_password_masked(bundle_dir: Path) -> None:
-    error, done = _refused(f"redis://scorer:S3CRET@127.0.0.1:{free_port()}/0", bundle_dir)
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://scorer:S3CRET@127.0.0.1:{port}/0", "redis://***@127.0.0.1:{port}/0"),
+        # redis-py sends a password given in the query as AUTH too: it was shown in clear
+        ("redis://127.0.0.1:{port}/0?password=S3CRET", "redis://127.0.0.1:{port}/0?…"),
+    ],
+)
+def test_an_unreachable_redis_at_start_is_one_line_with_the_password_masked(
+    url: str, shown: str, bundle_dir: Path
+) -> None:
+    port = free_port()
+    error, done = _refused(url.format(port=port), bundle_dir)
     assert "S3CRET" not in done.stderr + done.stdout
-    assert "could not start on Redis at redis://***@127.0.0.1" in error
+    assert f"could not start on Redis at {shown.format(port=port)}:" in error
     assert error.endswith("(is Redis running there, and is --redis-url right?)")
+
+
+def test_a_metrics_port_in_use_is_one_line_naming_the_flag(bundle_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        error, _ = _refused(f"redis://127.0.0.1:{free_port()}/0", bundle_dir, "--metrics-port", str(port))
+    assert f"--metrics-port {port}: cannot listen on 127.0.0.1: Address already in use" in error
 
 
 def test_a_wrong_password_or_an_input_key_of_another_type_at_start_says_what_to_check(
@@ -445,6 +467,17 @@ def test_a_wrong_password_or_an_input_key_of_another_type_at_start_says_what_to_
         ("redis://127.0.0.1:1/0", ["--output", STREAMS["input"]], "--input and --output both name 'ocsf:in'"),
         ("redis://127.0.0.1:1/0", ["--dead-letter", STREAMS["input"]], "--input and --dead-letter both name"),
         ("redis://127.0.0.1:1/0", ["--sasl-username", "u"], "--sasl-username: not for --source redis"),
+        # they change the shape of Redis's answers: every event went to the dead letters, emptied
+        (
+            "redis://127.0.0.1:1/0?decode_responses=true",
+            [],
+            "redis://127.0.0.1:1/0?…: remove decode_responses from the URL",
+        ),
+        ("redis://127.0.0.1:1/0?protocol=3", [], "redis://127.0.0.1:1/0?…: remove protocol from the URL"),
+        # numbers Redis refuses were refused by Redis, after the model loaded and the stream started
+        ("redis://127.0.0.1:1/0", ["--max-len", "99999999999999999999"], "more than Redis can count"),
+        ("redis://127.0.0.1:1/0", ["--claim-idle-seconds", "1e17"], "more seconds than Redis can count"),
+        ("redis://127.0.0.1:1/0", ["--batch-size", "100001"], "'100001' is more than 100,000 entries"),
     ],
 )
 def test_what_cannot_work_is_refused_before_the_model_loads(
@@ -631,13 +664,28 @@ def test_a_model_source_failing_at_each_poll_is_one_line_each_time_and_scoring_g
     assert all(r.exc_info is None and "metadata.json" in r.getMessage() for r in said), caplog.text
 
 
-def test_redis_out_of_memory_is_waited_out_and_nothing_is_lost(
-    server: RedisServer, client: redis.Redis, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+@pytest.mark.parametrize(
+    ("setting", "refusing", "said"),
+    [
+        ("maxmemory", "1", "OutOfMemoryError"),  # below what Redis uses already: every XADD refused
+        # a replica lost (in a failover, say): writes refused until it is back. It exited 2
+        ("min-replicas-to-write", "1", "NOREPLICAS"),
+    ],
+)
+def test_redis_refusing_writes_for_now_is_waited_out_and_nothing_is_lost(
+    setting: str,
+    refusing: str,
+    said: str,
+    server: RedisServer,
+    client: redis.Redis,
+    bundle_dir: Path,
+    held_out_events: list[Event],
+    tmp_path: Path,
 ) -> None:
     """Redis at `maxmemory` with `noeviction` refuses the writes (OOM) until memory is freed: that
     is "for now", so the consumer holds the batch and tries again. It exited 2: redis-py cuts "OOM"
     from the message (OutOfMemoryError) and the pipeline and the consumer reword it, so the prefix
-    it was known by never matched."""
+    it was known by never matched. So with fewer replicas than `min-replicas-to-write`."""
     events = held_out_events[:50]
     log = tmp_path / "stream.log"
     consumer = _consumer(server, bundle_dir, log, "c1")
@@ -646,15 +694,15 @@ def test_redis_out_of_memory_is_waited_out_and_nothing_is_lost(
         _freeze(consumer)  # the events land and the limit is set before it reads them
         _produce(client, events)
         client.config_set("maxmemory-policy", "noeviction")
-        client.config_set("maxmemory", "1")  # below what Redis uses already: every XADD refused
+        client.config_set(setting, refusing)
         consumer.send_signal(signal.SIGCONT)
-        _wait_for(lambda: "OutOfMemoryError" in log.read_text(), "the refused write")
+        _wait_for(lambda: said in log.read_text() or consumer.poll() is not None, "the refused write")
         assert "trying again" in log.read_text()
-        assert "unreachable" not in log.read_text()  # it is there, and out of memory
+        assert "unreachable" not in log.read_text()  # it is there, and refuses for now
         assert consumer.poll() is None, log.read_text()
         assert client.xlen(STREAMS["output"]) == 0
         assert _pending(client) > 0  # the batch held, unacknowledged
-        client.config_set("maxmemory", "0")
+        client.config_set(setting, "0")
         _wait_for(lambda: client.xlen(STREAMS["output"]) >= len(events) and _pending(client) == 0, "the rest")
     finally:
         consumer.send_signal(signal.SIGCONT)
@@ -890,3 +938,16 @@ def test_the_lag_follows_a_backlog_as_it_is_read_down(
     consumed, lag = asyncio.run(scenario())
     assert consumed < len(events), "it read the whole backlog before the stop: nothing tested"
     assert 0 < lag <= len(events) - 100
+
+
+def test_every_call_of_the_consumer_s_client_ends() -> None:
+    """A failover or a cut network leaves the socket open with nothing coming: redis-py before 8,
+    which pyproject admits, waits for ever by default (the consumer hung, silent, with its batch);
+    8 waits 5 s. The client is given its own limits, above the blocking read's wait. Checked on the
+    client's settings, as the redis-py installed here would end the call either way."""
+    from scorer.stream.redis_streams import BLOCK_MS, SOCKET_SECONDS, connect
+
+    settings = connect("redis://127.0.0.1:1/0").connection_pool.connection_kwargs
+    assert settings["socket_timeout"] == SOCKET_SECONDS > BLOCK_MS / 1000
+    assert settings["socket_connect_timeout"] == SOCKET_SECONDS
+    assert settings["socket_keepalive"] is True

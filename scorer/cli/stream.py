@@ -144,17 +144,20 @@ def add_commands(commands: Commands) -> None:
         "--alpha", type=_alpha, default=None, help="false-positive rate (default: the settings')"
     )
     stream.add_argument(
-        "--batch-size", type=_positive, default=256, help="entries read at once (default 256)"
+        "--batch-size",
+        type=_batch_size,
+        default=256,
+        help=f"entries read at once (default 256, at most {BATCH_MOST:,})",
     )
     stream.add_argument(
         "--claim-idle-seconds",
-        type=_seconds,
+        type=_claim_idle,
         default=None,
         help="Redis: claim entries another consumer has held unacknowledged this long (it died; default 60)",
     )
     stream.add_argument(
         "--max-len",
-        type=_positive,
+        type=_max_len,
         default=None,
         help="Redis: outputs trimmed to about this many entries (default 1,000,000; Kafka: the topics' retention)",
     )
@@ -168,6 +171,31 @@ def add_commands(commands: Commands) -> None:
     )
     stream.add_argument("--config", type=Path, default=None, help=CONFIG_HELP)
     stream.set_defaults(handler=_stream)
+
+
+BATCH_MOST = 100_000  # entries held (and their enriched copies) at once
+REDIS_MOST = 2**63 - 1  # Redis's counts and milliseconds are signed 64-bit integers
+
+
+def _batch_size(text: str) -> int:
+    value = _positive(text)
+    if value > BATCH_MOST:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than {BATCH_MOST:,} entries at once")
+    return value
+
+
+def _max_len(text: str) -> int:
+    value = _positive(text)
+    if value > REDIS_MOST:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than Redis can count ({REDIS_MOST:,})")
+    return value
+
+
+def _claim_idle(text: str) -> float:
+    value = _seconds(text)
+    if value * 1000 > REDIS_MOST:
+        raise argparse.ArgumentTypeError(f"{text!r} is more seconds than Redis can count in milliseconds")
+    return value
 
 
 def _redis_url(text: str) -> str:
@@ -265,7 +293,13 @@ async def _run(
     loaded = await models.current()
     metrics = StreamMetrics()
     if args.metrics_port:
-        start_http_server(args.metrics_port, addr=args.metrics_host, registry=metrics.registry)
+        try:
+            start_http_server(args.metrics_port, addr=args.metrics_host, registry=metrics.registry)
+        except OSError as exc:
+            raise CliError(
+                f"--metrics-port {args.metrics_port}: cannot listen on {args.metrics_host}: "
+                f"{exc.strerror or exc} (name a free port, or leave the flag out)"
+            ) from None
     alert_config = config_from(settings)
     alerter = Alerter(alert_config, AlertMetrics(metrics.registry)) if alert_config is not None else None
     if alerter is not None:
@@ -378,14 +412,12 @@ def _source(
             client_id=consumer,
             security=security,
         )
-    import redis.asyncio
-
-    from scorer.errors import without_credentials
-    from scorer.stream.redis_streams import RedisStreams
+    from scorer.settings import masked_url
+    from scorer.stream.redis_streams import RedisStreams, connect
 
     return RedisStreams(
-        redis.asyncio.from_url(args.redis_url),
-        where=f"Redis at {without_credentials(args.redis_url)}",
+        connect(args.redis_url),
+        where=f"Redis at {masked_url(args.redis_url)}",
         **names,
         group=args.group,
         consumer=consumer,

@@ -12,6 +12,7 @@ are written in one pipeline, trimmed with ``MAXLEN ~``, and only then are the in
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -25,16 +26,47 @@ from scorer.stream.loop import Entry, Output
 log = logging.getLogger("ocsf_anomaly.stream")
 # The codes of the errors Redis answers while it cannot serve for now: out of memory under
 # `maxmemory` with no eviction, a script holding it, a replica without its primary or read-only
-# during a failover, still loading its data, a cluster resharding. redis-py cuts most codes from
-# the message (raising a class of its own), a pipeline rewords the message, and so does deliver:
-# an error is known by its class and by the code redis-py keeps apart (_code), never by its text
-PASSING = ("OOM", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "LOADING", "READONLY")
+# during a failover, still loading its data, a cluster resharding, fewer replicas than
+# `min-replicas-to-write` (one lost in a failover), a snapshot that failed (a full disk) under
+# `stop-writes-on-bgsave-error`. redis-py cuts most codes from the message (raising a class of its
+# own), a pipeline rewords the message, and so does deliver: an error is known by its class and by
+# the code redis-py keeps apart (_code), never by its text
+PASSING = (
+    "OOM",
+    "BUSY",
+    "MASTERDOWN",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "LOADING",
+    "READONLY",
+    "NOREPLICAS",
+    "MISCONF",
+)
 # the user or password refused, or a command or key the user may not touch (ACL)
 REFUSED = ("NOAUTH", "NOPERM", "WRONGPASS")
 # the group is gone: NOGROUP, or UNBLOCKED when the stream is deleted under a blocking read
 LOST = ("NOGROUP", "UNBLOCKED")
 PIPELINE = " of pipeline caused error: "
 WRITE = "XADD"
+# A call that has not answered in this long is taken for a lost connection (a failover, a cut
+# network: the socket stays open, nothing comes), and tried again on a new one. The longest call,
+# the blocking read, waits BLOCK_MS; redis-py before 8 waits for ever by default.
+SOCKET_SECONDS = 10.0
+BLOCK_MS = 1000
+LEAVE_SECONDS = 2.0  # leaving the group as the consumer stops, at most
+
+
+def connect(url: str) -> Any:
+    """A client (redis.asyncio.Redis) for ``url`` whose every call ends: see SOCKET_SECONDS."""
+    import redis.asyncio
+
+    return redis.asyncio.from_url(
+        url,
+        socket_timeout=SOCKET_SECONDS,
+        socket_connect_timeout=SOCKET_SECONDS,
+        socket_keepalive=True,
+        health_check_interval=30,
+    )
 
 
 def _code(exc: BaseException) -> str:
@@ -80,7 +112,7 @@ class RedisStreams:
         consumer: str,
         claim_idle_seconds: float = 60.0,
         max_len: int = 1_000_000,
-        block_ms: int = 1000,
+        block_ms: int = BLOCK_MS,
     ) -> None:
         self.client = client
         self.where = where
@@ -91,10 +123,12 @@ class RedisStreams:
         self.block_ms = block_ms
         self._own_pending = True  # read what this consumer holds from before, first
         self._next_claim = 0.0
+        self._joined = False
 
     async def start(self) -> None:
         """The consumer group, made (with the stream) if it is not there: from the stream's start."""
         await self._make_group("0")
+        self._joined = True
 
     async def _make_group(self, at: str) -> None:
         """The group, made at ``at`` (with the stream) unless it is there already."""
@@ -139,7 +173,23 @@ class RedisStreams:
         return "is Redis running there, and is --redis-url right?"
 
     async def close(self) -> None:
+        """Leave the group unless this consumer holds entries (a batch not acknowledged: read again
+        by it, restarted under its name, or claimed by another), then close the connections. A
+        consumer left behind stays in the group for good (XINFO CONSUMERS), one more for every run
+        under the default name (host and process id)."""
+        if self._joined:
+            try:
+                await asyncio.wait_for(self._leave(), LEAVE_SECONDS)
+            except Exception as exc:  # Redis away: it stays listed, holding nothing
+                log.debug("%s did not leave the group %s: %s", self.consumer, self.group, exc)
         await self.client.aclose()
+
+    async def _leave(self) -> None:
+        held = await self.client.xpending_range(
+            self.input, self.group, min="-", max="+", count=1, consumername=self.consumer
+        )
+        if not held:
+            await self.client.xgroup_delconsumer(self.input, self.group, self.consumer)
 
     def transient(self, exc: BaseException) -> bool:
         import redis.exceptions
