@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from sklearn.ensemble import IsolationForest
 
 from scorer.calibration import conformal_threshold
-from scorer.io import OutOfRange
+from scorer.io import DEEPEST_FIELD, OutOfRange
 from scorer.knn import KnnIndex
 
 Event = dict[str, Any]
@@ -59,16 +59,18 @@ def _gather(events: Sequence[Event]) -> _Columns:
     # a key string whose hash orjson already cached, and no dotted path is built until the end.
     root: dict[str, _Slot] = {}
 
-    def walk(obj: dict[str, Any], node: dict[str, _Slot], row: int) -> None:
+    def walk(obj: dict[str, Any], node: dict[str, _Slot], row: int, depth: int = 1) -> None:
         for key, value in obj.items():
             slot = node.get(key)
             if slot is None:
                 slot = node[key] = _Slot()
             kind = type(value)
             if kind is dict:
+                if depth == DEEPEST_FIELD:
+                    continue  # no feature lies this deep
                 if slot.child is None:
                     slot.child = {}
-                walk(value, slot.child, row)
+                walk(value, slot.child, row, depth + 1)
             elif kind is str:
                 slot.string_rows.append(row)
                 slot.string_values.append(value)

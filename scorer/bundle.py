@@ -164,6 +164,14 @@ def replaceable(directory: Path) -> None:
         return
     if not directory.is_dir():
         raise BundleError(f"{directory} is a file: name a directory for the model bundle")
+    here = Path.cwd()
+    if directory.resolve() in (here, *here.parents):
+        # renamed into place, the new bundle would leave this process and the shell that started it
+        # in a deleted directory (and `.` cannot be renamed at all: "Device or resource busy")
+        raise BundleError(
+            f"{directory} is the current directory{'' if directory.resolve() == here else ' or above it'}: "
+            f"it is replaced whole; name a new directory, e.g. {directory / 'model'}"
+        )
     found = {entry.name for entry in directory.iterdir()}
     others = found - {*FILES, *READABLE[2], "metadata.json"}
     if others:

@@ -32,7 +32,7 @@ Record = tuple[int, Event | None, str | None]
 
 
 def _open_text_lines(path: Path) -> IO[bytes]:
-    if path.suffix == ".gz":
+    if path.suffix.lower() == ".gz":  # .GZ too, as Windows tools name it
         return gzip.open(path, "rb")  # type: ignore[return-value]
     return path.open("rb")
 
@@ -182,6 +182,10 @@ def iter_raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
 # either, takes a level of Python's recursion for each: with this much room, whatever was read
 # (enriched, or held under a name as the Vector hop keeps what is no event) is written back.
 WRITE_RECURSION = 2 * 1024
+# A field nested deeper than this is no feature (OCSF's deepest are about ten): the walks over an
+# event's fields (features infer, the baselines of evaluate) stop there, as Python's recursion
+# would not reach the 1,024 levels an event may have
+DEEPEST_FIELD = 100
 
 
 def dumps(value: Any) -> bytes:
@@ -292,7 +296,7 @@ def plain_mode(path: Path) -> None:
 
 
 def is_parquet(path: Path) -> bool:
-    return path.suffix == ".parquet"
+    return path.suffix.lower() == ".parquet"
 
 
 def iter_records(path: Path) -> Iterator[Record]:
@@ -456,7 +460,7 @@ def not_events(path: Path, lines: int) -> UserError:
         return UserError(f"{path} is empty: it holds no event")
     with path.open("rb") as handle:
         magic = handle.read(4)
-    if magic.startswith(b"\x1f\x8b") and path.suffix != ".gz":
+    if magic.startswith(b"\x1f\x8b") and path.suffix.lower() != ".gz":
         hint = "it holds gzip data: name it .gz"
     elif magic == b"PAR1":
         hint = "it is Parquet: name it .parquet"

@@ -63,6 +63,25 @@ def test_encoder_flattens_leaves_and_leaves_out_time_metadata_and_lists() -> Non
     np.testing.assert_array_equal(encoder.fit_transform(events), matrix)
 
 
+def _nested(depth: int, leaf: Any) -> dict[str, Any]:
+    event: Any = leaf
+    for _ in range(depth):
+        event = {"a": event}
+    return dict(event)
+
+
+def test_an_event_nested_as_deep_as_json_reads_is_no_recursion_error() -> None:
+    """orjson reads 1,024 levels; the walk over an event's fields took a level of Python's recursion
+    for each, and evaluate ended in a RecursionError traceback on one such event. What lies deeper
+    than DEEPEST_FIELD levels is no feature."""
+    from scorer.io import DEEPEST_FIELD
+
+    events = [{"n": 1.0, **_nested(1_000, 7)}, {"n": 2.0}, {"n": 3.0, **_nested(DEEPEST_FIELD, 5)}]
+    encoder = RawFeatureEncoder().fit(events)
+    assert encoder.feature_names == ["a." * (DEEPEST_FIELD - 1) + "a", "n"]
+    assert encoder.transform(events).shape == (3, 2)
+
+
 def test_numeric_leaves_are_signed_log_standardised() -> None:
     values = [-1000.0, 0.0, 10.0, 1e9]
     encoder = RawFeatureEncoder().fit([{"x": v} for v in values])

@@ -431,6 +431,43 @@ def test_score_reads_a_file_that_opens_with_a_byte_order_mark(
     assert all(row.split(",")[1] != "" for row in rows), rows  # every line scored
 
 
+def test_score_reads_a_gz_named_in_capitals(
+    model: Path, workdir: Path, score_events: list[Event], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """EVENTS.JSONL.GZ, as Windows tools name it, was read as text: twenty lines of "not valid
+    UTF-8", then "it holds gzip data: name it .gz" of a file so named."""
+    source = workdir / "CAPITALS.JSONL.GZ"
+    source.write_bytes(gzip.compress(b"\n".join(orjson.dumps(e) for e in score_events[:3]) + b"\n"))
+    out = workdir / "capitals.csv"
+    code, said = _in_process(capsys, "score", "--model", model, source, "--output", out, "--quiet")
+    assert code == 0, said
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 4, said  # the header and 3 events
+
+
+@pytest.mark.parametrize("output", [".", "{here}", ".."])
+def test_train_refuses_the_current_directory_as_its_output_before_any_work(
+    output: str,
+    workdir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An empty current directory passed the check, and after the whole training the write failed
+    ("Device or resource busy: ."); named by its full path, it was replaced, leaving the shell in a
+    deleted directory."""
+    here = tmp_path / "empty" / "here"
+    here.mkdir(parents=True)
+    monkeypatch.chdir(here)
+    source = _write_jsonl(workdir / "one-event.jsonl", [{}])
+    with pytest.raises(SystemExit) as ended:
+        _in_process(capsys, "train", source, "--output", output.format(here=here))
+    said = capsys.readouterr().err
+    assert ended.value.code == 2, said
+    assert "is the current directory" in said, said
+    assert "it is replaced whole; name a new directory" in said, said
+    assert "profiling" not in said  # refused before any work
+
+
 def test_score_writes_numbers_beyond_a_double_back_as_they_came(
     model: Path, workdir: Path, score_events: list[Event]
 ) -> None:

@@ -321,3 +321,19 @@ def test_numbers_that_read_as_epoch_times_are_timestamps() -> None:
     assert _kinds(spec, "traffic.bytes_out") == ["numeric"]
     assert _kinds(spec, "unmapped.feed_epoch") == ["numeric"]
     assert _kinds(spec, "unmapped.sequence") == ["numeric"]
+
+
+def test_an_event_nested_as_deep_as_json_reads_is_no_recursion_error() -> None:
+    """orjson reads 1,024 levels; walking an event's leaves took a level of Python's recursion for
+    each, and `features infer` (and `train --features auto`) ended in a RecursionError traceback on
+    one such event. What lies deeper than DEEPEST_FIELD levels is left out."""
+    from scorer.io import DEEPEST_FIELD
+
+    deep: Any = 7
+    for _ in range(1_000):
+        deep = {"a": deep}
+    assert list(iter_leaves({"n": 1, **deep})) == [("n", 1)]
+    within: Any = 5
+    for _ in range(DEEPEST_FIELD):
+        within = {"a": within}
+    assert list(iter_leaves(within)) == [("a." * (DEEPEST_FIELD - 1) + "a", 5)]

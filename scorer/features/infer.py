@@ -37,6 +37,7 @@ import numpy as np
 
 from scorer.features.encoder import as_number, epoch_ms, ip_prefix
 from scorer.features.spec import FeatureDef, FeatureSpec
+from scorer.io import DEEPEST_FIELD
 
 Event = dict[str, Any]
 
@@ -114,13 +115,16 @@ class _Profile:
         return len(self.distinct) / max(self.counted if self.overflow else values, 1)
 
 
-def iter_leaves(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Every leaf of a nested event as ``(dotted.path, value)``; a list is one leaf."""
+def iter_leaves(value: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Any]]:
+    """Every leaf of a nested event as ``(dotted.path, value)``; a list is one leaf; what lies
+    deeper than DEEPEST_FIELD levels is left out."""
     if isinstance(value, dict):
+        if depth == DEEPEST_FIELD:
+            return
         for key, child in value.items():
             if not isinstance(key, str) or not key or "." in key:
                 continue  # a key that a dotted path cannot name
-            yield from iter_leaves(child, f"{prefix}.{key}" if prefix else key)
+            yield from iter_leaves(child, f"{prefix}.{key}" if prefix else key, depth + 1)
     elif value is not None:
         yield prefix, value
 
