@@ -224,6 +224,8 @@ def split_labelled(
     paths = {key: output / name for key, name in names.items()}
     for path in paths.values():  # a split written over its own input destroyed it
         refuse_writing_over(path, [events_path, labels_path])
+        if path.is_dir():  # else found at the renames, after the first: a new file beside old ones
+            raise ValueError(f"{path} is a directory: the split writes a file of that name there")
     labels = read_labels(labels_path)
     if is_parquet(events_path):  # its rows become the JSON lines they would be
         lines = [dumps(event) for _, event, _ in iter_records(events_path)]

@@ -1320,6 +1320,39 @@ def test_split_ordered_trains_on_the_first_lines_and_tests_on_the_rest(
     assert _uids(workdir / "ordered" / "test.jsonl.gz") == rest
 
 
+def test_evaluate_says_when_events_hold_none_of_the_model_s_fields(
+    model: Path, split_dir: Path, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Events of another kind score as if empty: score, train and refresh say so, and evaluate printed
+    its table of 0.5s without a word, for the events or for the baselines' --train events."""
+    other = _write_jsonl(workdir / "other-kind.jsonl", [{"reading": i} for i in range(40)])
+    labels = workdir / "other-kind.labels.csv"
+    labels.write_text("line,label\n" + "".join(f"{i},{i % 2}\n" for i in range(1, 41)), encoding="utf-8")
+    test, test_labels, train = (
+        split_dir / "test.jsonl.gz",
+        split_dir / "test.labels.csv",
+        split_dir / "train_normal.jsonl.gz",
+    )
+    code, said = _in_process(
+        capsys, "evaluate", other, "--model", model, "--labels", labels, "--train", train
+    )
+    assert code == 0, said
+    assert "warning: none of the 40 events to evaluate holds any of the model's " in said, said
+    assert "they are not the kind of events the model describes; they are scored as if empty" in said
+    code, said = _in_process(
+        capsys, "evaluate", test, "--model", model, "--labels", test_labels, "--train", other
+    )
+    assert code == 0, said
+    assert "warning: none of the 40 --train events holds any of the model's " in said, said
+    assert "; the baselines fitted on them describe other events" in said
+    code, said = _in_process(
+        capsys, "evaluate", test, "--model", model, "--labels", test_labels, "--train", train
+    )
+    assert code == 0, said
+    assert "hold none of the model's fields" not in said
+    assert "holds any of the model's" not in said
+
+
 def test_evaluate_reports_every_score_kind_beside_the_baselines(model: Path, split_dir: Path) -> None:
     result = _run(
         "evaluate",

@@ -57,6 +57,25 @@ def test_split_onto_its_own_input_is_refused_and_writes_nothing(
     assert sorted(p.name for p in sx.iterdir()) == sorted(before)
 
 
+def test_a_split_whose_file_name_is_taken_by_a_directory_leaves_the_earlier_split_as_it_was(
+    labelled: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The three files were renamed into place one by one: the third failing ("Is a directory",
+    naming a temporary path) left the new events beside the earlier labels. Refused before any work."""
+    events, labels = labelled
+    out = tmp_path / "split"
+    assert main(["split", str(events), "--labels", str(labels), "--output", str(out), "--seed", "1"]) == 0
+    (out / "test.labels.csv").unlink()
+    (out / "test.labels.csv").mkdir()
+    before = _contents(out)
+    assert main(["split", str(events), "--labels", str(labels), "--output", str(out), "--seed", "2"]) == 2
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (
+        said == f"error: {out / 'test.labels.csv'} is a directory: the split writes a file of that name there"
+    )
+    assert _contents(out) == before
+
+
 def test_an_interrupted_split_leaves_the_earlier_split_as_it_was(
     labelled: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

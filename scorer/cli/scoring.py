@@ -7,6 +7,7 @@ import argparse
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from scorer.cli import (
     CONFIG_HELP,
@@ -29,6 +30,9 @@ from scorer.cli import (
     _seed,
     _workers,
 )
+
+if TYPE_CHECKING:
+    from scorer.detector import Detector
 
 MODEL_HELP = "model bundle directory, or models:/NAME@ALIAS or models:/NAME/VERSION of the registry"
 
@@ -234,6 +238,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     _say(f"loading {args.model}")
     with _bundle(args.model, args.config) as model:
         detector = Detector.load(model)
+    # events of another kind than the model's score as if empty: said, as score, train and refresh say it
+    for part, what, meaning in (
+        (events, "events to evaluate", "they are scored as if empty"),
+        (train_events, "--train events", "the baselines fitted on them describe other events"),
+    ):
+        if (warning := _no_fields(detector, part, what)) is not None:
+            _say(f"warning: {warning}; {meaning}")
     _say(
         f"evaluating on {len(events):,} events ({int(labels.sum()):,} attacks); baselines fit on {len(train_events):,} normal events"
     )
@@ -247,6 +258,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         print(format_report(report, args.alpha))
     return 0
+
+
+def _no_fields(detector: Detector, events: list[dict[str, Any]], what: str) -> str | None:
+    """How many of ``events`` hold none of the model's fields (all of them: the encoder's own
+    message), or None when each holds some."""
+    from scorer.features.encoder import EncoderError
+
+    try:
+        coverage = detector.encoder.coverage(events, what)
+    except EncoderError as exc:
+        return str(exc)
+    if not coverage.empty:  # fields absent from a file of one class are no warning
+        return None
+    return f"{coverage.empty:,} of the {coverage.events:,} {what} hold none of the model's fields"
 
 
 def _refresh(args: argparse.Namespace) -> int:
