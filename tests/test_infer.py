@@ -337,3 +337,27 @@ def test_an_event_nested_as_deep_as_json_reads_is_no_recursion_error() -> None:
     for _ in range(DEEPEST_FIELD):
         within = {"a": within}
     assert list(iter_leaves(within)) == [("a." * (DEEPEST_FIELD - 1) + "a", 5)]
+
+
+@pytest.mark.parametrize("field", ["anomaly", "verdict"])
+def test_the_verdict_of_a_scored_event_is_no_feature(field: str) -> None:
+    """Trained on `score`'s own output (or the stream's), the model took `anomaly.score`,
+    `anomaly.p_value`, `anomaly.is_anomaly` … as features: it learned the last model's verdicts, and
+    events not yet scored hold none. Under whatever name the anomaly field was given."""
+    events = [
+        {
+            "class_uid": 4001,
+            "traffic": {"bytes_out": 100 + i},
+            field: {
+                "score": i / 10,
+                "p_value": 0.5,
+                "is_anomaly": i % 7 == 0,
+                "threshold": 3.1,
+                "alpha": 0.01,
+            },
+        }
+        for i in range(200)
+    ]
+    spec = infer_spec(events)
+    assert {f.path for f in spec.features} == {"class_uid", "traffic.bytes_out"}
+    assert dict(spec.excluded)[f"{field}.score"] == "a verdict of ocsf-anomaly (a scored event's)"

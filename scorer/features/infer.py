@@ -3,7 +3,10 @@
 Rules, in order (every path left out is listed in the spec's ``excluded`` with its reason):
 
 * lists, and paths present in under 1% of events, are left out;
-* ``metadata.*`` describes the record, not the activity, and is left out;
+* ``metadata.*`` describes the record, not the activity, and is left out; so is the verdict that
+  ``score``, the service and the stream consumer add (an object holding ``score``, ``p_value`` and
+  ``is_anomaly``, under whatever name): a model trained on scored events would learn the last
+  model's verdicts, and events not yet scored hold none;
 * identifiers are left out: ``uid``/``*_uid``/``guid``/``uuid``/hash/fingerprint/serial names, and
   strings that are nearly unique per event — except OCSF enum codes (``class_uid``,
   ``category_uid``, ``type_uid``, ``*_id``), which are categorical;
@@ -45,6 +48,7 @@ PROFILE_SAMPLE = 20_000
 DISTINCT_CAP = 5_000
 MAX_CATEGORIES = 1000
 ENUM_UIDS = frozenset({"class_uid", "category_uid", "type_uid"})
+VERDICT_KEYS = frozenset({"score", "p_value", "is_anomaly"})  # of the object scoring adds to an event
 ID_WORDS = ("guid", "uuid", "hash", "fingerprint", "serial_number", "session_id", "trace_id", "span_id")
 TWO_DAYS_MS = 2 * 86_400_000
 # epoch seconds of 2000-01-01 and 2100-01-01; times 1e3, 1e6, 1e9 for ms, µs and ns
@@ -140,8 +144,10 @@ def infer_spec(events: Sequence[Event], *, min_presence: float = 0.01) -> Featur
     """Profile the leaves of ``events`` and build a spec by the rules in this module's docstring."""
     sample = _sample(events)
     profiles: dict[str, _Profile] = {}
+    verdicts: set[str] = set()
     for event in sample:
         if isinstance(event, dict):
+            verdicts.update(k for k, v in event.items() if isinstance(v, dict) and v.keys() >= VERDICT_KEYS)
             for path, value in iter_leaves(event):
                 profiles.setdefault(path, _Profile()).add(value)
     n = max(len(sample), 1)
@@ -149,6 +155,9 @@ def infer_spec(events: Sequence[Event], *, min_presence: float = 0.01) -> Featur
     excluded: list[tuple[str, str]] = []
     siblings = set(profiles)
     for path in sorted(profiles):
+        if path.split(".", 1)[0] in verdicts:
+            excluded.append((path, "a verdict of ocsf-anomaly (a scored event's)"))
+            continue
         made, reason = _decide(path, profiles[path], n, min_presence, sample, siblings)
         features.extend(made)
         if reason:
