@@ -464,6 +464,8 @@ def not_events(path: Path, lines: int) -> UserError:
         hint = "it holds gzip data: name it .gz"
     elif magic == b"PAR1":
         hint = "it is Parquet: name it .parquet"
+    elif magic[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        hint = "it is UTF-16 text (as Windows PowerShell's > writes): save it as UTF-8"
     else:
         hint = "is it JSONL, one OCSF event (a JSON object) per line?"
     return UserError(f"no line of {path} is an event ({lines:,} read): {hint}")

@@ -180,7 +180,14 @@ def _not_events(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     csv_file, gzip_file = tmp_path / "kdd.txt", tmp_path / "events.jsonl"
     csv_file.write_bytes(rows)
     gzip_file.write_bytes(gzip.compress(b"".join(orjson.dumps({"n": i}) + b"\n" for i in range(100))))
-    return {"csv": (csv_file, "is it JSONL"), "gzip": (gzip_file, "name it .gz")}
+    # Windows PowerShell's `>` writes UTF-16: it was asked whether it is JSONL
+    utf16 = tmp_path / "powershell.jsonl"
+    utf16.write_bytes("".join(f'{{"n": {i}}}\n' for i in range(100)).encode("utf-16"))
+    return {
+        "csv": (csv_file, "is it JSONL"),
+        "gzip": (gzip_file, "name it .gz"),
+        "utf16": (utf16, "it is UTF-16 text (as Windows PowerShell's > writes): save it as UTF-8"),
+    }
 
 
 def test_score_of_a_file_with_no_event_is_refused_in_one_line(bundle_dir: Path, tmp_path: Path) -> None:
