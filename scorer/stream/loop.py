@@ -24,6 +24,7 @@ import contextlib
 import functools
 import logging
 import math
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -107,13 +108,31 @@ class Models:
         self.alpha = alpha  # only to say when a model cannot flag anything at it
         self._loaded: Loaded | None = None
         self._asked = 0.0
+        self._asking: asyncio.Future[Loaded] | None = None
 
     async def current(self) -> Loaded:
-        now = time.monotonic()
-        if self._loaded is None or (self.poll_seconds > 0 and now - self._asked >= self.poll_seconds):
-            self._asked = now
-            self._loaded = await asyncio.to_thread(self._refresh, self._loaded)
+        """The model to score with. The first call loads it; later ones never wait for the source:
+        when a poll is due they ask it in the background, and what it names is swapped in once
+        loaded. A registry that takes its connections and never answers (overloaded, a network cut
+        without a reset: MLflow's client waits 120 s a try, and tries again) held every batch, and
+        a stop, for as long."""
+        if self._loaded is None:
+            self._asked = time.monotonic()
+            self._loaded = await asyncio.to_thread(self._refresh, None)
+        elif (
+            self._asking is None
+            and self.poll_seconds > 0
+            and time.monotonic() - self._asked >= self.poll_seconds
+        ):
+            self._asked = time.monotonic()
+            self._asking = _in_daemon_thread(self._refresh, self._loaded)
+            self._asking.add_done_callback(self._asked_again)
         return self._loaded
+
+    def _asked_again(self, asked: asyncio.Future[Loaded]) -> None:
+        self._asking = None
+        if not asked.cancelled() and asked.exception() is None:  # _refresh says its failures
+            self._loaded = asked.result()
 
     def _refresh(self, loaded: Loaded | None) -> Loaded:
         try:
@@ -137,6 +156,32 @@ class Models:
         if (why := fresh.detector.cannot_flag(self.alpha)) is not None:
             log.warning("the model %s: %s", fresh.ref.version, why)
         return fresh
+
+
+def _in_daemon_thread(call: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """``call(*args)`` in a thread of its own, as a future of this loop. Not the loop's executor
+    (asyncio.to_thread), which the loop waits for as it closes: a call that hangs would hold the
+    consumer's exit; a daemon thread is left behind."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if not future.done():
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+
+    def run() -> None:
+        try:
+            result, error = call(*args), None
+        except BaseException as exc:
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="ocsf-anomaly-model-poll", daemon=True).start()
+    return future
 
 
 class StreamMetrics:
