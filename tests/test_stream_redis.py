@@ -978,6 +978,46 @@ def test_the_lag_follows_a_backlog_as_it_is_read_down(
     assert 0 < lag <= len(events) - 100
 
 
+def test_a_lag_redis_cannot_count_reads_unknown_not_zero(
+    server: RedisServer, client: redis.Redis, bundle_dir: Path, held_out_events: list[Event]
+) -> None:
+    """After an XDEL of an entry not yet read (or a producer's trim), XINFO GROUPS gives no lag
+    until the group has read past it: the gauge kept its last value, 0 here with 900 entries
+    unread, and an alert on the lag never fired. It reads NaN (unknown) meanwhile."""
+    import math
+
+    import redis.asyncio
+
+    from scorer.service.models import DirectorySource
+    from scorer.stream import loop
+    from scorer.stream.redis_streams import RedisStreams
+
+    _produce(client, held_out_events[:1000])
+    client.xdel(STREAMS["input"], client.xrevrange(STREAMS["input"], count=1)[0][0])  # the last one
+
+    async def scenario() -> tuple[float, float]:
+        streams = RedisStreams(
+            redis.asyncio.from_url(server.url), **STREAMS, group="scorers", consumer="c1", block_ms=100
+        )
+        await streams.start()
+        stop, metrics = asyncio.Event(), loop.StreamMetrics()
+        models = loop.Models(DirectorySource(bundle_dir, None), 0, 0.01)
+        consuming = asyncio.ensure_future(
+            loop.consume(streams, models, alpha=0.01, batch_size=100, stop=stop, metrics=metrics)
+        )
+        value = metrics.registry.get_sample_value
+        await eventually_async(lambda: (value("ocsf_anomaly_stream_consumed_total") or 0) >= 200, "batches")
+        stop.set()
+        assert await asyncio.wait_for(consuming, 60)
+        await streams.close()
+        return value("ocsf_anomaly_stream_consumed_total") or 0, value("ocsf_anomaly_stream_lag")
+
+    consumed, lag = asyncio.run(scenario())
+    assert consumed < 999, "it read the whole backlog before the stop: nothing tested"
+    assert lag is not None
+    assert math.isnan(lag), lag
+
+
 def test_every_call_of_the_consumer_s_client_ends() -> None:
     """A failover or a cut network leaves the socket open with nothing coming: redis-py before 8,
     which pyproject admits, waits for ever by default (the consumer hung, silent, with its batch);

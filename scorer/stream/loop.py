@@ -265,8 +265,9 @@ async def consume(
         nonlocal lag_read_at
         lag = await patience.until_done("read the lag", source.lag, False)
         lag_read_at = time.monotonic()
-        if lag is not None:
-            metrics.lag.set(lag)
+        # None: Redis cannot count it now (an entry not yet read was deleted or trimmed): unknown,
+        # not the last value read (an alert on the lag compares nothing with NaN)
+        metrics.lag.set(lag if lag is not None else math.nan)
 
     try:
         while not stop.is_set():
