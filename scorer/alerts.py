@@ -55,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import hashlib
 import itertools
 import logging
 import time
@@ -72,7 +73,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from scorer.errors import origin, without_credentials
 from scorer.explain import reason_text
 from scorer.features.encoder import compile_getter
-from scorer.io import read_answer
+from scorer.io import dumps, read_answer
 from scorer.settings import MAX_RESOLVE_SECONDS
 
 if TYPE_CHECKING:
@@ -302,7 +303,7 @@ class Alerter:
         self._count("offered")
         entity = label_value(self._entity(event))
         now = time.monotonic()
-        dedupe_key = entity if self.config.dedupe_seconds > 0 else None
+        dedupe_key = _dedupe_key(event, entity) if self.config.dedupe_seconds > 0 else None
         if dedupe_key is not None and self._recent.get(dedupe_key, now) > now:
             self._count("deduplicated")
             return
@@ -486,7 +487,7 @@ class Alerter:
             log.warning(
                 "the alert receiver redirects (HTTP %d) to %s: %d alerts dropped; set the alert URL to where it points",
                 status,
-                without_credentials(location) or "nowhere",
+                origin(location) if location else "nowhere",
                 len(batch),
             )
             return Outcome.REJECTED
@@ -542,6 +543,17 @@ def _log_failure(task: asyncio.Task[None]) -> None:
     """Say so at once when the sender dies of a bug, rather than let alerts silently stop."""
     if not task.cancelled() and (exc := task.exception()) is not None:
         log.error("the alert sender failed: no more alerts are sent", exc_info=exc)
+
+
+def _dedupe_key(event: dict[str, Any], entity: str | None) -> str:
+    """What an alert is deduplicated by: its entity; without one, the event itself (its
+    ``metadata.uid``, else a digest of it), so that the same event scored again (a batch Vector or
+    ML Commons sends again after a 503, a search run twice) is not one more page."""
+    if entity is not None:
+        return entity
+    metadata = event.get("metadata") if isinstance(event, dict) else None
+    uid = label_value(metadata.get("uid")) if isinstance(metadata, dict) else None
+    return "\x00event " + (uid if uid is not None else hashlib.sha256(dumps(event)).hexdigest())
 
 
 def label_value(value: Any) -> str | None:

@@ -182,8 +182,37 @@ def test_the_stand_in_refuses_what_serde_json_refuses(downstream: Downstream) ->
     assert post(array(128)) == 400
     assert post(array(126, b'{"a": {"b": 1}}')) == 400
     assert post(array(100_000)) == 400
-    assert downstream.refused == 3
-    assert len(downstream.batches) == 2
+    # serde_json reads a number beyond 64 bits as a double; one beyond a double it refuses
+    assert post(b'[{"n": 18446744073709551616, "m": 1e308}]') == 200
+    assert post(b'[{"n": 1e400}]') == 400
+    assert post(b'[{"n": -' + b"9" * 400 + b"}]") == 400
+    assert downstream.refused == 5
+    assert len(downstream.batches) == 3
+
+
+def test_a_number_beyond_a_double_goes_on_as_text_not_the_batch_refused(
+    bundle_dir: Path, downstream: Downstream, held_out_events: list[Event]
+) -> None:
+    """1e400, or an integer of 400 digits, is valid JSON and was forwarded as it came: Vector's
+    decoder refuses such a number with the whole batch ("number out of range", 400), so the hop
+    answered 422 and Vector dropped every event of the batch. It goes on as its JSON text."""
+    beyond = [
+        b'{"class_uid":4001,"traffic":{"bytes_out":1e400}}',
+        b'{"class_uid":4001,"ticket":' + b"9" * 400 + b"}",
+    ]
+    within = {"class_uid": 4001, "ticket": 2**64, "hash": "3e456789abcdef", "x": 1e300}
+    lines = [json.dumps(held_out_events[0]).encode(), *beyond, json.dumps(within).encode()]
+    with serve_app(_settings(bundle_dir, downstream)) as hop:
+        status, _, answer = _send(hop, b"[" + b",".join(lines) + b"]")
+        assert status == 200, answer
+    first, *as_text, kept = downstream.batches[0]
+    assert _without_anomaly(first) == held_out_events[0]
+    for passed, text in zip(as_text, beyond, strict=True):
+        assert set(passed) == {"message", "anomaly"}
+        assert passed["anomaly"]["error"]["code"] == "out_of_range"
+        assert passed["message"] == text.decode()  # as it came
+    assert _without_anomaly(kept) == within
+    assert "score" in kept["anomaly"]
 
 
 @pytest.mark.parametrize("failure", ["error", "timeout", "refused"])
@@ -236,6 +265,24 @@ def test_a_batch_the_downstream_rejects_for_what_it_holds_is_422_not_retried_for
     assert f"HTTP {status}" in answer["error"]["message"]
     assert "Retry-After" not in headers
     assert downstream.refused == 1
+
+
+def test_a_token_in_the_downstream_s_query_is_in_no_answer(
+    bundle_dir: Path, downstream: Downstream, held_out_events: list[Event]
+) -> None:
+    """The downstream's URL was quoted whole in the 503 and 422 answers, a `?token=` with it, to
+    every client of the hop; `config show` hides the query as a secret. So is a redirect's target."""
+    settings = _settings(bundle_dir, downstream).model_copy(
+        update={"vector_downstream_url": downstream.url + "?token=S3CRET"}
+    )
+    with serve_app(settings) as hop:
+        answers = []
+        for status, redirect in ((500, None), (400, None), (200, "/sign-in?token=S3CRET")):
+            downstream.status, downstream.redirect = status, redirect
+            answers.append(_send(hop, _array(held_out_events[:2]))[2]["error"]["message"])
+    assert all("S3CRET" not in message for message in answers), answers
+    assert all(f"{downstream.url}?…" in message for message in answers[:2]), answers
+    assert "a redirect to /sign-in?…" in answers[2], answers
 
 
 def test_a_downstream_that_redirects_is_503_not_taken_for_delivery(

@@ -2,7 +2,8 @@
 hop (no Vector binary can run here). Like that source with ``decoding.codec: json`` and
 acknowledgements on, it takes a JSON array of events and answers 200 once it holds them (here:
 once it has parsed and recorded them), 400 for a body its decoder cannot read (Vector's json codec
-is serde_json with its recursion limit: at most 127 arrays and objects nested), or, as told, fails (``status``), keeps each batch
+is serde_json with its recursion limit: at most 127 arrays and objects nested; and no number beyond
+a double's range, as 1e400), or, as told, fails (``status``), keeps each batch
 unanswered until the test lets it go (``hold`` … ``release``: a sink that is slow, or that never
 answers), redirects it to a sign-in page that answers a GET 200 (``redirect``: an auth proxy in
 front of it), takes it and answers 200 with a body that never ends (``endless``), that cannot be
@@ -13,12 +14,36 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import sys
 import threading
 from typing import Any
 
 from aiohttp import web
 
 SERDE_JSON_NESTING = 127  # serde_json's remaining_depth starts at 128 and fails on reaching 0
+
+
+class OutOfRangeError(ValueError):
+    """serde_json's "number out of range": a number whose double is infinite (1e400, or an integer
+    past about 1.8e308, which it reads as a double once beyond 64 bits)."""
+
+
+def _double(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise OutOfRangeError(text)
+    return number
+
+
+def _integer(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:  # past Python's limit on converting digits (4,300): far past a double
+        raise OutOfRangeError(text) from None
+    if abs(number) > sys.float_info.max:
+        raise OutOfRangeError(text)
+    return number
 
 
 def nesting(document: Any) -> int:
@@ -78,10 +103,13 @@ class Downstream:
             return web.Response(status=self.status, text="the sink downstream failed")
         assert request.content_type == "application/json"
         try:
-            batch = json.loads(body)
+            batch = json.loads(body, parse_float=_double, parse_int=_integer)
             too_deep = nesting(batch) > SERDE_JSON_NESTING
         except RecursionError:  # deeper than Python's own decoder goes: deeper than serde_json's too
             too_deep = True
+        except OutOfRangeError:
+            self.refused += 1
+            return web.Response(status=400, text="Failed decoding body: number out of range")
         if too_deep:
             self.refused += 1
             return web.Response(status=400, text="Failed decoding body: recursion limit exceeded")

@@ -28,14 +28,21 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from scorer.errors import without_credentials
 from scorer.explain import reason_text
 from scorer.io import dumps, loads
 from scorer.service.errors import ApiError
 from scorer.service.handlers import Enriching, anomalies, json_response, read_body, turn_to_parse
 from scorer.service.keys import METRICS, SETTINGS, VECTOR
 from scorer.service.requests import JSON_TYPES, Batch, Item, parse_body
-from scorer.service.vector import DOWNSTREAM_NESTING, DownstreamError, DownstreamRejected, nests_deeper
+from scorer.service.vector import (
+    DOWNSTREAM_NESTING,
+    DownstreamError,
+    DownstreamRejected,
+    holds_beyond_double,
+    may_hold_beyond_double,
+    nests_deeper,
+)
+from scorer.settings import masked_url
 
 RETRY_AFTER_SECONDS = "5"  # Vector backs off on its own (it ignores Retry-After); other clients may not
 
@@ -129,6 +136,7 @@ async def vector(request: web.Request) -> web.Response:
     settings, hop = request.app[SETTINGS], request.app[VECTOR]
     if hop.url is None:
         raise _no_downstream()
+    shown = masked_url(hop.url)  # its query may hold a token: never in an answer
     body, alpha = await read_body(request, floor=False)
     content_type = request.headers.get("Content-Type", "")
 
@@ -150,18 +158,14 @@ async def vector(request: web.Request) -> web.Response:
             raise ApiError(
                 422,
                 "downstream_rejected",
-                without_credentials(
-                    f"the downstream {hop.url} refused the enriched batch for what it holds ({exc}), "
-                    "as it would every time: a sink after it rejected the events; see its log"
-                ),
+                f"the downstream {shown} refused the enriched batch for what it holds "
+                f"({exc}), as it would every time: a sink after it rejected the events; see its log",
             ) from None
         except DownstreamError as exc:
             raise ApiError(
                 503,
                 "downstream_unavailable",
-                without_credentials(
-                    f"the enriched batch could not be handed to {hop.url}: {exc}; send it again"
-                ),
+                f"the enriched batch could not be handed to {shown}: {exc}; send it again",
                 headers={"Retry-After": RETRY_AFTER_SECONDS},
             ) from None
         flagged = sum(bool(v.get("is_anomaly")) for v in verdicts)
@@ -194,22 +198,31 @@ def _no_downstream() -> ApiError:
 
 def _passed_on(enriching: Enriching, item: Item, anomaly: dict[str, Any]) -> bytes:
     """An event enriched; what is not one passed on as it came, under "message" as Vector holds text.
-    What nests deeper than Vector's decoder reads goes on as its JSON text, with an error instead
-    of its verdict: forwarded as it is, the whole batch would be refused, and retried for ever."""
+    What Vector's decoder cannot read (nested deeper than it reads, a number beyond a double's
+    range) goes on as its JSON text, with an error instead of its verdict: forwarded as it is, the
+    whole batch would be refused, and dropped by Vector or retried for ever."""
     field = enriching.field
     part = enriching.part(item, anomaly)
-    if part.count(b"[") + part.count(b"{") < DOWNSTREAM_NESTING:  # cannot nest that deep: most parts
+    deep = part.count(b"[") + part.count(b"{") >= DOWNSTREAM_NESTING  # else it cannot nest that deep
+    if not deep and not may_hold_beyond_double(part):  # most parts
         return part
     document = (
         {**item.event, field: anomaly} if item.event is not None else {"message": item.raw, field: anomaly}
     )
-    if not nests_deeper(document, DOWNSTREAM_NESTING - 1):  # the batch's array is one level more
+    if deep and nests_deeper(document, DOWNSTREAM_NESTING - 1):  # the batch's array is one level more
+        error = {
+            "code": "too_deep",
+            "message": f"it nests more than {DOWNSTREAM_NESTING - 1} levels, deeper than Vector's JSON "
+            'decoder reads in a batch: passed on as its JSON text under "message", without a verdict',
+        }
+    elif holds_beyond_double(document):
+        error = {
+            "code": "out_of_range",
+            "message": "it holds a number beyond a double's range, which Vector's JSON decoder refuses "
+            'with the whole batch: passed on as its JSON text under "message", without a verdict',
+        }
+    else:
         return part
-    error = {
-        "code": "too_deep",
-        "message": f"it nests more than {DOWNSTREAM_NESTING - 1} levels, deeper than Vector's JSON "
-        'decoder reads in a batch: passed on as its JSON text under "message", without a verdict',
-    }
     # its text under "message" (Enriching's kept name here), cut to the room left as a kept line is
     text = dumps(item.event if item.event is not None else item.raw)
     return enriching.text_part(text.decode(), len(text), {"error": error})

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,8 +27,9 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp import web
 
-from scorer.io import read_answer
+from scorer.io import DIGIT_MASK, OutOfRange, read_answer
 from scorer.service.keys import CACHE, SETTINGS, VECTOR
+from scorer.settings import masked_url
 
 log = logging.getLogger("ocsf_anomaly.service")
 
@@ -47,6 +50,33 @@ def nests_deeper(document: dict[str, Any] | list[Any], limit: int) -> bool:
             return True
         children = node.values() if isinstance(node, dict) else node
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+# What a number beyond a double's range looks like in JSON text: an exponent of three digits or more
+# (1e400), or 309 digits in a row (an integer past 1.8e308). A cheap look at a part's bytes before
+# its values are walked; it may find what is not one (a string, 1e-400, 1e300).
+EXPONENT = re.compile(rb"[eE][+-]?0*\d{3}")
+DIGITS_OF_A_DOUBLE = b"\x01" * 309
+
+
+def may_hold_beyond_double(text: bytes) -> bool:
+    return EXPONENT.search(text) is not None or DIGITS_OF_A_DOUBLE in text.translate(DIGIT_MASK)
+
+
+def holds_beyond_double(document: Any) -> bool:
+    """Whether ``document`` holds a number beyond a double's range: an OutOfRange (1e400), or an
+    integer past about 1.8e308, which serde_json (Vector's JSON decoder) refuses, whole body and all,
+    "number out of range"; an integer beyond 64 bits but within a double it reads, as a double."""
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, OutOfRange) or (type(node) is int and abs(node) > sys.float_info.max):
+            return True
     return False
 
 
@@ -165,7 +195,7 @@ class VectorHop:
                 if 300 <= response.status < 400:
                     raise DownstreamError(
                         f"it answered HTTP {response.status}, a redirect to "
-                        f"{response.headers.get('Location') or 'nowhere'}, which is not followed: set "
+                        f"{masked_url(response.headers.get('Location') or 'nowhere')}, which is not followed: set "
                         "OCSF_ANOMALY_VECTOR_DOWNSTREAM_URL to where it points"
                     )
                 if not 200 <= response.status < 300:
