@@ -104,7 +104,12 @@ def _check_scored_as_the_service_answered(
         (csv_body(last), True),
     ]
     search = _search(
-        [f"url={proxy.url}", "batch_size=64", "alpha=0.05"], chunks, tmp_path, splunkd_uri, python=python
+        [f"url={proxy.url}", "batch_size=64", "alpha=0.05"],
+        chunks,
+        tmp_path,
+        splunkd_uri,
+        python=python,
+        app_dir=_app_with_scorer(tmp_path, proxy.url),  # the scorer trusted with the token
     )
 
     assert search.exit_code == 0, search.stderr
@@ -356,6 +361,48 @@ def test_a_getinfo_only_process_exits_cleanly_on_eof(proxy: RecordingProxy, tmp_
     assert command.stderr == ""
 
 
+def _app_with_scorer(where: Path, url: str) -> Path:
+    """A copy of the app whose local ocsf_anomaly.conf names the scorer at ``url``."""
+    app = copy_app(where / "apps")
+    (app / "local").mkdir()
+    (app / "local" / "ocsf_anomaly.conf").write_text(f"[scorer]\nurl = {url}\n", encoding="utf-8")
+    return app
+
+
+def test_the_stored_token_goes_only_to_the_scorer_the_conf_names(
+    demo_texts: list[str], token_scorer: Scorer, tmp_path: Path
+) -> None:
+    """url= is a search option: a search someone else wrote (a shared dashboard's, a macro) sent the
+    stored token to whatever host it named, in clear text over http://. The token goes to the
+    scorer ocsf_anomaly.conf names, whether the search names it again or not; another gets none."""
+    credentials = [Credential("ocsf_anomaly", "scorer_token", TOKEN)]
+    body = csv_body(splunk_records(demo_texts[:2]))
+    with (
+        FakeSplunkd(SESSION_KEY, credentials) as splunkd,
+        RecordingProxy(token_scorer.port) as trusted,
+        RecordingProxy(token_scorer.port) as other,
+    ):
+        app = _app_with_scorer(tmp_path, trusted.url)
+        named = run_search(
+            [f"url={trusted.url}/"], [(body, True)], work=tmp_path / "a", splunkd_uri=splunkd.uri, app_dir=app
+        )
+        elsewhere = run_search(
+            [f"url={other.url}", "onerror=tag"],
+            [(body, True)],
+            work=tmp_path / "b",
+            splunkd_uri=splunkd.uri,
+            app_dir=app,
+        )
+    assert named.exit_code == 0, named.stderr
+    assert {e.authorization for e in trusted.scoring()} == {f"Bearer {TOKEN}"}
+    assert elsewhere.exit_code == 0, elsewhere.stderr
+    assert {e.authorization for e in other.scoring()} == {None}
+    assert (
+        "is not the scorer ocsf_anomaly.conf names: calling it without the stored token" in elsewhere.stderr
+    )
+    assert len(splunkd.requests) == 1  # the token was not even read for the other
+
+
 def test_the_token_is_read_from_storage_passwords_with_the_searchs_session(
     demo_texts: list[str], token_scorer: Scorer, tmp_path: Path
 ) -> None:
@@ -366,7 +413,8 @@ def test_the_token_is_read_from_storage_passwords_with_the_searchs_session(
     ]
     body = csv_body(splunk_records(demo_texts[:5]))
     with FakeSplunkd(SESSION_KEY, credentials) as splunkd, RecordingProxy(token_scorer.port) as proxy:
-        search = run_search([f"url={proxy.url}"], [(body, True)], work=tmp_path, splunkd_uri=splunkd.uri)
+        app = _app_with_scorer(tmp_path, proxy.url)
+        search = run_search([], [(body, True)], work=tmp_path, splunkd_uri=splunkd.uri, app_dir=app)
     assert search.exit_code == 0, search.stderr
     assert all(r["anomaly_error"] == "" and r["anomaly_score"] != "" for r in search.records)
     assert {e.authorization for e in proxy.scoring()} == {f"Bearer {TOKEN}"}
@@ -390,10 +438,11 @@ def test_a_stored_token_is_trimmed_and_one_no_header_can_carry_is_never_shown(
         credentials = [Credential("ocsf_anomaly", "scorer_token", stored)]
         with FakeSplunkd(SESSION_KEY, credentials) as splunkd, RecordingProxy(token_scorer.port) as proxy:
             search = run_search(
-                [f"url={proxy.url}", "onerror=tag"],
+                ["onerror=tag"],
                 [(body, True)],
                 work=tmp_path / name,
                 splunkd_uri=splunkd.uri,
+                app_dir=_app_with_scorer(tmp_path / name, proxy.url),
             )
         assert search.exit_code == 0, search.stderr
         assert search.errors() == []
@@ -416,7 +465,11 @@ def test_without_a_stored_token_the_command_goes_on_and_says_why_the_scorer_refu
     body = csv_body(splunk_records(demo_texts[:2]))
     with FakeSplunkd(SESSION_KEY, []) as splunkd:
         search = run_search(
-            [f"url={token_scorer.url}", "onerror=tag"], [(body, True)], work=tmp_path, splunkd_uri=splunkd.uri
+            ["onerror=tag"],
+            [(body, True)],
+            work=tmp_path,
+            splunkd_uri=splunkd.uri,
+            app_dir=_app_with_scorer(tmp_path, token_scorer.url),
         )
     assert search.exit_code == 0, search.stderr
     assert search.errors() == []  # no ERROR message: that would fail the search

@@ -195,6 +195,33 @@ def test_a_full_service_is_asked_again_and_a_failing_one_stops_the_search(
     assert f"the scorer at {proxy.url} failed: HTTP 500 internal: the index is gone" in error
 
 
+def test_a_gateway_s_json_answer_is_said_whole_and_a_retry_after_of_nan_is_waited_as_one_second(
+    demo_texts: list[str], proxy: RecordingProxy, tmp_path: Path, splunkd_down: str
+) -> None:
+    """A gateway in front of the scorer answering 502 with a JSON body of its own (Kong's, AWS API
+    Gateway's): its text, quoted in the ERROR, holds braces, which splunklib formats; the report
+    itself raised KeyError and the command died without answering splunkd, the reason lost. And a
+    Retry-After of NaN reached time.sleep, which refused it: the search failed under onerror=tag."""
+    body = csv_body(splunk_records(demo_texts[:3]))
+    proxy.answer_next_with(502, b'{"message": "An invalid response was received from the upstream server"}')
+    search = run_search(
+        [f"url={proxy.url}"], [(body, True)], work=tmp_path / "gateway", splunkd_uri=splunkd_down
+    )
+    assert search.exit_code == 1
+    assert "KeyError" not in search.stderr
+    (error,) = search.errors()
+    assert 'HTTP 502: {"message": "An invalid response was received from the upstream server"}' in error
+
+    proxy.exchanges.clear()
+    proxy.answer_next(1, 503, {"code": "overloaded", "message": "busy"}, {"Retry-After": "NaN"})
+    search = run_search(
+        [f"url={proxy.url}", "onerror=tag"], [(body, True)], work=tmp_path / "nan", splunkd_uri=splunkd_down
+    )
+    assert search.exit_code == 0, search.stderr
+    assert all(r["anomaly_score"] != "" and r["anomaly_error"] == "" for r in search.records)
+    assert [e.status for e in proxy.scoring()] == [503, 200]
+
+
 def test_an_alpha_the_model_cannot_flag_at_stops_the_search_in_one_request(
     demo_texts: list[str], proxy: RecordingProxy, tmp_path: Path, splunkd_down: str
 ) -> None:

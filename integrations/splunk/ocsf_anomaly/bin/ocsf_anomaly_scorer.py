@@ -177,7 +177,7 @@ class ScorerClient:
             raise ScorerError(
                 f"the scorer at {self.url} refused the request ({_error_message(status, data)}): "
                 f"store its API token in storage/passwords, realm {TOKEN_REALM!r}, name {TOKEN_NAME!r} "
-                "(see the app's README)"
+                "(see the app's README); the token goes only to the url ocsf_anomaly.conf names"
             )
         if status == 404:
             raise ScorerError(f"no scoring endpoint at {self.url}/v1/score (HTTP 404): check url")
@@ -268,6 +268,8 @@ def _retry_wait(retry_after: str | None) -> float:
     try:
         seconds = float(retry_after) if retry_after else 1.0
     except ValueError:
+        seconds = 1.0
+    if not math.isfinite(seconds):  # "NaN": time.sleep refused it, and the search failed
         seconds = 1.0
     return min(max(seconds, 0.0), MAX_RETRY_WAIT_SECONDS)
 

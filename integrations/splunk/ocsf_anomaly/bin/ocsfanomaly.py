@@ -148,6 +148,8 @@ class Settings(NamedTuple):
     timeout: float
     onerror: str
     verify_tls: bool
+    # the scorer ocsf_anomaly.conf names (or the default): the only one the stored token goes to
+    trusted_url: str | None = None
 
 
 def read_conf(app_dir: str = APP_DIR) -> dict[str, str]:
@@ -195,6 +197,24 @@ class OcsfAnomalyCommand(StreamingCommand):
         self._sender = _Sender()
         self._down: str | None = None  # onerror=tag: why the scorer failed in this chunk
 
+    # splunklib formats every message (str.format), arguments or none: a brace in one (a gateway's
+    # JSON answer quoted, a conf value, an option's value) raised while the error was being reported,
+    # and the command died without answering splunkd, the reason lost. Without arguments, literal.
+    def write_debug(self, message: str, *args: Any) -> None:
+        super().write_debug(*_literal(message, args))
+
+    def write_error(self, message: str, *args: Any) -> None:
+        super().write_error(*_literal(message, args))
+
+    def write_fatal(self, message: str, *args: Any) -> None:
+        super().write_fatal(*_literal(message, args))
+
+    def write_info(self, message: str, *args: Any) -> None:
+        super().write_info(*_literal(message, args))
+
+    def write_warning(self, message: str, *args: Any) -> None:
+        super().write_warning(*_literal(message, args))
+
     def prepare(self) -> None:
         """Runs at getinfo, also in processes splunkd starts only to ask for the configuration:
         reads the settings (a local file) and nothing more: no HTTP here."""
@@ -223,7 +243,11 @@ class OcsfAnomalyCommand(StreamingCommand):
                     raise ValueError(f"{CONF_FILE} [{CONF_STANZA}] {name} = {conf[name]}: {error}") from None
             else:
                 values[name] = DEFAULTS[name]
-        return Settings(**values)
+        try:
+            trusted = VALIDATORS["url"](conf["url"].strip()) if conf.get("url", "").strip() else DEFAULTS["url"]
+        except ValueError:  # unused while url= is given: then no scorer is trusted with the token
+            trusted = None
+        return Settings(**values, trusted_url=trusted)
 
     def stream(self, records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """One chunk's records, each with the added fields, in order, scored in bounded batches.
@@ -336,9 +360,22 @@ class OcsfAnomalyCommand(StreamingCommand):
                 alpha=settings.alpha,
                 timeout=settings.timeout,
                 verify_tls=settings.verify_tls,
-                token=self._read_token(settings.timeout),
+                token=self._token(settings),
             )
         return self._scorer
+
+    def _token(self, settings: Settings) -> str | None:
+        """The stored token, for the scorer ocsf_anomaly.conf names only: a search's url= (a shared
+        dashboard's, a macro's, someone else's saved search) could otherwise have it sent anywhere,
+        in clear text over http://."""
+        if settings.trusted_url is not None and _origin(settings.url) == _origin(settings.trusted_url):
+            return self._read_token(settings.timeout)
+        self.logger.warning(
+            "url=%s://%s:%d is not the scorer ocsf_anomaly.conf names: calling it without the stored "
+            "token, which goes only to that one",
+            *_origin(settings.url),
+        )
+        return None
 
     def _read_token(self, timeout: float) -> str | None:
         """The scorer's bearer token from splunkd's storage/passwords (realm ocsf_anomaly, name
@@ -400,6 +437,21 @@ class OcsfAnomalyCommand(StreamingCommand):
             values = ("", "", "", "", [], error)
         for index, name in enumerate(names):
             record[name] = values[index]
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    """A scorer URL's scheme, host and port (the port its scheme implies when it names none)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
+
+
+def _literal(message: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A message and its arguments for splunklib's writer, which formats them: a message without
+    arguments is taken as it is, its braces doubled."""
+    if args:
+        return (message, *args)
+    return (str(message).replace("{", "{{").replace("}", "}}"),)
 
 
 def _is_header_token(token: str) -> bool:
