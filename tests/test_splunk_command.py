@@ -188,6 +188,32 @@ def test_the_command_scores_under_the_pythons_splunk_ships(
     _check_scored_as_the_service_answered(demo_texts[:120], scorer, proxy, tmp_path, splunkd_down, python)
 
 
+@pytest.mark.parametrize("version", ["3.9", "3.13"])
+def test_a_record_holding_a_nul_passes_through_under_the_pythons_splunk_ships(
+    version: str, demo_texts: list[str], proxy: RecordingProxy, tmp_path: Path, splunkd_down: str
+) -> None:
+    """A UTF-16 log read as UTF-8 holds a NUL between every letter. Python 3.9's csv module (Splunk
+    9's) refused the line ("line contains NUL"): the whole chunk failed, onerror=tag or not, where
+    the README promises that what is no event passes through tagged."""
+    python = python_version(version)
+    if python is None:
+        pytest.skip(f"no Python {version} here (python{version} on PATH, or installed by pyenv)")
+    utf16_read_as_utf8 = "\0".join('{"class_uid": 4001}')
+    texts = [demo_texts[0], utf16_read_as_utf8, demo_texts[1]]
+    search = _search(
+        [f"url={proxy.url}", "onerror=tag"],
+        [(csv_body(splunk_records(texts)), True)],
+        tmp_path,
+        splunkd_down,
+        python=python,
+    )
+    assert search.exit_code == 0, search.stderr
+    assert [r["_raw"] for r in search.records] == texts
+    first, tagged, last = search.records
+    assert tagged["anomaly_error"].startswith("not an OCSF event: ")  # type: ignore[union-attr]
+    assert [first["anomaly_score"] != "", last["anomaly_score"] != ""] == [True, True]
+
+
 def test_added_fields_are_on_every_record_even_when_the_first_is_no_event(
     demo_texts: list[str], proxy: RecordingProxy, tmp_path: Path, splunkd_down: str
 ) -> None:

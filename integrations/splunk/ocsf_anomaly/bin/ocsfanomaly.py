@@ -335,7 +335,13 @@ class OcsfAnomalyCommand(StreamingCommand):
             )
         writer = self._record_writer
         write = writer.write_record
-        records = process(self._read_csv_records(StringIO(body)))
+        if "\0" in body and sys.version_info < (3, 11):
+            # the csv module of Python 3.9 (Splunk 9's) refuses a NUL ("line contains NUL"), and the
+            # whole chunk failed with it; a UTF-16 log read as UTF-8 holds one between every letter
+            read = _with_nul(self._read_csv_records(StringIO(body.replace("\0", NUL_STAND_IN))))
+        else:
+            read = self._read_csv_records(StringIO(body))
+        records = process(read)
         try:
             for record in records:
                 write(record)
@@ -437,6 +443,20 @@ class OcsfAnomalyCommand(StreamingCommand):
             values = ("", "", "", "", [], error)
         for index, name in enumerate(names):
             record[name] = values[index]
+
+
+NUL_STAND_IN = "\ufdd0"  # a noncharacter: never in text for interchange
+
+
+def _with_nul(records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The records, with NUL_STAND_IN turned back into the NUL it stood in for."""
+    for record in records:
+        for name, value in record.items():
+            if isinstance(value, str) and NUL_STAND_IN in value:
+                record[name] = value.replace(NUL_STAND_IN, "\0")
+            elif isinstance(value, list):
+                record[name] = [v.replace(NUL_STAND_IN, "\0") if isinstance(v, str) else v for v in value]
+        yield record
 
 
 def _origin(url: str) -> tuple[str, str, int]:
