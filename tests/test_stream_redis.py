@@ -942,21 +942,16 @@ def test_an_event_holding_a_number_beyond_a_double_is_written_back_and_blocks_no
     assert client.xlen(STREAMS["dead_letter"]) == 0
 
 
-def test_the_lag_follows_a_backlog_as_it_is_read_down(
-    server: RedisServer, client: redis.Redis, bundle_dir: Path, held_out_events: list[Event]
-) -> None:
-    """ocsf_anomaly_stream_lag was set only when a read came back empty: it read 0 all the while a
-    backlog of 36,000 entries was worked through, the moment it is watched for."""
+def _consume_a_while(server: RedisServer, bundle_dir: Path, at_least: int) -> tuple[float, float | None]:
+    """One consumer in this process (batches of 100), stopped once it has consumed ``at_least``
+    entries: what it consumed, and its lag gauge then."""
     import redis.asyncio
 
     from scorer.service.models import DirectorySource
     from scorer.stream import loop
     from scorer.stream.redis_streams import RedisStreams
 
-    events = held_out_events[:1000]
-    _produce(client, events)
-
-    async def scenario() -> tuple[float, float]:
+    async def scenario() -> tuple[float, float | None]:
         streams = RedisStreams(
             redis.asyncio.from_url(server.url), **STREAMS, group="scorers", consumer="c1", block_ms=100
         )
@@ -967,14 +962,26 @@ def test_the_lag_follows_a_backlog_as_it_is_read_down(
             loop.consume(streams, models, alpha=0.01, batch_size=100, stop=stop, metrics=metrics)
         )
         value = metrics.registry.get_sample_value
-        await eventually_async(lambda: (value("ocsf_anomaly_stream_consumed_total") or 0) >= 100, "a batch")
+        consumed = "ocsf_anomaly_stream_consumed_total"
+        await eventually_async(lambda: (value(consumed) or 0) >= at_least, "batches")
         stop.set()  # the batch in hand is finished: the backlog stays mostly unread
         assert await asyncio.wait_for(consuming, 60)
         await streams.close()
-        return value("ocsf_anomaly_stream_consumed_total") or 0, value("ocsf_anomaly_stream_lag") or 0
+        return value(consumed) or 0, value("ocsf_anomaly_stream_lag")
 
-    consumed, lag = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_the_lag_follows_a_backlog_as_it_is_read_down(
+    server: RedisServer, client: redis.Redis, bundle_dir: Path, held_out_events: list[Event]
+) -> None:
+    """ocsf_anomaly_stream_lag was set only when a read came back empty: it read 0 all the while a
+    backlog of 36,000 entries was worked through, the moment it is watched for."""
+    events = held_out_events[:1000]
+    _produce(client, events)
+    consumed, lag = _consume_a_while(server, bundle_dir, 100)
     assert consumed < len(events), "it read the whole backlog before the stop: nothing tested"
+    assert lag is not None
     assert 0 < lag <= len(events) - 100
 
 
@@ -986,33 +993,9 @@ def test_a_lag_redis_cannot_count_reads_unknown_not_zero(
     unread, and an alert on the lag never fired. It reads NaN (unknown) meanwhile."""
     import math
 
-    import redis.asyncio
-
-    from scorer.service.models import DirectorySource
-    from scorer.stream import loop
-    from scorer.stream.redis_streams import RedisStreams
-
     _produce(client, held_out_events[:1000])
     client.xdel(STREAMS["input"], client.xrevrange(STREAMS["input"], count=1)[0][0])  # the last one
-
-    async def scenario() -> tuple[float, float]:
-        streams = RedisStreams(
-            redis.asyncio.from_url(server.url), **STREAMS, group="scorers", consumer="c1", block_ms=100
-        )
-        await streams.start()
-        stop, metrics = asyncio.Event(), loop.StreamMetrics()
-        models = loop.Models(DirectorySource(bundle_dir, None), 0, 0.01)
-        consuming = asyncio.ensure_future(
-            loop.consume(streams, models, alpha=0.01, batch_size=100, stop=stop, metrics=metrics)
-        )
-        value = metrics.registry.get_sample_value
-        await eventually_async(lambda: (value("ocsf_anomaly_stream_consumed_total") or 0) >= 200, "batches")
-        stop.set()
-        assert await asyncio.wait_for(consuming, 60)
-        await streams.close()
-        return value("ocsf_anomaly_stream_consumed_total") or 0, value("ocsf_anomaly_stream_lag")
-
-    consumed, lag = asyncio.run(scenario())
+    consumed, lag = _consume_a_while(server, bundle_dir, 200)
     assert consumed < 999, "it read the whole backlog before the stop: nothing tested"
     assert lag is not None
     assert math.isnan(lag), lag
