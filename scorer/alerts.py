@@ -65,6 +65,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import orjson
@@ -256,9 +257,7 @@ class Alerter:
         self._entity = compile_getter(config.entity_key)
         self._event_uid = compile_getter("metadata.uid")
         self._class_uid = compile_getter("class_uid")
-        self._endpoint = (
-            config.url.rstrip("/") + "/api/v2/alerts" if config.kind == "alertmanager" else config.url
-        )
+        self._endpoint = alertmanager_endpoint(config.url) if config.kind == "alertmanager" else config.url
         self._queue: deque[dict[str, Any]] = deque()  # postable alerts without endsAt, oldest first
         self._recent: OrderedDict[str, float] = OrderedDict()  # entity → window end, oldest first
         self._wake = asyncio.Event()  # set when there is something to send, or on close
@@ -543,6 +542,14 @@ def _log_failure(task: asyncio.Task[None]) -> None:
     """Say so at once when the sender dies of a bug, rather than let alerts silently stop."""
     if not task.cancelled() and (exc := task.exception()) is not None:
         log.error("the alert sender failed: no more alerts are sent", exc_info=exc)
+
+
+def alertmanager_endpoint(url: str) -> str:
+    """Where Alertmanager at ``url`` takes alerts: ``/api/v2/alerts`` under its path (a route
+    prefix, as behind a proxy), before its query, which a proxy in front may need (it was appended
+    after the query, so that the alerts went to the bare URL with a mangled query)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/api/v2/alerts"))
 
 
 def _dedupe_key(event: dict[str, Any], entity: str | None) -> str:

@@ -155,7 +155,7 @@ class Settings(BaseSettings):
     given to Redis as an expiry, which turned the sharing between processes off without a word)."""
     alerts_url: str | None = Field(None, pattern=HTTP_URL)
     """Where alerts go: Prometheus Alertmanager's base URL (e.g. http://127.0.0.1:9093;
-    `/api/v2/alerts` is appended), or a webhook's full URL with `alerts_kind = "webhook"`. Unset: no
+    `/api/v2/alerts` is added to its path, before its query), or a webhook's full URL with `alerts_kind = "webhook"`. Unset: no
     alerts. They are sent in the background: a slow or down receiver never slows scoring."""
     alerts_kind: Literal["alertmanager", "webhook"] = "alertmanager"
     """`alertmanager` (its API v2) or `webhook` (a POST of `{"version": "1", "alerts": [...]}`)."""

@@ -158,6 +158,19 @@ async def test_an_anomaly_at_the_alert_p_value_reaches_alertmanager(
 
 
 @needs_alertmanager
+async def test_an_alertmanager_url_with_a_query_takes_the_alerts_path_before_it(
+    running: Alertmanager, make_alerter: MakeAlerter
+) -> None:
+    """/api/v2/alerts was appended to the URL as written, after its query (a proxy in front may
+    need one): the alerts went to the bare URL, with a mangled query, and never arrived."""
+    alerter = await make_alerter(running.url + "/?via=proxy")
+    alerter.offer(*scored("10.0.0.9", 0.0005))
+    await until(lambda: alerter.counters.sent + alerter.counters.dropped_rejected == 1, "the answer")
+    assert alerter.counters.sent == 1
+    assert [a["labels"]["entity"] for a in running.alerts()] == ["10.0.0.9"]
+
+
+@needs_alertmanager
 async def test_an_entity_alerts_once_per_window(
     running: Alertmanager, make_alerter: MakeAlerter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
