@@ -28,6 +28,7 @@ This module knows files, not the engine: :func:`write` and :func:`read` take and
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -199,6 +200,7 @@ def write(state: State, directory: Path | str, *, name: str = "ocsf-anomaly") ->
         torch_version = None
     directory = Path(directory)
     replaceable(directory)
+    made = [d for d in (directory.parent, *directory.parent.parents) if not d.exists()]  # deepest first
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     old: Path | None = None  # the bundle replaced, moved aside until the new one is in its place
@@ -246,6 +248,9 @@ def write(state: State, directory: Path | str, *, name: str = "ocsf-anomaly") ->
         shutil.rmtree(staging, ignore_errors=True)
         if old is not None:
             shutil.rmtree(old.parent, ignore_errors=True)
+        for made_here in made:  # nothing of a failed write remains, the folders it made included
+            with contextlib.suppress(OSError):
+                made_here.rmdir()
         raise
     if old is not None:
         shutil.rmtree(old.parent, ignore_errors=True)

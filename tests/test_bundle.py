@@ -177,6 +177,22 @@ def test_a_replacement_stopped_before_the_new_bundle_is_in_place_keeps_the_old_o
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # nothing half-written left beside it
 
 
+def test_a_write_that_fails_leaves_no_folder_it_made(
+    fitted_detector: Detector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`train --output a/b/model` that failed while writing (a full disk) left the empty folders
+    a and a/b behind, where score and split remove the ones they made."""
+    import numpy as np
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+    with pytest.raises(OSError, match="No space left"):
+        fitted_detector.save(tmp_path / "a" / "b" / "model")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_symbolic_link_is_no_place_for_a_bundle(fitted_detector: Detector, tmp_path: Path) -> None:
     """`train --output current` where current -> v1 trained, then failed on rmtree's refusal of a
     link: the work lost, nothing written. Refused before anything is written, v1 untouched."""
