@@ -354,6 +354,14 @@ def test_a_bad_setting_in_the_conf_is_refused_at_getinfo(tmp_path: Path, splunkd
     assert error.startswith("ocsf_anomaly.conf cannot be read: ")
     assert "can't decode byte 0xe9" in error
 
+    # one it cannot open was skipped without a word: the defaults called 127.0.0.1:8080
+    (app / "local" / "ocsf_anomaly.conf").unlink()
+    (app / "local" / "ocsf_anomaly.conf").mkdir()
+    search = run_search([], [], work=tmp_path / "unopened", splunkd_uri=splunkd_down, app_dir=app)
+    assert search.exit_code == 1
+    (error,) = search.errors()
+    assert error.startswith("ocsf_anomaly.conf cannot be read: [Errno 21] Is a directory: ")
+
 
 def test_a_field_over_10_mib_fails_the_search_with_splunklibs_message(
     demo_texts: list[str], proxy: RecordingProxy, tmp_path: Path, splunkd_down: str

@@ -160,10 +160,16 @@ def read_conf(app_dir: str = APP_DIR) -> dict[str, str]:
     )
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # Splunk keys are case-sensitive
     paths = [os.path.join(app_dir, layer, CONF_FILE) for layer in ("default", "local")]
-    try:
-        parser.read(paths, encoding="utf-8")
-    except (configparser.Error, UnicodeDecodeError) as error:
-        raise ValueError(f"{CONF_FILE} cannot be read: {error}") from None
+    for path in paths:
+        # configparser skips a file it cannot open (its permissions, a directory of that name): the
+        # defaults would then call 127.0.0.1:8080 without a word
+        if not os.path.lexists(path):
+            continue
+        try:
+            with open(path, encoding="utf-8") as handle:
+                parser.read_file(handle, source=path)
+        except (configparser.Error, UnicodeDecodeError, OSError) as error:
+            raise ValueError(f"{CONF_FILE} cannot be read: {error}") from None
     return dict(parser[CONF_STANZA]) if parser.has_section(CONF_STANZA) else {}
 
 
