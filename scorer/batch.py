@@ -35,11 +35,13 @@ from scorer.io import (
     is_parquet,
     iter_raw_lines,
     iter_records,
+    make_folders,
     not_events,
     on_terminal,
     parse_line,
     plain_mode,
     refuse_writing_over,
+    remove_folders,
 )
 
 CHUNK_LINES = 2048
@@ -212,8 +214,7 @@ def score_file(
     stats = BatchStats()
     said = BadLines(errors)
     started = time.perf_counter()
-    made = [d for d in (output.parent, *output.parent.parents) if not d.exists()]  # deepest first
-    output.parent.mkdir(parents=True, exist_ok=True)
+    made = make_folders(output.parent)
     handle, partial = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
     try:
         plain_mode(Path(partial))
@@ -260,8 +261,7 @@ def score_file(
         os.replace(partial, output)
     except BaseException:
         Path(partial).unlink(missing_ok=True)
-        for directory in made:  # nothing of a failed run remains
-            directory.rmdir()
+        remove_folders(made)  # nothing of a failed run remains
         raise
     stats.wall_seconds = time.perf_counter() - started
     if (far := _flagged_warning(stats, at)) is not None:
@@ -285,8 +285,6 @@ def _flagged_warning(stats: BatchStats, alpha: float) -> str | None:
 def _coverage(detector: Any, head: list[list[Item]]) -> list[str]:
     """Whether the first chunks' events hold the model's fields: events of another kind score as if
     empty (all-missing), whatever they hold."""
-    from scorer.features.encoder import EncoderError
-
     events = [
         event
         for chunk in head
@@ -295,16 +293,28 @@ def _coverage(detector: Any, head: list[list[Item]]) -> list[str]:
     ]
     if not events:
         return []  # not events at all: said once the file is read
-    try:
-        coverage = detector.encoder.coverage(events, "events read first")
-    except EncoderError as exc:  # refused where a model is fitted; here, scored and flagged
-        return [f"{exc}; every one will be flagged"]
-    if not coverage.empty:  # fields absent from a file of one class are no warning: other classes hold them
+    found = fields_held_by_none(detector, events, "events read first")
+    if found is None:
         return []
-    return [
-        f"{coverage.empty:,} of the {coverage.events:,} events read first hold none of the model's "
-        "fields: they are not the kind of events the model describes, and are scored as if empty"
-    ]
+    said, every = found
+    if every:  # refused where a model is fitted; here, scored and flagged
+        return [f"{said}; every one will be flagged"]
+    return [f"{said}: they are not the kind of events the model describes, and are scored as if empty"]
+
+
+def fields_held_by_none(detector: Any, events: list[dict[str, Any]], what: str) -> tuple[str, bool] | None:
+    """What to say of the ``events`` that hold none of the model's fields (they score as if empty,
+    whatever they hold), and whether that is every one of them; None when each holds some. Fields
+    absent from every event are no warning: a file of one class lacks the others' fields."""
+    from scorer.features.encoder import EncoderError
+
+    try:
+        coverage = detector.encoder.coverage(events, what)
+    except EncoderError as exc:  # every one: the encoder's message names the model's fields
+        return str(exc), True
+    if not coverage.empty:
+        return None
+    return f"{coverage.empty:,} of the {coverage.events:,} {what} hold none of the model's fields", False
 
 
 def _score_in_workers(

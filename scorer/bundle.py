@@ -28,7 +28,6 @@ This module knows files, not the engine: :func:`write` and :func:`read` take and
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -47,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import scorer
 from scorer.errors import UserError
-from scorer.io import plain_mode
+from scorer.io import make_folders, plain_mode, remove_folders
 
 if TYPE_CHECKING:
     import numpy as np
@@ -200,8 +199,7 @@ def write(state: State, directory: Path | str, *, name: str = "ocsf-anomaly") ->
         torch_version = None
     directory = Path(directory)
     replaceable(directory)
-    made = [d for d in (directory.parent, *directory.parent.parents) if not d.exists()]  # deepest first
-    directory.parent.mkdir(parents=True, exist_ok=True)
+    made = make_folders(directory.parent)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     old: Path | None = None  # the bundle replaced, moved aside until the new one is in its place
     try:
@@ -248,9 +246,7 @@ def write(state: State, directory: Path | str, *, name: str = "ocsf-anomaly") ->
         shutil.rmtree(staging, ignore_errors=True)
         if old is not None:
             shutil.rmtree(old.parent, ignore_errors=True)
-        for made_here in made:  # nothing of a failed write remains, the folders it made included
-            with contextlib.suppress(OSError):
-                made_here.rmdir()
+        remove_folders(made)  # nothing of a failed write remains, the folders it made included
         raise
     if old is not None:
         shutil.rmtree(old.parent, ignore_errors=True)

@@ -23,8 +23,10 @@ from scorer.io import (
     iter_raw_lines,
     iter_records,
     load_events,
+    make_folders,
     parse_line,
     refuse_writing_over,
+    remove_folders,
 )
 
 
@@ -261,8 +263,7 @@ def split_labelled(
         )
     if output.exists() and not output.is_dir():
         raise ValueError(f"--output {output} is a file: name a directory for the three files")
-    made = [d for d in (output, *output.parents) if not d.exists()]  # deepest first
-    output.mkdir(parents=True, exist_ok=True)
+    made = make_folders(output)
     # Written in a staging directory and renamed into place at the end: an interrupted split leaves
     # an earlier one as it was, not half of each file.
     staging = Path(tempfile.mkdtemp(prefix=".split.", dir=output))
@@ -282,8 +283,7 @@ def split_labelled(
         staging.rmdir()
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        for directory in made:  # nothing of a failed run remains
-            directory.rmdir()
+        remove_folders(made)  # nothing of a failed run remains
         raise
     attacks = sum(labels[i + 1] for i in test_rows)
     say(

@@ -286,6 +286,21 @@ def write_text_atomically(output: Path, text: str) -> None:
         raise
 
 
+def make_folders(directory: Path) -> list[Path]:
+    """Make ``directory`` with those above it; returns the folders this made, deepest first, for
+    :func:`remove_folders` when the work they were made for fails (nothing of it is to remain)."""
+    made = [folder for folder in (directory, *directory.parents) if not folder.exists()]
+    directory.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def remove_folders(made: list[Path]) -> None:
+    """Remove the folders :func:`make_folders` made, those left empty."""
+    for folder in made:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
 def plain_mode(path: Path) -> None:
     """Give a file made by mkstemp (mode 0600) or a directory made by mkdtemp (0700), to be renamed
     into an output, the mode a plain open() or mkdir() gives it (0666 or 0777 less the umask), as a

@@ -7,7 +7,6 @@ import argparse
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from scorer.cli import (
     CONFIG_HELP,
@@ -30,9 +29,6 @@ from scorer.cli import (
     _seed,
     _workers,
 )
-
-if TYPE_CHECKING:
-    from scorer.detector import Detector
 
 MODEL_HELP = "model bundle directory, or models:/NAME@ALIAS or models:/NAME/VERSION of the registry"
 
@@ -220,6 +216,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     import json
     import math
 
+    from scorer.batch import fields_held_by_none
     from scorer.detector import Detector
     from scorer.evaluate import evaluate, format_report, load_labelled, load_train_normals
     from scorer.threads import set_threads
@@ -243,8 +240,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         (events, "events to evaluate", "they are scored as if empty"),
         (train_events, "--train events", "the baselines fitted on them describe other events"),
     ):
-        if (warning := _no_fields(detector, part, what)) is not None:
-            _say(f"warning: {warning}; {meaning}")
+        if (found := fields_held_by_none(detector, part, what)) is not None:
+            _say(f"warning: {found[0]}; {meaning}")
     _say(
         f"evaluating on {len(events):,} events ({int(labels.sum()):,} attacks); baselines fit on {len(train_events):,} normal events"
     )
@@ -258,20 +255,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         print(format_report(report, args.alpha))
     return 0
-
-
-def _no_fields(detector: Detector, events: list[dict[str, Any]], what: str) -> str | None:
-    """How many of ``events`` hold none of the model's fields (all of them: the encoder's own
-    message), or None when each holds some."""
-    from scorer.features.encoder import EncoderError
-
-    try:
-        coverage = detector.encoder.coverage(events, what)
-    except EncoderError as exc:
-        return str(exc)
-    if not coverage.empty:  # fields absent from a file of one class are no warning
-        return None
-    return f"{coverage.empty:,} of the {coverage.events:,} {what} hold none of the model's fields"
 
 
 def _refresh(args: argparse.Namespace) -> int:
