@@ -29,6 +29,10 @@ class OutOfRangeError(ValueError):
     past about 1.8e308, which it reads as a double once beyond 64 bits)."""
 
 
+DIGITS = bytes(1 if ord("0") <= byte <= ord("9") else 0 for byte in range(256))
+LONGEST_DOUBLE = b"\x01" * 309  # digits in a row: an integer this long may lie past 1.8e308
+
+
 def _double(text: str) -> float:
     number = float(text)
     if math.isinf(number):
@@ -103,7 +107,9 @@ class Downstream:
             return web.Response(status=self.status, text="the sink downstream failed")
         assert request.content_type == "application/json"
         try:
-            batch = json.loads(body, parse_float=_double, parse_int=_integer)
+            batch = json.loads(body, parse_float=_double)
+            if LONGEST_DOUBLE in body.translate(DIGITS):  # read again to look at its integers (rare:
+                json.loads(body, parse_int=_integer)  # a hook on every integer doubled the parse)
             too_deep = nesting(batch) > SERDE_JSON_NESTING
         except RecursionError:  # deeper than Python's own decoder goes: deeper than serde_json's too
             too_deep = True

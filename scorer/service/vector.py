@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import re
 import sys
 import time
 from collections import OrderedDict
@@ -27,7 +26,7 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp import web
 
-from scorer.io import DIGIT_MASK, OutOfRange, read_answer
+from scorer.io import OutOfRange, read_answer
 from scorer.service.keys import CACHE, SETTINGS, VECTOR
 from scorer.settings import masked_url
 
@@ -55,13 +54,20 @@ def nests_deeper(document: dict[str, Any] | list[Any], limit: int) -> bool:
 
 # What a number beyond a double's range looks like in JSON text: an exponent of three digits or more
 # (1e400), or 309 digits in a row (an integer past 1.8e308). A cheap look at a part's bytes before
-# its values are walked; it may find what is not one (a string, 1e-400, 1e300).
-EXPONENT = re.compile(rb"[eE][+-]?0*\d{3}")
+# its values are walked (it may find what is not one: a string, 1e-400, 1e300): each byte mapped to
+# a class (a digit 1, e or E 2, a sign 3, anything else 0), then three searches of the bytes (a
+# regular expression took 10 µs for a 1.3 KB event, about what scoring it costs in a batch).
+NUMBER_MASK = bytes(
+    1 if chr(byte).isdigit() and byte < 128 else 2 if byte in b"eE" else 3 if byte in b"+-" else 0
+    for byte in range(256)
+)
+LONG_EXPONENTS = (b"\x02\x01\x01\x01", b"\x02\x03\x01\x01\x01")
 DIGITS_OF_A_DOUBLE = b"\x01" * 309
 
 
 def may_hold_beyond_double(text: bytes) -> bool:
-    return EXPONENT.search(text) is not None or DIGITS_OF_A_DOUBLE in text.translate(DIGIT_MASK)
+    masked = text.translate(NUMBER_MASK)
+    return any(pattern in masked for pattern in LONG_EXPONENTS) or DIGITS_OF_A_DOUBLE in masked
 
 
 def holds_beyond_double(document: Any) -> bool:
