@@ -3,7 +3,8 @@
 It lets a test see what the Splunk command did on the wire (how many events each request held,
 in what order, on how many TCP connections, with which token) while the answers come from the
 real service. ``answer_next`` makes it answer a few requests itself with a status the service does
-give (503 when full, 500), to see how the client copes, before it forwards again.
+give (503 when full, 500), to see how the client copes, before it forwards again. ``body_limit``
+makes it refuse larger bodies with 413 and an HTML page, as nginx's ``client_max_body_size`` does.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from typing import Any
 
 FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept", "Authorization", "Content-Encoding")
 FORWARDED_RESPONSE_HEADERS = ("Content-Type", "Retry-After")
+# nginx's answer to a body over client_max_body_size
+TOO_LARGE_PAGE = (
+    b"<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n"
+    b"<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
 
 
 @dataclass
@@ -41,6 +48,7 @@ class RecordingProxy:
         self.upstream_port = upstream_port
         self.exchanges: list[Exchange] = []
         self._injected: list[tuple[int, bytes, dict[str, str]]] = []
+        self.body_limit: int | None = None
         self._lock = threading.Lock()
         connection_ids = itertools.count(1)
         proxy = self
@@ -70,7 +78,9 @@ class RecordingProxy:
             def _relay(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 injected = proxy._take_injected()
-                if injected is not None:
+                if proxy.body_limit is not None and len(body) > proxy.body_limit:
+                    status, data, headers = 413, TOO_LARGE_PAGE, {"Content-Type": "text/html"}
+                elif injected is not None:
                     status, data, headers = injected
                 else:
                     status, data, headers = self._forward(body)

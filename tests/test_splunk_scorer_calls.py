@@ -70,6 +70,33 @@ def test_batches_are_bounded_in_bytes_too(
     assert all(r["anomaly_error"] == "" and r["anomaly_score"] != "" for r in search.records)
 
 
+def test_a_proxy_that_refuses_large_bodies_gets_halves_not_one_event_a_request(
+    demo_texts: list[str], proxy: RecordingProxy, tmp_path: Path, splunkd_down: str
+) -> None:
+    """A proxy in front of the scorer whose body limit is below a batch (nginx's default is 1 MiB)
+    answers 413: each half is sent on its own, and once a size was refused larger batches are
+    halved before they are sent, said once at WARNING. Every event was sent alone before, a
+    request each, without a word."""
+    texts = [demo_texts[i % len(demo_texts)] for i in range(2_000)]
+    whole = sum(len(text) + 1 for text in texts[:500]) + 1
+    proxy.body_limit = whole // 3  # between a quarter and a half of a 500-event batch
+    search = _search([f"url={proxy.url}"], [(csv_body(splunk_records(texts)), True)], tmp_path, splunkd_down)
+
+    assert search.exit_code == 0, search.stderr
+    assert all(r["anomaly_error"] == "" and r["anomaly_score"] != "" for r in search.records)
+    scored = [e for e in proxy.scoring() if e.status == 200]
+    assert [event for e in scored for event in e.events] == [json.loads(text) for text in texts]
+    assert all(len(e.request) <= proxy.body_limit for e in scored)
+    refused = [e for e in proxy.scoring() if e.status == 413]
+    # the first batch: 500 refused, then a half; the other batches are not sent whole, and of
+    # their halves only one larger than the smallest refused is sent at most (events differ in size)
+    assert [len(e.events) for e in refused[:2]] == [500, 250]
+    assert all(len(e.events) == 250 for e in refused[2:])
+    assert len(refused) <= 2 + 3
+    assert len(scored) == 16  # in quarters
+    assert search.stderr.count("as too large (HTTP 413") == 1, search.stderr
+
+
 # ---------------------------------------------------------------- when the scorer cannot answer
 def test_scorer_down_with_onerror_fail_stops_the_search(
     demo_texts: list[str], tmp_path: Path, splunkd_down: str

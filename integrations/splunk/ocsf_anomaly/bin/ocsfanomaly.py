@@ -373,6 +373,7 @@ class OcsfAnomalyCommand(StreamingCommand):
                 timeout=settings.timeout,
                 verify_tls=settings.verify_tls,
                 token=self._token(settings),
+                warn=self.logger.warning,
             )
         return self._scorer
 
