@@ -540,6 +540,47 @@ def test_entries_whose_answer_was_lost_are_read_again_first_after_an_outage(tmp_
         server.stop()
 
 
+def test_idle_entries_behind_many_live_ones_are_claimed(server: RedisServer, client: redis.Redis) -> None:
+    """XAUTOCLAIM scans at most 10 × count pending entries a call and says where to go on: a dead
+    consumer's entries behind 100 live ones (other consumers' batches in hand) were never
+    claimed by a consumer reading 5 at a time, as every claim began again at 0-0."""
+    import redis.asyncio
+
+    from scorer.stream.redis_streams import RedisStreams
+
+    _produce(client, [{"metadata": {"uid": str(i)}} for i in range(110)])
+    client.xgroup_create(STREAMS["input"], "scorers", id="0")
+    ids = [entry_id for entry_id, _ in client.xreadgroup("scorers", "died", {STREAMS["input"]: ">"})[0][1]]
+    time.sleep(0.3)  # all 110 idle past the claim time; the first 100 are then taken by a live consumer
+
+    def busy() -> None:  # it holds them, touched as it works on them
+        client.xclaim(STREAMS["input"], "scorers", "busy", 0, ids[:100], justid=True)
+
+    async def scenario() -> list[str]:
+        streams = RedisStreams(
+            redis.asyncio.from_url(server.url),
+            **STREAMS,
+            group="scorers",
+            consumer="c1",
+            claim_idle_seconds=0.2,
+            block_ms=100,
+        )
+        await streams.start()
+        claimed: list[str] = []
+        deadline = time.monotonic() + 30
+        while len(claimed) < 10 and time.monotonic() < deadline:
+            busy()
+            entries = await streams.read(5)  # claims once a second at most
+            if entries:
+                await streams.commit(entries)
+            claimed += [entry.event["metadata"]["uid"] for entry in entries if entry.event]
+        await streams.close()
+        return claimed
+
+    busy()
+    assert asyncio.run(scenario()) == [str(i) for i in range(100, 110)]
+
+
 def test_a_redis_that_comes_back_empty_gets_the_group_again_and_the_stream_goes_on(
     server: RedisServer, client: redis.Redis, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
 ) -> None:

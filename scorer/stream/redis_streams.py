@@ -123,6 +123,10 @@ class RedisStreams:
         self.block_ms = block_ms
         self._own_pending = True  # read what this consumer holds from before, first
         self._next_claim = 0.0
+        # where the next XAUTOCLAIM goes on scanning the group's pending entries: each call scans
+        # at most 10 × count of them, so one that always began at 0-0 never reached idle entries
+        # behind that many live ones (other consumers' batches in hand)
+        self._claim_from: Any = "0-0"
         self._joined = False
 
     async def start(self) -> None:
@@ -242,8 +246,14 @@ class RedisStreams:
         if time.monotonic() >= self._next_claim:
             self._next_claim = time.monotonic() + max(1.0, self.claim_idle_ms / 2000)
             claimed = await self.client.xautoclaim(
-                self.input, self.group, self.consumer, self.claim_idle_ms, start_id="0-0", count=count
+                self.input,
+                self.group,
+                self.consumer,
+                self.claim_idle_ms,
+                start_id=self._claim_from,
+                count=count,
             )
+            self._claim_from = claimed[0]  # 0-0 once the scan went round
             entries = [self._entry(entry_id, fields) for entry_id, fields in claimed[1] if fields is not None]
             if entries:
                 return entries
