@@ -328,6 +328,12 @@ def test_a_misspelt_feature_spec_and_a_too_small_train_file_say_what_to_give(
     result = _run("train", source, "--output", tmp_path / "m", "--features", "defualt")
     assert result.returncode == 2, result.stderr
     assert "auto, default or the path of a SPEC.toml" in result.stderr.strip().splitlines()[-1]
+    # a model bundle's folder given for its features (they are its features.json, not a SPEC.toml)
+    result = _run("train", source, "--output", tmp_path / "m", "--features", bundle_dir)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: --features {bundle_dir} is a directory; give auto, default or the path of a SPEC.toml"
+    )
     labels = tmp_path / "labels.csv"
     labels.write_text("line,label\n" + "".join(f"{n},0\n" for n in range(1, 51)), encoding="utf-8")
     one = _write_jsonl(tmp_path / "one.jsonl", events[:1])

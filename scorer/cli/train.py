@@ -137,6 +137,8 @@ def _load_spec(choice: str) -> Any:
         return None
     if choice == "default":
         return default_spec()
+    if Path(choice).is_dir():  # a model bundle's folder, say: its spec is features.json, not TOML
+        raise CliError(f"--features {choice} is a directory; give auto, default or the path of a SPEC.toml")
     if not Path(choice).is_file():
         raise CliError(f"--features {choice}: no such file; give auto, default or the path of a SPEC.toml")
     return load_spec(choice)
