@@ -755,6 +755,34 @@ async def test_batcher_merges_and_splits_back() -> None:
     assert max(sizes) > 1
 
 
+async def test_the_queue_wait_is_a_requests_wait_for_its_batch_to_start() -> None:
+    """queue_wait reads how long each request waited for its batch to start behind the batches that
+    held every worker; it read the wait for an executor thread, which the batcher never lets run
+    short (a millisecond while requests queued for seconds)."""
+    release = asyncio.Event()
+    waits: list[float] = []
+
+    async def run(events: list[Event], alpha: float) -> list[dict[str, Any]]:
+        await release.wait()
+        return [{} for _ in events]
+
+    batcher = MicroBatcher(
+        run, max_size=64, max_wait_us=0, concurrency=1, max_pending=1_000, observe_wait=waits.append
+    )
+    await batcher.start()
+    first = asyncio.create_task(batcher.score([{"id": 0}], 0.01))
+    await _until(lambda: len(waits) == 1)  # started at once: the worker was free
+    second = asyncio.create_task(batcher.score([{"id": 1}], 0.01))
+    held = time.monotonic()
+    await asyncio.sleep(0.2)  # the second waits behind the first
+    release.set()
+    await asyncio.gather(first, second)
+    held = time.monotonic() - held
+    await batcher.stop()
+    assert len(waits) == 2
+    assert waits[0] < 0.2 <= waits[1] <= held
+
+
 async def test_a_request_that_fails_its_batch_fails_alone() -> None:
     """A merged batch whose scoring raises (one request's events can be the cause) is scored again
     request by request: the others get their answers, only the request that fails alone fails."""

@@ -41,6 +41,7 @@ class _Pending:
     events: list[Event]
     alpha: float
     future: asyncio.Future[list[dict[str, Any]]] = field(repr=False)
+    queued: float = 0.0  # the loop's time when it was queued
 
 
 class Overloaded(ApiError):
@@ -54,9 +55,19 @@ class MicroBatcher:
     """Merge concurrent ``score`` calls into batches for ``run`` (``Scorer``: a scoring thread, or the loop for one event)."""
 
     def __init__(
-        self, run: ScoreFn, *, max_size: int, max_wait_us: int, concurrency: int, max_pending: int
+        self,
+        run: ScoreFn,
+        *,
+        max_size: int,
+        max_wait_us: int,
+        concurrency: int,
+        max_pending: int,
+        observe_wait: Callable[[float], None] | None = None,
     ) -> None:
         self._run = run
+        # told, for each request, how long it waited from its arrival until its batch started (behind
+        # the batches that had the workers, and a linger for company): the queue_wait metric
+        self._observe_wait = observe_wait
         self.max_size = max_size
         self.max_wait = max_wait_us / 1e6
         self.max_pending = max_pending
@@ -112,9 +123,10 @@ class MicroBatcher:
             return []
         self.check(len(events))
         loop = asyncio.get_running_loop()
-        self._arrived(loop.time())
+        now = loop.time()
+        self._arrived(now)
         future: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
-        self._queue.put_nowait(_Pending(events, alpha, future))
+        self._queue.put_nowait(_Pending(events, alpha, future, now))
         self.pending += len(events)
         try:
             return await future
@@ -164,6 +176,10 @@ class MicroBatcher:
                     for pending in batch:
                         _fail(pending, RuntimeError("the service is shutting down"))
                     raise
+            if self._observe_wait is not None:
+                now = loop.time()
+                for pending in batch:
+                    self._observe_wait(now - pending.queued)
             task = asyncio.create_task(self._execute(batch))
             self._running.add(task)
             task.add_done_callback(self._running.discard)

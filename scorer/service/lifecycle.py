@@ -282,6 +282,7 @@ async def batcher_ctx(app: web.Application) -> AsyncIterator[None]:
         max_wait_us=settings.batch_max_wait_us,
         concurrency=settings.threads,
         max_pending=settings.max_pending_events,
+        observe_wait=app[METRICS].queue_wait.observe,
     )
     await batcher.start()
     app[BATCHER] = batcher

@@ -79,7 +79,8 @@ class Metrics:
         )
         self.queue_wait = Histogram(
             "ocsf_anomaly_queue_wait_seconds",
-            "Time a scoring call waited for a free scoring thread",
+            "Time a request's events waited from their arrival until their batch started (behind "
+            "the batches that held every scoring thread, and a linger for company)",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )

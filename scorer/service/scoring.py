@@ -5,6 +5,7 @@ champion or the challenger, or shadows the champion with the challenger."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -123,8 +124,8 @@ class Scorer:
 
     The engine's two calls run in the executor, and the cache's Redis I/O on the event loop
     between them; without Redis to ask (none configured, or degraded) the whole pipeline, the local
-    cache tier included, is one executor call. The time a call waits for a free executor thread is
-    measured on its own (queue_wait). A batch of one event is scored on the event loop itself: about
+    cache tier included, is one executor call (the micro-batcher runs at most as many batches as
+    there are threads: none waits for one). A batch of one event is scored on the event loop itself: about
     half a millisecond, less than waking a scoring thread and the loop again costs on this kind of
     host (BENCHMARKS.md → "Service").
     """
@@ -160,17 +161,11 @@ class Scorer:
         return anomalies
 
     async def _run(self, function: Callable[..., T], *args: Any, inline: bool = False, **kwargs: Any) -> T:
-        """``function`` in the executor (or here, ``inline``); the wait for a thread is observed as queue_wait."""
+        """``function`` in the executor (or here, ``inline``)."""
         if inline:
-            self.metrics.queue_wait.observe(0.0)
             return function(*args, **kwargs)
-        submitted = time.perf_counter()
-
-        def timed() -> T:
-            self.metrics.queue_wait.observe(time.perf_counter() - submitted)
-            return function(*args, **kwargs)
-
-        return await asyncio.get_running_loop().run_in_executor(self.executor, timed)
+        call = functools.partial(function, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
 
     def _whole(self, events: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
         """The pipeline with the local cache tier alone, in one call."""
