@@ -105,7 +105,9 @@ class Settings(BaseSettings):
     """Largest request body accepted (413 above it). A Vector batch is up to 10 MB."""
     body_timeout_seconds: float = Field(30.0, gt=0, le=3600)
     """A request body that has not arrived this many seconds after its headers is answered 408 and
-    its connection closed (a client that declares more than it sends holds nothing for long)."""
+    its connection closed (a client that declares more than it sends holds nothing for long); an
+    answer its client has not read this many seconds after it was ready is given up, its connection
+    closed (a client that reads nothing holds its body's share of the budget no longer)."""
     max_events: int = Field(10_000, ge=1)
     """Most events accepted in one request (413 above it)."""
     max_pending_body_bytes: int = Field(128 * MiB, ge=1024)

@@ -38,6 +38,8 @@ from waiting import eventually
 from scorer.cli import main
 from scorer.service.app import create_app
 from scorer.service.batcher import MicroBatcher, Overloaded, _Pending
+from scorer.service.errors import ApiError
+from scorer.service.requests import BodyBudget
 from scorer.settings import Settings, SettingsError
 
 Event = dict[str, Any]
@@ -1230,6 +1232,16 @@ def test_bodies_held_at_once_are_bounded_and_one_past_the_bound_is_refused_unrea
                 assert b"\r\nRetry-After: 1" in top
                 assert b"\r\nConnection: close" in top  # the body it did not read cannot follow
                 assert orjson.loads(payload)["error"]["code"] == "overloaded"
+        # a compressed body is inflated only into the room the budget has left: one that would
+        # inflate past it is refused as the others are (not 413: it is within the body limit) ...
+        gzipped = {**JSON, "Content-Encoding": "gzip"}
+        status, _, payload, _ = _call(address, "POST", "/v1/score", gzip.compress(body), gzipped)
+        assert status == 503, payload
+        assert orjson.loads(payload)["error"]["code"] == "overloaded"
+        # ... and one that fits in it is scored
+        small = gzip.compress(orjson.dumps(events[:2]))
+        status, _, payload, _ = _call(address, "POST", "/v1/score", small, gzipped)
+        assert status == 200, payload
         first.sendall(body[1000:])
         answer = _answer(first)
         assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
@@ -1237,6 +1249,83 @@ def test_bodies_held_at_once_are_bounded_and_one_past_the_bound_is_refused_unrea
         status, _, _, _ = _call(address, "POST", "/v1/score", body)
         assert status == 200
         assert held(address) == 0
+
+
+def test_an_answer_its_client_does_not_read_holds_the_budget_for_a_while_then_its_connection_closes(
+    bundle_dir: Path, held_out_events: list[Event]
+) -> None:
+    """aiohttp wrote the answer after the middlewares had given the body's share of the budget
+    back, with no time limit: 20 clients that sent 16 KB of gzip (an enriched answer of 16 MiB)
+    and read nothing held 580 MiB outside the budget for as long as they stayed. The answer is
+    written while the body is held, for body_timeout_seconds at most; then the connection is closed
+    and the request counted as 499."""
+    padding = "x" * 8_000  # not a feature: each event's answer is as large
+    events = [{**event, "unmapped": {"note": padding}} for event in held_out_events[:1_000]]
+    body = gzip.compress(orjson.dumps(events))  # 8 MB enriched, more than the sockets buffer
+    head = (
+        "POST /v1/enrich HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Encoding: gzip\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+
+    def metrics(address: _Address) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return _samples(_call(address, "GET", "/metrics")[2].decode())
+
+    def held(address: _Address) -> float:
+        return metrics(address)[("ocsf_anomaly_body_bytes_held", ())]
+
+    settings = _settings(bundle_dir, body_timeout_seconds=5)
+    with _serving(settings) as address, socket.socket() as reader:
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before it connects: a small window
+        reader.connect(address)
+        reader.sendall(head + body)
+        eventually(lambda: held(address) > len(body), "the body inflated and held")
+        time.sleep(1)  # answered by now (1,000 events), and not read: still held
+        assert held(address) > len(body)
+        eventually(lambda: held(address) == 0, "given back once the answer was given up")
+        reader.settimeout(60)
+        received = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := reader.recv(1 << 20):  # what the sockets held of it, then the end
+                received += chunk
+        assert received.startswith(b"HTTP/1.1 200 ")
+        assert len(received) < len(orjson.dumps(events))  # cut off
+        seconds = metrics(address)
+        assert (
+            seconds[
+                (
+                    "ocsf_anomaly_request_seconds_count",
+                    (("method", "POST"), ("route", "/v1/enrich"), ("status", "499")),
+                )
+            ]
+            == 1
+        )
+        # a client that reads its answer is answered whole, as ever
+        status, _, payload, _ = _call(
+            address, "POST", "/v1/enrich", body, {**JSON, "Content-Encoding": "gzip"}
+        )
+        assert status == 200
+        assert len(orjson.loads(payload)) == len(events)
+        assert held(address) == 0
+
+
+def test_a_compressed_body_holds_the_room_it_may_inflate_into_before_it_is_inflated() -> None:
+    """Bodies were inflated (to the body limit, on a thread) before the budget was asked: 40
+    refused gzip bodies held 168 MiB of a 16 MiB budget. The room is held first: all the body limit
+    allows, or what the budget has left beside the others; none left is 503 at once."""
+    budget = BodyBudget(100)
+    alone, other, more = ({} for _ in range(3))  # what the budget keeps in a request, as a mapping
+    assert budget.reserve(alone, 10, 50) == 50  # alone: the whole limit, whatever the budget
+    assert budget.held == 60
+    budget.hold(alone, 10 + 20)  # inflated to 20
+    assert budget.reserve(other, 10, 80) == 60  # beside 30 held: what is left
+    assert budget.held == 100
+    with pytest.raises(ApiError) as refused:
+        budget.reserve(more, 1, 50)
+    assert refused.value.status == 503
+    assert budget.held == 100
+    budget.release(other)
+    budget.release(alone)
+    assert budget.held == 0
 
 
 def test_a_compression_bomb_is_refused_while_health_keeps_answering(live_server: _Address) -> None:

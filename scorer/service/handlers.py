@@ -123,10 +123,16 @@ async def read_body(request: web.Request, *, floor: bool = True) -> tuple[bytes,
         raise ApiError(499, "client_closed_request", "the client closed the connection") from None
     bodies.hold(request, len(body))  # a chunked body held the limit until its size was known
     if encoding in ENCODINGS:
-        sent = len(body)
-        body = await asyncio.get_running_loop().run_in_executor(
-            None, inflate, body, encoding, settings.max_body_bytes
-        )
+        # the room it may inflate into is held before it is inflated (as much as the body limit
+        # allows, or what the budget has left): a body refused for the budget is not inflated first
+        sent, most = len(body), settings.max_body_bytes
+        room = bodies.reserve(request, sent, most)
+        try:
+            body = await asyncio.get_running_loop().run_in_executor(None, inflate, body, encoding, room)
+        except ApiError as error:
+            if error.status == 413 and room < most:  # within the limit, past what the budget had left
+                bodies.check(sent + most, bodies.held - sent - room)
+            raise
         bodies.hold(request, sent + len(body))
     refuse_too_complex(body)
     return body, alpha

@@ -65,6 +65,17 @@ class BodyBudget:
                 close=True,  # the body was not read: its connection cannot carry another request
             )
 
+    def reserve(self, request: web.Request, sent: int, most: int) -> int:
+        """``request`` holds ``sent`` bytes and room for up to ``most`` more (what its compressed
+        body may inflate into), or for what the budget has left beside the others' bodies when that
+        is less (ApiError 503 when nothing is left); returns the room held."""
+        others = self.held - request.get(HELD, 0)
+        room = most if not others else min(most, self.limit - others - sent)
+        if room < 1:
+            self.check(sent + most, others)  # raises: the budget is spent
+        self.hold(request, sent + room)
+        return room
+
     def release(self, request: web.Request) -> None:
         self._set(self.held - request.pop(HELD, 0))
 
