@@ -140,6 +140,47 @@ async def test_redis_killed_mid_run_then_back(
     assert _lookups(await (await fresh.get("/metrics")).text())[("redis", "hit")] > 0  # hits resume
 
 
+async def test_a_redis_that_refuses_writes_is_still_read_and_said_once(
+    aiohttp_client: Any,
+    bundle_dir: Path,
+    redis_server: RedisServer,
+    held_out_events: list[Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Redis that answers and refuses to store (full under noeviction; a replica left read-only
+    by a failover) made the cache degraded at each write and the probe's PING bring it back a
+    second later: two warnings a second, each quoting the SET with the embedding's bytes, /readyz
+    flapping and lookups skipped half the time. Lookups go on; the refusal is said once, without
+    the command, and its end once."""
+    import redis
+
+    admin = redis.Redis.from_url(redis_server.url)
+    client = await aiohttp_client(create_app(_settings(bundle_dir, redis_server)))
+    await _ready_redis(client, "ok")
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", 1)  # below what it uses: every write refused
+    caplog.set_level("WARNING", logger="ocsf_anomaly.cache")
+    for i in range(6):
+        await _score(client, held_out_events[i * 10 : i * 10 + 10])
+        await asyncio.sleep(0.4)  # the probe would have found it again by the next, every second
+        assert (await (await client.get("/readyz")).json())["redis"] == "ok"
+    assert redis_server.keys() == 0
+    misses = _lookups(await (await client.get("/metrics")).text())[("redis", "miss")]
+    assert misses >= 50  # every batch asked Redis
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1, said
+    assert said[0].startswith("redis refuses to store embeddings (OutOfMemoryError: command not allowed")
+    assert "SET" not in said[0]
+    assert "ocsf-anomaly:" not in said[0]
+
+    admin.config_set("maxmemory", 0)
+    await _score(client, held_out_events[100:110])
+    await _written(redis_server, 1)
+    await eventually_async(lambda: len(caplog.records) == 2, "the end of the refusal said")
+    assert caplog.records[1].getMessage() == "redis stores embeddings again"
+    admin.close()
+
+
 async def test_a_redis_that_hangs_costs_no_answer(
     aiohttp_client: Any, bundle_dir: Path, redis_server: RedisServer, held_out_events: list[Any]
 ) -> None:

@@ -35,6 +35,15 @@ def connection_seconds(per_call: float) -> float:
     return max(CONNECT_SECONDS, per_call)
 
 
+def refusal(exc: BaseException) -> str:
+    """A Redis error reply as its class and Redis's text, without the command: redis-py's message
+    for a pipeline quotes it ("Command # 1 (SET key <the embedding's bytes>) of pipeline caused
+    error: ...")."""
+    text = str(exc)
+    _, quoted, reply = text.partition(" of pipeline caused error: ")
+    return f"{type(exc).__name__}: {reply if quoted else text}"
+
+
 class EmbeddingCache:
     """``get_many`` / ``put_many`` of embeddings (bytes) by key, on the event loop; the local tier
     alone (``get_local`` / ``put_local``) from any thread."""
@@ -56,6 +65,7 @@ class EmbeddingCache:
         self._timeout = timeout_seconds
         self._metrics = metrics
         self.degraded = False
+        self._refusing = False  # the last write was refused by Redis (an error reply)
         self._probe: asyncio.Task[None] | None = None
         self._writes: set[asyncio.Task[None]] = set()
         metrics.redis_degraded.set(0)
@@ -175,14 +185,32 @@ class EmbeddingCache:
             task.add_done_callback(self._writes.discard)
 
     async def _write(self, items: dict[str, bytes]) -> None:
+        from redis.exceptions import ResponseError
+
         try:
             pipe = self._redis.pipeline(transaction=False)
             for key, value in items.items():
                 pipe.set(key, value, ex=self._ttl)
             async with asyncio.timeout(self._timeout * 4):
                 await pipe.execute()
+        except ResponseError as exc:
+            # Redis answered, and refused to store (full under noeviction, a read-only replica after
+            # a failover): lookups go on. Degrading for it made the probe's PING succeed and the next
+            # write fail again, two warnings a second and lookups skipped half the time.
+            self._metrics.redis_errors.inc()
+            if not self._refusing:
+                log.warning(
+                    "redis refuses to store embeddings (%s): lookups go on, embeddings are not stored "
+                    "there until it takes them",
+                    refusal(exc),
+                )
+            self._refusing = True
         except Exception as exc:  # a failed write only costs a future hit
             self._failed(exc)
+        else:
+            if self._refusing:
+                log.warning("redis stores embeddings again")
+            self._refusing = False
 
     async def close(self) -> None:
         if self._probe is not None:
