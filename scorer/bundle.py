@@ -28,7 +28,9 @@ This module knows files, not the engine: :func:`write` and :func:`read` take and
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import os
 import pickle  # only for its error type: nothing is unpickled
@@ -75,6 +77,7 @@ READABLE = {FORMAT: FILES, 3: FILES, 2: tuple("weights.pt" if f == "weights.npz"
 
 METADATA_MAX_BYTES = 4 * 1024 * 1024  # metadata.json is read before any digest is checked
 JSON_MAX_BYTES = 256 * 1024 * 1024  # the other JSON files (the baseline's ids, the calibration scores)
+BINARY_MAX_BYTES = 16 * 1024**3  # the weights, indices and baseline, each read whole into memory
 
 
 class BundleError(UserError, ValueError):
@@ -133,18 +136,6 @@ def _sha256(path: Path) -> str:
 def _content_version(digests: dict[str, str], files: tuple[str, ...] = FILES) -> str:
     """The bundle's version: a digest of its files' digests (the same content, the same version)."""
     return hashlib.sha256("".join(digests[f] for f in files).encode()).hexdigest()[:12]
-
-
-def _read_json(path: Path, max_bytes: int) -> Any:
-    info = path.stat()
-    if not stat.S_ISREG(info.st_mode):  # a named pipe would hold the read (and a load) for ever
-        raise BundleError(f"{path.name} is not a regular file")
-    size = info.st_size
-    if size > max_bytes:
-        raise BundleError(
-            f"{path.name} is {size:,} bytes, larger than any bundle writes (at most {max_bytes:,})"
-        )
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -260,18 +251,22 @@ def read_metadata(directory: Path | str) -> dict[str, Any]:
         raise BundleError(
             f"no model bundle at {directory} (train one with `ocsf-anomaly train EVENTS --output DIR`)"
         )
+    with _Opened(directory) as opened:
+        return _metadata(opened)
+
+
+def _metadata(opened: _Opened) -> dict[str, Any]:
+    directory = opened.directory
     try:
-        metadata = _read_json(directory / "metadata.json", METADATA_MAX_BYTES)
-    except FileNotFoundError:
+        data = opened.read("metadata.json", METADATA_MAX_BYTES)
+    except _Missing:
         raise BundleError(f"{directory} is not a model bundle: metadata.json is missing") from None
-    except BundleError as exc:
-        raise BundleError(f"{directory}: {exc}") from None
+    try:
+        metadata = _json(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{directory}/metadata.json is not valid JSON: {exc}") from exc
     except RecursionError:  # read before any digest is checked: nested deeper than the parser goes
         raise BundleError(f"{directory}/metadata.json nests deeper than any bundle writes") from None
-    except OSError as exc:  # a directory of that name, no permission: the service answered 500
-        raise BundleError(f"{directory}: cannot read metadata.json: {exc.strerror or exc}") from exc
     if isinstance(metadata, dict) and metadata.get("format") == 1:
         raise BundleError(
             f"{directory} was written by an earlier ocsf-anomaly (bundle format 1, whose digests do not "
@@ -287,63 +282,114 @@ def read_metadata(directory: Path | str) -> dict[str, Any]:
 
 def read(directory: Path | str) -> State:
     """Read a bundle written by :func:`write`, every file checked against its digest first. Fails with
-    :class:`BundleError`, never runs its code."""
+    :class:`BundleError`, never runs its code.
+
+    Each file is read once, whole, through one handle on the directory and never through a
+    symbolic link, and what was hashed is what is parsed: a bundle replaced while it is read (`train
+    --output` renames the new one into place) is read whole as it was, not as a mix of both, and
+    no file from elsewhere is read under its digests."""
     import numpy as np
 
     from scorer.knn import KnnIndex
 
     directory = Path(directory)
-    metadata = read_metadata(directory)
-    names = READABLE[metadata["format"]]
-    files = metadata.get("files")
-    if not isinstance(files, dict) or set(files) != set(names):
-        raise BundleError(f"{directory}/metadata.json does not list the bundle's files")
+    if not directory.is_dir():
+        read_metadata(directory)  # says there is none
+    with _Opened(directory) as opened:
+        metadata = _metadata(opened)
+        names = READABLE[metadata["format"]]
+        files = metadata.get("files")
+        if not isinstance(files, dict) or set(files) != set(names):
+            raise BundleError(f"{directory}/metadata.json does not list the bundle's files")
+        data = {
+            name: opened.read(name, JSON_MAX_BYTES if name.endswith(".json") else BINARY_MAX_BYTES)
+            for name in names
+        }
     for name in names:
-        path = directory / name
-        if not path.is_file():
-            raise BundleError(f"{directory}: {name} is missing")
-        try:
-            digest = _sha256(path)
-        except OSError as exc:
-            raise BundleError(f"{directory}: cannot read {name}: {exc.strerror or exc}") from exc
-        if digest != files[name]:
+        if hashlib.sha256(data[name]).hexdigest() != files[name]:
             raise BundleError(
                 f"{directory}: {name} does not match its digest in metadata.json (corrupt or altered)"
             )
     if metadata.get("version") != _content_version(files, names):
         raise BundleError(f"{directory}: the version in metadata.json does not match the bundle's files")
     with reporting(directory):
-        features = _read_json(directory / "features.json", JSON_MAX_BYTES)
-        model = _read_json(directory / "model.json", JSON_MAX_BYTES)
-        weights = _read_weights(directory, metadata["format"])
-        settings = _read_json(directory / "detector.json", JSON_MAX_BYTES)
-        embedding_index = KnnIndex.load(directory / "embedding.faiss", settings["index"]["embedding"])
-        feature_index = KnnIndex.load(directory / "features.faiss", settings["index"]["features"])
-        with np.load(directory / "baseline.npz", allow_pickle=False) as arrays:
+        settings = _json(data.pop("detector.json"))
+        with np.load(io.BytesIO(data.pop("baseline.npz")), allow_pickle=False) as arrays:
             baseline = {"cat": arrays["cat"], "num": arrays["num"]}
-        baseline_ids = _read_json(directory / "baseline_ids.json", JSON_MAX_BYTES)
-        calibration = _read_json(directory / "calibration.json", JSON_MAX_BYTES)
-    return State(
-        settings=settings,
-        features=features,
-        model=model,
-        weights=weights,
-        embedding_index=embedding_index,
-        feature_index=feature_index,
-        baseline=baseline,
-        baseline_ids=baseline_ids,
-        calibration=calibration,
-        metadata=metadata,
-    )
+        return State(
+            settings=settings,
+            features=_json(data.pop("features.json")),
+            model=_json(data.pop("model.json")),
+            weights=_weights(data, metadata["format"]),
+            embedding_index=KnnIndex.load(
+                "embedding.faiss", data.pop("embedding.faiss"), settings["index"]["embedding"]
+            ),
+            feature_index=KnnIndex.load(
+                "features.faiss", data.pop("features.faiss"), settings["index"]["features"]
+            ),
+            baseline=baseline,
+            baseline_ids=_json(data.pop("baseline_ids.json")),
+            calibration=_json(data.pop("calibration.json")),
+            metadata=metadata,
+        )
 
 
-def _read_weights(directory: Path, bundle_format: int) -> dict[str, npt.NDArray[np.float32]]:
+class _Missing(BundleError):
+    """A file of the bundle is not there."""
+
+
+class _Opened:
+    """A bundle directory opened once: its files read through that handle (so all from the one
+    directory, whatever is renamed meanwhile), never through a symbolic link, each whole."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        try:
+            self.fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise BundleError(f"{directory}: cannot open it: {exc.strerror or exc}") from exc
+
+    def __enter__(self) -> _Opened:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+    def read(self, name: str, max_bytes: int) -> bytes:
+        where = f"{self.directory}: {name}"
+        try:
+            # not blocking: a named pipe would hold the open (and a load) for ever; refused below
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=self.fd)
+        except FileNotFoundError:
+            raise _Missing(f"{where} is missing") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise BundleError(f"{where} is a symbolic link: a bundle's files are its own") from None
+            raise BundleError(f"{where}: cannot read it: {exc.strerror or exc}") from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise BundleError(f"{where} is not a regular file")
+        with os.fdopen(fd, "rb") as handle:
+            try:
+                data = handle.read(max_bytes + 1)
+            except OSError as exc:
+                raise BundleError(f"{where}: cannot read it: {exc.strerror or exc}") from exc
+        if len(data) > max_bytes:
+            raise BundleError(f"{where} is larger than any bundle writes (at most {max_bytes:,} bytes)")
+        return data
+
+
+def _json(data: bytes) -> Any:
+    return json.loads(data.decode("utf-8"))
+
+
+def _weights(data: dict[str, bytes], bundle_format: int) -> dict[str, npt.NDArray[np.float32]]:
     import numpy as np
 
     if bundle_format == 2:  # written by torch.save: read with torch's tensors-only loader
         import torch
 
-        tensors = torch.load(directory / "weights.pt", map_location="cpu", weights_only=True)
+        tensors = torch.load(io.BytesIO(data.pop("weights.pt")), map_location="cpu", weights_only=True)
         return {str(k): v.numpy().astype(np.float32) for k, v in tensors.items()}
-    with np.load(directory / "weights.npz", allow_pickle=False) as arrays:
+    with np.load(io.BytesIO(data.pop("weights.npz")), allow_pickle=False) as arrays:
         return {name: arrays[name] for name in arrays.files}

@@ -159,13 +159,16 @@ class KnnIndex:
         }
 
     @classmethod
-    def load(cls, path: Path, meta: dict[str, Any]) -> KnnIndex:
-        """Read an index file written by :meth:`save`, checked against its recorded description."""
+    def load(cls, name: str, data: bytes, meta: dict[str, Any]) -> KnnIndex:
+        """An index file written by :meth:`save` (its bytes, ``data``, as read and checked against
+        their digest), checked against its recorded description: of the kind :meth:`build` makes,
+        by Euclidean distance, holding its vectors itself (an IVF index's lists may name a file
+        elsewhere for FAISS to map, which no digest covers), each baseline row once."""
         kind, dim, param = meta["kind"], int(meta["dim"]), meta.get("search_param")
         try:
-            index = faiss.read_index(str(path))
+            index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         except RuntimeError as exc:
-            raise ValueError(f"{path.name}: not a readable FAISS index ({exc})") from exc
+            raise ValueError(f"{name}: not a readable FAISS index ({exc})") from exc
         expected: Any = {
             "hnsw": faiss.IndexHNSWFlat,
             "ivf": faiss.IndexIVFFlat,
@@ -177,9 +180,11 @@ class KnnIndex:
             or index.d != dim
             or index.ntotal != int(meta["size"])
         ):
-            raise ValueError(
-                f"{path.name}: expected a {kind} index of {meta['size']} vectors of dimension {dim}"
-            )
+            raise ValueError(f"{name}: expected a {kind} index of {meta['size']} vectors of dimension {dim}")
+        if (why := _unlike_built(index, kind)) is not None:
+            raise ValueError(f"{name}: {why}; not an index ocsf-anomaly writes")
+        if param is not None and (isinstance(param, bool) or not isinstance(param, int) or param < 1):
+            raise ValueError(f"{name}: its search parameter {param!r} is not a positive integer")
         _set_param(index, kind, param)
         return cls(
             index=index,
@@ -207,6 +212,33 @@ def _ivf(vectors: FloatArray) -> Any:
     index.train(vectors)
     index.add(vectors)  # faiss's Python wrapper keeps `quantizer` alive as long as `index`
     return index
+
+
+def _unlike_built(index: Any, kind: str) -> str | None:
+    """How a read index differs from what :meth:`KnnIndex.build` makes (None: it does not)."""
+    api: Any = faiss  # its type stubs lack the downcasts
+    parts = [index]
+    if kind == "hnsw":
+        parts.append(api.downcast_index(index.storage))
+    elif kind == "ivf":
+        quantizer = api.downcast_index(index.quantizer)
+        if not isinstance(quantizer, faiss.IndexFlatL2):
+            return "its coarse quantizer is not an exact Euclidean index"
+        parts.append(quantizer)
+        lists = api.downcast_InvertedLists(index.invlists)
+        if not isinstance(lists, api.ArrayInvertedLists):
+            return f"its lists are {type(lists).__name__}, not held in the file"
+        ids = [
+            api.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+            for i in range(index.nlist)
+            if lists.list_size(i)
+        ]
+        held = np.sort(np.concatenate(ids)) if ids else np.empty(0, dtype=np.int64)
+        if not np.array_equal(held, np.arange(index.ntotal)):
+            return "its lists do not hold each baseline row once"
+    if any(part.metric_type != faiss.METRIC_L2 for part in parts):
+        return "it does not measure Euclidean distance"
+    return None
 
 
 def _set_param(index: Any, kind: str, param: int | None) -> None:

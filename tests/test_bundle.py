@@ -406,6 +406,45 @@ def test_a_metadata_json_that_cannot_be_read_is_a_bundle_error(copy: Path) -> No
         Detector.load(copy)
 
 
+def test_a_bundle_replaced_while_it_is_read_is_read_whole_as_it_was(
+    copy: Path, tmp_path: Path, loaded: Detector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files were hashed by path, then opened again by path: a bundle renamed into place meanwhile
+    (`train --output` while `serve --model DIR` reloads) was read as the other one's files under
+    the first one's version, or a mix of both. Each file is read once, through one handle on the
+    directory, and what was hashed is what is parsed; a symbolic link is not followed."""
+    other = Path(shutil.copytree(copy, tmp_path / "other"))
+    weights = dict(np.load(other / "weights.npz"))
+    weights = {name: value + np.float32(1) for name, value in weights.items()}
+    np.savez(other / "weights.npz", **weights)
+    _rewrite_digest(other, "weights.npz")
+    reading = bundle._Opened.read
+    swapped = []
+
+    def read(self: Any, name: str, max_bytes: int) -> bytes:
+        if name == "weights.npz" and not swapped:  # the old one moved aside, the new one in its place
+            copy.rename(tmp_path / "aside")
+            other.rename(copy)
+            swapped.append(name)
+        return reading(self, name, max_bytes)
+
+    monkeypatch.setattr(bundle._Opened, "read", read)
+    first = Detector.load(copy)
+    assert swapped
+    assert first.model_info["version"] == loaded.model_info["version"]
+    events, _ = generate_events(50, seed=3)
+    np.testing.assert_array_equal(
+        first.score(events, explain=False).score, loaded.score(events, explain=False).score
+    )
+    monkeypatch.undo()
+    assert Detector.load(copy).model_info["version"] != loaded.model_info["version"]  # the new one
+
+    (copy / "weights.npz").rename(tmp_path / "weights.npz")
+    (copy / "weights.npz").symlink_to(tmp_path / "weights.npz")
+    with pytest.raises(BundleError, match=r"weights\.npz is a symbolic link"):
+        Detector.load(copy)
+
+
 def test_a_metadata_json_that_is_a_named_pipe_is_refused_not_waited_on(copy: Path) -> None:
     """A FIFO named metadata.json held the load for ever (found by fuzzing the registry): the serving
     process, a reload, the command all waited on a read that no writer would end."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -95,7 +96,7 @@ def test_describe_and_load_round_trip(tmp_path: Path) -> None:
     vectors = _clustered(6_000)
     index = KnnIndex.build(vectors, k=3, ann_threshold=1_000)
     index.save(tmp_path / "index.faiss")
-    loaded = KnnIndex.load(tmp_path / "index.faiss", index.describe())
+    loaded = KnnIndex.load("index.faiss", (tmp_path / "index.faiss").read_bytes(), index.describe())
     assert loaded.describe() == index.describe()
     queries = _clustered(50, seed=5)
     assert np.array_equal(loaded.search(queries, 3)[1], index.search(queries, 3)[1])
@@ -105,7 +106,54 @@ def test_an_older_bundle_without_shifted_recall_still_loads(tmp_path: Path) -> N
     index = KnnIndex.build(_clustered(6_000), k=3, ann_threshold=1_000)
     index.save(tmp_path / "index.faiss")
     meta = {k: v for k, v in index.describe().items() if k != "recall_at_k_shifted"}
-    assert KnnIndex.load(tmp_path / "index.faiss", meta).recall_shifted is None
+    assert KnnIndex.load("index.faiss", (tmp_path / "index.faiss").read_bytes(), meta).recall_shifted is None
+
+
+def _ivf(vectors: np.ndarray, metric: int = faiss.METRIC_L2) -> Any:
+    quantizer = faiss.IndexFlatL2(vectors.shape[1])
+    index = faiss.IndexIVFFlat(quantizer, vectors.shape[1], 8, metric)
+    index.train(vectors)
+    index.add(vectors)
+    return index
+
+
+def test_an_index_unlike_what_build_makes_is_refused(tmp_path: Path) -> None:
+    """An index file was checked for its class, width and size only: an IVF index whose lists are
+    FAISS's on-disk kind had FAISS map a file named inside it, outside the bundle and its digests
+    (a registered version changed its scores when that file changed); one by inner product flagged
+    everything; lists holding ids past the baseline failed scoring with an IndexError."""
+    vectors = _clustered(2_000)
+    meta = {"kind": "ivf", "dim": vectors.shape[1], "size": len(vectors), "search_param": 2}
+
+    def load(index: Any) -> KnnIndex:
+        return KnnIndex.load("features.faiss", faiss.serialize_index(index).tobytes(), meta)
+
+    assert load(_ivf(vectors)).size == len(vectors)  # as build makes it
+
+    on_disk = _ivf(vectors)
+    lists = faiss.OnDiskInvertedLists(on_disk.nlist, on_disk.code_size, str(tmp_path / "lists.ivfdata"))
+    for number in range(on_disk.nlist):  # the vectors go to the outside file
+        if size := on_disk.invlists.list_size(number):
+            lists.add_entries(
+                number, size, on_disk.invlists.get_ids(number), on_disk.invlists.get_codes(number)
+            )
+    on_disk.replace_invlists(lists, False)
+    with pytest.raises(ValueError, match="its lists are OnDiskInvertedLists, not held in the file"):
+        load(on_disk)
+
+    with pytest.raises(ValueError, match="does not measure Euclidean distance"):
+        load(_ivf(vectors, faiss.METRIC_INNER_PRODUCT))
+
+    shifted = _ivf(vectors)
+    shifted.remove_ids(faiss.IDSelectorRange(0, 1))
+    shifted.add_with_ids(vectors[:1], np.array([10_000_000], dtype=np.int64))
+    with pytest.raises(ValueError, match="do not hold each baseline row once"):
+        load(shifted)
+
+    with pytest.raises(ValueError, match="search parameter 0 is not a positive integer"):
+        KnnIndex.load(
+            "features.faiss", faiss.serialize_index(_ivf(vectors)).tobytes(), {**meta, "search_param": 0}
+        )
 
 
 def test_queries_an_ann_index_answers_short_are_searched_again_thoroughly() -> None:
