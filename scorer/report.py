@@ -1,12 +1,12 @@
 """The daily report: a day of scored events turned into one self-contained HTML page (``report``).
 
 Reads what ``score``, ``score-spark`` or the service wrote (JSON Lines, ``.gz``, Parquet, or a
-directory of their part files) in one pass, keeping per day only counts; the scores, the top events
-and a small sample per calibration group are kept for the one day rendered (the day asked for, or
-else the latest so far: dropped when an event of a later day comes, so memory does not grow with
-the days the data spans); then renders that day with Plotly figures and a Jinja2 template.
-plotly.js is inlined: the page opens with no network. The plotting libraries are the optional
-extra ``[report]``.
+directory of their part files) in one pass, keeping per day only counts; the scores, the top events,
+the counts of flagged entities and a small sample per calibration group are kept for the one day
+rendered (the day asked for, or else the latest so far: dropped when an event of a later day comes,
+so memory does not grow with the days the data spans); then renders that day with Plotly figures
+and a Jinja2 template. plotly.js is inlined: the page opens with no network. The plotting libraries
+are the optional extra ``[report]``.
 
 Drift signs compare the day with the model that scored it, when its bundle is given: each class's
 mean score against its calibration group's held-out normal events, and the share of categorical
@@ -69,8 +69,6 @@ class Day:
     by_hour_class: Counter[tuple[int, str]] = field(default_factory=Counter)
     events_by_class: Counter[str] = field(default_factory=Counter)
     anomalies_by_class: Counter[str] = field(default_factory=Counter)
-    entities: Counter[tuple[str, str]] = field(default_factory=Counter)
-    entity_fields_seen: set[str] = field(default_factory=set)
     thresholds: Counter[tuple[str, float]] = field(default_factory=Counter)
     score_sum_by_group: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     events_by_group: Counter[str] = field(default_factory=Counter)
@@ -78,12 +76,16 @@ class Day:
     models: Counter[tuple[str, str]] = field(default_factory=Counter)  # (name, version)
     bundles: Counter[str] = field(default_factory=Counter)  # content versions of the bundles that scored
     # kept for the rendered day only (empty for the others): they grow with its events
+    entities: Counter[tuple[str, str]] = field(default_factory=Counter)  # of its flagged events
+    entity_fields_seen: set[str] = field(default_factory=set)
     scores: array[float] = field(default_factory=lambda: array("d"))
     top: list[tuple[float, int, dict[str, Any]]] = field(default_factory=list)  # heap of (score, seq, event)
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by calibration group
 
     def drop_events(self) -> None:
         """Forget what grows with the day's events (it is not the day rendered); keep the counts."""
+        self.entities = Counter()
+        self.entity_fields_seen = set()
         self.scores = array("d")
         self.top = []
         self.samples = {}
@@ -184,9 +186,10 @@ def collect(
     scored: Iterator[tuple[dict[str, Any], Finish]], *, seed: int = 0, day: str | None = None
 ) -> dict[str, Day]:
     """One pass over scored events: per UTC day (from OCSF ``time``, epoch milliseconds) what the report
-    shows. The scores, top events and samples are kept for ``day`` only, or without it for the latest
-    day with a scored event (the one rendered then): a day's are dropped when a later day's event comes,
-    which can only be before that later day's first event is counted, so what is kept is whole."""
+    shows. The scores, top events, entity counts and samples are kept for ``day`` only, or without it for
+    the latest day with a scored event (the one rendered then): a day's are dropped when a later day's
+    event comes, which can only be before that later day's first event is counted, so what is kept is
+    whole."""
     rng = random.Random(seed)  # noqa: S311  (a sample for a statistic, not a secret)
     days: dict[str, Day] = defaultdict(Day)
     entities = compile_extractor(ENTITY_FIELDS)  # every entity field in one walk of the event
@@ -237,17 +240,17 @@ def collect(
             content = None
         if content is not None:
             record.bundles[content] += 1
-        for name, value in zip(ENTITY_FIELDS, entities(event), strict=True):
-            if value is not None and value != "":
-                record.entity_fields_seen.add(name)
-                if flagged:
-                    record.entities[(name, str(value))] += 1
         if flagged:
             record.anomalies += 1
             record.anomalies_by_class[label] += 1
             record.by_hour_class[(hour, label)] += 1
         if not detailed:
             continue
+        for name, value in zip(ENTITY_FIELDS, entities(event), strict=True):
+            if value is not None and value != "":
+                record.entity_fields_seen.add(name)
+                if flagged:
+                    record.entities[(name, str(value))] += 1
         record.scores.append(score)
         if flagged:
             if len(record.top) < TOP_EVENTS:

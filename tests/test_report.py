@@ -435,14 +435,17 @@ def test_spark_hidden_folders_are_not_read(scored: Path, tmp_path: Path) -> None
 
 
 def test_only_the_rendered_day_keeps_its_events(scored: Path) -> None:
-    """Every day kept up to 500 whole events a class and its top 25, while one day is rendered: memory
-    grew with the days the data spans. Now only the day asked for keeps them, or the latest one (a
-    day's are dropped when a later day comes), whatever the order of the events."""
+    """Every day kept up to 500 whole events a class and its top 25, and the count of each entity its
+    flagged events named, while one day is rendered: memory grew with the days the data spans. Now
+    only the day asked for keeps them, or the latest one (a day's are dropped when a later day comes),
+    whatever the order of the events."""
     import random
 
     events = _events(scored)
     days = sorted({_day_of(e) for e in events})
     assert len(days) > 2
+    alone = {day: collect(iter([(e, lambda x: x) for e in events if _day_of(e) == day]))[day] for day in days}
+    assert sum(bool(record.entities) for record in alone.values()) > 1  # flagged events name entities
     shuffled = list(events)
     random.Random(3).shuffle(shuffled)
     for order in (events, shuffled, sorted(events, key=lambda e: -e["time"])):
@@ -454,7 +457,10 @@ def test_only_the_rendered_day_keeps_its_events(scored: Path) -> None:
                 assert record.anomalies == sum(e["anomaly"]["is_anomaly"] for e in on_day)
                 if day != kept:
                     assert (list(record.scores), record.top, record.samples) == ([], [], {}), (asked, day)
+                    assert (record.entities, record.entity_fields_seen) == (Counter(), set()), (asked, day)
                     continue
+                assert record.entities == alone[day].entities  # those of its own events
+                assert record.entity_fields_seen == alone[day].entity_fields_seen
                 assert sorted(record.scores) == sorted(e["anomaly"]["score"] for e in on_day)
                 flagged = sorted(e["anomaly"]["score"] for e in on_day if e["anomaly"]["is_anomaly"])
                 assert sorted(t[0] for t in record.top) == flagged[-25:]
