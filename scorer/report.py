@@ -35,7 +35,14 @@ import orjson
 
 from scorer.errors import UserError
 from scorer.features.encoder import UNKNOWN_INDEX, compile_extractor, iso_moment
-from scorer.io import from_parquet, iter_raw_lines, parquet_rows, parse_line, write_text_atomically
+from scorer.io import (
+    from_parquet,
+    is_parquet,
+    iter_raw_lines,
+    parquet_rows,
+    parse_line,
+    write_text_atomically,
+)
 
 # OCSF fields that name who or what an event is about, as analysts pivot on them
 ENTITY_FIELDS = (
@@ -53,6 +60,10 @@ SAMPLE_PER_GROUP = 500  # events per calibration group of the rendered day, for 
 HISTOGRAM_BINS = 60
 # a bundle's version is a digest of its content (scorer.bundle); a registry's version is a number
 CONTENT_VERSION = re.compile(r"[0-9a-f]{12}")
+# the names of scored events in a directory, in any case: JSON Lines as `score` writes it (gzip or
+# not, as `score` reads it) and Parquet as `score-spark` writes it
+SCORED_NAMES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz", ".parquet")
+NAMES_TEXT = ".jsonl, .ndjson or .json (each also .gz) or .parquet"
 
 
 class ReportError(UserError, ValueError):
@@ -91,24 +102,30 @@ class Day:
         self.samples = {}
 
 
-def _files(source: Path) -> list[Path]:
+def _files(source: Path, say: Callable[[str], object]) -> list[Path]:
     if source.is_file():
         return [source]
     if not source.is_dir():
         raise ReportError(
             f"no scored events at {source} (a file from `score`, or a directory from `score-spark`)"
         )
-    found = sorted(
-        p
-        for p in source.rglob("*")
-        if p.is_file()
+    found: list[Path] = []
+    skipped: list[Path] = []
+    for path in sorted(source.rglob("*")):
         # Spark's own files and folders (_SUCCESS, _temporary/ with its attempts' copies of the
         # parts, .spark-staging-*/, .crc files) at any depth below the directory given
-        and not any(part.startswith(("_", ".")) for part in p.relative_to(source).parts)
-        and p.name.endswith((".jsonl", ".jsonl.gz", ".json", ".ndjson", ".parquet"))
-    )
+        if not path.is_file() or any(part.startswith(("_", ".")) for part in path.relative_to(source).parts):
+            continue
+        (found if path.name.lower().endswith(SCORED_NAMES) else skipped).append(path)
     if not found:
-        raise ReportError(f"{source} holds no .jsonl or .parquet files of scored events")
+        raise ReportError(
+            f"{source} holds no file named {NAMES_TEXT}: give the directory `score-spark` wrote, "
+            "or a file `score` wrote"
+        )
+    if skipped:
+        shown = ", ".join(str(p.relative_to(source)) for p in skipped[:3])
+        more = f" and {len(skipped) - 3:,} more" if len(skipped) > 3 else ""
+        say(f"warning: skipped {shown}{more} in {source}: only files named {NAMES_TEXT} are read")
     return found
 
 
@@ -132,13 +149,15 @@ def _from_parquet(row: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def records(source: Path) -> Iterator[tuple[dict[str, Any], Finish]]:
+def records(
+    source: Path, say: Callable[[str], object] = lambda message: None
+) -> Iterator[tuple[dict[str, Any], Finish]]:
     """Every scored record under ``source`` as read (a line that was not an event comes as
     ``{"_raw": …}``), with what turns it into the event it stands for: the one pass reads each record's
     counted fields as they are, and finishes only the few events it keeps (a Parquet row's finishing
-    costs more than the counting)."""
-    for path in _files(source):
-        if path.name.endswith(".parquet"):
+    costs more than the counting). The files of a directory that are skipped by their names are said."""
+    for path in _files(source, say):
+        if is_parquet(path):
             for row in parquet_rows(path):
                 yield row, _from_parquet
             continue
@@ -502,7 +521,7 @@ def write_report(
         say(f"loading {bundle_dir} (the calibration to compare with)")
         ref = reference(bundle_dir)
     say(f"reading {source}")
-    days = collect(records(source), day=day)
+    days = collect(records(source, say), day=day)
     scored = [name for name, record in days.items() if record.events]
     chosen = day or max(scored)
     if chosen not in scored:

@@ -434,6 +434,40 @@ def test_spark_hidden_folders_are_not_read(scored: Path, tmp_path: Path) -> None
     assert read == 2 * len(scored.read_bytes().splitlines())
 
 
+def test_a_directory_reads_the_names_score_reads_and_says_what_it_skips(scored: Path, tmp_path: Path) -> None:
+    """A directory's .json.gz, .ndjson.gz and .jsonl.GZ files (and any name not in lower case) were
+    skipped without a word, while the same file given alone was read: their events were missing from
+    the page. Now each name `score` reads as events is read, in any case, and the files skipped are
+    said."""
+    data = scored.read_bytes()
+    lines, bad = len(data.splitlines()), sum(1 for line in data.splitlines() if b'"_raw"' in line)
+    folder = tmp_path / "scored"
+    (folder / "eventDay=1").mkdir(parents=True)
+    for name in ["a.jsonl", "b.NDJSON", "c.Json"]:
+        (folder / name).write_bytes(data)
+    for name in ["d.json.gz", "eventDay=1/e.ndjson.gz", "f.jsonl.GZ"]:
+        (folder / name).write_bytes(gzip.compress(data, mtime=0))
+    verdict = ("score", "p_value", "is_anomaly")
+    rows = [
+        {"time": e["time"], "anomaly": {k: e["anomaly"][k] for k in verdict}} for e in _events(scored)[:5]
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), folder / "g.PARQUET")
+    for name in ["h.jsonl.bz2", "i.gz", "notes.txt", "scores.csv"]:
+        (folder / name).write_bytes(data)
+    said: list[str] = []
+    read = [record for record, _ in records(folder, said.append)]
+    assert len(read) == 6 * lines + 5
+    assert sum("_raw" in record for record in read) == 6 * bad  # the Parquet rows read as events
+    assert said == [
+        f"warning: skipped h.jsonl.bz2, i.gz, notes.txt and 1 more in {folder}: only files named "
+        ".jsonl, .ndjson or .json (each also .gz) or .parquet are read"
+    ]
+    said.clear()
+    day, record = write_report(folder, tmp_path / "page.html", log=said.append)
+    assert record.events == 6 * _expected(scored, day)["events"] + sum(_day_of(e) == day for e in rows)
+    assert said[-1].startswith("warning: skipped h.jsonl.bz2")
+
+
 def test_only_the_rendered_day_keeps_its_events(scored: Path) -> None:
     """Every day kept up to 500 whole events a class and its top 25, and the count of each entity its
     flagged events named, while one day is rendered: memory grew with the days the data spans. Now
