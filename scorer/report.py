@@ -102,6 +102,14 @@ class Day:
         self.samples = {}
 
 
+class Days(dict[str, Day]):
+    """Each UTC day of the data (YYYY-MM-DD) with what it adds up to, and ``undated``: the lines that
+    fall on no day, having no ``time`` (a line `score` could not read, which it writes as
+    ``{"_raw": …, "anomaly": {"error": …}}``, or one that is not an event)."""
+
+    undated: int = 0
+
+
 def _files(source: Path, say: Callable[[str], object]) -> list[Path]:
     if source.is_file():
         return [source]
@@ -203,7 +211,7 @@ def _finite(value: Any) -> TypeGuard[float]:
 
 def collect(
     scored: Iterator[tuple[dict[str, Any], Finish]], *, seed: int = 0, day: str | None = None
-) -> dict[str, Day]:
+) -> Days:
     """One pass over scored events: per UTC day (from OCSF ``time``, epoch milliseconds) what the report
     shows. The scores, top events, entity counts and samples are kept for ``day`` only, or without it for
     the latest day with a scored event (the one rendered then): a day's are dropped when a later day's
@@ -213,7 +221,7 @@ def collect(
     days: dict[str, Day] = defaultdict(Day)
     entities = compile_extractor(ENTITY_FIELDS)  # every entity field in one walk of the event
     sequence = itertools.count()
-    unscorable = 0
+    undated = 0
     kept = day  # the day whose events are kept
     contents: dict[tuple[Any, Any], str | None] = {}  # _content_version of each model seen
     for event, finish in scored:
@@ -226,7 +234,7 @@ def collect(
             if when is not None:
                 days[when.date().isoformat()].errors += 1
             else:
-                unscorable += 1
+                undated += 1
             continue
         key, hour = when.date().isoformat(), when.hour
         if day is None and (kept is None or key > kept):
@@ -288,10 +296,12 @@ def collect(
         unscored = sum(record.errors for record in days.values())
         raise ReportError(
             f"no scored event with a time: {unscored:,} events carry no score (or an error in its place) "
-            f"and {unscorable:,} lines are not events or have no `time`. The report reads events that "
+            f"and {undated:,} lines are not events or have no `time`. The report reads events that "
             "`ocsf-anomaly score`, `score-spark` or the service enriched: score them first"
         )
-    return dict(days)
+    collected = Days(days)
+    collected.undated = undated
+    return collected
 
 
 def _content_version(model: dict[str, Any]) -> str | None:
@@ -346,7 +356,7 @@ def _unknown_rate(encoder: Any, events: list[dict[str, Any]]) -> float | None:
 
 
 def render(
-    days: dict[str, Day],
+    days: Days,
     *,
     day: str,
     source: str,
@@ -421,6 +431,7 @@ def render(
         days=sorted(days),
         source=source,
         record=record,
+        undated=days.undated,
         alpha=alpha,
         rate=record.anomalies / record.events if record.events else 0.0,
         classes=[(c, record.events_by_class[c], record.anomalies_by_class[c]) for c in classes],

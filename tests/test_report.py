@@ -346,6 +346,22 @@ def test_an_event_with_raw_beside_a_valid_anomaly_is_scored(scored: Path) -> Non
     assert sum(r.errors for r in days.values()) == 1  # only the bad line given a time
 
 
+def test_the_lines_score_could_not_read_are_on_the_page_as_undated(scored: Path, tmp_path: Path) -> None:
+    """A line `score` could not read ({"_raw": ..., "anomaly": {"error": ...}}) has no `time`: it was
+    counted only in the error for a file with no scored event, and the page's unscorable card said 0."""
+    written = scored.read_bytes()
+    by_score = sum(1 for line in written.splitlines() if b'"_raw"' in line)
+    assert by_score == 1  # the fixture's "not an event"
+    source = tmp_path / "scored.jsonl"
+    # not JSON, not an object, an event with no time: 3 more the report reads as it finds them
+    source.write_bytes(written + b'{bad\n[1, 2]\n{"class_uid": 3002}\n')
+    assert collect(records(source)).undated == by_score + 3
+    write_report(source, tmp_path / "page.html")
+    assert '<b id="n-undated">4</b>undated lines' in (tmp_path / "page.html").read_text()
+    write_report(_write(tmp_path / "dated.jsonl", _events(scored)), tmp_path / "dated.html")
+    assert "undated lines" not in (tmp_path / "dated.html").read_text()  # none: no card
+
+
 def test_the_global_group_row_describes_all_its_classes(scored: Path, bundle_dir: Path) -> None:
     """The drift row of a group named the first class seen in it, and its unknown-category rate was
     that class's: for `global`, which holds every class without a group of its own, both were wrong."""
