@@ -184,8 +184,10 @@ def iter_raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
 WRITE_RECURSION = 2 * 1024
 # A field nested deeper than this is no feature (OCSF's deepest are about ten): the walks over an
 # event's fields (features infer, the baselines of evaluate) stop there, as Python's recursion
-# would not reach the 1,024 levels an event may have
-DEEPEST_FIELD = 100
+# would not reach the 1,024 levels an event may have, and a feature spec's path holds at most this
+# many keys (the encoder's extractor nests a level of code for each, and Python's compiler takes
+# at most 100: a path of 100 keys ended train in an IndentationError)
+DEEPEST_FIELD = 64
 
 
 def dumps(value: Any) -> bytes:

@@ -9,7 +9,7 @@ import pytest
 
 from scorer.features.encoder import FeatureEncoder
 from scorer.features.infer import infer_spec, iter_leaves
-from scorer.features.spec import FeatureDef, FeatureSpec
+from scorer.features.spec import FeatureDef, FeatureSpec, SpecError
 
 Event = dict[str, Any]
 
@@ -337,6 +337,29 @@ def test_an_event_nested_as_deep_as_json_reads_is_no_recursion_error() -> None:
     for _ in range(DEEPEST_FIELD):
         within = {"a": within}
     assert list(iter_leaves(within)) == [("a." * (DEEPEST_FIELD - 1) + "a", 5)]
+
+
+def test_a_field_as_deep_as_a_feature_may_lie_is_encoded_and_a_deeper_path_refused() -> None:
+    """A field 100 keys deep was inferred a feature, and the encoder's extractor, a level of code for
+    each key, passed Python's 100 levels: train ended in an IndentationError (from a SPEC.toml or a
+    bundle's features.json too). A path holds at most DEEPEST_FIELD keys."""
+    from scorer.io import DEEPEST_FIELD
+
+    def nested(keys: int, leaf: Any) -> Any:
+        for _ in range(keys):
+            leaf = {"a": leaf}
+        return leaf
+
+    events = [{"class_uid": 4001, **nested(DEEPEST_FIELD, i % 7)} for i in range(200)]
+    path = ".".join(["a"] * DEEPEST_FIELD)
+    spec = infer_spec(events)
+    assert path in [f.path for f in spec.features]
+    encoder = FeatureEncoder(spec).fit(events)  # its extractor compiles
+    assert len(encoder.encode(events[:3]).num) == 3
+    with pytest.raises(
+        SpecError, match=f"its path holds {DEEPEST_FIELD + 1} keys, more than the {DEEPEST_FIELD}"
+    ):
+        FeatureDef(path=path + ".a", kind="numeric")
 
 
 @pytest.mark.parametrize("field", ["anomaly", "verdict"])

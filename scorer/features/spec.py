@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from scorer.errors import UserError
+from scorer.io import DEEPEST_FIELD
 
 Kind = Literal["numeric", "categorical", "hashed", "time_cyclic", "ip_prefix", "port_bucket"]
 KINDS: tuple[str, ...] = ("numeric", "categorical", "hashed", "time_cyclic", "ip_prefix", "port_bucket")
@@ -81,6 +82,11 @@ class FeatureDef:
             raise SpecError(f"feature {self.name!r}: transform must be 'none' or 'log1p'")
         if not self.path or any(not part for part in self.path.split(".")):
             raise SpecError(f"feature {self.name!r}: path {self.path!r} is not a dotted path")
+        if self.path.count(".") >= DEEPEST_FIELD:
+            raise SpecError(
+                f"feature {self.name[:80]!r}…: its path holds {self.path.count('.') + 1} keys, more than "
+                f"the {DEEPEST_FIELD} a feature may lie deep"
+            )
         if (
             not (0 < self.clip < math.inf)
             or self.min_count < 1
