@@ -118,6 +118,9 @@ def reporting(directory: Path, *explained: type[Exception]) -> Iterator[None]:
         RuntimeError,
         OSError,
         EOFError,
+        IndexError,  # an array of fewer dimensions than a part expects
+        OverflowError,  # a number past what faiss or numpy holds
+        MemoryError,  # an array header asking for more than the machine has
         pickle.UnpicklingError,
         zipfile.BadZipFile,  # an .npz file that is not a zip archive (np.load)
         zlib.error,  # nor one whose compressed members inflate
@@ -288,7 +291,6 @@ def read(directory: Path | str) -> State:
     symbolic link, and what was hashed is what is parsed: a bundle replaced while it is read (`train
     --output` renames the new one into place) is read whole as it was, not as a mix of both, and
     no file from elsewhere is read under its digests."""
-    import numpy as np
 
     from scorer.knn import KnnIndex
 
@@ -314,7 +316,7 @@ def read(directory: Path | str) -> State:
         raise BundleError(f"{directory}: the version in metadata.json does not match the bundle's files")
     with reporting(directory):
         settings = _json(data.pop("detector.json"))
-        with np.load(io.BytesIO(data.pop("baseline.npz")), allow_pickle=False) as arrays:
+        with _npz(data.pop("baseline.npz")) as arrays:
             baseline = {"cat": arrays["cat"], "num": arrays["num"]}
         return State(
             settings=settings,
@@ -380,7 +382,13 @@ class _Opened:
 
 
 def _json(data: bytes) -> Any:
-    return json.loads(data.decode("utf-8"))
+    """A bundle's JSON file: NaN and Infinity refused, as :func:`write` never writes them (a NaN
+    scale loaded and scored NaN, an infinite calibration flagged nothing)."""
+    return json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is no number a bundle holds")
 
 
 def _weights(data: dict[str, bytes], bundle_format: int) -> dict[str, npt.NDArray[np.float32]]:
@@ -391,5 +399,17 @@ def _weights(data: dict[str, bytes], bundle_format: int) -> dict[str, npt.NDArra
 
         tensors = torch.load(io.BytesIO(data.pop("weights.pt")), map_location="cpu", weights_only=True)
         return {str(k): v.numpy().astype(np.float32) for k, v in tensors.items()}
-    with np.load(io.BytesIO(data.pop("weights.npz")), allow_pickle=False) as arrays:
+    with _npz(data.pop("weights.npz")) as arrays:
         return {name: arrays[name] for name in arrays.files}
+
+
+def _npz(data: bytes) -> Any:
+    """An .npz file's arrays, stored as :func:`write` stores them: a compressed member (2.4 MB
+    inflating to 2 GB) is refused before it is inflated."""
+    import numpy as np
+
+    arrays = np.load(io.BytesIO(data), allow_pickle=False)
+    if any(member.compress_type != zipfile.ZIP_STORED for member in arrays.zip.infolist()):
+        arrays.close()
+        raise ValueError("an .npz member is compressed: a bundle stores its arrays as they are")
+    return arrays

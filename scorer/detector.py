@@ -732,10 +732,7 @@ class Detector:
                 "calibration.json must standardise the embedding's and the feature space's scores, "
                 "each with a finite center and a finite scale above 0"
             )
-        if baseline.cat.shape[1] != len(encoder.cardinalities) or len(state.baseline_ids) != len(baseline):
-            raise bundle.BundleError("baseline rows do not match the feature spec")
-        if int(baseline.cat.max(initial=0)) >= max(encoder.cardinalities, default=1) + 1:
-            raise bundle.BundleError("baseline categories are out of range")
+        _check_fit(encoder, model_config, baseline, state)
         return cls(
             config=config,
             encoder=encoder,
@@ -749,6 +746,32 @@ class Detector:
             calibrations=calibrations,
             metadata=state.metadata,
         )
+
+
+def _check_fit(
+    encoder: FeatureEncoder, model: ModelConfig, baseline: EncodedBatch, state: bundle.State
+) -> None:
+    """Raise BundleError where a bundle's parts do not fit together: each was checked alone, and a
+    mismatch either failed the first scoring call inside numpy or, a vocabulary longer than the
+    network's table, scored silently with another field's embeddings."""
+    if list(model.cardinalities) != encoder.cardinalities or model.n_numeric != len(encoder.numeric_columns):
+        raise bundle.BundleError("model.json's inputs do not fit features.json's encoder")
+    rows = len(baseline)
+    if (
+        baseline.cat.shape[1] != len(encoder.cardinalities)
+        or baseline.num.shape[1] != model.n_numeric
+        or len(state.baseline_ids) != rows
+    ):
+        raise bundle.BundleError("baseline rows do not match the feature spec")
+    if state.embedding_index.size != rows or state.feature_index.size != rows:
+        raise bundle.BundleError("the k-NN indices do not hold the baseline's rows")
+    cardinalities = np.asarray(encoder.cardinalities, dtype=np.int64)
+    if rows and ((baseline.cat < 0).any() or (baseline.cat >= cardinalities).any()):
+        raise bundle.BundleError("baseline categories are out of range")
+    if not np.isfinite(baseline.num).all():
+        raise bundle.BundleError("baseline.npz holds a value that is not a finite number")
+    if rows and encoder.dense(baseline.take(np.arange(1))).shape[1] != state.feature_index.dim:
+        raise bundle.BundleError("features.faiss does not fit features.json's encoder")
 
 
 def _build_indices(

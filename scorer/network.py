@@ -82,6 +82,10 @@ class InferenceNet:
     named as in its state dict; ``weights`` keeps them as given, for saving)."""
 
     def __init__(self, config: ModelConfig, weights: Mapping[str, npt.NDArray[np.floating]]) -> None:
+        if len(config.cardinalities) + 6 * config.n_blocks + 6 != len(weights):  # before listing them:
+            raise ValueError(  # n_blocks 3,000,000 took 100 s and 4.8 GB to list
+                f"the network's {len(weights)} weights do not match its architecture ({config.n_blocks} blocks)"
+            )
         expected = config.weight_shapes()
         if set(weights) != set(expected):
             missing, extra = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
@@ -93,6 +97,8 @@ class InferenceNet:
                 raise ValueError(
                     f"weight {name} has shape {weights[name].shape}, the architecture says {shape}"
                 )
+            if not np.isfinite(weights[name]).all():  # one NaN made every score NaN, nothing flagged
+                raise ValueError(f"weight {name} holds a value that is not a finite number")
         self.config = config
         self.weights = {name: np.asarray(weights[name], dtype=np.float32) for name in expected}
         self.d_out = config.d_out

@@ -488,9 +488,68 @@ def _detector_setting(name: str, value: Any) -> Any:
     return edit
 
 
+def _json_file(name: str, change: Any) -> Any:
+    def edit(p: Path) -> str:
+        data = json.loads((p / name).read_text(encoding="utf-8"))
+        change(data)
+        (p / name).write_text(json.dumps(data), encoding="utf-8")  # NaN and Infinity as Python writes them
+        return name
+
+    return edit
+
+
+def _first_scaler(change: dict[str, Any]) -> Any:
+    return _json_file("features.json", lambda f: next(iter(f["numeric"].values())).update(change))
+
+
+def _first_vocabulary_longer(f: dict[str, Any]) -> None:
+    next(iter(f["vocab"].values())).extend(["one more", "and another"])
+
+
+def _npz(name: str, change: Any) -> Any:
+    def edit(p: Path) -> str:
+        arrays = dict(np.load(p / name))
+        change(arrays)
+        np.savez(p / name, **arrays)
+        return name
+
+    return edit
+
+
+def _nan_in_first_weight(arrays: dict[str, Any]) -> None:
+    first = next(iter(arrays))
+    arrays[first] = arrays[first].copy()
+    arrays[first].flat[0] = np.nan
+
+
+def _baseline_category(value: int) -> Any:
+    def change(arrays: dict[str, Any]) -> None:
+        arrays["cat"] = arrays["cat"].copy()
+        arrays["cat"][0, 0] = value
+
+    return _npz("baseline.npz", change)
+
+
 @pytest.mark.parametrize(
     ("edit", "said"),
     [
+        (_first_scaler({"scale": float("nan")}), "NaN is no number a bundle holds"),
+        (_first_scaler({"scale": 0}), "needs a finite center and a finite scale above 0"),
+        (
+            _json_file(
+                "calibration.json",
+                lambda c: c["calibrations"]["fusion"]["groups"]["global"].append(float("inf")),
+            ),
+            "Infinity is no number a bundle holds",
+        ),
+        (_npz("weights.npz", _nan_in_first_weight), "holds a value that is not a finite number"),
+        (
+            _json_file("features.json", _first_vocabulary_longer),
+            "model.json's inputs do not fit features.json's encoder",
+        ),
+        (_json_file("model.json", lambda m: m.update(n_blocks=3_000_000)), "(3000000 blocks)"),
+        (_baseline_category(-1), "baseline categories are out of range"),
+        (_baseline_category(10_000), "baseline categories are out of range"),
         (_standardisers(lambda s: s.pop("embedding")), "standardise the embedding's and the feature space's"),
         (_standardisers(lambda s: s["features"].update(scale=0)), "a finite scale above 0"),
         (_standardisers(lambda s: s["features"].update(center="nan")), "a finite center"),
@@ -499,6 +558,14 @@ def _detector_setting(name: str, value: Any) -> Any:
         (_detector_setting("fusion_weight", True), "fusion_weight must be a number, not True"),
     ],
     ids=[
+        "nan-scale",
+        "zero-scaler",
+        "infinite-calibration",
+        "nan-weight",
+        "vocabulary-longer-than-the-network",
+        "blocks-the-weights-do-not-hold",
+        "negative-category",
+        "category-past-its-column",
         "no-embedding-standardiser",
         "zero-scale",
         "nan-center",
@@ -508,9 +575,10 @@ def _detector_setting(name: str, value: Any) -> Any:
     ],
 )
 def test_parts_that_load_but_cannot_score_are_refused_at_load(copy: Path, edit: Any, said: str) -> None:
-    """Consistent digests over parts that do not fit (a writer's bug): the bundle loaded, then failed
-    at the first scoring call (KeyError, TypeError), scored every event inf (flagging at random), or
-    NaN (flagging nothing)."""
+    """Consistent digests over parts that do not fit (a writer's bug, or an edit): the bundle loaded,
+    then failed at the first scoring call (KeyError, TypeError, inside numpy), scored every event inf
+    (flagging at random) or NaN (flagging nothing), or, a vocabulary longer than the network's table,
+    scored with another field's embeddings without a word."""
     _rewrite_digest(copy, edit(copy))
     with pytest.raises(BundleError, match=re.escape(said)):
         Detector.load(copy)
@@ -582,7 +650,20 @@ def test_an_npz_that_is_not_one_raises_bundle_error(copy: Path, name: str, defla
     else:
         path.write_bytes(b"PK\x03\x04" + b"not a zip archive" * 10)
     _rewrite_digest(copy, name)
-    with pytest.raises(BundleError, match=r"the bundle is malformed \((BadZipFile|error)"):
+    with pytest.raises(
+        BundleError,
+        match=r"the bundle is malformed \((BadZipFile|error|ValueError: an \.npz member is compressed)",
+    ):
+        Detector.load(copy)
+
+
+def test_a_compressed_npz_is_refused_before_it_is_inflated(copy: Path) -> None:
+    """A bundle stores its arrays as they are; a compressed member (2.4 MB inflating to 2 GB) was
+    inflated whole before anything could refuse it."""
+    with np.load(copy / "baseline.npz") as arrays:
+        np.savez_compressed(copy / "baseline.npz", **{key: arrays[key] for key in arrays.files})
+    _rewrite_digest(copy, "baseline.npz")
+    with pytest.raises(BundleError, match=r"an \.npz member is compressed"):
         Detector.load(copy)
 
 

@@ -711,7 +711,12 @@ class FeatureEncoder:
         try:
             encoder = cls(FeatureSpec.from_dict(data["spec"], source="features.json"))
             for name, state in data["numeric"].items():
-                encoder._numeric[name] = _Numeric(center=float(state["center"]), scale=float(state["scale"]))
+                numeric = _Numeric(center=float(state["center"]), scale=float(state["scale"]))
+                if not (math.isfinite(numeric.center) and math.isfinite(numeric.scale) and numeric.scale > 0):
+                    raise EncoderError(
+                        f"the scaler of {name!r} needs a finite center and a finite scale above 0"
+                    )
+                encoder._numeric[name] = numeric
             for name, values in data["vocab"].items():
                 if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
                     raise EncoderError(f"vocabulary of {name!r} must be a list of strings")
