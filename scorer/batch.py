@@ -71,12 +71,26 @@ class ScoringError(UserError, RuntimeError):
     """Scoring a file failed for a reason outside its content (a worker process died)."""
 
 
-def _init_worker(model_dir: str, alpha: float | None, explain: bool, output_kind: str, threads: int) -> None:
+def _init_worker(
+    model_dir: str, version: str, alpha: float | None, explain: bool, output_kind: str, threads: int
+) -> None:
+    """Load the bundle the main process verified, ``version``: one replaced since (`train --output`
+    onto it) is refused by every chunk, not scored by another model under the first one's checks."""
+    from scorer.bundle import BundleError
     from scorer.detector import Detector
     from scorer.threads import set_threads
 
     set_threads(threads)
-    _setup(Detector.load(model_dir), alpha, explain, output_kind)
+    changed = f"the model {model_dir} changed while the file was scored (it was bundle {version}"
+    try:
+        detector = Detector.load(model_dir)
+    except BundleError as exc:  # said by every chunk: an initializer's error would read as a death
+        _worker["changed"] = f"{changed}; it cannot be loaded now: {exc}): score again"
+        return
+    if (now := detector.model_info["version"]) != version:
+        _worker["changed"] = f"{changed}, now bundle {now}): score again"
+        return
+    _setup(detector, alpha, explain, output_kind)
 
 
 def _setup(detector: Any, alpha: float | None, explain: bool, output_kind: str) -> None:
@@ -88,6 +102,8 @@ def _setup(detector: Any, alpha: float | None, explain: bool, output_kind: str) 
 
 def _score_chunk(items: list[Item]) -> tuple[bytes, list[tuple[int, str]], dict[str, float], int, int]:
     """Parse, score and format one chunk; returns (output bytes, bad lines, stage seconds, scored, anomalies)."""
+    if (changed := _worker.get("changed")) is not None:
+        raise ScoringError(changed)
     detector = _worker["detector"]
     kind = _worker["output_kind"]
     started = time.perf_counter()
@@ -251,9 +267,13 @@ def score_file(
                 for chunk in itertools.chain(head, chunks):
                     collect(len(chunk), _score_chunk(chunk))
             else:
-                del detector  # each worker loads its own copy
+                version = detector.model_info["version"]
+                del detector  # each worker loads its own copy, checked to be this one
                 _score_in_workers(
-                    itertools.chain(head, chunks), (str(model_dir), alpha, explain, kind), workers, collect
+                    itertools.chain(head, chunks),
+                    (str(model_dir), version, alpha, explain, kind),
+                    workers,
+                    collect,
                 )
         said.close()
         if not stats.scored:  # scores of nothing (or of an empty file): not what it was taken for
@@ -319,7 +339,7 @@ def fields_held_by_none(detector: Any, events: list[dict[str, Any]], what: str) 
 
 def _score_in_workers(
     chunks: Iterator[list[Item]],
-    settings: tuple[str, float | None, bool, str],
+    settings: tuple[str, str, float | None, bool, str],
     workers: int,
     collect: Callable[[int, Any], None],
 ) -> None:

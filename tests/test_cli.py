@@ -816,6 +816,40 @@ def test_a_small_input_is_scored_without_worker_processes(
     ]
 
 
+def test_workers_refuse_a_bundle_replaced_after_the_main_process_verified_it(
+    bundle_dir: Path,
+    other_bundle_dir: Path,
+    score_events: list[Event],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The main process verified the bundle, then each worker loaded the directory again: one
+    replaced in between (`train --output` onto it) scored every line with the other model under
+    the first one's checks. Each worker checks it loaded the version verified."""
+    from scorer import batch
+    from scorer.detector import Detector
+
+    model = Path(shutil.copytree(bundle_dir, tmp_path / "model"))
+    loading = Detector.load
+
+    def load_then_replace(directory: Any) -> Detector:  # in the main process only: workers spawn
+        loaded = loading(directory)
+        shutil.rmtree(model)
+        shutil.copytree(other_bundle_dir, model)
+        return loaded
+
+    monkeypatch.setattr(Detector, "load", staticmethod(load_then_replace))
+    source = _write_jsonl(tmp_path / "events.jsonl", score_events[:60])
+    out = tmp_path / "scored.jsonl"
+    with pytest.raises(batch.ScoringError) as refused:
+        batch.score_file(model, source, out, workers=2, chunk_lines=20, progress=False)
+    first, now = (Detector.load(d).model_info["version"] for d in (bundle_dir, other_bundle_dir))
+    assert str(refused.value) == (
+        f"the model {model} changed while the file was scored (it was bundle {first}, now bundle {now}): score again"
+    )
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("name", ["out.txt"])
 def test_score_to_an_unknown_extension_is_a_one_line_error(
     model: Path, workdir: Path, events_file: Path, name: str
