@@ -198,7 +198,7 @@ def write(state: State, directory: Path | str, *, name: str = "ocsf-anomaly") ->
     old: Path | None = None  # the bundle replaced, moved aside until the new one is in its place
     try:
         plain_mode(staging)
-        _write_json(staging / "detector.json", state.settings)
+        _write_json(staging / "detector.json", _without_timings(state.settings))
         _write_json(staging / "features.json", state.features)
         _write_json(staging / "model.json", state.model)
         np.savez(staging / "weights.npz", allow_pickle=False, **state.weights)  # type: ignore[arg-type]
@@ -245,6 +245,17 @@ def write(state: State, directory: Path | str, *, name: str = "ocsf-anomaly") ->
     if old is not None:
         shutil.rmtree(old.parent, ignore_errors=True)
     return directory
+
+
+def _without_timings(settings: dict[str, Any]) -> dict[str, Any]:
+    """detector.json's settings without the indices' measured search times, which only describe
+    them (metadata.json keeps them): two trainings of the same model timed their searches apart, so
+    the same seed and events gave two bundle versions."""
+    index = {
+        kind: {k: v for k, v in meta.items() if k != "seconds_per_query"}
+        for kind, meta in settings["index"].items()
+    }
+    return {**settings, "index": index}
 
 
 def read_metadata(directory: Path | str) -> dict[str, Any]:

@@ -135,6 +135,28 @@ def test_version_is_a_digest_of_the_content(saved: Path, fitted_detector: Detect
     assert _metadata(again)["files"] == _metadata(saved)["files"]
 
 
+def test_the_measured_search_time_is_no_part_of_the_version(
+    fitted_detector: Detector, tmp_path: Path
+) -> None:
+    """detector.json, under the digests, held each index's measured seconds per query: two trainings
+    of the same model on the same events with the same seed were two bundle versions."""
+    versions, timings = [], []
+    detector = fitted_detector.with_config()
+    measured = detector.feature_index.seconds_per_query  # the index may be the shared detector's
+    try:
+        for seconds in (0.001, 0.002):
+            detector.feature_index.seconds_per_query = seconds
+            saved = detector.save(tmp_path / f"timed-{seconds}", name="test-model")
+            versions.append(_metadata(saved)["version"])
+            timings.append(_metadata(saved)["index"]["features"]["seconds_per_query"])
+            written = json.loads((saved / "detector.json").read_text(encoding="utf-8"))
+            assert "seconds_per_query" not in written["index"]["features"]
+    finally:
+        detector.feature_index.seconds_per_query = measured
+    assert versions[0] == versions[1]
+    assert timings == [0.001, 0.002]  # described in metadata.json, which no digest covers
+
+
 def test_save_replaces_an_existing_bundle_and_nothing_else(fitted_detector: Detector, tmp_path: Path) -> None:
     """A bundle replaces a bundle whole; a directory holding anything else is refused and kept (it
     was deleted: `train --output` naming the folder of its events lost them)."""
