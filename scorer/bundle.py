@@ -136,9 +136,23 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def content_digest(metadata: dict[str, Any]) -> str:
+    """The whole SHA-256 of a bundle's files' digests, as its metadata lists them: what its version
+    shortens to 12 digits (48 bits, which a registry compares against no better than that)."""
+    files = metadata.get("files")
+    names = READABLE.get(metadata.get("format"), FILES)  # type: ignore[arg-type]
+    if not isinstance(files, dict) or not all(isinstance(files.get(f), str) for f in names):
+        raise BundleError("metadata.json does not list the bundle's files")
+    return _digest_of(files, names)
+
+
+def _digest_of(digests: dict[str, str], files: tuple[str, ...]) -> str:
+    return hashlib.sha256("".join(digests[f] for f in files).encode()).hexdigest()
+
+
 def _content_version(digests: dict[str, str], files: tuple[str, ...] = FILES) -> str:
     """The bundle's version: a digest of its files' digests (the same content, the same version)."""
-    return hashlib.sha256("".join(digests[f] for f in files).encode()).hexdigest()[:12]
+    return _digest_of(digests, files)[:12]
 
 
 def _write_json(path: Path, data: Any) -> None:

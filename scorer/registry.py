@@ -41,6 +41,7 @@ log = logging.getLogger("ocsf_anomaly.registry")
 ALIASES = ("champion", "challenger")
 HISTORY_TAG = "ocsf_anomaly.history."
 BUNDLE_TAG = "ocsf_anomaly.bundle_version"
+DIGEST_TAG = "ocsf_anomaly.bundle_digest"  # the whole digest the version shortens (versions since 2026-12-06)
 HISTORY_KEEP = 50  # versions remembered per alias (a tag holds at most a few kB)
 HELD_SHOWN = 10  # registered models named by an error that names a model the registry does not hold
 ARTIFACT_PATH = "bundle"
@@ -61,6 +62,7 @@ class ModelVersion:
     aliases: tuple[str, ...] = ()
     created_ms: int = 0
     run_id: str = ""
+    bundle_digest: str = ""  # bundle.content_digest of what was registered ("" before it was kept)
 
     @property
     def uri(self) -> str:
@@ -275,6 +277,7 @@ class Registry:
 
         check_name(name)
         metadata = bundle.read_metadata(bundle_dir)
+        digest = bundle.content_digest(metadata)
         with self._errors(f"cannot register {bundle_dir} as {name!r} in {self.uri}"):
             experiment = self.client.get_experiment_by_name(name)
             if experiment is None:
@@ -325,7 +328,7 @@ class Registry:
                 name,
                 source=f"{run.info.artifact_uri}/{ARTIFACT_PATH}",
                 run_id=run_id,
-                tags={BUNDLE_TAG: str(metadata["version"])},
+                tags={BUNDLE_TAG: str(metadata["version"]), DIGEST_TAG: digest},
                 description=f"bundle {metadata['version']}",
             )
         version = self._version(created)
@@ -347,6 +350,7 @@ class Registry:
             name=mv.name,
             version=str(mv.version),
             bundle_version=str((mv.tags or {}).get(BUNDLE_TAG, "")),
+            bundle_digest=str((mv.tags or {}).get(DIGEST_TAG, "")),
             source=str(mv.source),
             aliases=tuple(sorted(getattr(mv, "aliases", None) or ())),
             created_ms=int(mv.creation_timestamp or 0),
@@ -543,8 +547,11 @@ class Registry:
                     )
                 )
             try:
-                found = bundle.read_metadata(path).get("version")
-                if version.bundle_version and found != version.bundle_version:
+                metadata = bundle.read_metadata(path)
+                found = metadata.get("version")
+                if (version.bundle_version and found != version.bundle_version) or (
+                    version.bundle_digest and bundle.content_digest(metadata) != version.bundle_digest
+                ):  # the whole digest where it was kept: 12 digits are 48 bits to find a match for
                     raise bundle.BundleError(
                         f"{version.uri}: the artifact holds bundle {found}, registered as {version.bundle_version} "
                         "(altered after registration)"

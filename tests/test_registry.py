@@ -355,6 +355,31 @@ def test_an_artifact_altered_after_registration_is_refused(
         pass
 
 
+def test_the_whole_digest_registered_is_what_a_fetch_compares(
+    registry: Registry, two_versions: str, bundle_dir: Path
+) -> None:
+    """A fetch compared the bundle's 12-digit version alone, 48 bits: an artifact altered to match
+    them (24 bits took 144 s on one core) passed. The whole digest is kept and compared; a version
+    registered before it was kept is compared by its version."""
+    from scorer.registry import DIGEST_TAG
+
+    first = registry.alias(two_versions, "champion")
+    assert first is not None
+    with registry.fetched(first) as path:
+        assert first.bundle_digest == bundle.content_digest(bundle.read_metadata(path))
+    # the registered digest differs in its last 52 bits: as if the artifact matched the 48 alone
+    registry.client.set_model_version_tag(
+        two_versions, first.version, DIGEST_TAG, first.bundle_digest[:12] + "0" * 52
+    )
+    differs = registry.lookup(first.uri)
+    with pytest.raises(bundle.BundleError, match="altered after registration"), registry.fetched(differs):
+        pass
+    registry.client.delete_model_version_tag(two_versions, first.version, DIGEST_TAG)
+    with registry.fetched(registry.lookup(first.uri)):  # registered before the digest was kept
+        pass
+    registry.client.set_model_version_tag(two_versions, first.version, DIGEST_TAG, first.bundle_digest)
+
+
 def test_an_unreachable_registry_is_an_error_not_a_hang() -> None:
     """MLflow's client retries for minutes unless told otherwise; the CLI (an entry point) tells it.
     The error names the registry without the password in its URL, which MLflow's own message quoted."""
