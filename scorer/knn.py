@@ -165,6 +165,10 @@ class KnnIndex:
         by Euclidean distance, holding its vectors itself (an IVF index's lists may name a file
         elsewhere for FAISS to map, which no digest covers), each baseline row once."""
         kind, dim, param = meta["kind"], int(meta["dim"]), meta.get("search_param")
+        if len(data) < int(meta["size"]) * dim * 4:  # before FAISS allocates what its header claims
+            raise ValueError(
+                f"{name}: {len(data):,} bytes cannot hold {meta['size']} vectors of dimension {dim}"
+            )
         try:
             index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         except RuntimeError as exc:

@@ -138,8 +138,11 @@ def test_an_index_unlike_what_build_makes_is_refused(tmp_path: Path) -> None:
                 number, size, on_disk.invlists.get_ids(number), on_disk.invlists.get_codes(number)
             )
     on_disk.replace_invlists(lists, False)
-    with pytest.raises(ValueError, match="its lists are OnDiskInvertedLists, not held in the file"):
+    with pytest.raises(ValueError, match="cannot hold 2000 vectors"):  # they are elsewhere
         load(on_disk)
+    padded = faiss.serialize_index(on_disk).tobytes() + bytes(vectors.nbytes)  # as if they were here
+    with pytest.raises(ValueError, match="its lists are OnDiskInvertedLists, not held in the file"):
+        KnnIndex.load("features.faiss", padded, meta)
 
     with pytest.raises(ValueError, match="does not measure Euclidean distance"):
         load(_ivf(vectors, faiss.METRIC_INNER_PRODUCT))
@@ -149,6 +152,11 @@ def test_an_index_unlike_what_build_makes_is_refused(tmp_path: Path) -> None:
     shifted.add_with_ids(vectors[:1], np.array([10_000_000], dtype=np.int64))
     with pytest.raises(ValueError, match="do not hold each baseline row once"):
         load(shifted)
+
+    with pytest.raises(ValueError, match="cannot hold 100000000 vectors"):  # a header claiming them
+        KnnIndex.load(
+            "features.faiss", faiss.serialize_index(_ivf(vectors)).tobytes(), {**meta, "size": 100_000_000}
+        )
 
     with pytest.raises(ValueError, match="search parameter 0 is not a positive integer"):
         KnnIndex.load(
