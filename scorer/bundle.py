@@ -393,9 +393,14 @@ class _Opened:
             if exc.errno == errno.ELOOP:
                 raise BundleError(f"{where} is a symbolic link: a bundle's files are its own") from None
             raise BundleError(f"{where}: cannot read it: {exc.strerror or exc}") from exc
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
             os.close(fd)
-            raise BundleError(f"{where} is not a regular file")
+            if not stat.S_ISREG(info.st_mode):
+                raise BundleError(f"{where} is not a regular file")
+            raise BundleError(
+                f"{where} is {info.st_size:,} bytes, larger than any bundle writes (at most {max_bytes:,})"
+            )
         with os.fdopen(fd, "rb") as handle:
             try:
                 data = handle.read(max_bytes + 1)
