@@ -26,6 +26,7 @@ the same arguments (the master is spark-submit's).
 from __future__ import annotations
 
 import os
+import posixpath
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -210,6 +211,46 @@ def summary_path(output: str) -> str:
     return output.rstrip("/") + SUMMARY_SUFFIX
 
 
+def local_path(path: str) -> Path | None:
+    """The file or directory of this machine ``path`` names (a plain path or a ``file:`` URI), or None
+    for another file system's URI (``hdfs://``, ``s3a://``, ...)."""
+    split = urlsplit(path)
+    if split.scheme == "file":
+        return Path(split.path)
+    return None if "://" in path else Path(path)
+
+
+def _location(path: str) -> tuple[str, ...]:
+    """Where ``path`` is, comparable with another: a local path resolved (the working directory, ``..``,
+    symbolic links), another file system's URI by scheme, authority and normalised path."""
+    local = local_path(path)
+    if local is not None:
+        return ("file", *local.resolve().parts)
+    split = urlsplit(path)
+    segments = posixpath.normpath("/" + split.path).split("/")
+    return (split.scheme.lower(), split.netloc.lower(), *(s for s in segments if s))
+
+
+def check_output(source: str, output: str) -> None:
+    """Refuse an OUTPUT (or OUTPUT-summary) that is INPUT, lies inside it (the next run of the lake
+    would read the scores as events) or holds it (--overwrite would delete the lake before reading it)."""
+    lake = _location(source)
+    for what, path in (("OUTPUT", output), ("OUTPUT-summary", summary_path(output))):
+        place = _location(path)
+        if place == lake:
+            relation = "is"
+        elif place[: len(lake)] == lake:
+            relation = "is inside"
+        elif lake[: len(place)] == place:
+            relation = "holds"
+        else:
+            continue
+        raise SparkJobError(
+            f"{what} {path} {relation} INPUT {source}: write the scores to a directory outside INPUT "
+            "that does not hold it"
+        )
+
+
 def session(master: str | None, *, batch_size: int = BATCH_SIZE) -> SparkSession:
     """The Spark session: ``master`` None means the one spark-submit configured. The executors run this
     interpreter unless PYSPARK_PYTHON (or spark.pyspark.python) says otherwise."""
@@ -345,8 +386,7 @@ def score_lake(
     say = log or (lambda message: None)
     started = time.perf_counter()
     summary = summary_path(output)
-    if summary.startswith(source.rstrip("/") + "/") or output.rstrip("/") == source.rstrip("/"):
-        raise SparkJobError(f"OUTPUT {output} must not be INPUT or inside it")
+    check_output(source, output)
     scored = scored_frame(spark, bundle_dir, version, source, alpha=alpha, partitions=partitions, fmt=fmt)
     fmt, parts = scored.fmt, scored.partition_columns
     say(f"scoring {source} ({fmt}; partitioned by {', '.join(parts) or 'nothing'}) with bundle {version}")

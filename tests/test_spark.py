@@ -218,15 +218,39 @@ def test_a_bad_bundle_input_or_output_fails_before_spark_starts(bundle_dir: Path
     source.write_text('{"class_uid": 4001}\n')
     (tmp_path / "earlier").mkdir()
     (tmp_path / "stale-summary").mkdir()
+    lake = tmp_path / "lake"
+    for day in ("day=1", "day=2"):
+        (lake / day).mkdir(parents=True)
+        (lake / day / "events.jsonl").write_text('{"class_uid": 4001}\n')
+    (tmp_path / "link").symlink_to(lake)
+    # OUTPUT holding INPUT was not refused: --overwrite deleted the lake's other days, INPUT's files with
+    # them; OUTPUT inside INPUT spelled another way was written into the lake, read as events next time
+    outside = "write the scores to a directory outside INPUT that does not hold it"
     for args, message in [
         ([tmp_path / "nowhere.jsonl", tmp_path / "out"], "no such input"),
         ([source, tmp_path / "earlier"], "earlier exists: --overwrite replaces OUTPUT and OUTPUT-summary"),
         ([source, tmp_path / "stale"], "stale-summary exists"),
+        ([lake / "day=1", lake, "--overwrite"], f"OUTPUT {lake} holds INPUT {lake / 'day=1'}: {outside}"),
+        ([lake / "day=1", lake], f"holds INPUT {lake / 'day=1'}: {outside}"),
+        ([lake, f"{tmp_path}/./lake/../lake/scored"], "lake/scored is inside INPUT"),
+        ([lake, tmp_path / "link" / "scored"], "link/scored is inside INPUT"),
+        ([lake, tmp_path / "link", "--overwrite"], "link is INPUT"),
+        ([tmp_path / "earlier-summary", tmp_path / "earlier"], "OUTPUT-summary"),
+        ([f"file://{lake}", f"file://{tmp_path}", "--overwrite"], f"OUTPUT file://{tmp_path} holds INPUT"),
+        (["s3a://bucket/lake/day=1", "s3a://BUCKET//lake/", "--overwrite"], "holds INPUT"),
     ]:
+        if args[0] == tmp_path / "earlier-summary":
+            args[0].mkdir()
         result = _cli("--model", bundle_dir, *args)
         assert result.returncode == 2, result.stderr
         assert message in result.stderr
         assert "starting Spark" not in result.stderr
+    assert sorted(p.relative_to(lake).as_posix() for p in lake.rglob("*")) == [
+        "day=1",
+        "day=1/events.jsonl",
+        "day=2",
+        "day=2/events.jsonl",
+    ]
     missing = _cli("--model", tmp_path / "nowhere", source, tmp_path / "out")
     assert missing.returncode == 2
     assert "no model bundle at" in missing.stderr

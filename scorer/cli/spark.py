@@ -69,7 +69,9 @@ def add_commands(commands: Commands) -> None:
     )
     parser.add_argument("input", metavar="INPUT", help="a file or directory (local, hdfs://, s3a://, ...)")
     parser.add_argument(
-        "output", metavar="OUTPUT", help="the directory to write (must not exist, unless --overwrite)"
+        "output",
+        metavar="OUTPUT",
+        help="the directory to write, outside INPUT (must not exist, unless --overwrite)",
     )
     parser.add_argument(
         "--model",
@@ -119,6 +121,7 @@ def _score_spark(args: argparse.Namespace) -> int:
     _check_config(args.config)
     from scorer import spark as lake
 
+    lake.check_output(args.input, args.output)  # before --overwrite is offered for an OUTPUT holding INPUT
     _check_local_paths(args.input, args.output, lake.summary_path(args.output), overwrite=args.overwrite)
     # spark-submit starts this process with its JVM gateway waiting: its master and settings apply
     submitted = "PYSPARK_GATEWAY_PORT" in os.environ
