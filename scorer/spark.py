@@ -25,6 +25,7 @@ the same arguments (the master is spark-submit's).
 
 from __future__ import annotations
 
+import itertools
 import os
 import posixpath
 import sys
@@ -190,21 +191,104 @@ def score_row_batches(
 
 
 # ---------------------------------------------------------------------------------------- driver side
-def input_format(path: str, requested: str = "auto") -> str:
-    """``parquet`` or ``json``: as asked, else by the path's name (a local directory: by its files)."""
-    if requested != "auto":
-        return requested
-    if path.rstrip("/").endswith(".parquet"):
-        return "parquet"
-    local = Path(path.removeprefix("file://"))
-    if local.is_dir():
-        for _root, _, files in os.walk(local):
-            names = [f for f in files if not f.startswith((".", "_"))]
-            if any(f.endswith(".parquet") for f in names):
-                return "parquet"
-            if names:
-                return "json"
-    return "json"
+# A lake's data files by name, as `score` reads a file (.gz: JSON Lines, gzipped), in any case
+DATA_NAMES = {"parquet": (".parquet",), "json": (".jsonl", ".json", ".ndjson", ".gz")}
+
+
+@dataclass
+class Layout:
+    """How Spark is to read INPUT, decided from its files' names and folders before any task runs."""
+
+    fmt: str  # "parquet" or "json"
+    options: dict[str, str]  # the reader's: which files (by name), and whether key=value folders partition
+    partition_keys: list[str]  # the keys of its key=value folders, outermost first
+    skipped: list[str]  # files of a directory not read, not named as data (relative to INPUT)
+
+
+def _glob(suffixes: Sequence[str]) -> str:
+    """Hadoop's glob of the file names that end in one of ``suffixes``, in any case (its globs have no
+    flag for that: each letter as [xX])."""
+    cased = ("".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in suffix) for suffix in suffixes)
+    return "*{" + ",".join(cased) + "}"
+
+
+def _is_key(folder: str) -> bool:
+    """A ``key=value`` folder, as Spark's partition discovery reads one."""
+    return folder.find("=") > 0
+
+
+def _some(paths: Sequence[str]) -> str:
+    return ", ".join(paths[:3]) + (f" and {len(paths) - 3:,} more" if len(paths) > 3 else "")
+
+
+def lake_layout(spark: SparkSession, source: str, requested: str = "auto") -> Layout:
+    """How to read ``source``: a file as its name says (.parquet Parquet, anything else JSON Lines, as
+    ``score`` reads it) or as ``requested``. A directory's files, found at any depth (Spark's own,
+    named _… or .…, left out), by their names: .parquet, or .jsonl/.json/.ndjson/.gz (both kinds
+    refused), others not read (unless a format is ``requested``: then every file is read as it).
+    Spark reads key=value folders as partitions only when every file lies below the same keys (else
+    it leaves files out, or fails): a lake without them is read whole, at any depth; one whose files
+    are not all below the same keys is refused, naming a file."""
+    fs, root = _hadoop_path(spark, source)
+    depth = len(_segments(fs.makeQualified(root).toUri().getRawPath()))
+    listed = sorted(spark.read.option("recursiveFileLookup", "true").text(source).inputFiles())
+    found = [[unquote(s) for s in _segments(urlsplit(f).path)[depth:]] for f in listed]
+    if found == [[]]:  # INPUT is a file
+        name = root.getName().lower()
+        fmt = requested if requested != "auto" else "parquet" if name.endswith(".parquet") else "json"
+        return Layout(fmt, {}, [], [])
+    if not found:
+        raise SparkJobError(f"no file to score under {source} (names beginning with _ or . are not read)")
+    paths = ["/".join(f) for f in found]
+    options: dict[str, str] = {}
+    skipped: list[str] = []
+    if requested == "auto":
+        kinds = {fmt: [p for p in paths if p.lower().endswith(names)] for fmt, names in DATA_NAMES.items()}
+        if kinds["parquet"] and kinds["json"]:
+            raise SparkJobError(
+                f"{source} holds Parquet ({_some(kinds['parquet'])}) and JSON Lines "
+                f"({_some(kinds['json'])}) files: score each kind apart (--format parquet or --format json "
+                "reads every file as that format)"
+            )
+        fmt = "parquet" if kinds["parquet"] else "json"
+        if not kinds[fmt]:
+            raise SparkJobError(
+                f"no .parquet, .jsonl, .json, .ndjson or .gz file under {source} ({_some(paths)}): "
+                "--format json or --format parquet reads every file as that format"
+            )
+        data = set(kinds[fmt])
+        skipped = [p for p in paths if p not in data]
+        found = [f for f, p in zip(found, paths, strict=True) if p in data]
+        options["pathGlobFilter"] = _glob(DATA_NAMES[fmt])
+    else:
+        fmt = requested
+    if not any(_is_key(folder) for f in found for folder in f[:-1]):
+        options["recursiveFileLookup"] = "true"  # else Spark reads only INPUT's own files
+        return Layout(fmt, options, [], skipped)
+    shapes = [_partition_keys(f[:-1]) for f in found]
+    keys = next(k for k in shapes if k)
+    bad = next((f for f, k in zip(found, shapes, strict=True) if k != keys), None)
+    if bad is not None:
+        good = found[shapes.index(keys)]
+        raise SparkJobError(
+            f"{source} is partitioned in key=value folders ({'/'.join(good)}) but {'/'.join(bad)} is not "
+            "below folders of the same keys (Spark would leave it out, or fail): score it apart, or "
+            "move it into the lake's key=value folders"
+        )
+    return Layout(fmt, options, keys, skipped)
+
+
+def _partition_keys(folders: Sequence[str]) -> list[str]:
+    """The keys of a file's partition as Spark reads them: the key=value folders it lies in, from
+    INPUT down, and then only other folders (none: the file is no partition's)."""
+    chain = list(itertools.takewhile(_is_key, folders))
+    if any(map(_is_key, folders[len(chain) :])):
+        return []
+    return [folder.split("=", 1)[0] for folder in chain]
+
+
+def _segments(path: str) -> list[str]:
+    return [s for s in path.split("/") if s]
 
 
 def summary_path(output: str) -> str:
@@ -271,18 +355,6 @@ def session(master: str | None, *, batch_size: int = BATCH_SIZE) -> SparkSession
     return spark
 
 
-def _partition_columns(frame: DataFrame) -> list[str]:
-    """The columns Spark discovered from ``key=value`` directories in the input's paths, as Spark
-    discovers them (a column of the files themselves is none of them, whatever a file holds)."""
-    keys = {
-        segment.split("=", 1)[0]
-        for path in frame.inputFiles()
-        for segment in unquote(urlsplit(path).path).split("/")[:-1]
-        if "=" in segment
-    }
-    return [name for name in frame.columns if name in keys]
-
-
 def verify_bundle(bundle_dir: Path) -> str:
     """Load the bundle (verifying every file's digest) and return its version: a missing or altered
     bundle fails here, before Spark starts."""
@@ -298,6 +370,7 @@ class Scored:
     frame: DataFrame
     fmt: str  # "json": one column `value` (the enriched event's JSON); "parquet": the input's columns + `anomaly`
     partition_columns: list[str]
+    skipped: list[str]  # INPUT's files not read: not named as data (relative to INPUT)
 
 
 def scored_frame(
@@ -317,17 +390,19 @@ def scored_frame(
     from pyspark.sql.pandas.types import from_arrow_type
     from pyspark.sql.types import StructField, StructType
 
-    fmt = input_format(source, fmt)
-    spark.sparkContext.addFile(str(bundle_dir.resolve()), recursive=True)
-    name = bundle_dir.resolve().name
     try:
+        layout = lake_layout(spark, source, fmt)
+        fmt = layout.fmt
         # Parquet: every file's columns, not one file's alone: a column some files lack (an
         # optional OCSF field) was left out of every event, and out of the output
-        reader = spark.read.option("mergeSchema", "true")
+        reader = spark.read.option("mergeSchema", "true").options(**layout.options)
         frame = reader.text(source) if fmt == "json" else reader.parquet(source)
-        parts = _partition_columns(frame)
     except AnalysisException as exc:
-        raise SparkJobError(f"cannot read {source} as {fmt}: {exc.getMessage()}") from None
+        raise SparkJobError(f"cannot read {source}: {exc.getMessage()}") from None
+    # the key=value folders' columns (a column of the files themselves is none of them)
+    parts = [column for column in frame.columns if column in layout.partition_keys]
+    spark.sparkContext.addFile(str(bundle_dir.resolve()), recursive=True)
+    name = bundle_dir.resolve().name
     if partitions is None:  # scoring costs far more than a shuffle: never leave task slots idle
         partitions = spark.sparkContext.defaultParallelism
         if frame.rdd.getNumPartitions() >= partitions:
@@ -348,7 +423,7 @@ def scored_frame(
             ),
             schema,
         )
-    return Scored(scored, fmt, parts)
+    return Scored(scored, fmt, parts, layout.skipped)
 
 
 def _java_reason(error: Any) -> str:
@@ -389,6 +464,10 @@ def score_lake(
     check_output(source, output)
     scored = scored_frame(spark, bundle_dir, version, source, alpha=alpha, partitions=partitions, fmt=fmt)
     fmt, parts = scored.fmt, scored.partition_columns
+    if scored.skipped:
+        say(
+            f"warning: not read, not named as {fmt} data ({', '.join(DATA_NAMES[fmt])}): {_some(scored.skipped)}"
+        )
     say(f"scoring {source} ({fmt}; partitioned by {', '.join(parts) or 'nothing'}) with bundle {version}")
     writer = scored.frame.write.mode("overwrite" if overwrite else "errorifexists").partitionBy(*parts)
     # a failed job leaves the directories it made (empty, or part files): they would block the rerun

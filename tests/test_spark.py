@@ -10,6 +10,7 @@ import gzip
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -555,3 +556,73 @@ def test_a_failed_run_leaves_nothing_and_says_which_file_in_one_line(
     )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "scored 100 events" in again.stderr
+
+
+@needs_java
+def test_a_lake_is_read_whole_at_any_depth_and_by_its_data_files_names(
+    spark: Any, lake_bundles: tuple[Path, Path], held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """Events under folders that are not key=value (dated/2023/11/) were not read: 0 events scored, and
+    the command succeeded; a Parquet lake with a README.md at its top was read as JSON Lines (every
+    event unscorable), a JSON lake's README as bad lines. Every data file is read now, at any depth,
+    other files are not (and said so); a lake Spark would read in part, or whose files are of both
+    kinds, is refused before any task runs, naming a file."""
+    from scorer import spark as lake
+
+    bundle, _ = lake_bundles
+    version = lake.verify_bundle(bundle)
+    lines = [orjson.dumps(e) + b"\n" for e in held_out_events[:30]]
+    table = pa.Table.from_pylist(held_out_events[:30])
+
+    def put(path: str, data: bytes | pa.Table) -> None:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, pa.Table):
+            pq.write_table(data, tmp_path / path)
+        else:
+            (tmp_path / path).write_bytes(data)
+
+    put("dated/2023/11/a.jsonl", b"".join(lines[:10]))
+    put("dated/2023/12/late/b.JSONL.gz", gzip.compress(b"".join(lines[10:])))
+    put("dated/README.md", b"# exported events\n")
+    put("pq/eventDay=1/a.parquet", table.slice(0, 10))
+    put("pq/eventDay=2/hour/b.parquet", table.slice(10))
+    put("pq/README.md", b"# exported events\n")
+    said: list[str] = []
+
+    for source, fmt, parts in [("dated", "json", []), ("pq", "parquet", ["eventDay"])]:
+        stats = lake.score_lake(
+            spark, bundle, version, str(tmp_path / source), str(tmp_path / f"{source}-out"), log=said.append
+        )
+        assert (stats.output_format, stats.events, stats.errors) == (fmt, 30, 0)
+        assert f"partitioned by {', '.join(parts) or 'nothing'}" in "\n".join(said)
+        assert any(m.startswith("warning: not read") and m.endswith(": README.md") for m in said)
+        said.clear()
+    assert sorted(p.name for p in (tmp_path / "pq-out").iterdir() if p.is_dir()) == [
+        "eventDay=1",
+        "eventDay=2",
+    ]
+
+    put("mixed/a.jsonl", lines[0])
+    put("mixed/more/b.parquet", table.slice(0, 1))
+    put("stray/day=1/a.jsonl", lines[0])
+    put("stray/late/b.jsonl", lines[1])  # Spark refused the lake: CONFLICTING_DIRECTORY_STRUCTURES
+    put("top/day=1/a.jsonl", lines[0])
+    put("top/b.jsonl", lines[1])  # Spark left it out
+    put("keys/day=1/a.jsonl", lines[0])
+    put("keys/region=x/b.jsonl", lines[1])
+    put("readme/README.md", b"# nothing yet\n")
+    (tmp_path / "empty").mkdir()
+    for source, message in [
+        (
+            "mixed",
+            "holds Parquet (more/b.parquet) and JSON Lines (a.jsonl) files: score each kind apart (--format",
+        ),
+        ("stray", "(day=1/a.jsonl) but late/b.jsonl is not below folders of the same keys"),
+        ("top", "(day=1/a.jsonl) but b.jsonl is not below"),
+        ("keys", "(day=1/a.jsonl) but region=x/b.jsonl is not below"),
+        ("readme", "no .parquet, .jsonl, .json, .ndjson or .gz file under"),
+        ("empty", "no file to score under"),
+    ]:
+        with pytest.raises(lake.SparkJobError, match=re.escape(message)):
+            lake.score_lake(spark, bundle, version, str(tmp_path / source), str(tmp_path / f"{source}-out"))
+        assert not (tmp_path / f"{source}-out").exists()

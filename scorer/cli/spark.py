@@ -39,9 +39,10 @@ DESCRIPTION = """\
 Score every OCSF event under INPUT on Apache Spark and write them, each with its `anomaly` added (the
 same fields and scores as `ocsf-anomaly score`), to the directory OUTPUT, partitioned like INPUT
 (key=value directories). Parquet in, Parquet out (`anomaly` a struct column; the reasons' value and
-typical as JSON text); JSON Lines in (.jsonl, .json, .gz; files or directories), JSON Lines part
-files out, uncompressed, every event as it came plus `anomaly`. A line that is not a JSON object keeps
-its text in `_raw` and gets `anomaly.error`; the job goes on. A summary (events, anomalies and errors
+typical as JSON text); JSON Lines in (.jsonl, .json, .ndjson, .gz), JSON Lines part files out,
+uncompressed, every event as it came plus `anomaly`. A directory's files are read at any depth, by
+their names (other files are not read); a file whatever its name. A line that is not a JSON object
+keeps its text in `_raw` and gets `anomaly.error`; the job goes on. A summary (events, anomalies and errors
 by class_uid and UTC day) is written as CSV to OUTPUT-summary, beside OUTPUT.
 
 The bundle is verified here before any task runs; each Python worker on the executors loads its
@@ -99,7 +100,8 @@ def add_commands(commands: Commands) -> None:
         "--format",
         choices=("auto", "parquet", "json"),
         default="auto",
-        help="input format (default: .parquet files mean Parquet, anything else JSON Lines)",
+        help="input format (default: by the files' names: .parquet Parquet, .jsonl/.json/.ndjson/.gz JSON "
+        "Lines, a directory's other files not read; a format named reads every file as it)",
     )
     parser.add_argument(
         "--alpha", type=_alpha, default=None, help="target false-positive rate (default: the bundle's, 0.01)"
