@@ -351,8 +351,31 @@ def session(master: str | None, *, batch_size: int = BATCH_SIZE) -> SparkSession
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("WARN")
+    _quiet_failed_tasks(spark)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_size))
     return spark
+
+
+# What a failed job logs on the driver before the error that says why in one line: its Java stack
+# traces, 100 to 300 lines (a local executor's, the task scheduler's, the writer's as it aborts the
+# task and the job), and the warnings that follow (a task's temporary files it could not delete, a
+# missing path's trace). The executors' own logs and Spark's UI keep them.
+QUIET_LOGGERS = {
+    "org.apache.spark.executor.Executor": "OFF",
+    "org.apache.spark.scheduler.TaskSetManager": "OFF",
+    "org.apache.spark.sql.execution.datasources.FileFormatWriter": "OFF",
+    "org.apache.spark.util.Utils": "OFF",
+    "org.apache.hadoop.mapreduce.lib.output.FileOutputCommitter": "ERROR",
+    "org.apache.spark.sql.execution.streaming.sinks.FileStreamSink": "ERROR",
+}
+
+
+def _quiet_failed_tasks(spark: SparkSession) -> None:
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    log4j = jvm.org.apache.logging.log4j
+    for name, level in QUIET_LOGGERS.items():
+        log4j.core.config.Configurator.setLevel(name, log4j.Level.toLevel(level))
 
 
 def verify_bundle(bundle_dir: Path) -> str:
@@ -386,7 +409,8 @@ def scored_frame(
     """The events of ``source`` with their scores, as a DataFrame, scored by the bundle in ``bundle_dir``
     (whose version :func:`verify_bundle` returned): each executor's Python workers load their shipped
     copy once and refuse any other version."""
-    from pyspark.errors import AnalysisException
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import PySparkException
     from pyspark.sql.pandas.types import from_arrow_type
     from pyspark.sql.types import StructField, StructType
 
@@ -397,8 +421,9 @@ def scored_frame(
         # optional OCSF field) was left out of every event, and out of the output
         reader = spark.read.option("mergeSchema", "true").options(**layout.options)
         frame = reader.text(source) if fmt == "json" else reader.parquet(source)
-    except AnalysisException as exc:
-        raise SparkJobError(f"cannot read {source}: {exc.getMessage()}") from None
+    except (PySparkException, Py4JJavaError) as exc:  # not there, not listable, a Parquet file damaged
+        reason = _java_reason(exc.java_exception) if isinstance(exc, Py4JJavaError) else _first_line(exc)
+        raise SparkJobError(f"cannot read {source}: {reason}") from None
     # the key=value folders' columns (a column of the files themselves is none of them)
     parts = [column for column in frame.columns if column in layout.partition_keys]
     spark.sparkContext.addFile(str(bundle_dir.resolve()), recursive=True)
@@ -424,6 +449,10 @@ def scored_frame(
             schema,
         )
     return Scored(scored, fmt, parts, layout.skipped)
+
+
+def _first_line(exc: Any) -> str:
+    return str(exc.getMessage()).strip().splitlines()[0]
 
 
 def _java_reason(error: Any) -> str:

@@ -544,6 +544,9 @@ def test_a_failed_run_leaves_nothing_and_says_which_file_in_one_line(
     )
     assert failed.returncode == 2, failed.stderr[-3000:]
     assert "Traceback" not in failed.stderr
+    # the failed task's Java stack trace, some 150 lines from the executor and the task scheduler
+    assert not [line for line in failed.stderr.splitlines() if line.startswith(("\tat ", "Caused by"))]
+    assert "TaskSetManager" not in failed.stderr
     last = failed.stderr.strip().splitlines()[-1]
     assert last.startswith("error: the Spark job failed: ")
     assert "b.jsonl.gz" in last
@@ -626,3 +629,31 @@ def test_a_lake_is_read_whole_at_any_depth_and_by_its_data_files_names(
         with pytest.raises(lake.SparkJobError, match=re.escape(message)):
             lake.score_lake(spark, bundle, version, str(tmp_path / source), str(tmp_path / f"{source}-out"))
         assert not (tmp_path / f"{source}-out").exists()
+
+
+@needs_java
+def test_a_damaged_parquet_file_is_refused_in_one_line_naming_it(
+    spark: Any, lake_bundles: tuple[Path, Path], held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """A .parquet file that is not Parquet (cut short) ended in a Py4JJavaError traceback, after some
+    200 lines of Java traces: its footer is read before any task runs. One line now, naming the file."""
+    from scorer import spark as lake
+
+    bundle, _ = lake_bundles
+    (tmp_path / "lake").mkdir()
+    pq.write_table(pa.Table.from_pylist(held_out_events[:10]), tmp_path / "lake" / "a.parquet")
+    (tmp_path / "lake" / "b.parquet").write_bytes(b"PAR1 cut short")
+
+    with pytest.raises(lake.SparkJobError) as failed:
+        lake.score_lake(
+            spark, bundle, lake.verify_bundle(bundle), str(tmp_path / "lake"), str(tmp_path / "out")
+        )
+
+    message = str(failed.value)
+    assert message.startswith(f"cannot read {tmp_path / 'lake'}: ")
+    assert message.endswith(
+        f"(RuntimeException: file:{tmp_path / 'lake' / 'b.parquet'} is not a Parquet file. "
+        "Expected magic number at tail, but found [104, 111, 114, 116])"
+    )
+    assert "\n" not in message
+    assert not (tmp_path / "out").exists()
