@@ -41,7 +41,7 @@ import orjson
 import pyarrow as pa
 
 from scorer.errors import UserError
-from scorer.io import arrow_rows, dumps, from_parquet, parse_line
+from scorer.io import arrow_rows, dumps, from_parquet, not_events, parse_line
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -525,6 +525,9 @@ def score_lake(
             _name_parts(spark, output, ".txt", ".jsonl")
         say(f"wrote {output}; summarising by class_uid and day into {summary}")
         rows = _summarise(spark, output, fmt, summary, overwrite=overwrite)
+        read = sum(r[2] for r in rows)
+        if read == sum(r[4] for r in rows):  # not one event scored: not what INPUT was taken for
+            raise _not_events(spark, source, output, fmt, read)
     except BaseException:
         for fs, root in created:
             fs.delete(root, True)
@@ -539,6 +542,21 @@ def score_lake(
         seconds=time.perf_counter() - started,
         by_class_day=rows,
     )
+
+
+def _not_events(spark: SparkSession, source: str, output: str, fmt: str, read: int) -> SparkJobError:
+    """The error for an INPUT none of whose rows was scored: for a file of this machine what ``score``
+    says of it (empty, or what it looks like instead: gzip, Parquet, UTF-16), else the first row's error."""
+    local = local_path(source)
+    if local is not None and local.is_file():
+        return SparkJobError(str(not_events(local, read)))
+    if not read:
+        return SparkJobError(f"{source} holds no event: its files hold no rows")
+    frame = spark.read.schema(SUMMARY_SCHEMA).json(output) if fmt == "json" else spark.read.parquet(output)
+    first = frame.where(frame.anomaly.error.isNotNull()).select("anomaly.error").first()
+    assert first is not None  # every row read is unscorable
+    hint = ": is it JSON Lines, one OCSF event (a JSON object) per line?" if fmt == "json" else ""
+    return SparkJobError(f"no row of {source} could be scored ({read:,} read; the first: {first[0]}){hint}")
 
 
 def _hadoop_path(spark: SparkSession, path: str) -> tuple[Any, Any]:

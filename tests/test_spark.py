@@ -451,30 +451,47 @@ def test_a_scored_parquet_lake_is_scored_again_its_anomaly_column_replaced(
 
 
 @needs_java
-def test_a_partitioned_parquet_lake_of_no_rows_is_scored_as_no_events(
+def test_an_input_of_no_events_is_refused_as_score_refuses_it(
     spark: Any, lake_bundles: tuple[Path, Path], held_out_events: list[Event], tmp_path: Path
 ) -> None:
-    """Partitioned and empty, Spark writes no Parquet file (only _SUCCESS): reading OUTPUT back for the
-    summary failed (UNABLE_TO_INFER_SCHEMA), a traceback. It is 0 events now, as an unpartitioned
-    empty input is."""
+    """Inputs that hold no event were "scored" and the command succeeded: an empty file or lake, "scored
+    0 events"; gzip not named .gz, UTF-16 text, Parquet not named .parquet, lines none of which is an
+    event: every line unscorable. Each is refused now, a file with what `score` says of it, and
+    nothing is left of OUTPUT. A partitioned lake of no rows gets there too: Spark writes it no
+    Parquet file (only _SUCCESS), and reading OUTPUT back for the summary once failed
+    (UNABLE_TO_INFER_SCHEMA), a traceback."""
     from scorer import spark as lake
 
     bundle, _ = lake_bundles
-    empty = pa.Table.from_pylist(held_out_events[:10]).slice(0, 0)
+    version = lake.verify_bundle(bundle)
+    body = b"".join(orjson.dumps(e) + b"\n" for e in held_out_events[:20])
     (tmp_path / "lake" / "eventDay=1").mkdir(parents=True)
-    pq.write_table(empty, tmp_path / "lake" / "eventDay=1" / "z.parquet")
-    pq.write_table(empty, tmp_path / "flat.parquet")
-    for source in ("lake", "flat.parquet"):
+    pq.write_table(
+        pa.Table.from_pylist(held_out_events[:10]).slice(0, 0), tmp_path / "lake" / "eventDay=1" / "z.parquet"
+    )
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    (tmp_path / "gzip.jsonl").write_bytes(gzip.compress(body))
+    (tmp_path / "utf16.jsonl").write_bytes(body.decode().encode("utf-16"))
+    pq.write_table(pa.Table.from_pylist(held_out_events[:20]), tmp_path / "parquet.data")
+    (tmp_path / "arrays").mkdir()
+    (tmp_path / "arrays" / "a.jsonl").write_bytes(b"[1]\n[2]\n")
+    for source, message in [
+        ("lake", f"{tmp_path / 'lake'} holds no event: its files hold no rows"),
+        ("empty.jsonl", f"{tmp_path / 'empty.jsonl'} is empty: it holds no event"),
+        ("gzip.jsonl", "it holds gzip data: name it .gz"),
+        ("utf16.jsonl", "it is UTF-16 text (as Windows PowerShell's > writes): save it as UTF-8"),
+        ("parquet.data", "it is Parquet: name it .parquet"),
+        (
+            "arrays",
+            f"no row of {tmp_path / 'arrays'} could be scored (2 read; the first: expected a JSON object, "
+            "got an array): is it JSON Lines, one OCSF event (a JSON object) per line?",
+        ),
+    ]:
         output = tmp_path / f"{source}-scored"
-
-        stats = lake.score_lake(
-            spark, bundle, lake.verify_bundle(bundle), str(tmp_path / source), str(output)
-        )
-
-        assert (stats.output_format, stats.events, stats.anomalies, stats.errors) == ("parquet", 0, 0, 0)
-        assert stats.by_class_day == []
-        assert (output / "_SUCCESS").exists()
-        assert list(Path(stats.summary).glob("part-*.csv"))
+        with pytest.raises(lake.SparkJobError, match=re.escape(message)):
+            lake.score_lake(spark, bundle, version, str(tmp_path / source), str(output))
+        assert not output.exists()
+        assert not Path(lake.summary_path(str(output))).exists()
 
 
 @needs_java

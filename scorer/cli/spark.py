@@ -42,8 +42,9 @@ same fields and scores as `ocsf-anomaly score`), to the directory OUTPUT, partit
 typical as JSON text); JSON Lines in (.jsonl, .json, .ndjson, .gz), JSON Lines part files out,
 uncompressed, every event as it came plus `anomaly`. A directory's files are read at any depth, by
 their names (other files are not read); a file whatever its name. A line that is not a JSON object
-keeps its text in `_raw` and gets `anomaly.error`; the job goes on. A summary (events, anomalies and errors
-by class_uid and UTC day) is written as CSV to OUTPUT-summary, beside OUTPUT.
+keeps its text in `_raw` and gets `anomaly.error`; the job goes on. A summary (events, anomalies and
+errors by class_uid and UTC day) is written as CSV to OUTPUT-summary, beside OUTPUT. An INPUT of
+which not one event is scored is an error, as with `score`.
 
 The bundle is verified here before any task runs; each Python worker on the executors loads its
 shipped copy once. Needs the [spark] extra (`pip install 'ocsf-anomaly[spark]'`) and Java 17 or 21,
