@@ -141,7 +141,9 @@ def score_text_batches(
     detector = _detector(bundle_name, version)
     model = detector.model_info
     for batch in batches:
-        lines: list[bytes] = [raw or b"" for raw in batch.column("value").cast(pa.binary()).to_pylist()]
+        # lines end at LF (a CR is JSON's whitespace); a CR before it is not the line's (CRLF), as in `score`
+        values = batch.column("value").cast(pa.binary()).to_pylist()
+        lines: list[bytes] = [(raw or b"").rstrip(b"\r") for raw in values]
         events: list[dict[str, Any]] = []
         parsed: list[tuple[dict[str, Any] | None, str | None]] = []
         for line in lines:
@@ -420,7 +422,7 @@ def scored_frame(
         # Parquet: every file's columns, not one file's alone: a column some files lack (an
         # optional OCSF field) was left out of every event, and out of the output
         reader = spark.read.option("mergeSchema", "true").options(**layout.options)
-        frame = reader.text(source) if fmt == "json" else reader.parquet(source)
+        frame = reader.option("lineSep", "\n").text(source) if fmt == "json" else reader.parquet(source)
     except (PySparkException, Py4JJavaError) as exc:  # not there, not listable, a Parquet file damaged
         reason = _java_reason(exc.java_exception) if isinstance(exc, Py4JJavaError) else _first_line(exc)
         raise SparkJobError(f"cannot read {source}: {reason}") from None

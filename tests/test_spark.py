@@ -369,12 +369,17 @@ def test_a_line_that_is_not_utf8_is_a_bad_line_written_as_score_writes_it(
 ) -> None:
     """One line with a byte that is not UTF-8 (a Latin-1 é) failed the whole job: a UnicodeDecodeError
     in a worker, some 220 lines of traces and no output. It is one bad line now, with the `_raw` text
-    and the error `score` writes for it, and the job goes on."""
+    and the error `score` writes for it, and the job goes on. A CR inside a line (JSON whitespace)
+    split it in two bad lines, as Hadoop's line reader ends a line there too: lines end at LF now, a
+    CR before it is not part of the line (CRLF files), as `score` reads them."""
     from scorer import spark as lake
 
     bundle, _ = lake_bundles
-    latin1 = b'{"class_uid": 4002, "severity": "Informational\xe9", "time": 1700841688897}'
+    latin1 = b'{"class_uid": 4002, "severity": "Informational\xe9", "time": 1700841688897}\r'
     good = [orjson.dumps(e) for e in held_out_events[:20]]
+    good[0] = b"\xef\xbb\xbf" + good[0]  # a UTF-8 byte order mark opening the file
+    good[3] = good[3].replace(b',"', b',\r"', 1)
+    good[5] += b"\r"
     source = tmp_path / "events.jsonl"
     source.write_bytes(b"\n".join([*good[:10], latin1, *good[10:]]) + b"\n")
     output = tmp_path / "scored"
@@ -390,7 +395,7 @@ def test_a_line_that_is_not_utf8_is_a_bad_line_written_as_score_writes_it(
     by_score = map(orjson.loads, (tmp_path / "file-scored.jsonl").read_bytes().splitlines())
     expected = [e for e in by_score if "_raw" in e]
     assert len(bad) == len(expected) == 1
-    assert bad[0]["_raw"] == expected[0]["_raw"] == latin1.decode("utf-8", "replace")
+    assert bad[0]["_raw"] == expected[0]["_raw"] == latin1[:-1].decode("utf-8", "replace")
     assert bad[0]["anomaly"]["error"] == expected[0]["anomaly"]["error"]
     assert bad[0]["anomaly"]["error"].startswith("invalid JSON: str is not valid UTF-8")
     uids = {e["metadata"]["uid"] for e in written if "_raw" not in e}
