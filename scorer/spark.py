@@ -44,7 +44,8 @@ from scorer.errors import UserError
 from scorer.io import arrow_rows, dumps, from_parquet, not_events, parse_line
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.types import DataType
 
 # The `anomaly` object of `ocsf-anomaly score`, as one Arrow/Spark type: declared, never inferred.
 REASON = pa.struct(
@@ -71,7 +72,9 @@ ANOMALY = pa.struct(
 BATCH_SIZE = 2048  # rows an Arrow batch hands a worker: the file scorer's chunk
 SUMMARY_SUFFIX = "-summary"
 # what the summary reads of a scored lake
-SUMMARY_SCHEMA = "class_uid long, time long, anomaly struct<is_anomaly: boolean, error: string>"
+SUMMARY_SCHEMA = "class_uid long, time string, anomaly struct<is_anomaly: boolean, error: string>"
+# the epoch milliseconds of the first and the last moment of years 1 to 9999 (a day as `report` reads one)
+FIRST_MS, LAST_MS = -62_135_596_800_000, 253_402_300_799_999
 
 
 class SparkJobError(UserError, RuntimeError):
@@ -589,7 +592,7 @@ def _summarise(
     """Counts by class_uid and UTC day, read back from what was written (only the columns it needs)."""
     from pyspark.errors import AnalysisException
     from pyspark.sql import functions as F
-    from pyspark.sql.types import LongType, NumericType
+    from pyspark.sql.types import LongType
 
     if fmt == "json":
         frame = spark.read.schema(SUMMARY_SCHEMA).json(output)
@@ -604,14 +607,10 @@ def _summarise(
         for name in ("class_uid", "time"):
             if name not in frame.columns:
                 frame = frame.withColumn(name, F.lit(None).cast(LongType()))
-    time_type = frame.schema["time"].dataType
-    # OCSF's time is epoch milliseconds; some lakes store a timestamp column
-    epoch = isinstance(time_type, NumericType)
-    day = F.to_date(F.timestamp_millis(F.col("time").cast(LongType())) if epoch else F.col("time"))
     counts = (
         frame.select(
             F.col("class_uid").cast(LongType()).alias("class_uid"),
-            F.date_format(day, "yyyy-MM-dd").alias("day"),
+            F.date_format(_day(F.col("time"), frame.schema["time"].dataType), "yyyy-MM-dd").alias("day"),
             F.col("anomaly.is_anomaly").alias("is_anomaly"),
             F.col("anomaly.error").alias("error"),
         )
@@ -632,6 +631,25 @@ def _summarise(
         .csv(summary)
     )
     return [(r.class_uid, r.day, int(r.events), int(r.anomalies), int(r.errors)) for r in rows]
+
+
+def _day(time: Column, kind: DataType) -> Column:
+    """The UTC day of OCSF's ``time`` as ``score`` and ``report`` read it: epoch milliseconds, a number
+    or its text (a JSON lake's ``time`` is read as text: either); ISO 8601 text; or a lake's timestamp
+    or date column. Anything else, or a moment outside years 1 to 9999: null."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import DateType, NumericType, StringType, TimestampNTZType, TimestampType
+
+    if isinstance(kind, DateType | TimestampType | TimestampNTZType):
+        return F.to_date(time)
+    if not isinstance(kind, NumericType | StringType):
+        return F.lit(None).cast(DateType())
+    text = F.trim(time.cast("string"))
+    ms = text.try_cast("double")
+    moment = F.when(ms.between(FIRST_MS, LAST_MS), F.timestamp_millis(ms.cast("long")))
+    if isinstance(kind, StringType):
+        moment = F.when(ms.isNull(), text.try_cast("timestamp")).otherwise(moment)
+    return F.to_date(moment)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

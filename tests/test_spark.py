@@ -5,7 +5,9 @@ registry URI, spark-submit, a bad bundle refused before Spark starts)."""
 
 from __future__ import annotations
 
+import collections
 import csv
+import datetime as dt
 import gzip
 import itertools
 import json
@@ -371,12 +373,19 @@ def test_a_line_that_is_not_utf8_is_a_bad_line_written_as_score_writes_it(
     in a worker, some 220 lines of traces and no output. It is one bad line now, with the `_raw` text
     and the error `score` writes for it, and the job goes on. A CR inside a line (JSON whitespace)
     split it in two bad lines, as Hadoop's line reader ends a line there too: lines end at LF now, a
-    CR before it is not part of the line (CRLF files), as `score` reads them."""
+    CR before it is not part of the line (CRLF files), as `score` reads them. The summary's day of an
+    event whose `time` is epoch milliseconds as text (or ISO 8601 text) was empty (read as a number);
+    one far beyond year 9999 failed the summary (DATETIME_OVERFLOW) after the job."""
     from scorer import spark as lake
 
     bundle, _ = lake_bundles
     latin1 = b'{"class_uid": 4002, "severity": "Informational\xe9", "time": 1700841688897}\r'
-    good = [orjson.dumps(e) for e in held_out_events[:20]]
+    events = [dict(e) for e in held_out_events[:20]]
+    events[7]["time"] = str(events[7]["time"])
+    moment = dt.datetime.fromtimestamp(events[8]["time"] / 1000, tz=dt.UTC)
+    events[8]["time"] = moment.isoformat().replace("+00:00", "Z")
+    events[9]["time"] = 2**63 - 1  # no day
+    good = [orjson.dumps(e) for e in events]
     good[0] = b"\xef\xbb\xbf" + good[0]  # a UTF-8 byte order mark opening the file
     good[3] = good[3].replace(b',"', b',\r"', 1)
     good[5] += b"\r"
@@ -400,6 +409,15 @@ def test_a_line_that_is_not_utf8_is_a_bad_line_written_as_score_writes_it(
     assert bad[0]["anomaly"]["error"].startswith("invalid JSON: str is not valid UTF-8")
     uids = {e["metadata"]["uid"] for e in written if "_raw" not in e}
     assert uids == {e["metadata"]["uid"] for e in held_out_events[:20]}
+    days = collections.Counter()
+    for _, day, count, _, _ in stats.by_class_day:
+        days[day] += count
+    expected_days = collections.Counter(
+        dt.datetime.fromtimestamp(e["time"] / 1000, tz=dt.UTC).date().isoformat()
+        for e in held_out_events[:20]
+        if e is not held_out_events[9]
+    )
+    assert days == expected_days + collections.Counter({None: 2})  # event 9's and the bad line's
 
 
 def _verdicts(output: Path) -> dict[str, dict[str, Any]]:
