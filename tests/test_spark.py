@@ -241,6 +241,9 @@ def test_a_bad_bundle_input_or_output_fails_before_spark_starts(bundle_dir: Path
         ([tmp_path / "earlier-summary", tmp_path / "earlier"], "OUTPUT-summary"),
         ([f"file://{lake}", f"file://{tmp_path}", "--overwrite"], f"OUTPUT file://{tmp_path} holds INPUT"),
         (["s3a://bucket/lake/day=1", "s3a://BUCKET//lake/", "--overwrite"], "holds INPUT"),
+        # where no directory can be made: found once the JVM had started and the job had run
+        ([lake, source / "scored"], f"cannot be written: {source} is a file, not a directory"),
+        ([lake, source, "--overwrite"], f"'{source}' is a file: name a directory to write"),
     ]:
         if args[0] == tmp_path / "earlier-summary":
             args[0].mkdir()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from pathlib import Path
 
 from scorer.cli import (
     CONFIG_HELP,
@@ -15,6 +14,7 @@ from scorer.cli import (
     _bundle,
     _check_config,
     _counted,
+    _dir_out,
     _existing,
     _positive,
     _require_extra,
@@ -167,12 +167,17 @@ def _score_spark(args: argparse.Namespace) -> int:
 
 def _check_local_paths(source: str, output: str, summary: str, *, overwrite: bool) -> None:
     """What can be checked before the JVM starts, on this machine's own files (a remote lake's paths
-    are Spark's to check): the input exists, and the output does not unless it is to be replaced."""
-    if any("://" in path and not path.startswith("file://") for path in (source, output)):
-        return
-    source_path = Path(source.removeprefix("file://"))
-    if not source_path.exists():
+    are Spark's to check): the input exists; the output and its summary do not, unless they are to be
+    replaced, and can be made where they are to be (directories, where new files can be made)."""
+    from scorer.spark import local_path
+
+    source_path = local_path(source)
+    if source_path is not None and not source_path.exists():
         raise CliError(f"no such input: {source_path}")
-    for existing in (Path(output.removeprefix("file://")), Path(summary.removeprefix("file://"))):
-        if not overwrite and existing.exists():
-            raise CliError(f"{existing} exists: --overwrite replaces OUTPUT and OUTPUT-summary")
+    for path in filter(None, map(local_path, (output, summary))):
+        if not overwrite and path.exists():
+            raise CliError(f"{path} exists: --overwrite replaces OUTPUT and OUTPUT-summary")
+        try:
+            _dir_out(str(path))
+        except argparse.ArgumentTypeError as exc:
+            raise CliError(str(exc)) from None
