@@ -123,6 +123,11 @@ def _detector(name: str, version: str) -> Any:
     return _loaded[key]
 
 
+def model_fields(detector: Any) -> set[str]:
+    """The top-level fields of an event the model reads: its features' and class_uid (calibration)."""
+    return {"class_uid", *(feature.path.split(".", 1)[0] for feature in detector.encoder.spec.features)}
+
+
 def anomaly_row(anomaly: dict[str, Any]) -> dict[str, Any]:
     """The `anomaly` object as a row of :data:`ANOMALY` (reasons' values as JSON text)."""
     return {
@@ -140,20 +145,27 @@ def score_text_batches(
     """mapInArrow over JSON Lines read as text: column ``value`` becomes the enriched event's JSON;
     other columns (the input's partition columns) pass through. Each line is taken as the bytes the
     file holds (Spark's text column is not checked for UTF-8): parsed as ``score`` parses them, and a
-    bad line's ``_raw`` is its text as ``score`` writes it (bytes that are not UTF-8 replaced)."""
+    bad line's ``_raw`` is its text as ``score`` writes it (bytes that are not UTF-8 replaced). An
+    event lacking a field the model reads that a partition column holds (a lake partitioned by
+    class_uid) is scored with the partition's value, and written as it came."""
     detector = _detector(bundle_name, version)
     model = detector.model_info
+    read = model_fields(detector)
     for batch in batches:
         # lines end at LF (a CR is JSON's whitespace); a CR before it is not the line's (CRLF), as in `score`
         values = batch.column("value").cast(pa.binary()).to_pylist()
         lines: list[bytes] = [(raw or b"").rstrip(b"\r") for raw in values]
+        partitions = {
+            n: batch.column(n).to_pylist() for n in batch.schema.names if n != "value" and n in read
+        }
         events: list[dict[str, Any]] = []
         parsed: list[tuple[dict[str, Any] | None, str | None]] = []
-        for line in lines:
+        for row, line in enumerate(lines):
             event, error = parse_line(line)
             parsed.append((event, error))
             if event is not None:
-                events.append(event)
+                known = {k: v[row] for k, v in partitions.items() if k not in event and v[row] is not None}
+                events.append({**event, **known} if known else event)
         result = detector.score(events, alpha=alpha, explain=True)
         out: list[str] = []
         i = 0
@@ -180,10 +192,12 @@ def score_row_batches(
     """mapInArrow over Parquet rows: every column passes through; an ``anomaly`` column is added, last
     (a scored lake's own ``anomaly`` column is replaced, as ``score`` replaces the key). Each row
     becomes the event ``score`` reads from the same Parquet file (``io.from_parquet``: nulls dropped,
-    JSON's types; the directory's partition columns left out)."""
+    JSON's types; the directory's partition columns left out), but for a field the model reads: a lake
+    partitioned by class_uid holds it in its folders' names only (Spark's and pyarrow's writers leave
+    it out of the files), and the event without it would be scored in another calibration group."""
     detector = _detector(bundle_name, version)
     model = detector.model_info
-    drop = set(partition_columns)
+    drop = set(partition_columns) - model_fields(detector)
     for batch in batches:
         events = [{k: v for k, v in from_parquet(row).items() if k not in drop} for row in arrow_rows(batch)]
         result = detector.score(events, alpha=alpha, explain=True)

@@ -612,7 +612,9 @@ def test_a_lake_is_read_whole_at_any_depth_and_by_its_data_files_names(
     the command succeeded; a Parquet lake with a README.md at its top was read as JSON Lines (every
     event unscorable), a JSON lake's README as bad lines. Every data file is read now, at any depth,
     other files are not (and said so); a lake Spark would read in part, or whose files are of both
-    kinds, is refused before any task runs, naming a file."""
+    kinds, is refused before any task runs, naming a file. A lake partitioned by class_uid (its files
+    hold none) was scored without it, as partition columns are left out of the events: a field the
+    model reads is put back now."""
     from scorer import spark as lake
 
     bundle, _ = lake_bundles
@@ -630,12 +632,32 @@ def test_a_lake_is_read_whole_at_any_depth_and_by_its_data_files_names(
     put("dated/2023/11/a.jsonl", b"".join(lines[:10]))
     put("dated/2023/12/late/b.JSONL.gz", gzip.compress(b"".join(lines[10:])))
     put("dated/README.md", b"# exported events\n")
-    put("pq/eventDay=1/a.parquet", table.slice(0, 10))
-    put("pq/eventDay=2/hour/b.parquet", table.slice(10))
+    # partitioned by class_uid too, as Spark's and pyarrow's writers do it: the files hold no class_uid
+    # (the events were scored without it: a feature, and their calibration group, changed)
+    schema = table.schema.remove(table.schema.get_field_index("class_uid"))
+    for folder, events in (
+        ("eventDay=1/class_uid={}", held_out_events[:10]),
+        ("eventDay=2/class_uid={}/hour", held_out_events[10:30]),
+    ):
+        for uid in {e["class_uid"] for e in events}:
+            rows = [e for e in events if e["class_uid"] == uid]
+            put(f"pq/{folder.format(uid)}/a.parquet", pa.Table.from_pylist(rows, schema=schema))
     put("pq/README.md", b"# exported events\n")
+    for uid in {e["class_uid"] for e in held_out_events[:30]}:
+        rows = [
+            {k: v for k, v in e.items() if k != "class_uid"}
+            for e in held_out_events[:30]
+            if e["class_uid"] == uid
+        ]
+        put(f"jparts/class_uid={uid}/a.jsonl", b"".join(orjson.dumps(e) + b"\n" for e in rows))
+    put("jparts/README.md", b"# exported events\n")
     said: list[str] = []
 
-    for source, fmt, parts in [("dated", "json", []), ("pq", "parquet", ["eventDay"])]:
+    for source, fmt, parts in [
+        ("dated", "json", []),
+        ("pq", "parquet", ["eventDay", "class_uid"]),
+        ("jparts", "json", ["class_uid"]),
+    ]:
         stats = lake.score_lake(
             spark, bundle, version, str(tmp_path / source), str(tmp_path / f"{source}-out"), log=said.append
         )
@@ -647,6 +669,28 @@ def test_a_lake_is_read_whole_at_any_depth_and_by_its_data_files_names(
         "eventDay=1",
         "eventDay=2",
     ]
+    written = [
+        orjson.loads(line)
+        for p in (tmp_path / "jparts-out").glob("*/part-*.jsonl")
+        for line in p.read_bytes().splitlines()
+    ]
+    assert not [e for e in written if "class_uid" in e]  # each event as it came
+    pq.write_table(table, tmp_path / "flat.parquet")
+    flat = tmp_path / "flat.jsonl"
+    flat.write_bytes(b"".join(lines))
+    for got, source in [  # scored as `score` scores the same rows, class_uid and all
+        (_verdicts(tmp_path / "pq-out"), tmp_path / "flat.parquet"),
+        ({e["metadata"]["uid"]: e["anomaly"] for e in written}, flat),
+    ]:
+        expected = _file_scores(bundle, source, tmp_path)
+        assert got.keys() == expected.keys()
+        for uid, event in expected.items():
+            want, have = event["anomaly"], got[uid]
+            assert (have["calibration_group"], have["is_anomaly"]) == (
+                want["calibration_group"],
+                want["is_anomaly"],
+            )
+            assert abs(have["score"] - want["score"]) <= 1e-4, uid
 
     put("mixed/a.jsonl", lines[0])
     put("mixed/more/b.parquet", table.slice(0, 1))
