@@ -289,6 +289,8 @@ def _metadata(opened: _Opened) -> dict[str, Any]:
         data = opened.read("metadata.json", METADATA_MAX_BYTES)
     except _Missing:
         raise BundleError(f"{directory} is not a model bundle: metadata.json is missing") from None
+    except BundleError as exc:
+        raise BundleError(f"{directory}: {exc}") from None
     try:
         metadata = _json(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -309,54 +311,63 @@ def _metadata(opened: _Opened) -> dict[str, Any]:
 
 
 def read(directory: Path | str) -> State:
-    """Read a bundle written by :func:`write`, every file checked against its digest first. Fails with
-    :class:`BundleError`, never runs its code.
+    """Read a bundle written by :func:`write`, each file checked against its digest before it is
+    parsed. Fails with :class:`BundleError`, never runs its code.
 
     Each file is read once, whole, through one handle on the directory and never through a
     symbolic link, and what was hashed is what is parsed: a bundle replaced while it is read (`train
     --output` renames the new one into place) is read whole as it was, not as a mix of both, and
     no file from elsewhere is read under its digests."""
-
-    from scorer.knn import KnnIndex
-
     directory = Path(directory)
     if not directory.is_dir():
         read_metadata(directory)  # says there is none
     with _Opened(directory) as opened:
         metadata = _metadata(opened)
+        return _parts(opened, metadata)
+
+
+def _parts(opened: _Opened, metadata: dict[str, Any]) -> State:
+    """The bundle's parts, each file parsed once its bytes match their digest."""
+    from scorer.knn import KnnIndex
+
+    with reporting(opened.directory):
         names = READABLE[metadata["format"]]
         files = metadata.get("files")
-        if not isinstance(files, dict) or set(files) != set(names):
-            raise BundleError(f"{directory}/metadata.json does not list the bundle's files")
-        data = {
-            name: opened.read(name, JSON_MAX_BYTES if name.endswith(".json") else BINARY_MAX_BYTES)
-            for name in names
-        }
-    for name in names:
-        if hashlib.sha256(data[name]).hexdigest() != files[name]:
-            raise BundleError(
-                f"{directory}: {name} does not match its digest in metadata.json (corrupt or altered)"
-            )
-    if metadata.get("version") != _content_version(files, names):
-        raise BundleError(f"{directory}: the version in metadata.json does not match the bundle's files")
-    with reporting(directory):
-        settings = _json(data.pop("detector.json"))
-        with _npz(data.pop("baseline.npz")) as arrays:
+        if (
+            not isinstance(files, dict)
+            or set(files) != set(names)
+            or not all(isinstance(digest, str) for digest in files.values())
+        ):
+            raise BundleError("metadata.json does not list the bundle's files")
+        if metadata.get("version") != _content_version(files, names):
+            raise BundleError("the version in metadata.json does not match the bundle's files")
+
+        def verified(name: str) -> bytes:
+            """The file, once its bytes match their digest: each is parsed as soon as it is checked
+            (all held at once took a third more memory than the model)."""
+            data = opened.read(name, JSON_MAX_BYTES if name.endswith(".json") else BINARY_MAX_BYTES)
+            if hashlib.sha256(data).hexdigest() != files[name]:
+                raise BundleError(f"{name} does not match its digest in metadata.json (corrupt or altered)")
+            return data
+
+        settings = _json(verified("detector.json"))
+        with _npz(verified("baseline.npz")) as arrays:
             baseline = {"cat": arrays["cat"], "num": arrays["num"]}
+        weights_file = "weights.pt" if metadata["format"] == 2 else "weights.npz"
         return State(
             settings=settings,
-            features=_json(data.pop("features.json")),
-            model=_json(data.pop("model.json")),
-            weights=_weights(data, metadata["format"]),
+            features=_json(verified("features.json")),
+            model=_json(verified("model.json")),
+            weights=_weights(verified(weights_file), metadata["format"]),
             embedding_index=KnnIndex.load(
-                "embedding.faiss", data.pop("embedding.faiss"), settings["index"]["embedding"]
+                "embedding.faiss", verified("embedding.faiss"), settings["index"]["embedding"]
             ),
             feature_index=KnnIndex.load(
-                "features.faiss", data.pop("features.faiss"), settings["index"]["features"]
+                "features.faiss", verified("features.faiss"), settings["index"]["features"]
             ),
             baseline=baseline,
-            baseline_ids=_json(data.pop("baseline_ids.json")),
-            calibration=_json(data.pop("calibration.json")),
+            baseline_ids=_json(verified("baseline_ids.json")),
+            calibration=_json(verified("calibration.json")),
             metadata=metadata,
         )
 
@@ -383,7 +394,8 @@ class _Opened:
         os.close(self.fd)
 
     def read(self, name: str, max_bytes: int) -> bytes:
-        where = f"{self.directory}: {name}"
+        """The file ``name``, whole; BundleError naming it (not the directory) when it cannot be."""
+        where = name
         try:
             # not blocking: a named pipe would hold the open (and a load) for ever; refused below
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=self.fd)
@@ -403,7 +415,7 @@ class _Opened:
             )
         with os.fdopen(fd, "rb") as handle:
             try:
-                data = handle.read(max_bytes + 1)
+                data = handle.read(info.st_size + 1)  # its size, and a byte more if it grew meanwhile
             except OSError as exc:
                 raise BundleError(f"{where}: cannot read it: {exc.strerror or exc}") from exc
         if len(data) > max_bytes:
@@ -421,15 +433,15 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is no number a bundle holds")
 
 
-def _weights(data: dict[str, bytes], bundle_format: int) -> dict[str, npt.NDArray[np.float32]]:
+def _weights(data: bytes, bundle_format: int) -> dict[str, npt.NDArray[np.float32]]:
     import numpy as np
 
     if bundle_format == 2:  # written by torch.save: read with torch's tensors-only loader
         import torch
 
-        tensors = torch.load(io.BytesIO(data.pop("weights.pt")), map_location="cpu", weights_only=True)
+        tensors = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         return {str(k): v.numpy().astype(np.float32) for k, v in tensors.items()}
-    with _npz(data.pop("weights.npz")) as arrays:
+    with _npz(data) as arrays:
         return {name: arrays[name] for name in arrays.files}
 
 
