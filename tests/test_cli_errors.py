@@ -485,18 +485,20 @@ def _read_only(directory: Path, *args: str | Path) -> subprocess.CompletedProces
     return _mounted(f"mount --bind {d} {d} && mount -o remount,bind,ro {d} {d}", *args)
 
 
-@pytest.mark.parametrize("command", ["train", "score", "report"])
+@pytest.mark.parametrize("command", ["train", "score", "report", "split"])
 def test_an_output_where_nothing_can_be_written_is_refused_before_the_work(
     command: str, labelled: tuple[Path, Path], bundle_dir: Path, tmp_path: Path
 ) -> None:
-    """`train --output` on a read-only file system trained for the whole run, then failed writing."""
-    events, _ = labelled
+    """`train --output` on a read-only file system trained for the whole run, then failed writing;
+    `split --output DIR`, DIR read-only in a directory that takes files, split and then failed."""
+    events, labels = labelled
     locked = tmp_path / "locked"
     locked.mkdir()
     args = {
         "train": ("train", events, "--output", locked / "m"),
         "score": ("score", events, "--model", bundle_dir, "--output", locked / "out.csv"),
         "report": ("report", events, "--output", locked / "report.html"),
+        "split": ("split", events, "--labels", labels, "--output", locked),
     }[command]
     result = _read_only(locked, *args)
     assert result.returncode == 2, result.stderr
@@ -505,6 +507,18 @@ def test_an_output_where_nothing_can_be_written_is_refused_before_the_work(
     assert "training" not in result.stderr  # refused before the work
     assert "reading" not in result.stderr
     assert list(locked.iterdir()) == []
+
+
+def test_an_output_in_proc_is_refused_though_root_may_write_anywhere(
+    labelled: tuple[Path, Path], bundle_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The check read the directory's permissions, which let root write anywhere: `score --output
+    /proc/scored.csv` (and `score-spark`'s OUTPUT) scored the whole input, then failed writing."""
+    events, _ = labelled
+    with pytest.raises(SystemExit) as stopped:
+        main(["score", str(events), "--model", str(bundle_dir), "--output", "/proc/scored.csv"])
+    assert stopped.value.code == 2
+    assert "'/proc/scored.csv' cannot be written: /proc does not take new files" in capsys.readouterr().err
 
 
 def test_train_register_into_a_registry_that_cannot_be_written_is_refused_before_training(

@@ -25,6 +25,7 @@ import math
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -134,11 +135,13 @@ def _file_out(text: str) -> Path:
 
 def _dir_out(text: str) -> Path:
     """A directory to write: refused at once when it cannot be one (a file, under a file, or where
-    nothing can be written)."""
+    nothing can be written, in it or above it)."""
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is a file: name a directory to write")
     _writable_parent(text, path)
+    if path.is_dir():
+        _takes_files(text, path)
     return path
 
 
@@ -165,12 +168,22 @@ def _writable_parent(text: str, path: Path) -> None:
                 raise argparse.ArgumentTypeError(
                     f"{text!r} cannot be written: {parent} is a file, not a directory"
                 )
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise argparse.ArgumentTypeError(
-                    f"{text!r} cannot be written: {parent} does not take new files (read-only, or "
-                    "not yours to write): choose another place"
-                )
+            _takes_files(text, parent)
             return
+
+
+def _takes_files(text: str, directory: Path) -> None:
+    """Make and remove a file in ``directory``: its permissions say too little (root may write
+    anywhere by them, yet not in /proc nor on a read-only mount, and the command failed at the end)."""
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".ocsf-anomaly-probe-", dir=directory)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} cannot be written: {directory} does not take new files ({exc.strerror or exc}): "
+            "choose another place"
+        ) from None
+    os.close(handle)
+    os.unlink(probe)
 
 
 def _seed(text: str) -> int:
