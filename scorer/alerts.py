@@ -32,9 +32,10 @@ Why this shape: scoring must never wait for, nor fail because of, a receiver. He
   answers 5xx or 429, the batch stays at the head of the queue and is retried with exponential
   backoff (capped); new alerts queue behind it up to the bound. Any other answer that is not 2xx
   (a 4xx: the receiver will never take them; a redirect, which is not followed) drops the batch,
-  logged and counted; but a 413 for more than one alert halves the batches from then on, and
-  sends the alerts again in them. An unexpected error while sending a batch (a bug: no receiver
-  nor event was found to cause one) is logged at ERROR and retried like an unavailable receiver;
+  logged and counted; but a 413 for more than one alert halves the batches, and sends the alerts
+  again in them (after ``REGROW_AFTER`` batches taken in a row, twice as many are tried again).
+  An unexpected error while sending a batch (a bug: no receiver nor event was found to cause
+  one) is logged at ERROR and retried like an unavailable receiver;
   a batch that fails so ``UNEXPECTED_ERRORS`` times in a row is dropped, logged and counted, so
   that it cannot hold up every later alert, and the sender goes on. It is dropped whole, not
   halved down to the alerts it fails for: no alert's content can fail (every value is text the
@@ -237,6 +238,9 @@ def severity(p_value: float, alert_p_value: float) -> str:
     return "info"
 
 
+REGROW_AFTER = 32  # batches taken in a row at a halved size before twice as many are tried again
+
+
 class Outcome(enum.Enum):
     """What became of a batch; for those that leave the queue, the counter of its alerts."""
 
@@ -265,7 +269,8 @@ class Alerter:
         self._closing = False
         self._failing = False  # the last request failed (logged once per outage)
         self._errors = 0  # unexpected errors in a row sending the queue's head
-        self._batch_size = config.batch_size  # halved each time the receiver answers a batch 413
+        self._batch_size = config.batch_size  # halved each time the receiver answers a batch 413 …
+        self._taken = 0  # … and doubled again after REGROW_AFTER batches in a row were taken
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -436,7 +441,7 @@ class Alerter:
             except Exception as exc:  # a bug, or an error nothing was known to raise: the sender goes on
                 outcome = self._unexpected(exc, len(batch))
             if outcome is Outcome.TOO_LARGE:
-                self._batch_size = len(batch) // 2
+                self._batch_size, self._taken = len(batch) // 2, 0
                 log.warning(
                     "the alert receiver refused %d alerts as too large (HTTP 413): sending at most %d a request",
                     len(batch),
@@ -452,10 +457,20 @@ class Alerter:
                 pause = min(pause * 2, self.config.retry_max_seconds)
                 continue
             pause = self.config.retry_initial_seconds
+            if outcome is Outcome.SENT and self._batch_size < self.config.batch_size:
+                self._regrow()
             for _ in batch:
                 self._queue.popleft()
             self._queue_changed()
             self._count(outcome.value, len(batch))
+
+    def _regrow(self) -> None:
+        """After REGROW_AFTER batches taken in a row at a halved size, try twice as many again: a
+        batch refused for one large alert (or a limit raised since) left every later alert sent
+        alone for good. A limit that holds costs one refused request in REGROW_AFTER + 1."""
+        self._taken += 1
+        if self._taken >= REGROW_AFTER:
+            self._batch_size, self._taken = min(2 * self._batch_size, self.config.batch_size), 0
 
     async def _post(self, batch: list[dict[str, Any]]) -> Outcome:
         assert self._session is not None  # _run is only started by start()

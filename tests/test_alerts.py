@@ -480,6 +480,24 @@ async def test_a_batch_past_the_receivers_body_limit_is_sent_in_smaller_ones(
     assert entities == [f"10.3.0.{i}" for i in range(100)]  # in order, each once
 
 
+async def test_batches_halved_for_a_413_grow_again_once_taken(
+    webhook: Any, make_alerter: MakeAlerter
+) -> None:
+    """A 413 halved the batches for good: one refused for a single large alert (or before the
+    receiver's limit was raised) left every later alert sent alone. After REGROW_AFTER batches
+    taken in a row, twice as many are tried again."""
+    from scorer.alerts import REGROW_AFTER
+
+    receiver, url = await webhook(413)  # the first batch refused, every later one taken
+    alerter = await make_alerter(url, kind="webhook", batch_size=4)
+    count = 2 * REGROW_AFTER + 8  # the refused four among them
+    for i in range(count):
+        alerter.offer(*scored(f"10.4.{i // 250}.{i % 250}", 0.0005))
+    await until(lambda: alerter.counters.sent == count, "every alert sent")
+    sizes = [len(body["alerts"]) for body in receiver.bodies]
+    assert sizes == [4] + [2] * REGROW_AFTER + [4, 4]  # refused, halved, grown again
+
+
 async def test_5xx_and_429_are_retried(webhook: Any, make_alerter: MakeAlerter) -> None:
     receiver, url = await webhook(503, 429, 500)
     alerter = await make_alerter(url, kind="webhook")
