@@ -139,11 +139,21 @@ def _sha256(path: Path) -> str:
 def content_digest(metadata: dict[str, Any]) -> str:
     """The whole SHA-256 of a bundle's files' digests, as its metadata lists them: what its version
     shortens to 12 digits (48 bits, which a registry compares against no better than that)."""
+    return _digest_of(*_listed(metadata))
+
+
+def _listed(metadata: dict[str, Any]) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The files' digests metadata.json lists, and the files of its format, once it lists each of
+    those (and no other) with a digest."""
+    names = READABLE[metadata["format"]]  # read_metadata refused a format not in READABLE
     files = metadata.get("files")
-    names = READABLE.get(metadata.get("format"), FILES)  # type: ignore[arg-type]
-    if not isinstance(files, dict) or not all(isinstance(files.get(f), str) for f in names):
+    if (
+        not isinstance(files, dict)
+        or set(files) != set(names)
+        or not all(isinstance(digest, str) for digest in files.values())
+    ):
         raise BundleError("metadata.json does not list the bundle's files")
-    return _digest_of(files, names)
+    return files, names
 
 
 def _digest_of(digests: dict[str, str], files: tuple[str, ...]) -> str:
@@ -274,12 +284,7 @@ def _without_timings(settings: dict[str, Any]) -> dict[str, Any]:
 
 def read_metadata(directory: Path | str) -> dict[str, Any]:
     """The bundle's metadata.json, checked to be one this version can load."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise BundleError(
-            f"no model bundle at {directory} (train one with `ocsf-anomaly train EVENTS --output DIR`)"
-        )
-    with _Opened(directory) as opened:
+    with _Opened(Path(directory)) as opened:
         return _metadata(opened)
 
 
@@ -318,12 +323,8 @@ def read(directory: Path | str) -> State:
     symbolic link, and what was hashed is what is parsed: a bundle replaced while it is read (`train
     --output` renames the new one into place) is read whole as it was, not as a mix of both, and
     no file from elsewhere is read under its digests."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        read_metadata(directory)  # says there is none
-    with _Opened(directory) as opened:
-        metadata = _metadata(opened)
-        return _parts(opened, metadata)
+    with _Opened(Path(directory)) as opened:
+        return _parts(opened, _metadata(opened))
 
 
 def _parts(opened: _Opened, metadata: dict[str, Any]) -> State:
@@ -331,14 +332,7 @@ def _parts(opened: _Opened, metadata: dict[str, Any]) -> State:
     from scorer.knn import KnnIndex
 
     with reporting(opened.directory):
-        names = READABLE[metadata["format"]]
-        files = metadata.get("files")
-        if (
-            not isinstance(files, dict)
-            or set(files) != set(names)
-            or not all(isinstance(digest, str) for digest in files.values())
-        ):
-            raise BundleError("metadata.json does not list the bundle's files")
+        files, names = _listed(metadata)
         if metadata.get("version") != _content_version(files, names):
             raise BundleError("the version in metadata.json does not match the bundle's files")
 
@@ -384,6 +378,10 @@ class _Opened:
         self.directory = directory
         try:
             self.fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError):
+            raise BundleError(
+                f"no model bundle at {directory} (train one with `ocsf-anomaly train EVENTS --output DIR`)"
+            ) from None
         except OSError as exc:
             raise BundleError(f"{directory}: cannot open it: {exc.strerror or exc}") from exc
 
@@ -395,31 +393,33 @@ class _Opened:
 
     def read(self, name: str, max_bytes: int) -> bytes:
         """The file ``name``, whole; BundleError naming it (not the directory) when it cannot be."""
-        where = name
         try:
             # not blocking: a named pipe would hold the open (and a load) for ever; refused below
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=self.fd)
         except FileNotFoundError:
-            raise _Missing(f"{where} is missing") from None
+            raise _Missing(f"{name} is missing") from None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise BundleError(f"{where} is a symbolic link: a bundle's files are its own") from None
-            raise BundleError(f"{where}: cannot read it: {exc.strerror or exc}") from exc
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+                raise BundleError(f"{name} is a symbolic link: a bundle's files are its own") from None
+            raise BundleError(f"{name}: cannot read it: {exc.strerror or exc}") from exc
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):  # a directory, a pipe: open() would refuse or wait
+                raise BundleError(f"{name} is not a regular file")
+            if info.st_size > max_bytes:
+                raise BundleError(
+                    f"{name} is {info.st_size:,} bytes, larger than any bundle writes (at most {max_bytes:,})"
+                )
+        except BaseException:
             os.close(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise BundleError(f"{where} is not a regular file")
-            raise BundleError(
-                f"{where} is {info.st_size:,} bytes, larger than any bundle writes (at most {max_bytes:,})"
-            )
-        with os.fdopen(fd, "rb") as handle:
+            raise
+        with open(fd, "rb") as handle:
             try:
                 data = handle.read(info.st_size + 1)  # its size, and a byte more if it grew meanwhile
             except OSError as exc:
-                raise BundleError(f"{where}: cannot read it: {exc.strerror or exc}") from exc
+                raise BundleError(f"{name}: cannot read it: {exc.strerror or exc}") from exc
         if len(data) > max_bytes:
-            raise BundleError(f"{where} is larger than any bundle writes (at most {max_bytes:,} bytes)")
+            raise BundleError(f"{name} is larger than any bundle writes (at most {max_bytes:,} bytes)")
         return data
 
 

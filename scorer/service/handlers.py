@@ -131,7 +131,7 @@ async def read_body(request: web.Request, *, floor: bool = True) -> tuple[bytes,
             body = await asyncio.get_running_loop().run_in_executor(None, inflate, body, encoding, room)
         except ApiError as error:
             if error.status == 413 and room < most:  # within the limit, past what the budget had left
-                bodies.check(sent + most, bodies.held - sent - room)
+                bodies.check(sent + most, bodies.others(request))
             raise
         bodies.hold(request, sent + len(body))
     refuse_too_complex(body)

@@ -48,9 +48,14 @@ class BodyBudget:
         more and would pass the limit beside what other requests hold."""
         own = request.get(HELD, 0)
         if size > own:
-            self.check(size, self.held - own)
+            self.check(size, self.others(request))
         self._set(self.held + size - own)
         request[HELD] = size
+
+    def others(self, request: web.Request) -> int:
+        """Bytes held by the requests but ``request``."""
+        held: int = self.held - request.get(HELD, 0)
+        return held
 
     def check(self, size: int, others: int | None = None) -> None:
         """ApiError 503 unless ``size`` bytes fit beside ``others`` (default: all that is held)."""
@@ -69,7 +74,7 @@ class BodyBudget:
         """``request`` holds ``sent`` bytes and room for up to ``most`` more (what its compressed
         body may inflate into), or for what the budget has left beside the others' bodies when that
         is less (ApiError 503 when nothing is left); returns the room held."""
-        others = self.held - request.get(HELD, 0)
+        others = self.others(request)
         room = most if not others else min(most, self.limit - others - sent)
         if room < 1:
             self.check(sent + most, others)  # raises: the budget is spent
