@@ -10,6 +10,7 @@ appears whole or not at all: it is written under a temporary name and renamed at
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
@@ -31,6 +32,8 @@ import orjson
 from scorer.errors import UserError
 from scorer.io import (
     BadLines,
+    Source,
+    Standard,
     dumps,
     is_parquet,
     iter_raw_lines,
@@ -157,10 +160,10 @@ def _score_chunk(items: list[Item]) -> tuple[bytes, list[tuple[int, str]], dict[
     return data, bad, seconds, len(events), int(result.is_anomaly.sum())
 
 
-def _chunks(path: Path, size: int) -> Iterator[list[Item]]:
+def _chunks(path: Source, size: int) -> Iterator[list[Item]]:
     items: list[Item] = []
     source: Iterator[Any]
-    if is_parquet(path):
+    if isinstance(path, Path) and is_parquet(path):
         source = ((line, event if event is not None else b"") for line, event, _ in iter_records(path))
     else:
         source = iter_raw_lines(path)
@@ -173,7 +176,9 @@ def _chunks(path: Path, size: int) -> Iterator[list[Item]]:
         yield items
 
 
-def output_kind(path: Path) -> str:
+def output_kind(path: Source) -> str:
+    if isinstance(path, Standard):
+        return "jsonl"
     name = path.name.lower()
     if name.endswith(".csv"):
         return "csv"
@@ -186,8 +191,8 @@ def output_kind(path: Path) -> str:
 
 def score_file(
     model_dir: Path,
-    source: Path,
-    output: Path,
+    source: Source,
+    output: Source,
     *,
     alpha: float | None = None,
     workers: int | None = None,
@@ -199,9 +204,11 @@ def score_file(
     """Score every line of ``source`` into ``output`` (CSV or JSONL by extension), in input order.
 
     The bundle is loaded here first, so that a bad one fails at once with its :class:`BundleError`;
-    on any failure no output file is left behind (an existing one is kept as it was). Warnings and
-    bad lines go to ``errors``, by default the standard error stream of the moment of the call (a
-    default of ``sys.stderr`` would be the stream of the moment of import, deaf to a redirection).
+    on any failure no output file is left behind (an existing one is kept as it was). ``source`` may
+    be standard input (JSON Lines, gzip or not) and ``output`` standard output (JSON Lines, written
+    as they are scored: a failure leaves what came before it). Warnings and bad lines go to
+    ``errors``, by default the standard error stream of the moment of the call (a default of
+    ``sys.stderr`` would be the stream of the moment of import, deaf to a redirection).
     """
     from tqdm import tqdm
 
@@ -209,15 +216,17 @@ def score_file(
 
     errors = sys.stderr if errors is None else errors
     kind = output_kind(output)
-    if not source.exists():
+    if isinstance(source, Path) and not source.exists():
         raise FileNotFoundError(f"no such input file: {source}")
-    if output.is_dir():
-        raise ValueError(f"the output {output} is a directory: name a file ending in .csv or .jsonl")
-    refuse_writing_over(output, [source])  # the rename at the end would replace the events
-    if output.resolve().is_relative_to(Path(model_dir).resolve()):  # metadata.json replaced: no model left
-        raise ValueError(
-            f"the output {output} is inside the model bundle {model_dir}: name a file outside it"
-        )
+    if isinstance(output, Path):
+        if output.is_dir():
+            raise ValueError(f"the output {output} is a directory: name a file ending in .csv or .jsonl")
+        if isinstance(source, Path):
+            refuse_writing_over(output, [source])  # the rename at the end would replace the events
+        if output.resolve().is_relative_to(Path(model_dir).resolve()):  # metadata.json replaced
+            raise ValueError(
+                f"the output {output} is inside the model bundle {model_dir}: name a file outside it"
+            )
     detector = Detector.load(model_dir)
     if (why := detector.cannot_flag(alpha)) is not None:
         print(f"warning: {why}", file=errors)
@@ -230,12 +239,20 @@ def score_file(
     stats = BatchStats()
     said = BadLines(errors)
     started = time.perf_counter()
-    made = make_folders(output.parent)
-    handle, partial = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
+    made: list[Path] = []
+    partial: str | None = None
     try:
-        plain_mode(Path(partial))
+        if isinstance(output, Standard):  # written as scored; standard output stays open
+            opened: contextlib.AbstractContextManager[IO[bytes]] = contextlib.nullcontext(sys.stdout.buffer)
+        else:
+            made = make_folders(output.parent)
+            handle, partial = tempfile.mkstemp(
+                prefix=f".{output.name}.", suffix=".partial", dir=output.parent
+            )
+            plain_mode(Path(partial))
+            opened = os.fdopen(handle, "wb")
         with (
-            os.fdopen(handle, "wb") as sink,
+            opened as sink,
             tqdm(
                 desc=f"scoring {source.name}",
                 unit=" events",
@@ -275,12 +292,16 @@ def score_file(
                     workers,
                     collect,
                 )
+            sink.flush()
         said.close()
         if not stats.scored:  # scores of nothing (or of an empty file): not what it was taken for
             raise not_events(source, stats.lines)
-        os.replace(partial, output)
+        if isinstance(output, Path):
+            assert partial is not None
+            os.replace(partial, output)
     except BaseException:
-        Path(partial).unlink(missing_ok=True)
+        if partial is not None:
+            Path(partial).unlink(missing_ok=True)
         remove_folders(made)  # nothing of a failed run remains
         raise
     stats.wall_seconds = time.perf_counter() - started

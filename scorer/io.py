@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import gzip
+import io
 import json
 import math
 import os
@@ -31,10 +32,40 @@ Event = dict[str, Any]
 Record = tuple[int, Event | None, str | None]
 
 
-def _open_text_lines(path: Path) -> IO[bytes]:
-    if path.suffix.lower() == ".gz":  # .GZ too, as Windows tools name it
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return path.open("rb")
+class Standard:
+    """Standard input or standard output where a command line names ``-`` (a file named ``-`` is
+    ``./-``), named in messages as ``<stdin>`` or ``<stdout>``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.head = b""  # standard input's first bytes, peeked at when it is opened
+
+    def __str__(self) -> str:
+        return self.name
+
+
+STDIN = Standard("<stdin>")
+STDOUT = Standard("<stdout>")
+Source = Path | Standard
+
+
+@contextlib.contextmanager
+def _open_text_lines(path: Source) -> Iterator[IO[bytes]]:
+    if not isinstance(path, Standard):
+        gz = path.suffix.lower() == ".gz"  # .GZ too, as Windows tools name it
+        with gzip.open(path, "rb") if gz else path.open("rb") as handle:
+            yield handle  # type: ignore[misc]
+        return
+    if sys.stdin is None:  # started with standard input closed (`<&-`)
+        raise UserError("standard input is closed: pipe the events in, or name a file")
+    stream = sys.stdin.buffer
+    # gzip is known by its first bytes (a pipe has no name to go by); closing it leaves stdin open
+    STDIN.head = stream.peek(4)[:4] if isinstance(stream, io.BufferedReader) else b""
+    if STDIN.head.startswith(b"\x1f\x8b"):
+        with gzip.GzipFile(fileobj=stream, mode="rb") as handle:
+            yield handle  # type: ignore[misc]
+    else:
+        yield stream
 
 
 # 19 digits in a row: an integer this long may lie beyond 64 bits. Searched for in a mask of the
@@ -154,8 +185,8 @@ _NOT_A_MEMBER = ("Not a gzipped file", "Unknown compression method")
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
-def iter_raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(line, bytes)`` of a JSONL or JSONL.gz file, blank lines included (they are bad lines).
+def iter_raw_lines(path: Source) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(line, bytes)`` of a JSONL or JSONL.gz file (or of standard input), blank lines included (they are bad lines).
     A UTF-8 byte order mark opening the file (Windows tools write one) is not part of its first line,
     as JSON's RFC 8259 allows a reader to ignore it and Spark's line reader does."""
     number = 0
@@ -470,17 +501,20 @@ class BadLines:
             print(f"… and {self.count - BAD_LINES_SAID:,} more bad lines", file=self.errors)
 
 
-def not_events(path: Path, lines: int) -> UserError:
+def not_events(path: Source, lines: int) -> UserError:
     """The error for a file none of whose lines is an event, saying what it looks like instead (an
     empty one: that it is empty)."""
     if not lines:
         return UserError(f"{path} is empty: it holds no event")
-    with path.open("rb") as handle:
-        magic = handle.read(4)
-    if magic.startswith(b"\x1f\x8b") and path.suffix.lower() != ".gz":
+    if isinstance(path, Standard):  # read once: its first bytes were kept
+        magic = path.head
+    else:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    if magic.startswith(b"\x1f\x8b") and isinstance(path, Path) and path.suffix.lower() != ".gz":
         hint = "it holds gzip data: name it .gz"
     elif magic == b"PAR1":
-        hint = "it is Parquet: name it .parquet"
+        hint = "it is Parquet: name it .parquet" if isinstance(path, Path) else "it is Parquet: name the file"
     elif magic[:2] in (b"\xff\xfe", b"\xfe\xff"):
         hint = "it is UTF-16 text (as Windows PowerShell's > writes): save it as UTF-8"
     else:

@@ -769,6 +769,55 @@ def test_score_gzip_to_jsonl_with_two_workers_keeps_every_field(model: Path, wor
     assert [a["is_anomaly"] for a in anomalies] == [a["p_value"] <= 0.01 for a in anomalies]
 
 
+def _piped(*args: str | Path, stdin: bytes | None) -> subprocess.CompletedProcess[bytes]:
+    """The command with ``stdin`` as its standard input (None: started with standard input closed)."""
+    command = [sys.executable, "-m", "scorer.cli", *map(str, args)]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
+    if stdin is None:  # as `<&-` starts it
+        command = ["bash", "-c", 'exec "$@" <&-', "closed", *command]
+    return subprocess.run(command, input=stdin, capture_output=True, timeout=TIMEOUT, env=env, check=False)
+
+
+def test_score_reads_standard_input_and_writes_standard_output(model: Path, workdir: Path) -> None:
+    """`score - -o -`, as in `zcat a.gz | ocsf-anomaly score - -m M -o - | jq`: gzip known by its first
+    bytes, two workers, bad lines named by <stdin>; the same bytes as scoring the file into a file."""
+    events, _ = generate_events(CHUNK_LINES + 300, seed=6, anomaly_rate=0.02)
+    lines = b"".join(orjson.dumps(e) + b"\n" for e in events) + b"not json\n"
+    source = workdir / "piped.jsonl"
+    source.write_bytes(lines)
+    _run("score", source, "-m", model, "-o", workdir / "piped-scored.jsonl", "--workers", "2", check=True)
+    result = _piped("score", "-", "-m", model, "-o", "-", "--workers", "2", stdin=gzip.compress(lines))
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == (workdir / "piped-scored.jsonl").read_bytes()
+    said = result.stderr.decode()
+    assert f"<stdin>:{len(events) + 1}: invalid JSON" in said
+    assert f"scored {len(events):,} of {len(events) + 1:,} lines into <stdout>" in said
+    # plain JSON Lines in, a CSV file out
+    plain = _piped("score", "-", "-m", model, "-o", workdir / "piped.csv", "--workers", "1", stdin=lines)
+    assert plain.returncode == 0, plain.stderr.decode()
+    assert len(_read_csv(workdir / "piped.csv")) == len(events) + 2  # the header, every line
+
+
+@pytest.mark.parametrize(
+    ("stdin", "said"),
+    [
+        (b"", "error: <stdin> is empty: it holds no event"),
+        (b"PAR1\x15\x04\n", "error: no line of <stdin> is an event (1 read): it is Parquet: name the file"),
+        (None, "error: standard input is closed: pipe the events in, or name a file"),
+    ],
+    ids=["empty", "parquet", "closed"],
+)
+def test_score_of_standard_input_without_events_is_a_one_line_error(
+    model: Path, workdir: Path, stdin: bytes | None, said: str
+) -> None:
+    out = workdir / "nothing.jsonl"
+    result = _piped("score", "-", "-m", model, "-o", out, stdin=stdin)
+    assert result.returncode == 2
+    assert said in result.stderr.decode()
+    assert b"Traceback" not in result.stderr
+    assert not out.exists()
+
+
 def test_score_with_a_missing_model_is_a_one_line_error(workdir: Path, events_file: Path) -> None:
     result = _run(
         "score", events_file, "--model", workdir / "no-model", "--output", workdir / "x.csv", "--quiet"

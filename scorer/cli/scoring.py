@@ -29,6 +29,7 @@ from scorer.cli import (
     _seed,
     _workers,
 )
+from scorer.io import STDIN, STDOUT, Source
 
 MODEL_HELP = "model bundle directory, or models:/NAME@ALIAS or models:/NAME/VERSION of the registry"
 
@@ -41,16 +42,22 @@ def add_commands(commands: Commands) -> None:
             "Score every line of INPUT. OUTPUT ending in .jsonl (or .ndjson, .json: JSON Lines all three) gets "
             "each event with an `anomaly` object added; "
             "ending in .csv gets `line,score,p_value,is_anomaly`, one row per input line in input order. "
+            "`-` reads standard input (JSON Lines, gzip or not) and writes standard output (JSON Lines, "
+            "as they are scored), e.g. `zcat a.jsonl.gz | ocsf-anomaly score - -m M -o - | jq`; a file "
+            "named - is ./-. "
             "Bad lines are reported on stderr; in CSV they get empty score fields, in JSON Lines they become "
             '{"_raw": <the line>, "anomaly": {"error": ..., "line": N}}.'
         ),
     )
     score.add_argument(
-        "input", type=_score_input, metavar="INPUT", help="JSONL, JSONL.gz or Parquet file of OCSF events"
+        "input",
+        type=_score_input,
+        metavar="INPUT",
+        help="JSONL, JSONL.gz or Parquet file of OCSF events, or -",
     )
     score.add_argument("--model", "-m", required=True, help=MODEL_HELP)
     score.add_argument(
-        "--output", "-o", required=True, type=_file_out, help="OUT.jsonl (.ndjson, .json) or OUT.csv"
+        "--output", "-o", required=True, type=_score_output, help="OUT.jsonl (.ndjson, .json), OUT.csv, or -"
     )
     score.add_argument(
         "--alpha", type=_alpha, default=None, help="target false-positive rate (default: the bundle's, 0.01)"
@@ -177,8 +184,12 @@ def add_commands(commands: Commands) -> None:
     split.set_defaults(handler=_split)
 
 
-def _score_input(text: str) -> Path:
-    return _file_in(text, "score-spark reads a directory of part files")
+def _score_input(text: str) -> Source:
+    return STDIN if text == "-" else _file_in(text, "score-spark reads a directory of part files")
+
+
+def _score_output(text: str) -> Source:
+    return STDOUT if text == "-" else _file_out(text)
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
