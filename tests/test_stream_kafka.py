@@ -276,6 +276,68 @@ def test_a_consumer_killed_mid_stream_loses_nothing_and_two_share_the_partitions
     assert sorted(part for parts in assignment for part in parts) == ["0", "1"], logs_text
 
 
+class _Revoking(logging.Handler):
+    """Sets ``event`` when aiokafka says it revokes partitions (a member joining revokes none)."""
+
+    def __init__(self, event: asyncio.Event) -> None:
+        super().__init__()
+        self.event = event
+
+    def emit(self, record: logging.LogRecord) -> None:
+        revoked = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        if record.getMessage().startswith("Revoking previously assigned partitions") and revoked:
+            self.event.set()
+
+
+def test_a_rebalance_waits_for_the_batch_in_hand_and_its_next_owner_reads_none_of_it_again(
+    broker: KafkaBroker, held_out_events: list[Event], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A member joins while the first holds a batch of both partitions, read, not yet committed:
+    the first's revocation waits for the batch's commit, so the partition that moves to the new
+    member moves with its offsets. Before, the revocation committed nothing and the first rejoined
+    at once; its commit then failed (the group had rebalanced), and the new member wrote the
+    batch's events again."""
+    events = [json.dumps(e).encode() for e in held_out_events[:200]]
+    asyncio.run(_produce(broker.bootstrap, events))
+    caplog.set_level(logging.INFO, logger="aiokafka")  # where it says it revokes
+
+    async def scenario() -> list[Any]:
+        first = _topics(broker.bootstrap, "handover", "first")
+        await first.start()
+        batch: list[Any] = []
+        while len(batch) < len(events):  # the batch in hand: every event, of both partitions
+            batch += await first.read(len(events))
+        revoking = asyncio.Event()
+        said = _Revoking(revoking)
+        logging.getLogger("aiokafka").addHandler(said)
+        second = _topics(broker.bootstrap, "handover", "second")
+        try:
+            await second.start()
+            await asyncio.wait_for(revoking.wait(), 60)  # the first's revocation under way
+            # the batch written and committed 8 s later: longer than the broker takes to complete a
+            # rebalance whose members have all rejoined (Tansu about 5 s), shorter than the wait
+            await asyncio.sleep(8)
+            await first.commit(batch)
+            deadline = time.monotonic() + 60
+            while not second.consumer.assignment():  # the rebalance done, a partition moved
+                assert time.monotonic() < deadline, "the second member was never assigned a partition"
+                await second.read(10)
+            await _produce(broker.bootstrap, [b'{"after": %d}' % i for i in range(20)])
+            read: list[Any] = []
+            while not any(entry.event and "after" in entry.event for entry in read):
+                assert time.monotonic() < deadline, "the events produced after never reached the second"
+                read += await second.read(100)
+            return read
+        finally:
+            logging.getLogger("aiokafka").removeHandler(said)
+            await second.close()
+            await first.close()
+
+    read = asyncio.run(scenario())
+    again = [entry.id for entry in read if not (entry.event and "after" in entry.event)]
+    assert not again, f"{len(again)} events of the first's batch read again by the second"
+
+
 def test_a_broker_gone_mid_stream_is_waited_for_quietly_and_a_stop_still_ends_cleanly(
     broker: KafkaBroker, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
 ) -> None:

@@ -4,7 +4,8 @@ A message's value is the OCSF event as JSON, and so is every message written (th
 a dead letter keeps the value as it came and says why in its header ``error``). The consumer is a
 member of a consumer group with automatic commits off: offsets are committed only after the
 batch's outputs were acknowledged by the brokers (``acks=all``), so a crash loses nothing. On a
-rebalance the partitions being taken away get what is done committed first. Outputs are keyed by
+rebalance the partitions being taken away wait for the batch in hand (REVOKE_WAIT_SECONDS at most)
+and get it committed before they move: their next owner does not write its events again. Outputs are keyed by
 the event's entity (``OCSF_ANOMALY_ENTITY_KEY``, e.g. the source IP), so an entity's events stay in
 order on one partition downstream. Compressed input (gzip, snappy, lz4, zstd) is read: the extra
 brings aiokafka's codecs.
@@ -39,6 +40,14 @@ MAX_REQUEST_SIZE = 1_048_576
 # How long a request (a connection at start too) waits for the brokers' answer: aiokafka's default,
 # named so that a start that timed out can say after how long (aiokafka's timeout has no text).
 REQUEST_TIMEOUT_MS = 40_000
+# How long a rebalance waits for the batch in hand to be written and committed before the partitions
+# it came from move on without it (its events then written again by their next owner), as the Java
+# client finishes a batch before its listener runs: a batch takes well under a second, one held
+# longer is held by brokers away. The group waits for a member to rejoin for REBALANCE_TIMEOUT_MS
+# (aiokafka's default, the 10 s session timeout, is what its documentation says to raise for a
+# listener that delays the rebalance); Java's is its max.poll.interval.ms, 5 minutes.
+REVOKE_WAIT_SECONDS = 20.0
+REBALANCE_TIMEOUT_MS = 30_000
 
 
 @dataclass(frozen=True)
@@ -199,6 +208,7 @@ class KafkaTopics:
             **connection,
             group_id=group,
             enable_auto_commit=False,
+            rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             request_timeout_ms=REQUEST_TIMEOUT_MS,
@@ -211,6 +221,8 @@ class KafkaTopics:
         )
         self.entity = compile_getter(entity_key)
         self._done: dict[Any, int] = {}  # partition → the next offset to commit (what is written)
+        self._in_hand: dict[Any, int] = {}  # partition → the next offset after what was read, not committed
+        self._committed = asyncio.Event()  # set by each commit, for a rebalance that waits for one
         self._unacknowledged = False  # a batch's messages were handed to the producer, not all acknowledged
 
     async def start(self) -> None:
@@ -220,6 +232,7 @@ class KafkaTopics:
 
         class CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
             async def on_partitions_revoked(self, revoked: Any) -> None:
+                await source._settle(set(revoked))
                 await source._commit_done(set(revoked))
 
             async def on_partitions_assigned(self, assigned: Any) -> None:
@@ -340,6 +353,9 @@ class KafkaTopics:
 
     async def read(self, count: int) -> list[Entry]:
         batches = await self.consumer.getmany(timeout_ms=1000, max_records=count)
+        for tp, records in batches.items():
+            if records:
+                self._in_hand[tp] = max(self._in_hand.get(tp, 0), records[-1].offset + 1)
         return [self._entry(record) for records in batches.values() for record in records]
 
     @staticmethod
@@ -405,7 +421,30 @@ class KafkaTopics:
             topic, partition, offset = entry.id
             where = TopicPartition(topic, partition)
             self._done[where] = max(self._done.get(where, 0), offset + 1)
+            if self._in_hand.get(where, 0) <= offset + 1:
+                self._in_hand.pop(where, None)
         await self._commit_done(None)
+        self._committed.set()
+
+    async def _settle(self, revoked: set[Any]) -> None:
+        """Wait until what was read from the ``revoked`` partitions is written and committed, as the
+        loop does it, for REVOKE_WAIT_SECONDS at most. aiokafka keeps the member alive meanwhile
+        (it heartbeats through the listener), and the brokers take commits of the generation
+        that is ending."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REVOKE_WAIT_SECONDS
+        while held := sorted(tp.partition for tp in revoked if tp in self._in_hand):
+            self._committed.clear()
+            try:
+                await asyncio.wait_for(self._committed.wait(), deadline - loop.time())
+            except TimeoutError:
+                log.warning(
+                    "the group rebalanced while partitions %s had a batch in hand, not committed after "
+                    "%g s: its events are read and written again by the partitions' next owner",
+                    held,
+                    REVOKE_WAIT_SECONDS,
+                )
+                return
 
     async def _commit_done(self, only: set[Any] | None) -> None:
         from aiokafka.errors import CommitFailedError, IllegalStateError
