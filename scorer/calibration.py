@@ -135,9 +135,12 @@ class Calibration:
             for v in class_uids
         ]
 
-    def resolve(self, class_uids: Sequence[Any]) -> list[str]:
-        """The calibration group of each event: its class where calibrated, else global."""
-        return [key if (key := group_key(v)) in self.groups else GLOBAL for v in class_uids]
+    def resolve(self, class_uids: Sequence[Any], alpha: float) -> list[str]:
+        """The calibration group of each event: its class where calibrated on enough events to flag
+        at ``alpha`` (n of them give no p-value below 1 / (n + 1): at α = 0.001 a class of 600
+        would flag nothing), else global."""
+        usable = {key for key, held in self.groups.items() if 1.0 / (held.size + 1.0) <= alpha}
+        return [key if (key := group_key(v)) in usable else GLOBAL for v in class_uids]
 
     def p_values(self, scores: npt.ArrayLike, groups: Sequence[str]) -> Floats:
         values = np.asarray(scores, dtype=np.float64)

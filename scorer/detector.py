@@ -599,7 +599,7 @@ class Detector:
         scores = components[self.config.score]
         class_getter = compile_getter("class_uid")
         class_uids = [class_getter(e) for e in events]
-        groups = self.calibration.resolve(class_uids)
+        groups = self.calibration.resolve(class_uids, alpha)
         p_values = self.calibration.p_values(scores, groups)
         impossible: npt.NDArray[np.bool_] = np.zeros(len(scores), dtype=bool)
         if encoded.invalid is not None:

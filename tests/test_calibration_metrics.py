@@ -127,6 +127,23 @@ def test_threshold_is_minus_inf_when_every_score_qualifies() -> None:
     assert conformal_threshold(np.array([1.0, 2.0, 3.0]), 1.0) == -math.inf
 
 
+def test_a_class_calibrated_on_too_few_events_for_alpha_is_judged_by_the_global_group() -> None:
+    """A class of 600 calibration events gives no p-value below 1/601: at α = 0.001 its events are
+    judged by the global group (3,000 events), not left where nothing can be flagged."""
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=3000)
+    classes = [4001] * 600 + [4002] * 2400
+    calibration = Calibration.fit(scores, classes)
+    assert calibration.sizes() == {"global": 3000, "class_uid=4001": 600, "class_uid=4002": 2400}
+    far = np.array([100.0, 100.0])
+    groups = calibration.resolve([4001, 4002], alpha=0.001)
+    assert groups == ["global", "class_uid=4002"]
+    p_values = calibration.p_values(far, groups)
+    assert list(p_values) == [1 / 3001, 1 / 2401]
+    assert (far > calibration.thresholds(groups, 0.001)).all()  # flagged, both
+    assert calibration.resolve([4001, 4002], alpha=0.01) == ["class_uid=4001", "class_uid=4002"]
+
+
 def test_threshold_picks_the_right_order_statistic() -> None:
     calibration = np.arange(1.0, 100.0)  # 1..99, n = 99
     # alpha (n+1) = 5: p(s) <= 0.05 iff at most 4 calibration scores are >= s, i.e. s > 95.
