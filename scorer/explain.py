@@ -66,7 +66,7 @@ def find_reasons(
     have one: 3 × the share that have one; held where most have none: 3 × the share that have none,
     if larger); for a category, 3 × the share of neighbours with another value (5 × for a value
     never seen in training), so that a category none of them shares ranks with a number 3 (or 5)
-    deviations away. A number that cannot be real (not finite, or beyond ±2⁶³), or a port field's
+    deviations away. A number that cannot be real (not finite, or beyond ±2⁶⁴), or a port field's
     number that no port can be (``"not a port (70000)"``), comes first, deviation None.
     """
     nbr = np.where(neighbours >= 0, neighbours, 0)
@@ -316,9 +316,9 @@ def _number_value(feature: FeatureDef, raw: Any) -> Any:
         ms = float(epoch_ms([raw])[0])
         return None if math.isnan(ms) else _weekly(ms / 3_600_000 % 24, (ms / 86_400_000 + 3) % 7)
     kind = type(raw)
-    if kind is float or (kind is int and -IMPOSSIBLE < raw < IMPOSSIBLE):  # what numbers() reads it as,
+    if kind is float or (kind is int and -IMPOSSIBLE <= raw <= IMPOSSIBLE):  # what numbers() reads it as,
         number = float(raw)  # without its batch machinery (a third of explaining an event)
-        if -IMPOSSIBLE < number < IMPOSSIBLE:  # NaN and the impossible: as numbers() says, below
+        if -IMPOSSIBLE <= number <= IMPOSSIBLE:  # NaN and the impossible: as numbers() says, below
             return _plain(number)
     number = float(to_numbers([raw])[0])
     return _display(raw) if math.isnan(number) else _plain(number)

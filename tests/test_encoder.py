@@ -349,12 +349,16 @@ IMPOSSIBLE = [
     "1e999",
     -1e308,
     1e308,
+    2**65,
 ]
+# the edges of 64-bit integers, signed and unsigned (Long.MAX_VALUE, a counter's 2⁶⁴ - 1 sentinel):
+# as doubles they round to 2⁶³ and 2⁶⁴, and were marked impossible
+EDGES = [2**63 - 1, -(2**63), 2**63, 2**64 - 1, str(2**63 - 1)]
 
 
-@pytest.mark.parametrize("value", [*IMPOSSIBLE, "abc", None, math.nan, 2.0**62, "12"], ids=repr)
+@pytest.mark.parametrize("value", [*IMPOSSIBLE, *EDGES, "abc", None, math.nan, 2.0**62, "12"], ids=repr)
 def test_an_impossible_number_is_marked_and_nothing_else(encoder: FeatureEncoder, value: Any) -> None:
-    """Not finite, or beyond ±2⁶³ (a string that reads as such too); a float NaN is a dataframe's
+    """Not finite, or beyond ±2⁶⁴ (a string that reads as such too); a float NaN is a dataframe's
     "missing", a word is no number at all: neither is impossible."""
     batch = encoder.encode([{"num": value}, {"num": 3}])
     position = [f.name for f in encoder.numeric_features].index("num")
@@ -411,6 +415,9 @@ def test_epoch_seconds_milliseconds_and_iso_strings_agree(encoder: FeatureEncode
         "2023-11-14T22:13:20+00:00",
         "2023-11-14T23:13:20+01:00",
         "2023-11-14T22:13:20.000Z",
+        INSTANT_S * 10**6,  # microseconds, and nanoseconds: they were read as milliseconds
+        INSTANT_S * 10**9,
+        str(INSTANT_S * 10**9),
     ]
     batch = encoder.encode([{"time": v} for v in forms])
     columns = _time_columns(encoder, batch)
@@ -423,6 +430,13 @@ def test_epoch_seconds_milliseconds_and_iso_strings_agree(encoder: FeatureEncode
     np.testing.assert_allclose(
         columns[0], [math.sin(hour), math.cos(hour), math.sin(dow), math.cos(dow)], atol=1e-4
     )
+
+
+def test_iso_text_of_before_1973_is_not_read_as_seconds(encoder: FeatureEncoder) -> None:
+    """Text says its own unit: 1970-01-01T05:00 is 18,000,000 ms, not 18,000 s taken for ms × 1000."""
+    weeks_later = 5 * 3_600_000 + 200 * 7 * 86_400_000  # the same time of the week, in 1973
+    batch = encoder.encode([{"time": "1970-01-01T05:00:00Z"}, {"time": weeks_later}])
+    np.testing.assert_allclose(*_time_columns(encoder, batch), atol=1e-4)
 
 
 def test_same_hour_a_week_apart_encodes_the_same(encoder: FeatureEncoder) -> None:
@@ -440,14 +454,15 @@ def test_unparseable_time_is_missing(encoder: FeatureEncoder, value: Any) -> Non
 
 
 @pytest.mark.parametrize(
-    "value", [*IMPOSSIBLE, 2**64, 9.3e18, -(2**63), "abc", None, math.nan, 2.0**62, -5, 0, "12"], ids=repr
+    "value", [*IMPOSSIBLE, 2**66, 9.3e19, *EDGES, "abc", None, math.nan, 2.0**62, -5, 0, "12"], ids=repr
 )
 def test_an_impossible_time_is_marked_as_numbers_are(encoder: FeatureEncoder, value: Any) -> None:
-    """A time of 1e300, 2**64 or "Infinity" was only missing: the event was not flagged. The rule is
-    the numbers' (not finite, or beyond ±2⁶³); an odd but possible time (0, -5, 2**62) is not."""
+    """A time of 1e300, 2**66 or "Infinity" was only missing: the event was not flagged. The rule is
+    the numbers' (not finite, or beyond ±2⁶⁴); an odd but possible time (0, -5, 2**62, a 64-bit
+    integer's edge, as nanoseconds 1677 to 2554) is not."""
     batch = encoder.encode([{"time": value, "num": 3}, {"time": INSTANT_S * 1000}])
     position = [f.name for f in encoder.numeric_features].index("time#time_cyclic")
-    impossible = value in IMPOSSIBLE or value in (2**64, 9.3e18, -(2**63))
+    impossible = value in IMPOSSIBLE or value in (2**66, 9.3e19)
     marked = batch.invalid is not None and bool(batch.invalid[0, position])
     assert marked == impossible
     if impossible:

@@ -137,7 +137,10 @@ def compile_extractor(paths: Sequence[str]) -> Callable[[Event], list[Any]]:
     return extract
 
 
-IMPOSSIBLE = 2.0**63  # beyond every OCSF integer and long: no real count, size or time is this large
+# Beyond every 64-bit integer, signed or not (an OCSF long, or a producer's unsigned counter or
+# sentinel, 2⁶⁴ - 1): no real count, size or time is larger. Compared with <=, as the largest of
+# them (2⁶³ - 1, 2⁶⁴ - 1) round to a power of two as doubles.
+IMPOSSIBLE = 2.0**64
 
 
 def as_number(value: Any) -> float:
@@ -207,7 +210,7 @@ def _is_number(value: Any) -> bool:
 
 def numbers(values: Sequence[Any], fields: int = 0) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
     """Values → float64, NaN where absent or unusable, and where a value was an impossible number:
-    one that is not finite (``"NaN"``, ``"Infinity"``, ``"1e999"``) or beyond ±2⁶³.
+    one that is not finite (``"NaN"``, ``"Infinity"``, ``"1e999"``) or beyond ±2⁶⁴.
 
     With ``fields``, ``values`` holds that many equally long lists (one per field) and both arrays
     are (len, fields), a row per event: the checks run once for every numeric field of a batch,
@@ -220,11 +223,11 @@ def numbers(values: Sequence[Any], fields: int = 0) -> tuple[npt.NDArray[np.floa
             out[:, j] = column  # numpy reads numbers, numeric strings and None (NaN) as np.asarray does
         except (ValueError, TypeError, OverflowError):  # a nested or non-numeric value: one at a time
             out[:, j] = np.fromiter((as_number(v) for v in column), dtype=np.float64, count=len(column))
-    usable = np.abs(out) < IMPOSSIBLE  # NaN compares false: absent, non-numeric and impossible
+    usable = np.abs(out) <= IMPOSSIBLE  # NaN compares false: absent, non-numeric and impossible
     impossible = np.zeros(out.shape, dtype=bool)
     if not usable.all():
         nan = np.isnan(out)
-        impossible = ~usable & ~nan  # infinite or beyond ±2⁶³: only a number reads as that
+        impossible = ~usable & ~nan  # infinite or beyond ±2⁶⁴: only a number reads as that
         if int(nan.sum()) > sum(column.count(None) for column in columns):  # a NaN from no number, or "NaN"
             for i, j in zip(*np.nonzero(nan), strict=True):
                 value = columns[j][i]
@@ -296,17 +299,20 @@ def epoch_ms(values: Sequence[Any]) -> npt.NDArray[np.float64]:
 
 
 def epoch_ms_checked(values: Sequence[Any]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-    """Times (epoch ms or s, or ISO 8601 text) as epoch milliseconds, NaN where absent or unusable,
+    """Times (epoch ms, s, µs or ns, or ISO 8601 text) as epoch milliseconds, NaN where absent or unusable,
     and where a time was an impossible number, by the rule of :func:`numbers` (``1e300``, ``2**64``,
     ``"Infinity"``): the encoder flags such an event, as it does for any numeric field."""
     ms, impossible = numbers(values)
-    for i in np.flatnonzero(np.isnan(ms)).tolist():
+    # OCSF says epoch milliseconds; some producers send seconds (before 1e11, 1973 in ms), and
+    # microseconds or nanoseconds (from 1e14 and 1e17: the year 5138 and beyond in ms)
+    size = np.abs(ms)
+    ms[size < 1e11] *= 1000.0
+    ms[(size >= 1e14) & (size < 1e17)] /= 1e3
+    ms[size >= 1e17] /= 1e6
+    for i in np.flatnonzero(np.isnan(ms)).tolist():  # ISO 8601 text says its own unit
         value = values[i]
         if isinstance(value, str) and (moment := iso_moment(value)) is not None:
             ms[i] = moment.timestamp() * 1000.0
-    # OCSF says epoch milliseconds; some producers send seconds.
-    seconds = np.abs(ms) < 1e11
-    ms[seconds] *= 1000.0
     return ms, impossible
 
 

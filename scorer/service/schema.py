@@ -44,7 +44,7 @@ class Reason(BaseModel):
             "One scale for every field: for a number, its distance from the neighbours' median in robust "
             "standard deviations (missing where they have one: 3); for a category, 3 × the share of "
             "neighbours with another value (5 × for a value never seen in training); null for a number "
-            "that cannot be real (not finite, or beyond ±2⁶³; in a port field, not a whole number from 0 "
+            "that cannot be real (not finite, or beyond ±2⁶⁴; in a port field, not a whole number from 0 "
             "to 65535, unless training held it), which comes first"
         )
     )
