@@ -39,6 +39,12 @@ EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = (16, 32, 64, 128, 256, 512)
 IVF_NPROBE = (2, 4, 8, 16, 32, 64, 128)
 RECOMPUTE_CHUNK = 256  # queries whose exact distances are recomputed at once
+# A neighbour nearer than this is the event's twin, at distance 0: the network's embedding of an
+# event moves by about 1e-6 with the size of the batch it is computed in (the matrix kernels), so a
+# repeated event scored alone sat 1e-6 above its twins' calibration scores, every one tied at 0, and
+# was flagged. The nearest neighbours of distinct events lie about 0.1 apart (the median in the
+# demo model's embedding).
+TWIN_DISTANCE = 1e-4
 SHIFTED_COLUMNS = 0.1  # share of a held-out query's columns replaced to make a shifted query
 
 
@@ -115,12 +121,15 @@ class KnnIndex:
         k = min(k, self.size)
         squared, ids = self.index.search(queries, k)
         if self.kind == "exact":
-            return self._recomputed(queries, ids.astype(np.int64, copy=False))
-        short = np.flatnonzero((ids < 0).any(axis=1))
-        if short.size:
-            squared[short], ids[short] = self.index.search(queries[short], k, params=self._thorough(k))
-        distances = np.sqrt(np.maximum(squared, 0.0), dtype=np.float32)
-        return distances, ids.astype(np.int64, copy=False)
+            distances, ids = self._recomputed(queries, ids.astype(np.int64, copy=False))
+        else:
+            short = np.flatnonzero((ids < 0).any(axis=1))
+            if short.size:
+                squared[short], ids[short] = self.index.search(queries[short], k, params=self._thorough(k))
+            distances = np.sqrt(np.maximum(squared, 0.0), dtype=np.float32)
+            ids = ids.astype(np.int64, copy=False)
+        distances[distances < TWIN_DISTANCE] = 0.0
+        return distances, ids
 
     def _recomputed(self, queries: FloatArray, ids: IdArray) -> tuple[FloatArray, IdArray]:
         """Exact search's distances to the neighbours it found, computed again from the stored
