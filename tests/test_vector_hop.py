@@ -213,6 +213,9 @@ def test_a_number_beyond_a_double_goes_on_as_text_not_the_batch_refused(
         assert passed["message"] == text.decode()  # as it came
     assert _without_anomaly(kept) == within
     assert "score" in kept["anomaly"]
+    # the answer counts the verdicts forwarded: not the two flagged (impossible numbers) and passed
+    # on without theirs
+    assert answer["anomalies"] == sum(bool(e["anomaly"].get("is_anomaly")) for e in downstream.batches[0])
 
 
 @pytest.mark.parametrize("failure", ["error", "timeout", "refused"])

@@ -149,9 +149,10 @@ async def vector(request: web.Request) -> web.Response:
             batch = Batch(batch.items, "array", batch.size)
         verdicts = await anomalies(request, batch, alpha)
         enriching = Enriching(settings.anomaly_field, "message", room=settings.max_body_bytes - batch.size)
-        parts = [
+        passed = [
             _passed_on(enriching, item, anomaly) for item, anomaly in zip(batch.items, verdicts, strict=True)
         ]
+        parts = [part for part, _ in passed]
         try:
             await hop.forward(b"[" + b",".join(parts) + b"]")
         except DownstreamRejected as exc:  # not retried by Vector: dropped there, and counted
@@ -168,7 +169,9 @@ async def vector(request: web.Request) -> web.Response:
                 f"the enriched batch could not be handed to {shown}: {exc}; send it again",
                 headers={"Retry-After": RETRY_AFTER_SECONDS},
             ) from None
-        flagged = sum(bool(v.get("is_anomaly")) for v in verdicts)
+        flagged = sum(
+            bool(v.get("is_anomaly")) for v, (_, kept) in zip(verdicts, passed, strict=True) if kept
+        )
         return {"events": len(parts), "anomalies": flagged}
 
     done = await hop.forwarded.once(body, enrich_and_forward)
@@ -196,16 +199,17 @@ def _no_downstream() -> ApiError:
     )
 
 
-def _passed_on(enriching: Enriching, item: Item, anomaly: dict[str, Any]) -> bytes:
+def _passed_on(enriching: Enriching, item: Item, anomaly: dict[str, Any]) -> tuple[bytes, bool]:
     """An event enriched; what is not one passed on as it came, under "message" as Vector holds text.
     What Vector's decoder cannot read (nested deeper than it reads, a number beyond a double's
     range) goes on as its JSON text, with an error instead of its verdict: forwarded as it is, the
-    whole batch would be refused, and dropped by Vector or retried for ever."""
+    whole batch would be refused, and dropped by Vector or retried for ever. With whether the
+    verdict went with it."""
     field = enriching.field
     part = enriching.part(item, anomaly)
     deep = part.count(b"[") + part.count(b"{") >= DOWNSTREAM_NESTING  # else it cannot nest that deep
     if not deep and not may_hold_beyond_double(part):  # most parts
-        return part
+        return part, True
     document = (
         {**item.event, field: anomaly} if item.event is not None else {"message": item.raw, field: anomaly}
     )
@@ -222,7 +226,7 @@ def _passed_on(enriching: Enriching, item: Item, anomaly: dict[str, Any]) -> byt
             'with the whole batch: passed on as its JSON text under "message", without a verdict',
         }
     else:
-        return part
+        return part, True
     # its text under "message" (Enriching's kept name here), cut to the room left as a kept line is
     text = dumps(item.event if item.event is not None else item.raw)
-    return enriching.text_part(text.decode(), len(text), {"error": error})
+    return enriching.text_part(text.decode(), len(text), {"error": error}), False
