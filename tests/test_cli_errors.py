@@ -558,3 +558,22 @@ def test_a_full_disk_names_the_output_and_leaves_nothing(
     assert result.stderr.strip().splitlines()[-1] == f"error: No space left on device: {output}"
     assert "Traceback" not in result.stderr
     assert result.stdout == ""  # the full place holds nothing the command began
+
+
+def test_running_out_of_memory_is_one_line(
+    bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """numpy's MemoryError (evaluate's baselines on a path unique per event, under `ulimit -v`, in
+    the review) ended the command in a traceback. The scoring is replaced by one that runs out of
+    memory: main()'s handling is what is tested."""
+    from scorer import batch
+
+    def out_of_memory(*args: Any, **kwargs: Any) -> Any:
+        raise MemoryError("Unable to allocate 4.7 GiB for an array with shape (20000, 62000)")
+
+    monkeypatch.setattr(batch, "score_file", out_of_memory)
+    events = _write_jsonl(tmp_path / "e.jsonl", generate_events(10, seed=1)[0])
+    code = main(["score", str(events), "-m", str(bundle_dir), "-o", str(tmp_path / "out.csv")])
+    said = capsys.readouterr().err
+    assert code == 2
+    assert said.strip() == "error: out of memory: give the command more memory, or fewer or smaller inputs"

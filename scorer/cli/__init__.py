@@ -362,6 +362,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("interrupted")
         return 130
+    except MemoryError:  # one line, not numpy's traceback; what the memory went to is the command's
+        _say("error: out of memory: give the command more memory, or fewer or smaller inputs")
+        return 2
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as a shell tool does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
