@@ -27,7 +27,7 @@ from scorer.features.encoder import (
     FeatureEncoder,
     compile_getter,
 )
-from scorer.features.infer import infer_spec
+from scorer.features.infer import FLATTENED, infer_spec
 from scorer.features.spec import FeatureSpec, SpecError
 from scorer.knn import ANN_THRESHOLD, KnnIndex
 from scorer.network import InferenceNet, ModelConfig, embed
@@ -236,6 +236,12 @@ class Detector:
         if spec is None:
             say(f"inferring a feature spec from {len(train_events):,} events")
             spec = infer_spec(train_events)
+            if flattened := [path for path, why in spec.excluded if why == FLATTENED]:
+                say(
+                    f"warning: {_count(len(flattened))} fields left out, under keys holding '.' "
+                    f"({', '.join(flattened[:3])}{'…' if len(flattened) > 3 else ''}), which no feature "
+                    'path can name: are these events flattened? Nest their fields ({"a": {"b": 1}})'
+                )
         encoder = FeatureEncoder(spec)
         for warning in encoder.coverage(train_events, "training events").warnings():
             say(f"warning: {warning}")

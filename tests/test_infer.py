@@ -339,6 +339,64 @@ def test_an_event_nested_as_deep_as_json_reads_is_no_recursion_error() -> None:
     assert list(iter_leaves(within)) == [("a." * (DEEPEST_FIELD - 1) + "a", 5)]
 
 
+def test_a_vendors_camel_case_names_follow_the_rules_of_names() -> None:
+    """EventID, StatusCode and DestinationPort were numbers to log1p (an unseen EventID 4625 left
+    the score as it was); as event_id, status_code and destination_port they are codes and a port."""
+    events = [
+        {
+            "unmapped": {
+                "EventID": [4624, 4625, 4634][i % 3],
+                "StatusCode": [200, 404][i % 2],
+                "DestinationPort": [443, 80, 22][i % 3],
+                "SessionID": f"s-{i}",
+                "Bytes": i * 37,
+            }
+        }
+        for i in range(300)
+    ]
+    kinds = {(f.path, f.kind) for f in infer_spec(events).features}
+    assert ("unmapped.EventID", "categorical") in kinds
+    assert ("unmapped.StatusCode", "categorical") in kinds
+    assert ("unmapped.DestinationPort", "port_bucket") in kinds
+    assert ("unmapped.Bytes", "numeric") in kinds
+    assert dict(infer_spec(events).excluded)["unmapped.SessionID"] == "identifier"
+
+
+def test_a_long_value_of_few_kinds_is_a_category_and_long_distinct_text_is_not() -> None:
+    """A user agent (11 kinds, each over 64 characters) was left out as free text, so an sqlmap
+    user agent moved no score; free text is long or spaced values that are mostly distinct."""
+    agents = [f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/{v}.0" for v in range(11)]
+    events = [
+        {"http_request": {"user_agent": agents[i % 11]}, "message": f"login of user {i} from host {i * 7}"}
+        for i in range(300)
+    ]
+    spec = infer_spec(events)
+    assert ("http_request.user_agent", "categorical") in {(f.path, f.kind) for f in spec.features}
+    assert dict(spec.excluded)["message"] == "free text"
+
+
+def test_keys_no_path_can_name_and_fields_too_deep_are_listed_as_left_out() -> None:
+    """A flattened event ({"traffic.bytes_out": 5}) gave a spec of its few nested fields, and the
+    rest vanished from both the features and the paths left out; so did a field too deep."""
+    from scorer.io import DEEPEST_FIELD
+
+    deep: Any = 1
+    for _ in range(DEEPEST_FIELD + 1):
+        deep = {"d": deep}
+    events = [
+        {"class_uid": 4001, "traffic.bytes_out": i, "unmapped": {"a.b": "x", "n": i % 7}, "deep": deep}
+        for i in range(200)
+    ]
+    spec = infer_spec(events)
+    excluded = dict(spec.excluded)
+    assert excluded['"traffic.bytes_out"'].startswith("a key holding '.'")
+    assert excluded['unmapped."a.b"'].startswith("a key holding '.'")
+    assert (
+        excluded["deep" + ".d" * (DEEPEST_FIELD - 1) + ".*"] == f"nested deeper than {DEEPEST_FIELD} levels"
+    )
+    assert {f.path for f in spec.features} == {"class_uid", "unmapped.n"}
+
+
 def test_a_field_as_deep_as_a_feature_may_lie_is_encoded_and_a_deeper_path_refused() -> None:
     """A field 100 keys deep was inferred a feature, and the encoder's extractor, a level of code for
     each key, passed Python's 100 levels: train ended in an IndentationError (from a SPEC.toml or a

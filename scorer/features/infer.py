@@ -32,6 +32,7 @@ unique however many events there are.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,7 @@ ENUM_UIDS = frozenset({"class_uid", "category_uid", "type_uid"})
 VERDICT_KEYS = frozenset({"score", "p_value", "is_anomaly"})  # of the object scoring adds to an event
 ID_WORDS = ("guid", "uuid", "hash", "fingerprint", "serial_number", "session_id", "trace_id", "span_id")
 TWO_DAYS_MS = 2 * 86_400_000
+CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 # epoch seconds of 2000-01-01 and 2100-01-01; times 1e3, 1e6, 1e9 for ms, µs and ns
 EPOCH_SECONDS = (946_684_800.0, 4_102_444_800.0)
 EPOCH_UNITS = (1.0, 1e3, 1e6, 1e9)
@@ -119,16 +121,28 @@ class _Profile:
         return len(self.distinct) / max(self.counted if self.overflow else values, 1)
 
 
-def iter_leaves(value: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Any]]:
+FLATTENED = "a key holding '.', which no feature path can name (a flattened event? nest its fields)"
+TOO_DEEP = f"nested deeper than {DEEPEST_FIELD} levels"
+
+
+def iter_leaves(
+    value: Any, prefix: str = "", depth: int = 0, unnamed: dict[str, str] | None = None
+) -> Iterator[tuple[str, Any]]:
     """Every leaf of a nested event as ``(dotted.path, value)``; a list is one leaf; what lies
-    deeper than DEEPEST_FIELD levels is left out."""
+    deeper than DEEPEST_FIELD levels, or under a key no dotted path can name (``"a.b"``, ``""``),
+    is left out, and put in ``unnamed`` with why (the key quoted: ``unmapped."a.b"``)."""
     if isinstance(value, dict):
         if depth == DEEPEST_FIELD:
+            if unnamed is not None and value:
+                unnamed.setdefault(f"{prefix}.*", TOO_DEEP)
             return
         for key, child in value.items():
             if not isinstance(key, str) or not key or "." in key:
-                continue  # a key that a dotted path cannot name
-            yield from iter_leaves(child, f"{prefix}.{key}" if prefix else key, depth + 1)
+                if unnamed is not None and isinstance(key, str):
+                    named = f'{prefix}."{key}"' if prefix else f'"{key}"'
+                    unnamed.setdefault(named, FLATTENED if key else "an empty key")
+                continue
+            yield from iter_leaves(child, f"{prefix}.{key}" if prefix else key, depth + 1, unnamed)
     elif value is not None:
         yield prefix, value
 
@@ -145,14 +159,15 @@ def infer_spec(events: Sequence[Event], *, min_presence: float = 0.01) -> Featur
     sample = _sample(events)
     profiles: dict[str, _Profile] = {}
     verdicts: set[str] = set()
+    unnamed: dict[str, str] = {}
     for event in sample:
         if isinstance(event, dict):
             verdicts.update(k for k, v in event.items() if isinstance(v, dict) and v.keys() >= VERDICT_KEYS)
-            for path, value in iter_leaves(event):
+            for path, value in iter_leaves(event, unnamed=unnamed):
                 profiles.setdefault(path, _Profile()).add(value)
     n = max(len(sample), 1)
     features: list[FeatureDef] = []
-    excluded: list[tuple[str, str]] = []
+    excluded: list[tuple[str, str]] = sorted(unnamed.items())
     siblings = set(profiles)
     for path in sorted(profiles):
         if path.split(".", 1)[0] in verdicts:
@@ -193,10 +208,16 @@ def _caption_of(path: str, siblings: set[str]) -> str | None:
     return None
 
 
+def _snake(leaf: str) -> str:
+    """A vendor's CamelCase name as OCSF would write it, for the rules of names: ``EventID`` →
+    ``event_id``, ``DestinationPort`` → ``destination_port``, ``StatusCode`` → ``status_code``."""
+    return CAMEL_BOUNDARY.sub("_", leaf).lower()
+
+
 def _decide(
     path: str, p: _Profile, n: int, min_presence: float, sample: Sequence[Event], siblings: set[str]
 ) -> tuple[list[FeatureDef], str | None]:
-    leaf = path.rsplit(".", 1)[-1]
+    leaf = _snake(path.rsplit(".", 1)[-1])
     if p.lists > p.present / 2:
         return [], "list"
     if p.present < min_presence * n:
@@ -235,7 +256,9 @@ def _decide(
         distinct_ratio = p.distinct_ratio(p.strings)
         if p.ips >= 0.9 * p.strings:
             return [FeatureDef(path=path, kind="ip_prefix")], None
-        if p.text_length / p.strings > 64 or (p.spaced > 0.5 * p.strings and distinct_ratio > 0.3):
+        # long or spaced and mostly distinct; a long value of few kinds (a user agent, a command
+        # line run again and again) is a category, as the default spec takes them
+        if (p.text_length / p.strings > 64 or p.spaced > 0.5 * p.strings) and distinct_ratio > 0.3:
             return [], "free text"
         if distinct_ratio > 0.9 and p.strings >= 100:
             return [], "identifier (nearly unique per event)"
