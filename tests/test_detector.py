@@ -110,6 +110,47 @@ def test_a_repeated_event_scored_alone_is_not_flagged(train_events: list[Event])
     assert alone.p_value[0] == pair.p_value[0] == 1.0
 
 
+def test_evaluate_judges_at_its_alpha_by_the_groups_of_that_alpha() -> None:
+    """`evaluate --alpha 0.001` took its calibration groups from the bundle's 0.01: a class of about
+    600 calibration events, which gives no p-value below 1/601, flagged none of its events there,
+    where `score --alpha 0.001` judges them by the global group and flags some."""
+    import faiss
+    import torch
+
+    from scorer.demo import generate_events
+    from scorer.evaluate import evaluate
+    from scorer.model import TrainConfig
+    from scorer.threads import set_threads
+
+    train, _ = generate_events(6000, seed=11, anomaly_rate=0.0)
+    for event in train[:3000]:
+        event["class_uid"] = 4001
+    test, labels = generate_events(2000, seed=12, anomaly_rate=0.2)
+    for event in test[:1000]:
+        event["class_uid"] = 4001
+    threads = torch.get_num_threads(), faiss.omp_get_max_threads()
+    set_threads(1)
+    try:
+        detector = Detector.fit(
+            train,
+            config=DetectorConfig(baseline_size=1_000, seed=0),
+            train_config=TrainConfig(epochs=1, max_rows=2_000, seed=0),
+            progress=False,
+        )
+    finally:
+        torch.set_num_threads(threads[0])
+        faiss.omp_set_num_threads(threads[1])
+    sizes = detector.calibration.sizes()
+    assert 500 <= sizes["class_uid=4001"] < 999 <= sizes["global"]
+    scored = detector.score(test, alpha=0.001, explain=False)
+    flagged = scored.is_anomaly
+    assert flagged[:1000].any()  # events of the small class flagged, judged by the global group
+    y = np.array([label != "normal" for label in labels], dtype=int)
+    row = evaluate(detector, test, y, train, alpha=0.001, baselines=False)["fusion (default)"]
+    assert row["recall"] == pytest.approx(flagged[y == 1].mean())
+    assert row["fpr"] == pytest.approx(flagged[y == 0].mean())
+
+
 def test_alpha_at_scoring_time_is_monotone(fitted_detector: Detector, held_out_events: list[Event]) -> None:
     flagged = [
         int(fitted_detector.score(held_out_events, alpha=a, explain=False).is_anomaly.sum())

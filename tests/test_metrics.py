@@ -90,3 +90,28 @@ def test_threads_observing_at_once_lose_no_batch() -> None:
     assert _gauge(metrics, "ocsf_anomaly_anomaly_rate") == pytest.approx(0.2)
     window = metrics._windows["champion"]
     assert window.sums[0] == sum(b[0] for b in window.batches) <= WINDOW_EVENTS + 5
+
+
+def test_anomalies_are_counted_by_the_groups_of_the_service_s_alpha_whatever_a_request_asks() -> None:
+    """A request at ?alpha=0.001 judges a class of 600 calibration events by the global group (the
+    class's own gives no p-value below 1/601); the counts at the service's 0.01 are by the class's
+    own group all the same: 1,564 against 1,606 flagged in the review, for the same events."""
+    from scorer.calibration import Calibration
+
+    rng = np.random.default_rng(1)
+    calibration = Calibration.fit(
+        np.concatenate([rng.normal(size=600), rng.normal(2.0, 1.0, size=2400)]), [4001] * 600 + [4002] * 2400
+    )
+    scores = np.concatenate([rng.normal(size=500), rng.normal(2.0, 1.0, size=500)])
+    classes = ["4001"] * 500 + ["4002"] * 500
+    counted = []
+    for request_alpha in (0.01, 0.001):
+        groups = calibration.resolve(classes, request_alpha)
+        p_values = calibration.p_values(scores, groups)
+        result = _batch(1000, 0)
+        result.score, result.p_value, result.group, result.classes = scores, p_values, groups, classes
+        result.is_anomaly = p_values <= request_alpha
+        metrics = Metrics(alpha=0.01)
+        metrics.observe_batch(result, "champion", calibration)
+        counted.append(_gauge(metrics, "ocsf_anomaly_anomaly_rate"))
+    assert counted[0] == counted[1] > 0

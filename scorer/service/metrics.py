@@ -18,6 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from scorer.alerts import AlertMetrics
+from scorer.calibration import Calibration
 from scorer.detector import ScoreResult
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -161,8 +162,12 @@ class Metrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def observe_batch(self, result: ScoreResult, variant: str) -> None:
-        """Count a scored batch: stage times, events and anomalies by class, drift gauges."""
+    def observe_batch(
+        self, result: ScoreResult, variant: str, calibration: Calibration | None = None
+    ) -> None:
+        """Count a scored batch: stage times, events and anomalies by class, drift gauges; the
+        anomalies by the p-values at the service's alpha, from ``calibration`` where the request's
+        alpha judged some events by another group (a class too small for it)."""
         n = len(result)
         if not n:
             return
@@ -173,7 +178,17 @@ class Metrics:
         # at the service's alpha, not the request's: a client asking ?alpha=0.05 (Splunk's alpha=,
         # OpenSearch's --alpha) made the rate read as drift against ocsf_anomaly_alpha, and fire
         # the alert that compares them, with the traffic unchanged
-        at = result.is_anomaly if self._alpha is None else result.p_value <= self._alpha + 1e-12
+        if self._alpha is None:
+            at = result.is_anomaly
+        else:
+            p_values = result.p_value
+            if (
+                calibration is not None
+                and (groups := calibration.resolve(result.classes, self._alpha)) != result.group
+            ):
+                p_values = calibration.p_values(result.score, groups)
+                p_values[result.impossible] = 0.0
+            at = p_values <= self._alpha + 1e-12
         flagged = at.tolist()
         counts: dict[str, list[int]] = {}
         for label, is_anomaly in zip(result.classes, flagged, strict=True):

@@ -183,5 +183,5 @@ class Scorer:
         self, prepared: Prepared, cached: list[bytes | None] | None, alpha: float
     ) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
         result, fresh = self.detector.finish(prepared, cached, alpha=alpha)
-        self.metrics.observe_batch(result, self.variant)
+        self.metrics.observe_batch(result, self.variant, self.detector.calibration)
         return [result.anomaly(i, self.model) for i in range(len(result))], fresh
