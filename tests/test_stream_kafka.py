@@ -338,6 +338,38 @@ def test_a_rebalance_waits_for_the_batch_in_hand_and_its_next_owner_reads_none_o
     assert not again, f"{len(again)} events of the first's batch read again by the second"
 
 
+def test_a_stop_while_a_rebalance_waits_for_a_batch_given_up_leaves_the_group_at_once(
+    broker: KafkaBroker, held_out_events: list[Event], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stop gives the batch in hand up while the member's revocation waits for it: nothing will
+    commit it now, so the revocation goes on at once and the consumer stops and leaves the group.
+    Before, the revocation held aiokafka's stop for the whole grace: "not done after 10 s, left open"."""
+    asyncio.run(_produce(broker.bootstrap, [json.dumps(e).encode() for e in held_out_events[:100]]))
+    caplog.set_level(logging.INFO, logger="aiokafka")
+
+    async def scenario() -> None:
+        first = _topics(broker.bootstrap, "given-up", "first")
+        await first.start()
+        batch: list[Any] = []
+        while len(batch) < 100:
+            batch += await first.read(100)
+        revoking = asyncio.Event()
+        said = _Revoking(revoking)
+        logging.getLogger("aiokafka").addHandler(said)
+        second = _topics(broker.bootstrap, "given-up", "second")
+        try:
+            await second.start()
+            await asyncio.wait_for(revoking.wait(), 60)
+            await asyncio.wait_for(first.close(), 60)  # the batch given up, as the loop does at a stop
+        finally:
+            logging.getLogger("aiokafka").removeHandler(said)
+            await second.close()
+
+    asyncio.run(scenario())
+    left_open = [r.getMessage() for r in caplog.records if "left open" in r.getMessage()]
+    assert not left_open, left_open
+
+
 def test_a_broker_gone_mid_stream_is_waited_for_quietly_and_a_stop_still_ends_cleanly(
     broker: KafkaBroker, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
 ) -> None:

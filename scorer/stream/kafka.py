@@ -297,6 +297,11 @@ class KafkaTopics:
         for), so it is read again and written then. aiokafka's producer would otherwise wait for
         them while the brokers are away, until they expire (its request timeout, 40 s)."""
 
+        # a batch in hand now is one the loop gave up: nothing will commit it, so a rebalance that
+        # waits for it (its listener holds the consumer's stop) goes on without it at once
+        self._in_hand.clear()
+        self._committed.set()
+
         async def within_grace(name: str, step: Callable[[], Awaitable[None]]) -> None:
             try:
                 await asyncio.wait_for(step(), STOP_GRACE_SECONDS)
