@@ -218,6 +218,8 @@ def score_file(
     kind = output_kind(output)
     if isinstance(source, Path) and not source.exists():
         raise FileNotFoundError(f"no such input file: {source}")
+    if isinstance(output, Standard) and sys.stdout is None:  # started with it closed (`>&-`)
+        raise UserError("standard output is closed: name an --output file")
     if isinstance(output, Path):
         if output.is_dir():
             raise ValueError(f"the output {output} is a directory: name a file ending in .csv or .jsonl")

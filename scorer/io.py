@@ -58,14 +58,37 @@ def _open_text_lines(path: Source) -> Iterator[IO[bytes]]:
         return
     if sys.stdin is None:  # started with standard input closed (`<&-`)
         raise UserError("standard input is closed: pipe the events in, or name a file")
-    stream = sys.stdin.buffer
-    # gzip is known by its first bytes (a pipe has no name to go by); closing it leaves stdin open
-    STDIN.head = stream.peek(4)[:4] if isinstance(stream, io.BufferedReader) else b""
+    if sys.stdin.isatty():  # it would wait for events typed in, silently
+        raise UserError(
+            "standard input is a terminal: pipe the events in (… | ocsf-anomaly score - …), or name a file"
+        )
+    # gzip is known by its first bytes (a pipe has no name to go by), read whole however the
+    # writer splits them (a peek may see one), then put back in front of the rest
+    STDIN.head = sys.stdin.buffer.read(4)
+    stream = io.BufferedReader(_Prefixed(STDIN.head, sys.stdin.buffer))
     if STDIN.head.startswith(b"\x1f\x8b"):
-        with gzip.GzipFile(fileobj=stream, mode="rb") as handle:
+        with gzip.GzipFile(fileobj=stream, mode="rb") as handle:  # closing it leaves stdin open
             yield handle  # type: ignore[misc]
     else:
         yield stream
+
+
+class _Prefixed(io.RawIOBase):
+    """``head``, then the rest of ``stream``: bytes read to look at, put back."""
+
+    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
+        self.head, self.stream = head, stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.head:
+            taken, self.head = self.head[: len(buffer)], self.head[len(buffer) :]
+        else:
+            taken = self.stream.read1(len(buffer))  # type: ignore[attr-defined]
+        buffer[: len(taken)] = taken
+        return len(taken)
 
 
 # 19 digits in a row: an integer this long may lie beyond 64 bits. Searched for in a mask of the

@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -796,6 +797,62 @@ def test_score_reads_standard_input_and_writes_standard_output(model: Path, work
     plain = _piped("score", "-", "-m", model, "-o", workdir / "piped.csv", "--workers", "1", stdin=lines)
     assert plain.returncode == 0, plain.stderr.decode()
     assert len(_read_csv(workdir / "piped.csv")) == len(events) + 2  # the header, every line
+
+
+def test_gzip_on_standard_input_is_known_however_its_first_bytes_arrive(model: Path, workdir: Path) -> None:
+    """A writer whose first write is one byte (a network pipe): peeking saw b"\\x1f" alone, and the
+    gzip data was read as lines of text, none an event."""
+    events, _ = generate_events(50, seed=7)
+    data = gzip.compress(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    command = [sys.executable, "-m", "scorer.cli", "score", "-", "-m", str(model), "-o", "-"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    ) as process:
+        assert process.stdin is not None
+        process.stdin.write(data[:1])
+        process.stdin.flush()
+        time.sleep(3)  # the command's first read takes the one byte there is (it starts in about 2 s)
+        out, err = process.communicate(data[1:], timeout=TIMEOUT)
+    assert process.returncode == 0, err.decode()
+    assert len(out.splitlines()) == len(events)
+
+
+def test_score_to_a_closed_standard_output_or_from_a_terminal_is_a_one_line_error(
+    model: Path, workdir: Path
+) -> None:
+    import pty
+
+    events = _write_jsonl(workdir / "few.jsonl", generate_events(5, seed=8)[0])
+    command = [sys.executable, "-m", "scorer.cli", "score", str(events), "-m", str(model), "-o", "-"]
+    closed = subprocess.run(
+        ["bash", "-c", 'exec "$@" >&-', "closed", *command], capture_output=True, timeout=TIMEOUT
+    )
+    assert closed.returncode == 2
+    assert closed.stderr.decode().strip() == "error: standard output is closed: name an --output file"
+    master, terminal = pty.openpty()  # events typed in would be waited for, silently
+    try:
+        typed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "scorer.cli",
+                "score",
+                "-",
+                "-m",
+                str(model),
+                "-o",
+                workdir / "typed.jsonl",
+            ],
+            stdin=terminal,
+            capture_output=True,
+            timeout=TIMEOUT,
+        )
+    finally:
+        os.close(terminal)
+        os.close(master)
+    assert typed.returncode == 2
+    assert "error: standard input is a terminal: pipe the events in" in typed.stderr.decode()
 
 
 @pytest.mark.parametrize(
