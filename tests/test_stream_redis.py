@@ -88,6 +88,11 @@ def _pending(client: redis.Redis) -> int:
     return int(client.xpending(STREAMS["input"], "scorers")["pending"])
 
 
+def _blocked_reading(client: redis.Redis) -> bool:
+    """Whether a client (the consumer) waits in a blocking XREADGROUP now."""
+    return any(c.get("cmd") == "xreadgroup" and "b" in c.get("flags", "") for c in client.client_list())
+
+
 def _freeze(process: subprocess.Popen[bytes]) -> None:
     """SIGSTOP: wait until ``process`` is stopped, so that from then on it does nothing at all
     (whatever a busy host lets the test see in time), until SIGCONT or SIGKILL."""
@@ -770,8 +775,18 @@ def test_redis_refusing_writes_for_now_is_waited_out_and_nothing_is_lost(
     consumer = _consumer(server, bundle_dir, log, "c1")
     try:
         _wait_for(lambda: "consuming" in log.read_text(), "the consumer to start")  # its group made
-        _freeze(consumer)  # the events land and the limit is set before it reads them
+        # frozen while Redis holds its blocking read: the events land and Redis serves that read
+        # (the batch pending) before the limit is set. Frozen between two reads, its next read
+        # met the limit (XREADGROUP is a write to Redis: NOREPLICAS refuses it too) and nothing
+        # was pending, on a busy host.
+        for _ in range(20):
+            _wait_for(lambda: _blocked_reading(client), "the consumer's blocking read")
+            _freeze(consumer)
+            if _blocked_reading(client):  # frozen inside the read, which lasts up to BLOCK_MS
+                break
+            consumer.send_signal(signal.SIGCONT)
         _produce(client, events)
+        _wait_for(lambda: _pending(client) > 0, "the blocked read to be served")
         client.config_set("maxmemory-policy", "noeviction")
         client.config_set(setting, refusing)
         consumer.send_signal(signal.SIGCONT)
