@@ -84,33 +84,14 @@ def held_out_events(demo_events: list[Event]) -> list[Event]:
 
 @pytest.fixture(scope="session")
 def fitted_detector(train_events: list[Event]) -> Any:
-    """A tiny detector (1 epoch on 2,000 rows, baseline of 1,000): fitted once, shared read-only.
+    """A tiny detector (tests/small_detector.py): fitted once, shared read-only.
 
     Change or save a copy (``fitted_detector.with_config()``): ``save`` sets the metadata of
     the detector it writes, and ``calibrate``/``rebaseline`` replace its parts.
-
-    Fitted on one torch/faiss thread (restored afterwards): under ``pytest -n 2`` each worker has
-    a core, and OpenMP teams that oversubscribe the cores make training many times slower.
     """
-    import faiss
-    import torch
+    from small_detector import small_fit
 
-    from scorer.detector import Detector, DetectorConfig
-    from scorer.model import TrainConfig
-    from scorer.threads import set_threads
-
-    torch_threads, faiss_threads = torch.get_num_threads(), faiss.omp_get_max_threads()
-    set_threads(1)
-    try:
-        return Detector.fit(
-            train_events,
-            config=DetectorConfig(baseline_size=1_000, seed=0),
-            train_config=TrainConfig(epochs=1, max_rows=2_000, seed=0),
-            progress=False,
-        )
-    finally:
-        torch.set_num_threads(torch_threads)
-        faiss.omp_set_num_threads(faiss_threads)
+    return small_fit(train_events)
 
 
 @pytest.fixture(scope="session")

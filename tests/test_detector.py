@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from small_detector import small_fit
 
 from scorer import bundle, knn
 from scorer.calibration import GLOBAL
@@ -83,26 +84,9 @@ def test_a_repeated_event_scored_alone_is_not_flagged(train_events: list[Event])
     in it a twin's distance of 0. Scored alone, its embedding differs from the batch-computed ones
     by about 1e-6 (matrix kernels by batch size): that put it above every tied calibration score,
     p = 1/(n + 1), flagged, while the same event in a batch of two was not."""
-    import faiss
-    import torch
-
-    from scorer.model import TrainConfig
-    from scorer.threads import set_threads
-
     heartbeat = {"class_uid": 6002, "activity_id": 1, "device": {"hostname": "hb-1"}, "status_id": 1}
     events = train_events[:1500] + [copy.deepcopy(heartbeat) for _ in range(3000)]
-    threads = torch.get_num_threads(), faiss.omp_get_max_threads()
-    set_threads(1)
-    try:
-        detector = Detector.fit(
-            events,
-            config=DetectorConfig(baseline_size=1_000, seed=0),
-            train_config=TrainConfig(epochs=1, max_rows=2_000, seed=0),
-            progress=False,
-        )
-    finally:
-        torch.set_num_threads(threads[0])
-        faiss.omp_set_num_threads(threads[1])
+    detector = small_fit(events)
     assert detector.calibration.sizes()["class_uid=6002"] >= 500
     alone = detector.score([heartbeat], explain=False)
     pair = detector.score([heartbeat, heartbeat], explain=False)
@@ -114,13 +98,8 @@ def test_evaluate_judges_at_its_alpha_by_the_groups_of_that_alpha() -> None:
     """`evaluate --alpha 0.001` took its calibration groups from the bundle's 0.01: a class of about
     600 calibration events, which gives no p-value below 1/601, flagged none of its events there,
     where `score --alpha 0.001` judges them by the global group and flags some."""
-    import faiss
-    import torch
-
     from scorer.demo import generate_events
     from scorer.evaluate import evaluate
-    from scorer.model import TrainConfig
-    from scorer.threads import set_threads
 
     train, _ = generate_events(6000, seed=11, anomaly_rate=0.0)
     for event in train[:3000]:
@@ -128,18 +107,7 @@ def test_evaluate_judges_at_its_alpha_by_the_groups_of_that_alpha() -> None:
     test, labels = generate_events(2000, seed=12, anomaly_rate=0.2)
     for event in test[:1000]:
         event["class_uid"] = 4001
-    threads = torch.get_num_threads(), faiss.omp_get_max_threads()
-    set_threads(1)
-    try:
-        detector = Detector.fit(
-            train,
-            config=DetectorConfig(baseline_size=1_000, seed=0),
-            train_config=TrainConfig(epochs=1, max_rows=2_000, seed=0),
-            progress=False,
-        )
-    finally:
-        torch.set_num_threads(threads[0])
-        faiss.omp_set_num_threads(threads[1])
+    detector = small_fit(train)
     sizes = detector.calibration.sizes()
     assert 500 <= sizes["class_uid=4001"] < 999 <= sizes["global"]
     scored = detector.score(test, alpha=0.001, explain=False)

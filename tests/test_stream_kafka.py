@@ -7,6 +7,7 @@ too; SIGKILL mid-stream loses nothing; two consumers of a group share the partit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -289,6 +290,33 @@ class _Revoking(logging.Handler):
             self.event.set()
 
 
+@contextlib.asynccontextmanager
+async def _revoking_a_batch(
+    broker: KafkaBroker, group: str, count: int
+) -> AsyncIterator[tuple[Any, Any, list[Any]]]:
+    """A member of ``group`` holding a batch of ``count`` events (every partition's), read and not
+    committed, while a second member's joining has its partitions revoked: (first, second, batch).
+    Both are closed after (the first's close, a second time, does nothing). aiokafka says it
+    revokes at INFO: the caller sets that level (caplog)."""
+    first = _topics(broker.bootstrap, group, "first")
+    await first.start()
+    batch: list[Any] = []
+    while len(batch) < count:
+        batch += await first.read(count)
+    revoking = asyncio.Event()
+    said = _Revoking(revoking)
+    logging.getLogger("aiokafka").addHandler(said)
+    second = _topics(broker.bootstrap, group, "second")
+    try:
+        await second.start()
+        await asyncio.wait_for(revoking.wait(), 60)  # the first's revocation under way
+        yield first, second, batch
+    finally:
+        logging.getLogger("aiokafka").removeHandler(said)
+        await second.close()
+        await first.close()
+
+
 def test_a_rebalance_waits_for_the_batch_in_hand_and_its_next_owner_reads_none_of_it_again(
     broker: KafkaBroker, held_out_events: list[Event], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -302,18 +330,7 @@ def test_a_rebalance_waits_for_the_batch_in_hand_and_its_next_owner_reads_none_o
     caplog.set_level(logging.INFO, logger="aiokafka")  # where it says it revokes
 
     async def scenario() -> list[Any]:
-        first = _topics(broker.bootstrap, "handover", "first")
-        await first.start()
-        batch: list[Any] = []
-        while len(batch) < len(events):  # the batch in hand: every event, of both partitions
-            batch += await first.read(len(events))
-        revoking = asyncio.Event()
-        said = _Revoking(revoking)
-        logging.getLogger("aiokafka").addHandler(said)
-        second = _topics(broker.bootstrap, "handover", "second")
-        try:
-            await second.start()
-            await asyncio.wait_for(revoking.wait(), 60)  # the first's revocation under way
+        async with _revoking_a_batch(broker, "handover", len(events)) as (first, second, batch):
             # the batch written and committed 8 s later: longer than the broker takes to complete a
             # rebalance whose members have all rejoined (Tansu about 5 s), shorter than the wait
             await asyncio.sleep(8)
@@ -328,10 +345,6 @@ def test_a_rebalance_waits_for_the_batch_in_hand_and_its_next_owner_reads_none_o
                 assert time.monotonic() < deadline, "the events produced after never reached the second"
                 read += await second.read(100)
             return read
-        finally:
-            logging.getLogger("aiokafka").removeHandler(said)
-            await second.close()
-            await first.close()
 
     read = asyncio.run(scenario())
     again = [entry.id for entry in read if not (entry.event and "after" in entry.event)]
@@ -348,22 +361,8 @@ def test_a_stop_while_a_rebalance_waits_for_a_batch_given_up_leaves_the_group_at
     caplog.set_level(logging.INFO, logger="aiokafka")
 
     async def scenario() -> None:
-        first = _topics(broker.bootstrap, "given-up", "first")
-        await first.start()
-        batch: list[Any] = []
-        while len(batch) < 100:
-            batch += await first.read(100)
-        revoking = asyncio.Event()
-        said = _Revoking(revoking)
-        logging.getLogger("aiokafka").addHandler(said)
-        second = _topics(broker.bootstrap, "given-up", "second")
-        try:
-            await second.start()
-            await asyncio.wait_for(revoking.wait(), 60)
+        async with _revoking_a_batch(broker, "given-up", 100) as (first, _, _):
             await asyncio.wait_for(first.close(), 60)  # the batch given up, as the loop does at a stop
-        finally:
-            logging.getLogger("aiokafka").removeHandler(said)
-            await second.close()
 
     asyncio.run(scenario())
     left_open = [r.getMessage() for r in caplog.records if "left open" in r.getMessage()]
