@@ -374,6 +374,12 @@ def test_the_whole_digest_registered_is_what_a_fetch_compares(
     differs = registry.lookup(first.uri)
     with pytest.raises(bundle.BundleError, match="altered after registration"), registry.fetched(differs):
         pass
+    # and where the service loads it: the digest went missing between resolving and fetching
+    from scorer.service.models import RegistrySource
+
+    source = RegistrySource(registry, two_versions)
+    with pytest.raises(bundle.BundleError, match="altered after registration"):
+        source.load(source.resolve()["champion"])
     registry.client.delete_model_version_tag(two_versions, first.version, DIGEST_TAG)
     with registry.fetched(registry.lookup(first.uri)):  # registered before the digest was kept
         pass

@@ -23,6 +23,7 @@ class ModelRef:
     bundle_version: str
     source: str = field(compare=False)  # for people: models:/name/3, or the directory
     location: str = ""  # for the loader: the artifact URI, or the directory
+    digest: str = ""  # a registered version's whole SHA-256, compared when it is fetched
 
     def info(self) -> dict[str, str]:
         return {"name": self.name, "version": self.version, "bundle_version": self.bundle_version}
@@ -92,10 +93,19 @@ class RegistrySource:
 
     @staticmethod
     def _ref(version: ModelVersion) -> ModelRef:
-        return ModelRef(version.name, version.version, version.bundle_version, version.uri, version.source)
+        return ModelRef(
+            version.name,
+            version.version,
+            version.bundle_version,
+            version.uri,
+            version.source,
+            version.bundle_digest,
+        )
 
     def load(self, ref: ModelRef) -> Loaded:
-        version = ModelVersion(ref.name, ref.version, ref.bundle_version, ref.location)
+        version = ModelVersion(
+            ref.name, ref.version, ref.bundle_version, ref.location, bundle_digest=ref.digest
+        )
         with self.registry.fetched(version) as path:
             return Loaded(ref, Detector.load(path))
 
