@@ -1780,6 +1780,37 @@ def _with_entity(event: Event, ip: str) -> Event:
     return moved
 
 
+async def test_the_alpha_floor_is_the_challenger_s_only_where_it_answers(
+    aiohttp_client: Any, bundle_dir: Path, tmp_path: Path, held_out_events: list[Event]
+) -> None:
+    """A challenger calibrated on 80 events gives no p-value below 1/81: its floor refused every
+    client's ?alpha=0.005 (400) while it answered nothing, set with no split or scored in shadow."""
+    from scorer.detector import Detector
+
+    small = Detector.load(bundle_dir)
+    small.calibrate(held_out_events[1000:1080])
+    small.save(tmp_path / "small")
+    body = orjson.dumps(held_out_events[:3])
+    for split, shadow, status in ((0.0, False, 200), (0.5, True, 200), (0.5, False, 400)):
+        client = await aiohttp_client(
+            create_app(
+                _settings(
+                    bundle_dir, challenger_model_dir=tmp_path / "small", challenger_split=split, shadow=shadow
+                )
+            )
+        )
+        answered, payload = await _post(client, "/v1/score?alpha=0.005", body)
+        assert answered == status, (split, shadow, payload)
+        document = await (await client.get("/openapi.json")).json()
+        floors = [
+            p["schema"].get("minimum")
+            for p in document["paths"]["/v1/score"]["post"]["parameters"]
+            if p["name"] == "alpha"
+        ]
+        assert floors == [pytest.approx(1 / 81 if status == 400 else 1 / 601)], (split, shadow)
+        await client.close()
+
+
 async def test_ab_split_is_sticky_per_entity_and_near_its_ratio(
     aiohttp_client: Any, bundle_dir: Path, challenger_dir: Path, held_out_events: list[Event]
 ) -> None:

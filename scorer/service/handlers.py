@@ -83,7 +83,7 @@ async def read_body(request: web.Request, *, floor: bool = True) -> tuple[bytes,
             raise ApiError(
                 400, "bad_alpha", "alpha is a false-positive rate between 0 and 1, e.g. ?alpha=0.01"
             )
-        smallest = request.app[SERVING].smallest_alpha()
+        smallest = request.app[SERVING].smallest_alpha(challenger_answers=_challenger_answers(request))
         if floor and alpha < smallest:  # every verdict would be "normal": say so, not a quiet day
             raise ApiError(
                 400,
@@ -284,7 +284,14 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi_document(request: web.Request) -> web.Response:
-    return json_response(openapi(request.app[SETTINGS], request.app[SERVING].smallest_alpha()))
+    floor = request.app[SERVING].smallest_alpha(challenger_answers=_challenger_answers(request))
+    return json_response(openapi(request.app[SETTINGS], floor))
+
+
+def _challenger_answers(request: web.Request) -> bool:
+    """Whether the challenger's verdicts answer some requests: a split, and not shadow."""
+    settings = request.app[SETTINGS]
+    return settings.challenger_split > 0 and not settings.shadow
 
 
 async def models(request: web.Request) -> web.Response:

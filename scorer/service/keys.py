@@ -43,10 +43,13 @@ class Serving:
     def refs(self) -> dict[str, ModelRef]:
         return {alias: loaded.ref for alias, loaded in self.loaded().items()}
 
-    def smallest_alpha(self) -> float:
-        """The smallest alpha at which every serving model can flag an event (1 / (n + 1) of its
-        calibration): below it, every verdict would be "normal"."""
-        return max(loaded.detector.calibration.smallest_alpha for loaded in self.loaded().values())
+    def smallest_alpha(self, *, challenger_answers: bool) -> float:
+        """The smallest alpha at which every model that answers can flag an event (1 / (n + 1) of
+        its calibration): below it, every verdict would be "normal". The challenger's counts only
+        where it answers (a split, not shadow): a candidate scored in shadow, or set as challenger
+        with no split, refused every client's ?alpha= below its floor."""
+        answering = [self.champion] + ([self.challenger] if self.challenger and challenger_answers else [])
+        return max(loaded.detector.calibration.smallest_alpha for loaded in answering)
 
     def versions(self) -> dict[str, str | None]:
         challenger = self.challenger.ref.version if self.challenger is not None else None
