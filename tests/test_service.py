@@ -53,7 +53,7 @@ def _gz(data: bytes, level: int = 9) -> bytes:
 
 
 def _settings(bundle_dir: Path, **changes: Any) -> Settings:
-    return Settings(model_dir=bundle_dir, threads=2, **changes)
+    return Settings(**{"model_dir": bundle_dir, "threads": 2, **changes})
 
 
 @pytest.fixture
@@ -1864,6 +1864,38 @@ async def test_an_event_no_json_writer_takes_is_routed_without_failing_its_batch
         routes.append([r["model"]["variant"] for r in payload["results"]])
     assert len(routes[0]) == 6
     assert routes[0] == routes[1]  # the same events meet the same variant
+
+
+async def test_shadow_takes_the_capacity_left_over_and_skips_under_load(
+    aiohttp_client: Any, bundle_dir: Path, challenger_dir: Path, held_out_events: list[Event]
+) -> None:
+    """Every batch was shadowed, a one-event batch on the event loop itself, whatever waited: the
+    champion's answers took 2-4 times as long at half the service's capacity. A batch is shadowed
+    only when nothing else waits; the others are counted as skipped."""
+    client = await aiohttp_client(
+        create_app(
+            _settings(
+                bundle_dir, challenger_model_dir=challenger_dir, shadow=True, batch_max_size=5, threads=1
+            )
+        )
+    )
+    bodies = [orjson.dumps(held_out_events[5 * i : 5 * i + 5]) for i in range(40)]
+    answers = await asyncio.gather(*[_post(client, "/v1/score", body) for body in bodies])
+    assert all(status == 200 for status, _ in answers)
+    samples: dict[Any, float] = {}
+
+    def counted(agreement: str) -> float:
+        return samples.get(("ocsf_anomaly_shadow_verdicts_total", (("agreement", agreement),)), 0.0)
+
+    async def settled() -> bool:
+        nonlocal samples
+        samples = _samples(await (await client.get("/metrics")).text())
+        return sum(map(counted, ("agree", "disagree", "skipped"))) >= 200
+
+    await _until(settled)
+    assert sum(map(counted, ("agree", "disagree", "skipped"))) == 200  # each event once
+    assert counted("skipped") > 0  # 40 requests at once: most waited behind another
+    assert counted("agree") + counted("disagree") > 0  # the last, alone, was shadowed
 
 
 async def test_shadow_never_changes_the_response(

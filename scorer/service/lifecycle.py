@@ -308,4 +308,5 @@ def _router(app: web.Application) -> Router:
         entity_key=settings.entity_key,
         metrics=app[METRICS],
         alerter=app[ALERTER],
+        busy=lambda answered: app[BATCHER].pending > answered,  # the batcher is set before a request
     )

@@ -24,7 +24,10 @@ from scorer.service.models import Loaded
 
 log = logging.getLogger("ocsf_anomaly.service")
 T = TypeVar("T")
-SHADOW_BACKLOG = 4  # shadow batches allowed to wait; beyond it shadowing skips, never slowing answers
+# Shadow batches allowed at once. A batch is shadowed only when no other request's events wait or
+# are being scored, and in a scoring thread (never inline on the event loop): shadowing takes the
+# capacity left over, and under load it skips (counted, ocsf_anomaly_shadow_verdicts_total{agreement="skipped"}).
+SHADOW_BACKLOG = 4
 
 
 class Router:
@@ -42,7 +45,9 @@ class Router:
         entity_key: str,
         metrics: Metrics,
         alerter: Alerter | None = None,
+        busy: Callable[[int], bool] = lambda answered: False,
     ) -> None:
+        """``busy(n)``: whether events other than the ``n`` being answered wait or are being scored."""
         self.champion = champion
         self.challenger = challenger
         self.split = split if challenger is not None and not shadow else 0.0
@@ -50,6 +55,7 @@ class Router:
         self.entity = compile_getter(entity_key)
         self.metrics = metrics
         self.alerter = alerter
+        self.busy = busy
         self._shadows: set[asyncio.Task[None]] = set()
 
     def variant(self, event: dict[str, Any]) -> str:
@@ -72,10 +78,12 @@ class Router:
             return await self.champion(events, alpha)
         if self.shadow:
             answers = await self.champion(events, alpha)
-            if len(self._shadows) < SHADOW_BACKLOG:
+            if len(self._shadows) < SHADOW_BACKLOG and not self.busy(len(events)):
                 task = asyncio.get_running_loop().create_task(self._compare(events, alpha, answers))
                 self._shadows.add(task)
                 task.add_done_callback(self._shadows.discard)
+            else:
+                self.metrics.shadow_verdicts.labels("skipped").inc(len(events))
             return answers
         routes = [self.variant(e) for e in events]
         picked = {name: [i for i, r in enumerate(routes) if r == name] for name in ("champion", "challenger")}
@@ -93,7 +101,7 @@ class Router:
     ) -> None:
         assert self.challenger is not None
         try:
-            shadow = await self.challenger(events, alpha)
+            shadow = await self.challenger(events, alpha, inline=False)
         except Exception:  # a failing challenger must not disturb the champion's service
             log.exception("shadow scoring failed")
             return
@@ -146,8 +154,11 @@ class Scorer:
         self.variant = variant
         self.model = {"name": loaded.ref.name, "version": loaded.ref.version, "variant": variant}
 
-    async def __call__(self, events: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
-        inline = len(events) == 1
+    async def __call__(
+        self, events: list[dict[str, Any]], alpha: float, *, inline: bool | None = None
+    ) -> list[dict[str, Any]]:
+        """The anomaly objects of ``events``; a batch of one on the event loop unless ``inline`` says."""
+        inline = len(events) == 1 if inline is None else inline
         if not self.cache.remote:  # nothing to ask over the network: one trip to a scoring thread
             return await self._run(self._whole, events, alpha, inline=inline)
         prepared = await self._run(self.detector.prepare, events, keys=True, inline=inline)
