@@ -115,3 +115,30 @@ def test_anomalies_are_counted_by_the_groups_of_the_service_s_alpha_whatever_a_r
         metrics.observe_batch(result, "champion", calibration)
         counted.append(_gauge(metrics, "ocsf_anomaly_anomaly_rate"))
     assert counted[0] == counted[1] > 0
+
+
+def test_a_variant_whose_model_changed_or_went_away_starts_its_drift_window_again() -> None:
+    """After a promotion the champion's drift gauges read the last model's window, and a challenger
+    removed kept its last values for good."""
+    metrics = Metrics(alpha=0.01)
+    info = {"name": "m", "version": "1", "bundle_version": "a"}
+    metrics.set_models({"champion": info, "challenger": {**info, "version": "2", "bundle_version": "b"}})
+    metrics.observe_batch(_batch(10, 5, distance=4.0), "champion")
+    metrics.observe_batch(_batch(10, 5, distance=4.0), "challenger")
+    metrics.set_models({"champion": info, "challenger": {**info, "version": "2", "bundle_version": "b"}})
+    assert _gauge(metrics, "ocsf_anomaly_knn_distance_rolling_mean") == 4.0  # unchanged: kept
+    metrics.set_models(
+        {"champion": {**info, "version": "3", "bundle_version": "c"}}
+    )  # promoted, no challenger
+    rendered = metrics.render().decode()
+    assert "ocsf_anomaly_knn_distance_rolling_mean{" not in rendered  # neither variant until it scores
+    metrics.observe_batch(_batch(10, 0, distance=1.0), "champion")
+    assert _gauge(metrics, "ocsf_anomaly_knn_distance_rolling_mean") == 1.0  # the new model's alone
+    assert 'ocsf_anomaly_knn_distance_rolling_mean{variant="challenger"}' not in metrics.render().decode()
+
+
+def test_a_shadow_s_batches_are_not_the_service_s_batch_sizes_or_stage_times() -> None:
+    metrics = Metrics(alpha=0.01)
+    metrics.observe_batch(_batch(3, 0), "champion")
+    metrics.observe_batch(_batch(3, 0), "challenger", answered=False)
+    assert "ocsf_anomaly_batch_size_count 1.0" in metrics.render().decode()

@@ -299,7 +299,11 @@ async def batcher_ctx(app: web.Application) -> AsyncIterator[None]:
 def _router(app: web.Application) -> Router:
     settings, serving = app[SETTINGS], app[SERVING]
     resources = (app[METRICS], app[CACHE], app[EXECUTOR])
-    challenger = Scorer(serving.challenger, *resources, variant="challenger") if serving.challenger else None
+    challenger = (
+        Scorer(serving.challenger, *resources, variant="challenger", shadow=settings.shadow)
+        if serving.challenger
+        else None
+    )
     return Router(
         Scorer(serving.champion, *resources, variant="champion"),
         challenger,

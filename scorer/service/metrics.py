@@ -150,6 +150,7 @@ class Metrics:
         self._windows: dict[str, _Window] = {}
         self._lock = threading.Lock()
         self._model_labels: set[tuple[str, ...]] = set()
+        self._by_alias: dict[str, tuple[str, ...]] = {}  # the model serving as each alias
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def labelled(self, metric: Any, *labels: str) -> Any:
@@ -163,18 +164,25 @@ class Metrics:
         return child
 
     def observe_batch(
-        self, result: ScoreResult, variant: str, calibration: Calibration | None = None
+        self,
+        result: ScoreResult,
+        variant: str,
+        calibration: Calibration | None = None,
+        *,
+        answered: bool = True,
     ) -> None:
-        """Count a scored batch: stage times, events and anomalies by class, drift gauges; the
-        anomalies by the p-values at the service's alpha, from ``calibration`` where the request's
-        alpha judged some events by another group (a class too small for it)."""
+        """Count a scored batch: stage times and batch size (of batches that answer, not a shadow's),
+        events and anomalies by class, drift gauges; the anomalies by the p-values at the service's
+        alpha, from ``calibration`` where the request's alpha judged some events by another group
+        (a class too small for it)."""
         n = len(result)
         if not n:
             return
-        self.batch_size.observe(n)
-        for stage in STAGES:
-            if stage in result.seconds:
-                self.labelled(self.stage_seconds, stage).observe(result.seconds[stage])
+        if answered:  # the service's latency and batching, unmixed with shadow work
+            self.batch_size.observe(n)
+            for stage in STAGES:
+                if stage in result.seconds:
+                    self.labelled(self.stage_seconds, stage).observe(result.seconds[stage])
         # at the service's alpha, not the request's: a client asking ?alpha=0.05 (Splunk's alpha=,
         # OpenSearch's --alpha) made the rate read as drift against ocsf_anomaly_alpha, and fire
         # the alert that compares them, with the traffic unchanged
@@ -206,11 +214,21 @@ class Metrics:
                 self.labelled(self.window, variant, name).set(value)
 
     def set_models(self, models: dict[str, dict[str, Any]]) -> None:
-        """The serving models by alias (champion, challenger)."""
+        """The serving models by alias (champion, challenger). A variant whose model changed, or
+        that serves no more, starts its drift window again (empty: its rolling gauges are not
+        shown until it scores): the last model's window read as the new one's, and a challenger
+        gone kept its last values for good."""
         serving = {
             (str(info.get("name")), str(info.get("version")), str(info.get("bundle_version")), alias)
             for alias, info in models.items()
         }
+        by_alias: dict[str, tuple[str, ...]] = {labels[-1]: labels for labels in serving}
+        with self._lock:
+            for alias, labels in self._by_alias.items():
+                if by_alias.get(alias) != labels and self._windows.pop(alias, None) is not None:
+                    for name in WINDOW_SUMS:
+                        self.labelled(self.window, alias, name).set(0.0)
+        self._by_alias = by_alias
         for labels in self._model_labels - serving:
             if self.multiprocess:  # a label set cannot be removed from the shared files: it reads 0
                 self.model_info.labels(*labels).set(0)

@@ -146,12 +146,15 @@ class Scorer:
         executor: ThreadPoolExecutor,
         *,
         variant: str,
+        shadow: bool = False,
     ) -> None:
+        """``shadow``: its answers are compared, never returned (the challenger in shadow mode)."""
         self.detector = loaded.detector
         self.metrics = metrics
         self.cache = cache
         self.executor = executor
         self.variant = variant
+        self.shadow = shadow
         self.model = {"name": loaded.ref.name, "version": loaded.ref.version, "variant": variant}
 
     async def __call__(
@@ -194,5 +197,5 @@ class Scorer:
         self, prepared: Prepared, cached: list[bytes | None] | None, alpha: float
     ) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
         result, fresh = self.detector.finish(prepared, cached, alpha=alpha)
-        self.metrics.observe_batch(result, self.variant, self.detector.calibration)
+        self.metrics.observe_batch(result, self.variant, self.detector.calibration, answered=not self.shadow)
         return [result.anomaly(i, self.model) for i in range(len(result))], fresh
