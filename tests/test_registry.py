@@ -1103,29 +1103,6 @@ async def test_a_challenger_that_cannot_be_loaded_never_holds_back_the_champion(
     assert await _reloads(client, "swapped") == 1
 
 
-async def test_a_broken_candidate_for_challenger_leaves_the_serving_challenger_in_place(
-    aiohttp_client: Any, store: str, registry: Registry, two_versions: str, bundle_dir: Path
-) -> None:
-    """An A/B test under way (version 2 the challenger) ended when the challenger alias moved to a
-    version that cannot be loaded: the reload answered 409 and the champion served alone, half the
-    entities moved to it mid-experiment. The challenger serving stays."""
-    registry.promote(two_versions, "2", alias="challenger")
-    client = await aiohttp_client(create_app(_settings(store, two_versions, challenger_split=0.5)))
-    third, _ = registry.register(bundle_dir, two_versions)
-    (Path(third.source.removeprefix("file://")) / "weights.npz").write_bytes(b"truncated")
-    registry.promote(two_versions, third.version, alias="challenger")
-    response = await client.post("/v1/models/reload")
-    assert response.status == 409
-    message = (await response.json())["error"]["message"]
-    assert f"was not loaded, so the one serving (models:/{two_versions}/2) stays" in message
-    models = await (await client.get("/v1/models")).json()
-    assert (models["champion"]["version"], models["challenger"]["version"], models["split"]) == (
-        "1",
-        "2",
-        0.5,
-    )
-
-
 async def _reloads_at_least(client: Any, result: str, count: float) -> bool:
     return await _reloads(client, result) >= count
 

@@ -45,9 +45,8 @@ REFUSED_SECONDS = 600.0  # … and not fetched again by the poll for this long (
 
 
 class ChallengerRefused(bundle.BundleError):
-    """The champion loaded and the challenger did not: ``serving`` is the champion beside the
-    challenger that served before, or alone, which serves (a broken candidate must never hold back
-    a promotion or a rollback of the champion, nor end the A/B test under way)."""
+    """The champion loaded and the challenger did not: ``serving`` is the champion alone, which
+    serves (a broken candidate must never hold back a promotion or a rollback of the champion)."""
 
     def __init__(self, message: str, serving: Serving) -> None:
         super().__init__(message)
@@ -106,8 +105,7 @@ async def _load(
 ) -> Serving:
     """Load what ``refs`` names beside what serves; a model that did not change is kept, not reloaded.
     A model that could not be loaded lately is not fetched again unless ``again``: its error is.
-    Raises ChallengerRefused, holding the champion and the challenger serving (or the champion
-    alone), when only the challenger fails."""
+    Raises ChallengerRefused, holding the champion alone, when only the challenger fails."""
     serving = [current.champion, current.challenger] if current is not None else []
     kept = {model.ref: model for model in serving if model is not None}
     champion = await _load_one(app, refs["champion"], kept, again)
@@ -117,12 +115,9 @@ async def _load(
     try:
         return Serving(champion, await _load_one(app, challenger, kept, again))
     except (bundle.BundleError, RegistryError) as exc:
-        # the challenger serving stays (an A/B test is not ended by a broken candidate for it)
-        stays = current.challenger if current is not None else None
-        instead = f"the one serving ({stays.ref.source}) stays" if stays else "the champion serves alone"
         raise ChallengerRefused(
-            f"the challenger {challenger.source} was not loaded, so {instead}: {exc}",
-            Serving(champion, stays),
+            f"the challenger {challenger.source} was not loaded, so the champion serves alone: {exc}",
+            Serving(champion),
         ) from None
 
 
