@@ -142,3 +142,20 @@ def test_a_shadow_s_batches_are_not_the_service_s_batch_sizes_or_stage_times() -
     metrics.observe_batch(_batch(3, 0), "champion")
     metrics.observe_batch(_batch(3, 0), "challenger", answered=False)
     assert "ocsf_anomaly_batch_size_count 1.0" in metrics.render().decode()
+
+
+def test_a_batch_of_a_model_that_serves_no_more_leaves_the_drift_window_alone() -> None:
+    """A batch in flight at a swap finishes on the old model, after its variant's window was started
+    again: it wrote the old model's events into the new one's window, and a removed challenger's
+    in-flight batch brought its gauges back for good."""
+    metrics = Metrics(alpha=0.01)
+    old = {"name": "m", "version": "1", "bundle_version": "a"}
+    new = {"name": "m", "version": "3", "bundle_version": "c"}
+    challenger = {"name": "m", "version": "2", "bundle_version": "b"}
+    metrics.set_models({"champion": old, "challenger": challenger})
+    metrics.set_models({"champion": new})  # promoted, the challenger gone
+    metrics.observe_batch(_batch(10, 0, distance=9.0), "champion", model=old)  # in flight at the swap
+    metrics.observe_batch(_batch(10, 0, distance=9.0), "challenger", model=challenger)
+    assert "ocsf_anomaly_knn_distance_rolling_mean{" not in metrics.render().decode()
+    metrics.observe_batch(_batch(10, 0, distance=1.0), "champion", model=new)
+    assert _gauge(metrics, "ocsf_anomaly_knn_distance_rolling_mean") == 1.0

@@ -170,11 +170,14 @@ class Metrics:
         calibration: Calibration | None = None,
         *,
         answered: bool = True,
+        model: dict[str, str] | None = None,
     ) -> None:
         """Count a scored batch: stage times and batch size (of batches that answer, not a shadow's),
         events and anomalies by class, drift gauges; the anomalies by the p-values at the service's
         alpha, from ``calibration`` where the request's alpha judged some events by another group
-        (a class too small for it)."""
+        (a class too small for it). The drift window takes the batch only when ``model`` (its
+        name, version and bundle_version) serves as ``variant`` now: a batch in flight at a swap
+        finishes on the old model, after the window was started again for the new one."""
         n = len(result)
         if not n:
             return
@@ -209,6 +212,12 @@ class Metrics:
                 self.labelled(self.anomalies, label, variant).inc(anomalies)
         batch = (float(n), result.mean_knn_distance * n, result.unknown_rate * n, float(sum(flagged)))
         with self._lock:  # scoring threads observe concurrently
+            if (
+                model is not None
+                and self._by_alias
+                and self._by_alias.get(variant) != _labels(model, variant)
+            ):
+                return  # a model that serves as this variant no more
             sums = self._windows.setdefault(variant, _Window()).add(batch)
             for name, value in zip(WINDOW_SUMS, sums, strict=True):
                 self.labelled(self.window, variant, name).set(value)
@@ -218,10 +227,7 @@ class Metrics:
         that serves no more, starts its drift window again (empty: its rolling gauges are not
         shown until it scores): the last model's window read as the new one's, and a challenger
         gone kept its last values for good."""
-        serving = {
-            (str(info.get("name")), str(info.get("version")), str(info.get("bundle_version")), alias)
-            for alias, info in models.items()
-        }
+        serving = {_labels(info, alias) for alias, info in models.items()}
         by_alias: dict[str, tuple[str, ...]] = {labels[-1]: labels for labels in serving}
         with self._lock:
             for alias, labels in self._by_alias.items():
@@ -246,6 +252,11 @@ class Metrics:
         else:
             families = list(self.registry.collect())
         return generate_latest(_Families(_rolling(families)))
+
+
+def _labels(info: dict[str, Any], alias: str) -> tuple[str, ...]:
+    """A serving model's labels: name, version, bundle_version, alias."""
+    return (str(info.get("name")), str(info.get("version")), str(info.get("bundle_version")), alias)
 
 
 class _Families:

@@ -24,10 +24,11 @@ from scorer.service.models import Loaded
 
 log = logging.getLogger("ocsf_anomaly.service")
 T = TypeVar("T")
-# Shadow batches allowed at once. A batch is shadowed only when no other request's events wait or
-# are being scored, and in a scoring thread (never inline on the event loop): shadowing takes the
-# capacity left over, and under load it skips (counted, ocsf_anomaly_shadow_verdicts_total{agreement="skipped"}).
-SHADOW_BACKLOG = 4
+# Shadow scoring takes what capacity is left over: a batch is shadowed only while no other
+# request's events wait or are being scored and no shadow batch runs, in a scoring thread (never on
+# the event loop); the others are counted (ocsf_anomaly_shadow_verdicts_total{agreement="skipped"}).
+# A request that arrives while a shadow batch runs still shares the CPU with it (Python threads
+# have no priorities): BENCHMARKS.md measures what that costs a client that sends one at a time.
 
 
 class Router:
@@ -78,7 +79,7 @@ class Router:
             return await self.champion(events, alpha)
         if self.shadow:
             answers = await self.champion(events, alpha)
-            if len(self._shadows) < SHADOW_BACKLOG and not self.busy(len(events)):
+            if not self._shadows and not self.busy(len(events)):
                 task = asyncio.get_running_loop().create_task(self._compare(events, alpha, answers))
                 self._shadows.add(task)
                 task.add_done_callback(self._shadows.discard)
@@ -155,6 +156,7 @@ class Scorer:
         self.executor = executor
         self.variant = variant
         self.shadow = shadow
+        self.identity = loaded.ref.info()  # name, version, bundle_version: what the metrics' windows follow
         self.model = {"name": loaded.ref.name, "version": loaded.ref.version, "variant": variant}
 
     async def __call__(
@@ -197,5 +199,7 @@ class Scorer:
         self, prepared: Prepared, cached: list[bytes | None] | None, alpha: float
     ) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
         result, fresh = self.detector.finish(prepared, cached, alpha=alpha)
-        self.metrics.observe_batch(result, self.variant, self.detector.calibration, answered=not self.shadow)
+        self.metrics.observe_batch(
+            result, self.variant, self.detector.calibration, answered=not self.shadow, model=self.identity
+        )
         return [result.anomaly(i, self.model) for i in range(len(result))], fresh
