@@ -294,11 +294,14 @@ async def batcher_ctx(app: web.Application) -> AsyncIterator[None]:
 def _router(app: web.Application) -> Router:
     settings, serving = app[SETTINGS], app[SERVING]
     resources = (app[METRICS], app[CACHE], app[EXECUTOR])
-    challenger = (
-        Scorer(serving.challenger, *resources, variant="challenger", shadow=settings.shadow)
-        if serving.challenger
-        else None
-    )
+    challenger = None
+    if serving.challenger is not None and settings.shadow:  # a thread of its own, shut down with the router
+        shadow_thread = ThreadPoolExecutor(1, thread_name_prefix="shadow")
+        challenger = Scorer(
+            serving.challenger, *resources[:2], shadow_thread, variant="challenger", shadow=True
+        )
+    elif serving.challenger is not None:
+        challenger = Scorer(serving.challenger, *resources, variant="challenger")
     return Router(
         Scorer(serving.champion, *resources, variant="champion"),
         challenger,

@@ -25,10 +25,11 @@ from scorer.service.models import Loaded
 log = logging.getLogger("ocsf_anomaly.service")
 T = TypeVar("T")
 # Shadow scoring takes what capacity is left over: a batch is shadowed only while no other
-# request's events wait or are being scored and no shadow batch runs, in a scoring thread (never on
-# the event loop); the others are counted (ocsf_anomaly_shadow_verdicts_total{agreement="skipped"}).
-# A request that arrives while a shadow batch runs still shares the CPU with it (Python threads
-# have no priorities): BENCHMARKS.md measures what that costs a client that sends one at a time.
+# request's events wait or are being scored and no shadow batch runs, in a thread of its own (never
+# on the event loop, nor in the scoring threads, where the next answer would wait behind it); the
+# others are counted (ocsf_anomaly_shadow_verdicts_total{agreement="skipped"}). A request that comes
+# while a shadow batch runs still shares the CPU with it (Python threads have no priorities):
+# BENCHMARKS.md measures what that costs a client that sends one request at a time.
 
 
 class Router:
@@ -113,6 +114,8 @@ class Router:
     async def close(self) -> None:
         if self._shadows:
             await asyncio.gather(*self._shadows, return_exceptions=True)
+        if self.challenger is not None and self.shadow:
+            self.challenger.executor.shutdown(wait=False)  # its own thread (lifecycle._router): idle now
 
 
 def _entity_text(value: Any) -> str:
