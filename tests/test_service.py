@@ -1990,3 +1990,41 @@ def test_serve_says_it_serves_once_it_answers_and_logs_broken_http_in_one_line(
     assert said.count("malformed HTTP from 127.0.0.1 answered 400") == 3, said
     assert "TOPSECRET" not in said
     assert "Traceback" not in said
+
+
+async def test_a_router_closed_at_a_swap_starts_no_shadow_for_a_batch_still_in_flight(
+    fitted_detector: Any, held_out_events: list[Event]
+) -> None:
+    """A batch still in flight on the router a swap replaced finished, started a shadow, and that
+    shadow met the router's thread already shut down: a traceback in the log for each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scorer.service.cache import EmbeddingCache
+    from scorer.service.metrics import Metrics
+    from scorer.service.models import Loaded, ModelRef
+    from scorer.service.scoring import Router, Scorer
+
+    metrics = Metrics(alpha=0.01)
+    cache = EmbeddingCache(local_items=0, metrics=metrics)
+    loaded = Loaded(ModelRef("m", "1", "v", "test"), fitted_detector)
+    with ThreadPoolExecutor(1) as scoring:
+        router = Router(
+            Scorer(loaded, metrics, cache, scoring, variant="champion"),
+            Scorer(loaded, metrics, cache, ThreadPoolExecutor(1), variant="challenger", shadow=True),
+            split=0.0,
+            shadow=True,
+            entity_key="src_endpoint.ip",
+            metrics=metrics,
+        )
+        await router(held_out_events[:2], 0.01)  # shadowed: nothing else waits
+        await router.close()  # swapped out; its shadow thread shut down
+        answers = await router(held_out_events[2:4], 0.01)  # a batch that was in flight
+        await asyncio.gather(*router._shadows)
+    assert len(answers) == 2
+    samples = _samples(metrics.render().decode())
+    counted = {
+        dict(labels)["agreement"]: value
+        for (name, labels), value in samples.items()
+        if name == "ocsf_anomaly_shadow_verdicts_total"
+    }
+    assert counted.get("skipped") == 2.0  # not started, and said so

@@ -59,6 +59,7 @@ class Router:
         self.alerter = alerter
         self.busy = busy
         self._shadows: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     def variant(self, event: dict[str, Any]) -> str:
         if self.split <= 0:
@@ -80,7 +81,7 @@ class Router:
             return await self.champion(events, alpha)
         if self.shadow:
             answers = await self.champion(events, alpha)
-            if not self._shadows and not self.busy(len(events)):
+            if not self._shadows and not self._closed and not self.busy(len(events)):
                 task = asyncio.get_running_loop().create_task(self._compare(events, alpha, answers))
                 self._shadows.add(task)
                 task.add_done_callback(self._shadows.discard)
@@ -112,6 +113,7 @@ class Router:
         self.metrics.shadow_verdicts.labels("disagree").inc(len(events) - agree)
 
     async def close(self) -> None:
+        self._closed = True  # a batch still in flight on this router starts no shadow now
         if self._shadows:
             await asyncio.gather(*self._shadows, return_exceptions=True)
         if self.challenger is not None and self.shadow:
