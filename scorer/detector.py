@@ -256,6 +256,16 @@ class Detector:
             f"{len(spec.features)} features ({len(encoder.cardinalities)} categorical, {len(encoder.numeric_columns)} numeric columns)"
         )
         encoded = encoder.encode(train_events)
+        if encoded.invalid is not None:  # flagged whatever the model learns: say so before it is used
+            held = encoded.invalid[:, : len(encoder.numeric_features)].sum(axis=0)
+            for feature, count in zip(encoder.numeric_features, held.tolist(), strict=True):
+                if count:
+                    say(
+                        f"warning: {feature.path}: {_count(count)} of the {_count(len(train_events))} training events "
+                        "hold a number no real event can hold (not finite, or beyond ±2⁶⁴), a producer's "
+                        "sentinel perhaps: every event holding one is flagged when scored (map it to null, or "
+                        "leave the field out with a feature spec)"
+                    )
 
         architecture = ModelConfig(
             cardinalities=tuple(encoder.cardinalities), n_numeric=encoded.num.shape[1], **(model_config or {})

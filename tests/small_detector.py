@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def small_fit(events: Sequence[dict[str, Any]]) -> Any:
+def small_fit(events: Sequence[dict[str, Any]], log: Any = None) -> Any:
     import faiss
     import torch
 
@@ -24,6 +24,7 @@ def small_fit(events: Sequence[dict[str, Any]]) -> Any:
             config=DetectorConfig(baseline_size=1_000, seed=0),
             train_config=TrainConfig(epochs=1, max_rows=2_000, seed=0),
             progress=False,
+            log=log,
         )
     finally:
         torch.set_num_threads(threads[0])

@@ -94,6 +94,21 @@ def test_a_repeated_event_scored_alone_is_not_flagged(train_events: list[Event])
     assert alone.p_value[0] == pair.p_value[0] == 1.0
 
 
+def test_training_events_that_hold_an_impossible_number_are_warned_of(train_events: list[Event]) -> None:
+    """A field holding a producer's sentinel beyond 64 bits in a third of the normal events gave a
+    model that flags a third of its own training traffic, and train said nothing."""
+    events = copy.deepcopy(train_events[:1500])
+    for event in events[::3]:
+        event.setdefault("unmapped", {})["counter"] = 2**70
+    for i, event in enumerate(events[1::3]):
+        event.setdefault("unmapped", {})["counter"] = i
+    said: list[str] = []
+    small_fit(events, log=said.append)
+    warned = [line for line in said if line.startswith("warning: unmapped.counter:")]
+    assert len(warned) == 1, said
+    assert "training events hold a number no real event can hold" in warned[0]
+
+
 def test_evaluate_judges_at_its_alpha_by_the_groups_of_that_alpha() -> None:
     """`evaluate --alpha 0.001` took its calibration groups from the bundle's 0.01: a class of about
     600 calibration events, which gives no p-value below 1/601, flagged none of its events there,
