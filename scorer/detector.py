@@ -589,8 +589,13 @@ class Detector:
         embeddings = np.empty((len(prepared.encoded), width), dtype=np.float32)
         missing = []
         for i, value in enumerate(cached):
-            if value is not None and len(value) == width * 4:
-                embeddings[i] = np.frombuffer(value, dtype=np.float32)
+            found = (
+                None if value is None or len(value) != width * 4 else np.frombuffer(value, dtype=np.float32)
+            )
+            # a value no network computes (NaN, infinite: whoever may write to Redis wrote it) is a miss:
+            # a NaN embedding scored NaN, answered as no score and no anomaly
+            if found is not None and np.isfinite(found).all():
+                embeddings[i] = found
             else:
                 missing.append(i)
         if not missing:

@@ -108,6 +108,43 @@ async def test_a_second_replica_reads_embeddings_from_redis(
     assert _lookups(await (await second.get("/metrics")).text())[("local", "hit")] >= 40
 
 
+async def test_a_value_no_network_computes_is_a_miss_not_a_score(
+    aiohttp_client: Any, bundle_dir: Path, redis_server: RedisServer, held_out_events: list[Any]
+) -> None:
+    """Whoever may write to the cache's Redis (the compose network's, with no password) could write
+    NaN where an embedding was: the event was answered with no score, no p-value and no anomaly (the
+    security review's reproduction). Such a value is computed again."""
+    import numpy as np
+    import redis
+
+    events = held_out_events[:20]
+    first = await aiohttp_client(create_app(_settings(bundle_dir, redis_server)))
+    await _ready_redis(first, "ok")
+    cold = await _score(first, events)
+    await _written(redis_server, 15)
+    with redis.Redis.from_url(redis_server.url) as writer:
+        keys = list(writer.scan_iter())
+        for key in keys:
+            width = len(writer.get(key) or b"") // 4
+            poison = np.full(width, np.nan, dtype=np.float32)
+            poison[::2] = np.inf
+            writer.set(key, poison.tobytes())
+    second = await aiohttp_client(create_app(_settings(bundle_dir, redis_server)))  # empty local tier
+    await _ready_redis(second, "ok")
+    warm = await _score(second, events)
+    assert [r["score"] for r in warm] == pytest.approx([r["score"] for r in cold], abs=1e-6)
+    assert [r["is_anomaly"] for r in warm] == [r["is_anomaly"] for r in cold]
+    assert all(isinstance(r["score"], float) and isinstance(r["p_value"], float) for r in warm)
+
+    def healed() -> bool:  # the embeddings computed again are written over the poison
+        with redis.Redis.from_url(redis_server.url) as reader:
+            return all(
+                np.isfinite(np.frombuffer(reader.get(key) or b"", dtype=np.float32)).all() for key in keys
+            )
+
+    await eventually_async(healed, "the cache's values computed again")
+
+
 async def test_redis_killed_mid_run_then_back(
     aiohttp_client: Any, bundle_dir: Path, redis_server: RedisServer, held_out_events: list[Any]
 ) -> None:
