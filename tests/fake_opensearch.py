@@ -121,7 +121,7 @@ class FakeOpenSearch:
         default_factory=dict
     )  # connector id → its credential, decrypted
     forbidden: dict[tuple[str, str], str] = field(default_factory=dict)  # (method, path) → the action named
-    odd: dict[tuple[str, str], tuple[int, str, str]] = field(default_factory=dict)  # → status, type, body
+    odd: dict[tuple[str, str], tuple[int, str, str, dict[str, str]]] = field(default_factory=dict)
     _deploying: dict[str, int] = field(default_factory=dict)  # model id → reads left before DEPLOYED
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -165,10 +165,16 @@ class FakeOpenSearch:
         self.forbidden[(method, path)] = action
 
     def answer_with(
-        self, method: str, path: str, body: str, content_type: str = "application/json", status: int = 200
+        self,
+        method: str,
+        path: str,
+        body: str,
+        content_type: str = "application/json",
+        status: int = 200,
+        headers: dict[str, str] | None = None,
     ) -> None:
         """Answer ``method path`` with ``body`` (and nothing done), as a server that is not OpenSearch would."""
-        self.odd[(method, path)] = (status, content_type, body)
+        self.odd[(method, path)] = (status, content_type, body, headers or {})
 
     def writes(self) -> list[Call]:
         return [call for call in self.calls if call.writes]
@@ -218,8 +224,8 @@ class FakeOpenSearch:
             )
             return _error(403, "security_exception", reason)
         if (request.method, request.path) in self.odd:
-            status, content_type, text = self.odd[(request.method, request.path)]
-            return web.Response(status=status, text=text, content_type=content_type)
+            status, content_type, text, headers = self.odd[(request.method, request.path)]
+            return web.Response(status=status, text=text, content_type=content_type, headers=headers)
         is_dashboards = request.path.startswith("/api/")
         if is_dashboards and request.method != "GET" and request.headers.get("osd-xsrf") is None:
             message = "Request must contain a osd-xsrf header."

@@ -492,6 +492,27 @@ def test_a_dashboards_answer_that_is_not_its_api_is_one_line(
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize("status", [301, 302, 307])
+def test_a_dashboards_redirect_is_not_followed_with_the_credentials(
+    fake: FakeOpenSearch, status: int
+) -> None:
+    """urllib followed a redirect (an SSO proxy's, or anyone's who answers at that URL) and sent
+    --auth's Basic credentials on to where it pointed: another host, or plain http (the security
+    review's reproduction). The redirect's target here is the stand-in's own, so a followed one shows."""
+    path = "/api/saved_objects/_bulk_get"
+    elsewhere = fake.url.replace("://", "://user:pw@") + "/api/catch"
+    fake.answer_with("POST", path, "", "text/html", status=status, headers={"Location": elsewhere})
+    with pytest.raises(InstallError) as caught:
+        run(fake, dashboards_url=fake.url)
+    said = str(caught.value)
+    assert said.startswith(
+        f"OpenSearch Dashboards at {fake.url} answered POST {path} with a redirect ({status})"
+    )
+    assert "/api/catch, not followed" in said, said
+    assert "pw" not in said, said
+    assert not [call for call in fake.calls if call.path == "/api/catch"]
+
+
 def test_a_dashboards_delete_answered_by_a_login_page_is_one_line(fake: FakeOpenSearch) -> None:
     (first, *_) = installer._saved_objects(dashboards.ndjson(OPTIONS))
     path = f"/api/saved_objects/{first['type']}/{first['id']}"
@@ -687,6 +708,7 @@ def test_install_reads_its_secrets_from_the_environment_and_render_prints_none(
     live_scorer: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     """The token and the cluster's password were flags only: on the command line, which every user
     of the machine reads (ps; a container's from its host). Install and uninstall read them from
@@ -703,6 +725,17 @@ def test_install_reads_its_secrets_from_the_environment_and_render_prints_none(
     rendered = capsys.readouterr().out
     assert SCORER_TOKEN not in rendered
     assert definitions.TOKEN_PLACEHOLDER in rendered
+    # given it, the files that hold it are their owner's alone (they were 0644, the review found),
+    # a file already there too
+    rendered_dir = tmp_path / "defs"
+    rendered_dir.mkdir()
+    (rendered_dir / "1-connector.json").write_text("old")
+    (rendered_dir / "1-connector.json").chmod(0o644)
+    render = ["opensearch", "render", "--output-dir", str(rendered_dir), "--scorer-token", SCORER_TOKEN]
+    assert main(render) == 0
+    holding = [p for p in rendered_dir.iterdir() if SCORER_TOKEN in p.read_text()]
+    assert [p.name for p in holding] == ["1-connector.json"]
+    assert {p.stat().st_mode & 0o777 for p in rendered_dir.iterdir()} == {0o600}
     assert main(["opensearch", "uninstall", *argv]) == 0
     assert not fake.connectors
     monkeypatch.setenv("OCSF_ANOMALY_OPENSEARCH_AUTH", "admin")  # no colon

@@ -225,9 +225,15 @@ def _render(args: argparse.Namespace) -> int:
             sys.stdout.write(f"# {call.title}: {call.method} {call.path}\n{_pretty(call.body)}\n")
         return 0
     args.output_dir.mkdir(parents=True, exist_ok=True)
+    # given the token, the connector's file holds it: readable by its owner alone (as .env is)
+    mode = 0o600 if args.scorer_token is not None else 0o666  # the latter less the umask
     for call in calls:
         path = args.output_dir / call.filename
-        path.write_text(_pretty(call.body), encoding="utf-8")
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with open(descriptor, "w", encoding="utf-8") as handle:
+            if mode == 0o600:
+                os.fchmod(descriptor, mode)  # a file already there keeps its mode through O_CREAT
+            handle.write(_pretty(call.body))
         _say(f"{call.method} {call.path}: {path}")
     return 0
 

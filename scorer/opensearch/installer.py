@@ -906,10 +906,13 @@ class _Dashboards:
         self.headers = {"osd-xsrf": "true"}
         if auth is not None:
             self.headers["Authorization"] = _basic(auth)
-        self.context = ssl.create_default_context(cafile=ca_certs)
+        context = ssl.create_default_context(cafile=ca_certs)
         if not verify_tls:
-            self.context.check_hostname = False
-            self.context.verify_mode = ssl.CERT_NONE
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        # a redirect is not followed: urllib would send --auth's credentials on to wherever it points
+        # (another host, or plain http), and a login page there is no answer of Dashboards' API anyway
+        self.opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _NoRedirect())
 
     def install(self, ndjson: bytes, say: Say) -> None:
         """Import the saved objects (overwriting), unless each is already there as the file has it."""
@@ -965,11 +968,16 @@ class _Dashboards:
             data, headers["Content-Type"] = body
         request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)  # noqa: S310 - the user's URL
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as answer:  # noqa: S310
+            with self.opener.open(request, timeout=self.timeout) as answer:
                 text = answer.read() or b"{}"
         except urllib.error.HTTPError as exc:
             if exc.code == 404 and missing:
                 return None
+            if 300 <= exc.code < 400:
+                where = without_credentials(str(exc.headers.get("Location", "nowhere")))
+                raise self.strange(
+                    f"{method} {path}", f"a redirect ({exc.code}) to {_excerpt(where)}, not followed"
+                ) from None
             detail = " ".join(exc.read().decode(errors="replace").split())[:300]
             hint = {
                 401: f": check {AUTH_GIVEN}",
