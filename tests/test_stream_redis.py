@@ -52,9 +52,16 @@ def client(server: RedisServer) -> Iterator[redis.Redis]:
 
 
 def _consumer(
-    server: RedisServer, bundle: Path, log: Path, name: str, *extra: str, env: dict[str, str] | None = None
+    server: RedisServer,
+    bundle: Path,
+    log: Path,
+    name: str,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    url_flag: bool = True,
 ) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "scorer.cli", "stream", "--source", "redis", "--redis-url", server.url]
+    command = [sys.executable, "-m", "scorer.cli", "stream", "--source", "redis"]
+    command += ["--redis-url", server.url] if url_flag else []
     command += ["--input", STREAMS["input"], "--output", STREAMS["output"], "--alerts", STREAMS["alerts"]]
     command += ["--dead-letter", STREAMS["dead_letter"], "--group", "scorers", "--consumer", name]
     command += ["--model", str(bundle), "--batch-size", "64", *extra]
@@ -400,10 +407,12 @@ def test_a_stop_cuts_the_pause_between_attempts_short(monkeypatch: pytest.Monkey
 
 
 def _refused(
-    url: str, bundle: Path, *flags: str, env: dict[str, str] | None = None
+    url: str | None, bundle: Path, *flags: str, env: dict[str, str] | None = None
 ) -> tuple[str, subprocess.CompletedProcess[str]]:
-    """``stream --source redis`` expected to end by itself with exit status 2: its one error line."""
-    command = [sys.executable, "-m", "scorer.cli", "stream", "--source", "redis", "--redis-url", url]
+    """``stream --source redis`` expected to end by itself with exit status 2: its one error line
+    (``url`` None: no --redis-url)."""
+    command = [sys.executable, "-m", "scorer.cli", "stream", "--source", "redis"]
+    command += [] if url is None else ["--redis-url", url]
     command += ["--input", STREAMS["input"], "--output", STREAMS["output"], "--alerts", STREAMS["alerts"]]
     command += ["--dead-letter", STREAMS["dead_letter"], "--group", "g", "--model", str(bundle), *flags]
     done = subprocess.run(
@@ -432,6 +441,42 @@ def test_an_unreachable_redis_at_start_is_one_line_with_the_password_masked(
     assert "S3CRET" not in done.stderr + done.stdout
     assert f"could not start on Redis at {shown.format(port=port)}:" in error
     assert error.endswith("(is Redis running there, and is --redis-url right?)")
+
+
+def test_the_url_and_its_password_may_come_from_the_environment_not_the_command_line(
+    server: RedisServer, client: redis.Redis, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """--redis-url was the only way to name the Redis, so its password sat in the process's arguments,
+    which `ps` shows every user of the host (the security review). OCSF_ANOMALY_REDIS_URL (or
+    redis_url in --config) is the default now, as the service reads it."""
+    client.acl_setuser("scorer", enabled=True, passwords=["+S3CRET"], commands=["+@all"], keys=["*"])
+    url = f"redis://scorer:S3CRET@127.0.0.1:{server.port}/0"
+    events = held_out_events[:20]
+    _produce(client, events)
+    log = tmp_path / "stream.log"
+    consumer = _consumer(server, bundle_dir, log, "c1", env={"OCSF_ANOMALY_REDIS_URL": url}, url_flag=False)
+    try:
+        _wait_for(
+            lambda: client.xlen(STREAMS["output"]) == len(events) and _pending(client) == 0, "the events"
+        )
+        assert "S3CRET" not in Path(f"/proc/{consumer.pid}/cmdline").read_text()
+    finally:
+        consumer.send_signal(signal.SIGTERM)
+        assert consumer.wait(60) == 0, log.read_text()
+    assert "S3CRET" not in log.read_text()
+    assert _uids(_written(client, STREAMS["output"])) == [e["metadata"]["uid"] for e in events]
+    # a wrong one: the advice names where it came from
+    error, _ = _refused(None, bundle_dir, env={"OCSF_ANOMALY_REDIS_URL": url.replace("S3CRET", "wrong")})
+    assert error.endswith(
+        "(check the user and password in OCSF_ANOMALY_REDIS_URL or --config, and what that user may do (ACL))"
+    )
+    # none anywhere: one line, before the model loads
+    error, done = _refused(None, bundle_dir)
+    assert error.endswith(
+        "--source redis needs --redis-url, e.g. redis://127.0.0.1:6379/0 (or OCSF_ANOMALY_REDIS_URL, or "
+        "redis_url in --config)"
+    )
+    assert "loading" not in done.stderr
 
 
 def test_a_metrics_port_in_use_is_one_line_naming_the_flag(bundle_dir: Path) -> None:

@@ -44,9 +44,9 @@ examples:
       --output ocsf:enriched --alerts ocsf:anomalies --dead-letter ocsf:dead --group scorers
   ocsf-anomaly stream --source kafka --bootstrap-servers kafka:9092 --input ocsf.events \\
       --output ocsf.enriched --alerts ocsf.anomalies --dead-letter ocsf.dead --group scorers
-  ocsf-anomaly stream --source redis --redis-url redis://cache:6379/0 --input ocsf:events \\
-      --output ocsf:enriched --alerts ocsf:anomalies --dead-letter ocsf:dead --group scorers \\
-      --model models/m1 --metrics-port 9108
+  OCSF_ANOMALY_REDIS_URL=redis://:PASSWORD@cache:6379/0 ocsf-anomaly stream --source redis \\
+      --input ocsf:events --output ocsf:enriched --alerts ocsf:anomalies --dead-letter ocsf:dead \\
+      --group scorers --model models/m1 --metrics-port 9108
   OCSF_ANOMALY_KAFKA_PASSWORD=... ocsf-anomaly stream --source kafka --bootstrap-servers b-1:9096 \\
       --sasl-mechanism SCRAM-SHA-512 --sasl-username scorer --input ocsf.events \\
       --output ocsf.enriched --alerts ocsf.anomalies --dead-letter ocsf.dead --group scorers
@@ -88,8 +88,13 @@ def add_commands(commands: Commands) -> None:
         help="where the events are: Redis Streams or Kafka",
     )
     stream.add_argument(
-        "--redis-url", type=_redis_url, default=None, help="--source redis: e.g. redis://127.0.0.1:6379/0"
+        "--redis-url",
+        type=_redis_url,
+        default=None,
+        help="--source redis: e.g. redis://127.0.0.1:6379/0 (default: OCSF_ANOMALY_REDIS_URL, or "
+        "redis_url in --config; give a password there rather than here, where `ps` shows it)",
     )
+    stream.set_defaults(redis_url_given_as="--redis-url")  # or where the settings' URL came from
     stream.add_argument(
         "--bootstrap-servers",
         type=_bootstrap_servers,
@@ -222,8 +227,6 @@ def _bootstrap_servers(text: str) -> str:
 def _check_sources(args: argparse.Namespace) -> None:
     """The flags of the other source, a missing address, and stream names that cannot work: refused
     before the model loads."""
-    if args.source == "redis" and not args.redis_url:
-        raise CliError("--source redis needs --redis-url, e.g. redis://127.0.0.1:6379/0")
     if args.source == "kafka" and not args.bootstrap_servers:
         raise CliError("--source kafka needs --bootstrap-servers, e.g. 127.0.0.1:9092")
     other = REDIS_ONLY if args.source == "kafka" else KAFKA_ONLY
@@ -255,6 +258,13 @@ def _stream(args: argparse.Namespace) -> int:
     from scorer.threads import set_threads
 
     settings = Settings.load(args.config, model_dir=args.model, alpha=args.alpha)
+    if args.source == "redis" and args.redis_url is None:
+        if settings.redis_url is None:
+            raise CliError(
+                "--source redis needs --redis-url, e.g. redis://127.0.0.1:6379/0 (or OCSF_ANOMALY_REDIS_URL, "
+                "or redis_url in --config)"
+            )
+        args.redis_url, args.redis_url_given_as = settings.redis_url, "OCSF_ANOMALY_REDIS_URL or --config"
     for line in stray_variables():
         _say(f"warning: {line}")
     security = _security(args, settings) if args.source == "kafka" else None
@@ -418,6 +428,7 @@ def _source(
     return RedisStreams(
         connect(args.redis_url),
         where=f"Redis at {masked_url(args.redis_url)}",
+        url_given_as=args.redis_url_given_as,
         **names,
         group=args.group,
         consumer=consumer,

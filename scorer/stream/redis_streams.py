@@ -104,6 +104,7 @@ class RedisStreams:
         client: Any,  # redis.asyncio.Redis
         *,
         where: str = "Redis",
+        url_given_as: str = "--redis-url",
         input: str,
         output: str,
         alerts: str,
@@ -115,7 +116,7 @@ class RedisStreams:
         block_ms: int = BLOCK_MS,
     ) -> None:
         self.client = client
-        self.where = where
+        self.where, self.url_given_as = where, url_given_as
         self.input, self.output, self.alerts, self.dead_letter = input, output, alerts, dead_letter
         self.group, self.consumer = group, consumer
         self.claim_idle_ms = int(claim_idle_seconds * 1000)
@@ -171,10 +172,10 @@ class RedisStreams:
             | errors.NoPermissionError
         )
         if isinstance(exc, refused) or (isinstance(exc, errors.ResponseError) and _code(exc) in REFUSED):
-            return "check the user and password in --redis-url, and what that user may do (ACL)"
+            return f"check the user and password in {self.url_given_as}, and what that user may do (ACL)"
         if isinstance(exc, errors.ResponseError) and "WRONGTYPE" in str(exc):
             return f"the key {self.input!r} holds no stream: name another --input, or delete it"
-        return "is Redis running there, and is --redis-url right?"
+        return f"is Redis running there, and is {self.url_given_as} right?"
 
     async def close(self) -> None:
         """Leave the group unless this consumer holds entries (a batch not acknowledged: read again
