@@ -496,9 +496,15 @@ def _top_row(event: dict[str, Any]) -> dict[str, Any]:
         "uid": metadata.get("uid", "") if isinstance(metadata, dict) else "",
         "score": anomaly.get("score"),
         "p_value": anomaly.get("p_value"),
-        "reasons": anomaly.get("reasons") or [],
-        "neighbors": (anomaly.get("neighbors") or [])[:5],
+        "reasons": _listed(anomaly.get("reasons")),
+        "neighbors": _listed(anomaly.get("neighbors"))[:5],
     }
+
+
+def _listed(value: Any) -> list[Any]:
+    """A list the service wrote, or nothing: a file edited by hand, or written by another tool, may hold
+    anything there (`"neighbors": 5` ended the report in a traceback)."""
+    return value if isinstance(value, list) else []
 
 
 def _figure_json(figure: Any) -> str:

@@ -542,3 +542,25 @@ def test_score_draws_its_progress_bar_only_on_a_terminal(
         )
         monkeypatch.undo()
         assert (f"scoring {source.name}" in stderr.getvalue()) is drawn, stderr.getvalue()
+
+
+def test_a_top_event_whose_reasons_or_neighbours_are_not_lists_shows_none(
+    scored: Path, tmp_path: Path
+) -> None:
+    """A scored file edited by hand or written by another tool: `"neighbors": 5` on a top event ended
+    `report` in a TypeError traceback (the security review's fuzzing)."""
+    events = _events(scored)
+    odd_values: list[Any] = [5, "text", {"a": 1}, None, True]
+    odd = []
+    for i, event in enumerate(events):
+        if event["anomaly"]["is_anomaly"]:
+            value = odd_values[i % len(odd_values)]
+            event = {**event, "anomaly": {**event["anomaly"], "neighbors": value, "reasons": value}}
+        odd.append(event)
+    output = tmp_path / "odd.html"
+    write_report(_write(tmp_path / "odd.jsonl", odd), output)
+    html = output.read_text()
+    top = html[html.index('<table id="top">') : html.index("</table>", html.index('<table id="top">'))]
+    assert top.count("<tr>") > 1
+    assert '<ul class="reasons"></ul>' in top
+    assert "<code>t</code>" not in top  # the text was not read as its letters
