@@ -139,9 +139,14 @@ def test_a_variant_whose_model_changed_or_went_away_starts_its_drift_window_agai
 
 def test_a_shadow_s_batches_are_not_the_service_s_batch_sizes_or_stage_times() -> None:
     metrics = Metrics(alpha=0.01)
-    metrics.observe_batch(_batch(3, 0), "champion")
-    metrics.observe_batch(_batch(3, 0), "challenger", answered=False)
-    assert "ocsf_anomaly_batch_size_count 1.0" in metrics.render().decode()
+    for variant, answered in [("champion", True), ("challenger", False)]:
+        batch = _batch(3, 0)
+        batch.seconds.update(encode=0.1, search=0.2)
+        metrics.observe_batch(batch, variant, answered=answered)
+    shown = metrics.render().decode()
+    assert "ocsf_anomaly_batch_size_count 1.0" in shown
+    assert 'ocsf_anomaly_stage_seconds_count{stage="encode"} 1.0' in shown
+    assert 'ocsf_anomaly_stage_seconds_count{stage="search"} 1.0' in shown
 
 
 def test_a_batch_of_a_model_that_serves_no_more_leaves_the_drift_window_alone() -> None:

@@ -782,7 +782,10 @@ async def test_the_queue_wait_is_a_requests_wait_for_its_batch_to_start() -> Non
     held = time.monotonic() - held
     await batcher.stop()
     assert len(waits) == 2
-    assert waits[0] < 0.2 <= waits[1] <= held
+    # the second waited out the first's whole batch (at least the sleep: it was queued a moment after
+    # the sleep's timer was set), the first nothing beside it; no bound on a busy host's stall
+    assert waits[0] < waits[1]
+    assert 0.19 <= waits[1] <= held
 
 
 async def test_a_request_that_fails_its_batch_fails_alone() -> None:
