@@ -216,7 +216,21 @@ def _cli(*args: str | Path, env: dict[str, str] | None = None, tool: list[str] |
     )
 
 
-def test_a_bad_bundle_input_or_output_fails_before_spark_starts(bundle_dir: Path, tmp_path: Path) -> None:
+def _refused_in_process(capsys: pytest.CaptureFixture[str], *args: str | Path) -> str:
+    """``score-spark`` run in this process (what it refuses, it refuses before Spark starts: no JVM to
+    start, so no process either), expected to exit 2; what it said."""
+    from scorer.cli import main
+
+    capsys.readouterr()
+    assert main(["score-spark", *map(str, args)]) == 2
+    said = capsys.readouterr().err
+    assert "starting Spark" not in said
+    return said
+
+
+def test_a_bad_bundle_input_or_output_fails_before_spark_starts(
+    bundle_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     source = tmp_path / "in.jsonl"
     source.write_text('{"class_uid": 4001}\n')
     (tmp_path / "earlier").mkdir()
@@ -247,20 +261,17 @@ def test_a_bad_bundle_input_or_output_fails_before_spark_starts(bundle_dir: Path
     ]:
         if args[0] == tmp_path / "earlier-summary":
             args[0].mkdir()
-        result = _cli("--model", bundle_dir, *args)
-        assert result.returncode == 2, result.stderr
-        assert message in result.stderr
-        assert "starting Spark" not in result.stderr
+        said = _refused_in_process(capsys, "--model", bundle_dir, *args)
+        assert message in said, said
     assert sorted(p.relative_to(lake).as_posix() for p in lake.rglob("*")) == [
         "day=1",
         "day=1/events.jsonl",
         "day=2",
         "day=2/events.jsonl",
     ]
-    missing = _cli("--model", tmp_path / "nowhere", source, tmp_path / "out")
-    assert missing.returncode == 2
-    assert "no model bundle at" in missing.stderr
-    assert "starting Spark" not in missing.stderr
+    assert "no model bundle at" in _refused_in_process(
+        capsys, "--model", tmp_path / "nowhere", source, tmp_path / "out"
+    )
 
     altered = tmp_path / "altered"
     shutil.copytree(bundle_dir, altered)
@@ -299,43 +310,52 @@ def test_a_missing_extra_is_one_line_saying_what_to_install(
     assert "Traceback" not in result.stderr
 
 
-@needs_java
-@pytest.mark.parametrize("runner", ["ocsf-anomaly", "spark-submit"])
-def test_the_command_scores_a_registered_model_and_prints_the_summary(
-    runner: str, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
-) -> None:
-    from scorer.detector import Detector
+def _registered(bundle_dir: Path, directory: Path) -> dict[str, str]:
+    """``bundle_dir`` registered as models:/lake-model@champion in a store of its own in ``directory``:
+    the environment that names it."""
     from scorer.registry import Registry
 
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    directory.mkdir(exist_ok=True)
+    store = f"sqlite:///{directory / 'mlflow.db'}"
     Registry(store).register(bundle_dir, "lake-model")  # the first version becomes champion
-    source = tmp_path / "events.jsonl"
-    source.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in held_out_events[:300]))
-    output = tmp_path / "scored"
-    env = {"OCSF_ANOMALY_REGISTRY_URI": store, "PYTHONWARNINGS": "ignore"}
-    if runner == "spark-submit":
-        import scorer.spark
+    return {"OCSF_ANOMALY_REGISTRY_URI": store, "PYTHONWARNINGS": "ignore"}
 
-        bin_dir = Path(sys.executable).parent
-        env |= {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYSPARK_PYTHON": sys.executable}
-        tool = [str(bin_dir / "spark-submit"), "--master", "local[2]", scorer.spark.__file__]
-        result = _cli("--model", "models:/lake-model@champion", source, output, env=env, tool=tool)
-    else:
-        result = _cli(
-            "--model", "models:/lake-model@champion", source, output, "--master", "local[2]", env=env
-        )
+
+def _assert_scored_by(result: Any, output: Path, bundle_dir: Path, n: int) -> None:
+    """``result`` scored ``n`` events into ``output`` with models:/lake-model@champion (``bundle_dir``)
+    and printed the summary."""
+    from scorer.detector import Detector
+
     said = result.stderr + result.stdout  # spark-submit passes the driver's stderr to its stdout
     assert result.returncode == 0, said[-3000:]
     assert "downloading models:/lake-model/1" in said
-    assert "scored 300 events" in said
+    assert f"scored {n} events" in said
     assert "class_uid" in result.stdout  # the summary's rows
     written = [
         orjson.loads(line) for p in output.glob("part-*.jsonl") for line in p.read_bytes().splitlines()
     ]
     version = Detector.load(bundle_dir).model_info["version"]
-    assert len(written) == 300
+    assert len(written) == n
     assert all(e["anomaly"]["model"]["version"] == version for e in written)
-    assert (tmp_path / "scored-summary").is_dir()
+    assert output.with_name(output.name + "-summary").is_dir()
+
+
+@needs_java
+def test_spark_submit_scores_a_registered_model_and_prints_the_summary(
+    bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """The job as spark-submit runs it (`ocsf-anomaly score-spark` itself: the failed run's test)."""
+    import scorer.spark
+
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in held_out_events[:300]))
+    output = tmp_path / "scored"
+    env = _registered(bundle_dir, tmp_path)
+    bin_dir = Path(sys.executable).parent
+    env |= {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYSPARK_PYTHON": sys.executable}
+    tool = [str(bin_dir / "spark-submit"), "--master", "local[2]", scorer.spark.__file__]
+    result = _cli("--model", "models:/lake-model@champion", source, output, env=env, tool=tool)
+    _assert_scored_by(result, output, bundle_dir, 300)
 
 
 @needs_java
@@ -574,7 +594,9 @@ def test_a_failed_run_leaves_nothing_and_says_which_file_in_one_line(
 ) -> None:
     """A job that failed (here on a .gz cut short) left an empty OUTPUT directory, so that the rerun
     was refused ("exists"), and ended in a Py4JJavaError traceback. Now what the run made is removed
-    and the error is one line naming the file; the rerun on mended input succeeds."""
+    and the error is one line naming the file; the rerun on mended input succeeds (with the model
+    registered: `ocsf-anomaly score-spark --model models:/…` as a user runs it)."""
+    env = _registered(bundle_dir, tmp_path / "registry")
     lake_dir = tmp_path / "lake"
     lake_dir.mkdir()
     text = b"".join(orjson.dumps(e) + b"\n" for e in held_out_events[:50])
@@ -594,14 +616,11 @@ def test_a_failed_run_leaves_nothing_and_says_which_file_in_one_line(
     assert last.startswith("error: the Spark job failed: ")
     assert "b.jsonl.gz" in last
     assert last.endswith("(EOFException: Unexpected end of input stream)")  # why, not only which file
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["lake"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lake", "registry"]
 
     (lake_dir / "b.jsonl.gz").write_bytes(whole)
-    again = _cli(
-        "--model", bundle_dir, lake_dir, output, "--master", "local[2]", env={"PYTHONWARNINGS": "ignore"}
-    )
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "scored 100 events" in again.stderr
+    again = _cli("--model", "models:/lake-model@champion", lake_dir, output, "--master", "local[2]", env=env)
+    _assert_scored_by(again, output, bundle_dir, 100)
 
 
 @needs_java
