@@ -72,7 +72,7 @@ import aiohttp
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from scorer.errors import origin, without_credentials
+from scorer.errors import log_unexpected, origin, without_credentials
 from scorer.explain import reason_text
 from scorer.features.encoder import compile_getter
 from scorer.io import dumps, read_answer
@@ -556,7 +556,7 @@ class Alerter:
 def _log_failure(task: asyncio.Task[None]) -> None:
     """Say so at once when the sender dies of a bug, rather than let alerts silently stop."""
     if not task.cancelled() and (exc := task.exception()) is not None:
-        log.error("the alert sender failed: no more alerts are sent", exc_info=exc)
+        log_unexpected(log, exc, "the alert sender failed: no more alerts are sent")
 
 
 def alertmanager_endpoint(url: str) -> str:

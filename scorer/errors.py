@@ -4,7 +4,9 @@ before it knows which command runs, and the service's supervisor should not load
 
 from __future__ import annotations
 
+import logging
 import re
+import traceback
 from urllib.parse import urlsplit
 
 # a URL's user information: from after the scheme to its last "@" before the path
@@ -38,3 +40,12 @@ def origin(url: str) -> str:
         host = f"[{host}]"
     rest = "/…" if parts.path.strip("/") or parts.query or parts.fragment else ""
     return f"{parts.scheme}://{host}{port}{rest}"
+
+
+def log_unexpected(log: logging.Logger, exc: BaseException, message: str, *args: object) -> None:
+    """An error no one expected (a bug), logged at ERROR with where it happened (its type and the
+    traceback's frames) but not its text, which may quote the event that caused it (event payloads
+    stay out of logs above DEBUG); the text at DEBUG."""
+    frames = "".join(traceback.format_tb(exc.__traceback__)).rstrip()
+    log.error(message + " (%s; its message at DEBUG)\n%s", *args, type(exc).__name__, frames)
+    log.debug(message + ": %r", *args, exc)

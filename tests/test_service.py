@@ -100,6 +100,38 @@ async def test_one_event_gets_one_result(client: Any, held_out_events: list[Even
     assert 0 < result["p_value"] <= 1
 
 
+async def test_an_engine_failure_is_a_500_whose_error_log_quotes_no_event(
+    client: Any,
+    held_out_events: list[Event],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug in the engine (here injected: it fails quoting the event, as a ValueError of a parser
+    does) is a 500 in the JSON error shape; its ERROR line says where (the type and the traceback's
+    frames) and not what: the exception's text, which may hold the event, is at DEBUG only (it was
+    log.exception: the text at ERROR; the security review)."""
+    from scorer.detector import Detector
+
+    def failing(self: Detector, prepared: Any, *args: Any, **kwargs: Any) -> Any:  # the fault injected
+        raise ValueError(f"cannot read {prepared.events[0]!r}")
+
+    monkeypatch.setattr(Detector, "finish", failing)
+    caplog.set_level(logging.DEBUG, logger="ocsf_anomaly")
+    event = {**held_out_events[0], "marker": "SECRET-PAYLOAD"}
+    status, body = await _post(client, "/v1/score", orjson.dumps(event))
+    assert status == 500
+    assert body["error"]["code"] == "internal"
+    shown = logging.Formatter().format  # as a handler writes it: the message, and a traceback if any
+    errors = [shown(r) for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors, caplog.text
+    assert not [text for text in errors if "SECRET-PAYLOAD" in text], errors
+    assert any(
+        "internal error on POST /v1/score (ValueError" in text and "in failing" in text for text in errors
+    )
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any("SECRET-PAYLOAD" in text for text in debug)
+
+
 async def test_a_number_beyond_a_double_flags_its_event_not_the_body(
     client: Any, held_out_events: list[Event]
 ) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import signal
@@ -477,6 +478,48 @@ def test_the_url_and_its_password_may_come_from_the_environment_not_the_command_
         "redis_url in --config)"
     )
     assert "loading" not in done.stderr
+
+
+def test_a_batch_the_engine_fails_on_is_scored_one_by_one_and_the_error_log_quotes_no_event(
+    bundle_dir: Path,
+    held_out_events: list[Event],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The engine never raises on an event's content; if it does all the same (a bug: here injected,
+    failing as a parser's ValueError does, quoting the event), only the event at fault is a dead
+    letter, and the ERROR line says where, not what (it was log.exception: the event's text at ERROR;
+    the security review)."""
+    from scorer.detector import Detector
+    from scorer.service.models import Loaded, ModelRef
+    from scorer.stream.loop import Entry, score_batch
+
+    detector = Detector.load(bundle_dir)
+    real = detector.score
+
+    def failing(events: list[Event], **kwargs: Any) -> Any:  # the fault injected
+        for event in events:
+            if "marker" in event:
+                raise ValueError(f"cannot read {event!r}")
+        return real(events, **kwargs)
+
+    monkeypatch.setattr(detector, "score", failing)
+    events = [dict(e) for e in held_out_events[:5]]
+    events[2]["marker"] = "SECRET-PAYLOAD"
+    entries = [Entry(i, json.dumps(e).encode(), e) for i, e in enumerate(events)]
+    loaded = Loaded(ModelRef("m", "1", "b", str(bundle_dir)), detector)
+    caplog.set_level(logging.DEBUG, logger="ocsf_anomaly")
+    output = score_batch(loaded, entries, 0.01, "anomaly", lambda entry, body: None)
+    assert [entry.id for entry, _ in output.dead] == [2]
+    assert [entry.id for entry, _ in output.enriched] == [0, 1, 3, 4]
+    shown = logging.Formatter().format  # as a handler writes it: the message, and a traceback if any
+    errors = [shown(r) for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert "SECRET-PAYLOAD" not in errors[0]
+    assert errors[0].startswith("a batch of 5 events failed to score: scoring them one by one (ValueError")
+    assert "in failing" in errors[0]
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any("SECRET-PAYLOAD" in text for text in debug)
 
 
 def test_a_metrics_port_in_use_is_one_line_naming_the_flag(bundle_dir: Path) -> None:

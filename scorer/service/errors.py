@@ -8,6 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
+from scorer.errors import log_unexpected
+
 log = logging.getLogger("ocsf_anomaly.service")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -68,8 +70,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return web.json_response(
             ApiError(http.status, code, message).body(), status=http.status, headers=_allow(http)
         )
-    except Exception:
-        log.exception("internal error on %s %s", request.method, request.path)  # no payload logged
+    except Exception as exc:
+        log_unexpected(log, exc, "internal error on %s %s", request.method, request.path)
         return web.json_response(
             ApiError(500, "internal", "internal error; see the service log").body(), status=500
         )

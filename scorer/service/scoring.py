@@ -17,6 +17,7 @@ import orjson
 
 from scorer.alerts import Alerter
 from scorer.detector import Prepared
+from scorer.errors import log_unexpected
 from scorer.features.encoder import compile_getter, stable_bucket
 from scorer.service.cache import EmbeddingCache
 from scorer.service.metrics import Metrics
@@ -105,8 +106,8 @@ class Router:
         assert self.challenger is not None
         try:
             shadow = await self.challenger(events, alpha, inline=False)
-        except Exception:  # a failing challenger must not disturb the champion's service
-            log.exception("shadow scoring failed")
+        except Exception as exc:  # a failing challenger must not disturb the champion's service
+            log_unexpected(log, exc, "shadow scoring failed")
             return
         agree = sum(a.get("is_anomaly") == b.get("is_anomaly") for a, b in zip(answers, shadow, strict=True))
         self.metrics.shadow_verdicts.labels("agree").inc(agree)

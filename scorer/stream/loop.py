@@ -33,6 +33,7 @@ from typing import Any, Protocol, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from scorer.alerts import Alerter
+from scorer.errors import log_unexpected
 from scorer.io import dumps
 from scorer.service.models import Loaded, ModelSource
 
@@ -365,14 +366,14 @@ def score_batch(
     model = {"name": loaded.ref.name, "version": loaded.ref.version, "variant": "champion"}
     try:
         groups = [(events, loaded.detector.score([event for _, event in events], alpha=alpha))]
-    except Exception:
-        log.exception("a batch of %d events failed to score: scoring them one by one", len(events))
+    except Exception as exc:
+        log_unexpected(log, exc, "a batch of %d events failed to score: scoring them one by one", len(events))
         groups = []
         for entry, event in events:
             try:
                 groups.append(([(entry, event)], loaded.detector.score([event], alpha=alpha)))
-            except Exception as exc:
-                output.dead.append((entry, f"the engine failed on this event: {exc!r}"))
+            except Exception as alone:
+                output.dead.append((entry, f"the engine failed on this event: {alone!r}"))
     for group, result in groups:
         for i, (entry, event) in enumerate(group):
             anomaly = result.anomaly(i, model)
