@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,40 @@ def test_a_scorer_that_does_not_answer_times_out(
     assert {r["anomaly_error"] for r in search.records} == {
         f"not scored: the scorer at {scorer.url} did not answer within 0.5 s (timeout)"
     }
+
+
+def test_a_scorer_that_trickles_its_answer_is_given_up_at_the_timeout_not_waited_out(
+    demo_texts: list[str], tmp_path: Path, splunkd_down: str
+) -> None:
+    """`timeout` bounded each socket operation: a server (or a proxy in front of it) sending its answer
+    a byte at a time, each well within the timeout, held the search for as long as it went on (here
+    half a minute). It bounds the whole exchange now."""
+    server = socket.create_server(("127.0.0.1", 0))
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 600\r\n\r\n" + b" " * 600
+    sent = []
+
+    def trickle() -> None:
+        with server, server.accept()[0] as connection:
+            connection.recv(65536)
+            try:
+                for byte in answer:
+                    connection.sendall(bytes([byte]))
+                    sent.append(byte)
+                    time.sleep(0.05)
+            except OSError:  # the command gave up and closed the connection
+                pass
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    body = csv_body(splunk_records(demo_texts[:2]))
+    search = _search([f"url={url}", "timeout=1", "onerror=tag"], [(body, True)], tmp_path, splunkd_down)
+    thread.join(60)
+    assert search.exit_code == 0, search.stderr
+    assert {r["anomaly_error"] for r in search.records} == {
+        f"not scored: the scorer at {url} did not answer within 1 s (timeout)"
+    }
+    assert len(sent) < len(answer)  # given up before the server was through
 
 
 def test_a_scorer_that_closes_the_connection_mid_answer_is_not_called_unreachable(

@@ -7,11 +7,13 @@ reads on its own. The command (ocsfanomaly.py) decides what a failure means (``o
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import math
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +34,8 @@ RETRIES_WHEN_BUSY = 3
 MAX_RETRY_WAIT_SECONDS = 2.0
 # A socket timeout: socket.timeout, which is TimeoutError only from Python 3.10 on.
 TIMED_OUT = (socket.timeout, TimeoutError)
+# The server closed the connection (an idle keep-alive one is reopened once).
+CLOSED = (http.client.RemoteDisconnected, ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
 
 
 class Unscorable(ValueError):
@@ -252,35 +256,35 @@ class ScorerClient:
         for attempt in (1, 2):
             reused = self._connection is not None
             connection = self._connection if self._connection is not None else self._open()
+            # ``timeout`` bounds the whole exchange, not each socket operation: a server (or a proxy)
+            # sending its answer a few bytes at a time held the search for as long as it went on
+            deadline = time.monotonic() + self._timeout
+            expiry = None
             try:
+                if connection.sock is None:
+                    connection.connect()  # its own timeout: the socket's, within the deadline
+                expiry = _Expiry(connection, deadline - time.monotonic())
                 connection.request("POST", self._target, body=body, headers=self._headers)
                 response = connection.getresponse()
                 data = response.read()
-            except (
-                http.client.RemoteDisconnected,
-                ConnectionResetError,
-                ConnectionAbortedError,
-                BrokenPipeError,
-            ) as error:
-                self.close()
-                if reused and attempt == 1:  # the server closed an idle keep-alive connection
-                    continue
-                raise ScorerError(f"the scorer at {self.url} closed the connection: {error!r}") from None
-            except http.client.IncompleteRead as error:  # reached: it broke off its answer
-                self.close()
-                read = len(error.partial)
-                of = "" if error.expected is None else f" of {read + error.expected}"  # None: chunked
-                raise ScorerError(
-                    f"the scorer at {self.url} closed the connection mid-answer ({read}{of} bytes read)"
-                ) from None
-            except TIMED_OUT:
-                self.close()
-                raise ScorerError(
-                    f"the scorer at {self.url} did not answer within {self._timeout:g} s (timeout)"
-                ) from None
             except (OSError, http.client.HTTPException) as error:
                 self.close()
+                if (expiry is not None and expiry.stop()) or isinstance(error, TIMED_OUT):
+                    raise self._timed_out() from None
+                if isinstance(error, http.client.IncompleteRead):  # reached: it broke off its answer
+                    read = len(error.partial)
+                    of = "" if error.expected is None else f" of {read + error.expected}"  # None: chunked
+                    raise ScorerError(
+                        f"the scorer at {self.url} closed the connection mid-answer ({read}{of} bytes read)"
+                    ) from None
+                if isinstance(error, CLOSED):
+                    if reused and attempt == 1:  # the server closed an idle keep-alive connection
+                        continue
+                    raise ScorerError(f"the scorer at {self.url} closed the connection: {error!r}") from None
                 raise ScorerError(f"the scorer at {self.url} is unreachable: {error}") from None
+            if expiry.stop():  # cut short: a socket shut down mid-headers reads as their end
+                self.close()
+                raise self._timed_out()
             if response.will_close:
                 self.close()
             else:
@@ -288,12 +292,43 @@ class ScorerClient:
             return response.status, response.getheader("Retry-After"), data
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _timed_out(self) -> ScorerError:
+        return ScorerError(f"the scorer at {self.url} did not answer within {self._timeout:g} s (timeout)")
+
     def _open(self) -> http.client.HTTPConnection:
         if self._https:
             return http.client.HTTPSConnection(
                 self._host, self._port, timeout=self._timeout, context=self._context
             )
         return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+
+
+class _Expiry:
+    """Shuts a connection's socket down once ``seconds`` have passed, so that a call blocked on it
+    returns at once; ``stop()`` ends the wait and says whether it had expired."""
+
+    def __init__(self, connection: http.client.HTTPConnection, seconds: float) -> None:
+        self._connection = connection
+        self._lock = threading.Lock()
+        self._stopped = self._expired = False
+        self._timer = threading.Timer(max(seconds, 0.0), self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self._expired = True
+            if self._connection.sock is not None:
+                with contextlib.suppress(OSError):  # closed already
+                    self._connection.sock.shutdown(socket.SHUT_RDWR)
+
+    def stop(self) -> bool:
+        with self._lock:
+            self._stopped = True
+        self._timer.cancel()
+        return self._expired
 
 
 def _retry_wait(retry_after: str | None) -> float:
