@@ -208,6 +208,22 @@ _NOT_A_MEMBER = ("Not a gzipped file", "Unknown compression method")
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
+JSON_ARRAY = (
+    "is a JSON array, not JSON Lines (one OCSF event, a JSON object, per line): convert it with jq -c '.[]'"
+)
+
+
+def _opens_an_array(first: bytes) -> bool:
+    """Whether a file's first line opens a JSON array that runs over more lines (pretty-printed)."""
+    if not first.lstrip().startswith(b"["):
+        return False
+    try:
+        orjson.loads(first)
+    except orjson.JSONDecodeError:
+        return True
+    return False
+
+
 def iter_raw_lines(path: Source) -> Iterator[tuple[int, bytes]]:
     """Yield ``(line, bytes)`` of a JSONL or JSONL.gz file (or of standard input), blank lines included (they are bad lines).
     A UTF-8 byte order mark opening the file (Windows tools write one) is not part of its first line,
@@ -216,8 +232,10 @@ def iter_raw_lines(path: Source) -> Iterator[tuple[int, bytes]]:
     with _open_text_lines(path) as handle:
         try:
             for number, raw in enumerate(handle, start=1):
-                if number == 1 and raw.startswith(UTF8_BOM):
-                    raw = raw[len(UTF8_BOM) :]
+                if number == 1:
+                    raw = raw.removeprefix(UTF8_BOM)
+                    if _opens_an_array(raw):  # every line after it would be a bad line, said one by one
+                        raise UserError(f"{path} {JSON_ARRAY}")
                 yield number, raw.rstrip(b"\r\n")
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # a .gz cut short, or not gzip at all
             if number == 0:
@@ -540,6 +558,8 @@ def not_events(path: Source, lines: int) -> UserError:
         hint = "it is Parquet: name it .parquet" if isinstance(path, Path) else "it is Parquet: name the file"
     elif magic[:2] in (b"\xff\xfe", b"\xfe\xff"):
         hint = "it is UTF-16 text (as Windows PowerShell's > writes): save it as UTF-8"
+    elif magic.removeprefix(UTF8_BOM).lstrip().startswith(b"["):
+        hint = f"it {JSON_ARRAY}"
     else:
         hint = "is it JSONL, one OCSF event (a JSON object) per line?"
     return UserError(f"no line of {path} is an event ({lines:,} read): {hint}")

@@ -5,6 +5,7 @@ where a model lives, a settings file that is not there."""
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import subprocess
 import sys
@@ -183,7 +184,14 @@ def _not_events(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     # Windows PowerShell's `>` writes UTF-16: it was asked whether it is JSONL
     utf16 = tmp_path / "powershell.jsonl"
     utf16.write_bytes("".join(f'{{"n": {i}}}\n' for i in range(100)).encode("utf-16"))
+    # a JSON array on one line (an API's answer saved as it came)
+    array = tmp_path / "answer.json"
+    array.write_bytes(orjson.dumps([{"n": i} for i in range(100)]) + b"\n")
     return {
+        "array": (
+            array,
+            "it is a JSON array, not JSON Lines (one OCSF event, a JSON object, per line): convert",
+        ),
         "csv": (csv_file, "is it JSONL"),
         "gzip": (gzip_file, "name it .gz"),
         "utf16": (utf16, "it is UTF-16 text (as Windows PowerShell's > writes): save it as UTF-8"),
@@ -205,6 +213,24 @@ def test_score_of_a_file_with_no_event_is_refused_in_one_line(bundle_dir: Path, 
         assert list(tmp_path.glob(".*.partial")) == []
     said = _run("score", tmp_path / "kdd.txt", "--model", bundle_dir, "--output", tmp_path / "o.csv").stderr
     assert "… and 80 more bad lines" in said.splitlines()
+
+
+def test_a_pretty_printed_json_array_is_refused_in_one_line(bundle_dir: Path, tmp_path: Path) -> None:
+    """An array written over many lines (json.dump(..., indent=2)) was a bad line for each of its lines,
+    20 of them said, then that no line is an event (the new-user walkthrough)."""
+    source = tmp_path / "events.json"
+    source.write_text(json.dumps(generate_events(20, seed=3)[0], indent=2))
+    expected = f"error: {source} is a JSON array, not JSON Lines (one OCSF event, a JSON object, per line): convert it with jq -c '.[]'"
+    for command in (
+        ["score", source, "--model", bundle_dir, "--output", tmp_path / "o.jsonl", "--quiet"],
+        ["train", source, "--output", tmp_path / "m", "--quiet"],
+        ["features", "infer", source],
+    ):
+        result = _run(*command)
+        assert result.returncode == 2, result.stderr
+        said = result.stderr.strip().splitlines()
+        assert said[-1] == expected, result.stderr
+        assert said[:-1] in ([], [f"reading {source}"]), result.stderr  # no bad line said
 
 
 def test_an_empty_input_is_refused_as_a_file_with_no_event_is(bundle_dir: Path, tmp_path: Path) -> None:
