@@ -400,13 +400,39 @@ def test_a_body_of_many_gzip_members_is_inflated_in_linear_work(monkeypatch: pyt
     assert work[1] < 2.5 * work[0], work
 
 
-async def test_unknown_path_and_method_keep_the_error_shape(client: Any) -> None:
+async def test_unknown_path_and_method_keep_the_error_shape_and_say_what_to_do(client: Any) -> None:
+    """A browser's GET of / or of /v1/score was a dead end (the new-user walkthrough): the answer
+    says where the endpoints are listed, and which method the endpoint takes."""
     response = await client.get("/v1/nothing")
     assert response.status == 404
-    assert (await response.json())["error"]["code"] == "not_found"
+    assert (await response.json())["error"] == {
+        "status": 404,
+        "code": "not_found",
+        "message": "no such endpoint: GET /openapi.json lists them",
+    }
     response = await client.get("/v1/score")
     assert response.status == 405
-    assert (await response.json())["error"]["code"] == "method_not_allowed"
+    assert (await response.json())["error"] == {
+        "status": 405,
+        "code": "method_not_allowed",
+        "message": "method not allowed on this endpoint: use POST",
+    }
+
+
+async def test_json_lines_sent_as_json_are_told_the_content_type(
+    client: Any, held_out_events: list[Event]
+) -> None:
+    """`curl -H 'Content-Type: application/json' --data-binary @events.jsonl`, the natural first try,
+    was told only that there was content after the document."""
+    lines = b"".join(orjson.dumps(e) + b"\n" for e in held_out_events[:3])
+    status, body = await _post(client, "/v1/score", lines)
+    assert status == 400
+    assert body["error"]["message"].endswith(
+        "(for JSON Lines, one event per line, send Content-Type: application/x-ndjson)"
+    )
+    status, body = await _post(client, "/v1/score", b'{"class_uid": 4001} {"class_uid": 4001}')
+    assert status == 400  # two documents on one line: no JSON Lines either
+    assert "x-ndjson" not in body["error"]["message"]
 
 
 async def test_alpha_overrides_the_false_positive_rate(client: Any, held_out_events: list[Event]) -> None:

@@ -43,7 +43,7 @@ class ApiError(Exception):
 
 
 _AIOHTTP_CODES = {
-    404: ("not_found", "no such endpoint"),
+    404: ("not_found", "no such endpoint: GET /openapi.json lists them"),
     405: ("method_not_allowed", "method not allowed on this endpoint"),
     413: ("body_too_large", "request body too large"),
 }
@@ -67,6 +67,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             from scorer.service.keys import SETTINGS
 
             message = f"request body too large: at most {request.app[SETTINGS].max_body_bytes:,} bytes"
+        elif http.status == 405 and http.headers.get("Allow"):
+            allowed = sorted(method.strip() for method in http.headers["Allow"].split(","))
+            message = f"{message}: use {' or '.join(allowed)}"
         return web.json_response(
             ApiError(http.status, code, message).body(), status=http.status, headers=_allow(http)
         )

@@ -125,6 +125,9 @@ class Batch:
     size: int = 0  # bytes of the body parsed (once inflated)
 
 
+NDJSON_HINT = " (for JSON Lines, one event per line, send Content-Type: application/x-ndjson)"
+
+
 def parse_body(body: bytes, content_type: str, *, max_events: int, strict: bool) -> Batch:
     """Parse a request body; raises ApiError for what makes the whole request unusable."""
     kind = content_type.split(";", 1)[0].strip().lower()
@@ -139,7 +142,9 @@ def parse_body(body: bytes, content_type: str, *, max_events: int, strict: bool)
     try:
         value = loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
+        # a second document after the first, on a line of its own: JSON Lines sent as JSON
+        hint = NDJSON_HINT if "content after document" in str(exc) and exc.lineno > 1 else ""
+        raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}{hint}") from None
     if isinstance(value, dict):
         return Batch([Item(value)], "object", len(body))
     if not isinstance(value, list):
