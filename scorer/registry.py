@@ -189,7 +189,8 @@ class Registry:
         if database is not None and not create and not (database.is_file() and database.stat().st_size):
             raise RegistryError(
                 f"no registry at {database}: nothing has been registered there "
-                "(check registry_uri; `ocsf-anomaly train EVENTS --register NAME` makes one)"
+                "(check registry_uri; `ocsf-anomaly demo` registers the demo model, which serve serves by default, "
+                "and `ocsf-anomaly train EVENTS --register NAME` yours: serve it with OCSF_ANOMALY_MODEL_NAME=NAME)"
             )
         # a local store keeps its artifacts beside the database (MLflow's default is ./mlruns of the
         # working directory); a server decides for itself

@@ -211,6 +211,38 @@ def test_help(command: list[str], options: list[str]) -> None:
     assert result.stderr == ""
 
 
+def test_version_and_an_option_the_command_does_not_take(
+    capsys: pytest.CaptureFixture[str], model: Path, tmp_path: Path
+) -> None:
+    """--version was 'the following arguments are required: COMMAND'; a mistyped option was refused
+    with the top-level usage, which lists no option of the command, and no guess (the new-user
+    walkthrough)."""
+    from scorer import __version__
+    from scorer.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"ocsf-anomaly {__version__}\n"
+    events = tmp_path / "in.jsonl"
+    events.write_text('{"class_uid": 4001}\n')
+    for argv, usage, said in [
+        (
+            ["score", str(events), "-m", str(model), "-o", str(tmp_path / "o.jsonl"), "--alfa", "0.01"],
+            "ocsf-anomaly score",
+            "--alfa 0.01 (did you mean --alpha?)",
+        ),
+        (["models", "list", "--jsn"], "ocsf-anomaly models list", "--jsn (did you mean --json?)"),
+        (["features", "infer", str(events), "--zzz"], "ocsf-anomaly features infer", "--zzz"),
+    ]:
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"usage: {usage} "), err
+        assert err.rstrip().endswith(f"{usage}: error: unrecognized arguments: {said}"), err
+
+
 def _parsers(
     parser: argparse.ArgumentParser, path: str = "ocsf-anomaly"
 ) -> Iterator[tuple[str, argparse.ArgumentParser]]:

@@ -506,7 +506,8 @@ def test_a_mistyped_local_store_is_refused_not_made(tmp_path: Path, command: tup
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: no registry at {missing}: nothing has been registered there "
-        "(check registry_uri; `ocsf-anomaly train EVENTS --register NAME` makes one)"
+        "(check registry_uri; `ocsf-anomaly demo` registers the demo model, which serve serves by default, "
+        "and `ocsf-anomaly train EVENTS --register NAME` yours: serve it with OCSF_ANOMALY_MODEL_NAME=NAME)"
     )
     assert not (tmp_path / "typo").exists()
 

@@ -19,6 +19,7 @@ are imported inside the handlers, so that ``--help`` and argument errors answer 
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import importlib
 import math
@@ -31,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from scorer import __version__
 from scorer.errors import UserError
 
 if sys.argv[1:2] == ["serve"]:  # `ocsf-anomaly serve` or `python -m scorer.cli serve`, as it starts
@@ -316,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (  # in the order `--help` lists the commands
         train.add_commands,
@@ -346,9 +349,38 @@ def _terminate(signum: int, frame: object) -> None:
 FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # errors only a write meets
 
 
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)command ``args`` chose (``models list``'s, not ``models``')."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            if isinstance(chosen, argparse.ArgumentParser):
+                return _command_parser(chosen, args)
+    return parser
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser.parse_args``, but an argument the command does not know is refused by the command's
+    own parser, with its usage and the option meant: argparse refused it with the top-level usage
+    (`usage: ocsf-anomaly [-h] COMMAND ...`), which says nothing of the command's options."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        own = _command_parser(parser, args)
+        options = [o for action in own._actions for o in action.option_strings]
+        meant = [
+            m
+            for u in unknown
+            if u.startswith("-")
+            for m in difflib.get_close_matches(u.split("=")[0], options, 1)
+        ]
+        hint = f" (did you mean {' or '.join(dict.fromkeys(meant))}?)" if meant else ""
+        own.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     handler: Handler = args.handler
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
