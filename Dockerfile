@@ -2,7 +2,8 @@
 # the CPU build of torch (and this project's wheel) in build/wheelhouse:
 #
 #   make wheelhouse && docker build -t ocsf-anomaly:0.1.0 .
-#   docker run -p 8080:8080 -v ocsf-anomaly:/var/lib/ocsf-anomaly ocsf-anomaly:0.1.0
+#   docker run --rm -v ocsf-anomaly:/var/lib/ocsf-anomaly ocsf-anomaly:0.1.0 demo   # a model to serve
+#   docker run -p 127.0.0.1:8080:8080 -v ocsf-anomaly:/var/lib/ocsf-anomaly ocsf-anomaly:0.1.0
 #
 # BASE_IMAGE: any Debian bookworm image with Python 3.11 as `python3`: the official one by default,
 # or the one `make images-airgap` builds from Debian's packages where no registry can be reached.
@@ -26,14 +27,18 @@ RUN python3 -m venv /opt/ocsf-anomaly \
     && rm -rf /opt/ocsf-anomaly/lib/python3.11/site-packages/torch/include
 # Then the project with what the service and the stream consumer use (opensearch, kafka; not spark,
 # which runs in a cluster's own image beside Java, nor report), its dependencies held to the versions `make test` ran with
-# (constraints.txt, frozen by `make wheelhouse`). Left out: bytecode caches, packages' own test
-# suites (--no-compile, and the find below), and torch's C++ headers (removed above: for building
-# extensions, never done here).
+# (constraints.txt, frozen by `make wheelhouse`). Left out: packages' own test suites (the find
+# below) and torch's C++ headers (removed above: for building extensions, never done here). Compiled
+# once here, for good (the image's files never change: hashes unchecked): the image runs as a user
+# that cannot write a cache, so without it every process (each serving process, each health check)
+# compiled its imports from source, seconds each, a health check as long as its 3 s timeout. (torch's
+# tests of later Pythons' syntax cannot be compiled by this one: left out.)
 COPY build/wheelhouse/constraints.txt build/wheelhouse/ocsf_anomaly-*.whl /wheelhouse/
 RUN set -- /wheelhouse/ocsf_anomaly-*.whl \
     && /opt/ocsf-anomaly/bin/pip install --no-compile --constraint /wheelhouse/constraints.txt "$1[opensearch,kafka]" \
-    && find /opt/ocsf-anomaly -name __pycache__ -prune -exec rm -rf {} + \
-    && find /opt/ocsf-anomaly -name tests -path "*site-packages/*/tests" -prune -exec rm -rf {} +
+    && find /opt/ocsf-anomaly -name tests -path "*site-packages/*/tests" -prune -exec rm -rf {} + \
+    && /opt/ocsf-anomaly/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash \
+        -x 'torch/testing/_internal/py3[0-9]+_' /opt/ocsf-anomaly
 
 FROM ${BASE_IMAGE}
 # the CA certificates the build trusted, for MLflow or Redis behind the same proxy

@@ -269,6 +269,21 @@ def test_the_opensearch_connector_gets_the_scorer_token_off_the_command_line(
         args = build_parser().parse_args(command)
         monkeypatch.setenv("OCSF_ANOMALY_API_TOKEN", token)
         assert _options(args, token_from_environment=True).scorer_token == (token or None)
+        # the profile promises its Dashboards with the integration's saved objects: imported once it answers
+        assert args.dashboards_url == "http://opensearch-dashboards:5601"
+        assert setup["depends_on"]["opensearch-dashboards"] == {"condition": "service_healthy"}
+
+
+@needs_compose
+def test_the_stream_consumer_alerts_as_the_service_does() -> None:
+    """The consumer had the alerts' URL and not their level: a site that set OCSF_ANOMALY_ALERTS_P_VALUE
+    in .env had the service and the consumer alert at different levels."""
+    services = compose_config("--profile", "kafka", env={"OCSF_ANOMALY_ALERTS_P_VALUE": "0.0001"})["services"]
+    alerting = {
+        k: v for k, v in services["scorer"]["environment"].items() if k.startswith("OCSF_ANOMALY_ALERTS_")
+    }
+    assert alerting["OCSF_ANOMALY_ALERTS_P_VALUE"] == "0.0001"
+    assert {k: services["stream"]["environment"].get(k) for k in alerting} == alerting
 
 
 @needs_compose
