@@ -264,6 +264,36 @@ def test_every_argument_of_every_command_says_what_it_is() -> None:
                 assert (action.help or "").strip(), f"{path} {'/'.join(action.option_strings) or action.dest}"
 
 
+def test_every_command_s_help_ends_in_examples_that_use_only_its_flags() -> None:
+    """A command's --help taught its flags but showed no command line (the new-user walkthrough): each
+    command's ends in examples now, and each example names only flags its command takes."""
+    from scorer.cli.train import DEFAULT_EPOCHS
+    from scorer.model import TrainConfig
+
+    assert TrainConfig().epochs == DEFAULT_EPOCHS  # what train's --help says of --epochs
+    parsers = dict(_parsers(build_parser()))
+    for path, parser in parsers.items():
+        if parser._subparsers is not None and path != "ocsf-anomaly":
+            continue  # a group: its commands have the examples
+        epilog = parser.epilog or ""
+        assert epilog.startswith("examples:\n"), path
+        block = epilog.split("\n\n", 1)[0].replace("\\\n", " ")
+        for line in block.splitlines()[1:]:
+            for part in re.split(r"&&|\|", line.split("  # ", 1)[0]):
+                words = [w for w in part.split() if not re.match(r"^[A-Z_]+=", w)]
+                if not words or words[0] != "ocsf-anomaly":
+                    continue
+                command = "ocsf-anomaly"
+                for word in words[1:]:
+                    if f"{command} {word}" not in parsers:
+                        break
+                    command = f"{command} {word}"
+                takes = {o for action in parsers[command]._actions for o in action.option_strings}
+                flags = {w.split("=")[0] for w in words if w.startswith("-") and w != "-"}
+                assert flags <= takes, f"{path}: {line!r} gives {command} {sorted(flags - takes)}"
+                assert command != "ocsf-anomaly" or path == "ocsf-anomaly", line
+
+
 def test_the_readme_synopsis_lists_every_command_with_only_flags_it_takes() -> None:
     """The README's "Command line" block: every command is on a line, and every flag on a line is
     one that each command the line names (``install|uninstall``) accepts; a line that does not end

@@ -64,6 +64,24 @@ PRECEDENCE = (
 CONFIG_HELP = "a TOML file of settings; flags and OCSF_ANOMALY_* environment variables win over it"
 
 
+class Help(argparse.HelpFormatter):
+    """Descriptions wrapped to the terminal; an epilog of examples kept as written (its lines are
+    commands, and the paragraphs after them are wrapped by hand)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+class Parser(argparse.ArgumentParser):
+    """The parser of every command (subcommands' parsers are of their parent's class): :class:`Help`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", Help)
+        super().__init__(*args, **kwargs)
+
+
 class CliError(UserError):
     """A user error: printed as one line, exit status 2."""
 
@@ -312,11 +330,10 @@ def _bundle(spec: str, config: Path | None = None, registry: Any = None) -> Iter
 def build_parser() -> argparse.ArgumentParser:
     from scorer.cli import demo, features, models, opensearch, report, scoring, serve, spark, stream, train
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ocsf-anomaly",
         description="Score OCSF security events for anomalies and write the verdict back into each event.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -19,8 +19,13 @@ def add_commands(commands: Commands) -> None:
         description=(
             "Generate seeded synthetic OCSF events with injected anomalies under data/demo/; if the registry has "
             "no champion of ocsf-anomaly-demo, train one and register it; score data/demo/demo.jsonl with it and "
-            "print what was found."
+            "print what was found. Under $OCSF_ANOMALY_HOME/demo/ instead when that is set."
         ),
+        epilog="""\
+examples:
+  ocsf-anomaly demo && ocsf-anomaly serve          # what `make run` runs
+  OCSF_ANOMALY_HOME=/tmp/oa ocsf-anomaly demo      # files and registry elsewhere
+""",
     )
     demo.set_defaults(handler=_demo)
 
@@ -49,7 +54,7 @@ def _demo(args: argparse.Namespace) -> int:
         _say(f"using {champion.uri}, the champion in {registry.uri}")
     else:
         _say(
-            f"training the demo model on {files.train} (10-20 s on 2 cores, longer when other work crowds them) ..."
+            f"training the demo model on {files.train} (about 20-60 s on 2 cores, longer when other work crowds them) ..."
         )
         set_threads(os.cpu_count() or 1)
         started = time.perf_counter()

@@ -19,6 +19,12 @@ def add_commands(commands: Commands) -> None:
             "them. `train --features auto` infers from the part it fits on (four fifths), so a field near a "
             "cut can come out differently: pass this file to train on exactly it (--features SPEC.toml)."
         ),
+        epilog="""\
+examples:
+  ocsf-anomaly features infer normal.jsonl.gz                          # printed, with what was left out and why
+  ocsf-anomaly features infer normal.jsonl.gz --output spec.toml && ocsf-anomaly train normal.jsonl.gz \\
+      --features spec.toml --output models/m1
+""",
     )
     infer.add_argument(
         "events",

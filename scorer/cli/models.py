@@ -24,7 +24,14 @@ def add_commands(commands: Commands) -> None:
     )
     model_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     listing = model_commands.add_parser(
-        "list", help="the versions of a model, newest first", description="The versions of a model."
+        "list",
+        help="the versions of a model, newest first",
+        description="The versions of a model.",
+        epilog="""\
+examples:
+  ocsf-anomaly models list                       # ocsf-anomaly-demo's
+  ocsf-anomaly models list --name netflow --json
+""",
     )
     promote = model_commands.add_parser(
         "promote",
@@ -35,6 +42,11 @@ def add_commands(commands: Commands) -> None:
             "place (the challenger alias is removed, the comparison stops), and the challenger is never "
             "given the champion's version."
         ),
+        epilog="""\
+examples:
+  ocsf-anomaly models promote 3 --name netflow                       # version 3 serves
+  ocsf-anomaly models promote 4 --name netflow --alias challenger    # compared with it (A/B or shadow)
+""",
     )
     promote.add_argument("version", metavar="VERSION", help="version number, as `models list` shows")
     rollback = model_commands.add_parser(
@@ -45,6 +57,11 @@ def add_commands(commands: Commands) -> None:
             "champion now, is removed (the comparison stops); a champion given back the challenger's version "
             "takes its place, as with `promote`."
         ),
+        epilog="""\
+examples:
+  ocsf-anomaly models rollback --name netflow                        # the champion before serves again
+  ocsf-anomaly models rollback --name netflow --alias challenger
+""",
     )
     for command in (listing, promote, rollback):
         command.add_argument(

@@ -35,7 +35,6 @@ def add_commands(commands: Commands) -> None:
             "maps those fields and makes the pipeline the default of your OCSF indices."
         ),
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = group.add_subparsers(dest="opensearch_command", required=True, metavar="ACTION")
     render = actions.add_parser(
@@ -48,7 +47,6 @@ def add_commands(commands: Commands) -> None:
             "<model_group_id> and <model_id>. With --output-dir, one file per call instead."
         ),
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _definition_options(render)
     render.add_argument(
@@ -66,7 +64,6 @@ def add_commands(commands: Commands) -> None:
             "update what they change. Needs opensearch-py: pip install 'ocsf-anomaly[opensearch]'."
         ),
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _cluster_options(install)
     _definition_options(install)
@@ -94,7 +91,6 @@ def add_commands(commands: Commands) -> None:
             "--dashboards-url. Indices and their documents are left as they are."
         ),
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _cluster_options(uninstall)
     _definition_options(uninstall)

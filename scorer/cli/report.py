@@ -43,7 +43,6 @@ def add_commands(commands: Commands) -> None:
         help="a day of scored events as an HTML report",
         description=DESCRIPTION,
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("scored", type=Path, metavar="SCORED", help="scored events: a file or a directory")
     parser.add_argument("--output", "-o", required=True, type=_file_out, help="the HTML file to write")

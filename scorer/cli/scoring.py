@@ -48,6 +48,12 @@ def add_commands(commands: Commands) -> None:
             "Bad lines are reported on stderr; in CSV they get empty score fields, in JSON Lines they become "
             '{"_raw": <the line>, "anomaly": {"error": ..., "line": N}}.'
         ),
+        epilog="""\
+examples:
+  ocsf-anomaly score new.jsonl.gz --model models/m1 --output scored.jsonl
+  ocsf-anomaly score new.parquet --model models:/netflow@champion --output scores.csv --alpha 0.001
+  zcat new.jsonl.gz | ocsf-anomaly score - --model models/m1 --output - | jq 'select(.anomaly.is_anomaly)'
+""",
     )
     score.add_argument(
         "input",
@@ -80,6 +86,12 @@ def add_commands(commands: Commands) -> None:
             "column, recall@raw-FPR, compares every score at one false-alarm budget: the false-positive rate "
             "that raw k-NN's own threshold realised on EVENTS."
         ),
+        epilog="""\
+examples:
+  ocsf-anomaly evaluate test.jsonl.gz --labels test.labels.csv --model models/m1 --train normal.jsonl.gz
+  ocsf-anomaly evaluate test.jsonl.gz --labels test.labels.csv --model models/m1 --train normal.jsonl.gz \\
+      --alpha 0.001 --json > report.json
+""",
     )
     evaluate.add_argument("events", type=_existing, metavar="EVENTS", help="labelled events to evaluate on")
     evaluate.add_argument("--model", "-m", required=True, help=MODEL_HELP)
@@ -119,6 +131,11 @@ def add_commands(commands: Commands) -> None:
             "--keep-flagged); attacks among RECENT make thresholds stricter, never looser. "
             "BENCHMARKS.md (drift) shows what each does."
         ),
+        epilog="""\
+examples:
+  ocsf-anomaly refresh last-week.jsonl.gz --model models/m1 --output models/m1-refreshed
+  ocsf-anomaly refresh last-week.jsonl.gz --model models:/netflow@champion --register netflow --calibration-only
+""",
     )
     refresh.add_argument(
         "events", nargs="+", type=_existing, metavar="RECENT", help="recent events, mostly normal"
@@ -159,6 +176,11 @@ def add_commands(commands: Commands) -> None:
         "split",
         help="seeded line-level split of a labelled file for evaluation",
         description="Write train_normal.jsonl.gz (normal lines of one side), test.jsonl.gz and test.labels.csv (the other side).",
+        epilog="""\
+examples:
+  ocsf-anomaly split labelled.jsonl.gz --labels labelled.labels.csv --output splits/    # seeded, by line
+  ocsf-anomaly split labelled.jsonl.gz --labels labelled.labels.csv --output splits/ --ordered --fraction 0.5
+""",
     )
     split.add_argument(
         "events", type=_existing, metavar="EVENTS", help="JSONL, JSONL.gz or Parquet file of OCSF events"

@@ -20,6 +20,13 @@ def add_serve(commands: Commands) -> None:
             "in without a restart (polled, or POST /v1/models/reload). "
             f"{PRECEDENCE} `ocsf-anomaly config show` prints what serve would use without its flags."
         ),
+        epilog="""\
+examples:
+  ocsf-anomaly serve                                         # the demo model's champion on 127.0.0.1:8080
+  OCSF_ANOMALY_MODEL_NAME=netflow ocsf-anomaly serve --port 8081 --workers 2
+  ocsf-anomaly serve --model models/m1                       # a bundle directory, no registry
+  OCSF_ANOMALY_API_TOKEN=... ocsf-anomaly serve --host 0.0.0.0 --config /etc/ocsf-anomaly.toml
+""",
     )
     serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8080)")
@@ -48,6 +55,11 @@ def add_config(commands: Commands) -> None:
         "show",
         help="print the resolved settings, secrets masked",
         description=f"What `serve` would use before its own flags. {PRECEDENCE}",
+        epilog="""\
+examples:
+  ocsf-anomaly config show
+  OCSF_ANOMALY_WORKERS=2 ocsf-anomaly config show --config /etc/ocsf-anomaly.toml
+""",
     )
     show.add_argument("--config", type=_existing, default=None, help=CONFIG_HELP)
     show.set_defaults(handler=_config)

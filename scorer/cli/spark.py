@@ -67,7 +67,6 @@ def add_commands(commands: Commands) -> None:
         help="score a lake of events (Parquet or JSON Lines) on Apache Spark",
         description=DESCRIPTION,
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("input", metavar="INPUT", help="a file or directory (local, hdfs://, s3a://, ...)")
     parser.add_argument(

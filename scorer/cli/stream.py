@@ -79,7 +79,6 @@ def add_commands(commands: Commands) -> None:
             "a crash anywhere loses nothing (what was not acknowledged is read again)."
         ),
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     stream.add_argument(
         "--source",

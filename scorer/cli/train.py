@@ -24,6 +24,15 @@ from scorer.cli import (
     _share,
 )
 
+DEFAULT_EPOCHS = 3  # TrainConfig's (scorer.model imports torch: not for --help); a test holds them equal
+EXAMPLES = """\
+examples:
+  ocsf-anomaly train normal.jsonl.gz --output models/m1              # a bundle directory
+  ocsf-anomaly train day1.jsonl day2.jsonl --register netflow        # a new version of netflow in the registry
+  ocsf-anomaly features infer normal.jsonl.gz --output spec.toml     # the features, to read and edit
+  ocsf-anomaly train normal.jsonl.gz --features spec.toml --output models/m2 --seed 1
+"""
+
 
 def add_commands(commands: Commands) -> None:
     train = commands.add_parser(
@@ -32,8 +41,10 @@ def add_commands(commands: Commands) -> None:
         description=(
             "Fit a detector on events you consider normal: a feature spec, a TabularResNet trained without "
             "labels, k-NN indices over a baseline of up to 50,000 events, and conformal calibration on "
-            "held-out events. Writes a model bundle directory."
+            "held-out events. Writes a model bundle directory (--output), registers it (--register), or both: "
+            "one of them is needed."
         ),
+        epilog=EXAMPLES,
     )
     train.add_argument(
         "events",
@@ -67,7 +78,7 @@ def add_commands(commands: Commands) -> None:
         type=_positive,
         default=None,
         help="most training epochs: training stops early when the held-out loss stops improving "
-        "(default: measured best, see BENCHMARKS.md)",
+        f"(default {DEFAULT_EPOCHS}: the measured best, BENCHMARKS.md)",
     )
     train.add_argument(
         "--seed", type=_seed, default=0, help="random seed for splits, training and indices (default 0)"

@@ -160,7 +160,7 @@ class FeatureSpec:
         return cls(features=tuple(features), excluded=excluded)
 
     def to_toml(self) -> str:
-        lines = ["# ocsf-anomaly feature spec (see scorer/features/spec.py for the keys)", ""]
+        lines = ['# ocsf-anomaly feature spec (its keys: the README, "Feature specs")', ""]
         for feature in self.features:
             lines.append("[[feature]]")
             lines.extend(f"{key} = {_toml_value(value)}" for key, value in feature.to_dict().items())
