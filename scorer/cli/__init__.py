@@ -41,7 +41,7 @@ if sys.argv[1:2] == ["serve"]:  # `ocsf-anomaly serve` or `python -m scorer.cli 
     # command runs, to be acted on once it serves. Its serving processes start with it held.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
 
-Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+Commands: TypeAlias = "argparse._SubParsersAction[Parser]"
 Handler: TypeAlias = Callable[[argparse.Namespace], int]
 
 EPILOG = """\
