@@ -100,6 +100,29 @@ async def test_one_event_gets_one_result(client: Any, held_out_events: list[Even
     assert 0 < result["p_value"] <= 1
 
 
+async def test_events_of_another_kind_altogether_are_said_once_in_the_log(
+    client: Any, held_out_events: list[Event], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Events holding none of the model's fields are each flagged (unlike anything it was trained on):
+    a client sending another kind of events saw every one flagged, and the service said nothing where
+    `score` warns (the new-user walkthrough). Said once in a while, with no event's content."""
+    caplog.set_level(logging.WARNING, logger="ocsf_anomaly")
+    status, body = await _post(client, "/v1/score", orjson.dumps(held_out_events[:20]))
+    assert status == 200
+    assert not [r for r in caplog.records if "held none of" in r.getMessage()]
+    foreign = [
+        {"user": f"u{i}", "ts": "2026-12-06 10:00", "msg": "SECRET-PAYLOAD", "bytes": i} for i in range(20)
+    ]
+    for _ in range(2):
+        status, body = await _post(client, "/v1/score", orjson.dumps(foreign[:19] + held_out_events[:1]))
+        assert status == 200
+        assert sum(r["is_anomaly"] for r in body["results"][:19]) == 19
+    said = [r.getMessage() for r in caplog.records if "held none of" in r.getMessage()]
+    assert len(said) == 1, said  # not once a batch
+    assert said[0].startswith("19 of 20 events in a batch held none of the "), said
+    assert "SECRET-PAYLOAD" not in caplog.text
+
+
 async def test_an_engine_failure_is_a_500_whose_error_log_quotes_no_event(
     client: Any,
     held_out_events: list[Event],

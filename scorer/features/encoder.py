@@ -472,6 +472,17 @@ class FeatureEncoder:
         self.fitted_ = True
         return self
 
+    def empty(self, encoded: EncodedBatch) -> npt.NDArray[np.bool_]:
+        """Which encoded events held none of the spec's fields (every one missing; an impossible
+        number is no missing field: such an event is flagged for it)."""
+        empty: npt.NDArray[np.bool_] = (encoded.cat == 0).all(axis=1)
+        n_numeric = len(self.numeric_features)
+        if n_numeric:
+            empty &= (encoded.num[:, -n_numeric:] == 1).all(axis=1)
+        if encoded.invalid is not None:
+            empty &= ~encoded.invalid.any(axis=1)
+        return empty
+
     def coverage(self, events: Sequence[Event], what: str) -> Coverage:
         """Which of the spec's fields ``events`` hold, refusing events that hold none of them.
 
