@@ -230,7 +230,7 @@ class Scorer:
         self, prepared: Prepared, cached: list[bytes | None] | None, alpha: float
     ) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
         result, fresh = self.detector.finish(prepared, cached, alpha=alpha)
-        if not self.shadow:
+        if not self.shadow and result.is_anomaly.any():  # such events are flagged: else none to look for
             self._say_foreign(prepared)
         self.metrics.observe_batch(
             result, self.variant, self.detector.calibration, answered=not self.shadow, model=self.identity
