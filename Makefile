@@ -138,7 +138,8 @@ image: wheelhouse
 images-airgap: wheelhouse
 	dpkg -s debootstrap >/dev/null 2>&1 || { apt-get update && apt-get install -y --no-install-recommends debootstrap; }
 	bash deploy/docker/build-airgap-images.sh
-	$(MAKE) image BASE_IMAGE=$$(sed -n '/^# >>> make images-airgap/,/^# <<< make images-airgap/s/^PYTHON_IMAGE=//p' .env)
+# the scorer on that Python: `make image`'s build, without its wheelhouse made a second time
+	docker build --build-arg BASE_IMAGE=$$(sed -n '/^# >>> make images-airgap/,/^# <<< make images-airgap/s/^PYTHON_IMAGE=//p' .env) -t $(IMAGE) .
 
 ## e2e: the docker-compose stack brought up on this machine and checked end to end through its ports (deploy/e2e.py:
 ## minutes; root; starts dockerd when none runs, builds air-gapped when the official images cannot be pulled).
