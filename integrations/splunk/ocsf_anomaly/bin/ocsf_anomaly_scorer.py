@@ -165,6 +165,7 @@ class ScorerClient:
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         self._connection: http.client.HTTPConnection | None = None
+        self._watchdog = _Watchdog()
 
     def close(self) -> None:
         if self._connection is not None:
@@ -259,17 +260,20 @@ class ScorerClient:
             # ``timeout`` bounds the whole exchange, not each socket operation: a server (or a proxy)
             # sending its answer a few bytes at a time held the search for as long as it went on
             deadline = time.monotonic() + self._timeout
-            expiry = None
+            armed = False
             try:
                 if connection.sock is None:
                     connection.connect()  # its own timeout: the socket's, within the deadline
-                expiry = _Expiry(connection, deadline - time.monotonic())
+                # the socket itself: http.client lets go of it (sock = None) once an answer that closes
+                # the connection is read, and reads the body through a handle of its own
+                self._watchdog.arm(connection.sock, deadline)
+                armed = True
                 connection.request("POST", self._target, body=body, headers=self._headers)
                 response = connection.getresponse()
                 data = response.read()
             except (OSError, http.client.HTTPException) as error:
                 self.close()
-                if (expiry is not None and expiry.stop()) or isinstance(error, TIMED_OUT):
+                if (armed and self._watchdog.disarm()) or isinstance(error, TIMED_OUT):
                     raise self._timed_out() from None
                 if isinstance(error, http.client.IncompleteRead):  # reached: it broke off its answer
                     read = len(error.partial)
@@ -282,7 +286,7 @@ class ScorerClient:
                         continue
                     raise ScorerError(f"the scorer at {self.url} closed the connection: {error!r}") from None
                 raise ScorerError(f"the scorer at {self.url} is unreachable: {error}") from None
-            if expiry.stop():  # cut short: a socket shut down mid-headers reads as their end
+            if self._watchdog.disarm():  # cut short: a socket shut down mid-headers reads as their end
                 self.close()
                 raise self._timed_out()
             if response.will_close:
@@ -303,32 +307,47 @@ class ScorerClient:
         return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
 
 
-class _Expiry:
-    """Shuts a connection's socket down once ``seconds`` have passed, so that a call blocked on it
-    returns at once; ``stop()`` ends the wait and says whether it had expired."""
+class _Watchdog:
+    """One daemon thread per client that shuts the armed socket down once its deadline passes, so
+    that a call blocked on it returns at once (a thread started per exchange cost about a millisecond
+    each). ``disarm()`` ends the watch and says whether it had expired."""
 
-    def __init__(self, connection: http.client.HTTPConnection, seconds: float) -> None:
-        self._connection = connection
-        self._lock = threading.Lock()
-        self._stopped = self._expired = False
-        self._timer = threading.Timer(max(seconds, 0.0), self._expire)
-        self._timer.daemon = True
-        self._timer.start()
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._sock: socket.socket | None = None
+        self._deadline: float | None = None
+        self._expired = False
+        self._thread: threading.Thread | None = None
 
-    def _expire(self) -> None:
-        with self._lock:
-            if self._stopped:
-                return
-            self._expired = True
-            if self._connection.sock is not None:
-                with contextlib.suppress(OSError):  # closed already
-                    self._connection.sock.shutdown(socket.SHUT_RDWR)
+    def arm(self, sock: socket.socket | None, deadline: float) -> None:
+        with self._changed:
+            self._sock, self._deadline, self._expired = sock, deadline, False
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="ocsfanomaly-deadline", daemon=True)
+                self._thread.start()
+            self._changed.notify()
 
-    def stop(self) -> bool:
-        with self._lock:
-            self._stopped = True
-        self._timer.cancel()
-        return self._expired
+    def disarm(self) -> bool:
+        with self._changed:
+            expired = self._expired
+            self._sock, self._deadline, self._expired = None, None, False
+            return expired
+
+    def _watch(self) -> None:
+        with self._changed:
+            while True:
+                if self._deadline is None:
+                    self._changed.wait()
+                    continue
+                left = self._deadline - time.monotonic()
+                if left > 0:
+                    self._changed.wait(left)
+                    continue
+                self._expired, self._deadline = True, None
+                if self._sock is not None:
+                    # the plain socket's shutdown: an SSL socket's own would unwrap it under a reader
+                    with contextlib.suppress(OSError):
+                        socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
 
 
 def _retry_wait(retry_after: str | None) -> float:
