@@ -137,6 +137,12 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("OCSF_ANOMALY_REDIS_URL", "REDIS_URL", "redis_url")
     )
     """Redis for the shared embedding cache (`OCSF_ANOMALY_REDIS_URL`, else `REDIS_URL`); unset: in-process cache only."""
+    stream_redis_url: str | None = Field(
+        None, validation_alias=AliasChoices("OCSF_ANOMALY_STREAM_REDIS_URL", "stream_redis_url")
+    )
+    """Redis of `stream --source redis` when its --redis-url is not given (a password kept off the
+    command line): its own, not the cache's, whose eviction of the least recently used keys would
+    drop what a stream holds."""
     redis_timeout_ms: int = Field(50, ge=1)
     """Longest a Redis lookup may take before the cache answers from its local tier."""
     cache_items: int = Field(10_000, ge=0)
@@ -212,7 +218,7 @@ class Settings(BaseSettings):
             )
         return name
 
-    @field_validator("redis_url")
+    @field_validator("redis_url", "stream_redis_url")
     @classmethod
     def _a_redis_url_read_as_written(cls, url: str | None) -> str | None:
         return None if url is None else redis_url(url)
@@ -423,7 +429,9 @@ def redis_url(url: str) -> str:
 
 
 SECRETS = frozenset({"api_token", "admin_token", "alerts_token", "kafka_password"})
-URLS = frozenset({"redis_url", "registry_uri", "vector_downstream_url", "alerts_generator_url"})
+URLS = frozenset(
+    {"redis_url", "stream_redis_url", "registry_uri", "vector_downstream_url", "alerts_generator_url"}
+)
 # a receiver's URL whose path is often its secret (a Slack, Teams or Discord webhook)
 RECEIVERS = frozenset({"alerts_url"})
 

@@ -448,14 +448,17 @@ def test_the_url_and_its_password_may_come_from_the_environment_not_the_command_
     server: RedisServer, client: redis.Redis, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
 ) -> None:
     """--redis-url was the only way to name the Redis, so its password sat in the process's arguments,
-    which `ps` shows every user of the host (the security review). OCSF_ANOMALY_REDIS_URL (or
-    redis_url in --config) is the default now, as the service reads it."""
+    which `ps` shows every user of the host (the security review). OCSF_ANOMALY_STREAM_REDIS_URL (or
+    stream_redis_url in --config) is the default now; the cache's Redis URL is not (an LRU cache's
+    eviction would drop what a stream holds)."""
     client.acl_setuser("scorer", enabled=True, passwords=["+S3CRET"], commands=["+@all"], keys=["*"])
     url = f"redis://scorer:S3CRET@127.0.0.1:{server.port}/0"
     events = held_out_events[:20]
     _produce(client, events)
     log = tmp_path / "stream.log"
-    consumer = _consumer(server, bundle_dir, log, "c1", env={"OCSF_ANOMALY_REDIS_URL": url}, url_flag=False)
+    consumer = _consumer(
+        server, bundle_dir, log, "c1", env={"OCSF_ANOMALY_STREAM_REDIS_URL": url}, url_flag=False
+    )
     try:
         _wait_for(
             lambda: client.xlen(STREAMS["output"]) == len(events) and _pending(client) == 0, "the events"
@@ -467,15 +470,18 @@ def test_the_url_and_its_password_may_come_from_the_environment_not_the_command_
     assert "S3CRET" not in log.read_text()
     assert _uids(_written(client, STREAMS["output"])) == [e["metadata"]["uid"] for e in events]
     # a wrong one: the advice names where it came from
-    error, _ = _refused(None, bundle_dir, env={"OCSF_ANOMALY_REDIS_URL": url.replace("S3CRET", "wrong")})
-    assert error.endswith(
-        "(check the user and password in OCSF_ANOMALY_REDIS_URL or --config, and what that user may do (ACL))"
+    error, _ = _refused(
+        None, bundle_dir, env={"OCSF_ANOMALY_STREAM_REDIS_URL": url.replace("S3CRET", "wrong")}
     )
-    # none anywhere: one line, before the model loads
-    error, done = _refused(None, bundle_dir)
     assert error.endswith(
-        "--source redis needs --redis-url, e.g. redis://127.0.0.1:6379/0 (or OCSF_ANOMALY_REDIS_URL, or "
-        "redis_url in --config)"
+        "(check the user and password in OCSF_ANOMALY_STREAM_REDIS_URL or --config, and what that user may do (ACL))"
+    )
+    # none anywhere (the cache's Redis is no stream's): one line, before the model loads
+    cache = {"OCSF_ANOMALY_REDIS_URL": url, "REDIS_URL": url}
+    error, done = _refused(None, bundle_dir, env=cache)
+    assert error.endswith(
+        "--source redis needs --redis-url, e.g. redis://127.0.0.1:6379/0 (or "
+        "OCSF_ANOMALY_STREAM_REDIS_URL, or stream_redis_url in --config)"
     )
     assert "loading" not in done.stderr
 

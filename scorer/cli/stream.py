@@ -44,7 +44,7 @@ examples:
       --output ocsf:enriched --alerts ocsf:anomalies --dead-letter ocsf:dead --group scorers
   ocsf-anomaly stream --source kafka --bootstrap-servers kafka:9092 --input ocsf.events \\
       --output ocsf.enriched --alerts ocsf.anomalies --dead-letter ocsf.dead --group scorers
-  OCSF_ANOMALY_REDIS_URL=redis://:PASSWORD@cache:6379/0 ocsf-anomaly stream --source redis \\
+  OCSF_ANOMALY_STREAM_REDIS_URL=redis://:PASSWORD@cache:6379/0 ocsf-anomaly stream --source redis \\
       --input ocsf:events --output ocsf:enriched --alerts ocsf:anomalies --dead-letter ocsf:dead \\
       --group scorers --model models/m1 --metrics-port 9108
   OCSF_ANOMALY_KAFKA_PASSWORD=... ocsf-anomaly stream --source kafka --bootstrap-servers b-1:9096 \\
@@ -90,8 +90,8 @@ def add_commands(commands: Commands) -> None:
         "--redis-url",
         type=_redis_url,
         default=None,
-        help="--source redis: e.g. redis://127.0.0.1:6379/0 (default: OCSF_ANOMALY_REDIS_URL, or "
-        "redis_url in --config; give a password there rather than here, where `ps` shows it)",
+        help="--source redis: e.g. redis://127.0.0.1:6379/0 (default: OCSF_ANOMALY_STREAM_REDIS_URL, or "
+        "stream_redis_url in --config; give a password there rather than here, where `ps` shows it)",
     )
     stream.set_defaults(redis_url_given_as="--redis-url")  # or where the settings' URL came from
     stream.add_argument(
@@ -258,12 +258,13 @@ def _stream(args: argparse.Namespace) -> int:
 
     settings = Settings.load(args.config, model_dir=args.model, alpha=args.alpha)
     if args.source == "redis" and args.redis_url is None:
-        if settings.redis_url is None:
+        if settings.stream_redis_url is None:
             raise CliError(
-                "--source redis needs --redis-url, e.g. redis://127.0.0.1:6379/0 (or OCSF_ANOMALY_REDIS_URL, "
-                "or redis_url in --config)"
+                "--source redis needs --redis-url, e.g. redis://127.0.0.1:6379/0 (or "
+                "OCSF_ANOMALY_STREAM_REDIS_URL, or stream_redis_url in --config)"
             )
-        args.redis_url, args.redis_url_given_as = settings.redis_url, "OCSF_ANOMALY_REDIS_URL or --config"
+        args.redis_url = settings.stream_redis_url
+        args.redis_url_given_as = "OCSF_ANOMALY_STREAM_REDIS_URL or --config"
     for line in stray_variables():
         _say(f"warning: {line}")
     security = _security(args, settings) if args.source == "kafka" else None
