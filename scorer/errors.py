@@ -43,9 +43,18 @@ def origin(url: str) -> str:
 
 
 def log_unexpected(log: logging.Logger, exc: BaseException, message: str, *args: object) -> None:
-    """An error no one expected (a bug), logged at ERROR with where it happened (its type and the
-    traceback's frames) but not its text, which may quote the event that caused it (event payloads
-    stay out of logs above DEBUG); the text at DEBUG."""
-    frames = "".join(traceback.format_tb(exc.__traceback__)).rstrip()
-    log.error(message + " (%s; its message at DEBUG)\n%s", *args, type(exc).__name__, frames)
-    log.debug(message + ": %r", *args, exc)
+    """An error no one expected (a bug), logged at ERROR with where it happened (the type and the
+    traceback's frames of it and of each exception it was raised from or during) but not its text,
+    which may quote the event that caused it (event payloads stay out of logs above DEBUG); the whole,
+    text and all, at DEBUG."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        frames = "".join(traceback.format_tb(current.__traceback__)).rstrip()
+        parts.append(f"{type(current).__name__}" + (f"\n{frames}" if frames else ""))
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    where = "\n  which was raised while handling, or from, ".join(parts)
+    log.error(message + " (its message at DEBUG): %s", *args, where)
+    log.debug(message, *args, exc_info=exc)

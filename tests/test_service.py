@@ -123,6 +123,40 @@ async def test_events_of_another_kind_altogether_are_said_once_in_the_log(
     assert "SECRET-PAYLOAD" not in caplog.text
 
 
+def test_an_unexpected_error_s_causes_are_said_where_they_happened_not_what(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The ERROR line of a bug named the last exception only: one raised from another (a KeyError
+    deep in the engine, wrapped) lost where it began (the review of the first version)."""
+    from scorer.errors import log_unexpected
+
+    payload = "-".join(("SECRET", "PAYLOAD"))  # the frames show source lines: not the data's text
+
+    def inner() -> None:
+        raise KeyError(payload)
+
+    def outer() -> None:
+        try:
+            inner()
+        except KeyError as exc:
+            raise RuntimeError(f"wrapped {payload}") from exc
+
+    caplog.set_level(logging.DEBUG, logger="ocsf_anomaly.test")
+    try:
+        outer()
+    except RuntimeError as exc:
+        log_unexpected(logging.getLogger("ocsf_anomaly.test"), exc, "a batch of %d failed", 3)
+    shown = logging.Formatter().format
+    (error,) = [shown(r) for r in caplog.records if r.levelno == logging.ERROR]
+    assert error.startswith("a batch of 3 failed (its message at DEBUG): RuntimeError\n")
+    for where in ("in outer", "KeyError", "in inner"):
+        assert where in error, error
+    assert "SECRET-PAYLOAD" not in error
+    (debug,) = [shown(r) for r in caplog.records if r.levelno == logging.DEBUG]
+    assert "KeyError: 'SECRET-PAYLOAD'" in debug
+    assert "RuntimeError: wrapped SECRET-PAYLOAD" in debug
+
+
 async def test_an_engine_failure_is_a_500_whose_error_log_quotes_no_event(
     client: Any,
     held_out_events: list[Event],
@@ -149,9 +183,10 @@ async def test_an_engine_failure_is_a_500_whose_error_log_quotes_no_event(
     assert errors, caplog.text
     assert not [text for text in errors if "SECRET-PAYLOAD" in text], errors
     assert any(
-        "internal error on POST /v1/score (ValueError" in text and "in failing" in text for text in errors
+        "internal error on POST /v1/score (its message at DEBUG): ValueError" in text and "in failing" in text
+        for text in errors
     )
-    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    debug = [shown(r) for r in caplog.records if r.levelno == logging.DEBUG]
     assert any("SECRET-PAYLOAD" in text for text in debug)
 
 

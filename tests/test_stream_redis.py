@@ -522,9 +522,11 @@ def test_a_batch_the_engine_fails_on_is_scored_one_by_one_and_the_error_log_quot
     errors = [shown(r) for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1, errors
     assert "SECRET-PAYLOAD" not in errors[0]
-    assert errors[0].startswith("a batch of 5 events failed to score: scoring them one by one (ValueError")
+    assert errors[0].startswith(
+        "a batch of 5 events failed to score: scoring them one by one (its message at DEBUG): ValueError"
+    )
     assert "in failing" in errors[0]
-    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    debug = [shown(r) for r in caplog.records if r.levelno == logging.DEBUG]
     assert any("SECRET-PAYLOAD" in text for text in debug)
 
 
