@@ -167,6 +167,8 @@ class Scorer:
         self.identity = loaded.ref.info()  # name, version, bundle_version: what the metrics' windows follow
         self.model = {"name": loaded.ref.name, "version": loaded.ref.version, "variant": variant}
         self._foreign_said = -math.inf  # when events holding none of the model's fields were last said
+        # the largest of the smallest p-values the calibration groups can give, 1 / (n + 1)
+        self._floor = max(1.0 / (n + 1.0) for n in self.detector.calibration.sizes().values())
 
     async def __call__(
         self, events: list[dict[str, Any]], alpha: float, *, inline: bool | None = None
@@ -199,7 +201,7 @@ class Scorer:
             fields = len(dict.fromkeys(f.path for f in self.detector.encoder.spec.features))
             log.warning(
                 "%d of %d events in a batch held none of the %s model's %d fields: not the kind of events it "
-                "describes, each is flagged (said at most every %d s)",
+                "describes, each is flagged at any alpha the calibration can flag at (said at most every %d s)",
                 empty,
                 len(prepared.events),
                 self.model["name"],
@@ -230,7 +232,8 @@ class Scorer:
         self, prepared: Prepared, cached: list[bytes | None] | None, alpha: float
     ) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
         result, fresh = self.detector.finish(prepared, cached, alpha=alpha)
-        if not self.shadow and result.is_anomaly.any():  # such events are flagged: else none to look for
+        # such events lie beyond every calibration score (the smallest p-value there is): else none to look for
+        if not self.shadow and len(result) and result.p_value.min() <= self._floor:
             self._say_foreign(prepared)
         self.metrics.observe_batch(
             result, self.variant, self.detector.calibration, answered=not self.shadow, model=self.identity
