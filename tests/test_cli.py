@@ -233,6 +233,11 @@ def test_version_and_an_option_the_command_does_not_take(
             "--alfa 0.01 (did you mean --alpha?)",
         ),
         (["models", "list", "--jsn"], "ocsf-anomaly models list", "--jsn (did you mean --json?)"),
+        (
+            ["models", "--json", "list"],
+            "ocsf-anomaly models list",
+            "--json (the command's options go after its name: ocsf-anomaly models list --json)",
+        ),
         (["features", "infer", str(events), "--zzz"], "ocsf-anomaly features infer", "--zzz"),
     ]:
         with pytest.raises(SystemExit) as exited:

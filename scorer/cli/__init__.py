@@ -384,13 +384,12 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     if unknown:
         own = _command_parser(parser, args)
         options = [o for action in own._actions for o in action.option_strings]
-        meant = [
-            m
-            for u in unknown
-            if u.startswith("-")
-            for m in difflib.get_close_matches(u.split("=")[0], options, 1)
-        ]
-        hint = f" (did you mean {' or '.join(dict.fromkeys(meant))}?)" if meant else ""
+        flags = [u.split("=")[0] for u in unknown if u.startswith("-")]
+        if any(flag in options for flag in flags):  # `models --json list`: given before the command's name
+            hint = f" (the command's options go after its name: {own.prog} {' '.join(unknown)})"
+        else:
+            meant = [m for flag in flags for m in difflib.get_close_matches(flag, options, 1)]
+            hint = f" (did you mean {' or '.join(dict.fromkeys(meant))}?)" if meant else ""
         own.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     return args
 
