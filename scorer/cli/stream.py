@@ -93,7 +93,6 @@ def add_commands(commands: Commands) -> None:
         help="--source redis: e.g. redis://127.0.0.1:6379/0 (default: OCSF_ANOMALY_STREAM_REDIS_URL, or "
         "stream_redis_url in --config; give a password there rather than here, where `ps` shows it)",
     )
-    stream.set_defaults(redis_url_given_as="--redis-url")  # or where the settings' URL came from
     stream.add_argument(
         "--bootstrap-servers",
         type=_bootstrap_servers,
@@ -257,14 +256,11 @@ def _stream(args: argparse.Namespace) -> int:
     from scorer.threads import set_threads
 
     settings = Settings.load(args.config, model_dir=args.model, alpha=args.alpha)
-    if args.source == "redis" and args.redis_url is None:
-        if settings.stream_redis_url is None:
-            raise CliError(
-                "--source redis needs --redis-url, e.g. redis://127.0.0.1:6379/0 (or "
-                "OCSF_ANOMALY_STREAM_REDIS_URL, or stream_redis_url in --config)"
-            )
-        args.redis_url = settings.stream_redis_url
-        args.redis_url_given_as = "OCSF_ANOMALY_STREAM_REDIS_URL or --config"
+    if args.source == "redis" and args.redis_url is None and settings.stream_redis_url is None:
+        raise CliError(
+            "--source redis needs --redis-url, e.g. redis://127.0.0.1:6379/0 (or "
+            "OCSF_ANOMALY_STREAM_REDIS_URL, or stream_redis_url in --config)"
+        )
     for line in stray_variables():
         _say(f"warning: {line}")
     security = _security(args, settings) if args.source == "kafka" else None
@@ -425,10 +421,13 @@ def _source(
     from scorer.settings import masked_url
     from scorer.stream.redis_streams import RedisStreams, connect
 
+    url, given_as = args.redis_url, "--redis-url"
+    if url is None:  # kept off the command line
+        url, given_as = settings.stream_redis_url, "OCSF_ANOMALY_STREAM_REDIS_URL or --config"
     return RedisStreams(
-        connect(args.redis_url),
-        where=f"Redis at {masked_url(args.redis_url)}",
-        url_given_as=args.redis_url_given_as,
+        connect(url),
+        where=f"Redis at {masked_url(url)}",
+        url_given_as=given_as,
         **names,
         group=args.group,
         consumer=consumer,
