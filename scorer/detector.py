@@ -587,22 +587,19 @@ class Detector:
         """The batch's embeddings: those found in the cache, and the others computed (returned by key)."""
         width = self.net.d_out
         embeddings = np.empty((len(prepared.encoded), width), dtype=np.float32)
-        missing = []
+        found = np.zeros(len(embeddings), dtype=bool)
         for i, value in enumerate(cached):
-            found = (
-                None if value is None or len(value) != width * 4 else np.frombuffer(value, dtype=np.float32)
-            )
-            # a value no network computes (NaN, infinite: whoever may write to Redis wrote it) is a miss:
-            # a NaN embedding scored NaN, answered as no score and no anomaly
-            if found is not None and np.isfinite(found).all():
-                embeddings[i] = found
-            else:
-                missing.append(i)
-        if not missing:
+            if value is not None and len(value) == width * 4:
+                embeddings[i] = np.frombuffer(value, dtype=np.float32)
+                found[i] = True
+        # computed: a row not found, and one holding a number no network computes (NaN, infinite:
+        # whoever may write to Redis wrote it; a NaN embedding scored NaN, answered as no score and no
+        # anomaly), in one check over the batch
+        rows = np.flatnonzero(~(found & np.isfinite(embeddings).all(axis=1)))
+        if not len(rows):
             return embeddings, {}
-        rows = np.asarray(missing)
         embeddings[rows] = embed(self.net, prepared.encoded.take(rows))
-        return embeddings, {prepared.keys[i]: embeddings[i].tobytes() for i in missing}
+        return embeddings, {prepared.keys[i]: embeddings[i].tobytes() for i in rows.tolist()}
 
     def _score_chunk(
         self,
