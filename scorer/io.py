@@ -551,10 +551,16 @@ def not_events(path: Source, lines: int) -> UserError:
         magic = path.head
     else:
         with path.open("rb") as handle:
-            magic = handle.read(4)
+            magic = handle.read(64)
+        if magic.startswith(b"\x1f\x8b") and path.suffix.lower() == ".gz":  # what its lines were read from
+            try:
+                with gzip.open(path, "rb") as handle:
+                    magic = handle.read(64)
+            except (OSError, EOFError, zlib.error):  # said as a bad .gz where its lines were read
+                pass
     if magic.startswith(b"\x1f\x8b") and isinstance(path, Path) and path.suffix.lower() != ".gz":
         hint = "it holds gzip data: name it .gz"
-    elif magic == b"PAR1":
+    elif magic.startswith(b"PAR1"):
         hint = "it is Parquet: name it .parquet" if isinstance(path, Path) else "it is Parquet: name the file"
     elif magic[:2] in (b"\xff\xfe", b"\xfe\xff"):
         hint = "it is UTF-16 text (as Windows PowerShell's > writes): save it as UTF-8"

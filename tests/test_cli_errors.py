@@ -187,9 +187,16 @@ def _not_events(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     # a JSON array on one line (an API's answer saved as it came)
     array = tmp_path / "answer.json"
     array.write_bytes(orjson.dumps([{"n": i} for i in range(100)]) + b"\n")
+    # the same compressed: its first bytes are gzip's, and it got the generic hint (the last notes)
+    gzipped_array = tmp_path / "answer.json.gz"
+    gzipped_array.write_bytes(gzip.compress(array.read_bytes()))
     return {
         "array": (
             array,
+            "it is a JSON array, not JSON Lines (one OCSF event, a JSON object, per line): convert",
+        ),
+        "array in gzip": (
+            gzipped_array,
             "it is a JSON array, not JSON Lines (one OCSF event, a JSON object, per line): convert",
         ),
         "csv": (csv_file, "is it JSONL"),
