@@ -501,7 +501,7 @@ def test_a_batch_the_engine_fails_on_is_scored_one_by_one_and_the_error_log_quot
     from scorer.stream.loop import Entry, score_batch
 
     detector = Detector.load(bundle_dir)
-    real = detector.score
+    real = detector.prepare
 
     def failing(events: list[Event], **kwargs: Any) -> Any:  # the fault injected
         for event in events:
@@ -509,7 +509,7 @@ def test_a_batch_the_engine_fails_on_is_scored_one_by_one_and_the_error_log_quot
                 raise ValueError(f"cannot read {event!r}")
         return real(events, **kwargs)
 
-    monkeypatch.setattr(detector, "score", failing)
+    monkeypatch.setattr(detector, "prepare", failing)
     events = [dict(e) for e in held_out_events[:5]]
     events[2]["marker"] = "SECRET-PAYLOAD"
     entries = [Entry(i, json.dumps(e).encode(), e) for i, e in enumerate(events)]
@@ -528,6 +528,32 @@ def test_a_batch_the_engine_fails_on_is_scored_one_by_one_and_the_error_log_quot
     assert "in failing" in errors[0]
     debug = [shown(r) for r in caplog.records if r.levelno == logging.DEBUG]
     assert any("SECRET-PAYLOAD" in text for text in debug)
+
+
+def test_events_of_another_kind_are_said_once_in_the_consumer_s_log(
+    bundle_dir: Path, held_out_events: list[Event], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stream of another kind of events altogether (none holds a field of the model) is each
+    flagged: the service says so in its log, and the consumer said nothing (the last notes' list).
+    Said once, not once a batch, and with no event's content."""
+    from scorer.detector import Detector
+    from scorer.service.models import Loaded, ModelRef
+    from scorer.stream.loop import Entry, score_batch
+
+    loaded = Loaded(ModelRef("m", "1", "b", str(bundle_dir)), Detector.load(bundle_dir))
+    caplog.set_level(logging.WARNING, logger="ocsf_anomaly")
+    ours = [Entry(i, json.dumps(e).encode(), e) for i, e in enumerate(held_out_events[:20])]
+    score_batch(loaded, ours, 0.01, "anomaly", lambda entry, body: None)
+    assert "held none of" not in caplog.text
+    foreign = [{"user": f"u{i}", "msg": "SECRET-PAYLOAD", "bytes": i} for i in range(19)]
+    batch = [Entry(i, json.dumps(e).encode(), e) for i, e in enumerate([*foreign, held_out_events[0]])]
+    for _ in range(2):
+        output = score_batch(loaded, batch, 0.01, "anomaly", lambda entry, body: None)
+        assert len(output.alerts) >= 19
+    said = [r.getMessage() for r in caplog.records if "held none of" in r.getMessage()]
+    assert len(said) == 1, said
+    assert said[0].startswith("19 of 20 events in a batch held none of the m model's "), said
+    assert "SECRET-PAYLOAD" not in caplog.text
 
 
 def test_a_metrics_port_in_use_is_one_line_naming_the_flag(bundle_dir: Path) -> None:

@@ -4,12 +4,15 @@ reload and on every poll), and load that (slow, asked only when the answer chang
 
 from __future__ import annotations
 
+import logging
+import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from scorer import bundle
-from scorer.detector import Detector
+from scorer.detector import Detector, Prepared, ScoreResult
 from scorer.registry import ModelVersion, Registry, RegistryError, promoting
 from scorer.settings import Settings
 
@@ -29,10 +32,55 @@ class ModelRef:
         return {"name": self.name, "version": self.version, "bundle_version": self.bundle_version}
 
 
+log = logging.getLogger("ocsf_anomaly.models")
+FOREIGN_SAID_EVERY = 300  # seconds
+
+
+class ForeignEvents:
+    """Events that hold none of a model's fields are each flagged, as unlike anything it was trained
+    on: right for one, but a client sending another kind of events altogether saw every one flagged
+    and nothing said (`score` warns of it). Said by a long-running scorer (the service, a stream
+    consumer) at most every FOREIGN_SAID_EVERY seconds a model and process, with no event's content."""
+
+    def __init__(self, detector: Detector, name: str) -> None:
+        self.detector = detector
+        self.name = name
+        self._said = -math.inf
+        # the largest of the smallest p-values the calibration groups can give, 1 / (n + 1)
+        self._floor = max(1.0 / (n + 1.0) for n in detector.calibration.sizes().values())
+
+    def look(self, prepared: Prepared, result: ScoreResult) -> None:
+        """Says so if ``prepared`` held such events. Such events lie beyond every calibration score
+        (the smallest p-value there is): a batch holding no p-value at that floor holds none, and
+        costs a comparison (about 1 µs)."""
+        if not len(result) or result.p_value.min() > self._floor:
+            return
+        now = time.monotonic()
+        if now - self._said < FOREIGN_SAID_EVERY:
+            return
+        empty = int(self.detector.encoder.empty(prepared.encoded).sum())
+        if empty:
+            self._said = now
+            fields = len(dict.fromkeys(f.path for f in self.detector.encoder.spec.features))
+            log.warning(
+                "%d of %d events in a batch held none of the %s model's %d fields: not the kind of events it "
+                "describes, each is flagged at any alpha the calibration can flag at (said at most every %d s)",
+                empty,
+                len(prepared.events),
+                self.name,
+                fields,
+                FOREIGN_SAID_EVERY,
+            )
+
+
 @dataclass(frozen=True)
 class Loaded:
     ref: ModelRef
     detector: Detector
+    foreign: ForeignEvents = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "foreign", ForeignEvents(self.detector, self.ref.name))
 
 
 class ModelSource(Protocol):

@@ -8,7 +8,6 @@ import asyncio
 import functools
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,6 @@ from scorer.service.metrics import Metrics
 from scorer.service.models import Loaded
 
 log = logging.getLogger("ocsf_anomaly.service")
-FOREIGN_SAID_EVERY = 300  # seconds
 T = TypeVar("T")
 # Shadow scoring takes what capacity is left over: a batch is shadowed only while no other
 # request's events wait or are being scored and no shadow batch runs, in a thread of its own (never
@@ -166,9 +164,7 @@ class Scorer:
         self.shadow = shadow
         self.identity = loaded.ref.info()  # name, version, bundle_version: what the metrics' windows follow
         self.model = {"name": loaded.ref.name, "version": loaded.ref.version, "variant": variant}
-        self._foreign_said = -math.inf  # when events holding none of the model's fields were last said
-        # the largest of the smallest p-values the calibration groups can give, 1 / (n + 1)
-        self._floor = max(1.0 / (n + 1.0) for n in self.detector.calibration.sizes().values())
+        self.foreign = loaded.foreign
 
     async def __call__(
         self, events: list[dict[str, Any]], alpha: float, *, inline: bool | None = None
@@ -186,28 +182,6 @@ class Scorer:
         anomalies, fresh = await self._run(self._finish, prepared, cached, alpha, inline=inline)
         self.cache.put_many(fresh)
         return anomalies
-
-    def _say_foreign(self, prepared: Prepared) -> None:
-        """Events that hold none of the model's fields are each flagged, as unlike anything it was
-        trained on: right for one, but a client sending another kind of events altogether saw every one
-        flagged and nothing said (`score` warns of it). Said here at most every FOREIGN_SAID_EVERY
-        seconds a model and process, with no event's content."""
-        now = time.monotonic()
-        if now - self._foreign_said < FOREIGN_SAID_EVERY:
-            return
-        empty = int(self.detector.encoder.empty(prepared.encoded).sum())
-        if empty:
-            self._foreign_said = now
-            fields = len(dict.fromkeys(f.path for f in self.detector.encoder.spec.features))
-            log.warning(
-                "%d of %d events in a batch held none of the %s model's %d fields: not the kind of events it "
-                "describes, each is flagged at any alpha the calibration can flag at (said at most every %d s)",
-                empty,
-                len(prepared.events),
-                self.model["name"],
-                fields,
-                FOREIGN_SAID_EVERY,
-            )
 
     async def _run(self, function: Callable[..., T], *args: Any, inline: bool = False, **kwargs: Any) -> T:
         """``function`` in the executor (or here, ``inline``)."""
@@ -232,9 +206,8 @@ class Scorer:
         self, prepared: Prepared, cached: list[bytes | None] | None, alpha: float
     ) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
         result, fresh = self.detector.finish(prepared, cached, alpha=alpha)
-        # such events lie beyond every calibration score (the smallest p-value there is): else none to look for
-        if not self.shadow and len(result) and result.p_value.min() <= self._floor:
-            self._say_foreign(prepared)
+        if not self.shadow:
+            self.foreign.look(prepared, result)
         self.metrics.observe_batch(
             result, self.variant, self.detector.calibration, answered=not self.shadow, model=self.identity
         )

@@ -364,14 +364,18 @@ def score_batch(
     )
     events = [(entry, entry.event) for entry in entries if entry.event is not None]
     model = {"name": loaded.ref.name, "version": loaded.ref.version, "variant": "champion"}
+    detector = loaded.detector
     try:
-        groups = [(events, loaded.detector.score([event for _, event in events], alpha=alpha))]
+        prepared = detector.prepare([event for _, event in events])
+        result = detector.finish(prepared, alpha=alpha)[0]
+        loaded.foreign.look(prepared, result)
+        groups = [(events, result)]
     except Exception as exc:
         log_unexpected(log, exc, "a batch of %d events failed to score: scoring them one by one", len(events))
         groups = []
         for entry, event in events:
             try:
-                groups.append(([(entry, event)], loaded.detector.score([event], alpha=alpha)))
+                groups.append(([(entry, event)], detector.score([event], alpha=alpha)))
             except Exception as alone:
                 output.dead.append((entry, f"the engine failed on this event: {alone!r}"))
     for group, result in groups:
