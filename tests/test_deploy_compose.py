@@ -11,6 +11,7 @@ import http.server
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +21,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -393,3 +396,59 @@ def test_every_long_running_service_of_the_default_set_has_a_health_check(compos
             continue
         check = service.get("healthcheck", {})
         assert (check and not check.get("disable")) or service.get("build"), f"{name} has no health check"
+
+
+@needs_compose
+@pytest.mark.parametrize("password", ["", "Cache-pass_42"])
+def test_the_cache_s_redis_asks_the_scorer_for_redis_password(password: str) -> None:
+    """Every container of the stack reaches the cache's Redis, and whoever writes there can put one
+    event's embedding in another's place: `REDIS_PASSWORD` gives it one (the deployment review). The
+    compose file's Redis command, its health check and the scorer's URL, as compose resolves them,
+    run here against Debian's redis-server (no Docker engine here; the port and bind added): the
+    health check passes with what the Redis container is given and fails without it (redis-cli exits
+    0 on NOAUTH, so it reads the answer), and the scorer's URL connects."""
+    import redis
+
+    services = compose_config(env={"REDIS_PASSWORD": password} if password else None)["services"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = services["redis"]["command"]
+    assert command[0] == "redis-server"
+    server = subprocess.Popen(
+        [*command, "--port", str(port), "--bind", "127.0.0.1"], stdout=subprocess.DEVNULL
+    )
+    try:
+        url = services["scorer"]["environment"]["OCSF_ANOMALY_REDIS_URL"]
+        assert url.startswith("redis://")
+        assert "@redis:6379/" in url
+        client = redis.Redis.from_url(url.replace("@redis:6379", f"@127.0.0.1:{port}"))
+        eventually(lambda: _answers(client), "the compose file's redis-server to answer")
+        client.set("k", b"v")
+        assert client.get("k") == b"v"
+
+        kind, check = services["redis"]["healthcheck"]["test"]
+        assert kind == "CMD-SHELL"
+        check = check.replace("redis-cli", f"redis-cli -p {port}", 1)
+        given = services["redis"].get("environment", {})
+        healthy = subprocess.run(["sh", "-c", check], env={**os.environ, **given})
+        assert healthy.returncode == 0
+        without = {k: v for k, v in os.environ.items() if k != "REDISCLI_AUTH"}
+        wrong = subprocess.run(["sh", "-c", check], env={**without, "REDISCLI_AUTH": "not-it"})
+        assert (wrong.returncode == 0) == (not password)  # no password asked: any AUTH is let through
+        if password:
+            assert subprocess.run(["sh", "-c", check], env=without).returncode != 0
+            with pytest.raises(redis.AuthenticationError):
+                redis.Redis(port=port).ping()
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def _answers(client: Any) -> bool:
+    import redis
+
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
