@@ -1,7 +1,7 @@
 """What loading a bundle costs: `Detector.load` of the default NSL-KDD model (or BUNDLE) in fresh
 processes, each file read, checked against its digest and parsed: wall time and the process's peak
-resident memory, the interpreter and its imports included (measured from before the imports, so
-the load's own share is the difference from `--imports-only`).
+resident memory, the interpreter and its imports included; each run also prints the peak after
+the imports alone, so the load's own share is the difference.
 
     .venv/bin/python bench/bench_load.py [BUNDLE] [--runs 5]
 """
