@@ -80,7 +80,7 @@ format: $(DEV_STAMP)
 ## test: lint, then every test (with splunk-appinspect in its own venv for the Splunk app's package test).
 ## pytest's exit code 5 (no tests collected) is a failure.
 test: lint system-packages $(APPINSPECT_STAMP)
-	$(PY) -m pytest -n 2 tests; rc=$$?; \
+	$(PY) -m pytest -n 2 --durations=20 tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 ## bench: the three main benchmarks as BENCHMARKS.md runs them (3 training runs; detection over seeds 0 1 2

@@ -34,6 +34,17 @@ REQUIRED = (
 Event = dict[str, Any]
 
 
+# The modules whose tests wait longest (a JVM's start, a broker's session timeouts, MLflow, the demo's
+# training), run first: what pytest-xdist hands out last is then short, and no worker idles while the
+# other finishes a 50 s test (`make test` prints the slowest).
+SLOW_FIRST = ("test_spark.py", "test_stream_kafka.py", "test_registry.py", "test_cli.py", "test_workers.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each module's order kept
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
