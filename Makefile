@@ -4,9 +4,13 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-# The CPU build of torch lies on disk; install it first and exactly, or pip pulls a CUDA build.
-# Its exact pin is written once, in pyproject.toml's dependencies.
+# torch's CPU build, installed first and exactly: PyPI's torch is the CUDA build (several GB). Taken
+# from pip's configured find-links when a wheel lies there (no network), else from PyTorch's CPU
+# index beside PyPI (`make run TORCH_INDEX=` takes PyPI's). Its exact pin is written once, in
+# pyproject.toml's dependencies.
 TORCH := $(shell grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_FROM := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 # splunk-appinspect, a proprietary dev tool that tests the Splunk app's package: it pins old packages
@@ -24,7 +28,7 @@ $(VENV)/bin/python:
 # What `make run` needs (the package); the tools `make test` adds (the dev extra) come on top.
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	@test -n "$(TORCH)" || { echo "pyproject.toml pins no torch==VERSION"; exit 1; }
-	$(PIP) install -q $(TORCH)
+	$(PIP) install -q --no-index --no-deps $(TORCH) 2>/dev/null || $(PIP) install -q $(TORCH_FROM) $(TORCH)
 	$(PIP) install -q -e .
 	touch $@
 
@@ -119,7 +123,8 @@ wheelhouse: $(STAMP)
 	for wheel in $(WHEELHOUSE)/torch-*.whl; do \
 		case "$${wheel##*/}" in torch-$(patsubst torch==%,%,$(TORCH))[-+]*) ;; *) rm -f "$$wheel" ;; esac; \
 	done
-	$(PIP) download -q --no-deps -d $(WHEELHOUSE) $(TORCH)
+	$(PIP) download -q --no-deps --no-index -d $(WHEELHOUSE) $(TORCH) 2>/dev/null || \
+		$(PIP) download -q --no-deps $(TORCH_FROM) -d $(WHEELHOUSE) $(TORCH)
 	@test "$$(ls $(WHEELHOUSE)/torch-*.whl | wc -l)" -eq 1 || { echo "$(WHEELHOUSE) holds more than one torch wheel: $$(ls $(WHEELHOUSE)/torch-*.whl)"; exit 1; }
 	$(PIP) install -q -e '.[$(IMAGE_EXTRAS)]'
 	rm -f $(WHEELHOUSE)/ocsf_anomaly-*.whl

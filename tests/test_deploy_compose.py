@@ -255,6 +255,40 @@ def test_make_wheelhouse_pins_the_image_extras_and_keeps_one_torch_wheel(tmp_pat
     assert '"$1[opensearch,kafka]"' in dockerfile
 
 
+@pytest.mark.parametrize("on_disk", [True, False], ids=["wheel on disk", "fresh machine"])
+def test_torch_s_cpu_build_comes_from_the_disk_or_pytorch_s_cpu_index(tmp_path: Path, on_disk: bool) -> None:
+    """PyPI's torch of the pin is the CUDA build, several GB: on a fresh Debian machine with PyPI alone,
+    `make run` pulled it (the last notes' list). The recipe takes a wheel pip's find-links hold
+    without asking any index, and else asks PyTorch's CPU index beside PyPI. pip replaced by a
+    script that records its arguments and, as on a machine with no wheel on disk, fails
+    `--no-index` (nothing downloaded or installed)."""
+    pin = re.search(r'"(torch==[^"]+)"', (ROOT / "pyproject.toml").read_text()).group(1)  # type: ignore[union-attr]
+    calls = tmp_path / "calls"
+    pip = tmp_path / "pip"
+    refuse = "" if on_disk else 'case "$*" in *--no-index*) exit 1;; esac\n'
+    pip.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n{refuse}')
+    pip.chmod(0o755)
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").touch()
+    stamp = tmp_path / "installed"
+    result = subprocess.run(
+        ["make", "--no-print-directory", str(stamp), f"VENV={venv}", f"PIP={pip}", f"STAMP={stamp}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    asked = calls.read_text().splitlines()
+    from_index = [f"install -q --extra-index-url https://download.pytorch.org/whl/cpu {pin}"]
+    assert asked == [
+        f"install -q --no-index --no-deps {pin}",
+        *([] if on_disk else from_index),
+        "install -q -e .",
+    ]
+    assert stamp.exists()
+
+
 @needs_compose
 def test_the_opensearch_connector_gets_the_scorer_token_off_the_command_line(
     monkeypatch: pytest.MonkeyPatch,
