@@ -547,6 +547,7 @@ def not_events(path: Source, lines: int) -> UserError:
     empty one: that it is empty)."""
     if not lines:
         return UserError(f"{path} is empty: it holds no event")
+    gunzipped = False
     if isinstance(path, Standard):  # read once: its first bytes were kept
         magic = path.head
     else:
@@ -556,10 +557,13 @@ def not_events(path: Source, lines: int) -> UserError:
             try:
                 with gzip.open(path, "rb") as handle:
                     magic = handle.read(64)
+                gunzipped = True
             except (OSError, EOFError, zlib.error):  # said as a bad .gz where its lines were read
                 pass
     if magic.startswith(b"\x1f\x8b") and isinstance(path, Path) and path.suffix.lower() != ".gz":
         hint = "it holds gzip data: name it .gz"
+    elif magic.startswith(b"PAR1") and gunzipped:
+        hint = "it is gzip-compressed Parquet: gunzip it to a .parquet file"
     elif magic.startswith(b"PAR1"):
         hint = "it is Parquet: name it .parquet" if isinstance(path, Path) else "it is Parquet: name the file"
     elif magic[:2] in (b"\xff\xfe", b"\xfe\xff"):

@@ -5,6 +5,7 @@ where a model lives, a settings file that is not there."""
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import subprocess
@@ -190,6 +191,14 @@ def _not_events(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     # the same compressed: its first bytes are gzip's, and it got the generic hint (the last notes)
     gzipped_array = tmp_path / "answer.json.gz"
     gzipped_array.write_bytes(gzip.compress(array.read_bytes()))
+    # Parquet compressed: not to be named .parquet as it is (still gzip), but gunzipped (the review)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = io.BytesIO()
+    pq.write_table(pa.table({"n": list(range(100))}), table)
+    gzipped_parquet = tmp_path / "events.parquet.gz"
+    gzipped_parquet.write_bytes(gzip.compress(table.getvalue()))
     return {
         "array": (
             array,
@@ -201,6 +210,7 @@ def _not_events(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         ),
         "csv": (csv_file, "is it JSONL"),
         "gzip": (gzip_file, "name it .gz"),
+        "parquet in gzip": (gzipped_parquet, "it is gzip-compressed Parquet: gunzip it to a .parquet file"),
         "utf16": (utf16, "it is UTF-16 text (as Windows PowerShell's > writes): save it as UTF-8"),
     }
 
