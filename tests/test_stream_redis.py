@@ -556,6 +556,30 @@ def test_events_of_another_kind_are_said_once_in_the_consumer_s_log(
     assert "SECRET-PAYLOAD" not in caplog.text
 
 
+def test_a_failing_check_for_events_of_another_kind_fails_no_batch(
+    bundle_dir: Path, held_out_events: list[Event], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The check is a log line: had it raised inside the scoring's try (its first place), a batch
+    scored whole was said to have failed and was scored again event by event (the review of it)."""
+    from scorer.detector import Detector
+    from scorer.service.models import Loaded, ModelRef
+    from scorer.stream.loop import Entry, score_batch
+
+    loaded = Loaded(ModelRef("m", "1", "b", str(bundle_dir)), Detector.load(bundle_dir))
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("injected")
+
+    loaded.foreign.look = broken  # type: ignore[method-assign]
+    caplog.set_level(logging.INFO, logger="ocsf_anomaly")
+    entries = [Entry(i, json.dumps(e).encode(), e) for i, e in enumerate(held_out_events[:5])]
+    output = score_batch(loaded, entries, 0.01, "anomaly", lambda entry, body: None)
+    assert [entry.id for entry, _ in output.enriched] == [0, 1, 2, 3, 4]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("the check for events of another kind failed"), errors
+
+
 def test_a_metrics_port_in_use_is_one_line_naming_the_flag(bundle_dir: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

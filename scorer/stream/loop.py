@@ -368,7 +368,6 @@ def score_batch(
     try:
         prepared = detector.prepare([event for _, event in events])
         result = detector.finish(prepared, alpha=alpha)[0]
-        loaded.foreign.look(prepared, result)
         groups = [(events, result)]
     except Exception as exc:
         log_unexpected(log, exc, "a batch of %d events failed to score: scoring them one by one", len(events))
@@ -378,6 +377,11 @@ def score_batch(
                 groups.append(([(entry, event)], detector.score([event], alpha=alpha)))
             except Exception as alone:
                 output.dead.append((entry, f"the engine failed on this event: {alone!r}"))
+    else:
+        try:  # a log line, of a batch scored whole: never what a batch fails on
+            loaded.foreign.look(prepared, result)
+        except Exception as exc:
+            log_unexpected(log, exc, "the check for events of another kind failed")
     for group, result in groups:
         for i, (entry, event) in enumerate(group):
             anomaly = result.anomaly(i, model)
