@@ -28,7 +28,9 @@ $(VENV)/bin/python:
 # What `make run` needs (the package); the tools `make test` adds (the dev extra) come on top.
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	@test -n "$(TORCH)" || { echo "pyproject.toml pins no torch==VERSION"; exit 1; }
-	$(PIP) install -q --no-index --no-deps $(TORCH) 2>/dev/null || $(PIP) install -q $(TORCH_FROM) $(TORCH)
+	$(PIP) install -q --no-index --no-deps $(TORCH) 2>/dev/null || { \
+		echo "no $(TORCH) wheel on pip's find-links: asking $(if $(TORCH_INDEX),$(TORCH_INDEX) and PyPI,PyPI)"; \
+		$(PIP) install -q $(TORCH_FROM) $(TORCH); }
 	$(PIP) install -q -e .
 	touch $@
 
@@ -123,8 +125,9 @@ wheelhouse: $(STAMP)
 	for wheel in $(WHEELHOUSE)/torch-*.whl; do \
 		case "$${wheel##*/}" in torch-$(patsubst torch==%,%,$(TORCH))[-+]*) ;; *) rm -f "$$wheel" ;; esac; \
 	done
-	$(PIP) download -q --no-deps --no-index -d $(WHEELHOUSE) $(TORCH) 2>/dev/null || \
-		$(PIP) download -q --no-deps $(TORCH_FROM) -d $(WHEELHOUSE) $(TORCH)
+	$(PIP) download -q --no-deps --no-index -d $(WHEELHOUSE) $(TORCH) 2>/dev/null || { \
+		echo "no $(TORCH) wheel on pip's find-links: asking $(if $(TORCH_INDEX),$(TORCH_INDEX) and PyPI,PyPI)"; \
+		$(PIP) download -q --no-deps $(TORCH_FROM) -d $(WHEELHOUSE) $(TORCH); }
 	@test "$$(ls $(WHEELHOUSE)/torch-*.whl | wc -l)" -eq 1 || { echo "$(WHEELHOUSE) holds more than one torch wheel: $$(ls $(WHEELHOUSE)/torch-*.whl)"; exit 1; }
 	$(PIP) install -q -e '.[$(IMAGE_EXTRAS)]'
 	rm -f $(WHEELHOUSE)/ocsf_anomaly-*.whl

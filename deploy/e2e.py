@@ -219,7 +219,9 @@ def checks(stack: Stack) -> None:
     step(f"1. ok: {len(scored)} real OCSF events from ../shared/data scored by the container")
 
     def cached() -> int:
-        return int(stack.compose("exec", "-T", "redis", "redis-cli", "DBSIZE", capture=True).split()[-1])
+        # the password, if the stack has one, as the health check gives it
+        count = '[ -z "$REDIS_PASSWORD" ] || export REDISCLI_AUTH="$REDIS_PASSWORD"; exec redis-cli DBSIZE'
+        return int(stack.compose("exec", "-T", "redis", "sh", "-c", count, capture=True).split()[-1])
 
     entries = wait_for(cached, "embedding cache entries in Redis", 30, "redis")
     step(f"2. ok: Redis in the stack holds {entries} embedding cache entries")

@@ -286,6 +286,8 @@ def test_torch_s_cpu_build_comes_from_the_disk_or_pytorch_s_cpu_index(tmp_path: 
         *([] if on_disk else from_index),
         "install -q -e .",
     ]
+    said = f"no {pin} wheel on pip's find-links: asking https://download.pytorch.org/whl/cpu and PyPI"
+    assert (said in result.stdout.splitlines()) == (not on_disk), result.stdout  # said, not only echoed
     assert stamp.exists()
 
 
@@ -443,7 +445,7 @@ def test_the_cache_s_redis_asks_the_scorer_for_redis_password(password: str) -> 
     0 on NOAUTH, so it reads the answer), and the scorer's URL connects."""
     import redis
 
-    services = compose_config(env={"REDIS_PASSWORD": password} if password else None)["services"]
+    services = compose_config(env={"REDIS_PASSWORD": password})["services"]  # over an .env's
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -463,15 +465,26 @@ def test_the_cache_s_redis_asks_the_scorer_for_redis_password(password: str) -> 
 
         kind, check = services["redis"]["healthcheck"]["test"]
         assert kind == "CMD-SHELL"
-        check = check.replace("redis-cli", f"redis-cli -p {port}", 1)
-        given = services["redis"].get("environment", {})
-        healthy = subprocess.run(["sh", "-c", check], env={**os.environ, **given})
+        # `config` writes a $ the engine passes on as $$; the port is the one started here
+        check = check.replace("$$", "$").replace("redis-cli", f"redis-cli -p {port}", 1)
+        without = {k: v for k, v in os.environ.items() if k not in ("REDISCLI_AUTH", "REDIS_PASSWORD")}
+
+        def health(**env: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(["sh", "-c", check], env={**without, **env}, capture_output=True, text=True)
+
+        given = services["redis"]["environment"]  # what the container has
+        healthy = health(**given)
         assert healthy.returncode == 0
-        without = {k: v for k, v in os.environ.items() if k != "REDISCLI_AUTH"}
-        wrong = subprocess.run(["sh", "-c", check], env={**without, "REDISCLI_AUTH": "not-it"})
+        assert "AUTH" not in healthy.stderr  # no empty password sent, refused with a warning
+        # an operator's `docker compose exec redis redis-cli`: nor there (the review of the first version)
+        operator = subprocess.run(
+            ["redis-cli", "-p", str(port), "ping"], env={**without, **given}, capture_output=True, text=True
+        )
+        assert "AUTH" not in operator.stderr, operator.stderr
+        wrong = health(REDIS_PASSWORD="not-it")
         assert (wrong.returncode == 0) == (not password)  # no password asked: any AUTH is let through
         if password:
-            assert subprocess.run(["sh", "-c", check], env=without).returncode != 0
+            assert health().returncode != 0
             with pytest.raises(redis.AuthenticationError):
                 redis.Redis(port=port).ping()
     finally:
