@@ -39,6 +39,7 @@ class Standard:
     def __init__(self, name: str) -> None:
         self.name = name
         self.head = b""  # standard input's first bytes, peeked at when it is opened
+        self.first_line = b""  # the start of its first line, gunzipped if it was gzip
 
     def __str__(self) -> str:
         return self.name
@@ -64,7 +65,7 @@ def _open_text_lines(path: Source) -> Iterator[IO[bytes]]:
         )
     # gzip is known by its first bytes (a pipe has no name to go by), read whole however the
     # writer splits them (a peek may see one), then put back in front of the rest
-    STDIN.head = sys.stdin.buffer.read(4)
+    STDIN.head, STDIN.first_line = sys.stdin.buffer.read(4), b""
     stream = io.BufferedReader(_Prefixed(STDIN.head, sys.stdin.buffer))
     if STDIN.head.startswith(b"\x1f\x8b"):
         with gzip.GzipFile(fileobj=stream, mode="rb") as handle:  # closing it leaves stdin open
@@ -234,6 +235,8 @@ def iter_raw_lines(path: Source) -> Iterator[tuple[int, bytes]]:
             for number, raw in enumerate(handle, start=1):
                 if number == 1:
                     raw = raw.removeprefix(UTF8_BOM)
+                    if isinstance(path, Standard):  # read once: kept for what a refusal says of it
+                        path.first_line = raw[:64]
                     if _opens_an_array(raw):  # every line after it would be a bad line, said one by one
                         raise UserError(f"{path} {JSON_ARRAY}")
                 yield number, raw.rstrip(b"\r\n")
@@ -550,6 +553,8 @@ def not_events(path: Source, lines: int) -> UserError:
     gunzipped = False
     if isinstance(path, Standard):  # read once: its first bytes were kept
         magic = path.head
+        if magic.startswith(b"\x1f\x8b") and path.first_line:
+            magic, gunzipped = path.first_line, True
     else:
         with path.open("rb") as handle:
             magic = handle.read(64)

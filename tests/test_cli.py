@@ -935,8 +935,12 @@ def test_score_to_a_closed_standard_output_or_from_a_terminal_is_a_one_line_erro
         (b"", "error: <stdin> is empty: it holds no event"),
         (b"PAR1\x15\x04\n", "error: no line of <stdin> is an event (1 read): it is Parquet: name the file"),
         (None, "error: standard input is closed: pipe the events in, or name a file"),
+        (  # a JSON array, gzipped: its first bytes are gzip's (the hint read only those)
+            gzip.compress(b'[{"n": 1}, {"n": 2}]\n'),
+            "error: no line of <stdin> is an event (1 read): it is a JSON array, not JSON Lines",
+        ),
     ],
-    ids=["empty", "parquet", "closed"],
+    ids=["empty", "parquet", "closed", "gzipped array"],
 )
 def test_score_of_standard_input_without_events_is_a_one_line_error(
     model: Path, workdir: Path, stdin: bytes | None, said: str
