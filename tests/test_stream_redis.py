@@ -560,7 +560,8 @@ def test_a_failing_check_for_events_of_another_kind_fails_no_batch(
     bundle_dir: Path, held_out_events: list[Event], caplog: pytest.LogCaptureFixture
 ) -> None:
     """The check is a log line: had it raised inside the scoring's try (its first place), a batch
-    scored whole was said to have failed and was scored again event by event (the review of it)."""
+    scored whole was said to have failed and was scored again event by event (the review of it); it
+    now catches its own failure, for the service's batches too."""
     from scorer.detector import Detector
     from scorer.service.models import Loaded, ModelRef
     from scorer.stream.loop import Entry, score_batch
@@ -570,9 +571,10 @@ def test_a_failing_check_for_events_of_another_kind_fails_no_batch(
     def broken(*args: Any) -> None:
         raise RuntimeError("injected")
 
-    loaded.foreign.look = broken  # type: ignore[method-assign]
+    loaded.detector.encoder.empty = broken  # type: ignore[method-assign]  # what only the check calls
     caplog.set_level(logging.INFO, logger="ocsf_anomaly")
-    entries = [Entry(i, json.dumps(e).encode(), e) for i, e in enumerate(held_out_events[:5])]
+    events = [*held_out_events[:4], {"user": "u1", "msg": "of another kind"}]  # one the check looks at
+    entries = [Entry(i, json.dumps(e).encode(), e) for i, e in enumerate(events)]
     output = score_batch(loaded, entries, 0.01, "anomaly", lambda entry, body: None)
     assert [entry.id for entry, _ in output.enriched] == [0, 1, 2, 3, 4]
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]

@@ -377,11 +377,8 @@ def score_batch(
                 groups.append(([(entry, event)], detector.score([event], alpha=alpha)))
             except Exception as alone:
                 output.dead.append((entry, f"the engine failed on this event: {alone!r}"))
-    else:
-        try:  # a log line, of a batch scored whole: never what a batch fails on
-            loaded.foreign.look(prepared, result)
-        except Exception as exc:
-            log_unexpected(log, exc, "the check for events of another kind failed")
+    else:  # outside the try: a batch scored whole is never scored again for what a log line met
+        loaded.foreign.look(prepared, result)
     for group, result in groups:
         for i, (entry, event) in enumerate(group):
             anomaly = result.anomaly(i, model)
