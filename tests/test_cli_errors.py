@@ -284,6 +284,15 @@ def test_train_and_features_infer_on_a_file_with_no_event_say_so_briefly(tmp_pat
             assert len(said) < 30, said
             assert hint in said[-1], said[-1]
     assert not (tmp_path / "model").exists()
+    # refused before torch is imported: it took 2.5 s to say so, 0.5 s now
+    source = next(iter(_not_events(tmp_path).values()))[0]
+    code = (
+        "import sys\nfrom scorer.cli import main\n"
+        f"code = main(['train', {str(source)!r}, '--output', {str(tmp_path / 'model')!r}])\n"
+        "print(code, 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["2", "False"], result.stderr
 
 
 # ------------------------------------------------------------------ outputs checked before any work

@@ -156,9 +156,7 @@ def _load_spec(choice: str) -> Any:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from scorer.detector import Detector, DetectorConfig
     from scorer.io import load_events
-    from scorer.model import TrainConfig
     from scorer.registry import check_name
     from scorer.threads import set_threads
 
@@ -172,6 +170,9 @@ def _train(args: argparse.Namespace) -> int:
     spec = _load_spec(args.features)
     _say(f"reading {', '.join(str(p) for p in args.events)}")
     events = load_events(args.events)
+    from scorer.detector import Detector, DetectorConfig  # torch: after a file of no event is refused
+    from scorer.model import TrainConfig
+
     train_config = TrainConfig(seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
     config = DetectorConfig(
         k=args.k,
