@@ -110,10 +110,13 @@ def evaluate(
     rate that raw-feature k-NN's own threshold realised on these events, so that scores are compared
     at one false-alarm budget whatever their calibration did. Every row has ``cannot_flag``: why
     nothing can be flagged at ``alpha`` (a calibration too small for it), and then recall and FPR
-    at ``alpha`` are NaN, not measurable; else None. ``log`` is told what is being done, and warned.
+    at ``alpha`` are NaN, not measurable; else None. Every row has 95% intervals (``roc_auc_low``,
+    ``roc_auc_high``, and ``recall_``/``fpr_`` likewise), and with the baselines every row but raw
+    k-NN's has ``roc_auc_vs_raw_knn`` with its paired interval. ``log`` is told what is being done,
+    and warned.
     """
     from scorer.baselines import run_baselines
-    from scorer.metrics import detection_report, recall_at_fpr
+    from scorer.metrics import detection_report, recall_at_fpr, roc_auc_difference
 
     say: Callable[[str], None] = log or (lambda message: None)
     say(f"scoring {len(events):,} events with the model")
@@ -159,7 +162,30 @@ def evaluate(
         raw_fpr = report["raw-knn"]["fpr"]  # NaN when raw k-NN flags nothing at α: no budget to compare at
         for name, scores in scores_of.items():
             report[name]["recall_at_raw_fpr"] = recall_at_fpr(labels, scores, raw_fpr)
+            if name != "raw-knn":  # paired on the same events: how sure "above raw k-NN" is
+                difference = roc_auc_difference(labels, scores, scores_of["raw-knn"])
+                report[name].update(
+                    zip(
+                        ("roc_auc_vs_raw_knn", "roc_auc_vs_raw_knn_low", "roc_auc_vs_raw_knn_high"),
+                        difference,
+                        strict=True,
+                    )
+                )
+    for name, scores in scores_of.items():
+        _add_intervals(report[name], labels, scores)
     return report
+
+
+def _add_intervals(row: dict[str, Any], labels: np.ndarray, scores: np.ndarray) -> None:
+    """``row``'s 95% intervals: ``roc_auc_low``/``_high`` (DeLong), ``recall_low``/``_high`` and
+    ``fpr_low``/``_high`` (Wilson, over the attacks and the normal events it scored)."""
+    from scorer.metrics import proportion_interval, roc_auc_interval
+
+    row["roc_auc_low"], row["roc_auc_high"] = roc_auc_interval(labels, scores)
+    for figure, n in (("recall", row["n_attack"]), ("fpr", row["n"] - row["n_attack"])):
+        share = row[figure]
+        interval = (math.nan, math.nan) if math.isnan(share) else proportion_interval(round(share * n), n)
+        row[f"{figure}_low"], row[f"{figure}_high"] = interval
 
 
 def _ranked_first(scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -184,6 +210,8 @@ def format_report(report: Mapping[str, Mapping[str, Any]], alpha: float) -> str:
             "recall@raw-FPR: recall at the FPR raw-knn's threshold realised "
             f"({_figure(report['raw-knn']['fpr'], 0)})"
         )
+    if all("roc_auc_low" in m for m in report.values()):
+        lines += ["", *_intervals(report)]
     if any(math.isnan(m["roc_auc"]) for m in report.values()):
         lines.append(
             "n/a: the labels hold one class only; ranking and recall need attacks (label 1), "
@@ -196,6 +224,34 @@ def format_report(report: Mapping[str, Mapping[str, Any]], alpha: float) -> str:
             + ("; recall@raw-FPR needs raw-knn's threshold" if "raw-knn" in unflagging and at_raw else "")
         )
     return "\n".join(lines)
+
+
+def _intervals(report: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The table of 95% intervals: a figure's range on other events of the same kind and number."""
+    against = any("roc_auc_vs_raw_knn" in m for m in report.values())
+    header = f"{'score':<22}{'ROC-AUC':>17}" + (f"{'ROC-AUC − raw-knn':>29}" if against else "")
+    header += f"{'recall@α':>17}{'FPR@α':>17}"
+    lines = [
+        "95% intervals (DeLong for ROC-AUC, paired on the same events against raw-knn; Wilson for shares):"
+    ]
+    lines += [header, "-" * len(header)]
+    for name, m in report.items():
+        line = f"{name:<22}{_range(m['roc_auc_low'], m['roc_auc_high'], 17)}"
+        if against:
+            if "roc_auc_vs_raw_knn" in m and not math.isnan(m["roc_auc_vs_raw_knn"]):
+                difference = f"{m['roc_auc_vs_raw_knn']:+.4f} ({m['roc_auc_vs_raw_knn_low']:+.4f}, {m['roc_auc_vs_raw_knn_high']:+.4f})"
+                line += f"{difference:>29}"
+            else:
+                line += f"{'–':>29}"
+        line += _range(m["recall_low"], m["recall_high"], 17) + _range(m["fpr_low"], m["fpr_high"], 17)
+        lines.append(line)
+    if against:
+        lines.append("ROC-AUC − raw-knn: above raw k-NN where its interval lies above 0")
+    return lines
+
+
+def _range(low: float, high: float, width: int) -> str:
+    return f"{'n/a':>{width}}" if math.isnan(low) else f"{f'{low:.4f}–{high:.4f}':>{width}}"
 
 
 def _figure(value: float, width: int) -> str:

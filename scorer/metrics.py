@@ -11,10 +11,14 @@ expected false-positive rate by ``alpha`` whatever the score distribution.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score, roc_auc_score
+
+LEVEL = 0.95  # of every interval below
 
 
 def detection_report(labels: ArrayLike, scores: ArrayLike, flagged: ArrayLike) -> dict[str, float]:
@@ -87,3 +91,75 @@ def recall_at_fpr(labels: ArrayLike, scores: ArrayLike, fpr: float) -> float:
     m = round(min(max(fpr, 0.0), 1.0) * normal.size)
     threshold = normal[m] if m < normal.size else -math.inf
     return float(np.mean(attack > threshold))
+
+
+def proportion_interval(hits: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Wilson's score interval for a share ``hits / n`` (a recall, a realised false-positive rate).
+
+    Unlike the normal approximation it stays within [0, 1] and is not empty at 0 or ``n`` hits,
+    which is where a false-positive rate near a small α lies. (NaN, NaN) when ``n`` is 0.
+    """
+    if n <= 0:
+        return math.nan, math.nan
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    share = hits / n
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    low = 0.0 if hits <= 0 else max(0.0, centre - half)  # exactly, not a rounding error's 1e-17
+    return low, 1.0 if hits >= n else min(1.0, centre + half)
+
+
+def _delong(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ROC-AUCs of the rows of ``scores`` (k × n) and their covariance matrix, by DeLong's method
+    (DeLong, DeLong and Clarke-Pearson, 1988), computed from midranks as Sun and Xu (2014) do."""
+    attack = labels == 1
+    positives, negatives = scores[:, attack], scores[:, ~attack]
+    m, n = positives.shape[1], negatives.shape[1]
+    within_positives = rankdata(positives, axis=1)
+    within_negatives = rankdata(negatives, axis=1)
+    overall = rankdata(np.concatenate([positives, negatives], axis=1), axis=1)
+    aucs = (overall[:, :m].sum(axis=1) - m * (m + 1) / 2) / (m * n)
+    v10 = (overall[:, :m] - within_positives) / n  # each attack's share of normal events below it
+    v01 = 1.0 - (overall[:, m:] - within_negatives) / m  # each normal event's share of attacks above it
+    covariance = np.atleast_2d(np.cov(v10)) / m + np.atleast_2d(np.cov(v01)) / n
+    return aucs, covariance
+
+
+def _usable(labels: ArrayLike, *scores: ArrayLike) -> tuple[np.ndarray, np.ndarray] | None:
+    """Labels and the score rows on the events every score scored, or None without two of each class."""
+    y = np.asarray(labels)
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 2 or y.ndim != 1 or s.shape[1] != len(y):
+        raise ValueError(f"labels and scores must be 1-D and of one length, got {y.shape} and {s.shape[1:]}")
+    present = ~np.isnan(s).any(axis=0)
+    y, s = y[present], s[:, present]
+    attacks = int((y == 1).sum())
+    return (y, s) if attacks >= 2 and len(y) - attacks >= 2 else None
+
+
+def roc_auc_interval(labels: ArrayLike, scores: ArrayLike, level: float = LEVEL) -> tuple[float, float]:
+    """DeLong's interval for the ROC-AUC of ``scores`` (NaN scores left out, as
+    :func:`detection_report` leaves them); (NaN, NaN) without two attacks and two normal events."""
+    usable = _usable(labels, scores)
+    if usable is None:
+        return math.nan, math.nan
+    aucs, covariance = _delong(*usable)
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    half = z * math.sqrt(max(float(covariance[0, 0]), 0.0))
+    return max(0.0, float(aucs[0]) - half), min(1.0, float(aucs[0]) + half)
+
+
+def roc_auc_difference(
+    labels: ArrayLike, scores: ArrayLike, reference: ArrayLike, level: float = LEVEL
+) -> tuple[float, float, float]:
+    """ROC-AUC of ``scores`` minus that of ``reference`` on the same events, and DeLong's interval
+    for the difference: paired, so the events both rank alike do not widen it. Events either
+    score left unscored are left out of both. (NaN, NaN, NaN) without two of each class."""
+    usable = _usable(labels, scores, reference)
+    if usable is None:
+        return math.nan, math.nan, math.nan
+    aucs, covariance = _delong(*usable)
+    difference = float(aucs[0] - aucs[1])
+    variance = float(covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1])
+    half = NormalDist().inv_cdf(0.5 + level / 2) * math.sqrt(max(variance, 0.0))
+    return difference, difference - half, difference + half

@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from scorer.calibration import MAX_THRESHOLDS, Calibration, conformal_p_values, conformal_threshold
-from scorer.metrics import detection_report, recall_at_fpr
+from scorer.metrics import (
+    detection_report,
+    proportion_interval,
+    recall_at_fpr,
+    roc_auc_difference,
+    roc_auc_interval,
+)
 
 # --- conformal p-values -------------------------------------------------------------------------
 
@@ -233,6 +239,61 @@ def test_recall_at_fpr_is_undefined_without_both_classes_or_a_rate() -> None:
     assert math.isnan(recall_at_fpr(np.array([0, 0]), np.array([0.1, 0.2]), 0.1))
     assert math.isnan(recall_at_fpr(np.array([1, 1]), np.array([0.1, 0.2]), 0.1))
     assert math.isnan(recall_at_fpr(np.array([0, 1]), np.array([0.1, 0.2]), math.nan))
+
+
+# --- how sure a figure is ---------------------------------------------------------------------
+
+
+def test_wilson_intervals_are_the_published_ones_and_stay_inside_zero_and_one() -> None:
+    # Newcombe (1998), table I: 15 of 148 gives 0.0624-0.1605; the 0 and n ends are not empty
+    assert proportion_interval(15, 148) == pytest.approx((0.0624, 0.1605), abs=1e-4)
+    assert proportion_interval(0, 20) == (0.0, pytest.approx(0.1611, abs=1e-4))
+    assert proportion_interval(20, 20) == (pytest.approx(0.8389, abs=1e-4), 1.0)
+    assert all(math.isnan(x) for x in proportion_interval(0, 0))
+
+
+def test_a_roc_auc_interval_covers_the_true_value_as_often_as_it_says() -> None:
+    """Binormal scores (normal N(0, 1), attacks N(1, 1): ROC-AUC Φ(1/√2) = 0.7602), drawn 400 times; the
+    95% interval should hold it about 380 times (here 386). Either class's term of the variance alone
+    holds it about 335 times."""
+    rng = np.random.default_rng(3)
+    truth = stats.norm.cdf(1 / math.sqrt(2))
+    labels = np.array([0] * 200 + [1] * 200)
+    held = 0
+    for _ in range(400):
+        scores = np.concatenate([rng.normal(0, 1, 200), rng.normal(1, 1, 200)])
+        low, high = roc_auc_interval(labels, scores)
+        held += low <= truth <= high
+    assert 364 <= held <= 392, held
+
+
+def test_a_paired_difference_is_narrower_than_each_roc_auc_and_covers_a_zero_difference() -> None:
+    """Two scores that share most of their signal (one is the other plus a little noise of equal size
+    on both) have one true ROC-AUC: the paired interval of their difference covers 0 about 95% of the
+    time, and is far narrower than either ROC-AUC's interval. Unpaired, it would cover 0 nearly always."""
+    rng = np.random.default_rng(4)
+    labels = np.array([0] * 300 + [1] * 100)
+    held = 0
+    for _ in range(400):
+        signal = np.concatenate([rng.normal(0, 1, 300), rng.normal(1, 1, 100)])
+        a, b = signal + rng.normal(0, 0.3, 400), signal + rng.normal(0, 0.3, 400)
+        difference, low, high = roc_auc_difference(labels, a, b)
+        held += low <= 0 <= high
+        assert low <= difference <= high
+    assert 364 <= held <= 392, held
+    one_low, one_high = roc_auc_interval(labels, a)
+    assert high - low < (one_high - one_low) / 2
+
+
+def test_roc_auc_intervals_leave_out_what_was_not_scored_and_need_two_of_each_class() -> None:
+    labels = np.array([0, 0, 0, 1, 1, 1, 0])
+    scores = np.array([0.1, 0.4, 0.35, 0.8, 0.3, 0.9, np.nan])
+    low, high = roc_auc_interval(labels, scores)
+    assert low <= detection_report(labels, scores, scores > 0.5)["roc_auc"] <= high
+    assert all(math.isnan(x) for x in roc_auc_interval(np.array([0, 1, 1]), np.array([0.1, 0.2, 0.3])))
+    # the event raw k-NN could not score is left out of both sides of the difference
+    difference, _, _ = roc_auc_difference(labels, scores, np.where(np.arange(7) == 0, np.nan, scores))
+    assert difference == 0.0
 
 
 def test_thresholds_kept_for_the_alphas_clients_ask_are_bounded_and_stay_exact() -> None:

@@ -1596,7 +1596,22 @@ def test_evaluate_reports_every_score_kind_beside_the_baselines(model: Path, spl
         assert (row["n"], row["n_attack"]) == (300, attacks), name
         for figure in ("fpr", "recall", "recall_at_raw_fpr", "roc_auc", "pr_auc"):
             assert 0 <= row[figure] <= 1, (name, figure)
+        for figure in ("roc_auc", "recall", "fpr"):  # 95% intervals, around what was measured
+            assert 0 <= row[f"{figure}_low"] <= row[figure] <= row[f"{figure}_high"] <= 1, (name, figure)
+        if name != "raw-knn":  # paired on the same events: how sure "above raw k-NN" is
+            difference = row["roc_auc"] - report["raw-knn"]["roc_auc"]
+            assert row["roc_auc_vs_raw_knn"] == pytest.approx(difference, abs=1e-9), name
+            assert row["roc_auc_vs_raw_knn_low"] <= difference <= row["roc_auc_vs_raw_knn_high"], name
+    assert "roc_auc_vs_raw_knn" not in report["raw-knn"]
     assert report["fusion (default)"]["roc_auc"] > 0.75  # measured 0.90: anomalies rank above normal events
+    from scorer.evaluate import format_report
+
+    text = format_report(report, 0.05).splitlines()
+    at = text.index(next(line for line in text if line.startswith("95% intervals")))
+    fusion = next(line for line in text[at:] if line.startswith("fusion (default)")).split()
+    row = report["fusion (default)"]
+    assert fusion[2] == f"{row['roc_auc_low']:.4f}–{row['roc_auc_high']:.4f}"
+    assert fusion[3] == f"{row['roc_auc_vs_raw_knn']:+.4f}"
 
 
 @pytest.mark.parametrize(
