@@ -133,7 +133,7 @@ def main() -> None:
     for name in args.sets:
         folder = split(name)
         train = load_events([folder / "train_normal.jsonl.gz"])
-        test, y = load_labelled(folder / "test.jsonl.gz", folder / "test.labels.csv")
+        test, y, _ = load_labelled(folder / "test.jsonl.gz", folder / "test.labels.csv")
         config = DetectorConfig()
         calibration = [train[i] for i in split_for_fit(len(train), config)[0]]
         if args.study == "k":

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -32,6 +32,12 @@ from scorer.io import (
 
 def read_labels(path: Path) -> dict[int, int]:
     """``line,label[,attack]`` → {line: 1 for attack, 0 for normal}."""
+    return read_labels_and_types(path)[0]
+
+
+def read_labels_and_types(path: Path) -> tuple[dict[int, int], dict[int, str] | None]:
+    """``line,label[,attack]`` → the labels, and each attack's type from the ``attack`` column where
+    the file has one (None where it has not; an attack with a blank type is ``unnamed``)."""
     with path.open(newline="", encoding="utf-8-sig") as handle:  # a spreadsheet's byte-order mark too
         reader = csv.DictReader(handle)
         try:
@@ -42,10 +48,11 @@ def read_labels(path: Path) -> dict[int, int]:
             raise ValueError(f"{path}: not UTF-8 text: {exc}") from None
 
 
-def _labels_of(path: Path, reader: csv.DictReader[str]) -> dict[int, int]:
+def _labels_of(path: Path, reader: csv.DictReader[str]) -> tuple[dict[int, int], dict[int, str] | None]:
     if not reader.fieldnames or not {"line", "label"} <= set(reader.fieldnames):
         raise ValueError(f"{path}: expected a header with 'line' and 'label' columns")
     labels: dict[int, int] = {}
+    types: dict[int, str] | None = {} if "attack" in reader.fieldnames else None
     for row in reader:
         where = f"{path}:{reader.line_num}"
         try:
@@ -60,15 +67,28 @@ def _labels_of(path: Path, reader: csv.DictReader[str]) -> dict[int, int]:
         if line in labels:
             raise ValueError(f"{where}: line {line} is labelled twice")
         labels[line] = label
-    return labels
+        if types is not None and label == 1:
+            types[line] = (row["attack"] or "").strip() or UNNAMED
+    return labels, types
 
 
-def load_labelled(events_path: Path, labels_path: Path) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """The events of ``events_path`` and their labels, one label for every line; a bad line is
-    reported on stderr (as :func:`scorer.io.load_events` does) and left out with its label."""
-    labels = read_labels(labels_path)
+UNNAMED = "unnamed"  # the type of an attack whose labels row gives none
+
+
+class Labelled(NamedTuple):
+    events: list[dict[str, Any]]
+    labels: np.ndarray  # 1 for an attack, 0 for a normal event
+    attack_types: list[str] | None  # each event's attack type ("" for a normal event); None: not given
+
+
+def load_labelled(events_path: Path, labels_path: Path) -> Labelled:
+    """The events of ``events_path`` and their labels (and attack types, where the labels file has an
+    ``attack`` column), one label for every line; a bad line is reported on stderr (as
+    :func:`scorer.io.load_events` does) and left out with its label."""
+    labels, types = read_labels_and_types(labels_path)
     events: list[dict[str, Any]] = []
     y: list[int] = []
+    kept: list[int] = []
     lines = 0
     said = BadLines(sys.stderr)
     for line, event, error in iter_records(events_path):
@@ -78,6 +98,7 @@ def load_labelled(events_path: Path, labels_path: Path) -> tuple[list[dict[str, 
         elif line in labels:
             events.append(event)
             y.append(labels[line])
+            kept.append(line)
     said.close()
     unlabelled = sum(1 for line in range(1, lines + 1) if line not in labels)
     stray = sum(1 for line in labels if not 1 <= line <= lines)
@@ -88,7 +109,8 @@ def load_labelled(events_path: Path, labels_path: Path) -> tuple[list[dict[str, 
         )
     if not events:
         raise ValueError(f"{events_path} holds no event to evaluate")
-    return events, np.asarray(y, dtype=np.int64)
+    attack_types = None if types is None else [types.get(line, "") for line in kept]
+    return Labelled(events, np.asarray(y, dtype=np.int64), attack_types)
 
 
 def evaluate(
@@ -100,6 +122,7 @@ def evaluate(
     alpha: float = 0.01,
     seed: int = 0,
     baselines: bool = True,
+    attack_types: Sequence[str] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """ROC-AUC, PR-AUC, recall and realised FPR at ``alpha`` for every score kind and the baselines.
@@ -112,8 +135,9 @@ def evaluate(
     nothing can be flagged at ``alpha`` (a calibration too small for it), and then recall and FPR
     at ``alpha`` are NaN, not measurable; else None. Every row has 95% intervals (``roc_auc_low``,
     ``roc_auc_high``, and ``recall_``/``fpr_`` likewise), and with the baselines every row but raw
-    k-NN's has ``roc_auc_vs_raw_knn`` with its paired interval. ``log`` is told what is being done,
-    and warned.
+    k-NN's has ``roc_auc_vs_raw_knn`` with its paired interval. With ``attack_types`` (each event's,
+    as :func:`load_labelled` gives them), every row has ``by_attack``: for each type, its attacks
+    against every normal event (:func:`_by_attack`). ``log`` is told what is being done, and warned.
     """
     from scorer.baselines import run_baselines
     from scorer.metrics import detection_report, recall_at_fpr, roc_auc_difference
@@ -125,6 +149,7 @@ def evaluate(
     forced = result.impossible  # flagged by the detector whatever its score, with the p-value 0
     report: dict[str, dict[str, Any]] = {}
     scores_of: dict[str, np.ndarray] = {}
+    flagged_of: dict[str, np.ndarray] = {}
     warned: set[str] = set()
 
     def measured(name: str, row: dict[str, Any], why: str | None) -> None:
@@ -140,8 +165,12 @@ def evaluate(
         p_values = detector.calibrations[kind].p_values(result.components[kind], groups)
         p_values[forced] = 0.0
         name = f"{kind}{' (default)' if kind == detector.config.score else ''}"
-        row = detection_report(labels, scores, p_values <= alpha + 1e-12)
-        measured(name, row, detector.with_config(score=kind).cannot_flag(alpha))
+        flagged_of[name] = p_values <= alpha + 1e-12
+        measured(
+            name,
+            detection_report(labels, scores, flagged_of[name]),
+            detector.with_config(score=kind).cannot_flag(alpha),
+        )
         scores_of[name] = scores
     if baselines:
         say(
@@ -158,7 +187,7 @@ def evaluate(
                     f"{5 * needed:,}), or evaluate at a larger α"
                 )
             measured(baseline.name, detection_report(labels, baseline.scores, baseline.flagged), why)
-            scores_of[baseline.name] = baseline.scores
+            scores_of[baseline.name], flagged_of[baseline.name] = baseline.scores, baseline.flagged
         raw_fpr = report["raw-knn"]["fpr"]  # NaN when raw k-NN flags nothing at α: no budget to compare at
         for name, scores in scores_of.items():
             report[name]["recall_at_raw_fpr"] = recall_at_fpr(labels, scores, raw_fpr)
@@ -173,7 +202,50 @@ def evaluate(
                 )
     for name, scores in scores_of.items():
         _add_intervals(report[name], labels, scores)
+        if attack_types is not None:
+            raw_fpr = report["raw-knn"]["fpr"] if baselines else math.nan
+            report[name]["by_attack"] = _by_attack(
+                labels,
+                scores,
+                flagged_of[name],
+                attack_types,
+                raw_fpr,
+                report[name]["cannot_flag"] is not None,
+            )
     return report
+
+
+def _by_attack(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    flagged: np.ndarray,
+    attack_types: Sequence[str],
+    raw_fpr: float,
+    unflagging: bool,
+) -> dict[str, dict[str, float]]:
+    """Each attack type, most frequent first: ``n`` (its attacks), ``roc_auc`` (its attacks against
+    every normal event), ``recall`` at α (NaN where the row can flag nothing) and
+    ``recall_at_raw_fpr``: which kinds of attack a score finds, and which it misses."""
+    from scorer.metrics import detection_report, recall_at_fpr
+
+    if len(attack_types) != len(labels):
+        raise ValueError(f"{len(attack_types):,} attack types for {len(labels):,} events")
+    types = np.asarray(attack_types, dtype=object)
+    attack, normal = labels == 1, labels == 0
+    named, counts = np.unique(types[attack].astype(str), return_counts=True)
+    figures: dict[str, dict[str, float]] = {}
+    for kind, n in sorted(
+        zip(named.tolist(), counts.tolist(), strict=True), key=lambda item: (-item[1], item[0])
+    ):
+        rows = normal | (attack & (types == kind))
+        measured = detection_report(labels[rows], scores[rows], flagged[rows])
+        figures[kind] = {
+            "n": n,
+            "roc_auc": measured["roc_auc"],
+            "recall": math.nan if unflagging else measured["recall"],
+            "recall_at_raw_fpr": recall_at_fpr(labels[rows], scores[rows], raw_fpr),
+        }
+    return figures
 
 
 def _add_intervals(row: dict[str, Any], labels: np.ndarray, scores: np.ndarray) -> None:
@@ -212,6 +284,9 @@ def format_report(report: Mapping[str, Mapping[str, Any]], alpha: float) -> str:
         )
     if all("roc_auc_low" in m for m in report.values()):
         lines += ["", *_intervals(report)]
+    default = next((name for name in report if name.endswith(" (default)")), None)
+    if default is not None and "by_attack" in report[default]:
+        lines += ["", *_by_attack_table(report, default)]
     if any(math.isnan(m["roc_auc"]) for m in report.values()):
         lines.append(
             "n/a: the labels hold one class only; ranking and recall need attacks (label 1), "
@@ -250,6 +325,22 @@ def _intervals(report: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def _by_attack_table(report: Mapping[str, Mapping[str, Any]], default: str) -> list[str]:
+    """Each attack type's figures under the default score, and raw k-NN's beside them."""
+    mine, raw = report[default]["by_attack"], report.get("raw-knn", {}).get("by_attack")
+    width = min(max([6, *(len(kind) for kind in mine)]) + 2, 32)
+    header = f"{'attack':<{width}}{'n':>7}{'ROC-AUC':>9}{'recall@α':>10}{'recall@raw-FPR':>16}"
+    header += f"{'raw-knn ROC-AUC':>17}{'recall@α':>10}" if raw is not None else ""
+    lines = [f"by attack type (its attacks against every normal event): {default}", header, "-" * len(header)]
+    for kind, m in mine.items():
+        line = f"{kind[: width - 2]:<{width}}{m['n']:>7,}{_figure(m['roc_auc'], 9)}{_figure(m['recall'], 10)}"
+        line += _figure(m["recall_at_raw_fpr"], 16)
+        if raw is not None:
+            line += _figure(raw[kind]["roc_auc"], 17) + _figure(raw[kind]["recall"], 10)
+        lines.append(line)
+    return lines
+
+
 def _range(low: float, high: float, width: int) -> str:
     return f"{'n/a':>{width}}" if math.isnan(low) else f"{f'{low:.4f}–{high:.4f}':>{width}}"
 
@@ -274,7 +365,8 @@ def split_labelled(
     choice of lines: the later traffic is then scored by a model of the earlier, as in use.
 
     Writes ``train_normal.jsonl.gz`` (normal lines of side A), ``test.jsonl.gz`` (all lines of
-    side B, in file order) and ``test.labels.csv`` (``line,label``, 1-based in test.jsonl.gz).
+    side B, in file order) and ``test.labels.csv`` (``line,label``, 1-based in test.jsonl.gz, and
+    ``attack`` where the labels file has that column: the attack's type, ``normal`` for a normal line).
     Lines without a label, and lines that are not JSON objects, are left out; ``log`` is told how many.
     """
     say: Callable[[str], None] = log or (lambda message: None)
@@ -284,7 +376,7 @@ def split_labelled(
         refuse_writing_over(path, [events_path, labels_path])
         if path.is_dir():  # else found at the renames, after the first: a new file beside old ones
             raise ValueError(f"{path} is a directory: the split writes a file of that name there")
-    labels = read_labels(labels_path)
+    labels, types = read_labels_and_types(labels_path)
     if is_parquet(events_path):  # its rows become the JSON lines they would be
         lines = [dumps(event) for _, event, _ in iter_records(events_path)]
     else:
@@ -328,12 +420,19 @@ def split_labelled(
         with (
             gzip.open(staged["train"], "wb", compresslevel=3) as train,
             gzip.open(staged["test"], "wb", compresslevel=3) as test,
-            staged["labels"].open("w", encoding="utf-8") as out_labels,
+            staged["labels"].open("w", encoding="utf-8", newline="") as out_labels,
         ):
             train.writelines(lines[i] + b"\n" for i in train_rows)
             test.writelines(lines[i] + b"\n" for i in test_rows)
-            out_labels.write("line,label\n")
-            out_labels.writelines(f"{n},{labels[i + 1]}\n" for n, i in enumerate(test_rows, start=1))
+            rows = csv.writer(out_labels, lineterminator="\n")
+            if types is None:
+                rows.writerow(["line", "label"])
+                rows.writerows([n, labels[i + 1]] for n, i in enumerate(test_rows, start=1))
+            else:  # the attack types go along, for evaluate's figures by type
+                rows.writerow(["line", "label", "attack"])
+                rows.writerows(
+                    [n, labels[i + 1], types.get(i + 1, "normal")] for n, i in enumerate(test_rows, start=1)
+                )
         for key, path in staged.items():
             os.replace(path, paths[key])
         staging.rmdir()
@@ -353,5 +452,5 @@ def load_train_normals(path: Path, labels_path: Path | None) -> list[dict[str, A
     """The normal events of a training file (all of them when it has no labels)."""
     if labels_path is None:
         return load_events([path])
-    events, labels = load_labelled(path, labels_path)
+    events, labels, _ = load_labelled(path, labels_path)
     return [e for e, y in zip(events, labels.tolist(), strict=True) if y == 0]

@@ -1465,6 +1465,7 @@ class Labelled:
     labels: Path
     uids: list[str]  # metadata.uid of each line
     attack: list[int]  # 1 for an injected anomaly, per line
+    kinds: list[str]  # the labels file's attack column: the anomaly's kind, or normal
 
 
 @pytest.fixture(scope="module")
@@ -1478,7 +1479,7 @@ def labelled(workdir: Path) -> Labelled:
     )
     labels.write_text("line,label,attack\n" + rows, encoding="utf-8")
     uids = [e["metadata"]["uid"] for e in events]
-    return Labelled(_write_jsonl(workdir / "labelled.jsonl", events), labels, uids, attack)
+    return Labelled(_write_jsonl(workdir / "labelled.jsonl", events), labels, uids, attack, kinds)
 
 
 def _split(labelled: Labelled, output: Path, *options: str) -> subprocess.CompletedProcess[str]:
@@ -1519,8 +1520,11 @@ def test_split_puts_normal_lines_of_one_side_to_train_and_the_other_side_to_test
     )
     assert test == [u for u in labelled.uids if u in set(test)]  # in file order
     rows = _read_csv(split_dir / "test.labels.csv")
-    assert rows[0] == ["line", "label"]
-    assert rows[1:] == [[str(line), str(label_of[uid])] for line, uid in enumerate(test, start=1)]
+    assert rows[0] == ["line", "label", "attack"]  # the attack types go along, for evaluate
+    kind_of = dict(zip(labelled.uids, labelled.kinds, strict=True))
+    assert rows[1:] == [
+        [str(line), str(label_of[uid]), kind_of[uid]] for line, uid in enumerate(test, start=1)
+    ]
     # seeded: another seed draws other lines
     again = _split(labelled, split_dir.parent / "split-seed-1", "--seed", "1")
     assert again.returncode == 0, again.stderr
@@ -1603,6 +1607,15 @@ def test_evaluate_reports_every_score_kind_beside_the_baselines(model: Path, spl
             assert row["roc_auc_vs_raw_knn"] == pytest.approx(difference, abs=1e-9), name
             assert row["roc_auc_vs_raw_knn_low"] <= difference <= row["roc_auc_vs_raw_knn_high"], name
     assert "roc_auc_vs_raw_knn" not in report["raw-knn"]
+    # by attack type (the split kept the labels' attack column): the types add up to the attacks
+    kinds = [row[2] for row in _read_csv(split_dir / "test.labels.csv")[1:] if row[1] == "1"]
+    for name, row in report.items():
+        by_type = row["by_attack"]
+        assert {kind: m["n"] for kind, m in by_type.items()} == {k: kinds.count(k) for k in set(kinds)}, name
+        assert list(by_type) == sorted(by_type, key=lambda k: (-kinds.count(k), k))  # most frequent first
+        found = sum(m["n"] * m["recall"] for m in by_type.values())
+        assert found == pytest.approx(row["recall"] * attacks), name
+        assert all(0 <= m["roc_auc"] <= 1 and 0 <= m["recall_at_raw_fpr"] <= 1 for m in by_type.values())
     assert report["fusion (default)"]["roc_auc"] > 0.75  # measured 0.90: anomalies rank above normal events
     from scorer.evaluate import format_report
 
@@ -1612,6 +1625,9 @@ def test_evaluate_reports_every_score_kind_beside_the_baselines(model: Path, spl
     row = report["fusion (default)"]
     assert fusion[2] == f"{row['roc_auc_low']:.4f}–{row['roc_auc_high']:.4f}"
     assert fusion[3] == f"{row['roc_auc_vs_raw_knn']:+.4f}"
+    at = text.index("by attack type (its attacks against every normal event): fusion (default)")
+    first = next(iter(row["by_attack"]))
+    assert text[at + 3].split()[:2] == [first, f"{row['by_attack'][first]['n']:,}"]
 
 
 @pytest.mark.parametrize(
@@ -1659,8 +1675,14 @@ def test_labels_say_which_row_is_wrong(tmp_path: Path, text: str, message: str) 
     labels.write_text(text, encoding="utf-8")
     with pytest.raises(ValueError, match=re.escape(message)):
         read_labels(labels)
-    labels.write_text("line,label,attack\n1,1,neptune\n2,0,normal\n", encoding="utf-8-sig")
-    assert read_labels(labels) == {1: 1, 2: 0}
+    labels.write_text("line,label,attack\n1,1,neptune\n2,0,normal\n3,1, \n", encoding="utf-8-sig")
+    assert read_labels(labels) == {1: 1, 2: 0, 3: 1}
+    from scorer.evaluate import read_labels_and_types
+
+    # an attack's type, where the file gives the column; one it leaves blank is named so
+    assert read_labels_and_types(labels)[1] == {1: "neptune", 3: "unnamed"}
+    labels.write_text("line,label\n1,1\n", encoding="utf-8")
+    assert read_labels_and_types(labels) == ({1: 1}, None)
 
 
 def test_a_labels_field_over_the_csv_limit_names_its_row(tmp_path: Path) -> None:

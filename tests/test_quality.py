@@ -94,7 +94,7 @@ def test_shifted_nsl_kdd_dev_half_holds_its_floors() -> None:
 
     normals = load_events([NSL / "train_normal.jsonl.gz"])
     train = [normals[i] for i in np.random.default_rng(0).permutation(len(normals))[:DEV_TRAIN]]
-    test, y = load_labelled(NSL / "dev.jsonl.gz", NSL / "dev.labels.csv")
+    test, y, _ = load_labelled(NSL / "dev.jsonl.gz", NSL / "dev.labels.csv")
     detector = Detector.fit(train, progress=False)
     report = evaluate(detector, test, y, train, alpha=0.01, seed=0)
     print(format_report(report, 0.01))  # shown with `pytest -s`

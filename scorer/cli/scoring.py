@@ -4,9 +4,11 @@ events, measured on labelled ones, refreshed on recent ones; and a labelled file
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from scorer.cli import (
     CONFIG_HELP,
@@ -86,7 +88,8 @@ examples:
             "column, recall@raw-FPR, compares every score at one false-alarm budget: the false-positive rate "
             "that raw k-NN's own threshold realised on EVENTS. Then each figure's 95% interval: ROC-AUC "
             "(DeLong), its difference from raw k-NN's on the same events (DeLong, paired: above raw k-NN "
-            "where the interval lies above 0), recall and false-positive rate at alpha (Wilson)."
+            "where the interval lies above 0), recall and false-positive rate at alpha (Wilson). With an "
+            "attack column in LABELS (line,label,attack), the figures of each attack type."
         ),
         epilog="""\
 examples:
@@ -101,7 +104,7 @@ examples:
         "--labels",
         required=True,
         type=_existing,
-        help="CSV with line,label (1 = attack), one row for every line of EVENTS",
+        help="CSV with line,label[,attack] (1 = attack; attack: its type), one row for every line of EVENTS",
     )
     evaluate.add_argument(
         "--train",
@@ -191,7 +194,10 @@ examples:
         "--labels",
         required=True,
         type=_existing,
-        help="CSV with line,label (1 = attack), line 1-based in EVENTS; lines without a label are left out",
+        help=(
+            "CSV with line,label[,attack] (1 = attack; attack: its type, kept), line 1-based in EVENTS; "
+            "lines without a label are left out"
+        ),
     )
     split.add_argument(
         "--output", "-o", required=True, type=_dir_out, help="directory to write the three files to"
@@ -249,7 +255,6 @@ def _score(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     import json
-    import math
 
     from scorer.batch import fields_held_by_none
     from scorer.detector import Detector
@@ -259,7 +264,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     _check_config(args.config)
     set_threads(os.cpu_count() or 1)
     _say(f"reading {args.events} and {args.labels}")
-    events, labels = load_labelled(args.events, args.labels)  # a labels file that does not match fails first
+    events, labels, attack_types = load_labelled(
+        args.events, args.labels
+    )  # a labels file that does not match fails first
     _say(f"reading {args.train}")
     train_events = load_train_normals(args.train, args.train_labels)
     if len(train_events) < 2:  # the baselines' own error would not name the option
@@ -280,13 +287,19 @@ def _evaluate(args: argparse.Namespace) -> int:
     _say(
         f"evaluating on {len(events):,} events ({int(labels.sum()):,} attacks); baselines fit on {len(train_events):,} normal events"
     )
-    report = evaluate(detector, events, labels, train_events, alpha=args.alpha, seed=args.seed, log=_say)
+    report = evaluate(
+        detector,
+        events,
+        labels,
+        train_events,
+        alpha=args.alpha,
+        seed=args.seed,
+        attack_types=attack_types,
+        log=_say,
+    )
     if args.json:  # a figure labels of one class, or an α a row cannot flag at, cannot give is null
-        figures = {  # (JSON has no NaN); cannot_flag says why a row can flag nothing at α, else null
-            name: {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in m.items()}
-            for name, m in report.items()
-        }
-        print(json.dumps(figures, indent=1, allow_nan=False))
+        # (JSON has no NaN); cannot_flag says why a row can flag nothing at α, else null
+        print(json.dumps(_without_nan(report), indent=1, allow_nan=False))
     else:
         print(format_report(report, args.alpha))
     return 0
@@ -355,3 +368,10 @@ def _split(args: argparse.Namespace) -> int:
     for name, path in paths.items():
         _say(f"{name}: {path}")
     return 0
+
+
+def _without_nan(value: Any) -> Any:
+    """``value`` with every NaN, at any depth, as None."""
+    if isinstance(value, dict):
+        return {k: _without_nan(v) for k, v in value.items()}
+    return None if isinstance(value, float) and math.isnan(value) else value
