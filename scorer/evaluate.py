@@ -36,8 +36,9 @@ def read_labels(path: Path) -> dict[int, int]:
 
 
 def read_labels_and_types(path: Path) -> tuple[dict[int, int], dict[int, str] | None]:
-    """``line,label[,attack]`` → the labels, and each attack's type from the ``attack`` column where
-    the file has one (None where it has not; an attack with a blank type is ``unnamed``)."""
+    """``line,label[,attack]`` → the labels, and each row's ``attack`` column where the file has one
+    (None where it has not): an attack's type (``unnamed`` where it is blank), or what a normal row
+    holds there."""
     with path.open(newline="", encoding="utf-8-sig") as handle:  # a spreadsheet's byte-order mark too
         reader = csv.DictReader(handle)
         try:
@@ -67,8 +68,8 @@ def _labels_of(path: Path, reader: csv.DictReader[str]) -> tuple[dict[int, int],
         if line in labels:
             raise ValueError(f"{where}: line {line} is labelled twice")
         labels[line] = label
-        if types is not None and label == 1:
-            types[line] = (row["attack"] or "").strip() or UNNAMED
+        if types is not None:
+            types[line] = (row["attack"] or "").strip() or (UNNAMED if label == 1 else "")
     return labels, types
 
 
@@ -109,7 +110,7 @@ def load_labelled(events_path: Path, labels_path: Path) -> Labelled:
         )
     if not events:
         raise ValueError(f"{events_path} holds no event to evaluate")
-    attack_types = None if types is None else [types.get(line, "") for line in kept]
+    attack_types = None if types is None else [types[line] if labels[line] else "" for line in kept]
     return Labelled(events, np.asarray(y, dtype=np.int64), attack_types)
 
 
@@ -225,27 +226,43 @@ def _by_attack(
 ) -> dict[str, dict[str, float]]:
     """Each attack type, most frequent first: ``n`` (its attacks), ``roc_auc`` (its attacks against
     every normal event), ``recall`` at α (NaN where the row can flag nothing) and
-    ``recall_at_raw_fpr``: which kinds of attack a score finds, and which it misses."""
-    from scorer.metrics import detection_report, recall_at_fpr
+    ``recall_at_raw_fpr``: which kinds of attack a score finds, and which it misses. Events
+    without a score are left out, as :func:`scorer.metrics.detection_report` leaves them.
 
+    One sort of the normal scores serves every type: an attack's share of the normal events below
+    it (a tie counting half) is its part of the ROC-AUC, and the threshold at raw k-NN's
+    false-positive rate is :func:`scorer.metrics.recall_at_fpr`'s."""
     if len(attack_types) != len(labels):
         raise ValueError(f"{len(attack_types):,} attack types for {len(labels):,} events")
-    types = np.asarray(attack_types, dtype=object)
-    attack, normal = labels == 1, labels == 0
-    named, counts = np.unique(types[attack].astype(str), return_counts=True)
-    figures: dict[str, dict[str, float]] = {}
-    for kind, n in sorted(
-        zip(named.tolist(), counts.tolist(), strict=True), key=lambda item: (-item[1], item[0])
-    ):
-        rows = normal | (attack & (types == kind))
-        measured = detection_report(labels[rows], scores[rows], flagged[rows])
-        figures[kind] = {
-            "n": n,
-            "roc_auc": measured["roc_auc"],
-            "recall": math.nan if unflagging else measured["recall"],
-            "recall_at_raw_fpr": recall_at_fpr(labels[rows], scores[rows], raw_fpr),
+    scored = ~np.isnan(scores)
+    normal = np.sort(scores[scored & (labels == 0)])
+    attack = scored & (labels == 1)
+    names, which, counts = np.unique(
+        np.asarray(attack_types, dtype=object)[attack].astype(str), return_inverse=True, return_counts=True
+    )
+    values = scores[attack]
+
+    def per_type(weights: np.ndarray) -> np.ndarray:
+        return np.bincount(which, weights=weights, minlength=names.size) / np.maximum(counts, 1)
+
+    roc_auc = recall_at_raw = np.full(names.size, math.nan)
+    if normal.size:
+        below = np.searchsorted(normal, values, side="left") + np.searchsorted(normal, values, side="right")
+        roc_auc = per_type(below / (2 * normal.size))
+        if not math.isnan(raw_fpr):  # recall_at_fpr's threshold: the (m + 1)-th highest normal score
+            m = round(min(max(raw_fpr, 0.0), 1.0) * normal.size)
+            threshold = normal[normal.size - 1 - m] if m < normal.size else -math.inf
+            recall_at_raw = per_type((values > threshold).astype(np.float64))
+    recall = per_type(flagged[attack].astype(np.float64))
+    return {
+        str(names[i]): {
+            "n": int(counts[i]),
+            "roc_auc": float(roc_auc[i]),
+            "recall": math.nan if unflagging else float(recall[i]),
+            "recall_at_raw_fpr": float(recall_at_raw[i]),
         }
-    return figures
+        for i in sorted(range(names.size), key=lambda i: (-counts[i], names[i]))
+    }
 
 
 def _add_intervals(row: dict[str, Any], labels: np.ndarray, scores: np.ndarray) -> None:
@@ -284,8 +301,14 @@ def format_report(report: Mapping[str, Mapping[str, Any]], alpha: float) -> str:
         )
     if all("roc_auc_low" in m for m in report.values()):
         lines += ["", *_intervals(report)]
+    if any(math.isnan(m.get("roc_auc_low", 0.0)) and not math.isnan(m["roc_auc"]) for m in report.values()):
+        lines.append(
+            "n/a intervals: an interval of ROC-AUC needs two attacks and two normal events, and a ranking "
+            "that is not perfect (where every attack ranks above every normal event, DeLong's method reads "
+            "no spread)"
+        )
     default = next((name for name in report if name.endswith(" (default)")), None)
-    if default is not None and "by_attack" in report[default]:
+    if default is not None and report[default].get("by_attack"):
         lines += ["", *_by_attack_table(report, default)]
     if any(math.isnan(m["roc_auc"]) for m in report.values()):
         lines.append(
@@ -313,7 +336,7 @@ def _intervals(report: Mapping[str, Mapping[str, Any]]) -> list[str]:
     for name, m in report.items():
         line = f"{name:<22}{_range(m['roc_auc_low'], m['roc_auc_high'], 17)}"
         if against:
-            if "roc_auc_vs_raw_knn" in m and not math.isnan(m["roc_auc_vs_raw_knn"]):
+            if "roc_auc_vs_raw_knn" in m and not math.isnan(m["roc_auc_vs_raw_knn_low"]):
                 difference = f"{m['roc_auc_vs_raw_knn']:+.4f} ({m['roc_auc_vs_raw_knn_low']:+.4f}, {m['roc_auc_vs_raw_knn_high']:+.4f})"
                 line += f"{difference:>29}"
             else:
@@ -333,12 +356,17 @@ def _by_attack_table(report: Mapping[str, Mapping[str, Any]], default: str) -> l
     header += f"{'raw-knn ROC-AUC':>17}{'recall@α':>10}" if raw is not None else ""
     lines = [f"by attack type (its attacks against every normal event): {default}", header, "-" * len(header)]
     for kind, m in mine.items():
-        line = f"{kind[: width - 2]:<{width}}{m['n']:>7,}{_figure(m['roc_auc'], 9)}{_figure(m['recall'], 10)}"
+        line = f"{_cut(kind, width - 2):<{width}}{m['n']:>7,}{_figure(m['roc_auc'], 9)}{_figure(m['recall'], 10)}"
         line += _figure(m["recall_at_raw_fpr"], 16)
         if raw is not None:
             line += _figure(raw[kind]["roc_auc"], 17) + _figure(raw[kind]["recall"], 10)
         lines.append(line)
     return lines
+
+
+def _cut(name: str, width: int) -> str:
+    """``name`` in ``width`` characters: its start and its end, where most names differ."""
+    return name if len(name) <= width else f"{name[: (width - 1) // 2]}…{name[-(width // 2) :]}"
 
 
 def _range(low: float, high: float, width: int) -> str:
@@ -366,7 +394,7 @@ def split_labelled(
 
     Writes ``train_normal.jsonl.gz`` (normal lines of side A), ``test.jsonl.gz`` (all lines of
     side B, in file order) and ``test.labels.csv`` (``line,label``, 1-based in test.jsonl.gz, and
-    ``attack`` where the labels file has that column: the attack's type, ``normal`` for a normal line).
+    ``attack`` where the labels file has that column, as it was; an attack's blank one ``unnamed``).
     Lines without a label, and lines that are not JSON objects, are left out; ``log`` is told how many.
     """
     say: Callable[[str], None] = log or (lambda message: None)
@@ -430,9 +458,7 @@ def split_labelled(
                 rows.writerows([n, labels[i + 1]] for n, i in enumerate(test_rows, start=1))
             else:  # the attack types go along, for evaluate's figures by type
                 rows.writerow(["line", "label", "attack"])
-                rows.writerows(
-                    [n, labels[i + 1], types.get(i + 1, "normal")] for n, i in enumerate(test_rows, start=1)
-                )
+                rows.writerows([n, labels[i + 1], types[i + 1]] for n, i in enumerate(test_rows, start=1))
         for key, path in staged.items():
             os.replace(path, paths[key])
         staging.rmdir()

@@ -139,13 +139,16 @@ def _usable(labels: ArrayLike, *scores: ArrayLike) -> tuple[np.ndarray, np.ndarr
 
 def roc_auc_interval(labels: ArrayLike, scores: ArrayLike, level: float = LEVEL) -> tuple[float, float]:
     """DeLong's interval for the ROC-AUC of ``scores`` (NaN scores left out, as
-    :func:`detection_report` leaves them); (NaN, NaN) without two attacks and two normal events."""
+    :func:`detection_report` leaves them); (NaN, NaN) without two attacks and two normal events, or
+    where DeLong's variance is 0 (every attack above every normal event, say): not that it is sure."""
     usable = _usable(labels, scores)
     if usable is None:
         return math.nan, math.nan
     aucs, covariance = _delong(*usable)
-    z = NormalDist().inv_cdf(0.5 + level / 2)
-    half = z * math.sqrt(max(float(covariance[0, 0]), 0.0))
+    variance = float(covariance[0, 0])
+    if not variance > 1e-15:  # every attack on one side of every normal event, or all tied: no spread to read
+        return math.nan, math.nan
+    half = NormalDist().inv_cdf(0.5 + level / 2) * math.sqrt(variance)
     return max(0.0, float(aucs[0]) - half), min(1.0, float(aucs[0]) + half)
 
 
@@ -154,12 +157,15 @@ def roc_auc_difference(
 ) -> tuple[float, float, float]:
     """ROC-AUC of ``scores`` minus that of ``reference`` on the same events, and DeLong's interval
     for the difference: paired, so the events both rank alike do not widen it. Events either
-    score left unscored are left out of both. (NaN, NaN, NaN) without two of each class."""
+    score left unscored are left out of both. (NaN, NaN, NaN) without two of each class; the
+    interval NaN where DeLong's variance of the difference is 0."""
     usable = _usable(labels, scores, reference)
     if usable is None:
         return math.nan, math.nan, math.nan
     aucs, covariance = _delong(*usable)
     difference = float(aucs[0] - aucs[1])
     variance = float(covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1])
-    half = NormalDist().inv_cdf(0.5 + level / 2) * math.sqrt(max(variance, 0.0))
+    if not variance > 1e-15:  # the two rank every pair alike (or perfectly): DeLong reads no spread
+        return difference, math.nan, math.nan
+    half = NormalDist().inv_cdf(0.5 + level / 2) * math.sqrt(variance)
     return difference, difference - half, difference + half

@@ -285,6 +285,42 @@ def test_a_paired_difference_is_narrower_than_each_roc_auc_and_covers_a_zero_dif
     assert high - low < (one_high - one_low) / 2
 
 
+def _delong_by_pairs(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DeLong's AUCs and covariance from the definition: every (attack, normal) pair, a tie half."""
+    attack, normal = scores[:, labels == 1], scores[:, labels == 0]
+    kernel = (attack[:, :, None] > normal[:, None, :]) + 0.5 * (attack[:, :, None] == normal[:, None, :])
+    v10, v01 = kernel.mean(axis=2), kernel.mean(axis=1)
+    return kernel.mean(axis=(1, 2)), np.cov(v10) / attack.shape[1] + np.cov(v01) / normal.shape[1]
+
+
+def test_delong_from_midranks_is_delong_from_every_pair_with_ties() -> None:
+    """Ties are common here (every event flagged for an impossible number shares one score): the
+    midrank computation must count a tie as half a pair, as the definition does."""
+    from scorer.metrics import _delong
+
+    rng = np.random.default_rng(6)
+    for _ in range(5):
+        labels = rng.integers(0, 2, 120)
+        scores = rng.integers(0, 6, (3, 120)).astype(np.float64)  # few values: many ties
+        scores[1] += 2 * labels  # one that ranks attacks higher, so the rows differ
+        aucs, covariance = _delong(labels, scores)
+        expected_aucs, expected_covariance = _delong_by_pairs(labels, scores)
+        np.testing.assert_allclose(aucs, expected_aucs, atol=1e-12)
+        np.testing.assert_allclose(covariance, expected_covariance, atol=1e-12)
+
+
+def test_a_perfect_ranking_has_no_interval_rather_than_a_certain_one() -> None:
+    """DeLong's variance is 0 where every attack ranks above every normal event: an interval of
+    1.0000-1.0000 would read as certainty, with two attacks as with two thousand."""
+    labels = np.array([0, 0, 1, 1])
+    assert all(math.isnan(x) for x in roc_auc_interval(labels, np.array([0.0, 1.0, 2.0, 3.0])))
+    assert all(math.isnan(x) for x in roc_auc_interval(labels, np.zeros(4)))  # every pair tied
+    difference, low, high = roc_auc_difference(labels, np.zeros(4), np.array([0.0, 1.0, 2.0, 3.0]))
+    assert difference == -0.5
+    assert math.isnan(low)
+    assert math.isnan(high)
+
+
 def test_roc_auc_intervals_leave_out_what_was_not_scored_and_need_two_of_each_class() -> None:
     labels = np.array([0, 0, 0, 1, 1, 1, 0])
     scores = np.array([0.1, 0.4, 0.35, 0.8, 0.3, 0.9, np.nan])

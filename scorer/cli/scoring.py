@@ -86,9 +86,9 @@ examples:
             "kinds, and for two baselines fitted on the normal events of TRAIN_EVENTS in the same run: k-NN "
             "(k = 20) on raw features and IsolationForest, each thresholded on a held-out fifth. The last "
             "column, recall@raw-FPR, compares every score at one false-alarm budget: the false-positive rate "
-            "that raw k-NN's own threshold realised on EVENTS. Then each figure's 95% interval: ROC-AUC "
-            "(DeLong), its difference from raw k-NN's on the same events (DeLong, paired: above raw k-NN "
-            "where the interval lies above 0), recall and false-positive rate at alpha (Wilson). With an "
+            "that raw k-NN's own threshold realised on EVENTS. Then 95% intervals: of ROC-AUC (DeLong), of "
+            "its difference from raw k-NN's on the same events (DeLong, paired: above raw k-NN where the "
+            "interval lies above 0), of recall and false-positive rate at alpha (Wilson). With an "
             "attack column in LABELS (line,label,attack), the figures of each attack type."
         ),
         epilog="""\
