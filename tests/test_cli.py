@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import termios
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -2166,6 +2167,12 @@ def test_demo_scores_the_demo_file_with_the_registered_champion(model: Path, tmp
     assert len(listed) == min(10, len(flagged))
     assert {int(line.split()[1]) for line in listed} <= set(flagged)
     assert "typical" in listed[0]
+    # which kinds were found, from the labels' attack column: every kind injected, most frequent first
+    rows = _read_csv(state / "demo" / "demo.labels.csv")[1:]
+    injected = Counter(row[2] for row in rows if row[1] == "1")
+    found = Counter(rows[line - 1][2] for line in flagged if labels[line - 1])
+    expected = ", ".join(f"{kind} {found[kind]}/{n}" for kind, n in injected.most_common())
+    assert f"found, by kind: {expected}\n" in result.stdout
 
 
 def test_state_dir_is_the_working_directory_unless_ocsf_anomaly_home_says(

@@ -31,12 +31,14 @@ examples:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from collections import Counter
+
     import orjson
 
     from scorer.batch import score_file
     from scorer.demo import write_demo_files
     from scorer.detector import Detector
-    from scorer.evaluate import read_labels
+    from scorer.evaluate import read_labels_and_types
     from scorer.io import load_events
     from scorer.paths import state_dir
     from scorer.registry import RegistryError
@@ -66,7 +68,7 @@ def _demo(args: argparse.Namespace) -> int:
     scored = demo_dir / "scored.jsonl"
     with registry.fetched(champion) as model_dir:
         stats = score_file(model_dir, files.demo, scored, progress=False)
-    labels = read_labels(files.labels)
+    labels, kinds = read_labels_and_types(files.labels)
     flagged = []
     with scored.open("rb") as handle:
         for line, raw in enumerate(handle, start=1):
@@ -76,7 +78,14 @@ def _demo(args: argparse.Namespace) -> int:
     hits = sum(labels.get(line, 0) for line, _ in flagged)
     attacks = sum(labels.values())
     print(f"\nscored {stats.lines:,} demo events → {scored}")
-    print(f"{len(flagged)} flagged at α = 0.01; {hits} of them injected anomalies ({hits}/{attacks} found)\n")
+    print(f"{len(flagged)} flagged at α = 0.01; {hits} of them injected anomalies ({hits}/{attacks} found)")
+    if kinds is not None:  # which kinds of anomaly the model finds, and which it misses
+        injected = Counter(kinds[line] for line, label in labels.items() if label)
+        found = Counter(kinds[line] for line, _ in flagged if labels.get(line))
+        print(
+            "found, by kind: " + ", ".join(f"{kind} {found[kind]}/{n}" for kind, n in injected.most_common())
+        )
+    print()
     flagged.sort(key=lambda item: item[1]["anomaly"]["p_value"])
     for line, event in flagged[:10]:
         anomaly = event["anomaly"]
