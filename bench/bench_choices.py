@@ -94,10 +94,13 @@ def shift_study(seeds: list[int]) -> None:
             row.setdefault("raw-knn", []).append(
                 (raw_report["roc_auc"], recall_at_fpr(y, raw.scores, raw_fpr), raw_fpr)
             )
-            fitted = Detector.fit(train, config=DetectorConfig(seed=seed), progress=False)
+            # the calibration events stay out of the baseline until each option has calibrated on them
+            fitted = Detector.fit(
+                train, config=DetectorConfig(seed=seed), progress=False, calibration_joins_baseline=False
+            )
             calibration = [train[i] for i in split_for_fit(len(train), fitted.config)[0]]
             for name, changes in SHIFT_OPTIONS.items():  # the indices built again for each option
-                variant = fitted.with_config(**changes).reindex(calibration)
+                variant = fitted.with_config(**changes).reindex(calibration).admit(calibration)
                 kind = variant.config.score
                 result = variant.score(test, explain=False)
                 scores = result.components[kind]
@@ -142,9 +145,16 @@ def main() -> None:
                 f"{name} raw-knn: ROC-AUC {raw['roc_auc']:.4f} PR-AUC {raw['pr_auc']:.4f} recall {raw['recall']:.4f} FPR {raw['fpr']:.4f}"
             )
             for epochs in (2, 6):
-                fitted = Detector.fit(train, train_config=TrainConfig(epochs=epochs), progress=False)
+                fitted = Detector.fit(
+                    train,
+                    train_config=TrainConfig(epochs=epochs),
+                    progress=False,
+                    calibration_joins_baseline=False,  # until each setting has calibrated on them
+                )
                 for k, feature_k in ((20, 1), (20, 20), (5, 1), (1, 1)):
-                    variant = fitted.with_config(k=k, feature_k=feature_k).calibrate(calibration)
+                    variant = (
+                        fitted.with_config(k=k, feature_k=feature_k).calibrate(calibration).admit(calibration)
+                    )
                     report(f"{name} epochs={epochs} k={k} feature_k={feature_k}", variant, test, y)
         elif args.study == "loss":
             for weight in (0.0, 1.0, 3.0):

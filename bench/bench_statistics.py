@@ -2,7 +2,8 @@
 
 For each protocol and seed (the protocols of bench_detection.py): fit the default detector, keep
 its encoder's feature-space vectors, unweighted (`encoder.dense`), of the baseline, the held-out calibration events and the test events,
-and its standardised embedding score; raw k-NN is fitted on the same split. Then each option
+and its standardised embedding score (the calibration events kept out of the baseline, as every
+detector was fitted before 2026-12-07); raw k-NN is fitted on the same split. Then each option
 below is scored with exact search, standardised on the baseline's own leave-one-out scores (as
 the detector's standardisers are), fused with the embedding at a weight w, calibrated on the
 calibration events (by class, as the detector does), and judged: ROC-AUC / recall at raw k-NN's
@@ -64,7 +65,9 @@ def vectors(protocol: str, seed: int) -> dict[str, Any]:
         train, test, y = protocol_data(protocol, seed)
         raw = run_baselines(train, test, seed=seed)[0]
         raw_fpr = detection_report(y, raw.scores, raw.flagged)["fpr"]
-        detector = Detector.fit(train, config=DetectorConfig(seed=seed), progress=False)
+        detector = Detector.fit(  # the baseline without the calibration events, which are scored against it
+            train, config=DetectorConfig(seed=seed), progress=False, calibration_joins_baseline=False
+        )
         cal = [train[i] for i in split_for_fit(len(train), detector.config)[0]]
         encoder, embedding = detector.encoder, detector.standardisers["embedding"]
         encoded = {"cal": encoder.encode(cal), "test": encoder.encode(test)}

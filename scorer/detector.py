@@ -207,11 +207,15 @@ class Detector:
         model_config: dict[str, Any] | None = None,
         progress: bool = True,
         log: Callable[[str], None] | None = None,
+        calibration_joins_baseline: bool = True,
     ) -> Detector:
         """Fit on normal events: encoder and network on one part, calibration on a held-out part.
 
         The baseline index is a sample of the training part (the same events may train the
-        encoder and sit in the index); calibration events are held out from both.
+        encoder and sit in the index); calibration events are held out from both, and once they
+        have set the thresholds they join the baseline where ``baseline_size`` leaves it room
+        (:meth:`admit`), unless ``calibration_joins_baseline`` is false (for studies that calibrate
+        the fitted detector again on them).
         """
         from scorer.model import TrainConfig, train_model, weights_of  # torch: only training needs it
 
@@ -281,8 +285,9 @@ class Detector:
         getter = compile_getter("metadata.uid")
         baseline_ids = [_event_id(getter(train_events[i]), int(i)) for i in baseline_rows]
         say(f"indexing a baseline of {len(baseline):,} events")
+        cal_encoded = encoder.encode(cal_events)
         embedding_index, feature_index, feature_weights = _build_indices(
-            net, encoder, baseline, encoder.encode(cal_events), config
+            net, encoder, baseline, cal_encoded, config
         )
         detector = cls(
             config=config,
@@ -300,12 +305,19 @@ class Detector:
         detector.calibrate(cal_events)
         if (why := detector.cannot_flag()) is not None:
             say(f"warning: {why}")
+        if calibration_joins_baseline and len(baseline) < config.baseline_size:
+            detector.admit(cal_events, cal_encoded)
+            say(
+                f"{len(detector.baseline) - len(baseline):,} of the calibration events join the baseline, "
+                f"as its size allows: {len(detector.baseline):,} events"
+            )
         detector.metadata = {
             "training": {
                 "events": len(events),
                 "encoder_events": report.rows,
-                "baseline_events": len(baseline),
+                "baseline_events": len(detector.baseline),
                 "calibration_events": len(cal_events),
+                "calibration_in_baseline": calibration_joins_baseline,
                 "seconds": round(time.perf_counter() - started, 2),
                 "report": report.to_dict(),
                 "config": train_config.to_dict(),
@@ -321,6 +333,34 @@ class Detector:
             "excluded": [{"path": p, "reason": r} for p, r in spec.excluded],
         }
         return detector
+
+    def admit(self, events: Sequence[Event], encoded: EncodedBatch | None = None) -> Detector:
+        """Take normal ``events`` (``encoded``, if they are already) into the baseline where it has
+        room (up to ``baseline_size`` rows in all: the first of them), without calibrating again: an
+        event's distance to its nearest baseline events can only shrink when the baseline grows
+        (with exact or IVF search), and the standardisers and thresholds stay as they were, so a
+        p-value is never smaller than it was: what α bounds, it still bounds (a little below α).
+
+        :meth:`fit` admits its calibration events this way once they have set the thresholds: a
+        later event finds more of its normal kin (BENCHMARKS.md). The indices are copies: a
+        detector sharing them (:meth:`with_config`) is left as it was."""
+        room = max(0, self.config.baseline_size - len(self.baseline))
+        events = list(events)[:room]
+        if not events:
+            return self
+        encoded = encoded.take(np.arange(len(events))) if encoded is not None else self.encoder.encode(events)
+        getter = compile_getter("metadata.uid")
+        offset = len(self.baseline)
+        self.baseline_ids = self.baseline_ids + [
+            _event_id(getter(e), offset + i) for i, e in enumerate(events)
+        ]
+        self.baseline = EncodedBatch(
+            cat=np.concatenate([self.baseline.cat, encoded.cat]),
+            num=np.concatenate([self.baseline.num, encoded.num]),
+        )
+        self.embedding_index = self.embedding_index.extended(embed(self.net, encoded))
+        self.feature_index = self.feature_index.extended(self.feature_vectors(encoded))
+        return self
 
     def _left_out(self, flagged: int, offered: int, alpha: float) -> str:
         """What the baseline's screen left out, and a warning when it is many more than α."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,13 @@ class KnnIndex:
             return ivf
         hnsw = _tune(_hnsw(vectors), "hnsw", HNSW_EF_SEARCH, vectors, queries, truth, target_recall)
         return hnsw if hnsw.worst_recall >= target_recall else max((ivf, hnsw), key=lambda c: c.worst_recall)
+
+    def extended(self, vectors: FloatArray) -> KnnIndex:
+        """A copy of this index holding ``vectors`` too, searched at the same effort (an IVF's lists
+        and an HNSW's graph take them in as built; recall is as measured before); this one unchanged."""
+        index = faiss.clone_index(self.index)
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        return replace(self, index=index)
 
     @property
     def worst_recall(self) -> float:

@@ -8,7 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def small_fit(events: Sequence[dict[str, Any]], log: Any = None) -> Any:
+def small_fit(
+    events: Sequence[dict[str, Any]], log: Any = None, baseline_size: int = 1_000, **fit: Any
+) -> Any:
     import faiss
     import torch
 
@@ -21,10 +23,11 @@ def small_fit(events: Sequence[dict[str, Any]], log: Any = None) -> Any:
     try:
         return Detector.fit(
             events,
-            config=DetectorConfig(baseline_size=1_000, seed=0),
+            config=DetectorConfig(baseline_size=baseline_size, seed=0),
             train_config=TrainConfig(epochs=1, max_rows=2_000, seed=0),
             progress=False,
             log=log,
+            **fit,
         )
     finally:
         torch.set_num_threads(threads[0])

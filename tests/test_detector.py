@@ -205,6 +205,46 @@ def test_rebaseline_brings_new_normal_traffic_in(
     assert after < 0.05
 
 
+def test_the_calibration_events_join_the_baseline_where_it_has_room_and_no_p_value_falls(
+    train_events: list[Event], held_out_events: list[Event]
+) -> None:
+    """Held out to set the thresholds, the calibration events then join the baseline: a later event
+    finds more of its normal kin (BENCHMARKS.md), and as its distances can only shrink while the
+    thresholds stay, no p-value falls: what α bounds, it still bounds."""
+    from scorer.detector import split_for_fit
+
+    said: list[str] = []
+    joined = small_fit(train_events, log=said.append, baseline_size=10_000)
+    apart = small_fit(train_events, baseline_size=10_000, calibration_joins_baseline=False)
+    n_cal = apart.metadata["training"]["calibration_events"]
+    assert len(joined.baseline) == len(joined.baseline_ids) == len(apart.baseline) + n_cal
+    assert joined.embedding_index.size == joined.feature_index.size == len(joined.baseline)
+    assert joined.metadata["training"]["baseline_events"] == len(joined.baseline)
+    assert f"{n_cal:,} of the calibration events join the baseline, as its size allows" in " ".join(said)
+    # the same step on the detector fitted without it: the copy takes them, the original is as it was
+    calibration = [train_events[i] for i in split_for_fit(len(train_events), apart.config)[0]]
+    admitted = apart.with_config().admit(calibration)
+    assert (len(apart.baseline), apart.feature_index.size) == (len(joined.baseline) - n_cal,) * 2
+    assert admitted.baseline_ids[-n_cal:] == [e["metadata"]["uid"] for e in calibration]
+    before = apart.score(held_out_events, explain=False)
+    after = admitted.score(held_out_events, explain=False)
+    assert (after.p_value >= before.p_value).all()
+    assert (after.p_value > before.p_value).mean() > 0.1
+    # each calibration event is now in the baseline: its own nearest event, at distance 0
+    distances, _ = admitted.feature_index.search(
+        admitted.feature_vectors(admitted.encoder.encode(calibration)), 1
+    )
+    assert (distances[:, 0] == 0).all()
+    # the baseline's size bounds it: a full baseline takes none, one with room only what fits
+    assert len(apart.with_config(baseline_size=len(apart.baseline)).admit(calibration).baseline) == len(
+        apart.baseline
+    )
+    assert (
+        len(apart.with_config(baseline_size=len(apart.baseline) + 7).admit(calibration).baseline)
+        == len(apart.baseline) + 7
+    )
+
+
 def test_rebaseline_leaves_out_of_the_baseline_what_the_model_flags(
     fitted_detector: Detector, held_out_events: list[Event]
 ) -> None:
