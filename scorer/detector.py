@@ -307,17 +307,18 @@ class Detector:
             say(f"warning: {why}")
         if calibration_joins_baseline and len(baseline) < config.baseline_size:
             detector.admit(cal_events, cal_encoded)
-            say(
-                f"{len(detector.baseline) - len(baseline):,} of the calibration events join the baseline, "
-                f"as its size allows: {len(detector.baseline):,} events"
-            )
+            if len(detector.baseline) > len(baseline):
+                say(
+                    f"{len(detector.baseline) - len(baseline):,} of the calibration events join the baseline, "
+                    f"as its size allows: {len(detector.baseline):,} events"
+                )
         detector.metadata = {
             "training": {
                 "events": len(events),
                 "encoder_events": report.rows,
                 "baseline_events": len(detector.baseline),
                 "calibration_events": len(cal_events),
-                "calibration_in_baseline": calibration_joins_baseline,
+                "calibration_in_baseline": len(detector.baseline) - len(baseline),  # how many joined
                 "seconds": round(time.perf_counter() - started, 2),
                 "report": report.to_dict(),
                 "config": train_config.to_dict(),
@@ -336,17 +337,20 @@ class Detector:
 
     def admit(self, events: Sequence[Event], encoded: EncodedBatch | None = None) -> Detector:
         """Take normal ``events`` (``encoded``, if they are already) into the baseline where it has
-        room (up to ``baseline_size`` rows in all: the first of them), without calibrating again: an
-        event's distance to its nearest baseline events can only shrink when the baseline grows
-        (with exact or IVF search), and the standardisers and thresholds stay as they were, so a
-        p-value is never smaller than it was: what α bounds, it still bounds (a little below α).
+        room (up to ``baseline_size`` rows in all: the first of them), without calibrating again.
+        An event's distance to its nearest baseline events can only shrink when the baseline grows,
+        and the standardisers and thresholds stay as they were, so its p-value does not fall: what
+        α bounds, it still bounds (a little below α). That holds for exact and IVF search, up to
+        float32's choice between near-equal neighbours; an HNSW graph rewires as it grows and can
+        lose a neighbour it found, so a detector with an HNSW index admits nothing.
 
         :meth:`fit` admits its calibration events this way once they have set the thresholds: a
-        later event finds more of its normal kin (BENCHMARKS.md). The indices are copies: a
-        detector sharing them (:meth:`with_config`) is left as it was."""
+        later event finds more of its normal kin (BENCHMARKS.md). Do not calibrate again on events
+        admitted (they would be their own nearest neighbours). The indices are copies: a detector
+        sharing them (:meth:`with_config`) is left as it was."""
         room = max(0, self.config.baseline_size - len(self.baseline))
         events = list(events)[:room]
-        if not events:
+        if not events or "hnsw" in (self.embedding_index.kind, self.feature_index.kind):
             return self
         encoded = encoded.take(np.arange(len(events))) if encoded is not None else self.encoder.encode(events)
         getter = compile_getter("metadata.uid")
@@ -473,7 +477,8 @@ class Detector:
     def calibrate(self, events: Sequence[Event]) -> Detector:
         """Fit score standardisers and conformal calibration of every score kind on ``events``.
 
-        ``events`` must be normal and held out from the encoder's training and from the baseline.
+        ``events`` must be normal and held out from the encoder's training and from the baseline
+        (:meth:`fit`'s own calibration events have joined the baseline: :meth:`admit`).
         Every score kind is calibrated, so the kind can be switched at scoring time.
         """
         self.standardisers = self._fit_standardisers()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -220,29 +221,37 @@ def test_the_calibration_events_join_the_baseline_where_it_has_room_and_no_p_val
     assert len(joined.baseline) == len(joined.baseline_ids) == len(apart.baseline) + n_cal
     assert joined.embedding_index.size == joined.feature_index.size == len(joined.baseline)
     assert joined.metadata["training"]["baseline_events"] == len(joined.baseline)
+    assert joined.metadata["training"]["calibration_in_baseline"] == n_cal
     assert f"{n_cal:,} of the calibration events join the baseline, as its size allows" in " ".join(said)
+    # they joined after setting the thresholds, which are those of the detector fitted without it
+    assert joined.calibrations["fusion"].to_dict() == apart.calibrations["fusion"].to_dict()
+    assert joined.standardisers == apart.standardisers
+    before = apart.score(held_out_events, explain=False)
+    after = joined.score(held_out_events, explain=False)
+    assert (after.p_value >= before.p_value).all()
+    assert (after.p_value > before.p_value).mean() > 0.1
+    assert after.is_anomaly.mean() <= before.is_anomaly.mean()
     # the same step on the detector fitted without it: the copy takes them, the original is as it was
     calibration = [train_events[i] for i in split_for_fit(len(train_events), apart.config)[0]]
     admitted = apart.with_config().admit(calibration)
-    assert (len(apart.baseline), apart.feature_index.size) == (len(joined.baseline) - n_cal,) * 2
+    size = len(joined.baseline) - n_cal
+    assert (len(apart.baseline), apart.embedding_index.size, apart.feature_index.size) == (size,) * 3
     assert admitted.baseline_ids[-n_cal:] == [e["metadata"]["uid"] for e in calibration]
-    before = apart.score(held_out_events, explain=False)
-    after = admitted.score(held_out_events, explain=False)
-    assert (after.p_value >= before.p_value).all()
-    assert (after.p_value > before.p_value).mean() > 0.1
+    assert (admitted.score(held_out_events, explain=False).p_value == after.p_value).all()
     # each calibration event is now in the baseline: its own nearest event, at distance 0
     distances, _ = admitted.feature_index.search(
         admitted.feature_vectors(admitted.encoder.encode(calibration)), 1
     )
     assert (distances[:, 0] == 0).all()
     # the baseline's size bounds it: a full baseline takes none, one with room only what fits
-    assert len(apart.with_config(baseline_size=len(apart.baseline)).admit(calibration).baseline) == len(
-        apart.baseline
-    )
-    assert (
-        len(apart.with_config(baseline_size=len(apart.baseline) + 7).admit(calibration).baseline)
-        == len(apart.baseline) + 7
-    )
+    full = apart.with_config(baseline_size=size)
+    assert len(full.admit(calibration).baseline) == size
+    assert len(apart.with_config(baseline_size=size + 7).admit(calibration).baseline) == size + 7
+    assert small_fit(train_events).metadata["training"]["calibration_in_baseline"] == 0  # 1,000: full
+    # an HNSW graph rewires as it grows and can lose a neighbour it found: nothing is admitted there
+    hnsw = apart.with_config()
+    hnsw.feature_index = replace(hnsw.feature_index, kind="hnsw")
+    assert len(hnsw.admit(calibration).baseline) == size
 
 
 def test_rebaseline_leaves_out_of_the_baseline_what_the_model_flags(
