@@ -305,8 +305,8 @@ class Detector:
         detector.calibrate(cal_events)
         if (why := detector.cannot_flag()) is not None:
             say(f"warning: {why}")
-        if calibration_joins_baseline and len(baseline) < config.baseline_size:
-            detector.admit(cal_events, cal_encoded)
+        if calibration_joins_baseline:
+            detector.admit(cal_events, cal_encoded)  # as far as baseline_size leaves room
             if len(detector.baseline) > len(baseline):
                 say(
                     f"{len(detector.baseline) - len(baseline):,} of the calibration events join the baseline, "

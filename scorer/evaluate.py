@@ -189,30 +189,25 @@ def evaluate(
                 )
             measured(baseline.name, detection_report(labels, baseline.scores, baseline.flagged), why)
             scores_of[baseline.name], flagged_of[baseline.name] = baseline.scores, baseline.flagged
-        raw_fpr = report["raw-knn"]["fpr"]  # NaN when raw k-NN flags nothing at α: no budget to compare at
-        for name, scores in scores_of.items():
-            report[name]["recall_at_raw_fpr"] = recall_at_fpr(labels, scores, raw_fpr)
+    # NaN when raw k-NN flags nothing at α (or was not fitted): no budget to compare at
+    raw_fpr = report["raw-knn"]["fpr"] if baselines else math.nan
+    for name, scores in scores_of.items():
+        row = report[name]
+        if baselines:
+            row["recall_at_raw_fpr"] = recall_at_fpr(labels, scores, raw_fpr)
             if name != "raw-knn":  # paired on the same events: how sure "above raw k-NN" is
                 difference = roc_auc_difference(labels, scores, scores_of["raw-knn"])
-                report[name].update(
+                row.update(
                     zip(
                         ("roc_auc_vs_raw_knn", "roc_auc_vs_raw_knn_low", "roc_auc_vs_raw_knn_high"),
                         difference,
                         strict=True,
                     )
                 )
-    for name, scores in scores_of.items():
-        _add_intervals(report[name], labels, scores)
+        _add_intervals(row, labels, scores)
         if attack_types is not None:
-            raw_fpr = report["raw-knn"]["fpr"] if baselines else math.nan
-            report[name]["by_attack"] = _by_attack(
-                labels,
-                scores,
-                flagged_of[name],
-                attack_types,
-                raw_fpr,
-                report[name]["cannot_flag"] is not None,
-            )
+            unflagging = row["cannot_flag"] is not None
+            row["by_attack"] = _by_attack(labels, scores, flagged_of[name], attack_types, raw_fpr, unflagging)
     return report
 
 
@@ -232,6 +227,8 @@ def _by_attack(
     One sort of the normal scores serves every type: an attack's share of the normal events below
     it (a tie counting half) is its part of the ROC-AUC, and the threshold at raw k-NN's
     false-positive rate is :func:`scorer.metrics.recall_at_fpr`'s."""
+    from scorer.metrics import threshold_at_fpr
+
     if len(attack_types) != len(labels):
         raise ValueError(f"{len(attack_types):,} attack types for {len(labels):,} events")
     scored = ~np.isnan(scores)
@@ -249,10 +246,8 @@ def _by_attack(
     if normal.size:
         below = np.searchsorted(normal, values, side="left") + np.searchsorted(normal, values, side="right")
         roc_auc = per_type(below / (2 * normal.size))
-        if not math.isnan(raw_fpr):  # recall_at_fpr's threshold: the (m + 1)-th highest normal score
-            m = round(min(max(raw_fpr, 0.0), 1.0) * normal.size)
-            threshold = normal[normal.size - 1 - m] if m < normal.size else -math.inf
-            recall_at_raw = per_type((values > threshold).astype(np.float64))
+        if not math.isnan(raw_fpr):
+            recall_at_raw = per_type((values > threshold_at_fpr(normal, raw_fpr)).astype(np.float64))
     recall = per_type(flagged[attack].astype(np.float64))
     return {
         str(names[i]): {

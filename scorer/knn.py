@@ -108,7 +108,9 @@ class KnnIndex:
 
     def extended(self, vectors: FloatArray) -> KnnIndex:
         """A copy of this index holding ``vectors`` too, searched at the same effort (an IVF's lists
-        and an HNSW's graph take them in as built; recall is as measured before); this one unchanged."""
+        take them in as built; recall is as measured before); this one unchanged. An HNSW graph
+        takes them too, but rewires as it grows and can lose a neighbour it found
+        (:meth:`scorer.detector.Detector.admit` extends none)."""
         index = faiss.clone_index(self.index)
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
         return replace(self, index=index)

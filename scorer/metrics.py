@@ -85,12 +85,18 @@ def recall_at_fpr(labels: ArrayLike, scores: ArrayLike, fpr: float) -> float:
         raise ValueError(f"labels and scores must be 1-D and of one length, got {y.shape} and {s.shape}")
     present = ~np.isnan(s)
     y, s = y[present], s[present]
-    normal, attack = np.sort(s[y == 0])[::-1], s[y == 1]
+    normal, attack = np.sort(s[y == 0]), s[y == 1]
     if not normal.size or not attack.size or math.isnan(fpr):
         return math.nan
+    return float(np.mean(attack > threshold_at_fpr(normal, fpr)))
+
+
+def threshold_at_fpr(normal: np.ndarray, fpr: float) -> float:
+    """The threshold at false-positive rate ``fpr`` among ``normal`` scores (sorted ascending, not
+    empty, no NaN): with ``m = round(fpr × len(normal))``, the ``m + 1``-th highest, so that ``m``
+    of them score above it (fewer where scores tie); -inf where ``m`` is every one of them."""
     m = round(min(max(fpr, 0.0), 1.0) * normal.size)
-    threshold = normal[m] if m < normal.size else -math.inf
-    return float(np.mean(attack > threshold))
+    return float(normal[normal.size - 1 - m]) if m < normal.size else -math.inf
 
 
 def proportion_interval(hits: int, n: int, level: float = LEVEL) -> tuple[float, float]:

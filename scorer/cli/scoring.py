@@ -264,9 +264,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     _check_config(args.config)
     set_threads(os.cpu_count() or 1)
     _say(f"reading {args.events} and {args.labels}")
-    events, labels, attack_types = load_labelled(
-        args.events, args.labels
-    )  # a labels file that does not match fails first
+    # a labels file that does not match fails first
+    events, labels, attack_types = load_labelled(args.events, args.labels)
     _say(f"reading {args.train}")
     train_events = load_train_normals(args.train, args.train_labels)
     if len(train_events) < 2:  # the baselines' own error would not name the option
