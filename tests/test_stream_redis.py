@@ -738,7 +738,8 @@ def test_a_redis_that_comes_back_empty_gets_the_group_again_and_the_stream_goes_
     server: RedisServer, client: redis.Redis, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
 ) -> None:
     """A Redis without persistence restarts with nothing: the stream and the consumer group are
-    made again, and what producers write from then on is scored."""
+    made again, and what producers write from then on is scored, what they wrote before the
+    consumer came back too (the group was made again at the stream's end: those were lost)."""
     _produce(client, held_out_events[:20])
     log = tmp_path / "stream.log"
     consumer = _consumer(server, bundle_dir, log, "c1")
@@ -746,9 +747,8 @@ def test_a_redis_that_comes_back_empty_gets_the_group_again_and_the_stream_goes_
         _wait_for(lambda: client.xlen(STREAMS["output"]) >= 20 and _pending(client) == 0, "the first events")
         server.stop()
         server.start()  # the same port, no data
-        _wait_for(lambda: "is gone from Redis" in log.read_text(), "the group made again")
         later = held_out_events[20:40]
-        _produce(client, later)
+        _produce(client, later)  # while the consumer waits to try Redis again
         _wait_for(lambda: client.xlen(STREAMS["output"]) >= 20, "the later events")
         assert set(_uids(_written(client, STREAMS["output"]))) == {e["metadata"]["uid"] for e in later}
     finally:
@@ -1045,19 +1045,24 @@ def test_the_input_stream_deleted_under_a_blocking_read_is_made_again_and_the_st
     assert asyncio.run(scenario()) == ["later"]
 
 
-def test_a_group_destroyed_is_made_again_at_the_end_of_the_stream_not_its_start(
+def test_a_group_lost_is_made_again_after_what_the_consumer_read_not_at_the_start_or_end(
     server: RedisServer, client: redis.Redis
 ) -> None:
     """The group gone while the stream stays (XGROUP DESTROY): it was made again at ID 0, so every
-    entry still in the stream was scored and written once more. It is made again at "$": what is
-    written from then on is read, and only that."""
+    entry still in the stream was scored and written once more; then at "$", so what producers
+    wrote before the consumer's next read was never scored. It is made again after the last entry
+    the consumer read. With Redis back empty (the stream deleted with its group), a stream written
+    anew is read whole, even when its IDs are below those read before (a clock behind)."""
     import redis.asyncio
 
     from scorer.stream.redis_streams import RedisStreams
 
     _produce(client, [{"metadata": {"uid": str(i)}} for i in range(30)])
 
-    async def scenario() -> list[str]:
+    def uids(entries: list[Any]) -> list[str]:
+        return [entry.event["metadata"]["uid"] for entry in entries if entry.event]
+
+    async def scenario() -> tuple[list[str], list[str], list[str]]:
         streams = RedisStreams(
             redis.asyncio.from_url(server.url), **STREAMS, group="scorers", consumer="c1", block_ms=100
         )
@@ -1066,13 +1071,27 @@ def test_a_group_destroyed_is_made_again_at_the_end_of_the_stream_not_its_start(
         assert len(first) == 30
         await streams.commit(first)
         client.xgroup_destroy(STREAMS["input"], "scorers")
+        _produce(client, [{"metadata": {"uid": "between"}}])
         assert await streams.read(100) == []  # NOGROUP: made again
         _produce(client, [{"metadata": {"uid": "later"}}])
-        again = await streams.read(100)
-        await streams.close()
-        return [entry.event["metadata"]["uid"] for entry in again if entry.event]
+        destroyed = await streams.read(100)
+        await streams.commit(destroyed)
 
-    assert asyncio.run(scenario()) == ["later"]
+        client.delete(STREAMS["input"])  # as Redis back without its data
+        _produce(client, [{"metadata": {"uid": "anew"}}])
+        assert await streams.read(100) == []
+        emptied = await streams.read(100)
+        await streams.commit(emptied)
+
+        client.delete(STREAMS["input"])
+        for uid, entry_id in [("behind-1", "1-0"), ("behind-2", "2-0")]:
+            client.xadd(STREAMS["input"], {"event": json.dumps({"metadata": {"uid": uid}})}, id=entry_id)
+        assert await streams.read(100) == []
+        behind = await streams.read(100)
+        await streams.close()
+        return uids(destroyed), uids(emptied), uids(behind)
+
+    assert asyncio.run(scenario()) == (["between", "later"], ["anew"], ["behind-1", "behind-2"])
 
 
 def test_a_user_the_acl_refuses_a_command_is_told_to_check_the_acl(

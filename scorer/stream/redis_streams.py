@@ -69,6 +69,13 @@ def connect(url: str) -> Any:
     )
 
 
+def _entry_id(value: bytes | str) -> tuple[int, int]:
+    """A stream entry ID (``b"1700000000000-3"``) as numbers that compare in the stream's order."""
+    text = value.decode() if isinstance(value, bytes) else value
+    milliseconds, _, sequence = text.partition("-")
+    return int(milliseconds), int(sequence or 0)
+
+
 def _code(exc: BaseException) -> str:
     """The code opening Redis's error answer ("OOM", "NOGROUP"), "" when there is none."""
     import redis.exceptions as errors
@@ -129,10 +136,16 @@ class RedisStreams:
         # behind that many live ones (other consumers' batches in hand)
         self._claim_from: Any = "0-0"
         self._joined = False
+        # The newest entry ID this consumer knows the group has been given: its last-delivered-id
+        # when the consumer joined, then every entry it read. A group lost is made again there.
+        self._read_to = (0, 0)
 
     async def start(self) -> None:
         """The consumer group, made (with the stream) if it is not there: from the stream's start."""
         await self._make_group("0")
+        group = await self._own_group()
+        if group is not None:
+            self._read_to = _entry_id(group.get("last-delivered-id", b"0-0"))
         self._joined = True
 
     async def _make_group(self, at: str) -> None:
@@ -215,7 +228,7 @@ class RedisStreams:
         import redis.exceptions
 
         try:
-            return await self._read(count)
+            entries = await self._read(count)
         except redis.exceptions.ResponseError as exc:
             if _code(exc) not in LOST:
                 raise
@@ -224,14 +237,38 @@ class RedisStreams:
             # consumer's: the next read starts with them (else they wait for a claim)
             self._own_pending = True
             raise
+        else:
+            self._read_to = max([self._read_to, *(_entry_id(entry.id) for entry in entries)])
+            return entries
         # Redis came back without its data (no persistence), the stream was deleted, or the group
-        # destroyed: the stream and the group are made again, and the consumer goes on with what
-        # is written from now on ($: not again what the stream may still hold)
-        await self._make_group("$")
+        # destroyed: the stream and the group are made again, and the consumer goes on after what
+        # it knows the group was given (not again what it scored). A stream that ends before that
+        # is not the one read (written anew after Redis came back, with its clock behind): all of
+        # it is new. Made at the stream's end ($), entries written in the meantime, between
+        # Redis's return and this read, were never scored.
+        end = await self._stream_end()
+        at = self._read_to if end is not None and end >= self._read_to else (0, 0)
+        await self._make_group(f"{at[0]}-{at[1]}")
         log.warning(
-            "the consumer group %s of %s is gone from %s: made again", self.group, self.input, self.where
+            "the consumer group %s of %s is gone from %s: made again after entry %d-%d",
+            self.group,
+            self.input,
+            self.where,
+            *at,
         )
         return []
+
+    async def _stream_end(self) -> tuple[int, int] | None:
+        """The ID of the newest entry ever added to the input stream; None when there is no stream."""
+        import redis.exceptions
+
+        try:
+            info = await self.client.xinfo_stream(self.input)
+        except redis.exceptions.ResponseError as exc:
+            if "no such key" not in str(exc).lower():
+                raise
+            return None
+        return _entry_id(info["last-generated-id"])
 
     async def _read(self, count: int) -> list[Entry]:
         while self._own_pending:
