@@ -342,12 +342,12 @@ def _coverage(detector: Any, head: list[list[Item]]) -> list[str]:
     said, every = found
     if every:  # refused where a model is fitted; here, scored and flagged
         return [f"{said}; every one will be flagged"]
-    return [f"{said}: they are not the kind of events the model describes, and are scored as if empty"]
+    return [f"{said}: they are not the kind of events the model describes, and each will be flagged"]
 
 
 def fields_held_by_none(detector: Any, events: list[dict[str, Any]], what: str) -> tuple[str, bool] | None:
-    """What to say of the ``events`` that hold none of the model's fields (they score as if empty,
-    whatever they hold), and whether that is every one of them; None when each holds some. Fields
+    """What to say of the ``events`` that hold none of the model's fields (the detector flags each,
+    whatever it holds), and whether that is every one of them; None when each holds some. Fields
     absent from every event are no warning: a file of one class lacks the others' fields."""
     from scorer.features.encoder import EncoderError
 

@@ -121,7 +121,9 @@ class ScoreResult:
     score: npt.NDArray[np.float64]
     p_value: npt.NDArray[np.float64]
     is_anomaly: npt.NDArray[np.bool_]
-    impossible: npt.NDArray[np.bool_]  # holds a number no real event holds: flagged whatever its score
+    # flagged whatever its score (the p-value 0): the event holds a number no real event holds, or
+    # none of the model's fields (of another kind: the model can say nothing of it)
+    forced: npt.NDArray[np.bool_]
     threshold: npt.NDArray[np.float64]
     group: list[str]
     classes: list[str]  # class_uid as a bounded label: seen in calibration, else "other"
@@ -166,7 +168,7 @@ def _concatenate(parts: list[ScoreResult]) -> ScoreResult:
         score=np.concatenate([p.score for p in parts]),
         p_value=np.concatenate([p.p_value for p in parts]),
         is_anomaly=np.concatenate([p.is_anomaly for p in parts]),
-        impossible=np.concatenate([p.impossible for p in parts]),
+        forced=np.concatenate([p.forced for p in parts]),
         threshold=np.concatenate([p.threshold for p in parts]),
         group=[g for p in parts for g in p.group],
         classes=[c for p in parts for c in p.classes],
@@ -664,10 +666,10 @@ class Detector:
         class_uids = [class_getter(e) for e in events]
         groups = self.calibration.resolve(class_uids, alpha)
         p_values = self.calibration.p_values(scores, groups)
-        impossible: npt.NDArray[np.bool_] = np.zeros(len(scores), dtype=bool)
+        forced = self.encoder.empty(encoded)
         if encoded.invalid is not None:
-            impossible = np.asarray(encoded.invalid.any(axis=1), dtype=bool)
-        p_values[impossible] = 0.0  # a number no real event holds: flagged, whatever the rest says
+            forced |= encoded.invalid.any(axis=1)
+        p_values[forced] = 0.0  # flagged, whatever the rest says
         thresholds = self.calibration.thresholds(groups, alpha)
         t2 = time.perf_counter()
         seconds["calibrate"] = t2 - t1
@@ -687,7 +689,7 @@ class Detector:
             score=scores,
             p_value=p_values,
             is_anomaly=p_values <= alpha + 1e-12,
-            impossible=impossible,
+            forced=forced,
             threshold=thresholds,
             group=groups,
             classes=self.calibration.class_labels(class_uids),

@@ -147,7 +147,7 @@ def evaluate(
     say(f"scoring {len(events):,} events with the model")
     result = detector.with_config(score="fusion").score(events, alpha=alpha, explain=False)
     groups = result.group  # at alpha: a class calibrated on too few events for it is judged globally
-    forced = result.impossible  # flagged by the detector whatever its score, with the p-value 0
+    forced = result.forced  # flagged by the detector whatever its score, with the p-value 0
     report: dict[str, dict[str, Any]] = {}
     scores_of: dict[str, np.ndarray] = {}
     flagged_of: dict[str, np.ndarray] = {}

@@ -46,7 +46,7 @@ def scored(entity: str, p_value: float, class_uid: int = 3002, uid: str = "evt-1
         score=np.array([4.2]),
         p_value=np.array([p_value]),
         is_anomaly=np.array([p_value <= 0.01]),
-        impossible=np.array([False]),
+        forced=np.array([False]),
         threshold=np.array([1.5]),
         group=[str(class_uid)],
         classes=[str(class_uid)],

@@ -1546,7 +1546,7 @@ def test_split_ordered_trains_on_the_first_lines_and_tests_on_the_rest(
 def test_evaluate_says_when_events_hold_none_of_the_model_s_fields(
     model: Path, split_dir: Path, workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Events of another kind score as if empty: score, train and refresh say so, and evaluate printed
+    """Events of another kind are flagged whatever they hold: score, train and refresh say so, and evaluate printed
     its table of 0.5s without a word, for the events or for the baselines' --train events."""
     other = _write_jsonl(workdir / "other-kind.jsonl", [{"reading": i} for i in range(40)])
     labels = workdir / "other-kind.labels.csv"
@@ -1561,7 +1561,7 @@ def test_evaluate_says_when_events_hold_none_of_the_model_s_fields(
     )
     assert code == 0, said
     assert "warning: none of the 40 events to evaluate holds any of the model's " in said, said
-    assert "they are not the kind of events the model describes; they are scored as if empty" in said
+    assert "they are not the kind of events the model describes; each is flagged, and ranked first" in said
     code, said = _in_process(
         capsys, "evaluate", test, "--model", model, "--labels", test_labels, "--train", other
     )

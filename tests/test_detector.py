@@ -586,4 +586,4 @@ def test_a_producers_no_port_in_training_is_said_and_not_flagged_later(train_eve
         {**probe, "src_endpoint": {**probe.get("src_endpoint", {}), "port": port}}
         for port in (-1, "-1", 70000)
     ]
-    assert detector.score(later, explain=False).impossible.tolist() == [False, False, True]
+    assert detector.score(later, explain=False).forced.tolist() == [False, False, True]

@@ -262,7 +262,7 @@ def test_a_number_no_port_can_be_flags_the_event_through_the_detector(
         events.append(event)
     result = fitted_detector.score(events)
     forced = [True] * 5 + [False] * 2
-    assert result.impossible.tolist() == [False, *forced]
+    assert result.forced.tolist() == [False, *forced]
     assert (result.p_value == 0.0).tolist() == [False, *forced]
     assert result.is_anomaly[1:6].all()
     for row, value in enumerate(values[:5], start=1):

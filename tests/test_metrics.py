@@ -20,7 +20,7 @@ def _batch(n: int, flagged: int, distance: float = 1.0) -> ScoreResult:
         score=np.full(n, distance),
         p_value=np.full(n, 0.5),
         is_anomaly=is_anomaly,
-        impossible=np.zeros(n, dtype=bool),
+        forced=np.zeros(n, dtype=bool),
         threshold=np.full(n, 3.0),
         group=["global"] * n,
         classes=["4001"] * n,

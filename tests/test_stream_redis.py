@@ -571,7 +571,7 @@ def test_a_failing_check_for_events_of_another_kind_fails_no_batch(
     def broken(*args: Any) -> None:
         raise RuntimeError("injected")
 
-    loaded.detector.encoder.empty = broken  # type: ignore[method-assign]  # what only the check calls
+    loaded.foreign._say = broken  # type: ignore[method-assign]  # the check's own work
     caplog.set_level(logging.INFO, logger="ocsf_anomaly")
     events = [*held_out_events[:4], {"user": "u1", "msg": "of another kind"}]  # one the check looks at
     entries = [Entry(i, json.dumps(e).encode(), e) for i, e in enumerate(events)]

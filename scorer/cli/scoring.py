@@ -276,9 +276,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     _say(f"loading {args.model}")
     with _bundle(args.model, args.config) as model:
         detector = Detector.load(model)
-    # events of another kind than the model's score as if empty: said, as score, train and refresh say it
+    # events of another kind than the model's are flagged whatever they hold: said, as score, train
+    # and refresh say it
     for part, what, meaning in (
-        (events, "events to evaluate", "they are scored as if empty"),
+        (events, "events to evaluate", "each is flagged, and ranked first under every score kind"),
         (train_events, "--train events", "the baselines fitted on them describe other events"),
     ):
         if (found := fields_held_by_none(detector, part, what)) is not None:

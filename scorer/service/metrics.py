@@ -198,7 +198,7 @@ class Metrics:
                 and (groups := calibration.resolve(result.classes, self._alpha)) != result.group
             ):
                 p_values = calibration.p_values(result.score, groups)
-                p_values[result.impossible] = 0.0
+                p_values[result.forced] = 0.0
             at = p_values <= self._alpha + 1e-12
         flagged = at.tolist()
         counts: dict[str, list[int]] = {}

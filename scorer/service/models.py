@@ -47,14 +47,12 @@ class ForeignEvents:
         self.detector = detector
         self.name = name
         self._said = -math.inf
-        # the largest of the smallest p-values the calibration groups can give, 1 / (n + 1)
-        self._floor = max(1.0 / (n + 1.0) for n in detector.calibration.sizes().values())
 
     def look(self, prepared: Prepared, result: ScoreResult) -> None:
-        """Says so if ``prepared`` held such events. Such events lie beyond every calibration score
-        (the smallest p-value there is): a batch holding no p-value at that floor holds none, and
-        costs a comparison (about 1 µs). A log line: it never fails the batch it looks at."""
-        if not len(result) or result.p_value.min() > self._floor:
+        """Says so if ``prepared`` held such events. The detector flags each whatever its score (as
+        one holding an impossible number): a batch with none of either costs one check. A log line:
+        it never fails the batch it looks at."""
+        if not result.forced.any():
             return
         try:
             self._say(prepared)
@@ -71,7 +69,7 @@ class ForeignEvents:
             fields = len(dict.fromkeys(f.path for f in self.detector.encoder.spec.features))
             log.warning(
                 "%d of %d events in a batch held none of the %s model's %d fields: not the kind of events it "
-                "describes, each is flagged at any alpha the calibration can flag at (said at most every %d s)",
+                "describes, each is flagged, whatever the alpha (said at most every %d s)",
                 empty,
                 len(prepared.events),
                 self.name,
