@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import heapq
+import html
 import itertools
 import math
 import random
@@ -153,7 +154,10 @@ def _from_parquet(row: dict[str, Any]) -> dict[str, Any]:
         for reason in anomaly.get("reasons") or []:
             for key in ("value", "typical"):
                 if isinstance(reason.get(key), str):
-                    reason[key] = orjson.loads(reason[key])
+                    # text that is not JSON: a value kept as text (events the service enriched, then
+                    # landed in Parquet by a pipeline), shown as it is
+                    with contextlib.suppress(orjson.JSONDecodeError):
+                        reason[key] = orjson.loads(reason[key])
     return event
 
 
@@ -185,7 +189,7 @@ def _moment(value: Any) -> dt.datetime | None:
         with contextlib.suppress(OverflowError):  # a moment at the edge of year 1 in another zone
             return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not _finite(value):
         return None
     try:
         return dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
@@ -206,7 +210,13 @@ def _score_of(anomaly: Any) -> float | None:
 
 
 def _finite(value: Any) -> TypeGuard[float]:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A number a float holds: an integer of 400 digits (JSON has no bound) is none."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def collect(
@@ -376,7 +386,7 @@ def render(
     hours = list(range(24))
     hourly = go.Figure(
         [
-            go.Bar(name=label, x=hours, y=[record.by_hour_class[(h, label)] for h in hours])
+            go.Bar(name=_text(label), x=hours, y=[record.by_hour_class[(h, label)] for h in hours])
             for label in classes
             if record.anomalies_by_class[label]
         ]
@@ -399,12 +409,12 @@ def render(
     )
     groups = _group_thresholds(record)
     for group, threshold in groups.items():
-        distribution.add_vline(x=threshold, line_dash="dash", annotation_text=f"threshold {group}")
+        distribution.add_vline(x=threshold, line_dash="dash", annotation_text=_text(f"threshold {group}"))
     distribution.update_layout(xaxis_title="score", yaxis_title="events", yaxis_type="log", showlegend=False)
     figures["distribution"] = distribution
 
     rates = [record.anomalies_by_class[c] / record.events_by_class[c] for c in classes]
-    rate = go.Figure(go.Bar(x=classes, y=rates, name="realised anomaly rate"))
+    rate = go.Figure(go.Bar(x=[_text(c) for c in classes], y=rates, name="realised anomaly rate"))
     rate.add_hline(y=alpha, line_dash="dash", annotation_text=f"α = {alpha:g}")
     rate.update_layout(yaxis_title="share of events flagged", yaxis_tickformat=".1%", showlegend=False)
     figures["rate"] = rate
@@ -414,7 +424,7 @@ def render(
         entities = go.Figure(
             go.Bar(
                 x=[n for _, n in reversed(top_entities)],
-                y=[f"{f} = {v}" for (f, v), _ in reversed(top_entities)],
+                y=[_text(f"{f} = {v}") for (f, v), _ in reversed(top_entities)],
                 orientation="h",
             )
         )
@@ -505,6 +515,13 @@ def _listed(value: Any) -> list[Any]:
     """A list the service wrote, or nothing: a file edited by hand, or written by another tool, may hold
     anything there (`"neighbors": 5` ended the report in a traceback)."""
     return value if isinstance(value, list) else []
+
+
+def _text(value: str) -> str:
+    """A value of the events as a chart shows it: Plotly reads tags in its texts (``<a href>`` a
+    link, ``<b>``, ``<br>``, ``<span style>``), and a value an attacker chose (a user name tried at a
+    logon) would become a link in the analyst's report; escaped, Plotly shows the tag as text."""
+    return html.escape(value, quote=False)
 
 
 def _figure_json(figure: Any) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import json
 import os
 import shutil
 import subprocess
@@ -131,6 +132,46 @@ def test_the_page_renders_in_a_real_browser_with_the_expected_counts(
     assert sum(entity_bars) >= expected["anomalies"]  # demo events name users, hosts and addresses
 
 
+@needs_chromium
+def test_values_of_the_events_show_in_the_charts_as_text_not_as_links_or_markup(
+    scored: Path, tmp_path: Path
+) -> None:
+    """Plotly reads tags in its texts: an address, a user name or a class name holding ``<a href>``
+    became a link in the analyst's charts (the tables escaped them), ``<b style>`` and ``<br>`` took
+    effect. An attacker chooses such values (a user name tried at a logon). Shown as text now."""
+    from playwright.sync_api import sync_playwright
+
+    link = '<a href="https://evil.example/phish">10.0.0.1</a>'
+    styled = '<b style="font-size:60px">Net</b><br>work'
+    events = [orjson.loads(line) for line in scored.read_bytes().splitlines()]
+    for event in events:
+        if event.get("anomaly", {}).get("is_anomaly"):
+            event["src_endpoint"] = {"ip": link}
+            event["class_name"] = styled
+    source = tmp_path / "hostile.jsonl"
+    source.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    page_path = tmp_path / "report.html"
+    write_report(source, page_path)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page()
+            page.goto(page_path.as_uri())
+            page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=30_000)
+            links = page.eval_on_selector_all("svg a", "els => els.map(e => e.outerHTML)")
+            styled_text = page.eval_on_selector_all(
+                "svg tspan[style*='font-size'], svg tspan[style*='font-weight']",
+                "els => els.map(e => e.outerHTML)",
+            )
+            shown = page.eval_on_selector_all("svg text", "els => els.map(e => e.textContent)")
+        finally:
+            browser.close()
+    assert links == []
+    assert styled_text == []
+    assert any(f"src_endpoint.ip = {link}" in text for text in shown), shown
+    assert any(styled in text for text in shown), shown
+
+
 def test_a_chosen_day_missing_fields_and_bad_input_are_said_plainly(scored: Path, tmp_path: Path) -> None:
     days = _expected(scored, "")["days"]
     day, record = write_report(scored, tmp_path / "first.html", day=days[0])
@@ -217,11 +258,16 @@ def test_events_that_carry_no_score_are_refused_and_a_bad_score_is_not_counted(
     for event, (key, bad) in zip(odd, unscorable, strict=False):
         event["anomaly"] = {**event["anomaly"], key: bad}
     odd[10]["anomaly"] = {**odd[10]["anomaly"], "model": "v1", "threshold": True}  # read as absent
+    # integers of 400 digits (JSON has no bound): no float holds them; "int too large to convert
+    # to float" ended the report in a traceback
+    odd[11]["time"] = 10**400
+    odd[12]["anomaly"] = {**odd[12]["anomaly"], "score": 10**400}
     mixed = tmp_path / "odd-scores.jsonl"
-    mixed.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in odd))
+    mixed.write_text("".join(json.dumps(e) + "\n" for e in odd))  # orjson writes no such integer
     scored_days = collect(records(mixed))
-    assert sum(r.events for r in scored_days.values()) == len(events) - len(unscorable)
-    assert sum(r.errors for r in scored_days.values()) == len(unscorable)
+    assert sum(r.events for r in scored_days.values()) == len(events) - len(unscorable) - 2
+    assert sum(r.errors for r in scored_days.values()) == len(unscorable) + 1
+    assert scored_days.undated == 1
     assert sum(r.models[("?", "?")] for r in scored_days.values()) == 1
     result = _report(mixed, "--output", tmp_path / "odd.html")
     assert result.returncode == 0, result.stderr
@@ -280,6 +326,16 @@ def test_score_spark_parquet_output_reads_as_the_jsonl_it_came_from(scored: Path
         ]
         assert got.samples == want.samples
     assert any(t[2]["anomaly"]["reasons"] for d in from_parquet.values() for t in d.top)
+
+    # reasons' values as plain text, not JSON (events the service enriched, landed in Parquet by a
+    # pipeline): "unexpected character, expected a JSON value", naming nothing; shown as they are
+    rows = [anomaly_row(e["anomaly"]) for e in events]
+    for row in rows:
+        row["reasons"] = [{**r, "value": "plain text", "typical": "t"} for r in row["reasons"]]
+    table = table.set_column(table.schema.get_field_index("anomaly"), "anomaly", pa.array(rows, ANOMALY))
+    pq.write_table(table, lake / "part-0.parquet")
+    shown = [t[2]["anomaly"]["reasons"] for d in collect(records(lake.parent)).values() for t in d.top]
+    assert [r["typical"] for reasons in shown for r in reasons] == ["t"] * sum(map(len, shown)) != []
 
 
 def test_a_scored_gz_cut_short_or_not_gzip_is_one_line_naming_it(scored: Path, tmp_path: Path) -> None:
