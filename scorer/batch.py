@@ -16,8 +16,10 @@ import io
 import itertools
 import multiprocessing
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -360,6 +362,29 @@ def fields_held_by_none(detector: Any, events: list[dict[str, Any]], what: str) 
     return f"{coverage.empty:,} of the {coverage.events:,} {what} hold none of the model's fields", False
 
 
+@contextlib.contextmanager
+def _deaf(signums: tuple[int, ...], *, defer: bool) -> Iterator[None]:
+    """``signums`` ignored within: a worker process started here inherits that (Ctrl-C reaches the
+    terminal's whole process group, and a worker's own KeyboardInterrupt, in its start-up or in a
+    chunk, printed its traceback under the command's "interrupted": the main process stops the
+    workers), and a clean-up is not broken off by a second Ctrl-C (the pool's shutdown was, and the
+    command hung for good at its exit, joining a worker blocked on a result nobody read).
+    ``defer``: a signal that came meanwhile is delivered once the handlers are back (blocked, not
+    lost). Main thread only: elsewhere Python has no handler to change."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, signums) if defer else None
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def _score_in_workers(
     chunks: Iterator[list[Item]],
     settings: tuple[str, str, float | None, bool, str],
@@ -375,7 +400,8 @@ def _score_in_workers(
         ) as pool:
             try:
                 for chunk in chunks:
-                    pending.append((len(chunk), pool.submit(_score_chunk, chunk)))
+                    with _deaf((signal.SIGINT,), defer=True):  # the submit may start a worker
+                        pending.append((len(chunk), pool.submit(_score_chunk, chunk)))
                     while len(pending) > 2 * workers:
                         count, future = pending.popleft()
                         collect(count, future.result())
@@ -383,7 +409,8 @@ def _score_in_workers(
                     count, future = pending.popleft()
                     collect(count, future.result())
             except BaseException:  # SIGTERM, Ctrl-C, a bad file: the workers end with the chunk in hand
-                pool.shutdown(cancel_futures=True)
+                with _deaf((signal.SIGINT, signal.SIGTERM), defer=False):
+                    pool.shutdown(cancel_futures=True)
                 raise
     except BrokenProcessPool:
         raise ScoringError(
