@@ -724,10 +724,13 @@ def test_scoring_odd_events_never_raises(loaded: Detector) -> None:
     result = loaded.score(odd)
     assert len(result) == len(odd)
     assert np.isfinite(result.score).all()
-    impossible = [5, 8]  # bytes_in 10**400 and inf: no real event holds them, so these are flagged
-    assert (result.p_value[impossible] == 0).all()
-    assert result.is_anomaly[impossible].all()
-    rest = np.delete(result.p_value, impossible)
+    # none of the model's fields (0, 1), bytes_in 10**400 and inf (5, 8: no real event holds them):
+    # flagged, whatever the score
+    forced = [0, 1, 5, 8]
+    assert (result.p_value[forced] == 0).all()
+    assert result.is_anomaly[forced].all()
+    assert result.forced.tolist() == [i in forced for i in range(len(odd))]
+    rest = np.delete(result.p_value, forced)
     assert ((rest > 0) & (rest <= 1)).all()
     assert len(result.reasons) == len(odd)
     empty = loaded.score([])
