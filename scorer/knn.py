@@ -39,6 +39,11 @@ EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = (16, 32, 64, 128, 256, 512)
 IVF_NPROBE = (2, 4, 8, 16, 32, 64, 128)
 RECOMPUTE_CHUNK = 256  # queries whose exact distances are recomputed at once
+# Exact search asks faiss for this many more neighbours than wanted and keeps the nearest by the
+# recomputed distances: faiss picks a batch's k nearest by distances whose rounding depends on the
+# batch, so among near-equal neighbours at the k-th place it picked one or another by batch (an
+# event scored -0.998487 in a file's CSV, -0.998599 alone or in JSON Lines, which asks for 20)
+EXACT_MARGIN = 16
 # A neighbour nearer than this is the event's twin, at distance 0: the network's embedding of an
 # event moves by about 1e-6 with the size of the batch it is computed in (the matrix kernels), so a
 # repeated event scored alone sat 1e-6 above its twins' calibration scores, every one tied at 0, and
@@ -128,10 +133,12 @@ class KnnIndex:
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         k = min(k, self.size)
-        squared, ids = self.index.search(queries, k)
         if self.kind == "exact":
+            _, ids = self.index.search(queries, min(k + EXACT_MARGIN, self.size))
             distances, ids = self._recomputed(queries, ids.astype(np.int64, copy=False))
+            distances, ids = distances[:, :k], ids[:, :k]
         else:
+            squared, ids = self.index.search(queries, k)
             short = np.flatnonzero((ids < 0).any(axis=1))
             if short.size:
                 squared[short], ids[short] = self.index.search(queries[short], k, params=self._thorough(k))

@@ -11,6 +11,7 @@ import pytest
 
 from scorer import knn
 from scorer.knn import TARGET_RECALL, KnnIndex, _distances, _recall, _tune
+from scorer.threads import BLAS_THRESHOLD
 
 
 def _clustered(n: int, dim: int = 16, clusters: int = 40, seed: int = 0) -> np.ndarray:
@@ -210,6 +211,36 @@ def test_tuning_raises_the_effort_until_the_shifted_queries_are_found_too() -> N
     truth = _distances(vectors, queries, np.tile([[0, 1]], (20, 1)))
     tuned = _tune(_EffortIndex(), "ivf", (1, 2, 4, 8, 16), vectors, queries, truth, TARGET_RECALL)
     assert (tuned.search_param, tuned.recall, tuned.recall_shifted) == (8, 1.0, 1.0)
+
+
+def test_exact_search_picks_the_same_nearest_among_near_equal_neighbours_whatever_its_batch() -> None:
+    """Distances are recomputed for the neighbours faiss picked, but faiss picked a batch's k nearest
+    by its rounded |x|² + |y|² − 2x·y: among neighbours nearly as far as the k-th, one or another by
+    batch (an event's CSV score, k = 3 in a file, differed from its score alone or in JSON Lines,
+    which asks for 20: the review). Each query here has ten neighbours 1e-5 apart around distance 1."""
+    rng = np.random.default_rng(1)
+    dim, n_queries, ring = 32, 200, 10
+    queries = (rng.normal(0, 3, (n_queries, dim)) + 10).astype(np.float32)  # large norms: the sum rounds
+    directions = rng.normal(size=(n_queries, ring, dim))
+    directions /= np.linalg.norm(directions, axis=2, keepdims=True)
+    radii = 1.0 + 1e-5 * rng.permutation(ring)
+    near = queries[:, None, :] + directions * radii[None, :, None]
+    far = (rng.normal(0, 3, (5_000 - n_queries * ring, dim)) + 30).astype(np.float32)
+    base = np.concatenate([near.reshape(-1, dim), far]).astype(np.float32)
+    index = KnnIndex.build(base)
+    assert index.kind == "exact"
+    truth = np.sort(
+        np.sqrt(((base[None, :, :].astype(np.float64) - queries[:, None, :]) ** 2).sum(axis=2)), axis=1
+    )
+    threshold = faiss.cvar.distance_compute_blas_threshold
+    faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD  # as scoring sets it: batches to BLAS
+    try:
+        batch, _ = index.search(queries, 3)
+        alone = np.concatenate([index.search(queries[i : i + 1], 3)[0] for i in range(n_queries)])
+    finally:
+        faiss.cvar.distance_compute_blas_threshold = threshold
+    np.testing.assert_array_equal(batch, alone)
+    np.testing.assert_allclose(batch, truth[:, :3], rtol=1e-6)
 
 
 def test_exact_search_gives_a_query_the_same_distances_whatever_its_batch() -> None:
