@@ -640,8 +640,9 @@ def check_name(name: str) -> str:
     what = f"{name!r} cannot name a registered model"
     if not name.strip():
         raise RegistryError(f"{what}: it is empty")
-    if "/" in name or ":" in name or name in (".", ".."):
-        raise RegistryError(f"{what}: it may not hold '/' or ':', nor be '.' or '..'")
+    # "@" too: models:/NAME@ALIAS and models:/NAME/3 could not name it (a@b/1 read as name a, alias b/1)
+    if any(c in name for c in "/:@") or name in (".", ".."):
+        raise RegistryError(f"{what}: it may not hold '/', ':' or '@', nor be '.' or '..'")
     if "'" in name and '"' in name:  # MLflow's searches could not find its versions
         raise RegistryError(f"{what}: it may hold single quotes or double quotes, not both")
     if not name.isprintable():

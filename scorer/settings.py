@@ -317,7 +317,7 @@ class Settings(BaseSettings):
         values: dict[str, Any] = {}
         if config_file is not None:
             try:
-                values = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+                values = tomllib.loads(Path(config_file).read_text(encoding="utf-8-sig"))  # a BOM: Notepad
             except OSError as exc:
                 raise SettingsError(
                     f"cannot read settings file {config_file}: {exc.strerror or exc}"

@@ -277,8 +277,9 @@ def test_a_name_that_cannot_name_a_model_is_refused_before_anything_is_written(
     behind, and a name with ".." put the bundle beside the store, not in its artifact folder."""
     registry = Registry(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
     for bad, why in [
-        ("../../escaped", "may not hold '/' or ':'"),
-        ("team/netflow", "may not hold '/' or ':'"),
+        ("../../escaped", "may not hold '/', ':' or '@'"),
+        ("team/netflow", "may not hold '/', ':' or '@'"),
+        ("a@b", "may not hold '/', ':' or '@'"),  # models:/a@b/1 read as the name a, the alias b/1
         ("..", "may not hold .* nor be '.' or '..'"),
         ("", "is empty"),
         ("  ", "is empty"),

@@ -346,3 +346,16 @@ def test_default_spec_is_a_fresh_equal_object_each_time() -> None:
     first, second = default_spec(), default_spec()
     assert first == second
     assert first is not second  # a caller that changes its spec changes no one else's
+
+
+def test_a_spec_or_settings_file_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """Windows Notepad saves UTF-8 with a byte order mark: the spec a user edited (as the README has
+    them do) was refused, "not valid TOML: Invalid statement (at line 1, column 1)"."""
+    from scorer.settings import Settings
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text("\ufeff" + default_spec().to_toml(), encoding="utf-8")
+    assert load_spec(spec).features == default_spec().features
+    config = tmp_path / "settings.toml"
+    config.write_text("\ufeffalpha = 0.05\n", encoding="utf-8")
+    assert Settings.load(config).alpha == 0.05

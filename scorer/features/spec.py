@@ -193,7 +193,7 @@ def load_spec(path: Path | str) -> FeatureSpec:
     """Read a TOML feature spec, with errors that name the file and the entry."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # a BOM: Notepad saved it
     except FileNotFoundError:
         raise SpecError(f"feature spec not found: {path}") from None
     except UnicodeDecodeError as exc:
