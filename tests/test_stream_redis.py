@@ -26,7 +26,7 @@ from alertmanager import SKIP_REASON, Alertmanager, available
 from certificates import make_certificate
 from loopback import free_port
 from redis_server import RedisServer
-from waiting import eventually_async
+from waiting import eventually, eventually_async
 
 from scorer.alerts import severity
 
@@ -1092,6 +1092,46 @@ def test_a_group_lost_is_made_again_after_what_the_consumer_read_not_at_the_star
         return uids(destroyed), uids(emptied), uids(behind)
 
     assert asyncio.run(scenario()) == (["between", "later"], ["anew"], ["behind-1", "behind-2"])
+
+
+def test_a_redis_on_a_unix_socket_is_read_as_one_on_tcp(tmp_path: Path) -> None:
+    """`--redis-url unix:///path` passed the URL's check, then every connection failed: TCP keep-alive,
+    asked of every connection, is no option of a unix socket's (a TypeError, exit 2)."""
+    from scorer.stream.redis_streams import RedisStreams, connect
+
+    sock = tmp_path / "redis.sock"
+    server = subprocess.Popen(
+        ["redis-server", "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = redis.Redis(unix_socket_path=str(sock))
+
+        def answers() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.exceptions.ConnectionError:  # not listening yet
+                return False
+
+        eventually(answers, "redis-server on its socket")
+        _produce(client, [{"metadata": {"uid": "over the socket"}}])
+
+        async def scenario() -> list[str]:
+            streams = RedisStreams(
+                connect(f"unix://{sock}"), **STREAMS, group="g", consumer="c1", block_ms=100
+            )
+            await streams.start()
+            entries = await streams.read(10)
+            await streams.commit(entries)
+            await streams.close()
+            return [entry.event["metadata"]["uid"] for entry in entries if entry.event]
+
+        assert asyncio.run(scenario()) == ["over the socket"]
+        client.close()
+    finally:
+        server.kill()
+        server.wait()
 
 
 def test_a_user_the_acl_refuses_a_command_is_told_to_check_the_acl(

@@ -60,12 +60,14 @@ def connect(url: str) -> Any:
     """A client (redis.asyncio.Redis) for ``url`` whose every call ends: see SOCKET_SECONDS."""
     import redis.asyncio
 
+    # TCP keep-alive is TCP's: a unix:// socket's connection refused the option (a TypeError)
+    tcp = {} if url.lower().startswith("unix:") else {"socket_keepalive": True}
     return redis.asyncio.from_url(
         url,
         socket_timeout=SOCKET_SECONDS,
         socket_connect_timeout=SOCKET_SECONDS,
-        socket_keepalive=True,
         health_check_interval=30,
+        **tcp,
     )
 
 
