@@ -13,7 +13,7 @@ from aiohttp import HttpVersion11, web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
-from scorer.service.errors import ApiError, Handler
+from scorer.service.errors import ApiError, Handler, answer_and_close
 from scorer.service.keys import BODIES, METRICS, SETTINGS
 from scorer.service.requests import HELD
 from scorer.settings import PRINTABLE_ASCII
@@ -144,10 +144,10 @@ async def expect_continue(request: web.Request) -> web.StreamResponse | None:
         refuse_declared_oversize(request)
         request.app[BODIES].check(declared_size(request))
     except ApiError as error:
+        # its body was never asked for: the connection cannot carry another request
         response = web.json_response(error.body(), status=error.status, headers=error.headers)
-        response.force_close()  # its body was never asked for: the connection cannot carry another request
         _observe(request, error.status, started)
-        return response
+        return await answer_and_close(request, response)
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     request.writer.output_size = 0  # the answer proper has not started
     return None

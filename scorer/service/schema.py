@@ -326,6 +326,11 @@ SCORING_ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
         ("overloaded",),
     ),
 }
+EXPECTATION_417 = (
+    "An Expect header other than 100-continue (the only expectation the service meets; the connection "
+    "is closed)",
+    ("expectation_failed",),
+)
 VECTOR_422 = (
     "The body is JSON but neither an object nor an array; or the downstream refused the enriched batch "
     "for what it holds (HTTP 400, 413 or 422: a sink after it rejected the events), as it would again",
@@ -794,6 +799,9 @@ def openapi(settings: Settings | None = None, smallest_alpha: float | None = Non
         },
     }
     paths: dict[str, dict[str, Any]] = document["paths"]
+    for operations in paths.values():  # any request may carry an Expect header
+        for operation in operations.values():
+            operation["responses"].update(_errors({417: EXPECTATION_417}))
     for operations in paths.values():  # aiohttp answers HEAD wherever it answers GET
         get = operations.get("get")
         if get is not None and "head" not in operations:
