@@ -366,6 +366,9 @@ def session(master: str | None, *, batch_size: int = BATCH_SIZE) -> SparkSession
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = (
         builder.config("spark.sql.session.timeZone", "UTC")
+        # field names as JSON and `score` read them: a vendor's unmapped.Hot beside unmapped.hot
+        # made Spark refuse the lake ("The column `hot` already exists")
+        .config("spark.sql.caseSensitive", "true")
         .config("spark.ui.showConsoleProgress", str(sys.stderr.isatty()).lower())
         .getOrCreate()
     )

@@ -172,6 +172,8 @@ def test_nested_parquet_in_nested_parquet_out(
     from scorer import spark as lake
 
     events = [orjson.loads(line) for line in dev_lines]
+    for event in events[::2]:  # a vendor's field of another case (Spark refused the lake: `hot` exists)
+        event["unmapped"]["Hot"] = 50
     lake_dir = tmp_path / "lake"
     for i, part in enumerate(("eventDay=20261201", "eventDay=20261202")):
         (lake_dir / part).mkdir(parents=True)
@@ -197,6 +199,10 @@ def test_nested_parquet_in_nested_parquet_out(
     for uid, row in rows.items():
         assert row["metadata"]["product"]["name"] == by_uid[uid]["metadata"]["product"]["name"] == "NSL-KDD"
         assert row["unmapped"]["dst_host_count"] == by_uid[uid]["unmapped"]["dst_host_count"]
+        assert (row["unmapped"]["hot"], row["unmapped"]["Hot"]) == (
+            by_uid[uid]["unmapped"]["hot"],
+            by_uid[uid]["unmapped"].get("Hot"),
+        )
         for reason in row["anomaly"]["reasons"]:  # JSON text in a string column
             assert isinstance(orjson.loads(reason["value"]), int | float | str)
     assert sum(len(r["anomaly"]["reasons"]) for r in rows.values()) > 100
