@@ -65,6 +65,8 @@ def _labels_of(path: Path, reader: csv.DictReader[str]) -> tuple[dict[int, int],
             ) from None
         if label not in (0, 1):
             raise ValueError(f"{where}: a label is 0 (normal) or 1 (attack), got {label}")
+        if line < 1:
+            raise ValueError(f"{where}: lines are numbered from 1, got line {line}")
         if line in labels:
             raise ValueError(f"{where}: line {line} is labelled twice")
         labels[line] = label
@@ -74,6 +76,18 @@ def _labels_of(path: Path, reader: csv.DictReader[str]) -> tuple[dict[int, int],
 
 
 UNNAMED = "unnamed"  # the type of an attack whose labels row gives none
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
+
+
+def _naming_no_line(labels: dict[int, int], lines: int) -> str | None:
+    """What to say of the labels that name no line of a file of ``lines`` lines; None when all do."""
+    stray = sorted(line for line in labels if line > lines)  # from 1 up: read_labels_and_types
+    if not stray:
+        return None
+    return f"{_count(len(stray), 'label names', 'labels name')} no line (the first, line {stray[0]:,})"
 
 
 class Labelled(NamedTuple):
@@ -101,12 +115,14 @@ def load_labelled(events_path: Path, labels_path: Path) -> Labelled:
             y.append(labels[line])
             kept.append(line)
     said.close()
-    unlabelled = sum(1 for line in range(1, lines + 1) if line not in labels)
-    stray = sum(1 for line in labels if not 1 <= line <= lines)
+    unlabelled = [line for line in range(1, lines + 1) if line not in labels]
+    stray = _naming_no_line(labels, lines)
     if unlabelled or stray:
+        first = f" (the first, line {unlabelled[0]:,})" if unlabelled else ""
         raise ValueError(
             f"{labels_path} does not label the {lines:,} lines of {events_path} one for one: "
-            f"{unlabelled:,} lines have no label, {stray:,} labels name no line"
+            f"{_count(len(unlabelled), 'line has', 'lines have')} no label{first}, "
+            f"{stray or '0 labels name no line'}"
         )
     if not events:
         raise ValueError(f"{events_path} holds no event to evaluate")
@@ -404,11 +420,11 @@ def split_labelled(
         lines = [dumps(event) for _, event, _ in iter_records(events_path)]
     else:
         lines = [raw for _, raw in iter_raw_lines(events_path)]
-    stray = sum(1 for line in labels if not 1 <= line <= len(lines))
+    stray = _naming_no_line(labels, len(lines))
     if stray:  # labels of another file: the lines they do name would get the wrong ones
         raise ValueError(
-            f"{labels_path} does not label the {len(lines):,} lines of {events_path}: {stray:,} labels "
-            "name no line (are the labels those of this file?)"
+            f"{labels_path} does not label the {len(lines):,} lines of {events_path}: {stray} "
+            "(are the labels those of this file?)"
         )
     rng = np.random.default_rng(seed)
     side_a = np.zeros(len(lines), dtype=bool)

@@ -1651,7 +1651,12 @@ def test_evaluate_refuses_labels_that_do_not_match_the_events(
     ]  # no further
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith(f"error: {labels} does not label the 600 lines of {labelled.events}")
-    assert f"{unlabelled} lines have no label, {stray} labels name no line" in error
+    assert error.endswith(
+        f"{unlabelled} lines have no label"
+        + (" (the first, line 301)" if unlabelled else "")
+        + f", {stray} labels name no line"
+        + (" (the first, line 601)" if stray else "")
+    )
 
 
 @pytest.mark.parametrize(
@@ -1664,6 +1669,9 @@ def test_evaluate_refuses_labels_that_do_not_match_the_events(
         ("line,label\nx,1\n", "labels.csv:2: expected a line number"),
         ("line,label\n1,2\n", "labels.csv:2: a label is 0 (normal) or 1 (attack), got 2"),
         ("line,label\n1,1\n1,0\n", "labels.csv:3: line 1 is labelled twice"),
+        # named only as "1 lines have no label, 1 labels name no line" (the review)
+        ("line,label\n1,1\n0,0\n", "labels.csv:3: lines are numbered from 1, got line 0"),
+        ("line,label\n-200,1\n", "labels.csv:2: lines are numbered from 1, got line -200"),
         ("line;label\n1;1\n", "expected a header with 'line' and 'label' columns"),
     ],
 )
@@ -1895,8 +1903,8 @@ def test_split_says_what_it_left_out_and_refuses_a_side_left_empty(
     result = _run("split", events, "--labels", labels, "--output", tmp_path / "other")  # another file's
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
-        f"error: {labels} does not label the 600 lines of {events}: 100 labels name no line "
-        "(are the labels those of this file?)"
+        f"error: {labels} does not label the 600 lines of {events}: 100 labels name no line (the first, "
+        "line 601) (are the labels those of this file?)"
     )
     assert not (tmp_path / "other").exists()
 
