@@ -76,14 +76,25 @@ def _connector_call(scorer: Scorer, options: Options, params: dict[str, str]) ->
 
 
 def _ingest(scorer: Scorer, options: Options, source: dict[str, Any]) -> dict[str, Any]:
-    """One document through the pipeline's ml_inference processor; the document as indexed."""
-    (processor,) = definitions.pipeline(options, "model-1")["processors"]
+    """One document through the pipeline: its remove processors (OpenSearch's RemoveProcessor: the
+    field gone, a missing one ignored when ignore_missing), then its ml_inference processor; the
+    document as indexed."""
+    *removes, processor = definitions.pipeline(options, "model-1")["processors"]
+    document = json.loads(json.dumps(source))
+    for remove in removes:
+        *parents, name = remove["remove"]["field"].split(".")
+        holder = document
+        for parent in parents:
+            holder = holder.get(parent) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and name in holder:
+            del holder[name]
+        else:
+            assert remove["remove"]["ignore_missing"], "OpenSearch would fail the document"
     inference = processor["ml_inference"]
     (input_map,) = inference["input_map"]
     (output_map,) = inference["output_map"]
-    status, body = _connector_call(scorer, options, parameters(source, METADATA, input_map))
+    status, body = _connector_call(scorer, options, parameters(document, METADATA, input_map))
     assert status == 200, body
-    document = json.loads(json.dumps(source))
     apply_output_map(document, read_reply(body), output_map, override=inference.get("override", False))
     return document
 
@@ -172,11 +183,24 @@ def test_a_document_that_already_has_its_verdict_is_not_changed(
 ) -> None:
     options = Options(scorer_url=scorer.url)
     once = _ingest(scorer, options, held_out_events[0])
-    (processor,) = definitions.pipeline(options, "model-1")["processors"]
+    *_, processor = definitions.pipeline(options, "model-1")["processors"]
     assert processor["ml_inference"].get("override", False) is False  # what keeps it
     once["anomaly"]["score"] = "planted"  # no score is text: kept only if the verdict is not written again
     again = _ingest(scorer, options, json.loads(json.dumps(once)))  # re-indexed as it is
     assert again == once
+
+
+def test_a_document_indexed_unscored_then_again_through_the_pipeline_loses_its_old_error(
+    held_out_events: list[dict[str, Any]], scorer: Scorer
+) -> None:
+    """The README's way to score documents the scorer could not (indexed with anomaly.error): re-index
+    them through the pipeline. Their old error stayed beside the new verdict: counted as unscored on
+    the dashboard, and as an anomaly too (the review)."""
+    options = Options(scorer_url=scorer.url)
+    unscored = {**held_out_events[0], "anomaly": {"error": "Error from remote service: connection refused"}}
+    scored = _ingest(scorer, options, unscored)
+    (result,) = _score(scorer, [held_out_events[0]])
+    _check_indexed_as_scored(scored, result)  # its fields, and nothing else: no error
 
 
 def test_the_connector_carries_the_token_and_a_placeholder_is_refused(
@@ -249,7 +273,8 @@ def test_the_definitions_agree_with_each_other() -> None:
     assert "/_ingest/pipeline/scored/_simulate" in paths
     component = definitions.component_template(options)
     template = definitions.index_template(options)
-    (processor,) = definitions.pipeline(options, "m")["processors"]
+    removed, processor = definitions.pipeline(options, "m")["processors"]
+    assert removed == {"remove": {**removed["remove"], "field": "anomaly.error", "ignore_missing": True}}
     assert component["template"]["settings"]["index.default_pipeline"] == options.pipeline
     assert template["composed_of"] == [options.component_template]
     assert template["index_patterns"] == ["ocsf-a-*", "ocsf-b-*"]

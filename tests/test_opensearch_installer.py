@@ -107,7 +107,7 @@ def test_install_sends_the_definitions_bodies(fake: FakeOpenSearch) -> None:
     assert fake.secrets[connector_id] == {"token": TOKEN}
     assert TOKEN not in json.dumps(fake.connectors[connector_id])
     assert fake.models[model_id]["model_state"] == "DEPLOYED"
-    assert fake.pipelines[OPTIONS.pipeline]["processors"][0]["ml_inference"]["model_id"] == model_id
+    assert fake.pipelines[OPTIONS.pipeline]["processors"][-1]["ml_inference"]["model_id"] == model_id
     assert lines == [
         f"cluster settings: updated (trusted endpoint added: {regex}; private_ip_enabled: true)",
         f"connector: created {connector_id}",
@@ -194,7 +194,7 @@ def test_a_model_deleted_by_hand_is_registered_again_and_the_pipeline_follows(fa
         f"PUT /_ingest/pipeline/{OPTIONS.pipeline}",
     ]
     assert "ingest pipeline: updated (processors)" in lines
-    assert fake.pipelines[OPTIONS.pipeline]["processors"][0]["ml_inference"]["model_id"] == again["model_id"]
+    assert fake.pipelines[OPTIONS.pipeline]["processors"][-1]["ml_inference"]["model_id"] == again["model_id"]
 
 
 @pytest.mark.parametrize(

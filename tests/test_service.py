@@ -1498,6 +1498,37 @@ def test_a_compression_bomb_is_refused_while_health_keeps_answering(live_server:
     assert max(probe.seconds for probe in probes) < 30, probes
 
 
+def test_a_busy_answer_to_opensearch_says_throttled_as_ml_commons_reads_it(
+    bundle_dir: Path, held_out_events: list[Event]
+) -> None:
+    """ML Commons before 3.8 retried a connector's call only on AWS's x-amzn-ErrorType:
+    ThrottlingException (the connector's max_retry_times did nothing for a 503 of ours: the
+    review); the OpenSearch endpoint's 503 says it, other endpoints' do not need to."""
+    events: list[Event] = []
+    while len(orjson.dumps(events)) < 40 * 1024:
+        events.append(held_out_events[len(events)])
+    held = orjson.dumps(events)
+    document = orjson.dumps({"event": {**held_out_events[0], "unmapped": {"note": "x" * 30_000}}})
+    settings = _settings(bundle_dir, max_body_bytes=64 * 1024, max_pending_body_bytes=64 * 1024)
+    with _serving(settings) as address, socket.create_connection(address, timeout=60) as first:
+        first.sendall(
+            f"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(held)}\r\n\r\n".encode()
+            + held[:1000]
+        )  # holds its declared length of the bodies' budget while the rest comes
+        eventually(
+            lambda: (
+                _samples(_call(address, "GET", "/metrics")[2].decode())[("ocsf_anomaly_body_bytes_held", ())]
+                == len(held)
+            ),
+            "the first body held",
+        )
+        for path, throttled in [("/v1/integrations/opensearch", "ThrottlingException"), ("/v1/score", None)]:
+            status, headers, payload, _ = _call(address, "POST", path, document)
+            assert (status, orjson.loads(payload)["error"]["code"]) == (503, "overloaded")
+            assert (headers.get("Retry-After"), headers.get("x-amzn-ErrorType")) == ("1", throttled)
+
+
 def test_a_body_of_millions_of_tiny_arrays_is_refused_before_it_is_parsed(live_server: _Address) -> None:
     """16 MiB of "[]," is 5.6 million arrays: parsing it held the event loop 2.6 s, every health check
     waiting, and gzip sends it in 16 KB. More than a million objects and arrays in one body is 413

@@ -236,6 +236,16 @@ def pipeline(options: Options, model_id: str) -> dict[str, Any]:
         ),
         "processors": [
             {
+                # a document indexed unscored, then re-indexed through the pipeline to be scored:
+                # its old error went on beside the new verdict (counted unscored, and scored)
+                "remove": {
+                    "tag": f"{options.name}-earlier-error",
+                    "description": "the error of an earlier attempt to score the document",
+                    "field": "anomaly.error",
+                    "ignore_missing": True,
+                }
+            },
+            {
                 "ml_inference": {
                     "tag": f"{options.name}-score",
                     "description": "the verdict of ocsf-anomaly's scoring service",

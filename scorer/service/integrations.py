@@ -66,14 +66,25 @@ OPENSEARCH_METADATA = frozenset(
 _BRACES = re.compile(r"\{(?=\{)")  # a brace another follows
 
 
+# ML Commons before 3.8 retries a connector's call (max_retry_times) only when the answer carries
+# this header, as AWS services throttle (MLSdkAsyncHttpResponseHandler.handleThrottlingInHeader);
+# 3.8 and later retry any 429 and 5xx too. A call the scorer refuses for now (503: busy) says so.
+THROTTLED = {"x-amzn-ErrorType": "ThrottlingException"}
+
+
 async def opensearch(request: web.Request) -> web.Response:
     """One OCSF document from an OpenSearch ingest pipeline → its verdict as one flat object."""
-    body, alpha = await read_body(request)
-    async with turn_to_parse(request, len(body)):
-        started = time.perf_counter()
-        event = _opensearch_event(body, request.headers.get("Content-Type", ""))
-    request.app[METRICS].stage_seconds.labels("parse").observe(time.perf_counter() - started)
-    (anomaly,) = await anomalies(request, Batch([Item(event)], "object"), alpha)
+    try:
+        body, alpha = await read_body(request)
+        async with turn_to_parse(request, len(body)):
+            started = time.perf_counter()
+            event = _opensearch_event(body, request.headers.get("Content-Type", ""))
+        request.app[METRICS].stage_seconds.labels("parse").observe(time.perf_counter() - started)
+        (anomaly,) = await anomalies(request, Batch([Item(event)], "object"), alpha)
+    except ApiError as error:
+        if error.status == 503:
+            error.headers = {**(error.headers or {}), **THROTTLED}
+        raise
     return json_response({name: _not_a_template(value) for name, value in flat(anomaly, alpha).items()})
 
 
