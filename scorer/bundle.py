@@ -307,10 +307,13 @@ def _metadata(opened: _Opened) -> dict[str, Any]:
             f"{directory} was written by an earlier ocsf-anomaly (bundle format 1, whose digests do not "
             "cover its settings): train it again (for `make run`'s demo model: delete data/mlflow)"
         )
-    if not isinstance(metadata, dict) or metadata.get("format") not in READABLE:
+    # a list or an object in "format" is no key of READABLE: "unhashable type" ended the command in
+    # a traceback, and a serving process that followed the registry to such a version died
+    found = metadata.get("format") if isinstance(metadata, dict) else None
+    if not isinstance(found, int) or isinstance(found, bool) or found not in READABLE:
         raise BundleError(
-            f"{directory}: bundle format {metadata.get('format') if isinstance(metadata, dict) else '?'} is not "
-            f"one this version reads ({', '.join(map(str, sorted(READABLE)))})"
+            f"{directory}: bundle format {found!r} is not one this version reads "
+            f"({', '.join(map(str, sorted(READABLE)))})"
         )
     return metadata
 

@@ -383,10 +383,23 @@ def test_a_file_instead_of_a_directory(tmp_path: Path) -> None:
     [
         {"format": bundle.FORMAT + 1},
         {"format": None},
+        # "unhashable type: 'list'": a traceback, and a serving process following the registry to
+        # such a version died, its replacements too, until the service gave up (the review)
+        {"format": [bundle.FORMAT]},
+        {"format": {}},
+        {"format": str(bundle.FORMAT)},
         {"files": {"weights.npz": "0" * 64}},
         {"files": None},
     ],
-    ids=["future-format", "no-format", "files-incomplete", "files-null"],
+    ids=[
+        "future-format",
+        "no-format",
+        "format-list",
+        "format-object",
+        "format-text",
+        "files-incomplete",
+        "files-null",
+    ],
 )
 def test_metadata_that_this_version_cannot_load(copy: Path, change: dict[str, Any]) -> None:
     metadata = _metadata(copy) | change
