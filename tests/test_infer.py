@@ -309,13 +309,23 @@ def test_numbers_that_read_as_epoch_times_are_timestamps() -> None:
                     "sequence": (i * 2_654_435_761) % 2**32,  # 32-bit counters start near 0 too
                     "@timestamp": start_s * 1000 + i,
                     "event_ts": start_s + i,
+                    # a busy sensor's seconds: each repeated four times, a quarter of them distinct
+                    # (kept as a number, the next day's normal traffic was flagged for it: the review)
+                    "stime": start_s + i // 4,
+                    # days and moments as text (a category each: every later one unseen)
+                    "day": f"2023-11-{14 + i // 100:02d}",
+                    "seen_at": f"2023-11-14T{i // 60 % 24:02d}:{i % 60:02d}:00Z",
+                    "release": f"1.{i % 3}.0",  # no date: a category as ever
                 },
             }
         )
     spec = infer_spec(events)
-    for leaf in ("seen_s", "seen_ms", "seen_us", "seen_ns"):
+    for leaf in ("seen_s", "seen_ms", "seen_us", "seen_ns", "stime"):
         assert _kinds(spec, f"unmapped.{leaf}") == [], leaf
         assert _excluded(spec)[f"unmapped.{leaf}"] == "timestamp (its numbers read as epoch times)", leaf
+    for leaf in ("day", "seen_at"):
+        assert _excluded(spec)[f"unmapped.{leaf}"] == "timestamp (its text reads as dates)", leaf
+    assert _kinds(spec, "unmapped.release") == ["categorical"]
     for leaf in ("@timestamp", "event_ts"):
         assert _excluded(spec)[f"unmapped.{leaf}"] == "timestamp", leaf
     assert _kinds(spec, "traffic.bytes_out") == ["numeric"]

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from scorer.features.encoder import as_number, epoch_ms, ip_prefix
+from scorer.features.encoder import as_number, epoch_ms, ip_prefix, iso_moment
 from scorer.features.spec import FeatureDef, FeatureSpec
 from scorer.io import DEEPEST_FIELD
 
@@ -56,7 +56,6 @@ CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 # epoch seconds of 2000-01-01 and 2100-01-01; times 1e3, 1e6, 1e9 for ms, µs and ns
 EPOCH_SECONDS = (946_684_800.0, 4_102_444_800.0)
 EPOCH_UNITS = (1.0, 1e3, 1e6, 1e9)
-EPOCH_DISTINCT = 0.5  # numbers that read as epoch times are a clock when at least this share differ
 
 
 @dataclass
@@ -189,11 +188,21 @@ def infer_spec(events: Sequence[Event], *, min_presence: float = 0.01) -> Featur
 
 
 def _epoch_like(p: _Profile) -> bool:
-    """Numbers that vary and all lie within 2000–2099 as epoch times in one unit."""
-    if p.distinct_ratio(p.numbers) < EPOCH_DISTINCT:
+    """Numbers that vary and all lie within 2000–2099 as epoch times in one unit. However often each
+    value repeats: a busy sensor's seconds repeat (four events a second: a quarter of the values
+    distinct), and such a clock, kept as a number, flagged the next day's normal traffic for it."""
+    if len(p.distinct) < 2:
         return False
     low, high = EPOCH_SECONDS
     return any(low * unit <= p.low and p.high < high * unit for unit in EPOCH_UNITS)
+
+
+def _dates(p: _Profile) -> bool:
+    """Text that varies and reads as ISO 8601 dates or times (``2023-11-14``, ``…T10:00:00Z``), nine
+    values in ten of those profiled: a category each, which every later day's events would hold
+    unseen."""
+    texts = [value for value in p.distinct if not math.isfinite(as_number(value))]
+    return len(texts) >= 2 and sum(iso_moment(text) is not None for text in texts) >= 0.9 * len(texts)
 
 
 def _caption_of(path: str, siblings: set[str]) -> str | None:
@@ -256,6 +265,8 @@ def _decide(
         distinct_ratio = p.distinct_ratio(p.strings)
         if p.ips >= 0.9 * p.strings:
             return [FeatureDef(path=path, kind="ip_prefix")], None
+        if _dates(p):
+            return [], "timestamp (its text reads as dates)"
         # long or spaced and mostly distinct; a long value of few kinds (a user agent, a command
         # line run again and again) is a category, as the default spec takes them
         if (p.text_length / p.strings > 64 or p.spaced > 0.5 * p.strings) and distinct_ratio > 0.3:
