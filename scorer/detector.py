@@ -411,7 +411,7 @@ class Detector:
         (:meth:`rebaseline`), or into the calibration alone. Refuses events that hold none of
         the model's fields, and says which fields the events lack."""
         say: Callable[[str], None] = log or (lambda message: None)
-        events = [e for e in events if isinstance(e, dict)]
+        events = self._not_in_baseline([e for e in events if isinstance(e, dict)], say)
         for warning in self.encoder.coverage(events, "recent events").warnings():
             say(f"warning: {warning}")
         refreshed = (
@@ -422,6 +422,28 @@ class Detector:
         if (why := refreshed.cannot_flag()) is not None:
             say(f"warning: {why}")
         return refreshed
+
+    def _not_in_baseline(self, events: list[Event], say: Callable[[str], None]) -> list[Event]:
+        """``events`` but those the baseline holds already, known by their ``metadata.uid`` (an event
+        without one cannot be told). Calibrated on, they score about 0 and lower every threshold: the
+        training file given again to refresh flagged 3.3% of later normal traffic at α = 1%."""
+        held = {uid for uid in self.baseline_ids if not uid.startswith("baseline-row-")}
+        if not held:
+            return events
+        getter = compile_getter("metadata.uid")
+        fresh = [event for event in events if getter(event) not in held]
+        if events and not fresh:
+            raise ValueError(
+                f"all {len(events):,} recent events are in the model's baseline already (by metadata.uid): "
+                "refresh with traffic the model has not seen"
+            )
+        if len(fresh) < len(events):
+            say(
+                f"warning: {len(events) - len(fresh):,} of the {len(events):,} recent events are in the "
+                "model's baseline already (by metadata.uid): left out (calibrated on, they would lower "
+                "the thresholds, and α would not hold)"
+            )
+        return fresh
 
     def rebaseline(
         self,

@@ -353,6 +353,31 @@ def test_an_approximate_index_answers_as_exact_search_does(
     np.testing.assert_allclose(loaded.score(later, explain=False).score, ann.score, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("calibration_only", [False, True])
+def test_refresh_leaves_out_the_events_its_baseline_holds_already(
+    fitted_detector: Detector, train_events: list[Event], held_out_events: list[Event], calibration_only: bool
+) -> None:
+    """The training file given to refresh again: its calibration events scored about 0 against their
+    own rows in the baseline and lowered every threshold (3.3% of later normal traffic flagged at
+    α = 1%: the review). Events the baseline holds, by their metadata.uid, are left out, and said."""
+    held = set(fitted_detector.baseline_ids)
+    again = [e for e in train_events if e["metadata"]["uid"] in held][:400]
+    fresh = held_out_events[:600]
+    said: list[str] = []
+    mixed = fitted_detector.with_config().refresh(
+        again + fresh, calibration_only=calibration_only, keep_flagged=True, log=said.append
+    )
+    alone = fitted_detector.with_config().refresh(fresh, calibration_only=calibration_only, keep_flagged=True)
+    assert said[0] == (
+        "warning: 400 of the 1,000 recent events are in the model's baseline already (by metadata.uid): "
+        "left out (calibrated on, they would lower the thresholds, and α would not hold)"
+    )
+    assert mixed.calibrations["fusion"].to_dict() == alone.calibrations["fusion"].to_dict()
+    assert mixed.baseline_ids == alone.baseline_ids
+    with pytest.raises(ValueError, match="all 400 recent events are in the model's baseline already"):
+        fitted_detector.with_config().refresh(again, calibration_only=calibration_only)
+
+
 def test_rebaseline_needs_enough_events(fitted_detector: Detector) -> None:
     with pytest.raises(ValueError, match="at least 50"):
         fitted_detector.with_config().rebaseline([{}] * 10)  # a copy: the shared fixture stays as it is
