@@ -1987,6 +1987,9 @@ def test_refresh_writes_a_new_version_from_recent_events(
     assert result.returncode == 0, result.stderr
     before, after = Detector.load(model), Detector.load(out)
     assert after.metadata["refreshed_from"] == before.model_info["version"]
+    # what it holds now, not the first training's figures (the review)
+    assert after.metadata["training"]["baseline_events"] == len(after.baseline) == len(after.baseline_ids)
+    assert after.metadata["training"]["calibration_events"] == (300 if calibration_only else 60)
     assert after.model_info["version"] != before.model_info["version"]
     assert after.model_info["name"] == "cli-test"
     what = "calibration" if calibration_only else "baseline and calibration"

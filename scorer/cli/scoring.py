@@ -306,6 +306,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _refresh(args: argparse.Namespace) -> int:
+    from scorer.calibration import GLOBAL
     from scorer.detector import Detector
     from scorer.io import load_events
     from scorer.registry import check_name
@@ -341,6 +342,12 @@ def _refresh(args: argparse.Namespace) -> int:
     detector.refresh(events, calibration_only=args.calibration_only, keep_flagged=args.keep_flagged, log=_say)
     detector.metadata["calibration"] = detector.calibration.sizes()
     detector.metadata["refreshed_from"] = detector.metadata.get("version")
+    # what the bundle now holds (the registry logs these as the version's): the first training's
+    # figures were kept, a refreshed version read as if nothing had moved (the network's own, its
+    # loss curves and fit time, stay: it is not trained again)
+    training = detector.metadata.setdefault("training", {})
+    training["baseline_events"] = len(detector.baseline)
+    training["calibration_events"] = detector.calibration.sizes()[GLOBAL]
     what = "calibration" if args.calibration_only else "baseline and calibration"
     with tempfile.TemporaryDirectory(prefix="ocsf-anomaly-refresh-") as scratch:
         path = detector.save(
