@@ -310,7 +310,12 @@ def _metadata(opened: _Opened) -> dict[str, Any]:
     # a list or an object in "format" is no key of READABLE: "unhashable type" ended the command in
     # a traceback, and a serving process that followed the registry to such a version died
     found = metadata.get("format") if isinstance(metadata, dict) else None
-    if not isinstance(found, int) or isinstance(found, bool) or found not in READABLE:
+    if (
+        not isinstance(metadata, dict)
+        or not isinstance(found, int)
+        or isinstance(found, bool)
+        or found not in READABLE
+    ):
         raise BundleError(
             f"{directory}: bundle format {found!r} is not one this version reads "
             f"({', '.join(map(str, sorted(READABLE)))})"
