@@ -262,7 +262,7 @@ def pipeline(options: Options, model_id: str) -> dict[str, Any]:
                         }
                     ],
                 }
-            }
+            },
         ],
     }
 
