@@ -1051,8 +1051,9 @@ def test_a_group_lost_is_made_again_after_what_the_consumer_read_not_at_the_star
     """The group gone while the stream stays (XGROUP DESTROY): it was made again at ID 0, so every
     entry still in the stream was scored and written once more; then at "$", so what producers
     wrote before the consumer's next read was never scored. It is made again after the last entry
-    the consumer read. With Redis back empty (the stream deleted with its group), a stream written
-    anew is read whole, even when its IDs are below those read before (a clock behind)."""
+    the consumer read, if the stream still holds that very entry (its ID and its event). With Redis
+    back empty (the stream deleted with its group), a stream written anew is read whole, even when
+    its IDs are those read before (the same millisecond) or below them (a clock behind)."""
     import redis.asyncio
 
     from scorer.stream.redis_streams import RedisStreams
@@ -1077,8 +1078,12 @@ def test_a_group_lost_is_made_again_after_what_the_consumer_read_not_at_the_star
         destroyed = await streams.read(100)
         await streams.commit(destroyed)
 
-        client.delete(STREAMS["input"])  # as Redis back without its data
-        _produce(client, [{"metadata": {"uid": "anew"}}])
+        # as Redis back without its data, and written anew in the same millisecond: the same ID as
+        # the entry read last, another event (made again after that ID, it was skipped)
+        client.delete(STREAMS["input"])
+        client.xadd(
+            STREAMS["input"], {"event": json.dumps({"metadata": {"uid": "anew"}})}, id=destroyed[-1].id
+        )
         assert await streams.read(100) == []
         emptied = await streams.read(100)
         await streams.commit(emptied)

@@ -13,6 +13,7 @@ are written in one pipeline, trimmed with ``MAXLEN ~``, and only then are the in
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -78,6 +79,11 @@ def _entry_id(value: bytes | str) -> tuple[int, int]:
     return int(milliseconds), int(sequence or 0)
 
 
+def _digest(event: bytes) -> bytes:
+    """An entry's event, as told apart from another's."""
+    return hashlib.blake2b(event, digest_size=16).digest()
+
+
 def _code(exc: BaseException) -> str:
     """The code opening Redis's error answer ("OOM", "NOGROUP"), "" when there is none."""
     import redis.exceptions as errors
@@ -138,16 +144,20 @@ class RedisStreams:
         # behind that many live ones (other consumers' batches in hand)
         self._claim_from: Any = "0-0"
         self._joined = False
-        # The newest entry ID this consumer knows the group has been given: its last-delivered-id
-        # when the consumer joined, then every entry it read. A group lost is made again there.
-        self._read_to = (0, 0)
+        # The newest entry this consumer knows the group has been given, by its ID and a digest of
+        # its event: the group's last-delivered entry when the consumer joined, then each it read.
+        # A group lost is made again after it if the stream still holds that very entry.
+        self._last: tuple[tuple[int, int], bytes] | None = None
 
     async def start(self) -> None:
         """The consumer group, made (with the stream) if it is not there: from the stream's start."""
         await self._make_group("0")
         group = await self._own_group()
-        if group is not None:
-            self._read_to = _entry_id(group.get("last-delivered-id", b"0-0"))
+        delivered = group.get("last-delivered-id", b"0-0") if group is not None else b"0-0"
+        if _entry_id(delivered) != (0, 0):
+            found = await self.client.xrange(self.input, min=delivered, max=delivered, count=1)
+            if found:
+                self._last = (_entry_id(delivered), _digest(found[0][1].get(b"event", b"")))
         self._joined = True
 
     async def _make_group(self, at: str) -> None:
@@ -240,37 +250,38 @@ class RedisStreams:
             self._own_pending = True
             raise
         else:
-            self._read_to = max([self._read_to, *(_entry_id(entry.id) for entry in entries)])
+            if entries:
+                newest = max(entries, key=lambda entry: _entry_id(entry.id))
+                if self._last is None or _entry_id(newest.id) > self._last[0]:
+                    self._last = (_entry_id(newest.id), _digest(newest.raw))
             return entries
         # Redis came back without its data (no persistence), the stream was deleted, or the group
-        # destroyed: the stream and the group are made again, and the consumer goes on after what
-        # it knows the group was given (not again what it scored). A stream that ends before that
-        # is not the one read (written anew after Redis came back, with its clock behind): all of
-        # it is new. Made at the stream's end ($), entries written in the meantime, between
-        # Redis's return and this read, were never scored.
-        end = await self._stream_end()
-        at = self._read_to if end is not None and end >= self._read_to else (0, 0)
-        await self._make_group(f"{at[0]}-{at[1]}")
+        # destroyed: the stream and the group are made again. Where the stream still holds the
+        # newest entry the group was given (its ID and its event), after it: not again what was
+        # scored. Else the stream is not the one read (written anew, its IDs from 0, or from a
+        # clock behind, even the same IDs again), or that entry was trimmed: from its start, every
+        # entry it holds (some, maybe, written twice; none lost). At the stream's end ($), entries
+        # written between Redis's return and this read were never scored.
+        at = await self._resume_at()
+        await self._make_group(at)
         log.warning(
-            "the consumer group %s of %s is gone from %s: made again after entry %d-%d",
+            "the consumer group %s of %s is gone from %s: made again %s",
             self.group,
             self.input,
             self.where,
-            *at,
+            "from the stream's start" if at == "0" else f"after entry {at}",
         )
         return []
 
-    async def _stream_end(self) -> tuple[int, int] | None:
-        """The ID of the newest entry ever added to the input stream; None when there is no stream."""
-        import redis.exceptions
-
-        try:
-            info = await self.client.xinfo_stream(self.input)
-        except redis.exceptions.ResponseError as exc:
-            if "no such key" not in str(exc).lower():
-                raise
-            return None
-        return _entry_id(info["last-generated-id"])
+    async def _resume_at(self) -> str:
+        """Where a lost group is made again: after the newest entry it was given, if the stream
+        still holds that very entry; else "0"."""
+        if self._last is None:
+            return "0"
+        (milliseconds, sequence), digest = self._last
+        at = f"{milliseconds}-{sequence}"
+        found = await self.client.xrange(self.input, min=at, max=at, count=1)  # [] without a stream
+        return at if found and _digest(found[0][1].get(b"event", b"")) == digest else "0"
 
     async def _read(self, count: int) -> list[Entry]:
         while self._own_pending:
