@@ -16,6 +16,7 @@ import random
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -1308,6 +1309,25 @@ def test_expect_100_continue_refuses_before_the_body_is_sent(
                     assert orjson.loads(payload)["error"]["code"] == "expectation_failed"
 
 
+def test_a_client_that_resets_before_its_refusal_is_written_is_no_error(
+    bundle_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refused Expect is answered and its connection closed at once; a client that reset the
+    connection first made that write fail, and aiohttp log "Error handling request" with a
+    traceback, one a request: any scanner could fill the log (the review)."""
+    caplog.set_level(logging.ERROR)
+    request = b"POST /v1/score HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nContent-Length: 5\r\n\r\n"
+    with _serving(_settings(bundle_dir)) as address:
+        for _ in range(20):
+            connection = socket.create_connection(address, timeout=60)
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            connection.sendall(request)
+            connection.close()  # a reset, at once
+        _, connection = _head_only(address, request)  # one that waits gets its answer, still
+        connection.close()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
 def test_a_body_declared_too_large_or_never_sent_holds_no_connection(bundle_dir: Path) -> None:
     """Without Expect: a declared size over the limit is answered 413 at once, the body unread; a body
     that stops short of its Content-Length is answered 408 after body_timeout_seconds (both close the
@@ -1325,8 +1345,8 @@ def test_a_body_declared_too_large_or_never_sent_holds_no_connection(bundle_dir:
             # nothing of the body sent: it may still come, and aiohttp reads it for up to 10 s so
             # that a client sending it reads the answer, not a reset
             (head(20 * 1024 * 1024), 413, "body_too_large", 60),
-            # 2 of 100 bytes sent, then nothing: closed at once (it lingered 10 s for the rest)
-            (head(100) + b"[{", 408, "body_timeout", LINGERED),
+            # 2 of 100 bytes sent, then nothing: the rest may yet come (a slow upload), as above
+            (head(100) + b"[{", 408, "body_timeout", 60),
         ]:
             answer, connection = _head_only(address, request)
             with connection:

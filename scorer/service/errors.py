@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import web
 
@@ -20,8 +20,7 @@ class ApiError(Exception):
     ``headers`` go with the answer (``Retry-After``, ``Accept-Encoding``). ``close``: the connection
     is closed after the answer (a body left unread cannot be told from the next request); aiohttp
     first reads what comes of the body, for up to 10 s, so that a client still sending it reads the
-    answer (not a reset). ``close="at once"``: nothing more is coming (a body that stalled), the
-    connection is closed as soon as the answer is written."""
+    answer (not a reset)."""
 
     def __init__(
         self,
@@ -30,7 +29,7 @@ class ApiError(Exception):
         message: str,
         *,
         headers: Mapping[str, str] | None = None,
-        close: bool | Literal["at once"] = False,
+        close: bool = False,
         **extra: Any,
     ) -> None:
         super().__init__(message)
@@ -59,8 +58,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as error:
         response = web.json_response(error.body(), status=error.status, headers=error.headers)
-        if error.close == "at once":
-            return await answer_and_close(request, response)
         if error.close:
             response.force_close()
         return response
@@ -91,12 +88,15 @@ def _allow(http: web.HTTPException) -> dict[str, str]:
 
 
 async def answer_and_close(request: web.Request, response: web.Response) -> web.Response:
-    """``response`` written, then its connection closed at once, for a request whose body is not
-    coming: never asked for (a refused ``Expect: 100-continue``) or stalled. aiohttp closed it only
-    after lingering 10 s for the rest of that body (a descriptor held per refused request)."""
+    """``response`` written, then its connection closed at once, for a request whose body was never
+    asked for (a refused ``Expect: 100-continue``): aiohttp closed it only after lingering 10 s for
+    that body (a descriptor held per refused request). A client gone first is no error to log."""
     response.force_close()
-    await response.prepare(request)
-    await response.write_eof()
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except ConnectionError:  # reset before the answer: nothing to answer, as aiohttp's own write
+        pass
     if request.protocol is not None:
         request.protocol.force_close()  # the answer, buffered, is still sent before the socket closes
     return response

@@ -117,7 +117,7 @@ async def read_body(request: web.Request, *, floor: bool = True) -> tuple[bytes,
             "body_timeout",
             f"the request body did not arrive within {settings.body_timeout_seconds:g} s of its headers; "
             "send the whole body at once (Content-Length matching what is sent)",
-            close="at once",
+            close=True,
         ) from None
     except ConnectionResetError:
         log.info(
