@@ -316,6 +316,8 @@ def test_numbers_that_read_as_epoch_times_are_timestamps() -> None:
                     "day": f"2023-11-{14 + i // 100:02d}",
                     "seen_at": f"2023-11-14T{i // 60 % 24:02d}:{i % 60:02d}:00Z",
                     "release": f"1.{i % 3}.0",  # no date: a category as ever
+                    # ten digits, two values, each repeated: codes in the range of epoch seconds
+                    "phone": (2_025_550_143, 3_125_550_199)[i % 2],
                 },
             }
         )
@@ -326,6 +328,7 @@ def test_numbers_that_read_as_epoch_times_are_timestamps() -> None:
     for leaf in ("day", "seen_at"):
         assert _excluded(spec)[f"unmapped.{leaf}"] == "timestamp (its text reads as dates)", leaf
     assert _kinds(spec, "unmapped.release") == ["categorical"]
+    assert _kinds(spec, "unmapped.phone") == ["numeric"]
     for leaf in ("@timestamp", "event_ts"):
         assert _excluded(spec)[f"unmapped.{leaf}"] == "timestamp", leaf
     assert _kinds(spec, "traffic.bytes_out") == ["numeric"]

@@ -56,6 +56,7 @@ CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 # epoch seconds of 2000-01-01 and 2100-01-01; times 1e3, 1e6, 1e9 for ms, µs and ns
 EPOCH_SECONDS = (946_684_800.0, 4_102_444_800.0)
 EPOCH_UNITS = (1.0, 1e3, 1e6, 1e9)
+EPOCH_DISTINCT = 16  # distinct epoch-like numbers that are a clock, however often each repeats
 
 
 @dataclass
@@ -188,10 +189,13 @@ def infer_spec(events: Sequence[Event], *, min_presence: float = 0.01) -> Featur
 
 
 def _epoch_like(p: _Profile) -> bool:
-    """Numbers that vary and all lie within 2000–2099 as epoch times in one unit. However often each
-    value repeats: a busy sensor's seconds repeat (four events a second: a quarter of the values
-    distinct), and such a clock, kept as a number, flagged the next day's normal traffic for it."""
-    if len(p.distinct) < 2:
+    """Numbers that vary and all lie within 2000–2099 as epoch times in one unit: at least
+    EPOCH_DISTINCT values, however often each repeats (a busy sensor's seconds, four events a
+    second: a quarter of the values distinct, kept as a number, flagged the next day's normal
+    traffic), or fewer, mostly distinct (a small sample of a clock). A handful of values in that
+    range, each repeated, are codes (two phone numbers, a tenant's ten digits), not a clock."""
+    distinct = len(p.distinct)
+    if distinct < 2 or (distinct < EPOCH_DISTINCT and p.distinct_ratio(p.numbers) < 0.5):
         return False
     low, high = EPOCH_SECONDS
     return any(low * unit <= p.low and p.high < high * unit for unit in EPOCH_UNITS)
