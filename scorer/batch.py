@@ -374,7 +374,12 @@ def _deaf(signums: tuple[int, ...], *, defer: bool) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, signums) if defer else None
+    # (no pthread_sigmask on Windows: there a signal that comes meanwhile is lost)
+    mask = (
+        signal.pthread_sigmask(signal.SIG_BLOCK, signums)
+        if defer and hasattr(signal, "pthread_sigmask")
+        else None
+    )
     previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in signums}
     try:
         yield

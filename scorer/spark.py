@@ -356,7 +356,8 @@ def check_output(source: str, output: str) -> None:
 
 def session(master: str | None, *, batch_size: int = BATCH_SIZE) -> SparkSession:
     """The Spark session: ``master`` None means the one spark-submit configured. The executors run this
-    interpreter unless PYSPARK_PYTHON (or spark.pyspark.python) says otherwise."""
+    interpreter unless PYSPARK_PYTHON (or spark.pyspark.python) says otherwise. Field names are read
+    with their case (spark.sql.caseSensitive): a session shared with other work is set so too."""
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName("ocsf-anomaly score-spark")

@@ -1990,6 +1990,7 @@ def test_refresh_writes_a_new_version_from_recent_events(
     # what it holds now, not the first training's figures (the review)
     assert after.metadata["training"]["baseline_events"] == len(after.baseline) == len(after.baseline_ids)
     assert after.metadata["training"]["calibration_events"] == (300 if calibration_only else 60)
+    assert after.metadata["training"]["calibration_in_baseline"] == 0
     assert after.model_info["version"] != before.model_info["version"]
     assert after.model_info["name"] == "cli-test"
     what = "calibration" if calibration_only else "baseline and calibration"

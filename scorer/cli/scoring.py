@@ -348,6 +348,7 @@ def _refresh(args: argparse.Namespace) -> int:
     training = detector.metadata.setdefault("training", {})
     training["baseline_events"] = len(detector.baseline)
     training["calibration_events"] = detector.calibration.sizes()[GLOBAL]
+    training["calibration_in_baseline"] = 0  # refresh's calibration events stay out of the baseline
     what = "calibration" if args.calibration_only else "baseline and calibration"
     with tempfile.TemporaryDirectory(prefix="ocsf-anomaly-refresh-") as scratch:
         path = detector.save(
