@@ -30,7 +30,9 @@ Why this shape: scoring must never wait for, nor fail because of, a receiver. He
   counted. It is called on the event loop's thread (it is not thread-safe).
 - One background task sends the queue in batches. While the receiver is unreachable, times out or
   answers 5xx or 429, the batch stays at the head of the queue and is retried with exponential
-  backoff (capped); new alerts queue behind it up to the bound. Any other answer that is not 2xx
+  backoff (capped); new alerts queue behind it up to the bound. A batch unanswered within the
+  timeout ``TIMEOUTS`` times in a row is dropped, logged and counted: the receiver may have taken
+  it each time (a webhook slower than the timeout), and it would go on holding up every later alert. Any other answer that is not 2xx
   (a 4xx: the receiver will never take them; a redirect, which is not followed) drops the batch,
   logged and counted; but a 413 for more than one alert halves the batches, and sends the alerts
   again in them (after ``REGROW_AFTER`` batches taken in a row, twice as many are tried again).
@@ -43,7 +45,8 @@ Why this shape: scoring must never wait for, nor fail because of, a receiver. He
 - An entity alerts at most once per ``dedupe_seconds``: a noisy host is one alert, not thousands.
   The entities remembered are bounded (the oldest forgotten first, so at worst an entity alerts
   again early). An alert dropped because the queue was full does not count as the entity's alert.
-- Delivery is at most once and best effort: what is queued when :meth:`Alerter.close` gives up
+- Delivery is best effort: a batch is sent again only when the receiver did not take it, or did not
+  answer in time (then at most ``TIMEOUTS`` times); what is queued when :meth:`Alerter.close` gives up
   (after ``close_grace_seconds``) or the process dies is lost, and counted when it is a close. Events
   themselves are never lost this way; the enriched output keeps every anomaly.
 - No event content is logged above DEBUG (entity values are addresses and user names).
@@ -92,6 +95,10 @@ EXPIRED_PER_OFFER = 2  # expired entities forgotten per offer: more than it adds
 MAX_TEXT = 200  # characters of an event's value in a label or annotation (then "…"), as in reasons
 P_TOLERANCE = 1e-12  # the anomaly's p-value is rounded: equal to a level within float error is at it
 UNEXPECTED_ERRORS = 3  # a batch whose sending raises an unexpected error this often in a row is dropped
+# A batch whose request goes unanswered within the timeout this often in a row is dropped: the
+# receiver may have taken it (a webhook slower than the timeout got the same alerts again every
+# retry, for as long as the process ran, and every later alert queued behind them)
+TIMEOUTS = 3
 
 
 @dataclass(frozen=True)
@@ -177,6 +184,9 @@ class AlertCounters:
     dropped_send_error: int = 0
     """Not sent: sending their batch raised an unexpected error ``UNEXPECTED_ERRORS`` times in a row
     (a bug; logged)."""
+    dropped_timed_out: int = 0
+    """Not known to be sent: their batch's request went unanswered within the timeout ``TIMEOUTS``
+    times in a row (the receiver may have taken them, each time)."""
     sent: int = 0
     """Taken by the receiver (2xx)."""
     send_failures: int = 0
@@ -211,7 +221,7 @@ class AlertMetrics:
             "ocsf_anomaly_alerts",
             "Alerts by outcome: offered (at or below the alert p-value), then exactly one of "
             "deduplicated, dropped_queue_full, dropped_rejected, dropped_at_close, dropped_malformed, "
-            "dropped_send_error, sent (or still queued)",
+            "dropped_send_error, dropped_timed_out, sent (or still queued)",
             ["outcome"],
             registry=registry,
         )
@@ -247,6 +257,7 @@ class Outcome(enum.Enum):
     SENT = "sent"
     REJECTED = "dropped_rejected"
     FAILED = "dropped_send_error"  # an unexpected error UNEXPECTED_ERRORS times in a row
+    TIMED_OUT = "dropped_timed_out"  # no answer within the timeout TIMEOUTS times in a row
     RETRY = "retry"
     TOO_LARGE = "too_large"  # 413 for more than one alert: sent again in smaller batches
 
@@ -269,6 +280,7 @@ class Alerter:
         self._closing = False
         self._failing = False  # the last request failed (logged once per outage)
         self._errors = 0  # unexpected errors in a row sending the queue's head
+        self._timeouts = 0  # requests in a row unanswered within the timeout
         self._batch_size = config.batch_size  # halved each time the receiver answers a batch 413 …
         self._taken = 0  # … and doubled again after REGROW_AFTER batches in a row were taken
         self._session: aiohttp.ClientSession | None = None
@@ -486,8 +498,12 @@ class Alerter:
                 status = response.status
                 location = response.headers.get("Location", "")
                 answer = await read_answer(response)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except TimeoutError:
+            return self._timed_out(len(batch))
+        except aiohttp.ClientError as exc:
+            self._timeouts = 0
             return self._failed(type(exc).__name__)
+        self._timeouts = 0
         if 200 <= status < 300:
             if self._failing:
                 log.warning("the alert receiver is back")
@@ -535,6 +551,22 @@ class Alerter:
             UNEXPECTED_ERRORS,
         )
         return Outcome.FAILED
+
+    def _timed_out(self, alerts: int) -> Outcome:
+        """Retry the batch like an unavailable receiver, or drop it after ``TIMEOUTS`` in a row."""
+        self._timeouts += 1
+        if self._timeouts < TIMEOUTS:
+            return self._failed("TimeoutError")
+        self._timeouts = 0
+        log.warning(
+            "the alert receiver at %s did not answer %d requests in a row within %g s: %d alerts dropped "
+            "(it may have taken them, each time)",
+            origin(self._endpoint),
+            TIMEOUTS,
+            self.config.timeout_seconds,
+            alerts,
+        )
+        return Outcome.TIMED_OUT
 
     def _count_failure(self) -> None:
         self.counters.send_failures += 1

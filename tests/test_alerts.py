@@ -27,7 +27,7 @@ from live_scorer import closed_port, serve_app
 from prometheus_client import CollectorRegistry
 from vector_downstream import Downstream
 
-from scorer.alerts import ALERTNAME, UNEXPECTED_ERRORS, AlertConfig, Alerter, AlertMetrics, severity
+from scorer.alerts import ALERTNAME, TIMEOUTS, UNEXPECTED_ERRORS, AlertConfig, Alerter, AlertMetrics, severity
 from scorer.detector import ScoreResult
 from scorer.explain import Reason
 from scorer.settings import Settings, SettingsError
@@ -507,6 +507,34 @@ async def test_5xx_and_429_are_retried(webhook: Any, make_alerter: MakeAlerter) 
     assert len(receiver.bodies) == 4
     assert all(b["alerts"][0]["labels"]["entity"] == "10.0.0.1" for b in receiver.bodies)
     assert len({b["alerts"][0]["startsAt"] for b in receiver.bodies}) == 1  # the same alert each time
+
+
+async def test_a_batch_the_receiver_does_not_answer_in_time_is_sent_at_most_three_times(
+    aiohttp_server: Any, make_alerter: MakeAlerter
+) -> None:
+    """A webhook slower than the timeout took the alerts and answered late: the batch was sent again
+    at every retry, for as long as the process ran (four times in 25 s in the review), counted as
+    never sent, and every later alert queued behind it. Dropped after TIMEOUTS, and counted so."""
+    entities: list[str] = []
+    answered = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        entities.append((await request.json())["alerts"][0]["labels"]["entity"])
+        if entities.count("10.0.0.1") <= TIMEOUTS and entities[-1] == "10.0.0.1":
+            await answered.wait()  # takes the alerts, answers after the sender gave up waiting
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/hooks/alerts", slow)
+    server = await aiohttp_server(app)
+    alerter = await make_alerter(str(server.make_url("/hooks/alerts")), kind="webhook", timeout_seconds=1.0)
+    alerter.offer(*scored("10.0.0.1", 0.0005))
+    await until(lambda: alerter.counters.dropped_timed_out == 1, "the batch dropped")
+    answered.set()
+    alerter.offer(*scored("10.0.0.2", 0.0005))
+    await until(lambda: alerter.counters.sent == 1, "the next alert")
+    assert entities.count("10.0.0.1") == TIMEOUTS
+    assert alerter.counters.send_failures >= TIMEOUTS - 1  # the retries (a busy host may add one)
 
 
 def unserialisable(monkeypatch: pytest.MonkeyPatch, entity: str, times: float = float("inf")) -> list[bytes]:
