@@ -815,6 +815,7 @@ def test_bootstrap_servers_that_name_no_broker_are_refused_before_connecting(
         (["--dead-letter", "c"], "--alerts and --dead-letter both name 'c'"),
         (["--input", "ocsf events"], "--input 'ocsf events' is no Kafka topic name"),
         (["--alerts", ".."], "--alerts '..' is no Kafka topic name"),
+        (["--group", " "], "--group is empty: name the consumer group"),  # started with no group name
         (["--max-len", "5", "--redis-url", "redis://r/0"], "--redis-url, --max-len: not for --source kafka"),
     ],
 )

@@ -232,6 +232,8 @@ def _check_sources(args: argparse.Namespace) -> None:
     if given:
         tls = " (Redis: a rediss:// URL for TLS)" if args.source == "redis" else ""
         raise CliError(f"{', '.join(given)}: not for --source {args.source}{tls}")
+    if not args.group.strip():  # Kafka deprecates an empty group.id (KIP-289): a broker fails it later
+        raise CliError("--group is empty: name the consumer group, e.g. --group ocsf-anomaly")
     names = {"--input": args.input, "--output": args.output, "--alerts": args.alerts}
     names["--dead-letter"] = args.dead_letter
     seen: dict[str, str] = {}
