@@ -275,6 +275,10 @@ def dumps(value: Any) -> bytes:
     except orjson.JSONEncodeError:
         if sys.getrecursionlimit() < WRITE_RECURSION:
             sys.setrecursionlimit(WRITE_RECURSION)
+        # in C when no number is beyond a double's range (nor a NaN): the copy below takes about
+        # 1.5 µs a value, and 16 MiB of zeros beside a deep field took 20 s to write, this 0.6 s
+        with contextlib.suppress(ValueError):
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
         marker = f"\x00{secrets.token_hex(8)}:"
         texts: list[str] = []
         text = json.dumps(

@@ -11,6 +11,7 @@ import difflib
 import ipaddress
 import os
 import re
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,7 @@ MAX_RESOLVE_SECONDS = 365 * 86_400  # an alert's endsAt at most a year out: a da
 BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")  # a % that starts no escape: a URL parser refuses it
 PRINTABLE_ASCII = r"^[!-~]*$"  # what a bearer token may hold: no spaces, nothing a client cannot send
 HTTP_URL = r"^https?://[^\s]+$"
+HOST_NAMES = r"^[A-Za-z0-9._:*,\[\] -]+$"  # allowed_hosts: names and addresses, comma-separated
 # what a pattern asks for, said to a user rather than as the regular expression
 PATTERNS = {
     PRINTABLE_ASCII: "printable ASCII without spaces (it is sent in an HTTP header)",
@@ -188,6 +190,11 @@ class Settings(BaseSettings):
     admin_token: str | None = Field(None, pattern=PRINTABLE_ASCII)
     """Bearer token required on admin calls (printable ASCII); unset: admin calls only on a loopback
     address, and with the API token when one is set."""
+    allowed_hosts: str | None = Field(None, pattern=HOST_NAMES)
+    """While the service listens on loopback only, the names a request may give in its Host header
+    besides loopback's own (localhost, 127.0.0.1, ::1, this machine's name), comma-separated: the
+    name a proxy on this machine passes on; `*` any. Other names are refused (403): a web page whose
+    name was made to resolve to 127.0.0.1 (DNS rebinding) would give its own."""
 
     @field_validator("alerts_url", "vector_downstream_url", "alerts_generator_url")
     @classmethod
@@ -246,6 +253,20 @@ class Settings(BaseSettings):
                 f"({self.max_events:,}): a request within the limits could never be admitted"
             )
         return self
+
+    def answers_to(self, host: str) -> bool:
+        """Whether a request naming ``host`` (a Host header's name, without its port) is answered:
+        any while the service listens beyond loopback; else loopback's names and ``allowed_hosts``."""
+        host = _host_name(host)
+        allowed = {_host_name(name) for name in (self.allowed_hosts or "").split(",")}
+        if not self.loopback_only or "*" in allowed or host in allowed:
+            return True
+        if host == "localhost" or host.endswith(".localhost") or host == _host_name(socket.gethostname()):
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
 
     @property
     def loopback_only(self) -> bool:
@@ -342,6 +363,11 @@ class Settings(BaseSettings):
                 f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {_said(e)}" for e in exc.errors()
             )
             raise SettingsError(f"invalid settings: {problems}") from exc
+
+
+def _host_name(name: str) -> str:
+    """A host's name as compared: lower case, without an IPv6 address's brackets or a final dot."""
+    return name.strip().lower().removeprefix("[").removesuffix("]").rstrip(".")
 
 
 def service_url(settings: Settings, *, local: bool = False) -> str:

@@ -19,24 +19,10 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from browser import CHROMIUM, CHROMIUM_FLAGS, needs_chromium
 
 from scorer.batch import score_file
 from scorer.report import collect, records, write_report
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-needs_chromium = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="Chromium (Debian package chromium) not found"
-)
-# as root on a closed network: no sandbox, nothing fetched in the background
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 Event = dict[str, Any]
 

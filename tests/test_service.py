@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import gzip
 import http.client
+import http.server
 import io
 import itertools
 import json
@@ -31,6 +33,7 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
+from browser import CHROMIUM, CHROMIUM_FLAGS, needs_chromium
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from loopback import free_port
@@ -762,7 +765,7 @@ async def test_a_token_that_is_not_ascii_is_401(aiohttp_client: Any, bundle_dir:
     client = await aiohttp_client(create_app(_settings(bundle_dir, api_token="api", admin_token="adm1n")))
     for token in (b"\xff\xfe", "é-token".encode()):  # not UTF-8 at all; UTF-8 but not ASCII
         request = (
-            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode()
+            f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n".encode()
             + b"Authorization: Bearer "
             + token
             + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
@@ -783,6 +786,140 @@ async def test_a_token_with_a_space_or_tab_is_401(aiohttp_client: Any, bundle_di
         response = await client.post(path, data=b"{}", headers={**JSON, "Authorization": f"Bearer {token}"})
         assert response.status == 401, token
         assert (await response.json())["error"]["code"] == "unauthorized"
+
+
+# ---------------------------------------------------------------------- web pages
+PAGE_CALLS = [
+    ("POST", "/v1/score"),
+    ("POST", "/v1/enrich"),
+    ("POST", "/v1/models/reload"),
+    ("GET", "/v1/models"),
+]
+
+
+async def test_a_web_page_of_another_origin_is_refused(aiohttp_client: Any, bundle_dir: Path) -> None:
+    """Served as `make run` serves (loopback, no token), any page the operator opened could score,
+    reload the models and read the model routes (the security review's proof, in Chromium): a
+    request whose Origin is another origin is 403. Programs send no Origin."""
+    client = await aiohttp_client(create_app(_settings(bundle_dir)))
+    own = f"http://{client.host}:{client.port}"
+    for method, path in [*PAGE_CALLS, ("GET", "/healthz"), ("GET", "/metrics")]:
+        for origin in (
+            "http://evil.example",
+            "null",
+            f"http://{client.host}:1",
+            f"https://evil.example:{client.port}",
+        ):
+            response = await client.request(method, path, data=b"{}", headers={**JSON, "Origin": origin})
+            assert response.status == 403, (method, path, origin)
+            assert (await response.json())["error"]["code"] == "cross_origin"
+    for headers in (JSON, {**JSON, "Origin": own}):  # a program; a page of the service's own origin
+        assert (await client.post("/v1/score", data=b"{}", headers=headers)).status == 200
+        assert (await client.post("/v1/models/reload", headers=headers)).status == 200
+
+
+async def test_a_page_whose_name_resolves_to_loopback_is_refused_for_its_host(
+    aiohttp_client: Any, bundle_dir: Path
+) -> None:
+    """DNS rebinding: a page makes its own name resolve to 127.0.0.1, and is then of the same origin
+    as the service. Listening on loopback only, the service answers loopback's names alone, and
+    those of OCSF_ANOMALY_ALLOWED_HOSTS; beyond loopback, any name (tokens guard it there)."""
+    port = 8080
+    client = await aiohttp_client(create_app(_settings(bundle_dir)))
+    for method, path in PAGE_CALLS:
+        response = await client.request(
+            method, path, data=b"{}", headers={**JSON, "Host": f"evil.example:{port}"}
+        )
+        assert response.status == 403, (method, path)
+        error = (await response.json())["error"]
+        assert error["code"] == "unknown_host"
+        assert "OCSF_ANOMALY_ALLOWED_HOSTS" in error["message"]
+    names = [
+        "localhost",
+        "127.0.0.1",
+        "127.1.2.3",
+        "[::1]",
+        "ocsf.localhost",
+        socket.gethostname(),
+        "LOCALHOST.",
+    ]
+    for name in names:
+        for host in (name, f"{name}:{port}"):
+            response = await client.post("/v1/score", data=b"{}", headers={**JSON, "Host": host})
+            assert response.status == 200, host
+    for name in ("10.0.0.1", "[::2]", "evil.localhost.example"):
+        response = await client.post("/v1/score", data=b"{}", headers={**JSON, "Host": name})
+        assert response.status == 403, name
+
+    allowed = await aiohttp_client(
+        create_app(_settings(bundle_dir, allowed_hosts="scorer.internal, EVIL.example"))
+    )
+    for host in ("evil.example", f"scorer.internal:{port}"):
+        assert (await allowed.post("/v1/models/reload", headers={"Host": host})).status == 200, host
+    assert (
+        await allowed.post("/v1/score", data=b"{}", headers={**JSON, "Host": "other.example"})
+    ).status == 403
+    anywhere = await aiohttp_client(create_app(_settings(bundle_dir, allowed_hosts="*")))
+    assert (
+        await anywhere.post("/v1/score", data=b"{}", headers={**JSON, "Host": "other.example"})
+    ).status == 200
+
+    beyond = await aiohttp_client(create_app(_settings(bundle_dir, host="0.0.0.0", api_token="api")))
+    token = {**JSON, "Authorization": "Bearer api", "Host": "scorer.example.com"}
+    assert (await beyond.post("/v1/score", data=b"{}", headers=token)).status == 200
+    # … and an Origin is still checked there
+    response = await beyond.post("/v1/score", data=b"{}", headers={**token, "Origin": "http://evil.example"})
+    assert response.status == 403
+
+
+def test_allowed_hosts_are_names_or_addresses() -> None:
+    assert Settings.load(allowed_hosts="a.example, [::1],10.0.0.1:*").allowed_hosts
+    with pytest.raises(SettingsError, match="allowed_hosts"):
+        Settings.load(allowed_hosts="evil.example/path")
+
+
+@needs_chromium
+def test_a_page_opened_in_a_real_browser_cannot_call_the_service(bundle_dir: Path, tmp_path: Path) -> None:
+    """The security review's proof, as it ran: a page served from another port of 127.0.0.1, opened
+    in Chromium, posts an event (a Blob: no Content-Type, no preflight) and a reload to the service
+    with fetch(mode: "no-cors"). Chromium sends them with their Origin: both reach the service and
+    are refused (403, counted), none answered 200."""
+    from playwright.sync_api import sync_playwright
+
+    with _serving(_settings(bundle_dir)) as address:
+        service = f"http://{address[0]}:{address[1]}"
+        (tmp_path / "index.html").write_text(
+            "<script>\n"
+            f"fetch('{service}/v1/score', {{method: 'POST', mode: 'no-cors', body: new Blob(['{{\"class_uid\": 4001}}'])}});\n"
+            f"fetch('{service}/v1/models/reload', {{method: 'POST', mode: 'no-cors'}});\n"
+            "</script>"
+        )
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+        with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as pages:
+            threading.Thread(target=pages.serve_forever, daemon=True).start()
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+                try:
+                    browser.new_page().goto(f"http://127.0.0.1:{pages.server_address[1]}/index.html")
+                    refused = [_route("/v1/score", "403"), _route("/v1/models/reload", "403")]
+                    eventually(
+                        lambda: all(
+                            ("ocsf_anomaly_request_seconds_count", r)
+                            in _samples(_call(address, "GET", "/metrics")[2].decode())
+                            for r in refused
+                        ),
+                        "both calls refused",
+                    )
+                finally:
+                    browser.close()
+            pages.shutdown()
+        samples = _samples(_call(address, "GET", "/metrics")[2].decode())
+    answered = [
+        labels for (name, labels), _ in samples.items() if name == "ocsf_anomaly_request_seconds_count"
+    ]
+    assert not [
+        labels for labels in answered if dict(labels)["status"] == "200" and dict(labels)["method"] == "POST"
+    ]
 
 
 def test_tokens_are_printable_ascii() -> None:
@@ -1207,7 +1344,9 @@ def test_a_client_that_leaves_mid_body_is_not_a_server_error(
 ) -> None:
     with _serving(_settings(bundle_dir), handler_cancellation=cancel) as address:
         with socket.create_connection(address) as connection:
-            connection.sendall(b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+            connection.sendall(
+                b"POST /v1/score HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            )
             connection.sendall(b"Content-Length: 100000\r\n\r\n[{}, {}")
         deadline = time.monotonic() + 30
         while True:
@@ -1265,7 +1404,7 @@ def test_expect_100_continue_refuses_before_the_body_is_sent(
 
     def head(token: str, length: int, expect: str = "100-continue") -> bytes:
         return (
-            f"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"POST /v1/score HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             f"Authorization: Bearer {token}\r\nContent-Length: {length}\r\nExpect: {expect}\r\n\r\n"
         ).encode()
 
@@ -1296,9 +1435,7 @@ def test_expect_100_continue_refuses_before_the_body_is_sent(
         assert metrics[("ocsf_anomaly_request_seconds_count", _route("/v1/score", "413"))] == 1
         # GET and HEAD routes too: aiohttp's own handler answered these 417 in text/plain
         for method, path in [("GET", "/healthz"), ("GET", "/v1/models"), ("HEAD", "/v1/integrations/vector")]:
-            request = (
-                f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer api\r\nExpect: foo\r\n\r\n"
-            )
+            request = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer api\r\nExpect: foo\r\n\r\n"
             with socket.create_connection(address, timeout=60) as connection:
                 connection.sendall(request.encode())
                 answer = _answer(connection, body=method != "HEAD")  # an answer to HEAD has none
@@ -1316,7 +1453,7 @@ def test_a_client_that_resets_before_its_refusal_is_written_is_no_error(
     connection first made that write fail, and aiohttp log "Error handling request" with a
     traceback, one a request: any scanner could fill the log (the review)."""
     caplog.set_level(logging.ERROR)
-    request = b"POST /v1/score HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nContent-Length: 5\r\n\r\n"
+    request = b"POST /v1/score HTTP/1.1\r\nHost: localhost\r\nExpect: foo\r\nContent-Length: 5\r\n\r\n"
     with _serving(_settings(bundle_dir)) as address:
         for _ in range(20):
             connection = socket.create_connection(address, timeout=60)
@@ -1335,7 +1472,7 @@ def test_a_body_declared_too_large_or_never_sent_holds_no_connection(bundle_dir:
 
     def head(length: int) -> bytes:
         return (
-            "POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "POST /v1/score HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             f"Authorization: Bearer api\r\nContent-Length: {length}\r\n\r\n"
         ).encode()
 
@@ -1379,9 +1516,7 @@ def test_bodies_held_at_once_are_bounded_and_one_past_the_bound_is_refused_unrea
         return _samples(_call(address, "GET", "/metrics")[2].decode())[("ocsf_anomaly_body_bytes_held", ())]
 
     def head(framing: str) -> bytes:
-        return (
-            f"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{framing}\r\n".encode()
-        )
+        return f"POST /v1/score HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{framing}\r\n".encode()
 
     settings = _settings(bundle_dir, max_body_bytes=64 * 1024, max_pending_body_bytes=64 * 1024)
     declared = f"Content-Length: {len(body)}\r\n"
@@ -1427,7 +1562,7 @@ def test_an_answer_its_client_does_not_read_holds_the_budget_for_a_while_then_it
     events = [{**event, "unmapped": {"note": padding}} for event in held_out_events[:1_000]]
     body = gzip.compress(orjson.dumps(events))  # 8 MB enriched, more than the sockets buffer
     head = (
-        "POST /v1/enrich HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "POST /v1/enrich HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
         f"Content-Encoding: gzip\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
 
@@ -1532,7 +1667,7 @@ def test_a_busy_answer_to_opensearch_says_throttled_as_ml_commons_reads_it(
     settings = _settings(bundle_dir, max_body_bytes=64 * 1024, max_pending_body_bytes=64 * 1024)
     with _serving(settings) as address, socket.create_connection(address, timeout=60) as first:
         first.sendall(
-            f"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"POST /v1/score HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(held)}\r\n\r\n".encode()
             + held[:1000]
         )  # holds its declared length of the bodies' budget while the rest comes
@@ -1561,6 +1696,36 @@ def test_a_body_of_millions_of_tiny_arrays_is_refused_before_it_is_parsed(live_s
     lots = b'{"class_uid": 4001, "x": [' + b"[]," * 400_000 + b"[]]}"  # 1.2 MB, read as ever
     status, _, payload, _ = _call(live_server, "POST", "/v1/score", lots)
     assert status == 200, payload
+
+
+def test_values_only_the_standard_library_reads_or_writes_do_not_hold_the_event_loop(
+    live_server: _Address,
+) -> None:
+    """Numbers beyond a double's range and integers beyond 64 bits are read, and nesting deeper
+    than orjson's 254 levels written, by the standard library at 0.3-2 µs a value: 16 KB of gzip
+    inflating to 16 MiB of them held the event loop 2.5 s (read) to 11 s (an enriched event
+    written), every health check waiting (the security review's reproductions). Large bodies are
+    read and written in a thread, where the loop has its turn every few milliseconds."""
+    size = 8 * 1024 * 1024
+    beyond = b"[" + b"1e400," * (size // 6) + b"1]"  # 413 once read: more events than max_events
+    long = b"[123456789012345678901234567890" + b",1" * (size // 2) + b"]"
+    deep = (
+        b'{"class_uid": 4001, "deep": ' + b"[" * 300 + b"]" * 300 + b', "x": [' + b"0," * (size // 2) + b"0]}"
+    )
+    gzipped = {**JSON, "Content-Encoding": "gzip"}
+    with _probing(live_server) as probes:
+        for path, body, status in [
+            ("/v1/score", beyond, 413),
+            ("/v1/score", long, 413),
+            ("/v1/enrich", deep, 200),
+        ]:
+            answer = _call(live_server, "POST", path, gzip.compress(body), gzipped)
+            assert answer[0] == status, answer[2][:300]
+    assert orjson.loads(answer[2])["x"] == [0] * (size // 2 + 1)  # the enriched event, written whole
+    assert {probe.status for probe in probes} == {200}
+    # the event loop's CPU time, which a busy host does not add to (as the overload test measures):
+    # 3-10 s on the loop before, some milliseconds now; the bound is far from both
+    assert max(probe.loop_cpu for probe in probes) < 1.0, probes
 
 
 def test_overload_is_refused_with_503_while_health_keeps_answering(
@@ -2166,7 +2331,7 @@ def test_serve_says_it_serves_once_it_answers_and_logs_broken_http_in_one_line(
         assert status == 200
         # not HTTP at all: aiohttp answers 400 before the app sees it; the log gets one line, no traceback
         with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
-            raw.sendall(b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+            raw.sendall(b"POST /v1/score HTTP/1.1\r\nHost: localhost\r\nContent-Length: abc\r\n\r\n")
             assert raw.recv(64).startswith(b"HTTP/1.0 400")
         # what aiohttp quotes of a broken request (here a request line too long) stays out of the log:
         # it may hold a token or event data

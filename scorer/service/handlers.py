@@ -10,8 +10,9 @@ import math
 import os
 import re
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -40,7 +41,15 @@ from scorer.service.schema import openapi
 from scorer.settings import masked
 
 log = logging.getLogger("ocsf_anomaly.service")
-LARGE_BODY = 1024 * 1024  # bytes; a body this large takes the loop milliseconds to parse
+LARGE_BODY = 1024 * 1024  # bytes; a body this large takes milliseconds to parse
+# Bytes of a body past which it is parsed, and its enriched events written, in a thread: the standard
+# library's reader and writer, which take numbers beyond a double's range, integers beyond 64 bits
+# and nesting deeper than orjson writes, take 0.3-2 µs a value, and 16 KB of gzip inflating to 16 MiB
+# of them had held the event loop 2.5-11 s (every other request and health check waiting). In a
+# thread the loop has its turn every few milliseconds (Python's switch interval); below this size
+# they take 25 ms at most, less than a thread's hop is worth for the small bodies most requests are.
+IN_THREAD = 64 * 1024
+T = TypeVar("T")
 # 0.01, .01, 1, 1e-2: ASCII digits only. Each digit can belong to one part only: "[0-9]*\.?[0-9]+"
 # tried every split of a run of digits, and 8,000 of them that end in a letter (a request line
 # allows that many) held the event loop 1.0-1.4 s
@@ -54,16 +63,36 @@ async def _read(request: web.Request) -> tuple[Batch, float]:
     if strict is None:
         raise ApiError(400, "bad_strict", "strict is true or false, e.g. ?strict=true")
     body, alpha = await read_body(request)
-    async with turn_to_parse(request, len(body)):
+    return await parse(request, body, strict=strict), alpha
+
+
+async def parse(request: web.Request, body: bytes, *, strict: bool) -> Batch:
+    """``body``'s events (:func:`parsed`)."""
+    read = partial(
+        parse_body,
+        body,
+        request.headers.get("Content-Type", ""),
+        max_events=request.app[SETTINGS].max_events,
+        strict=strict,
+    )
+    return await parsed(request, len(body), read)
+
+
+async def parsed(request: web.Request, size: int, read: Callable[[], T]) -> T:
+    """``read()`` of a body of ``size`` bytes, in turn with other large bodies (:func:`turn_to_parse`)
+    and off the event loop when it is large (IN_THREAD), timed as the parse stage."""
+    async with turn_to_parse(request, size):
         started = time.perf_counter()
-        batch = parse_body(
-            body,
-            request.headers.get("Content-Type", ""),
-            max_events=request.app[SETTINGS].max_events,
-            strict=strict,
-        )
+        value = await off_the_loop(size, read)
     request.app[METRICS].stage_seconds.labels("parse").observe(time.perf_counter() - started)
-    return batch, alpha
+    return value
+
+
+async def off_the_loop(size: int, work: Callable[[], T]) -> T:
+    """``work()``, in a thread when it is about ``size`` bytes of JSON larger than IN_THREAD."""
+    if size <= IN_THREAD:
+        return work()
+    return await asyncio.get_running_loop().run_in_executor(None, work)
 
 
 async def read_body(request: web.Request, *, floor: bool = True) -> tuple[bytes, float]:
@@ -143,9 +172,10 @@ async def read_body(request: web.Request, *, floor: bool = True) -> tuple[bytes,
 
 @contextlib.asynccontextmanager
 async def turn_to_parse(request: web.Request, size: int) -> AsyncIterator[None]:
-    """Parsing a large body holds the event loop for a while, so large bodies are parsed one at a
-    time, each after the loop has polled its sockets (a health check never waits behind a row of
-    them), and only while there is room for more events (else 503 at once, unparsed)."""
+    """Parsing a large body holds the interpreter for a while (orjson's reader does not let go of
+    it, even in a thread), so large bodies are parsed one at a time, each after the loop has polled
+    its sockets (a health check never waits behind a row of them), and only while there is room for
+    more events (else 503 at once, unparsed)."""
     if size <= LARGE_BODY:
         yield
         return
@@ -186,7 +216,7 @@ async def enrich(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     verdicts = await anomalies(request, batch, alpha)
     enriching = Enriching(settings.anomaly_field, RAW, room=settings.max_body_bytes - batch.size)
-    parts = [enriching.part(item, anomaly) for item, anomaly in zip(batch.items, verdicts, strict=True)]
+    parts = await off_the_loop(batch.size, partial(enriching.parts, batch.items, verdicts))
     if batch.shape == "ndjson":
         return web.Response(body=b"".join(p + b"\n" for p in parts), content_type="application/x-ndjson")
     body = parts[0] if batch.shape == "object" else b"[" + b",".join(parts) + b"]"
@@ -215,6 +245,10 @@ class Enriching:
         self.kept = kept
         self.room = room  # bytes kept lines may still take beyond what they took in the body
         self._keys = (orjson.dumps(kept), orjson.dumps(field))
+
+    def parts(self, items: list[Item], anomalies: list[dict[str, Any]]) -> list[bytes]:
+        """:meth:`part` of each item with its anomaly object."""
+        return [self.part(item, anomaly) for item, anomaly in zip(items, anomalies, strict=True)]
 
     def part(self, item: Item, anomaly: dict[str, Any]) -> bytes:
         if item.event is not None:

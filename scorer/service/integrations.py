@@ -22,7 +22,7 @@ there).
 from __future__ import annotations
 
 import re
-import time
+from functools import partial
 from typing import Any
 
 import orjson
@@ -31,9 +31,17 @@ from aiohttp import web
 from scorer.explain import reason_text
 from scorer.io import dumps, loads
 from scorer.service.errors import ApiError
-from scorer.service.handlers import Enriching, anomalies, json_response, read_body, turn_to_parse
-from scorer.service.keys import METRICS, SETTINGS, VECTOR
-from scorer.service.requests import JSON_TYPES, Batch, Item, parse_body
+from scorer.service.handlers import (
+    Enriching,
+    anomalies,
+    json_response,
+    off_the_loop,
+    parse,
+    parsed,
+    read_body,
+)
+from scorer.service.keys import SETTINGS, VECTOR
+from scorer.service.requests import JSON_TYPES, Batch, Item
 from scorer.service.vector import (
     DOWNSTREAM_NESTING,
     DownstreamError,
@@ -76,10 +84,8 @@ async def opensearch(request: web.Request) -> web.Response:
     """One OCSF document from an OpenSearch ingest pipeline → its verdict as one flat object."""
     try:
         body, alpha = await read_body(request)
-        async with turn_to_parse(request, len(body)):
-            started = time.perf_counter()
-            event = _opensearch_event(body, request.headers.get("Content-Type", ""))
-        request.app[METRICS].stage_seconds.labels("parse").observe(time.perf_counter() - started)
+        read = partial(_opensearch_event, body, request.headers.get("Content-Type", ""))
+        event = await parsed(request, len(body), read)
         (anomaly,) = await anomalies(request, Batch([Item(event)], "object"), alpha)
     except ApiError as error:
         if error.status == 503:
@@ -149,20 +155,14 @@ async def vector(request: web.Request) -> web.Response:
         raise _no_downstream()
     shown = masked_url(hop.url)  # its query may hold a token: never in an answer
     body, alpha = await read_body(request, floor=False)
-    content_type = request.headers.get("Content-Type", "")
 
     async def enrich_and_forward() -> dict[str, int]:
-        async with turn_to_parse(request, len(body)):
-            started = time.perf_counter()
-            batch = parse_body(body, content_type, max_events=settings.max_events, strict=False)
-        request.app[METRICS].stage_seconds.labels("parse").observe(time.perf_counter() - started)
+        batch = await parse(request, body, strict=False)
         if batch.shape == "object":  # one event, as a sink with a single-event batch sends it
             batch = Batch(batch.items, "array", batch.size)
         verdicts = await anomalies(request, batch, alpha)
         enriching = Enriching(settings.anomaly_field, "message", room=settings.max_body_bytes - batch.size)
-        passed = [
-            _passed_on(enriching, item, anomaly) for item, anomaly in zip(batch.items, verdicts, strict=True)
-        ]
+        passed = await off_the_loop(batch.size, partial(_passed_on, enriching, batch.items, verdicts))
         parts = [part for part, _ in passed]
         try:
             await hop.forward(b"[" + b",".join(parts) + b"]")
@@ -210,7 +210,14 @@ def _no_downstream() -> ApiError:
     )
 
 
-def _passed_on(enriching: Enriching, item: Item, anomaly: dict[str, Any]) -> tuple[bytes, bool]:
+def _passed_on(
+    enriching: Enriching, items: list[Item], anomalies: list[dict[str, Any]]
+) -> list[tuple[bytes, bool]]:
+    """Each item with its anomaly object, as :func:`_pass_on` passes it on."""
+    return [_pass_on(enriching, item, anomaly) for item, anomaly in zip(items, anomalies, strict=True)]
+
+
+def _pass_on(enriching: Enriching, item: Item, anomaly: dict[str, Any]) -> tuple[bytes, bool]:
     """An event enriched; what is not one passed on as it came, under "message" as Vector holds text.
     What Vector's decoder cannot read (nested deeper than it reads, a number beyond a double's
     range) goes on as its JSON text, with an error instead of its verdict: forwarded as it is, the

@@ -8,6 +8,7 @@ import hmac
 import logging
 import re
 import time
+from urllib.parse import urlsplit
 
 from aiohttp import HttpVersion11, web
 from aiohttp.abc import AbstractAccessLogger
@@ -64,6 +65,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     """Bearer tokens (:func:`authorize`); a path or method that does not exist is answered 404 or
     405 whatever the token."""
     if request.match_info.http_exception is None:  # no such path or method: nothing to guard
+        refuse_web_pages(request)
         authorize(request)
     return await handler(request)
 
@@ -105,6 +107,48 @@ async def _send(request: web.Request, response: web.Response) -> None:
         request[UNREAD] = True
 
 
+def refuse_web_pages(request: web.Request) -> None:
+    """A web page that the operator opens cannot call the service (403). Browsers send an Origin
+    header with every request a page makes to another origin, and with every POST: a request whose
+    Origin is not the origin it asks for is refused. A page could still make its own name resolve
+    to 127.0.0.1 (DNS rebinding) and so be of the service's origin: while the service listens on
+    loopback only, a request naming another Host than loopback's (or ``allowed_hosts``) is refused
+    too. Without them, with no token on loopback (as `make run` serves), any page could score,
+    reload the models and read the model routes. Programs send no Origin and name the address they
+    connect to: Splunk, Vector, OpenSearch, Prometheus and curl are answered as before."""
+    host = request.headers.get("Host")
+    origin = request.headers.get("Origin")
+    if origin is not None and (host is None or _authority(origin) != host.strip().lower()):
+        raise ApiError(
+            403,
+            "cross_origin",
+            f"a request from a web page of another origin ({origin[:100]}) is refused: the API is for "
+            "programs, which send no Origin header",
+        )
+    if host is not None and not request.app[SETTINGS].answers_to(_host_name(host)):
+        raise ApiError(
+            403,
+            "unknown_host",
+            f"Host {host[:100]!r} is not a name of this service, which listens on loopback only: a web page "
+            "whose name was made to resolve to 127.0.0.1 sends its own; ask for localhost or 127.0.0.1, "
+            "or set OCSF_ANOMALY_ALLOWED_HOSTS to the names a proxy on this machine passes on",
+        )
+
+
+def _authority(origin: str) -> str | None:
+    """An Origin's host and port as a Host header gives them ("null", or no URL: None)."""
+    parts = urlsplit(origin.strip())
+    return parts.netloc.lower() if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+def _host_name(host: str) -> str:
+    """A Host header's name, without its port (an IPv6 address keeps its brackets)."""
+    host = host.strip()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] or host
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
 def authorize(request: web.Request) -> None:
     """Bearer tokens, compared in constant time: the API token on scoring calls when set; the admin
     token on admin calls, which without one are accepted only while the service listens on loopback,
@@ -140,6 +184,7 @@ async def expect_continue(request: web.Request) -> web.StreamResponse | None:
             raise ApiError(
                 417, "expectation_failed", f"Expect {expect!r} is not supported: send 100-continue or none"
             )
+        refuse_web_pages(request)
         authorize(request)
         refuse_declared_oversize(request)
         request.app[BODIES].check(declared_size(request))

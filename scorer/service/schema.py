@@ -303,7 +303,11 @@ SCORING_ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
         ("malformed_json", "bad_alpha", "bad_strict", "bad_encoding"),
     ),
     401: ("A token is required: send Authorization: Bearer <token>", ("unauthorized",)),
-    403: ("The bearer token is not valid for this call", ("forbidden",)),
+    403: (
+        "The bearer token is not valid for this call; or the request came from a web page: its Origin "
+        "is another origin, or its Host is not a name of a service that listens on loopback only",
+        ("forbidden", "cross_origin", "unknown_host"),
+    ),
     408: (
         "The body did not arrive within body_timeout_seconds of the headers (the connection is closed)",
         ("body_timeout",),
@@ -326,6 +330,11 @@ SCORING_ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
         ("overloaded",),
     ),
 }
+WEB_PAGE_403 = (
+    "The request came from a web page: its Origin is another origin, or its Host is not a name of a "
+    "service that listens on loopback only",
+    ("cross_origin", "unknown_host"),
+)
 EXPECTATION_417 = (
     "An Expect header other than 100-continue (the only expectation the service meets; the connection "
     "is closed)",
@@ -346,8 +355,9 @@ ADMIN_ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
     401: SCORING_ERRORS[401],
     403: (
         "The bearer token is not valid for this call, or the service listens beyond loopback "
-        "without an admin token (admin calls are then refused)",
-        ("forbidden",),
+        "without an admin token (admin calls are then refused); or the request came from a web page: "
+        "its Origin is another origin, or its Host is not a name of a service that listens on loopback only",
+        ("forbidden", "cross_origin", "unknown_host"),
     ),
     409: (
         "The reload failed (a bundle or the registry): the serving models are kept; or only the "
@@ -799,9 +809,10 @@ def openapi(settings: Settings | None = None, smallest_alpha: float | None = Non
         },
     }
     paths: dict[str, dict[str, Any]] = document["paths"]
-    for operations in paths.values():  # any request may carry an Expect header
+    for operations in paths.values():  # any request may carry an Expect header, or come from a page
         for operation in operations.values():
             operation["responses"].update(_errors({417: EXPECTATION_417}))
+            operation["responses"].setdefault("403", _errors({403: WEB_PAGE_403})["403"])
     for operations in paths.values():  # aiohttp answers HEAD wherever it answers GET
         get = operations.get("get")
         if get is not None and "head" not in operations:
