@@ -440,7 +440,19 @@ def test_a_features_only_detector_needs_no_embedding_keys(
 
 @pytest.mark.parametrize(
     "value",
-    ["1e999", "Infinity", "NaN", -1e308, 1e308, 2**65, -(2**65) - 1, 10**190, 10**5000],
+    [
+        "1e999",
+        "Infinity",
+        "NaN",
+        -1e308,
+        1e308,
+        2**65,
+        -(2**65) - 1,
+        2**64 + 1,
+        -(2**64) - 1,
+        10**190,
+        10**5000,
+    ],
     ids=lambda v: f"int-{v.bit_length()}-bits" if isinstance(v, int) else repr(v),
 )
 def test_an_impossible_number_is_flagged_and_named_first(

@@ -350,10 +350,13 @@ IMPOSSIBLE = [
     -1e308,
     1e308,
     2**65,
+    2**64 + 1,  # rounds to 2⁶⁴ as a double, as 2⁶⁴ - 1 does: it was read as possible
+    -(2**64) - 1,
+    str(2**64 + 1),
 ]
 # the edges of 64-bit integers, signed and unsigned (Long.MAX_VALUE, a counter's 2⁶⁴ - 1 sentinel):
 # as doubles they round to 2⁶³ and 2⁶⁴, and were marked impossible
-EDGES = [2**63 - 1, -(2**63), 2**63, 2**64 - 1, str(2**63 - 1)]
+EDGES = [2**63 - 1, -(2**63), 2**63, 2**64 - 1, -(2**64), str(2**63 - 1), str(2**64 - 1)]
 
 
 @pytest.mark.parametrize("value", [*IMPOSSIBLE, *EDGES, "abc", None, math.nan, 2.0**62, "12"], ids=repr)

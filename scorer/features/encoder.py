@@ -8,6 +8,7 @@ string where a number belongs, a number too large for a float, non-ASCII text �
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import math
@@ -15,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from functools import cached_property, lru_cache
 from typing import Any
 
@@ -138,8 +140,9 @@ def compile_extractor(paths: Sequence[str]) -> Callable[[Event], list[Any]]:
 
 
 # Beyond every 64-bit integer, signed or not (an OCSF long, or a producer's unsigned counter or
-# sentinel, 2⁶⁴ - 1): no real count, size or time is larger. Compared with <=, as the largest of
-# them (2⁶³ - 1, 2⁶⁴ - 1) round to a power of two as doubles.
+# sentinel, 2⁶⁴ - 1): no real count, size or time is larger. The largest of them (2⁶³ - 1, 2⁶⁴ - 1)
+# round to a power of two as doubles, and so do integers a little beyond (2⁶⁴ + 1): a value read as
+# ±2⁶⁴ is judged by what was written (:func:`_beyond_64_bits`).
 IMPOSSIBLE = 2.0**64
 
 
@@ -223,10 +226,12 @@ def numbers(values: Sequence[Any], fields: int = 0) -> tuple[npt.NDArray[np.floa
             out[:, j] = column  # numpy reads numbers, numeric strings and None (NaN) as np.asarray does
         except (ValueError, TypeError, OverflowError):  # a nested or non-numeric value: one at a time
             out[:, j] = np.fromiter((as_number(v) for v in column), dtype=np.float64, count=len(column))
-    usable = np.abs(out) <= IMPOSSIBLE  # NaN compares false: absent, non-numeric and impossible
+    usable = np.abs(out) < IMPOSSIBLE  # NaN compares false: absent, non-numeric and impossible
     impossible = np.zeros(out.shape, dtype=bool)
     if not usable.all():
         nan = np.isnan(out)
+        for i, j in zip(*np.nonzero(np.abs(out) == IMPOSSIBLE), strict=True):  # ±2⁶⁴ as a double
+            usable[i, j] = not _beyond_64_bits(columns[j][i])
         impossible = ~usable & ~nan  # infinite or beyond ±2⁶⁴: only a number reads as that
         if int(nan.sum()) > sum(column.count(None) for column in columns):  # a NaN from no number, or "NaN"
             for i, j in zip(*np.nonzero(nan), strict=True):
@@ -234,6 +239,17 @@ def numbers(values: Sequence[Any], fields: int = 0) -> tuple[npt.NDArray[np.floa
                 impossible[i, j] = type(value) is str and _is_number(value)
         out[~usable] = np.nan
     return (out, impossible) if fields else (out[:, 0], impossible[:, 0])
+
+
+def _beyond_64_bits(value: Any) -> bool:
+    """Whether a number read as ±2⁶⁴ was written beyond it: 2⁶⁴ + 1 rounds to 2⁶⁴ as a double, as
+    2⁶⁴ - 1 does."""
+    if type(value) is int:
+        return abs(value) > 2**64
+    if type(value) is str:
+        with contextlib.suppress(ArithmeticError):  # decimal.InvalidOperation: no number
+            return abs(Decimal(value.strip())) > 2**64
+    return False
 
 
 def to_numbers(values: Sequence[Any]) -> npt.NDArray[np.float64]:
