@@ -414,6 +414,13 @@ class Detector:
         events = self._not_in_baseline([e for e in events if isinstance(e, dict)], say)
         for warning in self.encoder.coverage(events, "recent events").warnings():
             say(f"warning: {warning}")
+        if calibration_only:
+            say(f"calibrating on {len(events):,} events")
+        else:
+            say(
+                f"adding four fifths of {len(events):,} events to the baseline (less those the model flags) "
+                "and indexing it; calibrating on the rest"
+            )
         refreshed = (
             self.calibrate(events)
             if calibration_only

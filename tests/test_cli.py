@@ -2000,10 +2000,7 @@ def test_refresh_writes_a_new_version_from_recent_events(
         else "adding four fifths of 300 events to the baseline"
     )
     assert doing in result.stderr
-    assert (
-        f"wrote {out} (bundle {after.model_info['version']}): {what} refreshed from 300 events"
-        in result.stderr
-    )
+    assert f"wrote {out} (bundle {after.model_info['version']}): {what} refreshed" in result.stderr
     recent_ids = {e["metadata"]["uid"] for e in recent}
     if calibration_only:
         assert after.baseline_ids == before.baseline_ids

@@ -464,6 +464,20 @@ def test_train_refuses_a_model_name_no_listing_could_show(
     assert f"argument --name: {name!r} is not a model name" in capsys.readouterr().err
 
 
+def test_train_refuses_a_name_that_its_registered_name_would_replace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--name other --register netflow wrote "netflow" and dropped --name without a word (the docs
+    review): refused before any work; the same name twice, or --register alone, is that name."""
+    monkeypatch.setenv("OCSF_ANOMALY_HOME", str(tmp_path / "home"))
+    events = _write_jsonl(tmp_path / "events.jsonl", generate_events(50, seed=2)[0])
+    assert main(["train", str(events), "--register", "netflow", "--name", "other"]) == 2
+    assert "--name other and --register netflow: a registered model is named as it is registered" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "home").exists()  # before the registry was made
+
+
 def test_score_warns_before_the_work_when_events_hold_none_of_the_model_s_fields(
     bundle_dir: Path, tmp_path: Path
 ) -> None:

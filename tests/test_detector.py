@@ -372,6 +372,10 @@ def test_refresh_leaves_out_the_events_its_baseline_holds_already(
         "warning: 400 of the 1,000 recent events are in the model's baseline already (by metadata.uid): "
         "left out (calibrated on, they would lower the thresholds, and α would not hold)"
     )
+    # what it then works on is counted without them (it said 1,000: the docs review)
+    assert ("calibrating on 600 events" if calibration_only else "adding four fifths of 600 events") in said[
+        1
+    ]
     assert mixed.calibrations["fusion"].to_dict() == alone.calibrations["fusion"].to_dict()
     assert mixed.baseline_ids == alone.baseline_ids
     with pytest.raises(ValueError, match="all 400 recent events are in the model's baseline already"):

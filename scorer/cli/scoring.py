@@ -332,14 +332,9 @@ def _refresh(args: argparse.Namespace) -> int:
     events = load_events(args.events)
     if len(events) < 100:
         raise CliError(f"refresh needs at least 100 recent events, got {len(events)}")
-    if args.calibration_only:
-        _say(f"calibrating on {len(events):,} events")
-    else:
-        _say(
-            f"adding four fifths of {len(events):,} events to the baseline (less those the model flags) and "
-            "indexing it; calibrating on the rest"
-        )
-    detector.refresh(events, calibration_only=args.calibration_only, keep_flagged=args.keep_flagged, log=_say)
+    detector = detector.refresh(
+        events, calibration_only=args.calibration_only, keep_flagged=args.keep_flagged, log=_say
+    )
     detector.metadata["calibration"] = detector.calibration.sizes()
     detector.metadata["refreshed_from"] = detector.metadata.get("version")
     # what the bundle now holds (the registry logs these as the version's): the first training's
@@ -355,7 +350,7 @@ def _refresh(args: argparse.Namespace) -> int:
             args.output or Path(scratch) / "bundle", name=args.register or detector.model_info["name"]
         )
         where = f"wrote {path} (bundle" if args.output else "(bundle"
-        _say(f"{where} {detector.metadata['version']}): {what} refreshed from {len(events):,} events")
+        _say(f"{where} {detector.metadata['version']}): {what} refreshed")
         if registry is not None:
             _register(registry, path, args.register)
     return 0

@@ -127,8 +127,8 @@ def add_commands(commands: Commands) -> None:
     train.add_argument(
         "--name",
         type=_model_name,
-        default="ocsf-anomaly",
-        help="model name recorded in the bundle (default ocsf-anomaly; with --register NAME, that NAME)",
+        help="model name recorded in the bundle (default ocsf-anomaly; with --register NAME, that NAME: "
+        "a registered model is named as it is registered)",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(handler=_train)
@@ -165,6 +165,11 @@ def _train(args: argparse.Namespace) -> int:
     _check_config(args.config)
     if args.register is not None:
         check_name(args.register)  # a bad name fails before training, as a bad registry does
+        if args.name is not None and args.name != args.register:  # one of them was silently dropped
+            raise CliError(
+                f"--name {args.name} and --register {args.register}: a registered model is named as it is "
+                "registered; give --register alone"
+            )
     registry = _registry(args.config, create=True) if args.register is not None else None
     set_threads(os.cpu_count() or 1)
     spec = _load_spec(args.features)
@@ -187,7 +192,9 @@ def _train(args: argparse.Namespace) -> int:
         events, spec=spec, config=config, train_config=train_config, progress=not args.quiet, log=_say
     )
     with tempfile.TemporaryDirectory(prefix="ocsf-anomaly-train-") as scratch:
-        path = detector.save(args.output or Path(scratch) / "bundle", name=args.register or args.name)
+        path = detector.save(
+            args.output or Path(scratch) / "bundle", name=args.register or args.name or "ocsf-anomaly"
+        )
         meta = detector.metadata
         index = meta["index"]
         where = f"wrote {path}" if args.output else "trained"
