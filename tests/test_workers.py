@@ -36,6 +36,7 @@ from splunk_protocol import APP_DIR
 
 from scorer.bundle import read_metadata
 from scorer.registry import Registry
+from scorer.service.workers import METRICS_FILES
 
 Event = dict[str, Any]
 JSON = {"Content-Type": "application/json"}
@@ -226,6 +227,73 @@ def test_a_killed_serving_process_is_replaced_and_its_counts_kept(
         assert _events_total(served.metrics()) == 30  # the dead process's counts stay in the totals
         log = served.log.read_text()
         assert f"(pid {victim}) exited with code -9; starting another" in log
+
+
+@contextmanager
+def _small_file_system(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` at ``path``, to fill (mounting takes root: skipped without it)."""
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=1777", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(
+            f"a small file system to fill needs mounting a tmpfs, which took root: {mounted.stderr.strip()}"
+        )
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "--lazy", str(path)], check=True)
+
+
+def _fill(directory: Path) -> None:
+    with (directory / "filler").open("wb") as filler, contextlib.suppress(OSError):  # ENOSPC: full
+        while True:
+            filler.write(b"\0" * 65536)
+            filler.flush()
+
+
+def test_a_full_temporary_directory_does_not_kill_the_serving_processes(
+    bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """prometheus_client maps each process's metrics files as sparse files: with TMPDIR full, every
+    serving process died of SIGBUS at its next metric, then every replacement, until the supervisor
+    gave up, and the log never said why (the resilience review). Their blocks are taken at start."""
+    with (
+        _small_file_system(tmp_path / "tmp", "16m") as tmp,
+        _serve(tmp_path, "--model", bundle_dir, env={"TMPDIR": str(tmp)}) as served,
+    ):
+        pids = served.pids()
+        assert len(pids) == 2
+        metrics_dir = next(tmp.glob("ocsf-anomaly-metrics-*"))
+        _fill(tmp)
+        for event in held_out_events[:40]:
+            assert served.call("POST", "/v1/score", orjson.dumps(event))[0] == 200
+        assert served.call("GET", "/v1/models")[0] == 200
+        assert _events_total(served.metrics()) == 40
+        assert served.pids() == pids  # none died and was replaced
+        # every file a process wrote its metrics to was one given its blocks at start
+        written = {path.name.rsplit("_", 1)[0] for path in metrics_dir.iterdir()}
+        assert written == set(METRICS_FILES), written
+        assert "exited" not in served.log.read_text()
+
+
+def test_no_room_for_the_metrics_files_is_said_at_start(bundle_dir: Path, tmp_path: Path) -> None:
+    with _small_file_system(tmp_path / "tmp", "4m") as tmp:
+        _fill(tmp)
+        os.truncate(tmp / "filler", 3 << 20)  # room for the metrics directory, not for a process's files
+        process = subprocess.run(
+            _serve_command("--workers", "2", "--port", free_port(), "--model", bundle_dir),
+            env={**os.environ, "TMPDIR": str(tmp), "OCSF_ANOMALY_MODEL_POLL_SECONDS": "0"},
+            capture_output=True,
+            text=True,
+            timeout=STARTING,
+        )
+    assert process.returncode == 2, process.stderr
+    assert f"no room for a serving process's metrics in {tmp}/ocsf-anomaly-metrics-" in process.stderr
+    assert "(No space left on device): free 4 MiB a process there, or point TMPDIR" in process.stderr
 
 
 def _serving(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> set[str]:

@@ -270,11 +270,44 @@ def _adopted(task: asyncio.Task[Any]) -> None:
 
 
 # ---------------------------------------------------------------------- a serving process
+# The files prometheus_client's multiprocess mode keeps a serving process's metrics in, one for each
+# kind of value (a gauge's by its multiprocess_mode), and the size it gives each at first. It maps
+# them into memory as sparse files: a write to a page that the file system has no room for is
+# SIGBUS, and with TMPDIR full every serving process died at its next metric, then each replacement
+# at its first, until the supervisor gave up, with nothing in the log (the resilience review).
+METRICS_FILES = ("counter", "histogram", "gauge_livemax", "gauge_livesum")
+METRICS_FILE_BYTES = 1 << 20  # prometheus_client.mmap_dict._INITIAL_MMAP_SIZE
+
+
+def _reserve_metrics_files() -> None:
+    """Give this process's metrics files their blocks before any metric is written, so that a full
+    disk is an error at start, said, and never SIGBUS later (the metrics of a busy service fill a
+    few pages of each)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    for kind in METRICS_FILES:
+        path = os.path.join(directory, f"{kind}_{os.getpid()}.db")
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(handle).st_size == 0:  # a pid used again finds its predecessor's counts
+                os.posix_fallocate(handle, 0, METRICS_FILE_BYTES)
+        except OSError as exc:
+            raise UserError(
+                f"no room for a serving process's metrics in {directory} ({exc.strerror}): free "
+                f"{len(METRICS_FILES) * METRICS_FILE_BYTES >> 20} MiB a process there, or point TMPDIR "
+                "at a file system with room"
+            ) from None
+        finally:
+            os.close(handle)
+
+
 def _worker(settings: Settings, sock: socket.socket, conn: Connection) -> None:
     """A serving process: the app on the shared socket until the supervisor says stop or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor too; it decides
     _logging(WORKER_LOG_FORMAT, http=True)
     try:
+        _reserve_metrics_files()
         asyncio.run(_serve_worker(settings, sock, conn))
     except Exception as exc:  # before it served: the supervisor reports it and stops the service
         from scorer.bundle import BundleError
