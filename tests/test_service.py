@@ -1087,6 +1087,37 @@ async def test_a_request_that_fails_its_batch_fails_alone() -> None:
     assert outcomes[3] == [{"id": 4}, {"id": 5}]
 
 
+async def test_a_request_whose_client_left_before_its_batch_started_is_not_scored() -> None:
+    """Clients that give up on a short timeout and send again had every attempt scored, and the
+    abandoned ones held the admission bound: 56,000 events scored, none delivered, 503s to the
+    rest (the resilience review). A request whose client has gone when its batch starts fails
+    with 499 at once, unscored, and gives back its share of the bound."""
+    sizes: list[int] = []
+    release = asyncio.Event()
+
+    async def run(events: list[Event], alpha: float) -> list[dict[str, Any]]:
+        sizes.append(len(events))
+        await release.wait()
+        return [{"id": e["id"]} for e in events]
+
+    batcher = MicroBatcher(run, max_size=64, max_wait_us=0, concurrency=1, max_pending=1_000)
+    await batcher.start()
+    first = asyncio.create_task(batcher.score([{"id": 0}], 0.01, gone=lambda: False))
+    await _until(lambda: sizes == [1])  # the worker is busy: the next two queue behind it
+    left = asyncio.create_task(batcher.score([{"id": 1}, {"id": 2}], 0.01, gone=lambda: True))
+    stayed = asyncio.create_task(batcher.score([{"id": 3}], 0.01, gone=lambda: False))
+    await _until(lambda: batcher.pending == 4)
+    release.set()
+    outcomes = await asyncio.gather(first, left, stayed, return_exceptions=True)
+    await batcher.stop()
+    assert sizes == [1, 1]  # the second batch held only the request whose client stayed
+    assert outcomes[0] == [{"id": 0}]
+    assert isinstance(outcomes[1], ApiError)
+    assert (outcomes[1].status, outcomes[1].code) == (499, "client_closed_request")
+    assert outcomes[2] == [{"id": 3}]
+    assert batcher.pending == 0
+
+
 async def test_a_free_worker_starts_at_once_and_a_busy_one_collects_a_batch() -> None:
     sizes: list[int] = []
     release = asyncio.Event()
@@ -1551,13 +1582,14 @@ def test_bodies_held_at_once_are_bounded_and_one_past_the_bound_is_refused_unrea
 
 
 def test_an_answer_its_client_does_not_read_holds_the_budget_for_a_while_then_its_connection_closes(
-    bundle_dir: Path, held_out_events: list[Event]
+    bundle_dir: Path, held_out_events: list[Event], caplog: pytest.LogCaptureFixture
 ) -> None:
     """aiohttp wrote the answer after the middlewares had given the body's share of the budget
     back, with no time limit: 20 clients that sent 16 KB of gzip (an enriched answer of 16 MiB)
     and read nothing held 580 MiB outside the budget for as long as they stayed. The answer is
     written while the body is held, for body_timeout_seconds at most; then the connection is closed
-    and the request counted as 499."""
+    and the request counted as 499, in the access log too (it said 200: the resilience review)."""
+    caplog.set_level(logging.INFO, logger="aiohttp.access")  # before the server is made: it asks once
     padding = "x" * 8_000  # not a feature: each event's answer is as large
     events = [{**event, "unmapped": {"note": padding}} for event in held_out_events[:1_000]]
     body = gzip.compress(orjson.dumps(events))  # 8 MB enriched, more than the sockets buffer
@@ -1598,6 +1630,8 @@ def test_an_answer_its_client_does_not_read_holds_the_budget_for_a_while_then_it
             ]
             == 1
         )
+        access = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+        assert [line for line in access if '"POST /v1/enrich HTTP/1.1" 499 ' in line], access
         # a client that reads its answer is answered whole, as ever
         status, _, payload, _ = _call(
             address, "POST", "/v1/enrich", body, {**JSON, "Content-Encoding": "gzip"}

@@ -11,8 +11,11 @@ request runs alone.
 
 The work admitted is bounded: a request whose events would take the events queued or being
 scored past ``max_pending`` is refused at once (:class:`Overloaded`), so that an overload is
-answered promptly instead of growing a queue that nobody waits for. A merged batch that fails is
-scored again request by request, so that a request whose events break scoring fails alone.
+answered promptly instead of growing a queue that nobody waits for. A request whose client has
+gone by the time its batch starts is not scored (its answer could not be delivered): a client that
+gives up on a short timeout and sends again would otherwise have the service score every attempt,
+and the abandoned ones hold the bound. A merged batch that fails is scored again request by
+request, so that a request whose events break scoring fails alone.
 """
 
 from __future__ import annotations
@@ -42,6 +45,14 @@ class _Pending:
     alpha: float
     future: asyncio.Future[list[dict[str, Any]]] = field(repr=False)
     queued: float = 0.0  # the loop's time when it was queued
+    gone: Callable[[], bool] | None = field(default=None, repr=False)  # whether its client left
+
+
+class ClientGone(ApiError):
+    """The request's client closed its connection before its events were scored: not scored."""
+
+    def __init__(self) -> None:
+        super().__init__(499, "client_closed_request", "the client closed the connection before scoring")
 
 
 class Overloaded(ApiError):
@@ -116,9 +127,12 @@ class MicroBatcher:
             if not pending.future.done():
                 pending.future.set_exception(RuntimeError("the service is shutting down"))
 
-    async def score(self, events: list[Event], alpha: float) -> list[dict[str, Any]]:
+    async def score(
+        self, events: list[Event], alpha: float, gone: Callable[[], bool] | None = None
+    ) -> list[dict[str, Any]]:
         """The anomaly objects of ``events``, in order, scored in a batch with other requests' events;
-        raises Overloaded if they would take the events admitted past ``max_pending``."""
+        raises Overloaded if they would take the events admitted past ``max_pending``, ClientGone if
+        ``gone()`` says the client left before their batch started."""
         if not events:
             return []
         self.check(len(events))
@@ -126,7 +140,7 @@ class MicroBatcher:
         now = loop.time()
         self._arrived(now)
         future: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
-        self._queue.put_nowait(_Pending(events, alpha, future, now))
+        self._queue.put_nowait(_Pending(events, alpha, future, now, gone))
         self.pending += len(events)
         try:
             return await future
@@ -209,6 +223,9 @@ class MicroBatcher:
         try:
             by_alpha: dict[float, list[_Pending]] = {}
             for pending in batch:
+                if pending.gone is not None and pending.gone():
+                    _fail(pending, ClientGone())
+                    continue
                 by_alpha.setdefault(pending.alpha, []).append(pending)
             for alpha, group in by_alpha.items():
                 events = [e for pending in group for e in pending.events]

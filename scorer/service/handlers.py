@@ -188,7 +188,7 @@ async def turn_to_parse(request: web.Request, size: int) -> AsyncIterator[None]:
 async def anomalies(request: web.Request, batch: Batch, alpha: float) -> list[dict[str, Any]]:
     """The anomaly object (or the error) of every item, in order."""
     events = [item.event for item in batch.items if item.event is not None]
-    scored = iter(await request.app[BATCHER].score(events, alpha))
+    scored = iter(await request.app[BATCHER].score(events, alpha, gone=lambda: request.transport is None))
     return [next(scored) if item.event is not None else {"error": item.error} for item in batch.items]
 
 

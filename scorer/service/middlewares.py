@@ -239,7 +239,7 @@ class AccessLog(AbstractAccessLogger):
             request.rel_url.raw_path,
             version.major,
             version.minor,
-            response.status,
+            499 if request.get(UNREAD) else response.status,  # as the metrics count it
             response.body_length,
             seconds,
             request.headers.get("User-Agent", "-"),
