@@ -279,6 +279,8 @@ class Alerter:
         self._stopping = asyncio.Event()  # set on close: ends a backoff pause at once
         self._closing = False
         self._failing = False  # the last request failed (logged once per outage)
+        self._refused: int | None = None  # the status the receiver refuses alerts with (logged once)
+        self._full = 0  # alerts dropped since the queue became full (logged once, then counted)
         self._errors = 0  # unexpected errors in a row sending the queue's head
         self._timeouts = 0  # requests in a row unanswered within the timeout
         self._batch_size = config.batch_size  # halved each time the receiver answers a batch 413 …
@@ -327,6 +329,14 @@ class Alerter:
             self._count("dropped_at_close")
             return
         if len(self._queue) >= self.config.queue_size:
+            if not self._full:
+                log.warning(
+                    "the alert queue is full (%d alerts waiting for %s): new alerts are dropped, counted as "
+                    "dropped_queue_full, until it has room (alerts_queue_size)",
+                    len(self._queue),
+                    origin(self._endpoint),
+                )
+            self._full += 1
             self._count("dropped_queue_full")
             return
         try:
@@ -475,6 +485,11 @@ class Alerter:
                 self._queue.popleft()
             self._queue_changed()
             self._count(outcome.value, len(batch))
+            if self._full:
+                log.warning(
+                    "the alert queue has room again: %d alerts were dropped while it was full", self._full
+                )
+                self._full = 0
 
     def _regrow(self) -> None:
         """After REGROW_AFTER batches taken in a row at a halved size, try twice as many again: a
@@ -505,24 +520,33 @@ class Alerter:
             return self._failed(type(exc).__name__)
         self._timeouts = 0
         if 200 <= status < 300:
-            if self._failing:
-                log.warning("the alert receiver is back")
-                self._failing = False
+            if self._failing or self._refused is not None:
+                log.warning("the alert receiver takes alerts again")
+                self._failing, self._refused = False, None
             return Outcome.SENT
         if status == 429 or status >= 500:
             return self._failed(f"HTTP {status}")
         if status == 413 and len(batch) > 1:
             return Outcome.TOO_LARGE
+        log.debug("its answer: %r", answer[:1000])
+        if self._refused == status:  # said once: a wrong URL refuses every batch, many a second
+            return Outcome.REJECTED
+        self._refused = status
         if 300 <= status < 400:
             log.warning(
-                "the alert receiver redirects (HTTP %d) to %s: %d alerts dropped; set the alert URL to where it points",
+                "the alert receiver redirects (HTTP %d) to %s: alerts are dropped, counted as dropped_rejected; "
+                "set the alert URL (alerts_url) to where it points",
                 status,
                 origin(location) if location else "nowhere",
-                len(batch),
             )
-            return Outcome.REJECTED
-        log.warning("the alert receiver refused %d alerts (HTTP %d): dropped", len(batch), status)
-        log.debug("its answer: %r", answer[:1000])
+        else:
+            log.warning(
+                "the alert receiver at %s refuses alerts (HTTP %d): they are dropped, counted as "
+                "dropped_rejected (said again when it takes them); check the alert URL (alerts_url) and "
+                "its token (alerts_token)",
+                origin(self._endpoint),
+                status,
+            )
         return Outcome.REJECTED
 
     def _unexpected(self, exc: Exception, alerts: int) -> Outcome:

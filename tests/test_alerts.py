@@ -29,6 +29,7 @@ from vector_downstream import Downstream
 
 from scorer.alerts import ALERTNAME, TIMEOUTS, UNEXPECTED_ERRORS, AlertConfig, Alerter, AlertMetrics, severity
 from scorer.detector import ScoreResult
+from scorer.errors import origin
 from scorer.explain import Reason
 from scorer.settings import Settings, SettingsError
 
@@ -391,6 +392,49 @@ async def test_a_refused_batch_is_dropped_and_counted(webhook: Any, make_alerter
     assert alerter.counters.send_failures == 0  # never retried
 
 
+async def test_a_receiver_that_refuses_every_batch_is_said_once_until_it_takes_them(
+    webhook: Any, make_alerter: MakeAlerter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A wrong alert URL (404) refuses every batch: 113 WARNINGs in 5 s under load, naming neither
+    the receiver nor what to check (the resilience review). Said once, until it takes them."""
+    _, url = await webhook(404, 404, 404)
+    alerter = await make_alerter(url, kind="webhook")
+    for n in range(3):
+        alerter.offer(*scored(f"10.0.0.{n}", 0.0005))
+        await until(lambda n=n: alerter.counters.dropped_rejected == n + 1, "the refusal")
+    alerter.offer(*scored("10.0.0.9", 0.0005))
+    await until(lambda: alerter.counters.sent == 1, "the alert taken")
+    said = [r.getMessage() for r in caplog.records if r.name == "ocsf_anomaly.alerts"]
+    refusals = [message for message in said if "refuses alerts (HTTP 404)" in message]
+    assert len(refusals) == 1, said
+    assert origin(url) in refusals[0]
+    assert "check the alert URL (alerts_url) and its token (alerts_token)" in refusals[0]
+    assert said[-1] == "the alert receiver takes alerts again"
+
+
+async def test_a_full_queue_is_said_once_and_again_when_it_has_room(
+    webhook: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Alerts dropped for a full queue were only counted: the one WARNING said they were kept
+    queued and retried (the resilience review)."""
+    _, url = await webhook()
+    alerter = Alerter(AlertConfig(url=url, kind="webhook", queue_size=2))  # started once it is full
+    for entity in "abcde":
+        alerter.offer(*scored(entity, 0.0005))
+    assert alerter.counters.dropped_queue_full == 3
+    full = [r.getMessage() for r in caplog.records if "alert queue is full" in r.getMessage()]
+    assert full == [
+        f"the alert queue is full (2 alerts waiting for {origin(url)}): new alerts are dropped, counted "
+        "as dropped_queue_full, until it has room (alerts_queue_size)"
+    ]
+    await alerter.start()
+    try:
+        await until(lambda: alerter.counters.sent == 2, "the queued alerts sent")
+    finally:
+        await alerter.close()
+    assert "the alert queue has room again: 3 alerts were dropped while it was full" in caplog.text
+
+
 @needs_alertmanager
 async def test_a_redirect_is_not_followed_nor_taken_for_delivery(
     running: Alertmanager, make_alerter: MakeAlerter, aiohttp_server: Any, caplog: pytest.LogCaptureFixture
@@ -412,7 +456,7 @@ async def test_a_redirect_is_not_followed_nor_taken_for_delivery(
     assert running.alerts() == []
     assert "redirects (HTTP 302)" in caplog.text
     # where it points, but not its path or query: a webhook's secret (its 301 from http to https)
-    assert f"redirects (HTTP 302) to {running.url}/…: 1 alerts dropped" in caplog.text
+    assert f"redirects (HTTP 302) to {running.url}/…: alerts are dropped" in caplog.text
     assert "/api/v2/alerts" not in caplog.text
 
 

@@ -21,6 +21,7 @@ from redis_server import RedisServer
 from vector_downstream import Downstream
 from waiting import eventually
 
+from scorer.errors import origin
 from scorer.service.vector import Forwarded
 from scorer.settings import Settings
 
@@ -220,7 +221,11 @@ def test_a_number_beyond_a_double_goes_on_as_text_not_the_batch_refused(
 
 @pytest.mark.parametrize("failure", ["error", "timeout", "refused"])
 def test_a_downstream_failure_is_503_nothing_held_and_the_retry_arrives_once(
-    failure: str, bundle_dir: Path, downstream: Downstream, held_out_events: list[Event]
+    failure: str,
+    bundle_dir: Path,
+    downstream: Downstream,
+    held_out_events: list[Event],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # The hop's timeout is the subject only for "timeout", where the downstream never answers the
     # first forward (it holds the batch, unrecorded, until the test lets it go): 5 s, which the
@@ -243,6 +248,8 @@ def test_a_downstream_failure_is_503_nothing_held_and_the_retry_arrives_once(
             assert "did not answer in time" in answer["error"]["message"]
             assert downstream.held == 1  # it reached the downstream, which never answered
             downstream.release(take=False)  # the hop gave up on it: never taken
+        else:  # Vector retries meanwhile
+            assert _send(hop, body)[0] == 503
 
         downstream.status = 200  # the downstream is back; Vector sends the batch again
         if failure == "refused":
@@ -251,6 +258,19 @@ def test_a_downstream_failure_is_503_nothing_held_and_the_retry_arrives_once(
         assert status == 200
         assert answer["already_forwarded"] is False
         assert [_without_anomaly(e) for e in downstream.events] == held_out_events[:10]
+    # the outage in the log, once, and its end (the answers alone said it: the resilience review)
+    said = [r.getMessage() for r in caplog.records if "Vector downstream" in r.getMessage()]
+    why = {
+        "error": "it answered HTTP 500",
+        "timeout": "it did not answer in time",
+        "refused": "it could not be reached (Client",
+    }
+    assert len(said) == 2, said
+    assert said[0].startswith(
+        f"the Vector downstream at {origin(downstream.url)} does not take the enriched batches ({why[failure]}"
+    )
+    assert said[0].endswith("each is answered 503, and Vector retries it (said again once it takes them)")
+    assert said[1] == f"the Vector downstream at {origin(downstream.url)} takes the enriched batches again"
 
 
 @pytest.mark.parametrize("status", [400, 413, 422])

@@ -123,11 +123,17 @@ class EmbeddingCache:
         async with asyncio.timeout(connection_seconds(self._timeout)):
             await self._redis.ping()
 
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException, budget: float | None = None) -> None:
+        """Degraded: said once (with the ``budget`` in seconds the call missed, for a timeout)."""
         if not self.degraded:
             # the cause too: a wrong CA file, a host that does not resolve and a database out of
             # range all read "ConnectionError" alone
             said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if isinstance(exc, TimeoutError) and budget is not None:  # a busy host, or a slow Redis
+                said += (
+                    f"; no answer within {budget * 1000:g} ms (OCSF_ANOMALY_REDIS_TIMEOUT_MS, 4 times it for "
+                    "a write): a busy host can take that long, raise it if this comes and goes under load"
+                )
             log.warning(
                 "redis unavailable (%s): scoring from the local cache tier", without_credentials(said)
             )
@@ -164,7 +170,7 @@ class EmbeddingCache:
             async with asyncio.timeout(self._timeout):
                 values = await self._redis.mget([keys[i] for i in missing])
         except Exception as exc:  # any Redis failure (connection, timeout, protocol) degrades, never fails
-            self._failed(exc)
+            self._failed(exc, self._timeout)
             return found
         fetched: dict[str, bytes] = {}
         for i, value in zip(missing, values, strict=True):
@@ -206,7 +212,7 @@ class EmbeddingCache:
                 )
             self._refusing = True
         except Exception as exc:  # a failed write only costs a future hit
-            self._failed(exc)
+            self._failed(exc, self._timeout * 4)
         else:
             if self._refusing:
                 log.warning("redis stores embeddings again")

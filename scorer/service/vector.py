@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp import web
 
+from scorer.errors import origin
 from scorer.io import OutOfRange, read_answer
 from scorer.service.keys import CACHE, SETTINGS, VECTOR
 from scorer.settings import masked_url
@@ -87,7 +88,12 @@ def holds_beyond_double(document: Any) -> bool:
 
 
 class DownstreamError(Exception):
-    """The downstream did not take the batch: refused, failed, timed out or unreachable."""
+    """The downstream did not take the batch: refused, failed, timed out or unreachable. ``brief``:
+    why, without what the downstream answered (which may quote an event), for the log."""
+
+    def __init__(self, message: str, brief: str | None = None) -> None:
+        super().__init__(message)
+        self.brief = brief or message
 
 
 class DownstreamRejected(DownstreamError):
@@ -187,11 +193,35 @@ class VectorHop:
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=timeout), raise_for_status=False
         )
+        self._failing: str | None = None  # why the downstream does not take batches (said once)
 
     async def forward(self, body: bytes) -> None:
-        """POST the enriched batch (a JSON array); DownstreamError unless the answer is 2xx. A
-        redirect is not followed: after a 301, 302 or 303 the POST would become a GET, which a
-        sign-in page answers 200 while nothing holds the batch."""
+        """POST the enriched batch (a JSON array); DownstreamError unless the answer is 2xx. An
+        outage is logged once, and its end (the answers alone said it: 503s to Vector, and nothing
+        in the log: the resilience review)."""
+        assert self.url is not None
+        try:
+            await self._post(body)
+        except DownstreamError as exc:
+            if self._failing is None:
+                log.warning(
+                    "the Vector downstream at %s does not take the enriched batches (%s): each is answered "
+                    "%s (said again once it takes them)",
+                    origin(self.url),
+                    exc.brief,
+                    "422, and Vector drops it"
+                    if isinstance(exc, DownstreamRejected)
+                    else "503, and Vector retries it",
+                )
+            self._failing = exc.brief
+            raise
+        if self._failing is not None:
+            log.warning("the Vector downstream at %s takes the enriched batches again", origin(self.url))
+            self._failing = None
+
+    async def _post(self, body: bytes) -> None:
+        """POST the batch once. A redirect is not followed: after a 301, 302 or 303 the POST would
+        become a GET, which a sign-in page answers 200 while nothing holds the batch."""
         assert self.url is not None
         try:
             async with self._session.post(
@@ -199,19 +229,23 @@ class VectorHop:
             ) as response:
                 answer = await read_answer(response)
                 if 300 <= response.status < 400:
-                    raise DownstreamError(
+                    said = (
                         f"it answered HTTP {response.status}, a redirect to "
                         f"{masked_url(response.headers.get('Location') or 'nowhere')}, which is not followed: set "
                         "OCSF_ANOMALY_VECTOR_DOWNSTREAM_URL to where it points"
                     )
+                    raise DownstreamError(said)
                 if not 200 <= response.status < 300:
                     text = answer[:200].decode("utf-8", "replace").strip()
                     said = f"it answered HTTP {response.status}" + (f": {text}" if text else "")
-                    raise (DownstreamRejected if response.status in REJECTED else DownstreamError)(said)
+                    kind = DownstreamRejected if response.status in REJECTED else DownstreamError
+                    raise kind(said, f"it answered HTTP {response.status}")
         except TimeoutError:
             raise DownstreamError("it did not answer in time") from None
         except aiohttp.ClientError as exc:
-            raise DownstreamError(f"it could not be reached ({exc})") from None
+            raise DownstreamError(
+                f"it could not be reached ({exc})", f"it could not be reached ({type(exc).__name__})"
+            ) from None
 
     async def close(self) -> None:
         await self._session.close()
