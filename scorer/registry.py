@@ -16,6 +16,7 @@ after registration is refused.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -541,12 +542,15 @@ class Registry:
 
         scratch = Path(tempfile.mkdtemp(prefix="ocsf-anomaly-bundle-"))
         try:
-            with self._errors(f"cannot download {version.uri} from {version.source}"):
-                path = Path(
-                    mlflow.artifacts.download_artifacts(
-                        artifact_uri=version.source, dst_path=str(scratch), tracking_uri=self._uri
+            try:
+                with self._errors(f"cannot download {version.uri} from {version.source}"):
+                    path = Path(
+                        mlflow.artifacts.download_artifacts(
+                            artifact_uri=version.source, dst_path=str(scratch), tracking_uri=self._uri
+                        )
                     )
-                )
+            except RegistryError as exc:
+                raise _download_error(exc, version, scratch) from exc
             try:
                 metadata = bundle.read_metadata(path)
                 found = metadata.get("version")
@@ -562,6 +566,31 @@ class Registry:
                 raise bundle.BundleError(str(exc).replace(str(path), version.uri)) from exc
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _download_error(exc: RegistryError, version: ModelVersion, scratch: Path) -> RegistryError:
+    """A download's error as the same line each time it fails: MLflow names the temporary folder (a
+    new one each try, so the service's poll logged it again every time, 2,800 characters of it), and
+    with TMPDIR full it said "No space left on device" once for each of the bundle's files."""
+    said = str(exc)
+    if "No space left on device" in said or _errno(exc) == errno.ENOSPC:
+        return RegistryError(
+            f"cannot download {version.uri}: no space left on the device of {scratch.parent} (TMPDIR) for its "
+            "bundle; free space there, or point TMPDIR at a file system with room"
+        )
+    return RegistryError(said.replace(str(scratch), "TMPDIR/ocsf-anomaly-bundle-…"))
+
+
+def _errno(exc: BaseException) -> int | None:
+    """The errno of the first OSError in ``exc``'s causes."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno is not None:
+            return cause.errno
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _one_line(message: str) -> str:

@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import uuid
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 import orjson
 import pytest
+from filesystems import fill, small_file_system
 from waiting import eventually_async
 
 from scorer import bundle
@@ -80,6 +82,31 @@ def test_register_logs_the_bundle_its_metrics_and_the_first_becomes_champion(
         assert sorted(p.name for p in path.iterdir()) == sorted([*bundle.FILES, "metadata.json"])
         assert Detector.load(path).model_info["version"] == versions[1].bundle_version
     assert not path.exists()  # the download is removed afterwards
+
+
+def test_a_download_with_no_room_for_the_bundle_says_so_in_one_line_the_same_each_time(
+    registry: Registry, name: str, bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With TMPDIR full, MLflow's error said "No space left on device" once for each of the
+    bundle's files, in 2,800 characters naming a new temporary folder each time: the service's poll
+    logged it again at every try (the resilience review)."""
+    first, _ = registry.register(bundle_dir, name)
+    with small_file_system(tmp_path / "tmp", "1m") as tmp:
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+        fill(tmp)
+        said = []
+        for _ in range(2):
+            with pytest.raises(RegistryError) as refused, registry.fetched(first):
+                pass
+            said.append(str(refused.value))
+    assert (
+        said[0]
+        == said[1]
+        == (
+            f"cannot download {first.uri}: no space left on the device of {tmp} (TMPDIR) for its bundle; free "
+            "space there, or point TMPDIR at a file system with room"
+        )
+    )
 
 
 def _moved(move: AliasMove) -> tuple[str | None, ...]:

@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 import pytest
 from certificates import make_certificate
+from filesystems import fill, small_file_system
 from loopback import free_port
 from prometheus_client.parser import text_string_to_metric_families
 from splunk_protocol import APP_DIR
@@ -229,32 +230,6 @@ def test_a_killed_serving_process_is_replaced_and_its_counts_kept(
         assert f"(pid {victim}) exited with code -9; starting another" in log
 
 
-@contextmanager
-def _small_file_system(path: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` at ``path``, to fill (mounting takes root: skipped without it)."""
-    path.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=1777", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(
-            f"a small file system to fill needs mounting a tmpfs, which took root: {mounted.stderr.strip()}"
-        )
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "--lazy", str(path)], check=True)
-
-
-def _fill(directory: Path) -> None:
-    with (directory / "filler").open("wb") as filler, contextlib.suppress(OSError):  # ENOSPC: full
-        while True:
-            filler.write(b"\0" * 65536)
-            filler.flush()
-
-
 def test_a_full_temporary_directory_does_not_kill_the_serving_processes(
     bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
 ) -> None:
@@ -262,13 +237,13 @@ def test_a_full_temporary_directory_does_not_kill_the_serving_processes(
     serving process died of SIGBUS at its next metric, then every replacement, until the supervisor
     gave up, and the log never said why (the resilience review). Their blocks are taken at start."""
     with (
-        _small_file_system(tmp_path / "tmp", "16m") as tmp,
+        small_file_system(tmp_path / "tmp", "16m") as tmp,
         _serve(tmp_path, "--model", bundle_dir, env={"TMPDIR": str(tmp)}) as served,
     ):
         pids = served.pids()
         assert len(pids) == 2
         metrics_dir = next(tmp.glob("ocsf-anomaly-metrics-*"))
-        _fill(tmp)
+        fill(tmp)
         for event in held_out_events[:40]:
             assert served.call("POST", "/v1/score", orjson.dumps(event))[0] == 200
         assert served.call("GET", "/v1/models")[0] == 200
@@ -281,8 +256,8 @@ def test_a_full_temporary_directory_does_not_kill_the_serving_processes(
 
 
 def test_no_room_for_the_metrics_files_is_said_at_start(bundle_dir: Path, tmp_path: Path) -> None:
-    with _small_file_system(tmp_path / "tmp", "4m") as tmp:
-        _fill(tmp)
+    with small_file_system(tmp_path / "tmp", "4m") as tmp:
+        fill(tmp)
         os.truncate(tmp / "filler", 3 << 20)  # room for the metrics directory, not for a process's files
         process = subprocess.run(
             _serve_command("--workers", "2", "--port", free_port(), "--model", bundle_dir),
