@@ -872,6 +872,25 @@ async def test_a_page_whose_name_resolves_to_loopback_is_refused_for_its_host(
     assert response.status == 403
 
 
+def test_a_service_open_beyond_loopback_says_so_at_start(
+    bundle_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Scoring without a token beyond loopback was said nowhere (the security review)."""
+    said = {}
+    for host, token in [("0.0.0.0", None), ("0.0.0.0", "api"), ("127.0.0.1", None)]:
+        caplog.clear()
+        create_app(_settings(bundle_dir, host=host, api_token=token))
+        said[host, token] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [m.split(":")[0] for m in said["0.0.0.0", None]] == [
+        "no OCSF_ANOMALY_ADMIN_TOKEN and listening on 0.0.0.0",
+        "no OCSF_ANOMALY_API_TOKEN and listening on 0.0.0.0",
+    ]
+    assert [m.split(":")[0] for m in said["0.0.0.0", "api"]] == [
+        "no OCSF_ANOMALY_ADMIN_TOKEN and listening on 0.0.0.0"
+    ]
+    assert said["127.0.0.1", None] == []
+
+
 def test_allowed_hosts_are_names_or_addresses() -> None:
     assert Settings.load(allowed_hosts="a.example, [::1],10.0.0.1:*").allowed_hosts
     with pytest.raises(SettingsError, match="allowed_hosts"):

@@ -83,4 +83,10 @@ def create_app(settings: Settings) -> web.Application:
             "set an admin token to allow them",
             settings.host,
         )
+    if not settings.api_token and not settings.loopback_only:  # the security review: said nowhere
+        log.warning(
+            "no OCSF_ANOMALY_API_TOKEN and listening on %s: whoever reaches the port can score events and "
+            "read the model routes; set a token unless a network or a proxy stands guard",
+            settings.host,
+        )
     return app
