@@ -255,6 +255,27 @@ def test_a_full_temporary_directory_does_not_kill_the_serving_processes(
         assert "exited" not in served.log.read_text()
 
 
+def test_the_metrics_of_a_service_killed_outright_are_removed_by_the_next(
+    bundle_dir: Path, tmp_path: Path
+) -> None:
+    """A supervisor killed with SIGKILL left its metrics directory (the resilience review), 4 MiB
+    a serving process, often in memory (a tmpfs /tmp): the next service removes it."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    with _serve(tmp_path, "--model", bundle_dir, env={"TMPDIR": str(tmp)}) as served:
+        pids = served.pids()
+        (abandoned,) = tmp.glob("ocsf-anomaly-metrics-*")
+        served.process.kill()
+        served.process.wait(30)
+        _until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids), "its serving processes stop")
+    assert abandoned.exists()
+    with _serve(tmp_path, "--model", bundle_dir, env={"TMPDIR": str(tmp)}) as served:
+        assert served.call("GET", "/healthz")[0] == 200
+        (own,) = tmp.iterdir()  # its own alone, named after its supervisor
+        assert own.name.startswith(f"ocsf-anomaly-metrics-{served.process.pid}-")
+    assert not abandoned.exists()
+
+
 def test_no_room_for_the_metrics_files_is_said_at_start(bundle_dir: Path, tmp_path: Path) -> None:
     with small_file_system(tmp_path / "tmp", "4m") as tmp:
         fill(tmp)

@@ -60,6 +60,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scorer.errors import UserError
@@ -277,6 +278,26 @@ def _adopted(task: asyncio.Task[Any]) -> None:
 # at its first, until the supervisor gave up, with nothing in the log (the resilience review).
 METRICS_FILES = ("counter", "histogram", "gauge_livemax", "gauge_livesum")
 METRICS_FILE_BYTES = 1 << 20  # prometheus_client.mmap_dict._INITIAL_MMAP_SIZE
+
+
+METRICS_DIR = "ocsf-anomaly-metrics-"  # then the supervisor's pid, a dash and mkdtemp's letters
+
+
+def _remove_abandoned_metrics() -> None:
+    """Remove the metrics directories of services that ended without removing theirs (their
+    supervisor killed with SIGKILL, or the host lost power): each held 4 MiB a serving process, and
+    TMPDIR is often memory (tmpfs)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{METRICS_DIR}*-*"):
+        pid = path.name.removeprefix(METRICS_DIR).split("-", 1)[0]
+        try:
+            if not pid.isdigit() or path.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)  # the service that made it is alive (or another user's process)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+            log.info("removed %s, the metrics of a service that ended without removing them", path)
+        except OSError:
+            continue
 
 
 def _reserve_metrics_files() -> None:
@@ -521,7 +542,8 @@ class _Supervisor:
 
     def run(self, say_ready: Callable[[], None]) -> int:
         _logging(LOG_FORMAT, http=False)
-        metrics_dir = tempfile.mkdtemp(prefix="ocsf-anomaly-metrics-")
+        _remove_abandoned_metrics()
+        metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_DIR}{os.getpid()}-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # read by each process as it starts
         wake_r, wake_w = socket.socketpair()
         wake_w.setblocking(False)
