@@ -617,6 +617,7 @@ def _why(exc: Exception) -> str:
     """What went wrong, in one line: for a server that cannot be reached, the reason (refused, no such
     host, timed out) and what to check, not MLflow's retries and urllib3's pool in full."""
     import requests
+    import urllib3
 
     reason: str | None = None
     # the host and port that did not answer, where urllib3 says (an artifact store's, it may be)
@@ -631,6 +632,10 @@ def _why(exc: Exception) -> str:
         if isinstance(cause, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
             unreachable = True
             timed_out = timed_out or isinstance(cause, requests.exceptions.Timeout)
+        # a server that takes the connection and never answers: requests says ConnectionError once
+        # the retries are spent, and only urllib3's last try says it timed out ("cannot connect", said
+        # of a server that had connected: the resilience review)
+        timed_out = timed_out or isinstance(cause, urllib3.exceptions.ReadTimeoutError)
         if isinstance(cause, OSError) and cause.strerror:
             reason = cause.strerror
         # urllib3's NewConnectionError: the connection it tried (its deprecated .pool warns); its

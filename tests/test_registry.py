@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -477,6 +478,22 @@ def test_train_register_finds_a_server_down_before_training(tmp_path: Path) -> N
     )
     assert "reading" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_registry_server_that_never_answers_is_said_to_time_out_not_to_refuse(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that takes the connection and never answers (stopped with SIGSTOP, or hung) was
+    said to be one nothing could connect to (the resilience review)."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with socket.socket() as silent:  # the kernel completes the handshake; nobody reads
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        with pytest.raises(RegistryError) as hung:
+            Registry(f"http://127.0.0.1:{port}").versions("m")
+    assert f"nothing answers at 127.0.0.1:{port} (no answer within 1 s)" in str(hung.value)
 
 
 @pytest.mark.parametrize(
