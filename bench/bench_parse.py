@@ -1,12 +1,12 @@
 """What reading a request body costs, for bodies a client sends and for bodies an attacker does.
 
-The service parses a body (``requests.parse_body``: on its event loop up to 64 KiB, in a thread
-beyond, bodies over 1 MiB one at a time), writes the enriched events back (``io.dumps``, in a thread
-for bodies over 64 KiB) and inflates a compressed body in a thread (``requests.inflate``): what
-each costs for the largest body allowed (16 MiB) bounds how long one request can hold the loop, or
-a thread, from everything else. The last three cases are what only the standard library reads or
-writes (orjson refuses them), at 0.3-2 µs a value. Each case is timed ``--runs`` times in this
-process; the median is printed.
+The service parses a body (``requests.parse_body``, bodies over 1 MiB one at a time) and writes
+the enriched events back (``io.dumps``) on its event loop, and inflates a compressed body in a
+thread (``requests.inflate``): what each costs for the largest body allowed (16 MiB) bounds how
+long one request can hold the loop, or a thread, from everything else. The last three cases are
+what only the standard library reads or writes (orjson refuses them), at 0.3-2 µs a value: the
+service does those in a thread (``handlers.off_the_loop``). Each case is timed ``--runs`` times in
+this process; the median is printed.
 
     .venv/bin/python bench/bench_parse.py
 """

@@ -40,11 +40,12 @@ from loopback import free_port
 from waiting import eventually
 
 from scorer.cli import main
+from scorer.io import SlowPath, orjson_only
 from scorer.service.app import create_app
 from scorer.service.batcher import MicroBatcher, Overloaded, _Pending
 from scorer.service.errors import ApiError
-from scorer.service.handlers import DECIMAL
-from scorer.service.requests import BodyBudget
+from scorer.service.handlers import DECIMAL, Enriching
+from scorer.service.requests import BodyBudget, Item
 from scorer.settings import Settings, SettingsError
 
 Event = dict[str, Any]
@@ -1779,6 +1780,26 @@ def test_values_only_the_standard_library_reads_or_writes_do_not_hold_the_event_
     # the event loop's CPU time, which a busy host does not add to (as the overload test measures):
     # 3-10 s on the loop before, some milliseconds now; the bound is far from both
     assert max(probe.loop_cpu for probe in probes) < 1.0, probes
+
+
+def test_what_orjson_cannot_write_is_written_again_in_full_in_a_thread() -> None:
+    """Enriched events are written on the event loop while orjson can (SlowPath otherwise, to be
+    written again in a thread): the room kept lines took before the stop is given back, so the
+    second writing cuts them as a first would."""
+    deep: Any = []
+    for _ in range(300):
+        deep = [deep]
+    text = '"quoted"' * 50  # 400 characters that JSON writes in 600 bytes
+    items = [
+        Item(None, {"code": "malformed_json", "message": "m"}, line=1, raw=text, size=len(text)),
+        Item({"deep": deep}),
+    ]
+    anomalies: list[dict[str, Any]] = [{"error": {"code": "malformed_json", "message": "m"}}, {"score": 1.0}]
+    enriching = Enriching("anomaly", "_raw", room=150)
+    with pytest.raises(SlowPath), orjson_only():
+        enriching.parts(items, anomalies)
+    assert enriching.room == 150
+    assert enriching.parts(items, anomalies) == Enriching("anomaly", "_raw", room=150).parts(items, anomalies)
 
 
 def test_overload_is_refused_with_503_while_health_keeps_answering(

@@ -18,7 +18,7 @@ import orjson
 from aiohttp import web
 
 from scorer import bundle
-from scorer.io import dumps
+from scorer.io import SlowPath, dumps, orjson_only
 from scorer.registry import RegistryError
 from scorer.service.errors import ApiError
 from scorer.service.keys import (
@@ -42,13 +42,6 @@ from scorer.settings import masked
 
 log = logging.getLogger("ocsf_anomaly.service")
 LARGE_BODY = 1024 * 1024  # bytes; a body this large takes milliseconds to parse
-# Bytes of a body past which it is parsed, and its enriched events written, in a thread: the standard
-# library's reader and writer, which take numbers beyond a double's range, integers beyond 64 bits
-# and nesting deeper than orjson writes, take 0.3-2 µs a value, and 16 KB of gzip inflating to 16 MiB
-# of them had held the event loop 2.5-11 s (every other request and health check waiting). In a
-# thread the loop has its turn every few milliseconds (Python's switch interval); below this size
-# they take 25 ms at most, less than a thread's hop is worth for the small bodies most requests are.
-IN_THREAD = 64 * 1024
 T = TypeVar("T")
 # 0.01, .01, 1, 1e-2: ASCII digits only. Each digit can belong to one part only: "[0-9]*\.?[0-9]+"
 # tried every split of a run of digits, and 8,000 of them that end in a letter (a request line
@@ -80,19 +73,27 @@ async def parse(request: web.Request, body: bytes, *, strict: bool) -> Batch:
 
 async def parsed(request: web.Request, size: int, read: Callable[[], T]) -> T:
     """``read()`` of a body of ``size`` bytes, in turn with other large bodies (:func:`turn_to_parse`)
-    and off the event loop when it is large (IN_THREAD), timed as the parse stage."""
+    and off the event loop where orjson alone cannot read it (:func:`off_the_loop`), timed as the
+    parse stage."""
     async with turn_to_parse(request, size):
         started = time.perf_counter()
-        value = await off_the_loop(size, read)
+        value = await off_the_loop(read)
     request.app[METRICS].stage_seconds.labels("parse").observe(time.perf_counter() - started)
     return value
 
 
-async def off_the_loop(size: int, work: Callable[[], T]) -> T:
-    """``work()``, in a thread when it is about ``size`` bytes of JSON larger than IN_THREAD."""
-    if size <= IN_THREAD:
-        return work()
-    return await asyncio.get_running_loop().run_in_executor(None, work)
+async def off_the_loop(work: Callable[[], T]) -> T:
+    """``work()`` (reading or writing JSON) on the event loop where orjson does it all, else again
+    in a thread (SlowPath): the standard library, which reads and writes what orjson refuses, takes
+    0.3-2 µs a value, and 16 KB of gzip inflating to 16 MiB of such values had held the loop
+    2.5-11 s, every other request and health check waiting. In a thread the loop has its turn every
+    few milliseconds (Python's switch interval); a body orjson reads costs no thread's hop (a
+    threshold of 64 KiB had cost 256-event batches 2-3% of their throughput)."""
+    try:
+        with orjson_only():
+            return work()
+    except SlowPath:
+        return await asyncio.get_running_loop().run_in_executor(None, work)
 
 
 async def read_body(request: web.Request, *, floor: bool = True) -> tuple[bytes, float]:
@@ -216,7 +217,7 @@ async def enrich(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     verdicts = await anomalies(request, batch, alpha)
     enriching = Enriching(settings.anomaly_field, RAW, room=settings.max_body_bytes - batch.size)
-    parts = await off_the_loop(batch.size, partial(enriching.parts, batch.items, verdicts))
+    parts = await off_the_loop(partial(enriching.parts, batch.items, verdicts))
     if batch.shape == "ndjson":
         return web.Response(body=b"".join(p + b"\n" for p in parts), content_type="application/x-ndjson")
     body = parts[0] if batch.shape == "object" else b"[" + b",".join(parts) + b"]"
@@ -246,9 +247,22 @@ class Enriching:
         self.room = room  # bytes kept lines may still take beyond what they took in the body
         self._keys = (orjson.dumps(kept), orjson.dumps(field))
 
-    def parts(self, items: list[Item], anomalies: list[dict[str, Any]]) -> list[bytes]:
-        """:meth:`part` of each item with its anomaly object."""
-        return [self.part(item, anomaly) for item, anomaly in zip(items, anomalies, strict=True)]
+    def parts(
+        self,
+        items: list[Item],
+        anomalies: list[dict[str, Any]],
+        part: Callable[[Item, dict[str, Any]], Any] | None = None,
+    ) -> list[Any]:
+        """``part`` (:meth:`part`) of each item with its anomaly object; stopped by SlowPath, as if
+        never called (the room kept lines took is given back), to be called again in a thread."""
+        room = self.room
+        try:
+            return [
+                (part or self.part)(item, anomaly) for item, anomaly in zip(items, anomalies, strict=True)
+            ]
+        except SlowPath:
+            self.room = room
+            raise
 
     def part(self, item: Item, anomaly: dict[str, Any]) -> bytes:
         if item.event is not None:

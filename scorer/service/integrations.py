@@ -162,7 +162,9 @@ async def vector(request: web.Request) -> web.Response:
             batch = Batch(batch.items, "array", batch.size)
         verdicts = await anomalies(request, batch, alpha)
         enriching = Enriching(settings.anomaly_field, "message", room=settings.max_body_bytes - batch.size)
-        passed = await off_the_loop(batch.size, partial(_passed_on, enriching, batch.items, verdicts))
+        passed = await off_the_loop(
+            partial(enriching.parts, batch.items, verdicts, partial(_pass_on, enriching))
+        )
         parts = [part for part, _ in passed]
         try:
             await hop.forward(b"[" + b",".join(parts) + b"]")
@@ -208,13 +210,6 @@ def _no_downstream() -> ApiError:
         "source that takes the enriched events back (Vector keeps the batch and retries)",
         headers={"Retry-After": RETRY_AFTER_SECONDS},
     )
-
-
-def _passed_on(
-    enriching: Enriching, items: list[Item], anomalies: list[dict[str, Any]]
-) -> list[tuple[bytes, bool]]:
-    """Each item with its anomaly object, as :func:`_pass_on` passes it on."""
-    return [_pass_on(enriching, item, anomaly) for item, anomaly in zip(items, anomalies, strict=True)]
 
 
 def _pass_on(enriching: Enriching, item: Item, anomaly: dict[str, Any]) -> tuple[bytes, bool]:
