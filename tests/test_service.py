@@ -1758,8 +1758,8 @@ def test_values_only_the_standard_library_reads_or_writes_do_not_hold_the_event_
     """Numbers beyond a double's range and integers beyond 64 bits are read, and nesting deeper
     than orjson's 254 levels written, by the standard library at 0.3-2 µs a value: 16 KB of gzip
     inflating to 16 MiB of them held the event loop 2.5 s (read) to 11 s (an enriched event
-    written), every health check waiting (the security review's reproductions). Large bodies are
-    read and written in a thread, where the loop has its turn every few milliseconds."""
+    written), every health check waiting (the security review's reproductions). What orjson cannot
+    read or write is done again in a thread, where the loop has its turn every few milliseconds."""
     size = 8 * 1024 * 1024
     beyond = b"[" + b"1e400," * (size // 6) + b"1]"  # 413 once read: more events than max_events
     long = b"[123456789012345678901234567890" + b",1" * (size // 2) + b"]"
