@@ -485,9 +485,13 @@ class Alerter:
                 self._queue.popleft()
             self._queue_changed()
             self._count(outcome.value, len(batch))
-            if self._full:
+            if self._full and len(self._queue) <= self.config.queue_size // 2:
+                # at half, not at the first room: under a steady overload each batch sent made room
+                # for a moment, and the two warnings came for every batch (the diff review)
                 log.warning(
-                    "the alert queue has room again: %d alerts were dropped while it was full", self._full
+                    "the alert queue is down to %d alerts: %d were dropped while it was full",
+                    len(self._queue),
+                    self._full,
                 )
                 self._full = 0
 
@@ -542,10 +546,12 @@ class Alerter:
         else:
             log.warning(
                 "the alert receiver at %s refuses alerts (HTTP %d): they are dropped, counted as "
-                "dropped_rejected (said again when it takes them); check the alert URL (alerts_url) and "
-                "its token (alerts_token)",
+                "dropped_rejected (said again when it takes them)%s",
                 origin(self._endpoint),
                 status,
+                "; check the alert URL (alerts_url) and its token (alerts_token)"
+                if status in (401, 403, 404, 405)
+                else ", its answer at DEBUG",
             )
         return Outcome.REJECTED
 

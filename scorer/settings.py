@@ -214,6 +214,16 @@ class Settings(BaseSettings):
                 )
         return url
 
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _names_or_any(cls, names: str | None) -> str | None:
+        for name in (names or "").split(","):
+            if "*" in host_name(name) and host_name(name) != "*":
+                raise ValueError(
+                    f"{name.strip()!r}: give names or addresses, or * alone for any (no patterns)"
+                )
+        return names
+
     @field_validator("anomaly_field")
     @classmethod
     def _a_field_apart_from_what_is_kept(cls, name: str) -> str:
@@ -256,7 +266,7 @@ class Settings(BaseSettings):
         return self
 
     def answers_to(self, host: str) -> bool:
-        """Whether a request naming ``host`` (a Host header's name, without its port) is answered:
+        """Whether a request naming ``host`` (its Host header) is answered:
         any while the service listens beyond loopback; else loopback's names and ``allowed_hosts``."""
         return not self.loopback_only or _a_local_name(host, self.allowed_hosts)
 
@@ -365,23 +375,33 @@ def _loopback(host: str) -> bool:
 
 @functools.lru_cache(maxsize=256)  # a request's Host: a few names, asked every request (5 µs each)
 def _a_local_name(host: str, allowed_hosts: str | None) -> bool:
-    """Whether ``host`` is loopback's (localhost, *.localhost, 127.x.x.x, ::1, this machine's name) or
-    one of ``allowed_hosts`` (comma-separated; ``*``: any)."""
-    host = _host_name(host)
-    allowed = {_host_name(name) for name in (allowed_hosts or "").split(",")}
+    """Whether ``host`` (a Host header) is loopback's (localhost, *.localhost, a loopback address, or
+    0.0.0.0, which Linux takes to loopback; this machine's name) or one of ``allowed_hosts``
+    (comma-separated; ``*``: any). A name is what DNS rebinding needs: no address can be rebound."""
+    host = host_name(host)
+    allowed = {host_name(name) for name in (allowed_hosts or "").split(",")}
     if "*" in allowed or host in allowed:
         return True
-    if host == "localhost" or host.endswith(".localhost") or host == _host_name(socket.gethostname()):
+    if host == "localhost" or host.endswith(".localhost") or host == host_name(socket.gethostname()):
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1
+    return address.is_loopback or address.is_unspecified
 
 
-def _host_name(name: str) -> str:
-    """A host's name as compared: lower case, without an IPv6 address's brackets or a final dot."""
-    return name.strip().lower().removeprefix("[").removesuffix("]").rstrip(".")
+def host_name(host: str) -> str:
+    """A Host header's (or an allowed_hosts entry's) name as compared: without its port, an IPv6
+    address's brackets or a final dot, in lower case."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        host = host[1 : host.find("]")] if "]" in host else host[1:]
+    elif host.count(":") == 1:
+        host = host.rpartition(":")[0]
+    return host.rstrip(".")
 
 
 def service_url(settings: Settings, *, local: bool = False) -> str:

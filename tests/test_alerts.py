@@ -432,7 +432,49 @@ async def test_a_full_queue_is_said_once_and_again_when_it_has_room(
         await until(lambda: alerter.counters.sent == 2, "the queued alerts sent")
     finally:
         await alerter.close()
-    assert "the alert queue has room again: 3 alerts were dropped while it was full" in caplog.text
+    assert "the alert queue is down to 0 alerts: 3 were dropped while it was full" in caplog.text
+
+
+async def test_a_queue_a_steady_overload_keeps_full_is_said_once(
+    aiohttp_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under a steady overload each batch sent made room for a moment: "full" and "room again"
+    came for every batch, 110 lines a second (the diff review). Said again once it is down to half."""
+    gate: asyncio.Queue[None] = asyncio.Queue()
+
+    async def slow(request: web.Request) -> web.Response:
+        await request.read()
+        await gate.get()
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/hooks", slow)
+    server = await aiohttp_server(app)
+    config = AlertConfig(url=str(server.make_url("/hooks")), kind="webhook", queue_size=4, batch_size=1)
+    alerter = Alerter(config)
+    entities = (f"10.0.0.{n}" for n in range(100))
+
+    def offer(n: int) -> None:
+        for _ in range(n):
+            alerter.offer(*scored(next(entities), 0.0005))
+
+    await alerter.start()
+    try:
+        offer(5)  # 4 queued (the first on its way), 1 dropped
+        for sent in range(1, 4):  # a batch taken makes room for one; two more come
+            gate.put_nowait(None)
+            await until(lambda sent=sent: alerter.counters.sent == sent, "a batch taken")
+            offer(2)
+        assert alerter.counters.dropped_queue_full == 4
+        said = [r.getMessage() for r in caplog.records if r.name == "ocsf_anomaly.alerts"]
+        assert [m.split(" (")[0] for m in said] == ["the alert queue is full"]
+        for _ in range(4):
+            gate.put_nowait(None)
+        await until(lambda: alerter.counters.sent == 7, "the queue drained")
+    finally:
+        await alerter.close()
+    said = [r.getMessage() for r in caplog.records if r.name == "ocsf_anomaly.alerts"]
+    assert said[1:] == ["the alert queue is down to 2 alerts: 4 were dropped while it was full"]
 
 
 @needs_alertmanager

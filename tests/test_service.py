@@ -840,6 +840,8 @@ async def test_a_page_whose_name_resolves_to_loopback_is_refused_for_its_host(
         "127.0.0.1",
         "127.1.2.3",
         "[::1]",
+        "[::ffff:127.0.0.1]",
+        "0.0.0.0",  # Linux takes it to loopback: `curl http://0.0.0.0:8080` (the diff review)
         "ocsf.localhost",
         socket.gethostname(),
         "LOCALHOST.",
@@ -853,9 +855,10 @@ async def test_a_page_whose_name_resolves_to_loopback_is_refused_for_its_host(
         assert response.status == 403, name
 
     allowed = await aiohttp_client(
-        create_app(_settings(bundle_dir, allowed_hosts="scorer.internal, EVIL.example"))
+        create_app(_settings(bundle_dir, allowed_hosts="scorer.internal, EVIL.example, proxy.example:18432"))
     )
-    for host in ("evil.example", f"scorer.internal:{port}"):
+    # an entry's port is no part of it (one with a port never matched: the diff review)
+    for host in ("evil.example", f"scorer.internal:{port}", "proxy.example:18432", "proxy.example"):
         assert (await allowed.post("/v1/models/reload", headers={"Host": host})).status == 200, host
     assert (
         await allowed.post("/v1/score", data=b"{}", headers={**JSON, "Host": "other.example"})
@@ -896,6 +899,8 @@ def test_allowed_hosts_are_names_or_addresses() -> None:
     assert Settings.load(allowed_hosts="a.example, [::1],10.0.0.1:*").allowed_hosts
     with pytest.raises(SettingsError, match="allowed_hosts"):
         Settings.load(allowed_hosts="evil.example/path")
+    with pytest.raises(SettingsError, match=r"'\*.example': give names or addresses, or \* alone"):
+        Settings.load(allowed_hosts="a.example, *.example")
 
 
 @needs_chromium

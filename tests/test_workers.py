@@ -235,7 +235,8 @@ def test_a_full_temporary_directory_does_not_kill_the_serving_processes(
 ) -> None:
     """prometheus_client maps each process's metrics files as sparse files: with TMPDIR full, every
     serving process died of SIGBUS at its next metric, then every replacement, until the supervisor
-    gave up, and the log never said why (the resilience review). Their blocks are taken at start."""
+    gave up, and the log never said why (the resilience review). Their blocks are taken at start;
+    a process that finds no room for them cannot start, and is tried again while the others serve."""
     with (
         small_file_system(tmp_path / "tmp", "16m") as tmp,
         _serve(tmp_path, "--model", bundle_dir, env={"TMPDIR": str(tmp)}) as served,
@@ -250,16 +251,30 @@ def test_a_full_temporary_directory_does_not_kill_the_serving_processes(
         assert _events_total(served.metrics()) == 40
         assert served.pids() == pids  # none died and was replaced
         # every file a process wrote its metrics to was one given its blocks at start
-        written = {path.name.rsplit("_", 1)[0] for path in metrics_dir.iterdir()}
+        written = {path.name.rsplit("_", 1)[0] for path in metrics_dir.glob("*.db")}
         assert written == set(METRICS_FILES), written
         assert "exited" not in served.log.read_text()
+        # a replacement finds no room: the other serves on, and it is tried again later (the whole
+        # service stopped after six such deaths: the diff review)
+        os.kill(min(pids), signal.SIGKILL)
+        _until(
+            lambda: "cannot serve (no room for a serving process's metrics" in served.log.read_text(),
+            "the replacement refused for want of room",
+            STARTING,
+        )
+        for event in held_out_events[40:50]:
+            assert served.call("POST", "/v1/score", orjson.dumps(event))[0] == 200
+        assert served.process.poll() is None
+        assert "giving up" not in served.log.read_text()
 
 
 def test_the_metrics_of_a_service_killed_outright_are_removed_by_the_next(
     bundle_dir: Path, tmp_path: Path
 ) -> None:
     """A supervisor killed with SIGKILL left its metrics directory (the resilience review), 4 MiB
-    a serving process, often in memory (a tmpfs /tmp): the next service removes it."""
+    a serving process, often in memory (a tmpfs /tmp): the next service removes it, known by its
+    lock, which the kernel let go (a process id would not do: in a container the supervisor is
+    process 1 every time, and another container sharing TMPDIR sees other ids: the diff review)."""
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     with _serve(tmp_path, "--model", bundle_dir, env={"TMPDIR": str(tmp)}) as served:
@@ -271,8 +286,17 @@ def test_the_metrics_of_a_service_killed_outright_are_removed_by_the_next(
     assert abandoned.exists()
     with _serve(tmp_path, "--model", bundle_dir, env={"TMPDIR": str(tmp)}) as served:
         assert served.call("GET", "/healthz")[0] == 200
-        (own,) = tmp.iterdir()  # its own alone, named after its supervisor
-        assert own.name.startswith(f"ocsf-anomaly-metrics-{served.process.pid}-")
+        (own,) = tmp.iterdir()  # its own alone: locked while its supervisor runs
+        assert (own / ".held").exists()
+        with (tmp / "x").open("w"):  # a second service sharing TMPDIR leaves a live one's be
+            pass
+        second = subprocess.run(
+            [sys.executable, "-c", "from scorer.service.workers import _remove_abandoned_metrics as r; r()"],
+            env={**os.environ, "TMPDIR": str(tmp)},
+            check=True,
+        )
+        assert second.returncode == 0
+        assert own.exists()
     assert not abandoned.exists()
 
 
@@ -435,9 +459,9 @@ def test_a_replacement_that_cannot_load_the_champion_leaves_the_others_serving(
         # said once the connections are handed over: the last of them may be answered before
         _until(lambda: "until it can" in served.log.read_text(), "the replacement's failure", STARTING)
         log = served.log.read_text()
-        assert "cannot load its model" in log
+        assert "cannot serve (" in log
         assert "weights.npz does not match its digest" in log
-        assert "the others serve on with theirs; it is started again every 1 s until it can" in log
+        assert "the others serve on with their models; it is started again every 1 s until it can" in log
         assert "handed to the others" in log  # some waited on the dead process's socket
         for event in held_out_events[:10]:
             status, body = served.call("POST", "/v1/score", orjson.dumps(event))
@@ -493,7 +517,7 @@ def test_a_replacement_that_cannot_load_its_model_takes_no_connection(
             thread.start()
         try:
             _until(
-                lambda: "cannot load its model" in served.log.read_text(),
+                lambda: "cannot serve (" in served.log.read_text(),
                 "the replacement's failure",
                 STARTING,
             )

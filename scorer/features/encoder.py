@@ -142,7 +142,8 @@ def compile_extractor(paths: Sequence[str]) -> Callable[[Event], list[Any]]:
 # Beyond every 64-bit integer, signed or not (an OCSF long, or a producer's unsigned counter or
 # sentinel, 2⁶⁴ - 1): no real count, size or time is larger. The largest of them (2⁶³ - 1, 2⁶⁴ - 1)
 # round to a power of two as doubles, and so do integers a little beyond (2⁶⁴ + 1): a value read as
-# ±2⁶⁴ is judged by what was written (:func:`_beyond_64_bits`).
+# ±2⁶⁴ is judged by what was written (:func:`_beyond_64_bits`), an integer or a numeric string; a
+# JSON number with a fraction or an exponent is its double (1.8446744073709551617e19 is 2⁶⁴).
 IMPOSSIBLE = 2.0**64
 
 

@@ -129,7 +129,7 @@ class EmbeddingCache:
             # the cause too: a wrong CA file, a host that does not resolve and a database out of
             # range all read "ConnectionError" alone
             said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            if isinstance(exc, TimeoutError) and budget is not None:  # a busy host, or a slow Redis
+            if _timed_out(exc) and budget is not None:  # a busy host, or a slow Redis
                 said += (
                     f"; no answer within {budget * 1000:g} ms (OCSF_ANOMALY_REDIS_TIMEOUT_MS, 4 times it for "
                     "a write): a busy host can take that long, raise it if this comes and goes under load"
@@ -226,3 +226,10 @@ class EmbeddingCache:
             await asyncio.gather(*self._writes, return_exceptions=True)
         if self._redis is not None:
             await self._redis.aclose()
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """A timeout, asyncio's (the per-call budget) or redis-py's own (its socket's)."""
+    from redis.exceptions import TimeoutError as RedisTimeout
+
+    return isinstance(exc, TimeoutError | RedisTimeout)

@@ -125,7 +125,7 @@ def refuse_web_pages(request: web.Request) -> None:
             f"a request from a web page of another origin ({origin[:100]}) is refused: the API is for "
             "programs, which send no Origin header",
         )
-    if host is not None and not request.app[SETTINGS].answers_to(_host_name(host)):
+    if host is not None and not request.app[SETTINGS].answers_to(host):
         raise ApiError(
             403,
             "unknown_host",
@@ -139,14 +139,6 @@ def _authority(origin: str) -> str | None:
     """An Origin's host and port as a Host header gives them ("null", or no URL: None)."""
     parts = urlsplit(origin.strip())
     return parts.netloc.lower() if parts.scheme in ("http", "https") and parts.netloc else None
-
-
-def _host_name(host: str) -> str:
-    """A Host header's name, without its port (an IPv6 address keeps its brackets)."""
-    host = host.strip()
-    if host.startswith("["):
-        return host[: host.find("]") + 1] or host
-    return host.rpartition(":")[0] if host.count(":") == 1 else host
 
 
 def authorize(request: web.Request) -> None:

@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import functools
 import itertools
 import logging
@@ -280,24 +281,45 @@ METRICS_FILES = ("counter", "histogram", "gauge_livemax", "gauge_livesum")
 METRICS_FILE_BYTES = 1 << 20  # prometheus_client.mmap_dict._INITIAL_MMAP_SIZE
 
 
-METRICS_DIR = "ocsf-anomaly-metrics-"  # then the supervisor's pid, a dash and mkdtemp's letters
+METRICS_DIR = "ocsf-anomaly-metrics-"  # then mkdtemp's letters
+METRICS_LOCK = ".held"  # in it: locked (flock) by its supervisor for as long as it runs
+
+
+def _metrics_dir() -> tuple[str, int]:
+    """A new metrics directory, and the descriptor of its lock, held (flock) until the supervisor
+    exits, whatever ends it: a directory whose lock can be taken is abandoned."""
+    directory = tempfile.mkdtemp(prefix=METRICS_DIR)
+    held = os.open(os.path.join(directory, METRICS_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    return directory, held
 
 
 def _remove_abandoned_metrics() -> None:
-    """Remove the metrics directories of services that ended without removing theirs (their
-    supervisor killed with SIGKILL, or the host lost power): each held 4 MiB a serving process, and
-    TMPDIR is often memory (tmpfs)."""
-    for path in Path(tempfile.gettempdir()).glob(f"{METRICS_DIR}*-*"):
-        pid = path.name.removeprefix(METRICS_DIR).split("-", 1)[0]
+    """Remove the metrics directories of services that ended without removing theirs (a supervisor
+    killed with SIGKILL, a container killed): each held 4 MiB a serving process, and TMPDIR is often
+    memory (tmpfs). Known by their lock, which the kernel lets go with its holder: a process id
+    would not do (in a container the supervisor is process 1 every time, and another container
+    sharing TMPDIR sees other ids)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{METRICS_DIR}*"):
         try:
-            if not pid.isdigit() or path.stat().st_uid != os.getuid():
+            if path.is_symlink() or not path.is_dir() or path.stat().st_uid != os.getuid():
                 continue
-            os.kill(int(pid), 0)  # the service that made it is alive (or another user's process)
-        except ProcessLookupError:
-            shutil.rmtree(path, ignore_errors=True)
-            log.info("removed %s, the metrics of a service that ended without removing them", path)
-        except OSError:
+            lock = os.open(path / METRICS_LOCK, os.O_RDWR | os.O_NOFOLLOW)
+        except OSError:  # no lock: not one of these, or made before they had one
             continue
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: its service runs
+            continue
+        finally:
+            os.close(lock)
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            log.info("removed %s, the metrics of a service that ended without removing them", path)
+
+
+class NoRoom(UserError):
+    """No room for a serving process's metrics files: it cannot start (tried again later)."""
 
 
 def _reserve_metrics_files() -> None:
@@ -314,7 +336,7 @@ def _reserve_metrics_files() -> None:
             if os.fstat(handle).st_size == 0:  # a pid used again finds its predecessor's counts
                 os.posix_fallocate(handle, 0, METRICS_FILE_BYTES)
         except OSError as exc:
-            raise UserError(
+            raise NoRoom(
                 f"no room for a serving process's metrics in {directory} ({exc.strerror}): free "
                 f"{len(METRICS_FILES) * METRICS_FILE_BYTES >> 20} MiB a process there, or point TMPDIR "
                 "at a file system with room"
@@ -335,8 +357,9 @@ def _worker(settings: Settings, sock: socket.socket, conn: Connection) -> None:
         from scorer.registry import RegistryError
 
         log.debug("serving process failed", exc_info=True)
-        # its model, not the process: a replacement may be told to serve a version that cannot load
-        kind = "unloadable" if isinstance(exc, BundleError | RegistryError) else "failed"
+        # its model, or the disk, not the process: a replacement may be told to serve a version that
+        # cannot load, or find TMPDIR full; the others serve on while it is tried again
+        kind = "unloadable" if isinstance(exc, BundleError | RegistryError | NoRoom) else "failed"
         with contextlib.suppress(OSError):
             conn.send((kind, str(exc) or type(exc).__name__))
         raise SystemExit(2) from None
@@ -543,7 +566,7 @@ class _Supervisor:
     def run(self, say_ready: Callable[[], None]) -> int:
         _logging(LOG_FORMAT, http=False)
         _remove_abandoned_metrics()
-        metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_DIR}{os.getpid()}-")
+        metrics_dir, held = _metrics_dir()
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # read by each process as it starts
         wake_r, wake_w = socket.socketpair()
         wake_w.setblocking(False)
@@ -566,6 +589,7 @@ class _Supervisor:
             wake_w.close()
             os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
             shutil.rmtree(metrics_dir, ignore_errors=True)
+            os.close(held)
             for slot in self.slots:
                 slot.sock.close()
 
@@ -737,7 +761,7 @@ class _Supervisor:
                 slot.sock = listen(self.settings.host, port, reuse_port=True, listening=False)
             if slot.unloadable != slot.reported:
                 log.error(
-                    "serving process %d cannot load its model (%s): the others serve on with theirs; "
+                    "serving process %d cannot serve (%s): the others serve on with their models; "
                     "it is started again every %g s until it can",
                     slot.number,
                     slot.unloadable,
