@@ -438,6 +438,9 @@ class Alerter:
                 origin(self._endpoint),
                 self.config.close_grace_seconds,
             )
+        if self._full:  # an episode the queue never came out of
+            log.warning("%d alerts were dropped while the alert queue was full", self._full)
+            self._full = 0
         self._count("dropped_at_close", len(self._queue))
         self._queue.clear()
         self._queue_changed()

@@ -373,16 +373,22 @@ def _loopback(host: str) -> bool:
         return False
 
 
+# loopback's names in /etc/hosts as Debian and RHEL write it
+LOOPBACK_NAMES = frozenset(
+    {"localhost", "localhost.localdomain", "localhost4", "localhost6", "ip6-localhost", "ip6-loopback"}
+)
+
+
 @functools.lru_cache(maxsize=256)  # a request's Host: a few names, asked every request (5 µs each)
 def _a_local_name(host: str, allowed_hosts: str | None) -> bool:
     """Whether ``host`` (a Host header) is loopback's (localhost, *.localhost, a loopback address, or
     0.0.0.0, which Linux takes to loopback; this machine's name) or one of ``allowed_hosts``
     (comma-separated; ``*``: any). A name is what DNS rebinding needs: no address can be rebound."""
     host = host_name(host)
-    allowed = {host_name(name) for name in (allowed_hosts or "").split(",")}
+    allowed = {host_name(name) for name in (allowed_hosts or "").split(",")} - {""}
     if "*" in allowed or host in allowed:
         return True
-    if host == "localhost" or host.endswith(".localhost") or host == host_name(socket.gethostname()):
+    if host in LOOPBACK_NAMES or host.endswith(".localhost") or host == host_name(socket.gethostname()):
         return True
     try:
         address = ipaddress.ip_address(host)
@@ -398,7 +404,10 @@ def host_name(host: str) -> str:
     address's brackets or a final dot, in lower case."""
     host = host.strip().lower()
     if host.startswith("["):
-        host = host[1 : host.find("]")] if "]" in host else host[1:]
+        inside, _, rest = host[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            return host  # "[::1]x.example": no name (a browser sends no such thing)
+        host = inside
     elif host.count(":") == 1:
         host = host.rpartition(":")[0]
     return host.rstrip(".")

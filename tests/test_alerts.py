@@ -435,6 +435,17 @@ async def test_a_full_queue_is_said_once_and_again_when_it_has_room(
     assert "the alert queue is down to 0 alerts: 3 were dropped while it was full" in caplog.text
 
 
+async def test_alerts_dropped_for_a_full_queue_are_said_at_close_if_it_never_drained(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A queue full until the service stopped: the count was only in the metrics (the second review)."""
+    alerter = Alerter(AlertConfig(url="http://127.0.0.1:9", queue_size=1, close_grace_seconds=0.1))
+    for entity in "abcde":
+        alerter.offer(*scored(entity, 0.0005))
+    await alerter.close()
+    assert "4 alerts were dropped while the alert queue was full" in caplog.text
+
+
 async def test_a_queue_a_steady_overload_keeps_full_is_said_once(
     aiohttp_server: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

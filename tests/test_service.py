@@ -841,6 +841,8 @@ async def test_a_page_whose_name_resolves_to_loopback_is_refused_for_its_host(
         "127.1.2.3",
         "[::1]",
         "[::ffff:127.0.0.1]",
+        "localhost.localdomain",  # /etc/hosts' names of loopback (RHEL, Debian: the second review)
+        "ip6-localhost",
         "0.0.0.0",  # Linux takes it to loopback: `curl http://0.0.0.0:8080` (the diff review)
         "ocsf.localhost",
         socket.gethostname(),
@@ -850,7 +852,7 @@ async def test_a_page_whose_name_resolves_to_loopback_is_refused_for_its_host(
         for host in (name, f"{name}:{port}"):
             response = await client.post("/v1/score", data=b"{}", headers={**JSON, "Host": host})
             assert response.status == 200, host
-    for name in ("10.0.0.1", "[::2]", "evil.localhost.example"):
+    for name in ("10.0.0.1", "[::2]", "evil.localhost.example", "[::1]x.evil.example"):
         response = await client.post("/v1/score", data=b"{}", headers={**JSON, "Host": name})
         assert response.status == 403, name
 

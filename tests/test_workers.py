@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 import pytest
 from certificates import make_certificate
-from filesystems import fill, small_file_system
+from filesystems import fill, fill_inodes, small_file_system
 from loopback import free_port
 from prometheus_client.parser import text_string_to_metric_families
 from splunk_protocol import APP_DIR
@@ -230,21 +230,22 @@ def test_a_killed_serving_process_is_replaced_and_its_counts_kept(
         assert f"(pid {victim}) exited with code -9; starting another" in log
 
 
+@pytest.mark.parametrize("full", ["blocks", "inodes"])
 def test_a_full_temporary_directory_does_not_kill_the_serving_processes(
-    bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+    bundle_dir: Path, held_out_events: list[Event], tmp_path: Path, full: str
 ) -> None:
     """prometheus_client maps each process's metrics files as sparse files: with TMPDIR full, every
     serving process died of SIGBUS at its next metric, then every replacement, until the supervisor
     gave up, and the log never said why (the resilience review). Their blocks are taken at start;
     a process that finds no room for them cannot start, and is tried again while the others serve."""
     with (
-        small_file_system(tmp_path / "tmp", "16m") as tmp,
+        small_file_system(tmp_path / "tmp", "16m", inodes=64 if full == "inodes" else None) as tmp,
         _serve(tmp_path, "--model", bundle_dir, env={"TMPDIR": str(tmp)}) as served,
     ):
         pids = served.pids()
         assert len(pids) == 2
         metrics_dir = next(tmp.glob("ocsf-anomaly-metrics-*"))
-        fill(tmp)
+        (fill if full == "blocks" else fill_inodes)(tmp)  # no inode left: it "failed", six times
         for event in held_out_events[:40]:
             assert served.call("POST", "/v1/score", orjson.dumps(event))[0] == 200
         assert served.call("GET", "/v1/models")[0] == 200
@@ -266,6 +267,16 @@ def test_a_full_temporary_directory_does_not_kill_the_serving_processes(
             assert served.call("POST", "/v1/score", orjson.dumps(event))[0] == 200
         assert served.process.poll() is None
         assert "giving up" not in served.log.read_text()
+        # and with none left serving, its deaths say why (they said "exited with code 2" alone); the
+        # try that found no room gave back what it had taken (2 MiB a try, for as long as the
+        # service ran: the second review), so the disk is filled again first
+        (fill if full == "blocks" else fill_inodes)(tmp)
+        os.kill(max(pids), signal.SIGKILL)
+        _until(
+            lambda: "exited with code 2: no room for a serving process's metrics" in served.log.read_text(),
+            "a death that says why",
+            STARTING,
+        )
 
 
 def test_the_metrics_of_a_service_killed_outright_are_removed_by_the_next(
@@ -303,7 +314,7 @@ def test_the_metrics_of_a_service_killed_outright_are_removed_by_the_next(
 def test_no_room_for_the_metrics_files_is_said_at_start(bundle_dir: Path, tmp_path: Path) -> None:
     with small_file_system(tmp_path / "tmp", "4m") as tmp:
         fill(tmp)
-        os.truncate(tmp / "filler", 3 << 20)  # room for the metrics directory, not for a process's files
+        os.truncate(tmp / "filler-0", 3 << 20)  # room for the metrics directory, not for a process's files
         process = subprocess.run(
             _serve_command("--workers", "2", "--port", free_port(), "--model", bundle_dir),
             env={**os.environ, "TMPDIR": str(tmp), "OCSF_ANOMALY_MODEL_POLL_SECONDS": "0"},
