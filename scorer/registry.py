@@ -573,24 +573,12 @@ def _download_error(exc: RegistryError, version: ModelVersion, scratch: Path) ->
     new one each try, so the service's poll logged it again every time, 2,800 characters of it), and
     with TMPDIR full it said "No space left on device" once for each of the bundle's files."""
     said = str(exc)
-    if "No space left on device" in said or _errno(exc) == errno.ENOSPC:
+    if os.strerror(errno.ENOSPC) in said:  # MLflow gathers its failures as text, file by file
         return RegistryError(
             f"cannot download {version.uri}: no space left on the device of {scratch.parent} (TMPDIR) for its "
             "bundle; free space there, or point TMPDIR at a file system with room"
         )
     return RegistryError(said.replace(str(scratch), "TMPDIR/ocsf-anomaly-bundle-…"))
-
-
-def _errno(exc: BaseException) -> int | None:
-    """The errno of the first OSError in ``exc``'s causes."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, OSError) and cause.errno is not None:
-            return cause.errno
-        cause = cause.__cause__ or cause.__context__
-    return None
 
 
 def _one_line(message: str) -> str:

@@ -31,6 +31,7 @@ from scorer.alerts import ALERTNAME, TIMEOUTS, UNEXPECTED_ERRORS, AlertConfig, A
 from scorer.detector import ScoreResult
 from scorer.errors import origin
 from scorer.explain import Reason
+from scorer.service.errors import Handler
 from scorer.settings import Settings, SettingsError
 
 needs_alertmanager = pytest.mark.skipif(not available(), reason=SKIP_REASON)
@@ -348,6 +349,19 @@ class Receiver:
 
 
 @pytest.fixture
+def hook(aiohttp_server: Any) -> Callable[[Handler], Awaitable[str]]:
+    """A receiver answering POST /hooks/alerts with ``handler``: its URL."""
+
+    async def serve(handler: Handler) -> str:
+        app = web.Application()
+        app.router.add_post("/hooks/alerts", handler)
+        server = await aiohttp_server(app)
+        return str(server.make_url("/hooks/alerts"))
+
+    return serve
+
+
+@pytest.fixture
 def webhook(aiohttp_server: Any) -> Callable[..., Awaitable[tuple[Receiver, str]]]:
     async def serve(*statuses: int, max_body: int = 1024**2) -> tuple[Receiver, str]:
         receiver = Receiver(*statuses)
@@ -447,7 +461,7 @@ async def test_alerts_dropped_for_a_full_queue_are_said_at_close_if_it_never_dra
 
 
 async def test_a_queue_a_steady_overload_keeps_full_is_said_once(
-    aiohttp_server: Any, caplog: pytest.LogCaptureFixture
+    hook: Callable[[Handler], Awaitable[str]], caplog: pytest.LogCaptureFixture
 ) -> None:
     """Under a steady overload each batch sent made room for a moment: "full" and "room again"
     came for every batch, 110 lines a second (the diff review). Said again once it is down to half."""
@@ -458,10 +472,8 @@ async def test_a_queue_a_steady_overload_keeps_full_is_said_once(
         await gate.get()
         return web.Response()
 
-    app = web.Application()
-    app.router.add_post("/hooks", slow)
-    server = await aiohttp_server(app)
-    config = AlertConfig(url=str(server.make_url("/hooks")), kind="webhook", queue_size=4, batch_size=1)
+    url = await hook(slow)
+    config = AlertConfig(url=url, kind="webhook", queue_size=4, batch_size=1)
     alerter = Alerter(config)
     entities = (f"10.0.0.{n}" for n in range(100))
 
@@ -514,7 +526,7 @@ async def test_a_redirect_is_not_followed_nor_taken_for_delivery(
 
 
 async def test_an_answer_without_end_is_read_only_so_far(
-    aiohttp_server: Any, make_alerter: MakeAlerter
+    hook: Callable[[Handler], Awaitable[str]], make_alerter: MakeAlerter
 ) -> None:
     """A receiver that takes the batch, answers 200 and then streams its body without end was read
     whole: the alerter held it in memory until its timeout, then counted a failure and sent the
@@ -529,17 +541,15 @@ async def test_an_answer_without_end_is_read_only_so_far(
         await never.wait()  # the body never ends
         return answer
 
-    app = web.Application()
-    app.router.add_post("/hooks/alerts", endless)
-    server = await aiohttp_server(app)
-    alerter = await make_alerter(str(server.make_url("/hooks/alerts")), kind="webhook", timeout_seconds=600.0)
+    url = await hook(endless)
+    alerter = await make_alerter(url, kind="webhook", timeout_seconds=600.0)
     alerter.offer(*scored("10.0.0.1", 0.0005))
     await until(lambda: alerter.counters.sent == 1, "the batch counted as sent")
     assert alerter.counters.send_failures == 0
 
 
 async def test_a_2xx_whose_body_cannot_be_read_counts_as_sent_not_sent_again(
-    aiohttp_server: Any, make_alerter: MakeAlerter
+    hook: Callable[[Handler], Awaitable[str]], make_alerter: MakeAlerter
 ) -> None:
     """A receiver (or a proxy before it) that takes the batch and answers 200 with a body that cannot
     be decoded (here a "gzip" body that is not gzip) made the read fail: the batch was counted a
@@ -550,10 +560,8 @@ async def test_a_2xx_whose_body_cannot_be_read_counts_as_sent_not_sent_again(
         taken.append(await request.read())
         return web.Response(status=200, body=b"not gzip at all", headers={"Content-Encoding": "gzip"})
 
-    app = web.Application()
-    app.router.add_post("/hooks/alerts", garbled)
-    server = await aiohttp_server(app)
-    alerter = await make_alerter(str(server.make_url("/hooks/alerts")), kind="webhook")
+    url = await hook(garbled)
+    alerter = await make_alerter(url, kind="webhook")
     alerter.offer(*scored("10.0.0.1", 0.0005))
     await until(lambda: alerter.counters.sent == 1, "the batch counted as sent")
     alerter.offer(*scored("10.0.0.2", 0.0005))
@@ -607,7 +615,7 @@ async def test_5xx_and_429_are_retried(webhook: Any, make_alerter: MakeAlerter) 
 
 
 async def test_a_batch_the_receiver_does_not_answer_in_time_is_sent_at_most_three_times(
-    aiohttp_server: Any, make_alerter: MakeAlerter
+    hook: Callable[[Handler], Awaitable[str]], make_alerter: MakeAlerter
 ) -> None:
     """A webhook slower than the timeout took the alerts and answered late: the batch was sent again
     at every retry, for as long as the process ran (four times in 25 s in the review), counted as
@@ -621,10 +629,8 @@ async def test_a_batch_the_receiver_does_not_answer_in_time_is_sent_at_most_thre
             await answered.wait()  # takes the alerts, answers after the sender gave up waiting
         return web.Response()
 
-    app = web.Application()
-    app.router.add_post("/hooks/alerts", slow)
-    server = await aiohttp_server(app)
-    alerter = await make_alerter(str(server.make_url("/hooks/alerts")), kind="webhook", timeout_seconds=1.0)
+    url = await hook(slow)
+    alerter = await make_alerter(url, kind="webhook", timeout_seconds=1.0)
     alerter.offer(*scored("10.0.0.1", 0.0005))
     await until(lambda: alerter.counters.dropped_timed_out == 1, "the batch dropped")
     answered.set()

@@ -173,10 +173,11 @@ async def read_body(request: web.Request, *, floor: bool = True) -> tuple[bytes,
 
 @contextlib.asynccontextmanager
 async def turn_to_parse(request: web.Request, size: int) -> AsyncIterator[None]:
-    """Parsing a large body holds the interpreter for a while (orjson's reader does not let go of
-    it, even in a thread), so large bodies are parsed one at a time, each after the loop has polled
-    its sockets (a health check never waits behind a row of them), and only while there is room for
-    more events (else 503 at once, unparsed)."""
+    """Parsing a large body holds the event loop for a while (orjson's reading; what only the
+    standard library reads goes to a thread, :func:`off_the_loop`, and holds the interpreter
+    there), so large bodies are parsed one at a time, each after the loop has polled its sockets (a
+    health check never waits behind a row of them), and only while there is room for more events
+    (else 503 at once, unparsed)."""
     if size <= LARGE_BODY:
         yield
         return
