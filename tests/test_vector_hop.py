@@ -378,6 +378,21 @@ def test_a_batch_sent_again_after_its_answer_was_lost_is_not_forwarded_twice(
     assert len(downstream.batches) == 2
 
 
+def test_the_same_events_at_another_alpha_are_another_batch(
+    hop: str, downstream: Downstream, held_out_events: list[Event]
+) -> None:
+    """Two sinks on two routes (a strict one and a loose one) may send the same events at two
+    alphas: the second was answered already_forwarded, and its verdicts never reached the
+    downstream (the consistency review)."""
+    body = _array(held_out_events[:5])
+    for query in ("?alpha=0.05", "?alpha=0.01"):
+        status, _, answer = _send(hop, body, query=query)
+        assert (status, answer["already_forwarded"]) == (200, False), query
+    loose, strict = ([e["anomaly"]["threshold"] for e in batch] for batch in downstream.batches)
+    assert all(t < u for t, u in zip(loose, strict, strict=True)), (loose, strict)  # at each alpha
+    assert _send(hop, body, query="?alpha=0.01")[2]["already_forwarded"] is True  # its retry
+
+
 def test_the_same_batch_sent_twice_at_once_is_forwarded_once(
     hop: str, downstream: Downstream, held_out_events: list[Event], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -386,9 +401,9 @@ def test_the_same_batch_sent_twice_at_once_is_forwarded_once(
     entered: list[bytes] = []
     once = Forwarded.once
 
-    async def counted(self: Forwarded, body: bytes, forward: Any) -> Any:
+    async def counted(self: Forwarded, body: bytes, alpha: float, forward: Any) -> Any:
         entered.append(body)
-        return await once(self, body, forward)
+        return await once(self, body, alpha, forward)
 
     monkeypatch.setattr(Forwarded, "once", counted)
     downstream.hold()

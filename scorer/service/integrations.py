@@ -187,7 +187,7 @@ async def vector(request: web.Request) -> web.Response:
         )
         return {"events": len(parts), "anomalies": flagged}
 
-    done = await hop.forwarded.once(body, enrich_and_forward)
+    done = await hop.forwarded.once(body, alpha, enrich_and_forward)
     if done is None:
         return json_response({"events": 0, "anomalies": 0, "already_forwarded": True})
     return json_response({**done, "already_forwarded": False})

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import struct
 import sys
 import time
 from collections import OrderedDict
@@ -123,11 +124,13 @@ class Forwarded:
         self._shared = shared  # a redis.asyncio client, or None
         self._timeout = timeout
 
-    async def once(self, body: bytes, forward: Callable[[], Awaitable[T]]) -> T | None:
-        """``forward()``'s result, or None when this batch was already forwarded."""
+    async def once(self, body: bytes, alpha: float, forward: Callable[[], Awaitable[T]]) -> T | None:
+        """``forward()``'s result, or None when this batch was already forwarded at this ``alpha``
+        (the same events sent at another alpha, by a second sink on another route, are another
+        batch: their verdicts differ)."""
         if self.window <= 0:
             return await forward()
-        digest = hashlib.sha256(self._namespace + body).digest()
+        digest = hashlib.sha256(self._namespace + struct.pack("<d", alpha) + body).digest()
         while digest in self._running:  # the same batch, in flight: wait for its outcome
             await asyncio.shield(self._running[digest])
         self._expire(time.monotonic())
