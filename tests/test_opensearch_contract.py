@@ -178,16 +178,22 @@ def test_demo_documents_under_a_field_or_as_json_text_and_at_another_alpha(
     assert sum(a["is_anomaly"] for a in flagged) > sum(r["is_anomaly"] for r in results)
 
 
-def test_a_document_that_already_has_its_verdict_is_not_changed(
+def test_a_document_scored_before_is_indexed_with_this_calls_verdict_whole(
     held_out_events: list[dict[str, Any]], scorer: Scorer
 ) -> None:
-    options = Options(scorer_url=scorer.url)
-    once = _ingest(scorer, options, held_out_events[0])
-    *_, processor = definitions.pipeline(options, "model-1")["processors"]
-    assert processor["ml_inference"].get("override", False) is False  # what keeps it
-    once["anomaly"]["score"] = "planted"  # no score is text: kept only if the verdict is not written again
-    again = _ingest(scorer, options, json.loads(json.dumps(once)))  # re-indexed as it is
-    assert again == once
+    """ML Commons writes only the fields a document lacks, and calls the scorer all the same: a
+    document scored by `ocsf-anomaly score` (reasons as objects, no alpha) was indexed with its old
+    is_anomaly beside the new call's alpha, and one scored through the pipeline at another alpha
+    kept its old verdict beside the new call's model fields (the consistency review)."""
+    (result,) = _score(scorer, [held_out_events[0]])
+    scored_elsewhere = {**held_out_events[0], "anomaly": {**result, "is_anomaly": "planted"}}
+    _check_indexed_as_scored(_ingest(scorer, Options(scorer_url=scorer.url), scored_elsewhere), result)
+    loose = _ingest(scorer, Options(scorer_url=scorer.url, alpha=0.2), held_out_events[0])
+    assert loose["anomaly"]["alpha"] == 0.2
+    again = _ingest(scorer, Options(scorer_url=scorer.url, alpha=0.01), loose)  # re-indexed as it is
+    _check_indexed_as_scored(again, result)
+    assert again["anomaly"]["alpha"] == 0.01
+    assert again["anomaly"]["is_anomaly"] is (result["p_value"] <= 0.01)
 
 
 def test_a_document_indexed_unscored_then_again_through_the_pipeline_loses_its_old_error(
@@ -274,7 +280,7 @@ def test_the_definitions_agree_with_each_other() -> None:
     component = definitions.component_template(options)
     template = definitions.index_template(options)
     removed, processor = definitions.pipeline(options, "m")["processors"]
-    assert removed == {"remove": {**removed["remove"], "field": "anomaly.error", "ignore_missing": True}}
+    assert removed == {"remove": {**removed["remove"], "field": "anomaly", "ignore_missing": True}}
     assert component["template"]["settings"]["index.default_pipeline"] == options.pipeline
     assert template["composed_of"] == [options.component_template]
     assert template["index_patterns"] == ["ocsf-a-*", "ocsf-b-*"]

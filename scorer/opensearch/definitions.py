@@ -15,8 +15,9 @@ on a private or loopback address), as read from ML Commons' source:
 - a failed call fails the document unless the processor handles it: ``on_failure`` here writes
   the reason to ``anomaly.error`` and the document is indexed unscored (``ignore_failure`` is not
   used: it would skip ``on_failure`` too, and the document would carry no sign of the failure);
-- fields that already exist are not overwritten (there is no ``override`` before 2.16): a
-  document re-indexed with its ``anomaly`` object is not scored again.
+- fields that already exist are not overwritten (there is no ``override`` before 2.16), but the
+  model is called all the same: the pipeline removes a document's ``anomaly`` object first, so
+  that what is indexed is this call's verdict whole.
 """
 
 from __future__ import annotations
@@ -236,12 +237,15 @@ def pipeline(options: Options, model_id: str) -> dict[str, Any]:
         ),
         "processors": [
             {
-                # a document indexed unscored, then re-indexed through the pipeline to be scored:
-                # its old error went on beside the new verdict (counted unscored, and scored)
+                # ML Commons writes only the fields a document lacks (and calls the scorer all the
+                # same): an earlier error went on beside the new verdict, and a verdict of another
+                # path's (`score`'s, with reasons as objects) or of another alpha was indexed
+                # half old, half new, flagged at 0.05 beside alpha 0.001. As every other path
+                # does, the verdict replaces the document's `anomaly` whole.
                 "remove": {
-                    "tag": f"{options.name}-earlier-error",
-                    "description": "the error of an earlier attempt to score the document",
-                    "field": "anomaly.error",
+                    "tag": f"{options.name}-earlier-verdict",
+                    "description": "an earlier verdict or error: this call's replaces it whole",
+                    "field": "anomaly",
                     "ignore_missing": True,
                 }
             },
