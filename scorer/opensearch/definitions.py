@@ -15,9 +15,9 @@ on a private or loopback address), as read from ML Commons' source:
 - a failed call fails the document unless the processor handles it: ``on_failure`` here writes
   the reason to ``anomaly.error`` and the document is indexed unscored (``ignore_failure`` is not
   used: it would skip ``on_failure`` too, and the document would carry no sign of the failure);
-- fields that already exist are not overwritten (there is no ``override`` before 2.16), but the
-  model is called all the same: the pipeline removes a document's ``anomaly`` object first, so
-  that what is indexed is this call's verdict whole.
+- output fields a document already has are not overwritten (2.16+, where the call is skipped
+  only when it has them all; before 2.16 such a field fails the document): the pipeline removes
+  a document's ``anomaly`` object first, so that what is indexed is this call's verdict whole.
 """
 
 from __future__ import annotations
@@ -237,11 +237,12 @@ def pipeline(options: Options, model_id: str) -> dict[str, Any]:
         ),
         "processors": [
             {
-                # ML Commons writes only the fields a document lacks (and calls the scorer all the
-                # same): an earlier error went on beside the new verdict, and a verdict of another
-                # path's (`score`'s, with reasons as objects) or of another alpha was indexed
-                # half old, half new, flagged at 0.05 beside alpha 0.001. As every other path
-                # does, the verdict replaces the document's `anomaly` whole.
+                # ML Commons writes only the output fields a document lacks (2.16+; it skips the
+                # call only when it has them all; before 2.16 one it has fails the document): an
+                # earlier error went on beside the new verdict, and a verdict of another path's
+                # (`score`'s, with reasons as objects, no alpha) was indexed half old, half new,
+                # flagged at 0.05 beside alpha 0.001. As every other path does, the verdict
+                # replaces the document's `anomaly` whole.
                 "remove": {
                     "tag": f"{options.name}-earlier-verdict",
                     "description": "an earlier verdict or error: this call's replaces it whole",
