@@ -495,6 +495,22 @@ async def test_unknown_path_and_method_keep_the_error_shape_and_say_what_to_do(c
     }
 
 
+async def test_a_byte_order_mark_opening_a_body_is_read_past_as_in_files(
+    client: Any, held_out_events: list[Event]
+) -> None:
+    """`score` reads past a UTF-8 BOM opening a file (Windows tools write one; RFC 8259 lets a reader
+    ignore it); the service refused the same bytes, whole, or their first line (the consistency
+    review)."""
+    bom = b"\xef\xbb\xbf"
+    expected = await _post(client, "/v1/score", json.dumps(held_out_events[:2]))
+    assert expected[0] == 200
+    assert await _post(client, "/v1/score", bom + json.dumps(held_out_events[:2]).encode()) == expected
+    lines = b"".join(json.dumps(e).encode() + b"\n" for e in held_out_events[:2])
+    assert await _post(client, "/v1/score", bom + lines, {"Content-Type": "application/x-ndjson"}) == expected
+    status, single = await _post(client, "/v1/score", bom + json.dumps(held_out_events[0]).encode())
+    assert (status, single["results"]) == (200, expected[1]["results"][:1])
+
+
 async def test_json_lines_sent_as_json_are_told_the_content_type(
     client: Any, held_out_events: list[Event]
 ) -> None:

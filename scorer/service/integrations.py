@@ -29,7 +29,7 @@ import orjson
 from aiohttp import web
 
 from scorer.explain import reason_text
-from scorer.io import dumps, loads
+from scorer.io import UTF8_BOM, dumps, loads
 from scorer.service.errors import ApiError
 from scorer.service.handlers import (
     Enriching,
@@ -113,7 +113,7 @@ def _opensearch_event(body: bytes, content_type: str) -> dict[str, Any]:
             415, "unsupported_media_type", f"content type {kind!r} is not accepted: send application/json"
         )
     try:
-        value = loads(body)
+        value = loads(body.removeprefix(UTF8_BOM))
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
     event = value.get("event") if isinstance(value, dict) else None

@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import Gauge
 
-from scorer.io import json_kind, loads
+from scorer.io import UTF8_BOM, json_kind, loads
 from scorer.service.errors import ApiError
 
 JSON_TYPES = frozenset({"application/json", "text/json"})
@@ -129,7 +129,9 @@ NDJSON_HINT = " (for JSON Lines, one event per line, send Content-Type: applicat
 
 
 def parse_body(body: bytes, content_type: str, *, max_events: int, strict: bool) -> Batch:
-    """Parse a request body; raises ApiError for what makes the whole request unusable."""
+    """Parse a request body; raises ApiError for what makes the whole request unusable. A UTF-8 byte
+    order mark opening it is read past, as files are read (RFC 8259 lets a reader ignore one)."""
+    body = body.removeprefix(UTF8_BOM)
     kind = content_type.split(";", 1)[0].strip().lower()
     if kind in NDJSON_TYPES:
         return _ndjson(body, max_events=max_events, strict=strict)

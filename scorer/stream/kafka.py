@@ -27,7 +27,7 @@ import orjson
 
 from scorer.alerts import label_value
 from scorer.features.encoder import compile_getter
-from scorer.io import loads
+from scorer.io import UTF8_BOM, loads
 from scorer.stream.loop import STOP_GRACE_SECONDS, Entry, Output, StartFailed, describe
 
 log = logging.getLogger("ocsf_anomaly.stream")
@@ -368,7 +368,7 @@ class KafkaTopics:
         raw = record.value or b""
         where = (record.topic, record.partition, record.offset)
         try:
-            event = loads(raw)
+            event = loads(raw.removeprefix(UTF8_BOM))  # a producer's byte order mark, as files
         except orjson.JSONDecodeError as exc:
             return Entry(where, raw, None, f"the value is not valid JSON: {exc}")
         if not isinstance(event, dict):

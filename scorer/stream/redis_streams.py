@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from scorer.io import loads
+from scorer.io import UTF8_BOM, loads
 from scorer.stream.loop import Entry, Output
 
 log = logging.getLogger("ocsf_anomaly.stream")
@@ -328,7 +328,7 @@ class RedisStreams:
         if raw is None:
             return Entry(entry_id, b"", None, "the entry has no field 'event'")
         try:
-            event = loads(raw)
+            event = loads(raw.removeprefix(UTF8_BOM))  # a producer's byte order mark, as files
         except orjson.JSONDecodeError as exc:
             return Entry(entry_id, raw, None, f"'event' is not valid JSON: {exc}")
         if not isinstance(event, dict):
