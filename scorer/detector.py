@@ -417,9 +417,11 @@ class Detector:
         if calibration_only:
             say(f"calibrating on {len(events):,} events")
         else:
+            held_out = calibration_size(len(events), self.config)
             say(
-                f"adding four fifths of {len(events):,} events to the baseline (less those the model flags) "
-                "and indexing it; calibrating on the rest"
+                f"adding {len(events) - held_out:,} of the {len(events):,} events to the baseline"
+                f"{'' if keep_flagged else ' (less those the model flags)'}, which keeps its newest "
+                f"{self.config.baseline_size:,}, and indexing it; calibrating on the other {held_out:,}"
             )
         refreshed = (
             self.calibrate(events)
@@ -926,8 +928,13 @@ def split_for_fit(n: int, config: DetectorConfig) -> tuple[npt.NDArray[np.int64]
     """Row indices (calibration, training) of ``n`` events, seeded: calibration is held out from both
     the encoder's training and the baseline."""
     order = np.random.default_rng(config.seed).permutation(n)
-    n_cal = min(config.max_calibration, max(20, int(n * config.calibration_fraction)))
+    n_cal = calibration_size(n, config)
     return order[:n_cal], order[n_cal:]
+
+
+def calibration_size(n: int, config: DetectorConfig) -> int:
+    """How many of ``n`` events :func:`split_for_fit` holds out to calibrate: a fifth, at most 20,000."""
+    return min(config.max_calibration, max(20, int(n * config.calibration_fraction)))
 
 
 def _count(n: int) -> str:

@@ -1035,6 +1035,23 @@ def test_workers_refuse_a_bundle_replaced_after_the_main_process_verified_it(
     assert not out.exists()
 
 
+def test_long_lines_are_scored_in_smaller_chunks_and_all_in_order(
+    bundle_dir: Path, score_events: list[Event], tmp_path: Path
+) -> None:
+    """Chunks were 2,048 lines whatever they held: lines of 100 KB held 1.7 GB in the main process
+    and 3 GB with its workers (the scale review). A chunk now ends at CHUNK_BYTES too."""
+    from scorer import batch
+
+    wide = [{**e, "raw_data": "x" * (batch.CHUNK_BYTES // 6)} for e in score_events[:30]]
+    source = _write_jsonl(tmp_path / "wide.jsonl", wide)
+    sizes = [len(chunk) for chunk in batch._chunks(source, batch.CHUNK_LINES)]
+    assert sizes == [6] * 5
+    out = tmp_path / "scored.csv"
+    stats = batch.score_file(bundle_dir, source, out, workers=2, progress=False)
+    assert stats.lines == stats.scored == 30
+    assert [row.split(",")[0] for row in out.read_text().splitlines()[1:]] == [str(i) for i in range(1, 31)]
+
+
 @pytest.mark.parametrize("name", ["out.txt"])
 def test_score_to_an_unknown_extension_is_a_one_line_error(
     model: Path, workdir: Path, events_file: Path, name: str
@@ -1997,7 +2014,8 @@ def test_refresh_writes_a_new_version_from_recent_events(
     doing = (
         "calibrating on 300 events"
         if calibration_only
-        else "adding four fifths of 300 events to the baseline"
+        else "adding 240 of the 300 events to the baseline (less those the model flags), which keeps its "
+        f"newest {before.config.baseline_size:,}, and indexing it; calibrating on the other 60"
     )
     assert doing in result.stderr
     assert f"wrote {out} (bundle {after.model_info['version']}): {what} refreshed" in result.stderr

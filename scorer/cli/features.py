@@ -50,7 +50,7 @@ def _features(args: argparse.Namespace) -> int:
     text = spec.to_toml()
     if args.output:
         write_text_atomically(args.output, text)
-        _say(f"wrote {args.output}: {len(spec.features)} features, {len(spec.excluded)} paths left out")
+        _say(f"wrote {args.output}: {len(spec.features):,} features, {len(spec.excluded):,} paths left out")
     else:
         sys.stdout.write(text)
     return 0
