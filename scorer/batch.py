@@ -80,7 +80,13 @@ class ScoringError(UserError, RuntimeError):
 
 
 def _init_worker(
-    model_dir: str, version: str, alpha: float | None, explain: bool, output_kind: str, threads: int
+    model_dir: str,
+    version: str,
+    alpha: float | None,
+    explain: bool,
+    output_kind: str,
+    field: str,
+    threads: int,
 ) -> None:
     """Load the bundle the main process verified, ``version``: one replaced since (`train --output`
     onto it) is refused by every chunk, not scored by another model under the first one's checks."""
@@ -98,14 +104,15 @@ def _init_worker(
     if (now := detector.model_info["version"]) != version:
         _worker["changed"] = f"{changed}, now bundle {now}): score again"
         return
-    _setup(detector, alpha, explain, output_kind)
+    _setup(detector, alpha, explain, output_kind, field)
 
 
-def _setup(detector: Any, alpha: float | None, explain: bool, output_kind: str) -> None:
+def _setup(detector: Any, alpha: float | None, explain: bool, output_kind: str, field: str) -> None:
     _worker["detector"] = detector
     _worker["alpha"] = alpha
     _worker["explain"] = explain
     _worker["output_kind"] = output_kind
+    _worker["field"] = field
 
 
 def _score_chunk(items: list[Item]) -> tuple[bytes, list[tuple[int, str]], dict[str, float], int, int]:
@@ -145,7 +152,7 @@ def _score_chunk(items: list[Item]) -> tuple[bytes, list[tuple[int, str]], dict[
                 writer.writerow((line, "", "", ""))
             else:
                 text = (raw or b"").decode("utf-8", "replace")
-                chunks.append(orjson.dumps({"_raw": text, "anomaly": {"error": error, "line": line}}))
+                chunks.append(orjson.dumps({"_raw": text, _worker["field"]: {"error": error, "line": line}}))
             continue
         if writer is not None:
             writer.writerow(
@@ -158,7 +165,7 @@ def _score_chunk(items: list[Item]) -> tuple[bytes, list[tuple[int, str]], dict[
             )
         else:
             assert event is not None
-            chunks.append(dumps({**event, "anomaly": result.anomaly(i, model)}))
+            chunks.append(dumps({**event, _worker["field"]: result.anomaly(i, model)}))
     seconds = dict(result.seconds)
     seconds["parse"] = parse_seconds
     data = out.getvalue().encode() if out is not None else b"\n".join(chunks) + (b"\n" if chunks else b"")
@@ -209,8 +216,10 @@ def score_file(
     explain: bool = True,
     progress: bool = True,
     errors: IO[str] | None = None,
+    field: str = "anomaly",
 ) -> BatchStats:
-    """Score every line of ``source`` into ``output`` (CSV or JSONL by extension), in input order.
+    """Score every line of ``source`` into ``output`` (CSV or JSONL by extension), in input order;
+    in JSON Lines each event gets its verdict under ``field``.
 
     The bundle is loaded here first, so that a bad one fails at once with its :class:`BundleError`;
     on any failure no output file is left behind (an existing one is kept as it was). ``source`` may
@@ -291,7 +300,7 @@ def score_file(
                 bar.update(count)
 
             if len(head) < 2 or workers == 1:  # one chunk, or one worker asked for: no processes
-                _setup(detector, alpha, explain, kind)
+                _setup(detector, alpha, explain, kind, field)
                 for chunk in itertools.chain(head, chunks):
                     collect(len(chunk), _score_chunk(chunk))
             else:
@@ -299,7 +308,7 @@ def score_file(
                 del detector  # each worker loads its own copy, checked to be this one
                 _score_in_workers(
                     itertools.chain(head, chunks),
-                    (str(model_dir), version, alpha, explain, kind),
+                    (str(model_dir), version, alpha, explain, kind, field),
                     workers,
                     collect,
                 )
@@ -399,7 +408,7 @@ def _deaf(signums: tuple[int, ...], *, defer: bool) -> Iterator[None]:
 
 def _score_in_workers(
     chunks: Iterator[list[Item]],
-    settings: tuple[str, str, float | None, bool, str],
+    settings: tuple[str, str, float | None, bool, str, str],
     workers: int,
     collect: Callable[[int, Any], None],
 ) -> None:

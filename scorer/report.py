@@ -162,12 +162,23 @@ def _from_parquet(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def records(
-    source: Path, say: Callable[[str], object] = lambda message: None
+    source: Path, say: Callable[[str], object] = lambda message: None, field: str = "anomaly"
 ) -> Iterator[tuple[dict[str, Any], Finish]]:
     """Every scored record under ``source`` as read (a line that was not an event comes as
     ``{"_raw": …}``), with what turns it into the event it stands for: the one pass reads each record's
     counted fields as they are, and finishes only the few events it keeps (a Parquet row's finishing
-    costs more than the counting). The files of a directory that are skipped by their names are said."""
+    costs more than the counting). The files of a directory that are skipped by their names are said.
+    The verdict written under ``field`` (OCSF_ANOMALY_ANOMALY_FIELD) is read as ``anomaly``, and an
+    event's own ``anomaly`` field then left out: no verdict."""
+    for record, finish in _records(source, say):
+        if field != "anomaly":
+            record = {k: v for k, v in record.items() if k not in (field, "anomaly")} | (
+                {"anomaly": record[field]} if field in record else {}
+            )
+        yield record, finish
+
+
+def _records(source: Path, say: Callable[[str], object]) -> Iterator[tuple[dict[str, Any], Finish]]:
     for path in _files(source, say):
         if is_parquet(path):
             for row in parquet_rows(path):
@@ -542,8 +553,10 @@ def write_report(
     alpha: float | None = None,
     bundle_dir: Path | None = None,
     log: Any = None,
+    field: str = "anomaly",
 ) -> tuple[str, Day]:
-    """Read ``source``, render the report of ``day`` to ``output`` (atomically); returns (day, its record)."""
+    """Read ``source`` (the verdicts under ``field``), render the report of ``day`` to ``output``
+    (atomically); returns (day, its record)."""
     say = log or (lambda message: None)
     if day is not None:
         try:
@@ -555,7 +568,7 @@ def write_report(
         say(f"loading {bundle_dir} (the calibration to compare with)")
         ref = reference(bundle_dir)
     say(f"reading {source}")
-    days = collect(records(source, say), day=day)
+    days = collect(records(source, say, field), day=day)
     scored = [name for name, record in days.items() if record.events]
     chosen = day or max(scored)
     if chosen not in scored:

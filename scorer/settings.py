@@ -458,6 +458,23 @@ def _said(error: Any) -> str:
     return str(error["msg"]).removeprefix("Value error, ")
 
 
+def anomaly_field(config_file: Path | None = None) -> str:
+    """The name the verdict is written under (``anomaly_field``: OCSF_ANOMALY_ANOMALY_FIELD, or the
+    settings file's), for the commands that write or read scored events without the service's other
+    settings (score, score-spark, report): they name it as the service and the stream consumer do.
+    Only this setting is read from the environment, unless a settings file is given (then all are,
+    as every command given one checks it)."""
+    if config_file is not None:
+        return Settings.load(config_file).anomaly_field
+    name = _environment(Settings).get("anomaly_field", "anomaly")
+    try:
+        if not name:
+            raise ValueError("an empty name: give one, or unset it for 'anomaly'")
+        return str(Settings._a_field_apart_from_what_is_kept(name))
+    except ValueError as exc:
+        raise SettingsError(f"{ENV_PREFIX}ANOMALY_FIELD: {exc}") from None
+
+
 def _environment(cls: type[Settings]) -> dict[str, Any]:
     """The fields set in the environment, by field name, not yet validated."""
     found = EnvSettingsSource(cls)()  # keyed by the first alias of a field that has aliases

@@ -71,8 +71,14 @@ ANOMALY = pa.struct(
 )
 BATCH_SIZE = 2048  # rows an Arrow batch hands a worker: the file scorer's chunk
 SUMMARY_SUFFIX = "-summary"
-# what the summary reads of a scored lake
-SUMMARY_SCHEMA = "class_uid long, time string, anomaly struct<is_anomaly: boolean, error: string>"
+
+
+def summary_schema(field: str) -> str:
+    """What the summary reads of a scored lake, its verdicts under ``field``."""
+    quoted = field.replace("`", "``")
+    return f"class_uid long, time string, `{quoted}` struct<is_anomaly: boolean, error: string>"
+
+
 # the epoch milliseconds of the first and the last moment of years 1 to 9999 (a day as `report` reads one)
 FIRST_MS, LAST_MS = -62_135_596_800_000, 253_402_300_799_999
 
@@ -140,7 +146,12 @@ def anomaly_row(anomaly: dict[str, Any]) -> dict[str, Any]:
 
 
 def score_text_batches(
-    batches: Iterator[pa.RecordBatch], *, bundle_name: str, version: str, alpha: float | None
+    batches: Iterator[pa.RecordBatch],
+    *,
+    bundle_name: str,
+    version: str,
+    alpha: float | None,
+    field: str = "anomaly",
 ) -> Iterator[pa.RecordBatch]:
     """mapInArrow over JSON Lines read as text: column ``value`` becomes the enriched event's JSON;
     other columns (the input's partition columns) pass through. Each line is taken as the bytes the
@@ -172,10 +183,10 @@ def score_text_batches(
         for line, (event, error) in zip(lines, parsed, strict=True):
             if event is None:
                 text = line.decode("utf-8", "replace")
-                out.append(orjson.dumps({"_raw": text, "anomaly": {"error": error}}).decode())
+                out.append(orjson.dumps({"_raw": text, field: {"error": error}}).decode())
                 continue
             # through the standard library past orjson's 254 levels, as `score` writes it
-            out.append(dumps({**event, "anomaly": result.anomaly(i, model)}).decode())
+            out.append(dumps({**event, field: result.anomaly(i, model)}).decode())
             i += 1
         index = batch.schema.get_field_index("value")
         yield batch.set_column(index, "value", pa.array(out, pa.string()))
@@ -188,6 +199,7 @@ def score_row_batches(
     version: str,
     alpha: float | None,
     partition_columns: Sequence[str],
+    field: str = "anomaly",
 ) -> Iterator[pa.RecordBatch]:
     """mapInArrow over Parquet rows: every column passes through; an ``anomaly`` column is added, last
     (a scored lake's own ``anomaly`` column is replaced, as ``score`` replaces the key). Each row
@@ -202,10 +214,10 @@ def score_row_batches(
         events = [{k: v for k, v in from_parquet(row).items() if k not in drop} for row in arrow_rows(batch)]
         result = detector.score(events, alpha=alpha, explain=True)
         anomalies = pa.array([anomaly_row(result.anomaly(i, model)) for i in range(len(events))], ANOMALY)
-        kept = [i for i, name in enumerate(batch.schema.names) if name != "anomaly"]
+        kept = [i for i, name in enumerate(batch.schema.names) if name != field]
         yield pa.RecordBatch.from_arrays(
             [*(batch.column(i) for i in kept), anomalies],
-            schema=pa.schema([batch.schema.field(i) for i in kept]).append(pa.field("anomaly", ANOMALY)),
+            schema=pa.schema([batch.schema.field(i) for i in kept]).append(pa.field(field, ANOMALY)),
         )
 
 
@@ -428,6 +440,7 @@ def scored_frame(
     alpha: float | None = None,
     partitions: int | None = None,
     fmt: str = "auto",
+    field: str = "anomaly",
 ) -> Scored:
     """The events of ``source`` with their scores, as a DataFrame, scored by the bundle in ``bundle_dir``
     (whose version :func:`verify_bundle` returned): each executor's Python workers load their shipped
@@ -459,15 +472,21 @@ def scored_frame(
         frame = frame.repartition(partitions)
     if fmt == "json":
         scored = frame.mapInArrow(
-            partial(score_text_batches, bundle_name=name, version=version, alpha=alpha), frame.schema
+            partial(score_text_batches, bundle_name=name, version=version, alpha=alpha, field=field),
+            frame.schema,
         )
     else:
         # a scored lake scored again (a new model): its `anomaly` column is replaced, not added twice
-        kept = [field for field in frame.schema.fields if field.name != "anomaly"]
-        schema = StructType([*kept, StructField("anomaly", from_arrow_type(ANOMALY))])
+        kept = [column for column in frame.schema.fields if column.name != field]
+        schema = StructType([*kept, StructField(field, from_arrow_type(ANOMALY))])
         scored = frame.mapInArrow(
             partial(
-                score_row_batches, bundle_name=name, version=version, alpha=alpha, partition_columns=parts
+                score_row_batches,
+                bundle_name=name,
+                version=version,
+                alpha=alpha,
+                partition_columns=parts,
+                field=field,
             ),
             schema,
         )
@@ -504,6 +523,7 @@ def score_lake(
     fmt: str = "auto",
     overwrite: bool = False,
     log: Any = None,
+    field: str = "anomaly",
 ) -> SparkStats:
     """Score every event of ``source`` into ``output``, partitioned like ``source``, and write the
     summary beside it (:func:`scored_frame` says how)."""
@@ -514,7 +534,9 @@ def score_lake(
     started = time.perf_counter()
     summary = summary_path(output)
     check_output(source, output)
-    scored = scored_frame(spark, bundle_dir, version, source, alpha=alpha, partitions=partitions, fmt=fmt)
+    scored = scored_frame(
+        spark, bundle_dir, version, source, alpha=alpha, partitions=partitions, fmt=fmt, field=field
+    )
     fmt, parts = scored.fmt, scored.partition_columns
     if scored.skipped:
         say(
@@ -547,10 +569,10 @@ def score_lake(
         if fmt == "json":
             _name_parts(spark, output, ".txt", ".jsonl")
         say(f"wrote {output}; summarising by class_uid and day into {summary}")
-        rows = _summarise(spark, output, fmt, summary, overwrite=overwrite)
+        rows = _summarise(spark, output, fmt, summary, overwrite=overwrite, field=field)
         read = sum(r[2] for r in rows)
         if read == sum(r[4] for r in rows):  # not one event scored: not what INPUT was taken for
-            raise _not_events(spark, source, output, fmt, read)
+            raise _not_events(spark, source, output, fmt, read, field)
     except BaseException:
         for fs, root in created:
             fs.delete(root, True)
@@ -567,7 +589,9 @@ def score_lake(
     )
 
 
-def _not_events(spark: SparkSession, source: str, output: str, fmt: str, read: int) -> SparkJobError:
+def _not_events(
+    spark: SparkSession, source: str, output: str, fmt: str, read: int, field: str
+) -> SparkJobError:
     """The error for an INPUT none of whose rows was scored: for a file of this machine what ``score``
     says of it (empty, or what it looks like instead: gzip, Parquet, UTF-16), else the first row's error."""
     local = local_path(source)
@@ -575,8 +599,10 @@ def _not_events(spark: SparkSession, source: str, output: str, fmt: str, read: i
         return SparkJobError(str(not_events(local, read)))
     if not read:
         return SparkJobError(f"{source} holds no event: its files hold no rows")
-    frame = spark.read.schema(SUMMARY_SCHEMA).json(output) if fmt == "json" else spark.read.parquet(output)
-    first = frame.where(frame.anomaly.error.isNotNull()).select("anomaly.error").first()
+    read_back = spark.read.schema(summary_schema(field)).json if fmt == "json" else spark.read.parquet
+    frame = read_back(output)
+    error = frame[field].getField("error")
+    first = frame.where(error.isNotNull()).select(error).first()
     assert first is not None  # every row read is unscorable
     hint = ": is it JSON Lines, one OCSF event (a JSON object) per line?" if fmt == "json" else ""
     return SparkJobError(f"no row of {source} could be scored ({read:,} read; the first: {first[0]}){hint}")
@@ -605,7 +631,7 @@ def _name_parts(spark: SparkSession, output: str, old: str, new: str) -> None:
 
 
 def _summarise(
-    spark: SparkSession, output: str, fmt: str, summary: str, *, overwrite: bool
+    spark: SparkSession, output: str, fmt: str, summary: str, *, overwrite: bool, field: str
 ) -> list[tuple[Any, str | None, int, int, int]]:
     """Counts by class_uid and UTC day, read back from what was written (only the columns it needs)."""
     from pyspark.errors import AnalysisException
@@ -613,7 +639,7 @@ def _summarise(
     from pyspark.sql.types import LongType
 
     if fmt == "json":
-        frame = spark.read.schema(SUMMARY_SCHEMA).json(output)
+        frame = spark.read.schema(summary_schema(field)).json(output)
     else:
         try:
             frame = spark.read.parquet(output)
@@ -621,7 +647,7 @@ def _summarise(
             # no rows, partitioned: Spark wrote no Parquet file (only _SUCCESS), so no schema to read
             if exc.getCondition() != "UNABLE_TO_INFER_SCHEMA":
                 raise
-            frame = spark.createDataFrame([], SUMMARY_SCHEMA)
+            frame = spark.createDataFrame([], summary_schema(field))
         for name in ("class_uid", "time"):
             if name not in frame.columns:
                 frame = frame.withColumn(name, F.lit(None).cast(LongType()))
@@ -629,8 +655,8 @@ def _summarise(
         frame.select(
             F.col("class_uid").cast(LongType()).alias("class_uid"),
             F.date_format(_day(F.col("time"), frame.schema["time"].dataType), "yyyy-MM-dd").alias("day"),
-            F.col("anomaly.is_anomaly").alias("is_anomaly"),
-            F.col("anomaly.error").alias("error"),
+            F.col(field).getField("is_anomaly").alias("is_anomaly"),
+            F.col(field).getField("error").alias("error"),
         )
         .groupBy("class_uid", "day")
         .agg(

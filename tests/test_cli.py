@@ -1035,6 +1035,37 @@ def test_workers_refuse_a_bundle_replaced_after_the_main_process_verified_it(
     assert not out.exists()
 
 
+def test_the_anomaly_field_setting_names_score_s_verdict_and_report_reads_it(
+    model: Path, workdir: Path, score_events: list[Event]
+) -> None:
+    """OCSF_ANOMALY_ANOMALY_FIELD renamed the verdict of the service and the stream consumer only:
+    `score` still wrote `anomaly`, over the event's own field of that name, the very case the
+    setting is for, and `report` found no scored event in what they wrote (the consistency review)."""
+    events = [{**e, "anomaly": {"theirs": i}} for i, e in enumerate(score_events[:300])]
+    source = _write_jsonl(workdir / "own-anomaly.jsonl", events)
+    renamed = {**os.environ, "OCSF_ANOMALY_ANOMALY_FIELD": "verdict"}
+    out = workdir / "renamed.jsonl"
+    _run("score", source, "--model", model, "--output", out, "--quiet", env=renamed, check=True)
+    written = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert [e["anomaly"] for e in written] == [e["anomaly"] for e in events]  # theirs, kept
+    assert all({"score", "p_value", "is_anomaly"} <= set(e["verdict"]) for e in written)
+    plain = workdir / "plain.jsonl"
+    _run("score", source, "--model", model, "--output", plain, "--quiet", check=True)
+    said = [
+        _run("report", scored, "--output", workdir / f"{scored.stem}.html", env=env, check=True).stderr
+        for scored, env in ((out, renamed), (plain, None))
+    ]
+    assert said[0].splitlines()[-1].split(": ", 1)[1] == said[1].splitlines()[-1].split(": ", 1)[1]
+    assert re.search(r": \d{4}-\d\d-\d\d, [1-9][\d,]* events, ", said[0]), said[0]  # the latest day's
+    refused = _run(
+        "score", source, "--model", model, "--output", workdir / "x.jsonl",
+        env={**os.environ, "OCSF_ANOMALY_ANOMALY_FIELD": "_raw"},
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("error: OCSF_ANOMALY_ANOMALY_FIELD: '_raw' is where"), refused.stderr
+    assert not (workdir / "x.jsonl").exists()
+
+
 def test_long_lines_are_scored_in_smaller_chunks_and_all_in_order(
     bundle_dir: Path, score_events: list[Event], tmp_path: Path
 ) -> None:

@@ -503,6 +503,39 @@ def test_a_scored_parquet_lake_is_scored_again_its_anomaly_column_replaced(
 
 
 @needs_java
+def test_the_anomaly_field_setting_names_the_verdict_in_both_formats(
+    spark: Any, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+) -> None:
+    """OCSF_ANOMALY_ANOMALY_FIELD: score-spark wrote `anomaly` whatever it said, over an event's own
+    field of that name (the consistency review); the summary counts the renamed verdicts."""
+    from scorer import spark as lake
+
+    events = [{**e, "anomaly": "theirs"} for e in held_out_events[:100]]
+    version = lake.verify_bundle(bundle_dir)
+    (tmp_path / "json").mkdir()
+    (tmp_path / "json" / "a.jsonl").write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events) + b"[1]\n")
+    (tmp_path / "parquet").mkdir()
+    pq.write_table(pa.Table.from_pylist(events), tmp_path / "parquet" / "a.parquet")
+    for fmt in ("json", "parquet"):
+        output = tmp_path / f"{fmt}-out"
+        stats = lake.score_lake(spark, bundle_dir, version, str(tmp_path / fmt), str(output), field="verdict")
+        assert (stats.events, stats.errors) == ((101, 1) if fmt == "json" else (100, 0))
+        assert stats.anomalies == sum(a for _, _, _, a, _ in stats.by_class_day) > 0
+        if fmt == "json":
+            rows = [
+                orjson.loads(line)
+                for p in sorted(output.glob("part-*"))
+                for line in p.read_bytes().splitlines()
+            ]
+            assert {"_raw": "[1]", "verdict": {"error": "expected a JSON object, got an array"}} in rows
+            rows = [r for r in rows if "_raw" not in r]
+        else:
+            rows = ds.dataset(output, format="parquet").to_table().to_pylist()
+        assert len(rows) == 100
+        assert all(r["anomaly"] == "theirs" and isinstance(r["verdict"]["p_value"], float) for r in rows)
+
+
+@needs_java
 def test_an_input_of_no_events_is_refused_as_score_refuses_it(
     spark: Any, lake_bundles: tuple[Path, Path], held_out_events: list[Event], tmp_path: Path
 ) -> None:

@@ -72,12 +72,20 @@ def _report(args: argparse.Namespace) -> int:
     _require_extra("report", "report", "plotly", "jinja2")
     from scorer import report
     from scorer.io import refuse_writing_over
+    from scorer.settings import anomaly_field
 
     refuse_writing_over(args.output, [args.scored])
     _check_config(args.config)
+    field = anomaly_field(args.config)
     with _bundle(args.model, args.config) if args.model else nullcontext(None) as bundle_dir:
         day, record = report.write_report(
-            args.scored, args.output, day=args.day, alpha=args.alpha, bundle_dir=bundle_dir, log=_say
+            args.scored,
+            args.output,
+            day=args.day,
+            alpha=args.alpha,
+            bundle_dir=bundle_dir,
+            log=_say,
+            field=field,
         )
     _say(
         f"wrote {args.output}: {day}, {_counted(record.events, 'event')}, {_counted(record.anomalies, 'anomaly', 'anomalies')}"

@@ -233,12 +233,20 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
 
 def _score(args: argparse.Namespace) -> int:
     from scorer.batch import output_kind, score_file
+    from scorer.settings import anomaly_field
 
     output_kind(args.output)
     _check_config(args.config)
+    field = anomaly_field(args.config)
     with _bundle(args.model, args.config) as model:
         stats = score_file(
-            model, args.input, args.output, alpha=args.alpha, workers=args.workers, progress=not args.quiet
+            model,
+            args.input,
+            args.output,
+            alpha=args.alpha,
+            workers=args.workers,
+            progress=not args.quiet,
+            field=field,
         )
     rate = stats.lines / stats.wall_seconds if stats.wall_seconds else 0.0  # every line read, bad ones too
     _say(

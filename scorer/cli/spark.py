@@ -122,6 +122,9 @@ def _score_spark(args: argparse.Namespace) -> int:
     _require_extra("score-spark", "spark", "pyspark", "pandas")
     _check_config(args.config)
     from scorer import spark as lake
+    from scorer.settings import anomaly_field
+
+    field = anomaly_field(args.config)
 
     lake.check_output(args.input, args.output)  # before --overwrite is offered for an OUTPUT holding INPUT
     _check_local_paths(args.input, args.output, lake.summary_path(args.output), overwrite=args.overwrite)
@@ -144,6 +147,7 @@ def _score_spark(args: argparse.Namespace) -> int:
                 fmt=args.format,
                 overwrite=args.overwrite,
                 log=_say,
+                field=field,
             )
         finally:
             if not submitted:
