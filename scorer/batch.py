@@ -254,7 +254,7 @@ def score_file(
     workers = workers or os.cpu_count() or 1
     chunks = _chunks(source, chunk_lines)
     head = list(itertools.islice(chunks, 2))
-    for warning in _coverage(detector, head):  # said before the work, as train and refresh say it
+    for warning in coverage_warnings(detector, head):  # said before the work, as train and refresh say it
         print(f"warning: {warning}", file=errors)
     stats = BatchStats()
     said = BadLines(errors)
@@ -325,25 +325,26 @@ def score_file(
         remove_folders(made)  # nothing of a failed run remains
         raise
     stats.wall_seconds = time.perf_counter() - started
-    if (far := _flagged_warning(stats, at)) is not None:
+    if (far := flagged_warning(stats.anomalies, stats.scored, at)) is not None:
         print(f"warning: {far}", file=errors)
     return stats
 
 
-def _flagged_warning(stats: BatchStats, alpha: float) -> str | None:
-    """A warning when far more than α of the events were flagged (more than FLAGGED_WARNING × α, and
-    at least FLAGGED_WARNING_LEAST): the model does not describe them, whatever attacks they hold."""
-    if stats.anomalies < FLAGGED_WARNING_LEAST or stats.anomalies <= FLAGGED_WARNING * alpha * stats.scored:
+def flagged_warning(anomalies: int, scored: int, alpha: float) -> str | None:
+    """A warning when far more than α of the ``scored`` events were flagged (more than
+    FLAGGED_WARNING × α, and at least FLAGGED_WARNING_LEAST): the model does not describe them,
+    whatever attacks they hold."""
+    if anomalies < FLAGGED_WARNING_LEAST or anomalies <= FLAGGED_WARNING * alpha * scored:
         return None
     return (
-        f"{stats.anomalies:,} of the {stats.scored:,} events flagged ({stats.anomalies / stats.scored:.1%}), "
+        f"{anomalies:,} of the {scored:,} events flagged ({anomalies / scored:.1%}), "
         f"far above α = {alpha:g}: these events are unlike those the model was trained on (events of "
         "another kind, or normal traffic that has moved: `ocsf-anomaly refresh` re-baselines on recent "
         "normal events; `evaluate` measures the model on labelled ones), unless they are mostly attacks"
     )
 
 
-def _coverage(detector: Any, head: list[list[Item]]) -> list[str]:
+def coverage_warnings(detector: Any, head: list[list[Item]]) -> list[str]:
     """Whether the first chunks' events hold the model's fields: events of another kind score as if
     empty (all-missing), whatever they hold."""
     events = [

@@ -40,6 +40,7 @@ from urllib.parse import unquote, urlsplit
 import orjson
 import pyarrow as pa
 
+from scorer.batch import flagged_warning
 from scorer.errors import UserError
 from scorer.io import arrow_rows, dumps, from_parquet, not_events, parse_line
 
@@ -426,6 +427,7 @@ class Scored:
     """A lake's events scored lazily: ``frame`` runs the engine when an action asks for its rows."""
 
     frame: DataFrame
+    read: DataFrame  # the lake as read, unscored
     fmt: str  # "json": one column `value` (the enriched event's JSON); "parquet": the input's columns + `anomaly`
     partition_columns: list[str]
     skipped: list[str]  # INPUT's files not read: not named as data (relative to INPUT)
@@ -468,6 +470,7 @@ def scored_frame(
         partitions = spark.sparkContext.defaultParallelism
         if frame.rdd.getNumPartitions() >= partitions:
             partitions = None
+    read = frame
     if partitions:
         frame = frame.repartition(partitions)
     if fmt == "json":
@@ -490,7 +493,7 @@ def scored_frame(
             ),
             schema,
         )
-    return Scored(scored, fmt, parts, layout.skipped)
+    return Scored(scored, read, fmt, parts, layout.skipped)
 
 
 def _first_line(exc: Any) -> str:
@@ -530,10 +533,16 @@ def score_lake(
     from py4j.protocol import Py4JJavaError
     from pyspark.errors import AnalysisException, PythonException
 
+    from scorer.batch import coverage_warnings
+    from scorer.detector import Detector
+
     say = log or (lambda message: None)
     started = time.perf_counter()
     summary = summary_path(output)
     check_output(source, output)
+    detector = Detector.load(bundle_dir)  # its warnings, as `score` gives them
+    if (why := detector.cannot_flag(alpha)) is not None:
+        say(f"warning: {why}")
     scored = scored_frame(
         spark, bundle_dir, version, source, alpha=alpha, partitions=partitions, fmt=fmt, field=field
     )
@@ -542,6 +551,8 @@ def score_lake(
         say(
             f"warning: not read, not named as {fmt} data ({', '.join(DATA_NAMES[fmt])}): {_some(scored.skipped)}"
         )
+    for warning in coverage_warnings(detector, [_head(scored.read, fmt)]):
+        say(f"warning: {warning}")
     say(f"scoring {source} ({fmt}; partitioned by {', '.join(parts) or 'nothing'}) with bundle {version}")
     writer = scored.frame.write.mode("overwrite" if overwrite else "errorifexists").partitionBy(*parts)
     # a failed job leaves the directories it made (empty, or part files): they would block the rerun
@@ -577,7 +588,7 @@ def score_lake(
         for fs, root in created:
             fs.delete(root, True)
         raise
-    return SparkStats(
+    stats = SparkStats(
         output=output,
         summary=summary,
         output_format=fmt,
@@ -587,6 +598,28 @@ def score_lake(
         seconds=time.perf_counter() - started,
         by_class_day=rows,
     )
+    at = detector.config.alpha if alpha is None else alpha
+    if (far := flagged_warning(stats.anomalies, stats.events - stats.errors, at)) is not None:
+        say(f"warning: {far}")
+    return stats
+
+
+HEAD_EVENTS = 4096  # the events whose fields are checked before a lake is scored, as `score` checks
+
+
+def _head(frame: DataFrame, fmt: str) -> list[tuple[int, bytes | dict[str, Any]]]:
+    """The first HEAD_EVENTS rows of the lake as `score` reads them (a small job of its own); none
+    where they cannot be read (a damaged file: the job that scores says which, in one line)."""
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import PySparkException
+
+    try:
+        rows = frame.limit(HEAD_EVENTS).collect()
+    except (PySparkException, Py4JJavaError):
+        return []
+    if fmt == "json":
+        return [(i, (row["value"] or "").encode()) for i, row in enumerate(rows, start=1)]
+    return [(i, from_parquet(row.asDict(recursive=True))) for i, row in enumerate(rows, start=1)]
 
 
 def _not_events(

@@ -9,6 +9,7 @@ import collections
 import csv
 import datetime as dt
 import gzip
+import io
 import itertools
 import json
 import os
@@ -504,12 +505,13 @@ def test_a_scored_parquet_lake_is_scored_again_its_anomaly_column_replaced(
 
 @needs_java
 def test_the_anomaly_field_setting_names_the_verdict_in_both_formats(
-    spark: Any, bundle_dir: Path, held_out_events: list[Event], tmp_path: Path
+    spark: Any, lake_bundles: tuple[Path, Path], held_out_events: list[Event], tmp_path: Path
 ) -> None:
     """OCSF_ANOMALY_ANOMALY_FIELD: score-spark wrote `anomaly` whatever it said, over an event's own
     field of that name (the consistency review); the summary counts the renamed verdicts."""
     from scorer import spark as lake
 
+    bundle_dir, _ = lake_bundles
     events = [{**e, "anomaly": "theirs"} for e in held_out_events[:100]]
     version = lake.verify_bundle(bundle_dir)
     (tmp_path / "json").mkdir()
@@ -533,6 +535,40 @@ def test_the_anomaly_field_setting_names_the_verdict_in_both_formats(
             rows = ds.dataset(output, format="parquet").to_table().to_pylist()
         assert len(rows) == 100
         assert all(r["anomaly"] == "theirs" and isinstance(r["verdict"]["p_value"], float) for r in rows)
+
+
+@needs_java
+def test_a_lake_of_another_kind_is_warned_of_as_score_warns(
+    spark: Any, lake_bundles: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """score-spark said only "scored 300 events … 300 anomalies" of a lake holding none of the
+    model's fields at an α its calibration cannot flag at, where `score` warns of all three (the
+    consistency review): the same warnings now, worded as `score` words them."""
+    from scorer import batch
+    from scorer import spark as lake
+
+    bundle_dir, _ = lake_bundles
+    (tmp_path / "lake").mkdir()
+    foreign = [{"message": f"login {i}", "user": f"u{i % 7}"} for i in range(300)]
+    (tmp_path / "lake" / "a.jsonl").write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in foreign))
+    file_said = io.StringIO()
+    batch.score_file(
+        bundle_dir,
+        tmp_path / "lake" / "a.jsonl",
+        tmp_path / "a.csv",
+        alpha=1e-5,
+        progress=False,
+        errors=file_said,
+    )
+    said: list[str] = []
+    version = lake.verify_bundle(bundle_dir)
+    stats = lake.score_lake(
+        spark, bundle_dir, version, str(tmp_path / "lake"), str(tmp_path / "out"), alpha=1e-5, log=said.append
+    )
+    assert (stats.events, stats.anomalies) == (300, 300)
+    warnings = [line for line in said if line.startswith("warning: ")]
+    assert warnings == [line for line in file_said.getvalue().splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 3, warnings
 
 
 @needs_java
