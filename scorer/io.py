@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import random
 import re
 import secrets
 import sys
@@ -617,27 +618,56 @@ def load_events(paths: Iterable[Path | str], *, warn: bool = True) -> list[Event
     (``warn``) and then how many more; a file of lines none of which is an event is refused
     (UserError), saying what it looks like, and so is an empty one unless another file holds events
     (an hour's file rotated while empty is skipped, and said on stderr)."""
-    events: list[Event] = []
+    return list(_events(paths, warn))
+
+
+# the events `train` and `features infer` hold at most: the network trains on 100,000, the baseline
+# takes 50,000 and the calibration 20,000; the scalers and vocabularies read them all
+TRAIN_EVENTS_MOST = 200_000
+
+
+def sample_events(
+    paths: Iterable[Path | str], most: int, *, seed: int = 0, warn: bool = True
+) -> tuple[list[Event], int]:
+    """Events of ``paths`` read as :func:`load_events` reads them, and how many there were: all of
+    them, in order, if there are at most ``most``; else a uniform sample of ``most`` (seeded
+    reservoir sampling), in the files' order, so that memory is bounded whatever the input's size
+    (a million events held as objects took 4 GB: the scale review)."""
+    kept: list[tuple[int, Event]] = []
+    pick = random.Random(seed)  # noqa: S311  (a sample, not a secret)
+    seen = 0
+    for seen, event in enumerate(_events(paths, warn), start=1):
+        if seen <= most:
+            kept.append((seen, event))
+        elif (slot := pick.randrange(seen)) < most:
+            kept[slot] = (seen, event)
+    kept.sort(key=lambda item: item[0])
+    return [event for _, event in kept], seen
+
+
+def _events(paths: Iterable[Path | str], warn: bool) -> Iterator[Event]:
     said = BadLines(sys.stderr if warn else None)
     empty: list[Path] = []
+    any_events = False
     for path in map(Path, paths):
-        lines, before = 0, len(events)
+        lines, found = 0, False
         for lines, event, error in iter_records(path):
             if event is None:
                 said.say(f"{path}:{lines}: skipped: {error}")
             else:
-                events.append(event)
+                found = True
+                yield event
         if not lines:
             empty.append(path)
-        elif len(events) == before:
+        elif not found:
             raise not_events(path, lines)
+        any_events = any_events or found
     said.close()
-    if empty and not events:
+    if empty and not any_events:
         raise not_events(empty[0], 0)
     if empty and warn:
         shown = ", ".join(map(str, empty[:3])) + (f" and {len(empty) - 3:,} more" if len(empty) > 3 else "")
         print(f"warning: skipped {shown}: empty", file=sys.stderr)
-    return events
 
 
 def on_terminal(stream: IO[str] | None) -> bool:

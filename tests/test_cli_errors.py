@@ -464,6 +464,40 @@ def test_train_refuses_a_model_name_no_listing_could_show(
     assert f"argument --name: {name!r} is not a model name" in capsys.readouterr().err
 
 
+def test_a_sample_of_events_is_uniform_in_file_order_and_seeded(tmp_path: Path) -> None:
+    from scorer.io import sample_events
+
+    events = [{"class_uid": 4001, "metadata": {"uid": str(i)}} for i in range(2_000)]
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events[:1_200]))
+    (tmp_path / "b.jsonl").write_text("not json\n" + "".join(json.dumps(e) + "\n" for e in events[1_200:]))
+    paths = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    kept, read = sample_events(paths, 500, seed=1, warn=False)
+    rows = [int(e["metadata"]["uid"]) for e in kept]
+    assert (len(rows), read) == (500, 2_000)
+    assert rows == sorted(rows)  # in the files' order
+    assert len(set(rows)) == 500  # once each
+    assert 150 < sum(r >= 1_200 for r in rows) < 250  # the second file's share, 40%: uniform
+    assert sample_events(paths, 500, seed=1, warn=False)[0] == kept
+    assert sample_events(paths, 500, seed=2, warn=False)[0] != kept
+    assert sample_events(paths, 2_000, warn=False) == (events, 2_000)  # all of them, when they fit
+
+
+def test_train_holds_a_sample_of_a_large_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train held every event as an object (4 GB a million; 14 GB at three million extrapolated:
+    the scale review) where it reads at most 100,000, 50,000 and 20,000 of them. It holds a seeded
+    uniform sample of TRAIN_EVENTS_MOST (200,000, or twice the baseline size) and says so."""
+    from scorer import io
+
+    monkeypatch.setattr(io, "TRAIN_EVENTS_MOST", 300)
+    events = _write_jsonl(tmp_path / "events.jsonl", generate_events(700, seed=2)[0])
+    main(["train", str(events), "--output", str(tmp_path / "m"), "--baseline-size", "100", "--epochs", "1"])
+    assert "read 700 events: fitting on a uniform sample of 300 of them (seed 0)" in capsys.readouterr().err
+    metadata = json.loads((tmp_path / "m" / "metadata.json").read_text())
+    assert metadata["training"]["events"] == 300
+
+
 def test_train_refuses_a_name_that_its_registered_name_would_replace(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -39,13 +39,14 @@ examples:
 
 def _features(args: argparse.Namespace) -> int:
     from scorer.features.infer import infer_spec
-    from scorer.io import load_events, refuse_writing_over, write_text_atomically
+    from scorer.io import TRAIN_EVENTS_MOST, refuse_writing_over, sample_events, write_text_atomically
 
     if args.output:
         refuse_writing_over(args.output, args.events)
     _say(f"reading {', '.join(str(p) for p in args.events)}")
-    events = load_events(args.events)
-    _say(f"profiling every field of {len(events):,} events")
+    events, read = sample_events(args.events, TRAIN_EVENTS_MOST)
+    sampled = f" (a uniform sample of the {read:,} read)" if read > len(events) else ""
+    _say(f"profiling every field of {len(events):,} events{sampled}")
     spec = infer_spec(events)
     text = spec.to_toml()
     if args.output:

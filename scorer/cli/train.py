@@ -156,7 +156,7 @@ def _load_spec(choice: str) -> Any:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from scorer.io import load_events
+    from scorer.io import TRAIN_EVENTS_MOST, sample_events
     from scorer.registry import check_name
     from scorer.threads import set_threads
 
@@ -174,7 +174,12 @@ def _train(args: argparse.Namespace) -> int:
     set_threads(os.cpu_count() or 1)
     spec = _load_spec(args.features)
     _say(f"reading {', '.join(str(p) for p in args.events)}")
-    events = load_events(args.events)
+    most = max(TRAIN_EVENTS_MOST, 2 * args.baseline_size)
+    events, read = sample_events(args.events, most, seed=args.seed)
+    if read > len(events):  # what training reads of them at most: 100,000, 50,000 and 20,000
+        _say(
+            f"read {read:,} events: fitting on a uniform sample of {len(events):,} of them (seed {args.seed})"
+        )
     from scorer.detector import Detector, DetectorConfig  # torch: after a file of no event is refused
     from scorer.model import TrainConfig
 
