@@ -1,14 +1,20 @@
 """Training time and peak memory: `ocsf-anomaly train` on NSL-KDD's 67,343 normal events, defaults.
 
 .venv/bin/python bench/bench_train.py [--runs 1]
+.venv/bin/python bench/bench_train.py --events 1000000   # a large input: those events repeated, each
+                                                         # with a uid, time and byte counts of its own;
+                                                         # `features infer` on it too
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import statistics
+from pathlib import Path
 
+import orjson
 from common import DATA, OUT, machine, require_data, run_cli
 
 
@@ -17,13 +23,18 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--events", type=int, default=None, help="train on this many events (repeated)")
     args = parser.parse_args()
     require_data()
     source = DATA / "nsl_kdd_ocsf" / "train_normal.jsonl.gz"
+    if args.events:
+        source = _repeated(source, args.events)
+        wall, peak = run_cli("features", "infer", str(source), "--output", str(OUT / "bench_infer.toml"))
+        print(f"features infer {source.name}: {wall:.1f} s wall, peak RSS {peak:.0f} MiB")
     walls, peaks = [], []
     for run in range(args.runs):
-        # run 1 leaves the default NSL-KDD model that bench_score.py uses
-        target = OUT / ("model_nsl_default" if run == 0 else f"bench_train_{run}")
+        # run 1 of the default input leaves the default NSL-KDD model that bench_score.py uses
+        target = OUT / ("model_nsl_default" if run == 0 and not args.events else f"bench_train_{run}")
         wall, peak = run_cli("train", str(source), "--output", str(target), "--quiet")
         walls.append(wall)
         peaks.append(peak)
@@ -43,8 +54,37 @@ def main() -> None:
         )
     print(f"\nmachine: {machine()}")
     print(
-        f"train {source.name} (67,343 events): median {statistics.median(walls):.1f} s, peak RSS {max(peaks):.0f} MiB"
+        f"train {source.name} ({args.events or 67_343:,} events): median {statistics.median(walls):.1f} s, "
+        f"peak RSS {max(peaks):.0f} MiB"
     )
+
+
+def _repeated(source: Path, n: int) -> Path:
+    """``n`` events: ``source``'s, repeated in order, each with a uid, a time and byte counts of its own."""
+    target = OUT / f"bench_train_{n}.jsonl"
+    if target.exists():
+        return target
+    with gzip.open(source, "rb") as handle:
+        base = [orjson.loads(line) for line in handle]
+    partial = target.with_suffix(".partial")
+    with partial.open("wb", buffering=1 << 22) as out:
+        for i in range(n):
+            round_, event = divmod(i, len(base))
+            event = base[event]
+            traffic = event.get("traffic", {})
+            out.write(
+                orjson.dumps(
+                    {
+                        **event,
+                        "time": 1_700_000_000_000 + i * 1_000,
+                        "metadata": {**event["metadata"], "uid": f"bench-{i}"},
+                        "traffic": {**traffic, "bytes_out": traffic.get("bytes_out", 0) + round_ % 7},
+                    }
+                )
+                + b"\n"
+            )
+    partial.rename(target)
+    return target
 
 
 if __name__ == "__main__":

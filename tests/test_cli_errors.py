@@ -19,6 +19,7 @@ from test_cli import _run, _write_jsonl
 
 from scorer.cli import main
 from scorer.demo import generate_events
+from scorer.errors import UserError
 
 Event = dict[str, Any]
 
@@ -265,6 +266,38 @@ def test_a_pretty_printed_json_array_is_refused_in_one_line(bundle_dir: Path, tm
         said = result.stderr.strip().splitlines()
         assert said[-1] == expected, result.stderr
         assert said[:-1] in ([], [f"reading {source}"]), result.stderr  # no bad line said
+
+
+def test_a_long_one_line_json_array_is_refused_before_it_is_read(
+    bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file of one line holding an array of 300,000 events (368 MB) was parsed three times, at
+    2.6 GB, before it was refused as no events (the scale review). Past ARRAY_LINE_MOST it is
+    refused as an array at once, none of it parsed."""
+    import types
+
+    import orjson
+
+    from scorer import batch, io
+
+    events = generate_events(1_000, seed=3)[0]
+    source = tmp_path / "events.json"
+    source.write_bytes(orjson.dumps(events * (io.ARRAY_LINE_MOST // len(orjson.dumps(events)) + 1)))
+    parsed: list[int] = []
+
+    def loads(data: Any) -> Any:
+        parsed.append(len(data))
+        return orjson.loads(data)
+
+    monkeypatch.setattr(
+        io, "orjson", types.SimpleNamespace(loads=loads, JSONDecodeError=orjson.JSONDecodeError)
+    )
+    with pytest.raises(UserError) as refused:
+        batch.score_file(bundle_dir, source, tmp_path / "o.csv", progress=False)
+    assert str(refused.value).endswith(
+        "is a JSON array, not JSON Lines (one OCSF event, a JSON object, per line): convert it with jq -c '.[]'"
+    )
+    assert parsed == []
 
 
 def test_an_empty_input_is_refused_as_a_file_with_no_event_is(bundle_dir: Path, tmp_path: Path) -> None:
