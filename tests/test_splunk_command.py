@@ -303,6 +303,14 @@ def test_local_conf_overrides_default_and_options_override_both(
     assert [len(e.events) for e in proxy.scoring()] == [7, 7, 6]
     assert {e.path for e in proxy.scoring()} == {"/v1/score?alpha=0.2"}
 
+    proxy.exchanges.clear()  # the app's default: no alpha sent, the scorer's own (OCSF_ANOMALY_ALPHA)
+    (app / "local" / "ocsf_anomaly.conf").write_text(f"[scorer]\nurl = {proxy.url}\n", encoding="utf-8")
+    by_default = run_search(
+        [], [(body, True)], work=tmp_path / "default", splunkd_uri=splunkd_down, app_dir=app
+    )
+    assert by_default.exit_code == 0, by_default.stderr
+    assert {e.path for e in proxy.scoring()} == {"/v1/score"}
+
     proxy.exchanges.clear()
     by_option = run_search(
         ["batch_size=5", "prefix=anomaly_"],

@@ -136,7 +136,7 @@ class ScorerClient:
         self,
         url: str,
         *,
-        alpha: float,
+        alpha: float | None,
         timeout: float,
         verify_tls: bool,
         token: str | None,
@@ -149,7 +149,8 @@ class ScorerClient:
         self._https = parts.scheme == "https"
         self._host = parts.hostname or ""
         self._port = parts.port
-        self._target = f"{parts.path.rstrip('/')}/v1/score?{urlencode({'alpha': repr(alpha)})}"
+        query = f"?{urlencode({'alpha': repr(alpha)})}" if alpha is not None else ""  # else the scorer's
+        self._target = f"{parts.path.rstrip('/')}/v1/score{query}"
         self._timeout = timeout
         self._context: ssl.SSLContext | None = None
         if self._https:

@@ -129,7 +129,7 @@ DEFAULTS: dict[str, Any] = {
     "url": "http://127.0.0.1:8080",
     "field": "_raw",
     "prefix": "anomaly_",
-    "alpha": 0.01,
+    "alpha": None,  # the scorer's own (OCSF_ANOMALY_ALPHA there, 0.01 unless set), as other callers get
     "batch_size": 500,
     "timeout": 10.0,
     "onerror": "fail",
@@ -143,7 +143,7 @@ class Settings(NamedTuple):
     url: str
     field: str
     prefix: str
-    alpha: float
+    alpha: float | None
     batch_size: int
     timeout: float
     onerror: str
