@@ -66,6 +66,7 @@ def _repeated(source: Path, n: int) -> Path:
         return target
     with gzip.open(source, "rb") as handle:
         base = [orjson.loads(line) for line in handle]
+    OUT.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
     with partial.open("wb", buffering=1 << 22) as out:
         for i in range(n):
