@@ -9,7 +9,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -416,34 +416,41 @@ def split_labelled(
         if path.is_dir():  # else found at the renames, after the first: a new file beside old ones
             raise ValueError(f"{path} is a directory: the split writes a file of that name there")
     labels, types = read_labels_and_types(labels_path)
-    if is_parquet(events_path):  # its rows become the JSON lines they would be
-        lines = [dumps(event) for _, event, _ in iter_records(events_path)]
-    else:
-        lines = [raw for _, raw in iter_raw_lines(events_path)]
-    stray = _naming_no_line(labels, len(lines))
+    # Read twice, never held: which lines are events, then the lines written where they go (every
+    # line held took the whole file's size in memory: the scale review)
+    kept_list: list[bool] = []
+    first_not_json: tuple[int, str] | None = None
+    for number, raw in _split_lines(events_path):
+        event, error = parse_line(raw) if number in labels else (None, None)
+        kept_list.append(event is not None)
+        if number in labels and event is None and first_not_json is None:
+            first_not_json = (number, str(error))
+    n = len(kept_list)
+    kept = np.array(kept_list, dtype=bool)
+    del kept_list
+    stray = _naming_no_line(labels, n)
     if stray:  # labels of another file: the lines they do name would get the wrong ones
         raise ValueError(
-            f"{labels_path} does not label the {len(lines):,} lines of {events_path}: {stray} "
+            f"{labels_path} does not label the {n:,} lines of {events_path}: {stray} "
             "(are the labels those of this file?)"
         )
     rng = np.random.default_rng(seed)
-    side_a = np.zeros(len(lines), dtype=bool)
-    chosen = np.arange(len(lines)) if ordered else rng.permutation(len(lines))
-    side_a[chosen[: int(len(lines) * fraction)]] = True
-    kept = [labels.get(i + 1) is not None and parse_line(raw)[0] is not None for i, raw in enumerate(lines)]
-    unlabelled = sum(1 for i in range(len(lines)) if i + 1 not in labels)
-    not_json = [i + 1 for i in range(len(lines)) if i + 1 in labels and not kept[i]]
+    side_a = np.zeros(n, dtype=bool)
+    chosen = np.arange(n) if ordered else rng.permutation(n)
+    side_a[chosen[: int(n * fraction)]] = True
+    unlabelled = sum(1 for i in range(n) if i + 1 not in labels)
+    not_json = int(sum(1 for i in range(n) if i + 1 in labels and not kept[i]))
     if unlabelled or not_json:
-        first = (
-            f" (the first: line {not_json[0]:,}, {parse_line(lines[not_json[0] - 1])[1]})" if not_json else ""
-        )
+        first = f" (the first: line {first_not_json[0]:,}, {first_not_json[1]})" if first_not_json else ""
         say(
-            f"left out {unlabelled:,} lines without a label and {len(not_json):,} that are not JSON "
-            f"objects{first}, of {len(lines):,}"
+            f"left out {unlabelled:,} lines without a label and {not_json:,} that are not JSON "
+            f"objects{first}, of {n:,}"
         )
-    train_rows = [i for i in range(len(lines)) if kept[i] and side_a[i] and labels[i + 1] == 0]
-    test_rows = [i for i in range(len(lines)) if kept[i] and not side_a[i]]
-    if not train_rows or not test_rows:
+    normal = np.array([labels.get(i + 1) == 0 for i in range(n)], dtype=bool)
+    to_train = kept & side_a & normal
+    to_test = kept & ~side_a
+    train_rows, test_rows = np.flatnonzero(to_train), np.flatnonzero(to_test)
+    if not len(train_rows) or not len(test_rows):
         raise ValueError(
             f"the split of {events_path} would leave {len(train_rows):,} normal events to train on and "
             f"{len(test_rows):,} to test: it needs some of each (are the labels those of this file?)"
@@ -461,15 +468,20 @@ def split_labelled(
             gzip.open(staged["test"], "wb", compresslevel=3) as test,
             staged["labels"].open("w", encoding="utf-8", newline="") as out_labels,
         ):
-            train.writelines(lines[i] + b"\n" for i in train_rows)
-            test.writelines(lines[i] + b"\n" for i in test_rows)
+            for number, raw in _split_lines(events_path):
+                if to_train[number - 1]:
+                    train.write(raw + b"\n")
+                elif to_test[number - 1]:
+                    test.write(raw + b"\n")
             rows = csv.writer(out_labels, lineterminator="\n")
             if types is None:
                 rows.writerow(["line", "label"])
-                rows.writerows([n, labels[i + 1]] for n, i in enumerate(test_rows, start=1))
+                rows.writerows([k, labels[i + 1]] for k, i in enumerate(test_rows.tolist(), start=1))
             else:  # the attack types go along, for evaluate's figures by type
                 rows.writerow(["line", "label", "attack"])
-                rows.writerows([n, labels[i + 1], types[i + 1]] for n, i in enumerate(test_rows, start=1))
+                rows.writerows(
+                    [k, labels[i + 1], types[i + 1]] for k, i in enumerate(test_rows.tolist(), start=1)
+                )
         for key, path in staged.items():
             os.replace(path, paths[key])
         staging.rmdir()
@@ -477,12 +489,21 @@ def split_labelled(
         shutil.rmtree(staging, ignore_errors=True)
         remove_folders(made)  # nothing of a failed run remains
         raise
-    attacks = sum(labels[i + 1] for i in test_rows)
+    attacks = sum(labels[i + 1] for i in test_rows.tolist())
     say(
         f"{len(train_rows):,} normal events to train on; {len(test_rows):,} to test, "
         f"{attacks:,} of them attacks"
     )
     return paths
+
+
+def _split_lines(events_path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) of each line: a Parquet file's rows as the JSON lines they would be."""
+    if is_parquet(events_path):
+        for number, event, _ in iter_records(events_path):
+            yield number, dumps(event)
+    else:
+        yield from iter_raw_lines(events_path)
 
 
 def load_train_normals(path: Path, labels_path: Path | None) -> list[dict[str, Any]]:
