@@ -420,7 +420,9 @@ def split_labelled(
     # line held took the whole file's size in memory: the scale review)
     kept_list: list[bool] = []
     first_not_json: tuple[int, str] | None = None
-    for number, raw in _split_lines(events_path):
+    # a pipe (bash's <(…)) reads once: its lines are held, as every file's were
+    held = None if Path(events_path).is_file() else list(_split_lines(events_path))
+    for number, raw in held or _split_lines(events_path):
         event, error = parse_line(raw) if number in labels else (None, None)
         kept_list.append(event is not None)
         if number in labels and event is None and first_not_json is None:
@@ -468,7 +470,7 @@ def split_labelled(
             gzip.open(staged["test"], "wb", compresslevel=3) as test,
             staged["labels"].open("w", encoding="utf-8", newline="") as out_labels,
         ):
-            for number, raw in _split_lines(events_path):
+            for number, raw in held or _split_lines(events_path):
                 if to_train[number - 1]:
                     train.write(raw + b"\n")
                 elif to_test[number - 1]:

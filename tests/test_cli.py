@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import termios
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -1589,6 +1590,26 @@ def test_split_ordered_trains_on_the_first_lines_and_tests_on_the_rest(
     normal = dict(zip(labelled.uids, labelled.attack, strict=True))
     assert _uids(workdir / "ordered" / "train_normal.jsonl.gz") == [u for u in first if normal[u] == 0]
     assert _uids(workdir / "ordered" / "test.jsonl.gz") == rest
+
+
+def test_split_reads_a_pipe_as_it_reads_the_file(labelled: Labelled, workdir: Path) -> None:
+    """split reads a file twice now, not holding its lines (the scale review); a pipe (bash's <(…))
+    reads once, so its lines are held: the same split either way."""
+    fifo = workdir / "events.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(labelled.events.read_bytes()))
+    writer.start()
+    try:
+        piped = _run("split", fifo, "--labels", labelled.labels, "--output", workdir / "piped", "--seed", "3")
+    finally:
+        writer.join(60)
+    assert piped.returncode == 0, piped.stderr
+    assert _split(labelled, workdir / "filed", "--seed", "3").returncode == 0
+    for name in ("train_normal.jsonl.gz", "test.jsonl.gz"):
+        assert _uids(workdir / "piped" / name) == _uids(workdir / "filed" / name)
+    assert (workdir / "piped" / "test.labels.csv").read_text() == (
+        workdir / "filed" / "test.labels.csv"
+    ).read_text()
 
 
 def test_evaluate_says_when_events_hold_none_of_the_model_s_fields(
