@@ -15,8 +15,10 @@ written again here, step by step:
    (commons-text ``StringSubstitutor``: an unknown name is left as it is); the result must be JSON.
 4. The remote reply, a JSON object, is read as a map (gson: every number a double, before 3.5).
 5. ``output_map`` (document field ← reply path): the reply's key, else a JSONPath into it; written
-   at the dotted document path (parents created), unless the field already exists (no
-   ``override`` before 2.16); a missing path fails the document.
+   at the dotted document path (parents created), unless the field already exists (2.16+ without
+   ``override``; before 2.16 such a field fails the document); when the document has every one of
+   them, the model is not called at all (2.16+, ``MLInferenceIngestProcessor.processPredictions``);
+   a missing path fails the document.
 6. Each value is written through OpenSearch's ``ValueSource.wrap`` (MLInferenceIngestProcessor's
    appendFieldValue): a string holding ``{{`` (in a list too) is compiled as a Mustache template and
    rendered against the document. Not rendered here: such a value fails the document, as an
@@ -85,6 +87,12 @@ def apply_output_map(
             if isinstance(text, str) and "{{" in text:
                 raise MLCommonsError(f"{field}: {text!r} would be compiled as a Mustache template")
         put(document, field, value)
+
+
+def has_every_output(document: dict[str, Any], output_map: dict[str, str]) -> bool:
+    """Step 5's shortcut: the document holds every mapped field, and (without ``override``) the
+    model is not called."""
+    return all(_dotted(document, field)[0] for field in output_map)
 
 
 def escape_json(text: str) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from live_scorer import Scorer, serve_scorer
-from ml_commons import MLCommonsError, apply_output_map, parameters, read_reply, render
+from ml_commons import MLCommonsError, apply_output_map, has_every_output, parameters, read_reply, render
 
 from scorer.opensearch import definitions
 from scorer.opensearch.definitions import Options
@@ -75,13 +75,33 @@ def _connector_call(scorer: Scorer, options: Options, params: dict[str, str]) ->
     return _post(scorer, url[len(scorer.url) :], render(action["request_body"], params).encode(), headers)
 
 
-def _ingest(scorer: Scorer, options: Options, source: dict[str, Any]) -> dict[str, Any]:
+def _earlier_verdict_dropped(document: dict[str, Any]) -> bool:
+    """The remove processor's ``if`` (definitions.EARLIER_VERDICT_DROPPED) as Painless reads it: no
+    Painless runs here (no OpenSearch node can), so the test evaluates the one expression the
+    pipeline holds, read as Painless's documented rules read it (``ctx.x`` of a missing field and
+    ``map.key`` of a missing key are null; ``&&`` short-circuits)."""
+    anomaly = document.get("anomaly")
+    own = (
+        isinstance(anomaly, dict)
+        and anomaly.get("model_version") is not None
+        and anomaly.get("error") is None
+    )
+    return anomaly is not None and not own
+
+
+def _ingest(
+    scorer: Scorer, options: Options, source: dict[str, Any], called: list[bool] | None = None
+) -> dict[str, Any]:
     """One document through the pipeline: its remove processors (OpenSearch's RemoveProcessor: the
-    field gone, a missing one ignored when ignore_missing), then its ml_inference processor; the
-    document as indexed."""
+    field gone, a missing one ignored when ignore_missing; run where its ``if`` holds), then its
+    ml_inference processor (not calling the model when the document holds every output field);
+    the document as indexed. ``called`` is told whether the scorer was called."""
     *removes, processor = definitions.pipeline(options, "model-1")["processors"]
     document = json.loads(json.dumps(source))
     for remove in removes:
+        assert remove["remove"]["if"] == definitions.EARLIER_VERDICT_DROPPED  # what the test evaluates
+        if not _earlier_verdict_dropped(document):
+            continue
         *parents, name = remove["remove"]["field"].split(".")
         holder = document
         for parent in parents:
@@ -93,6 +113,11 @@ def _ingest(scorer: Scorer, options: Options, source: dict[str, Any]) -> dict[st
     inference = processor["ml_inference"]
     (input_map,) = inference["input_map"]
     (output_map,) = inference["output_map"]
+    skipped = not inference.get("override", False) and has_every_output(document, output_map)
+    if called is not None:
+        called.append(not skipped)
+    if skipped:
+        return document
     status, body = _connector_call(scorer, options, parameters(document, METADATA, input_map))
     assert status == 200, body
     apply_output_map(document, read_reply(body), output_map, override=inference.get("override", False))
@@ -188,12 +213,25 @@ def test_a_document_scored_before_is_indexed_with_this_calls_verdict_whole(
     (result,) = _score(scorer, [held_out_events[0]])
     scored_elsewhere = {**held_out_events[0], "anomaly": {**result, "is_anomaly": "planted"}}
     _check_indexed_as_scored(_ingest(scorer, Options(scorer_url=scorer.url), scored_elsewhere), result)
+    for own in ("text", 7, ["a"], {"score": 1, "old": True}):  # the event's own field of that name
+        _check_indexed_as_scored(
+            _ingest(scorer, Options(scorer_url=scorer.url), {**held_out_events[0], "anomaly": own}), result
+        )
+    # its own verdict, re-indexed or updated by query: kept whole, the scorer not called again
     loose = _ingest(scorer, Options(scorer_url=scorer.url, alpha=0.2), held_out_events[0])
     assert loose["anomaly"]["alpha"] == 0.2
-    again = _ingest(scorer, Options(scorer_url=scorer.url, alpha=0.01), loose)  # re-indexed as it is
+    called: list[bool] = []
+    assert _ingest(scorer, Options(scorer_url=scorer.url, alpha=0.01), loose, called) == loose
+    assert called == [False]
+    # ... but not beside an error (ML Commons before 2.16 fails a document holding a field it maps,
+    # and on_failure wrote the error beside the verdict): scored again, whole
+    failed = {
+        **loose,
+        "anomaly": {**loose["anomaly"], "error": "document already has field name anomaly.score"},
+    }
+    again = _ingest(scorer, Options(scorer_url=scorer.url, alpha=0.01), failed)
     _check_indexed_as_scored(again, result)
     assert again["anomaly"]["alpha"] == 0.01
-    assert again["anomaly"]["is_anomaly"] is (result["p_value"] <= 0.01)
 
 
 def test_a_document_indexed_unscored_then_again_through_the_pipeline_loses_its_old_error(
@@ -283,7 +321,14 @@ def test_the_definitions_agree_with_each_other() -> None:
     component = definitions.component_template(options)
     template = definitions.index_template(options)
     removed, processor = definitions.pipeline(options, "m")["processors"]
-    assert removed == {"remove": {**removed["remove"], "field": "anomaly", "ignore_missing": True}}
+    assert removed == {
+        "remove": {
+            **removed["remove"],
+            "field": "anomaly",
+            "if": definitions.EARLIER_VERDICT_DROPPED,
+            "ignore_missing": True,
+        }
+    }
     assert component["template"]["settings"]["index.default_pipeline"] == options.pipeline
     assert template["composed_of"] == [options.component_template]
     assert template["index_patterns"] == ["ocsf-a-*", "ocsf-b-*"]

@@ -17,7 +17,9 @@ on a private or loopback address), as read from ML Commons' source:
   used: it would skip ``on_failure`` too, and the document would carry no sign of the failure);
 - output fields a document already has are not overwritten (2.16+, where the call is skipped
   only when it has them all; before 2.16 such a field fails the document): the pipeline removes
-  a document's ``anomaly`` object first, so that what is indexed is this call's verdict whole.
+  a document's ``anomaly`` object first unless it is a verdict of its own (``model_version``, which
+  no other path writes, and no error), so that a document is indexed with one verdict, whole: its
+  own earlier one kept (re-indexed, or updated by query, it is not scored again), or this call's.
 """
 
 from __future__ import annotations
@@ -41,6 +43,16 @@ INDEX_PATTERN_REFUSED = ' ,#:\\/?"<>|'
 # ML Commons reads a connector's client_config as Java ints (ConnectorClientConfig.parse): a larger
 # number is refused by the cluster at the connector step, after the settings step has written.
 JAVA_INT_MAX = 2**31 - 1
+
+# When the pipeline's first processor drops a document's `anomaly` object (Painless, as an ingest
+# processor's `if` reads it; a missing field reads null, a map's missing key too): unless it holds
+# a verdict of this pipeline's own (its `model_version`: the other paths write `model`) and no
+# error. An earlier verdict of another path's, or at another alpha by `score`, was indexed half old,
+# half new (ML Commons writes only the fields a document lacks): flagged at 0.05 beside alpha 0.001.
+EARLIER_VERDICT_DROPPED = (
+    "ctx.anomaly != null && !(ctx.anomaly instanceof Map && ctx.anomaly.model_version != null "
+    "&& ctx.anomaly.error == null)"
+)
 
 # The reply's field → the document's field (under anomaly.), and how the index maps it.
 OUTPUTS: dict[str, dict[str, Any]] = {
@@ -240,12 +252,14 @@ def pipeline(options: Options, model_id: str) -> dict[str, Any]:
                 # ML Commons writes only the output fields a document lacks (2.16+; it skips the
                 # call only when it has them all; before 2.16 one it has fails the document): an
                 # earlier error went on beside the new verdict, and a verdict of another path's
-                # (`score`'s, with reasons as objects, no alpha) was indexed half old, half new,
-                # flagged at 0.05 beside alpha 0.001. As every other path does, the verdict
-                # replaces the document's `anomaly` whole.
+                # (`score`'s, with reasons as objects, no alpha) was indexed half old, half new.
                 "remove": {
                     "tag": f"{options.name}-earlier-verdict",
-                    "description": "an earlier verdict or error: this call's replaces it whole",
+                    "description": (
+                        "an anomaly object that is no verdict of this pipeline's (another path's, "
+                        "an error): this call's verdict replaces it whole"
+                    ),
+                    "if": EARLIER_VERDICT_DROPPED,
                     "field": "anomaly",
                     "ignore_missing": True,
                 }
