@@ -11,6 +11,7 @@ import contextlib
 import contextvars
 import gzip
 import io
+import itertools
 import json
 import math
 import os
@@ -241,17 +242,15 @@ JSON_ARRAY = (
 )
 
 
-ARRAY_LINE_MOST = 1 << 20  # a first line opening an array, and longer: refused unread
+# A file of one line, an array longer than this, is refused unread: one of 300,000 events (368 MB)
+# was parsed three times, at 2.6 GB, before it was refused as no events (the scale review)
+ARRAY_LINE_MOST = 1 << 20
 
 
 def _opens_an_array(first: bytes) -> bool:
-    """Whether a file's first line opens a JSON array that runs over more lines (pretty-printed), or
-    is one long array: a file of one line of 300,000 events (368 MB) was parsed three times, at 2.6 GB,
-    before it was refused as no events (the scale review)."""
+    """Whether a file's first line opens a JSON array that runs over more lines (pretty-printed)."""
     if not first.lstrip().startswith(b"["):
         return False
-    if len(first) > ARRAY_LINE_MOST:
-        return True
     try:
         orjson.loads(first)
     except orjson.JSONDecodeError:
@@ -266,13 +265,23 @@ def iter_raw_lines(path: Source) -> Iterator[tuple[int, bytes]]:
     number = 0
     with _open_text_lines(path) as handle:
         try:
-            for number, raw in enumerate(handle, start=1):
-                if number == 1:
-                    raw = raw.removeprefix(UTF8_BOM)
-                    if isinstance(path, Standard):  # read once: kept for what a refusal says of it
-                        path.first_line = raw[:64]
-                    if _opens_an_array(raw):  # every line after it would be a bad line, said one by one
-                        raise UserError(f"{path} {JSON_ARRAY}")
+            lines: Iterator[bytes] = iter(handle)
+            first = next(lines, None)
+            if first is None:
+                return
+            number = 1
+            first = first.removeprefix(UTF8_BOM)
+            if isinstance(path, Standard):  # read once: kept for what a refusal says of it
+                path.first_line = first[:64]
+            if len(first) > ARRAY_LINE_MOST and first.lstrip().startswith(b"["):
+                ahead = next(lines, None)
+                if ahead is None:  # the file's one line: an array of events, not JSON Lines
+                    raise UserError(f"{path} {JSON_ARRAY}")
+                lines = itertools.chain([ahead], lines)  # lines follow it: it is a bad line
+            elif _opens_an_array(first):  # every line after it would be a bad line, said one by one
+                raise UserError(f"{path} {JSON_ARRAY}")
+            yield 1, first.rstrip(b"\r\n")
+            for number, raw in enumerate(lines, start=2):
                 yield number, raw.rstrip(b"\r\n")
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # a .gz cut short, or not gzip at all
             if number == 0:

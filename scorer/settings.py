@@ -234,6 +234,11 @@ class Settings(BaseSettings):
                 f"{name!r} is where what is not an event is kept beside its anomaly object (_raw by "
                 "/v1/enrich, message by the Vector hop, as Vector holds text): choose another name"
             )
+        if name in ("time", "class_uid", "metadata"):  # a scored event's day, group and uid
+            raise ValueError(
+                f"{name!r} is a field of the event the verdict would replace, one read after scoring "
+                "(report's day, the calibration group, the event's uid): choose another name"
+            )
         return name
 
     @field_validator("redis_url", "stream_redis_url")

@@ -74,10 +74,14 @@ BATCH_SIZE = 2048  # rows an Arrow batch hands a worker: the file scorer's chunk
 SUMMARY_SUFFIX = "-summary"
 
 
+def _quoted(field: str) -> str:
+    """``field`` as Spark's column references name it: a name holding "." or "`" is no path."""
+    return "`" + field.replace("`", "``") + "`"
+
+
 def summary_schema(field: str) -> str:
     """What the summary reads of a scored lake, its verdicts under ``field``."""
-    quoted = field.replace("`", "``")
-    return f"class_uid long, time string, `{quoted}` struct<is_anomaly: boolean, error: string>"
+    return f"class_uid long, time string, {_quoted(field)} struct<is_anomaly: boolean, error: string>"
 
 
 # the epoch milliseconds of the first and the last moment of years 1 to 9999 (a day as `report` reads one)
@@ -634,7 +638,7 @@ def _not_events(
         return SparkJobError(f"{source} holds no event: its files hold no rows")
     read_back = spark.read.schema(summary_schema(field)).json if fmt == "json" else spark.read.parquet
     frame = read_back(output)
-    error = frame[field].getField("error")
+    error = frame[_quoted(field)].getField("error")
     first = frame.where(error.isNotNull()).select(error).first()
     assert first is not None  # every row read is unscorable
     hint = ": is it JSON Lines, one OCSF event (a JSON object) per line?" if fmt == "json" else ""
@@ -688,8 +692,8 @@ def _summarise(
         frame.select(
             F.col("class_uid").cast(LongType()).alias("class_uid"),
             F.date_format(_day(F.col("time"), frame.schema["time"].dataType), "yyyy-MM-dd").alias("day"),
-            F.col(field).getField("is_anomaly").alias("is_anomaly"),
-            F.col(field).getField("error").alias("error"),
+            F.col(_quoted(field)).getField("is_anomaly").alias("is_anomaly"),
+            F.col(_quoted(field)).getField("error").alias("error"),
         )
         .groupBy("class_uid", "day")
         .agg(

@@ -274,6 +274,7 @@ def test_a_long_one_line_json_array_is_refused_before_it_is_read(
     """A file of one line holding an array of 300,000 events (368 MB) was parsed three times, at
     2.6 GB, before it was refused as no events (the scale review). Past ARRAY_LINE_MOST it is
     refused as an array at once, none of it parsed."""
+    import io as io_module
     import types
 
     import orjson
@@ -294,10 +295,17 @@ def test_a_long_one_line_json_array_is_refused_before_it_is_read(
     )
     with pytest.raises(UserError) as refused:
         batch.score_file(bundle_dir, source, tmp_path / "o.csv", progress=False)
-    assert str(refused.value).endswith(
-        "is a JSON array, not JSON Lines (one OCSF event, a JSON object, per line): convert it with jq -c '.[]'"
-    )
+    assert str(refused.value) == f"{source} {io.JSON_ARRAY}"
     assert parsed == []
+    # with lines after it, it is a bad line of a JSON Lines file, as a short one is (the diff review:
+    # the first version refused such a file whole, as if it were one array)
+    with source.open("ab") as handle:
+        handle.write(b"\n" + b"\n".join(orjson.dumps(e) for e in events[:50]) + b"\n")
+    monkeypatch.undo()
+    errors = io_module.StringIO()
+    stats = batch.score_file(bundle_dir, source, tmp_path / "o.csv", progress=False, errors=errors)
+    assert (stats.lines, stats.scored, stats.bad) == (51, 50, 1)
+    assert f"{source}:1: expected a JSON object, got an array" in errors.getvalue()
 
 
 def test_an_empty_input_is_refused_as_a_file_with_no_event_is(bundle_dir: Path, tmp_path: Path) -> None:

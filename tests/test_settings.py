@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scorer.settings import Settings, SettingsError
+from scorer.settings import Settings, SettingsError, anomaly_field
 
 
 @pytest.fixture
@@ -96,6 +96,19 @@ def test_an_anomaly_field_named_where_non_events_are_kept_is_refused(
     with pytest.raises(SettingsError, match=f"anomaly_field.*'{name}' is where what is not an event is kept"):
         Settings.load(None, anomaly_field=name)
     assert Settings.load(None, anomaly_field="ml_verdict").anomaly_field == "ml_verdict"
+
+
+@pytest.mark.parametrize("name", ["time", "class_uid", "metadata"])
+def test_an_anomaly_field_that_would_replace_what_scoring_reads_is_refused(
+    clean_env: pytest.MonkeyPatch, name: str
+) -> None:
+    """A verdict named time replaced the event's time: report then had no day for it, and score-spark's
+    summary failed after the whole job (the diff review); class_uid and metadata likewise."""
+    with pytest.raises(SettingsError, match=f"anomaly_field.*'{name}' is a field of the event the verdict"):
+        Settings.load(None, anomaly_field=name)
+    clean_env.setenv("OCSF_ANOMALY_ANOMALY_FIELD", name)
+    with pytest.raises(SettingsError, match=f"OCSF_ANOMALY_ANOMALY_FIELD: '{name}' is a field"):
+        anomaly_field()
 
 
 @pytest.mark.parametrize("seconds", ["inf", "1e12"])
