@@ -471,10 +471,8 @@ def anomaly_field(config_file: Path | None = None) -> str:
     as every command given one checks it)."""
     if config_file is not None:
         return Settings.load(config_file).anomaly_field
-    name = _environment(Settings).get("anomaly_field", "anomaly")
+    name = _environment(Settings).get("anomaly_field", "anomaly")  # set empty: unset, as the service reads it
     try:
-        if not name:
-            raise ValueError("an empty name: give one, or unset it for 'anomaly'")
         return str(Settings._a_field_apart_from_what_is_kept(name))
     except ValueError as exc:
         raise SettingsError(f"{ENV_PREFIX}ANOMALY_FIELD: {exc}") from None
