@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import DataType
 
+    from scorer.detector import Detector
+
 # The `anomaly` object of `ocsf-anomaly score`, as one Arrow/Spark type: declared, never inferred.
 REASON = pa.struct(
     [
@@ -531,9 +533,11 @@ def score_lake(
     overwrite: bool = False,
     log: Any = None,
     field: str = "anomaly",
+    detector: Detector | None = None,
 ) -> SparkStats:
     """Score every event of ``source`` into ``output``, partitioned like ``source``, and write the
-    summary beside it (:func:`scored_frame` says how)."""
+    summary beside it (:func:`scored_frame` says how). ``detector``: the bundle as the caller loaded
+    it, for its warnings (else loaded here)."""
     from py4j.protocol import Py4JJavaError
     from pyspark.errors import AnalysisException, PythonException
 
@@ -544,7 +548,7 @@ def score_lake(
     started = time.perf_counter()
     summary = summary_path(output)
     check_output(source, output)
-    detector = Detector.load(bundle_dir)  # its warnings, as `score` gives them
+    detector = detector or Detector.load(bundle_dir)  # its warnings, as `score` gives them
     if (why := detector.cannot_flag(alpha)) is not None:
         say(f"warning: {why}")
     scored = scored_frame(

@@ -11,7 +11,6 @@ from scorer.cli import (
     Commands,
     _alpha,
     _bundle,
-    _check_config,
     _counted,
     _existing,
     _file_out,
@@ -75,8 +74,7 @@ def _report(args: argparse.Namespace) -> int:
     from scorer.settings import anomaly_field
 
     refuse_writing_over(args.output, [args.scored])
-    _check_config(args.config)
-    field = anomaly_field(args.config)
+    field = anomaly_field(args.config)  # reads a --config file whole: one not valid is refused
     with _bundle(args.model, args.config) if args.model else nullcontext(None) as bundle_dir:
         day, record = report.write_report(
             args.scored,

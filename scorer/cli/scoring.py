@@ -236,8 +236,7 @@ def _score(args: argparse.Namespace) -> int:
     from scorer.settings import anomaly_field
 
     output_kind(args.output)
-    _check_config(args.config)
-    field = anomaly_field(args.config)
+    field = anomaly_field(args.config)  # reads a --config file whole: one not valid is refused
     with _bundle(args.model, args.config) as model:
         stats = score_file(
             model,

@@ -12,7 +12,6 @@ from scorer.cli import (
     Commands,
     _alpha,
     _bundle,
-    _check_config,
     _counted,
     _dir_out,
     _existing,
@@ -120,26 +119,27 @@ def add_commands(commands: Commands) -> None:
 
 def _score_spark(args: argparse.Namespace) -> int:
     _require_extra("score-spark", "spark", "pyspark", "pandas")
-    _check_config(args.config)
-    from scorer import spark as lake
     from scorer.settings import anomaly_field
 
-    field = anomaly_field(args.config)
+    field = anomaly_field(args.config)  # reads a --config file whole: one not valid is refused
+    from scorer import spark as lake
 
     lake.check_output(args.input, args.output)  # before --overwrite is offered for an OUTPUT holding INPUT
     _check_local_paths(args.input, args.output, lake.summary_path(args.output), overwrite=args.overwrite)
     # spark-submit starts this process with its JVM gateway waiting: its master and settings apply
     submitted = "PYSPARK_GATEWAY_PORT" in os.environ
     master = args.master if args.master or submitted else "local[*]"
+    from scorer.detector import Detector
+
     with _bundle(args.model, args.config) as bundle_dir:
-        version = lake.verify_bundle(bundle_dir)  # before Spark starts: a bad bundle is a one-line error
+        detector = Detector.load(bundle_dir)  # before Spark starts: a bad bundle is a one-line error
         _say(f"starting Spark ({master or 'as spark-submit set it'})")
         spark = lake.session(master, batch_size=args.batch_size)
         try:
             stats = lake.score_lake(
                 spark,
                 bundle_dir,
-                version,
+                detector.model_info["version"],
                 args.input,
                 args.output,
                 alpha=args.alpha,
@@ -148,6 +148,7 @@ def _score_spark(args: argparse.Namespace) -> int:
                 overwrite=args.overwrite,
                 log=_say,
                 field=field,
+                detector=detector,
             )
         finally:
             if not submitted:
