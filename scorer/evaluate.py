@@ -418,18 +418,17 @@ def split_labelled(
     labels, types = read_labels_and_types(labels_path)
     # Read twice, never held: which lines are events, then the lines written where they go (every
     # line held took the whole file's size in memory: the scale review)
-    kept_list: list[bool] = []
+    events: list[bool] = []  # whether each line is a labelled event
     first_not_json: tuple[int, str] | None = None
     # a pipe (bash's <(…)) reads once: its lines are held, as every file's were
     held = None if Path(events_path).is_file() else list(_split_lines(events_path))
     for number, raw in held or _split_lines(events_path):
         event, error = parse_line(raw) if number in labels else (None, None)
-        kept_list.append(event is not None)
-        if number in labels and event is None and first_not_json is None:
-            first_not_json = (number, str(error))
-    n = len(kept_list)
-    kept = np.array(kept_list, dtype=bool)
-    del kept_list
+        events.append(event is not None)
+        if error is not None and first_not_json is None:
+            first_not_json = (number, error)
+    n = len(events)
+    kept = np.array(events, dtype=bool)
     stray = _naming_no_line(labels, n)
     if stray:  # labels of another file: the lines they do name would get the wrong ones
         raise ValueError(
@@ -440,15 +439,16 @@ def split_labelled(
     side_a = np.zeros(n, dtype=bool)
     chosen = np.arange(n) if ordered else rng.permutation(n)
     side_a[chosen[: int(n * fraction)]] = True
-    unlabelled = sum(1 for i in range(n) if i + 1 not in labels)
-    not_json = int(sum(1 for i in range(n) if i + 1 in labels and not kept[i]))
+    labelled, normal = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)  # line numbers from 1
+    labelled[[line - 1 for line in labels]] = True
+    normal[[line - 1 for line, label in labels.items() if label == 0]] = True
+    unlabelled, not_json = int(n - labelled.sum()), int((labelled & ~kept).sum())
     if unlabelled or not_json:
         first = f" (the first: line {first_not_json[0]:,}, {first_not_json[1]})" if first_not_json else ""
         say(
             f"left out {unlabelled:,} lines without a label and {not_json:,} that are not JSON "
             f"objects{first}, of {n:,}"
         )
-    normal = np.array([labels.get(i + 1) == 0 for i in range(n)], dtype=bool)
     to_train = kept & side_a & normal
     to_test = kept & ~side_a
     train_rows, test_rows = np.flatnonzero(to_train), np.flatnonzero(to_test)

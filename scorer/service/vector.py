@@ -232,12 +232,11 @@ class VectorHop:
             ) as response:
                 answer = await read_answer(response)
                 if 300 <= response.status < 400:
-                    said = (
+                    raise DownstreamError(
                         f"it answered HTTP {response.status}, a redirect to "
                         f"{masked_url(response.headers.get('Location') or 'nowhere')}, which is not followed: set "
                         "OCSF_ANOMALY_VECTOR_DOWNSTREAM_URL to where it points"
                     )
-                    raise DownstreamError(said)
                 if not 200 <= response.status < 300:
                     text = answer[:200].decode("utf-8", "replace").strip()
                     said = f"it answered HTTP {response.status}" + (f": {text}" if text else "")
