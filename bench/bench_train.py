@@ -3,7 +3,8 @@
 .venv/bin/python bench/bench_train.py [--runs 1]
 .venv/bin/python bench/bench_train.py --events 1000000   # a large input: those events repeated, each
                                                          # with a uid, time and byte counts of its own;
-                                                         # `features infer` on it too
+                                                         # `features infer` on it too, and `refresh` of
+                                                         # the model trained on it with as many more
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ def main() -> None:
                 )
             )
         )
+    if args.events:  # a window as large again, later and unseen: what a site refreshes with
+        recent = _repeated(DATA / "nsl_kdd_ocsf" / "train_normal.jsonl.gz", args.events, "recent")
+        wall, peak = run_cli(
+            "refresh", str(recent), "--model", str(target), "--output", str(OUT / "bench_refresh")
+        )
+        print(f"refresh with {recent.name}: {wall:.1f} s wall, peak RSS {peak:.0f} MiB")
     print(f"\nmachine: {machine()}")
     print(
         f"train {source.name} ({args.events or 67_343:,} events): median {statistics.median(walls):.1f} s, "
@@ -59,9 +66,11 @@ def main() -> None:
     )
 
 
-def _repeated(source: Path, n: int) -> Path:
-    """``n`` events: ``source``'s, repeated in order, each with a uid, a time and byte counts of its own."""
-    target = OUT / f"bench_train_{n}.jsonl"
+def _repeated(source: Path, n: int, name: str = "bench") -> Path:
+    """``n`` events: ``source``'s, repeated in order, each with a uid (``name``-row), a time and byte
+    counts of its own; the ``recent`` ones after the others."""
+    target = OUT / f"{name}_train_{n}.jsonl"
+    start = 1_700_000_000_000 + (n * 1_000 if name == "recent" else 0)
     if target.exists():
         return target
     with gzip.open(source, "rb") as handle:
@@ -77,8 +86,8 @@ def _repeated(source: Path, n: int) -> Path:
                 orjson.dumps(
                     {
                         **event,
-                        "time": 1_700_000_000_000 + i * 1_000,
-                        "metadata": {**event["metadata"], "uid": f"bench-{i}"},
+                        "time": start + i * 1_000,
+                        "metadata": {**event["metadata"], "uid": f"{name}-{i}"},
                         "traffic": {**traffic, "bytes_out": traffic.get("bytes_out", 0) + round_ % 7},
                     }
                 )

@@ -21,6 +21,7 @@ import secrets
 import sys
 import tempfile
 import zlib
+from collections import deque
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -637,8 +638,8 @@ def load_events(paths: Iterable[Path | str], *, warn: bool = True) -> list[Event
     return list(_events(paths, warn))
 
 
-# the events `train` and `features infer` hold at most: the network trains on 100,000, the baseline
-# takes 50,000 and the calibration 20,000; the scalers and vocabularies read them all
+# the events `train`, `features infer` and `refresh` hold at most: the network trains on 100,000,
+# the baseline takes 50,000 and the calibration 20,000; the scalers and vocabularies read them all
 TRAIN_EVENTS_MOST = 200_000
 
 
@@ -659,6 +660,19 @@ def sample_events(
             kept[slot] = (seen, event)
     kept.sort(key=lambda item: item[0])
     return [event for _, event in kept], seen
+
+
+def newest_events(paths: Iterable[Path | str], most: int, *, warn: bool = True) -> tuple[list[Event], int]:
+    """Events of ``paths`` read as :func:`load_events` reads them, and how many there were: the last
+    ``most`` of them (all, when there are no more), in order, so that memory is bounded whatever the
+    input's size. For `refresh`, which keeps the newest events: a uniform sample would take its
+    baseline from anywhere in the window."""
+    kept: deque[Event] = deque(maxlen=most)
+    seen = 0
+    for event in _events(paths, warn):
+        kept.append(event)
+        seen += 1
+    return list(kept), seen
 
 
 def _events(paths: Iterable[Path | str], warn: bool) -> Iterator[Event]:

@@ -1,5 +1,5 @@
 """A detector as small as the tests fit them (1 epoch on at most 2,000 rows, a baseline of 1,000), on
-one torch/faiss thread: under ``pytest -n 2`` each worker has a core, and OpenMP teams that
+one torch/faiss thread: under ``make test``'s pytest workers the cores are shared, and OpenMP teams that
 oversubscribe the cores make training many times slower. The threads are restored afterwards."""
 
 from __future__ import annotations

@@ -2087,6 +2087,28 @@ def test_refresh_writes_a_new_version_from_recent_events(
     assert after.metadata["calibration"] == after.calibration.sizes()
 
 
+def test_refresh_holds_the_newest_events_of_a_large_input(
+    model: Path, workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """refresh held every event as an object (6 GB a million: the scale review) where its baseline
+    keeps the newest and its calibration at most 20,000. It holds the newest TRAIN_EVENTS_MOST (or
+    twice the baseline size: 1,000 for this model's 500), and says so."""
+    from scorer import io
+
+    monkeypatch.setattr(io, "TRAIN_EVENTS_MOST", 300)
+    recent, _ = generate_events(1_500, seed=9)
+    source = _write_jsonl(workdir / "many-recent.jsonl", recent)
+    out = workdir / "refreshed-newest"
+    code, said = _in_process(capsys, "refresh", source, "--model", model, "--output", out, "--keep-flagged")
+    assert code == 0, said
+    assert "read 1,500 events: refreshing from the newest 1,000 of them" in said
+    after = Detector.load(out)
+    assert after.metadata["training"]["calibration_events"] == 200  # a fifth of the 1,000
+    newest, older = {e["metadata"]["uid"] for e in recent[500:]}, {e["metadata"]["uid"] for e in recent[:500]}
+    assert len(set(after.baseline_ids) & newest) == 500  # the baseline's size, all of them newest
+    assert not set(after.baseline_ids) & older
+
+
 def test_refresh_keep_flagged_brings_every_event_in(model: Path, workdir: Path) -> None:
     recent, _ = generate_events(300, seed=9)
     source = _write_jsonl(workdir / "recent.jsonl", recent)

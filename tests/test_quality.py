@@ -143,7 +143,7 @@ def shifted(request: pytest.FixtureRequest) -> ShiftedRun:
     """Fit the default detector once per seed on normal events, then evaluate it on the shifted period.
 
     Fitted and scored on one torch/faiss thread (restored afterwards), as in conftest: under
-    ``pytest -n 2`` thread teams that oversubscribe the cores make training many times slower.
+    ``make test``'s pytest workers thread teams that oversubscribe the cores make training many times slower.
     """
     import faiss
     import torch
@@ -172,7 +172,7 @@ def shifted(request: pytest.FixtureRequest) -> ShiftedRun:
 
 
 def test_default_beats_raw_knn_on_shifted_demo_data(shifted: ShiftedRun) -> None:
-    """One test per seed (all checks reported together): under ``pytest -n 2`` each seed is fitted once."""
+    """One test per seed (all checks reported together): under pytest's workers each seed is fitted once."""
     default, raw = shifted.report[shifted.default], shifted.report["raw-knn"]
     checks = {
         "ROC-AUC at least raw k-NN's": default["roc_auc"] >= raw["roc_auc"],

@@ -315,7 +315,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _refresh(args: argparse.Namespace) -> int:
     from scorer.calibration import GLOBAL
     from scorer.detector import Detector
-    from scorer.io import load_events
+    from scorer.io import TRAIN_EVENTS_MOST, newest_events
     from scorer.registry import check_name
     from scorer.threads import set_threads
 
@@ -336,7 +336,12 @@ def _refresh(args: argparse.Namespace) -> int:
     with _bundle(args.model, args.config, registry) as model:
         detector = Detector.load(model)
     _say(f"reading {', '.join(str(p) for p in args.events)}")
-    events = load_events(args.events)
+    # the baseline keeps the newest events and the calibration takes at most 20,000: the newest
+    # TRAIN_EVENTS_MOST (or twice the baseline) hold them all, and a million held took 6 GB
+    most = max(TRAIN_EVENTS_MOST, 2 * detector.config.baseline_size)
+    events, read = newest_events(args.events, most)
+    if read > len(events):
+        _say(f"read {read:,} events: refreshing from the newest {len(events):,} of them")
     if len(events) < 100:
         raise CliError(f"refresh needs at least 100 recent events, got {len(events)}")
     detector = detector.refresh(
