@@ -3,8 +3,9 @@
 .venv/bin/python bench/bench_train.py [--runs 1]
 .venv/bin/python bench/bench_train.py --events 1000000   # a large input: those events repeated, each
                                                          # with a uid, time and byte counts of its own;
-                                                         # `features infer` on it too, and `refresh` of
-                                                         # the model trained on it with as many more
+                                                         # `features infer` on it too, and `refresh` and
+                                                         # `evaluate` of the model trained on it with as
+                                                         # many more
 """
 
 from __future__ import annotations
@@ -59,6 +60,16 @@ def main() -> None:
             "refresh", str(recent), "--model", str(target), "--output", str(OUT / "bench_refresh")
         )
         print(f"refresh with {recent.name}: {wall:.1f} s wall, peak RSS {peak:.0f} MiB")
+        labels = recent.with_suffix(".labels.csv")  # every one normal: the realised FPR alone
+        if not labels.exists():
+            labels.write_text("line,label\n" + "".join(f"{line},0\n" for line in range(1, args.events + 1)))
+        normal = DATA / "nsl_kdd_ocsf" / "train_normal.jsonl.gz"
+        wall, peak = run_cli(
+            "evaluate", str(recent), "--labels", str(labels), "--train", str(normal), "--model", str(target)
+        )
+        print(
+            f"evaluate on {recent.name} (baselines on {normal.name}): {wall:.1f} s wall, peak RSS {peak:.0f} MiB"
+        )
     print(f"\nmachine: {machine()}")
     print(
         f"train {source.name} ({args.events or 67_343:,} events): median {statistics.median(walls):.1f} s, "

@@ -314,6 +314,48 @@ class BaselineResult:
     flagged: np.ndarray
 
 
+class Baselines:
+    """Both baselines fitted on normal events, each with its threshold at ``alpha``, to score test
+    events a batch at a time (an event's scores do not depend on the batch it comes in)."""
+
+    def __init__(
+        self, train_normal_events: Sequence[Event], *, alpha: float = 0.01, seed: int = 0, k: int = 20
+    ) -> None:
+        """``train_normal_events`` is shuffled with ``seed``; four fifths fit the encoder and the
+        models, the remaining fifth (at least one event) is held out to set each threshold with
+        :func:`scorer.calibration.conformal_threshold`. An event is flagged when its score exceeds
+        the threshold, so on normal test events the expected false-positive rate is at most ``alpha``."""
+        if len(train_normal_events) < 2:
+            raise ValueError("need at least two normal training events (one to fit, one to calibrate)")
+        order = np.random.default_rng(seed).permutation(len(train_normal_events))
+        n_calibration = max(1, len(order) // 5)
+        calibration = [train_normal_events[i] for i in order[:n_calibration]]
+        fitting = [train_normal_events[i] for i in order[n_calibration:]]
+        # One encoding shared by both baselines: they are specified on the same raw feature matrix.
+        self.encoder = RawFeatureEncoder()
+        fit_features = self.encoder.fit_transform(fitting)
+        calibration_features = self.encoder.transform(calibration)
+        self.models: list[RawFeatureKNN | IsolationForestBaseline] = [
+            RawFeatureKNN(k=k).fit_encoded(self.encoder, fit_features),
+            IsolationForestBaseline(seed=seed).fit_encoded(self.encoder, fit_features),
+        ]
+        self.thresholds = [
+            conformal_threshold(model.score_encoded(calibration_features), alpha) for model in self.models
+        ]
+
+    def score(self, events: Sequence[Event]) -> list[Scores]:
+        """Each baseline's scores of ``events``: ``raw-knn``'s, then ``isolation-forest``'s."""
+        features = self.encoder.transform(events)
+        return [model.score_encoded(features) for model in self.models]
+
+    def results(self, scores: Sequence[Scores]) -> list[BaselineResult]:
+        """Each baseline's verdicts on the events ``scores`` (as :meth:`score` gives them) hold."""
+        return [
+            BaselineResult(model.name, each, threshold, each > threshold)
+            for model, each, threshold in zip(self.models, scores, self.thresholds, strict=True)
+        ]
+
+
 def run_baselines(
     train_normal_events: list[dict[str, Any]],
     test_events: list[dict[str, Any]],
@@ -322,35 +364,7 @@ def run_baselines(
     seed: int = 0,
     k: int = 20,
 ) -> list[BaselineResult]:
-    """Fit both baselines on normal events, set their thresholds at ``alpha``, and score ``test_events``.
-
-    ``train_normal_events`` is shuffled with ``seed``; four fifths fit the encoder and the models,
-    the remaining fifth (at least one event) is held out to set each threshold with
-    :func:`scorer.metrics.conformal_threshold`. An event is flagged when its score exceeds the
-    threshold, so on normal test events the expected false-positive rate is at most ``alpha``.
-    Returns ``raw-knn`` then ``isolation-forest``.
-    """
-    if len(train_normal_events) < 2:
-        raise ValueError("need at least two normal training events (one to fit, one to calibrate)")
-    order = np.random.default_rng(seed).permutation(len(train_normal_events))
-    n_calibration = max(1, len(order) // 5)
-    calibration = [train_normal_events[i] for i in order[:n_calibration]]
-    fitting = [train_normal_events[i] for i in order[n_calibration:]]
-
-    # One encoding shared by both baselines: they are specified on the same raw feature matrix.
-    encoder = RawFeatureEncoder()
-    fit_features = encoder.fit_transform(fitting)
-    calibration_features = encoder.transform(calibration)
-    test_features = encoder.transform(test_events)
-
-    models: list[RawFeatureKNN | IsolationForestBaseline] = [
-        RawFeatureKNN(k=k).fit_encoded(encoder, fit_features),
-        IsolationForestBaseline(seed=seed).fit_encoded(encoder, fit_features),
-    ]
-    results = []
-    for model in models:
-        threshold = conformal_threshold(model.score_encoded(calibration_features), alpha)
-        scores = model.score_encoded(test_features)
-        flagged = scores > threshold
-        results.append(BaselineResult(model.name, scores, threshold, flagged))
-    return results
+    """Fit both baselines on normal events, set their thresholds at ``alpha`` (:class:`Baselines`),
+    and score ``test_events``. Returns ``raw-knn`` then ``isolation-forest``."""
+    baselines = Baselines(train_normal_events, alpha=alpha, seed=seed, k=k)
+    return baselines.results(baselines.score(test_events))

@@ -368,15 +368,17 @@ def fields_held_by_none(detector: Any, events: list[dict[str, Any]], what: str) 
     """What to say of the ``events`` that hold none of the model's fields (the detector flags each,
     whatever it holds), and whether that is every one of them; None when each holds some. Fields
     absent from every event are no warning: a file of one class lacks the others' fields."""
-    from scorer.features.encoder import EncoderError
+    return said_of_empty(detector, detector.encoder.holding_none(events), len(events), what)
 
-    try:
-        coverage = detector.encoder.coverage(events, what)
-    except EncoderError as exc:  # every one: the encoder's message names the model's fields
-        return str(exc), True
-    if not coverage.empty:
+
+def said_of_empty(detector: Any, empty: int, events: int, what: str) -> tuple[str, bool] | None:
+    """:func:`fields_held_by_none` of ``events`` events (``what``), ``empty`` of which hold none of
+    the model's fields."""
+    if not empty:
         return None
-    return f"{coverage.empty:,} of the {coverage.events:,} {what} hold none of the model's fields", False
+    if empty == events:  # every one: the encoder's message names the model's fields
+        return detector.encoder.none_held(events, what), True
+    return f"{empty:,} of the {events:,} {what} hold none of the model's fields", False
 
 
 @contextlib.contextmanager

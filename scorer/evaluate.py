@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import csv
 import gzip
+import itertools
 import math
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -22,12 +23,16 @@ from scorer.io import (
     is_parquet,
     iter_raw_lines,
     iter_records,
-    load_events,
     make_folders,
     parse_line,
     refuse_writing_over,
     remove_folders,
+    sample,
+    sample_events,
 )
+
+if TYPE_CHECKING:  # scikit-learn, imported only where the baselines are fitted
+    from scorer.baselines import Baselines
 
 
 def read_labels(path: Path) -> dict[int, int]:
@@ -96,23 +101,41 @@ class Labelled(NamedTuple):
     attack_types: list[str] | None  # each event's attack type ("" for a normal event); None: not given
 
 
-def load_labelled(events_path: Path, labels_path: Path) -> Labelled:
-    """The events of ``events_path`` and their labels (and attack types, where the labels file has an
-    ``attack`` column), one label for every line; a bad line is reported on stderr (as
-    :func:`scorer.io.load_events` does) and left out with its label."""
+class LabelledFile(NamedTuple):
+    """A labelled file's events as a stream: their labels (and attack types) at once, the events
+    themselves read again each time :attr:`events` is called, so that none need be held."""
+
+    labels: np.ndarray  # 1 for an attack, 0 for a normal event, one for each event in order
+    attack_types: list[str] | None  # each event's attack type ("" for a normal event); None: not given
+    events: Callable[[], Iterator[dict[str, Any]]]
+
+
+def read_labelled(events_path: Path, labels_path: Path) -> LabelledFile:
+    """The labels of ``events_path``'s events (and attack types, where the labels file has an
+    ``attack`` column), one label for every line, checked before any event is used; a bad line is
+    reported on stderr (as :func:`scorer.io.load_events` does) and left out with its label. The
+    file is read again for the events (a pipe, once: its lines are held, as :func:`split_labelled`
+    holds them)."""
     labels, types = read_labels_and_types(labels_path)
-    events: list[dict[str, Any]] = []
-    y: list[int] = []
+    held = (
+        None if is_parquet(events_path) or Path(events_path).is_file() else list(iter_raw_lines(events_path))
+    )
+
+    def records() -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+        if held is None:
+            yield from iter_records(events_path)
+        else:
+            for number, raw in held:
+                yield number, *parse_line(raw)
+
     kept: list[int] = []
     lines = 0
     said = BadLines(sys.stderr)
-    for line, event, error in iter_records(events_path):
+    for line, event, error in records():
         lines = line
         if event is None:
             said.say(f"{events_path}:{line}: skipped: {error}")
         elif line in labels:
-            events.append(event)
-            y.append(labels[line])
             kept.append(line)
     said.close()
     unlabelled = [line for line in range(1, lines + 1) if line not in labels]
@@ -124,15 +147,33 @@ def load_labelled(events_path: Path, labels_path: Path) -> Labelled:
             f"{_count(len(unlabelled), 'line has', 'lines have')} no label{first}, "
             f"{stray or '0 labels name no line'}"
         )
-    if not events:
+    if not kept:
         raise ValueError(f"{events_path} holds no event to evaluate")
+    wanted = set(kept)
+
+    def events() -> Iterator[dict[str, Any]]:
+        for line, event, _ in records():
+            if event is not None and line in wanted:
+                yield event
+
     attack_types = None if types is None else [types[line] if labels[line] else "" for line in kept]
-    return Labelled(events, np.asarray(y, dtype=np.int64), attack_types)
+    return LabelledFile(np.asarray([labels[line] for line in kept], dtype=np.int64), attack_types, events)
+
+
+def load_labelled(events_path: Path, labels_path: Path) -> Labelled:
+    """The events of ``events_path`` and their labels, held (:func:`read_labelled`)."""
+    labelled = read_labelled(events_path, labels_path)
+    return Labelled(list(labelled.events()), labelled.labels, labelled.attack_types)
+
+
+# events scored at a time: a multiple of the exact searches' blocks (4,096 rows), so that an event's
+# distances are computed as they would be in one batch
+CHUNK_EVENTS = 16_384
 
 
 def evaluate(
     detector: Detector,
-    events: Sequence[dict[str, Any]],
+    events: Iterable[dict[str, Any]],
     labels: np.ndarray,
     train_events: Sequence[dict[str, Any]],
     *,
@@ -143,6 +184,9 @@ def evaluate(
     log: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """ROC-AUC, PR-AUC, recall and realised FPR at ``alpha`` for every score kind and the baselines.
+
+    ``events`` (any iterable, read once, CHUNK_EVENTS at a time: none is held longer than its
+    chunk) pair one for one with ``labels``; the baselines fit on ``train_events``.
 
     Every kind gives the verdicts the product gives under it: an event holding a number no real
     event can hold is flagged whatever its score, and ranks above every other event. With the
@@ -156,14 +200,25 @@ def evaluate(
     as :func:`load_labelled` gives them), every row has ``by_attack``: for each type, its attacks
     against every normal event (:func:`_by_attack`). ``log`` is told what is being done, and warned.
     """
-    from scorer.baselines import run_baselines
+    from scorer.baselines import Baselines
+    from scorer.batch import said_of_empty
     from scorer.metrics import detection_report, recall_at_fpr, roc_auc_difference
 
     say: Callable[[str], None] = log or (lambda message: None)
-    say(f"scoring {len(events):,} events with the model")
-    result = detector.with_config(score="fusion").score(events, alpha=alpha, explain=False)
-    groups = result.group  # at alpha: a class calibrated on too few events for it is judged globally
-    forced = result.forced  # flagged by the detector whatever its score, with the p-value 0
+    fitted = None
+    if baselines:
+        say(f"fitting raw-feature k-NN and IsolationForest on {len(train_events):,} events")
+        fitted = Baselines(train_events, alpha=alpha, seed=seed)
+    say(f"scoring {len(labels):,} events with the model{' and the baselines' if baselines else ''}")
+    scored = _score_in_chunks(detector, fitted, events, alpha)
+    if len(scored.groups) != len(labels):
+        raise ValueError(
+            f"{len(scored.groups):,} events for {len(labels):,} labels: they must pair one for one"
+        )
+    if (found := said_of_empty(detector, scored.empty, len(labels), "events to evaluate")) is not None:
+        say(f"warning: {found[0]}; each is flagged, and ranked first under every score kind")
+    components, groups = scored.components, scored.groups
+    forced = scored.forced  # flagged by the detector whatever its score, with the p-value 0
     report: dict[str, dict[str, Any]] = {}
     scores_of: dict[str, np.ndarray] = {}
     flagged_of: dict[str, np.ndarray] = {}
@@ -178,8 +233,8 @@ def evaluate(
             say(f"warning: {why}")
 
     for kind in SCORE_KINDS:
-        scores = _ranked_first(result.components[kind], forced)  # p = 0: above every other event
-        p_values = detector.calibrations[kind].p_values(result.components[kind], groups)
+        scores = _ranked_first(components[kind], forced)  # p = 0: above every other event
+        p_values = detector.calibrations[kind].p_values(components[kind], groups)
         p_values[forced] = 0.0
         name = f"{kind}{' (default)' if kind == detector.config.score else ''}"
         flagged_of[name] = p_values <= alpha + 1e-12
@@ -189,11 +244,8 @@ def evaluate(
             detector.with_config(score=kind).cannot_flag(alpha),
         )
         scores_of[name] = scores
-    if baselines:
-        say(
-            f"fitting raw-feature k-NN and IsolationForest on {len(train_events):,} events, scoring with them"
-        )
-        for baseline in run_baselines(list(train_events), list(events), alpha=alpha, seed=seed):
+    if fitted is not None:
+        for baseline in fitted.results(scored.baselines):
             why = None
             if baseline.threshold == math.inf:  # conformal_threshold's answer to an α it cannot resolve
                 needed = math.ceil(1 / alpha) - 1
@@ -225,6 +277,49 @@ def evaluate(
             unflagging = row["cannot_flag"] is not None
             row["by_attack"] = _by_attack(labels, scores, flagged_of[name], attack_types, raw_fpr, unflagging)
     return report
+
+
+class _Scored(NamedTuple):
+    components: dict[str, np.ndarray]  # the model's score of every kind
+    groups: list[str]  # each event's calibration group at alpha
+    forced: np.ndarray  # flagged by the detector whatever its score
+    baselines: list[np.ndarray]  # each baseline's scores
+    empty: int  # how many events hold none of the model's fields
+
+
+def _score_in_chunks(
+    detector: Detector, fitted: Baselines | None, events: Iterable[dict[str, Any]], alpha: float
+) -> _Scored:
+    """The scores of ``events``, CHUNK_EVENTS at a time: none is held longer than its chunk (a
+    million events held as objects took 6.85 GB)."""
+    fusion = detector.with_config(score="fusion")
+    parts: dict[str, list[np.ndarray]] = {kind: [] for kind in SCORE_KINDS}
+    groups: list[str] = []
+    forced: list[np.ndarray] = []
+    baselines: list[list[np.ndarray]] = [[], []]
+    empty = 0
+    stream = iter(events)
+    while chunk := list(itertools.islice(stream, CHUNK_EVENTS)):
+        result = fusion.score(chunk, alpha=alpha, explain=False)
+        for kind in SCORE_KINDS:
+            parts[kind].append(result.components[kind])
+        groups += result.group  # at alpha: a class calibrated on too few events for it is judged globally
+        forced.append(result.forced)
+        if fitted is not None:
+            for each, scores in zip(baselines, fitted.score(chunk), strict=True):
+                each.append(scores)
+        empty += detector.encoder.holding_none(chunk)
+
+    def joined(arrays: list[np.ndarray], dtype: Any) -> np.ndarray:
+        return np.concatenate(arrays) if arrays else np.empty(0, dtype=dtype)
+
+    return _Scored(
+        {kind: joined(arrays, np.float64) for kind, arrays in parts.items()},
+        groups,
+        joined(forced, np.bool_),
+        [joined(arrays, np.float64) for arrays in baselines] if fitted is not None else [],
+        empty,
+    )
 
 
 def _by_attack(
@@ -508,9 +603,13 @@ def _split_lines(events_path: Path) -> Iterator[tuple[int, bytes]]:
         yield from iter_raw_lines(events_path)
 
 
-def load_train_normals(path: Path, labels_path: Path | None) -> list[dict[str, Any]]:
-    """The normal events of a training file (all of them when it has no labels)."""
+def load_train_normals(
+    path: Path, labels_path: Path | None, most: int, *, seed: int = 0
+) -> tuple[list[dict[str, Any]], int]:
+    """The normal events of a training file (all of them when it has no labels), and how many
+    there were: of more than ``most``, a seeded uniform sample of that many (:func:`scorer.io.sample`)."""
     if labels_path is None:
-        return load_events([path])
-    events, labels, _ = load_labelled(path, labels_path)
-    return [e for e, y in zip(events, labels.tolist(), strict=True) if y == 0]
+        return sample_events([path], most, seed=seed)
+    labelled = read_labelled(path, labels_path)
+    normal = (event for event, y in zip(labelled.events(), labelled.labels.tolist(), strict=True) if y == 0)
+    return sample(normal, most, seed=seed)

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import orjson
 
@@ -34,6 +34,7 @@ from scorer.errors import UserError
 
 Event = dict[str, Any]
 Record = tuple[int, Event | None, str | None]
+T = TypeVar("T")
 
 
 class Standard:
@@ -650,16 +651,22 @@ def sample_events(
     them, in order, if there are at most ``most``; else a uniform sample of ``most`` (seeded
     reservoir sampling), in the files' order, so that memory is bounded whatever the input's size
     (a million events held as objects took 4 GB: the scale review)."""
-    kept: list[tuple[int, Event]] = []
+    return sample(_events(paths, warn), most, seed=seed)
+
+
+def sample(items: Iterable[T], most: int, *, seed: int = 0) -> tuple[list[T], int]:
+    """``items``, and how many there were: all of them, in order, if there are at most ``most``;
+    else a seeded uniform sample of ``most`` (reservoir sampling), in their order."""
+    kept: list[tuple[int, T]] = []
     pick = random.Random(seed)  # noqa: S311  (a sample, not a secret)
     seen = 0
-    for seen, event in enumerate(_events(paths, warn), start=1):
+    for seen, item in enumerate(items, start=1):
         if seen <= most:
-            kept.append((seen, event))
+            kept.append((seen, item))
         elif (slot := pick.randrange(seen)) < most:
-            kept[slot] = (seen, event)
-    kept.sort(key=lambda item: item[0])
-    return [event for _, event in kept], seen
+            kept[slot] = (seen, item)
+    kept.sort(key=lambda pair: pair[0])
+    return [item for _, item in kept], seen
 
 
 def newest_events(paths: Iterable[Path | str], most: int, *, warn: bool = True) -> tuple[list[Event], int]:

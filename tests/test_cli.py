@@ -65,6 +65,12 @@ def _run(
 def _in_process(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str]:
     """The command run by main() in this process, for what ends early (no interpreter to start, no
     torch to import again: a second or two a run): its exit status and what it said on stderr."""
+    code, _, said = _in_process_out(capsys, *args)
+    return code, said
+
+
+def _in_process_out(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    """:func:`_in_process`, with what the command wrote on stdout before its stderr."""
     import faiss
     import torch
 
@@ -77,7 +83,8 @@ def _in_process(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[
     finally:  # the commands take every core for their process: this worker shares them with another
         torch.set_num_threads(threads[0])
         faiss.omp_set_num_threads(threads[1])
-    return code, capsys.readouterr().err
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def _write_jsonl(path: Path, events: list[Event]) -> Path:
@@ -1643,6 +1650,72 @@ def test_evaluate_says_when_events_hold_none_of_the_model_s_fields(
     assert code == 0, said
     assert "hold none of the model's fields" not in said
     assert "holds any of the model's" not in said
+
+
+def test_evaluate_scores_a_stream_in_chunks_as_it_scores_the_events_held_at_once(
+    model: Path, split_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """evaluate held every event as an object (6.85 GB a million: the scale review). It reads the
+    events as a stream, CHUNK_EVENTS at a time, and its figures are those of the events held and
+    scored in one batch, to the last digit."""
+    from scorer import evaluate as evaluation
+    from scorer.evaluate import evaluate, load_labelled, load_train_normals
+
+    test = load_labelled(split_dir / "test.jsonl.gz", split_dir / "test.labels.csv")
+    train, _ = load_train_normals(split_dir / "train_normal.jsonl.gz", None, 10_000)
+    detector = Detector.load(model)
+
+    def report(events: Any) -> dict[str, Any]:
+        return evaluate(detector, events, test.labels, train, alpha=0.05, attack_types=test.attack_types)
+
+    whole = report(test.events)  # 300 events: one chunk
+    monkeypatch.setattr(evaluation, "CHUNK_EVENTS", 7)
+    streamed = report(iter(test.events))  # 43 chunks, read once
+    assert json.dumps(streamed, sort_keys=True) == json.dumps(whole, sort_keys=True)
+    assert whole["fusion (default)"]["roc_auc"] > 0.75
+    with pytest.raises(ValueError, match="299 events for 300 labels: they must pair one for one"):
+        report(iter(test.events[1:]))
+
+
+def test_evaluate_reads_events_from_a_pipe_and_samples_a_large_train_file(
+    model: Path,
+    split_dir: Path,
+    workdir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The events are read twice (their labels checked first, then scored); a pipe (bash's <(…))
+    reads once, so its lines are held: the same report either way. Of more normal --train events
+    than TRAIN_EVENTS_MOST the baselines fit on a seeded sample, as train's model does, and it is said."""
+    from scorer import io
+
+    test, labels, train = (
+        split_dir / "test.jsonl.gz",
+        split_dir / "test.labels.csv",
+        split_dir / "train_normal.jsonl.gz",
+    )
+    options = ["--model", model, "--labels", labels, "--train", train, "--json"]
+    code, filed, said = _in_process_out(capsys, "evaluate", test, *options)
+    assert code == 0, said
+    fifo = workdir / "evaluate.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(gzip.decompress(test.read_bytes())))
+    writer.start()
+    try:
+        code, piped, said = _in_process_out(capsys, "evaluate", fifo, *options)
+    finally:
+        writer.join(60)
+    assert code == 0, said
+    assert json.loads(piped) == json.loads(filed) != {}
+    monkeypatch.setattr(io, "TRAIN_EVENTS_MOST", 100)
+    code, said = _in_process(capsys, "evaluate", test, *options)
+    assert code == 0, said
+    normal = len(gzip.decompress(train.read_bytes()).splitlines())
+    assert (
+        f"read {normal:,} normal events of --train: the baselines fit on a uniform sample of 100 of them (seed 0)"
+        in said
+    )
+    assert "baselines fit on 100 normal events" in said
 
 
 def test_evaluate_reports_every_score_kind_beside_the_baselines(model: Path, split_dir: Path) -> None:

@@ -265,38 +265,40 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from scorer.batch import fields_held_by_none
     from scorer.detector import Detector
-    from scorer.evaluate import evaluate, format_report, load_labelled, load_train_normals
+    from scorer.evaluate import evaluate, format_report, load_train_normals, read_labelled
+    from scorer.io import TRAIN_EVENTS_MOST
     from scorer.threads import set_threads
 
     _check_config(args.config)
     set_threads(os.cpu_count() or 1)
     _say(f"reading {args.events} and {args.labels}")
-    # a labels file that does not match fails first
-    events, labels, attack_types = load_labelled(args.events, args.labels)
+    # a labels file that does not match fails first; the events are read again as they are scored
+    labels, attack_types, events = read_labelled(args.events, args.labels)
     _say(f"reading {args.train}")
-    train_events = load_train_normals(args.train, args.train_labels)
+    train_events, read = load_train_normals(args.train, args.train_labels, TRAIN_EVENTS_MOST, seed=args.seed)
     if len(train_events) < 2:  # the baselines' own error would not name the option
         raise CliError(
             f"--train {args.train} holds {len(train_events)} normal events: the baselines need at least two "
             "(one to fit, one to calibrate)"
         )
+    if read > len(train_events):  # as train samples them
+        _say(
+            f"read {read:,} normal events of --train: the baselines fit on a uniform sample of "
+            f"{len(train_events):,} of them (seed {args.seed})"
+        )
     _say(f"loading {args.model}")
     with _bundle(args.model, args.config) as model:
         detector = Detector.load(model)
     # events of another kind than the model's are flagged whatever they hold: said, as score, train
-    # and refresh say it
-    for part, what, meaning in (
-        (events, "events to evaluate", "each is flagged, and ranked first under every score kind"),
-        (train_events, "--train events", "the baselines fitted on them describe other events"),
-    ):
-        if (found := fields_held_by_none(detector, part, what)) is not None:
-            _say(f"warning: {found[0]}; {meaning}")
+    # and refresh say it (of the events to evaluate, by evaluate as it scores them)
+    if (found := fields_held_by_none(detector, train_events, "--train events")) is not None:
+        _say(f"warning: {found[0]}; the baselines fitted on them describe other events")
     _say(
-        f"evaluating on {len(events):,} events ({int(labels.sum()):,} attacks); baselines fit on {len(train_events):,} normal events"
+        f"evaluating on {len(labels):,} events ({int(labels.sum()):,} attacks); baselines fit on {len(train_events):,} normal events"
     )
     report = evaluate(
         detector,
-        events,
+        events(),
         labels,
         train_events,
         alpha=args.alpha,

@@ -506,20 +506,35 @@ class FeatureEncoder:
         A model fitted, re-baselined or calibrated on such events sees nothing: every one encodes
         alike, as all-missing, and it would pass every later event as normal.
         """
-        present = [[value is not None for value in values] for values in map(self._extract, events)]
-        per_field = np.array(present, dtype=bool).reshape(len(events), len(self.spec.features))
+        per_field = self._held(events)
         empty = int((~per_field.any(axis=1)).sum())
-        paths = list(dict.fromkeys(f.path for f in self.spec.features))  # a path may feed two features
         if empty == len(events):
-            shown = ", ".join(paths[:5]) + ("…" if len(paths) > 5 else "")
-            raise EncoderError(
-                f"none of the {len(events):,} {what} holds any of the model's {len(paths)} fields "
-                f"({shown}): they are not the kind of events the model describes"
-            )
+            raise EncoderError(self.none_held(len(events), what))
         held = np.flatnonzero(per_field.any(axis=0))
         seen = {self.spec.features[i].path for i in held}
-        absent = [path for path in paths if path not in seen]
+        absent = [path for path in self._paths() if path not in seen]
         return Coverage(events=len(events), empty=empty, absent=absent, what=what)
+
+    def holding_none(self, events: Sequence[Event]) -> int:
+        """How many of ``events`` hold none of the spec's fields."""
+        return int((~self._held(events).any(axis=1)).sum())
+
+    def none_held(self, n: int, what: str) -> str:
+        """What to say of ``n`` events (``what``) none of which holds any of the spec's fields."""
+        paths = self._paths()
+        shown = ", ".join(paths[:5]) + ("…" if len(paths) > 5 else "")
+        return (
+            f"none of the {n:,} {what} holds any of the model's {len(paths)} fields "
+            f"({shown}): they are not the kind of events the model describes"
+        )
+
+    def _held(self, events: Sequence[Event]) -> npt.NDArray[np.bool_]:
+        """Whether each event holds each feature's field."""
+        present = [[value is not None for value in values] for values in map(self._extract, events)]
+        return np.array(present, dtype=bool).reshape(len(events), len(self.spec.features))
+
+    def _paths(self) -> list[str]:
+        return list(dict.fromkeys(f.path for f in self.spec.features))  # a path may feed two features
 
     def _columns(self, events: Sequence[Event]) -> list[list[Any]]:
         """Per feature, the raw value of its path in every event (None where absent)."""
