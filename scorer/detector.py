@@ -162,7 +162,8 @@ class Prepared:
     seconds: dict[str, float]
 
 
-def _concatenate(parts: list[ScoreResult]) -> ScoreResult:
+def concatenate(parts: list[ScoreResult]) -> ScoreResult:
+    """The results of consecutive batches as one."""
     sizes = np.array([len(p) for p in parts], dtype=np.float64)
     return ScoreResult(
         score=np.concatenate([p.score for p in parts]),
@@ -654,7 +655,7 @@ class Detector:
             )
             for i in range(0, len(events), CHUNK)
         ] or [self._score_chunk([], alpha, explain, encoded, embeddings)]
-        result = parts[0] if len(parts) == 1 else _concatenate(parts)
+        result = parts[0] if len(parts) == 1 else concatenate(parts)
         for stage, spent in seconds.items():
             result.seconds[stage] = result.seconds.get(stage, 0.0) + spent
         return result, fresh

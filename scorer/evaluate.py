@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from scorer.detector import SCORE_KINDS, Detector
+from scorer.batch import said_of_empty
+from scorer.detector import SCORE_KINDS, Detector, ScoreResult, concatenate
 from scorer.io import (
     BadLines,
     dumps,
@@ -149,15 +150,35 @@ def read_labelled(events_path: Path, labels_path: Path) -> LabelledFile:
         )
     if not kept:
         raise ValueError(f"{events_path} holds no event to evaluate")
-    wanted = set(kept)
+    stamp = None if held is not None else _stamp(events_path)
 
     def events() -> Iterator[dict[str, Any]]:
+        changed = (
+            f"{events_path} changed after its labels were checked (evaluate reads it twice): "
+            "evaluate a copy that does not change"
+        )
+        if stamp is not None and _stamp(events_path) != stamp:
+            raise ValueError(changed)
+        read = 0
         for line, event, _ in records():
-            if event is not None and line in wanted:
+            if line not in labels:
+                continue
+            if read < len(kept) and kept[read] == line and event is not None:
+                read += 1
                 yield event
+            elif event is not None or (read < len(kept) and kept[read] == line):
+                raise ValueError(changed)  # an event where there was none, or none where there was one
+        if read != len(kept):
+            raise ValueError(changed)
 
     attack_types = None if types is None else [types[line] if labels[line] else "" for line in kept]
     return LabelledFile(np.asarray([labels[line] for line in kept], dtype=np.int64), attack_types, events)
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    """What a rewritten or replaced file changes: its inode, size and modification time."""
+    status = Path(path).stat()
+    return status.st_ino, status.st_size, status.st_mtime_ns
 
 
 def load_labelled(events_path: Path, labels_path: Path) -> Labelled:
@@ -201,7 +222,6 @@ def evaluate(
     against every normal event (:func:`_by_attack`). ``log`` is told what is being done, and warned.
     """
     from scorer.baselines import Baselines
-    from scorer.batch import said_of_empty
     from scorer.metrics import detection_report, recall_at_fpr, roc_auc_difference
 
     say: Callable[[str], None] = log or (lambda message: None)
@@ -210,15 +230,15 @@ def evaluate(
         say(f"fitting raw-feature k-NN and IsolationForest on {len(train_events):,} events")
         fitted = Baselines(train_events, alpha=alpha, seed=seed)
     say(f"scoring {len(labels):,} events with the model{' and the baselines' if baselines else ''}")
-    scored = _score_in_chunks(detector, fitted, events, alpha)
-    if len(scored.groups) != len(labels):
-        raise ValueError(
-            f"{len(scored.groups):,} events for {len(labels):,} labels: they must pair one for one"
-        )
+    scored = _score_in_chunks(detector, fitted, events, alpha, say, len(labels))
+    result = scored.result
+    if len(result) != len(labels):
+        raise ValueError(f"{len(result):,} events for {len(labels):,} labels: they must pair one for one")
     if (found := said_of_empty(detector, scored.empty, len(labels), "events to evaluate")) is not None:
         say(f"warning: {found[0]}; each is flagged, and ranked first under every score kind")
-    components, groups = scored.components, scored.groups
-    forced = scored.forced  # flagged by the detector whatever its score, with the p-value 0
+    components = result.components
+    groups = result.group  # at alpha: a class calibrated on too few events for it is judged globally
+    forced = result.forced  # flagged by the detector whatever its score, with the p-value 0
     report: dict[str, dict[str, Any]] = {}
     scores_of: dict[str, np.ndarray] = {}
     flagged_of: dict[str, np.ndarray] = {}
@@ -280,44 +300,39 @@ def evaluate(
 
 
 class _Scored(NamedTuple):
-    components: dict[str, np.ndarray]  # the model's score of every kind
-    groups: list[str]  # each event's calibration group at alpha
-    forced: np.ndarray  # flagged by the detector whatever its score
+    result: ScoreResult  # the model's, at alpha
     baselines: list[np.ndarray]  # each baseline's scores
     empty: int  # how many events hold none of the model's fields
 
 
 def _score_in_chunks(
-    detector: Detector, fitted: Baselines | None, events: Iterable[dict[str, Any]], alpha: float
+    detector: Detector,
+    fitted: Baselines | None,
+    events: Iterable[dict[str, Any]],
+    alpha: float,
+    say: Callable[[str], None],
+    total: int,
 ) -> _Scored:
     """The scores of ``events``, CHUNK_EVENTS at a time: none is held longer than its chunk (a
-    million events held as objects took 6.85 GB)."""
+    million events held as objects took 6.85 GB). Of ``total`` events in more than one chunk, those
+    of the first that hold none of the model's fields are said at once, as `score` says them."""
     fusion = detector.with_config(score="fusion")
-    parts: dict[str, list[np.ndarray]] = {kind: [] for kind in SCORE_KINDS}
-    groups: list[str] = []
-    forced: list[np.ndarray] = []
+    results: list[ScoreResult] = []
     baselines: list[list[np.ndarray]] = [[], []]
     empty = 0
     stream = iter(events)
     while chunk := list(itertools.islice(stream, CHUNK_EVENTS)):
-        result = fusion.score(chunk, alpha=alpha, explain=False)
-        for kind in SCORE_KINDS:
-            parts[kind].append(result.components[kind])
-        groups += result.group  # at alpha: a class calibrated on too few events for it is judged globally
-        forced.append(result.forced)
+        results.append(fusion.score(chunk, alpha=alpha, explain=False))
         if fitted is not None:
             for each, scores in zip(baselines, fitted.score(chunk), strict=True):
                 each.append(scores)
         empty += detector.encoder.holding_none(chunk)
-
-    def joined(arrays: list[np.ndarray], dtype: Any) -> np.ndarray:
-        return np.concatenate(arrays) if arrays else np.empty(0, dtype=dtype)
-
+        first = len(results) == 1 and total > len(chunk)  # more chunks to come: said now
+        if first and (found := said_of_empty(detector, empty, len(chunk), "events read first")) is not None:
+            say(f"warning: {found[0]}; each is flagged, and ranked first under every score kind")
     return _Scored(
-        {kind: joined(arrays, np.float64) for kind, arrays in parts.items()},
-        groups,
-        joined(forced, np.bool_),
-        [joined(arrays, np.float64) for arrays in baselines] if fitted is not None else [],
+        concatenate(results) if results else fusion.score([], alpha=alpha, explain=False),
+        [np.concatenate(each) if each else np.empty(0) for each in baselines] if fitted is not None else [],
         empty,
     )
 
@@ -517,7 +532,7 @@ def split_labelled(
     first_not_json: tuple[int, str] | None = None
     # a pipe (bash's <(…)) reads once: its lines are held, as every file's were
     held = None if Path(events_path).is_file() else list(_split_lines(events_path))
-    for number, raw in held or _split_lines(events_path):
+    for number, raw in held if held is not None else _split_lines(events_path):
         event, error = parse_line(raw) if number in labels else (None, None)
         events.append(event is not None)
         if error is not None and first_not_json is None:
@@ -565,7 +580,7 @@ def split_labelled(
             gzip.open(staged["test"], "wb", compresslevel=3) as test,
             staged["labels"].open("w", encoding="utf-8", newline="") as out_labels,
         ):
-            for number, raw in held or _split_lines(events_path):
+            for number, raw in held if held is not None else _split_lines(events_path):
                 if to_train[number - 1]:
                     train.write(raw + b"\n")
                 elif to_test[number - 1]:

@@ -1718,6 +1718,89 @@ def test_evaluate_reads_events_from_a_pipe_and_samples_a_large_train_file(
     assert "baselines fit on 100 normal events" in said
 
 
+def test_evaluate_refuses_events_that_changed_after_their_labels_were_checked(
+    split_dir: Path, workdir: Path
+) -> None:
+    """evaluate reads EVENTS twice (the review): a file replaced between the reads paired every
+    label with another event, and its report was wrong without a word. A changed file is refused,
+    whether it was replaced or rewritten in place with its size and time kept."""
+    from scorer.evaluate import read_labelled
+
+    lines = gzip.decompress((split_dir / "test.jsonl.gz").read_bytes()).splitlines(keepends=True)
+    labels = split_dir / "test.labels.csv"
+    events = workdir / "changing.jsonl"
+    events.write_bytes(b"".join(lines))
+    labelled = read_labelled(events, labels)
+    assert len(list(labelled.events())) == len(lines)  # unchanged: read again as often as asked
+    replaced = workdir / "changing.new"
+    replaced.write_bytes(b"".join(lines[1:] + lines[:1]))  # the lines rotated by one
+    replaced.rename(events)
+    with pytest.raises(ValueError, match="changed after its labels were checked"):
+        next(labelled.events())
+    labelled = read_labelled(events, labels)
+    status = events.stat()
+    with events.open("r+b") as handle:  # the first line no event now, the same bytes in number
+        handle.write(b"x" * (len(lines[1]) - 1))
+    os.utime(events, ns=(status.st_atime_ns, status.st_mtime_ns))
+    with pytest.raises(ValueError, match="changed after its labels were checked"):
+        list(labelled.events())
+
+
+def test_evaluate_says_events_of_another_kind_in_its_first_chunk_at_once(
+    model: Path, split_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scored as a stream, the events that hold none of the model's fields were counted once all
+    were scored: on a large file, after the whole run. The first chunk's are said when it is
+    scored, as `score` says those it reads first, and the whole count at the end."""
+    from scorer import evaluate as evaluation
+    from scorer.evaluate import evaluate, load_labelled
+
+    test = load_labelled(split_dir / "test.jsonl.gz", split_dir / "test.labels.csv")
+    events = [{"reading": 1}, *test.events[1:]]
+    said: list[str] = []
+    monkeypatch.setattr(evaluation, "CHUNK_EVENTS", 7)
+    evaluate(Detector.load(model), events, test.labels, [], baselines=False, log=said.append)
+    warnings = [line for line in said if line.startswith("warning: ")]
+    assert warnings == [
+        "warning: 1 of the 7 events read first hold none of the model's fields; each is flagged, and "
+        "ranked first under every score kind",
+        "warning: 1 of the 300 events to evaluate hold none of the model's fields; each is flagged, and "
+        "ranked first under every score kind",
+    ]
+    assert said.index(warnings[0]) < said.index(warnings[1])
+
+
+def test_split_of_an_empty_pipe_is_refused_not_waited_on(workdir: Path, labelled: Labelled) -> None:
+    """A pipe's lines are held, as it reads once; an empty pipe held none, and split opened it
+    again to read them, waiting for a writer that had come and gone: it hung for good."""
+    fifo = workdir / "empty.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(b""))
+    writer.start()
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "scorer.cli",
+                "split",
+                str(fifo),
+                "--labels",
+                str(labelled.labels),
+                "--output",
+                str(workdir / "from-empty"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        writer.join(60)
+    assert result.returncode == 2, result.stderr
+    assert "error: " in result.stderr
+
+
 def test_evaluate_reports_every_score_kind_beside_the_baselines(model: Path, split_dir: Path) -> None:
     result = _run(
         "evaluate",
@@ -2160,24 +2243,31 @@ def test_refresh_writes_a_new_version_from_recent_events(
     assert after.metadata["calibration"] == after.calibration.sizes()
 
 
+@pytest.mark.parametrize(("most", "held"), [(300, 1_000), (1_200, 1_200)])
 def test_refresh_holds_the_newest_events_of_a_large_input(
-    model: Path, workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    model: Path,
+    workdir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    most: int,
+    held: int,
 ) -> None:
     """refresh held every event as an object (6 GB a million: the scale review) where its baseline
-    keeps the newest and its calibration at most 20,000. It holds the newest TRAIN_EVENTS_MOST (or
-    twice the baseline size: 1,000 for this model's 500), and says so."""
+    keeps the newest and its calibration at most 20,000. It holds the newest TRAIN_EVENTS_MOST, or
+    twice the baseline size where that is more (1,000 for this model's 500), and says so."""
     from scorer import io
 
-    monkeypatch.setattr(io, "TRAIN_EVENTS_MOST", 300)
+    monkeypatch.setattr(io, "TRAIN_EVENTS_MOST", most)
     recent, _ = generate_events(1_500, seed=9)
     source = _write_jsonl(workdir / "many-recent.jsonl", recent)
-    out = workdir / "refreshed-newest"
+    out = workdir / f"refreshed-newest-{most}"
     code, said = _in_process(capsys, "refresh", source, "--model", model, "--output", out, "--keep-flagged")
     assert code == 0, said
-    assert "read 1,500 events: refreshing from the newest 1,000 of them" in said
+    assert f"read 1,500 events: refreshing from the newest {held:,} of them" in said
     after = Detector.load(out)
-    assert after.metadata["training"]["calibration_events"] == 200  # a fifth of the 1,000
-    newest, older = {e["metadata"]["uid"] for e in recent[500:]}, {e["metadata"]["uid"] for e in recent[:500]}
+    assert after.metadata["training"]["calibration_events"] == held // 5
+    newest = {e["metadata"]["uid"] for e in recent[-held:]}
+    older = {e["metadata"]["uid"] for e in recent[:-held]}
     assert len(set(after.baseline_ids) & newest) == 500  # the baseline's size, all of them newest
     assert not set(after.baseline_ids) & older
 

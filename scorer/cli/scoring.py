@@ -119,7 +119,12 @@ examples:
     evaluate.add_argument(
         "--alpha", type=_alpha, default=0.01, help="target false-positive rate (default 0.01)"
     )
-    evaluate.add_argument("--seed", type=_seed, default=0, help="seed of the baselines' held-out split")
+    evaluate.add_argument(
+        "--seed",
+        type=_seed,
+        default=0,
+        help="seed of the baselines' held-out split (and of their sample of a --train of over 200,000 normal events)",
+    )
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     _config_option(evaluate)
 
@@ -338,8 +343,9 @@ def _refresh(args: argparse.Namespace) -> int:
     with _bundle(args.model, args.config, registry) as model:
         detector = Detector.load(model)
     _say(f"reading {', '.join(str(p) for p in args.events)}")
-    # the baseline keeps the newest events and the calibration takes at most 20,000: the newest
-    # TRAIN_EVENTS_MOST (or twice the baseline) hold them all, and a million held took 6 GB
+    # the baseline keeps the newest events and the calibration a fifth of them, at most 20,000 (all
+    # with --calibration-only): of the newest TRAIN_EVENTS_MOST (or twice the baseline), as a
+    # million held took 6 GB
     most = max(TRAIN_EVENTS_MOST, 2 * detector.config.baseline_size)
     events, read = newest_events(args.events, most)
     if read > len(events):
