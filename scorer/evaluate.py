@@ -25,6 +25,7 @@ from scorer.io import (
     iter_raw_lines,
     iter_records,
     make_folders,
+    on_terminal,
     parse_line,
     refuse_writing_over,
     remove_folders,
@@ -203,6 +204,7 @@ def evaluate(
     baselines: bool = True,
     attack_types: Sequence[str] | None = None,
     log: Callable[[str], None] | None = None,
+    progress: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """ROC-AUC, PR-AUC, recall and realised FPR at ``alpha`` for every score kind and the baselines.
 
@@ -219,7 +221,8 @@ def evaluate(
     ``roc_auc_high``, and ``recall_``/``fpr_`` likewise), and with the baselines every row but raw
     k-NN's has ``roc_auc_vs_raw_knn`` with its paired interval. With ``attack_types`` (each event's,
     as :func:`load_labelled` gives them), every row has ``by_attack``: for each type, its attacks
-    against every normal event (:func:`_by_attack`). ``log`` is told what is being done, and warned.
+    against every normal event (:func:`_by_attack`). ``log`` is told what is being done, and warned;
+    ``progress`` draws a bar on stderr while the events are scored, where stderr is a terminal.
     """
     from scorer.baselines import Baselines
     from scorer.metrics import detection_report, recall_at_fpr, roc_auc_difference
@@ -230,7 +233,7 @@ def evaluate(
         say(f"fitting raw-feature k-NN and IsolationForest on {len(train_events):,} events")
         fitted = Baselines(train_events, alpha=alpha, seed=seed)
     say(f"scoring {len(labels):,} events with the model{' and the baselines' if baselines else ''}")
-    scored = _score_in_chunks(detector, fitted, events, alpha, say, len(labels))
+    scored = _score_in_chunks(detector, fitted, events, alpha, say, len(labels), progress)
     result = scored.result
     if len(result) != len(labels):
         raise ValueError(f"{len(result):,} events for {len(labels):,} labels: they must pair one for one")
@@ -312,16 +315,28 @@ def _score_in_chunks(
     alpha: float,
     say: Callable[[str], None],
     total: int,
+    progress: bool,
 ) -> _Scored:
     """The scores of ``events``, CHUNK_EVENTS at a time: none is held longer than its chunk (a
     million events held as objects took 6.85 GB). Of ``total`` events in more than one chunk, those
     of the first that hold none of the model's fields are said at once, as `score` says them."""
+    from tqdm import tqdm
+
     fusion = detector.with_config(score="fusion")
     results: list[ScoreResult] = []
     baselines: list[list[np.ndarray]] = [[], []]
     empty = 0
     stream = iter(events)
+    bar = tqdm(  # not into a log of `evaluate ... 2>file`
+        total=total,
+        desc="evaluating",
+        unit=" events",
+        file=sys.stderr,
+        disable=not (progress and on_terminal(sys.stderr)),
+        leave=False,
+    )
     while chunk := list(itertools.islice(stream, CHUNK_EVENTS)):
+        bar.update(len(chunk))
         results.append(fusion.score(chunk, alpha=alpha, explain=False))
         if fitted is not None:
             for each, scores in zip(baselines, fitted.score(chunk), strict=True):
@@ -329,7 +344,9 @@ def _score_in_chunks(
         empty += detector.encoder.holding_none(chunk)
         first = len(results) == 1 and total > len(chunk)  # more chunks to come: said now
         if first and (found := said_of_empty(detector, empty, len(chunk), "events read first")) is not None:
+            bar.clear()
             say(f"warning: {found[0]}; each is flagged, and ranked first under every score kind")
+    bar.close()
     return _Scored(
         concatenate(results) if results else fusion.score([], alpha=alpha, explain=False),
         [np.concatenate(each) if each else np.empty(0) for each in baselines] if fitted is not None else [],

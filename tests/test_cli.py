@@ -1718,6 +1718,35 @@ def test_evaluate_reads_events_from_a_pipe_and_samples_a_large_train_file(
     assert "baselines fit on 100 normal events" in said
 
 
+def test_evaluate_draws_its_progress_bar_only_on_a_terminal(
+    model: Path, split_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """evaluate scores for minutes on a large file, and said nothing meanwhile: a bar, as `score`
+    draws one, on a terminal only (not into a log of `2>file`), and none with --quiet."""
+    import io
+
+    from scorer.evaluate import evaluate, load_labelled
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    test = load_labelled(split_dir / "test.jsonl.gz", split_dir / "test.labels.csv")
+    detector = Detector.load(model)
+    for stderr, progress, drawn in [
+        (io.StringIO(), True, False),
+        (Terminal(), True, True),
+        (Terminal(), False, False),  # --quiet
+    ]:
+        monkeypatch.setattr(sys, "stderr", stderr)
+        evaluate(detector, test.events, test.labels, [], baselines=False, progress=progress)
+        monkeypatch.undo()
+        assert ("evaluating: " in stderr.getvalue()) is drawn, stderr.getvalue()
+    files = [split_dir / name for name in ("test.jsonl.gz", "test.labels.csv", "train_normal.jsonl.gz")]
+    argv = ["evaluate", files[0], "--model", "m", "--labels", files[1], "--train", files[2], "--quiet"]
+    assert build_parser().parse_args([str(arg) for arg in argv]).quiet
+
+
 def test_evaluate_refuses_events_that_changed_after_their_labels_were_checked(
     split_dir: Path, workdir: Path
 ) -> None:

@@ -119,6 +119,7 @@ examples:
     evaluate.add_argument(
         "--alpha", type=_alpha, default=0.01, help="target false-positive rate (default 0.01)"
     )
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.add_argument(
         "--seed",
         type=_seed,
@@ -310,6 +311,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         attack_types=attack_types,
         log=_say,
+        progress=not args.quiet,
     )
     if args.json:  # a figure labels of one class, or an α a row cannot flag at, cannot give is null
         # (JSON has no NaN); cannot_flag says why a row can flag nothing at α, else null
