@@ -19,6 +19,7 @@ from redis_server import RedisServer
 from waiting import eventually_async
 
 from scorer.service.app import create_app
+from scorer.service.keys import CACHE
 from scorer.settings import Settings
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
@@ -242,6 +243,19 @@ async def test_a_redis_that_hangs_costs_no_answer(
                 assert len(results) == 10
                 assert all("score" in r for r in results)
             assert (await (await client.get("/readyz")).json())["redis"] == "degraded"
+            # degraded, lookups stay in the local tier: no request pays the budget again until the
+            # probe finds Redis back (the real client, its lookups counted)
+            redis = client.app[CACHE].redis
+            asked: list[int] = []
+            lookup = redis.mget
+
+            async def counted(keys: list[str]) -> Any:
+                asked.append(len(keys))
+                return await lookup(keys)
+
+            redis.mget = counted
+            assert len(await _score(client, held_out_events[340:350])) == 10
+            assert asked == []
     finally:
         os.kill(pid, signal.SIGCONT)
     metrics = await (await client.get("/metrics")).text()

@@ -10,13 +10,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from scorer.calibration import MAX_THRESHOLDS, Calibration, conformal_p_values, conformal_threshold
+from scorer.calibration import (
+    GLOBAL,
+    MAX_THRESHOLDS,
+    Calibration,
+    conformal_p_values,
+    conformal_threshold,
+    group_key,
+)
 from scorer.metrics import (
     detection_report,
     proportion_interval,
     recall_at_fpr,
     roc_auc_difference,
     roc_auc_interval,
+    threshold_at_fpr,
 )
 
 # --- conformal p-values -------------------------------------------------------------------------
@@ -100,11 +108,13 @@ def test_threshold_and_p_values_agree_for_every_score_including_ties() -> None:
     # Awkward alphas too: 0.29 * 100 is 28.999999999999996 in floating point.
     alphas = [0.001, 0.01, 0.05, 0.07, 0.1, 0.29, 1 / 3, 0.5, 0.99, 1.0]
     for n in [0, 1, 2, 5, 19, 99, 100, 399]:
-        calibration = rng.integers(0, 6, size=n).astype(float)  # many ties
-        values = np.unique(np.concatenate([calibration, [-1.0, 6.0]]))
-        probes = np.concatenate([values, (values[:-1] + values[1:]) / 2, [-1e300, np.inf]])
-        for alpha in [*alphas, *(j / (n + 1) for j in range(1, n + 2))]:
-            _assert_consistent(calibration, alpha, probes)
+        # many ties; and none, where each rank is its own score (with heavy ties ranks 27 and 28,
+        # which 0.29 tells apart, held one value: a threshold one rank off passed)
+        for calibration in (rng.integers(0, 6, size=n).astype(float), np.arange(n, dtype=float)):
+            values = np.unique(np.concatenate([calibration, [-1.0, max(6.0, n)]]))
+            probes = np.concatenate([values, (values[:-1] + values[1:]) / 2, [-1e300, np.inf]])
+            for alpha in [*alphas, *(j / (n + 1) for j in range(1, n + 2))]:
+                _assert_consistent(calibration, alpha, probes)
 
 
 @settings(max_examples=200, deadline=None)
@@ -131,6 +141,33 @@ def test_threshold_is_inf_when_alpha_is_too_small_for_n() -> None:
 
 def test_threshold_is_minus_inf_when_every_score_qualifies() -> None:
     assert conformal_threshold(np.array([1.0, 2.0, 3.0]), 1.0) == -math.inf
+
+
+def test_a_class_is_calibrated_on_its_own_from_min_group_size_events_and_flags_from_one_over_n_plus_one() -> (
+    None
+):
+    """The edges the mutation review found untested: a class of 499 calibration events is judged
+    with the others, one of 500 on its own; and a class of n can flag at α = 1 / (n + 1), not below."""
+    scores = np.random.default_rng(1).normal(size=3_000)
+    classes = [4001] * 499 + [4002] * 500 + [4003] * 999 + [4004] * 1_002
+    calibration = Calibration.fit(scores, classes)
+    assert set(calibration.sizes()) == {"global", "class_uid=4002", "class_uid=4003", "class_uid=4004"}
+    assert calibration.resolve([4001, 4002, 4003, 4004], 0.001) == [
+        "global",
+        "global",  # 500 events: 1/501 > 0.001
+        "class_uid=4003",  # 999 events: 1/1,000 is 0.001
+        "class_uid=4004",
+    ]
+    assert calibration.resolve([4002], 1 / 501) == ["class_uid=4002"]
+
+
+def test_the_calibration_group_of_a_class_uid_as_producers_send_it() -> None:
+    """A class_uid sent as text or as a whole float is that class (producers differ); what is no
+    class number is calibrated with every event."""
+    for value in (4001, 4001.0, "4001", " 4001 "):
+        assert group_key(value) == "class_uid=4001", value
+    for value in (True, None, "-1", "4001x", "", 4001.5, -1, math.inf, "4" * 19, [4001]):
+        assert group_key(value) == GLOBAL, value
 
 
 def test_a_class_calibrated_on_too_few_events_for_alpha_is_judged_by_the_global_group() -> None:
@@ -224,6 +261,18 @@ def test_recall_at_fpr_is_the_roc_curve_at_that_rate() -> None:
     assert recall_at_fpr(labels, scores, 0.1) == pytest.approx(2 / 3)
     assert recall_at_fpr(labels, scores, 0.0) == pytest.approx(1 / 3)  # above every normal: 9.5 only
     assert recall_at_fpr(labels, scores, 1.0) == pytest.approx(1.0)
+    # an attack scoring the threshold itself (8) is not above it: as a normal event there is not
+    tied = np.array([*range(10), 9.5, 8.0, 3.0], dtype=np.float64)
+    assert recall_at_fpr(np.array([0] * 10 + [1] * 3), tied, 0.1) == pytest.approx(1 / 3)
+
+
+def test_the_threshold_at_a_rate_rounds_the_count_of_normal_events_above_it() -> None:
+    """round(fpr × n) normal events above it: 1.4 of ten is one (the threshold the ninth score, 8),
+    1.6 is two (7); neither floor nor ceiling."""
+    normal = np.arange(10.0)
+    assert threshold_at_fpr(normal, 0.14) == 8.0
+    assert threshold_at_fpr(normal, 0.16) == 7.0
+    assert threshold_at_fpr(normal, 1.0) == -math.inf
 
 
 def test_recall_at_fpr_reproduces_a_thresholds_recall_at_the_rate_it_realised() -> None:

@@ -6,6 +6,7 @@ import copy
 import math
 import re
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -433,6 +434,21 @@ def test_prepare_and_finish_with_a_cache_score_as_score_does(
         r.to_dict() for rs in whole.reasons for r in rs
     ]
     assert {"encode", "embed", "search", "calibrate", "explain"} <= set(second.seconds)
+
+
+def test_two_models_never_share_an_embedding_cache_key(
+    bundle_dir: Path, other_bundle_dir: Path, held_out_events: list[Event]
+) -> None:
+    """The cache's keys name the model's version beside the row: a champion and a challenger, or a
+    model and the one reloaded after it, share the local tier and Redis, and one must never read the
+    other's embeddings (the mutation review: a key of the row alone passed every test, as a stale
+    entry of the right size is scored without a word)."""
+    one, other = Detector.load(bundle_dir), Detector.load(other_bundle_dir)
+    assert one.model_info["version"] != other.model_info["version"]
+    events = held_out_events[:40]
+    keys = one.prepare(events, keys=True).keys
+    assert len(set(keys)) > 1
+    assert not set(keys) & set(other.prepare(events, keys=True).keys)
 
 
 def test_a_features_only_detector_needs_no_embedding_keys(

@@ -7,6 +7,7 @@ import contextlib
 import copy
 import functools
 import gzip
+import hmac
 import http.client
 import http.server
 import io
@@ -777,6 +778,40 @@ async def test_bearer_token_on_scoring_calls(aiohttp_client: Any, bundle_dir: Pa
     assert (await client.get("/readyz")).status == 200
 
 
+async def test_every_route_but_the_open_ones_needs_the_token_compared_in_constant_time(
+    aiohttp_client: Any, bundle_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every route the app serves asks for the token but the open ones (health, readiness, metrics,
+    the OpenAPI document, and HEAD of the Vector route): read from the router, so that a route added
+    later is held to it too. A presented token is compared with hmac.compare_digest, whose time does
+    not tell how much of it was right (the mutation review: `!=` passed every test, and moving
+    /v1/models among the open paths only a fuzzing test)."""
+    from scorer.service import middlewares
+
+    app = create_app(_settings(bundle_dir, api_token="s3cret-token"))
+    client = await aiohttp_client(app)
+    routes = {(route.method, route.resource.canonical) for route in app.router.routes() if route.resource}
+    open_ones = {(m, p) for m, p in routes if p in middlewares.OPEN_PATHS}
+    open_ones |= {("HEAD", p) for p in middlewares.OPEN_HEADS}
+    assert ("GET", "/v1/models") in routes - open_ones
+    for method, path in sorted(routes - open_ones):
+        assert (await client.request(method, path, data=b"{}", headers=JSON)).status == 401, (method, path)
+    for method, path in sorted(open_ones):  # (HEAD of the Vector route: 503, no downstream set)
+        assert (await client.request(method, path)).status not in (401, 403), (method, path)
+    compared: list[tuple[bytes, bytes]] = []
+    constant_time = hmac.compare_digest
+
+    def compare_digest(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return constant_time(a, b)
+
+    monkeypatch.setattr(middlewares.hmac, "compare_digest", compare_digest)
+    for token, status in (("nope", 403), ("s3cret-token", 200)):
+        headers = {**JSON, "Authorization": f"Bearer {token}"}
+        assert (await client.get("/v1/models", headers=headers)).status == status
+    assert compared == [(b"nope", b"s3cret-token"), (b"s3cret-token", b"s3cret-token")]
+
+
 @pytest.mark.parametrize("path", ["/v1/score", "/v1/models/reload"])
 async def test_a_token_that_is_not_ascii_is_401(aiohttp_client: Any, bundle_dir: Path, path: str) -> None:
     client = await aiohttp_client(create_app(_settings(bundle_dir, api_token="api", admin_token="adm1n")))
@@ -1065,6 +1100,27 @@ async def test_batcher_merges_and_splits_back() -> None:
     assert other_alpha == [{"id": 7, "alpha": 0.2}]
     assert len(sizes) < len(requests)  # merged
     assert max(sizes) > 1
+
+
+async def test_requests_at_different_alphas_merged_in_one_batch_each_get_their_own() -> None:
+    """Requests waiting together are merged into one batch whatever their ?alpha=: each must be
+    judged at its own (the mutation review: a batch scored at its first request's alpha passed every
+    test, as the one request at another alpha above is sent alone)."""
+    merged: list[int] = []
+
+    async def run(events: list[Event], alpha: float) -> list[dict[str, Any]]:
+        merged.append(len(events))
+        await asyncio.sleep(0.001)
+        return [{"id": e["id"], "alpha": alpha} for e in events]
+
+    batcher = MicroBatcher(run, max_size=64, max_wait_us=50_000, concurrency=1, max_pending=1_000)
+    await batcher.start()
+    alphas = [0.2 if i % 2 else 0.01 for i in range(20)]
+    results = await asyncio.gather(*[batcher.score([{"id": i}], a) for i, a in enumerate(alphas)])
+    await batcher.stop()
+    assert [r[0]["alpha"] for r in results] == alphas
+    assert [r[0]["id"] for r in results] == list(range(20))
+    assert len(merged) < len(alphas)  # they did wait together
 
 
 async def test_the_queue_wait_is_a_requests_wait_for_its_batch_to_start() -> None:
