@@ -438,34 +438,58 @@ async def test_bad_encodings_get_the_error_shape(
         assert response.headers["Accept-Encoding"] == "gzip, deflate"
 
 
-def test_a_body_of_many_gzip_members_is_inflated_in_linear_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each member's end used to copy the whole rest of the body to start the next: 8 MiB of empty
-    members took 44 s. Counted, not timed: twice the members, about twice the bytes the decoder is
-    handed (it was four times)."""
-    from scorer.service import requests
-
-    handed = 0
+def _counting_zlib() -> tuple[Any, dict[str, int]]:
+    """zlib for scorer.service.requests, its real decoder's bytes counted: those it is handed and
+    those it gives back."""
+    counted = {"handed": 0, "given": 0}
 
     class Counting:
         def __init__(self, wbits: int) -> None:
             self.decoder = zlib.decompressobj(wbits)
 
         def decompress(self, data: bytes, max_length: int) -> bytes:
-            nonlocal handed
-            handed += len(data)
-            return self.decoder.decompress(data, max_length)
+            counted["handed"] += len(data)
+            part = self.decoder.decompress(data, max_length)
+            counted["given"] += len(part)
+            return part
 
         def __getattr__(self, name: str) -> Any:
             return getattr(self.decoder, name)
 
-    monkeypatch.setattr(requests, "zlib", type("Zlib", (), {"decompressobj": Counting, "error": zlib.error}))
+    return type("Zlib", (), {"decompressobj": Counting, "error": zlib.error}), counted
+
+
+def test_a_body_of_many_gzip_members_is_inflated_in_linear_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each member's end used to copy the whole rest of the body to start the next: 8 MiB of empty
+    members took 44 s. Counted, not timed: twice the members, about twice the bytes the decoder is
+    handed (it was four times)."""
+    from scorer.service import requests
+
+    fake, counted = _counting_zlib()
+    monkeypatch.setattr(requests, "zlib", fake)
     work = []
     for members in (20_000, 40_000):
-        handed = 0
+        counted["handed"] = 0
         body = _gz(b"") * members + _gz(b'{"class_uid": 4001}')  # empty members, then the event
         assert requests.inflate(body, "gzip", 1 << 20) == b'{"class_uid": 4001}'
-        work.append(handed)
+        work.append(counted["handed"])
     assert work[1] < 2.5 * work[0], work
+
+
+def test_a_compression_bomb_inflates_one_byte_past_the_limit_and_no_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The decoder is asked each step for no more than the limit leaves, and one byte to know it
+    is past: a step asked for without that bound inflated up to about 4 MiB past it before the
+    413 (the mutation review: no test saw it)."""
+    from scorer.service import requests
+
+    fake, counted = _counting_zlib()
+    monkeypatch.setattr(requests, "zlib", fake)
+    with pytest.raises(ApiError) as refused:
+        requests.inflate(gzip.compress(b"\0" * (64 << 20)), "gzip", 1 << 20)
+    assert refused.value.status == 413
+    assert counted["given"] == (1 << 20) + 1
 
 
 def test_alpha_is_a_decimal_number_as_json_writes_one_and_a_run_of_digits_has_one_reading() -> None:
