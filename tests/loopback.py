@@ -73,7 +73,9 @@ class Relay:
         await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
 
     def stop(self) -> None:
+        # on the loop's own thread, before it stops: closed from this one, the server raced the loop
+        # waking its waiters (CI: "'NoneType' object is not iterable" in Server._wakeup)
         if self.server is not None:
-            self.server.close()
+            self.loop.call_soon_threadsafe(self.server.close)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
