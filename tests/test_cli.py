@@ -344,6 +344,55 @@ def test_the_readme_synopsis_lists_every_command_with_only_flags_it_takes() -> N
     assert leaves <= listed, f"README lists no line for {sorted(leaves - listed)}"
 
 
+@pytest.mark.parametrize(
+    ("hidden", "extra", "command"),
+    [
+        ("pyspark", "spark", ["score-spark", "--model", "{model}", "{source}", "{out}"]),
+        ("plotly", "report", ["report", "{source}", "--output", "{out}.html"]),
+        ("opensearchpy", "opensearch", ["opensearch", "install", "--opensearch-url", "http://127.0.0.1:9"]),
+        ("opensearchpy", "opensearch", ["opensearch", "uninstall", "--opensearch-url", "http://127.0.0.1:9"]),
+        (
+            "aiokafka",
+            "kafka",
+            [
+                *("stream", "--source", "kafka", "--bootstrap-servers", "127.0.0.1:9", "--model", "{model}"),
+                *(
+                    "--input",
+                    "in",
+                    "--output",
+                    "out",
+                    "--alerts",
+                    "alerts",
+                    "--dead-letter",
+                    "dead",
+                    "--group",
+                    "g",
+                ),
+            ],
+        ),
+    ],
+)
+def test_a_missing_extra_is_one_line_saying_what_to_install(
+    hidden: str, extra: str, command: list[str], bundle_dir: Path, tmp_path: Path
+) -> None:
+    """Each command an extra serves says, in one line, which extra to install. `opensearch install`,
+    `uninstall` and `stream --source kafka` ended in a traceback (the README walk-through), the last
+    after loading the model."""
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"class_uid": 4001}\n')
+    args = [a.format(model=bundle_dir, source=source, out=tmp_path / "out") for a in command]
+    code = (  # the package made unimportable, as where the extra was never installed
+        f"import sys; sys.modules[{hidden!r}] = None; from scorer.cli import main; sys.exit(main({args!r}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"pip install 'ocsf-anomaly[{extra}]'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "loading" not in result.stderr  # said before any model loads
+
+
 def test_every_help_states_the_one_true_precedence_of_settings() -> None:
     """As measured in tests/test_settings.py: flags over the environment over the file over the defaults."""
     stated = {  # the description as written: argparse's wrapping may break "command-line" at its hyphen

@@ -294,29 +294,6 @@ def test_a_bad_bundle_input_or_output_fails_before_spark_starts(
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize(
-    ("command", "hidden", "extra"), [("score-spark", "pyspark", "spark"), ("report", "plotly", "report")]
-)
-def test_a_missing_extra_is_one_line_saying_what_to_install(
-    command: str, hidden: str, extra: str, bundle_dir: Path, tmp_path: Path
-) -> None:
-    source = tmp_path / "in.jsonl"
-    source.write_text('{"class_uid": 4001}\n')
-    args = ["--model", str(bundle_dir), str(source), str(tmp_path / "out")]
-    if command == "report":
-        args = [str(source), "--output", str(tmp_path / "out.html")]
-    code = (  # the package made unimportable, as where the extra was never installed
-        f"import sys; sys.modules[{hidden!r}] = None; from scorer.cli import main; "
-        f"sys.exit(main([{command!r}, *{args!r}]))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 2, result.stderr
-    assert f"pip install 'ocsf-anomaly[{extra}]'" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
 def _registered(bundle_dir: Path, directory: Path) -> dict[str, str]:
     """``bundle_dir`` registered as models:/lake-model@champion in a store of its own in ``directory``:
     the environment that names it."""

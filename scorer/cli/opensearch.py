@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scorer.cli import CliError, Commands, _alpha, _count, _positive, _say
+from scorer.cli import CliError, Commands, _alpha, _count, _positive, _require_extra, _say
 from scorer.opensearch import AUTH_VARIABLE, TOKEN_VARIABLE
 
 EXAMPLES = """\
@@ -256,6 +256,7 @@ def _connection(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _install(args: argparse.Namespace) -> int:
+    _require_extra("opensearch install", "opensearch", "opensearchpy")
     from scorer.opensearch.installer import SCORER_CHECK, InstallError, install
 
     said: list[str] = []
@@ -285,6 +286,7 @@ def _install(args: argparse.Namespace) -> int:
 
 
 def _uninstall(args: argparse.Namespace) -> int:
+    _require_extra("opensearch uninstall", "opensearch", "opensearchpy")
     from scorer.opensearch.installer import uninstall
 
     uninstall(args.opensearch_url, _options(args), **_connection(args))

@@ -14,7 +14,17 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scorer.cli import CONFIG_HELP, CliError, Commands, _alpha, _port, _positive, _say, _seconds
+from scorer.cli import (
+    CONFIG_HELP,
+    CliError,
+    Commands,
+    _alpha,
+    _port,
+    _positive,
+    _require_extra,
+    _say,
+    _seconds,
+)
 
 # Kafka's names (aiokafka's too), here so that `--help` imports no client
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -252,6 +262,8 @@ def _check_sources(args: argparse.Namespace) -> None:
 
 def _stream(args: argparse.Namespace) -> int:
     _check_sources(args)
+    if args.source == "kafka":  # before the model loads, which takes a while
+        _require_extra("stream --source kafka", "kafka", "aiokafka")
     from scorer.registry import configure_mlflow
     from scorer.service.models import source_for
     from scorer.settings import Settings, stray_variables

@@ -54,7 +54,7 @@ async def _read(request: web.Request) -> tuple[Batch, float]:
     """The request's events (an object, an array or NDJSON) and its alpha."""
     strict = FLAGS.get(request.query.get("strict", "false").lower())
     if strict is None:
-        raise ApiError(400, "bad_strict", "strict is true or false, e.g. ?strict=true")
+        raise ApiError(400, "bad_strict", "strict is true or false (or 1 or 0, yes or no), e.g. ?strict=true")
     body, alpha = await read_body(request)
     return await parse(request, body, strict=strict), alpha
 
