@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import scorer
+from scorer import paths
 from scorer.errors import UserError
 from scorer.io import make_folders, plain_mode, remove_folders
 
@@ -305,7 +306,8 @@ def _metadata(opened: _Opened) -> dict[str, Any]:
     if isinstance(metadata, dict) and metadata.get("format") == 1:
         raise BundleError(
             f"{directory} was written by an earlier ocsf-anomaly (bundle format 1, whose digests do not "
-            "cover its settings): train it again (for `make run`'s demo model: delete data/mlflow)"
+            "cover its settings): train it again (for `make run`'s demo model: delete "
+            f"{paths.state_dir() / 'mlflow'})"
         )
     # a list or an object in "format" is no key of READABLE: "unhashable type" ended the command in
     # a traceback, and a serving process that followed the registry to such a version died

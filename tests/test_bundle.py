@@ -408,11 +408,17 @@ def test_metadata_that_this_version_cannot_load(copy: Path, change: dict[str, An
         Detector.load(copy)
 
 
-def test_a_bundle_of_the_first_format_is_refused_saying_what_to_do(copy: Path) -> None:
+def test_a_bundle_of_the_first_format_is_refused_saying_what_to_do(
+    copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Said with the registry's real folder: it named data/mlflow wherever OCSF_ANOMALY_HOME put it
+    (the upgrade review)."""
     metadata = _metadata(copy) | {"format": 1}  # its settings were read from metadata.json, undigested
     (copy / "metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
-    with pytest.raises(BundleError, match="train it again"):
+    monkeypatch.setenv("OCSF_ANOMALY_HOME", str(tmp_path / "home"))
+    with pytest.raises(BundleError, match="train it again") as refused:
         Detector.load(copy)
+    assert f"delete {tmp_path / 'home' / 'mlflow'}" in str(refused.value)
 
 
 def test_the_settings_in_metadata_json_are_only_a_description(

@@ -648,3 +648,12 @@ def test_a_producers_no_port_in_training_is_said_and_not_flagged_later(train_eve
         for port in (-1, "-1", 70000)
     ]
     assert detector.score(later, explain=False).forced.tolist() == [False, False, True]
+    # a bundle written before the sentinels were learnt (its features.json names none): which
+    # impossible ports its training held is unknown, so none flags, as none did then; every -1 of
+    # this producer's had been flagged after an upgrade, and refresh could not mend it (the
+    # upgrade review)
+    state = detector.to_state()
+    del state.features["port_sentinels"]
+    older = Detector.from_state(state)
+    assert not older.score(later, explain=False).forced.any()
+    assert np.allclose(older.score(later, explain=False).score, detector.score(later, explain=False).score)

@@ -664,10 +664,10 @@ def test_a_port_no_port_can_be_that_training_held_is_a_producers_no_port_not_fla
         assert len(set(map(tuple, batch.cat.tolist()))) == 1  # all an unknown port, as before
     assert FeatureEncoder(SPEC).fit(_training_events()).port_sentinels == {}
     older = fitted.to_dict()
-    del older["port_sentinels"]  # a bundle made before: every impossible port flags
-    invalid = FeatureEncoder.from_dict(older).encode([{"port": -1}]).invalid
-    assert invalid is not None
-    assert invalid[0, column]
+    del older["port_sentinels"]  # a bundle made before: which of them training held is unknown
+    read = FeatureEncoder.from_dict(older)
+    assert read.encode([{"port": -1}, {"port": 70000}]).invalid is None  # none flags, as then
+    assert "port_sentinels" not in read.to_dict()  # and so it stays, written again (refresh)
 
 
 # ------------------------------------------------------------------ hashing

@@ -394,6 +394,10 @@ class FeatureEncoder:
         self._examples: dict[str, dict[int, str]] = {}  # hashed: bucket → its most common training value
         # port_bucket: the numbers no port can be that training held (a producer's "no port": -1)
         self._port_sentinels: dict[str, frozenset[str]] = {}
+        # False for a bundle written before the sentinels were learnt (2026-12-06): which impossible
+        # ports its training held is unknown, so none flags, as none did when it was written (every
+        # -1 of a producer's would be flagged otherwise, and refresh keeps the encoder)
+        self.checks_ports = True
         self.fitted_ = False
 
     # ---------------------------------------------------------------- layout
@@ -627,7 +631,8 @@ class FeatureEncoder:
             num[:, missing_column] = absent_time
         # every categorical column as a list of indices, then one array (not one per column)
         indices = [self._category_indices(feature, columns[index]) for index, feature in layout.categorical]
-        for j in layout.ports:  # a number no port can be (70000): still an unknown port, and flagged
+        # a number no port can be (70000): still an unknown port, and flagged
+        for j in layout.ports if self.checks_ports else ():
             index, feature = layout.categorical[j]
             impossible_port = _impossible_ports(
                 columns[index], indices[j], self._port_sentinels.get(feature.name, frozenset())
@@ -747,13 +752,15 @@ class FeatureEncoder:
 
     # ---------------------------------------------------------------- persistence
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "spec": self.spec.to_dict(),
             "numeric": {k: {"center": v.center, "scale": v.scale} for k, v in self._numeric.items()},
             "vocab": {k: v.values for k, v in self._vocab.items()},
             "examples": {k: {str(b): v for b, v in sorted(e.items())} for k, e in self._examples.items()},
-            "port_sentinels": {k: sorted(v) for k, v in self._port_sentinels.items()},
         }
+        if self.checks_ports:  # absent: as the bundle it was read from (refresh keeps the encoder)
+            data["port_sentinels"] = {k: sorted(v) for k, v in self._port_sentinels.items()}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureEncoder:
@@ -774,7 +781,8 @@ class FeatureEncoder:
                 if not all(isinstance(v, str) for v in examples.values()):
                     raise EncoderError(f"examples of {name!r} must be strings")
                 encoder._examples[name] = {int(bucket): value for bucket, value in examples.items()}
-            for name, values in data.get("port_sentinels", {}).items():  # bundles before 2026-12-06: none
+            encoder.checks_ports = "port_sentinels" in data
+            for name, values in data.get("port_sentinels", {}).items():
                 if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
                     raise EncoderError(f"port sentinels of {name!r} must be a list of strings")
                 encoder._port_sentinels[name] = frozenset(values)
