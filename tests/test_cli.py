@@ -1950,7 +1950,8 @@ def test_evaluate_refuses_labels_that_do_not_match_the_events(
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.strip().splitlines()[:-1] == [
-        f"reading {labelled.events} and {labels}"
+        f"loading {model}",
+        f"reading {labelled.events} and {labels}",
     ]  # no further
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith(f"error: {labels} does not label the 600 lines of {labelled.events}")
@@ -1960,6 +1961,34 @@ def test_evaluate_refuses_labels_that_do_not_match_the_events(
         + f", {stray} labels name no line"
         + (" (the first, line 601)" if stray else "")
     )
+
+
+def test_evaluate_refuses_a_model_it_cannot_load_before_reading_the_events(
+    model: Path, labelled: Labelled, tmp_path: Path
+) -> None:
+    """The model is loaded first, as `score` loads it: a bundle that cannot be loaded (an older
+    format, an altered file) was refused only once the events, their labels and --train had been
+    read (the upgrade review)."""
+    altered = tmp_path / "altered"
+    shutil.copytree(model, altered)
+    weights = altered / "weights.npz"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    result = _run(
+        "evaluate",
+        labelled.events,
+        "--model",
+        altered,
+        "--labels",
+        labelled.labels,
+        "--train",
+        labelled.events,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[0] == f"loading {altered}"
+    assert "reading" not in result.stderr
+    assert "weights.npz" in result.stderr.strip().splitlines()[-1]
 
 
 @pytest.mark.parametrize(

@@ -277,6 +277,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     _check_config(args.config)
     set_threads(os.cpu_count() or 1)
+    _say(f"loading {args.model}")  # first: a model that cannot be loaded fails before the reading
+    with _bundle(args.model, args.config) as model:
+        detector = Detector.load(model)
     _say(f"reading {args.events} and {args.labels}")
     # a labels file that does not match fails first; the events are read again as they are scored
     labels, attack_types, events = read_labelled(args.events, args.labels)
@@ -292,9 +295,6 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"read {read:,} normal events of --train: the baselines fit on a uniform sample of "
             f"{len(train_events):,} of them (seed {args.seed})"
         )
-    _say(f"loading {args.model}")
-    with _bundle(args.model, args.config) as model:
-        detector = Detector.load(model)
     # events of another kind than the model's are flagged whatever they hold: said, as score, train
     # and refresh say it (of the events to evaluate, by evaluate as it scores them)
     if (found := fields_held_by_none(detector, train_events, "--train events")) is not None:
