@@ -341,6 +341,20 @@ def test_the_splunk_app_is_pointed_at_the_scorer_with_its_token() -> None:
     assert services["splunk"]["depends_on"]["scorer"] == {"condition": "service_healthy"}
 
 
+@needs_compose
+def test_the_splunk_profile_installs_the_package_make_splunk_app_writes() -> None:
+    """`make splunk-app` names the package by app.conf's version; the profile looked for it by the
+    scorer image's OCSF_ANOMALY_VERSION, so a new image's version broke it (the docs review)."""
+    conf = (ROOT / "integrations" / "splunk" / "ocsf_anomaly" / "default" / "app.conf").read_text()
+    version = re.search(r"^\[id\][^\[]*?^version *= *(\S+)", conf, re.M | re.S)
+    assert version is not None
+    env = {"SPLUNK_PASSWORD": "changeme1", "OCSF_ANOMALY_VERSION": "9.9.9"}
+    splunk = compose_config("--profile", "splunk", env=env)["services"]["splunk"]
+    assert splunk["environment"]["SPLUNK_APPS_URL"] == f"/tmp/apps/ocsf_anomaly-{version[1]}.tgz"
+    again = compose_config("--profile", "splunk", env={**env, "SPLUNK_APP_VERSION": "1.2.3"})["services"]
+    assert again["splunk"]["environment"]["SPLUNK_APPS_URL"] == "/tmp/apps/ocsf_anomaly-1.2.3.tgz"
+
+
 @pytest.mark.parametrize("token", ["s3cret", ""])
 def test_the_splunk_setup_writes_the_url_and_stores_the_token(token: str) -> None:
     """deploy/splunk/configure.py against a stand-in splunkd that records the calls."""
