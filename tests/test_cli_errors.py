@@ -473,6 +473,28 @@ def test_evaluate_names_the_first_bad_lines_then_how_many_more(
     assert "… and 5 more bad lines" in result.stderr
 
 
+@pytest.mark.parametrize("bad", [19, 20, 21])
+def test_the_bad_lines_said_end_in_how_many_more_only_when_there_are_more(bad: int) -> None:
+    """Twenty bad lines are said one by one; "… and 0 more bad lines" after exactly twenty would
+    say nothing true (the mutation review: only 25 were tested)."""
+    import io
+
+    from scorer.io import BAD_LINES_SAID, BadLines
+
+    out = io.StringIO()
+    lines = BadLines(out)
+    for n in range(bad):
+        lines.say(f"line {n + 1}: skipped")
+    lines.close()
+    said = out.getvalue().splitlines()
+    assert said[: min(bad, BAD_LINES_SAID)] == [
+        f"line {n + 1}: skipped" for n in range(min(bad, BAD_LINES_SAID))
+    ]
+    assert said[BAD_LINES_SAID:] == (
+        [f"… and {bad - BAD_LINES_SAID} more bad lines"] if bad > BAD_LINES_SAID else []
+    )
+
+
 def test_evaluate_on_attacks_alone_says_n_a_not_nan(
     bundle_dir: Path, labelled: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -179,6 +179,18 @@ def test_every_score_kind_is_calibrated(fitted_detector: Detector, held_out_even
         assert abs(result.is_anomaly.mean() - alpha) < tolerance, (kind, result.is_anomaly.mean())
 
 
+def test_the_explanation_moves_no_score(fitted_detector: Detector, held_out_events: list[Event]) -> None:
+    """The reasons read 20 neighbours from the feature index, the score 3: a score that took the
+    explanation's neighbours scored differently with reasons than without, and every p-value moved
+    against a calibration made without them (the mutation review: only a CLI test noticed)."""
+    events = held_out_events[:300]
+    plain = fitted_detector.score(events, explain=False)
+    explained = fitted_detector.score(events, explain=True)
+    assert fitted_detector.config.explain_k > fitted_detector.config.feature_k
+    np.testing.assert_array_equal(explained.score, plain.score)
+    np.testing.assert_array_equal(explained.p_value, plain.p_value)
+
+
 def test_empty_and_non_object_batches(fitted_detector: Detector) -> None:
     assert len(fitted_detector.score([])) == 0
     result = fitted_detector.score([{}, {"class_uid": [1, 2]}, {"unmapped": {"x": {"y": None}}}])

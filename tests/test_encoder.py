@@ -663,6 +663,13 @@ def test_a_port_no_port_can_be_that_training_held_is_a_producers_no_port_not_fla
         assert batch.invalid[:, column].tolist() == [False, False, False, False, True, True]
         assert len(set(map(tuple, batch.cat.tolist()))) == 1  # all an unknown port, as before
     assert FeatureEncoder(SPEC).fit(_training_events()).port_sentinels == {}
+    # a second producer's sentinel, rarer than the first: each is kept, not the most common alone
+    # (the mutation review)
+    for i in range(1, len(events), 7):
+        events[i] = {**events[i], "port": 99999}
+    two = FeatureEncoder(SPEC).fit(events)
+    assert two.port_sentinels == {"port#port_bucket": ["-1", "99999"]}
+    assert two.encode([{"port": 99999}, {"port": -1}]).invalid is None
     older = fitted.to_dict()
     del older["port_sentinels"]  # a bundle made before: which of them training held is unknown
     read = FeatureEncoder.from_dict(older)
@@ -886,11 +893,16 @@ def test_the_feature_space_vector_is_the_numeric_columns_then_each_categoricals_
             FeatureDef(path="num", kind="numeric"),
             FeatureDef(path="port", kind="port_bucket"),
             FeatureDef(path="other", kind="hashed", buckets=100),
+            # the widest one-hot and the narrowest code: the plan and the codes must agree at the edge
+            FeatureDef(path="edge", kind="hashed", buckets=ONE_HOT_MAX - RESERVED),
+            FeatureDef(path="beyond", kind="hashed", buckets=ONE_HOT_MAX - RESERVED + 1),
         )
     )
     encoder = FeatureEncoder(wide).fit(_training_events())
     cards = encoder.cardinalities
-    assert [c > ONE_HOT_MAX for c in cards] == [False, True, False, True]  # both codes, interleaved
+    assert cards[-2:] == [ONE_HOT_MAX, ONE_HOT_MAX + 1]
+    # both kinds, interleaved
+    assert [c > ONE_HOT_MAX for c in cards] == [False, True, False, True, False, True]
     rng = np.random.default_rng(n)
     batch = EncodedBatch(
         cat=np.stack([rng.integers(0, c, n) for c in cards], axis=1),

@@ -150,6 +150,10 @@ def test_a_number_no_neighbour_holds_has_no_typical_and_deviates_as_a_missing_on
     reason = _explain(encoder, some, _neighbour(0, bytes=1500))["bytes"]
     assert reason.typical is None
     assert reason.deviation == pytest.approx(2.25)
+    # half of them hold it, at the event's value: those lacking it are not most, nothing to show
+    # (the mutation review)
+    half = [_neighbour(i, bytes=1500 if i % 2 else None) for i in range(20)]
+    assert "bytes" not in _explain(encoder, half, _neighbour(0, bytes=1500))
     # ... far from it: the distance from those that hold it speaks, beside their value
     far = _explain(encoder, some, _neighbour(0, bytes=10**9))["bytes"]
     assert far.typical == 1500

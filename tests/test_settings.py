@@ -186,3 +186,27 @@ def test_a_setting_that_cannot_work_says_what_it_should_be_in_words(
     assert says in str(refused.value)
     assert "pattern" not in str(refused.value)
     assert "Value error" not in str(refused.value)
+
+
+def test_every_secret_and_every_url_of_the_settings_is_masked_for_display(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    """What `config show` (and the logs) print: a secret only as set, a URL without its user and
+    password. The names are read from the settings themselves, so that a setting added later is held
+    to it too; the Kafka password and the stream's Redis URL left the lists without a test failing
+    (the mutation review)."""
+    from scorer.settings import RECEIVERS, SECRETS, URLS, masked
+
+    fields = set(Settings.model_fields)
+    secrets = {name for name in fields if name.endswith(("_token", "_password", "_secret"))}
+    urls = {name for name in fields if name.endswith(("_url", "_uri"))}
+    assert {"api_token", "kafka_password"} <= secrets <= SECRETS
+    assert {"redis_url", "stream_redis_url"} <= urls <= URLS | RECEIVERS
+    for name in secrets:
+        clean_env.setenv(f"OCSF_ANOMALY_{name.upper()}", f"s3cret-{name}")
+    for name in ("redis_url", "stream_redis_url"):
+        clean_env.setenv(f"OCSF_ANOMALY_{name.upper()}", f"redis://user:pw-{name}@127.0.0.1:6379/0")
+    shown = masked(Settings.load(None))
+    assert {name: shown[name] for name in secrets} == dict.fromkeys(secrets, "***")
+    assert "s3cret" not in repr(shown)
+    assert "pw-" not in repr(shown)

@@ -126,9 +126,11 @@ def test_every_event_is_written_enriched_anomalies_apart_and_sigterm_acknowledge
 ) -> None:
     events = held_out_events[:300]
     _produce(client, events[:100])
-    client.xadd(STREAMS["input"], {"event": b"not json"})
-    client.xadd(STREAMS["input"], {"event": b"[1, 2]"})
-    client.xadd(STREAMS["input"], {"other": b"{}"})
+    bad = [
+        client.xadd(STREAMS["input"], {"event": b"not json"}),
+        client.xadd(STREAMS["input"], {"event": b"[1, 2]"}),
+        client.xadd(STREAMS["input"], {"other": b"{}"}),
+    ]
     # a producer's UTF-8 byte order mark (RFC 8259 lets a reader ignore it; files are read so): it
     # was a dead letter, "BOM is not supported" (the consistency review)
     client.xadd(STREAMS["input"], {"event": b"\xef\xbb\xbf" + json.dumps(events[100]).encode()})
@@ -161,6 +163,9 @@ def test_every_event_is_written_enriched_anomalies_apart_and_sigterm_acknowledge
     dead = _written(client, STREAMS["dead_letter"])
     assert [d[b"event"] for d in dead] == [b"not json", b"[1, 2]", b""]
     assert [d[b"error"].decode() for d in dead][1] == "'event' is JSON but not an object"
+    # each names the entry it came from, as the README says (the mutation review)
+    assert [set(d) for d in dead] == [{b"event", b"error", b"source_id"}] * 3
+    assert [d[b"source_id"] for d in dead] == bad
     assert "stopped: every batch read was written and acknowledged" in log.read_text()
     # it left its group holding nothing: one consumer more for each run stayed listed for good
     assert client.xinfo_consumers(STREAMS["input"], "scorers") == []
