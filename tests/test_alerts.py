@@ -209,6 +209,25 @@ async def test_the_entities_remembered_are_bounded() -> None:
     assert (alerter.counters.deduplicated, alerter.queued) == (1, 5)
 
 
+def test_an_entity_alerting_again_after_its_window_is_remembered_as_the_newest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An entity alerting again once its window had passed kept its old place, the oldest, among
+    the entities remembered: the next entity pushed past the bound forgot it at once, and its next
+    anomaly, well within its new window, alerted again (the mutation review)."""
+    now = [1_000.0]  # the window runs on a clock the test moves
+    monkeypatch.setattr("scorer.alerts.time", SimpleNamespace(monotonic=lambda: now[0]))
+    alerter = Alerter(AlertConfig(url="http://127.0.0.1:9", dedupe_seconds=60.0, dedupe_entities=2))
+    alerter.offer(*scored("a", 0.0005))
+    alerter.offer(*scored("b", 0.0005))
+    now[0] += 61.0  # past both windows
+    alerter.offer(*scored("a", 0.0005))  # alerts again: the newest remembered (b's window has passed)
+    alerter.offer(*scored("c", 0.0005))  # two remembered: a and c
+    assert (alerter.queued, alerter.counters.deduplicated) == (4, 0)
+    alerter.offer(*scored("a", 0.0005))  # within a's new window
+    assert (alerter.queued, alerter.counters.deduplicated) == (4, 1)
+
+
 def test_an_event_without_an_entity_alerts_once_however_often_it_is_scored() -> None:
     """Without the entity field an alert was never deduplicated: a Vector batch answered 503 is
     scored again on each retry (and ML Commons retries too), and each try paged again for the same
@@ -612,6 +631,65 @@ async def test_5xx_and_429_are_retried(webhook: Any, make_alerter: MakeAlerter) 
     assert len(receiver.bodies) == 4
     assert all(b["alerts"][0]["labels"]["entity"] == "10.0.0.1" for b in receiver.bodies)
     assert len({b["alerts"][0]["startsAt"] for b in receiver.bodies}) == 1  # the same alert each time
+
+
+async def test_the_pause_between_retries_doubles_up_to_its_maximum(
+    webhook: Any, make_alerter: MakeAlerter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pause after each failed request doubles, but never beyond retry_max_seconds: uncapped,
+    an outage of an hour left the sender waiting hours before its next try (the mutation review).
+    The pauses are recorded as the sender asks for them (its ``asyncio.timeout``), not timed."""
+    pauses: list[float] = []
+
+    class Recording:  # the alerts module's asyncio, whose timeout notes the pause it is given
+        def __getattr__(self, name: str) -> Any:
+            return getattr(asyncio, name)
+
+        def timeout(self, delay: float | None) -> Any:
+            assert delay is not None
+            pauses.append(delay)
+            return asyncio.timeout(delay)
+
+    monkeypatch.setattr("scorer.alerts.asyncio", Recording())
+    receiver, url = await webhook(*[503] * 6)
+    alerter = await make_alerter(url, kind="webhook", retry_initial_seconds=0.02, retry_max_seconds=0.1)
+    alerter.offer(*scored("10.0.0.1", 0.0005))
+    await until(lambda: alerter.counters.sent == 1, "the alert sent")
+    assert len(receiver.bodies) == 7
+    assert pauses == pytest.approx([0.02, 0.04, 0.08, 0.1, 0.1, 0.1])
+
+
+@pytest.mark.parametrize("failure", ["disconnected", "503"])
+async def test_a_failure_between_timeouts_starts_their_count_again(
+    hook: Callable[[Handler], Awaitable[str]], make_alerter: MakeAlerter, failure: str
+) -> None:
+    """Only timeouts in a row drop a batch: a receiver that timed out, then broke the connection
+    (or answered 503), then timed out again, and so on, had its batch dropped as timed out after
+    three timeouts that were not in a row, though it took it at the next try (the mutation review)."""
+    script = ["timeout", failure, "timeout", failure, "timeout"]  # then 200
+    answered = asyncio.Event()
+
+    async def receiver(request: web.Request) -> web.Response:
+        await request.read()
+        step = script.pop(0) if script else "ok"
+        if step == "timeout":
+            await answered.wait()  # answers after the sender gave up waiting
+        elif step == "disconnected":
+            assert request.transport is not None
+            request.transport.close()  # a connection error: no answer at all
+        elif step == "503":
+            return web.Response(status=503)
+        return web.Response()
+
+    url = await hook(receiver)
+    alerter = await make_alerter(url, kind="webhook", timeout_seconds=1.0)
+    alerter.offer(*scored("10.0.0.1", 0.0005))
+    alerter.offer(*scored("10.0.0.2", 0.0005))
+    await until(lambda: alerter.counters.sent + alerter.counters.dropped_timed_out == 2, "the batch's end")
+    answered.set()
+    assert script == []
+    assert (alerter.counters.sent, alerter.counters.dropped_timed_out) == (2, 0)
+    assert alerter.counters.send_failures >= 5  # the retries (a busy host may add one)
 
 
 async def test_a_batch_the_receiver_does_not_answer_in_time_is_sent_at_most_three_times(

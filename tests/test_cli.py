@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from altered import altered_bundle
 from waiting import eventually
 
 from scorer import settings
@@ -1971,12 +1972,7 @@ def test_evaluate_refuses_a_model_it_cannot_load_before_reading_the_events(
     """The model is loaded first, as `score` loads it: a bundle that cannot be loaded (an older
     format, an altered file) was refused only once the events, their labels and --train had been
     read (the upgrade review)."""
-    altered = tmp_path / "altered"
-    shutil.copytree(model, altered)
-    weights = altered / "weights.npz"
-    data = bytearray(weights.read_bytes())
-    data[-1] ^= 0xFF
-    weights.write_bytes(bytes(data))
+    altered = altered_bundle(model, tmp_path / "altered")
     result = _run(
         "evaluate",
         labelled.events,

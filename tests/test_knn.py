@@ -62,6 +62,28 @@ def test_hnsw_is_built_when_ivf_cannot_reach_the_target(monkeypatch: pytest.Monk
     assert _exact_recall(index, vectors, _clustered(1_000, seed=2), 5) >= TARGET_RECALL - 0.03
 
 
+def test_when_neither_reaches_the_target_the_more_accurate_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither IVF nor HNSW reaching the target (none can reach a recall above 1), the one with the
+    larger worst recall is kept, not the other (the mutation review). The two candidates are those
+    the build tuned, recorded as it made them."""
+    monkeypatch.setattr(knn, "IVF_NPROBE", (1,))  # one probed list of about 200: IVF falls well short
+    tuned: list[KnnIndex] = []
+
+    def recorded(*args: Any, **kwargs: Any) -> KnnIndex:
+        tuned.append(_tune(*args, **kwargs))
+        return tuned[-1]
+
+    monkeypatch.setattr(knn, "_tune", recorded)
+    vectors = _clustered(8_000)
+    index = KnnIndex.build(
+        vectors, k=5, recall_queries=_clustered(1_000, seed=1), ann_threshold=1_000, target_recall=1.01
+    )
+    ivf, hnsw = tuned
+    assert (ivf.kind, hnsw.kind) == ("ivf", "hnsw")
+    assert ivf.worst_recall < hnsw.worst_recall < 1.01
+    assert index is hnsw
+
+
 def test_the_same_baseline_always_gives_the_same_index() -> None:
     vectors, held_out = _clustered(8_000), _clustered(1_000, seed=1)
     built = [KnnIndex.build(vectors, k=5, recall_queries=held_out, ann_threshold=1_000) for _ in range(2)]

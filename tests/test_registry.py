@@ -136,6 +136,29 @@ def test_promote_and_rollback_walk_the_alias_history(registry: Registry, two_ver
     assert registry.alias(name, "challenger") is None
 
 
+def test_an_alias_moved_outside_this_tool_is_where_a_later_rollback_returns(
+    registry: Registry, two_versions: str, bundle_dir: Path
+) -> None:
+    """The champion moved by MLflow's UI (or its client) and then promoted by this tool: a rollback
+    went back past the version the UI had set, to the one before it (the mutation review)."""
+    name = two_versions
+    registry.register(bundle_dir, name)  # version 3
+    registry.promote(name, "1")
+    registry.client.set_registered_model_alias(name, "champion", "2")  # outside this tool
+    assert _moved(registry.promote(name, "3")) == ("2", "3", None)
+    assert _moved(registry.rollback(name)) == ("3", "2", None)
+    assert _moved(registry.rollback(name)) == ("2", "1", None)
+
+
+def test_versions_are_listed_newest_first_by_number_not_by_text(
+    registry: Registry, name: str, bundle_dir: Path
+) -> None:
+    """Versions 10 and 11 listed between 1 and 2 when sorted as text (the mutation review)."""
+    for _ in range(11):
+        registry.register(bundle_dir, name)
+    assert [v.version for v in registry.versions(name)] == [str(n) for n in range(11, 0, -1)]
+
+
 def test_the_champion_and_the_challenger_are_never_one_version(
     registry: Registry, two_versions: str, bundle_dir: Path
 ) -> None:

@@ -562,6 +562,32 @@ def test_only_the_rendered_day_keeps_its_events(scored: Path) -> None:
                 }
 
 
+def test_the_top_table_is_the_days_highest_scores_highest_first(scored: Path, tmp_path: Path) -> None:
+    """The top events were kept by comparing each with the last event of the heap, not its smallest:
+    a flagged event could push out one scoring higher than itself, and the table missed some of the
+    day's highest (the mutation review). A hundred flagged events of one day, in shuffled order."""
+    import random
+
+    from scorer.report import TOP_EVENTS
+
+    flagged = next(e for e in _events(scored) if e["anomaly"]["is_anomaly"])
+    events = [
+        {
+            **flagged,
+            "metadata": {**flagged["metadata"], "uid": f"top-{n:03d}"},
+            "anomaly": {**flagged["anomaly"], "score": 10.0 + n},
+        }
+        for n in range(100)
+    ]
+    random.Random(5).shuffle(events)
+    output = tmp_path / "top.html"
+    write_report(_write(tmp_path / "top.jsonl", events), output)
+    html = output.read_text()
+    top = html[html.index('<table id="top">') : html.index("</table>", html.index('<table id="top">'))]
+    uids = [row.split("<code>", 1)[1].split("</code>", 1)[0] for row in top.split("<tr>")[2:]]
+    assert uids == [f"top-{n:03d}" for n in range(99, 99 - TOP_EVENTS, -1)]
+
+
 def test_score_draws_its_progress_bar_only_on_a_terminal(
     scored: Path, bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

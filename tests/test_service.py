@@ -2365,6 +2365,45 @@ async def test_ab_split_is_sticky_per_entity_and_near_its_ratio(
     assert served["shadow"] is False
 
 
+async def test_a_challenger_that_is_the_champion_is_not_served(
+    aiohttp_client: Any, bundle_dir: Path, held_out_events: list[Event]
+) -> None:
+    """A challenger directory that is the champion's: a model compared with itself tells nothing,
+    and half the entities were answered as a challenger that was the champion (the mutation review).
+    The champion serves alone, and says so."""
+    client = await aiohttp_client(
+        create_app(_settings(bundle_dir, challenger_model_dir=bundle_dir, challenger_split=0.5))
+    )
+    events = [_with_entity(held_out_events[i], f"10.7.0.{i}") for i in range(100)]
+    status, body = await _post(client, "/v1/score", orjson.dumps(events))
+    assert status == 200, body
+    assert {r["model"]["variant"] for r in body["results"]} == {"champion"}
+    served = await (await client.get("/v1/models")).json()
+    assert served["challenger"] is None
+
+
+def test_a_directory_rewritten_since_it_was_resolved_is_named_by_what_was_loaded(
+    bundle_dir: Path, other_bundle_dir: Path, tmp_path: Path
+) -> None:
+    """A bundle directory rewritten (``train --output``, ``refresh``) between the resolve and the load:
+    the model loaded is the new bundle, and it must be named so, not by the stale reference it was
+    loaded with; else answers carry the old version and the next poll sees no change (the mutation
+    review)."""
+    from scorer import bundle
+    from scorer.service.models import DirectorySource
+
+    serving = tmp_path / "serving"
+    shutil.copytree(bundle_dir, serving)
+    source = DirectorySource(serving, None)
+    stale = source.resolve()["champion"]
+    shutil.rmtree(serving)
+    shutil.copytree(other_bundle_dir, serving)
+    loaded = source.load(stale)
+    assert stale.version == str(bundle.read_metadata(bundle_dir)["version"])
+    assert loaded.ref.version == str(loaded.detector.metadata["version"]) != stale.version
+    assert loaded.ref == source.resolve()["champion"]
+
+
 async def test_an_event_no_json_writer_takes_is_routed_without_failing_its_batch(
     aiohttp_client: Any, bundle_dir: Path, challenger_dir: Path, held_out_events: list[Event]
 ) -> None:

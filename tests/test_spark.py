@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from altered import altered_bundle
 
 from scorer.batch import score_file
 from scorer.paths import shared_data_dir
@@ -280,15 +281,10 @@ def test_a_bad_bundle_input_or_output_fails_before_spark_starts(
         capsys, "--model", tmp_path / "nowhere", source, tmp_path / "out"
     )
 
-    altered = tmp_path / "altered"
-    shutil.copytree(bundle_dir, altered)
-    weights = altered / "weights.npz"
-    data = bytearray(weights.read_bytes())
-    data[-1] ^= 0xFF
-    weights.write_bytes(bytes(data))
+    altered = altered_bundle(bundle_dir, tmp_path / "altered")
     result = _cli("--model", altered, source, tmp_path / "out")
     assert result.returncode == 2, result.stderr
-    assert weights.name in result.stderr
+    assert "weights.npz" in result.stderr
     assert "starting Spark" not in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
