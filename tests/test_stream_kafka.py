@@ -518,6 +518,10 @@ def test_sigterm_while_the_broker_is_cut_off_mid_write_exits_within_the_grace_an
         text = log.read_text()
         assert code == 0, text[-3000:]
         assert "was out of reach: the batch in hand was not acknowledged" in text, text[-3000:]
+        # and its last word says so, not that every batch was acknowledged (the mutation review)
+        stopped = [line for line in text.splitlines() if line.startswith("stopped")]
+        assert len(stopped) == 1, text[-3000:]
+        assert stopped[0].startswith("stopped while "), stopped
         assert "Traceback" not in text
         # that the close does not wait for the messages to expire: the test below, in process
 
