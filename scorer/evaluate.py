@@ -336,11 +336,11 @@ def _score_in_chunks(
         leave=False,
     )
     while chunk := list(itertools.islice(stream, CHUNK_EVENTS)):
-        bar.update(len(chunk))
         results.append(fusion.score(chunk, alpha=alpha, explain=False))
         if fitted is not None:
             for each, scores in zip(baselines, fitted.score(chunk), strict=True):
                 each.append(scores)
+        bar.update(len(chunk))  # once they are scored: the bar shows work done, not work begun
         empty += detector.encoder.holding_none(chunk)
         first = len(results) == 1 and total > len(chunk)  # more chunks to come: said now
         if first and (found := said_of_empty(detector, empty, len(chunk), "events read first")) is not None:
