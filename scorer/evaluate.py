@@ -37,11 +37,6 @@ if TYPE_CHECKING:  # scikit-learn, imported only where the baselines are fitted
     from scorer.baselines import Baselines
 
 
-def read_labels(path: Path) -> dict[int, int]:
-    """``line,label[,attack]`` → {line: 1 for attack, 0 for normal}."""
-    return read_labels_and_types(path)[0]
-
-
 def read_labels_and_types(path: Path) -> tuple[dict[int, int], dict[int, str] | None]:
     """``line,label[,attack]`` → the labels, and each row's ``attack`` column where the file has one
     (None where it has not): an attack's type (``unnamed`` where it is blank), or what a normal row

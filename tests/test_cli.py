@@ -2008,15 +2008,14 @@ def test_evaluate_refuses_a_model_it_cannot_load_before_reading_the_events(
 def test_labels_say_which_row_is_wrong(tmp_path: Path, text: str, message: str) -> None:
     """A label that is not 0 or 1 said "invalid literal for int()"; a line labelled twice, only
     that some line had no label. A spreadsheet's byte-order mark is read as such."""
-    from scorer.evaluate import read_labels
+    from scorer.evaluate import read_labels_and_types
 
     labels = tmp_path / "labels.csv"
     labels.write_text(text, encoding="utf-8")
     with pytest.raises(ValueError, match=re.escape(message)):
-        read_labels(labels)
+        read_labels_and_types(labels)
     labels.write_text("line,label,attack\n1,1,neptune\n2,0,normal\n3,1, \n", encoding="utf-8-sig")
-    assert read_labels(labels) == {1: 1, 2: 0, 3: 1}
-    from scorer.evaluate import read_labels_and_types
+    assert read_labels_and_types(labels)[0] == {1: 1, 2: 0, 3: 1}
 
     # the attack column, where the file gives it; an attack it leaves blank is named so
     assert read_labels_and_types(labels)[1] == {1: "neptune", 2: "normal", 3: "unnamed"}
@@ -2062,7 +2061,7 @@ def test_figures_by_attack_type_are_those_of_each_type_s_attacks_against_every_n
 def test_a_labels_field_over_the_csv_limit_names_its_row(tmp_path: Path) -> None:
     """The csv module's error was a traceback. Its limit is process-wide (the Splunk protocol
     helper raises it), so this test sets the default for itself."""
-    from scorer.evaluate import read_labels
+    from scorer.evaluate import read_labels_and_types
 
     labels = tmp_path / "labels.csv"
     labels.write_text("line,label\n1,0\n2," + "0" * 200_000 + "\n", encoding="utf-8")
@@ -2071,7 +2070,7 @@ def test_a_labels_field_over_the_csv_limit_names_its_row(tmp_path: Path) -> None
         with pytest.raises(
             ValueError, match=r"labels\.csv:3: not a row of line,label: field larger than field limit"
         ):
-            read_labels(labels)
+            read_labels_and_types(labels)
     finally:
         csv.field_size_limit(before)
 

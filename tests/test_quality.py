@@ -27,7 +27,7 @@ import pytest
 
 from scorer.demo import NORMAL, generate_events, generate_later
 from scorer.detector import Detector
-from scorer.evaluate import evaluate, format_report, read_labels
+from scorer.evaluate import evaluate, format_report, read_labels_and_types
 from scorer.io import parse_line
 from scorer.paths import shared_data_dir
 
@@ -45,7 +45,7 @@ ROC_AUC_FLOOR = 0.985  # measured 0.992 (raw k-NN 0.988) on this split; BENCHMAR
 
 @pytest.fixture(scope="module")
 def split() -> tuple[list[dict], list[dict], np.ndarray]:
-    labels = read_labels(NSL / "train.labels.csv")
+    labels = read_labels_and_types(NSL / "train.labels.csv")[0]
     with gzip.open(NSL / "train.jsonl.gz", "rb") as handle:
         lines = handle.read().splitlines()
     rng = np.random.default_rng(42)

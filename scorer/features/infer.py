@@ -65,8 +65,7 @@ class _Profile:
     numbers: int = 0
     strings: int = 0
     bools: int = 0
-    lists: int = 0
-    objects_or_other: int = 0
+    lists: int = 0  # an object or another value is counted only as present
     distinct: set[str] = field(default_factory=set)
     overflow: bool = False
     counted: int = 0  # values profiled into `distinct` before it overflowed
@@ -102,8 +101,6 @@ class _Profile:
             self._distinct(value)
         elif isinstance(value, list):
             self.lists += 1
-        else:
-            self.objects_or_other += 1
 
     def _distinct(self, key: str) -> None:
         if self.overflow:
