@@ -210,7 +210,9 @@ def _values(events: list[Event], dotted: str) -> list[Any]:
 def _vendor_events() -> list[Event]:
     path = shared_data_dir() / "ocsf_events" / "events.jsonl"
     if not path.exists():
-        pytest.skip(f"real vendor OCSF events not found in {shared_data_dir()}")
+        pytest.skip(
+            f"real vendor OCSF events not found in {shared_data_dir()} (set OCSF_ANOMALY_SHARED_DATA)"
+        )
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 

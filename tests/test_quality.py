@@ -33,10 +33,12 @@ from scorer.paths import shared_data_dir
 
 NSL = shared_data_dir() / "nsl_kdd_ocsf"
 needs_nsl = pytest.mark.skipif(
-    not (NSL / "train.jsonl.gz").exists(), reason=f"labelled NSL-KDD OCSF data not found in {NSL}"
+    not (NSL / "train.jsonl.gz").exists(),
+    reason=f"labelled NSL-KDD OCSF data not found in {NSL} (set OCSF_ANOMALY_SHARED_DATA)",
 )
 needs_dev = pytest.mark.skipif(
-    not (NSL / "dev.jsonl.gz").exists(), reason=f"NSL-KDD's dev half (dev.jsonl.gz) not found in {NSL}"
+    not (NSL / "dev.jsonl.gz").exists(),
+    reason=f"NSL-KDD's dev half (dev.jsonl.gz) not found in {NSL} (set OCSF_ANOMALY_SHARED_DATA)",
 )
 
 N_TRAIN, N_TEST = 8_000, 4_000

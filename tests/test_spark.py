@@ -37,7 +37,8 @@ needs_java = pytest.mark.skipif(
     shutil.which("java") is None, reason="Java 17 (Debian package openjdk-17-jre-headless) not found"
 )
 needs_nsl = pytest.mark.skipif(
-    not (NSL / "dev.jsonl.gz").exists(), reason=f"NSL-KDD OCSF events not found in {NSL}"
+    not (NSL / "dev.jsonl.gz").exists(),
+    reason=f"NSL-KDD OCSF events not found in {NSL} (set OCSF_ANOMALY_SHARED_DATA)",
 )
 
 Event = dict[str, Any]
