@@ -6,6 +6,7 @@ consumer's pending entries are claimed by another."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -413,6 +414,67 @@ def test_a_stop_cuts_the_pause_between_attempts_short(monkeypatch: pytest.Monkey
         asyncio.run(scenario())
     finally:
         server.stop()
+
+
+def test_a_stop_while_the_write_waits_on_redis_leaves_the_batch_unacknowledged_and_says_so(
+    server: RedisServer,
+    client: redis.Redis,
+    bundle_dir: Path,
+    held_out_events: list[Event],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Redis freezes between a batch's read and its write, and the stop comes while the write
+    waits: `consume` answers that a batch went unacknowledged (the CLI's last line, "stopped while
+    … was out of reach", is said from that answer), and the batch stays pending, to be read again.
+    An answer of True here would have the consumer say every batch read was written and
+    acknowledged (the second mutation review's one untested survivor)."""
+    import threading
+
+    import redis.asyncio
+
+    from scorer.service.models import DirectorySource
+    from scorer.stream import loop
+    from scorer.stream.redis_streams import RedisStreams
+
+    _produce(client, held_out_events[:5])
+    monkeypatch.setattr(loop, "STOP_GRACE_SECONDS", 1.0)
+    frozen = threading.Event()
+    score_batch = loop.score_batch
+    assert server.process is not None
+    redis_process = server.process
+
+    def scored_then_redis_frozen(*args: Any, **kwargs: Any) -> Any:
+        output = score_batch(*args, **kwargs)  # in the scoring thread, after the batch was read
+        _freeze(redis_process)
+        frozen.set()
+        return output
+
+    monkeypatch.setattr(loop, "score_batch", scored_then_redis_frozen)
+
+    async def scenario() -> bool:
+        streams = RedisStreams(
+            redis.asyncio.from_url(server.url), **STREAMS, group="scorers", consumer="c1", block_ms=100
+        )
+        await streams.start()
+        stop, metrics = asyncio.Event(), loop.StreamMetrics()
+        models = loop.Models(DirectorySource(bundle_dir, None), 0, 0.01)
+        consuming = asyncio.ensure_future(
+            loop.consume(streams, models, alpha=0.01, batch_size=100, stop=stop, metrics=metrics)
+        )
+        await eventually_async(frozen.is_set, "the batch read and Redis frozen")
+        stop.set()  # the write of the batch in hand waits on the frozen Redis
+        acknowledged = await asyncio.wait_for(consuming, 60)
+        redis_process.send_signal(signal.SIGCONT)
+        with contextlib.suppress(Exception):
+            await streams.close()
+        return acknowledged
+
+    try:
+        acknowledged = asyncio.run(scenario())
+    finally:
+        redis_process.send_signal(signal.SIGCONT)
+    assert acknowledged is False
+    assert _pending(client) == 5  # read, never acknowledged: read again by whoever comes next
 
 
 def _refused(
