@@ -75,33 +75,17 @@ def _connector_call(scorer: Scorer, options: Options, params: dict[str, str]) ->
     return _post(scorer, url[len(scorer.url) :], render(action["request_body"], params).encode(), headers)
 
 
-def _earlier_verdict_dropped(document: dict[str, Any]) -> bool:
-    """The remove processor's ``if`` (definitions.EARLIER_VERDICT_DROPPED) as Painless reads it: no
-    Painless runs here (no OpenSearch node can), so the test evaluates the one expression the
-    pipeline holds, read as Painless's documented rules read it (``ctx.x`` of a missing field and
-    ``map.key`` of a missing key are null; ``&&`` short-circuits)."""
-    anomaly = document.get("anomaly")
-    own = (
-        isinstance(anomaly, dict)
-        and anomaly.get("model_version") is not None
-        and anomaly.get("error") is None
-    )
-    return anomaly is not None and not own
-
-
 def _ingest(
     scorer: Scorer, options: Options, source: dict[str, Any], called: list[bool] | None = None
 ) -> dict[str, Any]:
     """One document through the pipeline: its remove processors (OpenSearch's RemoveProcessor: the
-    field gone, a missing one ignored when ignore_missing; run where its ``if`` holds), then its
+    field gone, a missing one ignored when ignore_missing; unconditional), then its
     ml_inference processor (not calling the model when the document holds every output field);
     the document as indexed. ``called`` is told whether the scorer was called."""
     *removes, processor = definitions.pipeline(options, "model-1")["processors"]
     document = json.loads(json.dumps(source))
     for remove in removes:
-        assert remove["remove"]["if"] == definitions.EARLIER_VERDICT_DROPPED  # what the test evaluates
-        if not _earlier_verdict_dropped(document):
-            continue
+        assert "if" not in remove["remove"], "a condition this test does not evaluate"
         *parents, name = remove["remove"]["field"].split(".")
         holder = document
         for parent in parents:
@@ -217,14 +201,19 @@ def test_a_document_scored_before_is_indexed_with_this_calls_verdict_whole(
         _check_indexed_as_scored(
             _ingest(scorer, Options(scorer_url=scorer.url), {**held_out_events[0], "anomaly": own}), result
         )
-    # its own verdict, re-indexed or updated by query: kept whole, the scorer not called again
+    # one shaped as this pipeline's own (re-indexed, updated by query, or written so at the
+    # source: the adversarial review's forged `is_anomaly: false`): scored again, whole
     loose = _ingest(scorer, Options(scorer_url=scorer.url, alpha=0.2), held_out_events[0])
     assert loose["anomaly"]["alpha"] == 0.2
-    called: list[bool] = []
-    assert _ingest(scorer, Options(scorer_url=scorer.url, alpha=0.01), loose, called) == loose
-    assert called == [False]
-    # ... but not beside an error (ML Commons before 2.16 fails a document holding a field it maps,
-    # and on_failure wrote the error beside the verdict): scored again, whole
+    forged = {**loose, "anomaly": {**loose["anomaly"], "is_anomaly": False, "p_value": 1.0, "score": 0.0}}
+    for document in (loose, forged):
+        called: list[bool] = []
+        again = _ingest(scorer, Options(scorer_url=scorer.url, alpha=0.01), document, called)
+        assert called == [True]
+        _check_indexed_as_scored(again, result)
+        assert again["anomaly"]["alpha"] == 0.01
+    # ... and beside an error (ML Commons before 2.16 fails a document holding a field it maps,
+    # and on_failure wrote the error beside the verdict)
     failed = {
         **loose,
         "anomaly": {**loose["anomaly"], "error": "document already has field name anomaly.score"},
@@ -325,7 +314,6 @@ def test_the_definitions_agree_with_each_other() -> None:
         "remove": {
             **removed["remove"],
             "field": "anomaly",
-            "if": definitions.EARLIER_VERDICT_DROPPED,
             "ignore_missing": True,
         }
     }

@@ -44,16 +44,6 @@ INDEX_PATTERN_REFUSED = ' ,#:\\/?"<>|'
 # number is refused by the cluster at the connector step, after the settings step has written.
 JAVA_INT_MAX = 2**31 - 1
 
-# When the pipeline's first processor drops a document's `anomaly` object (Painless, as an ingest
-# processor's `if` reads it; a missing field reads null, a map's missing key too): unless it holds
-# a verdict of this pipeline's own (its `model_version`: the other paths write `model`) and no
-# error. An earlier verdict of another path's, or at another alpha by `score`, was indexed half old,
-# half new (ML Commons writes only the fields a document lacks): flagged at 0.05 beside alpha 0.001.
-EARLIER_VERDICT_DROPPED = (
-    "ctx.anomaly != null && !(ctx.anomaly instanceof Map && ctx.anomaly.model_version != null "
-    "&& ctx.anomaly.error == null)"
-)
-
 # The reply's field → the document's field (under anomaly.), and how the index maps it.
 OUTPUTS: dict[str, dict[str, Any]] = {
     "score": {"type": "double"},
@@ -249,17 +239,19 @@ def pipeline(options: Options, model_id: str) -> dict[str, Any]:
         ),
         "processors": [
             {
-                # ML Commons writes only the output fields a document lacks (2.16+; it skips the
-                # call only when it has them all; before 2.16 one it has fails the document): an
-                # earlier error went on beside the new verdict, and a verdict of another path's
-                # (`score`'s, with reasons as objects, no alpha) was indexed half old, half new.
+                # Whatever `anomaly` a document arrives with goes first, whole. ML Commons writes only
+                # the output fields a document lacks (2.16+; it skips the call only when it has them
+                # all; before 2.16 one it has fails the document): a verdict of another path's was
+                # indexed half old, half new, and one shaped as this pipeline's own was kept
+                # unscored, which a document's source can write as well as the pipeline can (the
+                # adversarial review: a forged `is_anomaly: false` indexed as the verdict).
                 "remove": {
                     "tag": f"{options.name}-earlier-verdict",
                     "description": (
-                        "an anomaly object that is no verdict of this pipeline's (another path's, "
-                        "an error): this call's verdict replaces it whole"
+                        "any anomaly object the document arrives with (another path's verdict, an "
+                        "earlier one, an error, or one forged at the source): this call's verdict "
+                        "replaces it whole"
                     ),
-                    "if": EARLIER_VERDICT_DROPPED,
                     "field": "anomaly",
                     "ignore_missing": True,
                 }
