@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import weakref
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from scorer.io import OutOfRange
 
 Event = dict[str, Any]
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+READ_AS_LINE = frozenset(' ()",\\')  # characters a reason line is read by: a value holding one is quoted
 NOT_A_PORT = "not a port"  # a port field's value that is no port number, beside the ranges
 
 
@@ -373,24 +375,57 @@ def _display(value: Any) -> Any:
 
 def reason_text(reason: dict[str, Any]) -> str:
     """A reason (as the service answers it) as one line: ``field=value (typical T, deviation D)``, for
-    hosts that keep text rather than objects (an OpenSearch document's keyword list)."""
+    hosts that keep text rather than objects (an OpenSearch document's keyword list, the Splunk
+    app's field, an alert's annotation). A text value that could be read as part of the line is
+    quoted (:func:`_shown`)."""
+    value, typical, how = reason_parts(reason)
+    return f"{reason.get('field')}={value} (typical {typical}, {how})"
+
+
+def reason_parts(reason: dict[str, Any]) -> tuple[str, str, str]:
+    """A reason's value, typical and deviation ("deviation 4.2", or what makes the value
+    impossible) as its line of text writes them (the report shows them so too)."""
     deviation = reason.get("deviation")
+    value, typical = value_text(reason.get("value")), value_text(reason.get("typical"))
     if deviation is None:  # a port field's number no port can be is shown as "not a port (70000)"
-        value = reason.get("value")
-        port = isinstance(value, str) and value.startswith(f"{NOT_A_PORT} (")
+        raw = reason.get("value")
+        port = isinstance(raw, str) and raw.startswith(f"{NOT_A_PORT} (")
         how = "not a possible port" if port else "not a possible number"
+        if isinstance(raw, str) and port:  # this module's own words, not the event's
+            value = raw
+            typical = NOT_A_PORT if reason.get("typical") == NOT_A_PORT else typical
     else:
         how = f"deviation {float(deviation):.1f}"
-    return (
-        f"{reason.get('field')}={_text(reason.get('value'))} (typical {_text(reason.get('typical'))}, {how})"
-    )
+    return value, typical, how
 
 
-def _text(value: Any) -> str:
+def value_text(value: Any) -> str:
+    """A reason's value (or typical) as its line of text shows it (:func:`reason_text`)."""
     if value is None:
         return "missing"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.6g}"
+    if isinstance(value, str):
+        return _shown(value)
     return str(value)
+
+
+def _shown(text: str) -> str:
+    """An event's text as a reason line shows it: as it is where it cannot be read as part of the
+    line, else as a JSON string with every character that is not printable escaped. A value such
+    as ``"x (typical x, deviation 0.1)"`` or one holding a line break, an ANSI escape or U+2028
+    read as a reason of its own, or as a smaller deviation, to an analyst (the adversarial review)."""
+    if text and text != "missing" and text.isprintable() and not any(c in READ_AS_LINE for c in text):
+        return text
+    return "".join(c if c.isprintable() else _escaped(c) for c in json.dumps(text, ensure_ascii=False))
+
+
+def _escaped(character: str) -> str:
+    """``character`` as JSON escapes it (a pair of surrogates beyond U+FFFF)."""
+    code = ord(character)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"

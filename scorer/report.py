@@ -35,6 +35,7 @@ import numpy as np
 import orjson
 
 from scorer.errors import UserError
+from scorer.explain import reason_parts
 from scorer.features.encoder import UNKNOWN_INDEX, compile_extractor, iso_moment
 from scorer.io import (
     from_parquet,
@@ -507,6 +508,13 @@ def _drift(record: Day, ref: Reference | None) -> list[dict[str, Any]]:
     return rows
 
 
+def _reason_row(reason: dict[str, Any]) -> dict[str, str]:
+    """A reason as the report's table shows it, as its line of text writes it: a value that could be
+    read as part of the line ("x (typical x, deviation 0.1)") quoted, none as "missing"."""
+    value, typical, how = reason_parts(reason)
+    return {"field": str(reason.get("field")), "value": value, "typical": typical, "how": how}
+
+
 def _top_row(event: dict[str, Any]) -> dict[str, Any]:
     anomaly = event["anomaly"]
     when = _moment(event.get("time"))
@@ -517,7 +525,9 @@ def _top_row(event: dict[str, Any]) -> dict[str, Any]:
         "uid": metadata.get("uid", "") if isinstance(metadata, dict) else "",
         "score": anomaly.get("score"),
         "p_value": anomaly.get("p_value"),
-        "reasons": _listed(anomaly.get("reasons")),
+        "reasons": [
+            _reason_row(reason) for reason in _listed(anomaly.get("reasons")) if isinstance(reason, dict)
+        ],
         "neighbors": _listed(anomaly.get("neighbors"))[:5],
     }
 

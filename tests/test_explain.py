@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 from typing import Any
 
@@ -225,6 +226,42 @@ def test_a_number_no_port_can_be_is_the_first_reason_even_beside_unknown_ports(
     assert reason_text(number) == "count=1e999 (typical 10, not a possible number)"
     # a name where the neighbours have names: nothing to show, as before
     assert "port" not in _explain(encoder, neighbours, _neighbour(0, port="ssh"))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "allow-outbound\nunmapped.sensor=fw-edge-01 (typical fw-edge-01, deviation 0.0)",
+        "6667 (typical 6667, deviation 0.1)",
+        "\x1b[2K\x1b[1Gnothing to see",
+        "a\u2028b\u0085c\x7f",
+        "tag\U000e0041characters",
+        'say "hi"\\',
+        "missing",
+        "",
+    ],
+)
+def test_a_value_that_reads_as_part_of_the_line_is_quoted_and_escaped(value: str) -> None:
+    """An event's text goes into the one-line reason that OpenSearch, the Splunk app and the alerts
+    keep: a line break there added a reason of the attacker's own, "(typical …, deviation 0.1)" a
+    smaller deviation, an ANSI escape rewrote a terminal's line (the adversarial review). Such a
+    value is a JSON string, every character that is not printable escaped."""
+    text = reason_text({"field": "f", "value": value, "typical": value, "deviation": 4.0})
+    assert text.isprintable()
+    decoder = json.JSONDecoder()
+    shown, end = decoder.raw_decode(text, len("f="))
+    assert text[end:].startswith(" (typical ")
+    typical, end = decoder.raw_decode(text, end + len(" (typical "))
+    assert (shown, typical, text[end:]) == (value, value, ", deviation 4.0)")
+
+
+@pytest.mark.parametrize(
+    "value", ["ben.sato", "/api/v4/projects", "10.0.0.5", "{{_index}}", "ünïcode", "a=b"]
+)
+def test_a_plain_value_is_shown_as_it_is(value: str) -> None:
+    assert reason_text({"field": "f", "value": value, "typical": 443, "deviation": 2}) == (
+        f"f={value} (typical 443, deviation 2.0)"
+    )
 
 
 def test_a_huge_float_in_a_category_is_shown_as_python_writes_it(encoder: FeatureEncoder) -> None:

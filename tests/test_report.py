@@ -632,3 +632,27 @@ def test_a_top_event_whose_reasons_or_neighbours_are_not_lists_shows_none(
     assert top.count("<tr>") > 1
     assert '<ul class="reasons"></ul>' in top
     assert "<code>t</code>" not in top  # the text was not read as its letters
+
+
+def test_a_reason_value_that_reads_as_part_of_the_reason_is_quoted_as_in_its_line_of_text(
+    scored: Path, tmp_path: Path
+) -> None:
+    """An event's value "4444 (typical 4444, deviation 0.1)" read on the page as a small deviation
+    (the adversarial review): the table writes value and typical as a reason's line of text does,
+    quoted where they could be read as part of it, and a value the event lacks as missing."""
+    events = _events(scored)
+    forged = {"field": "dst_endpoint.port", "value": "4444 (typical 4444, deviation 0.1)", "typical": None}
+    flagged = next(e for e in events if e["anomaly"]["is_anomaly"])
+    flagged = {
+        **flagged,
+        "time": max(e["time"] for e in events),  # on the day shown
+        "anomaly": {**flagged["anomaly"], "score": 1e9, "reasons": [{**forged, "deviation": 5.0}]},
+    }
+    output = tmp_path / "forged.html"
+    write_report(_write(tmp_path / "forged.jsonl", [*events, flagged]), output)
+    html = output.read_text()
+    top = html[html.index('<table id="top">') : html.index("</table>", html.index('<table id="top">'))]
+    assert (
+        "<code>dst_endpoint.port</code> = &#34;4444 (typical 4444, deviation 0.1)&#34;\n"
+        "      (typical missing, deviation 5.0)"
+    ) in top

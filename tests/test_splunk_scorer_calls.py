@@ -354,6 +354,9 @@ def test_the_apps_reason_text_writes_every_service_reason_as_the_core_does() -> 
         {"field": "traffic.bytes_in", "value": 123456.0, "typical": 10.5, "deviation": 7.25},
         {"field": "connection_info.protocol_name", "value": "icmp", "typical": None, "deviation": 5.0},
         {"field": "unmapped.flag", "value": True, "typical": False, "deviation": 3},
+        {"field": "a", "value": "x\n(typical x, deviation 0.1)\x1b\u2028", "typical": "y z", "deviation": 3},
+        {"field": "b", "value": "tag\U000e0041", "typical": "missing", "deviation": 3},
+        {"field": "c", "value": "not a port (7)", "typical": "not a port", "deviation": 3},
     ]
     assert [app.reason_text(r) for r in reasons] == [reason_text(r) for r in reasons]
     assert app.reason_text(reasons[0]).endswith("not a possible port)")

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+READ_AS_LINE = frozenset(' ()",\\')  # a value holding one of these is quoted in a reason line
 # Where the scorer's bearer token is kept: Splunk's storage/passwords, in this app's namespace.
 TOKEN_REALM = "ocsf_anomaly"  # noqa: S105  (a name, not a secret)
 TOKEN_NAME = "scorer_token"  # noqa: S105  (a name, not a secret)
@@ -90,9 +91,28 @@ def _text(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.6g}"
-    if isinstance(value, (str, int)):
+    if isinstance(value, str):
+        return _shown(value)
+    if isinstance(value, int):
         return str(value)
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _shown(text: str) -> str:
+    """An event's text as a reason line shows it, as the service's own (scorer/explain.py): as it
+    is where it cannot be read as part of the line, else as a JSON string with every character that
+    is not printable escaped (a line break or "(typical …" in a value read as a reason of its own)."""
+    if text and text != "missing" and text.isprintable() and not any(c in READ_AS_LINE for c in text):
+        return text
+    return "".join(c if c.isprintable() else _escaped(c) for c in json.dumps(text, ensure_ascii=False))
+
+
+def _escaped(character: str) -> str:
+    code = ord(character)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def reason_text(reason: Any) -> str:
@@ -100,17 +120,19 @@ def reason_text(reason: Any) -> str:
     if not isinstance(reason, dict):
         return _text(reason)
     deviation = reason.get("deviation")
+    value, typical = _text(reason.get("value")), _text(reason.get("typical"))
     if deviation is None:  # the service shows a port field's number no port can be as "not a port (70000)"
-        value = reason.get("value")
-        port = isinstance(value, str) and value.startswith("not a port (")
+        raw = reason.get("value")
+        port = isinstance(raw, str) and raw.startswith("not a port (")
         how = "not a possible port" if port else "not a possible number"
+        if port:  # the service's own words, not the event's
+            value = raw
+            typical = "not a port" if reason.get("typical") == "not a port" else typical
     elif isinstance(deviation, (int, float)) and not isinstance(deviation, bool):
         how = f"deviation {deviation:.1f}"
     else:  # not the service's answer: written as it came
         how = f"deviation {_text(deviation)}"
-    return (
-        f"{reason.get('field')}={_text(reason.get('value'))} (typical {_text(reason.get('typical'))}, {how})"
-    )
+    return f"{reason.get('field')}={value} (typical {typical}, {how})"
 
 
 # ---------------------------------------------------------------- the scorer over HTTP
