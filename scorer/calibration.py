@@ -4,8 +4,11 @@ Held-out normal events, which neither trained the encoder nor sit in the index, 
 as serving scores. For a new score ``s`` against ``n`` calibration scores,
 ``p = (1 + #{calibration ≥ s}) / (n + 1)``; the event is anomalous when ``p ≤ α``. If normal
 events at scoring time are exchangeable with the calibration events, the false-positive rate is
-at most α (and within about 1/n of it). Per-``class_uid`` calibration where a class has enough
-events, since classes differ in how far their normal events sit from their neighbours.
+at most α (within about 1/n of it; a little under once the calibration events join the baseline,
+which can only bring later events nearer). Per-``class_uid`` calibration where a class has enough
+events, since classes differ in how far their normal events sit from their neighbours; the rest
+are judged against every calibration score (``global``), the classes calibrated on their own
+included, which is not Mondrian's guarantee for them (README, "What α promises").
 """
 
 from __future__ import annotations
