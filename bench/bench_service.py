@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from common import CLI, DATA, default_model, machine, require_data, run_cli
+from common import CLI, DATA, default_model, machine, require_data, require_program, run_cli
 from load_client import LoadClient
 
 DEMO_EVENTS = 100_000  # distinct demo events a benchmark sends: five times what 2 processes' caches hold
@@ -520,7 +520,8 @@ def soak_rows(
             flush=True,
         )
 
-    asyncio.run(open_loop(url, bodies, rate, seconds, every=every, on_window=window))
+    left = asyncio.run(open_loop(url, bodies, rate, seconds, every=every, on_window=window))
+    window(seconds, left)  # the last window: it closes when the run does (600 s printed 9 rows)
     return rows
 
 
@@ -770,6 +771,8 @@ def main() -> None:
     if args.soak:
         soak(args.soak, args.rate)
         return
+    if args.target != "make-run" and not args.swap_only:  # the cache study's Redis, before any measuring
+        require_program("redis-server", "redis-server")
     if args.target in ("make-run", "both") and not (args.cache_only or args.swap_only):
         singles = demo_events()
         load_test(

@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import CLI, DATA, OUT, default_model, machine, require_data
+from common import CLI, DATA, OUT, default_model, machine, require_data, require_program
 
 
 def _descendants(pid: int) -> list[int]:
@@ -122,6 +122,7 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
     require_data()
+    require_program("java", "openjdk-17-jre-headless")  # Spark's JVM
     model = default_model()
     work = OUT / "spark"
     work.mkdir(parents=True, exist_ok=True)

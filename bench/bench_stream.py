@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from bench_service import demo_events
-from common import CLI, ROOT, machine
+from common import CLI, ROOT, machine, require_program
 
 sys.path.insert(0, str(ROOT / "tests"))
 from redis_server import RedisServer
@@ -71,6 +71,8 @@ def main() -> None:
     parser.add_argument("--source", choices=["redis", "kafka"], default="redis")
     args = parser.parse_args()
     print(f"machine: {machine()}")
+    if args.source == "redis":
+        require_program("redis-server", "redis-server")
     lines = demo_events()
     if args.source == "kafka":
         kafka(args, lines)

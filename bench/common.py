@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "out"
+# models, splits and outputs of every script (gitignored; hundreds of MB): another place with
+# OCSF_ANOMALY_BENCH_OUT, so that two runs at once do not train into each other's folders
+OUT = Path(os.environ.get("OCSF_ANOMALY_BENCH_OUT") or ROOT / "bench" / "out")
 sys.path.insert(0, str(ROOT))
 
 from scorer.paths import shared_data_dir  # noqa: E402
@@ -22,6 +25,12 @@ CLI = [sys.executable, "-m", "scorer.cli"]
 def require_data() -> None:
     if not DATA.is_dir():
         sys.exit(f"benchmark data not found at {DATA} (set OCSF_ANOMALY_SHARED_DATA)")
+
+
+def require_program(name: str, package: str) -> None:
+    """One line, not a traceback, where a benchmark needs a program this machine lacks."""
+    if shutil.which(name) is None:
+        sys.exit(f"{name} is not installed: apt-get install -y {package}")
 
 
 def machine() -> str:
