@@ -186,7 +186,7 @@ def feature_scores(v: dict[str, Any]) -> dict[str, tuple[Array, Array]]:
 def judge(v: dict[str, Any], cal: Array, test: Array) -> tuple[float, float, float, float]:
     y = v["y"]
     calibration = Calibration.fit(cal, list(v["cls_cal"]), min_group_size=DetectorConfig().min_group_size)
-    p = calibration.p_values(test, calibration.resolve(list(v["cls_test"]), ALPHA))
+    p = calibration.p_values(test, calibration.resolve(list(v["cls_test"]), ALPHA), ALPHA)
     p[v["invalid"]] = 0.0
     m = detection_report(y, test, p <= ALPHA + 1e-12)
     return (

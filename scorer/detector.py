@@ -704,7 +704,7 @@ class Detector:
         class_getter = compile_getter("class_uid")
         class_uids = [class_getter(e) for e in events]
         groups = self.calibration.resolve(class_uids, alpha)
-        p_values = self.calibration.p_values(scores, groups)
+        p_values = self.calibration.p_values(scores, groups, alpha)
         forced = self.encoder.empty(encoded)
         if encoded.invalid is not None:
             forced |= encoded.invalid.any(axis=1)

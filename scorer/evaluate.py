@@ -252,7 +252,7 @@ def evaluate(
 
     for kind in SCORE_KINDS:
         scores = _ranked_first(components[kind], forced)  # p = 0: above every other event
-        p_values = detector.calibrations[kind].p_values(components[kind], groups)
+        p_values = detector.calibrations[kind].p_values(components[kind], groups, alpha)
         p_values[forced] = 0.0
         name = f"{kind}{' (default)' if kind == detector.config.score else ''}"
         flagged_of[name] = p_values <= alpha + 1e-12

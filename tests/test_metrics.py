@@ -107,7 +107,7 @@ def test_anomalies_are_counted_by_the_groups_of_the_service_s_alpha_whatever_a_r
     counted = []
     for request_alpha in (0.01, 0.001):
         groups = calibration.resolve(classes, request_alpha)
-        p_values = calibration.p_values(scores, groups)
+        p_values = calibration.p_values(scores, groups, request_alpha)
         result = _batch(1000, 0)
         result.score, result.p_value, result.group, result.classes = scores, p_values, groups, classes
         result.is_anomaly = p_values <= request_alpha

@@ -197,7 +197,7 @@ class Metrics:
                 calibration is not None
                 and (groups := calibration.resolve(result.classes, self._alpha)) != result.group
             ):
-                p_values = calibration.p_values(result.score, groups)
+                p_values = calibration.p_values(result.score, groups, self._alpha)
                 p_values[result.forced] = 0.0
             at = p_values <= self._alpha + 1e-12
         flagged = at.tolist()
