@@ -430,11 +430,7 @@ def test_a_stop_while_the_write_waits_on_redis_leaves_the_batch_unacknowledged_a
     acknowledged (the second mutation review's one untested survivor)."""
     import threading
 
-    import redis.asyncio
-
-    from scorer.service.models import DirectorySource
     from scorer.stream import loop
-    from scorer.stream.redis_streams import RedisStreams
 
     _produce(client, held_out_events[:5])
     monkeypatch.setattr(loop, "STOP_GRACE_SECONDS", 1.0)
@@ -452,15 +448,7 @@ def test_a_stop_while_the_write_waits_on_redis_leaves_the_batch_unacknowledged_a
     monkeypatch.setattr(loop, "score_batch", scored_then_redis_frozen)
 
     async def scenario() -> bool:
-        streams = RedisStreams(
-            redis.asyncio.from_url(server.url), **STREAMS, group="scorers", consumer="c1", block_ms=100
-        )
-        await streams.start()
-        stop, metrics = asyncio.Event(), loop.StreamMetrics()
-        models = loop.Models(DirectorySource(bundle_dir, None), 0, 0.01)
-        consuming = asyncio.ensure_future(
-            loop.consume(streams, models, alpha=0.01, batch_size=100, stop=stop, metrics=metrics)
-        )
+        streams, stop, _, consuming = await _consuming(server, bundle_dir)
         await eventually_async(frozen.is_set, "the batch read and Redis frozen")
         stop.set()  # the write of the batch in hand waits on the frozen Redis
         acknowledged = await asyncio.wait_for(consuming, 60)
@@ -1280,25 +1268,35 @@ def test_an_event_holding_a_number_beyond_a_double_is_written_back_and_blocks_no
     assert client.xlen(STREAMS["dead_letter"]) == 0
 
 
-def _consume_a_while(server: RedisServer, bundle_dir: Path, at_least: int) -> tuple[float, float | None]:
-    """One consumer in this process (batches of 100), stopped once it has consumed ``at_least``
-    entries: what it consumed, and its lag gauge then."""
+async def _consuming(
+    server: RedisServer, bundle_dir: Path
+) -> tuple[Any, asyncio.Event, Any, asyncio.Future[bool]]:
+    """One consumer in this process (batches of 100, group "scorers", consumer "c1"), started: its
+    streams, its stop, its metrics and what `consume` will answer."""
     import redis.asyncio
 
     from scorer.service.models import DirectorySource
     from scorer.stream import loop
     from scorer.stream.redis_streams import RedisStreams
 
+    streams = RedisStreams(
+        redis.asyncio.from_url(server.url), **STREAMS, group="scorers", consumer="c1", block_ms=100
+    )
+    await streams.start()
+    stop, metrics = asyncio.Event(), loop.StreamMetrics()
+    models = loop.Models(DirectorySource(bundle_dir, None), 0, 0.01)
+    consuming = asyncio.ensure_future(
+        loop.consume(streams, models, alpha=0.01, batch_size=100, stop=stop, metrics=metrics)
+    )
+    return streams, stop, metrics, consuming
+
+
+def _consume_a_while(server: RedisServer, bundle_dir: Path, at_least: int) -> tuple[float, float | None]:
+    """One consumer in this process (batches of 100), stopped once it has consumed ``at_least``
+    entries: what it consumed, and its lag gauge then."""
+
     async def scenario() -> tuple[float, float | None]:
-        streams = RedisStreams(
-            redis.asyncio.from_url(server.url), **STREAMS, group="scorers", consumer="c1", block_ms=100
-        )
-        await streams.start()
-        stop, metrics = asyncio.Event(), loop.StreamMetrics()
-        models = loop.Models(DirectorySource(bundle_dir, None), 0, 0.01)
-        consuming = asyncio.ensure_future(
-            loop.consume(streams, models, alpha=0.01, batch_size=100, stop=stop, metrics=metrics)
-        )
+        streams, stop, metrics, consuming = await _consuming(server, bundle_dir)
         value = metrics.registry.get_sample_value
         consumed = "ocsf_anomaly_stream_consumed_total"
         await eventually_async(lambda: (value(consumed) or 0) >= at_least, "batches")
