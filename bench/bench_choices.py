@@ -61,7 +61,7 @@ def report(
         p = detector.calibrations[kind].p_values(result.components[kind], result.group, alpha)
         m = detection_report(y, result.components[kind], p <= alpha)
         print(
-            f"{tag:<44}{kind:<10} ROC-AUC {m['roc_auc']:.4f} PR-AUC {m['pr_auc']:.4f} recall {m['recall']:.4f} FPR {m['fpr']:.4f}",
+            f"{tag + ' ':<44}{kind:<10} ROC-AUC {m['roc_auc']:.4f} PR-AUC {m['pr_auc']:.4f} recall {m['recall']:.4f} FPR {m['fpr']:.4f}",
             flush=True,
         )
 
