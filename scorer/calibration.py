@@ -87,9 +87,11 @@ def conformal_threshold(calibration_scores: npt.ArrayLike, alpha: float) -> floa
 
 def group_key(value: Any) -> str:
     """The calibration group of a ``class_uid`` value: ``class_uid=4001``, or ``global`` if it is not one."""
-    if isinstance(value, bool) or value is None:
+    if isinstance(value, bool | np.bool_) or value is None:
         return GLOBAL
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+    if isinstance(value, np.integer):  # a dataframe's column (pandas, Arrow's to_numpy)
+        value = int(value)
+    if isinstance(value, float | np.floating) and math.isfinite(value) and float(value).is_integer():
         value = int(value)
     if (
         isinstance(value, str)

@@ -164,8 +164,9 @@ def test_a_class_is_calibrated_on_its_own_from_min_group_size_events_and_flags_f
 def test_the_calibration_group_of_a_class_uid_as_producers_send_it() -> None:
     """A class_uid sent as text or as a whole float is that class (producers differ); what is no
     class number is calibrated with every event."""
-    for value in (4001, 4001.0, "4001", " 4001 "):
+    for value in (4001, 4001.0, "4001", " 4001 ", np.int64(4001), np.int32(4001), np.float32(4001)):
         assert group_key(value) == "class_uid=4001", value
+    assert group_key(np.bool_(True)) == GLOBAL
     for value in (True, None, "-1", "4001x", "", 4001.5, -1, math.inf, "4" * 19, [4001]):
         assert group_key(value) == GLOBAL, value
 
