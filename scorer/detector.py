@@ -139,6 +139,7 @@ class ScoreResult:
     neighbors: list[list[str]]
     unknown_rate: float
     mean_knn_distance: float
+    alpha: float  # what the verdicts, groups and thresholds were judged at
     seconds: dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -185,6 +186,7 @@ def concatenate(parts: list[ScoreResult]) -> ScoreResult:
         neighbors=[r for p in parts for r in p.neighbors],
         unknown_rate=float(np.average([p.unknown_rate for p in parts], weights=sizes)),
         mean_knn_distance=float(np.average([p.mean_knn_distance for p in parts], weights=sizes)),
+        alpha=parts[0].alpha,  # one request's batches, judged at its alpha
         seconds={k: sum(p.seconds.get(k, 0.0) for p in parts) for k in STAGES},
     )
 
@@ -737,6 +739,7 @@ class Detector:
             neighbors=neighbor_ids,
             unknown_rate=float(unknown.sum()) / unknown.size if unknown.size else 0.0,
             mean_knn_distance=float(scores.sum()) / len(scores) if len(scores) else 0.0,
+            alpha=alpha,
             seconds=seconds,
         )
 

@@ -57,6 +57,7 @@ def scored(entity: str, p_value: float, class_uid: int = 3002, uid: str = "evt-1
         neighbors=[["n-1"]],
         unknown_rate=0.0,
         mean_knn_distance=1.0,
+        alpha=0.01,
     )
     return event, result.anomaly(0, MODEL)
 

@@ -29,6 +29,7 @@ def _batch(n: int, flagged: int, distance: float = 1.0) -> ScoreResult:
         neighbors=[[] for _ in range(n)],
         unknown_rate=0.0,
         mean_knn_distance=distance,
+        alpha=0.01,
     )
 
 
@@ -95,26 +96,40 @@ def test_threads_observing_at_once_lose_no_batch() -> None:
 def test_anomalies_are_counted_by_the_groups_of_the_service_s_alpha_whatever_a_request_asks() -> None:
     """A request at ?alpha=0.001 judges a class of 600 calibration events by the global group (the
     class's own gives no p-value below 1/601); the counts at the service's 0.01 are by the class's
-    own group all the same: 1,564 against 1,606 flagged in the review, for the same events."""
+    own group all the same: 1,564 against 1,606 flagged in the review, for the same events. A class
+    of 300, in the global group at both alphas, is judged there against the 300 that fall back at
+    0.01, and against every score at 0.001 (300 are too few for it): counted at 0.01 too."""
     from scorer.calibration import Calibration
 
     rng = np.random.default_rng(1)
     calibration = Calibration.fit(
-        np.concatenate([rng.normal(size=600), rng.normal(2.0, 1.0, size=2400)]), [4001] * 600 + [4002] * 2400
+        np.concatenate(
+            [rng.normal(size=600), rng.normal(2.0, 1.0, size=2400), rng.normal(4.0, 1.0, size=300)]
+        ),
+        [4001] * 600 + [4002] * 2400 + [4003] * 300,
     )
-    scores = np.concatenate([rng.normal(size=500), rng.normal(2.0, 1.0, size=500)])
-    classes = ["4001"] * 500 + ["4002"] * 500
-    counted = []
-    for request_alpha in (0.01, 0.001):
-        groups = calibration.resolve(classes, request_alpha)
-        p_values = calibration.p_values(scores, groups, request_alpha)
-        result = _batch(1000, 0)
-        result.score, result.p_value, result.group, result.classes = scores, p_values, groups, classes
-        result.is_anomaly = p_values <= request_alpha
+    scores = np.concatenate(
+        [rng.normal(size=500), rng.normal(2.0, 1.0, size=500), rng.normal(4.0, 1.0, size=500)]
+    )
+    classes = ["4001"] * 500 + ["4002"] * 500 + ["4003"] * 500
+    assert calibration.resolve(["4003"], 0.01) == calibration.resolve(["4003"], 0.001) == ["global"]
+
+    def counted(rows: slice, request_alpha: float) -> float:
+        groups = calibration.resolve(classes[rows], request_alpha)
+        p_values = calibration.p_values(scores[rows], groups, request_alpha)
+        result = _batch(len(p_values), 0)
+        result.score, result.p_value, result.group = scores[rows], p_values, groups
+        result.classes, result.is_anomaly, result.alpha = (
+            classes[rows],
+            p_values <= request_alpha,
+            request_alpha,
+        )
         metrics = Metrics(alpha=0.01)
         metrics.observe_batch(result, "champion", calibration)
-        counted.append(_gauge(metrics, "ocsf_anomaly_anomaly_rate"))
-    assert counted[0] == counted[1] > 0
+        return _gauge(metrics, "ocsf_anomaly_anomaly_rate")
+
+    for rows in (slice(None), slice(500, None)):  # the second: every event in the same group at both
+        assert counted(rows, 0.01) == counted(rows, 0.001) > 0, rows
 
 
 def test_a_variant_whose_model_changed_or_went_away_starts_its_drift_window_again() -> None:

@@ -174,10 +174,11 @@ class Metrics:
     ) -> None:
         """Count a scored batch: stage times and batch size (of batches that answer, not a shadow's),
         events and anomalies by class, drift gauges; the anomalies by the p-values at the service's
-        alpha, from ``calibration`` where the request's alpha judged some events by another group
-        (a class too small for it). The drift window takes the batch only when ``model`` (its
-        name, version and bundle_version) serves as ``variant`` now: a batch in flight at a swap
-        finishes on the old model, after the window was started again for the new one."""
+        alpha, from ``calibration`` where the request asked for another alpha (a class too small
+        for one is judged in the global group, whose scores move with the alpha too). The drift
+        window takes the batch only when ``model`` (its name, version and bundle_version) serves as
+        ``variant`` now: a batch in flight at a swap finishes on the old model, after the window was
+        started again for the new one."""
         n = len(result)
         if not n:
             return
@@ -193,10 +194,10 @@ class Metrics:
             at = result.is_anomaly
         else:
             p_values = result.p_value
-            if (
-                calibration is not None
-                and (groups := calibration.resolve(result.classes, self._alpha)) != result.group
-            ):
+            if calibration is not None and result.alpha != self._alpha:
+                # judged again at the service's alpha: which group judges a class, and what the
+                # global group holds (the classes that fall back at that alpha), both move with it
+                groups = calibration.resolve(result.classes, self._alpha)
                 p_values = calibration.p_values(result.score, groups, self._alpha)
                 p_values[result.forced] = 0.0
             at = p_values <= self._alpha + 1e-12
