@@ -387,15 +387,14 @@ def reason_parts(reason: dict[str, Any]) -> tuple[str, str, str]:
     impossible) as its line of text writes them (the report shows them so too)."""
     deviation = reason.get("deviation")
     value, typical = value_text(reason.get("value")), value_text(reason.get("typical"))
-    if deviation is None:  # a port field's number no port can be is shown as "not a port (70000)"
-        raw = reason.get("value")
-        port = isinstance(raw, str) and raw.startswith(f"{NOT_A_PORT} (")
-        how = "not a possible port" if port else "not a possible number"
-        if isinstance(raw, str) and port:  # this module's own words, not the event's
-            value = raw
-            typical = NOT_A_PORT if reason.get("typical") == NOT_A_PORT else typical
-    else:
+    raw = reason.get("value")
+    if deviation is not None:
         how = f"deviation {float(deviation):.1f}"
+    elif isinstance(raw, str) and raw.startswith(f"{NOT_A_PORT} ("):  # a port field's number no port can be
+        how, value = "not a possible port", raw  # this module's own words, not the event's
+        typical = NOT_A_PORT if reason.get("typical") == NOT_A_PORT else typical
+    else:
+        how = "not a possible number"
     return value, typical, how
 
 
