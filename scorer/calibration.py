@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 GLOBAL = "global"
+BOOLS, FLOATS = (bool, np.bool_), (float, np.floating)
 MIN_GROUP_SIZE = 500
 
 Floats = npt.NDArray[np.float64]
@@ -87,11 +88,13 @@ def conformal_threshold(calibration_scores: npt.ArrayLike, alpha: float) -> floa
 
 def group_key(value: Any) -> str:
     """The calibration group of a ``class_uid`` value: ``class_uid=4001``, or ``global`` if it is not one."""
-    if isinstance(value, bool | np.bool_) or value is None:
+    if type(value) is int:  # JSON's, nearly always: no other check (a batch asks once an event)
+        return f"class_uid={value}" if 0 <= value < 10**18 else GLOBAL
+    if isinstance(value, BOOLS) or value is None:
         return GLOBAL
     if isinstance(value, np.integer):  # a dataframe's column (pandas, Arrow's to_numpy)
         value = int(value)
-    if isinstance(value, float | np.floating) and math.isfinite(value) and float(value).is_integer():
+    if isinstance(value, FLOATS) and math.isfinite(value) and float(value).is_integer():
         value = int(value)
     if (
         isinstance(value, str)
